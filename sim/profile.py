@@ -1,0 +1,137 @@
+"""Calibration profiles: what each operation costs on one platform (scenarios/profiles/*.yaml).
+
+A profile holds platform metadata and, per operation name, a cost model:
+
+- ``per_call``: summary statistics (``mean_s``, optional ``p50_s``/``stdev_s``/``n``) plus a fitted
+  ``distribution`` the simulator samples from -- ``lognormal`` (``mu``, ``sigma`` of ln seconds) or
+  ``empirical`` (``quantiles_s`` at evenly spaced probabilities 0..1, sampled by inverse CDF).
+  Public-key operations use this: signing is heavy-tailed, so it is sampled, never a constant.
+- ``linear``: ``per_call_s + per_unit_s * units`` with optional lognormal noise ``cv``; ``unit`` is
+  ``byte`` (AEAD, hashing, serialisation), ``sample_param`` (training) or ``param`` (FedAvg).
+
+Operation names are ``<algorithm>.<op>`` for crypto (``ML-KEM-768.encaps``, ``AES-256-GCM.encrypt``,
+``SHA-256.hash``), and ``serialize``, ``deserialize``, ``fl.train``, ``fl.fedavg``. Every value carries
+its ``source`` and a ``tag``: M measured, D derived from a measurement by unit conversion, E estimate.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from sim.errors import load_yaml, validate
+
+Tag = Literal["M", "D", "E"]
+PositiveSeconds = Annotated[float, Field(gt=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Lognormal(_Strict):
+    kind: Literal["lognormal"]
+    mu: float
+    sigma: float = Field(ge=0)
+
+    def sample(self, rng: np.random.Generator) -> float:
+        return float(rng.lognormal(self.mu, self.sigma)) if self.sigma > 0 else math.exp(self.mu)
+
+    @property
+    def mean_s(self) -> float:
+        return math.exp(self.mu + self.sigma**2 / 2)
+
+
+class Empirical(_Strict):
+    kind: Literal["empirical"]
+    quantiles_s: list[PositiveSeconds] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _sorted(self) -> Empirical:
+        if any(b < a for a, b in zip(self.quantiles_s, self.quantiles_s[1:], strict=False)):
+            raise ValueError("quantiles_s must be non-decreasing")
+        return self
+
+    def sample(self, rng: np.random.Generator) -> float:
+        q = self.quantiles_s
+        return float(np.interp(rng.random(), np.linspace(0, 1, len(q)), q))
+
+    @property
+    def mean_s(self) -> float:
+        return float(np.trapezoid(self.quantiles_s, np.linspace(0, 1, len(self.quantiles_s))))
+
+
+class PerCallOp(_Strict):
+    """A fixed-size operation: statistics as measured, and the distribution fitted to them."""
+
+    kind: Literal["per_call"]
+    mean_s: PositiveSeconds
+    p50_s: PositiveSeconds | None = None
+    stdev_s: float | None = Field(default=None, ge=0)
+    n: int | None = Field(default=None, ge=1)
+    distribution: Lognormal | Empirical = Field(discriminator="kind")
+    source: str = Field(min_length=1)
+    tag: Tag
+
+    def cost_s(self, rng: np.random.Generator, units: float = 0.0) -> float:
+        return self.distribution.sample(rng)
+
+
+class LinearOp(_Strict):
+    """A size-dependent operation: per_call_s + per_unit_s * units, times lognormal noise of spread cv."""
+
+    kind: Literal["linear"]
+    unit: Literal["byte", "sample_param", "param"]
+    per_call_s: float = Field(ge=0)
+    per_unit_s: float = Field(ge=0)
+    cv: float = Field(default=0.0, ge=0, le=2)
+    source: str = Field(min_length=1)
+    tag: Tag
+
+    def cost_s(self, rng: np.random.Generator, units: float = 0.0) -> float:
+        base = self.per_call_s + self.per_unit_s * units
+        if self.cv == 0:
+            return base
+        sigma = math.sqrt(math.log1p(self.cv**2))  # mean-preserving lognormal factor
+        return base * float(rng.lognormal(-(sigma**2) / 2, sigma))
+
+
+class Platform(_Strict):
+    cpu: str
+    cores: int = Field(ge=1)
+    clock_hz: float | None = Field(default=None, gt=0)
+    crypto_library: str
+    date: str
+    how_measured: str
+
+
+class Profile(_Strict):
+    """Costs of every operation on one platform, as read from a profile file."""
+
+    profile: str = Field(min_length=1)
+    description: str = ""
+    platform: Platform
+    ops: dict[str, Annotated[PerCallOp | LinearOp, Field(discriminator="kind")]]
+
+    def op(self, name: str) -> PerCallOp | LinearOp:
+        try:
+            return self.ops[name]
+        except KeyError:
+            raise KeyError(f"profile {self.profile!r} has no cost for operation {name!r}") from None
+
+
+def fit_lognormal(mean_s: float, stdev_s: float) -> Lognormal:
+    """Lognormal with the given mean and standard deviation (moment matching)."""
+    if mean_s <= 0 or stdev_s < 0:
+        raise ValueError(f"need mean_s > 0 and stdev_s >= 0 (got {mean_s}, {stdev_s})")
+    sigma2 = math.log1p((stdev_s / mean_s) ** 2)
+    return Lognormal(kind="lognormal", mu=math.log(mean_s) - sigma2 / 2, sigma=math.sqrt(sigma2))
+
+
+def load_profile(path: Path) -> Profile:
+    """Read and validate a profile file; UserError (one line per problem) if it is invalid."""
+    return validate(Profile, load_yaml(path), path)
