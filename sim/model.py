@@ -1,0 +1,328 @@
+"""The SimPy model of one replication: devices, sessions, and FL rounds in either processing mode.
+
+FL round r (both modes do the same work; only who does it, and when, differs):
+
+1. distribute: the aggregator serialises the global model once, then for each client signs it (hash of
+   the message + signature), encapsulates a fresh key if rekeying per message, encrypts and sends it.
+2. receive / train / upload (client pod): decapsulate, decrypt, verify, deserialise; train locally; then
+   serialise, sign, encapsulate, encrypt and send the update to the aggregator's host.
+3. verify / aggregate (aggregator side): decapsulate, decrypt, verify, deserialise each update; FedAvg.
+
+``sequential``: all aggregator-side security work runs on the aggregator's single thread; updates are
+processed only after the quorum has arrived; distribution goes one client at a time (next client after
+the previous message was delivered).
+``concurrent``: security work is a job queue served by a pool of worker threads on the worker pods'
+hosts; updates are verified and folded into FedAvg as they arrive; distribution jobs run in parallel.
+A job on a worker on another host first receives its input from the aggregator's host over the network
+and returns its output the same way.
+
+Sessions: a handshake (responder: ephemeral KEM key signed with its identity key; initiator: verify,
+encapsulate, sign the transcript; responder: decapsulate, verify) runs for each FL client at start
+(``per_session``) or every round (``per_round``), and for every device at start and every
+``device_interval_s``. Devices send AEAD-protected frames at their rate to the pod they report to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import simpy
+
+from sim import catalogue
+from sim.hosts import CountingEnvironment, Cpu, Endpoint, Recorder
+from sim.network import Network
+from sim.scenario import DevicePopulation, Scenario, device_node
+from sim.spans import Row
+
+HELLO_BYTES = 64  # handshake hello: random + suite identifiers
+Gen = Generator[Any, Any, Any]
+
+
+@dataclass
+class ReplicationResult:
+    rows: list[Row]
+    events: int
+    sim_time_s: float
+    rounds_completed: int
+    host_demand_s: dict[str, tuple[int, float]]  # host -> (cores, core-seconds asked for)
+    link_stats: dict[str, tuple[float, float, int, int]]  # link -> (busy_s, demand_s, bytes, retransmissions)
+
+
+class Replication:
+    """Builds the model of one replication from a scenario and runs it."""
+
+    def __init__(self, scenario: Scenario, mode: str, index: int, seed: np.random.SeedSequence):
+        self.s, self.mode = scenario, mode
+        self.env = env = CountingEnvironment()
+        net_ss, cpu_ss, dev_ss, fl_ss = seed.spawn(4)
+        self.rng_dev = np.random.default_rng(dev_ss)
+        self.rng_fl = np.random.default_rng(fl_ss)
+        self.rec = Recorder(index)
+        w = scenario.workload
+        self.fl, self.crypto = w.fl, w.crypto
+        self.kem = catalogue.get(w.crypto.kem)
+        self.sig = catalogue.get(w.crypto.signature)
+        self.aead = catalogue.get(w.crypto.aead)
+        self.net = Network(env, scenario.graph(), np.random.default_rng(net_ss), scenario.run.segment_bytes)
+        cpu_rng = np.random.default_rng(cpu_ss)
+        self.cpus = {
+            h.name: Cpu(env, h.name, h.cores, scenario.host_profile(h.name), cpu_rng)
+            for h in scenario.deployment.hosts
+        }
+        self.eps = {
+            p.name: Endpoint(p.name, p.host, self.cpus[p.host], simpy.Resource(env, 1))
+            for p in scenario.deployment.pods
+        }
+        self.agg = self.eps[scenario.pods("aggregator")[0].name]
+        self.clients = [self.eps[p.name] for p in scenario.pods("client")]
+        self.pool = self._build_pool() if mode == "concurrent" else None
+        self.cpu_rng = cpu_rng
+
+    def _build_pool(self) -> simpy.Store:
+        """Worker threads, spread round-robin over the worker pods (or on the aggregator's host if none)."""
+        workers = self.s.pods("worker")
+        pods = [self.eps[p.name] for p in workers] or [self.agg]
+        wanted = self.s.workload.processing.workers
+        n = (
+            sum(self.cpus[p.node].cores for p in {p.node: p for p in pods}.values())
+            if wanted == "auto"
+            else wanted
+        )
+        pool = simpy.Store(self.env)
+        for i in range(n):
+            pod = pods[i % len(pods)]
+            pool.put(
+                Endpoint(pod.pod, pod.node, pod.cpu)
+            )  # a worker thread: exclusive while taken from the pool
+        return pool
+
+    # --- running -----------------------------------------------------------------------------------
+
+    def run(self) -> ReplicationResult:
+        env = self.env
+        for pop in self.s.workload.devices:
+            for i in range(pop.count):
+                env.process(self._device(pop, i))
+        fl = env.process(self._fl())
+        env.run(until=fl | env.timeout(self.s.run.horizon_s))
+        return ReplicationResult(
+            self.rec.rows,
+            env.events,
+            env.now,
+            self.rounds_completed,
+            {name: (c.cores, c.demand_s) for name, c in self.cpus.items()},
+            {
+                ls.name: (ls.busy_s, ls.demand_s, ls.bytes_sent, ls.retransmissions)
+                for ls in self.net.links.values()
+            },
+        )
+
+    # --- messages and crypto ------------------------------------------------------------------------
+
+    def send(self, src: Endpoint, dst: Endpoint, nbytes: int, phase: str) -> Gen:
+        start = self.env.now
+        wait = yield from self.net.transfer(src.node, dst.node, nbytes)
+        self.rec.add(src.pod, src.node, phase, "transfer", start, self.env.now, wait, nbytes)
+
+    def message_bytes(self, payload: int) -> int:
+        kem_ct = self.kem.ciphertext_bytes if self.crypto.rekey.fl == "per_message" else 0
+        return (
+            self.fl.header_bytes + payload + self.sig.signature_bytes + self.aead.aead_overhead_bytes + kem_ct
+        )
+
+    def protect(self, ep: Endpoint, phase: str, payload: int, since: float | None = None) -> Gen:
+        """Sign (hash the message, sign the digest), encapsulate if per message, encrypt."""
+        yield from ep.run(self.rec, phase, f"{self.sig.message_hash}.hash", payload, since)
+        yield from ep.run(self.rec, phase, f"{self.sig.name}.sign")
+        if self.crypto.rekey.fl == "per_message":
+            yield from ep.run(self.rec, phase, f"{self.kem.name}.encaps")
+        yield from ep.run(self.rec, phase, f"{self.aead.name}.encrypt", payload + self.sig.signature_bytes)
+
+    def unprotect(self, ep: Endpoint, phase: str, payload: int, since: float | None = None) -> Gen:
+        """Decapsulate if per message, decrypt, verify (hash + verify), deserialise."""
+        if self.crypto.rekey.fl == "per_message":
+            yield from ep.run(self.rec, phase, f"{self.kem.name}.decaps", since=since)
+            since = None
+        yield from ep.run(
+            self.rec, phase, f"{self.aead.name}.decrypt", payload + self.sig.signature_bytes, since
+        )
+        yield from ep.run(self.rec, phase, f"{self.sig.message_hash}.hash", payload)
+        yield from ep.run(self.rec, phase, f"{self.sig.name}.verify")
+        yield from ep.run(self.rec, phase, "deserialize", payload)
+
+    def handshake(self, ini: Endpoint, resp: Endpoint, ph: str = "handshake") -> Gen:
+        """Responder's signed ephemeral KEM key; initiator encapsulates and signs the transcript."""
+        kem, sig, rec = self.kem, self.sig, self.rec
+        yield from self.send(ini, resp, HELLO_BYTES, ph)
+        yield from resp.run(rec, ph, f"{kem.name}.keygen")
+        yield from resp.run(rec, ph, f"{sig.name}.sign")
+        yield from self.send(resp, ini, kem.public_key_bytes + sig.signature_bytes + sig.public_key_bytes, ph)
+        yield from ini.run(rec, ph, f"{sig.name}.verify")
+        yield from ini.run(rec, ph, f"{kem.name}.encaps")
+        yield from ini.run(rec, ph, f"{sig.name}.sign")
+        yield from self.send(ini, resp, kem.ciphertext_bytes + sig.signature_bytes + sig.public_key_bytes, ph)
+        yield from resp.run(rec, ph, f"{kem.name}.decaps")
+        yield from resp.run(rec, ph, f"{sig.name}.verify")
+
+    def _handshake_all(self) -> Gen:
+        yield self.env.all_of([self.env.process(self.handshake(c, self.agg)) for c in self.clients])
+
+    # --- FL --------------------------------------------------------------------------------------------
+
+    rounds_completed = 0
+
+    def _fl(self) -> Gen:
+        env, fl = self.env, self.fl
+        if self.crypto.rekey.fl == "per_session":
+            yield from self._handshake_all()
+        for r in range(1, fl.rounds + 1):
+            self.rec.round = r
+            start = env.now
+            if self.crypto.rekey.fl == "per_round":
+                yield from self._handshake_all()
+            received = [env.event() for _ in self.clients]
+            env.process(self._mark_distribution(r, start, received))
+            arrivals = simpy.Store(env)
+            dropped = self.rng_fl.random(len(self.clients)) < fl.dropout_probability
+            ctx = (r, received, arrivals, dropped)
+            if self.mode == "sequential":
+                env.process(self._distribute_sequential(ctx))
+                ok = yield from self._aggregate_sequential(arrivals, start + fl.round_timeout_s)
+            else:
+                env.process(self._distribute_concurrent(ctx))
+                ok = yield from self._aggregate_concurrent(arrivals, start + fl.round_timeout_s)
+            self.rec.add(
+                self.agg.pod, self.agg.node, "round", "round" if ok else "failed", start, env.now, 0.0, 0
+            )
+            self.rounds_completed += ok
+
+    def _mark_distribution(self, r: int, start: float, received: list[simpy.Event]) -> Gen:
+        yield self.env.all_of(received)
+        self.rec.add(
+            self.agg.pod, self.agg.node, "distribution", "distribution", start, self.env.now, 0.0, 0, r
+        )
+
+    def _distribute_sequential(self, ctx: tuple[Any, ...]) -> Gen:
+        model = self.fl.model_bytes
+        yield from self.agg.run(self.rec, "distribute", "serialize", model)
+        for c, client in enumerate(self.clients):
+            yield from self.protect(self.agg, "distribute", model)
+            yield from self.send(self.agg, client, self.message_bytes(model), "distribute")
+            self.env.process(self._client(c, ctx))
+
+    def _distribute_concurrent(self, ctx: tuple[Any, ...]) -> Gen:
+        yield from self.agg.run(self.rec, "distribute", "serialize", self.fl.model_bytes)
+        for c in range(len(self.clients)):
+            self.env.process(self._distribute_job(c, ctx))
+
+    def _distribute_job(self, c: int, ctx: tuple[Any, ...]) -> Gen:
+        assert self.pool is not None
+        queued, model = self.env.now, self.fl.model_bytes
+        worker = yield self.pool.get()
+        if worker.node != self.agg.node:
+            yield from self.send(self.agg, worker, model, "distribute")
+            queued = None
+        yield from self.protect(worker, "distribute", model, since=queued)
+        self.pool.put(worker)
+        yield from self.send(worker, self.clients[c], self.message_bytes(model), "distribute")
+        self.env.process(self._client(c, ctx))
+
+    def _client(self, c: int, ctx: tuple[Any, ...]) -> Gen:
+        _, received, arrivals, dropped = ctx
+        ep, fl, rec = self.clients[c], self.fl, self.rec
+        yield from self.unprotect(ep, "receive", fl.model_bytes)
+        received[c].succeed()
+        yield from ep.run(
+            rec, "train", "fl.train", fl.samples_per_client * fl.model_parameters * fl.local_epochs
+        )
+        if dropped[c]:
+            return
+        yield from ep.run(rec, "upload", "serialize", fl.model_bytes)
+        yield from self.protect(ep, "upload", fl.model_bytes)
+        yield from self.send(ep, self.agg, self.message_bytes(fl.model_bytes), "upload")
+        arrivals.put(c)
+
+    def _collect(self, store: simpy.Store, deadline: float) -> Gen:
+        """Next item of store, or None once the round's deadline has passed."""
+        get = store.get()
+        res = yield get | self.env.timeout(max(0.0, deadline - self.env.now))
+        if get in res:
+            return get.value
+        get.cancel()
+        return None
+
+    def _aggregate_sequential(self, arrivals: simpy.Store, deadline: float) -> Gen:
+        got = []
+        while len(got) < self.fl.quorum_clients:
+            c = yield from self._collect(arrivals, deadline)
+            if c is None:
+                return False
+            got.append(c)
+        for _ in got:
+            yield from self.unprotect(self.agg, "verify", self.fl.model_bytes)
+        yield from self.agg.run(self.rec, "aggregate", "fl.fedavg", self.fl.model_parameters * len(got))
+        return True
+
+    def _aggregate_concurrent(self, arrivals: simpy.Store, deadline: float) -> Gen:
+        verified = simpy.Store(self.env)
+        dispatcher = self.env.process(self._dispatch(arrivals, verified))
+        for _ in range(self.fl.quorum_clients):
+            c = yield from self._collect(verified, deadline)
+            if c is None:
+                dispatcher.interrupt()
+                return False
+            yield from self.agg.run(self.rec, "aggregate", "fl.fedavg", self.fl.model_parameters)
+        dispatcher.interrupt()
+        return True
+
+    def _dispatch(self, arrivals: simpy.Store, verified: simpy.Store) -> Gen:
+        try:
+            while True:
+                c = yield arrivals.get()
+                self.env.process(self._verify_job(c, verified))
+        except simpy.Interrupt:
+            return
+
+    def _verify_job(self, c: int, verified: simpy.Store) -> Gen:
+        assert self.pool is not None
+        queued, fl = self.env.now, self.fl
+        worker = yield self.pool.get()
+        remote = worker.node != self.agg.node
+        if remote:
+            yield from self.send(self.agg, worker, self.message_bytes(fl.model_bytes), "verify")
+            queued = None
+        yield from self.unprotect(worker, "verify", fl.model_bytes, since=queued)
+        self.pool.put(worker)
+        if remote:
+            yield from self.send(worker, self.agg, fl.model_bytes, "verify")
+        verified.put(c)
+
+    # --- devices -----------------------------------------------------------------------------------
+
+    def _device(self, pop: DevicePopulation, i: int) -> Gen:
+        env, rng = self.env, self.rng_dev
+        node = device_node(pop, i)
+        profile = self.s.device_profile(pop)
+        dev = Endpoint(pop.name, node, Cpu(env, node, 1, profile, self.cpu_rng))
+        pod = self.eps[pop.report_to]
+        receiver = Endpoint(pod.pod, pod.node, pod.cpu)  # a receiver thread: frames do not wait for training
+        period, interval = pop.period_s(), self.crypto.rekey.device_interval_s
+        payload = pop.frame_bytes()
+        yield env.timeout(rng.uniform(0, period))
+        while True:
+            yield from self.handshake(dev, receiver, "telemetry")  # device sessions count as telemetry work
+            session_end = env.now + interval if interval else float("inf")
+            while env.now < session_end:
+                env.process(self._frame(dev, receiver, payload))
+                yield env.timeout(period)
+
+    def _frame(self, dev: Endpoint, receiver: Endpoint, payload: int) -> Gen:
+        start, rec, aead = self.env.now, self.rec, self.aead.name
+        yield from dev.run(rec, "telemetry", f"{aead}.encrypt", payload)
+        nbytes = payload + self.aead.aead_overhead_bytes
+        wait = yield from self.net.transfer(dev.node, receiver.node, nbytes)
+        yield from receiver.run(rec, "telemetry", f"{aead}.decrypt", payload)
+        rec.add(receiver.pod, dev.node, "telemetry", "frame", start, self.env.now, wait, nbytes)

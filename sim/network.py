@@ -1,0 +1,95 @@
+"""Network model: routes from NetworkX, each link direction a FIFO server.
+
+A message is cut into segments of ``segment_bytes`` that pipeline across hops. On each hop a segment
+waits for the link (queue wait), holds it for its serialisation delay ``bytes * 8 / bandwidth_bps``, then
+propagates for ``latency_s`` plus an exponential jitter of mean ``jitter_s`` (without holding the link).
+With probability ``loss`` a segment is lost after serialisation and sent again after a retransmission
+timeout of one round trip on that link (2 * latency_s + its serialisation delay), as a fast retransmit.
+So an N-byte message over one idle, lossless, jitter-free link takes exactly N*8/bandwidth + latency.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import simpy
+
+from sim.scenario import LinkParams
+
+
+@dataclass(eq=False)
+class LinkServer:
+    """One direction of a link: a FIFO server with counters."""
+
+    name: str
+    server: simpy.Resource
+    bandwidth_bps: float
+    latency_s: float
+    jitter_s: float
+    loss: float
+    busy_s: float = 0.0  # serialising, including retransmissions
+    demand_s: float = 0.0  # serialisation time asked for, including segments still queued at the end
+    bytes_sent: int = 0
+    retransmissions: int = 0
+
+
+class Network:
+    """Links of a NetworkX graph whose edges carry ``params: LinkParams``."""
+
+    def __init__(self, env: simpy.Environment, graph: nx.Graph, rng: np.random.Generator, segment_bytes: int):
+        self.env, self.rng, self.segment_bytes = env, rng, segment_bytes
+        self.links: dict[tuple[str, str], LinkServer] = {}
+        for u, v, data in graph.edges(data=True):
+            params: LinkParams = data["params"]
+            bw, lat, jit, loss = params.resolved()
+            data["latency_s"] = lat + 1e-9  # routing weight; the epsilon prefers fewer hops on ties
+            for a, b in ((u, v), (v, u)):
+                self.links[a, b] = LinkServer(f"{a}->{b}", simpy.Resource(env, 1), bw, lat, jit, loss)
+        self.graph = graph
+        self._routes: dict[tuple[str, str], list[LinkServer]] = {}
+
+    def route(self, src: str, dst: str) -> list[LinkServer]:
+        """Link directions on the lowest-latency path from src to dst (cached)."""
+        key = (src, dst)
+        if key not in self._routes:
+            path = nx.shortest_path(self.graph, src, dst, weight="latency_s")
+            self._routes[key] = [self.links[a, b] for a, b in zip(path, path[1:], strict=False)]
+        return self._routes[key]
+
+    def transfer(self, src: str, dst: str, nbytes: int) -> Generator[Any, Any, float]:
+        """Carry nbytes from node src to node dst; returns the head segment's total queue wait (s)."""
+        if src == dst or nbytes <= 0:
+            return 0.0
+        links = self.route(src, dst)
+        n = max(1, math.ceil(nbytes / self.segment_bytes))
+        sizes = [self.segment_bytes] * (n - 1) + [nbytes - self.segment_bytes * (n - 1)]
+        procs = [self.env.process(self._carry(links, size)) for size in sizes]
+        yield self.env.all_of(procs)
+        return float(procs[0].value)
+
+    def _carry(self, links: list[LinkServer], size: int) -> Generator[Any, Any, float]:
+        env, wait = self.env, 0.0
+        for link in links:
+            service = size * 8 / link.bandwidth_bps
+            while True:
+                link.demand_s += service
+                asked = env.now
+                with link.server.request() as req:
+                    yield req
+                    wait += env.now - asked
+                    yield env.timeout(service)
+                link.busy_s += service
+                link.bytes_sent += size
+                if link.loss and self.rng.random() < link.loss:
+                    link.retransmissions += 1
+                    yield env.timeout(2 * link.latency_s + service)
+                    continue
+                break
+            delay = link.latency_s + (self.rng.exponential(link.jitter_s) if link.jitter_s else 0.0)
+            yield env.timeout(delay)
+        return wait

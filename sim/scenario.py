@@ -1,0 +1,427 @@
+"""Scenario files (scenarios/*.yaml): workload + deployment + run settings, validated with pydantic v2.
+
+``load_scenario(path, overrides)`` is the one way in: it parses YAML, applies ``--set dotted.path=value``
+overrides, validates the schema (unknown keys and impossible values rejected), then checks references
+between sections (pods on existing hosts, links between known nodes, algorithms in the catalogue,
+profiles that price every operation the scenario needs, routes between everything that talks).
+Every problem becomes one ``UserError`` line: ``FILE: field.path: message (got VALUE)``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import networkx as nx
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from sim import catalogue
+from sim.errors import UserError, field_error, load_yaml, validate
+from sim.presets import DEVICE_CLASSES, LINK_PRESETS
+from sim.profile import Profile, load_profile
+
+Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class LinkParams(_Strict):
+    """A link's parameters: a preset name, with any field overridden."""
+
+    preset: str | None = None
+    bandwidth_bps: float | None = Field(default=None, gt=0)
+    latency_s: float | None = Field(default=None, ge=0)
+    jitter_s: float | None = Field(default=None, ge=0)
+    loss: float | None = Field(default=None, ge=0, lt=1)
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, v: str | None) -> str | None:
+        if v is not None and v not in LINK_PRESETS:
+            raise ValueError(f"unknown link preset (known: {', '.join(LINK_PRESETS)})")
+        return v
+
+    @model_validator(mode="after")
+    def _complete(self) -> LinkParams:
+        if self.preset is None and (self.bandwidth_bps is None or self.latency_s is None):
+            raise ValueError("give a preset or both bandwidth_bps and latency_s")
+        return self
+
+    def resolved(self) -> tuple[float, float, float, float]:
+        """(bandwidth_bps, latency_s, jitter_s, loss) with the preset filled in."""
+        p = LINK_PRESETS.get(self.preset or "")
+
+        def pick(value: float | None, field: str) -> float:
+            return value if value is not None else (getattr(p, field) if p else 0.0)
+
+        return (
+            pick(self.bandwidth_bps, "bandwidth_bps"),
+            pick(self.latency_s, "latency_s"),
+            pick(self.jitter_s, "jitter_s"),
+            pick(self.loss, "loss"),
+        )
+
+
+class Link(LinkParams):
+    a: Name
+    b: Name
+
+
+class DevicePopulation(_Strict):
+    name: Name
+    device_class: str = Field(alias="class")
+    count: int = Field(ge=0)
+    sample_rate_hz: float | None = Field(default=None, gt=0)
+    bits_per_sample: int | None = Field(default=None, ge=1)
+    frame_period_s: float | None = Field(default=None, gt=0)
+    header_bytes: int = Field(default=16, ge=0)
+    gateway: Name
+    access_link: LinkParams = LinkParams(preset="ble")
+    report_to: Name
+    profile: str | None = None  # device CPU profile; None = device-side compute not modelled
+
+    @field_validator("device_class")
+    @classmethod
+    def _known_class(cls, v: str) -> str:
+        if v not in DEVICE_CLASSES:
+            raise ValueError(f"unknown device class (known: {', '.join(DEVICE_CLASSES)})")
+        return v
+
+    def frame_bytes(self) -> int:
+        """Plaintext bytes per frame: header + samples of one frame period."""
+        dc = DEVICE_CLASSES[self.device_class]
+        rate = self.sample_rate_hz or dc.sample_rate_hz
+        bits = self.bits_per_sample or dc.bits_per_sample
+        return self.header_bytes + math.ceil(rate * self.period_s() * bits / 8)
+
+    def period_s(self) -> float:
+        return self.frame_period_s or DEVICE_CLASSES[self.device_class].frame_period_s
+
+
+class FL(_Strict):
+    rounds: int = Field(ge=1)
+    clients: int = Field(ge=1)
+    model_parameters: int = Field(ge=1)
+    bytes_per_parameter: int = Field(default=4, ge=1, le=8)
+    local_epochs: int = Field(default=1, ge=1)
+    samples_per_client: int = Field(ge=1)
+    aggregation: Literal["fedavg"] = "fedavg"
+    quorum: float = Field(default=1.0, gt=0, le=1)  # fraction of clients whose updates a round needs
+    dropout_probability: float = Field(default=0.0, ge=0, lt=1)
+    round_timeout_s: float = Field(default=600.0, gt=0)
+    header_bytes: int = Field(default=64, ge=0)  # serialisation header of a model message
+
+    @property
+    def model_bytes(self) -> int:
+        return self.model_parameters * self.bytes_per_parameter
+
+    @property
+    def quorum_clients(self) -> int:
+        return max(1, math.ceil(self.quorum * self.clients - 1e-9))
+
+
+class Rekey(_Strict):
+    fl: Literal["per_message", "per_round", "per_session"] = "per_round"
+    device_interval_s: float | None = Field(default=3600.0, gt=0)  # None: one handshake per session
+
+
+class Crypto(_Strict):
+    kem: str
+    signature: str
+    aead: str
+    rekey: Rekey = Rekey()
+
+    @field_validator("kem", "signature", "aead")
+    @classmethod
+    def _catalogued(cls, v: str, info: Any) -> str:
+        kind = {"kem": "kem", "signature": "signature", "aead": "aead"}[info.field_name]
+        catalogue.get(v, kind)  # raises ValueError naming the known algorithms
+        return v
+
+
+class Processing(_Strict):
+    mode: Literal["sequential", "concurrent"]
+    workers: int | Literal["auto"] = "auto"  # concurrent crypto worker threads; auto = cores of worker hosts
+
+    @field_validator("workers")
+    @classmethod
+    def _positive(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 1:
+            raise ValueError("must be >= 1 or 'auto'")
+        return v
+
+
+class Workload(_Strict):
+    devices: list[DevicePopulation] = []
+    fl: FL
+    crypto: Crypto
+    processing: Processing
+
+
+class Host(_Strict):
+    name: Name
+    cores: int = Field(ge=1)
+    profile: str = Field(min_length=1)
+
+
+class Node(_Strict):
+    name: Name
+    kind: Literal["switch", "gateway", "router"]
+
+
+class Network(_Strict):
+    nodes: list[Node] = []
+    links: list[Link] = Field(min_length=1)
+
+
+class Pod(_Strict):
+    name: Name
+    role: Literal["aggregator", "client", "worker"]
+    host: Name
+
+
+class Deployment(_Strict):
+    hosts: list[Host] = Field(min_length=1)
+    network: Network
+    pods: list[Pod] = Field(min_length=2)
+
+
+class Run(_Strict):
+    seed: int = Field(default=1, ge=0)
+    replications: int = Field(default=5, ge=1, le=10_000)
+    horizon_s: float = Field(default=3600.0, gt=0)
+    segment_bytes: int = Field(default=65536, ge=64)  # network segment: large messages pipeline across hops
+
+
+class Scenario(_Strict):
+    name: Name
+    description: str = ""
+    workload: Workload
+    deployment: Deployment
+    run: Run = Run()
+    _path: Path = PrivateAttr(default=Path("<memory>"))
+    _profiles: dict[str, Profile] = PrivateAttr(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def host_profile(self, host: str) -> Profile:
+        return self._profiles[host]
+
+    def device_profile(self, population: DevicePopulation) -> Profile | None:
+        return self._profiles.get(f"device:{population.name}")
+
+    def pods(self, role: str) -> list[Pod]:
+        return [p for p in self.deployment.pods if p.role == role]
+
+    def graph(self) -> nx.Graph:
+        """The network as a NetworkX graph (hosts, nodes and one node per device; links as edges)."""
+        g = nx.Graph()
+        for h in self.deployment.hosts:
+            g.add_node(h.name, kind="host")
+        for n in self.deployment.network.nodes:
+            g.add_node(n.name, kind=n.kind)
+        for link in self.deployment.network.links:
+            g.add_edge(link.a, link.b, params=link)
+        for pop in self.workload.devices:
+            for i in range(pop.count):
+                g.add_node(device_node(pop, i), kind="device")
+                g.add_edge(device_node(pop, i), pop.gateway, params=pop.access_link)
+        return g
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=False)
+
+
+def device_node(pop: DevicePopulation, i: int) -> str:
+    return f"{pop.name}#{i}"
+
+
+# --- loading -----------------------------------------------------------------------------------------
+
+
+def load_scenario(
+    path: Path | str, overrides: list[str] | None = None, profile_override: Path | None = None
+) -> Scenario:
+    """Read, override, validate and cross-check a scenario file; UserError lines on any problem."""
+    path = Path(path)
+    data = load_yaml(path)
+    for item in overrides or []:
+        apply_override(data, item)
+    scenario = validate(Scenario, data, path)
+    scenario._path = path
+    errors = check_references(scenario)
+    if not errors:
+        errors = _load_profiles(scenario, profile_override)
+    if errors:
+        raise UserError([field_error(path, loc, value, msg) for loc, value, msg in errors])
+    return scenario
+
+
+def apply_override(data: dict[str, Any], item: str) -> None:
+    """Apply ``dotted.path=value``; list items are addressed by index or by their ``name``."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise UserError(f"--set {item!r}: expected dotted.path=value")
+    value = yaml.safe_load(raw) if raw else ""
+    parts = key.split(".")
+    node: Any = data
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        where = ".".join(parts[: i + 1])
+        if isinstance(node, list):
+            idx = _list_index(node, part)
+            if idx is None:
+                raise UserError(f"--set {key}: no list item {part!r} at {where}")
+            if last:
+                node[idx] = value
+            node = node[idx]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise UserError(f"--set {key}: {'.'.join(parts[:i])} is a value, not a section")
+
+
+def _list_index(items: list[Any], part: str) -> int | None:
+    if part.isdigit() and int(part) < len(items):
+        return int(part)
+    for i, item in enumerate(items):
+        if isinstance(item, dict) and item.get("name") == part:
+            return i
+    return None
+
+
+Problem = tuple[str, Any, str]  # (field path, value, message)
+
+
+def _unique(items: list[Any], section: str) -> list[Problem]:
+    seen: set[str] = set()
+    out = []
+    for i, item in enumerate(items):
+        if item.name in seen:
+            out.append((f"{section}[{i}].name", item.name, "duplicate name"))
+        seen.add(item.name)
+    return out
+
+
+def check_references(s: Scenario) -> list[Problem]:
+    """Cross-section checks pydantic cannot express; returns (path, value, message) problems."""
+    d, w = s.deployment, s.workload
+    problems: list[Problem] = []
+    problems += _unique(d.hosts, "deployment.hosts")
+    problems += _unique(d.network.nodes, "deployment.network.nodes")
+    problems += _unique(d.pods, "deployment.pods")
+    problems += _unique(w.devices, "workload.devices")
+    hosts = {h.name for h in d.hosts}
+    nodes = {n.name for n in d.network.nodes}
+    if clash := hosts & nodes:
+        problems.append(("deployment.network.nodes", sorted(clash), "node names clash with host names"))
+    for i, link in enumerate(d.network.links):
+        for end in ("a", "b"):
+            if getattr(link, end) not in hosts | nodes:
+                problems.append(
+                    (f"deployment.network.links[{i}].{end}", getattr(link, end), "no such host or node")
+                )
+        if link.a == link.b:
+            problems.append((f"deployment.network.links[{i}].b", link.b, "a link needs two different ends"))
+    for i, pod in enumerate(d.pods):
+        if pod.host not in hosts:
+            problems.append(
+                (f"deployment.pods[{i}].host", pod.host, f"no such host (hosts: {', '.join(sorted(hosts))})")
+            )
+    aggs = s.pods("aggregator")
+    if len(aggs) != 1:
+        problems.append(("deployment.pods", len(aggs), "need exactly one pod with role aggregator"))
+    if len(s.pods("client")) != w.fl.clients:
+        problems.append(
+            ("workload.fl.clients", w.fl.clients, f"but deployment has {len(s.pods('client'))} client pods")
+        )
+    receivers = {p.name for p in d.pods if p.role in ("client", "aggregator")}
+    for i, pop in enumerate(w.devices):
+        if pop.gateway not in nodes | hosts:
+            problems.append((f"workload.devices[{i}].gateway", pop.gateway, "no such node or host"))
+        if pop.report_to not in receivers:
+            problems.append(
+                (f"workload.devices[{i}].report_to", pop.report_to, "no such client or aggregator pod")
+            )
+    return problems or _check_routes(s)
+
+
+def _check_routes(s: Scenario) -> list[Problem]:
+    g = nx.Graph()
+    g.add_nodes_from(h.name for h in s.deployment.hosts)
+    g.add_edges_from((link.a, link.b) for link in s.deployment.network.links)
+    host_of = {p.name: p.host for p in s.deployment.pods}
+    agg = s.pods("aggregator")[0]
+    problems: list[Problem] = []
+    for i, pod in enumerate(s.deployment.pods):
+        if pod.host != agg.host and not nx.has_path(g, pod.host, agg.host):
+            problems.append(
+                (f"deployment.pods[{i}].host", pod.host, f"no network route to aggregator host {agg.host}")
+            )
+    for i, pop in enumerate(s.workload.devices):
+        dst = host_of[pop.report_to]
+        if pop.gateway != dst and not (pop.gateway in g and nx.has_path(g, pop.gateway, dst)):
+            problems.append(
+                (f"workload.devices[{i}].gateway", pop.gateway, f"no network route to host {dst}")
+            )
+    return problems
+
+
+def required_ops(s: Scenario, device: bool = False) -> set[str]:
+    """Every profile operation a host (or, with ``device``, a device) of the scenario will be asked to price."""
+    c = s.workload.crypto
+    sig = catalogue.get(c.signature)
+    ops = {f"{c.kem}.{op}" for op in catalogue.OPS["kem"]}
+    ops |= {f"{c.signature}.{op}" for op in catalogue.OPS["signature"]}
+    ops |= {f"{c.aead}.{op}" for op in catalogue.OPS["aead"]}
+    ops.add(f"{sig.message_hash}.hash")
+    return ops if device else ops | {"serialize", "deserialize", "fl.train", "fl.fedavg"}
+
+
+def _resolve_profile(s: Scenario, ref: str) -> Path:
+    p = Path(ref)
+    if p.suffix in (".yaml", ".yml"):
+        return p if p.is_absolute() else s.path.parent / p
+    return s.path.parent / "profiles" / f"{ref}.yaml"
+
+
+def _load_profiles(s: Scenario, override: Path | None) -> list[Problem]:
+    """Load each host's (and device population's) profile; check it prices every needed operation."""
+    problems: list[Problem] = []
+    cache: dict[Path, Profile] = {}
+    targets = [
+        (f"deployment.hosts[{i}].profile", h.name, h.profile) for i, h in enumerate(s.deployment.hosts)
+    ]
+    targets += [
+        (f"workload.devices[{i}].profile", f"device:{pop.name}", pop.profile)
+        for i, pop in enumerate(s.workload.devices)
+        if pop.profile
+    ]
+    for loc, key, ref in targets:
+        file = (
+            override if override is not None and not key.startswith("device:") else _resolve_profile(s, ref)
+        )
+        if file not in cache:
+            if not file.exists():
+                problems.append((loc, ref, f"profile file not found: {file}"))
+                continue
+            cache[file] = load_profile(file)
+        prof = s._profiles[key] = cache[file]
+        missing = [op for op in sorted(required_ops(s, key.startswith("device:"))) if op not in prof.ops]
+        if missing:
+            problems.append((loc, ref, f"profile {prof.profile!r} has no cost for {', '.join(missing)}"))
+    return problems
+
+
+def schema() -> dict[str, Any]:
+    """JSON Schema of a scenario file."""
+    return Scenario.model_json_schema(by_alias=True)
