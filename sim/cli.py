@@ -20,8 +20,12 @@ from sim.errors import UserError
 from sim.runner import MODES, RunResult, simulate, write_run
 from sim.summary import mode_comparison
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="PQ-IoMT Twin: simulate post-quantum secured federated learning for IoMT.")  # fmt: skip
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="PQ-IoMT Twin: simulate post-quantum secured federated learning for IoMT.",
+)
 scenario_app = typer.Typer(no_args_is_help=True, help="Scenario files: JSON Schema and validation.")
 app.add_typer(scenario_app, name="scenario")
 out = Console()

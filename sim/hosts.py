@@ -39,10 +39,11 @@ class Recorder:
         self.rows: list[Row] = []
 
     def add(
-        self, pod: str, host: str, phase: str, op: str, start_s: float, end_s: float, wait_s: float, nbytes: int,
-        rnd: int | None = None,
-    ) -> None:  # fmt: skip
+        self, pod: str, host: str, phase: str, op: str, *times: float, nbytes: int = 0, rnd: int | None = None
+    ) -> None:
+        """Record a span; ``times`` is (start_s, end_s, queue_wait_s)."""
         r = self.round if rnd is None else rnd
+        start_s, end_s, wait_s = times
         self.rows.append((self.replication, r, pod, host, phase, op, start_s, end_s, wait_s, nbytes))
 
 
@@ -87,4 +88,4 @@ class Endpoint:
             yield env.timeout(cost)
         if thread is not None:
             self.thread.release(thread)  # type: ignore[union-attr]
-        rec.add(self.pod, cpu.name, phase, op, start, env.now, served - start, nbytes)
+        rec.add(self.pod, cpu.name, phase, op, start, env.now, served - start, nbytes=nbytes)

@@ -125,7 +125,7 @@ class Replication:
     def send(self, src: Endpoint, dst: Endpoint, nbytes: int, phase: str) -> Gen:
         start = self.env.now
         wait = yield from self.net.transfer(src.node, dst.node, nbytes)
-        self.rec.add(src.pod, src.node, phase, "transfer", start, self.env.now, wait, nbytes)
+        self.rec.add(src.pod, src.node, phase, "transfer", start, self.env.now, wait, nbytes=nbytes)
 
     def message_bytes(self, payload: int) -> int:
         kem_ct = self.kem.ciphertext_bytes if self.crypto.rekey.fl == "per_message" else 0
@@ -195,14 +195,14 @@ class Replication:
                 env.process(self._distribute_concurrent(ctx))
                 ok = yield from self._aggregate_concurrent(arrivals, start + fl.round_timeout_s)
             self.rec.add(
-                self.agg.pod, self.agg.node, "round", "round" if ok else "failed", start, env.now, 0.0, 0
+                self.agg.pod, self.agg.node, "round", "round" if ok else "failed", start, env.now, 0.0
             )
             self.rounds_completed += ok
 
     def _mark_distribution(self, r: int, start: float, received: list[simpy.Event]) -> Gen:
         yield self.env.all_of(received)
         self.rec.add(
-            self.agg.pod, self.agg.node, "distribution", "distribution", start, self.env.now, 0.0, 0, r
+            self.agg.pod, self.agg.node, "distribution", "distribution", start, self.env.now, 0.0, rnd=r
         )
 
     def _distribute_sequential(self, ctx: tuple[Any, ...]) -> Gen:
@@ -325,4 +325,4 @@ class Replication:
         nbytes = payload + self.aead.aead_overhead_bytes
         wait = yield from self.net.transfer(dev.node, receiver.node, nbytes)
         yield from receiver.run(rec, "telemetry", f"{aead}.decrypt", payload)
-        rec.add(receiver.pod, dev.node, "telemetry", "frame", start, self.env.now, wait, nbytes)
+        rec.add(receiver.pod, dev.node, "telemetry", "frame", start, self.env.now, wait, nbytes=nbytes)

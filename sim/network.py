@@ -10,6 +10,7 @@ So an N-byte message over one idle, lossless, jitter-free link takes exactly N*8
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -58,7 +59,7 @@ class Network:
         key = (src, dst)
         if key not in self._routes:
             path = nx.shortest_path(self.graph, src, dst, weight="latency_s")
-            self._routes[key] = [self.links[a, b] for a, b in zip(path, path[1:], strict=False)]
+            self._routes[key] = [self.links[a, b] for a, b in itertools.pairwise(path)]
         return self._routes[key]
 
     def transfer(self, src: str, dst: str, nbytes: int) -> Generator[Any, Any, float]:

@@ -82,10 +82,9 @@ def utilisation(results: list[ReplicationResult]) -> dict[str, Any]:
         if offered > 0:
             links[name] = {"busy": float(busy), "offered": float(offered), "overloaded": bool(offered >= 1)}
     retrans = int(sum(s[3] for r in results for s in r.link_stats.values()))
-    warnings = [f"host {h} is overloaded: offered utilisation {v['offered']:.2f} ≥ 1" for h, v in hosts.items()
+    over = [("host", k, v) for k, v in hosts.items()] + [("link", k, v) for k, v in links.items()]
+    warnings = [f"{kind} {k} is overloaded: offered utilisation {v['offered']:.2f} ≥ 1" for kind, k, v in over
                 if v["overloaded"]]  # fmt: skip
-    warnings += [f"link {k} is overloaded: offered utilisation {v['offered']:.2f} ≥ 1" for k, v in links.items()
-                 if v["overloaded"]]  # fmt: skip
     if any(r.rounds_completed < 1 for r in results):
         warnings.append("a replication completed no round before the horizon (raise run.horizon_s)")
     return {

@@ -377,7 +377,7 @@ def _check_routes(s: Scenario) -> list[Problem]:
 
 
 def required_ops(s: Scenario, device: bool = False) -> set[str]:
-    """Every profile operation a host (or, with ``device``, a device) of the scenario will be asked to price."""
+    """Every operation a host (with ``device``: a device) of the scenario will be asked to price."""
     c = s.workload.crypto
     sig = catalogue.get(c.signature)
     ops = {f"{c.kem}.{op}" for op in catalogue.OPS["kem"]}

@@ -53,7 +53,7 @@ def is_crypto(op: str) -> bool:
 
 
 def summarise(spans: pd.DataFrame, meta: dict[str, Any]) -> dict[str, Any]:
-    """KPIs from spans; ``meta`` carries run facts (scenario, seed, mode, replications, events, wall_s, ...)."""
+    """KPIs from spans; ``meta`` carries run facts (scenario, seed, mode, replications, events, ...)."""
     rounds = spans[(spans.phase == "round") & (spans.op == "round")]
     dist = spans[spans.phase == "distribution"]
     fl_rows = spans[(spans["round"] > 0) & ~spans.phase.isin((*MARKERS, "telemetry"))]

@@ -1,0 +1,117 @@
+"""The network model against known answers: idle transfer time, M/M/1 and M/D/1 queues, loss."""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import pytest
+import simpy
+from scipy import stats
+
+from sim.network import Network
+from sim.scenario import LinkParams
+
+
+def one_link(
+    bandwidth_bps: float, latency_s: float, loss: float = 0.0, segment_bytes: int = 10**12, seed: int = 0
+):
+    env = simpy.Environment()
+    g = nx.Graph()
+    g.add_edge(
+        "a", "b", params=LinkParams(bandwidth_bps=bandwidth_bps, latency_s=latency_s, jitter_s=0, loss=loss)
+    )
+    return env, Network(env, g, np.random.default_rng(seed), segment_bytes)
+
+
+@pytest.mark.parametrize("nbytes", [1, 1500, 1_000_000, 3_333_333])
+def test_idle_transfer_takes_exactly_bytes_over_bandwidth_plus_latency(nbytes):
+    env, net = one_link(100e6, 0.004, segment_bytes=65536)
+    done = env.process(net.transfer("a", "b", nbytes))
+    env.run(done)
+    assert env.now == pytest.approx(nbytes * 8 / 100e6 + 0.004, rel=1e-12, abs=1e-15)
+    assert done.value == 0.0  # nothing queued ahead
+
+
+def test_two_hops_pipeline_segments():
+    env = simpy.Environment()
+    g = nx.Graph()
+    p = LinkParams(bandwidth_bps=8e6, latency_s=0.0)
+    g.add_edge("a", "s", params=p)
+    g.add_edge("s", "b", params=p)
+    net = Network(env, g, np.random.default_rng(0), segment_bytes=1000)
+    env.run(env.process(net.transfer("a", "b", 10_000)))
+    # 10 segments of 1 ms each: the last leaves hop 1 at 10 ms and hop 2 at 11 ms (store-and-forward would be 20)
+    assert env.now == pytest.approx(0.011)
+
+
+def sojourns(size_sampler, lam: float, n: int, seed: int) -> np.ndarray:
+    """Mean-field check helper: Poisson arrivals through one link, returns each message's sojourn (s)."""
+    env, net = one_link(8e6, 0.0)
+    rng = np.random.default_rng(seed)
+    out = np.empty(n)
+
+    def message(i: int, size: int):
+        t0 = env.now
+        yield from net.transfer("a", "b", size)
+        out[i] = env.now - t0
+
+    def source():
+        for i in range(n):
+            yield env.timeout(rng.exponential(1 / lam))
+            env.process(message(i, size_sampler(rng)))
+
+    env.process(source())
+    env.run()
+    return out
+
+
+def batch_ci(x: np.ndarray, batches: int = 20, confidence: float = 0.99) -> tuple[float, float]:
+    means = np.array([b.mean() for b in np.array_split(x, batches)])
+    half = stats.t.ppf(0.5 + confidence / 2, batches - 1) * means.std(ddof=1) / np.sqrt(batches)
+    return means.mean() - half, means.mean() + half
+
+
+@pytest.mark.slow
+def test_mm1_mean_sojourn_matches_theory():
+    mean_bytes, lam = 1000, 500.0  # mu = 8e6 / 8000 = 1000 msg/s, rho = 0.5
+    mu = 8e6 / (8 * mean_bytes)
+    x = sojourns(lambda r: max(1, round(r.exponential(mean_bytes))), lam, 60_000, seed=11)[2000:]
+    lo, hi = batch_ci(x)
+    assert lo <= 1 / (mu - lam) <= hi, (lo, hi, 1 / (mu - lam))
+
+
+@pytest.mark.slow
+def test_md1_mean_sojourn_matches_pollaczek_khinchine():
+    size, lam = 1000, 700.0
+    mu = 8e6 / (8 * size)
+    rho = lam / mu
+    theory = rho / (2 * mu * (1 - rho)) + 1 / mu
+    x = sojourns(lambda r: size, lam, 60_000, seed=12)[2000:]
+    lo, hi = batch_ci(x)
+    assert lo <= theory <= hi, (lo, hi, theory)
+
+
+def test_queue_wait_reported_apart_from_service():
+    env, net = one_link(8e6, 0.001)
+    waits = []
+
+    def send():
+        waits.append((yield from net.transfer("a", "b", 1000)))  # 1 ms of service each
+
+    for _ in range(3):
+        env.process(send())
+    env.run()
+    assert waits == pytest.approx([0.0, 0.001, 0.002])
+
+
+def test_loss_causes_retransmissions_in_proportion():
+    env, net = one_link(1e9, 0.0001, loss=0.2, seed=3)
+
+    def many():
+        for _ in range(2000):
+            yield from net.transfer("a", "b", 100)
+
+    env.run(env.process(many()))
+    link = net.links["a", "b"]
+    assert link.retransmissions / (2000 + link.retransmissions) == pytest.approx(0.2, abs=0.03)
+    assert link.bytes_sent == 100 * (2000 + link.retransmissions)

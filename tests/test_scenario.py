@@ -1,0 +1,121 @@
+"""Scenario files: shipped ones validate; bad ones fail with one line naming file, field and value."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from sim.errors import UserError
+from sim.scenario import apply_override, load_scenario, required_ops
+
+from .conftest import SCENARIOS
+
+SHIPPED = sorted(SCENARIOS.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_scenarios_validate(path):
+    s = load_scenario(path)
+    for host in s.deployment.hosts:
+        assert required_ops(s) <= set(s.host_profile(host.name).ops)
+
+
+def test_at_least_the_three_named_scenarios_ship():
+    assert {"paper-3node.yaml", "ward-200.yaml", "localhost.yaml"} <= {p.name for p in SHIPPED}
+
+
+def test_ward_has_about_200_devices():
+    s = load_scenario(SCENARIOS / "ward-200.yaml")
+    assert 180 <= sum(p.count for p in s.workload.devices) <= 220
+
+
+BAD = [
+    ("workload.fl.epochs=3", "workload.fl.epochs: unknown key"),
+    ("deployment.network.links.0.bandwidth_bps=-1e6", "deployment.network.links[0].bandwidth_bps"),
+    ("deployment.pods.client-1.host=pi-9", "deployment.pods[1].host: no such host"),
+    ("workload.crypto.signature=Dilithium9", "workload.crypto.signature: unknown signature"),
+    ("workload.crypto.kem=ML-DSA-65", "workload.crypto.kem: unknown kem"),
+    (
+        "deployment.network.links.1.preset=carrier-pigeon",
+        "deployment.network.links[1].preset: unknown link preset",
+    ),
+    ("workload.fl.clients=5", "workload.fl.clients"),
+    ("workload.devices.0.report_to=nobody", "workload.devices[0].report_to"),
+    ("deployment.hosts.0.profile=missing", "deployment.hosts[0].profile: profile file not found"),
+    ("workload.fl.quorum=1.5", "workload.fl.quorum"),
+    ("deployment.network.links.0.loss=1", "deployment.network.links[0].loss"),
+]
+
+
+@pytest.mark.parametrize(("override", "expected"), BAD)
+def test_bad_scenario_names_file_field_and_value(override, expected):
+    with pytest.raises(UserError) as info:
+        load_scenario(SCENARIOS / "paper-3node.yaml", [override])
+    lines = info.value.lines
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(str(SCENARIOS / "paper-3node.yaml") + ": ")
+    assert expected in lines[0]
+    assert "(got " in lines[0]
+
+
+def test_algorithm_the_profile_cannot_price_is_rejected(tmp_path):
+    prof = yaml.safe_load((SCENARIOS / "profiles" / "pi4.yaml").read_text())
+    del prof["ops"]["ML-KEM-768.decaps"]
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "thin.yaml").write_text(yaml.safe_dump(prof))
+    data = yaml.safe_load((SCENARIOS / "paper-3node.yaml").read_text())
+    for h in data["deployment"]["hosts"]:
+        h["profile"] = "thin"
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(UserError) as info:
+        load_scenario(tmp_path / "s.yaml")
+    assert "has no cost for ML-KEM-768.decaps" in info.value.lines[0]
+
+
+def test_unreachable_pod_is_rejected(tmp_path):
+    data = yaml.safe_load((SCENARIOS / "paper-3node.yaml").read_text())
+    data["deployment"]["network"]["links"] = data["deployment"]["network"]["links"][:2]  # pi-3 cut off
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "pi4.yaml").write_text((SCENARIOS / "profiles" / "pi4.yaml").read_text())
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(UserError) as info:
+        load_scenario(tmp_path / "s.yaml")
+    assert any("no network route" in line for line in info.value.lines)
+
+
+def test_override_by_index_and_name():
+    data = {"hosts": [{"name": "a", "cores": 1}, {"name": "b", "cores": 1}]}
+    apply_override(data, "hosts.1.cores=4")
+    apply_override(data, "hosts.a.cores=8")
+    assert [h["cores"] for h in data["hosts"]] == [8, 4]
+    with pytest.raises(UserError, match="no list item 'zz'"):
+        apply_override(data, "hosts.zz.cores=1")
+    with pytest.raises(UserError, match="expected dotted.path=value"):
+        apply_override(data, "nonsense")
+
+
+def test_invalid_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(UserError, match=r"bad.yaml: not valid YAML at line"):
+        load_scenario(bad)
+    with pytest.raises(UserError, match="cannot read file"):
+        load_scenario(tmp_path / "nope.yaml")
+
+
+def test_cli_check_and_schema(pqtwin):
+    ok = pqtwin("scenario", "check", "scenarios/ward-200.yaml")
+    assert ok.returncode == 0 and "ok" in ok.stdout
+    schema = json.loads(pqtwin("scenario", "schema").stdout)
+    assert {"workload", "deployment", "run"} <= set(schema["properties"])
+
+
+@pytest.mark.parametrize(("override", "expected"), BAD[:4])
+def test_cli_bad_scenario_one_line_no_traceback(pqtwin, override, expected):
+    res = pqtwin("sim", "scenarios/paper-3node.yaml", "--set", override, "--out", "/nonexistent/never")
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr + res.stdout
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], res.stderr
