@@ -40,7 +40,7 @@ def test_two_hops_pipeline_segments():
     g.add_edge("s", "b", params=p)
     net = Network(env, g, np.random.default_rng(0), segment_bytes=1000)
     env.run(env.process(net.transfer("a", "b", 10_000)))
-    # 10 segments of 1 ms each: the last leaves hop 1 at 10 ms and hop 2 at 11 ms (store-and-forward would be 20)
+    # 10 segments of 1 ms: the last leaves hop 1 at 10 ms, hop 2 at 11 ms (store-and-forward: 20 ms)
     assert env.now == pytest.approx(0.011)
 
 

@@ -92,7 +92,7 @@ def test_override_by_index_and_name():
     assert [h["cores"] for h in data["hosts"]] == [8, 4]
     with pytest.raises(UserError, match="no list item 'zz'"):
         apply_override(data, "hosts.zz.cores=1")
-    with pytest.raises(UserError, match="expected dotted.path=value"):
+    with pytest.raises(UserError, match=r"expected dotted\.path=value"):
         apply_override(data, "nonsense")
 
 

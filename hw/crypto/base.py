@@ -53,6 +53,9 @@ class PublicKey:
     def __len__(self) -> int:
         return len(self.raw)
 
+    def __repr__(self) -> str:
+        return f"PublicKey({self.algorithm}, {len(self.raw)} B, {self.raw[:8].hex()}...)"
+
 
 @dataclass(frozen=True, slots=True)
 class KeyPair:

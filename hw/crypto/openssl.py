@@ -276,7 +276,8 @@ class EcdsaP256Signer(Signer):
     def verify(self, public: PublicKey, message: bytes, signature: bytes) -> bool:
         if len(signature) != 64:
             return False
-        der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
+        r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+        der = encode_dss_signature(r, s)
         try:
             public.native.verify(der, message, self._ecdsa)
         except InvalidSignature:
