@@ -122,9 +122,11 @@ class Replication:
 
     # --- messages and crypto ------------------------------------------------------------------------
 
-    def send(self, src: Endpoint, dst: Endpoint, nbytes: int, phase: str) -> Gen:
-        start = self.env.now
-        wait = yield from self.net.transfer(src.node, dst.node, nbytes)
+    def send(self, src: Endpoint, dst: Endpoint, nbytes: int, phase: str, since: float | None = None) -> Gen:
+        """Carry a message; the span starts at ``since`` (when its job was queued) or now."""
+        start = self.env.now if since is None else since
+        wait = self.env.now - start
+        wait += yield from self.net.transfer(src.node, dst.node, nbytes)
         self.rec.add(src.pod, src.node, phase, "transfer", start, self.env.now, wait, nbytes=nbytes)
 
     def message_bytes(self, payload: int) -> int:
@@ -220,10 +222,11 @@ class Replication:
 
     def _distribute_job(self, c: int, ctx: tuple[Any, ...]) -> Gen:
         assert self.pool is not None
-        queued, model = self.env.now, self.fl.model_bytes
+        queued: float | None = self.env.now  # the pool wait is charged to the job's first span
+        model = self.fl.model_bytes
         worker = yield self.pool.get()
         if worker.node != self.agg.node:
-            yield from self.send(self.agg, worker, model, "distribute")
+            yield from self.send(self.agg, worker, model, "distribute", since=queued)
             queued = None
         yield from self.protect(worker, "distribute", model, since=queued)
         self.pool.put(worker)
@@ -255,7 +258,7 @@ class Replication:
         return None
 
     def _aggregate_sequential(self, arrivals: simpy.Store, deadline: float) -> Gen:
-        got = []
+        got: list[int] = []
         while len(got) < self.fl.quorum_clients:
             c = yield from self._collect(arrivals, deadline)
             if c is None:
@@ -288,11 +291,12 @@ class Replication:
 
     def _verify_job(self, c: int, verified: simpy.Store) -> Gen:
         assert self.pool is not None
-        queued, fl = self.env.now, self.fl
+        queued: float | None = self.env.now
+        fl = self.fl
         worker = yield self.pool.get()
         remote = worker.node != self.agg.node
         if remote:
-            yield from self.send(self.agg, worker, self.message_bytes(fl.model_bytes), "verify")
+            yield from self.send(self.agg, worker, self.message_bytes(fl.model_bytes), "verify", since=queued)
             queued = None
         yield from self.unprotect(worker, "verify", fl.model_bytes, since=queued)
         self.pool.put(worker)

@@ -71,7 +71,7 @@ class Network:
         sizes = [self.segment_bytes] * (n - 1) + [nbytes - self.segment_bytes * (n - 1)]
         procs = [self.env.process(self._carry(links, size)) for size in sizes]
         yield self.env.all_of(procs)
-        return float(procs[0].value)
+        return float(procs[0].value or 0.0)
 
     def _carry(self, links: list[LinkServer], size: int) -> Generator[Any, Any, float]:
         env, wait = self.env, 0.0

@@ -138,8 +138,8 @@ class Crypto(_Strict):
     @field_validator("kem", "signature", "aead")
     @classmethod
     def _catalogued(cls, v: str, info: Any) -> str:
-        kind = {"kem": "kem", "signature": "signature", "aead": "aead"}[info.field_name]
-        catalogue.get(v, kind)  # raises ValueError naming the known algorithms
+        kinds: dict[str, catalogue.Kind] = {"kem": "kem", "signature": "signature", "aead": "aead"}
+        catalogue.get(v, kinds[info.field_name])  # raises ValueError naming the known algorithms
         return v
 
 

@@ -104,8 +104,8 @@ def test_quorum_lets_rounds_finish_without_dropouts():
 
 
 def test_overload_is_flagged():
-    # training asks pi-2 for ~125 core-seconds within a 20 s horizon: offered utilisation > 1
-    s = paper("workload.fl.samples_per_client=100000", "run.horizon_s=20")
+    # training asks pi-2 for ~375 core-seconds within a 20 s horizon: offered utilisation > 1
+    s = paper("workload.fl.samples_per_client=1000000", "run.horizon_s=20")
     summ = simulate(s, "sequential", replications=1).summary
     assert summ["host_utilization"]["pi-2"]["overloaded"]
     assert not summ["host_utilization"]["pi-1"]["overloaded"]

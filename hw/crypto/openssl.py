@@ -28,6 +28,7 @@ secret depend on the exact bytes exchanged, so altering ``enc`` always changes i
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
@@ -61,7 +62,7 @@ NAME = "openssl"
 class MlKem(Kem):
     """ML-KEM (FIPS 203) on cryptography's MLKEM*PrivateKey / MLKEM*PublicKey."""
 
-    def __init__(self, name: str, private_cls: type, public_cls: type, public_key_bytes: int) -> None:
+    def __init__(self, name: str, private_cls: Any, public_cls: Any, public_key_bytes: int) -> None:
         super().__init__(name, NAME)
         self._private_cls = private_cls
         self._public_cls = public_cls
@@ -187,7 +188,7 @@ class EcdhP256Kem(Kem):
 class MlDsa(Signer):
     """ML-DSA (FIPS 204), pure mode, empty context, hedged signing."""
 
-    def __init__(self, name: str, private_cls: type, public_cls: type, public_key_bytes: int) -> None:
+    def __init__(self, name: str, private_cls: Any, public_cls: Any, public_key_bytes: int) -> None:
         super().__init__(name, NAME)
         self._private_cls = private_cls
         self._public_cls = public_cls
@@ -326,7 +327,7 @@ class RsaPssSigner(Signer):
 class OpensslAead(Aead):
     """AES-GCM or ChaCha20-Poly1305 with 12-byte nonces and 16-byte tags."""
 
-    def __init__(self, name: str, cipher_cls: type, key_bytes: int) -> None:
+    def __init__(self, name: str, cipher_cls: Any, key_bytes: int) -> None:
         super().__init__(name, NAME)
         self._cipher_cls = cipher_cls
         self.key_bytes = key_bytes

@@ -1,0 +1,321 @@
+"""``pqtwin calibrate``: measure this machine into a calibration profile (the format of sim/profile.py).
+
+- Per-call operations (KEM keygen/encaps/decaps, signature keygen/sign/verify on a 32-byte message):
+  warm-up, then batches of calls until the 95 % confidence interval of the median is within
+  ``TARGET_REL_CI`` of it, or the per-operation time budget ends. Stored as statistics plus an
+  ``empirical`` distribution (measured quantiles, sampled by inverse CDF: no shape is assumed).
+- Size-dependent operations (AEAD, hashes, serialisation): medians at several sizes, fitted by
+  weighted least squares as ``per_call_s + per_byte_s * bytes`` (weights 1/median: relative error).
+- FL compute: the twin's real training step (hw/fl.py) at several (samples, parameters) and FedAvg at
+  several sizes, fitted per sample x parameter and per parameter.
+Everything is tagged M (measured here) with its source: provider, machine, n and the median's CI.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import os
+import platform
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from hw import fl
+from hw.crypto import registry
+from sim import catalogue
+from sim.errors import UserError
+from sim.profile import Profile
+
+TARGET_REL_CI = 0.02
+MESSAGE = bytes(range(32))
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Time and sample limits of one calibration."""
+
+    per_op_s: float
+    min_n: int
+    max_n: int
+    sizes_bytes: tuple[int, ...]
+    per_size_s: float
+
+    @classmethod
+    def of(cls, quick: bool) -> Budget:
+        if quick:
+            return cls(0.12, 5, 2000, (64, 16384, 1 << 20), 0.05)
+        return cls(2.0, 30, 200_000, (64, 1024, 16384, 262144, 1 << 20), 0.4)
+
+
+def time_calls(fn: Callable[[], Any], budget_s: float, min_n: int, max_n: int) -> np.ndarray:
+    """Seconds per call: warm-up, then batches until the median's 95 % CI is tight or time is up."""
+    clock = time.perf_counter_ns
+    deadline = time.perf_counter() + budget_s * 0.1
+    for _ in range(3):
+        fn()
+        if time.perf_counter() > deadline:
+            break
+    samples: list[int] = []
+    deadline = time.perf_counter() + budget_s
+    while len(samples) < max_n:
+        for _ in range(10):
+            t0 = clock()
+            fn()
+            samples.append(clock() - t0)
+        if len(samples) >= min_n and (
+            median_rel_ci(np.array(samples)) <= TARGET_REL_CI or time.perf_counter() > deadline
+        ):
+            break
+    return np.array(samples, dtype=float) / 1e9
+
+
+def median_rel_ci(x: np.ndarray) -> float:
+    """Half-width of the distribution-free 95 % CI of the median, relative to the median."""
+    n = x.size
+    if n < 6:
+        return float("inf")
+    s = np.sort(x)
+    half = 1.96 * np.sqrt(n) / 2
+    lo, hi = s[max(0, int(n / 2 - half))], s[min(n - 1, int(np.ceil(n / 2 + half)))]
+    return float((hi - lo) / 2 / np.median(s))
+
+
+def per_call_entry(x: np.ndarray, source: str) -> dict[str, Any]:
+    trimmed = x[x <= np.quantile(x, 0.995)] if x.size >= 200 else x
+    return {
+        "kind": "per_call",
+        "mean_s": float(x.mean()),
+        "p50_s": float(np.median(x)),
+        "stdev_s": float(x.std(ddof=1)) if x.size > 1 else 0.0,
+        "n": int(x.size),
+        "distribution": {
+            "kind": "empirical",
+            "quantiles_s": [float(q) for q in np.quantile(trimmed, np.linspace(0, 1, 21))],
+        },
+        "source": f"{source}; n={x.size}, median ±{median_rel_ci(x) * 100:.1f} % (95 % CI)",
+        "tag": "M",
+    }
+
+
+def linear_entry(
+    units: list[float], medians: list[float], spread: float, unit: str, source: str
+) -> dict[str, Any]:
+    """Weighted least-squares fit t = a + b*units (weights 1/t, i.e. relative error)."""
+    u, t = np.array(units, dtype=float), np.array(medians, dtype=float)
+    b, a = np.polyfit(u, t, 1, w=1 / t)
+    if a < 0:  # no measurable fixed cost: refit through the origin
+        a, b = 0.0, float(np.sum(u * t / t**2) / np.sum(u * u / t**2))
+    return {
+        "kind": "linear",
+        "unit": unit,
+        "per_call_s": float(a),
+        "per_unit_s": float(max(b, 0.0)),
+        "cv": float(min(2.0, spread)),
+        "source": f"{source}; fitted on {len(u)} sizes {int(u.min())}..{int(u.max())} {unit}s",
+        "tag": "M",
+    }
+
+
+def robust_cv(x: np.ndarray) -> float:
+    return float(1.4826 * np.median(np.abs(x - np.median(x))) / np.median(x))
+
+
+# --- what to measure ----------------------------------------------------------------------------------
+
+
+def crypto_jobs(
+    name: str, prefer: str | None
+) -> Iterator[tuple[str, Callable[[], Any] | Callable[[int], Any], str]]:
+    """(op name, callable, provider) for every op of one algorithm; sized ops take a byte count."""
+    alg = catalogue.get(name)
+    impl: Any = registry.find(name, alg.kind, prefer=prefer)
+    who = impl.provider
+    if alg.kind in ("kem", "signature"):
+        kp = impl.keygen()
+        yield f"{name}.keygen", impl.keygen, who
+        if alg.kind == "kem":
+            ct, _ = impl.encaps(kp.public)
+            yield f"{name}.encaps", lambda: impl.encaps(kp.public), who
+            yield f"{name}.decaps", lambda: impl.decaps(kp, ct), who
+        else:
+            sig = impl.sign(kp, MESSAGE)
+            yield f"{name}.sign", lambda: impl.sign(kp, MESSAGE), who
+            yield f"{name}.verify", lambda: impl.verify(kp.public, MESSAGE, sig), who
+    elif alg.kind == "aead":
+        key, nonce = impl.keygen(), bytes(12)
+        records: dict[int, bytes] = {}
+
+        def record(n: int) -> bytes:
+            if n not in records:
+                records[n] = impl.encrypt(key, nonce, zeros(n))
+            return records[n]
+
+        yield f"{name}.encrypt", lambda n: impl.encrypt(key, nonce, zeros(n)), who
+        yield f"{name}.decrypt", lambda n: impl.decrypt(key, nonce, record(n)), who
+    else:
+        yield f"{name}.hash", lambda n: impl.hash(zeros(n)), who
+
+
+@functools.cache
+def zeros(n: int) -> bytes:
+    """Input buffers are made once per size, so allocation is not timed."""
+    return bytes(n)
+
+
+@functools.cache
+def model_vector(n_bytes: int) -> np.ndarray:
+    return np.zeros(n_bytes // 4, fl.DTYPE)
+
+
+def default_algorithms(prefer: str | None) -> list[str]:
+    """Every catalogued algorithm some available provider (or the preferred one) implements here."""
+    here = registry.default().algorithms()
+    if prefer:
+        here &= registry.default().provider(prefer).algorithms()
+    return [a for a in catalogue.CATALOGUE if a in here]
+
+
+def calibrate(
+    algorithms: list[str] | None = None, provider: str | None = None, quick: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Measure this machine; returns profile data that validates as sim.profile.Profile."""
+    if provider is not None:
+        names = [p.name for p in registry.providers()]
+        if provider not in names:
+            raise UserError(f"--provider: unknown provider (known: {', '.join(names)}) (got {provider!r})")
+        p = registry.default().provider(provider)
+        if not p.available:
+            raise UserError(f"--provider: {provider} is not available here: {p.reason}")
+    algs = algorithms or default_algorithms(provider)
+    for a in algs:
+        if a not in catalogue.CATALOGUE:
+            raise UserError(
+                f"--algorithms: unknown algorithm (known: {', '.join(catalogue.CATALOGUE)}) (got {a!r})"
+            )
+    budget = Budget.of(quick)
+    jobs: list[tuple[str, Callable[..., Any], str, bool]] = []
+    for a in algs:
+        try:
+            sized = catalogue.get(a).kind in ("aead", "hash")
+            jobs += [(op, fn, who, sized) for op, fn, who in crypto_jobs(a, provider)]
+        except ValueError as exc:  # no provider here: the message says who would
+            raise UserError(f"--algorithms: {exc}") from None
+    jobs += [("serialize", lambda n: fl.serialize(model_vector(n)), "numpy", True)]
+    jobs += [("deserialize", lambda n: fl.deserialize(zeros(n)), "numpy", True)]
+    total = len(jobs) + 2
+    ops: dict[str, Any] = {}
+    where = f"pqtwin calibrate on {cpu_model()}"
+    for i, (op, fn, who, sized) in enumerate(jobs):
+        if progress:
+            progress(op, i, total)
+        if sized:
+            ops[op] = _measure_sized(fn, budget, f"{where}, {who}")
+        else:
+            ops[op] = per_call_entry(
+                time_calls(fn, budget.per_op_s, budget.min_n, budget.max_n), f"{where}, {who}"
+            )
+    if progress:
+        progress("fl.train", total - 2, total)
+    ops["fl.train"] = _measure_training(budget, where)
+    if progress:
+        progress("fl.fedavg", total - 1, total)
+    ops["fl.fedavg"] = _measure_fedavg(budget, where)
+    data = {
+        "profile": f"calibrated-{platform.node() or 'host'}",
+        "description": f"Measured by pqtwin calibrate{' --quick' if quick else ''} on {platform.node()}.",
+        "platform": platform_facts(quick),
+        "ops": ops,
+    }
+    Profile.model_validate(data)  # what we write must load
+    return data
+
+
+def _measure_sized(fn: Callable[[int], Any], budget: Budget, source: str) -> dict[str, Any]:
+    medians, last = [], np.array([1.0])
+    for n in budget.sizes_bytes:
+        last = time_calls(lambda n=n: fn(n), budget.per_size_s, budget.min_n, budget.max_n)
+        medians.append(float(np.median(last)))
+    return linear_entry(list(budget.sizes_bytes), medians, robust_cv(last), "byte", source)
+
+
+def _measure_training(budget: Budget, where: str) -> dict[str, Any]:
+    rng = np.random.default_rng(0)
+    units, medians, last = [], [], np.array([1.0])
+    configs = (
+        [(128, 20_000), (128, 250_000)]
+        if budget.per_op_s < 1
+        else [(64, 20_000), (256, 20_000), (256, 250_000)]
+    )
+    for samples, params in configs:
+        shape = fl.Shape.for_parameters(params, 30)
+        theta = fl.init(shape, rng)
+        x = rng.normal(size=(samples, 30)).astype(fl.DTYPE)
+        y = (x[:, 0] > 0).astype(fl.DTYPE)
+        last = time_calls(lambda: fl.train(shape, theta, x, y, 1, rng), budget.per_op_s, 3, 200)  # noqa: B023
+        units.append(samples * shape.parameters)
+        medians.append(float(np.median(last)))
+    return linear_entry(units, medians, robust_cv(last), "sample_param", f"{where}, hw/fl.py train (1 epoch)")
+
+
+def _measure_fedavg(budget: Budget, where: str) -> dict[str, Any]:
+    units, medians, last = [], [], np.array([1.0])
+    for params in (10_000, 250_000, 1_000_000):
+        updates = [np.ones(params, fl.DTYPE), np.ones(params, fl.DTYPE)]
+        last = time_calls(lambda u=updates: fl.fedavg(u, [1.0, 1.0]), budget.per_op_s / 2, 5, 2000)
+        units.append(2 * params)  # the simulator prices FedAvg per parameter per update
+        medians.append(float(np.median(last)))
+    return linear_entry(units, medians, robust_cv(last), "param", f"{where}, hw/fl.py fedavg of 2 updates")
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def clock_hz() -> float | None:
+    try:
+        return int(Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").read_text()) * 1e3
+    except (OSError, ValueError):
+        return None
+
+
+def platform_facts(quick: bool) -> dict[str, Any]:
+    from cryptography.hazmat.backends.openssl.backend import backend
+
+    version = metadata.version("cryptography")
+    libs = f"openssl provider: pyca/cryptography {version} ({backend.openssl_version_text()})"
+    for p in registry.providers():
+        if p.name != "openssl":
+            libs += f"; {p.name}: " + ("available" if p.available else f"unavailable ({p.reason})")
+    return {
+        "cpu": f"{cpu_model()} ({platform.machine()})",
+        "cores": os.cpu_count() or 1,
+        "clock_hz": clock_hz(),
+        "crypto_library": f"{libs}; numpy {metadata.version('numpy')}",
+        "date": dt.date.today().isoformat(),
+        "how_measured": (
+            f"pqtwin calibrate{' --quick' if quick else ''}: warm-up, then calls until the median's 95 % CI "
+            f"is within {TARGET_REL_CI:.0%} or the time budget ends; Python {platform.python_version()}; "
+            "crypto on one thread, timings include the Python call; training uses NumPy's BLAS threads"
+        ),
+    }
+
+
+def write_profile(data: dict[str, Any], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False, width=120))
+    tmp.replace(out)

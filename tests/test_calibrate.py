@@ -1,0 +1,84 @@
+"""`pqtwin calibrate`: a quick calibration yields a valid profile the simulator accepts; fits and errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+
+from hw.calibrate import linear_entry, median_rel_ci, per_call_entry
+from sim.profile import load_profile
+
+
+@pytest.fixture(scope="module")
+def quick_profile(tmp_path_factory):
+    from hw.calibrate import calibrate, write_profile
+
+    out = tmp_path_factory.mktemp("cal") / "quick.yaml"
+    write_profile(calibrate(["ML-KEM-768", "ML-DSA-65", "AES-256-GCM", "SHAKE-256"], quick=True), out)
+    return out
+
+
+def test_quick_profile_validates_and_is_measured(quick_profile):
+    prof = load_profile(quick_profile)
+    assert {
+        "ML-KEM-768.encaps",
+        "ML-DSA-65.sign",
+        "AES-256-GCM.encrypt",
+        "SHAKE-256.hash",
+        "fl.train",
+    } <= set(prof.ops)
+    assert all(op.tag == "M" for op in prof.ops.values())
+    sign = prof.op("ML-DSA-65.sign")
+    assert sign.kind == "per_call" and sign.n >= 5 and sign.distribution.kind == "empirical"
+    aead = prof.op("AES-256-GCM.encrypt")
+    assert aead.kind == "linear" and aead.per_unit_s > 0  # bigger records cost more
+    assert prof.platform.cores >= 1 and "cryptography" in prof.platform.crypto_library
+
+
+def test_simulator_accepts_a_calibrated_profile(pqtwin, quick_profile, tmp_path):
+    res = pqtwin("sim", "scenarios/localhost.yaml", "--profile", str(quick_profile), "--replications", "2",
+                 "--set", "workload.fl.rounds=2", "--out", str(tmp_path / "run"))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "run" / "summary.json").exists()
+
+
+def test_cli_quick_writes_profile(pqtwin, tmp_path):
+    out = tmp_path / "p.yaml"
+    res = pqtwin(
+        "calibrate", "--quick", "--algorithms", "Ed25519,ChaCha20-Poly1305", "--out", str(out), "--name", "t"
+    )
+    assert res.returncode == 0, res.stderr
+    data = yaml.safe_load(out.read_text())
+    assert data["profile"] == "t" and "Ed25519.sign" in data["ops"]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--algorithms", "ML-KEM-512"], "ML-KEM-512: not available here; provided by liboqs"),
+        (["--algorithms", "Kyber1"], "--algorithms: unknown algorithm"),
+        (["--provider", "bogus"], "--provider: unknown provider"),
+        (["--provider", "liboqs"], "--provider: liboqs is not available here"),
+    ],
+)
+def test_cli_errors_are_one_line(pqtwin, tmp_path, args, expected):
+    res = pqtwin("calibrate", "--quick", *args, "--out", str(tmp_path / "x.yaml"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert expected in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert not (tmp_path / "x.yaml").exists()
+
+
+def test_linear_fit_recovers_known_costs():
+    sizes = [64, 1024, 16384, 1 << 20]
+    entry = linear_entry(sizes, [2e-6 + 3e-9 * s for s in sizes], 0.01, "byte", "synthetic")
+    assert entry["per_call_s"] == pytest.approx(2e-6, rel=1e-6)
+    assert entry["per_unit_s"] == pytest.approx(3e-9, rel=1e-6)
+
+
+def test_median_ci_narrows_with_samples():
+    rng = np.random.default_rng(0)
+    assert median_rel_ci(rng.lognormal(0, 0.2, 10_000)) < median_rel_ci(rng.lognormal(0, 0.2, 100)) < 0.2
+    entry = per_call_entry(rng.lognormal(-9, 0.5, 1000), "synthetic")
+    q = entry["distribution"]["quantiles_s"]
+    assert q == sorted(q) and entry["p50_s"] == pytest.approx(np.exp(-9), rel=0.1)
