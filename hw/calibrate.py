@@ -4,8 +4,9 @@
   warm-up, then batches of calls until the 95 % confidence interval of the median is within
   ``TARGET_REL_CI`` of it, or the per-operation time budget ends. Stored as statistics plus an
   ``empirical`` distribution (measured quantiles, sampled by inverse CDF: no shape is assumed).
-- Size-dependent operations (AEAD, hashes, serialisation): medians at several sizes, fitted by
-  weighted least squares as ``per_call_s + per_byte_s * bytes`` (weights 1/median: relative error).
+- Size-dependent operations (AEAD, hashes, serialisation): medians at several sizes, each on a fresh
+  buffer, kept as ``points`` (the simulator interpolates between them) and fitted by weighted least
+  squares as ``per_call_s + per_byte_s * bytes`` (weights 1/median: relative error) for a summary.
 - FL compute: the twin's real training step (hw/fl.py) at several (samples, parameters) and FedAvg at
   several sizes, fitted per sample x parameter and per parameter.
 Everything is tagged M (measured here) with its source: provider, machine, n and the median's CI.
@@ -14,9 +15,11 @@ Everything is tagged M (measured here) with its source: provider, machine, n and
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import os
 import platform
+import queue
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+from threadpoolctl import threadpool_limits
 
 from hw import fl
 from hw.crypto import registry
@@ -50,24 +54,31 @@ class Budget:
     @classmethod
     def of(cls, quick: bool) -> Budget:
         if quick:
-            return cls(0.12, 5, 2000, (64, 16384, 1 << 20), 0.05)
-        return cls(2.0, 30, 200_000, (64, 1024, 16384, 262144, 1 << 20), 0.4)
+            return cls(0.12, 5, 2000, (64, 16384, 262144, 1 << 20, 4 << 20), 0.05)
+        return cls(2.0, 30, 200_000, (64, 1024, 16384, 131072, 262144, 524288, 1 << 20, 4 << 20), 0.4)
 
 
-def time_calls(fn: Callable[[], Any], budget_s: float, min_n: int, max_n: int) -> np.ndarray:
-    """Seconds per call: warm-up, then batches until the median's 95 % CI is tight or time is up."""
+def time_calls(
+    fn: Callable[..., Any], budget_s: float, min_n: int, max_n: int, setup: Callable[[], Any] | None = None
+) -> np.ndarray:
+    """Seconds per call: warm-up, then batches until the median's 95 % CI is tight or time is up.
+
+    With ``setup``, each call gets a fresh argument made outside the timing: payloads then arrive in
+    fresh memory, as they do in a real run (re-encrypting one hot buffer is several times faster).
+    """
     clock = time.perf_counter_ns
     deadline = time.perf_counter() + budget_s * 0.1
     for _ in range(3):
-        fn()
+        fn() if setup is None else fn(setup())
         if time.perf_counter() > deadline:
             break
     samples: list[int] = []
     deadline = time.perf_counter() + budget_s
     while len(samples) < max_n:
         for _ in range(10):
+            arg = None if setup is None else setup()
             t0 = clock()
-            fn()
+            fn() if setup is None else fn(arg)
             samples.append(clock() - t0)
         if len(samples) >= min_n and (
             median_rel_ci(np.array(samples)) <= TARGET_REL_CI or time.perf_counter() > deadline
@@ -104,9 +115,7 @@ def per_call_entry(x: np.ndarray, source: str) -> dict[str, Any]:
     }
 
 
-def linear_entry(
-    units: list[float], medians: list[float], spread: float, unit: str, source: str
-) -> dict[str, Any]:
+def linear_entry(units: list[float], medians: list[float], spread: float, unit: str, source: str) -> dict[str, Any]:
     """Weighted least-squares fit t = a + b*units (weights 1/t, i.e. relative error)."""
     u, t = np.array(units, dtype=float), np.array(medians, dtype=float)
     b, a = np.polyfit(u, t, 1, w=1 / t)
@@ -118,6 +127,7 @@ def linear_entry(
         "per_call_s": float(a),
         "per_unit_s": float(max(b, 0.0)),
         "cv": float(min(2.0, spread)),
+        "points": [[float(x), float(y)] for x, y in zip(u, t, strict=True)],
         "source": f"{source}; fitted on {len(u)} sizes {int(u.min())}..{int(u.max())} {unit}s",
         "tag": "M",
     }
@@ -130,9 +140,7 @@ def robust_cv(x: np.ndarray) -> float:
 # --- what to measure ----------------------------------------------------------------------------------
 
 
-def crypto_jobs(
-    name: str, prefer: str | None
-) -> Iterator[tuple[str, Callable[[], Any] | Callable[[int], Any], str]]:
+def crypto_jobs(name: str, prefer: str | None) -> Iterator[tuple[str, Any, str]]:
     """(op name, callable, provider) for every op of one algorithm; sized ops take a byte count."""
     alg = catalogue.get(name)
     impl: Any = registry.find(name, alg.kind, prefer=prefer)
@@ -150,28 +158,11 @@ def crypto_jobs(
             yield f"{name}.verify", lambda: impl.verify(kp.public, MESSAGE, sig), who
     elif alg.kind == "aead":
         key, nonce = impl.keygen(), bytes(12)
-        records: dict[int, bytes] = {}
-
-        def record(n: int) -> bytes:
-            if n not in records:
-                records[n] = impl.encrypt(key, nonce, zeros(n))
-            return records[n]
-
-        yield f"{name}.encrypt", lambda n: impl.encrypt(key, nonce, zeros(n)), who
-        yield f"{name}.decrypt", lambda n: impl.decrypt(key, nonce, record(n)), who
+        yield f"{name}.encrypt", (lambda n: os.urandom(n), lambda pt: impl.encrypt(key, nonce, pt)), who
+        seal = lambda n: impl.encrypt(key, nonce, os.urandom(n))  # noqa: E731
+        yield f"{name}.decrypt", (seal, lambda rec: impl.decrypt(key, nonce, rec)), who
     else:
-        yield f"{name}.hash", lambda n: impl.hash(zeros(n)), who
-
-
-@functools.cache
-def zeros(n: int) -> bytes:
-    """Input buffers are made once per size, so allocation is not timed."""
-    return bytes(n)
-
-
-@functools.cache
-def model_vector(n_bytes: int) -> np.ndarray:
-    return np.zeros(n_bytes // 4, fl.DTYPE)
+        yield f"{name}.hash", (lambda n: os.urandom(n), impl.hash), who
 
 
 def default_algorithms(prefer: str | None) -> list[str]:
@@ -197,9 +188,7 @@ def calibrate(
     algs = algorithms or default_algorithms(provider)
     for a in algs:
         if a not in catalogue.CATALOGUE:
-            raise UserError(
-                f"--algorithms: unknown algorithm (known: {', '.join(catalogue.CATALOGUE)}) (got {a!r})"
-            )
+            raise UserError(f"--algorithms: unknown algorithm (known: {', '.join(catalogue.CATALOGUE)}) (got {a!r})")
     budget = Budget.of(quick)
     jobs: list[tuple[str, Callable[..., Any], str, bool]] = []
     for a in algs:
@@ -208,8 +197,10 @@ def calibrate(
             jobs += [(op, fn, who, sized) for op, fn, who in crypto_jobs(a, provider)]
         except ValueError as exc:  # no provider here: the message says who would
             raise UserError(f"--algorithms: {exc}") from None
-    jobs += [("serialize", lambda n: fl.serialize(model_vector(n)), "numpy", True)]
-    jobs += [("deserialize", lambda n: fl.deserialize(zeros(n)), "numpy", True)]
+    vector = lambda n: np.frombuffer(os.urandom(n // 4 * 4), fl.DTYPE).copy()  # noqa: E731
+    jobs += [("serialize", (vector, fl.serialize), "numpy", True)]
+    jobs += [("net.loopback", (lambda n: os.urandom(n), Loopback().send), "TCP over loopback", True)]
+    jobs += [("deserialize", (lambda n: os.urandom(n // 4 * 4), fl.deserialize), "numpy", True)]
     total = len(jobs) + 2
     ops: dict[str, Any] = {}
     where = f"pqtwin calibrate on {cpu_model()}"
@@ -219,9 +210,7 @@ def calibrate(
         if sized:
             ops[op] = _measure_sized(fn, budget, f"{where}, {who}")
         else:
-            ops[op] = per_call_entry(
-                time_calls(fn, budget.per_op_s, budget.min_n, budget.max_n), f"{where}, {who}"
-            )
+            ops[op] = per_call_entry(time_calls(fn, budget.per_op_s, budget.min_n, budget.max_n), f"{where}, {who}")
     if progress:
         progress("fl.train", total - 2, total)
     ops["fl.train"] = _measure_training(budget, where)
@@ -238,10 +227,41 @@ def calibrate(
     return data
 
 
-def _measure_sized(fn: Callable[[int], Any], budget: Budget, source: str) -> dict[str, Any]:
+class Loopback:
+    """A connected TCP pair on 127.0.0.1 with a reader thread: ``send`` returns once the bytes arrived."""
+
+    def __init__(self) -> None:
+        srv = socket.create_server(("127.0.0.1", 0))
+        self.tx = socket.create_connection(srv.getsockname())
+        self.rx, _ = srv.accept()
+        srv.close()
+        for s in (self.tx, self.rx):
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.want: queue.Queue[int] = queue.Queue()
+        self.done: queue.Queue[None] = queue.Queue()
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        while True:
+            left = self.want.get()
+            while left > 0:
+                left -= len(self.rx.recv(min(left, 1 << 20)))
+            self.done.put(None)
+
+    def send(self, data: bytes) -> None:
+        self.want.put(len(data))
+        self.tx.sendall(data)
+        self.done.get()
+
+
+def _measure_sized(
+    job: tuple[Callable[[int], Any], Callable[[Any], Any]], budget: Budget, source: str
+) -> dict[str, Any]:
+    """``job`` = (make a fresh input of n bytes, the timed operation on it)."""
+    make, fn = job
     medians, last = [], np.array([1.0])
     for n in budget.sizes_bytes:
-        last = time_calls(lambda n=n: fn(n), budget.per_size_s, budget.min_n, budget.max_n)
+        last = time_calls(fn, budget.per_size_s, budget.min_n, budget.max_n, setup=lambda n=n: make(n))
         medians.append(float(np.median(last)))
     return linear_entry(list(budget.sizes_bytes), medians, robust_cv(last), "byte", source)
 
@@ -249,17 +269,14 @@ def _measure_sized(fn: Callable[[int], Any], budget: Budget, source: str) -> dic
 def _measure_training(budget: Budget, where: str) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     units, medians, last = [], [], np.array([1.0])
-    configs = (
-        [(128, 20_000), (128, 250_000)]
-        if budget.per_op_s < 1
-        else [(64, 20_000), (256, 20_000), (256, 250_000)]
-    )
+    configs = [(128, 20_000), (128, 250_000)] if budget.per_op_s < 1 else [(64, 20_000), (256, 20_000), (256, 250_000)]
     for samples, params in configs:
         shape = fl.Shape.for_parameters(params, 30)
         theta = fl.init(shape, rng)
         x = rng.normal(size=(samples, 30)).astype(fl.DTYPE)
         y = (x[:, 0] > 0).astype(fl.DTYPE)
-        last = time_calls(lambda: fl.train(shape, theta, x, y, 1, rng), budget.per_op_s, 3, 200)  # noqa: B023
+        with threadpool_limits(1):  # one core per training step, as the simulator (and the twin) run it
+            last = time_calls(lambda: fl.train(shape, theta, x, y, 1, rng), budget.per_op_s, 3, 200)  # noqa: B023
         units.append(samples * shape.parameters)
         medians.append(float(np.median(last)))
     return linear_entry(units, medians, robust_cv(last), "sample_param", f"{where}, hw/fl.py train (1 epoch)")

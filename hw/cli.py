@@ -12,8 +12,11 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hw.calibrate import calibrate, write_profile
+from hw.compare import compare_cmd
 from sim import cli as sim_cli
+from sim import scenario as scn
 from sim.errors import UserError
+from sim.runner import MODES
 
 app = sim_cli.app
 
@@ -46,3 +49,50 @@ def calibrate_cmd(
 
 def main() -> None:
     sim_cli.main()
+
+
+hw_app = typer.Typer(no_args_is_help=True, help="The hardware twin: run a scenario for real.")
+app.add_typer(hw_app, name="hw")
+
+
+@hw_app.command("run")
+def hw_run_cmd(
+    scenario: Annotated[Path, typer.Argument(help="scenario YAML file")],
+    backend: Annotated[str, typer.Option(help="local (processes on this machine)")] = "local",
+    out: Annotated[Path | None, typer.Option("--out", help="run directory (default runs/<name>-hw)")] = None,
+    mode: Annotated[str | None, typer.Option(help="sequential | concurrent (default: the scenario's)")] = None,
+    rounds: Annotated[int | None, typer.Option(min=1, help="FL rounds (default: the scenario's)")] = None,
+    seed: Annotated[int | None, typer.Option(help="root seed (default: run.seed)")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override: dotted.path=value")] = None,
+) -> None:
+    """Run a scenario on the hardware twin; writes spans.parquet, summary.json and status.json."""
+    from hw.local import run_local
+
+    if backend != "local":
+        raise UserError(
+            f"--backend: only 'local' runs in this version; the Kubernetes backend is open work (got {backend!r})"
+        )
+    if mode is not None and mode not in MODES:
+        raise UserError(f"--mode: must be sequential or concurrent (got {mode!r})")
+    s = scn.load_scenario(scenario, set_)
+    out = out or Path("runs") / f"{s.name}-hw"
+    n = rounds or s.workload.fl.rounds
+    columns = (TextColumn(f"{s.name} [hw, {mode or s.workload.processing.mode}]"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())  # fmt: skip
+    with Progress(*columns, console=sim_cli.err, transient=True) as bar:
+        task = bar.add_task("rounds", total=n)
+        summary = run_local(s, out, mode or s.workload.processing.mode, n, s.run.seed if seed is None else seed,
+                            progress=lambda r: bar.update(task, completed=r))  # fmt: skip
+    sim_cli.out.print(sim_cli._summary_table(summary))
+    acc = ", ".join(f"{a:.3f}" for a in summary["accuracy_per_round"])
+    sim_cli.out.print(f"accuracy per round: {acc}")
+    if summary["security"]:
+        sim_cli.out.print(f"security events: {summary['security']}")
+    for d in summary["dropouts"]:
+        sim_cli.err.print(f"[yellow]dropout:[/] {d['pod']} in round {d['round']}: {d['reason']}")
+    if summary["state"] != "completed":
+        raise UserError(f"{out}: run {summary['state']}: {summary['reason']}")
+    sim_cli.out.print(f"results: {out}/")
+
+
+app.command("compare")(compare_cmd)

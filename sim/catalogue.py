@@ -48,9 +48,7 @@ def _kem(name: str, pq: bool, cat: int, pk: int, sk: int, ct: int, src: str) -> 
     return Algorithm(name, "kem", pq, cat, pk, sk, ct, 32, source=src)
 
 
-def _sig(
-    name: str, pq: bool, cat: int, pk: int, sk: int, sig: int, h: str, src: str, sig_max: int = 0
-) -> Algorithm:
+def _sig(name: str, pq: bool, cat: int, pk: int, sk: int, sig: int, h: str, src: str, sig_max: int = 0) -> Algorithm:
     return Algorithm(
         name, "signature", pq, cat, pk, sk, signature_bytes=sig, signature_max_bytes=sig_max or sig,
         message_hash=h, source=src,

@@ -55,9 +55,7 @@ def sim_cmd(
     mode: Annotated[str | None, typer.Option(help="sequential | concurrent | both")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override: dotted.path=value")] = None,
     profile: Annotated[Path | None, typer.Option(help="profile file for every host")] = None,
-    profile_run: Annotated[
-        bool, typer.Option("--profile-run", help="write a pyinstrument HTML profile")
-    ] = False,
+    profile_run: Annotated[bool, typer.Option("--profile-run", help="write a pyinstrument HTML profile")] = False,
 ) -> None:
     """Simulate a scenario; write spans.parquet and summary.json and print a table."""
     if mode is not None and mode not in (*MODES, "both"):

@@ -18,8 +18,10 @@ and returns its output the same way.
 
 Sessions: a handshake (responder: ephemeral KEM key signed with its identity key; initiator: verify,
 encapsulate, sign the transcript; responder: decapsulate, verify) runs for each FL client at start
-(``per_session``) or every round (``per_round``), and for every device at start and every
-``device_interval_s``. Devices send AEAD-protected frames at their rate to the pod they report to.
+(``per_session``, ``per_message``) or every round (``per_round``), and for every device at start and every
+``device_interval_s``. With ``per_message`` every FL message also carries a fresh encapsulation to the
+recipient's static KEM key, and its record key mixes that secret in. Devices send AEAD-protected frames
+at their rate to the pod they report to.
 """
 
 from __future__ import annotations
@@ -69,8 +71,7 @@ class Replication:
         self.net = Network(env, scenario.graph(), np.random.default_rng(net_ss), scenario.run.segment_bytes)
         cpu_rng = np.random.default_rng(cpu_ss)
         self.cpus = {
-            h.name: Cpu(env, h.name, h.cores, scenario.host_profile(h.name), cpu_rng)
-            for h in scenario.deployment.hosts
+            h.name: Cpu(env, h.name, h.cores, scenario.host_profile(h.name), cpu_rng) for h in scenario.deployment.hosts
         }
         self.eps = {
             p.name: Endpoint(p.name, p.host, self.cpus[p.host], simpy.Resource(env, 1))
@@ -86,17 +87,11 @@ class Replication:
         workers = self.s.pods("worker")
         pods = [self.eps[p.name] for p in workers] or [self.agg]
         wanted = self.s.workload.processing.workers
-        n = (
-            sum(self.cpus[p.node].cores for p in {p.node: p for p in pods}.values())
-            if wanted == "auto"
-            else wanted
-        )
+        n = sum(self.cpus[p.node].cores for p in {p.node: p for p in pods}.values()) if wanted == "auto" else wanted
         pool = simpy.Store(self.env)
         for i in range(n):
             pod = pods[i % len(pods)]
-            pool.put(
-                Endpoint(pod.pod, pod.node, pod.cpu)
-            )  # a worker thread: exclusive while taken from the pool
+            pool.put(Endpoint(pod.pod, pod.node, pod.cpu))  # a worker thread: exclusive while taken from the pool
         return pool
 
     # --- running -----------------------------------------------------------------------------------
@@ -114,10 +109,7 @@ class Replication:
             env.now,
             self.rounds_completed,
             {name: (c.cores, c.demand_s) for name, c in self.cpus.items()},
-            {
-                ls.name: (ls.busy_s, ls.demand_s, ls.bytes_sent, ls.retransmissions)
-                for ls in self.net.links.values()
-            },
+            {ls.name: (ls.busy_s, ls.demand_s, ls.bytes_sent, ls.retransmissions) for ls in self.net.links.values()},
         )
 
     # --- messages and crypto ------------------------------------------------------------------------
@@ -126,14 +118,29 @@ class Replication:
         """Carry a message; the span starts at ``since`` (when its job was queued) or now."""
         start = self.env.now if since is None else since
         wait = self.env.now - start
-        wait += yield from self.net.transfer(src.node, dst.node, nbytes)
+        if src.node == dst.node:
+            wait += yield from self._loopback(src.cpu, nbytes)
+        else:
+            wait += yield from self.net.transfer(src.node, dst.node, nbytes)
         self.rec.add(src.pod, src.node, phase, "transfer", start, self.env.now, wait, nbytes=nbytes)
+
+    def _loopback(self, cpu: Cpu, nbytes: int) -> Gen:
+        """Pods on one host still copy messages through the kernel: a core for the profile's
+        ``net.loopback`` cost, when the profile measured one (else free). Returns the wait for a core."""
+        if cpu.profile is None or "net.loopback" not in cpu.profile.ops:
+            return 0.0
+        cost = cpu.profile.op("net.loopback").cost_s(cpu.rng, nbytes)
+        cpu.demand_s += cost
+        asked = self.env.now
+        with cpu.resource.request() as core:
+            yield core
+            wait = self.env.now - asked
+            yield self.env.timeout(cost)
+        return wait
 
     def message_bytes(self, payload: int) -> int:
         kem_ct = self.kem.ciphertext_bytes if self.crypto.rekey.fl == "per_message" else 0
-        return (
-            self.fl.header_bytes + payload + self.sig.signature_bytes + self.aead.aead_overhead_bytes + kem_ct
-        )
+        return self.fl.header_bytes + payload + self.sig.signature_bytes + self.aead.aead_overhead_bytes + kem_ct
 
     def protect(self, ep: Endpoint, phase: str, payload: int, since: float | None = None) -> Gen:
         """Sign (hash the message, sign the digest), encapsulate if per message, encrypt."""
@@ -148,9 +155,7 @@ class Replication:
         if self.crypto.rekey.fl == "per_message":
             yield from ep.run(self.rec, phase, f"{self.kem.name}.decaps", since=since)
             since = None
-        yield from ep.run(
-            self.rec, phase, f"{self.aead.name}.decrypt", payload + self.sig.signature_bytes, since
-        )
+        yield from ep.run(self.rec, phase, f"{self.aead.name}.decrypt", payload + self.sig.signature_bytes, since)
         yield from ep.run(self.rec, phase, f"{self.sig.message_hash}.hash", payload)
         yield from ep.run(self.rec, phase, f"{self.sig.name}.verify")
         yield from ep.run(self.rec, phase, "deserialize", payload)
@@ -178,7 +183,7 @@ class Replication:
 
     def _fl(self) -> Gen:
         env, fl = self.env, self.fl
-        if self.crypto.rekey.fl == "per_session":
+        if self.crypto.rekey.fl != "per_round":  # per_message also authenticates the session once
             yield from self._handshake_all()
         for r in range(1, fl.rounds + 1):
             self.rec.round = r
@@ -196,16 +201,12 @@ class Replication:
             else:
                 env.process(self._distribute_concurrent(ctx))
                 ok = yield from self._aggregate_concurrent(arrivals, start + fl.round_timeout_s)
-            self.rec.add(
-                self.agg.pod, self.agg.node, "round", "round" if ok else "failed", start, env.now, 0.0
-            )
+            self.rec.add(self.agg.pod, self.agg.node, "round", "round" if ok else "failed", start, env.now, 0.0)
             self.rounds_completed += ok
 
     def _mark_distribution(self, r: int, start: float, received: list[simpy.Event]) -> Gen:
         yield self.env.all_of(received)
-        self.rec.add(
-            self.agg.pod, self.agg.node, "distribution", "distribution", start, self.env.now, 0.0, rnd=r
-        )
+        self.rec.add(self.agg.pod, self.agg.node, "distribution", "distribution", start, self.env.now, 0.0, rnd=r)
 
     def _distribute_sequential(self, ctx: tuple[Any, ...]) -> Gen:
         model = self.fl.model_bytes
@@ -238,9 +239,7 @@ class Replication:
         ep, fl, rec = self.clients[c], self.fl, self.rec
         yield from self.unprotect(ep, "receive", fl.model_bytes)
         received[c].succeed()
-        yield from ep.run(
-            rec, "train", "fl.train", fl.samples_per_client * fl.model_parameters * fl.local_epochs
-        )
+        yield from ep.run(rec, "train", "fl.train", fl.samples_per_client * fl.model_parameters * fl.local_epochs)
         if dropped[c]:
             return
         yield from ep.run(rec, "upload", "serialize", fl.model_bytes)

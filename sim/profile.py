@@ -10,7 +10,8 @@ A profile holds platform metadata and, per operation name, a cost model:
   ``byte`` (AEAD, hashing, serialisation), ``sample_param`` (training) or ``param`` (FedAvg).
 
 Operation names are ``<algorithm>.<op>`` for crypto (``ML-KEM-768.encaps``, ``AES-256-GCM.encrypt``,
-``SHA-256.hash``), and ``serialize``, ``deserialize``, ``fl.train``, ``fl.fedavg``. Every value carries
+``SHA-256.hash``), and ``serialize``, ``deserialize``, ``fl.train``, ``fl.fedavg``, optionally ``net.loopback``
+(a message between pods of one host, per byte). Every value carries
 its ``source`` and a ``tag``: M measured, D derived from a measurement by unit conversion, E estimate.
 """
 
@@ -82,18 +83,38 @@ class PerCallOp(_Strict):
 
 
 class LinearOp(_Strict):
-    """A size-dependent operation: per_call_s + per_unit_s * units, times lognormal noise of spread cv."""
+    """A size-dependent operation: per_call_s + per_unit_s * units, times lognormal noise of spread cv.
+
+    Optional ``points`` ([units, seconds] medians as measured) take precedence: the cost is interpolated
+    between them and extrapolated with the last segment's slope. Real costs bend (e.g. buffers past the
+    allocator's mmap threshold cost page faults), which one straight line cannot follow.
+    """
 
     kind: Literal["linear"]
     unit: Literal["byte", "sample_param", "param"]
     per_call_s: float = Field(ge=0)
     per_unit_s: float = Field(ge=0)
     cv: float = Field(default=0.0, ge=0, le=2)
+    points: list[tuple[Annotated[float, Field(ge=0)], PositiveSeconds]] | None = Field(default=None, min_length=2)
     source: str = Field(min_length=1)
     tag: Tag
 
+    @model_validator(mode="after")
+    def _increasing_units(self) -> LinearOp:
+        if self.points and any(b[0] <= a[0] for a, b in zip(self.points, self.points[1:], strict=False)):
+            raise ValueError("points must have strictly increasing units")
+        return self
+
+    def base_s(self, units: float) -> float:
+        if not self.points:
+            return self.per_call_s + self.per_unit_s * units
+        (u0, t0), (u1, t1) = self.points[-2], self.points[-1]
+        if units > u1:
+            return t1 + (t1 - t0) / (u1 - u0) * (units - u1)
+        return float(np.interp(units, [p[0] for p in self.points], [p[1] for p in self.points]))
+
     def cost_s(self, rng: np.random.Generator, units: float = 0.0) -> float:
-        base = self.per_call_s + self.per_unit_s * units
+        base = self.base_s(units)
         if self.cv == 0:
             return base
         sigma = math.sqrt(math.log1p(self.cv**2))  # mean-preserving lognormal factor

@@ -71,9 +71,7 @@ def utilisation(results: list[ReplicationResult]) -> dict[str, Any]:
     """Host and link utilisation, served and offered (asked-for work / capacity); offered ≥ 1 is flagged."""
     hosts: dict[str, dict[str, float | bool]] = {}
     for name in results[0].host_demand_s:
-        offered = np.mean(
-            [r.host_demand_s[name][1] / (r.host_demand_s[name][0] * r.sim_time_s) for r in results]
-        )
+        offered = np.mean([r.host_demand_s[name][1] / (r.host_demand_s[name][0] * r.sim_time_s) for r in results])
         hosts[name] = {"offered": float(offered), "overloaded": bool(offered >= 1)}
     links: dict[str, dict[str, float | bool]] = {}
     for name in results[0].link_stats:

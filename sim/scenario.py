@@ -327,9 +327,7 @@ def check_references(s: Scenario) -> list[Problem]:
     for i, link in enumerate(d.network.links):
         for end in ("a", "b"):
             if getattr(link, end) not in hosts | nodes:
-                problems.append(
-                    (f"deployment.network.links[{i}].{end}", getattr(link, end), "no such host or node")
-                )
+                problems.append((f"deployment.network.links[{i}].{end}", getattr(link, end), "no such host or node"))
         if link.a == link.b:
             problems.append((f"deployment.network.links[{i}].b", link.b, "a link needs two different ends"))
     for i, pod in enumerate(d.pods):
@@ -349,9 +347,7 @@ def check_references(s: Scenario) -> list[Problem]:
         if pop.gateway not in nodes | hosts:
             problems.append((f"workload.devices[{i}].gateway", pop.gateway, "no such node or host"))
         if pop.report_to not in receivers:
-            problems.append(
-                (f"workload.devices[{i}].report_to", pop.report_to, "no such client or aggregator pod")
-            )
+            problems.append((f"workload.devices[{i}].report_to", pop.report_to, "no such client or aggregator pod"))
     return problems or _check_routes(s)
 
 
@@ -364,15 +360,11 @@ def _check_routes(s: Scenario) -> list[Problem]:
     problems: list[Problem] = []
     for i, pod in enumerate(s.deployment.pods):
         if pod.host != agg.host and not nx.has_path(g, pod.host, agg.host):
-            problems.append(
-                (f"deployment.pods[{i}].host", pod.host, f"no network route to aggregator host {agg.host}")
-            )
+            problems.append((f"deployment.pods[{i}].host", pod.host, f"no network route to aggregator host {agg.host}"))
     for i, pop in enumerate(s.workload.devices):
         dst = host_of[pop.report_to]
         if pop.gateway != dst and not (pop.gateway in g and nx.has_path(g, pop.gateway, dst)):
-            problems.append(
-                (f"workload.devices[{i}].gateway", pop.gateway, f"no network route to host {dst}")
-            )
+            problems.append((f"workload.devices[{i}].gateway", pop.gateway, f"no network route to host {dst}"))
     return problems
 
 
@@ -398,18 +390,14 @@ def _load_profiles(s: Scenario, override: Path | None) -> list[Problem]:
     """Load each host's (and device population's) profile; check it prices every needed operation."""
     problems: list[Problem] = []
     cache: dict[Path, Profile] = {}
-    targets = [
-        (f"deployment.hosts[{i}].profile", h.name, h.profile) for i, h in enumerate(s.deployment.hosts)
-    ]
+    targets = [(f"deployment.hosts[{i}].profile", h.name, h.profile) for i, h in enumerate(s.deployment.hosts)]
     targets += [
         (f"workload.devices[{i}].profile", f"device:{pop.name}", pop.profile)
         for i, pop in enumerate(s.workload.devices)
         if pop.profile
     ]
     for loc, key, ref in targets:
-        file = (
-            override if override is not None and not key.startswith("device:") else _resolve_profile(s, ref)
-        )
+        file = override if override is not None and not key.startswith("device:") else _resolve_profile(s, ref)
         if file not in cache:
             if not file.exists():
                 problems.append((loc, ref, f"profile file not found: {file}"))

@@ -60,9 +60,7 @@ def summarise(spans: pd.DataFrame, meta: dict[str, Any]) -> dict[str, Any]:
     cpu = fl_rows[~fl_rows.op.isin(("transfer", "frame"))]
     dur = cpu.end_s - cpu.start_s - cpu.queue_wait_s
     crypto_s = float(dur[cpu.op.map(is_crypto)].sum())
-    extent = fl_rows.groupby(["replication", "round", "phase"]).agg(
-        start=("start_s", "min"), end=("end_s", "max")
-    )
+    extent = fl_rows.groupby(["replication", "round", "phase"]).agg(start=("start_s", "min"), end=("end_s", "max"))
     phase_s = (extent.end - extent.start).groupby("phase").mean()
     reps = max(1, int(meta.get("replications", 1)))
     wire = spans[spans.op.isin(("transfer", "frame"))]
@@ -82,9 +80,7 @@ def summarise(spans: pd.DataFrame, meta: dict[str, Any]) -> dict[str, Any]:
             },
             "telemetry": {
                 "frames": len(frames) // reps,
-                "latency_s": describe(frames.end_s - frames.start_s, frames.replication)
-                if len(frames)
-                else None,
+                "latency_s": describe(frames.end_s - frames.start_s, frames.replication) if len(frames) else None,
             },
         }
     )

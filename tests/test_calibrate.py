@@ -45,9 +45,7 @@ def test_simulator_accepts_a_calibrated_profile(pqtwin, quick_profile, tmp_path)
 
 def test_cli_quick_writes_profile(pqtwin, tmp_path):
     out = tmp_path / "p.yaml"
-    res = pqtwin(
-        "calibrate", "--quick", "--algorithms", "Ed25519,ChaCha20-Poly1305", "--out", str(out), "--name", "t"
-    )
+    res = pqtwin("calibrate", "--quick", "--algorithms", "Ed25519,ChaCha20-Poly1305", "--out", str(out), "--name", "t")
     assert res.returncode == 0, res.stderr
     data = yaml.safe_load(out.read_text())
     assert data["profile"] == "t" and "Ed25519.sign" in data["ops"]

@@ -128,9 +128,7 @@ def test_mldsa_dilithiumpy_signs_openssl_verifies(name, other) -> None:
 
 def test_ed25519_rfc8032_test_1() -> None:
     signer = OPENSSL.signature("Ed25519")
-    pub = signer.load_public(
-        bytes.fromhex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
-    )
+    pub = signer.load_public(bytes.fromhex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"))
     sig = bytes.fromhex(
         "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46b"
         "d25bf5f0595bbe24655141438e7a100b"

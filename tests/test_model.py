@@ -68,17 +68,11 @@ def test_message_sizes_follow_the_catalogue():
     df = simulate(s, "sequential", replications=1).spans
     fl = s.workload.fl
     kem, sig, aead = (catalogue.get(x) for x in ("ML-KEM-768", "ML-DSA-65", "AES-256-GCM"))
-    expected = (
-        fl.header_bytes
-        + fl.model_bytes
-        + sig.signature_bytes
-        + aead.aead_overhead_bytes
-        + kem.ciphertext_bytes
-    )
+    expected = fl.header_bytes + fl.model_bytes + sig.signature_bytes + aead.aead_overhead_bytes + kem.ciphertext_bytes
     sizes = set(df[(df.op == "transfer") & df.phase.isin(["distribute", "upload"])]["bytes"])
     assert sizes == {expected}
     hs = df[(df.op == "transfer") & (df.phase == "handshake")]
-    assert hs.empty  # per_message rekeying: no FL handshakes
+    assert set(hs["round"]) == {0}  # per_message: one session handshake before the rounds
     hs = simulate(paper("workload.crypto.rekey.fl=per_round"), replications=1).spans
     sizes = set(hs[(hs.op == "transfer") & (hs.phase == "handshake")]["bytes"])
     assert kem.public_key_bytes + sig.signature_bytes + sig.public_key_bytes in sizes
@@ -97,9 +91,7 @@ def test_quorum_lets_rounds_finish_without_dropouts():
     summ = simulate(s, "concurrent", replications=2).summary
     assert summ["rounds_completed"] + summ["rounds_failed"] == 24
     assert summ["rounds_completed"] > summ["rounds_failed"] > 0  # failed: both clients dropped out
-    strict = simulate(
-        paper("workload.fl.dropout_probability=0.5", "workload.fl.round_timeout_s=5"), replications=2
-    )
+    strict = simulate(paper("workload.fl.dropout_probability=0.5", "workload.fl.round_timeout_s=5"), replications=2)
     assert strict.summary["rounds_failed"] > 0
 
 
@@ -114,9 +106,7 @@ def test_overload_is_flagged():
 
 
 def test_host_utilisation_and_crypto_share_are_fractions():
-    summ = simulate(
-        load_scenario(SCENARIOS / "ward-200.yaml", ["workload.fl.rounds=2"]), replications=1
-    ).summary
+    summ = simulate(load_scenario(SCENARIOS / "ward-200.yaml", ["workload.fl.rounds=2"]), replications=1).summary
     assert 0 < summ["crypto_share"] < 1
     assert all(0 < h["offered"] < 1 for h in summ["host_utilization"].values())
     assert summ["telemetry"]["frames"] > 0 and summ["bytes_on_wire"]["by_phase"]["telemetry"] > 0

@@ -12,14 +12,10 @@ from sim.network import Network
 from sim.scenario import LinkParams
 
 
-def one_link(
-    bandwidth_bps: float, latency_s: float, loss: float = 0.0, segment_bytes: int = 10**12, seed: int = 0
-):
+def one_link(bandwidth_bps: float, latency_s: float, loss: float = 0.0, segment_bytes: int = 10**12, seed: int = 0):
     env = simpy.Environment()
     g = nx.Graph()
-    g.add_edge(
-        "a", "b", params=LinkParams(bandwidth_bps=bandwidth_bps, latency_s=latency_s, jitter_s=0, loss=loss)
-    )
+    g.add_edge("a", "b", params=LinkParams(bandwidth_bps=bandwidth_bps, latency_s=latency_s, jitter_s=0, loss=loss))
     return env, Network(env, g, np.random.default_rng(seed), segment_bytes)
 
 

@@ -164,9 +164,7 @@ def test_dhkem_rejects_bad_points() -> None:
         x.encaps(x.load_public(bytes(32)))
     p256 = REGISTRY.find("ECDH-P256", "kem", prefer="openssl")
     kp = p256.keygen()
-    compressed = kp.public.native.public_bytes(
-        serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
-    )
+    compressed = kp.public.native.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint)
     with pytest.raises(InvalidKey):  # the wire format is the uncompressed point only
         p256.load_public(compressed)
     assert kp.public_bytes[0] == 4 and len(kp.public_bytes) == 65
@@ -333,9 +331,7 @@ def test_missing_pq_algorithm_names_liboqs_and_its_reason() -> None:
         pytest.skip("liboqs is available here, so nothing is missing")
     with pytest.raises(UnsupportedAlgorithm) as err:
         registry.find("ML-KEM-512")
-    assert (
-        str(err.value) == f"ML-KEM-512: not available here; provided by liboqs (unavailable: {liboqs.reason})"
-    )
+    assert str(err.value) == f"ML-KEM-512: not available here; provided by liboqs (unavailable: {liboqs.reason})"
     assert isinstance(err.value, ValueError)
     assert registry.which("Falcon-512") == [registry.Offer("liboqs", False, liboqs.reason)]
 
@@ -362,9 +358,7 @@ def test_kind_mismatch_and_unknown_names() -> None:
 class _StubProvider(Provider):
     """A provider with a fixed answer, to test the registry's wording and ordering."""
 
-    def __init__(
-        self, name: str, available: bool, reason: str, algs: dict[str, str], inner: Provider
-    ) -> None:
+    def __init__(self, name: str, available: bool, reason: str, algs: dict[str, str], inner: Provider) -> None:
         super().__init__()
         self.name, self.available, self.reason = name, available, reason
         self._algs, self._inner = algs, inner
@@ -567,9 +561,7 @@ def test_liboqs_adapter_round_trips_and_registry() -> None:
     sig = signer.sign(kp, MESSAGE)
     assert signer.verify(kp.public, MESSAGE, sig) and not signer.verify(kp.public, MESSAGE + b"!", sig)
     assert not signer.verify(kp.public, MESSAGE, sig + b"\x00")  # longer than the maximum
-    assert reg.find("ML-DSA-65", "signature").verify(
-        reg.find("ML-DSA-65").load_public(kp.public_bytes), MESSAGE, sig
-    )
+    assert reg.find("ML-DSA-65", "signature").verify(reg.find("ML-DSA-65").load_public(kp.public_bytes), MESSAGE, sig)
 
 
 def test_liboqs_adapter_frees_each_secret_key_once() -> None:

@@ -65,21 +65,15 @@ class Registry:
     @overload
     def find(self, name: str, kind: Literal["kem"], prefer: str | Sequence[str] | None = None) -> Kem: ...
     @overload
-    def find(
-        self, name: str, kind: Literal["signature"], prefer: str | Sequence[str] | None = None
-    ) -> Signer: ...
+    def find(self, name: str, kind: Literal["signature"], prefer: str | Sequence[str] | None = None) -> Signer: ...
     @overload
     def find(self, name: str, kind: Literal["aead"], prefer: str | Sequence[str] | None = None) -> Aead: ...
     @overload
     def find(self, name: str, kind: Literal["hash"], prefer: str | Sequence[str] | None = None) -> Hash: ...
     @overload
-    def find(
-        self, name: str, kind: None = None, prefer: str | Sequence[str] | None = None
-    ) -> AlgorithmObject: ...
+    def find(self, name: str, kind: None = None, prefer: str | Sequence[str] | None = None) -> AlgorithmObject: ...
 
-    def find(
-        self, name: str, kind: Kind | None = None, prefer: str | Sequence[str] | None = None
-    ) -> AlgorithmObject:
+    def find(self, name: str, kind: Kind | None = None, prefer: str | Sequence[str] | None = None) -> AlgorithmObject:
         """The algorithm object for ``name`` from the first available provider that implements it.
 
         ``prefer``: a provider name, or names, tried first (in that order); the others follow in

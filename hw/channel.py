@@ -1,0 +1,361 @@
+"""Secure channel between pods (and from devices to pods), built on the crypto providers.
+
+Handshake (initiator I = client or device, responder R = aggregator or pod), the same steps and sizes
+as the simulator's handshake:
+
+1. I -> R  HELLO   suite, I's name, nonce_I
+2. R -> I  SERVER  suite, R's name, nonce_R, ephemeral KEM public key, R's identity public key,
+                   sig_R = Sign_R(HELLO || SERVER fields)
+3. I -> R  FINISH  KEM ciphertext (encapsulated to the ephemeral key), I's identity public key,
+                   sig_I = Sign_I(HELLO || SERVER || ciphertext)
+   Identity keys are pinned: each side checks the peer's key against the run's trust store.
+4. Keys: HKDF-SHA256(IKM = shared secret, salt = SHA-256(transcript), info = LABEL) -> an AEAD key and
+   a 4-byte nonce prefix per direction.
+
+A suite other than our own in HELLO, or a SERVER suite that differs from the offered one, is a
+downgrade and is refused. Records: header = type (1) | seq (8) | sent_at_s (8, float) | length (4),
+authenticated as AAD; nonce = prefix || seq. The receiver expects seq = last + 1: a smaller seq is a
+replay, a larger one a reorder, a short body a truncation, a failed tag a tamper — each rejected with
+`SecurityError` and counted. ``KEM`` records (per-message rekeying) carry a fresh encapsulation to the
+recipient's static KEM key; their key is HKDF(session key || that secret, seq).
+
+Reading a record (network) and opening it (crypto) are separate calls, so that a node decides which
+thread does the crypto work, as the processing modes require.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from hw.crypto import find
+from hw.crypto.base import AuthenticationFailed, KeyPair, PublicKey
+
+LABEL = b"pq-iomt-twin/channel/v1"
+HEADER = struct.Struct("!BQdI")
+HELLO, SERVER, FINISH, DATA, KEM, ALERT = 1, 2, 3, 4, 5, 6
+MAX_RECORD_BYTES = 64 << 20
+
+
+class SecurityError(Exception):
+    """A record or handshake that must be rejected; ``kind`` is what was detected."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+
+
+class ConnectionClosed(Exception):
+    """The peer closed the connection between records."""
+
+
+@dataclass(frozen=True)
+class Suite:
+    kem: str
+    signature: str
+    aead: str
+
+    @property
+    def id(self) -> bytes:
+        return f"{self.kem}/{self.signature}/{self.aead}".encode()
+
+
+@dataclass
+class Identity:
+    """A pod's (or device's) long-term keys for one run: signature identity and static KEM key."""
+
+    name: str
+    sig: KeyPair
+    kem: KeyPair
+
+    @classmethod
+    def generate(cls, name: str, suite: Suite) -> Identity:
+        return cls(name, find(suite.signature, "signature").keygen(), find(suite.kem, "kem").keygen())
+
+    def public(self) -> dict[str, str]:
+        return {"sig": self.sig.public_bytes.hex(), "kem": self.kem.public_bytes.hex()}
+
+
+@dataclass
+class Peer:
+    sig: PublicKey
+    kem: PublicKey
+
+
+def load_trust(suite: Suite, entries: dict[str, dict[str, str]]) -> dict[str, Peer]:
+    """Pinned public keys by name, from the run directory's published key files."""
+    signer, kem = find(suite.signature, "signature"), find(suite.kem, "kem")
+    return {
+        name: Peer(signer.load_public(bytes.fromhex(e["sig"])), kem.load_public(bytes.fromhex(e["kem"])))
+        for name, e in entries.items()
+    }
+
+
+@dataclass
+class Record:
+    type: int
+    seq: int
+    sent_at_s: float
+    body: bytes
+    header: bytes
+
+    @property
+    def wire_bytes(self) -> int:
+        return len(self.header) + len(self.body)
+
+
+def _pack(fields: list[bytes]) -> bytes:
+    return b"".join(struct.pack("!I", len(f)) + f for f in fields)
+
+
+def _unpack(body: bytes, n: int) -> list[bytes]:
+    out, pos = [], 0
+    for _ in range(n):
+        if pos + 4 > len(body):
+            raise SecurityError("truncated", "handshake message too short")
+        (size,) = struct.unpack_from("!I", body, pos)
+        out.append(body[pos + 4 : pos + 4 + size])
+        pos += 4 + size
+    if pos != len(body) or any(len(f) == 0 for f in out):
+        raise SecurityError("tampered", "malformed handshake message")
+    return out
+
+
+@dataclass
+class _Direction:
+    key: Any = None
+    prefix: bytes = b""
+    seq: int = 0
+
+
+@dataclass
+class Channel:
+    """One end of a secure channel over a connected socket (thread-safe for one reader + writers)."""
+
+    sock: socket.socket
+    me: Identity
+    suite: Suite
+    trust: dict[str, Peer]
+    clock: Any = time.monotonic  # seconds on the run's clock (nodes pass epoch-relative time)
+    counters: Counter[str] = field(default_factory=Counter)
+    peer: str = ""
+    session_key: bytes = b""
+    _send: _Direction = field(default_factory=_Direction)
+    _recv: _Direction = field(default_factory=_Direction)
+    _wlock: threading.Lock = field(default_factory=threading.Lock)
+    _olock: threading.Lock = field(default_factory=threading.Lock)
+
+    # --- framing -------------------------------------------------------------------------------------
+
+    def write(self, rtype: int, body: bytes, seq: int = 0) -> int:
+        header = HEADER.pack(rtype, seq, self.clock(), len(body))
+        with self._wlock:
+            self.sock.sendall(header + body)
+        return len(header) + len(body)
+
+    def read_record(self) -> Record:
+        """The next record off the wire (no crypto); ConnectionClosed at a clean end of stream."""
+        header = self._read_exact(HEADER.size, at_boundary=True)
+        rtype, seq, sent_at_s, length = HEADER.unpack(header)
+        if length > MAX_RECORD_BYTES:
+            raise self._reject("tampered", f"record length {length} exceeds the limit")
+        return Record(rtype, seq, sent_at_s, self._read_exact(length, at_boundary=False), header)
+
+    def _read_exact(self, n: int, at_boundary: bool) -> bytes:
+        chunks, got = [], 0
+        while got < n:
+            try:
+                chunk = self.sock.recv(min(n - got, 1 << 20))
+            except (ConnectionResetError, OSError):
+                chunk = b""
+            if not chunk:
+                if at_boundary and got == 0:
+                    raise ConnectionClosed(self.peer or "peer")
+                raise self._reject("truncated", f"stream ended {n - got} bytes short of a record")
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+
+    def _reject(self, kind: str, detail: str) -> SecurityError:
+        self.counters[kind] += 1
+        return SecurityError(kind, f"from {self.peer or 'peer'}: {detail}")
+
+    def _expect(self, rec: Record, rtype: int) -> None:
+        if rec.type == ALERT:
+            raise SecurityError("alert", rec.body.decode(errors="replace"))
+        if rec.type != rtype:
+            raise self._reject("tampered", f"expected record type {rtype}, got {rec.type}")
+
+    # --- handshake (spans are recorded by the caller through `timer`) -------------------------------
+
+    def initiate(self, responder: str, timer: Any) -> None:
+        """Run the handshake as initiator towards the pod named ``responder``."""
+        signer, kem = find(self.suite.signature, "signature"), find(self.suite.kem, "kem")
+        hello = _pack([self.suite.id, self.me.name.encode(), os.urandom(32)])
+        self.write(HELLO, hello)
+        rec = self.read_record()
+        self._expect(rec, SERVER)
+        suite_id, name, _nonce, eph_raw, id_raw, sig_r = _unpack(rec.body, 6)
+        if suite_id != self.suite.id:
+            raise self._reject("downgrade", f"server chose {suite_id.decode(errors='replace')}")
+        peer = self._pinned(name.decode(errors="replace"), id_raw, expected=responder)
+        signed = hello + rec.body[: len(rec.body) - len(sig_r) - 4]
+        with timer("handshake", f"{self.suite.signature}.verify"):
+            ok = signer.verify(peer.sig, signed, sig_r)
+        if not ok:
+            raise self._reject("tampered", "server handshake signature does not verify")
+        with timer("handshake", f"{self.suite.kem}.encaps"):
+            ct, secret = kem.encaps(kem.load_public(eph_raw))
+        with timer("handshake", f"{self.suite.signature}.sign"):
+            sig_i = signer.sign(self.me.sig, signed + ct)
+        finish = _pack([ct, self.me.sig.public_bytes, sig_i])
+        self.write(FINISH, finish)
+        self._derive(secret, hello + rec.body + finish, initiator=True)
+
+    def accept(self, timer: Any) -> str:
+        """Run the handshake as responder; returns the authenticated initiator's name."""
+        signer, kem = find(self.suite.signature, "signature"), find(self.suite.kem, "kem")
+        rec = self.read_record()
+        self._expect(rec, HELLO)
+        hello = rec.body
+        suite_id, name, _nonce = _unpack(hello, 3)
+        if suite_id != self.suite.id:
+            self.write(ALERT, b"unsupported suite")
+            raise self._reject(
+                "downgrade", f"{name.decode(errors='replace')} offered {suite_id.decode(errors='replace')}"
+            )
+        initiator = name.decode(errors="replace")
+        if initiator not in self.trust:
+            self.write(ALERT, b"unknown identity")
+            raise self._reject("identity", f"{initiator!r} is not in the trust store")
+        with timer("handshake", f"{self.suite.kem}.keygen"):
+            eph = kem.keygen()
+        fields = [
+            self.suite.id,
+            self.me.name.encode(),
+            os.urandom(32),
+            eph.public_bytes,
+            self.me.sig.public_bytes,
+        ]
+        unsigned = _pack(fields)
+        with timer("handshake", f"{self.suite.signature}.sign"):
+            sig_r = signer.sign(self.me.sig, hello + unsigned)
+        server = unsigned + _pack([sig_r])
+        self.write(SERVER, server)
+        rec = self.read_record()
+        self._expect(rec, FINISH)
+        ct, id_raw, sig_i = _unpack(rec.body, 3)
+        peer = self._pinned(initiator, id_raw, expected=initiator)
+        with timer("handshake", f"{self.suite.kem}.decaps"):
+            secret = kem.decaps(eph, ct)
+        with timer("handshake", f"{self.suite.signature}.verify"):
+            ok = signer.verify(peer.sig, hello + unsigned + ct, sig_i)
+        if not ok:
+            raise self._reject("tampered", "client handshake signature does not verify")
+        self._derive(secret, hello + server + rec.body, initiator=False)
+        return initiator
+
+    def _pinned(self, name: str, id_raw: bytes, expected: str) -> Peer:
+        peer = self.trust.get(name)
+        if name != expected or peer is None or peer.sig.raw != id_raw:
+            raise self._reject("identity", f"{name!r} does not match the pinned identity of {expected!r}")
+        self.peer = name
+        return peer
+
+    def _derive(self, secret: bytes, transcript: bytes, initiator: bool) -> None:
+        aead = find(self.suite.aead, "aead")
+        n = aead.key_bytes
+        okm = HKDF(hashes.SHA256(), 2 * n + 8, hashlib.sha256(transcript).digest(), LABEL).derive(secret)
+        i2r, r2i = (
+            (aead.load_key(okm[:n]), okm[2 * n : 2 * n + 4]),
+            (aead.load_key(okm[n : 2 * n]), okm[2 * n + 4 :]),
+        )
+        send, recv = (i2r, r2i) if initiator else (r2i, i2r)
+        self._send, self._recv = _Direction(*send), _Direction(*recv)
+        self.session_key = okm[: 2 * n]
+
+    # --- records -------------------------------------------------------------------------------------
+
+    def seal(
+        self, plaintext: bytes, recipient_kem: PublicKey | None = None, timer: Any = None, phase: str = ""
+    ) -> tuple[int, bytes]:
+        """Encrypt one record (with a per-message encapsulation if ``recipient_kem``): (type, body)."""
+        aead = find(self.suite.aead, "aead")
+        with self._wlock:
+            self._send.seq += 1
+            seq = self._send.seq
+        key, prefix, rtype = self._send.key, b"", DATA
+        if recipient_kem is not None:
+            with _maybe(timer, phase, f"{self.suite.kem}.encaps"):
+                ct, secret = find(self.suite.kem, "kem").encaps(recipient_kem)
+            key, prefix, rtype = self._message_key(secret, seq), ct, KEM
+        header = HEADER.pack(rtype, seq, 0.0, len(prefix) + len(plaintext) + aead.tag_bytes)
+        with _maybe(timer, phase, f"{self.suite.aead}.encrypt"):
+            body = prefix + aead.encrypt(key, self._send.prefix + seq.to_bytes(8, "big"), plaintext, header[:9])
+        return rtype, struct.pack("!Q", seq) + body
+
+    def write_sealed(self, sealed: tuple[int, bytes]) -> int:
+        rtype, data = sealed
+        return self.write(rtype, data[8:], seq=int.from_bytes(data[:8], "big"))
+
+    def open(self, rec: Record, timer: Any = None, phase: str = "") -> bytes:
+        """Check order and authenticity of a record read off the wire; the plaintext."""
+        aead = find(self.suite.aead, "aead")
+        if rec.type == ALERT:
+            raise SecurityError("alert", rec.body.decode(errors="replace"))
+        if rec.type not in (DATA, KEM):
+            raise self._reject("tampered", f"unexpected record type {rec.type}")
+        with self._olock:
+            expected = self._recv.seq + 1
+            if rec.seq < expected:
+                raise self._reject("replay", f"record {rec.seq} again (expected {expected})")
+            if rec.seq > expected:
+                raise self._reject("reorder", f"record {rec.seq} before {expected}")
+            body, key = rec.body, self._recv.key
+            if rec.type == KEM:
+                kem = find(self.suite.kem, "kem")
+                size = _kem_ct_bytes(self.suite.kem)
+                with _maybe(timer, phase, f"{self.suite.kem}.decaps"):
+                    secret = kem.decaps(self.me.kem, body[:size])
+                key, body = self._message_key(secret, rec.seq), body[size:]
+            nonce = self._recv.prefix + rec.seq.to_bytes(8, "big")
+            try:
+                with _maybe(timer, phase, f"{self.suite.aead}.decrypt"):
+                    plaintext = aead.decrypt(key, nonce, body, rec.header[:9])
+            except AuthenticationFailed:
+                raise self._reject("tampered", f"record {rec.seq} fails authentication") from None
+            self._recv.seq = rec.seq
+        return plaintext
+
+    def _message_key(self, secret: bytes, seq: int) -> Any:
+        aead = find(self.suite.aead, "aead")
+        info = LABEL + b"/message/" + seq.to_bytes(8, "big")
+        return aead.load_key(HKDF(hashes.SHA256(), aead.key_bytes, None, info).derive(self.session_key + secret))
+
+
+def _kem_ct_bytes(kem: str) -> int:
+    from sim import catalogue
+
+    return catalogue.get(kem).ciphertext_bytes
+
+
+class _Null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _maybe(timer: Any, phase: str, op: str) -> Any:
+    return timer(phase, op) if timer is not None else _Null()

@@ -1,0 +1,437 @@
+"""``pqtwin compare SIM_DIR HW_DIR``: simulated vs measured, per metric, with the error and its 95 % CI.
+
+Both directories are run directories (``spans.parquet`` + ``summary.json``); the simulator and the hardware
+twin write the same formats. The method below is also recorded under ``method`` in compare.json.
+
+Metrics, each a set of per-unit values taken from spans.parquet:
+
+- ``round_latency_s``: end - start of every ``phase == "round"`` & ``op == "round"`` row (failed rounds
+  excluded); one value per round.
+- ``model_distribution_s``: end - start of every ``phase == "distribution"`` row; one value per round.
+- ``phase_s.<phase>`` for each phase of ``sim.spans.PHASES`` except the markers and telemetry: the phase's
+  extent in a round, max(end_s) - min(start_s) of its rows per (replication, round), rounds > 0 — the
+  definition of summary.json's ``phase_s``; one value per round in which the phase occurs.
+- ``telemetry.latency_s``: end - start of every ``op == "frame"`` row (emission to decryption); one value
+  per frame.
+
+A metric is compared when both runs have at least one value; otherwise it is listed in ``not_compared``
+with the reason (and a warning when only one of the runs has it).
+
+Error: ``error_pct = (sim_mean - hw_mean) / hw_mean * 100`` (negative: the simulator is faster than the
+hardware); ``error_p50_pct`` and ``error_p95_pct`` likewise for the median and the 95th percentile
+(numpy's linear interpolation, as in summary.json).
+
+95 % CIs: percentile bootstrap, ``RESAMPLES`` (2000) resamples, one ``numpy.random.default_rng([seed,
+crc32("<metric>/<side>")])`` per metric and side (the seed is ``BOOTSTRAP_SEED``, recorded in the JSON; a
+metric's CI does not depend on which other metrics exist). The two sides are resampled independently.
+The unit is the round (the frame for telemetry): values are resampled with replacement *within each
+replication* (stratified: every resample keeps each replication's count), rounds of all replications
+pooled.
+Replications are not resampled as units: a measured run usually has one and a simulated run few, too
+few for a two-stage bootstrap; the simulator's between-replication spread is in summary.json's Student-t
+CI. Each resample gives an error of means, of medians and of p95s; the CIs are their 2.5th and 97.5th
+percentiles. ``within_ci`` is true when 0 lies inside the CI of the error of means: the difference is
+within resampling noise. ``sim_mean_ci95`` / ``hw_mean_ci95`` are the bootstrap CIs of each side's mean.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sim import spans as span_io
+from sim.errors import UserError
+from sim.spans import MARKERS, PHASES
+from sim.summary import SUMMARY_FILE
+
+SPANS_FILE = "spans.parquet"
+COMPARE_JSON = "compare.json"
+COMPARE_PNG = "compare.png"
+RESAMPLES = 2000
+BOOTSTRAP_SEED = 20260611
+MIN_N = 5  # fewer values on a side: the bootstrap CI is flagged as unreliable
+_MAX_CELLS = 4_000_000  # bootstrap batch size bound (resamples x values) to keep memory flat
+
+FL_PHASES = tuple(p for p in PHASES if p not in (*MARKERS, "telemetry"))
+METRICS: dict[str, tuple[str, str]] = {  # name: (label, definition)
+    "round_latency_s": ("round latency", "end - start of each round marker (op 'round'), per round"),
+    "model_distribution_s": ("model distribution", "end - start of each distribution marker, per round"),
+    **{f"phase_s.{p}": (f"phase {p}", f"max end - min start of '{p}' spans per round (rounds > 0)") for p in FL_PHASES},
+    "telemetry.latency_s": ("telemetry frames", "end - start of each telemetry frame (op 'frame')"),
+}
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def _check_dir(d: Path) -> list[str]:
+    if not d.is_dir():
+        return [f"{d}: no such directory"]
+    missing = [f for f in (SPANS_FILE, SUMMARY_FILE) if not (d / f).is_file()]
+    if not missing:
+        return []
+    hint = "not a run directory"
+    if (d / "modes.json").is_file():
+        hint = f"a --mode both run: pass {d / 'sequential'} or {d / 'concurrent'}"
+    return [f"{d}: no {' or '.join(missing)} ({hint})"]
+
+
+def _read_run(d: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    path = d / SPANS_FILE
+    try:
+        df = pq.read_table(path).to_pandas()
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise UserError(f"{path}: cannot read spans ({str(exc).splitlines()[0]})") from None
+    try:
+        problems = span_io.validate_frame(df)
+    except TypeError:
+        problems = ["a column has the wrong type (see sim/spans.py SPAN_SCHEMA)"]
+    if not problems and not np.isfinite(df[["start_s", "end_s"]].to_numpy(dtype=float)).all():
+        problems = ["start_s or end_s is missing or not finite"]
+    if problems:
+        raise UserError([f"{path}: {p}" for p in problems])
+    path = d / SUMMARY_FILE
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: cannot read summary ({str(exc).splitlines()[0]})") from None
+    if not isinstance(summary, dict):
+        raise UserError(f"{path}: expected a JSON object (got {type(summary).__name__})")
+    return df, summary
+
+
+def metric_values(df: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per-unit values of every metric: name -> (values in s, replication of each value)."""
+
+    def pair(values: pd.Series, reps: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        return values.to_numpy(dtype=float), reps.to_numpy(dtype=np.int64)
+
+    rounds = df[(df.phase == "round") & (df.op == "round")]
+    dist = df[df.phase == "distribution"]
+    frames = df[df.op == "frame"]
+    fl = df[(df["round"] > 0) & df.phase.isin(FL_PHASES)]
+    ext = (
+        fl.groupby(["replication", "round", "phase"]).agg(start=("start_s", "min"), end=("end_s", "max")).reset_index()
+    )
+    out = {
+        "round_latency_s": pair(rounds.end_s - rounds.start_s, rounds.replication),
+        "model_distribution_s": pair(dist.end_s - dist.start_s, dist.replication),
+    }
+    for p in FL_PHASES:
+        e = ext[ext.phase == p]
+        out[f"phase_s.{p}"] = pair(e.end - e.start, e.replication)
+    out["telemetry.latency_s"] = pair(frames.end_s - frames.start_s, frames.replication)
+    return out
+
+
+# -------------------------------------------------------------------------------------------- statistics
+
+
+def _resample(values: np.ndarray, groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(3, RESAMPLES): mean, p50 and p95 of stratified (within-replication) bootstrap resamples."""
+    order = np.argsort(groups, kind="stable")
+    v = values[order]
+    _, starts, counts = np.unique(groups[order], return_index=True, return_counts=True)
+    out = np.empty((3, RESAMPLES))
+    batch = max(1, _MAX_CELLS // v.size)
+    for lo in range(0, RESAMPLES, batch):
+        b = min(batch, RESAMPLES - lo)
+        idx = np.concatenate([s + rng.integers(0, c, size=(b, c)) for s, c in zip(starts, counts, strict=True)], axis=1)
+        x = v[idx]
+        out[0, lo : lo + b] = x.mean(axis=1)
+        out[1:, lo : lo + b] = np.percentile(x, [50, 95], axis=1)
+    return out
+
+
+def _num(x: Any) -> float | None:
+    return float(x) if x is not None and np.isfinite(x) else None
+
+
+def _rel_err(sim: np.ndarray, hw: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e = (sim - hw) / hw * 100.0
+    return np.where(np.isfinite(e), e, np.nan)
+
+
+def _ci(x: np.ndarray) -> list[float | None]:
+    if np.all(np.isnan(x)):
+        return [None, None]
+    lo, hi = np.nanpercentile(x, [2.5, 97.5])
+    return [_num(lo), _num(hi)]
+
+
+def compare_metric(name: str, sim: tuple[np.ndarray, np.ndarray], hw: tuple[np.ndarray, np.ndarray]) -> dict[str, Any]:
+    """Statistics, errors and bootstrap CIs of one metric (both sides non-empty)."""
+    stats: dict[str, tuple[float, float, float]] = {}
+    boot: dict[str, np.ndarray] = {}
+    for side, (v, g) in (("sim", sim), ("hw", hw)):
+        rng = np.random.default_rng([BOOTSTRAP_SEED, zlib.crc32(f"{name}/{side}".encode())])
+        p50, p95 = np.percentile(v, [50, 95])
+        stats[side] = (float(v.mean()), float(p50), float(p95))
+        boot[side] = _resample(v, g, rng)
+    errs = _rel_err(np.array(stats["sim"]), np.array(stats["hw"]))
+    err_boot = _rel_err(boot["sim"], boot["hw"])
+    m: dict[str, Any] = {"label": METRICS[name][0], "unit": "s", "n_sim": int(sim[0].size)}
+    m["n_hw"] = int(hw[0].size)
+    for side in ("sim", "hw"):
+        mean, p50, p95 = stats[side]
+        m |= {f"{side}_mean": mean, f"{side}_mean_ci95": _ci(boot[side][0])}
+        m |= {f"{side}_p50": p50, f"{side}_p95": p95}
+    for i, key in enumerate(("error", "error_p50", "error_p95")):
+        m[f"{key}_pct"] = _num(errs[i])
+        m[f"{key}_ci95"] = _ci(err_boot[i])
+    lo, hi = m["error_ci95"]
+    m["within_ci"] = None if lo is None else bool(lo <= 0.0 <= hi)
+    if min(m["n_sim"], m["n_hw"]) < MIN_N:
+        m["note"] = f"fewer than {MIN_N} values on a side: the bootstrap CI is unreliable"
+    return m
+
+
+def _run_facts(d: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    keys = ("scenario", "mode", "seed", "replications", "suite")
+    return {"dir": str(d), **{k: summary.get(k) for k in keys}}
+
+
+def compare_dirs(sim_dir: Path, hw_dir: Path) -> dict[str, Any]:
+    """Compare a simulated run directory with a measured one; the result is compare.json's content."""
+    sim_dir, hw_dir = Path(sim_dir), Path(hw_dir)
+    if problems := _check_dir(sim_dir) + _check_dir(hw_dir):
+        raise UserError(problems)
+    (sim_df, sim_sum), (hw_df, hw_sum) = _read_run(sim_dir), _read_run(hw_dir)
+    runs = {"sim": _run_facts(sim_dir, sim_sum), "hw": _run_facts(hw_dir, hw_sum)}
+    warnings = []
+    for key in ("scenario", "mode", "suite"):
+        a, b = runs["sim"][key], runs["hw"][key]
+        if a is not None and b is not None and a != b:
+            warnings.append(f"{key} differs: simulated {a!r}, measured {b!r}")
+    sim_v, hw_v = metric_values(sim_df), metric_values(hw_df)
+    metrics: dict[str, Any] = {}
+    not_compared: dict[str, str] = {}
+    for name in METRICS:
+        ns, nh = sim_v[name][0].size, hw_v[name][0].size
+        if ns and nh:
+            metrics[name] = compare_metric(name, sim_v[name], hw_v[name])
+            continue
+        if ns or nh:
+            not_compared[name] = f"no values in the {'measured' if ns else 'simulated'} run"
+            warnings.append(f"{name}: {not_compared[name]}")
+        else:
+            not_compared[name] = "no values in either run"
+    return {
+        "sim_dir": str(sim_dir),
+        "hw_dir": str(hw_dir),
+        "runs": runs,
+        "same_scenario": runs["sim"]["scenario"] == runs["hw"]["scenario"],
+        "same_mode": runs["sim"]["mode"] == runs["hw"]["mode"],
+        "warnings": warnings,
+        "method": {
+            "error": "(sim - hw) / hw * 100, of the means (error_pct), medians (error_p50_pct), p95s",
+            "ci": "95 % percentile bootstrap (2.5th-97.5th percentile of the resampled errors)",
+            "resamples": RESAMPLES,
+            "seed": BOOTSTRAP_SEED,
+            "rng": "numpy.random.default_rng([seed, zlib.crc32(f'{metric}/{side}')]) (PCG64)",
+            "units": "rounds (telemetry: frames), resampled with replacement within each replication "
+            "(stratified); replications not resampled; sides resampled independently",
+            "within_ci": "0 inside error_ci95",
+            "metrics": {k: v[1] for k, v in METRICS.items()},
+        },
+        "metrics": metrics,
+        "not_compared": not_compared,
+    }
+
+
+# ----------------------------------------------------------------------------------------------- output
+
+
+def _ms(x: float | None) -> str:
+    if x is None:
+        return "—"
+    v = x * 1e3
+    return f"{v:.2f} ms" if abs(v) < 10 else f"{v:.1f} ms"
+
+
+def _pct(v: float | None, ci: list[float | None]) -> str:
+    if v is None:
+        return "—"
+    lo, hi = ci
+    return f"{v:+.1f} [{lo:+.1f}, {hi:+.1f}]" if lo is not None and hi is not None else f"{v:+.1f}"
+
+
+def render_table(result: dict[str, Any]) -> Table:
+    """metric | simulated mean | measured mean | error % [95 % CI] | p95 error % | n sim/hw."""
+    sim, hw = result["runs"]["sim"], result["runs"]["hw"]
+    t = Table(
+        title=f"{sim['scenario']} — simulated ({sim['mode']}, {sim['replications']} replications) vs "
+        f"measured ({hw['mode']}, {hw['replications']} replications)"
+    )
+    t.add_column("metric", no_wrap=True)
+    for col in ("simulated mean", "measured mean", "error % [95 % CI]", "p95 error %", "n sim/hw"):
+        t.add_column(col, justify="right")
+    for m in result["metrics"].values():
+        style = "green" if m["within_ci"] else "yellow"
+        t.add_row(
+            m["label"],
+            _ms(m["sim_mean"]),
+            _ms(m["hw_mean"]),
+            f"[{style}]{_pct(m['error_pct'], m['error_ci95'])}[/]",
+            _pct(m["error_p95_pct"], [None, None]),
+            f"{m['n_sim']} / {m['n_hw']}",
+        )
+    caption = (
+        f"error = (sim − hw) / hw; 95 % bootstrap CI over rounds ({RESAMPLES} resamples, seed "
+        f"{BOOTSTRAP_SEED}); green: 0 inside the CI"
+    )
+    if result["not_compared"]:
+        caption += "\nnot compared: " + ", ".join(f"{k} ({v})" for k, v in result["not_compared"].items())
+    t.caption = caption
+    return t
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def write_outputs(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    """compare.json and compare.png in out_dir (each written to a temporary name, then renamed)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / COMPARE_JSON, "png": out_dir / COMPARE_PNG}
+    _atomic_write(paths["json"], (json.dumps(result, indent=2) + "\n").encode())
+    _atomic_write(paths["png"], render_png(result))
+    return paths
+
+
+def compare_cmd(
+    sim_dir: Annotated[Path, typer.Argument(help="simulated run directory (pqtwin sim --out)")],
+    hw_dir: Annotated[Path, typer.Argument(help="measured run directory (hardware twin)")],
+    json_: Annotated[bool, typer.Option("--json", help="print compare.json instead of the table")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="output dir (default HW_DIR/compare)")] = None,
+) -> None:
+    """Simulated vs measured: per metric, the error in % with its 95 % bootstrap CI (table, JSON, PNG)."""
+    result = compare_dirs(sim_dir, hw_dir)
+    paths = write_outputs(result, out or Path(hw_dir) / "compare")
+    stdout, stderr = Console(), Console(stderr=True)
+    if json_:
+        print(json.dumps(result, indent=2))
+    else:
+        stdout.print(render_table(result))
+        stdout.print(f"results: {paths['json']}, {paths['png']}", highlight=False, soft_wrap=True)
+    for w in result["warnings"]:
+        stderr.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+
+
+# ---------------------------------------------------- PNG: a minimal RGB encoder and a 5x7 bitmap font
+
+_GLYPHS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ .,-%[]()_:/+=?;"
+_FONT_HEX = """
+3e5149453e 00427f4000 4261514946 2141454b31 1814127f10 2745454539 3c4a494930 0171090503 3649494936
+064949291e 7e1111117e 7f49494936 3e41414122 7f4141221c 7f49494941 7f09090101 3e41415132 7f0808087f
+00417f4100 2040413f01 7f08142241 7f40404040 7f0204027f 7f0408107f 3e4141413e 7f09090906 3e4151215e
+7f09192946 4649494931 01017f0101 3f4040403f 1f2040201f 7f2018207f 6314081463 0304780403 6151494543
+0000000000 0060600000 0050300000 0808080808 2313086462 007f414100 0041417f00 001c224100 0041221c00
+4040404040 0036360000 2010080402 08083e0808 1414141414 0201510906 0056360000
+"""
+_FONT = dict(zip(_GLYPHS, (bytes.fromhex(h) for h in _FONT_HEX.split()), strict=True))
+SIM_RGB, HW_RGB = (31, 119, 180), (255, 127, 14)
+_OK_RGB, _BAD_RGB, _INK, _GRID = (44, 160, 44), (214, 39, 40), (30, 30, 30), (200, 200, 200)
+
+
+class Canvas:
+    """An RGB pixel buffer with rectangles and text, encoded as PNG without any imaging library."""
+
+    def __init__(self, width: int, height: int) -> None:
+        self.w, self.h = width, height
+        self.px = bytearray(b"\xff" * (width * height * 3))
+
+    def rect(self, x0: float, y0: float, x1: float, y1: float, rgb: tuple[int, int, int]) -> None:
+        x0, x1 = max(0, round(x0)), min(self.w, round(x1))
+        y0, y1 = max(0, round(y0)), min(self.h, round(y1))
+        if x0 >= x1:
+            return
+        row = bytes(rgb) * (x1 - x0)
+        for y in range(y0, y1):
+            o = (y * self.w + x0) * 3
+            self.px[o : o + len(row)] = row
+
+    def text(self, x: float, y: float, s: str, rgb: tuple[int, int, int], scale: int = 1) -> None:
+        for i, ch in enumerate(s.upper()):
+            for cx, bits in enumerate(_FONT.get(ch, _FONT["?"])):
+                for cy in range(7):
+                    if bits >> cy & 1:
+                        px, py = x + (i * 6 + cx) * scale, y + cy * scale
+                        self.rect(px, py, px + scale, py + scale, rgb)
+
+    def png(self) -> bytes:
+        stride = self.w * 3
+        raw = b"".join(b"\x00" + self.px[y * stride : (y + 1) * stride] for y in range(self.h))
+
+        def chunk(tag: bytes, data: bytes) -> bytes:
+            return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+        ihdr = struct.pack(">IIBBBBB", self.w, self.h, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
+        return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+
+
+def _whisker(c: Canvas, lo: float, hi: float, y: float, rgb: tuple[int, int, int]) -> None:
+    c.rect(lo, y - 1, hi + 1, y + 1, rgb)
+    c.rect(lo, y - 4, lo + 1, y + 4, rgb)
+    c.rect(hi, y - 4, hi + 1, y + 4, rgb)
+
+
+def render_png(result: dict[str, Any]) -> bytes:
+    """Left: simulated and measured means (each row scaled to its own largest value) with bootstrap
+    95 % CI whiskers. Right: error % of the means with its CI around a zero line (green: 0 inside)."""
+    metrics = list(result["metrics"].values())
+    row_h, top, label_w, bar_x0, bar_w, err_x0, err_w = 36, 96, 260, 270, 330, 640, 240
+    c = Canvas(1000, top + row_h * max(1, len(metrics)) + 30)
+    sim, hw = result["runs"]["sim"], result["runs"]["hw"]
+    mode = sim["mode"] if sim["mode"] == hw["mode"] else f"{sim['mode']} vs {hw['mode']}"
+    c.text(10, 10, f"simulated vs measured: {sim['scenario']} ({mode})", _INK, 2)
+    c.text(10, 34, "error = (sim - hw) / hw; whiskers: 95% bootstrap CI", _INK)
+    for x, rgb, name in ((10, SIM_RGB, "simulated"), (130, HW_RGB, "measured")):
+        c.rect(x, 50, x + 12, 62, rgb)
+        c.text(x + 18, 53, name, _INK)
+    c.text(bar_x0, 76, "mean (each row scaled to its largest value)", _INK)
+    c.text(err_x0, 76, "error % of means [95% CI]", _INK)
+    errs = [abs(v) for m in metrics for v in (m["error_pct"], *m["error_ci95"]) if v is not None]
+    span = max([1.0, *errs]) * 1.1
+    zero = err_x0 + err_w / 2
+    c.rect(zero, top - 4, zero + 1, top + row_h * len(metrics), _GRID)
+    for i, m in enumerate(metrics):
+        y = top + i * row_h
+        c.rect(0, y + row_h - 1, c.w, y + row_h, _GRID)
+        c.text(10, y + 11, m["label"][: label_w // 12 - 1], _INK, 2)
+        vals = [m["sim_mean"], m["hw_mean"], *m["sim_mean_ci95"], *m["hw_mean_ci95"]]
+        scale = bar_w / max([1e-12, *(v for v in vals if v is not None)])
+        for side, rgb, dy in (("sim", SIM_RGB, 6), ("hw", HW_RGB, 19)):
+            c.rect(bar_x0, y + dy, bar_x0 + m[f"{side}_mean"] * scale, y + dy + 11, rgb)
+            lo, hi = m[f"{side}_mean_ci95"]
+            if lo is not None:
+                _whisker(c, bar_x0 + lo * scale, bar_x0 + hi * scale, y + dy + 5, _INK)
+        if m["error_pct"] is None:
+            continue
+        rgb = _OK_RGB if m["within_ci"] else _BAD_RGB
+        lo, hi = m["error_ci95"]
+        if lo is not None:
+            _whisker(c, zero + lo / span * err_w / 2, zero + hi / span * err_w / 2, y + row_h / 2, rgb)
+        x = zero + m["error_pct"] / span * err_w / 2
+        c.rect(x - 4, y + row_h / 2 - 4, x + 5, y + row_h / 2 + 5, rgb)
+        c.text(err_x0 + err_w + 14, y + 11, f"{m['error_pct']:+.1f}%", rgb, 2)
+    yb = top + row_h * len(metrics) + 8
+    c.text(err_x0, yb, f"-{span:.0f}%", _INK)
+    c.text(zero - 2, yb, "0", _INK)
+    c.text(err_x0 + err_w - 30, yb, f"+{span:.0f}%", _INK)
+    return c.png()

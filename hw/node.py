@@ -1,0 +1,548 @@
+"""``pqtwin node``: the one program every pod runs (aggregator, client) plus the device emulator.
+
+A node reads the run directory's ``run.json`` (written by the backend), publishes its public keys to
+``keys/<name>.json``, waits for its peers' keys (the trust store), then plays its role. It records spans
+in the simulator's format on the run's clock (monotonic seconds since the run's epoch; one clock for
+all processes of one machine) and writes ``spans/<name>.parquet`` and ``nodes/<name>.json`` atomically.
+
+The FL round follows sim/model.py: the aggregator serialises the global model, then per client signs it,
+encapsulates (per-message rekeying) and encrypts it; clients decrypt, verify, train, sign, encrypt and
+upload; the aggregator decrypts and verifies updates and runs FedAvg. ``sequential``: all of the
+aggregator's security work on its main thread, updates processed after the quorum arrived, one client at
+a time. ``concurrent``: a pool of worker threads (the crypto library releases the GIL) does it, updates
+are verified and folded in as they arrive, distribution jobs run in parallel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from hw import data, fl
+from hw.channel import Channel, ConnectionClosed, Identity, Record, SecurityError, Suite, load_trust
+from hw.crypto import find
+from sim import spans as span_io
+
+MODEL, UPDATE, DONE = 1, 2, 3
+MSG = struct.Struct("!BI")  # kind, round
+TRUST_TIMEOUT_S = 60.0
+
+
+class RunFailed(Exception):
+    """The run cannot go on (quorum lost, peer unreachable); the message says why."""
+
+
+# --- run context and span recording ----------------------------------------------------------------
+
+
+@dataclass
+class Node:
+    run_dir: Path
+    name: str
+    cfg: dict[str, Any]
+    rows: list[span_io.Row] = field(default_factory=list)
+    round: int = 0
+    counters: Counter[str] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def suite(self) -> Suite:
+        return Suite(**self.cfg["suite"])
+
+    @property
+    def host(self) -> str:
+        return self.cfg["pods"][self.name]["host"] if self.name in self.cfg["pods"] else "devices"
+
+    def now(self) -> float:
+        return time.monotonic() - self.cfg["epoch"]
+
+    def add(self, pod: str, host: str, phase: str, op: str, start: float, end: float, wait: float, nbytes: int,
+            rnd: int | None = None) -> None:  # fmt: skip
+        row = (0, self.round if rnd is None else rnd, pod, host, phase, op, start, end, wait, nbytes)
+        with self.lock:
+            self.rows.append(row)
+
+    @contextmanager
+    def timer(self, phase: str, op: str, queued_at: float | None = None, nbytes: int = 0, rnd: int | None = None):
+        start = self.now()
+        yield
+        begin = start if queued_at is None else queued_at
+        self.add(self.name, self.host, phase, op, begin, self.now(), start - begin, nbytes, rnd)
+
+    def timer_for(self, rnd: int | None = None, phase: str | None = None, queued_at: float | None = None) -> Any:
+        """A ``timer(phase, op)`` for code that times its own steps (the channel); optionally forcing the
+        phase, and charging ``queued_at`` (a job's wait for a worker) to the first step it times."""
+        first = [queued_at]
+
+        def timer(ph: str, op: str) -> Any:
+            q, first[0] = first[0], None
+            return self.timer(phase or ph, op, queued_at=q, rnd=rnd)
+
+        return timer
+
+    def transfer(self, rec: Record, sender: str, phase: str, end: float) -> None:
+        host = self.cfg["pods"].get(sender, {}).get("host", sender)
+        self.add(sender, host, phase, "transfer", rec.sent_at_s, end, 0.0, rec.wire_bytes)
+
+    def retag(self, since: int, rnd: int) -> None:
+        with self.lock:
+            self.rows[since:] = [(r[0], rnd, *r[2:]) for r in self.rows[since:]]
+
+    def publish(self, ident: Identity) -> None:
+        atomic_write(self.run_dir / "keys" / f"{self.name}.json", json.dumps(ident.public()))
+
+    def trust(self, names: list[str]) -> dict[str, Any]:
+        """Wait for the named peers' published keys; pinned public keys by name."""
+        deadline = time.monotonic() + TRUST_TIMEOUT_S
+        entries: dict[str, dict[str, str]] = {}
+        loaded: set[str] = set()
+        while True:
+            for n in set(names) - loaded:
+                f = self.run_dir / "keys" / f"{n}.json"
+                if f.exists():  # written atomically: complete when it exists
+                    published = json.loads(f.read_text())
+                    entries.update(published if n == "devices" else {n: published})  # devices: one file for all
+                    loaded.add(n)
+            if loaded == set(names):
+                return load_trust(self.suite, entries)
+            if time.monotonic() > deadline:
+                missing = [n for n in names if not (self.run_dir / "keys" / f"{n}.json").exists()]
+                raise RunFailed(
+                    f"{self.name}: no published keys from {', '.join(missing)} after {TRUST_TIMEOUT_S:.0f} s"
+                )
+            time.sleep(0.02)
+
+    def finish(self, result: dict[str, Any]) -> None:
+        df = span_io.to_frame(self.rows)
+        table = pa.Table.from_pandas(df, schema=span_io.SPAN_SCHEMA, preserve_index=False)
+        out = self.run_dir / "spans" / f"{self.name}.parquet"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, out.with_suffix(".tmp"))
+        out.with_suffix(".tmp").replace(out)
+        result["security"] = dict(self.counters)
+        atomic_write(self.run_dir / "nodes" / f"{self.name}.json", json.dumps(result, indent=2))
+
+
+def atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def connect(address: list[Any], timeout_s: float = 30.0) -> socket.socket:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            sock = socket.create_connection((address[0], int(address[1])), timeout=10)
+            sock.settimeout(None)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                raise RunFailed(f"cannot connect to {address[0]}:{address[1]}: {exc.strerror}") from None
+            time.sleep(0.05)
+
+
+def listen(port: int) -> socket.socket:
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", port))
+    srv.listen(256)
+    return srv
+
+
+# --- messages: sign, (encapsulate,) encrypt ----------------------------------------------------------
+
+
+def protect(node: Node, ch: Channel, ident: Identity, kind: int, rnd: int, payload: bytes, phase: str,
+            recipient_kem: Any, queued_at: float | None = None) -> tuple[int, bytes]:  # fmt: skip
+    """Sign the message, then seal it into one record (the simulator's `protect`)."""
+    signer = find(node.suite.signature, "signature")
+    message = MSG.pack(kind, rnd) + payload
+    with node.timer_for(queued_at=queued_at)(phase, f"{node.suite.signature}.sign"):
+        sig = signer.sign(ident.sig, message)
+    return ch.seal(message + sig, recipient_kem, node.timer_for(), phase)
+
+
+def unprotect(node: Node, ch: Channel, rec: Record, sender_sig: Any, phase: str,
+              queued_at: float | None = None) -> tuple[int, int, bytes]:  # fmt: skip
+    """Open a record, verify the sender's signature: (kind, round, payload)."""
+    plaintext = ch.open(rec, node.timer_for(queued_at=queued_at), phase)
+    sig_len = _signature_len(node.suite.signature, plaintext)
+    message, sig = plaintext[:-sig_len], plaintext[-sig_len:]
+    with node.timer(phase, f"{node.suite.signature}.verify", nbytes=len(message)):
+        ok = find(node.suite.signature, "signature").verify(sender_sig, message, sig)
+    if not ok:
+        ch.counters["tampered"] += 1
+        raise SecurityError("tampered", f"signature of a message from {ch.peer} does not verify")
+    kind, rnd = MSG.unpack_from(message)
+    return kind, rnd, message[MSG.size :]
+
+
+def _signature_len(name: str, plaintext: bytes) -> int:
+    from sim import catalogue
+
+    alg = catalogue.get(name)
+    if alg.signature_bytes != alg.signature_max_bytes:  # variable-size signatures carry their length
+        raise RunFailed(f"{name}: variable-size signatures are not supported by the twin's message format")
+    return alg.signature_bytes
+
+
+# --- aggregator ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Arrival:
+    client: str
+    record: Record | None  # None: the connection ended
+    reason: str = ""
+
+
+class Aggregator:
+    def __init__(self, node: Node):
+        self.node, cfg = node, node.cfg
+        self.fl = cfg["fl"]
+        self.clients: list[str] = list(self.fl["clients"])
+        self.ident = Identity.generate(node.name, node.suite)
+        self.inbox: queue.Queue[Arrival] = queue.Queue()
+        self.channels: dict[str, Channel] = {}
+        self.alive: set[str] = set()
+        self.dropouts: list[dict[str, Any]] = []
+        self.accuracy: list[float] = []
+        self.pool = ThreadPoolExecutor(cfg["workers"]) if cfg["mode"] == "concurrent" else None
+        seeds = np.random.SeedSequence(cfg["seed"]).spawn(3)
+        self.rng = np.random.default_rng(seeds[0])
+        self.shape = fl.Shape.for_parameters(self.fl["model_parameters"], data.FEATURES)
+        self.test = data.holdout(seeds[1])
+
+    def run(self) -> dict[str, Any]:
+        node = self.node
+        node.publish(self.ident)
+        self.trust = node.trust(self.clients)
+        self._accept_all()
+        theta = fl.init(self.shape, self.rng)
+        failed = 0
+        for r in range(1, self.fl["rounds"] + 1):
+            node.round = r
+            start = node.now()
+            new = self._round(r, theta)
+            ok = new is not None
+            theta = new if new is not None else theta
+            failed += not ok
+            node.add(node.name, node.host, "round", "round" if ok else "failed", start, node.now(), 0.0, 0)
+            self.accuracy.append(fl.accuracy(self.shape, theta, *self.test))
+            atomic_write(node.run_dir / "progress.json", json.dumps({"round": r, "accuracy": self.accuracy[-1]}))
+        signer = find(node.suite.signature, "signature")
+        done = MSG.pack(DONE, 0)
+        for c in sorted(self.alive):  # not a phase of any round: untimed
+            self.channels[c].write_sealed(self.channels[c].seal(done + signer.sign(self.ident.sig, done)))
+        return {"accuracy_per_round": self.accuracy, "dropouts": self.dropouts, "rounds_failed": failed}
+
+    def _accept_all(self) -> None:
+        srv = listen(self.node.cfg["pods"][self.node.name]["port"])
+        srv.settimeout(TRUST_TIMEOUT_S)
+        threads = []
+        for i in range(len(self.clients)):
+            try:
+                sock, _addr = srv.accept()
+            except TimeoutError:
+                raise RunFailed(
+                    f"only {i} of {len(self.clients)} clients connected within {TRUST_TIMEOUT_S:.0f} s"
+                ) from None
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            t = threading.Thread(target=self._serve, args=(sock,), daemon=True)
+            t.start()
+            threads.append(t)
+        srv.close()
+        deadline = time.monotonic() + TRUST_TIMEOUT_S
+        while len(self.channels) + len(self.dropouts) < len(self.clients) and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def _serve(self, sock: socket.socket) -> None:
+        node = self.node
+        ch = Channel(sock, self.ident, node.suite, self.trust, clock=node.now, counters=node.counters)
+        try:
+            name = ch.accept(node.timer_for(0))
+        except (SecurityError, ConnectionClosed) as exc:
+            print(f"{node.name}: handshake rejected: {exc}", file=sys.stderr)
+            sock.close()
+            return
+        self.channels[name] = ch
+        self.alive.add(name)
+        while True:
+            try:
+                rec = ch.read_record()
+            except (ConnectionClosed, SecurityError) as exc:
+                self.inbox.put(Arrival(name, None, str(exc) or "connection closed"))
+                return
+            node.transfer(rec, name, "upload", node.now())
+            self.inbox.put(Arrival(name, rec))
+
+    # one round: distribute, then collect and aggregate
+    def _round(self, r: int, theta: np.ndarray) -> np.ndarray | None:
+        node = self.node
+        with node.timer("distribute", "serialize", nbytes=theta.nbytes):
+            payload = fl.serialize(theta)
+        targets = sorted(self.alive)
+        if self.pool is None:
+            for c in targets:
+                self._send_model(c, r, payload, None)
+        else:
+            for c in targets:
+                self.pool.submit(self._send_model, c, r, payload, node.now())
+        return self._collect(r)
+
+    def _send_model(self, c: str, r: int, payload: bytes, queued_at: float | None) -> None:
+        ch = self.channels[c]
+        kem_pk = self.trust[c].kem if self.node.cfg["rekey"] == "per_message" else None
+        sealed = protect(self.node, ch, self.ident, MODEL, r, payload, "distribute", kem_pk, queued_at)
+        with contextlib.suppress(OSError):  # a dead client shows up as a dropout on its reader thread
+            ch.write_sealed(sealed)
+
+    def _collect(self, r: int) -> np.ndarray | None:
+        """Wait for the quorum of this round's updates (verifying as the mode says); FedAvg them."""
+        node, need = self.node, self.fl["quorum_clients"]
+        deadline = time.monotonic() + self.fl["round_timeout_s"]
+        pending: list[Arrival] = []
+        futures: list[Future[tuple[str, np.ndarray] | None]] = []
+        contributed: set[str] = set()  # clients whose update of this round is in hand
+        acc: np.ndarray | None = None
+        used = 0
+        while used < need:
+            if self.pool is not None:  # fold in updates verified so far
+                for f in [f for f in futures if f.done()]:
+                    futures.remove(f)
+                    if (res := f.result()) is not None:
+                        acc = self._fold(acc, res[1])
+                        used += 1
+                if used >= need:
+                    break
+            elif len(pending) >= need:
+                break
+            if len(self.alive | contributed) < need:
+                raise RunFailed(f"round {r}: quorum lost: {len(self.alive)} of {len(self.clients)} clients left, "
+                                f"quorum needs {need}")  # fmt: skip
+            try:
+                arrival = self.inbox.get(timeout=0.002 if futures else max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                if time.monotonic() > deadline:
+                    return None
+                continue
+            if arrival.record is None:
+                self._dropout(arrival, r)
+                continue
+            contributed.add(arrival.client)
+            if self.pool is None:
+                pending.append(arrival)
+            else:
+                futures.append(self.pool.submit(self._verify, arrival, r, node.now()))
+        if self.pool is None:
+            updates = [u for a in pending if (u := self._verify(a, r, None)) is not None]
+            if len(updates) < need:
+                return None
+            with node.timer("aggregate", "fl.fedavg"):
+                return fl.fedavg([u for _, u in updates], [1.0] * len(updates))
+        assert acc is not None
+        return acc / np.float32(used)
+
+    def _fold(self, acc: np.ndarray | None, update: np.ndarray) -> np.ndarray:
+        with self.node.timer("aggregate", "fl.fedavg"):
+            return update.copy() if acc is None else acc + update
+
+    def _verify(self, a: Arrival, r: int, queued_at: float | None) -> tuple[str, np.ndarray] | None:
+        assert a.record is not None
+        ch = self.channels[a.client]
+        try:
+            kind, rnd, payload = unprotect(self.node, ch, a.record, self.trust[a.client].sig, "verify", queued_at)
+        except SecurityError as exc:
+            print(f"{self.node.name}: rejected a record from {a.client}: {exc}", file=sys.stderr)
+            return None
+        if kind != UPDATE or rnd != r:
+            return None  # a straggler's update from an earlier round
+        with self.node.timer("verify", "deserialize", nbytes=len(payload)):
+            return a.client, fl.deserialize(payload)
+
+    def _dropout(self, a: Arrival, r: int) -> None:
+        if a.client in self.alive:
+            self.alive.discard(a.client)
+            self.dropouts.append({"round": r, "pod": a.client, "reason": a.reason})
+            print(f"{self.node.name}: {a.client} dropped out in round {r}: {a.reason}", file=sys.stderr)
+
+
+# --- client ------------------------------------------------------------------------------------------
+
+
+def run_client(node: Node) -> dict[str, Any]:
+    cfg, fl_cfg = node.cfg, node.cfg["fl"]
+    ident = Identity.generate(node.name, node.suite)
+    node.publish(ident)
+    agg = cfg["aggregator"]
+    peers = [agg] + (["devices"] if any(d["pod"] == node.name for d in cfg["devices"]) else [])
+    trust = node.trust(peers)
+    _serve_telemetry(node, ident, trust)
+    ch = Channel(
+        connect(cfg["routes"][node.name][agg]),
+        ident,
+        node.suite,
+        trust,
+        clock=node.now,
+        counters=node.counters,
+    )
+    ch.initiate(agg, node.timer_for(0))
+    index = fl_cfg["clients"].index(node.name)
+    seeds = np.random.SeedSequence(cfg["seed"]).spawn(3 + len(fl_cfg["clients"]))
+    x, y = data.client_data(index, len(fl_cfg["clients"]), fl_cfg["samples_per_client"], seeds[3 + index])
+    rng = np.random.default_rng(seeds[2].spawn(len(fl_cfg["clients"]))[index])
+    shape = fl.Shape.for_parameters(fl_cfg["model_parameters"], data.FEATURES)
+    kem_pk = trust[agg].kem if cfg["rekey"] == "per_message" else None
+    crash_round = cfg.get("crash", {}).get(node.name)
+    rounds = 0
+    while True:
+        rec = ch.read_record()
+        arrived, mark = node.now(), len(node.rows)
+        kind, rnd, payload = unprotect(node, ch, rec, trust[agg].sig, "receive")
+        if kind == DONE:
+            del node.rows[mark:]  # the end-of-run message is not part of a round
+            break
+        node.round = rnd
+        node.retag(mark, rnd)  # the round is known only once the model is open
+        node.transfer(rec, agg, "distribute", arrived)
+        with node.timer("receive", "deserialize", nbytes=len(payload)):
+            theta = fl.deserialize(payload)
+        if crash_round is not None and rnd >= crash_round:  # fault injection for tests: die mid-round
+            os._exit(17)
+        with node.timer("train", "fl.train"):
+            theta = fl.train(shape, theta, x, y, fl_cfg["local_epochs"], rng)
+        with node.timer("upload", "serialize", nbytes=theta.nbytes):
+            out = fl.serialize(theta)
+        ch.write_sealed(protect(node, ch, ident, UPDATE, rnd, out, "upload", kem_pk))
+        rounds += 1
+    return {"rounds": rounds}
+
+
+def _serve_telemetry(node: Node, ident: Identity, trust: dict[str, Any]) -> None:
+    port = node.cfg["pods"][node.name].get("telemetry_port")
+    if not port:
+        return
+    srv = listen(port)
+
+    def accept_loop() -> None:
+        while True:
+            sock, _ = srv.accept()
+            threading.Thread(target=_telemetry_session, args=(node, ident, trust, sock), daemon=True).start()
+
+    threading.Thread(target=accept_loop, daemon=True).start()
+
+
+def _telemetry_session(node: Node, ident: Identity, trust: dict[str, Any], sock: socket.socket) -> None:
+    ch = Channel(sock, ident, node.suite, trust, clock=node.now, counters=node.counters)
+    try:
+        device = ch.accept(node.timer_for(phase="telemetry"))  # device sessions count as telemetry work
+        while True:
+            rec = ch.read_record()
+            plaintext = ch.open(rec, node.timer_for(), "telemetry")
+            node.add(node.name, device, "telemetry", "frame", rec.sent_at_s, node.now(), 0.0, rec.wire_bytes)
+            del plaintext
+    except (ConnectionClosed, SecurityError, OSError):
+        return
+
+
+# --- devices -----------------------------------------------------------------------------------------
+
+
+def run_devices(node: Node) -> dict[str, Any]:
+    """Every device of the scenario as a thread: handshake with its pod, then frames at its rate."""
+    suite, cfg = node.suite, node.cfg
+    idents = {}
+    for pop in cfg["devices"]:
+        for i in range(pop["count"]):
+            name = f"{pop['population']}#{i}"
+            idents[name] = Identity.generate(name, suite)
+    atomic_write(node.run_dir / "keys" / "devices.json", json.dumps({n: d.public() for n, d in idents.items()}))
+    trust = node.trust(sorted({pop["pod"] for pop in cfg["devices"]}))
+    stop = threading.Event()
+    rng = np.random.default_rng(np.random.SeedSequence(cfg["seed"]).spawn(4)[3])
+    threads = []
+    for pop in cfg["devices"]:
+        for i in range(pop["count"]):
+            name = f"{pop['population']}#{i}"
+            offset = float(rng.uniform(0, pop["period_s"]))
+            t = threading.Thread(target=_device, args=(node, idents[name], trust, pop, offset, stop), daemon=True)
+            t.start()
+            threads.append(t)
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    while not stop.wait(0.2):
+        pass
+    return {"devices": len(threads)}
+
+
+def _device(node: Node, ident: Identity, trust: dict[str, Any], pop: dict[str, Any], offset_s: float,
+            stop: threading.Event) -> None:  # fmt: skip
+    if stop.wait(offset_s):
+        return
+    try:
+        ch = Channel(connect(pop["address"]), ident, node.suite, trust, clock=node.now, counters=node.counters)
+        ch.initiate(pop["pod"], lambda *_: _NoTimer())
+        frame = os.urandom(pop["frame_bytes"])
+        next_at = time.monotonic()
+        while not stop.is_set():
+            ch.write_sealed(ch.seal(frame))
+            next_at += pop["period_s"]
+            stop.wait(max(0.0, next_at - time.monotonic()))
+    except (RunFailed, SecurityError, ConnectionClosed, OSError):
+        return
+
+
+class _NoTimer:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+# --- entry point -------------------------------------------------------------------------------------
+
+
+def main(run_dir: Path, name: str, role: str) -> int:
+    cfg = json.loads((run_dir / "run.json").read_text())
+    node = Node(run_dir, name, cfg)
+    try:
+        if role == "aggregator":
+            result = Aggregator(node).run()
+        elif role == "client":
+            result = run_client(node)
+        elif role == "devices":
+            result = run_devices(node)
+        else:
+            raise RunFailed(f"role {role!r} has no process in the local twin (workers run as threads)")
+        result["state"] = "completed"
+        node.finish(result)
+        return 0
+    except (RunFailed, SecurityError, ConnectionClosed) as exc:
+        node.finish({"state": "failed", "reason": str(exc)})
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1]), sys.argv[2], sys.argv[3]))

@@ -1,0 +1,419 @@
+"""Userspace TCP shaping proxy: the hardware twin's stand-in for netem, which our kernels lack.
+
+Each direction of a forwarded connection follows the simulator's link model (sim/network.py): the bytes
+read from the source are cut into segments of at most ``segment_bytes``; a segment waits for the link
+(FIFO), is serialised for ``bytes * 8 / bandwidth_bps``, then propagates for ``latency_s`` plus an
+exponential jitter of mean ``jitter_s``. With probability ``loss`` a segment is lost after serialisation
+and asks for the link again ``2 * latency_s`` + its serialisation time later, so it can be lost again, as
+in the simulator. Nothing is ever dropped: a loss only delays, and segments are written in order (a
+delivery never precedes the previous one), so TCP's byte stream is intact.
+
+Deliveries are scheduled on absolute deadlines of the event loop's clock (time.monotonic), so its ~1 ms
+wake-up granularity makes each write a little late but never accumulates. The link is modelled in virtual
+time at arrival: the proxy acknowledges data at once (localhost) and buffers it, like an unbounded router
+queue, up to a backlog at which it stops reading the source (TCP back-pressure).
+
+All connections through one proxy share its two link directions, as flows share a link. Randomness is
+deterministic per direction: ``numpy.random.default_rng(SeedSequence(seed).spawn(2)[i])`` with i = 0
+upstream (client to target) and 1 downstream; a direction draws ``random()`` per serialisation when
+``loss > 0`` and then ``exponential(jitter_s)`` per delivered segment when ``jitter_s > 0``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import math
+import numbers
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from types import TracebackType
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+MIN_BACKLOG_BYTES = 4 * 1024 * 1024  # per connection and direction; the limit is at least 4 x the BDP
+START_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 10.0
+DIRECTIONS = ("upstream", "downstream")
+
+
+@dataclass(frozen=True)
+class LinkShape:
+    """One link direction, in the simulator's units (LinkShape(*LinkParams.resolved()) converts)."""
+
+    bandwidth_bps: float
+    latency_s: float
+    jitter_s: float = 0.0
+    loss: float = 0.0
+    segment_bytes: int = 65536
+
+    def __post_init__(self) -> None:
+        rules = {
+            "bandwidth_bps": (lambda v: 0 < v < math.inf, "a finite number > 0"),
+            "latency_s": (lambda v: 0 <= v < math.inf, "a finite number >= 0"),
+            "jitter_s": (lambda v: 0 <= v < math.inf, "a finite number >= 0"),
+            "loss": (lambda v: 0 <= v < 1, "a probability in [0, 1)"),
+            "segment_bytes": (lambda v: isinstance(v, numbers.Integral) and v >= 1, "an integer >= 1"),
+        }
+        for f in fields(self):
+            value = getattr(self, f.name)
+            ok, want = rules[f.name]
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not ok(value):
+                raise ValueError(f"LinkShape.{f.name} must be {want}, got {value!r}")
+
+    def serialisation_s(self, nbytes: int) -> float:
+        """Time the link is held to put nbytes on the wire."""
+        return nbytes * 8 / self.bandwidth_bps
+
+    @classmethod
+    def from_path(cls, links: Iterable[LinkShape]) -> LinkShape:
+        """One shape for a multi-hop path: bottleneck bandwidth, summed latency and jitter, compound loss.
+
+        An approximation of per-hop queueing for one flow. The simulator pipelines segments through a FIFO
+        server per hop, so a lone long flow runs at the bottleneck's rate and is delayed by the hops'
+        summed latency, which is what this shape gives. It leaves out each segment's store-and-forward
+        serialisation on the non-bottleneck hops, queueing behind other flows, the shape of a sum of
+        exponential jitters (one exponential of the summed mean here), and that a loss is resent over the
+        whole path's round trip instead of the lossy hop's. Segments are the smallest of the hops'.
+        """
+        hops = list(links)
+        if not hops:
+            raise ValueError("LinkShape.from_path needs at least one link")
+        if len(hops) == 1:
+            return hops[0]  # exactly, without the loss formula's rounding
+        return cls(
+            bandwidth_bps=min(h.bandwidth_bps for h in hops),
+            latency_s=sum(h.latency_s for h in hops),
+            jitter_s=sum(h.jitter_s for h in hops),
+            loss=1 - math.prod(1 - h.loss for h in hops),
+            segment_bytes=min(h.segment_bytes for h in hops),
+        )
+
+
+@dataclass(eq=False)
+class _Segment:
+    data: bytes
+    delivery: asyncio.Future[float]  # loop-clock time at which it reaches the far end
+
+
+class _Link:
+    """One link direction: a FIFO server whose requests are served in request-time order.
+
+    First attempts request the link when read; a retransmission requests it in the future, so it is held
+    in a heap and served only once no earlier request can still come (at its time, or at a later arrival).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, shape: LinkShape, rng: np.random.Generator):
+        self.loop, self.shape, self.rng = loop, shape, rng
+        self.free_at_s = -math.inf
+        self.retries: list[tuple[float, int, _Segment]] = []
+        self.order = itertools.count()
+        self.counters = dict.fromkeys(("bytes", "segments", "retransmissions"), 0)
+
+    def submit(self, seg: _Segment, now_s: float) -> None:
+        self._serve_retries(now_s)
+        self.counters["bytes"] += len(seg.data)
+        self.counters["segments"] += 1
+        self._serve(seg, now_s)
+
+    def _serve(self, seg: _Segment, request_s: float) -> None:
+        shape = self.shape
+        service_s = shape.serialisation_s(len(seg.data))
+        self.free_at_s = end_s = max(request_s, self.free_at_s) + service_s
+        if shape.loss and self.rng.random() < shape.loss:
+            self.counters["retransmissions"] += 1
+            retry_s = end_s + 2 * shape.latency_s + service_s
+            heapq.heappush(self.retries, (retry_s, next(self.order), seg))
+            self.loop.call_at(retry_s, self._on_retry_due, retry_s)
+            return
+        jitter_s = float(self.rng.exponential(shape.jitter_s)) if shape.jitter_s else 0.0
+        if not seg.delivery.done():  # done = cancelled: its connection has gone
+            seg.delivery.set_result(end_s + shape.latency_s + jitter_s)
+
+    def _on_retry_due(self, due_s: float) -> None:
+        # call_at may fire a clock resolution early: serve at least what this timer was set for.
+        self._serve_retries(max(due_s, self.loop.time()))
+
+    def _serve_retries(self, now_s: float) -> None:
+        while self.retries and self.retries[0][0] <= now_s:
+            retry_s, _, seg = heapq.heappop(self.retries)
+            self._serve(seg, retry_s)
+
+
+async def _sleep_until(loop: asyncio.AbstractEventLoop, deadline_s: float) -> None:
+    """Sleep to an absolute loop-clock deadline, so lateness does not carry over to the next one."""
+    if deadline_s <= loop.time():
+        return
+    wake: asyncio.Future[None] = loop.create_future()
+    handle = loop.call_at(deadline_s, lambda: wake.done() or wake.set_result(None))
+    try:
+        await wake
+    finally:
+        handle.cancel()
+
+
+class _Side(asyncio.Protocol):
+    """One socket of a forwarded connection; what it reads goes into its outgoing pipe."""
+
+    def __init__(self, conn: _Connection):
+        self.conn = conn
+        self.transport: asyncio.Transport | None = None
+        self.outgoing: _Pipe | None = None
+        self.writable = asyncio.Event()
+        self.writable.set()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.conn.made(self)
+
+    def data_received(self, data: bytes) -> None:
+        assert self.outgoing is not None  # reading is paused until both pipes exist
+        self.outgoing.feed(data)
+
+    def eof_received(self) -> bool:
+        assert self.outgoing is not None
+        self.outgoing.feed_eof()
+        return True  # keep our write half open: the other direction may still be delivering
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.writable.set()
+        self.conn.close(abort=exc is not None)
+
+
+class _Pipe:
+    """One direction of one connection: segments the source's bytes and writes them on time, in order."""
+
+    def __init__(self, conn: _Connection, link: _Link, src: _Side, dst: _Side):
+        self.conn, self.link, self.src, self.dst = conn, link, src, dst
+        self.loop = link.loop
+        self.queue: asyncio.Queue[_Segment | None] = asyncio.Queue()
+        shape = link.shape
+        bdp_bytes = shape.bandwidth_bps * (shape.latency_s + shape.jitter_s) / 8
+        self.limit_bytes = max(MIN_BACKLOG_BYTES, int(4 * bdp_bytes))
+        self.backlog_bytes = 0
+        self.reading_paused = False
+        self.task = self.loop.create_task(self._deliver())
+
+    def feed(self, data: bytes) -> None:
+        now_s, step = self.loop.time(), self.link.shape.segment_bytes
+        for i in range(0, len(data), step):
+            seg = _Segment(data[i : i + step], self.loop.create_future())
+            self.link.submit(seg, now_s)
+            self.queue.put_nowait(seg)
+        self.backlog_bytes += len(data)
+        if self.backlog_bytes > self.limit_bytes and not self.reading_paused:
+            self.reading_paused = True
+            self._src_transport().pause_reading()
+
+    def feed_eof(self) -> None:
+        self.queue.put_nowait(None)
+
+    def _src_transport(self) -> asyncio.Transport:
+        assert self.src.transport is not None
+        return self.src.transport
+
+    async def _deliver(self) -> None:
+        dst = self.dst.transport
+        assert dst is not None
+        while (seg := await self.queue.get()) is not None:
+            await _sleep_until(self.loop, await seg.delivery)
+            await self.dst.writable.wait()
+            if dst.is_closing():
+                return
+            dst.write(seg.data)
+            self.backlog_bytes -= len(seg.data)
+            if self.reading_paused and self.backlog_bytes <= self.limit_bytes // 2:
+                self.reading_paused = False
+                self._src_transport().resume_reading()
+        if not dst.is_closing() and dst.can_write_eof():
+            dst.write_eof()  # propagate the half-close once everything before it is delivered
+        self.conn.pipe_done()
+
+
+class _Connection:
+    """A client socket accepted by the proxy and its socket to the target."""
+
+    def __init__(self, proxy: ShapingProxy):
+        self.proxy = proxy
+        self.client, self.target = _Side(self), _Side(self)
+        self.pipes: list[_Pipe] = []
+        self.connecting: asyncio.Task[None] | None = None
+        self.closed = False
+
+    def made(self, side: _Side) -> None:
+        assert side.transport is not None
+        if side is self.client:
+            side.transport.pause_reading()  # until the target is there to receive
+            self.proxy._connections.add(self)
+            self.connecting = asyncio.get_running_loop().create_task(self._connect())
+            return
+        up, down = self.proxy._links
+        self.client.outgoing = _Pipe(self, up, self.client, self.target)
+        self.target.outgoing = _Pipe(self, down, self.target, self.client)
+        self.pipes = [self.client.outgoing, self.target.outgoing]
+        assert self.client.transport is not None
+        self.client.transport.resume_reading()
+
+    async def _connect(self) -> None:
+        host, port = self.proxy.target
+        try:
+            await asyncio.get_running_loop().create_connection(lambda: self.target, host, port)
+        except OSError as exc:
+            log.warning("shaping proxy: cannot reach target %s:%s: %s", host, port, exc)
+            self.close(abort=True)
+
+    def pipe_done(self) -> None:
+        if all(p.task.done() or p.task is asyncio.current_task() for p in self.pipes):
+            self.close(abort=False)
+
+    def close(self, abort: bool) -> None:
+        """Close both sockets: flushing what was written when both directions ended, else at once."""
+        if self.closed:
+            return
+        self.closed = True
+        self.proxy._connections.discard(self)
+        current = asyncio.current_task()
+        for task in [self.connecting, *(p.task for p in self.pipes)]:
+            if task is not None and task is not current:
+                task.cancel()
+        for side in (self.client, self.target):
+            transport = side.transport
+            if transport is None or transport.is_closing():
+                continue
+            if abort:
+                transport.abort()
+            else:
+                transport.close()
+
+
+class ShapingProxy:
+    """Forwards TCP connections to a target, shaping each direction like a simulated link.
+
+    Runs its own asyncio loop in a background thread, so synchronous code can use it: ``start()`` returns
+    the bound port, ``stop()`` closes the listener and every connection (undelivered data is discarded)
+    and joins the thread; ``with ShapingProxy(...) as proxy:`` does both.
+    """
+
+    def __init__(
+        self,
+        target_host: str,
+        target_port: int,
+        shape: LinkShape,
+        *,
+        seed: int = 0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        downstream_shape: LinkShape | None = None,
+    ):
+        self.target = (target_host, target_port)
+        self.shapes = (shape, downstream_shape or shape)
+        self.seed, self.host = seed, host
+        self._requested_port = port
+        self._port: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.Server | None = None
+        self._links: tuple[_Link, ...] = ()
+        self._connections: set[_Connection] = set()
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("ShapingProxy is not started")
+        return self._port
+
+    def start(self) -> int:
+        """Listen and serve in a background thread; returns the bound port (idempotent)."""
+        if self._loop is not None:
+            return self.port
+        loop = self._loop = asyncio.new_event_loop()
+        seeds = np.random.SeedSequence(self.seed).spawn(len(self.shapes))
+        self._links = tuple(
+            _Link(loop, shape, np.random.default_rng(s)) for shape, s in zip(self.shapes, seeds, strict=True)
+        )
+        self._thread = threading.Thread(target=loop.run_forever, name="shaping-proxy", daemon=True)
+        self._thread.start()
+        try:
+            self._port = asyncio.run_coroutine_threadsafe(self._listen(), loop).result(START_TIMEOUT_S)
+        except BaseException:
+            self._halt()
+            raise
+        return self._port
+
+    def stop(self) -> None:
+        """Close the listener and all connections, then stop the loop and join its thread (idempotent)."""
+        if self._loop is None:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(STOP_TIMEOUT_S)
+        finally:
+            self._halt()
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Per direction (upstream = client to target): payload bytes, segments, retransmissions."""
+        if not self._links:
+            return {d: dict.fromkeys(("bytes", "segments", "retransmissions"), 0) for d in DIRECTIONS}
+        return {d: dict(link.counters) for d, link in zip(DIRECTIONS, self._links, strict=True)}
+
+    def __enter__(self) -> ShapingProxy:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    async def _listen(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Connection(self).client, self.host, self._requested_port)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def _shutdown(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._connections):
+            conn.close(abort=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+        current = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks() if t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for _ in range(3):  # let aborted transports run connection_lost, which closes their sockets
+            await asyncio.sleep(0)
+
+    def _halt(self) -> None:
+        loop, thread = self._loop, self._thread
+        assert loop is not None and thread is not None
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(STOP_TIMEOUT_S)
+        with contextlib.suppress(RuntimeError):  # still running only if the join timed out
+            loop.close()
+        self._loop = self._thread = self._server = None
+        self._port = None
+
+
+def open_path(
+    target_host: str, target_port: int, shape: LinkShape | Iterable[LinkShape], seed: int = 0
+) -> ShapingProxy:
+    """A started proxy to the target, shaped like one link or a multi-hop path (see LinkShape.from_path)."""
+    if not isinstance(shape, LinkShape):
+        shape = LinkShape.from_path(shape)
+    proxy = ShapingProxy(target_host, target_port, shape, seed=seed)
+    proxy.start()
+    return proxy

@@ -1,0 +1,239 @@
+"""`pqtwin compare`: simulated vs measured run directories (both written by the simulator here)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import typer
+from rich.console import Console
+from typer.testing import CliRunner
+
+from hw.compare import (
+    BOOTSTRAP_SEED,
+    HW_RGB,
+    METRICS,
+    RESAMPLES,
+    SIM_RGB,
+    _resample,
+    compare_cmd,
+    compare_dirs,
+    render_table,
+    write_outputs,
+)
+from sim import spans as span_io
+from sim.errors import UserError
+from sim.runner import simulate, write_run
+from sim.scenario import load_scenario
+from sim.summary import SUMMARY_FILE
+
+SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "paper-3node.yaml"
+COMPARED = {"round_latency_s", "model_distribution_s", "telemetry.latency_s"} | {
+    f"phase_s.{p}" for p in ("distribute", "receive", "train", "upload", "verify", "aggregate")
+}
+METRIC_KEYS = {
+    "label", "unit", "n_sim", "n_hw", "sim_mean", "sim_mean_ci95", "sim_p50", "sim_p95", "hw_mean",
+    "hw_mean_ci95", "hw_p50", "hw_p95", "error_pct", "error_ci95", "within_ci", "error_p50_pct",
+    "error_p50_ci95", "error_p95_pct", "error_p95_ci95",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """sim and hw: the same scenario with different seeds; slow: the same with 4x the training samples."""
+    base = tmp_path_factory.mktemp("runs")
+
+    def run(name: str, seed: int, *overrides: str) -> Path:
+        s = load_scenario(SCENARIO, ["workload.fl.rounds=3", *overrides])
+        write_run(simulate(s, None, seed, 2), base / name, s)
+        return base / name
+
+    return {
+        "sim": run("sim", 2),
+        "hw": run("hw", 3),
+        "slow": run("slow", 3, "workload.fl.samples_per_client=2000"),
+    }
+
+
+@pytest.fixture(scope="module")
+def same(runs) -> dict:
+    return compare_dirs(runs["sim"], runs["hw"])
+
+
+def copy_run(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("compare"))
+    return dst
+
+
+def test_same_model_agrees_within_ci(same):
+    assert same["warnings"] == [] and same["same_scenario"] and same["same_mode"]
+    rl = same["metrics"]["round_latency_s"]
+    assert rl["n_sim"] == rl["n_hw"] == 6  # 3 rounds x 2 replications each
+    assert rl["within_ci"] is True and abs(rl["error_pct"]) < 5
+    lo, hi = rl["error_ci95"]
+    assert lo < 0 < hi and lo <= rl["error_pct"] <= hi
+    assert rl["error_pct"] == pytest.approx((rl["sim_mean"] - rl["hw_mean"]) / rl["hw_mean"] * 100)
+    for side in ("sim", "hw"):
+        lo, hi = rl[f"{side}_mean_ci95"]
+        assert lo <= rl[f"{side}_mean"] <= hi
+    assert same["metrics"]["model_distribution_s"]["within_ci"] is True
+
+
+def test_slower_hardware_is_detected(runs):
+    res = compare_dirs(runs["sim"], runs["slow"])
+    rl = res["metrics"]["round_latency_s"]
+    assert rl["error_pct"] < -40 and rl["error_ci95"][1] < 0 and rl["within_ci"] is False
+    assert rl["error_p50_ci95"][1] < 0 and rl["error_p95_ci95"][1] < 0
+    train = res["metrics"]["phase_s.train"]
+    assert train["error_pct"] < -60 and train["within_ci"] is False
+    # distribution does not involve training: still in agreement
+    assert abs(res["metrics"]["model_distribution_s"]["error_pct"]) < 5
+
+
+def test_json_layout_all_metrics_and_determinism(same, runs, tmp_path):
+    assert set(same["metrics"]) == COMPARED
+    assert same["not_compared"] == {"phase_s.handshake": "no values in either run"}
+    assert set(same["metrics"]) | set(same["not_compared"]) == set(METRICS)
+    for m in same["metrics"].values():
+        assert set(m) >= METRIC_KEYS
+        assert all(len(m[k]) == 2 for k in m if k.endswith("_ci95"))
+    assert same["method"]["seed"] == BOOTSTRAP_SEED and same["method"]["resamples"] == RESAMPLES == 2000
+    assert same["runs"]["sim"]["seed"] == 2 and same["runs"]["hw"]["seed"] == 3
+    assert compare_dirs(runs["sim"], runs["hw"]) == same  # fixed bootstrap seed
+    paths = write_outputs(same, tmp_path / "out")
+    assert json.loads(paths["json"].read_text()) == same
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["compare.json", "compare.png"]
+
+
+def decode_png(data: bytes) -> tuple[int, int, np.ndarray]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, chunks = 8, []
+    while pos < len(data):
+        (n,) = struct.unpack(">I", data[pos : pos + 4])
+        tag, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + n]
+        assert struct.unpack(">I", data[pos + 8 + n : pos + 12 + n])[0] == zlib.crc32(tag + body)
+        chunks.append((tag, body))
+        pos += 12 + n
+    assert chunks[0][0] == b"IHDR" and chunks[-1][0] == b"IEND"
+    w, h, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", chunks[0][1])
+    assert (depth, colour, interlace) == (8, 2, 0)
+    raw = np.frombuffer(zlib.decompress(b"".join(b for t, b in chunks if t == b"IDAT")), np.uint8)
+    rows = raw.reshape(h, 1 + 3 * w)
+    assert not rows[:, 0].any()  # filter type 0 on every row
+    return w, h, rows[:, 1:].reshape(h, w, 3)
+
+
+def test_png_is_valid_and_shows_both_sides(same, tmp_path):
+    w, h, px = decode_png(write_outputs(same, tmp_path)["png"].read_bytes())
+    assert w == 1000 and h > 100 + 30 * len(same["metrics"])
+    colours = {tuple(c) for c in px.reshape(-1, 3)}
+    assert len(colours) >= 5
+    for rgb in (SIM_RGB, HW_RGB):
+        assert (px == rgb).all(axis=2).sum() > 1000
+
+
+def test_table(same):
+    console = Console(record=True, width=160)
+    console.print(render_table(same))
+    text = console.export_text()
+    assert "round latency" in text and "phase train" in text and "error % [95 % CI]" in text
+    assert "not compared: phase_s.handshake" in text
+
+
+def test_bootstrap_resamples_within_replications():
+    values = np.array([0.0, 0.0, 0.0, 10.0, 10.0, 10.0, 10.0, 10.0])
+    groups = np.array([0, 0, 0, 1, 1, 1, 1, 1])
+    out = _resample(values, groups, np.random.default_rng(1))
+    assert out.shape == (3, RESAMPLES)
+    assert np.allclose(out[0], 50 / 8)  # every resample keeps 3 values of replication 0 and 5 of 1
+
+
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda d: None, "{d}: no spans.parquet or summary.json (not a run directory)"),
+        (lambda d: (d / SUMMARY_FILE).write_text("{}"), "{d}: no spans.parquet (not a run directory)"),
+        (lambda d: (d / "modes.json").write_text("{}"), "(a --mode both run: pass {d}/sequential or"),
+    ],
+)
+def test_not_a_run_directory_is_one_line(runs, tmp_path, setup, message):
+    d = tmp_path / "x"
+    d.mkdir()
+    setup(d)
+    with pytest.raises(UserError) as exc:
+        compare_dirs(runs["sim"], d)
+    assert len(exc.value.lines) == 1 and message.format(d=d) in exc.value.lines[0]
+    with pytest.raises(UserError) as exc:
+        compare_dirs(tmp_path / "nope", runs["hw"])
+    assert exc.value.lines == [f"{tmp_path / 'nope'}: no such directory"]
+
+
+def test_invalid_spans_are_user_errors(runs, tmp_path):
+    bad = copy_run(runs["hw"], tmp_path / "bad")
+    df = span_io.read(bad / "spans.parquet")
+    df.loc[0, "end_s"] = df.loc[0, "start_s"] - 1
+    span_io.write(df, bad / "spans.parquet")
+    with pytest.raises(UserError) as exc:
+        compare_dirs(runs["sim"], bad)
+    assert exc.value.lines == [f"{bad / 'spans.parquet'}: a span ends before it starts"]
+    df.loc[0, "end_s"] = float("nan")
+    span_io.write(df, bad / "spans.parquet")
+    with pytest.raises(UserError, match="start_s or end_s is missing or not finite"):
+        compare_dirs(runs["sim"], bad)
+    pq.write_table(pa.Table.from_pandas(df.drop(columns=["op"]), preserve_index=False), bad / "spans.parquet")
+    with pytest.raises(UserError) as exc:
+        compare_dirs(runs["sim"], bad)
+    assert exc.value.lines == [f"{bad / 'spans.parquet'}: missing column 'op'"]
+    (bad / "spans.parquet").write_text("not parquet")
+    with pytest.raises(UserError, match="cannot read spans"):
+        compare_dirs(runs["sim"], bad)
+
+
+def test_mismatch_and_missing_metric_are_warnings(runs, tmp_path):
+    hw = copy_run(runs["hw"], tmp_path / "hw")
+    summary = json.loads((hw / SUMMARY_FILE).read_text())
+    summary["mode"] = "concurrent"
+    (hw / SUMMARY_FILE).write_text(json.dumps(summary))
+    df = span_io.read(hw / "spans.parquet")
+    # a single-replication measured run without telemetry, as the hardware twin may write
+    span_io.write(df[(df.replication == 0) & (df.op != "frame")], hw / "spans.parquet")
+    res = compare_dirs(runs["sim"], hw)
+    assert res["same_mode"] is False and res["same_scenario"] is True
+    assert "mode differs: simulated 'sequential', measured 'concurrent'" in res["warnings"]
+    assert "telemetry.latency_s: no values in the measured run" in res["warnings"]
+    assert "telemetry.latency_s" in res["not_compared"]
+    assert res["metrics"]["round_latency_s"]["n_hw"] == 3 and "note" in res["metrics"]["round_latency_s"]
+
+
+def test_cli(runs, tmp_path):
+    app = typer.Typer()
+
+    @app.callback()
+    def _root() -> None:
+        """throwaway app: `compare` is registered as in hw/cli.py"""
+
+    app.command("compare")(compare_cmd)
+    hw = copy_run(runs["hw"], tmp_path / "hw")
+    res = CliRunner().invoke(app, ["compare", str(runs["sim"]), str(hw)])
+    assert res.exit_code == 0, res.output
+    assert "round latency" in res.stdout and "results:" in res.stdout
+    assert (hw / "compare" / "compare.json").is_file() and (hw / "compare" / "compare.png").is_file()
+
+    summary = json.loads((hw / SUMMARY_FILE).read_text())
+    (hw / SUMMARY_FILE).write_text(json.dumps(summary | {"scenario": "other"}))
+    res = CliRunner().invoke(app, ["compare", str(runs["sim"]), str(hw), "--json", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    assert "warning: scenario differs" in res.stderr  # stdout stays pure JSON
+    assert set(json.loads(res.stdout)["metrics"]) == COMPARED
+    assert json.loads((tmp_path / "o" / "compare.json").read_text()) == json.loads(res.stdout)
+
+    res = CliRunner().invoke(app, ["compare", str(runs["sim"]), str(tmp_path / "nope")])
+    assert res.exit_code != 0 and isinstance(res.exception, UserError)
+    assert res.exception.lines == [f"{tmp_path / 'nope'}: no such directory"]

@@ -1,0 +1,226 @@
+"""The shaping proxy over real sockets: delay, rate, loss, integrity, half-close, shutdown, validation."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import os
+import socket
+import socketserver
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+
+from hw.proxy import LinkShape, ShapingProxy, open_path
+
+Handler = Callable[[socket.socket], None]
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Handler], int]]:
+    """Start threaded TCP servers on 127.0.0.1 running handle(sock) per connection; returns the port."""
+    servers: list[socketserver.ThreadingTCPServer] = []
+
+    def start(handle: Handler) -> int:
+        class Request(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                with contextlib.suppress(OSError):
+                    handle(self.request)
+
+        server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Request)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        servers.append(server)
+        return int(server.server_address[1])
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def echo(sock: socket.socket) -> None:
+    while data := sock.recv(65536):
+        sock.sendall(data)
+    sock.shutdown(socket.SHUT_WR)
+
+
+def digest(sock: socket.socket) -> None:
+    """Reply with the sha256 of everything received, after the client's half-close."""
+    h = hashlib.sha256()
+    while data := sock.recv(65536):
+        h.update(data)
+    sock.sendall(h.digest())
+    sock.shutdown(socket.SHUT_WR)
+
+
+def connect(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def recv_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while data := sock.recv(1 << 20):
+        chunks.append(data)
+    return b"".join(chunks)
+
+
+def send_then_close(sock: socket.socket, payload: bytes) -> threading.Thread:
+    """Send in a thread (so the caller can read at the same time), then half-close."""
+
+    def run() -> None:
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_one_byte_round_trip_takes_twice_the_latency(serve):
+    with ShapingProxy("127.0.0.1", serve(echo), LinkShape(1e9, 0.020)) as proxy, connect(proxy.port) as s:
+        rtts_s = []
+        for _ in range(10):
+            t0 = time.monotonic()
+            s.sendall(b"x")
+            assert s.recv(1) == b"x"
+            rtts_s.append(time.monotonic() - t0)
+    assert 0.040 <= statistics.median(rtts_s) <= 0.048
+    assert min(rtts_s) >= 0.040  # never early: deliveries wait for absolute deadlines
+
+
+def transfer_s(serve, shape: LinkShape, nbytes: int) -> float:
+    """Seconds from the first byte sent to the last byte received by the target."""
+    last_s: list[float] = []
+
+    def sink(sock: socket.socket) -> None:
+        while sock.recv(1 << 20):
+            last_s.append(time.monotonic())
+
+    payload = os.urandom(nbytes)
+    with ShapingProxy("127.0.0.1", serve(sink), shape) as proxy, connect(proxy.port) as s:
+        t0 = time.monotonic()
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        assert s.recv(1) == b""  # the sink has read everything and closed
+    return last_s[-1] - t0
+
+
+def test_bandwidth_sets_transfer_time(serve):
+    nbytes, latency_s = 2_000_000, 0.005
+    slow_s = transfer_s(serve, LinkShape(20e6, latency_s), nbytes)
+    expected_s = nbytes * 8 / 20e6 + latency_s
+    assert slow_s == pytest.approx(expected_s, rel=0.15)
+    assert transfer_s(serve, LinkShape(100e6, latency_s), nbytes) < slow_s / 2
+
+
+def replayed_retransmissions(seed: int, segments: int, loss: float) -> int:
+    """Losses drawn before `segments` successes from the upstream stream the proxy documents."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[0])
+    lost = delivered = 0
+    while delivered < segments:
+        if rng.random() < loss:
+            lost += 1
+        else:
+            delivered += 1
+    return lost
+
+
+def test_loss_retransmits_but_delivers_every_byte_in_order(serve):
+    payload, seed = os.urandom(200_000), 7
+    shape = LinkShape(100e6, 0.002, loss=0.5, segment_bytes=1000)
+    with ShapingProxy("127.0.0.1", serve(digest), shape, seed=seed) as proxy, connect(proxy.port) as s:
+        send_then_close(s, payload)
+        assert recv_all(s) == hashlib.sha256(payload).digest()
+        up = proxy.stats()["upstream"]
+    segments = up["segments"]
+    assert up["bytes"] == len(payload)
+    assert 200 <= segments <= 260  # reads may split a 1000-byte segment in two
+    # A resent segment can be lost again (as in sim/network.py): losses before n successes are
+    # negative-binomial, mean n * loss / (1 - loss) = n, sd sqrt(2 n); and exactly the seeded draws.
+    assert abs(up["retransmissions"] - segments) <= 5 * math.sqrt(2 * segments)
+    assert up["retransmissions"] == replayed_retransmissions(seed, segments, 0.5)
+
+
+def test_jittery_lossy_echo_is_byte_exact_both_ways(serve):
+    payload = os.urandom(1_000_000)
+    shape = LinkShape(200e6, 0.002, jitter_s=0.002, loss=0.05, segment_bytes=4096)
+    with ShapingProxy("127.0.0.1", serve(echo), shape, seed=1) as proxy, connect(proxy.port) as s:
+        sender = send_then_close(s, payload)
+        assert recv_all(s) == payload  # echoed while still sending; EOF propagated both ways
+        sender.join(5)
+        stats = proxy.stats()
+    assert stats["upstream"]["bytes"] == stats["downstream"]["bytes"] == len(payload)
+    assert stats["upstream"]["retransmissions"] > 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"bandwidth_bps": -1.0}, "bandwidth_bps"),
+        ({"bandwidth_bps": 0.0}, "bandwidth_bps"),
+        ({"bandwidth_bps": math.nan}, "bandwidth_bps"),
+        ({"latency_s": -0.001}, "latency_s"),
+        ({"jitter_s": math.inf}, "jitter_s"),
+        ({"loss": 1.0}, "loss"),
+        ({"loss": -0.1}, "loss"),
+        ({"segment_bytes": 0}, "segment_bytes"),
+        ({"segment_bytes": 1.5}, "segment_bytes"),
+    ],
+)
+def test_invalid_shape_names_the_field(kwargs, field):
+    args = {"bandwidth_bps": 1e6, "latency_s": 0.01, **kwargs}
+    with pytest.raises(ValueError, match=rf"LinkShape\.{field} .*got"):
+        LinkShape(**args)
+
+
+def test_from_path_combines_hops():
+    hops = [
+        LinkShape(1e6, 0.010, jitter_s=0.001, loss=0.1, segment_bytes=4096),
+        LinkShape(100e6, 0.002, loss=0.2),
+        LinkShape(10e6, 0.003, jitter_s=0.002),
+    ]
+    path = LinkShape.from_path(hops)
+    assert path.bandwidth_bps == 1e6
+    assert path.latency_s == pytest.approx(0.015)
+    assert path.jitter_s == pytest.approx(0.003)
+    assert path.loss == pytest.approx(1 - 0.9 * 0.8)
+    assert path.segment_bytes == 4096
+    assert LinkShape.from_path([hops[1]]) == hops[1]
+    with pytest.raises(ValueError, match="at least one"):
+        LinkShape.from_path([])
+
+
+def test_open_path_is_started_and_stop_frees_the_port(serve):
+    proxy = open_path("127.0.0.1", serve(echo), [LinkShape(1e9, 0.001), LinkShape(1e9, 0.001)])
+    port = proxy.port
+    with connect(port) as s:
+        s.sendall(b"ping")
+        assert s.recv(4) == b"ping"
+        t0 = time.monotonic()
+        proxy.stop()
+        assert time.monotonic() - t0 < 1.0
+        with contextlib.suppress(ConnectionResetError):
+            assert s.recv(1) == b""  # closed, not hanging until the 10 s timeout
+    with pytest.raises(ConnectionRefusedError):
+        connect(port)
+    proxy.stop()  # idempotent
+    with ShapingProxy("127.0.0.1", 1, LinkShape(1e9, 0.0), port=port) as again:
+        assert again.port == port
+
+
+def test_unreachable_target_closes_the_client():
+    with socket.socket() as placeholder:
+        placeholder.bind(("127.0.0.1", 0))
+        dead_port = placeholder.getsockname()[1]  # bound, not listening: connections are refused
+        proxy = ShapingProxy("127.0.0.1", dead_port, LinkShape(1e9, 0.0))
+        with proxy, connect(proxy.port) as s, contextlib.suppress(ConnectionResetError):
+            assert s.recv(1) == b""
