@@ -102,6 +102,15 @@ def load_trust(suite: Suite, entries: dict[str, dict[str, str]]) -> dict[str, Pe
 
 
 @dataclass
+class Sealed:
+    """An encrypted record ready to send: its body is the concatenation of ``parts``."""
+
+    type: int
+    seq: int
+    parts: list[bytes]
+
+
+@dataclass
 class Record:
     type: int
     seq: int
@@ -158,10 +167,25 @@ class Channel:
     # --- framing -------------------------------------------------------------------------------------
 
     def write(self, rtype: int, body: bytes, seq: int = 0) -> int:
-        header = HEADER.pack(rtype, seq, self.clock(), len(body))
+        return self.write_parts(rtype, [body], seq)
+
+    def write_parts(self, rtype: int, parts: list[bytes], seq: int = 0) -> int:
+        """Send one record whose body is the concatenation of ``parts`` (without copying them)."""
+        size = sum(len(p) for p in parts)
+        header = HEADER.pack(rtype, seq, self.clock(), size)
         with self._wlock:
-            self.sock.sendall(header + body)
-        return len(header) + len(body)
+            self._sendall([header, *parts])
+        return len(header) + size
+
+    def _sendall(self, parts: list[Any]) -> None:
+        views = [memoryview(p) for p in parts if len(p)]
+        while views:
+            sent = self.sock.sendmsg(views)
+            while views and sent >= len(views[0]):
+                sent -= len(views[0])
+                views.pop(0)
+            if views and sent:
+                views[0] = views[0][sent:]
 
     def read_record(self) -> Record:
         """The next record off the wire (no crypto); ConnectionClosed at a clean end of stream."""
@@ -172,19 +196,19 @@ class Channel:
         return Record(rtype, seq, sent_at_s, self._read_exact(length, at_boundary=False), header)
 
     def _read_exact(self, n: int, at_boundary: bool) -> bytes:
-        chunks, got = [], 0
+        buf = bytearray(n)
+        view, got = memoryview(buf), 0
         while got < n:
             try:
-                chunk = self.sock.recv(min(n - got, 1 << 20))
-            except (ConnectionResetError, OSError):
-                chunk = b""
-            if not chunk:
+                k = self.sock.recv_into(view[got:], n - got)
+            except OSError:
+                k = 0
+            if not k:
                 if at_boundary and got == 0:
                     raise ConnectionClosed(self.peer or "peer")
                 raise self._reject("truncated", f"stream ended {n - got} bytes short of a record")
-            chunks.append(chunk)
-            got += len(chunk)
-        return b"".join(chunks)
+            got += k
+        return bytes(buf) if n < 4096 else buf  # type: ignore[return-value]  # large bodies: no copy
 
     def _reject(self, kind: str, detail: str) -> SecurityError:
         self.counters[kind] += 1
@@ -288,8 +312,8 @@ class Channel:
 
     def seal(
         self, plaintext: bytes, recipient_kem: PublicKey | None = None, timer: Any = None, phase: str = ""
-    ) -> tuple[int, bytes]:
-        """Encrypt one record (with a per-message encapsulation if ``recipient_kem``): (type, body)."""
+    ) -> Sealed:
+        """Encrypt one record (with a per-message encapsulation if ``recipient_kem``)."""
         aead = find(self.suite.aead, "aead")
         with self._wlock:
             self._send.seq += 1
@@ -299,14 +323,13 @@ class Channel:
             with _maybe(timer, phase, f"{self.suite.kem}.encaps"):
                 ct, secret = find(self.suite.kem, "kem").encaps(recipient_kem)
             key, prefix, rtype = self._message_key(secret, seq), ct, KEM
-        header = HEADER.pack(rtype, seq, 0.0, len(prefix) + len(plaintext) + aead.tag_bytes)
+        aad = HEADER.pack(rtype, seq, 0.0, 0)[:9]  # type and seq are authenticated
         with _maybe(timer, phase, f"{self.suite.aead}.encrypt"):
-            body = prefix + aead.encrypt(key, self._send.prefix + seq.to_bytes(8, "big"), plaintext, header[:9])
-        return rtype, struct.pack("!Q", seq) + body
+            ct = aead.encrypt(key, self._send.prefix + seq.to_bytes(8, "big"), plaintext, aad)
+        return Sealed(rtype, seq, [prefix, ct])
 
-    def write_sealed(self, sealed: tuple[int, bytes]) -> int:
-        rtype, data = sealed
-        return self.write(rtype, data[8:], seq=int.from_bytes(data[:8], "big"))
+    def write_sealed(self, sealed: Sealed) -> int:
+        return self.write_parts(sealed.type, sealed.parts, sealed.seq)
 
     def open(self, rec: Record, timer: Any = None, phase: str = "") -> bytes:
         """Check order and authenticity of a record read off the wire; the plaintext."""
@@ -321,7 +344,7 @@ class Channel:
                 raise self._reject("replay", f"record {rec.seq} again (expected {expected})")
             if rec.seq > expected:
                 raise self._reject("reorder", f"record {rec.seq} before {expected}")
-            body, key = rec.body, self._recv.key
+            body, key = memoryview(rec.body), self._recv.key
             if rec.type == KEM:
                 kem = find(self.suite.kem, "kem")
                 size = _kem_ct_bytes(self.suite.kem)

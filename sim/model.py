@@ -2,8 +2,9 @@
 
 FL round r (both modes do the same work; only who does it, and when, differs):
 
-1. distribute: the aggregator serialises the global model once, then for each client signs it (hash of
-   the message + signature), encapsulates a fresh key if rekeying per message, encrypts and sends it.
+1. distribute: for each client the aggregator serialises the global model into that client's message,
+   signs it (hash of the message + signature), encapsulates a fresh key if rekeying per message,
+   encrypts and sends it.
 2. receive / train / upload (client pod): decapsulate, decrypt, verify, deserialise; train locally; then
    serialise, sign, encapsulate, encrypt and send the update to the aggregator's host.
 3. verify / aggregate (aggregator side): decapsulate, decrypt, verify, deserialise each update; FedAvg.
@@ -210,16 +211,16 @@ class Replication:
 
     def _distribute_sequential(self, ctx: tuple[Any, ...]) -> Gen:
         model = self.fl.model_bytes
-        yield from self.agg.run(self.rec, "distribute", "serialize", model)
         for c, client in enumerate(self.clients):
+            yield from self.agg.run(self.rec, "distribute", "serialize", model)  # each client's own message
             yield from self.protect(self.agg, "distribute", model)
             yield from self.send(self.agg, client, self.message_bytes(model), "distribute")
             self.env.process(self._client(c, ctx))
 
     def _distribute_concurrent(self, ctx: tuple[Any, ...]) -> Gen:
-        yield from self.agg.run(self.rec, "distribute", "serialize", self.fl.model_bytes)
         for c in range(len(self.clients)):
             self.env.process(self._distribute_job(c, ctx))
+        yield self.env.timeout(0)
 
     def _distribute_job(self, c: int, ctx: tuple[Any, ...]) -> Gen:
         assert self.pool is not None
@@ -229,7 +230,8 @@ class Replication:
         if worker.node != self.agg.node:
             yield from self.send(self.agg, worker, model, "distribute", since=queued)
             queued = None
-        yield from self.protect(worker, "distribute", model, since=queued)
+        yield from worker.run(self.rec, "distribute", "serialize", model, since=queued)
+        yield from self.protect(worker, "distribute", model)
         self.pool.put(worker)
         yield from self.send(worker, self.clients[c], self.message_bytes(model), "distribute")
         self.env.process(self._client(c, ctx))
