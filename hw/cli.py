@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from hw.attack import ATTACKS
 from hw.calibrate import calibrate, write_profile
 from hw.compare import compare_cmd
 from sim import cli as sim_cli
@@ -64,6 +65,9 @@ def hw_run_cmd(
     rounds: Annotated[int | None, typer.Option(min=1, help="FL rounds (default: the scenario's)")] = None,
     seed: Annotated[int | None, typer.Option(help="root seed (default: run.seed)")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override: dotted.path=value")] = None,
+    attack: Annotated[
+        str | None, typer.Option(help="demo an on-path attack: tamper|replay|truncate|downgrade[:POD]")
+    ] = None,
 ) -> None:
     """Run a scenario on the hardware twin; writes spans.parquet, summary.json and status.json."""
     from hw.local import run_local
@@ -76,16 +80,23 @@ def hw_run_cmd(
         raise UserError(f"--mode: must be sequential or concurrent (got {mode!r})")
     s = scn.load_scenario(scenario, set_)
     out = out or Path("runs") / f"{s.name}-hw"
+    attack_on = None
+    if attack is not None:
+        kind, _, pod = attack.partition(":")
+        if kind not in ATTACKS:
+            raise UserError(f"--attack: must be one of {', '.join(ATTACKS)}[:POD] (got {attack!r})")
+        attack_on = (kind, pod or s.pods("client")[0].name)
     n = rounds or s.workload.fl.rounds
     columns = (TextColumn(f"{s.name} [hw, {mode or s.workload.processing.mode}]"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())  # fmt: skip
     with Progress(*columns, console=sim_cli.err, transient=True) as bar:
         task = bar.add_task("rounds", total=n)
         summary = run_local(s, out, mode or s.workload.processing.mode, n, s.run.seed if seed is None else seed,
-                            progress=lambda r: bar.update(task, completed=r))  # fmt: skip
+                            progress=lambda r: bar.update(task, completed=r), attack=attack_on)  # fmt: skip
     sim_cli.out.print(sim_cli._summary_table(summary))
     acc = ", ".join(f"{a:.3f}" for a in summary["accuracy_per_round"])
-    sim_cli.out.print(f"accuracy per round: {acc}")
+    if summary.get("initial_accuracy") is not None:
+        sim_cli.out.print(f"accuracy: initial {summary['initial_accuracy']:.3f}; after each round {acc}")
     if summary["security"]:
         sim_cli.out.print(f"security events: {summary['security']}")
     for d in summary["dropouts"]:

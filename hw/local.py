@@ -33,6 +33,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
+from hw.attack import AttackRelay
 from hw.crypto import registry
 from hw.node import atomic_write
 from sim import catalogue
@@ -125,16 +126,17 @@ class Proxies:
     def retransmissions(self) -> int:
         total = 0
         for p in self.running:
-            for stats in p.stats().values():
+            for stats in p.stats().values() if hasattr(p, "stats") else []:
                 total += int(stats.get("retransmissions", 0)) if isinstance(stats, dict) else 0
         return total
 
     def stop(self) -> None:
         for p in self.running:
-            p.stop()
+            p.close() if isinstance(p, AttackRelay) else p.stop()
 
 
-def run_config(s: Scenario, mode: str, rounds: int, seed: int, proxies: Proxies) -> dict[str, Any]:
+def run_config(s: Scenario, mode: str, rounds: int, seed: int, proxies: Proxies,
+               attack: tuple[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
     agg = s.pods("aggregator")[0]
     clients = [p.name for p in s.pods("client")]
     fl = s.workload.fl
@@ -151,6 +153,13 @@ def run_config(s: Scenario, mode: str, rounds: int, seed: int, proxies: Proxies)
             f"{s.path}: workload.devices: the twin streams telemetry to client pods only (got {agg.name!r})"
         )
     routes = {c: {agg.name: proxies.address(pods[c]["host"], agg.host, pods[agg.name]["port"])} for c in clients}
+    if attack is not None:  # an on-path attacker between one client and the aggregator
+        kind, victim = attack
+        if victim not in routes:
+            raise UserError(f"--attack: no client pod {victim!r} (clients: {', '.join(clients)})")
+        relay = AttackRelay(tuple(routes[victim][agg.name]), kind)  # type: ignore[arg-type]
+        proxies.running.append(relay)
+        routes[victim][agg.name] = ["127.0.0.1", relay.port]
     devices = []
     for pop in s.workload.devices:
         if pop.count:
@@ -205,9 +214,10 @@ class Children:
 
 def run_local(
     s: Scenario, out: Path, mode: str, rounds: int, seed: int, progress: Callable[[int], None] | None = None,
-    crash: dict[str, int] | None = None,
+    crash: dict[str, int] | None = None, attack: tuple[str, str] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Run the scenario for real on this machine; returns the summary (also written to ``out``)."""
+    """``crash`` {pod: round} kills a client mid-round (fault injection); ``attack`` (kind, client pod)
+    puts an on-path attacker between that client and the aggregator (hw/attack.py)."""
     check_supported(s)
     prepare_dir(out)
     proxies = Proxies(s, seed)
@@ -215,8 +225,9 @@ def run_local(
     state, reason = "failed", ""
     started = time.monotonic()
     try:
-        cfg = run_config(s, mode, rounds, seed, proxies)
+        cfg = run_config(s, mode, rounds, seed, proxies, attack)
         cfg["crash"] = crash or {}
+        cfg["attack"] = attack
         atomic_write(out / "run.json", json.dumps(cfg, indent=2))
         (out / "scenario.yaml").write_text(s.to_yaml())
         children.start(cfg["aggregator"], "aggregator")
@@ -299,7 +310,8 @@ def _collect(s: Scenario, out: Path, cfg: dict[str, Any], state: str, reason: st
         "seed": cfg.get("seed"), "replications": 1, "suite": s.workload.crypto.model_dump(), "events": len(df),
         "sim_time_s": duration, "host_utilization": _utilisation(df, duration), "link_utilization": {},
         "warnings": [], "state": state, "reason": reason, "retransmissions": retransmissions,
-        "accuracy_per_round": agg.get("accuracy_per_round", []), "dropouts": agg.get("dropouts", []),
+        "initial_accuracy": agg.get("initial_accuracy"), "accuracy_per_round": agg.get("accuracy_per_round", []),
+        "dropouts": agg.get("dropouts", []), "attack": list(cfg["attack"]) if cfg.get("attack") else None,
         "security": dict(security),
     }  # fmt: skip
     summary = summarise(df, meta)

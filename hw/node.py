@@ -257,6 +257,7 @@ class Aggregator:
         self.inbox: queue.Queue[Arrival] = queue.Queue()
         self.channels: dict[str, Channel] = {}
         self.alive: set[str] = set()
+        self.rejected = 0  # connections whose handshake was refused
         self.dropouts: list[dict[str, Any]] = []
         self.accuracy: list[float] = []
         self.pool = ThreadPoolExecutor(cfg["workers"]) if cfg["mode"] == "concurrent" else None
@@ -272,6 +273,7 @@ class Aggregator:
         self.trust = node.trust(self.clients)
         self._accept_all()
         theta = fl.init(self.shape, self.rng)
+        initial = fl.accuracy(self.shape, theta, *self.test)
         failed = 0
         for r in range(1, self.fl["rounds"] + 1):
             node.round = r
@@ -288,7 +290,8 @@ class Aggregator:
         for c in sorted(self.alive):  # not a phase of any round: untimed
             with contextlib.suppress(OSError):
                 self.channels[c].write_sealed(self.channels[c].seal(done + signer.sign(self.ident.sig, done)))
-        return {"accuracy_per_round": self.accuracy, "dropouts": self.dropouts, "rounds_failed": failed}
+        return {"initial_accuracy": initial, "accuracy_per_round": self.accuracy, "dropouts": self.dropouts,
+                "rounds_failed": failed}  # fmt: skip
 
     def _accept_all(self) -> None:
         srv = listen(self.node.cfg["pods"][self.node.name]["port"])
@@ -307,7 +310,7 @@ class Aggregator:
             threads.append(t)
         srv.close()
         deadline = time.monotonic() + TRUST_TIMEOUT_S
-        while len(self.channels) + len(self.dropouts) < len(self.clients) and time.monotonic() < deadline:
+        while len(self.channels) + self.rejected < len(self.clients) and time.monotonic() < deadline:
             time.sleep(0.005)
 
     def _serve(self, sock: socket.socket) -> None:
@@ -317,6 +320,8 @@ class Aggregator:
             name = ch.accept(node.timer_for(0))
         except (SecurityError, ConnectionClosed) as exc:
             print(f"{node.name}: handshake rejected: {exc}", file=sys.stderr)
+            self.dropouts.append({"round": 0, "pod": ch.peer or "unknown", "reason": f"handshake rejected: {exc}"})
+            self.rejected += 1
             sock.close()
             return
         self.channels[name] = ch
@@ -351,26 +356,38 @@ class Aggregator:
             ch.write_sealed(sealed)
 
     def _collect(self, r: int) -> np.ndarray | None:
-        """Wait for the quorum of this round's updates (verifying as the mode says); FedAvg them."""
-        node, need = self.node, self.fl["quorum_clients"]
+        """Wait for the quorum of this round's valid updates (verified as the mode says); FedAvg them.
+
+        None when the round times out; RunFailed when too few clients are left to reach the quorum.
+        Rejected or stale (earlier-round) updates do not count: collection goes on without them.
+        """
+        need = self.fl["quorum_clients"]
         deadline = time.monotonic() + self.fl["round_timeout_s"]
-        pending: list[Arrival] = []
-        futures: list[Future[tuple[str, np.ndarray] | None]] = []
-        contributed: set[str] = set()  # clients whose update of this round is in hand
+        in_hand: set[str] = set()  # clients whose update of this round arrived (valid or not yet known)
+        updates: list[np.ndarray] = []
         acc: np.ndarray | None = None
-        used = 0
-        while used < need:
-            if self.pool is not None:  # fold in updates verified so far
-                for f in [f for f in futures if f.done()]:
-                    futures.remove(f)
+        pending: list[Arrival] = []
+        futures: dict[Future[tuple[str, np.ndarray] | None], str] = {}
+        while len(updates) < need:
+            if self.pool is not None:
+                for f in [f for f in futures if f.done()]:  # fold in what the workers verified
+                    client = futures.pop(f)
                     if (res := f.result()) is not None:
                         acc = self._fold(acc, res[1])
-                        used += 1
-                if used >= need:
+                        updates.append(res[1])
+                    else:
+                        in_hand.discard(client)
+                if len(updates) >= need:
                     break
-            elif len(pending) >= need:
-                break
-            if len(self.alive | contributed) < need:
+            elif len(pending) >= need - len(updates):  # sequential: verify only once enough arrived
+                for a in pending:
+                    if (u := self._verify(a, r, None)) is not None:
+                        updates.append(u[1])
+                    else:
+                        in_hand.discard(a.client)
+                pending = []
+                continue
+            if len(self.alive | in_hand) < need:
                 raise RunFailed(f"round {r}: quorum lost: {len(self.alive)} of {len(self.clients)} clients left, "
                                 f"quorum needs {need}")  # fmt: skip
             try:
@@ -382,19 +399,16 @@ class Aggregator:
             if arrival.record is None:
                 self._dropout(arrival, r)
                 continue
-            contributed.add(arrival.client)
+            in_hand.add(arrival.client)
             if self.pool is None:
                 pending.append(arrival)
             else:
-                futures.append(self.pool.submit(self._verify, arrival, r, node.now()))
+                futures[self.pool.submit(self._verify, arrival, r, self.node.now())] = arrival.client
         if self.pool is None:
-            updates = [u for a in pending if (u := self._verify(a, r, None)) is not None]
-            if len(updates) < need:
-                return None
-            with node.timer("aggregate", "fl.fedavg"):
-                return fl.fedavg([u for _, u in updates], [1.0] * len(updates))
+            with self.node.timer("aggregate", "fl.fedavg"):
+                return fl.fedavg(updates, [1.0] * len(updates))
         assert acc is not None
-        return acc / np.float32(used)
+        return acc / np.float32(len(updates))
 
     def _fold(self, acc: np.ndarray | None, update: np.ndarray) -> np.ndarray:
         with self.node.timer("aggregate", "fl.fedavg"):
@@ -405,8 +419,11 @@ class Aggregator:
         ch = self.channels[a.client]
         try:
             kind, rnd, payload = unprotect(self.node, ch, a.record, self.trust[a.client].sig, "verify", queued_at)
-        except SecurityError as exc:
+        except SecurityError as exc:  # fatal for the connection, as a TLS alert would be
             print(f"{self.node.name}: rejected a record from {a.client}: {exc}", file=sys.stderr)
+            self._dropout(Arrival(a.client, None, f"rejected: {exc}"), r)
+            with contextlib.suppress(OSError):
+                ch.sock.shutdown(socket.SHUT_RDWR)
             return None
         if kind != UPDATE or rnd != r:
             return None  # a straggler's update from an earlier round

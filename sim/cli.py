@@ -166,3 +166,6 @@ def main() -> None:
         for line in exc.lines:
             err.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True, markup=True)
         sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
