@@ -12,8 +12,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The paper scenario in both modes (simulated), then the twin loop on this machine: calibrate (once),
+# simulate localhost.yaml with that profile, run it for real, compare.
 run: $(STAMP)
 	$(BIN)/pqtwin sim scenarios/paper-3node.yaml --mode both --out runs/paper-3node
+	test -f runs/local-profile.yaml || $(BIN)/pqtwin calibrate --quick --out runs/local-profile.yaml --name local
+	$(BIN)/pqtwin sim scenarios/localhost.yaml --profile runs/local-profile.yaml --out runs/localhost-sim
+	$(BIN)/pqtwin hw run scenarios/localhost.yaml --out runs/localhost-hw
+	$(BIN)/pqtwin compare runs/localhost-sim runs/localhost-hw
+	@echo "report: runs/localhost-hw/compare/ (compare.json, compare.png); paper comparison: runs/paper-3node/modes.json"
 
 test: $(STAMP)
 	$(BIN)/ruff check sim hw tests bench
@@ -26,6 +33,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/sim_speed.py
+	$(BIN)/python bench/crypto_overhead.py
+	$(BIN)/python bench/twin_fidelity.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 from hw import data, fl
 from hw.channel import Channel, ConnectionClosed, Identity, Record, Sealed, SecurityError, Suite, load_trust
 from hw.crypto import find
-from hw.runtime import tune_allocator
+from hw.runtime import tune_allocator, tune_threads
 from sim import spans as span_io
 
 MODEL, UPDATE, DONE = 1, 2, 3
@@ -243,9 +243,13 @@ def warm_up(suite: Suite, payload_bytes: int, shape: fl.Shape | None) -> None:
 
 @dataclass
 class Arrival:
+    """Something for the aggregator's main thread: a record off the wire, the end of a connection
+    (``record`` None), or a worker's verdict on an update (``verified``: the parameters, or False)."""
+
     client: str
-    record: Record | None  # None: the connection ended
+    record: Record | None
     reason: str = ""
+    verified: np.ndarray | bool | None = None
 
 
 class Aggregator:
@@ -258,6 +262,7 @@ class Aggregator:
         self.channels: dict[str, Channel] = {}
         self.alive: set[str] = set()
         self.rejected = 0  # connections whose handshake was refused
+        self.rejections: dict[str, str] = {}  # why a client's connection was closed on it
         self.dropouts: list[dict[str, Any]] = []
         self.accuracy: list[float] = []
         self.pool = ThreadPoolExecutor(cfg["workers"]) if cfg["mode"] == "concurrent" else None
@@ -285,6 +290,7 @@ class Aggregator:
             node.add(node.name, node.host, "round", "round" if ok else "failed", start, node.now(), 0.0, 0)
             self.accuracy.append(fl.accuracy(self.shape, theta, *self.test))
             atomic_write(node.run_dir / "progress.json", json.dumps({"round": r, "accuracy": self.accuracy[-1]}))
+        self._drain(node.round)
         signer = find(node.suite.signature, "signature")
         done = MSG.pack(DONE, 0)
         for c in sorted(self.alive):  # not a phase of any round: untimed
@@ -360,6 +366,7 @@ class Aggregator:
 
         None when the round times out; RunFailed when too few clients are left to reach the quorum.
         Rejected or stale (earlier-round) updates do not count: collection goes on without them.
+        Workers report verified updates through the same inbox as the network, so nothing polls.
         """
         need = self.fl["quorum_clients"]
         deadline = time.monotonic() + self.fl["round_timeout_s"]
@@ -367,48 +374,62 @@ class Aggregator:
         updates: list[np.ndarray] = []
         acc: np.ndarray | None = None
         pending: list[Arrival] = []
-        futures: dict[Future[tuple[str, np.ndarray] | None], str] = {}
         while len(updates) < need:
-            if self.pool is not None:
-                for f in [f for f in futures if f.done()]:  # fold in what the workers verified
-                    client = futures.pop(f)
-                    if (res := f.result()) is not None:
-                        acc = self._fold(acc, res[1])
-                        updates.append(res[1])
-                    else:
-                        in_hand.discard(client)
-                if len(updates) >= need:
-                    break
-            elif len(pending) >= need - len(updates):  # sequential: verify only once enough arrived
-                for a in pending:
+            if self.pool is None and pending and len(pending) >= need - len(updates):
+                for a in pending:  # sequential: verify only once enough updates have arrived
                     if (u := self._verify(a, r, None)) is not None:
                         updates.append(u[1])
                     else:
-                        in_hand.discard(a.client)
+                        self._rejected(a.client, in_hand, r)
                 pending = []
                 continue
             if len(self.alive | in_hand) < need:
                 raise RunFailed(f"round {r}: quorum lost: {len(self.alive)} of {len(self.clients)} clients left, "
                                 f"quorum needs {need}")  # fmt: skip
             try:
-                arrival = self.inbox.get(timeout=0.002 if futures else max(0.0, deadline - time.monotonic()))
+                arrival = self.inbox.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                if time.monotonic() > deadline:
-                    return None
-                continue
-            if arrival.record is None:
+                return None
+            if arrival.verified is not None:  # a worker's result
+                if arrival.verified is False:
+                    self._rejected(arrival.client, in_hand, r)
+                else:
+                    acc = self._fold(acc, arrival.verified)
+                    updates.append(arrival.verified)
+            elif arrival.record is None:
                 self._dropout(arrival, r)
-                continue
-            in_hand.add(arrival.client)
-            if self.pool is None:
-                pending.append(arrival)
             else:
-                futures[self.pool.submit(self._verify, arrival, r, self.node.now())] = arrival.client
+                in_hand.add(arrival.client)
+                if self.pool is None:
+                    pending.append(arrival)
+                else:
+                    self.pool.submit(self._verify_job, arrival, r, self.node.now())
         if self.pool is None:
             with self.node.timer("aggregate", "fl.fedavg"):
                 return fl.fedavg(updates, [1.0] * len(updates))
         assert acc is not None
         return acc / np.float32(len(updates))
+
+    def _drain(self, r: int) -> None:
+        """Record dropouts still queued when the last round ended (their rounds did not need them)."""
+        time.sleep(0.05)  # a connection that ended just now is reported within milliseconds
+        while True:
+            try:
+                arrival = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+            if arrival.record is None and arrival.verified is None:
+                self._dropout(arrival, r)
+
+    def _rejected(self, client: str, in_hand: set[str], r: int) -> None:
+        """An update that did not count: stale, or rejected (then the client is out of the run)."""
+        in_hand.discard(client)
+        if client in self.rejections:
+            self._dropout(Arrival(client, None, self.rejections[client]), r)
+
+    def _verify_job(self, a: Arrival, r: int, queued_at: float) -> None:
+        res = self._verify(a, r, queued_at)
+        self.inbox.put(Arrival(a.client, None, verified=False if res is None else res[1]))
 
     def _fold(self, acc: np.ndarray | None, update: np.ndarray) -> np.ndarray:
         with self.node.timer("aggregate", "fl.fedavg"):
@@ -421,9 +442,9 @@ class Aggregator:
             kind, rnd, payload = unprotect(self.node, ch, a.record, self.trust[a.client].sig, "verify", queued_at)
         except SecurityError as exc:  # fatal for the connection, as a TLS alert would be
             print(f"{self.node.name}: rejected a record from {a.client}: {exc}", file=sys.stderr)
-            self._dropout(Arrival(a.client, None, f"rejected: {exc}"), r)
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):  # its reader thread then reports the dropout
                 ch.sock.shutdown(socket.SHUT_RDWR)
+            self.rejections[a.client] = f"rejected: {exc}"
             return None
         if kind != UPDATE or rnd != r:
             return None  # a straggler's update from an earlier round
@@ -433,7 +454,8 @@ class Aggregator:
     def _dropout(self, a: Arrival, r: int) -> None:
         if a.client in self.alive:
             self.alive.discard(a.client)
-            self.dropouts.append({"round": r, "pod": a.client, "reason": a.reason})
+            reason = self.rejections.get(a.client, a.reason)
+            self.dropouts.append({"round": r, "pod": a.client, "reason": reason})
             print(f"{self.node.name}: {a.client} dropped out in round {r}: {a.reason}", file=sys.stderr)
 
 
@@ -546,19 +568,24 @@ def run_devices(node: Node) -> dict[str, Any]:
 
 def _device(node: Node, ident: Identity, trust: dict[str, Any], pop: dict[str, Any], offset_s: float,
             stop: threading.Event) -> None:  # fmt: skip
+    """One device: (re)connect and handshake with its pod, then send a frame every period until stopped.
+    A device whose pod is not listening yet, or whose session breaks, retries after a back-off."""
+    backoff_s = 0.05
     if stop.wait(offset_s):
         return
-    try:
-        ch = Channel(connect(pop["address"]), ident, node.suite, trust, clock=node.now, counters=node.counters)
-        ch.initiate(pop["pod"], lambda *_: _NoTimer())
-        frame = os.urandom(pop["frame_bytes"])
-        next_at = time.monotonic()
-        while not stop.is_set():
-            ch.write_sealed(ch.seal(frame))
-            next_at += pop["period_s"]
-            stop.wait(max(0.0, next_at - time.monotonic()))
-    except (RunFailed, SecurityError, ConnectionClosed, OSError):
-        return
+    while not stop.is_set():
+        try:
+            ch = Channel(connect(pop["address"]), ident, node.suite, trust, clock=node.now, counters=node.counters)
+            ch.initiate(pop["pod"], lambda *_: _NoTimer())
+            frame = os.urandom(pop["frame_bytes"])
+            next_at = time.monotonic()
+            while not stop.is_set():
+                ch.write_sealed(ch.seal(frame))
+                next_at += pop["period_s"]
+                stop.wait(max(0.0, next_at - time.monotonic()))
+        except (RunFailed, SecurityError, ConnectionClosed, OSError):
+            stop.wait(backoff_s)
+            backoff_s = min(1.0, backoff_s * 2)
 
 
 class _NoTimer:
@@ -575,6 +602,7 @@ class _NoTimer:
 def main(run_dir: Path, name: str, role: str) -> int:
     cfg = json.loads((run_dir / "run.json").read_text())
     tune_allocator()  # as calibrate does, so measured costs and the run see the same allocator
+    tune_threads()
     node = Node(run_dir, name, cfg)
     try:
         if role == "aggregator":
