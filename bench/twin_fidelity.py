@@ -30,9 +30,8 @@ def main() -> None:
         write_profile(calibrate(quick=args.quick), profile)
         s = load_scenario(ROOT / "scenarios" / "localhost.yaml", [f"workload.fl.rounds={args.rounds}"], profile)
         print(f"localhost.yaml, {args.rounds} rounds, profile measured here ({'quick' if args.quick else 'full'})")
-        print(
-            f"{'mode':12s} {'sim p50':>9s} {'hw p50':>9s} {'err p50':>8s}   {'sim p95':>9s} {'hw p95':>9s} {'err p95':>8s}"
-        )
+        cols = ("sim p50", "hw p50", "err p50", "sim p95", "hw p95", "err p95")
+        print(f"{'mode':12s} " + " ".join(f"{c:>9s}" for c in cols))
         for mode in ("sequential", "concurrent"):
             write_run(simulate(s, mode), work / f"sim-{mode}", s)
             run_local(s, work / f"hw-{mode}", mode, args.rounds, s.run.seed)
