@@ -73,6 +73,10 @@ class Node:
         return self.cfg["pods"][self.name]["host"] if self.name in self.cfg["pods"] else "devices"
 
     def now(self) -> float:
+        """Seconds on the run's clock: monotonic on one machine; wall-clock (NTP-synchronised) across
+        machines (``clock: wall`` in run.json, as the Kubernetes backend sets it)."""
+        if self.cfg.get("clock") == "wall":
+            return time.time() - self.cfg["epoch"]
         return time.monotonic() - self.cfg["epoch"]
 
     def add(self, pod: str, host: str, phase: str, op: str, start: float, end: float, wait: float, nbytes: int,
@@ -163,10 +167,11 @@ def connect(address: list[Any], timeout_s: float = 30.0) -> socket.socket:
             time.sleep(0.05)
 
 
-def listen(port: int) -> socket.socket:
+def listen(port: int, host: str = "127.0.0.1") -> socket.socket:
+    """A listening socket; in a pod (``bind: 0.0.0.0`` in run.json) it accepts from the cluster network."""
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("127.0.0.1", port))
+    srv.bind((host, port))
     srv.listen(256)
     return srv
 
@@ -300,7 +305,7 @@ class Aggregator:
                 "rounds_failed": failed}  # fmt: skip
 
     def _accept_all(self) -> None:
-        srv = listen(self.node.cfg["pods"][self.node.name]["port"])
+        srv = listen(self.node.cfg["pods"][self.node.name]["port"], self.node.cfg.get("bind", "127.0.0.1"))
         srv.settimeout(TRUST_TIMEOUT_S)
         threads = []
         for i in range(len(self.clients)):
@@ -514,7 +519,7 @@ def _serve_telemetry(node: Node, ident: Identity, trust: dict[str, Any]) -> None
     port = node.cfg["pods"][node.name].get("telemetry_port")
     if not port:
         return
-    srv = listen(port)
+    srv = listen(port, node.cfg.get("bind", "127.0.0.1"))
 
     def accept_loop() -> None:
         while True:
