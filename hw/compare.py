@@ -215,6 +215,11 @@ def compare_dirs(sim_dir: Path, hw_dir: Path) -> dict[str, Any]:
         a, b = runs["sim"][key], runs["hw"][key]
         if a is not None and b is not None and a != b:
             warnings.append(f"{key} differs: simulated {a!r}, measured {b!r}")
+    for side, d, summary in (("simulated", sim_dir, sim_sum), ("measured", hw_dir, hw_sum)):
+        state = summary.get("state", "completed")  # simulator runs always complete
+        if state != "completed":
+            why = summary.get("reason", "")
+            warnings.append(f"the {side} run did not complete ({state}: {why}); see {d}/status.json")
     sim_v, hw_v = metric_values(sim_df), metric_values(hw_df)
     metrics: dict[str, Any] = {}
     not_compared: dict[str, str] = {}
