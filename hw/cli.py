@@ -107,3 +107,17 @@ def hw_run_cmd(
 
 
 app.command("compare")(compare_cmd)
+
+
+@app.command("node")
+def node_cmd(
+    role: Annotated[str, typer.Option(help="aggregator | client | devices")],
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="the run directory holding run.json")],
+    name: Annotated[str, typer.Option(help="this pod's name in the scenario")],
+) -> None:
+    """Run one pod of a twin run (the backends start these; the same program runs in Kubernetes pods)."""
+    from hw.node import main as node_main
+
+    if not (run_dir / "run.json").exists():
+        raise UserError(f"--run-dir: no run.json in {run_dir} (start runs with `pqtwin hw run`)")
+    raise typer.Exit(node_main(run_dir, name, role))
