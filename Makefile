@@ -3,14 +3,20 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Debian's Chromium for the real-browser test of the app (Playwright drives it; nothing is downloaded at test time)
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean app
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium
 
 # The paper scenario in both modes (simulated), then the twin loop on this machine: calibrate (once),
 # simulate localhost.yaml with that profile, run it for real, compare.
@@ -22,19 +28,23 @@ run: $(STAMP)
 	$(BIN)/pqtwin compare runs/localhost-sim runs/localhost-hw
 	@echo "report: runs/localhost-hw/compare/ (compare.json, compare.png); paper comparison: runs/paper-3node/modes.json"
 
-test: $(STAMP)
-	$(BIN)/ruff check sim hw tests bench
-	$(BIN)/ruff format --check sim hw tests bench
+test: $(STAMP) $(CHROMIUM)
+	$(BIN)/ruff check sim hw tests bench app.py app_pages
+	$(BIN)/ruff format --check sim hw tests bench app.py app_pages
 	$(BIN)/python -m pytest -q -n 2
 
 lint: $(STAMP)
-	$(BIN)/ruff check sim hw tests bench
+	$(BIN)/ruff check sim hw tests bench app.py app_pages
 	$(BIN)/mypy sim
 
 bench: $(STAMP)
 	$(BIN)/python bench/sim_speed.py
 	$(BIN)/python bench/crypto_overhead.py
 	$(BIN)/python bench/twin_fidelity.py
+
+# The what-if explorer for architects and teachers (http://localhost:8501)
+app: $(STAMP)
+	$(BIN)/streamlit run app.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

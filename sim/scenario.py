@@ -253,6 +253,12 @@ def load_scenario(
     data = load_yaml(path)
     for item in overrides or []:
         apply_override(data, item)
+    return load_scenario_data(data, path, profile_override)
+
+
+def load_scenario_data(data: dict[str, Any], path: Path, profile_override: Path | None = None) -> Scenario:
+    """Validate and cross-check scenario data already in memory (e.g. edited by the app); ``path`` names it
+    in errors and anchors relative profile references."""
     scenario = validate(Scenario, data, path)
     scenario._path = path
     errors = check_references(scenario)

@@ -1,0 +1,263 @@
+"""Shared helpers: scenario specs, cached runs through the simulator's Python API, KPIs and messages.
+
+The app calls the simulator exactly as the CLI does: ``sim.scenario`` loads (with ``--set``-style
+overrides) and ``sim.runner.simulate`` runs; nothing parses printed output. Runs are cached with
+``st.cache_data`` keyed on the scenario file, the overrides tuple, the app's structural edits, the host
+profile, the mode, the seed and the replications.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app_pages.scenario_edit import build_data
+from sim import catalogue
+from sim.errors import UserError
+from sim.runner import RunResult, simulate
+from sim.scenario import Scenario, load_scenario_data
+from sim.summary import ci95, summarise
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = ROOT / "scenarios"
+PAPER_LINE_S = 1.5  # the paper: a new global model reached every node in under 1.5 s
+DEFAULT_REPLICATIONS = 3
+KEEP = "session"  # persist_state of every control: values survive switching pages and back
+log = logging.getLogger("pqtwin.app")
+
+SIMULATED_NOTE = (
+    "Simulated: the SimPy model of sim/, priced with the hosts' calibration profiles (pi4.yaml is compiled from "
+    "published Raspberry Pi 4 measurements, tagged measured/derived/estimate per value). The paper's layout, "
+    "algorithms and model size are not published: the values in scenarios/paper-3node.yaml are our assumptions."
+)
+
+
+def runs_dir() -> Path:
+    """Where run directories live (``PQTWIN_RUNS_DIR``, default ``runs/`` of the repository)."""
+    return Path(os.environ.get("PQTWIN_RUNS_DIR") or ROOT / "runs")
+
+
+def show_path(p: Path | str) -> str:
+    """A path relative to the repository when it is inside it."""
+    s = str(p)
+    return s.removeprefix(f"{ROOT}/")
+
+
+def scenario_files() -> list[Path]:
+    return sorted(SCENARIOS.glob("*.yaml"), key=lambda p: (p.stem != "paper-3node", p.stem))
+
+
+def profile_choices() -> dict[str, Path | None]:
+    """Host profile options: the scenario's own, each shipped profile, this machine's if calibrated."""
+    out: dict[str, Path | None] = {"as in the scenario": None}
+    for p in sorted((SCENARIOS / "profiles").glob("*.yaml")):
+        out[f"{p.stem} (every host)"] = p
+    local = runs_dir() / "local-profile.yaml"
+    if local.is_file():
+        out["this machine, runs/local-profile.yaml (every host)"] = local
+    return out
+
+
+class Spec(NamedTuple):
+    """What to simulate, hashable for the cache: scenario file + edits."""
+
+    file: str
+    overrides: tuple[str, ...] = ()
+    nodes: int | None = None
+    devices: tuple[tuple[str, int], ...] = ()
+    profile: str | None = None
+
+
+def base_data(file: str) -> dict[str, Any]:
+    """The scenario file's dict, unedited (for defaults of the controls)."""
+    return build_data(Path(file))
+
+
+def stamp(spec: Spec) -> tuple[float, ...]:
+    """Modification times of the files a spec reads: edited scenarios or profiles are never served stale."""
+    files = [Path(spec.file), *(Path(spec.file).parent / "profiles").glob("*.yaml")]
+    files += [Path(spec.profile)] if spec.profile else []
+    return tuple(f.stat().st_mtime if f.exists() else 0.0 for f in files)
+
+
+def load(spec: Spec) -> Scenario:
+    """The validated scenario of a spec; UserError lines on any problem (never cached)."""
+    return _load(spec, stamp(spec))
+
+
+@st.cache_resource(show_spinner=False, max_entries=128)
+def _load(spec: Spec, mtimes: tuple[float, ...]) -> Scenario:
+    path = Path(spec.file)
+    data = build_data(path, spec.overrides, spec.nodes, spec.devices)
+    return load_scenario_data(data, path, Path(spec.profile) if spec.profile else None)
+
+
+@st.cache_data(show_spinner=False, max_entries=200)
+def _run(spec: Spec, mtimes: tuple[float, ...], mode: str, seed: int, replications: int, _progress: Any = None):
+    """The cached run: keyed on the spec (scenario file, overrides, edits, profile), the files' modification
+    times, mode, seed and replications."""
+    return simulate(load(spec), mode, seed, replications, progress=_progress)
+
+
+def run(spec: Spec, mode: str, seed: int, replications: int, label: str = "") -> RunResult:
+    """Simulate (cached) with a progress bar over replications; raises UserError for invalid specs."""
+    load(spec)  # validation errors before any progress bar appears
+    bar = st.progress(0.0, text=f"Simulating {label}…")
+    ctx = contextvars.copy_context()  # progress updates from inside the cached function are not replayed
+
+    def progress(i: int) -> None:
+        ctx.run(bar.progress, i / replications, text=f"Simulating {label}: replication {i} of {replications}")
+
+    try:
+        return _run(spec, stamp(spec), mode, seed, replications, _progress=progress)
+    finally:
+        bar.empty()
+
+
+def run_quiet(spec: Spec, mode: str, seed: int, replications: int) -> RunResult:
+    """Simulate (cached) without a progress bar of its own (callers show progress over many runs)."""
+    return _run(spec, stamp(spec), mode, seed, replications)
+
+
+def show_errors(exc: UserError) -> None:
+    """The one-line messages of a UserError, repository paths shortened."""
+    st.error("\n\n".join(line.replace(f"{ROOT}/", "") for line in exc.lines), icon=":material/error:")
+
+
+@contextmanager
+def guarded(what: str) -> Iterator[None]:
+    """Any exception below becomes one message; Streamlit's own control flow passes through."""
+    try:
+        yield
+    except UserError as exc:
+        show_errors(exc)
+    except Exception as exc:
+        log.exception("page %s failed", what)
+        st.error(f"{what} failed: {type(exc).__name__}: {exc}", icon=":material/error:")
+
+
+# ------------------------------------------------------------------------------------------ KPIs
+
+
+def ms(x: float | None, digits: int = 1) -> str:
+    return "—" if x is None or not np.isfinite(x) else f"{x * 1e3:,.{digits}f} ms"
+
+
+def ci_text(lo: float | None, hi: float | None, scale: float = 1e3, unit: str = "ms", digits: int = 1) -> str:
+    if lo is None or hi is None:
+        return "95 % CI —"
+    return f"95 % CI [{lo * scale:,.{digits}f}, {hi * scale:,.{digits}f}] {unit}"
+
+
+def per_replication(result: RunResult) -> pd.DataFrame:
+    """crypto share and bytes on the wire of each replication, by the summary's own definitions."""
+    rows = []
+    for rep, df in result.spans.groupby("replication"):
+        s = summarise(df, {"replications": 1})
+        rows.append({"replication": rep, "crypto_share": s["crypto_share"], "bytes": s["bytes_on_wire"]["total"]})
+    return pd.DataFrame(rows)
+
+
+def kpis(result: RunResult) -> pd.DataFrame:
+    """One row per KPI: mean and 95 % CI (over replication means where the run has ≥ 2 replications)."""
+    s = result.summary
+    reps = per_replication(result)
+    rows: list[dict[str, Any]] = []
+    for key, label in (("round_latency_s", "round latency"), ("model_distribution_s", "model distribution")):
+        d = s[key]
+        lo, hi = d["ci95"]
+        rows.append(
+            {
+                "kpi": label,
+                "unit": "s",
+                "mean": d["mean"],
+                "ci95_low": lo,
+                "ci95_high": hi,
+                "p50": d["p50"],
+                "p95": d["p95"],
+                "n": d["n"],
+                "ci_method": d["ci_method"],
+            }
+        )
+    for col, label, unit in (
+        ("crypto_share", "crypto share of FL CPU time", "fraction"),
+        ("bytes", "bytes on the wire per replication", "B"),
+    ):
+        v = reps[col].to_numpy(dtype=float)
+        lo, hi = ci95(v) if v.size >= 2 else (None, None)
+        rows.append(
+            {
+                "kpi": label,
+                "unit": unit,
+                "mean": float(v.mean()),
+                "ci95_low": lo,
+                "ci95_high": hi,
+                "n": int(v.size),
+                "ci_method": "replications" if v.size >= 2 else "none",
+            }
+        )
+    for host, u in s["host_utilization"].items():
+        rows.append(
+            {
+                "kpi": f"host utilisation {host} (offered)",
+                "unit": "fraction",
+                "mean": u["offered"],
+                "n": s["replications"],
+                "ci_method": "mean over replications",
+            }
+        )
+    for phase, v in s["phase_s"].items():
+        rows.append({"kpi": f"phase {phase} (extent per round)", "unit": "s", "mean": v, "ci_method": "mean"})
+    return pd.DataFrame(rows)
+
+
+def phase_extents(spans: pd.DataFrame) -> pd.DataFrame:
+    """Per phase: mean extent per round (s) and its 95 % CI over replication means (summary's definition)."""
+    fl = spans[(spans["round"] > 0) & ~spans.phase.isin(("round", "distribution", "telemetry"))]
+    ext = fl.groupby(["replication", "round", "phase"]).agg(start=("start_s", "min"), end=("end_s", "max"))
+    ext = (ext.end - ext.start).rename("s").reset_index()
+    rows = []
+    for phase, g in ext.groupby("phase"):
+        means = g.groupby("replication").s.mean().to_numpy()
+        lo, hi = ci95(means)
+        rows.append({"phase": phase, "mean_s": float(g.s.mean()), "ci_low_s": lo, "ci_high_s": hi})
+    return pd.DataFrame(rows)
+
+
+def per_round(spans: pd.DataFrame) -> pd.DataFrame:
+    """Round latency and model distribution time of every completed round (s)."""
+    r = spans[(spans.phase == "round") & (spans.op == "round")]
+    d = spans[spans.phase == "distribution"]
+    a = r.assign(round_s=r.end_s - r.start_s)[["replication", "round", "round_s"]]
+    b = d.assign(distribution_s=d.end_s - d.start_s)[["replication", "round", "distribution_s"]]
+    return a.merge(b, on=["replication", "round"], how="outer")
+
+
+# ------------------------------------------------------------------------------------------ suites
+
+
+def suite_kind(kem: str, signature: str) -> str:
+    k, s = catalogue.get(kem), catalogue.get(signature)
+    if "+" in kem:
+        return "hybrid"
+    if k.quantum_safe and s.quantum_safe:
+        return "PQC"
+    return "classical" if not (k.quantum_safe or s.quantum_safe) else "mixed"
+
+
+def algorithm_label(name: str) -> str:
+    a = catalogue.get(name)
+    if a.kind == "aead":
+        return f"{name} (symmetric)"
+    if "+" in name:
+        return f"{name} (hybrid)"
+    return f"{name} ({'PQC' if a.quantum_safe else 'classical'})"

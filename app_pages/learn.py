@@ -1,0 +1,244 @@
+"""Learn: a guided story in five steps, each a short plain explanation and one control to play with."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from app_pages import charts
+from app_pages.common import KEEP, SCENARIOS, Spec, algorithm_label, ms, per_round, run
+from app_pages.explore import MODEL_SIZES, model_label
+from sim import catalogue
+from sim.errors import UserError
+
+STEPS = [
+    "1 · The quantum threat",
+    "2 · KEM, signature, AEAD",
+    "3 · Key and signature sizes",
+    "4 · One FL round",
+    "5 · Sequential vs concurrent",
+]
+PAPER = str(SCENARIOS / "paper-3node.yaml")
+QUANTUM_YEARS = 15  # an assumption for illustration, not a forecast
+SUITES = {  # name: (KEM, signature)
+    "classical (X25519 + Ed25519)": ("X25519", "Ed25519"),
+    "post-quantum (ML-KEM-768 + ML-DSA-65)": ("ML-KEM-768", "ML-DSA-65"),
+    "hybrid (X25519+ML-KEM-768 + ML-DSA-65)": ("X25519+ML-KEM-768", "ML-DSA-65"),
+}
+
+
+def _go(delta: int) -> None:
+    i = STEPS.index(st.session_state.get("learn_step", STEPS[0]))
+    st.session_state["learn_step"] = STEPS[min(len(STEPS) - 1, max(0, i + delta))]
+
+
+def render() -> None:
+    st.title("Learn: post-quantum security for medical FL")
+    step = st.radio("Step", STEPS, horizontal=True, key="learn_step", persist_state=KEEP, label_visibility="collapsed")
+    STEP_PAGES[STEPS.index(step)]()
+    prev, nxt, _ = st.columns([1, 1, 6])
+    prev.button("← Previous", on_click=_go, args=(-1,), disabled=step == STEPS[0], key="learn_prev")
+    nxt.button("Next →", on_click=_go, args=(1,), disabled=step == STEPS[-1], key="learn_next")
+
+
+def threat() -> None:
+    st.markdown(
+        "Today's public-key cryptography rests on two hard problems: **factoring** (RSA) and **discrete "
+        "logarithms on elliptic curves** (ECDH, X25519, ECDSA, Ed25519). A large quantum computer running "
+        "**Shor's algorithm** solves both, so it could recover the keys of any session it recorded. "
+        "That is **harvest now, decrypt later**: an attacker records encrypted medical traffic today and "
+        "reads it once the machine exists. Symmetric ciphers are only weakened (Grover's algorithm roughly "
+        "halves the key length), so AES-256 stays safe. NIST's replacements (2024): **ML-KEM** (FIPS 203) "
+        "for key establishment, **ML-DSA** (FIPS 204) and **SLH-DSA** (FIPS 205) for signatures."
+    )
+    years = st.slider(
+        "How many years must a medical record sent today stay confidential?",
+        0,
+        60,
+        25,
+        key="learn_years",
+        persist_state=KEEP,
+    )
+    exposed = max(0, years - QUANTUM_YEARS)
+    end = max(60, years) + 1
+    bars = [
+        ("record must stay secret", 0, years, "#1f77b4"),
+        ("quantum computer can read<br>harvested traffic (assumed)", QUANTUM_YEARS, end - QUANTUM_YEARS, "#f4a3a3"),
+        ("exposed: readable while<br>still meant to be secret", QUANTUM_YEARS, exposed, "#d62728"),
+    ]
+    fig = go.Figure()
+    for label, base, length, color in bars:
+        hover = f"{label.replace('<br>', ' ')}: years {base} to {base + length}<extra></extra>"
+        text = f"{length} years" if length and color != "#f4a3a3" else ""
+        bar = go.Bar(y=[label], x=[length], base=[base], orientation="h", marker_color=color, text=[text])
+        fig.add_trace(bar.update(hovertemplate=hover))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title="years from today", range=[0, end])
+    st.plotly_chart(charts.layout(fig, "Harvest now, decrypt later", height=300, showlegend=False), key="learn_threat")
+    if exposed:
+        st.warning(
+            f"With classical key exchange, this record would be readable for {exposed} years before it may "
+            "be disclosed: it needs post-quantum key establishment now.",
+            icon=":material/lock_open:",
+        )
+    else:
+        st.success(
+            "Under this assumption the record's secrecy ends before the quantum computer arrives.",
+            icon=":material/lock:",
+        )
+    st.caption(
+        f"Assumption for illustration, not a forecast: a cryptographically relevant quantum computer in "
+        f"{QUANTUM_YEARS} years. The comparison of shelf life with time-to-quantum is Mosca's inequality."
+    )
+
+
+def primitives() -> None:
+    st.markdown(
+        "Three tools secure every FL message and telemetry frame:\n"
+        "- **KEM** (key encapsulation, e.g. ML-KEM): two parties agree on a fresh secret key over an open network; "
+        "the sender ships a *ciphertext* that only the receiver can open.\n"
+        "- **Signature** (e.g. ML-DSA): proves who sent a model or an update and that nobody changed it.\n"
+        "- **AEAD** (authenticated encryption, e.g. AES-256-GCM): encrypts the bulk data with the agreed key and "
+        "detects any tampering (a 16-byte tag), using a 12-byte nonce.\n\n"
+        "Below, each message carries a fresh encapsulation and a signature (as our FL messages do with "
+        "`rekey.fl: per_message`). Slide the message size and watch what the crypto adds on the wire."
+    )
+    size = st.select_slider(
+        "Message size",
+        [100, 1_000, 10_000, 100_000, 1_000_000],
+        value=1_000,
+        key="learn_size",
+        persist_state=KEEP,
+        format_func=lambda b: (
+            f"{b:,} B" + (" (telemetry frame)" if b == 100 else " (1 MB model update)" if b == 1_000_000 else "")
+        ),
+    )
+    aead = catalogue.get("AES-256-GCM")
+    rows = []
+    for name, (kem, sig) in SUITES.items():
+        k, s = catalogue.get(kem), catalogue.get(sig)
+        rows.append(
+            {
+                "suite": name,
+                "payload": size,
+                "AEAD nonce + tag": aead.aead_overhead_bytes,
+                "signature": s.signature_bytes,
+                "KEM ciphertext": k.ciphertext_bytes,
+            }
+        )
+    df = pd.DataFrame(rows)
+    total = df[["payload", "AEAD nonce + tag", "signature", "KEM ciphertext"]].sum(axis=1)
+    fig = go.Figure()
+    for col, color in (
+        ("payload", "#c7c7c7"),
+        ("AEAD nonce + tag", "#2ca02c"),
+        ("signature", "#ff7f0e"),
+        ("KEM ciphertext", "#1f77b4"),
+    ):
+        fig.add_trace(
+            go.Bar(
+                x=df.suite, y=df[col], name=col, marker_color=color, hovertemplate="%{y:,} B<extra>" + col + "</extra>"
+            )
+        )
+    for x, t in zip(df.suite, total, strict=True):
+        fig.add_annotation(x=x, y=t, text=f"{t:,} B (+{(t - size) / size:.0%})", showarrow=False, yshift=10)
+    fig.update_yaxes(title="bytes on the wire per message")
+    st.plotly_chart(
+        charts.layout(fig, f"One {size:,}-byte message, sealed", height=380, barmode="stack"), key="learn_primitives"
+    )
+
+
+def sizes() -> None:
+    st.markdown(
+        "Post-quantum keys and signatures are **tens of times larger** than elliptic-curve ones: an ML-DSA-65 "
+        "signature is 3,309 bytes against Ed25519's 64. On gigabit Ethernet that is nothing; on a Bluetooth Low "
+        "Energy sensor link (≈ 260 kbit/s) a handshake's few kilobytes take a noticeable time — which is why key "
+        "establishment belongs on the gateway or edge node, not on the sensor."
+    )
+    kind = st.radio("Show", ["key exchange (KEM)", "signatures"], horizontal=True, key="learn_kind", persist_state=KEEP)
+    k = "kem" if kind.startswith("key") else "signature"
+    algs = [catalogue.get(n) for n in catalogue.names(k)]  # type: ignore[arg-type]
+    df = pd.DataFrame(
+        {
+            "label": [algorithm_label(a.name) for a in algs],
+            "public key": [a.public_key_bytes for a in algs],
+            "second": [a.ciphertext_bytes if k == "kem" else a.signature_bytes for a in algs],
+        }
+    )
+    second = "ciphertext" if k == "kem" else "signature"
+    fig = charts.size_bars(df, {"public key": "public key", "second": second}, f"Wire sizes: public key and {second}")
+    st.plotly_chart(fig, key="learn_sizes")
+    st.caption("Exact sizes from sim/catalogue.py (FIPS 203/204/205, Falcon round 3, RFC 7748/8032, SEC1).")
+
+
+def one_round() -> None:
+    st.markdown(
+        "One federated-learning round on the paper's three Raspberry Pi 4 nodes (simulated): the **aggregator** "
+        "serialises, signs, encapsulates and encrypts the global model for each client (*distribute*); each "
+        "**client** decrypts and verifies it (*receive*), trains on its own patients' data (*train*), then signs, "
+        "encrypts and sends its update (*upload*); the aggregator decrypts and verifies every update (*verify*) "
+        "and averages them (*aggregate*, FedAvg). No patient data leaves the client — only model updates do."
+    )
+    params = st.select_slider(
+        "Model size (parameters)",
+        MODEL_SIZES,
+        value=250_000,
+        format_func=model_label,
+        key="learn_params",
+        persist_state=KEEP,
+    )
+    spec = Spec(PAPER, (f"workload.fl.model_parameters={params}",))
+    try:
+        result = run(spec, "sequential", 2026, 1, label="one round")
+    except UserError as exc:
+        st.error("\n\n".join(exc.lines))
+        return
+    s = result.summary
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Round latency (mean of 10 rounds)", ms(s["round_latency_s"]["mean"]))
+    c2.metric("Model distribution", ms(s["model_distribution_s"]["mean"]))
+    c3.metric("Crypto share of CPU time", f"{s['crypto_share']:.0%}")
+    st.plotly_chart(charts.gantt(result.spans, 0, 1, "Round 1, sequential: who does what, when"), key="learn_round")
+    st.caption(
+        "Simulated with the Pi 4 profile; the layout, algorithms (ML-KEM-768, ML-DSA-65, AES-256-GCM) and "
+        "model size are our assumptions — the paper does not publish them."
+    )
+
+
+def modes() -> None:
+    st.markdown(
+        "**Sequential**: the aggregator does all security work on one thread — it waits for every update, then "
+        "decrypts and verifies them one by one, then prepares the model for one client after another. "
+        "**Concurrent** (the paper's design): crypto worker pods on every node take these jobs in parallel, "
+        "updates are verified as they arrive and the model goes to all clients at once. The paper reports 35 % "
+        "lower latency; in our model the gain comes out of the simulation, it is not written in."
+    )
+    nodes = st.slider(
+        "Number of nodes (one aggregator, a client on each other node)", 2, 6, 3, key="learn_nodes", persist_state=KEEP
+    )
+    spec = Spec(PAPER, (), None if nodes == 3 else nodes)
+    try:
+        res = {m: run(spec, m, 2026, 2, label=m) for m in ("sequential", "concurrent")}
+    except UserError as exc:
+        st.error("\n\n".join(exc.lines))
+        return
+    seq, conc = (res[m].summary for m in ("sequential", "concurrent"))
+    cols = st.columns(4)
+    for col, key, label in ((0, "round_latency_s", "round latency"), (2, "model_distribution_s", "model distribution")):
+        a, b = seq[key]["mean"], conc[key]["mean"]
+        cols[col].metric(f"Sequential {label}", ms(a))
+        cols[col + 1].metric(f"Concurrent {label}", ms(b), delta=f"{(b - a) / a:+.0%}", delta_color="inverse")
+    rounds = {m: per_round(r.spans).set_index(["replication", "round"]) for m, r in res.items()}
+    end = max(float(r.loc[(0, 1), "round_s"]) for r in rounds.values()) * 1e3
+    left, right = st.columns(2)
+    for col, m in ((left, "sequential"), (right, "concurrent")):
+        fig = charts.gantt(res[m].spans, 0, 1, f"{m.capitalize()}: round 1", x_max_ms=end * 1.05)
+        col.plotly_chart(fig, key=f"learn_{m}")
+    st.caption(
+        "Simulated, paper-3node with our assumptions, 2 replications; the round includes local training, "
+        "which concurrency does not shorten — so the round gains less than model distribution does."
+    )
+
+
+STEP_PAGES = [threat, primitives, sizes, one_round, modes]

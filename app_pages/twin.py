@@ -1,0 +1,195 @@
+"""Twin: measured (hardware twin) vs simulated per phase, with the fidelity figures of `pqtwin compare`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from app_pages import charts
+from app_pages.common import KEEP, ms, runs_dir, show_errors, show_path
+from hw.compare import BOOTSTRAP_SEED, RESAMPLES, SPANS_FILE, compare_dirs
+from sim.errors import UserError
+from sim.summary import SUMMARY_FILE
+
+
+def run_dirs(root: Path) -> dict[str, dict[str, Any]]:
+    """Run directories under root (spans + summary, up to three levels deep) → their summary."""
+    out: dict[str, dict[str, Any]] = {}
+    if not root.is_dir():
+        return out
+    for spans in sorted(p for depth in ("*", "*/*", "*/*/*") for p in root.glob(f"{depth}/{SPANS_FILE}")):
+        d = spans.parent
+        try:
+            summary = json.loads((d / SUMMARY_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(summary, dict):
+            out[str(d)] = summary
+    return out
+
+
+def describe(d: str, s: dict[str, Any]) -> str:
+    kind = f"measured ({s['backend']} twin)" if "backend" in s else "simulated"
+    n = s.get("replications")
+    where = Path(d).relative_to(runs_dir()) if Path(d).is_relative_to(runs_dir()) else show_path(d)
+    return f"{where} — {kind}: {s.get('scenario')}, {s.get('mode')}, {n} replication{'s' * (n != 1)}"
+
+
+@st.cache_data(show_spinner="Comparing (bootstrap)…", max_entries=32)
+def compare(sim_dir: str, hw_dir: str, mtimes: tuple[float, float]) -> dict[str, Any]:
+    """hw.compare.compare_dirs, cached per pair of directories and their files' modification times."""
+    return compare_dirs(Path(sim_dir), Path(hw_dir))
+
+
+def _mtime(d: str) -> float:
+    return max((Path(d) / f).stat().st_mtime for f in (SPANS_FILE, SUMMARY_FILE))
+
+
+def render() -> None:
+    st.title("Twin: measured vs simulated")
+    st.caption(
+        "Measured: the hardware twin (`pqtwin hw run`) — real processes, real ML-KEM/ML-DSA/AES-GCM, real "
+        "sockets and FL training on this machine. Simulated: the SimPy model (`pqtwin sim`) priced with a "
+        "calibration profile. The figures are those of `pqtwin compare` (hw/compare.py)."
+    )
+    root = runs_dir()
+    dirs = run_dirs(root)
+    measured = [d for d, s in dirs.items() if "backend" in s]
+    if len(dirs) < 2 or not measured:
+        st.info(
+            f"Twin needs a simulated and a measured run directory under {show_path(root)}/ (found "
+            f"{len(dirs)} runs, {len(measured)} measured). `make run` creates runs/localhost-sim and "
+            "runs/localhost-hw."
+        )
+        return
+    st.caption(f"{len(dirs)} run directories under {show_path(root)}/ ({len(measured)} measured).")
+    c1, c2 = st.columns(2)
+    hw = c1.selectbox(
+        "Measured run (hardware twin)",
+        measured,
+        format_func=lambda d: describe(d, dirs[d]),
+        key="tw_hw",
+        persist_state=KEEP,
+    )
+    sims = [d for d in dirs if d != hw]
+    same = [d for d in sims if "backend" not in dirs[d] and dirs[d].get("scenario") == dirs[hw].get("scenario")]
+    sim = c2.selectbox(
+        "Simulated run",
+        sims,
+        index=sims.index(same[0]) if same else 0,
+        format_func=lambda d: describe(d, dirs[d]),
+        key=f"tw_sim_{hw}",  # per measured run: the choices depend on it
+        persist_state=KEEP,
+    )
+    try:
+        result = compare(sim, hw, (_mtime(sim), _mtime(hw)))
+    except UserError as exc:
+        show_errors(exc)
+        return
+    for w in result["warnings"]:
+        st.warning(w)
+    m = {k: v for k, v in result["metrics"].items() if v["error_pct"] is not None and None not in v["error_ci95"]}
+    if not m:
+        st.info("No metric could be compared (see the warnings above).")
+        return
+    cols = st.columns(4)
+    for col, key in zip(cols[:2], ("round_latency_s", "model_distribution_s"), strict=True):
+        if key in m:
+            lo, hi = m[key]["error_ci95"]
+            col.metric(
+                f"{m[key]['label'].capitalize()}: error",
+                f"{m[key]['error_pct']:+.1f} %",
+                help="(simulated − measured) / measured, of the means",
+            )
+            col.caption(f"95 % CI [{lo:+.1f}, {hi:+.1f}] %; sim {ms(m[key]['sim_mean'])}, hw {ms(m[key]['hw_mean'])}")
+    within = sum(bool(v["within_ci"]) for v in m.values())
+    cols[2].metric("Metrics within resampling noise", f"{within} of {len(m)}", help="0 inside the error's 95 % CI")
+    cols[3].metric(
+        "Rounds compared (sim / hw)",
+        f"{m['round_latency_s']['n_sim']} / {m['round_latency_s']['n_hw']}" if "round_latency_s" in m else "—",
+    )
+    left, right = st.columns(2)
+    left.plotly_chart(means_chart(m), key="tw_means")
+    right.plotly_chart(error_chart(m), key="tw_errors")
+    number = st.column_config.NumberColumn(format="%.2f")
+    cols = ["simulated mean (ms)", "measured mean (ms)", "error (%)", "p95 error (%)"]
+    st.dataframe(table(m), hide_index=True, column_config=dict.fromkeys(cols, number))
+    st.caption(
+        f"error = (sim − hw) / hw × 100; 95 % percentile bootstrap over rounds ({RESAMPLES} resamples, "
+        f"seed {BOOTSTRAP_SEED}), resampled within each replication. Not compared: "
+        + (", ".join(f"{k} ({v})" for k, v in result["not_compared"].items()) or "none")
+    )
+    st.download_button(
+        "compare.json", json.dumps(result, indent=2), "compare.json", "application/json", on_click="ignore"
+    )
+
+
+def table(m: dict[str, Any]) -> pd.DataFrame:
+    rows = []
+    for v in m.values():
+        lo, hi = v["error_ci95"]
+        rows.append(
+            {
+                "metric": v["label"],
+                "simulated mean (ms)": v["sim_mean"] * 1e3,
+                "measured mean (ms)": v["hw_mean"] * 1e3,
+                "error (%)": v["error_pct"],
+                "95 % CI (%)": f"[{lo:+.1f}, {hi:+.1f}]" if lo is not None else "—",
+                "p95 error (%)": v["error_p95_pct"],
+                "n sim / hw": f"{v['n_sim']} / {v['n_hw']}",
+                "within CI": "yes" if v["within_ci"] else "no",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def means_chart(m: dict[str, Any]) -> go.Figure:
+    fig = go.Figure()
+    labels = [v["label"] for v in m.values()]
+    for side, name, color in (("sim", "simulated", charts.SIM_COLOR), ("hw", "measured", charts.HW_COLOR)):
+        mean = [v[f"{side}_mean"] * 1e3 for v in m.values()]
+        lo = [(v[f"{side}_mean"] - (v[f"{side}_mean_ci95"][0] or v[f"{side}_mean"])) * 1e3 for v in m.values()]
+        hi = [((v[f"{side}_mean_ci95"][1] or v[f"{side}_mean"]) - v[f"{side}_mean"]) * 1e3 for v in m.values()]
+        fig.add_trace(
+            go.Bar(
+                y=labels,
+                x=mean,
+                name=name,
+                orientation="h",
+                marker_color=color,
+                error_x={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo},
+                hovertemplate="%{y}: %{x:.2f} ms<extra>" + name + "</extra>",
+            )
+        )
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title="ms, mean per round (95 % bootstrap CI)")
+    return charts.layout(
+        fig, "Simulated vs measured, per metric", height=420, barmode="group", legend={"orientation": "h", "y": -0.2}
+    )
+
+
+def error_chart(m: dict[str, Any]) -> go.Figure:
+    labels = [v["label"] for v in m.values()]
+    err = [v["error_pct"] for v in m.values()]
+    lo = [v["error_pct"] - v["error_ci95"][0] if v["error_ci95"][0] is not None else 0 for v in m.values()]
+    hi = [v["error_ci95"][1] - v["error_pct"] if v["error_ci95"][1] is not None else 0 for v in m.values()]
+    colors = ["#2ca02c" if v["within_ci"] else "#d62728" for v in m.values()]
+    fig = go.Figure(
+        go.Scatter(
+            x=err,
+            y=labels,
+            mode="markers",
+            marker={"size": 12, "color": colors},
+            error_x={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo},
+            hovertemplate="%{y}: %{x:+.1f} %<extra></extra>",
+        )
+    )
+    fig.add_vline(x=0, line_color="#444")
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title="error % of the means, 95 % CI (green: 0 inside the CI)")
+    return charts.layout(fig, "Fidelity: (sim − hw) / hw", height=420)

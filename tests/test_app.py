@@ -1,0 +1,245 @@
+"""The Streamlit app (app.py) through streamlit.testing.v1.AppTest: every page renders without an exception or
+an unintended error, changing a control changes the results, and invalid combinations give one-line errors.
+Also the app's scenario edits (number of nodes, devices per class) against the simulator's own checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app_pages.scenario_edit import build_data, device_totals
+from sim.runner import simulate, write_run
+from sim.scenario import load_scenario, load_scenario_data
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+PAPER = ROOT / "scenarios" / "paper-3node.yaml"
+TIMEOUT = 60
+
+
+def make_runs(root: Path) -> Path:
+    """Two small run directories for the Twin page: a simulated run and a stand-in 'measured' one.
+
+    The stand-in is the simulator with another seed and the CI profile, labelled with ``backend: fixture``
+    (the twin's marker), so the page's comparison has something to compare without running hardware.
+    """
+    scenario = load_scenario(ROOT / "scenarios" / "localhost.yaml", ["workload.fl.rounds=5"])
+    write_run(simulate(scenario, "sequential", 1, 2), root / "localhost-sim", scenario)
+    write_run(simulate(scenario, "concurrent", 1, 2), root / "localhost-sim-concurrent", scenario)
+    hw = root / "localhost-hw"
+    write_run(simulate(scenario, "sequential", 99, 1), hw, scenario)
+    summary = json.loads((hw / "summary.json").read_text())
+    summary.update(backend="fixture", state="completed")
+    (hw / "summary.json").write_text(json.dumps(summary))
+    return root
+
+
+def start(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    if page:
+        at.sidebar.radio(key="page").set_value(page).run()
+    assert_clean(at)
+    return at
+
+
+def assert_clean(at: AppTest, errors: int = 0) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.error) == errors, [e.value for e in at.error]
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def figures(at: AppTest) -> list[dict]:
+    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+
+
+def shape(z: dict | list) -> tuple[int, ...]:
+    """Shape of a Plotly array (plotly ≥ 6 sends numeric arrays base64-encoded with their shape)."""
+    if isinstance(z, dict):
+        return tuple(int(n) for n in z["shape"].split(","))
+    return (len(z), len(z[0]))
+
+
+# --------------------------------------------------------------------------------------------- pages
+
+
+def test_explore_renders_kpis_charts_and_downloads():
+    at = start()
+    m = metrics(at)
+    assert m["Round latency (mean)"].endswith(" ms") and m["Model distribution (mean)"].endswith(" ms")
+    assert {"Crypto share of FL CPU time", "Bytes on the wire", "Busiest host (offered load)"} <= set(m)
+    figs = figures(at)
+    assert len(figs) == 4  # phases, latency distribution, Gantt, topology
+    hist = figs[1]
+    assert any(s.get("x0") == 1500.0 for s in hist["layout"]["shapes"]), "the paper's 1.5 s line"
+    assert [b.label for b in at.get("download_button")] == ["Scenario (YAML)", "KPIs (CSV)", "Spans (CSV)"]
+    assert any("95 % CI [" in c.value for c in at.caption)
+
+
+def test_explore_controls_change_results():
+    at = start()
+    before = metrics(at)["Round latency (mean)"]
+    at.selectbox(key="ex_signature_paper-3node").set_value("SLH-DSA-SHA2-128f").run()
+    assert_clean(at)
+    slh = metrics(at)["Round latency (mean)"]
+    assert slh != before
+    at.selectbox(key="ex_signature_paper-3node").set_value("ML-DSA-65").run()
+    assert metrics(at)["Round latency (mean)"] == before  # cached, same seed: identical
+    at.select_slider(key="ex_model_paper-3node").set_value(1_000_000).run()
+    big = metrics(at)["Round latency (mean)"]
+    assert_clean(at)
+    assert float(big.split()[0].replace(",", "")) > float(before.split()[0].replace(",", ""))
+    at.slider(key="ex_nodes_paper-3node").set_value(5).run()
+    assert_clean(at)
+    topo = figures(at)[3]
+    hosts = next(t for t in topo["data"] if t.get("name") == "host")
+    assert len(hosts["x"]) == 5
+    at.radio(key="ex_mode_paper-3node").set_value("concurrent").run()
+    assert_clean(at)
+    gantt = figures(at)[2]
+    assert any("worker" in y for t in gantt["data"] for y in t.get("y", [])), "concurrent work on worker pods"
+
+
+def test_controls_survive_page_switches():
+    at = start()
+    at.select_slider(key="ex_model_paper-3node").set_value(100_000).run()
+    value = metrics(at)["Round latency (mean)"]
+    at.sidebar.radio(key="page").set_value("Learn").run()
+    at.sidebar.radio(key="page").set_value("Explore").run()
+    assert_clean(at)
+    assert at.select_slider(key="ex_model_paper-3node").value == 100_000
+    assert metrics(at)["Round latency (mean)"] == value
+
+
+def test_explore_invalid_combination_is_one_line_error():
+    at = start()
+    at.selectbox(key="ex_scenario").set_value(ROOT / "scenarios" / "localhost.yaml").run()
+    assert_clean(at)
+    at.selectbox(key="ex_signature_localhost").set_value("Falcon-512").run()
+    assert_clean(at, errors=1)
+    msg = at.error[0].value
+    assert "Falcon-512.keygen" in msg and "scenarios/localhost.yaml: deployment.hosts[0].profile" in msg
+    assert "Traceback" not in msg and str(ROOT) not in msg
+    assert not figures(at) and not at.metric
+
+
+def test_explore_devices_and_network_edits():
+    at = start()
+    at.selectbox(key="ex_scenario").set_value(ROOT / "scenarios" / "ward-200.yaml").run()
+    assert_clean(at)
+    before = metrics(at)["Bytes on the wire"]
+    at.number_input(key="ex_dev_ecg-3lead_ward-200").set_value(40).run()
+    assert_clean(at)
+    assert metrics(at)["Bytes on the wire"] != before
+    at.selectbox(key="ex_net_ward-200").set_value("wifi-5ghz").run()
+    assert_clean(at)
+    assert any("--set 'deployment.network.links.0.preset=wifi-5ghz'" in c.value for c in at.code)
+
+
+def test_compare_suites_table_and_sizes():
+    at = start("Compare suites")
+    table = at.dataframe[0].value
+    assert list(table.suite) == ["Classical", "PQC L3", "PQC L5", "Hybrid L3"]
+    sizes = at.dataframe[1].value.set_index("suite")
+    assert sizes.loc["PQC L3", "signature (B)"] == 3309 and sizes.loc["Classical", "signature (B)"] == 64
+    assert len(figures(at)) == 2
+    at.multiselect(key="cs_suites").select("PQC SLH-DSA").run()
+    assert_clean(at)
+    table = at.dataframe[0].value.set_index("suite")
+    assert table.loc["PQC SLH-DSA", "round latency (ms)"] > table.loc["PQC L3", "round latency (ms)"]
+    # a suite the host profile cannot price is listed as not simulated, the rest still compare
+    at.selectbox(key="cs_scenario").set_value(ROOT / "scenarios" / "localhost.yaml").run()
+    assert_clean(at)
+    assert any("PQC SLH-DSA" in w.value and "no cost for" in w.value for w in at.warning)
+    assert "PQC SLH-DSA" not in set(at.dataframe[0].value.suite)
+
+
+def test_sweep_heatmap_changes_and_caps_runs():
+    at = start("Sweep")
+    (fig,) = figures(at)
+    z = fig["data"][0]["z"]
+    assert shape(z) == (4, 5)  # nodes 2..5 × model 50 k..1 M
+    assert "20 runs × 2 replications" in fig["layout"]["title"]["text"]
+    at.selectbox(key="sw_kpi").set_value("Crypto share of FL CPU time (%)").run()
+    assert_clean(at)
+    assert figures(at)[0]["data"][0]["z"] != z
+    at.select_slider(key="sw_Model size (parameters)_paper-3node").set_value((10_000, 5_000_000)).run()
+    at.select_slider(key="sw_Number of nodes_paper-3node").set_value((1, 6)).run()
+    assert_clean(at)
+    assert any("54 grid points" in i.value and "at most 30" in i.value for i in at.info)
+    rows, cols = shape(figures(at)[0]["data"][0]["z"])
+    assert rows * cols <= 30
+
+
+def test_twin_compares_run_directories(tmp_path, monkeypatch):
+    monkeypatch.setenv("PQTWIN_RUNS_DIR", str(make_runs(tmp_path / "runs")))
+    at = start("Twin")
+    m = metrics(at)
+    assert m["Round latency: error"].endswith("%") and "of" in m["Metrics within resampling noise"]
+    assert len(figures(at)) == 2
+    table = at.dataframe[0].value
+    assert "phase train" in set(table.metric)
+    first = table["simulated mean (ms)"].tolist()
+    box = at.selectbox(key=f"tw_sim_{tmp_path / 'runs' / 'localhost-hw'}")
+    sims = box.options
+    box.set_value(str(tmp_path / "runs" / "localhost-sim-concurrent")).run()
+    assert_clean(at)
+    assert len(sims) == 2 and at.dataframe[0].value["simulated mean (ms)"].tolist() != first
+    assert any("mode differs" in w.value for w in at.warning)
+
+
+def test_twin_without_runs_explains(tmp_path, monkeypatch):
+    monkeypatch.setenv("PQTWIN_RUNS_DIR", str(tmp_path / "empty"))
+    at = start("Twin")
+    assert any("make run" in i.value for i in at.info)
+
+
+def test_learn_steps_each_with_a_control():
+    at = start("Learn")
+    steps = at.radio(key="learn_step").options
+    assert len(steps) == 5
+    controls = ["learn_years", "learn_size", "learn_kind", "learn_params", "learn_nodes"]
+    values = [40, 100, "signatures", 1_000_000, 5]
+    for i, (step, key, value) in enumerate(zip(steps, controls, values, strict=True)):
+        if i:
+            at.button(key="learn_next").click().run()  # the "Next →" button walks the story
+        assert at.radio(key="learn_step").value == step
+        assert_clean(at)
+        before = figures(at)
+        assert before, step
+        at.get_by_key(key).set_value(value).run()
+        assert_clean(at)
+        assert figures(at) != before, f"{step}: the control changes the chart"
+    assert any("35 %" in md.value for md in at.markdown)
+
+
+# ----------------------------------------------------------------------------------- scenario edits
+
+
+@pytest.mark.parametrize("name", ["paper-3node", "ward-200", "localhost"])
+@pytest.mark.parametrize("nodes", [1, 2, 4, 6])
+def test_set_nodes_gives_valid_scenarios(name, nodes):
+    path = ROOT / "scenarios" / f"{name}.yaml"
+    s = load_scenario_data(build_data(path, (), nodes), path)
+    assert len(s.deployment.hosts) == nodes
+    assert len(s.pods("aggregator")) == 1 and len(s.pods("client")) == s.workload.fl.clients >= 1
+    assert {p.host for p in s.deployment.pods} <= {h.name for h in s.deployment.hosts}
+    r = simulate(s, "concurrent", 1, 1)
+    assert r.summary["rounds_completed"] == s.workload.fl.rounds
+
+
+def test_device_counts_and_equivalence_with_load_scenario():
+    data = build_data(PAPER, (), None, (("ecg-patch", 9), ("spo2", 3)))
+    assert device_totals(data) == {"ecg-patch": 9, "spo2": 3}
+    assert [p["count"] for p in data["workload"]["devices"] if p["class"] == "ecg-patch"] == [5, 4]
+    ov = ("workload.crypto.signature=Falcon-512", "workload.fl.rounds=2")
+    a = load_scenario_data(build_data(PAPER, ov), PAPER)
+    b = load_scenario(PAPER, list(ov))
+    assert a == b and a.path == b.path
+    ra, rb = simulate(a, "sequential", 5, 2), simulate(b, "sequential", 5, 2)
+    assert ra.spans.equals(rb.spans)
