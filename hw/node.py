@@ -5,6 +5,12 @@ A node reads the run directory's ``run.json`` (written by the backend), publishe
 in the simulator's format on the run's clock (monotonic seconds since the run's epoch; one clock for
 all processes of one machine) and writes ``spans/<name>.parquet`` and ``nodes/<name>.json`` atomically.
 
+In Kubernetes pods (run.json written by hw/k8s/): ``keys`` names the mounted Secret holding this node's
+private keys and the mounted trust file holding its peers' public keys (provisioned by the backend, so
+nothing is published or awaited); ``report: log`` prints progress lines and, at exit, the node's result
+and spans (base64, between markers) to stdout, which the backend reads from the pod's log; ``metrics_port``
+serves Prometheus metrics and a health endpoint for the probes (hw/k8s/pod.py).
+
 The FL round follows sim/model.py: the aggregator serialises the global model, then per client signs it,
 encapsulates (per-message rekeying) and encrypts it; clients decrypt, verify, train, sign, encrypt and
 upload; the aggregator decrypts and verifies updates and runs FedAvg. ``sequential``: all of the
@@ -111,14 +117,40 @@ class Node:
         with self.lock:
             self.rows[since:] = [(r[0], rnd, *r[2:]) for r in self.rows[since:]]
 
+    def identity(self, name: str | None = None) -> Identity:
+        """Long-term keys of this node (or of one of the devices it runs): generated here, or provisioned
+        (``keys`` in run.json: loaded from the mounted Secret)."""
+        if "keys" in self.cfg:
+            from hw.k8s.pod import load_identity
+
+            try:
+                return load_identity(self.run_dir / self.cfg["keys"]["identity"], name or self.name, self.suite)
+            except (OSError, ValueError) as exc:
+                raise RunFailed(f"{self.name}: provisioned keys: {exc}") from None
+        return Identity.generate(name or self.name, self.suite)
+
     def publish(self, ident: Identity) -> None:
-        atomic_write(self.run_dir / "keys" / f"{self.name}.json", json.dumps(ident.public()))
+        if "keys" not in self.cfg:  # provisioned keys: the peers already have ours
+            atomic_write(self.run_dir / "keys" / f"{self.name}.json", json.dumps(ident.public()))
+
+    def progress(self, r: int, accuracy: float) -> None:
+        text = json.dumps({"round": r, "accuracy": accuracy})
+        atomic_write(self.run_dir / "progress.json", text)
+        if self.cfg.get("report") == "log":  # Kubernetes: the backend follows the pod's log
+            print(f"pqtwin-progress {text}", flush=True)
 
     def trust(self, names: list[str]) -> dict[str, Any]:
         """Wait for the named peers' published keys; pinned public keys by name."""
         deadline = time.monotonic() + TRUST_TIMEOUT_S
         entries: dict[str, dict[str, str]] = {}
         loaded: set[str] = set()
+        if "keys" in self.cfg:  # provisioned: every peer's public keys are in the mounted trust file
+            table = json.loads((self.run_dir / self.cfg["keys"]["trust"]).read_text())
+            if missing := [n for n in names if n not in table]:
+                raise RunFailed(f"{self.name}: no provisioned keys for {', '.join(missing)}")
+            for n in names:
+                entries.update(table[n] if n == "devices" else {n: table[n]})
+            return load_trust(self.suite, entries)
         while True:
             for n in set(names) - loaded:
                 f = self.run_dir / "keys" / f"{n}.json"
@@ -144,6 +176,10 @@ class Node:
         out.with_suffix(".tmp").replace(out)
         result["security"] = dict(self.counters)
         atomic_write(self.run_dir / "nodes" / f"{self.name}.json", json.dumps(result, indent=2))
+        if self.cfg.get("report") == "log":
+            from hw.k8s.pod import emit_result
+
+            emit_result(self.name, result, out)
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -262,7 +298,7 @@ class Aggregator:
         self.node, cfg = node, node.cfg
         self.fl = cfg["fl"]
         self.clients: list[str] = list(self.fl["clients"])
-        self.ident = Identity.generate(node.name, node.suite)
+        self.ident = node.identity()
         self.inbox: queue.Queue[Arrival] = queue.Queue()
         self.channels: dict[str, Channel] = {}
         self.alive: set[str] = set()
@@ -294,7 +330,7 @@ class Aggregator:
             failed += not ok
             node.add(node.name, node.host, "round", "round" if ok else "failed", start, node.now(), 0.0, 0)
             self.accuracy.append(fl.accuracy(self.shape, theta, *self.test))
-            atomic_write(node.run_dir / "progress.json", json.dumps({"round": r, "accuracy": self.accuracy[-1]}))
+            node.progress(r, self.accuracy[-1])
         self._drain(node.round)
         signer = find(node.suite.signature, "signature")
         done = MSG.pack(DONE, 0)
@@ -306,15 +342,14 @@ class Aggregator:
 
     def _accept_all(self) -> None:
         srv = listen(self.node.cfg["pods"][self.node.name]["port"], self.node.cfg.get("bind", "127.0.0.1"))
-        srv.settimeout(TRUST_TIMEOUT_S)
+        wait_s = self.node.cfg.get("connect_timeout_s", TRUST_TIMEOUT_S)  # pods may start minutes apart
+        srv.settimeout(wait_s)
         threads = []
         for i in range(len(self.clients)):
             try:
                 sock, _addr = srv.accept()
             except TimeoutError:
-                raise RunFailed(
-                    f"only {i} of {len(self.clients)} clients connected within {TRUST_TIMEOUT_S:.0f} s"
-                ) from None
+                raise RunFailed(f"only {i} of {len(self.clients)} clients connected within {wait_s:.0f} s") from None
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             t = threading.Thread(target=self._serve, args=(sock,), daemon=True)
             t.start()
@@ -469,7 +504,7 @@ class Aggregator:
 
 def run_client(node: Node) -> dict[str, Any]:
     cfg, fl_cfg = node.cfg, node.cfg["fl"]
-    ident = Identity.generate(node.name, node.suite)
+    ident = node.identity()
     shape = fl.Shape.for_parameters(fl_cfg["model_parameters"], data.FEATURES)
     warm_up(node.suite, fl_cfg["model_parameters"] * 4, shape)
     node.publish(ident)
@@ -478,7 +513,7 @@ def run_client(node: Node) -> dict[str, Any]:
     trust = node.trust(peers)
     _serve_telemetry(node, ident, trust)
     ch = Channel(
-        connect(cfg["routes"][node.name][agg]),
+        connect(cfg["routes"][node.name][agg], cfg.get("connect_timeout_s", 30.0)),
         ident,
         node.suite,
         trust,
@@ -547,18 +582,21 @@ def _telemetry_session(node: Node, ident: Identity, trust: dict[str, Any], sock:
 
 def run_devices(node: Node) -> dict[str, Any]:
     """Every device of the scenario as a thread: handshake with its pod, then frames at its rate."""
-    suite, cfg = node.suite, node.cfg
+    cfg = node.cfg
+    # Kubernetes runs one device emulator per host ("runner"); its access links are shaped in-process
+    pops = [_shaped(pop, cfg["seed"]) for pop in cfg["devices"] if pop.get("runner", node.name) == node.name]
     idents = {}
-    for pop in cfg["devices"]:
+    for pop in pops:
         for i in range(pop["count"]):
             name = f"{pop['population']}#{i}"
-            idents[name] = Identity.generate(name, suite)
-    atomic_write(node.run_dir / "keys" / "devices.json", json.dumps({n: d.public() for n, d in idents.items()}))
-    trust = node.trust(sorted({pop["pod"] for pop in cfg["devices"]}))
+            idents[name] = node.identity(name)
+    if "keys" not in cfg:
+        atomic_write(node.run_dir / "keys" / "devices.json", json.dumps({n: d.public() for n, d in idents.items()}))
+    trust = node.trust(sorted({pop["pod"] for pop in pops}))
     stop = threading.Event()
     rng = np.random.default_rng(np.random.SeedSequence(cfg["seed"]).spawn(4)[3])
     threads = []
-    for pop in cfg["devices"]:
+    for pop in pops:
         for i in range(pop["count"]):
             name = f"{pop['population']}#{i}"
             offset = float(rng.uniform(0, pop["period_s"]))
@@ -569,6 +607,17 @@ def run_devices(node: Node) -> dict[str, Any]:
     while not stop.wait(0.2):
         pass
     return {"devices": len(threads)}
+
+
+def _shaped(pop: dict[str, Any], seed: int) -> dict[str, Any]:
+    """A population whose run.json entry carries its access path's ``link`` (Kubernetes: the devices are
+    emulated in the pod) connects through a shaping proxy in this process, as the local backend's do."""
+    if "link" not in pop:
+        return pop
+    from hw.proxy import LinkShape, open_path
+
+    proxy = open_path(pop["address"][0], int(pop["address"][1]), LinkShape(**pop["link"]), pop.get("link_seed", seed))
+    return {**pop, "address": ["127.0.0.1", proxy.port]}
 
 
 def _device(node: Node, ident: Identity, trust: dict[str, Any], pop: dict[str, Any], offset_s: float,
@@ -609,6 +658,10 @@ def main(run_dir: Path, name: str, role: str) -> int:
     tune_allocator()  # as calibrate does, so measured costs and the run see the same allocator
     tune_threads()
     node = Node(run_dir, name, cfg)
+    if cfg.get("metrics_port"):
+        from hw.k8s.pod import serve_metrics
+
+        serve_metrics(node, role, cfg["metrics_port"], cfg.get("bind", "127.0.0.1"))
     try:
         if role == "aggregator":
             result = Aggregator(node).run()

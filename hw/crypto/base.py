@@ -59,7 +59,8 @@ class PublicKey:
 
 @dataclass(frozen=True, slots=True)
 class KeyPair:
-    """A private key (provider object, never serialised by this interface) and its public half."""
+    """A private key (provider object) and its public half. The private key leaves the process only
+    through an explicit ``export_private`` (provisioning keys to Kubernetes pods)."""
 
     public: PublicKey
     native: Any = field(repr=False, compare=False)
@@ -117,6 +118,18 @@ class Kem(_Algorithm):
     def decaps(self, keypair: KeyPair, ciphertext: bytes) -> bytes:
         """The shared secret in ``ciphertext``; `InvalidCiphertext` if it is malformed."""
 
+    def export_private(self, keypair: KeyPair) -> bytes:
+        """The private key as bytes, to provision it to another process (a Kubernetes pod's Secret).
+
+        The encoding is the provider's (openssl: unencrypted PKCS#8 DER); `import_private` reads it back.
+        Treat the bytes as the secret they are. `UnsupportedAlgorithm` where a provider cannot export.
+        """
+        raise UnsupportedAlgorithm(f"{self.name}: provider {self.provider} cannot export private keys")
+
+    def import_private(self, raw: bytes) -> KeyPair:
+        """The key pair whose private key `export_private` encoded; `InvalidKey` if ``raw`` is not one."""
+        raise UnsupportedAlgorithm(f"{self.name}: provider {self.provider} cannot import private keys")
+
 
 class Signer(_Algorithm):
     """Digital signature over a whole message (no prehash, empty context where the scheme has one)."""
@@ -138,6 +151,14 @@ class Signer(_Algorithm):
     @abstractmethod
     def verify(self, public: PublicKey, message: bytes, signature: bytes) -> bool:
         """True iff ``signature`` is valid for ``message``; never raises for a bad signature."""
+
+    def export_private(self, keypair: KeyPair) -> bytes:
+        """The private key as bytes (see `Kem.export_private`)."""
+        raise UnsupportedAlgorithm(f"{self.name}: provider {self.provider} cannot export private keys")
+
+    def import_private(self, raw: bytes) -> KeyPair:
+        """The key pair whose private key `export_private` encoded; `InvalidKey` if ``raw`` is not one."""
+        raise UnsupportedAlgorithm(f"{self.name}: provider {self.provider} cannot import private keys")
 
 
 class Aead(_Algorithm):

@@ -21,10 +21,13 @@ matters: ML-KEM's implicit rejection returns a pseudo-random ``ss_M`` for a tamp
 binding makes the hybrid secret change with any altered byte of either half.
 
 The class is generic over its two component `Kem` objects; the ``openssl`` provider builds it from its
-own X25519 and ML-KEM-768.
+own X25519 and ML-KEM-768. An exported private key is the two components' exports, each preceded by its
+length (4 bytes, big-endian): ``len(sk_X) || sk_X || len(sk_M) || sk_M``.
 """
 
 from __future__ import annotations
+
+import struct
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -70,6 +73,25 @@ class HybridKem(Kem):
         ct_x, ss_x = self.classical.encaps(px)
         ct_m, ss_m = self.post_quantum.encaps(pm)
         return ct_x + ct_m, combine(ss_x, ss_m, ct_x, ct_m, px.raw, pm.raw)
+
+    def export_private(self, keypair: KeyPair) -> bytes:
+        kx, km = keypair.native
+        parts = (self.classical.export_private(kx), self.post_quantum.export_private(km))
+        return b"".join(struct.pack("!I", len(p)) + p for p in parts)
+
+    def import_private(self, raw: bytes) -> KeyPair:
+        raw, parts, pos = bytes(raw), [], 0
+        for _ in range(2):
+            if pos + 4 > len(raw):
+                raise InvalidKey(f"{self.name}: exported private key too short")
+            (size,) = struct.unpack_from("!I", raw, pos)
+            parts.append(raw[pos + 4 : pos + 4 + size])
+            pos += 4 + size
+        if pos != len(raw):
+            raise InvalidKey(f"{self.name}: exported private key has {len(raw) - pos} trailing or missing bytes")
+        kx, km = self.classical.import_private(parts[0]), self.post_quantum.import_private(parts[1])
+        public = PublicKey(self.name, kx.public.raw + km.public.raw, (kx.public, km.public))
+        return KeyPair(public, (kx, km))
 
     def decaps(self, keypair: KeyPair, ciphertext: bytes) -> bytes:
         if len(ciphertext) != _X_BYTES + _CT_M_BYTES:

@@ -16,6 +16,10 @@ Names differ across liboqs versions: SLH-DSA is ``SLH_DSA_PURE_SHA2_128F`` from 
 "simple" sets have exactly the FIPS 205 sizes but are not byte-compatible with FIPS 205 (different
 domain separation); interoperability across implementations needs the SLH_DSA name. Falcon maps to the
 unpadded (variable-length, at most ``signature_max_bytes``) ``Falcon-512`` / ``Falcon-1024``.
+
+Exported private keys (``export_private``, to provision Kubernetes pods) are ``len(pk) (4 bytes,
+big-endian) || pk || sk`` with liboqs' own secret-key encoding: liboqs cannot derive every scheme's public
+key from its secret key, so it travels along.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import ctypes
 import ctypes.util
 import glob
 import os
+import struct
 import sys
 from typing import Any
 
@@ -92,6 +97,22 @@ def load_oqs(library: str | None = None) -> tuple[Any, str]:
     return oqs, ""
 
 
+def _export(keypair: KeyPair) -> bytes:
+    obj = keypair.native.obj
+    sk = obj.export_secret_key() if hasattr(obj, "export_secret_key") else bytes(obj.secret_key)
+    return struct.pack("!I", len(keypair.public.raw)) + keypair.public.raw + bytes(sk)
+
+
+def _split(name: str, raw: bytes, pk_bytes: int, sk_bytes: int | None) -> tuple[bytes, bytes]:
+    raw = bytes(raw)
+    if len(raw) < 4 or struct.unpack_from("!I", raw)[0] != pk_bytes:
+        raise InvalidKey(f"{name}: not an exported {name} private key")
+    pk, sk = raw[4 : 4 + pk_bytes], raw[4 + pk_bytes :]
+    if len(pk) != pk_bytes or not sk or (sk_bytes is not None and len(sk) != sk_bytes):
+        raise InvalidKey(f"{name}: exported private key has the wrong length ({len(raw)} bytes)")
+    return pk, sk
+
+
 def _out(result: Any, what: str) -> Any:
     # Older liboqs-python returns 0 instead of raising when the C call fails.
     if isinstance(result, int):
@@ -129,11 +150,19 @@ class OqsKem(Kem):
         self.public_key_bytes: int = details["length_public_key"]
         self.ciphertext_bytes: int = details["length_ciphertext"]
         self.shared_secret_bytes: int = details["length_shared_secret"]
+        self.secret_key_bytes: int | None = details.get("length_secret_key")
 
     def keygen(self) -> KeyPair:
         kem = _Owned(self._cls(self.oqs_name))
         pk = _out(kem.obj.generate_keypair(), "keypair")
         return KeyPair(PublicKey(self.name, pk, pk), kem)
+
+    def export_private(self, keypair: KeyPair) -> bytes:
+        return _export(keypair)
+
+    def import_private(self, raw: bytes) -> KeyPair:
+        pk, sk = _split(self.name, raw, self.public_key_bytes, self.secret_key_bytes)
+        return KeyPair(PublicKey(self.name, pk, pk), _Owned(self._cls(self.oqs_name, secret_key=sk)))
 
     def load_public(self, raw: bytes) -> PublicKey:
         if len(raw) != self.public_key_bytes:
@@ -167,11 +196,19 @@ class OqsSigner(Signer):
         details = self._verifier.details
         self.public_key_bytes: int = details["length_public_key"]
         self.signature_max_bytes: int = details["length_signature"]
+        self.secret_key_bytes: int | None = details.get("length_secret_key")
 
     def keygen(self) -> KeyPair:
         sig = _Owned(self._cls(self.oqs_name))
         pk = _out(sig.obj.generate_keypair(), "keypair")
         return KeyPair(PublicKey(self.name, pk, pk), sig)
+
+    def export_private(self, keypair: KeyPair) -> bytes:
+        return _export(keypair)
+
+    def import_private(self, raw: bytes) -> KeyPair:
+        pk, sk = _split(self.name, raw, self.public_key_bytes, self.secret_key_bytes)
+        return KeyPair(PublicKey(self.name, pk, pk), _Owned(self._cls(self.oqs_name, secret_key=sk)))
 
     def load_public(self, raw: bytes) -> PublicKey:
         if len(raw) != self.public_key_bytes:

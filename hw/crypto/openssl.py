@@ -23,6 +23,9 @@ key pair; the ciphertext is the ephemeral public key (``enc``); the shared secre
 with ``name`` the catalogue name (``X25519`` / ``ECDH-P256``) and ``pk_R`` the recipient's public key in
 wire form. ``decaps`` computes ``DH(sk_R, enc)`` and the same HKDF. Binding ``enc`` and ``pk_R`` makes the
 secret depend on the exact bytes exchanged, so altering ``enc`` always changes it.
+
+Private keys export as unencrypted PKCS#8 DER (``export_private`` / ``import_private``; ML-KEM and ML-DSA
+in their seed-only form, 86 and 54 bytes): how the Kubernetes backend provisions a pod's identity.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from cryptography import exceptions as cryptography_exceptions
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, mlkem, padding, rsa, x25519
@@ -55,11 +59,40 @@ from hw.crypto.base import (
 from hw.crypto.hybrid import HYBRID_NAME, HybridKem
 
 NAME = "openssl"
+_PKCS8 = (serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+
+class _Pkcs8Keys:
+    """``export_private`` / ``import_private`` as unencrypted PKCS#8 DER, for keys whose ``native`` is a
+    pyca/cryptography private key. A class lists the private key types it accepts and builds a KeyPair
+    from one (``_keypair``, which ``keygen`` uses too, so imported and generated keys look alike)."""
+
+    name: str
+    _private_types: tuple[type, ...] = ()
+
+    def _keypair(self, sk: Any) -> KeyPair:
+        raise NotImplementedError
+
+    def _accepts(self, sk: Any) -> bool:
+        return isinstance(sk, self._private_types)
+
+    def export_private(self, keypair: KeyPair) -> bytes:
+        return keypair.native.private_bytes(*_PKCS8)  # type: ignore[no-any-return]
+
+    def import_private(self, raw: bytes) -> KeyPair:
+        try:
+            sk = serialization.load_der_private_key(bytes(raw), password=None)
+        except (ValueError, TypeError, cryptography_exceptions.UnsupportedAlgorithm):
+            raise InvalidKey(f"{self.name}: not an unencrypted PKCS#8 DER private key") from None
+        if not self._accepts(sk):
+            raise InvalidKey(f"{self.name}: the PKCS#8 key is a {type(sk).__name__}, not a {self.name} key")
+        return self._keypair(sk)
+
 
 # ---------------------------------------------------------------------------------------------- KEMs
 
 
-class MlKem(Kem):
+class MlKem(_Pkcs8Keys, Kem):
     """ML-KEM (FIPS 203) on cryptography's MLKEM*PrivateKey / MLKEM*PublicKey."""
 
     def __init__(self, name: str, private_cls: Any, public_cls: Any, public_key_bytes: int) -> None:
@@ -67,17 +100,18 @@ class MlKem(Kem):
         self._private_cls = private_cls
         self._public_cls = public_cls
         self._pk_bytes = public_key_bytes
+        self._private_types = (private_cls,)
 
-    def keygen(self) -> KeyPair:
-        sk = self._private_cls.generate()
+    def _keypair(self, sk: Any) -> KeyPair:
         pk = sk.public_key()
         return KeyPair(PublicKey(self.name, pk.public_bytes_raw(), pk), sk)
+
+    def keygen(self) -> KeyPair:
+        return self._keypair(self._private_cls.generate())
 
     def keygen_from_seed(self, seed_64: bytes) -> KeyPair:
         """Deterministic key pair from the FIPS 203 seed ``d || z`` (64 B) -- for tests and interop."""
-        sk = self._private_cls.from_seed_bytes(seed_64)
-        pk = sk.public_key()
-        return KeyPair(PublicKey(self.name, pk.public_bytes_raw(), pk), sk)
+        return self._keypair(self._private_cls.from_seed_bytes(seed_64))
 
     def load_public(self, raw: bytes) -> PublicKey:
         if len(raw) != self._pk_bytes:
@@ -102,17 +136,21 @@ def _dhkem_secret(label: bytes, dh: bytes, enc: bytes, pk_r: bytes) -> bytes:
     return HKDF(hashes.SHA256(), 32, None, label + enc + pk_r).derive(dh)
 
 
-class X25519Kem(Kem):
+class X25519Kem(_Pkcs8Keys, Kem):
     """X25519 as a KEM (module docstring: DHKEM construction)."""
+
+    _private_types = (x25519.X25519PrivateKey,)
 
     def __init__(self) -> None:
         super().__init__("X25519", NAME)
         self._label = b"pq-iomt-twin/dhkem/v1/X25519/"
 
-    def keygen(self) -> KeyPair:
-        sk = x25519.X25519PrivateKey.generate()
+    def _keypair(self, sk: Any) -> KeyPair:
         pk = sk.public_key()
         return KeyPair(PublicKey(self.name, pk.public_bytes_raw(), pk), sk)
+
+    def keygen(self) -> KeyPair:
+        return self._keypair(x25519.X25519PrivateKey.generate())
 
     def load_public(self, raw: bytes) -> PublicKey:
         try:
@@ -148,7 +186,18 @@ def _load_p256_point(raw: bytes) -> ec.EllipticCurvePublicKey:
     return ec.EllipticCurvePublicKey.from_encoded_point(_P256, raw)
 
 
-class EcdhP256Kem(Kem):
+class _P256Keys(_Pkcs8Keys):
+    _private_types = (ec.EllipticCurvePrivateKey,)
+
+    def _accepts(self, sk: Any) -> bool:
+        return isinstance(sk, ec.EllipticCurvePrivateKey) and isinstance(sk.curve, ec.SECP256R1)
+
+    def _keypair(self, sk: Any) -> KeyPair:
+        pk = sk.public_key()
+        return KeyPair(PublicKey(self.name, pk.public_bytes(*_POINT), pk), sk)
+
+
+class EcdhP256Kem(_P256Keys, Kem):
     """ECDH on P-256 as a KEM (module docstring: DHKEM construction)."""
 
     def __init__(self) -> None:
@@ -157,9 +206,7 @@ class EcdhP256Kem(Kem):
         self._ecdh = ec.ECDH()
 
     def keygen(self) -> KeyPair:
-        sk = ec.generate_private_key(_P256)
-        pk = sk.public_key()
-        return KeyPair(PublicKey(self.name, pk.public_bytes(*_POINT), pk), sk)
+        return self._keypair(ec.generate_private_key(_P256))
 
     def load_public(self, raw: bytes) -> PublicKey:
         try:
@@ -185,7 +232,7 @@ class EcdhP256Kem(Kem):
 # ---------------------------------------------------------------------------------------- signatures
 
 
-class MlDsa(Signer):
+class MlDsa(_Pkcs8Keys, Signer):
     """ML-DSA (FIPS 204), pure mode, empty context, hedged signing."""
 
     def __init__(self, name: str, private_cls: Any, public_cls: Any, public_key_bytes: int) -> None:
@@ -193,17 +240,18 @@ class MlDsa(Signer):
         self._private_cls = private_cls
         self._public_cls = public_cls
         self._pk_bytes = public_key_bytes
+        self._private_types = (private_cls,)
 
-    def keygen(self) -> KeyPair:
-        sk = self._private_cls.generate()
+    def _keypair(self, sk: Any) -> KeyPair:
         pk = sk.public_key()
         return KeyPair(PublicKey(self.name, pk.public_bytes_raw(), pk), sk)
+
+    def keygen(self) -> KeyPair:
+        return self._keypair(self._private_cls.generate())
 
     def keygen_from_seed(self, seed_32: bytes) -> KeyPair:
         """Deterministic key pair from the FIPS 204 seed xi (32 B) -- for tests and interop."""
-        sk = self._private_cls.from_seed_bytes(seed_32)
-        pk = sk.public_key()
-        return KeyPair(PublicKey(self.name, pk.public_bytes_raw(), pk), sk)
+        return self._keypair(self._private_cls.from_seed_bytes(seed_32))
 
     def load_public(self, raw: bytes) -> PublicKey:
         if len(raw) != self._pk_bytes:
@@ -224,16 +272,20 @@ class MlDsa(Signer):
         return True
 
 
-class Ed25519Signer(Signer):
+class Ed25519Signer(_Pkcs8Keys, Signer):
     """Ed25519 (RFC 8032, pure)."""
+
+    _private_types = (ed25519.Ed25519PrivateKey,)
 
     def __init__(self) -> None:
         super().__init__("Ed25519", NAME)
 
-    def keygen(self) -> KeyPair:
-        sk = ed25519.Ed25519PrivateKey.generate()
+    def _keypair(self, sk: Any) -> KeyPair:
         pk = sk.public_key()
         return KeyPair(PublicKey(self.name, pk.public_bytes_raw(), pk), sk)
+
+    def keygen(self) -> KeyPair:
+        return self._keypair(ed25519.Ed25519PrivateKey.generate())
 
     def load_public(self, raw: bytes) -> PublicKey:
         try:
@@ -252,7 +304,7 @@ class Ed25519Signer(Signer):
         return True
 
 
-class EcdsaP256Signer(Signer):
+class EcdsaP256Signer(_P256Keys, Signer):
     """ECDSA on P-256 with SHA-256; signatures are raw ``r || s`` (64 B), not DER."""
 
     def __init__(self) -> None:
@@ -260,9 +312,7 @@ class EcdsaP256Signer(Signer):
         self._ecdsa = ec.ECDSA(hashes.SHA256())
 
     def keygen(self) -> KeyPair:
-        sk = ec.generate_private_key(_P256)
-        pk = sk.public_key()
-        return KeyPair(PublicKey(self.name, pk.public_bytes(*_POINT), pk), sk)
+        return self._keypair(ec.generate_private_key(_P256))
 
     def load_public(self, raw: bytes) -> PublicKey:
         try:
@@ -286,7 +336,7 @@ class EcdsaP256Signer(Signer):
         return True
 
 
-class RsaPssSigner(Signer):
+class RsaPssSigner(_Pkcs8Keys, Signer):
     """RSASSA-PSS, SHA-256, MGF1-SHA-256, 32-byte salt; public keys as DER SubjectPublicKeyInfo."""
 
     def __init__(self, name: str, modulus_bits: int) -> None:
@@ -295,11 +345,16 @@ class RsaPssSigner(Signer):
         self._pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH)
         self._sha256 = hashes.SHA256()
 
-    def keygen(self) -> KeyPair:
-        sk = rsa.generate_private_key(public_exponent=65537, key_size=self.modulus_bits)
+    def _accepts(self, sk: Any) -> bool:
+        return isinstance(sk, rsa.RSAPrivateKey) and sk.key_size == self.modulus_bits
+
+    def _keypair(self, sk: Any) -> KeyPair:
         pk = sk.public_key()
         spki = pk.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         return KeyPair(PublicKey(self.name, spki, pk), sk)
+
+    def keygen(self) -> KeyPair:
+        return self._keypair(rsa.generate_private_key(public_exponent=65537, key_size=self.modulus_bits))
 
     def load_public(self, raw: bytes) -> PublicKey:
         try:
