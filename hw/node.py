@@ -451,15 +451,21 @@ class Aggregator:
         return acc / np.float32(len(updates))
 
     def _drain(self, r: int) -> None:
-        """Record dropouts still queued when the last round ended (their rounds did not need them)."""
+        """After the last round: record dropouts still queued, and open records no round needed, so a
+        replayed or tampered one is still detected and counted (their work is filed under round 0)."""
         time.sleep(0.05)  # a connection that ended just now is reported within milliseconds
+        self.node.round = 0
         while True:
             try:
                 arrival = self.inbox.get_nowait()
             except queue.Empty:
-                return
-            if arrival.record is None and arrival.verified is None:
+                break
+            if arrival.record is not None and arrival.client in self.alive:
+                if self._verify(arrival, -1, None) is None and arrival.client in self.rejections:
+                    self._dropout(Arrival(arrival.client, None, self.rejections[arrival.client]), r)
+            elif arrival.record is None and arrival.verified is None:
                 self._dropout(arrival, r)
+        self.node.round = r
 
     def _rejected(self, client: str, in_hand: set[str], r: int) -> None:
         """An update that did not count: stale, or rejected (then the client is out of the run)."""

@@ -1,0 +1,338 @@
+"""The Kubernetes backend (hw/k8s/backend.py) against ``FakeApiServer`` -- a stand-in, not Kubernetes.
+
+No API server can be installed here. The stand-in serves the API subset the backend uses over HTTP with the
+real status codes and chunked ``?watch=true`` streams, schedules pods by node affinity and resources, and
+*runs the pods' real programs*: each pod's ConfigMap and Secret are materialised to a temp dir and
+``python -m hw.node ...`` starts as its own process with its own loopback address, so run.json from the
+ConfigMap, provisioned keys, Service DNS names, log reports and the metrics/probe endpoint are exercised
+end to end. What it does not do (NetworkPolicy enforcement, Pod Security admission, cgroup limits, image
+content) is checked statically in tests/test_k8s_render.py, or needs the ``cluster`` test.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client, config, watch
+from kubernetes.client.rest import ApiException
+
+from hw.k8s.backend import calibrate_k8s, run_k8s
+from hw.k8s.fake_api import FakeApiServer, FakeNode
+from hw.k8s.fake_pod import DNS_AGENT
+from sim import spans
+from sim.errors import UserError
+from sim.profile import Profile
+from sim.scenario import load_scenario
+
+from .conftest import ROOT, SCENARIOS
+from .test_cli import REQUIRED_KEYS
+
+SMALL = ["workload.fl.model_parameters=50000", "workload.fl.samples_per_client=300"]
+QUIET = ["workload.devices.ecg-a.count=0", "workload.devices.ecg-b.count=0"]
+
+
+def scenario(*overrides: str):
+    return load_scenario(SCENARIOS / "paper-3node.yaml", [*SMALL, *overrides])
+
+
+def pis(**changes) -> list[FakeNode]:
+    nodes = {n: FakeNode(n) for n in ("pi-1", "pi-2", "pi-3")}
+    for name, node in changes.items():
+        nodes[name.replace("_", "-")] = node
+    return list(nodes.values())
+
+
+@pytest.fixture
+def fake(tmp_path):
+    """``fake(nodes, **options)`` -> (server, kubeconfig path); every server is stopped afterwards."""
+    servers = []
+
+    def start(nodes=None, **kw):
+        api = FakeApiServer(pis() if nodes is None else nodes, **kw).start()
+        servers.append(api)
+        return api, api.kubeconfig(tmp_path / f"kubeconfig-{len(servers)}")
+
+    yield start
+    for api in servers:
+        api.stop()
+
+
+def _wait_gone(api: FakeApiServer, namespace: str, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while api.get("namespaces", "", namespace) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert api.get("namespaces", "", namespace) is None, "namespace not deleted"
+    assert all(p.poll() is not None for p in api.procs.values()), "a pod's process outlived its pod"
+
+
+def _operator_rules() -> list[dict]:
+    role = yaml.safe_load((ROOT / "k8s/rbac/pqtwin-operator.yaml").read_text())
+    return role["rules"]
+
+
+def _allowed(rules: list[dict], verb: str, resource: str, sub: str) -> bool:
+    group, _, plural = resource.rpartition("/")
+    full = f"{plural}/{sub}" if sub else plural
+    return any(group in r["apiGroups"] and full in r["resources"] and verb in r["verbs"] for r in rules)
+
+
+# --- the whole flow ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["sequential", "concurrent"])
+def test_run_end_to_end_against_the_stand_in(fake, tmp_path, mode):
+    api, kubeconfig = fake()
+    # fast frames on a fast access link and longer training, so telemetry flows while the rounds run
+    s = scenario("workload.devices.ecg-a.frame_period_s=0.01", "workload.fl.local_epochs=150",
+                 "workload.devices.ecg-a.access_link.preset=gigabit-ethernet")  # fmt: skip
+    rounds: list[int] = []
+    out = tmp_path / "run"
+    summary = run_k8s(s, out, mode, 3, 5, kubeconfig=kubeconfig, progress=rounds.append, start_timeout_s=60)
+    assert summary["state"] == "completed", summary["reason"]
+    assert set(summary) >= REQUIRED_KEYS and summary["backend"] == "k8s" and summary["mode"] == mode
+    assert summary["rounds_completed"] == 3 and summary["round_latency_s"]["mean"] > 0
+    assert rounds and rounds[-1] == 3 and rounds == sorted(rounds)
+    acc = summary["accuracy_per_round"]
+    assert len(acc) == 3 and acc[-1] > summary["initial_accuracy"] + 0.15  # FL learned across pods
+    df = spans.read(out / "spans.parquet")
+    assert spans.validate_frame(df) == []
+    fl = df[df["round"] > 0]
+    assert set(fl[fl.op == "fl.train"].pod) == {"client-1", "client-2"}
+    assert set(df.host) >= {"pi-1", "pi-2", "pi-3"}
+    assert {"distribute", "receive", "train", "upload", "verify", "aggregate", "distribution"} <= set(fl.phase)
+    sizes = set(fl[(fl.op == "transfer") & (fl.phase == "upload")]["bytes"])
+    assert len(sizes) == 1 and sizes.pop() > 50000 * 4
+    assert (df.op == "frame").sum() > 0  # devices in their emulator pod reached client-1 through its Service
+    status = json.loads((out / "status.json").read_text())
+    assert status["state"] == "completed" and set(status["exit_codes"].values()) == {0}
+    assert set(status["exit_codes"]) == {"aggregator", "client-1", "client-2", "devices-pi-2", "devices-pi-3"}
+    assert {p.stem for p in (out / "logs").glob("*.log")} == set(status["exit_codes"])
+    assert json.loads((out / "run.json").read_text())["clock"] == "wall"
+    manifests = (out / "manifests.yaml").read_text()
+    assert "<redacted>" in manifests and "identity.json: ewo" not in manifests  # no private keys kept
+    _wait_gone(api, "pqtwin")  # cleaned up: the namespace it created, with everything in it
+    # every request the backend made is allowed by k8s/rbac/pqtwin-operator.yaml (the pods made none but DNS)
+    rules = _operator_rules()
+    made = {(v, r, sub) for v, r, sub, _ns, agent in api.audit if agent != DNS_AGENT}
+    assert made and all(_allowed(rules, *m) for m in made), [m for m in made if not _allowed(rules, *m)]
+
+
+def test_keep_leaves_the_run_and_an_existing_namespace_is_reused(fake, tmp_path):
+    api, kubeconfig = fake()
+    api.create("namespaces", "", {"metadata": {"name": "lab"}})
+    summary = run_k8s(scenario(*QUIET), tmp_path / "run", "sequential", 1, 1, kubeconfig=kubeconfig,
+                      namespace="lab", keep=True)  # fmt: skip
+    assert summary["state"] == "completed", summary["reason"]
+    assert {p["metadata"]["name"] for p in api.list("pods", "lab", {})} == {"aggregator", "client-1", "client-2"}
+    # the next run into the same namespace is refused with what to do, before touching anything
+    with pytest.raises(UserError, match=r"already exists \(left by an earlier run with --keep\?\).*kubectl delete"):
+        run_k8s(scenario(*QUIET), tmp_path / "run2", "sequential", 1, 1, kubeconfig=kubeconfig, namespace="lab")
+    assert json.loads((tmp_path / "run2" / "status.json").read_text())["state"] == "failed"
+
+
+def test_calibration_jobs_write_one_profile_per_node(fake, tmp_path):
+    api, kubeconfig = fake([FakeNode("pi-1"), FakeNode("pi-2"), FakeNode("pi-3", ready=False)])
+    seen = []
+    written = calibrate_k8s(tmp_path / "profiles", quick=True, algorithms=["ML-KEM-768"], kubeconfig=kubeconfig,
+                            progress=lambda node, done, total: seen.append((node, done, total)))  # fmt: skip
+    assert set(written) == {"pi-1", "pi-2"}  # every Ready node
+    for node, path in written.items():
+        data = yaml.safe_load(path.read_text())
+        Profile.model_validate(data)
+        assert data["profile"] == node and "ML-KEM-768.decaps" in data["ops"] and "fl.train" in data["ops"]
+    assert sorted(n for n, _, _ in seen) == ["pi-1", "pi-2"] and seen[-1][1:] == (2, 2)
+    jobs = [e for e in api.audit if e[1] == "batch/jobs"]
+    assert [e[0] for e in jobs].count("create") == 2
+    _wait_gone(api, "pqtwin")
+
+
+# --- the stand-in speaks the API faithfully enough for the official client -------------------------------
+
+
+def test_stand_in_status_codes_and_watch_events(fake):
+    api, kubeconfig = fake()
+    cfg = client.Configuration()
+    config.load_kube_config(str(kubeconfig), client_configuration=cfg)
+    core = client.CoreV1Api(client.ApiClient(cfg))
+    core.create_namespace({"metadata": {"name": "t"}})
+    with pytest.raises(ApiException) as exc:
+        core.create_namespace({"metadata": {"name": "t"}})
+    assert exc.value.status == 409 and json.loads(exc.value.body)["reason"] == "AlreadyExists"
+    with pytest.raises(ApiException) as exc:
+        core.read_namespaced_config_map("nope", "t")
+    assert exc.value.status == 404
+    with pytest.raises(ApiException) as exc:
+        core.create_namespaced_config_map("missing", {"metadata": {"name": "x"}})
+    assert exc.value.status == 404 and 'namespaces "missing" not found' in json.loads(exc.value.body)["message"]
+    container = {"name": "c", "image": "i", "command": ["python", "-m", "hw.k8s.pod"]}  # exits 2: no subcommand
+    pod = {"metadata": {"name": "p", "labels": {"a": "b"}}, "spec": {"containers": [container]}}
+    created = core.create_namespaced_pod("t", pod)
+    assert created.metadata.uid and created.status.phase == "Pending"
+    events = []
+    w = watch.Watch()
+    for ev in w.stream(core.list_namespaced_pod, "t", label_selector="a=b", timeout_seconds=10):
+        events.append((ev["type"], ev["object"].status.phase))
+        if ev["object"].status.phase in ("Succeeded", "Failed") and not ev["object"].metadata.deletion_timestamp:
+            core.delete_namespaced_pod("p", "t")
+        if ev["type"] == "DELETED":
+            w.stop()
+    assert events[0][0] == "ADDED" and ("MODIFIED", "Failed") in events and events[-1][0] == "DELETED"
+    log = core.read_namespaced_pod_log  # the pod ran (and failed: no subcommand); its log was served
+    with pytest.raises(ApiException) as exc:
+        log("p", "t")
+    assert exc.value.status == 404  # deleted
+    assert [n.metadata.name for n in core.list_node().items] == ["pi-1", "pi-2", "pi-3"]  # typed models load
+    kubeconfig.write_text(kubeconfig.read_text().replace(api.token, "wrong"))
+    bad = client.Configuration()
+    config.load_kube_config(str(kubeconfig), client_configuration=bad)
+    with pytest.raises(ApiException) as exc:
+        client.CoreV1Api(client.ApiClient(bad)).list_node()
+    assert exc.value.status == 401
+
+
+# --- what users meet: one clear line each -------------------------------------------------------------
+
+
+def test_no_kubeconfig(tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "nope"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(UserError) as exc:
+        run_k8s(scenario(), tmp_path / "run", "sequential", 1, 1)
+    assert len(exc.value.lines) == 1 and exc.value.lines[0].startswith("kubeconfig: cannot load")
+    assert "KUBECONFIG" in exc.value.lines[0] and "k3s.yaml" in exc.value.lines[0]
+    with pytest.raises(UserError, match="kubeconfig: cannot load context 'lab'"):
+        run_k8s(scenario(), tmp_path / "run", "sequential", 1, 1, kubeconfig=_dead_kubeconfig(tmp_path), context="lab")
+
+
+def _dead_kubeconfig(tmp_path: Path) -> Path:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    api = FakeApiServer.__new__(FakeApiServer)
+    api.url, api.token = f"http://127.0.0.1:{port}", "t"
+    return FakeApiServer.kubeconfig(api, tmp_path / "dead-kubeconfig")
+
+
+def test_unreachable_api_server(tmp_path):
+    with pytest.raises(UserError) as exc:
+        run_k8s(scenario(), tmp_path / "run", "sequential", 1, 1, kubeconfig=_dead_kubeconfig(tmp_path))
+    line = exc.value.lines[0]
+    assert len(exc.value.lines) == 1 and line.startswith("cannot reach the Kubernetes API server at http://127.0.0.1:")
+    assert "systemctl status k3s" in line and not (tmp_path / "run").exists()
+
+
+def test_credentials_refused(fake, tmp_path):
+    api, kubeconfig = fake()
+    kubeconfig.write_text(kubeconfig.read_text().replace(api.token, "stale"))
+    with pytest.raises(UserError, match="refused the kubeconfig's credentials \\(401 Unauthorized\\)"):
+        run_k8s(scenario(), tmp_path / "run", "sequential", 1, 1, kubeconfig=kubeconfig)
+
+
+def test_scenario_host_missing_from_the_cluster(fake, tmp_path):
+    _, kubeconfig = fake([FakeNode("pi-1"), FakeNode("pi-2"), FakeNode("raspberrypi")])
+    with pytest.raises(UserError) as exc:
+        run_k8s(scenario(), tmp_path / "run", "sequential", 1, 1, kubeconfig=kubeconfig)
+    assert exc.value.lines == [
+        f"{SCENARIOS / 'paper-3node.yaml'}: deployment.hosts: no cluster node named pi-3 (nodes: pi-1, pi-2, "
+        "raspberrypi); scenario host names must match `kubectl get nodes` -- rename the hosts in the scenario, "
+        "or the nodes"
+    ]
+    _, kubeconfig = fake(pis(pi_3=FakeNode("pi-3", ready=False)))
+    with pytest.raises(UserError, match=r"node pi-3 is not Ready; check `kubectl describe node pi-3`"):
+        run_k8s(scenario(), tmp_path / "run", "sequential", 1, 1, kubeconfig=kubeconfig)
+
+
+def test_image_pull_failure(fake, tmp_path):
+    api, kubeconfig = fake(images={"some-other-image:1"})
+    with pytest.raises(UserError) as exc:
+        run_k8s(scenario(*QUIET), tmp_path / "run", "sequential", 1, 1, kubeconfig=kubeconfig,
+                image="registry.lab:5000/pq-iomt-twin:typo")  # fmt: skip
+    line = exc.value.lines[0]
+    assert len(exc.value.lines) == 1 and "cannot pull image registry.lab:5000/pq-iomt-twin:typo" in line
+    assert ("ErrImagePull" in line or "ImagePullBackOff" in line) and "linux/arm64" in line
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert status["state"] == "failed" and status["reason"] == line
+    _wait_gone(api, "pqtwin")
+
+
+def test_pod_that_cannot_be_scheduled(fake, tmp_path):
+    _, kubeconfig = fake(pis(pi_2=FakeNode("pi-2", cpu="500m")))  # a client needs a whole core
+    with pytest.raises(UserError) as exc:
+        run_k8s(scenario(*QUIET), tmp_path / "run", "sequential", 1, 1, kubeconfig=kubeconfig)
+    line = exc.value.lines[0]
+    assert line.startswith("pod client-1 cannot be scheduled on node pi-2: 0/3 nodes are available:")
+    assert "Insufficient cpu" in line and "kubectl describe node pi-2" in line
+    # a node whose hostname label differs from its name: the affinity cannot match
+    _, kubeconfig = fake(pis(pi_3=FakeNode("pi-3", labels={"kubernetes.io/hostname": "pi-3.lan"})))
+    with pytest.raises(UserError, match=r"pod client-2 cannot be scheduled on node pi-3: .*node affinity/selector"):
+        run_k8s(scenario(*QUIET), tmp_path / "run", "sequential", 1, 1, kubeconfig=kubeconfig)
+
+
+def test_pods_not_starting_in_time(fake, tmp_path):
+    api, kubeconfig = fake(pull_delay_s=60)
+    t0 = time.monotonic()
+    with pytest.raises(UserError) as exc:
+        run_k8s(scenario(*QUIET), tmp_path / "run", "sequential", 1, 1, kubeconfig=kubeconfig, start_timeout_s=1.5)
+    line = exc.value.lines[0]
+    assert line.startswith("timed out after 2 s waiting for pods to start (aggregator: Pending (ContainerCreating);")
+    assert "kubectl -n pqtwin describe pod aggregator" in line and time.monotonic() - t0 < 15
+    _wait_gone(api, "pqtwin")
+
+
+def test_run_not_finishing_in_time(fake, tmp_path):
+    api, kubeconfig = fake()
+    with pytest.raises(UserError) as exc:
+        run_k8s(scenario(*QUIET), tmp_path / "run", "sequential", 200, 1, kubeconfig=kubeconfig, finish_timeout_s=1)
+    line = exc.value.lines[0]
+    assert line.startswith("timed out after 1 s waiting for the aggregator to finish round ") and "of 200" in line
+    assert "kubectl -n pqtwin logs aggregator" in line
+    assert (tmp_path / "run" / "logs" / "aggregator.log").exists()  # what it printed is kept
+    _wait_gone(api, "pqtwin")
+
+
+def test_api_server_lost_during_the_run(fake, tmp_path, monkeypatch):
+    from hw.k8s import backend
+
+    monkeypatch.setattr(backend, "LOST_S", 1.0)
+    api, kubeconfig = fake()
+
+    def lose_it(r: int) -> None:
+        if r >= 1 and not api.stopping.is_set():
+            api.stop()  # the server goes away (and, here, its pods with it)
+
+    with pytest.raises(UserError) as exc:
+        run_k8s(scenario(*QUIET), tmp_path / "run", "sequential", 30, 1, kubeconfig=kubeconfig, progress=lose_it)
+    assert exc.value.lines[0].startswith("lost the Kubernetes API server at http://127.0.0.1:")
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert status["state"] == "failed"
+    assert any("cleanup of namespace pqtwin incomplete" in w for w in summary["warnings"])  # and how to finish it
+
+
+def test_a_client_failing_before_the_first_round_ends_the_run_at_once(fake, tmp_path, monkeypatch):
+    from hw.k8s import render
+
+    real = render.make_keys
+
+    def broken(plan):  # client-1's Secret holds no key for it
+        keys = real(plan)
+        keys.identity["client-1"] = "{}"
+        return keys
+
+    monkeypatch.setattr(render, "make_keys", broken)
+    api, kubeconfig = fake()
+    t0 = time.monotonic()
+    summary = run_k8s(scenario(*QUIET), tmp_path / "run", "sequential", 2, 1, kubeconfig=kubeconfig)
+    assert summary["state"] == "failed" and time.monotonic() - t0 < 30  # not the aggregator's 600 s wait
+    assert summary["reason"].startswith(
+        "client-1 exited with code 3 before the first round: client-1: provisioned keys: no provisioned private "
+        "keys for client-1 in "
+    )
+    assert summary["reason"].endswith("/identity/identity.json")
+    _wait_gone(api, "pqtwin")

