@@ -307,7 +307,7 @@ def test_api_server_lost_during_the_run(fake, tmp_path, monkeypatch):
             api.stop()  # the server goes away (and, here, its pods with it)
 
     with pytest.raises(UserError) as exc:
-        run_k8s(scenario(*QUIET), tmp_path / "run", "sequential", 30, 1, kubeconfig=kubeconfig, progress=lose_it)
+        run_k8s(scenario(*QUIET), tmp_path / "run", "sequential", 500, 1, kubeconfig=kubeconfig, progress=lose_it)
     assert exc.value.lines[0].startswith("lost the Kubernetes API server at http://127.0.0.1:")
     status = json.loads((tmp_path / "run" / "status.json").read_text())
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
