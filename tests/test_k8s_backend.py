@@ -288,9 +288,9 @@ def test_pods_not_starting_in_time(fake, tmp_path):
 def test_run_not_finishing_in_time(fake, tmp_path):
     api, kubeconfig = fake()
     with pytest.raises(UserError) as exc:
-        run_k8s(scenario(*QUIET), tmp_path / "run", "sequential", 200, 1, kubeconfig=kubeconfig, finish_timeout_s=1)
+        run_k8s(scenario(*QUIET), tmp_path / "run", "sequential", 5000, 1, kubeconfig=kubeconfig, finish_timeout_s=1)
     line = exc.value.lines[0]
-    assert line.startswith("timed out after 1 s waiting for the aggregator to finish round ") and "of 200" in line
+    assert line.startswith("timed out after 1 s waiting for the aggregator to finish round ") and "of 5000" in line
     assert "kubectl -n pqtwin logs aggregator" in line
     assert (tmp_path / "run" / "logs" / "aggregator.log").exists()  # what it printed is kept
     _wait_gone(api, "pqtwin")
