@@ -518,15 +518,7 @@ def run_client(node: Node) -> dict[str, Any]:
     peers = [agg] + (["devices"] if any(d["pod"] == node.name for d in cfg["devices"]) else [])
     trust = node.trust(peers)
     _serve_telemetry(node, ident, trust)
-    ch = Channel(
-        connect(cfg["routes"][node.name][agg], cfg.get("connect_timeout_s", 30.0)),
-        ident,
-        node.suite,
-        trust,
-        clock=node.now,
-        counters=node.counters,
-    )
-    ch.initiate(agg, node.timer_for(0))
+    ch = _session(node, ident, trust, cfg["routes"][node.name][agg], agg, cfg.get("connect_timeout_s", 30.0))
     index = fl_cfg["clients"].index(node.name)
     seeds = np.random.SeedSequence(cfg["seed"]).spawn(3 + len(fl_cfg["clients"]))
     x, y = data.client_data(index, len(fl_cfg["clients"]), fl_cfg["samples_per_client"], seeds[3 + index])
@@ -554,6 +546,29 @@ def run_client(node: Node) -> dict[str, Any]:
         ch.write_sealed(protect(node, ch, ident, buf, "upload", kem_pk))
         rounds += 1
     return {"rounds": rounds}
+
+
+def _session(node: Node, ident: Identity, trust: dict[str, Any], address: list[Any], peer: str,
+             timeout_s: float) -> Channel:  # fmt: skip
+    """Connect and run the handshake as initiator. A connection closed before the handshake finished (a
+    Service or proxy that accepted while the aggregator was not listening yet) is retried until the timeout;
+    a rejected handshake is not."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        sock = connect(address, max(1.0, deadline - time.monotonic()))
+        ch = Channel(sock, ident, node.suite, trust, clock=node.now, counters=node.counters)
+        mark = len(node.rows)
+        try:
+            ch.initiate(peer, node.timer_for(0))
+            return ch
+        except ConnectionClosed:
+            sock.close()
+            del node.rows[mark:]  # the aborted attempt's handshake work is not part of the run
+            if time.monotonic() > deadline:
+                raise RunFailed(
+                    f"{peer} closed every connection before the handshake within {timeout_s:.0f} s"
+                ) from None
+            time.sleep(0.1)
 
 
 def _serve_telemetry(node: Node, ident: Identity, trust: dict[str, Any]) -> None:
