@@ -298,7 +298,20 @@ def _collect(s: Scenario, out: Path, cfg: dict[str, Any], state: str, reason: st
     nodes = (
         {p.stem: json.loads(p.read_text()) for p in (out / "nodes").glob("*.json")} if (out / "nodes").exists() else {}
     )
-    agg = nodes.get(cfg.get("aggregator", ""), {})
+    extra = {"backend": "local", "mode": cfg.get("mode"), "seed": cfg.get("seed"), "retransmissions": retransmissions,
+             "attack": list(cfg["attack"]) if cfg.get("attack") else None}  # fmt: skip
+    return write_results(s, out, nodes, cfg.get("aggregator", ""), state, reason, codes, wall_s, _utilisation, extra)
+
+
+def write_results(
+    s: Scenario, out: Path, nodes: dict[str, dict[str, Any]], aggregator: str, state: str, reason: str,
+    codes: dict[str, int | None], wall_s: float, utilisation: Callable[[pd.DataFrame, float], dict[str, Any]],
+    extra: dict[str, Any], status_extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """A twin run's result files (every backend): merged spans.parquet, summary.json with the simulator's keys
+    plus the nodes' reports (accuracy, dropouts, security events), and status.json. ``extra`` adds to the
+    summary (backend, mode, seed, ...), ``status_extra`` to status.json."""
+    agg = nodes.get(aggregator, {})
     security: Counter[str] = Counter()
     for n in nodes.values():
         security.update(n.get("security", {}))
@@ -306,18 +319,17 @@ def _collect(s: Scenario, out: Path, cfg: dict[str, Any], state: str, reason: st
     span_io.write(df, out / "spans.parquet")
     duration = float(df.end_s.max()) if len(df) else wall_s
     meta: dict[str, Any] = {
-        "scenario": s.name, "scenario_file": str(s.path), "backend": "local", "mode": cfg.get("mode"),
-        "seed": cfg.get("seed"), "replications": 1, "suite": s.workload.crypto.model_dump(), "events": len(df),
-        "sim_time_s": duration, "host_utilization": _utilisation(df, duration), "link_utilization": {},
-        "warnings": [], "state": state, "reason": reason, "retransmissions": retransmissions,
+        "scenario": s.name, "scenario_file": str(s.path), "replications": 1, "suite": s.workload.crypto.model_dump(),
+        "events": len(df), "sim_time_s": duration, "host_utilization": utilisation(df, duration),
+        "link_utilization": {}, "warnings": [], "state": state, "reason": reason,
         "initial_accuracy": agg.get("initial_accuracy"), "accuracy_per_round": agg.get("accuracy_per_round", []),
-        "dropouts": agg.get("dropouts", []), "attack": list(cfg["attack"]) if cfg.get("attack") else None,
-        "security": dict(security),
+        "dropouts": agg.get("dropouts", []), "security": dict(security), **extra,
     }  # fmt: skip
     summary = summarise(df, meta)
     summary["wall_s"] = wall_s
     write_summary(summary, out)
-    atomic_write(out / "status.json", json.dumps({"state": state, "reason": reason, "exit_codes": codes}, indent=2))
+    status = {"state": state, "reason": reason, "exit_codes": codes, **(status_extra or {})}
+    atomic_write(out / "status.json", json.dumps(status, indent=2))
     return summary
 
 

@@ -71,7 +71,7 @@ class _Pkcs8Keys:
     _private_types: tuple[type, ...] = ()
 
     def _keypair(self, sk: Any) -> KeyPair:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must say how it builds a KeyPair from a private key")
 
     def _accepts(self, sk: Any) -> bool:
         return isinstance(sk, self._private_types)

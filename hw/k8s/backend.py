@@ -28,7 +28,6 @@ import json
 import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,6 @@ from hw.k8s import render
 from sim import spans as span_io
 from sim.errors import UserError
 from sim.scenario import Scenario, load_scenario
-from sim.summary import summarise, write_summary
 
 PULL_ERRORS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "RegistryUnavailable")
 CONFIG_ERRORS = ("CreateContainerConfigError", "CreateContainerError", "RunContainerError")
@@ -592,7 +590,7 @@ def _failed_before_start(w: Watcher, plan: render.Plan) -> str | None:
 def _collect(s: Scenario, out: Path, plan: render.Plan, w: Watcher, state: str, reason: str,
              codes: dict[str, int | None], wall_s: float, ns: str, run_id: str,
              warnings: list[str]) -> dict[str, Any]:  # fmt: skip
-    from hw.local import merge_spans
+    from hw.local import write_results
     from hw.node import atomic_write
 
     nodes: dict[str, dict[str, Any]] = {}
@@ -603,29 +601,11 @@ def _collect(s: Scenario, out: Path, plan: render.Plan, w: Watcher, state: str, 
             (out / "spans").mkdir(exist_ok=True)
             atomic_write(out / "nodes" / f"{name}.json", json.dumps(result, indent=2))
             (out / "spans" / f"{name}.parquet").write_bytes(parquet)
-    agg = nodes.get(plan.config["aggregator"], {})
-    security: Counter[str] = Counter()
-    for n in nodes.values():
-        security.update(n.get("security", {}))
-    df = merge_spans(out) if (out / "spans").exists() else span_io.to_frame([])
-    span_io.write(df, out / "spans.parquet")
-    duration = float(df.end_s.max()) if len(df) else wall_s
-    meta: dict[str, Any] = {
-        "scenario": s.name, "scenario_file": str(s.path), "backend": "k8s", "mode": plan.config["mode"],
-        "seed": plan.config["seed"], "replications": 1, "suite": s.workload.crypto.model_dump(), "events": len(df),
-        "sim_time_s": duration, "host_utilization": _utilisation(s, df, duration), "link_utilization": {},
-        "warnings": warnings, "state": state, "reason": reason, "retransmissions": 0,
-        "initial_accuracy": agg.get("initial_accuracy"), "accuracy_per_round": agg.get("accuracy_per_round", []),
-        "dropouts": agg.get("dropouts", []), "attack": None, "security": dict(security),
-        "namespace": ns, "run_id": run_id,
-    }  # fmt: skip
-    summary = summarise(df, meta)
-    summary["wall_s"] = wall_s
-    write_summary(summary, out)
-    status = {"state": state, "reason": reason, "exit_codes": codes, "backend": "k8s", "namespace": ns,
-              "run_id": run_id}  # fmt: skip
-    atomic_write(out / "status.json", json.dumps(status, indent=2))
-    return summary
+    extra = {"backend": "k8s", "mode": plan.config["mode"], "seed": plan.config["seed"], "warnings": warnings,
+             "retransmissions": 0, "attack": None, "namespace": ns, "run_id": run_id}  # fmt: skip
+    return write_results(s, out, nodes, plan.config["aggregator"], state, reason, codes, wall_s,
+                         lambda df, duration: _utilisation(s, df, duration), extra,
+                         {"backend": "k8s", "namespace": ns, "run_id": run_id})  # fmt: skip
 
 
 def _utilisation(s: Scenario, df: pd.DataFrame, duration_s: float) -> dict[str, dict[str, float | bool]]:
