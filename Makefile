@@ -29,13 +29,16 @@ run: $(STAMP)
 	@echo "report: runs/localhost-hw/compare/ (compare.json, compare.png); paper comparison: runs/paper-3node/modes.json"
 
 test: $(STAMP) $(CHROMIUM)
-	$(BIN)/ruff check sim hw tests bench app.py app_pages
-	$(BIN)/ruff format --check sim hw tests bench app.py app_pages
+	$(BIN)/ruff check sim hw pqtwin tests bench app.py app_pages
+	$(BIN)/ruff format --check sim hw pqtwin tests bench app.py app_pages
+	PYTHONPATH=. $(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -n 2
 
 lint: $(STAMP)
-	$(BIN)/ruff check sim hw tests bench app.py app_pages
-	$(BIN)/mypy sim
+	$(BIN)/ruff check sim hw pqtwin tests bench app.py app_pages
+	$(BIN)/ruff format --check sim hw pqtwin tests bench app.py app_pages
+	$(BIN)/mypy sim hw pqtwin app_pages app.py
+	PYTHONPATH=. $(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python bench/sim_speed.py

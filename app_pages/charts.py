@@ -10,9 +10,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from app_pages.common import PAPER_LINE_S
+from sim.contract import PHASES
 from sim.presets import LINK_PRESETS
-from sim.scenario import Scenario
-from sim.spans import PHASES
+from sim.scenario import LinkParams, Scenario
 
 PHASE_COLORS = {
     "handshake": "#8c564b",
@@ -123,6 +123,16 @@ def _pod_order(pod: str) -> tuple[int, str]:
     return rank, pod
 
 
+def _with_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """rows with the timeline row of each: its pod, or "pod ·2", "pod ·3", … for overlapping activities."""
+    parts = []
+    for pod, g in rows.groupby("pod"):
+        g = g.assign(lane=_lanes(g))
+        g["row"] = [pod if lane == 0 else f"{pod} ·{lane + 1}" for lane in g.lane]
+        parts.append(g)
+    return pd.concat(parts) if parts else rows.assign(row=[])
+
+
 def gantt(spans: pd.DataFrame, replication: int, rnd: int, title: str = "", x_max_ms: float | None = None) -> go.Figure:
     """One round as a timeline per pod (overlapping activities of a pod on separate lanes)."""
     sel = spans[(spans.replication == replication) & (spans["round"] == rnd)]
@@ -130,12 +140,7 @@ def gantt(spans: pd.DataFrame, replication: int, rnd: int, title: str = "", x_ma
     dist = sel[sel.phase == "distribution"]
     rows = sel[~sel.phase.isin(("round", "distribution", "telemetry"))].sort_values("start_s")
     t0 = float(marker.start_s.min()) if len(marker) else float(rows.start_s.min() if len(rows) else 0.0)
-    parts = []
-    for pod, g in rows.groupby("pod"):
-        g = g.assign(lane=_lanes(g))
-        g["row"] = [pod if lane == 0 else f"{pod} ·{lane + 1}" for lane in g.lane]
-        parts.append(g)
-    df = pd.concat(parts) if parts else rows.assign(row=[])
+    df = _with_rows(rows)
     order = sorted(set(df.row), key=lambda r: (_pod_order(r.split(" ·")[0]), r))
     fig = go.Figure()
     for phase in [p for p in PHASES if p in set(df.phase)]:
@@ -175,13 +180,15 @@ def gantt(spans: pd.DataFrame, replication: int, rnd: int, title: str = "", x_ma
     return fig.update_layout(barmode="overlay", bargap=0.25, legend=legend, margin={"b": 95})
 
 
-def _link_text(params: Any) -> str:
+def _link_text(params: LinkParams) -> str:
     bw, lat, _, loss = params.resolved()
     name = params.preset if params.preset in LINK_PRESETS else "custom"
     return f"{name}: {bw / 1e6:,.3g} Mbit/s, {lat * 1e3:.3g} ms one way, loss {loss:.1%}"
 
 
-def topology(s: Scenario, title: str = "Topology (devices grouped per population)") -> go.Figure:
+def _topology_graph(s: Scenario) -> tuple[nx.Graph, dict[str, str]]:
+    """Hosts, network nodes and device populations with their links (hover text on each) → (graph, the
+    label shown under each host)."""
     g = nx.Graph()
     pods_on: dict[str, list[str]] = {}
     for p in s.deployment.pods:
@@ -203,9 +210,14 @@ def topology(s: Scenario, title: str = "Topology (devices grouped per population
         name = f"{pop.name} ×{pop.count}"
         g.add_node(name, kind="device", text=f"{pop.count} × {pop.device_class} → {pop.report_to}")
         g.add_edge(name, pop.gateway, text=_link_text(pop.access_link))
-    pos = nx.kamada_kawai_layout(g) if g.number_of_nodes() > 2 else nx.spring_layout(g, seed=1)
-    fig = go.Figure()
-    ex, ey, mx, my, mt = [], [], [], [], []
+    return g, label
+
+
+def _edge_traces(g: nx.Graph, pos: dict[Any, Any]) -> list[go.Scatter]:
+    """The links as lines, and a marker at each link's middle that carries its hover text."""
+    ex: list[float | None] = []
+    ey: list[float | None] = []
+    mx, my, mt = [], [], []
     for a, b, d in g.edges(data=True):
         (x0, y0), (x1, y1) = pos[a], pos[b]
         ex += [x0, x1, None]
@@ -213,10 +225,8 @@ def topology(s: Scenario, title: str = "Topology (devices grouped per population
         mx.append((x0 + x1) / 2)
         my.append((y0 + y1) / 2)
         mt.append(d["text"])
-    fig.add_trace(
-        go.Scatter(x=ex, y=ey, mode="lines", line={"color": "#bbb", "width": 2}, hoverinfo="skip", showlegend=False)
-    )
-    fig.add_trace(
+    return [
+        go.Scatter(x=ex, y=ey, mode="lines", line={"color": "#bbb", "width": 2}, hoverinfo="skip", showlegend=False),
         go.Scatter(
             x=mx,
             y=my,
@@ -225,8 +235,16 @@ def topology(s: Scenario, title: str = "Topology (devices grouped per population
             text=mt,
             hovertemplate="%{text}<extra>link</extra>",
             showlegend=False,
-        )
-    )
+        ),
+    ]
+
+
+def topology(s: Scenario, title: str = "Topology (devices grouped per population)") -> go.Figure:
+    g, label = _topology_graph(s)
+    pos = nx.kamada_kawai_layout(g) if g.number_of_nodes() > 2 else nx.spring_layout(g, seed=1)
+    fig = go.Figure()
+    for trace in _edge_traces(g, pos):
+        fig.add_trace(trace)
     for kind, (symbol, color) in KIND_STYLE.items():
         names = [n for n, d in g.nodes(data=True) if d["kind"] == kind]
         if not names:

@@ -11,27 +11,28 @@ from __future__ import annotations
 import contextvars
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from app_pages.scenario_edit import build_data
-from sim import catalogue
+from sim import catalogue, contract
+from sim.contract import Stats
 from sim.errors import UserError
 from sim.runner import RunResult, simulate
 from sim.scenario import Scenario, load_scenario_data
-from sim.summary import ci95, summarise
+from sim.summary import ci95, crypto_share, wire
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "scenarios"
 PAPER_LINE_S = 1.5  # the paper: a new global model reached every node in under 1.5 s
 DEFAULT_REPLICATIONS = 3
-KEEP = "session"  # persist_state of every control: values survive switching pages and back
+KEEP: Final = "session"  # persist_state of every control: values survive switching pages and back
 log = logging.getLogger("pqtwin.app")
 
 SIMULATED_NOTE = (
@@ -102,7 +103,14 @@ def _load(spec: Spec, mtimes: tuple[float, ...]) -> Scenario:
 
 
 @st.cache_data(show_spinner=False, max_entries=200)
-def _run(spec: Spec, mtimes: tuple[float, ...], mode: str, seed: int, replications: int, _progress: Any = None):
+def _run(
+    spec: Spec,
+    mtimes: tuple[float, ...],
+    mode: str,
+    seed: int,
+    replications: int,
+    _progress: Callable[[int], None] | None = None,
+) -> RunResult:
     """The cached run: keyed on the spec (scenario file, overrides, edits, profile), the files' modification
     times, mode, seed and replications."""
     return simulate(load(spec), mode, seed, replications, progress=_progress)
@@ -153,17 +161,17 @@ def ms(x: float | None, digits: int = 1) -> str:
 
 
 def ci_text(lo: float | None, hi: float | None, scale: float = 1e3, unit: str = "ms", digits: int = 1) -> str:
-    if lo is None or hi is None:
+    """The CI as text; "—" when it is missing (None, or NaN as a KPI table holds a missing CI)."""
+    if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
         return "95 % CI —"
     return f"95 % CI [{lo * scale:,.{digits}f}, {hi * scale:,.{digits}f}] {unit}"
 
 
 def per_replication(result: RunResult) -> pd.DataFrame:
     """crypto share and bytes on the wire of each replication, by the summary's own definitions."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for rep, df in result.spans.groupby("replication"):
-        s = summarise(df, {"replications": 1})
-        rows.append({"replication": rep, "crypto_share": s["crypto_share"], "bytes": s["bytes_on_wire"]["total"]})
+        rows.append({"replication": rep, "crypto_share": crypto_share(df), "bytes": wire(df).total})
     return pd.DataFrame(rows)
 
 
@@ -173,19 +181,19 @@ def kpis(result: RunResult) -> pd.DataFrame:
     reps = per_replication(result)
     rows: list[dict[str, Any]] = []
     for key, label in (("round_latency_s", "round latency"), ("model_distribution_s", "model distribution")):
-        d = s[key]
-        lo, hi = d["ci95"]
+        d: Stats = getattr(s, key)
+        lo, hi = d.ci95
         rows.append(
             {
                 "kpi": label,
                 "unit": "s",
-                "mean": d["mean"],
+                "mean": d.mean,
                 "ci95_low": lo,
                 "ci95_high": hi,
-                "p50": d["p50"],
-                "p95": d["p95"],
-                "n": d["n"],
-                "ci_method": d["ci_method"],
+                "p50": d.p50,
+                "p95": d.p95,
+                "n": d.n,
+                "ci_method": d.ci_method,
             }
         )
     for col, label, unit in (
@@ -205,26 +213,24 @@ def kpis(result: RunResult) -> pd.DataFrame:
                 "ci_method": "replications" if v.size >= 2 else "none",
             }
         )
-    for host, u in s["host_utilization"].items():
+    for host, u in s.host_utilization.items():
         rows.append(
             {
                 "kpi": f"host utilisation {host} (offered)",
                 "unit": "fraction",
-                "mean": u["offered"],
-                "n": s["replications"],
+                "mean": u.offered,
+                "n": s.replications,
                 "ci_method": "mean over replications",
             }
         )
-    for phase, v in s["phase_s"].items():
+    for phase, v in s.phase_s.items():
         rows.append({"kpi": f"phase {phase} (extent per round)", "unit": "s", "mean": v, "ci_method": "mean"})
     return pd.DataFrame(rows)
 
 
 def phase_extents(spans: pd.DataFrame) -> pd.DataFrame:
     """Per phase: mean extent per round (s) and its 95 % CI over replication means (summary's definition)."""
-    fl = spans[(spans["round"] > 0) & ~spans.phase.isin(("round", "distribution", "telemetry"))]
-    ext = fl.groupby(["replication", "round", "phase"]).agg(start=("start_s", "min"), end=("end_s", "max"))
-    ext = (ext.end - ext.start).rename("s").reset_index()
+    ext = contract.phase_extents(spans).rename(columns={"extent_s": "s"})
     rows = []
     for phase, g in ext.groupby("phase"):
         means = g.groupby("replication").s.mean().to_numpy()

@@ -69,24 +69,7 @@ def sizes(name: str) -> dict[str, object]:
 def render() -> None:
     st.title("Compare crypto suites")
     st.caption(SIMULATED_NOTE + " Sizes are exact wire sizes from sim/catalogue.py (FIPS 203/204/205, RFCs).")
-    sb = st.sidebar
-    file: Path = sb.selectbox(
-        "Scenario", scenario_files(), format_func=lambda p: p.name, key="cs_scenario", persist_state=KEEP
-    )
-    mode = sb.radio("Processing mode", ["sequential", "concurrent"], horizontal=True, key="cs_mode", persist_state=KEEP)
-    profiles = profile_choices()
-    prof = sb.selectbox("Host profile (CPU costs)", list(profiles), key="cs_profile", persist_state=KEEP)
-    reps = int(sb.number_input("Replications", 1, 20, DEFAULT_REPLICATIONS, key="cs_reps", persist_state=KEEP))
-    seed = int(
-        sb.number_input(
-            "Seed",
-            0,
-            2**31 - 1,
-            int(base_data(str(file)).get("run", {}).get("seed", 1)),
-            key=f"cs_seed_{file.stem}",
-            persist_state=KEEP,
-        )
-    )
+    file, mode, profile, reps, seed = controls()
     chosen = st.multiselect(
         "Suites (KEM + signature + AEAD)",
         list(SUITES),
@@ -98,33 +81,7 @@ def render() -> None:
     if not chosen:
         st.info("Pick at least one suite.")
         return
-    profile = str(profiles[prof]) if profiles[prof] else None
-    rows, skipped = [], []
-    for name in chosen:
-        kem, sig, aead = SUITES[name]
-        ov = (f"workload.crypto.kem={kem}", f"workload.crypto.signature={sig}", f"workload.crypto.aead={aead}")
-        spec = Spec(str(file), ov, profile=profile)
-        try:
-            load(spec)
-            result = run(spec, mode, seed, reps, label=name)
-        except UserError as exc:
-            skipped.append((name, exc.lines[0]))
-            continue
-        k = kpis(result).set_index("kpi")
-        r, d = k.loc["round latency"], k.loc["model distribution"]
-        rows.append(
-            {
-                **sizes(name),
-                "round latency (ms)": r["mean"] * 1e3,
-                "round CI low (ms)": r.ci95_low * 1e3,
-                "round CI high (ms)": r.ci95_high * 1e3,
-                "distribution (ms)": d["mean"] * 1e3,
-                "distribution CI low (ms)": d.ci95_low * 1e3,
-                "distribution CI high (ms)": d.ci95_high * 1e3,
-                "crypto share (%)": k.loc["crypto share of FL CPU time", "mean"] * 100,
-                "MB on the wire": k.loc["bytes on the wire per replication", "mean"] / 1e6,
-            }
-        )
+    rows, skipped = suite_rows(chosen, Spec(str(file), profile=profile), mode, seed, reps)
     for name, line in skipped:
         st.warning(f"Not simulated — {name}: {line.split(': ', 1)[-1]}")
     if not rows:
@@ -149,6 +106,65 @@ def render() -> None:
     st.download_button(
         "Comparison (CSV)", df.to_csv(index=False), f"{file.stem}-{mode}-suites.csv", "text/csv", on_click="ignore"
     )
+
+
+def controls() -> tuple[Path, str, str | None, int, int]:
+    """Sidebar controls → (scenario file, mode, host profile file or None, replications, seed)."""
+    sb = st.sidebar
+    file: Path = sb.selectbox(
+        "Scenario", scenario_files(), format_func=lambda p: p.name, key="cs_scenario", persist_state=KEEP
+    )
+    mode = sb.radio("Processing mode", ["sequential", "concurrent"], horizontal=True, key="cs_mode", persist_state=KEEP)
+    profiles = profile_choices()
+    prof = sb.selectbox("Host profile (CPU costs)", list(profiles), key="cs_profile", persist_state=KEEP)
+    reps = int(sb.number_input("Replications", 1, 20, DEFAULT_REPLICATIONS, key="cs_reps", persist_state=KEEP))
+    seed = int(
+        sb.number_input(
+            "Seed",
+            0,
+            2**31 - 1,
+            int(base_data(str(file)).get("run", {}).get("seed", 1)),
+            key=f"cs_seed_{file.stem}",
+            persist_state=KEEP,
+        )
+    )
+    profile = str(profiles[prof]) if profiles[prof] else None
+    return file, mode, profile, reps, seed
+
+
+def suite_rows(
+    chosen: list[str], base: Spec, mode: str, seed: int, reps: int
+) -> tuple[list[dict[str, object]], list[tuple[str, str]]]:
+    """Simulate base with each chosen suite → (one row of sizes and KPIs per suite, (suite, first error line)
+    of each suite that cannot be simulated)."""
+    rows: list[dict[str, object]] = []
+    skipped: list[tuple[str, str]] = []
+    for name in chosen:
+        kem, sig, aead = SUITES[name]
+        ov = (f"workload.crypto.kem={kem}", f"workload.crypto.signature={sig}", f"workload.crypto.aead={aead}")
+        spec = base._replace(overrides=ov)
+        try:
+            load(spec)
+            result = run(spec, mode, seed, reps, label=name)
+        except UserError as exc:
+            skipped.append((name, exc.lines[0]))
+            continue
+        k = kpis(result).set_index("kpi")
+        r, d = k.loc["round latency"], k.loc["model distribution"]
+        rows.append(
+            {
+                **sizes(name),
+                "round latency (ms)": r["mean"] * 1e3,
+                "round CI low (ms)": r.ci95_low * 1e3,
+                "round CI high (ms)": r.ci95_high * 1e3,
+                "distribution (ms)": d["mean"] * 1e3,
+                "distribution CI low (ms)": d.ci95_low * 1e3,
+                "distribution CI high (ms)": d.ci95_high * 1e3,
+                "crypto share (%)": k.loc["crypto share of FL CPU time", "mean"] * 100,
+                "MB on the wire": k.loc["bytes on the wire per replication", "mean"] / 1e6,
+            }
+        )
+    return rows, skipped
 
 
 def latency_chart(df: pd.DataFrame) -> go.Figure:

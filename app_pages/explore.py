@@ -33,9 +33,16 @@ from app_pages.scenario_edit import build_data, device_totals
 from sim import catalogue
 from sim.errors import UserError
 from sim.presets import DEVICE_CLASSES, LINK_PRESETS
+from sim.runner import RunResult
+from sim.scenario import Scenario
 
 MODEL_SIZES = [10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_000_000, 5_000_000]
 AS_IS = "as in the scenario"
+SUITE_PARTS: tuple[tuple[catalogue.Kind, str], ...] = (
+    ("kem", "Key exchange (KEM)"),
+    ("signature", "Signature"),
+    ("aead", "Payload encryption (AEAD)"),
+)
 
 
 def model_label(n: int) -> str:
@@ -62,33 +69,9 @@ def controls() -> tuple[Spec, str, int, int]:
         "Scenario", scenario_files(), format_func=lambda p: p.name, key="ex_scenario", persist_state=KEEP
     )
     base = base_data(str(file))
-    k, wl = file.stem, base["workload"]
-    totals = device_totals(base)
-    with sb.expander("Devices per class", expanded=False):
-        counts = {
-            c: int(st.number_input(c, 0, 2000, totals.get(c, 0), key=f"ex_dev_{c}_{k}", persist_state=KEEP))
-            for c in DEVICE_CLASSES
-        }
-    devices = tuple((c, n) for c, n in counts.items() if n != totals.get(c, 0))
-    sb.markdown("**Crypto suite**")
-    crypto = wl["crypto"]
-    overrides: list[str] = []
-    for kind, label in (
-        ("kem", "Key exchange (KEM)"),
-        ("signature", "Signature"),
-        ("aead", "Payload encryption (AEAD)"),
-    ):
-        names = catalogue.names(kind)  # type: ignore[arg-type]
-        v = sb.selectbox(
-            label,
-            names,
-            index=names.index(crypto[kind]),
-            format_func=algorithm_label,
-            key=f"ex_{kind}_{k}",
-            persist_state=KEEP,
-        )
-        if v != crypto[kind]:
-            overrides.append(f"workload.crypto.{kind}={v}")
+    k = file.stem  # every other control's key carries the scenario
+    devices = device_controls(base, k)
+    overrides = crypto_controls(base["workload"]["crypto"], k)
     sb.markdown("**Deployment**")
     n0 = len(base["deployment"]["hosts"])
     nodes = sb.slider(
@@ -106,6 +89,51 @@ def controls() -> tuple[Spec, str, int, int]:
     )
     profiles = profile_choices()
     prof = sb.selectbox("Host profile (CPU costs)", list(profiles), key=f"ex_profile_{k}", persist_state=KEEP)
+    mode, seed, reps, run_overrides = workload_controls(base, k)
+    overrides += run_overrides
+    edited_nodes = nodes if nodes != n0 else None
+    edited = build_data(file, (), edited_nodes, devices)
+    overrides += network_overrides(edited, net, access)
+    profile = profiles[prof]
+    spec = Spec(str(file), tuple(overrides), edited_nodes, devices, str(profile) if profile else None)
+    return spec, mode, seed, reps
+
+
+def device_controls(base: dict[str, Any], k: str) -> tuple[tuple[str, int], ...]:
+    """Devices per class (an expander of the sidebar) → the classes whose total changed, with that total."""
+    totals = device_totals(base)
+    with st.sidebar.expander("Devices per class", expanded=False):
+        counts = {
+            c: int(st.number_input(c, 0, 2000, totals.get(c, 0), key=f"ex_dev_{c}_{k}", persist_state=KEEP))
+            for c in DEVICE_CLASSES
+        }
+    return tuple((c, n) for c, n in counts.items() if n != totals.get(c, 0))
+
+
+def crypto_controls(crypto: dict[str, Any], k: str) -> list[str]:
+    """One algorithm choice per suite part → overrides of those that differ from the scenario's."""
+    sb = st.sidebar
+    sb.markdown("**Crypto suite**")
+    overrides: list[str] = []
+    for kind, label in SUITE_PARTS:
+        names = catalogue.names(kind)
+        v = sb.selectbox(
+            label,
+            names,
+            index=names.index(crypto[kind]),
+            format_func=algorithm_label,
+            key=f"ex_{kind}_{k}",
+            persist_state=KEEP,
+        )
+        if v != crypto[kind]:
+            overrides.append(f"workload.crypto.{kind}={v}")
+    return overrides
+
+
+def workload_controls(base: dict[str, Any], k: str) -> tuple[str, int, int, list[str]]:
+    """Mode, model size, rounds, replications and seed → (mode, seed, replications, workload overrides)."""
+    sb = st.sidebar
+    wl = base["workload"]
     sb.markdown("**Workload and run**")
     mode = sb.radio(
         "Processing mode",
@@ -133,23 +161,28 @@ def controls() -> tuple[Spec, str, int, int]:
             "Seed", 0, 2**31 - 1, int(base.get("run", {}).get("seed", 1)), key=f"ex_seed_{k}", persist_state=KEEP
         )
     )
+    overrides: list[str] = []
     if params != p0:
         overrides.append(f"workload.fl.model_parameters={params}")
     if rounds != r0:
         overrides.append(f"workload.fl.rounds={rounds}")
-    edited = build_data(file, (), nodes if nodes != n0 else None, devices)
+    return mode, seed, reps, overrides
+
+
+def network_overrides(edited: dict[str, Any], net: str, access: str) -> list[str]:
+    """Overrides for the node links' and the device access links' presets (of the structurally edited dict)."""
+    overrides: list[str] = []
     if net != AS_IS:
         overrides += link_overrides(edited, net)
     if access != AS_IS:
         overrides += [
-            f"workload.devices.{p['name']}.access_link={{preset: {access}}}" for p in edited["workload"]["devices"]
+            f"workload.devices.{p['name']}.access_link={{preset: {access}}}"
+            for p in edited["workload"].get("devices") or []
         ]
-    profile = profiles[prof]
-    spec = Spec(str(file), tuple(overrides), nodes if nodes != n0 else None, devices, str(profile) if profile else None)
-    return spec, mode, seed, reps
+    return overrides
 
 
-def kpi_row(result: Any) -> None:
+def kpi_row(result: RunResult) -> None:
     table = kpis(result).set_index("kpi")
     cols = st.columns(5)
     r, d = table.loc["round latency"], table.loc["model distribution"]
@@ -205,12 +238,12 @@ def render() -> None:
         return
     s = result.summary
     st.markdown(
-        f"**{scenario.name}** · {mode} · {s['suite']['kem']} + {s['suite']['signature']} + "
-        f"{s['suite']['aead']} · {reps} replications × {scenario.workload.fl.rounds} rounds · seed {seed} · "
-        f"simulated in {s['wall_s']:.2f} s"
+        f"**{scenario.name}** · {mode} · {s.suite['kem']} + {s.suite['signature']} + "
+        f"{s.suite['aead']} · {reps} replications × {scenario.workload.fl.rounds} rounds · seed {seed} · "
+        f"simulated in {s.wall_s:.2f} s"
     )
     kpi_row(result)
-    for w in s["warnings"]:
+    for w in s.warnings:
         st.warning(w)
     left, right = st.columns(2)
     left.plotly_chart(charts.phase_bars(phase_extents(result.spans)), key="ex_phases")
@@ -221,16 +254,27 @@ def render() -> None:
     rnd = c2.slider("Round", 1, rounds, 1, key=f"ex_tl_round_{rounds}", persist_state=KEEP) if rounds > 1 else 1
     st.plotly_chart(charts.gantt(result.spans, rep, rnd), key="ex_gantt")
     st.plotly_chart(charts.topology(scenario), key="ex_topology")
-    cli = f"pqtwin sim {show_path(spec.file)} --mode {mode} --seed {seed} --replications {reps}"
-    cli += "".join(f" --set '{o}'" for o in spec.overrides) + (
-        f" --profile {show_path(spec.profile)}" if spec.profile else ""
-    )
     st.caption(
         "Same run from the command line"
         + (" (node and device edits: use the YAML below)" if spec.nodes or spec.devices else "")
         + ":"
     )
-    st.code(cli, language="bash")
+    st.code(cli_command(spec, mode, seed, reps), language="bash")
+    downloads(spec, scenario, mode, result)
+
+
+def cli_command(spec: Spec, mode: str, seed: int, reps: int) -> str:
+    """The ``pqtwin sim`` command of the same run (structural edits have no command-line form)."""
+    cli = f"pqtwin sim {show_path(spec.file)} --mode {mode} --seed {seed} --replications {reps}"
+    return (
+        cli
+        + "".join(f" --set '{o}'" for o in spec.overrides)
+        + (f" --profile {show_path(spec.profile)}" if spec.profile else "")
+    )
+
+
+def downloads(spec: Spec, scenario: Scenario, mode: str, result: RunResult) -> None:
+    """The what-if scenario as YAML, the KPIs and the spans as CSV."""
     d1, d2, d3, _ = st.columns([1, 1, 1, 3])
     header = (
         f"# what-if of {show_path(spec.file)} from the PQ-IoMT Twin app; save under scenarios/ so profiles resolve\n"

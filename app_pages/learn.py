@@ -157,8 +157,8 @@ def sizes() -> None:
         "establishment belongs on the gateway or edge node, not on the sensor."
     )
     kind = st.radio("Show", ["key exchange (KEM)", "signatures"], horizontal=True, key="learn_kind", persist_state=KEEP)
-    k = "kem" if kind.startswith("key") else "signature"
-    algs = [catalogue.get(n) for n in catalogue.names(k)]  # type: ignore[arg-type]
+    k: catalogue.Kind = "kem" if kind.startswith("key") else "signature"
+    algs = [catalogue.get(n) for n in catalogue.names(k)]
     df = pd.DataFrame(
         {
             "label": [algorithm_label(a.name) for a in algs],
@@ -196,9 +196,9 @@ def one_round() -> None:
         return
     s = result.summary
     c1, c2, c3 = st.columns(3)
-    c1.metric("Round latency (mean of 10 rounds)", ms(s["round_latency_s"]["mean"]))
-    c2.metric("Model distribution", ms(s["model_distribution_s"]["mean"]))
-    c3.metric("Crypto share of CPU time", f"{s['crypto_share']:.0%}")
+    c1.metric("Round latency (mean of 10 rounds)", ms(s.round_latency_s.mean))
+    c2.metric("Model distribution", ms(s.model_distribution_s.mean))
+    c3.metric("Crypto share of CPU time", f"{s.crypto_share:.0%}")
     st.plotly_chart(charts.gantt(result.spans, 0, 1, "Round 1, sequential: who does what, when"), key="learn_round")
     st.caption(
         "Simulated with the Pi 4 profile; the layout, algorithms (ML-KEM-768, ML-DSA-65, AES-256-GCM) and "
@@ -225,10 +225,10 @@ def modes() -> None:
         return
     seq, conc = (res[m].summary for m in ("sequential", "concurrent"))
     cols = st.columns(4)
-    for col, key, label in ((0, "round_latency_s", "round latency"), (2, "model_distribution_s", "model distribution")):
-        a, b = seq[key]["mean"], conc[key]["mean"]
-        cols[col].metric(f"Sequential {label}", ms(a))
-        cols[col + 1].metric(f"Concurrent {label}", ms(b), delta=f"{(b - a) / a:+.0%}", delta_color="inverse")
+    for i, key, label in ((0, "round_latency_s", "round latency"), (2, "model_distribution_s", "model distribution")):
+        a, b = getattr(seq, key).mean or 0.0, getattr(conc, key).mean or 0.0
+        cols[i].metric(f"Sequential {label}", ms(a))
+        cols[i + 1].metric(f"Concurrent {label}", ms(b), delta=f"{(b - a) / a:+.0%}", delta_color="inverse")
     rounds = {m: per_round(r.spans).set_index(["replication", "round"]) for m, r in res.items()}
     end = max(float(r.loc[(0, 1), "round_s"]) for r in rounds.values()) * 1e3
     left, right = st.columns(2)

@@ -47,6 +47,19 @@ def _host_prefix(name: str) -> str:
     return stem if stem != name else f"{name}-"
 
 
+def _new_hosts(template: dict[str, Any], count: int, taken: set[str]) -> list[dict[str, Any]]:
+    """``count`` copies of the template host under the first free names of its prefix (pi-4, pi-5, ...)."""
+    out: list[dict[str, Any]] = []
+    prefix, i = _host_prefix(template["name"]), 1
+    while len(out) < count:
+        name = f"{prefix}{i}"
+        if name not in taken:
+            out.append({**copy.deepcopy(template), "name": name})
+            taken.add(name)
+        i += 1
+    return out
+
+
 def set_nodes(data: dict[str, Any], n: int) -> None:
     """Resize the deployment to n hosts (see the module docstring)."""
     dep = data["deployment"]
@@ -66,14 +79,7 @@ def set_nodes(data: dict[str, Any], n: int) -> None:
     net_nodes: list[dict[str, Any]] = network.setdefault("nodes", [])
     links: list[dict[str, Any]] = network.setdefault("links", [])
     taken = {h["name"] for h in hosts} | {x["name"] for x in net_nodes} | {p["name"] for p in pods}
-    kept = ordered[:n]
-    prefix, i = _host_prefix(template["name"]), 1
-    while len(kept) < n:
-        name = f"{prefix}{i}"
-        if name not in taken:
-            kept.append({**copy.deepcopy(template), "name": name})
-            taken.add(name)
-        i += 1
+    kept = ordered[:n] + _new_hosts(template, n - len(ordered[:n]), taken)
     names = [h["name"] for h in kept]
     old_names = {h["name"] for h in hosts}
     # links: keep those between surviving hosts/nodes; new hosts copy the template host's first link

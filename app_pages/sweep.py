@@ -9,12 +9,14 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from app_pages import charts
 from app_pages.common import KEEP, PAPER_LINE_S, SIMULATED_NOTE, Spec, base_data, run_quiet, scenario_files
 from app_pages.explore import model_label
 from app_pages.scenario_edit import build_data
 from sim import catalogue
+from sim.contract import Stats, Summary
 from sim.errors import UserError
 
 MAX_RUNS = 30
@@ -43,16 +45,20 @@ PARAMS: dict[str, Param] = {
     "Signature": Param(catalogue.names("signature"), ["Ed25519", "ML-DSA-44", "ML-DSA-65", "ML-DSA-87"], False),
     "Processing mode": Param(["sequential", "concurrent"], ["sequential", "concurrent"], False),
 }
-KPIS: dict[str, tuple[Callable[[dict[str, Any]], float], str]] = {  # label: (value from summary, format)
-    "Round latency, mean (ms)": (lambda s: s["round_latency_s"]["mean"] * 1e3, ",.1f"),
-    "Round latency, p95 (ms)": (lambda s: s["round_latency_s"]["p95"] * 1e3, ",.1f"),
-    "Model distribution, mean (ms)": (lambda s: s["model_distribution_s"]["mean"] * 1e3, ",.1f"),
-    "Crypto share of FL CPU time (%)": (lambda s: s["crypto_share"] * 100, ".1f"),
-    "Bytes on the wire (MB per replication)": (lambda s: s["bytes_on_wire"]["total"] / 1e6, ",.1f"),
-    "Busiest host, offered load (%)": (
-        lambda s: max(u["offered"] for u in s["host_utilization"].values()) * 100,
-        ".0f",
-    ),
+
+
+def _ms(stat: Stats, key: str) -> float:
+    value = getattr(stat, key)
+    return float("nan") if value is None else float(value) * 1e3
+
+
+KPIS: dict[str, tuple[Callable[[Summary], float], str]] = {  # label: (value from summary, format)
+    "Round latency, mean (ms)": (lambda s: _ms(s.round_latency_s, "mean"), ",.1f"),
+    "Round latency, p95 (ms)": (lambda s: _ms(s.round_latency_s, "p95"), ",.1f"),
+    "Model distribution, mean (ms)": (lambda s: _ms(s.model_distribution_s, "mean"), ",.1f"),
+    "Crypto share of FL CPU time (%)": (lambda s: s.crypto_share * 100, ".1f"),
+    "Bytes on the wire (MB per replication)": (lambda s: s.bytes_on_wire.total / 1e6, ",.1f"),
+    "Busiest host, offered load (%)": (lambda s: max(u.offered for u in s.host_utilization.values()) * 100, ".0f"),
 }
 
 
@@ -64,7 +70,7 @@ def thin(values: list[Any], k: int) -> list[Any]:
     return [values[i] for i in idx]
 
 
-def pick(name: str, where: Any, file: Path) -> list[Any]:
+def pick(name: str, where: DeltaGenerator, file: Path) -> list[Any]:
     p = PARAMS[name]
     key = f"sw_{name}_{file.stem}"
     if p.numeric:
@@ -108,6 +114,40 @@ def cell(file: Path, n0: int, point: dict[str, Any], mode: str) -> tuple[Spec, s
 def render() -> None:
     st.title("Sweep two parameters")
     st.caption(SIMULATED_NOTE)
+    file, n0, kpi, mode, reps, seed = controls()
+    xname, yname, xs, ys = axes(file)
+    z, rows = run_grid(file, n0, (xname, xs), (yname, ys), mode, seed, reps, kpi)
+    over = "distribution" in kpi
+    runs = len(rows)
+    shown_mode = "mode by axis" if "Processing mode" in (xname, yname) else mode
+    title = f"{kpi}: {runs} runs × {reps} replications ({file.stem}, {shown_mode})"
+    fig = charts.heatmap(
+        z,
+        cell_text(z, KPIS[kpi][1], over),
+        [PARAMS[xname].fmt(v) for v in xs],
+        [PARAMS[yname].fmt(v) for v in ys],
+        xname,
+        yname,
+        kpi,
+        title,
+    )
+    st.plotly_chart(fig, key="sw_heatmap")
+    note = " ▲ marks points over the paper's 1.5 s." if over else ""
+    st.caption(
+        f"{runs} simulated runs of {reps} replications each (seed {seed} for every point, so neighbouring "
+        f"points share random streams); at most {MAX_RUNS} runs per sweep.{note}"
+    )
+    st.download_button(
+        "Sweep results (CSV)",
+        pd.DataFrame(rows).to_csv(index=False),
+        f"{file.stem}-sweep.csv",
+        "text/csv",
+        on_click="ignore",
+    )
+
+
+def controls() -> tuple[Path, int, str, str, int, int]:
+    """Sidebar controls → (scenario file, its number of hosts, KPI, mode, replications, seed)."""
     sb = st.sidebar
     file: Path = sb.selectbox(
         "Scenario", scenario_files(), format_func=lambda p: p.name, key="sw_scenario", persist_state=KEEP
@@ -133,6 +173,11 @@ def render() -> None:
             persist_state=KEEP,
         )
     )
+    return file, len(base["deployment"]["hosts"]), kpi, mode, reps, seed
+
+
+def axes(file: Path) -> tuple[str, str, list[Any], list[Any]]:
+    """The two parameters and their values (x, y); the grid thinned to at most MAX_RUNS points, with a note."""
     c1, c2 = st.columns(2)
     xname = c1.selectbox("X axis", list(PARAMS), index=0, key="sw_x", persist_state=KEEP)
     yname = c2.selectbox("Y axis", [p for p in PARAMS if p != xname], index=0, key="sw_y", persist_state=KEEP)
@@ -145,10 +190,26 @@ def render() -> None:
             f"{asked} grid points asked; the app runs at most {MAX_RUNS}, so the longer axis was thinned "
             f"evenly to {len(xs)} × {len(ys)}. Narrow a range for every point, or use `pqtwin sim` in a loop."
         )
-    n0 = len(base["deployment"]["hosts"])
-    value, fmt = KPIS[kpi]
+    return xname, yname, xs, ys
+
+
+def run_grid(
+    file: Path,
+    n0: int,
+    x: tuple[str, list[Any]],
+    y: tuple[str, list[Any]],
+    mode: str,
+    seed: int,
+    reps: int,
+    kpi: str,
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Simulate every grid point (with a progress bar) → (the KPI per point, NaN where not simulated; one row
+    of every KPI per simulated point); points that cannot be simulated are reported per message."""
+    (xname, xs), (yname, ys) = x, y
+    value = KPIS[kpi][0]
     z = np.full((len(ys), len(xs)), np.nan)
-    rows, problems = [], {}
+    rows: list[dict[str, Any]] = []
+    problems: dict[str, list[str]] = {}  # message: the points it stopped
     bar = st.progress(0.0, text="Sweeping…")
     for j, yv in enumerate(ys):
         for i, xv in enumerate(xs):
@@ -167,27 +228,12 @@ def render() -> None:
     bar.empty()
     for msg, cells in problems.items():
         st.warning(f"Not simulated ({len(cells)} points, e.g. {cells[0]}): {msg}")
-    over = "distribution" in kpi
-    text = [
+    return z, rows
+
+
+def cell_text(z: np.ndarray, fmt: str, over: bool) -> list[list[str]]:
+    """The label of each heatmap cell; ▲ marks a point over the paper's line (distribution KPIs, in ms)."""
+    return [
         ["—" if not np.isfinite(v) else format(v, fmt) + (" ▲" if over and v > PAPER_LINE_S * 1e3 else "") for v in row]
         for row in z
     ]
-    runs = len(rows)
-    shown_mode = "mode by axis" if "Processing mode" in (xname, yname) else mode
-    title = f"{kpi}: {runs} runs × {reps} replications ({file.stem}, {shown_mode})"
-    fig = charts.heatmap(
-        z, text, [PARAMS[xname].fmt(v) for v in xs], [PARAMS[yname].fmt(v) for v in ys], xname, yname, kpi, title
-    )
-    st.plotly_chart(fig, key="sw_heatmap")
-    note = " ▲ marks points over the paper's 1.5 s." if over else ""
-    st.caption(
-        f"{runs} simulated runs of {reps} replications each (seed {seed} for every point, so neighbouring "
-        f"points share random streams); at most {MAX_RUNS} runs per sweep.{note}"
-    )
-    st.download_button(
-        "Sweep results (CSV)",
-        pd.DataFrame(rows).to_csv(index=False),
-        f"{file.stem}-sweep.csv",
-        "text/csv",
-        on_click="ignore",
-    )

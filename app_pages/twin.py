@@ -12,32 +12,30 @@ import streamlit as st
 
 from app_pages import charts
 from app_pages.common import KEEP, ms, runs_dir, show_errors, show_path
-from hw.compare import BOOTSTRAP_SEED, RESAMPLES, SPANS_FILE, compare_dirs
+from hw.compare import BOOTSTRAP_SEED, RESAMPLES, compare_dirs
+from sim.contract import RunLayout, Summary, read_summary
 from sim.errors import UserError
-from sim.summary import SUMMARY_FILE
 
 
-def run_dirs(root: Path) -> dict[str, dict[str, Any]]:
-    """Run directories under root (spans + summary, up to three levels deep) → their summary."""
-    out: dict[str, dict[str, Any]] = {}
+def run_dirs(root: Path) -> dict[str, Summary]:
+    """Run directories under root (spans + a valid summary, up to three levels deep) → their summary."""
+    out: dict[str, Summary] = {}
     if not root.is_dir():
         return out
-    for spans in sorted(p for depth in ("*", "*/*", "*/*/*") for p in root.glob(f"{depth}/{SPANS_FILE}")):
+    for spans in sorted(p for depth in ("*", "*/*", "*/*/*") for p in root.glob(f"{depth}/{RunLayout.SPANS}")):
         d = spans.parent
         try:
-            summary = json.loads((d / SUMMARY_FILE).read_text())
-        except (OSError, ValueError):
+            out[str(d)] = read_summary(RunLayout(d).summary)
+        except ValueError:  # not a run directory of this version: not offered
             continue
-        if isinstance(summary, dict):
-            out[str(d)] = summary
     return out
 
 
-def describe(d: str, s: dict[str, Any]) -> str:
-    kind = f"measured ({s['backend']} twin)" if "backend" in s else "simulated"
-    n = s.get("replications")
+def describe(d: str, s: Summary) -> str:
+    kind = f"measured ({s.backend} twin)" if s.backend else "simulated"
+    n = s.replications
     where = Path(d).relative_to(runs_dir()) if Path(d).is_relative_to(runs_dir()) else show_path(d)
-    return f"{where} — {kind}: {s.get('scenario')}, {s.get('mode')}, {n} replication{'s' * (n != 1)}"
+    return f"{where} — {kind}: {s.scenario}, {s.mode}, {n} replication{'s' * (n != 1)}"
 
 
 @st.cache_data(show_spinner="Comparing (bootstrap)…", max_entries=32)
@@ -47,7 +45,7 @@ def compare(sim_dir: str, hw_dir: str, mtimes: tuple[float, float]) -> dict[str,
 
 
 def _mtime(d: str) -> float:
-    return max((Path(d) / f).stat().st_mtime for f in (SPANS_FILE, SUMMARY_FILE))
+    return max((Path(d) / f).stat().st_mtime for f in (RunLayout.SPANS, RunLayout.SUMMARY))
 
 
 def render() -> None:
@@ -59,7 +57,7 @@ def render() -> None:
     )
     root = runs_dir()
     dirs = run_dirs(root)
-    measured = [d for d, s in dirs.items() if "backend" in s]
+    measured = [d for d, s in dirs.items() if s.backend]
     if len(dirs) < 2 or not measured:
         st.info(
             f"Twin needs a simulated and a measured run directory under {show_path(root)}/ (found "
@@ -68,24 +66,7 @@ def render() -> None:
         )
         return
     st.caption(f"{len(dirs)} run directories under {show_path(root)}/ ({len(measured)} measured).")
-    c1, c2 = st.columns(2)
-    hw = c1.selectbox(
-        "Measured run (hardware twin)",
-        measured,
-        format_func=lambda d: describe(d, dirs[d]),
-        key="tw_hw",
-        persist_state=KEEP,
-    )
-    sims = [d for d in dirs if d != hw]
-    same = [d for d in sims if "backend" not in dirs[d] and dirs[d].get("scenario") == dirs[hw].get("scenario")]
-    sim = c2.selectbox(
-        "Simulated run",
-        sims,
-        index=sims.index(same[0]) if same else 0,
-        format_func=lambda d: describe(d, dirs[d]),
-        key=f"tw_sim_{hw}",  # per measured run: the choices depend on it
-        persist_state=KEEP,
-    )
+    sim, hw = pick_runs(dirs, measured)
     try:
         result = compare(sim, hw, (_mtime(sim), _mtime(hw)))
     except UserError as exc:
@@ -97,6 +78,48 @@ def render() -> None:
     if not m:
         st.info("No metric could be compared (see the warnings above).")
         return
+    headline(m)
+    left, right = st.columns(2)
+    left.plotly_chart(means_chart(m), key="tw_means")
+    right.plotly_chart(error_chart(m), key="tw_errors")
+    number = st.column_config.NumberColumn(format="%.2f")
+    numeric = ["simulated mean (ms)", "measured mean (ms)", "error (%)", "p95 error (%)"]
+    st.dataframe(table(m), hide_index=True, column_config=dict.fromkeys(numeric, number))
+    st.caption(
+        f"error = (sim − hw) / hw × 100; 95 % percentile bootstrap over rounds ({RESAMPLES} resamples, "
+        f"seed {BOOTSTRAP_SEED}), resampled within each replication. Not compared: "
+        + (", ".join(f"{k} ({v})" for k, v in result["not_compared"].items()) or "none")
+    )
+    st.download_button(
+        "compare.json", json.dumps(result, indent=2), "compare.json", "application/json", on_click="ignore"
+    )
+
+
+def pick_runs(dirs: dict[str, Summary], measured: list[str]) -> tuple[str, str]:
+    """The measured run and the simulated run to compare (default: a simulated run of the same scenario)."""
+    c1, c2 = st.columns(2)
+    hw = c1.selectbox(
+        "Measured run (hardware twin)",
+        measured,
+        format_func=lambda d: describe(d, dirs[d]),
+        key="tw_hw",
+        persist_state=KEEP,
+    )
+    sims = [d for d in dirs if d != hw]
+    same = [d for d in sims if dirs[d].backend is None and dirs[d].scenario == dirs[hw].scenario]
+    sim = c2.selectbox(
+        "Simulated run",
+        sims,
+        index=sims.index(same[0]) if same else 0,
+        format_func=lambda d: describe(d, dirs[d]),
+        key=f"tw_sim_{hw}",  # per measured run: the choices depend on it
+        persist_state=KEEP,
+    )
+    return sim, hw
+
+
+def headline(m: dict[str, Any]) -> None:
+    """Errors of the two latencies, how many metrics are within noise, and how many rounds were compared."""
     cols = st.columns(4)
     for col, key in zip(cols[:2], ("round_latency_s", "model_distribution_s"), strict=True):
         if key in m:
@@ -112,20 +135,6 @@ def render() -> None:
     cols[3].metric(
         "Rounds compared (sim / hw)",
         f"{m['round_latency_s']['n_sim']} / {m['round_latency_s']['n_hw']}" if "round_latency_s" in m else "—",
-    )
-    left, right = st.columns(2)
-    left.plotly_chart(means_chart(m), key="tw_means")
-    right.plotly_chart(error_chart(m), key="tw_errors")
-    number = st.column_config.NumberColumn(format="%.2f")
-    cols = ["simulated mean (ms)", "measured mean (ms)", "error (%)", "p95 error (%)"]
-    st.dataframe(table(m), hide_index=True, column_config=dict.fromkeys(cols, number))
-    st.caption(
-        f"error = (sim − hw) / hw × 100; 95 % percentile bootstrap over rounds ({RESAMPLES} resamples, "
-        f"seed {BOOTSTRAP_SEED}), resampled within each replication. Not compared: "
-        + (", ".join(f"{k} ({v})" for k, v in result["not_compared"].items()) or "none")
-    )
-    st.download_button(
-        "compare.json", json.dumps(result, indent=2), "compare.json", "application/json", on_click="ignore"
     )
 
 

@@ -21,11 +21,11 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import yaml
@@ -40,6 +40,9 @@ from sim.profile import Profile
 
 TARGET_REL_CI = 0.02
 MESSAGE = bytes(range(32))
+
+# A size-dependent job: (make a fresh input of n bytes, the timed operation on it).
+SizedJob = tuple[Callable[[int], Any], Callable[[Any], Any]]
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,9 @@ def per_call_entry(x: np.ndarray, source: str) -> dict[str, Any]:
     }
 
 
-def linear_entry(units: list[float], medians: list[float], spread: float, unit: str, source: str) -> dict[str, Any]:
+def linear_entry(
+    units: Sequence[float], medians: Sequence[float], spread: float, unit: str, source: str
+) -> dict[str, Any]:
     """Weighted least-squares fit t = a + b*units (weights 1/t, i.e. relative error)."""
     u, t = np.array(units, dtype=float), np.array(medians, dtype=float)
     b, a = np.polyfit(u, t, 1, w=1 / t)
@@ -182,19 +187,9 @@ def calibrate(
 ) -> dict[str, Any]:  # fmt: skip
     """Measure this machine; returns profile data that validates as sim.profile.Profile."""
     tune_allocator()  # the twin's nodes run with the same allocator settings
-    if provider is not None:
-        names = [p.name for p in registry.providers()]
-        if provider not in names:
-            raise UserError(f"--provider: unknown provider (known: {', '.join(names)}) (got {provider!r})")
-        p = registry.default().provider(provider)
-        if not p.available:
-            raise UserError(f"--provider: {provider} is not available here: {p.reason}")
-    algs = algorithms or default_algorithms(provider)
-    for a in algs:
-        if a not in catalogue.CATALOGUE:
-            raise UserError(f"--algorithms: unknown algorithm (known: {', '.join(catalogue.CATALOGUE)}) (got {a!r})")
+    algs = _requested(algorithms, provider)
     budget = Budget.of(quick)
-    jobs: list[tuple[str, Callable[..., Any], str, bool]] = []
+    jobs: list[tuple[str, Callable[[], Any] | SizedJob, str, bool]] = []  # (op, job, who, sized)
     for a in algs:
         try:
             sized = catalogue.get(a).kind in ("aead", "hash")
@@ -212,9 +207,10 @@ def calibrate(
         if progress:
             progress(op, i, total)
         if sized:
-            ops[op] = _measure_sized(fn, budget, f"{where}, {who}")
+            ops[op] = _measure_sized(cast(SizedJob, fn), budget, f"{where}, {who}")
         else:
-            ops[op] = per_call_entry(time_calls(fn, budget.per_op_s, budget.min_n, budget.max_n), f"{where}, {who}")
+            timed = time_calls(cast(Callable[[], Any], fn), budget.per_op_s, budget.min_n, budget.max_n)
+            ops[op] = per_call_entry(timed, f"{where}, {who}")
     if progress:
         progress("fl.train", total - 2, total)
     ops["fl.train"] = _measure_training(budget, where)
@@ -229,6 +225,22 @@ def calibrate(
     }
     Profile.model_validate(data)  # what we write must load
     return data
+
+
+def _requested(algorithms: list[str] | None, provider: str | None) -> list[str]:
+    """The algorithms to measure; UserError for an unknown or unavailable provider or an unknown algorithm."""
+    if provider is not None:
+        names = [p.name for p in registry.providers()]
+        if provider not in names:
+            raise UserError(f"--provider: unknown provider (known: {', '.join(names)}) (got {provider!r})")
+        p = registry.default().provider(provider)
+        if not p.available:
+            raise UserError(f"--provider: {provider} is not available here: {p.reason}")
+    algs = algorithms or default_algorithms(provider)
+    for a in algs:
+        if a not in catalogue.CATALOGUE:
+            raise UserError(f"--algorithms: unknown algorithm (known: {', '.join(catalogue.CATALOGUE)}) (got {a!r})")
+    return algs
 
 
 class Loopback:
@@ -258,14 +270,12 @@ class Loopback:
         self.done.get()
 
 
-def _measure_sized(
-    job: tuple[Callable[[int], Any], Callable[[Any], Any]], budget: Budget, source: str
-) -> dict[str, Any]:
+def _measure_sized(job: SizedJob, budget: Budget, source: str) -> dict[str, Any]:
     """``job`` = (make a fresh input of n bytes, the timed operation on it)."""
     make, fn = job
     medians, last = [], np.array([1.0])
     for n in budget.sizes_bytes:
-        last = time_calls(fn, budget.per_size_s, budget.min_n, budget.max_n, setup=lambda n=n: make(n))
+        last = time_calls(fn, budget.per_size_s, budget.min_n, budget.max_n, setup=lambda: make(n))  # noqa: B023
         medians.append(float(np.median(last)))
     return linear_entry(list(budget.sizes_bytes), medians, robust_cv(last), "byte", source)
 
@@ -290,7 +300,7 @@ def _measure_fedavg(budget: Budget, where: str) -> dict[str, Any]:
     units, medians, last = [], [], np.array([1.0])
     for params in (10_000, 250_000, 1_000_000):
         updates = [np.ones(params, fl.DTYPE), np.ones(params, fl.DTYPE)]
-        last = time_calls(lambda u=updates: fl.fedavg(u, [1.0, 1.0]), budget.per_op_s / 2, 5, 2000)
+        last = time_calls(lambda: fl.fedavg(updates, [1.0, 1.0]), budget.per_op_s / 2, 5, 2000)  # noqa: B023
         units.append(2 * params)  # the simulator prices FedAvg per parameter per update
         medians.append(float(np.median(last)))
     return linear_entry(units, medians, robust_cv(last), "param", f"{where}, hw/fl.py fedavg of 2 updates")

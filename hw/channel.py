@@ -25,6 +25,7 @@ thread does the crypto work, as the processing modes require.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import socket
@@ -39,7 +40,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from hw.crypto import find
-from hw.crypto.base import AuthenticationFailed, KeyPair, PublicKey
+from hw.crypto.base import AuthenticationFailed, Buffer, KeyPair, PublicKey
 
 LABEL = b"pq-iomt-twin/channel/v1"
 HEADER = struct.Struct("!BQdI")
@@ -84,6 +85,22 @@ class Identity:
 
     def public(self) -> dict[str, str]:
         return {"sig": self.sig.public_bytes.hex(), "kem": self.kem.public_bytes.hex()}
+
+    def export_private(self) -> dict[str, str]:
+        """The private keys as a provisioning Secret holds them: the providers' encodings, base64."""
+        sig = find(self.sig.algorithm, "signature").export_private(self.sig)
+        kem = find(self.kem.algorithm, "kem").export_private(self.kem)
+        return {"sig": base64.b64encode(sig).decode(), "kem": base64.b64encode(kem).decode()}
+
+    @classmethod
+    def import_private(cls, name: str, entry: dict[str, str], suite: Suite) -> Identity:
+        """The inverse of ``export_private``; ValueError when an entry does not decode."""
+        signer, kem = find(suite.signature, "signature"), find(suite.kem, "kem")
+        return cls(
+            name,
+            signer.import_private(base64.b64decode(entry["sig"])),
+            kem.import_private(base64.b64decode(entry["kem"])),
+        )
 
 
 @dataclass
@@ -311,7 +328,7 @@ class Channel:
     # --- records -------------------------------------------------------------------------------------
 
     def seal(
-        self, plaintext: bytes, recipient_kem: PublicKey | None = None, timer: Any = None, phase: str = ""
+        self, plaintext: Buffer, recipient_kem: PublicKey | None = None, timer: Any = None, phase: str = ""
     ) -> Sealed:
         """Encrypt one record (with a per-message encapsulation if ``recipient_kem``)."""
         aead = find(self.suite.aead, "aead")

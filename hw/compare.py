@@ -8,9 +8,9 @@ Metrics, each a set of per-unit values taken from spans.parquet:
 - ``round_latency_s``: end - start of every ``phase == "round"`` & ``op == "round"`` row (failed rounds
   excluded); one value per round.
 - ``model_distribution_s``: end - start of every ``phase == "distribution"`` row; one value per round.
-- ``phase_s.<phase>`` for each phase of ``sim.spans.PHASES`` except the markers and telemetry: the phase's
-  extent in a round, max(end_s) - min(start_s) of its rows per (replication, round), rounds > 0 — the
-  definition of summary.json's ``phase_s``; one value per round in which the phase occurs.
+- ``phase_s.<phase>`` for each of ``sim.contract.FL_PHASES``: the phase's extent in a round
+  (``sim.contract.phase_extents``, the definition of summary.json's ``phase_s``); one value per round in
+  which the phase occurs.
 - ``telemetry.latency_s``: end - start of every ``op == "frame"`` row (emission to decryption); one value
   per frame.
 
@@ -40,22 +40,16 @@ import json
 import struct
 import zlib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import typer
-from rich.console import Console
-from rich.table import Table
 
-from sim import spans as span_io
+from sim.contract import FL_PHASES, RunLayout, Summary, atomic_write, phase_extents, read_summary, validate_spans
 from sim.errors import UserError
-from sim.spans import MARKERS, PHASES
-from sim.summary import SUMMARY_FILE
 
-SPANS_FILE = "spans.parquet"
 COMPARE_JSON = "compare.json"
 COMPARE_PNG = "compare.png"
 RESAMPLES = 2000
@@ -63,7 +57,6 @@ BOOTSTRAP_SEED = 20260611
 MIN_N = 5  # fewer values on a side: the bootstrap CI is flagged as unreliable
 _MAX_CELLS = 4_000_000  # bootstrap batch size bound (resamples x values) to keep memory flat
 
-FL_PHASES = tuple(p for p in PHASES if p not in (*MARKERS, "telemetry"))
 METRICS: dict[str, tuple[str, str]] = {  # name: (label, definition)
     "round_latency_s": ("round latency", "end - start of each round marker (op 'round'), per round"),
     "model_distribution_s": ("model distribution", "end - start of each distribution marker, per round"),
@@ -78,36 +71,33 @@ METRICS: dict[str, tuple[str, str]] = {  # name: (label, definition)
 def _check_dir(d: Path) -> list[str]:
     if not d.is_dir():
         return [f"{d}: no such directory"]
-    missing = [f for f in (SPANS_FILE, SUMMARY_FILE) if not (d / f).is_file()]
+    missing = [f for f in (RunLayout.SPANS, RunLayout.SUMMARY) if not (d / f).is_file()]
     if not missing:
         return []
     hint = "not a run directory"
-    if (d / "modes.json").is_file():
+    if RunLayout(d).modes.is_file():
         hint = f"a --mode both run: pass {d / 'sequential'} or {d / 'concurrent'}"
     return [f"{d}: no {' or '.join(missing)} ({hint})"]
 
 
-def _read_run(d: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
-    path = d / SPANS_FILE
+def _read_run(d: Path) -> tuple[pd.DataFrame, Summary]:
+    path = RunLayout(d).spans
     try:
         df = pq.read_table(path).to_pandas()
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise UserError(f"{path}: cannot read spans ({str(exc).splitlines()[0]})") from None
     try:
-        problems = span_io.validate_frame(df)
+        problems = validate_spans(df)
     except TypeError:
-        problems = ["a column has the wrong type (see sim/spans.py SPAN_SCHEMA)"]
+        problems = ["a column has the wrong type (see sim/contract.py SPAN_SCHEMA)"]
     if not problems and not np.isfinite(df[["start_s", "end_s"]].to_numpy(dtype=float)).all():
         problems = ["start_s or end_s is missing or not finite"]
     if problems:
         raise UserError([f"{path}: {p}" for p in problems])
-    path = d / SUMMARY_FILE
     try:
-        summary = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: cannot read summary ({str(exc).splitlines()[0]})") from None
-    if not isinstance(summary, dict):
-        raise UserError(f"{path}: expected a JSON object (got {type(summary).__name__})")
+        summary = read_summary(RunLayout(d).summary)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     return df, summary
 
 
@@ -120,17 +110,14 @@ def metric_values(df: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     rounds = df[(df.phase == "round") & (df.op == "round")]
     dist = df[df.phase == "distribution"]
     frames = df[df.op == "frame"]
-    fl = df[(df["round"] > 0) & df.phase.isin(FL_PHASES)]
-    ext = (
-        fl.groupby(["replication", "round", "phase"]).agg(start=("start_s", "min"), end=("end_s", "max")).reset_index()
-    )
+    ext = phase_extents(df)
     out = {
         "round_latency_s": pair(rounds.end_s - rounds.start_s, rounds.replication),
         "model_distribution_s": pair(dist.end_s - dist.start_s, dist.replication),
     }
     for p in FL_PHASES:
         e = ext[ext.phase == p]
-        out[f"phase_s.{p}"] = pair(e.end - e.start, e.replication)
+        out[f"phase_s.{p}"] = pair(e.extent_s, e.replication)
     out["telemetry.latency_s"] = pair(frames.end_s - frames.start_s, frames.replication)
     return out
 
@@ -198,9 +185,9 @@ def compare_metric(name: str, sim: tuple[np.ndarray, np.ndarray], hw: tuple[np.n
     return m
 
 
-def _run_facts(d: Path, summary: dict[str, Any]) -> dict[str, Any]:
+def _run_facts(d: Path, summary: Summary) -> dict[str, Any]:
     keys = ("scenario", "mode", "seed", "replications", "suite")
-    return {"dir": str(d), **{k: summary.get(k) for k in keys}}
+    return {"dir": str(d), **summary.model_dump(include=set(keys))}
 
 
 def compare_dirs(sim_dir: Path, hw_dir: Path) -> dict[str, Any]:
@@ -216,9 +203,9 @@ def compare_dirs(sim_dir: Path, hw_dir: Path) -> dict[str, Any]:
         if a is not None and b is not None and a != b:
             warnings.append(f"{key} differs: simulated {a!r}, measured {b!r}")
     for side, d, summary in (("simulated", sim_dir, sim_sum), ("measured", hw_dir, hw_sum)):
-        state = summary.get("state", "completed")  # simulator runs always complete
+        state = summary.state or "completed"  # simulator runs always complete
         if state != "completed":
-            why = summary.get("reason", "")
+            why = summary.reason
             warnings.append(f"the {side} run did not complete ({state}: {why}); see {d}/status.json")
     sim_v, hw_v = metric_values(sim_df), metric_values(hw_df)
     metrics: dict[str, Any] = {}
@@ -259,83 +246,14 @@ def compare_dirs(sim_dir: Path, hw_dir: Path) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------- output
 
 
-def _ms(x: float | None) -> str:
-    if x is None:
-        return "—"
-    v = x * 1e3
-    return f"{v:.2f} ms" if abs(v) < 10 else f"{v:.1f} ms"
-
-
-def _pct(v: float | None, ci: list[float | None]) -> str:
-    if v is None:
-        return "—"
-    lo, hi = ci
-    return f"{v:+.1f} [{lo:+.1f}, {hi:+.1f}]" if lo is not None and hi is not None else f"{v:+.1f}"
-
-
-def render_table(result: dict[str, Any]) -> Table:
-    """metric | simulated mean | measured mean | error % [95 % CI] | p95 error % | n sim/hw."""
-    sim, hw = result["runs"]["sim"], result["runs"]["hw"]
-    t = Table(
-        title=f"{sim['scenario']} — simulated ({sim['mode']}, {sim['replications']} replications) vs "
-        f"measured ({hw['mode']}, {hw['replications']} replications)"
-    )
-    t.add_column("metric", no_wrap=True)
-    for col in ("simulated mean", "measured mean", "error % [95 % CI]", "p95 error %", "n sim/hw"):
-        t.add_column(col, justify="right")
-    for m in result["metrics"].values():
-        style = "green" if m["within_ci"] else "yellow"
-        t.add_row(
-            m["label"],
-            _ms(m["sim_mean"]),
-            _ms(m["hw_mean"]),
-            f"[{style}]{_pct(m['error_pct'], m['error_ci95'])}[/]",
-            _pct(m["error_p95_pct"], [None, None]),
-            f"{m['n_sim']} / {m['n_hw']}",
-        )
-    caption = (
-        f"error = (sim − hw) / hw; 95 % bootstrap CI over rounds ({RESAMPLES} resamples, seed "
-        f"{BOOTSTRAP_SEED}); green: 0 inside the CI"
-    )
-    if result["not_compared"]:
-        caption += "\nnot compared: " + ", ".join(f"{k} ({v})" for k, v in result["not_compared"].items())
-    t.caption = caption
-    return t
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
 def write_outputs(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     """compare.json and compare.png in out_dir (each written to a temporary name, then renamed)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / COMPARE_JSON, "png": out_dir / COMPARE_PNG}
-    _atomic_write(paths["json"], (json.dumps(result, indent=2) + "\n").encode())
-    _atomic_write(paths["png"], render_png(result))
+    atomic_write(paths["json"], (json.dumps(result, indent=2) + "\n").encode())
+    atomic_write(paths["png"], render_png(result))
     return paths
-
-
-def compare_cmd(
-    sim_dir: Annotated[Path, typer.Argument(help="simulated run directory (pqtwin sim --out)")],
-    hw_dir: Annotated[Path, typer.Argument(help="measured run directory (hardware twin)")],
-    json_: Annotated[bool, typer.Option("--json", help="print compare.json instead of the table")] = False,
-    out: Annotated[Path | None, typer.Option("--out", help="output dir (default HW_DIR/compare)")] = None,
-) -> None:
-    """Simulated vs measured: per metric, the error in % with its 95 % bootstrap CI (table, JSON, PNG)."""
-    result = compare_dirs(sim_dir, hw_dir)
-    paths = write_outputs(result, out or Path(hw_dir) / "compare")
-    stdout, stderr = Console(), Console(stderr=True)
-    if json_:
-        print(json.dumps(result, indent=2))
-    else:
-        stdout.print(render_table(result))
-        stdout.print(f"results: {paths['json']}, {paths['png']}", highlight=False, soft_wrap=True)
-    for w in result["warnings"]:
-        stderr.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
 
 
 # ---------------------------------------------------- PNG: a minimal RGB encoder and a 5x7 bitmap font

@@ -94,7 +94,9 @@ def serialize(theta: np.ndarray) -> bytes:
     return np.ascontiguousarray(theta, dtype=DTYPE).tobytes()
 
 
-def deserialize(data: bytes) -> np.ndarray:
-    if len(data) % np.dtype(DTYPE).itemsize:
-        raise ValueError(f"model payload of {len(data)} bytes is not a whole number of float32 values")
+def deserialize(data: bytes | bytearray | memoryview) -> np.ndarray:
+    """The vector in ``data``, any bytes-like (the nodes pass a view of their record buffer), as a copy."""
+    nbytes = memoryview(data).nbytes  # len() of a memoryview counts items, not bytes
+    if nbytes % np.dtype(DTYPE).itemsize:
+        raise ValueError(f"model payload of {nbytes} bytes is not a whole number of float32 values")
     return np.frombuffer(data, dtype=DTYPE).copy()

@@ -59,7 +59,7 @@ class LinkShape:
             "latency_s": (lambda v: 0 <= v < math.inf, "a finite number >= 0"),
             "jitter_s": (lambda v: 0 <= v < math.inf, "a finite number >= 0"),
             "loss": (lambda v: 0 <= v < 1, "a probability in [0, 1)"),
-            "segment_bytes": (lambda v: isinstance(v, numbers.Integral) and v >= 1, "an integer >= 1"),
+            "segment_bytes": (lambda v: isinstance(v, numbers.Integral) and int(v) >= 1, "an integer >= 1"),
         }
         for f in fields(self):
             value = getattr(self, f.name)
@@ -151,7 +151,12 @@ async def _sleep_until(loop: asyncio.AbstractEventLoop, deadline_s: float) -> No
     if deadline_s <= loop.time():
         return
     wake: asyncio.Future[None] = loop.create_future()
-    handle = loop.call_at(deadline_s, lambda: wake.done() or wake.set_result(None))
+
+    def _wake() -> None:
+        if not wake.done():
+            wake.set_result(None)
+
+    handle = loop.call_at(deadline_s, _wake)
     try:
         await wake
     finally:

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import simpy
 
+from sim.contract import SpanRow
 from sim.profile import Profile
-from sim.spans import Row
 
 
 class CountingEnvironment(simpy.Environment):
@@ -36,7 +36,7 @@ class Recorder:
     def __init__(self, replication: int):
         self.replication = replication
         self.round = 0
-        self.rows: list[Row] = []
+        self.rows: list[SpanRow] = []
 
     def add(
         self, pod: str, host: str, phase: str, op: str, *times: float, nbytes: int = 0, rnd: int | None = None
@@ -44,7 +44,7 @@ class Recorder:
         """Record a span; ``times`` is (start_s, end_s, queue_wait_s)."""
         r = self.round if rnd is None else rnd
         start_s, end_s, wait_s = times
-        self.rows.append((self.replication, r, pod, host, phase, op, start_s, end_s, wait_s, nbytes))
+        self.rows.append(SpanRow(self.replication, r, pod, host, phase, op, start_s, end_s, wait_s, nbytes))
 
 
 class Cpu:

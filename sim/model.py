@@ -35,10 +35,10 @@ import numpy as np
 import simpy
 
 from sim import catalogue
+from sim.contract import SpanRow
 from sim.hosts import CountingEnvironment, Cpu, Endpoint, Recorder
 from sim.network import Network
 from sim.scenario import DevicePopulation, Scenario, device_node
-from sim.spans import Row
 
 HELLO_BYTES = 64  # handshake hello: random + suite identifiers
 Gen = Generator[Any, Any, Any]
@@ -46,7 +46,7 @@ Gen = Generator[Any, Any, Any]
 
 @dataclass
 class ReplicationResult:
-    rows: list[Row]
+    rows: list[SpanRow]
     events: int
     sim_time_s: float
     rounds_completed: int
@@ -87,10 +87,8 @@ class Replication:
         """Worker threads, spread round-robin over the worker pods (or on the aggregator's host if none)."""
         workers = self.s.pods("worker")
         pods = [self.eps[p.name] for p in workers] or [self.agg]
-        wanted = self.s.workload.processing.workers
-        n = sum(self.cpus[p.node].cores for p in {p.node: p for p in pods}.values()) if wanted == "auto" else wanted
         pool = simpy.Store(self.env)
-        for i in range(n):
+        for i in range(self.s.crypto_workers()):
             pod = pods[i % len(pods)]
             pool.put(Endpoint(pod.pod, pod.node, pod.cpu))  # a worker thread: exclusive while taken from the pool
         return pool

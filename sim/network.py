@@ -20,7 +20,7 @@ import networkx as nx
 import numpy as np
 import simpy
 
-from sim.scenario import LinkParams
+from sim.scenario import lowest_latency_path
 
 
 @dataclass(eq=False)
@@ -40,25 +40,24 @@ class LinkServer:
 
 
 class Network:
-    """Links of a NetworkX graph whose edges carry ``params: LinkParams``."""
+    """Links of a NetworkX graph whose edges carry ``params: LinkParams`` (``Scenario.graph``); messages take
+    ``lowest_latency_path``, the routing rule the twin's backends use too."""
 
     def __init__(self, env: simpy.Environment, graph: nx.Graph, rng: np.random.Generator, segment_bytes: int):
         self.env, self.rng, self.segment_bytes = env, rng, segment_bytes
+        self.graph = graph
         self.links: dict[tuple[str, str], LinkServer] = {}
         for u, v, data in graph.edges(data=True):
-            params: LinkParams = data["params"]
-            bw, lat, jit, loss = params.resolved()
-            data["latency_s"] = lat + 1e-9  # routing weight; the epsilon prefers fewer hops on ties
+            bw, lat, jit, loss = data["params"].resolved()
             for a, b in ((u, v), (v, u)):
                 self.links[a, b] = LinkServer(f"{a}->{b}", simpy.Resource(env, 1), bw, lat, jit, loss)
-        self.graph = graph
         self._routes: dict[tuple[str, str], list[LinkServer]] = {}
 
     def route(self, src: str, dst: str) -> list[LinkServer]:
-        """Link directions on the lowest-latency path from src to dst (cached)."""
+        """Link directions on the path from src to dst (cached)."""
         key = (src, dst)
         if key not in self._routes:
-            path = nx.shortest_path(self.graph, src, dst, weight="latency_s")
+            path = lowest_latency_path(self.graph, src, dst)
             self._routes[key] = [self.links[a, b] for a, b in itertools.pairwise(path)]
         return self._routes[key]
 

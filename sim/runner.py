@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sim import spans as span_io
+from sim.contract import RunLayout, Summary, Utilisation, atomic_write, to_frame, write_spans, write_summary
 from sim.model import Replication, ReplicationResult
 from sim.scenario import Scenario
-from sim.summary import summarise, write_summary
+from sim.summary import summarise
 
 MODES = ("sequential", "concurrent")
 SEED_STREAMS = "SeedSequence(seed).spawn(replications); per replication .spawn(4): network, cpu, devices, fl"
@@ -27,7 +27,7 @@ SEED_STREAMS = "SeedSequence(seed).spawn(replications); per replication .spawn(4
 @dataclass
 class RunResult:
     spans: pd.DataFrame
-    summary: dict[str, Any]
+    summary: Summary
 
 
 def simulate(
@@ -49,7 +49,7 @@ def simulate(
         results.append(Replication(scenario, mode, i, child).run())
         if progress:
             progress(i + 1)
-    df = span_io.to_frame([row for r in results for row in r.rows])
+    df = to_frame([row for r in results for row in r.rows])
     meta = {
         "scenario": scenario.name,
         "scenario_file": str(scenario.path),
@@ -63,26 +63,26 @@ def simulate(
     }
     meta.update(utilisation(results))
     summary = summarise(df, meta)
-    summary["wall_s"] = time.perf_counter() - started
+    summary.wall_s = time.perf_counter() - started
     return RunResult(df, summary)
 
 
 def utilisation(results: list[ReplicationResult]) -> dict[str, Any]:
     """Host and link utilisation, served and offered (asked-for work / capacity); offered ≥ 1 is flagged."""
-    hosts: dict[str, dict[str, float | bool]] = {}
+    hosts: dict[str, Utilisation] = {}
     for name in results[0].host_demand_s:
         offered = np.mean([r.host_demand_s[name][1] / (r.host_demand_s[name][0] * r.sim_time_s) for r in results])
-        hosts[name] = {"offered": float(offered), "overloaded": bool(offered >= 1)}
-    links: dict[str, dict[str, float | bool]] = {}
+        hosts[name] = Utilisation(offered=float(offered), overloaded=bool(offered >= 1))
+    links: dict[str, Utilisation] = {}
     for name in results[0].link_stats:
         busy = np.mean([r.link_stats[name][0] / r.sim_time_s for r in results])
         offered = np.mean([r.link_stats[name][1] / r.sim_time_s for r in results])
         if offered > 0:
-            links[name] = {"busy": float(busy), "offered": float(offered), "overloaded": bool(offered >= 1)}
+            links[name] = Utilisation(busy=float(busy), offered=float(offered), overloaded=bool(offered >= 1))
     retrans = int(sum(s[3] for r in results for s in r.link_stats.values()))
     over = [("host", k, v) for k, v in hosts.items()] + [("link", k, v) for k, v in links.items()]
-    warnings = [f"{kind} {k} is overloaded: offered utilisation {v['offered']:.2f} ≥ 1" for kind, k, v in over
-                if v["overloaded"]]  # fmt: skip
+    warnings = [f"{kind} {k} is overloaded: offered utilisation {v.offered:.2f} ≥ 1" for kind, k, v in over
+                if v.overloaded]  # fmt: skip
     if any(r.rounds_completed < 1 for r in results):
         warnings.append("a replication completed no round before the horizon (raise run.horizon_s)")
     return {
@@ -95,7 +95,7 @@ def utilisation(results: list[ReplicationResult]) -> dict[str, Any]:
 
 def write_run(result: RunResult, out_dir: Path, scenario: Scenario) -> Path:
     """spans.parquet, summary.json and the resolved scenario.yaml in out_dir."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    span_io.write(result.spans, out_dir / "spans.parquet")
-    (out_dir / "scenario.yaml").write_text(scenario.to_yaml())
+    layout = RunLayout(out_dir)
+    write_spans(result.spans, layout.spans)
+    atomic_write(layout.scenario, scenario.to_yaml())
     return write_summary(result.summary, out_dir)

@@ -9,6 +9,7 @@ Every problem becomes one ``UserError`` line: ``FILE: field.path: message (got V
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -205,6 +206,7 @@ class Scenario(_Strict):
     run: Run = Run()
     _path: Path = PrivateAttr(default=Path("<memory>"))
     _profiles: dict[str, Profile] = PrivateAttr(default_factory=dict)
+    _graph: nx.Graph | None = PrivateAttr(default=None)
 
     @property
     def path(self) -> Path:
@@ -220,22 +222,57 @@ class Scenario(_Strict):
         return [p for p in self.deployment.pods if p.role == role]
 
     def graph(self) -> nx.Graph:
-        """The network as a NetworkX graph (hosts, nodes and one node per device; links as edges)."""
-        g = nx.Graph()
-        for h in self.deployment.hosts:
-            g.add_node(h.name, kind="host")
-        for n in self.deployment.network.nodes:
-            g.add_node(n.name, kind=n.kind)
-        for link in self.deployment.network.links:
-            g.add_edge(link.a, link.b, params=link)
-        for pop in self.workload.devices:
-            for i in range(pop.count):
-                g.add_node(device_node(pop, i), kind="device")
-                g.add_edge(device_node(pop, i), pop.gateway, params=pop.access_link)
-        return g
+        """The network as a NetworkX graph (hosts, nodes and one node per device; links as edges carrying
+        ``params`` and the routing weight ``latency_s``). Built once per scenario; treat it as read-only."""
+        if self._graph is None:
+            g = nx.Graph()
+            for h in self.deployment.hosts:
+                g.add_node(h.name, kind="host")
+            for n in self.deployment.network.nodes:
+                g.add_node(n.name, kind=n.kind)
+            for link in self.deployment.network.links:
+                g.add_edge(link.a, link.b, params=link)
+            for pop in self.workload.devices:
+                for i in range(pop.count):
+                    g.add_node(device_node(pop, i), kind="device")
+                    g.add_edge(device_node(pop, i), pop.gateway, params=pop.access_link)
+            for _, _, d in g.edges(data=True):
+                d["latency_s"] = route_weight(d)
+            self._graph = g
+        return self._graph
+
+    def route(self, src: str, dst: str) -> list[str]:
+        """The nodes on the path a message from ``src`` to ``dst`` takes: the lowest-latency path, fewest hops
+        on ties. The one routing rule of the simulator and of both twin backends."""
+        return lowest_latency_path(self.graph(), src, dst)
+
+    def route_links(self, src: str, dst: str) -> list[tuple[str, str, LinkParams]]:
+        """The hops of ``route(src, dst)`` with their link parameters."""
+        g, path = self.graph(), self.route(src, dst)
+        return [(a, b, g.edges[a, b]["params"]) for a, b in itertools.pairwise(path)]
+
+    def crypto_workers(self) -> int:
+        """Concurrent crypto worker threads: ``processing.workers``, or with ``auto`` the cores of the hosts
+        of the worker pods (of the aggregator's host when there are no worker pods)."""
+        wanted = self.workload.processing.workers
+        if wanted != "auto":
+            return int(wanted)
+        hosts = {p.host for p in self.pods("worker")} or {self.pods("aggregator")[0].host}
+        return sum(h.cores for h in self.deployment.hosts if h.name in hosts)
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=False)
+        return str(yaml.safe_dump(self.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=False))
+
+
+def route_weight(edge: dict[str, Any]) -> float:
+    """A link's routing weight: its latency; the epsilon prefers fewer hops on ties."""
+    return float(edge["params"].resolved()[1]) + 1e-9
+
+
+def lowest_latency_path(graph: nx.Graph, src: str, dst: str) -> list[str]:
+    """The routing rule of the simulator and of both twin backends: the lowest-latency path, fewest hops on
+    ties, over a graph whose edges carry ``params: LinkParams``."""
+    return list(nx.shortest_path(graph, src, dst, weight=lambda u, v, d: d.get("latency_s") or route_weight(d)))
 
 
 def device_node(pop: DevicePopulation, i: int) -> str:
@@ -326,8 +363,14 @@ def check_references(s: Scenario) -> list[Problem]:
     problems += _unique(d.network.nodes, "deployment.network.nodes")
     problems += _unique(d.pods, "deployment.pods")
     problems += _unique(w.devices, "workload.devices")
-    hosts = {h.name for h in d.hosts}
-    nodes = {n.name for n in d.network.nodes}
+    problems += _check_network(s) + _check_pods(s) + _check_devices(s)
+    return problems or _check_routes(s)
+
+
+def _check_network(s: Scenario) -> list[Problem]:
+    d = s.deployment
+    hosts, nodes = {h.name for h in d.hosts}, {n.name for n in d.network.nodes}
+    problems: list[Problem] = []
     if clash := hosts & nodes:
         problems.append(("deployment.network.nodes", sorted(clash), "node names clash with host names"))
     for i, link in enumerate(d.network.links):
@@ -336,11 +379,17 @@ def check_references(s: Scenario) -> list[Problem]:
                 problems.append((f"deployment.network.links[{i}].{end}", getattr(link, end), "no such host or node"))
         if link.a == link.b:
             problems.append((f"deployment.network.links[{i}].b", link.b, "a link needs two different ends"))
-    for i, pod in enumerate(d.pods):
-        if pod.host not in hosts:
-            problems.append(
-                (f"deployment.pods[{i}].host", pod.host, f"no such host (hosts: {', '.join(sorted(hosts))})")
-            )
+    return problems
+
+
+def _check_pods(s: Scenario) -> list[Problem]:
+    d, w = s.deployment, s.workload
+    hosts = {h.name for h in d.hosts}
+    problems: list[Problem] = [
+        (f"deployment.pods[{i}].host", pod.host, f"no such host (hosts: {', '.join(sorted(hosts))})")
+        for i, pod in enumerate(d.pods)
+        if pod.host not in hosts
+    ]
     aggs = s.pods("aggregator")
     if len(aggs) != 1:
         problems.append(("deployment.pods", len(aggs), "need exactly one pod with role aggregator"))
@@ -348,13 +397,20 @@ def check_references(s: Scenario) -> list[Problem]:
         problems.append(
             ("workload.fl.clients", w.fl.clients, f"but deployment has {len(s.pods('client'))} client pods")
         )
+    return problems
+
+
+def _check_devices(s: Scenario) -> list[Problem]:
+    d = s.deployment
+    places = {h.name for h in d.hosts} | {n.name for n in d.network.nodes}
     receivers = {p.name for p in d.pods if p.role in ("client", "aggregator")}
-    for i, pop in enumerate(w.devices):
-        if pop.gateway not in nodes | hosts:
+    problems: list[Problem] = []
+    for i, pop in enumerate(s.workload.devices):
+        if pop.gateway not in places:
             problems.append((f"workload.devices[{i}].gateway", pop.gateway, "no such node or host"))
         if pop.report_to not in receivers:
             problems.append((f"workload.devices[{i}].report_to", pop.report_to, "no such client or aggregator pod"))
-    return problems or _check_routes(s)
+    return problems
 
 
 def _check_routes(s: Scenario) -> list[Problem]:

@@ -6,9 +6,7 @@ independent unit); with one replication they are computed over rounds and ``ci_m
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,27 +14,25 @@ import pandas as pd
 from scipy import stats
 
 from sim import catalogue
-from sim.spans import MARKERS
-
-SUMMARY_FILE = "summary.json"
+from sim.contract import FL_PHASES, WIRE_OPS, Stats, Summary, Telemetry, Wire, phase_extents
 
 
-def describe(values: pd.Series, groups: pd.Series) -> dict[str, Any]:
+def describe(values: pd.Series, groups: pd.Series) -> Stats:
     """mean, p50, p95, n and ci95 of values; CI over group means when there are ≥ 2 groups."""
     v = values.to_numpy(dtype=float)
     if v.size == 0:
-        return {"mean": None, "p50": None, "p95": None, "ci95": [None, None], "n": 0, "ci_method": "none"}
+        return Stats(mean=None, p50=None, p95=None, ci95=(None, None), n=0, ci_method="none")
     means = values.groupby(groups).mean().to_numpy()
     basis, method = (means, "replication means") if means.size >= 2 else (v, "rounds of one replication")
-    return {
-        "mean": float(v.mean()),
-        "p50": float(np.percentile(v, 50)),
-        "p95": float(np.percentile(v, 95)),
-        "ci95": list(ci95(basis)),
-        "n": int(v.size),
-        "ci_method": method,
-        "replication_means": [float(m) for m in means],
-    }
+    return Stats(
+        mean=float(v.mean()),
+        p50=float(np.percentile(v, 50)),
+        p95=float(np.percentile(v, 95)),
+        ci95=ci95(basis),
+        n=int(v.size),
+        ci_method=method,
+        replication_means=[float(m) for m in means],
+    )
 
 
 def ci95(x: np.ndarray) -> tuple[float, float]:
@@ -52,55 +48,60 @@ def is_crypto(op: str) -> bool:
     return op.split(".", 1)[0] in catalogue.CATALOGUE
 
 
-def summarise(spans: pd.DataFrame, meta: dict[str, Any]) -> dict[str, Any]:
-    """KPIs from spans; ``meta`` carries run facts (scenario, seed, mode, replications, events, ...)."""
+def crypto_share(spans: pd.DataFrame) -> float:
+    """Crypto share of the FL CPU time (service time of FL phases' CPU work in rounds > 0)."""
+    fl_cpu = spans[(spans["round"] > 0) & spans.phase.isin(FL_PHASES) & ~spans.op.isin(WIRE_OPS)]
+    dur = fl_cpu.end_s - fl_cpu.start_s - fl_cpu.queue_wait_s
+    total = float(dur.sum())
+    return float(dur[fl_cpu.op.map(is_crypto)].sum()) / total if total > 0 else 0.0
+
+
+def wire(spans: pd.DataFrame, replications: int = 1) -> Wire:
+    """Bytes on the wire per replication, total and by phase."""
+    rows = spans[spans.op.isin(WIRE_OPS)]
+    by_phase = rows.groupby("phase")["bytes"].sum()
+    return Wire(total=float(rows["bytes"].sum()) / replications,
+                by_phase={str(k): float(v) / replications for k, v in by_phase.items()})  # fmt: skip
+
+
+def summarise(spans: pd.DataFrame, meta: dict[str, Any]) -> Summary:
+    """KPIs from spans; ``meta`` carries the run's facts (the ``Summary`` fields that spans cannot give)."""
     rounds = spans[(spans.phase == "round") & (spans.op == "round")]
     dist = spans[spans.phase == "distribution"]
-    fl_rows = spans[(spans["round"] > 0) & ~spans.phase.isin((*MARKERS, "telemetry"))]
-    cpu = fl_rows[~fl_rows.op.isin(("transfer", "frame"))]
-    dur = cpu.end_s - cpu.start_s - cpu.queue_wait_s
-    crypto_s = float(dur[cpu.op.map(is_crypto)].sum())
-    extent = fl_rows.groupby(["replication", "round", "phase"]).agg(start=("start_s", "min"), end=("end_s", "max"))
-    phase_s = (extent.end - extent.start).groupby("phase").mean()
     reps = max(1, int(meta.get("replications", 1)))
-    wire = spans[spans.op.isin(("transfer", "frame"))]
     frames = spans[spans.op == "frame"]
-    out = dict(meta)
-    out.update(
+    return Summary.model_validate(
         {
+            **meta,
             "round_latency_s": describe(rounds.end_s - rounds.start_s, rounds.replication),
             "model_distribution_s": describe(dist.end_s - dist.start_s, dist.replication),
             "rounds_completed": len(rounds),
             "rounds_failed": int(((spans.phase == "round") & (spans.op == "failed")).sum()),
-            "phase_s": {k: float(v) for k, v in phase_s.items()},
-            "crypto_share": crypto_s / float(dur.sum()) if float(dur.sum()) > 0 else 0.0,
-            "bytes_on_wire": {
-                "total": float(wire["bytes"].sum()) / reps,
-                "by_phase": {k: float(v) / reps for k, v in wire.groupby("phase")["bytes"].sum().items()},
-            },
-            "telemetry": {
-                "frames": len(frames) // reps,
-                "latency_s": describe(frames.end_s - frames.start_s, frames.replication) if len(frames) else None,
-            },
+            "phase_s": {str(k): float(v) for k, v in phase_extents(spans).groupby("phase").extent_s.mean().items()},
+            "crypto_share": crypto_share(spans),
+            "bytes_on_wire": wire(spans, reps),
+            "telemetry": Telemetry(
+                frames=len(frames) // reps,
+                latency_s=describe(frames.end_s - frames.start_s, frames.replication) if len(frames) else None,
+            ),
         }
     )
-    return out
 
 
-def mode_comparison(seq: dict[str, Any], conc: dict[str, Any]) -> dict[str, Any]:
+def mode_comparison(seq: Summary, conc: Summary) -> dict[str, Any]:
     """Relative reduction concurrent vs sequential, with a paired 95 % CI over replications.
 
     Both runs use the same root seed, so replication i of each mode shares its random streams (common
     random numbers); the CI is over the per-replication reductions (seq_i - conc_i) / seq_i.
     """
     out: dict[str, Any] = {
-        "scenario": seq["scenario"],
-        "seed": seq["seed"],
-        "replications": seq["replications"],
+        "scenario": seq.scenario,
+        "seed": seq.seed,
+        "replications": seq.replications,
     }
     for key in ("round_latency_s", "model_distribution_s"):
-        a = np.array(seq[key].get("replication_means") or [])
-        b = np.array(conc[key].get("replication_means") or [])
+        a = np.array(getattr(seq, key).replication_means)
+        b = np.array(getattr(conc, key).replication_means)
         if a.size == 0 or a.size != b.size or not np.all(a > 0):
             out[key] = {"reduction": None, "reduction_ci95": [None, None]}
             continue
@@ -112,11 +113,3 @@ def mode_comparison(seq: dict[str, Any], conc: dict[str, Any]) -> dict[str, Any]
             "reduction_ci95": list(ci95(per_rep)),
         }
     return out
-
-
-def write_summary(summary: dict[str, Any], out_dir: Path) -> Path:
-    path = out_dir / SUMMARY_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2, default=float) + "\n")
-    tmp.replace(path)
-    return path

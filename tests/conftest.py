@@ -17,7 +17,7 @@ def pqtwin():
     """Run the real console entry point in a subprocess; returns CompletedProcess (text)."""
 
     def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-        cmd = [sys.executable, "-c", "from hw.cli import main; main()", *args]
+        cmd = [sys.executable, "-c", "from pqtwin.cli import main; main()", *args]
         return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd or ROOT, timeout=300)
 
     return run

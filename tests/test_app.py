@@ -11,6 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app_pages.scenario_edit import build_data, device_totals
+from sim.contract import read_summary, write_summary
 from sim.runner import simulate, write_run
 from sim.scenario import load_scenario, load_scenario_data
 
@@ -23,17 +24,16 @@ TIMEOUT = 60
 def make_runs(root: Path) -> Path:
     """Two small run directories for the Twin page: a simulated run and a stand-in 'measured' one.
 
-    The stand-in is the simulator with another seed and the CI profile, labelled with ``backend: fixture``
-    (the twin's marker), so the page's comparison has something to compare without running hardware.
+    The stand-in is the simulator with another seed, labelled as a local twin run (``backend: local``, the
+    twin's marker), so the page's comparison has something to compare without running hardware.
     """
     scenario = load_scenario(ROOT / "scenarios" / "localhost.yaml", ["workload.fl.rounds=5"])
     write_run(simulate(scenario, "sequential", 1, 2), root / "localhost-sim", scenario)
     write_run(simulate(scenario, "concurrent", 1, 2), root / "localhost-sim-concurrent", scenario)
     hw = root / "localhost-hw"
     write_run(simulate(scenario, "sequential", 99, 1), hw, scenario)
-    summary = json.loads((hw / "summary.json").read_text())
-    summary.update(backend="fixture", state="completed")
-    (hw / "summary.json").write_text(json.dumps(summary))
+    summary = read_summary(hw / "summary.json").model_copy(update={"backend": "local", "state": "completed"})
+    write_summary(summary, hw)
     return root
 
 
@@ -230,7 +230,7 @@ def test_set_nodes_gives_valid_scenarios(name, nodes):
     assert len(s.pods("aggregator")) == 1 and len(s.pods("client")) == s.workload.fl.clients >= 1
     assert {p.host for p in s.deployment.pods} <= {h.name for h in s.deployment.hosts}
     r = simulate(s, "concurrent", 1, 1)
-    assert r.summary["rounds_completed"] == s.workload.fl.rounds
+    assert r.summary.rounds_completed == s.workload.fl.rounds
 
 
 def test_device_counts_and_equivalence_with_load_scenario():

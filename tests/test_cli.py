@@ -6,8 +6,7 @@ import json
 
 import pyarrow.parquet as pq
 
-from sim import spans
-from sim.summary import SUMMARY_FILE
+from sim import contract
 
 REQUIRED_KEYS = {
     "scenario", "seed", "replications", "mode", "round_latency_s", "model_distribution_s", "phase_s",
@@ -22,11 +21,11 @@ def test_sim_writes_spans_and_summary(pqtwin, tmp_path):
     assert res.returncode == 0, res.stderr
     assert "round latency" in res.stdout and str(out) in res.stdout
     table = pq.read_table(out / "spans.parquet")
-    assert table.schema.equals(spans.SPAN_SCHEMA)
+    assert table.schema.equals(contract.SPAN_SCHEMA)
     df = table.to_pandas()
-    assert spans.validate_frame(df) == []
+    assert contract.validate_spans(df) == []
     assert set(df.replication) == {0, 1} and set(df["round"]) >= {1, 2}
-    summary = json.loads((out / SUMMARY_FILE).read_text())
+    summary = json.loads((out / contract.RunLayout.SUMMARY).read_text())
     assert set(summary) >= REQUIRED_KEYS
     assert summary["seed"] == 9 and summary["mode"] == "concurrent" and summary["replications"] == 2
     for k in ("round_latency_s", "model_distribution_s"):
@@ -42,7 +41,7 @@ def test_both_modes_and_profile_run(pqtwin, tmp_path):
                  "--set", "workload.fl.rounds=2", "--mode", "both", "--profile-run")  # fmt: skip
     assert res.returncode == 0, res.stderr
     for m in ("sequential", "concurrent"):
-        assert json.loads((out / m / SUMMARY_FILE).read_text())["mode"] == m
+        assert json.loads((out / m / contract.RunLayout.SUMMARY).read_text())["mode"] == m
     modes = json.loads((out / "modes.json").read_text())
     assert modes["round_latency_s"]["reduction"] is not None
     assert "reduction" in res.stdout

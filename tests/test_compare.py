@@ -12,7 +12,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -23,16 +22,15 @@ from hw.compare import (
     RESAMPLES,
     SIM_RGB,
     _resample,
-    compare_cmd,
     compare_dirs,
-    render_table,
     write_outputs,
 )
-from sim import spans as span_io
+from pqtwin.cli import app as cli_app
+from pqtwin.tables import render_table
+from sim import contract
 from sim.errors import UserError
 from sim.runner import simulate, write_run
 from sim.scenario import load_scenario
-from sim.summary import SUMMARY_FILE
 
 SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "paper-3node.yaml"
 COMPARED = {"round_latency_s", "model_distribution_s", "telemetry.latency_s"} | {
@@ -159,7 +157,7 @@ def test_bootstrap_resamples_within_replications():
     "setup, message",
     [
         (lambda d: None, "{d}: no spans.parquet or summary.json (not a run directory)"),
-        (lambda d: (d / SUMMARY_FILE).write_text("{}"), "{d}: no spans.parquet (not a run directory)"),
+        (lambda d: (d / contract.RunLayout.SUMMARY).write_text("{}"), "{d}: no spans.parquet (not a run directory)"),
         (lambda d: (d / "modes.json").write_text("{}"), "(a --mode both run: pass {d}/sequential or"),
     ],
 )
@@ -177,14 +175,14 @@ def test_not_a_run_directory_is_one_line(runs, tmp_path, setup, message):
 
 def test_invalid_spans_are_user_errors(runs, tmp_path):
     bad = copy_run(runs["hw"], tmp_path / "bad")
-    df = span_io.read(bad / "spans.parquet")
+    df = contract.read_spans(bad / "spans.parquet")
     df.loc[0, "end_s"] = df.loc[0, "start_s"] - 1
-    span_io.write(df, bad / "spans.parquet")
+    contract.write_spans(df, bad / "spans.parquet")
     with pytest.raises(UserError) as exc:
         compare_dirs(runs["sim"], bad)
     assert exc.value.lines == [f"{bad / 'spans.parquet'}: a span ends before it starts"]
     df.loc[0, "end_s"] = float("nan")
-    span_io.write(df, bad / "spans.parquet")
+    contract.write_spans(df, bad / "spans.parquet")
     with pytest.raises(UserError, match="start_s or end_s is missing or not finite"):
         compare_dirs(runs["sim"], bad)
     pq.write_table(pa.Table.from_pandas(df.drop(columns=["op"]), preserve_index=False), bad / "spans.parquet")
@@ -198,12 +196,12 @@ def test_invalid_spans_are_user_errors(runs, tmp_path):
 
 def test_mismatch_and_missing_metric_are_warnings(runs, tmp_path):
     hw = copy_run(runs["hw"], tmp_path / "hw")
-    summary = json.loads((hw / SUMMARY_FILE).read_text())
+    summary = json.loads((hw / contract.RunLayout.SUMMARY).read_text())
     summary["mode"] = "concurrent"
-    (hw / SUMMARY_FILE).write_text(json.dumps(summary))
-    df = span_io.read(hw / "spans.parquet")
+    (hw / contract.RunLayout.SUMMARY).write_text(json.dumps(summary))
+    df = contract.read_spans(hw / "spans.parquet")
     # a single-replication measured run without telemetry, as the hardware twin may write
-    span_io.write(df[(df.replication == 0) & (df.op != "frame")], hw / "spans.parquet")
+    contract.write_spans(df[(df.replication == 0) & (df.op != "frame")], hw / "spans.parquet")
     res = compare_dirs(runs["sim"], hw)
     assert res["same_mode"] is False and res["same_scenario"] is True
     assert "mode differs: simulated 'sequential', measured 'concurrent'" in res["warnings"]
@@ -213,21 +211,15 @@ def test_mismatch_and_missing_metric_are_warnings(runs, tmp_path):
 
 
 def test_cli(runs, tmp_path):
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """throwaway app: `compare` is registered as in hw/cli.py"""
-
-    app.command("compare")(compare_cmd)
+    app = cli_app  # the real pqtwin command
     hw = copy_run(runs["hw"], tmp_path / "hw")
     res = CliRunner().invoke(app, ["compare", str(runs["sim"]), str(hw)])
     assert res.exit_code == 0, res.output
     assert "round latency" in res.stdout and "results:" in res.stdout
     assert (hw / "compare" / "compare.json").is_file() and (hw / "compare" / "compare.png").is_file()
 
-    summary = json.loads((hw / SUMMARY_FILE).read_text())
-    (hw / SUMMARY_FILE).write_text(json.dumps(summary | {"scenario": "other"}))
+    summary = json.loads((hw / contract.RunLayout.SUMMARY).read_text())
+    (hw / contract.RunLayout.SUMMARY).write_text(json.dumps(summary | {"scenario": "other"}))
     res = CliRunner().invoke(app, ["compare", str(runs["sim"]), str(hw), "--json", "--out", str(tmp_path / "o")])
     assert res.exit_code == 0, res.output
     assert "warning: scenario differs" in res.stderr  # stdout stays pure JSON

@@ -1,4 +1,4 @@
-"""The Kubernetes backend (hw/k8s/backend.py) against ``FakeApiServer`` -- a stand-in, not Kubernetes.
+"""The Kubernetes backend (hw/k8s) against ``FakeApiServer`` (tests/fakes) -- a stand-in, not Kubernetes.
 
 No API server can be installed here. The stand-in serves the API subset the backend uses over HTTP with the
 real status codes and chunked ``?watch=true`` streams, schedules pods by node affinity and resources, and
@@ -21,14 +21,14 @@ from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
 from hw.k8s.backend import calibrate_k8s, run_k8s
-from hw.k8s.fake_api import FakeApiServer, FakeNode
-from hw.k8s.fake_pod import DNS_AGENT
-from sim import spans
+from sim import contract
 from sim.errors import UserError
 from sim.profile import Profile
 from sim.scenario import load_scenario
 
 from .conftest import ROOT, SCENARIOS
+from .fakes.fake_api import FakeApiServer, FakeNode
+from .fakes.fake_pod import DNS_AGENT
 from .test_cli import REQUIRED_KEYS
 
 SMALL = ["workload.fl.model_parameters=50000", "workload.fl.samples_per_client=300"]
@@ -91,15 +91,17 @@ def test_run_end_to_end_against_the_stand_in(fake, tmp_path, mode):
                  "workload.devices.ecg-a.access_link.preset=gigabit-ethernet")  # fmt: skip
     rounds: list[int] = []
     out = tmp_path / "run"
-    summary = run_k8s(s, out, mode, 3, 5, kubeconfig=kubeconfig, progress=rounds.append, start_timeout_s=60)
+    summary = run_k8s(
+        s, out, mode, 3, 5, kubeconfig=kubeconfig, progress=rounds.append, start_timeout_s=60
+    ).model_dump()
     assert summary["state"] == "completed", summary["reason"]
     assert set(summary) >= REQUIRED_KEYS and summary["backend"] == "k8s" and summary["mode"] == mode
     assert summary["rounds_completed"] == 3 and summary["round_latency_s"]["mean"] > 0
     assert rounds and rounds[-1] == 3 and rounds == sorted(rounds)
     acc = summary["accuracy_per_round"]
     assert len(acc) == 3 and acc[-1] > summary["initial_accuracy"] + 0.15  # FL learned across pods
-    df = spans.read(out / "spans.parquet")
-    assert spans.validate_frame(df) == []
+    df = contract.read_spans(out / "spans.parquet")
+    assert contract.validate_spans(df) == []
     fl = df[df["round"] > 0]
     assert set(fl[fl.op == "fl.train"].pod) == {"client-1", "client-2"}
     assert set(df.host) >= {"pi-1", "pi-2", "pi-3"}
@@ -125,7 +127,7 @@ def test_keep_leaves_the_run_and_an_existing_namespace_is_reused(fake, tmp_path)
     api, kubeconfig = fake()
     api.create("namespaces", "", {"metadata": {"name": "lab"}})
     summary = run_k8s(scenario(*QUIET), tmp_path / "run", "sequential", 1, 1, kubeconfig=kubeconfig,
-                      namespace="lab", keep=True)  # fmt: skip
+                      namespace="lab", keep=True).model_dump()  # fmt: skip
     assert summary["state"] == "completed", summary["reason"]
     assert {p["metadata"]["name"] for p in api.list("pods", "lab", {})} == {"aggregator", "client-1", "client-2"}
     # the next run into the same namespace is refused with what to do, before touching anything
@@ -297,9 +299,9 @@ def test_run_not_finishing_in_time(fake, tmp_path):
 
 
 def test_api_server_lost_during_the_run(fake, tmp_path, monkeypatch):
-    from hw.k8s import backend
+    from hw.k8s import watch as k8s_watch
 
-    monkeypatch.setattr(backend, "LOST_S", 1.0)
+    monkeypatch.setattr(k8s_watch, "LOST_S", 1.0)
     api, kubeconfig = fake()
 
     def lose_it(r: int) -> None:
@@ -328,7 +330,7 @@ def test_a_client_failing_before_the_first_round_ends_the_run_at_once(fake, tmp_
     monkeypatch.setattr(render, "make_keys", broken)
     api, kubeconfig = fake()
     t0 = time.monotonic()
-    summary = run_k8s(scenario(*QUIET), tmp_path / "run", "sequential", 2, 1, kubeconfig=kubeconfig)
+    summary = run_k8s(scenario(*QUIET), tmp_path / "run", "sequential", 2, 1, kubeconfig=kubeconfig).model_dump()
     assert summary["state"] == "failed" and time.monotonic() - t0 < 30  # not the aggregator's 600 s wait
     assert summary["reason"].startswith(
         "client-1 exited with code 3 before the first round: client-1: provisioned keys: no provisioned private "

@@ -19,8 +19,9 @@ import pytest
 import yaml
 
 from hw.k8s import render
-from hw.k8s.backend import Cluster, calibrate_k8s, run_k8s
-from sim import spans
+from hw.k8s.backend import calibrate_k8s, run_k8s
+from hw.k8s.client import Cluster
+from sim import contract
 from sim.profile import Profile
 from sim.scenario import load_scenario
 
@@ -56,11 +57,11 @@ def _namespace_gone(namespace: str, timeout_s: float = 180.0) -> bool:
 def test_scenario_runs_on_the_cluster(cluster_env, tmp_path, mode):
     s = load_scenario(cluster_env["scenario"], ["workload.fl.model_parameters=50000"])
     summary = run_k8s(s, tmp_path, mode, 2, 1, namespace=cluster_env["namespace"], image=cluster_env["image"],
-                      start_timeout_s=900)  # fmt: skip
+                      start_timeout_s=900).model_dump()  # fmt: skip
     assert summary["state"] == "completed", summary["reason"]
     assert set(summary) >= REQUIRED_KEYS and summary["backend"] == "k8s" and summary["rounds_completed"] == 2
-    df = spans.read(tmp_path / "spans.parquet")
-    assert spans.validate_frame(df) == [] and set(df.host) >= {h.name for h in s.deployment.hosts}
+    df = contract.read_spans(tmp_path / "spans.parquet")
+    assert contract.validate_spans(df) == [] and set(df.host) >= {h.name for h in s.deployment.hosts}
     status = json.loads((tmp_path / "status.json").read_text())
     assert set(status["exit_codes"].values()) == {0}
     assert _namespace_gone(cluster_env["namespace"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -20,9 +21,16 @@ from hw.channel import Identity, Suite
 from hw.crypto import InvalidKey, Registry, registry
 from hw.crypto.liboqs import LiboqsProvider
 from hw.crypto.openssl import OpensslProvider
-from hw.k8s.pod import export_identity, load_identity
+from hw.node.keys import KeysUnavailable, MountedKeys
+from hw.runconfig import ProvisionedKeys
 
 from .test_providers import FakeOqs
+
+
+def load_identity(path: Path, name: str, suite: Suite) -> Identity:
+    """``name``'s identity as a pod loads it from its mounted Secret."""
+    return MountedKeys(path.parent, ProvisionedKeys(identity=path.name, trust="trust.json"), suite).identity(name)
+
 
 OPENSSL = registry.default().provider("openssl")
 ALGORITHMS = sorted(OPENSSL.algorithms("kem") | OPENSSL.algorithms("signature"))
@@ -105,13 +113,13 @@ def test_identity_file_round_trip(tmp_path):
     suite = Suite("ML-KEM-768", "ML-DSA-65", "AES-256-GCM")
     idents = {n: Identity.generate(n, suite) for n in ("client-1", "ecg-a#0")}
     path = tmp_path / "identity.json"
-    path.write_text(json.dumps({n: export_identity(i) for n, i in idents.items()}))
+    path.write_text(json.dumps({n: i.export_private() for n, i in idents.items()}))
     for n, ident in idents.items():
         loaded = load_identity(path, n, suite)
         assert loaded.public() == ident.public()
         signer = OPENSSL.signature("ML-DSA-65")
         assert signer.verify(ident.sig.public, MESSAGE, signer.sign(loaded.sig, MESSAGE))
-    with pytest.raises(ValueError, match="no provisioned private keys for client-2"):
+    with pytest.raises(KeysUnavailable, match="no provisioned private keys for client-2"):
         load_identity(path, "client-2", suite)
     entry = json.loads(path.read_text())["client-1"]
     assert len(base64.b64decode(entry["sig"])) == 54 and len(base64.b64decode(entry["kem"])) == 86

@@ -17,21 +17,29 @@ import json
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
 
-from hw.channel import Suite
+from hw.channel import Identity, Suite
 from hw.k8s import render
 from hw.k8s.__main__ import calibration_files
-from hw.k8s.backend import run_k8s
-from hw.k8s.pod import load_identity
+from hw.k8s.backend import render_run
+from hw.node.keys import MountedKeys
+from hw.runconfig import ProvisionedKeys
 from sim.errors import UserError
 from sim.scenario import load_scenario
 
 from .conftest import ROOT, SCENARIOS
+
+
+def load_identity(path: Path, name: str, suite: Suite) -> Identity:
+    """``name``'s identity as a pod loads it from its mounted Secret."""
+    return MountedKeys(path.parent, ProvisionedKeys(identity=path.name, trust="trust.json"), suite).identity(name)
+
 
 K8S = ROOT / "k8s"
 VERSIONS = ("1.29", "1.31", "1.33", "1.35", "1.37")  # K3s on Raspberry Pi OS today: 1.29 .. 1.33
@@ -318,10 +326,10 @@ def test_what_the_twin_cannot_run_is_refused_as_locally_and_names_must_map():
 
 def test_dry_run_renders_yaml_and_touches_no_cluster(tmp_path, monkeypatch):
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
-    out = run_k8s(SCENARIOS / "paper-3node.yaml", tmp_path / "run", "sequential", 2, 1, dry_run=True,
-                  image="reg:5000/pq-iomt-twin:1", namespace="lab")  # fmt: skip
-    docs = [d for d in yaml.safe_load_all(out["manifests"]) if d]
-    assert out["dry_run"] and len(docs) == len(out["objects"]) and not (tmp_path / "run").exists()
+    out = render_run(SCENARIOS / "paper-3node.yaml", "sequential", 2, 1, image="reg:5000/pq-iomt-twin:1",
+                     namespace="lab")  # fmt: skip
+    docs = [d for d in yaml.safe_load_all(out.manifests) if d]
+    assert len(docs) == len(out.objects) and not (tmp_path / "run").exists()
     assert {d["metadata"].get("namespace", "lab") for d in docs} == {"lab"}
     images = {c["image"] for d in docs if d["kind"] == "Pod" for c in d["spec"]["containers"]}
     assert images == {"reg:5000/pq-iomt-twin:1"}
@@ -381,7 +389,7 @@ def test_kustomize_builds_the_overlays_into_valid_manifests(tmp_path):
     plan = render.plan(s, s.workload.processing.mode, s.workload.fl.rounds, s.run.seed)
     mine = render.Keys({k: (tree / f"base/keys/{k}/identity.json").read_text() for k in keys},
                        {k: (tree / f"base/keys/{k}/trust.json").read_text() for k in keys})  # fmt: skip
-    expected = render.render(s, plan.config["mode"], plan.config["fl"]["rounds"], plan.config["seed"], keys=mine,
+    expected = render.render(s, plan.config.mode, plan.config.fl.rounds, plan.config.seed, keys=mine,
                              image="registry.example:5000/pq-iomt-twin:0.1.0", the_plan=plan)  # fmt: skip
     for o in expected:
         if o["kind"] == "Pod":
@@ -402,4 +410,8 @@ def test_dockerfile_builds_both_architectures_non_root_with_liboqs_from_source()
     assert '".[liboqs]"' in text and "OQS_INSTALL_PATH=/opt/oqs" in text
     assert "USER 10001:10001" in text and "slim" in text
     ignore = (K8S / "Dockerfile.dockerignore").read_text()
-    assert ignore.splitlines()[2] == "**"  # only what is copied enters the context (never base/keys)
+    assert ignore.splitlines()[3] == "**"  # only what is copied enters the context (never base/keys)
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    for pkg in (p.rstrip("*") for p in packages["include"]):  # every package of the wheel is in the image
+        assert f"COPY {pkg} ./{pkg}" in text and f"!{pkg}/**" in ignore.splitlines(), pkg
+    assert "tests" not in text and "!tests" not in ignore  # test doubles stay out of the image

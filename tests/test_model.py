@@ -7,6 +7,7 @@ import pytest
 from scipy import stats
 
 from sim import catalogue
+from sim.contract import Summary
 from sim.runner import simulate
 from sim.scenario import load_scenario
 from sim.summary import mode_comparison
@@ -20,8 +21,8 @@ def paper(*overrides: str):
     return load_scenario(PAPER, ["workload.fl.rounds=3", *overrides])
 
 
-def without_wall(summary: dict) -> dict:
-    return {k: v for k, v in summary.items() if k != "wall_s"}
+def without_wall(summary: Summary) -> dict:
+    return summary.model_dump(exclude={"wall_s"})
 
 
 def test_same_seed_same_summary_other_seed_differs():
@@ -30,15 +31,15 @@ def test_same_seed_same_summary_other_seed_differs():
     assert without_wall(a.summary) == without_wall(b.summary)
     assert a.spans.equals(b.spans)
     c = simulate(s, seed=6, replications=2)
-    assert c.summary["round_latency_s"]["mean"] != a.summary["round_latency_s"]["mean"]
-    assert a.summary["seed"] == 5 and "spawn" in a.summary["seed_streams"]
+    assert c.summary.round_latency_s.mean != a.summary.round_latency_s.mean
+    assert a.summary.seed == 5 and "spawn" in (a.summary.seed_streams or "")
 
 
 def test_ci_width_shrinks_as_one_over_sqrt_replications():
     s = paper("workload.fl.rounds=2")
     se = {}
     for n in (10, 90):
-        ci = simulate(s, "sequential", seed=1, replications=n).summary["round_latency_s"]["ci95"]
+        ci = simulate(s, "sequential", seed=1, replications=n).summary.round_latency_s.ci95
         se[n] = (ci[1] - ci[0]) / stats.t.ppf(0.975, n - 1)  # the standard error, t-quantile taken out
     ratio = se[10] / se[90]  # expect sqrt(90 / 10) = 3
     assert 2.0 < ratio < 4.5, ratio
@@ -81,24 +82,24 @@ def test_message_sizes_follow_the_catalogue():
 def test_bigger_signatures_cost_more_wire_and_time():
     small = simulate(paper("workload.crypto.signature=ML-DSA-44"), replications=2).summary
     big = simulate(paper("workload.crypto.signature=SLH-DSA-SHA2-128s"), replications=2).summary
-    assert big["bytes_on_wire"]["total"] > small["bytes_on_wire"]["total"]
-    assert big["round_latency_s"]["mean"] > small["round_latency_s"]["mean"] + 1.0  # 1.5 s signing each
+    assert big.bytes_on_wire.total > small.bytes_on_wire.total
+    assert (big.round_latency_s.mean or 0) > (small.round_latency_s.mean or 0) + 1.0  # 1.5 s signing each
 
 
 def test_quorum_lets_rounds_finish_without_dropouts():
     s = paper("workload.fl.quorum=0.5", "workload.fl.dropout_probability=0.6", "workload.fl.rounds=12",
               "workload.fl.round_timeout_s=5")  # fmt: skip
     summ = simulate(s, "concurrent", replications=2).summary
-    assert summ["rounds_completed"] + summ["rounds_failed"] == 24
-    assert summ["rounds_completed"] > summ["rounds_failed"] > 0  # failed: both clients dropped out
+    assert summ.rounds_completed + summ.rounds_failed == 24
+    assert summ.rounds_completed > summ.rounds_failed > 0  # failed: both clients dropped out
     strict = simulate(paper("workload.fl.dropout_probability=0.5", "workload.fl.round_timeout_s=5"), replications=2)
-    assert strict.summary["rounds_failed"] > 0
+    assert strict.summary.rounds_failed > 0
 
 
 def test_overload_is_flagged():
     # training asks pi-2 for ~375 core-seconds within a 20 s horizon: offered utilisation > 1
     s = paper("workload.fl.samples_per_client=1000000", "run.horizon_s=20")
-    summ = simulate(s, "sequential", replications=1).summary
+    summ = simulate(s, "sequential", replications=1).summary.model_dump()
     assert summ["host_utilization"]["pi-2"]["overloaded"]
     assert not summ["host_utilization"]["pi-1"]["overloaded"]
     assert any("host pi-2 is overloaded" in w for w in summ["warnings"]), summ["warnings"]
@@ -106,7 +107,9 @@ def test_overload_is_flagged():
 
 
 def test_host_utilisation_and_crypto_share_are_fractions():
-    summ = simulate(load_scenario(SCENARIOS / "ward-200.yaml", ["workload.fl.rounds=2"]), replications=1).summary
+    summ = simulate(
+        load_scenario(SCENARIOS / "ward-200.yaml", ["workload.fl.rounds=2"]), replications=1
+    ).summary.model_dump()
     assert 0 < summ["crypto_share"] < 1
     assert all(0 < h["offered"] < 1 for h in summ["host_utilization"].values())
     assert summ["telemetry"]["frames"] > 0 and summ["bytes_on_wire"]["by_phase"]["telemetry"] > 0
@@ -121,5 +124,5 @@ def test_replications_are_independent_streams():
 
 @pytest.mark.parametrize("mode", ["sequential", "concurrent"])
 def test_distribution_is_part_of_the_round(mode):
-    summ = simulate(paper(), mode, replications=2).summary
+    summ = simulate(paper(), mode, replications=2).summary.model_dump()
     assert 0 < summ["model_distribution_s"]["mean"] < summ["round_latency_s"]["mean"]

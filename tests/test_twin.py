@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hw.local import run_local
-from sim import spans
+from sim import contract
 from sim.scenario import load_scenario
 
 from .conftest import ROOT, SCENARIOS
@@ -31,14 +31,14 @@ def test_two_clients_two_rounds_for_real(tmp_path, mode):
     # fast frames on a fast access link, and longer training, so telemetry flows while the rounds run
     s = scenario("workload.devices.ecg-a.frame_period_s=0.01", "workload.fl.local_epochs=60",
                  "workload.devices.ecg-a.access_link.preset=gigabit-ethernet")  # fmt: skip
-    summary = run_local(s, tmp_path, mode, rounds=3, seed=3)
+    summary = run_local(s, tmp_path, mode, rounds=3, seed=3).model_dump()
     assert summary["state"] == "completed", summary["reason"]
     assert set(summary) >= REQUIRED_KEYS and summary["mode"] == mode
     assert summary["rounds_completed"] == 3 and summary["round_latency_s"]["mean"] > 0
     acc = summary["accuracy_per_round"]
     assert len(acc) == 3 and acc[-1] > summary["initial_accuracy"] + 0.15  # FL learns
-    df = spans.read(tmp_path / "spans.parquet")
-    assert spans.validate_frame(df) == []
+    df = contract.read_spans(tmp_path / "spans.parquet")
+    assert contract.validate_spans(df) == []
     fl = df[df["round"] > 0]
     assert set(fl[fl.op == "fl.train"].pod) == {"client-1", "client-2"}
     assert {"distribute", "receive", "train", "upload", "verify", "aggregate", "distribution"} <= set(fl.phase)
@@ -52,7 +52,7 @@ def test_two_clients_two_rounds_for_real(tmp_path, mode):
 @pytest.mark.parametrize("attack", ["tamper", "replay", "truncate", "downgrade"])
 def test_attacks_are_rejected_and_reported(tmp_path, attack):
     s = scenario("workload.fl.quorum=0.5", "workload.devices.ecg-a.count=0", "workload.devices.ecg-b.count=0")
-    summary = run_local(s, tmp_path, "sequential", rounds=2, seed=3, attack=(attack, "client-1"))
+    summary = run_local(s, tmp_path, "sequential", rounds=2, seed=3, attack=(attack, "client-1")).model_dump()
     kind = {"tamper": "tampered", "truncate": "truncated"}.get(attack, attack)
     assert summary["security"].get(kind, 0) >= 1, summary["security"]
     assert any(d["pod"] in ("client-1", "unknown") for d in summary["dropouts"])
@@ -61,7 +61,7 @@ def test_attacks_are_rejected_and_reported(tmp_path, attack):
 
 def test_client_killed_mid_round_quorum_finishes_the_round(tmp_path):
     s = scenario("workload.fl.quorum=0.5", "workload.devices.ecg-a.count=0", "workload.devices.ecg-b.count=0")
-    summary = run_local(s, tmp_path, "concurrent", rounds=3, seed=3, crash={"client-2": 2})
+    summary = run_local(s, tmp_path, "concurrent", rounds=3, seed=3, crash={"client-2": 2}).model_dump()
     assert summary["state"] == "completed", summary["reason"]
     assert summary["rounds_completed"] == 3
     # recorded when the aggregator notices: in round 2, or in round 3 if round 2 reached its quorum first
@@ -70,18 +70,18 @@ def test_client_killed_mid_round_quorum_finishes_the_round(tmp_path):
 
 def test_quorum_lost_fails_with_a_clear_message_and_whole_files(tmp_path):
     s = scenario("workload.devices.ecg-a.count=0", "workload.devices.ecg-b.count=0")
-    summary = run_local(s, tmp_path, "sequential", rounds=3, seed=3, crash={"client-2": 2})
+    summary = run_local(s, tmp_path, "sequential", rounds=3, seed=3, crash={"client-2": 2}).model_dump()
     assert summary["state"] == "failed"
     assert "round 2: quorum lost: 1 of 2 clients left, quorum needs 2" in summary["reason"]
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["state"] == "failed" and "quorum lost" in status["reason"]
     assert not list(tmp_path.rglob("*.tmp"))  # nothing half-written
-    spans.read(tmp_path / "spans.parquet")  # what was measured is readable
+    contract.read_spans(tmp_path / "spans.parquet")  # what was measured is readable
 
 
 def test_cli_run_and_ctrl_c_stops_every_child(tmp_path, pqtwin):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-c", "from hw.cli import main; main()", "hw", "run", "scenarios/localhost.yaml",
+    cmd = [sys.executable, "-c", "from pqtwin.cli import main; main()", "hw", "run", "scenarios/localhost.yaml",
            "--rounds", "500", "--out", str(out)] + [a for o in SMALL for a in ("--set", o)]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60

@@ -7,8 +7,11 @@ one to one onto calls here.
 Keys travel as handles, not bytes: `PublicKey`, `KeyPair` and `SecretKey` keep the library's own key
 object (``native``) next to the wire encoding (``raw``). An operation is then one Python call on top of
 the library call -- no key is re-parsed per call, which keeps the interface's overhead near zero
-(see bench/crypto_overhead.py). Everything that crosses the wire is plain ``bytes``: ``PublicKey.raw``,
-ciphertexts, signatures, AEAD records. Bytes received from a peer become a handle through
+(see bench/crypto_overhead.py). Everything an operation returns is plain ``bytes``: ``PublicKey.raw``,
+ciphertexts, signatures, AEAD records; every input may be any bytes-like ``Buffer`` (bytes, bytearray,
+memoryview — the twin hands over views of its record buffers without copying), and a provider whose
+library wants ``bytes`` converts with ``as_bytes`` (tests/test_bytes_like.py pins this for every
+algorithm). Bytes received from a peer become a handle through
 ``load_public`` / ``load_key``, once per key, as a real device would do.
 
 Errors are `ValueError` subclasses so callers that only know ``ValueError`` still catch them:
@@ -24,6 +27,12 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 Kind = Literal["kem", "signature", "aead", "hash"]
+Buffer = bytes | bytearray | memoryview  # what every operation accepts as input; outputs are bytes
+
+
+def as_bytes(data: Buffer) -> bytes:
+    """``data`` as ``bytes`` (no copy when it already is), for library calls that accept nothing else."""
+    return data if isinstance(data, bytes) else bytes(data)
 
 
 class UnsupportedAlgorithm(ValueError):
@@ -107,7 +116,7 @@ class Kem(_Algorithm):
         """A fresh key pair."""
 
     @abstractmethod
-    def load_public(self, raw: bytes) -> PublicKey:
+    def load_public(self, raw: Buffer) -> PublicKey:
         """Parse a peer's public key from its wire bytes; `InvalidKey` if malformed."""
 
     @abstractmethod
@@ -115,7 +124,7 @@ class Kem(_Algorithm):
         """Encapsulate a fresh secret to ``public``: ``(ciphertext, shared_secret)``."""
 
     @abstractmethod
-    def decaps(self, keypair: KeyPair, ciphertext: bytes) -> bytes:
+    def decaps(self, keypair: KeyPair, ciphertext: Buffer) -> bytes:
         """The shared secret in ``ciphertext``; `InvalidCiphertext` if it is malformed."""
 
     def export_private(self, keypair: KeyPair) -> bytes:
@@ -126,7 +135,7 @@ class Kem(_Algorithm):
         """
         raise UnsupportedAlgorithm(f"{self.name}: provider {self.provider} cannot export private keys")
 
-    def import_private(self, raw: bytes) -> KeyPair:
+    def import_private(self, raw: Buffer) -> KeyPair:
         """The key pair whose private key `export_private` encoded; `InvalidKey` if ``raw`` is not one."""
         raise UnsupportedAlgorithm(f"{self.name}: provider {self.provider} cannot import private keys")
 
@@ -141,22 +150,22 @@ class Signer(_Algorithm):
         """A fresh key pair."""
 
     @abstractmethod
-    def load_public(self, raw: bytes) -> PublicKey:
+    def load_public(self, raw: Buffer) -> PublicKey:
         """Parse a signer's public key from its wire bytes; `InvalidKey` if malformed."""
 
     @abstractmethod
-    def sign(self, keypair: KeyPair, message: bytes) -> bytes:
+    def sign(self, keypair: KeyPair, message: Buffer) -> bytes:
         """The signature of ``message`` in the catalogue's wire encoding."""
 
     @abstractmethod
-    def verify(self, public: PublicKey, message: bytes, signature: bytes) -> bool:
+    def verify(self, public: PublicKey, message: Buffer, signature: Buffer) -> bool:
         """True iff ``signature`` is valid for ``message``; never raises for a bad signature."""
 
     def export_private(self, keypair: KeyPair) -> bytes:
         """The private key as bytes (see `Kem.export_private`)."""
         raise UnsupportedAlgorithm(f"{self.name}: provider {self.provider} cannot export private keys")
 
-    def import_private(self, raw: bytes) -> KeyPair:
+    def import_private(self, raw: Buffer) -> KeyPair:
         """The key pair whose private key `export_private` encoded; `InvalidKey` if ``raw`` is not one."""
         raise UnsupportedAlgorithm(f"{self.name}: provider {self.provider} cannot import private keys")
 
@@ -174,15 +183,15 @@ class Aead(_Algorithm):
         """A fresh random key."""
 
     @abstractmethod
-    def load_key(self, raw: bytes) -> SecretKey:
+    def load_key(self, raw: Buffer) -> SecretKey:
         """A key from its bytes (e.g. a KEM shared secret); `InvalidKey` if the length is wrong."""
 
     @abstractmethod
-    def encrypt(self, key: SecretKey, nonce: bytes, plaintext: bytes, aad: bytes = b"") -> bytes:
+    def encrypt(self, key: SecretKey, nonce: Buffer, plaintext: Buffer, aad: Buffer = b"") -> bytes:
         """``ciphertext || tag`` (``len(plaintext) + tag_bytes`` bytes)."""
 
     @abstractmethod
-    def decrypt(self, key: SecretKey, nonce: bytes, record: bytes, aad: bytes = b"") -> bytes:
+    def decrypt(self, key: SecretKey, nonce: Buffer, record: Buffer, aad: Buffer = b"") -> bytes:
         """The plaintext of ``record``; `AuthenticationFailed` if anything was altered."""
 
 
@@ -193,7 +202,7 @@ class Hash(_Algorithm):
     digest_bytes: int
 
     @abstractmethod
-    def hash(self, data: bytes) -> bytes:
+    def hash(self, data: Buffer) -> bytes:
         """The ``digest_bytes``-byte digest of ``data``."""
 
 

@@ -32,7 +32,7 @@ import struct
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from hw.crypto.base import InvalidCiphertext, InvalidKey, Kem, KeyPair, PublicKey
+from hw.crypto.base import Buffer, InvalidCiphertext, InvalidKey, Kem, KeyPair, PublicKey
 
 HYBRID_NAME = "X25519+ML-KEM-768"
 LABEL = b"pq-iomt-twin/hybrid-kem/v1/X25519+ML-KEM-768"
@@ -41,9 +41,13 @@ _PK_M_BYTES = 1184  # ML-KEM-768 public key
 _CT_M_BYTES = 1088  # ML-KEM-768 ciphertext
 
 
-def combine(ss_x: bytes, ss_m: bytes, ct_x: bytes, ct_m: bytes, pk_x: bytes, pk_m: bytes) -> bytes:
-    """The combiner of the module docstring (public so tests can check it from the components)."""
-    return HKDF(hashes.SHA256(), 32, None, LABEL + ct_x + ct_m + pk_x + pk_m).derive(ss_x + ss_m)
+def combine(ss_x: Buffer, ss_m: Buffer, ct_x: Buffer, ct_m: Buffer, pk_x: Buffer, pk_m: Buffer) -> bytes:
+    """The combiner of the module docstring (public so tests can check it from the components).
+
+    Any part may be bytes-like (``decaps`` passes slices of its ciphertext); ``b"".join`` takes them all.
+    """
+    info = b"".join((LABEL, ct_x, ct_m, pk_x, pk_m))
+    return HKDF(hashes.SHA256(), 32, None, info).derive(b"".join((ss_x, ss_m)))
 
 
 class HybridKem(Kem):
@@ -60,7 +64,7 @@ class HybridKem(Kem):
         public = PublicKey(self.name, kx.public.raw + km.public.raw, (kx.public, km.public))
         return KeyPair(public, (kx, km))
 
-    def load_public(self, raw: bytes) -> PublicKey:
+    def load_public(self, raw: Buffer) -> PublicKey:
         if len(raw) != _X_BYTES + _PK_M_BYTES:
             want = _X_BYTES + _PK_M_BYTES
             raise InvalidKey(f"{self.name}: public key must be {want} bytes, got {len(raw)}")
@@ -79,7 +83,7 @@ class HybridKem(Kem):
         parts = (self.classical.export_private(kx), self.post_quantum.export_private(km))
         return b"".join(struct.pack("!I", len(p)) + p for p in parts)
 
-    def import_private(self, raw: bytes) -> KeyPair:
+    def import_private(self, raw: Buffer) -> KeyPair:
         raw, parts, pos = bytes(raw), [], 0
         for _ in range(2):
             if pos + 4 > len(raw):
@@ -93,7 +97,7 @@ class HybridKem(Kem):
         public = PublicKey(self.name, kx.public.raw + km.public.raw, (kx.public, km.public))
         return KeyPair(public, (kx, km))
 
-    def decaps(self, keypair: KeyPair, ciphertext: bytes) -> bytes:
+    def decaps(self, keypair: KeyPair, ciphertext: Buffer) -> bytes:
         if len(ciphertext) != _X_BYTES + _CT_M_BYTES:
             raise InvalidCiphertext(
                 f"{self.name}: ciphertext must be {_X_BYTES + _CT_M_BYTES} bytes, got {len(ciphertext)}"

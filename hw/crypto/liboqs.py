@@ -35,6 +35,7 @@ from typing import Any
 
 from hw.crypto.base import (
     AlgorithmObject,
+    Buffer,
     InvalidCiphertext,
     InvalidKey,
     Kem,
@@ -43,6 +44,7 @@ from hw.crypto.base import (
     Provider,
     PublicKey,
     Signer,
+    as_bytes,
 )
 
 NAME = "liboqs"
@@ -103,13 +105,13 @@ def _export(keypair: KeyPair) -> bytes:
     return struct.pack("!I", len(keypair.public.raw)) + keypair.public.raw + bytes(sk)
 
 
-def _split(name: str, raw: bytes, pk_bytes: int, sk_bytes: int | None) -> tuple[bytes, bytes]:
-    raw = bytes(raw)
-    if len(raw) < 4 or struct.unpack_from("!I", raw)[0] != pk_bytes:
+def _split(name: str, raw: Buffer, pk_bytes: int, sk_bytes: int | None) -> tuple[bytes, bytes]:
+    data = as_bytes(raw)
+    if len(data) < 4 or struct.unpack_from("!I", data)[0] != pk_bytes:
         raise InvalidKey(f"{name}: not an exported {name} private key")
-    pk, sk = raw[4 : 4 + pk_bytes], raw[4 + pk_bytes :]
+    pk, sk = data[4 : 4 + pk_bytes], data[4 + pk_bytes :]
     if len(pk) != pk_bytes or not sk or (sk_bytes is not None and len(sk) != sk_bytes):
-        raise InvalidKey(f"{name}: exported private key has the wrong length ({len(raw)} bytes)")
+        raise InvalidKey(f"{name}: exported private key has the wrong length ({len(data)} bytes)")
     return pk, sk
 
 
@@ -160,27 +162,27 @@ class OqsKem(Kem):
     def export_private(self, keypair: KeyPair) -> bytes:
         return _export(keypair)
 
-    def import_private(self, raw: bytes) -> KeyPair:
+    def import_private(self, raw: Buffer) -> KeyPair:
         pk, sk = _split(self.name, raw, self.public_key_bytes, self.secret_key_bytes)
         return KeyPair(PublicKey(self.name, pk, pk), _Owned(self._cls(self.oqs_name, secret_key=sk)))
 
-    def load_public(self, raw: bytes) -> PublicKey:
+    def load_public(self, raw: Buffer) -> PublicKey:
         if len(raw) != self.public_key_bytes:
             raise InvalidKey(f"{self.name}: public key must be {self.public_key_bytes} bytes, got {len(raw)}")
-        raw = bytes(raw)
-        return PublicKey(self.name, raw, raw)
+        pk = bytes(raw)
+        return PublicKey(self.name, pk, pk)
 
     def encaps(self, public: PublicKey) -> tuple[bytes, bytes]:
-        return _out(self._encapsulator.encap_secret(public.native), "encaps")  # type: ignore[no-any-return]
+        return _out(self._encapsulator.encap_secret(public.native), "encaps")
 
-    def decaps(self, keypair: KeyPair, ciphertext: bytes) -> bytes:
+    def decaps(self, keypair: KeyPair, ciphertext: Buffer) -> bytes:
         # liboqs-python pads a short ciphertext with zeros, so the length is checked here.
         if len(ciphertext) != self.ciphertext_bytes:
             raise InvalidCiphertext(
                 f"{self.name}: ciphertext must be {self.ciphertext_bytes} bytes, got {len(ciphertext)}"
             )
         try:
-            return _out(keypair.native.obj.decap_secret(ciphertext), "decaps")  # type: ignore[no-any-return]
+            return _out(keypair.native.obj.decap_secret(as_bytes(ciphertext)), "decaps")
         except RuntimeError:  # schemes without implicit rejection report failure
             raise InvalidCiphertext(f"{self.name}: decapsulation failed") from None
 
@@ -206,24 +208,24 @@ class OqsSigner(Signer):
     def export_private(self, keypair: KeyPair) -> bytes:
         return _export(keypair)
 
-    def import_private(self, raw: bytes) -> KeyPair:
+    def import_private(self, raw: Buffer) -> KeyPair:
         pk, sk = _split(self.name, raw, self.public_key_bytes, self.secret_key_bytes)
         return KeyPair(PublicKey(self.name, pk, pk), _Owned(self._cls(self.oqs_name, secret_key=sk)))
 
-    def load_public(self, raw: bytes) -> PublicKey:
+    def load_public(self, raw: Buffer) -> PublicKey:
         if len(raw) != self.public_key_bytes:
             raise InvalidKey(f"{self.name}: public key must be {self.public_key_bytes} bytes, got {len(raw)}")
-        raw = bytes(raw)
-        return PublicKey(self.name, raw, raw)
+        pk = bytes(raw)
+        return PublicKey(self.name, pk, pk)
 
-    def sign(self, keypair: KeyPair, message: bytes) -> bytes:
-        return _out(keypair.native.obj.sign(message), "sign")  # type: ignore[no-any-return]
+    def sign(self, keypair: KeyPair, message: Buffer) -> bytes:
+        return _out(keypair.native.obj.sign(as_bytes(message)), "sign")
 
-    def verify(self, public: PublicKey, message: bytes, signature: bytes) -> bool:
+    def verify(self, public: PublicKey, message: Buffer, signature: Buffer) -> bool:
         if not 0 < len(signature) <= self.signature_max_bytes:
             return False
         try:
-            return bool(self._verifier.verify(message, signature, public.native))
+            return bool(self._verifier.verify(as_bytes(message), as_bytes(signature), public.native))
         except (ValueError, RuntimeError):  # newer liboqs-python may raise on malformed input
             return False
 

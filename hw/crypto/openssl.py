@@ -31,6 +31,7 @@ in their seed-only form, 86 and 54 bytes): how the Kubernetes backend provisions
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from cryptography import exceptions as cryptography_exceptions
@@ -45,6 +46,7 @@ from hw.crypto.base import (
     Aead,
     AlgorithmObject,
     AuthenticationFailed,
+    Buffer,
     Hash,
     InvalidCiphertext,
     InvalidKey,
@@ -55,6 +57,7 @@ from hw.crypto.base import (
     PublicKey,
     SecretKey,
     Signer,
+    as_bytes,
 )
 from hw.crypto.hybrid import HYBRID_NAME, HybridKem
 
@@ -77,9 +80,9 @@ class _Pkcs8Keys:
         return isinstance(sk, self._private_types)
 
     def export_private(self, keypair: KeyPair) -> bytes:
-        return keypair.native.private_bytes(*_PKCS8)  # type: ignore[no-any-return]
+        return keypair.native.private_bytes(*_PKCS8)
 
-    def import_private(self, raw: bytes) -> KeyPair:
+    def import_private(self, raw: Buffer) -> KeyPair:
         try:
             sk = serialization.load_der_private_key(bytes(raw), password=None)
         except (ValueError, TypeError, cryptography_exceptions.UnsupportedAlgorithm):
@@ -113,7 +116,7 @@ class MlKem(_Pkcs8Keys, Kem):
         """Deterministic key pair from the FIPS 203 seed ``d || z`` (64 B) -- for tests and interop."""
         return self._keypair(self._private_cls.from_seed_bytes(seed_64))
 
-    def load_public(self, raw: bytes) -> PublicKey:
+    def load_public(self, raw: Buffer) -> PublicKey:
         if len(raw) != self._pk_bytes:
             raise InvalidKey(f"{self.name}: public key must be {self._pk_bytes} bytes, got {len(raw)}")
         try:
@@ -125,14 +128,15 @@ class MlKem(_Pkcs8Keys, Kem):
         ss, ct = public.native.encapsulate()
         return ct, ss
 
-    def decaps(self, keypair: KeyPair, ciphertext: bytes) -> bytes:
+    def decaps(self, keypair: KeyPair, ciphertext: Buffer) -> bytes:
         try:
-            return keypair.native.decapsulate(ciphertext)  # type: ignore[no-any-return]
+            return keypair.native.decapsulate(ciphertext)
         except ValueError:  # wrong length only: a well-formed ciphertext never fails (implicit rejection)
             raise InvalidCiphertext(f"{self.name}: malformed ciphertext ({len(ciphertext)} bytes)") from None
 
 
-def _dhkem_secret(label: bytes, dh: bytes, enc: bytes, pk_r: bytes) -> bytes:
+def _dhkem_secret(label: bytes, dh: bytes, enc: Buffer, pk_r: bytes) -> bytes:
+    # ``label`` is bytes, so ``label + enc`` is bytes for any bytes-like ``enc`` (a view from ``decaps``).
     return HKDF(hashes.SHA256(), 32, None, label + enc + pk_r).derive(dh)
 
 
@@ -152,9 +156,9 @@ class X25519Kem(_Pkcs8Keys, Kem):
     def keygen(self) -> KeyPair:
         return self._keypair(x25519.X25519PrivateKey.generate())
 
-    def load_public(self, raw: bytes) -> PublicKey:
+    def load_public(self, raw: Buffer) -> PublicKey:
         try:
-            return PublicKey(self.name, bytes(raw), x25519.X25519PublicKey.from_public_bytes(raw))
+            return PublicKey(self.name, bytes(raw), x25519.X25519PublicKey.from_public_bytes(as_bytes(raw)))
         except ValueError:
             raise InvalidKey(f"{self.name}: public key must be 32 bytes, got {len(raw)}") from None
 
@@ -167,9 +171,9 @@ class X25519Kem(_Pkcs8Keys, Kem):
             raise InvalidKey(f"{self.name}: public key is a low-order point") from None
         return enc, _dhkem_secret(self._label, dh, enc, public.raw)
 
-    def decaps(self, keypair: KeyPair, ciphertext: bytes) -> bytes:
+    def decaps(self, keypair: KeyPair, ciphertext: Buffer) -> bytes:
         try:
-            dh = keypair.native.exchange(x25519.X25519PublicKey.from_public_bytes(ciphertext))
+            dh = keypair.native.exchange(x25519.X25519PublicKey.from_public_bytes(as_bytes(ciphertext)))
         except ValueError:
             raise InvalidCiphertext(f"{self.name}: ciphertext is not a usable X25519 public key") from None
         return _dhkem_secret(self._label, dh, ciphertext, keypair.public.raw)
@@ -179,11 +183,11 @@ _P256 = ec.SECP256R1()
 _POINT = (serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
 
 
-def _load_p256_point(raw: bytes) -> ec.EllipticCurvePublicKey:
+def _load_p256_point(raw: Buffer) -> ec.EllipticCurvePublicKey:
     # from_encoded_point also takes compressed points; the wire format is uncompressed only.
     if len(raw) != 65 or raw[0] != 4:
         raise ValueError("not an uncompressed P-256 point")
-    return ec.EllipticCurvePublicKey.from_encoded_point(_P256, raw)
+    return ec.EllipticCurvePublicKey.from_encoded_point(_P256, as_bytes(raw))
 
 
 class _P256Keys(_Pkcs8Keys):
@@ -208,7 +212,7 @@ class EcdhP256Kem(_P256Keys, Kem):
     def keygen(self) -> KeyPair:
         return self._keypair(ec.generate_private_key(_P256))
 
-    def load_public(self, raw: bytes) -> PublicKey:
+    def load_public(self, raw: Buffer) -> PublicKey:
         try:
             return PublicKey(self.name, bytes(raw), _load_p256_point(raw))
         except ValueError:
@@ -220,7 +224,7 @@ class EcdhP256Kem(_P256Keys, Kem):
         dh = eph.exchange(self._ecdh, public.native)
         return enc, _dhkem_secret(self._label, dh, enc, public.raw)
 
-    def decaps(self, keypair: KeyPair, ciphertext: bytes) -> bytes:
+    def decaps(self, keypair: KeyPair, ciphertext: Buffer) -> bytes:
         try:
             peer = _load_p256_point(ciphertext)
         except ValueError:
@@ -253,7 +257,7 @@ class MlDsa(_Pkcs8Keys, Signer):
         """Deterministic key pair from the FIPS 204 seed xi (32 B) -- for tests and interop."""
         return self._keypair(self._private_cls.from_seed_bytes(seed_32))
 
-    def load_public(self, raw: bytes) -> PublicKey:
+    def load_public(self, raw: Buffer) -> PublicKey:
         if len(raw) != self._pk_bytes:
             raise InvalidKey(f"{self.name}: public key must be {self._pk_bytes} bytes, got {len(raw)}")
         try:
@@ -261,10 +265,10 @@ class MlDsa(_Pkcs8Keys, Signer):
         except ValueError as exc:
             raise InvalidKey(f"{self.name}: malformed public key ({exc})") from None
 
-    def sign(self, keypair: KeyPair, message: bytes) -> bytes:
-        return keypair.native.sign(message)  # type: ignore[no-any-return]
+    def sign(self, keypair: KeyPair, message: Buffer) -> bytes:
+        return keypair.native.sign(message)
 
-    def verify(self, public: PublicKey, message: bytes, signature: bytes) -> bool:
+    def verify(self, public: PublicKey, message: Buffer, signature: Buffer) -> bool:
         try:
             public.native.verify(signature, message)
         except InvalidSignature:
@@ -287,18 +291,18 @@ class Ed25519Signer(_Pkcs8Keys, Signer):
     def keygen(self) -> KeyPair:
         return self._keypair(ed25519.Ed25519PrivateKey.generate())
 
-    def load_public(self, raw: bytes) -> PublicKey:
+    def load_public(self, raw: Buffer) -> PublicKey:
         try:
-            return PublicKey(self.name, bytes(raw), ed25519.Ed25519PublicKey.from_public_bytes(raw))
+            return PublicKey(self.name, bytes(raw), ed25519.Ed25519PublicKey.from_public_bytes(as_bytes(raw)))
         except ValueError:
             raise InvalidKey(f"{self.name}: public key must be 32 bytes, got {len(raw)}") from None
 
-    def sign(self, keypair: KeyPair, message: bytes) -> bytes:
-        return keypair.native.sign(message)  # type: ignore[no-any-return]
+    def sign(self, keypair: KeyPair, message: Buffer) -> bytes:
+        return keypair.native.sign(as_bytes(message))
 
-    def verify(self, public: PublicKey, message: bytes, signature: bytes) -> bool:
+    def verify(self, public: PublicKey, message: Buffer, signature: Buffer) -> bool:
         try:
-            public.native.verify(signature, message)
+            public.native.verify(as_bytes(signature), as_bytes(message))
         except InvalidSignature:
             return False
         return True
@@ -314,23 +318,23 @@ class EcdsaP256Signer(_P256Keys, Signer):
     def keygen(self) -> KeyPair:
         return self._keypair(ec.generate_private_key(_P256))
 
-    def load_public(self, raw: bytes) -> PublicKey:
+    def load_public(self, raw: Buffer) -> PublicKey:
         try:
             return PublicKey(self.name, bytes(raw), _load_p256_point(raw))
         except ValueError:
             raise InvalidKey(f"{self.name}: not an uncompressed P-256 point ({len(raw)} bytes)") from None
 
-    def sign(self, keypair: KeyPair, message: bytes) -> bytes:
-        r, s = decode_dss_signature(keypair.native.sign(message, self._ecdsa))
+    def sign(self, keypair: KeyPair, message: Buffer) -> bytes:
+        r, s = decode_dss_signature(keypair.native.sign(as_bytes(message), self._ecdsa))
         return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
-    def verify(self, public: PublicKey, message: bytes, signature: bytes) -> bool:
+    def verify(self, public: PublicKey, message: Buffer, signature: Buffer) -> bool:
         if len(signature) != 64:
             return False
         r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
         der = encode_dss_signature(r, s)
         try:
-            public.native.verify(der, message, self._ecdsa)
+            public.native.verify(der, as_bytes(message), self._ecdsa)
         except InvalidSignature:
             return False
         return True
@@ -356,19 +360,20 @@ class RsaPssSigner(_Pkcs8Keys, Signer):
     def keygen(self) -> KeyPair:
         return self._keypair(rsa.generate_private_key(public_exponent=65537, key_size=self.modulus_bits))
 
-    def load_public(self, raw: bytes) -> PublicKey:
+    def load_public(self, raw: Buffer) -> PublicKey:
+        spki = as_bytes(raw)
         try:
-            pk = serialization.load_der_public_key(raw)
+            pk = serialization.load_der_public_key(spki)
         except ValueError:
             raise InvalidKey(f"{self.name}: not a DER SubjectPublicKeyInfo") from None
         if not isinstance(pk, rsa.RSAPublicKey) or pk.key_size != self.modulus_bits:
             raise InvalidKey(f"{self.name}: not an RSA-{self.modulus_bits} public key")
-        return PublicKey(self.name, bytes(raw), pk)
+        return PublicKey(self.name, spki, pk)
 
-    def sign(self, keypair: KeyPair, message: bytes) -> bytes:
-        return keypair.native.sign(message, self._pss, self._sha256)  # type: ignore[no-any-return]
+    def sign(self, keypair: KeyPair, message: Buffer) -> bytes:
+        return keypair.native.sign(message, self._pss, self._sha256)
 
-    def verify(self, public: PublicKey, message: bytes, signature: bytes) -> bool:
+    def verify(self, public: PublicKey, message: Buffer, signature: Buffer) -> bool:
         try:
             public.native.verify(signature, message, self._pss, self._sha256)
         except InvalidSignature:
@@ -390,21 +395,21 @@ class OpensslAead(Aead):
     def keygen(self) -> SecretKey:
         return self.load_key(os.urandom(self.key_bytes))
 
-    def load_key(self, raw: bytes) -> SecretKey:
+    def load_key(self, raw: Buffer) -> SecretKey:
         if len(raw) != self.key_bytes:
             raise InvalidKey(f"{self.name}: key must be {self.key_bytes} bytes, got {len(raw)}")
         return SecretKey(self.name, bytes(raw), self._cipher_cls(raw))
 
-    def encrypt(self, key: SecretKey, nonce: bytes, plaintext: bytes, aad: bytes = b"") -> bytes:
+    def encrypt(self, key: SecretKey, nonce: Buffer, plaintext: Buffer, aad: Buffer = b"") -> bytes:
         if len(nonce) != 12:  # AESGCM would accept other lengths; the wire format has 12
             raise ValueError(f"{self.name}: nonce must be 12 bytes, got {len(nonce)}")
-        return key.native.encrypt(nonce, plaintext, aad)  # type: ignore[no-any-return]
+        return key.native.encrypt(nonce, plaintext, aad)
 
-    def decrypt(self, key: SecretKey, nonce: bytes, record: bytes, aad: bytes = b"") -> bytes:
+    def decrypt(self, key: SecretKey, nonce: Buffer, record: Buffer, aad: Buffer = b"") -> bytes:
         if len(nonce) != 12:
             raise ValueError(f"{self.name}: nonce must be 12 bytes, got {len(nonce)}")
         try:
-            return key.native.decrypt(nonce, record, aad)  # type: ignore[no-any-return]
+            return key.native.decrypt(nonce, record, aad)
         except InvalidTag:
             raise AuthenticationFailed(f"{self.name}: authentication failed") from None
 
@@ -417,7 +422,7 @@ class OpensslHash(Hash):
         self._algorithm = algorithm
         self.digest_bytes = algorithm.digest_size
 
-    def hash(self, data: bytes) -> bytes:
+    def hash(self, data: Buffer) -> bytes:
         h = hashes.Hash(self._algorithm)
         h.update(data)
         return h.finalize()
@@ -462,43 +467,28 @@ class OpensslProvider(Provider):
         return {n for n, k in _KINDS.items() if kind is None or k == kind}
 
     def _build(self, name: str, kind: Kind) -> AlgorithmObject:
-        match name:
-            case "ML-KEM-768":
-                return MlKem(name, mlkem.MLKEM768PrivateKey, mlkem.MLKEM768PublicKey, 1184)
-            case "ML-KEM-1024":
-                return MlKem(name, mlkem.MLKEM1024PrivateKey, mlkem.MLKEM1024PublicKey, 1568)
-            case "X25519":
-                return X25519Kem()
-            case "ECDH-P256":
-                return EcdhP256Kem()
-            case "X25519+ML-KEM-768":
-                return HybridKem(self.kem("X25519"), self.kem("ML-KEM-768"), NAME)
-            case "ML-DSA-44":
-                return MlDsa(name, mldsa.MLDSA44PrivateKey, mldsa.MLDSA44PublicKey, 1312)
-            case "ML-DSA-65":
-                return MlDsa(name, mldsa.MLDSA65PrivateKey, mldsa.MLDSA65PublicKey, 1952)
-            case "ML-DSA-87":
-                return MlDsa(name, mldsa.MLDSA87PrivateKey, mldsa.MLDSA87PublicKey, 2592)
-            case "ECDSA-P256":
-                return EcdsaP256Signer()
-            case "Ed25519":
-                return Ed25519Signer()
-            case "RSA-2048":
-                return RsaPssSigner(name, 2048)
-            case "RSA-3072":
-                return RsaPssSigner(name, 3072)
-            case "AES-128-GCM":
-                return OpensslAead(name, AESGCM, 16)
-            case "AES-256-GCM":
-                return OpensslAead(name, AESGCM, 32)
-            case "ChaCha20-Poly1305":
-                return OpensslAead(name, ChaCha20Poly1305, 32)
-            case "SHA-256":
-                return OpensslHash(name, hashes.SHA256())
-            case "SHA-512":
-                return OpensslHash(name, hashes.SHA512())
-            case "SHA3-256":
-                return OpensslHash(name, hashes.SHA3_256())
-            case "SHAKE-256":
-                return OpensslHash(name, hashes.SHAKE256(digest_size=64))
-        raise AssertionError(f"{name} listed in _KINDS but not built")  # pragma: no cover
+        return _BUILDERS[name](self)
+
+
+# How each algorithm is built (the provider is passed for composites such as the hybrid KEM).
+_BUILDERS: dict[str, Callable[[OpensslProvider], AlgorithmObject]] = {
+    "ML-KEM-768": lambda p: MlKem("ML-KEM-768", mlkem.MLKEM768PrivateKey, mlkem.MLKEM768PublicKey, 1184),
+    "ML-KEM-1024": lambda p: MlKem("ML-KEM-1024", mlkem.MLKEM1024PrivateKey, mlkem.MLKEM1024PublicKey, 1568),
+    "X25519": lambda p: X25519Kem(),
+    "ECDH-P256": lambda p: EcdhP256Kem(),
+    "X25519+ML-KEM-768": lambda p: HybridKem(p.kem("X25519"), p.kem("ML-KEM-768"), NAME),
+    "ML-DSA-44": lambda p: MlDsa("ML-DSA-44", mldsa.MLDSA44PrivateKey, mldsa.MLDSA44PublicKey, 1312),
+    "ML-DSA-65": lambda p: MlDsa("ML-DSA-65", mldsa.MLDSA65PrivateKey, mldsa.MLDSA65PublicKey, 1952),
+    "ML-DSA-87": lambda p: MlDsa("ML-DSA-87", mldsa.MLDSA87PrivateKey, mldsa.MLDSA87PublicKey, 2592),
+    "ECDSA-P256": lambda p: EcdsaP256Signer(),
+    "Ed25519": lambda p: Ed25519Signer(),
+    "RSA-2048": lambda p: RsaPssSigner("RSA-2048", 2048),
+    "RSA-3072": lambda p: RsaPssSigner("RSA-3072", 3072),
+    "AES-128-GCM": lambda p: OpensslAead("AES-128-GCM", AESGCM, 16),
+    "AES-256-GCM": lambda p: OpensslAead("AES-256-GCM", AESGCM, 32),
+    "ChaCha20-Poly1305": lambda p: OpensslAead("ChaCha20-Poly1305", ChaCha20Poly1305, 32),
+    "SHA-256": lambda p: OpensslHash("SHA-256", hashes.SHA256()),
+    "SHA-512": lambda p: OpensslHash("SHA-512", hashes.SHA512()),
+    "SHA3-256": lambda p: OpensslHash("SHA3-256", hashes.SHA3_256()),
+    "SHAKE-256": lambda p: OpensslHash("SHAKE-256", hashes.SHAKE256(digest_size=64)),
+}

@@ -45,6 +45,15 @@ def calibration_files(nodes: dict[str, int]) -> dict[str, str]:
     return files
 
 
+def _node_cores(arg: str) -> tuple[str, int]:
+    """``NODE=CORES`` as ``(node, cores)``; UserError (one line, not a traceback) when it is not that."""
+    node, _, cores = arg.partition("=")
+    try:
+        return node, int(cores)
+    except ValueError:
+        raise UserError(f"calibration-jobs: expected NODE=CORES (e.g. pi-1=4), got {arg!r}") from None
+
+
 def main(argv: list[str]) -> int:
     try:
         if len(argv) == 3 and argv[0] == "base":
@@ -52,13 +61,13 @@ def main(argv: list[str]) -> int:
         elif len(argv) == 3 and argv[0] == "keys":
             render.write_files(render.key_files(load_scenario(argv[1])), Path(argv[2]))
         elif len(argv) >= 3 and argv[0] == "calibration-jobs":
-            nodes = {n: int(c) for n, _, c in (a.partition("=") for a in argv[2:])}
+            nodes = dict(_node_cores(a) for a in argv[2:])
             render.write_files(calibration_files(nodes), Path(argv[1]))
         else:
-            print(USAGE, file=sys.stderr)
+            sys.stderr.write(USAGE + "\n")
             return 2
     except UserError as exc:
-        print("\n".join(exc.lines), file=sys.stderr)
+        sys.stderr.write("\n".join(exc.lines) + "\n")
         return 2
     return 0
 

@@ -37,7 +37,6 @@ network. Pod-to-pod traffic is never shaped.
 from __future__ import annotations
 
 import base64
-import itertools
 import json
 import math
 import re
@@ -46,12 +45,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
 import numpy as np
 import yaml
 
+from hw.runconfig import Address, LinkShapeConfig, ProvisionedKeys, RunConfig, Service, build
 from sim.errors import UserError
-from sim.scenario import Scenario
+from sim.scenario import DevicePopulation, Scenario
 
 try:
     VERSION = metadata.version("iomt-pq-twin")
@@ -141,7 +140,7 @@ class PodPlan:
 @dataclass
 class Plan:
     scenario: Scenario
-    config: dict[str, Any]  # run.json
+    config: RunConfig  # run.json
     pods: list[PodPlan]
     devices_of: dict[str, list[str]]  # receiving pod -> device identity names
 
@@ -149,98 +148,79 @@ class Plan:
         return next(p for p in self.pods if p.name == name)
 
 
+class ClusterAddressing:
+    """Addressing on a cluster: fixed container ports, Service names, device emulators per host."""
+
+    def __init__(self, s: Scenario, seed: int):
+        self.scenario = s
+        self.seeds = iter(np.random.SeedSequence(seed).spawn(1000))
+
+    def listen_port(self, pod: str, service: Service) -> int:
+        return FL_PORT if service == "fl" else TELEMETRY_PORT
+
+    def dial(self, src: str, pod: str, host: str, service: Service, port: int) -> Address:
+        return (k8s_name(pod), port)
+
+    def devices(self, pop: DevicePopulation, host: str) -> dict[str, Any]:
+        runner = runner_host(self.scenario, pop, host)
+        link = _access_link(self.scenario, pop, runner)
+        extra: dict[str, Any] = {"runner": f"devices-{runner}"}
+        if link:
+            extra |= {"link": link, "link_seed": int(next(self.seeds).generate_state(1)[0])}
+        return extra
+
+
 def plan(s: Scenario, mode: str, rounds: int, seed: int, epoch: float = 0.0) -> Plan:
     """Pods, run.json and resources of a run; UserError lines for what cannot run (as the local twin)."""
-    from hw.local import check_supported, workers
-
-    check_supported(s)
+    config = build(s, mode, rounds, seed, ClusterAddressing(s, seed), epoch=epoch, clock="wall",
+                   bind="0.0.0.0",  # noqa: S104 - a pod serves the cluster network on its own IP
+                   keys=ProvisionedKeys(identity="identity/identity.json", trust="trust/trust.json"), report="log",
+                   metrics_port=METRICS_PORT, connect_timeout_s=CONNECT_TIMEOUT_S)  # fmt: skip
     agg = s.pods("aggregator")[0]
     clients = s.pods("client")
-    fl = s.workload.fl
     pops = [p for p in s.workload.devices if p.count]
     reporting = {p.report_to for p in pops}
-    if agg.name in reporting:
-        raise UserError(
-            f"{s.path}: workload.devices: the twin streams telemetry to client pods only (got {agg.name!r})"
-        )
-    host_of = {p.name: p.host for p in s.deployment.pods}
-    runners = {pop.name: _runner_host(s, pop, host_of[pop.report_to]) for pop in pops}
     pods = [PodPlan(agg.name, k8s_name(agg.name), "aggregator", agg.host, {"fl": FL_PORT}, [c.name for c in clients],
                     [agg.name], service=True)]  # fmt: skip
     devices_of: dict[str, list[str]] = {}
-    for pop in pops:
-        devices_of.setdefault(pop.report_to, []).extend(f"{pop.name}#{i}" for i in range(pop.count))
+    for g in config.devices:
+        devices_of.setdefault(g.pod, []).extend(g.device_names())
     for c in clients:
         telemetry = c.name in reporting
         ports = {"telemetry": TELEMETRY_PORT} if telemetry else {}
         trusts = [agg.name] + (["devices"] if telemetry else [])
         pods.append(PodPlan(c.name, k8s_name(c.name), "client", c.host, ports, trusts, [c.name], service=telemetry))
-    for host in sorted(set(runners.values())):
-        name = f"devices-{host}"
-        mine = [pop for pop in pops if runners[pop.name] == host]
-        holds = [f"{pop.name}#{i}" for pop in mine for i in range(pop.count)]
-        pods.append(PodPlan(name, k8s_name(name), "devices", host, {}, sorted({p.report_to for p in mine}), holds))
+    for runner in sorted({g.runner for g in config.devices if g.runner}):
+        mine = [g for g in config.devices if g.runner == runner]
+        holds = [name for g in mine for name in g.device_names()]
+        host = runner.removeprefix("devices-")
+        pods.append(PodPlan(runner, k8s_name(runner), "devices", host, {}, sorted({g.pod for g in mine}), holds))
     for p in pods:
         p.ports["metrics"] = METRICS_PORT
     names = [p.k8s for p in pods]
     if dup := sorted({n for n in names if names.count(n) > 1}):
         raise UserError(f"{s.path}: deployment.pods: pod names that differ only in case or punctuation map to the "
                         f"same Kubernetes name (got {', '.join(dup)})")  # fmt: skip
-    _resources(s, pods, workers(s), mode)
-    svc = {p.name: p.k8s for p in pods}
-    seeds = iter(np.random.SeedSequence(seed).spawn(1000))
-    devices = []
-    for pop in pops:
-        link = _access_link(s, pop, runners[pop.name])
-        devices.append({
-            "population": pop.name, "count": pop.count, "pod": pop.report_to,
-            "frame_bytes": pop.frame_bytes(), "period_s": pop.period_s(),
-            "address": [svc[pop.report_to], TELEMETRY_PORT], "runner": f"devices-{runners[pop.name]}",
-            **({"link": link, "link_seed": int(next(seeds).generate_state(1)[0])} if link else {}),
-        })  # fmt: skip
-    config = {
-        "scenario": s.name, "mode": mode, "seed": seed, "epoch": epoch, "clock": "wall", "bind": "0.0.0.0",
-        "suite": s.workload.crypto.model_dump(include={"kem", "signature", "aead"}),
-        "rekey": s.workload.crypto.rekey.fl, "workers": workers(s), "aggregator": agg.name,
-        "fl": {"rounds": rounds, "clients": [c.name for c in clients], "model_parameters": fl.model_parameters,
-               "samples_per_client": fl.samples_per_client, "local_epochs": fl.local_epochs,
-               "quorum_clients": fl.quorum_clients, "round_timeout_s": fl.round_timeout_s},
-        "pods": {agg.name: {"role": "aggregator", "host": agg.host, "port": FL_PORT}}
-        | {c.name: {"role": "client", "host": c.host,
-                    "telemetry_port": TELEMETRY_PORT if c.name in reporting else None} for c in clients},
-        "routes": {c.name: {agg.name: [svc[agg.name], FL_PORT]} for c in clients},
-        "devices": devices, "crash": {}, "attack": None,
-        "keys": {"identity": "identity/identity.json", "trust": "trust/trust.json"},
-        "report": "log", "metrics_port": METRICS_PORT, "connect_timeout_s": CONNECT_TIMEOUT_S,
-    }  # fmt: skip
+    _resources(s, pods, config.workers, mode)
     return Plan(s, config, pods, devices_of)
 
 
-def _path(s: Scenario, src: str, dst: str) -> list[str]:
-    g = s.graph()
-    for _, _, d in g.edges(data=True):
-        d["latency_s"] = d["params"].resolved()[1] + 1e-9
-    return list(nx.shortest_path(g, src, dst, weight="latency_s"))
-
-
-def _runner_host(s: Scenario, pop: Any, target_host: str) -> str:
+def runner_host(s: Scenario, pop: DevicePopulation, target_host: str) -> str:
     """The cluster host that emulates a population: the first host on its devices' path to their pod."""
     hosts = {h.name for h in s.deployment.hosts}
-    return next(n for n in _path(s, f"{pop.name}#0", target_host) if n in hosts)
+    return next(n for n in s.route(f"{pop.name}#0", target_host) if n in hosts)
 
 
-def _access_link(s: Scenario, pop: Any, runner: str) -> dict[str, float] | None:
-    """The emulated part of a population's path (device .. runner host) as one LinkShape's fields."""
+def _access_link(s: Scenario, pop: DevicePopulation, runner: str) -> LinkShapeConfig | None:
+    """The emulated part of a population's path (device .. runner host) as one link shape."""
     from hw.proxy import LinkShape
 
-    path = _path(s, f"{pop.name}#0", runner)
-    g = s.graph()
-    shapes = [LinkShape(*g.edges[a, b]["params"].resolved()) for a, b in itertools.pairwise(path)]
+    shapes = [LinkShape(*params.resolved()) for _, _, params in s.route_links(f"{pop.name}#0", runner)]
     if not shapes:
         return None
     shape = LinkShape.from_path(shapes)
-    return {"bandwidth_bps": shape.bandwidth_bps, "latency_s": shape.latency_s, "jitter_s": shape.jitter_s,
-            "loss": shape.loss, "segment_bytes": s.run.segment_bytes}  # fmt: skip
+    return LinkShapeConfig(bandwidth_bps=shape.bandwidth_bps, latency_s=shape.latency_s, jitter_s=shape.jitter_s,
+                           loss=shape.loss, segment_bytes=s.run.segment_bytes)  # fmt: skip
 
 
 def _resources(s: Scenario, pods: list[PodPlan], n_workers: int, mode: str) -> None:
@@ -287,13 +267,12 @@ class Keys:
 def make_keys(p: Plan) -> Keys:
     """Fresh identities (signature + static KEM) for every pod and device of the run."""
     from hw.channel import Identity, Suite
-    from hw.k8s.pod import export_identity
 
-    suite = Suite(**p.config["suite"])
+    suite = Suite(**p.config.suite.model_dump())
     idents = {name: Identity.generate(name, suite) for pod in p.pods for name in pod.holds}
     identity, trust = {}, {}
     for pod in p.pods:
-        identity[pod.k8s] = json.dumps({n: export_identity(idents[n]) for n in pod.holds}, indent=1)
+        identity[pod.k8s] = json.dumps({n: idents[n].export_private() for n in pod.holds}, indent=1)
         table: dict[str, Any] = {}
         for peer in pod.trusts:
             if peer == "devices":
@@ -498,7 +477,7 @@ def run_config_object(p: Plan, namespace: str, run_id: str | None) -> dict[str, 
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": RUN_CONFIG, "namespace": namespace, "labels": labels(p.scenario.name, "config", run_id)},
-        "data": {"run.json": json.dumps(p.config, indent=2) + "\n", "scenario.yaml": p.scenario.to_yaml()},
+        "data": {"run.json": p.config.to_json(), "scenario.yaml": p.scenario.to_yaml()},
     }
 
 

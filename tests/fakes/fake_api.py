@@ -1,6 +1,7 @@
 """``FakeApiServer``: a loopback HTTP server implementing the subset of the Kubernetes API that the backend
-uses -- a stand-in, not Kubernetes. No API server can be installed on our machines, so the backend's
-create / watch / log / delete logic is tested against this.
+(hw/k8s) uses -- a test double, a stand-in, not Kubernetes. No API server can be installed on our machines,
+so the backend's create / watch / log / delete logic is tested against this. It lives in tests/ and is not
+part of the package or the image.
 
 What it implements, as the real API server does on the wire:
 
@@ -22,7 +23,7 @@ And a small cluster behind it, so the pods' programs actually run:
   keeps containers in ``ContainerCreating``. A started container is a real process: the pod's volumes are
   materialised in a temp dir (emptyDir, configMap, secret, with subPath and items), paths in its command
   and env are mapped there, env ``fieldRef``s are resolved, and ``python -m MODULE`` runs through
-  `hw.k8s.fake_pod` (the pod's own loopback IP instead of a network namespace; Service names resolve to
+  `tests.fakes.fake_pod` (the pod's own loopback IP instead of a network namespace; Service names resolve to
   their cluster IP). Readiness probes (httpGet) set the Ready condition; stdout+stderr are the pod's log;
   exit codes become ``terminated`` states and phase Succeeded/Failed; deleting a pod sends SIGTERM, then
   SIGKILL after the grace period.
@@ -43,6 +44,7 @@ import datetime as dt
 import itertools
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -54,6 +56,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -75,6 +78,8 @@ RESOURCES: dict[tuple[str, str, str], tuple[str, bool]] = {
     ("batch", "v1", "jobs"): ("Job", True),
 }
 PULL_FAILURES = ("ErrImagePull", "ImagePullBackOff")
+ROOT = Path(__file__).resolve().parents[2]  # the repository root: the pods' PYTHONPATH (hw, sim, tests.fakes)
+POD_SHIM = "tests.fakes.fake_pod"  # run as ``python -m``: a pod's network and cluster DNS (fake_pod.py)
 
 
 def _now() -> str:
@@ -182,8 +187,7 @@ class FakeApiServer:
         self.workdir = Path(tempfile.mkdtemp(prefix="fake-k8s-", dir=workdir))
         for n in nodes or []:
             self._put("nodes", "", n.name, n.object(), "ADDED")
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self.http.daemon_threads = True
+        self.http = _Server(self)
         self.url = f"http://127.0.0.1:{self.http.server_address[1]}"
 
     # --- lifecycle -----------------------------------------------------------------------------------
@@ -577,7 +581,7 @@ class FakeApiServer:
         if command[:2] != ["python", "-m"]:
             raise ValueError(f"the stand-in runs only `python -m MODULE ...` (got {command[:3]})")
         fields = {"metadata.name": name, "metadata.namespace": ns, "spec.nodeName": node, "status.podIP": ip}
-        env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+        env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT)}
         for e in c.get("env", []):
             if "value" in e:
                 env[e["name"]] = _map_path(e["value"], mounts)
@@ -586,7 +590,7 @@ class FakeApiServer:
         cwd = _map_path(c.get("workingDir", "/tmp"), mounts)
         cwd = cwd if Path(cwd).is_dir() else str(root)
         log = open(root / "container.log", "wb")  # noqa: SIM115 - owned by the process
-        cmd = [sys.executable, "-m", "hw.k8s.fake_pod", ip, self.url, ns, self.token, "--", *command[1:]]
+        cmd = [sys.executable, "-m", POD_SHIM, ip, self.url, ns, self.token, "--", *command[1:]]
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True,
                                 preexec_fn=_die_with_parent)  # fmt: skip
         log.close()
@@ -863,194 +867,245 @@ def _map_path(value: str, mounts: list[tuple[str, Path]]) -> str:
 
 
 # --- HTTP ----------------------------------------------------------------------------------------------
+#
+# One route table: (method, path pattern, handler). Resource paths are /api/VERSION/... and
+# /apis/GROUP/VERSION/..., then [/namespaces/NS]/PLURAL[/NAME[/SUB]], as the real API server's. Every request
+# needs the bearer token; a resource path is checked against RESOURCES (404) and recorded in ``audit``, and
+# a resource path no route serves is a 405.
+
+_PREFIX = r"^/(?:api/[^/]+|apis/(?P<group>[^/]+)/[^/]+)(?:/namespaces/(?P<ns>[^/]+))?/(?P<plural>"
+VERSION = re.compile(r"^/version/?$")
+COLLECTION = re.compile(_PREFIX + r"[^/]+)/?$")
+OBJECT = re.compile(_PREFIX + r"[^/]+)/(?P<name>[^/]+)/?$")
+POD_LOG = re.compile(_PREFIX + r"pods)/(?P<name>[^/]+)/(?P<sub>log)/?$")
+ANY_RESOURCE = re.compile(_PREFIX + r"[^/]+)(?:/(?P<name>[^/]+)(?:/(?P<sub>[^/]+))?)?/?$")
 
 
-def _handler(api: FakeApiServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+@dataclass(frozen=True)
+class Request:
+    """What a handler gets: the server and the request's method, path parts and query."""
 
-        def log_message(self, *args: Any) -> None:
-            return
+    api: FakeApiServer
+    method: str
+    query: dict[str, list[str]]
+    group: str = ""
+    plural: str = ""
+    ns: str | None = None  # the namespace in the path
+    name: str | None = None
+    sub: str | None = None
 
-        def _send(self, code: int, body: Any) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def arg(self, key: str, default: str | None = None) -> str | None:
+        """The query parameter's (first) value."""
+        return self.query.get(key, [default])[0]
 
-        def _chunk(self, data: bytes) -> None:
-            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-            self.wfile.flush()
+    @property
+    def namespaced(self) -> bool:
+        return next(v[1] for k, v in RESOURCES.items() if k[2] == self.plural)
 
-        def _start_stream(self, ctype: str) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
+    @property
+    def key_ns(self) -> str:
+        """The namespace the object is stored under ("" for cluster-scoped resources)."""
+        return (self.ns or "") if self.namespaced else ""
 
-        def _auth(self) -> None:
+    @property
+    def scope(self) -> str | None:
+        """The namespace to list or watch in; None for all (or a cluster-scoped resource)."""
+        return self.ns if self.namespaced else None
+
+    @property
+    def watching(self) -> bool:
+        return self.arg("watch", "false") in ("true", "1")
+
+    def verb(self) -> str:
+        """The Kubernetes verb, as RBAC and the audit log name it."""
+        if self.method == "GET" and self.name is None:
+            return "watch" if self.watching else "list"
+        return {"POST": "create", "DELETE": "delete"}.get(self.method, "get")
+
+
+def _version(h: _Handler, r: Request) -> None:
+    h.send_json(200, {"major": "1", "minor": "33", "gitVersion": "v1.33.4+k3s1 (stand-in)", "platform": "linux/arm64"})
+
+
+def _create(h: _Handler, r: Request) -> None:
+    h.send_json(201, r.api.create(r.plural, r.key_ns, h.body()))
+
+
+def _list_or_watch(h: _Handler, r: Request) -> None:
+    selector = _parse_selector(r.arg("labelSelector", "") or "")
+    if r.watching:
+        _watch(h, r, selector)
+        return
+    kind = next(v[0] for k, v in RESOURCES.items() if k[2] == r.plural)
+    items = r.api.list(r.plural, r.scope, selector)
+    h.send_json(200, {"kind": f"{kind}List", "apiVersion": "v1", "items": items,
+                      "metadata": {"resourceVersion": str(next(r.api.rv))}})  # fmt: skip
+
+
+def _get(h: _Handler, r: Request) -> None:
+    obj = r.api.get(r.plural, r.key_ns, r.name or "")
+    if obj is None:
+        raise ApiError(404, "NotFound", f'{r.plural} "{r.name}" not found')
+    h.send_json(200, obj)
+
+
+def _delete(h: _Handler, r: Request) -> None:
+    body = h.body()
+    grace = body.get("gracePeriodSeconds", r.arg("gracePeriodSeconds"))
+    prop = body.get("propagationPolicy", r.arg("propagationPolicy"))
+    h.send_json(200, r.api.delete(r.plural, r.key_ns, r.name or "", None if grace is None else float(grace), prop))
+
+
+def _not_allowed(h: _Handler, r: Request) -> None:
+    raise ApiError(405, "MethodNotAllowed", f"the stand-in does not implement {r.method} here")
+
+
+def _watch(h: _Handler, r: Request, selector: dict[str, str]) -> None:
+    """A chunked stream of JSON watch events until ``timeoutSeconds``."""
+    api, plural, ns = r.api, r.plural, r.scope
+    deadline = time.monotonic() + float(r.arg("timeoutSeconds") or 1800)
+    version = r.arg("resourceVersion")
+    since = int(version) if version else None
+    with api.cond:
+        if since is None:  # "get state and start at most recent": synthetic ADDED events first
+            first = [("ADDED", o) for o in api.list(plural, ns, selector)]
+            since = api.events[-1][0] if api.events else 0
+        else:
+            first = []
+    h.start_stream("application/json")
+    try:
+        for kind, obj in first:
+            h.chunk(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+        while not api.stopping.is_set():
+            with api.cond:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                new = [e for e in api.events if e[0] > since]
+                if not new:
+                    api.cond.wait(min(remaining, 0.5))
+                    continue
+            for rv, pl, ons, kind, obj in new:
+                since = rv
+                if pl == plural and (ns is None or ons == ns) and _matches(obj, selector):
+                    h.chunk(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+        h.chunk(b"")
+    except (BrokenPipeError, ConnectionResetError):
+        return
+
+
+def _log(h: _Handler, r: Request) -> None:
+    """The container's output (stdout+stderr), chunked; ``follow``: until the container ends."""
+    api, ns, name = r.api, r.key_ns, r.name or ""
+    pod = api.get("pods", ns, name)
+    if pod is None:
+        raise ApiError(404, "NotFound", f'pods "{name}" not found')
+    path = api.log_path(ns, name)
+    if path is None:
+        c = pod["spec"]["containers"][0]["name"]
+        raise ApiError(400, "BadRequest", f'container "{c}" in pod "{name}" is waiting to start: ContainerCreating')
+    follow = r.arg("follow", "false") in ("true", "1")
+    proc = api.procs[(ns, name)]
+    h.start_stream("text/plain")
+    try:
+        with open(path, "rb") as f:
+            while True:
+                data = f.read(65536)
+                if data:
+                    h.chunk(data)
+                    continue
+                if not follow or (proc.poll() is not None) or api.stopping.is_set():
+                    rest = f.read()
+                    if rest:
+                        h.chunk(rest)
+                    break
+                time.sleep(0.05)
+        h.chunk(b"")
+    except (BrokenPipeError, ConnectionResetError):
+        return
+
+
+Handle = Callable[["_Handler", Request], None]
+ROUTES: list[tuple[str, re.Pattern[str], Handle]] = [
+    ("GET", VERSION, _version),
+    ("GET", COLLECTION, _list_or_watch),  # list, or watch with ?watch=true
+    ("POST", COLLECTION, _create),
+    ("GET", OBJECT, _get),
+    ("DELETE", OBJECT, _delete),
+    ("GET", POD_LOG, _log),
+]
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, api: FakeApiServer) -> None:
+        self.api = api
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, *args: Any) -> None:
+        return
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def _dispatch(self, method: str) -> None:
+        api = self.server.api
+        try:
             if self.headers.get("Authorization") != f"Bearer {api.token}":
                 raise ApiError(401, "Unauthorized", "Unauthorized")
-
-        def _dispatch(self, method: str) -> None:
-            try:
-                self._auth()
-                url = urlsplit(self.path)
-                if url.path.rstrip("/") == "/version":
-                    self._send(
-                        200,
-                        {
-                            "major": "1",
-                            "minor": "33",
-                            "gitVersion": "v1.33.4+k3s1 (stand-in)",
-                            "platform": "linux/arm64",
-                        },
-                    )
-                    return
-                group, plural, ns, name, sub = self._resolve(url.path)
-                q = parse_qs(url.query)
-                resource = f"{group}/{plural}" if group else plural
-                verb = {"POST": "create", "DELETE": "delete"}.get(method, "get")
-                if method == "GET" and name is None:
-                    verb = "watch" if q.get("watch", ["false"])[0] in ("true", "1") else "list"
-                api.audit.append((verb, resource, sub or "", ns or "", self.headers.get("User-Agent", "")))
-                self._serve(method, plural, ns, name, sub, q)
-            except ApiError as exc:
-                self._send(exc.code, exc.status())
-            except (BrokenPipeError, ConnectionResetError):
-                return
-            except Exception as exc:  # a bug in the stand-in: say so, as a 500 Status
-                self._send(500, ApiError(500, "InternalError", f"stand-in error: {type(exc).__name__}: {exc}").status())
-
-        def _resolve(self, path: str) -> tuple[str, str, str | None, str | None, str | None]:
-            parts = path.strip("/").split("/")
-            if parts[:1] == ["api"] and len(parts) >= 3:
-                group, rest = "", parts[2:]
-            elif parts[:1] == ["apis"] and len(parts) >= 4:
-                group, rest = parts[1], parts[3:]
-            else:
+            url = urlsplit(self.path)
+            serve: Handle = _not_allowed
+            match = ANY_RESOURCE.match(url.path)
+            for verb, pattern, fn in ROUTES:
+                if verb == method and (m := pattern.match(url.path)):
+                    serve, match = fn, m
+                    break
+            if match is None:
                 raise ApiError(404, "NotFound", "the server could not find the requested resource")
-            ns = None
-            if rest[0] == "namespaces" and len(rest) >= 3:
-                ns, rest = rest[1], rest[2:]
-            plural = rest[0]
-            name = rest[1] if len(rest) > 1 else None
-            sub = rest[2] if len(rest) > 2 else None
-            if not any(k[0] == group and k[2] == plural for k in RESOURCES) or len(rest) > 3:
-                raise ApiError(404, "NotFound", "the server could not find the requested resource")
-            return group, plural, ns, name, sub
+            r = Request(api, method, parse_qs(url.query), **{k: v for k, v in match.groupdict().items() if v})
+            if r.plural:  # a resource path
+                if not any(k[0] == r.group and k[2] == r.plural for k in RESOURCES):
+                    raise ApiError(404, "NotFound", "the server could not find the requested resource")
+                api.audit.append((r.verb(), f"{r.group}/{r.plural}" if r.group else r.plural, r.sub or "",
+                                  r.ns or "", self.headers.get("User-Agent", "")))  # fmt: skip
+            serve(self, r)
+        except ApiError as exc:
+            self.send_json(exc.code, exc.status())
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        except Exception as exc:  # a bug in the stand-in: say so, as a 500 Status
+            self.send_json(500, ApiError(500, "InternalError", f"stand-in error: {type(exc).__name__}: {exc}").status())
 
-        def _serve(
-            self, method: str, plural: str, ns: str | None, name: str | None, sub: str | None, q: dict[str, list[str]]
-        ) -> None:
-            namespaced = next(v[1] for k, v in RESOURCES.items() if k[2] == plural)
-            key_ns = (ns or "") if namespaced else ""
-            if method == "POST" and name is None:
-                length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length) or b"{}")
-                self._send(201, api.create(plural, key_ns, body))
-            elif method == "GET" and name is None:
-                selector = _parse_selector(q.get("labelSelector", [""])[0])
-                if q.get("watch", ["false"])[0] in ("true", "1"):
-                    self._watch(plural, ns if namespaced else None, selector, q)
-                else:
-                    items = api.list(plural, ns if namespaced else None, selector)
-                    kind = next(v[0] for k, v in RESOURCES.items() if k[2] == plural)
-                    self._send(
-                        200,
-                        {
-                            "kind": f"{kind}List",
-                            "apiVersion": "v1",
-                            "items": items,
-                            "metadata": {"resourceVersion": str(next(api.rv))},
-                        },
-                    )
-            elif method == "GET" and sub == "log" and plural == "pods":
-                self._log(key_ns, name, q)  # type: ignore[arg-type]
-            elif method == "GET" and sub is None:
-                obj = api.get(plural, key_ns, name)  # type: ignore[arg-type]
-                if obj is None:
-                    raise ApiError(404, "NotFound", f'{plural} "{name}" not found')
-                self._send(200, obj)
-            elif method == "DELETE" and sub is None and name is not None:
-                length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length) or b"{}") if length else {}
-                grace = body.get("gracePeriodSeconds", (q.get("gracePeriodSeconds") or [None])[0])
-                prop = body.get("propagationPolicy", (q.get("propagationPolicy") or [None])[0])
-                self._send(200, api.delete(plural, key_ns, name, None if grace is None else float(grace), prop))
-            else:
-                raise ApiError(405, "MethodNotAllowed", f"the stand-in does not implement {method} here")
+    def body(self) -> dict[str, Any]:
+        length = int(self.headers.get("Content-Length", 0))
+        return json.loads(self.rfile.read(length) or b"{}") if length else {}
 
-        def _watch(self, plural: str, ns: str | None, selector: dict[str, str], q: dict[str, list[str]]) -> None:
-            timeout = float(q.get("timeoutSeconds", ["1800"])[0])
-            deadline = time.monotonic() + timeout
-            since = int(q["resourceVersion"][0]) if q.get("resourceVersion", [""])[0] else None
-            with api.cond:
-                if since is None:  # "get state and start at most recent": synthetic ADDED events first
-                    first = [("ADDED", o) for o in api.list(plural, ns, selector)]
-                    since = api.events[-1][0] if api.events else 0
-                else:
-                    first = []
-            self._start_stream("application/json")
-            try:
-                for kind, obj in first:
-                    self._chunk(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
-                while not api.stopping.is_set():
-                    with api.cond:
-                        remaining = deadline - time.monotonic()
-                        if remaining <= 0:
-                            break
-                        new = [e for e in api.events if e[0] > since]
-                        if not new:
-                            api.cond.wait(min(remaining, 0.5))
-                            continue
-                    for rv, pl, ons, kind, obj in new:
-                        since = rv
-                        if pl == plural and (ns is None or ons == ns) and _matches(obj, selector):
-                            self._chunk(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
-                self._chunk(b"")
-            except (BrokenPipeError, ConnectionResetError):
-                return
+    def send_json(self, code: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
-        def _log(self, ns: str, name: str, q: dict[str, list[str]]) -> None:
-            pod = api.get("pods", ns, name)
-            if pod is None:
-                raise ApiError(404, "NotFound", f'pods "{name}" not found')
-            path = api.log_path(ns, name)
-            if path is None:
-                c = pod["spec"]["containers"][0]["name"]
-                raise ApiError(
-                    400, "BadRequest", f'container "{c}" in pod "{name}" is waiting to start: ContainerCreating'
-                )
-            follow = q.get("follow", ["false"])[0] in ("true", "1")
-            proc = api.procs[(ns, name)]
-            self._start_stream("text/plain")
-            try:
-                with open(path, "rb") as f:
-                    while True:
-                        data = f.read(65536)
-                        if data:
-                            self._chunk(data)
-                            continue
-                        if not follow or (proc.poll() is not None) or api.stopping.is_set():
-                            rest = f.read()
-                            if rest:
-                                self._chunk(rest)
-                            break
-                        time.sleep(0.05)
-                self._chunk(b"")
-            except (BrokenPipeError, ConnectionResetError):
-                return
+    def start_stream(self, ctype: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
 
-        def do_GET(self) -> None:
-            self._dispatch("GET")
-
-        def do_POST(self) -> None:
-            self._dispatch("POST")
-
-        def do_DELETE(self) -> None:
-            self._dispatch("DELETE")
-
-    return Handler
+    def chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()

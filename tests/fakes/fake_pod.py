@@ -1,7 +1,9 @@
-"""The pod network of `FakeApiServer` (a stand-in, not Kubernetes): runs a pod's ``python -m MODULE ARGS``
-in this process after giving it what a pod's network namespace and cluster DNS would.
+"""The pod network of `FakeApiServer` (tests/fakes/fake_api.py; a test double, not Kubernetes): runs a pod's
+``python -m MODULE ARGS`` in this process after giving it what a pod's network namespace and cluster DNS would.
 
-    python -m hw.k8s.fake_pod POD_IP API_URL NAMESPACE TOKEN -- -m MODULE ARG...
+    python -m tests.fakes.fake_pod POD_IP API_URL NAMESPACE TOKEN -- -m MODULE ARG...
+
+(with the repository root on PYTHONPATH, which the stand-in's kubelet sets for the pods it starts)
 
 - Binding ``0.0.0.0`` (all addresses *of the pod*) binds the pod's own loopback address (127.x.y.z), so
   several pods can listen on the same port on one machine.

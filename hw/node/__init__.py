@@ -1,0 +1,77 @@
+"""``pqtwin node``: the one program every pod runs (aggregator, client) plus the device emulator.
+
+A node reads the run directory's ``run.json`` (``hw.runconfig.RunConfig``, validated), gets its keys from
+a ``KeySource`` (generated and published here, or mounted by Kubernetes: ``keys.py``), plays its role
+(``aggregator.py``, ``client.py``, ``devices.py``), records spans in the simulator's format on the run's
+clock (``common.py``) and hands its result to a ``Reporter`` (files, plus the pod's log on Kubernetes:
+``report.py``). The roles know nothing of backends: they are given their collaborators.
+
+The FL round follows sim/model.py: the aggregator serialises the global model, then per client signs it,
+encapsulates (per-message rekeying) and encrypts it; clients decrypt, verify, train, sign, encrypt and
+upload; the aggregator decrypts and verifies updates and runs FedAvg.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from hw.channel import ConnectionClosed, SecurityError, Suite
+from hw.node.common import Node, RunFailed
+from hw.node.keys import GeneratedKeys, KeySource, KeysUnavailable, MountedKeys
+from hw.node.report import FileReporter, LogReporter, Reporter
+from hw.runconfig import RunConfig
+from hw.rundir import NodeResult
+from hw.runtime import tune_allocator, tune_threads
+
+ROLES = ("aggregator", "client", "devices")
+log = logging.getLogger("pqtwin.node")
+
+
+def make_node(run_dir: Path, name: str, cfg: RunConfig) -> Node:
+    """A node with the collaborators its run.json asks for."""
+    suite = Suite(**cfg.suite.model_dump())
+    keys: KeySource = MountedKeys(run_dir, cfg.keys, suite) if cfg.keys else GeneratedKeys(run_dir, suite)
+    reporter: Reporter = LogReporter(run_dir) if cfg.report == "log" else FileReporter(run_dir)
+    return Node(run_dir, name, cfg, keys, reporter)
+
+
+def play(node: Node, role: str) -> NodeResult:
+    from hw.node.aggregator import Aggregator
+    from hw.node.client import run_client
+    from hw.node.devices import run_devices
+
+    if role == "aggregator":
+        return Aggregator(node).run()
+    if role == "client":
+        return run_client(node)
+    if role == "devices":
+        return run_devices(node)
+    raise RunFailed(f"role {role!r} has no process in the twin (one of {', '.join(ROLES)}; workers run as threads)")
+
+
+def main(run_dir: Path, name: str, role: str) -> int:
+    """Run one node; 0 when its role completed, 3 when the run failed for it, 2 for an unusable run.json."""
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
+    try:
+        cfg = RunConfig.read(run_dir)
+    except ValueError as exc:
+        log.error("%s: %s", name, exc)
+        return 2
+    tune_allocator()  # as calibrate does, so measured costs and the run see the same allocator
+    tune_threads()
+    node = make_node(run_dir, name, cfg)
+    if cfg.metrics_port:
+        from hw.node.metrics import serve_metrics
+
+        serve_metrics(node, role, cfg.metrics_port, cfg.bind)
+    try:
+        result = play(node, role)
+    except (RunFailed, SecurityError, ConnectionClosed, KeysUnavailable) as exc:
+        reason = f"{name}: {exc}" if isinstance(exc, KeysUnavailable) else str(exc)
+        node.finish(NodeResult(state="failed", reason=reason))
+        log.error("%s: %s", name, exc)
+        return 3
+    node.finish(result)
+    return 0

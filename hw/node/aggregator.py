@@ -1,0 +1,255 @@
+"""The aggregator role: sessions with every client, then rounds of distribute → collect → FedAvg.
+
+``sequential``: all of the aggregator's security work on its main thread, updates processed after the
+quorum arrived, one client at a time. ``concurrent``: a pool of worker threads (the crypto library
+releases the GIL) does it, updates are verified and folded in as they arrive, distribution jobs run in
+parallel. Clients that drop out or are rejected are recorded; a round that cannot reach its quorum fails
+the run (``RunFailed``); a round that times out is recorded as failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from hw import data, fl
+from hw.channel import Channel, ConnectionClosed, Record, SecurityError
+from hw.crypto import find
+from hw.node.common import DONE, MODEL, MSG, UPDATE, Node, RunFailed, listen, log, message, protect, unprotect, warm_up
+from hw.node.keys import TRUST_TIMEOUT_S
+from hw.rundir import NodeResult
+from sim.contract import Dropout
+
+
+@dataclass
+class Arrival:
+    """Something for the aggregator's main thread: a record off the wire, the end of a connection
+    (``record`` None), or a worker's verdict on an update (``verdict``: the parameters, or None if rejected)."""
+
+    client: str
+    record: Record | None
+    reason: str = ""
+    verdict: np.ndarray | None = None
+    from_worker: bool = False
+
+
+class Aggregator:
+    def __init__(self, node: Node):
+        self.node, cfg = node, node.cfg
+        self.fl = cfg.fl
+        self.clients: list[str] = list(self.fl.clients)
+        self.ident = node.identity()
+        self.inbox: queue.Queue[Arrival] = queue.Queue()
+        self.channels: dict[str, Channel] = {}
+        self.alive: set[str] = set()
+        self.rejected = 0  # connections whose handshake was refused
+        self.rejections: dict[str, str] = {}  # why a client's connection was closed on it
+        self.dropouts: list[Dropout] = []
+        self.accuracy: list[float] = []
+        self.pool = ThreadPoolExecutor(cfg.workers) if cfg.mode == "concurrent" else None
+        seeds = np.random.SeedSequence(cfg.seed).spawn(3)
+        self.rng = np.random.default_rng(seeds[0])
+        self.shape = fl.Shape.for_parameters(self.fl.model_parameters, data.FEATURES)
+        self.test = data.holdout(seeds[1])
+
+    def run(self) -> NodeResult:
+        node = self.node
+        warm_up(node.suite, self.fl.model_parameters * 4, self.shape)
+        node.keys.publish(node.name, [self.ident])
+        self.trust = node.trust(self.clients)
+        self._accept_all()
+        theta = fl.init(self.shape, self.rng)
+        initial = fl.accuracy(self.shape, theta, *self.test)
+        failed = 0
+        for r in range(1, self.fl.rounds + 1):
+            node.round = r
+            start = node.now()
+            new = self._round(r, theta)
+            ok = new is not None
+            theta = new if new is not None else theta
+            failed += not ok
+            node.add(node.name, node.host, "round", "round" if ok else "failed", start, node.now(), 0.0, 0)
+            self.accuracy.append(fl.accuracy(self.shape, theta, *self.test))
+            node.progress(r, self.accuracy[-1])
+        self._drain(node.round)
+        signer = find(node.suite.signature, "signature")
+        done = MSG.pack(DONE, 0)
+        for c in sorted(self.alive):  # not a phase of any round: untimed
+            with contextlib.suppress(OSError):
+                self.channels[c].write_sealed(self.channels[c].seal(done + signer.sign(self.ident.sig, done)))
+        return NodeResult(state="completed", initial_accuracy=initial, accuracy_per_round=self.accuracy,
+                          dropouts=self.dropouts, rounds_failed=failed)  # fmt: skip
+
+    def _accept_all(self) -> None:
+        cfg = self.node.cfg
+        port = cfg.pods[self.node.name].port
+        assert port is not None, "RunConfig gives the aggregator a port"
+        srv = listen(port, cfg.bind)
+        wait_s = cfg.connect_timeout_s  # pods may start minutes apart
+        srv.settimeout(wait_s)
+        threads = []
+        for i in range(len(self.clients)):
+            try:
+                sock, _addr = srv.accept()
+            except TimeoutError:
+                raise RunFailed(f"only {i} of {len(self.clients)} clients connected within {wait_s:.0f} s") from None
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            t = threading.Thread(target=self._serve, args=(sock,), daemon=True)
+            t.start()
+            threads.append(t)
+        srv.close()
+        deadline = time.monotonic() + TRUST_TIMEOUT_S
+        while len(self.channels) + self.rejected < len(self.clients) and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def _serve(self, sock: socket.socket) -> None:
+        node = self.node
+        ch = Channel(sock, self.ident, node.suite, self.trust, clock=node.now, counters=node.counters)
+        try:
+            name = ch.accept(node.timer_for(0))
+        except (SecurityError, ConnectionClosed) as exc:
+            log.warning("%s: handshake rejected: %s", node.name, exc)
+            self.dropouts.append(Dropout(round=0, pod=ch.peer or "unknown", reason=f"handshake rejected: {exc}"))
+            self.rejected += 1
+            sock.close()
+            return
+        self.channels[name] = ch
+        self.alive.add(name)
+        while True:
+            try:
+                rec = ch.read_record()
+            except (ConnectionClosed, SecurityError) as exc:
+                self.inbox.put(Arrival(name, None, str(exc) or "connection closed"))
+                return
+            node.transfer(rec, name, "upload", node.now())
+            self.inbox.put(Arrival(name, rec))
+
+    # one round: distribute, then collect and aggregate
+    def _round(self, r: int, theta: np.ndarray) -> np.ndarray | None:
+        targets = sorted(self.alive)
+        if self.pool is None:
+            for c in targets:
+                self._send_model(c, r, theta, None)
+        else:
+            for c in targets:
+                self.pool.submit(self._send_model, c, r, theta, self.node.now())
+        return self._collect(r)
+
+    def _send_model(self, c: str, r: int, theta: np.ndarray, queued_at: float | None) -> None:
+        """One client's copy of the global model: serialise, sign, (encapsulate,) encrypt, send."""
+        ch = self.channels[c]
+        kem_pk = self.trust[c].kem if self.node.cfg.rekey == "per_message" else None
+        buf = message(self.node, MODEL, r, theta, "distribute", queued_at)
+        sealed = protect(self.node, ch, self.ident, buf, "distribute", kem_pk)
+        with contextlib.suppress(OSError):  # a dead client shows up as a dropout on its reader thread
+            ch.write_sealed(sealed)
+
+    def _collect(self, r: int) -> np.ndarray | None:
+        """Wait for the quorum of this round's valid updates (verified as the mode says); FedAvg them.
+
+        None when the round times out; RunFailed when too few clients are left to reach the quorum.
+        Rejected or stale (earlier-round) updates do not count: collection goes on without them.
+        Workers report verified updates through the same inbox as the network, so nothing polls.
+        """
+        need = self.fl.quorum_clients
+        deadline = time.monotonic() + self.fl.round_timeout_s
+        in_hand: set[str] = set()  # clients whose update of this round arrived (valid or not yet known)
+        updates: list[np.ndarray] = []
+        acc: np.ndarray | None = None
+        pending: list[Arrival] = []
+        while len(updates) < need:
+            if self.pool is None and pending and len(pending) >= need - len(updates):
+                for a in pending:  # sequential: verify only once enough updates have arrived
+                    if (u := self._verify(a, r, None)) is not None:
+                        updates.append(u[1])
+                    else:
+                        self._rejected(a.client, in_hand, r)
+                pending = []
+                continue
+            if len(self.alive | in_hand) < need:
+                raise RunFailed(f"round {r}: quorum lost: {len(self.alive)} of {len(self.clients)} clients left, "
+                                f"quorum needs {need}")  # fmt: skip
+            try:
+                arrival = self.inbox.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return None
+            if arrival.from_worker:
+                if arrival.verdict is None:
+                    self._rejected(arrival.client, in_hand, r)
+                else:
+                    acc = self._fold(acc, arrival.verdict)
+                    updates.append(arrival.verdict)
+            elif arrival.record is None:
+                self._dropout(arrival, r)
+            else:
+                in_hand.add(arrival.client)
+                if self.pool is None:
+                    pending.append(arrival)
+                else:
+                    self.pool.submit(self._verify_job, arrival, r, self.node.now())
+        if self.pool is None:
+            with self.node.timer("aggregate", "fl.fedavg"):
+                return fl.fedavg(updates, [1.0] * len(updates))
+        assert acc is not None
+        return acc / np.float32(len(updates))
+
+    def _drain(self, r: int) -> None:
+        """After the last round: record dropouts still queued, and open records no round needed, so a
+        replayed or tampered one is still detected and counted (their work is filed under round 0)."""
+        time.sleep(0.05)  # a connection that ended just now is reported within milliseconds
+        self.node.round = 0
+        while True:
+            try:
+                arrival = self.inbox.get_nowait()
+            except queue.Empty:
+                break
+            if arrival.record is not None and arrival.client in self.alive:
+                if self._verify(arrival, -1, None) is None and arrival.client in self.rejections:
+                    self._dropout(Arrival(arrival.client, None, self.rejections[arrival.client]), r)
+            elif arrival.record is None and not arrival.from_worker:
+                self._dropout(arrival, r)
+        self.node.round = r
+
+    def _rejected(self, client: str, in_hand: set[str], r: int) -> None:
+        """An update that did not count: stale, or rejected (then the client is out of the run)."""
+        in_hand.discard(client)
+        if client in self.rejections:
+            self._dropout(Arrival(client, None, self.rejections[client]), r)
+
+    def _verify_job(self, a: Arrival, r: int, queued_at: float) -> None:
+        res = self._verify(a, r, queued_at)
+        self.inbox.put(Arrival(a.client, None, verdict=None if res is None else res[1], from_worker=True))
+
+    def _fold(self, acc: np.ndarray | None, update: np.ndarray) -> np.ndarray:
+        with self.node.timer("aggregate", "fl.fedavg"):
+            return update.copy() if acc is None else acc + update
+
+    def _verify(self, a: Arrival, r: int, queued_at: float | None) -> tuple[str, np.ndarray] | None:
+        assert a.record is not None
+        ch = self.channels[a.client]
+        try:
+            kind, rnd, payload = unprotect(self.node, ch, a.record, self.trust[a.client].sig, "verify", queued_at)
+        except SecurityError as exc:  # fatal for the connection, as a TLS alert would be
+            log.warning("%s: rejected a record from %s: %s", self.node.name, a.client, exc)
+            with contextlib.suppress(OSError):  # its reader thread then reports the dropout
+                ch.sock.shutdown(socket.SHUT_RDWR)
+            self.rejections[a.client] = f"rejected: {exc}"
+            return None
+        if kind != UPDATE or rnd != r:
+            return None  # a straggler's update from an earlier round
+        with self.node.timer("verify", "deserialize", nbytes=len(payload)):
+            return a.client, fl.deserialize(payload)  # one copy out of the record buffer
+
+    def _dropout(self, a: Arrival, r: int) -> None:
+        if a.client in self.alive:
+            self.alive.discard(a.client)
+            reason = self.rejections.get(a.client, a.reason)
+            self.dropouts.append(Dropout(round=r, pod=a.client, reason=reason))
+            log.warning("%s: %s dropped out in round %d: %s", self.node.name, a.client, r, a.reason)

@@ -1,0 +1,110 @@
+"""The client role: one session with the aggregator; per round receive the model, train, upload the update.
+
+A client that receives device telemetry also serves its devices' sessions on its telemetry port and
+decrypts their frames on one thread per device.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+import numpy as np
+
+from hw import data, fl
+from hw.channel import Channel, ConnectionClosed, Identity, Peer, SecurityError
+from hw.node.common import DONE, UPDATE, Node, RunFailed, connect, listen, message, protect, unprotect, warm_up
+from hw.runconfig import Address
+from hw.rundir import NodeResult
+
+
+def run_client(node: Node) -> NodeResult:
+    cfg, fl_cfg = node.cfg, node.cfg.fl
+    ident = node.identity()
+    shape = fl.Shape.for_parameters(fl_cfg.model_parameters, data.FEATURES)
+    warm_up(node.suite, fl_cfg.model_parameters * 4, shape)
+    node.keys.publish(node.name, [ident])
+    agg = cfg.aggregator
+    peers = [agg] + (["devices"] if cfg.devices_for(node.name) else [])
+    trust = node.trust(peers)
+    _serve_telemetry(node, ident, trust)
+    ch = _session(node, ident, trust, cfg.routes[node.name][agg], agg, cfg.connect_timeout_s)
+    index, n = fl_cfg.clients.index(node.name), len(fl_cfg.clients)
+    seeds = np.random.SeedSequence(cfg.seed).spawn(3 + n)
+    x, y = data.client_data(index, n, fl_cfg.samples_per_client, seeds[3 + index])
+    rng = np.random.default_rng(seeds[2].spawn(n)[index])
+    kem_pk = trust[agg].kem if cfg.rekey == "per_message" else None
+    crash_round = cfg.crash.get(node.name)
+    rounds = 0
+    while True:
+        rec = ch.read_record()
+        arrived, mark = node.now(), len(node.rows)
+        kind, rnd, payload = unprotect(node, ch, rec, trust[agg].sig, "receive")
+        if kind == DONE:
+            del node.rows[mark:]  # the end-of-run message is not part of a round
+            break
+        node.round = rnd
+        node.retag(mark, rnd)  # the round is known only once the model is open
+        node.transfer(rec, agg, "distribute", arrived)
+        with node.timer("receive", "deserialize", nbytes=len(payload)):
+            theta = fl.deserialize(payload)
+        if crash_round is not None and rnd >= crash_round:  # fault injection for tests: die mid-round
+            os._exit(17)
+        with node.timer("train", "fl.train"):
+            theta = fl.train(shape, theta, x, y, fl_cfg.local_epochs, rng)
+        buf = message(node, UPDATE, rnd, theta, "upload")
+        ch.write_sealed(protect(node, ch, ident, buf, "upload", kem_pk))
+        rounds += 1
+    return NodeResult(state="completed", rounds=rounds)
+
+
+def _session(node: Node, ident: Identity, trust: dict[str, Peer], address: Address, peer: str,
+             timeout_s: float) -> Channel:  # fmt: skip
+    """Connect and run the handshake as initiator. A connection closed before the handshake finished (a
+    Service or proxy that accepted while the aggregator was not listening yet) is retried until the timeout;
+    a rejected handshake is not."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        sock = connect(address, max(1.0, deadline - time.monotonic()))
+        ch = Channel(sock, ident, node.suite, trust, clock=node.now, counters=node.counters)
+        mark = len(node.rows)
+        try:
+            ch.initiate(peer, node.timer_for(0))
+            return ch
+        except ConnectionClosed:
+            sock.close()
+            del node.rows[mark:]  # the aborted attempt's handshake work is not part of the run
+            if time.monotonic() > deadline:
+                raise RunFailed(
+                    f"{peer} closed every connection before the handshake within {timeout_s:.0f} s"
+                ) from None
+            time.sleep(0.1)
+
+
+def _serve_telemetry(node: Node, ident: Identity, trust: dict[str, Peer]) -> None:
+    port = node.cfg.pods[node.name].telemetry_port
+    if not port:
+        return
+    srv = listen(port, node.cfg.bind)
+
+    def accept_loop() -> None:
+        while True:
+            sock, _ = srv.accept()
+            threading.Thread(target=_telemetry_session, args=(node, ident, trust, sock), daemon=True).start()
+
+    threading.Thread(target=accept_loop, daemon=True).start()
+
+
+def _telemetry_session(node: Node, ident: Identity, trust: dict[str, Peer], sock: socket.socket) -> None:
+    ch = Channel(sock, ident, node.suite, trust, clock=node.now, counters=node.counters)
+    try:
+        device = ch.accept(node.timer_for(phase="telemetry"))  # device sessions count as telemetry work
+        while True:
+            rec = ch.read_record()
+            plaintext = ch.open(rec, node.timer_for(), "telemetry")
+            node.add(node.name, device, "telemetry", "frame", rec.sent_at_s, node.now(), 0.0, rec.wire_bytes)
+            del plaintext
+    except (ConnectionClosed, SecurityError, OSError):
+        return

@@ -1,0 +1,219 @@
+"""What every role of the node program shares: the run context with its span recorder, sockets, the
+message format (sign, encapsulate, encrypt) and the warm-up."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hw import data, fl
+from hw.channel import Channel, Identity, Peer, Record, Sealed, SecurityError, Suite
+from hw.crypto import find
+from hw.crypto.base import PublicKey
+from hw.node.keys import KeySource
+from hw.node.report import Reporter
+from hw.runconfig import Address, RunConfig
+from hw.rundir import NodeResult
+from sim import catalogue
+from sim.contract import SpanRow, to_frame
+
+log = logging.getLogger("pqtwin.node")
+
+MODEL, UPDATE, DONE = 1, 2, 3
+MSG = struct.Struct("!BxxxI")  # kind, round; 8 bytes keep the float32 payload aligned
+
+Timer = Callable[[str, str], AbstractContextManager[None]]
+
+
+class RunFailed(Exception):
+    """The run cannot go on (quorum lost, peer unreachable); the message says why."""
+
+
+@dataclass
+class Node:
+    """One node process: its configuration, collaborators, and the spans it records on the run's clock."""
+
+    run_dir: Path
+    name: str
+    cfg: RunConfig
+    keys: KeySource
+    reporter: Reporter
+    rows: list[SpanRow] = field(default_factory=list)
+    round: int = 0
+    counters: Counter[str] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def suite(self) -> Suite:
+        return Suite(**self.cfg.suite.model_dump())
+
+    @property
+    def host(self) -> str:
+        return self.cfg.pods[self.name].host if self.name in self.cfg.pods else "devices"
+
+    def now(self) -> float:
+        """Seconds on the run's clock: monotonic on one machine; wall-clock (NTP-synchronised) across
+        machines (``clock: wall``, as the Kubernetes backend sets it)."""
+        clock = time.time if self.cfg.clock == "wall" else time.monotonic
+        return clock() - self.cfg.epoch
+
+    def add(self, pod: str, host: str, phase: str, op: str, start: float, end: float, wait: float, nbytes: int,
+            rnd: int | None = None) -> None:  # fmt: skip
+        row = SpanRow(0, self.round if rnd is None else rnd, pod, host, phase, op, start, end, wait, nbytes)
+        with self.lock:
+            self.rows.append(row)
+
+    @contextmanager
+    def timer(self, phase: str, op: str, queued_at: float | None = None, nbytes: int = 0,
+              rnd: int | None = None) -> Iterator[None]:  # fmt: skip
+        start = self.now()
+        yield
+        begin = start if queued_at is None else queued_at
+        self.add(self.name, self.host, phase, op, begin, self.now(), start - begin, nbytes, rnd)
+
+    def timer_for(self, rnd: int | None = None, phase: str | None = None, queued_at: float | None = None) -> Timer:
+        """A ``timer(phase, op)`` for code that times its own steps (the channel); optionally forcing the
+        phase, and charging ``queued_at`` (a job's wait for a worker) to the first step it times."""
+        first = [queued_at]
+
+        def timer(ph: str, op: str) -> AbstractContextManager[None]:
+            q, first[0] = first[0], None
+            return self.timer(phase or ph, op, queued_at=q, rnd=rnd)
+
+        return timer
+
+    def transfer(self, rec: Record, sender: str, phase: str, end: float) -> None:
+        self.add(sender, self.cfg.host_of(sender), phase, "transfer", rec.sent_at_s, end, 0.0, rec.wire_bytes)
+
+    def retag(self, since: int, rnd: int) -> None:
+        with self.lock:
+            self.rows[since:] = [r._replace(round=rnd) for r in self.rows[since:]]
+
+    def identity(self, name: str | None = None) -> Identity:
+        return self.keys.identity(name or self.name)
+
+    def trust(self, names: list[str]) -> dict[str, Peer]:
+        return self.keys.trust(names)
+
+    def progress(self, r: int, accuracy: float) -> None:
+        self.reporter.progress(r, accuracy)
+
+    def finish(self, result: NodeResult) -> None:
+        result.security = dict(self.counters)
+        with self.lock:
+            rows = list(self.rows)
+        self.reporter.finish(self.name, result, to_frame(rows))
+
+
+def connect(address: Address, timeout_s: float = 30.0) -> socket.socket:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            sock = socket.create_connection((address[0], int(address[1])), timeout=10)
+            sock.settimeout(None)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                raise RunFailed(f"cannot connect to {address[0]}:{address[1]}: {exc.strerror}") from None
+            time.sleep(0.05)
+
+
+def listen(port: int, host: str = "127.0.0.1") -> socket.socket:
+    """A listening socket; in a pod (``bind: 0.0.0.0``) it accepts from the cluster network."""
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((host, port))
+    srv.listen(256)
+    return srv
+
+
+# --- messages: sign, (encapsulate,) encrypt ----------------------------------------------------------
+
+
+def message(node: Node, kind: int, rnd: int, theta: np.ndarray | None, phase: str,
+            queued_at: float | None = None) -> bytearray:  # fmt: skip
+    """Serialise a model into a fresh message buffer: header | float32 parameters | room for the signature.
+
+    One copy (the simulator's ``serialize``); signing and encryption then work on this buffer in place.
+    """
+    n = 0 if theta is None else theta.nbytes
+    with node.timer_for(queued_at=queued_at)(phase, "serialize"):
+        buf = bytearray(MSG.size + n + signature_len(node.suite.signature))
+        MSG.pack_into(buf, 0, kind, rnd)
+        if theta is not None:
+            np.frombuffer(buf, fl.DTYPE, count=theta.size, offset=MSG.size)[:] = theta
+    return buf
+
+
+def protect(node: Node, ch: Channel, ident: Identity, buf: bytearray, phase: str,
+            recipient_kem: PublicKey | None) -> Sealed:  # fmt: skip
+    """Sign the message in ``buf``, then seal it into one record (the simulator's `protect`)."""
+    view, sig_len = memoryview(buf), signature_len(node.suite.signature)
+    with node.timer(phase, f"{node.suite.signature}.sign"):
+        view[-sig_len:] = find(node.suite.signature, "signature").sign(ident.sig, view[:-sig_len])
+    return ch.seal(buf, recipient_kem, node.timer_for(), phase)
+
+
+def unprotect(node: Node, ch: Channel, rec: Record, sender_sig: PublicKey, phase: str,
+              queued_at: float | None = None) -> tuple[int, int, memoryview]:  # fmt: skip
+    """Open a record, verify the sender's signature: (kind, round, payload)."""
+    plaintext = memoryview(ch.open(rec, node.timer_for(queued_at=queued_at), phase))
+    sig_len = signature_len(node.suite.signature)
+    body, sig = plaintext[:-sig_len], plaintext[-sig_len:]  # views: no copy of the payload
+    with node.timer(phase, f"{node.suite.signature}.verify", nbytes=len(body)):
+        ok = find(node.suite.signature, "signature").verify(sender_sig, body, sig)
+    if not ok:
+        ch.counters["tampered"] += 1
+        raise SecurityError("tampered", f"signature of a message from {ch.peer} does not verify")
+    kind, rnd = MSG.unpack_from(body)
+    return kind, rnd, body[MSG.size :]
+
+
+def signature_len(name: str) -> int:
+    alg = catalogue.get(name)
+    if alg.signature_bytes != alg.signature_max_bytes:  # variable-size signatures carry their length
+        raise RunFailed(f"{name}: variable-size signatures are not supported by the twin's message format")
+    return alg.signature_bytes
+
+
+def warm_up(suite: Suite, payload_bytes: int, shape: fl.Shape | None) -> None:
+    """Exercise every code path once before the run's clock matters (library set-up, page faults,
+    BLAS start-up): the twin measures steady-state rounds, as the simulator models them."""
+    signer, kem, aead = find(suite.signature, "signature"), find(suite.kem, "kem"), find(suite.aead, "aead")
+    payload = os.urandom(payload_bytes)
+    kp = signer.keygen()
+    signer.verify(kp.public, payload, signer.sign(kp, payload))
+    k = kem.keygen()
+    kem.decaps(k, kem.encaps(k.public)[0])
+    key = aead.keygen()
+    aead.decrypt(key, bytes(12), aead.encrypt(key, bytes(12), payload))
+    if shape is not None:
+        rng = np.random.default_rng(0)
+        x = np.zeros((64, data.FEATURES), fl.DTYPE)
+        fl.deserialize(fl.serialize(fl.train(shape, fl.init(shape, rng), x, np.zeros(64, fl.DTYPE), 1, rng)))
+
+
+class NoTimer:
+    """A timer that records nothing (device-side work is not the twin's measurement)."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def no_timer(phase: str, op: str) -> AbstractContextManager[None]:
+    return NoTimer()

@@ -1,0 +1,72 @@
+"""The device emulator: every device of the run as a thread that opens its own secure session to its pod
+and sends AEAD frames at its rate, reconnecting with back-off. On Kubernetes one emulator runs per host
+(``runner``) and shapes its devices' access links in-process (``link``), as the local backend's proxies do.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+
+from hw.channel import Channel, ConnectionClosed, Identity, Peer, SecurityError
+from hw.node.common import Node, RunFailed, connect, no_timer
+from hw.proxy import LinkShape, open_path
+from hw.runconfig import DeviceGroup
+from hw.rundir import NodeResult
+
+
+def run_devices(node: Node) -> NodeResult:
+    """Every device of the scenario as a thread: handshake with its pod, then frames at its rate."""
+    cfg = node.cfg
+    groups = [_shaped(d, cfg.seed) for d in cfg.devices if d.runner in (None, node.name)]
+    idents = {name: node.identity(name) for g in groups for name in g.device_names()}
+    node.keys.publish("devices", list(idents.values()))
+    trust = node.trust(sorted({g.pod for g in groups}))
+    stop = threading.Event()
+    rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(4)[3])
+    threads = []
+    for g in groups:
+        for name in g.device_names():
+            offset = float(rng.uniform(0, g.period_s))
+            t = threading.Thread(target=_device, args=(node, idents[name], trust, g, offset, stop), daemon=True)
+            t.start()
+            threads.append(t)
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    while not stop.wait(0.2):
+        pass
+    return NodeResult(state="completed", devices=len(threads))
+
+
+def _shaped(group: DeviceGroup, seed: int) -> DeviceGroup:
+    """A group that carries its access path's ``link`` connects through a shaping proxy in this process."""
+    if group.link is None:
+        return group
+    shape = LinkShape(**group.link.model_dump())
+    proxy = open_path(group.address[0], group.address[1], shape, seed if group.link_seed is None else group.link_seed)
+    return group.model_copy(update={"address": ("127.0.0.1", proxy.port)})
+
+
+def _device(node: Node, ident: Identity, trust: dict[str, Peer], group: DeviceGroup, offset_s: float,
+            stop: threading.Event) -> None:  # fmt: skip
+    """One device: (re)connect and handshake with its pod, then send a frame every period until stopped.
+    A device whose pod is not listening yet, or whose session breaks, retries after a back-off."""
+    backoff_s = 0.05
+    if stop.wait(offset_s):
+        return
+    while not stop.is_set():
+        try:
+            ch = Channel(connect(group.address), ident, node.suite, trust, clock=node.now, counters=node.counters)
+            ch.initiate(group.pod, no_timer)
+            frame = os.urandom(group.frame_bytes)
+            next_at = time.monotonic()
+            while not stop.is_set():
+                ch.write_sealed(ch.seal(frame))
+                next_at += group.period_s
+                stop.wait(max(0.0, next_at - time.monotonic()))
+        except (RunFailed, SecurityError, ConnectionClosed, OSError):
+            stop.wait(backoff_s)
+            backoff_s = min(1.0, backoff_s * 2)

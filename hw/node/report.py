@@ -1,0 +1,51 @@
+"""Where a node's results go: ``Reporter`` and its two kinds.
+
+- ``FileReporter`` (every backend): ``progress.json``, ``spans/<pod>.parquet`` and ``nodes/<pod>.json`` in
+  the run directory, each written atomically.
+- ``LogReporter`` (Kubernetes, where the run directory is the pod's own): the same files, plus progress
+  lines and the result block on stdout for the backend to read from the pod's log (hw/podlog.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Protocol
+
+import pandas as pd
+
+from hw import podlog
+from hw.rundir import NodeResult
+from sim.contract import RunLayout, atomic_write, spans_bytes
+
+
+class Reporter(Protocol):
+    def progress(self, r: int, accuracy: float) -> None:
+        """The aggregator finished round ``r``."""
+        ...
+
+    def finish(self, name: str, result: NodeResult, spans: pd.DataFrame) -> None:
+        """The node's end: its result and every span it recorded."""
+        ...
+
+
+class FileReporter:
+    def __init__(self, run_dir: Path):
+        self.layout = RunLayout(run_dir)
+
+    def progress(self, r: int, accuracy: float) -> None:
+        atomic_write(self.layout.progress, json.dumps({"round": r, "accuracy": accuracy}))
+
+    def finish(self, name: str, result: NodeResult, spans: pd.DataFrame) -> None:
+        atomic_write(self.layout.node_spans(name), spans_bytes(spans))
+        result.write(self.layout.root, name)
+
+
+class LogReporter(FileReporter):
+    def progress(self, r: int, accuracy: float) -> None:
+        super().progress(r, accuracy)
+        podlog.emit_progress(r, accuracy)
+
+    def finish(self, name: str, result: NodeResult, spans: pd.DataFrame) -> None:
+        super().finish(name, result, spans)
+        podlog.emit_result(name, result.model_dump(mode="json"), self.layout.node_spans(name).read_bytes())

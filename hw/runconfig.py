@@ -1,0 +1,224 @@
+"""``run.json``: what a backend tells the nodes of a twin run, built once from a Scenario for both backends.
+
+The backend builds a ``RunConfig`` with ``build`` and writes it; every node reads it back validated with
+``RunConfig.read`` (a malformed run.json is one line naming the field, never a silent default). What
+differs between backends is only *where things are* — which port a pod listens on and which address a
+peer dials (a shaping proxy here, a Service name on a cluster) — and that comes from the backend's
+``Addressing``. Everything else (pods, routes, worker count, FL settings, suite, devices) follows from
+the scenario here, in one place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Protocol, cast
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from hw.crypto import registry
+from sim import catalogue
+from sim.contract import RunLayout, atomic_write
+from sim.errors import UserError
+from sim.scenario import DevicePopulation, Scenario
+
+Address = tuple[str, int]
+Service = Literal["fl", "telemetry"]
+Mode = Literal["sequential", "concurrent"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SuiteConfig(_Model):
+    kem: str
+    signature: str
+    aead: str
+
+
+class FLConfig(_Model):
+    rounds: int = Field(ge=1)
+    clients: list[str] = Field(min_length=1)
+    model_parameters: int = Field(ge=1)
+    samples_per_client: int = Field(ge=1)
+    local_epochs: int = Field(ge=1)
+    quorum_clients: int = Field(ge=1)
+    round_timeout_s: float = Field(gt=0)
+
+
+class PodConfig(_Model):
+    role: Literal["aggregator", "client"]
+    host: str
+    port: int | None = None  # the aggregator's FL port
+    telemetry_port: int | None = None  # a client that receives device telemetry
+
+
+class LinkShapeConfig(_Model):
+    """A device access path emulated inside the device emulator (Kubernetes: no real BLE on a cluster)."""
+
+    bandwidth_bps: float
+    latency_s: float
+    jitter_s: float
+    loss: float
+    segment_bytes: int
+
+
+class DeviceGroup(_Model):
+    """One device population: ``count`` devices sending ``frame_bytes`` every ``period_s`` to ``pod``."""
+
+    population: str
+    count: int = Field(ge=1)
+    pod: str
+    frame_bytes: int = Field(ge=1)
+    period_s: float = Field(gt=0)
+    address: Address
+    runner: str | None = None  # the emulator that runs them (Kubernetes: one per host); None: "devices"
+    link: LinkShapeConfig | None = None
+    link_seed: int | None = None
+
+    def device_names(self) -> list[str]:
+        return [f"{self.population}#{i}" for i in range(self.count)]
+
+
+class ProvisionedKeys(_Model):
+    """Where a pod finds its private keys and its peers' public keys (mounted by the backend)."""
+
+    identity: str
+    trust: str
+
+
+class RunConfig(_Model):
+    scenario: str
+    mode: Mode  # validated here: ``build`` passes the caller's string through
+    seed: int
+    epoch: float  # the run's clock origin (monotonic, or wall-clock with ``clock: wall``)
+    clock: Literal["monotonic", "wall"] = "monotonic"
+    bind: str = "127.0.0.1"
+    suite: SuiteConfig
+    rekey: Literal["per_message", "per_session", "per_round"]
+    workers: int = Field(ge=1)
+    aggregator: str
+    fl: FLConfig
+    pods: dict[str, PodConfig]
+    routes: dict[str, dict[str, Address]]  # client -> {aggregator: where to dial}
+    devices: list[DeviceGroup] = Field(default_factory=list)
+    crash: dict[str, int] = Field(default_factory=dict)  # fault injection: client -> round it dies in
+    attack: tuple[str, str] | None = None
+    keys: ProvisionedKeys | None = None  # None: each node generates its keys and publishes them in keys/
+    report: Literal["files", "log"] = "files"  # log: results also printed to stdout (Kubernetes)
+    metrics_port: int | None = None
+    connect_timeout_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunConfig:
+        if self.pods.get(self.aggregator, None) is None or self.pods[self.aggregator].role != "aggregator":
+            raise ValueError(f"aggregator {self.aggregator!r} is not an aggregator pod")
+        if missing := [c for c in self.fl.clients if c not in self.pods or c not in self.routes]:
+            raise ValueError(f"clients without a pod or a route: {', '.join(missing)}")
+        if bad := [d.pod for d in self.devices if d.pod not in self.pods or self.pods[d.pod].telemetry_port is None]:
+            raise ValueError(f"devices report to pods that receive no telemetry: {', '.join(bad)}")
+        return self
+
+    def host_of(self, pod: str) -> str:
+        return self.pods[pod].host if pod in self.pods else pod
+
+    def devices_for(self, pod: str) -> list[DeviceGroup]:
+        return [d for d in self.devices if d.pod == pod]
+
+    def write(self, run_dir: Path) -> None:
+        atomic_write(RunLayout(run_dir).run_config, self.to_json())
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2) + "\n"
+
+    @classmethod
+    def read(cls, run_dir: Path) -> RunConfig:
+        """run.json of ``run_dir``, validated; ValueError with one line naming the file and field."""
+        path = RunLayout(run_dir).run_config
+        try:
+            return cls.model_validate_json(path.read_bytes())
+        except OSError as exc:
+            raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
+        except ValidationError as exc:
+            e = exc.errors()[0]
+            raise ValueError(f"{path}: {'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}") from None
+
+
+class Addressing(Protocol):
+    """Where things are, as one backend arranges it."""
+
+    def listen_port(self, pod: str, service: Service) -> int:
+        """The port ``pod`` listens on for ``service``."""
+        ...
+
+    def dial(self, src: str, pod: str, host: str, service: Service, port: int) -> Address:
+        """The address a peer on scenario node ``src`` dials to reach ``service`` of ``pod`` on ``host``."""
+        ...
+
+    def devices(self, pop: DevicePopulation, host: str) -> dict[str, Any]:
+        """Extra ``DeviceGroup`` fields for a population whose pod is on ``host`` (runner, link)."""
+        ...
+
+
+def check_supported(s: Scenario) -> None:
+    """What the twin cannot run, as one-line errors naming the field (every backend)."""
+    w, f = s.workload, s.path
+    problems = []
+    for field, kind in (("kem", "kem"), ("signature", "signature"), ("aead", "aead")):
+        name = getattr(w.crypto, field)
+        try:
+            registry.find(name, kind)  # type: ignore[call-overload]
+        except ValueError as exc:
+            problems.append(f"{f}: workload.crypto.{field}: {exc}")
+    sig = catalogue.get(w.crypto.signature)
+    if sig.signature_bytes != sig.signature_max_bytes:
+        problems.append(f"{f}: workload.crypto.signature: variable-size signatures are not supported by the twin "
+                        f"(got {w.crypto.signature!r})")  # fmt: skip
+    if w.fl.bytes_per_parameter != 4:
+        problems.append(
+            f"{f}: workload.fl.bytes_per_parameter: the twin trains float32 models (got {w.fl.bytes_per_parameter})"
+        )
+    if w.crypto.rekey.fl == "per_round":
+        problems.append(f"{f}: workload.crypto.rekey.fl: per_round rekeying is not implemented in the twin yet "
+                        "(use per_session or per_message) (got 'per_round')")  # fmt: skip
+    agg = s.pods("aggregator")[0].name
+    if any(p.report_to == agg for p in w.devices if p.count):
+        problems.append(f"{f}: workload.devices: the twin streams telemetry to client pods only (got {agg!r})")
+    if problems:
+        raise UserError(problems)
+
+
+def build(s: Scenario, mode: str, rounds: int, seed: int, where: Addressing, **fields: Any) -> RunConfig:
+    """The run's configuration; ``fields`` sets the backend's own (epoch, clock, keys, report, ...)."""
+    check_supported(s)
+    agg = s.pods("aggregator")[0]
+    clients = s.pods("client")
+    pops = [p for p in s.workload.devices if p.count]
+    reporting = {p.report_to for p in pops}
+    pods = {agg.name: PodConfig(role="aggregator", host=agg.host, port=where.listen_port(agg.name, "fl"))}
+    for c in clients:
+        port = where.listen_port(c.name, "telemetry") if c.name in reporting else None
+        pods[c.name] = PodConfig(role="client", host=c.host, telemetry_port=port)
+    agg_port = pods[agg.name].port
+    assert agg_port is not None
+    routes = {c.name: {agg.name: where.dial(c.host, agg.name, agg.host, "fl", agg_port)} for c in clients}
+    devices = []
+    for pop in pops:
+        target = pods[pop.report_to]
+        assert target.telemetry_port is not None
+        devices.append(DeviceGroup(
+            population=pop.name, count=pop.count, pod=pop.report_to, frame_bytes=pop.frame_bytes(),
+            period_s=pop.period_s(),
+            address=where.dial(f"{pop.name}#0", pop.report_to, target.host, "telemetry", target.telemetry_port),
+            **where.devices(pop, target.host),
+        ))  # fmt: skip
+    fl = s.workload.fl
+    fl_cfg = FLConfig(rounds=rounds, clients=[c.name for c in clients], model_parameters=fl.model_parameters,
+                      samples_per_client=fl.samples_per_client, local_epochs=fl.local_epochs,
+                      quorum_clients=fl.quorum_clients, round_timeout_s=fl.round_timeout_s)  # fmt: skip
+    crypto = s.workload.crypto
+    return RunConfig(
+        scenario=s.name, mode=cast(Mode, mode), seed=seed, suite=SuiteConfig(kem=crypto.kem, signature=crypto.signature,
+        aead=crypto.aead), rekey=crypto.rekey.fl, workers=s.crypto_workers(), aggregator=agg.name, fl=fl_cfg,
+        pods=pods, routes=routes, devices=devices, **fields,
+    )  # fmt: skip

@@ -1,0 +1,1 @@
+"""The ``pqtwin`` command line: one module (``pqtwin.cli``) that calls sim and hw through public functions."""

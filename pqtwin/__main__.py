@@ -1,0 +1,3 @@
+from pqtwin.cli import main
+
+main()

@@ -1,0 +1,104 @@
+"""Terminal tables of run summaries and comparisons (rich); what ``pqtwin`` prints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from hw.compare import BOOTSTRAP_SEED, RESAMPLES
+from sim.contract import Stats, Summary
+
+
+def fmt_kpi(k: Stats | None, scale: float = 1e3, unit: str = "ms") -> str:
+    if k is None or k.mean is None:
+        return "—"
+    lo, hi = k.ci95
+    return f"{k.mean * scale:.1f} {unit} [{(lo or 0) * scale:.1f}, {(hi or 0) * scale:.1f}]"
+
+
+def kpi_rows(s: Summary) -> list[tuple[str, str]]:
+    hosts = s.host_utilization
+    busiest = max(hosts, key=lambda h: hosts[h].offered) if hosts else None
+    p95 = s.round_latency_s.p95
+    return [
+        ("round latency, mean [95% CI]", fmt_kpi(s.round_latency_s)),
+        ("round latency p95", f"{p95 * 1e3:.1f} ms" if p95 else "—"),
+        ("model distribution, mean [95% CI]", fmt_kpi(s.model_distribution_s)),
+        ("crypto share of FL CPU time", f"{s.crypto_share * 100:.1f} %"),
+        ("bytes on the wire / replication", f"{s.bytes_on_wire.total / 1e6:.2f} MB"),
+        ("busiest host (offered utilisation)", f"{busiest} {hosts[busiest].offered * 100:.1f} %" if busiest else "—"),
+        ("rounds completed / failed", f"{s.rounds_completed} / {s.rounds_failed}"),
+        ("events / wall time", f"{s.events:,} / {s.wall_s:.2f} s"),
+    ]
+
+
+def summary_table(s: Summary) -> Table:
+    t = Table(title=f"{s.scenario} — {s.mode}, {s.replications} replications, seed {s.seed}")
+    t.add_column("KPI")
+    t.add_column("value", justify="right")
+    for name, value in kpi_rows(s):
+        t.add_row(name, value)
+    phases = ", ".join(f"{k} {v * 1e3:.1f}" for k, v in s.phase_s.items())
+    t.caption = f"phase extent per round (ms): {phases}"
+    return t
+
+
+def modes_table(seq: Summary, conc: Summary, cmp: dict[str, Any]) -> Table:
+    t = Table(title=f"{seq.scenario} — sequential vs concurrent ({seq.replications} replications)")
+    t.add_column("KPI")
+    t.add_column("sequential", justify="right")
+    t.add_column("concurrent", justify="right")
+    for (name, a), (_, b) in zip(kpi_rows(seq), kpi_rows(conc), strict=True):
+        t.add_row(name, a, b)
+    for key, label in (("round_latency_s", "round latency"), ("model_distribution_s", "model distribution")):
+        c = cmp[key]
+        if c["reduction"] is not None:
+            lo, hi = c["reduction_ci95"]
+            value = f"{c['reduction'] * 100:.1f} % [{lo * 100:.1f}, {hi * 100:.1f}]"
+            t.add_row(f"{label} reduction [95% CI]", "", value)
+    return t
+
+
+def _ms(x: float | None) -> str:
+    if x is None:
+        return "—"
+    v = x * 1e3
+    return f"{v:.2f} ms" if abs(v) < 10 else f"{v:.1f} ms"
+
+
+def _pct(v: float | None, ci: list[float | None]) -> str:
+    if v is None:
+        return "—"
+    lo, hi = ci
+    return f"{v:+.1f} [{lo:+.1f}, {hi:+.1f}]" if lo is not None and hi is not None else f"{v:+.1f}"
+
+
+def render_table(result: dict[str, Any]) -> Table:
+    """metric | simulated mean | measured mean | error % [95 % CI] | p95 error % | n sim/hw."""
+    sim, hw = result["runs"]["sim"], result["runs"]["hw"]
+    t = Table(
+        title=f"{sim['scenario']} — simulated ({sim['mode']}, {sim['replications']} replications) vs "
+        f"measured ({hw['mode']}, {hw['replications']} replications)"
+    )
+    t.add_column("metric", no_wrap=True)
+    for col in ("simulated mean", "measured mean", "error % [95 % CI]", "p95 error %", "n sim/hw"):
+        t.add_column(col, justify="right")
+    for m in result["metrics"].values():
+        style = "green" if m["within_ci"] else "yellow"
+        t.add_row(
+            m["label"],
+            _ms(m["sim_mean"]),
+            _ms(m["hw_mean"]),
+            f"[{style}]{_pct(m['error_pct'], m['error_ci95'])}[/]",
+            _pct(m["error_p95_pct"], [None, None]),
+            f"{m['n_sim']} / {m['n_hw']}",
+        )
+    caption = (
+        f"error = (sim − hw) / hw; 95 % bootstrap CI over rounds ({RESAMPLES} resamples, seed "
+        f"{BOOTSTRAP_SEED}); green: 0 inside the CI"
+    )
+    if result["not_compared"]:
+        caption += "\nnot compared: " + ", ".join(f"{k} ({v})" for k, v in result["not_compared"].items())
+    t.caption = caption
+    return t

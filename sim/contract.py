@@ -1,0 +1,346 @@
+"""The contract between the simulator and the hardware twin: the files of a run directory and what they mean.
+
+sim and hw share this module (plus ``Scenario`` and ``Profile``) and nothing else; hw imports it, never
+the reverse. Everything that reads or writes a run directory goes through the names here:
+
+- ``SpanRow`` — one timed activity; ``SPAN_SCHEMA`` its Arrow schema, ``PHASES`` the phases it may carry.
+- ``RunLayout`` — the file and folder names of a run directory.
+- ``Summary`` — ``summary.json``: written from and read into this model, by sim, the twin, compare and the app.
+- ``atomic_write`` — every result file appears whole or not at all.
+- ``phase_extents`` and ``core_utilisation`` — the two rules derived from spans that several readers need.
+
+Span semantics:
+
+- ``round`` 0 holds set-up work (session handshakes before the first round); telemetry rows carry the
+  round that was running when the frame was sent.
+- ``phase`` is one of ``PHASES``. Two phases are markers, one row per round: ``round`` spans a whole
+  round (model distribution start to aggregated model; op ``failed`` if the quorum was missed),
+  ``distribution`` spans distribution start to the last client holding the verified model.
+- ``op`` is a profile operation (``ML-DSA-65.sign``), ``transfer`` (a message crossing the network;
+  ``queue_wait_s`` is its total wait in link queues and ``bytes`` its size) or ``frame`` (a telemetry frame
+  from emission to decryption at its pod).
+- ``queue_wait_s`` is time spent waiting for a worker or core (or link) before service started;
+  ``end_s - start_s`` includes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+# --- spans -------------------------------------------------------------------------------------------
+
+
+class SpanRow(NamedTuple):
+    """One timed activity (a row of spans.parquet); field order is the column order."""
+
+    replication: int
+    round: int
+    pod: str
+    host: str
+    phase: str
+    op: str
+    start_s: float
+    end_s: float
+    queue_wait_s: float
+    bytes: int
+
+
+SPAN_SCHEMA = pa.schema(
+    [
+        ("replication", pa.int32()),
+        ("round", pa.int32()),
+        ("pod", pa.string()),
+        ("host", pa.string()),
+        ("phase", pa.string()),
+        ("op", pa.string()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("queue_wait_s", pa.float64()),
+        ("bytes", pa.int64()),
+    ]
+)
+COLUMNS: tuple[str, ...] = SpanRow._fields
+assert list(COLUMNS) == SPAN_SCHEMA.names, "SpanRow and SPAN_SCHEMA must list the same columns"
+
+PHASES = (
+    "handshake",  # session establishment (KEM + signatures)
+    "distribute",  # aggregator side: serialise, sign, encrypt and send the global model
+    "receive",  # client side: decrypt, verify, deserialise the global model
+    "train",  # client local training
+    "upload",  # client side: serialise, sign, encrypt and send the update
+    "verify",  # aggregator side: decrypt, verify, deserialise updates
+    "aggregate",  # FedAvg
+    "telemetry",  # device frames
+    "round",  # marker
+    "distribution",  # marker
+)
+MARKERS = ("round", "distribution")
+FL_PHASES = tuple(p for p in PHASES if p not in (*MARKERS, "telemetry"))
+WIRE_OPS = ("transfer", "frame")  # rows that are messages on the network, not CPU work
+
+
+def to_frame(rows: list[SpanRow] | list[tuple[Any, ...]]) -> pd.DataFrame:
+    return pd.DataFrame.from_records(rows, columns=list(COLUMNS))
+
+
+def spans_bytes(df: pd.DataFrame) -> bytes:
+    """Spans as Parquet bytes (what a pod prints to its log, what a file holds)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pandas(df[list(COLUMNS)], schema=SPAN_SCHEMA, preserve_index=False), sink)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def write_spans(df: pd.DataFrame, path: Path) -> None:
+    atomic_write(path, spans_bytes(df))
+
+
+def read_spans(path: Path) -> pd.DataFrame:
+    return pq.read_table(path, schema=SPAN_SCHEMA).to_pandas()
+
+
+def validate_spans(df: pd.DataFrame) -> list[str]:
+    """Problems that make a spans table unusable (used on hardware-twin output too)."""
+    problems = [f"missing column {c!r}" for c in COLUMNS if c not in df.columns]
+    if problems:
+        return problems
+    if (df.end_s < df.start_s).any():
+        problems.append("a span ends before it starts")
+    if (df.queue_wait_s < 0).any():
+        problems.append("negative queue_wait_s")
+    if unknown := set(df.phase) - set(PHASES):
+        problems.append(f"unknown phases {sorted(unknown)}")
+    return problems
+
+
+def phase_extents(spans: pd.DataFrame) -> pd.DataFrame:
+    """The extent of each FL phase in each round: max(end_s) − min(start_s) of its rows per (replication,
+    round, phase), rounds > 0. Columns: replication, round, phase, start_s, end_s, extent_s."""
+    fl = spans[(spans["round"] > 0) & spans.phase.isin(FL_PHASES)]
+    ext = fl.groupby(["replication", "round", "phase"]).agg(start_s=("start_s", "min"), end_s=("end_s", "max"))
+    return ext.assign(extent_s=ext.end_s - ext.start_s).reset_index()
+
+
+def cpu_rows(spans: pd.DataFrame) -> pd.DataFrame:
+    """Rows that are CPU work (not messages, not markers)."""
+    return spans[~spans.op.isin(WIRE_OPS) & ~spans.phase.isin(MARKERS)]
+
+
+def core_utilisation(spans: pd.DataFrame, cores: dict[str, int], duration_s: float,
+                     host_of_row: pd.Series | None = None) -> dict[str, Utilisation]:  # fmt: skip
+    """Busy fraction of each host's cores from the CPU spans of the pods on it (service time, without waits).
+
+    ``host_of_row`` maps each row to a key of ``cores`` (default: the row's ``host``); a twin whose pods all
+    share one machine passes a constant.
+    """
+    cpu = cpu_rows(spans)
+    busy = cpu.end_s - cpu.start_s - cpu.queue_wait_s
+    hosts = cpu.host if host_of_row is None else host_of_row.loc[cpu.index]
+    by_host = busy.groupby(hosts).sum()
+    out = {}
+    for host, n in cores.items():
+        frac = float(by_host.get(host, 0.0)) / (n * duration_s) if duration_s > 0 else 0.0
+        out[host] = Utilisation(offered=frac, overloaded=frac >= 1.0)
+    return out
+
+
+# --- the run directory -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """File and folder names of a run directory (the simulator writes the first four; the twin all)."""
+
+    root: Path
+
+    SPANS = "spans.parquet"
+    SUMMARY = "summary.json"
+    SCENARIO = "scenario.yaml"
+    MODES = "modes.json"  # --mode both: concurrent vs sequential
+    STATUS = "status.json"  # twin: how the run ended
+    RUN_CONFIG = "run.json"  # twin: what the nodes run
+    PROGRESS = "progress.json"  # twin: the aggregator's last finished round
+    NODE_SPANS = "spans"  # twin: spans/<pod>.parquet, one per process
+    NODES = "nodes"  # twin: nodes/<pod>.json, each process's result
+    KEYS = "keys"  # twin: keys/<pod>.json, published public keys
+    LOGS = "logs"  # twin: logs/<pod>.log
+    COMPARE = "compare"  # pqtwin compare's report
+
+    @property
+    def spans(self) -> Path:
+        return self.root / self.SPANS
+
+    @property
+    def summary(self) -> Path:
+        return self.root / self.SUMMARY
+
+    @property
+    def scenario(self) -> Path:
+        return self.root / self.SCENARIO
+
+    @property
+    def modes(self) -> Path:
+        return self.root / self.MODES
+
+    @property
+    def status(self) -> Path:
+        return self.root / self.STATUS
+
+    @property
+    def run_config(self) -> Path:
+        return self.root / self.RUN_CONFIG
+
+    @property
+    def progress(self) -> Path:
+        return self.root / self.PROGRESS
+
+    def node_spans(self, pod: str) -> Path:
+        return self.root / self.NODE_SPANS / f"{pod}.parquet"
+
+    def node_result(self, pod: str) -> Path:
+        return self.root / self.NODES / f"{pod}.json"
+
+    def public_keys(self, pod: str) -> Path:
+        return self.root / self.KEYS / f"{pod}.json"
+
+    def log(self, pod: str) -> Path:
+        return self.root / self.LOGS / f"{pod}.log"
+
+    @classmethod
+    def result_files(cls) -> tuple[str, ...]:
+        return (cls.SPANS, cls.SUMMARY, cls.STATUS, cls.RUN_CONFIG, cls.SCENARIO, cls.PROGRESS, cls.MODES)
+
+    @classmethod
+    def result_dirs(cls) -> tuple[str, ...]:
+        return (cls.NODE_SPANS, cls.NODES, cls.KEYS, cls.LOGS, cls.COMPARE)
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write a file so that it appears whole or not at all (a reader never sees half of it).
+
+    The temporary name carries the process id: several processes may write the same file (progress).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    if isinstance(data, str):
+        tmp.write_text(data)
+    else:
+        tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write(path, json.dumps(obj, indent=2, default=float) + "\n")
+
+
+# --- summary.json ------------------------------------------------------------------------------------
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Stats(_Model):
+    """A KPI's sample statistics and the 95 % CI of its mean (``ci_method`` says over what)."""
+
+    mean: float | None
+    p50: float | None
+    p95: float | None
+    ci95: tuple[float | None, float | None]
+    n: int
+    ci_method: str
+    replication_means: list[float] = Field(default_factory=list)
+
+
+class Utilisation(_Model):
+    """Offered utilisation = work asked for / capacity (≥ 1: overloaded); ``busy`` = served (links)."""
+
+    offered: float
+    overloaded: bool
+    busy: float | None = None
+
+
+class Wire(_Model):
+    total: float  # bytes per replication
+    by_phase: dict[str, float]
+
+
+class Telemetry(_Model):
+    frames: int  # per replication
+    latency_s: Stats | None
+
+
+class Dropout(_Model):
+    round: int
+    pod: str
+    reason: str
+
+
+class Summary(_Model):
+    """``summary.json``: the KPIs of one run in one processing mode, from its spans (sim/summary.py).
+
+    The twin's runs fill the fields after ``wall_s`` as well; the simulator leaves them at their defaults.
+    """
+
+    scenario: str
+    scenario_file: str
+    mode: str | None
+    seed: int | None
+    replications: int
+    suite: dict[str, Any]
+    events: int
+    sim_time_s: float
+    round_latency_s: Stats
+    model_distribution_s: Stats
+    rounds_completed: int
+    rounds_failed: int
+    phase_s: dict[str, float]
+    crypto_share: float
+    bytes_on_wire: Wire
+    telemetry: Telemetry
+    host_utilization: dict[str, Utilisation]
+    link_utilization: dict[str, Utilisation]
+    retransmissions: int = 0
+    warnings: list[str] = Field(default_factory=list)
+    seed_streams: str | None = None
+    wall_s: float = 0.0
+    # the hardware twin
+    backend: Literal["local", "k8s"] | None = None
+    state: Literal["completed", "failed", "interrupted"] | None = None
+    reason: str = ""
+    initial_accuracy: float | None = None
+    accuracy_per_round: list[float] = Field(default_factory=list)
+    dropouts: list[Dropout] = Field(default_factory=list)
+    security: dict[str, int] = Field(default_factory=dict)
+    attack: tuple[str, str] | None = None
+    namespace: str | None = None
+    run_id: str | None = None
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2, exclude_none=False) + "\n"
+
+
+def write_summary(summary: Summary, out_dir: Path) -> Path:
+    path = RunLayout(out_dir).summary
+    atomic_write(path, summary.to_json())
+    return path
+
+
+def read_summary(path: Path) -> Summary:
+    """A summary.json read back; ValueError with one line naming the file and the first problem."""
+    try:
+        return Summary.model_validate_json(path.read_bytes())
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read summary ({exc.strerror})") from None
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(top)"
+        raise ValueError(f"{path}: {where}: {err['msg']}") from None

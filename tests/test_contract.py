@@ -1,0 +1,127 @@
+"""The contract between sim and hw: span rows, the run directory, summary.json and run.json.
+
+Each rule lives in one place (sim/contract.py, Scenario.route/crypto_workers, hw/runconfig.py); these tests
+pin the rule once, and pin that both sides (simulator, local backend, Kubernetes backend) use it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import simpy
+
+from hw.k8s.render import ClusterAddressing
+from hw.local import LocalAddressing
+from hw.proxy import LinkShape
+from hw.runconfig import RunConfig, build
+from sim import contract
+from sim.contract import SpanRow, Summary, read_summary, write_summary
+from sim.network import Network
+from sim.runner import simulate
+from sim.scenario import load_scenario
+
+from .conftest import ROOT, SCENARIOS
+
+
+def rows() -> list[SpanRow]:
+    return [
+        SpanRow(0, 1, "agg", "h1", "distribute", "ML-DSA-65.sign", 0.0, 1.0, 0.25, 0),
+        SpanRow(0, 1, "agg", "h1", "distribute", "transfer", 1.0, 3.0, 0.0, 100),
+        SpanRow(0, 1, "c1", "h2", "train", "fl.train", 3.0, 7.0, 0.0, 0),
+        SpanRow(0, 1, "agg", "h1", "round", "round", 0.0, 9.0, 0.0, 0),
+        SpanRow(1, 1, "agg", "h1", "distribute", "serialize", 0.5, 2.5, 0.5, 0),
+        SpanRow(0, 0, "agg", "h1", "handshake", "ML-KEM-768.encaps", 0.0, 0.1, 0.0, 0),
+    ]
+
+
+def test_span_rows_round_trip_through_parquet_with_the_schema(tmp_path):
+    df = contract.to_frame(rows())
+    contract.write_spans(df, tmp_path / "spans.parquet")
+    assert pq.read_schema(tmp_path / "spans.parquet").equals(contract.SPAN_SCHEMA, check_metadata=False)
+    back = contract.read_spans(tmp_path / "spans.parquet")
+    assert list(back.itertuples(index=False, name=None)) == [tuple(r) for r in rows()]
+    assert list(tmp_path.iterdir()) == [tmp_path / "spans.parquet"]  # no temporary file left behind
+
+
+def test_phase_extents_are_max_end_minus_min_start_per_round_and_replication():
+    ext = contract.phase_extents(contract.to_frame(rows())).set_index(["replication", "round", "phase"])
+    assert ext.loc[(0, 1, "distribute"), "extent_s"] == 3.0  # 0.0 .. 3.0 over the sign and the transfer
+    assert ext.loc[(1, 1, "distribute"), "extent_s"] == 2.0
+    assert ext.loc[(0, 1, "train"), "extent_s"] == 4.0
+    assert "round" not in set(ext.index.get_level_values("phase"))  # markers are not phases
+    assert 0 not in set(ext.index.get_level_values("round"))  # set-up is not a round
+
+
+def test_core_utilisation_counts_service_time_of_cpu_rows_only():
+    df = contract.to_frame(rows())
+    u = contract.core_utilisation(df, {"h1": 2, "h2": 1}, duration_s=10.0)
+    # h1: sign 1.0 - 0.25 wait + serialize 2.0 - 0.5 + encaps 0.1 = 2.35 core-s of 20; the transfer and markers not
+    assert u["h1"].offered == pytest.approx(2.35 / 20) and u["h2"].offered == pytest.approx(0.4)
+    pooled = contract.core_utilisation(df, {"box": 1}, 10.0, pd.Series("box", index=df.index))
+    assert pooled["box"].offered == pytest.approx((2.35 + 4.0) / 10) and not pooled["box"].overloaded
+
+
+def test_summary_is_written_from_and_read_into_the_model(tmp_path):
+    s = load_scenario(SCENARIOS / "paper-3node.yaml", ["workload.fl.rounds=2"])
+    summary = simulate(s, "sequential", 1, 2).summary
+    write_summary(summary, tmp_path)
+    assert read_summary(tmp_path / "summary.json") == summary
+    data = json.loads((tmp_path / "summary.json").read_text())
+    data["round_latency_s"]["n"] = "many"
+    (tmp_path / "summary.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError) as exc:
+        read_summary(tmp_path / "summary.json")
+    assert str(exc.value).startswith(f"{tmp_path / 'summary.json'}: round_latency_s.n: ")
+    assert "\n" not in str(exc.value)
+    with pytest.raises(ValueError, match="extra_field"):
+        Summary.model_validate({**summary.model_dump(), "extra_field": 1})  # the format is closed
+
+
+def test_one_routing_rule_for_the_simulator_and_the_twin():
+    s = load_scenario(SCENARIOS / "ward-200.yaml")
+    device, host = "ecg-patch-1#0", s.pods("client")[0].host
+    path = s.route(device, host)
+    net = Network(simpy.Environment(), s.graph(), np.random.default_rng(0), 65536)
+    assert [link.name for link in net.route(device, host)] == [f"{a}->{b}" for a, b in itertools.pairwise(path)]
+    hops = [LinkShape(*p.resolved()) for _, _, p in s.route_links(device, host)]
+    assert len(hops) == len(path) - 1 >= 2
+
+
+@pytest.mark.parametrize("scenario", ["localhost.yaml", "paper-3node.yaml", "ward-200.yaml"])
+def test_one_run_config_for_both_backends(scenario):
+    s = load_scenario(SCENARIOS / scenario)
+    local = LocalAddressing(s, 1)
+    try:
+        here = build(s, "concurrent", 3, 1, local, epoch=5.0)
+    finally:
+        local.stop()
+    there = build(s, "concurrent", 3, 1, ClusterAddressing(s, 1), epoch=5.0, clock="wall")
+    assert here.workers == there.workers == s.crypto_workers()
+    same = ("scenario", "mode", "seed", "suite", "rekey", "aggregator", "fl")
+    assert here.model_dump(include=set(same)) == there.model_dump(include=set(same))
+    assert {n: (p.role, p.host) for n, p in here.pods.items()} == {n: (p.role, p.host) for n, p in there.pods.items()}
+    assert [(d.population, d.pod, d.count) for d in here.devices] == [(d.population, d.pod, d.count)
+                                                                     for d in there.devices]  # fmt: skip
+    assert all(d.runner is None for d in here.devices) and all(d.runner for d in there.devices)
+
+
+def test_a_malformed_run_json_is_one_line_from_the_node_program(tmp_path):
+    s = load_scenario(SCENARIOS / "paper-3node.yaml")
+    cfg = build(s, "sequential", 1, 1, ClusterAddressing(s, 1), epoch=0.0)
+    data = json.loads(cfg.to_json())
+    data["fl"]["rounds"] = 0
+    (tmp_path / "run.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"run\.json: fl\.rounds: "):
+        RunConfig.read(tmp_path)
+    node = subprocess.run([sys.executable, "-m", "hw.node", str(tmp_path), "aggregator", "aggregator"],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)  # fmt: skip
+    assert node.returncode == 2 and "Traceback" not in node.stderr
+    assert node.stderr.strip().splitlines() == [f"aggregator: {tmp_path / 'run.json'}: fl.rounds: "
+                                                "Input should be greater than or equal to 1"]  # fmt: skip
