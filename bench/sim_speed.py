@@ -37,7 +37,7 @@ def model_rate(replications: int) -> tuple[float, int, float]:
     t0 = time.perf_counter()
     summary = simulate(s, replications=replications).summary
     wall = time.perf_counter() - t0
-    return summary["events"] / wall, summary["events"], wall
+    return summary.events / wall, summary.events, wall
 
 
 def main() -> None:

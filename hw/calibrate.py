@@ -35,6 +35,7 @@ from hw import fl
 from hw.crypto import registry
 from hw.runtime import tune_allocator
 from sim import catalogue
+from sim.contract import atomic_write
 from sim.errors import UserError
 from sim.profile import Profile
 
@@ -346,7 +347,4 @@ def platform_facts(quick: bool) -> dict[str, Any]:
 
 
 def write_profile(data: dict[str, Any], out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False, width=120))
-    tmp.replace(out)
+    atomic_write(out, yaml.safe_dump(data, sort_keys=False, width=120))

@@ -13,11 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Protocol, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hw.crypto import registry
 from sim import catalogue
-from sim.contract import RunLayout, atomic_write
+from sim.contract import RunLayout, atomic_write, read_model
 from sim.errors import UserError
 from sim.scenario import DevicePopulation, Scenario
 
@@ -134,14 +134,7 @@ class RunConfig(_Model):
     @classmethod
     def read(cls, run_dir: Path) -> RunConfig:
         """run.json of ``run_dir``, validated; ValueError with one line naming the file and field."""
-        path = RunLayout(run_dir).run_config
-        try:
-            return cls.model_validate_json(path.read_bytes())
-        except OSError as exc:
-            raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
-        except ValidationError as exc:
-            e = exc.errors()[0]
-            raise ValueError(f"{path}: {'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}") from None
+        return read_model(cls, RunLayout(run_dir).run_config)
 
 
 class Addressing(Protocol):

@@ -29,7 +29,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import pandas as pd
 import pyarrow as pa
@@ -248,6 +248,9 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
 class Stats(_Model):
     """A KPI's sample statistics and the 95 % CI of its mean (``ci_method`` says over what)."""
 
@@ -334,13 +337,18 @@ def write_summary(summary: Summary, out_dir: Path) -> Path:
     return path
 
 
-def read_summary(path: Path) -> Summary:
-    """A summary.json read back; ValueError with one line naming the file and the first problem."""
+def read_model(model: type[M], path: Path) -> M:
+    """A JSON file of the run directory read into its model; ValueError with one line naming the file and
+    the first problem (field path and message), never a traceback's worth of pydantic text."""
     try:
-        return Summary.model_validate_json(path.read_bytes())
+        return model.model_validate_json(path.read_bytes())
     except OSError as exc:
-        raise ValueError(f"{path}: cannot read summary ({exc.strerror})") from None
+        raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "(top)"
         raise ValueError(f"{path}: {where}: {err['msg']}") from None
+
+
+def read_summary(path: Path) -> Summary:
+    return read_model(Summary, path)

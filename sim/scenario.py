@@ -1,5 +1,8 @@
 """Scenario files (scenarios/*.yaml): workload + deployment + run settings, validated with pydantic v2.
 
+(Longer than our ~450-line guide on purpose: the schema, its cross-section checks and the one way in are
+one unit that input hardening reworks together; the checks are short functions, one per section.)
+
 ``load_scenario(path, overrides)`` is the one way in: it parses YAML, applies ``--set dotted.path=value``
 overrides, validates the schema (unknown keys and impossible values rejected), then checks references
 between sections (pods on existing hosts, links between known nodes, algorithms in the catalogue,

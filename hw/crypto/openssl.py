@@ -1,5 +1,8 @@
 """The ``openssl`` provider: pyca/cryptography (>= 48), i.e. the OpenSSL built into its wheels.
 
+(Longer than our ~450-line guide on purpose: one short class per algorithm family of one library, and the
+table that builds them; splitting it would scatter one provider over several files.)
+
 Always available. Implements ML-KEM-768/1024, ML-DSA-44/65/87, X25519 and ECDH-P256 (as KEMs),
 ECDSA-P256, Ed25519, RSA-2048/3072 (PSS), AES-128/256-GCM, ChaCha20-Poly1305, SHA-256, SHA-512,
 SHA3-256, SHAKE-256 (64-byte output) and the hybrid X25519+ML-KEM-768 (see `hw.crypto.hybrid`).

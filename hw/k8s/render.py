@@ -1,10 +1,8 @@
 """Scenario -> Kubernetes objects: what ``run_k8s`` creates, and what k8s/base holds (generated from here).
 
-One pod per aggregator and client pod of the scenario, and one device emulator pod (``devices-<host>``)
-per host where the scenario's devices attach, each running ``python -m hw.node RUN_DIR NAME ROLE`` and
-pinned to its scenario host by required node affinity on ``kubernetes.io/hostname`` (scenario host names
-are cluster node names). Crypto worker pods of the scenario run as threads of the aggregator, as in the
-local twin (``workers`` in run.json); they are not separate pods.
+The pods and their run.json come from the plan (hw/k8s/planning.py); each runs
+``python -m hw.node RUN_DIR NAME ROLE``, pinned to its scenario host by required node affinity on
+``kubernetes.io/hostname`` (scenario host names are cluster node names).
 
 Per run: a Namespace (Pod Security ``restricted`` enforced), a ServiceAccount bound to no Role and
 whose token is not mounted (the pods never call the API: that is the least RBAC the runner needs), the
@@ -17,61 +15,50 @@ the pods.
 Every container: non-root (uid 10001), no privilege escalation, all capabilities dropped, seccomp
 RuntimeDefault, read-only root filesystem; the run directory and /tmp are emptyDirs; run.json and
 scenario.yaml are mounted into the run directory from the ConfigMap (subPath), keys below it. Probes and
-Prometheus scrape annotations use the metrics port (``/healthz``, ``/metrics``; hw/k8s/pod.py). The FL
+Prometheus scrape annotations use the metrics port (``/healthz``, ``/metrics``; hw/node/metrics.py). The FL
 port gets no probe: the aggregator accepts exactly one connection per client.
 
-Resources, from the scenario (``resources``): CPU wanted = 1 core per client (+0.25 when it receives
-telemetry), 1 core for a sequential aggregator or ``min(workers, host cores)`` for a concurrent one,
-0.1 core + 5 m per emulated device; requests on a host are scaled down together to at most 75 % of its
-cores (room for the cluster's own pods), limits are the host's cores (no throttling below the machine).
-Memory request = a base (Python, NumPy, pandas, pyarrow, cryptography) + model copies: aggregator
-384 Mi + (4 + 3 x clients) x model size, client 320 Mi + 8 x model size, emulator 192 Mi + 0.25 Mi a
-device; limits are twice the requests.
-
-Device access links (BLE, Wi-Fi ...) are not real on a cluster: each population's path from its devices
-to the first cluster host on the way to its pod is emulated by a shaping proxy inside the emulator pod
-(``link`` in run.json, hw/proxy.py), which runs on that host; links between cluster hosts are the real
-network. Pod-to-pod traffic is never shaped.
+Resources and emulated access links: see hw/k8s/planning.py. Pod-to-pod traffic is never shaped.
 """
 
 from __future__ import annotations
 
 import base64
-import json
-import math
-import re
-from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
-from hw.runconfig import Address, LinkShapeConfig, ProvisionedKeys, RunConfig, Service, build
-from sim.errors import UserError
-from sim.scenario import DevicePopulation, Scenario
+from hw.k8s.names import (
+    DEFAULT_IMAGE,
+    DEFAULT_NAMESPACE,
+    FL_PORT,
+    HOSTNAME_LABEL,
+    IMAGE_NAME,
+    METRICS_PORT,
+    NODE_LABEL,
+    PART_OF,
+    POD_LABEL,
+    RUN_CONFIG,
+    RUN_DIR,
+    RUN_LABEL,
+    RUNNER_SA,
+    TELEMETRY_PORT,
+    UID,
+    VERSION,
+    k8s_name,
+    label_value,
+)
+from hw.k8s.planning import ClusterAddressing, Keys, Plan, PodPlan, make_keys, plan
+from sim.scenario import Scenario
 
-try:
-    VERSION = metadata.version("iomt-pq-twin")
-except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    VERSION = "0.1.0"
+__all__ = [  # the planning and naming API, re-exported: `render` is the one door from a Scenario to objects
+    "DEFAULT_IMAGE", "DEFAULT_NAMESPACE", "IMAGE_NAME", "METRICS_PORT", "NODE_LABEL", "POD_LABEL", "RUNNER_SA",
+    "RUN_CONFIG", "RUN_DIR", "RUN_LABEL", "VERSION", "ClusterAddressing", "Keys", "Plan", "PodPlan", "base_files",
+    "calibration_jobs", "dump", "k8s_name", "key_files", "label_value", "make_keys", "namespace_objects", "plan",
+    "redact", "render", "selector", "to_yaml", "write_files",
+]  # fmt: skip
 
-IMAGE_NAME = "pq-iomt-twin"
-DEFAULT_IMAGE = f"{IMAGE_NAME}:{VERSION}"
-DEFAULT_NAMESPACE = "pqtwin"
-RUN_DIR = "/var/lib/pqtwin"
-FL_PORT, TELEMETRY_PORT, METRICS_PORT = 7000, 7100, 9464
-RUNNER_SA = "pqtwin-runner"
-RUN_CONFIG = "pqtwin-run"
-CONNECT_TIMEOUT_S = 600.0  # pods on different nodes may start minutes apart (image pulls on a Pi)
-UID = 10001
-MAX_OBJECT_BYTES = 1 << 20  # ConfigMap and Secret data limit
-PART_OF = "pq-iomt-twin"
-RUN_LABEL = "pqtwin.io/run"
-POD_LABEL = "pqtwin.io/pod"
-NODE_LABEL = "pqtwin.io/node"
-HOSTNAME_LABEL = "kubernetes.io/hostname"
 GENERATED = (
     "# Generated by `python -m hw.k8s base {scenario} k8s/base` from hw/k8s/render.py; tests/test_k8s_render.py\n"
     "# checks that it matches. Change the renderer, then regenerate; do not edit by hand.\n"
@@ -106,190 +93,6 @@ ENV = [
     {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
     {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
 ]
-
-
-def k8s_name(name: str) -> str:
-    """A scenario name as a DNS-1035 label (Service and Pod names): lower case, letters, digits, '-'."""
-    out = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
-    if not out or not out[0].isalpha():
-        out = "p-" + out
-    return out[:63].rstrip("-")
-
-
-def label_value(value: str) -> str:
-    out = re.sub(r"[^A-Za-z0-9._-]+", "-", value)[:63].strip("-._")
-    return out or "x"
-
-
-# --- plan: the run's pods, config and resources -------------------------------------------------------
-
-
-@dataclass
-class PodPlan:
-    name: str  # the node program's NAME (scenario pod name, or devices-<host>)
-    k8s: str  # object name
-    role: str  # aggregator | client | devices
-    host: str  # scenario host = cluster node name
-    ports: dict[str, int]
-    trusts: list[str]  # whose public keys it needs (scenario names; "devices" = its devices)
-    holds: list[str]  # whose private keys it holds
-    service: bool = False
-    resources: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Plan:
-    scenario: Scenario
-    config: RunConfig  # run.json
-    pods: list[PodPlan]
-    devices_of: dict[str, list[str]]  # receiving pod -> device identity names
-
-    def pod(self, name: str) -> PodPlan:
-        return next(p for p in self.pods if p.name == name)
-
-
-class ClusterAddressing:
-    """Addressing on a cluster: fixed container ports, Service names, device emulators per host."""
-
-    def __init__(self, s: Scenario, seed: int):
-        self.scenario = s
-        self.seeds = iter(np.random.SeedSequence(seed).spawn(1000))
-
-    def listen_port(self, pod: str, service: Service) -> int:
-        return FL_PORT if service == "fl" else TELEMETRY_PORT
-
-    def dial(self, src: str, pod: str, host: str, service: Service, port: int) -> Address:
-        return (k8s_name(pod), port)
-
-    def devices(self, pop: DevicePopulation, host: str) -> dict[str, Any]:
-        runner = runner_host(self.scenario, pop, host)
-        link = _access_link(self.scenario, pop, runner)
-        extra: dict[str, Any] = {"runner": f"devices-{runner}"}
-        if link:
-            extra |= {"link": link, "link_seed": int(next(self.seeds).generate_state(1)[0])}
-        return extra
-
-
-def plan(s: Scenario, mode: str, rounds: int, seed: int, epoch: float = 0.0) -> Plan:
-    """Pods, run.json and resources of a run; UserError lines for what cannot run (as the local twin)."""
-    config = build(s, mode, rounds, seed, ClusterAddressing(s, seed), epoch=epoch, clock="wall",
-                   bind="0.0.0.0",  # noqa: S104 - a pod serves the cluster network on its own IP
-                   keys=ProvisionedKeys(identity="identity/identity.json", trust="trust/trust.json"), report="log",
-                   metrics_port=METRICS_PORT, connect_timeout_s=CONNECT_TIMEOUT_S)  # fmt: skip
-    agg = s.pods("aggregator")[0]
-    clients = s.pods("client")
-    pops = [p for p in s.workload.devices if p.count]
-    reporting = {p.report_to for p in pops}
-    pods = [PodPlan(agg.name, k8s_name(agg.name), "aggregator", agg.host, {"fl": FL_PORT}, [c.name for c in clients],
-                    [agg.name], service=True)]  # fmt: skip
-    devices_of: dict[str, list[str]] = {}
-    for g in config.devices:
-        devices_of.setdefault(g.pod, []).extend(g.device_names())
-    for c in clients:
-        telemetry = c.name in reporting
-        ports = {"telemetry": TELEMETRY_PORT} if telemetry else {}
-        trusts = [agg.name] + (["devices"] if telemetry else [])
-        pods.append(PodPlan(c.name, k8s_name(c.name), "client", c.host, ports, trusts, [c.name], service=telemetry))
-    for runner in sorted({g.runner for g in config.devices if g.runner}):
-        mine = [g for g in config.devices if g.runner == runner]
-        holds = [name for g in mine for name in g.device_names()]
-        host = runner.removeprefix("devices-")
-        pods.append(PodPlan(runner, k8s_name(runner), "devices", host, {}, sorted({g.pod for g in mine}), holds))
-    for p in pods:
-        p.ports["metrics"] = METRICS_PORT
-    names = [p.k8s for p in pods]
-    if dup := sorted({n for n in names if names.count(n) > 1}):
-        raise UserError(f"{s.path}: deployment.pods: pod names that differ only in case or punctuation map to the "
-                        f"same Kubernetes name (got {', '.join(dup)})")  # fmt: skip
-    _resources(s, pods, config.workers, mode)
-    return Plan(s, config, pods, devices_of)
-
-
-def runner_host(s: Scenario, pop: DevicePopulation, target_host: str) -> str:
-    """The cluster host that emulates a population: the first host on its devices' path to their pod."""
-    hosts = {h.name for h in s.deployment.hosts}
-    return next(n for n in s.route(f"{pop.name}#0", target_host) if n in hosts)
-
-
-def _access_link(s: Scenario, pop: DevicePopulation, runner: str) -> LinkShapeConfig | None:
-    """The emulated part of a population's path (device .. runner host) as one link shape."""
-    from hw.proxy import LinkShape
-
-    shapes = [LinkShape(*params.resolved()) for _, _, params in s.route_links(f"{pop.name}#0", runner)]
-    if not shapes:
-        return None
-    shape = LinkShape.from_path(shapes)
-    return LinkShapeConfig(bandwidth_bps=shape.bandwidth_bps, latency_s=shape.latency_s, jitter_s=shape.jitter_s,
-                           loss=shape.loss, segment_bytes=s.run.segment_bytes)  # fmt: skip
-
-
-def _resources(s: Scenario, pods: list[PodPlan], n_workers: int, mode: str) -> None:
-    """Requests and limits from the scenario (module docstring)."""
-    cores = {h.name: h.cores for h in s.deployment.hosts}
-    fl = s.workload.fl
-    model_mi = fl.model_parameters * 4 / 2**20
-    want: dict[str, float] = {}
-    memory: dict[str, float] = {}
-    for p in pods:
-        if p.role == "aggregator":
-            want[p.name] = 1000.0 if mode == "sequential" else 1000.0 * min(n_workers, cores[p.host])
-            memory[p.name] = 384 + model_mi * (4 + 3 * fl.clients)
-        elif p.role == "client":
-            want[p.name] = 1000.0 + (250.0 if "telemetry" in p.ports else 0.0)
-            memory[p.name] = 320 + model_mi * 8
-        else:
-            want[p.name] = 100.0 + 5.0 * len(p.holds)
-            memory[p.name] = 192 + 0.25 * len(p.holds)
-    for host, n in cores.items():
-        on_host = [p for p in pods if p.host == host]
-        total = sum(want[p.name] for p in on_host)
-        scale = min(1.0, 750.0 * n / total) if total else 1.0
-        for p in on_host:
-            cpu = max(50, int(math.floor(want[p.name] * scale / 10) * 10))
-            mem = math.ceil(memory[p.name])
-            p.resources = {
-                "requests": {"cpu": f"{cpu}m", "memory": f"{mem}Mi"},
-                "limits": {"cpu": str(n), "memory": f"{2 * mem}Mi"},
-            }
-
-
-# --- keys ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Keys:
-    """Each pod's ``identity.json`` (private: Secret) and ``trust.json`` (public: ConfigMap) contents."""
-
-    identity: dict[str, str]  # k8s pod name -> JSON text
-    trust: dict[str, str]
-
-
-def make_keys(p: Plan) -> Keys:
-    """Fresh identities (signature + static KEM) for every pod and device of the run."""
-    from hw.channel import Identity, Suite
-
-    suite = Suite(**p.config.suite.model_dump())
-    idents = {name: Identity.generate(name, suite) for pod in p.pods for name in pod.holds}
-    identity, trust = {}, {}
-    for pod in p.pods:
-        identity[pod.k8s] = json.dumps({n: idents[n].export_private() for n in pod.holds}, indent=1)
-        table: dict[str, Any] = {}
-        for peer in pod.trusts:
-            if peer == "devices":
-                table["devices"] = {d: idents[d].public() for d in p.devices_of.get(pod.name, [])}
-            else:
-                table[peer] = idents[peer].public()
-        trust[pod.k8s] = json.dumps(table, indent=1)
-        for what, text in (("public keys (trust ConfigMap)", trust[pod.k8s]),
-                           ("private keys (Secret)", identity[pod.k8s])):  # fmt: skip
-            size = len(text) * (4 / 3 if "Secret" in what else 1)
-            if size > MAX_OBJECT_BYTES - 4096:
-                raise UserError(
-                    f"{p.scenario.path}: workload.devices: pod {pod.name}'s {what} would be {size / 2**20:.1f} MiB, "
-                    f"over Kubernetes' 1 MiB object limit: spread the devices over more pods (got {len(pod.holds)} "
-                    "identities)"
-                )
-    return Keys(identity, trust)
 
 
 # --- objects -------------------------------------------------------------------------------------------
