@@ -74,6 +74,9 @@ def render() -> None:
         return
     for w in result["warnings"]:
         st.warning(w)
+    load = dirs[hw].machine_load
+    if load is not None and load.quiet:  # a busy machine is one of the warnings above
+        st.caption(f"Measured on a quiet machine: {load.describe()}.")
     m = {k: v for k, v in result["metrics"].items() if v["error_pct"] is not None and None not in v["error_ci95"]}
     if not m:
         st.info("No metric could be compared (see the warnings above).")

@@ -186,7 +186,7 @@ def compare_metric(name: str, sim: tuple[np.ndarray, np.ndarray], hw: tuple[np.n
 
 
 def _run_facts(d: Path, summary: Summary) -> dict[str, Any]:
-    keys = ("scenario", "mode", "seed", "replications", "suite")
+    keys = ("scenario", "mode", "seed", "replications", "suite", "machine_load")
     return {"dir": str(d), **summary.model_dump(include=set(keys))}
 
 
@@ -202,6 +202,10 @@ def compare_dirs(sim_dir: Path, hw_dir: Path) -> dict[str, Any]:
         a, b = runs["sim"][key], runs["hw"][key]
         if a is not None and b is not None and a != b:
             warnings.append(f"{key} differs: simulated {a!r}, measured {b!r}")
+    if hw_sum.machine_load is not None and not hw_sum.machine_load.quiet:
+        warnings.append(f"the measured run was on a busy machine ({hw_sum.machine_load.describe()}): its error "
+                        "says as much about the neighbours as about the model; measure again on a quiet "
+                        "machine")  # fmt: skip
     for side, d, summary in (("simulated", sim_dir, sim_sum), ("measured", hw_dir, hw_sum)):
         state = summary.state or "completed"  # simulator runs always complete
         if state != "completed":

@@ -30,6 +30,7 @@ import numpy as np
 
 from hw import rundir
 from hw.attack import AttackRelay
+from hw.machine import LoadMonitor
 from hw.proxy import LinkShape, ShapingProxy, open_path
 from hw.runconfig import Address, RunConfig, Service, build, check_supported
 from sim.contract import RunLayout, Summary, atomic_write
@@ -137,6 +138,7 @@ def run_local(
     children = Children(out)
     state, reason = "failed", ""
     started = time.monotonic()
+    load = LoadMonitor().start()
     try:
         cfg = build(s, mode, rounds, seed, addressing, epoch=time.monotonic(), crash=crash or {})
         if attack is not None:
@@ -156,10 +158,13 @@ def run_local(
         codes = children.stop()
         retransmissions = addressing.retransmissions()
         addressing.stop()
-        extra = {"backend": "local", "mode": mode, "seed": seed, "retransmissions": retransmissions, "attack": attack}
+        machine_load = load.stop()
+        extra = {"backend": "local", "mode": mode, "seed": seed, "retransmissions": retransmissions, "attack": attack,
+                 "machine_load": machine_load}  # fmt: skip
         summary = rundir.write_results(s, out, s.pods("aggregator")[0].name, state, reason, codes,
                                        time.monotonic() - started, {"this-machine": os.cpu_count() or 1}, extra,
-                                       machine="this-machine")  # fmt: skip
+                                       machine="this-machine",
+                                       status_extra={"machine_load": machine_load.model_dump()})  # fmt: skip
     return summary
 
 

@@ -19,9 +19,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from hw.attack import ATTACKS
 from hw.calibrate import calibrate, write_profile
 from hw.compare import compare_dirs, write_outputs
-from pqtwin.tables import modes_table, render_table, summary_table
+from pqtwin.tables import fidelity_line, modes_table, render_table, summary_table
 from sim import scenario as scn
-from sim.contract import RunLayout, write_json
+from sim.contract import RunLayout, Summary, write_json
 from sim.errors import UserError
 from sim.runner import MODES, RunResult, simulate, write_run
 from sim.summary import mode_comparison
@@ -246,17 +246,26 @@ def hw_run_cmd(
         else:
             summary = run_local(s, out_dir, run_mode, n, run_seed, progress=lambda r: bar.update(task, completed=r),
                                 attack=attack_on)  # fmt: skip
+    _report_twin_run(summary, out_dir)
+    STDOUT.print(f"results: {out_dir}/")
+
+
+def _report_twin_run(summary: Summary, out_dir: Path) -> None:
+    """What a twin run printed: its KPIs, accuracy, security events, dropouts and the machine's load; a run that did
+    not complete is a one-line error."""
     STDOUT.print(summary_table(summary))
     acc = ", ".join(f"{a:.3f}" for a in summary.accuracy_per_round)
     if summary.initial_accuracy is not None:
         STDOUT.print(f"accuracy: initial {summary.initial_accuracy:.3f}; after each round {acc}")
     if summary.security:
         STDOUT.print(f"security events: {summary.security}")
+    if summary.machine_load is not None:
+        style = "" if summary.machine_load.quiet else "[yellow]"
+        STDERR.print(f"{style}{summary.machine_load.describe()}", highlight=False)
     for d in summary.dropouts:
         STDERR.print(f"[yellow]dropout:[/] {d.pod} in round {d.round}: {d.reason}")
     if summary.state != "completed":
         raise UserError(f"{out_dir}: run {summary.state}: {summary.reason}")
-    STDOUT.print(f"results: {out_dir}/")
 
 
 @app.command("node")
@@ -287,6 +296,7 @@ def compare_cmd(
         typer.echo(json.dumps(result, indent=2))
     else:
         STDOUT.print(render_table(result))
+        STDOUT.print(fidelity_line(result), highlight=False, soft_wrap=True)
         STDOUT.print(f"results: {paths['json']}, {paths['png']}", highlight=False, soft_wrap=True)
     for w in result["warnings"]:
         STDERR.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)

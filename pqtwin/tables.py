@@ -102,3 +102,17 @@ def render_table(result: dict[str, Any]) -> Table:
         caption += "\nnot compared: " + ", ".join(f"{k} ({v})" for k, v in result["not_compared"].items())
     t.caption = caption
     return t
+
+
+def fidelity_line(result: dict[str, Any]) -> str:
+    """One line: the round-latency error of the median and p95, and whether the measurement was clean."""
+    m = result["metrics"].get("round_latency_s")
+    load = result["runs"]["hw"].get("machine_load")
+    where = "machine load not recorded" if load is None else ("quiet machine" if load["quiet"] else
+            f"BUSY machine: other processes used {load['foreign_cpu_cores']:.2f} cores")  # fmt: skip
+    if m is None:
+        return f"fidelity: round latency not compared ({where})"
+    return (
+        f"fidelity: round latency error p50 {_pct(m['error_p50_pct'], m['error_p50_ci95'])} %, "
+        f"p95 {_pct(m['error_p95_pct'], [None, None])} % (simulated vs measured; {where})"
+    )

@@ -287,6 +287,24 @@ class Dropout(_Model):
     reason: str
 
 
+class MachineLoad(_Model):
+    """How busy the machine was during a measured run (hw/machine.py): ``foreign_cpu_cores`` is the CPU that
+    processes other than the twin's used, on average, in cores; ``quiet`` says the measurement is clean."""
+
+    cores: int
+    loadavg_1m_start: float | None
+    loadavg_1m_end: float | None
+    twin_cpu_cores: float
+    foreign_cpu_cores: float
+    steal_fraction: float
+    quiet: bool
+
+    def describe(self) -> str:
+        state = "quiet" if self.quiet else "BUSY"
+        return (f"machine {state}: other processes used {self.foreign_cpu_cores:.2f} of {self.cores} cores, "
+                f"steal {self.steal_fraction:.1%}, load average {self.loadavg_1m_start} at start")  # fmt: skip
+
+
 class Summary(_Model):
     """``summary.json``: the KPIs of one run in one processing mode, from its spans (sim/summary.py).
 
@@ -326,6 +344,7 @@ class Summary(_Model):
     attack: tuple[str, str] | None = None
     namespace: str | None = None
     run_id: str | None = None
+    machine_load: MachineLoad | None = None  # local backend: how busy this machine was while measuring
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2, exclude_none=False) + "\n"
