@@ -1,43 +1,147 @@
-"""Twin fidelity: calibrate this host, simulate localhost.yaml with that profile, run it on the local
-twin, and print the error of the simulated median and p95 round latency against the measured ones.
+"""Twin fidelity, held out: fit on one configuration, predict a matrix of others without refitting.
 
-Run: python bench/twin_fidelity.py [--quick] [--rounds N]   (target for the twin: median within ±15 %)
+1. Calibrate this machine (``pqtwin calibrate``; ``--profile`` uses a given one instead).
+2. Training run: localhost.yaml, sequential, ML-KEM-768 + ML-DSA-65, 250 k parameters, on the local twin;
+   ``pqtwin calibrate --from-run`` fits the twin's code-path overheads from its spans (hw/fit.py).
+3. Matrix: 2 modes x suites (PQC L3, PQC L5 = ML-KEM-1024 + ML-DSA-87, classical X25519 + Ed25519, hybrid
+   X25519+ML-KEM-768 + ML-DSA-65 unless --quick) x model sizes (50 k, 1 M): simulate with the fitted profile,
+   run the twin, compare (round latency p50 and p95 error with bootstrap 95 % CIs, hw/compare.py). Each cell
+   records the machine's load during its twin run; a busy run is flagged.
+4. Per suite and size, the concurrent-vs-sequential reduction of the median round latency, simulated and
+   measured.
+
+Run: python bench/twin_fidelity.py [--quick] [--rounds N] [--json FILE] [--profile PROFILE] [--keep DIR]
+Goal: |median error| <= 5 % and |p95 error| <= 10 % in every cell on a quiet machine; measured reduction within
+5 points of the simulated one.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 from hw.calibrate import calibrate, write_profile
 from hw.compare import compare_dirs
+from hw.fit import fit_from_run
 from hw.local import run_local
 from sim.runner import simulate, write_run
 from sim.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
+SCENARIO = ROOT / "scenarios" / "localhost.yaml"
+TRAIN = {"suite": "PQC L3", "model_parameters": 250_000, "mode": "sequential"}
+SUITES = {
+    "PQC L3": ("ML-KEM-768", "ML-DSA-65"),
+    "PQC L5": ("ML-KEM-1024", "ML-DSA-87"),
+    "classical": ("X25519", "Ed25519"),
+    "hybrid": ("X25519+ML-KEM-768", "ML-DSA-65"),
+}
+SIZES = (50_000, 1_000_000)
+MODES = ("sequential", "concurrent")
+
+
+def overrides(suite: str, params: int, rounds: int) -> list[str]:
+    kem, sig = SUITES[suite]
+    return [f"workload.crypto.kem={kem}", f"workload.crypto.signature={sig}",
+            f"workload.fl.model_parameters={params}", f"workload.fl.rounds={rounds}"]  # fmt: skip
+
+
+def cell(work: Path, profile: Path, mode: str, suite: str, params: int, rounds: int, reps: int) -> dict[str, Any]:
+    s = load_scenario(SCENARIO, overrides(suite, params, rounds), profile)
+    name = f"{mode}-{suite.replace(' ', '')}-{params}"
+    write_run(simulate(s, mode, replications=reps), work / f"sim-{name}", s)
+    hw = run_local(s, work / f"hw-{name}", mode, rounds, s.run.seed)
+    if hw.state != "completed":
+        return {"mode": mode, "suite": suite, "model_parameters": params, "error": f"{hw.state}: {hw.reason}"}
+    m = compare_dirs(work / f"sim-{name}", work / f"hw-{name}")["metrics"]["round_latency_s"]
+    load = hw.machine_load
+    return {
+        "mode": mode, "suite": suite, "model_parameters": params,
+        "sim_p50_s": m["sim_p50"], "hw_p50_s": m["hw_p50"], "sim_p95_s": m["sim_p95"], "hw_p95_s": m["hw_p95"],
+        "error_p50_pct": m["error_p50_pct"], "error_p50_ci95": m["error_p50_ci95"],
+        "error_p95_pct": m["error_p95_pct"], "error_p95_ci95": m["error_p95_ci95"],
+        "quiet": None if load is None else load.quiet,
+        "machine_load": None if load is None else load.model_dump(),
+    }  # fmt: skip
+
+
+def reductions(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Concurrent vs sequential, per suite and size: 1 - conc p50 / seq p50, simulated and measured (%)."""
+    out = []
+    by = {(c["mode"], c["suite"], c["model_parameters"]): c for c in cells if "error" not in c}
+    for (mode, suite, params), seq in by.items():
+        conc = by.get(("concurrent", suite, params))
+        if mode != "sequential" or conc is None:
+            continue
+        sim = 100 * (1 - conc["sim_p50_s"] / seq["sim_p50_s"])
+        hw = 100 * (1 - conc["hw_p50_s"] / seq["hw_p50_s"])
+        out.append({"suite": suite, "model_parameters": params, "simulated_pct": sim, "measured_pct": hw,
+                    "difference_points": sim - hw})  # fmt: skip
+    return out
+
+
+def _ms(x: float) -> str:
+    return f"{x * 1e3:8.2f}"
+
+
+def print_table(cells: list[dict[str, Any]], reds: list[dict[str, Any]]) -> None:
+    head = f"{'mode':11s} {'suite':10s} {'params':>9s} {'sim p50':>8s} {'hw p50':>8s} {'err p50 [95% CI]':>24s} "
+    print(head + f"{'sim p95':>8s} {'hw p95':>8s} {'err p95':>8s}  machine")
+    for c in cells:
+        if "error" in c:
+            print(f"{c['mode']:11s} {c['suite']:10s} {c['model_parameters']:9d}  FAILED {c['error']}")
+            continue
+        lo, hi = c["error_p50_ci95"]
+        ci = f"{c['error_p50_pct']:+6.1f} [{lo:+6.1f}, {hi:+6.1f}]"
+        quiet = {True: "quiet", False: "BUSY", None: "?"}[c["quiet"]]
+        print(f"{c['mode']:11s} {c['suite']:10s} {c['model_parameters']:9d} {_ms(c['sim_p50_s'])} "
+              f"{_ms(c['hw_p50_s'])} {ci:>24s} {_ms(c['sim_p95_s'])} {_ms(c['hw_p95_s'])} "
+              f"{c['error_p95_pct']:+7.1f}%  {quiet}")  # fmt: skip
+    print("concurrent vs sequential, median round latency reduction (simulated / measured):")
+    for r in reds:
+        print(f"  {r['suite']:10s} {r['model_parameters']:9d}  {r['simulated_pct']:+6.1f} % / "
+              f"{r['measured_pct']:+6.1f} %  ({r['difference_points']:+.1f} points)")  # fmt: skip
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="quick calibration")
-    ap.add_argument("--rounds", type=int, default=20)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="10 rounds a run, no hybrid suite: < 5 minutes")
+    ap.add_argument("--rounds", type=int, default=None, help="rounds per run (default 20; --quick 10)")
+    ap.add_argument("--json", type=Path, default=None, help="write the matrix as JSON")
+    ap.add_argument("--profile", type=Path, default=None, help="base profile (default: calibrate this machine)")
+    ap.add_argument("--keep", type=Path, default=None, help="keep the run directories here")
     args = ap.parse_args()
+    rounds = args.rounds or (10 if args.quick else 20)
+    suites = [s for s in SUITES if not (args.quick and s == "hybrid")]
+    started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        profile = work / "profile.yaml"
-        write_profile(calibrate(quick=args.quick), profile)
-        s = load_scenario(ROOT / "scenarios" / "localhost.yaml", [f"workload.fl.rounds={args.rounds}"], profile)
-        print(f"localhost.yaml, {args.rounds} rounds, profile measured here ({'quick' if args.quick else 'full'})")
-        cols = ("sim p50", "hw p50", "err p50", "sim p95", "hw p95", "err p95")
-        print(f"{'mode':12s} " + " ".join(f"{c:>9s}" for c in cols))
-        for mode in ("sequential", "concurrent"):
-            write_run(simulate(s, mode), work / f"sim-{mode}", s)
-            run_local(s, work / f"hw-{mode}", mode, args.rounds, s.run.seed)
-            m = compare_dirs(work / f"sim-{mode}", work / f"hw-{mode}")["metrics"]["round_latency_s"]
-            print(f"{mode:12s} {m['sim_p50'] * 1e3:7.2f}ms {m['hw_p50'] * 1e3:7.2f}ms {m['error_p50_pct']:+7.1f}%   "
-                  f"{m['sim_p95'] * 1e3:7.2f}ms {m['hw_p95'] * 1e3:7.2f}ms {m['error_p95_pct']:+7.1f}%")  # fmt: skip
+        base = args.profile or work / "base.yaml"
+        if args.profile is None:
+            write_profile(calibrate(), base)  # the full calibration (~15 s): quick medians are too noisy
+        train = load_scenario(SCENARIO, overrides(TRAIN["suite"], TRAIN["model_parameters"], rounds), base)
+        run_local(train, work / "train", "sequential", rounds, train.run.seed)
+        fit = fit_from_run(work / "train", base)
+        profile = work / "fitted.yaml"
+        write_profile(fit.profile, profile)
+        print(f"fitted on {TRAIN} ({rounds} rounds, {fit.rows} spans): {', '.join(fit.profile['overheads'])}")
+        cells = [cell(work, profile, m, s, p, rounds, 5) for s in suites for p in SIZES for m in MODES]
+        reds = reductions(cells)
+        print_table(cells, reds)
+        result = {"trained_on": TRAIN, "rounds": rounds, "quick": args.quick, "cells": cells, "reductions": reds,
+                  "reduction_simulated_pct": [r["simulated_pct"] for r in reds],
+                  "reduction_measured_pct": [r["measured_pct"] for r in reds],
+                  "wall_s": time.monotonic() - started}  # fmt: skip
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+        if args.keep:
+            shutil.copytree(work, args.keep, dirs_exist_ok=True)
+    print(f"wall time {time.monotonic() - started:.0f} s")
 
 
 if __name__ == "__main__":

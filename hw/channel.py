@@ -41,9 +41,11 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from hw.crypto import find
 from hw.crypto.base import AuthenticationFailed, Buffer, KeyPair, PublicKey
+from sim.contract import RECORD_HEADER_BYTES
 
 LABEL = b"pq-iomt-twin/channel/v1"
 HEADER = struct.Struct("!BQdI")
+assert HEADER.size == RECORD_HEADER_BYTES, "the simulator prices the record header the channel sends"
 HELLO, SERVER, FINISH, DATA, KEM, ALERT = 1, 2, 3, 4, 5, 6
 MAX_RECORD_BYTES = 64 << 20
 
@@ -341,7 +343,7 @@ class Channel:
                 ct, secret = find(self.suite.kem, "kem").encaps(recipient_kem)
             key, prefix, rtype = self._message_key(secret, seq), ct, KEM
         aad = HEADER.pack(rtype, seq, 0.0, 0)[:9]  # type and seq are authenticated
-        with _maybe(timer, phase, f"{self.suite.aead}.encrypt"):
+        with _maybe(timer, phase, f"{self.suite.aead}.encrypt", len(plaintext)):
             ct = aead.encrypt(key, self._send.prefix + seq.to_bytes(8, "big"), plaintext, aad)
         return Sealed(rtype, seq, [prefix, ct])
 
@@ -370,7 +372,7 @@ class Channel:
                 key, body = self._message_key(secret, rec.seq), body[size:]
             nonce = self._recv.prefix + rec.seq.to_bytes(8, "big")
             try:
-                with _maybe(timer, phase, f"{self.suite.aead}.decrypt"):
+                with _maybe(timer, phase, f"{self.suite.aead}.decrypt", len(body) - aead.tag_bytes):
                     plaintext = aead.decrypt(key, nonce, body, rec.header[:9])
             except AuthenticationFailed:
                 raise self._reject("tampered", f"record {rec.seq} fails authentication") from None
@@ -397,5 +399,8 @@ class _Null:
         return None
 
 
-def _maybe(timer: Any, phase: str, op: str) -> Any:
-    return timer(phase, op) if timer is not None else _Null()
+def _maybe(timer: Any, phase: str, op: str, nbytes: int = 0) -> Any:
+    """``timer(phase, op[, nbytes])`` when the caller times its steps; ``nbytes`` is what the op processed."""
+    if timer is None:
+        return _Null()
+    return timer(phase, op, nbytes) if nbytes else timer(phase, op)

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from hw.attack import ATTACKS
 from hw.calibrate import calibrate, write_profile
 from hw.compare import compare_dirs, write_outputs
+from hw.fit import fit_from_run
 from pqtwin.tables import fidelity_line, modes_table, render_table, summary_table
 from sim import scenario as scn
 from sim.contract import RunLayout, Summary, write_json
@@ -124,9 +125,15 @@ def calibrate_cmd(
     image: Annotated[str | None, typer.Option(help="k8s: image (default pq-iomt-twin:<version>)")] = None,
     keep: Annotated[bool, typer.Option("--keep", help="k8s: leave the Jobs in the cluster")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="k8s: print the manifests, touch no cluster")] = False,
+    from_run: Annotated[Path | None, typer.Option("--from-run", help="fit overheads from this twin run")] = None,
+    base: Annotated[Path | None, typer.Option(help="--from-run: the profile to extend (default: the run's)")] = None,
 ) -> None:
     """Measure this machine's crypto, serialisation and FL compute costs into a calibration profile
-    (--backend k8s: every node of a Kubernetes cluster, one profile per node in the --out directory)."""
+    (--backend k8s: every node of a Kubernetes cluster, one profile per node in the --out directory;
+    --from-run HW_DIR: the run's profile plus the overheads of the twin's code paths, fitted from its spans)."""
+    if from_run is not None:
+        _calibrate_from_run(from_run, base, out, name)
+        return
     if backend == "k8s":
         _calibrate_k8s(out, provider, algorithms, quick, nodes, kubeconfig, context, namespace, image, keep, dry_run)
         return
@@ -147,6 +154,19 @@ def calibrate_cmd(
         data["profile"] = name
     write_profile(data, out)
     STDOUT.print(f"profile: {out} ({len(data['ops'])} operations, {data['platform']['cpu']})")
+
+
+def _calibrate_from_run(run_dir: Path, base: Path | None, out: Path, name: str | None) -> None:
+    if out.suffix not in (".yaml", ".yml"):
+        raise UserError(f"--out: profile files end in .yaml (got {str(out)!r})")
+    if base is not None and not base.is_file():
+        raise UserError(f"--base: file not found (got {str(base)!r})")
+    fit = fit_from_run(run_dir, base)
+    if name:
+        fit.profile["profile"] = name
+    write_profile(fit.profile, out)
+    kinds = ", ".join(fit.profile["overheads"]) or "none"
+    STDOUT.print(f"profile: {out} (overheads fitted from {fit.rows} spans of {run_dir}: {kinds})", highlight=False)
 
 
 def _calibrate_k8s(out: Path, provider: str | None, algorithms: str | None, quick: bool, nodes: str | None,

@@ -40,8 +40,9 @@ class Algorithm:
 
     @property
     def aead_overhead_bytes(self) -> int:
-        """Bytes an AEAD record adds to its plaintext on the wire (explicit nonce + tag)."""
-        return self.nonce_bytes + self.tag_bytes
+        """Bytes an AEAD record adds to its plaintext on the wire: the tag. The nonce is implicit (derived
+        from the record's sequence number, as TLS 1.3 does), so it is never sent."""
+        return self.tag_bytes
 
 
 def _kem(name: str, pq: bool, cat: int, pk: int, sk: int, ct: int, src: str) -> Algorithm:

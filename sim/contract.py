@@ -87,6 +87,10 @@ MARKERS = ("round", "distribution")
 FL_PHASES = tuple(p for p in PHASES if p not in (*MARKERS, "telemetry"))
 WIRE_OPS = ("transfer", "frame")  # rows that are messages on the network, not CPU work
 
+# The twin's record on the wire (hw/channel.py asserts it): type (1) | sequence (8) | send time (8) | length (4),
+# then the body; AEAD nonces are the sequence numbers, so a sealed body adds only the tag to its plaintext.
+RECORD_HEADER_BYTES = 21
+
 
 def to_frame(rows: list[SpanRow] | list[tuple[Any, ...]]) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows, columns=list(COLUMNS))

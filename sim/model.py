@@ -35,7 +35,7 @@ import numpy as np
 import simpy
 
 from sim import catalogue
-from sim.contract import SpanRow
+from sim.contract import RECORD_HEADER_BYTES, SpanRow
 from sim.hosts import CountingEnvironment, Cpu, Endpoint, Recorder
 from sim.network import Network
 from sim.scenario import DevicePopulation, Scenario, device_node
@@ -72,7 +72,8 @@ class Replication:
         self.net = Network(env, scenario.graph(), np.random.default_rng(net_ss), scenario.run.segment_bytes)
         cpu_rng = np.random.default_rng(cpu_ss)
         self.cpus = {
-            h.name: Cpu(env, h.name, h.cores, scenario.host_profile(h.name), cpu_rng) for h in scenario.deployment.hosts
+            h.name: Cpu(env, h.name, h.cores, scenario.host_profile(h.name), cpu_rng, h.cpu_sharing)
+            for h in scenario.deployment.hosts
         }
         self.eps = {
             p.name: Endpoint(p.name, p.host, self.cpus[p.host], simpy.Resource(env, 1))
@@ -128,23 +129,17 @@ class Replication:
         ``net.loopback`` cost, when the profile measured one (else free). Returns the wait for a core."""
         if cpu.profile is None or "net.loopback" not in cpu.profile.ops:
             return 0.0
-        cost = cpu.profile.op("net.loopback").cost_s(cpu.rng, nbytes)
-        cpu.demand_s += cost
-        asked = self.env.now
-        with cpu.resource.request() as core:
-            yield core
-            wait = self.env.now - asked
-            yield self.env.timeout(cost)
-        return wait
+        return (yield from cpu.work(cpu.profile.cost_s("net.loopback", cpu.rng, nbytes)))
 
     def message_bytes(self, payload: int) -> int:
         kem_ct = self.kem.ciphertext_bytes if self.crypto.rekey.fl == "per_message" else 0
-        return self.fl.header_bytes + payload + self.sig.signature_bytes + self.aead.aead_overhead_bytes + kem_ct
+        body = self.fl.header_bytes + payload + self.sig.signature_bytes + self.aead.aead_overhead_bytes + kem_ct
+        return RECORD_HEADER_BYTES + body
 
     def protect(self, ep: Endpoint, phase: str, payload: int, since: float | None = None) -> Gen:
         """Sign (hash the message, sign the digest), encapsulate if per message, encrypt."""
         yield from ep.run(self.rec, phase, f"{self.sig.message_hash}.hash", payload, since)
-        yield from ep.run(self.rec, phase, f"{self.sig.name}.sign")
+        yield from ep.run(self.rec, phase, f"{self.sig.name}.sign", payload)  # size: for a fitted overhead only
         if self.crypto.rekey.fl == "per_message":
             yield from ep.run(self.rec, phase, f"{self.kem.name}.encaps")
         yield from ep.run(self.rec, phase, f"{self.aead.name}.encrypt", payload + self.sig.signature_bytes)
@@ -156,7 +151,7 @@ class Replication:
             since = None
         yield from ep.run(self.rec, phase, f"{self.aead.name}.decrypt", payload + self.sig.signature_bytes, since)
         yield from ep.run(self.rec, phase, f"{self.sig.message_hash}.hash", payload)
-        yield from ep.run(self.rec, phase, f"{self.sig.name}.verify")
+        yield from ep.run(self.rec, phase, f"{self.sig.name}.verify", payload)
         yield from ep.run(self.rec, phase, "deserialize", payload)
 
     def handshake(self, ini: Endpoint, resp: Endpoint, ph: str = "handshake") -> Gen:
@@ -325,7 +320,7 @@ class Replication:
     def _frame(self, dev: Endpoint, receiver: Endpoint, payload: int) -> Gen:
         start, rec, aead = self.env.now, self.rec, self.aead.name
         yield from dev.run(rec, "telemetry", f"{aead}.encrypt", payload)
-        nbytes = payload + self.aead.aead_overhead_bytes
+        nbytes = RECORD_HEADER_BYTES + payload + self.aead.aead_overhead_bytes
         wait = yield from self.net.transfer(dev.node, receiver.node, nbytes)
         yield from receiver.run(rec, "telemetry", f"{aead}.decrypt", payload)
         rec.add(receiver.pod, dev.node, "telemetry", "frame", start, self.env.now, wait, nbytes=nbytes)

@@ -12,7 +12,13 @@ A profile holds platform metadata and, per operation name, a cost model:
 Operation names are ``<algorithm>.<op>`` for crypto (``ML-KEM-768.encaps``, ``AES-256-GCM.encrypt``,
 ``SHA-256.hash``), and ``serialize``, ``deserialize``, ``fl.train``, ``fl.fedavg``, optionally ``net.loopback``
 (a message between pods of one host, per byte). Every value carries
-its ``source`` and a ``tag``: M measured, D derived from a measurement by unit conversion, E estimate.
+its ``source`` and a ``tag``: M measured, D derived from a measurement by unit conversion, E estimate,
+F fitted from a hardware-twin run (``pqtwin calibrate --from-run``; the source names the run).
+
+``overheads`` (optional, usually F) price what a real code path adds to the library call, per operation
+*kind* — the last part of the op name (``encaps``, ``sign``, ``encrypt``, ``serialize``, ``loopback``,
+``train`` ...), so one fit carries over to every algorithm and size: cost = (base × ``factor`` +
+``per_call_s`` + ``per_byte_s`` × bytes, never below zero) × a mean-preserving lognormal of spread ``sigma``.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sim.errors import load_yaml, validate
 
-Tag = Literal["M", "D", "E"]
+Tag = Literal["M", "D", "E", "F"]
 PositiveSeconds = Annotated[float, Field(gt=0)]
 
 
@@ -121,6 +127,29 @@ class LinearOp(_Strict):
         return base * float(rng.lognormal(-(sigma**2) / 2, sigma))
 
 
+class Overhead(_Strict):
+    """What a code path adds to an operation kind's library cost (module docstring)."""
+
+    factor: float = Field(default=1.0, gt=0)
+    per_call_s: float = 0.0
+    per_byte_s: float = 0.0
+    sigma: float = Field(default=0.0, ge=0, le=3)  # spread of ln(cost) around it: mean-preserving lognormal
+    n: int | None = Field(default=None, ge=1)
+    source: str = Field(min_length=1)
+    tag: Tag
+
+    def apply(self, base_s: float, nbytes: float, rng: np.random.Generator | None = None) -> float:
+        cost = max(0.0, base_s * self.factor + self.per_call_s + self.per_byte_s * nbytes)
+        if self.sigma == 0 or rng is None:
+            return cost
+        return cost * float(rng.lognormal(-(self.sigma**2) / 2, self.sigma))
+
+
+def op_kind(op: str) -> str:
+    """``ML-KEM-768.encaps`` -> ``encaps``; ``net.loopback`` -> ``loopback``; ``serialize`` -> ``serialize``."""
+    return op.rsplit(".", 1)[-1]
+
+
 class Platform(_Strict):
     cpu: str
     cores: int = Field(ge=1)
@@ -137,12 +166,24 @@ class Profile(_Strict):
     description: str = ""
     platform: Platform
     ops: dict[str, Annotated[PerCallOp | LinearOp, Field(discriminator="kind")]]
+    overheads: dict[str, Overhead] = Field(default_factory=dict)
 
     def op(self, name: str) -> PerCallOp | LinearOp:
         try:
             return self.ops[name]
         except KeyError:
             raise KeyError(f"profile {self.profile!r} has no cost for operation {name!r}") from None
+
+    def cost_s(self, name: str, rng: np.random.Generator, units: float = 0.0) -> float:
+        """One call's cost: the op's sampled cost, plus its kind's overhead when the profile has one."""
+        model = self.op(name)
+        base = model.cost_s(rng, units)
+        extra = self.overheads.get(op_kind(name))
+        if extra is None:
+            return base
+        # bytes the call processed: a per-byte op's units; a signature's message size (its cost is per call)
+        nbytes = units if getattr(model, "unit", "byte") == "byte" else 0.0
+        return extra.apply(base, nbytes, rng)
 
 
 def fit_lognormal(mean_s: float, stdev_s: float) -> Lognormal:

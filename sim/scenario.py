@@ -117,7 +117,7 @@ class FL(_Strict):
     quorum: float = Field(default=1.0, gt=0, le=1)  # fraction of clients whose updates a round needs
     dropout_probability: float = Field(default=0.0, ge=0, lt=1)
     round_timeout_s: float = Field(default=600.0, gt=0)
-    header_bytes: int = Field(default=64, ge=0)  # serialisation header of a model message
+    header_bytes: int = Field(default=8, ge=0)  # serialisation header of a model message (the twin's: 8 bytes)
 
     @property
     def model_bytes(self) -> int:
@@ -170,6 +170,8 @@ class Host(_Strict):
     name: Name
     cores: int = Field(ge=1)
     profile: str = Field(min_length=1)
+    # processor-sharing: the OS time-slices runnable threads over the cores; fifo: run to completion (sim/hosts.py)
+    cpu_sharing: Literal["processor-sharing", "fifo"] = "processor-sharing"
 
 
 class Node(_Strict):

@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from sim import catalogue
-from sim.contract import Summary
+from sim.contract import RECORD_HEADER_BYTES, Summary
 from sim.runner import simulate
 from sim.scenario import load_scenario
 from sim.summary import mode_comparison
@@ -69,7 +69,8 @@ def test_message_sizes_follow_the_catalogue():
     df = simulate(s, "sequential", replications=1).spans
     fl = s.workload.fl
     kem, sig, aead = (catalogue.get(x) for x in ("ML-KEM-768", "ML-DSA-65", "AES-256-GCM"))
-    expected = fl.header_bytes + fl.model_bytes + sig.signature_bytes + aead.aead_overhead_bytes + kem.ciphertext_bytes
+    body = fl.header_bytes + fl.model_bytes + sig.signature_bytes + aead.aead_overhead_bytes + kem.ciphertext_bytes
+    expected = RECORD_HEADER_BYTES + body  # the twin's record header; the AEAD nonce is implicit
     sizes = set(df[(df.op == "transfer") & df.phase.isin(["distribute", "upload"])]["bytes"])
     assert sizes == {expected}
     hs = df[(df.op == "transfer") & (df.phase == "handshake")]

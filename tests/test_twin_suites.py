@@ -9,9 +9,11 @@ import itertools
 
 import pytest
 
+from hw import data, fl
 from hw.crypto import registry
 from hw.local import run_local
 from sim import catalogue, contract
+from sim.runner import simulate
 from sim.scenario import load_scenario
 
 from .conftest import SCENARIOS
@@ -36,8 +38,12 @@ def _fixed_size(name: str, kind: str) -> bool:
 
 
 def _run(tmp_path, kem: str, signature: str, rekey: str, mode: str = "sequential") -> None:
-    s = load_scenario(SCENARIOS / "localhost.yaml", [*QUICK, f"workload.crypto.kem={kem}",
-                      f"workload.crypto.signature={signature}", f"workload.crypto.rekey.fl={rekey}"])  # fmt: skip
+    suite = [
+        f"workload.crypto.kem={kem}",
+        f"workload.crypto.signature={signature}",
+        f"workload.crypto.rekey.fl={rekey}",
+    ]
+    s = load_scenario(SCENARIOS / "localhost.yaml", [*QUICK, *suite])
     summary = run_local(s, tmp_path, mode, rounds=2, seed=7)
     assert summary.state == "completed", f"{kem} + {signature} ({rekey}): {summary.reason}"
     assert summary.rounds_completed == 2 and not summary.dropouts and not summary.security
@@ -49,6 +55,16 @@ def _run(tmp_path, kem: str, signature: str, rekey: str, mode: str = "sequential
     assert set(handshakes["round"]) == {0}  # sessions before the first round
     if rekey == "per_message":  # every model and update carries its own encapsulation
         assert len(spans[(spans["round"] > 0) & (spans.op == f"{kem}.encaps")]) == 2 * 2 * 2
+    # the simulator prices exactly the bytes the twin sends (record header, message header, signature, tag, KEM)
+    params = fl.Shape.for_parameters(20000, data.FEATURES).parameters  # the twin's model, to the parameter
+    same = load_scenario(SCENARIOS / "localhost.yaml", [*QUICK, *suite, f"workload.fl.model_parameters={params}"])
+    sim = simulate(same, mode, seed=7, replications=1).spans
+    assert _message_bytes(spans) == _message_bytes(sim)
+
+
+def _message_bytes(spans) -> set[int]:
+    fl_msgs = spans[(spans["round"] > 0) & (spans.op == "transfer") & spans.phase.isin(["distribute", "upload"])]
+    return set(fl_msgs["bytes"])
 
 
 @pytest.mark.parametrize("kem", _available("kem"))

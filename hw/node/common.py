@@ -31,9 +31,9 @@ from sim.contract import SpanRow, to_frame
 log = logging.getLogger("pqtwin.node")
 
 MODEL, UPDATE, DONE = 1, 2, 3
-MSG = struct.Struct("!BxxxI")  # kind, round; 8 bytes keep the float32 payload aligned
+MSG = struct.Struct("!BxxxI")  # kind, round; 8 bytes keep the float32 payload aligned (scenario header_bytes)
 
-Timer = Callable[[str, str], AbstractContextManager[None]]
+Timer = Callable[..., AbstractContextManager[None]]  # (phase, op[, nbytes])
 
 
 class RunFailed(Exception):
@@ -87,9 +87,9 @@ class Node:
         phase, and charging ``queued_at`` (a job's wait for a worker) to the first step it times."""
         first = [queued_at]
 
-        def timer(ph: str, op: str) -> AbstractContextManager[None]:
+        def timer(ph: str, op: str, nbytes: int = 0) -> AbstractContextManager[None]:
             q, first[0] = first[0], None
-            return self.timer(phase or ph, op, queued_at=q, rnd=rnd)
+            return self.timer(phase or ph, op, queued_at=q, nbytes=nbytes, rnd=rnd)
 
         return timer
 
@@ -149,7 +149,7 @@ def message(node: Node, kind: int, rnd: int, theta: np.ndarray | None, phase: st
     One copy (the simulator's ``serialize``); signing and encryption then work on this buffer in place.
     """
     n = 0 if theta is None else theta.nbytes
-    with node.timer_for(queued_at=queued_at)(phase, "serialize"):
+    with node.timer(phase, "serialize", queued_at=queued_at, nbytes=n):
         buf = bytearray(MSG.size + n + signature_len(node.suite.signature))
         MSG.pack_into(buf, 0, kind, rnd)
         if theta is not None:
@@ -161,7 +161,7 @@ def protect(node: Node, ch: Channel, ident: Identity, buf: bytearray, phase: str
             recipient_kem: PublicKey | None) -> Sealed:  # fmt: skip
     """Sign the message in ``buf``, then seal it into one record (the simulator's `protect`)."""
     view, sig_len = memoryview(buf), signature_len(node.suite.signature)
-    with node.timer(phase, f"{node.suite.signature}.sign"):
+    with node.timer(phase, f"{node.suite.signature}.sign", nbytes=len(buf) - sig_len):
         view[-sig_len:] = find(node.suite.signature, "signature").sign(ident.sig, view[:-sig_len])
     return ch.seal(buf, recipient_kem, node.timer_for(), phase)
 
@@ -215,5 +215,5 @@ class NoTimer:
         return None
 
 
-def no_timer(phase: str, op: str) -> AbstractContextManager[None]:
+def no_timer(phase: str, op: str, nbytes: int = 0) -> AbstractContextManager[None]:
     return NoTimer()

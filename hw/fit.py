@@ -1,0 +1,174 @@
+"""``pqtwin calibrate --from-run HW_DIR``: fit what a profile lacks from a twin run's spans.
+
+A profile prices library calls measured in isolation; the twin's nodes run them inside real code paths
+(record framing, buffer handling, Python glue between steps, a kernel copy per message, two trainings
+sharing memory bandwidth). For every CPU span of the run's rounds the fit predicts the base profile's cost
+for the same op and size (signing = the scheme's message hash + the signature, as the simulator prices
+it), adds to the measured duration the glue gap before it (the time since the previous step of the same
+pod and phase ended, when that gap is shorter than ``GLUE_MAX_S``; longer gaps are waits, not work), and
+fits the residual per operation *kind* (``encaps``, ``sign``, ``encrypt``, ``serialize`` ...), with the
+session handshakes and telemetry frames of the same run giving the small sizes (their service time only):
+
+- sizes at least ``SPREAD`` apart (signing: model messages and handshake transcripts): ``per_call_s`` +
+  ``per_byte_s``, a resistant line through the medians of the small and the large sizes, so the fit
+  carries over to other message sizes;
+- one size only, of work that scales (``train``, ``fedavg``, anything priced per byte): a factor, the median
+  of measured / predicted — its extra cost grows with the work, so a constant would not carry over;
+- fixed-size operations (``encaps``, ``decaps``, ``keygen`` ...): ``per_call_s``, the median residual;
+- ``loopback``: the same for messages between pods of one host (transfer spans).
+
+Each kind also gets ``sigma``, the robust spread (1.4826 x MAD) of ln(measured / predicted): the jitter a
+real code path shows around its median, which the simulator samples so its p95 sees it too. Each fitted
+value is tagged F with the run it came from. The fit sees only the run it is given: validate it
+on other configurations (bench/twin_fidelity.py does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sim import catalogue
+from sim.contract import FL_PHASES, RunLayout, read_spans, read_summary
+from sim.errors import UserError
+from sim.profile import LinearOp, Overhead, PerCallOp, Profile, op_kind
+from sim.scenario import Scenario, load_scenario
+
+GLUE_MAX_S = 0.002
+SPREAD = 4.0  # sizes must span this factor before a per-byte slope is fitted
+MIN_ROWS = 3
+FACTOR_KINDS = ("train", "fedavg")
+
+
+@dataclass(frozen=True)
+class Fit:
+    profile: dict[str, Any]  # profile data, validated as sim.profile.Profile
+    rows: int  # spans that informed the fit
+
+
+def base_s(profile: Profile, op: str, units: float) -> float:
+    """The profile's typical cost of one call (the median where measured, else the mean)."""
+    m = profile.op(op)
+    if isinstance(m, PerCallOp):
+        return m.p50_s or m.mean_s
+    assert isinstance(m, LinearOp)
+    return m.base_s(units)
+
+
+def predicted_s(profile: Profile, s: Scenario, row: Any, updates_per_fedavg: int) -> float:
+    """What the simulator would charge for this span's op, before overheads."""
+    alg, _, kind = str(row.op).rpartition(".")
+    fl = s.workload.fl
+    if kind in ("sign", "verify") and alg in catalogue.CATALOGUE and row.bytes > 0:
+        return base_s(profile, f"{catalogue.get(alg).message_hash}.hash", row.bytes) + base_s(profile, row.op, 0)
+    if row.op == "fl.train":
+        return base_s(profile, row.op, fl.samples_per_client * fl.model_parameters * fl.local_epochs)
+    if row.op == "fl.fedavg":
+        return base_s(profile, row.op, fl.model_parameters * updates_per_fedavg)
+    return base_s(profile, row.op, row.bytes)
+
+
+def _with_glue(cpu: pd.DataFrame, wire: pd.DataFrame) -> pd.DataFrame:
+    """Each CPU span's service time plus the glue gap before it in its pod's phase (module docstring)."""
+    steps = pd.concat([cpu.assign(cpu_op=True), wire.assign(cpu_op=False)]).sort_values(["start_s", "end_s"])
+    prev_end = steps.groupby(["pod", "round", "phase"]).end_s.shift()
+    gap = (steps.start_s - prev_end).where(lambda g: (g > 0) & (g < GLUE_MAX_S), 0.0).fillna(0.0)
+    steps = steps.assign(measured_s=steps.end_s - steps.start_s - steps.queue_wait_s + gap)
+    return steps[steps.cpu_op]
+
+
+def _overhead(kind: str, measured: np.ndarray, predicted: np.ndarray, nbytes: np.ndarray, source: str) -> Overhead:
+    """Per kind: a line in bytes where the run has sizes ``SPREAD`` apart; else a factor for work that scales
+    (training, FedAvg, anything priced per byte) and a constant for fixed-size operations."""
+    residual, n = measured - predicted, len(measured)
+    ratio = measured / predicted
+    spread = float(1.4826 * np.median(np.abs(np.log(ratio) - np.median(np.log(ratio)))))  # robust sigma of ln
+    fitted: dict[str, float] = {"per_call_s": float(np.median(residual))}  # fixed-size operations
+    if kind not in FACTOR_KINDS and len(np.unique(nbytes)) >= 2 and nbytes.max() >= SPREAD * max(1.0, nbytes.min()):
+        intercept, slope = _resistant_line(nbytes, residual)
+        fitted = {"per_call_s": intercept, "per_byte_s": slope}
+    elif kind in FACTOR_KINDS or nbytes.min() > 0:
+        fitted = {"factor": float(np.median(ratio))}
+    return Overhead.model_validate({**fitted, "sigma": spread, "n": n, "source": source, "tag": "F"})
+
+
+def _resistant_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """The line through the medians of the small and the large sizes (split at their geometric middle):
+    robust, and unlike Theil–Sen not dominated by the larger group when the groups differ in count."""
+    middle = np.sqrt(max(1.0, float(x.min())) * float(x.max()))
+    lo, hi = x <= middle, x > middle
+    x0, y0, x1, y1 = (float(np.median(a)) for a in (x[lo], y[lo], x[hi], y[hi]))
+    slope = (y1 - y0) / (x1 - x0)
+    return y0 - slope * x0, slope
+
+
+def fit_from_run(run_dir: Path, base: Path | None = None) -> Fit:
+    """A profile: ``base`` (default: the run's host profile) plus overheads fitted from ``run_dir``."""
+    layout = RunLayout(run_dir)
+    try:
+        summary = read_summary(layout.summary)
+        spans = read_spans(layout.spans)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--from-run: {run_dir} is not a twin run directory ({str(exc).splitlines()[0]})") from None
+    if summary.backend is None or summary.state != "completed" or summary.rounds_completed < 1:
+        raise UserError(f"--from-run: {run_dir}: need a completed hardware-twin run (got backend "
+                        f"{summary.backend}, state {summary.state}, {summary.rounds_completed} rounds)")  # fmt: skip
+    s = load_scenario(layout.scenario, profile_override=base or _profile_of(summary.scenario_file, layout.scenario))
+    profile = s.host_profile(s.deployment.hosts[0].name)
+    rounds = spans[spans["round"] > 0]
+    phases = rounds[rounds.phase.isin(FL_PHASES)]
+    cpu = _with_glue(phases[~phases.op.isin(("transfer", "frame"))], phases[phases.op == "transfer"])
+    # small sizes for the same kinds: session handshakes and telemetry frames (their waits are not glue)
+    small = spans[((spans["round"] == 0) & (spans.phase == "handshake")) | (spans.phase == "telemetry")]
+    small = small[~small.op.isin(("transfer", "frame"))]
+    cpu = pd.concat([cpu, small.assign(measured_s=small.end_s - small.start_s - small.queue_wait_s)])
+    per_round = cpu[cpu.op == "fl.fedavg"].groupby("round").size()
+    clients = s.workload.fl.quorum_clients
+    known = cpu[cpu.op.map(lambda op: op in profile.ops or op.endswith((".sign", ".verify")))]
+    predicted = np.array([
+        predicted_s(profile, s, r, clients if per_round.get(r.round, 1) == 1 else 1) for r in known.itertuples()
+    ])  # fmt: skip
+    known = known.assign(predicted_s=predicted, kind=known.op.map(op_kind))
+    load = "quiet" if summary.machine_load is None or summary.machine_load.quiet else "BUSY"
+    source = (f"pqtwin calibrate --from-run {run_dir}: {s.name}, {summary.mode}, {s.workload.crypto.kem} + "
+              f"{s.workload.crypto.signature}, {s.workload.fl.model_parameters} parameters, "
+              f"{summary.rounds_completed} rounds, machine {load}")  # fmt: skip
+    overheads: dict[str, Overhead] = {}
+    for kind, g in known.groupby("kind"):
+        if len(g) >= MIN_ROWS:
+            overheads[str(kind)] = _overhead(str(kind), g.measured_s.to_numpy(), g.predicted_s.to_numpy(),
+                                             g["bytes"].to_numpy(dtype=float), source)  # fmt: skip
+    loop = _loopback(rounds, s, profile, source)
+    if loop is not None:
+        overheads["loopback"] = loop
+    data = profile.model_dump(mode="json", exclude_none=True)
+    data["profile"] = f"{profile.profile}+fit"
+    data["description"] = f"{profile.description} Overheads fitted from the twin run {run_dir}.".strip()
+    data["overheads"] = {k: v.model_dump(exclude_none=True) for k, v in sorted(overheads.items())}
+    Profile.model_validate(data)  # what we write must load
+    return Fit(data, len(known))
+
+
+def _loopback(rounds: pd.DataFrame, s: Scenario, profile: Profile, source: str) -> Overhead | None:
+    """Messages between pods of one host: measured transfer time against the profile's ``net.loopback``."""
+    hosts = {p.name: p.host for p in s.deployment.pods}
+    t = rounds[(rounds.op == "transfer") & rounds.phase.isin(("distribute", "upload"))]
+    if "net.loopback" not in profile.ops or len(t) < MIN_ROWS or len(set(hosts.values())) != 1:
+        return None
+    predicted = np.array([base_s(profile, "net.loopback", b) for b in t["bytes"]])
+    return _overhead("loopback", (t.end_s - t.start_s).to_numpy(), predicted, t["bytes"].to_numpy(dtype=float), source)
+
+
+def _profile_of(scenario_file: str, scenario: Path) -> Path:
+    """The host profile the run's scenario names, found beside the scenario file the run was started from."""
+    import yaml
+
+    ref = str(yaml.safe_load(scenario.read_text())["deployment"]["hosts"][0]["profile"])
+    path = Path(ref) if ref.endswith((".yaml", ".yml")) else Path(scenario_file).parent / "profiles" / f"{ref}.yaml"
+    if not path.is_file():
+        raise UserError(f"--base: the run's profile {ref!r} is not at {path}; name the profile to extend with --base")
+    return path

@@ -1,0 +1,55 @@
+"""CPU disciplines against known answers: processor sharing by hand and M/D/1-PS theory, fifo by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import simpy
+from scipy import stats
+
+from sim.hosts import Cpu
+
+
+def finish_times(cores: int, jobs: list[tuple[float, float]], sharing: str) -> list[float]:
+    """(arrival, work) jobs on one CPU; the time each finishes."""
+    env = simpy.Environment()
+    cpu = Cpu(env, "h", cores, None, np.random.default_rng(0), sharing)
+    done = [0.0] * len(jobs)
+
+    def job(i: int, at: float, work: float):
+        yield env.timeout(at)
+        yield from cpu.work(work)
+        done[i] = env.now
+
+    for i, (at, work) in enumerate(jobs):
+        env.process(job(i, at, work))
+    env.run()
+    return done
+
+
+def test_processor_sharing_by_hand():
+    # one core: two equal jobs share it and end together; a short job next to a long one ends at 2 x its work
+    assert finish_times(1, [(0, 1), (0, 1)], "processor-sharing") == pytest.approx([2, 2])
+    assert finish_times(1, [(0, 1), (0, 3)], "processor-sharing") == pytest.approx([2, 4])
+    # two cores: up to two jobs run at full speed; a third slows all three to 2/3
+    assert finish_times(2, [(0, 1), (0, 3)], "processor-sharing") == pytest.approx([1, 3])
+    assert finish_times(2, [(0, 3), (0, 3), (0, 3)], "processor-sharing") == pytest.approx([4.5, 4.5, 4.5])
+    # a 1 ms job arriving during a long one on one core takes 2 ms, it does not wait for the long one
+    assert finish_times(1, [(0, 0.190), (0.010, 0.001)], "processor-sharing") == pytest.approx([0.191, 0.012])
+
+
+def test_fifo_by_hand():
+    assert finish_times(1, [(0, 0.190), (0.010, 0.001)], "fifo") == pytest.approx([0.190, 0.191])
+    assert finish_times(2, [(0, 3), (0, 3), (0, 3)], "fifo") == pytest.approx([3, 3, 6])
+
+
+@pytest.mark.slow
+def test_md1_processor_sharing_mean_sojourn_is_work_over_one_minus_rho():
+    """M/D/1-PS: E[T] = D / (1 - rho) (insensitive to the work distribution; FIFO's P-K mean differs)."""
+    rng, d, lam, n = np.random.default_rng(7), 0.01, 60.0, 20000  # rho = 0.6
+    arrivals = np.cumsum(rng.exponential(1 / lam, n))
+    ends = finish_times(1, [(float(a), d) for a in arrivals], "processor-sharing")
+    sojourn = np.array(ends) - arrivals
+    batches = sojourn[n // 10 :].reshape(20, -1).mean(axis=1)  # batch means after a warm-up
+    half = stats.t.ppf(0.995, batches.size - 1) * batches.std(ddof=1) / np.sqrt(batches.size)
+    assert abs(batches.mean() - d / (1 - 0.6)) < half  # 0.025 s; FIFO's Pollaczek-Khinchine mean is 0.0175 s
