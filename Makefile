@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: run test lint bench clean app
+.PHONY: run test test-suites lint bench clean app
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,13 +18,17 @@ $(STAMP): pyproject.toml
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium
 
-# The paper scenario in both modes (simulated), then the twin loop on this machine: calibrate (once),
-# simulate localhost.yaml with that profile, run it for real, compare.
+# The paper scenario in both modes (simulated), then the twin loop on this machine: calibrate (once), run the
+# twin in sequential mode and fit its code-path overheads from that run (once), then predict the *concurrent*
+# run with the fitted profile, run it for real and compare (held out: the fit never saw concurrent mode).
 run: $(STAMP)
 	$(BIN)/pqtwin sim scenarios/paper-3node.yaml --mode both --out runs/paper-3node
-	test -f runs/local-profile.yaml || $(BIN)/pqtwin calibrate --quick --out runs/local-profile.yaml --name local
-	$(BIN)/pqtwin sim scenarios/localhost.yaml --profile runs/local-profile.yaml --out runs/localhost-sim
-	$(BIN)/pqtwin hw run scenarios/localhost.yaml --out runs/localhost-hw
+	test -f runs/local-profile.yaml || $(BIN)/pqtwin calibrate --out runs/local-profile.yaml --name local
+	test -f runs/local-fitted.yaml || { $(BIN)/pqtwin hw run scenarios/localhost.yaml --mode sequential \
+	  --out runs/localhost-train && $(BIN)/pqtwin calibrate --from-run runs/localhost-train \
+	  --base runs/local-profile.yaml --out runs/local-fitted.yaml --name local-fitted; }
+	$(BIN)/pqtwin sim scenarios/localhost.yaml --mode concurrent --profile runs/local-fitted.yaml --out runs/localhost-sim
+	$(BIN)/pqtwin hw run scenarios/localhost.yaml --mode concurrent --out runs/localhost-hw
 	$(BIN)/pqtwin compare runs/localhost-sim runs/localhost-hw
 	@echo "report: runs/localhost-hw/compare/ (compare.json, compare.png); paper comparison: runs/paper-3node/modes.json"
 
@@ -32,7 +36,11 @@ test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check sim hw pqtwin tests bench app.py app_pages
 	$(BIN)/ruff format --check sim hw pqtwin tests bench app.py app_pages
 	PYTHONPATH=. $(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 -m "not suites"
+
+# Every KEM x signature x rekey combination the providers implement, each a real 2-round twin run (~4 min)
+test-suites: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 -m suites
 
 lint: $(STAMP)
 	$(BIN)/ruff check sim hw pqtwin tests bench app.py app_pages

@@ -1,6 +1,7 @@
 """Every suite the providers implement runs in the twin: real 2-round runs, one per KEM (with ML-DSA-65), one
-per signature (with ML-KEM-768), each rekey mode the twin implements; the full KEM × signature × rekey product
-runs under the ``slow`` marker. A suite that crashes shows up here as a failed run with its reason.
+per signature (with ML-KEM-768), each rekey mode the twin implements. The full KEM × signature × rekey
+product runs under the ``slow`` and ``suites`` markers (``make test-suites``). A suite that crashes shows up
+here as a failed run with its reason.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ def test_every_signature_in_the_twin(tmp_path, signature):
 
 
 @pytest.mark.slow
+@pytest.mark.suites  # ~70 twin runs, ~4 minutes on 2 cores: `make test-suites`, not part of `make test`
 @pytest.mark.parametrize(("kem", "signature", "rekey"),
                          list(itertools.product(_available("kem"), _available("signature"), REKEY)))  # fmt: skip
 def test_every_suite_in_the_twin(tmp_path, kem, signature, rekey):

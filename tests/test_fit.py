@@ -1,0 +1,101 @@
+"""pqtwin calibrate --from-run: known overheads planted in a run's spans are recovered, per op kind, and the
+simulator prices them for other algorithms and sizes; bad inputs are one-line errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+
+from hw.fit import base_s, fit_from_run
+from sim import catalogue
+from sim.contract import SpanRow, read_summary, to_frame, write_spans, write_summary
+from sim.errors import UserError
+from sim.profile import Profile, load_profile
+from sim.runner import simulate, write_run
+from sim.scenario import load_scenario
+
+from .conftest import ROOT, SCENARIOS
+
+PROFILE = ROOT / "scenarios" / "profiles" / "ci-x86.yaml"
+PLANTED = {"encaps": 50e-6, "decaps": 30e-6, "sign_per_call": 100e-6, "sign_per_byte": 2e-9, "train": 1.25}
+
+
+def planted_run(tmp_path, rounds: int = 8):
+    """A twin-shaped run directory whose spans cost the profile's medians plus the planted overheads."""
+    s = load_scenario(SCENARIOS / "localhost.yaml", ["workload.fl.rounds=2"], PROFILE)
+    write_run(simulate(s, "sequential", 1, 1), tmp_path, s)  # scenario.yaml, spans and summary to overwrite
+    prof = load_profile(PROFILE)
+    fl, sig, kem = s.workload.fl, s.workload.crypto.signature, s.workload.crypto.kem
+    hash_op = f"{catalogue.get(sig).message_hash}.hash"
+    med = lambda op, units=0.0: base_s(prof, op, units)  # noqa: E731 - the profile's median, as the fit reads it
+    rows, t = [], 0.0
+    rng = np.random.default_rng(3)
+
+    def add(rnd: int, phase: str, op: str, cost: float, nbytes: int = 0) -> None:
+        nonlocal t
+        cost *= float(rng.lognormal(0, 0.05))
+        rows.append(SpanRow(0, rnd, "aggregator", "local", phase, op, t, t + cost, 0.0, nbytes))
+        t += cost + 0.01  # steps far apart: no glue
+
+    msg = fl.model_parameters * 4
+    for _ in range(4):  # handshakes: signatures of small transcripts
+        add(0, "handshake", f"{sig}.sign", med(f"{sig}.sign") + PLANTED["sign_per_call"])
+    for r in range(1, rounds + 1):
+        signed = med(hash_op, msg) + med(f"{sig}.sign") + PLANTED["sign_per_call"] + PLANTED["sign_per_byte"] * msg
+        add(r, "distribute", f"{sig}.sign", signed, msg)
+        add(r, "distribute", f"{kem}.encaps", med(f"{kem}.encaps") + PLANTED["encaps"])
+        add(r, "verify", f"{kem}.decaps", med(f"{kem}.decaps") + PLANTED["decaps"])
+        units = fl.samples_per_client * fl.model_parameters * fl.local_epochs
+        add(r, "train", "fl.train", med("fl.train", units) * PLANTED["train"])
+        rows.append(SpanRow(0, r, "aggregator", "local", "round", "round", t - 1, t, 0.0, 0))
+    write_spans(to_frame(rows), tmp_path / "spans.parquet")
+    summary = read_summary(tmp_path / "summary.json")
+    write_summary(summary.model_copy(update={"backend": "local", "state": "completed", "rounds_completed": rounds}),
+                  tmp_path)  # fmt: skip
+    return s
+
+
+def test_planted_overheads_are_recovered_per_kind(tmp_path):
+    planted_run(tmp_path)
+    fit = fit_from_run(tmp_path, PROFILE)
+    over = Profile.model_validate(fit.profile).overheads
+    assert over["encaps"].per_call_s == pytest.approx(PLANTED["encaps"], abs=10e-6)
+    assert over["decaps"].per_call_s == pytest.approx(PLANTED["decaps"], abs=10e-6)
+    assert over["sign"].per_byte_s == pytest.approx(PLANTED["sign_per_byte"], rel=0.2)
+    assert over["sign"].per_call_s == pytest.approx(PLANTED["sign_per_call"], abs=60e-6)
+    assert over["train"].factor == pytest.approx(PLANTED["train"], rel=0.05)
+    assert all(o.tag == "F" and str(tmp_path) in o.source for o in over.values())
+    assert 0 < over["train"].sigma < 0.2  # the planted 5 % jitter, seen
+
+
+def test_a_fitted_profile_prices_other_algorithms_and_sizes(tmp_path):
+    planted_run(tmp_path)
+    fitted = tmp_path / "fitted.yaml"
+    fitted.write_text(yaml.safe_dump(fit_from_run(tmp_path, PROFILE).profile))
+    profile = load_profile(fitted)
+    base = load_profile(PROFILE)
+    rng = np.random.default_rng(0)
+    # the encaps overhead carries over to another KEM; the per-byte signing overhead to another message size
+    extra = (
+        np.mean([profile.cost_s("ML-KEM-1024.encaps", rng) for _ in range(400)])
+        - base.ops["ML-KEM-1024.encaps"].distribution.mean_s
+    )
+    assert extra == pytest.approx(PLANTED["encaps"], abs=15e-6)
+    big = np.median([profile.cost_s("ML-DSA-87.sign", rng, 4_000_000) for _ in range(200)])
+    small = np.median([profile.cost_s("ML-DSA-87.sign", rng, 0) for _ in range(200)])
+    assert (big - small) / 4_000_000 == pytest.approx(PLANTED["sign_per_byte"], rel=0.35)
+    s = load_scenario(SCENARIOS / "localhost.yaml", ["workload.fl.rounds=2"], fitted)
+    slower = simulate(s, "sequential", 1, 1).summary.round_latency_s.mean or 0
+    plain = simulate(load_scenario(SCENARIOS / "localhost.yaml", ["workload.fl.rounds=2"], PROFILE), "sequential", 1, 1)
+    assert slower > (plain.summary.round_latency_s.mean or 0)  # the overheads reach the model
+
+
+def test_from_run_refuses_what_is_not_a_finished_twin_run(tmp_path, pqtwin):
+    s = load_scenario(SCENARIOS / "localhost.yaml", ["workload.fl.rounds=2"])
+    write_run(simulate(s, "sequential", 1, 1), tmp_path / "sim", s)
+    with pytest.raises(UserError, match="need a completed hardware-twin run"):
+        fit_from_run(tmp_path / "sim", PROFILE)
+    res = pqtwin("calibrate", "--from-run", str(tmp_path / "nope"), "--out", str(tmp_path / "p.yaml"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.count("\n") == 1 and "--from-run" in res.stderr and "not a twin run directory" in res.stderr
