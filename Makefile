@@ -9,10 +9,16 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
 .PHONY: run test test-suites lint bench clean app
 
+# liboqs: the build for our machines beside the checkout (../shared/liboqs) unless OQS_INSTALL_PATH names one;
+# without either, the liboqs provider reports itself unavailable and its tests skip with that reason.
+SHARED_OQS := $(abspath ../shared/liboqs)
+OQS_INSTALL_PATH ?= $(if $(wildcard $(SHARED_OQS)/lib/liboqs.so*),$(SHARED_OQS),)
+export OQS_INSTALL_PATH
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,liboqs]'
 	touch $(STAMP)
 
 $(CHROMIUM):

@@ -175,10 +175,13 @@ def crypto_jobs(name: str, prefer: str | None) -> Iterator[tuple[str, Any, str]]
 
 
 def default_algorithms(prefer: str | None) -> list[str]:
-    """Every catalogued algorithm some available provider (or the preferred one) implements here."""
+    """Every catalogued algorithm some available provider implements here; with ``prefer``, that provider's
+    KEMs and signatures, and the AEADs and hashes every suite needs (from whichever provider has them), so
+    the profile can price whole suites."""
     here = registry.default().algorithms()
     if prefer:
-        here &= registry.default().provider(prefer).algorithms()
+        mine = registry.default().provider(prefer).algorithms()
+        here = {a for a in here if a in mine or catalogue.get(a).kind in ("aead", "hash")}
     return [a for a in catalogue.CATALOGUE if a in here]
 
 
@@ -324,6 +327,13 @@ def clock_hz() -> float | None:
         return None
 
 
+def _dist(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
 def platform_facts(quick: bool) -> dict[str, Any]:
     from cryptography.hazmat.backends.openssl.backend import backend
 
@@ -331,7 +341,9 @@ def platform_facts(quick: bool) -> dict[str, Any]:
     libs = f"openssl provider: pyca/cryptography {version} ({backend.openssl_version_text()})"
     for p in registry.providers():
         if p.name != "openssl":
-            libs += f"; {p.name}: " + ("available" if p.available else f"unavailable ({p.reason})")
+            version = getattr(p, "version", "")
+            libs += f"; {p.name} provider: " + (f"liboqs {version} via liboqs-python {_dist('liboqs-python')}"
+                                                if p.available else f"unavailable ({p.reason})")  # fmt: skip
     return {
         "cpu": f"{cpu_model()} ({platform.machine()})",
         "cores": os.cpu_count() or 1,

@@ -190,6 +190,12 @@ def _run_facts(d: Path, summary: Summary) -> dict[str, Any]:
     return {"dir": str(d), **summary.model_dump(include=set(keys))}
 
 
+def unsimulated_ops(sim_df: pd.DataFrame, hw_df: pd.DataFrame) -> list[str]:
+    """CPU operations in the measured run's rounds that the simulated run never did."""
+    ops = lambda df: set(df[(df["round"] > 0) & ~df.op.isin(("transfer", "frame", "round", "distribution"))].op)  # noqa: E731
+    return sorted(ops(hw_df) - ops(sim_df))
+
+
 def compare_dirs(sim_dir: Path, hw_dir: Path) -> dict[str, Any]:
     """Compare a simulated run directory with a measured one; the result is compare.json's content."""
     sim_dir, hw_dir = Path(sim_dir), Path(hw_dir)
@@ -211,6 +217,9 @@ def compare_dirs(sim_dir: Path, hw_dir: Path) -> dict[str, Any]:
         if state != "completed":
             why = summary.reason
             warnings.append(f"the {side} run did not complete ({state}: {why}); see {d}/status.json")
+    if unpriced := unsimulated_ops(sim_df, hw_df):
+        warnings.append(f"operations the twin ran that the simulation has no spans for (not priced, or another "
+                        f"suite): {', '.join(unpriced)}")  # fmt: skip
     sim_v, hw_v = metric_values(sim_df), metric_values(hw_df)
     metrics: dict[str, Any] = {}
     not_compared: dict[str, str] = {}
@@ -231,6 +240,7 @@ def compare_dirs(sim_dir: Path, hw_dir: Path) -> dict[str, Any]:
         "same_scenario": runs["sim"]["scenario"] == runs["hw"]["scenario"],
         "same_mode": runs["sim"]["mode"] == runs["hw"]["mode"],
         "warnings": warnings,
+        "unsimulated_ops": unsimulated_ops(sim_df, hw_df),
         "method": {
             "error": "(sim - hw) / hw * 100, of the means (error_pct), medians (error_p50_pct), p95s",
             "ci": "95 % percentile bootstrap (2.5th-97.5th percentile of the resampled errors)",

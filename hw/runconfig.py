@@ -16,7 +16,6 @@ from typing import Any, Literal, Protocol, cast
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hw.crypto import registry
-from sim import catalogue
 from sim.contract import RunLayout, atomic_write, read_model
 from sim.errors import UserError
 from sim.scenario import DevicePopulation, Scenario
@@ -163,10 +162,6 @@ def check_supported(s: Scenario) -> None:
             registry.find(name, kind)  # type: ignore[call-overload]
         except ValueError as exc:
             problems.append(f"{f}: workload.crypto.{field}: {exc}")
-    sig = catalogue.get(w.crypto.signature)
-    if sig.signature_bytes != sig.signature_max_bytes:
-        problems.append(f"{f}: workload.crypto.signature: variable-size signatures are not supported by the twin "
-                        f"(got {w.crypto.signature!r})")  # fmt: skip
     if w.fl.bytes_per_parameter != 4:
         problems.append(
             f"{f}: workload.fl.bytes_per_parameter: the twin trains float32 models (got {w.fl.bytes_per_parameter})"

@@ -237,7 +237,7 @@ def hw_run_cmd(
         raise UserError(f"--attack: only with --backend local (got {attack!r})")
     if mode is not None and mode not in MODES:
         raise UserError(f"--mode: must be sequential or concurrent (got {mode!r})")
-    s = scn.load_scenario(scenario, set_)
+    s = scn.load_scenario(scenario, set_, priced=False)  # the twin measures: any suite the providers implement
     out_dir = out_dir or Path("runs") / f"{s.name}-hw"
     attack_on = None
     if attack is not None:

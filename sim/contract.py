@@ -90,6 +90,7 @@ WIRE_OPS = ("transfer", "frame")  # rows that are messages on the network, not C
 # The twin's record on the wire (hw/channel.py asserts it): type (1) | sequence (8) | send time (8) | length (4),
 # then the body; AEAD nonces are the sequence numbers, so a sealed body adds only the tag to its plaintext.
 RECORD_HEADER_BYTES = 21
+SIGNATURE_LENGTH_BYTES = 2  # after a variable-size signature (Falcon) in a signed message: its length
 
 
 def to_frame(rows: list[SpanRow] | list[tuple[Any, ...]]) -> pd.DataFrame:

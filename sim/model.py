@@ -35,7 +35,7 @@ import numpy as np
 import simpy
 
 from sim import catalogue
-from sim.contract import RECORD_HEADER_BYTES, SpanRow
+from sim.contract import RECORD_HEADER_BYTES, SIGNATURE_LENGTH_BYTES, SpanRow
 from sim.hosts import CountingEnvironment, Cpu, Endpoint, Recorder
 from sim.network import Network
 from sim.scenario import DevicePopulation, Scenario, device_node
@@ -133,7 +133,9 @@ class Replication:
 
     def message_bytes(self, payload: int) -> int:
         kem_ct = self.kem.ciphertext_bytes if self.crypto.rekey.fl == "per_message" else 0
-        body = self.fl.header_bytes + payload + self.sig.signature_bytes + self.aead.aead_overhead_bytes + kem_ct
+        sig = self.sig.signature_bytes + (0 if self.sig.signature_bytes == self.sig.signature_max_bytes
+                                          else SIGNATURE_LENGTH_BYTES)  # fmt: skip
+        body = self.fl.header_bytes + payload + sig + self.aead.aead_overhead_bytes + kem_ct
         return RECORD_HEADER_BYTES + body
 
     def protect(self, ep: Endpoint, phase: str, payload: int, since: float | None = None) -> Gen:

@@ -288,24 +288,30 @@ def device_node(pop: DevicePopulation, i: int) -> str:
 
 
 def load_scenario(
-    path: Path | str, overrides: list[str] | None = None, profile_override: Path | None = None
+    path: Path | str, overrides: list[str] | None = None, profile_override: Path | None = None, priced: bool = True
 ) -> Scenario:
-    """Read, override, validate and cross-check a scenario file; UserError lines on any problem."""
+    """Read, override, validate and cross-check a scenario file; UserError lines on any problem.
+
+    ``priced=False`` skips the check that each host's profile prices every operation: the hardware twin
+    measures, it does not price, so it runs any suite the providers implement (compare then says which
+    operations the simulator could not price)."""
     path = Path(path)
     data = load_yaml(path)
     for item in overrides or []:
         apply_override(data, item)
-    return load_scenario_data(data, path, profile_override)
+    return load_scenario_data(data, path, profile_override, priced)
 
 
-def load_scenario_data(data: dict[str, Any], path: Path, profile_override: Path | None = None) -> Scenario:
+def load_scenario_data(
+    data: dict[str, Any], path: Path, profile_override: Path | None = None, priced: bool = True
+) -> Scenario:
     """Validate and cross-check scenario data already in memory (e.g. edited by the app); ``path`` names it
     in errors and anchors relative profile references."""
     scenario = validate(Scenario, data, path)
     scenario._path = path
     errors = check_references(scenario)
     if not errors:
-        errors = _load_profiles(scenario, profile_override)
+        errors = _load_profiles(scenario, profile_override, priced)
     if errors:
         raise UserError([field_error(path, loc, value, msg) for loc, value, msg in errors])
     return scenario
@@ -453,7 +459,7 @@ def _resolve_profile(s: Scenario, ref: str) -> Path:
     return s.path.parent / "profiles" / f"{ref}.yaml"
 
 
-def _load_profiles(s: Scenario, override: Path | None) -> list[Problem]:
+def _load_profiles(s: Scenario, override: Path | None, priced: bool = True) -> list[Problem]:
     """Load each host's (and device population's) profile; check it prices every needed operation."""
     problems: list[Problem] = []
     cache: dict[Path, Profile] = {}
@@ -472,7 +478,7 @@ def _load_profiles(s: Scenario, override: Path | None) -> list[Problem]:
             cache[file] = load_profile(file)
         prof = s._profiles[key] = cache[file]
         missing = [op for op in sorted(required_ops(s, key.startswith("device:"))) if op not in prof.ops]
-        if missing:
+        if missing and priced:
             problems.append((loc, ref, f"profile {prof.profile!r} has no cost for {', '.join(missing)}"))
     return problems
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +17,9 @@ SCENARIOS = ROOT / "scenarios"
 def pqtwin():
     """Run the real console entry point in a subprocess; returns CompletedProcess (text)."""
 
-    def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         cmd = [sys.executable, "-c", "from pqtwin.cli import main; main()", *args]
-        return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd or ROOT, timeout=300)
+        environ = {**os.environ, **(env or {})}
+        return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd or ROOT, timeout=300, env=environ)
 
     return run

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from streamlit.testing.v1 import AppTest
 
 from app_pages.scenario_edit import build_data, device_totals
@@ -116,14 +117,29 @@ def test_controls_survive_page_switches():
     assert metrics(at)["Round latency (mean)"] == value
 
 
-def test_explore_invalid_combination_is_one_line_error():
+LOCAL = "this machine, runs/local-profile.yaml (every host)"
+
+
+def partial_profile(runs: Path, without: tuple[str, ...]) -> Path:
+    """runs/local-profile.yaml as a calibration without these algorithms would write it (e.g. no liboqs here)."""
+    data = yaml.safe_load((ROOT / "scenarios" / "profiles" / "ci-x86.yaml").read_text())
+    data["ops"] = {op: v for op, v in data["ops"].items() if op.split(".")[0] not in without}
+    runs.mkdir(parents=True, exist_ok=True)
+    (runs / "local-profile.yaml").write_text(yaml.safe_dump(data))
+    return runs
+
+
+def test_explore_invalid_combination_is_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("PQTWIN_RUNS_DIR", str(partial_profile(tmp_path / "runs", ("Falcon-512",))))
     at = start()
     at.selectbox(key="ex_scenario").set_value(ROOT / "scenarios" / "localhost.yaml").run()
+    assert_clean(at)
+    at.selectbox(key="ex_profile_localhost").set_value(LOCAL).run()
     assert_clean(at)
     at.selectbox(key="ex_signature_localhost").set_value("Falcon-512").run()
     assert_clean(at, errors=1)
     msg = at.error[0].value
-    assert "Falcon-512.keygen" in msg and "scenarios/localhost.yaml: deployment.hosts[0].profile" in msg
+    assert "Falcon-512.keygen" in msg and "deployment.hosts[0].profile" in msg
     assert "Traceback" not in msg and str(ROOT) not in msg
     assert not figures(at) and not at.metric
 
@@ -141,7 +157,8 @@ def test_explore_devices_and_network_edits():
     assert any("--set 'deployment.network.links.0.preset=wifi-5ghz'" in c.value for c in at.code)
 
 
-def test_compare_suites_table_and_sizes():
+def test_compare_suites_table_and_sizes(tmp_path, monkeypatch):
+    monkeypatch.setenv("PQTWIN_RUNS_DIR", str(partial_profile(tmp_path / "runs", ("SLH-DSA-SHA2-128s",))))
     at = start("Compare suites")
     table = at.dataframe[0].value
     assert list(table.suite) == ["Classical", "PQC L3", "PQC L5", "Hybrid L3"]
@@ -154,6 +171,7 @@ def test_compare_suites_table_and_sizes():
     assert table.loc["PQC SLH-DSA", "round latency (ms)"] > table.loc["PQC L3", "round latency (ms)"]
     # a suite the host profile cannot price is listed as not simulated, the rest still compare
     at.selectbox(key="cs_scenario").set_value(ROOT / "scenarios" / "localhost.yaml").run()
+    at.selectbox(key="cs_profile").set_value(LOCAL).run()
     assert_clean(at)
     assert any("PQC SLH-DSA" in w.value and "no cost for" in w.value for w in at.warning)
     assert "PQC SLH-DSA" not in set(at.dataframe[0].value.suite)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_app import make_runs
+from tests.test_app import LOCAL, make_runs, partial_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -87,8 +87,10 @@ def intended_error(page, tmp_path: Path) -> None:
     page.locator('[data-testid="stSidebar"] label').filter(has_text="Explore").first.click()
     settle(page, *PAGES["Explore"])
     sidebar = page.locator('[data-testid="stSidebar"]')
-    for box, option, shown in ((0, "localhost.yaml", "localhost · sequential"), (2, "Falcon-512 (PQC)", "no cost for")):
-        sidebar.locator('[data-testid="stSelectbox"]').nth(box).click()  # the scenario, then the signature
+    steps = ((0, "localhost.yaml", "localhost · sequential"), (6, LOCAL, "localhost · sequential"),
+             (2, "Falcon-512 (PQC)", "no cost for"))  # fmt: skip
+    for box, option, shown in steps:  # the scenario, a profile without Falcon (runs/), then the signature
+        sidebar.locator('[data-testid="stSelectbox"]').nth(box).click()
         page.get_by_role("option", name=option, exact=True).click()
         page.wait_for_function(
             f"() => document.querySelector('[data-testid=\"stMain\"]').innerText.includes({shown!r})",
@@ -110,7 +112,7 @@ def test_every_page_in_chromium(tmp_path):
                     "chromium); this test never downloads a browser")  # fmt: skip
     from playwright.sync_api import sync_playwright
 
-    runs = make_runs(tmp_path / "runs")
+    runs = partial_profile(make_runs(tmp_path / "runs"), ("Falcon-512",))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "streamlit.log"

@@ -51,17 +51,20 @@ def test_cli_quick_writes_profile(pqtwin, tmp_path):
     assert data["profile"] == "t" and "Ed25519.sign" in data["ops"]
 
 
+NO_LIBOQS = {"OQS_INSTALL_PATH": "/nonexistent", "HOME": "/nonexistent"}  # liboqs absent, whatever this machine has
+
+
 @pytest.mark.parametrize(
-    ("args", "expected"),
+    ("args", "env", "expected"),
     [
-        (["--algorithms", "ML-KEM-512"], "ML-KEM-512: not available here; provided by liboqs"),
-        (["--algorithms", "Kyber1"], "--algorithms: unknown algorithm"),
-        (["--provider", "bogus"], "--provider: unknown provider"),
-        (["--provider", "liboqs"], "--provider: liboqs is not available here"),
+        (["--algorithms", "ML-KEM-512"], NO_LIBOQS, "ML-KEM-512: not available here; provided by liboqs"),
+        (["--algorithms", "Kyber1"], None, "--algorithms: unknown algorithm"),
+        (["--provider", "bogus"], None, "--provider: unknown provider"),
+        (["--provider", "liboqs"], NO_LIBOQS, "--provider: liboqs is not available here"),
     ],
 )
-def test_cli_errors_are_one_line(pqtwin, tmp_path, args, expected):
-    res = pqtwin("calibrate", "--quick", *args, "--out", str(tmp_path / "x.yaml"))
+def test_cli_errors_are_one_line(pqtwin, tmp_path, args, env, expected):
+    res = pqtwin("calibrate", "--quick", *args, "--out", str(tmp_path / "x.yaml"), env=env)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert expected in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert not (tmp_path / "x.yaml").exists()

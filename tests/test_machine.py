@@ -47,3 +47,16 @@ def test_compare_flags_a_measurement_on_a_busy_machine(tmp_path):
     quiet = BUSY.model_copy(update={"foreign_cpu_cores": 0.01, "quiet": True})
     write_summary(hw.model_copy(update={"backend": "local", "machine_load": quiet}), tmp_path / "hw")
     assert not any("busy machine" in w for w in compare_dirs(tmp_path / "sim", tmp_path / "hw")["warnings"])
+
+
+def test_compare_names_the_operations_the_simulation_did_not_price():
+    from hw.compare import unsimulated_ops
+    from sim.contract import SpanRow, to_frame
+
+    def spans(*ops: str):
+        return to_frame([SpanRow(0, 1, "a", "h", "distribute", op, 0.0, 1.0, 0.0, 0) for op in ops])
+
+    sim = spans("SHAKE-256.hash", "ML-DSA-65.sign", "transfer")
+    hw = spans("Falcon-512.sign", "ML-DSA-65.sign", "transfer", "ML-KEM-512.encaps")
+    assert unsimulated_ops(sim, hw) == ["Falcon-512.sign", "ML-KEM-512.encaps"]
+    assert unsimulated_ops(hw, hw) == []

@@ -28,6 +28,8 @@ import contextlib
 import ctypes
 import ctypes.util
 import glob
+import io
+import logging
 import os
 import struct
 import sys
@@ -88,8 +90,17 @@ def load_oqs(library: str | None = None) -> tuple[Any, str]:
     except OSError as exc:
         return None, f"liboqs shared library at {library} does not load ({exc}); {_HINT}"
     try:
-        # Deliberately late: importing oqs without liboqs blocks for seconds, then exits.
-        import oqs  # type: ignore[import-not-found,unused-ignore]
+        # Deliberately late: importing oqs without liboqs blocks for seconds, then exits. liboqs-python logs to
+        # stdout at import (a machine-readable output such as `pqtwin compare --json` must stay clean): its
+        # logger goes to stderr, warnings only.
+        with contextlib.redirect_stdout(io.StringIO()):
+            import oqs  # type: ignore[import-not-found,unused-ignore]
+        for name in ("oqs", "oqs.oqs"):
+            log = logging.getLogger(name)
+            log.setLevel(logging.WARNING)
+            for handler in log.handlers:
+                if isinstance(handler, logging.StreamHandler):
+                    handler.setStream(sys.stderr)
     except ImportError:
         return None, "liboqs-python is not installed (pip install -e '.[liboqs]')"
     except SystemExit:  # liboqs-python did not find the library we found and gave up
@@ -135,8 +146,10 @@ class _Owned:
         self.obj = obj
 
     def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # at interpreter exit the library may already be gone
+        try:  # noqa: SIM105 - a plain try is cheaper than contextlib.suppress on this per-key-pair path
             self.obj.free()
+        except Exception:  # noqa: S110 - at interpreter exit the library may already be gone
+            pass
 
 
 class OqsKem(Kem):
@@ -282,6 +295,12 @@ def _resolve(kems: Any, sigs: Any) -> dict[str, tuple[Kind, str]]:
             mapped.add(hit)  # an unchosen candidate (e.g. SPHINCS+ next to SLH-DSA) keeps its own name
     for kind, mechanisms in enabled.items():
         for mech in mechanisms:
-            if mech not in mapped and mech not in names:
+            if mech not in mapped and mech not in names and not _signs_a_digest(mech):
                 names[mech] = (kind, mech)
     return names
+
+
+def _signs_a_digest(mechanism: str) -> bool:
+    """External-mu ML-DSA (``ML-DSA-65-extmu``) signs a precomputed 64-byte mu, not a message: offering it
+    as a message signer would be wrong (liboqs refuses any other input), so it is not offered at all."""
+    return mechanism.lower().endswith("-extmu")

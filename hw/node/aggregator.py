@@ -21,8 +21,21 @@ import numpy as np
 
 from hw import data, fl
 from hw.channel import Channel, ConnectionClosed, Record, SecurityError
-from hw.crypto import find
-from hw.node.common import DONE, MODEL, MSG, UPDATE, Node, RunFailed, listen, log, message, protect, unprotect, warm_up
+from hw.node.common import (
+    DONE,
+    MODEL,
+    MSG,
+    UPDATE,
+    Node,
+    RunFailed,
+    listen,
+    log,
+    message,
+    protect,
+    signed,
+    unprotect,
+    warm_up,
+)
 from hw.node.keys import TRUST_TIMEOUT_S
 from hw.rundir import NodeResult
 from sim.contract import Dropout
@@ -79,11 +92,10 @@ class Aggregator:
             self.accuracy.append(fl.accuracy(self.shape, theta, *self.test))
             node.progress(r, self.accuracy[-1])
         self._drain(node.round)
-        signer = find(node.suite.signature, "signature")
-        done = MSG.pack(DONE, 0)
+        done = signed(node.suite.signature, self.ident.sig, MSG.pack(DONE, 0))
         for c in sorted(self.alive):  # not a phase of any round: untimed
             with contextlib.suppress(OSError):
-                self.channels[c].write_sealed(self.channels[c].seal(done + signer.sign(self.ident.sig, done)))
+                self.channels[c].write_sealed(self.channels[c].seal(done))
         return NodeResult(state="completed", initial_accuracy=initial, accuracy_per_round=self.accuracy,
                           dropouts=self.dropouts, rounds_failed=failed)  # fmt: skip
 

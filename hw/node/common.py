@@ -20,13 +20,13 @@ import numpy as np
 from hw import data, fl
 from hw.channel import Channel, Identity, Peer, Record, Sealed, SecurityError, Suite
 from hw.crypto import find
-from hw.crypto.base import PublicKey
+from hw.crypto.base import KeyPair, PublicKey
 from hw.node.keys import KeySource
 from hw.node.report import Reporter
 from hw.runconfig import Address, RunConfig
 from hw.rundir import NodeResult
 from sim import catalogue
-from sim.contract import SpanRow, to_frame
+from sim.contract import SIGNATURE_LENGTH_BYTES, SpanRow, to_frame
 
 log = logging.getLogger("pqtwin.node")
 
@@ -142,6 +142,21 @@ def listen(port: int, host: str = "127.0.0.1") -> socket.socket:
 # --- messages: sign, (encapsulate,) encrypt ----------------------------------------------------------
 
 
+SIG_LEN = struct.Struct("!H")  # after a variable-size signature (Falcon): its length
+assert SIG_LEN.size == SIGNATURE_LENGTH_BYTES, "the simulator prices the length a variable signature carries"
+
+
+def signature_room(name: str) -> int:
+    """Bytes a message reserves for its signature: the fixed size, or the maximum + a length (Falcon)."""
+    alg = catalogue.get(name)
+    return alg.signature_bytes if fixed_size(name) else alg.signature_max_bytes + SIG_LEN.size
+
+
+def fixed_size(name: str) -> bool:
+    alg = catalogue.get(name)
+    return alg.signature_bytes == alg.signature_max_bytes
+
+
 def message(node: Node, kind: int, rnd: int, theta: np.ndarray | None, phase: str,
             queued_at: float | None = None) -> bytearray:  # fmt: skip
     """Serialise a model into a fresh message buffer: header | float32 parameters | room for the signature.
@@ -150,28 +165,65 @@ def message(node: Node, kind: int, rnd: int, theta: np.ndarray | None, phase: st
     """
     n = 0 if theta is None else theta.nbytes
     with node.timer(phase, "serialize", queued_at=queued_at, nbytes=n):
-        buf = bytearray(MSG.size + n + signature_len(node.suite.signature))
+        buf = bytearray(MSG.size + n + signature_room(node.suite.signature))
         MSG.pack_into(buf, 0, kind, rnd)
         if theta is not None:
             np.frombuffer(buf, fl.DTYPE, count=theta.size, offset=MSG.size)[:] = theta
     return buf
 
 
+def attach_signature(name: str, buf: bytearray, body_bytes: int, sig: bytes) -> memoryview:
+    """The message ``buf[:body_bytes]`` followed by its signature, as it goes on the wire: a fixed-size
+    signature fills the room; a variable-size one is followed by its length (2 bytes)."""
+    view = memoryview(buf)
+    view[body_bytes : body_bytes + len(sig)] = sig
+    if fixed_size(name):
+        return view
+    SIG_LEN.pack_into(buf, body_bytes + len(sig), len(sig))
+    return view[: body_bytes + len(sig) + SIG_LEN.size]
+
+
+def split_signature(name: str, plaintext: memoryview) -> tuple[memoryview, memoryview]:
+    """(message, signature) of a signed plaintext (the inverse of ``attach_signature``); views, no copies."""
+    if fixed_size(name):
+        size = catalogue.get(name).signature_bytes
+        return plaintext[:-size], plaintext[-size:]
+    if len(plaintext) < SIG_LEN.size:
+        raise SecurityError("tampered", "a signed message too short for its signature length")
+    size = SIG_LEN.unpack_from(plaintext, len(plaintext) - SIG_LEN.size)[0]
+    end = len(plaintext) - SIG_LEN.size
+    if size > end:
+        raise SecurityError("tampered", "a signature length longer than the message")
+    return plaintext[: end - size], plaintext[end - size : end]
+
+
+def signed(name: str, signer_key: KeyPair, body: bytes) -> bytes:
+    """A small signed message (no room reserved in advance): body | signature (| length)."""
+    sig = find(name, "signature").sign(signer_key, body)
+    buf = bytearray(len(body) + signature_room(name))
+    buf[: len(body)] = body
+    return bytes(attach_signature(name, buf, len(body), sig))
+
+
 def protect(node: Node, ch: Channel, ident: Identity, buf: bytearray, phase: str,
             recipient_kem: PublicKey | None) -> Sealed:  # fmt: skip
     """Sign the message in ``buf``, then seal it into one record (the simulator's `protect`)."""
-    view, sig_len = memoryview(buf), signature_len(node.suite.signature)
-    with node.timer(phase, f"{node.suite.signature}.sign", nbytes=len(buf) - sig_len):
-        view[-sig_len:] = find(node.suite.signature, "signature").sign(ident.sig, view[:-sig_len])
-    return ch.seal(buf, recipient_kem, node.timer_for(), phase)
+    name = node.suite.signature
+    body_bytes = len(buf) - signature_room(name)
+    with node.timer(phase, f"{name}.sign", nbytes=body_bytes):
+        sig = find(name, "signature").sign(ident.sig, memoryview(buf)[:body_bytes])
+    return ch.seal(attach_signature(name, buf, body_bytes, sig), recipient_kem, node.timer_for(), phase)
 
 
 def unprotect(node: Node, ch: Channel, rec: Record, sender_sig: PublicKey, phase: str,
               queued_at: float | None = None) -> tuple[int, int, memoryview]:  # fmt: skip
     """Open a record, verify the sender's signature: (kind, round, payload)."""
     plaintext = memoryview(ch.open(rec, node.timer_for(queued_at=queued_at), phase))
-    sig_len = signature_len(node.suite.signature)
-    body, sig = plaintext[:-sig_len], plaintext[-sig_len:]  # views: no copy of the payload
+    try:
+        body, sig = split_signature(node.suite.signature, plaintext)  # views: no copy of the payload
+    except SecurityError:
+        ch.counters["tampered"] += 1
+        raise
     with node.timer(phase, f"{node.suite.signature}.verify", nbytes=len(body)):
         ok = find(node.suite.signature, "signature").verify(sender_sig, body, sig)
     if not ok:
@@ -179,13 +231,6 @@ def unprotect(node: Node, ch: Channel, rec: Record, sender_sig: PublicKey, phase
         raise SecurityError("tampered", f"signature of a message from {ch.peer} does not verify")
     kind, rnd = MSG.unpack_from(body)
     return kind, rnd, body[MSG.size :]
-
-
-def signature_len(name: str) -> int:
-    alg = catalogue.get(name)
-    if alg.signature_bytes != alg.signature_max_bytes:  # variable-size signatures carry their length
-        raise RunFailed(f"{name}: variable-size signatures are not supported by the twin's message format")
-    return alg.signature_bytes
 
 
 def warm_up(suite: Suite, payload_bytes: int, shape: fl.Shape | None) -> None:
