@@ -35,8 +35,8 @@ run: $(STAMP)
 	  --base runs/local-profile.yaml --out runs/local-fitted.yaml --name local-fitted; }
 	$(BIN)/pqtwin sim scenarios/localhost.yaml --mode concurrent --profile runs/local-fitted.yaml --out runs/localhost-sim
 	$(BIN)/pqtwin hw run scenarios/localhost.yaml --mode concurrent --out runs/localhost-hw
-	$(BIN)/pqtwin compare runs/localhost-sim runs/localhost-hw
-	@echo "report: runs/localhost-hw/compare/ (compare.json, compare.png); paper comparison: runs/paper-3node/modes.json"
+	@echo "paper comparison: runs/paper-3node/modes.json; twin report: runs/localhost-hw/compare/"
+	$(BIN)/pqtwin compare runs/localhost-sim runs/localhost-hw  # ends with the fidelity line
 
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check sim hw pqtwin tests bench app.py app_pages

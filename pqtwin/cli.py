@@ -316,10 +316,11 @@ def compare_cmd(
         typer.echo(json.dumps(result, indent=2))
     else:
         STDOUT.print(render_table(result))
-        STDOUT.print(fidelity_line(result), highlight=False, soft_wrap=True)
         STDOUT.print(f"results: {paths['json']}, {paths['png']}", highlight=False, soft_wrap=True)
     for w in result["warnings"]:
         STDERR.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+    if not json_:  # last: the one line to read (and whether the measurement was clean)
+        STDOUT.print(fidelity_line(result), highlight=False, soft_wrap=True)
 
 
 def main() -> None:

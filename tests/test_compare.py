@@ -216,6 +216,7 @@ def test_cli(runs, tmp_path):
     res = CliRunner().invoke(app, ["compare", str(runs["sim"]), str(hw)])
     assert res.exit_code == 0, res.output
     assert "round latency" in res.stdout and "results:" in res.stdout
+    assert res.stdout.strip().splitlines()[-1].startswith("fidelity: round latency error p50 ")  # the last word
     assert (hw / "compare" / "compare.json").is_file() and (hw / "compare" / "compare.png").is_file()
 
     summary = json.loads((hw / contract.RunLayout.SUMMARY).read_text())
