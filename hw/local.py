@@ -38,6 +38,21 @@ from sim.errors import UserError
 from sim.scenario import DevicePopulation, Scenario
 
 
+def pin_cpus(s: Scenario) -> dict[str, list[int]]:
+    """This machine's CPUs for each scenario host, in scenario order, as many as the host has cores (wrapping
+    around when the scenario has more cores than the machine), so every run places its pods alike."""
+    try:
+        machine = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux: no pinning
+        return {}
+    out, at = {}, 0
+    for h in s.deployment.hosts:
+        n = min(h.cores, len(machine))
+        out[h.name] = sorted({machine[(at + i) % len(machine)] for i in range(n)})
+        at += n
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -140,7 +155,7 @@ def run_local(
     started = time.monotonic()
     load = LoadMonitor().start()
     try:
-        cfg = build(s, mode, rounds, seed, addressing, epoch=time.monotonic(), crash=crash or {})
+        cfg = build(s, mode, rounds, seed, addressing, epoch=time.monotonic(), crash=crash or {}, cpus=pin_cpus(s))
         if attack is not None:
             cfg = addressing.attack(cfg, *attack)
         cfg.write(out)

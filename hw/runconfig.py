@@ -107,6 +107,7 @@ class RunConfig(_Model):
     report: Literal["files", "log"] = "files"  # log: results also printed to stdout (Kubernetes)
     metrics_port: int | None = None
     connect_timeout_s: float = Field(default=30.0, gt=0)
+    cpus: dict[str, list[int]] = Field(default_factory=dict)  # scenario host -> CPUs its pods are pinned to
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:

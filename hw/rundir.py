@@ -47,6 +47,7 @@ class NodeResult(BaseModel):
     dropouts: list[Dropout] = Field(default_factory=list)
     rounds_failed: int = 0
     security: dict[str, int] = Field(default_factory=dict)  # rejected records/handshakes by kind
+    cpus: list[int] | None = None  # the CPUs the process was pinned to (run.json ``cpus``)
 
     def write(self, run_dir: Path, pod: str) -> None:
         atomic_write(RunLayout(run_dir).node_result(pod), self.model_dump_json(indent=2) + "\n")

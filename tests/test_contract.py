@@ -125,3 +125,16 @@ def test_a_malformed_run_json_is_one_line_from_the_node_program(tmp_path):
     assert node.returncode == 2 and "Traceback" not in node.stderr
     assert node.stderr.strip().splitlines() == [f"aggregator: {tmp_path / 'run.json'}: fl.rounds: "
                                                 "Input should be greater than or equal to 1"]  # fmt: skip
+
+
+def test_local_pods_are_pinned_to_their_hosts_cpus(monkeypatch, tmp_path):
+    import os
+
+    from hw.local import pin_cpus
+
+    s = load_scenario(SCENARIOS / "paper-3node.yaml", ["deployment.hosts.pi-1.cores=1",
+                      "deployment.hosts.pi-2.cores=1", "deployment.hosts.pi-3.cores=2"])  # fmt: skip
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert pin_cpus(s) == {"pi-1": [0], "pi-2": [1], "pi-3": [0, 1]}  # in order, wrapping round the machine
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)
+    assert pin_cpus(s) == {"pi-1": [3], "pi-2": [3], "pi-3": [3]}

@@ -47,6 +47,10 @@ def test_two_clients_two_rounds_for_real(tmp_path, mode):
     assert (df.op == "frame").sum() > 0  # device telemetry crossed the secure channel
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["state"] == "completed" and set(status["exit_codes"].values()) <= {0, -15}
+    nodes = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "nodes").glob("*.json")}
+    machine = sorted(os.sched_getaffinity(0))
+    wanted = machine[: min(len(machine), s.deployment.hosts[0].cores)]
+    assert all(nodes[pod]["cpus"] == wanted for pod in ("aggregator", "client-1", "client-2"))  # pinned to its host
 
 
 @pytest.mark.parametrize("attack", ["tamper", "replay", "truncate", "downgrade"])

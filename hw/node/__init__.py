@@ -14,6 +14,7 @@ upload; the aggregator decrypts and verifies updates and runs FedAvg.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -62,6 +63,7 @@ def main(run_dir: Path, name: str, role: str) -> int:
     tune_allocator()  # as calibrate does, so measured costs and the run see the same allocator
     tune_threads()
     node = make_node(run_dir, name, cfg)
+    pinned = pin(cfg.cpus.get(node.host))
     if cfg.metrics_port:
         from hw.node.metrics import serve_metrics
 
@@ -70,8 +72,22 @@ def main(run_dir: Path, name: str, role: str) -> int:
         result = play(node, role)
     except (RunFailed, SecurityError, ConnectionClosed, KeysUnavailable) as exc:
         reason = f"{name}: {exc}" if isinstance(exc, KeysUnavailable) else str(exc)
-        node.finish(NodeResult(state="failed", reason=reason))
+        node.finish(NodeResult(state="failed", reason=reason, cpus=pinned))
         log.error("%s: %s", name, exc)
         return 3
+    result.cpus = pinned
     node.finish(result)
     return 0
+
+
+def pin(cpus: list[int] | None) -> list[int] | None:
+    """Pin this process to its host's CPUs where the OS allows (repeatable placement); the CPUs it runs on."""
+    if cpus:
+        try:
+            os.sched_setaffinity(0, cpus)
+        except (AttributeError, OSError) as exc:
+            log.warning("could not pin to CPUs %s: %s", cpus, exc)
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
