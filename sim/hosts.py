@@ -120,8 +120,9 @@ class Cpu:
         sharing: str = "processor-sharing",
     ):  # fmt: skip
         self.env, self.name, self.cores, self.profile, self.rng = env, name, cores, profile, rng
-        self.resource = simpy.Resource(env, cores)
+        # one discipline: shared cores, or a run-to-completion resource with a slot per core
         self.shared = SharedCores(env, cores) if sharing == "processor-sharing" else None
+        self.resource = simpy.Resource(env, cores) if self.shared is None else None
         self.demand_s = 0.0  # core-seconds asked for, including work still queued at the end
 
     def work(self, cost_s: float) -> Generator[Any, Any, float]:
@@ -130,6 +131,7 @@ class Cpu:
         if self.shared is not None:
             yield self.shared.run(cost_s)
             return 0.0
+        assert self.resource is not None
         asked = self.env.now
         with self.resource.request() as core:
             yield core
