@@ -17,7 +17,9 @@ downgrade and is refused. Records: header = type (1) | seq (8) | sent_at_s (8, f
 authenticated as AAD; nonce = prefix || seq. The receiver expects seq = last + 1: a smaller seq is a
 replay, a larger one a reorder, a short body a truncation, a failed tag a tamper — each rejected with
 `SecurityError` and counted. ``KEM`` records (per-message rekeying) carry a fresh encapsulation to the
-recipient's static KEM key; their key is HKDF(session key || that secret, seq).
+recipient's static KEM key; their key is HKDF(session key || that secret, seq). A ``REKEY`` record (sealed,
+per-round rekeying) asks the initiator for a fresh handshake on the same connection: its plaintext is the
+round; the new session's keys and sequence numbers replace the old ones (``epoch`` counts sessions).
 
 Reading a record (network) and opening it (crypto) are separate calls, so that a node decides which
 thread does the crypto work, as the processing modes require.
@@ -46,7 +48,7 @@ from sim.contract import RECORD_HEADER_BYTES
 LABEL = b"pq-iomt-twin/channel/v1"
 HEADER = struct.Struct("!BQdI")
 assert HEADER.size == RECORD_HEADER_BYTES, "the simulator prices the record header the channel sends"
-HELLO, SERVER, FINISH, DATA, KEM, ALERT = 1, 2, 3, 4, 5, 6
+HELLO, SERVER, FINISH, DATA, KEM, ALERT, REKEY = 1, 2, 3, 4, 5, 6, 7
 MAX_RECORD_BYTES = 64 << 20
 
 
@@ -164,6 +166,19 @@ class _Direction:
     key: Any = None
     prefix: bytes = b""
     seq: int = 0
+    raw: bytes = b""  # the key's bytes: what a delegated worker is given (``Delegation``)
+
+
+@dataclass(frozen=True)
+class Delegation:
+    """What a crypto worker needs to seal or open one record of a session on its owner's behalf: the
+    direction's key and nonce prefix, the session key (per-message keys derive from it) and the record's
+    sequence number (checked and allocated by the owner, who keeps the session's order)."""
+
+    key: bytes
+    prefix: bytes
+    session_key: bytes
+    seq: int
 
 
 @dataclass
@@ -178,6 +193,7 @@ class Channel:
     counters: Counter[str] = field(default_factory=Counter)
     peer: str = ""
     session_key: bytes = b""
+    epoch: int = 0  # sessions established on this connection (per-round rekeying adds one a round)
     _send: _Direction = field(default_factory=_Direction)
     _recv: _Direction = field(default_factory=_Direction)
     _wlock: threading.Lock = field(default_factory=threading.Lock)
@@ -265,10 +281,11 @@ class Channel:
         self.write(FINISH, finish)
         self._derive(secret, hello + rec.body + finish, initiator=True)
 
-    def accept(self, timer: Any) -> str:
-        """Run the handshake as responder; returns the authenticated initiator's name."""
+    def accept(self, timer: Any, hello_record: Record | None = None) -> str:
+        """Run the handshake as responder (from its ``hello_record`` when already read); returns the
+        authenticated initiator's name."""
         signer, kem = find(self.suite.signature, "signature"), find(self.suite.kem, "kem")
-        rec = self.read_record()
+        rec = hello_record or self.read_record()
         self._expect(rec, HELLO)
         hello = rec.body
         suite_id, name, _nonce = _unpack(hello, 3)
@@ -324,20 +341,56 @@ class Channel:
             (aead.load_key(okm[n : 2 * n]), okm[2 * n + 4 :]),
         )
         send, recv = (i2r, r2i) if initiator else (r2i, i2r)
-        self._send, self._recv = _Direction(*send), _Direction(*recv)
+        send_raw, recv_raw = (okm[:n], okm[n : 2 * n]) if initiator else (okm[n : 2 * n], okm[:n])
+        self._send, self._recv = _Direction(*send, raw=send_raw), _Direction(*recv, raw=recv_raw)
         self.session_key = okm[: 2 * n]
+        self.epoch += 1
+
+    # --- delegation to crypto workers (concurrent mode) -----------------------------------------------
+
+    def delegate_seal(self) -> Delegation:
+        """Allocate the next record of this session for a worker to seal (``Channel.sealer``)."""
+        with self._wlock:
+            self._send.seq += 1
+            return Delegation(self._send.raw, self._send.prefix, self.session_key, self._send.seq)
+
+    def delegate_open(self, rec: Record) -> Delegation:
+        """Admit ``rec`` in the session's order (replay/reorder rejected here, as ``open`` does) for a worker
+        to open (``Channel.opener``)."""
+        self._admissible(rec)
+        with self._olock:
+            self._in_order(rec)
+            self._recv.seq = rec.seq
+        return Delegation(self._recv.raw, self._recv.prefix, self.session_key, rec.seq)
+
+    @classmethod
+    def delegated(cls, me: Identity, suite: Suite, d: Delegation, sending: bool, peer: str,
+                  counters: Counter[str]) -> Channel:  # fmt: skip
+        """A socket-less channel that seals (``sending``) or opens exactly the delegated record."""
+        ch = cls(None, me, suite, {}, counters=counters, peer=peer, session_key=d.session_key)  # type: ignore[arg-type]
+        direction = _Direction(find(suite.aead, "aead").load_key(d.key), d.prefix, d.seq - 1, d.key)
+        if sending:
+            ch._send = direction
+        else:
+            ch._recv = direction
+        return ch
 
     # --- records -------------------------------------------------------------------------------------
 
     def seal(
-        self, plaintext: Buffer, recipient_kem: PublicKey | None = None, timer: Any = None, phase: str = ""
+        self,
+        plaintext: Buffer,
+        recipient_kem: PublicKey | None = None,
+        timer: Any = None,
+        phase: str = "",
+        rtype: int = DATA,
     ) -> Sealed:
         """Encrypt one record (with a per-message encapsulation if ``recipient_kem``)."""
         aead = find(self.suite.aead, "aead")
         with self._wlock:
             self._send.seq += 1
             seq = self._send.seq
-        key, prefix, rtype = self._send.key, b"", DATA
+        key, prefix = self._send.key, b""
         if recipient_kem is not None:
             with _maybe(timer, phase, f"{self.suite.kem}.encaps"):
                 ct, secret = find(self.suite.kem, "kem").encaps(recipient_kem)
@@ -353,16 +406,9 @@ class Channel:
     def open(self, rec: Record, timer: Any = None, phase: str = "") -> bytes:
         """Check order and authenticity of a record read off the wire; the plaintext."""
         aead = find(self.suite.aead, "aead")
-        if rec.type == ALERT:
-            raise SecurityError("alert", rec.body.decode(errors="replace"))
-        if rec.type not in (DATA, KEM):
-            raise self._reject("tampered", f"unexpected record type {rec.type}")
+        self._admissible(rec)
         with self._olock:
-            expected = self._recv.seq + 1
-            if rec.seq < expected:
-                raise self._reject("replay", f"record {rec.seq} again (expected {expected})")
-            if rec.seq > expected:
-                raise self._reject("reorder", f"record {rec.seq} before {expected}")
+            self._in_order(rec)
             body, key = memoryview(rec.body), self._recv.key
             if rec.type == KEM:
                 kem = find(self.suite.kem, "kem")
@@ -378,6 +424,19 @@ class Channel:
                 raise self._reject("tampered", f"record {rec.seq} fails authentication") from None
             self._recv.seq = rec.seq
         return plaintext
+
+    def _admissible(self, rec: Record) -> None:
+        if rec.type == ALERT:
+            raise SecurityError("alert", rec.body.decode(errors="replace"))
+        if rec.type not in (DATA, KEM, REKEY):
+            raise self._reject("tampered", f"unexpected record type {rec.type}")
+
+    def _in_order(self, rec: Record) -> None:
+        expected = self._recv.seq + 1
+        if rec.seq < expected:
+            raise self._reject("replay", f"record {rec.seq} again (expected {expected})")
+        if rec.seq > expected:
+            raise self._reject("reorder", f"record {rec.seq} before {expected}")
 
     def _message_key(self, secret: bytes, seq: int) -> Any:
         aead = find(self.suite.aead, "aead")

@@ -8,8 +8,9 @@ writes ``summary.json`` with the simulator's keys (``sim.summary.summarise``) an
 saying how the run ended.
 
 What differs from the simulator's world, by construction: all pods share this machine's cores (the
-scenario's hosts are not separate machines here); crypto worker pods run as threads of the aggregator
-process (no transfer to a worker on another host); device emulation runs on this machine too.
+scenario's hosts are not separate machines here); device emulation runs on this machine too. A concurrent
+run's crypto workers are processes of their own (one per worker thread of the scenario's worker pods,
+``RunConfig.worker_processes``), pinned to their pod's host's CPUs and fed over secure channels.
 """
 
 from __future__ import annotations
@@ -155,7 +156,8 @@ def run_local(
     started = time.monotonic()
     load = LoadMonitor().start()
     try:
-        cfg = build(s, mode, rounds, seed, addressing, epoch=time.monotonic(), crash=crash or {}, cpus=pin_cpus(s))
+        cfg = build(s, mode, rounds, seed, addressing, separate_workers=True, epoch=time.monotonic(),
+                    crash=crash or {}, cpus=pin_cpus(s))  # fmt: skip
         if attack is not None:
             cfg = addressing.attack(cfg, *attack)
         cfg.write(out)
@@ -163,6 +165,8 @@ def run_local(
         children.start(cfg.aggregator, "aggregator")
         for c in cfg.fl.clients:
             children.start(c, "client")
+        for w in cfg.worker_processes:
+            children.start(w, "worker")
         if cfg.devices:
             children.start("devices", "devices")
         state, reason = _follow(out, children, cfg, progress)
@@ -200,7 +204,7 @@ def _follow(out: Path, children: Children, cfg: RunConfig, progress: Callable[[i
         time.sleep(0.05)
     if progress:
         progress(last)
-    for c in cfg.fl.clients:  # clients end after the aggregator's DONE
+    for c in [*cfg.fl.clients, *cfg.worker_processes]:  # they end after the aggregator's DONE
         with contextlib.suppress(subprocess.TimeoutExpired):
             children.procs[c].wait(10)
     if agg.returncode == 0:

@@ -46,10 +46,11 @@ class FLConfig(_Model):
 
 
 class PodConfig(_Model):
-    role: Literal["aggregator", "client"]
+    role: Literal["aggregator", "client", "worker"]
     host: str
     port: int | None = None  # the aggregator's FL port
     telemetry_port: int | None = None  # a client that receives device telemetry
+    pod: str | None = None  # a crypto worker process: the scenario's worker pod it belongs to
 
 
 class LinkShapeConfig(_Model):
@@ -99,7 +100,7 @@ class RunConfig(_Model):
     aggregator: str
     fl: FLConfig
     pods: dict[str, PodConfig]
-    routes: dict[str, dict[str, Address]]  # client -> {aggregator: where to dial}
+    routes: dict[str, dict[str, Address]]  # client or worker process -> {aggregator: where to dial}
     devices: list[DeviceGroup] = Field(default_factory=list)
     crash: dict[str, int] = Field(default_factory=dict)  # fault injection: client -> round it dies in
     attack: tuple[str, str] | None = None
@@ -118,6 +119,11 @@ class RunConfig(_Model):
         if bad := [d.pod for d in self.devices if d.pod not in self.pods or self.pods[d.pod].telemetry_port is None]:
             raise ValueError(f"devices report to pods that receive no telemetry: {', '.join(bad)}")
         return self
+
+    @property
+    def worker_processes(self) -> list[str]:
+        """The crypto worker processes of a concurrent run (none: the aggregator's own threads do the work)."""
+        return [name for name, p in self.pods.items() if p.role == "worker"]
 
     def host_of(self, pod: str) -> str:
         return self.pods[pod].host if pod in self.pods else pod
@@ -167,9 +173,6 @@ def check_supported(s: Scenario) -> None:
         problems.append(
             f"{f}: workload.fl.bytes_per_parameter: the twin trains float32 models (got {w.fl.bytes_per_parameter})"
         )
-    if w.crypto.rekey.fl == "per_round":
-        problems.append(f"{f}: workload.crypto.rekey.fl: per_round rekeying is not implemented in the twin yet "
-                        "(use per_session or per_message) (got 'per_round')")  # fmt: skip
     agg = s.pods("aggregator")[0].name
     if any(p.report_to == agg for p in w.devices if p.count):
         problems.append(f"{f}: workload.devices: the twin streams telemetry to client pods only (got {agg!r})")
@@ -177,8 +180,24 @@ def check_supported(s: Scenario) -> None:
         raise UserError(problems)
 
 
-def build(s: Scenario, mode: str, rounds: int, seed: int, where: Addressing, **fields: Any) -> RunConfig:
-    """The run's configuration; ``fields`` sets the backend's own (epoch, clock, keys, report, ...)."""
+def worker_processes(s: Scenario) -> dict[str, str]:
+    """{process: worker pod}: a concurrent run's crypto workers, one process per worker thread of the scenario
+    (``crypto_workers``), spread round-robin over its worker pods as the simulator spreads them; none when
+    the scenario has no worker pods (the aggregator's own threads then do the work, as simulated)."""
+    pods = [p.name for p in s.pods("worker")]
+    if not pods:
+        return {}
+    n = s.crypto_workers()
+    return {f"{pods[i % len(pods)]}.{i // len(pods) + 1}": pods[i % len(pods)] for i in range(n)}
+
+
+def build(s: Scenario, mode: str, rounds: int, seed: int, where: Addressing, separate_workers: bool = False,
+          **fields: Any) -> RunConfig:  # fmt: skip
+    """The run's configuration; ``fields`` sets the backend's own (epoch, clock, keys, report, ...).
+
+    ``separate_workers``: a concurrent run's crypto workers are processes of their own (``worker_processes``)
+    fed by the aggregator over secure channels; otherwise threads of the aggregator.
+    """
     check_supported(s)
     agg = s.pods("aggregator")[0]
     clients = s.pods("client")
@@ -191,6 +210,11 @@ def build(s: Scenario, mode: str, rounds: int, seed: int, where: Addressing, **f
     agg_port = pods[agg.name].port
     assert agg_port is not None
     routes = {c.name: {agg.name: where.dial(c.host, agg.name, agg.host, "fl", agg_port)} for c in clients}
+    if separate_workers and mode == "concurrent":
+        hosts = {p.name: p.host for p in s.pods("worker")}
+        for proc, pod in worker_processes(s).items():
+            pods[proc] = PodConfig(role="worker", host=hosts[pod], pod=pod)
+            routes[proc] = {agg.name: where.dial(hosts[pod], agg.name, agg.host, "fl", agg_port)}
     devices = []
     for pop in pops:
         target = pods[pop.report_to]

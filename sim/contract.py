@@ -25,6 +25,7 @@ Span semantics:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -91,6 +92,10 @@ WIRE_OPS = ("transfer", "frame")  # rows that are messages on the network, not C
 # then the body; AEAD nonces are the sequence numbers, so a sealed body adds only the tag to its plaintext.
 RECORD_HEADER_BYTES = 21
 SIGNATURE_LENGTH_BYTES = 2  # after a variable-size signature (Falcon) in a signed message: its length
+# A job for a crypto worker process and its answer (hw/node/delegation.py): a 15-byte head, length-prefixed
+# fields, and for a job the record's key material (key, nonce prefix, session key) and the client's name.
+JOB_HEAD_BYTES = 15 + 5 * 4
+ANSWER_HEAD_BYTES = 15 + 2 * 4
 
 
 def to_frame(rows: list[SpanRow] | list[tuple[Any, ...]]) -> pd.DataFrame:
@@ -235,11 +240,16 @@ def atomic_write(path: Path, data: str | bytes) -> None:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    if isinstance(data, str):
-        tmp.write_text(data)
-    else:
-        tmp.write_bytes(data)
-    tmp.replace(path)
+    try:
+        if isinstance(data, str):
+            tmp.write_text(data)
+        else:
+            tmp.write_bytes(data)
+        tmp.replace(path)
+    except BaseException:  # a full disk: leave no half-written temporary behind
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_json(path: Path, obj: Any) -> None:

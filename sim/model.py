@@ -14,8 +14,10 @@ processed only after the quorum has arrived; distribution goes one client at a t
 the previous message was delivered).
 ``concurrent``: security work is a job queue served by a pool of worker threads on the worker pods'
 hosts; updates are verified and folded into FedAvg as they arrive; distribution jobs run in parallel.
-A job on a worker on another host first receives its input from the aggregator's host over the network
-and returns its output the same way.
+A job for a worker pod (a process apart from the aggregator's) takes a hop each way over their secure
+channel: the sender encrypts it, the network (or the host's loopback) carries it, the receiver decrypts
+it — the job's input from the aggregator, its output back to it (a sealed model then goes from the
+aggregator to the client). Without worker pods the aggregator's own threads do the jobs, with no hop.
 
 Sessions: a handshake (responder: ephemeral KEM key signed with its identity key; initiator: verify,
 encapsulate, sign the transcript; responder: decapsulate, verify) runs for each FL client at start
@@ -35,7 +37,7 @@ import numpy as np
 import simpy
 
 from sim import catalogue
-from sim.contract import RECORD_HEADER_BYTES, SIGNATURE_LENGTH_BYTES, SpanRow
+from sim.contract import ANSWER_HEAD_BYTES, JOB_HEAD_BYTES, RECORD_HEADER_BYTES, SIGNATURE_LENGTH_BYTES, SpanRow
 from sim.hosts import CountingEnvironment, Cpu, Endpoint, Recorder
 from sim.network import Network
 from sim.scenario import DevicePopulation, Scenario, device_node
@@ -82,16 +84,20 @@ class Replication:
         self.agg = self.eps[scenario.pods("aggregator")[0].name]
         self.clients = [self.eps[p.name] for p in scenario.pods("client")]
         self.pool = self._build_pool() if mode == "concurrent" else None
+        # a job thread of the aggregator: seals jobs for worker processes and opens their answers
+        self.agg_thread = Endpoint(self.agg.pod, self.agg.node, self.agg.cpu)
         self.cpu_rng = cpu_rng
 
-    def _build_pool(self) -> simpy.Store:
-        """Worker threads, spread round-robin over the worker pods (or on the aggregator's host if none)."""
+    def _build_pool(self) -> simpy.PriorityStore:
+        """Worker threads, spread round-robin over the worker pods (or on the aggregator's host if none). A job
+        takes the nearest free one: on the aggregator's host first (no network hop), then in pod order."""
         workers = self.s.pods("worker")
         pods = [self.eps[p.name] for p in workers] or [self.agg]
-        pool = simpy.Store(self.env)
+        pool = simpy.PriorityStore(self.env)
         for i in range(self.s.crypto_workers()):
             pod = pods[i % len(pods)]
-            pool.put(Endpoint(pod.pod, pod.node, pod.cpu))  # a worker thread: exclusive while taken from the pool
+            thread = Endpoint(pod.pod, pod.node, pod.cpu)  # exclusive while taken from the pool
+            pool.put(simpy.PriorityItem((pod.node != self.agg.node, i), thread))
         return pool
 
     # --- running -----------------------------------------------------------------------------------
@@ -130,6 +136,17 @@ class Replication:
         if cpu.profile is None or "net.loopback" not in cpu.profile.ops:
             return 0.0
         return (yield from cpu.work(cpu.profile.cost_s("net.loopback", cpu.rng, nbytes)))
+
+    def hop(self, src: Endpoint, dst: Endpoint, plaintext: int, phase: str, since: float | None = None) -> Gen:
+        """A job or its answer between the aggregator and a worker process, over their secure channel."""
+        yield from src.run(self.rec, phase, f"{self.aead.name}.encrypt", plaintext, since)
+        yield from self.send(src, dst, RECORD_HEADER_BYTES + plaintext + self.aead.aead_overhead_bytes, phase)
+        yield from dst.run(self.rec, phase, f"{self.aead.name}.decrypt", plaintext)
+
+    def job_bytes(self, payload: int) -> int:
+        """A job's plaintext: its head, the client's name and the record's key material, then ``payload``."""
+        name = max(len(c.pod) for c in self.clients)
+        return JOB_HEAD_BYTES + name + 3 * self.aead.key_bytes + 4 + payload
 
     def message_bytes(self, payload: int) -> int:
         kem_ct = self.kem.ciphertext_bytes if self.crypto.rekey.fl == "per_message" else 0
@@ -220,15 +237,20 @@ class Replication:
     def _distribute_job(self, c: int, ctx: tuple[Any, ...]) -> Gen:
         assert self.pool is not None
         queued: float | None = self.env.now  # the pool wait is charged to the job's first span
-        model = self.fl.model_bytes
-        worker = yield self.pool.get()
-        if worker.node != self.agg.node:
-            yield from self.send(self.agg, worker, model, "distribute", since=queued)
+        model, sealed = self.fl.model_bytes, self.message_bytes(self.fl.model_bytes)
+        taken = yield self.pool.get()
+        worker = taken.item
+        apart = worker.pod != self.agg.pod
+        if apart:
+            yield from self.hop(self.agg_thread, worker, self.job_bytes(model), "distribute", since=queued)
             queued = None
         yield from worker.run(self.rec, "distribute", "serialize", model, since=queued)
         yield from self.protect(worker, "distribute", model)
-        self.pool.put(worker)
-        yield from self.send(worker, self.clients[c], self.message_bytes(model), "distribute")
+        if apart:
+            answer = ANSWER_HEAD_BYTES + 1 + sealed - RECORD_HEADER_BYTES  # the record's type and body
+            yield from self.hop(worker, self.agg_thread, answer, "distribute")
+        self.pool.put(taken)
+        yield from self.send(self.agg if apart else worker, self.clients[c], sealed, "distribute")
         self.env.process(self._client(c, ctx))
 
     def _client(self, c: int, ctx: tuple[Any, ...]) -> Gen:
@@ -289,15 +311,17 @@ class Replication:
         assert self.pool is not None
         queued: float | None = self.env.now
         fl = self.fl
-        worker = yield self.pool.get()
-        remote = worker.node != self.agg.node
-        if remote:
-            yield from self.send(self.agg, worker, self.message_bytes(fl.model_bytes), "verify", since=queued)
+        taken = yield self.pool.get()
+        worker = taken.item
+        apart = worker.pod != self.agg.pod
+        if apart:
+            sealed = self.message_bytes(fl.model_bytes) - RECORD_HEADER_BYTES  # the record's body
+            yield from self.hop(self.agg_thread, worker, self.job_bytes(sealed), "verify", since=queued)
             queued = None
         yield from self.unprotect(worker, "verify", fl.model_bytes, since=queued)
-        self.pool.put(worker)
-        if remote:
-            yield from self.send(worker, self.agg, fl.model_bytes, "verify")
+        if apart:
+            yield from self.hop(worker, self.agg_thread, fl.model_bytes + ANSWER_HEAD_BYTES, "verify")
+        self.pool.put(taken)
         verified.put(c)
 
     # --- devices -----------------------------------------------------------------------------------

@@ -5,8 +5,11 @@ real status codes and chunked ``?watch=true`` streams, schedules pods by node af
 *runs the pods' real programs*: each pod's ConfigMap and Secret are materialised to a temp dir and
 ``python -m hw.node ...`` starts as its own process with its own loopback address, so run.json from the
 ConfigMap, provisioned keys, Service DNS names, log reports and the metrics/probe endpoint are exercised
-end to end. What it does not do (NetworkPolicy enforcement, Pod Security admission, cgroup limits, image
-content) is checked statically in tests/test_k8s_render.py, or needs the ``cluster`` test.
+end to end. It authorises every request against the operator's RBAC as an admin applies it
+(k8s/rbac: a Role in the run's namespace, the optional node reader), and the namespace exists beforehand,
+created as the admin would. What it does not do (NetworkPolicy enforcement, Pod Security admission, cgroup
+limits, liveness probes, image content) is checked statically in tests/test_k8s_render.py, or needs the
+``cluster`` test.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import yaml
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
+from hw.k8s import render
 from hw.k8s.backend import calibrate_k8s, run_k8s
 from sim import contract
 from sim.errors import UserError
@@ -27,7 +31,7 @@ from sim.profile import Profile
 from sim.scenario import load_scenario
 
 from .conftest import ROOT, SCENARIOS
-from .fakes.fake_api import FakeApiServer, FakeNode
+from .fakes.fake_api import FakeApiServer, FakeNode, rbac_allows
 from .fakes.fake_pod import DNS_AGENT
 from .test_cli import REQUIRED_KEYS
 
@@ -46,13 +50,26 @@ def pis(**changes) -> list[FakeNode]:
     return list(nodes.values())
 
 
+def admin_rbac(namespaces=("pqtwin",), node_reader=True) -> list[dict]:
+    """What k8s/rbac grants the operator, as an admin applies it per namespace: the Roles (and the reader)."""
+    committed = [d for path in sorted((ROOT / "k8s/rbac").glob("*.yaml")) for d in yaml.safe_load_all(path.read_text())]
+    role = next(d for d in committed if d["kind"] == "Role")
+    roles = [role | {"metadata": role["metadata"] | {"namespace": ns}} for ns in namespaces]
+    return roles + ([next(d for d in committed if d["kind"] == "ClusterRole")] if node_reader else [])
+
+
 @pytest.fixture
 def fake(tmp_path):
-    """``fake(nodes, **options)`` -> (server, kubeconfig path); every server is stopped afterwards."""
+    """``fake(nodes, namespaces=("pqtwin",), node_reader=True, **options)`` -> (server, kubeconfig path): the
+    namespaces exist (created by "the admin") and the kubeconfig's user holds the operator Role in each;
+    ``rbac=`` overrides what the user holds. Every server is stopped afterwards."""
     servers = []
 
-    def start(nodes=None, **kw):
+    def start(nodes=None, namespaces=("pqtwin",), node_reader=True, **kw):
+        kw.setdefault("rbac", admin_rbac(namespaces, node_reader))
         api = FakeApiServer(pis() if nodes is None else nodes, **kw).start()
+        for ns in namespaces:
+            api.create("namespaces", "", render.namespace_object(ns))
         servers.append(api)
         return api, api.kubeconfig(tmp_path / f"kubeconfig-{len(servers)}")
 
@@ -61,23 +78,17 @@ def fake(tmp_path):
         api.stop()
 
 
-def _wait_gone(api: FakeApiServer, namespace: str, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while api.get("namespaces", "", namespace) is not None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert api.get("namespaces", "", namespace) is None, "namespace not deleted"
+def _nothing_left(api: FakeApiServer, namespace: str) -> None:
+    """The run's objects are gone (at once: cleanup waits for its pods) and the namespace stays."""
+    ns = api.get("namespaces", "", namespace)
+    assert ns is not None and ns["status"]["phase"] == "Active", "the admin's namespace must stay"
+    left = [f"{pl}/{name}" for pl, ons, name in list(api.store) if ons == namespace]
+    assert not left, f"left in namespace {namespace}: {left}"
     assert all(p.poll() is not None for p in api.procs.values()), "a pod's process outlived its pod"
 
 
-def _operator_rules() -> list[dict]:
-    role = yaml.safe_load((ROOT / "k8s/rbac/pqtwin-operator.yaml").read_text())
-    return role["rules"]
-
-
-def _allowed(rules: list[dict], verb: str, resource: str, sub: str) -> bool:
-    group, _, plural = resource.rpartition("/")
-    full = f"{plural}/{sub}" if sub else plural
-    return any(group in r["apiGroups"] and full in r["resources"] and verb in r["verbs"] for r in rules)
+def _backend_requests(api: FakeApiServer) -> set[tuple[str, str, str, str]]:
+    return {(v, r, sub, ns) for v, r, sub, ns, agent in api.audit if agent != DNS_AGENT}
 
 
 # --- the whole flow ----------------------------------------------------------------------------------------
@@ -115,25 +126,97 @@ def test_run_end_to_end_against_the_stand_in(fake, tmp_path, mode):
     assert {p.stem for p in (out / "logs").glob("*.log")} == set(status["exit_codes"])
     assert json.loads((out / "run.json").read_text())["clock"] == "wall"
     manifests = (out / "manifests.yaml").read_text()
-    assert "<redacted>" in manifests and "identity.json: ewo" not in manifests  # no private keys kept
-    _wait_gone(api, "pqtwin")  # cleaned up: the namespace it created, with everything in it
-    # every request the backend made is allowed by k8s/rbac/pqtwin-operator.yaml (the pods made none but DNS)
-    rules = _operator_rules()
-    made = {(v, r, sub) for v, r, sub, _ns, agent in api.audit if agent != DNS_AGENT}
-    assert made and all(_allowed(rules, *m) for m in made), [m for m in made if not _allowed(rules, *m)]
+    kept = [d for d in yaml.safe_load_all(manifests) if d and d["kind"] == "Secret"]  # no private keys kept
+    assert len(kept) == 5 and all(v.startswith("<redacted: ") for d in kept for v in d["data"].values())
+    assert summary["warnings"] == [f"image {render.DEFAULT_IMAGE} is a tag, not a digest: nodes that pulled it at "
+                                   "different times may run different builds; pass --image NAME@sha256:DIGEST "
+                                   "(k8s/README.md says how to get it)"]  # fmt: skip
+    # every pod was Guaranteed QoS (the API server's classification of what the backend created)
+    qos = {o["metadata"]["name"]: o["status"]["qosClass"] for _, pl, _, kind, o in api.events
+           if pl == "pods" and kind == "ADDED"}  # fmt: skip
+    assert set(qos) == set(status["exit_codes"]) and set(qos.values()) == {"Guaranteed"}
+    # cleaned up object by object; the namespace is the admin's and stays
+    _nothing_left(api, "pqtwin")
+    made = _backend_requests(api)
+    deleted = {r for v, r, _, _ in made if v == "delete"}
+    assert deleted == {
+        "pods",
+        "configmaps",
+        "secrets",
+        "services",
+        "serviceaccounts",
+        "networking.k8s.io/networkpolicies",
+    }
+    # all of it inside the run's namespace (RBAC enforced by the stand-in), but the optional read-only node list
+    assert {(v, r, ns) for v, r, _, ns in made if ns != "pqtwin"} == {("list", "nodes", "")}
+    assert not [m for m in made if m[1] == "namespaces"]  # never created, read or deleted a namespace
 
 
-def test_keep_leaves_the_run_and_an_existing_namespace_is_reused(fake, tmp_path):
-    api, kubeconfig = fake()
-    api.create("namespaces", "", {"metadata": {"name": "lab"}})
-    summary = run_k8s(scenario(*QUIET), tmp_path / "run", "sequential", 1, 1, kubeconfig=kubeconfig,
+def test_runs_follow_each_other_in_one_namespace_and_keep_leaves_the_run(fake, tmp_path):
+    digest = "pq-iomt-twin@sha256:" + "0123456789abcdef" * 4
+    api, kubeconfig = fake(namespaces=("lab",), termination_delay_s=1.5)  # deleted pods linger, as on a cluster
+    for i in range(2):  # cleanup waits until the pods are gone, so the next run can reuse their names at once
+        summary = run_k8s(scenario(*QUIET), tmp_path / f"run{i}", "sequential", 1, 1, kubeconfig=kubeconfig,
+                          namespace="lab", image=digest).model_dump()  # fmt: skip
+        assert summary["state"] == "completed", summary["reason"]
+        assert summary["warnings"] == []  # pinned by digest: no warning
+        _nothing_left(api, "lab")
+    summary = run_k8s(scenario(*QUIET), tmp_path / "kept", "sequential", 1, 1, kubeconfig=kubeconfig,
                       namespace="lab", keep=True).model_dump()  # fmt: skip
     assert summary["state"] == "completed", summary["reason"]
     assert {p["metadata"]["name"] for p in api.list("pods", "lab", {})} == {"aggregator", "client-1", "client-2"}
     # the next run into the same namespace is refused with what to do, before touching anything
-    with pytest.raises(UserError, match=r"already exists \(left by an earlier run with --keep\?\).*kubectl delete"):
+    with pytest.raises(UserError, match=r"already exists \(left by an earlier run with --keep\?\).*`kubectl -n lab "
+                                        r"delete pods,services,configmaps,secrets,.* -l app.kubernetes.io/managed-by="
+                                        r"pqtwin`"):  # fmt: skip
         run_k8s(scenario(*QUIET), tmp_path / "run2", "sequential", 1, 1, kubeconfig=kubeconfig, namespace="lab")
     assert json.loads((tmp_path / "run2" / "status.json").read_text())["state"] == "failed"
+    # and that command is allowed by the operator Role: it lists each kind by label, then deletes
+    held = admin_rbac(("lab",), node_reader=False)
+    kinds = [("", "pods"), ("", "services"), ("", "configmaps"), ("", "secrets"), ("", "serviceaccounts"),
+             ("networking.k8s.io", "networkpolicies"), ("batch", "jobs")]  # fmt: skip
+    for group, plural in kinds:
+        for verb in ("list", "delete"):
+            assert rbac_allows(held, verb, group, plural, "", "lab"), (verb, plural)
+
+
+def test_the_namespace_is_an_admins_and_the_operator_is_confined_to_it(fake, tmp_path):
+    # a namespace the operator holds no Role in (none yet, or another's): refused, saying who does what
+    for existing in ((), ("lab",)):
+        _, kubeconfig = fake(namespaces=("pqtwin", *existing), rbac=admin_rbac(("pqtwin",)))
+        with pytest.raises(UserError) as exc:
+            run_k8s(scenario(*QUIET), tmp_path / "run", "sequential", 1, 1, kubeconfig=kubeconfig, namespace="lab")
+        line = exc.value.lines[0]
+        assert line.startswith(
+            "creating ServiceAccount pqtwin-runner in namespace lab: 403 Forbidden: serviceaccounts "
+            'is forbidden: User "fake" cannot create resource "serviceaccounts" in API group "" in '
+            'the namespace "lab"; check that your kubeconfig user has the pqtwin-operator Role in '
+            "namespace lab -- an admin creates the namespace and binds the operator Role in it"
+        )
+        assert "kubectl apply -f k8s/rbac/pqtwin-operator.yaml" in line and "python -m hw.k8s rbac" in line
+    # a user with wider rights (RBAC allows, the namespace is missing): pqtwin still does not create it
+    _, kubeconfig = fake(namespaces=(), rbac=None)
+    with pytest.raises(UserError, match="namespace lab does not exist, and pqtwin does not create namespaces: an "
+                                        "admin creates the namespace"):  # fmt: skip
+        run_k8s(scenario(*QUIET), tmp_path / "run2", "sequential", 1, 1, kubeconfig=kubeconfig, namespace="lab")
+    # and the Role is no way to delete or create namespaces, nor to act cluster-wide
+    held = admin_rbac(("pqtwin",))
+    for verb, plural, ns in (("delete", "namespaces", "pqtwin"), ("delete", "namespaces", "kube-system"),
+                             ("create", "namespaces", ""), ("create", "pods", "kube-system"),
+                             ("create", "secrets", "default"), ("list", "pods", "")):  # fmt: skip
+        assert not rbac_allows(held, verb, "", plural, "", ns), (verb, plural, ns)
+
+
+def test_without_the_node_reader_the_host_check_is_skipped_with_a_warning(fake, tmp_path):
+    api, kubeconfig = fake(node_reader=False)
+    summary = run_k8s(scenario(*QUIET), tmp_path / "run", "sequential", 1, 1, kubeconfig=kubeconfig).model_dump()
+    assert summary["state"] == "completed", summary["reason"]
+    assert any("hosts were not checked" in w and "pqtwin-node-reader.yaml" in w for w in summary["warnings"])
+    assert ("list", "nodes", "", "") in _backend_requests(api)  # it asked, was refused (403), went on
+    _nothing_left(api, "pqtwin")
+    # calibration cannot find the nodes by itself then: it says to name them
+    with pytest.raises(UserError, match="--nodes: this user may not list the cluster's nodes, so name the nodes"):
+        calibrate_k8s(tmp_path / "profiles", quick=True, kubeconfig=kubeconfig)
 
 
 def test_calibration_jobs_write_one_profile_per_node(fake, tmp_path):
@@ -148,15 +231,17 @@ def test_calibration_jobs_write_one_profile_per_node(fake, tmp_path):
         assert data["profile"] == node and "ML-KEM-768.decaps" in data["ops"] and "fl.train" in data["ops"]
     assert sorted(n for n, _, _ in seen) == ["pi-1", "pi-2"] and seen[-1][1:] == (2, 2)
     jobs = [e for e in api.audit if e[1] == "batch/jobs"]
-    assert [e[0] for e in jobs].count("create") == 2
-    _wait_gone(api, "pqtwin")
+    assert [e[0] for e in jobs].count("create") == 2 and [e[0] for e in jobs].count("delete") == 2
+    qos = {o["status"]["qosClass"] for _, pl, _, kind, o in api.events if pl == "pods" and kind == "ADDED"}
+    assert qos == {"Guaranteed"}
+    _nothing_left(api, "pqtwin")
 
 
 # --- the stand-in speaks the API faithfully enough for the official client -------------------------------
 
 
 def test_stand_in_status_codes_and_watch_events(fake):
-    api, kubeconfig = fake()
+    api, kubeconfig = fake(rbac=None)  # an admin: creates namespaces
     cfg = client.Configuration()
     config.load_kube_config(str(kubeconfig), client_configuration=cfg)
     core = client.CoreV1Api(client.ApiClient(cfg))
@@ -260,7 +345,7 @@ def test_image_pull_failure(fake, tmp_path):
     assert ("ErrImagePull" in line or "ImagePullBackOff" in line) and "linux/arm64" in line
     status = json.loads((tmp_path / "run" / "status.json").read_text())
     assert status["state"] == "failed" and status["reason"] == line
-    _wait_gone(api, "pqtwin")
+    _nothing_left(api, "pqtwin")
 
 
 def test_pod_that_cannot_be_scheduled(fake, tmp_path):
@@ -284,7 +369,7 @@ def test_pods_not_starting_in_time(fake, tmp_path):
     line = exc.value.lines[0]
     assert line.startswith("timed out after 2 s waiting for pods to start (aggregator: Pending (ContainerCreating);")
     assert "kubectl -n pqtwin describe pod aggregator" in line and time.monotonic() - t0 < 15
-    _wait_gone(api, "pqtwin")
+    _nothing_left(api, "pqtwin")
 
 
 def test_run_not_finishing_in_time(fake, tmp_path):
@@ -295,7 +380,7 @@ def test_run_not_finishing_in_time(fake, tmp_path):
     assert line.startswith("timed out after 1 s waiting for the aggregator to finish round ") and "of 5000" in line
     assert "kubectl -n pqtwin logs aggregator" in line
     assert (tmp_path / "run" / "logs" / "aggregator.log").exists()  # what it printed is kept
-    _wait_gone(api, "pqtwin")
+    _nothing_left(api, "pqtwin")
 
 
 def test_api_server_lost_during_the_run(fake, tmp_path, monkeypatch):
@@ -337,4 +422,4 @@ def test_a_client_failing_before_the_first_round_ends_the_run_at_once(fake, tmp_
         "keys for client-1 in "
     )
     assert summary["reason"].endswith("/identity/identity.json")
-    _wait_gone(api, "pqtwin")
+    _nothing_left(api, "pqtwin")

@@ -5,8 +5,10 @@
   and (when ``kubectl`` is installed) the kustomize-built overlays too.
 - The restricted Pod Security profile, probes, labels, resources, network policies, Services, keys and
   run.json are asserted on every pod / container the renderer produces.
-- The committed k8s/base and calibration Jobs are exactly what the renderer generates for
-  scenarios/paper-3node.yaml.
+- Issue 10: the operator's RBAC is a Role in the run's namespace (no ClusterRoleBinding, no namespace verbs);
+  --dry-run prints no key material; Secrets and config ConfigMaps are immutable; images by digest are kept
+  verbatim; metrics are open to the run's namespace only; every pod is Guaranteed QoS.
+- The committed k8s/base, k8s/rbac and calibration Jobs are exactly what the renderer generates.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import yaml
 from hw.channel import Identity, Suite
 from hw.k8s import render
 from hw.k8s.__main__ import calibration_files
+from hw.k8s.__main__ import main as k8s_main
 from hw.k8s.backend import render_run
 from hw.node.keys import MountedKeys
 from hw.runconfig import ProvisionedKeys
@@ -114,7 +117,7 @@ def test_every_manifest_validates_against_the_official_schemas(version):
     objs = _all_objects()
     kinds = {o["kind"] for o in objs}
     assert {"Namespace", "ServiceAccount", "NetworkPolicy", "ConfigMap", "Secret", "Service", "Pod", "Job",
-            "ClusterRole"} <= kinds  # fmt: skip
+            "ClusterRole", "Role", "RoleBinding"} <= kinds  # fmt: skip
     for o in objs:
         try:
             kubernetes_validate.validate(o, version, strict=True)
@@ -154,12 +157,58 @@ def test_restricted_pod_security_on_every_container():
 
 def test_namespace_enforces_restricted_and_runner_has_no_api_access():
     objs = _rendered()
-    ns = next(o for o in objs if o["kind"] == "Namespace")
+    assert "Namespace" not in {o["kind"] for o in objs}  # the admin's (operator_rbac), never the run's
+    ns = render.operator_rbac("lab")[0]
+    assert ns["kind"] == "Namespace" and ns["metadata"]["name"] == "lab"
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     sa = next(o for o in objs if o["kind"] == "ServiceAccount")
     assert sa["automountServiceAccountToken"] is False
     assert not [o for o in objs if o["kind"] in ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")]
     assert {spec["serviceAccountName"] for _, spec in _pod_specs(objs)} == {render.RUNNER_SA}
+
+
+# --- issue 10: RBAC confined to the run's namespace -------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", ["committed", "generated"])
+def test_operator_rbac_is_a_role_in_the_run_namespace_and_nothing_cluster_wide(source):
+    if source == "committed":
+        objs = [d for path in sorted((K8S / "rbac").glob("*.yaml")) for d in _docs(path)]
+    else:
+        objs = [*render.operator_rbac("lab", [render.user("alice")]), render.node_reader()]
+    ns = render.DEFAULT_NAMESPACE if source == "committed" else "lab"
+    kinds = [o["kind"] for o in objs]
+    assert sorted(kinds) == ["ClusterRole", "Namespace", "Role", "RoleBinding"]
+    assert "ClusterRoleBinding" not in kinds  # nothing is granted cluster-wide by a manifest of ours
+    role = next(o for o in objs if o["kind"] == "Role")
+    binding = next(o for o in objs if o["kind"] == "RoleBinding")
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == ns
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": render.OPERATOR}
+    for rule in role["rules"]:  # no namespace verbs, no wildcards, no escalation paths
+        assert "namespaces" not in rule["resources"] and "*" not in rule["verbs"] + rule["resources"]
+        assert not {"roles", "rolebindings", "clusterroles", "clusterrolebindings"} & set(rule["resources"])
+        assert not {"escalate", "bind", "impersonate", "update", "patch"} & set(rule["verbs"])
+    # the one ClusterRole is the optional, read-only node list
+    reader = next(o for o in objs if o["kind"] == "ClusterRole")
+    assert reader["metadata"]["name"] == render.NODE_READER
+    assert reader["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["list"]}]
+
+
+def test_committed_rbac_is_the_generators_and_other_namespaces_and_subjects_render(tmp_path):
+    for rel, text in render.rbac_files().items():
+        assert (K8S / "rbac" / rel).read_text() == text, f"regenerate: python -m hw.k8s rbac k8s/rbac ({rel})"
+    assert k8s_main(["rbac", str(tmp_path), "--namespace", "lab", "--user", "alice",
+                     "--service-account", "ci/runner"]) == 0  # fmt: skip
+    docs = _docs(tmp_path / "pqtwin-operator.yaml")
+    assert {d["metadata"].get("namespace", d["metadata"]["name"]) for d in docs} == {"lab"}
+    binding = next(d for d in docs if d["kind"] == "RoleBinding")
+    assert binding["subjects"] == [
+        {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "alice"},
+        {"kind": "ServiceAccount", "namespace": "ci", "name": "runner"},
+    ]
+    for d in docs:
+        kubernetes_validate.validate(d, VERSIONS[-1], strict=True)
+    assert k8s_main(["rbac", str(tmp_path), "--service-account", "runner"]) == 2  # NS/NAME required
 
 
 def test_probes_metrics_annotations_and_labels():
@@ -176,8 +225,8 @@ def test_probes_metrics_annotations_and_labels():
                                                 "prometheus.io/path": "/metrics"}  # fmt: skip
         ports = {p["name"]: p["containerPort"] for p in c["ports"]}
         assert ports["metrics"] == render.METRICS_PORT
-        for probe in ("readinessProbe", "livenessProbe"):
-            assert c[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+        assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}  # serving
+        assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}  # main loop progressing
         assert o["spec"]["restartPolicy"] == "Never"
 
 
@@ -211,14 +260,37 @@ def test_resources_derive_from_the_scenario_and_fit_each_host(scenario, mode):
         total = sum(float(p.resources["requests"]["cpu"].rstrip("m")) for p in on)
         assert total <= 750 * n + 1e-6, (host, total)
         for p in on:
-            assert p.resources["limits"]["cpu"] == str(n)
-            req, lim = (int(p.resources[k]["memory"].rstrip("Mi")) for k in ("requests", "limits"))
-            assert lim == 2 * req and req >= 192
+            assert p.resources["limits"] == p.resources["requests"], p.name  # Guaranteed QoS
+            assert int(p.resources["requests"]["memory"].rstrip("Mi")) >= 2 * 192
     agg = plan.pod("aggregator")
     model_mi = s.workload.fl.model_parameters * 4 / 2**20
-    assert int(agg.resources["requests"]["memory"].rstrip("Mi")) >= 384 + model_mi * (4 + 3 * s.workload.fl.clients)
+    want = 2 * (384 + model_mi * (4 + 3 * s.workload.fl.clients))  # twice the estimate: the limit is the OOM line
+    assert int(agg.resources["requests"]["memory"].rstrip("Mi")) >= want
     bigger = render.plan(_scenario(scenario, "workload.fl.model_parameters=5000000"), mode, 3, 7).pod("aggregator")
     assert int(bigger.resources["requests"]["memory"].rstrip("Mi")) > int(agg.resources["requests"]["memory"][:-2])
+
+
+def _qos(container: dict) -> str:
+    """The QoS class the API server gives a one-container pod (its rule for cpu and memory)."""
+    res = container.get("resources", {})
+    limits, requests = res.get("limits", {}), res.get("requests", {})
+    if not limits and not requests:
+        return "BestEffort"
+    same = all(k in limits and requests.get(k, limits[k]) == limits[k] for k in ("cpu", "memory"))
+    return "Guaranteed" if same else "Burstable"
+
+
+def test_every_pod_and_calibration_job_is_guaranteed_qos():
+    specs = _pod_specs(_all_objects())
+    assert len(specs) >= 15
+    for name, spec in specs:
+        for c in spec["containers"]:
+            res = c["resources"]
+            assert res["requests"] == res["limits"] and set(res["limits"]) == {"cpu", "memory"}, name
+            assert _qos(c) == "Guaranteed", name
+    jobs = render.calibration_jobs({"pi-1": 4, "one-core": 1})
+    cpus = [j["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] for j in jobs]
+    assert cpus == ["2", "1"]  # whole cores (exclusive under the static CPU manager), never more than the node
 
 
 def _selects(selector: dict, labels: dict) -> bool:
@@ -246,6 +318,19 @@ def test_network_policies_open_only_the_ports_in_use_between_the_right_pods():
     assert role_of(pols["pqtwin-telemetry-clients"]["ingress"][0]["from"][0]["podSelector"]) == {"devices"}
     assert role_of(pols["pqtwin-telemetry-devices"]["egress"][0]["to"][0]["podSelector"]) == {"client"}
     assert role_of(pols["pqtwin-dns"]["podSelector"]) == {"aggregator", "client", "devices"}
+    # metrics: only the metrics port, only from pods of this namespace (a bare podSelector, no namespaceSelector)
+    metrics = pols["pqtwin-metrics"]
+    assert role_of(metrics["podSelector"]) == {"aggregator", "client", "devices"}
+    assert metrics["policyTypes"] == ["Ingress"] and len(metrics["ingress"]) == 1
+    assert metrics["ingress"][0] == {"from": [{"podSelector": {}}], "ports": [{"protocol": "TCP", "port": 9464}]}
+    for spec in pols.values():  # no policy admits other namespaces or address blocks, except DNS to kube-system
+        for rule in spec.get("ingress", []):
+            assert all(set(peer) == {"podSelector"} for peer in rule["from"])
+        for rule in spec.get("egress", []):
+            for peer in rule["to"]:
+                ns_sel = peer.get("namespaceSelector")
+                assert "ipBlock" not in peer and (ns_sel is None or ns_sel == {"matchLabels": {
+                    "kubernetes.io/metadata.name": "kube-system"}})  # fmt: skip
     # without devices, no telemetry policy and no telemetry port
     quiet = _rendered("paper-3node.yaml", "sequential", "workload.devices.ecg-a.count=0",
                       "workload.devices.ecg-b.count=0")  # fmt: skip
@@ -314,9 +399,37 @@ def test_each_pod_gets_its_own_private_keys_and_only_the_public_keys_it_needs(tm
             assert [p for p in pinned if p] and all(p == ident.public() for p in pinned if p)
 
 
+def test_secrets_and_config_maps_are_immutable():
+    objs = _rendered()
+    secrets = [o for o in objs if o["kind"] == "Secret"]
+    maps = [o for o in objs if o["kind"] == "ConfigMap"]
+    assert len(secrets) == 5 and len(maps) == 6  # a Secret and a trust ConfigMap per pod, and the run's config
+    assert all(o.get("immutable") is True for o in secrets + maps), [o["metadata"]["name"] for o in secrets + maps
+                                                                      if o.get("immutable") is not True]  # fmt: skip
+    # k8s/base: the generated config ConfigMap too, and the generators that make the keys
+    assert _docs(K8S / "base" / "run-config.yaml")[0]["immutable"] is True
+    kust = yaml.safe_load((K8S / "base" / "kustomization.yaml").read_text())
+    gens = kust["secretGenerator"] + kust["configMapGenerator"]
+    assert len(gens) == 10 and all(g["options"]["immutable"] is True for g in gens)
+
+
+def test_image_by_digest_is_used_verbatim_and_a_bad_digest_is_refused():
+    digest = "registry.lab:5000/pq-iomt-twin@sha256:" + "ab" * 32
+    s = _scenario("paper-3node.yaml")
+    objs = render.render(s, "sequential", 1, 1, image=digest)
+    assert {c["image"] for _, spec in _pod_specs(objs) for c in spec["containers"]} == {digest}
+    assert render.pinned(digest) and not render.pinned("registry.lab:5000/pq-iomt-twin:0.1.0")
+    assert render.pinned("reg/pq-iomt-twin:0.1.0@sha256:" + "0" * 64)  # tag and digest: the digest decides
+    jobs = render.calibration_jobs({"pi-1": 4}, image=digest)
+    assert jobs[0]["spec"]["template"]["spec"]["containers"][0]["image"] == digest
+    for bad in ("reg/pq-iomt-twin@sha256:abc", "reg/pq-iomt-twin@sha512:" + "ab" * 64, "x@" + "ab" * 32):
+        with pytest.raises(UserError, match="--image: a digest reference is NAME@sha256:"):
+            render.render(s, "sequential", 1, 1, image=bad)
+
+
 def test_what_the_twin_cannot_run_is_refused_as_locally_and_names_must_map():
-    with pytest.raises(UserError, match="per_round rekeying"):
-        render.plan(_scenario("paper-3node.yaml", "workload.crypto.rekey.fl=per_round"), "sequential", 1, 1)
+    with pytest.raises(UserError, match="the twin trains float32 models"):
+        render.plan(_scenario("paper-3node.yaml", "workload.fl.bytes_per_parameter=2"), "sequential", 1, 1)
     clash = _scenario("paper-3node.yaml", "deployment.pods.client-2.name=Client_1",
                       "workload.devices.ecg-b.report_to=Client_1")  # fmt: skip
     with pytest.raises(UserError, match="map to the same Kubernetes name"):
@@ -335,10 +448,45 @@ def test_dry_run_renders_yaml_and_touches_no_cluster(tmp_path, monkeypatch):
     assert images == {"reg:5000/pq-iomt-twin:1"}
 
 
+def _key_material(objects: list[dict]) -> set[str]:
+    """Every encoding of private key material in a run's Secrets: each Secret value as stored (base64 of
+    identity.json) and each private key inside it (base64 of its PKCS#8 bytes)."""
+    out = set()
+    for o in objects:
+        if o["kind"] == "Secret":
+            for value in o["data"].values():
+                out.add(value)
+                for keys in json.loads(base64.b64decode(value)).values():
+                    out |= {k for k in keys.values() if isinstance(k, str) and len(k) > 40}
+    return out
+
+
+def test_dry_run_prints_no_private_keys_unless_asked():
+    out = render_run(SCENARIOS / "paper-3node.yaml", "sequential", 2, 1)
+    material = _key_material(out.objects)  # the fresh keys the run would create
+    assert len(material) > 5 * 2 and all(len(m) > 40 for m in material)
+    text = out.manifests
+    leaked = [m[:16] for m in material if m in text or m[:40] in text]
+    assert not leaked, f"key material in the dry-run output: {leaked}"
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    secrets = [d for d in docs if d["kind"] == "Secret"]
+    assert len(secrets) == 5
+    for d in secrets:
+        real = next(o for o in out.objects if o["metadata"]["name"] == d["metadata"]["name"])
+        size = len(base64.b64decode(real["data"]["identity.json"]))
+        assert d["data"] == {"identity.json": f"<redacted: {size} bytes>"}
+    assert text.startswith("# pqtwin --dry-run: Secret values are redacted")
+    # the run's objects still carry the keys (run_k8s creates them); revealing them is an explicit choice
+    shown = render_run(SCENARIOS / "paper-3node.yaml", "sequential", 2, 1, reveal_secrets=True)
+    stored = [o["data"]["identity.json"] for o in shown.objects if o["kind"] == "Secret"]
+    assert len(stored) == 5 and all(v in shown.manifests for v in stored)
+
+
 # --- the committed tree --------------------------------------------------------------------------------
 
 
 def test_committed_base_is_the_renderers_output_for_paper_3node():
+    # scenarios/paper-3node.yaml and run.json feed k8s/base: after changing either, regenerate it
     files = render.base_files(_scenario("paper-3node.yaml"))
     rels = {p.relative_to(K8S / "base").as_posix() for p in (K8S / "base").rglob("*") if p.is_file()}
     committed = {r for r in rels if not r.startswith("keys/") or r == "keys/.gitignore"}  # keys/*: local only

@@ -103,11 +103,11 @@ def test_cli_run_and_ctrl_c_stops_every_child(tmp_path, pqtwin):
 
 def test_cli_rejects_what_the_twin_cannot_run(pqtwin, tmp_path):
     res = pqtwin("hw", "run", "scenarios/localhost.yaml", "--set", "workload.fl.bytes_per_parameter=8",
-                 "--set", "workload.crypto.rekey.fl=per_round", "--out", str(tmp_path))  # fmt: skip
+                 "--set", "workload.devices.ecg-a.report_to=aggregator", "--out", str(tmp_path))  # fmt: skip
     lines = res.stderr.strip().splitlines()
     assert res.returncode == 2 and len(lines) == 2, res.stderr
     assert "workload.fl.bytes_per_parameter: the twin trains float32 models (got 8)" in lines[0]
-    assert "workload.crypto.rekey.fl: per_round" in lines[1]
+    assert "workload.devices: the twin streams telemetry to client pods only" in lines[1]
     res = pqtwin("hw", "run", "scenarios/localhost.yaml", "--backend", "cloud")
     assert res.returncode == 2 and "--backend" in res.stderr and "Traceback" not in res.stderr
 

@@ -22,7 +22,7 @@ from .conftest import SCENARIOS
 # small and quick: no devices (their sessions are covered by test_twin), a 20 k-parameter model
 QUICK = ["workload.fl.model_parameters=20000", "workload.fl.samples_per_client=100",
          "workload.devices.ecg-a.count=0", "workload.devices.ecg-b.count=0"]  # fmt: skip
-REKEY = ("per_message", "per_session")  # per_round: not in the twin yet (refused with a one-line error)
+REKEY = ("per_message", "per_session", "per_round")
 
 
 SLOW_SIGNERS = ("SLH-DSA-SHA2-128s",)  # ~0.5 s a signature: only in the full product
@@ -52,7 +52,8 @@ def _run(tmp_path, kem: str, signature: str, rekey: str, mode: str = "sequential
     assert f"{signature}.sign" in ops and f"{signature}.verify" in ops
     assert (f"{kem}.encaps" in ops) and (f"{kem}.decaps" in ops)
     handshakes = spans[spans.phase == "handshake"]
-    assert set(handshakes["round"]) == {0}  # sessions before the first round
+    # sessions before the first round; per-round rekeying: a fresh one in every round too
+    assert set(handshakes["round"]) == ({0, 1, 2} if rekey == "per_round" else {0})
     if rekey == "per_message":  # every model and update carries its own encapsulation
         assert len(spans[(spans["round"] > 0) & (spans.op == f"{kem}.encaps")]) == 2 * 2 * 2
     # the simulator prices exactly the bytes the twin sends (record header, message header, signature, tag, KEM)
@@ -81,6 +82,11 @@ def test_every_kem_in_the_twin(tmp_path, kem):
 @pytest.mark.parametrize("signature", _available("signature"))
 def test_every_signature_in_the_twin(tmp_path, signature):
     _run(tmp_path, "ML-KEM-768", signature, "per_session", mode="concurrent")
+
+
+@pytest.mark.parametrize("mode", ["sequential", "concurrent"])
+def test_per_round_rekeying_in_the_twin(tmp_path, mode):
+    _run(tmp_path, "ML-KEM-768", "ML-DSA-65", "per_round", mode=mode)
 
 
 PRODUCT = list(itertools.product(_available("kem"), _available("signature", slow=True), REKEY))

@@ -1,10 +1,11 @@
 """The Kubernetes backend of the hardware twin (issue 5): the scenario's pods on a real cluster.
 
-- `render` (hw/k8s/render.py): scenario -> Kubernetes objects (the same objects as k8s/base).
+- `render` (hw/k8s/render.py): scenario -> Kubernetes objects (the same objects as k8s/base), and what an
+  admin applies once per namespace (``operator_rbac``: the namespace and the operator's Role; k8s/rbac).
 - `backend` (hw/k8s/backend.py): ``run_k8s``, ``render_run`` (``--dry-run``) and ``calibrate_k8s``: the
   orchestration of a run or calibration.
 - `client` (hw/k8s/client.py): the official ``kubernetes`` client wrapped -- ``Cluster`` (connection and
-  preflight), ``Objects`` (create and clean up) and API errors as one line each.
+  preflight), ``Objects`` (create and clean up, in an existing namespace) and API errors as one line each.
 - `watch` (hw/k8s/watch.py): ``Watcher`` and ``LogFollower``, following a run's pods and their logs.
 - `pod` (hw/k8s/pod.py): the calibration Job's program. Pods run ``hw.node`` (mounted keys, log reports and
   metrics live there: hw/node/keys.py, report.py, metrics.py; the log protocol in hw/podlog.py).

@@ -3,10 +3,14 @@
 python -m hw.k8s base SCENARIO DIR            # (re)generate a kustomize base (k8s/base) from the renderer
 python -m hw.k8s keys SCENARIO DIR            # fresh identities for the base's generators (DIR = base/keys)
 python -m hw.k8s calibration-jobs DIR NODE=CORES ...   # calibration Job files (k8s/overlays/*/calibration)
+python -m hw.k8s rbac DIR [--namespace NS] [--user NAME | --service-account NS/NAME]...
+                                              # what an admin applies once: the run namespace, the operator's
+                                              # Role and RoleBinding there (k8s/rbac), the optional node reader
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -32,7 +36,7 @@ def calibration_files(nodes: dict[str, int]) -> dict[str, str]:
     kustomization = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
-        "resources": ["../../../base/namespace", *names],
+        "resources": ["../../../base/shared", *names],
         "images": [{"name": render.IMAGE_NAME, "newName": f"{REGISTRY}/{render.IMAGE_NAME}", "newTag": render.VERSION}],
         "patches": [{"path": "arm64.yaml", "target": {"kind": "Job"}}],
     }
@@ -54,12 +58,32 @@ def _node_cores(arg: str) -> tuple[str, int]:
         raise UserError(f"calibration-jobs: expected NODE=CORES (e.g. pi-1=4), got {arg!r}") from None
 
 
+def rbac_main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="python -m hw.k8s rbac", description="the operator's namespace and RBAC")
+    ap.add_argument("dir", type=Path)
+    ap.add_argument("--namespace", default=render.DEFAULT_NAMESPACE)
+    ap.add_argument("--user", action="append", default=[], help="a kubeconfig user to bind (repeatable)")
+    ap.add_argument("--service-account", action="append", default=[], metavar="NS/NAME",
+                    help="a ServiceAccount to bind, e.g. a CI runner's (repeatable)")  # fmt: skip
+    args = ap.parse_args(argv)
+    subjects = [render.user(u) for u in args.user]
+    for sa in args.service_account:
+        ns, _, name = sa.rpartition("/")
+        if not ns or not name:
+            raise UserError(f"--service-account: expected NAMESPACE/NAME (got {sa!r})")
+        subjects.append({"kind": "ServiceAccount", "namespace": ns, "name": name})
+    render.write_files(render.rbac_files(args.namespace, subjects or None), args.dir)
+    return 0
+
+
 def main(argv: list[str]) -> int:
     try:
         if len(argv) == 3 and argv[0] == "base":
             render.write_files(render.base_files(load_scenario(argv[1])), Path(argv[2]))
         elif len(argv) == 3 and argv[0] == "keys":
             render.write_files(render.key_files(load_scenario(argv[1])), Path(argv[2]))
+        elif len(argv) >= 2 and argv[0] == "rbac":
+            return rbac_main(argv[1:])
         elif len(argv) >= 3 and argv[0] == "calibration-jobs":
             nodes = dict(_node_cores(a) for a in argv[2:])
             render.write_files(calibration_files(nodes), Path(argv[1]))

@@ -3,18 +3,20 @@
 following pods and their logs in hw/k8s/watch.py (``Watcher``, ``LogFollower``).
 
 ``run_k8s`` renders the scenario (hw/k8s/render.py) with fresh identity keys, checks the cluster (API server
-reachable, every scenario host a Ready node), creates the objects, watches the run's pods (``?watch=true``
+reachable, every scenario host a Ready node -- when the user may list nodes), creates the objects in the
+run's namespace (which an admin created with the operator's Role: k8s/rbac/), watches the run's pods (``?watch=true``
 on a label selector, re-opened every second) and follows every started pod's log: the aggregator prints
 ``pqtwin-progress`` lines (the progress callback), and each node prints its result and spans at exit
 (hw/k8s/pod.py). When the aggregator has finished, the clients end on their own; the device emulators are
 deleted (SIGTERM), which makes them report. The run directory gets what the local backend writes --
 ``spans.parquet``, ``summary.json`` (``sim.summary.summarise``, ``backend: k8s``), ``status.json``,
 ``run.json``, ``scenario.yaml``, ``logs/``, ``spans/``, ``nodes/`` -- plus ``manifests.yaml`` (Secrets
-redacted). Everything created is deleted at the end unless ``keep``; a namespace the run created is deleted
-whole.
+redacted). Everything created is deleted at the end unless ``keep``, object by object: the namespace stays.
+``render_run`` (``--dry-run``) prints the same objects with the Secrets redacted unless ``reveal_secrets``.
 
 Problems users meet become one ``UserError`` line each, saying what to check: no kubeconfig, an API server
-that cannot be reached or refuses the credentials, a scenario host that is not a (Ready) node, an image
+that cannot be reached or refuses the credentials, no operator Role in the namespace (or no namespace), a
+scenario host that is not a (Ready) node, an image
 that cannot be pulled, a pod that cannot be scheduled, objects left by an earlier run, and timeouts
 (pods not started within ``start_timeout_s``; the run not finished within rounds x round timeout + 2 min).
 The run directory is written in every case (``status.json`` says why it failed).
@@ -34,7 +36,7 @@ from typing import Any
 
 from hw import podlog, rundir
 from hw.k8s import render
-from hw.k8s.client import Cluster, Objects, node_ready
+from hw.k8s.client import Cluster, NoNodeAccess, Objects, node_ready
 from hw.k8s.watch import Watcher, problem, started, terminated
 from hw.rundir import NodeResult
 from sim.contract import RunLayout, Summary, atomic_write
@@ -42,6 +44,10 @@ from sim.errors import UserError
 from sim.scenario import Scenario, load_scenario
 
 MANIFESTS = "manifests.yaml"  # the run's objects, Secrets redacted
+REDACTED_HEAD = (
+    '# pqtwin --dry-run: Secret values are redacted ("<redacted: N bytes>"), so this does not apply as is; the\n'
+    "# public keys in the trust ConfigMaps belong to private keys that were never shown or kept.\n"
+)
 
 # --- run ----------------------------------------------------------------------------------------------
 
@@ -59,15 +65,20 @@ class Rendered:
     namespace: str
     run_id: str
     objects: list[dict[str, Any]]
+    reveal_secrets: bool = False
 
     @property
     def manifests(self) -> str:
-        return render.to_yaml(self.objects)
+        """The objects as YAML; Secret values redacted unless ``reveal_secrets`` (then `kubectl apply -f` runs it)."""
+        if self.reveal_secrets:
+            return render.to_yaml(self.objects)
+        return REDACTED_HEAD + render.to_yaml(render.redact(self.objects))
 
 
 def render_run(scenario: Scenario | str | Path, mode: str, rounds: int, seed: int, *, namespace: str | None = None,
-               image: str | None = None) -> Rendered:  # fmt: skip
-    """Every object of a run on the cluster, touching no cluster (``--dry-run`` prints ``manifests``)."""
+               image: str | None = None, reveal_secrets: bool = False) -> Rendered:  # fmt: skip
+    """Every object of a run on the cluster, touching no cluster (``--dry-run`` prints ``manifests``: private
+    keys redacted unless ``reveal_secrets``)."""
     s = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
     ns, image = namespace or render.DEFAULT_NAMESPACE, image or render.DEFAULT_IMAGE
     run_id = _run_id(s.name)
@@ -75,7 +86,7 @@ def render_run(scenario: Scenario | str | Path, mode: str, rounds: int, seed: in
     plan = render.plan(s, mode, rounds, seed, epoch)
     objects = render.render(s, mode, rounds, seed, namespace=ns, image=image, run_id=run_id, epoch=epoch,
                             keys=render.make_keys(plan), the_plan=plan)  # fmt: skip
-    return Rendered(s, plan, ns, run_id, objects)
+    return Rendered(s, plan, ns, run_id, objects, reveal_secrets)
 
 
 def run_k8s(
@@ -92,7 +103,11 @@ def run_k8s(
     r = render_run(scenario, mode, rounds, seed, namespace=namespace, image=image)
     s, plan, ns, run_id, objects = r.scenario, r.plan, r.namespace, r.run_id, r.objects
     cluster = Cluster(kubeconfig, context)
-    cluster.check_hosts(sorted({p.host for p in plan.pods}), f"{s.path}: deployment.hosts")
+    notes = [] if render.pinned(image or render.DEFAULT_IMAGE) else [_unpinned(image or render.DEFAULT_IMAGE)]
+    try:
+        cluster.check_hosts(sorted({p.host for p in plan.pods}), f"{s.path}: deployment.hosts")
+    except NoNodeAccess as exc:
+        notes.append(str(exc))
     out = Path(out_dir)
     rundir.prepare(out)
     plan.config.write(out)
@@ -101,7 +116,7 @@ def run_k8s(
     names = {p.k8s: p.name for p in plan.pods}
     watcher = Watcher(cluster, ns, render.selector(s.name, run_id), out / "logs",
                       lambda pod: names.get(pod["metadata"]["name"]))  # fmt: skip
-    objs = Objects(cluster, ns)
+    objs = Objects(cluster, ns, render.selector(s.name, run_id))
     state, reason, error = "failed", "", None
     started_at = time.monotonic()
     try:
@@ -120,10 +135,15 @@ def run_k8s(
         if state != "completed":  # deleted pods end their log streams; keep what they printed
             watcher.finish_logs(timeout_s=0.5 if keep else 3.0)
         summary = _collect(s, out, plan, watcher, state, reason, codes, time.monotonic() - started_at, ns, run_id,
-                           problems)  # fmt: skip
+                           notes + problems)  # fmt: skip
     if error is not None:
         raise error
     return summary
+
+
+def _unpinned(image: str) -> str:
+    return (f"image {image} is a tag, not a digest: nodes that pulled it at different times may run different "
+            "builds; pass --image NAME@sha256:DIGEST (k8s/README.md says how to get it)")  # fmt: skip
 
 
 def _follow(w: Watcher, objs: Objects, plan: render.Plan, start_timeout_s: float, finish_timeout_s: float | None,
@@ -246,20 +266,19 @@ def calibrate_k8s(
     if dry_run:
         if not nodes:
             raise UserError("--nodes: a dry run asks no cluster, so name the nodes to calibrate")
-        objects = render.namespace_objects(ns, "calibration", run_id) + render.calibration_jobs(
+        objects = render.shared_objects(ns, "calibration", run_id) + render.calibration_jobs(
             dict.fromkeys(nodes, 4), namespace=ns, image=image, run_id=run_id, quick=quick, provider=provider,
             algorithms=algorithms)  # fmt: skip
         return {"dry_run": True, "manifests": render.to_yaml(objects), "objects": objects}
     cluster = Cluster(kubeconfig, context)
     found = _nodes_to_calibrate(cluster, nodes)
-    cores = {name: max(1, int(float(str(n["status"]["allocatable"].get("cpu", "1")).rstrip("m")) // 1))
-             for name, n in found.items()}  # fmt: skip
+    cores = {name: _cores(n) for name, n in found.items()}
     jobs = render.calibration_jobs(cores, namespace=ns, image=image, run_id=run_id, quick=quick, provider=provider,
                                    algorithms=algorithms)  # fmt: skip
-    objects = render.namespace_objects(ns, "calibration", run_id) + jobs
+    objects = render.shared_objects(ns, "calibration", run_id) + jobs
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    objs = Objects(cluster, ns)
+    objs = Objects(cluster, ns, {render.RUN_LABEL: run_id})
     node_of = lambda pod: pod["metadata"].get("labels", {}).get(render.NODE_LABEL)  # noqa: E731
     label_to_node = {render.label_value(n): n for n in found}
     w = Watcher(cluster, ns, {render.RUN_LABEL: run_id}, out / "logs",
@@ -298,13 +317,27 @@ def calibrate_k8s(
 
 
 def _nodes_to_calibrate(cluster: Cluster, nodes: list[str] | None) -> dict[str, dict[str, Any]]:
-    """The named nodes (each checked), or every Ready node of the cluster."""
+    """The named nodes (each checked, when the user may list nodes), or every Ready node of the cluster."""
     if nodes:
-        return cluster.check_hosts(nodes, "--nodes")
-    found = {n["metadata"]["name"]: n for n in cluster.nodes() if node_ready(n)}
+        try:
+            return cluster.check_hosts(nodes, "--nodes")
+        except NoNodeAccess:
+            return {n: {} for n in nodes}  # unchecked: a missing node shows as an unschedulable Job pod
+    try:
+        listed = cluster.nodes()
+    except NoNodeAccess:
+        raise UserError("--nodes: this user may not list the cluster's nodes, so name the nodes to calibrate (or "
+                        "bind the ClusterRole in k8s/rbac/pqtwin-node-reader.yaml)") from None  # fmt: skip
+    found = {n["metadata"]["name"]: n for n in listed if node_ready(n)}
     if not found:
         raise UserError("no Ready node in the cluster; check `kubectl get nodes`")
     return found
+
+
+def _cores(node: dict[str, Any]) -> int:
+    """A node's allocatable whole cores (2 when unknown: enough for a calibration Job, render.calibration_jobs)."""
+    cpu = str(node.get("status", {}).get("allocatable", {}).get("cpu", "2"))
+    return max(1, int(float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)))
 
 
 def _profile(w: Watcher, pod: str, node: str, end: dict[str, Any], out: Path) -> Path:

@@ -1,6 +1,10 @@
 """The Kubernetes client wrappers of the backend (official ``kubernetes`` client): ``Cluster`` (a checked
 connection and the preflight of scenario hosts against Ready nodes), ``Objects`` (creating a run's objects
 and deleting what was created) and the helpers that turn API errors into one ``UserError`` line each.
+
+Permissions (k8s/rbac/): everything happens in one namespace that an admin created, with the
+``pqtwin-operator`` Role bound there. Nothing here creates or deletes a namespace. Listing nodes needs the
+optional ``pqtwin-node-reader`` ClusterRole; without it the host preflight is skipped (``NoNodeAccess``).
 """
 
 from __future__ import annotations
@@ -19,6 +23,21 @@ from hw.k8s import render
 from sim.errors import UserError
 
 SHARED = ("ServiceAccount", "NetworkPolicy/pqtwin-default-deny")  # may pre-exist in a namespace we reuse
+CLEANUP_WAIT_S = 30.0  # how long cleanup waits for deleted pods to go (their names are free again after)
+RBAC_HINT = (
+    "an admin creates the namespace and binds the operator Role in it: `kubectl apply -f "
+    "k8s/rbac/pqtwin-operator.yaml` (namespace pqtwin), or for another namespace and user `python -m hw.k8s rbac "
+    "DIR --namespace NS --user NAME`"
+)
+
+LEFTOVERS = (  # how to delete what a run left (--keep, or a cleanup cut short); the Role allows it
+    "`kubectl -n {ns} delete pods,services,configmaps,secrets,networkpolicies,serviceaccounts,jobs "
+    "-l app.kubernetes.io/managed-by=pqtwin`"
+)
+
+
+class NoNodeAccess(Exception):
+    """The kubeconfig's user may not list nodes (no ``pqtwin-node-reader``): the message says what to do."""
 
 
 # --- connection and preflight -------------------------------------------------------------------------
@@ -69,7 +88,16 @@ class Cluster:
         return str(json.loads(resp.data).get("gitVersion", "?"))
 
     def nodes(self) -> list[dict[str, Any]]:
-        return list(_raw(self.core.list_node)["items"])
+        """Every node; NoNodeAccess when the user may not list them (403)."""
+        try:
+            return list(_raw(self.core.list_node)["items"])
+        except ApiException as exc:
+            if exc.status == 403:
+                raise NoNodeAccess(
+                    "the scenario's hosts were not checked against the cluster's nodes: this user may not list "
+                    "nodes (bind the optional ClusterRole in k8s/rbac/pqtwin-node-reader.yaml to check them first)"
+                ) from None
+            raise api_error(exc, "listing nodes", "") from None
 
     def check_hosts(self, hosts: list[str], where: str) -> dict[str, dict[str, Any]]:
         """Each scenario host's node (by name or kubernetes.io/hostname); UserError if missing or not Ready."""
@@ -123,12 +151,12 @@ def node_ready(node: dict[str, Any]) -> bool:
 
 
 class Objects:
-    """Creates a run's objects in order and deletes what it created (a namespace it created, whole)."""
+    """Creates a run's objects in order, in an existing namespace, and deletes what it created."""
 
-    def __init__(self, cluster: Cluster, namespace: str) -> None:
+    def __init__(self, cluster: Cluster, namespace: str, selector: dict[str, str] | None = None) -> None:
         self.c, self.ns = cluster, namespace
+        self.selector = selector  # the run's pods, waited for at cleanup
         self.created: list[tuple[str, str]] = []  # (kind, name)
-        self.created_namespace = False
 
     def _create_call(self, kind: str) -> Callable[..., Any]:
         c = self.c
@@ -158,9 +186,8 @@ class Objects:
     def create(self, objects: list[dict[str, Any]]) -> None:
         for obj in objects:
             kind, name = obj["kind"], obj["metadata"]["name"]
-            if kind == "Namespace":
-                self._namespace(obj)
-                continue
+            if kind == "Namespace":  # never ours to create (k8s/rbac/pqtwin-operator.yaml)
+                raise ValueError("the backend does not create namespaces")
             try:
                 _raw(self._create_call(kind), self.ns, obj)
             except ApiException as exc:
@@ -168,24 +195,6 @@ class Objects:
                     continue  # identical shared objects of the namespace (a kept earlier run, a calibration)
                 raise api_error(exc, f"creating {kind} {name} in namespace {self.ns}", self.ns) from None
             self.created.append((kind, name))
-
-    def _namespace(self, obj: dict[str, Any]) -> None:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                _raw(self.c.core.create_namespace, obj)
-                self.created_namespace = True
-                return
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise api_error(exc, f"creating namespace {self.ns}", self.ns) from None
-            existing = _raw(self.c.core.read_namespace, self.ns)
-            if existing.get("status", {}).get("phase") != "Terminating":
-                return  # reuse it; objects of an earlier run in it make creation fail with a clear line
-            if time.monotonic() > deadline:
-                raise UserError(f"namespace {self.ns} is still being deleted after 120 s (an earlier run's); "
-                                f"check `kubectl get namespace {self.ns}`, or pass --namespace")  # fmt: skip
-            time.sleep(1.0)
 
     def delete(self, kind: str, name: str, grace_s: int | None = None) -> None:
         kwargs: dict[str, Any] = {}
@@ -199,20 +208,26 @@ class Objects:
             if exc.status != 404:
                 raise
 
-    def cleanup(self) -> list[str]:
-        """Delete what was created; problems are returned (one line each), not raised."""
-        problems = []
+    def cleanup(self, wait_s: float = CLEANUP_WAIT_S) -> list[str]:
+        """Delete what was created (the namespace stays: it is the admin's), then wait up to ``wait_s`` for the
+        run's pods to be gone, so that the next run can reuse their names. Problems are returned (one line
+        each), not raised."""
         try:
-            if self.created_namespace:
-                _raw(self.c.core.delete_namespace, self.ns, propagation_policy="Background")
-                return []
             for kind, name in reversed(self.created):
                 self.delete(kind, name, grace_s=5 if kind == "Pod" else None)
+            self.created.clear()
+            if self.selector is not None:
+                label = ",".join(f"{k}={v}" for k, v in self.selector.items())
+                deadline = time.monotonic() + wait_s
+                while _raw(self.c.core.list_namespaced_pod, self.ns, label_selector=label)["items"]:
+                    if time.monotonic() > deadline:
+                        return [f"pods of the run in namespace {self.ns} still terminating after {wait_s:.0f} s; "
+                                f"check `kubectl -n {self.ns} get pods -l {label}`"]  # fmt: skip
+                    time.sleep(0.2)
         except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
-            problems.append(f"cleanup of namespace {self.ns} incomplete ({why(exc)}); "
-                            f"delete its pqtwin objects with `kubectl -n {self.ns} delete all,cm,secret,netpol,sa "
-                            "-l app.kubernetes.io/managed-by=pqtwin`")  # fmt: skip
-        return problems
+            return [f"cleanup of namespace {self.ns} incomplete ({why(exc)}); delete the run's objects with "
+                    f"{LEFTOVERS.format(ns=self.ns)}"]  # fmt: skip
+        return []
 
 
 def api_error(exc: ApiException, doing: str, ns: str) -> UserError:
@@ -224,8 +239,13 @@ def api_error(exc: ApiException, doing: str, ns: str) -> UserError:
     message = message or str(exc.reason)
     if exc.status == 409:
         return UserError(f"{doing}: it already exists (left by an earlier run with --keep?); delete the run's objects "
-                         f"(`kubectl delete namespace {ns}`) or pass another --namespace")  # fmt: skip
+                         f"({LEFTOVERS.format(ns=ns)}) or pass another --namespace")  # fmt: skip
+    if exc.status == 404 and "namespaces" in message and "not found" in message:
+        return UserError(f"{doing}: namespace {ns} does not exist, and pqtwin does not create namespaces: "
+                         f"{RBAC_HINT}")  # fmt: skip
+    if exc.status == 403 and "being terminated" in message:
+        return UserError(f"{doing}: namespace {ns} is being deleted; wait, or pass another --namespace")
     if exc.status in (401, 403):
-        return UserError(f"{doing}: {exc.status} {exc.reason}: {message}; check that your kubeconfig user may create "
-                         "these objects (k8s/rbac/pqtwin-operator.yaml lists what the backend needs)")  # fmt: skip
+        return UserError(f"{doing}: {exc.status} {exc.reason}: {message}; check that your kubeconfig user has the "
+                         f"pqtwin-operator Role in namespace {ns} -- {RBAC_HINT}")  # fmt: skip
     return UserError(f"{doing}: {exc.status} {exc.reason}: {message}")

@@ -16,6 +16,8 @@ DEFAULT_NAMESPACE = "pqtwin"
 RUN_DIR = "/var/lib/pqtwin"
 FL_PORT, TELEMETRY_PORT, METRICS_PORT = 7000, 7100, 9464
 RUNNER_SA = "pqtwin-runner"
+OPERATOR = "pqtwin-operator"  # the Role (in the run's namespace) and its RoleBinding: what pqtwin may do there
+NODE_READER = "pqtwin-node-reader"  # the optional ClusterRole: list nodes (the preflight of scenario hosts)
 RUN_CONFIG = "pqtwin-run"
 CONNECT_TIMEOUT_S = 600.0  # pods on different nodes may start minutes apart (image pulls on a Pi)
 UID = 10001
@@ -25,6 +27,7 @@ RUN_LABEL = "pqtwin.io/run"
 POD_LABEL = "pqtwin.io/pod"
 NODE_LABEL = "pqtwin.io/node"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")  # an image pinned by content (`NAME@sha256:HEX`)
 
 
 def k8s_name(name: str) -> str:

@@ -5,13 +5,15 @@ per host where the scenario's devices attach. Crypto worker pods of the scenario
 aggregator, as in the local twin (``workers`` in run.json); they are not separate pods. run.json is the
 same ``RunConfig`` the local backend writes (hw/runconfig.py), addressed by ``ClusterAddressing``.
 
-Resources, from the scenario: CPU wanted = 1 core per client (+0.25 when it receives telemetry), 1 core
-for a sequential aggregator or ``min(workers, host cores)`` for a concurrent one, 0.1 core + 5 m per
-emulated device; requests on a host are scaled down together to at most 75 % of its cores (room for the
-cluster's own pods), limits are the host's cores (no throttling below the machine). Memory request = a
-base (Python, NumPy, pandas, pyarrow, cryptography) + model copies: aggregator 384 Mi + (4 + 3 x
-clients) x model size, client 320 Mi + 8 x model size, emulator 192 Mi + 0.25 Mi a device; limits are
-twice the requests.
+Resources, from the scenario, with requests = limits for CPU and memory (QoS class Guaranteed: these are
+timing runs, so no pod may be squeezed or evicted before best-effort neighbours, and under the kubelet's
+static CPU manager policy a whole-core pod gets cores of its own). CPU wanted = 1 core per client (+0.25
+when it receives telemetry), 1 core for a sequential aggregator or ``min(workers, host cores)`` for a
+concurrent one, 0.1 core + 5 m per emulated device; on a host they are scaled down together to at most
+75 % of its cores (room for the cluster's own pods). The limit is that same amount: a pod's CPU is capped
+where the scenario says it gets. Memory = twice an estimate of a base (Python, NumPy, pandas, pyarrow,
+cryptography) + model copies -- aggregator 384 Mi + (4 + 3 x clients) x model size, client 320 Mi + 8 x
+model size, emulator 192 Mi + 0.25 Mi a device -- as the limit is also the OOM-kill line.
 
 Device access links (BLE, Wi-Fi ...) are not real on a cluster: each population's path from its devices
 to the first cluster host on the way to its pod is emulated by a shaping proxy inside the emulator pod
@@ -158,11 +160,8 @@ def _resources(s: Scenario, pods: list[PodPlan], n_workers: int, mode: str) -> N
         scale = min(1.0, 750.0 * n / total) if total else 1.0
         for p in on_host:
             cpu = max(50, int(math.floor(want[p.name] * scale / 10) * 10))
-            mem = math.ceil(memory[p.name])
-            p.resources = {
-                "requests": {"cpu": f"{cpu}m", "memory": f"{mem}Mi"},
-                "limits": {"cpu": str(n), "memory": f"{2 * mem}Mi"},
-            }
+            amount = {"cpu": f"{cpu}m", "memory": f"{2 * math.ceil(memory[p.name])}Mi"}  # 1000m: a whole core
+            p.resources = {"requests": amount, "limits": dict(amount)}  # Guaranteed QoS (module docstring)
 
 
 # --- keys ---------------------------------------------------------------------------------------------

@@ -4,21 +4,25 @@ The pods and their run.json come from the plan (hw/k8s/planning.py); each runs
 ``python -m hw.node RUN_DIR NAME ROLE``, pinned to its scenario host by required node affinity on
 ``kubernetes.io/hostname`` (scenario host names are cluster node names).
 
-Per run: a Namespace (Pod Security ``restricted`` enforced), a ServiceAccount bound to no Role and
-whose token is not mounted (the pods never call the API: that is the least RBAC the runner needs), the
-scenario and ``run.json`` as a ConfigMap, each pod's private keys as its own Secret and its peers' public
-keys as its own ConfigMap (need to know; also keeps each under the 1 MiB object limit), a Service for the
-aggregator's FL port and for each client that receives telemetry, NetworkPolicies (default deny; DNS; FL
-from clients to the aggregator; telemetry from device emulators to clients; metrics from anywhere), and
-the pods.
+Per run, in a namespace that already exists (an admin creates it, with Pod Security ``restricted``
+enforced and the operator's Role: ``operator_rbac``, k8s/rbac/): a ServiceAccount bound to no Role and
+whose token is not mounted (the pods never call the API), the scenario and ``run.json`` as a ConfigMap,
+each pod's private keys as its own Secret and its peers' public keys as its own ConfigMap (need to know;
+also keeps each under the 1 MiB object limit) -- all three immutable, as nothing updates them after
+creation --, a Service for the aggregator's FL port and for each client that receives telemetry,
+NetworkPolicies (default deny; DNS; FL from clients to the aggregator; telemetry from device emulators to
+clients; metrics from pods of the same namespace only), and the pods.
 
 Every container: non-root (uid 10001), no privilege escalation, all capabilities dropped, seccomp
 RuntimeDefault, read-only root filesystem; the run directory and /tmp are emptyDirs; run.json and
 scenario.yaml are mounted into the run directory from the ConfigMap (subPath), keys below it. Probes and
-Prometheus scrape annotations use the metrics port (``/healthz``, ``/metrics``; hw/node/metrics.py). The FL
-port gets no probe: the aggregator accepts exactly one connection per client.
+Prometheus scrape annotations use the metrics port (hw/node/metrics.py): readiness ``/readyz`` (the node
+serves), liveness ``/healthz`` (its main loop makes progress), ``/metrics``. The FL port gets no probe: the
+aggregator accepts exactly one connection per client. The image is used as given: ``NAME@sha256:DIGEST``
+pins it by content (``pinned``).
 
-Resources and emulated access links: see hw/k8s/planning.py. Pod-to-pod traffic is never shaped.
+Resources (requests = limits: Guaranteed QoS) and emulated access links: see hw/k8s/planning.py. Pod-to-pod
+traffic is never shaped.
 """
 
 from __future__ import annotations
@@ -32,11 +36,14 @@ import yaml
 from hw.k8s.names import (
     DEFAULT_IMAGE,
     DEFAULT_NAMESPACE,
+    DIGEST,
     FL_PORT,
     HOSTNAME_LABEL,
     IMAGE_NAME,
     METRICS_PORT,
     NODE_LABEL,
+    NODE_READER,
+    OPERATOR,
     PART_OF,
     POD_LABEL,
     RUN_CONFIG,
@@ -50,13 +57,15 @@ from hw.k8s.names import (
     label_value,
 )
 from hw.k8s.planning import ClusterAddressing, Keys, Plan, PodPlan, make_keys, plan
+from sim.errors import UserError
 from sim.scenario import Scenario
 
 __all__ = [  # the planning and naming API, re-exported: `render` is the one door from a Scenario to objects
-    "DEFAULT_IMAGE", "DEFAULT_NAMESPACE", "IMAGE_NAME", "METRICS_PORT", "NODE_LABEL", "POD_LABEL", "RUNNER_SA",
-    "RUN_CONFIG", "RUN_DIR", "RUN_LABEL", "VERSION", "ClusterAddressing", "Keys", "Plan", "PodPlan", "base_files",
-    "calibration_jobs", "dump", "k8s_name", "key_files", "label_value", "make_keys", "namespace_objects", "plan",
-    "redact", "render", "selector", "to_yaml", "write_files",
+    "DEFAULT_IMAGE", "DEFAULT_NAMESPACE", "IMAGE_NAME", "METRICS_PORT", "NODE_LABEL", "NODE_READER", "OPERATOR",
+    "POD_LABEL", "RUNNER_SA", "RUN_CONFIG", "RUN_DIR", "RUN_LABEL", "VERSION", "ClusterAddressing", "Keys", "Plan",
+    "PodPlan", "base_files", "calibration_jobs", "check_image", "dump", "k8s_name", "key_files", "label_value",
+    "make_keys", "namespace_object", "node_reader", "operator_rbac", "pinned", "plan", "rbac_files", "redact",
+    "render", "selector", "shared_objects", "to_yaml", "user", "write_files",
 ]  # fmt: skip
 
 GENERATED = (
@@ -121,14 +130,11 @@ def selector(instance: str, run_id: str | None = None, **match: str) -> dict[str
     return out
 
 
-def namespace_objects(namespace: str, instance: str, run_id: str | None = None) -> list[dict[str, Any]]:
-    """Namespace (restricted Pod Security), the runner ServiceAccount and the default-deny policy:
-    shared by runs and calibration Jobs."""
+def shared_objects(namespace: str, instance: str, run_id: str | None = None) -> list[dict[str, Any]]:
+    """The runner ServiceAccount and the default-deny policy, shared by runs and calibration Jobs. Not the
+    Namespace: pqtwin never creates or deletes one (``operator_rbac``)."""
     lab = labels(instance, "namespace", run_id)
-    psa = {f"pod-security.kubernetes.io/{m}": "restricted" for m in ("enforce", "audit", "warn")}
-    psa["pod-security.kubernetes.io/enforce-version"] = "latest"
     return [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": lab | psa}},
         {
             "apiVersion": "v1",
             "kind": "ServiceAccount",
@@ -143,6 +149,106 @@ def namespace_objects(namespace: str, instance: str, run_id: str | None = None) 
             "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
         },
     ]
+
+
+# --- what an admin applies once per namespace: the namespace and the operator's RBAC ---------------------
+
+RBAC_API = "rbac.authorization.k8s.io"
+RBAC_LABELS = {"app.kubernetes.io/name": IMAGE_NAME, "app.kubernetes.io/part-of": PART_OF}
+# What run_k8s and calibrate_k8s do in the run's namespace, and nothing else. `list` beyond pods only lets
+# `kubectl delete -l` find a kept run's objects; it reveals nothing new (who may create pods in a namespace
+# may mount its Secrets anyway). No Namespace verbs: the operator cannot create, relabel or delete one.
+OPERATOR_RULES: list[dict[str, Any]] = [
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "delete", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["configmaps", "secrets", "services", "serviceaccounts"],
+     "verbs": ["create", "delete", "list"]},
+    {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["create", "delete", "list"]},
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "delete", "list"]},
+]  # fmt: skip
+
+
+def user(name: str) -> dict[str, str]:
+    """A RoleBinding subject: a kubeconfig user (a person, or a client certificate's CN)."""
+    return {"kind": "User", "apiGroup": RBAC_API, "name": name}
+
+
+def namespace_object(namespace: str) -> dict[str, Any]:
+    """A run namespace with the restricted Pod Security profile enforced (an admin creates it: the operator
+    may not, so it cannot weaken these labels either)."""
+    psa = {f"pod-security.kubernetes.io/{m}": "restricted" for m in ("enforce", "audit", "warn")}
+    psa["pod-security.kubernetes.io/enforce-version"] = "latest"
+    lab = RBAC_LABELS | {"app.kubernetes.io/component": "namespace"}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": lab | psa}}
+
+
+def operator_rbac(
+    namespace: str = DEFAULT_NAMESPACE, subjects: list[dict[str, str]] | None = None
+) -> list[dict[str, Any]]:
+    """The namespace, the ``pqtwin-operator`` Role in it and a RoleBinding to ``subjects`` (default: the
+    placeholder user ``pqtwin-operator``): everything the backend needs, confined to that namespace."""
+    lab = RBAC_LABELS | {"app.kubernetes.io/component": "rbac"}
+    meta = {"name": OPERATOR, "namespace": namespace, "labels": lab}
+    return [
+        namespace_object(namespace),
+        {"apiVersion": f"{RBAC_API}/v1", "kind": "Role", "metadata": meta, "rules": OPERATOR_RULES},
+        {"apiVersion": f"{RBAC_API}/v1", "kind": "RoleBinding", "metadata": meta,
+         "roleRef": {"apiGroup": RBAC_API, "kind": "Role", "name": OPERATOR},
+         "subjects": subjects or [user(OPERATOR)]},
+    ]  # fmt: skip
+
+
+def node_reader() -> dict[str, Any]:
+    """The optional ClusterRole ``pqtwin-node-reader``: list nodes (read-only), so that a run checks its
+    scenario hosts against Ready nodes first and calibration finds every node by itself."""
+    lab = RBAC_LABELS | {"app.kubernetes.io/component": "rbac"}
+    return {"apiVersion": f"{RBAC_API}/v1", "kind": "ClusterRole", "metadata": {"name": NODE_READER, "labels": lab},
+            "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["list"]}]}  # fmt: skip
+
+
+RBAC_HEAD = """\
+# Generated by `python -m hw.k8s rbac k8s/rbac` from hw/k8s/render.py (operator_rbac, node_reader);
+# tests/test_k8s_render.py checks that it matches. Do not edit by hand: regenerate, e.g. for another namespace
+# and user: `python -m hw.k8s rbac DIR --namespace lab --user alice` (or --service-account NS/NAME).
+"""
+
+
+def rbac_files(namespace: str = DEFAULT_NAMESPACE, subjects: list[dict[str, str]] | None = None) -> dict[str, str]:
+    """k8s/rbac as files: the operator's namespace, Role and RoleBinding, and the optional node reader."""
+    who = ", ".join(f"{s['kind']} {s.get('namespace', '') + '/' if s.get('namespace') else ''}{s['name']}"
+                    for s in subjects or [user(OPERATOR)])  # fmt: skip
+    operator = (
+        RBAC_HEAD
+        + f"#\n# An admin applies this once: it creates namespace {namespace} (restricted Pod Security enforced) and\n"
+        + f"# lets {who} run pqtwin there -- create and delete a run's pods, Secrets, ConfigMaps,\n"
+        + "# Services, ServiceAccounts, NetworkPolicies and Jobs, follow its pods and their logs -- and nothing\n"
+        + "# elsewhere: no cluster-wide rights, no namespace verbs. pqtwin never creates or deletes namespaces; it\n"
+        + "# cleans up by deleting the objects it created. `kubectl apply -f` this, then pass --namespace to pqtwin\n"
+        + "# when it is not the default (pqtwin).\n"
+    )
+    reader = (
+        RBAC_HEAD
+        + "#\n# Optional, read-only: lets the operator list nodes, so that a run first checks that every scenario\n"
+        + "# host is a Ready node, and `pqtwin calibrate --backend k8s` without --nodes finds every node. Without\n"
+        + "# it, runs skip that check (with a warning; scheduling problems are still reported) and calibration\n"
+        + "# needs --nodes.\n"
+        + f"#\n#   kubectl apply -f pqtwin-node-reader.yaml\n#   kubectl create clusterrolebinding {NODE_READER} "
+        + f"--clusterrole={NODE_READER} --user=NAME\n"
+    )
+    return {"pqtwin-operator.yaml": operator + to_yaml(operator_rbac(namespace, subjects)),
+            "pqtwin-node-reader.yaml": reader + to_yaml([node_reader()])}  # fmt: skip
+
+
+def check_image(image: str) -> str:
+    """``image`` as given (a digest is used verbatim); UserError for a malformed digest reference."""
+    if "@" in image and not DIGEST.search(image):
+        raise UserError(f"--image: a digest reference is NAME@sha256: and 64 lower-case hex digits (got {image!r})")
+    return image
+
+
+def pinned(image: str) -> bool:
+    """Whether ``image`` names its content (``@sha256:``) rather than a tag another push can move."""
+    return bool(DIGEST.search(image))
 
 
 def _port(name: str, number: int) -> dict[str, Any]:
@@ -169,7 +275,7 @@ def _pod_spec(host: str, container: dict[str, Any], volumes: list[dict[str, Any]
 
 
 def pod_object(p: PodPlan, instance: str, namespace: str, image: str, run_id: str | None) -> dict[str, Any]:
-    probe = {"httpGet": {"path": "/healthz", "port": "metrics"}, "timeoutSeconds": 5}
+    probe = lambda path: {"httpGet": {"path": path, "port": "metrics"}, "timeoutSeconds": 5}  # noqa: E731
     container = {
         "name": "node",
         "image": image,
@@ -179,8 +285,10 @@ def pod_object(p: PodPlan, instance: str, namespace: str, image: str, run_id: st
         "ports": [_port(n, v) for n, v in p.ports.items()],
         "resources": p.resources,
         "securityContext": CONTAINER_SECURITY,
-        "readinessProbe": probe | {"periodSeconds": 5, "failureThreshold": 3},
-        "livenessProbe": probe | {"initialDelaySeconds": 15, "periodSeconds": 10, "failureThreshold": 6},
+        # ready while it serves; live while its main loop makes progress: a hung node is killed (restartPolicy
+        # Never: its pod fails as a crashed one does) instead of holding the run until the run's timeout
+        "readinessProbe": probe("/readyz") | {"periodSeconds": 5, "failureThreshold": 3},
+        "livenessProbe": probe("/healthz") | {"initialDelaySeconds": 15, "periodSeconds": 10, "failureThreshold": 6},
         "volumeMounts": [
             {"name": "run", "mountPath": RUN_DIR},
             {"name": "config", "mountPath": f"{RUN_DIR}/run.json", "subPath": "run.json", "readOnly": True},
@@ -248,9 +356,11 @@ def network_policies(p: Plan, namespace: str, run_id: str | None) -> list[dict[s
                                 "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
                         "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}],
         }),
+        # scrapes from pods of this namespace only (a podSelector without namespaceSelector); kubelet probes
+        # come from the pod's own node, which NetworkPolicies always allow
         _policy("pqtwin-metrics", namespace, lab, {
             "podSelector": every, "policyTypes": ["Ingress"],
-            "ingress": [{"from": [{"namespaceSelector": {}}], "ports": tcp(METRICS_PORT)}],
+            "ingress": [{"from": [{"podSelector": {}}], "ports": tcp(METRICS_PORT)}],
         }),
         _policy("pqtwin-fl-aggregator", namespace, lab, {
             "podSelector": of("aggregator"), "policyTypes": ["Ingress"],
@@ -280,6 +390,7 @@ def run_config_object(p: Plan, namespace: str, run_id: str | None) -> dict[str, 
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": RUN_CONFIG, "namespace": namespace, "labels": labels(p.scenario.name, "config", run_id)},
+        "immutable": True,  # written once per run (the kubelet then stops watching it)
         "data": {"run.json": p.config.to_json(), "scenario.yaml": p.scenario.to_yaml()},
     }
 
@@ -290,9 +401,10 @@ def key_objects(p: Plan, keys: Keys, namespace: str, run_id: str | None) -> list
         lab = labels(p.scenario.name, "keys", run_id, **{POD_LABEL: pod.name})
         secret = {"name": f"pqtwin-identity-{pod.k8s}", "namespace": namespace, "labels": lab}
         trust = {"name": f"pqtwin-trust-{pod.k8s}", "namespace": namespace, "labels": lab}
-        out.append({"apiVersion": "v1", "kind": "Secret", "metadata": secret, "type": "Opaque",
+        # immutable: a run's keys never change after creation (no one can swap a pod's identity under it)
+        out.append({"apiVersion": "v1", "kind": "Secret", "metadata": secret, "type": "Opaque", "immutable": True,
                     "data": {"identity.json": base64.b64encode(keys.identity[pod.k8s].encode()).decode()}})  # fmt: skip
-        out.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": trust,
+        out.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": trust, "immutable": True,
                     "data": {"trust.json": keys.trust[pod.k8s]}})  # fmt: skip
     return out
 
@@ -300,10 +412,11 @@ def key_objects(p: Plan, keys: Keys, namespace: str, run_id: str | None) -> list
 def render(s: Scenario, mode: str, rounds: int, seed: int, *, namespace: str = DEFAULT_NAMESPACE,
            image: str = DEFAULT_IMAGE, run_id: str | None = None, epoch: float = 0.0,
            keys: Keys | None = None, the_plan: Plan | None = None) -> list[dict[str, Any]]:  # fmt: skip
-    """Every object of a run, in creation order. Without ``keys``, no Secrets and trust ConfigMaps (k8s/base
-    has kustomize generators for them instead)."""
+    """Every object of a run, in creation order (the namespace is not one: ``operator_rbac``). Without
+    ``keys``, no Secrets and trust ConfigMaps (k8s/base has kustomize generators for them instead)."""
+    image = check_image(image)
     p = the_plan or plan(s, mode, rounds, seed, epoch)
-    out = namespace_objects(namespace, s.name, run_id)
+    out = shared_objects(namespace, s.name, run_id)
     out += network_policies(p, namespace, run_id)
     out.append(run_config_object(p, namespace, run_id))
     if keys is not None:
@@ -316,20 +429,25 @@ def render(s: Scenario, mode: str, rounds: int, seed: int, *, namespace: str = D
 def calibration_jobs(nodes: dict[str, int], *, namespace: str = DEFAULT_NAMESPACE, image: str = DEFAULT_IMAGE,
                      run_id: str | None = None, quick: bool = False, provider: str | None = None,
                      algorithms: list[str] | None = None) -> list[dict[str, Any]]:  # fmt: skip
-    """One calibration Job per node ({node name: cores}); each prints its profile to its log."""
+    """One calibration Job per node ({node name: cores}); each prints its profile to its log.
+
+    Guaranteed QoS, as the runs: two whole cores (or the node's one), requests = limits -- the measured ops
+    run on one thread, and the loopback measurement's reader thread gets a core of its own."""
+    image = check_image(image)
     out = []
     for node, cores in nodes.items():
         args = ["python", "-m", "hw.k8s.pod", "calibrate", "--name", node]
         args += ["--quick"] * quick + (["--provider", provider] if provider else [])
         args += ["--algorithms", ",".join(algorithms)] if algorithms else []
         lab = labels("calibration", "calibration", run_id, **{NODE_LABEL: node})
+        amount = {"cpu": str(max(1, min(2, cores))), "memory": "1Gi"}
         container = {
             "name": "calibrate",
             "image": image,
             "imagePullPolicy": "IfNotPresent",
             "command": args,
             "env": ENV[:3],  # calibrate measures training with NumPy's own thread count, as on a laptop
-            "resources": {"requests": {"cpu": "1", "memory": "512Mi"}, "limits": {"cpu": str(cores), "memory": "1Gi"}},
+            "resources": {"requests": amount, "limits": dict(amount)},
             "securityContext": CONTAINER_SECURITY,
             "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
         }
@@ -365,11 +483,16 @@ def to_yaml(objects: list[dict[str, Any]]) -> str:
 
 
 def redact(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The objects with Secret data replaced (what a run directory keeps)."""
+    """The objects with every Secret value replaced by ``<redacted: N bytes>`` (what ``--dry-run`` prints and a
+    run directory keeps). Not applicable as is: the placeholder is not base64, so `kubectl apply` refuses it."""
     out = []
     for o in objects:
         if o["kind"] == "Secret":
-            o = {**o, "data": dict.fromkeys(o.get("data", {}), "<redacted>")}
+            o = dict(o)
+            if "data" in o:
+                o["data"] = {k: f"<redacted: {len(base64.b64decode(v))} bytes>" for k, v in o["data"].items()}
+            if "stringData" in o:
+                o["stringData"] = {k: f"<redacted: {len(v.encode())} bytes>" for k, v in o["stringData"].items()}
         out.append(o)
     return out
 
@@ -380,19 +503,19 @@ def redact(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def base_files(s: Scenario, image: str = DEFAULT_IMAGE, namespace: str = DEFAULT_NAMESPACE) -> dict[str, str]:
     """k8s/base as files (relative path -> text): the renderer's objects for ``s`` with its own mode, rounds
     and seed, epoch 0, no run id; keys come from kustomize generators over files that
-    ``python -m hw.k8s keys`` writes into base/keys/ (never committed)."""
+    ``python -m hw.k8s keys`` writes into base/keys/ (never committed). The namespace is not in it: an admin
+    creates it with the operator's Role (k8s/rbac/pqtwin-operator.yaml)."""
     p = plan(s, s.workload.processing.mode, s.workload.fl.rounds, s.run.seed)
     source = f"scenarios/{s.path.name}"
     head = GENERATED.format(scenario=source)
     files = {}
-    ns_objs = namespace_objects(namespace, s.name)
-    files["namespace/namespace.yaml"] = head + to_yaml(ns_objs)
-    files["namespace/kustomization.yaml"] = head + dump(
-        {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": ["namespace.yaml"]}
+    files["shared/shared.yaml"] = head + to_yaml(shared_objects(namespace, s.name))
+    files["shared/kustomization.yaml"] = head + dump(
+        {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": ["shared.yaml"]}
     )
     files["network-policies.yaml"] = head + to_yaml(network_policies(p, namespace, None))
     files["run-config.yaml"] = head + to_yaml([run_config_object(p, namespace, None)])
-    resources = ["namespace", "network-policies.yaml", "run-config.yaml"]
+    resources = ["shared", "network-policies.yaml", "run-config.yaml"]
     for pod in p.pods:
         objs = ([service_object(pod, s.name, namespace, None)] if pod.service else []) + [
             pod_object(pod, s.name, namespace, image, None)
@@ -402,7 +525,7 @@ def base_files(s: Scenario, image: str = DEFAULT_IMAGE, namespace: str = DEFAULT
     secret_gen, config_gen = [], []
     for pod in p.pods:
         lab = labels(s.name, "keys", None, **{POD_LABEL: pod.name})
-        opts = {"labels": lab, "disableNameSuffixHash": True}
+        opts = {"labels": lab, "disableNameSuffixHash": True, "immutable": True}
         secret_gen.append({"name": f"pqtwin-identity-{pod.k8s}", "namespace": namespace, "type": "Opaque",
                            "files": [f"identity.json=keys/{pod.k8s}/identity.json"], "options": opts})  # fmt: skip
         config_gen.append({"name": f"pqtwin-trust-{pod.k8s}", "namespace": namespace,

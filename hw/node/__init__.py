@@ -1,4 +1,4 @@
-"""``pqtwin node``: the one program every pod runs (aggregator, client) plus the device emulator.
+"""``pqtwin node``: the one program every pod runs (aggregator, client, crypto worker) plus the device emulator.
 
 A node reads the run directory's ``run.json`` (``hw.runconfig.RunConfig``, validated), gets its keys from
 a ``KeySource`` (generated and published here, or mounted by Kubernetes: ``keys.py``), plays its role
@@ -26,7 +26,7 @@ from hw.runconfig import RunConfig
 from hw.rundir import NodeResult
 from hw.runtime import tune_allocator, tune_threads
 
-ROLES = ("aggregator", "client", "devices")
+ROLES = ("aggregator", "client", "worker", "devices")
 log = logging.getLogger("pqtwin.node")
 
 
@@ -42,6 +42,7 @@ def play(node: Node, role: str) -> NodeResult:
     from hw.node.aggregator import Aggregator
     from hw.node.client import run_client
     from hw.node.devices import run_devices
+    from hw.node.worker import run_worker
 
     if role == "aggregator":
         return Aggregator(node).run()
@@ -49,7 +50,9 @@ def play(node: Node, role: str) -> NodeResult:
         return run_client(node)
     if role == "devices":
         return run_devices(node)
-    raise RunFailed(f"role {role!r} has no process in the twin (one of {', '.join(ROLES)}; workers run as threads)")
+    if role == "worker":
+        return run_worker(node)
+    raise RunFailed(f"role {role!r} has no process in the twin (one of {', '.join(ROLES)})")
 
 
 def main(run_dir: Path, name: str, role: str) -> int:

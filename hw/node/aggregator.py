@@ -1,10 +1,11 @@
 """The aggregator role: sessions with every client, then rounds of distribute → collect → FedAvg.
 
 ``sequential``: all of the aggregator's security work on its main thread, updates processed after the
-quorum arrived, one client at a time. ``concurrent``: a pool of worker threads (the crypto library
-releases the GIL) does it, updates are verified and folded in as they arrive, distribution jobs run in
-parallel. Clients that drop out or are rejected are recorded; a round that cannot reach its quorum fails
-the run (``RunFailed``); a round that times out is recorded as failed.
+quorum arrived, one client at a time. ``concurrent``: crypto workers do it — worker processes of their own
+when the run has them (``RunConfig.worker_processes``, fed over secure channels: hw/node/delegation.py), or
+else a pool of the aggregator's threads —; updates are verified and folded in as they arrive,
+distribution jobs run in parallel. Clients that drop out or are rejected are recorded; a round that
+cannot reach its quorum fails the run (``RunFailed``); a round that times out is recorded as failed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hw import data, fl
-from hw.channel import Channel, ConnectionClosed, Record, SecurityError
+from hw.channel import HELLO, REKEY, Channel, ConnectionClosed, Record, SecurityError
 from hw.node.common import (
     DONE,
     MODEL,
@@ -36,6 +37,7 @@ from hw.node.common import (
     unprotect,
     warm_up,
 )
+from hw.node.delegation import DISTRIBUTE, VERIFY, Job, WorkerPool, encode_grant
 from hw.node.keys import TRUST_TIMEOUT_S
 from hw.rundir import NodeResult
 from sim.contract import Dropout
@@ -51,6 +53,7 @@ class Arrival:
     reason: str = ""
     verdict: np.ndarray | None = None
     from_worker: bool = False
+    epoch: int = 0  # the client's session the record came in (per-round rekeying: older ones are stale)
 
 
 class Aggregator:
@@ -66,7 +69,12 @@ class Aggregator:
         self.rejections: dict[str, str] = {}  # why a client's connection was closed on it
         self.dropouts: list[Dropout] = []
         self.accuracy: list[float] = []
-        self.pool = ThreadPoolExecutor(cfg.workers) if cfg.mode == "concurrent" else None
+        self.rekeyed: queue.Queue[str] = queue.Queue()  # clients whose per-round handshake ended (or failed)
+        self.worker_names = cfg.worker_processes
+        self.worker_channels: dict[str, Channel] = {}
+        self.workers: WorkerPool | None = None
+        n_threads = len(self.worker_names) or cfg.workers  # with worker processes: one job thread each
+        self.pool = ThreadPoolExecutor(n_threads) if cfg.mode == "concurrent" else None
         seeds = np.random.SeedSequence(cfg.seed).spawn(3)
         self.rng = np.random.default_rng(seeds[0])
         self.shape = fl.Shape.for_parameters(self.fl.model_parameters, data.FEATURES)
@@ -76,8 +84,12 @@ class Aggregator:
         node = self.node
         warm_up(node.suite, self.fl.model_parameters * 4, self.shape)
         node.keys.publish(node.name, [self.ident])
-        self.trust = node.trust(self.clients)
+        self.trust = node.trust(self.clients + self.worker_names)
         self._accept_all()
+        if self.worker_names:
+            if missing := set(self.worker_names) - set(self.worker_channels):
+                raise RunFailed(f"crypto workers {', '.join(sorted(missing))} did not connect")
+            self.workers = WorkerPool(node, self.worker_channels)
         theta = fl.init(self.shape, self.rng)
         initial = fl.accuracy(self.shape, theta, *self.test)
         failed = 0
@@ -96,6 +108,8 @@ class Aggregator:
         for c in sorted(self.alive):  # not a phase of any round: untimed
             with contextlib.suppress(OSError):
                 self.channels[c].write_sealed(self.channels[c].seal(done))
+        if self.workers is not None:
+            self.workers.close()  # a worker ends when its channel does
         return NodeResult(state="completed", initial_accuracy=initial, accuracy_per_round=self.accuracy,
                           dropouts=self.dropouts, rounds_failed=failed)  # fmt: skip
 
@@ -107,18 +121,19 @@ class Aggregator:
         wait_s = cfg.connect_timeout_s  # pods may start minutes apart
         srv.settimeout(wait_s)
         threads = []
-        for i in range(len(self.clients)):
+        expected = len(self.clients) + len(self.worker_names)
+        for i in range(expected):
             try:
                 sock, _addr = srv.accept()
             except TimeoutError:
-                raise RunFailed(f"only {i} of {len(self.clients)} clients connected within {wait_s:.0f} s") from None
+                raise RunFailed(f"only {i} of {expected} clients and workers connected within {wait_s:.0f} s") from None
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             t = threading.Thread(target=self._serve, args=(sock,), daemon=True)
             t.start()
             threads.append(t)
         srv.close()
         deadline = time.monotonic() + TRUST_TIMEOUT_S
-        while len(self.channels) + self.rejected < len(self.clients) and time.monotonic() < deadline:
+        while len(self.channels) + len(self.worker_channels) + self.rejected < expected and time.monotonic() < deadline:
             time.sleep(0.005)
 
     def _serve(self, sock: socket.socket) -> None:
@@ -132,19 +147,37 @@ class Aggregator:
             self.rejected += 1
             sock.close()
             return
+        if name in self.worker_names:  # a crypto worker: given our identity; its job threads read its answers
+            ch.write_sealed(ch.seal(encode_grant(self.ident)))
+            self.worker_channels[name] = ch
+            return
         self.channels[name] = ch
         self.alive.add(name)
         while True:
             try:
                 rec = ch.read_record()
+                if rec.type == HELLO:  # the client's answer to a per-round REKEY
+                    self._rehandshake(ch, rec)
+                    continue
             except (ConnectionClosed, SecurityError) as exc:
                 self.inbox.put(Arrival(name, None, str(exc) or "connection closed"))
+                self.rekeyed.put(name)
                 return
             node.transfer(rec, name, "upload", node.now())
-            self.inbox.put(Arrival(name, rec))
+            self.inbox.put(Arrival(name, rec, epoch=ch.epoch))
+
+    def _rehandshake(self, ch: Channel, hello: Record) -> None:
+        peer = ch.peer
+        try:
+            if ch.accept(self.node.timer_for(self.node.round), hello) != peer:
+                raise SecurityError("identity", f"{peer} re-authenticated as another pod")
+        finally:
+            self.rekeyed.put(peer)
 
     # one round: distribute, then collect and aggregate
     def _round(self, r: int, theta: np.ndarray) -> np.ndarray | None:
+        if self.node.cfg.rekey == "per_round":
+            self._rekey(r)
         targets = sorted(self.alive)
         if self.pool is None:
             for c in targets:
@@ -154,12 +187,31 @@ class Aggregator:
                 self.pool.submit(self._send_model, c, r, theta, self.node.now())
         return self._collect(r)
 
+    def _rekey(self, r: int) -> None:
+        """Per-round rekeying: every client runs a fresh handshake (its reader thread answers it) before the
+        round's model goes out, as the simulator's round starts with one."""
+        asked = sorted(self.alive)
+        for c in asked:
+            ch = self.channels[c]
+            with contextlib.suppress(OSError):  # a dead client shows up as a dropout on its reader thread
+                ch.write_sealed(ch.seal(r.to_bytes(4, "big"), rtype=REKEY))
+        deadline = time.monotonic() + self.fl.round_timeout_s
+        pending = set(asked)
+        while pending and time.monotonic() < deadline:
+            with contextlib.suppress(queue.Empty):
+                pending.discard(self.rekeyed.get(timeout=max(0.0, min(0.1, deadline - time.monotonic()))))
+            pending &= self.alive
+
     def _send_model(self, c: str, r: int, theta: np.ndarray, queued_at: float | None) -> None:
         """One client's copy of the global model: serialise, sign, (encapsulate,) encrypt, send."""
         ch = self.channels[c]
-        kem_pk = self.trust[c].kem if self.node.cfg.rekey == "per_message" else None
-        buf = message(self.node, MODEL, r, theta, "distribute", queued_at)
-        sealed = protect(self.node, ch, self.ident, buf, "distribute", kem_pk)
+        if self.workers is not None and queued_at is not None:
+            job = Job(DISTRIBUTE, r, c, ch.delegate_seal(), 0, theta.data.cast("B"))
+            sealed = self.workers.distribute(job, queued_at)
+        else:
+            kem_pk = self.trust[c].kem if self.node.cfg.rekey == "per_message" else None
+            buf = message(self.node, MODEL, r, theta, "distribute", queued_at)
+            sealed = protect(self.node, ch, self.ident, buf, "distribute", kem_pk)
         with contextlib.suppress(OSError):  # a dead client shows up as a dropout on its reader thread
             ch.write_sealed(sealed)
 
@@ -236,8 +288,30 @@ class Aggregator:
             self._dropout(Arrival(client, None, self.rejections[client]), r)
 
     def _verify_job(self, a: Arrival, r: int, queued_at: float) -> None:
-        res = self._verify(a, r, queued_at)
-        self.inbox.put(Arrival(a.client, None, verdict=None if res is None else res[1], from_worker=True))
+        if self.workers is not None:
+            verdict = self._delegate(a, r, queued_at)
+        else:
+            res = self._verify(a, r, queued_at)
+            verdict = None if res is None else res[1]
+        self.inbox.put(Arrival(a.client, None, verdict=verdict, from_worker=True))
+
+    def _delegate(self, a: Arrival, r: int, queued_at: float) -> np.ndarray | None:
+        """``_verify`` by a worker process: the session's order is checked here, the rest there."""
+        assert self.workers is not None and a.record is not None
+        ch = self.channels[a.client]
+        if a.epoch != ch.epoch:
+            return None  # sent in an earlier session (per-round rekeying): a straggler's, stale
+        try:
+            job = Job(VERIFY, r, a.client, ch.delegate_open(a.record), a.record.type, memoryview(a.record.body))
+            res = self.workers.verify(job, queued_at)
+        except SecurityError as exc:
+            res = exc
+        if isinstance(res, SecurityError):
+            if res.kind == "stale":
+                return None  # a straggler's update from an earlier round
+            self._reject_client(a.client, res)
+            return None
+        return res
 
     def _fold(self, acc: np.ndarray | None, update: np.ndarray) -> np.ndarray:
         with self.node.timer("aggregate", "fl.fedavg"):
@@ -246,18 +320,24 @@ class Aggregator:
     def _verify(self, a: Arrival, r: int, queued_at: float | None) -> tuple[str, np.ndarray] | None:
         assert a.record is not None
         ch = self.channels[a.client]
+        if a.epoch != ch.epoch:
+            return None  # sent in an earlier session (per-round rekeying): a straggler's, stale
         try:
             kind, rnd, payload = unprotect(self.node, ch, a.record, self.trust[a.client].sig, "verify", queued_at)
-        except SecurityError as exc:  # fatal for the connection, as a TLS alert would be
-            log.warning("%s: rejected a record from %s: %s", self.node.name, a.client, exc)
-            with contextlib.suppress(OSError):  # its reader thread then reports the dropout
-                ch.sock.shutdown(socket.SHUT_RDWR)
-            self.rejections[a.client] = f"rejected: {exc}"
+        except SecurityError as exc:
+            self._reject_client(a.client, exc)
             return None
         if kind != UPDATE or rnd != r:
             return None  # a straggler's update from an earlier round
         with self.node.timer("verify", "deserialize", nbytes=len(payload)):
             return a.client, fl.deserialize(payload)  # one copy out of the record buffer
+
+    def _reject_client(self, client: str, exc: SecurityError) -> None:
+        """A record that must be rejected is fatal for its connection, as a TLS alert would be."""
+        log.warning("%s: rejected a record from %s: %s", self.node.name, client, exc)
+        with contextlib.suppress(OSError):  # its reader thread then reports the dropout
+            self.channels[client].sock.shutdown(socket.SHUT_RDWR)
+        self.rejections[client] = f"rejected: {exc}"
 
     def _dropout(self, a: Arrival, r: int) -> None:
         if a.client in self.alive:

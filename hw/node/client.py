@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from hw import data, fl
-from hw.channel import Channel, ConnectionClosed, Identity, Peer, SecurityError
+from hw.channel import REKEY, Channel, ConnectionClosed, Identity, Peer, SecurityError
 from hw.node.common import DONE, UPDATE, Node, RunFailed, connect, listen, message, protect, unprotect, warm_up
 from hw.runconfig import Address
 from hw.rundir import NodeResult
@@ -40,6 +40,10 @@ def run_client(node: Node) -> NodeResult:
     rounds = 0
     while True:
         rec = ch.read_record()
+        if rec.type == REKEY:  # per-round rekeying: a fresh session for the round the aggregator starts
+            node.round = int.from_bytes(ch.open(rec), "big")
+            ch.initiate(agg, node.timer_for())
+            continue
         arrived, mark = node.now(), len(node.rows)
         kind, rnd, payload = unprotect(node, ch, rec, trust[agg].sig, "receive")
         if kind == DONE:

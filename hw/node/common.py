@@ -59,6 +59,12 @@ class Node:
         return Suite(**self.cfg.suite.model_dump())
 
     @property
+    def pod(self) -> str:
+        """The scenario pod this process is (a crypto worker process: its worker pod), as spans name it."""
+        pod = self.cfg.pods.get(self.name)
+        return pod.pod if pod is not None and pod.pod else self.name
+
+    @property
     def host(self) -> str:
         return self.cfg.pods[self.name].host if self.name in self.cfg.pods else "devices"
 
@@ -80,7 +86,7 @@ class Node:
         start = self.now()
         yield
         begin = start if queued_at is None else queued_at
-        self.add(self.name, self.host, phase, op, begin, self.now(), start - begin, nbytes, rnd)
+        self.add(self.pod, self.host, phase, op, begin, self.now(), start - begin, nbytes, rnd)
 
     def timer_for(self, rnd: int | None = None, phase: str | None = None, queued_at: float | None = None) -> Timer:
         """A ``timer(phase, op)`` for code that times its own steps (the channel); optionally forcing the
@@ -93,8 +99,10 @@ class Node:
 
         return timer
 
-    def transfer(self, rec: Record, sender: str, phase: str, end: float) -> None:
-        self.add(sender, self.cfg.host_of(sender), phase, "transfer", rec.sent_at_s, end, 0.0, rec.wire_bytes)
+    def transfer(self, rec: Record, sender: str, phase: str, end: float, rnd: int | None = None) -> None:
+        pod = self.cfg.pods.get(sender)
+        self.add(pod.pod if pod is not None and pod.pod else sender, self.cfg.host_of(sender), phase, "transfer",
+                 rec.sent_at_s, end, 0.0, rec.wire_bytes, rnd)  # fmt: skip
 
     def retag(self, since: int, rnd: int) -> None:
         with self.lock:

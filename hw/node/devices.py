@@ -14,6 +14,7 @@ import numpy as np
 
 from hw.channel import Channel, ConnectionClosed, Identity, Peer, SecurityError
 from hw.node.common import Node, RunFailed, connect, no_timer
+from hw.node.metrics import heartbeat
 from hw.proxy import LinkShape, open_path
 from hw.runconfig import DeviceGroup
 from hw.rundir import NodeResult
@@ -65,6 +66,7 @@ def _device(node: Node, ident: Identity, trust: dict[str, Peer], group: DeviceGr
             next_at = time.monotonic()
             while not stop.is_set():
                 ch.write_sealed(ch.seal(frame))
+                heartbeat()  # frames flow: the emulator is live (it records no spans)
                 next_at += group.period_s
                 stop.wait(max(0.0, next_at - time.monotonic()))
         except (RunFailed, SecurityError, ConnectionClosed, OSError):

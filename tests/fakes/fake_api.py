@@ -7,6 +7,11 @@ What it implements, as the real API server does on the wire:
 
 - ``/version``; bearer-token authentication (401 otherwise); JSON ``Status`` errors with the real codes and
   reasons (404 NotFound, 409 AlreadyExists, 403 Forbidden in a terminating namespace, 400, 401).
+- RBAC, when given ``rbac`` (Role and ClusterRole objects, as if bound to the token's user): each resource
+  request is authorised as the real RBAC authoriser does -- a Role's rules hold in its namespace only, a
+  ClusterRole's everywhere; a request on ``namespaces/NAME`` is in namespace NAME, creating or listing
+  namespaces in none -- else 403 Forbidden with the real message. Without ``rbac`` the user is an admin.
+  The pods' DNS look-ups (fake_pod.py) stand for cluster DNS and are not authorised.
 - namespaces, nodes, pods (+ ``/log`` with ``follow``), services, configmaps, secrets, serviceaccounts,
   networkpolicies (networking.k8s.io/v1) and jobs (batch/v1): create (201), get, list with
   ``labelSelector`` (equality-based), delete (200; graceful for pods; namespaces go Terminating first; jobs
@@ -20,9 +25,11 @@ And a small cluster behind it, so the pods' programs actually run:
   against allocatable; otherwise the pod stays Pending with ``PodScheduled=False, reason=Unschedulable``
   and the scheduler's message.
 - **kubelet**: images not in ``images`` fail with ``ErrImagePull`` then ``ImagePullBackOff``; ``pull_delay_s``
-  keeps containers in ``ContainerCreating``. A started container is a real process: the pod's volumes are
-  materialised in a temp dir (emptyDir, configMap, secret, with subPath and items), paths in its command
-  and env are mapped there, env ``fieldRef``s are resolved, and ``python -m MODULE`` runs through
+  keeps containers in ``ContainerCreating``; ``termination_delay_s`` keeps a deleted pod (Terminating, its name
+  taken) that long after its container ended, as a real kubelet's tear-down does. A started container is a
+  real process: the pod's volumes are materialised in a temp dir (emptyDir, configMap, secret, with subPath
+  and items), paths in its command and env are mapped there, env ``fieldRef``s are resolved, and
+  ``python -m MODULE`` runs through
   `tests.fakes.fake_pod` (the pod's own loopback IP instead of a network namespace; Service names resolve to
   their cluster IP). Readiness probes (httpGet) set the Ready condition; stdout+stderr are the pod's log;
   exit codes become ``terminated`` states and phase Succeeded/Failed; deleting a pod sends SIGTERM, then
@@ -32,8 +39,9 @@ And a small cluster behind it, so the pods' programs actually run:
   Complete / Failed conditions from it.
 
 Not implemented: NetworkPolicy enforcement, Pod Security admission, resource limits (cgroups), restarts,
-field selectors, PATCH/PUT, and everything else. Objects are stored as sent, plus the metadata and status
-fields above.
+liveness probes, field selectors, PATCH/PUT, and everything else. Objects are stored as sent, plus the
+metadata and status fields above (``status.qosClass`` computed from the containers' requests and limits, as
+the real API server does).
 """
 
 from __future__ import annotations
@@ -64,6 +72,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
+
+from .fake_pod import DNS_AGENT
 
 # (group, version, plural) -> (kind, namespaced)
 RESOURCES: dict[tuple[str, str, str], tuple[str, bool]] = {
@@ -164,12 +174,16 @@ class FakeApiServer:
         *,
         images: set[str] | None = None,
         pull_delay_s: float = 0.0,
+        termination_delay_s: float = 0.0,
         token: str | None = None,
         workdir: Path | None = None,
+        rbac: list[dict[str, Any]] | None = None,
     ) -> None:
         self.token = token or secrets.token_hex(16)
+        self.rbac = rbac  # Role / ClusterRole objects the token's user holds; None: an admin
         self.images = images  # None: every image is available
         self.pull_delay_s = pull_delay_s
+        self.termination_delay_s = termination_delay_s
         self.store: dict[tuple[str, str, str], dict[str, Any]] = {}  # (plural, namespace, name) -> object
         self.events: list[tuple[int, str, str, str, dict[str, Any]]] = []  # (rv, plural, namespace, type, obj)
         self.rv = itertools.count(1000)
@@ -291,7 +305,7 @@ class FakeApiServer:
                 body["status"] = {"phase": "Active"}
                 meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = name
             if plural == "pods":
-                body["status"] = {"phase": "Pending", "conditions": [], "qosClass": "Burstable"}
+                body["status"] = {"phase": "Pending", "conditions": [], "qosClass": _qos_class(body)}
             if plural == "services":
                 body["spec"]["clusterIP"] = f"127.{self.net[0]}.{self.net[1] + 1}.{next(self.vips)}"
             if plural == "jobs":
@@ -355,6 +369,10 @@ class FakeApiServer:
                 for (pl, ons, _), o in sorted(self.store.items())
                 if pl == plural and (ns is None or ons == ns) and _matches(o, selector)
             ]
+
+    def authorise(self, verb: str, group: str, plural: str, sub: str, namespace: str) -> bool:
+        """Whether the token's user may ``verb`` ``plural[/sub]`` of ``group`` in ``namespace`` ("": none)."""
+        return self.rbac is None or rbac_allows(self.rbac, verb, group, plural, sub, namespace)
 
     # --- pods: scheduler and kubelet -----------------------------------------------------------------
 
@@ -539,7 +557,21 @@ class FakeApiServer:
     def _remove_if_deleting(self, ns: str, name: str) -> None:
         pod = self.get("pods", ns, name)
         if pod is not None and "deletionTimestamp" in pod["metadata"]:
-            self._put("pods", ns, name, pod, "DELETED")
+            self._remove(ns, name)
+
+    def _remove(self, ns: str, name: str) -> None:
+        """The pod object goes once the kubelet has torn it down (after ``termination_delay_s``)."""
+
+        def remove() -> None:
+            time.sleep(self.termination_delay_s)
+            pod = self.get("pods", ns, name)
+            if pod is not None:
+                self._put("pods", ns, name, pod, "DELETED")
+
+        if self.termination_delay_s > 0:
+            threading.Thread(target=remove, daemon=True).start()
+        else:
+            remove()
 
     def _delete_pod(self, ns: str, name: str, grace_s: float | None) -> dict[str, Any]:
         pod = self.get("pods", ns, name)
@@ -558,7 +590,7 @@ class FakeApiServer:
         proc = self.procs.get((ns, name))
         if proc is None or proc.poll() is not None:
             if pod["status"].get("phase") != "Running":  # never started, or its monitor has finished
-                self._put("pods", ns, name, self.get("pods", ns, name) or pod, "DELETED")
+                self._remove(ns, name)
             return out
 
         def stop() -> None:
@@ -730,6 +762,40 @@ def _parse_selector(text: str) -> dict[str, str]:
             raise ApiError(400, "BadRequest", f"unable to parse requirement: {term!r} (the stand-in knows only a=b)")
         out[key.strip()] = value.lstrip("=").strip()
     return out
+
+
+def rbac_allows(roles: list[dict[str, Any]], verb: str, group: str, plural: str, sub: str, namespace: str) -> bool:
+    """The RBAC authoriser's answer for a user bound to ``roles``: a Role's rules hold in its own namespace
+    only, a ClusterRole's everywhere (``namespace`` "": a cluster-scoped request)."""
+    resource = f"{plural}/{sub}" if sub else plural
+
+    def grants(rule: dict[str, Any]) -> bool:
+        return (
+            bool({group, "*"} & set(rule.get("apiGroups", [])))
+            and bool({resource, "*"} & set(rule.get("resources", [])))
+            and bool({verb, "*"} & set(rule.get("verbs", [])))
+        )
+
+    for role in roles:
+        if role["kind"] == "Role" and (not namespace or role["metadata"]["namespace"] != namespace):
+            continue
+        if any(grants(rule) for rule in role.get("rules", [])):
+            return True
+    return False
+
+
+def _qos_class(pod: dict[str, Any]) -> str:
+    """Guaranteed (every container: CPU and memory limits, requests equal to them), BestEffort (no requests or
+    limits at all) or Burstable -- the API server's rule; requests default to limits when only those are set."""
+    res = [c.get("resources", {}) for c in pod.get("spec", {}).get("containers", [])]
+    if not any(r.get("requests") or r.get("limits") for r in res):
+        return "BestEffort"
+    for r in res:
+        limits, requests = r.get("limits", {}), r.get("requests", {})
+        for k in ("cpu", "memory"):
+            if k not in limits or _quantity(requests.get(k, limits[k])) != _quantity(limits[k]):
+                return "Burstable"
+    return "Guaranteed"
 
 
 def _requests(pod: dict[str, Any]) -> tuple[float, float]:
@@ -1078,8 +1144,16 @@ class _Handler(BaseHTTPRequestHandler):
             if r.plural:  # a resource path
                 if not any(k[0] == r.group and k[2] == r.plural for k in RESOURCES):
                     raise ApiError(404, "NotFound", "the server could not find the requested resource")
+                agent = self.headers.get("User-Agent", "")
                 api.audit.append((r.verb(), f"{r.group}/{r.plural}" if r.group else r.plural, r.sub or "",
-                                  r.ns or "", self.headers.get("User-Agent", "")))  # fmt: skip
+                                  r.ns or "", agent))  # fmt: skip
+                # a request on namespaces/NAME is in namespace NAME (the API server's request info does this)
+                space = (r.name or "") if r.plural == "namespaces" else (r.ns or "")
+                if agent != DNS_AGENT and not api.authorise(r.verb(), r.group, r.plural, r.sub or "", space):
+                    what = f'resource "{r.plural}"' + (f' subresource "{r.sub}"' if r.sub else "")
+                    where = f' in the namespace "{space}"' if space else " at the cluster scope"
+                    raise ApiError(403, "Forbidden", f'{r.plural} is forbidden: User "fake" cannot {r.verb()} {what} '
+                                   f'in API group "{r.group}"{where}')  # fmt: skip
             serve(self, r)
         except ApiError as exc:
             self.send_json(exc.code, exc.status())

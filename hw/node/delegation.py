@@ -1,0 +1,154 @@
+"""Crypto work delegated to worker processes (concurrent mode with worker pods), both ends.
+
+Each worker process holds one secure channel to the aggregator (the usual handshake, its identity pinned
+in the trust store, through the run's shaping proxy when its host differs). On that channel, every message
+is an ordinary sealed record:
+
+1. aggregator -> worker, once: ``GRANT`` — the aggregator's private identity (JSON), so the worker can sign
+   models and decapsulate per-message keys on its behalf (as a Kubernetes worker pod would mount it).
+2. per job, aggregator -> worker: ``JOB`` — kind, round, client, the record's ``Delegation`` (key, nonce
+   prefix, session key, sequence number: the aggregator keeps each session's order) and the payload: a
+   client's record (``VERIFY``) or the global model (``DISTRIBUTE``).
+3. worker -> aggregator: ``DONE_OK`` with the verified update's float32 parameters (``VERIFY``) or the sealed
+   record for the client (``DISTRIBUTE``), or ``DONE_REJECTED`` with the rejection's kind and reason.
+
+One job at a time per worker: a job thread of the aggregator takes a free worker, writes the job and reads
+the answer. The simulator prices the same hop: the aggregator's host encrypts the job, the network (or
+loopback) carries it, the worker decrypts it; and the answer back the same way (sim/model.py).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+from hw import fl
+from hw.channel import Channel, Delegation, Identity, Record, Sealed, SecurityError
+from hw.node.common import Node
+from sim.contract import ANSWER_HEAD_BYTES, JOB_HEAD_BYTES
+
+GRANT, JOB, DONE_OK, DONE_REJECTED = 1, 2, 3, 4
+VERIFY, DISTRIBUTE = 1, 2
+_HEAD = struct.Struct("!BBIQB")  # message type, job kind, round, sequence number, record type
+assert _HEAD.size + 5 * 4 == JOB_HEAD_BYTES and _HEAD.size + 2 * 4 == ANSWER_HEAD_BYTES, "the simulator prices jobs"
+
+
+@dataclass(frozen=True)
+class Job:
+    kind: int
+    round: int
+    client: str
+    grant: Delegation
+    record_type: int  # VERIFY: the client's record type (DATA or KEM); DISTRIBUTE: 0
+    payload: memoryview
+
+
+def pack(head: tuple[int, ...], fields: list[bytes | memoryview]) -> bytearray:
+    """``_HEAD`` then length-prefixed fields (one copy of each)."""
+    out = bytearray(_HEAD.pack(*head))
+    for f in fields:
+        out += struct.pack("!I", len(f))
+        out += f
+    return out
+
+
+def unpack(buf: memoryview, n: int) -> tuple[tuple[int, ...], list[memoryview]]:
+    if len(buf) < _HEAD.size:
+        raise SecurityError("tampered", "a delegation message too short")
+    head, pos, out = _HEAD.unpack_from(buf), _HEAD.size, []
+    for _ in range(n):
+        if pos + 4 > len(buf):
+            raise SecurityError("tampered", "a truncated delegation message")
+        (size,) = struct.unpack_from("!I", buf, pos)
+        if pos + 4 + size > len(buf):
+            raise SecurityError("tampered", "a delegation field longer than its message")
+        out.append(buf[pos + 4 : pos + 4 + size])
+        pos += 4 + size
+    return head, out
+
+
+def encode_job(job: Job) -> bytearray:
+    g = job.grant
+    return pack((JOB, job.kind, job.round, g.seq, job.record_type),
+                [job.client.encode(), g.key, g.prefix, g.session_key, job.payload])  # fmt: skip
+
+
+def decode_job(buf: memoryview) -> Job:
+    (mtype, kind, rnd, seq, rtype), (client, key, prefix, session_key, payload) = unpack(buf, 5)
+    if mtype != JOB or kind not in (VERIFY, DISTRIBUTE):
+        raise SecurityError("tampered", f"not a job (type {mtype}, kind {kind})")
+    return Job(kind, rnd, bytes(client).decode(errors="replace"),
+               Delegation(bytes(key), bytes(prefix), bytes(session_key), seq), rtype, payload)  # fmt: skip
+
+
+def encode_grant(ident: Identity) -> bytearray:
+    return pack((GRANT, 0, 0, 0, 0), [json.dumps({"name": ident.name, **ident.export_private()}).encode()])
+
+
+def decode_grant(buf: memoryview) -> dict[str, str]:
+    (mtype, *_), (body,) = unpack(buf, 1)
+    if mtype != GRANT:
+        raise SecurityError("tampered", f"expected the grant, got message type {mtype}")
+    entry = json.loads(bytes(body))
+    if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("name", "sig", "kem")):
+        raise SecurityError("tampered", "a malformed grant")
+    return entry
+
+
+class WorkerPool:
+    """The aggregator's side: its channels to the worker processes, each lent to one job at a time."""
+
+    def __init__(self, node: Node, channels: dict[str, Channel]):
+        self.node = node
+        self.free: queue.Queue[Channel] = queue.Queue()
+        for ch in channels.values():
+            self.free.put(ch)
+        self.channels = channels
+
+    def _ask(self, job: Job, queued_at: float) -> tuple[int, list[memoryview]]:
+        """Send the job to a free worker (sealed here: the hop's first step, charged the job's wait) and
+        wait for its answer (opened here)."""
+        phase = "verify" if job.kind == VERIFY else "distribute"
+        ch = self.free.get()
+        try:
+            timer = self.node.timer_for(job.round, phase, queued_at=queued_at)
+            ch.write_sealed(ch.seal(encode_job(job), None, timer, phase))
+            rec = ch.read_record()
+            self.node.transfer(rec, ch.peer, phase, self.node.now(), job.round)
+            answer = memoryview(ch.open(rec, self.node.timer_for(job.round, phase), phase))
+        finally:
+            self.free.put(ch)
+        (mtype, *_), fields = unpack(answer, 2)
+        return mtype, fields
+
+    def verify(self, job: Job, queued_at: float) -> np.ndarray | SecurityError:
+        """The client's update, verified by a worker; or why it was rejected."""
+        mtype, (what, data) = self._ask(job, queued_at)
+        if mtype == DONE_REJECTED:  # the worker counted it
+            return SecurityError(bytes(what).decode(), bytes(data).decode(errors="replace"))
+        return np.frombuffer(data, fl.DTYPE)  # the worker deserialised it: no copy here
+
+    def distribute(self, job: Job, queued_at: float) -> Sealed:
+        mtype, (head, body) = self._ask(job, queued_at)
+        if mtype != DONE_OK:
+            why = bytes(body).decode(errors="replace")
+            raise SecurityError("tampered", f"a worker could not seal the model: {why}")
+        rtype = head[0] if len(head) else 0
+        return Sealed(rtype, job.grant.seq, [bytes(body)])
+
+    def close(self) -> None:
+        for ch in self.channels.values():
+            ch.sock.close()
+
+
+def record_of(job: Job) -> Record:
+    """The client's record a ``VERIFY`` job carries, as its channel would have read it (the AAD is the
+    record's type and sequence number, which the job gives)."""
+    from hw.channel import HEADER
+
+    header = HEADER.pack(job.record_type, job.grant.seq, 0.0, len(job.payload))
+    return Record(job.record_type, job.grant.seq, 0.0, job.payload, header)  # type: ignore[arg-type]

@@ -1,0 +1,73 @@
+"""The worker role: a crypto worker process of a concurrent run (hw/node/delegation.py has the protocol).
+
+It connects to the aggregator, authenticates like any pod, receives the aggregator's identity, then serves
+one job at a time until the aggregator closes the channel: ``VERIFY`` opens a client's record (decapsulate,
+decrypt), verifies the client's signature and deserialises the update; ``DISTRIBUTE`` serialises the
+global model into the client's message, signs it as the aggregator, (encapsulates,) encrypts it. Its spans
+carry its scenario worker pod's name, as the simulator's do.
+"""
+
+from __future__ import annotations
+
+from hw import data, fl
+from hw.channel import Channel, ConnectionClosed, Identity, Peer, SecurityError
+from hw.node.client import _session
+from hw.node.common import MODEL, UPDATE, Node, message, protect, unprotect, warm_up
+from hw.node.delegation import DISTRIBUTE, DONE_OK, DONE_REJECTED, Job, decode_grant, decode_job, pack, record_of
+from hw.rundir import NodeResult
+
+
+def run_worker(node: Node) -> NodeResult:
+    cfg = node.cfg
+    ident = node.identity()
+    shape = fl.Shape.for_parameters(cfg.fl.model_parameters, data.FEATURES)
+    warm_up(node.suite, cfg.fl.model_parameters * 4, shape)
+    node.keys.publish(node.name, [ident])
+    agg = cfg.aggregator
+    trust = node.trust([agg, *cfg.fl.clients])
+    ch = _session(node, ident, trust, cfg.routes[node.name][agg], agg, cfg.connect_timeout_s)
+    grant = decode_grant(memoryview(ch.open(ch.read_record())))
+    if grant["name"] != agg:
+        raise SecurityError("identity", f"granted the identity of {grant['name']!r}, not of {agg!r}")
+    owner = Identity.import_private(agg, grant, node.suite)
+    jobs = 0
+    while True:
+        try:
+            rec = ch.read_record()
+        except ConnectionClosed:
+            break
+        arrived = node.now()
+        job = decode_job(memoryview(ch.open(rec)))  # its phase and round are known once it is open
+        node.round, phase = job.round, "verify" if job.kind != DISTRIBUTE else "distribute"
+        node.transfer(rec, agg, phase, arrived)
+        node.add(node.pod, node.host, phase, f"{node.suite.aead}.decrypt", arrived, node.now(), 0.0, len(job.payload))
+        answer = _distribute(node, owner, job, trust) if job.kind == DISTRIBUTE else _verify(node, owner, job, trust)
+        ch.write_sealed(ch.seal(answer, None, node.timer_for(job.round, phase), phase))
+        jobs += 1
+    return NodeResult(state="completed", rounds=jobs)
+
+
+def _verify(node: Node, owner: Identity, job: Job, trust: dict[str, Peer]) -> bytearray:
+    """A client's update: (decapsulate,) decrypt, verify, deserialise; or why it is rejected."""
+    session = Channel.delegated(owner, node.suite, job.grant, sending=False, peer=job.client, counters=node.counters)
+    try:
+        kind, rnd, payload = unprotect(node, session, record_of(job), trust[job.client].sig, "verify")
+    except SecurityError as exc:
+        return pack((DONE_REJECTED, 0, job.round, 0, 0), [exc.kind.encode(), str(exc).encode()])
+    if kind != UPDATE or rnd != job.round:  # a straggler's update from an earlier round: not counted
+        return pack((DONE_REJECTED, 0, job.round, 0, 0), [b"stale", f"an update of round {rnd}".encode()])
+    with node.timer("verify", "deserialize", nbytes=len(payload)):
+        update = fl.deserialize(payload)
+    return pack((DONE_OK, kind, job.round, 0, 0), [b"", update.data.cast("B")])
+
+
+def _distribute(node: Node, owner: Identity, job: Job, trust: dict[str, Peer]) -> bytearray:
+    """The global model, sealed for one client as the aggregator would have."""
+    import numpy as np
+
+    session = Channel.delegated(owner, node.suite, job.grant, sending=True, peer=job.client, counters=node.counters)
+    theta = np.frombuffer(job.payload, fl.DTYPE)
+    buf = message(node, MODEL, job.round, theta, "distribute")
+    kem_pk = trust[job.client].kem if node.cfg.rekey == "per_message" else None
+    sealed = protect(node, session, owner, buf, "distribute", kem_pk)
+    return pack((DONE_OK, 0, job.round, 0, 0), [bytes([sealed.type]), b"".join(sealed.parts)])
