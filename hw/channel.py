@@ -3,7 +3,10 @@
 Handshake (initiator I = client or device, responder R = aggregator or pod), the same steps and sizes
 as the simulator's handshake:
 
-1. I -> R  HELLO   suite, I's name, nonce_I
+1. I -> R  HELLO   suite, I's name (<= 255 bytes), nonce_I (32 bytes)
+   R checks, before any expensive work: the record's size (no record before authentication may exceed
+   the suite's largest handshake message: ``handshake_limit``), the fields' sizes, the suite, that the
+   name is in the trust store and not already connected (``admit``). Anything else: an ALERT and the end.
 2. R -> I  SERVER  suite, R's name, nonce_R, ephemeral KEM public key, R's identity public key,
                    sig_R = Sign_R(HELLO || SERVER fields)
 3. I -> R  FINISH  KEM ciphertext (encapsulated to the ephemeral key), I's identity public key,
@@ -12,14 +15,17 @@ as the simulator's handshake:
 4. Keys: HKDF-SHA256(IKM = shared secret, salt = SHA-256(transcript), info = LABEL) -> an AEAD key and
    a 4-byte nonce prefix per direction.
 
-A suite other than our own in HELLO, or a SERVER suite that differs from the offered one, is a
-downgrade and is refused. Records: header = type (1) | seq (8) | sent_at_s (8, float) | length (4),
-authenticated as AAD; nonce = prefix || seq. The receiver expects seq = last + 1: a smaller seq is a
-replay, a larger one a reorder, a short body a truncation, a failed tag a tamper — each rejected with
-`SecurityError` and counted. ``KEM`` records (per-message rekeying) carry a fresh encapsulation to the
-recipient's static KEM key; their key is HKDF(session key || that secret, seq). A ``REKEY`` record (sealed,
-per-round rekeying) asks the initiator for a fresh handshake on the same connection: its plaintext is the
-round; the new session's keys and sequence numbers replace the old ones (``epoch`` counts sessions).
+A suite other than our own in HELLO, or a SERVER suite that differs from the offered one, is a downgrade and
+is refused. Records: header = type (1) | seq (8) | sent_at_s (8, float: when it was sealed; spans are measured
+from it) | length (4), the whole header authenticated as AAD; nonce = prefix || seq. The receiver expects seq
+= last + 1: a smaller seq is a replay, a larger one a reorder, a short body a truncation, a failed tag a
+tamper, a malformed key, ciphertext or signature a tamper too (never a provider's own exception), an over-long
+record ``oversize``, a peer silent past the node's deadline ``timeout``, an ALERT (never authenticated)
+``alert`` — each rejected with `SecurityError` and counted by kind (``counters``: summary.json ``security``).
+``KEM`` records (per-message rekeying) carry a fresh encapsulation to the recipient's static KEM key; their
+key is HKDF(session key || that secret, seq). A ``REKEY`` record (sealed, per-round rekeying) asks the
+initiator for a fresh handshake on the same connection: its plaintext is the round; the new session's keys and
+sequence numbers replace the old ones (``epoch`` counts sessions).
 
 Reading a record (network) and opening it (crypto) are separate calls, so that a node decides which
 thread does the crypto work, as the processing modes require.
@@ -35,6 +41,8 @@ import struct
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,10 +54,26 @@ from hw.crypto.base import AuthenticationFailed, Buffer, KeyPair, PublicKey
 from sim.contract import RECORD_HEADER_BYTES
 
 LABEL = b"pq-iomt-twin/channel/v1"
+# FIPS 204 context strings: a signature made for one role never verifies for another (schemes without
+# contexts rely on the framings: a handshake transcript starts with a zero byte, an FL message never does)
+HANDSHAKE_CONTEXT = b"pq-iomt-twin/v1/handshake"
+MESSAGE_CONTEXT = b"pq-iomt-twin/v1/fl-message"
 HEADER = struct.Struct("!BQdI")
 assert HEADER.size == RECORD_HEADER_BYTES, "the simulator prices the record header the channel sends"
 HELLO, SERVER, FINISH, DATA, KEM, ALERT, REKEY = 1, 2, 3, 4, 5, 6, 7
-MAX_RECORD_BYTES = 64 << 20
+MAX_RECORD_BYTES = 64 << 20  # after authentication, unless the node sets a tighter ``max_record_bytes``
+NAME_MAX_BYTES = 255
+NONCE_BYTES = 32
+
+
+def handshake_limit(suite: Suite) -> int:
+    """The largest handshake record of ``suite`` (SERVER: names, nonce, ephemeral key, identity key,
+    signature; FINISH: ciphertext, identity key, signature), with room for the length prefixes."""
+    from sim import catalogue
+
+    kem, sig = catalogue.get(suite.kem), catalogue.get(suite.signature)
+    fields = len(suite.id) + NAME_MAX_BYTES + NONCE_BYTES + kem.public_key_bytes + kem.ciphertext_bytes
+    return fields + sig.public_key_bytes + sig.signature_max_bytes + 6 * 4 + 256
 
 
 class SecurityError(Exception):
@@ -124,11 +148,11 @@ def load_trust(suite: Suite, entries: dict[str, dict[str, str]]) -> dict[str, Pe
 
 @dataclass
 class Sealed:
-    """An encrypted record ready to send: its body is the concatenation of ``parts``."""
+    """An encrypted record ready to send: its header (authenticated with the body: type, sequence number,
+    the time it was sealed, length) and its body, the concatenation of ``parts``."""
 
-    type: int
-    seq: int
-    parts: list[bytes]
+    header: bytes
+    parts: list[Buffer]
 
 
 @dataclass
@@ -194,6 +218,7 @@ class Channel:
     peer: str = ""
     session_key: bytes = b""
     epoch: int = 0  # sessions established on this connection (per-round rekeying adds one a round)
+    max_record_bytes: int = MAX_RECORD_BYTES
     _send: _Direction = field(default_factory=_Direction)
     _recv: _Direction = field(default_factory=_Direction)
     _wlock: threading.Lock = field(default_factory=threading.Lock)
@@ -205,12 +230,13 @@ class Channel:
         return self.write_parts(rtype, [body], seq)
 
     def write_parts(self, rtype: int, parts: list[bytes], seq: int = 0) -> int:
-        """Send one record whose body is the concatenation of ``parts`` (without copying them)."""
-        size = sum(len(p) for p in parts)
-        header = HEADER.pack(rtype, seq, self.clock(), size)
+        """Send one handshake record whose body is the concatenation of ``parts``."""
+        return self._send_record(HEADER.pack(rtype, seq, self.clock(), sum(len(p) for p in parts)), parts)
+
+    def _send_record(self, header: bytes, parts: list[Any]) -> int:
         with self._wlock:
-            self._sendall([header, *parts])
-        return len(header) + size
+            self._sendall([header, *parts])  # no copy of the parts
+        return len(header) + sum(len(p) for p in parts)
 
     def _sendall(self, parts: list[Any]) -> None:
         views = [memoryview(p) for p in parts if len(p)]
@@ -223,12 +249,20 @@ class Channel:
                 views[0] = views[0][sent:]
 
     def read_record(self) -> Record:
-        """The next record off the wire (no crypto); ConnectionClosed at a clean end of stream."""
+        """The next record off the wire (no crypto); ConnectionClosed at a clean end of stream.
+
+        Before the peer is authenticated a record may be no longer than the suite's largest handshake
+        message (nothing bigger is allocated for a stranger); after, no longer than ``max_record_bytes``."""
         header = self._read_exact(HEADER.size, at_boundary=True)
         rtype, seq, sent_at_s, length = HEADER.unpack(header)
-        if length > MAX_RECORD_BYTES:
-            raise self._reject("tampered", f"record length {length} exceeds the limit")
+        limit = self.max_record_bytes if self.authenticated else handshake_limit(self.suite)
+        if length > limit:
+            raise self._reject("oversize", f"a record of {length} bytes (at most {limit} here)")
         return Record(rtype, seq, sent_at_s, self._read_exact(length, at_boundary=False), header)
+
+    @property
+    def authenticated(self) -> bool:
+        return self._recv.key is not None
 
     def _read_exact(self, n: int, at_boundary: bool) -> bytes:
         buf = bytearray(n)
@@ -236,11 +270,15 @@ class Channel:
         while got < n:
             try:
                 k = self.sock.recv_into(view[got:], n - got)
-            except OSError:
+            except TimeoutError:
+                raise self._reject("timeout", "no record within the deadline") from None
+            except OSError as exc:
+                if at_boundary and got == 0:
+                    raise ConnectionClosed(f"{self.peer or 'peer'}: {exc.strerror or exc}") from None
                 k = 0
             if not k:
                 if at_boundary and got == 0:
-                    raise ConnectionClosed(self.peer or "peer")
+                    raise ConnectionClosed(f"{self.peer or 'peer'} closed the connection")
                 raise self._reject("truncated", f"stream ended {n - got} bytes short of a record")
             got += k
         return bytes(buf) if n < 4096 else buf  # type: ignore[return-value]  # large bodies: no copy
@@ -250,8 +288,8 @@ class Channel:
         return SecurityError(kind, f"from {self.peer or 'peer'}: {detail}")
 
     def _expect(self, rec: Record, rtype: int) -> None:
-        if rec.type == ALERT:
-            raise SecurityError("alert", rec.body.decode(errors="replace"))
+        if rec.type == ALERT:  # unauthenticated, as before any handshake: counted, and the handshake ends
+            raise self._reject("alert", bytes(rec.body[:200]).decode(errors="replace"))
         if rec.type != rtype:
             raise self._reject("tampered", f"expected record type {rtype}, got {rec.type}")
 
@@ -269,26 +307,29 @@ class Channel:
             raise self._reject("downgrade", f"server chose {suite_id.decode(errors='replace')}")
         peer = self._pinned(name.decode(errors="replace"), id_raw, expected=responder)
         signed = hello + rec.body[: len(rec.body) - len(sig_r) - 4]
-        with timer("handshake", f"{self.suite.signature}.verify"):
-            ok = signer.verify(peer.sig, signed, sig_r)
+        with timer("handshake", f"{self.suite.signature}.verify"), self._refusing("tampered"):
+            ok = signer.verify(peer.sig, signed, sig_r, HANDSHAKE_CONTEXT)
         if not ok:
             raise self._reject("tampered", "server handshake signature does not verify")
-        with timer("handshake", f"{self.suite.kem}.encaps"):
+        with timer("handshake", f"{self.suite.kem}.encaps"), self._refusing("tampered"):
             ct, secret = kem.encaps(kem.load_public(eph_raw))
         with timer("handshake", f"{self.suite.signature}.sign"):
-            sig_i = signer.sign(self.me.sig, signed + ct)
+            sig_i = signer.sign(self.me.sig, signed + ct, HANDSHAKE_CONTEXT)
         finish = _pack([ct, self.me.sig.public_bytes, sig_i])
         self.write(FINISH, finish)
         self._derive(secret, hello + rec.body + finish, initiator=True)
 
-    def accept(self, timer: Any, hello_record: Record | None = None) -> str:
+    def accept(self, timer: Any, hello_record: Record | None = None, admit: Any = None) -> str:
         """Run the handshake as responder (from its ``hello_record`` when already read); returns the
-        authenticated initiator's name."""
+        authenticated initiator's name. ``admit(name)`` False refuses a name before any expensive work (a
+        pod already connected: a stranger using its public name costs us nothing)."""
         signer, kem = find(self.suite.signature, "signature"), find(self.suite.kem, "kem")
         rec = hello_record or self.read_record()
         self._expect(rec, HELLO)
-        hello = rec.body
-        suite_id, name, _nonce = _unpack(hello, 3)
+        hello = bytes(rec.body)
+        suite_id, name, nonce = _unpack(hello, 3)
+        if len(name) > NAME_MAX_BYTES or len(nonce) != NONCE_BYTES:  # cheap checks before any expensive work
+            raise self._reject("tampered", "a malformed HELLO")
         if suite_id != self.suite.id:
             self.write(ALERT, b"unsupported suite")
             raise self._reject(
@@ -298,6 +339,9 @@ class Channel:
         if initiator not in self.trust:
             self.write(ALERT, b"unknown identity")
             raise self._reject("identity", f"{initiator!r} is not in the trust store")
+        if admit is not None and not admit(initiator):
+            self.write(ALERT, b"already connected")
+            raise self._reject("duplicate", f"{initiator!r} is already connected")
         with timer("handshake", f"{self.suite.kem}.keygen"):
             eph = kem.keygen()
         fields = [
@@ -309,17 +353,19 @@ class Channel:
         ]
         unsigned = _pack(fields)
         with timer("handshake", f"{self.suite.signature}.sign"):
-            sig_r = signer.sign(self.me.sig, hello + unsigned)
+            sig_r = signer.sign(self.me.sig, hello + unsigned, HANDSHAKE_CONTEXT)
         server = unsigned + _pack([sig_r])
         self.write(SERVER, server)
         rec = self.read_record()
         self._expect(rec, FINISH)
         ct, id_raw, sig_i = _unpack(rec.body, 3)
         peer = self._pinned(initiator, id_raw, expected=initiator)
-        with timer("handshake", f"{self.suite.kem}.decaps"):
+        if len(ct) != _kem_ct_bytes(self.suite.kem):
+            raise self._reject("tampered", f"a KEM ciphertext of {len(ct)} bytes")
+        with timer("handshake", f"{self.suite.kem}.decaps"), self._refusing("tampered"):
             secret = kem.decaps(eph, ct)
-        with timer("handshake", f"{self.suite.signature}.verify"):
-            ok = signer.verify(peer.sig, hello + unsigned + ct, sig_i)
+        with timer("handshake", f"{self.suite.signature}.verify"), self._refusing("tampered"):
+            ok = signer.verify(peer.sig, hello + unsigned + ct, sig_i, HANDSHAKE_CONTEXT)
         if not ok:
             raise self._reject("tampered", "client handshake signature does not verify")
         self._derive(secret, hello + server + rec.body, initiator=False)
@@ -365,9 +411,9 @@ class Channel:
 
     @classmethod
     def delegated(cls, me: Identity, suite: Suite, d: Delegation, sending: bool, peer: str,
-                  counters: Counter[str]) -> Channel:  # fmt: skip
+                  counters: Counter[str], clock: Any) -> Channel:  # fmt: skip
         """A socket-less channel that seals (``sending``) or opens exactly the delegated record."""
-        ch = cls(None, me, suite, {}, counters=counters, peer=peer, session_key=d.session_key)  # type: ignore[arg-type]
+        ch = cls(None, me, suite, {}, clock=clock, counters=counters, peer=peer, session_key=d.session_key)  # type: ignore[arg-type]
         direction = _Direction(find(suite.aead, "aead").load_key(d.key), d.prefix, d.seq - 1, d.key)
         if sending:
             ch._send = direction
@@ -395,13 +441,14 @@ class Channel:
             with _maybe(timer, phase, f"{self.suite.kem}.encaps"):
                 ct, secret = find(self.suite.kem, "kem").encaps(recipient_kem)
             key, prefix, rtype = self._message_key(secret, seq), ct, KEM
-        aad = HEADER.pack(rtype, seq, 0.0, 0)[:9]  # type and seq are authenticated
+        # the whole header is authenticated: type, sequence number, send time (spans are measured from it) and length
+        aad = HEADER.pack(rtype, seq, self.clock(), len(prefix) + len(plaintext) + aead.tag_bytes)
         with _maybe(timer, phase, f"{self.suite.aead}.encrypt", len(plaintext)):
             ct = aead.encrypt(key, self._send.prefix + seq.to_bytes(8, "big"), plaintext, aad)
-        return Sealed(rtype, seq, [prefix, ct])
+        return Sealed(aad, [prefix, ct])
 
     def write_sealed(self, sealed: Sealed) -> int:
-        return self.write_parts(sealed.type, sealed.parts, sealed.seq)
+        return self._send_record(sealed.header, sealed.parts)
 
     def open(self, rec: Record, timer: Any = None, phase: str = "") -> bytes:
         """Check order and authenticity of a record read off the wire; the plaintext."""
@@ -413,21 +460,34 @@ class Channel:
             if rec.type == KEM:
                 kem = find(self.suite.kem, "kem")
                 size = _kem_ct_bytes(self.suite.kem)
-                with _maybe(timer, phase, f"{self.suite.kem}.decaps"):
+                if len(body) < size + aead.tag_bytes:
+                    raise self._reject("truncated", f"record {rec.seq} too short for its encapsulation")
+                with _maybe(timer, phase, f"{self.suite.kem}.decaps"), self._refusing("tampered"):
                     secret = kem.decaps(self.me.kem, body[:size])
                 key, body = self._message_key(secret, rec.seq), body[size:]
             nonce = self._recv.prefix + rec.seq.to_bytes(8, "big")
             try:
                 with _maybe(timer, phase, f"{self.suite.aead}.decrypt", len(body) - aead.tag_bytes):
-                    plaintext = aead.decrypt(key, nonce, body, rec.header[:9])
-            except AuthenticationFailed:
+                    plaintext = aead.decrypt(key, nonce, body, rec.header)
+            except (AuthenticationFailed, ValueError):
                 raise self._reject("tampered", f"record {rec.seq} fails authentication") from None
             self._recv.seq = rec.seq
         return plaintext
 
+    @contextmanager
+    def _refusing(self, kind: str) -> Iterator[None]:
+        """A provider's own error on input from the peer (a malformed key, ciphertext or signature) is a
+        rejected record like any other: counted, and a ``SecurityError``."""
+        try:
+            yield
+        except SecurityError:
+            raise
+        except Exception as exc:  # providers raise their own types (ValueError, TypeError, InvalidKey, ...)
+            raise self._reject(kind, f"malformed input from the peer ({type(exc).__name__})") from None
+
     def _admissible(self, rec: Record) -> None:
-        if rec.type == ALERT:
-            raise SecurityError("alert", rec.body.decode(errors="replace"))
+        if rec.type == ALERT:  # an ALERT record is not authenticated: counted, and fatal like any rejection
+            raise self._reject("alert", bytes(rec.body[:200]).decode(errors="replace"))
         if rec.type not in (DATA, KEM, REKEY):
             raise self._reject("tampered", f"unexpected record type {rec.type}")
 

@@ -31,10 +31,13 @@ import numpy as np
 
 from hw import rundir
 from hw.attack import AttackRelay
+from hw.journal import recover_journals
+from hw.lifecycle import PARENT_ENV
 from hw.machine import LoadMonitor
+from hw.provision import provision
 from hw.proxy import LinkShape, ShapingProxy, open_path
 from hw.runconfig import Address, RunConfig, Service, build, check_supported
-from sim.contract import RunLayout, Summary, atomic_write
+from sim.contract import RunLayout, Summary, atomic_write, write_json
 from sim.errors import UserError
 from sim.scenario import DevicePopulation, Scenario
 
@@ -115,6 +118,7 @@ class Children:
         self.logs: list[Any] = []
         env = dict(os.environ)
         env.update({v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
+        env[PARENT_ENV] = str(os.getpid())  # a node exits when this process dies (hw/node: die_with_parent)
         self.env = env  # one core per training step, as the simulator's model assumes
 
     def start(self, name: str, role: str) -> None:
@@ -125,6 +129,7 @@ class Children:
         cmd = [sys.executable, "-m", "hw.node", str(self.run_dir), name, role]
         # our own interpreter and module, a name and a role from the validated scenario: no shell, no user string
         self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env)  # noqa: S603
+        write_json(RunLayout(self.run_dir).pids, {n: p.pid for n, p in self.procs.items()})
 
     def stop(self, grace_s: float = 3.0) -> dict[str, int | None]:
         for p in self.procs.values():
@@ -160,6 +165,7 @@ def run_local(
                     crash=crash or {}, cpus=pin_cpus(s))  # fmt: skip
         if attack is not None:
             cfg = addressing.attack(cfg, *attack)
+        cfg = provision(cfg, out)  # every key, before any node starts
         cfg.write(out)
         atomic_write(RunLayout(out).scenario, s.to_yaml())
         children.start(cfg.aggregator, "aggregator")
@@ -175,6 +181,7 @@ def run_local(
         raise
     finally:
         codes = children.stop()
+        recover_journals(out)  # the finished rounds of nodes that were killed
         retransmissions = addressing.retransmissions()
         addressing.stop()
         machine_load = load.stop()

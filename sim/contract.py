@@ -93,8 +93,9 @@ WIRE_OPS = ("transfer", "frame")  # rows that are messages on the network, not C
 RECORD_HEADER_BYTES = 21
 SIGNATURE_LENGTH_BYTES = 2  # after a variable-size signature (Falcon) in a signed message: its length
 # A job for a crypto worker process and its answer (hw/node/delegation.py): a 15-byte head, length-prefixed
-# fields, and for a job the record's key material (key, nonce prefix, session key) and the client's name.
-JOB_HEAD_BYTES = 15 + 5 * 4
+# fields; a job carries the client's name, the record's key material (key, nonce prefix, session key) and a
+# record header; an answer a record header too (of the client's record, or of the one sealed for the client).
+JOB_HEAD_BYTES = 15 + 6 * 4
 ANSWER_HEAD_BYTES = 15 + 2 * 4
 
 
@@ -178,6 +179,7 @@ class RunLayout:
     STATUS = "status.json"  # twin: how the run ended
     RUN_CONFIG = "run.json"  # twin: what the nodes run
     PROGRESS = "progress.json"  # twin: the aggregator's last finished round
+    PIDS = "pids.json"  # twin (local): {process: pid} of the run's node processes
     NODE_SPANS = "spans"  # twin: spans/<pod>.parquet, one per process
     NODES = "nodes"  # twin: nodes/<pod>.json, each process's result
     KEYS = "keys"  # twin: keys/<pod>.json, published public keys
@@ -212,8 +214,16 @@ class RunLayout:
     def progress(self) -> Path:
         return self.root / self.PROGRESS
 
+    @property
+    def pids(self) -> Path:
+        return self.root / self.PIDS
+
     def node_spans(self, pod: str) -> Path:
         return self.root / self.NODE_SPANS / f"{pod}.parquet"
+
+    def node_journal(self, pod: str) -> Path:
+        """spans/<pod>.journal: a node's spans as it goes, one JSON line per finished round (gone at its end)."""
+        return self.root / self.NODE_SPANS / f"{pod}.journal"
 
     def node_result(self, pod: str) -> Path:
         return self.root / self.NODES / f"{pod}.json"
@@ -226,7 +236,7 @@ class RunLayout:
 
     @classmethod
     def result_files(cls) -> tuple[str, ...]:
-        return (cls.SPANS, cls.SUMMARY, cls.STATUS, cls.RUN_CONFIG, cls.SCENARIO, cls.PROGRESS, cls.MODES)
+        return (cls.SPANS, cls.SUMMARY, cls.STATUS, cls.RUN_CONFIG, cls.SCENARIO, cls.PROGRESS, cls.MODES, cls.PIDS)
 
     @classmethod
     def result_dirs(cls) -> tuple[str, ...]:

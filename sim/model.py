@@ -242,12 +242,12 @@ class Replication:
         worker = taken.item
         apart = worker.pod != self.agg.pod
         if apart:
-            yield from self.hop(self.agg_thread, worker, self.job_bytes(model), "distribute", since=queued)
+            yield from self.hop(self.agg_thread, worker, self.job_bytes(model), "distribute", since=queued)  # no header
             queued = None
         yield from worker.run(self.rec, "distribute", "serialize", model, since=queued)
         yield from self.protect(worker, "distribute", model)
         if apart:
-            answer = ANSWER_HEAD_BYTES + 1 + sealed - RECORD_HEADER_BYTES  # the record's type and body
+            answer = ANSWER_HEAD_BYTES + sealed  # the record sealed for the client, header and body
             yield from self.hop(worker, self.agg_thread, answer, "distribute")
         self.pool.put(taken)
         yield from self.send(self.agg if apart else worker, self.clients[c], sealed, "distribute")
@@ -315,8 +315,8 @@ class Replication:
         worker = taken.item
         apart = worker.pod != self.agg.pod
         if apart:
-            sealed = self.message_bytes(fl.model_bytes) - RECORD_HEADER_BYTES  # the record's body
-            yield from self.hop(self.agg_thread, worker, self.job_bytes(sealed), "verify", since=queued)
+            record = self.message_bytes(fl.model_bytes)  # the client's record, header and body
+            yield from self.hop(self.agg_thread, worker, self.job_bytes(record), "verify", since=queued)
             queued = None
         yield from self.unprotect(worker, "verify", fl.model_bytes, since=queued)
         if apart:

@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from hw.channel import HEADER, KEM, Channel, Identity, SecurityError, Suite, load_trust
+from hw.channel import ALERT, HEADER, KEM, Channel, Identity, SecurityError, Suite, load_trust
 
 SUITE = Suite("ML-KEM-768", "ML-DSA-65", "AES-256-GCM")
 
@@ -59,7 +59,7 @@ def test_handshake_authenticates_and_records_round_trip():
 def test_per_message_encapsulation_uses_the_recipients_static_key():
     a, b, _, (_agg, _) = pair()
     sealed = b.seal(b"update", recipient_kem=b.trust["aggregator"].kem)
-    assert sealed.type == KEM and len(sealed.parts[0]) == 1088  # an ML-KEM-768 ciphertext travels along
+    assert sealed.header[0] == KEM and len(sealed.parts[0]) == 1088  # an ML-KEM-768 ciphertext travels along
     b.write_sealed(sealed)
     assert a.open(a.read_record()) == b"update"
 
@@ -69,9 +69,44 @@ def raw_records(b: Channel, n: int) -> list[bytes]:
     out = []
     for i in range(n):
         s = b.seal(f"record {i}".encode())
-        body = b"".join(s.parts)
-        out.append(HEADER.pack(s.type, s.seq, 0.0, len(body)) + body)
+        out.append(s.header + b"".join(s.parts))
     return out
+
+
+def test_the_whole_header_is_authenticated_send_time_included():
+    """A forger who skews a record's send time (spans are measured from it) is caught like any tamperer."""
+    a, b, _, _ = pair()
+    (rec,) = raw_records(b, 1)
+    _, seq, sent_at, length = HEADER.unpack(rec[: HEADER.size])
+    b.sock.sendall(HEADER.pack(rec[0], seq, sent_at - 0.5, length) + rec[HEADER.size :])
+    with pytest.raises(SecurityError) as info:
+        a.open(a.read_record())
+    assert info.value.kind == "tampered" and a.counters["tampered"] == 1
+
+
+def test_malformed_kem_records_and_late_alerts_are_security_errors():
+    a, b, _, _ = pair()
+    kem_ct = b.seal(b"update", recipient_kem=b.trust["aggregator"].kem)
+    short = HEADER.pack(KEM, HEADER.unpack(kem_ct.header)[1], 0.0, 10)  # far too short for its encapsulation
+    b.sock.sendall(short + b"x" * 10)
+    with pytest.raises(SecurityError) as info:
+        a.open(a.read_record())
+    assert info.value.kind == "truncated"
+    a2, b2, _, _ = pair()
+    b2.write(ALERT, b"go away")  # unauthenticated after the handshake: counted, fatal for the connection
+    with pytest.raises(SecurityError) as info:
+        a2.open(a2.read_record())
+    assert info.value.kind == "alert" and a2.counters["alert"] == 1
+
+
+def test_a_stranger_cannot_make_a_node_allocate_before_authenticating():
+    agg = Identity.generate("aggregator", SUITE)
+    sa, sb = socket.socketpair()
+    a = Channel(sa, agg, SUITE, {}, counters=Counter())
+    sb.sendall(HEADER.pack(1, 0, 0.0, 64 << 20))  # HELLO announcing 64 MiB
+    with pytest.raises(SecurityError) as info:
+        a.accept(null_timer)
+    assert info.value.kind == "oversize" and a.counters["oversize"] == 1
 
 
 @pytest.mark.parametrize("attack", ["replay", "reorder", "tampered", "truncated"])
@@ -124,3 +159,21 @@ def test_unknown_or_impersonated_identity_is_refused():
     sb.close()
     t.join(5)
     assert errors and errors[0].kind == "identity" and a.counters["identity"] == 1
+
+
+def test_signatures_are_bound_to_their_role_by_fips_204_context_strings():
+    """An FL message's ML-DSA signature never verifies as a handshake's (nor without its context), on every
+    provider that has ML-DSA, and across providers."""
+    from hw.channel import HANDSHAKE_CONTEXT, MESSAGE_CONTEXT
+    from hw.crypto import registry
+
+    signers = [p.signature("ML-DSA-65") for p in registry.default().providers()
+               if p.available and "ML-DSA-65" in p.algorithms("signature")]  # fmt: skip
+    assert signers
+    for s in signers:
+        kp, msg = s.keygen(), b"\x02\x00\x00\x00\x01\x00\x00\x00update"
+        sig = s.sign(kp, msg, MESSAGE_CONTEXT)
+        for v in signers:  # a public key crosses providers as its FIPS 204 encoding
+            pk = v.load_public(kp.public.raw)
+            assert v.verify(pk, msg, sig, MESSAGE_CONTEXT)
+            assert not v.verify(pk, msg, sig, HANDSHAKE_CONTEXT) and not v.verify(pk, msg, sig)

@@ -51,6 +51,13 @@ def test_two_clients_two_rounds_for_real(tmp_path, mode):
     machine = sorted(os.sched_getaffinity(0))
     wanted = machine[: min(len(machine), s.deployment.hosts[0].cores)]
     assert all(nodes[pod]["cpus"] == wanted for pod in ("aggregator", "client-1", "client-2"))  # pinned to its host
+    workers = {n for n in nodes if n.startswith("worker-1.")}
+    if mode == "concurrent":  # the worker pod's two threads are two processes doing the security work
+        assert workers == {"worker-1.1", "worker-1.2"} and all(nodes[w]["state"] == "completed" for w in workers)
+        assert {"ML-DSA-65.verify", "ML-DSA-65.sign"} <= set(fl[fl.pod == "worker-1"].op)
+        assert not set(fl[(fl.pod == "aggregator") & fl.op.str.endswith((".verify", ".sign"))].op)
+    else:
+        assert not workers and "worker-1" not in set(fl.pod)
 
 
 @pytest.mark.parametrize("attack", ["tamper", "replay", "truncate", "downgrade"])

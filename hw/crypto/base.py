@@ -154,12 +154,14 @@ class Signer(_Algorithm):
         """Parse a signer's public key from its wire bytes; `InvalidKey` if malformed."""
 
     @abstractmethod
-    def sign(self, keypair: KeyPair, message: Buffer) -> bytes:
-        """The signature of ``message`` in the catalogue's wire encoding."""
+    def sign(self, keypair: KeyPair, message: Buffer, context: bytes = b"") -> bytes:
+        """The signature of ``message`` in the catalogue's wire encoding, under ``context`` (FIPS 204's context
+        string, binding a signature to the role it was made for) where the scheme has contexts (ML-DSA);
+        schemes without them ignore it."""
 
     @abstractmethod
-    def verify(self, public: PublicKey, message: Buffer, signature: Buffer) -> bool:
-        """True iff ``signature`` is valid for ``message``; never raises for a bad signature."""
+    def verify(self, public: PublicKey, message: Buffer, signature: Buffer, context: bytes = b"") -> bool:
+        """True iff ``signature`` is valid for ``message`` (under ``context``); never raises for a bad signature."""
 
     def export_private(self, keypair: KeyPair) -> bytes:
         """The private key as bytes (see `Kem.export_private`)."""

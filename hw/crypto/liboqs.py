@@ -212,6 +212,7 @@ class OqsSigner(Signer):
         self.public_key_bytes: int = details["length_public_key"]
         self.signature_max_bytes: int = details["length_signature"]
         self.secret_key_bytes: int | None = details.get("length_secret_key")
+        self.contexts = bool(details.get("sig_with_ctx_support", False))  # ML-DSA, SLH-DSA: context strings
 
     def keygen(self) -> KeyPair:
         sig = _Owned(self._cls(self.oqs_name))
@@ -231,13 +232,18 @@ class OqsSigner(Signer):
         pk = bytes(raw)
         return PublicKey(self.name, pk, pk)
 
-    def sign(self, keypair: KeyPair, message: Buffer) -> bytes:
+    def sign(self, keypair: KeyPair, message: Buffer, context: bytes = b"") -> bytes:
+        if context and self.contexts:
+            return _out(keypair.native.obj.sign_with_ctx_str(as_bytes(message), context), "sign")
         return _out(keypair.native.obj.sign(as_bytes(message)), "sign")
 
-    def verify(self, public: PublicKey, message: Buffer, signature: Buffer) -> bool:
+    def verify(self, public: PublicKey, message: Buffer, signature: Buffer, context: bytes = b"") -> bool:
         if not 0 < len(signature) <= self.signature_max_bytes:
             return False
         try:
+            if context and self.contexts:
+                return bool(self._verifier.verify_with_ctx_str(as_bytes(message), as_bytes(signature), context,
+                                                               public.native))  # fmt: skip
             return bool(self._verifier.verify(as_bytes(message), as_bytes(signature), public.native))
         except (ValueError, RuntimeError):  # newer liboqs-python may raise on malformed input
             return False

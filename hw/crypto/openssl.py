@@ -240,7 +240,7 @@ class EcdhP256Kem(_P256Keys, Kem):
 
 
 class MlDsa(_Pkcs8Keys, Signer):
-    """ML-DSA (FIPS 204), pure mode, empty context, hedged signing."""
+    """ML-DSA (FIPS 204), pure mode, hedged signing, with the caller's context string (empty by default)."""
 
     def __init__(self, name: str, private_cls: Any, public_cls: Any, public_key_bytes: int) -> None:
         super().__init__(name, NAME)
@@ -268,12 +268,12 @@ class MlDsa(_Pkcs8Keys, Signer):
         except ValueError as exc:
             raise InvalidKey(f"{self.name}: malformed public key ({exc})") from None
 
-    def sign(self, keypair: KeyPair, message: Buffer) -> bytes:
-        return keypair.native.sign(message)
+    def sign(self, keypair: KeyPair, message: Buffer, context: bytes = b"") -> bytes:
+        return keypair.native.sign(message, context or None)
 
-    def verify(self, public: PublicKey, message: Buffer, signature: Buffer) -> bool:
+    def verify(self, public: PublicKey, message: Buffer, signature: Buffer, context: bytes = b"") -> bool:
         try:
-            public.native.verify(signature, message)
+            public.native.verify(signature, message, context or None)
         except InvalidSignature:
             return False
         return True
@@ -300,10 +300,10 @@ class Ed25519Signer(_Pkcs8Keys, Signer):
         except ValueError:
             raise InvalidKey(f"{self.name}: public key must be 32 bytes, got {len(raw)}") from None
 
-    def sign(self, keypair: KeyPair, message: Buffer) -> bytes:
+    def sign(self, keypair: KeyPair, message: Buffer, context: bytes = b"") -> bytes:
         return keypair.native.sign(as_bytes(message))
 
-    def verify(self, public: PublicKey, message: Buffer, signature: Buffer) -> bool:
+    def verify(self, public: PublicKey, message: Buffer, signature: Buffer, context: bytes = b"") -> bool:
         try:
             public.native.verify(as_bytes(signature), as_bytes(message))
         except InvalidSignature:
@@ -327,11 +327,11 @@ class EcdsaP256Signer(_P256Keys, Signer):
         except ValueError:
             raise InvalidKey(f"{self.name}: not an uncompressed P-256 point ({len(raw)} bytes)") from None
 
-    def sign(self, keypair: KeyPair, message: Buffer) -> bytes:
+    def sign(self, keypair: KeyPair, message: Buffer, context: bytes = b"") -> bytes:
         r, s = decode_dss_signature(keypair.native.sign(as_bytes(message), self._ecdsa))
         return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
-    def verify(self, public: PublicKey, message: Buffer, signature: Buffer) -> bool:
+    def verify(self, public: PublicKey, message: Buffer, signature: Buffer, context: bytes = b"") -> bool:
         if len(signature) != 64:
             return False
         r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
@@ -373,10 +373,10 @@ class RsaPssSigner(_Pkcs8Keys, Signer):
             raise InvalidKey(f"{self.name}: not an RSA-{self.modulus_bits} public key")
         return PublicKey(self.name, spki, pk)
 
-    def sign(self, keypair: KeyPair, message: Buffer) -> bytes:
+    def sign(self, keypair: KeyPair, message: Buffer, context: bytes = b"") -> bytes:
         return keypair.native.sign(message, self._pss, self._sha256)
 
-    def verify(self, public: PublicKey, message: Buffer, signature: Buffer) -> bool:
+    def verify(self, public: PublicKey, message: Buffer, signature: Buffer, context: bytes = b"") -> bool:
         try:
             public.native.verify(signature, message, self._pss, self._sha256)
         except InvalidSignature:

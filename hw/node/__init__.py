@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from hw.channel import ConnectionClosed, SecurityError, Suite
+from hw.lifecycle import die_with_parent
 from hw.node.common import Node, RunFailed
 from hw.node.keys import GeneratedKeys, KeySource, KeysUnavailable, MountedKeys
 from hw.node.report import FileReporter, LogReporter, Reporter
@@ -33,7 +34,7 @@ log = logging.getLogger("pqtwin.node")
 def make_node(run_dir: Path, name: str, cfg: RunConfig) -> Node:
     """A node with the collaborators its run.json asks for."""
     suite = Suite(**cfg.suite.model_dump())
-    keys: KeySource = MountedKeys(run_dir, cfg.keys, suite) if cfg.keys else GeneratedKeys(run_dir, suite)
+    keys: KeySource = MountedKeys(run_dir, cfg.keys, suite, name) if cfg.keys else GeneratedKeys(run_dir, suite)
     reporter: Reporter = LogReporter(run_dir) if cfg.report == "log" else FileReporter(run_dir)
     return Node(run_dir, name, cfg, keys, reporter)
 
@@ -58,6 +59,7 @@ def play(node: Node, role: str) -> NodeResult:
 def main(run_dir: Path, name: str, role: str) -> int:
     """Run one node; 0 when its role completed, 3 when the run failed for it, 2 for an unusable run.json."""
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
+    die_with_parent()
     try:
         cfg = RunConfig.read(run_dir)
     except ValueError as exc:

@@ -24,6 +24,7 @@ from hw import data, fl
 from hw.channel import HELLO, REKEY, Channel, ConnectionClosed, Record, SecurityError
 from hw.node.common import (
     DONE,
+    HANDSHAKE_TIMEOUT_S,
     MODEL,
     MSG,
     UPDATE,
@@ -33,14 +34,17 @@ from hw.node.common import (
     log,
     message,
     protect,
+    record_limit,
     signed,
     unprotect,
     warm_up,
 )
 from hw.node.delegation import DISTRIBUTE, VERIFY, Job, WorkerPool, encode_grant
-from hw.node.keys import TRUST_TIMEOUT_S
 from hw.rundir import NodeResult
 from sim.contract import Dropout
+
+JOIN_GRACE_S = 5.0  # once the quorum is in: how long the rest may still take to authenticate before round 1
+MAX_PENDING_HANDSHAKES = 64  # unauthenticated connections at once; more are closed at once (and counted)
 
 
 @dataclass
@@ -65,7 +69,10 @@ class Aggregator:
         self.inbox: queue.Queue[Arrival] = queue.Queue()
         self.channels: dict[str, Channel] = {}
         self.alive: set[str] = set()
-        self.rejected = 0  # connections whose handshake was refused
+        self.lock = threading.Lock()
+        self.handshaking = 0  # connections not yet authenticated
+        self.pending_join: set[str] = set()  # authenticated clients that join at the next round
+        self.joined: queue.Queue[str] = queue.Queue()
         self.rejections: dict[str, str] = {}  # why a client's connection was closed on it
         self.dropouts: list[Dropout] = []
         self.accuracy: list[float] = []
@@ -102,6 +109,9 @@ class Aggregator:
             failed += not ok
             node.add(node.name, node.host, "round", "round" if ok else "failed", start, node.now(), 0.0, 0)
             self.accuracy.append(fl.accuracy(self.shape, theta, *self.test))
+            node.checkpoint(NodeResult(state="failed", reason=f"{node.name} ended after round {r} without its report",
+                                       initial_accuracy=initial, accuracy_per_round=self.accuracy,
+                                       dropouts=self.dropouts, rounds_failed=failed))  # fmt: skip
             node.progress(r, self.accuracy[-1])
         self._drain(node.round)
         done = signed(node.suite.signature, self.ident.sig, MSG.pack(DONE, 0))
@@ -110,49 +120,110 @@ class Aggregator:
                 self.channels[c].write_sealed(self.channels[c].seal(done))
         if self.workers is not None:
             self.workers.close()  # a worker ends when its channel does
+        self.server.close()
         return NodeResult(state="completed", initial_accuracy=initial, accuracy_per_round=self.accuracy,
                           dropouts=self.dropouts, rounds_failed=failed)  # fmt: skip
 
     def _accept_all(self) -> None:
+        """Listen for the whole run (``_listen``); return once every client and worker is authenticated, or
+        once the quorum and every worker are and the rest had ``JOIN_GRACE_S`` more to come. Strangers
+        (connections that never authenticate) cost a bounded handshake each and change nothing."""
         cfg = self.node.cfg
         port = cfg.pods[self.node.name].port
         assert port is not None, "RunConfig gives the aggregator a port"
-        srv = listen(port, cfg.bind)
-        wait_s = cfg.connect_timeout_s  # pods may start minutes apart
-        srv.settimeout(wait_s)
-        threads = []
-        expected = len(self.clients) + len(self.worker_names)
-        for i in range(expected):
+        self.server = listen(port, cfg.bind)
+        threading.Thread(target=self._listen, daemon=True).start()
+        start = time.monotonic()
+        deadline, quorum_at = start + cfg.connect_timeout_s, None  # pods may start minutes apart
+        expected = set(self.clients) | set(self.worker_names)
+        while True:
+            with self.lock:
+                joined = set(self.pending_join) | set(self.worker_channels)
+            if joined >= expected:
+                break
+            enough = len(joined & set(self.clients)) >= self.fl.quorum_clients and set(self.worker_names) <= joined
+            quorum_at = quorum_at or (time.monotonic() if enough else None)
+            now = time.monotonic()
+            if quorum_at is not None and now - quorum_at > min(JOIN_GRACE_S, cfg.connect_timeout_s):
+                break
+            if now > deadline:
+                raise RunFailed(f"only {len(joined)} of {len(expected)} clients and workers authenticated within "
+                                f"{cfg.connect_timeout_s:.0f} s ({self._strangers()})")  # fmt: skip
+            with contextlib.suppress(queue.Empty):
+                self.joined.get(timeout=0.05)
+        for c in sorted(set(self.clients) - joined):
+            self.dropouts.append(Dropout(round=1, pod=c, reason=f"never authenticated ({self._strangers()})"))
+
+    def _vacant(self, name: str) -> bool:
+        with self.lock:
+            return not (name in self.worker_channels or name in self.pending_join or name in self.alive)
+
+    def _strangers(self) -> str:
+        refused = {k: v for k, v in self.node.counters.items() if v}
+        return "rejected connections: " + (", ".join(f"{k} {v}" for k, v in sorted(refused.items())) or "none")
+
+    def _listen(self) -> None:
+        """Accept connections for the whole run: at most ``MAX_PENDING_HANDSHAKES`` unauthenticated at once
+        (the rest are closed at once and counted), each with ``HANDSHAKE_TIMEOUT_S`` to authenticate."""
+        while True:
             try:
-                sock, _addr = srv.accept()
-            except TimeoutError:
-                raise RunFailed(f"only {i} of {expected} clients and workers connected within {wait_s:.0f} s") from None
+                sock, _addr = self.server.accept()
+            except OSError:
+                return  # closed at the end of the run
+            with self.lock:
+                full = self.handshaking >= MAX_PENDING_HANDSHAKES
+                self.handshaking += not full
+            if full:
+                self.node.counters["refused"] += 1
+                sock.close()
+                continue
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            t = threading.Thread(target=self._serve, args=(sock,), daemon=True)
-            t.start()
-            threads.append(t)
-        srv.close()
-        deadline = time.monotonic() + TRUST_TIMEOUT_S
-        while len(self.channels) + len(self.worker_channels) + self.rejected < expected and time.monotonic() < deadline:
-            time.sleep(0.005)
+            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+
+    def _authenticate(self, sock: socket.socket) -> tuple[str, Channel] | None:
+        node = self.node
+        ch = Channel(sock, self.ident, node.suite, self.trust, clock=node.now, counters=node.counters,
+                     max_record_bytes=record_limit(node))  # fmt: skip
+        sock.settimeout(HANDSHAKE_TIMEOUT_S)
+        try:
+            name = ch.accept(node.timer_for(0), admit=self._vacant)
+        except (SecurityError, ConnectionClosed, OSError) as exc:
+            log.warning("%s: handshake rejected: %s", node.name, exc)
+            sock.close()
+            return None
+        finally:
+            with self.lock:
+                self.handshaking -= 1
+        sock.settimeout(None)
+        return name, ch
+
+    def _register(self, name: str, ch: Channel) -> bool:
+        """Admit an authenticated connection; False when its pod is connected already (two handshakes at
+        once: the first keeps its place)."""
+        with self.lock:
+            if name in self.worker_channels or name in self.pending_join or name in self.alive:
+                self.node.counters["duplicate"] += 1
+                ch.sock.close()
+                return False
+            if name in self.worker_names:  # a crypto worker: given our identity before any job can reach it
+                ch.write_sealed(ch.seal(encode_grant(self.ident)))
+                self.worker_channels[name] = ch
+            else:
+                self.channels[name] = ch
+                self.pending_join.add(name)  # takes part from the next round on
+        return True
 
     def _serve(self, sock: socket.socket) -> None:
         node = self.node
-        ch = Channel(sock, self.ident, node.suite, self.trust, clock=node.now, counters=node.counters)
-        try:
-            name = ch.accept(node.timer_for(0))
-        except (SecurityError, ConnectionClosed) as exc:
-            log.warning("%s: handshake rejected: %s", node.name, exc)
-            self.dropouts.append(Dropout(round=0, pod=ch.peer or "unknown", reason=f"handshake rejected: {exc}"))
-            self.rejected += 1
-            sock.close()
+        got = self._authenticate(sock)
+        if got is None:
             return
-        if name in self.worker_names:  # a crypto worker: given our identity; its job threads read its answers
-            ch.write_sealed(ch.seal(encode_grant(self.ident)))
-            self.worker_channels[name] = ch
+        name, ch = got
+        if not self._register(name, ch):
             return
-        self.channels[name] = ch
-        self.alive.add(name)
+        self.joined.put(name)
+        if name in self.worker_names:  # its job threads read its answers
+            return
         while True:
             try:
                 rec = ch.read_record()
@@ -176,6 +247,9 @@ class Aggregator:
 
     # one round: distribute, then collect and aggregate
     def _round(self, r: int, theta: np.ndarray) -> np.ndarray | None:
+        with self.lock:
+            self.alive |= self.pending_join
+            self.pending_join.clear()
         if self.node.cfg.rekey == "per_round":
             self._rekey(r)
         targets = sorted(self.alive)
@@ -206,7 +280,7 @@ class Aggregator:
         """One client's copy of the global model: serialise, sign, (encapsulate,) encrypt, send."""
         ch = self.channels[c]
         if self.workers is not None and queued_at is not None:
-            job = Job(DISTRIBUTE, r, c, ch.delegate_seal(), 0, theta.data.cast("B"))
+            job = Job(DISTRIBUTE, r, c, ch.delegate_seal(), b"", theta.data.cast("B"))
             sealed = self.workers.distribute(job, queued_at)
         else:
             kem_pk = self.trust[c].kem if self.node.cfg.rekey == "per_message" else None
@@ -302,7 +376,7 @@ class Aggregator:
         if a.epoch != ch.epoch:
             return None  # sent in an earlier session (per-round rekeying): a straggler's, stale
         try:
-            job = Job(VERIFY, r, a.client, ch.delegate_open(a.record), a.record.type, memoryview(a.record.body))
+            job = Job(VERIFY, r, a.client, ch.delegate_open(a.record), a.record.header, memoryview(a.record.body))
             res = self.workers.verify(job, queued_at)
         except SecurityError as exc:
             res = exc

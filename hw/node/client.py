@@ -15,7 +15,20 @@ import numpy as np
 
 from hw import data, fl
 from hw.channel import REKEY, Channel, ConnectionClosed, Identity, Peer, SecurityError
-from hw.node.common import DONE, UPDATE, Node, RunFailed, connect, listen, message, protect, unprotect, warm_up
+from hw.node.common import (
+    DONE,
+    HANDSHAKE_TIMEOUT_S,
+    UPDATE,
+    Node,
+    RunFailed,
+    connect,
+    listen,
+    message,
+    protect,
+    record_limit,
+    unprotect,
+    warm_up,
+)
 from hw.runconfig import Address
 from hw.rundir import NodeResult
 
@@ -61,6 +74,7 @@ def run_client(node: Node) -> NodeResult:
         buf = message(node, UPDATE, rnd, theta, "upload")
         ch.write_sealed(protect(node, ch, ident, buf, "upload", kem_pk))
         rounds += 1
+        node.checkpoint(NodeResult(state="failed", reason=f"{node.name} ended after round {rnd}", rounds=rounds))
     return NodeResult(state="completed", rounds=rounds)
 
 
@@ -72,7 +86,8 @@ def _session(node: Node, ident: Identity, trust: dict[str, Peer], address: Addre
     deadline = time.monotonic() + timeout_s
     while True:
         sock = connect(address, max(1.0, deadline - time.monotonic()))
-        ch = Channel(sock, ident, node.suite, trust, clock=node.now, counters=node.counters)
+        ch = Channel(sock, ident, node.suite, trust, clock=node.now, counters=node.counters,
+                     max_record_bytes=record_limit(node))  # fmt: skip
         mark = len(node.rows)
         try:
             ch.initiate(peer, node.timer_for(0))
@@ -93,18 +108,29 @@ def _serve_telemetry(node: Node, ident: Identity, trust: dict[str, Peer]) -> Non
         return
     srv = listen(port, node.cfg.bind)
 
+    sessions = threading.BoundedSemaphore(sum(g.count for g in node.cfg.devices_for(node.name)) + 16)
+
     def accept_loop() -> None:
         while True:
             sock, _ = srv.accept()
-            threading.Thread(target=_telemetry_session, args=(node, ident, trust, sock), daemon=True).start()
+            if not sessions.acquire(blocking=False):  # more connections than devices (and some slack): refused
+                node.counters["refused"] += 1
+                sock.close()
+                continue
+            threading.Thread(target=_telemetry_session, args=(node, ident, trust, sock, sessions), daemon=True).start()
 
     threading.Thread(target=accept_loop, daemon=True).start()
 
 
-def _telemetry_session(node: Node, ident: Identity, trust: dict[str, Peer], sock: socket.socket) -> None:
-    ch = Channel(sock, ident, node.suite, trust, clock=node.now, counters=node.counters)
+def _telemetry_session(node: Node, ident: Identity, trust: dict[str, Peer], sock: socket.socket,
+                       sessions: threading.BoundedSemaphore) -> None:  # fmt: skip
+    frame_bytes = max((g.frame_bytes for g in node.cfg.devices_for(node.name)), default=0)
+    ch = Channel(sock, ident, node.suite, trust, clock=node.now, counters=node.counters,
+                 max_record_bytes=frame_bytes + 1024)  # fmt: skip
     try:
+        sock.settimeout(HANDSHAKE_TIMEOUT_S)
         device = ch.accept(node.timer_for(phase="telemetry"))  # device sessions count as telemetry work
+        sock.settimeout(None)
         while True:
             rec = ch.read_record()
             plaintext = ch.open(rec, node.timer_for(), "telemetry")
@@ -112,3 +138,6 @@ def _telemetry_session(node: Node, ident: Identity, trust: dict[str, Peer], sock
             del plaintext
     except (ConnectionClosed, SecurityError, OSError):
         return
+    finally:
+        sock.close()
+        sessions.release()

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from hw import data, fl
-from hw.channel import Channel, Identity, Peer, Record, Sealed, SecurityError, Suite
+from hw.channel import MESSAGE_CONTEXT, Channel, Identity, Peer, Record, Sealed, SecurityError, Suite, handshake_limit
 from hw.crypto import find
 from hw.crypto.base import KeyPair, PublicKey
 from hw.node.keys import KeySource
@@ -53,6 +53,7 @@ class Node:
     round: int = 0
     counters: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    journaled: int = 0  # rows already handed to a checkpoint
 
     @property
     def suite(self) -> Suite:
@@ -123,6 +124,13 @@ class Node:
             rows = list(self.rows)
         self.reporter.finish(self.name, result, to_frame(rows))
 
+    def checkpoint(self, result: NodeResult) -> None:
+        """Keep what is finished so far; ``result`` says how far (a node that never finishes ends so)."""
+        result.security = dict(self.counters)
+        with self.lock:
+            rows, self.journaled = self.rows[self.journaled :], len(self.rows)
+        self.reporter.checkpoint(self.name, result, rows)
+
 
 def connect(address: Address, timeout_s: float = 30.0) -> socket.socket:
     deadline = time.monotonic() + timeout_s
@@ -136,6 +144,15 @@ def connect(address: Address, timeout_s: float = 30.0) -> socket.socket:
             if time.monotonic() > deadline:
                 raise RunFailed(f"cannot connect to {address[0]}:{address[1]}: {exc.strerror}") from None
             time.sleep(0.05)
+
+
+HANDSHAKE_TIMEOUT_S = 10.0  # a connection must authenticate within this, or is closed (and counted)
+
+
+def record_limit(node: Node) -> int:
+    """The largest record an authenticated peer may send in this run: a model message (or a worker's job
+    carrying one) and room for its keys, signature and encapsulation."""
+    return node.cfg.fl.model_parameters * 4 + 4 * handshake_limit(node.suite) + 4096
 
 
 def listen(port: int, host: str = "127.0.0.1") -> socket.socket:
@@ -207,7 +224,7 @@ def split_signature(name: str, plaintext: memoryview) -> tuple[memoryview, memor
 
 def signed(name: str, signer_key: KeyPair, body: bytes) -> bytes:
     """A small signed message (no room reserved in advance): body | signature (| length)."""
-    sig = find(name, "signature").sign(signer_key, body)
+    sig = find(name, "signature").sign(signer_key, body, MESSAGE_CONTEXT)
     buf = bytearray(len(body) + signature_room(name))
     buf[: len(body)] = body
     return bytes(attach_signature(name, buf, len(body), sig))
@@ -219,7 +236,7 @@ def protect(node: Node, ch: Channel, ident: Identity, buf: bytearray, phase: str
     name = node.suite.signature
     body_bytes = len(buf) - signature_room(name)
     with node.timer(phase, f"{name}.sign", nbytes=body_bytes):
-        sig = find(name, "signature").sign(ident.sig, memoryview(buf)[:body_bytes])
+        sig = find(name, "signature").sign(ident.sig, memoryview(buf)[:body_bytes], MESSAGE_CONTEXT)
     return ch.seal(attach_signature(name, buf, body_bytes, sig), recipient_kem, node.timer_for(), phase)
 
 
@@ -233,7 +250,7 @@ def unprotect(node: Node, ch: Channel, rec: Record, sender_sig: PublicKey, phase
         ch.counters["tampered"] += 1
         raise
     with node.timer(phase, f"{node.suite.signature}.verify", nbytes=len(body)):
-        ok = find(node.suite.signature, "signature").verify(sender_sig, body, sig)
+        ok = find(node.suite.signature, "signature").verify(sender_sig, body, sig, MESSAGE_CONTEXT)
     if not ok:
         ch.counters["tampered"] += 1
         raise SecurityError("tampered", f"signature of a message from {ch.peer} does not verify")
@@ -247,7 +264,7 @@ def warm_up(suite: Suite, payload_bytes: int, shape: fl.Shape | None) -> None:
     signer, kem, aead = find(suite.signature, "signature"), find(suite.kem, "kem"), find(suite.aead, "aead")
     payload = os.urandom(payload_bytes)
     kp = signer.keygen()
-    signer.verify(kp.public, payload, signer.sign(kp, payload))
+    signer.verify(kp.public, payload, signer.sign(kp, payload, MESSAGE_CONTEXT), MESSAGE_CONTEXT)
     k = kem.keygen()
     kem.decaps(k, kem.encaps(k.public)[0])
     key = aead.keygen()

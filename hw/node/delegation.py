@@ -8,9 +8,10 @@ is an ordinary sealed record:
    models and decapsulate per-message keys on its behalf (as a Kubernetes worker pod would mount it).
 2. per job, aggregator -> worker: ``JOB`` — kind, round, client, the record's ``Delegation`` (key, nonce
    prefix, session key, sequence number: the aggregator keeps each session's order) and the payload: a
-   client's record (``VERIFY``) or the global model (``DISTRIBUTE``).
+   client's record, header and body (``VERIFY``), or the global model (``DISTRIBUTE``).
 3. worker -> aggregator: ``DONE_OK`` with the verified update's float32 parameters (``VERIFY``) or the sealed
-   record for the client (``DISTRIBUTE``), or ``DONE_REJECTED`` with the rejection's kind and reason.
+   record for the client, header and body (``DISTRIBUTE``), or ``DONE_REJECTED`` with the rejection's kind
+   and reason.
 
 One job at a time per worker: a job thread of the aggregator takes a free worker, writes the job and reads
 the answer. The simulator prices the same hop: the aggregator's host encrypts the job, the network (or
@@ -27,14 +28,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from hw import fl
-from hw.channel import Channel, Delegation, Identity, Record, Sealed, SecurityError
+from hw.channel import HEADER, Channel, Delegation, Identity, Record, Sealed, SecurityError
 from hw.node.common import Node
 from sim.contract import ANSWER_HEAD_BYTES, JOB_HEAD_BYTES
 
 GRANT, JOB, DONE_OK, DONE_REJECTED = 1, 2, 3, 4
 VERIFY, DISTRIBUTE = 1, 2
 _HEAD = struct.Struct("!BBIQB")  # message type, job kind, round, sequence number, record type
-assert _HEAD.size + 5 * 4 == JOB_HEAD_BYTES and _HEAD.size + 2 * 4 == ANSWER_HEAD_BYTES, "the simulator prices jobs"
+assert _HEAD.size + 6 * 4 == JOB_HEAD_BYTES and _HEAD.size + 2 * 4 == ANSWER_HEAD_BYTES, "the simulator prices jobs"
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class Job:
     round: int
     client: str
     grant: Delegation
-    record_type: int  # VERIFY: the client's record type (DATA or KEM); DISTRIBUTE: 0
+    header: bytes  # VERIFY: the client's record header (authenticated with its body); DISTRIBUTE: empty
     payload: memoryview
 
 
@@ -73,16 +74,18 @@ def unpack(buf: memoryview, n: int) -> tuple[tuple[int, ...], list[memoryview]]:
 
 def encode_job(job: Job) -> bytearray:
     g = job.grant
-    return pack((JOB, job.kind, job.round, g.seq, job.record_type),
-                [job.client.encode(), g.key, g.prefix, g.session_key, job.payload])  # fmt: skip
+    return pack((JOB, job.kind, job.round, g.seq, 0),
+                [job.client.encode(), g.key, g.prefix, g.session_key, job.header, job.payload])  # fmt: skip
 
 
 def decode_job(buf: memoryview) -> Job:
-    (mtype, kind, rnd, seq, rtype), (client, key, prefix, session_key, payload) = unpack(buf, 5)
+    (mtype, kind, rnd, seq, _), (client, key, prefix, session_key, header, payload) = unpack(buf, 6)
     if mtype != JOB or kind not in (VERIFY, DISTRIBUTE):
         raise SecurityError("tampered", f"not a job (type {mtype}, kind {kind})")
+    if kind == VERIFY and len(header) != HEADER.size:
+        raise SecurityError("tampered", "a job without its record's header")
     return Job(kind, rnd, bytes(client).decode(errors="replace"),
-               Delegation(bytes(key), bytes(prefix), bytes(session_key), seq), rtype, payload)  # fmt: skip
+               Delegation(bytes(key), bytes(prefix), bytes(session_key), seq), bytes(header), payload)  # fmt: skip
 
 
 def encode_grant(ident: Identity) -> bytearray:
@@ -133,12 +136,11 @@ class WorkerPool:
         return np.frombuffer(data, fl.DTYPE)  # the worker deserialised it: no copy here
 
     def distribute(self, job: Job, queued_at: float) -> Sealed:
-        mtype, (head, body) = self._ask(job, queued_at)
-        if mtype != DONE_OK:
+        mtype, (header, body) = self._ask(job, queued_at)
+        if mtype != DONE_OK or len(header) != HEADER.size:
             why = bytes(body).decode(errors="replace")
             raise SecurityError("tampered", f"a worker could not seal the model: {why}")
-        rtype = head[0] if len(head) else 0
-        return Sealed(rtype, job.grant.seq, [bytes(body)])
+        return Sealed(bytes(header), [body])
 
     def close(self) -> None:
         for ch in self.channels.values():
@@ -146,9 +148,8 @@ class WorkerPool:
 
 
 def record_of(job: Job) -> Record:
-    """The client's record a ``VERIFY`` job carries, as its channel would have read it (the AAD is the
-    record's type and sequence number, which the job gives)."""
-    from hw.channel import HEADER
-
-    header = HEADER.pack(job.record_type, job.grant.seq, 0.0, len(job.payload))
-    return Record(job.record_type, job.grant.seq, 0.0, job.payload, header)  # type: ignore[arg-type]
+    """The client's record a ``VERIFY`` job carries, as its channel read it (its header is authenticated)."""
+    rtype, seq, sent_at_s, _ = HEADER.unpack(job.header)
+    if seq != job.grant.seq:
+        raise SecurityError("tampered", f"a job for record {job.grant.seq} carries record {seq}")
+    return Record(rtype, seq, sent_at_s, job.payload, job.header)  # type: ignore[arg-type]

@@ -1,10 +1,13 @@
 """Where a node's keys come from: ``KeySource`` and its two kinds.
 
-- ``GeneratedKeys`` (local backend): each process generates its identities, publishes the public keys to
-  ``keys/<owner>.json`` in the run directory and waits for its peers' files (the trust store).
-- ``MountedKeys`` (Kubernetes): the backend generated every identity; each pod's private keys are a
-  mounted Secret (``identity.json``: ``{name: Identity.export_private()}``) and its peers' public keys a
-  mounted ConfigMap (``trust.json``: ``{name: public}``, with ``devices`` holding ``{device: public}``).
+- ``MountedKeys`` (every backend): the backend generated every identity before starting the nodes; each
+  process's private keys are a file (``identity.json``: ``{name: Identity.export_private()}``; on Kubernetes a
+  mounted Secret, locally ``keys/<process>/`` 0600 in a 0700 directory: hw/provision.py) and its peers'
+  public keys another (``trust.json``: ``{name: public}``, with ``devices`` holding ``{device: public}``).
+  A node trusts nothing else.
+- ``GeneratedKeys``: each process generates its identities, publishes the public keys to
+  ``keys/<owner>.json`` and waits for its peers' files. Trust on first appearance: for tests of the node
+  program alone, never used by a backend.
 """
 
 from __future__ import annotations
@@ -70,8 +73,10 @@ class GeneratedKeys:
 
 
 class MountedKeys:
-    def __init__(self, run_dir: Path, where: ProvisionedKeys, suite: Suite):
-        self.identity_file, self.trust_file = run_dir / where.identity, run_dir / where.trust
+    def __init__(self, run_dir: Path, where: ProvisionedKeys, suite: Suite, pod: str = ""):
+        # ``{pod}`` in a path: each process its own files (local runs: hw/provision.py)
+        self.identity_file = run_dir / where.identity.replace("{pod}", pod)
+        self.trust_file = run_dir / where.trust.replace("{pod}", pod)
         self.suite = suite
         self._private: dict[str, dict[str, str]] | None = None
 
@@ -90,7 +95,10 @@ class MountedKeys:
         return None  # the peers were given our public keys when the run was provisioned
 
     def trust(self, names: list[str]) -> dict[str, Peer]:
-        table = json.loads(self.trust_file.read_text())
+        try:
+            table = json.loads(self.trust_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise KeysUnavailable(f"provisioned trust store: {exc}") from None
         if missing := [n for n in names if n not in table]:
             raise KeysUnavailable(f"no provisioned keys for {', '.join(missing)}")
         entries: dict[str, dict[str, str]] = {}

@@ -1,7 +1,8 @@
 """Where a node's results go: ``Reporter`` and its two kinds.
 
 - ``FileReporter`` (every backend): ``progress.json``, ``spans/<pod>.parquet`` and ``nodes/<pod>.json`` in
-  the run directory, each written atomically.
+  the run directory, each written atomically — after every finished round too (``checkpoint``), so a node
+  killed mid-run leaves every round it finished.
 - ``LogReporter`` (Kubernetes, where the run directory is the pod's own): the same files, plus progress
   lines and the result block on stdout for the backend to read from the pod's log (hw/podlog.py).
 """
@@ -15,8 +16,9 @@ from typing import Protocol
 import pandas as pd
 
 from hw import podlog
+from hw.journal import append_journal
 from hw.rundir import NodeResult
-from sim.contract import RunLayout, atomic_write, spans_bytes
+from sim.contract import RunLayout, SpanRow, atomic_write, spans_bytes
 
 
 class Reporter(Protocol):
@@ -26,6 +28,11 @@ class Reporter(Protocol):
 
     def finish(self, name: str, result: NodeResult, spans: pd.DataFrame) -> None:
         """The node's end: its result and every span it recorded."""
+        ...
+
+    def checkpoint(self, name: str, result: NodeResult, new_rows: list[SpanRow]) -> None:
+        """What the node has finished so far (a round), kept should it never reach ``finish`` (kill -9):
+        the spans recorded since the last checkpoint, and the result so far."""
         ...
 
 
@@ -38,6 +45,11 @@ class FileReporter:
 
     def finish(self, name: str, result: NodeResult, spans: pd.DataFrame) -> None:
         atomic_write(self.layout.node_spans(name), spans_bytes(spans))
+        result.write(self.layout.root, name)
+        self.layout.node_journal(name).unlink(missing_ok=True)
+
+    def checkpoint(self, name: str, result: NodeResult, new_rows: list[SpanRow]) -> None:
+        append_journal(self.layout, name, new_rows)  # well under a millisecond: it may fall inside a round
         result.write(self.layout.root, name)
 
 

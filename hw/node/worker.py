@@ -49,9 +49,13 @@ def run_worker(node: Node) -> NodeResult:
 
 def _verify(node: Node, owner: Identity, job: Job, trust: dict[str, Peer]) -> bytearray:
     """A client's update: (decapsulate,) decrypt, verify, deserialise; or why it is rejected."""
-    session = Channel.delegated(owner, node.suite, job.grant, sending=False, peer=job.client, counters=node.counters)
+    session = Channel.delegated(
+        owner, node.suite, job.grant, sending=False, peer=job.client, counters=node.counters, clock=node.now
+    )
     try:
         kind, rnd, payload = unprotect(node, session, record_of(job), trust[job.client].sig, "verify")
+    except KeyError:
+        return pack((DONE_REJECTED, 0, job.round, 0, 0), [b"identity", f"no client {job.client!r}".encode()])
     except SecurityError as exc:
         return pack((DONE_REJECTED, 0, job.round, 0, 0), [exc.kind.encode(), str(exc).encode()])
     if kind != UPDATE or rnd != job.round:  # a straggler's update from an earlier round: not counted
@@ -65,9 +69,11 @@ def _distribute(node: Node, owner: Identity, job: Job, trust: dict[str, Peer]) -
     """The global model, sealed for one client as the aggregator would have."""
     import numpy as np
 
-    session = Channel.delegated(owner, node.suite, job.grant, sending=True, peer=job.client, counters=node.counters)
+    session = Channel.delegated(
+        owner, node.suite, job.grant, sending=True, peer=job.client, counters=node.counters, clock=node.now
+    )
     theta = np.frombuffer(job.payload, fl.DTYPE)
     buf = message(node, MODEL, job.round, theta, "distribute")
     kem_pk = trust[job.client].kem if node.cfg.rekey == "per_message" else None
     sealed = protect(node, session, owner, buf, "distribute", kem_pk)
-    return pack((DONE_OK, 0, job.round, 0, 0), [bytes([sealed.type]), b"".join(sealed.parts)])
+    return pack((DONE_OK, 0, job.round, 0, 0), [sealed.header, b"".join(sealed.parts)])

@@ -1,0 +1,135 @@
+"""The twin's front door under fire: strangers and garbage aimed at a live run's listening ports.
+
+``Barrage(ports, seed).run(frames, strays)`` opens connections to the given (loopback) ports from several
+threads and, per connection, does one of:
+
+- ``silent``: connect and say nothing (until the node's handshake deadline closes it, or ours);
+- ``garbage``: random bytes;
+- ``frames``: well-framed records (the channel's 21-byte header) of random type, sequence and length —
+  lengths up to 64 MiB announced, never sent —, bodies of random bytes;
+- ``hello``: a HELLO for the run's suite from a name that is not in the trust store, or from a pod's name
+  with a garbage FINISH after the SERVER reply;
+- ``alert``: an ALERT record, then close.
+
+It counts what it sent. The node must reject all of it, count it by kind (``summary.json`` ``security``),
+and finish its run with the accuracy of an undisturbed one. Used by ``tests/test_front_door.py`` (CI size)
+and ``bench/fuzz_twin.py`` (full size).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hw.channel import ALERT, FINISH, HEADER, HELLO, Suite
+
+KINDS = ("silent", "garbage", "frames", "hello", "alert")
+
+
+def _field(b: bytes) -> bytes:
+    return struct.pack("!I", len(b)) + b
+
+
+@dataclass
+class Barrage:
+    ports: list[int]
+    suite: Suite
+    pods: list[str]
+    seed: int = 0
+    host: str = "127.0.0.1"
+    hold: int = 4  # silent connections each thread keeps open at once
+    patience_s: float = 60.0  # how long to keep trying a port that refuses connections
+    sent: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def run(self, frames: int, strays: int, threads: int = 8) -> Counter[str]:
+        """At least ``frames`` fuzzed frames and ``strays`` stray (silent or garbage) connections."""
+        seeds = np.random.SeedSequence(self.seed).spawn(threads)
+        per_frames, per_strays = -(-frames // threads), -(-strays // threads)
+        workers = [threading.Thread(target=self._worker, args=(s, per_frames, per_strays)) for s in seeds]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+        return self.sent
+
+    def _count(self, kind: str, n: int = 1) -> None:
+        with self._lock:
+            self.sent[kind] += n
+
+    def _worker(self, ss: np.random.SeedSequence, frames: int, strays: int) -> None:
+        rng = np.random.default_rng(ss)
+        held: list[socket.socket] = []
+        deadline = time.monotonic() + self.patience_s
+        while frames > 0 or strays > 0:
+            port = int(rng.choice(self.ports))
+            kind = str(rng.choice(KINDS)) if frames > 0 and strays > 0 else ("frames" if frames > 0 else "silent")
+            sock = self._connect(port)
+            if sock is None:  # not listening yet (or any more): try again a little later, until the deadline
+                self._count("refused")
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+                continue
+            if kind == "silent":
+                held.append(sock)  # held open a while: they occupy the node's pending-handshake slots
+                if len(held) > self.hold:
+                    held.pop(0).close()
+                strays -= 1
+                self._count("silent")
+                continue
+            with contextlib.suppress(OSError):
+                if kind == "garbage":
+                    sock.sendall(rng.bytes(int(rng.integers(1, 4096))))
+                    strays -= 1
+                elif kind == "frames":
+                    frames -= self._frames(sock, rng, min(frames, 50))
+                elif kind == "hello":
+                    self._hello(sock, rng)
+                    frames -= 2
+                else:
+                    sock.sendall(HEADER.pack(ALERT, 0, 0.0, 5) + b"fuzz!")
+                    frames -= 1
+            self._count(kind)
+            sock.close()
+        for s in held:
+            s.close()
+
+    def _connect(self, port: int) -> socket.socket | None:
+        try:
+            sock = socket.create_connection((self.host, port), timeout=2)
+        except OSError:
+            return None
+        sock.settimeout(2)
+        return sock
+
+    def _frames(self, sock: socket.socket, rng: np.random.Generator, n: int) -> int:
+        sent = 0
+        for _ in range(n):
+            rtype, seq = int(rng.integers(0, 9)), int(rng.integers(0, 2**63))
+            length = int(rng.integers(0, 4096)) if rng.random() < 0.8 else int(rng.integers(0, 64 << 20))
+            body = rng.bytes(min(length, 4096))
+            try:
+                sock.sendall(HEADER.pack(rtype, seq, float(rng.normal()), length) + body)
+            except OSError:
+                break  # the node closed it: the rest of this connection's frames are moot
+            sent += 1
+        self._count("frames_sent", max(sent, 1))
+        return max(sent, 1)
+
+    def _hello(self, sock: socket.socket, rng: np.random.Generator) -> None:
+        name = str(rng.choice(self.pods)) if rng.random() < 0.5 else f"mallory-{int(rng.integers(1000))}"
+        hello = _field(self.suite.id) + _field(name.encode()) + _field(os.urandom(32))
+        sock.sendall(HEADER.pack(HELLO, 0, 0.0, len(hello)) + hello)
+        with contextlib.suppress(OSError):
+            sock.recv(1 << 16)  # the SERVER reply (or an alert)
+            finish = _field(rng.bytes(64)) + _field(rng.bytes(64)) + _field(rng.bytes(64))
+            sock.sendall(HEADER.pack(FINISH, 0, 0.0, len(finish)) + finish)

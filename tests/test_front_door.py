@@ -1,0 +1,137 @@
+"""The twin's front door and its faults, on real runs: strangers and fuzzed frames change nothing but the
+counters; kill -9 of any process keeps every finished round; no node outlives the run.
+
+CI size here; ``bench/fuzz_twin.py`` fires the full barrage (>= 100,000 frames, 1,000 stray connections).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from hw.channel import Suite
+from hw.fuzz import Barrage
+from hw.local import run_local
+from hw.runconfig import RunConfig
+from sim import contract
+
+from .conftest import ROOT
+from .test_twin import SMALL, scenario
+
+QUIET = ["workload.devices.ecg-a.count=0", "workload.devices.ecg-b.count=0"]
+
+
+def _wait_for(path: Path, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_strangers_and_fuzzed_frames_change_nothing_but_the_counters(tmp_path):
+    s = scenario(*QUIET)
+    reference = run_local(s, tmp_path / "ref", "sequential", rounds=3, seed=5)
+    out = tmp_path / "fuzzed"
+    sent = {}
+
+    def fire() -> None:  # from the moment run.json exists: before, while and after the clients connect
+        _wait_for(out / "run.json")
+        cfg = RunConfig.read(out)
+        port = cfg.pods[cfg.aggregator].port
+        assert port is not None
+        barrage = Barrage([port], Suite(**cfg.suite.model_dump()), list(cfg.pods), seed=1)
+        sent.update(barrage.run(frames=3000, strays=150, threads=4))
+
+    attacker = threading.Thread(target=fire)
+    attacker.start()
+    fuzzed = run_local(s, out, "sequential", rounds=3, seed=5)
+    attacker.join(120)
+    assert fuzzed.state == "completed", fuzzed.reason
+    assert fuzzed.rounds_completed == 3 and not fuzzed.dropouts
+    assert fuzzed.accuracy_per_round == reference.accuracy_per_round  # the same model, bit for bit
+    assert sent.get("frames_sent", 0) >= 1000 and sent.get("silent", 0) + sent.get("garbage", 0) >= 50, sent
+    rejected = sum(fuzzed.security.values())
+    assert rejected >= 50, fuzzed.security  # each connection the node read from is counted (by its first fault)
+    assert {"identity", "oversize"} & set(fuzzed.security), fuzzed.security
+
+
+def test_kill_9_of_the_aggregator_keeps_every_finished_round(tmp_path):
+    s = scenario(*QUIET)
+
+    killed = []
+
+    def progress(r: int) -> None:
+        if r >= 2 and not killed:
+            pids = json.loads((tmp_path / "pids.json").read_text())
+            os.kill(pids["aggregator"], signal.SIGKILL)
+            killed.append(r)
+
+    summary = run_local(s, tmp_path, "sequential", rounds=8, seed=5, progress=progress)
+    assert summary.state == "failed" and "aggregator ended after round" in summary.reason, summary.reason
+    assert summary.rounds_completed >= 2 and len(summary.accuracy_per_round) >= 2
+    spans = contract.read_spans(tmp_path / "spans.parquet")
+    assert set(spans[spans.phase == "round"]["round"]) >= {1, 2}
+    assert {"client-1", "client-2"} <= set(spans[spans.op == "fl.train"].pod)  # the clients' finished rounds too
+    assert not list((tmp_path / "spans").glob("*.journal"))
+    pids = json.loads((tmp_path / "pids.json").read_text())
+    assert not [n for n, p in pids.items() if _alive(p)], "a node outlived its run"
+
+
+def test_no_node_outlives_a_killed_orchestrator(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-c", "from pqtwin.cli import main; main()", "hw", "run", "scenarios/localhost.yaml",
+           "--rounds", "500", "--out", str(out)] + [a for o in SMALL for a in ("--set", o)]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for(out / "progress.json")
+    pids = json.loads((out / "pids.json").read_text())
+    assert set(pids) >= {"aggregator", "client-1", "client-2", "devices"}
+    proc.kill()  # kill -9: no clean-up of its own
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while [p for p in pids.values() if _alive(p)] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [n for n, p in pids.items() if _alive(p)], "nodes orphaned by a killed orchestrator"
+
+
+def test_a_dropout_says_what_happened(tmp_path):
+    s = scenario("workload.fl.quorum=0.5", *QUIET)
+    summary = run_local(s, tmp_path, "sequential", rounds=3, seed=3, crash={"client-2": 2})
+    (drop,) = summary.dropouts
+    said = ("client-2 closed the connection", "client-2: Connection reset by peer")  # as the kernel reports it
+    assert drop.pod == "client-2" and drop.reason in said, drop.reason
+
+
+def test_the_orchestrator_provisions_every_key_and_nodes_trust_nothing_else(tmp_path):
+    """A public key planted in a reused run directory (the old trust-on-first-appearance file) is ignored:
+    each process reads only the private keys and trust store the orchestrator wrote for it (0600, 0700)."""
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    (tmp_path / "run.json").write_text("{}")  # a reused run directory
+    from hw.channel import Identity
+
+    planted = Identity.generate("client-1", Suite("ML-KEM-768", "ML-DSA-65", "AES-256-GCM"))
+    (keys / "client-1.json").write_text(json.dumps(planted.public()))
+    summary = run_local(scenario(*QUIET), tmp_path, "sequential", rounds=1, seed=5)
+    assert summary.state == "completed" and not summary.security, summary
+    cfg = RunConfig.read(tmp_path)
+    assert cfg.keys is not None and "{pod}" in cfg.keys.identity
+    for proc in ("aggregator", "client-1", "client-2"):
+        d = keys / proc
+        assert d.stat().st_mode & 0o777 == 0o700
+        assert {p.name: p.stat().st_mode & 0o777 for p in d.iterdir()} == {"identity.json": 0o600, "trust.json": 0o600}
+    trusted = json.loads((keys / "aggregator" / "trust.json").read_text())
+    assert trusted["client-1"] != planted.public() and set(trusted) == {"client-1", "client-2"}
