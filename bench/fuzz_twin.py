@@ -29,7 +29,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=100_000)
     ap.add_argument("--strays", type=int, default=1_000)
-    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=1500, help="long enough for the barrage to land (~1 min)")
     args = ap.parse_args()
     s = load_scenario(ROOT / "scenarios" / "localhost.yaml", SETTINGS)
     with tempfile.TemporaryDirectory() as tmp:
@@ -43,13 +43,15 @@ def main() -> None:
             cfg = RunConfig.read(out)
             port = cfg.pods[cfg.aggregator].port
             assert port is not None
-            barrage = Barrage([port], Suite(**cfg.suite.model_dump()), list(cfg.pods), seed=3)
+            barrage = Barrage([port], Suite(**cfg.suite.model_dump()), list(cfg.pods), seed=3, stop=ended)
             sent.update(barrage.run(args.frames, args.strays))
 
+        ended = threading.Event()
         attacker = threading.Thread(target=fire)
         started = time.monotonic()
         attacker.start()
         fuzzed = run_local(s, out, "sequential", rounds=args.rounds, seed=11)
+        ended.set()
         attacker.join()
         wall_s = time.monotonic() - started
     same = fuzzed.accuracy_per_round == ref.accuracy_per_round
@@ -60,7 +62,9 @@ def main() -> None:
     print(f"accuracy per round identical to the undisturbed run: {same}")
     print(f"round latency p50: undisturbed {(ref.round_latency_s.p50 or 0) * 1e3:.1f} ms, "
           f"fuzzed {(fuzzed.round_latency_s.p50 or 0) * 1e3:.1f} ms")  # fmt: skip
-    ok = fuzzed.state == "completed" and same and not fuzzed.dropouts
+    landed = sent.get("frames_sent", 0) >= args.frames and sent.get("silent", 0) + sent.get("garbage", 0) >= args.strays
+    print(f"barrage landed in full during the run: {landed}")
+    ok = fuzzed.state == "completed" and same and not fuzzed.dropouts and landed
     print("PASS" if ok else "FAIL")
     raise SystemExit(0 if ok else 1)
 

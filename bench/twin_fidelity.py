@@ -1,7 +1,8 @@
 """Twin fidelity, held out: fit on one configuration, predict a matrix of others without refitting.
 
 1. Calibrate this machine (``pqtwin calibrate``; ``--profile`` uses a given one instead).
-2. Training run: localhost.yaml, sequential, ML-KEM-768 + ML-DSA-65, 250 k parameters, on the local twin;
+2. Training runs (``--train-runs``, 2 by default, pooled): localhost.yaml, sequential, ML-KEM-768 + ML-DSA-65,
+   250 k parameters, on the local twin;
    ``pqtwin calibrate --from-run`` fits the twin's code-path overheads from its spans (hw/fit.py).
 3. Matrix: 2 modes x suites (PQC L3, PQC L5 = ML-KEM-1024 + ML-DSA-87, classical X25519 + Ed25519, hybrid
    X25519+ML-KEM-768 + ML-DSA-65 unless --quick) x model sizes (50 k, 1 M): simulate with the fitted profile,
@@ -115,7 +116,10 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="write the matrix as JSON")
     ap.add_argument("--profile", type=Path, default=None, help="base profile (default: calibrate this machine)")
     ap.add_argument("--keep", type=Path, default=None, help="keep the run directories here")
+    ap.add_argument("--train-runs", type=int, default=None, help="training runs pooled into the fit (default 2; "
+                    "--quick 1), each with its own seed")  # fmt: skip
     args = ap.parse_args()
+    train_runs = args.train_runs or (1 if args.quick else 2)
     rounds = args.rounds or (10 if args.quick else 20)
     suites = [s for s in SUITES if not (args.quick and s == "hybrid")]
     started = time.monotonic()
@@ -125,15 +129,19 @@ def main() -> None:
         if args.profile is None:
             write_profile(calibrate(), base)  # the full calibration (~15 s): quick medians are too noisy
         train = load_scenario(SCENARIO, overrides(TRAIN["suite"], TRAIN["model_parameters"], rounds), base)
-        run_local(train, work / "train", "sequential", rounds, train.run.seed)
-        fit = fit_from_run(work / "train", base)
+        trained = [work / f"train-{i}" for i in range(train_runs)]
+        for i, d in enumerate(trained):
+            run_local(train, d, "sequential", rounds, train.run.seed + i)
+        fit = fit_from_run(trained, base)
         profile = work / "fitted.yaml"
         write_profile(fit.profile, profile)
-        print(f"fitted on {TRAIN} ({rounds} rounds, {fit.rows} spans): {', '.join(fit.profile['overheads'])}")
+        print(f"fitted on {TRAIN} ({train_runs} x {rounds} rounds pooled, {fit.rows} spans): "
+              f"{', '.join(fit.profile['overheads'])}")  # fmt: skip
         cells = [cell(work, profile, m, s, p, rounds, 5) for s in suites for p in SIZES for m in MODES]
         reds = reductions(cells)
         print_table(cells, reds)
-        result = {"trained_on": TRAIN, "rounds": rounds, "quick": args.quick, "cells": cells, "reductions": reds,
+        result = {"trained_on": TRAIN, "train_runs": train_runs, "rounds": rounds, "quick": args.quick,
+                  "cells": cells, "reductions": reds,
                   "reduction_simulated_pct": [r["simulated_pct"] for r in reds],
                   "reduction_measured_pct": [r["measured_pct"] for r in reds],
                   "wall_s": time.monotonic() - started}  # fmt: skip

@@ -1,4 +1,4 @@
-"""``pqtwin calibrate --from-run HW_DIR``: fit what a profile lacks from a twin run's spans.
+"""``pqtwin calibrate --from-run HW_DIR [--from-run HW_DIR ...]``: fit what a profile lacks from twin runs' spans.
 
 A profile prices library calls measured in isolation; the twin's nodes run them inside real code paths
 (record framing, buffer handling, Python glue between steps, a kernel copy per message, two trainings
@@ -106,8 +106,44 @@ def _resistant_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return y0 - slope * x0, slope
 
 
-def fit_from_run(run_dir: Path, base: Path | None = None) -> Fit:
-    """A profile: ``base`` (default: the run's host profile) plus overheads fitted from ``run_dir``."""
+def fit_from_run(run_dir: Path | list[Path], base: Path | None = None) -> Fit:
+    """A profile: ``base`` (default: the first run's host profile) plus overheads fitted from the spans of
+    ``run_dir`` — or of several runs pooled (more rounds, several sizes or suites: a steadier fit)."""
+    runs = [run_dir] if isinstance(run_dir, Path) else list(run_dir)
+    if not runs:
+        raise UserError("--from-run: name at least one twin run directory")
+    parts = [_run_rows(r, base) for r in runs]
+    s, profile = parts[0].scenario, parts[0].profile
+    known = pd.concat([p.known for p in parts], ignore_index=True)
+    transfers = pd.concat([p.transfers for p in parts], ignore_index=True)
+    source = "pqtwin calibrate --from-run " + "; ".join(p.source for p in parts)
+    overheads: dict[str, Overhead] = {}
+    for kind, g in known.groupby("kind"):
+        if len(g) >= MIN_ROWS:
+            overheads[str(kind)] = _overhead(str(kind), g.measured_s.to_numpy(), g.predicted_s.to_numpy(),
+                                             g["bytes"].to_numpy(dtype=float), source)  # fmt: skip
+    loop = _loopback(transfers, s, profile, source)
+    if loop is not None:
+        overheads["loopback"] = loop
+    data = profile.model_dump(mode="json", exclude_none=True)
+    data["profile"] = f"{profile.profile}+fit"
+    named = ", ".join(str(r) for r in runs)
+    data["description"] = f"{profile.description} Overheads fitted from the twin run(s) {named}.".strip()
+    data["overheads"] = {k: v.model_dump(exclude_none=True) for k, v in sorted(overheads.items())}
+    Profile.model_validate(data)  # what we write must load
+    return Fit(data, len(known))
+
+
+@dataclass(frozen=True)
+class _RunRows:
+    scenario: Scenario
+    profile: Profile
+    known: pd.DataFrame  # CPU spans with measured_s, predicted_s and kind
+    transfers: pd.DataFrame  # messages of the rounds
+    source: str
+
+
+def _run_rows(run_dir: Path, base: Path | None) -> _RunRows:
     layout = RunLayout(run_dir)
     try:
         summary = read_summary(layout.summary)
@@ -134,29 +170,16 @@ def fit_from_run(run_dir: Path, base: Path | None = None) -> Fit:
     ])  # fmt: skip
     known = known.assign(predicted_s=predicted, kind=known.op.map(op_kind))
     load = "quiet" if summary.machine_load is None or summary.machine_load.quiet else "BUSY"
-    source = (f"pqtwin calibrate --from-run {run_dir}: {s.name}, {summary.mode}, {s.workload.crypto.kem} + "
-              f"{s.workload.crypto.signature}, {s.workload.fl.model_parameters} parameters, "
-              f"{summary.rounds_completed} rounds, machine {load}")  # fmt: skip
-    overheads: dict[str, Overhead] = {}
-    for kind, g in known.groupby("kind"):
-        if len(g) >= MIN_ROWS:
-            overheads[str(kind)] = _overhead(str(kind), g.measured_s.to_numpy(), g.predicted_s.to_numpy(),
-                                             g["bytes"].to_numpy(dtype=float), source)  # fmt: skip
-    loop = _loopback(rounds, s, profile, source)
-    if loop is not None:
-        overheads["loopback"] = loop
-    data = profile.model_dump(mode="json", exclude_none=True)
-    data["profile"] = f"{profile.profile}+fit"
-    data["description"] = f"{profile.description} Overheads fitted from the twin run {run_dir}.".strip()
-    data["overheads"] = {k: v.model_dump(exclude_none=True) for k, v in sorted(overheads.items())}
-    Profile.model_validate(data)  # what we write must load
-    return Fit(data, len(known))
+    crypto, fl = s.workload.crypto, s.workload.fl
+    source = (f"{run_dir}: {s.name}, {summary.mode}, {crypto.kem} + {crypto.signature}, {fl.model_parameters} "
+              f"parameters, {summary.rounds_completed} rounds, machine {load}")  # fmt: skip
+    transfers = rounds[(rounds.op == "transfer") & rounds.phase.isin(("distribute", "upload"))]
+    return _RunRows(s, profile, known, transfers, source)
 
 
-def _loopback(rounds: pd.DataFrame, s: Scenario, profile: Profile, source: str) -> Overhead | None:
+def _loopback(t: pd.DataFrame, s: Scenario, profile: Profile, source: str) -> Overhead | None:
     """Messages between pods of one host: measured transfer time against the profile's ``net.loopback``."""
     hosts = {p.name: p.host for p in s.deployment.pods}
-    t = rounds[(rounds.op == "transfer") & rounds.phase.isin(("distribute", "upload"))]
     if "net.loopback" not in profile.ops or len(t) < MIN_ROWS or len(set(hosts.values())) != 1:
         return None
     predicted = np.array([base_s(profile, "net.loopback", b) for b in t["bytes"]])

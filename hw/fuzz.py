@@ -46,6 +46,7 @@ class Barrage:
     seed: int = 0
     host: str = "127.0.0.1"
     hold: int = 4  # silent connections each thread keeps open at once
+    stop: threading.Event = field(default_factory=threading.Event)  # set: stop firing (the run ended)
     patience_s: float = 60.0  # how long to keep trying a port that refuses connections
     sent: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -69,7 +70,7 @@ class Barrage:
         rng = np.random.default_rng(ss)
         held: list[socket.socket] = []
         deadline = time.monotonic() + self.patience_s
-        while frames > 0 or strays > 0:
+        while (frames > 0 or strays > 0) and not self.stop.is_set():
             port = int(rng.choice(self.ports))
             kind = str(rng.choice(KINDS)) if frames > 0 and strays > 0 else ("frames" if frames > 0 else "silent")
             sock = self._connect(port)
@@ -95,9 +96,11 @@ class Barrage:
                 elif kind == "hello":
                     self._hello(sock, rng)
                     frames -= 2
+                    self._count("frames_sent", 2)
                 else:
                     sock.sendall(HEADER.pack(ALERT, 0, 0.0, 5) + b"fuzz!")
                     frames -= 1
+                    self._count("frames_sent")
             self._count(kind)
             sock.close()
         for s in held:

@@ -69,6 +69,18 @@ def test_planted_overheads_are_recovered_per_kind(tmp_path):
     assert 0 < over["train"].sigma < 0.2  # the planted 5 % jitter, seen
 
 
+def test_several_runs_pool_into_one_fit(tmp_path):
+    """Two runs of 3 rounds fit what one run of 6 does: every span of both counts, both are named."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    planted_run(a, rounds=3)
+    planted_run(b, rounds=3)
+    fit = fit_from_run([a, b], PROFILE)
+    over = Profile.model_validate(fit.profile).overheads
+    assert fit.rows == fit_from_run(a, PROFILE).rows + fit_from_run(b, PROFILE).rows
+    assert over["encaps"].n == 6 and over["train"].factor == pytest.approx(PLANTED["train"], rel=0.05)
+    assert str(a) in over["encaps"].source and str(b) in over["encaps"].source
+
+
 def test_a_fitted_profile_prices_other_algorithms_and_sizes(tmp_path):
     planted_run(tmp_path)
     fitted = tmp_path / "fitted.yaml"
