@@ -28,13 +28,13 @@ $(CHROMIUM):
 # twin in sequential mode and fit its code-path overheads from that run (once), then predict the *concurrent*
 # run with the fitted profile, run it for real and compare (held out: the fit never saw concurrent mode).
 run: $(STAMP)
-	$(BIN)/pqtwin sim scenarios/paper-3node.yaml --mode both --out runs/paper-3node
+	$(BIN)/pqtwin sim scenarios/paper-3node.yaml --mode both --out runs/paper-3node --force
 	test -f runs/local-profile.yaml || $(BIN)/pqtwin calibrate --out runs/local-profile.yaml --name local
 	test -f runs/local-fitted.yaml || { $(BIN)/pqtwin hw run scenarios/localhost.yaml --mode sequential \
-	  --out runs/localhost-train && $(BIN)/pqtwin calibrate --from-run runs/localhost-train \
+	  --out runs/localhost-train --force && $(BIN)/pqtwin calibrate --from-run runs/localhost-train \
 	  --base runs/local-profile.yaml --out runs/local-fitted.yaml --name local-fitted; }
-	$(BIN)/pqtwin sim scenarios/localhost.yaml --mode concurrent --profile runs/local-fitted.yaml --out runs/localhost-sim
-	$(BIN)/pqtwin hw run scenarios/localhost.yaml --mode concurrent --out runs/localhost-hw
+	$(BIN)/pqtwin sim scenarios/localhost.yaml --mode concurrent --profile runs/local-fitted.yaml --out runs/localhost-sim --force
+	$(BIN)/pqtwin hw run scenarios/localhost.yaml --mode concurrent --out runs/localhost-hw --force
 	@echo "paper comparison: runs/paper-3node/modes.json; twin report: runs/localhost-hw/compare/"
 	$(BIN)/pqtwin compare runs/localhost-sim runs/localhost-hw  # ends with the fidelity line
 
@@ -58,6 +58,13 @@ bench: $(STAMP)
 	$(BIN)/python bench/sim_speed.py
 	$(BIN)/python bench/crypto_overhead.py
 	$(BIN)/python bench/twin_fidelity.py
+
+# The malformed-input corpus at full size: >= 2,000 cases, 0 tracebacks, hangs or runs over 1 GiB (make test runs
+# a few hundred of them: tests/test_input_hardening.py)
+.PHONY: fuzz
+fuzz: $(STAMP)
+	$(BIN)/python bench/fuzz_inputs.py --n 2000
+	$(BIN)/python bench/fuzz_twin.py  # the twin's front door: 100,000 fuzzed frames and 1,000 strays during a run
 
 # The what-if explorer for architects and teachers (http://localhost:8501)
 app: $(STAMP)

@@ -160,6 +160,7 @@ def run_local(
     state, reason = "failed", ""
     started = time.monotonic()
     load = LoadMonitor().start()
+    pending: BaseException | None = None  # what ended the run early: never hidden by a failure to write results
     try:
         cfg = build(s, mode, rounds, seed, addressing, separate_workers=True, epoch=time.monotonic(),
                     crash=crash or {}, cpus=pin_cpus(s))  # fmt: skip
@@ -176,21 +177,28 @@ def run_local(
         if cfg.devices:
             children.start("devices", "devices")
         state, reason = _follow(out, children, cfg, progress)
-    except KeyboardInterrupt:
-        state, reason = "interrupted", "stopped by Ctrl-C"
+    except BaseException as exc:
+        pending = exc
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        state = "interrupted" if interrupted else "failed"
+        reason = "stopped by Ctrl-C" if interrupted else f"{type(exc).__name__}: {exc}"
         raise
     finally:
         codes = children.stop()
-        recover_journals(out)  # the finished rounds of nodes that were killed
         retransmissions = addressing.retransmissions()
         addressing.stop()
         machine_load = load.stop()
-        extra = {"backend": "local", "mode": mode, "seed": seed, "retransmissions": retransmissions, "attack": attack,
-                 "machine_load": machine_load}  # fmt: skip
-        summary = rundir.write_results(s, out, s.pods("aggregator")[0].name, state, reason, codes,
-                                       time.monotonic() - started, {"this-machine": os.cpu_count() or 1}, extra,
-                                       machine="this-machine",
-                                       status_extra={"machine_load": machine_load.model_dump()})  # fmt: skip
+        try:
+            recover_journals(out)  # the finished rounds of nodes that were killed
+            extra = {"backend": "local", "mode": mode, "seed": seed, "retransmissions": retransmissions,
+                     "attack": attack, "machine_load": machine_load}  # fmt: skip
+            summary = rundir.write_results(s, out, s.pods("aggregator")[0].name, state, reason, codes,
+                                           time.monotonic() - started, {"this-machine": os.cpu_count() or 1}, extra,
+                                           machine="this-machine",
+                                           status_extra={"machine_load": machine_load.model_dump()})  # fmt: skip
+        except Exception:
+            if pending is None:
+                raise  # nothing else went wrong: this is the error to report
     return summary
 
 

@@ -3,12 +3,22 @@
 Nodes leave ``spans/<pod>.parquet`` and ``nodes/<pod>.json`` (a ``NodeResult``); the backend then merges
 the spans (adding the ``distribution`` markers only the whole run can give), writes ``spans.parquet``,
 ``summary.json`` (``sim.summary.summarise``, the simulator's code) and ``status.json``.
+
+Every command that writes an output directory first ``claim``s it: one run at a time (an ``flock`` on
+``.lock`` inside it, held until ``release``), an empty or new directory unless ``force`` replaces an
+earlier run's outputs, and a path that is a directory we can write to. Otherwise one ``UserError`` line.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
+import os
 import shutil
+import stat
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,6 +39,7 @@ from sim.contract import (
     write_summary,
 )
 from sim.errors import UserError
+from sim.loading import exists
 from sim.scenario import Scenario
 from sim.summary import summarise
 
@@ -53,17 +64,178 @@ class NodeResult(BaseModel):
         atomic_write(RunLayout(run_dir).node_result(pod), self.model_dump_json(indent=2) + "\n")
 
 
+LOCK = ".lock"
+# What a run directory may hold that a new run replaces (--force): the twin's files, the simulator's
+# (``--mode both`` writes one directory per mode) and pqtwin compare's report.
+SIM_OUTPUTS = ("sequential", "concurrent", "profile.html")
+RUN_MARKERS = (RunLayout.RUN_CONFIG, RunLayout.STATUS, RunLayout.SUMMARY, RunLayout.MODES)
+_held: dict[Path, int] = {}  # run directory -> descriptor of its locked .lock file, held by this process
+_fresh: set[Path] = set()  # claimed, checked and cleared for a run that has not started yet
+
+
 def prepare(out: Path) -> None:
-    """Use a new or empty directory, or replace an earlier run directory; refuse anything else."""
-    layout = RunLayout(out)
-    if out.exists() and any(out.iterdir()):
-        if not (layout.run_config.exists() or layout.status.exists()):
-            raise UserError(f"--out: {out} exists, is not empty and is not a run directory")
-        for name in layout.result_files():
-            (out / name).unlink(missing_ok=True)
-        for name in layout.result_dirs():
-            shutil.rmtree(out / name, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
+    """Use a new or empty directory, or replace an earlier run directory; refuse anything else, and a
+    directory another run holds. A backend's call: the CLI ``claim``ed the directory already (checked,
+    cleared, and locked for the run's life); a caller without a claim gets the checks, not the lock."""
+    if _key(out) in _fresh:
+        _fresh.discard(_key(out))
+        return
+    held = _key(out) in _held
+    claim(out, force=True)
+    _fresh.discard(_key(out))
+    if not held:
+        release(out)
+
+
+def claim(out: Path, force: bool = False, outputs: tuple[str, ...] = (), markers: tuple[str, ...] = ()) -> None:
+    """Take ``out`` for one run of this process: a new or empty directory, or with ``force`` one holding an
+    earlier run (a file of ``markers``, default a run directory's), whose outputs are removed first (the
+    run directory's and ``outputs``). UserError if another run holds it, or it cannot be used."""
+    check_out(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out: cannot create {out}: {exc.strerror}") from None
+    _lock(out)
+    try:
+        _take(out, force, outputs, markers or RUN_MARKERS)
+    except BaseException:
+        release(out)
+        raise
+    _fresh.add(_key(out))
+
+
+def _take(out: Path, force: bool, outputs: tuple[str, ...], markers: tuple[str, ...]) -> None:
+    present = sorted(p.name for p in out.iterdir() if p.name != LOCK)
+    if not present:
+        return
+    if not force:
+        raise UserError(
+            f"--out: {out} is not empty (holds {', '.join(present[:3])}{', ...' if len(present) > 3 else ''}); "
+            "give a new or empty directory, or --force to replace an earlier run"
+        )
+    if not any((out / m).exists() for m in markers):
+        raise UserError(f"--out: {out} is not empty and holds no earlier run: --force replaces only runs")
+    _remove_outputs(out, outputs)
+
+
+def _remove_outputs(out: Path, outputs: tuple[str, ...]) -> None:
+    """What a run writes (the twin's, the simulator's and ``outputs``); any other file stays."""
+    for name in (*RunLayout.result_files(), *RunLayout.result_dirs(), *SIM_OUTPUTS, *outputs):
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def check_out(out: Path) -> None:
+    """An --out path we can make a directory of, checked before any work starts."""
+    text = str(out)
+    if "\0" in text:
+        raise UserError("--out: not a valid path (contains a NUL byte)")
+    try:
+        st = out.stat()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise UserError(f"--out: cannot use {out}: {exc.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise UserError(f"--out: {out} exists and is not a directory")
+
+
+def _key(out: Path) -> Path:
+    return Path(os.path.abspath(out))
+
+
+def _lock(out: Path) -> None:
+    """flock ``out/.lock`` for this process (non-blocking); the file is removed on release, so after locking
+    we check the path still names the file we locked (else another run released it in between: retry)."""
+    if _key(out) in _held:
+        return
+    path = out / LOCK
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise UserError(f"--out: cannot write to {out}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise UserError(f"--out: cannot lock {path}: {exc.strerror}") from None
+            raise UserError(
+                f"--out: {out} is in use by another run{_holder(path)}; wait for it or choose another"
+            ) from None
+        if _same_file(path, fd):
+            break
+        os.close(fd)
+    with contextlib.suppress(OSError):  # who holds it, for the message a second run prints
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+    _held[_key(out)] = fd
+
+
+def _same_file(path: Path, fd: int) -> bool:
+    try:
+        a, b = os.stat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _holder(path: Path) -> str:
+    try:
+        pid = path.read_text()[:20].strip()
+    except OSError:
+        return ""
+    return f" (process {pid})" if pid.isdigit() else ""
+
+
+def release(out: Path) -> None:
+    """Give up ``out`` (removing its lock file while still holding it); nothing if this process does not hold it."""
+    _fresh.discard(_key(out))
+    fd = _held.pop(_key(out), None)
+    if fd is None:
+        return
+    if _same_file(out / LOCK, fd):
+        with contextlib.suppress(OSError):
+            (out / LOCK).unlink()
+    os.close(fd)
+
+
+@contextlib.contextmanager
+def claimed(out: Path, force: bool = False, outputs: tuple[str, ...] = (), markers: tuple[str, ...] = (),
+            discard: bool = False) -> Iterator[Path]:  # fmt: skip
+    """``claim`` for the life of a ``with`` block. On failure no temporary files are left, with ``discard``
+    nor the outputs the block wrote (``claim`` left none: all of them are this run's, half-written), and a
+    directory the block created and left empty is removed."""
+    created = not exists(out)
+    claim(out, force, outputs, markers)
+    try:
+        yield out
+    except BaseException:
+        remove_partial(out, created, outputs if discard else None)
+        raise
+    finally:
+        release(out)
+
+
+def remove_partial(out: Path, created: bool, outputs: tuple[str, ...] | None = None) -> None:
+    """Temporary files of writes that failed half-way (with ``outputs`` also every output of a run); the
+    directory itself if we made it and it is empty."""
+    with contextlib.suppress(OSError):
+        for tmp in out.rglob("*.tmp"):
+            tmp.unlink(missing_ok=True)
+        if outputs is not None:
+            _remove_outputs(out, outputs)
+    if created:
+        with contextlib.suppress(OSError):
+            leftovers = [p for p in out.iterdir() if p.name != LOCK]
+            if not leftovers:
+                release(out)
+                out.rmdir()
 
 
 def node_results(out: Path) -> dict[str, NodeResult]:

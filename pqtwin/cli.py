@@ -2,28 +2,45 @@
 
 The one module that owns the command line; it calls sim and hw through their public functions (hw may
 import sim, never the reverse, so the command is assembled here, outside both). User mistakes surface as
-one line per problem on stderr and exit code 2, never a traceback.
+one line per problem on stderr and exit code 2, never a traceback: our own checks raise ``UserError``,
+typer's (a bad option value) are flattened to one line too, and anything unexpected is one line
+``internal error: ...`` with exit code 1 and the traceback saved to a file.
+
+Commands that write a directory (``sim``, ``hw run``, ``compare``, ``calibrate --backend k8s``) claim it first
+(hw/rundir.py): one run at a time, and a non-empty one only with ``--force``.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import math
+import os
 import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
+from hw import rundir
 from hw.attack import ATTACKS
 from hw.calibrate import calibrate, write_profile
-from hw.compare import compare_dirs, write_outputs
+from hw.compare import COMPARE_JSON, COMPARE_PNG, compare_dirs, write_outputs
 from hw.fit import fit_from_run
 from pqtwin.tables import fidelity_line, modes_table, render_table, summary_table
+from sim import cost as costs
 from sim import scenario as scn
 from sim.contract import RunLayout, Summary, write_json
-from sim.errors import UserError
+from sim.errors import UserError, shorten
+from sim.loading import exists
 from sim.runner import MODES, RunResult, simulate, write_run
 from sim.summary import mode_comparison
 
@@ -37,6 +54,75 @@ scenario_app = typer.Typer(no_args_is_help=True, help="Scenario files: JSON Sche
 app.add_typer(scenario_app, name="scenario")
 STDOUT = Console()
 STDERR = Console(stderr=True)
+# typer's usage errors (it vendors click in recent versions): found through its public BadParameter
+_CLICK = {c.__name__: c for c in typer.BadParameter.__mro__}
+ClickException: type[Exception] = _CLICK["ClickException"]
+UsageError: type[Exception] = _CLICK["UsageError"]
+
+
+def _say(text: str) -> None:
+    """A line on stdout, printed as is (a path may hold '[', which rich would read as markup)."""
+    STDOUT.print(Text(text), soft_wrap=True, highlight=False)
+
+
+def _warn(text: str) -> None:
+    STDERR.print(Text.assemble(("warning:", "yellow"), " ", shorten(text, 2000)), soft_wrap=True, highlight=False)
+
+
+def _text(value: str | None) -> str | None:
+    """A text option: UTF-8 (argv keeps other bytes as lone surrogates, which no YAML or API takes), short."""
+    if value is None:
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise typer.BadParameter(f"not UTF-8 text (got {shorten(repr(value))})") from None
+    if len(value) > 1000:
+        raise typer.BadParameter(f"at most 1,000 characters (got {len(value):,})")
+    return value
+
+
+def _finite(value: float | None) -> float | None:
+    """typer's FloatRange lets nan through (every comparison with nan is false)."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"must be a finite number (got {value})")
+    return value
+
+
+# Options shared by the commands that simulate or write a directory
+Out = Annotated[
+    str | None, typer.Option("--out", help="run directory, new or empty (default runs/<name>, hw: runs/<name>-hw)")
+]
+Force = Annotated[bool, typer.Option("--force", help="replace an earlier run in --out (its outputs only)")]
+Seed = Annotated[int | None, typer.Option(min=0, max=scn.MAX_SEED, help="root seed (default: run.seed)")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override: dotted.path=value")]
+MaxMemory = Annotated[
+    float,
+    typer.Option("--max-memory-gib", min=0.01, max=1e6, callback=_finite,
+                 help="refuse a simulation whose estimated peak memory is larger"),
+]  # fmt: skip
+MaxMinutes = Annotated[
+    float,
+    typer.Option("--max-minutes", min=0.01, max=1e6, callback=_finite,
+                 help="refuse a simulation estimated to take longer (wall time)"),
+]  # fmt: skip
+
+TwinMemory = Annotated[
+    float | None,
+    typer.Option("--max-memory-gib", min=0.01, max=1e6, callback=_finite,
+                 help="local: refuse a run estimated to need more (default: half of this machine's memory)"),
+]  # fmt: skip
+
+
+def _out_path(raw: str | None) -> Path | None:
+    """--out as a path, checked before any work starts (None: not given)."""
+    if raw is None:
+        return None
+    if not raw.strip():
+        raise UserError(f"--out: give a directory (got {raw!r})")
+    out = Path(raw)
+    rundir.check_out(out)
+    return out
 
 
 @scenario_app.command("schema")
@@ -46,52 +132,121 @@ def scenario_schema() -> None:
 
 
 @scenario_app.command("check")
-def scenario_check(file: Path, set_: Annotated[list[str] | None, typer.Option("--set")] = None) -> None:
-    """Validate a scenario file (schema, references, profiles, routes)."""
+def scenario_check(
+    file: Path,
+    set_: SetOpt = None,
+    replications: Annotated[int | None, typer.Option(min=1, max=scn.MAX_REPLICATIONS)] = None,
+    max_memory_gib: MaxMemory = costs.DEFAULT_MAX_MEMORY_GIB,
+    max_minutes: MaxMinutes = costs.DEFAULT_MAX_MINUTES,
+) -> None:
+    """Validate a scenario file (schema, references, profiles, routes) and estimate what simulating it costs."""
     s = scn.load_scenario(file, set_)
+    cost = _check_cost(s, replications, 1, max_memory_gib, max_minutes)
     n_dev = sum(p.count for p in s.workload.devices)
-    STDOUT.print(f"{file}: ok — {len(s.deployment.hosts)} hosts, {len(s.deployment.pods)} pods, {n_dev} devices")
+    _say(f"{file}: ok — {len(s.deployment.hosts)} hosts, {len(s.deployment.pods)} pods, {n_dev} devices; "
+         f"simulating it: {cost.describe()}")  # fmt: skip
+
+
+def _check_cost(s: scn.Scenario, reps: int | None, modes: int, max_memory_gib: float,
+                max_minutes: float) -> costs.Cost:  # fmt: skip
+    """Refuse a simulation over budget before it starts; warn about a long one."""
+    cost = costs.estimate(s, reps, modes)
+    problem = costs.budget_problem(s, cost, max_memory_gib, max_minutes)
+    if problem:
+        raise UserError(problem)
+    if warning := costs.large_run_warning(s, cost):
+        _warn(warning)
+    return cost
 
 
 @app.command("sim")
 def sim_cmd(
     scenario: Annotated[Path, typer.Argument(help="scenario YAML file")],
-    out_dir: Annotated[Path | None, typer.Option("--out", help="run directory (default runs/<name>)")] = None,
-    seed: Annotated[int | None, typer.Option(help="root seed (default: run.seed)")] = None,
-    replications: Annotated[int | None, typer.Option(min=1, help="default: run.replications")] = None,
-    mode: Annotated[str | None, typer.Option(help="sequential | concurrent | both")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="override: dotted.path=value")] = None,
+    out_dir: Out = None,
+    seed: Seed = None,
+    replications: Annotated[
+        int | None, typer.Option(min=1, max=scn.MAX_REPLICATIONS, help="default: run.replications")
+    ] = None,
+    mode: Annotated[str | None, typer.Option(callback=_text, help="sequential | concurrent | both")] = None,
+    set_: SetOpt = None,
     profile: Annotated[Path | None, typer.Option(help="profile file for every host")] = None,
     profile_run: Annotated[bool, typer.Option("--profile-run", help="write a pyinstrument HTML profile")] = False,
+    force: Force = False,
+    max_memory_gib: MaxMemory = costs.DEFAULT_MAX_MEMORY_GIB,
+    max_minutes: MaxMinutes = costs.DEFAULT_MAX_MINUTES,
 ) -> None:
     """Simulate a scenario; write spans.parquet and summary.json and print a table."""
     if mode is not None and mode not in (*MODES, "both"):
-        raise UserError(f"--mode: must be sequential, concurrent or both (got {mode!r})")
-    if profile is not None and not profile.exists():
-        raise UserError(f"--profile: file not found (got {str(profile)!r})")
+        raise UserError(f"--mode: must be sequential, concurrent or both (got {shorten(repr(mode))})")
+    if profile is not None and not exists(profile):
+        raise UserError(f"--profile: file not found (got {shorten(repr(str(profile)), 200)})")
+    if profile is not None and profile.is_dir():
+        raise UserError(f"--profile: {profile} is a directory; give a profile file")
+    given = _out_path(out_dir)
     s = scn.load_scenario(scenario, set_, profile)
-    out_dir = out_dir or Path("runs") / s.name
+    out = given or Path("runs") / s.name
     modes = list(MODES) if mode == "both" else [mode or s.workload.processing.mode]
-    profiler = _start_profiler() if profile_run else None
-    runs: dict[str, RunResult] = {}
-    for m in modes:
-        where = out_dir / m if len(modes) > 1 else out_dir
-        runs[m] = _run_with_progress(s, m, seed, replications)
-        write_run(runs[m], where, s)
-    if profiler is not None:
-        profiler.stop()
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "profile.html").write_text(profiler.output_html())
-    if len(modes) > 1:
-        comparison = mode_comparison(runs["sequential"].summary, runs["concurrent"].summary)
-        write_json(RunLayout(out_dir).modes, comparison)
+    _check_cost(s, replications, len(modes), max_memory_gib, max_minutes)
+    with rundir.claimed(out, force, discard=True), _writing(out):
+        runs, comparison = _simulate_into(s, modes, out, seed, replications, profile_run)
+    if comparison is not None:
         STDOUT.print(modes_table(runs["sequential"].summary, runs["concurrent"].summary, comparison))
     else:
         STDOUT.print(summary_table(runs[modes[0]].summary))
     for m, r in runs.items():
         for w in r.summary.warnings:
-            STDERR.print(f"[yellow]warning ({m}):[/] {w}")
-    STDOUT.print(f"results: {out_dir}/")
+            _warn(f"({m}) {w}")
+    _say(f"results: {out}/")
+
+
+def _simulate_into(s: scn.Scenario, modes: list[str], out: Path, seed: int | None, reps: int | None,
+                   profile_run: bool) -> tuple[dict[str, RunResult], dict[str, Any] | None]:  # fmt: skip
+    profiler = _start_profiler() if profile_run else None
+    runs: dict[str, RunResult] = {}
+    for m in modes:
+        runs[m] = _run_with_progress(s, m, seed, reps)
+        write_run(runs[m], out / m if len(modes) > 1 else out, s)
+    if profiler is not None:
+        profiler.stop()
+        (out / "profile.html").write_text(profiler.output_html())
+    if len(modes) == 1:
+        return runs, None
+    comparison = mode_comparison(runs["sequential"].summary, runs["concurrent"].summary)
+    write_json(RunLayout(out).modes, comparison)
+    return runs, comparison
+
+
+WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+
+
+@contextmanager
+def _writing(out: Path) -> Iterator[None]:
+    """An OSError writing into ``out`` (a read-only or full disk) is one line naming the file; the first
+    error of a chain is the one reported (a clean-up in a ``finally`` that fails again must not hide it)."""
+    try:
+        yield
+    except OSError as exc:
+        first = _first_oserror(exc)
+        inside = first.filename is not None and _within(Path(str(first.filename)), out)
+        if first.errno not in WRITE_ERRORS and not inside:
+            raise  # not about the output: a bug or the machine, for the safety net
+        raise UserError(f"{first.filename or out}: cannot write: {first.strerror or first}") from None
+
+
+def _within(path: Path, folder: Path) -> bool:
+    return Path(os.path.abspath(path)).is_relative_to(os.path.abspath(folder))
+
+
+def _first_oserror(exc: BaseException) -> OSError:
+    """The earliest OSError in the exception's context chain (the cause, not a follow-up failure)."""
+    found = exc if isinstance(exc, OSError) else OSError(str(exc))
+    seen = 0
+    ctx: BaseException | None = exc
+    while ctx is not None and seen < 20:
+        if isinstance(ctx, OSError):
+            found = ctx
+        ctx, seen = ctx.__context__, seen + 1
+    return found
 
 
 def _start_profiler() -> Any:
@@ -113,34 +268,45 @@ def _run_with_progress(s: scn.Scenario, mode: str, seed: int | None, reps: int |
 @app.command("calibrate")
 def calibrate_cmd(
     out: Annotated[Path, typer.Option("--out", help="profile file to write (YAML)")],
-    provider: Annotated[str | None, typer.Option(help="only this provider (openssl | liboqs)")] = None,
-    algorithms: Annotated[str | None, typer.Option(help="comma-separated algorithm names")] = None,
+    provider: Annotated[str | None, typer.Option(callback=_text, help="only this provider (openssl | liboqs)")] = None,
+    algorithms: Annotated[str | None, typer.Option(callback=_text, help="comma-separated algorithm names")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="short time budgets: under a minute")] = False,
-    name: Annotated[str | None, typer.Option(help="profile name (default: calibrated-<hostname>)")] = None,
-    backend: Annotated[str, typer.Option(help="local (this machine) | k8s (a Job on every cluster node)")] = "local",
-    nodes: Annotated[str | None, typer.Option(help="k8s: comma-separated nodes (default: all Ready)")] = None,
+    name: Annotated[
+        str | None, typer.Option(callback=_text, help="profile name (default: calibrated-<hostname>)")
+    ] = None,
+    backend: Annotated[
+        str, typer.Option(callback=_text, help="local (this machine) | k8s (a Job on every cluster node)")
+    ] = "local",
+    nodes: Annotated[
+        str | None, typer.Option(callback=_text, help="k8s: comma-separated nodes (default: all Ready)")
+    ] = None,
     kubeconfig: Annotated[Path | None, typer.Option(help="k8s: kubeconfig file (default: $KUBECONFIG)")] = None,
-    context: Annotated[str | None, typer.Option(help="k8s: kubeconfig context")] = None,
-    namespace: Annotated[str | None, typer.Option(help="k8s: namespace (default pqtwin)")] = None,
-    image: Annotated[str | None, typer.Option(help="k8s: image (default pq-iomt-twin:<version>)")] = None,
+    context: Annotated[str | None, typer.Option(callback=_text, help="k8s: kubeconfig context")] = None,
+    namespace: Annotated[str | None, typer.Option(callback=_text, help="k8s: namespace (default pqtwin)")] = None,
+    image: Annotated[
+        str | None, typer.Option(callback=_text, help="k8s: image (default pq-iomt-twin:<version>)")
+    ] = None,
     keep: Annotated[bool, typer.Option("--keep", help="k8s: leave the Jobs in the cluster")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="k8s: print the manifests, touch no cluster")] = False,
-    from_run: Annotated[Path | None, typer.Option("--from-run", help="fit overheads from this twin run")] = None,
+    from_run: Annotated[
+        list[Path] | None, typer.Option("--from-run", help="fit overheads from this twin run (repeat: pooled)")
+    ] = None,
     base: Annotated[Path | None, typer.Option(help="--from-run: the profile to extend (default: the run's)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="k8s: replace earlier profiles in --out")] = False,
 ) -> None:
     """Measure this machine's crypto, serialisation and FL compute costs into a calibration profile
     (--backend k8s: every node of a Kubernetes cluster, one profile per node in the --out directory;
     --from-run HW_DIR: the run's profile plus the overheads of the twin's code paths, fitted from its spans)."""
-    if from_run is not None:
+    if from_run:
         _calibrate_from_run(from_run, base, out, name)
         return
     if backend == "k8s":
-        _calibrate_k8s(out, provider, algorithms, quick, nodes, kubeconfig, context, namespace, image, keep, dry_run)
+        _calibrate_k8s(out, provider, algorithms, quick, nodes, kubeconfig, context, namespace, image, keep, dry_run,
+                       force)  # fmt: skip
         return
     if backend != "local":
-        raise UserError(f"--backend: must be local or k8s (got {backend!r})")
-    if out.suffix not in (".yaml", ".yml"):
-        raise UserError(f"--out: profile files end in .yaml (got {str(out)!r})")
+        raise UserError(f"--backend: must be local or k8s (got {shorten(repr(backend))})")
+    _check_profile_out(out)
     names = [a.strip() for a in algorithms.split(",") if a.strip()] if algorithms else None
     columns = (TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=STDERR, transient=True) as bar:
@@ -152,30 +318,44 @@ def calibrate_cmd(
         data = calibrate(names, provider, quick, progress=step)
     if name:
         data["profile"] = name
-    write_profile(data, out)
-    STDOUT.print(f"profile: {out} ({len(data['ops'])} operations, {data['platform']['cpu']})")
+    with _writing(out.parent):
+        write_profile(data, out)
+    _say(f"profile: {out} ({len(data['ops'])} operations, {data['platform']['cpu']})")
 
 
-def _calibrate_from_run(run_dir: Path, base: Path | None, out: Path, name: str | None) -> None:
+def _check_profile_out(out: Path) -> None:
+    """A profile file we can write: a .yaml name, not a directory, in a directory that exists."""
     if out.suffix not in (".yaml", ".yml"):
-        raise UserError(f"--out: profile files end in .yaml (got {str(out)!r})")
-    if base is not None and not base.is_file():
-        raise UserError(f"--base: file not found (got {str(base)!r})")
-    fit = fit_from_run(run_dir, base)
+        raise UserError(f"--out: profile files end in .yaml (got {shorten(repr(str(out)), 200)})")
+    rundir.check_out(out.parent)
+    if not exists(out.parent):
+        raise UserError(f"--out: no directory {out.parent} to write {out.name} in")
+    if exists(out) and Path(out).is_dir():
+        raise UserError(f"--out: {out} is a directory; give a .yaml file")
+
+
+def _calibrate_from_run(run_dirs: list[Path], base: Path | None, out: Path, name: str | None) -> None:
+    _check_profile_out(out)
+    if base is not None and not exists(base):
+        raise UserError(f"--base: file not found (got {shorten(repr(str(base)), 200)})")
+    fit = fit_from_run(run_dirs, base)
+    run_dir = ", ".join(str(r) for r in run_dirs)
     if name:
         fit.profile["profile"] = name
-    write_profile(fit.profile, out)
+    with _writing(out.parent):
+        write_profile(fit.profile, out)
     kinds = ", ".join(fit.profile["overheads"]) or "none"
-    STDOUT.print(f"profile: {out} (overheads fitted from {fit.rows} spans of {run_dir}: {kinds})", highlight=False)
+    _say(f"profile: {out} (overheads fitted from {fit.rows} spans of {run_dir}: {kinds})")
 
 
 def _calibrate_k8s(out: Path, provider: str | None, algorithms: str | None, quick: bool, nodes: str | None,
                    kubeconfig: Path | None, context: str | None, namespace: str | None, image: str | None,
-                   keep: bool, dry_run: bool) -> None:  # fmt: skip
+                   keep: bool, dry_run: bool, force: bool) -> None:  # fmt: skip
     from hw.k8s import calibrate_k8s
 
     if out.suffix in (".yaml", ".yml"):
         raise UserError(f"--out: with --backend k8s, a directory for one profile per node (got {str(out)!r})")
+    rundir.check_out(out)
     names = [a.strip() for a in algorithms.split(",") if a.strip()] if algorithms else None
     node_list = [n.strip() for n in nodes.split(",") if n.strip()] if nodes else None
     options: dict[str, Any] = dict(
@@ -199,9 +379,10 @@ def _calibrate_k8s(out: Path, provider: str | None, algorithms: str | None, quic
         def step(node: str, done: int, total: int) -> None:
             bar.update(task, description=f"calibrated {node}", completed=done, total=total)
 
-        written = calibrate_k8s(out, progress=step, **options)
+        with rundir.claimed(out, force, outputs=("logs",), markers=("logs",)), _writing(out):
+            written = calibrate_k8s(out, progress=step, **options)
     for node, path in written.items():
-        STDOUT.print(f"profile: {path} (node {node})")
+        _say(f"profile: {path} (node {node})")
 
 
 hw_app = typer.Typer(no_args_is_help=True, help="The hardware twin: run a scenario for real.")
@@ -211,63 +392,84 @@ app.add_typer(hw_app, name="hw")
 @hw_app.command("run")
 def hw_run_cmd(
     scenario: Annotated[Path, typer.Argument(help="scenario YAML file")],
-    backend: Annotated[str, typer.Option(help="local (processes here) | k8s (pods on a Kubernetes cluster)")] = "local",
-    out_dir: Annotated[Path | None, typer.Option("--out", help="run directory (default runs/<name>-hw)")] = None,
-    mode: Annotated[str | None, typer.Option(help="sequential | concurrent (default: the scenario's)")] = None,
-    rounds: Annotated[int | None, typer.Option(min=1, help="FL rounds (default: the scenario's)")] = None,
-    seed: Annotated[int | None, typer.Option(help="root seed (default: run.seed)")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="override: dotted.path=value")] = None,
+    backend: Annotated[
+        str, typer.Option(callback=_text, help="local (processes here) | k8s (pods on a Kubernetes cluster)")
+    ] = "local",
+    out_dir: Out = None,
+    mode: Annotated[
+        str | None, typer.Option(callback=_text, help="sequential | concurrent (default: the scenario's)")
+    ] = None,
+    rounds: Annotated[
+        int | None, typer.Option(min=1, max=scn.MAX_ROUNDS, help="FL rounds (default: the scenario's)")
+    ] = None,
+    seed: Seed = None,
+    set_: SetOpt = None,
     attack: Annotated[
-        str | None, typer.Option(help="demo an on-path attack: tamper|replay|truncate|downgrade[:POD]")
+        str | None, typer.Option(callback=_text, help="demo an on-path attack: tamper|replay|truncate|downgrade[:POD]")
     ] = None,
     kubeconfig: Annotated[Path | None, typer.Option(help="k8s: kubeconfig file (default: $KUBECONFIG)")] = None,
-    context: Annotated[str | None, typer.Option(help="k8s: kubeconfig context")] = None,
-    namespace: Annotated[str | None, typer.Option(help="k8s: namespace (default pqtwin)")] = None,
-    image: Annotated[str | None, typer.Option(help="k8s: image (default pq-iomt-twin:<version>)")] = None,
+    context: Annotated[str | None, typer.Option(callback=_text, help="k8s: kubeconfig context")] = None,
+    namespace: Annotated[str | None, typer.Option(callback=_text, help="k8s: namespace (default pqtwin)")] = None,
+    image: Annotated[
+        str | None, typer.Option(callback=_text, help="k8s: image (default pq-iomt-twin:<version>)")
+    ] = None,
     keep: Annotated[bool, typer.Option("--keep", help="k8s: leave the run's objects in the cluster")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="k8s: print the manifests, touch no cluster")] = False,
-    start_timeout: Annotated[float, typer.Option(help="k8s: seconds the pods may take to start")] = 600.0,
+    reveal_secrets: Annotated[
+        bool, typer.Option("--reveal-secrets", help="k8s --dry-run: print the private keys in the Secrets")
+    ] = False,
+    start_timeout: Annotated[
+        float, typer.Option(min=1, max=86_400, callback=_finite, help="k8s: seconds the pods may take to start")
+    ] = 600.0,
+    force: Force = False,
+    max_memory_gib: TwinMemory = None,
 ) -> None:
     """Run a scenario on the hardware twin; writes spans.parquet, summary.json and status.json."""
-    from hw.local import run_local
-
     if backend not in ("local", "k8s"):
-        raise UserError(f"--backend: must be local or k8s (got {backend!r})")
+        raise UserError(f"--backend: must be local or k8s (got {shorten(repr(backend))})")
     if backend == "k8s" and attack is not None:
-        raise UserError(f"--attack: only with --backend local (got {attack!r})")
+        raise UserError(f"--attack: only with --backend local (got {shorten(repr(attack))})")
     if mode is not None and mode not in MODES:
-        raise UserError(f"--mode: must be sequential or concurrent (got {mode!r})")
+        raise UserError(f"--mode: must be sequential or concurrent (got {shorten(repr(mode))})")
+    given = _out_path(out_dir)
     s = scn.load_scenario(scenario, set_, priced=False)  # the twin measures: any suite the providers implement
-    out_dir = out_dir or Path("runs") / f"{s.name}-hw"
+    out = given or Path("runs") / f"{s.name}-hw"
     attack_on = None
     if attack is not None:
         kind, _, pod = attack.partition(":")
         if kind not in ATTACKS:
-            raise UserError(f"--attack: must be one of {', '.join(ATTACKS)}[:POD] (got {attack!r})")
+            raise UserError(f"--attack: must be one of {', '.join(ATTACKS)}[:POD] (got {shorten(repr(attack))})")
         attack_on = (kind, pod or s.pods("client")[0].name)
+    if backend == "local" and (problem := costs.twin_problem(s, max_memory_gib or costs.twin_memory_budget_gib())):
+        raise UserError(problem)
     n = rounds or s.workload.fl.rounds
+    if not dry_run and (warning := costs.twin_warning(s, n)):
+        _warn(warning)
     run_mode, run_seed = mode or s.workload.processing.mode, s.run.seed if seed is None else seed
     k8s: dict[str, Any] = dict(kubeconfig=kubeconfig, context=context, namespace=namespace, image=image, keep=keep,
                                start_timeout_s=start_timeout)  # fmt: skip
     if backend == "k8s" and dry_run:
         from hw.k8s import render_run
 
-        typer.echo(render_run(s, run_mode, n, run_seed, namespace=namespace, image=image).manifests, nl=False)
+        rendered = render_run(s, run_mode, n, run_seed, namespace=namespace, image=image, reveal_secrets=reveal_secrets)
+        typer.echo(rendered.manifests, nl=False)
         return
+    from hw.local import run_local  # after every check: the twin's modules are only needed to run it
+
     columns = (TextColumn(f"{s.name} [hw {backend}, {run_mode}]"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())  # fmt: skip
-    with Progress(*columns, console=STDERR, transient=True) as bar:
+    with rundir.claimed(out, force), _writing(out), Progress(*columns, console=STDERR, transient=True) as bar:
         task = bar.add_task("rounds", total=n)
         if backend == "k8s":
             from hw.k8s import run_k8s
 
-            summary = run_k8s(s, out_dir, run_mode, n, run_seed, progress=lambda r: bar.update(task, completed=r),
+            summary = run_k8s(s, out, run_mode, n, run_seed, progress=lambda r: bar.update(task, completed=r),
                               **k8s)  # fmt: skip
         else:
-            summary = run_local(s, out_dir, run_mode, n, run_seed, progress=lambda r: bar.update(task, completed=r),
+            summary = run_local(s, out, run_mode, n, run_seed, progress=lambda r: bar.update(task, completed=r),
                                 attack=attack_on)  # fmt: skip
-    _report_twin_run(summary, out_dir)
-    STDOUT.print(f"results: {out_dir}/")
+    _report_twin_run(summary, out)
+    _say(f"results: {out}/")
 
 
 def _report_twin_run(summary: Summary, out_dir: Path) -> None:
@@ -283,21 +485,21 @@ def _report_twin_run(summary: Summary, out_dir: Path) -> None:
         style = "" if summary.machine_load.quiet else "[yellow]"
         STDERR.print(f"{style}{summary.machine_load.describe()}", highlight=False)
     for d in summary.dropouts:
-        STDERR.print(f"[yellow]dropout:[/] {d.pod} in round {d.round}: {d.reason}")
+        _warn(f"dropout: {d.pod} in round {d.round}: {d.reason}")
     if summary.state != "completed":
         raise UserError(f"{out_dir}: run {summary.state}: {summary.reason}")
 
 
 @app.command("node")
 def node_cmd(
-    role: Annotated[str, typer.Option(help="aggregator | client | devices")],
+    role: Annotated[str, typer.Option(callback=_text, help="aggregator | client | devices")],
     run_dir: Annotated[Path, typer.Option("--run-dir", help="the run directory holding run.json")],
-    name: Annotated[str, typer.Option(help="this pod's name in the scenario")],
+    name: Annotated[str, typer.Option(callback=_text, help="this pod's name in the scenario")],
 ) -> None:
     """Run one pod of a twin run (the backends start these; the same program runs in Kubernetes pods)."""
     from hw.node import main as node_main
 
-    if not (run_dir / "run.json").exists():
+    if not exists(run_dir / "run.json"):
         raise UserError(f"--run-dir: no run.json in {run_dir} (start runs with `pqtwin hw run`)")
     raise typer.Exit(node_main(run_dir, name, role))
 
@@ -307,29 +509,78 @@ def compare_cmd(
     sim_dir: Annotated[Path, typer.Argument(help="simulated run directory (pqtwin sim --out)")],
     hw_dir: Annotated[Path, typer.Argument(help="measured run directory (hardware twin)")],
     json_: Annotated[bool, typer.Option("--json", help="print compare.json instead of the table")] = False,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="output dir (default HW_DIR/compare)")] = None,
+    out_dir: Annotated[str | None, typer.Option("--out", help="output dir (default HW_DIR/compare)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="replace an earlier report in the output dir")] = False,
 ) -> None:
     """Simulated vs measured: per metric, the error in % with its 95 % bootstrap CI (table, JSON, PNG)."""
+    out = _out_path(out_dir) or Path(hw_dir) / RunLayout.COMPARE
     result = compare_dirs(sim_dir, hw_dir)
-    paths = write_outputs(result, out_dir or Path(hw_dir) / RunLayout.COMPARE)
+    report = (COMPARE_JSON, COMPARE_PNG)
+    with rundir.claimed(out, force, outputs=report, markers=report, discard=True), _writing(out):
+        paths = write_outputs(result, out)
     if json_:
         typer.echo(json.dumps(result, indent=2))
     else:
         STDOUT.print(render_table(result))
-        STDOUT.print(f"results: {paths['json']}, {paths['png']}", highlight=False, soft_wrap=True)
+        _say(f"results: {paths['json']}, {paths['png']}")
     for w in result["warnings"]:
-        STDERR.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+        _warn(w)
     if not json_:  # last: the one line to read (and whether the measurement was clean)
         STDOUT.print(fidelity_line(result), highlight=False, soft_wrap=True)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """The console entry point: every outcome is an exit code, every problem one line on stderr."""
+    sys.exit(run(argv))
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code (2: a mistake in the input, 1: an internal error)."""
     try:
-        app()  # typer reports usage errors itself; our own input errors arrive here
+        rv = app(args=argv, prog_name="pqtwin", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
     except UserError as exc:
-        for line in exc.lines:
-            STDERR.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True, markup=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        STDERR.print("interrupted")
-        sys.exit(130)
+        _error(exc.lines)
+        return 2
+    except ClickException as exc:  # typer's own checks: a bad option value, a missing argument
+        if type(exc).__name__ == "NoArgsIsHelpError":  # typer has printed the help
+            return int(getattr(exc, "exit_code", 2))
+        _error([_usage_line(exc)])
+        return 2 if isinstance(exc, UsageError) else int(getattr(exc, "exit_code", 1))
+    except (KeyboardInterrupt, typer.Abort):
+        STDERR.print("interrupted", highlight=False)
+        return 130
+    except BrokenPipeError:  # stdout closed early (`pqtwin scenario schema | head`): nothing left to say
+        sys.stdout = None  # no flush of the dead pipe at exit
+        return 1
+    except Exception as exc:  # a bug: one line and a saved traceback, never a raw traceback
+        _internal_error(exc)
+        return 1
+
+
+def _error(lines: list[str]) -> None:
+    for line in lines:
+        STDERR.print(Text.assemble(("error:", "red"), " ", shorten(line, 2000)), soft_wrap=True, highlight=False)
+
+
+def _usage_line(exc: Exception) -> str:
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+    message = getattr(exc, "format_message", lambda: str(exc))()
+    return shorten(" ".join(str(message).split()), 500) + hint
+
+
+def _internal_error(exc: BaseException) -> None:
+    """One line naming the exception, and where its traceback was saved for a bug report."""
+    text = "".join(traceback.format_exception(exc))
+    where = ""
+    try:
+        fd, path = tempfile.mkstemp(prefix=f"pqtwin-error-{time.strftime('%Y%m%d-%H%M%S')}-", suffix=".txt")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        where = f"; traceback saved to {path}"
+    except OSError:
+        pass
+    what = "out of memory" if isinstance(exc, MemoryError) else f"{type(exc).__name__}: {exc}"
+    STDERR.print(Text(f"internal error: {shorten(what, 300)}{where} (please report it)"), soft_wrap=True,
+                 highlight=False)  # fmt: skip

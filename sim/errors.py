@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import reprlib
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
@@ -21,27 +21,43 @@ class UserError(Exception):
 
 def field_error(path: Path | str, loc: str, value: Any, msg: str) -> str:
     """The one-line form every input error takes."""
-    shown = repr(value)
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
-    return f"{path}: {loc or '<top>'}: {msg} (got {shown})"
+    return f"{path}: {loc or '<top>'}: {shorten(msg, 300)} (got {show(value)})"
+
+
+class _Repr(reprlib.Repr):
+    """A repr bounded in time and length whatever the value (huge ints, deep or shared structures)."""
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 128:  # int -> str of more than 4,300 digits raises; long ones are unreadable anyway
+            return f"<int of {x.bit_length()} bits>"
+        return repr(x)
+
+
+_REPR = _Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 3, 4, 4, 60, 60
+
+
+def show(value: Any, limit: int = 60) -> str:
+    """A value as the user wrote it, on one line and at most ``limit`` characters."""
+    try:
+        shown = _REPR.repr(value)
+    except Exception:  # a value whose repr fails: name its type
+        shown = f"<{type(value).__name__}>"
+    return shorten(shown, limit)
+
+
+def shorten(text: str, limit: int = 60) -> str:
+    """``text`` on one line (control characters escaped), cut to ``limit`` characters."""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
-    """Parse a YAML mapping, or raise UserError saying why it cannot be read."""
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read file: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise UserError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping at the top level (got {type(data).__name__})")
-    return data
+    """Parse a YAML mapping from a bounded file (sim/loading.py), or raise UserError saying why it cannot."""
+    from sim.loading import load_yaml_file  # loading raises our UserError: import it late
+
+    return load_yaml_file(path)
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
@@ -56,15 +72,21 @@ def validate(model: type[M], data: dict[str, Any], path: Path | str) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
+        errors = exc.errors(include_url=False)
         lines = []
-        for err in exc.errors(include_url=False):
+        for err in errors[:MAX_LINES]:
             # Drop pydantic's tagged-union discriminator hops (e.g. 'per_call') from the path.
             loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown key"
-            lines.append(field_error(path, _loc(loc), err.get("input"), msg))
+            lines.append(field_error(path, shorten(_loc(loc), 200), err.get("input"), msg))
+        if len(errors) > MAX_LINES:
+            lines.append(f"{path}: ... and {len(errors) - MAX_LINES} more problems")
         raise UserError(lines) from None
+
+
+MAX_LINES = 20  # problems listed per file; a list of 10,000 bad items is one mistake repeated
 
 
 _UNION_TAGS = {"per_call", "linear", "lognormal", "empirical"}

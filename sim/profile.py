@@ -33,17 +33,24 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sim.errors import load_yaml, validate
 
 Tag = Literal["M", "D", "E", "F"]
-PositiveSeconds = Annotated[float, Field(gt=0)]
+# Bounds: a profile may come from anywhere (--profile); costs beyond these overflow the simulated clock or
+# turn every run into a timeout, and no measurement produces them.
+MAX_COST_S = 1e6  # one operation: 11 days
+MAX_PER_UNIT_S = 1.0  # per byte / sample-parameter / parameter: a second per unit is 10^7 times a Pi 4's
+MAX_UNITS = 1e15
+MAX_POINTS = 10_000  # quantiles or points of one operation
+MAX_N = 10**12
+PositiveSeconds = Annotated[float, Field(gt=0, le=MAX_COST_S)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Lognormal(_Strict):
     kind: Literal["lognormal"]
-    mu: float
-    sigma: float = Field(ge=0)
+    mu: float = Field(ge=-60, le=13.8)  # ln seconds: e^-60 s is nothing; e^13.8 s is MAX_COST_S
+    sigma: float = Field(ge=0, le=5)
 
     def sample(self, rng: np.random.Generator) -> float:
         return float(rng.lognormal(self.mu, self.sigma)) if self.sigma > 0 else math.exp(self.mu)
@@ -55,7 +62,7 @@ class Lognormal(_Strict):
 
 class Empirical(_Strict):
     kind: Literal["empirical"]
-    quantiles_s: list[PositiveSeconds] = Field(min_length=2)
+    quantiles_s: list[PositiveSeconds] = Field(min_length=2, max_length=MAX_POINTS)
 
     @model_validator(mode="after")
     def _sorted(self) -> Empirical:
@@ -78,8 +85,8 @@ class PerCallOp(_Strict):
     kind: Literal["per_call"]
     mean_s: PositiveSeconds
     p50_s: PositiveSeconds | None = None
-    stdev_s: float | None = Field(default=None, ge=0)
-    n: int | None = Field(default=None, ge=1)
+    stdev_s: float | None = Field(default=None, ge=0, le=MAX_COST_S)
+    n: int | None = Field(default=None, ge=1, le=MAX_N)
     distribution: Lognormal | Empirical = Field(discriminator="kind")
     source: str = Field(min_length=1)
     tag: Tag
@@ -98,10 +105,12 @@ class LinearOp(_Strict):
 
     kind: Literal["linear"]
     unit: Literal["byte", "sample_param", "param"]
-    per_call_s: float = Field(ge=0)
-    per_unit_s: float = Field(ge=0)
+    per_call_s: float = Field(ge=0, le=MAX_COST_S)
+    per_unit_s: float = Field(ge=0, le=MAX_PER_UNIT_S)
     cv: float = Field(default=0.0, ge=0, le=2)
-    points: list[tuple[Annotated[float, Field(ge=0)], PositiveSeconds]] | None = Field(default=None, min_length=2)
+    points: list[tuple[Annotated[float, Field(ge=0, le=MAX_UNITS)], PositiveSeconds]] | None = Field(
+        default=None, min_length=2, max_length=MAX_POINTS
+    )
     source: str = Field(min_length=1)
     tag: Tag
 
@@ -130,11 +139,11 @@ class LinearOp(_Strict):
 class Overhead(_Strict):
     """What a code path adds to an operation kind's library cost (module docstring)."""
 
-    factor: float = Field(default=1.0, gt=0)
-    per_call_s: float = 0.0
-    per_byte_s: float = 0.0
+    factor: float = Field(default=1.0, gt=0, le=1e3)
+    per_call_s: float = Field(default=0.0, ge=-MAX_COST_S, le=MAX_COST_S)  # fitted: may be negative
+    per_byte_s: float = Field(default=0.0, ge=-MAX_PER_UNIT_S, le=MAX_PER_UNIT_S)
     sigma: float = Field(default=0.0, ge=0, le=3)  # spread of ln(cost) around it: mean-preserving lognormal
-    n: int | None = Field(default=None, ge=1)
+    n: int | None = Field(default=None, ge=1, le=MAX_N)
     source: str = Field(min_length=1)
     tag: Tag
 
@@ -152,8 +161,8 @@ def op_kind(op: str) -> str:
 
 class Platform(_Strict):
     cpu: str
-    cores: int = Field(ge=1)
-    clock_hz: float | None = Field(default=None, gt=0)
+    cores: int = Field(ge=1, le=1_000_000)
+    clock_hz: float | None = Field(default=None, gt=0, le=1e12)
     crypto_library: str
     date: str
     how_measured: str

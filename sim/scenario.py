@@ -22,25 +22,55 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from sim import catalogue
-from sim.errors import UserError, field_error, load_yaml, validate
+from sim.errors import UserError, field_error, load_yaml, shorten, show, validate
+from sim.loading import exists, parse_value, require_utf8
 from sim.presets import DEVICE_CLASSES, LINK_PRESETS
 from sim.profile import Profile, load_profile
 
-Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+# --- bounds: every number of a scenario is limited to what the model can run --------------------------
+# (scenario check then estimates what the run as a whole costs: sim/cost.py)
+MAX_BANDWIDTH_BPS = 1e12  # 1 Tbit/s: above any link we model (800G Ethernet is the fastest sold)
+MIN_BANDWIDTH_BPS = 1.0  # below 1 bit/s a 64-byte hello takes over 8 minutes a hop
+MAX_DELAY_S = 60.0  # one-way latency or jitter: a geostationary hop is 0.25 s; a minute is a broken link
+MAX_LOSS = 0.5  # a lost segment is resent until it passes (1 / (1 - loss) tries); at 50 % the link is down
+MAX_DEVICES = 100_000  # per population: ten times the 10,000-device ward we plan for
+MAX_SAMPLE_RATE_HZ = 1e6  # ultrasound front ends; ECG is 250-1,000 Hz
+MIN_PERIOD_S = 1e-3  # the shortest BLE connection interval is 7.5 ms
+MAX_PERIOD_S = 86_400.0  # a day
+MAX_FRAME_BYTES = 16 << 20  # one telemetry frame's plaintext (AEAD records of the twin are framed in memory)
+MAX_HEADER_BYTES = 65_536
+MAX_ROUNDS = 100_000
+MAX_CLIENTS = 10_000  # each is a pod, in the simulator and in the twin
+MAX_MODEL_PARAMETERS = 1_000_000_000  # 4 GB of float32: the twin holds several copies; a Pi 4 has 8 GB at most
+MAX_EPOCHS = 1_000
+MAX_SAMPLES = 10_000_000  # per client; the twin generates them in memory
+MAX_ROUND_TIMEOUT_S = 86_400.0  # the twin waits on thread timeouts; an unbounded one overflows them
+MAX_WORKERS = 1_024  # crypto worker threads; the twin starts a process per worker
+MAX_CORES = 1_024
+MAX_SEED = 2**63 - 1  # stored as int64 (summary, run.json, Kubernetes env)
+MAX_REPLICATIONS = 10_000
+MAX_HORIZON_S = 31_536_000.0  # a year: float seconds still resolve 4 ns there, below any cost we model (µs)
+MAX_SEGMENT_BYTES = 16 << 20
+MAX_ITEMS = 10_000  # hosts, nodes, links, pods or device populations of one scenario
+MAX_TEXT = 10_000  # description
+MAX_REF = 4_096  # a profile name or path (PATH_MAX)
+
+Name = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]  # a DNS label
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # allow_inf_nan=False: .inf and .nan pass a `gt=0` check but no model can run them
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
 class LinkParams(_Strict):
     """A link's parameters: a preset name, with any field overridden."""
 
-    preset: str | None = None
-    bandwidth_bps: float | None = Field(default=None, gt=0)
-    latency_s: float | None = Field(default=None, ge=0)
-    jitter_s: float | None = Field(default=None, ge=0)
-    loss: float | None = Field(default=None, ge=0, lt=1)
+    preset: str | None = Field(default=None, max_length=MAX_REF)
+    bandwidth_bps: float | None = Field(default=None, ge=MIN_BANDWIDTH_BPS, le=MAX_BANDWIDTH_BPS)
+    latency_s: float | None = Field(default=None, ge=0, le=MAX_DELAY_S)
+    jitter_s: float | None = Field(default=None, ge=0, le=MAX_DELAY_S)
+    loss: float | None = Field(default=None, ge=0, le=MAX_LOSS)
 
     @field_validator("preset")
     @classmethod
@@ -77,16 +107,16 @@ class Link(LinkParams):
 
 class DevicePopulation(_Strict):
     name: Name
-    device_class: str = Field(alias="class")
-    count: int = Field(ge=0)
-    sample_rate_hz: float | None = Field(default=None, gt=0)
-    bits_per_sample: int | None = Field(default=None, ge=1)
-    frame_period_s: float | None = Field(default=None, gt=0)
-    header_bytes: int = Field(default=16, ge=0)
+    device_class: str = Field(alias="class", max_length=MAX_REF)
+    count: int = Field(ge=0, le=MAX_DEVICES)
+    sample_rate_hz: float | None = Field(default=None, gt=0, le=MAX_SAMPLE_RATE_HZ)
+    bits_per_sample: int | None = Field(default=None, ge=1, le=64)
+    frame_period_s: float | None = Field(default=None, ge=MIN_PERIOD_S, le=MAX_PERIOD_S)
+    header_bytes: int = Field(default=16, ge=0, le=MAX_HEADER_BYTES)
     gateway: Name
     access_link: LinkParams = LinkParams(preset="ble")
     report_to: Name
-    profile: str | None = None  # device CPU profile; None = device-side compute not modelled
+    profile: str | None = Field(default=None, min_length=1, max_length=MAX_REF)  # None: device compute not modelled
 
     @field_validator("device_class")
     @classmethod
@@ -94,6 +124,15 @@ class DevicePopulation(_Strict):
         if v not in DEVICE_CLASSES:
             raise ValueError(f"unknown device class (known: {', '.join(DEVICE_CLASSES)})")
         return v
+
+    @model_validator(mode="after")
+    def _frame_fits(self) -> DevicePopulation:
+        if self.frame_bytes() > MAX_FRAME_BYTES:
+            raise ValueError(
+                f"a frame of {self.frame_bytes():,} bytes (sample_rate_hz x frame_period_s x bits_per_sample / 8) "
+                f"exceeds {MAX_FRAME_BYTES:,}; lower sample_rate_hz, frame_period_s or bits_per_sample"
+            )
+        return self
 
     def frame_bytes(self) -> int:
         """Plaintext bytes per frame: header + samples of one frame period."""
@@ -107,17 +146,17 @@ class DevicePopulation(_Strict):
 
 
 class FL(_Strict):
-    rounds: int = Field(ge=1)
-    clients: int = Field(ge=1)
-    model_parameters: int = Field(ge=1)
+    rounds: int = Field(ge=1, le=MAX_ROUNDS)
+    clients: int = Field(ge=1, le=MAX_CLIENTS)
+    model_parameters: int = Field(ge=1, le=MAX_MODEL_PARAMETERS)
     bytes_per_parameter: int = Field(default=4, ge=1, le=8)
-    local_epochs: int = Field(default=1, ge=1)
-    samples_per_client: int = Field(ge=1)
+    local_epochs: int = Field(default=1, ge=1, le=MAX_EPOCHS)
+    samples_per_client: int = Field(ge=1, le=MAX_SAMPLES)
     aggregation: Literal["fedavg"] = "fedavg"
     quorum: float = Field(default=1.0, gt=0, le=1)  # fraction of clients whose updates a round needs
     dropout_probability: float = Field(default=0.0, ge=0, lt=1)
-    round_timeout_s: float = Field(default=600.0, gt=0)
-    header_bytes: int = Field(default=8, ge=0)  # serialisation header of a model message (the twin's: 8 bytes)
+    round_timeout_s: float = Field(default=600.0, gt=0, le=MAX_ROUND_TIMEOUT_S)
+    header_bytes: int = Field(default=8, ge=0, le=MAX_HEADER_BYTES)  # a model message's serialisation header
 
     @property
     def model_bytes(self) -> int:
@@ -130,13 +169,13 @@ class FL(_Strict):
 
 class Rekey(_Strict):
     fl: Literal["per_message", "per_round", "per_session"] = "per_round"
-    device_interval_s: float | None = Field(default=3600.0, gt=0)  # None: one handshake per session
+    device_interval_s: float | None = Field(default=3600.0, ge=1, le=MAX_HORIZON_S)  # None: one handshake
 
 
 class Crypto(_Strict):
-    kem: str
-    signature: str
-    aead: str
+    kem: str = Field(max_length=MAX_REF)
+    signature: str = Field(max_length=MAX_REF)
+    aead: str = Field(max_length=MAX_REF)
     rekey: Rekey = Rekey()
 
     @field_validator("kem", "signature", "aead")
@@ -151,16 +190,19 @@ class Processing(_Strict):
     mode: Literal["sequential", "concurrent"]
     workers: int | Literal["auto"] = "auto"  # concurrent crypto worker threads; auto = cores of worker hosts
 
-    @field_validator("workers")
+    @field_validator("workers", mode="before")
     @classmethod
-    def _positive(cls, v: int | str) -> int | str:
-        if isinstance(v, int) and v < 1:
-            raise ValueError("must be >= 1 or 'auto'")
-        return v
+    def _count_or_auto(cls, v: Any) -> Any:
+        """One message for both members of the union (pydantic would report each)."""
+        if v == "auto":
+            return v
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 1 <= v <= MAX_WORKERS or v != int(v):
+            raise ValueError(f"must be a whole number from 1 to {MAX_WORKERS}, or 'auto'")
+        return int(v)
 
 
 class Workload(_Strict):
-    devices: list[DevicePopulation] = []
+    devices: list[DevicePopulation] = Field(default=[], max_length=MAX_ITEMS)
     fl: FL
     crypto: Crypto
     processing: Processing
@@ -168,8 +210,8 @@ class Workload(_Strict):
 
 class Host(_Strict):
     name: Name
-    cores: int = Field(ge=1)
-    profile: str = Field(min_length=1)
+    cores: int = Field(ge=1, le=MAX_CORES)
+    profile: str = Field(min_length=1, max_length=MAX_REF)
     # processor-sharing: the OS time-slices runnable threads over the cores; fifo: run to completion (sim/hosts.py)
     cpu_sharing: Literal["processor-sharing", "fifo"] = "processor-sharing"
 
@@ -180,8 +222,8 @@ class Node(_Strict):
 
 
 class Network(_Strict):
-    nodes: list[Node] = []
-    links: list[Link] = Field(min_length=1)
+    nodes: list[Node] = Field(default=[], max_length=MAX_ITEMS)
+    links: list[Link] = Field(min_length=1, max_length=MAX_ITEMS)
 
 
 class Pod(_Strict):
@@ -191,21 +233,22 @@ class Pod(_Strict):
 
 
 class Deployment(_Strict):
-    hosts: list[Host] = Field(min_length=1)
+    hosts: list[Host] = Field(min_length=1, max_length=MAX_ITEMS)
     network: Network
-    pods: list[Pod] = Field(min_length=2)
+    pods: list[Pod] = Field(min_length=2, max_length=MAX_ITEMS)
 
 
 class Run(_Strict):
-    seed: int = Field(default=1, ge=0)
-    replications: int = Field(default=5, ge=1, le=10_000)
-    horizon_s: float = Field(default=3600.0, gt=0)
-    segment_bytes: int = Field(default=65536, ge=64)  # network segment: large messages pipeline across hops
+    seed: int = Field(default=1, ge=0, le=MAX_SEED)
+    replications: int = Field(default=5, ge=1, le=MAX_REPLICATIONS)
+    horizon_s: float = Field(default=3600.0, gt=0, le=MAX_HORIZON_S)
+    # network segment: large messages pipeline across hops
+    segment_bytes: int = Field(default=65536, ge=64, le=MAX_SEGMENT_BYTES)
 
 
 class Scenario(_Strict):
     name: Name
-    description: str = ""
+    description: str = Field(default="", max_length=MAX_TEXT)
     workload: Workload
     deployment: Deployment
     run: Run = Run()
@@ -317,13 +360,25 @@ def load_scenario_data(
     return scenario
 
 
+MAX_PATH_PARTS = 16  # a scenario nests 5 levels; deeper paths only build structures no model has
+
+
 def apply_override(data: dict[str, Any], item: str) -> None:
     """Apply ``dotted.path=value``; list items are addressed by index or by their ``name``."""
     key, sep, raw = item.partition("=")
     if not sep or not key:
-        raise UserError(f"--set {item!r}: expected dotted.path=value")
-    value = yaml.safe_load(raw) if raw else ""
+        raise UserError(f"--set {show(item)}: expected dotted.path=value")
     parts = key.split(".")
+    key = shorten(key, 120)
+    require_utf8(item, f"--set {key}")
+    if len(parts) > MAX_PATH_PARTS:
+        raise UserError(f"--set {key}: path of {len(parts)} parts; scenario fields are at most {MAX_PATH_PARTS} deep")
+    if "" in parts:
+        raise UserError(f"--set {key}: empty part in the dotted path")
+    try:
+        value = parse_value(raw, f"--set {key}") if raw else ""
+    except UserError as exc:
+        raise UserError(f"{exc.lines[0]} (got {show(raw)})") from None
     node: Any = data
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
@@ -345,7 +400,7 @@ def apply_override(data: dict[str, Any], item: str) -> None:
 
 
 def _list_index(items: list[Any], part: str) -> int | None:
-    if part.isdigit() and int(part) < len(items):
+    if part.isascii() and part.isdigit() and len(part) <= 9 and int(part) < len(items):  # not '²', not 10⁵⁰⁰⁰
         return int(part)
     for i, item in enumerate(items):
         if isinstance(item, dict) and item.get("name") == part:
@@ -381,12 +436,13 @@ def check_references(s: Scenario) -> list[Problem]:
 def _check_network(s: Scenario) -> list[Problem]:
     d = s.deployment
     hosts, nodes = {h.name for h in d.hosts}, {n.name for n in d.network.nodes}
+    places = hosts | nodes
     problems: list[Problem] = []
     if clash := hosts & nodes:
         problems.append(("deployment.network.nodes", sorted(clash), "node names clash with host names"))
     for i, link in enumerate(d.network.links):
         for end in ("a", "b"):
-            if getattr(link, end) not in hosts | nodes:
+            if getattr(link, end) not in places:
                 problems.append((f"deployment.network.links[{i}].{end}", getattr(link, end), "no such host or node"))
         if link.a == link.b:
             problems.append((f"deployment.network.links[{i}].b", link.b, "a link needs two different ends"))
@@ -428,15 +484,20 @@ def _check_routes(s: Scenario) -> list[Problem]:
     g = nx.Graph()
     g.add_nodes_from(h.name for h in s.deployment.hosts)
     g.add_edges_from((link.a, link.b) for link in s.deployment.network.links)
+    part = {n: i for i, nodes in enumerate(nx.connected_components(g)) for n in nodes}  # one pass, not a search per pod
+
+    def linked(a: str, b: str) -> bool:
+        return a == b or (a in part and part[a] == part.get(b))
+
     host_of = {p.name: p.host for p in s.deployment.pods}
     agg = s.pods("aggregator")[0]
     problems: list[Problem] = []
     for i, pod in enumerate(s.deployment.pods):
-        if pod.host != agg.host and not nx.has_path(g, pod.host, agg.host):
+        if not linked(pod.host, agg.host):
             problems.append((f"deployment.pods[{i}].host", pod.host, f"no network route to aggregator host {agg.host}"))
     for i, pop in enumerate(s.workload.devices):
         dst = host_of[pop.report_to]
-        if pop.gateway != dst and not (pop.gateway in g and nx.has_path(g, pop.gateway, dst)):
+        if not linked(pop.gateway, dst):
             problems.append((f"workload.devices[{i}].gateway", pop.gateway, f"no network route to host {dst}"))
     return problems
 
@@ -472,14 +533,14 @@ def _load_profiles(s: Scenario, override: Path | None, priced: bool = True) -> l
     for loc, key, ref in targets:
         file = override if override is not None and not key.startswith("device:") else _resolve_profile(s, ref)
         if file not in cache:
-            if not file.exists():
-                problems.append((loc, ref, f"profile file not found: {file}"))
+            if not exists(file):
+                problems.append((loc, ref, f"profile file not found: {shorten(str(file), 200)}"))
                 continue
             cache[file] = load_profile(file)
         prof = s._profiles[key] = cache[file]
         missing = [op for op in sorted(required_ops(s, key.startswith("device:"))) if op not in prof.ops]
         if missing and priced:
-            problems.append((loc, ref, f"profile {prof.profile!r} has no cost for {', '.join(missing)}"))
+            problems.append((loc, ref, f"profile {prof.profile!r} ({file}) has no cost for {', '.join(missing)}"))
     return problems
 
 

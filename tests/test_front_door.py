@@ -118,20 +118,26 @@ def test_a_dropout_says_what_happened(tmp_path):
 def test_the_orchestrator_provisions_every_key_and_nodes_trust_nothing_else(tmp_path):
     """A public key planted in a reused run directory (the old trust-on-first-appearance file) is ignored:
     each process reads only the private keys and trust store the orchestrator wrote for it (0600, 0700)."""
-    keys = tmp_path / "keys"
-    keys.mkdir()
-    (tmp_path / "run.json").write_text("{}")  # a reused run directory
     from hw.channel import Identity
 
+    keys = tmp_path / "keys"
     planted = Identity.generate("client-1", Suite("ML-KEM-768", "ML-DSA-65", "AES-256-GCM"))
-    (keys / "client-1.json").write_text(json.dumps(planted.public()))
+
+    def plant() -> None:  # where trust-on-first-appearance looked, while the nodes start
+        _wait_for(tmp_path / "run.json")
+        (keys / "client-1.json").write_text(json.dumps(planted.public()))
+
+    planter = threading.Thread(target=plant)
+    planter.start()
     summary = run_local(scenario(*QUIET), tmp_path, "sequential", rounds=1, seed=5)
+    planter.join()
     assert summary.state == "completed" and not summary.security, summary
     cfg = RunConfig.read(tmp_path)
     assert cfg.keys is not None and "{pod}" in cfg.keys.identity
     for proc in ("aggregator", "client-1", "client-2"):
         d = keys / proc
         assert d.stat().st_mode & 0o777 == 0o700
-        assert {p.name: p.stat().st_mode & 0o777 for p in d.iterdir()} == {"identity.json": 0o600, "trust.json": 0o600}
+        modes = {p.name: p.stat().st_mode & 0o777 for p in d.iterdir()}
+        assert modes == {"identity.json": 0o600, "trust.json": 0o600}
     trusted = json.loads((keys / "aggregator" / "trust.json").read_text())
     assert trusted["client-1"] != planted.public() and set(trusted) == {"client-1", "client-2"}

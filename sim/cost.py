@@ -1,0 +1,488 @@
+"""What a simulated run will cost before it starts: SimPy events, span rows, peak memory, wall time.
+
+Every number of a scenario is bounded on its own (sim/scenario.py); this bounds their product. The
+estimate follows the model (sim/model.py, sim/network.py) with constants measured on this code:
+
+- a telemetry frame is one ``frame`` row plus the receiver's decrypt (plus the device's encrypt when the
+  population has a profile), ~8 events plus ~5 per segment and hop; a device session's handshake is 7-10
+  rows; a device sends until the run ends: when FL finishes, or at ``run.horizon_s``;
+- an FL round is ~32 rows per client (plus 10 per client with ``rekey.fl: per_round``) and ~80 events plus
+  ~6 per segment, hop and message; a message of N segments starts N SimPy processes at once;
+- a round lasts its critical path of mean operation costs from the hosts' profiles, stretched by the
+  telemetry load on the receiving hosts (processor sharing: x / (1 - rho)), at most ``round_timeout_s``;
+- memory: ~250 MB of interpreter and libraries plus ~900 bytes per span row while the run builds its
+  table (rows of every replication are kept until the end), ~2 KB per live segment process.
+
+Measured (2-core x86, this code): paper-3node 6.4 k rows, 92 k events; 6,000 ECG patches for 83 s of
+simulated time: 1.03 M rows, 6.6 M events, 1.05 GB peak RSS, 128 s (52 k events/s; up to 190 k/s on
+FL-heavy runs). ``tests/test_input_hardening.py`` checks estimates against measured runs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+from sim import catalogue
+from sim.contract import RECORD_HEADER_BYTES
+from sim.errors import field_error
+from sim.profile import LinearOp, Profile, op_kind
+from sim.scenario import DevicePopulation, LinkParams, Scenario, lowest_latency_path, route_weight
+
+GIB = 1 << 30
+BASE_BYTES = 250e6  # the simulator's process before the first event
+BYTES_PER_ROW = 900.0  # SpanRow tuples, then the DataFrame and Parquet built from them (peak)
+FRAME_BYTES_PER_ROW = 120.0  # a finished mode's spans DataFrame kept for --mode both
+BYTES_PER_SEGMENT = 2_000.0  # a live SimPy process carrying one segment
+EVENTS_PER_S = 50_000.0  # the slower end of what this machine does (telemetry-heavy runs)
+ROWS_PER_CLIENT_ROUND = 32.0
+ROWS_PER_HANDSHAKE = 10.0
+PS_S_PER_JOB_EVENT = 3e-7  # each arrival or completion on a processor-sharing host books every running job
+EVENTS_PER_OP = 4.0
+EVENTS_PER_SEGMENT_HOP = 6.0
+
+DEFAULT_MAX_MEMORY_GIB = 1.0
+DEFAULT_MAX_MINUTES = 10.0  # estimated wall time; estimates run 1.3-3.6x above measured ones here
+WARN_WALL_S = 60.0
+
+
+@dataclass
+class Cost:
+    """One simulated run (all replications, all modes)."""
+
+    events: float
+    rows: float
+    peak_bytes: float
+    wall_s: float
+    sim_time_s: float  # one replication's simulated time
+    # (field path, value, its rows, its events): the fields that drive the cost
+    drivers: list[tuple[str, Any, float, float]] = field(default_factory=list)
+
+    def describe(self) -> str:
+        return (
+            f"~{_si(self.events)} events, {_si(self.rows)} span rows, {self.peak_bytes / GIB:.2f} GiB peak, "
+            f"~{_duration(self.wall_s)}"
+        )
+
+
+def estimate(s: Scenario, replications: int | None = None, modes: int = 1) -> Cost:
+    """The cost of simulating ``s`` with ``replications`` (default: the scenario's) in ``modes`` modes."""
+    reps = replications or s.run.replications
+    routes = _Routes(s)
+    fl_rows, fl_events, round_s, seg_peak = _fl(s, routes)
+    rho = _decrypt_load(s)
+    backlog_s, backlog_jobs = _session_backlog(s)
+    fl = s.workload.fl
+    rounds_s = fl.rounds * min(round_s / max(1e-9, 1 - max(rho.values(), default=0.0)), fl.round_timeout_s)
+    duration_s = s.run.horizon_s if max(rho.values(), default=0.0) >= 1 else min(s.run.horizon_s, rounds_s + backlog_s)
+    tele = [_population(s, pop, duration_s, routes) for pop in s.workload.devices]
+    rows_rep = fl_rows + sum(t.rows for t in tele)
+    events_rep = fl_events + sum(t.events for t in tele)
+    rows, events = rows_rep * reps, events_rep * reps * modes
+    ps_s, stuck = _sharing_cost(s, tele, rho, backlog_s / max(duration_s, 1e-9), backlog_jobs)
+    live = sum(t.queued for t in tele) + stuck  # frames waiting for a link or a core: live SimPy processes
+    peak = BASE_BYTES + rows * (BYTES_PER_ROW + (modes - 1) * FRAME_BYTES_PER_ROW) + seg_peak
+    peak += live * BYTES_PER_SEGMENT
+    wall_s = events / EVENTS_PER_S + ps_s * reps * modes
+    k = reps * modes
+    drivers = [("workload.fl.rounds", fl.rounds, fl_rows * reps, fl_events * k)]
+    drivers += [(f"workload.devices[{i}].count", pop.count, t.rows * reps + t.queued, t.events * k)
+                for i, (pop, t) in enumerate(zip(s.workload.devices, tele, strict=True))]  # fmt: skip
+    drivers.append(("run.segment_bytes", s.run.segment_bytes, seg_peak / BYTES_PER_ROW, 0.0))
+    if reps > 1:
+        drivers.append(("run.replications", reps, rows * (1 - 1 / reps), events * (1 - 1 / reps)))
+    return Cost(events, rows, peak, wall_s, duration_s, drivers)
+
+
+def budget_problem(s: Scenario, cost: Cost, max_memory_gib: float, max_minutes: float) -> str | None:
+    """The one-line refusal of a run over budget, naming the field that drives its cost; None within it."""
+    if cost.peak_bytes > max_memory_gib * GIB:
+        why = f"the run needs ~{cost.peak_bytes / GIB:.1f} GiB ({_si(cost.rows)} span rows), over the "
+        why += f"{max_memory_gib:g} GiB budget (--max-memory-gib)"
+        by = 2
+    elif cost.wall_s > max_minutes * 60:
+        why = f"the run needs ~{_duration(cost.wall_s)} ({_si(cost.events)} events at {EVENTS_PER_S / 1e3:.0f} k/s), "
+        why += f"over the {max_minutes:g} min budget (--max-minutes)"
+        by = 3
+    else:
+        return None
+    return field_error(s.path, *_advice(cost, by, why))
+
+
+def large_run_warning(s: Scenario, cost: Cost) -> str | None:
+    """A one-line warning when a run within budget will still take a while."""
+    if cost.wall_s <= WARN_WALL_S:
+        return None
+    return field_error(s.path, *_advice(cost, 3, f"a large run: {cost.describe()}"))
+
+
+def _advice(cost: Cost, by: int, why: str) -> tuple[str, Any, str]:
+    """(field, value, message): the field whose share of the cost is largest (``by``: 2 rows, 3 events), and
+    what to do with it."""
+    ranked = sorted(cost.drivers, key=lambda d: -float(d[by]))
+    name, value = ranked[0][0], ranked[0][1]
+    verb = "raise" if name == "run.segment_bytes" else "lower"
+    others = [d[0] for d in ranked[1:3] if float(d[by]) > 0]
+    also = f" (or {' or '.join(others)})" if others else ""
+    return name, value, f"{why}; {verb} {name}{also}"
+
+
+# --- FL ----------------------------------------------------------------------------------------------
+
+
+def _fl(s: Scenario, hops: _Routes) -> tuple[float, float, float, float]:
+    """(rows, events, seconds per round, peak bytes of live segment processes) of the FL part."""
+    fl, c = s.workload.fl, s.workload.crypto
+    agg = s.pods("aggregator")[0]
+    clients = s.pods("client")
+    sig = catalogue.get(c.signature)
+    msg = RECORD_HEADER_BYTES + fl.header_bytes + fl.model_bytes + sig.signature_max_bytes + 2 + 64
+    segs = math.ceil(msg / s.run.segment_bytes)
+    remote_workers = any(p.host != agg.host for p in s.pods("worker"))
+    messages = 2 + (4 if remote_workers else 0)
+    max_hops = max((hops.between(agg.host, p.host) for p in clients), default=1) or 1
+    rows = fl.rounds * len(clients) * ROWS_PER_CLIENT_ROUND + 4 * fl.rounds
+    events = fl.rounds * len(clients) * (20 * EVENTS_PER_OP + messages * segs * max_hops * EVENTS_PER_SEGMENT_HOP)
+    handshakes = len(clients) * (fl.rounds if c.rekey.fl == "per_round" else 1)
+    rows += handshakes * ROWS_PER_HANDSHAKE
+    events += handshakes * (3 * max_hops * EVENTS_PER_SEGMENT_HOP + 7 * EVENTS_PER_OP)
+    seg_peak = len(clients) * segs * BYTES_PER_SEGMENT  # concurrent distribution: every client's message at once
+    return rows, events, _round_s(s, msg, max_hops), seg_peak
+
+
+def _round_s(s: Scenario, msg_bytes: int, max_hops: int) -> float:
+    """A round's critical path with mean costs: distribute, receive, train, upload, verify, aggregate."""
+    fl, c = s.workload.fl, s.workload.crypto
+    agg = s.pods("aggregator")[0]
+    clients = s.pods("client")
+    p_agg = _profile(s, agg.host)
+    sig = catalogue.get(c.signature)
+    model = fl.model_bytes
+
+    def cost(profile: Profile | None, op: str, units: float = 0.0) -> float:
+        return mean_cost_s(profile, op, units)
+
+    def protect(p: Profile | None) -> float:
+        kem = cost(p, f"{c.kem}.encaps") if c.rekey.fl == "per_message" else 0.0
+        return (cost(p, "serialize", model) + cost(p, f"{sig.message_hash}.hash", model)
+                + cost(p, f"{c.signature}.sign", model) + kem + cost(p, f"{c.aead}.encrypt", model))  # fmt: skip
+
+    def unprotect(p: Profile | None) -> float:
+        kem = cost(p, f"{c.kem}.decaps") if c.rekey.fl == "per_message" else 0.0
+        return (kem + cost(p, f"{c.aead}.decrypt", model) + cost(p, f"{sig.message_hash}.hash", model)
+                + cost(p, f"{c.signature}.verify", model) + cost(p, "deserialize", model))  # fmt: skip
+
+    wire_s = msg_bytes * 8 / _min_bandwidth_bps(s) + max_hops * _max_latency_s(s)
+    parallel = 1 if s.workload.processing.mode == "sequential" else max(1, s.crypto_workers())
+    batches = math.ceil(len(clients) / parallel)
+    slowest_client = 0.0
+    per_host = Counter(q.host for q in clients)
+    for pod in clients:
+        p = _profile(s, pod.host)
+        sharing = max(1.0, per_host[pod.host] / _cores(s, pod.host))
+        train = cost(p, "fl.train", fl.samples_per_client * fl.model_parameters * fl.local_epochs) * sharing
+        slowest_client = max(slowest_client, unprotect(p) + train + protect(p) + wire_s)
+    verify = batches * unprotect(p_agg) + cost(p_agg, "fl.fedavg", fl.model_parameters * fl.quorum_clients)
+    handshake = 0.0
+    if c.rekey.fl == "per_round":
+        handshake = (
+            3 * wire_s
+            + sum(cost(p_agg, f"{c.kem}.{op}") for op in catalogue.OPS["kem"])
+            + 3 * cost(p_agg, f"{c.signature}.sign")
+        )
+    work = handshake + batches * (protect(p_agg) + wire_s) + slowest_client + verify
+    return _with_dropouts(s, work)
+
+
+def _with_dropouts(s: Scenario, work_s: float) -> float:
+    """Mean round length when a round fails (at round_timeout_s) unless a quorum of clients stays."""
+    fl = s.workload.fl
+    n, q, p = fl.clients, fl.quorum_clients, fl.dropout_probability
+    if work_s >= fl.round_timeout_s:
+        return fl.round_timeout_s
+    if p == 0:
+        return work_s
+    stay = 1 - p
+    p_ok = sum(math.comb(n, k) * stay**k * p ** (n - k) for k in range(q, n + 1)) if n <= 1000 else 1.0 - p
+    return p_ok * work_s + (1 - p_ok) * fl.round_timeout_s
+
+
+def mean_cost_s(profile: Profile | None, op: str, units: float = 0.0) -> float:
+    """Mean cost of one call (the simulator samples around it); 0 when the profile does not price ``op``."""
+    if profile is None or op not in profile.ops:
+        return 0.0
+    model = profile.ops[op]
+    base = model.base_s(units) if isinstance(model, LinearOp) else model.distribution.mean_s
+    extra = profile.overheads.get(op_kind(op))
+    if extra is None:
+        return base
+    nbytes = units if getattr(model, "unit", "byte") == "byte" else 0.0
+    return extra.apply(base, nbytes)
+
+
+# --- telemetry ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Pop:
+    """One device population over the run: its rows, events, frames, and frames queued on a full link."""
+
+    host: str
+    rows: float
+    events: float
+    frames: float
+    queued: float
+
+
+def _decrypt_load(s: Scenario) -> dict[str, float]:
+    """Offered load of frame decryption on each receiving host (core-seconds per second per core)."""
+    host_of = _host_of(s)
+    load: dict[str, float] = {}
+    for pop in s.workload.devices:
+        host = host_of[pop.report_to]
+        p = _profile(s, host)
+        per_s = pop.count / pop.period_s() * mean_cost_s(p, f"{s.workload.crypto.aead}.decrypt", pop.frame_bytes())
+        load[host] = load.get(host, 0.0) + per_s / _cores(s, host)
+    return load
+
+
+def _session_backlog(s: Scenario) -> tuple[float, float]:
+    """(simulated seconds, mean jobs) of the backlog when every device opens its session in its first frame
+    period and the receiving host cannot keep up (the handshakes queue as processor-sharing jobs)."""
+    host_of = _host_of(s)
+    c = s.workload.crypto
+    work: dict[str, tuple[float, float, float]] = {}  # host -> (core-seconds, devices, core-seconds x period)
+    for pop in s.workload.devices:
+        host = host_of[pop.report_to]
+        p = _profile(s, host)
+        ops = (f"{c.kem}.keygen", f"{c.signature}.sign", f"{c.kem}.decaps", f"{c.signature}.verify")
+        w_pop = pop.count * sum(mean_cost_s(p, op) for op in ops)
+        w, n, wp = work.get(host, (0.0, 0.0, 0.0))
+        work[host] = (w + w_pop, n + pop.count, wp + w_pop * pop.period_s())
+    backlog_s, jobs = 0.0, 0.0
+    for host, (w, n, wp) in work.items():
+        busy_s, window_s = w / _cores(s, host), wp / w if w > 0 else 0.0  # sessions arrive over ~one period
+        if busy_s > window_s:
+            backlog_s, jobs = max(backlog_s, busy_s), max(jobs, n / 3)  # the queue builds up, then drains
+    return backlog_s, jobs
+
+
+def _sharing_cost(s: Scenario, tele: list[_Pop], rho: dict[str, float], backlog_share: float,
+                  backlog_jobs: float) -> tuple[float, float]:  # fmt: skip
+    """(wall seconds, jobs left) of processor sharing under a backlog: every arrival and completion on a
+    host books progress on each of its running jobs. A host whose frames need more than its cores keeps
+    (1 - 1/rho) of them as jobs that never finish; the session burst queues handshakes for a while."""
+    wall_s, stuck = 0.0, 0.0
+    frames_to: dict[str, float] = {}
+    for t in tele:
+        frames_to[t.host] = frames_to.get(t.host, 0.0) + t.frames
+    for host, load in rho.items():
+        frames = frames_to.get(host, 0.0)
+        if load > 1:
+            left = frames * (1 - 1 / load)
+            wall_s += frames * left / 2 * PS_S_PER_JOB_EVENT
+            stuck += left
+        wall_s += 8 * frames * backlog_share * backlog_jobs * PS_S_PER_JOB_EVENT
+    return wall_s, stuck
+
+
+def _population(s: Scenario, pop: DevicePopulation, duration_s: float, routes: _Routes) -> _Pop:
+    """Rows, events and queued frames of one device population over ``duration_s``."""
+    host = _host_of(s)[pop.report_to]
+    if pop.count == 0:
+        return _Pop(host, 0.0, 0.0, 0.0, 0.0)
+    path = routes.path(pop.gateway, host)
+    n_hops = 1 + len(path)
+    frames = pop.count * (duration_s / pop.period_s() + 1)
+    record = RECORD_HEADER_BYTES + pop.frame_bytes() + 16
+    segs = math.ceil(record / s.run.segment_bytes)
+    interval = s.workload.crypto.rekey.device_interval_s
+    sessions = pop.count * (1 + (duration_s / interval if interval else 0))
+    rows = frames * (3 if pop.profile else 2) + sessions * ROWS_PER_HANDSHAKE
+    events = frames * (3 * EVENTS_PER_OP + segs * n_hops * EVENTS_PER_SEGMENT_HOP)
+    events += sessions * (3 * n_hops * EVENTS_PER_SEGMENT_HOP + 7 * EVENTS_PER_OP)
+    bits_per_s = record * 8 / pop.period_s()
+    utilisation = bits_per_s / pop.access_link.resolved()[0]  # each device has its own access link
+    for link in path:
+        utilisation = max(utilisation, routes.offered_bps(s, link) / link.resolved()[0])
+    queued = frames * segs * max(0.0, 1 - 1 / utilisation) if utilisation > 0 else 0.0
+    return _Pop(host, rows, events, frames, queued)
+
+
+# --- the network, without one node per device ---------------------------------------------------------
+
+
+EXACT_ROUTES_MAX_NODES = 200  # beyond, paths follow the shortest-path tree from the aggregator's host
+
+
+class _Routes:
+    """Paths between hosts and nodes by the model's routing rule (devices excluded: the graph stays small
+    however many devices), and the telemetry each link carries. On large networks a path is the one
+    through the shortest-path tree of the aggregator's host: one search, not one per pair (an estimate
+    needs hop counts and bottlenecks, and the tree path is never shorter)."""
+
+    def __init__(self, s: Scenario):
+        self.g = nx.Graph()
+        self.g.add_nodes_from(h.name for h in s.deployment.hosts)
+        for link in s.deployment.network.links:
+            self.g.add_edge(link.a, link.b, params=link)
+        self.root = s.pods("aggregator")[0].host
+        self.tree: dict[str, list[str]] | None = None
+        self.cache: dict[tuple[str, str], list[LinkParams]] = {}
+        self._offered: dict[int, float] | None = None
+
+    def path(self, a: str, b: str) -> list[LinkParams]:
+        """The links from ``a`` to ``b`` (none when they are one node or not connected)."""
+        if (a, b) not in self.cache:
+            self.cache[a, b] = [self.g.edges[u, v]["params"] for u, v in itertools.pairwise(self._nodes(a, b))]
+        return self.cache[a, b]
+
+    def _nodes(self, a: str, b: str) -> list[str]:
+        if a == b or a not in self.g or b not in self.g:
+            return [a]
+        if self.g.number_of_nodes() <= EXACT_ROUTES_MAX_NODES:
+            try:
+                return lowest_latency_path(self.g, a, b)
+            except nx.NetworkXNoPath:
+                return [a]
+        if self.tree is None:
+            self.tree = nx.single_source_dijkstra_path(self.g, self.root, weight=lambda u, v, d: route_weight(d))
+        pa, pb = self.tree.get(a), self.tree.get(b)
+        if pa is None or pb is None:
+            return [a]
+        shared = next((i for i, (x, y) in enumerate(zip(pa, pb, strict=False)) if x != y), min(len(pa), len(pb)))
+        return pa[shared - 1 :][::-1] + pb[shared:]
+
+    def between(self, a: str, b: str) -> int:
+        return len(self.path(a, b))
+
+    def offered_bps(self, s: Scenario, link: LinkParams) -> float:
+        """Telemetry bits per second every population sends across ``link``."""
+        if self._offered is None:
+            host_of = _host_of(s)
+            self._offered = {}
+            for pop in s.workload.devices:
+                bps = pop.count * (RECORD_HEADER_BYTES + pop.frame_bytes() + 16) * 8 / pop.period_s()
+                for hop in self.path(pop.gateway, host_of[pop.report_to]):
+                    self._offered[id(hop)] = self._offered.get(id(hop), 0.0) + bps
+        return self._offered.get(id(link), 0.0)
+
+
+def _min_bandwidth_bps(s: Scenario) -> float:
+    return min(link.resolved()[0] for link in s.deployment.network.links)
+
+
+def _max_latency_s(s: Scenario) -> float:
+    return max(link.resolved()[1] + link.resolved()[2] for link in s.deployment.network.links)
+
+
+def _profile(s: Scenario, host: str) -> Profile | None:
+    try:
+        return s.host_profile(host)
+    except KeyError:  # validated without profiles (e.g. from the app's editor): costs unknown, taken as 0
+        return None
+
+
+def _cores(s: Scenario, host: str) -> int:
+    return _lookups(s)[0].get(host, 1)
+
+
+def _host_of(s: Scenario) -> dict[str, str]:
+    return _lookups(s)[1]
+
+
+_last: tuple[Scenario, dict[str, int], dict[str, str]] | None = None  # the last scenario's lookups
+
+
+def _lookups(s: Scenario) -> tuple[dict[str, int], dict[str, str]]:
+    """{host: cores} and {pod: host}, built once per scenario (estimates ask per pod and per device
+    population: a scan each time would be quadratic in a 10,000-pod scenario)."""
+    global _last
+    if _last is None or _last[0] is not s:
+        _last = (s, {h.name: h.cores for h in s.deployment.hosts}, {p.name: p.host for p in s.deployment.pods})
+    return _last[1], _last[2]
+
+
+def _si(x: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if x >= scale:
+            return f"{x / scale:.1f} {unit}"
+    return f"{x:.0f}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+# --- the hardware twin (local backend): real processes, threads and arrays on this machine ----------------
+
+TWIN_PROCESS_BYTES = 80e6  # one node process's own memory (~200 MB resident, half of it shared libraries)
+TWIN_DEVICE_BYTES = 256e3  # one emulated device: a thread, its session and its frame buffers
+TWIN_SAMPLE_BYTES = 30 * 4 * 3  # one training sample: 30 float32 features, with the batch copies training makes
+MAX_TWIN_DEVICES = 5_000  # a thread and a real handshake each; past this the emulator measures itself
+
+
+def twin_memory_budget_gib() -> float:
+    """The twin's default budget: half of this machine's memory (its processes are real, and share it)."""
+    try:
+        return max(1.0, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB / 2)
+    except (ValueError, OSError, AttributeError):
+        return 4.0
+
+
+def twin_problem(s: Scenario, max_memory_gib: float) -> str | None:
+    """Why the local twin cannot run ``s`` here (one line naming the field), or None."""
+    w = s.workload
+    devices = sum(p.count for p in w.devices)
+    if devices > MAX_TWIN_DEVICES:
+        i, pop = max(enumerate(w.devices), key=lambda ip: ip[1].count)
+        msg = f"the twin runs a thread and a secure session per device: at most {MAX_TWIN_DEVICES:,} in all"
+        return field_error(s.path, f"workload.devices[{i}].count", pop.count, f"{msg} (the scenario has {devices:,})")
+    need, field_name, value = _twin_bytes(s)
+    if need > max_memory_gib * GIB:
+        why = f"the twin needs ~{need / GIB:.1f} GiB on this machine, over the {max_memory_gib:g} GiB budget "
+        return field_error(s.path, field_name, value, why + f"(--max-memory-gib); lower {field_name}")
+    return None
+
+
+def twin_warning(s: Scenario, rounds: int) -> str | None:
+    """A one-line warning when the twin will run for long: ``rounds`` rounds at the simulated round length
+    (a real round takes at least that: its costs come from the same profiles)."""
+    routes = _Routes(s)
+    max_hops = max((routes.between(s.pods("aggregator")[0].host, p.host) for p in s.pods("client")), default=1)
+    sig = catalogue.get(s.workload.crypto.signature)
+    msg = RECORD_HEADER_BYTES + s.workload.fl.header_bytes + s.workload.fl.model_bytes + sig.signature_max_bytes
+    duration_s = rounds * _round_s(s, msg, max_hops or 1)
+    if duration_s <= WARN_WALL_S * 10:
+        return None
+    why = f"the twin will run for ~{_duration(duration_s)} of real time; lower the rounds (--rounds)"
+    return field_error(s.path, "workload.fl.rounds", rounds, why)
+
+
+def _twin_bytes(s: Scenario) -> tuple[float, str, Any]:
+    """(bytes, the field driving them, its value): every node process with its model copies and data."""
+    fl = s.workload.fl
+    model = fl.model_parameters * 4  # the twin trains float32
+    workers = s.crypto_workers() if s.workload.processing.mode == "concurrent" and s.pods("worker") else 0
+    processes = 1 + fl.clients + workers + (1 if s.workload.devices else 0)
+    parts = {
+        "workload.fl.model_parameters": model * (2 * fl.clients + 4) + model * 6 * fl.clients,
+        "workload.fl.samples_per_client": fl.samples_per_client * TWIN_SAMPLE_BYTES * fl.clients,
+        "workload.fl.clients": processes * TWIN_PROCESS_BYTES,
+        "workload.devices": sum(p.count for p in s.workload.devices) * TWIN_DEVICE_BYTES,
+    }
+    values = {"workload.fl.model_parameters": fl.model_parameters, "workload.fl.samples_per_client":
+              fl.samples_per_client, "workload.fl.clients": fl.clients,
+              "workload.devices": sum(p.count for p in s.workload.devices)}  # fmt: skip
+    top = max(parts, key=lambda k: parts[k])
+    return sum(parts.values()), top, values[top]

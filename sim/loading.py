@@ -1,0 +1,195 @@
+"""Bounded reading of input files and values: whatever a user points us at is read within fixed limits.
+
+Scenario and profile files are read only when they are regular files (a FIFO blocks, ``/dev/zero`` never
+ends), at most ``MAX_FILE_BYTES``, decoded as strict UTF-8, and parsed by a YAML loader that refuses
+nesting deeper than ``MAX_DEPTH`` and documents that expand (through aliases) to more than ``MAX_NODES``
+nodes: a 426-byte "billion laughs" file expands to 10⁹ nodes that every later walk (validation, ``repr``)
+would visit. ``--set`` values go through the same loader. Every problem is one ``UserError`` line that names
+the file (or option), where in it, and what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, SequenceNode
+
+from sim.errors import UserError, shorten
+
+MAX_FILE_BYTES = 1 << 20  # 1 MiB: shipped scenarios are ~3 KiB, calibrated profiles ~50 KiB
+MAX_DEPTH = 24  # scenarios nest 5 levels (workload.devices[0].access_link.preset), profiles 5
+MAX_NODES = 200_000  # YAML nodes after alias expansion; a calibrated profile has ~3,000
+MAX_VALUE_CHARS = 65_536  # one --set value
+
+_Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml parses ~8x faster when present
+
+
+def read_text(path: Path | str, limit_bytes: int = MAX_FILE_BYTES) -> str:
+    """The text of a regular file of at most ``limit_bytes``, strictly UTF-8; UserError naming the file."""
+    name = os.fspath(path)
+    if "\0" in name:
+        raise UserError(f"{shorten(name)}: not a valid file name (contains a NUL byte)")
+    try:
+        _require_regular(path, os.stat(name), limit_bytes)  # before open: opening a FIFO or a device may block
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as f:
+            _require_regular(path, os.fstat(f.fileno()), limit_bytes)  # the path may have changed since
+            data = f.read(limit_bytes + 1)  # a file may grow after the stat
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read file: {exc.strerror or exc}") from None
+    if len(data) > limit_bytes:
+        raise UserError(f"{path}: file too large (more than {limit_bytes:,} bytes; the limit is {limit_bytes:,})")
+    return decode(data, path)
+
+
+def exists(path: Path | str) -> bool:
+    """Whether ``path`` names anything; False (not an exception) for names the OS cannot even look up
+    (too long, a NUL byte, a loop of links)."""
+    try:
+        os.stat(path)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _require_regular(path: Path | str, st: os.stat_result, limit_bytes: int) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        raise UserError(f"{path}: is a directory, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise UserError(f"{path}: not a regular file (a {_kind(st.st_mode)}); give a YAML file")
+    if st.st_size > limit_bytes:
+        raise UserError(f"{path}: file too large ({st.st_size:,} bytes; the limit is {limit_bytes:,})")
+
+
+def _kind(mode: int) -> str:
+    kinds = {stat.S_ISFIFO: "FIFO", stat.S_ISCHR: "character device", stat.S_ISBLK: "block device",
+             stat.S_ISSOCK: "socket"}  # fmt: skip
+    return next((k for test, k in kinds.items() if test(mode)), "special file")
+
+
+def decode(data: bytes, path: Path | str) -> str:
+    """Strict UTF-8 (a leading BOM is dropped); UserError with the first bad byte's line and column."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise UserError(
+            f"{path}: not UTF-8 text: byte 0x{data[exc.start]:02x} at line {line}, column {column} "
+            "(save the file as UTF-8)"
+        ) from None
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """One YAML document within the depth and expansion limits; UserError ``WHERE: not valid YAML ...``."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_size(node, where)
+        return _construct(loader, node, where)
+    except yaml.YAMLError as exc:
+        raise UserError(f"{where}: not valid YAML{yaml_error(exc, text)}") from None
+    except RecursionError:  # the pure-Python composer recurses; libyaml stops at 1,000 levels itself
+        raise UserError(f"{where}: not valid YAML: nested more than {MAX_DEPTH} levels deep") from None
+    finally:
+        loader.dispose()
+
+
+def _construct(loader: Any, node: Node, where: str) -> Any:
+    """Python values of a checked document. PyYAML's constructors raise whatever a bad scalar makes them
+    (ValueError for 5,000 digits or month 13, AttributeError for ``!!timestamp 0``): any of it is the file's."""
+    try:
+        return loader.construct_document(node)
+    except yaml.YAMLError:
+        raise
+    except Exception as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        at = f" at line {line + 1}" if line is not None else ""
+        raise UserError(f"{where}: not valid YAML{at}: a value cannot be read ({shorten(str(exc), 120)})") from None
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    if isinstance(node, MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def _check_size(root: Node, where: str) -> None:
+    """Depth and expanded size of a composed document, walked once per distinct node (aliases share nodes,
+    so a billion-laughs document is small here and enormous once constructed and walked)."""
+    size: dict[int, int] = {}
+    ancestors: set[int] = set()  # visited, not finished: the path from the root (iterative DFS)
+    stack: list[tuple[Node, int, bool]] = [(root, 1, False)]
+    while stack:
+        node, depth, finished = stack.pop()
+        key = id(node)
+        if finished:
+            ancestors.discard(key)
+            size[key] = 1 + sum(size[id(c)] for c in _children(node))
+            if size[key] > MAX_NODES:
+                raise UserError(
+                    f"{where}: YAML too large: more than {MAX_NODES:,} values once aliases are expanded "
+                    f"(at line {node.start_mark.line + 1})"
+                )
+            continue
+        if key in size:
+            continue
+        if key in ancestors:
+            raise UserError(f"{where}: not valid YAML at line {node.start_mark.line + 1}: an alias refers to itself")
+        if depth > MAX_DEPTH:
+            raise UserError(
+                f"{where}: not valid YAML at line {node.start_mark.line + 1}: nested more than {MAX_DEPTH} levels deep"
+            )
+        ancestors.add(key)
+        stack.append((node, depth, True))
+        stack.extend((c, depth + 1, False) for c in _children(node) if id(c) not in size)
+
+
+def yaml_error(exc: yaml.YAMLError, text: str) -> str:
+    """A YAML error as one line: `` at line L, column C: problem`` (PyYAML's own text spans several)."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        char = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "\0")
+        return f" at line {line}, column {column}: character U+{char:04X} is not allowed in YAML"
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = " ".join(p for p in (exc.context, exc.problem) if p) or type(exc).__name__
+        return f"{where}: {shorten(what, 200)}"
+    return f": {shorten(str(exc), 200)}"
+
+
+def load_yaml_file(path: Path | str) -> dict[str, Any]:
+    """A YAML mapping read from a bounded file, or UserError saying why it cannot be read."""
+    data = parse_yaml(read_text(path), str(path))
+    if data is None:
+        raise UserError(f"{path}: the file is empty (expected a YAML mapping)")
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping at the top level (got {type(data).__name__})")
+    return data
+
+
+def parse_value(raw: str, where: str) -> Any:
+    """A ``--set`` value: YAML within the same limits as a file."""
+    if len(raw) > MAX_VALUE_CHARS:
+        raise UserError(f"{where}: value too long ({len(raw):,} characters; the limit is {MAX_VALUE_CHARS:,})")
+    require_utf8(raw, where)
+    return parse_yaml(raw, where)
+
+
+def require_utf8(text: str, where: str) -> None:
+    """Command-line text that is UTF-8 (Python keeps other bytes of argv as lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        byte = ord(text[exc.start]) & 0xFF
+        raise UserError(f"{where}: not UTF-8 text: byte 0x{byte:02x} at character {exc.start + 1}") from None

@@ -1,0 +1,562 @@
+"""Every input mistake is one line naming the file, field or option, exit code 2, and nothing half-written.
+
+A fixed regression set (every example of issue 10's "Input" section), property-based tests of the bounded
+reader, the overrides and the schema, the cost estimate against measured runs, the output directory's
+lock, and a few hundred cases of the malformed-input corpus (bench/fuzz_inputs.py; `make fuzz` runs the
+full one).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import math
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hw import rundir
+from pqtwin import cli
+from sim import cost as costs
+from sim.errors import UserError, field_error, show
+from sim.loading import MAX_DEPTH, parse_yaml, read_text
+from sim.runner import simulate
+from sim.scenario import apply_override, load_scenario, load_scenario_data
+
+from .conftest import ROOT, SCENARIOS
+
+PAPER = SCENARIOS / "paper-3node.yaml"
+BOMB = "\n".join(
+    [f"a0: &a0 [{', '.join(['lol'] * 9)}]"] + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+)
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """The CLI in this process (``pqtwin.cli.run``): exit code, stdout, stderr."""
+    capsys.readouterr()
+    code = cli.run(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_error(code: int, out: str, err: str, *names: str) -> str:
+    """Exit 2, exactly one stderr line, an error naming every one of ``names``, no traceback."""
+    lines = err.strip().splitlines()
+    assert code == 2, (code, out, err)
+    assert "Traceback" not in out + err and "internal error" not in err
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: "), err
+    for name in names:
+        assert name in lines[0], (name, lines[0])
+    return lines[0]
+
+
+# --- files: bounded reading --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"name: caf\xe9\n", "not UTF-8 text: byte 0xe9 at line 1, column 10"),
+        (b"name: " + b"[" * 1000 + b"]" * 1000 + b"\n", "not valid YAML"),
+        (("name: " + "[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1) + "\n").encode(), "levels deep"),
+        ("".join("  " * i + "a:\n" for i in range(200)).encode() + b"  " * 200 + b"b: 1\n", "levels deep"),
+        (BOMB.encode(), "once aliases are expanded"),
+        (b"a: &a [*a]\n", "an alias refers to itself"),
+        (b"name: a\x00b\n", "character U+0000 is not allowed"),
+        (b"name: [unclosed\n", "not valid YAML at line"),
+        (b"a: !!timestamp 0\n", "a value cannot be read"),
+        (b"a: " + b"9" * 5000 + b"\n", "a value cannot be read"),
+        (b"", "the file is empty"),
+        (b"- a\n", "expected a mapping at the top level"),
+        (b"#" * (1 << 20) + b"\n", "file too large"),
+    ],
+    ids=["non-utf8", "nested-1000", "nested-25", "block-nested", "alias-bomb", "recursive-alias", "nul",
+         "unclosed", "bad-timestamp", "5000-digits", "empty", "list", "over-1MiB"],
+)  # fmt: skip
+def test_malformed_scenario_file_is_one_line(capsys, tmp_path, content, expected):
+    assert len(BOMB) < 500  # the issue's 426-byte billion laughs, give or take its quoting
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(content)
+    started = time.monotonic()
+    line = one_error(*run_cli(capsys, "scenario", "check", str(bad)), str(bad), expected)
+    assert time.monotonic() - started < 10, line
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "dir", "missing", "loop"])
+@pytest.mark.parametrize("role", ["scenario", "profile"])
+def test_special_files_are_refused_without_reading(capsys, tmp_path, kind, role):
+    path = tmp_path / "x.yaml"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev-zero":
+        path = Path("/dev/zero")
+    elif kind == "dir":
+        path.mkdir()
+    elif kind == "loop":
+        path.symlink_to(path.name)
+    args = ["scenario", "check", str(path)] if role == "scenario" else ["sim", str(PAPER), "--profile", str(path)]
+    code, out, err = run_cli(capsys, *args)
+    line = one_error(code, out, err)
+    assert str(path) in line or "--profile" in line, line
+
+
+def test_profile_named_in_a_scenario_is_read_bounded_too(capsys, tmp_path):
+    os.mkfifo(tmp_path / "pipe.yaml")
+    code, out, err = run_cli(
+        capsys, "scenario", "check", str(PAPER), "--set", f"deployment.hosts.0.profile={tmp_path}/pipe.yaml"
+    )
+    one_error(code, out, err, "pipe.yaml", "FIFO")
+
+
+# --- --set ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        ("name=[", "--set name: not valid YAML"),
+        ("name={", "--set name: not valid YAML"),
+        ("name=*a", "--set name: not valid YAML"),
+        ("name=a\0b", "--set name: not valid YAML"),
+        ("name=\tx", "--set name: not valid YAML"),
+        ("deployment.pods.².host=pi-1", "no list item '²'"),
+        ("deployment.pods.9999999999999999999999.host=pi-1", "no list item"),
+        (".".join(["a"] * 5000) + "=1", "path of 5000 parts"),
+        ("a..b=1", "empty part"),
+        ("noequals", "expected dotted.path=value"),
+        ("name=" + "x" * 70_000, "value too long"),
+        ("name=caf\udce9", "not UTF-8 text: byte 0xe9"),  # argv keeps a latin-1 byte as a lone surrogate
+    ],
+    ids=["bracket", "brace", "alias", "nul", "tab", "superscript", "huge-index", "5000-parts", "empty-part",
+         "no-equals", "long-value", "latin-1-argv"],
+)  # fmt: skip
+def test_malformed_set_is_one_line(capsys, item, expected):
+    one_error(*run_cli(capsys, "scenario", "check", str(PAPER), "--set", item), expected)
+
+
+# --- options and output directories --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--seed", "-1"], "--seed"),
+        (["--out", "/dev/null"], "--out: /dev/null exists and is not a directory"),
+        (["--out", ""], "--out: give a directory"),
+        (["--replications", "1000000000"], "--replications"),
+        (["--max-memory-gib", "nan"], "--max-memory-gib"),
+        (["--profile", ""], "--profile"),
+        (["--bogus"], "--bogus"),
+        (["--mode", "caf\udce9"], "--mode"),
+    ],
+)
+def test_bad_option_is_one_line(capsys, args, expected):
+    one_error(*run_cli(capsys, "sim", str(PAPER), *args), expected)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--rounds", "1000000000"], "--rounds"),
+        (["--start-timeout", "inf"], "--start-timeout"),
+        (["--out", "/dev/null"], "--out"),
+        (["--seed", "-5"], "--seed"),
+    ],
+)
+def test_bad_hw_option_is_one_line(capsys, args, expected):
+    one_error(*run_cli(capsys, "hw", "run", str(PAPER), *args), expected)
+
+
+def test_rich_markup_in_a_path_is_printed_as_is(capsys, tmp_path):
+    out = tmp_path / "a[/red]:smile:"
+    code, stdout, err = run_cli(capsys, "sim", str(PAPER), "--out", str(out), "--replications", "1",
+                                "--set", "workload.fl.rounds=1")  # fmt: skip
+    assert code == 0, err
+    assert f"results: {out}/" in stdout
+    one_error(*run_cli(capsys, "scenario", "check", str(out / "nope[/b].yaml")), "nope[/b].yaml")
+
+
+def test_non_empty_out_needs_force_and_force_replaces_only_runs(capsys, tmp_path):
+    out = tmp_path / "run"
+    args = ["sim", str(PAPER), "--out", str(out), "--replications", "1", "--set", "workload.fl.rounds=1"]
+    assert run_cli(capsys, *args)[0] == 0
+    first = (out / "summary.json").read_bytes()
+    one_error(*run_cli(capsys, *args), "is not empty", "--force")
+    assert (out / "summary.json").read_bytes() == first  # the first run is intact
+    assert run_cli(capsys, *args, "--force", "--seed", "5")[0] == 0
+    assert (out / "summary.json").read_bytes() != first
+    assert not (out / rundir.LOCK).exists()
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep")
+    one_error(*run_cli(capsys, "sim", str(PAPER), "--out", str(other), "--force"), "holds no earlier run")
+    assert (other / "notes.txt").read_text() == "keep"
+
+
+def test_hw_run_refuses_a_non_empty_out_before_starting(capsys, tmp_path):
+    (tmp_path / "summary.json").write_text("{}")
+    one_error(*run_cli(capsys, "hw", "run", str(PAPER), "--out", str(tmp_path)), "is not empty")
+
+
+def test_a_second_run_into_a_locked_directory_is_refused(capsys, tmp_path):
+    """Two runs into one --out: the second is refused while the first holds the directory's lock."""
+    out = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from hw import rundir; from pathlib import Path; "
+         "rundir.claim(Path(sys.argv[1])); print('held', flush=True); time.sleep(60)", str(out)],
+        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        for cmd in (["sim", str(PAPER)], ["hw", "run", str(PAPER)]):
+            one_error(*run_cli(capsys, *cmd, "--out", str(out), "--force"), "in use by another run", str(holder.pid))
+    finally:
+        holder.kill()
+        holder.wait()
+    rundir.claim(out)  # the holder is gone and so is its lock (the kernel drops it), though its file stays
+    rundir.release(out)
+
+
+def test_lock_is_per_directory_and_released(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    rundir.claim(a)
+    rundir.claim(b)
+    rundir.prepare(a)  # the backend's call for a directory this process claimed: a no-op
+    rundir.release(a)
+    rundir.release(b)
+    assert not (a / rundir.LOCK).exists() and not any(a.iterdir())
+
+
+def _drop_dac() -> None:
+    """Root ignores file modes; without CAP_DAC_OVERRIDE it obeys them (the child of a root test)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl")
+
+
+def _as_user(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run ``cmd`` so that file modes apply to it (as root: without the capability that overrides them)."""
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120,
+                          preexec_fn=_drop_dac if os.geteuid() == 0 else None)  # fmt: skip
+
+
+def test_read_only_out_is_one_line(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        try:
+            probe = _as_user([sys.executable, "-c", f"open({str(ro / 'probe')!r}, 'w')"])
+        except subprocess.SubprocessError:
+            pytest.skip("cannot make a directory read-only for this user here")
+        if probe.returncode == 0:
+            pytest.skip("this user writes into read-only directories")
+        for out in (ro, ro / "sub"):
+            cmd = [sys.executable, "-c", "from pqtwin.cli import main; main()", "sim", str(PAPER), "--out", str(out),
+                   "--replications", "1"]  # fmt: skip
+            res = _as_user(cmd)
+            one_error(res.returncode, res.stdout, res.stderr, "--out", "Permission denied")
+        assert list(ro.iterdir()) == []
+    finally:
+        ro.chmod(0o755)
+
+
+def _small_disk() -> None:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG, like a full disk
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_full_disk_is_one_line_and_leaves_nothing_half_written(tmp_path, existing):
+    out = tmp_path / "run"
+    if existing:
+        out.mkdir()
+    cmd = [sys.executable, "-c", "from pqtwin.cli import main; main()", "sim", str(PAPER), "--out", str(out),
+           "--replications", "2"]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120, preexec_fn=_small_disk)
+    one_error(res.returncode, res.stdout, res.stderr, "cannot write", "File too large")
+    assert not list(tmp_path.rglob("*.tmp"))
+    assert (list(out.iterdir()) == []) if existing else not out.exists()
+
+
+# --- values that validate, then break the model ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("item", "field"),
+    [
+        ("workload.devices.0.sample_rate_hz=1.0e+308", "workload.devices[0].sample_rate_hz"),
+        ("workload.fl.model_parameters=1.0e+30", "workload.fl.model_parameters"),
+        ("workload.processing.workers=1.0e+30", "workload.processing.workers"),
+        ("workload.devices.0.count=1.0e+9", "workload.devices[0].count"),
+        ("workload.devices.0.frame_period_s=1.0e-9", "workload.devices[0].frame_period_s"),
+        ("workload.fl.round_timeout_s=.inf", "workload.fl.round_timeout_s"),
+        ("run.horizon_s=.nan", "run.horizon_s"),
+        ("deployment.network.links.0.loss=0.99", "deployment.network.links[0].loss"),
+        ("run.seed=-1", "run.seed"),
+    ],
+)
+def test_values_the_model_cannot_run_are_refused(capsys, item, field):
+    for cmd in (["scenario", "check", str(PAPER)], ["sim", str(PAPER), "--out", "/nonexistent/never"]):
+        one_error(*run_cli(capsys, *cmd, "--set", item), str(PAPER), field, "(got ")
+
+
+def test_frame_bytes_are_bounded_across_fields(capsys):
+    sets = ["--set", "workload.devices.0.sample_rate_hz=1000000", "--set", "workload.devices.0.frame_period_s=86400"]
+    line = one_error(*run_cli(capsys, "scenario", "check", str(PAPER), *sets))
+    assert "workload.devices[0]" in line and "frame" in line
+
+
+@pytest.mark.parametrize(
+    ("sets", "field"),
+    [
+        (["workload.devices.0.count=100000"], "workload.devices[0].count"),
+        (["workload.fl.rounds=100000", "run.replications=100"], "workload.fl.rounds"),
+        (["workload.fl.model_parameters=1000000000", "run.segment_bytes=64"], "run.segment_bytes"),
+        (["workload.devices.0.count=20000", "workload.devices.0.frame_period_s=0.01"], "workload.devices[0]"),
+    ],
+)
+def test_runs_too_large_are_refused_before_they_start(capsys, tmp_path, sets, field):
+    args = [a for s in sets for a in ("--set", s)]
+    for cmd in (["scenario", "check", str(PAPER)], ["sim", str(PAPER), "--out", str(tmp_path / "o")]):
+        started = time.monotonic()
+        line = one_error(*run_cli(capsys, *cmd, *args), field, "budget", "(got ")
+        assert time.monotonic() - started < 10, line
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("item", "field"),
+    [
+        ("workload.fl.model_parameters=1000000000", "workload.fl.model_parameters"),
+        ("workload.devices.0.count=100000", "workload.devices[0].count"),
+        ("workload.fl.samples_per_client=10000000", "workload.fl.samples_per_client"),
+    ],
+)
+def test_twin_runs_too_large_for_this_machine_are_refused(capsys, tmp_path, item, field):
+    args = ["hw", "run", str(PAPER), "--set", item, "--out", str(tmp_path / "o"), "--max-memory-gib", "1"]
+    one_error(*run_cli(capsys, *args), field, "(got ")
+    assert not (tmp_path / "o").exists()
+
+
+def test_ten_thousand_devices_for_an_hour_is_estimated_honestly(capsys):
+    """The planned 10,000-device ward: valid (the schema allows it); the estimate says what it costs."""
+    sets = ["--set", "workload.devices.0.count=10000", "--set", "workload.fl.rounds=100000",
+            "--set", "run.replications=1"]  # fmt: skip
+    s = load_scenario(PAPER, [s for s in sets if s != "--set"])
+    c = costs.estimate(s)
+    assert c.sim_time_s == pytest.approx(3600)  # FL outlasts the horizon: devices send for the whole hour
+    assert c.rows >= 10_000 * 3600 * 2  # a frame row and its decryption per frame: ~72 M rows, not 1 GiB
+    line = one_error(*run_cli(capsys, "scenario", "check", str(PAPER), *sets), "GiB", "span rows")
+    assert "--max-memory-gib" in line
+
+
+def test_a_large_valid_file_is_checked_quickly(capsys, tmp_path):
+    """3,000 hosts, client pods and device populations (~0.7 MB): every check and the estimate are linear."""
+    n = 3000
+    data = yaml.safe_load(PAPER.read_text())
+    data["deployment"]["hosts"] = [{"name": f"h{i}", "cores": 2, "profile": "pi4"} for i in range(n)]
+    data["deployment"]["network"]["links"] = [{"a": f"h{i}", "b": "switch", "preset": "gigabit-ethernet"}
+                                              for i in range(n)]  # fmt: skip
+    data["deployment"]["pods"] = [{"name": "agg", "role": "aggregator", "host": "h0"}]
+    data["deployment"]["pods"] += [{"name": f"c{i}", "role": "client", "host": f"h{i}"} for i in range(n)]
+    data["workload"]["fl"]["clients"] = n
+    data["workload"]["devices"] = [{"name": f"d{i}", "class": "ecg-patch", "count": 1, "gateway": f"h{i}",
+                                    "report_to": f"c{(i + 1) % n}"} for i in range(n)]  # fmt: skip
+    big = tmp_path / "big.yaml"
+    big.write_text(yaml.dump(data, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper)))
+    (tmp_path / "profiles").symlink_to(SCENARIOS / "profiles")
+    started = time.monotonic()
+    one_error(*run_cli(capsys, "scenario", "check", str(big)), "big.yaml", "budget")
+    assert time.monotonic() - started < 15
+
+
+def test_check_prints_the_estimate(capsys):
+    code, out, err = run_cli(capsys, "scenario", "check", str(SCENARIOS / "ward-200.yaml"))
+    assert code == 0, err
+    assert "events" in out and "GiB peak" in out
+
+
+@pytest.mark.parametrize(
+    ("path", "sets"),
+    [
+        (PAPER, ["run.replications=2"]),
+        (SCENARIOS / "ward-200.yaml", ["run.replications=1"]),
+        (PAPER, ["run.replications=1", "workload.fl.rounds=1", "workload.fl.samples_per_client=40000",
+                 "workload.devices.0.count=150", "workload.devices.1.count=150"]),
+        (PAPER, ["run.replications=1", "workload.fl.rounds=3", "run.segment_bytes=512"]),
+    ],
+    ids=["paper", "ward", "telemetry-heavy", "segment-heavy"],
+)  # fmt: skip
+def test_cost_estimate_is_within_a_factor_of_measured(path, sets):
+    s = load_scenario(path, sets)
+    c = costs.estimate(s)
+    r = simulate(s)
+    rows, events = len(r.spans), r.summary.events
+    assert 0.7 * rows <= c.rows <= 4 * rows + 500, (c.rows, rows)
+    assert 0.7 * events <= c.events <= 4 * events + 5000, (c.events, events)
+    assert 0.5 * r.summary.sim_time_s <= c.sim_time_s <= 4 * r.summary.sim_time_s + 1
+
+
+# --- the safety net -----------------------------------------------------------------------------------
+
+
+def test_an_unexpected_exception_is_one_line_with_a_saved_traceback(capsys, monkeypatch):
+    def boom(*_a, **_k):
+        raise RuntimeError("a bug\nwith two lines")
+
+    monkeypatch.setattr(cli.scn, "load_scenario", boom)
+    code, out, err = run_cli(capsys, "scenario", "check", str(PAPER))
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("internal error: RuntimeError: a bug")
+    saved = Path(lines[0].split("traceback saved to ")[1].split(" ")[0].rstrip(";"))
+    assert "Traceback" in saved.read_text() and "Traceback" not in out + err
+    saved.unlink()
+
+
+def test_a_handful_end_to_end_through_the_console_script(pqtwin, tmp_path):
+    """The installed entry point (a real process), for the classes that touch the OS the most."""
+    os.mkfifo(tmp_path / "fifo.yaml")
+    (tmp_path / "bomb.yaml").write_text(BOMB)
+    for args, name in [
+        (["scenario", "check", str(tmp_path / "fifo.yaml")], "FIFO"),
+        (["scenario", "check", str(tmp_path / "bomb.yaml")], "aliases"),
+        (["sim", str(PAPER), "--set", "name=[", "--seed", "-1"], "--seed"),
+    ]:
+        res = pqtwin(*args)
+        one_error(res.returncode, res.stdout, res.stderr, name)
+
+
+# --- properties ---------------------------------------------------------------------------------------
+
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+yaml_ish = st.text(alphabet=st.sampled_from([*"[]{}:,-&*!|>'\"#%@` \t\n\0\x01é²ab01.?~=", "\ufeff", "\ud7ff"]),
+                   max_size=200)  # fmt: skip
+
+
+@FAST
+@given(yaml_ish)
+def test_any_text_parses_or_is_one_line(text):
+    try:
+        parse_yaml(text, "f.yaml")
+    except UserError as exc:
+        assert all("\n" not in line and line.startswith("f.yaml: ") for line in exc.lines), exc.lines
+
+
+@FAST
+@given(st.binary(max_size=300))
+def test_any_bytes_read_or_are_one_line(tmp_path_factory, data):
+    path = tmp_path_factory.mktemp("bytes") / "f.yaml"
+    path.write_bytes(data)
+    try:
+        parse_yaml(read_text(path), str(path))
+    except UserError as exc:
+        assert all("\n" not in line and line.startswith(str(path)) for line in exc.lines), exc.lines
+
+
+@FAST
+@given(st.text(max_size=80))
+def test_any_override_applies_or_is_one_line(item):
+    data = yaml.safe_load(PAPER.read_text())
+    try:
+        apply_override(data, item)
+    except UserError as exc:
+        assert len(exc.lines) == 1 and "\n" not in exc.lines[0] and exc.lines[0].startswith("--set ")
+
+
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.integers(min_value=-(2**70), max_value=2**70).map(lambda i: i * 10**30),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20), st.binary(max_size=5),
+)  # fmt: skip
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def _slots(node, path=()):  # every (path) to a value in the scenario data
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
+    for k, v in items:
+        yield (*path, k)
+        yield from _slots(v, (*path, k))
+
+
+PAPER_DATA = yaml.safe_load(PAPER.read_text())
+PAPER_SLOTS = list(_slots(PAPER_DATA))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(PAPER_SLOTS), values), min_size=1, max_size=3))
+def test_any_value_anywhere_validates_or_is_one_line_per_problem(changes):
+    import copy
+
+    data = copy.deepcopy(PAPER_DATA)
+    for path, value in changes:
+        node = data
+        try:
+            for k in path[:-1]:
+                node = node[k]
+            node[path[-1]] = value
+        except (KeyError, IndexError, TypeError):
+            continue
+    try:
+        s = load_scenario_data(data, PAPER)
+    except UserError as exc:
+        assert all("\n" not in line and line.startswith(f"{PAPER}: ") for line in exc.lines), exc.lines
+        assert all(len(line) < 1000 for line in exc.lines)
+        return
+    c = costs.estimate(s)  # a scenario that validates always gets a finite estimate
+    assert all(math.isfinite(x) and x >= 0 for x in (c.events, c.rows, c.peak_bytes, c.wall_s, c.sim_time_s))
+
+
+@FAST
+@given(values)
+def test_shown_values_are_short_single_lines(value):
+    shown = show(value)
+    assert len(shown) <= 60 and "\n" not in shown
+    assert "\n" not in field_error("f.yaml", "a.b", value, "bad\nmessage")
+
+
+def test_shown_values_are_bounded_for_shared_and_huge_structures():
+    shared: list[object] = ["x"] * 9
+    for _ in range(30):
+        shared = [shared] * 9  # 9^30 leaves once walked
+    started = time.monotonic()
+    assert len(show(shared)) <= 60 and len(show(16**100_000)) <= 60
+    assert time.monotonic() - started < 1
+
+
+# --- the corpus at CI size ----------------------------------------------------------------------------
+
+
+def _fuzz_module():
+    spec = importlib.util.spec_from_file_location("fuzz_inputs", ROOT / "bench" / "fuzz_inputs.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fuzz_inputs"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_corpus_at_ci_size_has_no_traceback_hang_or_vague_error(tmp_path):
+    fuzz = _fuzz_module()
+    cases = fuzz.generate(200, seed=int(os.environ.get("PQTWIN_FUZZ_SEED", "7")))
+    results = fuzz.run_cases(cases, timeout_s=60, jobs=2, keep=tmp_path)
+    summary = fuzz.report(results, 0.0)
+    failed = [
+        f"{r.case.kind} {r.problems}: {r.case.argv[:6]} -> {r.stderr.strip()[-300:]}" for r in results if r.problems
+    ]
+    assert not failed, "\n".join(failed[:10]) + f"\n{summary}"
+    assert summary["cases"] == 200 and summary["exit_codes"].get("2", 0) >= 160, summary
