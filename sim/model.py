@@ -138,8 +138,10 @@ class Replication:
         return (yield from cpu.work(cpu.profile.cost_s("net.loopback", cpu.rng, nbytes)))
 
     def hop(self, src: Endpoint, dst: Endpoint, plaintext: int, phase: str, since: float | None = None) -> Gen:
-        """A job or its answer between the aggregator and a worker process, over their secure channel."""
-        yield from src.run(self.rec, phase, f"{self.aead.name}.encrypt", plaintext, since)
+        """A job or its answer between the aggregator and a worker process, over their secure channel: packed
+        (one copy), encrypted, carried, decrypted (the receiver reads its fields in place)."""
+        yield from src.run(self.rec, phase, "serialize", plaintext, since)
+        yield from src.run(self.rec, phase, f"{self.aead.name}.encrypt", plaintext)
         yield from self.send(src, dst, RECORD_HEADER_BYTES + plaintext + self.aead.aead_overhead_bytes, phase)
         yield from dst.run(self.rec, phase, f"{self.aead.name}.decrypt", plaintext)
 

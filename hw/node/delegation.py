@@ -24,6 +24,7 @@ import json
 import queue
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -48,12 +49,14 @@ class Job:
     payload: memoryview
 
 
-def pack(head: tuple[int, ...], fields: list[bytes | memoryview]) -> bytearray:
-    """``_HEAD`` then length-prefixed fields (one copy of each)."""
+def pack(head: tuple[int, ...], fields: list[Any]) -> bytearray:
+    """``_HEAD`` then length-prefixed fields, one copy of each; a field may be a tuple of parts (one field)."""
     out = bytearray(_HEAD.pack(*head))
     for f in fields:
-        out += struct.pack("!I", len(f))
-        out += f
+        parts = f if isinstance(f, tuple) else (f,)
+        out += struct.pack("!I", sum(len(p) for p in parts))
+        for p in parts:
+            out += p
     return out
 
 
@@ -118,8 +121,9 @@ class WorkerPool:
         phase = "verify" if job.kind == VERIFY else "distribute"
         ch = self.free.get()
         try:
-            timer = self.node.timer_for(job.round, phase, queued_at=queued_at)
-            ch.write_sealed(ch.seal(encode_job(job), None, timer, phase))
+            with self.node.timer(phase, "serialize", queued_at=queued_at, nbytes=len(job.payload), rnd=job.round):
+                plaintext = encode_job(job)  # one copy of the payload, as the simulator's hop prices it
+            ch.write_sealed(ch.seal(plaintext, None, self.node.timer_for(job.round, phase), phase))
             rec = ch.read_record()
             self.node.transfer(rec, ch.peer, phase, self.node.now(), job.round)
             answer = memoryview(ch.open(rec, self.node.timer_for(job.round, phase), phase))

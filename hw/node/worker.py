@@ -62,7 +62,8 @@ def _verify(node: Node, owner: Identity, job: Job, trust: dict[str, Peer]) -> by
         return pack((DONE_REJECTED, 0, job.round, 0, 0), [b"stale", f"an update of round {rnd}".encode()])
     with node.timer("verify", "deserialize", nbytes=len(payload)):
         update = fl.deserialize(payload)
-    return pack((DONE_OK, kind, job.round, 0, 0), [b"", update.data.cast("B")])
+    with node.timer("verify", "serialize", nbytes=update.nbytes):  # the answer: one copy, as the hop is priced
+        return pack((DONE_OK, kind, job.round, 0, 0), [b"", update.data.cast("B")])
 
 
 def _distribute(node: Node, owner: Identity, job: Job, trust: dict[str, Peer]) -> bytearray:
@@ -76,4 +77,6 @@ def _distribute(node: Node, owner: Identity, job: Job, trust: dict[str, Peer]) -
     buf = message(node, MODEL, job.round, theta, "distribute")
     kem_pk = trust[job.client].kem if node.cfg.rekey == "per_message" else None
     sealed = protect(node, session, owner, buf, "distribute", kem_pk)
-    return pack((DONE_OK, 0, job.round, 0, 0), [sealed.header, b"".join(sealed.parts)])
+    body = sum(len(p) for p in sealed.parts)
+    with node.timer("distribute", "serialize", nbytes=body):  # the answer: one copy, as the hop is priced
+        return pack((DONE_OK, 0, job.round, 0, 0), [sealed.header, tuple(sealed.parts)])
