@@ -141,3 +141,18 @@ def test_the_orchestrator_provisions_every_key_and_nodes_trust_nothing_else(tmp_
         assert modes == {"identity.json": 0o600, "trust.json": 0o600}
     trusted = json.loads((keys / "aggregator" / "trust.json").read_text())
     assert trusted["client-1"] != planted.public() and set(trusted) == {"client-1", "client-2"}
+
+
+def test_kill_9_of_a_crypto_worker_moves_its_jobs_and_the_run_goes_on(tmp_path):
+    s = scenario(*QUIET)
+    killed = []
+
+    def progress(r: int) -> None:
+        if r >= 1 and not killed:
+            pids = json.loads((tmp_path / "pids.json").read_text())
+            os.kill(pids["worker-1.1"], signal.SIGKILL)
+            killed.append(r)
+
+    summary = run_local(s, tmp_path, "concurrent", rounds=5, seed=5, progress=progress)
+    assert summary.state == "completed" and summary.rounds_completed == 5, summary.reason
+    assert summary.security.get("worker_lost") == 1 and not summary.dropouts

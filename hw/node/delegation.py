@@ -23,14 +23,15 @@ from __future__ import annotations
 import json
 import queue
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from hw import fl
-from hw.channel import HEADER, Channel, Delegation, Identity, Record, Sealed, SecurityError
-from hw.node.common import Node
+from hw.channel import HEADER, Channel, ConnectionClosed, Delegation, Identity, Record, Sealed, SecurityError
+from hw.node.common import Node, log
 from sim.contract import ANSWER_HEAD_BYTES, JOB_HEAD_BYTES
 
 GRANT, JOB, DONE_OK, DONE_REJECTED = 1, 2, 3, 4
@@ -106,30 +107,45 @@ def decode_grant(buf: memoryview) -> dict[str, str]:
 
 
 class WorkerPool:
-    """The aggregator's side: its channels to the worker processes, each lent to one job at a time."""
+    """The aggregator's side: its channels to the worker processes, each lent to one job at a time. A worker
+    whose channel fails (killed, or a record that does not open) leaves the pool and its job goes to another;
+    with none left, ``local`` does the job in the aggregator (the same code, no hop): rounds go on."""
 
-    def __init__(self, node: Node, channels: dict[str, Channel]):
-        self.node = node
+    def __init__(self, node: Node, channels: dict[str, Channel], local: Callable[[Job], bytearray]):
+        self.node, self.local = node, local
         self.free: queue.Queue[Channel] = queue.Queue()
         for ch in channels.values():
             self.free.put(ch)
         self.channels = channels
+        self.live = len(channels)
 
     def _ask(self, job: Job, queued_at: float) -> tuple[int, list[memoryview]]:
         """Send the job to a free worker (sealed here: the hop's first step, charged the job's wait) and
         wait for its answer (opened here)."""
         phase = "verify" if job.kind == VERIFY else "distribute"
-        ch = self.free.get()
-        try:
-            with self.node.timer(phase, "serialize", queued_at=queued_at, nbytes=len(job.payload), rnd=job.round):
-                plaintext = encode_job(job)  # one copy of the payload, as the simulator's hop prices it
-            ch.write_sealed(ch.seal(plaintext, None, self.node.timer_for(job.round, phase), phase))
-            rec = ch.read_record()
-            self.node.transfer(rec, ch.peer, phase, self.node.now(), job.round)
-            answer = memoryview(ch.open(rec, self.node.timer_for(job.round, phase), phase))
-        finally:
+        while self.live > 0:
+            try:
+                ch = self.free.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            try:
+                with self.node.timer(phase, "serialize", queued_at=queued_at, nbytes=len(job.payload),
+                                     rnd=job.round):  # fmt: skip
+                    plaintext = encode_job(job)  # one copy of the payload, as the simulator's hop prices it
+                ch.write_sealed(ch.seal(plaintext, None, self.node.timer_for(job.round, phase), phase))
+                rec = ch.read_record()
+                self.node.transfer(rec, ch.peer, phase, self.node.now(), job.round)
+                answer = memoryview(ch.open(rec, self.node.timer_for(job.round, phase), phase))
+            except (ConnectionClosed, SecurityError, OSError) as exc:
+                self.live -= 1
+                log.warning("%s: crypto worker %s lost (%s); %d left", self.node.name, ch.peer, exc, self.live)
+                ch.sock.close()
+                self.node.counters["worker_lost"] += 1
+                continue
             self.free.put(ch)
-        (mtype, *_), fields = unpack(answer, 2)
+            (mtype, *_), fields = unpack(answer, 2)
+            return mtype, fields
+        (mtype, *_), fields = unpack(memoryview(self.local(job)), 2)
         return mtype, fields
 
     def verify(self, job: Job, queued_at: float) -> np.ndarray | SecurityError:

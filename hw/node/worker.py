@@ -41,10 +41,15 @@ def run_worker(node: Node) -> NodeResult:
         node.round, phase = job.round, "verify" if job.kind != DISTRIBUTE else "distribute"
         node.transfer(rec, agg, phase, arrived)
         node.add(node.pod, node.host, phase, f"{node.suite.aead}.decrypt", arrived, node.now(), 0.0, len(job.payload))
-        answer = _distribute(node, owner, job, trust) if job.kind == DISTRIBUTE else _verify(node, owner, job, trust)
+        answer = do_job(node, owner, job, trust)
         ch.write_sealed(ch.seal(answer, None, node.timer_for(job.round, phase), phase))
         jobs += 1
     return NodeResult(state="completed", rounds=jobs)
+
+
+def do_job(node: Node, owner: Identity, job: Job, trust: dict[str, Peer]) -> bytearray:
+    """The answer to one job, packed (hw/node/delegation.py)."""
+    return _distribute(node, owner, job, trust) if job.kind == DISTRIBUTE else _verify(node, owner, job, trust)
 
 
 def _verify(node: Node, owner: Identity, job: Job, trust: dict[str, Peer]) -> bytearray:
