@@ -276,8 +276,10 @@ class _Connection:
         host, port = self.proxy.target
         try:
             await asyncio.get_running_loop().create_connection(lambda: self.target, host, port)
-        except OSError as exc:
-            log.warning("shaping proxy: cannot reach target %s:%s: %s", host, port, exc)
+        except OSError as exc:  # passed on as a refused connection: the dialling node retries
+            # a target not listening yet is the start-up race every run has (pods start in any order): not news
+            level = logging.DEBUG if isinstance(exc, ConnectionRefusedError) else logging.WARNING
+            log.log(level, "shaping proxy: cannot reach target %s:%s: %s", host, port, exc)
             self.close(abort=True)
 
     def pipe_done(self) -> None:
