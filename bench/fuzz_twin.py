@@ -14,10 +14,8 @@ import threading
 import time
 from pathlib import Path
 
-from hw.channel import Suite
 from hw.fuzz import Barrage
 from hw.local import run_local
-from hw.runconfig import RunConfig
 from sim.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,13 +36,7 @@ def main() -> None:
         sent: dict[str, int] = {}
 
         def fire() -> None:
-            while not (out / "run.json").exists():
-                time.sleep(0.02)
-            cfg = RunConfig.read(out)
-            port = cfg.pods[cfg.aggregator].port
-            assert port is not None
-            barrage = Barrage([port], Suite(**cfg.suite.model_dump()), list(cfg.pods), seed=3, stop=ended)
-            sent.update(barrage.run(args.frames, args.strays))
+            sent.update(Barrage.at_run(out, seed=3, stop=ended).run(args.frames, args.strays))
 
         ended = threading.Event()
         attacker = threading.Thread(target=fire)

@@ -26,10 +26,13 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from hw.channel import ALERT, FINISH, HEADER, HELLO, Suite
+from hw.runconfig import RunConfig
+from sim.contract import RunLayout
 
 KINDS = ("silent", "garbage", "frames", "hello", "alert")
 
@@ -50,6 +53,17 @@ class Barrage:
     patience_s: float = 60.0  # how long to keep trying a port that refuses connections
     sent: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def at_run(cls, run_dir: Path, seed: int, stop: threading.Event | None = None) -> Barrage:
+        """A barrage at the aggregator of the twin run in ``run_dir``, once its run.json exists (from then on:
+        before, while and after the pods connect)."""
+        while not RunLayout(run_dir).run_config.exists():
+            time.sleep(0.02)
+        cfg = RunConfig.read(run_dir)
+        port = cfg.pods[cfg.aggregator].port
+        assert port is not None, "RunConfig gives the aggregator a port"
+        return cls([port], Suite(**cfg.suite.model_dump()), list(cfg.pods), seed=seed, stop=stop or threading.Event())
 
     def run(self, frames: int, strays: int, threads: int = 8) -> Counter[str]:
         """At least ``frames`` fuzzed frames and ``strays`` stray (silent or garbage) connections."""

@@ -125,6 +125,11 @@ class RunConfig(_Model):
         """The crypto worker processes of a concurrent run (none: the aggregator's own threads do the work)."""
         return [name for name, p in self.pods.items() if p.role == "worker"]
 
+    def pod_of(self, process: str) -> str:
+        """The scenario pod a process is (a crypto worker process: its worker pod), as spans name it."""
+        pod = self.pods.get(process)
+        return pod.pod if pod is not None and pod.pod else process
+
     def host_of(self, pod: str) -> str:
         return self.pods[pod].host if pod in self.pods else pod
 

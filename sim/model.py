@@ -145,10 +145,9 @@ class Replication:
         yield from self.send(src, dst, RECORD_HEADER_BYTES + plaintext + self.aead.aead_overhead_bytes, phase)
         yield from dst.run(self.rec, phase, f"{self.aead.name}.decrypt", plaintext)
 
-    def job_bytes(self, payload: int) -> int:
+    def job_bytes(self, client: Endpoint, payload: int) -> int:
         """A job's plaintext: its head, the client's name and the record's key material, then ``payload``."""
-        name = max(len(c.pod) for c in self.clients)
-        return JOB_HEAD_BYTES + name + 3 * self.aead.key_bytes + 4 + payload
+        return JOB_HEAD_BYTES + len(client.pod) + 3 * self.aead.key_bytes + 4 + payload
 
     def message_bytes(self, payload: int) -> int:
         kem_ct = self.kem.ciphertext_bytes if self.crypto.rekey.fl == "per_message" else 0
@@ -244,7 +243,8 @@ class Replication:
         worker = taken.item
         apart = worker.pod != self.agg.pod
         if apart:
-            yield from self.hop(self.agg_thread, worker, self.job_bytes(model), "distribute", since=queued)  # no header
+            job = self.job_bytes(self.clients[c], model)  # the model, no record header
+            yield from self.hop(self.agg_thread, worker, job, "distribute", since=queued)
             queued = None
         yield from worker.run(self.rec, "distribute", "serialize", model, since=queued)
         yield from self.protect(worker, "distribute", model)
@@ -317,8 +317,8 @@ class Replication:
         worker = taken.item
         apart = worker.pod != self.agg.pod
         if apart:
-            record = self.message_bytes(fl.model_bytes)  # the client's record, header and body
-            yield from self.hop(self.agg_thread, worker, self.job_bytes(record), "verify", since=queued)
+            job = self.job_bytes(self.clients[c], self.message_bytes(fl.model_bytes))  # the client's whole record
+            yield from self.hop(self.agg_thread, worker, job, "verify", since=queued)
             queued = None
         yield from self.unprotect(worker, "verify", fl.model_bytes, since=queued)
         if apart:

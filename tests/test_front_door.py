@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from hw.channel import Suite
@@ -42,6 +43,18 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _kill_9(run_dir: Path, process: str, at_round: int) -> Callable[[int], None]:
+    """A progress callback that kills ``process`` of the run (by its pid in pids.json) once, at ``at_round``."""
+    killed = []
+
+    def progress(r: int) -> None:
+        if r >= at_round and not killed:
+            os.kill(json.loads((run_dir / "pids.json").read_text())[process], signal.SIGKILL)
+            killed.append(r)
+
+    return progress
+
+
 def test_strangers_and_fuzzed_frames_change_nothing_but_the_counters(tmp_path):
     s = scenario(*QUIET)
     reference = run_local(s, tmp_path / "ref", "sequential", rounds=3, seed=5)
@@ -49,12 +62,7 @@ def test_strangers_and_fuzzed_frames_change_nothing_but_the_counters(tmp_path):
     sent = {}
 
     def fire() -> None:  # from the moment run.json exists: before, while and after the clients connect
-        _wait_for(out / "run.json")
-        cfg = RunConfig.read(out)
-        port = cfg.pods[cfg.aggregator].port
-        assert port is not None
-        barrage = Barrage([port], Suite(**cfg.suite.model_dump()), list(cfg.pods), seed=1)
-        sent.update(barrage.run(frames=3000, strays=150, threads=4))
+        sent.update(Barrage.at_run(out, seed=1).run(frames=3000, strays=150, threads=4))
 
     attacker = threading.Thread(target=fire)
     attacker.start()
@@ -71,16 +79,7 @@ def test_strangers_and_fuzzed_frames_change_nothing_but_the_counters(tmp_path):
 
 def test_kill_9_of_the_aggregator_keeps_every_finished_round(tmp_path):
     s = scenario(*QUIET)
-
-    killed = []
-
-    def progress(r: int) -> None:
-        if r >= 2 and not killed:
-            pids = json.loads((tmp_path / "pids.json").read_text())
-            os.kill(pids["aggregator"], signal.SIGKILL)
-            killed.append(r)
-
-    summary = run_local(s, tmp_path, "sequential", rounds=8, seed=5, progress=progress)
+    summary = run_local(s, tmp_path, "sequential", rounds=8, seed=5, progress=_kill_9(tmp_path, "aggregator", 2))
     assert summary.state == "failed" and "aggregator ended after round" in summary.reason, summary.reason
     assert summary.rounds_completed >= 2 and len(summary.accuracy_per_round) >= 2
     spans = contract.read_spans(tmp_path / "spans.parquet")
@@ -145,14 +144,6 @@ def test_the_orchestrator_provisions_every_key_and_nodes_trust_nothing_else(tmp_
 
 def test_kill_9_of_a_crypto_worker_moves_its_jobs_and_the_run_goes_on(tmp_path):
     s = scenario(*QUIET)
-    killed = []
-
-    def progress(r: int) -> None:
-        if r >= 1 and not killed:
-            pids = json.loads((tmp_path / "pids.json").read_text())
-            os.kill(pids["worker-1.1"], signal.SIGKILL)
-            killed.append(r)
-
-    summary = run_local(s, tmp_path, "concurrent", rounds=5, seed=5, progress=progress)
+    summary = run_local(s, tmp_path, "concurrent", rounds=5, seed=5, progress=_kill_9(tmp_path, "worker-1.1", 1))
     assert summary.state == "completed" and summary.rounds_completed == 5, summary.reason
     assert summary.security.get("worker_lost") == 1 and not summary.dropouts

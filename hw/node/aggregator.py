@@ -162,7 +162,11 @@ class Aggregator:
 
     def _vacant(self, name: str) -> bool:
         with self.lock:
-            return not (name in self.worker_channels or name in self.pending_join or name in self.alive)
+            return not self._connected(name)
+
+    def _connected(self, name: str) -> bool:
+        """``name`` has an authenticated connection in the run (caller holds ``lock``)."""
+        return name in self.worker_channels or name in self.pending_join or name in self.alive
 
     def _strangers(self) -> str:
         refused = {k: v for k, v in self.node.counters.items() if v}
@@ -207,7 +211,7 @@ class Aggregator:
         """Admit an authenticated connection; False when its pod is connected already (two handshakes at
         once: the first keeps its place)."""
         with self.lock:
-            if name in self.worker_channels or name in self.pending_join or name in self.alive:
+            if self._connected(name):
                 self.node.counters["duplicate"] += 1
                 ch.sock.close()
                 return False

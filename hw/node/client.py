@@ -43,7 +43,7 @@ def run_client(node: Node) -> NodeResult:
     peers = [agg] + (["devices"] if cfg.devices_for(node.name) else [])
     trust = node.trust(peers)
     _serve_telemetry(node, ident, trust)
-    ch = _session(node, ident, trust, cfg.routes[node.name][agg], agg, cfg.connect_timeout_s)
+    ch = open_session(node, ident, trust, cfg.routes[node.name][agg], agg, cfg.connect_timeout_s)
     index, n = fl_cfg.clients.index(node.name), len(fl_cfg.clients)
     seeds = np.random.SeedSequence(cfg.seed).spawn(3 + n)
     x, y = data.client_data(index, n, fl_cfg.samples_per_client, seeds[3 + index])
@@ -78,8 +78,8 @@ def run_client(node: Node) -> NodeResult:
     return NodeResult(state="completed", rounds=rounds)
 
 
-def _session(node: Node, ident: Identity, trust: dict[str, Peer], address: Address, peer: str,
-             timeout_s: float) -> Channel:  # fmt: skip
+def open_session(node: Node, ident: Identity, trust: dict[str, Peer], address: Address, peer: str,
+                 timeout_s: float) -> Channel:  # fmt: skip
     """Connect and run the handshake as initiator. A connection closed before the handshake finished (a
     Service or proxy that accepted while the aggregator was not listening yet) is retried until the timeout;
     a rejected handshake is not."""

@@ -61,9 +61,8 @@ class Node:
 
     @property
     def pod(self) -> str:
-        """The scenario pod this process is (a crypto worker process: its worker pod), as spans name it."""
-        pod = self.cfg.pods.get(self.name)
-        return pod.pod if pod is not None and pod.pod else self.name
+        """The scenario pod this process is, as spans name it (``RunConfig.pod_of``)."""
+        return self.cfg.pod_of(self.name)
 
     @property
     def host(self) -> str:
@@ -101,9 +100,8 @@ class Node:
         return timer
 
     def transfer(self, rec: Record, sender: str, phase: str, end: float, rnd: int | None = None) -> None:
-        pod = self.cfg.pods.get(sender)
-        self.add(pod.pod if pod is not None and pod.pod else sender, self.cfg.host_of(sender), phase, "transfer",
-                 rec.sent_at_s, end, 0.0, rec.wire_bytes, rnd)  # fmt: skip
+        self.add(self.cfg.pod_of(sender), self.cfg.host_of(sender), phase, "transfer", rec.sent_at_s, end, 0.0,
+                 rec.wire_bytes, rnd)  # fmt: skip
 
     def retag(self, since: int, rnd: int) -> None:
         with self.lock:

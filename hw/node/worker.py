@@ -9,9 +9,11 @@ carry its scenario worker pod's name, as the simulator's do.
 
 from __future__ import annotations
 
+import numpy as np
+
 from hw import data, fl
 from hw.channel import Channel, ConnectionClosed, Identity, Peer, SecurityError
-from hw.node.client import _session
+from hw.node.client import open_session
 from hw.node.common import MODEL, UPDATE, Node, message, protect, unprotect, warm_up
 from hw.node.delegation import DISTRIBUTE, DONE_OK, DONE_REJECTED, Job, decode_grant, decode_job, pack, record_of
 from hw.rundir import NodeResult
@@ -25,7 +27,7 @@ def run_worker(node: Node) -> NodeResult:
     node.keys.publish(node.name, [ident])
     agg = cfg.aggregator
     trust = node.trust([agg, *cfg.fl.clients])
-    ch = _session(node, ident, trust, cfg.routes[node.name][agg], agg, cfg.connect_timeout_s)
+    ch = open_session(node, ident, trust, cfg.routes[node.name][agg], agg, cfg.connect_timeout_s)
     grant = decode_grant(memoryview(ch.open(ch.read_record())))
     if grant["name"] != agg:
         raise SecurityError("identity", f"granted the identity of {grant['name']!r}, not of {agg!r}")
@@ -73,8 +75,6 @@ def _verify(node: Node, owner: Identity, job: Job, trust: dict[str, Peer]) -> by
 
 def _distribute(node: Node, owner: Identity, job: Job, trust: dict[str, Peer]) -> bytearray:
     """The global model, sealed for one client as the aggregator would have."""
-    import numpy as np
-
     session = Channel.delegated(
         owner, node.suite, job.grant, sending=True, peer=job.client, counters=node.counters, clock=node.now
     )
