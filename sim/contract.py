@@ -304,6 +304,22 @@ class Wire(_Model):
 class Telemetry(_Model):
     frames: int  # per replication
     latency_s: Stats | None
+    by_population: dict[str, Stats] = Field(default_factory=dict)
+    # "exact" (from every frame's span) or "sketch" (streaming: p50/p95 within 0.1 %, sim/sketch.py)
+    quantiles: Literal["exact", "sketch"] = "exact"
+
+
+class Engine(_Model):
+    """How the simulator computed the run (sim/telemetry.py): ``exact`` is false when telemetry would have
+    delayed the foreground (FL, handshakes) somewhere; ``perturbation`` says where, by how much at most (s)
+    and how many transmissions or jobs, summed over replications."""
+
+    name: Literal["events", "vectorized"]
+    exact: bool = True
+    perturbation: dict[str, tuple[float, int]] = Field(default_factory=dict)
+    frames_in_flight: int = 0  # per replication: emitted, not yet decrypted at the horizon
+    windows: int = 0
+    passes: int = 1  # the most SimPy passes a replication took (sim/runner.py replicate)
 
 
 class Dropout(_Model):
@@ -358,6 +374,8 @@ class Summary(_Model):
     warnings: list[str] = Field(default_factory=list)
     seed_streams: str | None = None
     wall_s: float = 0.0
+    engine: Engine | None = None  # the simulator's engine (None: the twin)
+    peak_rss_bytes: int | None = None  # the simulating process's peak resident memory when the run ended
     # the hardware twin
     backend: Literal["local", "k8s"] | None = None
     state: Literal["completed", "failed", "interrupted"] | None = None

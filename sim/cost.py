@@ -11,7 +11,10 @@ estimate follows the model (sim/model.py, sim/network.py) with constants measure
 - a round lasts its critical path of mean operation costs from the hosts' profiles, stretched by the
   telemetry load on the receiving hosts (processor sharing: x / (1 - rho)), at most ``round_timeout_s``;
 - memory: ~250 MB of interpreter and libraries plus ~900 bytes per span row while the run builds its
-  table (rows of every replication are kept until the end), ~2 KB per live segment process.
+  table (rows of every replication are kept until the end), ~2 KB per live segment process;
+- the vectorized engine (``run.engine``, sim/telemetry.py): frames are no events and no rows (a
+  ``run.frame_spans`` sample), ~1 µs each in the kernels, ~200 bytes each in a window of at most
+  ``WINDOW_FRAMES``; the handshakes stay SimPy events; telemetry runs to ``run.horizon_s``.
 
 Measured (2-core x86, this code): paper-3node 6.4 k rows, 92 k events; 6,000 ECG patches for 83 s of
 simulated time: 1.03 M rows, 6.6 M events, 1.05 GB peak RSS, 128 s (52 k events/s; up to 190 k/s on
@@ -34,6 +37,7 @@ from sim.contract import RECORD_HEADER_BYTES
 from sim.errors import field_error
 from sim.profile import LinearOp, Profile, op_kind
 from sim.scenario import DevicePopulation, LinkParams, Scenario, lowest_latency_path, route_weight
+from sim.telemetry import WINDOW_FRAMES
 
 GIB = 1 << 30
 BASE_BYTES = 250e6  # the simulator's process before the first event
@@ -46,6 +50,8 @@ ROWS_PER_HANDSHAKE = 10.0
 PS_S_PER_JOB_EVENT = 3e-7  # each arrival or completion on a processor-sharing host books every running job
 EVENTS_PER_OP = 4.0
 EVENTS_PER_SEGMENT_HOP = 6.0
+KERNEL_S_PER_FRAME = 1e-6  # the vectorized engine: measured ~0.5 µs a frame here (bench/sim_scale.py)
+BYTES_PER_FRAME_IN_WINDOW = 200.0
 
 DEFAULT_MAX_MEMORY_GIB = 1.0
 DEFAULT_MAX_MINUTES = 10.0  # estimated wall time; estimates run 1.3-3.6x above measured ones here
@@ -80,8 +86,10 @@ def estimate(s: Scenario, replications: int | None = None, modes: int = 1) -> Co
     backlog_s, backlog_jobs = _session_backlog(s)
     fl = s.workload.fl
     rounds_s = fl.rounds * min(round_s / max(1e-9, 1 - max(rho.values(), default=0.0)), fl.round_timeout_s)
-    duration_s = s.run.horizon_s if max(rho.values(), default=0.0) >= 1 else min(s.run.horizon_s, rounds_s + backlog_s)
-    tele = [_population(s, pop, duration_s, routes) for pop in s.workload.devices]
+    devices = any(p.count for p in s.workload.devices) and s.run.stop_at == "horizon"
+    duration_s = s.run.horizon_s if devices else min(s.run.horizon_s, rounds_s + backlog_s)
+    vectorized = s.engine() == "vectorized"
+    tele = [_population(s, pop, duration_s, routes, vectorized) for pop in s.workload.devices]
     rows_rep = fl_rows + sum(t.rows for t in tele)
     events_rep = fl_events + sum(t.events for t in tele)
     rows, events = rows_rep * reps, events_rep * reps * modes
@@ -90,6 +98,10 @@ def estimate(s: Scenario, replications: int | None = None, modes: int = 1) -> Co
     peak = BASE_BYTES + rows * (BYTES_PER_ROW + (modes - 1) * FRAME_BYTES_PER_ROW) + seg_peak
     peak += live * BYTES_PER_SEGMENT
     wall_s = events / EVENTS_PER_S + ps_s * reps * modes
+    if vectorized:
+        frames = sum(t.frames for t in tele)
+        peak += min(frames, WINDOW_FRAMES) * BYTES_PER_FRAME_IN_WINDOW
+        wall_s += frames * KERNEL_S_PER_FRAME * reps * modes
     k = reps * modes
     drivers = [("workload.fl.rounds", fl.rounds, fl_rows * reps, fl_events * k)]
     drivers += [(f"workload.devices[{i}].count", pop.count, t.rows * reps + t.queued, t.events * k)
@@ -292,7 +304,7 @@ def _sharing_cost(s: Scenario, tele: list[_Pop], rho: dict[str, float], backlog_
     return wall_s, stuck
 
 
-def _population(s: Scenario, pop: DevicePopulation, duration_s: float, routes: _Routes) -> _Pop:
+def _population(s: Scenario, pop: DevicePopulation, duration_s: float, routes: _Routes, vectorized: bool) -> _Pop:
     """Rows, events and queued frames of one device population over ``duration_s``."""
     host = _host_of(s)[pop.report_to]
     if pop.count == 0:
@@ -306,12 +318,14 @@ def _population(s: Scenario, pop: DevicePopulation, duration_s: float, routes: _
     sessions = pop.count * (1 + (duration_s / interval if interval else 0))
     rows = frames * (3 if pop.profile else 2) + sessions * ROWS_PER_HANDSHAKE
     events = frames * (3 * EVENTS_PER_OP + segs * n_hops * EVENTS_PER_SEGMENT_HOP)
+    if vectorized:  # frames in the kernels: a sample of rows, no events, nothing queued in SimPy
+        rows, events = frames * s.run.frame_spans + sessions * ROWS_PER_HANDSHAKE, 0.0
     events += sessions * (3 * n_hops * EVENTS_PER_SEGMENT_HOP + 7 * EVENTS_PER_OP)
     bits_per_s = record * 8 / pop.period_s()
     utilisation = bits_per_s / pop.access_link.resolved()[0]  # each device has its own access link
     for link in path:
         utilisation = max(utilisation, routes.offered_bps(s, link) / link.resolved()[0])
-    queued = frames * segs * max(0.0, 1 - 1 / utilisation) if utilisation > 0 else 0.0
+    queued = frames * segs * max(0.0, 1 - 1 / utilisation) if utilisation > 0 and not vectorized else 0.0
     return _Pop(host, rows, events, frames, queued)
 
 

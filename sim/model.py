@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import simpy
@@ -39,8 +39,11 @@ import simpy
 from sim import catalogue
 from sim.contract import ANSWER_HEAD_BYTES, JOB_HEAD_BYTES, RECORD_HEADER_BYTES, SIGNATURE_LENGTH_BYTES, SpanRow
 from sim.hosts import CountingEnvironment, Cpu, Endpoint, Recorder
-from sim.network import Network
+from sim.network import LinkServer, Network
 from sim.scenario import DevicePopulation, Scenario, device_node
+
+if TYPE_CHECKING:
+    from sim.telemetry import Outcome
 
 HELLO_BYTES = 64  # handshake hello: random + suite identifiers
 Gen = Generator[Any, Any, Any]
@@ -54,15 +57,20 @@ class ReplicationResult:
     rounds_completed: int
     host_demand_s: dict[str, tuple[int, float]]  # host -> (cores, core-seconds asked for)
     link_stats: dict[str, tuple[float, float, int, int]]  # link -> (busy_s, demand_s, bytes, retransmissions)
+    frames: Outcome | None = None  # the vectorized engine's telemetry (None: frames are span rows)
 
 
 class Replication:
     """Builds the model of one replication from a scenario and runs it."""
 
-    def __init__(self, scenario: Scenario, mode: str, index: int, seed: np.random.SeedSequence):
-        self.s, self.mode = scenario, mode
+    def __init__(
+        self, scenario: Scenario, mode: str, index: int, seed: np.random.SeedSequence, engine: str = "events",
+        background: dict[str, np.ndarray] | None = None,
+    ):  # fmt: skip
+        self.s, self.mode, self.vectorized = scenario, mode, engine == "vectorized"
         self.env = env = CountingEnvironment()
         net_ss, cpu_ss, dev_ss, fl_ss = seed.spawn(4)
+        self.frame_ss = seed.spawn(1)[0] if self.vectorized else None
         self.rng_dev = np.random.default_rng(dev_ss)
         self.rng_fl = np.random.default_rng(fl_ss)
         self.rec = Recorder(index)
@@ -87,6 +95,15 @@ class Replication:
         # a job thread of the aggregator: seals jobs for worker processes and opens their answers
         self.agg_thread = Endpoint(self.agg.pod, self.agg.node, self.agg.cpu)
         self.cpu_rng = cpu_rng
+        self.round_starts: list[float] = []
+        self.populations = {pop.name: i for i, pop in enumerate(scenario.workload.devices)}
+        self.sessions: dict[int, list[tuple[int, float, float]]] = {}  # population -> (device, start, end)
+        self.background = background or {}
+        if self.vectorized:  # the frames' kernels replay what SimPy serves
+            for link in self.net.links.values():
+                link.log = []
+            for cpu in self.cpus.values():
+                cpu.log = []
 
     def _build_pool(self) -> simpy.PriorityStore:
         """Worker threads, spread round-robin over the worker pods (or on the aggregator's host if none). A job
@@ -103,12 +120,26 @@ class Replication:
     # --- running -----------------------------------------------------------------------------------
 
     def run(self) -> ReplicationResult:
+        """Run to the horizon; or until the last round when ``run.stop_at`` says so or no device sends frames."""
         env = self.env
+        device = self._device_sessions if self.vectorized else self._device
         for pop in self.s.workload.devices:
             for i in range(pop.count):
-                env.process(self._device(pop, i))
+                env.process(device(pop, i))
         fl = env.process(self._fl())
-        env.run(until=fl | env.timeout(self.s.run.horizon_s))
+        links = {link.name: link for link in self.net.links.values()}
+        for name, items in self.background.items():
+            env.process(self._background(items, links.get(name), self.cpus.get(name)))
+        horizon = env.timeout(self.s.run.horizon_s)
+        to_horizon = self.s.run.stop_at == "horizon" and any(p.count for p in self.s.workload.devices)
+        env.run(until=horizon if to_horizon else fl | horizon)
+        frames = None
+        if self.vectorized:
+            from sim.telemetry import simulate_frames
+
+            assert self.frame_ss is not None
+            frames = simulate_frames(self, np.random.default_rng(self.frame_ss), self.s.run.frame_spans)
+            self.rec.rows.extend(frames.rows)
         return ReplicationResult(
             self.rec.rows,
             env.events,
@@ -116,6 +147,7 @@ class Replication:
             self.rounds_completed,
             {name: (c.cores, c.demand_s) for name, c in self.cpus.items()},
             {ls.name: (ls.busy_s, ls.demand_s, ls.bytes_sent, ls.retransmissions) for ls in self.net.links.values()},
+            frames,
         )
 
     # --- messages and crypto ------------------------------------------------------------------------
@@ -202,6 +234,7 @@ class Replication:
         for r in range(1, fl.rounds + 1):
             self.rec.round = r
             start = env.now
+            self.round_starts.append(start)
             if self.crypto.rekey.fl == "per_round":
                 yield from self._handshake_all()
             received = [env.event() for _ in self.clients]
@@ -330,11 +363,7 @@ class Replication:
 
     def _device(self, pop: DevicePopulation, i: int) -> Gen:
         env, rng = self.env, self.rng_dev
-        node = device_node(pop, i)
-        profile = self.s.device_profile(pop)
-        dev = Endpoint(pop.name, node, Cpu(env, node, 1, profile, self.cpu_rng))
-        pod = self.eps[pop.report_to]
-        receiver = Endpoint(pod.pod, pod.node, pod.cpu)  # a receiver thread: frames do not wait for training
+        dev, receiver = self._device_endpoints(pop, i)
         period, interval = pop.period_s(), self.crypto.rekey.device_interval_s
         payload = pop.frame_bytes()
         yield env.timeout(rng.uniform(0, period))
@@ -344,6 +373,52 @@ class Replication:
             while env.now < session_end:
                 env.process(self._frame(dev, receiver, payload))
                 yield env.timeout(period)
+
+    def _background(self, items: np.ndarray, link: LinkServer | None, cpu: Cpu | None) -> Gen:
+        """Frames the last pass of the vectorized engine found sharing busy periods with this foreground:
+        served here too (not logged, not counted: the kernels count frames), so the foreground waits for
+        them as the event model would make it wait."""
+        for arrival_s, size_s in items:
+            if arrival_s > self.env.now:
+                yield self.env.timeout(arrival_s - self.env.now)
+            self.env.process(self._occupy(float(size_s), link, cpu))
+
+    def _occupy(self, size_s: float, link: LinkServer | None, cpu: Cpu | None) -> Gen:
+        if link is not None:
+            with link.server.request() as req:
+                yield req
+                yield self.env.timeout(size_s)
+        elif cpu is not None and cpu.shared is not None:
+            yield cpu.shared.run(size_s)
+        elif cpu is not None and cpu.resource is not None:
+            with cpu.resource.request() as core:
+                yield core
+                yield self.env.timeout(size_s)
+
+    def _device_sessions(self, pop: DevicePopulation, i: int) -> Gen:
+        """A device's sessions for the vectorized engine: its handshakes run here, its frames are recorded as
+        sessions (start, end) for sim/telemetry.py. Same clock arithmetic as ``_device``."""
+        from sim.kernels import grid_after
+
+        env, rng = self.env, self.rng_dev
+        dev, receiver = self._device_endpoints(pop, i)
+        period, interval = pop.period_s(), self.crypto.rekey.device_interval_s
+        log = self.sessions.setdefault(self.populations[pop.name], [])
+        yield env.timeout(rng.uniform(0, period))
+        while True:
+            yield from self.handshake(dev, receiver, "telemetry")
+            start = env.now
+            end = start + interval if interval else float("inf")
+            log.append((i, start, end))
+            if end >= self.s.run.horizon_s:
+                return
+            yield env.timeout(grid_after(start, period, end) - start)
+
+    def _device_endpoints(self, pop: DevicePopulation, i: int) -> tuple[Endpoint, Endpoint]:
+        node = device_node(pop, i)
+        dev = Endpoint(pop.name, node, Cpu(self.env, node, 1, self.s.device_profile(pop), self.cpu_rng))
+        pod = self.eps[pop.report_to]
+        return dev, Endpoint(pod.pod, pod.node, pod.cpu)  # a receiver thread: frames do not wait for training
 
     def _frame(self, dev: Endpoint, receiver: Endpoint, payload: int) -> Gen:
         start, rec, aead = self.env.now, self.rec, self.aead.name

@@ -37,6 +37,8 @@ class LinkServer:
     demand_s: float = 0.0  # serialisation time asked for, including segments still queued at the end
     bytes_sent: int = 0
     retransmissions: int = 0
+    # (asked_s, service_s, granted_s) of every transmission when set: the vectorized engine replays them
+    log: list[tuple[float, float, float]] | None = None
 
 
 class Network:
@@ -54,11 +56,24 @@ class Network:
         self._routes: dict[tuple[str, str], list[LinkServer]] = {}
 
     def route(self, src: str, dst: str) -> list[LinkServer]:
-        """Link directions on the path from src to dst (cached)."""
+        """Link directions on the path from src to dst (cached). A leaf (a device) has one way in and out, so
+        its routes are its access link plus its gateway's route: one search per gateway, not per device."""
         key = (src, dst)
         if key not in self._routes:
-            path = lowest_latency_path(self.graph, src, dst)
-            self._routes[key] = [self.links[a, b] for a, b in itertools.pairwise(path)]
+            g = self.graph
+            if src != dst and g.degree(src) == 1:
+                (hop,) = g.neighbors(src)
+                self._routes[key] = (
+                    [self.links[src, hop], *self.route(hop, dst)] if hop != dst else [self.links[src, hop]]
+                )
+            elif src != dst and g.degree(dst) == 1:
+                (hop,) = g.neighbors(dst)
+                self._routes[key] = (
+                    [*self.route(src, hop), self.links[hop, dst]] if hop != src else [self.links[src, dst]]
+                )
+            else:
+                path = lowest_latency_path(g, src, dst)
+                self._routes[key] = [self.links[a, b] for a, b in itertools.pairwise(path)]
         return self._routes[key]
 
     def transfer(self, src: str, dst: str, nbytes: int) -> Generator[Any, Any, float]:
@@ -82,6 +97,8 @@ class Network:
                 with link.server.request() as req:
                     yield req
                     wait += env.now - asked
+                    if link.log is not None:
+                        link.log.append((asked, service, env.now))
                     yield env.timeout(service)
                 link.busy_s += service
                 link.bytes_sent += size

@@ -55,6 +55,9 @@ class Lognormal(_Strict):
     def sample(self, rng: np.random.Generator) -> float:
         return float(rng.lognormal(self.mu, self.sigma)) if self.sigma > 0 else math.exp(self.mu)
 
+    def samples(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return rng.lognormal(self.mu, self.sigma, n) if self.sigma > 0 else np.full(n, math.exp(self.mu))
+
     @property
     def mean_s(self) -> float:
         return math.exp(self.mu + self.sigma**2 / 2)
@@ -73,6 +76,10 @@ class Empirical(_Strict):
     def sample(self, rng: np.random.Generator) -> float:
         q = self.quantiles_s
         return float(np.interp(rng.random(), np.linspace(0, 1, len(q)), q))
+
+    def samples(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        q = self.quantiles_s
+        return np.interp(rng.random(n), np.linspace(0, 1, len(q)), q)
 
     @property
     def mean_s(self) -> float:
@@ -93,6 +100,9 @@ class PerCallOp(_Strict):
 
     def cost_s(self, rng: np.random.Generator, units: float = 0.0) -> float:
         return self.distribution.sample(rng)
+
+    def costs_s(self, rng: np.random.Generator, units: float, n: int) -> np.ndarray:
+        return self.distribution.samples(rng, n)
 
 
 class LinearOp(_Strict):
@@ -135,6 +145,13 @@ class LinearOp(_Strict):
         sigma = math.sqrt(math.log1p(self.cv**2))  # mean-preserving lognormal factor
         return base * float(rng.lognormal(-(sigma**2) / 2, sigma))
 
+    def costs_s(self, rng: np.random.Generator, units: float, n: int) -> np.ndarray:
+        base = self.base_s(units)
+        if self.cv == 0:
+            return np.full(n, base)
+        sigma = math.sqrt(math.log1p(self.cv**2))
+        return base * rng.lognormal(-(sigma**2) / 2, sigma, n)
+
 
 class Overhead(_Strict):
     """What a code path adds to an operation kind's library cost (module docstring)."""
@@ -152,6 +169,10 @@ class Overhead(_Strict):
         if self.sigma == 0 or rng is None:
             return cost
         return cost * float(rng.lognormal(-(self.sigma**2) / 2, self.sigma))
+
+    def apply_all(self, base_s: np.ndarray, nbytes: float, rng: np.random.Generator) -> np.ndarray:
+        cost = np.maximum(0.0, base_s * self.factor + self.per_call_s + self.per_byte_s * nbytes)
+        return cost if self.sigma == 0 else cost * rng.lognormal(-(self.sigma**2) / 2, self.sigma, cost.size)
 
 
 def op_kind(op: str) -> str:
@@ -193,6 +214,22 @@ class Profile(_Strict):
         # bytes the call processed: a per-byte op's units; a signature's message size (its cost is per call)
         nbytes = units if getattr(model, "unit", "byte") == "byte" else 0.0
         return extra.apply(base, nbytes, rng)
+
+    def costs_s(self, name: str, rng: np.random.Generator, units: float, n: int) -> np.ndarray:
+        """``n`` calls' costs at once, from the same distributions as ``cost_s`` (the vectorized engine)."""
+        model = self.op(name)
+        base = model.costs_s(rng, units, n)
+        extra = self.overheads.get(op_kind(name))
+        if extra is None:
+            return base
+        return extra.apply_all(base, units if getattr(model, "unit", "byte") == "byte" else 0.0, rng)
+
+    def is_deterministic(self, name: str) -> bool:
+        """True when every call of ``name`` costs the same (no spread in its distribution or overhead)."""
+        model = self.op(name)
+        spread = model.cv if isinstance(model, LinearOp) else getattr(model.distribution, "sigma", 1.0)
+        extra = self.overheads.get(op_kind(name))
+        return spread == 0 and (extra is None or extra.sigma == 0)
 
 
 def fit_lognormal(mean_s: float, stdev_s: float) -> Lognormal:

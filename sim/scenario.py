@@ -244,6 +244,14 @@ class Run(_Strict):
     horizon_s: float = Field(default=3600.0, gt=0, le=MAX_HORIZON_S)
     # network segment: large messages pipeline across hops
     segment_bytes: int = Field(default=65536, ge=64, le=MAX_SEGMENT_BYTES)
+    # horizon: devices send until horizon_s (FL may end earlier); last_round: the run ends with the last FL
+    # round (or at horizon_s), as the hardware twin's runs do
+    stop_at: Literal["horizon", "last_round"] = "horizon"
+    # events: every frame a SimPy process (the reference); vectorized: frames in compiled per-server kernels
+    # beside the SimPy run of everything else (sim/telemetry.py); auto: vectorized when devices send frames
+    engine: Literal["auto", "events", "vectorized"] = "auto"
+    # the vectorized engine keeps this fraction of frames as spans (a uniform sample); statistics use all
+    frame_spans: float = Field(default=0.001, ge=0, le=1)
 
 
 class Scenario(_Strict):
@@ -299,6 +307,15 @@ class Scenario(_Strict):
         g, path = self.graph(), self.route(src, dst)
         return [(a, b, g.edges[a, b]["params"]) for a, b in itertools.pairwise(path)]
 
+    def engine(self) -> str:
+        """The simulator's engine for this scenario: ``run.engine``, where ``auto`` is ``vectorized`` when the
+        devices may send more than AUTO_VECTORIZED_FRAMES frames in a replication (below, the event model is
+        as fast as the compiled kernels' start-up) and ``events`` otherwise."""
+        if self.run.engine != "auto":
+            return self.run.engine
+        frames = sum(p.count * self.run.horizon_s / p.period_s() for p in self.workload.devices)
+        return "vectorized" if frames > AUTO_VECTORIZED_FRAMES else "events"
+
     def crypto_workers(self) -> int:
         """Concurrent crypto worker threads: ``processing.workers``, or with ``auto`` the cores of the hosts
         of the worker pods (of the aggregator's host when there are no worker pods)."""
@@ -310,6 +327,9 @@ class Scenario(_Strict):
 
     def to_yaml(self) -> str:
         return str(yaml.safe_dump(self.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=False))
+
+
+AUTO_VECTORIZED_FRAMES = 50_000
 
 
 def route_weight(edge: dict[str, Any]) -> float:

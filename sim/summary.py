@@ -7,14 +7,18 @@ independent unit); with one replication they are computed over rounds and ``ci_m
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from sim import catalogue
-from sim.contract import FL_PHASES, WIRE_OPS, Stats, Summary, Telemetry, Wire, phase_extents
+from sim.contract import FL_PHASES, WIRE_OPS, Engine, Stats, Summary, Telemetry, Wire, phase_extents
+from sim.sketch import LatencySketch
+
+if TYPE_CHECKING:
+    from sim.telemetry import Outcome
+from sim.stats import t_ppf
 
 
 def describe(values: pd.Series, groups: pd.Series) -> Stats:
@@ -40,7 +44,7 @@ def ci95(x: np.ndarray) -> tuple[float, float]:
     m = float(np.mean(x))
     if x.size < 2:
         return (m, m)
-    half = float(stats.t.ppf(0.975, x.size - 1) * np.std(x, ddof=1) / math.sqrt(x.size))
+    half = float(t_ppf(0.975, x.size - 1) * np.std(x, ddof=1) / math.sqrt(x.size))
     return (m - half, m + half)
 
 
@@ -86,6 +90,63 @@ def summarise(spans: pd.DataFrame, meta: dict[str, Any]) -> Summary:
             ),
         }
     )
+
+
+def sketch_stats(per_replication: list[LatencySketch]) -> Stats:
+    """Stats of a streamed population: exact mean and CI (over replication means, or over the values of one
+    replication from their sums), p50/p95 from the merged sketch."""
+    whole = LatencySketch()
+    for sk in per_replication:
+        whole.merge(sk)
+    if whole.n == 0:
+        return Stats(mean=None, p50=None, p95=None, ci95=(None, None), n=0, ci_method="none")
+    means = [sk.mean for sk in per_replication if sk.mean is not None]
+    if len(means) >= 2:
+        interval, method = ci95(np.array(means)), "replication means"
+    else:
+        m = whole.total / whole.n
+        sd = math.sqrt(max(0.0, (whole.squares - whole.n * m * m) / (whole.n - 1))) if whole.n > 1 else 0.0
+        half = float(t_ppf(0.975, whole.n - 1) * sd / math.sqrt(whole.n)) if whole.n > 1 else 0.0
+        interval, method = (m - half, m + half), "frames of one replication"
+    return Stats(mean=whole.mean, p50=whole.quantile(0.5), p95=whole.quantile(0.95), ci95=interval, n=whole.n,
+                 ci_method=method, replication_means=[float(m) for m in means])  # fmt: skip
+
+
+def with_frames(summary: Summary, outcomes: list[Outcome]) -> Engine:
+    """Put the vectorized engine's frames into a summary computed from the other spans (telemetry KPIs and
+    bytes on the wire); returns the engine's record (exact or how the foreground was perturbed)."""
+    reps = len(outcomes)
+    names = list(outcomes[0].sketches)
+    by_pop = {name: sketch_stats([o.sketches[name] for o in outcomes]) for name in names}
+    per_rep = []
+    for o in outcomes:
+        sk = LatencySketch()
+        for part in o.sketches.values():
+            sk.merge(part)
+        per_rep.append(sk)
+    frames = sum(o.frames for o in outcomes)
+    summary.telemetry = Telemetry(frames=frames // reps, latency_s=sketch_stats(per_rep) if frames else None,
+                                  by_population=by_pop, quantiles="sketch")  # fmt: skip
+    frame_bytes = sum(o.frame_bytes for o in outcomes) / reps
+    wire_ = summary.bytes_on_wire
+    wire_.total += frame_bytes
+    wire_.by_phase["telemetry"] = wire_.by_phase.get("telemetry", 0.0) + frame_bytes
+    perturbation: dict[str, tuple[float, int]] = {}
+    for o in outcomes:
+        for name, (delay, count) in o.perturbation.items():
+            old = perturbation.get(name, (0.0, 0))
+            perturbation[name] = (max(old[0], delay), old[1] + count)
+    if perturbation:
+        worst = max(d for d, _ in perturbation.values())
+        summary.warnings.append(
+            f"vectorized engine: telemetry would have delayed the FL/handshake traffic by up to {worst:.3g} s "
+            f"({sum(c for _, c in perturbation.values())} transmissions or jobs, at "
+            f"{', '.join(sorted(perturbation))}); that part is optimistic (run.engine: events is the reference)"
+        )
+    return Engine(name="vectorized", exact=not perturbation, perturbation=perturbation,
+                  frames_in_flight=sum(o.in_flight for o in outcomes) // reps,
+                  passes=max(o.passes for o in outcomes),
+                  windows=sum(o.windows for o in outcomes))  # fmt: skip
 
 
 def mode_comparison(seq: Summary, conc: Summary) -> dict[str, Any]:

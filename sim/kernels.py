@@ -1,0 +1,341 @@
+"""Compiled per-frame kernels of the vectorized telemetry engine (sim/telemetry.py), with numba.
+
+Each kernel is the event model's recursion for one kind of server, run over a time window in one loop:
+
+- ``fifo_link``: one link direction, a FIFO server (Lindley: start = max(arrival, free), free = start +
+  service), frames merged in arrival order with the foreground's own transmissions (FL and handshake
+  segments replayed from the SimPy run), lost frames queued again after 2 x latency + service.
+- ``shared_cores``: a host's cores under processor sharing, the virtual-time algorithm of
+  ``sim.hosts.SharedCores`` step for step (same arithmetic, same completion tolerance), frames merged with the
+  foreground's jobs on that host.
+- ``fifo_cores``: a host's cores as a run-to-completion FIFO (``cpu_sharing: fifo``): earliest free core.
+- ``emit``: frame emission times of device sessions by repeated addition of the period, as SimPy's clock does.
+
+Every kernel stops at ``cut``: items arriving at or after it stay for the next window, so a window never
+serves an item before one that arrived earlier (exact across windows). Foreground items come with the time
+SimPy served them; a kernel reports how much later it would serve them beside the frames (``perturbation``):
+zero means the foreground did not feel telemetry and the run is exact.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+# A compiled kernel's signature is inferred on first call and cached beside this file (numba's cache).
+
+
+@njit(cache=True)
+def emit(next_t, end_t, period_s, t0, t1, out_t, out_session):  # type: ignore[no-untyped-def]
+    """Emissions of sessions in [t0, t1): each session's next time, then + period while < its end and < t1.
+
+    Cycle-major (every session's first frame, then every second...), so the output is sorted when every
+    session's next time lies within one period of t0; the caller sorts otherwise. Returns the count."""
+    n = 0
+    order = np.argsort(next_t, kind="mergesort")
+    cycle_end = t0 + period_s
+    active = True
+    while active:
+        active = False
+        for j in order:
+            t = next_t[j]
+            if t < cycle_end and t < t1 and t < end_t[j]:
+                out_t[n] = t
+                out_session[n] = j
+                n += 1
+                next_t[j] = t + period_s
+            if next_t[j] < t1 and next_t[j] < end_t[j]:
+                active = True
+        cycle_end = cycle_end + period_s
+    return n
+
+
+@njit(cache=True)
+def _keep(out, n, t, size):  # type: ignore[no-untyped-def]
+    """Append (t, size) to a growable (rows, 2) array holding n rows; returns the array."""
+    if n == out.shape[0]:
+        out = np.concatenate((out, np.empty_like(out)))
+    out[n, 0], out[n, 1] = t, size
+    return out
+
+
+@njit(cache=True)
+def _push(tags, refs, h, tag, ref):  # type: ignore[no-untyped-def]
+    q = h
+    while q > 0:
+        par = (q - 1) // 2
+        if tags[par] < tag or (tags[par] == tag and refs[par] <= ref):
+            break
+        tags[q], refs[q] = tags[par], refs[par]
+        q = par
+    tags[q], refs[q] = tag, ref
+
+
+@njit(cache=True)
+def _pop(tags, refs, h):  # type: ignore[no-untyped-def]
+    """Remove the top of a heap of size h (h >= 1); the caller decrements h."""
+    h -= 1
+    lt, lr = tags[h], refs[h]
+    p = 0
+    while True:
+        c = 2 * p + 1
+        if c >= h:
+            break
+        if c + 1 < h and (tags[c + 1] < tags[c] or (tags[c + 1] == tags[c] and refs[c + 1] < refs[c])):
+            c += 1
+        if tags[c] > lt or (tags[c] == lt and refs[c] >= lr):
+            break
+        tags[p], refs[p] = tags[c], refs[c]
+        p = c
+    if h > 0:
+        tags[p], refs[p] = lt, lr
+
+
+@njit(cache=True)
+def fifo_link(  # type: ignore[no-untyped-def]
+    arr,
+    service_s,
+    nbytes,
+    which,
+    free,
+    busy_s,
+    demand_s,
+    sent,
+    lost,
+    fg_asked,
+    fg_service,
+    fg_granted,
+    k0,
+    cut,
+    horizon,
+    loss,
+    latency_s,
+    jitter_s,
+    rng,
+    out_t,
+    out_wait,
+    moved,
+    counters,
+    near,
+):
+    """Serve frames (``arr`` sorted; each on server ``which`` of a bank, 0 for one link) and the foreground's
+    transmissions k0.. (on server 0) in arrival order up to ``cut``. Writes each frame's next time (arrival
+    at the next hop, or its re-arrival here when lost and due at or after ``cut``), adds its queue wait, marks
+    whether it left. Per server: busy and demand seconds, bytes sent, losses (as the event model counts them:
+    busy and bytes for services ended by the horizon, demand when asked). counters[3:5] (every kernel): the foreground's
+    largest delay and how many were delayed. ``near`` collects the frames' transmissions in busy periods that
+    also serve foreground (the only ones that can delay it: the next pass replays them in SimPy). Returns
+    (next foreground index, near, its rows)."""
+    n = arr.size
+    m = fg_asked.size
+    heap_t = np.empty(16)
+    heap_i = np.empty(16, dtype=np.int64)
+    h = 0
+    i = 0
+    k = k0
+    kept = 0
+    period_first = 0  # rows of ``near`` from this busy period onwards, kept only if it serves foreground
+    period_fg = False
+    while True:
+        ta = arr[i] if i < n else math.inf
+        tf = fg_asked[k] if k < m else math.inf
+        th = heap_t[0] if h > 0 else math.inf
+        if tf <= ta and tf <= th:  # ties: the foreground first
+            if tf >= cut:
+                break
+            if tf >= free[0]:  # a new busy period: the last one's frames go unless it served foreground
+                kept = kept if period_fg else period_first
+                period_first = kept
+            period_fg = True
+            start = tf if tf > free[0] else free[0]
+            pert = start - fg_granted[k]
+            if pert > 1e-12:
+                counters[3] = max(counters[3], pert)
+                counters[4] += 1
+            free[0] = start + fg_service[k]
+            k += 1
+            continue
+        if th <= ta:
+            t = th
+            j = heap_i[0]
+            _pop(heap_t, heap_i, h)
+            h -= 1
+        else:
+            if ta == math.inf:
+                break
+            t = ta
+            j = i
+            i += 1
+        if t >= cut:  # stays for the next window (a re-arrival here, or not yet arrived)
+            out_t[j] = t
+            moved[j] = False
+            continue
+        w = which[j]
+        s = service_s[j]
+        demand_s[w] += s
+        if w == 0 and t >= free[0]:  # a new busy period of a shared link
+            kept = kept if period_fg else period_first
+            period_first, period_fg = kept, False
+        if w == 0 and m > 0:
+            near = _keep(near, kept, t, s)
+            kept += 1
+        start = t if t > free[w] else free[w]
+        out_wait[j] += start - t
+        free[w] = start + s
+        if free[w] <= horizon:
+            busy_s[w] += s
+            sent[w] += nbytes[j]
+        if loss > 0.0 and rng.random() < loss:
+            lost[w] += 1
+            if h == heap_t.size:
+                heap_t = np.concatenate((heap_t, np.empty(h)))
+                heap_i = np.concatenate((heap_i, np.empty(h, dtype=np.int64)))
+            _push(heap_t, heap_i, h, free[w] + (2 * latency_s + s), j)
+            h += 1
+            continue
+        delay = latency_s + (rng.exponential(jitter_s) if jitter_s > 0.0 else 0.0)
+        out_t[j] = free[w] + delay
+        moved[j] = True
+    return k, near, kept  # the open busy period's frames stay: a later window may serve foreground in it
+
+
+@njit(cache=True)
+def shared_cores(  # type: ignore[no-untyped-def]
+    arr,
+    work_s,
+    refs_in,
+    fg_asked,
+    fg_work,
+    fg_done,
+    k0,
+    cores,
+    state,
+    tags,
+    refs,
+    h,
+    cut,
+    done_t,
+    counters,
+    near,
+):
+    """Processor sharing of frames (``arr`` sorted, their work, their references) and foreground jobs k0..
+    up to ``cut``. ``state`` is [v, last]; the heap (tags, refs, size h) carries running jobs between windows
+    (a frame's reference is >= 0, a foreground job k is -(k + 1)). A frame's completion goes to
+    done_t[ref]. ``near`` collects frames in busy periods with foreground (as ``fifo_link``). Returns (h, next
+    foreground index, tags, refs, near, its rows) (the heap grows when full)."""
+    v, last = state[0], state[1]
+    n = arr.size
+    m = fg_asked.size
+    i = 0
+    k = k0
+    kept = period_first = 0
+    period_fg = False
+    while True:
+        rate = min(1.0, cores / h) if h > 0 else 1.0
+        tc = last + max(0.0, tags[0] - v) / rate if h > 0 else math.inf
+        ta = arr[i] if i < n else math.inf
+        tf = fg_asked[k] if k < m else math.inf
+        t = min(tc, ta, tf)
+        if t >= cut:
+            break
+        v += (t - last) * rate
+        last = t
+        if tc <= ta and tc <= tf:  # completions first at a tie (the timer was set earlier)
+            due = v + 1e-12 + 8 * np.spacing(abs(v))
+            while h > 0 and tags[0] <= due:
+                r = refs[0]
+                _pop(tags, refs, h)
+                h -= 1
+                if r >= 0:
+                    done_t[r] = t
+                else:
+                    pert = t - fg_done[-r - 1]
+                    if abs(pert) > 1e-12:
+                        counters[3] = max(counters[3], abs(pert))
+                        counters[4] += 1
+            continue
+        if h == tags.size:
+            tags = np.concatenate((tags, np.empty(h)))
+            refs = np.concatenate((refs, np.empty(h, dtype=np.int64)))
+        if h == 0:  # a new busy period: the last one's frames go unless it served foreground
+            kept = kept if period_fg else period_first
+            period_first, period_fg = kept, False
+        if tf <= ta:
+            _push(tags, refs, h, v + fg_work[k], -(k + 1))
+            period_fg = True
+            k += 1
+        else:
+            _push(tags, refs, h, v + work_s[i], refs_in[i])
+            counters[2] += work_s[i]
+            if m > 0:
+                near = _keep(near, kept, t, work_s[i])
+                kept += 1
+            i += 1
+        h += 1
+    state[0], state[1] = v, last
+    return h, k, tags, refs, near, kept
+
+
+@njit(cache=True)
+def fifo_cores(  # type: ignore[no-untyped-def]
+    arr,
+    work_s,
+    refs_in,
+    fg_asked,
+    fg_work,
+    fg_done,
+    k0,
+    free,
+    cut,
+    done_t,
+    counters,
+    near,
+):
+    """Run-to-completion cores: each job, in arrival order, takes the earliest free core (``free`` holds each
+    core's free time). Frames write done_t[ref]; items at or after ``cut`` wait. ``near`` as in
+    ``shared_cores``. Returns (next foreground index, frames served, near, its rows)."""
+    n = arr.size
+    m = fg_asked.size
+    i = 0
+    k = k0
+    kept = period_first = 0
+    period_fg = False
+    while True:
+        ta = arr[i] if i < n else math.inf
+        tf = fg_asked[k] if k < m else math.inf
+        t = min(ta, tf)
+        if t >= cut:
+            break
+        if t >= free.max():  # every core idle: a new busy period
+            kept = kept if period_fg else period_first
+            period_first, period_fg = kept, False
+        c = np.argmin(free)
+        start = t if t > free[c] else free[c]
+        if tf <= ta:
+            period_fg = True
+            free[c] = start + fg_work[k]
+            pert = free[c] - fg_done[k]
+            if abs(pert) > 1e-12:
+                counters[3] = max(counters[3], abs(pert))
+                counters[4] += 1
+            k += 1
+        else:
+            free[c] = start + work_s[i]
+            done_t[refs_in[i]] = free[c]
+            counters[2] += work_s[i]
+            if m > 0:
+                near = _keep(near, kept, t, work_s[i])
+                kept += 1
+            i += 1
+    return k, i, near, kept
+
+
+@njit(cache=True)
+def grid_after(start_s, period_s, end_s):  # type: ignore[no-untyped-def]
+    """The first emission time at or after end_s of a session started at start_s (repeated addition)."""
+    t = start_s
+    while t < end_s:
+        t = t + period_s
+    return t

@@ -1,0 +1,353 @@
+"""The vectorized engine's telemetry: every device frame computed in compiled per-server kernels.
+
+The event model gives each frame a SimPy process (encrypt on the device, a FIFO wait and a service on every
+link of its route, decrypt on its pod's host); ~25 events per frame make a hospital's hour (36 M frames)
+take an hour. Here SimPy runs everything else (FL, every handshake, the device sessions), logging each
+transmission and CPU job it serves; the frames then follow in time windows: the emission times of each
+session (its start plus the period, added as the clock adds it), then each server in route order: a device's
+access link, the shared links, the pod's cores (``sim.kernels``), each merging the frames with the logged
+foreground work in arrival order. A window never serves an item before one that arrived earlier, so the
+frames are exact against the event model given the foreground's times.
+
+What is exact, and what is checked (``Outcome.perturbation``): the foreground ran without the frames, so it
+is exact only if the frames would not have delayed it. Each kernel replays the foreground's transmissions
+and jobs beside the frames and reports any it would serve later than SimPy did (the largest delay, and
+how many). Zero means the whole run is what the event model computes (to float rounding); otherwise the run
+says by how much its foreground is optimistic (``summary.engine``). The device side is certified too: a
+frame's encryption must end within its period (frames of one device do not share its core) and a frame
+must leave the device's access link before the next session's handshake uses it.
+
+Randomness: a sixth stream per replication ("frames"): costs that vary, jitter, loss and the span sample.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import networkx as nx
+import numpy as np
+
+from sim.contract import RECORD_HEADER_BYTES, SpanRow
+from sim.scenario import device_node
+from sim.sketch import LatencySketch
+
+if TYPE_CHECKING:
+    from sim.hosts import Cpu
+    from sim.model import Replication
+    from sim.network import LinkServer
+
+WINDOW_FRAMES = 2_000_000  # frames per window: bounds memory (~60 B a frame in flight) whatever the horizon
+IN_SERVICE = -1  # a frame on its pod's cores (carried in the kernel's heap between windows)
+DONE = -2
+
+
+class NotVectorizable(Exception):
+    """The scenario has a feature the vectorized engine does not compute exactly (the message says which)."""
+
+
+@dataclass
+class Population:
+    """What the kernels need of one device population."""
+
+    index: int
+    name: str
+    count: int
+    period_s: float
+    payload_bytes: int
+    wire_bytes: int
+    pod: str
+    servers: list[int]  # server ids along the route: access bank, links..., host
+    enc_s: float | None  # constant cost, None: sampled per frame (or 0.0: device compute not modelled)
+    dec_s: float | None
+    sessions: list[tuple[int, float, float]] = field(default_factory=list)  # (device, start_s, end_s)
+
+
+@dataclass
+class Outcome:
+    """Frames of one replication: statistics per population, a span sample, and the foreground check."""
+
+    sketches: dict[str, LatencySketch]
+    rows: list[SpanRow]
+    frames: int
+    frame_bytes: int  # bytes of the frames completed, per transmission counted once per message
+    in_flight: int  # frames emitted but not decrypted by the horizon
+    perturbation: dict[str, tuple[float, int]]  # resource -> (largest delay s, items delayed)
+    windows: int
+    # resource -> frames' (arrival_s, service_s) that share busy periods with foreground: the next pass's SimPy
+    # run serves them beside the foreground (a host's by its name, a link's by "a->b")
+    background: dict[str, np.ndarray] = field(default_factory=dict)
+    passes: int = 1
+
+
+class _Server:
+    """A link direction (or a population's bank of access links) or a host's cores, with its kernel state."""
+
+    def __init__(self, sid: int, name: str, kind: str, links: list[LinkServer] | None = None, cpu: Cpu | None = None):
+        self.sid, self.name, self.kind, self.links, self.cpu = sid, name, kind, links or [], cpu
+        n = max(1, len(self.links)) if kind != "host" else 1
+        self.free = np.zeros(n)
+        self.busy_s, self.demand_s = np.zeros(n), np.zeros(n)
+        self.sent, self.lost = np.zeros(n), np.zeros(n, dtype=np.int64)
+        self.counters = np.zeros(6)
+        self.k = 0
+        self.near: list[np.ndarray] = []  # frames' (arrival_s, service_s) in busy periods with foreground
+        log = (self.links[0].log if kind == "link" else cpu.log if cpu is not None else None) or []
+        fg = np.array(sorted(log), dtype=float).reshape(-1, 3)
+        self.fg_asked, self.fg_size, self.fg_done = (np.ascontiguousarray(fg[:, c]) for c in range(3))
+        if kind == "host":
+            assert cpu is not None
+            self.state = np.zeros(2)
+            self.tags, self.refs, self.h = np.empty(64), np.empty(64, dtype=np.int64), 0
+            self.core_free = np.zeros(cpu.cores)
+
+
+def _constant(profile: Any, op: str, units: float) -> float | None:
+    if profile is None:
+        return 0.0
+    return float(profile.cost_s(op, np.random.default_rng(0), units)) if profile.is_deterministic(op) else None
+
+
+def plan(rep: Replication) -> tuple[list[Population], list[_Server]]:
+    """Populations and servers in route order (topological: a server after every server before it)."""
+    s, net, aead = rep.s, rep.net, rep.aead
+    servers: dict[Any, _Server] = {}
+    pops: list[Population] = []
+    dag = nx.DiGraph()
+    for p, pop in enumerate(s.workload.devices):
+        if pop.count == 0:
+            continue
+        ep = rep.eps[pop.report_to]
+        payload = pop.frame_bytes()
+        wire = RECORD_HEADER_BYTES + payload + aead.aead_overhead_bytes
+        if wire > s.run.segment_bytes:
+            raise NotVectorizable(f"a frame of {pop.name} spans segments ({wire} > run.segment_bytes)")
+        route = net.route(device_node(pop, 0), ep.node)
+        access = [net.links[device_node(pop, i), pop.gateway] for i in range(pop.count)]
+        if not route or route[0] is not access[0]:
+            raise NotVectorizable(f"devices of {pop.name} do not reach their pod through their gateway")
+        keys: list[Any] = [("bank", p)]
+        servers[("bank", p)] = _Server(len(servers), f"{pop.gateway} access ({pop.name})", "bank", access)
+        for link in route[1:]:
+            if link.name not in servers:
+                servers[link.name] = _Server(len(servers), link.name, "link", [link])
+            keys.append(link.name)
+        host_key = ("host", ep.cpu.name)
+        if host_key not in servers:
+            servers[host_key] = _Server(len(servers), ep.cpu.name, "host", cpu=ep.cpu)
+        keys.append(host_key)
+        nx.add_path(dag, [servers[k].sid for k in keys])
+        device = s.device_profile(pop)
+        enc = _constant(device, f"{aead.name}.encrypt", payload)
+        if device is not None and (enc if enc is not None else _max_cost(device, aead.name, payload)) >= pop.period_s():
+            raise NotVectorizable(f"a frame of {pop.name} takes longer to encrypt than its period")
+        dec = _constant(ep.cpu.profile, f"{aead.name}.decrypt", payload)
+        pops.append(Population(p, pop.name, pop.count, pop.period_s(), payload, wire, ep.pod,
+                               [servers[k].sid for k in keys], enc, dec, rep.sessions.get(p, [])))  # fmt: skip
+    try:
+        order = list(nx.topological_sort(dag))
+    except nx.NetworkXUnfeasible:
+        raise NotVectorizable("frames cross one link in both directions") from None
+    by_id = {srv.sid: srv for srv in servers.values()}
+    return pops, [by_id[i] for i in order]
+
+
+def _max_cost(profile: Any, aead: str, payload: int) -> float:
+    return float(np.max(profile.costs_s(f"{aead}.encrypt", np.random.default_rng(0), payload, 1000)))
+
+
+class _Frames:
+    """Frames in flight (struct of arrays): population, device, emission, time at the next server, next
+    server's position on the route, its id, queue wait so far, decryption time."""
+
+    NAMES = ("pop", "dev", "emit", "t", "hop", "srv", "wait", "done", "work")
+
+    def __init__(self) -> None:
+        self.pop = np.empty(0, dtype=np.int32)
+        self.dev = np.empty(0, dtype=np.int32)
+        self.emit, self.t = np.empty(0), np.empty(0)
+        self.hop, self.srv = np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int64)
+        self.wait, self.done, self.work = np.empty(0), np.empty(0), np.empty(0)
+
+    def append(self, **cols: np.ndarray) -> None:
+        for name in self.NAMES:
+            setattr(self, name, np.concatenate((getattr(self, name), cols[name])))
+
+    def keep(self, mask: np.ndarray) -> None:
+        for name in self.NAMES:
+            setattr(self, name, getattr(self, name)[mask])
+
+
+def simulate_frames(rep: Replication, rng: np.random.Generator, keep_fraction: float) -> Outcome:
+    """Compute every frame of a replication whose SimPy part (with logs on) has run; see the module doc."""
+    from sim import kernels  # numba: compiled on first use, cached beside the module
+
+    pops, servers = plan(rep)
+    horizon = rep.env.now  # run.horizon_s, or the last round's end (run.stop_at)
+    route_table = np.full((max(p.index for p in pops) + 1, max(len(p.servers) for p in pops) + 1), DONE)
+    for p in pops:
+        route_table[p.index, : len(p.servers)] = p.servers
+    sketches = {p.name: LatencySketch() for p in pops}
+    rows: list[SpanRow] = []
+    rate = sum(p.count / p.period_s for p in pops)
+    window = min(horizon, max(max(p.period_s for p in pops), WINDOW_FRAMES / max(rate, 1e-9)))
+    # sessions per population: device, next emission, end (the next handshake starts at the first time >= end)
+    sess = {p.index: np.array(p.sessions, dtype=float).reshape(-1, 3) for p in pops}
+    for p in pops:
+        p.sessions = []
+    nxt = {i: a[:, 1].copy() for i, a in sess.items()}
+    fr = _Frames()
+    done_frames = frame_bytes = windows = 0
+    wire = {p.index: p.wire_bytes for p in pops}
+    t0 = 0.0
+    while t0 < horizon:
+        t1 = min(t0 + window, horizon)
+        windows += 1
+        for p in pops:
+            _emit(p, sess[p.index], nxt[p.index], t0, t1, rng, fr, route_table, rep, kernels)
+        for srv in servers:
+            _serve(srv, fr, t1, horizon, pops, route_table, rng, kernels)
+        finished = fr.done < t1
+        if finished.any():
+            done_frames += int(finished.sum())
+            frame_bytes += int(sum(wire[i] * c for i, c in enumerate(np.bincount(fr.pop[finished])) if c))
+            _record(rep, pops, fr, finished, sketches, rows, rng, keep_fraction)
+            _compact(fr, finished, servers)
+        t0 = t1
+    _book_counters(servers)
+    perturbation = {srv.name: (float(srv.counters[3]), int(srv.counters[4])) for srv in servers if srv.counters[4] > 0}
+    background = {srv.name: np.concatenate(srv.near) for srv in servers if srv.near and sum(map(len, srv.near))}
+    return Outcome(sketches, rows, done_frames, frame_bytes, int(fr.t.size), perturbation, windows, background)
+
+
+def _emit(p: Population, sess: np.ndarray, nxt: np.ndarray, t0: float, t1: float, rng: np.random.Generator,
+          fr: _Frames, route_table: np.ndarray, rep: Replication, kernels: Any) -> None:  # fmt: skip
+    live = np.flatnonzero((nxt < t1) & (nxt < sess[:, 2]))
+    if live.size == 0:
+        return
+    sub_next, sub_end = nxt[live].copy(), sess[live, 2].copy()
+    bound = int(live.size * (math.ceil((t1 - t0) / p.period_s) + 2))
+    out_t, out_s = np.empty(bound), np.empty(bound, dtype=np.int64)
+    n = kernels.emit(sub_next, sub_end, p.period_s, t0, t1, out_t, out_s)
+    nxt[live] = sub_next
+    emit, session = out_t[:n], live[out_s[:n]]
+    if n > 1 and np.any(np.diff(emit) < 0):
+        o = np.argsort(emit, kind="stable")
+        emit, session = emit[o], session[o]
+    enc = p.enc_s
+    device_profile = rep.s.device_profile(rep.s.workload.devices[p.index])
+    if enc is None:
+        cost = device_profile.costs_s(f"{rep.aead.name}.encrypt", rng, p.payload_bytes, n)  # type: ignore[union-attr]
+        t = emit + cost
+    else:
+        t = emit + enc if enc else emit.copy()
+    dec = p.dec_s
+    host_profile = rep.eps[rep.s.workload.devices[p.index].report_to].cpu.profile
+    work = (np.full(n, dec) if dec is not None
+            else host_profile.costs_s(f"{rep.aead.name}.decrypt", rng, p.payload_bytes, n))  # type: ignore[union-attr]  # fmt: skip
+    fr.append(
+        pop=np.full(n, p.index, dtype=np.int32), dev=sess[session, 0].astype(np.int32), emit=emit, t=t,
+        hop=np.zeros(n, dtype=np.int32), srv=np.full(n, route_table[p.index, 0], dtype=np.int64),
+        wait=np.zeros(n), done=np.full(n, np.inf), work=work,
+    )  # fmt: skip
+
+
+def _serve(srv: _Server, fr: _Frames, cut: float, horizon: float, pops: list[Population],
+           route_table: np.ndarray, rng: np.random.Generator, kernels: Any) -> None:  # fmt: skip
+    idx = np.flatnonzero(fr.srv == srv.sid)
+    if idx.size:
+        o = idx[np.argsort(fr.t[idx], kind="stable")]
+        o = o[: np.searchsorted(fr.t[o], cut)]
+    else:
+        o = idx
+    if srv.kind == "host":
+        _serve_host(srv, fr, o, cut, kernels)
+        return
+    link = srv.links[0]
+    wire = np.zeros(route_table.shape[0])
+    for p in pops:
+        wire[p.index] = p.wire_bytes
+    nbytes = wire[fr.pop[o]]
+    service = nbytes * 8 / link.bandwidth_bps
+    which = fr.dev[o].astype(np.int64) if srv.kind == "bank" else np.zeros(o.size, dtype=np.int64)
+    out_t, out_wait = fr.t[o].copy(), fr.wait[o].copy()
+    moved = np.zeros(o.size, dtype=np.bool_)
+    srv.k, near, kept = kernels.fifo_link(
+        fr.t[o], service, nbytes, which, srv.free, srv.busy_s, srv.demand_s, srv.sent, srv.lost,
+        srv.fg_asked, srv.fg_size, srv.fg_done, srv.k, cut, horizon,
+        link.loss, link.latency_s, link.jitter_s, rng, out_t, out_wait, moved, srv.counters, np.empty((16, 2)),
+    )  # fmt: skip
+    srv.near.append(near[:kept])
+    fr.t[o], fr.wait[o] = out_t, out_wait
+    went = o[moved]
+    fr.hop[went] += 1
+    fr.srv[went] = route_table[fr.pop[went], fr.hop[went]]
+
+
+def _serve_host(srv: _Server, fr: _Frames, o: np.ndarray, cut: float, kernels: Any) -> None:
+    cpu = srv.cpu
+    assert cpu is not None
+    arr, work = fr.t[o], fr.work[o]
+    if cpu.shared is not None:
+        srv.h, srv.k, srv.tags, srv.refs, near, kept = kernels.shared_cores(
+            arr, work, o.astype(np.int64), srv.fg_asked, srv.fg_size, srv.fg_done, srv.k, cpu.cores,
+            srv.state, srv.tags, srv.refs, srv.h, cut, fr.done, srv.counters, np.empty((16, 2)),
+        )  # fmt: skip
+        fr.srv[o] = IN_SERVICE
+    else:
+        srv.k, served, near, kept = kernels.fifo_cores(
+            arr, work, o.astype(np.int64), srv.fg_asked, srv.fg_size, srv.fg_done, srv.k, srv.core_free, cut,
+            fr.done, srv.counters, np.empty((16, 2)),
+        )  # fmt: skip
+        fr.srv[o[:served]] = IN_SERVICE
+    srv.near.append(near[:kept])
+
+
+def _record(rep: Replication, pops: list[Population], fr: _Frames, finished: np.ndarray,
+            sketches: dict[str, LatencySketch], rows: list[SpanRow], rng: np.random.Generator,
+            keep_fraction: float) -> None:  # fmt: skip
+    horizon = rep.env.now
+    ok = finished & (fr.done < horizon)
+    lat = fr.done - fr.emit
+    for p in pops:
+        sel = ok & (fr.pop == p.index)
+        if sel.any():
+            sketches[p.name].add(lat[sel])
+    if keep_fraction <= 0:
+        return
+    pick = np.flatnonzero(ok)
+    pick = pick[rng.random(pick.size) < keep_fraction]
+    starts = np.asarray(rep.round_starts)
+    names = {p.index: (p.name, p.pod, p.wire_bytes) for p in pops}
+    for i in pick:
+        name, pod, wire = names[int(fr.pop[i])]
+        rnd = int(np.searchsorted(starts, fr.done[i], side="right"))
+        rows.append(SpanRow(rep.rec.replication, rnd, pod, f"{name}#{int(fr.dev[i])}", "telemetry", "frame",
+                            float(fr.emit[i]), float(fr.done[i]), float(fr.wait[i]), wire))  # fmt: skip
+
+
+def _compact(fr: _Frames, finished: np.ndarray, servers: list[_Server]) -> None:
+    keep = ~finished
+    new_index = np.cumsum(keep) - 1
+    for srv in servers:
+        if srv.kind == "host" and srv.h:
+            live = srv.refs[: srv.h]
+            frames = live >= 0
+            live[frames] = new_index[live[frames]]
+    fr.keep(keep)
+
+
+def _book_counters(servers: list[_Server]) -> None:
+    """Add the frames' link use to the links' counters (utilisation, bytes, retransmissions) and their CPU
+    demand to the hosts'."""
+    for srv in servers:
+        if srv.kind == "host":
+            assert srv.cpu is not None
+            srv.cpu.demand_s += float(srv.counters[2])
+            continue
+        for i, link in enumerate(srv.links):
+            link.busy_s += float(srv.busy_s[i])
+            link.demand_s += float(srv.demand_s[i])
+            link.retransmissions += int(srv.lost[i])
+            link.bytes_sent += round(float(srv.sent[i]))

@@ -1,0 +1,153 @@
+"""The vectorized engine against the event model (the reference): frame by frame on deterministic scenarios,
+in distribution on stochastic ones; its exactness check; the streaming sketch; telemetry to the horizon."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from sim import runner
+from sim.errors import UserError
+from sim.profile import Lognormal, Profile
+from sim.runner import simulate
+from sim.scenario import Scenario, load_scenario
+from sim.sketch import ALPHA, LatencySketch
+from tests.conftest import ROOT
+
+WARD = ROOT / "scenarios" / "ward-200.yaml"
+LINKS, POPULATIONS = 8, 8
+
+
+def quiet_network() -> list[str]:
+    """Overrides that take jitter and loss off every link of ward-200 (the network draws nothing)."""
+    sets = []
+    for i in range(LINKS):
+        sets += [f"deployment.network.links.{i}.jitter_s=0", f"deployment.network.links.{i}.loss=0"]
+    for j in range(POPULATIONS):
+        preset = "ble-2m" if j == 2 else "ble"
+        sets += [f"workload.devices.{j}.access_link.preset={preset}", f"workload.devices.{j}.access_link.jitter_s=0",
+                 f"workload.devices.{j}.access_link.loss=0"]  # fmt: skip
+    return sets
+
+
+def fixed_costs(s: Scenario) -> Scenario:
+    """Every operation of every profile at a fixed cost (its distribution's mean): nothing is drawn."""
+    for key, prof in list(s._profiles.items()):
+        ops = {}
+        for name, op in prof.ops.items():
+            if op.kind == "linear":
+                ops[name] = op.model_copy(update={"cv": 0.0})
+            else:
+                d = Lognormal(kind="lognormal", mu=math.log(op.distribution.mean_s), sigma=0.0)
+                ops[name] = op.model_copy(update={"distribution": d})
+        overheads = {n: o.model_copy(update={"sigma": 0.0}) for n, o in prof.overheads.items()}
+        s._profiles[key] = Profile.model_validate(prof.model_dump() | {"ops": {}, "overheads": {}}).model_copy(
+            update={"ops": ops, "overheads": overheads}
+        )
+    return s
+
+
+def frames(spans: pd.DataFrame) -> pd.DataFrame:
+    return spans[spans.op == "frame"].sort_values(["host", "start_s"]).reset_index(drop=True)
+
+
+def run(engine: str, *sets: str, deterministic: bool = True) -> runner.RunResult:
+    base = ["run.replications=1", f"run.engine={engine}", "run.frame_spans=1", *sets]
+    s = load_scenario(WARD, base + (quiet_network() if deterministic else []))
+    return simulate(fixed_costs(s) if deterministic else s)
+
+
+@pytest.mark.parametrize("mode", ["sequential", "concurrent"])
+def test_vectorized_equals_the_event_model_frame_by_frame(mode):
+    """Deterministic ward: every frame's emission, decryption and queue wait, and every FL round, as the event
+    model computes them (to 1e-9 s); the engine says it is exact."""
+    sets = ("run.horizon_s=25", f"workload.processing.mode={mode}")
+    ev, vec = run("events", *sets), run("vectorized", *sets)
+    assert vec.summary.engine is not None and vec.summary.engine.exact, vec.summary.engine
+    a, b = frames(ev.spans), frames(vec.spans)
+    assert len(a) == len(b) > 3000
+    assert (a.host == b.host).all()
+    for col in ("start_s", "end_s", "queue_wait_s"):
+        assert np.abs(a[col] - b[col]).max() <= 1e-9, col
+    assert (a["round"] == b["round"]).all()
+    ra, rb = (r.summary.round_latency_s for r in (ev, vec))
+    assert ra.n == rb.n and abs(ra.mean - rb.mean) <= 1e-9
+    assert ev.summary.bytes_on_wire.total == pytest.approx(vec.summary.bytes_on_wire.total, rel=1e-12)
+    assert vec.summary.telemetry.quantiles == "sketch"
+    assert vec.summary.telemetry.latency_s.mean == pytest.approx(ev.summary.telemetry.latency_s.mean, abs=1e-12)
+
+
+def test_one_pass_reports_that_telemetry_delayed_the_foreground(monkeypatch):
+    """With a single pass the foreground has not seen the frames: the engine must say so (not exact, where,
+    by how much), and it is right to: sessions then start earlier than in the event model."""
+    monkeypatch.setattr(runner, "MAX_PASSES", 1)
+    vec = run("vectorized", "run.horizon_s=25")
+    engine = vec.summary.engine
+    assert engine is not None and not engine.exact and engine.perturbation
+    assert any("delayed the FL/handshake traffic" in w for w in vec.summary.warnings)
+    ev = run("events", "run.horizon_s=25")
+    merged = frames(ev.spans).merge(frames(vec.spans), on=["host", "start_s"], how="outer", indicator=True)
+    assert (merged._merge != "both").any() or (merged.end_s_x - merged.end_s_y).abs().max() > 1e-9
+
+
+def test_stochastic_runs_agree_in_distribution():
+    """Jitter, loss and cost spreads on: the engines draw differently, so they agree in distribution: frame
+    latencies pass a two-sample KS test, and the CIs of the mean frame and round latencies overlap."""
+    sets = ("run.horizon_s=40", "run.replications=3")
+    ev = run("events", *sets, deterministic=False)
+    vec = run("vectorized", *sets, deterministic=False)
+    la, lb = (frames(r.spans).pipe(lambda f: f.end_s - f.start_s) for r in (ev, vec))
+    assert stats.ks_2samp(la, lb).pvalue > 0.01
+    for key in ("round_latency_s",):
+        a, b = getattr(ev.summary, key), getattr(vec.summary, key)
+        assert a.ci95[0] <= b.ci95[1] and b.ci95[0] <= a.ci95[1], key
+    ta, tb = ev.summary.telemetry.latency_s, vec.summary.telemetry.latency_s
+    assert ta.ci95[0] <= tb.ci95[1] and tb.ci95[0] <= ta.ci95[1]
+    assert tb.p95 == pytest.approx(ta.p95, rel=0.05)
+
+
+def test_telemetry_runs_to_the_horizon_after_the_last_round():
+    """A run with devices lasts run.horizon_s (it used to stop with the last FL round); run.stop_at:
+    last_round ends it with FL, frames included up to then, on both engines alike."""
+    for engine in ("events", "vectorized"):
+        r = run(engine, "run.horizon_s=30", "workload.fl.rounds=1")
+        assert r.summary.sim_time_s == pytest.approx(30)
+        assert frames(r.spans).end_s.max() > 29, engine
+    short = [
+        run(e, "run.horizon_s=30", "workload.fl.rounds=1", "run.stop_at=last_round") for e in ("events", "vectorized")
+    ]
+    ends = {r.summary.sim_time_s for r in short}
+    assert len(ends) == 1 and ends.pop() < 5
+    assert short[0].summary.telemetry.frames == short[1].summary.telemetry.frames > 0
+
+
+def test_a_frame_the_kernels_cannot_compute_falls_back_or_is_refused(tmp_path):
+    """A frame spanning two segments: auto runs the event model; an explicit vectorized says why, in a line."""
+    sets = ["run.stop_at=last_round", "run.segment_bytes=64", "run.replications=1", "workload.fl.rounds=1",
+            "workload.fl.model_parameters=200", "workload.devices.0.count=20"]  # fmt: skip
+    sets += [f"workload.devices.{j}.count=0" for j in range(1, POPULATIONS)]
+    assert load_scenario(WARD, sets).engine() == "vectorized"  # auto would take the kernels
+    r = simulate(load_scenario(WARD, [*sets, "run.engine=auto"]))
+    assert r.summary.engine is not None and r.summary.engine.name == "events"
+    with pytest.raises(UserError, match=r"run.engine: vectorized: a frame of .* spans segments"):
+        simulate(load_scenario(WARD, [*sets, "run.engine=vectorized"]))
+
+
+def test_sketch_quantiles_are_within_alpha_of_the_order_statistic():
+    rng = np.random.default_rng(3)
+    values = np.concatenate((rng.lognormal(-4, 1, 200_000), rng.exponential(0.5, 50_000)))
+    sk = LatencySketch()
+    for part in np.array_split(values, 7):  # in windows, as the engine adds them
+        sk.add(part)
+    assert sk.n == values.size and sk.mean == pytest.approx(values.mean(), rel=1e-12)
+    for q in (0.01, 0.5, 0.95, 0.999):
+        exact = np.quantile(values, q, method="inverted_cdf")
+        assert abs(sk.quantile(q) - exact) <= ALPHA * exact * 1.0001, q
+    assert sk.quantile(1.0) == values.max()
+    merged = LatencySketch()
+    merged.merge(sk)
+    assert merged.quantile(0.5) == sk.quantile(0.5) and merged.n == sk.n
