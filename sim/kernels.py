@@ -339,3 +339,110 @@ def grid_after(start_s, period_s, end_s):  # type: ignore[no-untyped-def]
     while t < end_s:
         t = t + period_s
     return t
+
+
+@njit(cache=True)
+def waiting_at(srv_of, sid, t, cut):  # type: ignore[no-untyped-def]
+    """Indices of the frames whose next server is ``sid`` and that arrive before ``cut``, in arrival order
+    (stable: ties keep their order; the sort is skipped when they already are in order)."""
+    n = 0
+    for i in range(srv_of.size):
+        if srv_of[i] == sid and t[i] < cut:
+            n += 1
+    idx = np.empty(n, dtype=np.int64)
+    n = 0
+    ordered = True
+    for i in range(srv_of.size):
+        if srv_of[i] == sid and t[i] < cut:
+            if n > 0 and t[i] < t[idx[n - 1]]:
+                ordered = False
+            idx[n] = i
+            n += 1
+    if ordered:
+        return idx
+    return idx[np.argsort(t[idx], kind="mergesort")]
+
+
+@njit(cache=True)
+def link_stage(  # type: ignore[no-untyped-def]
+    o,
+    fr_t,
+    fr_wait,
+    fr_pop,
+    fr_dev,
+    fr_hop,
+    fr_srv,
+    route_table,
+    wire_by_pop,
+    bandwidth_bps,
+    bank,
+    free,
+    busy_s,
+    demand_s,
+    sent,
+    lost,
+    fg_asked,
+    fg_service,
+    fg_granted,
+    k0,
+    cut,
+    horizon,
+    loss,
+    latency_s,
+    jitter_s,
+    rng,
+    counters,
+):
+    """``fifo_link`` over the frames ``o`` (from ``waiting_at``), reading and writing the frame table in place:
+    a frame that left moves to the next server of its population's route. Returns (k, near, its rows)."""
+    n = o.size
+    arr = np.empty(n)
+    service = np.empty(n)
+    nbytes = np.empty(n)
+    which = np.zeros(n, dtype=np.int64)
+    out_t = np.empty(n)
+    out_wait = np.empty(n)
+    moved = np.zeros(n, dtype=np.bool_)
+    for j in range(n):
+        f = o[j]
+        arr[j] = fr_t[f]
+        nbytes[j] = wire_by_pop[fr_pop[f]]
+        service[j] = nbytes[j] * 8 / bandwidth_bps
+        if bank:
+            which[j] = fr_dev[f]
+        out_t[j] = fr_t[f]
+        out_wait[j] = fr_wait[f]
+    k, near, kept = fifo_link(
+        arr,
+        service,
+        nbytes,
+        which,
+        free,
+        busy_s,
+        demand_s,
+        sent,
+        lost,
+        fg_asked,
+        fg_service,
+        fg_granted,
+        k0,
+        cut,
+        horizon,
+        loss,
+        latency_s,
+        jitter_s,
+        rng,
+        out_t,
+        out_wait,
+        moved,
+        counters,
+        np.empty((16, 2)),
+    )
+    for j in range(n):
+        f = o[j]
+        fr_t[f] = out_t[j]
+        fr_wait[f] = out_wait[j]
+        if moved[j]:
+            fr_hop[f] += 1
+            fr_srv[f] = route_table[fr_pop[f], fr_hop[f]]
+    return k, near, kept

@@ -65,7 +65,7 @@ class Replication:
 
     def __init__(
         self, scenario: Scenario, mode: str, index: int, seed: np.random.SeedSequence, engine: str = "events",
-        background: dict[str, np.ndarray] | None = None,
+        background: dict[str, np.ndarray] | None = None, final: bool = True,
     ):  # fmt: skip
         self.s, self.mode, self.vectorized = scenario, mode, engine == "vectorized"
         self.env = env = CountingEnvironment()
@@ -98,7 +98,7 @@ class Replication:
         self.round_starts: list[float] = []
         self.populations = {pop.name: i for i, pop in enumerate(scenario.workload.devices)}
         self.sessions: dict[int, list[tuple[int, float, float]]] = {}  # population -> (device, start, end)
-        self.background = background or {}
+        self.background, self.final = background or {}, final
         if self.vectorized:  # the frames' kernels replay what SimPy serves
             for link in self.net.links.values():
                 link.log = []
@@ -138,7 +138,7 @@ class Replication:
             from sim.telemetry import simulate_frames
 
             assert self.frame_ss is not None
-            frames = simulate_frames(self, np.random.default_rng(self.frame_ss), self.s.run.frame_spans)
+            frames = simulate_frames(self, np.random.default_rng(self.frame_ss), self.s.run.frame_spans, self.final)
             self.rec.rows.extend(frames.rows)
         return ReplicationResult(
             self.rec.rows,

@@ -81,6 +81,8 @@ class Network:
         if src == dst or nbytes <= 0:
             return 0.0
         links = self.route(src, dst)
+        if nbytes <= self.segment_bytes:  # one segment: carried in this process (no process, no condition)
+            return (yield from self._carry(links, nbytes))
         n = max(1, math.ceil(nbytes / self.segment_bytes))
         sizes = [self.segment_bytes] * (n - 1) + [nbytes - self.segment_bytes * (n - 1)]
         procs = [self.env.process(self._carry(links, size)) for size in sizes]

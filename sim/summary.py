@@ -92,6 +92,9 @@ def summarise(spans: pd.DataFrame, meta: dict[str, Any]) -> Summary:
     )
 
 
+WARN_PERTURBATION_S = 1e-3  # the vectorized engine's foreground delay worth a warning (it is always recorded)
+
+
 def sketch_stats(per_replication: list[LatencySketch]) -> Stats:
     """Stats of a streamed population: exact mean and CI (over replication means, or over the values of one
     replication from their sums), p50/p95 from the merged sketch."""
@@ -136,8 +139,8 @@ def with_frames(summary: Summary, outcomes: list[Outcome]) -> Engine:
         for name, (delay, count) in o.perturbation.items():
             old = perturbation.get(name, (0.0, 0))
             perturbation[name] = (max(old[0], delay), old[1] + count)
-    if perturbation:
-        worst = max(d for d, _ in perturbation.values())
+    worst = max((d for d, _ in perturbation.values()), default=0.0)
+    if worst >= WARN_PERTURBATION_S:
         summary.warnings.append(
             f"vectorized engine: telemetry would have delayed the FL/handshake traffic by up to {worst:.3g} s "
             f"({sum(c for _, c in perturbation.values())} transmissions or jobs, at "

@@ -79,6 +79,7 @@ class Outcome:
     # run serves them beside the foreground (a host's by its name, a link's by "a->b")
     background: dict[str, np.ndarray] = field(default_factory=dict)
     passes: int = 1
+    complete: bool = True  # False: stopped once the foreground was found delayed (simulate_frames ``final``)
 
 
 class _Server:
@@ -179,8 +180,12 @@ class _Frames:
             setattr(self, name, getattr(self, name)[mask])
 
 
-def simulate_frames(rep: Replication, rng: np.random.Generator, keep_fraction: float) -> Outcome:
-    """Compute every frame of a replication whose SimPy part (with logs on) has run; see the module doc."""
+def simulate_frames(rep: Replication, rng: np.random.Generator, keep_fraction: float, final: bool = True) -> Outcome:
+    """Compute every frame of a replication whose SimPy part (with logs on) has run; see the module doc.
+
+    Unless ``final``, stop at the foreground's last instant if the frames delayed it by then (the outcome is
+    then incomplete: only its perturbation and background are for use); after that instant the foreground
+    has nothing left to be delayed, so a pass that gets there unperturbed is the last one."""
     from sim import kernels  # numba: compiled on first use, cached beside the module
 
     pops, servers = plan(rep)
@@ -200,9 +205,15 @@ def simulate_frames(rep: Replication, rng: np.random.Generator, keep_fraction: f
     fr = _Frames()
     done_frames = frame_bytes = windows = 0
     wire = {p.index: p.wire_bytes for p in pops}
+    last_fg = max(
+        (float(max(srv.fg_asked.max(), srv.fg_done.max())) for srv in servers if srv.fg_asked.size), default=0.0
+    )
+    checked = final or last_fg >= horizon
     t0 = 0.0
     while t0 < horizon:
         t1 = min(t0 + window, horizon)
+        if not checked and t1 > last_fg:
+            t1 = math.nextafter(last_fg, math.inf)  # every foreground item is asked and done before this cut
         windows += 1
         for p in pops:
             _emit(p, sess[p.index], nxt[p.index], t0, t1, rng, fr, route_table, rep, kernels)
@@ -215,10 +226,29 @@ def simulate_frames(rep: Replication, rng: np.random.Generator, keep_fraction: f
             _record(rep, pops, fr, finished, sketches, rows, rng, keep_fraction)
             _compact(fr, finished, servers)
         t0 = t1
+        if not checked and t1 > last_fg:
+            checked = True
+            if any(srv.counters[4] > 0 or _pending_foreground(srv) for srv in servers):
+                return _outcome(servers, sketches, rows, done_frames, frame_bytes, fr, windows, complete=False)
     _book_counters(servers)
+    return _outcome(servers, sketches, rows, done_frames, frame_bytes, fr, windows, complete=True)
+
+
+def _pending_foreground(srv: _Server) -> bool:
+    """A foreground item not yet served (or still on the cores) after SimPy had it done: it was delayed."""
+    if srv.k < srv.fg_asked.size:
+        return True
+    return srv.kind == "host" and bool(np.any(srv.refs[: srv.h] < 0))
+
+
+def _outcome(servers: list[_Server], sketches: dict[str, LatencySketch], rows: list[SpanRow], done_frames: int,
+             frame_bytes: int, fr: _Frames, windows: int, complete: bool) -> Outcome:  # fmt: skip
     perturbation = {srv.name: (float(srv.counters[3]), int(srv.counters[4])) for srv in servers if srv.counters[4] > 0}
     background = {srv.name: np.concatenate(srv.near) for srv in servers if srv.near and sum(map(len, srv.near))}
-    return Outcome(sketches, rows, done_frames, frame_bytes, int(fr.t.size), perturbation, windows, background)
+    if not complete and not perturbation:  # delayed past the check: count them as delayed
+        perturbation = {srv.name: (0.0, 1) for srv in servers if _pending_foreground(srv)}
+    return Outcome(sketches, rows, done_frames, frame_bytes, int(fr.t.size), perturbation, windows, background,
+                   complete=complete)  # fmt: skip
 
 
 def _emit(p: Population, sess: np.ndarray, nxt: np.ndarray, t0: float, t1: float, rng: np.random.Generator,
@@ -255,12 +285,7 @@ def _emit(p: Population, sess: np.ndarray, nxt: np.ndarray, t0: float, t1: float
 
 def _serve(srv: _Server, fr: _Frames, cut: float, horizon: float, pops: list[Population],
            route_table: np.ndarray, rng: np.random.Generator, kernels: Any) -> None:  # fmt: skip
-    idx = np.flatnonzero(fr.srv == srv.sid)
-    if idx.size:
-        o = idx[np.argsort(fr.t[idx], kind="stable")]
-        o = o[: np.searchsorted(fr.t[o], cut)]
-    else:
-        o = idx
+    o = kernels.waiting_at(fr.srv, srv.sid, fr.t, cut)
     if srv.kind == "host":
         _serve_host(srv, fr, o, cut, kernels)
         return
@@ -268,21 +293,12 @@ def _serve(srv: _Server, fr: _Frames, cut: float, horizon: float, pops: list[Pop
     wire = np.zeros(route_table.shape[0])
     for p in pops:
         wire[p.index] = p.wire_bytes
-    nbytes = wire[fr.pop[o]]
-    service = nbytes * 8 / link.bandwidth_bps
-    which = fr.dev[o].astype(np.int64) if srv.kind == "bank" else np.zeros(o.size, dtype=np.int64)
-    out_t, out_wait = fr.t[o].copy(), fr.wait[o].copy()
-    moved = np.zeros(o.size, dtype=np.bool_)
-    srv.k, near, kept = kernels.fifo_link(
-        fr.t[o], service, nbytes, which, srv.free, srv.busy_s, srv.demand_s, srv.sent, srv.lost,
-        srv.fg_asked, srv.fg_size, srv.fg_done, srv.k, cut, horizon,
-        link.loss, link.latency_s, link.jitter_s, rng, out_t, out_wait, moved, srv.counters, np.empty((16, 2)),
+    srv.k, near, kept = kernels.link_stage(
+        o, fr.t, fr.wait, fr.pop, fr.dev, fr.hop, fr.srv, route_table, wire, link.bandwidth_bps, srv.kind == "bank",
+        srv.free, srv.busy_s, srv.demand_s, srv.sent, srv.lost, srv.fg_asked, srv.fg_size, srv.fg_done, srv.k,
+        cut, horizon, link.loss, link.latency_s, link.jitter_s, rng, srv.counters,
     )  # fmt: skip
     srv.near.append(near[:kept])
-    fr.t[o], fr.wait[o] = out_t, out_wait
-    went = o[moved]
-    fr.hop[went] += 1
-    fr.srv[went] = route_table[fr.pop[went], fr.hop[went]]
 
 
 def _serve_host(srv: _Server, fr: _Frames, o: np.ndarray, cut: float, kernels: Any) -> None:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from sim import runner
+from sim import runner, summary
 from sim.errors import UserError
 from sim.profile import Lognormal, Profile
 from sim.runner import simulate
@@ -85,6 +85,7 @@ def test_one_pass_reports_that_telemetry_delayed_the_foreground(monkeypatch):
     """With a single pass the foreground has not seen the frames: the engine must say so (not exact, where,
     by how much), and it is right to: sessions then start earlier than in the event model."""
     monkeypatch.setattr(runner, "MAX_PASSES", 1)
+    monkeypatch.setattr(summary, "WARN_PERTURBATION_S", 0.0)  # warn of any delay (µs here)
     vec = run("vectorized", "run.horizon_s=25")
     engine = vec.summary.engine
     assert engine is not None and not engine.exact and engine.perturbation
