@@ -2,13 +2,15 @@
 
 Each kernel is the event model's recursion for one kind of server, run over a time window in one loop:
 
-- ``fifo_link``: one link direction, a FIFO server (Lindley: start = max(arrival, free), free = start +
-  service), frames merged in arrival order with the foreground's own transmissions (FL and handshake
-  segments replayed from the SimPy run), lost frames queued again after 2 x latency + service.
+- ``link_stage``: one link direction (or a bank of access links), a FIFO server (Lindley: start =
+  max(arrival, free), free = start + service), frames merged in arrival order with the foreground's own
+  transmissions (FL and handshake segments replayed from the SimPy run), lost frames queued again after
+  2 x latency + service.
 - ``shared_cores``: a host's cores under processor sharing, the virtual-time algorithm of
   ``sim.hosts.SharedCores`` step for step (same arithmetic, same completion tolerance), frames merged with the
   foreground's jobs on that host.
 - ``fifo_cores``: a host's cores as a run-to-completion FIFO (``cpu_sharing: fifo``): earliest free core.
+- ``waiting_at``: the frames due at a server before the window's cut.
 - ``emit``: frame emission times of device sessions by repeated addition of the period, as SimPy's clock does.
 
 Every kernel stops at ``cut``: items arriving at or after it stay for the next window, so a window never
@@ -91,114 +93,6 @@ def _pop(tags, refs, h):  # type: ignore[no-untyped-def]
         p = c
     if h > 0:
         tags[p], refs[p] = lt, lr
-
-
-@njit(cache=True)
-def fifo_link(  # type: ignore[no-untyped-def]
-    arr,
-    service_s,
-    nbytes,
-    which,
-    free,
-    busy_s,
-    demand_s,
-    sent,
-    lost,
-    fg_asked,
-    fg_service,
-    fg_granted,
-    k0,
-    cut,
-    horizon,
-    loss,
-    latency_s,
-    jitter_s,
-    rng,
-    out_t,
-    out_wait,
-    moved,
-    counters,
-    near,
-):
-    """Serve frames (``arr`` sorted; each on server ``which`` of a bank, 0 for one link) and the foreground's
-    transmissions k0.. (on server 0) in arrival order up to ``cut``. Writes each frame's next time (arrival
-    at the next hop, or its re-arrival here when lost and due at or after ``cut``), adds its queue wait, marks
-    whether it left. Per server: busy and demand seconds, bytes sent, losses (as the event model counts them:
-    busy and bytes for services ended by the horizon, demand when asked). counters[3:5] (every kernel): the foreground's
-    largest delay and how many were delayed. ``near`` collects the frames' transmissions in busy periods that
-    also serve foreground (the only ones that can delay it: the next pass replays them in SimPy). Returns
-    (next foreground index, near, its rows)."""
-    n = arr.size
-    m = fg_asked.size
-    heap_t = np.empty(16)
-    heap_i = np.empty(16, dtype=np.int64)
-    h = 0
-    i = 0
-    k = k0
-    kept = 0
-    period_first = 0  # rows of ``near`` from this busy period onwards, kept only if it serves foreground
-    period_fg = False
-    while True:
-        ta = arr[i] if i < n else math.inf
-        tf = fg_asked[k] if k < m else math.inf
-        th = heap_t[0] if h > 0 else math.inf
-        if tf <= ta and tf <= th:  # ties: the foreground first
-            if tf >= cut:
-                break
-            if tf >= free[0]:  # a new busy period: the last one's frames go unless it served foreground
-                kept = kept if period_fg else period_first
-                period_first = kept
-            period_fg = True
-            start = tf if tf > free[0] else free[0]
-            pert = start - fg_granted[k]
-            if pert > 1e-12:
-                counters[3] = max(counters[3], pert)
-                counters[4] += 1
-            free[0] = start + fg_service[k]
-            k += 1
-            continue
-        if th <= ta:
-            t = th
-            j = heap_i[0]
-            _pop(heap_t, heap_i, h)
-            h -= 1
-        else:
-            if ta == math.inf:
-                break
-            t = ta
-            j = i
-            i += 1
-        if t >= cut:  # stays for the next window (a re-arrival here, or not yet arrived)
-            out_t[j] = t
-            moved[j] = False
-            continue
-        w = which[j]
-        s = service_s[j]
-        demand_s[w] += s
-        if w == 0 and t >= free[0]:  # a new busy period of a shared link
-            kept = kept if period_fg else period_first
-            period_first, period_fg = kept, False
-        if w == 0 and m > 0:
-            near = _keep(near, kept, t, s)
-            kept += 1
-        start = t if t > free[w] else free[w]
-        out_wait[j] += start - t
-        free[w] = start + s
-        if free[w] <= horizon:
-            busy_s[w] += s
-            sent[w] += nbytes[j]
-        if loss > 0.0 and rng.random() < loss:
-            lost[w] += 1
-            if h == heap_t.size:
-                heap_t = np.concatenate((heap_t, np.empty(h)))
-                heap_i = np.concatenate((heap_i, np.empty(h, dtype=np.int64)))
-            _push(heap_t, heap_i, h, free[w] + (2 * latency_s + s), j)
-            h += 1
-            continue
-        delay = latency_s + (rng.exponential(jitter_s) if jitter_s > 0.0 else 0.0)
-        out_t[j] = free[w] + delay
-        moved[j] = True
-    return k, near, kept  # the open busy period's frames stay: a later window may serve foreground in it
 
 
 @njit(cache=True)
@@ -343,8 +237,8 @@ def grid_after(start_s, period_s, end_s):  # type: ignore[no-untyped-def]
 
 @njit(cache=True)
 def waiting_at(srv_of, sid, t, cut):  # type: ignore[no-untyped-def]
-    """Indices of the frames whose next server is ``sid`` and that arrive before ``cut``, in arrival order
-    (stable: ties keep their order; the sort is skipped when they already are in order)."""
+    """Indices of the frames whose next server is ``sid`` and that arrive before ``cut``, and whether they are
+    in arrival order already (the caller sorts them otherwise: numpy's stable sort merges sorted runs fast)."""
     n = 0
     for i in range(srv_of.size):
         if srv_of[i] == sid and t[i] < cut:
@@ -358,9 +252,7 @@ def waiting_at(srv_of, sid, t, cut):  # type: ignore[no-untyped-def]
                 ordered = False
             idx[n] = i
             n += 1
-    if ordered:
-        return idx
-    return idx[np.argsort(t[idx], kind="mergesort")]
+    return idx, ordered
 
 
 @njit(cache=True)
@@ -393,56 +285,102 @@ def link_stage(  # type: ignore[no-untyped-def]
     rng,
     counters,
 ):
-    """``fifo_link`` over the frames ``o`` (from ``waiting_at``), reading and writing the frame table in place:
-    a frame that left moves to the next server of its population's route. Returns (k, near, its rows)."""
+    """A link direction (one, or a population's bank of access links, ``bank``: server = device) serving the
+    frames ``o`` (from ``waiting_at``, in arrival order) and the foreground's transmissions k0.. (on a shared
+    link) in arrival order up to ``cut``, reading and writing the frame table in place. A frame served moves
+    to the next server of its route, at its departure + latency + jitter; a lost one is queued here again
+    after 2 x latency + service (at or after ``cut``: it waits here for the next window). Per server: busy and
+    demand seconds, bytes sent, losses, as the event model counts them (busy and bytes for services ended by
+    the horizon, demand when asked). counters[3:5] (every kernel): the foreground's largest delay and how
+    many were delayed. ``near``: the frames' transmissions in busy periods that also serve foreground (the
+    only ones that can delay it; the next pass replays them in SimPy). Returns (next foreground index, near,
+    its rows)."""
     n = o.size
-    arr = np.empty(n)
-    service = np.empty(n)
-    nbytes = np.empty(n)
-    which = np.zeros(n, dtype=np.int64)
-    out_t = np.empty(n)
-    out_wait = np.empty(n)
-    moved = np.zeros(n, dtype=np.bool_)
-    for j in range(n):
-        f = o[j]
-        arr[j] = fr_t[f]
-        nbytes[j] = wire_by_pop[fr_pop[f]]
-        service[j] = nbytes[j] * 8 / bandwidth_bps
-        if bank:
-            which[j] = fr_dev[f]
-        out_t[j] = fr_t[f]
-        out_wait[j] = fr_wait[f]
-    k, near, kept = fifo_link(
-        arr,
-        service,
-        nbytes,
-        which,
-        free,
-        busy_s,
-        demand_s,
-        sent,
-        lost,
-        fg_asked,
-        fg_service,
-        fg_granted,
-        k0,
-        cut,
-        horizon,
-        loss,
-        latency_s,
-        jitter_s,
-        rng,
-        out_t,
-        out_wait,
-        moved,
-        counters,
-        np.empty((16, 2)),
-    )
-    for j in range(n):
-        f = o[j]
-        fr_t[f] = out_t[j]
-        fr_wait[f] = out_wait[j]
-        if moved[j]:
+    if loss == 0.0 and (k0 >= fg_asked.size or fg_asked[k0] >= cut):  # the common case, in one loop
+        for j in range(n):
+            f = o[j]
+            w = fr_dev[f] if bank else 0
+            t = fr_t[f]
+            size = wire_by_pop[fr_pop[f]]
+            s = size * 8 / bandwidth_bps
+            demand_s[w] += s
+            start = t if t > free[w] else free[w]
+            fr_wait[f] += start - t
+            end = start + s
+            free[w] = end
+            if end <= horizon:
+                busy_s[w] += s
+                sent[w] += size
+            fr_t[f] = end + (latency_s + (rng.exponential(jitter_s) if jitter_s > 0.0 else 0.0))
             fr_hop[f] += 1
             fr_srv[f] = route_table[fr_pop[f], fr_hop[f]]
-    return k, near, kept
+        return k0, np.empty((0, 2)), 0
+    k = k0
+    m = fg_asked.size
+    near = np.empty((16, 2))
+    heap_t = np.empty(16)
+    heap_i = np.empty(16, dtype=np.int64)
+    h = 0
+    i = 0
+    kept = 0
+    period_first = 0  # rows of ``near`` from this busy period on, kept only if it serves foreground
+    period_fg = False
+    while True:
+        ta = fr_t[o[i]] if i < n else math.inf
+        tf = fg_asked[k] if k < m else math.inf
+        th = heap_t[0] if h > 0 else math.inf
+        if tf <= ta and tf <= th:  # ties: the foreground first
+            if tf >= cut:
+                break
+            if tf >= free[0]:  # a new busy period: the last one's frames go unless it served foreground
+                kept = kept if period_fg else period_first
+                period_first = kept
+            period_fg = True
+            start = tf if tf > free[0] else free[0]
+            pert = start - fg_granted[k]
+            if pert > 1e-12:
+                counters[3] = max(counters[3], pert)
+                counters[4] += 1
+            free[0] = start + fg_service[k]
+            k += 1
+            continue
+        if th <= ta:
+            t = th
+            f = heap_i[0]
+            _pop(heap_t, heap_i, h)
+            h -= 1
+        else:
+            t = ta
+            f = o[i]
+            i += 1
+        if t >= cut:  # stays for the next window (a re-arrival here, or not yet arrived)
+            fr_t[f] = t
+            continue
+        w = fr_dev[f] if bank else 0
+        size = wire_by_pop[fr_pop[f]]
+        s = size * 8 / bandwidth_bps
+        demand_s[w] += s
+        if not bank and t >= free[0]:  # a new busy period of a shared link
+            kept = kept if period_fg else period_first
+            period_first, period_fg = kept, False
+        if not bank and m > 0:
+            near = _keep(near, kept, t, s)
+            kept += 1
+        start = t if t > free[w] else free[w]
+        fr_wait[f] += start - t
+        free[w] = start + s
+        if free[w] <= horizon:
+            busy_s[w] += s
+            sent[w] += size
+        if loss > 0.0 and rng.random() < loss:
+            lost[w] += 1
+            if h == heap_t.size:
+                heap_t = np.concatenate((heap_t, np.empty(h)))
+                heap_i = np.concatenate((heap_i, np.empty(h, dtype=np.int64)))
+            _push(heap_t, heap_i, h, free[w] + (2 * latency_s + s), f)
+            h += 1
+            continue
+        fr_t[f] = free[w] + (latency_s + (rng.exponential(jitter_s) if jitter_s > 0.0 else 0.0))
+        fr_hop[f] += 1
+        fr_srv[f] = route_table[fr_pop[f], fr_hop[f]]
+    return k, near, kept  # the open busy period's frames stay: a later window may serve foreground in it

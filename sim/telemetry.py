@@ -285,7 +285,9 @@ def _emit(p: Population, sess: np.ndarray, nxt: np.ndarray, t0: float, t1: float
 
 def _serve(srv: _Server, fr: _Frames, cut: float, horizon: float, pops: list[Population],
            route_table: np.ndarray, rng: np.random.Generator, kernels: Any) -> None:  # fmt: skip
-    o = kernels.waiting_at(fr.srv, srv.sid, fr.t, cut)
+    o, ordered = kernels.waiting_at(fr.srv, srv.sid, fr.t, cut)
+    if not ordered:
+        o = o[np.argsort(fr.t[o], kind="stable")]
     if srv.kind == "host":
         _serve_host(srv, fr, o, cut, kernels)
         return
