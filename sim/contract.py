@@ -305,6 +305,11 @@ class Telemetry(_Model):
     frames: int  # per replication
     latency_s: Stats | None
     by_population: dict[str, Stats] = Field(default_factory=dict)
+    # device sessions: handshake time (first message to the pod's last check) per population and in all; a
+    # gateway reboot is every device's handshake at once (the start-up storm): its spread shows here
+    handshake_s: Stats | None = None
+    handshake_by_population: dict[str, Stats] = Field(default_factory=dict)
+    sessions: int = 0  # per replication
     # "exact" (from every frame's span) or "sketch" (streaming: p50/p95 within 0.1 %, sim/sketch.py)
     quantiles: Literal["exact", "sketch"] = "exact"
 

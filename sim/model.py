@@ -30,7 +30,7 @@ at their rate to the pod they report to.
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -58,6 +58,7 @@ class ReplicationResult:
     host_demand_s: dict[str, tuple[int, float]]  # host -> (cores, core-seconds asked for)
     link_stats: dict[str, tuple[float, float, int, int]]  # link -> (busy_s, demand_s, bytes, retransmissions)
     frames: Outcome | None = None  # the vectorized engine's telemetry (None: frames are span rows)
+    device_handshakes: list[tuple[str, float, float]] = field(default_factory=list)  # (population, start, done)
 
 
 class Replication:
@@ -98,6 +99,7 @@ class Replication:
         self.round_starts: list[float] = []
         self.populations = {pop.name: i for i, pop in enumerate(scenario.workload.devices)}
         self.sessions: dict[int, list[tuple[int, float, float]]] = {}  # population -> (device, start, end)
+        self.device_handshakes: list[tuple[str, float, float]] = []  # (population, started_s, done_s)
         self.background, self.final = background or {}, final
         if self.vectorized:  # the frames' kernels replay what SimPy serves
             for link in self.net.links.values():
@@ -148,6 +150,7 @@ class Replication:
             {name: (c.cores, c.demand_s) for name, c in self.cpus.items()},
             {ls.name: (ls.busy_s, ls.demand_s, ls.bytes_sent, ls.retransmissions) for ls in self.net.links.values()},
             frames,
+            self.device_handshakes,
         )
 
     # --- messages and crypto ------------------------------------------------------------------------
@@ -368,7 +371,9 @@ class Replication:
         payload = pop.frame_bytes()
         yield env.timeout(rng.uniform(0, period))
         while True:
+            asked = env.now
             yield from self.handshake(dev, receiver, "telemetry")  # device sessions count as telemetry work
+            self.device_handshakes.append((pop.name, asked, env.now))
             session_end = env.now + interval if interval else float("inf")
             while env.now < session_end:
                 env.process(self._frame(dev, receiver, payload))
@@ -406,8 +411,10 @@ class Replication:
         log = self.sessions.setdefault(self.populations[pop.name], [])
         yield env.timeout(rng.uniform(0, period))
         while True:
+            asked = env.now
             yield from self.handshake(dev, receiver, "telemetry")
             start = env.now
+            self.device_handshakes.append((pop.name, asked, start))
             end = start + interval if interval else float("inf")
             log.append((i, start, end))
             if end >= self.s.run.horizon_s:

@@ -30,7 +30,7 @@ from sim.contract import (
 from sim.errors import UserError
 from sim.model import Replication, ReplicationResult
 from sim.scenario import Scenario
-from sim.summary import summarise, with_frames
+from sim.summary import summarise, with_frames, with_handshakes
 from sim.telemetry import NotVectorizable
 
 MODES = ("sequential", "concurrent")
@@ -89,6 +89,7 @@ def simulate(
     outcomes = [r.frames for r in results if r.frames is not None]
     summary = summarise(df[df.op != "frame"] if outcomes else df, meta)
     summary.engine = Engine(name="events") if not outcomes else with_frames(summary, outcomes)
+    with_handshakes(summary, [r.device_handshakes for r in results])
     summary.wall_s = time.perf_counter() - started
     summary.peak_rss_bytes = peak_rss_bytes()
     return RunResult(df, summary)

@@ -152,6 +152,18 @@ def with_frames(summary: Summary, outcomes: list[Outcome]) -> Engine:
                   windows=sum(o.windows for o in outcomes))  # fmt: skip
 
 
+def with_handshakes(summary: Summary, per_replication: list[list[tuple[str, float, float]]]) -> None:
+    """Device handshake times (done - started) into ``summary.telemetry``: all and per population."""
+    rows = [(rep, pop, done - start) for rep, hs in enumerate(per_replication) for pop, start, done in hs]
+    if not rows:
+        return
+    df = pd.DataFrame(rows, columns=["replication", "population", "duration_s"])
+    tele = summary.telemetry
+    tele.handshake_s = describe(df.duration_s, df.replication)
+    tele.handshake_by_population = {str(p): describe(g.duration_s, g.replication) for p, g in df.groupby("population")}
+    tele.sessions = len(df) // max(1, len(per_replication))
+
+
 def mode_comparison(seq: Summary, conc: Summary) -> dict[str, Any]:
     """Relative reduction concurrent vs sequential, with a paired 95 % CI over replications.
 

@@ -78,6 +78,8 @@ def test_vectorized_equals_the_event_model_frame_by_frame(mode):
     assert ra.n == rb.n and abs(ra.mean - rb.mean) <= 1e-9
     assert ev.summary.bytes_on_wire.total == pytest.approx(vec.summary.bytes_on_wire.total, rel=1e-12)
     assert vec.summary.telemetry.quantiles == "sketch"
+    ha, hb = ev.summary.telemetry.handshake_s, vec.summary.telemetry.handshake_s  # the sessions' handshakes
+    assert ha is not None and hb is not None and ha.n == hb.n > 100 and abs(ha.mean - hb.mean) <= 1e-9
     assert vec.summary.telemetry.latency_s.mean == pytest.approx(ev.summary.telemetry.latency_s.mean, abs=1e-12)
 
 
