@@ -389,10 +389,8 @@ class Replication:
             self.env.process(self._occupy(float(size_s), link, cpu))
 
     def _occupy(self, size_s: float, link: LinkServer | None, cpu: Cpu | None) -> Gen:
-        if link is not None:
-            with link.server.request() as req:
-                yield req
-                yield self.env.timeout(size_s)
+        if link is not None:  # takes its turn on the link (sim/network.py: FIFO by the time asked)
+            link.free_s = max(self.env.now, link.free_s) + size_s
         elif cpu is not None and cpu.shared is not None:
             yield cpu.shared.run(size_s)
         elif cpu is not None and cpu.resource is not None:

@@ -28,7 +28,6 @@ class LinkServer:
     """One direction of a link: a FIFO server with counters."""
 
     name: str
-    server: simpy.Resource
     bandwidth_bps: float
     latency_s: float
     jitter_s: float
@@ -37,6 +36,9 @@ class LinkServer:
     demand_s: float = 0.0  # serialisation time asked for, including segments still queued at the end
     bytes_sent: int = 0
     retransmissions: int = 0
+    # the FIFO server: when it has served everything asked so far (requests come in time order, so a request
+    # starts at max(now, free_s): the queue without a queue object)
+    free_s: float = 0.0
     # (asked_s, service_s, granted_s) of every transmission when set: the vectorized engine replays them
     log: list[tuple[float, float, float]] | None = None
 
@@ -52,7 +54,7 @@ class Network:
         for u, v, data in graph.edges(data=True):
             bw, lat, jit, loss = data["params"].resolved()
             for a, b in ((u, v), (v, u)):
-                self.links[a, b] = LinkServer(f"{a}->{b}", simpy.Resource(env, 1), bw, lat, jit, loss)
+                self.links[a, b] = LinkServer(f"{a}->{b}", bw, lat, jit, loss)
         self._routes: dict[tuple[str, str], list[LinkServer]] = {}
 
     def route(self, src: str, dst: str) -> list[LinkServer]:
@@ -96,12 +98,12 @@ class Network:
             while True:
                 link.demand_s += service
                 asked = env.now
-                with link.server.request() as req:
-                    yield req
-                    wait += env.now - asked
-                    if link.log is not None:
-                        link.log.append((asked, service, env.now))
-                    yield env.timeout(service)
+                start = link.free_s if link.free_s > asked else asked  # FIFO: after everything asked before
+                link.free_s = start + service
+                wait += start - asked
+                if link.log is not None:
+                    link.log.append((asked, service, start))
+                yield env.timeout(link.free_s - asked)
                 link.busy_s += service
                 link.bytes_sent += size
                 if link.loss and self.rng.random() < link.loss:

@@ -95,7 +95,7 @@ def simulate(
     return RunResult(df, summary)
 
 
-MAX_PASSES = 4
+MAX_PASSES = 3
 
 
 def replicate(
