@@ -1,4 +1,6 @@
-"""Simulator speed: events per second of the model on ward-200.yaml vs a bare SimPy timeout loop.
+"""Simulator speed: events per second of the event model on ward-200.yaml (60 s of telemetry and its FL
+rounds, ``run.engine: events``) vs a bare SimPy timeout loop. The vectorized engine is measured in frames
+per second by bench/sim_scale.py.
 
 Both are measured in the same run, so the ratio holds across machines of different speed.
 Run: python bench/sim_speed.py [--replications N]
@@ -33,7 +35,7 @@ def bare_timeout_rate(n: int = 500_000) -> float:
 
 
 def model_rate(replications: int) -> tuple[float, int, float]:
-    s = load_scenario(ROOT / "scenarios" / "ward-200.yaml")
+    s = load_scenario(ROOT / "scenarios" / "ward-200.yaml", ["run.engine=events", "run.horizon_s=60"])
     t0 = time.perf_counter()
     summary = simulate(s, replications=replications).summary
     wall = time.perf_counter() - t0

@@ -176,6 +176,7 @@ class RunLayout:
     SUMMARY = "summary.json"
     SCENARIO = "scenario.yaml"
     MODES = "modes.json"  # --mode both: concurrent vs sequential
+    SERIES = "series.parquet"  # simulator: busy seconds of each shared link and host per time bin
     STATUS = "status.json"  # twin: how the run ended
     RUN_CONFIG = "run.json"  # twin: what the nodes run
     PROGRESS = "progress.json"  # twin: the aggregator's last finished round
@@ -189,6 +190,10 @@ class RunLayout:
     @property
     def spans(self) -> Path:
         return self.root / self.SPANS
+
+    @property
+    def series(self) -> Path:
+        return self.root / self.SERIES
 
     @property
     def summary(self) -> Path:

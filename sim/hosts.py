@@ -132,11 +132,15 @@ class Cpu:
         self.demand_s = 0.0  # core-seconds asked for, including work still queued at the end
         # (asked_s, work_s, done_s) of every job when set: the vectorized engine replays them beside frames
         self.log: list[tuple[float, float, float]] | None = None
+        self.series: np.ndarray | None = None  # core-seconds asked per time bin (by arrival), when tracked
+        self.bin_s = 1.0
 
     def work(self, cost_s: float) -> Generator[Any, Any, float]:
         """Do ``cost_s`` of work on these cores; returns the time spent waiting for a core (fifo only)."""
         self.demand_s += cost_s
         asked = self.env.now
+        if self.series is not None:
+            self.series[min(int(asked / self.bin_s), self.series.size - 1)] += cost_s
         if self.shared is not None:
             yield self.shared.run(cost_s)
             wait = 0.0

@@ -113,6 +113,8 @@ def shared_cores(  # type: ignore[no-untyped-def]
     done_t,
     counters,
     near,
+    series,
+    bin_s,
 ):
     """Processor sharing of frames (``arr`` sorted, their work, their references) and foreground jobs k0..
     up to ``cut``. ``state`` is [v, last]; the heap (tags, refs, size h) carries running jobs between windows
@@ -163,6 +165,7 @@ def shared_cores(  # type: ignore[no-untyped-def]
         else:
             _push(tags, refs, h, v + work_s[i], refs_in[i])
             counters[2] += work_s[i]
+            series[min(int(t / bin_s), series.size - 1)] += work_s[i]
             if m > 0:
                 near = _keep(near, kept, t, work_s[i])
                 kept += 1
@@ -186,6 +189,8 @@ def fifo_cores(  # type: ignore[no-untyped-def]
     done_t,
     counters,
     near,
+    series,
+    bin_s,
 ):
     """Run-to-completion cores: each job, in arrival order, takes the earliest free core (``free`` holds each
     core's free time). Frames write done_t[ref]; items at or after ``cut`` wait. ``near`` as in
@@ -219,6 +224,7 @@ def fifo_cores(  # type: ignore[no-untyped-def]
             free[c] = start + work_s[i]
             done_t[refs_in[i]] = free[c]
             counters[2] += work_s[i]
+            series[min(int(t / bin_s), series.size - 1)] += work_s[i]
             if m > 0:
                 near = _keep(near, kept, t, work_s[i])
                 kept += 1
@@ -284,6 +290,8 @@ def link_stage(  # type: ignore[no-untyped-def]
     jitter_s,
     rng,
     counters,
+    series,
+    bin_s,
 ):
     """A link direction (one, or a population's bank of access links, ``bank``: server = device) serving the
     frames ``o`` (from ``waiting_at``, in arrival order) and the foreground's transmissions k0.. (on a shared
@@ -294,8 +302,9 @@ def link_stage(  # type: ignore[no-untyped-def]
     the horizon, demand when asked). counters[3:5] (every kernel): the foreground's largest delay and how
     many were delayed. ``near``: the frames' transmissions in busy periods that also serve foreground (the
     only ones that can delay it; the next pass replays them in SimPy). Returns (next foreground index, near,
-    its rows)."""
+    its rows). ``series``: busy seconds per ``bin_s`` bin by service start (a shared link's)."""
     n = o.size
+    last_bin = series.size - 1
     if loss == 0.0 and (k0 >= fg_asked.size or fg_asked[k0] >= cut):  # the common case, in one loop
         for j in range(n):
             f = o[j]
@@ -308,6 +317,8 @@ def link_stage(  # type: ignore[no-untyped-def]
             fr_wait[f] += start - t
             end = start + s
             free[w] = end
+            if not bank:
+                series[min(int(start / bin_s), last_bin)] += s
             if end <= horizon:
                 busy_s[w] += s
                 sent[w] += size
@@ -369,6 +380,8 @@ def link_stage(  # type: ignore[no-untyped-def]
         start = t if t > free[w] else free[w]
         fr_wait[f] += start - t
         free[w] = start + s
+        if not bank:
+            series[min(int(start / bin_s), last_bin)] += s
         if free[w] <= horizon:
             busy_s[w] += s
             sent[w] += size

@@ -29,6 +29,7 @@ at their rate to the pod they report to.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,8 @@ from sim.scenario import DevicePopulation, Scenario, device_node
 if TYPE_CHECKING:
     from sim.telemetry import Outcome
 
+SERIES_BINS = 120  # time bins of series.parquet when run.series_bin_s is not set
+MAX_SERIES_BINS = 100_000
 HELLO_BYTES = 64  # handshake hello: random + suite identifiers
 Gen = Generator[Any, Any, Any]
 
@@ -59,6 +62,8 @@ class ReplicationResult:
     link_stats: dict[str, tuple[float, float, int, int]]  # link -> (busy_s, demand_s, bytes, retransmissions)
     frames: Outcome | None = None  # the vectorized engine's telemetry (None: frames are span rows)
     device_handshakes: list[tuple[str, float, float]] = field(default_factory=list)  # (population, start, done)
+    # busy seconds per time bin: (kind "link" | "host", capacity in cores or 1, bin_s, values) per resource
+    series: dict[str, tuple[str, int, float, np.ndarray]] = field(default_factory=dict)
 
 
 class Replication:
@@ -101,6 +106,11 @@ class Replication:
         self.sessions: dict[int, list[tuple[int, float, float]]] = {}  # population -> (device, start, end)
         self.device_handshakes: list[tuple[str, float, float]] = []  # (population, started_s, done_s)
         self.background, self.final = background or {}, final
+        self.bin_s = scenario.run.series_bin_s or scenario.run.horizon_s / SERIES_BINS
+        bins = min(MAX_SERIES_BINS, math.ceil(scenario.run.horizon_s / self.bin_s))
+        self.net.track(self.bin_s, bins)
+        for cpu in self.cpus.values():
+            cpu.series, cpu.bin_s = np.zeros(bins), self.bin_s
         if self.vectorized:  # the frames' kernels replay what SimPy serves
             for link in self.net.links.values():
                 link.log = []
@@ -151,7 +161,15 @@ class Replication:
             {ls.name: (ls.busy_s, ls.demand_s, ls.bytes_sent, ls.retransmissions) for ls in self.net.links.values()},
             frames,
             self.device_handshakes,
+            self._series(),
         )
+
+    def _series(self) -> dict[str, tuple[str, int, float, np.ndarray]]:
+        out = {ls.name: ("link", 1, self.bin_s, ls.series) for ls in self.net.links.values() if ls.series is not None}
+        out.update(
+            {c.name: ("host", c.cores, self.bin_s, c.series) for c in self.cpus.values() if c.series is not None}
+        )
+        return out
 
     # --- messages and crypto ------------------------------------------------------------------------
 

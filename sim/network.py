@@ -39,6 +39,7 @@ class LinkServer:
     # the FIFO server: when it has served everything asked so far (requests come in time order, so a request
     # starts at max(now, free_s): the queue without a queue object)
     free_s: float = 0.0
+    series: np.ndarray | None = None  # busy seconds per time bin (shared links; Network.track)
     # (asked_s, service_s, granted_s) of every transmission when set: the vectorized engine replays them
     log: list[tuple[float, float, float]] | None = None
 
@@ -56,6 +57,14 @@ class Network:
             for a, b in ((u, v), (v, u)):
                 self.links[a, b] = LinkServer(f"{a}->{b}", bw, lat, jit, loss)
         self._routes: dict[tuple[str, str], list[LinkServer]] = {}
+        self.bin_s = 1.0
+
+    def track(self, bin_s: float, bins: int) -> None:
+        """Keep each link's busy seconds per ``bin_s`` bin (by service start), except devices' access links."""
+        self.bin_s = bin_s
+        for (a, b), link in self.links.items():
+            if self.graph.nodes[a].get("kind") != "device" and self.graph.nodes[b].get("kind") != "device":
+                link.series = np.zeros(bins)
 
     def route(self, src: str, dst: str) -> list[LinkServer]:
         """Link directions on the path from src to dst (cached). A leaf (a device) has one way in and out, so
@@ -101,6 +110,8 @@ class Network:
                 start = link.free_s if link.free_s > asked else asked  # FIFO: after everything asked before
                 link.free_s = start + service
                 wait += start - asked
+                if link.series is not None:
+                    link.series[min(int(start / self.bin_s), link.series.size - 1)] += service
                 if link.log is not None:
                     link.log.append((asked, service, start))
                 yield env.timeout(link.free_s - asked)

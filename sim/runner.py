@@ -44,6 +44,7 @@ SEED_STREAMS = (
 class RunResult:
     spans: pd.DataFrame
     summary: Summary
+    series: pd.DataFrame | None = None  # busy seconds per time bin of each shared link and host
 
 
 def simulate(
@@ -92,7 +93,21 @@ def simulate(
     with_handshakes(summary, [r.device_handshakes for r in results])
     summary.wall_s = time.perf_counter() - started
     summary.peak_rss_bytes = peak_rss_bytes()
-    return RunResult(df, summary)
+    return RunResult(df, summary, series_frame(results, summary.sim_time_s))
+
+
+def series_frame(results: list[ReplicationResult], sim_time_s: float) -> pd.DataFrame:
+    """One row per replication, resource and time bin up to the run's end: busy seconds (a link's services by
+    their start; a host's work by its arrival) and utilisation = busy / (bin x capacity)."""
+    parts = []
+    for rep, r in enumerate(results):
+        for name, (kind, capacity, bin_s, values) in r.series.items():
+            n = min(values.size, max(1, math.ceil(sim_time_s / bin_s)))
+            busy = values[:n]
+            parts.append(pd.DataFrame({"replication": rep, "resource": name, "kind": kind,
+                                       "bin_start_s": np.arange(n) * bin_s, "busy_s": busy,
+                                       "utilisation": busy / (bin_s * capacity)}))  # fmt: skip
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 MAX_PASSES = 3
@@ -155,8 +170,10 @@ def utilisation(results: list[ReplicationResult]) -> dict[str, Any]:
 
 
 def write_run(result: RunResult, out_dir: Path, scenario: Scenario) -> Path:
-    """spans.parquet, summary.json and the resolved scenario.yaml in out_dir."""
+    """spans.parquet, series.parquet, summary.json and the resolved scenario.yaml in out_dir."""
     layout = RunLayout(out_dir)
     write_spans(result.spans, layout.spans)
+    if result.series is not None and len(result.series):
+        atomic_write(layout.series, result.series.to_parquet(index=False))
     atomic_write(layout.scenario, scenario.to_yaml())
     return write_summary(result.summary, out_dir)

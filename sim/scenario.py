@@ -250,6 +250,8 @@ class Run(_Strict):
     # events: every frame a SimPy process (the reference); vectorized: frames in compiled per-server kernels
     # beside the SimPy run of everything else (sim/telemetry.py); auto: vectorized when devices send frames
     engine: Literal["auto", "events", "vectorized"] = "auto"
+    # busy time of every shared link and host per bin of this width (series.parquet); default horizon_s / 120
+    series_bin_s: float | None = Field(default=None, gt=0, le=MAX_HORIZON_S)
     # the vectorized engine keeps this fraction of frames as spans (a uniform sample); statistics use all
     frame_spans: float = Field(default=0.001, ge=0, le=1)
 

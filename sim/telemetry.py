@@ -87,6 +87,7 @@ class _Server:
 
     def __init__(self, sid: int, name: str, kind: str, links: list[LinkServer] | None = None, cpu: Cpu | None = None):
         self.sid, self.name, self.kind, self.links, self.cpu = sid, name, kind, links or [], cpu
+        self.bin_s = 1.0  # the run's series bin (Network.track)
         n = max(1, len(self.links)) if kind != "host" else 1
         self.free = np.zeros(n)
         self.busy_s, self.demand_s = np.zeros(n), np.zeros(n)
@@ -151,6 +152,8 @@ def plan(rep: Replication) -> tuple[list[Population], list[_Server]]:
     except nx.NetworkXUnfeasible:
         raise NotVectorizable("frames cross one link in both directions") from None
     by_id = {srv.sid: srv for srv in servers.values()}
+    for srv in servers.values():
+        srv.bin_s = net.bin_s
     return pops, [by_id[i] for i in order]
 
 
@@ -299,8 +302,16 @@ def _serve(srv: _Server, fr: _Frames, cut: float, horizon: float, pops: list[Pop
         o, fr.t, fr.wait, fr.pop, fr.dev, fr.hop, fr.srv, route_table, wire, link.bandwidth_bps, srv.kind == "bank",
         srv.free, srv.busy_s, srv.demand_s, srv.sent, srv.lost, srv.fg_asked, srv.fg_size, srv.fg_done, srv.k,
         cut, horizon, link.loss, link.latency_s, link.jitter_s, rng, srv.counters,
+        link.series if link.series is not None else _NO_SERIES, srv.bin_s,
     )  # fmt: skip
     srv.near.append(near[:kept])
+
+
+_NO_SERIES = np.zeros(1)  # a bank's (devices' access links keep no series): written, never read
+
+
+def _cpu_series(cpu: Cpu) -> np.ndarray:
+    return cpu.series if cpu.series is not None else _NO_SERIES
 
 
 def _serve_host(srv: _Server, fr: _Frames, o: np.ndarray, cut: float, kernels: Any) -> None:
@@ -311,12 +322,13 @@ def _serve_host(srv: _Server, fr: _Frames, o: np.ndarray, cut: float, kernels: A
         srv.h, srv.k, srv.tags, srv.refs, near, kept = kernels.shared_cores(
             arr, work, o.astype(np.int64), srv.fg_asked, srv.fg_size, srv.fg_done, srv.k, cpu.cores,
             srv.state, srv.tags, srv.refs, srv.h, cut, fr.done, srv.counters, np.empty((16, 2)),
+            _cpu_series(cpu), cpu.bin_s,
         )  # fmt: skip
         fr.srv[o] = IN_SERVICE
     else:
         srv.k, served, near, kept = kernels.fifo_cores(
             arr, work, o.astype(np.int64), srv.fg_asked, srv.fg_size, srv.fg_done, srv.k, srv.core_free, cut,
-            fr.done, srv.counters, np.empty((16, 2)),
+            fr.done, srv.counters, np.empty((16, 2)), _cpu_series(cpu), cpu.bin_s,
         )  # fmt: skip
         fr.srv[o[:served]] = IN_SERVICE
     srv.near.append(near[:kept])

@@ -78,6 +78,8 @@ def test_vectorized_equals_the_event_model_frame_by_frame(mode):
     assert ra.n == rb.n and abs(ra.mean - rb.mean) <= 1e-9
     assert ev.summary.bytes_on_wire.total == pytest.approx(vec.summary.bytes_on_wire.total, rel=1e-12)
     assert vec.summary.telemetry.quantiles == "sketch"
+    sa, sb = (r.series.set_index(["resource", "bin_start_s"]).busy_s for r in (ev, vec))  # utilisation over time
+    assert sa.index.equals(sb.index) and np.abs(sa - sb).max() <= 1e-9 and sa.sum() > 0
     ha, hb = ev.summary.telemetry.handshake_s, vec.summary.telemetry.handshake_s  # the sessions' handshakes
     assert ha is not None and hb is not None and ha.n == hb.n > 100 and abs(ha.mean - hb.mean) <= 1e-9
     assert vec.summary.telemetry.latency_s.mean == pytest.approx(ev.summary.telemetry.latency_s.mean, abs=1e-12)
@@ -138,6 +140,18 @@ def test_a_frame_the_kernels_cannot_compute_falls_back_or_is_refused(tmp_path):
     assert r.summary.engine is not None and r.summary.engine.name == "events"
     with pytest.raises(UserError, match=r"run.engine: vectorized: a frame of .* spans segments"):
         simulate(load_scenario(WARD, [*sets, "run.engine=vectorized"]))
+
+
+def test_the_run_directory_holds_the_utilisation_series(tmp_path):
+    s = load_scenario(WARD, ["run.replications=2", "run.horizon_s=30", "run.series_bin_s=5"])
+    result = simulate(s)
+    runner.write_run(result, tmp_path, s)
+    series = pd.read_parquet(tmp_path / "series.parquet")
+    assert set(series.replication) == {0, 1} and set(series.bin_start_s) == {0, 5, 10, 15, 20, 25}
+    hosts = series[series.kind == "host"]
+    assert set(hosts.resource) == {"pi-1", "pi-2", "pi-3"} and (hosts.utilisation > 0).all()
+    link = series[series.resource == "gw-1->ap"]
+    assert (link.busy_s > 0).all() and (link.utilisation < 1).all()
 
 
 def test_sketch_quantiles_are_within_alpha_of_the_order_statistic():
