@@ -192,6 +192,8 @@ def simulate_frames(rep: Replication, rng: np.random.Generator, keep_fraction: f
     from sim import kernels  # numba: compiled on first use, cached beside the module
 
     pops, servers = plan(rep)
+    if not pops:  # no device sends frames: nothing to compute
+        return Outcome({}, [], 0, 0, 0, {}, 0)
     horizon = rep.env.now  # run.horizon_s, or the last round's end (run.stop_at)
     route_table = np.full((max(p.index for p in pops) + 1, max(len(p.servers) for p in pops) + 1), DONE)
     for p in pops:

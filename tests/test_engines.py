@@ -61,11 +61,16 @@ def run(engine: str, *sets: str, deterministic: bool = True) -> runner.RunResult
     return simulate(fixed_costs(s) if deterministic else s)
 
 
-@pytest.mark.parametrize("mode", ["sequential", "concurrent"])
-def test_vectorized_equals_the_event_model_frame_by_frame(mode):
+@pytest.mark.parametrize(
+    "mode, extra",
+    [("sequential", ()), ("concurrent", ()), ("concurrent", ("workload.devices.0.profile=pi4",))],
+    ids=["sequential", "concurrent", "device-compute"],
+)
+def test_vectorized_equals_the_event_model_frame_by_frame(mode, extra):
     """Deterministic ward: every frame's emission, decryption and queue wait, and every FL round, as the event
-    model computes them (to 1e-9 s); the engine says it is exact."""
-    sets = ("run.horizon_s=25", f"workload.processing.mode={mode}")
+    model computes them (to 1e-9 s); the engine says it is exact. With a device profile the devices encrypt
+    their frames and run their side of the handshakes."""
+    sets = ("run.horizon_s=25", f"workload.processing.mode={mode}", *extra)
     ev, vec = run("events", *sets), run("vectorized", *sets)
     assert vec.summary.engine is not None and vec.summary.engine.exact, vec.summary.engine
     a, b = frames(ev.spans), frames(vec.spans)
