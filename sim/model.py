@@ -46,6 +46,7 @@ from sim.scenario import DevicePopulation, Scenario, device_node
 if TYPE_CHECKING:
     from sim.telemetry import Outcome
 
+NO_DRAWS = np.random.default_rng(0)  # a device whose compute is not modelled draws nothing
 SERIES_BINS = 120  # time bins of series.parquet when run.series_bin_s is not set
 MAX_SERIES_BINS = 100_000
 HELLO_BYTES = 64  # handshake hello: random + suite identifiers
@@ -85,12 +86,18 @@ class Replication:
         self.kem = catalogue.get(w.crypto.kem)
         self.sig = catalogue.get(w.crypto.signature)
         self.aead = catalogue.get(w.crypto.aead)
-        self.net = Network(env, scenario.graph(), np.random.default_rng(net_ss), scenario.run.segment_bytes)
-        cpu_rng = np.random.default_rng(cpu_ss)
+        self.net = Network(env, scenario.graph(), net_ss, scenario.run.segment_bytes)
+        # every host and device draws its costs from its own stream (the cpu seed's children: hosts in order,
+        # then devices in order), so a change of timing elsewhere does not reshuffle its draws
+        self.cpu_ss = cpu_ss
         self.cpus = {
-            h.name: Cpu(env, h.name, h.cores, scenario.host_profile(h.name), cpu_rng, h.cpu_sharing)
-            for h in scenario.deployment.hosts
+            h.name: Cpu(env, h.name, h.cores, scenario.host_profile(h.name), self._stream(k), h.cpu_sharing)
+            for k, h in enumerate(scenario.deployment.hosts)
         }
+        self.device_base = {}  # population -> index of its first device's stream
+        k = len(scenario.deployment.hosts)
+        for pop in scenario.workload.devices:
+            self.device_base[pop.name], k = k, k + pop.count
         self.eps = {
             p.name: Endpoint(p.name, p.host, self.cpus[p.host], simpy.Resource(env, 1))
             for p in scenario.deployment.pods
@@ -100,7 +107,6 @@ class Replication:
         self.pool = self._build_pool() if mode == "concurrent" else None
         # a job thread of the aggregator: seals jobs for worker processes and opens their answers
         self.agg_thread = Endpoint(self.agg.pod, self.agg.node, self.agg.cpu)
-        self.cpu_rng = cpu_rng
         self.round_starts: list[float] = []
         self.populations = {pop.name: i for i, pop in enumerate(scenario.workload.devices)}
         self.sessions: dict[int, list[tuple[int, float, float]]] = {}  # population -> (device, start, end)
@@ -150,7 +156,7 @@ class Replication:
             from sim.telemetry import simulate_frames
 
             assert self.frame_ss is not None
-            frames = simulate_frames(self, np.random.default_rng(self.frame_ss), self.s.run.frame_spans, self.final)
+            frames = simulate_frames(self, self.frame_ss, self.s.run.frame_spans, self.final)
             self.rec.rows.extend(frames.rows)
         return ReplicationResult(
             self.rec.rows,
@@ -437,9 +443,14 @@ class Replication:
                 return
             yield env.timeout(grid_after(start, period, end) - start)
 
+    def _stream(self, k: int) -> np.random.Generator:
+        return np.random.default_rng(np.random.SeedSequence(self.cpu_ss.entropy, spawn_key=(*self.cpu_ss.spawn_key, k)))
+
     def _device_endpoints(self, pop: DevicePopulation, i: int) -> tuple[Endpoint, Endpoint]:
         node = device_node(pop, i)
-        dev = Endpoint(pop.name, node, Cpu(self.env, node, 1, self.s.device_profile(pop), self.cpu_rng))
+        profile = self.s.device_profile(pop)
+        rng = self._stream(self.device_base[pop.name] + i) if profile is not None else NO_DRAWS
+        dev = Endpoint(pop.name, node, Cpu(self.env, node, 1, profile, rng))
         pod = self.eps[pop.report_to]
         return dev, Endpoint(pod.pod, pod.node, pod.cpu)  # a receiver thread: frames do not wait for training
 

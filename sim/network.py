@@ -40,6 +40,8 @@ class LinkServer:
     # starts at max(now, free_s): the queue without a queue object)
     free_s: float = 0.0
     series: np.ndarray | None = None  # busy seconds per time bin (shared links; Network.track)
+    index: int = 0  # its random stream: the network seed's child of this index (Network.rng)
+    rng: np.random.Generator | None = None
     # (asked_s, service_s, granted_s) of every transmission when set: the vectorized engine replays them
     log: list[tuple[float, float, float]] | None = None
 
@@ -48,16 +50,24 @@ class Network:
     """Links of a NetworkX graph whose edges carry ``params: LinkParams`` (``Scenario.graph``); messages take
     ``lowest_latency_path``, the routing rule the twin's backends use too."""
 
-    def __init__(self, env: simpy.Environment, graph: nx.Graph, rng: np.random.Generator, segment_bytes: int):
-        self.env, self.rng, self.segment_bytes = env, rng, segment_bytes
+    def __init__(self, env: simpy.Environment, graph: nx.Graph, seed: np.random.SeedSequence, segment_bytes: int):
+        self.env, self.seed, self.segment_bytes = env, seed, segment_bytes
         self.graph = graph
         self.links: dict[tuple[str, str], LinkServer] = {}
         for u, v, data in graph.edges(data=True):
             bw, lat, jit, loss = data["params"].resolved()
             for a, b in ((u, v), (v, u)):
-                self.links[a, b] = LinkServer(f"{a}->{b}", bw, lat, jit, loss)
+                self.links[a, b] = LinkServer(f"{a}->{b}", bw, lat, jit, loss, index=len(self.links))
         self._routes: dict[tuple[str, str], list[LinkServer]] = {}
         self.bin_s = 1.0
+
+    def rng(self, link: LinkServer) -> np.random.Generator:
+        """A link's own random stream (loss, jitter): its draws follow its own transmissions, not every
+        link's in event order, so a change of timing elsewhere does not reshuffle them."""
+        if link.rng is None:
+            child = np.random.SeedSequence(self.seed.entropy, spawn_key=(*self.seed.spawn_key, link.index))
+            link.rng = np.random.default_rng(child)
+        return link.rng
 
     def track(self, bin_s: float, bins: int) -> None:
         """Keep each link's busy seconds per ``bin_s`` bin (by service start), except devices' access links."""
@@ -117,11 +127,11 @@ class Network:
                 yield env.timeout(link.free_s - asked)
                 link.busy_s += service
                 link.bytes_sent += size
-                if link.loss and self.rng.random() < link.loss:
+                if link.loss and self.rng(link).random() < link.loss:
                     link.retransmissions += 1
                     yield env.timeout(2 * link.latency_s + service)
                     continue
                 break
-            delay = link.latency_s + (self.rng.exponential(link.jitter_s) if link.jitter_s else 0.0)
+            delay = link.latency_s + (self.rng(link).exponential(link.jitter_s) if link.jitter_s else 0.0)
             yield env.timeout(delay)
         return wait

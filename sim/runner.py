@@ -36,7 +36,7 @@ from sim.telemetry import NotVectorizable
 MODES = ("sequential", "concurrent")
 SEED_STREAMS = (
     "SeedSequence(seed).spawn(replications); per replication .spawn(4): network, cpu, devices, fl; "
-    "vectorized engine: a fifth, frames"
+    "the network's children by link, the cpu's by host then device; vectorized engine: a fifth, frames"
 )
 
 
@@ -110,7 +110,8 @@ def series_frame(results: list[ReplicationResult], sim_time_s: float) -> pd.Data
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-MAX_PASSES = 3
+MAX_PASSES = 5
+CLOSE_ENOUGH_S = 1e-6  # a foreground delay this small ends the passes: the next one completes the frames
 
 
 def replicate(
@@ -118,9 +119,9 @@ def replicate(
 ) -> ReplicationResult:
     """One replication. The vectorized engine runs up to MAX_PASSES passes: each pass's SimPy run serves the
     frames the last pass found next to the foreground, until the kernels find no foreground item they would
-    serve later than SimPy did (then the run is the event model's, to rounding). Draws from shared streams
-    shift when the foreground's timing does, so a stochastic run may only get close: passes stop when the
-    largest delay no longer halves, and the last pass completes the frames and reports what is left."""
+    serve later than SimPy did (then the run is the event model's, to rounding). Every link, host and device
+    draws from its own stream, so a stochastic run converges too; passes end early when the largest delay is
+    under CLOSE_ENOUGH_S or no longer halves: the last pass completes the frames and reports what is left."""
     if engine != "vectorized":
         return Replication(scenario, mode, index, seed, engine).run()
     background, worst, final = None, math.inf, False
@@ -133,7 +134,7 @@ def replicate(
         if result.frames.complete and (not result.frames.perturbation or final):
             break
         delay = max(d for d, _ in result.frames.perturbation.values())
-        final, worst = delay > worst / 2, delay
+        final, worst = delay > worst / 2 or delay < CLOSE_ENOUGH_S, delay
         background = result.frames.background
     return result
 

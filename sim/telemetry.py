@@ -17,7 +17,9 @@ says by how much its foreground is optimistic (``summary.engine``). The device s
 frame's encryption must end within its period (frames of one device do not share its core) and a frame
 must leave the device's access link before the next session's handshake uses it.
 
-Randomness: a sixth stream per replication ("frames"): costs that vary, jitter, loss and the span sample.
+Randomness: a fifth stream per replication ("frames"), split into one child per server (jitter, loss) and per
+population and operation (costs that vary), and one for the span sample: each draws for its own items in time
+order, so the window cuts do not change a run.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ class Population:
     enc_s: float | None  # constant cost, None: sampled per frame (or 0.0: device compute not modelled)
     dec_s: float | None
     sessions: list[tuple[int, float, float]] = field(default_factory=list)  # (device, start_s, end_s)
+    enc_rng: np.random.Generator | None = None  # the costs' streams (simulate_frames)
+    dec_rng: np.random.Generator | None = None
 
 
 @dataclass
@@ -88,6 +92,7 @@ class _Server:
     def __init__(self, sid: int, name: str, kind: str, links: list[LinkServer] | None = None, cpu: Cpu | None = None):
         self.sid, self.name, self.kind, self.links, self.cpu = sid, name, kind, links or [], cpu
         self.bin_s = 1.0  # the run's series bin (Network.track)
+        self.rng = np.random.default_rng(0)  # its own stream (simulate_frames)
         n = max(1, len(self.links)) if kind != "host" else 1
         self.free = np.zeros(n)
         self.busy_s, self.demand_s = np.zeros(n), np.zeros(n)
@@ -183,7 +188,24 @@ class _Frames:
             setattr(self, name, getattr(self, name)[mask])
 
 
-def simulate_frames(rep: Replication, rng: np.random.Generator, keep_fraction: float, final: bool = True) -> Outcome:
+def stream(seed: np.random.SeedSequence, *key: int) -> np.random.Generator:
+    """The child ``key`` of the frames' seed: one stream per server (jitter, loss) and per population and
+    operation (costs), so draws follow each one's own items in time order whatever the window cuts."""
+    return np.random.default_rng(np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, *key)))
+
+
+def _streams(seed: np.random.SeedSequence, pops: list[Population], servers: list[_Server]) -> np.random.Generator:
+    """Give each server and population its streams; returns the span sample's."""
+    for srv in servers:
+        srv.rng = stream(seed, 0, srv.sid)
+    for p in pops:
+        p.enc_rng, p.dec_rng = stream(seed, 1, p.index, 0), stream(seed, 1, p.index, 1)
+    return stream(seed, 2)
+
+
+def simulate_frames(
+    rep: Replication, seed: np.random.SeedSequence, keep_fraction: float, final: bool = True
+) -> Outcome:
     """Compute every frame of a replication whose SimPy part (with logs on) has run; see the module doc.
 
     Unless ``final``, stop at the foreground's last instant if the frames delayed it by then (the outcome is
@@ -199,9 +221,10 @@ def simulate_frames(rep: Replication, rng: np.random.Generator, keep_fraction: f
     for p in pops:
         route_table[p.index, : len(p.servers)] = p.servers
     sketches = {p.name: LatencySketch() for p in pops}
+    sample = _streams(seed, pops, servers)
     rows: list[SpanRow] = []
     rate = sum(p.count / p.period_s for p in pops)
-    window = min(horizon, max(max(p.period_s for p in pops), WINDOW_FRAMES / max(rate, 1e-9)))
+    window = min(horizon, max(1e-3, WINDOW_FRAMES / max(rate, 1e-9)))
     # sessions per population: device, next emission, end (the next handshake starts at the first time >= end)
     sess = {p.index: np.array(p.sessions, dtype=float).reshape(-1, 3) for p in pops}
     for p in pops:
@@ -221,14 +244,14 @@ def simulate_frames(rep: Replication, rng: np.random.Generator, keep_fraction: f
             t1 = math.nextafter(last_fg, math.inf)  # every foreground item is asked and done before this cut
         windows += 1
         for p in pops:
-            _emit(p, sess[p.index], nxt[p.index], t0, t1, rng, fr, route_table, rep, kernels)
+            _emit(p, sess[p.index], nxt[p.index], t0, t1, fr, route_table, rep, kernels)
         for srv in servers:
-            _serve(srv, fr, t1, horizon, pops, route_table, rng, kernels)
+            _serve(srv, fr, t1, horizon, pops, route_table, kernels)
         finished = fr.done < t1
         if finished.any():
             done_frames += int(finished.sum())
             frame_bytes += int(sum(wire[i] * c for i, c in enumerate(np.bincount(fr.pop[finished])) if c))
-            _record(rep, pops, fr, finished, sketches, rows, rng, keep_fraction)
+            _record(rep, pops, fr, finished, sketches, rows, sample, keep_fraction)
             _compact(fr, finished, servers)
         t0 = t1
         if not checked and t1 > last_fg:
@@ -256,7 +279,7 @@ def _outcome(servers: list[_Server], sketches: dict[str, LatencySketch], rows: l
                    complete=complete)  # fmt: skip
 
 
-def _emit(p: Population, sess: np.ndarray, nxt: np.ndarray, t0: float, t1: float, rng: np.random.Generator,
+def _emit(p: Population, sess: np.ndarray, nxt: np.ndarray, t0: float, t1: float,
           fr: _Frames, route_table: np.ndarray, rep: Replication, kernels: Any) -> None:  # fmt: skip
     live = np.flatnonzero((nxt < t1) & (nxt < sess[:, 2]))
     if live.size == 0:
@@ -273,14 +296,14 @@ def _emit(p: Population, sess: np.ndarray, nxt: np.ndarray, t0: float, t1: float
     enc = p.enc_s
     device_profile = rep.s.device_profile(rep.s.workload.devices[p.index])
     if enc is None:
-        cost = device_profile.costs_s(f"{rep.aead.name}.encrypt", rng, p.payload_bytes, n)  # type: ignore[union-attr]
+        cost = device_profile.costs_s(f"{rep.aead.name}.encrypt", p.enc_rng, p.payload_bytes, n)  # type: ignore[union-attr, arg-type]
         t = emit + cost
     else:
         t = emit + enc if enc else emit.copy()
     dec = p.dec_s
     host_profile = rep.eps[rep.s.workload.devices[p.index].report_to].cpu.profile
     work = (np.full(n, dec) if dec is not None
-            else host_profile.costs_s(f"{rep.aead.name}.decrypt", rng, p.payload_bytes, n))  # type: ignore[union-attr]  # fmt: skip
+            else host_profile.costs_s(f"{rep.aead.name}.decrypt", p.dec_rng, p.payload_bytes, n))  # type: ignore[union-attr, arg-type]  # fmt: skip
     fr.append(
         pop=np.full(n, p.index, dtype=np.int32), dev=sess[session, 0].astype(np.int32), emit=emit, t=t,
         hop=np.zeros(n, dtype=np.int32), srv=np.full(n, route_table[p.index, 0], dtype=np.int64),
@@ -289,7 +312,7 @@ def _emit(p: Population, sess: np.ndarray, nxt: np.ndarray, t0: float, t1: float
 
 
 def _serve(srv: _Server, fr: _Frames, cut: float, horizon: float, pops: list[Population],
-           route_table: np.ndarray, rng: np.random.Generator, kernels: Any) -> None:  # fmt: skip
+           route_table: np.ndarray, kernels: Any) -> None:  # fmt: skip
     o, ordered = kernels.waiting_at(fr.srv, srv.sid, fr.t, cut)
     if not ordered:
         o = o[np.argsort(fr.t[o], kind="stable")]
@@ -303,7 +326,7 @@ def _serve(srv: _Server, fr: _Frames, cut: float, horizon: float, pops: list[Pop
     srv.k, near, kept = kernels.link_stage(
         o, fr.t, fr.wait, fr.pop, fr.dev, fr.hop, fr.srv, route_table, wire, link.bandwidth_bps, srv.kind == "bank",
         srv.free, srv.busy_s, srv.demand_s, srv.sent, srv.lost, srv.fg_asked, srv.fg_size, srv.fg_done, srv.k,
-        cut, horizon, link.loss, link.latency_s, link.jitter_s, rng, srv.counters,
+        cut, horizon, link.loss, link.latency_s, link.jitter_s, srv.rng, srv.counters,
         link.series if link.series is not None else _NO_SERIES, srv.bin_s,
     )  # fmt: skip
     srv.near.append(near[:kept])

@@ -88,7 +88,7 @@ def test_one_routing_rule_for_the_simulator_and_the_twin():
     s = load_scenario(SCENARIOS / "ward-200.yaml")
     device, host = "ecg-patch-1#0", s.pods("client")[0].host
     path = s.route(device, host)
-    net = Network(simpy.Environment(), s.graph(), np.random.default_rng(0), 65536)
+    net = Network(simpy.Environment(), s.graph(), np.random.SeedSequence(0), 65536)
     assert [link.name for link in net.route(device, host)] == [f"{a}->{b}" for a, b in itertools.pairwise(path)]
     hops = [LinkShape(*p.resolved()) for _, _, p in s.route_links(device, host)]
     assert len(hops) == len(path) - 1 >= 2

@@ -16,7 +16,7 @@ def one_link(bandwidth_bps: float, latency_s: float, loss: float = 0.0, segment_
     env = simpy.Environment()
     g = nx.Graph()
     g.add_edge("a", "b", params=LinkParams(bandwidth_bps=bandwidth_bps, latency_s=latency_s, jitter_s=0, loss=loss))
-    return env, Network(env, g, np.random.default_rng(seed), segment_bytes)
+    return env, Network(env, g, np.random.SeedSequence(seed), segment_bytes)
 
 
 @pytest.mark.parametrize("nbytes", [1, 1500, 1_000_000, 3_333_333])
@@ -34,7 +34,7 @@ def test_two_hops_pipeline_segments():
     p = LinkParams(bandwidth_bps=8e6, latency_s=0.0)
     g.add_edge("a", "s", params=p)
     g.add_edge("s", "b", params=p)
-    net = Network(env, g, np.random.default_rng(0), segment_bytes=1000)
+    net = Network(env, g, np.random.SeedSequence(0), segment_bytes=1000)
     env.run(env.process(net.transfer("a", "b", 10_000)))
     # 10 segments of 1 ms: the last leaves hop 1 at 10 ms, hop 2 at 11 ms (store-and-forward: 20 ms)
     assert env.now == pytest.approx(0.011)

@@ -1,0 +1,73 @@
+"""The command line starts light: ``--help`` and option mistakes import no model, no data frame, no twin.
+
+Which modules load is checked, not how long it takes (machines are noisy: bench/startup.py times it).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from pqtwin import cli
+from sim import cost as costs
+from sim import scenario as scn
+
+from .conftest import ROOT, SCENARIOS
+
+# What a command imports when it runs, never before (pydantic: typer's own, for the values of a command's options)
+HEAVY = ("pandas", "numpy", "pyarrow", "scipy", "simpy", "networkx", "yaml", "kubernetes", "cryptography", "hw")
+
+
+def loaded_after(*args: str) -> tuple[int, set[str]]:
+    """Run ``pqtwin ARGS`` in a fresh interpreter; its exit code and which of HEAVY (and pydantic) it loaded."""
+    code = (
+        "import json, sys\n"
+        "from pqtwin.cli import run\n"
+        f"rc = run({list(args)!r})\n"
+        f"names = {[*HEAVY, 'pydantic']!r}\n"
+        "print(json.dumps([rc, [n for n in names if n in sys.modules]]), file=sys.stderr)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    rc, names = json.loads(res.stderr.strip().splitlines()[-1])
+    return rc, set(names)
+
+
+def test_the_help_limits_are_the_models_own() -> None:
+    assert cli.MAX_SEED == scn.MAX_SEED
+    assert cli.MAX_REPLICATIONS == scn.MAX_REPLICATIONS
+    assert cli.MAX_ROUNDS == scn.MAX_ROUNDS
+    assert cli.DEFAULT_MAX_MEMORY_GIB == costs.DEFAULT_MAX_MEMORY_GIB
+    assert cli.DEFAULT_MAX_MINUTES == costs.DEFAULT_MAX_MINUTES
+
+
+def test_importing_the_cli_loads_no_model() -> None:
+    code = f"import sys, pqtwin.cli; print([m for m in {[*HEAVY, 'pydantic', 'sim']!r} if m in sys.modules])"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
+
+
+def test_help_loads_no_model() -> None:
+    assert loaded_after("--help") == (0, set())
+    for command in (["sim"], ["scenario"], ["scenario", "check"], ["calibrate"], ["hw"], ["hw", "run"], ["node"],
+                    ["compare"]):  # fmt: skip
+        assert loaded_after(*command, "--help") == (0, set()), command
+
+
+def test_an_option_mistake_loads_no_model() -> None:
+    rc, names = loaded_after("sim", str(SCENARIOS / "paper-3node.yaml"), "--seed", "-1")
+    assert rc == 2 and names <= {"pydantic"}, names
+
+
+def test_summaries_need_no_scipy() -> None:
+    """scipy is a test-only dependency: the confidence intervals of every summary come from sim/stats.py."""
+    code = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from sim.summary import ci95\n"
+        "print(ci95(np.arange(5.0)), 'scipy' in sys.modules)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split()[-1] == "False", res.stdout
