@@ -351,6 +351,53 @@ def loadavg() -> str:
         return "unknown"
 
 
+def svg_plot(report: dict[str, Any], width: int = 640, height: int = 400) -> str:
+    """Wall time against devices, log-log: each engine (measured: dots; extrapolated: hollow) and the bare SimPy
+    loop ticking the same frames; the 10 s goal as a line. Plain SVG: no plotting library needed."""
+    series: dict[str, list[tuple[float, float, bool]]] = {}
+    for c in report["cases"]:
+        wall = c.get("wall_s") if c.get("status") == "ok" else (c.get("extrapolation") or {}).get("wall_s")
+        if wall:
+            series.setdefault(c["engine_asked"], []).append((c["devices"], float(wall), c.get("status") == "ok"))
+    series["bare SimPy loop"] = [(b["devices"], float(b["wall_s"]), not b["scaled"]) for b in report["baselines"]]
+    points = [p for pts in series.values() for p in pts] + [(1, 10.0, True)]
+    xs, ys = [math.log10(p[0]) for p in points], [math.log10(p[1]) for p in points]
+    x0, x1, y0, y1 = math.floor(min(xs)), math.ceil(max(xs)), math.floor(min(ys)), math.ceil(max(ys))
+    x0 = max(x0, math.floor(min(math.log10(p[0]) for pts in series.values() for p in pts)))
+    left, right, top, bottom = 70, width - 170, 20, height - 50
+
+    def at(d: float, w: float) -> tuple[float, float]:
+        fx, fy = (math.log10(d) - x0) / max(1, x1 - x0), (math.log10(w) - y0) / max(1, y1 - y0)
+        return left + fx * (right - left), bottom - fy * (bottom - top)
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+           'font-size="12"><rect width="100%" height="100%" fill="white"/>']  # fmt: skip
+    for e in range(x0, x1 + 1):
+        x, _ = at(10**e, 10**y0)
+        out.append(f'<line x1="{x}" y1="{top}" x2="{x}" y2="{bottom}" stroke="#ddd"/>'
+                   f'<text x="{x}" y="{bottom + 16}" text-anchor="middle">{10**e:,}</text>')  # fmt: skip
+    for e in range(y0, y1 + 1):
+        _, y = at(10**x0, 10**e)
+        out.append(f'<line x1="{left}" y1="{y}" x2="{right}" y2="{y}" stroke="#ddd"/>'
+                   f'<text x="{left - 6}" y="{y + 4}" text-anchor="end">{10**e:g} s</text>')  # fmt: skip
+    _, goal = at(10**x0, 10.0)
+    out.append(f'<line x1="{left}" y1="{goal}" x2="{right}" y2="{goal}" stroke="#d62728" stroke-dasharray="4 3"/>')
+    out.append(f'<text x="{right + 6}" y="{goal + 4}" fill="#d62728">goal 10 s</text>')
+    colours = {"vectorized": "#1f77b4", "events": "#ff7f0e", "bare SimPy loop": "#7f7f7f"}
+    for i, (name, pts) in enumerate(series.items()):
+        colour = colours.get(name, "#2ca02c")
+        xy = [at(d, w) for d, w, _ in sorted(pts)]
+        out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" '
+                   f'points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in xy)}"/>')  # fmt: skip
+        for (x, y), (_, _, measured) in zip(xy, sorted(pts), strict=True):
+            fill = colour if measured else "white"
+            out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{fill}" stroke="{colour}"/>')
+        out.append(f'<text x="{right + 6}" y="{top + 16 * (i + 2)}" fill="{colour}">{name}</text>')
+    out.append(f'<text x="{(left + right) / 2}" y="{height - 10}" text-anchor="middle">devices (1 frame/s each, '
+               f'{report["horizon_s"]:g} s simulated; hollow: extrapolated)</text></svg>')  # fmt: skip
+    return "\n".join(out) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--devices", type=int, nargs="+", default=[100, 1_000, 10_000])
@@ -363,6 +410,7 @@ def main() -> None:
     ap.add_argument("--baseline-frames", type=int, default=2_000_000, help="most frames the bare loop runs")
     ap.add_argument("--quick", action="store_true", help="smoke run: 100 and 1,000 devices x 60 s")
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
+    ap.add_argument("--plot", type=Path, help="write a log-log SVG of wall time against devices here")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--engine", choices=ENGINES, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -393,6 +441,10 @@ def main() -> None:
     moved = f" -> {after}: CHANGED during the run (cases may have run different code)" if after != source_before else ""
     print(f"sim/*.py digest {source_before}{moved}")
     print(f"\nload average after: {report['loadavg_after']}")
+    if args.plot:
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        args.plot.write_text(svg_plot(report))
+        print(f"wrote {args.plot}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
