@@ -56,8 +56,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/sim_speed.py
+	$(BIN)/python bench/sim_scale.py
 	$(BIN)/python bench/crypto_overhead.py
 	$(BIN)/python bench/twin_fidelity.py
+	$(BIN)/python bench/startup.py  # help <= 0.3 s, the paper scenario x 30 in both modes <= 1.5 s (issue 11)
 
 # The malformed-input corpus at full size: >= 2,000 cases, 0 tracebacks, hangs or runs over 1 GiB (make test runs
 # a few hundred of them: tests/test_input_hardening.py)

@@ -8,6 +8,10 @@ typer's (a bad option value) are flattened to one line too, and anything unexpec
 
 Commands that write a directory (``sim``, ``hw run``, ``compare``, ``calibrate --backend k8s``) claim it first
 (hw/rundir.py): one run at a time, and a non-empty one only with ``--force``.
+
+Start-up: this module imports typer and rich only; every command imports what it needs (pandas, pydantic,
+networkx, simpy, the twin...) when it runs, so ``pqtwin --help``, a command's ``--help`` and a mistake in an
+option cost no more than typer (bench/startup.py; tests/test_cli_imports.py keeps it so).
 """
 
 from __future__ import annotations
@@ -23,34 +27,49 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
+from typer.core import TyperGroup
 
-from hw import rundir
-from hw.attack import ATTACKS
-from hw.calibrate import calibrate, write_profile
-from hw.compare import COMPARE_JSON, COMPARE_PNG, compare_dirs, write_outputs
-from hw.fit import fit_from_run
-from pqtwin.tables import fidelity_line, modes_table, render_table, summary_table
-from sim import cost as costs
-from sim import scenario as scn
-from sim.contract import RunLayout, Summary, write_json
-from sim.errors import UserError, shorten
-from sim.loading import exists
-from sim.runner import MODES, RunResult, simulate, write_run
-from sim.summary import mode_comparison
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from sim import cost as costs
+    from sim import scenario as scn
+    from sim.contract import Summary
+    from sim.runner import RunResult
+
+# Limits the options show in --help, copied so that building the command imports no model (sim.scenario and
+# sim.cost pull pydantic, networkx and pandas: 0.5 s); tests/test_cli_imports.py checks they equal the originals.
+MAX_SEED = 2**63 - 1  # sim.scenario.MAX_SEED
+MAX_REPLICATIONS = 10_000  # sim.scenario.MAX_REPLICATIONS
+MAX_ROUNDS = 100_000  # sim.scenario.MAX_ROUNDS
+DEFAULT_MAX_MEMORY_GIB = 1.0  # sim.cost.DEFAULT_MAX_MEMORY_GIB
+DEFAULT_MAX_MINUTES = 10.0  # sim.cost.DEFAULT_MAX_MINUTES
+
+
+class _Group(TyperGroup):
+    """A command group whose --help flag is False when not given. typer (0.29) leaves it None and converts that
+    to a bool through pydantic, imported for it: 0.1 s of every ``pqtwin sim --help`` (a bool is let through)."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None and option.default is None:
+            option.default = False
+        return option
+
 
 app = typer.Typer(
+    cls=_Group,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="PQ-IoMT Twin: simulate post-quantum secured federated learning for IoMT.",
 )
-scenario_app = typer.Typer(no_args_is_help=True, help="Scenario files: JSON Schema and validation.")
+scenario_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Scenario files: JSON Schema and validation.")
 app.add_typer(scenario_app, name="scenario")
 STDOUT = Console()
 STDERR = Console(stderr=True)
@@ -66,6 +85,8 @@ def _say(text: str) -> None:
 
 
 def _warn(text: str) -> None:
+    from sim.errors import shorten
+
     STDERR.print(Text.assemble(("warning:", "yellow"), " ", shorten(text, 2000)), soft_wrap=True, highlight=False)
 
 
@@ -73,6 +94,8 @@ def _text(value: str | None) -> str | None:
     """A text option: UTF-8 (argv keeps other bytes as lone surrogates, which no YAML or API takes), short."""
     if value is None:
         return value
+    from sim.errors import shorten
+
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -94,7 +117,7 @@ Out = Annotated[
     str | None, typer.Option("--out", help="run directory, new or empty (default runs/<name>, hw: runs/<name>-hw)")
 ]
 Force = Annotated[bool, typer.Option("--force", help="replace an earlier run in --out (its outputs only)")]
-Seed = Annotated[int | None, typer.Option(min=0, max=scn.MAX_SEED, help="root seed (default: run.seed)")]
+Seed = Annotated[int | None, typer.Option(min=0, max=MAX_SEED, help="root seed (default: run.seed)")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override: dotted.path=value")]
 MaxMemory = Annotated[
     float,
@@ -118,6 +141,9 @@ def _out_path(raw: str | None) -> Path | None:
     """--out as a path, checked before any work starts (None: not given)."""
     if raw is None:
         return None
+    from hw import rundir
+    from sim.errors import UserError
+
     if not raw.strip():
         raise UserError(f"--out: give a directory (got {raw!r})")
     out = Path(raw)
@@ -128,6 +154,8 @@ def _out_path(raw: str | None) -> Path | None:
 @scenario_app.command("schema")
 def scenario_schema() -> None:
     """Print the JSON Schema of scenario files."""
+    from sim import scenario as scn
+
     typer.echo(json.dumps(scn.schema(), indent=2))
 
 
@@ -135,11 +163,13 @@ def scenario_schema() -> None:
 def scenario_check(
     file: Path,
     set_: SetOpt = None,
-    replications: Annotated[int | None, typer.Option(min=1, max=scn.MAX_REPLICATIONS)] = None,
-    max_memory_gib: MaxMemory = costs.DEFAULT_MAX_MEMORY_GIB,
-    max_minutes: MaxMinutes = costs.DEFAULT_MAX_MINUTES,
+    replications: Annotated[int | None, typer.Option(min=1, max=MAX_REPLICATIONS)] = None,
+    max_memory_gib: MaxMemory = DEFAULT_MAX_MEMORY_GIB,
+    max_minutes: MaxMinutes = DEFAULT_MAX_MINUTES,
 ) -> None:
     """Validate a scenario file (schema, references, profiles, routes) and estimate what simulating it costs."""
+    from sim import scenario as scn
+
     s = scn.load_scenario(file, set_)
     cost = _check_cost(s, replications, 1, max_memory_gib, max_minutes)
     n_dev = sum(p.count for p in s.workload.devices)
@@ -150,6 +180,9 @@ def scenario_check(
 def _check_cost(s: scn.Scenario, reps: int | None, modes: int, max_memory_gib: float,
                 max_minutes: float) -> costs.Cost:  # fmt: skip
     """Refuse a simulation over budget before it starts; warn about a long one."""
+    from sim import cost as costs
+    from sim.errors import UserError
+
     cost = costs.estimate(s, reps, modes)
     problem = costs.budget_problem(s, cost, max_memory_gib, max_minutes)
     if problem:
@@ -165,17 +198,24 @@ def sim_cmd(
     out_dir: Out = None,
     seed: Seed = None,
     replications: Annotated[
-        int | None, typer.Option(min=1, max=scn.MAX_REPLICATIONS, help="default: run.replications")
+        int | None, typer.Option(min=1, max=MAX_REPLICATIONS, help="default: run.replications")
     ] = None,
     mode: Annotated[str | None, typer.Option(callback=_text, help="sequential | concurrent | both")] = None,
     set_: SetOpt = None,
     profile: Annotated[Path | None, typer.Option(help="profile file for every host")] = None,
     profile_run: Annotated[bool, typer.Option("--profile-run", help="write a pyinstrument HTML profile")] = False,
     force: Force = False,
-    max_memory_gib: MaxMemory = costs.DEFAULT_MAX_MEMORY_GIB,
-    max_minutes: MaxMinutes = costs.DEFAULT_MAX_MINUTES,
+    max_memory_gib: MaxMemory = DEFAULT_MAX_MEMORY_GIB,
+    max_minutes: MaxMinutes = DEFAULT_MAX_MINUTES,
 ) -> None:
     """Simulate a scenario; write spans.parquet and summary.json and print a table."""
+    from hw import rundir
+    from pqtwin.tables import modes_table, summary_table
+    from sim import scenario as scn
+    from sim.errors import UserError, shorten
+    from sim.loading import exists
+    from sim.runner import MODES
+
     if mode is not None and mode not in (*MODES, "both"):
         raise UserError(f"--mode: must be sequential, concurrent or both (got {shorten(repr(mode))})")
     if profile is not None and not exists(profile):
@@ -201,6 +241,10 @@ def sim_cmd(
 
 def _simulate_into(s: scn.Scenario, modes: list[str], out: Path, seed: int | None, reps: int | None,
                    profile_run: bool) -> tuple[dict[str, RunResult], dict[str, Any] | None]:  # fmt: skip
+    from sim.contract import RunLayout, write_json
+    from sim.runner import write_run
+    from sim.summary import mode_comparison
+
     profiler = _start_profiler() if profile_run else None
     runs: dict[str, RunResult] = {}
     for m in modes:
@@ -230,6 +274,8 @@ def _writing(out: Path) -> Iterator[None]:
         inside = first.filename is not None and _within(Path(str(first.filename)), out)
         if first.errno not in WRITE_ERRORS and not inside:
             raise  # not about the output: a bug or the machine, for the safety net
+        from sim.errors import UserError
+
         raise UserError(f"{first.filename or out}: cannot write: {first.strerror or first}") from None
 
 
@@ -257,10 +303,19 @@ def _start_profiler() -> Any:
     return p
 
 
+def _progress(label: str | None) -> Progress:
+    """A progress bar on stderr that disappears when done; ``label``: a fixed description (None: the task's)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    text = TextColumn("{task.description:<28}") if label is None else TextColumn(label)
+    return Progress(text, BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=STDERR, transient=True)
+
+
 def _run_with_progress(s: scn.Scenario, mode: str, seed: int | None, reps: int | None) -> RunResult:
+    from sim.runner import simulate
+
     total = reps or s.run.replications
-    columns = (TextColumn(f"{s.name} [{mode}]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=STDERR, transient=True) as bar:
+    with _progress(f"{s.name} [{mode}]") as bar:
         task = bar.add_task("replications", total=total)
         return simulate(s, mode, seed, reps, progress=lambda done: bar.update(task, completed=done))
 
@@ -297,6 +352,8 @@ def calibrate_cmd(
     """Measure this machine's crypto, serialisation and FL compute costs into a calibration profile
     (--backend k8s: every node of a Kubernetes cluster, one profile per node in the --out directory;
     --from-run HW_DIR: the run's profile plus the overheads of the twin's code paths, fitted from its spans)."""
+    from sim.errors import UserError, shorten
+
     if from_run:
         _calibrate_from_run(from_run, base, out, name)
         return
@@ -307,9 +364,10 @@ def calibrate_cmd(
     if backend != "local":
         raise UserError(f"--backend: must be local or k8s (got {shorten(repr(backend))})")
     _check_profile_out(out)
+    from hw.calibrate import calibrate, write_profile
+
     names = [a.strip() for a in algorithms.split(",") if a.strip()] if algorithms else None
-    columns = (TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=STDERR, transient=True) as bar:
+    with _progress(None) as bar:
         task = bar.add_task("calibrating", total=1)
 
         def step(op: str, done: int, total: int) -> None:
@@ -325,6 +383,10 @@ def calibrate_cmd(
 
 def _check_profile_out(out: Path) -> None:
     """A profile file we can write: a .yaml name, not a directory, in a directory that exists."""
+    from hw import rundir
+    from sim.errors import UserError, shorten
+    from sim.loading import exists
+
     if out.suffix not in (".yaml", ".yml"):
         raise UserError(f"--out: profile files end in .yaml (got {shorten(repr(str(out)), 200)})")
     rundir.check_out(out.parent)
@@ -336,6 +398,11 @@ def _check_profile_out(out: Path) -> None:
 
 def _calibrate_from_run(run_dirs: list[Path], base: Path | None, out: Path, name: str | None) -> None:
     _check_profile_out(out)
+    from hw.calibrate import write_profile
+    from hw.fit import fit_from_run
+    from sim.errors import UserError, shorten
+    from sim.loading import exists
+
     if base is not None and not exists(base):
         raise UserError(f"--base: file not found (got {shorten(repr(str(base)), 200)})")
     fit = fit_from_run(run_dirs, base)
@@ -351,7 +418,9 @@ def _calibrate_from_run(run_dirs: list[Path], base: Path | None, out: Path, name
 def _calibrate_k8s(out: Path, provider: str | None, algorithms: str | None, quick: bool, nodes: str | None,
                    kubeconfig: Path | None, context: str | None, namespace: str | None, image: str | None,
                    keep: bool, dry_run: bool, force: bool) -> None:  # fmt: skip
+    from hw import rundir
     from hw.k8s import calibrate_k8s
+    from sim.errors import UserError
 
     if out.suffix in (".yaml", ".yml"):
         raise UserError(f"--out: with --backend k8s, a directory for one profile per node (got {str(out)!r})")
@@ -372,8 +441,7 @@ def _calibrate_k8s(out: Path, provider: str | None, algorithms: str | None, quic
     if dry_run:
         typer.echo(calibrate_k8s(out, dry_run=True, **options)["manifests"], nl=False)
         return
-    columns = (TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=STDERR, transient=True) as bar:
+    with _progress(None) as bar:
         task = bar.add_task("calibration Jobs", total=len(node_list) if node_list else None)
 
         def step(node: str, done: int, total: int) -> None:
@@ -385,7 +453,7 @@ def _calibrate_k8s(out: Path, provider: str | None, algorithms: str | None, quic
         _say(f"profile: {path} (node {node})")
 
 
-hw_app = typer.Typer(no_args_is_help=True, help="The hardware twin: run a scenario for real.")
+hw_app = typer.Typer(cls=_Group, no_args_is_help=True, help="The hardware twin: run a scenario for real.")
 app.add_typer(hw_app, name="hw")
 
 
@@ -400,7 +468,7 @@ def hw_run_cmd(
         str | None, typer.Option(callback=_text, help="sequential | concurrent (default: the scenario's)")
     ] = None,
     rounds: Annotated[
-        int | None, typer.Option(min=1, max=scn.MAX_ROUNDS, help="FL rounds (default: the scenario's)")
+        int | None, typer.Option(min=1, max=MAX_ROUNDS, help="FL rounds (default: the scenario's)")
     ] = None,
     seed: Seed = None,
     set_: SetOpt = None,
@@ -425,6 +493,13 @@ def hw_run_cmd(
     max_memory_gib: TwinMemory = None,
 ) -> None:
     """Run a scenario on the hardware twin; writes spans.parquet, summary.json and status.json."""
+    from hw import rundir
+    from hw.attack import ATTACKS
+    from sim import cost as costs
+    from sim import scenario as scn
+    from sim.errors import UserError, shorten
+    from sim.runner import MODES
+
     if backend not in ("local", "k8s"):
         raise UserError(f"--backend: must be local or k8s (got {shorten(repr(backend))})")
     if backend == "k8s" and attack is not None:
@@ -456,9 +531,7 @@ def hw_run_cmd(
         return
     from hw.local import run_local  # after every check: the twin's modules are only needed to run it
 
-    columns = (TextColumn(f"{s.name} [hw {backend}, {run_mode}]"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())  # fmt: skip
-    with rundir.claimed(out, force), _writing(out), Progress(*columns, console=STDERR, transient=True) as bar:
+    with rundir.claimed(out, force), _writing(out), _progress(f"{s.name} [hw {backend}, {run_mode}]") as bar:
         task = bar.add_task("rounds", total=n)
         if backend == "k8s":
             from hw.k8s import run_k8s
@@ -475,6 +548,9 @@ def hw_run_cmd(
 def _report_twin_run(summary: Summary, out_dir: Path) -> None:
     """What a twin run printed: its KPIs, accuracy, security events, dropouts and the machine's load; a run that did
     not complete is a one-line error."""
+    from pqtwin.tables import summary_table
+    from sim.errors import UserError
+
     STDOUT.print(summary_table(summary))
     acc = ", ".join(f"{a:.3f}" for a in summary.accuracy_per_round)
     if summary.initial_accuracy is not None:
@@ -498,6 +574,8 @@ def node_cmd(
 ) -> None:
     """Run one pod of a twin run (the backends start these; the same program runs in Kubernetes pods)."""
     from hw.node import main as node_main
+    from sim.errors import UserError
+    from sim.loading import exists
 
     if not exists(run_dir / "run.json"):
         raise UserError(f"--run-dir: no run.json in {run_dir} (start runs with `pqtwin hw run`)")
@@ -513,6 +591,11 @@ def compare_cmd(
     force: Annotated[bool, typer.Option("--force", help="replace an earlier report in the output dir")] = False,
 ) -> None:
     """Simulated vs measured: per metric, the error in % with its 95 % bootstrap CI (table, JSON, PNG)."""
+    from hw import rundir
+    from hw.compare import COMPARE_JSON, COMPARE_PNG, compare_dirs, write_outputs
+    from pqtwin.tables import fidelity_line, render_table
+    from sim.contract import RunLayout
+
     out = _out_path(out_dir) or Path(hw_dir) / RunLayout.COMPARE
     result = compare_dirs(sim_dir, hw_dir)
     report = (COMPARE_JSON, COMPARE_PNG)
@@ -539,9 +622,6 @@ def run(argv: list[str] | None = None) -> int:
     try:
         rv = app(args=argv, prog_name="pqtwin", standalone_mode=False)
         return rv if isinstance(rv, int) else 0
-    except UserError as exc:
-        _error(exc.lines)
-        return 2
     except ClickException as exc:  # typer's own checks: a bad option value, a missing argument
         if type(exc).__name__ == "NoArgsIsHelpError":  # typer has printed the help
             return int(getattr(exc, "exit_code", 2))
@@ -553,17 +633,25 @@ def run(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # stdout closed early (`pqtwin scenario schema | head`): nothing left to say
         sys.stdout = None  # no flush of the dead pipe at exit
         return 1
-    except Exception as exc:  # a bug: one line and a saved traceback, never a raw traceback
-        _internal_error(exc)
+    except Exception as exc:
+        errors = sys.modules.get("sim.errors")  # a UserError comes from there, so whatever raised one loaded it
+        if errors is not None and isinstance(exc, errors.UserError):  # a mistake in the input
+            _error(exc.lines)
+            return 2
+        _internal_error(exc)  # a bug: one line and a saved traceback, never a raw traceback
         return 1
 
 
 def _error(lines: list[str]) -> None:
+    from sim.errors import shorten
+
     for line in lines:
         STDERR.print(Text.assemble(("error:", "red"), " ", shorten(line, 2000)), soft_wrap=True, highlight=False)
 
 
 def _usage_line(exc: Exception) -> str:
+    from sim.errors import shorten
+
     ctx = getattr(exc, "ctx", None)
     hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
     message = getattr(exc, "format_message", lambda: str(exc))()
@@ -572,6 +660,8 @@ def _usage_line(exc: Exception) -> str:
 
 def _internal_error(exc: BaseException) -> None:
     """One line naming the exception, and where its traceback was saved for a bug report."""
+    from sim.errors import shorten
+
     text = "".join(traceback.format_exception(exc))
     where = ""
     try:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from hw.compare import BOOTSTRAP_SEED, RESAMPLES
-from sim.contract import Stats, Summary
+if TYPE_CHECKING:
+    from sim.contract import Stats, Summary
 
 
 def fmt_kpi(k: Stats | None, scale: float = 1e3, unit: str = "ms") -> str:
@@ -76,6 +76,8 @@ def _pct(v: float | None, ci: list[float | None]) -> str:
 
 def render_table(result: dict[str, Any]) -> Table:
     """metric | simulated mean | measured mean | error % [95 % CI] | p95 error % | n sim/hw."""
+    from hw.compare import BOOTSTRAP_SEED, RESAMPLES  # numpy, pandas, pyarrow: only the compare command needs them
+
     sim, hw = result["runs"]["sim"], result["runs"]["hw"]
     t = Table(
         title=f"{sim['scenario']} — simulated ({sim['mode']}, {sim['replications']} replications) vs "
