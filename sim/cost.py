@@ -4,10 +4,10 @@ Every number of a scenario is bounded on its own (sim/scenario.py); this bounds 
 estimate follows the model (sim/model.py, sim/network.py) with constants measured on this code:
 
 - a telemetry frame is one ``frame`` row plus the receiver's decrypt (plus the device's encrypt when the
-  population has a profile), ~8 events plus ~5 per segment and hop; a device session's handshake is 7-10
-  rows; a device sends until the run ends: when FL finishes, or at ``run.horizon_s``;
+  population has a profile), ~8 events plus ~3 per segment and hop; a device session's handshake is 7-10
+  rows; a device sends until ``run.horizon_s`` (``run.stop_at: last_round``: until FL finishes);
 - an FL round is ~32 rows per client (plus 10 per client with ``rekey.fl: per_round``) and ~80 events plus
-  ~6 per segment, hop and message; a message of N segments starts N SimPy processes at once;
+  ~3 per segment, hop and message; a message of N segments starts N SimPy processes at once;
 - a round lasts its critical path of mean operation costs from the hosts' profiles, stretched by the
   telemetry load on the receiving hosts (processor sharing: x / (1 - rho)), at most ``round_timeout_s``;
 - memory: ~250 MB of interpreter and libraries plus ~900 bytes per span row while the run builds its
@@ -49,7 +49,7 @@ ROWS_PER_CLIENT_ROUND = 32.0
 ROWS_PER_HANDSHAKE = 10.0
 PS_S_PER_JOB_EVENT = 3e-7  # each arrival or completion on a processor-sharing host books every running job
 EVENTS_PER_OP = 4.0
-EVENTS_PER_SEGMENT_HOP = 6.0
+EVENTS_PER_SEGMENT_HOP = 3.0  # a service and a propagation timeout (links are FIFOs without a queue object)
 KERNEL_S_PER_FRAME = 1e-6  # the vectorized engine: measured ~0.5 µs a frame here (bench/sim_scale.py)
 BYTES_PER_FRAME_IN_WINDOW = 200.0
 

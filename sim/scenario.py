@@ -311,12 +311,13 @@ class Scenario(_Strict):
 
     def engine(self) -> str:
         """The simulator's engine for this scenario: ``run.engine``, where ``auto`` is ``vectorized`` when the
-        devices may send more than AUTO_VECTORIZED_FRAMES frames in a replication (below, the event model is
-        as fast as the compiled kernels' start-up) and ``events`` otherwise."""
+        devices send until the horizon and may send more than AUTO_VECTORIZED_FRAMES frames in a replication
+        (below, the event model is as fast as the compiled kernels' start-up; a run that ends with its last
+        round is as long as FL) and ``events`` otherwise."""
         if self.run.engine != "auto":
             return self.run.engine
         frames = sum(p.count * self.run.horizon_s / p.period_s() for p in self.workload.devices)
-        return "vectorized" if frames > AUTO_VECTORIZED_FRAMES else "events"
+        return "vectorized" if frames > AUTO_VECTORIZED_FRAMES and self.run.stop_at == "horizon" else "events"
 
     def crypto_workers(self) -> int:
         """Concurrent crypto worker threads: ``processing.workers``, or with ``auto`` the cores of the hosts

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from sim import runner, summary, telemetry
+from sim import runner, scenario, summary, telemetry
 from sim.errors import UserError
 from sim.profile import Lognormal, Profile
 from sim.runner import simulate
@@ -147,9 +147,10 @@ def test_telemetry_runs_to_the_horizon_after_the_last_round():
     assert short[0].summary.telemetry.frames == short[1].summary.telemetry.frames > 0
 
 
-def test_a_frame_the_kernels_cannot_compute_falls_back_or_is_refused(tmp_path):
+def test_a_frame_the_kernels_cannot_compute_falls_back_or_is_refused(monkeypatch):
     """A frame spanning two segments: auto runs the event model; an explicit vectorized says why, in a line."""
-    sets = ["run.stop_at=last_round", "run.segment_bytes=64", "run.replications=1", "workload.fl.rounds=1",
+    monkeypatch.setattr(scenario, "AUTO_VECTORIZED_FRAMES", 0)  # auto takes the kernels for any frames
+    sets = ["run.horizon_s=2", "run.segment_bytes=64", "run.replications=1", "workload.fl.rounds=1",
             "workload.fl.model_parameters=200", "workload.devices.0.count=20"]  # fmt: skip
     sets += [f"workload.devices.{j}.count=0" for j in range(1, POPULATIONS)]
     assert load_scenario(WARD, sets).engine() == "vectorized"  # auto would take the kernels

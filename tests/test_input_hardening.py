@@ -354,7 +354,7 @@ def test_ten_thousand_devices_for_an_hour_is_estimated_honestly(capsys):
     """The planned 10,000-device ward: valid (the schema allows it); the estimate says what it costs: on the
     event engine a row per frame and its decryption, on the vectorized engine a sample of frames."""
     sets = ["--set", "workload.devices.0.count=10000", "--set", "workload.fl.rounds=100000",
-            "--set", "run.replications=1", "--set", "run.engine=events"]  # fmt: skip
+            "--set", "run.replications=1", "--set", "run.stop_at=horizon", "--set", "run.engine=events"]  # fmt: skip
     s = load_scenario(PAPER, [s for s in sets if s != "--set"])
     c = costs.estimate(s)
     assert c.sim_time_s == pytest.approx(3600)  # devices send for the whole hour
