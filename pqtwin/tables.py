@@ -29,7 +29,32 @@ def kpi_rows(s: Summary) -> list[tuple[str, str]]:
         ("bytes on the wire / replication", f"{s.bytes_on_wire.total / 1e6:.2f} MB"),
         ("busiest host (offered utilisation)", f"{busiest} {hosts[busiest].offered * 100:.1f} %" if busiest else "—"),
         ("rounds completed / failed", f"{s.rounds_completed} / {s.rounds_failed}"),
+        *telemetry_rows(s),
         ("events / wall time", f"{s.events:,} / {s.wall_s:.2f} s"),
+    ]
+
+
+def telemetry_rows(s: Summary) -> list[tuple[str, str]]:
+    """Device telemetry and the simulator's engine (the same rows for every summary: "—" where absent)."""
+    tele, engine = s.telemetry, s.engine
+    frames = f"{tele.frames:,}" + (f", latency {fmt_kpi(tele.latency_s)}" if tele.latency_s else "")
+    hs = tele.handshake_s
+    handshake = f"{fmt_kpi(hs)}, p95 {(hs.p95 or 0) * 1e3:.1f} ms, n {tele.sessions:,}" if hs and hs.mean else "—"
+    if engine is None:
+        how = "—"
+    elif engine.name == "events":
+        how = "events (every frame a SimPy process)"
+    else:
+        worst = max((d for d, _ in engine.perturbation.values()), default=0.0)
+        how = f"vectorized, {engine.passes} passes, " + (
+            "exact" if engine.exact else f"foreground ≤ {worst * 1e6:.1f} µs early"
+        )
+    peak = f"{s.peak_rss_bytes / 2**30:.2f} GiB" if s.peak_rss_bytes else "—"
+    return [
+        ("telemetry frames / replication", frames),
+        ("device handshake [95% CI]", handshake),
+        ("engine", how),
+        ("peak memory", peak),
     ]
 
 

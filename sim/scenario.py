@@ -332,7 +332,7 @@ class Scenario(_Strict):
         return str(yaml.safe_dump(self.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=False))
 
 
-AUTO_VECTORIZED_FRAMES = 50_000
+AUTO_VECTORIZED_FRAMES = 10_000
 
 
 def route_weight(edge: dict[str, Any]) -> float:
