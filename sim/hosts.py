@@ -130,7 +130,8 @@ class Cpu:
         self.shared = SharedCores(env, cores) if sharing == "processor-sharing" else None
         self.resource = simpy.Resource(env, cores) if self.shared is None else None
         self.demand_s = 0.0  # core-seconds asked for, including work still queued at the end
-        # (asked_s, work_s, done_s) of every job when set: the vectorized engine replays them beside frames
+        # (asked_s, work_s, done_s) of every job in the order asked, when set: the vectorized engine replays
+        # them beside frames (at one instant, the order asked is the order served: it matters with ``fifo``)
         self.log: list[tuple[float, float, float]] | None = None
         self.series: np.ndarray | None = None  # core-seconds asked per time bin (by arrival), when tracked
         self.bin_s = 1.0
@@ -139,6 +140,10 @@ class Cpu:
         """Do ``cost_s`` of work on these cores; returns the time spent waiting for a core (fifo only)."""
         self.demand_s += cost_s
         asked = self.env.now
+        slot = -1
+        if self.log is not None:  # its place in the order asked; done_s is filled in below
+            slot = len(self.log)
+            self.log.append((asked, cost_s, math.nan))
         if self.series is not None:
             self.series[min(int(asked / self.bin_s), self.series.size - 1)] += cost_s
         if self.shared is not None:
@@ -151,7 +156,7 @@ class Cpu:
                 wait = self.env.now - asked
                 yield self.env.timeout(cost_s)
         if self.log is not None:
-            self.log.append((asked, cost_s, self.env.now))
+            self.log[slot] = (asked, cost_s, self.env.now)
         return wait
 
 

@@ -101,7 +101,8 @@ class _Server:
         self.k = 0
         self.near: list[np.ndarray] = []  # frames' (arrival_s, service_s) in busy periods with foreground
         log = (self.links[0].log if kind == "link" else cpu.log if cpu is not None else None) or []
-        fg = np.array(sorted(log), dtype=float).reshape(-1, 3)
+        fg = np.array(log, dtype=float).reshape(-1, 3)
+        fg = fg[np.argsort(fg[:, 0], kind="stable")]  # logs are in the order asked: ties keep it
         self.fg_asked, self.fg_size, self.fg_done = (np.ascontiguousarray(fg[:, c]) for c in range(3))
         if kind == "host":
             assert cpu is not None
@@ -233,9 +234,9 @@ def simulate_frames(
     fr = _Frames()
     done_frames = frame_bytes = windows = 0
     wire = {p.index: p.wire_bytes for p in pops}
-    last_fg = max(
-        (float(max(srv.fg_asked.max(), srv.fg_done.max())) for srv in servers if srv.fg_asked.size), default=0.0
-    )
+    # the foreground's last instant (a job still running at the end has no done time: its ask counts)
+    last_fg = max((float(np.nanmax(np.r_[srv.fg_asked, srv.fg_done])) for srv in servers if srv.fg_asked.size),
+                  default=0.0)  # fmt: skip
     checked = final or last_fg >= horizon
     t0 = 0.0
     while t0 < horizon:

@@ -4,10 +4,13 @@ in distribution on stochastic ones; its exactness check; the streaming sketch; t
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from sim import runner, scenario, summary, telemetry
@@ -19,6 +22,7 @@ from sim.sketch import ALPHA, LatencySketch
 from tests.conftest import ROOT
 
 WARD = ROOT / "scenarios" / "ward-200.yaml"
+DERANDOMIZE = os.environ.get("PQTWIN_EXPLORE") is None  # set it to draw new examples (slower, not for CI)
 LINKS, POPULATIONS = 8, 8
 
 
@@ -186,3 +190,35 @@ def test_sketch_quantiles_are_within_alpha_of_the_order_statistic():
     merged = LatencySketch()
     merged.merge(sk)
     assert merged.quantile(0.5) == sk.quantile(0.5) and merged.n == sk.n
+
+
+@settings(max_examples=20, deadline=None, derandomize=DERANDOMIZE, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    counts=st.lists(st.integers(0, 25), min_size=3, max_size=3),
+    periods=st.lists(st.sampled_from([0.05, 0.25, 1.0, 2.0]), min_size=3, max_size=3),
+    mode=st.sampled_from(["sequential", "concurrent"]),
+    sharing=st.sampled_from(["processor-sharing", "fifo"]),
+    cores=st.integers(1, 4),
+    rekey=st.sampled_from(["null", "2", "5"]),
+    horizon=st.sampled_from([4.0, 9.0]),
+)
+def test_engines_agree_on_random_deterministic_wards(counts, periods, mode, sharing, cores, rekey, horizon):
+    """Any mix of populations, periods, core counts, either core discipline, device rekeys mid-run: the
+    vectorized engine is exact (after its passes) and equals the event model frame by frame."""
+    sets = [f"run.horizon_s={horizon}", f"workload.processing.mode={mode}",
+            f"workload.crypto.rekey.device_interval_s={rekey}",
+            "workload.fl.rounds=2", "workload.fl.model_parameters=20000"]  # fmt: skip
+    sets += [f"workload.devices.{j}.count=0" for j in range(3, POPULATIONS)]
+    sets += [f"workload.devices.{j}.count={n}" for j, n in enumerate(counts)]
+    sets += [f"workload.devices.{j}.frame_period_s={p}" for j, p in enumerate(periods)]
+    sets += [f"deployment.hosts.{k}.{f}" for k in range(3) for f in (f"cpu_sharing={sharing}", f"cores={cores}")]
+    ev, vec = run("events", *sets), run("vectorized", *sets)
+    assert vec.summary.engine is not None and vec.summary.engine.exact, vec.summary.engine
+    a, b = frames(ev.spans), frames(vec.spans)
+    assert len(a) == len(b)
+    if len(a):
+        assert (a.host == b.host).all()
+        assert np.abs(a.end_s - b.end_s).max() <= 1e-9 and np.abs(a.start_s - b.start_s).max() <= 1e-9
+    assert ev.summary.rounds_completed == vec.summary.rounds_completed
+    ra, rb = ev.summary.round_latency_s, vec.summary.round_latency_s
+    assert ra.mean is None or abs(ra.mean - rb.mean) <= 1e-9
