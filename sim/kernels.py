@@ -115,19 +115,19 @@ def shared_cores(  # type: ignore[no-untyped-def]
     near,
     series,
     bin_s,
-    fg_until,
 ):
     """Processor sharing of frames (``arr`` sorted, their work, their references) and foreground jobs k0..
     up to ``cut``. ``state`` is [v, last]; the heap (tags, refs, size h) carries running jobs between windows
     (a frame's reference is >= 0, a foreground job k is -(k + 1)). A frame's completion goes to
-    done_t[ref]. ``near`` collects the frames arriving up to ``fg_until`` (as ``link_stage``). Returns (h, next
+    done_t[ref]. ``near`` collects frames in busy periods with foreground (as ``fifo_link``). Returns (h, next
     foreground index, tags, refs, near, its rows) (the heap grows when full)."""
     v, last = state[0], state[1]
     n = arr.size
     m = fg_asked.size
     i = 0
     k = k0
-    kept = 0
+    kept = period_first = 0
+    period_fg = False
     while True:
         rate = min(1.0, cores / h) if h > 0 else 1.0
         tc = last + max(0.0, tags[0] - v) / rate if h > 0 else math.inf
@@ -155,14 +155,18 @@ def shared_cores(  # type: ignore[no-untyped-def]
         if h == tags.size:
             tags = np.concatenate((tags, np.empty(h)))
             refs = np.concatenate((refs, np.empty(h, dtype=np.int64)))
+        if h == 0:  # a new busy period: the last one's frames go unless it served foreground
+            kept = kept if period_fg else period_first
+            period_first, period_fg = kept, False
         if tf <= ta:
             _push(tags, refs, h, v + fg_work[k], -(k + 1))
+            period_fg = True
             k += 1
         else:
             w = work_s[i]
             counters[2] += w
             series[min(int(t / bin_s), series.size - 1)] += w
-            if t <= fg_until:
+            if m > 0:
                 near = _keep(near, kept, t, w)
                 kept += 1
             if h == 0:  # alone on the cores: if nothing arrives before it ends, end it here (as the loop would)
@@ -197,7 +201,6 @@ def fifo_cores(  # type: ignore[no-untyped-def]
     near,
     series,
     bin_s,
-    fg_until,
 ):
     """Run-to-completion cores: each job, in arrival order, takes the earliest free core (``free`` holds each
     core's free time). Frames write done_t[ref]; items at or after ``cut`` wait. ``near`` as in
@@ -206,16 +209,21 @@ def fifo_cores(  # type: ignore[no-untyped-def]
     m = fg_asked.size
     i = 0
     k = k0
-    kept = 0
+    kept = period_first = 0
+    period_fg = False
     while True:
         ta = arr[i] if i < n else math.inf
         tf = fg_asked[k] if k < m else math.inf
         t = min(ta, tf)
         if t >= cut:
             break
+        if t >= free.max():  # every core idle: a new busy period
+            kept = kept if period_fg else period_first
+            period_first, period_fg = kept, False
         c = np.argmin(free)
         start = t if t > free[c] else free[c]
         if tf <= ta:
+            period_fg = True
             free[c] = start + fg_work[k]
             pert = free[c] - fg_done[k]
             if abs(pert) > 1e-12:
@@ -227,7 +235,7 @@ def fifo_cores(  # type: ignore[no-untyped-def]
             done_t[refs_in[i]] = free[c]
             counters[2] += work_s[i]
             series[min(int(t / bin_s), series.size - 1)] += work_s[i]
-            if t <= fg_until:
+            if m > 0:
                 near = _keep(near, kept, t, work_s[i])
                 kept += 1
             i += 1
@@ -294,7 +302,6 @@ def link_stage(  # type: ignore[no-untyped-def]
     counters,
     series,
     bin_s,
-    fg_until,
 ):
     """A link direction (one, or a population's bank of access links, ``bank``: server = device) serving the
     frames ``o`` (from ``waiting_at``, in arrival order) and the foreground's transmissions k0.. (on a shared
@@ -303,8 +310,8 @@ def link_stage(  # type: ignore[no-untyped-def]
     after 2 x latency + service (at or after ``cut``: it waits here for the next window). Per server: busy and
     demand seconds, bytes sent, losses, as the event model counts them (busy and bytes for services ended by
     the horizon, demand when asked). counters[3:5] (every kernel): the foreground's largest delay and how
-    many were delayed. ``near``: the frames' transmissions up to ``fg_until``, the foreground's last instant
-    here (the only ones that can delay it; the next pass replays them in SimPy). Returns (next foreground index, near,
+    many were delayed. ``near``: the frames' transmissions in busy periods that also serve foreground (the
+    only ones that can delay it; the next pass replays them in SimPy). Returns (next foreground index, near,
     its rows). ``series``: busy seconds per ``bin_s`` bin by service start (a shared link's)."""
     n = o.size
     last_bin = series.size - 1
@@ -337,6 +344,8 @@ def link_stage(  # type: ignore[no-untyped-def]
     h = 0
     i = 0
     kept = 0
+    period_first = 0  # rows of ``near`` from this busy period on, kept only if it serves foreground
+    period_fg = False
     while True:
         ta = fr_t[o[i]] if i < n else math.inf
         tf = fg_asked[k] if k < m else math.inf
@@ -344,6 +353,10 @@ def link_stage(  # type: ignore[no-untyped-def]
         if tf <= ta and tf <= th:  # ties: the foreground first
             if tf >= cut:
                 break
+            if tf >= free[0]:  # a new busy period: the last one's frames go unless it served foreground
+                kept = kept if period_fg else period_first
+                period_first = kept
+            period_fg = True
             start = tf if tf > free[0] else free[0]
             pert = start - fg_granted[k]
             if pert > 1e-12:
@@ -368,7 +381,10 @@ def link_stage(  # type: ignore[no-untyped-def]
         size = wire_by_pop[fr_pop[f]]
         s = size * 8 / bandwidth_bps
         demand_s[w] += s
-        if not bank and t <= fg_until:
+        if not bank and t >= free[0]:  # a new busy period of a shared link
+            kept = kept if period_fg else period_first
+            period_first, period_fg = kept, False
+        if not bank and m > 0:
             near = _keep(near, kept, t, s)
             kept += 1
         start = t if t > free[w] else free[w]
@@ -390,4 +406,4 @@ def link_stage(  # type: ignore[no-untyped-def]
         fr_t[f] = free[w] + (latency_s + (rng.exponential(jitter_s) if jitter_s > 0.0 else 0.0))
         fr_hop[f] += 1
         fr_srv[f] = route_table[fr_pop[f], fr_hop[f]]
-    return k, near, kept
+    return k, near, kept  # the open busy period's frames stay: a later window may serve foreground in it

@@ -404,7 +404,7 @@ class Replication:
                 yield env.timeout(period)
 
     def _background(self, items: np.ndarray, link: LinkServer | None, cpu: Cpu | None) -> Gen:
-        """Frames the last pass of the vectorized engine found here before the foreground's last instant:
+        """Frames the last pass of the vectorized engine found sharing busy periods with this foreground:
         served here too (not logged, not counted: the kernels count frames), so the foreground waits for
         them as the event model would make it wait."""
         for arrival_s, size_s in items:

@@ -79,7 +79,7 @@ class Outcome:
     in_flight: int  # frames emitted but not decrypted by the horizon
     perturbation: dict[str, tuple[float, int]]  # resource -> (largest delay s, items delayed)
     windows: int
-    # resource -> frames' (arrival_s, service_s) up to the foreground's last instant there: the next pass's SimPy
+    # resource -> frames' (arrival_s, service_s) that share busy periods with foreground: the next pass's SimPy
     # run serves them beside the foreground (a host's by its name, a link's by "a->b")
     background: dict[str, np.ndarray] = field(default_factory=dict)
     passes: int = 1
@@ -99,13 +99,10 @@ class _Server:
         self.sent, self.lost = np.zeros(n), np.zeros(n, dtype=np.int64)
         self.counters = np.zeros(6)
         self.k = 0
-        self.near: list[np.ndarray] = []  # frames' (arrival_s, service_s) up to the foreground's last instant
+        self.near: list[np.ndarray] = []  # frames' (arrival_s, service_s) in busy periods with foreground
         log = (self.links[0].log if kind == "link" else cpu.log if cpu is not None else None) or []
         fg = np.array(log, dtype=float).reshape(-1, 3)
         fg = fg[np.argsort(fg[:, 0], kind="stable")]  # logs are in the order asked: ties keep it
-        # frames arriving up to the foreground's last instant here are the ones that may delay it: the next
-        # pass's SimPy run serves them (a job still running at the end has no done time: its ask counts)
-        self.fg_until = float(np.nanmax(fg[:, [0, 2]])) if fg.size else -math.inf
         self.fg_asked, self.fg_size, self.fg_done = (np.ascontiguousarray(fg[:, c]) for c in range(3))
         if kind == "host":
             assert cpu is not None
@@ -238,8 +235,9 @@ def simulate_frames(
     done_frames = frame_bytes = windows = 0
     wire = {p.index: p.wire_bytes for p in pops}
     # the foreground's last instant (a job still running at the end has no done time: its ask counts)
-    last_fg = max((srv.fg_until for srv in servers), default=0.0)
-    checked = final or not 0 <= last_fg < horizon  # no foreground, or some to the end: no early stop
+    last_fg = max((float(np.nanmax(np.r_[srv.fg_asked, srv.fg_done])) for srv in servers if srv.fg_asked.size),
+                  default=0.0)  # fmt: skip
+    checked = final or last_fg >= horizon
     t0 = 0.0
     while t0 < horizon:
         t1 = min(t0 + window, horizon)
@@ -330,7 +328,7 @@ def _serve(srv: _Server, fr: _Frames, cut: float, horizon: float, pops: list[Pop
         o, fr.t, fr.wait, fr.pop, fr.dev, fr.hop, fr.srv, route_table, wire, link.bandwidth_bps, srv.kind == "bank",
         srv.free, srv.busy_s, srv.demand_s, srv.sent, srv.lost, srv.fg_asked, srv.fg_size, srv.fg_done, srv.k,
         cut, horizon, link.loss, link.latency_s, link.jitter_s, srv.rng, srv.counters,
-        link.series if link.series is not None else _NO_SERIES, srv.bin_s, srv.fg_until,
+        link.series if link.series is not None else _NO_SERIES, srv.bin_s,
     )  # fmt: skip
     srv.near.append(near[:kept])
 
@@ -350,13 +348,13 @@ def _serve_host(srv: _Server, fr: _Frames, o: np.ndarray, cut: float, kernels: A
         srv.h, srv.k, srv.tags, srv.refs, near, kept = kernels.shared_cores(
             arr, work, o.astype(np.int64), srv.fg_asked, srv.fg_size, srv.fg_done, srv.k, cpu.cores,
             srv.state, srv.tags, srv.refs, srv.h, cut, fr.done, srv.counters, np.empty((16, 2)),
-            _cpu_series(cpu), cpu.bin_s, srv.fg_until,
+            _cpu_series(cpu), cpu.bin_s,
         )  # fmt: skip
         fr.srv[o] = IN_SERVICE
     else:
         srv.k, served, near, kept = kernels.fifo_cores(
             arr, work, o.astype(np.int64), srv.fg_asked, srv.fg_size, srv.fg_done, srv.k, srv.core_free, cut,
-            fr.done, srv.counters, np.empty((16, 2)), _cpu_series(cpu), cpu.bin_s, srv.fg_until,
+            fr.done, srv.counters, np.empty((16, 2)), _cpu_series(cpu), cpu.bin_s,
         )  # fmt: skip
         fr.srv[o[:served]] = IN_SERVICE
     srv.near.append(near[:kept])
