@@ -64,6 +64,36 @@ def _keep(out, n, t, size):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
+def _delayed(counters, delay_s):  # type: ignore[no-untyped-def]
+    """Count a foreground item served ``delay_s`` later than SimPy served it (counters[3:5]: largest, how many)."""
+    if delay_s > 1e-12:
+        counters[3] = max(counters[3], delay_s)
+        counters[4] += 1
+
+
+@njit(cache=True)
+def _bin(series, bin_s, t, busy_s):  # type: ignore[no-untyped-def]
+    """Add busy seconds to the series bin of time t (the last bin takes what lies beyond)."""
+    series[min(int(t / bin_s), series.size - 1)] += busy_s
+
+
+@njit(cache=True)
+def _new_period(kept, period_first, period_fg):  # type: ignore[no-untyped-def]
+    """A busy period begins: the last one's rows of ``near`` go unless it served foreground. Returns the rows
+    kept, where the new period's rows begin, and that it has served no foreground yet."""
+    kept = kept if period_fg else period_first
+    return kept, kept, False
+
+
+@njit(cache=True)
+def _leave(f, end_s, fr_t, fr_hop, fr_srv, fr_pop, route_table, latency_s, jitter_s, rng):  # type: ignore[no-untyped-def]
+    """Frame f leaves a link at end_s: it reaches the next server of its route after latency and jitter."""
+    fr_t[f] = end_s + (latency_s + (rng.exponential(jitter_s) if jitter_s > 0.0 else 0.0))
+    fr_hop[f] += 1
+    fr_srv[f] = route_table[fr_pop[f], fr_hop[f]]
+
+
+@njit(cache=True)
 def _push(tags, refs, h, tag, ref):  # type: ignore[no-untyped-def]
     q = h
     while q > 0:
@@ -119,7 +149,7 @@ def shared_cores(  # type: ignore[no-untyped-def]
     """Processor sharing of frames (``arr`` sorted, their work, their references) and foreground jobs k0..
     up to ``cut``. ``state`` is [v, last]; the heap (tags, refs, size h) carries running jobs between windows
     (a frame's reference is >= 0, a foreground job k is -(k + 1)). A frame's completion goes to
-    done_t[ref]. ``near`` collects frames in busy periods with foreground (as ``fifo_link``). Returns (h, next
+    done_t[ref]. ``near`` collects frames in busy periods with foreground (as ``link_stage``). Returns (h, next
     foreground index, tags, refs, near, its rows) (the heap grows when full)."""
     v, last = state[0], state[1]
     n = arr.size
@@ -147,17 +177,13 @@ def shared_cores(  # type: ignore[no-untyped-def]
                 if r >= 0:
                     done_t[r] = t
                 else:
-                    pert = t - fg_done[-r - 1]
-                    if abs(pert) > 1e-12:
-                        counters[3] = max(counters[3], abs(pert))
-                        counters[4] += 1
+                    _delayed(counters, abs(t - fg_done[-r - 1]))  # done off either way
             continue
         if h == tags.size:
             tags = np.concatenate((tags, np.empty(h)))
             refs = np.concatenate((refs, np.empty(h, dtype=np.int64)))
-        if h == 0:  # a new busy period: the last one's frames go unless it served foreground
-            kept = kept if period_fg else period_first
-            period_first, period_fg = kept, False
+        if h == 0:  # a new busy period
+            kept, period_first, period_fg = _new_period(kept, period_first, period_fg)
         if tf <= ta:
             _push(tags, refs, h, v + fg_work[k], -(k + 1))
             period_fg = True
@@ -165,7 +191,7 @@ def shared_cores(  # type: ignore[no-untyped-def]
         else:
             w = work_s[i]
             counters[2] += w
-            series[min(int(t / bin_s), series.size - 1)] += w
+            _bin(series, bin_s, t, w)
             if m > 0:
                 near = _keep(near, kept, t, w)
                 kept += 1
@@ -218,23 +244,19 @@ def fifo_cores(  # type: ignore[no-untyped-def]
         if t >= cut:
             break
         if t >= free.max():  # every core idle: a new busy period
-            kept = kept if period_fg else period_first
-            period_first, period_fg = kept, False
+            kept, period_first, period_fg = _new_period(kept, period_first, period_fg)
         c = np.argmin(free)
         start = t if t > free[c] else free[c]
         if tf <= ta:
             period_fg = True
             free[c] = start + fg_work[k]
-            pert = free[c] - fg_done[k]
-            if abs(pert) > 1e-12:
-                counters[3] = max(counters[3], abs(pert))
-                counters[4] += 1
+            _delayed(counters, abs(free[c] - fg_done[k]))
             k += 1
         else:
             free[c] = start + work_s[i]
             done_t[refs_in[i]] = free[c]
             counters[2] += work_s[i]
-            series[min(int(t / bin_s), series.size - 1)] += work_s[i]
+            _bin(series, bin_s, t, work_s[i])
             if m > 0:
                 near = _keep(near, kept, t, work_s[i])
                 kept += 1
@@ -314,7 +336,6 @@ def link_stage(  # type: ignore[no-untyped-def]
     only ones that can delay it; the next pass replays them in SimPy). Returns (next foreground index, near,
     its rows). ``series``: busy seconds per ``bin_s`` bin by service start (a shared link's)."""
     n = o.size
-    last_bin = series.size - 1
     if loss == 0.0 and (k0 >= fg_asked.size or fg_asked[k0] >= cut):  # the common case, in one loop
         for j in range(n):
             f = o[j]
@@ -328,13 +349,11 @@ def link_stage(  # type: ignore[no-untyped-def]
             end = start + s
             free[w] = end
             if not bank:
-                series[min(int(start / bin_s), last_bin)] += s
+                _bin(series, bin_s, start, s)
             if end <= horizon:
                 busy_s[w] += s
                 sent[w] += size
-            fr_t[f] = end + (latency_s + (rng.exponential(jitter_s) if jitter_s > 0.0 else 0.0))
-            fr_hop[f] += 1
-            fr_srv[f] = route_table[fr_pop[f], fr_hop[f]]
+            _leave(f, end, fr_t, fr_hop, fr_srv, fr_pop, route_table, latency_s, jitter_s, rng)
         return k0, np.empty((0, 2)), 0
     k = k0
     m = fg_asked.size
@@ -353,15 +372,11 @@ def link_stage(  # type: ignore[no-untyped-def]
         if tf <= ta and tf <= th:  # ties: the foreground first
             if tf >= cut:
                 break
-            if tf >= free[0]:  # a new busy period: the last one's frames go unless it served foreground
-                kept = kept if period_fg else period_first
-                period_first = kept
+            if tf >= free[0]:  # a new busy period
+                kept, period_first, period_fg = _new_period(kept, period_first, period_fg)
             period_fg = True
             start = tf if tf > free[0] else free[0]
-            pert = start - fg_granted[k]
-            if pert > 1e-12:
-                counters[3] = max(counters[3], pert)
-                counters[4] += 1
+            _delayed(counters, start - fg_granted[k])
             free[0] = start + fg_service[k]
             k += 1
             continue
@@ -382,8 +397,7 @@ def link_stage(  # type: ignore[no-untyped-def]
         s = size * 8 / bandwidth_bps
         demand_s[w] += s
         if not bank and t >= free[0]:  # a new busy period of a shared link
-            kept = kept if period_fg else period_first
-            period_first, period_fg = kept, False
+            kept, period_first, period_fg = _new_period(kept, period_first, period_fg)
         if not bank and m > 0:
             near = _keep(near, kept, t, s)
             kept += 1
@@ -391,7 +405,7 @@ def link_stage(  # type: ignore[no-untyped-def]
         fr_wait[f] += start - t
         free[w] = start + s
         if not bank:
-            series[min(int(start / bin_s), last_bin)] += s
+            _bin(series, bin_s, start, s)
         if free[w] <= horizon:
             busy_s[w] += s
             sent[w] += size
@@ -403,7 +417,5 @@ def link_stage(  # type: ignore[no-untyped-def]
             _push(heap_t, heap_i, h, free[w] + (2 * latency_s + s), f)
             h += 1
             continue
-        fr_t[f] = free[w] + (latency_s + (rng.exponential(jitter_s) if jitter_s > 0.0 else 0.0))
-        fr_hop[f] += 1
-        fr_srv[f] = route_table[fr_pop[f], fr_hop[f]]
+        _leave(f, free[w], fr_t, fr_hop, fr_srv, fr_pop, route_table, latency_s, jitter_s, rng)
     return k, near, kept  # the open busy period's frames stay: a later window may serve foreground in it

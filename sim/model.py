@@ -42,6 +42,7 @@ from sim.contract import ANSWER_HEAD_BYTES, JOB_HEAD_BYTES, RECORD_HEADER_BYTES,
 from sim.hosts import CountingEnvironment, Cpu, Endpoint, Recorder
 from sim.network import LinkServer, Network
 from sim.scenario import DevicePopulation, Scenario, device_node
+from sim.streams import stream
 
 if TYPE_CHECKING:
     from sim.telemetry import Outcome
@@ -91,7 +92,7 @@ class Replication:
         # then devices in order), so a change of timing elsewhere does not reshuffle its draws
         self.cpu_ss = cpu_ss
         self.cpus = {
-            h.name: Cpu(env, h.name, h.cores, scenario.host_profile(h.name), self._stream(k), h.cpu_sharing)
+            h.name: Cpu(env, h.name, h.cores, scenario.host_profile(h.name), stream(cpu_ss, k), h.cpu_sharing)
             for k, h in enumerate(scenario.deployment.hosts)
         }
         self.device_base = {}  # population -> index of its first device's stream
@@ -140,10 +141,9 @@ class Replication:
     def run(self) -> ReplicationResult:
         """Run to the horizon; or until the last round when ``run.stop_at`` says so or no device sends frames."""
         env = self.env
-        device = self._device_sessions if self.vectorized else self._device
         for pop in self.s.workload.devices:
             for i in range(pop.count):
-                env.process(device(pop, i))
+                env.process(self._device(pop, i))
         fl = env.process(self._fl())
         links = {link.name: link for link in self.net.links.values()}
         for name, items in self.background.items():
@@ -389,16 +389,29 @@ class Replication:
     # --- devices -----------------------------------------------------------------------------------
 
     def _device(self, pop: DevicePopulation, i: int) -> Gen:
+        """A device: a session (handshake) at a random phase, then a frame every period until the session ends
+        (the next handshake starts at the first frame time at or after it). The vectorized engine records the
+        session instead and jumps to that time: sim/telemetry.py computes its frames, on the same clock."""
         env, rng = self.env, self.rng_dev
         dev, receiver = self._device_endpoints(pop, i)
         period, interval = pop.period_s(), self.crypto.rekey.device_interval_s
         payload = pop.frame_bytes()
+        sessions = self.sessions.setdefault(self.populations[pop.name], [])
         yield env.timeout(rng.uniform(0, period))
         while True:
             asked = env.now
             yield from self.handshake(dev, receiver, "telemetry")  # device sessions count as telemetry work
-            self.device_handshakes.append((pop.name, asked, env.now))
-            session_end = env.now + interval if interval else float("inf")
+            start = env.now
+            self.device_handshakes.append((pop.name, asked, start))
+            session_end = start + interval if interval else float("inf")
+            if self.vectorized:
+                from sim.kernels import grid_after  # numba: only the vectorized engine pays for it
+
+                sessions.append((i, start, session_end))
+                if session_end >= self.s.run.horizon_s:
+                    return
+                yield env.timeout(grid_after(start, period, session_end) - start)
+                continue
             while env.now < session_end:
                 env.process(self._frame(dev, receiver, payload))
                 yield env.timeout(period)
@@ -422,34 +435,10 @@ class Replication:
                 yield core
                 yield self.env.timeout(size_s)
 
-    def _device_sessions(self, pop: DevicePopulation, i: int) -> Gen:
-        """A device's sessions for the vectorized engine: its handshakes run here, its frames are recorded as
-        sessions (start, end) for sim/telemetry.py. Same clock arithmetic as ``_device``."""
-        from sim.kernels import grid_after
-
-        env, rng = self.env, self.rng_dev
-        dev, receiver = self._device_endpoints(pop, i)
-        period, interval = pop.period_s(), self.crypto.rekey.device_interval_s
-        log = self.sessions.setdefault(self.populations[pop.name], [])
-        yield env.timeout(rng.uniform(0, period))
-        while True:
-            asked = env.now
-            yield from self.handshake(dev, receiver, "telemetry")
-            start = env.now
-            self.device_handshakes.append((pop.name, asked, start))
-            end = start + interval if interval else float("inf")
-            log.append((i, start, end))
-            if end >= self.s.run.horizon_s:
-                return
-            yield env.timeout(grid_after(start, period, end) - start)
-
-    def _stream(self, k: int) -> np.random.Generator:
-        return np.random.default_rng(np.random.SeedSequence(self.cpu_ss.entropy, spawn_key=(*self.cpu_ss.spawn_key, k)))
-
     def _device_endpoints(self, pop: DevicePopulation, i: int) -> tuple[Endpoint, Endpoint]:
         node = device_node(pop, i)
         profile = self.s.device_profile(pop)
-        rng = self._stream(self.device_base[pop.name] + i) if profile is not None else NO_DRAWS
+        rng = stream(self.cpu_ss, self.device_base[pop.name] + i) if profile is not None else NO_DRAWS
         dev = Endpoint(pop.name, node, Cpu(self.env, node, 1, profile, rng))
         pod = self.eps[pop.report_to]
         return dev, Endpoint(pod.pod, pod.node, pod.cpu)  # a receiver thread: frames do not wait for training

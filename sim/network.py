@@ -21,6 +21,7 @@ import numpy as np
 import simpy
 
 from sim.scenario import lowest_latency_path
+from sim.streams import stream
 
 
 @dataclass(eq=False)
@@ -65,8 +66,7 @@ class Network:
         """A link's own random stream (loss, jitter): its draws follow its own transmissions, not every
         link's in event order, so a change of timing elsewhere does not reshuffle them."""
         if link.rng is None:
-            child = np.random.SeedSequence(self.seed.entropy, spawn_key=(*self.seed.spawn_key, link.index))
-            link.rng = np.random.default_rng(child)
+            link.rng = stream(self.seed, link.index)
         return link.rng
 
     def track(self, bin_s: float, bins: int) -> None:

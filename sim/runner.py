@@ -30,6 +30,7 @@ from sim.contract import (
 from sim.errors import UserError
 from sim.model import Replication, ReplicationResult
 from sim.scenario import Scenario
+from sim.streams import child
 from sim.summary import summarise, with_frames, with_handshakes
 from sim.telemetry import NotVectorizable
 
@@ -63,9 +64,9 @@ def simulate(
     started = time.perf_counter()
     engine = scenario.engine()
     results: list[ReplicationResult] = []
-    for i, child in enumerate(np.random.SeedSequence(seed).spawn(reps)):
+    for i, rep_seed in enumerate(np.random.SeedSequence(seed).spawn(reps)):
         try:
-            results.append(replicate(scenario, mode, i, child, engine))
+            results.append(replicate(scenario, mode, i, rep_seed, engine))
         except NotVectorizable as exc:
             if scenario.run.engine == "vectorized":
                 raise UserError(f"{scenario.path}: run.engine: vectorized: {exc}") from None
@@ -127,8 +128,7 @@ def replicate(
     background, worst, final = None, math.inf, False
     for passes in range(1, MAX_PASSES + 1):
         final = final or passes == MAX_PASSES
-        fresh = np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key)  # every pass: the same streams
-        result = Replication(scenario, mode, index, fresh, engine, background, final=final).run()
+        result = Replication(scenario, mode, index, child(seed), engine, background, final=final).run()  # same streams
         assert result.frames is not None
         result.frames.passes = passes
         if result.frames.complete and (not result.frames.perturbation or final):

@@ -13,9 +13,10 @@ What is exact, and what is checked (``Outcome.perturbation``): the foreground ra
 is exact only if the frames would not have delayed it. Each kernel replays the foreground's transmissions
 and jobs beside the frames and reports any it would serve later than SimPy did (the largest delay, and
 how many). Zero means the whole run is what the event model computes (to float rounding); otherwise the run
-says by how much its foreground is optimistic (``summary.engine``). The device side is certified too: a
-frame's encryption must end within its period (frames of one device do not share its core) and a frame
-must leave the device's access link before the next session's handshake uses it.
+says by how much its foreground is optimistic (``summary.engine``). The device side is checked when the
+route is planned: a frame's encryption and its service on the device's access link must each take less than its
+period, so a device's frames do not share its core or link with each other or with its next handshake (which
+starts a period after its last frame; a frame lost and resent just then is the case this does not cover).
 
 Randomness: a fifth stream per replication ("frames"), split into one child per server (jitter, loss) and per
 population and operation (costs that vary), and one for the span sample: each draws for its own items in time
@@ -34,6 +35,7 @@ import numpy as np
 from sim.contract import RECORD_HEADER_BYTES, SpanRow
 from sim.scenario import device_node
 from sim.sketch import LatencySketch
+from sim.streams import stream
 
 if TYPE_CHECKING:
     from sim.hosts import Cpu
@@ -63,7 +65,8 @@ class Population:
     servers: list[int]  # server ids along the route: access bank, links..., host
     enc_s: float | None  # constant cost, None: sampled per frame (or 0.0: device compute not modelled)
     dec_s: float | None
-    sessions: list[tuple[int, float, float]] = field(default_factory=list)  # (device, start_s, end_s)
+    device_profile: Any  # prices the encryption (None: device compute not modelled)
+    host_profile: Any  # prices the decryption
     enc_rng: np.random.Generator | None = None  # the costs' streams (simulate_frames)
     dec_rng: np.random.Generator | None = None
 
@@ -150,9 +153,11 @@ def plan(rep: Replication) -> tuple[list[Population], list[_Server]]:
         enc = _constant(device, f"{aead.name}.encrypt", payload)
         if device is not None and (enc if enc is not None else _max_cost(device, aead.name, payload)) >= pop.period_s():
             raise NotVectorizable(f"a frame of {pop.name} takes longer to encrypt than its period")
+        if wire * 8 / pop.access_link.resolved()[0] >= pop.period_s():
+            raise NotVectorizable(f"a frame of {pop.name} takes longer on its access link than its period")
         dec = _constant(ep.cpu.profile, f"{aead.name}.decrypt", payload)
         pops.append(Population(p, pop.name, pop.count, pop.period_s(), payload, wire, ep.pod,
-                               [servers[k].sid for k in keys], enc, dec, rep.sessions.get(p, [])))  # fmt: skip
+                               [servers[k].sid for k in keys], enc, dec, device, ep.cpu.profile))  # fmt: skip
     try:
         order = list(nx.topological_sort(dag))
     except nx.NetworkXUnfeasible:
@@ -189,14 +194,9 @@ class _Frames:
             setattr(self, name, getattr(self, name)[mask])
 
 
-def stream(seed: np.random.SeedSequence, *key: int) -> np.random.Generator:
-    """The child ``key`` of the frames' seed: one stream per server (jitter, loss) and per population and
-    operation (costs), so draws follow each one's own items in time order whatever the window cuts."""
-    return np.random.default_rng(np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, *key)))
-
-
 def _streams(seed: np.random.SeedSequence, pops: list[Population], servers: list[_Server]) -> np.random.Generator:
-    """Give each server and population its streams; returns the span sample's."""
+    """Give each server (jitter, loss) and population and operation (costs) its own stream, so draws follow
+    each one's own items in time order whatever the window cuts; returns the span sample's."""
     for srv in servers:
         srv.rng = stream(seed, 0, srv.sid)
     for p in pops:
@@ -227,13 +227,13 @@ def simulate_frames(
     rate = sum(p.count / p.period_s for p in pops)
     window = min(horizon, max(1e-3, WINDOW_FRAMES / max(rate, 1e-9)))
     # sessions per population: device, next emission, end (the next handshake starts at the first time >= end)
-    sess = {p.index: np.array(p.sessions, dtype=float).reshape(-1, 3) for p in pops}
-    for p in pops:
-        p.sessions = []
+    sess = {p.index: np.array(rep.sessions.get(p.index, []), dtype=float).reshape(-1, 3) for p in pops}
     nxt = {i: a[:, 1].copy() for i, a in sess.items()}
     fr = _Frames()
     done_frames = frame_bytes = windows = 0
-    wire = {p.index: p.wire_bytes for p in pops}
+    wire = np.zeros(route_table.shape[0])  # bytes of a frame on the wire, by population
+    for p in pops:
+        wire[p.index] = p.wire_bytes
     # the foreground's last instant (a job still running at the end has no done time: its ask counts)
     last_fg = max((float(np.nanmax(np.r_[srv.fg_asked, srv.fg_done])) for srv in servers if srv.fg_asked.size),
                   default=0.0)  # fmt: skip
@@ -247,11 +247,11 @@ def simulate_frames(
         for p in pops:
             _emit(p, sess[p.index], nxt[p.index], t0, t1, fr, route_table, rep, kernels)
         for srv in servers:
-            _serve(srv, fr, t1, horizon, pops, route_table, kernels)
+            _serve(srv, fr, t1, horizon, wire, route_table, kernels)
         finished = fr.done < t1
         if finished.any():
             done_frames += int(finished.sum())
-            frame_bytes += int(sum(wire[i] * c for i, c in enumerate(np.bincount(fr.pop[finished])) if c))
+            frame_bytes += int(wire[fr.pop[finished]].sum())
             _record(rep, pops, fr, finished, sketches, rows, sample, keep_fraction)
             _compact(fr, finished, servers)
         t0 = t1
@@ -294,17 +294,13 @@ def _emit(p: Population, sess: np.ndarray, nxt: np.ndarray, t0: float, t1: float
     if n > 1 and np.any(np.diff(emit) < 0):
         o = np.argsort(emit, kind="stable")
         emit, session = emit[o], session[o]
-    enc = p.enc_s
-    device_profile = rep.s.device_profile(rep.s.workload.devices[p.index])
-    if enc is None:
-        cost = device_profile.costs_s(f"{rep.aead.name}.encrypt", p.enc_rng, p.payload_bytes, n)  # type: ignore[union-attr, arg-type]
-        t = emit + cost
+    aead = rep.aead.name
+    if p.enc_s is None:
+        t = emit + p.device_profile.costs_s(f"{aead}.encrypt", p.enc_rng, p.payload_bytes, n)
     else:
-        t = emit + enc if enc else emit.copy()
-    dec = p.dec_s
-    host_profile = rep.eps[rep.s.workload.devices[p.index].report_to].cpu.profile
-    work = (np.full(n, dec) if dec is not None
-            else host_profile.costs_s(f"{rep.aead.name}.decrypt", p.dec_rng, p.payload_bytes, n))  # type: ignore[union-attr, arg-type]  # fmt: skip
+        t = emit + p.enc_s if p.enc_s else emit.copy()
+    work = (np.full(n, p.dec_s) if p.dec_s is not None
+            else p.host_profile.costs_s(f"{aead}.decrypt", p.dec_rng, p.payload_bytes, n))  # fmt: skip
     fr.append(
         pop=np.full(n, p.index, dtype=np.int32), dev=sess[session, 0].astype(np.int32), emit=emit, t=t,
         hop=np.zeros(n, dtype=np.int32), srv=np.full(n, route_table[p.index, 0], dtype=np.int64),
@@ -312,7 +308,7 @@ def _emit(p: Population, sess: np.ndarray, nxt: np.ndarray, t0: float, t1: float
     )  # fmt: skip
 
 
-def _serve(srv: _Server, fr: _Frames, cut: float, horizon: float, pops: list[Population],
+def _serve(srv: _Server, fr: _Frames, cut: float, horizon: float, wire: np.ndarray,
            route_table: np.ndarray, kernels: Any) -> None:  # fmt: skip
     o, ordered = kernels.waiting_at(fr.srv, srv.sid, fr.t, cut)
     if not ordered:
@@ -321,9 +317,6 @@ def _serve(srv: _Server, fr: _Frames, cut: float, horizon: float, pops: list[Pop
         _serve_host(srv, fr, o, cut, kernels)
         return
     link = srv.links[0]
-    wire = np.zeros(route_table.shape[0])
-    for p in pops:
-        wire[p.index] = p.wire_bytes
     srv.k, near, kept = kernels.link_stage(
         o, fr.t, fr.wait, fr.pop, fr.dev, fr.hop, fr.srv, route_table, wire, link.bandwidth_bps, srv.kind == "bank",
         srv.free, srv.busy_s, srv.demand_s, srv.sent, srv.lost, srv.fg_asked, srv.fg_size, srv.fg_done, srv.k,
