@@ -177,6 +177,10 @@ class Crypto(_Strict):
     signature: str = Field(max_length=MAX_REF)
     aead: str = Field(max_length=MAX_REF)
     rekey: Rekey = Rekey()
+    # the hardware twin's crypto provider for the KEM and signature: auto = OpenSSL where it implements the
+    # algorithm, else liboqs (the registry's order); a named one is preferred, the other used where it lacks one.
+    # The simulator warns when a host's profile priced the suite with another provider (sim/provenance.py).
+    provider: Literal["auto", "openssl", "liboqs"] = "auto"
 
     @field_validator("kem", "signature", "aead")
     @classmethod
