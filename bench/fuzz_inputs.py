@@ -350,7 +350,7 @@ def gen_file(rng: random.Random) -> Case:
 def gen_profile(rng: random.Random) -> Case:
     """A mutated profile, referenced by a host (or given with --profile)."""
     kind = rng.choice(list(FILE_MUTATIONS))
-    text = (SCENARIOS / "profiles" / "pi4.yaml").read_text()
+    text = (SCENARIOS / "profiles" / "pi4-liboqs.yaml").read_text()
     content = FILE_MUTATIONS[kind](rng, text)
     base = rng.choice(BASES)
     if rng.random() < 0.5:

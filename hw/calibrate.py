@@ -18,6 +18,7 @@ import datetime as dt
 import os
 import platform
 import queue
+import re
 import socket
 import threading
 import time
@@ -202,7 +203,7 @@ def calibrate(
             raise UserError(f"--algorithms: {exc}") from None
     vector = lambda n: np.frombuffer(os.urandom(n // 4 * 4), fl.DTYPE).copy()  # noqa: E731
     jobs += [("serialize", (vector, fl.serialize), "numpy", True)]
-    jobs += [("net.loopback", (lambda n: os.urandom(n), Loopback().send), "TCP over loopback", True)]
+    jobs += [("net.loopback", (lambda n: os.urandom(n), Loopback().send), "kernel", True)]
     jobs += [("deserialize", (lambda n: os.urandom(n // 4 * 4), fl.deserialize), "numpy", True)]
     total = len(jobs) + 2
     ops: dict[str, Any] = {}
@@ -210,17 +211,19 @@ def calibrate(
     for i, (op, fn, who, sized) in enumerate(jobs):
         if progress:
             progress(op, i, total)
+        what = "TCP over loopback" if who == "kernel" else who
         if sized:
-            ops[op] = _measure_sized(cast(SizedJob, fn), budget, f"{where}, {who}")
+            ops[op] = _measure_sized(cast(SizedJob, fn), budget, f"{where}, {what}")
         else:
             timed = time_calls(cast(Callable[[], Any], fn), budget.per_op_s, budget.min_n, budget.max_n)
-            ops[op] = per_call_entry(timed, f"{where}, {who}")
+            ops[op] = per_call_entry(timed, f"{where}, {what}")
+        ops[op]["provider"] = who
     if progress:
         progress("fl.train", total - 2, total)
-    ops["fl.train"] = _measure_training(budget, where)
+    ops["fl.train"] = _measure_training(budget, where) | {"provider": "numpy"}
     if progress:
         progress("fl.fedavg", total - 1, total)
-    ops["fl.fedavg"] = _measure_fedavg(budget, where)
+    ops["fl.fedavg"] = _measure_fedavg(budget, where) | {"provider": "numpy"}
     data = {
         "profile": f"calibrated-{platform.node() or 'host'}",
         "description": f"Measured by pqtwin calibrate{' --quick' if quick else ''} on {platform.node()}.",
@@ -334,21 +337,47 @@ def _dist(name: str) -> str:
         return "?"
 
 
-def platform_facts(quick: bool) -> dict[str, Any]:
+def liboqs_build(library: str | None) -> str:
+    """How the liboqs shared library was built, from the oqsconfig.h installed beside it."""
+    header = Path(library or "").resolve().parent.parent / "include" / "oqs" / "oqsconfig.h"
+    try:
+        defines = dict(re.findall(r'^#define (OQS_\w+|CMAKE_BUILD_TYPE) "?([^"\n]*)"?$', header.read_text(), re.M))
+    except OSError:
+        return f"build flags unknown (no {header})"
+    parts = [defines.get("CMAKE_BUILD_TYPE", "?"), f"OQS_OPT_TARGET={defines.get('OQS_OPT_TARGET', '?')}"]
+    if defines.get("OQS_DIST_BUILD") == "1":
+        parts.append("OQS_DIST_BUILD (CPU features picked at run time)")
+    parts += sorted(
+        k.removeprefix("OQS_USE_") for k in defines if k.startswith("OQS_USE_") and k.endswith("_INSTRUCTIONS")
+    )
+    return ", ".join(parts) + f"; {defines.get('OQS_COMPILE_BUILD_TARGET', platform.machine())}"
+
+
+def libraries() -> dict[str, dict[str, str]]:
+    """What each provider measured here is: library, version, build (the profile's ``platform.libraries``)."""
     from cryptography.hazmat.backends.openssl.backend import backend
 
-    version = metadata.version("cryptography")
-    libs = f"openssl provider: pyca/cryptography {version} ({backend.openssl_version_text()})"
-    for p in registry.providers():
-        if p.name != "openssl":
-            version = getattr(p, "version", "")
-            libs += f"; {p.name} provider: " + (f"liboqs {version} via liboqs-python {_dist('liboqs-python')}"
-                                                if p.available else f"unavailable ({p.reason})")  # fmt: skip
+    from hw.crypto.liboqs import find_library
+
+    pyca = f"linked into pyca/cryptography {metadata.version('cryptography')} ({platform.machine()})"
+    found = {
+        "openssl": {"library": "OpenSSL", "version": backend.openssl_version_text(), "build": pyca},
+        "numpy": {"library": "NumPy", "version": metadata.version("numpy"), "build": f"wheel ({platform.machine()})"},
+        "kernel": {"library": "Linux TCP over loopback", "version": platform.release(), "build": platform.machine()},
+    }  # fmt: skip
+    oqs = registry.default().provider("liboqs")
+    if oqs.available:
+        build = f"{liboqs_build(find_library())}; via liboqs-python {_dist('liboqs-python')}"
+        found["liboqs"] = {"library": "liboqs", "version": getattr(oqs, "version", "?"), "build": build}
+    return found
+
+
+def platform_facts(quick: bool) -> dict[str, Any]:
     return {
         "cpu": f"{cpu_model()} ({platform.machine()})",
         "cores": os.cpu_count() or 1,
         "clock_hz": clock_hz(),
-        "crypto_library": f"{libs}; numpy {metadata.version('numpy')}",
+        "libraries": libraries(),
         "date": dt.date.today().isoformat(),
         "how_measured": (
             f"pqtwin calibrate{' --quick' if quick else ''}: warm-up, then calls until the median's 95 % CI "

@@ -93,10 +93,17 @@ class Suite:
     kem: str
     signature: str
     aead: str
+    provider: str = "auto"  # the scenario's workload.crypto.provider; the wire format does not depend on it
 
     @property
     def id(self) -> bytes:
         return f"{self.kem}/{self.signature}/{self.aead}".encode()
+
+
+def suite_from(config: Any) -> Suite:
+    """The suite a run configuration names (``RunConfig.suite``). Its provider is applied by the node process
+    (``registry.default().set_preference``) and around key generation (``preferring``)."""
+    return Suite(**config.model_dump())
 
 
 @dataclass

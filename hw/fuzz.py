@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.channel import ALERT, FINISH, HEADER, HELLO, Suite
+from hw.channel import ALERT, FINISH, HEADER, HELLO, Suite, suite_from
 from hw.runconfig import RunConfig
 from sim.contract import RunLayout
 
@@ -63,7 +63,7 @@ class Barrage:
         cfg = RunConfig.read(run_dir)
         port = cfg.pods[cfg.aggregator].port
         assert port is not None, "RunConfig gives the aggregator a port"
-        return cls([port], Suite(**cfg.suite.model_dump()), list(cfg.pods), seed=seed, stop=stop or threading.Event())
+        return cls([port], suite_from(cfg.suite), list(cfg.pods), seed=seed, stop=stop or threading.Event())
 
     def run(self, frames: int, strays: int, threads: int = 8) -> Counter[str]:
         """At least ``frames`` fuzzed frames and ``strays`` stray (silent or garbage) connections."""

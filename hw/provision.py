@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hw.channel import Identity, Suite
+from hw.channel import Identity, suite_from
+from hw.crypto import registry
 from hw.runconfig import ProvisionedKeys, RunConfig
 from sim.contract import RunLayout
 
@@ -37,7 +38,12 @@ def peers(cfg: RunConfig) -> dict[str, tuple[list[str], list[str]]]:
 
 def provision(cfg: RunConfig, run_dir: Path) -> RunConfig:
     """Write every process's keys; the configuration that points the nodes at them."""
-    suite = Suite(**cfg.suite.model_dump())
+    with registry.default().preferring(cfg.suite.provider):  # keys in the format the nodes' provider reads
+        return _provision(cfg, run_dir)
+
+
+def _provision(cfg: RunConfig, run_dir: Path) -> RunConfig:
+    suite = suite_from(cfg.suite)
     plan = peers(cfg)
     idents = {n: Identity.generate(n, suite) for held, _ in plan.values() for n in held}
     reporting = {c: [n for d in cfg.devices_for(c) for n in d.device_names()] for c in cfg.fl.clients}

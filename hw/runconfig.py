@@ -33,6 +33,7 @@ class SuiteConfig(_Model):
     kem: str
     signature: str
     aead: str
+    provider: Literal["auto", "openssl", "liboqs"] = "auto"  # the scenario's workload.crypto.provider
 
 
 class FLConfig(_Model):
@@ -236,7 +237,8 @@ def build(s: Scenario, mode: str, rounds: int, seed: int, where: Addressing, sep
                       quorum_clients=fl.quorum_clients, round_timeout_s=fl.round_timeout_s)  # fmt: skip
     crypto = s.workload.crypto
     return RunConfig(
-        scenario=s.name, mode=cast(Mode, mode), seed=seed, suite=SuiteConfig(kem=crypto.kem, signature=crypto.signature,
-        aead=crypto.aead), rekey=crypto.rekey.fl, workers=s.crypto_workers(), aggregator=agg.name, fl=fl_cfg,
+        scenario=s.name, mode=cast(Mode, mode), seed=seed,
+        suite=SuiteConfig(kem=crypto.kem, signature=crypto.signature, aead=crypto.aead, provider=crypto.provider),
+        rekey=crypto.rekey.fl, workers=s.crypto_workers(), aggregator=agg.name, fl=fl_cfg,
         pods=pods, routes=routes, devices=devices, **fields,
     )  # fmt: skip

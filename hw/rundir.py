@@ -59,6 +59,7 @@ class NodeResult(BaseModel):
     rounds_failed: int = 0
     security: dict[str, int] = Field(default_factory=dict)  # rejected records/handshakes by kind
     cpus: list[int] | None = None  # the CPUs the process was pinned to (run.json ``cpus``)
+    providers: dict[str, str] | None = None  # suite algorithm -> the crypto provider this process ran it with
 
     def write(self, run_dir: Path, pod: str) -> None:
         atomic_write(RunLayout(run_dir).node_result(pod), self.model_dump_json(indent=2) + "\n")

@@ -172,6 +172,7 @@ def scenario_check(
 
     s = scn.load_scenario(file, set_)
     cost = _check_cost(s, replications, 1, max_memory_gib, max_minutes)
+    _warn_provenance(s)
     n_dev = sum(p.count for p in s.workload.devices)
     _say(f"{file}: ok — {len(s.deployment.hosts)} hosts, {len(s.deployment.pods)} pods, {n_dev} devices; "
          f"simulating it: {cost.describe()}")  # fmt: skip
@@ -227,6 +228,7 @@ def sim_cmd(
     out = given or Path("runs") / s.name
     modes = list(MODES) if mode == "both" else [mode or s.workload.processing.mode]
     _check_cost(s, replications, len(modes), max_memory_gib, max_minutes)
+    told = _warn_provenance(s)
     with rundir.claimed(out, force, discard=True), _writing(out):
         runs, comparison = _simulate_into(s, modes, out, seed, replications, profile_run)
     if comparison is not None:
@@ -235,8 +237,20 @@ def sim_cmd(
         STDOUT.print(summary_table(runs[modes[0]].summary))
     for m, r in runs.items():
         for w in r.summary.warnings:
-            _warn(f"({m}) {w}")
+            if w not in told:
+                _warn(f"({m}) {w}")
     _say(f"results: {out}/")
+
+
+def _warn_provenance(s: scn.Scenario) -> list[str]:
+    """Warn (once, before running) about hosts whose profile prices the suite with another library than the
+    twin's; returns the lines."""
+    from sim import provenance
+
+    lines = provenance.mismatches(s)
+    for line in lines:
+        _warn(line)
+    return lines
 
 
 def _simulate_into(s: scn.Scenario, modes: list[str], out: Path, seed: int | None, reps: int | None,
@@ -489,6 +503,12 @@ def hw_run_cmd(
     start_timeout: Annotated[
         float, typer.Option(min=1, max=86_400, callback=_finite, help="k8s: seconds the pods may take to start")
     ] = 600.0,
+    calibrated: Annotated[
+        Path | None,
+        typer.Option(
+            help="k8s: per-node profiles (pqtwin calibrate --backend k8s --out DIR) to check against the scenario's"
+        ),
+    ] = None,
     force: Force = False,
     max_memory_gib: TwinMemory = None,
 ) -> None:
@@ -523,6 +543,9 @@ def hw_run_cmd(
     run_mode, run_seed = mode or s.workload.processing.mode, s.run.seed if seed is None else seed
     k8s: dict[str, Any] = dict(kubeconfig=kubeconfig, context=context, namespace=namespace, image=image, keep=keep,
                                start_timeout_s=start_timeout)  # fmt: skip
+    if calibrated is not None and backend != "k8s":
+        raise UserError(f"--calibrated: only with --backend k8s (got --backend {backend})")
+    checks = _check_calibrated(s, calibrated) if calibrated is not None else None
     if backend == "k8s" and dry_run:
         from hw.k8s import render_run
 
@@ -536,6 +559,10 @@ def hw_run_cmd(
         if backend == "k8s":
             from hw.k8s import run_k8s
 
+            if checks is not None:
+                from hw import profilecheck
+
+                profilecheck.write(checks, out)
             summary = run_k8s(s, out, run_mode, n, run_seed, progress=lambda r: bar.update(task, completed=r),
                               **k8s)  # fmt: skip
         else:
@@ -543,6 +570,28 @@ def hw_run_cmd(
                                 attack=attack_on)  # fmt: skip
     _report_twin_run(summary, out)
     _say(f"results: {out}/")
+
+
+def _check_calibrated(s: scn.Scenario, directory: Path) -> list[Any]:
+    """Print each host's calibrated / reference cost ratios (to stderr: a dry run's stdout is the manifests)."""
+    from rich.table import Table
+
+    from hw import profilecheck
+
+    checks = profilecheck.check_profiles(s, directory)
+    table = Table(title="calibrated / reference cost per operation (the run's sizes)", title_justify="left")
+    for col in ("host", "operation", "reference", "calibrated", "ratio"):
+        table.add_column(col, justify="right" if col in ("reference", "calibrated", "ratio") else "left")
+    for c in checks:
+        for o in c.ops:
+            ref = f"{o.reference_s * 1e3:.4g} ms ({o.reference_provider or '—'})"
+            cal = f"{o.calibrated_s * 1e3:.4g} ms ({o.calibrated_provider or '—'})"
+            table.add_row(c.host, o.op, ref, cal, f"×{o.ratio:.2f}")
+        table.add_row(c.host, f"geometric mean vs {c.reference}", "", "", f"×{c.geomean:.2f}", end_section=True)
+    STDERR.print(table)
+    for line in profilecheck.warnings(checks):
+        _warn(line)
+    return checks
 
 
 def _report_twin_run(summary: Summary, out_dir: Path) -> None:

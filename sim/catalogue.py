@@ -93,6 +93,24 @@ _ALL = [
 
 CATALOGUE: dict[str, Algorithm] = {a.name: a for a in _ALL}
 
+# The hardware twin's crypto providers that implement each algorithm, in the registry's order of preference
+# (hw/crypto/registry.py: openssl = pyca/cryptography, then liboqs). The simulator needs it to say which
+# library the twin would run a suite with (sim/provenance.py); tests/test_providers.py pins it against the
+# real providers, so a new OpenSSL or liboqs release that adds one shows up as a failing test.
+_BOTH, _OPENSSL, _LIBOQS = ("openssl", "liboqs"), ("openssl",), ("liboqs",)
+TWIN_PROVIDERS: dict[str, tuple[str, ...]] = {
+    "ML-KEM-512": _LIBOQS,  # pyca/cryptography exposes ML-KEM-768 and -1024 only
+    "ML-KEM-768": _BOTH,
+    "ML-KEM-1024": _BOTH,
+    "ML-DSA-44": _BOTH,
+    "ML-DSA-65": _BOTH,
+    "ML-DSA-87": _BOTH,
+    "Falcon-512": _LIBOQS,
+    "Falcon-1024": _LIBOQS,
+    "SLH-DSA-SHA2-128f": _LIBOQS,  # OpenSSL >= 3.5 has SLH-DSA, pyca/cryptography does not expose it
+    "SLH-DSA-SHA2-128s": _LIBOQS,
+} | {a.name: _OPENSSL for a in _ALL if not a.quantum_safe or a.kind in ("aead", "hash") or "+" in a.name}
+
 # Operations a profile prices for each kind (per call, or per byte for AEAD and hashes).
 OPS: dict[Kind, tuple[str, ...]] = {
     "kem": ("keygen", "encaps", "decaps"),

@@ -9,6 +9,13 @@ A profile holds platform metadata and, per operation name, a cost model:
 - ``linear``: ``per_call_s + per_unit_s * units`` with optional lognormal noise ``cv``; ``unit`` is
   ``byte`` (AEAD, hashing, serialisation), ``sample_param`` (training) or ``param`` (FedAvg).
 
+What a profile prices is stated, not implied: ``platform`` records the CPU and clock, and ``libraries`` maps
+each *provider* (the hardware twin's provider names ``openssl`` and ``liboqs``, or ``numpy``, ``kernel`` ...)
+to the library, version and build (NEON, asm, portable C ...) its figures come from; every crypto operation
+names its ``provider``. Two profiles of one CPU priced by different libraries are different profiles
+(``pi4-liboqs``, ``pi4-openssl``), and the simulator warns when a scenario's suite is priced by another
+provider than the twin would run (sim/provenance.py).
+
 Operation names are ``<algorithm>.<op>`` for crypto (``ML-KEM-768.encaps``, ``AES-256-GCM.encrypt``,
 ``SHA-256.hash``), and ``serialize``, ``deserialize``, ``fl.train``, ``fl.fedavg``, optionally ``net.loopback``
 (a message between pods of one host, per byte). Every value carries
@@ -30,6 +37,7 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from sim.catalogue import CATALOGUE
 from sim.errors import load_yaml, validate
 
 Tag = Literal["M", "D", "E", "F"]
@@ -41,6 +49,7 @@ MAX_UNITS = 1e15
 MAX_POINTS = 10_000  # quantiles or points of one operation
 MAX_N = 10**12
 PositiveSeconds = Annotated[float, Field(gt=0, le=MAX_COST_S)]
+ProviderName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
 
 
 class _Strict(BaseModel):
@@ -97,6 +106,7 @@ class PerCallOp(_Strict):
     distribution: Lognormal | Empirical = Field(discriminator="kind")
     source: str = Field(min_length=1)
     tag: Tag
+    provider: ProviderName | None = None  # a key of platform.libraries; required for crypto operations
 
     def cost_s(self, rng: np.random.Generator, units: float = 0.0) -> float:
         return self.distribution.sample(rng)
@@ -123,6 +133,7 @@ class LinearOp(_Strict):
     )
     source: str = Field(min_length=1)
     tag: Tag
+    provider: ProviderName | None = None  # a key of platform.libraries; required for crypto operations
 
     @model_validator(mode="after")
     def _increasing_units(self) -> LinearOp:
@@ -180,11 +191,22 @@ def op_kind(op: str) -> str:
     return op.rsplit(".", 1)[-1]
 
 
+class Library(_Strict):
+    """One library a profile's figures come from (measured with it, or for tag E estimated for it)."""
+
+    library: str = Field(min_length=1, max_length=200)  # "OpenSSL", "liboqs", "NumPy"
+    version: str = Field(min_length=1, max_length=200)  # "3.6.0", "0.14.1-dev"
+    build: str = Field(min_length=1, max_length=500)  # "aarch64 NEON (OQS_OPT_TARGET=auto)", "asm", "portable C"
+
+    def __str__(self) -> str:
+        return f"{self.library} {self.version} ({self.build})"
+
+
 class Platform(_Strict):
     cpu: str
     cores: int = Field(ge=1, le=1_000_000)
-    clock_hz: float | None = Field(default=None, gt=0, le=1e12)
-    crypto_library: str
+    clock_hz: float | None = Field(default=None, gt=0, le=1e12)  # None: not known (e.g. no cpufreq in a VM)
+    libraries: dict[ProviderName, Library] = Field(min_length=1, max_length=64)
     date: str
     how_measured: str
 
@@ -197,6 +219,22 @@ class Profile(_Strict):
     platform: Platform
     ops: dict[str, Annotated[PerCallOp | LinearOp, Field(discriminator="kind")]]
     overheads: dict[str, Overhead] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _providers_stated(self) -> Profile:
+        """Every crypto operation names its provider, and every named provider is described."""
+        for name, op in self.ops.items():
+            if op.provider is None and name.rsplit(".", 1)[0] in CATALOGUE:
+                raise ValueError(f"ops.{name}: a crypto operation names its provider (a key of platform.libraries)")
+            if op.provider is not None and op.provider not in self.platform.libraries:
+                known = ", ".join(self.platform.libraries)
+                raise ValueError(f"ops.{name}: provider {op.provider!r} is not in platform.libraries ({known})")
+        return self
+
+    def library(self, name: str) -> Library | None:
+        """The library that priced operation ``name`` (None when the op names no provider)."""
+        provider = self.op(name).provider
+        return None if provider is None else self.platform.libraries[provider]
 
     def op(self, name: str) -> PerCallOp | LinearOp:
         try:

@@ -210,6 +210,10 @@ class Workload(_Strict):
     fl: FL
     crypto: Crypto
     processing: Processing
+    # how a pod receives its devices' sessions: per-device = a thread per device session runs the pod's side of
+    # its handshakes, then decrypts its frames in order (the hardware twin, hw/node/client.py); one-thread = one
+    # receiver thread per pod does so for all its devices in arrival order (an event loop; run.engine: events)
+    telemetry_receiver: Literal["per-device", "one-thread"] = "per-device"
 
 
 class Host(_Strict):
@@ -547,6 +551,15 @@ def _resolve_profile(s: Scenario, ref: str) -> Path:
     return s.path.parent / "profiles" / f"{ref}.yaml"
 
 
+def _known_profiles(s: Scenario) -> str:
+    """`` (profiles there: a, b)`` for the scenario's profiles/ folder, or nothing."""
+    try:
+        names = sorted(p.stem for p in (s.path.parent / "profiles").glob("*.yaml"))[:20]
+    except OSError:
+        return ""
+    return f" (profiles there: {', '.join(names)})" if names else ""
+
+
 def _load_profiles(s: Scenario, override: Path | None, priced: bool = True) -> list[Problem]:
     """Load each host's (and device population's) profile; check it prices every needed operation."""
     problems: list[Problem] = []
@@ -561,7 +574,7 @@ def _load_profiles(s: Scenario, override: Path | None, priced: bool = True) -> l
         file = override if override is not None and not key.startswith("device:") else _resolve_profile(s, ref)
         if file not in cache:
             if not exists(file):
-                problems.append((loc, ref, f"profile file not found: {shorten(str(file), 200)}"))
+                problems.append((loc, ref, f"profile file not found: {shorten(str(file), 200)}{_known_profiles(s)}"))
                 continue
             cache[file] = load_profile(file)
         prof = s._profiles[key] = cache[file]

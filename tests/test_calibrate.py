@@ -33,7 +33,11 @@ def test_quick_profile_validates_and_is_measured(quick_profile):
     assert sign.kind == "per_call" and sign.n >= 5 and sign.distribution.kind == "empirical"
     aead = prof.op("AES-256-GCM.encrypt")
     assert aead.kind == "linear" and aead.per_unit_s > 0  # bigger records cost more
-    assert prof.platform.cores >= 1 and "cryptography" in prof.platform.crypto_library
+    assert prof.platform.cores >= 1 and "cryptography" in prof.platform.libraries["openssl"].build
+    # every op says which library measured it: the provider the registry picked, described on the platform
+    assert prof.op("ML-DSA-65.sign").provider == "openssl" and prof.op("fl.train").provider == "numpy"
+    assert prof.op("net.loopback").provider == "kernel"
+    assert {op.provider for op in prof.ops.values()} <= set(prof.platform.libraries)
 
 
 def test_simulator_accepts_a_calibrated_profile(pqtwin, quick_profile, tmp_path):

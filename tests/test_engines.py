@@ -67,7 +67,7 @@ def run(engine: str, *sets: str, deterministic: bool = True) -> runner.RunResult
 
 @pytest.mark.parametrize(
     "mode, extra",
-    [("sequential", ()), ("concurrent", ()), ("concurrent", ("workload.devices.0.profile=pi4",))],
+    [("sequential", ()), ("concurrent", ()), ("concurrent", ("workload.devices.0.profile=pi4-liboqs",))],
     ids=["sequential", "concurrent", "device-compute"],
 )
 def test_vectorized_equals_the_event_model_frame_by_frame(mode, extra):
@@ -85,7 +85,14 @@ def test_vectorized_equals_the_event_model_frame_by_frame(mode, extra):
     assert (a["round"] == b["round"]).all()
     ra, rb = (r.summary.round_latency_s for r in (ev, vec))
     assert ra.n == rb.n and abs(ra.mean - rb.mean) <= 1e-9
-    assert ev.summary.bytes_on_wire.total == pytest.approx(vec.summary.bytes_on_wire.total, rel=1e-12)
+    assert ev.summary.application_bytes == vec.summary.application_bytes
+    la, lb = ev.summary.link_bytes, vec.summary.link_bytes  # hop-counted, every link direction, by phase
+    assert la is not None and la == lb and la.by_phase["telemetry"] > 0 and len(la.by_link) > 300
+    assert la.total > ev.summary.application_bytes.total  # frames cross an access link and the gateway's uplink
+    for name, u in ev.summary.link_utilization.items():  # offered load, frames clipped at the end alike
+        assert vec.summary.link_utilization[name].offered == pytest.approx(u.offered, rel=1e-9, abs=1e-15), name
+    for name, u in ev.summary.host_utilization.items():
+        assert vec.summary.host_utilization[name].offered == pytest.approx(u.offered, rel=1e-9), name
     assert vec.summary.telemetry.quantiles == "sketch"
     sa, sb = (r.series.set_index(["resource", "bin_start_s"]).busy_s for r in (ev, vec))  # utilisation over time
     assert sa.index.equals(sb.index) and np.abs(sa - sb).max() <= 1e-9 and sa.sum() > 0

@@ -369,7 +369,7 @@ def test_a_large_valid_file_is_checked_quickly(capsys, tmp_path):
     """3,000 hosts, client pods and device populations (~0.7 MB): every check and the estimate are linear."""
     n = 3000
     data = yaml.safe_load(PAPER.read_text())
-    data["deployment"]["hosts"] = [{"name": f"h{i}", "cores": 2, "profile": "pi4"} for i in range(n)]
+    data["deployment"]["hosts"] = [{"name": f"h{i}", "cores": 2, "profile": "pi4-liboqs"} for i in range(n)]
     data["deployment"]["network"]["links"] = [{"a": f"h{i}", "b": "switch", "preset": "gigabit-ethernet"}
                                               for i in range(n)]  # fmt: skip
     data["deployment"]["pods"] = [{"name": "agg", "role": "aggregator", "host": "h0"}]

@@ -61,7 +61,7 @@ def test_bad_scenario_names_file_field_and_value(override, expected):
 
 
 def test_algorithm_the_profile_cannot_price_is_rejected(tmp_path):
-    prof = yaml.safe_load((SCENARIOS / "profiles" / "pi4.yaml").read_text())
+    prof = yaml.safe_load((SCENARIOS / "profiles" / "pi4-liboqs.yaml").read_text())
     del prof["ops"]["ML-KEM-768.decaps"]
     (tmp_path / "profiles").mkdir()
     (tmp_path / "profiles" / "thin.yaml").write_text(yaml.safe_dump(prof))
@@ -78,7 +78,7 @@ def test_unreachable_pod_is_rejected(tmp_path):
     data = yaml.safe_load((SCENARIOS / "paper-3node.yaml").read_text())
     data["deployment"]["network"]["links"] = data["deployment"]["network"]["links"][:2]  # pi-3 cut off
     (tmp_path / "profiles").mkdir()
-    (tmp_path / "profiles" / "pi4.yaml").write_text((SCENARIOS / "profiles" / "pi4.yaml").read_text())
+    (tmp_path / "profiles" / "pi4-liboqs.yaml").write_text((SCENARIOS / "profiles" / "pi4-liboqs.yaml").read_text())
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(UserError) as info:
         load_scenario(tmp_path / "s.yaml")

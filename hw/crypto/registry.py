@@ -11,7 +11,8 @@ line naming the algorithm and every provider that would implement it, with the r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Literal, NamedTuple, overload
 
 from hw.crypto.base import Aead, AlgorithmObject, Hash, Kem, Kind, Provider, Signer, UnsupportedAlgorithm
@@ -31,9 +32,27 @@ class Registry:
 
     def __init__(self, providers: Sequence[Provider]) -> None:
         self._providers = list(providers)
+        self._preferred: str | None = None
         names = [p.name for p in self._providers]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate provider names: {names}")
+
+    def set_preference(self, provider: str) -> None:
+        """Try ``provider`` first in every later `find` without ``prefer`` (``auto``: registry order). A twin
+        process runs one suite, so its scenario's ``workload.crypto.provider`` is set once, at start."""
+        if provider != "auto":
+            self.provider(provider)  # ValueError naming the known ones
+        self._preferred = None if provider == "auto" else provider
+
+    @contextmanager
+    def preferring(self, provider: str) -> Iterator[None]:
+        """`set_preference` for a block (an orchestrator generating a run's keys), then the previous one."""
+        before = self._preferred
+        self.set_preference(provider)
+        try:
+            yield
+        finally:
+            self._preferred = before
 
     def providers(self) -> list[Provider]:
         return list(self._providers)
@@ -99,6 +118,7 @@ class Registry:
         return None
 
     def _ordered(self, prefer: str | Sequence[str] | None) -> list[Provider]:
+        prefer = prefer if prefer is not None else self._preferred
         if prefer is None:
             return self._providers
         first = [self.provider(n) for n in ([prefer] if isinstance(prefer, str) else prefer)]

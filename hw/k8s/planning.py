@@ -176,10 +176,18 @@ class Keys:
 
 
 def make_keys(p: Plan) -> Keys:
-    """Fresh identities (signature + static KEM) for every pod and device of the run."""
-    from hw.channel import Identity, Suite
+    """Fresh identities (signature + static KEM) for every pod and device of the run, in the format the pods'
+    provider reads."""
+    from hw.crypto import registry
 
-    suite = Suite(**p.config.suite.model_dump())
+    with registry.default().preferring(p.config.suite.provider):
+        return _make_keys(p)
+
+
+def _make_keys(p: Plan) -> Keys:
+    from hw.channel import Identity, suite_from
+
+    suite = suite_from(p.config.suite)
     idents = {name: Identity.generate(name, suite) for pod in p.pods for name in pod.holds}
     identity, trust = {}, {}
     for pod in p.pods:

@@ -18,7 +18,8 @@ import os
 import sys
 from pathlib import Path
 
-from hw.channel import ConnectionClosed, SecurityError, Suite
+from hw.channel import ConnectionClosed, SecurityError, suite_from
+from hw.crypto import registry
 from hw.lifecycle import die_with_parent
 from hw.node.common import Node, RunFailed
 from hw.node.keys import GeneratedKeys, KeySource, KeysUnavailable, MountedKeys
@@ -33,7 +34,8 @@ log = logging.getLogger("pqtwin.node")
 
 def make_node(run_dir: Path, name: str, cfg: RunConfig) -> Node:
     """A node with the collaborators its run.json asks for."""
-    suite = Suite(**cfg.suite.model_dump())
+    suite = suite_from(cfg.suite)
+    registry.default().set_preference(suite.provider)  # this process runs one suite, with the scenario's provider
     keys: KeySource = MountedKeys(run_dir, cfg.keys, suite, name) if cfg.keys else GeneratedKeys(run_dir, suite)
     reporter: Reporter = LogReporter(run_dir) if cfg.report == "log" else FileReporter(run_dir)
     return Node(run_dir, name, cfg, keys, reporter)
@@ -81,6 +83,7 @@ def main(run_dir: Path, name: str, role: str) -> int:
         log.error("%s: %s", name, exc)
         return 3
     result.cpus = pinned
+    result.providers = {a: registry.find(a).provider for a in (node.suite.kem, node.suite.signature, node.suite.aead)}
     node.finish(result)
     return 0
 

@@ -18,7 +18,18 @@ from pathlib import Path
 import numpy as np
 
 from hw import data, fl
-from hw.channel import MESSAGE_CONTEXT, Channel, Identity, Peer, Record, Sealed, SecurityError, Suite, handshake_limit
+from hw.channel import (
+    MESSAGE_CONTEXT,
+    Channel,
+    Identity,
+    Peer,
+    Record,
+    Sealed,
+    SecurityError,
+    Suite,
+    handshake_limit,
+    suite_from,
+)
 from hw.crypto import find
 from hw.crypto.base import KeyPair, PublicKey
 from hw.node.keys import KeySource
@@ -57,7 +68,7 @@ class Node:
 
     @property
     def suite(self) -> Suite:
-        return Suite(**self.cfg.suite.model_dump())
+        return suite_from(self.cfg.suite)
 
     @property
     def pod(self) -> str:

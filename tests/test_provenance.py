@@ -1,0 +1,114 @@
+"""Profiles say what they price, the twin runs the provider the scenario names, and the simulator says when the
+two differ (sim/provenance.py, sim/catalogue.TWIN_PROVIDERS, hw/crypto/registry.py preference)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from hw.crypto import registry
+from hw.local import run_local
+from sim import catalogue, provenance
+from sim.errors import UserError
+from sim.profile import load_profile
+from sim.scenario import load_scenario
+
+from .conftest import SCENARIOS
+
+PROFILES = SCENARIOS / "profiles"
+LIBOQS = registry.default().provider("liboqs")
+
+
+def test_catalogue_names_exactly_the_providers_that_implement_each_algorithm():
+    openssl = registry.default().provider("openssl").algorithms()
+    for name, providers in catalogue.TWIN_PROVIDERS.items():
+        assert ("openssl" in providers) == (name in openssl), name
+        if LIBOQS.available:
+            assert ("liboqs" in providers) == (name in LIBOQS.algorithms()), name
+
+
+def test_twin_provider_prefers_the_named_one_where_it_implements_the_algorithm():
+    assert provenance.twin_provider("ML-KEM-768") == "openssl"  # auto: the registry's order
+    assert provenance.twin_provider("ML-KEM-768", "liboqs") == "liboqs"
+    assert provenance.twin_provider("ML-KEM-512") == "liboqs"  # pyca/cryptography has no ML-KEM-512
+    assert provenance.twin_provider("AES-256-GCM", "liboqs") == "openssl"  # liboqs has no AEAD
+
+
+@pytest.mark.skipif(not LIBOQS.available, reason="liboqs not installed here")
+def test_registry_preference_changes_and_restores_the_provider():
+    reg = registry.default()
+    assert reg.find("ML-KEM-768", "kem").provider == "openssl"
+    with reg.preferring("liboqs"):
+        assert reg.find("ML-KEM-768", "kem").provider == "liboqs"
+        assert reg.find("AES-256-GCM", "aead").provider == "openssl"  # the other where it lacks one
+    assert reg.find("ML-KEM-768", "kem").provider == "openssl"
+    with pytest.raises(ValueError, match="unknown provider 'bogus'"):
+        reg.set_preference("bogus")
+
+
+def test_paper_scenario_is_priced_by_the_library_its_twin_runs():
+    s = load_scenario(SCENARIOS / "paper-3node.yaml")
+    assert s.workload.crypto.provider == "liboqs" and provenance.mismatches(s) == []
+
+
+def test_a_suite_priced_by_another_library_is_named_with_both_libraries():
+    s = load_scenario(SCENARIOS / "paper-3node.yaml", ["workload.crypto.provider=auto"])
+    (line,) = provenance.mismatches(s)
+    assert "profile 'pi4-liboqs' (hosts pi-1, pi-2, pi-3) prices ML-KEM-768, ML-DSA-65 with liboqs" in line
+    assert "the twin would run them with openssl" in line and "set workload.crypto.provider: liboqs" in line
+
+
+def test_the_openssl_profile_matches_the_default_twin():
+    s = load_scenario(SCENARIOS / "paper-3node.yaml", [f"deployment.hosts.{i}.profile=pi4-openssl" for i in range(3)]
+                      + ["workload.crypto.provider=auto"])  # fmt: skip
+    assert provenance.mismatches(s) == []
+    s = load_scenario(SCENARIOS / "paper-3node.yaml", [f"deployment.hosts.{i}.profile=pi4-openssl" for i in range(3)])
+    assert "prices ML-KEM-768, ML-DSA-65 with openssl" in provenance.mismatches(s)[0]
+
+
+def test_every_shipped_profile_states_its_libraries_and_each_crypto_op_its_provider():
+    for path in sorted(PROFILES.glob("*.yaml")):
+        p = load_profile(path)
+        for name, op in p.ops.items():
+            if name.rsplit(".", 1)[0] in catalogue.CATALOGUE:
+                assert op.provider in p.platform.libraries, (path.name, name)
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda d: d["ops"]["ML-KEM-768.encaps"].pop("provider"), "ops.ML-KEM-768.encaps: a crypto operation names"),
+        (lambda d: d["ops"]["ML-KEM-768.encaps"].update(provider="wolfssl"), "provider 'wolfssl' is not in platform"),
+        (lambda d: d["platform"].pop("libraries"), "platform.libraries"),
+    ],
+)
+def test_a_profile_without_provenance_is_a_one_line_error(tmp_path, edit, expected):
+    data = yaml.safe_load((PROFILES / "ci-x86.yaml").read_text())
+    edit(data)
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(UserError) as info:
+        load_profile(tmp_path / "p.yaml")
+    assert len(info.value.lines) == 1 and expected in info.value.lines[0], info.value.lines
+
+
+def test_sim_warns_once_before_running(pqtwin, tmp_path):
+    res = pqtwin("sim", "scenarios/paper-3node.yaml", "--replications", "1", "--set", "workload.fl.rounds=1",
+                 "--set", "workload.crypto.provider=auto", "--out", str(tmp_path / "run"))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.count("prices ML-KEM-768, ML-DSA-65 with liboqs") == 1, res.stderr
+
+
+@pytest.mark.skipif(not LIBOQS.available, reason="liboqs not installed here")
+def test_the_twin_runs_the_scenarios_provider(tmp_path):
+    quick = ["workload.fl.model_parameters=20000", "workload.fl.samples_per_client=100",
+             "workload.devices.ecg-a.count=0", "workload.devices.ecg-b.count=0"]  # fmt: skip
+    for provider, expected in (("liboqs", "liboqs"), ("auto", "openssl")):
+        s = load_scenario(SCENARIOS / "localhost.yaml", [*quick, f"workload.crypto.provider={provider}"], priced=False)
+        out = tmp_path / provider
+        summary = run_local(s, out, "sequential", rounds=1, seed=3)
+        assert summary.state == "completed", summary.reason
+        for node in (out / "nodes").glob("*.json"):
+            used = json.loads(node.read_text())["providers"]
+            assert used[s.workload.crypto.kem] == expected and used[s.workload.crypto.aead] == "openssl", node.name
