@@ -467,6 +467,61 @@ def _calibrate_k8s(out: Path, provider: str | None, algorithms: str | None, quic
         _say(f"profile: {path} (node {node})")
 
 
+@app.command("study")
+def study_cmd(
+    study: Annotated[Path, typer.Argument(help="study file (default scenarios/study-paper.yaml)")] = Path(
+        "scenarios/study-paper.yaml"
+    ),
+    out: Annotated[Path, typer.Option("--out", help="directory for study.json, study.svg, study.md")] = Path(
+        "runs/study"
+    ),
+    workers: Annotated[int, typer.Option(min=0, max=256, help="processes (0: one per core of this machine)")] = 0,
+) -> None:
+    """Which of a study's unpublished choices reproduce its headline figures: one axis at a time, the grid of the
+    two most influential numeric axes, random combinations; the contour plot and the reproduction table."""
+    import json
+    import os
+
+    from rich.table import Table
+
+    from pqtwin import studyreport as rep
+    from sim.contract import atomic_write
+    from sim.study import fmt_ci, load_study, reproductions, run_study
+
+    spec, scenario = load_study(study)
+    with _writing(out), _progress(None) as bar:
+        task = bar.add_task(f"{spec.study} study", total=None)
+        result = run_study(spec, scenario, workers or os.cpu_count() or 1,
+                           progress=lambda done, total: bar.update(task, completed=done, total=total))  # fmt: skip
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write(out / "study.json", json.dumps(result, indent=1))
+        atomic_write(out / "study.svg", rep.svg(result, spec))
+        md = "## Axes by influence\n\n" + rep.markdown(rep.ranking_rows(result))
+        md += "\n## Combinations that reproduce both figures\n\n" + rep.markdown(rep.reproduction_rows(result, 1000))
+        atomic_write(out / "study.md", md)
+    base = rep.base_point(result)
+    t = result["targets"]
+    none = [None, None]
+    red = fmt_ci(base.get("reduction"), base.get("reduction_ci95", none), 100, " %", 1)
+    dist = fmt_ci(base.get("distribution_s"), base.get("distribution_ci95", none), 1, " s", 3)
+    _say(f"base scenario: reduction {red}, distribution {dist} "
+         f"(targets: ≥ {t['round_latency_reduction'] * 100:.0f} %, < {t['distribution_s']:g} s)")  # fmt: skip
+    for title, rows in (("axes by influence", rep.ranking_rows(result)),
+                        ("combinations that reproduce both figures", rep.reproduction_rows(result))):  # fmt: skip
+        table = Table(title=title, title_justify="left")
+        for col in rows[0] if rows else ["(none)"]:
+            table.add_column(col)
+        for row in rows:
+            table.add_row(*row.values())
+        STDOUT.print(table)
+    n_ok, n = len(reproductions(result)), len(result["points"])
+    failed = [p for p in result["points"] if "error" in p]
+    _say(f"{n_ok} of {n} points reproduce both figures; plane: {result['plane']['x']} x {result['plane']['y']}")
+    for p in failed[:5]:
+        _warn(f"point {rep.describe(result, p)}: {p['error']}")
+    _say(f"results: {out}/ (study.json, study.svg, study.md)")
+
+
 hw_app = typer.Typer(cls=_Group, no_args_is_help=True, help="The hardware twin: run a scenario for real.")
 app.add_typer(hw_app, name="hw")
 

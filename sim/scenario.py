@@ -395,7 +395,8 @@ MAX_PATH_PARTS = 16  # a scenario nests 5 levels; deeper paths only build struct
 
 
 def apply_override(data: dict[str, Any], item: str) -> None:
-    """Apply ``dotted.path=value``; list items are addressed by index or by their ``name``."""
+    """Apply ``dotted.path=value``; list items are addressed by index or by their ``name``, and ``-`` as the
+    last part appends one (``deployment.pods.-={name: client-3, role: client, host: pi-2}``)."""
     key, sep, raw = item.partition("=")
     if not sep or not key:
         raise UserError(f"--set {show(item)}: expected dotted.path=value")
@@ -414,7 +415,9 @@ def apply_override(data: dict[str, Any], item: str) -> None:
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         where = ".".join(parts[: i + 1])
-        if isinstance(node, list):
+        if isinstance(node, list) and part == "-" and last:  # JSON Pointer's "-": append an item
+            node.append(value)
+        elif isinstance(node, list):
             idx = _list_index(node, part)
             if idx is None:
                 raise UserError(f"--set {key}: no list item {part!r} at {where}")

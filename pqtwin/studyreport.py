@@ -1,0 +1,144 @@
+"""A study's result (sim/study.py) as a figure and tables: the contour plane as a self-contained SVG, the axis
+ranking and the reproduction table as rows (for rich in the CLI, Markdown in README, a dataframe in the app)."""
+
+from __future__ import annotations
+
+import math
+from html import escape
+from typing import Any
+
+import numpy as np
+
+from sim.study import StudySpec, changed, fmt_ci, log_or_linear, meets, plane, reproductions
+
+W, H, LEFT, TOP, RIGHT, BOTTOM = 680, 440, 60, 30, 160, 50
+
+
+def _ramp(v: float) -> str:
+    """Reduction 0 → pale, 0.6 → dark teal (negative: pale red)."""
+    if math.isnan(v):
+        return "#eeeeee"
+    if v < 0:
+        return "#f4cccc"
+    t = min(1.0, v / 0.6)
+    r, g, b = (int(a + (z - a) * t) for a, z in ((240, 0), (248, 105), (245, 110)))
+    return f"rgb({r},{g},{b})"
+
+
+def _segments(xs: np.ndarray, ys: np.ndarray, z: np.ndarray, level: float) -> list[tuple[float, float, float, float]]:
+    """Marching squares: the line segments where the grid ``z`` (rows = ys) crosses ``level``, interpolated."""
+    out = []
+    for j in range(len(ys) - 1):
+        for i in range(len(xs) - 1):
+            corners = [(xs[i], ys[j], z[j, i]), (xs[i + 1], ys[j], z[j, i + 1]),
+                       (xs[i + 1], ys[j + 1], z[j + 1, i + 1]), (xs[i], ys[j + 1], z[j + 1, i])]  # fmt: skip
+            if any(math.isnan(c[2]) for c in corners):
+                continue
+            hits = []
+            for (x0, y0, a), (x1, y1, b) in zip(corners, corners[1:] + corners[:1], strict=True):
+                if (a - level) * (b - level) < 0 or (a == level and b != level):
+                    t = (level - a) / (b - a)
+                    hits.append((x0 + t * (x1 - x0), y0 + t * (y1 - y0)))
+            for k in range(0, len(hits) - 1, 2):
+                out.append((*hits[k], *hits[k + 1]))
+    return out
+
+
+def svg(result: dict[str, Any], spec: StudySpec) -> str:
+    """The contour plane: reduction per grid point (colour, value), the reduction target's contour (solid) and
+    the distribution time target's line (dashed)."""
+    ax, ay, red, dist = plane(result, spec)
+    fx, fy = log_or_linear(ax), log_or_linear(ay)
+    xs = np.array([fx(lv.value or 0) for lv in ax.levels])
+    ys = np.array([fy(lv.value or 0) for lv in ay.levels])
+    pw, ph = W - LEFT - RIGHT, H - TOP - BOTTOM
+    bx, by = _bounds(xs), _bounds(ys)
+    x0, x1, y0, y1 = bx[0][0], bx[-1][1], by[0][0], by[-1][1]
+    px = lambda v: LEFT + (v - x0) / (x1 - x0) * pw  # noqa: E731
+    py = lambda v: TOP + ph - (v - y0) / (y1 - y0) * ph  # noqa: E731
+    t = result["targets"]
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
+           f'<rect width="{W}" height="{H}" fill="white"/>',
+           f'<text x="{LEFT}" y="16" font-size="12">{escape(result["study"])}: round latency, concurrent vs sequential '
+           f'(each cell {result["replications"]} replications x {result["rounds"]} rounds)</text>']  # fmt: skip
+    for (j, yv), (i, xv) in ((a, b) for a in enumerate(ys) for b in enumerate(xs)):
+        v = red[j, i]
+        (xa, xb), (ya, yb) = bx[i], by[j]
+        out.append(f'<rect x="{px(xa) + 1:.1f}" y="{py(yb) + 1:.1f}" width="{px(xb) - px(xa) - 2:.1f}" '
+                   f'height="{py(ya) - py(yb) - 2:.1f}" fill="{_ramp(v)}"/>')  # fmt: skip
+        if ax.levels[i].label == result["base"][ax.name] and ay.levels[j].label == result["base"][ay.name]:
+            out.append(f'<rect x="{px(xa) + 2:.1f}" y="{py(yb) + 2:.1f}" width="{px(xb) - px(xa) - 4:.1f}" '
+                       f'height="{py(ya) - py(yb) - 4:.1f}" fill="none" stroke="black" stroke-width="2"/>')  # fmt: skip
+        label = "—" if math.isnan(v) else f"{v * 100:.0f} %"
+        colour = "white" if not math.isnan(v) and v > 0.35 else "black"
+        out.append(f'<text x="{px(xv):.1f}" y="{py(yv) + 4:.1f}" text-anchor="middle" fill="{colour}">{label}</text>')
+    for seg in _segments(xs, ys, red, t["round_latency_reduction"]):
+        out.append(f'<line x1="{px(seg[0]):.1f}" y1="{py(seg[1]):.1f}" x2="{px(seg[2]):.1f}" y2="{py(seg[3]):.1f}" '
+                   'stroke="#c0392b" stroke-width="3"/>')  # fmt: skip
+    for seg in _segments(xs, ys, dist, t["distribution_s"]):
+        out.append(f'<line x1="{px(seg[0]):.1f}" y1="{py(seg[1]):.1f}" x2="{px(seg[2]):.1f}" y2="{py(seg[3]):.1f}" '
+                   'stroke="#2c3e50" stroke-width="3" stroke-dasharray="7,4"/>')  # fmt: skip
+    for i, lv in enumerate(ax.levels):
+        out.append(f'<text x="{px(xs[i]):.1f}" y="{TOP + ph + 16:.1f}" text-anchor="middle">{escape(lv.label)}</text>')
+    for j, lv in enumerate(ay.levels):
+        out.append(f'<text x="{LEFT - 6}" y="{py(ys[j]) + 4:.1f}" text-anchor="end">{escape(lv.label)}</text>')
+    out.append(f'<text x="{LEFT + pw / 2:.0f}" y="{TOP + ph + 36}" text-anchor="middle" font-size="12">'
+               f"{escape(ax.title)}</text>")  # fmt: skip
+    out.append(f'<text transform="translate(14,{TOP + ph / 2:.0f}) rotate(-90)" text-anchor="middle" font-size="12">'
+               f'{escape(ay.title)}</text>')  # fmt: skip
+    lx = W - RIGHT + 20
+    out += [f'<line x1="{lx}" y1="{TOP + 10}" x2="{lx + 24}" y2="{TOP + 10}" stroke="#c0392b" stroke-width="3"/>',
+            f'<text x="{lx + 28}" y="{TOP + 14}">{t["round_latency_reduction"] * 100:.0f} % reduction</text>',
+            f'<line x1="{lx}" y1="{TOP + 32}" x2="{lx + 24}" y2="{TOP + 32}" stroke="#2c3e50" stroke-width="3" '
+            'stroke-dasharray="7,4"/>',
+            f'<text x="{lx + 28}" y="{TOP + 36}">{t["distribution_s"]:g} s distribution</text>',
+            f'<rect x="{lx}" y="{TOP + 48}" width="24" height="14" fill="none" stroke="black" stroke-width="2"/>',
+            f'<text x="{lx + 28}" y="{TOP + 59}">base scenario</text>',
+            f'<text x="{lx}" y="{TOP + 84}" font-size="10">other axes at the base</text>',
+            f'<text x="{lx}" y="{TOP + 98}" font-size="10">scenario\'s values</text>', "</svg>"]  # fmt: skip
+    return "\n".join(out)
+
+
+def _bounds(pos: np.ndarray) -> list[tuple[float, float]]:
+    """Each grid position's cell: halfway to its neighbours (the edge cells mirror their inner half)."""
+    if len(pos) == 1:
+        return [(pos[0] - 0.5, pos[0] + 0.5)]
+    mids = (pos[1:] + pos[:-1]) / 2
+    lo = np.concatenate([[pos[0] - (mids[0] - pos[0])], mids])
+    hi = np.concatenate([mids, [pos[-1] + (pos[-1] - mids[-1])]])
+    return list(zip(lo.tolist(), hi.tolist(), strict=True))
+
+
+def describe(result: dict[str, Any], point: dict[str, Any]) -> str:
+    return "; ".join(f"{a} {v}" for a, v in changed(result, point).items()) or "the base scenario"
+
+
+def reproduction_rows(result: dict[str, Any], limit: int = 15) -> list[dict[str, str]]:
+    """The reproduction table: the points meeting both targets (robust = by their whole CIs), best first."""
+    rows = []
+    for p in reproductions(result)[:limit]:
+        rows.append({
+            "combination (vs the base scenario)": describe(result, p),
+            "reduction [95 % CI]": fmt_ci(p["reduction"], p["reduction_ci95"], 100, " %", 1),
+            "distribution [95 % CI]": fmt_ci(p["distribution_s"], p["distribution_ci95"], 1, " s", 3),
+            "both CIs clear": "yes" if meets(p, result["targets"], robust=True) else "no",
+        })  # fmt: skip
+    return rows
+
+
+def ranking_rows(result: dict[str, Any]) -> list[dict[str, str]]:
+    return [{"axis": r["title"], "reduction range (points)": f"{r['reduction_range'] * 100:.1f}",
+             "distribution max/min": f"{r['distribution_ratio']:.1f}x"} for r in result["ranking"]]  # fmt: skip
+
+
+def base_point(result: dict[str, Any]) -> dict[str, Any]:
+    return next(p for p in result["points"] if not changed(result, p))
+
+
+def markdown(rows: list[dict[str, str]]) -> str:
+    if not rows:
+        return "(none)\n"
+    head = list(rows[0])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r[h] for h in head) + " |" for r in rows]
+    return "\n".join(lines) + "\n"

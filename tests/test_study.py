@@ -1,0 +1,161 @@
+"""`pqtwin study` (sim/study.py, pqtwin/studyreport.py): the designs, the KPIs each point records, the plane and
+the reproduction table, on a small study of the paper scenario."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from pqtwin import studyreport
+from sim import study
+from sim.errors import UserError
+from sim.runner import simulate
+from sim.scenario import apply_override, load_scenario
+from sim.summary import mode_comparison
+
+from .conftest import SCENARIOS
+
+SMALL = {
+    "study": "small",
+    "scenario": str(SCENARIOS / "paper-3node.yaml"),
+    "targets": {"round_latency_reduction": 0.3, "distribution_s": 0.2},
+    "replications": 2,
+    "rounds": 2,
+    "seed": 11,
+    "random_points": 3,
+    "axes": [
+        {"name": "clients", "title": "clients", "base": "2", "levels": [
+            {"label": "2", "value": 2},
+            {"label": "4", "value": 4, "set": ["workload.fl.clients=4",
+                                               "deployment.pods.-={name: client-3, role: client, host: pi-2}",
+                                               "deployment.pods.-={name: client-4, role: client, host: pi-3}"]}]},
+        {"name": "model", "title": "model parameters", "log": True, "base": "250k", "levels": [
+            {"label": "50k", "value": 5e4, "set": ["workload.fl.model_parameters=50000"]},
+            {"label": "250k", "value": 2.5e5},
+            {"label": "1M", "value": 1e6, "set": ["workload.fl.model_parameters=1000000"]}]},
+        {"name": "samples", "title": "samples", "base": "500", "levels": [
+            {"label": "100", "value": 100, "set": ["workload.fl.samples_per_client=100"]},
+            {"label": "500", "value": 500}]},
+        {"name": "aead", "title": "AEAD", "base": "AES-256-GCM", "levels": [
+            {"label": "AES-256-GCM"}, {"label": "ChaCha20-Poly1305", "set": ["workload.crypto.aead=ChaCha20-Poly1305"]}]},
+    ],
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> tuple[study.StudySpec, Path, dict]:
+    path = tmp_path_factory.mktemp("study") / "small.yaml"
+    path.write_text(yaml.safe_dump(SMALL))
+    spec, scenario = study.load_study(path)
+    return spec, scenario, study.run_study(spec, scenario, workers=1)
+
+
+def test_one_point_is_both_modes_of_the_overridden_scenario(small):
+    spec, scenario, result = small
+    point = next(p for p in result["points"] if study.changed(result, p) == {"clients": "4"})
+    s = load_scenario(scenario, study.overrides(spec, point["settings"]))
+    assert s.workload.fl.clients == 4 and len(s.pods("client")) == 4 and s.workload.fl.rounds == 2
+    seq, conc = simulate(s, "sequential", 11).summary, simulate(s, "concurrent", 11).summary
+    assert point["reduction"] == pytest.approx(mode_comparison(seq, conc)["round_latency_s"]["reduction"], rel=1e-12)
+    assert point["distribution_s"] == pytest.approx(conc.model_distribution_s.mean, rel=1e-12)
+    lo, hi = point["reduction_ci95"]
+    assert lo < point["reduction"] < hi
+
+
+def test_designs_cover_the_base_each_level_the_plane_and_random_points(small):
+    spec, _, result = small
+    designs = [d for p in result["points"] for d in p["design"]]
+    assert designs.count("one_at_a_time") == 1 + 1 + 2 + 1 + 1  # base + the other levels of each axis
+    # clients moves the reduction most; model moves the distribution time most: the plane shows both targets
+    assert result["plane"] == {"x": "clients", "y": "model"}
+    assert designs.count("grid") == 2 * 3
+    assert len({json.dumps(p["settings"], sort_keys=True) for p in result["points"]}) == len(result["points"])
+    assert result["ranking"][0]["axis"] == "clients" and result["seed"] == 11
+
+
+def test_more_clients_raise_the_reduction_and_a_bigger_model_the_distribution_time(small):
+    spec, _, result = small
+    _, _, red, dist = study.plane(result, spec)
+    assert np.all(red[:, 1] > red[:, 0])  # 4 clients > 2 clients, at every model size
+    assert np.all(np.diff(dist, axis=0) > 0)  # distribution grows with the model
+
+
+def test_reproductions_meet_both_targets_and_the_table_says_so(small):
+    _, _, result = small
+    ok = study.reproductions(result)
+    assert ok and all(p["reduction"] >= 0.3 and p["distribution_s"] < 0.2 for p in ok)
+    others = [p for p in result["points"] if p not in ok and "error" not in p]
+    assert all(p["reduction"] < 0.3 or p["distribution_s"] >= 0.2 for p in others)
+    rows = studyreport.reproduction_rows(result)
+    assert len(rows) == len(ok) and "clients 4" in rows[0]["combination (vs the base scenario)"]
+    assert rows[0]["both CIs clear"] in ("yes", "no")
+
+
+def test_the_svg_draws_both_target_lines(small):
+    spec, _, result = small
+    svg = studyreport.svg(result, spec)
+    assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
+    # beside the legend's sample of each line, segments: 0.3 lies between 2 and 4 clients, 0.2 s between 250k and 1M
+    assert svg.count('stroke="#c0392b"') >= 2 and svg.count('stroke-dasharray="7,4"') >= 2
+    assert "30 % reduction" in svg and "0.2 s distribution" in svg
+
+
+def test_marching_squares_finds_a_straight_contour():
+    xs, ys = np.array([0.0, 1.0, 2.0]), np.array([0.0, 1.0])
+    z = np.array([[0.0, 1.0, 2.0], [0.0, 1.0, 2.0]])
+    segs = studyreport._segments(xs, ys, z, 0.5)
+    assert segs == [(0.5, 0.0, 0.5, 1.0)] or segs == [(0.5, 1.0, 0.5, 0.0)]
+
+
+def test_the_same_study_gives_the_same_result(small, tmp_path):
+    spec, scenario, result = small
+    again = study.run_study(spec, scenario, workers=2)  # processes: the same numbers as in-process
+    assert json.dumps(again, sort_keys=True) == json.dumps(result, sort_keys=True)
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda d: d["axes"][0].update(base="7"), "base '7' is not a level of axis clients"),
+        (lambda d: d["axes"][1]["levels"][0].update(value=None), "give every level a value, or none"),
+        (lambda d: d.update(scenario="nowhere.yaml"), "scenario: file not found"),
+        (lambda d: d.update(replications=1), "replications"),
+        (lambda d: d.update(axes=d["axes"][2:]), "at least two axes need numeric values"),
+    ],
+)
+def test_a_bad_study_file_is_a_one_line_error(tmp_path, edit, expected):
+    data = json.loads(json.dumps(SMALL))
+    edit(data)
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(UserError) as info:
+        study.load_study(tmp_path / "s.yaml")
+    assert len(info.value.lines) == 1 and expected in info.value.lines[0], info.value.lines
+
+
+def test_a_point_that_cannot_run_is_recorded_not_fatal(tmp_path):
+    sets = ["workload.crypto.signature=Falcon-1024", "deployment.hosts.0.profile=nowhere"]
+    out = study.evaluate(SCENARIOS / "paper-3node.yaml", sets, 1)
+    assert "profile file not found" in out["error"]
+
+
+def test_set_appends_list_items_with_a_dash():
+    data = {"pods": [{"name": "a"}]}
+    apply_override(data, "pods.-={name: b, role: worker}")
+    apply_override(data, "pods.-={name: c, role: worker}")
+    assert [p["name"] for p in data["pods"]] == ["a", "b", "c"]
+    with pytest.raises(UserError, match="no list item '-'"):
+        apply_override(data, "pods.-.role=client")
+
+
+def test_cli_writes_the_outputs(pqtwin, tmp_path):
+    data = json.loads(json.dumps(SMALL)) | {"random_points": 0}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(data))
+    res = pqtwin("study", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "out"), "--workers", "1")
+    assert res.returncode == 0, res.stderr
+    assert {f.name for f in (tmp_path / "out").iterdir()} == {"study.json", "study.svg", "study.md"}
+    assert "points reproduce both figures; plane: clients x model" in res.stdout
+    assert "| axis | reduction range (points) |" in (tmp_path / "out" / "study.md").read_text()
