@@ -40,9 +40,9 @@ def mismatches(s: Scenario) -> list[str]:
         wrong: dict[tuple[str, str], list[str]] = {}  # (priced by, twin runs) -> algorithms
         for alg in suite_algorithms(s):
             ops = [f"{alg}.{op}" for op in catalogue.OPS[catalogue.get(alg).kind] if f"{alg}.{op}" in profile.ops]
-            priced = {profile.ops[op].provider for op in ops} - {None}
+            priced = {p for op in ops if (p := profile.ops[op].provider) is not None}
             twin = twin_provider(alg, preference)
-            for provider in sorted(priced - {twin}):
+            for provider in sorted(priced - {twin} if twin else priced):
                 wrong.setdefault((provider, twin or "no provider"), []).append(alg)
         for (priced_by, twin), algs in wrong.items():
             lib = profile.platform.libraries[priced_by]

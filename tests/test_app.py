@@ -73,7 +73,7 @@ def test_explore_renders_kpis_charts_and_downloads():
     at = start()
     m = metrics(at)
     assert m["Round latency (mean)"].endswith(" ms") and m["Model distribution (mean)"].endswith(" ms")
-    assert {"Crypto share of FL CPU time", "Bytes on the wire", "Busiest host (offered load)"} <= set(m)
+    assert {"Crypto share of FL CPU time", "Application bytes", "Busiest host (offered load)"} <= set(m)
     figs = figures(at)
     assert len(figs) == 4  # phases, latency distribution, Gantt, topology
     hist = figs[1]
@@ -148,10 +148,10 @@ def test_explore_devices_and_network_edits():
     at = start()
     at.selectbox(key="ex_scenario").set_value(ROOT / "scenarios" / "ward-200.yaml").run()
     assert_clean(at)
-    before = metrics(at)["Bytes on the wire"]
+    before = metrics(at)["Application bytes"]
     at.number_input(key="ex_dev_ecg-3lead_ward-200").set_value(40).run()
     assert_clean(at)
-    assert metrics(at)["Bytes on the wire"] != before
+    assert metrics(at)["Application bytes"] != before
     at.selectbox(key="ex_net_ward-200").set_value("wifi-5ghz").run()
     assert_clean(at)
     assert any("--set 'deployment.network.links.0.preset=wifi-5ghz'" in c.value for c in at.code)
@@ -220,9 +220,9 @@ def test_twin_without_runs_explains(tmp_path, monkeypatch):
 def test_learn_steps_each_with_a_control():
     at = start("Learn")
     steps = at.radio(key="learn_step").options
-    assert len(steps) == 5
-    controls = ["learn_years", "learn_size", "learn_kind", "learn_params", "learn_nodes"]
-    values = [40, 100, "signatures", 1_000_000, 5]
+    assert len(steps) == 6
+    controls = ["learn_years", "learn_size", "learn_kind", "learn_params", "learn_nodes", "learn_target"]
+    values = [40, 100, "signatures", 1_000_000, 5, 45]
     for i, (step, key, value) in enumerate(zip(steps, controls, values, strict=True)):
         if i:
             at.button(key="learn_next").click().run()  # the "Next →" button walks the story
