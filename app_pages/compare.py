@@ -94,7 +94,7 @@ def render() -> None:
         "random numbers, so differences come from the suite)"
     )
     perf = ["suite", "KEM", "signature", "AEAD", "kind", "round latency (ms)", "distribution (ms)",
-            "crypto share (%)", "MB on the wire", "Δ round vs first (%)"]  # fmt: skip
+            "crypto share (%)", "application MB", "Δ round vs first (%)"]  # fmt: skip
     number = st.column_config.NumberColumn(format="%.1f")
     st.dataframe(df[perf], hide_index=True, column_config={c: number for c in perf[5:]})
     left, right = st.columns(2)
@@ -161,7 +161,7 @@ def suite_rows(
                 "distribution CI low (ms)": d.ci95_low * 1e3,
                 "distribution CI high (ms)": d.ci95_high * 1e3,
                 "crypto share (%)": k.loc["crypto share of FL CPU time", "mean"] * 100,
-                "MB on the wire": k.loc["bytes on the wire per replication", "mean"] / 1e6,
+                "application MB": k.loc["application bytes per replication", "mean"] / 1e6,
             }
         )
     return rows, skipped

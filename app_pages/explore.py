@@ -203,19 +203,24 @@ def kpi_row(result: RunResult) -> None:
         help="KEM, signature, AEAD and hashing time over all CPU time of the FL rounds",
     )
     cols[2].caption(ci_text(c.ci95_low, c.ci95_high, 100, "%"))
-    b = table.loc["bytes on the wire per replication"]
+    b = table.loc["application bytes per replication"]
     cols[3].metric(
-        "Bytes on the wire",
+        "Application bytes",
         f"{b['mean'] / 1e6:,.2f} MB",
-        help="Per replication: all rounds, handshakes and telemetry frames, every hop counted once per message",
+        help="Per replication: every message the pods and devices sent (rounds, handshakes, telemetry frames), "
+        "each counted once at its size, including those between pods on one host. The caption's link bytes count "
+        "every hop a message crossed and every resend.",
     )
-    cols[3].caption(ci_text(b.ci95_low, b.ci95_high, 1e-6, "MB", 2))
+    links = result.summary.link_bytes
+    carried = f"; links carried {links.total / 1e6:,.2f} MB" if links is not None else ""
+    cols[3].caption(ci_text(b.ci95_low, b.ci95_high, 1e-6, "MB", 2) + carried)
     util = {k.split(" ")[2]: v for k, v in table["mean"].items() if k.startswith("host utilisation")}
     host = max(util, key=lambda h: util[h])
     cols[4].metric(
         "Busiest host (offered load)",
         f"{util[host]:.0%}",
-        help="Work asked of the host's cores over their capacity, mean over replications; ≥ 100 % means overloaded",
+        help="Work asked of the host's cores that they could have done by the end of the run (an operation on one "
+        "core from when it was asked), over their capacity, mean over replications; ≥ 100 % means overloaded",
     )
     others = ", ".join(f"{h} {u:.0%}" for h, u in util.items() if h != host)
     cols[4].caption(f"on {host}" + (f"; {others}" if others else ""))

@@ -243,7 +243,7 @@ def modes() -> None:
     )
 
 
-STUDY = ROOT / "docs" / "study"  # written by: pqtwin study scenarios/study-paper.yaml --out docs/study
+STUDY = ROOT / "docs" / "study"  # written by: pqtwin study scenarios/studies/paper-3node.yaml --out docs/study
 
 
 def reproduce() -> None:
@@ -261,9 +261,11 @@ def reproduce() -> None:
     )
     try:
         result = json.loads((STUDY / "study.json").read_text())
-        spec, _ = study.load_study(SCENARIOS / "study-paper.yaml")
+        spec, _ = study.load_study(SCENARIOS / "studies" / "paper-3node.yaml")
     except (OSError, ValueError, UserError) as exc:
-        st.info(f"No study result here ({exc}); run `pqtwin study scenarios/study-paper.yaml --out docs/study`.")
+        st.info(
+            f"No study result here ({exc}); run `pqtwin study scenarios/studies/paper-3node.yaml --out docs/study`."
+        )
         return
     target = st.slider("Reduction to reproduce (%)", 20, 50, 35, key="learn_target", persist_state=KEEP) / 100
     ax, ay, red, dist = study.plane(result, spec)

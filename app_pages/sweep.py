@@ -52,12 +52,18 @@ def _ms(stat: Stats, key: str) -> float:
     return float("nan") if value is None else float(value) * 1e3
 
 
+def _link_mb(s: Summary) -> float:
+    """MB the links carried per replication (every hop, resends included)."""
+    return s.link_bytes.total / 1e6 if s.link_bytes is not None else float("nan")
+
+
 KPIS: dict[str, tuple[Callable[[Summary], float], str]] = {  # label: (value from summary, format)
     "Round latency, mean (ms)": (lambda s: _ms(s.round_latency_s, "mean"), ",.1f"),
     "Round latency, p95 (ms)": (lambda s: _ms(s.round_latency_s, "p95"), ",.1f"),
     "Model distribution, mean (ms)": (lambda s: _ms(s.model_distribution_s, "mean"), ",.1f"),
     "Crypto share of FL CPU time (%)": (lambda s: s.crypto_share * 100, ".1f"),
-    "Bytes on the wire (MB per replication)": (lambda s: s.bytes_on_wire.total / 1e6, ",.1f"),
+    "Application bytes (MB per replication)": (lambda s: s.application_bytes.total / 1e6, ",.1f"),
+    "Link bytes, every hop (MB per replication)": (lambda s: _link_mb(s), ",.1f"),
     "Busiest host, offered load (%)": (lambda s: max(u.offered for u in s.host_utilization.values()) * 100, ".0f"),
 }
 

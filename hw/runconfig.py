@@ -179,6 +179,9 @@ def check_supported(s: Scenario) -> None:
         problems.append(
             f"{f}: workload.fl.bytes_per_parameter: the twin trains float32 models (got {w.fl.bytes_per_parameter})"
         )
+    if w.telemetry_receiver != "per-device" and any(p.count for p in w.devices):
+        problems.append(f"{f}: workload.telemetry_receiver: the twin serves each device on a thread of its own "
+                        f"(per-device) (got {w.telemetry_receiver!r})")  # fmt: skip
     agg = s.pods("aggregator")[0].name
     if any(p.report_to == agg for p in w.devices if p.count):
         problems.append(f"{f}: workload.devices: the twin streams telemetry to client pods only (got {agg!r})")

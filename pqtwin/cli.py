@@ -469,8 +469,8 @@ def _calibrate_k8s(out: Path, provider: str | None, algorithms: str | None, quic
 
 @app.command("study")
 def study_cmd(
-    study: Annotated[Path, typer.Argument(help="study file (default scenarios/study-paper.yaml)")] = Path(
-        "scenarios/study-paper.yaml"
+    study: Annotated[Path, typer.Argument(help="study file (default scenarios/studies/paper-3node.yaml)")] = Path(
+        "scenarios/studies/paper-3node.yaml"
     ),
     out: Annotated[Path, typer.Option("--out", help="directory for study.json, study.svg, study.md")] = Path(
         "runs/study"

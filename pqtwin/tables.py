@@ -21,12 +21,14 @@ def kpi_rows(s: Summary) -> list[tuple[str, str]]:
     hosts = s.host_utilization
     busiest = max(hosts, key=lambda h: hosts[h].offered) if hosts else None
     p95 = s.round_latency_s.p95
+    link_mb = f"{s.link_bytes.total / 1e6:.2f} MB" if s.link_bytes is not None else "—"  # the twin: not measured
     return [
         ("round latency, mean [95% CI]", fmt_kpi(s.round_latency_s)),
         ("round latency p95", f"{p95 * 1e3:.1f} ms" if p95 else "—"),
         ("model distribution, mean [95% CI]", fmt_kpi(s.model_distribution_s)),
         ("crypto share of FL CPU time", f"{s.crypto_share * 100:.1f} %"),
-        ("bytes on the wire / replication", f"{s.bytes_on_wire.total / 1e6:.2f} MB"),
+        ("application bytes / replication", f"{s.application_bytes.total / 1e6:.2f} MB"),
+        ("link bytes / replication (every hop, resends)", link_mb),
         ("busiest host (offered utilisation)", f"{busiest} {hosts[busiest].offered * 100:.1f} %" if busiest else "—"),
         ("rounds completed / failed", f"{s.rounds_completed} / {s.rounds_failed}"),
         *telemetry_rows(s),

@@ -16,11 +16,18 @@ Span semantics:
 - ``phase`` is one of ``PHASES``. Two phases are markers, one row per round: ``round`` spans a whole
   round (model distribution start to aggregated model; op ``failed`` if the quorum was missed),
   ``distribution`` spans distribution start to the last client holding the verified model.
-- ``op`` is a profile operation (``ML-DSA-65.sign``), ``transfer`` (a message crossing the network;
-  ``queue_wait_s`` is its total wait in link queues and ``bytes`` its size) or ``frame`` (a telemetry frame
-  from emission to decryption at its pod).
+- ``op`` is a profile operation (``ML-DSA-65.sign``), ``transfer`` (a message crossing the network, or
+  the host's loopback between pods on one host; ``bytes`` its size) or ``frame`` (a telemetry frame from
+  emission to decryption at its pod; ``queue_wait_s`` its waits in link queues).
 - ``queue_wait_s`` is time spent waiting for a worker or core (or link) before service started;
   ``end_s - start_s`` includes it.
+- A transfer's ``queue_wait_s`` (simulator) is the sum, over its segments and the links each crosses, of the
+  time the segment waited while the link served *other* messages (a segment behind its own message's earlier
+  segments is part of that message's serialisation, not a wait), plus any wait for its job before it was
+  sent. So ``end_s - start_s - queue_wait_s`` is the message's time on an otherwise idle path: serialisation
+  (segments pipelined across hops), propagation, jitter and resends. Waits of segments that overlap in time
+  can be absorbed by the pipeline (a later, slower hop would have held the segment anyway), so under load
+  that difference is at most the idle-path time, equal to it when no wait was absorbed.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from typing import Any, Literal, NamedTuple, TypeVar
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 # --- spans -------------------------------------------------------------------------------------------
 
@@ -86,7 +93,7 @@ PHASES = (
 )
 MARKERS = ("round", "distribution")
 FL_PHASES = tuple(p for p in PHASES if p not in (*MARKERS, "telemetry"))
-WIRE_OPS = ("transfer", "frame")  # rows that are messages on the network, not CPU work
+WIRE_OPS = ("transfer", "frame")  # rows that are messages (over links or a host's loopback), not CPU work
 
 # The twin's record on the wire (hw/channel.py asserts it): type (1) | sequence (8) | send time (8) | length (4),
 # then the body; AEAD nonces are the sequence numbers, so a sealed body adds only the tag to its plaintext.
@@ -294,15 +301,44 @@ class Stats(_Model):
 
 
 class Utilisation(_Model):
-    """Offered utilisation = work asked for / capacity (≥ 1: overloaded); ``busy`` = served (links)."""
+    """How loaded a host's cores or a link direction were over a run of length T (``sim_time_s``).
+
+    ``offered`` (simulator) = the work asked of the resource during [0, T) that the resource, serving nothing
+    else, could have done by T, over its capacity × T; ``overloaded`` when ≥ 1. "Serving nothing else": an
+    operation runs on one core from when it is asked, so it counts min(work, T − asked) core-seconds; a
+    message's segments are serialised back to back on each link from when each asks it, so a message asked
+    near the end counts only the serialisation that fits before T. Work asked but not yet due at T (a long
+    training call or transfer cut off by the end of the run) does not make a resource overloaded; work asked
+    faster than the resource serves does, however the run ends. ``busy`` (links) = serialisation completed
+    by T over T. The twin measures no queues: its ``offered`` is the busy fraction of the CPU spans
+    (``core_utilisation``).
+    """
 
     offered: float
     overloaded: bool
     busy: float | None = None
 
 
-class Wire(_Model):
-    total: float  # bytes per replication
+class ApplicationBytes(_Model):
+    """Bytes the application sent, per replication: every message delivered by the end of the run (a model or
+    update, a handshake message, a job or answer of a crypto worker, a telemetry frame), counted once at its
+    size as sent (record header, body, tag; ``transfer`` and ``frame`` spans), however many links it
+    crossed and not counting resends. Messages between pods on one host count too: the application sends
+    them, though they go through the host's loopback and on no link (``LinkBytes`` leaves them out)."""
+
+    total: float
+    by_phase: dict[str, float]
+
+
+class LinkBytes(_Model):
+    """Bytes the network's links carried, per replication: every segment counted on every link direction it
+    crossed (hop-counted) and every time it was sent (resends included), for serialisations completed by the
+    end of the run. ``by_link`` per link direction ("a->b", devices' access links included; links that
+    carried nothing are left out), ``by_phase`` summed over the links. The simulator's; the twin cannot
+    see its messages per hop and leaves ``Summary.link_bytes`` empty (None)."""
+
+    total: float
+    by_link: dict[str, float]
     by_phase: dict[str, float]
 
 
@@ -376,7 +412,7 @@ class Summary(_Model):
     rounds_failed: int
     phase_s: dict[str, float]
     crypto_share: float
-    bytes_on_wire: Wire
+    application_bytes: ApplicationBytes
     telemetry: Telemetry
     host_utilization: dict[str, Utilisation]
     link_utilization: dict[str, Utilisation]
@@ -398,6 +434,16 @@ class Summary(_Model):
     namespace: str | None = None
     run_id: str | None = None
     machine_load: MachineLoad | None = None  # local backend: how busy this machine was while measuring
+    link_bytes: LinkBytes | None = None  # the simulator's (None: the twin, which cannot count bytes per hop)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        """Read run directories written before ``bytes_on_wire`` was named ``application_bytes``."""
+        if isinstance(data, dict) and "bytes_on_wire" in data and "application_bytes" not in data:
+            data = dict(data)
+            data["application_bytes"] = data.pop("bytes_on_wire")
+        return data
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2, exclude_none=False) + "\n"

@@ -37,7 +37,7 @@ from sim.contract import RECORD_HEADER_BYTES
 from sim.errors import field_error
 from sim.profile import LinearOp, Profile, op_kind
 from sim.scenario import DevicePopulation, LinkParams, Scenario, lowest_latency_path, route_weight
-from sim.telemetry import WINDOW_FRAMES
+from sim.telemetry import WINDOW_FRAMES, engine_for
 
 GIB = 1 << 30
 BASE_BYTES = 250e6  # the simulator's process before the first event
@@ -88,7 +88,7 @@ def estimate(s: Scenario, replications: int | None = None, modes: int = 1) -> Co
     rounds_s = fl.rounds * min(round_s / max(1e-9, 1 - max(rho.values(), default=0.0)), fl.round_timeout_s)
     devices = any(p.count for p in s.workload.devices) and s.run.stop_at == "horizon"
     duration_s = s.run.horizon_s if devices else min(s.run.horizon_s, rounds_s + backlog_s)
-    vectorized = s.engine() == "vectorized"
+    vectorized = engine_for(s) == "vectorized"  # auto: the event model for what the kernels refuse
     tele = [_population(s, pop, duration_s, routes, vectorized) for pop in s.workload.devices]
     rows_rep = fl_rows + sum(t.rows for t in tele)
     events_rep = fl_events + sum(t.events for t in tele)

@@ -11,12 +11,16 @@ A ``Cpu`` serves work in one of two disciplines (``deployment.hosts[].cpu_sharin
 An ``Endpoint`` is where work runs and messages start or end: a pod on a host (optionally serialised on the
 pod's own thread) or a device. Each operation is recorded as a span whose ``queue_wait_s`` is the time spent
 waiting for the thread (and, with ``fifo``, for a core); time-slicing stretches the service itself.
+
+Offered work (``Cpu.offered_s``): an operation counts the core-seconds it could have had by the end of the
+run on an otherwise idle core, min(work, end − asked): one asked just before the end is not an overload.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+from collections import deque
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
@@ -130,16 +134,26 @@ class Cpu:
         self.shared = SharedCores(env, cores) if sharing == "processor-sharing" else None
         self.resource = simpy.Resource(env, cores) if self.shared is None else None
         self.demand_s = 0.0  # core-seconds asked for, including work still queued at the end
+        self.unserved: dict[int, tuple[float, float]] = {}  # (asked_s, work_s) of the work not done yet
+        self.asks = 0
         # (asked_s, work_s, done_s) of every job in the order asked, when set: the vectorized engine replays
         # them beside frames (at one instant, the order asked is the order served: it matters with ``fifo``)
         self.log: list[tuple[float, float, float]] | None = None
         self.series: np.ndarray | None = None  # core-seconds asked per time bin (by arrival), when tracked
         self.bin_s = 1.0
 
+    def offered_s(self, end_s: float) -> float:
+        """Core-seconds asked that an idle core could have done by ``end_s``: ``demand_s`` less, for the work
+        not done by then, the part due after ``end_s`` (an operation runs on at most one core)."""
+        return self.demand_s - sum(min(work, max(0.0, asked + work - end_s)) for asked, work in self.unserved.values())
+
     def work(self, cost_s: float) -> Generator[Any, Any, float]:
         """Do ``cost_s`` of work on these cores; returns the time spent waiting for a core (fifo only)."""
         self.demand_s += cost_s
         asked = self.env.now
+        ask = self.asks
+        self.asks += 1
+        self.unserved[ask] = (asked, cost_s)
         slot = -1
         if self.log is not None:  # its place in the order asked; done_s is filled in below
             slot = len(self.log)
@@ -155,9 +169,35 @@ class Cpu:
                 yield core
                 wait = self.env.now - asked
                 yield self.env.timeout(cost_s)
+        del self.unserved[ask]
         if self.log is not None:
             self.log[slot] = (asked, cost_s, self.env.now)
         return wait
+
+
+class Thread:
+    """One thread of a pod that work waits for (FIFO), as ``simpy.Resource(env, 1)`` serves it, except that
+    taking it free costs no event: a receiver thread per device is taken for every frame."""
+
+    def __init__(self, env: simpy.Environment):
+        self.env, self.busy = env, False
+        self.waiting: deque[simpy.Event] = deque()
+
+    def take(self) -> simpy.Event | None:
+        """None: taken now; else an event that fires when it is this caller's turn."""
+        if not self.busy:
+            self.busy = True
+            return None
+        turn = self.env.event()
+        self.waiting.append(turn)
+        return turn
+
+    def give(self) -> None:
+        """Hand the thread to the next in line (it stays taken), or free it."""
+        if self.waiting:
+            self.waiting.popleft().succeed()
+        else:
+            self.busy = False
 
 
 @dataclass(eq=False)
@@ -167,7 +207,7 @@ class Endpoint:
     pod: str
     node: str
     cpu: Cpu
-    thread: simpy.Resource | None = None
+    thread: simpy.Resource | Thread | None = None
 
     def run(
         self, rec: Recorder, phase: str, op: str, units: float = 0.0, since: float | None = None
@@ -180,11 +220,19 @@ class Endpoint:
         cost = cpu.profile.cost_s(op, cpu.rng, units)
         nbytes = int(units) if getattr(model, "unit", None) == "byte" else 0
         start = env.now if since is None else since
-        thread = self.thread.request() if self.thread is not None else None
-        if thread is not None:
-            yield thread
+        own, request = self.thread, None
+        if isinstance(own, Thread):
+            turn = own.take()
+            if turn is not None:
+                yield turn
+        elif own is not None:
+            request = own.request()
+            yield request
         wait = env.now - start
         wait += yield from cpu.work(cost)
-        if thread is not None:
-            self.thread.release(thread)  # type: ignore[union-attr]
+        if isinstance(own, Thread):
+            own.give()
+        elif own is not None:
+            assert request is not None
+            own.release(request)
         rec.add(self.pod, cpu.name, phase, op, start, env.now, wait, nbytes=nbytes)

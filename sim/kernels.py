@@ -140,6 +140,7 @@ def shared_cores(  # type: ignore[no-untyped-def]
     refs,
     h,
     cut,
+    end_s,
     done_t,
     counters,
     near,
@@ -190,7 +191,7 @@ def shared_cores(  # type: ignore[no-untyped-def]
             k += 1
         else:
             w = work_s[i]
-            counters[2] += w
+            counters[2] += min(w, end_s - t)  # offered: what one core could do by the end
             _bin(series, bin_s, t, w)
             if m > 0:
                 near = _keep(near, kept, t, w)
@@ -222,6 +223,7 @@ def fifo_cores(  # type: ignore[no-untyped-def]
     k0,
     free,
     cut,
+    end_s,
     done_t,
     counters,
     near,
@@ -255,7 +257,7 @@ def fifo_cores(  # type: ignore[no-untyped-def]
         else:
             free[c] = start + work_s[i]
             done_t[refs_in[i]] = free[c]
-            counters[2] += work_s[i]
+            counters[2] += min(work_s[i], end_s - t)  # offered: what one core could do by the end
             _bin(series, bin_s, t, work_s[i])
             if m > 0:
                 near = _keep(near, kept, t, work_s[i])
@@ -331,10 +333,11 @@ def link_stage(  # type: ignore[no-untyped-def]
     to the next server of its route, at its departure + latency + jitter; a lost one is queued here again
     after 2 x latency + service (at or after ``cut``: it waits here for the next window). Per server: busy and
     demand seconds, bytes sent, losses, as the event model counts them (busy and bytes for services ended by
-    the horizon, demand when asked). counters[3:5] (every kernel): the foreground's largest delay and how
-    many were delayed. ``near``: the frames' transmissions in busy periods that also serve foreground (the
-    only ones that can delay it; the next pass replays them in SimPy). Returns (next foreground index, near,
-    its rows). ``series``: busy seconds per ``bin_s`` bin by service start (a shared link's)."""
+    the horizon; demand when asked, what fits before the horizon). counters[3:5] (every kernel): the
+    foreground's largest delay and how many were delayed. ``near``: the frames' transmissions in busy periods
+    that also serve foreground (the only ones that can delay it; the next pass replays them in SimPy). Returns
+    (next foreground index, near, its rows). ``series``: busy seconds per ``bin_s`` bin by service start (a
+    shared link's)."""
     n = o.size
     if loss == 0.0 and (k0 >= fg_asked.size or fg_asked[k0] >= cut):  # the common case, in one loop
         for j in range(n):
@@ -343,7 +346,7 @@ def link_stage(  # type: ignore[no-untyped-def]
             t = fr_t[f]
             size = wire_by_pop[fr_pop[f]]
             s = size * 8 / bandwidth_bps
-            demand_s[w] += s
+            demand_s[w] += min(s, horizon - t)  # offered: what the link could serialise by the end
             start = t if t > free[w] else free[w]
             fr_wait[f] += start - t
             end = start + s
@@ -395,7 +398,7 @@ def link_stage(  # type: ignore[no-untyped-def]
         w = fr_dev[f] if bank else 0
         size = wire_by_pop[fr_pop[f]]
         s = size * 8 / bandwidth_bps
-        demand_s[w] += s
+        demand_s[w] += min(s, horizon - t)
         if not bank and t >= free[0]:  # a new busy period of a shared link
             kept, period_first, period_fg = _new_period(kept, period_first, period_fg)
         if not bank and m > 0:

@@ -25,6 +25,12 @@ encapsulate, sign the transcript; responder: decapsulate, verify) runs for each 
 ``device_interval_s``. With ``per_message`` every FL message also carries a fresh encapsulation to the
 recipient's static KEM key, and its record key mixes that secret in. Devices send AEAD-protected frames
 at their rate to the pod they report to.
+
+Telemetry receivers (``workload.telemetry_receiver``): ``per-device``, the default, is the hardware twin's
+(hw/node/client.py): the pod serves each device's session on a thread of its own, which runs the pod's side
+of the device's handshakes and then decrypts its frames one after the other (devices in parallel on the
+host's cores). ``one-thread``: one receiver thread per pod does that for all its devices in arrival order
+(an event loop); the event model only.
 """
 
 from __future__ import annotations
@@ -32,14 +38,14 @@ from __future__ import annotations
 import math
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import simpy
 
 from sim import catalogue
 from sim.contract import ANSWER_HEAD_BYTES, JOB_HEAD_BYTES, RECORD_HEADER_BYTES, SIGNATURE_LENGTH_BYTES, SpanRow
-from sim.hosts import CountingEnvironment, Cpu, Endpoint, Recorder
+from sim.hosts import CountingEnvironment, Cpu, Endpoint, Recorder, Thread
 from sim.network import LinkServer, Network
 from sim.scenario import DevicePopulation, Scenario, device_node
 from sim.streams import stream
@@ -54,14 +60,24 @@ HELLO_BYTES = 64  # handshake hello: random + suite identifiers
 Gen = Generator[Any, Any, Any]
 
 
+class LinkStats(NamedTuple):
+    """One link direction over a replication (sim/network.py ``LinkServer``)."""
+
+    busy_s: float  # serialisation completed by the end
+    offered_s: float  # serialisation asked that the link could have done by the end (LinkServer.offered_s)
+    bytes: int  # bytes carried, resends included
+    retransmissions: int
+    bytes_by_phase: dict[str, int]
+
+
 @dataclass
 class ReplicationResult:
     rows: list[SpanRow]
     events: int
     sim_time_s: float
     rounds_completed: int
-    host_demand_s: dict[str, tuple[int, float]]  # host -> (cores, core-seconds asked for)
-    link_stats: dict[str, tuple[float, float, int, int]]  # link -> (busy_s, demand_s, bytes, retransmissions)
+    host_offered_s: dict[str, tuple[int, float]]  # host -> (cores, core-seconds offered: Cpu.offered_s)
+    link_stats: dict[str, LinkStats]
     frames: Outcome | None = None  # the vectorized engine's telemetry (None: frames are span rows)
     device_handshakes: list[tuple[str, float, float]] = field(default_factory=list)  # (population, start, done)
     # busy seconds per time bin: (kind "link" | "host", capacity in cores or 1, bin_s, values) per resource
@@ -109,6 +125,7 @@ class Replication:
         # a job thread of the aggregator: seals jobs for worker processes and opens their answers
         self.agg_thread = Endpoint(self.agg.pod, self.agg.node, self.agg.cpu)
         self.round_starts: list[float] = []
+        self.receivers: dict[str, Thread] = {}  # pod -> its one receiver thread (telemetry_receiver: one-thread)
         self.populations = {pop.name: i for i, pop in enumerate(scenario.workload.devices)}
         self.sessions: dict[int, list[tuple[int, float, float]]] = {}  # population -> (device, start, end)
         self.device_handshakes: list[tuple[str, float, float]] = []  # (population, started_s, done_s)
@@ -158,13 +175,16 @@ class Replication:
             assert self.frame_ss is not None
             frames = simulate_frames(self, self.frame_ss, self.s.run.frame_spans, self.final)
             self.rec.rows.extend(frames.rows)
+        end = env.now
+        link_stats = {ls.name: LinkStats(ls.busy_s, ls.offered_s(end), ls.bytes_sent, ls.retransmissions,
+                                         ls.bytes_by_phase) for ls in self.net.links.values()}  # fmt: skip
         return ReplicationResult(
             self.rec.rows,
             env.events,
-            env.now,
+            end,
             self.rounds_completed,
-            {name: (c.cores, c.demand_s) for name, c in self.cpus.items()},
-            {ls.name: (ls.busy_s, ls.demand_s, ls.bytes_sent, ls.retransmissions) for ls in self.net.links.values()},
+            {name: (c.cores, c.offered_s(end)) for name, c in self.cpus.items()},
+            link_stats,
             frames,
             self.device_handshakes,
             self._series(),
@@ -186,7 +206,7 @@ class Replication:
         if src.node == dst.node:
             wait += yield from self._loopback(src.cpu, nbytes)
         else:
-            wait += yield from self.net.transfer(src.node, dst.node, nbytes)
+            wait += yield from self.net.transfer(src.node, dst.node, nbytes, phase)
         self.rec.add(src.pod, src.node, phase, "transfer", start, self.env.now, wait, nbytes=nbytes)
 
     def _loopback(self, cpu: Cpu, nbytes: int) -> Gen:
@@ -441,12 +461,17 @@ class Replication:
         rng = stream(self.cpu_ss, self.device_base[pop.name] + i) if profile is not None else NO_DRAWS
         dev = Endpoint(pop.name, node, Cpu(self.env, node, 1, profile, rng))
         pod = self.eps[pop.report_to]
-        return dev, Endpoint(pod.pod, pod.node, pod.cpu)  # a receiver thread: frames do not wait for training
+        # the pod's receiver thread for this device (not the pod's own: frames do not wait for training)
+        if self.s.workload.telemetry_receiver == "per-device":
+            thread = Thread(self.env)
+        else:  # one-thread
+            thread = self.receivers.get(pod.pod) or self.receivers.setdefault(pod.pod, Thread(self.env))
+        return dev, Endpoint(pod.pod, pod.node, pod.cpu, thread)
 
     def _frame(self, dev: Endpoint, receiver: Endpoint, payload: int) -> Gen:
         start, rec, aead = self.env.now, self.rec, self.aead.name
         yield from dev.run(rec, "telemetry", f"{aead}.encrypt", payload)
         nbytes = RECORD_HEADER_BYTES + payload + self.aead.aead_overhead_bytes
-        wait = yield from self.net.transfer(dev.node, receiver.node, nbytes)
+        wait = yield from self.net.transfer(dev.node, receiver.node, nbytes, "telemetry")
         yield from receiver.run(rec, "telemetry", f"{aead}.decrypt", payload)
         rec.add(receiver.pod, dev.node, "telemetry", "frame", start, self.env.now, wait, nbytes=nbytes)

@@ -6,14 +6,23 @@ propagates for ``latency_s`` plus an exponential jitter of mean ``jitter_s`` (wi
 With probability ``loss`` a segment is lost after serialisation and sent again after a retransmission
 timeout of one round trip on that link (2 * latency_s + its serialisation delay), as a fast retransmit.
 So an N-byte message over one idle, lossless, jitter-free link takes exactly N*8/bandwidth + latency.
+
+What a transfer reports and counts (definitions in sim/contract.py):
+
+- its queue wait: the sum over its segments and hops of the time a segment waited while the link served
+  other messages (not its own message's earlier segments: that is the message's own serialisation);
+- per link direction: bytes sent (every segment on every hop, resends included) by phase, busy seconds, and
+  the offered work: each message's serialisation, back to back from when its segments ask the link, counted
+  up to the end of the run (``LinkServer.offered_s``).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections import deque
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
@@ -35,8 +44,12 @@ class LinkServer:
     loss: float
     busy_s: float = 0.0  # serialising, including retransmissions
     demand_s: float = 0.0  # serialisation time asked for, including segments still queued at the end
-    bytes_sent: int = 0
+    bytes_sent: int = 0  # every segment served by the end, resends included
+    bytes_by_phase: dict[str, int] = field(default_factory=dict)
     retransmissions: int = 0
+    # (due_s, service_s) of each transmission asked and not yet served, in the order asked (FIFO: the order
+    # served): due_s is when it would have been served on a link carrying only its message (offered_s)
+    unserved: deque[tuple[float, float]] = field(default_factory=deque)
     # the FIFO server: when it has served everything asked so far (requests come in time order, so a request
     # starts at max(now, free_s): the queue without a queue object)
     free_s: float = 0.0
@@ -45,6 +58,12 @@ class LinkServer:
     rng: np.random.Generator | None = None
     # (asked_s, service_s, granted_s) of every transmission when set: the vectorized engine replays them
     log: list[tuple[float, float, float]] | None = None
+
+    def offered_s(self, end_s: float) -> float:
+        """Serialisation asked of this link that it could have done by ``end_s`` serving only each message:
+        ``demand_s`` less, for each transmission not served by then, the part due after ``end_s``."""
+        late = sum(min(service, max(0.0, due - end_s)) for due, service in self.unserved)
+        return self.demand_s - late
 
 
 class Network:
@@ -97,36 +116,52 @@ class Network:
                 self._routes[key] = [self.links[a, b] for a, b in itertools.pairwise(path)]
         return self._routes[key]
 
-    def transfer(self, src: str, dst: str, nbytes: int) -> Generator[Any, Any, float]:
-        """Carry nbytes from node src to node dst; returns the head segment's total queue wait (s)."""
+    def transfer(self, src: str, dst: str, nbytes: int, phase: str = "") -> Generator[Any, Any, float]:
+        """Carry nbytes from node src to node dst; returns its queue wait: the time its segments waited, on
+        every hop, for the link to serve other messages (s). ``phase`` labels the link's bytes."""
         if src == dst or nbytes <= 0:
             return 0.0
         links = self.route(src, dst)
         if nbytes <= self.segment_bytes:  # one segment: carried in this process (no process, no condition)
-            return (yield from self._carry(links, nbytes))
+            return (yield from self._carry(links, nbytes, phase, None))
         n = max(1, math.ceil(nbytes / self.segment_bytes))
         sizes = [self.segment_bytes] * (n - 1) + [nbytes - self.segment_bytes * (n - 1)]
-        procs = [self.env.process(self._carry(links, size)) for size in sizes]
+        flow = [0.0] * (2 * len(links))  # per hop: its segments' last service end there, and when it was due
+        procs = [self.env.process(self._carry(links, size, phase, flow)) for size in sizes]
         yield self.env.all_of(procs)
-        return float(procs[0].value or 0.0)
+        return math.fsum(float(p.value or 0.0) for p in procs)
 
-    def _carry(self, links: list[LinkServer], size: int) -> Generator[Any, Any, float]:
+    def _carry(
+        self, links: list[LinkServer], size: int, phase: str, flow: list[float] | None
+    ) -> Generator[Any, Any, float]:
+        """One segment along its route; returns its waits behind other messages. ``flow`` (a message of several
+        segments) holds, per hop, where its own earlier segments end: served then, and due on an idle link."""
         env, wait = self.env, 0.0
-        for link in links:
+        for i, link in enumerate(links):
             service = size * 8 / link.bandwidth_bps
             while True:
                 link.demand_s += service
                 asked = env.now
                 start = link.free_s if link.free_s > asked else asked  # FIFO: after everything asked before
                 link.free_s = start + service
-                wait += start - asked
+                if flow is None:
+                    wait += start - asked
+                    due = asked + service
+                else:  # behind its own message's segments it is being serialised, not waiting
+                    own = flow[2 * i]
+                    wait += start - (own if own > asked else asked)
+                    due = (flow[2 * i + 1] if flow[2 * i + 1] > asked else asked) + service
+                    flow[2 * i], flow[2 * i + 1] = link.free_s, due
+                link.unserved.append((due, service))
                 if link.series is not None:
                     link.series[min(int(start / self.bin_s), link.series.size - 1)] += service
                 if link.log is not None:
                     link.log.append((asked, service, start))
                 yield env.timeout(link.free_s - asked)
+                link.unserved.popleft()  # FIFO: the oldest unserved is this one
                 link.busy_s += service
                 link.bytes_sent += size
+                link.bytes_by_phase[phase] = link.bytes_by_phase.get(phase, 0) + size
                 if link.loss and self.rng(link).random() < link.loss:
                     link.retransmissions += 1
                     yield env.timeout(2 * link.latency_s + service)

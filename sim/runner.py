@@ -17,8 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sim import provenance
 from sim.contract import (
     Engine,
+    LinkBytes,
     RunLayout,
     Summary,
     Utilisation,
@@ -32,7 +34,7 @@ from sim.model import Replication, ReplicationResult
 from sim.scenario import Scenario
 from sim.streams import child
 from sim.summary import summarise, with_frames, with_handshakes
-from sim.telemetry import NotVectorizable
+from sim.telemetry import NotVectorizable, engine_for, refusal
 
 MODES = ("sequential", "concurrent")
 SEED_STREAMS = (
@@ -62,7 +64,9 @@ def simulate(
     seed = scenario.run.seed if seed is None else seed
     reps = replications or scenario.run.replications
     started = time.perf_counter()
-    engine = scenario.engine()
+    engine = engine_for(scenario)
+    if engine == "vectorized" and (why := refusal(scenario)):
+        raise UserError(f"{scenario.path}: run.engine: vectorized: {why}")
     results: list[ReplicationResult] = []
     for i, rep_seed in enumerate(np.random.SeedSequence(seed).spawn(reps)):
         try:
@@ -76,7 +80,7 @@ def simulate(
         if progress:
             progress(i + 1)
     df = to_frame([row for r in results for row in r.rows])
-    meta = {
+    meta: dict[str, Any] = {
         "scenario": scenario.name,
         "scenario_file": str(scenario.path),
         "mode": mode,
@@ -88,6 +92,8 @@ def simulate(
         "sim_time_s": float(np.mean([r.sim_time_s for r in results])),
     }
     meta.update(utilisation(results))
+    meta["warnings"] = [*provenance.mismatches(scenario), *meta["warnings"]]  # priced by another library
+    meta["link_bytes"] = link_bytes(results)
     outcomes = [r.frames for r in results if r.frames is not None]
     summary = summarise(df[df.op != "frame"] if outcomes else df, meta)
     summary.engine = Engine(name="events") if not outcomes else with_frames(summary, outcomes)
@@ -145,18 +151,20 @@ def peak_rss_bytes() -> int:
 
 
 def utilisation(results: list[ReplicationResult]) -> dict[str, Any]:
-    """Host and link utilisation, served and offered (asked-for work / capacity); offered ≥ 1 is flagged."""
+    """Host and link utilisation over each replication's length T, mean over replications: offered (work
+    asked that the resource, serving nothing else, could have done by T, over capacity x T: ``Cpu.offered_s``,
+    ``LinkServer.offered_s``; ≥ 1 is flagged) and, for links, busy (served by T, over T)."""
     hosts: dict[str, Utilisation] = {}
-    for name in results[0].host_demand_s:
-        offered = np.mean([r.host_demand_s[name][1] / (r.host_demand_s[name][0] * r.sim_time_s) for r in results])
+    for name in results[0].host_offered_s:
+        offered = np.mean([r.host_offered_s[name][1] / (r.host_offered_s[name][0] * r.sim_time_s) for r in results])
         hosts[name] = Utilisation(offered=float(offered), overloaded=bool(offered >= 1))
     links: dict[str, Utilisation] = {}
     for name in results[0].link_stats:
-        busy = np.mean([r.link_stats[name][0] / r.sim_time_s for r in results])
-        offered = np.mean([r.link_stats[name][1] / r.sim_time_s for r in results])
+        busy = np.mean([r.link_stats[name].busy_s / r.sim_time_s for r in results])
+        offered = np.mean([r.link_stats[name].offered_s / r.sim_time_s for r in results])
         if offered > 0:
             links[name] = Utilisation(busy=float(busy), offered=float(offered), overloaded=bool(offered >= 1))
-    retrans = int(sum(s[3] for r in results for s in r.link_stats.values()))
+    retrans = int(sum(s.retransmissions for r in results for s in r.link_stats.values()))
     over = [("host", k, v) for k, v in hosts.items()] + [("link", k, v) for k, v in links.items()]
     warnings = [f"{kind} {k} is overloaded: offered utilisation {v.offered:.2f} ≥ 1" for kind, k, v in over
                 if v.overloaded]  # fmt: skip
@@ -168,6 +176,22 @@ def utilisation(results: list[ReplicationResult]) -> dict[str, Any]:
         "retransmissions": retrans,
         "warnings": warnings,
     }
+
+
+def link_bytes(results: list[ReplicationResult]) -> LinkBytes:
+    """Bytes each link direction carried (hop-counted, resends included), per replication: total, by link
+    (those that carried any) and by phase."""
+    reps = len(results)
+    by_link: dict[str, float] = {}
+    by_phase: dict[str, float] = {}
+    for r in results:
+        for name, stats in r.link_stats.items():
+            if stats.bytes:
+                by_link[name] = by_link.get(name, 0.0) + stats.bytes / reps
+            for phase, n in stats.bytes_by_phase.items():
+                by_phase[phase] = by_phase.get(phase, 0.0) + n / reps
+    total = sum(stats.bytes for r in results for stats in r.link_stats.values()) / reps
+    return LinkBytes(total=float(total), by_link=by_link, by_phase=by_phase)
 
 
 def write_run(result: RunResult, out_dir: Path, scenario: Scenario) -> Path:

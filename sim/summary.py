@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from sim import catalogue
-from sim.contract import FL_PHASES, WIRE_OPS, Engine, Stats, Summary, Telemetry, Wire, phase_extents
+from sim.contract import FL_PHASES, WIRE_OPS, ApplicationBytes, Engine, Stats, Summary, Telemetry, phase_extents
 from sim.sketch import LatencySketch
 
 if TYPE_CHECKING:
@@ -60,12 +60,13 @@ def crypto_share(spans: pd.DataFrame) -> float:
     return float(dur[fl_cpu.op.map(is_crypto)].sum()) / total if total > 0 else 0.0
 
 
-def wire(spans: pd.DataFrame, replications: int = 1) -> Wire:
-    """Bytes on the wire per replication, total and by phase."""
+def application_bytes(spans: pd.DataFrame, replications: int = 1) -> ApplicationBytes:
+    """Bytes the application sent per replication, total and by phase: each message (``transfer`` and
+    ``frame`` rows) once at its size, loopback messages included (``ApplicationBytes``)."""
     rows = spans[spans.op.isin(WIRE_OPS)]
     by_phase = rows.groupby("phase")["bytes"].sum()
-    return Wire(total=float(rows["bytes"].sum()) / replications,
-                by_phase={str(k): float(v) / replications for k, v in by_phase.items()})  # fmt: skip
+    return ApplicationBytes(total=float(rows["bytes"].sum()) / replications,
+                            by_phase={str(k): float(v) / replications for k, v in by_phase.items()})  # fmt: skip
 
 
 def summarise(spans: pd.DataFrame, meta: dict[str, Any]) -> Summary:
@@ -83,7 +84,7 @@ def summarise(spans: pd.DataFrame, meta: dict[str, Any]) -> Summary:
             "rounds_failed": int(((spans.phase == "round") & (spans.op == "failed")).sum()),
             "phase_s": {str(k): float(v) for k, v in phase_extents(spans).groupby("phase").extent_s.mean().items()},
             "crypto_share": crypto_share(spans),
-            "bytes_on_wire": wire(spans, reps),
+            "application_bytes": application_bytes(spans, reps),
             "telemetry": Telemetry(
                 frames=len(frames) // reps,
                 latency_s=describe(frames.end_s - frames.start_s, frames.replication) if len(frames) else None,
@@ -117,7 +118,8 @@ def sketch_stats(per_replication: list[LatencySketch]) -> Stats:
 
 def with_frames(summary: Summary, outcomes: list[Outcome]) -> Engine:
     """Put the vectorized engine's frames into a summary computed from the other spans (telemetry KPIs and
-    bytes on the wire); returns the engine's record (exact or how the foreground was perturbed)."""
+    application bytes; their link bytes are in the links' counters); returns the engine's record (exact or
+    how the foreground was perturbed)."""
     reps = len(outcomes)
     names = list(outcomes[0].sketches)
     by_pop = {name: sketch_stats([o.sketches[name] for o in outcomes]) for name in names}
@@ -131,9 +133,9 @@ def with_frames(summary: Summary, outcomes: list[Outcome]) -> Engine:
     summary.telemetry = Telemetry(frames=frames // reps, latency_s=sketch_stats(per_rep) if frames else None,
                                   by_population=by_pop, quantiles="sketch")  # fmt: skip
     frame_bytes = sum(o.frame_bytes for o in outcomes) / reps
-    wire_ = summary.bytes_on_wire
-    wire_.total += frame_bytes
-    wire_.by_phase["telemetry"] = wire_.by_phase.get("telemetry", 0.0) + frame_bytes
+    sent = summary.application_bytes
+    sent.total += frame_bytes
+    sent.by_phase["telemetry"] = sent.by_phase.get("telemetry", 0.0) + frame_bytes
     perturbation: dict[str, tuple[float, int]] = {}
     for o in outcomes:
         for name, (delay, count) in o.perturbation.items():

@@ -18,6 +18,17 @@ route is planned: a frame's encryption and its service on the device's access li
 period, so a device's frames do not share its core or link with each other or with its next handshake (which
 starts a period after its last frame; a frame lost and resent just then is the case this does not cover).
 
+The pod's receiver (``workload.telemetry_receiver``): with a thread per device (``per-device``, the default,
+as the twin does it) a frame waits for its device's thread only while the device's previous frame is being
+decrypted, and a device's handshake (a period after its last frame) only for that frame. Neither happens while
+every frame reaches its pod and is decrypted within its period, so the kernels serve frames on the cores
+directly and check that per window; a frame that takes its period or longer raises ``NotVectorizable`` (the
+event model then computes the run). One receiver thread per pod (``one-thread``) is the event model's only.
+
+Counters: the frames' link bytes go to phase ``telemetry``; their offered work (a link's serialisation, a
+host's decryption) is clipped at the end of the run when asked, min(work, end − asked), as the event model's
+``offered_s`` clips it.
+
 Randomness: a fifth stream per replication ("frames"), split into one child per server (jitter, loss) and per
 population and operation (costs that vary), and one for the span sample: each draws for its own items in time
 order, so the window cuts do not change a run.
@@ -33,7 +44,7 @@ import networkx as nx
 import numpy as np
 
 from sim.contract import RECORD_HEADER_BYTES, SpanRow
-from sim.scenario import device_node
+from sim.scenario import Scenario, device_node
 from sim.sketch import LatencySketch
 from sim.streams import stream
 
@@ -49,6 +60,20 @@ DONE = -2
 
 class NotVectorizable(Exception):
     """The scenario has a feature the vectorized engine does not compute exactly (the message says which)."""
+
+
+def refusal(s: Scenario) -> str | None:
+    """Why the kernels cannot compute a scenario's frames, known before it runs (None: they may)."""
+    receiver = s.workload.telemetry_receiver
+    if receiver != "per-device" and any(p.count for p in s.workload.devices):
+        return f"workload.telemetry_receiver: {receiver} is computed by the event model only (run.engine: events)"
+    return None
+
+
+def engine_for(s: Scenario) -> str:
+    """``Scenario.engine()``, except that ``auto`` takes the event model for a scenario the kernels refuse."""
+    engine = s.engine()
+    return "events" if engine == "vectorized" and s.run.engine == "auto" and refusal(s) else engine
 
 
 @dataclass
@@ -214,6 +239,8 @@ def simulate_frames(
     has nothing left to be delayed, so a pass that gets there unperturbed is the last one."""
     from sim import kernels  # numba: compiled on first use, cached beside the module
 
+    if why := refusal(rep.s):
+        raise NotVectorizable(why)
     pops, servers = plan(rep)
     if not pops:  # no device sends frames: nothing to compute
         return Outcome({}, [], 0, 0, 0, {}, 0)
@@ -259,8 +286,25 @@ def simulate_frames(
             checked = True
             if any(srv.counters[4] > 0 or _pending_foreground(srv) for srv in servers):
                 return _outcome(servers, sketches, rows, done_frames, frame_bytes, fr, windows, complete=False)
+    _in_flight_within_period(pops, fr, horizon)
     _book_counters(servers)
     return _outcome(servers, sketches, rows, done_frames, frame_bytes, fr, windows, complete=True)
+
+
+def _in_flight_within_period(pops: list[Population], fr: _Frames, end_s: float) -> None:
+    """``_within_period`` for the frames not decrypted by the end: their latency is at least that long."""
+    for p in pops:
+        _within_period(p, end_s - fr.emit[fr.pop == p.index])
+
+
+def _within_period(p: Population, latency_s: np.ndarray) -> None:
+    """A population's frames' emission-to-decryption times against its period: a frame that takes its period
+    or longer would hold its device's receiver thread when the next frame arrives (see the module doc)."""
+    if latency_s.size and (slowest := float(latency_s.max())) >= p.period_s:
+        raise NotVectorizable(
+            f"a frame of {p.name} took {slowest:.3g} s, not less than its period, to reach its pod and be "
+            "decrypted: its device's receiver thread would hold the next (workload.telemetry_receiver: per-device)"
+        )
 
 
 def _pending_foreground(srv: _Server) -> bool:
@@ -314,7 +358,7 @@ def _serve(srv: _Server, fr: _Frames, cut: float, horizon: float, wire: np.ndarr
     if not ordered:
         o = o[np.argsort(fr.t[o], kind="stable")]
     if srv.kind == "host":
-        _serve_host(srv, fr, o, cut, kernels)
+        _serve_host(srv, fr, o, cut, horizon, kernels)
         return
     link = srv.links[0]
     srv.k, near, kept = kernels.link_stage(
@@ -333,21 +377,21 @@ def _cpu_series(cpu: Cpu) -> np.ndarray:
     return cpu.series if cpu.series is not None else _NO_SERIES
 
 
-def _serve_host(srv: _Server, fr: _Frames, o: np.ndarray, cut: float, kernels: Any) -> None:
+def _serve_host(srv: _Server, fr: _Frames, o: np.ndarray, cut: float, end_s: float, kernels: Any) -> None:
     cpu = srv.cpu
     assert cpu is not None
     arr, work = fr.t[o], fr.work[o]
     if cpu.shared is not None:
         srv.h, srv.k, srv.tags, srv.refs, near, kept = kernels.shared_cores(
             arr, work, o.astype(np.int64), srv.fg_asked, srv.fg_size, srv.fg_done, srv.k, cpu.cores,
-            srv.state, srv.tags, srv.refs, srv.h, cut, fr.done, srv.counters, np.empty((16, 2)),
+            srv.state, srv.tags, srv.refs, srv.h, cut, end_s, fr.done, srv.counters, np.empty((16, 2)),
             _cpu_series(cpu), cpu.bin_s,
         )  # fmt: skip
         fr.srv[o] = IN_SERVICE
     else:
         srv.k, served, near, kept = kernels.fifo_cores(
             arr, work, o.astype(np.int64), srv.fg_asked, srv.fg_size, srv.fg_done, srv.k, srv.core_free, cut,
-            fr.done, srv.counters, np.empty((16, 2)), _cpu_series(cpu), cpu.bin_s,
+            end_s, fr.done, srv.counters, np.empty((16, 2)), _cpu_series(cpu), cpu.bin_s,
         )  # fmt: skip
         fr.srv[o[:served]] = IN_SERVICE
     srv.near.append(near[:kept])
@@ -362,7 +406,9 @@ def _record(rep: Replication, pops: list[Population], fr: _Frames, finished: np.
     for p in pops:
         sel = ok & (fr.pop == p.index)
         if sel.any():
-            sketches[p.name].add(lat[sel])
+            mine = lat[sel]
+            _within_period(p, mine)  # a thread per device: exact only while each frame takes less than its period
+            sketches[p.name].add(mine)
     if keep_fraction <= 0:
         return
     pick = np.flatnonzero(ok)
@@ -388,8 +434,8 @@ def _compact(fr: _Frames, finished: np.ndarray, servers: list[_Server]) -> None:
 
 
 def _book_counters(servers: list[_Server]) -> None:
-    """Add the frames' link use to the links' counters (utilisation, bytes, retransmissions) and their CPU
-    demand to the hosts'."""
+    """Add the frames' link use to the links' counters (utilisation, bytes in phase ``telemetry``,
+    retransmissions) and their CPU demand to the hosts' (both already clipped at the end of the run)."""
     for srv in servers:
         if srv.kind == "host":
             assert srv.cpu is not None
@@ -399,4 +445,7 @@ def _book_counters(servers: list[_Server]) -> None:
             link.busy_s += float(srv.busy_s[i])
             link.demand_s += float(srv.demand_s[i])
             link.retransmissions += int(srv.lost[i])
-            link.bytes_sent += round(float(srv.sent[i]))
+            sent = round(float(srv.sent[i]))
+            link.bytes_sent += sent
+            if sent:
+                link.bytes_by_phase["telemetry"] = link.bytes_by_phase.get("telemetry", 0) + sent

@@ -10,7 +10,7 @@ from sim import contract
 
 REQUIRED_KEYS = {
     "scenario", "seed", "replications", "mode", "round_latency_s", "model_distribution_s", "phase_s",
-    "crypto_share", "bytes_on_wire", "host_utilization", "events", "wall_s",
+    "crypto_share", "application_bytes", "link_bytes", "host_utilization", "events", "wall_s",
 }  # fmt: skip
 
 

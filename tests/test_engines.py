@@ -88,7 +88,9 @@ def test_vectorized_equals_the_event_model_frame_by_frame(mode, extra):
     assert ev.summary.application_bytes == vec.summary.application_bytes
     la, lb = ev.summary.link_bytes, vec.summary.link_bytes  # hop-counted, every link direction, by phase
     assert la is not None and la == lb and la.by_phase["telemetry"] > 0 and len(la.by_link) > 300
-    assert la.total > ev.summary.application_bytes.total  # frames cross an access link and the gateway's uplink
+    # a frame crosses its access link and the gateway's uplink; a job for a worker pod on the aggregator's host
+    # stays on the host (application bytes, on no link)
+    assert la.by_phase["telemetry"] > ev.summary.application_bytes.by_phase["telemetry"]
     for name, u in ev.summary.link_utilization.items():  # offered load, frames clipped at the end alike
         assert vec.summary.link_utilization[name].offered == pytest.approx(u.offered, rel=1e-9, abs=1e-15), name
     for name, u in ev.summary.host_utilization.items():

@@ -118,15 +118,21 @@ def test_k8s_run_checks_calibrated_node_profiles_against_the_reference(pqtwin, t
     """No cluster here: the check runs before anything touches one, so a dry run shows it."""
     for host in ("pi-1", "pi-2", "pi-3"):  # "calibrated" Pis that run OpenSSL's ML-DSA: the reference prices liboqs
         (tmp_path / f"{host}.yaml").write_text((PROFILES / "pi4-openssl.yaml").read_text())
-    res = pqtwin("hw", "run", "scenarios/paper-3node.yaml", "--backend", "k8s", "--dry-run", "--calibrated", str(tmp_path))
+    res = pqtwin(
+        "hw", "run", "scenarios/paper-3node.yaml", "--backend", "k8s", "--dry-run", "--calibrated", str(tmp_path)
+    )
     assert res.returncode == 0, res.stderr
     assert "kind: Pod" in res.stdout or "kind: Job" in res.stdout  # the manifests still go to stdout
     assert "ML-DSA-65.sign" in res.stderr and "×3.29" in res.stderr
     assert "host pi-1: calibrated costs differ from profile 'pi4-liboqs'" in res.stderr
     assert "priced by different providers (openssl vs liboqs)" in res.stderr
     (tmp_path / "pi-3.yaml").unlink()
-    res = pqtwin("hw", "run", "scenarios/paper-3node.yaml", "--backend", "k8s", "--dry-run", "--calibrated", str(tmp_path))
-    assert res.returncode == 2 and "no profile for host pi-3 (pi-3.yaml)" in res.stderr and "Traceback" not in res.stderr
+    res = pqtwin(
+        "hw", "run", "scenarios/paper-3node.yaml", "--backend", "k8s", "--dry-run", "--calibrated", str(tmp_path)
+    )
+    assert (
+        res.returncode == 2 and "no profile for host pi-3 (pi-3.yaml)" in res.stderr and "Traceback" not in res.stderr
+    )
 
 
 def test_a_check_of_identical_profiles_has_ratio_one_and_no_warning(tmp_path):

@@ -41,7 +41,8 @@ SMALL = {
             {"label": "100", "value": 100, "set": ["workload.fl.samples_per_client=100"]},
             {"label": "500", "value": 500}]},
         {"name": "aead", "title": "AEAD", "base": "AES-256-GCM", "levels": [
-            {"label": "AES-256-GCM"}, {"label": "ChaCha20-Poly1305", "set": ["workload.crypto.aead=ChaCha20-Poly1305"]}]},
+            {"label": "AES-256-GCM"},
+            {"label": "ChaCha20-Poly1305", "set": ["workload.crypto.aead=ChaCha20-Poly1305"]}]},
     ],
 }  # fmt: skip
 
@@ -67,7 +68,7 @@ def test_one_point_is_both_modes_of_the_overridden_scenario(small):
 
 
 def test_designs_cover_the_base_each_level_the_plane_and_random_points(small):
-    spec, _, result = small
+    _spec, _, result = small
     designs = [d for p in result["points"] for d in p["design"]]
     assert designs.count("one_at_a_time") == 1 + 1 + 2 + 1 + 1  # base + the other levels of each axis
     # clients moves the reduction most; model moves the distribution time most: the plane shows both targets

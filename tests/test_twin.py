@@ -110,11 +110,13 @@ def test_cli_run_and_ctrl_c_stops_every_child(tmp_path, pqtwin):
 
 def test_cli_rejects_what_the_twin_cannot_run(pqtwin, tmp_path):
     res = pqtwin("hw", "run", "scenarios/localhost.yaml", "--set", "workload.fl.bytes_per_parameter=8",
-                 "--set", "workload.devices.ecg-a.report_to=aggregator", "--out", str(tmp_path))  # fmt: skip
+                 "--set", "workload.devices.ecg-a.report_to=aggregator",
+                 "--set", "workload.telemetry_receiver=one-thread", "--out", str(tmp_path))  # fmt: skip
     lines = res.stderr.strip().splitlines()
-    assert res.returncode == 2 and len(lines) == 2, res.stderr
+    assert res.returncode == 2 and len(lines) == 3, res.stderr
     assert "workload.fl.bytes_per_parameter: the twin trains float32 models (got 8)" in lines[0]
-    assert "workload.devices: the twin streams telemetry to client pods only" in lines[1]
+    assert "workload.telemetry_receiver: the twin serves each device on a thread of its own" in lines[1]
+    assert "workload.devices: the twin streams telemetry to client pods only" in lines[2]
     res = pqtwin("hw", "run", "scenarios/localhost.yaml", "--backend", "cloud")
     assert res.returncode == 2 and "--backend" in res.stderr and "Traceback" not in res.stderr
 
