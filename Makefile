@@ -3,6 +3,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# a profile file that exists and loads (one written by an older version is measured again)
+VALID := $(BIN)/python -c "import sys; from sim.profile import load_profile; load_profile(sys.argv[1])" 2>/dev/null
 # Debian's Chromium for the real-browser test of the app (Playwright drives it; nothing is downloaded at test time)
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
@@ -29,8 +31,8 @@ $(CHROMIUM):
 # run with the fitted profile, run it for real and compare (held out: the fit never saw concurrent mode).
 run: $(STAMP)
 	$(BIN)/pqtwin sim scenarios/paper-3node.yaml --mode both --out runs/paper-3node --force
-	test -f runs/local-profile.yaml || $(BIN)/pqtwin calibrate --out runs/local-profile.yaml --name local
-	test -f runs/local-fitted.yaml || { $(BIN)/pqtwin hw run scenarios/localhost.yaml --mode sequential \
+	$(VALID) runs/local-profile.yaml || $(BIN)/pqtwin calibrate --out runs/local-profile.yaml --name local
+	$(VALID) runs/local-fitted.yaml || { $(BIN)/pqtwin hw run scenarios/localhost.yaml --mode sequential \
 	  --out runs/localhost-train --force && $(BIN)/pqtwin calibrate --from-run runs/localhost-train \
 	  --base runs/local-profile.yaml --out runs/local-fitted.yaml --name local-fitted; }
 	$(BIN)/pqtwin sim scenarios/localhost.yaml --mode concurrent --profile runs/local-fitted.yaml --out runs/localhost-sim --force

@@ -36,8 +36,9 @@ KEEP: Final = "session"  # persist_state of every control: values survive switch
 log = logging.getLogger("pqtwin.app")
 
 SIMULATED_NOTE = (
-    "Simulated: the SimPy model of sim/, priced with the hosts' calibration profiles (pi4.yaml is compiled from "
-    "published Raspberry Pi 4 measurements, tagged measured/derived/estimate per value). The paper's layout, "
+    "Simulated: the SimPy model of sim/, priced with the hosts' calibration profiles (pi4-liboqs and pi4-openssl "
+    "are compiled from published Raspberry Pi 4 measurements, tagged measured/derived/estimate per value, each "
+    "naming the library it prices: liboqs NEON or OpenSSL 3.6 for post-quantum crypto). The paper's layout, "
     "algorithms and model size are not published: the values in scenarios/paper-3node.yaml are our assumptions."
 )
 

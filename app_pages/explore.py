@@ -238,7 +238,7 @@ def render() -> None:
         hint = "change the setting named above"
         if any("has no cost for" in line for line in exc.lines):
             hint = ("the host profile has no cost for an algorithm of the suite: pick another algorithm, or a "
-                    "profile that prices it under *Host profile* (pi4 prices every catalogued algorithm)")  # fmt: skip
+                    "profile that prices it under *Host profile* (the Pi 4 profiles price every one)")  # fmt: skip
         st.info(f"This combination cannot be simulated as set: {hint}.")
         return
     s = result.summary

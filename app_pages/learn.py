@@ -1,4 +1,4 @@
-"""Learn: a guided story in five steps, each a short plain explanation and one control to play with."""
+"""Learn: a guided story in six steps, each a short plain explanation and one control to play with."""
 
 from __future__ import annotations
 

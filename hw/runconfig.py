@@ -179,6 +179,8 @@ def check_supported(s: Scenario) -> None:
         problems.append(
             f"{f}: workload.fl.bytes_per_parameter: the twin trains float32 models (got {w.fl.bytes_per_parameter})"
         )
+    if w.crypto.provider != "auto" and not (named := registry.default().provider(w.crypto.provider)).available:
+        problems.append(f"{f}: workload.crypto.provider: {w.crypto.provider} is not available here: {named.reason}")
     if w.telemetry_receiver != "per-device" and any(p.count for p in w.devices):
         problems.append(f"{f}: workload.telemetry_receiver: the twin serves each device on a thread of its own "
                         f"(per-device) (got {w.telemetry_receiver!r})")  # fmt: skip

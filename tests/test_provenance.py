@@ -48,23 +48,23 @@ def test_registry_preference_changes_and_restores_the_provider():
         reg.set_preference("bogus")
 
 
-def test_paper_scenario_is_priced_by_the_library_its_twin_runs():
-    s = load_scenario(SCENARIOS / "paper-3node.yaml")
-    assert s.workload.crypto.provider == "liboqs" and provenance.mismatches(s) == []
+LIBOQS_PRICED = [f"deployment.hosts.{i}.profile=pi4-liboqs" for i in range(3)]
+
+
+def test_shipped_scenarios_are_priced_by_the_library_their_twin_runs():
+    for name in ("paper-3node.yaml", "ward-200.yaml", "localhost.yaml"):
+        s = load_scenario(SCENARIOS / name)
+        assert s.workload.crypto.provider == "auto" and provenance.mismatches(s) == [], name
 
 
 def test_a_suite_priced_by_another_library_is_named_with_both_libraries():
-    s = load_scenario(SCENARIOS / "paper-3node.yaml", ["workload.crypto.provider=auto"])
+    s = load_scenario(SCENARIOS / "paper-3node.yaml", LIBOQS_PRICED)
     (line,) = provenance.mismatches(s)
     assert "profile 'pi4-liboqs' (hosts pi-1, pi-2, pi-3) prices ML-KEM-768, ML-DSA-65 with liboqs" in line
     assert "the twin would run them with openssl" in line and "set workload.crypto.provider: liboqs" in line
-
-
-def test_the_openssl_profile_matches_the_default_twin():
-    s = load_scenario(SCENARIOS / "paper-3node.yaml", [f"deployment.hosts.{i}.profile=pi4-openssl" for i in range(3)]
-                      + ["workload.crypto.provider=auto"])  # fmt: skip
-    assert provenance.mismatches(s) == []
-    s = load_scenario(SCENARIOS / "paper-3node.yaml", [f"deployment.hosts.{i}.profile=pi4-openssl" for i in range(3)])
+    assert provenance.mismatches(load_scenario(SCENARIOS / "paper-3node.yaml",
+                                               [*LIBOQS_PRICED, "workload.crypto.provider=liboqs"])) == []  # fmt: skip
+    s = load_scenario(SCENARIOS / "paper-3node.yaml", ["workload.crypto.provider=liboqs"])
     assert "prices ML-KEM-768, ML-DSA-65 with openssl" in provenance.mismatches(s)[0]
 
 
@@ -94,10 +94,13 @@ def test_a_profile_without_provenance_is_a_one_line_error(tmp_path, edit, expect
 
 
 def test_sim_warns_once_before_running(pqtwin, tmp_path):
-    res = pqtwin("sim", "scenarios/paper-3node.yaml", "--replications", "1", "--set", "workload.fl.rounds=1",
-                 "--set", "workload.crypto.provider=auto", "--out", str(tmp_path / "run"))  # fmt: skip
+    sets = [x for item in LIBOQS_PRICED for x in ("--set", item)]
+    res = pqtwin("sim", "scenarios/paper-3node.yaml", "--replications", "1", "--set", "workload.fl.rounds=1", *sets,
+                 "--mode", "both", "--out", str(tmp_path / "run"))  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert res.stderr.count("prices ML-KEM-768, ML-DSA-65 with liboqs") == 1, res.stderr
+    summary = json.loads((tmp_path / "run" / "concurrent" / "summary.json").read_text())
+    assert any("prices ML-KEM-768, ML-DSA-65 with liboqs" in w for w in summary["warnings"])  # the app shows it
 
 
 @pytest.mark.skipif(not LIBOQS.available, reason="liboqs not installed here")
@@ -116,16 +119,16 @@ def test_the_twin_runs_the_scenarios_provider(tmp_path):
 
 def test_k8s_run_checks_calibrated_node_profiles_against_the_reference(pqtwin, tmp_path):
     """No cluster here: the check runs before anything touches one, so a dry run shows it."""
-    for host in ("pi-1", "pi-2", "pi-3"):  # "calibrated" Pis that run OpenSSL's ML-DSA: the reference prices liboqs
-        (tmp_path / f"{host}.yaml").write_text((PROFILES / "pi4-openssl.yaml").read_text())
+    for host in ("pi-1", "pi-2", "pi-3"):  # "calibrated" Pis that ran liboqs's ML-DSA: the reference prices OpenSSL
+        (tmp_path / f"{host}.yaml").write_text((PROFILES / "pi4-liboqs.yaml").read_text())
     res = pqtwin(
         "hw", "run", "scenarios/paper-3node.yaml", "--backend", "k8s", "--dry-run", "--calibrated", str(tmp_path)
     )
     assert res.returncode == 0, res.stderr
     assert "kind: Pod" in res.stdout or "kind: Job" in res.stdout  # the manifests still go to stdout
-    assert "ML-DSA-65.sign" in res.stderr and "×3.29" in res.stderr
-    assert "host pi-1: calibrated costs differ from profile 'pi4-liboqs'" in res.stderr
-    assert "priced by different providers (openssl vs liboqs)" in res.stderr
+    assert "ML-DSA-65.sign" in res.stderr and "×0.30" in res.stderr  # 1.609 ms / 5.286 ms
+    assert "host pi-1: calibrated costs differ from profile 'pi4-openssl'" in res.stderr
+    assert "priced by different providers (liboqs vs openssl)" in res.stderr
     (tmp_path / "pi-3.yaml").unlink()
     res = pqtwin(
         "hw", "run", "scenarios/paper-3node.yaml", "--backend", "k8s", "--dry-run", "--calibrated", str(tmp_path)
@@ -140,8 +143,16 @@ def test_a_check_of_identical_profiles_has_ratio_one_and_no_warning(tmp_path):
 
     s = load_scenario(SCENARIOS / "paper-3node.yaml")
     for host in ("pi-1", "pi-2", "pi-3"):
-        (tmp_path / f"{host}.yaml").write_text((PROFILES / "pi4-liboqs.yaml").read_text())
+        (tmp_path / f"{host}.yaml").write_text((PROFILES / "pi4-openssl.yaml").read_text())
     checks = profilecheck.check_profiles(s, tmp_path)
     assert [c.host for c in checks] == ["pi-1", "pi-2", "pi-3"]
     assert {o.op for o in checks[0].ops} >= {"ML-KEM-768.encaps", "ML-DSA-65.sign", "fl.train", "AES-256-GCM.encrypt"}
     assert all(o.ratio == pytest.approx(1.0) for c in checks for o in c.ops) and profilecheck.warnings(checks) == []
+
+
+def test_a_named_provider_that_is_not_available_is_refused_not_replaced(pqtwin, tmp_path):
+    no_liboqs = {"OQS_INSTALL_PATH": "/nonexistent", "HOME": "/nonexistent"}
+    res = pqtwin("hw", "run", "scenarios/localhost.yaml", "--set", "workload.crypto.provider=liboqs",
+                 "--out", str(tmp_path / "r"), env=no_liboqs)  # fmt: skip
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert "workload.crypto.provider: liboqs is not available here: liboqs shared library not found" in res.stderr

@@ -70,6 +70,10 @@ def main(run_dir: Path, name: str, role: str) -> int:
     tune_allocator()  # as calibrate does, so measured costs and the run see the same allocator
     tune_threads()
     node = make_node(run_dir, name, cfg)
+    if (missing := unavailable_provider(cfg.suite.provider)) is not None:  # never run another library silently
+        node.finish(NodeResult(state="failed", reason=f"{name}: {missing}"))
+        log.error("%s: %s", name, missing)
+        return 3
     pinned = pin(cfg.cpus.get(node.host))
     if cfg.metrics_port:
         from hw.node.metrics import serve_metrics
@@ -86,6 +90,14 @@ def main(run_dir: Path, name: str, role: str) -> int:
     result.providers = {a: registry.find(a).provider for a in (node.suite.kem, node.suite.signature, node.suite.aead)}
     node.finish(result)
     return 0
+
+
+def unavailable_provider(provider: str) -> str | None:
+    """Why the scenario's named crypto provider cannot run here (None: it can, or ``auto``)."""
+    if provider == "auto":
+        return None
+    p = registry.default().provider(provider)
+    return None if p.available else f"workload.crypto.provider: {provider} is not available here: {p.reason}"
 
 
 def pin(cpus: list[int] | None) -> list[int] | None:
