@@ -355,6 +355,34 @@ class Telemetry(_Model):
     quantiles: Literal["exact", "sketch"] = "exact"
 
 
+class HostEnergy(_Model):
+    """A host's energy per replication (sim/energy.py): idle power for the run plus its cores' work."""
+
+    total_j: Stats  # over replications
+    idle_j: float
+    busy_j: float
+    by_phase_j: dict[str, float]  # the busy part, by span phase
+
+
+class DeviceEnergy(_Model):
+    """One device of a population over the run (sim/energy.py), and the battery life at that duty cycle."""
+
+    per_device_j: float
+    by_part_j: dict[str, float]  # mcu, radio_tx, radio_rx, sleep
+    average_power_w: float
+    frames: float  # per device and replication
+    sessions: float
+    battery: str
+    battery_life_days: float | None
+    compute_modelled: bool  # False: the population names no profile, so its MCU's crypto costs nothing here
+
+
+class Energy(_Model):
+    hosts: dict[str, HostEnergy] = Field(default_factory=dict)  # hosts whose profile has a power model
+    per_round_j: Stats | None = None  # every priced host, per FL round (idle for the round's length + work)
+    devices: dict[str, DeviceEnergy] = Field(default_factory=dict)  # populations with power and radio models
+
+
 class Engine(_Model):
     """How the simulator computed the run (sim/telemetry.py): ``exact`` is false when telemetry would have
     delayed the foreground (FL, handshakes) somewhere; ``perturbation`` says where, by how much at most (s)
@@ -435,6 +463,7 @@ class Summary(_Model):
     run_id: str | None = None
     machine_load: MachineLoad | None = None  # local backend: how busy this machine was while measuring
     link_bytes: LinkBytes | None = None  # the simulator's (None: the twin, which cannot count bytes per hop)
+    energy: Energy | None = None  # sim/energy.py: from the spans and counts, with the profiles' power models
 
     @model_validator(mode="before")
     @classmethod

@@ -15,6 +15,43 @@ class LinkPreset:
     jitter_s: float  # mean of the extra exponential delay per packet
     loss: float
     source: str
+    radio: Radio | None = None  # a device's radio on this link, where energy is modelled
+
+
+@dataclass(frozen=True)
+class Radio:
+    """A device's radio on a link (sim/energy.py): power while sending and receiving, the PHY's bit rate, and
+    what each packet adds on air; air time = (payload + packets x overhead) x 8 / phy_bps."""
+
+    tx_w: float
+    rx_w: float
+    phy_bps: float
+    max_payload_bytes: int  # per packet
+    overhead_bytes: int  # per packet on air (preamble, address, header, MIC, CRC)
+    source: str
+
+    def __post_init__(self) -> None:
+        if min(self.tx_w, self.rx_w) < 0 or self.phy_bps <= 0 or self.max_payload_bytes < 1 or self.overhead_bytes < 0:
+            raise ValueError(f"radio: powers must be >= 0 W, phy_bps and max_payload_bytes > 0 (got {self})")
+
+    def air_time_s(self, nbytes: int) -> float:
+        packets = max(1, -(-nbytes // self.max_payload_bytes))
+        return (nbytes + packets * self.overhead_bytes) * 8 / self.phy_bps
+
+
+@dataclass(frozen=True)
+class DevicePower:
+    """A sensor's power: its MCU running (crypto), everything asleep between frames, and its battery."""
+
+    active_w: float
+    sleep_w: float
+    battery_j: float
+    battery: str  # which battery, e.g. "CR2032, 225 mAh at 3.0 V"
+    source: str
+
+    def __post_init__(self) -> None:
+        if self.active_w < 0 or self.sleep_w < 0 or self.battery_j <= 0:
+            raise ValueError(f"device power: watts must be >= 0 and battery_j > 0 (got {self})")
 
 
 @dataclass(frozen=True)
@@ -23,6 +60,7 @@ class DeviceClass:
     bits_per_sample: int
     frame_period_s: float
     source: str
+    power: DevicePower | None = None
 
 
 LINK_PRESETS: dict[str, LinkPreset] = {

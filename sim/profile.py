@@ -211,6 +211,16 @@ class Platform(_Strict):
     how_measured: str
 
 
+class HostPower(_Strict):
+    """A host's electrical power (LEAF's linear model): ``idle_w`` whatever it does, plus ``busy_core_w`` for
+    each core busy with work (the marginal power of a core, above idle). sim/energy.py prices spans with it."""
+
+    idle_w: float = Field(ge=0, le=1e5)
+    busy_core_w: float = Field(ge=0, le=1e4)
+    source: str = Field(min_length=1)
+    tag: Tag
+
+
 class Profile(_Strict):
     """Costs of every operation on one platform, as read from a profile file."""
 
@@ -219,6 +229,7 @@ class Profile(_Strict):
     platform: Platform
     ops: dict[str, Annotated[PerCallOp | LinearOp, Field(discriminator="kind")]]
     overheads: dict[str, Overhead] = Field(default_factory=dict)
+    power: HostPower | None = None  # None: energy is not reported for hosts priced by this profile
 
     @model_validator(mode="after")
     def _providers_stated(self) -> Profile:

@@ -19,6 +19,7 @@ import pandas as pd
 
 from sim import provenance
 from sim.contract import (
+    Energy,
     Engine,
     LinkBytes,
     RunLayout,
@@ -29,6 +30,7 @@ from sim.contract import (
     write_spans,
     write_summary,
 )
+from sim.energy import summarise_energy
 from sim.errors import UserError
 from sim.model import Replication, ReplicationResult
 from sim.scenario import Scenario
@@ -98,9 +100,23 @@ def simulate(
     summary = summarise(df[df.op != "frame"] if outcomes else df, meta)
     summary.engine = Engine(name="events") if not outcomes else with_frames(summary, outcomes)
     with_handshakes(summary, [r.device_handshakes for r in results])
+    summary.energy = run_energy(scenario, df, results, summary, bool(outcomes))
     summary.wall_s = time.perf_counter() - started
     summary.peak_rss_bytes = peak_rss_bytes()
     return RunResult(df, summary, series_frame(results, summary.sim_time_s))
+
+
+def run_energy(s: Scenario, df: pd.DataFrame, results: list[ReplicationResult], summary: Summary,
+               vectorized: bool) -> Energy:  # fmt: skip
+    """The run's energy (sim/energy.py) from its spans, and its frames and sessions per population."""
+    reps = len(results)
+    if vectorized:  # frames are counted in the sketches, not span rows
+        frames = {p: st.n / reps for p, st in summary.telemetry.by_population.items()}
+    else:  # a frame row's host is its device ("population#i")
+        rows = df[df.op == "frame"]
+        frames = {str(k): v / reps for k, v in rows.host.str.split("#").str[0].value_counts().items()}
+    sessions = {p: st.n / reps for p, st in summary.telemetry.handshake_by_population.items()}
+    return summarise_energy(s, df, [r.sim_time_s for r in results], frames, sessions, vectorized)
 
 
 def series_frame(results: list[ReplicationResult], sim_time_s: float) -> pd.DataFrame:

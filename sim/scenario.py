@@ -117,6 +117,7 @@ class DevicePopulation(_Strict):
     access_link: LinkParams = LinkParams(preset="ble")
     report_to: Name
     profile: str | None = Field(default=None, min_length=1, max_length=MAX_REF)  # None: device compute not modelled
+    battery_j: float | None = Field(default=None, gt=0, le=1e9)  # None: the device class's battery (sim/presets.py)
 
     @field_validator("device_class")
     @classmethod

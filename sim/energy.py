@@ -1,0 +1,175 @@
+"""Energy of a run, priced from its spans and counts with power models that carry their units and sources.
+
+Hosts (LEAF's linear model, ``Profile.power``): ``idle_w`` for the whole run, plus ``busy_core_w`` for each
+core-second of work. A span's work is its service time, ``end_s - start_s - queue_wait_s`` (one operation runs on
+one core); a host's work in a replication is capped at its cores x the run's length, since processor sharing
+stretches the service of operations that share a core. Energy per FL round: each round's span on the clock times
+every priced host's idle power, plus the work of that round's spans. With the vectorized engine the frames'
+decryptions are not span rows: each population's frames are priced at the receiving profile's mean cost.
+
+Devices (``DeviceClass.power`` and the access link's ``Radio``, sim/presets.py): per device and replication,
+the run's frames and sessions, each priced at its mean cost -- MCU time of the device profile's operations x
+``active_w`` (0 when the population has no ``profile``: device compute not modelled), radio air time of what it
+sends x ``tx_w`` and of what it receives x ``rx_w`` -- and ``sleep_w`` for the rest of the run. Average power =
+energy / run length; battery life = the battery's energy / average power.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from sim import catalogue
+from sim.contract import MARKERS, RECORD_HEADER_BYTES, WIRE_OPS, DeviceEnergy, Energy, HostEnergy, Stats
+from sim.model import HELLO_BYTES
+from sim.presets import DEVICE_CLASSES, LINK_PRESETS, DevicePower, Radio
+from sim.profile import LinearOp, Profile
+from sim.scenario import DevicePopulation, Scenario
+from sim.summary import describe
+
+SECONDS_PER_DAY = 86_400.0
+
+
+def work_spans(spans: pd.DataFrame) -> pd.DataFrame:
+    """Rows that are CPU work (not messages, frames or round markers), with their service time ``work_s``."""
+    rows = spans[~spans.op.isin(WIRE_OPS) & ~spans.phase.isin(MARKERS)]
+    return rows.assign(work_s=(rows.end_s - rows.start_s - rows.queue_wait_s).clip(lower=0.0))
+
+
+def mean_cost_s(profile: Profile, op: str, units: float = 0.0) -> float:
+    model = profile.op(op)
+    return model.base_s(units) if isinstance(model, LinearOp) else model.mean_s
+
+
+def host_energy(s: Scenario, spans: pd.DataFrame, sim_times_s: Sequence[float],
+                frame_work_s: dict[str, float] | None = None) -> dict[str, HostEnergy]:  # fmt: skip
+    """Each priced host's energy per replication (``frame_work_s``: extra telemetry work per replication)."""
+    work = work_spans(spans)
+    reps = len(sim_times_s)
+    out = {}
+    for h in s.deployment.hosts:
+        power = s.host_profile(h.name).power
+        if power is None:
+            continue
+        mine = work[work.host == h.name]
+        by_rep = mine.groupby("replication").work_s.sum().reindex(range(reps), fill_value=0.0).to_numpy()
+        by_rep = by_rep + (frame_work_s or {}).get(h.name, 0.0)
+        busy = np.minimum(by_rep, h.cores * np.asarray(sim_times_s))
+        total = power.idle_w * np.asarray(sim_times_s) + power.busy_core_w * busy
+        scale = busy.sum() / by_rep.sum() if by_rep.sum() > 0 else 0.0  # the cap, spread over phases
+        phases = mine.groupby("phase").work_s.sum() / reps * scale * power.busy_core_w
+        extra = (frame_work_s or {}).get(h.name, 0.0) * scale * power.busy_core_w
+        by_phase = {str(k): float(v) for k, v in phases.items()}
+        if extra:
+            by_phase["telemetry"] = by_phase.get("telemetry", 0.0) + extra
+        out[h.name] = HostEnergy(
+            total_j=_stats(total), idle_j=float(power.idle_w * np.mean(sim_times_s)),
+            busy_j=float(power.busy_core_w * busy.mean()), by_phase_j=by_phase,
+        )  # fmt: skip
+    return out
+
+
+def round_energy(s: Scenario, spans: pd.DataFrame) -> Stats | None:
+    """Joules per FL round over every priced host: idle power for the round's length, plus its spans' work."""
+    powers = {h.name: s.host_profile(h.name).power for h in s.deployment.hosts}
+    priced = {h: p for h, p in powers.items() if p is not None}
+    rounds = spans[(spans.phase == "round") & (spans.op == "round")]
+    if not priced or rounds.empty:
+        return None
+    work = work_spans(spans[(spans["round"] > 0) & spans.host.isin(priced)])
+    busy_w = work.host.map({h: p.busy_core_w for h, p in priced.items()})
+    dynamic = (work.work_s * busy_w).groupby([work.replication, work["round"]]).sum()
+    idle_w = sum(p.idle_w for p in priced.values())
+    per_round = (rounds.end_s - rounds.start_s) * idle_w
+    keys = pd.MultiIndex.from_arrays([rounds.replication, rounds["round"]])
+    values = per_round.to_numpy() + dynamic.reindex(keys, fill_value=0.0).to_numpy()
+    return describe(pd.Series(values), rounds.replication.reset_index(drop=True))
+
+
+def device_power(pop: DevicePopulation) -> DevicePower | None:
+    dc = DEVICE_CLASSES[pop.device_class].power
+    if dc is None or pop.battery_j is None:
+        return dc
+    return DevicePower(dc.active_w, dc.sleep_w, pop.battery_j, "the scenario's battery_j", dc.source)
+
+
+def device_radio(pop: DevicePopulation) -> Radio | None:
+    preset = LINK_PRESETS.get(pop.access_link.preset or "")
+    return preset.radio if preset is not None else None
+
+
+def session_costs(s: Scenario, pop: DevicePopulation) -> tuple[float, int, int]:
+    """A device's side of one session: (MCU seconds, bytes sent, bytes received) -- sim/model.py handshake:
+    it sends the hello and its encapsulation + signature, receives the pod's signed ephemeral key."""
+    kem, sig = catalogue.get(s.workload.crypto.kem), catalogue.get(s.workload.crypto.signature)
+    sent = HELLO_BYTES + kem.ciphertext_bytes + sig.signature_bytes + sig.public_key_bytes
+    received = kem.public_key_bytes + sig.signature_bytes + sig.public_key_bytes
+    profile = s.device_profile(pop)
+    mcu = (
+        0.0
+        if profile is None
+        else sum(mean_cost_s(profile, op) for op in (f"{sig.name}.verify", f"{kem.name}.encaps", f"{sig.name}.sign"))
+    )
+    return mcu, sent, received
+
+
+def frame_costs(s: Scenario, pop: DevicePopulation) -> tuple[float, int]:
+    """One frame: (MCU seconds to encrypt it, bytes sent)."""
+    aead = catalogue.get(s.workload.crypto.aead)
+    profile = s.device_profile(pop)
+    payload = pop.frame_bytes()
+    mcu = 0.0 if profile is None else mean_cost_s(profile, f"{aead.name}.encrypt", payload)
+    return mcu, RECORD_HEADER_BYTES + payload + aead.aead_overhead_bytes
+
+
+def device_energy(s: Scenario, pop: DevicePopulation, frames: float, sessions: float, run_s: float
+                  ) -> DeviceEnergy | None:  # fmt: skip
+    """One device's energy over a run of ``run_s`` with ``frames`` frames and ``sessions`` handshakes."""
+    power, radio = device_power(pop), device_radio(pop)
+    if power is None or radio is None or run_s <= 0:
+        return None
+    s_mcu, s_tx, s_rx = session_costs(s, pop)
+    f_mcu, f_tx = frame_costs(s, pop)
+    mcu_s = sessions * s_mcu + frames * f_mcu
+    tx_s = sessions * radio.air_time_s(s_tx) + frames * radio.air_time_s(f_tx)
+    rx_s = sessions * radio.air_time_s(s_rx)
+    sleep_s = max(0.0, run_s - mcu_s - tx_s - rx_s)
+    parts = {"mcu": mcu_s * power.active_w, "radio_tx": tx_s * radio.tx_w, "radio_rx": rx_s * radio.rx_w,
+             "sleep": sleep_s * power.sleep_w}  # fmt: skip
+    total = math.fsum(parts.values())
+    watts = total / run_s
+    return DeviceEnergy(
+        per_device_j=total, by_part_j=parts, average_power_w=watts, frames=frames, sessions=sessions,
+        battery=power.battery, battery_life_days=power.battery_j / watts / SECONDS_PER_DAY if watts > 0 else None,
+        compute_modelled=s.device_profile(pop) is not None,
+    )  # fmt: skip
+
+
+def summarise_energy(s: Scenario, spans: pd.DataFrame, sim_times_s: Sequence[float], frames_by_pop: dict[str, float],
+                     sessions_by_pop: dict[str, float], vectorized: bool = False) -> Energy:  # fmt: skip
+    """The run's ``Energy``: hosts, J per FL round, and per device population (counts per replication)."""
+    frame_work: dict[str, float] = {}
+    if vectorized:  # the frames' decryptions are not span rows: price them at the mean cost
+        aead = catalogue.get(s.workload.crypto.aead).name
+        for pop in s.workload.devices:
+            host = next(p.host for p in s.deployment.pods if p.name == pop.report_to)
+            cost = mean_cost_s(s.host_profile(host), f"{aead}.decrypt", pop.frame_bytes())
+            frame_work[host] = frame_work.get(host, 0.0) + frames_by_pop.get(pop.name, 0.0) * cost
+    run_s = float(np.mean(sim_times_s)) if len(sim_times_s) else 0.0
+    devices = {}
+    for pop in s.workload.devices:
+        if pop.count:
+            per = device_energy(s, pop, frames_by_pop.get(pop.name, 0.0) / pop.count,
+                                sessions_by_pop.get(pop.name, 0.0) / pop.count, run_s)  # fmt: skip
+            if per is not None:
+                devices[pop.name] = per
+    return Energy(hosts=host_energy(s, spans, sim_times_s, frame_work), per_round_j=round_energy(s, spans),
+                  devices=devices)  # fmt: skip
+
+
+def _stats(per_replication: np.ndarray) -> Stats:
+    values = pd.Series(per_replication, dtype=float)
+    return describe(values, pd.Series(range(len(values))))

@@ -1,0 +1,119 @@
+"""Energy (sim/energy.py): the arithmetic pinned on hand-made spans and counts, and the KPIs of real runs."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from sim import energy
+from sim.contract import SpanRow
+from sim.presets import DEVICE_CLASSES, LINK_PRESETS, DevicePower, Radio
+from sim.runner import simulate
+from sim.scenario import load_scenario
+
+from .conftest import SCENARIOS
+
+PAPER = SCENARIOS / "paper-3node.yaml"
+IDLE_W, CORE_W = 2.7, 0.925  # the Pi 4 profiles' power model
+
+
+def spans(*rows: tuple) -> pd.DataFrame:
+    """(replication, round, host, phase, op, start_s, end_s, queue_wait_s) rows as span rows."""
+    full = [{"replication": r[0], "round": r[1], "pod": "p", "host": r[2], "phase": r[3], "op": r[4],
+             "start_s": r[5], "end_s": r[6], "queue_wait_s": r[7], "bytes": 0} for r in rows]  # fmt: skip
+    return pd.DataFrame(full, columns=list(SpanRow._fields))
+
+
+@pytest.fixture(scope="module")
+def paper():
+    return load_scenario(PAPER)
+
+
+def test_an_idle_host_uses_exactly_its_idle_power_for_the_run(paper):
+    hosts = energy.host_energy(paper, spans(), [100.0, 100.0])
+    assert set(hosts) == {"pi-1", "pi-2", "pi-3"}
+    for h in hosts.values():
+        assert h.total_j.mean == IDLE_W * 100.0 and h.busy_j == 0.0 and h.by_phase_j == {}
+
+
+def test_known_spans_give_known_joules(paper):
+    rows = spans((0, 1, "pi-1", "train", "fl.train", 0.0, 1.0, 0.0),
+                 (0, 1, "pi-1", "verify", "ML-DSA-65.verify", 1.0, 1.5, 0.2),  # waited 0.2 s: 0.3 s of work
+                 (0, 1, "pi-1", "upload", "transfer", 1.5, 3.0, 0.0),  # a message: no CPU work
+                 (0, 1, "pi-2", "round", "round", 0.0, 3.0, 0.0))  # a marker: no CPU work  # fmt: skip
+    h = energy.host_energy(paper, rows, [10.0])["pi-1"]
+    assert h.total_j.mean == pytest.approx(IDLE_W * 10 + CORE_W * 1.3, rel=1e-12)
+    assert h.by_phase_j == pytest.approx({"train": CORE_W * 1.0, "verify": CORE_W * 0.3})
+    assert energy.host_energy(paper, rows, [10.0])["pi-2"].busy_j == 0.0
+
+
+def test_a_hosts_work_is_capped_at_its_cores_for_the_run(paper):
+    rows = spans(*[(0, 1, "pi-1", "train", "fl.train", 0.0, 2.0, 0.0) for _ in range(6)])  # 12 s on 4 cores
+    h = energy.host_energy(paper, rows, [2.0])["pi-1"]
+    assert h.busy_j == pytest.approx(CORE_W * 4 * 2.0) and sum(h.by_phase_j.values()) == pytest.approx(h.busy_j)
+
+
+def test_energy_per_round_is_idle_for_its_length_plus_its_work(paper):
+    rows = spans(
+        (0, 1, "pi-1", "round", "round", 0.0, 2.0, 0.0),
+        (0, 2, "pi-1", "round", "round", 2.0, 3.0, 0.0),
+        (0, 1, "pi-2", "train", "fl.train", 0.0, 1.0, 0.0),
+        (0, 0, "pi-2", "handshake", "x", 0.0, 9.0, 0.0),
+    )
+    stats = energy.round_energy(paper, rows)  # round 0 (sessions) is not an FL round
+    assert stats.replication_means == [pytest.approx(((3 * IDLE_W * 2 + CORE_W) + 3 * IDLE_W * 1) / 2)]
+
+
+def test_battery_life_is_capacity_over_average_power(paper):
+    pop = paper.workload.devices[0]
+    power = DEVICE_CLASSES[pop.device_class].power
+    asleep = energy.device_energy(paper, pop, frames=0, sessions=0, run_s=3600.0)
+    assert asleep.average_power_w == pytest.approx(power.sleep_w)
+    assert asleep.battery_life_days == pytest.approx(power.battery_j / power.sleep_w / 86_400)
+    busy = energy.device_energy(paper, pop, frames=3600, sessions=1, run_s=3600.0)
+    assert busy.battery_life_days == pytest.approx(power.battery_j / (busy.per_device_j / 3600) / 86_400)
+    assert busy.per_device_j == pytest.approx(math.fsum(busy.by_part_j.values()))
+    assert busy.by_part_j["radio_tx"] > 0 and not busy.compute_modelled  # paper's patches name no profile
+
+
+def test_radio_air_time_counts_every_packets_overhead():
+    ble = LINK_PRESETS["ble"].radio
+    assert isinstance(ble, Radio)
+    one = ble.air_time_s(ble.max_payload_bytes)
+    assert ble.air_time_s(ble.max_payload_bytes + 1) == pytest.approx(one + (1 + ble.overhead_bytes) * 8 / ble.phy_bps)
+    with pytest.raises(ValueError, match="radio"):
+        Radio(tx_w=-1, rx_w=0, phy_bps=1e6, max_payload_bytes=10, overhead_bytes=1, source="x")
+    with pytest.raises(ValueError, match="battery_j > 0"):
+        DevicePower(active_w=0.01, sleep_w=1e-6, battery_j=0, battery="none", source="x")
+
+
+def test_classical_sessions_cost_a_sensor_less_than_post_quantum_ones():
+    rows = {}
+    for kem, sig in (("X25519", "Ed25519"), ("ML-KEM-768", "ML-DSA-65")):
+        s = load_scenario(PAPER, [f"workload.crypto.kem={kem}", f"workload.crypto.signature={sig}",
+                                  "workload.devices.ecg-a.profile=cortex-m4"])  # fmt: skip
+        pop = s.workload.devices[0]
+        rows[kem] = energy.device_energy(s, pop, frames=0, sessions=1, run_s=1.0)
+    classical, pq = rows["X25519"], rows["ML-KEM-768"]
+    assert (
+        classical.by_part_j["radio_tx"] + classical.by_part_j["radio_rx"]
+        < pq.by_part_j["radio_tx"] + pq.by_part_j["radio_rx"]
+    )
+    assert classical.per_device_j < pq.per_device_j and pq.compute_modelled
+
+
+def test_a_run_reports_energy_and_concurrency_saves_energy_per_round(paper):
+    seq, conc = (simulate(paper, m, replications=3).summary for m in ("sequential", "concurrent"))
+    assert set(seq.energy.hosts) == {"pi-1", "pi-2", "pi-3"} and set(seq.energy.devices) == {"ecg-a", "ecg-b"}
+    assert conc.energy.per_round_j.mean < seq.energy.per_round_j.mean  # shorter rounds: less idle power
+    lo, hi = seq.energy.per_round_j.ci95
+    assert lo <= seq.energy.per_round_j.mean <= hi
+    dev = seq.energy.devices["ecg-a"]
+    assert dev.sessions == pytest.approx(1.0) and dev.frames > 0 and dev.battery_life_days > 0
+
+
+def test_a_host_without_a_power_model_reports_no_energy():
+    s = load_scenario(SCENARIOS / "localhost.yaml")  # ci-x86: a VM, no power model
+    assert simulate(s, "sequential", replications=2).summary.energy.hosts == {}
