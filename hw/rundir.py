@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sim.contract import (
     Dropout,
+    Energy,
     RunLayout,
     SpanRow,
     Summary,
@@ -38,6 +39,7 @@ from sim.contract import (
     write_spans,
     write_summary,
 )
+from sim.energy import host_energy, round_energy
 from sim.errors import UserError
 from sim.loading import exists
 from sim.scenario import Scenario
@@ -262,6 +264,13 @@ def merge_spans(out: Path) -> pd.DataFrame:
     return df.sort_values(["start_s", "end_s"], kind="stable").reset_index(drop=True)
 
 
+def estimated_energy(s: Scenario, df: pd.DataFrame, duration_s: float) -> Energy:
+    """The hosts' energy and energy per FL round *estimated* from the measured spans with the scenario's power
+    models (sim/energy.py, the simulator's code): this machine's own power is not measured here (no readable
+    RAPL counter on our machines). Device energy is the simulator's only: the twin's devices are emulated."""
+    return Energy(hosts=host_energy(s, df, [duration_s]), per_round_j=round_energy(s, df))
+
+
 def write_results(
     s: Scenario, out: Path, aggregator: str, state: str, reason: str, codes: dict[str, int | None], wall_s: float,
     cores: dict[str, int], extra: dict[str, Any], machine: str | None = None,
@@ -293,6 +302,10 @@ def write_results(
         "wall_s": wall_s, **extra,
     }  # fmt: skip
     summary = summarise(df, meta)
+    summary.energy = estimated_energy(s, df, duration)
+    if summary.energy.hosts:
+        summary.warnings.append("energy is estimated from the measured spans with the scenario's power models, "
+                                "not measured (no power counter is read on this machine)")  # fmt: skip
     write_summary(summary, out)
     write_json(layout.status, {"state": state, "reason": reason, "exit_codes": codes, **(status_extra or {})})
     return summary

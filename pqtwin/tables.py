@@ -32,8 +32,30 @@ def kpi_rows(s: Summary) -> list[tuple[str, str]]:
         ("busiest host (offered utilisation)", f"{busiest} {hosts[busiest].offered * 100:.1f} %" if busiest else "—"),
         ("rounds completed / failed", f"{s.rounds_completed} / {s.rounds_failed}"),
         *telemetry_rows(s),
+        *energy_rows(s),
         ("events / wall time", f"{s.events:,} / {s.wall_s:.2f} s"),
     ]
+
+
+def fmt_days(days: float | None) -> str:
+    """Battery life in the unit that reads best: hours, days or years."""
+    if days is None:
+        return "—"
+    if days < 2:
+        return f"{days * 24:.1f} h"
+    return f"{days:.1f} days" if days < 730 else f"{days / 365.25:.1f} years"
+
+
+def energy_rows(s: Summary) -> list[tuple[str, str]]:
+    """Energy per FL round (every priced host) and each device population's battery life ("—" where absent)."""
+    e = s.energy
+    per_round = fmt_kpi(e.per_round_j, 1.0, "J") if e is not None and e.per_round_j is not None else "—"
+    rows = [("energy per FL round, hosts [95% CI]", per_round)]
+    for name, d in (e.devices if e is not None else {}).items():
+        how = "" if d.compute_modelled else ", radio + sleep only"
+        life = f"{fmt_days(d.battery_life_days)} at {d.average_power_w * 1e3:.3f} mW ({d.battery}{how})"
+        rows.append((f"battery life, {name}", life))
+    return rows
 
 
 def telemetry_rows(s: Summary) -> list[tuple[str, str]]:

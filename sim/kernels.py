@@ -34,22 +34,41 @@ def emit(next_t, end_t, period_s, t0, t1, out_t, out_session):  # type: ignore[n
     """Emissions of sessions in [t0, t1): each session's next time, then + period while < its end and < t1.
 
     Cycle-major (every session's first frame, then every second...), so the output is sorted when every
-    session's next time lies within one period of t0; the caller sorts otherwise. Returns the count."""
+    session's next time lies within one period of t0; the caller sorts otherwise. Returns the count.
+    A cycle visits only the sessions that can emit in it: the started ones (a prefix of the sessions in order
+    of their next time, as all share one period) up to the first that starts later; a session is dropped once
+    it has nothing left to emit, so many short sessions (a rekey every frame) cost their frames, not
+    sessions x cycles."""
     n = 0
     order = np.argsort(next_t, kind="mergesort")
+    live = np.empty(order.size, dtype=np.int64)
+    m = 0
+    for j in order:
+        if next_t[j] < t1 and next_t[j] < end_t[j]:
+            live[m] = j
+            m += 1
     cycle_end = t0 + period_s
-    active = True
-    while active:
-        active = False
-        for j in order:
+    while m > 0:
+        k = 0
+        i = 0
+        while i < m:
+            j = live[i]
             t = next_t[j]
-            if t < cycle_end and t < t1 and t < end_t[j]:
-                out_t[n] = t
-                out_session[n] = j
-                n += 1
-                next_t[j] = t + period_s
+            if t >= cycle_end:  # this one, and every later one, starts in a later cycle
+                break
+            out_t[n] = t
+            out_session[n] = j
+            n += 1
+            next_t[j] = t + period_s
             if next_t[j] < t1 and next_t[j] < end_t[j]:
-                active = True
+                live[k] = j
+                k += 1
+            i += 1
+        while i < m:
+            live[k] = live[i]
+            k += 1
+            i += 1
+        m = k
         cycle_end = cycle_end + period_s
     return n
 

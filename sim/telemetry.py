@@ -330,7 +330,10 @@ def _emit(p: Population, sess: np.ndarray, nxt: np.ndarray, t0: float, t1: float
     if live.size == 0:
         return
     sub_next, sub_end = nxt[live].copy(), sess[live, 2].copy()
-    bound = int(live.size * (math.ceil((t1 - t0) / p.period_s) + 2))
+    # each session's frames in the window, plus one for rounding (not sessions x the window's frames: a rekey
+    # every frame makes a session per frame)
+    reach = np.minimum(t1, sub_end) - sub_next
+    bound = int(np.sum(np.ceil(np.maximum(reach, 0.0) / p.period_s) + 2))
     out_t, out_s = np.empty(bound), np.empty(bound, dtype=np.int64)
     n = kernels.emit(sub_next, sub_end, p.period_s, t0, t1, out_t, out_s)
     nxt[live] = sub_next
