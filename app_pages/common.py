@@ -22,7 +22,7 @@ import streamlit as st
 
 from app_pages.scenario_edit import build_data
 from sim import catalogue, contract
-from sim.contract import Stats
+from sim.contract import Stats, Summary
 from sim.errors import UserError
 from sim.runner import RunResult, simulate
 from sim.scenario import Scenario, load_scenario_data
@@ -230,7 +230,28 @@ def kpis(result: RunResult) -> pd.DataFrame:
         )
     for phase, v in s.phase_s.items():
         rows.append({"kpi": f"phase {phase} (extent per round)", "unit": "s", "mean": v, "ci_method": "mean"})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows + energy_rows(s))
+
+
+def energy_rows(s: Summary) -> list[dict[str, Any]]:
+    """Energy KPIs (sim/energy.py): per FL round over the priced hosts, each host per replication, and each
+    device population's average power and battery life."""
+    e = s.energy
+    if e is None:
+        return []
+    rows: list[dict[str, Any]] = []
+    stats = [("energy per FL round (priced hosts)", e.per_round_j)] if e.per_round_j is not None else []
+    stats += [(f"energy of host {h} per replication", v.total_j) for h, v in e.hosts.items()]
+    for label, st_ in stats:
+        lo, hi = st_.ci95
+        rows.append({"kpi": label, "unit": "J", "mean": st_.mean, "ci95_low": lo, "ci95_high": hi, "n": st_.n,
+                     "ci_method": st_.ci_method})  # fmt: skip
+    for pop, d in e.devices.items():
+        note = "" if d.compute_modelled else " (radio + sleep: no device profile)"
+        rows.append({"kpi": f"device power {pop}{note}", "unit": "W", "mean": d.average_power_w, "ci_method": "mean"})
+        rows.append({"kpi": f"battery life {pop}, {d.battery}", "unit": "days", "mean": d.battery_life_days,
+                     "ci_method": "mean"})  # fmt: skip
+    return rows
 
 
 def phase_extents(spans: pd.DataFrame) -> pd.DataFrame:

@@ -226,6 +226,37 @@ def kpi_row(result: RunResult) -> None:
     cols[4].caption(f"on {host}" + (f"; {others}" if others else ""))
 
 
+def fmt_joules(j: float) -> str:
+    """Energy in the unit that reads best, µJ to kJ."""
+    for scale, unit in ((1e3, "kJ"), (1.0, "J"), (1e-3, "mJ")):
+        if abs(j) >= scale:
+            return f"{j / scale:,.2f} {unit}"
+    return f"{j * 1e6:,.1f} µJ"
+
+
+def energy_row(result: RunResult) -> None:
+    """Energy per FL round on the priced hosts, and each device population's battery life (sim/energy.py)."""
+    from pqtwin.tables import fmt_days
+
+    e = result.summary.energy
+    if e is None or (e.per_round_j is None and not e.devices):
+        st.caption("Energy: no power model for these hosts or devices (a profile's `power`, a device class's power).")
+        return
+    cols = st.columns(4)
+    if e.per_round_j is not None and e.per_round_j.mean is not None:
+        lo, hi = e.per_round_j.ci95
+        cols[0].metric("Energy per FL round", fmt_joules(e.per_round_j.mean),
+                       help="Every host with a power model: idle power for the round's length plus each busy "
+                       "core's power for the round's work (sim/energy.py)")  # fmt: skip
+        cols[0].caption(f"95 % CI {fmt_joules(lo or 0)} – {fmt_joules(hi or 0)}")
+    for col, (pop, d) in zip(cols[1:], e.devices.items(), strict=False):
+        col.metric(f"Battery life, {pop}", fmt_days(d.battery_life_days),
+                   help="The battery's energy over the device's average power at this run's duty cycle: frames, "
+                   "sessions (MCU and radio) and sleep")  # fmt: skip
+        how = "" if d.compute_modelled else "; MCU crypto not modelled (no device profile)"
+        col.caption(f"{d.average_power_w * 1e6:,.1f} µW on a {d.battery}{how}")
+
+
 def render() -> None:
     st.title("Explore a what-if")
     st.caption(SIMULATED_NOTE)
@@ -248,6 +279,7 @@ def render() -> None:
         f"simulated in {s.wall_s:.2f} s"
     )
     kpi_row(result)
+    energy_row(result)
     for w in s.warnings:
         st.warning(w)
     left, right = st.columns(2)

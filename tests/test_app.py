@@ -74,6 +74,8 @@ def test_explore_renders_kpis_charts_and_downloads():
     m = metrics(at)
     assert m["Round latency (mean)"].endswith(" ms") and m["Model distribution (mean)"].endswith(" ms")
     assert {"Crypto share of FL CPU time", "Application bytes", "Busiest host (offered load)"} <= set(m)
+    # energy: the Pi 4 profile's power model per FL round, and the patches' battery life (radio + sleep here)
+    assert m["Energy per FL round"].endswith(" J") and m["Battery life, ecg-a"].endswith("days")
     figs = figures(at)
     assert len(figs) == 4  # phases, latency distribution, Gantt, topology
     hist = figs[1]
