@@ -181,6 +181,9 @@ def check_supported(s: Scenario) -> None:
         )
     if w.crypto.provider != "auto" and not (named := registry.default().provider(w.crypto.provider)).available:
         problems.append(f"{f}: workload.crypto.provider: {w.crypto.provider} is not available here: {named.reason}")
+    if any(p.count and p.key_establishment != "device" for p in w.devices):
+        problems.append(f"{f}: workload.devices: the twin's devices run their own sessions (key_establishment: "
+                        "device)")  # fmt: skip
     if w.telemetry_receiver != "per-device" and any(p.count for p in w.devices):
         problems.append(f"{f}: workload.telemetry_receiver: the twin serves each device on a thread of its own "
                         f"(per-device) (got {w.telemetry_receiver!r})")  # fmt: skip

@@ -131,6 +131,8 @@ def device_energy(s: Scenario, pop: DevicePopulation, frames: float, sessions: f
     power, radio = device_power(pop), device_radio(pop)
     if power is None or radio is None or run_s <= 0:
         return None
+    if pop.key_establishment == "gateway":  # its gateway runs the sessions; the sensor only encrypts frames
+        sessions = 0.0
     s_mcu, s_tx, s_rx = session_costs(s, pop)
     f_mcu, f_tx = frame_costs(s, pop)
     mcu_s = sessions * s_mcu + frames * f_mcu

@@ -414,13 +414,14 @@ class Replication:
         session instead and jumps to that time: sim/telemetry.py computes its frames, on the same clock."""
         env, rng = self.env, self.rng_dev
         dev, receiver = self._device_endpoints(pop, i)
+        gateway = self._gateway_endpoint(pop) if pop.key_establishment == "gateway" else None
         period, interval = pop.period_s(), self.crypto.rekey.device_interval_s
         payload = pop.frame_bytes()
         sessions = self.sessions.setdefault(self.populations[pop.name], [])
         yield env.timeout(rng.uniform(0, period))
         while True:
             asked = env.now
-            yield from self.handshake(dev, receiver, "telemetry")  # device sessions count as telemetry work
+            yield from self.handshake(gateway or dev, receiver, "telemetry")  # device sessions: telemetry work
             start = env.now
             self.device_handshakes.append((pop.name, asked, start))
             session_end = start + interval if interval else float("inf")
@@ -433,7 +434,7 @@ class Replication:
                 yield env.timeout(grid_after(start, period, session_end) - start)
                 continue
             while env.now < session_end:
-                env.process(self._frame(dev, receiver, payload))
+                env.process(self._frame(dev, receiver, payload, gateway))
                 yield env.timeout(period)
 
     def _background(self, items: np.ndarray, link: LinkServer | None, cpu: Cpu | None) -> Gen:
@@ -468,10 +469,21 @@ class Replication:
             thread = self.receivers.get(pod.pod) or self.receivers.setdefault(pod.pod, Thread(self.env))
         return dev, Endpoint(pod.pod, pod.node, pod.cpu, thread)
 
-    def _frame(self, dev: Endpoint, receiver: Endpoint, payload: int) -> Gen:
+    def _gateway_endpoint(self, pop: DevicePopulation) -> Endpoint:
+        """The gateway host acting for one device (key_establishment: gateway): its session's initiator, and
+        the thread that re-encrypts its frames."""
+        return Endpoint(pop.gateway, pop.gateway, self.cpus[pop.gateway], Thread(self.env))
+
+    def _frame(self, dev: Endpoint, receiver: Endpoint, payload: int, gateway: Endpoint | None = None) -> Gen:
         start, rec, aead = self.env.now, self.rec, self.aead.name
         yield from dev.run(rec, "telemetry", f"{aead}.encrypt", payload)
         nbytes = RECORD_HEADER_BYTES + payload + self.aead.aead_overhead_bytes
-        wait = yield from self.net.transfer(dev.node, receiver.node, nbytes, "telemetry")
+        wait, src = 0.0, dev
+        if gateway is not None:  # the device's symmetric key ends at its gateway, which seals it for the pod
+            wait += yield from self.net.transfer(dev.node, gateway.node, nbytes, "telemetry")
+            yield from gateway.run(rec, "telemetry", f"{aead}.decrypt", payload)
+            yield from gateway.run(rec, "telemetry", f"{aead}.encrypt", payload)
+            src = gateway
+        wait += yield from self.net.transfer(src.node, receiver.node, nbytes, "telemetry")
         yield from receiver.run(rec, "telemetry", f"{aead}.decrypt", payload)
         rec.add(receiver.pod, dev.node, "telemetry", "frame", start, self.env.now, wait, nbytes=nbytes)

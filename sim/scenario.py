@@ -118,6 +118,9 @@ class DevicePopulation(_Strict):
     report_to: Name
     profile: str | None = Field(default=None, min_length=1, max_length=MAX_REF)  # None: device compute not modelled
     battery_j: float | None = Field(default=None, gt=0, le=1e9)  # None: the device class's battery (sim/presets.py)
+    # who runs the device's post-quantum session with its pod: the device itself, or its gateway host on its
+    # behalf (the sensor keeps a provisioned symmetric key with the gateway, which re-encrypts each frame)
+    key_establishment: Literal["device", "gateway"] = "device"
 
     @field_validator("device_class")
     @classmethod
@@ -512,6 +515,9 @@ def _check_devices(s: Scenario) -> list[Problem]:
             problems.append((f"workload.devices[{i}].gateway", pop.gateway, "no such node or host"))
         if pop.report_to not in receivers:
             problems.append((f"workload.devices[{i}].report_to", pop.report_to, "no such client or aggregator pod"))
+        if pop.key_establishment == "gateway" and pop.gateway not in {h.name for h in d.hosts}:
+            problems.append((f"workload.devices[{i}].key_establishment", pop.key_establishment,
+                             f"the gateway {pop.gateway!r} must be a host (its CPU runs the sessions)"))  # fmt: skip
     return problems
 
 

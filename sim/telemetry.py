@@ -67,6 +67,8 @@ def refusal(s: Scenario) -> str | None:
     receiver = s.workload.telemetry_receiver
     if receiver != "per-device" and any(p.count for p in s.workload.devices):
         return f"workload.telemetry_receiver: {receiver} is computed by the event model only (run.engine: events)"
+    if any(p.count and p.key_establishment == "gateway" for p in s.workload.devices):
+        return "workload.devices key_establishment: gateway is computed by the event model only (run.engine: events)"
     return None
 
 

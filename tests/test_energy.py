@@ -115,3 +115,32 @@ def test_a_run_reports_energy_and_concurrency_saves_energy_per_round(paper):
 def test_a_host_without_a_power_model_reports_no_energy():
     s = load_scenario(SCENARIOS / "localhost.yaml")  # ci-x86: a VM, no power model
     assert simulate(s, "sequential", replications=2).summary.energy.hosts == {}
+
+
+GATEWAY = [f"workload.devices.{p}.key_establishment=gateway" for p in ("ecg-a", "ecg-b")]
+M4 = [f"workload.devices.{p}.profile=cortex-m4" for p in ("ecg-a", "ecg-b")]
+
+
+def test_gateway_side_key_establishment_moves_the_sessions_off_the_sensor():
+    runs = {}
+    for name, sets in (("device", M4), ("gateway", [*M4, *GATEWAY])):
+        runs[name] = simulate(load_scenario(PAPER, [*sets, "run.replications=2"]), "concurrent")
+    dev, gw = (runs[k].summary.energy.devices["ecg-a"] for k in ("device", "gateway"))
+    assert gw.sessions == 0 and gw.by_part_j["radio_rx"] == 0 and gw.per_device_j < dev.per_device_j / 3
+    spans = runs["gateway"].spans
+    # the gateway host (pi-2 for ecg-a) runs the device's side of the handshake and re-encrypts every frame
+    mine = spans[(spans.pod == "pi-2") & (spans.phase == "telemetry")]
+    assert {"ML-KEM-768.encaps", "ML-DSA-65.sign", "AES-256-GCM.decrypt", "AES-256-GCM.encrypt"} <= set(mine.op)
+    sensor = spans[spans.host.str.startswith("ecg-a#") & (spans.op != "frame")]
+    assert set(sensor.op) == {"AES-256-GCM.encrypt"}  # the sensor only seals its frames
+    assert runs["gateway"].summary.telemetry.frames > 0
+
+
+def test_gateway_side_needs_a_host_and_the_event_model():
+    from sim.errors import UserError
+
+    with pytest.raises(UserError, match=r"key_establishment: the gateway 'gw-1' must be a host"):
+        load_scenario(SCENARIOS / "ward-200.yaml", ["workload.devices.0.key_establishment=gateway"])
+    s = load_scenario(PAPER, [*GATEWAY, "run.engine=vectorized", "run.stop_at=horizon", "run.horizon_s=5"])
+    with pytest.raises(UserError, match="key_establishment: gateway is computed by the event model only"):
+        simulate(s, "sequential", replications=1)
