@@ -23,6 +23,7 @@ from app_pages.common import (
     suite_kind,
 )
 from sim import catalogue
+from sim.contract import Summary
 from sim.errors import UserError
 
 SUITES: dict[str, tuple[str, str, str]] = {  # short name: (KEM, signature, AEAD)
@@ -94,7 +95,8 @@ def render() -> None:
         "random numbers, so differences come from the suite)"
     )
     perf = ["suite", "KEM", "signature", "AEAD", "kind", "round latency (ms)", "distribution (ms)",
-            "crypto share (%)", "application MB", "Δ round vs first (%)"]  # fmt: skip
+            "crypto share (%)", "application MB", "energy per round (J)", "battery life (days)",
+            "Δ round vs first (%)"]  # fmt: skip
     number = st.column_config.NumberColumn(format="%.1f")
     st.dataframe(df[perf], hide_index=True, column_config={c: number for c in perf[5:]})
     left, right = st.columns(2)
@@ -102,6 +104,8 @@ def render() -> None:
     right.plotly_chart(
         charts.size_bars(df.assign(label=df.suite), SIZE_COLUMNS, "Wire sizes per suite", labels=False), key="cs_sizes"
     )
+    if df["energy per round (J)"].notna().any():
+        st.plotly_chart(energy_chart(df), key="cs_energy")
     st.dataframe(df[["suite", "KEM", "signature", *SIZE_COLUMNS]], hide_index=True)
     st.download_button(
         "Comparison (CSV)", df.to_csv(index=False), f"{file.stem}-{mode}-suites.csv", "text/csv", on_click="ignore"
@@ -162,9 +166,25 @@ def suite_rows(
                 "distribution CI high (ms)": d.ci95_high * 1e3,
                 "crypto share (%)": k.loc["crypto share of FL CPU time", "mean"] * 100,
                 "application MB": k.loc["application bytes per replication", "mean"] / 1e6,
+                **energy_columns(result.summary),
             }
         )
     return rows, skipped
+
+
+def energy_columns(summary: Summary) -> dict[str, float | None]:
+    """Energy per FL round over the priced hosts (J) and the first device population's battery life (days)."""
+    e = summary.energy
+    per_round = e.per_round_j.mean if e is not None and e.per_round_j is not None else None
+    life = next((d.battery_life_days for d in e.devices.values()), None) if e is not None else None
+    return {"energy per round (J)": per_round, "battery life (days)": life}
+
+
+def energy_chart(df: pd.DataFrame) -> go.Figure:
+    fig = go.Figure(go.Bar(x=df.suite, y=df["energy per round (J)"], marker_color="#8c564b",
+                           hovertemplate="%{x}: %{y:.3f} J<extra>energy per FL round</extra>"))  # fmt: skip
+    fig.update_yaxes(title="J per FL round (hosts with a power model)", rangemode="tozero")
+    return charts.layout(fig, "Energy per suite", height=360)
 
 
 def latency_chart(df: pd.DataFrame) -> go.Figure:

@@ -1,4 +1,4 @@
-"""Learn: a guided story in six steps, each a short plain explanation and one control to play with."""
+"""Learn: a guided story in seven steps, each a short plain explanation and one control to play with."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ STEPS = [
     "4 · One FL round",
     "5 · Sequential vs concurrent",
     "6 · Reproducing the study",
+    "7 · What PQC costs a battery",
 ]
 PAPER = str(SCENARIOS / "paper-3node.yaml")
 QUANTUM_YEARS = 15  # an assumption for illustration, not a forecast
@@ -297,4 +298,50 @@ def reproduce() -> None:
     )
 
 
-STEP_PAGES = [threat, primitives, sizes, one_round, modes, reproduce]
+REKEY_EVERY_S = {"frame (1 s)": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86_400.0}
+BATTERY_SUITES = {  # label: (KEM, signature, key establishment)
+    "classical (X25519 + Ed25519)": ("X25519", "Ed25519", "device"),
+    "PQC L1 (ML-KEM-512 + ML-DSA-44)": ("ML-KEM-512", "ML-DSA-44", "device"),
+    "PQC L3 (ML-KEM-768 + ML-DSA-65)": ("ML-KEM-768", "ML-DSA-65", "device"),
+    "PQC L3, run by the gateway": ("ML-KEM-768", "ML-DSA-65", "gateway"),
+}
+
+
+def battery() -> None:
+    from sim import energy
+    from sim.scenario import load_scenario
+
+    st.markdown(
+        "An ECG patch runs on a coin cell. Each session it sets up costs its small processor (a Cortex-M4 at "
+        "64 MHz: ML-KEM-768 and ML-DSA-65 take about 145 ms there, X25519 and Ed25519 about 30 ms) and its BLE "
+        "radio (a post-quantum session moves 6.4 KB each way, a classical one 0.2 KB). Between frames it sleeps. "
+        "How often it rekeys decides whether PQC matters: pick the interval. The last bar lets its gateway run the "
+        "sessions, so the patch only seals its frames with a symmetric key."
+    )
+    every = st.select_slider("Rekey every", list(REKEY_EVERY_S), value="hour", key="learn_rekey", persist_state=KEEP)
+    day_s, rows = 86_400.0, []
+    for label, (kem, sig, where) in BATTERY_SUITES.items():
+        s = load_scenario(PAPER, [f"workload.crypto.kem={kem}", f"workload.crypto.signature={sig}",
+                                  "workload.devices.ecg-a.profile=cortex-m4",
+                                  f"workload.devices.ecg-a.key_establishment={where}"])  # fmt: skip
+        pop = s.workload.devices[0]
+        d = energy.device_energy(s, pop, day_s / pop.period_s(), day_s / REKEY_EVERY_S[every], day_s)
+        if d is not None:
+            rows.append({"suite": label, **d.by_part_j, "days": d.battery_life_days})
+    df = pd.DataFrame(rows)
+    fig = go.Figure()
+    for part, colour in (("mcu", "#d62728"), ("radio_tx", "#1f77b4"), ("radio_rx", "#9467bd"), ("sleep", "#7f7f7f")):
+        fig.add_trace(go.Bar(x=df.suite, y=df[part], name=part.replace("_", " "), marker_color=colour))
+    fig.update_layout(barmode="stack", yaxis_title="J per day", height=380, legend={"orientation": "h"})
+    st.plotly_chart(fig, key="learn_battery")
+    cols = st.columns(len(df))
+    for col, row in zip(cols, df.itertuples(), strict=True):
+        col.metric(str(row.suite).split(" (")[0], f"{row.days:,.0f} days")
+    st.caption(
+        "Energy per day of one patch sending a frame a second (sim/energy.py at these rates; the nRF52840's radio, "
+        'MCU and sleep power and a CR2032, sources in README "Energy"). `python bench/energy_table.py` simulates '
+        "the same day, frame by frame."
+    )
+
+
+STEP_PAGES = [threat, primitives, sizes, one_round, modes, reproduce, battery]

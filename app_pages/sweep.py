@@ -57,6 +57,18 @@ def _link_mb(s: Summary) -> float:
     return s.link_bytes.total / 1e6 if s.link_bytes is not None else float("nan")
 
 
+def _round_j(s: Summary) -> float:
+    """Joules per FL round over the hosts with a power model (sim/energy.py)."""
+    e = s.energy
+    return e.per_round_j.mean if e is not None and e.per_round_j is not None and e.per_round_j.mean else float("nan")
+
+
+def _battery_days(s: Summary) -> float:
+    """The first device population's battery life at the run's duty cycle (days)."""
+    days = next((d.battery_life_days for d in s.energy.devices.values()), None) if s.energy is not None else None
+    return float("nan") if days is None else days
+
+
 KPIS: dict[str, tuple[Callable[[Summary], float], str]] = {  # label: (value from summary, format)
     "Round latency, mean (ms)": (lambda s: _ms(s.round_latency_s, "mean"), ",.1f"),
     "Round latency, p95 (ms)": (lambda s: _ms(s.round_latency_s, "p95"), ",.1f"),
@@ -65,6 +77,8 @@ KPIS: dict[str, tuple[Callable[[Summary], float], str]] = {  # label: (value fro
     "Application bytes (MB per replication)": (lambda s: s.application_bytes.total / 1e6, ",.1f"),
     "Link bytes, every hop (MB per replication)": (lambda s: _link_mb(s), ",.1f"),
     "Busiest host, offered load (%)": (lambda s: max(u.offered for u in s.host_utilization.values()) * 100, ".0f"),
+    "Energy per FL round (J)": (_round_j, ",.2f"),
+    "Battery life, first device population (days)": (_battery_days, ",.0f"),
 }
 
 

@@ -45,12 +45,42 @@ def _own_cpu_s() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
+RAPL_ROOT = Path("/sys/class/powercap")  # Linux powercap: intel-rapl:N is CPU package N (intel-rapl:N:M its parts)
+
+
+def rapl_packages(root: Path = RAPL_ROOT) -> dict[str, tuple[int, int]]:
+    """Each readable CPU package counter: {domain: (energy_uj, max_energy_range_uj)}. Unreadable ones (no
+    powercap, a VM, or energy_uj readable by root only since Linux 5.10) are left out."""
+    out = {}
+    for d in sorted(root.glob("intel-rapl:*")):
+        if d.name.count(":") != 1:  # a package's sub-domain (core, uncore, dram): inside the package's count
+            continue
+        try:
+            out[d.name] = (int((d / "energy_uj").read_text()), int((d / "max_energy_range_uj").read_text()))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def rapl_energy_j(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> float | None:
+    """Joules the packages used between two readings (a counter that wrapped around counts on from zero)."""
+    common = before.keys() & after.keys()
+    if not common:
+        return None
+    total_uj = 0
+    for name in common:
+        (e0, _), (e1, span) = before[name], after[name]
+        total_uj += e1 - e0 if e1 >= e0 else e1 + span - e0
+    return total_uj / 1e6
+
+
 class LoadMonitor:
     """``start()`` before the run, ``stop()`` after its children were waited for."""
 
     def start(self) -> LoadMonitor:
         self.wall0, self.own0, self.cpu0 = time.monotonic(), _own_cpu_s(), _cpu_jiffies()
         self.load0 = _loadavg()
+        self.rapl0 = rapl_packages()
         return self
 
     def stop(self) -> MachineLoad:
@@ -65,4 +95,5 @@ class LoadMonitor:
             cores=os.cpu_count() or 1, loadavg_1m_start=self.load0, loadavg_1m_end=_loadavg(),
             twin_cpu_cores=own_s / wall_s, foreign_cpu_cores=foreign, steal_fraction=steal,
             quiet=foreign < QUIET_FOREIGN_CORES and steal < QUIET_STEAL,
+            package_energy_j=rapl_energy_j(self.rapl0, rapl_packages()),
         )  # fmt: skip

@@ -268,7 +268,8 @@ def estimated_energy(s: Scenario, df: pd.DataFrame, duration_s: float) -> Energy
     """The hosts' energy and energy per FL round *estimated* from the measured spans with the scenario's power
     models (sim/energy.py, the simulator's code): this machine's own power is not measured here (no readable
     RAPL counter on our machines). Device energy is the simulator's only: the twin's devices are emulated."""
-    return Energy(hosts=host_energy(s, df, [duration_s]), per_round_j=round_energy(s, df))
+    return Energy(hosts=host_energy(s, df, [duration_s]), per_round_j=round_energy(s, df),
+                  basis="estimated from measured spans")  # fmt: skip
 
 
 def write_results(
@@ -303,9 +304,6 @@ def write_results(
     }  # fmt: skip
     summary = summarise(df, meta)
     summary.energy = estimated_energy(s, df, duration)
-    if summary.energy.hosts:
-        summary.warnings.append("energy is estimated from the measured spans with the scenario's power models, "
-                                "not measured (no power counter is read on this machine)")  # fmt: skip
     write_summary(summary, out)
     write_json(layout.status, {"state": state, "reason": reason, "exit_codes": codes, **(status_extra or {})})
     return summary

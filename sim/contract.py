@@ -378,6 +378,8 @@ class DeviceEnergy(_Model):
 
 
 class Energy(_Model):
+    # simulated, or (the twin) estimated from its measured spans with the same power models: not measured
+    basis: Literal["simulated", "estimated from measured spans"] = "simulated"
     hosts: dict[str, HostEnergy] = Field(default_factory=dict)  # hosts whose profile has a power model
     per_round_j: Stats | None = None  # every priced host, per FL round (idle for the round's length + work)
     devices: dict[str, DeviceEnergy] = Field(default_factory=dict)  # populations with power and radio models
@@ -413,11 +415,16 @@ class MachineLoad(_Model):
     foreign_cpu_cores: float
     steal_fraction: float
     quiet: bool
+    # measured: the CPU packages' energy over the run (Linux RAPL, /sys/class/powercap), None where unreadable
+    package_energy_j: float | None = None
 
     def describe(self) -> str:
         state = "quiet" if self.quiet else "BUSY"
+        energy = (
+            f", CPU packages used {self.package_energy_j:.1f} J (RAPL)" if self.package_energy_j is not None else ""
+        )
         return (f"machine {state}: other processes used {self.foreign_cpu_cores:.2f} of {self.cores} cores, "
-                f"steal {self.steal_fraction:.1%}, load average {self.loadavg_1m_start} at start")  # fmt: skip
+                f"steal {self.steal_fraction:.1%}, load average {self.loadavg_1m_start} at start{energy}")  # fmt: skip
 
 
 class Summary(_Model):

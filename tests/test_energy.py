@@ -144,3 +144,31 @@ def test_gateway_side_needs_a_host_and_the_event_model():
     s = load_scenario(PAPER, [*GATEWAY, "run.engine=vectorized", "run.stop_at=horizon", "run.horizon_s=5"])
     with pytest.raises(UserError, match="key_establishment: gateway is computed by the event model only"):
         simulate(s, "sequential", replications=1)
+
+
+def rapl_tree(root, packages: dict[str, tuple[int, int]]):
+    """A /sys/class/powercap tree as Linux lays it out: intel-rapl:N (package) with a core sub-domain."""
+    for name, (energy_uj, span) in packages.items():
+        d = root / name
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "name").write_text(f"package-{name[-1]}\n")
+        (d / "energy_uj").write_text(f"{energy_uj}\n")
+        (d / "max_energy_range_uj").write_text(f"{span}\n")
+        sub = root / f"{name}:0"  # core sub-domain: counted inside its package
+        sub.mkdir(exist_ok=True)
+        (sub / "energy_uj").write_text("999999999\n")
+        (sub / "max_energy_range_uj").write_text(f"{span}\n")
+
+
+def test_rapl_package_energy_with_a_counter_that_wraps(tmp_path):
+    from hw.machine import rapl_energy_j, rapl_packages
+
+    span = 262_143_328_850
+    rapl_tree(tmp_path, {"intel-rapl:0": (1_000_000, span), "intel-rapl:1": (262_143_000_000, span)})
+    before = rapl_packages(tmp_path)
+    assert set(before) == {"intel-rapl:0", "intel-rapl:1"}  # the packages, not their sub-domains
+    rapl_tree(tmp_path, {"intel-rapl:0": (6_000_000, span), "intel-rapl:1": (671_150, span)})
+    assert rapl_energy_j(before, rapl_packages(tmp_path)) == pytest.approx(5.0 + 1.0)  # 5 J + 1 J across the wrap
+    (tmp_path / "intel-rapl:1" / "energy_uj").write_text("")  # unreadable as a number: left out, not an error
+    assert set(rapl_packages(tmp_path)) == {"intel-rapl:0"}
+    assert rapl_energy_j({}, {}) is None and rapl_packages(tmp_path / "absent") == {}
