@@ -627,6 +627,45 @@ def hw_run_cmd(
     _say(f"results: {out}/")
 
 
+@hw_app.command("energy")
+def hw_energy_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="a twin run directory (--backend k8s: wall-clock spans)")],
+    power_log: Annotated[Path, typer.Option("--power-log", help="CSV: time_s,node,power_w (or volts,amps)")],
+) -> None:
+    """Measured node energy (a power meter's log) beside the energy the twin estimated from its spans; writes
+    energy_measured.json into the run directory."""
+    import dataclasses
+    import json
+
+    from rich.table import Table
+
+    from hw.powerlog import measured, read_power_log
+    from sim.contract import RunLayout, atomic_write, read_summary
+    from sim.errors import UserError
+
+    m = measured(run_dir, read_power_log(power_log))
+    try:
+        estimate = read_summary(RunLayout(run_dir).summary).energy
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{run_dir}: no readable summary.json: {str(exc).splitlines()[0]}") from None
+    table = Table(title=f"energy over the run ({m.window_s[1] - m.window_s[0]:.1f} s): measured vs estimated")
+    for col in ("node", "measured", "estimated from spans", "estimated / measured"):
+        table.add_column(col, justify="left" if col == "node" else "right")
+    hosts = estimate.hosts if estimate is not None else {}
+    for node, joules in sorted(m.by_node_j.items()):
+        est = hosts[node].total_j.mean if node in hosts else None
+        ratio = f"×{est / joules:.2f}" if est is not None and joules > 0 else "—"
+        table.add_row(node, f"{joules:.2f} J", f"{est:.2f} J" if est is not None else "—", ratio)
+    STDOUT.print(table)
+    rounds = [j for j in m.per_round_j.values() if j is not None]
+    if rounds and estimate is not None and estimate.per_round_j is not None and estimate.per_round_j.mean:
+        _say(f"per FL round: measured {sum(rounds) / len(rounds):.3f} J (all logged nodes, {len(rounds)} rounds), "
+             f"estimated {estimate.per_round_j.mean:.3f} J")  # fmt: skip
+    with _writing(run_dir):
+        atomic_write(run_dir / "energy_measured.json", json.dumps(dataclasses.asdict(m), indent=1))
+    _say(f"written: {run_dir}/energy_measured.json")
+
+
 def _check_calibrated(s: scn.Scenario, directory: Path) -> list[Any]:
     """Print each host's calibrated / reference cost ratios (to stderr: a dry run's stdout is the manifests)."""
     from rich.table import Table
