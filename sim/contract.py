@@ -367,8 +367,10 @@ class HostEnergy(_Model):
 class DeviceEnergy(_Model):
     """One device of a population over the run (sim/energy.py), and the battery life at that duty cycle."""
 
-    per_device_j: float
+    per_device_j: float  # mean over replications
+    per_device_j_stats: Stats  # its 95 % CI over replications
     by_part_j: dict[str, float]  # mcu, radio_tx, radio_rx, sleep
+    by_activity_j: dict[str, float]  # sessions (handshakes), frames, sleep
     average_power_w: float
     frames: float  # per device and replication
     sessions: float

@@ -125,9 +125,10 @@ def frame_costs(s: Scenario, pop: DevicePopulation) -> tuple[float, int]:
     return mcu, RECORD_HEADER_BYTES + payload + aead.aead_overhead_bytes
 
 
-def device_energy(s: Scenario, pop: DevicePopulation, frames: float, sessions: float, run_s: float
-                  ) -> DeviceEnergy | None:  # fmt: skip
-    """One device's energy over a run of ``run_s`` with ``frames`` frames and ``sessions`` handshakes."""
+def device_joules(s: Scenario, pop: DevicePopulation, frames: float, sessions: float, run_s: float
+                  ) -> dict[str, float] | None:  # fmt: skip
+    """One device's joules over ``run_s`` with ``frames`` frames and ``sessions`` handshakes, by part (mcu,
+    radio_tx, radio_rx, sleep) and by activity (sessions, frames, sleep); None without power or radio models."""
     power, radio = device_power(pop), device_radio(pop)
     if power is None or radio is None or run_s <= 0:
         return None
@@ -135,39 +136,74 @@ def device_energy(s: Scenario, pop: DevicePopulation, frames: float, sessions: f
         sessions = 0.0
     s_mcu, s_tx, s_rx = session_costs(s, pop)
     f_mcu, f_tx = frame_costs(s, pop)
-    mcu_s = sessions * s_mcu + frames * f_mcu
-    tx_s = sessions * radio.air_time_s(s_tx) + frames * radio.air_time_s(f_tx)
-    rx_s = sessions * radio.air_time_s(s_rx)
+    session_s = (s_mcu, radio.air_time_s(s_tx), radio.air_time_s(s_rx))
+    frame_s = (f_mcu, radio.air_time_s(f_tx), 0.0)
+    mcu_s, tx_s, rx_s = (sessions * a + frames * b for a, b in zip(session_s, frame_s, strict=True))
     sleep_s = max(0.0, run_s - mcu_s - tx_s - rx_s)
-    parts = {"mcu": mcu_s * power.active_w, "radio_tx": tx_s * radio.tx_w, "radio_rx": rx_s * radio.rx_w,
-             "sleep": sleep_s * power.sleep_w}  # fmt: skip
-    total = math.fsum(parts.values())
-    watts = total / run_s
+    watts = (power.active_w, radio.tx_w, radio.rx_w)
+    return {
+        "mcu": mcu_s * power.active_w, "radio_tx": tx_s * radio.tx_w, "radio_rx": rx_s * radio.rx_w,
+        "sleep": sleep_s * power.sleep_w,
+        "sessions": sessions * math.fsum(t * w for t, w in zip(session_s, watts, strict=True)),
+        "frames": frames * math.fsum(t * w for t, w in zip(frame_s, watts, strict=True)),
+    }  # fmt: skip
+
+
+PARTS = ("mcu", "radio_tx", "radio_rx", "sleep")
+
+
+def device_energy(s: Scenario, pop: DevicePopulation, frames: float, sessions: float, run_s: float
+                  ) -> DeviceEnergy | None:  # fmt: skip
+    """One device's energy over a run of ``run_s`` with ``frames`` frames and ``sessions`` handshakes."""
+    return device_energy_over(s, pop, [(frames, sessions, run_s)])
+
+
+def device_energy_over(s: Scenario, pop: DevicePopulation, reps: Sequence[tuple[float, float, float]]
+                       ) -> DeviceEnergy | None:  # fmt: skip
+    """A population's device energy from each replication's (frames, sessions, run_s) per device: means, and
+    the 95 % CI of the energy over replications."""
+    per = [device_joules(s, pop, f, n, t) for f, n, t in reps]
+    if not per or any(p is None for p in per):
+        return None
+    rows = [p for p in per if p is not None]
+    power = device_power(pop)
+    assert power is not None
+    total = np.array([math.fsum(r[k] for k in PARTS) for r in rows])
+    run_s = float(np.mean([t for _, _, t in reps]))
+    watts = float(total.mean()) / run_s
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in (*PARTS, "sessions", "frames")}
     return DeviceEnergy(
-        per_device_j=total, by_part_j=parts, average_power_w=watts, frames=frames, sessions=sessions,
+        per_device_j=float(total.mean()), per_device_j_stats=_stats(total),
+        by_part_j={k: mean[k] for k in PARTS},
+        by_activity_j={"sessions": mean["sessions"], "frames": mean["frames"], "sleep": mean["sleep"]},
+        average_power_w=watts, frames=float(np.mean([f for f, _, _ in reps])),
+        sessions=0.0 if pop.key_establishment == "gateway" else float(np.mean([n for _, n, _ in reps])),
         battery=power.battery, battery_life_days=power.battery_j / watts / SECONDS_PER_DAY if watts > 0 else None,
         compute_modelled=s.device_profile(pop) is not None,
     )  # fmt: skip
 
 
-def summarise_energy(s: Scenario, spans: pd.DataFrame, sim_times_s: Sequence[float], frames_by_pop: dict[str, float],
-                     sessions_by_pop: dict[str, float], vectorized: bool = False) -> Energy:  # fmt: skip
-    """The run's ``Energy``: hosts, J per FL round, and per device population (counts per replication)."""
+def summarise_energy(s: Scenario, spans: pd.DataFrame, sim_times_s: Sequence[float],
+                     frames: Sequence[dict[str, float]], sessions: Sequence[dict[str, float]],
+                     vectorized: bool = False) -> Energy:  # fmt: skip
+    """The run's ``Energy``: hosts, J per FL round, and per device population (``frames`` and ``sessions``:
+    each replication's counts per population)."""
+    reps = len(sim_times_s)
     frame_work: dict[str, float] = {}
     if vectorized:  # the frames' decryptions are not span rows: price them at the mean cost
         aead = catalogue.get(s.workload.crypto.aead).name
         for pop in s.workload.devices:
             host = next(p.host for p in s.deployment.pods if p.name == pop.report_to)
             cost = mean_cost_s(s.host_profile(host), f"{aead}.decrypt", pop.frame_bytes())
-            frame_work[host] = frame_work.get(host, 0.0) + frames_by_pop.get(pop.name, 0.0) * cost
-    run_s = float(np.mean(sim_times_s)) if len(sim_times_s) else 0.0
+            count = sum(f.get(pop.name, 0.0) for f in frames) / max(1, reps)
+            frame_work[host] = frame_work.get(host, 0.0) + count * cost
     devices = {}
     for pop in s.workload.devices:
         if pop.count:
-            per = device_energy(s, pop, frames_by_pop.get(pop.name, 0.0) / pop.count,
-                                sessions_by_pop.get(pop.name, 0.0) / pop.count, run_s)  # fmt: skip
-            if per is not None:
-                devices[pop.name] = per
+            per_rep = [(frames[i].get(pop.name, 0.0) / pop.count, sessions[i].get(pop.name, 0.0) / pop.count,
+                        sim_times_s[i]) for i in range(reps)]  # fmt: skip
+            if (d := device_energy_over(s, pop, per_rep)) is not None:
+                devices[pop.name] = d
     return Energy(hosts=host_energy(s, spans, sim_times_s, frame_work), per_round_j=round_energy(s, spans),
                   devices=devices)  # fmt: skip
 

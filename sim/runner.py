@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import resource
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,14 +109,15 @@ def simulate(
 
 def run_energy(s: Scenario, df: pd.DataFrame, results: list[ReplicationResult], summary: Summary,
                vectorized: bool) -> Energy:  # fmt: skip
-    """The run's energy (sim/energy.py) from its spans, and its frames and sessions per population."""
-    reps = len(results)
+    """The run's energy (sim/energy.py) from its spans, and each replication's frames and sessions per population."""
+    frames: list[dict[str, float]] = []
     if vectorized:  # frames are counted in the sketches, not span rows
-        frames = {p: st.n / reps for p, st in summary.telemetry.by_population.items()}
+        frames = [{p: float(sk.n) for p, sk in r.frames.sketches.items()} if r.frames else {} for r in results]
     else:  # a frame row's host is its device ("population#i")
         rows = df[df.op == "frame"]
-        frames = {str(k): v / reps for k, v in rows.host.str.split("#").str[0].value_counts().items()}
-    sessions = {p: st.n / reps for p, st in summary.telemetry.handshake_by_population.items()}
+        counts = rows.groupby([rows.replication, rows.host.str.split("#").str[0]]).size()
+        frames = [{str(p): float(n) for (rep, p), n in counts.items() if rep == i} for i in range(len(results))]
+    sessions = [{p: float(n) for p, n in Counter(pop for pop, _, _ in r.device_handshakes).items()} for r in results]
     return summarise_energy(s, df, [r.sim_time_s for r in results], frames, sessions, vectorized)
 
 

@@ -75,6 +75,8 @@ def test_battery_life_is_capacity_over_average_power(paper):
     busy = energy.device_energy(paper, pop, frames=3600, sessions=1, run_s=3600.0)
     assert busy.battery_life_days == pytest.approx(power.battery_j / (busy.per_device_j / 3600) / 86_400)
     assert busy.per_device_j == pytest.approx(math.fsum(busy.by_part_j.values()))
+    assert busy.per_device_j == pytest.approx(math.fsum(busy.by_activity_j.values()))  # sessions, frames, sleep
+    assert busy.by_activity_j["sessions"] > 0 and asleep.by_activity_j["frames"] == 0
     assert busy.by_part_j["radio_tx"] > 0 and not busy.compute_modelled  # paper's patches name no profile
 
 
@@ -110,6 +112,8 @@ def test_a_run_reports_energy_and_concurrency_saves_energy_per_round(paper):
     assert lo <= seq.energy.per_round_j.mean <= hi
     dev = seq.energy.devices["ecg-a"]
     assert dev.sessions == pytest.approx(1.0) and dev.frames > 0 and dev.battery_life_days > 0
+    stats = dev.per_device_j_stats  # over the 3 replications
+    assert stats.n == 3 and stats.ci95[0] <= dev.per_device_j <= stats.ci95[1] and stats.mean == dev.per_device_j
 
 
 def test_a_host_without_a_power_model_reports_no_energy():
