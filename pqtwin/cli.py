@@ -489,11 +489,12 @@ def study_cmd(
     from sim.study import fmt_ci, load_study, reproductions, run_study
 
     spec, scenario = load_study(study)
+    with _writing(out):
+        out.mkdir(parents=True, exist_ok=True)  # before the work: a directory that cannot be made fails at once
     with _writing(out), _progress(None) as bar:
         task = bar.add_task(f"{spec.study} study", total=None)
         result = run_study(spec, scenario, workers or os.cpu_count() or 1,
                            progress=lambda done, total: bar.update(task, completed=done, total=total))  # fmt: skip
-        out.mkdir(parents=True, exist_ok=True)
         atomic_write(out / "study.json", json.dumps(result, indent=1))
         atomic_write(out / "study.svg", rep.svg(result, spec))
         md = "## Axes by influence\n\n" + rep.markdown(rep.ranking_rows(result))
