@@ -17,9 +17,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sim.contract import atomic_write
+from sim.cost import mean_cost_s
 from sim.errors import UserError, shorten
 from sim.loading import exists
-from sim.profile import LinearOp, Profile, load_profile
+from sim.profile import load_profile
 from sim.scenario import Scenario, required_ops
 
 FILE = "profile_check.json"  # in the run directory
@@ -62,11 +63,6 @@ def op_units(s: Scenario, op: str) -> float:
     if op == "fl.fedavg":
         return float(fl.model_parameters * fl.clients)
     return float(fl.model_bytes + fl.header_bytes)
-
-
-def mean_cost_s(profile: Profile, op: str, units: float) -> float:
-    model = profile.op(op)
-    return model.base_s(units) if isinstance(model, LinearOp) else model.mean_s
 
 
 def check_profiles(s: Scenario, directory: Path) -> list[HostCheck]:

@@ -24,9 +24,9 @@ import pandas as pd
 
 from sim import catalogue
 from sim.contract import MARKERS, RECORD_HEADER_BYTES, WIRE_OPS, DeviceEnergy, Energy, HostEnergy, Stats
+from sim.cost import mean_cost_s
 from sim.model import HELLO_BYTES
 from sim.presets import DEVICE_CLASSES, LINK_PRESETS, DevicePower, Radio
-from sim.profile import LinearOp, Profile
 from sim.scenario import DevicePopulation, Scenario
 from sim.summary import describe
 
@@ -37,11 +37,6 @@ def work_spans(spans: pd.DataFrame) -> pd.DataFrame:
     """Rows that are CPU work (not messages, frames or round markers), with their service time ``work_s``."""
     rows = spans[~spans.op.isin(WIRE_OPS) & ~spans.phase.isin(MARKERS)]
     return rows.assign(work_s=(rows.end_s - rows.start_s - rows.queue_wait_s).clip(lower=0.0))
-
-
-def mean_cost_s(profile: Profile, op: str, units: float = 0.0) -> float:
-    model = profile.op(op)
-    return model.base_s(units) if isinstance(model, LinearOp) else model.mean_s
 
 
 def host_energy(s: Scenario, spans: pd.DataFrame, sim_times_s: Sequence[float],
