@@ -818,3 +818,6 @@ def _internal_error(exc: BaseException) -> None:
     what = "out of memory" if isinstance(exc, MemoryError) else f"{type(exc).__name__}: {exc}"
     STDERR.print(Text(f"internal error: {shorten(what, 300)}{where} (please report it)"), soft_wrap=True,
                  highlight=False)  # fmt: skip
+
+
+from pqtwin import sweepcli as _sweepcli  # noqa: E402, F401  (registers `pqtwin sweep` on app)

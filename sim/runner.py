@@ -59,8 +59,12 @@ def simulate(
     seed: int | None = None,
     replications: int | None = None,
     progress: Callable[[int], None] | None = None,
+    only: int | None = None,
 ) -> RunResult:
-    """Run all replications of a scenario in one processing mode (default: the scenario's)."""
+    """Run all replications of a scenario in one processing mode (default: the scenario's).
+
+    ``only``: run just that replication of the ``replications`` spawned from ``seed`` (its random streams,
+    index and results are those it has in the whole run), so a sweep can spread one point's replications."""
     mode = mode or scenario.workload.processing.mode
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES} (got {mode!r})")
@@ -70,18 +74,21 @@ def simulate(
     engine = engine_for(scenario)
     if engine == "vectorized" and (why := refusal(scenario)):
         raise UserError(f"{scenario.path}: run.engine: vectorized: {why}")
+    if only is not None and not 0 <= only < reps:
+        raise ValueError(f"only must be a replication index below {reps} (got {only})")
+    picked = list(enumerate(np.random.SeedSequence(seed).spawn(reps)))
+    picked = picked if only is None else picked[only : only + 1]
     results: list[ReplicationResult] = []
-    for i, rep_seed in enumerate(np.random.SeedSequence(seed).spawn(reps)):
+    for n, (i, rep_seed) in enumerate(picked):
         try:
             results.append(replicate(scenario, mode, i, rep_seed, engine))
         except NotVectorizable as exc:
             if scenario.run.engine == "vectorized":
                 raise UserError(f"{scenario.path}: run.engine: vectorized: {exc}") from None
             engine = "events"  # auto: the event model computes what the kernels do not
-            results = [Replication(scenario, mode, j, c, engine).run()
-                       for j, c in enumerate(np.random.SeedSequence(seed).spawn(i + 1))]  # fmt: skip
+            results = [Replication(scenario, mode, j, c, engine).run() for j, c in picked[: n + 1]]
         if progress:
-            progress(i + 1)
+            progress(n + 1)
     df = to_frame([row for r in results for row in r.rows])
     meta: dict[str, Any] = {
         "scenario": scenario.name,
@@ -89,7 +96,7 @@ def simulate(
         "mode": mode,
         "seed": seed,
         "seed_streams": SEED_STREAMS,
-        "replications": reps,
+        "replications": len(results),
         "suite": scenario.workload.crypto.model_dump(),
         "events": int(sum(r.events for r in results)),
         "sim_time_s": float(np.mean([r.sim_time_s for r in results])),

@@ -366,22 +366,31 @@ def device_node(pop: DevicePopulation, i: int) -> str:
 
 
 def load_scenario(
-    path: Path | str, overrides: list[str] | None = None, profile_override: Path | None = None, priced: bool = True
+    path: Path | str,
+    overrides: list[str] | None = None,
+    profile_override: Path | None = None,
+    priced: bool = True,
+    profiles: dict[Path, Profile] | None = None,
 ) -> Scenario:
     """Read, override, validate and cross-check a scenario file; UserError lines on any problem.
 
     ``priced=False`` skips the check that each host's profile prices every operation: the hardware twin
     measures, it does not price, so it runs any suite the providers implement (compare then says which
-    operations the simulator could not price)."""
+    operations the simulator could not price). ``profiles`` is a cache of profile files already read (by path),
+    shared by the callers that load many variants of one scenario (a sweep)."""
     path = Path(path)
     data = load_yaml(path)
     for item in overrides or []:
         apply_override(data, item)
-    return load_scenario_data(data, path, profile_override, priced)
+    return load_scenario_data(data, path, profile_override, priced, profiles)
 
 
 def load_scenario_data(
-    data: dict[str, Any], path: Path, profile_override: Path | None = None, priced: bool = True
+    data: dict[str, Any],
+    path: Path,
+    profile_override: Path | None = None,
+    priced: bool = True,
+    profiles: dict[Path, Profile] | None = None,
 ) -> Scenario:
     """Validate and cross-check scenario data already in memory (e.g. edited by the app); ``path`` names it
     in errors and anchors relative profile references."""
@@ -389,7 +398,7 @@ def load_scenario_data(
     scenario._path = path
     errors = check_references(scenario)
     if not errors:
-        errors = _load_profiles(scenario, profile_override, priced)
+        errors = _load_profiles(scenario, profile_override, priced, profiles)
     if errors:
         raise UserError([field_error(path, loc, value, msg) for loc, value, msg in errors])
     return scenario
@@ -570,10 +579,12 @@ def _known_profiles(s: Scenario) -> str:
     return f" (profiles there: {', '.join(names)})" if names else ""
 
 
-def _load_profiles(s: Scenario, override: Path | None, priced: bool = True) -> list[Problem]:
+def _load_profiles(
+    s: Scenario, override: Path | None, priced: bool = True, cache: dict[Path, Profile] | None = None
+) -> list[Problem]:
     """Load each host's (and device population's) profile; check it prices every needed operation."""
     problems: list[Problem] = []
-    cache: dict[Path, Profile] = {}
+    cache = {} if cache is None else cache
     targets = [(f"deployment.hosts[{i}].profile", h.name, h.profile) for i, h in enumerate(s.deployment.hosts)]
     targets += [
         (f"workload.devices[{i}].profile", f"device:{pop.name}", pop.profile)

@@ -1,0 +1,153 @@
+"""Running a sweep's points on Dask ``distributed``: a local cluster of processes, or any running scheduler.
+
+`run(plan, out)` submits one task per point not yet finished (sim/sweep/store.py), writes each point's rows as it
+comes back and logs its wall time. The client (this process) does all the writing, so remote workers need the
+package installed but no files: a task carries its validated scenario with the profiles that price it.
+
+Stopping: Ctrl-C (KeyboardInterrupt) or ``should_stop()`` returning true cancels every task still queued or
+running (a local cluster's worker processes are shut down with it); what finished is on disk, whole.
+A worker lost while running a point (killed, out of memory) makes Dask retry the point elsewhere; a point that
+keeps killing workers is recorded as crashed and is run again when the sweep is resumed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sim.errors import UserError, shorten
+from sim.sweep import store
+from sim.sweep.plan import Plan
+from sim.sweep.point import Outcome, Task, run_point
+
+POLL_S = 0.05  # how often a waiting client looks for finished points and for a stop
+CONNECT_TIMEOUT_S = 10.0
+WORKER_WAIT_S = 30.0
+
+
+@dataclass
+class Report:
+    total: int  # points in the plan
+    already: int  # finished before this run (resumed)
+    done: int = 0  # finished in this run
+    failed: list[tuple[int, str]] = field(default_factory=list)  # (point, one-line error), input and crash
+    stopped: bool = False
+    workers: int = 0
+    engine_s: float = 0.0  # starting the cluster or connecting to the scheduler
+    wall_s: float = 0.0  # submitting to the last result written
+    point_wall_s: float = 0.0  # the points' own simulation time, summed
+
+
+Progress = Callable[[int, int, int], None]  # (points finished, of all, failed)
+
+
+def tasks(plan: Plan, skip: set[str]) -> list[Task]:
+    spec = plan.spec
+    out = []
+    for p in plan.points:
+        if p.hash in skip:
+            continue
+        assert p.scenario is not None
+        values = {a.key: a.column(p.values[a.key]) for a in spec.axes}
+        out.append(Task(p.index, p.hash, values, p.scenario, p.seed, spec.replications, tuple(spec.kpis)))
+    return out
+
+
+@contextlib.contextmanager
+def client(scheduler: str | None, workers: int) -> Iterator[Any]:
+    """A Dask client: on a new local cluster of ``workers`` single-threaded processes, or on ``scheduler``."""
+    from distributed import Client, LocalCluster
+
+    if scheduler is None:
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                          silence_logs=logging.ERROR) as cluster, Client(cluster) as c:  # fmt: skip
+            yield c
+        return
+    try:
+        c = Client(scheduler, timeout=CONNECT_TIMEOUT_S)
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
+        raise UserError(f"--scheduler {shorten(scheduler, 200)}: cannot connect: {shorten(str(exc), 200)}") from None
+    try:
+        try:
+            c.wait_for_workers(1, timeout=WORKER_WAIT_S)
+        except TimeoutError:
+            raise UserError(f"--scheduler {shorten(scheduler, 200)}: no worker joined in {WORKER_WAIT_S:.0f} s "
+                            "(start some with `dask worker ADDRESS`)") from None  # fmt: skip
+        yield c
+    finally:
+        c.close()
+
+
+def run(plan: Plan, out: Path, scheduler: str | None = None, workers: int = 0, progress: Progress | None = None,
+        should_stop: Callable[[], bool] | None = None) -> Report:  # fmt: skip
+    """Run the plan's unfinished points into ``out`` (prepared by store.prepare); see the module docstring."""
+    done_before = store.finished(out)
+    todo = tasks(plan, done_before)
+    report = Report(total=len(plan.points), already=len(plan.points) - len(todo))
+    if progress:
+        progress(report.already, report.total, 0)
+    if not todo:
+        return report
+    started = time.perf_counter()
+    with client(scheduler, workers or os.cpu_count() or 1) as c:
+        report.workers = len(c.scheduler_info(n_workers=-1)["workers"])
+        c.run(_warm)  # the simulator's imports, once per worker, before the clock of the points starts
+        report.engine_s = time.perf_counter() - started
+        started = time.perf_counter()
+        _gather(c, todo, out, report, progress, should_stop)
+        report.wall_s = time.perf_counter() - started
+    return report
+
+
+def _warm() -> None:
+    import sim.runner  # noqa: F401
+
+
+def _gather(c: Any, todo: list[Task], out: Path, report: Report, progress: Progress | None,
+            should_stop: Callable[[], bool] | None) -> None:  # fmt: skip
+    from distributed import as_completed
+
+    futures = {c.submit(run_point, t, key=f"point-{t.hash}-{time.time_ns()}", pure=False): t for t in todo}
+    pending = as_completed(list(futures))
+    try:
+        while not pending.is_empty():
+            if should_stop is not None and should_stop():
+                report.stopped = True
+                break
+            if not pending.has_ready():
+                time.sleep(POLL_S)
+                continue
+            for fut in pending.next_batch(block=False):
+                _record(out, futures[fut], _outcome(fut, futures[fut]), report)
+                if progress:
+                    progress(report.already + report.done + len(report.failed), report.total, len(report.failed))
+    finally:
+        c.cancel([f for f in futures if not f.done()], force=True)
+
+
+def _outcome(fut: Any, task: Task) -> Outcome:
+    try:
+        result: Outcome = fut.result()
+    except Exception as exc:  # the worker died under it more than Dask's allowed-failures, or it was cancelled
+        msg = f"{type(exc).__name__}: {shorten(str(exc), 200)}"
+        rows = [{"point": task.index, "replication": r, "seed": task.seed, "hash": task.hash, **task.values,
+                 "error": msg, "error_kind": "crash"} for r in range(task.replications)]  # fmt: skip
+        return Outcome(task.hash, rows, 0.0, msg, "crash")
+    return result
+
+
+def _record(out: Path, task: Task, outcome: Outcome, report: Report) -> None:
+    store.write_point(out, task.hash, outcome.rows, outcome.error_kind == "crash")
+    store.log(out, {"point": task.index, "hash": task.hash, "wall_s": round(outcome.wall_s, 6),
+                    "error_kind": outcome.error_kind})  # fmt: skip
+    report.point_wall_s += outcome.wall_s
+    if outcome.error is None:
+        report.done += 1
+    else:
+        report.failed.append((task.index, outcome.error))

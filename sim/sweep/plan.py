@@ -1,0 +1,184 @@
+"""A sweep's points: the design drawn, the constraints applied, each point's scenario validated and hashed.
+
+`plan(spec, scenario_path)` is what ``pqtwin sweep check`` prints and what ``pqtwin sweep`` runs. Every point is
+built and validated here, in the calling process, before anything runs: a point that cannot be simulated is a
+mistake in the sweep file (or a missing constraint) and is reported, with the first point it stops, at once.
+
+A point's *hash* names its results (``points/<hash>.parquet``): the validated scenario, the profiles that price it,
+its seed, the replications, the KPI patterns and the simulator's source. Rerunning a sweep skips the points whose
+file is there, and a point whose scenario or seed changed is run again.
+
+Random streams: the root seed's first spawned child draws random and Latin-hypercube designs; its second spawns
+one seed per point for ``seeds: independent`` (``seeds: common`` gives every point the root seed itself).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sim import cost as costs
+from sim.errors import UserError, load_yaml, shorten
+from sim.profile import Profile
+from sim.scenario import MAX_SEED, Scenario, apply_override, load_scenario_data
+from sim.sweep.spec import SweepSpec, check_constraint, holds
+
+
+@dataclass(frozen=True)
+class Point:
+    index: int  # its place in the design (before constraints)
+    values: dict[str, Any]  # axis name: value (a level's label for a levels axis)
+    overrides: tuple[str, ...]  # the sweep's --set, then each axis'
+    seed: int
+    hash: str = ""
+    scenario: Scenario | None = field(default=None, compare=False, repr=False)
+    est_wall_s: float = 0.0  # estimated simulation time of all its replications (sim/cost.py)
+
+
+@dataclass
+class Plan:
+    spec: SweepSpec
+    scenario_path: Path
+    points: list[Point]  # valid points to run, in design order
+    designed: int  # points the design drew
+    skipped: int  # by the constraints
+    duplicates: int  # drawn twice by a random design (same values, same seed: run once)
+    invalid: dict[str, list[Point]] = field(default_factory=dict)  # problem: the points it stops
+
+    @property
+    def est_wall_s(self) -> float:
+        return sum(p.est_wall_s for p in self.points)
+
+    def problems(self, limit: int = 10) -> list[str]:
+        """One line per distinct problem: how many points it stops and the first of them."""
+        lines = []
+        for msg, pts in list(self.invalid.items())[:limit]:
+            lines.append(f"{len(pts)} point(s), e.g. #{pts[0].index} {describe(pts[0].values)}: {msg}")
+        if len(self.invalid) > limit:
+            lines.append(f"... and {len(self.invalid) - limit} more distinct problems")
+        return lines
+
+
+def describe(values: dict[str, Any]) -> str:
+    return shorten(", ".join(f"{k}={v}" for k, v in values.items()), 160)
+
+
+# --- the design ----------------------------------------------------------------------------------------
+
+
+def design(spec: SweepSpec) -> list[dict[str, Any]]:
+    """The design's points as axis values, in order (before constraints)."""
+    if spec.design == "grid":
+        choices = [a.choices(True) or [] for a in spec.axes]
+        return [dict(zip([a.key for a in spec.axes], combo, strict=True)) for combo in itertools.product(*choices)]
+    assert spec.size is not None
+    rng = np.random.default_rng(np.random.SeedSequence(spec.seed).spawn(1)[0])
+    n = spec.size
+    columns: list[list[Any]] = []
+    for a in spec.axes:
+        u = (rng.permutation(n) + rng.random(n)) / n if spec.design == "lhs" else rng.random(n)
+        levels = a.choices(False)
+        if levels is None:
+            assert a.range is not None
+            columns.append([a.range.at(float(x)) for x in u])
+        else:
+            columns.append([levels[min(int(x * len(levels)), len(levels) - 1)] for x in u])
+    return [{a.key: col[i] for a, col in zip(spec.axes, columns, strict=True)} for i in range(n)]
+
+
+def point_seeds(spec: SweepSpec, n: int) -> list[int]:
+    if spec.seeds == "common":
+        return [spec.seed] * n
+    children = np.random.SeedSequence(spec.seed).spawn(2)[1].spawn(n)
+    return [int(c.generate_state(1, np.uint64)[0]) & MAX_SEED for c in children]
+
+
+# --- building and validating every point ----------------------------------------------------------------
+
+
+def plan(spec: SweepSpec, scenario_path: Path, estimate: bool = True) -> Plan:
+    """Draw the design, apply the constraints and validate every remaining point (module docstring)."""
+    base = load_yaml(scenario_path)
+    for item in spec.set:
+        apply_override(base, item)  # a bad fixed override stops the sweep: it is in every point
+    drawn = design(spec)
+    seeds = point_seeds(spec, len(drawn))
+    trees = [(check_constraint(text, {a.key for a in spec.axes}), text) for text in spec.constraints]
+    profiles: dict[Path, Profile] = {}
+    out = Plan(spec, scenario_path, [], len(drawn), 0, 0)
+    seen: set[str] = set()
+    for index, (values, seed) in enumerate(zip(drawn, seeds, strict=True)):
+        at = {a.key: a.position(values[a.key]) for a in spec.axes}
+        if not all(holds(tree, at, text) for tree, text in trees):
+            out.skipped += 1
+            continue
+        overrides = tuple(s for a in spec.axes for s in a.overrides(values[a.key]))
+        point = Point(index, values, (*spec.set, *overrides), seed)
+        try:
+            point = _validated(spec, point, base, scenario_path, profiles, estimate)
+        except UserError as exc:
+            out.invalid.setdefault(exc.lines[0].split(": ", 1)[-1], []).append(point)
+            continue
+        if point.hash in seen:
+            out.duplicates += 1
+            continue
+        seen.add(point.hash)
+        out.points.append(point)
+    return out
+
+
+def _validated(spec: SweepSpec, point: Point, base: dict[str, Any], path: Path, profiles: dict[Path, Profile],
+               estimate: bool) -> Point:  # fmt: skip
+    data = copy.deepcopy(base)
+    for item in point.overrides[len(spec.set) :]:
+        apply_override(data, item)
+    s = load_scenario_data(data, path, profiles=profiles)
+    wall = costs.estimate(s, spec.replications, 1).wall_s if estimate else 0.0
+    return Point(point.index, point.values, point.overrides, point.seed, point_hash(spec, s, point.seed), s, wall)
+
+
+def point_hash(spec: SweepSpec, s: Scenario, seed: int) -> str:
+    """What a point's results depend on (module docstring), as 20 hex digits."""
+    identity = {
+        "scenario": s.model_dump(mode="json"),
+        "profiles": {k: _profile_digest(p) for k, p in sorted(s._profiles.items())},
+        "seed": seed,
+        "replications": spec.replications,
+        "kpis": spec.kpis,
+        "model": model_digest(),
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+_DIGESTS: dict[int, tuple[Profile, str]] = {}  # id: (the profile, kept alive so its id is not reused; digest)
+
+
+def _profile_digest(p: Profile) -> str:
+    if id(p) not in _DIGESTS:
+        _DIGESTS[id(p)] = (p, hashlib.sha256(p.model_dump_json().encode()).hexdigest())
+    return _DIGESTS[id(p)][1]
+
+
+@functools.cache
+def model_digest() -> str:
+    """The simulator's source (sim/*.py): a point simulated by other code is not the same point."""
+    h = hashlib.sha256()
+    for f in sorted(Path(__file__).parent.parent.glob("*.py")):
+        h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def human_s(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

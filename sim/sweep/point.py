@@ -1,0 +1,108 @@
+"""One sweep point on a worker: its replications simulated, each summary flattened into one result row.
+
+This is the only code a Dask worker runs (``run_point``): it gets the point's validated scenario (profiles
+included, so a remote worker needs no files) and returns plain rows; the client writes them. A point whose run
+fails for a reason the user can fix (``UserError``) becomes rows carrying that one-line ``error``
+(``error_kind: input``); any other failure is ``error_kind: crash`` and is tried again when the sweep is resumed.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from sim.contract import Summary
+from sim.errors import UserError, shorten
+from sim.scenario import Scenario
+
+# summary.json fields that describe the run or the machine, not the modelled system (wall time and memory are
+# in the sweep's log.jsonl, so that results are the same on any machine and any number of workers)
+# (``suite`` is the scenario's input, already in the axis columns where it varies)
+NOT_KPIS = frozenset({"seed", "replications", "wall_s", "peak_rss_bytes", "suite"})
+
+
+@dataclass(frozen=True)
+class Task:
+    index: int
+    hash: str
+    values: dict[str, Any]  # axis columns
+    scenario: Scenario
+    seed: int
+    replications: int
+    kpis: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    hash: str
+    rows: list[dict[str, Any]]
+    wall_s: float  # simulating all replications
+    error: str | None = None
+    error_kind: str | None = None  # "input" | "crash"
+
+
+def run_point(task: Task) -> Outcome:
+    """Simulate every replication of the point (each with the streams it has in ``pqtwin sim --seed SEED``)."""
+    from sim.runner import simulate
+
+    started = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    try:
+        for r in range(task.replications):
+            summary = simulate(task.scenario, None, task.seed, task.replications, only=r).summary
+            rows.append(_row(task, r) | kpis(summary, task.kpis))
+    except UserError as exc:
+        return _failed(task, exc.lines[0], "input", started)
+    except Exception as exc:  # a bug or the machine: recorded, and retried on resume
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        return _failed(task, f"{type(exc).__name__}: {shorten(str(exc), 200)} ({where.filename}:{where.lineno})",
+                       "crash", started)  # fmt: skip
+    return Outcome(task.hash, rows, time.perf_counter() - started)
+
+
+def _row(task: Task, replication: int) -> dict[str, Any]:
+    return {"point": task.index, "replication": replication, "seed": task.seed, "hash": task.hash,
+            **task.values, "error": None, "error_kind": None}  # fmt: skip
+
+
+def _failed(task: Task, message: str, kind: str, started: float) -> Outcome:
+    rows = [_row(task, r) | {"error": message, "error_kind": kind} for r in range(task.replications)]
+    return Outcome(task.hash, rows, time.perf_counter() - started, message, kind)
+
+
+def kpis(summary: Summary, patterns: tuple[str, ...] = ()) -> dict[str, float]:
+    """Every numeric field of the summary, flattened with dots (``round_latency_s.p95``,
+    ``host_utilization.pi-1.offered``); a CI as ``….ci95_lo`` and ``….ci95_hi``; lists are left out.
+    ``patterns`` (fnmatch) keep only the matching columns. Entries of single devices (a ``#`` in the name:
+    each device's access link) are left out unless a pattern asks for them: a ward has thousands."""
+    flat: dict[str, float] = {}
+    _flatten(json.loads(summary.model_dump_json()), "", flat)
+    if patterns:
+        return {k: v for k, v in flat.items() if any(fnmatch.fnmatchcase(k, p) for p in patterns)}
+    return {k: v for k, v in flat.items() if "#" not in k}
+
+
+def _flatten(node: Any, prefix: str, out: dict[str, float]) -> None:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if prefix or k not in NOT_KPIS:
+                _flatten(v, f"{prefix}{k}" if not prefix else f"{prefix}.{k}", out)
+    elif isinstance(node, list) and prefix.endswith(".ci95") and len(node) == 2:
+        out[f"{prefix}_lo"], out[f"{prefix}_hi"] = (_num(node[0]), _num(node[1]))
+    elif isinstance(node, int | float):  # bools too: 0.0 or 1.0
+        out[prefix] = float(node)
+    elif node is None and prefix.rsplit(".", 1)[-1] in _OPTIONAL_NUMBERS:
+        out[prefix] = float("nan")
+
+
+# numeric fields that are None where they do not apply (no rounds finished, no battery): kept as NaN so a
+# column does not vanish for the points where it has no value
+_OPTIONAL_NUMBERS = frozenset({"mean", "p50", "p95", "battery_life_days", "busy"})
+
+
+def _num(v: Any) -> float:
+    return float("nan") if v is None else float(v)
