@@ -12,8 +12,10 @@ Every problem becomes one ``UserError`` line: ``FILE: field.path: message (got V
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -370,7 +372,7 @@ def load_scenario(
     overrides: list[str] | None = None,
     profile_override: Path | None = None,
     priced: bool = True,
-    profiles: dict[Path, Profile] | None = None,
+    profiles: ProfileCache | None = None,
 ) -> Scenario:
     """Read, override, validate and cross-check a scenario file; UserError lines on any problem.
 
@@ -390,7 +392,7 @@ def load_scenario_data(
     path: Path,
     profile_override: Path | None = None,
     priced: bool = True,
-    profiles: dict[Path, Profile] | None = None,
+    profiles: ProfileCache | None = None,
 ) -> Scenario:
     """Validate and cross-check scenario data already in memory (e.g. edited by the app); ``path`` names it
     in errors and anchors relative profile references."""
@@ -407,23 +409,34 @@ def load_scenario_data(
 MAX_PATH_PARTS = 16  # a scenario nests 5 levels; deeper paths only build structures no model has
 
 
-def apply_override(data: dict[str, Any], item: str) -> None:
+def apply_override(data: dict[str, Any], item: str, parsed: dict[str, Any] | None = None) -> None:
     """Apply ``dotted.path=value``; list items are addressed by index or by their ``name``, and ``-`` as the
-    last part appends one (``deployment.pods.-={name: client-3, role: client, host: pi-2}``)."""
+    last part appends one (``deployment.pods.-={name: client-3, role: client, host: pi-2}``). ``parsed``
+    caches values already parsed (a sweep applies the same few overrides to thousands of points)."""
     key, sep, raw = item.partition("=")
     if not sep or not key:
         raise UserError(f"--set {show(item)}: expected dotted.path=value")
+    require_utf8(item, f"--set {shorten(key, 120)}")
+    if parsed is not None and raw in parsed:
+        value = copy.deepcopy(parsed[raw])  # a section or list is the point's own: later overrides edit it
+    else:
+        try:
+            value = parse_value(raw, f"--set {shorten(key, 120)}") if raw else ""
+        except UserError as exc:
+            raise UserError(f"{exc.lines[0]} (got {show(raw)})") from None
+        if parsed is not None:
+            parsed[raw] = copy.deepcopy(value)
+    set_path(data, key, value)
+
+
+def set_path(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set the field at a dotted path (apply_override's addressing) to a value already parsed."""
     parts = key.split(".")
     key = shorten(key, 120)
-    require_utf8(item, f"--set {key}")
     if len(parts) > MAX_PATH_PARTS:
         raise UserError(f"--set {key}: path of {len(parts)} parts; scenario fields are at most {MAX_PATH_PARTS} deep")
     if "" in parts:
         raise UserError(f"--set {key}: empty part in the dotted path")
-    try:
-        value = parse_value(raw, f"--set {key}") if raw else ""
-    except UserError as exc:
-        raise UserError(f"{exc.lines[0]} (got {show(raw)})") from None
     node: Any = data
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
@@ -579,30 +592,50 @@ def _known_profiles(s: Scenario) -> str:
     return f" (profiles there: {', '.join(names)})" if names else ""
 
 
+@dataclass
+class ProfileCache:
+    """Profile files already read, by path, and the file each reference names, by (scenario folder, reference):
+    a sweep validates thousands of variants of one scenario against the same few profiles."""
+
+    files: dict[Path, Profile] = field(default_factory=dict)
+    refs: dict[tuple[Path, str], Path] = field(default_factory=dict)
+
+
 def _load_profiles(
-    s: Scenario, override: Path | None, priced: bool = True, cache: dict[Path, Profile] | None = None
+    s: Scenario, override: Path | None, priced: bool = True, cache: ProfileCache | None = None
 ) -> list[Problem]:
     """Load each host's (and device population's) profile; check it prices every needed operation."""
     problems: list[Problem] = []
-    cache = {} if cache is None else cache
+    cache = ProfileCache() if cache is None else cache
     targets = [(f"deployment.hosts[{i}].profile", h.name, h.profile) for i, h in enumerate(s.deployment.hosts)]
     targets += [
         (f"workload.devices[{i}].profile", f"device:{pop.name}", pop.profile)
         for i, pop in enumerate(s.workload.devices)
         if pop.profile
     ]
+    needed: dict[bool, list[str]] = {}
     for loc, key, ref in targets:
-        file = override if override is not None and not key.startswith("device:") else _resolve_profile(s, ref)
-        if file not in cache:
+        device = key.startswith("device:")
+        file = override if override is not None and not device else _cached_ref(s, ref, cache)
+        if file not in cache.files:
             if not exists(file):
                 problems.append((loc, ref, f"profile file not found: {shorten(str(file), 200)}{_known_profiles(s)}"))
                 continue
-            cache[file] = load_profile(file)
-        prof = s._profiles[key] = cache[file]
-        missing = [op for op in sorted(required_ops(s, key.startswith("device:"))) if op not in prof.ops]
+            cache.files[file] = load_profile(file)
+        prof = s._profiles[key] = cache.files[file]
+        if device not in needed:
+            needed[device] = sorted(required_ops(s, device))
+        missing = [op for op in needed[device] if op not in prof.ops]
         if missing and priced:
             problems.append((loc, ref, f"profile {prof.profile!r} ({file}) has no cost for {', '.join(missing)}"))
     return problems
+
+
+def _cached_ref(s: Scenario, ref: str, cache: ProfileCache) -> Path:
+    at = (s.path.parent, ref)
+    if at not in cache.refs:
+        cache.refs[at] = _resolve_profile(s, ref)
+    return cache.refs[at]
 
 
 def schema() -> dict[str, Any]:
