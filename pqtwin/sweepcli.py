@@ -14,8 +14,22 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
-from pqtwin.cli import STDERR, STDOUT, _Group, _say, _text, _warn, _writing, app
+from pqtwin.cli import (
+    DEFAULT_MAX_MEMORY_GIB,
+    DEFAULT_MAX_MINUTES,
+    STDERR,
+    STDOUT,
+    MaxMemory,
+    MaxMinutes,
+    _Group,
+    _say,
+    _text,
+    _warn,
+    _writing,
+    app,
+)
 
 
 class _DefaultRun(_Group):
@@ -37,14 +51,20 @@ HEARTBEAT_STALE_S = 15.0
 
 
 @sweep_app.command("check")
-def check_cmd(sweep: SweepFile, workers: Workers = 0) -> None:
-    """Validate every point of a sweep (schema, references, profiles) and estimate what running it costs."""
+def check_cmd(
+    sweep: SweepFile,
+    workers: Workers = 0,
+    max_memory_gib: MaxMemory = DEFAULT_MAX_MEMORY_GIB,
+    max_minutes: MaxMinutes = DEFAULT_MAX_MINUTES,
+) -> None:
+    """Validate every point of a sweep (schema, references, profiles, cost within the per-point budget) and
+    estimate what running it costs."""
     import os
 
     from sim.sweep.plan import human_s
 
     started = time.perf_counter()
-    plan = _plan(sweep)
+    plan = _plan(sweep, (max_memory_gib, max_minutes))
     n_workers = workers or os.cpu_count() or 1
     _say(f"{sweep}: ok — {_counts(plan)}; {plan.spec.replications} replications each; "
          f"estimated simulation time {human_s(plan.est_wall_s)}{_sampled(plan)} "
@@ -58,14 +78,14 @@ def _sampled(plan: Any) -> str:
     return f" (from a uniform sample of {n:,} points)" if n < len(plan.points) else ""
 
 
-def _plan(sweep: Path) -> Any:
+def _plan(sweep: Path, budget: tuple[float, float]) -> Any:
     """The sweep's plan; every invalid point is an error (a line per distinct problem)."""
     from sim.errors import UserError
     from sim.sweep.plan import plan
     from sim.sweep.spec import load_sweep
 
     spec, scenario = load_sweep(sweep)
-    p = plan(spec, scenario)
+    p = plan(spec, scenario, budget=budget)
     if p.invalid:
         n = sum(len(v) for v in p.invalid.values())
         raise UserError([f"{sweep}: {n} of {p.designed} points cannot be simulated (skip them with a constraint):",
@@ -92,6 +112,8 @@ def run_cmd(
         str | None, typer.Option(callback=_text, help="a running Dask scheduler, tcp://HOST:PORT (default: local)")
     ] = None,
     workers: Workers = 0,
+    max_memory_gib: MaxMemory = DEFAULT_MAX_MEMORY_GIB,
+    max_minutes: MaxMinutes = DEFAULT_MAX_MINUTES,
     heartbeat: Annotated[
         Path | None, typer.Option(hidden=True, help="stop when this file goes stale (the app's Stop)")
     ] = None,
@@ -100,7 +122,7 @@ def run_cmd(
     from sim.sweep import engine, store
     from sim.sweep.plan import human_s
 
-    plan = _plan(sweep)
+    plan = _plan(sweep, (max_memory_gib, max_minutes))
     out = out or Path("runs") / f"sweep-{plan.spec.sweep}"
     if scheduler is not None and workers:
         _warn("--workers is for the local cluster; a --scheduler has the workers started on it")
@@ -108,20 +130,39 @@ def run_cmd(
         store.prepare(out, plan, sweep)
     _say(f"{plan.spec.sweep}: {_counts(plan)} → {out}/ (estimated {human_s(plan.est_wall_s)} of simulation)")
     try:
-        with _writing(out), _bar() as bar:
-            task = bar.add_task(plan.spec.sweep, total=len(plan.points))
-            report = engine.run(plan, out, scheduler, workers,
-                                progress=lambda done, total, failed: bar.update(task, completed=done),
+        with _writing(out), _LazyBar(plan.spec.sweep) as bar:
+            report = engine.run(plan, out, scheduler, workers, progress=bar.update,
                                 should_stop=_stale(heartbeat) if heartbeat else None)  # fmt: skip
     except KeyboardInterrupt:
         with _writing(out):
             store.consolidate(out)
-        STDERR.print(f"stopped: the points that finished are in {out}/; rerun the same command to resume",
-                     highlight=False)  # fmt: skip
+        STDERR.print(Text(f"stopped: the points that finished are in {out}/; rerun the same command to resume"),
+                     soft_wrap=True, highlight=False)  # fmt: skip
         raise
     with _writing(out):
         df = store.consolidate(out)
     _summary(report, out, len(df))
+
+
+class _LazyBar:
+    """The progress bar, shown from the first point on (not while the engine starts: an error there is one line)."""
+
+    def __init__(self, label: str):
+        self.label, self.bar, self.task = label, None, None
+
+    def __enter__(self) -> _LazyBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def update(self, done: int, total: int, failed: int) -> None:
+        if self.bar is None:
+            self.bar = _bar()
+            self.bar.start()
+            self.task = self.bar.add_task(self.label, total=total)
+        self.bar.update(self.task, completed=done)
 
 
 def _bar() -> Any:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -65,8 +67,10 @@ def client(scheduler: str | None, workers: int) -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
     if scheduler is None:
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                          silence_logs=logging.ERROR) as cluster, Client(cluster) as c:  # fmt: skip
+        with _workers_ignore_sigint():
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   silence_logs=logging.ERROR)  # fmt: skip
+        with cluster, Client(cluster) as c:
             yield c
         return
     try:
@@ -84,14 +88,27 @@ def client(scheduler: str | None, workers: int) -> Iterator[Any]:
         c.close()
 
 
+@contextlib.contextmanager
+def _workers_ignore_sigint() -> Iterator[None]:
+    """Start worker processes with SIGINT ignored (inherited through exec): a terminal's Ctrl-C reaches the whole
+    process group, and it is this process that stops the sweep and shuts the workers down, without a traceback
+    from each of them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 def run(plan: Plan, out: Path, scheduler: str | None = None, workers: int = 0, progress: Progress | None = None,
         should_stop: Callable[[], bool] | None = None) -> Report:  # fmt: skip
     """Run the plan's unfinished points into ``out`` (prepared by store.prepare); see the module docstring."""
     done_before = store.finished(out)
     todo = tasks(plan, done_before)
     report = Report(total=len(plan.points), already=len(plan.points) - len(todo))
-    if progress:
-        progress(report.already, report.total, 0)
     if not todo:
         return report
     started = time.perf_counter()
@@ -99,6 +116,8 @@ def run(plan: Plan, out: Path, scheduler: str | None = None, workers: int = 0, p
         report.workers = len(c.scheduler_info(n_workers=-1)["workers"])
         c.run(_warm)  # the simulator's imports, once per worker, before the clock of the points starts
         report.engine_s = time.perf_counter() - started
+        if progress:
+            progress(report.already, report.total, 0)
         started = time.perf_counter()
         _gather(c, todo, out, report, progress, should_stop)
         report.wall_s = time.perf_counter() - started

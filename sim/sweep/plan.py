@@ -14,7 +14,6 @@ one seed per point for ``seeds: independent`` (``seeds: common`` gives every poi
 
 from __future__ import annotations
 
-import ast
 import functools
 import gc
 import hashlib
@@ -32,6 +31,7 @@ from sim.errors import UserError, load_yaml, shorten
 from sim.profile import Profile
 from sim.scenario import MAX_SEED, ProfileCache, Scenario, apply_override, load_scenario_data, set_path
 from sim.sweep.spec import SweepSpec, check_constraint, holds
+from sim.telemetry import refusal
 
 ESTIMATED = 2_000  # points whose cost is estimated; a larger sweep estimates a uniform sample of this many
 
@@ -115,28 +115,25 @@ def point_seeds(spec: SweepSpec, n: int) -> list[int]:
 # --- building and validating every point ----------------------------------------------------------------
 
 
-def plan(spec: SweepSpec, scenario_path: Path, estimate: bool = True) -> Plan:
-    """Draw the design, apply the constraints and validate every remaining point (module docstring)."""
-    base = load_yaml(scenario_path)
-    for item in spec.set:
-        apply_override(base, item)  # a bad fixed override stops the sweep: it is in every point
+def plan(spec: SweepSpec, scenario_path: Path, estimate: bool = True,
+         budget: tuple[float, float] = (costs.DEFAULT_MAX_MEMORY_GIB, costs.DEFAULT_MAX_MINUTES)) -> Plan:  # fmt: skip
+    """Draw the design, apply the constraints and validate every remaining point (module docstring). A point
+    whose estimated cost is over ``budget`` (GiB of memory, minutes: as ``pqtwin sim``'s) is invalid: it would
+    take a worker down. Above ESTIMATED points only the sampled ones are estimated, and so checked."""
+    builder = _Builder(spec, scenario_path, budget)
     drawn = design(spec)
     seeds = point_seeds(spec, len(drawn))
     sample = _estimate_sample(spec, len(drawn)) if estimate else set()
-    trees = [(check_constraint(text, {a.key for a in spec.axes}), text) for text in spec.constraints]
-    profiles = ProfileCache()
-    parsed: dict[str, Any] = {}  # override values already parsed
-    out = Plan(spec, scenario_path, [], len(drawn), 0, 0)
-    seen: set[str] = set()
+    builder.out.designed = len(drawn)
     gc_was = gc.isenabled()
     gc.disable()  # thousands of scenarios kept alive: the collector's passes over them are a third of the time
     try:
         for index, (values, seed) in enumerate(zip(drawn, seeds, strict=True)):
-            _add(spec, out, index, values, seed, trees, base, scenario_path, (profiles, parsed), index in sample, seen)
+            builder.add(index, values, seed, index in sample)
     finally:
         if gc_was:
             gc.enable()
-    return out
+    return builder.out
 
 
 def _estimate_sample(spec: SweepSpec, n: int) -> set[int]:
@@ -148,44 +145,62 @@ def _estimate_sample(spec: SweepSpec, n: int) -> set[int]:
     return {int(i) for i in rng.choice(n, ESTIMATED, replace=False)}
 
 
-def _add(spec: SweepSpec, out: Plan, index: int, values: dict[str, Any], seed: int,
-         trees: list[tuple[ast.Expression, str]], base: dict[str, Any], scenario_path: Path,
-         caches: tuple[ProfileCache, dict[str, Any]], estimate: bool, seen: set[str]) -> None:  # fmt: skip
-    """Check one drawn point against the constraints, validate it, and add it to the plan (or to its problems)."""
-    at = {a.key: a.position(values[a.key]) for a in spec.axes}
-    if not all(holds(tree, at, text) for tree, text in trees):
-        out.skipped += 1
-        return
-    overrides = tuple(s for a in spec.axes for s in a.overrides(values[a.key]))
-    point = Point(index, values, (*spec.set, *overrides), seed)
-    try:
-        point = _validated(spec, point, base, scenario_path, caches, estimate)
-    except UserError as exc:
-        out.invalid.setdefault(exc.lines[0].split(": ", 1)[-1], []).append(point)
-        return
-    if point.hash in seen:
-        out.duplicates += 1
-        return
-    seen.add(point.hash)
-    out.points.append(point)
+class _Builder:
+    """Turns drawn points into the plan's valid points, its skipped and duplicate counts and its problems."""
 
+    def __init__(self, spec: SweepSpec, path: Path, budget: tuple[float, float]):
+        self.spec, self.path, self.budget = spec, path, budget
+        self.base = load_yaml(path)
+        for item in spec.set:
+            apply_override(self.base, item)  # a bad fixed override stops the sweep: it is in every point
+        self.trees = [(check_constraint(text, {a.key for a in spec.axes}), text) for text in spec.constraints]
+        self.profiles = ProfileCache()
+        self.parsed: dict[str, Any] = {}  # override values already parsed
+        self.seen: set[str] = set()
+        self.out = Plan(spec, path, [], 0, 0, 0)
 
-def _validated(spec: SweepSpec, point: Point, base: dict[str, Any], path: Path,
-               caches: tuple[ProfileCache, dict[str, Any]], estimate: bool) -> Point:  # fmt: skip
-    data = pickle.loads(pickle.dumps(base))  # noqa: S301 (our own dict): a deep copy, 3x faster than deepcopy
-    for a in spec.axes:
-        value = point.values[a.key]
-        if a.path is not None:  # the value as is: no YAML round trip (point.overrides says the same as text)
-            own = pickle.loads(pickle.dumps(value)) if isinstance(value, dict | list) else value  # noqa: S301
-            set_path(data, a.path, own)
-        else:
-            for item in a.overrides(value):
-                apply_override(data, item, caches[1])
-    identity = json.dumps(data, sort_keys=True, default=str)  # before validation adds its defaults to it
-    s = load_scenario_data(data, path, profiles=caches[0])
-    wall = costs.estimate(s, spec.replications, 1).wall_s if estimate else None
-    return Point(point.index, point.values, point.overrides, point.seed, point_hash(spec, s, identity, point.seed),
-                 s, wall)  # fmt: skip
+    def add(self, index: int, values: dict[str, Any], seed: int, estimate: bool) -> None:
+        """Check one drawn point against the constraints, validate it and add it to the plan or its problems."""
+        spec, out = self.spec, self.out
+        at = {a.key: a.position(values[a.key]) for a in spec.axes}
+        if not all(holds(tree, at, text) for tree, text in self.trees):
+            out.skipped += 1
+            return
+        overrides = tuple(s for a in spec.axes for s in a.overrides(values[a.key]))
+        point = Point(index, values, (*spec.set, *overrides), seed)
+        try:
+            point = self.validated(point, estimate)
+        except UserError as exc:
+            out.invalid.setdefault(exc.lines[0].split(": ", 1)[-1], []).append(point)
+            return
+        if point.hash in self.seen:
+            out.duplicates += 1
+            return
+        self.seen.add(point.hash)
+        out.points.append(point)
+
+    def validated(self, point: Point, estimate: bool) -> Point:
+        data = pickle.loads(pickle.dumps(self.base))  # noqa: S301 (our own dict): a deep copy, 3x faster
+        for a in self.spec.axes:
+            value = point.values[a.key]
+            if a.path is not None:  # the value as is: no YAML round trip (point.overrides says the same as text)
+                own = pickle.loads(pickle.dumps(value)) if isinstance(value, dict | list) else value  # noqa: S301
+                set_path(data, a.path, own)
+            else:
+                for item in a.overrides(value):
+                    apply_override(data, item, self.parsed)
+        identity = json.dumps(data, sort_keys=True, default=str)  # before validation adds its defaults to it
+        s = load_scenario_data(data, self.path, profiles=self.profiles)
+        if s.run.engine == "vectorized" and (why := refusal(s)):  # what simulate() refuses first, refused here
+            raise UserError(f"{self.path}: run.engine: vectorized: {why}")
+        wall = None
+        if estimate:
+            cost = costs.estimate(s, self.spec.replications, 1)
+            if problem := costs.budget_problem(s, cost, *self.budget):
+                raise UserError(problem)
+            wall = cost.wall_s
+        h = point_hash(self.spec, s, identity, point.seed)
+        return Point(point.index, point.values, point.overrides, point.seed, h, s, wall)
 
 
 def point_hash(spec: SweepSpec, s: Scenario, data: str, seed: int) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import json
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -65,22 +66,34 @@ class Range(_Strict):
     def grid(self) -> list[float | int]:
         """``num`` values from low to high, both ends included (log-spaced with ``log``)."""
         assert self.num is not None
-        lo, hi = (math.log10(self.low), math.log10(self.high)) if self.log else (self.low, self.high)
-        raw = [lo + (hi - lo) * i / (self.num - 1) for i in range(self.num)]
-        values = [10**v for v in raw] if self.log else raw
+        values = [self._value(i / (self.num - 1)) for i in range(self.num)]
         values[0], values[-1] = self.low, self.high  # exact ends, not 10**log10(x)
         return _dedupe([self.whole(v) for v in values]) if self.integer else values
 
     def at(self, u: float) -> float | int:
         """The value at quantile ``u`` in [0, 1) of the range (uniform, or log-uniform with ``log``)."""
-        if self.log:
-            v = 10 ** (math.log10(self.low) + u * (math.log10(self.high) - math.log10(self.low)))
-        else:
-            v = self.low + u * (self.high - self.low)
-        return self.whole(v) if self.integer else min(max(v, self.low), self.high)
+        v = self._value(u)
+        return self.whole(v) if self.integer else v
+
+    def _value(self, t: float) -> float:
+        """The value a fraction ``t`` in [0, 1] along the range, within [low, high] (no overflow where the range
+        spans most of the floats: high - low or 10**x past 1.8e308)."""
+        if not self.log:
+            return _between(self.low, self.high, t)
+        try:
+            v = 10 ** _between(math.log10(self.low), math.log10(self.high), t)
+        except OverflowError:
+            v = self.high
+        return min(max(v, self.low), self.high)
 
     def whole(self, v: float) -> int:
         return int(min(max(round(v), math.ceil(self.low)), math.floor(self.high)))
+
+
+def _between(lo: float, hi: float, t: float) -> float:
+    """lo + t (hi - lo) within [lo, hi], also where hi - lo overflows."""
+    v = lo + (hi - lo) * t if math.isfinite(hi - lo) else lo * (1 - t) + hi * t
+    return min(max(v, lo), hi)
 
 
 def _dedupe(values: list[Any]) -> list[Any]:
@@ -149,7 +162,7 @@ class Axis(_Strict):
         """The --set overrides that give a point this axis' value."""
         if self.levels is not None:
             return list(next(lv for lv in self.levels if lv.label == value).set)
-        return [f"{self.path}={json.dumps(value)}"]
+        return [f"{self.path}={_literal(value)}"]
 
     def column(self, value: Any) -> Any:
         """The value as its result column stores it: one type per column (text where the values mix types)."""
@@ -168,9 +181,19 @@ class Axis(_Strict):
         return value
 
 
-def _is_name(text: str) -> bool:
-    import re
+def _literal(value: Any) -> str:
+    """``value`` as ``--set`` text that reads back as the same value: JSON, except where the ``--set`` reader
+    (YAML 1.1) reads JSON otherwise: ``1e-05`` is text to it, and ``\\ud83d\\ude00`` pairs are no character."""
+    text = json.dumps(value)
+    if not re.search(r"\de[-+]|\\ud[89ab]", text):
+        return text
+    import yaml
 
+    dumped: str = yaml.safe_dump(value, default_flow_style=True, allow_unicode=False, width=1 << 30, sort_keys=False)
+    return dumped.removesuffix("\n...\n").removesuffix("\n")
+
+
+def _is_name(text: str) -> bool:
     return re.fullmatch(AXIS_NAME, text) is not None
 
 

@@ -1,0 +1,246 @@
+"""`pqtwin sweep` on Dask: the same rows in any worker count and on a real remote scheduler, a sweep killed at any
+moment resumes to the same result, Ctrl-C cancels every task, a failed point is recorded and does not stop it."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sim.runner import simulate
+from sim.scenario import load_scenario
+from sim.sweep import engine, store
+from sim.sweep.plan import plan
+from sim.sweep.point import Task, run_point
+from sim.sweep.spec import load_sweep
+
+from .conftest import ROOT, SCENARIOS
+
+PQTWIN = [sys.executable, "-c", "from pqtwin.cli import main; main()"]
+
+
+def sweep_file(tmp_path: Path, points: int = 6, name: str = "small") -> Path:
+    """A small grid on paper-3node (about 0.1 s a point): suite × mode (× rekey for more points)."""
+    rekey = (
+        "" if points <= 6 else "\n  - {name: rekey, path: workload.crypto.rekey.fl, values: [per_message, per_round]}"
+    )
+    kems = ["ML-KEM-512", "ML-KEM-768", "X25519"][: max(1, min(3, points // 2))]
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(f"""
+sweep: {name}
+scenario: {SCENARIOS / "paper-3node.yaml"}
+set: ["workload.fl.rounds=2"]
+replications: 2
+seed: 11
+axes:
+  - {{path: workload.crypto.kem, values: {kems}}}
+  - {{name: mode, path: workload.processing.mode, values: [sequential, concurrent]}}{rekey}
+kpis: ["round_latency_s.*", "model_distribution_s.mean", "application_bytes.total", "energy.per_round_j.mean"]
+""")
+    return path
+
+
+def cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*PQTWIN, *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_rows_are_the_same_in_any_worker_count_and_are_pqtwin_sims_replications(tmp_path):
+    sweep = sweep_file(tmp_path)
+    one, two = tmp_path / "one", tmp_path / "two"
+    for out, n in ((one, "1"), (two, "2")):
+        r = cli("sweep", str(sweep), "--out", str(out), "--workers", n)
+        assert r.returncode == 0, r.stderr
+        assert f"ran 6 points on {n} worker" in r.stdout
+    a, b = pd.read_parquet(one / "results.parquet"), pd.read_parquet(two / "results.parquet")
+    pd.testing.assert_frame_equal(a, b)
+    assert len(a) == 12 and a["error"].isna().all()
+    assert list(a[["point", "replication"]].itertuples(index=False, name=None)) == [
+        (p, r) for p in range(6) for r in (0, 1)
+    ]
+    # a row is replication r of `pqtwin sim --set <the point's overrides> --seed 11 --replications 2`
+    manifest = store.manifest(one)
+    row = a[(a.point == 3) & (a.replication == 1)].iloc[0]
+    p3 = next(p for p in manifest["points"] if p["point"] == 3)
+    overrides = ["workload.fl.rounds=2", f"workload.crypto.kem={p3['values']['kem']}",
+                 f"workload.processing.mode={p3['values']['mode']}"]  # fmt: skip
+    full = simulate(load_scenario(SCENARIOS / "paper-3node.yaml", overrides), None, 11, 2).summary
+    assert row["round_latency_s.mean"] == pytest.approx(full.round_latency_s.replication_means[1], rel=1e-12)
+    assert row["seed"] == 11 and row["mode"] == p3["values"]["mode"]
+
+
+@pytest.fixture
+def dask_cluster(tmp_path):
+    """A real `dask scheduler` and two `dask worker` processes on 127.0.0.1 (one thread each)."""
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    dask = str(Path(sys.executable).parent / "dask")
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "start_new_session": True}
+    procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                              **quiet)]  # fmt: skip
+    for _ in range(2):
+        procs.append(subprocess.Popen([dask, "worker", address, "--nthreads", "1", "--no-dashboard",
+                                       "--local-directory", str(tmp_path / "dask")], **quiet))  # fmt: skip
+    from distributed import Client
+
+    try:
+        with Client(address, timeout=30) as c:
+            c.wait_for_workers(2, timeout=60)
+        yield address
+    finally:
+        for p in procs:
+            os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            p.wait(timeout=30)
+
+
+def test_a_remote_scheduler_gives_the_same_rows(tmp_path, dask_cluster):
+    sweep = sweep_file(tmp_path)
+    local, remote = tmp_path / "local", tmp_path / "remote"
+    assert cli("sweep", str(sweep), "--out", str(local), "--workers", "1").returncode == 0
+    r = cli("sweep", str(sweep), "--out", str(remote), "--scheduler", dask_cluster)
+    assert r.returncode == 0, r.stderr
+    assert "ran 6 points on 2 workers" in r.stdout
+    pd.testing.assert_frame_equal(pd.read_parquet(local / "results.parquet"),
+                                  pd.read_parquet(remote / "results.parquet"))  # fmt: skip
+
+
+def test_an_unreachable_scheduler_is_one_line(tmp_path):
+    r = cli("sweep", str(sweep_file(tmp_path)), "--out", str(tmp_path / "o"), "--scheduler",
+            f"tcp://127.0.0.1:{free_port()}")  # fmt: skip
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "--scheduler tcp://127.0.0.1:" in r.stderr and "cannot connect" in r.stderr
+
+
+def _session_processes(sid: int) -> list[int]:
+    """Processes of a session still alive (not zombies)."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            alive.append(int(stat.parent.name))
+    return alive
+
+
+def _start(sweep: Path, out: Path) -> subprocess.Popen[str]:
+    cmd = [*PQTWIN, "sweep", str(sweep), "--out", str(out), "--workers", "1"]
+    return subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+
+
+def _wait_for_points(out: Path, n: int, proc: subprocess.Popen[str], timeout_s: float = 120) -> None:
+    end = time.monotonic() + timeout_s
+    while len(store.finished(out)) < n if (out / store.POINTS).exists() else True:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < end, "no points finished"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_a_stopped_sweep_leaves_whole_files_and_resumes_to_the_same_result(tmp_path, sig):
+    sweep = sweep_file(tmp_path, points=12)
+    out = tmp_path / "cut"
+    proc = _start(sweep, out)
+    _wait_for_points(out, 2, proc)
+    os.killpg(proc.pid, sig)  # a terminal's Ctrl-C reaches the whole process group, workers included
+    _, err = proc.communicate(timeout=60)
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130, err
+        assert "rerun the same command to resume" in err and "Traceback" not in err
+        assert (out / "results.parquet").exists()  # what finished, consolidated
+    deadline = time.monotonic() + 30
+    while _session_processes(proc.pid) and time.monotonic() < deadline:  # no worker outlives the sweep
+        time.sleep(0.1)
+    assert _session_processes(proc.pid) == []
+    done = store.finished(out)
+    assert 2 <= len(done) < 12
+    for f in (out / store.POINTS).glob("*.parquet"):  # every file there is whole
+        assert len(pd.read_parquet(f)) == 2
+    r = cli("sweep", str(sweep), "--out", str(out), "--workers", "2")
+    assert r.returncode == 0, r.stderr
+    assert f"resumed: {len(done)} of 12 points were already done" in r.stdout
+    assert f"ran {12 - len(done)} points" in r.stdout
+    fresh = tmp_path / "fresh"
+    assert cli("sweep", str(sweep), "--out", str(fresh), "--workers", "2").returncode == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), pd.read_parquet(fresh / "results.parquet"))
+
+
+def test_a_crashed_point_is_recorded_does_not_stop_the_sweep_and_runs_again_on_resume(tmp_path):
+    spec, scenario = load_sweep(sweep_file(tmp_path))
+    p = plan(spec, scenario)
+    broken = p.points[2].scenario.model_copy()
+    broken._profiles = {}  # its profiles left behind: simulate() cannot price anything (a bug, not an input)
+    sabotaged = dataclasses.replace(p, points=[*p.points[:2], dataclasses.replace(p.points[2], scenario=broken),
+                                                *p.points[3:]])  # fmt: skip
+    out = tmp_path / "out"
+    store.prepare(out, sabotaged, tmp_path / "small.yaml")
+    report = engine.run(sabotaged, out, workers=2)
+    assert report.done == 5 and [i for i, _ in report.failed] == [p.points[2].index]
+    assert report.failed[0][1].startswith("KeyError")
+    df = store.consolidate(out)
+    bad = df[df.point == p.points[2].index]
+    assert (bad["error_kind"] == "crash").all() and bad["error"].str.startswith("KeyError").all()
+    assert df[df.point != p.points[2].index]["error"].isna().all()
+    again = engine.run(p, out, workers=1)  # resumed with the point whole again: only it runs
+    assert again.already == 5 and again.done == 1 and not again.failed
+    assert store.consolidate(out)["error"].isna().all()
+
+
+def test_a_point_the_simulator_refuses_is_an_input_error_row(tmp_path):
+    s = load_scenario(
+        SCENARIOS / "paper-3node.yaml", ["run.engine=vectorized", "workload.telemetry_receiver=one-thread"]
+    )
+    outcome = run_point(Task(0, "h", {"x": 1}, s, 3, 2, ()))
+    assert outcome.error_kind == "input" and "run.engine: vectorized" in (outcome.error or "")
+    assert [r["replication"] for r in outcome.rows] == [0, 1] and all(r["x"] == 1 for r in outcome.rows)
+
+
+def test_the_check_refuses_what_simulate_would_refuse_before_anything_runs(tmp_path):
+    sweep = tmp_path / "refused.yaml"
+    sweep.write_text(f"""
+sweep: refused
+scenario: {SCENARIOS / "paper-3node.yaml"}
+set: ["run.engine=vectorized"]
+axes:
+  - {{path: workload.telemetry_receiver, values: [per-device, one-thread]}}
+""")
+    r = cli("sweep", "check", str(sweep))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert "1 of 2 points cannot be simulated" in lines[0]
+    assert "telemetry_receiver=one-thread" in lines[1] and "event model only" in lines[1]
+
+
+def test_a_directory_holding_another_sweep_is_refused(tmp_path):
+    out = tmp_path / "out"
+    assert cli("sweep", str(sweep_file(tmp_path, name="first")), "--out", str(out), "--workers", "1").returncode == 0
+    r = cli("sweep", str(sweep_file(tmp_path, name="second")), "--out", str(out))
+    assert r.returncode == 2 and "holds the results of sweep 'first'" in r.stderr
+
+
+def test_report_writes_a_self_contained_html(tmp_path):
+    out = tmp_path / "out"
+    assert cli("sweep", str(sweep_file(tmp_path)), "--out", str(out), "--workers", "2").returncode == 0
+    r = cli("sweep", "report", str(out))
+    assert r.returncode == 0, r.stderr
+    html = (out / "report.html").read_text()
+    assert "Sensitivity" in html and "Main effects on round_latency_s.mean" in html and "Pareto front" in html
+    assert '<script src="http' not in html and "plotly" in html.lower()  # the library inlined: opens offline
+    assert "kem" in r.stdout and "mode" in r.stdout
