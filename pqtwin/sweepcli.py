@@ -148,7 +148,9 @@ class _LazyBar:
     """The progress bar, shown from the first point on (not while the engine starts: an error there is one line)."""
 
     def __init__(self, label: str):
-        self.label, self.bar, self.task = label, None, None
+        self.label = label
+        self.bar: Any = None
+        self.task: Any = None
 
     def __enter__(self) -> _LazyBar:
         return self
