@@ -1,26 +1,55 @@
-"""Sweep: two parameters over ranges → a heatmap of one KPI; the number of runs is capped and shown."""
+"""Sweep: any number of parameters over ranges, run by the sweep engine (``pqtwin sweep``, Dask) in the background.
+
+The page writes a sweep file (sim/sweep/spec.py) from its controls, shows how many runs it is and how long the
+engine estimates before anything starts, and runs it as ``pqtwin sweep run`` in a process of its own into
+``runs/app-sweeps/<id>/`` (the id is a hash of the sweep file: the same settings reuse their results, and a
+stopped sweep resumes). Stop sends that process Ctrl-C, which cancels every task; a closed tab stops touching the
+heartbeat file, and the sweep stops itself 15 s later. Two of the axes go on the heatmap (the others averaged),
+every axis gets a main-effect plot, and the sensitivity ranking and Pareto front come from the same analysis as
+``pqtwin sweep report``. Any sweep directory under runs/ (one made by the CLI too) can be opened instead.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-import pandas as pd
 import streamlit as st
-from streamlit.delta_generator import DeltaGenerator
+import yaml
 
-from app_pages import charts
-from app_pages.common import KEEP, PAPER_LINE_S, SIMULATED_NOTE, Spec, base_data, run_quiet, scenario_files
-from app_pages.explore import model_label
+from app_pages.common import (
+    KEEP,
+    PAPER_LINE_S,
+    ROOT,
+    SIMULATED_NOTE,
+    base_data,
+    profile_choices,
+    runs_dir,
+    scenario_files,
+    show_path,
+)
+from app_pages.explore import MODEL_SIZES, model_label
 from app_pages.scenario_edit import build_data
+from pqtwin import sweepreport
 from sim import catalogue
-from sim.contract import Stats, Summary
 from sim.errors import UserError
+from sim.sweep import analysis, store
+from sim.sweep.plan import Plan, human_s, plan
+from sim.sweep.spec import load_sweep
 
-MAX_RUNS = 30
+MAX_POINTS = 400  # the page's cap (the CLI has none): longer grids are thinned evenly, axis by axis
 DEFAULT_REPLICATIONS = 2
+POLL_S = 1.0
+NODES = "Number of nodes"
 
 
 class Param(NamedTuple):
@@ -31,55 +60,31 @@ class Param(NamedTuple):
 
 
 PARAMS: dict[str, Param] = {
-    "Model size (parameters)": Param(
-        [10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_000_000, 5_000_000],
-        [50_000, 1_000_000],
-        True,
-        model_label,
-    ),
-    "Number of nodes": Param([1, 2, 3, 4, 5, 6], [2, 5], True),
+    "Model size (parameters)": Param(MODEL_SIZES, [50_000, 1_000_000], True, model_label),
+    NODES: Param([1, 2, 3, 4, 5, 6], [2, 5], True),
     "Devices per population": Param([0, 1, 2, 4, 8, 16, 32, 64], [0, 16], True),
-    "Node link bandwidth (Mbit/s)": Param([1, 5, 10, 25, 50, 100, 250, 500, 940], [10, 940], True),
+    "Link bandwidth, every network link (Mbit/s)": Param([1, 5, 10, 25, 50, 100, 250, 500, 940], [10, 940], True),
     "Crypto worker threads (concurrent)": Param([1, 2, 3, 4, 6, 8, 12], [1, 8], True),
     "KEM": Param(catalogue.names("kem"), ["X25519", "ML-KEM-768", "ML-KEM-1024", "X25519+ML-KEM-768"], False),
     "Signature": Param(catalogue.names("signature"), ["Ed25519", "ML-DSA-44", "ML-DSA-65", "ML-DSA-87"], False),
+    "FL rekeying": Param(["per_message", "per_round", "per_session"], ["per_message", "per_round"], False),
     "Processing mode": Param(["sequential", "concurrent"], ["sequential", "concurrent"], False),
 }
-
-
-def _ms(stat: Stats, key: str) -> float:
-    value = getattr(stat, key)
-    return float("nan") if value is None else float(value) * 1e3
-
-
-def _link_mb(s: Summary) -> float:
-    """MB the links carried per replication (every hop, resends included)."""
-    return s.link_bytes.total / 1e6 if s.link_bytes is not None else float("nan")
-
-
-def _round_j(s: Summary) -> float:
-    """Joules per FL round over the hosts with a power model (sim/energy.py)."""
-    e = s.energy
-    return e.per_round_j.mean if e is not None and e.per_round_j is not None and e.per_round_j.mean else float("nan")
-
-
-def _battery_days(s: Summary) -> float:
-    """The first device population's battery life at the run's duty cycle (days)."""
-    days = next((d.battery_life_days for d in s.energy.devices.values()), None) if s.energy is not None else None
-    return float("nan") if days is None else days
-
-
-KPIS: dict[str, tuple[Callable[[Summary], float], str]] = {  # label: (value from summary, format)
-    "Round latency, mean (ms)": (lambda s: _ms(s.round_latency_s, "mean"), ",.1f"),
-    "Round latency, p95 (ms)": (lambda s: _ms(s.round_latency_s, "p95"), ",.1f"),
-    "Model distribution, mean (ms)": (lambda s: _ms(s.model_distribution_s, "mean"), ",.1f"),
-    "Crypto share of FL CPU time (%)": (lambda s: s.crypto_share * 100, ".1f"),
-    "Application bytes (MB per replication)": (lambda s: s.application_bytes.total / 1e6, ",.1f"),
-    "Link bytes, every hop (MB per replication)": (lambda s: _link_mb(s), ",.1f"),
-    "Busiest host, offered load (%)": (lambda s: max(u.offered for u in s.host_utilization.values()) * 100, ".0f"),
-    "Energy per FL round (J)": (_round_j, ",.2f"),
-    "Battery life, first device population (days)": (_battery_days, ",.0f"),
+KPIS: dict[str, tuple[str, float, str]] = {  # label: (results column, scale, format)
+    "Round latency, mean (ms)": ("round_latency_s.mean", 1e3, ",.1f"),
+    "Round latency, p95 (ms)": ("round_latency_s.p95", 1e3, ",.1f"),
+    "Model distribution, mean (ms)": ("model_distribution_s.mean", 1e3, ",.1f"),
+    "Crypto share of FL CPU time (%)": ("crypto_share", 100, ".1f"),
+    "Application bytes (MB per replication)": ("application_bytes.total", 1e-6, ",.1f"),
+    "Link bytes, every hop (MB per replication)": ("link_bytes.total", 1e-6, ",.1f"),
+    "Energy per FL round (J)": ("energy.per_round_j.mean", 1, ",.2f"),
+    "Telemetry latency, p95 (ms)": ("telemetry.latency_s.p95", 1e3, ",.1f"),
 }
+KEPT = [*(c for c, _, _ in KPIS.values()), "round_latency_s.*", "model_distribution_s.*", "host_utilization.*",
+        "energy.devices.*.battery_life_days", "rounds_*"]  # fmt: skip
+
+
+# --- the sweep file the controls describe ---------------------------------------------------------------
 
 
 def thin(values: list[Any], k: int) -> list[Any]:
@@ -90,7 +95,150 @@ def thin(values: list[Any], k: int) -> list[Any]:
     return [values[i] for i in idx]
 
 
-def pick(name: str, where: DeltaGenerator, file: Path) -> list[Any]:
+def thin_grid(lists: list[list[Any]], cap: int) -> list[list[Any]]:
+    """Each axis' values thinned once, from its own full list, so that the grid has at most ``cap`` points: the
+    longest axis loses a value at a time (sizes first, then one even pick per axis, never a pick of a pick)."""
+    sizes = [len(v) for v in lists]
+    while int(np.prod(sizes)) > cap and max(sizes) > 1:
+        sizes[sizes.index(max(sizes))] -= 1
+    return [thin(v, k) for v, k in zip(lists, sizes, strict=True)]
+
+
+def axis_entry(name: str, values: list[Any], file: Path, pre: list[str]) -> dict[str, Any]:
+    """One axis of the sweep file. Structural edits (number of nodes) become levels that set the whole
+    deployment and workload as the app's Explore page builds them (with the sweep's own overrides ``pre``)."""
+    title = name
+    if name == NODES:
+        levels = []
+        for n in values:
+            data = build_data(file, tuple(pre), n)
+            sets = [f"deployment={json.dumps(data['deployment'])}", f"workload={json.dumps(data['workload'])}"]
+            levels.append({"label": str(n), "value": n, "set": sets})
+        return {"name": "nodes", "title": title, "levels": levels}
+    if name.startswith("Link bandwidth"):
+        bands = [{"label": f"{v:g}", "value": v, "set": [f"deployment.network.links.*.bandwidth_bps={v * 1e6:g}"]}
+                 for v in values]  # fmt: skip
+        return {"name": "link_mbps", "title": title, "levels": bands}
+    path = {
+        "Model size (parameters)": ("model_parameters", "workload.fl.model_parameters"),
+        "Devices per population": ("devices", "workload.devices.*.count"),
+        "Crypto worker threads (concurrent)": ("workers", "workload.processing.workers"),
+        "KEM": ("kem", "workload.crypto.kem"),
+        "Signature": ("signature", "workload.crypto.signature"),
+        "FL rekeying": ("rekey", "workload.crypto.rekey.fl"),
+        "Processing mode": ("mode", "workload.processing.mode"),
+    }[name]
+    return {"name": path[0], "title": title, "path": path[1], "values": values}
+
+
+def sweep_yaml(file: Path, profile: Path | None, axes: dict[str, list[Any]], reps: int, seed: int) -> str:
+    pre = [f"deployment.hosts.*.profile={profile}"] if profile else []
+    ordered = sorted(axes, key=lambda a: a != NODES)  # the whole-section levels first: the other axes edit them
+    doc = {
+        "sweep": f"app-{file.stem}",
+        "description": f"made by the app's Sweep page from {show_path(file)}",
+        "scenario": str(file),
+        "set": pre,
+        "replications": reps,
+        "seed": seed,
+        "axes": [axis_entry(a, axes[a], file, pre) for a in ordered],
+        "kpis": KEPT,
+    }
+    return yaml.safe_dump(doc, sort_keys=False, width=1000)
+
+
+def sweep_paths(text: str) -> tuple[Path, Path]:
+    """(sweep file, result directory) of a sweep text: named by its hash, so equal settings share results."""
+    sid = hashlib.sha256(text.encode()).hexdigest()[:12]
+    folder = runs_dir() / "app-sweeps"
+    return folder / f"{sid}.yaml", folder / sid
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def cached_plan(text: str) -> Plan:
+    path, _ = sweep_paths(text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_text(text)
+    spec, scenario = load_sweep(path)
+    return plan(spec, scenario)
+
+
+# --- the page ----------------------------------------------------------------------------------------------
+
+
+def render() -> None:
+    st.title("Sweep many what-ifs")
+    st.caption(SIMULATED_NOTE)
+    file, profile, kpi, reps, seed, workers = controls()
+    opened = open_existing()
+    if opened is not None:
+        results(opened, kpi)
+        return
+    axes = pick_axes(file)
+    if not axes:
+        st.info("Pick at least one parameter to sweep.")
+        return
+    text = sweep_yaml(file, profile, axes, reps, seed)
+    path, out = sweep_paths(text)
+    try:
+        p = cached_plan(text)
+    except UserError as exc:
+        st.error("\n\n".join(exc.lines), icon=":material/error:")
+        return
+    for line in p.problems():
+        st.warning(f"Not simulated: {line}")
+    running = st.session_state.get("sw_job")
+    est = human_s(p.est_wall_s / max(workers, 1))
+    st.markdown(f"**{len(p.points)} runs × {reps} replications**, estimated ~{est} on {workers} local worker "
+                f"processes (estimates run 1.3–3.6× above measured times). Results: `{show_path(out)}/`.")  # fmt: skip
+    c1, c2, c3 = st.columns([1, 1, 4])
+    if c1.button("Run", type="primary", key="sw_run", disabled=running is not None or not p.points):
+        start(path, out, workers, len(p.points))
+        st.rerun()
+    if c2.button("Stop", key="sw_stop", disabled=running is None):
+        stop()
+        st.rerun()
+    c3.download_button("Sweep file (YAML)", text, f"{p.spec.sweep}.yaml", "text/yaml", on_click="ignore")
+    if st.session_state.get("sw_job") is not None:
+        progress()
+    if (out / store.MANIFEST).exists():
+        results(out, kpi)
+
+
+def controls() -> tuple[Path, Path | None, str, int, int, int]:
+    """Sidebar → (scenario, host profile for every host or None, KPI, replications, seed, workers)."""
+    sb = st.sidebar
+    file: Path = sb.selectbox(
+        "Scenario", scenario_files(), format_func=lambda p: p.name, key="sw_scenario", persist_state=KEEP
+    )
+    profiles = profile_choices()
+    prof = sb.selectbox("Host profile (CPU costs)", list(profiles), key=f"sw_profile_{file.stem}", persist_state=KEEP)
+    kpi = sb.selectbox("KPI", list(KPIS), key="sw_kpi", persist_state=KEEP)
+    reps = int(sb.number_input("Replications per run", 1, 10, DEFAULT_REPLICATIONS, key="sw_reps", persist_state=KEEP))
+    seed0 = int(base_data(str(file)).get("run", {}).get("seed", 1))
+    seed = int(sb.number_input("Seed", 0, 2**31 - 1, seed0, key=f"sw_seed_{file.stem}", persist_state=KEEP))
+    workers = int(sb.number_input("Worker processes", 1, 64, os.cpu_count() or 1, key="sw_workers", persist_state=KEEP))
+    return file, profiles[prof], kpi, reps, seed, workers
+
+
+def pick_axes(file: Path) -> dict[str, list[Any]]:
+    """The parameters and their values, thinned to at most MAX_POINTS grid points (with a note)."""
+    names = st.multiselect("Parameters to sweep (axes)", list(PARAMS), default=["Model size (parameters)", NODES],
+                           key="sw_axes", persist_state=KEEP)  # fmt: skip
+    cols = st.columns(max(len(names), 1))
+    picked = [pick(n, cols[i % len(cols)], file) for i, n in enumerate(names)]
+    asked = int(np.prod([len(v) for v in picked])) if picked else 0
+    thinned = thin_grid(picked, MAX_POINTS)
+    if asked > MAX_POINTS:
+        shape = " × ".join(str(len(v)) for v in thinned)
+        st.info(f"{asked:,} grid points asked; the page runs at most {MAX_POINTS}, so each axis was thinned "
+                f"evenly (from its own list) to {shape}. For more, download the sweep file and run `pqtwin sweep` "
+                "on it.")  # fmt: skip
+    return dict(zip(names, thinned, strict=True))
+
+
+def pick(name: str, where: Any, file: Path) -> list[Any]:
     p = PARAMS[name]
     key = f"sw_{name}_{file.stem}"
     if p.numeric:
@@ -103,157 +251,119 @@ def pick(name: str, where: DeltaGenerator, file: Path) -> list[Any]:
     )
 
 
-def cell(file: Path, n0: int, point: dict[str, Any], mode: str) -> tuple[Spec, str]:
-    """The spec (and mode) of one grid point."""
-    nodes = point.get("Number of nodes")
-    nodes = None if nodes in (None, n0) else nodes
-    data = build_data(file, (), nodes)
-    hosts = {h["name"] for h in data["deployment"]["hosts"]}
-    ov: list[str] = []
-    for name, v in point.items():
-        if name == "Model size (parameters)":
-            ov.append(f"workload.fl.model_parameters={v}")
-        elif name == "Devices per population":
-            ov += [f"workload.devices.{p['name']}.count={v}" for p in data["workload"].get("devices") or []]
-        elif name == "Node link bandwidth (Mbit/s)":
-            links = data["deployment"]["network"]["links"]
-            ov += [
-                f"deployment.network.links.{i}.bandwidth_bps={v * 1e6:g}"
-                for i, lk in enumerate(links)
-                if lk["a"] in hosts or lk["b"] in hosts
-            ]
-        elif name == "Crypto worker threads (concurrent)":
-            ov.append(f"workload.processing.workers={v}")
-        elif name in ("KEM", "Signature"):
-            ov.append(f"workload.crypto.{'kem' if name == 'KEM' else 'signature'}={v}")
-        elif name == "Processing mode":
-            mode = v
-    return Spec(str(file), tuple(ov), nodes), mode
+def open_existing() -> Path | None:
+    """A sweep directory under runs/ chosen to be shown instead of the controls' sweep (None: the controls')."""
+    found = sorted((m.parent for m in runs_dir().glob("**/sweep.json")), key=lambda d: -d.stat().st_mtime)
+    choices = ["(the sweep set up below)", *[show_path(d) for d in found]]
+    chosen = st.selectbox("Open a sweep directory", choices, key="sw_open",
+                          help="Any `pqtwin sweep --out DIR` under runs/, or one this page ran")  # fmt: skip
+    return None if chosen == choices[0] else found[choices.index(chosen) - 1]
 
 
-def render() -> None:
-    st.title("Sweep two parameters")
-    st.caption(SIMULATED_NOTE)
-    file, n0, kpi, mode, reps, seed = controls()
-    xname, yname, xs, ys = axes(file)
-    z, rows = run_grid(file, n0, (xname, xs), (yname, ys), mode, seed, reps, kpi)
-    over = "distribution" in kpi
-    runs = len(rows)
-    shown_mode = "mode by axis" if "Processing mode" in (xname, yname) else mode
-    title = f"{kpi}: {runs} runs × {reps} replications ({file.stem}, {shown_mode})"
-    fig = charts.heatmap(
-        z,
-        cell_text(z, KPIS[kpi][1], over),
-        [PARAMS[xname].fmt(v) for v in xs],
-        [PARAMS[yname].fmt(v) for v in ys],
-        xname,
-        yname,
-        kpi,
-        title,
-    )
-    st.plotly_chart(fig, key="sw_heatmap")
-    note = " ▲ marks points over the paper's 1.5 s." if over else ""
-    st.caption(
-        f"{runs} simulated runs of {reps} replications each (seed {seed} for every point, so neighbouring "
-        f"points share random streams); at most {MAX_RUNS} runs per sweep.{note}"
-    )
-    st.download_button(
-        "Sweep results (CSV)",
-        pd.DataFrame(rows).to_csv(index=False),
-        f"{file.stem}-sweep.csv",
-        "text/csv",
-        on_click="ignore",
-    )
+# --- the background run ------------------------------------------------------------------------------------
 
 
-def controls() -> tuple[Path, int, str, str, int, int]:
-    """Sidebar controls → (scenario file, its number of hosts, KPI, mode, replications, seed)."""
-    sb = st.sidebar
-    file: Path = sb.selectbox(
-        "Scenario", scenario_files(), format_func=lambda p: p.name, key="sw_scenario", persist_state=KEEP
-    )
-    base = base_data(str(file))
-    kpi = sb.selectbox("KPI", list(KPIS), key="sw_kpi", persist_state=KEEP)
-    mode = sb.radio(
-        "Processing mode",
-        ["sequential", "concurrent"],
-        horizontal=True,
-        key="sw_mode",
-        persist_state=KEEP,
-        help="Ignored when a sweep axis is the processing mode",
-    )
-    reps = int(sb.number_input("Replications per run", 1, 10, DEFAULT_REPLICATIONS, key="sw_reps", persist_state=KEEP))
-    seed = int(
-        sb.number_input(
-            "Seed",
-            0,
-            2**31 - 1,
-            int(base.get("run", {}).get("seed", 1)),
-            key=f"sw_seed_{file.stem}",
-            persist_state=KEEP,
-        )
-    )
-    return file, len(base["deployment"]["hosts"]), kpi, mode, reps, seed
+def start(path: Path, out: Path, workers: int, total: int) -> None:
+    heartbeat = out.parent / f"{out.name}.heartbeat"
+    heartbeat.touch()
+    log = (out.parent / f"{out.name}.log").open("w")
+    cmd = [sys.executable, "-m", "pqtwin", "sweep", "run", str(path), "--out", str(out), "--workers", str(workers),
+           "--heartbeat", str(heartbeat)]  # fmt: skip
+    # our own interpreter and arguments (paths this page made): no shell, no user text in the command
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # noqa: S603
+    st.session_state["sw_job"] = {"proc": proc, "out": out, "heartbeat": heartbeat, "total": total,
+                                  "started": time.time(), "log": out.parent / f"{out.name}.log"}  # fmt: skip
 
 
-def axes(file: Path) -> tuple[str, str, list[Any], list[Any]]:
-    """The two parameters and their values (x, y); the grid thinned to at most MAX_RUNS points, with a note."""
-    c1, c2 = st.columns(2)
-    xname = c1.selectbox("X axis", list(PARAMS), index=0, key="sw_x", persist_state=KEEP)
-    yname = c2.selectbox("Y axis", [p for p in PARAMS if p != xname], index=0, key="sw_y", persist_state=KEEP)
-    xs, ys = pick(xname, c1, file), pick(yname, c2, file)
-    asked = len(xs) * len(ys)
-    while len(xs) * len(ys) > MAX_RUNS:
-        xs, ys = (thin(xs, len(xs) - 1), ys) if len(xs) >= len(ys) else (xs, thin(ys, len(ys) - 1))
-    if asked > MAX_RUNS:
-        st.info(
-            f"{asked} grid points asked; the app runs at most {MAX_RUNS}, so the longer axis was thinned "
-            f"evenly to {len(xs)} × {len(ys)}. Narrow a range for every point, or use `pqtwin sim` in a loop."
-        )
-    return xname, yname, xs, ys
+def stop() -> None:
+    """Ctrl-C to the sweep's process group: the engine cancels every task and writes what finished."""
+    job = st.session_state.get("sw_job")
+    if job is None:
+        return
+    proc: subprocess.Popen[bytes] = job["proc"]
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    job["heartbeat"].unlink(missing_ok=True)
+    st.session_state["sw_job"] = None
+    st.session_state["sw_last"] = f"Stopped: {len(finished(job['out']))} of {job['total']} runs had finished."
 
 
-def run_grid(
-    file: Path,
-    n0: int,
-    x: tuple[str, list[Any]],
-    y: tuple[str, list[Any]],
-    mode: str,
-    seed: int,
-    reps: int,
-    kpi: str,
-) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """Simulate every grid point (with a progress bar) → (the KPI per point, NaN where not simulated; one row
-    of every KPI per simulated point); points that cannot be simulated are reported per message."""
-    (xname, xs), (yname, ys) = x, y
-    value = KPIS[kpi][0]
-    z = np.full((len(ys), len(xs)), np.nan)
-    rows: list[dict[str, Any]] = []
-    problems: dict[str, list[str]] = {}  # message: the points it stopped
-    bar = st.progress(0.0, text="Sweeping…")
-    for j, yv in enumerate(ys):
-        for i, xv in enumerate(xs):
-            spec, m = cell(file, n0, {xname: xv, yname: yv}, mode)
-            try:
-                s = run_quiet(spec, m, seed, reps).summary
-            except UserError as exc:
-                problems.setdefault(exc.lines[0].split(": ", 1)[-1], []).append(f"{xv} × {yv}")
-            else:
-                z[j, i] = value(s)
-                rows.append({xname: xv, yname: yv, "mode": m, **{k: f(s) for k, (f, _) in KPIS.items()}})
-            bar.progress(
-                (j * len(xs) + i + 1) / (len(xs) * len(ys)),
-                text=f"Sweeping: run {j * len(xs) + i + 1} of {len(xs) * len(ys)}",
-            )
-    bar.empty()
-    for msg, cells in problems.items():
-        st.warning(f"Not simulated ({len(cells)} points, e.g. {cells[0]}): {msg}")
-    return z, rows
+def finished(out: Path) -> set[str]:
+    return store.finished(out) if (out / store.POINTS).exists() else set()
 
 
-def cell_text(z: np.ndarray, fmt: str, over: bool) -> list[list[str]]:
+@st.fragment(run_every=POLL_S)
+def progress() -> None:
+    """While the sweep runs: its progress, and the heartbeat that keeps it alive (a closed tab lets it stop)."""
+    job = st.session_state.get("sw_job")
+    if job is None:
+        return
+    job["heartbeat"].touch()
+    done, total = len(finished(job["out"])), job["total"]
+    elapsed = time.time() - job["started"]
+    eta = f", ~{human_s(elapsed / done * (total - done))} left" if 0 < done < total else ""
+    st.progress(min(done / max(total, 1), 1.0), text=f"Sweeping: {done} of {total} runs done ({elapsed:.0f} s{eta})")
+    if job["proc"].poll() is not None:
+        code = job["proc"].returncode
+        job["heartbeat"].unlink(missing_ok=True)
+        st.session_state["sw_job"] = None
+        tail = job["log"].read_text(errors="replace").strip().splitlines()[-3:] if job["log"].exists() else []
+        st.session_state["sw_last"] = "" if code == 0 else f"The sweep ended with exit code {code}: " + " ".join(tail)
+        st.rerun()
+
+
+# --- the results ---------------------------------------------------------------------------------------
+
+
+def results(out: Path, kpi: str) -> None:
+    if msg := st.session_state.pop("sw_last", ""):
+        st.warning(msg)
+    manifest = store.manifest(out)
+    df = store.results(out)
+    spec = analysis.spec_of(manifest)
+    pm = analysis.point_means(manifest, df)
+    failed = df.loc[df["error"].notna()] if "error" in df else df.iloc[0:0]
+    for msg, group in failed.groupby("error"):
+        st.warning(f"Not simulated ({group['point'].nunique()} runs): {msg}")
+    if pm.empty:
+        st.info(f"No run of `{show_path(out)}` has finished yet.")
+        return
+    col, scale, fmt = KPIS[kpi]
+    if col not in pm:
+        st.info(f"This sweep did not keep {kpi} (`{col}`).")
+        return
+    shown = pm.copy()
+    shown[col] = shown[col] * scale
+    keys = [a.key for a in spec.axes]
+    st.caption(f"{len(pm)} of {len(manifest['points'])} runs done, {spec.replications} replications each, seed "
+               f"{spec.seed} for every run (common random numbers). `{show_path(out)}/results.parquet`")  # fmt: skip
+    if len(keys) >= 2:
+        c1, c2 = st.columns(2)
+        x = c1.selectbox("Heatmap X", keys, index=0, key="sw_hx")
+        y = c2.selectbox("Heatmap Y", [k for k in keys if k != x], index=0, key="sw_hy")
+        fig = sweepreport.heatmap_figure(spec, shown, x, y, col)
+        over = "distribution" in col
+        fig.update_traces(texttemplate="%{text}", text=cell_text(fig.data[0].z, fmt, over))
+        fig.update_layout(title={"text": f"{kpi}: {len(pm)} runs ({spec.sweep}); other axes averaged"})
+        st.plotly_chart(fig, key="sw_heatmap")
+    st.plotly_chart(sweepreport.main_effects_figure(spec, shown, col), key="sw_effects")
+    kpis = [c for c, _, _ in KPIS.values() if c in pm and pm[c].nunique() > 1]
+    if kpis:
+        st.plotly_chart(sweepreport.sensitivity_figure(analysis.sensitivity(manifest, df, kpis)), key="sw_sens")
+    if (fig := sweepreport.pareto_figure(spec, pm)) is not None:
+        st.plotly_chart(fig, key="sw_pareto")
+    st.download_button("Sweep results (CSV)", df.to_csv(index=False), f"{spec.sweep}.csv", "text/csv",
+                       on_click="ignore")  # fmt: skip
+
+
+def cell_text(z: Any, fmt: str, over: bool) -> list[list[str]]:
     """The label of each heatmap cell; ▲ marks a point over the paper's line (distribution KPIs, in ms)."""
     return [
         ["—" if not np.isfinite(v) else format(v, fmt) + (" ▲" if over and v > PAPER_LINE_S * 1e3 else "") for v in row]
-        for row in z
+        for row in np.asarray(z, dtype=float)
     ]

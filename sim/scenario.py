@@ -430,17 +430,29 @@ def apply_override(data: dict[str, Any], item: str, parsed: dict[str, Any] | Non
 
 
 def set_path(data: dict[str, Any], key: str, value: Any) -> None:
-    """Set the field at a dotted path (apply_override's addressing) to a value already parsed."""
+    """Set the field at a dotted path (apply_override's addressing) to a value already parsed; a ``*`` part
+    stands for every item of a list (``deployment.hosts.*.profile=pi4-liboqs``: every host's)."""
     parts = key.split(".")
     key = shorten(key, 120)
     if len(parts) > MAX_PATH_PARTS:
         raise UserError(f"--set {key}: path of {len(parts)} parts; scenario fields are at most {MAX_PATH_PARTS} deep")
     if "" in parts:
         raise UserError(f"--set {key}: empty part in the dotted path")
-    node: Any = data
-    for i, part in enumerate(parts):
+    _set_parts(data, parts, 0, key, value)
+
+
+def _set_parts(node: Any, parts: list[str], start: int, key: str, value: Any) -> None:
+    for i in range(start, len(parts)):
+        part = parts[i]
         last = i == len(parts) - 1
         where = ".".join(parts[: i + 1])
+        if isinstance(node, list) and part == "*":  # every item: each gets its own copy of a section value
+            for j in range(len(node)):
+                if last:
+                    node[j] = copy.deepcopy(value)
+                else:
+                    _set_parts(node[j], parts, i + 1, key, value)
+            return
         if isinstance(node, list) and part == "-" and last:  # JSON Pointer's "-": append an item
             node.append(value)
         elif isinstance(node, list):

@@ -5,6 +5,7 @@ Also the app's scenario edits (number of nodes, devices per class) against the s
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -181,21 +182,80 @@ def test_compare_suites_table_and_sizes(tmp_path, monkeypatch):
     assert "PQC SLH-DSA" not in set(at.dataframe[0].value.suite)
 
 
-def test_sweep_heatmap_changes_and_caps_runs():
+def _sweep_job(at: AppTest) -> dict:
+    job = at.session_state["sw_job"]
+    assert job is not None and job["proc"].poll() is None
+    return job
+
+
+def test_sweep_runs_on_the_engine_in_the_background_and_shows_its_results(tmp_path, monkeypatch):
+    monkeypatch.setenv("PQTWIN_RUNS_DIR", str(tmp_path))
     at = start("Sweep")
-    (fig,) = figures(at)
-    z = fig["data"][0]["z"]
-    assert shape(z) == (4, 5)  # nodes 2..5 × model 50 k..1 M
-    assert "20 runs × 2 replications" in fig["layout"]["title"]["text"]
+    assert any("20 runs × 2 replications" in m.value and "estimated" in m.value for m in at.markdown)
+    assert figures(at) == []  # nothing has run yet
+    at.button(key="sw_run").click().run()
+    job = _sweep_job(at)  # a `pqtwin sweep run` process of its own, the page stays responsive
+    assert job["proc"].wait(timeout=180) == 0, job["log"].read_text()
+    at.run()
+    assert_clean(at)
+    figs = figures(at)
+    assert len(figs) == 4  # heatmap, main effects, sensitivity, Pareto front
+    z = figs[0]["data"][0]["z"]
+    assert shape(z) == (5, 4)  # model 50 k..1 M (y) × nodes 2..5 (x): the nodes axis comes first
+    assert "20 runs" in figs[0]["layout"]["title"]["text"]
+    assert (job["out"] / "results.parquet").exists() and not job["heartbeat"].exists()
     at.selectbox(key="sw_kpi").set_value("Crypto share of FL CPU time (%)").run()
     assert_clean(at)
     assert figures(at)[0]["data"][0]["z"] != z
+    # the directory can be opened again from the list of sweeps under runs/
+    at.multiselect(key="sw_axes").set_value(["KEM"]).run()  # another sweep set up: nothing of it has run
+    assert figures(at) == []
+    at.selectbox(key="sw_open").set_value(str(job["out"])).run()
+    assert_clean(at)
+    assert len(figures(at)) == 4
+
+
+def test_sweep_stop_cancels_the_run_and_keeps_what_finished(tmp_path, monkeypatch):
+    from tests.test_sweep_engine import _session_processes
+
+    monkeypatch.setenv("PQTWIN_RUNS_DIR", str(tmp_path))
+    at = start("Sweep")
+    at.select_slider(key="sw_Model size (parameters)_paper-3node").set_value((10_000, 5_000_000)).run()
+    at.number_input(key="sw_reps").set_value(6).run()
+    at.button(key="sw_run").click().run()
+    job = _sweep_job(at)
+    deadline = time.monotonic() + 120
+    while not (job["out"] / "points").exists() or not list((job["out"] / "points").glob("*.parquet")):
+        assert time.monotonic() < deadline and job["proc"].poll() is None
+        time.sleep(0.1)
+    at.button(key="sw_stop").click().run()
+    assert_clean(at)
+    assert job["proc"].returncode == 130  # Ctrl-C: every task cancelled
+    time.sleep(1)
+    assert _session_processes(job["proc"].pid) == []  # no worker left behind
+    assert any(w.value.startswith("Stopped:") for w in at.warning)
+    done = len(list((job["out"] / "points").glob("*.parquet")))
+    assert 1 <= done < 36
+    assert len(figures(at)) >= 2  # what finished is shown
+
+
+def test_sweep_thins_each_axis_once_from_its_own_list():
+    from app_pages.explore import MODEL_SIZES
+    from app_pages.sweep import thin_grid
+
+    models, nodes = thin_grid([MODEL_SIZES, [1, 2, 3, 4, 5, 6]], 30)
+    assert len(models) * len(nodes) <= 30 and len(models) * len(nodes) >= 24
+    assert models[0] == 10_000 and models[-1] == 5_000_000 and nodes == [1, 2, 3, 4, 5, 6]
+    assert any(100_000 <= m <= 1_000_000 for m in models)  # the middle of the range survives
+    at = start("Sweep")
+    at.multiselect(key="sw_axes").set_value(["Model size (parameters)", "Number of nodes", "Devices per population",
+                                              "Link bandwidth, every network link (Mbit/s)"]).run()  # fmt: skip
     at.select_slider(key="sw_Model size (parameters)_paper-3node").set_value((10_000, 5_000_000)).run()
     at.select_slider(key="sw_Number of nodes_paper-3node").set_value((1, 6)).run()
     assert_clean(at)
-    assert any("54 grid points" in i.value and "at most 30" in i.value for i in at.info)
-    rows, cols = shape(figures(at)[0]["data"][0]["z"])
-    assert rows * cols <= 30
+    assert any("grid points asked" in i.value and "at most 400" in i.value for i in at.info)
+    runs = next(m.value for m in at.markdown if "runs ×" in m.value)
+    assert int(runs.split("**")[1].split()[0]) <= 400
 
 
 def test_twin_compares_run_directories(tmp_path, monkeypatch):

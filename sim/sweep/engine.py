@@ -57,7 +57,8 @@ def tasks(plan: Plan, skip: set[str]) -> list[Task]:
             continue
         assert p.scenario is not None
         values = {a.key: a.column(p.values[a.key]) for a in spec.axes}
-        out.append(Task(p.index, p.hash, values, p.scenario, p.seed, spec.replications, tuple(spec.kpis)))
+        priority = round((p.est_wall_s or 0.0) * 1e3)
+        out.append(Task(p.index, p.hash, values, p.scenario, p.seed, spec.replications, tuple(spec.kpis), priority))
     return out
 
 
@@ -132,7 +133,9 @@ def _gather(c: Any, todo: list[Task], out: Path, report: Report, progress: Progr
             should_stop: Callable[[], bool] | None) -> None:  # fmt: skip
     from distributed import as_completed
 
-    futures = {c.submit(run_point, t, key=f"point-{t.hash}-{time.time_ns()}", pure=False): t for t in todo}
+    # the longest points first (by the plan's estimate): a long point started last would leave a worker idle
+    futures = {c.submit(run_point, t, key=f"point-{t.hash}-{time.time_ns()}", pure=False,
+                        priority=t.priority): t for t in todo}  # fmt: skip
     pending = as_completed(list(futures))
     try:
         while not pending.is_empty():

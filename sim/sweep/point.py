@@ -34,6 +34,7 @@ class Task:
     seed: int
     replications: int
     kpis: tuple[str, ...]
+    priority: int = 0  # Dask runs higher first: the estimated milliseconds of simulation
 
 
 @dataclass(frozen=True)
