@@ -85,7 +85,7 @@ def _plan(sweep: Path, budget: tuple[float, float]) -> Any:
     from sim.sweep.spec import load_sweep
 
     spec, scenario = load_sweep(sweep)
-    p = plan(spec, scenario, budget=budget)
+    p = plan(spec, scenario, budget=budget, source=sweep)
     if p.invalid:
         n = sum(len(v) for v in p.invalid.values())
         raise UserError([f"{sweep}: {n} of {p.designed} points cannot be simulated (skip them with a constraint):",
@@ -97,7 +97,7 @@ def _plan(sweep: Path, budget: tuple[float, float]) -> Any:
 
 def _counts(plan: Any) -> str:
     extra = [f"{plan.skipped:,} skipped by constraints" if plan.skipped else "",
-             f"{plan.duplicates:,} drawn twice" if plan.duplicates else ""]  # fmt: skip
+             f"{plan.duplicates:,} duplicates (the scenario and seed of an earlier point)" if plan.duplicates else ""]  # fmt: skip
     extras = "; ".join(e for e in extra if e)
     return f"{len(plan.points):,} points of {plan.designed:,} designed ({plan.spec.design})" + (
         f", {extras}" if extras else ""

@@ -20,6 +20,7 @@ import hashlib
 import itertools
 import json
 import pickle
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from sim.scenario import MAX_SEED, ProfileCache, Scenario, apply_override, load_
 from sim.sweep.spec import SweepSpec, check_constraint, holds
 from sim.telemetry import refusal
 
+_GOT = re.compile(r" \(got .*\)$")  # the value a problem names, which varies over the points it stops
 ESTIMATED = 2_000  # points whose cost is estimated; a larger sweep estimates a uniform sample of this many
 
 
@@ -55,8 +57,11 @@ class Plan:
     points: list[Point]  # valid points to run, in design order
     designed: int  # points the design drew
     skipped: int  # by the constraints
-    duplicates: int  # drawn twice by a random design (same values, same seed: run once)
-    invalid: dict[str, list[Point]] = field(default_factory=dict)  # problem: the points it stops
+    duplicates: int  # the scenario and seed of an earlier point (drawn twice, or equivalent levels): run once
+    # a problem (its message without the value, which varies over the points it stops): those points, and the
+    # message of the first of them in full
+    invalid: dict[str, list[Point]] = field(default_factory=dict)
+    messages: dict[str, str] = field(default_factory=dict)
 
     @property
     def estimated(self) -> int:
@@ -71,8 +76,8 @@ class Plan:
     def problems(self, limit: int = 10) -> list[str]:
         """One line per distinct problem: how many points it stops and the first of them."""
         lines = []
-        for msg, pts in list(self.invalid.items())[:limit]:
-            lines.append(f"{len(pts)} point(s), e.g. #{pts[0].index} {describe(pts[0].values)}: {msg}")
+        for key, pts in list(self.invalid.items())[:limit]:
+            lines.append(f"{len(pts)} point(s), e.g. #{pts[0].index} {describe(pts[0].values)}: {self.messages[key]}")
         if len(self.invalid) > limit:
             lines.append(f"... and {len(self.invalid) - limit} more distinct problems")
         return lines
@@ -95,11 +100,15 @@ def design(spec: SweepSpec) -> list[dict[str, Any]]:
     n = spec.size
     columns: list[list[Any]] = []
     for a in spec.axes:
-        u = (rng.permutation(n) + rng.random(n)) / n if spec.design == "lhs" else rng.random(n)
+        lhs = spec.design == "lhs"
+        strata = rng.permutation(n) if lhs else None
+        u = (strata + rng.random(n)) / n if strata is not None else rng.random(n)
         levels = a.choices(False)
         if levels is None:
             assert a.range is not None
             columns.append([a.range.at(float(x)) for x in u])
+        elif strata is not None:  # the stratum picks the level: each level floor(n/k) or ceil(n/k) times
+            columns.append([levels[int(s) * len(levels) // n] for s in strata])
         else:
             columns.append([levels[min(int(x * len(levels)), len(levels) - 1)] for x in u])
     return [{a.key: col[i] for a, col in zip(spec.axes, columns, strict=True)} for i in range(n)]
@@ -116,11 +125,13 @@ def point_seeds(spec: SweepSpec, n: int) -> list[int]:
 
 
 def plan(spec: SweepSpec, scenario_path: Path, estimate: bool = True,
-         budget: tuple[float, float] = (costs.DEFAULT_MAX_MEMORY_GIB, costs.DEFAULT_MAX_MINUTES)) -> Plan:  # fmt: skip
+         budget: tuple[float, float] = (costs.DEFAULT_MAX_MEMORY_GIB, costs.DEFAULT_MAX_MINUTES),
+         source: Path | None = None) -> Plan:  # fmt: skip
     """Draw the design, apply the constraints and validate every remaining point (module docstring). A point
     whose estimated cost is over ``budget`` (GiB of memory, minutes: as ``pqtwin sim``'s) is invalid: it would
-    take a worker down. Above ESTIMATED points only the sampled ones are estimated, and so checked."""
-    builder = _Builder(spec, scenario_path, budget)
+    take a worker down. Above ESTIMATED points only the sampled ones are estimated, and so checked.
+    ``source`` (the sweep file) names where a mistake of the sweep itself is (its ``set``, a constraint)."""
+    builder = _Builder(spec, scenario_path, budget, source or Path("<sweep>"))
     drawn = design(spec)
     seeds = point_seeds(spec, len(drawn))
     sample = _estimate_sample(spec, len(drawn)) if estimate else set()
@@ -148,11 +159,14 @@ def _estimate_sample(spec: SweepSpec, n: int) -> set[int]:
 class _Builder:
     """Turns drawn points into the plan's valid points, its skipped and duplicate counts and its problems."""
 
-    def __init__(self, spec: SweepSpec, path: Path, budget: tuple[float, float]):
-        self.spec, self.path, self.budget = spec, path, budget
+    def __init__(self, spec: SweepSpec, path: Path, budget: tuple[float, float], source: Path):
+        self.spec, self.path, self.budget, self.source = spec, path, budget, source
         self.base = load_yaml(path)
-        for item in spec.set:
-            apply_override(self.base, item)  # a bad fixed override stops the sweep: it is in every point
+        for i, item in enumerate(spec.set):
+            try:
+                apply_override(self.base, item)  # a bad fixed override stops the sweep: it is in every point
+            except UserError as exc:
+                raise UserError(f"{source}: set[{i}]: {exc.lines[0]}") from None
         self.trees = [(check_constraint(text, {a.key for a in spec.axes}), text) for text in spec.constraints]
         self.profiles = ProfileCache()
         self.parsed: dict[str, Any] = {}  # override values already parsed
@@ -163,15 +177,23 @@ class _Builder:
         """Check one drawn point against the constraints, validate it and add it to the plan or its problems."""
         spec, out = self.spec, self.out
         at = {a.key: a.position(values[a.key]) for a in spec.axes}
-        if not all(holds(tree, at, text) for tree, text in self.trees):
-            out.skipped += 1
-            return
+        for i, (tree, text) in enumerate(self.trees):
+            try:
+                ok = holds(tree, at, text)
+            except UserError as exc:
+                raise UserError(f"{self.source}: constraints[{i}]: {exc.lines[0]}") from None
+            if not ok:
+                out.skipped += 1
+                return
         overrides = tuple(s for a in spec.axes for s in a.overrides(values[a.key]))
         point = Point(index, values, (*spec.set, *overrides), seed)
         try:
             point = self.validated(point, estimate)
         except UserError as exc:
-            out.invalid.setdefault(exc.lines[0].split(": ", 1)[-1], []).append(point)
+            message = exc.lines[0].removeprefix(f"{self.path}: ")  # the scenario file: the same for every point
+            key = _GOT.sub("", message)
+            out.messages.setdefault(key, message)
+            out.invalid.setdefault(key, []).append(point)
             return
         if point.hash in self.seen:
             out.duplicates += 1

@@ -39,7 +39,7 @@ AXIS_NAME = r"^[a-z][a-z0-9_]{0,39}$"
 # columns every row has; an axis may not take these names (nor a KPI's first part)
 RESERVED = frozenset({"point", "replication", "seed", "hash", "error", "error_kind", "replications", "events",
                       "sim_time_s", "rounds_completed", "rounds_failed", "crypto_share", "retransmissions",
-                      "initial_accuracy"})  # fmt: skip
+                      "initial_accuracy", "true", "false"})  # fmt: skip
 
 
 class _Strict(BaseModel):
