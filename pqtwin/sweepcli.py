@@ -96,8 +96,8 @@ def _plan(sweep: Path, budget: tuple[float, float]) -> Any:
 
 
 def _counts(plan: Any) -> str:
-    extra = [f"{plan.skipped:,} skipped by constraints" if plan.skipped else "",
-             f"{plan.duplicates:,} duplicates (the scenario and seed of an earlier point)" if plan.duplicates else ""]  # fmt: skip
+    dup = f"{plan.duplicates:,} duplicates (the scenario and seed of an earlier point)"
+    extra = [f"{plan.skipped:,} skipped by constraints" if plan.skipped else "", dup if plan.duplicates else ""]
     extras = "; ".join(e for e in extra if e)
     return f"{len(plan.points):,} points of {plan.designed:,} designed ({plan.spec.design})" + (
         f", {extras}" if extras else ""
