@@ -216,6 +216,7 @@ def test_sweep_runs_on_the_engine_in_the_background_and_shows_its_results(tmp_pa
 
 
 def test_sweep_stop_cancels_the_run_and_keeps_what_finished(tmp_path, monkeypatch):
+    from sim.sweep import store
     from tests.test_sweep_engine import _session_processes
 
     monkeypatch.setenv("PQTWIN_RUNS_DIR", str(tmp_path))
@@ -225,7 +226,7 @@ def test_sweep_stop_cancels_the_run_and_keeps_what_finished(tmp_path, monkeypatc
     at.button(key="sw_run").click().run()
     job = _sweep_job(at)
     deadline = time.monotonic() + 120
-    while not (job["out"] / "points").exists() or not list((job["out"] / "points").glob("*.parquet")):
+    while not (job["out"] / "points").exists() or not store.finished(job["out"]):
         assert time.monotonic() < deadline and job["proc"].poll() is None
         time.sleep(0.1)
     at.button(key="sw_stop").click().run()
@@ -234,7 +235,7 @@ def test_sweep_stop_cancels_the_run_and_keeps_what_finished(tmp_path, monkeypatc
     time.sleep(1)
     assert _session_processes(job["proc"].pid) == []  # no worker left behind
     assert any(w.value.startswith("Stopped:") for w in at.warning)
-    done = len(list((job["out"] / "points").glob("*.parquet")))
+    done = len(store.finished(job["out"]))
     assert 1 <= done < 36
     assert len(figures(at)) >= 2  # what finished is shown
 

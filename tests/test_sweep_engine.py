@@ -171,8 +171,10 @@ def test_a_stopped_sweep_leaves_whole_files_and_resumes_to_the_same_result(tmp_p
     assert _session_processes(proc.pid) == []
     done = store.finished(out)
     assert 2 <= len(done) < 12
-    for f in (out / store.POINTS).glob("*.parquet"):  # every file there is whole
-        assert len(pd.read_parquet(f)) == 2
+    for f in (out / store.POINTS).glob("*.parquet"):  # every file there is whole, with every row of its points
+        rows = pd.read_parquet(f)
+        assert (rows.groupby("hash").size() == 2).all()
+    assert not list((out / store.POINTS).glob("*.tmp"))
     r = cli("sweep", str(sweep), "--out", str(out), "--workers", "2")
     assert r.returncode == 0, r.stderr
     assert f"resumed: {len(done)} of 12 points were already done" in r.stdout

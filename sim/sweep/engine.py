@@ -1,8 +1,9 @@
 """Running a sweep's points on Dask ``distributed``: a local cluster of processes, or any running scheduler.
 
-`run(plan, out)` submits one task per point not yet finished (sim/sweep/store.py), writes each point's rows as it
-comes back and logs its wall time. The client (this process) does all the writing, so remote workers need the
-package installed but no files: a task carries its validated scenario with the profiles that price it.
+`run(plan, out)` submits one task per point not yet finished (sim/sweep/store.py), and writes the points' rows as
+they come back (every FLUSH_S) with their wall times. The client (this process) does all the writing, so remote
+workers need the package installed but no files: a task carries its validated scenario with the profiles that
+price it.
 
 Stopping: Ctrl-C (KeyboardInterrupt) or ``should_stop()`` returning true cancels every task still queued or
 running (a local cluster's worker processes are shut down with it); what finished is on disk, whole.
@@ -29,6 +30,8 @@ from sim.sweep.plan import Plan
 from sim.sweep.point import Outcome, Task, run_point
 
 POLL_S = 0.05  # how often a waiting client looks for finished points and for a stop
+FLUSH_S = 1.0  # finished points are written at least this often (a kill loses at most this much work)
+FLUSH_POINTS = 256
 CONNECT_TIMEOUT_S = 10.0
 WORKER_WAIT_S = 30.0
 
@@ -137,20 +140,55 @@ def _gather(c: Any, todo: list[Task], out: Path, report: Report, progress: Progr
     futures = {c.submit(run_point, t, key=f"point-{t.hash}-{time.time_ns()}", pure=False,
                         priority=t.priority): t for t in todo}  # fmt: skip
     pending = as_completed(list(futures))
+    batch = _Batch(out, report)
     try:
         while not pending.is_empty():
             if should_stop is not None and should_stop():
                 report.stopped = True
                 break
             if not pending.has_ready():
+                batch.flush_if_due()
                 time.sleep(POLL_S)
                 continue
             for fut in pending.next_batch(block=False):
-                _record(out, futures[fut], _outcome(fut, futures[fut]), report)
-                if progress:
-                    progress(report.already + report.done + len(report.failed), report.total, len(report.failed))
+                batch.add(futures[fut], _outcome(fut, futures[fut]))
+            if progress:
+                progress(report.already + report.done + len(report.failed), report.total, len(report.failed))
     finally:
         c.cancel([f for f in futures if not f.done()], force=True)
+        batch.flush()  # what finished, whatever stopped the sweep
+
+
+class _Batch:
+    """Finished points not yet on disk: written as one part file every FLUSH_S (or FLUSH_POINTS points)."""
+
+    def __init__(self, out: Path, report: Report):
+        self.out, self.report = out, report
+        self.rows: list[dict[str, Any]] = []
+        self.logs: list[dict[str, Any]] = []
+        self.since = time.monotonic()
+
+    def add(self, task: Task, outcome: Outcome) -> None:
+        self.rows += outcome.rows
+        self.logs.append({"point": task.index, "hash": task.hash, "wall_s": round(outcome.wall_s, 6),
+                          "error_kind": outcome.error_kind})  # fmt: skip
+        self.report.point_wall_s += outcome.wall_s
+        if outcome.error is None:
+            self.report.done += 1
+        else:
+            self.report.failed.append((task.index, outcome.error))
+        if len(self.logs) >= FLUSH_POINTS:
+            self.flush()
+
+    def flush_if_due(self) -> None:
+        if self.logs and time.monotonic() - self.since >= FLUSH_S:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.logs:
+            store.write_points(self.out, self.rows)
+            store.log(self.out, self.logs)
+        self.rows, self.logs, self.since = [], [], time.monotonic()
 
 
 def _outcome(fut: Any, task: Task) -> Outcome:
@@ -162,14 +200,3 @@ def _outcome(fut: Any, task: Task) -> Outcome:
                  "error": msg, "error_kind": "crash"} for r in range(task.replications)]  # fmt: skip
         return Outcome(task.hash, rows, 0.0, msg, "crash")
     return result
-
-
-def _record(out: Path, task: Task, outcome: Outcome, report: Report) -> None:
-    store.write_point(out, task.hash, outcome.rows, outcome.error_kind == "crash")
-    store.log(out, {"point": task.index, "hash": task.hash, "wall_s": round(outcome.wall_s, 6),
-                    "error_kind": outcome.error_kind})  # fmt: skip
-    report.point_wall_s += outcome.wall_s
-    if outcome.error is None:
-        report.done += 1
-    else:
-        report.failed.append((task.index, outcome.error))

@@ -1,14 +1,18 @@
 """A sweep's result directory: a Parquet dataset written as points finish, and what is needed to resume it.
 
-    DIR/sweep.json              the plan: the sweep file's content, root seed, every point (index, hash, seed, values)
-    DIR/points/<hash>.parquet   one finished point: a row per replication (axis columns + every KPI)
-    DIR/points/<hash>.crash.parquet   a point whose run crashed (not a user error): run again on resume
-    DIR/results.parquet         every row of the plan's points, in (point, replication) order: written at the end
-    DIR/log.jsonl               per point: wall time of its simulation, when it finished (machine facts: kept out of
-                                the results, which are the same on any machine and with any number of workers)
+    DIR/sweep.json                 the plan: the sweep file's content, root seed, every point (index, hash, seed,
+                                   values, the --set overrides that make it)
+    DIR/points/part-<t>-<n>.parquet  points that finished together (within FLUSH_S): a row per point and
+                                   replication, axis columns + every KPI; ``hash`` names the point
+    DIR/results.parquet            every row of the plan's points, in (point, replication) order: written at the end
+    DIR/log.jsonl                  per point: wall time of its simulation, when it finished (machine facts: kept out
+                                   of the results, which are the same on any machine and with any number of workers)
 
 Every file appears whole or not at all (written under a temporary name, then renamed): a sweep killed at any
-moment leaves only whole points, and rerunning the same command skips them.
+moment leaves only whole points, and rerunning the same command skips them. A point whose run crashed (not a
+user error: ``error_kind: crash``) is not finished; it runs again on resume, and its new rows win.
+Points are written in batches because Parquet's cost is per column and file (~5 ms for a point's 200 columns),
+which a client writing every point alone would take from the workers on a machine of few cores.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from sim.contract import atomic_write, write_json
 from sim.errors import UserError
@@ -29,7 +35,6 @@ MANIFEST = "sweep.json"
 POINTS = "points"
 RESULTS = "results.parquet"
 LOG = "log.jsonl"
-CRASH = ".crash"
 
 
 def prepare(out: Path, plan: Plan, sweep_file: Path) -> None:
@@ -60,27 +65,38 @@ def manifest_data(plan: Plan, sweep_file: Path) -> dict[str, Any]:
         "designed": plan.designed,
         "skipped": plan.skipped,
         "duplicates": plan.duplicates,
-        "points": [{"point": p.index, "hash": p.hash, "seed": p.seed,
+        "points": [{"point": p.index, "hash": p.hash, "seed": p.seed, "overrides": list(p.overrides),
                     "values": {a.key: a.column(p.values[a.key]) for a in plan.spec.axes}} for p in plan.points],
     }  # fmt: skip
 
 
+def _parts(out: Path) -> list[Path]:
+    return sorted((out / POINTS).glob("part-*.parquet"))  # written in time order: later files win
+
+
 def finished(out: Path) -> set[str]:
     """Hashes of the points whose results are there (crashed points are not finished: they run again)."""
-    return {f.name.removesuffix(".parquet") for f in (out / POINTS).glob("*.parquet") if CRASH not in f.name}
+    done: set[str] = set()
+    for part in _parts(out):
+        t = pq.read_table(part, columns=["hash", "error_kind"])
+        kinds = t.column("error_kind").to_pylist()
+        done.update(h for h, k in zip(t.column("hash").to_pylist(), kinds, strict=True) if k != "crash")
+    return done
 
 
-def write_point(out: Path, point_hash: str, rows: list[dict[str, Any]], crashed: bool) -> None:
+def write_points(out: Path, rows: list[dict[str, Any]]) -> None:
+    """One part file of the rows of points that finished (every row of each of them)."""
+    columns = dict.fromkeys(k for r in rows for k in r)  # the union: points may keep different KPIs
+    table = pa.table({k: [r.get(k) for r in rows] for k in columns})
     buf = io.BytesIO()
-    pd.DataFrame(rows).to_parquet(buf, index=False)
-    atomic_write(out / POINTS / f"{point_hash}{CRASH if crashed else ''}.parquet", buf.getvalue())
-    if not crashed:
-        (out / POINTS / f"{point_hash}{CRASH}.parquet").unlink(missing_ok=True)
+    pq.write_table(table, buf, write_statistics=False)
+    atomic_write(out / POINTS / f"part-{time.time_ns()}-{len({r['hash'] for r in rows})}.parquet", buf.getvalue())
 
 
-def log(out: Path, entry: dict[str, Any]) -> None:
+def log(out: Path, entries: list[dict[str, Any]]) -> None:
+    now = round(time.time(), 3)
     with (out / LOG).open("a") as f:
-        f.write(json.dumps(entry | {"finished_unix_s": round(time.time(), 3)}) + "\n")
+        f.write("".join(json.dumps(e | {"finished_unix_s": now}) + "\n" for e in entries))
 
 
 def read_log(out: Path) -> list[dict[str, Any]]:
@@ -106,16 +122,17 @@ def manifest(out: Path) -> dict[str, Any]:
 
 
 def collect(out: Path) -> pd.DataFrame:
-    """Every row of the manifest's points that are there (finished or crashed), in (point, replication) order."""
-    frames = []
-    for p in manifest(out)["points"]:
-        for name in (f"{p['hash']}.parquet", f"{p['hash']}{CRASH}.parquet"):
-            if (out / POINTS / name).exists():
-                frames.append(pd.read_parquet(out / POINTS / name))
-                break
+    """Every row of the manifest's points that are there (finished or crashed), in (point, replication) order;
+    a point run again after a crash has its new rows only."""
+    wanted = {p["hash"] for p in manifest(out)["points"]}
+    frames = [pd.read_parquet(part) for part in _parts(out)]
+    frames = [f[f["hash"].isin(wanted)] for f in frames if len(f)]
     if not frames:
         return pd.DataFrame(columns=["point", "replication", "seed", "hash", "error", "error_kind"])
     df = pd.concat(frames, ignore_index=True)
+    ok = set(df.loc[df["error_kind"] != "crash", "hash"])
+    df = df[(df["error_kind"] != "crash") | ~df["hash"].isin(ok)]
+    df = df.drop_duplicates(["hash", "replication"], keep="last")
     return df.sort_values(["point", "replication"], kind="stable").reset_index(drop=True)
 
 
