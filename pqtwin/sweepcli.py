@@ -64,7 +64,7 @@ def check_cmd(
     from sim.sweep.plan import human_s
 
     started = time.perf_counter()
-    plan = _plan(sweep, (max_memory_gib, max_minutes))
+    plan = _plan(sweep, (max_memory_gib, max_minutes), os.cpu_count() or 1)
     n_workers = workers or os.cpu_count() or 1
     _say(f"{sweep}: ok — {_counts(plan)}; {plan.spec.replications} replications each; "
          f"estimated simulation time {human_s(plan.est_wall_s)}{_sampled(plan)} "
@@ -78,14 +78,14 @@ def _sampled(plan: Any) -> str:
     return f" (from a uniform sample of {n:,} points)" if n < len(plan.points) else ""
 
 
-def _plan(sweep: Path, budget: tuple[float, float]) -> Any:
+def _plan(sweep: Path, budget: tuple[float, float], processes: int = 1) -> Any:
     """The sweep's plan; every invalid point is an error (a line per distinct problem)."""
     from sim.errors import UserError
     from sim.sweep.plan import plan
     from sim.sweep.spec import load_sweep
 
     spec, scenario = load_sweep(sweep)
-    p = plan(spec, scenario, budget=budget, source=sweep)
+    p = plan(spec, scenario, budget=budget, source=sweep, processes=processes)
     if p.invalid:
         n = sum(len(v) for v in p.invalid.values())
         raise UserError([f"{sweep}: {n} of {p.designed} points cannot be simulated (skip them with a constraint):",

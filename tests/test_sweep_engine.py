@@ -246,3 +246,29 @@ def test_report_writes_a_self_contained_html(tmp_path):
     assert "Sensitivity" in html and "Main effects on round_latency_s.mean" in html and "Pareto front" in html
     assert '<script src="http' not in html and "plotly" in html.lower()  # the library inlined: opens offline
     assert "kem" in r.stdout and "mode" in r.stdout
+
+
+def test_a_check_in_forked_processes_gives_the_plan_of_one_process(tmp_path):
+    sweep = tmp_path / "big.yaml"
+    sweep.write_text(f"""
+sweep: big
+scenario: {SCENARIOS / "paper-3node.yaml"}
+design: lhs
+size: 2500
+seed: 3
+axes:
+  - {{name: model, path: workload.fl.model_parameters, range: {{low: 10000, high: 1000000, log: true, integer: true}}}}
+  - {{path: workload.crypto.kem, values: [ML-KEM-512, ML-KEM-768, NOT-A-KEM]}}
+  - {{name: mode, path: workload.processing.mode, values: [sequential, concurrent]}}
+constraints: ["model < 900000 or mode == 'concurrent'"]
+""")
+    spec, scenario = load_sweep(sweep)
+    one, two = plan(spec, scenario), plan(spec, scenario, processes=2)
+
+    def summary(p):
+        return ([(q.index, q.hash, q.est_wall_s) for q in p.points], p.designed, p.skipped, p.duplicates,
+                {k: [q.index for q in v] for k, v in p.invalid.items()}, p.problems())  # fmt: skip
+
+    assert summary(one) == summary(two)
+    assert one.skipped > 0 and one.invalid and len(one.points) > 1000
+    assert all(q.scenario is None for q in two.points)  # a check keeps no scenarios

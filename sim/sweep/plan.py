@@ -14,13 +14,16 @@ one seed per point for ``seeds: independent`` (``seeds: common`` gives every poi
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import hashlib
 import itertools
 import json
+import multiprocessing as mp
 import pickle
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,7 @@ from sim.sweep.spec import SweepSpec, check_constraint, holds
 from sim.telemetry import refusal
 
 _GOT = re.compile(r" \(got .*\)$")  # the value a problem names, which varies over the points it stops
+PARALLEL_FROM = 2_000  # points: fewer are validated in one process (forking costs ~0.1 s)
 ESTIMATED = 2_000  # points whose cost is estimated; a larger sweep estimates a uniform sample of this many
 
 
@@ -126,25 +130,78 @@ def point_seeds(spec: SweepSpec, n: int) -> list[int]:
 
 def plan(spec: SweepSpec, scenario_path: Path, estimate: bool = True,
          budget: tuple[float, float] = (costs.DEFAULT_MAX_MEMORY_GIB, costs.DEFAULT_MAX_MINUTES),
-         source: Path | None = None) -> Plan:  # fmt: skip
+         source: Path | None = None, processes: int = 1) -> Plan:  # fmt: skip
     """Draw the design, apply the constraints and validate every remaining point (module docstring). A point
     whose estimated cost is over ``budget`` (GiB of memory, minutes: as ``pqtwin sim``'s) is invalid: it would
     take a worker down. Above ESTIMATED points only the sampled ones are estimated, and so checked.
-    ``source`` (the sweep file) names where a mistake of the sweep itself is (its ``set``, a constraint)."""
+    ``source`` (the sweep file) names where a mistake of the sweep itself is (its ``set``, a constraint).
+
+    ``processes`` > 1 validates a large design in that many forked processes (``pqtwin sweep check``); their
+    points come back without their ``scenario`` (a check needs none; a run plans in one process)."""
     builder = _Builder(spec, scenario_path, budget, source or Path("<sweep>"))
     drawn = design(spec)
     seeds = point_seeds(spec, len(drawn))
     sample = _estimate_sample(spec, len(drawn)) if estimate else set()
+    jobs = list(zip(range(len(drawn)), drawn, seeds, strict=True))
+    if processes > 1 and len(drawn) >= PARALLEL_FROM and "fork" in mp.get_all_start_methods():
+        return _merged(builder, jobs, sample, processes)
     builder.out.designed = len(drawn)
-    gc_was = gc.isenabled()
-    gc.disable()  # thousands of scenarios kept alive: the collector's passes over them are a third of the time
-    try:
-        for index, (values, seed) in enumerate(zip(drawn, seeds, strict=True)):
+    with _no_gc():
+        for index, values, seed in jobs:
             builder.add(index, values, seed, index in sample)
-    finally:
-        if gc_was:
-            gc.enable()
     return builder.out
+
+
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """Thousands of scenarios kept alive: the collector's passes over them were a third of the time."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+_FORKED: tuple[_Builder, set[int]] | None = None  # the builder and sample a forked validator inherits
+
+
+def _validate_chunk(jobs: list[tuple[int, dict[str, Any], int]]) -> Plan:
+    assert _FORKED is not None
+    builder, sample = _FORKED
+    builder.keep_scenarios = False  # Scenario objects would cost more to send back than to check
+    with _no_gc():
+        for index, values, seed in jobs:
+            builder.add(index, values, seed, index in sample)
+    return builder.out
+
+
+def _merged(builder: _Builder, jobs: list[tuple[int, dict[str, Any], int]], sample: set[int], n: int) -> Plan:
+    global _FORKED
+    _FORKED = (builder, sample)
+    size = -(-len(jobs) // n)
+    try:
+        with mp.get_context("fork").Pool(n) as pool:
+            parts = pool.map(_validate_chunk, [jobs[i : i + size] for i in range(0, len(jobs), size)])
+    finally:
+        _FORKED = None
+    out = builder.out
+    out.designed = len(jobs)
+    seen: set[str] = set()
+    for part in parts:  # in design order: the first of equal points is kept, as in one process
+        out.skipped += part.skipped
+        out.duplicates += part.duplicates
+        for p in part.points:
+            if p.hash in seen:
+                out.duplicates += 1
+            else:
+                seen.add(p.hash)
+                out.points.append(p)
+        for key, pts in part.invalid.items():
+            out.messages.setdefault(key, part.messages[key])
+            out.invalid.setdefault(key, []).extend(pts)
+    return out
 
 
 def _estimate_sample(spec: SweepSpec, n: int) -> set[int]:
@@ -172,6 +229,7 @@ class _Builder:
         self.parsed: dict[str, Any] = {}  # override values already parsed
         self.seen: set[str] = set()
         self.out = Plan(spec, path, [], 0, 0, 0)
+        self.keep_scenarios = True
 
     def add(self, index: int, values: dict[str, Any], seed: int, estimate: bool) -> None:
         """Check one drawn point against the constraints, validate it and add it to the plan or its problems."""
@@ -222,7 +280,9 @@ class _Builder:
                 raise UserError(problem)
             wall = cost.wall_s
         h = point_hash(self.spec, s, identity, point.seed)
-        return Point(point.index, point.values, point.overrides, point.seed, h, s, wall)
+        return Point(
+            point.index, point.values, point.overrides, point.seed, h, s if self.keep_scenarios else None, wall
+        )
 
 
 def point_hash(spec: SweepSpec, s: Scenario, data: str, seed: int) -> str:
