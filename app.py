@@ -21,7 +21,7 @@ PAGES = {
 CAPTIONS = [
     "what-if on one scenario",
     "crypto suites side by side",
-    "two parameters → heatmap",
+    "many what-ifs on the sweep engine",
     "measured vs simulated",
     "guided story for teaching",
 ]

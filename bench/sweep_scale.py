@@ -9,6 +9,8 @@
 2. Overhead per point of the engine (submitting, shipping the scenario, sending rows back, writing the point's
    Parquet file and log line): (wall(1 worker) - the points' own simulation time) / points, as a share of a point's
    mean simulation time, on the 1-worker run (the client has the other core). Goal: <= 5 %.
+   Beside them, the same points in a bare ``multiprocessing`` pool of 1 and 2 processes: how far the machine itself
+   scales (two vCPUs of a shared host may not give two cores' worth), and how close the engine comes to it.
 3. ``pqtwin sweep check`` of a 10,000-point Latin hypercube (the same axes), the whole command timed: validation of
    every point, cost estimated on a 2,000-point sample. Goal: < 10 s.
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
 import shutil
 import subprocess
@@ -29,6 +32,7 @@ from pathlib import Path
 
 from sim.sweep import engine, store
 from sim.sweep.plan import plan
+from sim.sweep.point import run_point
 from sim.sweep.spec import load_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,6 +62,22 @@ def timed_sweep(sweep: Path, out: Path, workers: int) -> engine.Report:
     return engine.run(p, out, workers=workers)
 
 
+def pool_wall_s(sweep: Path, processes: int) -> float:
+    """The same points in a plain multiprocessing pool (no Dask, nothing written): what the machine gives."""
+    spec, scenario = load_sweep(sweep)
+    todo = engine.tasks(plan(spec, scenario), set())
+    with mp.get_context("spawn").Pool(processes) as pool:
+        pool.map(_warm, range(processes))
+        t0 = time.perf_counter()
+        for _ in pool.imap_unordered(run_point, todo):
+            pass
+        return time.perf_counter() - t0
+
+
+def _warm(_: int) -> None:
+    import sim.runner  # noqa: F401
+
+
 def loadavg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -72,12 +92,16 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPUs, load average {loadavg()} at start")
     sweep = sweep_file(args.out, args.points, "bench")
     runs: dict[int, list[engine.Report]] = {1: [], 2: []}
-    for i in range(args.repeats):  # alternated, so a slow spell of the machine hits both
+    bare: dict[int, list[float]] = {1: [], 2: []}
+    for i in range(args.repeats):  # alternated, so a slow spell of the machine hits every configuration
         for w in (1, 2):
             runs[w].append(timed_sweep(sweep, args.out / f"w{w}-{i}", w))
-    for w, reports in runs.items():
-        print(f"  {w} worker(s): " + ", ".join(f"{r.wall_s:.2f} s" for r in reports))
+            bare[w].append(pool_wall_s(sweep, w))
+    for w in (1, 2):
+        print(f"  {w} worker(s): Dask " + ", ".join(f"{r.wall_s:.2f} s" for r in runs[w])
+              + "; bare process pool " + ", ".join(f"{s:.2f} s" for s in bare[w]))  # fmt: skip
     one, two = (min(runs[w], key=lambda r: r.wall_s) for w in (1, 2))  # the least disturbed of each
+    pool1, pool2 = min(bare[1]), min(bare[2])
     speedup = one.wall_s / two.wall_s
     mean_point = one.point_wall_s / one.done
     overhead = (one.wall_s - one.point_wall_s) / one.done
@@ -92,6 +116,10 @@ def main() -> None:
         f"  2 workers: {two.wall_s:7.2f} s (+{two.engine_s:.1f} s starting the cluster); points' own time "
         f"{two.point_wall_s:.2f} s (workers busy {two.point_wall_s / (2 * two.wall_s):.0%} of the time)"
     )
+    print(
+        f"  the machine itself: the same points in a bare process pool take {pool1:.2f} s on 1 process, "
+        f"{pool2:.2f} s on 2: it scales {pool1 / pool2:.2f}x ({pool1 / pool2 / 2:.1%})"
+    )
     print(f"  speed-up {speedup:.2f}x, parallel efficiency {speedup / 2:.1%} (goal >= 90 %)")
     print(
         f"  engine overhead {overhead * 1e3:.2f} ms a point = {overhead / mean_point:.1%} of a point's own "
@@ -105,7 +133,7 @@ def main() -> None:
     print(f"pqtwin sweep check, 10,000 points: {check_s:.1f} s, whole command (goal < 10 s); exit {r.returncode}")
     print(f"  {r.stdout.strip() or r.stderr.strip()}")
     print(f"machine: load average {loadavg()} at end")
-    result = {"points": args.points, "repeats": args.repeats,
+    result = {"points": args.points, "repeats": args.repeats, "pool_1_s": pool1, "pool_2_s": pool2,
               "one_worker_s": one.wall_s, "two_workers_s": two.wall_s, "speedup": speedup,
               "efficiency": speedup / 2, "overhead_per_point_s": overhead, "mean_point_s": mean_point,
               "overhead_share": overhead / mean_point, "check_10k_s": check_s, "loadavg_end": loadavg()}  # fmt: skip
