@@ -149,8 +149,8 @@ def _gather(c: Any, todo: list[Task], out: Path, report: Report, progress: Progr
             if should_stop is not None and should_stop():
                 report.stopped = True
                 break
+            batch.flush_if_due()
             if not pending.has_ready():
-                batch.flush_if_due()
                 time.sleep(POLL_S)
                 continue
             for fut in pending.next_batch(block=False):
