@@ -272,3 +272,16 @@ constraints: ["model < 900000 or mode == 'concurrent'"]
     assert summary(one) == summary(two)
     assert one.skipped > 0 and one.invalid and len(one.points) > 1000
     assert all(q.scenario is None for q in two.points)  # a check keeps no scenarios
+
+
+def test_a_stale_heartbeat_stops_the_sweep(tmp_path):
+    """The app's closed tab: nothing touches the heartbeat file any more, and the sweep stops itself."""
+    heartbeat = tmp_path / "hb"
+    heartbeat.touch()
+    os.utime(heartbeat, (time.time() - 3600, time.time() - 3600))
+    out = tmp_path / "out"
+    r = cli("sweep", str(sweep_file(tmp_path, points=12)), "--out", str(out), "--workers", "1", "--heartbeat",
+            str(heartbeat))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "stopped before the end" in r.stderr
+    assert len(store.finished(out)) < 12
