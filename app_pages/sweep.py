@@ -41,9 +41,10 @@ from app_pages.explore import MODEL_SIZES, model_label
 from app_pages.scenario_edit import build_data
 from pqtwin import sweepreport
 from sim import catalogue
+from sim.cost import duration
 from sim.errors import UserError
 from sim.sweep import analysis, store
-from sim.sweep.plan import Plan, human_s, plan
+from sim.sweep.plan import Plan, plan
 from sim.sweep.spec import load_sweep
 
 MAX_POINTS = 400  # the page's cap (the CLI has none): longer grids are thinned evenly, axis by axis
@@ -189,7 +190,7 @@ def render() -> None:
     for line in p.problems():
         st.warning(f"Not simulated: {line}")
     running = st.session_state.get("sw_job")
-    est = human_s(p.est_wall_s / max(workers, 1))
+    est = duration(p.est_wall_s / max(workers, 1))
     st.markdown(f"**{len(p.points)} runs × {reps} replications**, estimated ~{est} on {workers} local worker "
                 f"processes (estimates run 1.3–3.6× above measured times). Results: `{show_path(out)}/`.")  # fmt: skip
     c1, c2, c3 = st.columns([1, 1, 4])
@@ -306,7 +307,7 @@ def progress() -> None:
     job["heartbeat"].touch()
     done, total = len(finished(job["out"])), job["total"]
     elapsed = time.time() - job["started"]
-    eta = f", ~{human_s(elapsed / done * (total - done))} left" if 0 < done < total else ""
+    eta = f", ~{duration(elapsed / done * (total - done))} left" if 0 < done < total else ""
     st.progress(min(done / max(total, 1), 1.0), text=f"Sweeping: {done} of {total} runs done ({elapsed:.0f} s{eta})")
     if job["proc"].poll() is not None:
         code = job["proc"].returncode

@@ -61,14 +61,14 @@ def check_cmd(
     estimate what running it costs."""
     import os
 
-    from sim.sweep.plan import human_s
+    from sim.cost import duration
 
     started = time.perf_counter()
     plan = _plan(sweep, (max_memory_gib, max_minutes), os.cpu_count() or 1)
     n_workers = workers or os.cpu_count() or 1
     _say(f"{sweep}: ok — {_counts(plan)}; {plan.spec.replications} replications each; "
-         f"estimated simulation time {human_s(plan.est_wall_s)}{_sampled(plan)} "
-         f"(~{human_s(plan.est_wall_s / n_workers)} on "
+         f"estimated simulation time {duration(plan.est_wall_s)}{_sampled(plan)} "
+         f"(~{duration(plan.est_wall_s / n_workers)} on "
          f"{n_workers} workers; estimates run 1.3-3.6x above measured times); checked in "
          f"{time.perf_counter() - started:.1f} s")  # fmt: skip
 
@@ -119,8 +119,8 @@ def run_cmd(
     ] = None,
 ) -> None:
     """Run a sweep's points (those not already in --out) on Dask; Ctrl-C stops it, rerunning resumes it."""
+    from sim.cost import duration
     from sim.sweep import engine, store
-    from sim.sweep.plan import human_s
 
     plan = _plan(sweep, (max_memory_gib, max_minutes))
     out = out or Path("runs") / f"sweep-{plan.spec.sweep}"
@@ -128,7 +128,7 @@ def run_cmd(
         _warn("--workers is for the local cluster; a --scheduler has the workers started on it")
     with _writing(out):
         store.prepare(out, plan, sweep)
-    _say(f"{plan.spec.sweep}: {_counts(plan)} → {out}/ (estimated {human_s(plan.est_wall_s)} of simulation)")
+    _say(f"{plan.spec.sweep}: {_counts(plan)} → {out}/ (estimated {duration(plan.est_wall_s)} of simulation)")
     try:
         with _writing(out), _LazyBar(plan.spec.sweep) as bar:
             report = engine.run(plan, out, scheduler, workers, progress=bar.update,

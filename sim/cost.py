@@ -73,7 +73,7 @@ class Cost:
     def describe(self) -> str:
         return (
             f"~{_si(self.events)} events, {_si(self.rows)} span rows, {self.peak_bytes / GIB:.2f} GiB peak, "
-            f"~{_duration(self.wall_s)}"
+            f"~{duration(self.wall_s)}"
         )
 
 
@@ -119,7 +119,7 @@ def budget_problem(s: Scenario, cost: Cost, max_memory_gib: float, max_minutes: 
         why += f"{max_memory_gib:g} GiB budget (--max-memory-gib)"
         by = 2
     elif cost.wall_s > max_minutes * 60:
-        why = f"the run needs ~{_duration(cost.wall_s)} ({_si(cost.events)} events at {EVENTS_PER_S / 1e3:.0f} k/s), "
+        why = f"the run needs ~{duration(cost.wall_s)} ({_si(cost.events)} events at {EVENTS_PER_S / 1e3:.0f} k/s), "
         why += f"over the {max_minutes:g} min budget (--max-minutes)"
         by = 3
     else:
@@ -430,7 +430,8 @@ def _si(x: float) -> str:
     return f"{x:.0f}"
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """A time for people: 45 s, 12 min, 3.5 h."""
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 7200:
@@ -479,7 +480,7 @@ def twin_warning(s: Scenario, rounds: int) -> str | None:
     duration_s = rounds * _round_s(s, msg, max_hops or 1)
     if duration_s <= WARN_WALL_S * 10:
         return None
-    why = f"the twin will run for ~{_duration(duration_s)} of real time; lower the rounds (--rounds)"
+    why = f"the twin will run for ~{duration(duration_s)} of real time; lower the rounds (--rounds)"
     return field_error(s.path, "workload.fl.rounds", rounds, why)
 
 

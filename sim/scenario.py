@@ -406,6 +406,14 @@ def load_scenario_data(
     return scenario
 
 
+def base_scenario(path: Path, ref: str) -> Path:
+    """The scenario a study or sweep file names (``scenario:``, relative to that file); UserError if missing."""
+    scenario = (path.parent / ref).resolve()
+    if not scenario.is_file():
+        raise UserError(f"{path}: scenario: file not found: {scenario} (got {ref!r})")
+    return scenario
+
+
 MAX_PATH_PARTS = 16  # a scenario nests 5 levels; deeper paths only build structures no model has
 
 

@@ -34,6 +34,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sim.errors import UserError, load_yaml, validate
+from sim.scenario import base_scenario
 
 MAX_LEVELS = 20
 MAX_AXES = 16
@@ -112,10 +113,7 @@ class StudySpec(_Strict):
 def load_study(path: Path) -> tuple[StudySpec, Path]:
     """The study file and its base scenario's path; UserError lines on any problem."""
     spec = validate(StudySpec, load_yaml(path), path)
-    scenario = (path.parent / spec.scenario).resolve()
-    if not scenario.is_file():
-        raise UserError(f"{path}: scenario: file not found: {scenario} (got {spec.scenario!r})")
-    return spec, scenario
+    return spec, base_scenario(path, spec.scenario)
 
 
 # --- one point ------------------------------------------------------------------------------------------

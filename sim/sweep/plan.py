@@ -315,11 +315,3 @@ def model_digest() -> str:
     for f in sorted(Path(__file__).parent.parent.glob("*.py")):
         h.update(f.name.encode() + f.read_bytes())
     return h.hexdigest()[:16]
-
-
-def human_s(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"

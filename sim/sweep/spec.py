@@ -30,7 +30,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from sim.errors import UserError, load_yaml, show, validate
-from sim.scenario import MAX_REPLICATIONS, MAX_SEED
+from sim.scenario import MAX_REPLICATIONS, MAX_SEED, base_scenario
 
 MAX_AXES = 32
 MAX_VALUES = 1_000  # of one axis
@@ -238,10 +238,7 @@ class SweepSpec(_Strict):
 def load_sweep(path: Path) -> tuple[SweepSpec, Path]:
     """The sweep file and its base scenario's path; UserError lines on any problem."""
     spec = validate(SweepSpec, load_yaml(path), path)
-    scenario = (path.parent / spec.scenario).resolve()
-    if not scenario.is_file():
-        raise UserError(f"{path}: scenario: file not found: {scenario} (got {spec.scenario!r})")
-    return spec, scenario
+    return spec, base_scenario(path, spec.scenario)
 
 
 # --- constraints: a small, safe expression language over the axis names ----------------------------------
