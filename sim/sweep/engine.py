@@ -32,6 +32,17 @@ from sim.sweep.point import Outcome, Task, run_point
 POLL_S = 0.05  # how often a waiting client looks for finished points and for a stop
 FLUSH_S = 1.0  # finished points are written at least this often (a kill loses at most this much work)
 FLUSH_POINTS = 256
+# A local worker's own threads wake up as seldom as they can: every wake-up of its event loop takes the GIL from
+# the simulating thread, and on a machine with as many workers as cores it also takes a core (no statistical
+# profiler: it samples the simulating thread every 10 ms; ticks, system and memory monitors every 1-10 s, not
+# every 20-500 ms).
+QUIET_WORKERS = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.tick.limit": "30s",
+    "distributed.admin.system-monitor.interval": "10s",
+    "distributed.worker.memory.monitor-interval": "5s",
+}
 CHUNK_EST_S = 0.5  # estimated simulation per Dask task (estimates run 1.3-3.6x over: ~0.15-0.4 s measured)
 CONNECT_TIMEOUT_S = 10.0
 WORKER_WAIT_S = 30.0
@@ -73,8 +84,7 @@ def client(scheduler: str | None, workers: int) -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
     if scheduler is None:
-        # no statistical profiler in the workers: it samples the simulating thread every 10 ms under the GIL
-        with _workers_ignore_sigint(), dask.config.set({"distributed.worker.profile.enabled": False}):
+        with _workers_ignore_sigint(), dask.config.set(QUIET_WORKERS):
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                                    silence_logs=logging.ERROR)  # fmt: skip
         with cluster, Client(cluster) as c:
