@@ -1,14 +1,14 @@
 """Running a sweep's points on Dask ``distributed``: a local cluster of processes, or any running scheduler.
 
-`run(plan, out)` submits one task per point not yet finished (sim/sweep/store.py), and writes the points' rows as
-they come back (every FLUSH_S) with their wall times. The client (this process) does all the writing, so remote
-workers need the package installed but no files: a task carries its validated scenario with the profiles that
-price it.
+`run(plan, out)` submits the points not yet finished (sim/sweep/store.py), grouped into tasks of about CHUNK_EST_S
+of estimated work (`chunks`), and writes the points' rows as they come back (every FLUSH_S) with their wall
+times. The client (this process) does all the writing, so remote workers need the package installed but no
+files: a task carries its validated scenario with the profiles that price it.
 
 Stopping: Ctrl-C (KeyboardInterrupt) or ``should_stop()`` returning true cancels every task still queued or
 running (a local cluster's worker processes are shut down with it); what finished is on disk, whole.
-A worker lost while running a point (killed, out of memory) makes Dask retry the point elsewhere; a point that
-keeps killing workers is recorded as crashed and is run again when the sweep is resumed.
+A worker lost while running a task (killed, out of memory) makes Dask retry it elsewhere; the points of a task
+that keeps killing workers are recorded as crashed and run again when the sweep is resumed.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 from sim.errors import UserError, shorten
 from sim.sweep import store
 from sim.sweep.plan import Plan
-from sim.sweep.point import Outcome, Task, run_point
+from sim.sweep.point import Outcome, Task, failed, run_point
 
 POLL_S = 0.05  # how often a waiting client looks for finished points and for a stop
 FLUSH_S = 1.0  # finished points are written at least this often (a kill loses at most this much work)
@@ -233,8 +233,5 @@ def _outcomes(fut: Any, group: list[Task]) -> list[Outcome]:
     try:
         result: list[Outcome] = fut.result()
     except Exception as exc:  # the worker died under it more than Dask's allowed-failures, or it was cancelled
-        msg = f"{type(exc).__name__}: {shorten(str(exc), 200)}"
-        return [Outcome(t.hash, [{"point": t.index, "replication": r, "seed": t.seed, "hash": t.hash, **t.values,
-                                  "error": msg, "error_kind": "crash"} for r in range(t.replications)], 0.0, msg,
-                        "crash") for t in group]  # fmt: skip
+        return [failed(t, f"{type(exc).__name__}: {shorten(str(exc), 200)}", "crash") for t in group]
     return result

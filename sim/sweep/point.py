@@ -39,7 +39,6 @@ class Task:
 
 @dataclass(frozen=True)
 class Outcome:
-    hash: str
     rows: list[dict[str, Any]]
     wall_s: float  # simulating all replications
     error: str | None = None
@@ -57,12 +56,12 @@ def run_point(task: Task) -> Outcome:
             summary = simulate(task.scenario, None, task.seed, task.replications, only=r).summary
             rows.append(_row(task, r) | kpis(summary, task.kpis))
     except UserError as exc:
-        return _failed(task, exc.lines[0], "input", started)
+        return failed(task, exc.lines[0], "input", time.perf_counter() - started)
     except Exception as exc:  # a bug or the machine: recorded, and retried on resume
         where = traceback.extract_tb(exc.__traceback__)[-1]
-        return _failed(task, f"{type(exc).__name__}: {shorten(str(exc), 200)} ({where.filename}:{where.lineno})",
-                       "crash", started)  # fmt: skip
-    return Outcome(task.hash, rows, time.perf_counter() - started)
+        return failed(task, f"{type(exc).__name__}: {shorten(str(exc), 200)} ({where.filename}:{where.lineno})",
+                      "crash", time.perf_counter() - started)  # fmt: skip
+    return Outcome(rows, time.perf_counter() - started)
 
 
 def _row(task: Task, replication: int) -> dict[str, Any]:
@@ -70,9 +69,10 @@ def _row(task: Task, replication: int) -> dict[str, Any]:
             **task.values, "error": None, "error_kind": None}  # fmt: skip
 
 
-def _failed(task: Task, message: str, kind: str, started: float) -> Outcome:
+def failed(task: Task, message: str, kind: str, wall_s: float = 0.0) -> Outcome:
+    """The point's rows carrying its one-line error (``kind``: input | crash), one per replication."""
     rows = [_row(task, r) | {"error": message, "error_kind": kind} for r in range(task.replications)]
-    return Outcome(task.hash, rows, time.perf_counter() - started, message, kind)
+    return Outcome(rows, wall_s, message, kind)
 
 
 def kpis(summary: Summary, patterns: tuple[str, ...] = ()) -> dict[str, float]:
