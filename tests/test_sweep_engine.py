@@ -285,3 +285,40 @@ def test_a_stale_heartbeat_stops_the_sweep(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "stopped before the end" in r.stderr
     assert len(store.finished(out)) < 12
+
+
+@pytest.mark.parametrize(
+    ("manifest", "part", "expected"),
+    [
+        (b"{}", None, "points: Field required"),
+        (b"\xff\xfe", None, "not UTF-8 text"),
+        (b"[1]", None, "not a sweep manifest"),
+        (None, b"junk", "not a result file of this sweep"),
+    ],
+    ids=["empty-manifest", "not-utf8", "not-a-mapping", "junk-part"],
+)
+def test_a_damaged_result_directory_is_one_line_errors(tmp_path, manifest, part, expected):
+    out = tmp_path / "out"
+    assert cli("sweep", str(sweep_file(tmp_path)), "--out", str(out), "--workers", "1").returncode == 0
+    (out / store.RESULTS).unlink()
+    if manifest is not None:
+        (out / store.MANIFEST).write_bytes(manifest)
+    if part is not None:
+        (out / store.POINTS / "part-9-1.parquet").write_bytes(part)
+    for args in (["sweep", "report", str(out)], ["sweep", str(sweep_file(tmp_path)), "--out", str(out)]):
+        r = cli(*args)
+        assert r.returncode == 2 and "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
+        assert expected in r.stderr and all(line.startswith("error: ") for line in r.stderr.strip().splitlines())
+
+
+def test_results_are_the_points_on_disk_when_parts_are_newer_than_results_parquet(tmp_path):
+    out = tmp_path / "out"
+    assert cli("sweep", str(sweep_file(tmp_path)), "--out", str(out), "--workers", "1").returncode == 0
+    before = store.results(out)
+    rows = before[before.point == 0].to_dict("records")
+    rows = [r | {"round_latency_s.mean": 123.0} for r in rows]  # a point written again after results.parquet
+    time.sleep(0.01)
+    store.write_points(out, rows)
+    after = store.results(out)
+    assert (after.loc[after.point == 0, "round_latency_s.mean"] == 123.0).all()
+    assert after[after.point != 0].equals(before[before.point != 0])

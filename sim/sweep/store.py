@@ -26,22 +26,25 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import BaseModel
 
 from sim.contract import atomic_write, write_json
-from sim.errors import UserError
+from sim.errors import UserError, shorten, show, validate
+from sim.loading import read_text
 from sim.sweep.plan import Plan
+from sim.sweep.spec import SweepSpec
 
 MANIFEST = "sweep.json"
 POINTS = "points"
 RESULTS = "results.parquet"
 LOG = "log.jsonl"
+MAX_MANIFEST_BYTES = 256 << 20  # a million points' entries
 
 
 def prepare(out: Path, plan: Plan, sweep_file: Path) -> None:
     """Make (or reopen) the directory for this sweep: refuse one that holds something else."""
-    manifest = out / MANIFEST
-    if manifest.exists():
-        old = json.loads(manifest.read_text()).get("sweep", {}).get("sweep")
+    if (out / MANIFEST).exists():
+        old = manifest(out)["sweep"]["sweep"]
         if old != plan.spec.sweep:
             raise UserError(f"{out}: holds the results of sweep {old!r}, not {plan.spec.sweep!r}: choose another --out")
     elif out.exists() and any(out.iterdir()):
@@ -49,7 +52,7 @@ def prepare(out: Path, plan: Plan, sweep_file: Path) -> None:
     (out / POINTS).mkdir(parents=True, exist_ok=True)
     for tmp in (out / POINTS).glob("*.tmp"):  # a write cut off by a kill
         tmp.unlink(missing_ok=True)
-    write_json(manifest, manifest_data(plan, sweep_file))
+    write_json(out / MANIFEST, manifest_data(plan, sweep_file))
 
 
 def manifest_data(plan: Plan, sweep_file: Path) -> dict[str, Any]:
@@ -74,11 +77,23 @@ def _parts(out: Path) -> list[Path]:
     return sorted((out / POINTS).glob("part-*.parquet"))  # written in time order: later files win
 
 
+def _read(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """A part or result file; UserError for one this code did not write (its own are whole: atomic_write)."""
+    try:
+        table = pq.read_table(path, columns=columns)
+        if missing := {"hash", "error_kind"} - set(table.column_names):
+            raise KeyError(", ".join(sorted(missing)))
+    except (pa.ArrowException, OSError, KeyError) as exc:
+        raise UserError(f"{path}: not a result file of this sweep ({shorten(str(exc), 200)}): move it away, and a "
+                        "rerun computes its points again") from None  # fmt: skip
+    return table
+
+
 def finished(out: Path) -> set[str]:
     """Hashes of the points whose results are there (crashed points are not finished: they run again)."""
     done: set[str] = set()
     for part in _parts(out):
-        t = pq.read_table(part, columns=["hash", "error_kind"])
+        t = _read(part, ["hash", "error_kind"])
         kinds = t.column("error_kind").to_pylist()
         done.update(h for h, k in zip(t.column("hash").to_pylist(), kinds, strict=True) if k != "crash")
     return done
@@ -110,14 +125,33 @@ def read_log(out: Path) -> list[dict[str, Any]]:
     return entries
 
 
+class _ManifestPoint(BaseModel):
+    point: int
+    hash: str
+    seed: int
+    values: dict[str, Any]
+
+
+class _Manifest(BaseModel):
+    """The fields of sweep.json that readers rely on (the rest is for people)."""
+
+    sweep: SweepSpec
+    scenario_file: str
+    points: list[_ManifestPoint]
+
+
 def manifest(out: Path) -> dict[str, Any]:
+    """sweep.json, checked: UserError lines for a file that is missing, not JSON or not a sweep's."""
     path = out / MANIFEST
     if not path.is_file():
         raise UserError(f"{out}: not a sweep directory (no {MANIFEST}; `pqtwin sweep SWEEP.yaml --out DIR` makes one)")
     try:
-        data: dict[str, Any] = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not a sweep manifest ({exc})") from None
+        data = json.loads(read_text(path, MAX_MANIFEST_BYTES))
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise UserError(f"{path}: not a sweep manifest ({shorten(str(exc), 200)})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: not a sweep manifest (got {show(data)})")
+    validate(_Manifest, data, path)
     return data
 
 
@@ -125,7 +159,7 @@ def collect(out: Path) -> pd.DataFrame:
     """Every row of the manifest's points that are there (finished or crashed), in (point, replication) order;
     a point run again after a crash has its new rows only."""
     wanted = {p["hash"] for p in manifest(out)["points"]}
-    frames = [pd.read_parquet(part) for part in _parts(out)]
+    frames = [_read(part).to_pandas() for part in _parts(out)]
     frames = [f[f["hash"].isin(wanted)] for f in frames if len(f)]
     if not frames:
         return pd.DataFrame(columns=["point", "replication", "seed", "hash", "error", "error_kind"])
@@ -146,8 +180,11 @@ def consolidate(out: Path) -> pd.DataFrame:
 
 
 def results(out: Path) -> pd.DataFrame:
-    """The sweep's rows: results.parquet, or (a sweep still running or cut off) the points there now."""
+    """The sweep's rows: results.parquet, or, when points were written after it (a sweep running or resumed),
+    the points there now."""
     manifest(out)
-    if (out / RESULTS).exists():
-        return pd.read_parquet(out / RESULTS)
+    final = out / RESULTS
+    parts = _parts(out)
+    if final.exists() and all(p.stat().st_mtime_ns <= final.stat().st_mtime_ns for p in parts):
+        return _read(final).to_pandas()
     return collect(out)
