@@ -254,7 +254,10 @@ def pick(name: str, where: Any, file: Path) -> list[Any]:
 
 def open_existing() -> Path | None:
     """A sweep directory under runs/ chosen to be shown instead of the controls' sweep (None: the controls')."""
-    found = sorted((m.parent for m in runs_dir().glob("**/sweep.json")), key=lambda d: -d.stat().st_mtime)
+    # two levels (runs/sweep-x/, runs/app-sweeps/<id>/), not **: runs/ also holds twin runs of many files, and this
+    # runs on every rerun of the page
+    manifests = [*runs_dir().glob(f"*/{store.MANIFEST}"), *runs_dir().glob(f"*/*/{store.MANIFEST}")]
+    found = sorted((m.parent for m in manifests), key=lambda d: -d.stat().st_mtime)
     choices = ["(the sweep set up below)", *[show_path(d) for d in found]]
     chosen = st.selectbox("Open a sweep directory", choices, key="sw_open",
                           help="Any `pqtwin sweep --out DIR` under runs/, or one this page ran")  # fmt: skip
