@@ -43,7 +43,7 @@ from pqtwin import sweepreport
 from sim import catalogue
 from sim.cost import duration
 from sim.errors import UserError
-from sim.sweep import analysis, store
+from sim.sweep import analysis, engine, store
 from sim.sweep.plan import Plan, plan
 from sim.sweep.spec import load_sweep
 
@@ -219,7 +219,10 @@ def controls() -> tuple[Path, Path | None, str, int, int, int]:
     reps = int(sb.number_input("Replications per run", 1, 10, DEFAULT_REPLICATIONS, key="sw_reps", persist_state=KEEP))
     seed0 = int(base_data(str(file)).get("run", {}).get("seed", 1))
     seed = int(sb.number_input("Seed", 0, 2**31 - 1, seed0, key=f"sw_seed_{file.stem}", persist_state=KEEP))
-    workers = int(sb.number_input("Worker processes", 1, 64, os.cpu_count() or 1, key="sw_workers", persist_state=KEEP))
+    top = engine.max_local_workers()
+    workers = int(
+        sb.number_input("Worker processes", 1, top, os.cpu_count() or 1, key="sw_workers", persist_state=KEEP)
+    )
     return file, profiles[prof], kpi, reps, seed, workers
 
 

@@ -122,6 +122,7 @@ def run_cmd(
     from sim.cost import duration
     from sim.sweep import engine, store
 
+    engine.check_workers(scheduler, workers)  # before anything is planned or written
     plan = _plan(sweep, (max_memory_gib, max_minutes))
     out = out or Path("runs") / f"sweep-{plan.spec.sweep}"
     if scheduler is not None and workers:

@@ -322,3 +322,10 @@ def test_results_are_the_points_on_disk_when_parts_are_newer_than_results_parque
     after = store.results(out)
     assert (after.loc[after.point == 0, "round_latency_s.mean"] == 123.0).all()
     assert after[after.point != 0].equals(before[before.point != 0])
+
+
+def test_more_local_workers_than_the_machine_takes_is_refused_before_anything_is_written(tmp_path):
+    out = tmp_path / "out"
+    r = cli("sweep", str(sweep_file(tmp_path)), "--out", str(out), "--workers", "1000")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--workers 1000: this machine has" in r.stderr
+    assert not out.exists()

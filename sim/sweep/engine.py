@@ -44,6 +44,7 @@ QUIET_WORKERS = {
     "distributed.worker.memory.monitor-interval": "5s",
 }
 CHUNK_EST_S = 0.5  # estimated simulation per Dask task (estimates run 1.3-3.6x over: ~0.15-0.4 s measured)
+WORKERS_PER_CORE = 4
 CONNECT_TIMEOUT_S = 10.0
 WORKER_WAIT_S = 30.0
 
@@ -120,6 +121,18 @@ def _workers_ignore_sigint() -> Iterator[None]:
         signal.signal(signal.SIGINT, old)
 
 
+def max_local_workers() -> int:
+    """Local worker processes a machine is given at most: a few per core (each is a ~200 MB Python process;
+    past the cores they only queue for them)."""
+    return WORKERS_PER_CORE * (os.cpu_count() or 1)
+
+
+def check_workers(scheduler: str | None, workers: int) -> None:
+    if scheduler is None and workers > max_local_workers():
+        raise UserError(f"--workers {workers}: this machine has {os.cpu_count()} cores; a local cluster takes at most "
+                        f"{max_local_workers()} workers (use --scheduler for more machines)")  # fmt: skip
+
+
 def run(plan: Plan, out: Path, scheduler: str | None = None, workers: int = 0, progress: Progress | None = None,
         should_stop: Callable[[], bool] | None = None) -> Report:  # fmt: skip
     """Run the plan's unfinished points into ``out`` (prepared by store.prepare); see the module docstring."""
@@ -128,6 +141,7 @@ def run(plan: Plan, out: Path, scheduler: str | None = None, workers: int = 0, p
     report = Report(total=len(plan.points), already=len(plan.points) - len(todo))
     if not todo:
         return report
+    check_workers(scheduler, workers)
     started = time.perf_counter()
     with client(scheduler, workers or os.cpu_count() or 1) as c:
         report.workers = len(c.scheduler_info(n_workers=-1)["workers"])
