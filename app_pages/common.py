@@ -21,7 +21,8 @@ import pandas as pd
 import streamlit as st
 
 from app_pages.scenario_edit import build_data
-from sim import catalogue, contract
+from pqtwin.charts import PAPER_LINE_S, per_round, phase_extents  # noqa: F401  (the pages import them from here)
+from sim import catalogue
 from sim.contract import Stats, Summary
 from sim.errors import UserError
 from sim.runner import RunResult, simulate
@@ -30,7 +31,7 @@ from sim.summary import application_bytes, ci95, crypto_share
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "scenarios"
-PAPER_LINE_S = 1.5  # the paper: a new global model reached every node in under 1.5 s
+
 DEFAULT_REPLICATIONS = 3
 KEEP: Final = "session"  # persist_state of every control: values survive switching pages and back
 log = logging.getLogger("pqtwin.app")
@@ -252,26 +253,6 @@ def energy_rows(s: Summary) -> list[dict[str, Any]]:
         rows.append({"kpi": f"battery life {pop}, {d.battery}", "unit": "days", "mean": d.battery_life_days,
                      "ci_method": "mean"})  # fmt: skip
     return rows
-
-
-def phase_extents(spans: pd.DataFrame) -> pd.DataFrame:
-    """Per phase: mean extent per round (s) and its 95 % CI over replication means (summary's definition)."""
-    ext = contract.phase_extents(spans).rename(columns={"extent_s": "s"})
-    rows = []
-    for phase, g in ext.groupby("phase"):
-        means = g.groupby("replication").s.mean().to_numpy()
-        lo, hi = ci95(means)
-        rows.append({"phase": phase, "mean_s": float(g.s.mean()), "ci_low_s": lo, "ci_high_s": hi})
-    return pd.DataFrame(rows)
-
-
-def per_round(spans: pd.DataFrame) -> pd.DataFrame:
-    """Round latency and model distribution time of every completed round (s)."""
-    r = spans[(spans.phase == "round") & (spans.op == "round")]
-    d = spans[spans.phase == "distribution"]
-    a = r.assign(round_s=r.end_s - r.start_s)[["replication", "round", "round_s"]]
-    b = d.assign(distribution_s=d.end_s - d.start_s)[["replication", "round", "distribution_s"]]
-    return a.merge(b, on=["replication", "round"], how="outer")
 
 
 # ------------------------------------------------------------------------------------------ suites

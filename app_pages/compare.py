@@ -8,7 +8,6 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages import charts
 from app_pages.common import (
     DEFAULT_REPLICATIONS,
     KEEP,
@@ -22,6 +21,7 @@ from app_pages.common import (
     scenario_files,
     suite_kind,
 )
+from pqtwin import charts
 from sim import catalogue
 from sim.contract import Summary
 from sim.errors import UserError

@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from app_pages import charts
 from app_pages.common import (
     DEFAULT_REPLICATIONS,
     KEEP,
@@ -30,6 +29,7 @@ from app_pages.common import (
     show_path,
 )
 from app_pages.scenario_edit import build_data, device_totals
+from pqtwin import charts
 from sim import catalogue
 from sim.errors import UserError
 from sim.presets import DEVICE_CLASSES, LINK_PRESETS

@@ -6,9 +6,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages import charts
 from app_pages.common import KEEP, ROOT, SCENARIOS, Spec, algorithm_label, ms, per_round, run
 from app_pages.explore import MODEL_SIZES, model_label
+from pqtwin import charts
 from sim import catalogue
 from sim.errors import UserError
 

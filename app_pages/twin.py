@@ -10,9 +10,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages import charts
 from app_pages.common import KEEP, ms, runs_dir, show_errors, show_path
 from hw.compare import BOOTSTRAP_SEED, RESAMPLES, compare_dirs
+from pqtwin import charts
 from sim.contract import RunLayout, Summary, read_summary
 from sim.errors import UserError
 

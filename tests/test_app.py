@@ -80,7 +80,9 @@ def test_explore_renders_kpis_charts_and_downloads():
     figs = figures(at)
     assert len(figs) == 4  # phases, latency distribution, Gantt, topology
     hist = figs[1]
-    assert any(s.get("x0") == 1500.0 for s in hist["layout"]["shapes"]), "the paper's 1.5 s line"
+    # the paper's rounds (~0.5 s) stay below 0.6 × 1.5 s: the 1.5 s line is a note, it does not stretch the axis
+    assert not hist["layout"].get("shapes")
+    assert any("1.5 s line off scale" in a["text"] for a in hist["layout"]["annotations"])
     assert [b.label for b in at.get("download_button")] == ["Scenario (YAML)", "KPIs (CSV)", "Spans (CSV)"]
     assert any("95 % CI [" in c.value for c in at.caption)
 

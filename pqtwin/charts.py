@@ -1,4 +1,6 @@
-"""Plotly figures shared by the pages (times in ms on the axes, sizes in bytes)."""
+"""Plotly figures shared by the app's pages and `pqtwin report` (times in ms on the axes, sizes in bytes).
+
+No Streamlit here: the report command draws the same figures without the app."""
 
 from __future__ import annotations
 
@@ -9,10 +11,15 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from app_pages.common import PAPER_LINE_S
+from sim import contract
 from sim.contract import PHASES
 from sim.presets import LINK_PRESETS
 from sim.scenario import LinkParams, Scenario
+from sim.summary import ci95
+
+PAPER_LINE_S = 1.5  # the paper: a new global model reached every node in under 1.5 s
+# the line is drawn only where the data reach this share of it: it must not stretch an axis of small values
+PAPER_LINE_SHOWN = 0.6
 
 PHASE_COLORS = {
     "handshake": "#8c564b",
@@ -25,6 +32,7 @@ PHASE_COLORS = {
     "telemetry": "#7f7f7f",
 }
 SIM_COLOR, HW_COLOR = "#1f77b4", "#ff7f0e"
+BASELINE_COLOR = "#9e9e9e"
 KIND_STYLE = {  # node kind: (symbol, colour)
     "host": ("square", "#1f77b4"),
     "switch": ("diamond", "#7f7f7f"),
@@ -46,7 +54,7 @@ def layout(fig: go.Figure, title: str, height: int = 380, **kw: Any) -> go.Figur
 
 def paper_line(fig: go.Figure, data_max_s: float, axis: str = "x") -> None:
     """The paper's 1.5 s model-distribution line (ms axes); a note instead when the data are far below it."""
-    if data_max_s < 0.2 * PAPER_LINE_S:
+    if data_max_s < PAPER_LINE_SHOWN * PAPER_LINE_S:
         fig.add_annotation(
             text=f"paper's 1.5 s line off scale: every value < {data_max_s * 1e3:,.1f} ms",
             xref="paper",
@@ -66,38 +74,83 @@ def paper_line(fig: go.Figure, data_max_s: float, axis: str = "x") -> None:
         fig.add_hline(y=PAPER_LINE_S * 1e3, annotation_position="top left", **kw)
 
 
-def phase_bars(ext: pd.DataFrame, title: str = "Phase breakdown: mean extent per round") -> go.Figure:
-    ext = ext.set_index("phase").reindex([p for p in PHASES if p in set(ext.phase)]).reset_index()
-    fig = go.Figure(
-        go.Bar(
-            x=ext.mean_s * 1e3,
-            y=ext.phase,
-            orientation="h",
-            marker_color=[PHASE_COLORS.get(p, "#999") for p in ext.phase],
-            error_x={
-                "type": "data",
-                "symmetric": False,
-                "array": (ext.ci_high_s - ext.mean_s) * 1e3,
-                "arrayminus": (ext.mean_s - ext.ci_low_s) * 1e3,
-            },
-            hovertemplate="%{y}: %{x:.2f} ms<extra></extra>",
-        )
+def phase_extents(spans: pd.DataFrame) -> pd.DataFrame:
+    """Per phase: mean extent per round (s) and its 95 % CI over replication means (summary's definition)."""
+    ext = contract.phase_extents(spans).rename(columns={"extent_s": "s"})
+    rows = []
+    for phase, g in ext.groupby("phase"):
+        means = g.groupby("replication").s.mean().to_numpy()
+        lo, hi = ci95(means)
+        rows.append({"phase": phase, "mean_s": float(g.s.mean()), "ci_low_s": lo, "ci_high_s": hi})
+    return pd.DataFrame(rows, columns=["phase", "mean_s", "ci_low_s", "ci_high_s"])
+
+
+def per_round(spans: pd.DataFrame) -> pd.DataFrame:
+    """Round latency and model distribution time of every completed round (s)."""
+    r = spans[(spans.phase == "round") & (spans.op == "round")]
+    d = spans[spans.phase == "distribution"]
+    a = r.assign(round_s=r.end_s - r.start_s)[["replication", "round", "round_s"]]
+    b = d.assign(distribution_s=d.end_s - d.start_s)[["replication", "round", "distribution_s"]]
+    return a.merge(b, on=["replication", "round"], how="outer")
+
+
+def _phase_bar(ext: pd.DataFrame, name: str, colors: list[str] | str, opacity: float = 1.0) -> go.Bar:
+    return go.Bar(
+        x=ext.mean_s * 1e3,
+        y=ext.phase,
+        name=name,
+        orientation="h",
+        marker_color=colors,
+        opacity=opacity,
+        error_x={
+            "type": "data",
+            "symmetric": False,
+            "array": (ext.ci_high_s - ext.mean_s) * 1e3,
+            "arrayminus": (ext.mean_s - ext.ci_low_s) * 1e3,
+        },
+        hovertemplate="%{y}: %{x:.2f} ms<extra>" + name + "</extra>",
     )
+
+
+def phase_bars(
+    ext: pd.DataFrame,
+    title: str = "Phase breakdown: mean extent per round",
+    baseline: pd.DataFrame | None = None,
+    names: tuple[str, str] = ("what-if", "baseline"),
+) -> go.Figure:
+    """Mean extent per round of each phase (``phase_extents``); with ``baseline``, its bars beside them (grey)."""
+    order = [p for p in PHASES if p in set(ext.phase) | set(() if baseline is None else baseline.phase)]
+    ext = ext.set_index("phase").reindex(order).reset_index()
+    fig = go.Figure()
+    if baseline is not None:
+        base = baseline.set_index("phase").reindex(order).reset_index()
+        fig.add_trace(_phase_bar(base, names[1], BASELINE_COLOR, 0.8))
+    fig.add_trace(_phase_bar(ext, names[0], [PHASE_COLORS.get(p, "#999") for p in ext.phase]))
     fig.update_yaxes(autorange="reversed", title=None)
     fig.update_xaxes(title="ms per round (95 % CI over replications)")
-    return layout(fig, title)
+    legend = {"orientation": "h", "y": -0.25} if baseline is not None else None
+    return layout(fig, title, barmode="group", showlegend=baseline is not None, legend=legend)
 
 
-def latency_histogram(rounds: pd.DataFrame, title: str = "Latency distribution over rounds") -> go.Figure:
+def latency_histogram(
+    rounds: pd.DataFrame, title: str = "Latency distribution over rounds", baseline: pd.DataFrame | None = None
+) -> go.Figure:
+    """Round latency and model distribution of every round (``per_round``); with ``baseline``, its rounds as
+    outlined bars of the same bins."""
     fig = go.Figure()
-    top = float(np.nanmax(rounds[["round_s", "distribution_s"]].to_numpy(dtype=float), initial=0.0))
-    size = max(top, PAPER_LINE_S if top >= 0.2 * PAPER_LINE_S else 0.0) / 80 or 1e-3  # one bin width for both
+    both = rounds if baseline is None else pd.concat([rounds, baseline])
+    top = float(np.nanmax(both[["round_s", "distribution_s"]].to_numpy(dtype=float), initial=0.0))
+    size = max(top, PAPER_LINE_S if top >= PAPER_LINE_SHOWN * PAPER_LINE_S else 0.0) / 80 or 1e-3  # one bin width
     for col, name, color in (
         ("round_s", "round latency", "#1f77b4"),
         ("distribution_s", "model distribution", "#2ca02c"),
     ):
         v = rounds[col].dropna() * 1e3
         fig.add_trace(go.Histogram(x=v, name=name, marker_color=color, opacity=0.75, xbins={"size": size * 1e3}))
+        if baseline is not None:
+            outline = {"color": "rgba(0,0,0,0)", "line": {"color": color, "width": 1.5}}
+            fig.add_trace(go.Histogram(x=baseline[col].dropna() * 1e3, name=f"{name}, baseline",
+                                       xbins={"size": size * 1e3}, marker=outline))  # fmt: skip
     paper_line(fig, top)
     fig.update_xaxes(title="ms (one value per round)", rangemode="tozero")
     fig.update_yaxes(title="rounds")
