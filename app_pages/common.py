@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,14 +21,17 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app_pages import background, library
 from app_pages.scenario_edit import build_data
 from pqtwin.charts import PAPER_LINE_S, per_round, phase_extents  # noqa: F401  (the pages import them from here)
 from sim import catalogue
 from sim.contract import Stats, Summary
+from sim.cost import DEFAULT_MAX_MEMORY_GIB, DEFAULT_MAX_MINUTES, Cost, budget_problem, estimate
 from sim.errors import UserError
 from sim.runner import RunResult, simulate
 from sim.scenario import Scenario, load_scenario_data
 from sim.summary import application_bytes, ci95, crypto_share
+from sim.units import fmt_bytes, fmt_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "scenarios"
@@ -56,7 +60,18 @@ def show_path(p: Path | str) -> str:
 
 
 def scenario_files() -> list[Path]:
-    return sorted(SCENARIOS.glob("*.yaml"), key=lambda p: (p.stem != "paper-3node", p.stem))
+    """The shipped scenarios (the paper's first), then the saved what-ifs (app_pages/library.py)."""
+    shipped = sorted(SCENARIOS.glob("*.yaml"), key=lambda p: (p.stem != "paper-3node", p.stem))
+    return shipped + library.entries()
+
+
+def scenario_label(p: Path) -> str:
+    return f"★ {p.parent.name} (saved what-if)" if library.is_saved(p) else p.name
+
+
+def scenario_key(p: Path) -> str:
+    """What the controls' keys carry for a scenario: a saved what-if's folder name, else the file's stem."""
+    return f"saved-{p.parent.name}" if library.is_saved(p) else p.stem
 
 
 def profile_choices() -> dict[str, Path | None]:
@@ -118,9 +133,71 @@ def _run(
     return simulate(load(spec), mode, seed, replications, progress=_progress)
 
 
-def run(spec: Spec, mode: str, seed: int, replications: int, label: str = "") -> RunResult:
-    """Simulate (cached) with a progress bar over replications; raises UserError for invalid specs."""
-    load(spec)  # validation errors before any progress bar appears
+def session_id() -> str | None:
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else None
+
+
+def run(spec: Spec, mode: str, seed: int, replications: int, label: str = "", ask: bool = True) -> RunResult | None:
+    """Simulate a spec; raises UserError for invalid specs and runs over the CLI's budget.
+
+    Runs estimated within ``background.inline_s()`` run here (cached, with a progress bar over replications);
+    longer ones run in the background with a Stop button (app_pages/background.py), after the user's go when
+    over ``background.confirm_s()`` and ``ask``. None while there is no result (the page has said why)."""
+    scenario = load(spec)  # validation errors before any progress bar appears
+    cost = estimate(scenario, replications)
+    if problem := budget_problem(scenario, cost, DEFAULT_MAX_MEMORY_GIB, DEFAULT_MAX_MINUTES):
+        raise UserError(problem)
+    if cost.wall_s <= background.inline_s():
+        return run_here(spec, mode, seed, replications, label)
+    key = background.run_key(scenario, mode, seed, replications)
+    if (done := background.result(runs_dir(), key)) is not None:
+        return done
+    sid = session_id()
+    job = background.current(sid)
+    if job is not None and job.key == key and (job.running() or not job.stopped):
+        return follow(job)
+    background.stop(sid)  # the settings changed: the page no longer shows that run
+    stopped = job is not None and job.key == key
+    if ((ask and cost.wall_s > background.confirm_s()) or stopped) and not go_button(cost, key, label, stopped):
+        return None
+    return follow(background.start(runs_dir(), scenario, mode, seed, replications, cost.wall_s, label, sid))
+
+
+def go_button(cost: Cost, key: str, label: str, stopped: bool) -> bool:
+    """Ask before a long run: its estimated cost and a button (True once pressed)."""
+    what = "Stopped. " if stopped else ""
+    st.info(f"{what}{label or 'This run'} is estimated at {cost_text(cost)}: it runs in the background, with a "
+            "Stop button, once you start it.", icon=":material/schedule:")  # fmt: skip
+    return st.button(f"{'Run again' if stopped else 'Run'} (~{fmt_seconds(cost.wall_s)})", key=f"go_{key}",
+                     type="primary")  # fmt: skip
+
+
+def cost_text(cost: Cost) -> str:
+    return (f"~{fmt_seconds(cost.wall_s)} on this machine, {cost.events:,.0f} events, "
+            f"{fmt_bytes(cost.peak_bytes)} of memory")  # fmt: skip
+
+
+def follow(job: background.Job) -> RunResult | None:
+    """Show a background run's progress until it ends; its result (None when it was stopped)."""
+    left, right = st.columns([6, 1])
+    bar = left.progress(0.0, text=f"Simulating {job.label}…")
+    right.button("Stop", key=f"stop_{job.key}", on_click=background.stop, args=(job.session,), type="primary",
+                 help="End the simulation now: the server's CPU is free within a second")  # fmt: skip
+    while job.running():  # each progress update is where Streamlit ends this script run on a rerun or a closed tab
+        elapsed_s = time.monotonic() - job.started
+        text = (f"Simulating {job.label} in the background: {fmt_seconds(elapsed_s)} of "
+                f"~{fmt_seconds(job.estimate_s)} estimated")  # fmt: skip
+        bar.progress(min(elapsed_s / max(job.estimate_s, 1e-9), 0.99), text=text)
+        time.sleep(background.WATCH_S)
+    bar.empty()
+    return background.outcome(job)
+
+
+def run_here(spec: Spec, mode: str, seed: int, replications: int, label: str) -> RunResult:
+    """The cached run in this process, with a progress bar over replications."""
     bar = st.progress(0.0, text=f"Simulating {label}…")
     ctx = contextvars.copy_context()  # progress updates from inside the cached function are not replayed
 

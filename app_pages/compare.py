@@ -8,6 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from app_pages import background, explore
 from app_pages.common import (
     DEFAULT_REPLICATIONS,
     KEEP,
@@ -19,12 +20,18 @@ from app_pages.common import (
     profile_choices,
     run,
     scenario_files,
+    scenario_key,
+    scenario_label,
     suite_kind,
 )
 from pqtwin import charts
 from sim import catalogue
 from sim.contract import Summary
+from sim.cost import estimate
+from sim.deltas import deltas
 from sim.errors import UserError
+from sim.runner import RunResult
+from sim.units import fmt_bytes, fmt_days, fmt_delta, fmt_fraction, fmt_joules, fmt_seconds
 
 SUITES: dict[str, tuple[str, str, str]] = {  # short name: (KEM, signature, AEAD)
     "Classical": ("X25519", "Ed25519", "AES-256-GCM"),
@@ -75,30 +82,31 @@ def render() -> None:
         "Suites (KEM + signature + AEAD)",
         list(SUITES),
         default=DEFAULT,
-        format_func=suite_label,
+        format_func=lambda n: n,  # the short name: a chip never overflows; the table lists the algorithms
         key="cs_suites",
         persist_state=KEEP,
     )
     if not chosen:
         st.info("Pick at least one suite.")
         return
-    rows, skipped = suite_rows(chosen, Spec(str(file), profile=profile), mode, seed, reps)
+    base = Spec(str(file), profile=profile)
+    if not confirmed(chosen, base, mode, seed, reps):
+        return
+    runs, skipped = suite_runs(chosen, base, mode, seed, reps)
     for name, line in skipped:
         st.warning(f"Not simulated — {name}: {line.split(': ', 1)[-1]}")
-    if not rows:
+    if not runs:
         return
-    df = pd.DataFrame(rows)
-    base = df["round latency (ms)"].iloc[0]
-    df["Δ round vs first (%)"] = (df["round latency (ms)"] / base - 1) * 100
+    reference = baseline_choice(list(runs))
+    pinned = explore.pinned()
+    ref_result = pinned.result if reference == PINNED and pinned is not None else runs[reference]
+    df = pd.DataFrame([suite_row(n, r, ref_result) for n, r in runs.items()])
     st.caption(
-        f"{file.stem} · {mode} · {reps} replications · seed {seed} (same seed for every suite: common "
-        "random numbers, so differences come from the suite)"
+        f"{scenario_label(file)} · {mode} · {reps} replications · seed {seed} (same seed for every suite: common "
+        f"random numbers, so differences come from the suite; Δ is paired over replications) · Δ against "
+        f"**{reference}**"
     )
-    perf = ["suite", "KEM", "signature", "AEAD", "kind", "round latency (ms)", "distribution (ms)",
-            "crypto share (%)", "application MB", "energy per round (J)", "battery life (days)",
-            "Δ round vs first (%)"]  # fmt: skip
-    number = st.column_config.NumberColumn(format="%.1f")
-    st.dataframe(df[perf], hide_index=True, column_config={c: number for c in perf[5:]})
+    st.dataframe(display(df), hide_index=True, width="stretch", column_config=COLUMN_HELP)
     left, right = st.columns(2)
     left.plotly_chart(latency_chart(df), key="cs_latency")
     right.plotly_chart(
@@ -108,15 +116,80 @@ def render() -> None:
         st.plotly_chart(energy_chart(df), key="cs_energy")
     st.dataframe(df[["suite", "KEM", "signature", *SIZE_COLUMNS]], hide_index=True)
     st.download_button(
-        "Comparison (CSV)", df.to_csv(index=False), f"{file.stem}-{mode}-suites.csv", "text/csv", on_click="ignore"
+        "Comparison (CSV)",
+        df.to_csv(index=False),
+        f"{scenario_key(file)}-{mode}-suites.csv",
+        "text/csv",
+        on_click="ignore",
     )
+
+
+PINNED = "the baseline pinned on Explore"
+COLUMN_HELP = {
+    "round latency": st.column_config.TextColumn(help="Mean round latency (95 % CI in the chart)"),
+    "distribution": st.column_config.TextColumn(help="Mean model distribution time"),
+    "crypto share": st.column_config.TextColumn(help="Crypto share of the FL rounds' CPU time"),
+    "app. bytes": st.column_config.TextColumn(help="Application bytes per replication"),
+    "energy / round": st.column_config.TextColumn(help="Energy per FL round over the hosts with a power model"),
+    "battery": st.column_config.TextColumn(help="Battery life of the first device population"),
+    "Δ round": st.column_config.TextColumn(help="Round latency minus the baseline's (relative)"),
+    "Δ 95 % CI": st.column_config.TextColumn(help="95 % CI of Δ round, paired over replications"),
+}
+
+
+def confirmed(chosen: list[str], base: Spec, mode: str, seed: int, reps: int) -> bool:
+    """Ask once for all suites when together they are estimated over the app's threshold."""
+    total_s = 0.0
+    for name in chosen:
+        try:
+            total_s += estimate(load(suite_spec(base, name)), reps).wall_s
+        except UserError:
+            continue  # reported with the runs
+    key = ("cs_go", tuple(chosen), base, mode, seed, reps)
+    if total_s <= background.confirm_s() or st.session_state.get("cs_go") == key:
+        return True
+    st.info(f"{len(chosen)} suites are estimated at ~{fmt_seconds(total_s)} of simulation on this machine; long "
+            "runs go to the background with a Stop button.", icon=":material/schedule:")  # fmt: skip
+    if st.button(f"Run {len(chosen)} suites (~{fmt_seconds(total_s)})", key="cs_go_button", type="primary"):
+        st.session_state["cs_go"] = key
+        st.rerun()
+    return False
+
+
+def baseline_choice(names: list[str]) -> str:
+    options = ([PINNED] if explore.pinned() is not None else []) + names
+    label = "Δ against"
+    return str(st.selectbox(label, options, key="cs_reference", help="The suite (or the pinned baseline) Δ is "
+                            "measured from"))  # fmt: skip
+
+
+def suite_spec(base: Spec, name: str) -> Spec:
+    kem, sig, aead = SUITES[name]
+    ov = (f"workload.crypto.kem={kem}", f"workload.crypto.signature={sig}", f"workload.crypto.aead={aead}")
+    return base._replace(overrides=ov)
+
+
+def display(df: pd.DataFrame) -> pd.DataFrame:
+    """The table as people read it: each value in its best unit, "—" where missing."""
+    return pd.DataFrame({
+        "suite": df.suite, "kind": df.kind, "KEM": df.KEM, "signature": df.signature, "AEAD": df.AEAD,
+        "round latency": [fmt_seconds(v / 1e3) for v in df["round latency (ms)"]],
+        "distribution": [fmt_seconds(v / 1e3) for v in df["distribution (ms)"]],
+        "crypto share": [fmt_fraction(v / 100) for v in df["crypto share (%)"]],
+        "app. bytes": [fmt_bytes(v * 1e6) for v in df["application MB"]],
+        "energy / round": [fmt_joules(v) for v in df["energy per round (J)"]],
+        "battery": [fmt_days(v) for v in df["battery life (days)"]],
+        "Δ round": [fmt_delta(d / 1e3, "s") + ("" if pd.isna(r) or d == 0 else f" ({r:+.1%})")
+                    for d, r in zip(df["Δ round (ms)"], df["Δ round (rel)"], strict=True)],
+        "Δ 95 % CI": df["Δ round CI"],
+    })  # fmt: skip
 
 
 def controls() -> tuple[Path, str, str | None, int, int]:
     """Sidebar controls → (scenario file, mode, host profile file or None, replications, seed)."""
     sb = st.sidebar
     file: Path = sb.selectbox(
-        "Scenario", scenario_files(), format_func=lambda p: p.name, key="cs_scenario", persist_state=KEEP
+        "Scenario", scenario_files(), format_func=scenario_label, key="cs_scenario", persist_state=KEEP
     )
     mode = sb.radio("Processing mode", ["sequential", "concurrent"], horizontal=True, key="cs_mode", persist_state=KEEP)
     profiles = profile_choices()
@@ -128,7 +201,7 @@ def controls() -> tuple[Path, str, str | None, int, int]:
             0,
             2**31 - 1,
             int(base_data(str(file)).get("run", {}).get("seed", 1)),
-            key=f"cs_seed_{file.stem}",
+            key=f"cs_seed_{scenario_key(file)}",
             persist_state=KEEP,
         )
     )
@@ -136,40 +209,46 @@ def controls() -> tuple[Path, str, str | None, int, int]:
     return file, mode, profile, reps, seed
 
 
-def suite_rows(
+def suite_runs(
     chosen: list[str], base: Spec, mode: str, seed: int, reps: int
-) -> tuple[list[dict[str, object]], list[tuple[str, str]]]:
-    """Simulate base with each chosen suite → (one row of sizes and KPIs per suite, (suite, first error line)
-    of each suite that cannot be simulated)."""
-    rows: list[dict[str, object]] = []
+) -> tuple[dict[str, RunResult], list[tuple[str, str]]]:
+    """Simulate base with each chosen suite → ({suite: its run}, (suite, first error line) of each suite that cannot
+    be simulated); a suite stopped in the background is left out."""
+    runs: dict[str, RunResult] = {}
     skipped: list[tuple[str, str]] = []
     for name in chosen:
-        kem, sig, aead = SUITES[name]
-        ov = (f"workload.crypto.kem={kem}", f"workload.crypto.signature={sig}", f"workload.crypto.aead={aead}")
-        spec = base._replace(overrides=ov)
         try:
-            load(spec)
-            result = run(spec, mode, seed, reps, label=name)
+            result = run(suite_spec(base, name), mode, seed, reps, label=name, ask=False)
         except UserError as exc:
             skipped.append((name, exc.lines[0]))
             continue
-        k = kpis(result).set_index("kpi")
-        r, d = k.loc["round latency"], k.loc["model distribution"]
-        rows.append(
-            {
-                **sizes(name),
-                "round latency (ms)": r["mean"] * 1e3,
-                "round CI low (ms)": r.ci95_low * 1e3,
-                "round CI high (ms)": r.ci95_high * 1e3,
-                "distribution (ms)": d["mean"] * 1e3,
-                "distribution CI low (ms)": d.ci95_low * 1e3,
-                "distribution CI high (ms)": d.ci95_high * 1e3,
-                "crypto share (%)": k.loc["crypto share of FL CPU time", "mean"] * 100,
-                "application MB": k.loc["application bytes per replication", "mean"] / 1e6,
-                **energy_columns(result.summary),
-            }
-        )
-    return rows, skipped
+        if result is not None:
+            runs[name] = result
+    return runs, skipped
+
+
+def suite_row(name: str, result: RunResult, reference: RunResult) -> dict[str, object]:
+    """Sizes, KPIs and the round latency's Δ against the reference run (paired over replications)."""
+    k = kpis(result).set_index("kpi")
+    r, d = k.loc["round latency"], k.loc["model distribution"]
+    found = {x.key: x for x in deltas((reference.summary, reference.spans), (result.summary, result.spans))}
+    dr = found.get("round_latency_s")
+    lo, hi = dr.ci95 if dr is not None else (None, None)
+    return {
+        **sizes(name),
+        "round latency (ms)": r["mean"] * 1e3,
+        "round CI low (ms)": r.ci95_low * 1e3,
+        "round CI high (ms)": r.ci95_high * 1e3,
+        "distribution (ms)": d["mean"] * 1e3,
+        "distribution CI low (ms)": d.ci95_low * 1e3,
+        "distribution CI high (ms)": d.ci95_high * 1e3,
+        "crypto share (%)": k.loc["crypto share of FL CPU time", "mean"] * 100,
+        "application MB": k.loc["application bytes per replication", "mean"] / 1e6,
+        **energy_columns(result.summary),
+        "Δ round (ms)": dr.delta * 1e3 if dr is not None and dr.delta is not None else None,
+        "Δ round (rel)": dr.relative if dr is not None else None,
+        "Δ round CI": "—" if lo is None or hi is None else f"[{fmt_delta(lo, 's')}, {fmt_delta(hi, 's')}]",
+    }
 
 
 def energy_columns(summary: Summary) -> dict[str, float | None]:

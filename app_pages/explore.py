@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
+from app_pages import insights, library
 from app_pages.common import (
     DEFAULT_REPLICATIONS,
     KEEP,
@@ -16,26 +21,31 @@ from app_pages.common import (
     Spec,
     algorithm_label,
     base_data,
-    ci_text,
     kpis,
     load,
-    ms,
     per_round,
     phase_extents,
     profile_choices,
     run,
     scenario_files,
+    scenario_key,
+    scenario_label,
     show_errors,
     show_path,
 )
 from app_pages.scenario_edit import build_data, device_totals
 from pqtwin import charts
 from sim import catalogue
+from sim.deltas import METHOD_TEXT, Delta, deltas
 from sim.errors import UserError
 from sim.presets import DEVICE_CLASSES, LINK_PRESETS
-from sim.runner import RunResult
+from sim.profile import load_profile
+from sim.runner import RunResult, write_run
 from sim.scenario import Scenario
+from sim.units import fmt, fmt_bytes, fmt_days, fmt_delta, fmt_fraction, fmt_joules, fmt_seconds, fmt_watts
 
+MAX_ROUNDS, MAX_REPLICATIONS, MAX_DEVICES_PER_CLASS = 1_000, 50, 10_000  # the cost estimate guards long runs
+MIN_HORIZON_S, MAX_APP_HORIZON_S = 1.0, 86_400.0
 MODEL_SIZES = [10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_000_000, 5_000_000]
 AS_IS = "as in the scenario"
 SUITE_PARTS: tuple[tuple[catalogue.Kind, str], ...] = (
@@ -66,12 +76,15 @@ def controls() -> tuple[Spec, str, int, int]:
     """Sidebar controls → (spec, mode, seed, replications); only changed settings become edits."""
     sb = st.sidebar
     file: Path = sb.selectbox(
-        "Scenario", scenario_files(), format_func=lambda p: p.name, key="ex_scenario", persist_state=KEEP
+        "Scenario", scenario_files(), format_func=scenario_label, key="ex_scenario", persist_state=KEEP
     )
     base = base_data(str(file))
-    k = file.stem  # every other control's key carries the scenario
+    k = scenario_key(file)  # every other control's key carries the scenario
     devices = device_controls(base, k)
-    overrides = crypto_controls(base["workload"]["crypto"], k)
+    profiles = profile_choices()
+    sb.markdown("**Crypto suite**")
+    prof = sb.selectbox("Host profile (CPU costs)", list(profiles), key=f"ex_profile_{k}", persist_state=KEEP)
+    overrides = crypto_controls(base["workload"]["crypto"], k, unpriced(file, base, profiles[prof]))
     sb.markdown("**Deployment**")
     n0 = len(base["deployment"]["hosts"])
     nodes = sb.slider(
@@ -87,8 +100,6 @@ def controls() -> tuple[Spec, str, int, int]:
     access = sb.selectbox(
         "Device access link", [AS_IS, "ble", "ble-2m", "wifi-5ghz"], key=f"ex_access_{k}", persist_state=KEEP
     )
-    profiles = profile_choices()
-    prof = sb.selectbox("Host profile (CPU costs)", list(profiles), key=f"ex_profile_{k}", persist_state=KEEP)
     mode, seed, reps, run_overrides = workload_controls(base, k)
     overrides += run_overrides
     edited_nodes = nodes if nodes != n0 else None
@@ -104,24 +115,58 @@ def device_controls(base: dict[str, Any], k: str) -> tuple[tuple[str, int], ...]
     totals = device_totals(base)
     with st.sidebar.expander("Devices per class", expanded=False):
         counts = {
-            c: int(st.number_input(c, 0, 2000, totals.get(c, 0), key=f"ex_dev_{c}_{k}", persist_state=KEEP))
-            for c in DEVICE_CLASSES
+            c: bounded_int(st, c, 0, MAX_DEVICES_PER_CLASS, totals.get(c, 0), f"ex_dev_{c}_{k}") for c in DEVICE_CLASSES
         }
     return tuple((c, n) for c, n in counts.items() if n != totals.get(c, 0))
 
 
-def crypto_controls(crypto: dict[str, Any], k: str) -> list[str]:
-    """One algorithm choice per suite part → overrides of those that differ from the scenario's."""
+def unpriced(file: Path, base: dict[str, Any], override: Path | None) -> dict[str, str]:
+    """{algorithm: the profile that has no cost for it} over the hosts' profiles in effect ({} if unreadable)."""
+    refs = [str(override)] if override else [str(h.get("profile", "")) for h in base["deployment"]["hosts"]]
+    out: dict[str, str] = {}
+    for ref in dict.fromkeys(refs):  # resolved as sim/scenario.py resolves a host's profile reference
+        p = Path(ref)
+        path = (
+            (p if p.is_absolute() else file.parent / p)
+            if p.suffix in (".yaml", ".yml")
+            else file.parent / "profiles" / f"{ref}.yaml"
+        )
+        ops = profile_ops(str(path))
+        for alg in catalogue.CATALOGUE.values():
+            if ops is not None and any(f"{alg.name}.{op}" not in ops for op in catalogue.OPS[alg.kind]):
+                out.setdefault(alg.name, Path(ref).stem)
+    return out
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _profile_ops(path: str, mtime: float) -> frozenset[str] | None:
+    try:
+        return frozenset(load_profile(Path(path)).ops)
+    except (UserError, OSError, ValueError):
+        return None
+
+
+def profile_ops(path: str) -> frozenset[str] | None:
+    p = Path(path)
+    return _profile_ops(path, p.stat().st_mtime) if p.is_file() else None
+
+
+def crypto_controls(crypto: dict[str, Any], k: str, missing: dict[str, str]) -> list[str]:
+    """One algorithm choice per suite part → overrides of those that differ from the scenario's. Algorithms the
+    host profile cannot price stay listed, with the reason (picking one gives the profile's one-line error)."""
     sb = st.sidebar
-    sb.markdown("**Crypto suite**")
     overrides: list[str] = []
+
+    def label_of(name: str) -> str:
+        return algorithm_label(name) + (f" — not priced by {missing[name]}" if name in missing else "")
+
     for kind, label in SUITE_PARTS:
         names = catalogue.names(kind)
         v = sb.selectbox(
             label,
             names,
             index=names.index(crypto[kind]),
-            format_func=algorithm_label,
+            format_func=label_of,
             key=f"ex_{kind}_{k}",
             persist_state=KEEP,
         )
@@ -154,19 +199,29 @@ def workload_controls(base: dict[str, Any], k: str) -> tuple[str, int, int, list
         format_func=model_label,
     )
     r0 = int(wl["fl"]["rounds"])
-    rounds = int(sb.number_input("FL rounds per replication", 1, 50, r0, key=f"ex_rounds_{k}", persist_state=KEEP))
-    reps = int(sb.number_input("Replications", 1, 20, DEFAULT_REPLICATIONS, key=f"ex_reps_{k}", persist_state=KEEP))
-    seed = int(
-        sb.number_input(
-            "Seed", 0, 2**31 - 1, int(base.get("run", {}).get("seed", 1)), key=f"ex_seed_{k}", persist_state=KEEP
-        )
-    )
+    rounds = bounded_int(sb, "FL rounds per replication", 1, MAX_ROUNDS, r0, f"ex_rounds_{k}")
+    reps = bounded_int(sb, "Replications", 1, MAX_REPLICATIONS, DEFAULT_REPLICATIONS, f"ex_reps_{k}")
+    seed = bounded_int(sb, "Seed", 0, 2**31 - 1, int(base.get("run", {}).get("seed", 1)), f"ex_seed_{k}")
+    h0 = float(base.get("run", {}).get("horizon_s", 3600.0))
+    horizon = float(sb.number_input(
+        f"Horizon, s ({MIN_HORIZON_S:g}–{MAX_APP_HORIZON_S:,.0f})", MIN_HORIZON_S, MAX_APP_HORIZON_S,
+        min(max(h0, MIN_HORIZON_S), MAX_APP_HORIZON_S), step=60.0, key=f"ex_horizon_{k}", persist_state=KEEP,
+        help="run.horizon_s: devices send until then (FL may end earlier); a longer horizon costs more"))  # fmt: skip
     overrides: list[str] = []
     if params != p0:
         overrides.append(f"workload.fl.model_parameters={params}")
     if rounds != r0:
         overrides.append(f"workload.fl.rounds={rounds}")
+    if horizon != min(max(h0, MIN_HORIZON_S), MAX_APP_HORIZON_S):
+        overrides.append(f"run.horizon_s={horizon:g}")
     return mode, seed, reps, overrides
+
+
+def bounded_int(where: Any, label: str, lo: int, hi: int, value: int, key: str) -> int:
+    """An integer input whose label says its bounds (a value typed outside them is refused, not kept silently)."""
+    value = min(max(value, lo), hi)
+    return int(where.number_input(f"{label} ({lo:,}–{hi:,})", lo, hi, value, key=key, persist_state=KEEP,
+                                  help=f"from {lo:,} to {hi:,}"))  # fmt: skip
 
 
 def network_overrides(edited: dict[str, Any], net: str, access: str) -> list[str]:
@@ -182,79 +237,135 @@ def network_overrides(edited: dict[str, Any], net: str, access: str) -> list[str
     return overrides
 
 
-def kpi_row(result: RunResult) -> None:
+@dataclass(frozen=True)
+class Pinned:
+    """The baseline pinned on Explore (``st.session_state["baseline"]``), shown on every page beside a what-if."""
+
+    label: str
+    spec: Spec
+    mode: str
+    seed: int
+    replications: int
+    result: RunResult
+
+
+def pinned() -> Pinned | None:
+    b = st.session_state.get("baseline")
+    return b if isinstance(b, Pinned) else None
+
+
+def kpi_deltas(result: RunResult, base: Pinned | None) -> dict[str, Delta]:
+    if base is None:
+        return {}
+    found = deltas((base.result.summary, base.result.spans), (result.summary, result.spans))
+    return {d.key: d for d in found}
+
+
+def metric(col: Any, label: str, value: str, d: Delta | None, help: str, caption: str = "") -> None:
+    """A KPI with, against a pinned baseline, its delta (green when better) and the delta's 95 % CI."""
+    delta = None
+    if d is not None and d.delta is not None:
+        rel = f" ({d.relative:+.1%})" if d.relative is not None and d.unit != "fraction" else ""
+        delta = fmt_delta(d.delta, d.unit) + rel
+    col.metric(label, value, delta=delta, delta_color="inverse" if d is None or d.lower_is_better else "normal",
+               help=help)  # fmt: skip
+    if d is not None:
+        ci = f"Δ 95 % CI {ci_delta(d)}" if d.ci95[0] is not None else "Δ: no CI"
+        caption = f"{ci}, {'beyond' if d.significant else 'within'} noise; " + caption
+    col.caption(caption)
+
+
+def kpi_row(result: RunResult, base: Pinned | None = None) -> None:
     table = kpis(result).set_index("kpi")
+    dd = kpi_deltas(result, base)
     cols = st.columns(5)
     r, d = table.loc["round latency"], table.loc["model distribution"]
-    cols[0].metric("Round latency (mean)", ms(r["mean"]), help="Distribution start → aggregated model, per round")
-    cols[0].caption(ci_text(r.ci95_low, r.ci95_high))
-    cols[1].metric(
-        "Model distribution (mean)",
-        ms(d["mean"]),
-        delta=f"{(d['mean'] - PAPER_LINE_S) * 1e3:+,.0f} ms vs 1.5 s" if np.isfinite(d["mean"]) else None,
-        delta_color="inverse",
-        help="Distribution start → last client holding the verified model; the paper reports under 1.5 s",
-    )
-    cols[1].caption(ci_text(d.ci95_low, d.ci95_high))
+    metric(cols[0], "Round latency", fmt_seconds(r["mean"]), dd.get("round_latency_s"),
+           "Mean: distribution start → aggregated model, per round",
+           ci_range(r.ci95_low, r.ci95_high, "s"))  # fmt: skip
+    under = "under" if d["mean"] < PAPER_LINE_S else "over"
+    paper = "" if not np.isfinite(d["mean"]) else f"; {under} the paper's 1.5 s"
+    metric(cols[1], "Model distribution", fmt_seconds(d["mean"]), dd.get("model_distribution_s"),
+           "Mean: distribution start → last client holding the verified model; the paper reports under 1.5 s",
+           ci_range(d.ci95_low, d.ci95_high, "s") + paper)  # fmt: skip
     c = table.loc["crypto share of FL CPU time"]
-    cols[2].metric(
-        "Crypto share of FL CPU time",
-        f"{c['mean']:.1%}",
-        help="KEM, signature, AEAD and hashing time over all CPU time of the FL rounds",
-    )
-    cols[2].caption(ci_text(c.ci95_low, c.ci95_high, 100, "%"))
+    metric(cols[2], "Crypto share", fmt_fraction(c["mean"]), dd.get("crypto_share"),
+           "Of the FL rounds' CPU time: KEM, signature, AEAD and hashing over all CPU work",
+           ci_range(c.ci95_low, c.ci95_high, "fraction"))  # fmt: skip
     b = table.loc["application bytes per replication"]
-    cols[3].metric(
-        "Application bytes",
-        f"{b['mean'] / 1e6:,.2f} MB",
-        help="Per replication: every message the pods and devices sent (rounds, handshakes, telemetry frames), "
-        "each counted once at its size, including those between pods on one host. The caption's link bytes count "
-        "every hop a message crossed and every resend.",
-    )
     links = result.summary.link_bytes
-    carried = f"; links carried {links.total / 1e6:,.2f} MB" if links is not None else ""
-    cols[3].caption(ci_text(b.ci95_low, b.ci95_high, 1e-6, "MB", 2) + carried)
+    carried = f"; links carried {fmt_bytes(links.total)}" if links is not None else ""
+    metric(cols[3], "Application bytes", fmt_bytes(b["mean"]), dd.get("application_bytes"),
+           "Per replication: every message the pods and devices sent (rounds, handshakes, telemetry frames), each "
+           "counted once at its size, including those between pods on one host. Link bytes count every hop a "
+           "message crossed and every resend.", ci_range(b.ci95_low, b.ci95_high, "B") + carried)  # fmt: skip
     util = {k.split(" ")[2]: v for k, v in table["mean"].items() if k.startswith("host utilisation")}
     host = max(util, key=lambda h: util[h])
-    cols[4].metric(
-        "Busiest host (offered load)",
-        f"{util[host]:.0%}",
-        help="Work asked of the host's cores that they could have done by the end of the run (an operation on one "
-        "core from when it was asked), over their capacity, mean over replications; ≥ 100 % means overloaded",
-    )
     others = ", ".join(f"{h} {u:.0%}" for h, u in util.items() if h != host)
+    cols[4].metric("Busiest host", f"{util[host]:.0%}",
+                   help="Offered load: work asked of the host's cores that they could have done by the end of the run "
+                   "(an operation on one core from when it was asked), over their capacity, mean over replications; "
+                   "≥ 100 % means overloaded")  # fmt: skip
     cols[4].caption(f"on {host}" + (f"; {others}" if others else ""))
 
 
-def fmt_joules(j: float) -> str:
-    """Energy in the unit that reads best, µJ to kJ."""
-    for scale, unit in ((1e3, "kJ"), (1.0, "J"), (1e-3, "mJ")):
-        if abs(j) >= scale:
-            return f"{j / scale:,.2f} {unit}"
-    return f"{j * 1e6:,.1f} µJ"
+def ci_range(lo: float | None, hi: float | None, unit: str) -> str:
+    if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
+        return "95 % CI —"
+    return f"95 % CI [{fmt(lo, unit)}, {fmt(hi, unit)}]"
 
 
-def energy_row(result: RunResult) -> None:
+def energy_row(result: RunResult, base: Pinned | None = None) -> None:
     """Energy per FL round on the priced hosts, and each device population's battery life (sim/energy.py)."""
-    from pqtwin.tables import fmt_days
-
     e = result.summary.energy
     if e is None or (e.per_round_j is None and not e.devices):
         st.caption("Energy: no power model for these hosts or devices (a profile's `power`, a device class's power).")
         return
+    dd = kpi_deltas(result, base)
     cols = st.columns(4)
     if e.per_round_j is not None and e.per_round_j.mean is not None:
         lo, hi = e.per_round_j.ci95
-        cols[0].metric("Energy per FL round", fmt_joules(e.per_round_j.mean),
-                       help="Every host with a power model: idle power for the round's length plus each busy "
-                       "core's power for the round's work (sim/energy.py)")  # fmt: skip
-        cols[0].caption(f"95 % CI {fmt_joules(lo or 0)} – {fmt_joules(hi or 0)}")
-    for col, (pop, d) in zip(cols[1:], e.devices.items(), strict=False):
-        col.metric(f"Battery life, {pop}", fmt_days(d.battery_life_days),
-                   help="The battery's energy over the device's average power at this run's duty cycle: frames, "
-                   "sessions (MCU and radio) and sleep")  # fmt: skip
-        how = "" if d.compute_modelled else "; MCU crypto not modelled (no device profile)"
-        col.caption(f"{d.average_power_w * 1e6:,.1f} µW on a {d.battery}{how}")
+        metric(cols[0], "Energy per FL round", fmt_joules(e.per_round_j.mean), dd.get("energy_per_round_j"),
+               "Every host with a power model: idle power for the round's length plus each busy core's power for the "
+               "round's work (sim/energy.py)", ci_range(lo, hi, "J"))  # fmt: skip
+    for col, (pop, dev) in zip(cols[1:], e.devices.items(), strict=False):
+        how = "" if dev.compute_modelled else "; MCU crypto not modelled (no device profile)"
+        metric(col, f"Battery life, {pop}", fmt_days(dev.battery_life_days), dd.get(f"battery_life_days:{pop}"),
+               "The battery's energy over the device's average power at this run's duty cycle: frames, sessions (MCU "
+               "and radio) and sleep", f"{fmt_watts(dev.average_power_w)} on a {dev.battery}{how}")  # fmt: skip
+
+
+def deltas_table(result: RunResult, base: Pinned) -> None:
+    """Every KPI against the baseline: values, Δ, relative Δ, its 95 % CI and how it was computed."""
+    rows = [{"KPI": d.label, "baseline": fmt(d.baseline, d.unit), "what-if": fmt(d.whatif, d.unit),
+             "Δ": fmt_delta(d.delta, d.unit), "Δ %": "—" if d.relative is None else f"{d.relative:+.1%}",
+             "Δ 95 % CI": ci_delta(d),
+             "beyond noise": "yes" if d.significant else "no" if d.ci95[0] is not None else "—"}
+            for d in kpi_deltas(result, base).values()]  # fmt: skip
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    methods = {d.method for d in kpi_deltas(result, base).values() if d.method != "none"}
+    st.caption("Δ = what-if − baseline; CI " + "; ".join(METHOD_TEXT[m] for m in sorted(methods)) + "."
+               if methods else "Δ = what-if − baseline; one replication: no CIs (raise Replications).")  # fmt: skip
+
+
+def ci_delta(d: Delta) -> str:
+    lo, hi = d.ci95
+    return "—" if lo is None or hi is None else f"[{fmt_delta(lo, d.unit)}, {fmt_delta(hi, d.unit)}]"
+
+
+def baseline_bar(spec: Spec, mode: str, seed: int, reps: int, label: str, result: RunResult) -> Pinned | None:
+    """Pin the current what-if as the baseline, or clear it; the pinned baseline (None when none)."""
+    base = pinned()
+    left, mid, right = st.columns([1.2, 1, 4])
+    if left.button("Pin as baseline", icon=":material/push_pin:", key="ex_pin",
+                   help="Keep this what-if as the reference: every KPI then shows its difference from it"):  # fmt: skip
+        st.session_state["baseline"] = base = Pinned(label, spec, mode, seed, reps, result)
+    if base is not None and mid.button("Clear baseline", key="ex_unpin"):
+        st.session_state["baseline"] = base = None
+    if base is not None:
+        same = base.spec == spec and (base.mode, base.seed, base.replications) == (mode, seed, reps)
+        right.caption(f"Baseline: **{base.label}**" + (" (this what-if)" if same else ""))
+    return base
 
 
 def render() -> None:
@@ -272,32 +383,91 @@ def render() -> None:
                     "profile that prices it under *Host profile* (the Pi 4 profiles price every one)")  # fmt: skip
         st.info(f"This combination cannot be simulated as set: {hint}.")
         return
+    if result is None:  # a long run waiting for its go, or stopped: run() said so
+        return
     s = result.summary
+    label = f"{whatif_name(spec, scenario, mode, seed, reps)} · {mode} · {s.suite['kem']} + {s.suite['signature']}"
     st.markdown(
         f"**{scenario.name}** · {mode} · {s.suite['kem']} + {s.suite['signature']} + "
         f"{s.suite['aead']} · {reps} replications × {scenario.workload.fl.rounds} rounds · seed {seed} · "
-        f"simulated in {s.wall_s:.2f} s"
+        f"simulated in {fmt_seconds(s.wall_s)}"
     )
-    kpi_row(result)
-    energy_row(result)
+    base = baseline_bar(spec, mode, seed, reps, label, result)
+    kpi_row(result, base)
+    energy_row(result, base)
+    for line in insights.explain(result, scenario, base.result if base else None):
+        st.info(line, icon=":material/lightbulb:")
+    if base is not None:
+        with st.expander(f"Every KPI against the baseline ({base.label})", expanded=False):
+            deltas_table(result, base)
     for w in s.warnings:
         st.warning(w)
-    left, right = st.columns(2)
-    left.plotly_chart(charts.phase_bars(phase_extents(result.spans)), key="ex_phases")
-    right.plotly_chart(charts.latency_histogram(per_round(result.spans)), key="ex_hist")
-    c1, c2, _ = st.columns([1, 2, 3])
-    rounds = scenario.workload.fl.rounds  # keys carry the ranges: a stored choice never falls outside them
-    rep = c1.selectbox("Replication", list(range(reps)), key=f"ex_tl_rep_{reps}", persist_state=KEEP)
-    rnd = c2.slider("Round", 1, rounds, 1, key=f"ex_tl_round_{rounds}", persist_state=KEEP) if rounds > 1 else 1
-    st.plotly_chart(charts.gantt(result.spans, rep, rnd), key="ex_gantt")
-    st.plotly_chart(charts.topology(scenario), key="ex_topology")
+    charts_block(result, scenario, reps, base)
     st.caption(
         "Same run from the command line"
         + (" (node and device edits: use the YAML below)" if spec.nodes or spec.devices else "")
         + ":"
     )
     st.code(cli_command(spec, mode, seed, reps), language="bash")
-    downloads(spec, scenario, mode, result)
+    save_block(scenario, mode, seed, reps)
+    downloads(spec, scenario, mode, seed, reps, result, base)
+
+
+def charts_block(result: RunResult, scenario: Scenario, reps: int, base: Pinned | None) -> None:
+    """Phase breakdown, latency distribution and the timeline of one round; with a baseline, beside it."""
+    beside = base is not None and st.toggle("Show the baseline beside", value=True, key="ex_beside")
+    other = base.result if beside and base is not None else None
+    left, right = st.columns(2)
+    ext, hist = phase_extents(result.spans), per_round(result.spans)
+    base_ext, base_hist = (phase_extents(other.spans), per_round(other.spans)) if other else (None, None)
+    left.plotly_chart(charts.phase_bars(ext, baseline=base_ext), key="ex_phases")
+    right.plotly_chart(charts.latency_histogram(hist, baseline=base_hist), key="ex_hist")
+    c1, c2, _ = st.columns([1, 2, 3])
+    rounds = scenario.workload.fl.rounds  # keys carry the ranges: a stored choice never falls outside them
+    rep = c1.selectbox("Replication", list(range(reps)), key=f"ex_tl_rep_{reps}", persist_state=KEEP)
+    rnd = c2.slider("Round", 1, rounds, 1, key=f"ex_tl_round_{rounds}", persist_state=KEEP) if rounds > 1 else 1
+    if other is None:
+        st.plotly_chart(charts.gantt(result.spans, rep, rnd), key="ex_gantt")
+    else:  # one time axis for both, so lengths compare by eye
+        ends = [round_end_ms(x.spans, rep, rnd) for x in (result, other)]
+        top = max((e for e in ends if e is not None), default=None)
+        g1, g2 = st.columns(2)
+        g1.plotly_chart(charts.gantt(result.spans, rep, rnd, "What-if", x_max_ms=top), key="ex_gantt")
+        g2.plotly_chart(charts.gantt(other.spans, rep, rnd, f"Baseline: {base.label}" if base else "", x_max_ms=top),
+                        key="ex_gantt_base")  # fmt: skip
+    st.plotly_chart(charts.topology(scenario), key="ex_topology")
+
+
+def round_end_ms(spans: pd.DataFrame, rep: int, rnd: int) -> float | None:
+    """The length of a round's timeline (ms from its start), None when the run has no such round."""
+    sel = spans[(spans.replication == rep) & (spans["round"] == rnd)]
+    return float((sel.end_s.max() - sel.start_s.min()) * 1e3) if len(sel) else None
+
+
+def whatif_name(spec: Spec, scenario: Scenario, mode: str, seed: int, reps: int) -> str:
+    """The what-if's name for files: a saved one's name; the scenario's, as is; else with a short hash of the
+    edits, so distinct what-ifs download to distinct file names."""
+    if not (spec.overrides or spec.nodes or spec.devices or spec.profile):
+        return scenario.name
+    h = hashlib.sha256(repr((spec.overrides, spec.nodes, spec.devices, spec.profile)).encode()).hexdigest()[:8]
+    return f"{scenario.name}-{h}"
+
+
+def save_block(scenario: Scenario, mode: str, seed: int, reps: int) -> None:
+    """Name and save the what-if in the library (app_pages/library.py); it then loads from the Scenario list."""
+    with st.expander("Save this what-if", expanded=False, icon=":material/bookmark_add:"):
+        c1, c2 = st.columns([3, 1])
+        name = c1.text_input("Name (letters, digits, . _ -)", key="ex_save_name", max_chars=63,
+                             placeholder="e.g. ward-ml-kem-1024")  # fmt: skip
+        c2.write("")
+        if c2.button("Save", key="ex_save", type="primary"):
+            try:
+                path = library.save(scenario, name, mode, seed, reps)
+            except UserError as exc:
+                show_errors(exc)
+            else:
+                st.success(f"Saved as {path.parent.name} in {show_path(library.root())}: pick "
+                           f"★ {path.parent.name} under Scenario to load it.")  # fmt: skip
 
 
 def cli_command(spec: Spec, mode: str, seed: int, reps: int) -> str:
@@ -310,19 +480,51 @@ def cli_command(spec: Spec, mode: str, seed: int, reps: int) -> str:
     )
 
 
-def downloads(spec: Spec, scenario: Scenario, mode: str, result: RunResult) -> None:
-    """The what-if scenario as YAML, the KPIs and the spans as CSV."""
-    d1, d2, d3, _ = st.columns([1, 1, 1, 3])
+def downloads(spec: Spec, scenario: Scenario, mode: str, seed: int, reps: int, result: RunResult,
+              base: Pinned | None) -> None:  # fmt: skip
+    """The what-if scenario as YAML, the KPIs and the spans as CSV, and the report to hand over."""
+    name = whatif_name(spec, scenario, mode, seed, reps)
+    d1, d2, d3, d4, _ = st.columns([1, 1, 1, 1.3, 2])
     header = (
-        f"# what-if of {show_path(spec.file)} from the PQ-IoMT Twin app; save under scenarios/ so profiles resolve\n"
+        f"# what-if {name} of {show_path(spec.file)} from the PQ-IoMT Twin app; save under scenarios/ so profiles "
+        "resolve\n"
     )
-    name = f"{scenario.name}-{mode}"
-    d1.download_button(
-        "Scenario (YAML)", header + scenario.to_yaml(), f"{scenario.name}-whatif.yaml", on_click="ignore"
-    )
+    d1.download_button("Scenario (YAML)", header + scenario.to_yaml(), f"{name}.yaml", on_click="ignore")
     d2.download_button(
-        "KPIs (CSV)", kpis(result).to_csv(index=False), f"{name}-kpis.csv", "text/csv", on_click="ignore"
+        "KPIs (CSV)", kpis(result).to_csv(index=False), f"{name}-{mode}-kpis.csv", "text/csv", on_click="ignore"
     )
     d3.download_button(
-        "Spans (CSV)", result.spans.to_csv(index=False), f"{name}-spans.csv", "text/csv", on_click="ignore"
+        "Spans (CSV)", result.spans.to_csv(index=False), f"{name}-{mode}-spans.csv", "text/csv", on_click="ignore"
     )
+    report_button(d4, spec, scenario, mode, seed, reps, result, base, name)
+
+
+def report_button(col: Any, spec: Spec, scenario: Scenario, mode: str, seed: int, reps: int, result: RunResult,
+                  base: Pinned | None, name: str) -> None:  # fmt: skip
+    """ "Report (HTML)": the same self-contained report as ``pqtwin report``, built when asked (it embeds
+    plotly.js, ~4 MB): this what-if, its baseline when pinned, and the command that reproduces it."""
+    key = ("ex_report", name, mode, seed, reps, base.label if base else None)
+    made = st.session_state.get("ex_report")
+    if made is not None and made[0] == key:
+        col.download_button("Download report", made[1], f"{name}-{mode}-report.html", "text/html",
+                            on_click="ignore", type="primary", key="ex_report_dl")  # fmt: skip
+        return
+    if col.button("Report (HTML)", key="ex_report_make", help="A self-contained HTML file to hand over"):
+        with st.spinner("Writing the report…"):
+            html = make_report(scenario, mode, seed, reps, result, base, cli_command(spec, mode, seed, reps))
+        st.session_state["ex_report"] = (key, html)
+        st.rerun()
+
+
+def make_report(scenario: Scenario, mode: str, seed: int, reps: int, result: RunResult, base: Pinned | None,
+                command: str) -> str:  # fmt: skip
+    """pqtwin/report.py on this run (and the baseline's), written to a temporary run directory first."""
+    from pqtwin import report
+
+    with tempfile.TemporaryDirectory(prefix="pqtwin-report-") as tmp:
+        write_run(result, Path(tmp) / "whatif", scenario)
+        baseline = None
+        if base is not None:
+            write_run(base.result, Path(tmp) / "baseline", load(base.spec))
+            baseline = report.load_run(Path(tmp) / "baseline")
+        return report.report_html(report.load_run(Path(tmp) / "whatif"), baseline, command)

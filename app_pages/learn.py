@@ -10,7 +10,11 @@ from app_pages.common import KEEP, ROOT, SCENARIOS, Spec, algorithm_label, ms, p
 from app_pages.explore import MODEL_SIZES, model_label
 from pqtwin import charts
 from sim import catalogue
+from sim.contract import RECORD_HEADER_BYTES, SIGNATURE_LENGTH_BYTES
 from sim.errors import UserError
+from sim.model import HELLO_BYTES
+from sim.runner import RunResult
+from sim.units import fmt_bytes, fmt_fraction, fmt_seconds
 
 STEPS = [
     "1 · The quantum threat",
@@ -22,7 +26,8 @@ STEPS = [
     "7 · What PQC costs a battery",
 ]
 PAPER = str(SCENARIOS / "paper-3node.yaml")
-QUANTUM_YEARS = 15  # an assumption for illustration, not a forecast
+QUANTUM_YEARS = 15  # default of z, the user's assumption (not a forecast)
+MIGRATION_YEARS = 5  # default of y: an assumption for illustration
 SUITES = {  # name: (KEM, signature)
     "classical (X25519 + Ed25519)": ("X25519", "Ed25519"),
     "post-quantum (ML-KEM-768 + ML-DSA-65)": ("ML-KEM-768", "ML-DSA-65"),
@@ -44,6 +49,16 @@ def render() -> None:
     nxt.button("Next →", on_click=_go, args=(1,), disabled=step == STEPS[-1], key="learn_next")
 
 
+def _years(n: int) -> str:
+    return f"{n} year{'s' * (n != 1)}"
+
+
+def mosca(shelf_years: int, migration_years: int, quantum_years: int) -> int:
+    """Years of exposure by Mosca's inequality: data sent until the migration ends must stay secret x years
+    more, so if x + y > z it is readable for x + y − z years while still meant to be secret (0: safe)."""
+    return max(0, shelf_years + migration_years - quantum_years)
+
+
 def threat() -> None:
     st.markdown(
         "Today's public-key cryptography rests on two hard problems: **factoring** (RSA) and **discrete "
@@ -52,47 +67,113 @@ def threat() -> None:
         "That is **harvest now, decrypt later**: an attacker records encrypted medical traffic today and "
         "reads it once the machine exists. Symmetric ciphers are only weakened (Grover's algorithm roughly "
         "halves the key length), so AES-256 stays safe. NIST's replacements (2024): **ML-KEM** (FIPS 203) "
-        "for key establishment, **ML-DSA** (FIPS 204) and **SLH-DSA** (FIPS 205) for signatures."
+        "for key establishment, **ML-DSA** (FIPS 204) and **SLH-DSA** (FIPS 205) for signatures.\n\n"
+        "**Mosca's inequality** says when to worry: if the data's shelf life *x* plus the time *y* to migrate "
+        "the system to post-quantum crypto exceeds the time *z* until a quantum computer can break it, data "
+        "sent before the migration ends is exposed for *x + y − z* years."
     )
-    years = st.slider(
-        "How many years must a medical record sent today stay confidential?",
+    c1, c2, c3 = st.columns(3)
+    x = c1.slider(
+        "x · data shelf life (years)",
         0,
         60,
         25,
-        key="learn_years",
+        help="Years a medical record sent today must stay confidential.",
+        key="learn_years",  # the name saved sessions use for the shelf life
         persist_state=KEEP,
     )
-    exposed = max(0, years - QUANTUM_YEARS)
-    end = max(60, years) + 1
-    bars = [
-        ("record must stay secret", 0, years, "#1f77b4"),
-        ("quantum computer can read<br>harvested traffic (assumed)", QUANTUM_YEARS, end - QUANTUM_YEARS, "#f4a3a3"),
-        ("exposed: readable while<br>still meant to be secret", QUANTUM_YEARS, exposed, "#d62728"),
+    y = c2.slider(
+        "y · migration time (years)",
+        0,
+        20,
+        MIGRATION_YEARS,
+        help="Years to move this system to post-quantum crypto; until then it sends classically protected data.",
+        key="learn_migration",
+        persist_state=KEEP,
+    )
+    z = c3.slider(
+        "z · years to a quantum computer (your assumption)",
+        1,
+        50,
+        QUANTUM_YEARS,
+        help="Years until a cryptographically relevant quantum computer exists: an assumption, not a forecast.",
+        key="learn_quantum",
+        persist_state=KEEP,
+    )
+    exposed = mosca(x, y, z)
+    end = max(x + y, z) + 5
+    rows = [  # (label, start, length, colour), years from today
+        ("y · migration to PQC", 0, y, "#ff7f0e"),
+        ("x · shelf life of the last<br>classically protected record", y, x, "#1f77b4"),
+        ("z · until a quantum computer<br>(your assumption)", 0, z, "#9467bd"),
+        ("exposed: readable while<br>still meant to be secret", z, exposed, "#d62728"),
     ]
     fig = go.Figure()
-    for label, base, length, color in bars:
+    for label, base, length, color in rows:
         hover = f"{label.replace('<br>', ' ')}: years {base} to {base + length}<extra></extra>"
-        text = f"{length} years" if length and color != "#f4a3a3" else ""
-        bar = go.Bar(y=[label], x=[length], base=[base], orientation="h", marker_color=color, text=[text])
-        fig.add_trace(bar.update(hovertemplate=hover))
+        bar = go.Bar(
+            y=[label],
+            x=[length],
+            base=[base],
+            orientation="h",
+            marker_color=color,
+            text=[_years(length) if length else ""],
+            hovertemplate=hover,
+        )
+        fig.add_trace(bar)
+    # the quantum computer's arrival on the shared axis: what lies right of it on the x and y bars is readable
+    fig.add_vline(x=z, line_dash="dash", line_color="#9467bd")
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(title="years from today", range=[0, end])
-    st.plotly_chart(charts.layout(fig, "Harvest now, decrypt later", height=300, showlegend=False), key="learn_threat")
+    title = "Mosca's inequality: x + y against z"
+    st.plotly_chart(charts.layout(fig, title, height=340, showlegend=False), key="learn_threat")
     if exposed:
         st.warning(
-            f"With classical key exchange, this record would be readable for {exposed} years before it may "
-            "be disclosed: it needs post-quantum key establishment now.",
+            f"x + y = {x + y} > z = {z}: records sent until the migration ends stay readable for {_years(exposed)} "
+            "while still meant to be secret — start the migration now.",
             icon=":material/lock_open:",
         )
     else:
         st.success(
-            "Under this assumption the record's secrecy ends before the quantum computer arrives.",
+            f"x + y = {x + y} ≤ z = {z}: safe under your assumption, with {_years(z - x - y)} to spare.",
             icon=":material/lock:",
         )
     st.caption(
-        f"Assumption for illustration, not a forecast: a cryptographically relevant quantum computer in "
-        f"{QUANTUM_YEARS} years. The comparison of shelf life with time-to-quantum is Mosca's inequality."
+        "z is your assumption, not a forecast: nobody knows when a cryptographically relevant quantum computer "
+        'will exist. After M. Mosca, "Cybersecurity in an era with quantum computers: will we be ready?", '
+        "IEEE Security & Privacy 16(5), 2018."
     )
+
+
+PER_MESSAGE = "per message (as FL messages with rekey.fl: per_message)"
+PER_SESSION = "per session, rekey every hour (as devices do)"
+SESSION_S = 3600.0  # devices rekey hourly (the battery step's default); the text says "every hour"
+FRAME_PERIODS_S = [0.1, 0.25, 1.0, 5.0, 30.0, 60.0]
+PQ_SUITE = "post-quantum (ML-KEM-768 + ML-DSA-65)"
+
+
+def record_overhead_bytes(aead: catalogue.Algorithm) -> int:
+    """What sealing adds to every record the channel sends (hw/channel.py): the 21-byte header (type, sequence,
+    send time, length) and the AEAD tag; the nonce is the sequence number, never sent."""
+    return RECORD_HEADER_BYTES + aead.aead_overhead_bytes
+
+
+def signature_wire_bytes(sig: catalogue.Algorithm) -> int:
+    """A signature in a signed message (sim/model.py message_bytes): + its length when the size varies."""
+    return sig.signature_bytes + (0 if sig.signature_bytes == sig.signature_max_bytes else SIGNATURE_LENGTH_BYTES)
+
+
+def message_crypto_bytes(kem: catalogue.Algorithm, sig: catalogue.Algorithm) -> int:
+    """A per-message record's body beyond the sealed payload: the signature and a fresh KEM ciphertext."""
+    return signature_wire_bytes(sig) + kem.ciphertext_bytes
+
+
+def handshake_bytes(kem: catalogue.Algorithm, sig: catalogue.Algorithm) -> int:
+    """One session's handshake, both directions (sim/model.py handshake): hello; the responder's signed
+    ephemeral KEM key with its identity key; the initiator's ciphertext, signature and identity key."""
+    server = kem.public_key_bytes + sig.signature_bytes + sig.public_key_bytes
+    finish = kem.ciphertext_bytes + sig.signature_bytes + sig.public_key_bytes
+    return HELLO_BYTES + server + finish
 
 
 def primitives() -> None:
@@ -102,9 +183,12 @@ def primitives() -> None:
         "the sender ships a *ciphertext* that only the receiver can open.\n"
         "- **Signature** (e.g. ML-DSA): proves who sent a model or an update and that nobody changed it.\n"
         "- **AEAD** (authenticated encryption, e.g. AES-256-GCM): encrypts the bulk data with the agreed key and "
-        "detects any tampering (a 16-byte tag), using a 12-byte nonce.\n\n"
-        "Below, each message carries a fresh encapsulation and a signature (as our FL messages do with "
-        "`rekey.fl: per_message`). Slide the message size and watch what the crypto adds on the wire."
+        "detects any tampering (a 16-byte tag); its 12-byte nonce is the record's sequence number, so it is "
+        "never sent.\n\n"
+        "How often keys are established decides the cost. Our FL messages can carry a fresh encapsulation and a "
+        "signature each (`rekey.fl: per_message`); a sensor instead runs one signed KEM handshake per session, "
+        "rekeys every hour, and seals each frame in between with the AEAD alone. Choose, slide the message size "
+        "and watch what the crypto adds on the wire."
     )
     size = st.select_slider(
         "Message size",
@@ -113,41 +197,84 @@ def primitives() -> None:
         key="learn_size",
         persist_state=KEEP,
         format_func=lambda b: (
-            f"{b:,} B" + (" (telemetry frame)" if b == 100 else " (1 MB model update)" if b == 1_000_000 else "")
+            fmt_bytes(b) + (" (telemetry frame)" if b == 100 else " (1 MB model update)" if b == 1_000_000 else "")
         ),
     )
+    c1, c2 = st.columns([2, 1])
+    keying = c1.radio("Keys are established", [PER_SESSION, PER_MESSAGE], key="learn_keying", persist_state=KEEP)
+    session = keying == PER_SESSION
+    period_s = c2.select_slider(
+        "Frame period",
+        FRAME_PERIODS_S,
+        value=1.0,
+        key="learn_period",
+        persist_state=KEEP,
+        format_func=fmt_seconds,
+        disabled=not session,  # per message there is no session to share
+    )
+    frames = max(1, round(SESSION_S / period_s))
     aead = catalogue.get("AES-256-GCM")
+    record = record_overhead_bytes(aead)
     rows = []
-    for name, (kem, sig) in SUITES.items():
-        k, s = catalogue.get(kem), catalogue.get(sig)
-        rows.append(
-            {
-                "suite": name,
-                "payload": size,
-                "AEAD nonce + tag": aead.aead_overhead_bytes,
-                "signature": s.signature_bytes,
-                "KEM ciphertext": k.ciphertext_bytes,
-            }
-        )
-    df = pd.DataFrame(rows)
-    total = df[["payload", "AEAD nonce + tag", "signature", "KEM ciphertext"]].sum(axis=1)
+    for name, (kem_name, sig_name) in SUITES.items():
+        kem, sig = catalogue.get(kem_name), catalogue.get(sig_name)
+        row = {"suite": name, "payload": size, "record header + AEAD tag": record}
+        if session:
+            row["handshake, amortised"] = handshake_bytes(kem, sig) / frames
+        else:
+            row["signature"] = signature_wire_bytes(sig)
+            row["KEM ciphertext"] = kem.ciphertext_bytes
+        rows.append(row)
+    df = pd.DataFrame(rows).set_index("suite")
+    total = df.sum(axis=1)
+    colors = {
+        "payload": "#c7c7c7",
+        "record header + AEAD tag": "#2ca02c",
+        "handshake, amortised": "#9467bd",
+        "signature": "#ff7f0e",
+        "KEM ciphertext": "#1f77b4",
+    }
     fig = go.Figure()
-    for col, color in (
-        ("payload", "#c7c7c7"),
-        ("AEAD nonce + tag", "#2ca02c"),
-        ("signature", "#ff7f0e"),
-        ("KEM ciphertext", "#1f77b4"),
-    ):
-        fig.add_trace(
-            go.Bar(
-                x=df.suite, y=df[col], name=col, marker_color=color, hovertemplate="%{y:,} B<extra>" + col + "</extra>"
-            )
+    for col in df.columns:
+        hover = "%{y:,.1f} B<extra>" + col + "</extra>"
+        fig.add_trace(go.Bar(x=df.index, y=df[col], name=col, marker_color=colors[col], hovertemplate=hover))
+    for x, t in total.items():
+        fig.add_annotation(
+            x=x, y=t, text=f"{fmt_bytes(t)} (+{fmt_fraction((t - size) / size)})", showarrow=False, yshift=10
         )
-    for x, t in zip(df.suite, total, strict=True):
-        fig.add_annotation(x=x, y=t, text=f"{t:,} B (+{(t - size) / size:.0%})", showarrow=False, yshift=10)
-    fig.update_yaxes(title="bytes on the wire per message")
-    st.plotly_chart(
-        charts.layout(fig, f"One {size:,}-byte message, sealed", height=380, barmode="stack"), key="learn_primitives"
+    what = "frame in an hourly session" if session else "message with a fresh KEM + signature"
+    fig.update_yaxes(title=f"bytes on the wire per {'frame' if session else 'message'}")
+    title = f"One {fmt_bytes(size)} {what}, sealed"
+    st.plotly_chart(charts.layout(fig, title, height=380, barmode="stack"), key="learn_primitives")
+    kem, sig = (catalogue.get(n) for n in SUITES[PQ_SUITE])
+    per_message = record + message_crypto_bytes(kem, sig)
+    handshake = handshake_bytes(kem, sig)
+    cols = st.columns(3)
+    if session:
+        cols[0].metric(
+            "Per-frame overhead (record header + AEAD tag)",
+            fmt_bytes(record),
+            help=f"{RECORD_HEADER_BYTES} B header + {aead.aead_overhead_bytes} B tag, any suite",
+        )
+        cols[1].metric("Handshake, amortised per frame (post-quantum)", fmt_bytes(handshake / frames))
+        st.markdown(
+            f"Per session the post-quantum handshake moves {fmt_bytes(handshake)} once; with a frame every "
+            f"{fmt_seconds(period_s)} and a new session every hour that is spread over "
+            f"{frames:,} frames, {fmt_bytes(handshake / frames)} each on top of the frame's own "
+            f"{fmt_bytes(record)}."
+        )
+    else:
+        cols[0].metric("Record header + AEAD tag", fmt_bytes(record))
+        cols[1].metric("Signature + KEM ciphertext (post-quantum)", fmt_bytes(message_crypto_bytes(kem, sig)))
+    cols[2].metric(
+        "Per-message overhead, fresh KEM + signature (post-quantum)",
+        fmt_bytes(per_message),
+        help="record header + AEAD tag + ML-DSA-65 signature + ML-KEM-768 ciphertext",
+    )
+    st.caption(
+        "Sizes from sim/catalogue.py; the record header is the one hw/channel.py sends (sim/contract.py "
+        "RECORD_HEADER_BYTES), the handshake that of sim/model.py (both directions). FL messages also carry "
+        "their serialisation header (workload.fl.header_bytes), counted here as payload."
     )
 
 
@@ -196,6 +323,8 @@ def one_round() -> None:
     except UserError as exc:
         st.error("\n\n".join(exc.lines))
         return
+    if result is None:  # a long run waits for the user's go or runs in the background: the page said so
+        return
     s = result.summary
     c1, c2, c3 = st.columns(3)
     c1.metric("Round latency (mean of 10 rounds)", ms(s.round_latency_s.mean))
@@ -221,8 +350,13 @@ def modes() -> None:
         "Number of nodes (one aggregator, a client on each other node)", 2, 6, 3, key="learn_nodes", persist_state=KEEP
     )
     spec = Spec(PAPER, (), None if nodes == 3 else nodes)
+    res: dict[str, RunResult] = {}
     try:
-        res = {m: run(spec, m, 2026, 2, label=m) for m in ("sequential", "concurrent")}
+        for m in ("sequential", "concurrent"):
+            r = run(spec, m, 2026, 2, label=m)
+            if r is None:  # a long run waits for the user's go or runs in the background: the page said so
+                return
+            res[m] = r
     except UserError as exc:
         st.error("\n\n".join(exc.lines))
         return

@@ -35,6 +35,8 @@ from app_pages.common import (
     profile_choices,
     runs_dir,
     scenario_files,
+    scenario_key,
+    scenario_label,
     show_path,
 )
 from app_pages.explore import MODEL_SIZES, model_label
@@ -136,7 +138,7 @@ def sweep_yaml(file: Path, profile: Path | None, axes: dict[str, list[Any]], rep
     pre = [f"deployment.hosts.*.profile={profile}"] if profile else []
     ordered = sorted(axes, key=lambda a: a != NODES)  # the whole-section levels first: the other axes edit them
     doc = {
-        "sweep": f"app-{file.stem}",
+        "sweep": f"app-{scenario_key(file)}",
         "description": f"made by the app's Sweep page from {show_path(file)}",
         "scenario": str(file),
         "set": pre,
@@ -211,14 +213,16 @@ def controls() -> tuple[Path, Path | None, str, int, int, int]:
     """Sidebar → (scenario, host profile for every host or None, KPI, replications, seed, workers)."""
     sb = st.sidebar
     file: Path = sb.selectbox(
-        "Scenario", scenario_files(), format_func=lambda p: p.name, key="sw_scenario", persist_state=KEEP
+        "Scenario", scenario_files(), format_func=scenario_label, key="sw_scenario", persist_state=KEEP
     )
     profiles = profile_choices()
-    prof = sb.selectbox("Host profile (CPU costs)", list(profiles), key=f"sw_profile_{file.stem}", persist_state=KEEP)
+    prof = sb.selectbox(
+        "Host profile (CPU costs)", list(profiles), key=f"sw_profile_{scenario_key(file)}", persist_state=KEEP
+    )
     kpi = sb.selectbox("KPI", list(KPIS), key="sw_kpi", persist_state=KEEP)
     reps = int(sb.number_input("Replications per run", 1, 10, DEFAULT_REPLICATIONS, key="sw_reps", persist_state=KEEP))
     seed0 = int(base_data(str(file)).get("run", {}).get("seed", 1))
-    seed = int(sb.number_input("Seed", 0, 2**31 - 1, seed0, key=f"sw_seed_{file.stem}", persist_state=KEEP))
+    seed = int(sb.number_input("Seed", 0, 2**31 - 1, seed0, key=f"sw_seed_{scenario_key(file)}", persist_state=KEEP))
     top = engine.max_local_workers()
     workers = int(
         sb.number_input("Worker processes", 1, top, os.cpu_count() or 1, key="sw_workers", persist_state=KEEP)
@@ -244,7 +248,7 @@ def pick_axes(file: Path) -> dict[str, list[Any]]:
 
 def pick(name: str, where: Any, file: Path) -> list[Any]:
     p = PARAMS[name]
-    key = f"sw_{name}_{file.stem}"
+    key = f"sw_{name}_{scenario_key(file)}"
     if p.numeric:
         lo, hi = where.select_slider(
             f"{name}: range", p.values, value=tuple(p.default), format_func=p.fmt, key=key, persist_state=KEEP

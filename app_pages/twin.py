@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -10,11 +12,12 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages.common import KEEP, ms, runs_dir, show_errors, show_path
+from app_pages.common import KEEP, runs_dir, show_errors, show_path
 from hw.compare import BOOTSTRAP_SEED, RESAMPLES, compare_dirs
 from pqtwin import charts
 from sim.contract import RunLayout, Summary, read_summary
 from sim.errors import UserError
+from sim.units import MISSING, fmt
 
 
 def run_dirs(root: Path) -> dict[str, Summary]:
@@ -66,7 +69,10 @@ def render() -> None:
         )
         return
     st.caption(f"{len(dirs)} run directories under {show_path(root)}/ ({len(measured)} measured).")
-    sim, hw = pick_runs(dirs, measured)
+    picked = pick_runs(dirs, measured)
+    if picked is None:  # no simulated run of the same scenario and mode: nothing to score against
+        return
+    sim, hw = picked
     try:
         result = compare(sim, hw, (_mtime(sim), _mtime(hw)))
     except UserError as exc:
@@ -85,9 +91,7 @@ def render() -> None:
     left, right = st.columns(2)
     left.plotly_chart(means_chart(m), key="tw_means")
     right.plotly_chart(error_chart(m), key="tw_errors")
-    number = st.column_config.NumberColumn(format="%.2f")
-    numeric = ["simulated mean (ms)", "measured mean (ms)", "error (%)", "p95 error (%)"]
-    st.dataframe(table(m), hide_index=True, column_config=dict.fromkeys(numeric, number))
+    st.dataframe(table(m), hide_index=True)
     st.caption(
         f"error = (sim − hw) / hw × 100; 95 % percentile bootstrap over rounds ({RESAMPLES} resamples, "
         f"seed {BOOTSTRAP_SEED}), resampled within each replication. Not compared: "
@@ -98,8 +102,26 @@ def render() -> None:
     )
 
 
-def pick_runs(dirs: dict[str, Summary], measured: list[str]) -> tuple[str, str]:
-    """The measured run and the simulated run to compare (default: a simulated run of the same scenario)."""
+def matching_sims(dirs: dict[str, Summary], hw: str) -> list[str]:
+    """Simulated runs of the measured run's scenario and mode: other scenarios or modes would score the model
+    on a different workload, so they are not offered."""
+    s = dirs[hw]
+    return [d for d, o in dirs.items() if o.backend is None and o.scenario == s.scenario and o.mode == s.mode]
+
+
+def sim_command(hw: str, s: Summary) -> str:
+    """The `pqtwin sim` command that makes the simulated counterpart of a measured run."""
+    root = runs_dir()
+    name = Path(hw).name.removesuffix("-hw")
+    out = root / f"{name}-sim"
+    if out.exists():  # taken by a run of another mode or scenario: a name of its own
+        out = root / f"{name}-{s.mode or 'sim'}-sim"
+    mode = f" --mode {s.mode}" if s.mode else ""
+    return f"pqtwin sim {shlex.quote(show_path(s.scenario_file))}{mode} --out {shlex.quote(show_path(out))}"
+
+
+def pick_runs(dirs: dict[str, Summary], measured: list[str]) -> tuple[str, str] | None:
+    """The measured run and a simulated run of the same scenario and mode to compare (None: there is none)."""
     c1, c2 = st.columns(2)
     hw = c1.selectbox(
         "Measured run (hardware twin)",
@@ -108,12 +130,19 @@ def pick_runs(dirs: dict[str, Summary], measured: list[str]) -> tuple[str, str]:
         key="tw_hw",
         persist_state=KEEP,
     )
-    sims = [d for d in dirs if d != hw]
-    same = [d for d in sims if dirs[d].backend is None and dirs[d].scenario == dirs[hw].scenario]
+    sims = matching_sims(dirs, hw)
+    if not sims:
+        s = dirs[hw]
+        mode = f"{s.mode} mode" if s.mode else "an unrecorded mode"
+        st.info(
+            f"No simulated run of scenario {s.scenario!r} in {mode} under {show_path(runs_dir())}/, "
+            f"and runs of other scenarios or modes are not compared. Make one with `{sim_command(hw, s)}`.",
+            icon=":material/info:",
+        )
+        return None
     sim = c2.selectbox(
-        "Simulated run",
+        "Simulated run (same scenario and mode)",
         sims,
-        index=sims.index(same[0]) if same else 0,
         format_func=lambda d: describe(d, dirs[d]),
         key=f"tw_sim_{hw}",  # per measured run: the choices depend on it
         persist_state=KEEP,
@@ -126,13 +155,13 @@ def headline(m: dict[str, Any]) -> None:
     cols = st.columns(4)
     for col, key in zip(cols[:2], ("round_latency_s", "model_distribution_s"), strict=True):
         if key in m:
-            lo, hi = m[key]["error_ci95"]
+            v = m[key]
             col.metric(
-                f"{m[key]['label'].capitalize()}: error",
-                f"{m[key]['error_pct']:+.1f} %",
+                f"{v['label'].capitalize()}: error",
+                pct(v["error_pct"]),
                 help="(simulated − measured) / measured, of the means",
             )
-            col.caption(f"95 % CI [{lo:+.1f}, {hi:+.1f}] %; sim {ms(m[key]['sim_mean'])}, hw {ms(m[key]['hw_mean'])}")
+            col.caption(f"95 % CI {ci(v['error_ci95'])}; sim {value(v, 'sim_mean')}, hw {value(v, 'hw_mean')}")
     within = sum(bool(v["within_ci"]) for v in m.values())
     cols[2].metric("Metrics within resampling noise", f"{within} of {len(m)}", help="0 inside the error's 95 % CI")
     cols[3].metric(
@@ -141,20 +170,39 @@ def headline(m: dict[str, Any]) -> None:
     )
 
 
+def pct(x: float | None) -> str:
+    """A signed error in percent; "—" when missing (None or NaN)."""
+    return MISSING if x is None or not math.isfinite(x) else f"{x:+.1f} %"
+
+
+def ci(bounds: list[float | None] | tuple[float | None, float | None]) -> str:
+    """A 95 % CI of an error in percent; "—" when either bound is missing."""
+    lo, hi = bounds
+    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return MISSING
+    return f"[{lo:+.1f}, {hi:+.1f}] %"
+
+
+def value(v: dict[str, Any], key: str) -> str:
+    """A metric's value in the unit that reads best (compare.json gives each metric's base unit)."""
+    return fmt(v[key], v.get("unit", "s"))
+
+
 def table(m: dict[str, Any]) -> pd.DataFrame:
+    """Text cells: times in the unit that reads best and "—" for anything missing, never "nan"."""
     rows = []
     for v in m.values():
-        lo, hi = v["error_ci95"]
+        within = v["within_ci"]
         rows.append(
             {
                 "metric": v["label"],
-                "simulated mean (ms)": v["sim_mean"] * 1e3,
-                "measured mean (ms)": v["hw_mean"] * 1e3,
-                "error (%)": v["error_pct"],
-                "95 % CI (%)": f"[{lo:+.1f}, {hi:+.1f}]" if lo is not None else "—",
-                "p95 error (%)": v["error_p95_pct"],
+                "simulated mean": value(v, "sim_mean"),
+                "measured mean": value(v, "hw_mean"),
+                "error": pct(v["error_pct"]),
+                "95 % CI of the error": ci(v["error_ci95"]),
+                "p95 error": pct(v["error_p95_pct"]),
                 "n sim / hw": f"{v['n_sim']} / {v['n_hw']}",
-                "within CI": "yes" if v["within_ci"] else "no",
+                "within CI": MISSING if within is None else "yes" if within else "no",
             }
         )
     return pd.DataFrame(rows)

@@ -37,9 +37,9 @@ from hw.machine import LoadMonitor
 from hw.provision import provision
 from hw.proxy import LinkShape, ShapingProxy, open_path
 from hw.runconfig import Address, RunConfig, Service, build, check_supported
-from sim.contract import RunLayout, Summary, atomic_write, write_json
+from sim.contract import RunLayout, Summary, write_json
 from sim.errors import UserError
-from sim.scenario import DevicePopulation, Scenario
+from sim.scenario import DevicePopulation, Scenario, write_scenario
 
 
 def pin_cpus(s: Scenario) -> dict[str, list[int]]:
@@ -168,7 +168,7 @@ def run_local(
             cfg = addressing.attack(cfg, *attack)
         cfg = provision(cfg, out)  # every key, before any node starts
         cfg.write(out)
-        atomic_write(RunLayout(out).scenario, s.to_yaml())
+        write_scenario(s, out)
         children.start(cfg.aggregator, "aggregator")
         for c in cfg.fl.clients:
             children.start(c, "client")

@@ -193,6 +193,7 @@ class RunLayout:
     KEYS = "keys"  # twin: keys/<pod>.json, published public keys
     LOGS = "logs"  # twin: logs/<pod>.log
     COMPARE = "compare"  # pqtwin compare's report
+    PROFILES = "profiles"  # profiles/<name>.yaml: copies of the profiles scenario.yaml names (a portable run)
 
     @property
     def spans(self) -> Path:
@@ -230,6 +231,9 @@ class RunLayout:
     def pids(self) -> Path:
         return self.root / self.PIDS
 
+    def profile(self, name: str) -> Path:
+        return self.root / self.PROFILES / f"{name}.yaml"
+
     def node_spans(self, pod: str) -> Path:
         return self.root / self.NODE_SPANS / f"{pod}.parquet"
 
@@ -252,7 +256,7 @@ class RunLayout:
 
     @classmethod
     def result_dirs(cls) -> tuple[str, ...]:
-        return (cls.NODE_SPANS, cls.NODES, cls.KEYS, cls.LOGS, cls.COMPARE)
+        return (cls.NODE_SPANS, cls.NODES, cls.KEYS, cls.LOGS, cls.COMPARE, cls.PROFILES)
 
 
 def atomic_write(path: Path, data: str | bytes) -> None:

@@ -34,7 +34,7 @@ from sim.contract import (
 from sim.energy import summarise_energy
 from sim.errors import UserError
 from sim.model import Replication, ReplicationResult
-from sim.scenario import Scenario
+from sim.scenario import Scenario, write_scenario
 from sim.streams import child
 from sim.summary import summarise, with_frames, with_handshakes
 from sim.telemetry import NotVectorizable, engine_for, refusal
@@ -220,10 +220,11 @@ def link_bytes(results: list[ReplicationResult]) -> LinkBytes:
 
 
 def write_run(result: RunResult, out_dir: Path, scenario: Scenario) -> Path:
-    """spans.parquet, series.parquet, summary.json and the resolved scenario.yaml in out_dir."""
+    """spans.parquet, series.parquet, summary.json and the resolved scenario.yaml with copies of its profiles
+    (``write_scenario``) in out_dir."""
     layout = RunLayout(out_dir)
     write_spans(result.spans, layout.spans)
     if result.series is not None and len(result.series):
         atomic_write(layout.series, result.series.to_parquet(index=False))
-    atomic_write(layout.scenario, scenario.to_yaml())
+    write_scenario(scenario, out_dir)
     return write_summary(result.summary, out_dir)

@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from sim import catalogue
+from sim.contract import RunLayout, atomic_write
 from sim.errors import UserError, field_error, load_yaml, shorten, show, validate
 from sim.loading import exists, parse_value, require_utf8
 from sim.presets import DEVICE_CLASSES, LINK_PRESETS
@@ -278,6 +279,7 @@ class Scenario(_Strict):
     run: Run = Run()
     _path: Path = PrivateAttr(default=Path("<memory>"))
     _profiles: dict[str, Profile] = PrivateAttr(default_factory=dict)
+    _profile_files: dict[str, Path] = PrivateAttr(default_factory=dict)  # the file each _profiles entry came from
     _graph: nx.Graph | None = PrivateAttr(default=None)
 
     @property
@@ -344,6 +346,22 @@ class Scenario(_Strict):
 
     def to_yaml(self) -> str:
         return str(yaml.safe_dump(self.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=False))
+
+    def portable(self) -> tuple[str, dict[str, Path]]:
+        """(this scenario as YAML whose profile references name ``profiles/<name>.yaml`` beside it, {name: the
+        profile file it was priced with}): a run directory holding both reruns exactly, wherever it is moved,
+        also when ``--profile`` overrode the scenario's references."""
+        data = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        names: dict[Path, str] = {}
+        for i, host in enumerate(self.deployment.hosts):
+            if host.name in self._profile_files:
+                data["deployment"]["hosts"][i]["profile"] = _portable_name(self._profile_files[host.name], names)
+        for i, pop in enumerate(self.workload.devices):
+            if f"device:{pop.name}" in self._profile_files:
+                data["workload"]["devices"][i]["profile"] = _portable_name(self._profile_files[f"device:{pop.name}"],
+                                                                           names)  # fmt: skip
+        text = str(yaml.safe_dump(data, sort_keys=False))
+        return text, {name: file for file, name in names.items()}
 
 
 AUTO_VECTORIZED_FRAMES = 10_000
@@ -596,6 +614,17 @@ def required_ops(s: Scenario, device: bool = False) -> set[str]:
     return ops if device else ops | {"serialize", "deserialize", "fl.train", "fl.fedavg"}
 
 
+def _portable_name(file: Path, names: dict[Path, str]) -> str:
+    """The file's stem, made unique among the other files of ``names`` (which it joins)."""
+    if file not in names:
+        taken, stem, i = set(names.values()), file.stem, 2
+        name = stem
+        while name in taken:
+            name, i = f"{stem}-{i}", i + 1
+        names[file] = name
+    return names[file]
+
+
 def _resolve_profile(s: Scenario, ref: str) -> Path:
     p = Path(ref)
     if p.suffix in (".yaml", ".yml"):
@@ -643,6 +672,7 @@ def _load_profiles(
                 continue
             cache.files[file] = load_profile(file)
         prof = s._profiles[key] = cache.files[file]
+        s._profile_files[key] = file
         if device not in needed:
             needed[device] = sorted(required_ops(s, device))
         missing = [op for op in needed[device] if op not in prof.ops]
@@ -661,3 +691,14 @@ def _cached_ref(s: Scenario, ref: str, cache: ProfileCache) -> Path:
 def schema() -> dict[str, Any]:
     """JSON Schema of a scenario file."""
     return Scenario.model_json_schema(by_alias=True)
+
+
+def write_scenario(scenario: Scenario, out_dir: Path) -> None:
+    """scenario.yaml and profiles/<name>.yaml (byte copies of the files it was priced with): out_dir reruns
+    as ``pqtwin sim out_dir/scenario.yaml``, the same run wherever the directory is moved."""
+    layout = RunLayout(out_dir)
+    text, files = scenario.portable()
+    for name, file in files.items():
+        layout.profile(name).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(layout.profile(name), file.read_bytes())
+    atomic_write(layout.scenario, text)

@@ -41,7 +41,7 @@ from hw.k8s.watch import Watcher, problem, started, terminated
 from hw.rundir import NodeResult
 from sim.contract import RunLayout, Summary, atomic_write
 from sim.errors import UserError
-from sim.scenario import Scenario, load_scenario
+from sim.scenario import Scenario, load_scenario, write_scenario
 
 MANIFESTS = "manifests.yaml"  # the run's objects, Secrets redacted
 REDACTED_HEAD = (
@@ -111,7 +111,7 @@ def run_k8s(
     out = Path(out_dir)
     rundir.prepare(out)
     plan.config.write(out)
-    atomic_write(RunLayout(out).scenario, s.to_yaml())
+    write_scenario(s, out)
     atomic_write(out / MANIFESTS, render.to_yaml(render.redact(objects)))
     names = {p.k8s: p.name for p in plan.pods}
     watcher = Watcher(cluster, ns, render.selector(s.name, run_id), out / "logs",

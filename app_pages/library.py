@@ -1,0 +1,94 @@
+"""Saved what-ifs: a local library of scenarios the app can save, list, load, delete and take uploads into.
+
+The library is a directory (``PQTWIN_WHATIFS_DIR``, default ``~/.pqtwin/whatifs/``); each what-if is a folder
+``<name>/`` holding ``scenario.yaml`` and ``profiles/`` (``sim.scenario.write_scenario``: the profiles it was
+priced with travel with it), so a saved what-if loads, and reruns exactly, like any scenario file. Its
+processing mode, seed and replications are saved in the scenario itself (``workload.processing.mode``,
+``run.seed``, ``run.replications``). Names are scenario names (a DNS label): they are folder names too.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from sim.contract import RunLayout
+from sim.errors import UserError, shorten
+from sim.loading import MAX_FILE_BYTES, decode, parse_yaml
+from sim.scenario import Scenario, load_scenario_data, write_scenario
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+MAX_ENTRIES = 500  # listed per rerun: a library is read on every page
+
+
+def root() -> Path:
+    return Path(os.environ.get("PQTWIN_WHATIFS_DIR") or Path.home() / ".pqtwin" / "whatifs")
+
+
+def entries() -> list[Path]:
+    """The saved what-ifs' scenario files, newest first."""
+    found = [p for p in root().glob(f"*/{RunLayout.SCENARIO}") if NAME.match(p.parent.name)]
+    return sorted(found, key=lambda p: -p.stat().st_mtime)[:MAX_ENTRIES]
+
+
+def is_saved(file: Path) -> bool:
+    return file.parent.parent == root()
+
+
+def check_name(name: str) -> str:
+    """The name, stripped; UserError naming the rule when it cannot be a what-if's name."""
+    name = name.strip()
+    if not NAME.match(name):
+        raise UserError(f"what-if name: use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit "
+                        f"(got {shorten(repr(name), 80)})")  # fmt: skip
+    return name
+
+
+def save(scenario: Scenario, name: str, mode: str, seed: int, replications: int, overwrite: bool = False) -> Path:
+    """Save the what-if under ``name`` (its scenario renamed, with mode, seed and replications); its file."""
+    name = check_name(name)
+    folder = root() / name
+    if folder.exists() and not overwrite:
+        raise UserError(f"what-if name: {name!r} is already saved in {root()} (delete it first or pick another name)")
+    data = scenario.model_dump(mode="json", by_alias=True, exclude_none=True)
+    data["name"] = name
+    data["workload"]["processing"]["mode"] = mode
+    data.setdefault("run", {}).update(seed=seed, replications=replications)
+    renamed = load_scenario_data(data, scenario.path)
+    tmp = folder.with_name(f".{name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        write_scenario(renamed, tmp)
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(f"{folder}: cannot save the what-if: {exc.strerror or exc}") from None
+    return folder / RunLayout.SCENARIO
+
+
+def delete(file: Path) -> None:
+    """Remove a saved what-if (only folders of the library)."""
+    if not is_saved(file):
+        raise UserError(f"{file}: not a saved what-if of {root()}")
+    shutil.rmtree(file.parent, ignore_errors=True)
+
+
+def upload(filename: str, data: bytes, anchor: Path) -> Path:
+    """Validate an uploaded scenario YAML and save it in the library under its ``name``; its file.
+
+    Profile references resolve against ``anchor``'s folder (the shipped scenarios/): an upload is a file out of
+    that folder. Every problem is a one-line error naming the uploaded file."""
+    where = f"{shorten(filename, 120)} (uploaded)"
+    if len(data) > MAX_FILE_BYTES:
+        raise UserError(f"{where}: file too large (more than {MAX_FILE_BYTES:,} bytes)")
+    parsed: Any = parse_yaml(decode(data, where), where)
+    if not isinstance(parsed, dict):
+        raise UserError(f"{where}: expected a scenario (a YAML mapping) at the top level")
+    scenario = load_scenario_data(parsed, anchor.parent / Path(filename).name)
+    run = scenario.run
+    return save(scenario, scenario.name, scenario.workload.processing.mode, run.seed, run.replications,
+                overwrite=True)  # fmt: skip

@@ -1,0 +1,121 @@
+"""The Learn page's Mosca and key-establishment steps and the Twin page's pairing of runs, through AppTest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from app_pages import learn
+from sim import catalogue
+from sim.contract import RECORD_HEADER_BYTES, read_summary, write_summary
+from sim.runner import simulate, write_run
+from sim.scenario import load_scenario
+from sim.units import fmt_bytes
+from tests.test_app import assert_clean, start
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPOSED = "exposed: readable while<br>still meant to be secret"  # the Mosca chart's exposure bar
+
+
+def metrics(at) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def number_bytes(text: str) -> float:
+    """fmt_bytes's text back to bytes (B, kB, MB)."""
+    value, unit = text.split()
+    return float(value.replace(",", "")) * {"B": 1, "kB": 1e3, "MB": 1e6}[unit]
+
+
+def learn_step(i: int):
+    at = start("Learn")
+    at.radio(key="learn_step").set_value(learn.STEPS[i]).run()
+    assert_clean(at)
+    return at
+
+
+def test_primitives_per_session_frame_pays_only_the_aead_record():
+    at = learn_step(1)
+    at.select_slider(key="learn_size").set_value(100).run()
+    assert_clean(at)
+    assert at.radio(key="learn_keying").value == learn.PER_SESSION  # a telemetry frame's default
+    # what the channel adds to every record: its header and the AEAD tag (the nonce is never sent)
+    record = RECORD_HEADER_BYTES + catalogue.get("AES-256-GCM").aead_overhead_bytes
+    m = metrics(at)
+    assert m["Per-frame overhead (record header + AEAD tag)"] == fmt_bytes(record)
+    per_message = number_bytes(m["Per-message overhead, fresh KEM + signature (post-quantum)"])
+    kem, sig = catalogue.get("ML-KEM-768"), catalogue.get("ML-DSA-65")
+    assert per_message == pytest.approx(record + kem.ciphertext_bytes + sig.signature_bytes, rel=0.01)
+    assert per_message > 50 * record
+    assert any("3,600 frames" in md.value for md in at.markdown)  # a 1 s frame period, hourly sessions
+    # per message, the frame carries a KEM ciphertext and a signature again
+    at.radio(key="learn_keying").set_value(learn.PER_MESSAGE).run()
+    assert_clean(at)
+    m = metrics(at)
+    assert "Per-frame overhead (record header + AEAD tag)" not in m
+    assert number_bytes(m["Signature + KEM ciphertext (post-quantum)"]) == pytest.approx(per_message - record, 0.01)
+
+
+def test_threat_mosca_sliders_change_the_verdict():
+    at = learn_step(0)
+    # exposed x + y − z years when positive; each slider alone tips the verdict
+    for x, y, z in [(25, 5, 15), (10, 5, 15), (10, 6, 15), (10, 6, 16), (0, 20, 1), (1, 0, 1)]:
+        at.slider(key="learn_years").set_value(x).run()
+        at.slider(key="learn_migration").set_value(y).run()
+        at.slider(key="learn_quantum").set_value(z).run()
+        assert_clean(at)
+        exposed = x + y - z
+        if exposed > 0:
+            assert not at.success
+            verdict = [w.value for w in at.warning]
+            assert len(verdict) == 1 and f"x + y = {x + y} > z = {z}" in verdict[0]
+            assert f"readable for {exposed} year{'s' * (exposed != 1)} " in verdict[0]
+        else:
+            assert not at.warning
+            verdict = [s.value for s in at.success]
+            assert len(verdict) == 1 and f"x + y = {x + y} ≤ z = {z}: safe" in verdict[0]
+        bars = {t["y"][0]: (t["base"][0], t["x"][0]) for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]}
+        assert bars["y · migration to PQC"] == (0, y)
+        assert bars[EXPOSED] == (z, max(0, exposed))  # the highlighted part: from z to x + y
+    assert any("not a forecast" in c.value and "IEEE Security & Privacy 16(5), 2018" in c.value for c in at.caption)
+
+
+def make_runs(root: Path) -> Path:
+    """Simulated runs of localhost (sequential and concurrent) and of paper-3node (sequential), and two
+    stand-ins for measured runs (the simulator with another seed, marked as the twin's): localhost sequential,
+    which has a simulated counterpart, and paper-3node concurrent, which has none."""
+    local = load_scenario(ROOT / "scenarios" / "localhost.yaml", ["workload.fl.rounds=3"])
+    paper = load_scenario(ROOT / "scenarios" / "paper-3node.yaml", ["workload.fl.rounds=3"])
+    write_run(simulate(local, "sequential", 1, 1), root / "localhost-sim", local)
+    write_run(simulate(local, "concurrent", 1, 1), root / "localhost-sim-concurrent", local)
+    write_run(simulate(paper, "sequential", 1, 1), root / "paper-sim", paper)
+    for name, scenario, mode in (("localhost-hw", local, "sequential"), ("paper-hw", paper, "concurrent")):
+        write_run(simulate(scenario, mode, 99, 1), root / name, scenario)
+        summary = read_summary(root / name / "summary.json")
+        write_summary(summary.model_copy(update={"backend": "local", "state": "completed"}), root / name)
+    return root
+
+
+def test_twin_offers_only_runs_of_the_same_scenario_and_mode(tmp_path, monkeypatch):
+    runs = make_runs(tmp_path / "runs")
+    monkeypatch.setenv("PQTWIN_RUNS_DIR", str(runs))
+    at = start("Twin")
+    hw = at.selectbox(key="tw_hw")
+    assert [o.split(" — ")[0] for o in hw.options] == ["localhost-hw", "paper-hw"]
+    hw.set_value(str(runs / "localhost-hw")).run()
+    assert_clean(at)
+    sims = at.selectbox(key=f"tw_sim_{runs / 'localhost-hw'}").options
+    assert [o.split(" — ")[0] for o in sims] == ["localhost-sim"]  # not the concurrent run, not paper-3node
+    assert "Round latency: error" in metrics(at) and at.dataframe
+    assert "nan" not in at.dataframe[0].value.to_string().lower()
+    # paper-3node in concurrent mode: only a sequential simulation of it exists, so nothing is compared
+    at.selectbox(key="tw_hw").set_value(str(runs / "paper-hw")).run()
+    assert_clean(at)
+    info = [i.value for i in at.info if "No simulated run" in i.value]
+    assert info and "'paper-3node'" in info[0] and "concurrent mode" in info[0]
+    assert "pqtwin sim scenarios/paper-3node.yaml --mode concurrent --out " in info[0]
+    assert f"{runs}/paper-sim`" not in info[0]  # paper-sim is taken (sequential): the command names a new one
+    assert f"{runs}/paper-concurrent-sim" in info[0]
+    assert not at.metric and not at.dataframe and not at.get("plotly_chart")
