@@ -17,6 +17,7 @@ from app_pages.common import (
     DEFAULT_REPLICATIONS,
     KEEP,
     PAPER_LINE_S,
+    SCENARIOS,
     SIMULATED_NOTE,
     Spec,
     algorithm_label,
@@ -78,6 +79,7 @@ def controls() -> tuple[Spec, str, int, int]:
     file: Path = sb.selectbox(
         "Scenario", scenario_files(), format_func=scenario_label, key="ex_scenario", persist_state=KEEP
     )
+    library_controls(file)
     base = base_data(str(file))
     k = scenario_key(file)  # every other control's key carries the scenario
     devices = device_controls(base, k)
@@ -108,6 +110,40 @@ def controls() -> tuple[Spec, str, int, int]:
     profile = profiles[prof]
     spec = Spec(str(file), tuple(overrides), edited_nodes, devices, str(profile) if profile else None)
     return spec, mode, seed, reps
+
+
+def library_controls(file: Path) -> None:
+    """Delete the saved what-if shown; upload a scenario YAML into the library (validated, then selected)."""
+    sb = st.sidebar
+    if library.is_saved(file):
+        sb.button("Delete this saved what-if", key="ex_delete", on_click=_delete, args=(file,),
+                  icon=":material/delete:")  # fmt: skip
+    with sb.expander("Upload a scenario (YAML)", icon=":material/upload:"):
+        st.file_uploader("Scenario file", type=["yaml", "yml"], key="ex_upload", on_change=_upload,
+                         help=f"Validated like `pqtwin scenario check`, then saved in {show_path(library.root())} "
+                         "under its name; profiles resolve against scenarios/profiles/")  # fmt: skip
+        error = st.session_state.get("ex_upload_error")
+        if error:
+            show_errors(error)
+
+
+def _upload() -> None:
+    """The uploader's callback: save a valid file in the library and select it; keep the errors to show."""
+    st.session_state["ex_upload_error"] = None
+    up = st.session_state.get("ex_upload")
+    if up is None:
+        return
+    try:
+        path = library.upload(up.name, up.getvalue(), SCENARIOS / "uploaded.yaml")
+    except UserError as exc:
+        st.session_state["ex_upload_error"] = exc
+        return
+    st.session_state["ex_scenario"] = path
+
+
+def _delete(file: Path) -> None:
+    library.delete(file)
+    st.session_state["ex_scenario"] = scenario_files()[0]
 
 
 def device_controls(base: dict[str, Any], k: str) -> tuple[tuple[str, int], ...]:
@@ -455,7 +491,8 @@ def whatif_name(spec: Spec, scenario: Scenario, mode: str, seed: int, reps: int)
 
 def save_block(scenario: Scenario, mode: str, seed: int, reps: int) -> None:
     """Name and save the what-if in the library (app_pages/library.py); it then loads from the Scenario list."""
-    with st.expander("Save this what-if", expanded=False, icon=":material/bookmark_add:"):
+    saved = st.session_state.pop("ex_saved", None)
+    with st.expander("Save this what-if", expanded=saved is not None, icon=":material/bookmark_add:"):
         c1, c2 = st.columns([3, 1])
         name = c1.text_input("Name (letters, digits, . _ -)", key="ex_save_name", max_chars=63,
                              placeholder="e.g. ward-ml-kem-1024")  # fmt: skip
@@ -465,9 +502,12 @@ def save_block(scenario: Scenario, mode: str, seed: int, reps: int) -> None:
                 path = library.save(scenario, name, mode, seed, reps)
             except UserError as exc:
                 show_errors(exc)
-            else:
-                st.success(f"Saved as {path.parent.name} in {show_path(library.root())}: pick "
-                           f"★ {path.parent.name} under Scenario to load it.")  # fmt: skip
+            else:  # rerun: the Scenario list in the sidebar, drawn before this, gains the new entry
+                st.session_state["ex_saved"] = (f"Saved as {path.parent.name} in {show_path(library.root())}: pick "
+                                                f"★ {path.parent.name} under Scenario to load it.")  # fmt: skip
+                st.rerun()
+        if saved is not None:
+            st.success(saved)
 
 
 def cli_command(spec: Spec, mode: str, seed: int, reps: int) -> str:
