@@ -26,6 +26,7 @@ import numpy as np
 import streamlit as st
 import yaml
 
+from app_pages import explore
 from app_pages.common import (
     KEEP,
     PAPER_LINE_S,
@@ -45,7 +46,7 @@ from pqtwin import sweepreport
 from sim import catalogue
 from sim.cost import duration
 from sim.errors import UserError
-from sim.sweep import analysis, engine, store
+from sim.sweep import analysis, engine, point, store
 from sim.sweep.plan import Plan, plan
 from sim.sweep.spec import load_sweep
 
@@ -362,7 +363,12 @@ def results(out: Path, kpi: str) -> None:
         fig.update_traces(texttemplate="%{text}", text=cell_text(fig.data[0].z, fmt, over))
         fig.update_layout(title={"text": f"{kpi}: {len(pm)} runs ({spec.sweep}); other axes averaged"})
         st.plotly_chart(fig, key="sw_heatmap")
-    st.plotly_chart(sweepreport.main_effects_figure(spec, shown, col), key="sw_effects")
+    effects = sweepreport.main_effects_figure(spec, shown, col)
+    base = explore.pinned()
+    if base is not None and (ref := point.kpis(base.result.summary).get(col)) is not None:  # a line in every panel
+        effects.add_hline(y=ref * scale, line_dash="dot", line_color="#555", row="all", col="all")
+        st.caption(f"Dotted line: the baseline pinned on Explore ({base.label}), {kpi} = {format(ref * scale, fmt)}")
+    st.plotly_chart(effects, key="sw_effects")
     kpis = [c for c, _, _ in KPIS.values() if c in pm and pm[c].nunique() > 1]
     if kpis:
         st.plotly_chart(sweepreport.sensitivity_figure(analysis.sensitivity(manifest, df, kpis)), key="sw_sens")

@@ -205,7 +205,9 @@ def _sweep_job(at: AppTest) -> dict:
 
 def test_sweep_runs_on_the_engine_in_the_background_and_shows_its_results(tmp_path, monkeypatch):
     monkeypatch.setenv("PQTWIN_RUNS_DIR", str(tmp_path))
-    at = start("Sweep")
+    at = start()
+    at.button(key="ex_pin").click().run()  # a baseline pinned on Explore is a reference line on the sweep's charts
+    at.sidebar.radio(key="page").set_value("Sweep").run()
     assert any("20 runs × 2 replications" in m.value and "estimated" in m.value for m in at.markdown)
     assert figures(at) == []  # nothing has run yet
     at.button(key="sw_run").click().run()
@@ -223,6 +225,10 @@ def test_sweep_runs_on_the_engine_in_the_background_and_shows_its_results(tmp_pa
     z = figs[0]["data"][0]["z"]
     assert shape(z) == (5, 4)  # model 50 k..1 M (y) × nodes 2..5 (x): the nodes axis comes first
     assert "20 runs" in figs[0]["layout"]["title"]["text"]
+    line = [sh for sh in figs[1]["layout"]["shapes"] if sh.get("line", {}).get("dash") == "dot"]
+    base = at.session_state["baseline"].result.summary.round_latency_s.mean
+    assert line and line[0]["y0"] == pytest.approx(base * 1e3)
+    assert any("Dotted line: the baseline pinned on Explore" in c.value for c in at.caption)
     assert (job["out"] / "results.parquet").exists() and not job["heartbeat"].exists()
     at.selectbox(key="sw_kpi").set_value("Crypto share of FL CPU time (%)").run()
     assert_clean(at)
