@@ -563,8 +563,10 @@ def make_report(scenario: Scenario, mode: str, seed: int, reps: int, result: Run
 
     with tempfile.TemporaryDirectory(prefix="pqtwin-report-") as tmp:
         write_run(result, Path(tmp) / "whatif", scenario)
-        baseline = None
+        baseline, base_command = None, None
         if base is not None:
             write_run(base.result, Path(tmp) / "baseline", load(base.spec))
-            baseline = report.load_run(Path(tmp) / "baseline")
-        return report.report_html(report.load_run(Path(tmp) / "whatif"), baseline, command)
+            baseline = report.load_run(Path(tmp) / "baseline", label=f"baseline: {base.label}")
+            base_command = cli_command(base.spec, base.mode, base.seed, base.replications)
+        run = report.load_run(Path(tmp) / "whatif", label=f"what-if: {scenario.name}")
+        return report.report_html(run, baseline, command, baseline_command=base_command)

@@ -208,6 +208,9 @@ def sim_cmd(
     force: Force = False,
     max_memory_gib: MaxMemory = DEFAULT_MAX_MEMORY_GIB,
     max_minutes: MaxMinutes = DEFAULT_MAX_MINUTES,
+    heartbeat: Annotated[
+        Path | None, typer.Option(hidden=True, help="stop as Ctrl-C when this file goes stale (the app's runs)")
+    ] = None,
 ) -> None:
     """Simulate a scenario; write spans.parquet and summary.json and print a table."""
     from hw import rundir
@@ -229,6 +232,8 @@ def sim_cmd(
     modes = list(MODES) if mode == "both" else [mode or s.workload.processing.mode]
     _check_cost(s, replications, len(modes), max_memory_gib, max_minutes)
     told = _warn_provenance(s)
+    if heartbeat is not None:
+        watch_heartbeat(heartbeat, SIM_HEARTBEAT_STALE_S)
     with rundir.claimed(out, force, discard=True), _writing(out):
         runs, comparison = _simulate_into(s, modes, out, seed, replications, profile_run)
     if comparison is not None:
@@ -240,6 +245,29 @@ def sim_cmd(
             if w not in told:
                 _warn(f"({m}) {w}")
     _say(f"results: {out}/")
+
+
+SIM_HEARTBEAT_STALE_S = 5.0  # the app touches it every 0.5 s while the page that started the run is open
+
+
+def watch_heartbeat(heartbeat: Path, stale_s: float) -> None:
+    """Interrupt this process as Ctrl-C would once ``heartbeat`` is older than ``stale_s`` or gone: a run the
+    app started ends when the app (or the server) that watched it is gone, and leaves no partial output."""
+    import signal
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.25)
+            try:
+                age_s = time.time() - heartbeat.stat().st_mtime
+            except OSError:
+                age_s = math.inf  # removed: stop
+            if age_s > stale_s:
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+
+    threading.Thread(target=watch, name="heartbeat", daemon=True).start()
 
 
 def _warn_provenance(s: scn.Scenario) -> list[str]:
@@ -754,6 +782,42 @@ def compare_cmd(
         _warn(w)
     if not json_:  # last: the one line to read (and whether the measurement was clean)
         STDOUT.print(fidelity_line(result), highlight=False, soft_wrap=True)
+
+
+@app.command("report")
+def report_cmd(
+    run_dir: Annotated[
+        Path, typer.Argument(metavar="RUN_DIR", help="a run directory (pqtwin sim --out, pqtwin hw run --out)")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="the HTML file to write (self-contained: opens offline)")],
+    baseline: Annotated[
+        Path | None, typer.Option(help="a run directory to compare with: KPI deltas with 95 % CIs")
+    ] = None,
+    pdf: Annotated[Path | None, typer.Option("--pdf", help="also print the report to this PDF (Chromium)")] = None,
+) -> None:
+    """A run as one self-contained HTML report to hand over: settings, provenance of every profile value,
+    KPIs with 95 % CIs, charts, deltas against a baseline, and the commands that reproduce it."""
+    import shlex
+
+    from pqtwin import report as rep
+    from sim.errors import UserError
+
+    rep.check_out(out, "--out")
+    if pdf is not None:
+        rep.check_out(pdf, "--pdf")
+        if os.path.abspath(pdf) == os.path.abspath(out):
+            raise UserError(f"--pdf: the same file as --out (got {str(pdf)!r})")
+    run = rep.load_run(run_dir)
+    base = rep.load_run(baseline, "--baseline") if baseline is not None else None
+    if base is not None and (warning := rep.name_warning(base, run)):
+        _warn(f"--baseline {baseline}: {warning}")
+    args = [str(run_dir), *(["--baseline", str(baseline)] if baseline else []), "--out", str(out)]
+    line = "pqtwin report " + shlex.join([*args, *(["--pdf", str(pdf)] if pdf else [])])
+    rep.write_file(out, rep.report_html(run, base, report_command=line), "--out")
+    _say(f"report: {out}")
+    if pdf is not None:
+        pages = rep.write_pdf(out, pdf)
+        _say(f"pdf: {pdf} ({pages} pages)")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,11 +20,12 @@ from sim.contract import Summary
 from sim.stats import t_ppf
 from sim.summary import application_bytes, ci95, crypto_share
 
-Method = Literal["paired", "welch", "none"]
+Method = Literal["paired", "welch", "none", "mean"]
 METHOD_TEXT = {
     "paired": "paired over replications (same seed: common random numbers)",
     "welch": "Welch, independent runs (different seeds or replications)",
     "none": "no CI: fewer than two replications",
+    "mean": "no CI: the model gives one value per run (a mean over its replications)",
 }
 # key, label, unit (base SI unit, as the app's and the report's KPI tables), True when lower is better
 KPIS: tuple[tuple[str, str, str, bool], ...] = (
@@ -124,5 +125,5 @@ def deltas(baseline: tuple[Summary, pd.DataFrame], whatif: tuple[Summary, pd.Dat
         x, y = be.devices[pop].battery_life_days, we.devices[pop].battery_life_days
         if x is not None and y is not None:
             out.append(Delta(f"battery_life_days:{pop}", f"battery life {pop}", "days", x, y, y - x, (None, None),
-                             "none", lower_is_better=False))  # fmt: skip
+                             "mean", lower_is_better=False))  # fmt: skip
     return out

@@ -17,10 +17,11 @@ def _missing(x: float | None) -> bool:
     return x is None or not math.isfinite(x)
 
 
-def _scaled(x: float, steps: tuple[tuple[float, str], ...], digits: int = 3) -> str:
-    """x in the first unit whose scale it reaches (the last one otherwise), with ``digits`` significant figures."""
+def _scaled(x: float, steps: tuple[tuple[float, str], ...], digits: int = 3, from_x: float = 1.0) -> str:
+    """x in the first unit (scale, name) it reaches ``from_x`` times of (the last one otherwise), with ``digits``
+    significant figures."""
     unit_step = next((step for step in steps if step[0] == 1.0), steps[-1])  # zero reads "0 s", not "0 ns"
-    scale, unit = next((step for step in steps if abs(x) >= step[0]), steps[-1]) if x else unit_step
+    scale, unit = next((step for step in steps if abs(x) >= from_x * step[0]), steps[-1]) if x else unit_step
     v = x / scale
     decimals = max(0, digits - 1 - math.floor(math.log10(abs(v)))) if v else 0
     return f"{v:,.{decimals}f} {unit}"
@@ -31,8 +32,8 @@ def fmt_seconds(s: float | None) -> str:
     if _missing(s):
         return MISSING
     assert s is not None
-    if abs(s) >= 120:
-        return _scaled(s, ((86_400 * 2, "days"), (3600 * 2, "h"), (60.0, "min")))
+    if abs(s) >= 120:  # minutes from two of them, hours from two, days from two: never "1.02 h"
+        return _scaled(s, ((86_400.0, "days"), (3600.0, "h"), (60.0, "min")), from_x=2.0)
     return _scaled(s, ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns")))
 
 
