@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from sim.errors import UserError
-from sim.scenario import apply_override, load_scenario, required_ops
+from sim.scenario import apply_override, load_scenario, load_scenario_data, required_ops
 
 from .conftest import SCENARIOS
 
@@ -119,3 +119,33 @@ def test_cli_bad_scenario_one_line_no_traceback(pqtwin, override, expected):
     assert "Traceback" not in res.stderr + res.stdout
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], res.stderr
+
+
+def test_a_run_directory_carries_its_profiles_and_reruns_exactly(tmp_path):
+    """write_run: scenario.yaml names profiles/<name>.yaml copies, also of a --profile override, so the directory
+    reruns as the same run wherever it is moved."""
+    import shutil
+
+    from sim.runner import simulate, write_run
+
+    paper = SCENARIOS / "paper-3node.yaml"
+    other = tmp_path / "elsewhere" / "pi4-openssl.yaml"  # another file with the same stem as the scenario's
+    other.parent.mkdir()
+    shutil.copy(SCENARIOS / "profiles" / "pi4-liboqs.yaml", other)
+    s = load_scenario(paper, ["workload.fl.rounds=2", "workload.devices.0.profile=pi4-openssl"])
+    data = yaml.safe_load(s.to_yaml())
+    data["deployment"]["hosts"][0]["profile"] = str(other)
+    s = load_scenario_data(data, paper)
+    first = simulate(s, "sequential", 3, 2)
+    write_run(first, tmp_path / "run", s)
+    moved = tmp_path / "moved"
+    shutil.move(tmp_path / "run", moved)
+    written = yaml.safe_load((moved / "scenario.yaml").read_text())
+    refs = [h["profile"] for h in written["deployment"]["hosts"]]
+    assert refs[0] != refs[1] == refs[2] and set(refs) == {"pi4-openssl", "pi4-openssl-2"}
+    assert sorted(p.name for p in (moved / "profiles").iterdir()) == ["pi4-openssl-2.yaml", "pi4-openssl.yaml"]
+    again = load_scenario(moved / "scenario.yaml")
+    assert again.host_profile("pi-1").ops == s.host_profile("pi-1").ops
+    assert again.host_profile("pi-2").ops == s.host_profile("pi-2").ops
+    second = simulate(again, "sequential", 3, 2)
+    assert second.summary.round_latency_s == first.summary.round_latency_s
