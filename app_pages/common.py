@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -233,17 +232,6 @@ def guarded(what: str) -> Iterator[None]:
 
 
 # ------------------------------------------------------------------------------------------ KPIs
-
-
-def ms(x: float | None, digits: int = 1) -> str:
-    return "—" if x is None or not np.isfinite(x) else f"{x * 1e3:,.{digits}f} ms"
-
-
-def ci_text(lo: float | None, hi: float | None, scale: float = 1e3, unit: str = "ms", digits: int = 1) -> str:
-    """The CI as text; "—" when it is missing (None, or NaN as a KPI table holds a missing CI)."""
-    if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
-        return "95 % CI —"
-    return f"95 % CI [{lo * scale:,.{digits}f}, {hi * scale:,.{digits}f}] {unit}"
 
 
 def per_replication(result: RunResult) -> pd.DataFrame:

@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages.common import KEEP, ROOT, SCENARIOS, Spec, algorithm_label, ms, per_round, run
+from app_pages.common import KEEP, ROOT, SCENARIOS, Spec, algorithm_label, per_round, run
 from app_pages.explore import MODEL_SIZES, model_label
 from pqtwin import charts
 from sim import catalogue
@@ -327,8 +327,8 @@ def one_round() -> None:
         return
     s = result.summary
     c1, c2, c3 = st.columns(3)
-    c1.metric("Round latency (mean of 10 rounds)", ms(s.round_latency_s.mean))
-    c2.metric("Model distribution", ms(s.model_distribution_s.mean))
+    c1.metric("Round latency (mean of 10 rounds)", fmt_seconds(s.round_latency_s.mean))
+    c2.metric("Model distribution", fmt_seconds(s.model_distribution_s.mean))
     c3.metric("Crypto share of CPU time", f"{s.crypto_share:.0%}")
     st.plotly_chart(charts.gantt(result.spans, 0, 1, "Round 1, sequential: who does what, when"), key="learn_round")
     st.caption(
@@ -364,8 +364,8 @@ def modes() -> None:
     cols = st.columns(4)
     for i, key, label in ((0, "round_latency_s", "round latency"), (2, "model_distribution_s", "model distribution")):
         a, b = getattr(seq, key).mean or 0.0, getattr(conc, key).mean or 0.0
-        cols[i].metric(f"Sequential {label}", ms(a))
-        cols[i + 1].metric(f"Concurrent {label}", ms(b), delta=f"{(b - a) / a:+.0%}", delta_color="inverse")
+        cols[i].metric(f"Sequential {label}", fmt_seconds(a))
+        cols[i + 1].metric(f"Concurrent {label}", fmt_seconds(b), delta=f"{(b - a) / a:+.0%}", delta_color="inverse")
     rounds = {m: per_round(r.spans).set_index(["replication", "round"]) for m, r in res.items()}
     end = max(float(r.loc[(0, 1), "round_s"]) for r in rounds.values()) * 1e3
     left, right = st.columns(2)

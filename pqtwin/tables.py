@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
+from sim.units import fmt_days
+
 if TYPE_CHECKING:
     from sim.contract import Stats, Summary
 
@@ -35,15 +37,6 @@ def kpi_rows(s: Summary) -> list[tuple[str, str]]:
         *energy_rows(s),
         ("events / wall time", f"{s.events:,} / {s.wall_s:.2f} s"),
     ]
-
-
-def fmt_days(days: float | None) -> str:
-    """Battery life in the unit that reads best: hours, days or years."""
-    if days is None:
-        return "—"
-    if days < 2:
-        return f"{days * 24:.1f} h"
-    return f"{days:.1f} days" if days < 730 else f"{days / 365.25:.1f} years"
 
 
 def energy_rows(s: Summary) -> list[tuple[str, str]]:
