@@ -132,6 +132,13 @@ def _run(
     return simulate(load(spec), mode, seed, replications, progress=_progress)
 
 
+def bounded_int(where: Any, label: str, lo: int, hi: int, value: int, key: str) -> int:
+    """An integer input whose label says its bounds (a value typed outside them is refused, not kept silently)."""
+    value = min(max(value, lo), hi)
+    return int(where.number_input(f"{label} ({lo:,}–{hi:,})", lo, hi, value, key=key, persist_state=KEEP,
+                                  help=f"from {lo:,} to {hi:,}"))  # fmt: skip
+
+
 def session_id() -> str | None:
     from streamlit.runtime.scriptrunner import get_script_run_ctx
 

@@ -15,6 +15,7 @@ from app_pages.common import (
     SIMULATED_NOTE,
     Spec,
     base_data,
+    bounded_int,
     kpis,
     load,
     profile_choices,
@@ -194,17 +195,9 @@ def controls() -> tuple[Path, str, str | None, int, int]:
     mode = sb.radio("Processing mode", ["sequential", "concurrent"], horizontal=True, key="cs_mode", persist_state=KEEP)
     profiles = profile_choices()
     prof = sb.selectbox("Host profile (CPU costs)", list(profiles), key="cs_profile", persist_state=KEEP)
-    reps = int(sb.number_input("Replications", 1, 20, DEFAULT_REPLICATIONS, key="cs_reps", persist_state=KEEP))
-    seed = int(
-        sb.number_input(
-            "Seed",
-            0,
-            2**31 - 1,
-            int(base_data(str(file)).get("run", {}).get("seed", 1)),
-            key=f"cs_seed_{scenario_key(file)}",
-            persist_state=KEEP,
-        )
-    )
+    reps = bounded_int(sb, "Replications", 1, 20, DEFAULT_REPLICATIONS, "cs_reps")
+    seed0 = int(base_data(str(file)).get("run", {}).get("seed", 1))
+    seed = bounded_int(sb, "Seed", 0, 2**31 - 1, seed0, f"cs_seed_{scenario_key(file)}")
     profile = str(profiles[prof]) if profiles[prof] else None
     return file, mode, profile, reps, seed
 

@@ -22,6 +22,7 @@ from app_pages.common import (
     Spec,
     algorithm_label,
     base_data,
+    bounded_int,
     kpis,
     load,
     per_round,
@@ -251,13 +252,6 @@ def workload_controls(base: dict[str, Any], k: str) -> tuple[str, int, int, list
     if horizon != min(max(h0, MIN_HORIZON_S), MAX_APP_HORIZON_S):
         overrides.append(f"run.horizon_s={horizon:g}")
     return mode, seed, reps, overrides
-
-
-def bounded_int(where: Any, label: str, lo: int, hi: int, value: int, key: str) -> int:
-    """An integer input whose label says its bounds (a value typed outside them is refused, not kept silently)."""
-    value = min(max(value, lo), hi)
-    return int(where.number_input(f"{label} ({lo:,}–{hi:,})", lo, hi, value, key=key, persist_state=KEEP,
-                                  help=f"from {lo:,} to {hi:,}"))  # fmt: skip
 
 
 def network_overrides(edited: dict[str, Any], net: str, access: str) -> list[str]:

@@ -33,6 +33,7 @@ from app_pages.common import (
     ROOT,
     SIMULATED_NOTE,
     base_data,
+    bounded_int,
     profile_choices,
     runs_dir,
     scenario_files,
@@ -221,13 +222,10 @@ def controls() -> tuple[Path, Path | None, str, int, int, int]:
         "Host profile (CPU costs)", list(profiles), key=f"sw_profile_{scenario_key(file)}", persist_state=KEEP
     )
     kpi = sb.selectbox("KPI", list(KPIS), key="sw_kpi", persist_state=KEEP)
-    reps = int(sb.number_input("Replications per run", 1, 10, DEFAULT_REPLICATIONS, key="sw_reps", persist_state=KEEP))
+    reps = bounded_int(sb, "Replications per run", 1, 10, DEFAULT_REPLICATIONS, "sw_reps")
     seed0 = int(base_data(str(file)).get("run", {}).get("seed", 1))
-    seed = int(sb.number_input("Seed", 0, 2**31 - 1, seed0, key=f"sw_seed_{scenario_key(file)}", persist_state=KEEP))
-    top = engine.max_local_workers()
-    workers = int(
-        sb.number_input("Worker processes", 1, top, os.cpu_count() or 1, key="sw_workers", persist_state=KEEP)
-    )
+    seed = bounded_int(sb, "Seed", 0, 2**31 - 1, seed0, f"sw_seed_{scenario_key(file)}")
+    workers = bounded_int(sb, "Worker processes", 1, engine.max_local_workers(), os.cpu_count() or 1, "sw_workers")
     return file, profiles[prof], kpi, reps, seed, workers
 
 
