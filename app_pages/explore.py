@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -560,7 +560,8 @@ def make_report(scenario: Scenario, mode: str, seed: int, reps: int, result: Run
         baseline, base_command = None, None
         if base is not None:
             write_run(base.result, Path(tmp) / "baseline", load(base.spec))
-            baseline = report.load_run(Path(tmp) / "baseline", label=f"baseline: {base.label}")
+            # dir=None: the report must not name a temporary directory that is gone once it is downloaded
+            baseline = replace(report.load_run(Path(tmp) / "baseline", label=f"baseline: {base.label}"), dir=None)
             base_command = cli_command(base.spec, base.mode, base.seed, base.replications)
-        run = report.load_run(Path(tmp) / "whatif", label=f"what-if: {scenario.name}")
+        run = replace(report.load_run(Path(tmp) / "whatif", label=f"what-if: {scenario.name}"), dir=None)
         return report.report_html(run, baseline, command, baseline_command=base_command)

@@ -51,6 +51,19 @@ def test_pinned_baseline_gives_every_kpi_its_delta_and_the_charts_both_runs():
     assert at.session_state["baseline"] is None and all(not x.delta for x in at.metric)
 
 
+def test_the_report_button_makes_the_report_of_the_what_if_and_its_baseline():
+    at = start()
+    at.button(key="ex_pin").click().run()
+    at.select_slider(key="ex_model_paper-3node").set_value(100_000).run()
+    at.button(key="ex_report_make").click().run()
+    assert_clean(at)
+    _, html = at.session_state["ex_report"]
+    assert html.startswith("<!DOCTYPE html>") and "What-if against the baseline" in html
+    assert "pqtwin sim scenarios/paper-3node.yaml" in html and "workload.fl.model_parameters=100000" in html
+    assert "/tmp/" not in html and "pqtwin-report-" not in html  # no temporary directory named
+    assert [b.label for b in at.get("download_button")][-1] == "Download report"
+
+
 def test_a_saved_what_if_reloads_as_the_same_run_and_can_be_deleted():
     at = start()
     at.select_slider(key="ex_model_paper-3node").set_value(100_000).run()
