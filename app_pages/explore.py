@@ -296,7 +296,8 @@ def metric(col: Any, label: str, value: str, d: Delta | None, help: str, caption
     delta = None
     if d is not None and d.delta is not None:
         rel = f" ({d.relative:+.1%})" if d.relative is not None and d.unit != "fraction" else ""
-        delta = fmt_delta(d.delta, d.unit) + rel
+        # Streamlit reads the direction from an ASCII "-": the typographic minus would read as a rise
+        delta = (fmt_delta(d.delta, d.unit) + rel).replace("−", "-")
     col.metric(label, value, delta=delta, delta_color="inverse" if d is None or d.lower_is_better else "normal",
                help=help)  # fmt: skip
     if d is not None:
@@ -386,15 +387,15 @@ def ci_delta(d: Delta) -> str:
 def baseline_bar(spec: Spec, mode: str, seed: int, reps: int, label: str, result: RunResult) -> Pinned | None:
     """Pin the current what-if as the baseline, or clear it; the pinned baseline (None when none)."""
     base = pinned()
-    left, mid, right = st.columns([1.2, 1, 4])
-    if left.button("Pin as baseline", icon=":material/push_pin:", key="ex_pin",
+    row = st.container(horizontal=True, vertical_alignment="center")
+    if row.button("Pin as baseline", icon=":material/push_pin:", key="ex_pin",
                    help="Keep this what-if as the reference: every KPI then shows its difference from it"):  # fmt: skip
         st.session_state["baseline"] = base = Pinned(label, spec, mode, seed, reps, result)
-    if base is not None and mid.button("Clear baseline", key="ex_unpin"):
+    if base is not None and row.button("Clear baseline", key="ex_unpin"):
         st.session_state["baseline"] = base = None
     if base is not None:
         same = base.spec == spec and (base.mode, base.seed, base.replications) == (mode, seed, reps)
-        right.caption(f"Baseline: **{base.label}**" + (" (this what-if)" if same else ""))
+        row.caption(f"Baseline: **{base.label}**" + (" (this what-if)" if same else ""))
     return base
 
 
@@ -463,8 +464,7 @@ def charts_block(result: RunResult, scenario: Scenario, reps: int, base: Pinned 
         top = max((e for e in ends if e is not None), default=None)
         g1, g2 = st.columns(2)
         g1.plotly_chart(charts.gantt(result.spans, rep, rnd, "What-if", x_max_ms=top), key="ex_gantt")
-        g2.plotly_chart(charts.gantt(other.spans, rep, rnd, f"Baseline: {base.label}" if base else "", x_max_ms=top),
-                        key="ex_gantt_base")  # fmt: skip
+        g2.plotly_chart(charts.gantt(other.spans, rep, rnd, "Baseline", x_max_ms=top), key="ex_gantt_base")
     st.plotly_chart(charts.topology(scenario), key="ex_topology")
 
 
@@ -518,19 +518,19 @@ def downloads(spec: Spec, scenario: Scenario, mode: str, seed: int, reps: int, r
               base: Pinned | None) -> None:  # fmt: skip
     """The what-if scenario as YAML, the KPIs and the spans as CSV, and the report to hand over."""
     name = whatif_name(spec, scenario, mode, seed, reps)
-    d1, d2, d3, d4, _ = st.columns([1, 1, 1, 1.3, 2])
+    row = st.container(horizontal=True)  # buttons as wide as their labels: none is cut off at any width
     header = (
         f"# what-if {name} of {show_path(spec.file)} from the PQ-IoMT Twin app; save under scenarios/ so profiles "
         "resolve\n"
     )
-    d1.download_button("Scenario (YAML)", header + scenario.to_yaml(), f"{name}.yaml", on_click="ignore")
-    d2.download_button(
+    row.download_button("Scenario (YAML)", header + scenario.to_yaml(), f"{name}.yaml", on_click="ignore")
+    row.download_button(
         "KPIs (CSV)", kpis(result).to_csv(index=False), f"{name}-{mode}-kpis.csv", "text/csv", on_click="ignore"
     )
-    d3.download_button(
+    row.download_button(
         "Spans (CSV)", result.spans.to_csv(index=False), f"{name}-{mode}-spans.csv", "text/csv", on_click="ignore"
     )
-    report_button(d4, spec, scenario, mode, seed, reps, result, base, name)
+    report_button(row, spec, scenario, mode, seed, reps, result, base, name)
 
 
 def report_button(col: Any, spec: Spec, scenario: Scenario, mode: str, seed: int, reps: int, result: RunResult,

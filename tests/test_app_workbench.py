@@ -35,9 +35,9 @@ def test_pinned_baseline_gives_every_kpi_its_delta_and_the_charts_both_runs():
     assert_clean(at)
     m = {x.label: x for x in at.metric}
     # ChaCha20 on the Pi 4 profile: faster rounds; the delta is the difference of the two shown values
-    assert m["Round latency"].delta.startswith("−")
+    assert m["Round latency"].delta.startswith("-")  # ASCII: Streamlit colours it as a fall (green: lower is better)
     shown = seconds(before) - seconds(m["Round latency"].value)
-    assert seconds(m["Round latency"].delta.split(" (")[0].lstrip("−")) == pytest.approx(shown, rel=0.02)
+    assert seconds(m["Round latency"].delta.split(" (")[0].lstrip("-")) == pytest.approx(shown, rel=0.02)
     assert any("Δ 95 % CI [" in c.value and "beyond noise" in c.value for c in at.caption)
     assert any("ChaCha20 needs none" in i.value for i in at.info), [i.value for i in at.info]
     table = at.dataframe[0].value.set_index("KPI")
