@@ -107,7 +107,7 @@ def render() -> None:
         f"random numbers, so differences come from the suite; Δ is paired over replications) · Δ against "
         f"**{reference}**"
     )
-    st.dataframe(display(df), hide_index=True, width="stretch", column_config=COLUMN_HELP)
+    st.table(display(df), hide_index=True)  # a static table wraps its cells: no value is cut off at any width
     left, right = st.columns(2)
     left.plotly_chart(latency_chart(df), key="cs_latency")
     right.plotly_chart(
@@ -115,7 +115,7 @@ def render() -> None:
     )
     if df["energy per round (J)"].notna().any():
         st.plotly_chart(energy_chart(df), key="cs_energy")
-    st.dataframe(df[["suite", "KEM", "signature", *SIZE_COLUMNS]], hide_index=True)
+    st.dataframe(df[["suite", "KEM", "signature", "AEAD", *SIZE_COLUMNS]], hide_index=True)
     st.download_button(
         "Comparison (CSV)",
         df.to_csv(index=False),
@@ -126,16 +126,6 @@ def render() -> None:
 
 
 PINNED = "the baseline pinned on Explore"
-COLUMN_HELP = {
-    "round latency": st.column_config.TextColumn(help="Mean round latency (95 % CI in the chart)"),
-    "distribution": st.column_config.TextColumn(help="Mean model distribution time"),
-    "crypto share": st.column_config.TextColumn(help="Crypto share of the FL rounds' CPU time"),
-    "app. bytes": st.column_config.TextColumn(help="Application bytes per replication"),
-    "energy / round": st.column_config.TextColumn(help="Energy per FL round over the hosts with a power model"),
-    "battery": st.column_config.TextColumn(help="Battery life of the first device population"),
-    "Δ round": st.column_config.TextColumn(help="Round latency minus the baseline's (relative)"),
-    "Δ 95 % CI": st.column_config.TextColumn(help="95 % CI of Δ round, paired over replications"),
-}
 
 
 def confirmed(chosen: list[str], base: Spec, mode: str, seed: int, reps: int) -> bool:
@@ -173,7 +163,7 @@ def suite_spec(base: Spec, name: str) -> Spec:
 def display(df: pd.DataFrame) -> pd.DataFrame:
     """The table as people read it: each value in its best unit, "—" where missing."""
     return pd.DataFrame({
-        "suite": df.suite, "kind": df.kind, "KEM": df.KEM, "signature": df.signature, "AEAD": df.AEAD,
+        "suite": df.suite, "kind": df.kind,
         "round latency": [fmt_seconds(v / 1e3) for v in df["round latency (ms)"]],
         "distribution": [fmt_seconds(v / 1e3) for v in df["distribution (ms)"]],
         "crypto share": [fmt_fraction(v / 100) for v in df["crypto share (%)"]],

@@ -175,9 +175,9 @@ def test_explore_devices_and_network_edits():
 def test_compare_suites_table_and_sizes(tmp_path, monkeypatch):
     monkeypatch.setenv("PQTWIN_RUNS_DIR", str(partial_profile(tmp_path / "runs", ("SLH-DSA-SHA2-128s",))))
     at = start("Compare suites")
-    table = at.dataframe[0].value
+    table = at.table[0].value
     assert list(table.suite) == ["Classical", "PQC L3", "PQC L5", "Hybrid L3"]
-    sizes = at.dataframe[1].value.set_index("suite")
+    sizes = at.dataframe[0].value.set_index("suite")
     assert sizes.loc["PQC L3", "signature (B)"] == 3309 and sizes.loc["Classical", "signature (B)"] == 64
     assert len(figures(at)) == 3  # latency, sizes, energy
     energy = table.set_index("suite")["energy / round"]
@@ -186,7 +186,7 @@ def test_compare_suites_table_and_sizes(tmp_path, monkeypatch):
     assert table.set_index("suite").loc["Classical", "Δ round"] == "±0"  # against the first suite by default
     at.multiselect(key="cs_suites").select("PQC SLH-DSA").run()
     assert_clean(at)
-    table = at.dataframe[0].value.set_index("suite")
+    table = at.table[0].value.set_index("suite")
     assert seconds(table.loc["PQC SLH-DSA", "round latency"]) > seconds(table.loc["PQC L3", "round latency"])
     assert table.loc["PQC SLH-DSA", "Δ round"].startswith("+")
     # a suite the host profile cannot price is listed as not simulated, the rest still compare
@@ -194,7 +194,7 @@ def test_compare_suites_table_and_sizes(tmp_path, monkeypatch):
     at.selectbox(key="cs_profile").set_value(LOCAL).run()
     assert_clean(at)
     assert any("PQC SLH-DSA" in w.value and "no cost for" in w.value for w in at.warning)
-    assert "PQC SLH-DSA" not in set(at.dataframe[0].value.suite)
+    assert "PQC SLH-DSA" not in set(at.table[0].value.suite)
 
 
 def _sweep_job(at: AppTest) -> dict:
