@@ -556,12 +556,14 @@ def make_report(scenario: Scenario, mode: str, seed: int, reps: int, result: Run
     from pqtwin import report
 
     with tempfile.TemporaryDirectory(prefix="pqtwin-report-") as tmp:
-        write_run(result, Path(tmp) / "whatif", scenario)
+        # each run with the mode, seed and replications it ran with, so the report's diff shows only real ones
+        write_run(result, Path(tmp) / "whatif", library.as_run(scenario, mode, seed, reps))
         baseline, base_command = None, None
         if base is not None:
-            write_run(base.result, Path(tmp) / "baseline", load(base.spec))
+            base_scenario = library.as_run(load(base.spec), base.mode, base.seed, base.replications)
+            write_run(base.result, Path(tmp) / "baseline", base_scenario)
             # dir=None: the report must not name a temporary directory that is gone once it is downloaded
-            baseline = replace(report.load_run(Path(tmp) / "baseline", label=f"baseline: {base.label}"), dir=None)
+            baseline = replace(report.load_run(Path(tmp) / "baseline", label=base.label), dir=None)
             base_command = cli_command(base.spec, base.mode, base.seed, base.replications)
-        run = replace(report.load_run(Path(tmp) / "whatif", label=f"what-if: {scenario.name}"), dir=None)
+        run = replace(report.load_run(Path(tmp) / "whatif", label=scenario.name), dir=None)
         return report.report_html(run, baseline, command, baseline_command=base_command)

@@ -47,17 +47,22 @@ def check_name(name: str) -> str:
     return name
 
 
+def as_run(scenario: Scenario, mode: str, seed: int, replications: int, name: str | None = None) -> Scenario:
+    """The scenario with the mode, seed and replications a run used (and a new name): what reruns it as is."""
+    data = scenario.model_dump(mode="json", by_alias=True, exclude_none=True)
+    data["name"] = name or scenario.name
+    data["workload"]["processing"]["mode"] = mode
+    data.setdefault("run", {}).update(seed=seed, replications=replications)
+    return load_scenario_data(data, scenario.path)
+
+
 def save(scenario: Scenario, name: str, mode: str, seed: int, replications: int, overwrite: bool = False) -> Path:
     """Save the what-if under ``name`` (its scenario renamed, with mode, seed and replications); its file."""
     name = check_name(name)
     folder = root() / name
     if folder.exists() and not overwrite:
         raise UserError(f"what-if name: {name!r} is already saved in {root()} (delete it first or pick another name)")
-    data = scenario.model_dump(mode="json", by_alias=True, exclude_none=True)
-    data["name"] = name
-    data["workload"]["processing"]["mode"] = mode
-    data.setdefault("run", {}).update(seed=seed, replications=replications)
-    renamed = load_scenario_data(data, scenario.path)
+    renamed = as_run(scenario, mode, seed, replications, name)
     tmp = folder.with_name(f".{name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:

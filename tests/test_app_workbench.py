@@ -61,6 +61,8 @@ def test_the_report_button_makes_the_report_of_the_what_if_and_its_baseline():
     assert html.startswith("<!DOCTYPE html>") and "What-if against the baseline" in html
     assert "pqtwin sim scenarios/paper-3node.yaml" in html and "workload.fl.model_parameters=100000" in html
     assert "/tmp/" not in html and "pqtwin-report-" not in html  # no temporary directory named
+    assert "baseline: baseline" not in html.lower() and "what-if: what-if" not in html.lower()
+    assert "run.replications" not in html  # both ran 3 replications (the file says 10): no made-up difference
     assert [b.label for b in at.get("download_button")][-1] == "Download report"
 
 
