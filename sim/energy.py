@@ -10,8 +10,11 @@ decryptions are not span rows: each population's frames are priced at the receiv
 Devices (``DeviceClass.power`` and the access link's ``Radio``, sim/presets.py): per device and replication,
 the run's frames and sessions, each priced at its mean cost -- MCU time of the device profile's operations x
 ``active_w`` (0 when the population has no ``profile``: device compute not modelled), radio air time of what it
-sends x ``tx_w`` and of what it receives x ``rx_w`` -- and ``sleep_w`` for the rest of the run. Average power =
-energy / run length; battery life = the battery's energy / average power.
+sends x ``tx_w`` and of what it receives x ``rx_w`` -- and ``sleep_w`` for the rest of the run. Average power is
+that of the device's steady duty cycle: the run's energy over its length, except that a run shorter than one rekey
+interval (``rekey.device_interval_s``; a scenario that stops with its last FL round lasts seconds) counts a frame
+per period and a session per interval rather than what it saw -- otherwise a faster FL round would shorten a
+sensor's battery life (``steady_counts``). Battery life = the battery's energy / average power.
 """
 
 from __future__ import annotations
@@ -153,6 +156,20 @@ def device_energy(s: Scenario, pop: DevicePopulation, frames: float, sessions: f
     return device_energy_over(s, pop, [(frames, sessions, run_s)])
 
 
+def steady_counts(s: Scenario, pop: DevicePopulation, frames: float, sessions: float, run_s: float
+                  ) -> tuple[float, float]:  # fmt: skip
+    """(frames, sessions) of a device's steady duty cycle in ``run_s``: as counted, unless the run is shorter than
+    one rekey interval -- then a frame per period and a session per interval, since a run of seconds holds a
+    session start and a frame or two, not their rates. Devices that never rekey pay their first handshake once
+    in a battery's life: only the sessions after it (reconnections) recur."""
+    interval = s.workload.crypto.rekey.device_interval_s
+    if interval is None:
+        return frames, max(0.0, sessions - 1.0)
+    if run_s >= interval:
+        return frames, sessions
+    return run_s / pop.period_s(), run_s / interval
+
+
 def device_energy_over(s: Scenario, pop: DevicePopulation, reps: Sequence[tuple[float, float, float]]
                        ) -> DeviceEnergy | None:  # fmt: skip
     """A population's device energy from each replication's (frames, sessions, run_s) per device: means, and
@@ -165,7 +182,8 @@ def device_energy_over(s: Scenario, pop: DevicePopulation, reps: Sequence[tuple[
     assert power is not None
     total = np.array([math.fsum(r[k] for k in PARTS) for r in rows])
     run_s = float(np.mean([t for _, _, t in reps]))
-    watts = float(total.mean()) / run_s
+    steady = [device_joules(s, pop, *steady_counts(s, pop, f, n, t), t) for f, n, t in reps]
+    watts = float(np.mean([math.fsum(r[k] for k in PARTS) for r in steady if r is not None])) / run_s
     mean = {k: float(np.mean([r[k] for r in rows])) for k in (*PARTS, "sessions", "frames")}
     return DeviceEnergy(
         per_device_j=float(total.mean()), per_device_j_stats=_stats(total),

@@ -80,6 +80,30 @@ def test_battery_life_is_capacity_over_average_power(paper):
     assert busy.by_part_j["radio_tx"] > 0 and not busy.compute_modelled  # paper's patches name no profile
 
 
+def test_battery_life_is_that_of_the_steady_duty_cycle_whatever_the_runs_length(paper):
+    """A run shorter than one rekey interval counts its session at one per interval: the same device duty cycle
+    gives the same battery life in a 5 s run (a scenario that stops with its last FL round) as in an hour."""
+    pop = paper.workload.devices[0]
+    assert paper.workload.crypto.rekey.device_interval_s == 3600.0
+    hour = energy.device_energy(paper, pop, frames=3600, sessions=1, run_s=3600.0)
+    short = energy.device_energy(paper, pop, frames=5, sessions=1, run_s=5.0)
+    assert short.battery_life_days == pytest.approx(hour.battery_life_days, rel=1e-3)
+    assert short.per_device_j > 5 / 3600 * hour.per_device_j  # the run's own energy still holds its whole session
+    never = load_scenario(PAPER, ["workload.crypto.rekey.device_interval_s=null"])
+    once = energy.device_energy(never, pop, frames=3600, sessions=1, run_s=3600.0)
+    no_session = energy.device_energy(never, pop, frames=3600, sessions=0, run_s=3600.0)
+    assert once.battery_life_days == pytest.approx(no_session.battery_life_days)  # a first handshake is once a life
+
+
+def test_a_faster_fl_round_does_not_change_a_sensors_battery_life():
+    """The hosts' AEAD changes the FL rounds' length, not what a patch does (its MCU crypto is not modelled here)."""
+    base = ["workload.fl.rounds=3"]
+    aes = simulate(load_scenario(PAPER, base), "sequential", 1, 2).summary.energy
+    chacha = simulate(load_scenario(PAPER, [*base, "workload.crypto.aead=ChaCha20-Poly1305"]), "sequential", 1, 2)
+    a, b = aes.devices["ecg-a"], chacha.summary.energy.devices["ecg-a"]
+    assert b.battery_life_days == pytest.approx(a.battery_life_days, rel=0.01)
+
+
 def test_radio_air_time_counts_every_packets_overhead():
     ble = LINK_PRESETS["ble"].radio
     assert isinstance(ble, Radio)
