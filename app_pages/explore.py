@@ -542,11 +542,33 @@ def report_button(col: Any, spec: Spec, scenario: Scenario, mode: str, seed: int
     if made is not None and made[0] == key:
         col.download_button("Download report", made[1], f"{name}-{mode}-report.html", "text/html",
                             on_click="ignore", type="primary", key="ex_report_dl")  # fmt: skip
+        pdf_button(col, key, made[1], f"{name}-{mode}-report.pdf")
         return
     if col.button("Report (HTML)", key="ex_report_make", help="A self-contained HTML file to hand over"):
         with st.spinner("Writing the report…"):
             html = make_report(scenario, mode, seed, reps, result, base, cli_command(spec, mode, seed, reps))
         st.session_state["ex_report"] = (key, html)
+        st.rerun()
+
+
+def pdf_button(col: Any, key: tuple[Any, ...], html: str, file_name: str) -> None:
+    """The report as PDF, printed by headless Chromium when this machine has one (pqtwin/report.py write_pdf)."""
+    from pqtwin import report
+
+    pdf = st.session_state.get("ex_report_pdf")
+    if pdf is not None and pdf[0] == key:
+        col.download_button("Download PDF", pdf[1], file_name, "application/pdf", on_click="ignore", key="ex_pdf_dl")
+        return
+    try:
+        report.chromium()
+    except UserError:
+        col.caption("PDF: no Chromium on this server")
+        return
+    if col.button("Report (PDF)", key="ex_pdf_make", help="Printed from the HTML report by headless Chromium"):
+        with st.spinner("Printing the report…"), tempfile.TemporaryDirectory(prefix="pqtwin-pdf-") as tmp:
+            (Path(tmp) / "report.html").write_text(html, encoding="utf-8")
+            report.write_pdf(Path(tmp) / "report.html", Path(tmp) / "report.pdf")
+            st.session_state["ex_report_pdf"] = (key, (Path(tmp) / "report.pdf").read_bytes())
         st.rerun()
 
 

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from app_pages import background, insights, library
+from pqtwin import report
 from sim.scenario import load_scenario
 from tests.test_app import ROOT, assert_clean, figures, metrics, seconds, start
 
@@ -64,6 +65,11 @@ def test_the_report_button_makes_the_report_of_the_what_if_and_its_baseline():
     assert "baseline: baseline" not in html.lower() and "what-if: what-if" not in html.lower()
     assert "run.replications" not in html  # both ran 3 replications (the file says 10): no made-up difference
     assert [b.label for b in at.get("download_button")][-1] == "Download report"
+    at.button(key="ex_pdf_make").click().run()  # Chromium prints it (tests/test_report.py reads such PDFs back)
+    assert_clean(at)
+    _, pdf = at.session_state["ex_report_pdf"]
+    assert pdf.startswith(b"%PDF") and report.pdf_pages(pdf) >= 2
+    assert [b.label for b in at.get("download_button")][-2:] == ["Download report", "Download PDF"]
 
 
 def test_a_saved_what_if_reloads_as_the_same_run_and_can_be_deleted():
