@@ -52,8 +52,8 @@ def run_key(scenario: Scenario, mode: str, seed: int, replications: int) -> str:
     """What decides the result: the portable scenario, its profiles' bytes, mode, seed, replications."""
     text, files = scenario.portable()
     h = hashlib.sha256(f"{text}\0{mode}\0{seed}\0{replications}".encode())
-    for name, file in sorted(files.items()):
-        h.update(name.encode() + b"\0" + file.read_bytes())
+    for name, data in sorted(files.items()):
+        h.update(name.encode() + b"\0" + data)
     return h.hexdigest()[:16]
 
 

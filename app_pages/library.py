@@ -49,7 +49,7 @@ def check_name(name: str) -> str:
 
 def as_run(scenario: Scenario, mode: str, seed: int, replications: int, name: str | None = None) -> Scenario:
     """The scenario with the mode, seed and replications a run used (and a new name): what reruns it as is."""
-    data = scenario.model_dump(mode="json", by_alias=True, exclude_none=True)
+    data = scenario.pinned_data()  # the profiles it was priced with, a host-profile override included
     data["name"] = name or scenario.name
     data["workload"]["processing"]["mode"] = mode
     data.setdefault("run", {}).update(seed=seed, replications=replications)

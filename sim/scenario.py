@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -26,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 from sim import catalogue
 from sim.contract import RunLayout, atomic_write
 from sim.errors import UserError, field_error, load_yaml, shorten, show, validate
-from sim.loading import exists, parse_value, require_utf8
+from sim.loading import exists, parse_value, read_text, require_utf8
 from sim.presets import DEVICE_CLASSES, LINK_PRESETS
 from sim.profile import Profile, load_profile
 
@@ -280,6 +281,7 @@ class Scenario(_Strict):
     _path: Path = PrivateAttr(default=Path("<memory>"))
     _profiles: dict[str, Profile] = PrivateAttr(default_factory=dict)
     _profile_files: dict[str, Path] = PrivateAttr(default_factory=dict)  # the file each _profiles entry came from
+    _profile_bytes: dict[Path, bytes] = PrivateAttr(default_factory=dict)  # those files as read: a run writes them
     _graph: nx.Graph | None = PrivateAttr(default=None)
 
     @property
@@ -347,21 +349,30 @@ class Scenario(_Strict):
     def to_yaml(self) -> str:
         return str(yaml.safe_dump(self.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=False))
 
-    def portable(self) -> tuple[str, dict[str, Path]]:
+    def portable(self) -> tuple[str, dict[str, bytes]]:
         """(this scenario as YAML whose profile references name ``profiles/<name>.yaml`` beside it, {name: the
-        profile file it was priced with}): a run directory holding both reruns exactly, wherever it is moved,
-        also when ``--profile`` overrode the scenario's references."""
+        bytes of the profile file it was priced with, as read when it loaded}): a run directory holding both
+        reruns exactly, wherever it is moved, also when ``--profile`` overrode the scenario's references (and
+        when the run replaces the very directory it was loaded from)."""
+        data, names = self._with_profiles(lambda file, names: _portable_name(file, names))
+        text = str(yaml.safe_dump(data, sort_keys=False))
+        return text, {name: self._profile_bytes[file] for file, name in names.items()}
+
+    def pinned_data(self) -> dict[str, Any]:
+        """This scenario as a dict whose profile references are the files it was priced with (absolute paths):
+        edits of it load with the same profiles, a ``--profile`` override included."""
+        return self._with_profiles(lambda file, names: str(file.resolve()))[0]
+
+    def _with_profiles(self, ref: Callable[[Path, dict[Path, str]], str]) -> tuple[dict[str, Any], dict[Path, str]]:
         data = self.model_dump(mode="json", by_alias=True, exclude_none=True)
         names: dict[Path, str] = {}
         for i, host in enumerate(self.deployment.hosts):
             if host.name in self._profile_files:
-                data["deployment"]["hosts"][i]["profile"] = _portable_name(self._profile_files[host.name], names)
+                data["deployment"]["hosts"][i]["profile"] = ref(self._profile_files[host.name], names)
         for i, pop in enumerate(self.workload.devices):
             if f"device:{pop.name}" in self._profile_files:
-                data["workload"]["devices"][i]["profile"] = _portable_name(self._profile_files[f"device:{pop.name}"],
-                                                                           names)  # fmt: skip
-        text = str(yaml.safe_dump(data, sort_keys=False))
-        return text, {name: file for file, name in names.items()}
+                data["workload"]["devices"][i]["profile"] = ref(self._profile_files[f"device:{pop.name}"], names)
+        return data, names
 
 
 AUTO_VECTORIZED_FRAMES = 10_000
@@ -648,6 +659,7 @@ class ProfileCache:
 
     files: dict[Path, Profile] = field(default_factory=dict)
     refs: dict[tuple[Path, str], Path] = field(default_factory=dict)
+    raw: dict[Path, bytes] = field(default_factory=dict)  # each file's bytes as read (what a run directory copies)
 
 
 def _load_profiles(
@@ -671,8 +683,10 @@ def _load_profiles(
                 problems.append((loc, ref, f"profile file not found: {shorten(str(file), 200)}{_known_profiles(s)}"))
                 continue
             cache.files[file] = load_profile(file)
+            cache.raw[file] = read_text(file).encode()  # bounded, UTF-8: the text load_profile parsed
         prof = s._profiles[key] = cache.files[file]
         s._profile_files[key] = file
+        s._profile_bytes[file] = cache.raw[file]
         if device not in needed:
             needed[device] = sorted(required_ops(s, device))
         missing = [op for op in needed[device] if op not in prof.ops]
@@ -698,7 +712,7 @@ def write_scenario(scenario: Scenario, out_dir: Path) -> None:
     as ``pqtwin sim out_dir/scenario.yaml``, the same run wherever the directory is moved."""
     layout = RunLayout(out_dir)
     text, files = scenario.portable()
-    for name, file in files.items():
+    for name, data in files.items():
         layout.profile(name).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(layout.profile(name), file.read_bytes())
+        atomic_write(layout.profile(name), data)
     atomic_write(layout.scenario, text)

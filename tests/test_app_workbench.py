@@ -205,3 +205,12 @@ def test_insights_hold_only_where_the_numbers_say_so():
     )
     against = insights.explain(chacha, s, aes)
     assert any("ChaCha20-Poly1305 instead of AES-256-GCM" in x for x in against)
+
+
+def test_a_saved_what_if_keeps_the_host_profile_it_was_priced_with():
+    liboqs = ROOT / "scenarios" / "profiles" / "pi4-liboqs.yaml"
+    s = load_scenario(PAPER, None, liboqs)
+    path = library.save(s, "on-liboqs", "sequential", 1, 2)
+    again = load_scenario(path)
+    assert again.host_profile("pi-1").ops == s.host_profile("pi-1").ops
+    assert [p.name for p in (path.parent / "profiles").iterdir()] == ["pi4-liboqs.yaml"]

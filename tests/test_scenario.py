@@ -149,3 +149,16 @@ def test_a_run_directory_carries_its_profiles_and_reruns_exactly(tmp_path):
     assert again.host_profile("pi-2").ops == s.host_profile("pi-2").ops
     second = simulate(again, "sequential", 3, 2)
     assert second.summary.round_latency_s == first.summary.round_latency_s
+
+
+def test_a_run_directory_reruns_into_itself(tmp_path):
+    """`pqtwin sim DIR/scenario.yaml --out DIR --force`: the profiles are copied from what was read at load, not
+    from the files --force has just cleared."""
+    from pqtwin.cli import run
+
+    out = tmp_path / "run"
+    assert run(["sim", str(SCENARIOS / "paper-3node.yaml"), "--out", str(out), "--replications", "2"]) == 0
+    before = json.loads((out / "summary.json").read_text())["round_latency_s"]
+    assert run(["sim", str(out / "scenario.yaml"), "--out", str(out), "--force", "--replications", "2"]) == 0
+    assert json.loads((out / "summary.json").read_text())["round_latency_s"] == before
+    assert (out / "profiles" / "pi4-openssl.yaml").is_file()
