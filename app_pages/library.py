@@ -21,6 +21,7 @@ from sim.loading import MAX_FILE_BYTES, decode, parse_yaml
 from sim.scenario import Scenario, load_scenario_data, write_scenario
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")  # no dot: not a file name, no path
 MAX_ENTRIES = 500  # listed per rerun: a library is read on every page
 
 
@@ -93,7 +94,32 @@ def upload(filename: str, data: bytes, anchor: Path) -> Path:
     parsed: Any = parse_yaml(decode(data, where), where)
     if not isinstance(parsed, dict):
         raise UserError(f"{where}: expected a scenario (a YAML mapping) at the top level")
+    if problems := _profile_paths(parsed, where):
+        raise UserError(problems)
     scenario = load_scenario_data(parsed, anchor.parent / Path(filename).name)
+    if (root() / scenario.name).exists():  # as Save: an upload never replaces a saved what-if
+        raise UserError(f"{where}: name: {scenario.name!r} is already saved in {root()} (delete it first or "
+                        "rename the scenario)")  # fmt: skip
     run = scenario.run
-    return save(scenario, scenario.name, scenario.workload.processing.mode, run.seed, run.replications,
-                overwrite=True)  # fmt: skip
+    return save(scenario, scenario.name, scenario.workload.processing.mode, run.seed, run.replications)
+
+
+def _profile_paths(data: dict[str, Any], where: str) -> list[str]:
+    """An upload names shipped profiles only (a bare name, as in scenarios/profiles/): a path would let a stranger
+    read files of the server, and echo them in errors."""
+    items = [(f"deployment.hosts[{i}].profile", h) for i, h in enumerate(_list(data, "deployment", "hosts"))]
+    items += [(f"workload.devices[{i}].profile", d) for i, d in enumerate(_list(data, "workload", "devices"))]
+    out = []
+    for loc, item in items:
+        ref = item.get("profile") if isinstance(item, dict) else None
+        if isinstance(ref, str) and not PROFILE_NAME.match(ref):
+            out.append(f"{where}: {loc}: an uploaded scenario names a profile of scenarios/profiles/ by its name, "
+                       f"not a path (got {shorten(repr(ref), 80)})")  # fmt: skip
+    return out
+
+
+def _list(data: dict[str, Any], *keys: str) -> list[Any]:
+    node: Any = data
+    for k in keys:
+        node = node.get(k) if isinstance(node, dict) else None
+    return node if isinstance(node, list) else []

@@ -117,14 +117,20 @@ def test_uploads_are_validated_with_one_line_errors_and_saved_when_valid():
     assert at.selectbox(key="ex_scenario").value == library.root() / "uploaded-ward" / "scenario.yaml"
     assert metrics(at)["Round latency"]
     bad = text.replace("rounds: 10", "rounds: -3")
+    secret = Path(os.environ["PQTWIN_WHATIFS_DIR"]).parent / "secret.yaml"
+    secret.write_text("password: hunter2\n")
+    peek = text.replace("profile: pi4-openssl", f"profile: {secret}", 1)
+    again = text  # the same name as the what-if saved above: refused, as Save refuses it
     for name, data, words in (("broken.yaml", b"a: [", "not valid YAML"),
                               ("neg.yaml", bad.encode(), "workload.fl.rounds"),
-                              ("bin.yaml", b"\xff\xfe", "not UTF-8")):  # fmt: skip
+                              ("bin.yaml", b"\xff\xfe", "not UTF-8"),
+                              ("peek.yaml", peek.encode(), "by its name, not a path"),
+                              ("again.yaml", again.encode(), "already saved")):  # fmt: skip
         at.file_uploader(key="ex_upload").upload(name, data, "application/yaml").run()
         assert not at.exception
         errors = [e.value for e in at.error]
         assert len(errors) == 1 and name in errors[0] and words in errors[0], errors
-        assert "Traceback" not in errors[0] and len(errors[0].splitlines()) == 1
+        assert "Traceback" not in errors[0] and len(errors[0].splitlines()) == 1 and "hunter2" not in errors[0]
 
 
 def test_unpriced_algorithms_are_offered_with_the_reason(tmp_path, monkeypatch):
