@@ -15,6 +15,7 @@ reused by every later rerun, page and session. One background run per browser se
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import shutil
@@ -48,10 +49,19 @@ def confirm_s() -> float:
     return float(os.environ.get("PQTWIN_APP_CONFIRM_S", "10"))
 
 
+@functools.cache
+def model_stamp() -> str:
+    """The simulator's own source: a finished run is reused only by the model that computed it."""
+    h = hashlib.sha256()
+    for f in sorted((ROOT / "sim").rglob("*.py")):
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def run_key(scenario: Scenario, mode: str, seed: int, replications: int) -> str:
     """What decides the result: the portable scenario, its profiles' bytes, mode, seed, replications."""
     text, files = scenario.portable()
-    h = hashlib.sha256(f"{text}\0{mode}\0{seed}\0{replications}".encode())
+    h = hashlib.sha256(f"{model_stamp()}\0{text}\0{mode}\0{seed}\0{replications}".encode())
     for name, data in sorted(files.items()):
         h.update(name.encode() + b"\0" + data)
     return h.hexdigest()[:16]
@@ -102,21 +112,22 @@ _jobs: dict[str | None, Job] = {}  # session id → its background run
 _lock = threading.Lock()
 
 
-def folder_of(runs: Path, key: str) -> Path:
-    return runs / APP_RUNS / key
+def folder_of(runs: Path, key: str, session: str | None) -> Path:
+    """A session's attempt at ``key``: sessions running the same what-if at once never share files."""
+    tag = hashlib.sha256(str(session).encode()).hexdigest()[:8]
+    return runs / APP_RUNS / key / tag
 
 
 def result(runs: Path, key: str) -> RunResult | None:
-    """The finished run of ``key`` (None: not run, or not finished)."""
-    layout = RunLayout(folder_of(runs, key) / "run")
-    if not layout.summary.is_file():
-        return None
-    try:
-        series = pd.read_parquet(layout.series) if layout.series.is_file() else None
-        return RunResult(read_spans(layout.spans), read_summary(layout.summary), series)
-    except (OSError, ValueError):  # damaged (a disk filled up): run it again
-        shutil.rmtree(layout.root, ignore_errors=True)
-        return None
+    """The finished run of ``key``, from any session's attempt (None: not run, or not finished)."""
+    for summary in sorted((runs / APP_RUNS / key).glob(f"*/run/{RunLayout.SUMMARY}")):
+        layout = RunLayout(summary.parent)
+        try:
+            series = pd.read_parquet(layout.series) if layout.series.is_file() else None
+            return RunResult(read_spans(layout.spans), read_summary(layout.summary), series)
+        except (OSError, ValueError):  # damaged (a disk filled up): run it again
+            shutil.rmtree(layout.root, ignore_errors=True)
+    return None
 
 
 def current(session: str | None) -> Job | None:
@@ -129,10 +140,14 @@ def start(runs: Path, scenario: Scenario, mode: str, seed: int, replications: in
     """Start the run in the background, after stopping this session's previous one."""
     stop(session)
     key = run_key(scenario, mode, seed, replications)
-    folder = folder_of(runs, key)
-    shutil.rmtree(folder, ignore_errors=True)  # a stopped or failed attempt
-    write_scenario(scenario, folder / "input")
-    (folder / "heartbeat").touch()
+    folder = folder_of(runs, key, session)
+    try:
+        shutil.rmtree(folder, ignore_errors=True)  # this session's stopped or failed attempt
+        write_scenario(scenario, folder / "input")
+        (folder / "heartbeat").touch()
+    except OSError as exc:
+        raise UserError(f"{runs}: cannot start a background run there: {exc.strerror or exc} (set PQTWIN_RUNS_DIR "
+                        "to a writable directory)") from None  # fmt: skip
     cmd = [sys.executable, "-m", "pqtwin", "sim", str(folder / "input" / RunLayout.SCENARIO), "--mode", mode,
            "--seed", str(seed), "--replications", str(replications), "--out", str(folder / "run"), "--force",
            "--heartbeat", str(folder / "heartbeat")]  # fmt: skip
@@ -183,8 +198,9 @@ def _watch(job: Job) -> None:
 def outcome(job: Job) -> RunResult | None:
     """A finished job's result; UserError with the run's own lines when it failed (None: it was stopped)."""
     if job.stopped or job.proc.returncode in (130, -signal.SIGKILL, -signal.SIGINT):
+        job.stopped = True  # killed or interrupted from outside (heartbeat lost): the page offers Run again
         return None
-    found = result(job.folder.parent.parent, job.key)
+    found = result(job.folder.parent.parent.parent, job.key)
     if job.proc.returncode == 0 and found is not None:
         return found
     raise UserError(job.error_lines())

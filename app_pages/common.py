@@ -199,7 +199,10 @@ def follow(job: background.Job) -> RunResult | None:
         bar.progress(min(elapsed_s / max(job.estimate_s, 1e-9), 0.99), text=text)
         time.sleep(background.WATCH_S)
     bar.empty()
-    return background.outcome(job)
+    found = background.outcome(job)
+    if found is None:  # stopped or killed: the rerun shows "Stopped." with Run again
+        st.rerun()
+    return found
 
 
 def run_here(spec: Spec, mode: str, seed: int, replications: int, label: str) -> RunResult:

@@ -29,7 +29,7 @@ from pqtwin import charts
 from sim import catalogue
 from sim.contract import Summary
 from sim.cost import estimate
-from sim.deltas import deltas
+from sim.deltas import deltas, is_paired
 from sim.errors import UserError
 from sim.runner import RunResult
 from sim.units import fmt_bytes, fmt_days, fmt_delta, fmt_fraction, fmt_joules, fmt_seconds
@@ -102,10 +102,11 @@ def render() -> None:
     pinned = explore.pinned()
     ref_result = pinned.result if reference == PINNED and pinned is not None else runs[reference]
     df = pd.DataFrame([suite_row(n, r, ref_result) for n, r in runs.items()])
+    welch = not is_paired(ref_result.summary, next(iter(runs.values())).summary)
     st.caption(
         f"{scenario_label(file)} · {mode} · {reps} replications · seed {seed} (same seed for every suite: common "
-        f"random numbers, so differences come from the suite; Δ is paired over replications) · Δ against "
-        f"**{reference}**"
+        f"random numbers, so differences come from the suite) · Δ against **{reference}**, "
+        + ("Welch CI (the baseline has another seed or replications)" if welch else "CI paired over replications")
     )
     st.table(display(df), hide_index=True)  # a static table wraps its cells: no value is cut off at any width
     left, right = st.columns(2)
@@ -170,7 +171,7 @@ def display(df: pd.DataFrame) -> pd.DataFrame:
         "app. bytes": [fmt_bytes(v * 1e6) for v in df["application MB"]],
         "energy / round": [fmt_joules(v) for v in df["energy per round (J)"]],
         "battery": [fmt_days(v) for v in df["battery life (days)"]],
-        "Δ round": [fmt_delta(d / 1e3, "s") + ("" if pd.isna(r) or d == 0 else f" ({r:+.1%})")
+        "Δ round": [fmt_delta(None if pd.isna(d) else d / 1e3, "s") + ("" if pd.isna(r) or d == 0 else f" ({r:+.1%})")
                     for d, r in zip(df["Δ round (ms)"], df["Δ round (rel)"], strict=True)],
         "Δ 95 % CI": df["Δ round CI"],
     })  # fmt: skip
@@ -205,8 +206,9 @@ def suite_runs(
         except UserError as exc:
             skipped.append((name, exc.lines[0]))
             continue
-        if result is not None:
-            runs[name] = result
+        if result is None:  # waiting for Run again after a Stop: the suites after it wait too
+            break
+        runs[name] = result
     return runs, skipped
 
 

@@ -298,8 +298,8 @@ def metric(col: Any, label: str, value: str, d: Delta | None, help: str, caption
         rel = f" ({d.relative:+.1%})" if d.relative is not None and d.unit != "fraction" else ""
         # Streamlit reads the direction from an ASCII "-": the typographic minus would read as a rise
         delta = (fmt_delta(d.delta, d.unit) + rel).replace("−", "-")
-    col.metric(label, value, delta=delta, delta_color="inverse" if d is None or d.lower_is_better else "normal",
-               help=help)  # fmt: skip
+    color = "off" if d is not None and d.delta == 0 else "inverse" if d is None or d.lower_is_better else "normal"
+    col.metric(label, value, delta=delta, delta_color=color, help=help)  # no change: grey, not a red "rise"
     if d is not None:
         ci = f"Δ 95 % CI {ci_delta(d)}" if d.ci95[0] is not None else "Δ: no CI"
         caption = f"{ci}, {'beyond' if d.significant else 'within'} noise; " + caption
@@ -537,7 +537,8 @@ def report_button(col: Any, spec: Spec, scenario: Scenario, mode: str, seed: int
                   base: Pinned | None, name: str) -> None:  # fmt: skip
     """ "Report (HTML)": the same self-contained report as ``pqtwin report``, built when asked (it embeds
     plotly.js, ~4 MB): this what-if, its baseline when pinned, and the command that reproduces it."""
-    key = ("ex_report", name, mode, seed, reps, base.label if base else None)
+    # the report belongs to these two results exactly (names can repeat: a saved what-if may carry the scenario's)
+    key = ("ex_report", summary_hash(result), summary_hash(base.result) if base else None, name)
     made = st.session_state.get("ex_report")
     if made is not None and made[0] == key:
         col.download_button("Download report", made[1], f"{name}-{mode}-report.html", "text/html",
@@ -549,6 +550,10 @@ def report_button(col: Any, spec: Spec, scenario: Scenario, mode: str, seed: int
             html = make_report(scenario, mode, seed, reps, result, base, cli_command(spec, mode, seed, reps))
         st.session_state["ex_report"] = (key, html)
         st.rerun()
+
+
+def summary_hash(result: RunResult) -> str:
+    return hashlib.sha256(result.summary.model_dump_json(exclude={"wall_s", "peak_rss_bytes"}).encode()).hexdigest()
 
 
 def pdf_button(col: Any, key: tuple[Any, ...], html: str, file_name: str) -> None:

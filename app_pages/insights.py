@@ -65,7 +65,8 @@ def _against_baseline(result: RunResult, base: RunResult) -> list[str]:
         out.append(f"{result.summary.mode.capitalize() if result.summary.mode else 'This mode'} vs "
                    f"{base.summary.mode}: {change}. Concurrent mode hands each message's crypto to worker pods, so "
                    "verification and decryption overlap instead of queueing on the aggregator.")  # fmt: skip
-    if a["aead"] != b["aead"] and {a["aead"], b["aead"]} & {"ChaCha20-Poly1305"}:
+    chacha_faster = r.significant and (b["aead"] == "ChaCha20-Poly1305") == ((r.delta or 0.0) < 0)
+    if a["aead"] != b["aead"] and {a["aead"], b["aead"]} & {"ChaCha20-Poly1305"} and chacha_faster:
         out.append(f"{b['aead']} instead of {a['aead']}: {change}. AES-GCM is slow in software on CPUs without AES "
                    "instructions (the Raspberry Pi 4's Cortex-A72 has none); ChaCha20 needs none.")  # fmt: skip
     if (a["kem"], a["signature"]) != (b["kem"], b["signature"]) and abs(r.relative) < 0.1:
