@@ -163,8 +163,8 @@ def steady_counts(s: Scenario, pop: DevicePopulation, frames: float, sessions: f
     session start and a frame or two, not their rates. Devices that never rekey pay their first handshake once
     in a battery's life: only the sessions after it (reconnections) recur."""
     interval = s.workload.crypto.rekey.device_interval_s
-    if interval is None:
-        return frames, max(0.0, sessions - 1.0)
+    if interval is None:  # no session pauses its frames after the first: a frame every period
+        return run_s / pop.period_s(), max(0.0, sessions - 1.0)
     if run_s >= interval:
         return frames, sessions
     return run_s / pop.period_s(), run_s / interval

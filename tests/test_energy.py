@@ -93,6 +93,8 @@ def test_battery_life_is_that_of_the_steady_duty_cycle_whatever_the_runs_length(
     once = energy.device_energy(never, pop, frames=3600, sessions=1, run_s=3600.0)
     no_session = energy.device_energy(never, pop, frames=3600, sessions=0, run_s=3600.0)
     assert once.battery_life_days == pytest.approx(no_session.battery_life_days)  # a first handshake is once a life
+    few = energy.device_energy(never, pop, frames=0, sessions=1, run_s=0.5)  # seconds in: no frame sent yet
+    assert few.battery_life_days == pytest.approx(once.battery_life_days, rel=1e-3)
 
 
 def test_a_faster_fl_round_does_not_change_a_sensors_battery_life():
