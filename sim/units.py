@@ -21,6 +21,7 @@ def _scaled(x: float, steps: tuple[tuple[float, str], ...], digits: int = 3, fro
     """x in the first unit (scale, name) it reaches ``from_x`` times of (the last one otherwise), with ``digits``
     significant figures."""
     unit_step = next((step for step in steps if step[0] == 1.0), steps[-1])  # zero reads "0 s", not "0 ns"
+    x = float(f"{x:.{digits}g}")  # the unit of the rounded value: 0.9996 s reads "1.00 s", not "1,000 ms"
     scale, unit = next((step for step in steps if abs(x) >= from_x * step[0]), steps[-1]) if x else unit_step
     v = x / scale
     decimals = max(0, digits - 1 - math.floor(math.log10(abs(v)))) if v else 0
@@ -32,7 +33,7 @@ def fmt_seconds(s: float | None) -> str:
     if _missing(s):
         return MISSING
     assert s is not None
-    if abs(s) >= 120:  # minutes from two of them, hours from two, days from two: never "1.02 h"
+    if abs(float(f"{s:.3g}")) >= 120:  # minutes from two of them, hours from two, days from two: never "1.02 h"
         return _scaled(s, ((86_400.0, "days"), (3600.0, "h"), (60.0, "min")), from_x=2.0)
     return _scaled(s, ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns")))
 
@@ -42,7 +43,7 @@ def fmt_bytes(b: float | None) -> str:
     if _missing(b):
         return MISSING
     assert b is not None
-    if abs(b) < 1000:
+    if abs(round(b)) < 1000:
         return f"{b:,.0f} B"
     return _scaled(b, ((1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB")))
 

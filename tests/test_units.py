@@ -14,14 +14,16 @@ from sim.units import FORMATTERS, MISSING, fmt, fmt_bytes, fmt_days, fmt_delta, 
 @pytest.mark.parametrize(
     ("value", "text"),
     [(0.0, "0 s"), (3e-7, "300 ns"), (8.5e-4, "850 µs"), (0.0123, "12.3 ms"), (0.4991, "499 ms"), (1.25, "1.25 s"),
-     (75.0, "75.0 s"), (300.0, "5.00 min"), (9000.0, "2.50 h"), (400_000.0, "4.63 days")],
+     (75.0, "75.0 s"), (300.0, "5.00 min"), (9000.0, "2.50 h"), (400_000.0, "4.63 days"),
+     (0.9996, "1.00 s"), (7199.9, "2.00 h"), (119.96, "2.00 min")],
 )  # fmt: skip
 def test_seconds(value, text):
     assert fmt_seconds(value) == text
 
 
 @pytest.mark.parametrize(
-    ("value", "text"), [(12, "12 B"), (980, "980 B"), (12_500, "12.5 kB"), (3.4e6, "3.40 MB"), (1.2e9, "1.20 GB")]
+    ("value", "text"),
+    [(12, "12 B"), (980, "980 B"), (999.6, "1.00 kB"), (12_500, "12.5 kB"), (3.4e6, "3.40 MB"), (1.2e9, "1.20 GB")],
 )
 def test_bytes_are_si(value, text):
     assert fmt_bytes(value) == text
