@@ -21,10 +21,11 @@ def _scaled(x: float, steps: tuple[tuple[float, str], ...], digits: int = 3, fro
     """x in the first unit (scale, name) it reaches ``from_x`` times of (the last one otherwise), with ``digits``
     significant figures."""
     unit_step = next((step for step in steps if step[0] == 1.0), steps[-1])  # zero reads "0 s", not "0 ns"
-    x = float(f"{x:.{digits}g}")  # the unit of the rounded value: 0.9996 s reads "1.00 s", not "1,000 ms"
-    scale, unit = next((step for step in steps if abs(x) >= from_x * step[0]), steps[-1]) if x else unit_step
-    v = x / scale
-    decimals = max(0, digits - 1 - math.floor(math.log10(abs(v)))) if v else 0
+    shown = float(f"{x:.{digits}g}")  # the unit of the rounded value: 0.9996 s reads "1.00 s", not "1,000 ms"
+    scale, unit = next((step for step in steps if abs(shown) >= from_x * step[0]), steps[-1]) if x else unit_step
+    v = x / scale  # rounded once, in its unit (rounding x first too would compound the two roundings)
+    vr = float(f"{v:.{digits}g}")
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(vr)))) if vr else 0
     return f"{v:,.{decimals}f} {unit}"
 
 
