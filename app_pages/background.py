@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,16 +119,28 @@ def folder_of(runs: Path, key: str, session: str | None) -> Path:
     return runs / APP_RUNS / key / tag
 
 
-def result(runs: Path, key: str) -> RunResult | None:
-    """The finished run of ``key``, from any session's attempt (None: not run, or not finished)."""
+def result(runs: Path, key: str, read: Callable[[Path, int], RunResult | None] | None = None) -> RunResult | None:
+    """The finished run of ``key``, from any session's attempt (None: not run, or not finished). ``read(run dir,
+    its summary's mtime)`` reads it (the page passes a cached reader: it asks on every rerun)."""
     for summary in sorted((runs / APP_RUNS / key).glob(f"*/run/{RunLayout.SUMMARY}")):
-        layout = RunLayout(summary.parent)
         try:
-            series = pd.read_parquet(layout.series) if layout.series.is_file() else None
-            return RunResult(read_spans(layout.spans), read_summary(layout.summary), series)
-        except (OSError, ValueError):  # damaged (a disk filled up): run it again
-            shutil.rmtree(layout.root, ignore_errors=True)
+            mtime_ns = summary.stat().st_mtime_ns
+        except OSError:
+            continue
+        if (found := (read or read_run)(summary.parent, mtime_ns)) is not None:
+            return found
     return None
+
+
+def read_run(folder: Path, mtime_ns: int = 0) -> RunResult | None:
+    """A finished run directory's result; a damaged one (a disk filled up) is removed, to be run again."""
+    layout = RunLayout(folder)
+    try:
+        series = pd.read_parquet(layout.series) if layout.series.is_file() else None
+        return RunResult(read_spans(layout.spans), read_summary(layout.summary), series)
+    except (OSError, ValueError):
+        shutil.rmtree(layout.root, ignore_errors=True)
+        return None
 
 
 def current(session: str | None) -> Job | None:
@@ -168,11 +181,6 @@ def stop(session: str | None) -> None:
     if job is not None and job.running():
         job.stopped = True
         job.kill()
-
-
-def forget(session: str | None) -> None:
-    with _lock:
-        _jobs.pop(session, None)
 
 
 def _session_connected(session: str | None) -> bool:

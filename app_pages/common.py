@@ -159,7 +159,7 @@ def run(spec: Spec, mode: str, seed: int, replications: int, label: str = "", as
     if cost.wall_s <= background.inline_s():
         return run_here(spec, mode, seed, replications, label)
     key = background.run_key(scenario, mode, seed, replications)
-    if (done := background.result(runs_dir(), key)) is not None:
+    if (done := background.result(runs_dir(), key, _read_finished)) is not None:
         return done
     sid = session_id()
     job = background.current(sid)
@@ -170,6 +170,12 @@ def run(spec: Spec, mode: str, seed: int, replications: int, label: str = "", as
     if ((ask and cost.wall_s > background.confirm_s()) or stopped) and not go_button(cost, key, label, stopped):
         return None
     return follow(background.start(runs_dir(), scenario, mode, seed, replications, cost.wall_s, label, sid))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _read_finished(folder: Path, mtime_ns: int) -> RunResult | None:
+    """A finished background run, read once per file version (pages ask for it on every rerun)."""
+    return background.read_run(folder, mtime_ns)
 
 
 def go_button(cost: Cost, key: str, label: str, stopped: bool) -> bool:

@@ -43,7 +43,7 @@ from sim.errors import UserError
 from sim.presets import DEVICE_CLASSES, LINK_PRESETS
 from sim.profile import load_profile
 from sim.runner import RunResult, write_run
-from sim.scenario import Scenario
+from sim.scenario import Scenario, profile_file
 from sim.units import fmt, fmt_bytes, fmt_days, fmt_delta, fmt_fraction, fmt_joules, fmt_seconds, fmt_watts
 
 MAX_ROUNDS, MAX_REPLICATIONS, MAX_DEVICES_PER_CLASS = 1_000, 50, 10_000  # the cost estimate guards long runs
@@ -161,14 +161,8 @@ def unpriced(file: Path, base: dict[str, Any], override: Path | None) -> dict[st
     """{algorithm: the profile that has no cost for it} over the hosts' profiles in effect ({} if unreadable)."""
     refs = [str(override)] if override else [str(h.get("profile", "")) for h in base["deployment"]["hosts"]]
     out: dict[str, str] = {}
-    for ref in dict.fromkeys(refs):  # resolved as sim/scenario.py resolves a host's profile reference
-        p = Path(ref)
-        path = (
-            (p if p.is_absolute() else file.parent / p)
-            if p.suffix in (".yaml", ".yml")
-            else file.parent / "profiles" / f"{ref}.yaml"
-        )
-        ops = profile_ops(str(path))
+    for ref in dict.fromkeys(refs):
+        ops = profile_ops(str(profile_file(file.parent, ref)))
         for alg in catalogue.CATALOGUE.values():
             if ops is not None and any(f"{alg.name}.{op}" not in ops for op in catalogue.OPS[alg.kind]):
                 out.setdefault(alg.name, Path(ref).stem)
@@ -306,9 +300,8 @@ def metric(col: Any, label: str, value: str, d: Delta | None, help: str, caption
     col.caption(caption)
 
 
-def kpi_row(result: RunResult, base: Pinned | None = None) -> None:
+def kpi_row(result: RunResult, dd: dict[str, Delta]) -> None:
     table = kpis(result).set_index("kpi")
-    dd = kpi_deltas(result, base)
     cols = st.columns(5)
     r, d = table.loc["round latency"], table.loc["model distribution"]
     metric(cols[0], "Round latency", fmt_seconds(r["mean"]), dd.get("round_latency_s"),
@@ -346,13 +339,12 @@ def ci_range(lo: float | None, hi: float | None, unit: str) -> str:
     return f"95 % CI [{fmt(lo, unit)}, {fmt(hi, unit)}]"
 
 
-def energy_row(result: RunResult, base: Pinned | None = None) -> None:
+def energy_row(result: RunResult, dd: dict[str, Delta]) -> None:
     """Energy per FL round on the priced hosts, and each device population's battery life (sim/energy.py)."""
     e = result.summary.energy
     if e is None or (e.per_round_j is None and not e.devices):
         st.caption("Energy: no power model for these hosts or devices (a profile's `power`, a device class's power).")
         return
-    dd = kpi_deltas(result, base)
     cols = st.columns(4)
     if e.per_round_j is not None and e.per_round_j.mean is not None:
         lo, hi = e.per_round_j.ci95
@@ -366,15 +358,15 @@ def energy_row(result: RunResult, base: Pinned | None = None) -> None:
                "and radio) and sleep", f"{fmt_watts(dev.average_power_w)} on a {dev.battery}{how}")  # fmt: skip
 
 
-def deltas_table(result: RunResult, base: Pinned) -> None:
+def deltas_table(dd: dict[str, Delta]) -> None:
     """Every KPI against the baseline: values, Δ, relative Δ, its 95 % CI and how it was computed."""
     rows = [{"KPI": d.label, "baseline": fmt(d.baseline, d.unit), "what-if": fmt(d.whatif, d.unit),
              "Δ": fmt_delta(d.delta, d.unit), "Δ %": "—" if d.relative is None else f"{d.relative:+.1%}",
              "Δ 95 % CI": ci_delta(d),
              "beyond noise": "yes" if d.significant else "no" if d.ci95[0] is not None else "—"}
-            for d in kpi_deltas(result, base).values()]  # fmt: skip
+            for d in dd.values()]  # fmt: skip
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-    methods = {d.method for d in kpi_deltas(result, base).values() if d.method != "none"}
+    methods = {d.method for d in dd.values() if d.method != "none"}
     st.caption("Δ = what-if − baseline; CI " + "; ".join(METHOD_TEXT[m] for m in sorted(methods)) + "."
                if methods else "Δ = what-if − baseline; one replication: no CIs (raise Replications).")  # fmt: skip
 
@@ -424,13 +416,14 @@ def render() -> None:
         f"simulated in {fmt_seconds(s.wall_s)}"
     )
     base = baseline_bar(spec, mode, seed, reps, label, result)
-    kpi_row(result, base)
-    energy_row(result, base)
-    for line in insights.explain(result, scenario, base.result if base else None):
+    dd = kpi_deltas(result, base)  # once: each KPI, the table and the insights read them
+    kpi_row(result, dd)
+    energy_row(result, dd)
+    for line in insights.explain(result, scenario, base.result if base else None, dd):
         st.info(line, icon=":material/lightbulb:")
     if base is not None:
         with st.expander(f"Every KPI against the baseline ({base.label})", expanded=False):
-            deltas_table(result, base)
+            deltas_table(dd)
     for w in s.warnings:
         st.warning(w)
     charts_block(result, scenario, reps, base)

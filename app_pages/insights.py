@@ -9,10 +9,10 @@ from __future__ import annotations
 import pandas as pd
 
 from sim import catalogue
-from sim.contract import FL_PHASES, WIRE_OPS
 from sim.deltas import Delta, deltas
 from sim.runner import RunResult
 from sim.scenario import Scenario
+from sim.summary import fl_cpu_work, is_crypto
 from sim.units import fmt_bytes, fmt_delta
 
 AEAD_DOMINATES = 0.5  # share of the crypto time above which bulk encryption is "what decides"
@@ -20,11 +20,10 @@ AEAD_DOMINATES = 0.5  # share of the crypto time above which bulk encryption is 
 
 def crypto_time_by_kind(spans: pd.DataFrame) -> dict[str, float]:
     """Service seconds of the FL rounds' crypto work by algorithm kind (kem, signature, aead, hash)."""
-    cpu = spans[(spans["round"] > 0) & spans.phase.isin(FL_PHASES) & ~spans.op.isin(WIRE_OPS)]
-    alg = cpu.op.str.split(".", n=1).str[0]
-    cpu = cpu[alg.isin(list(catalogue.CATALOGUE))]
+    cpu = fl_cpu_work(spans)
+    cpu = cpu[cpu.op.map(is_crypto)]
     kind = cpu.op.str.split(".", n=1).str[0].map(lambda a: catalogue.get(a).kind)
-    return {str(k): float(v) for k, v in (cpu.end_s - cpu.start_s - cpu.queue_wait_s).groupby(kind).sum().items()}
+    return {str(k): float(v) for k, v in cpu.work_s.groupby(kind).sum().items()}
 
 
 def _share_sentence(result: RunResult) -> str | None:
@@ -53,8 +52,9 @@ def _links_sentence(result: RunResult, scenario: Scenario, mode: str) -> str | N
     return f"Links carry {fmt_bytes(links.total)}, {ratio:.1f}× the {fmt_bytes(app)} the application sent: {why}."
 
 
-def _against_baseline(result: RunResult, base: RunResult) -> list[str]:
-    found: dict[str, Delta] = {d.key: d for d in deltas((base.summary, base.spans), (result.summary, result.spans))}
+def _against_baseline(result: RunResult, base: RunResult, found: dict[str, Delta] | None) -> list[str]:
+    if found is None:
+        found = {d.key: d for d in deltas((base.summary, base.spans), (result.summary, result.spans))}
     r = found.get("round_latency_s")
     if r is None or r.relative is None:
         return []
@@ -76,9 +76,11 @@ def _against_baseline(result: RunResult, base: RunResult) -> list[str]:
     return out
 
 
-def explain(result: RunResult, scenario: Scenario, baseline: RunResult | None = None) -> list[str]:
-    """The sentences that hold for this run (and its baseline), most specific first."""
+def explain(result: RunResult, scenario: Scenario, baseline: RunResult | None = None,
+            found: dict[str, Delta] | None = None) -> list[str]:  # fmt: skip
+    """The sentences that hold for this run (and its baseline, whose deltas ``found`` the page may have already),
+    most specific first."""
     mode = result.summary.mode or scenario.workload.processing.mode
-    out = _against_baseline(result, baseline) if baseline is not None else []
+    out = _against_baseline(result, baseline, found) if baseline is not None else []
     out += [s for s in (_share_sentence(result), _links_sentence(result, scenario, mode)) if s]
     return out[:3]

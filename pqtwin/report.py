@@ -42,6 +42,7 @@ from sim.summary import ci95
 from sim.units import (
     MISSING,
     fmt,
+    fmt_bps,
     fmt_bytes,
     fmt_days,
     fmt_delta,
@@ -169,14 +170,6 @@ def _p(text: str, cls: str = "") -> str:
     return f"<p{f' class={cls}' if cls else ''}>{escape(text)}</p>"
 
 
-def _rate(bps: float) -> str:
-    """A link rate in the unit that reads best (bits: link rates count bits)."""
-    for scale, unit in ((1e9, "Gbit/s"), (1e6, "Mbit/s"), (1e3, "kbit/s")):
-        if bps >= scale:
-            return f"{bps / scale:,.3g} {unit}"
-    return f"{bps:,.3g} bit/s"
-
-
 def _ci(lo: float | None, hi: float | None, unit: str) -> str:
     if lo is None or hi is None:
         return MISSING
@@ -231,7 +224,7 @@ def _link(params: LinkParams) -> str:
     bw, lat, jitter, loss = params.resolved()
     name = params.preset or "custom"
     extra = f", jitter {fmt_seconds(jitter)}" if jitter else ""
-    return f"{name}: {_rate(bw)}, {fmt_seconds(lat)} one way{extra}, loss {fmt_fraction(loss)}"
+    return f"{name}: {fmt_bps(bw)}, {fmt_seconds(lat)} one way{extra}, loss {fmt_fraction(loss)}"
 
 
 def _settings(run: ReportRun) -> str:

@@ -636,11 +636,17 @@ def _portable_name(file: Path, names: dict[Path, str]) -> str:
     return names[file]
 
 
-def _resolve_profile(s: Scenario, ref: str) -> Path:
+def profile_file(folder: Path, ref: str) -> Path:
+    """The file a profile reference names, for a scenario in ``folder``: a path (.yaml/.yml, relative to the
+    folder) or a name under ``folder/profiles/``."""
     p = Path(ref)
     if p.suffix in (".yaml", ".yml"):
-        return p if p.is_absolute() else s.path.parent / p
-    return s.path.parent / "profiles" / f"{ref}.yaml"
+        return p if p.is_absolute() else folder / p
+    return folder / "profiles" / f"{ref}.yaml"
+
+
+def _resolve_profile(s: Scenario, ref: str) -> Path:
+    return profile_file(s.path.parent, ref)
 
 
 def _known_profiles(s: Scenario) -> str:

@@ -52,12 +52,17 @@ def is_crypto(op: str) -> bool:
     return op.split(".", 1)[0] in catalogue.CATALOGUE
 
 
+def fl_cpu_work(spans: pd.DataFrame) -> pd.DataFrame:
+    """The FL rounds' CPU work (FL phases, rounds > 0, no messages) with its service time ``work_s``."""
+    rows = spans[(spans["round"] > 0) & spans.phase.isin(FL_PHASES) & ~spans.op.isin(WIRE_OPS)]
+    return rows.assign(work_s=rows.end_s - rows.start_s - rows.queue_wait_s)
+
+
 def crypto_share(spans: pd.DataFrame) -> float:
     """Crypto share of the FL CPU time (service time of FL phases' CPU work in rounds > 0)."""
-    fl_cpu = spans[(spans["round"] > 0) & spans.phase.isin(FL_PHASES) & ~spans.op.isin(WIRE_OPS)]
-    dur = fl_cpu.end_s - fl_cpu.start_s - fl_cpu.queue_wait_s
-    total = float(dur.sum())
-    return float(dur[fl_cpu.op.map(is_crypto)].sum()) / total if total > 0 else 0.0
+    fl_cpu = fl_cpu_work(spans)
+    total = float(fl_cpu.work_s.sum())
+    return float(fl_cpu.work_s[fl_cpu.op.map(is_crypto)].sum()) / total if total > 0 else 0.0
 
 
 def application_bytes(spans: pd.DataFrame, replications: int = 1) -> ApplicationBytes:

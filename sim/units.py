@@ -65,6 +65,17 @@ def fmt_watts(w: float | None) -> str:
     return _scaled(w, ((1e3, "kW"), (1.0, "W"), (1e-3, "mW"), (1e-6, "µW"), (1e-9, "nW")))
 
 
+def fmt_bps(bps: float | None) -> str:
+    """A link rate in bits per second, as link rates are counted: 250 kbit/s, 940 Mbit/s, 1 Gbit/s."""
+    if _missing(bps):
+        return MISSING
+    assert bps is not None
+    for scale, unit in ((1e9, "Gbit/s"), (1e6, "Mbit/s"), (1e3, "kbit/s")):
+        if bps >= scale:
+            return f"{bps / scale:,.3g} {unit}"
+    return f"{bps:,.3g} bit/s"
+
+
 def fmt_days(days: float | None) -> str:
     """A battery life: hours below two days, days below two years, then years."""
     if _missing(days):
