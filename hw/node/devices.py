@@ -36,9 +36,12 @@ def run_devices(node: Node) -> NodeResult:
             t = threading.Thread(target=_device, args=(node, idents[name], trust, g, offset, stop), daemon=True)
             t.start()
             threads.append(t)
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    while not stop.wait(0.2):
-        pass
+    # The handler only flips a flag: Event.set takes the lock that the interrupted stop.wait may hold (deadlock).
+    terminated: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: terminated.append(signum))
+    while not terminated:
+        time.sleep(0.2)
+    stop.set()
     return NodeResult(state="completed", devices=len(threads))
 
 
