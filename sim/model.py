@@ -103,7 +103,9 @@ class Replication:
         self.kem = catalogue.get(w.crypto.kem)
         self.sig = catalogue.get(w.crypto.signature)
         self.aead = catalogue.get(w.crypto.aead)
-        self.net = Network(env, scenario.graph(), net_ss, scenario.run.segment_bytes)
+        self.net = Network(
+            env, scenario.graph(), net_ss, scenario.run.segment_bytes, scenario.deployment.network.transport
+        )
         # every host and device draws its costs from its own stream (the cpu seed's children: hosts in order,
         # then devices in order), so a change of timing elsewhere does not reshuffle its draws
         self.cpu_ss = cpu_ss
@@ -206,8 +208,16 @@ class Replication:
         if src.node == dst.node:
             wait += yield from self._loopback(src.cpu, nbytes)
         else:
-            wait += yield from self.net.transfer(src.node, dst.node, nbytes, phase)
+            wait += yield from self._transfer(src.node, dst.node, nbytes, phase)
         self.rec.add(src.pod, src.node, phase, "transfer", start, self.env.now, wait, nbytes=nbytes)
+
+    def _transfer(self, src: str, dst: str, nbytes: int, phase: str) -> Gen:
+        """Pods talk TCP: headers on every packet, packets forwarded as they come (``Transport``). A device's
+        messages (its handshakes) keep their own framing, as its frames do: its radio link is not TCP/IP."""
+        if self.net.graph.nodes[src].get("kind") == "device" or self.net.graph.nodes[dst].get("kind") == "device":
+            return (yield from self.net.transfer(src, dst, nbytes, phase))
+        tcp = self.net.transport
+        return (yield from self.net.transfer(src, dst, tcp.wire_bytes(nbytes), phase, tcp.mss_bytes + tcp.header_bytes))
 
     def _loopback(self, cpu: Cpu, nbytes: int) -> Gen:
         """Pods on one host still copy messages through the kernel: a core for the profile's

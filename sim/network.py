@@ -1,6 +1,9 @@
 """Network model: routes from NetworkX, each link direction a FIFO server.
 
-A message is cut into segments of ``segment_bytes`` that pipeline across hops. On each hop a segment
+A message is cut into segments of ``segment_bytes`` that pipeline across hops. Under ``fair`` sharing
+(``sim.scenario.Transport``, the default) a message keeps at most a window of segments in flight and sends
+the next when its oldest arrives, so messages crossing one link at once interleave as TCP flows do; under
+``fifo`` all its segments ask at once and messages cross a link whole, one after the other. On each hop a segment
 waits for the link (queue wait), holds it for its serialisation delay ``bytes * 8 / bandwidth_bps``, then
 propagates for ``latency_s`` plus an exponential jitter of mean ``jitter_s`` (without holding the link).
 With probability ``loss`` a segment is lost after serialisation and sent again after a retransmission
@@ -23,13 +26,14 @@ import math
 from collections import deque
 from collections.abc import Generator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import networkx as nx
 import numpy as np
 import simpy
 
-from sim.scenario import lowest_latency_path
+from sim.scenario import Transport, lowest_latency_path
 from sim.streams import stream
 
 
@@ -70,8 +74,10 @@ class Network:
     """Links of a NetworkX graph whose edges carry ``params: LinkParams`` (``Scenario.graph``); messages take
     ``lowest_latency_path``, the routing rule the twin's backends use too."""
 
-    def __init__(self, env: simpy.Environment, graph: nx.Graph, seed: np.random.SeedSequence, segment_bytes: int):
+    def __init__(self, env: simpy.Environment, graph: nx.Graph, seed: np.random.SeedSequence, segment_bytes: int,
+                 transport: Transport | None = None):  # fmt: skip
         self.env, self.seed, self.segment_bytes = env, seed, segment_bytes
+        self.transport = transport or Transport(sharing="fifo", header_bytes=0)
         self.graph = graph
         self.links: dict[tuple[str, str], LinkServer] = {}
         for u, v, data in graph.edges(data=True):
@@ -116,34 +122,57 @@ class Network:
                 self._routes[key] = [self.links[a, b] for a, b in itertools.pairwise(path)]
         return self._routes[key]
 
-    def transfer(self, src: str, dst: str, nbytes: int, phase: str = "") -> Generator[Any, Any, float]:
+    def transfer(
+        self, src: str, dst: str, nbytes: int, phase: str = "", packet_bytes: int | None = None
+    ) -> Generator[Any, Any, float]:
         """Carry nbytes from node src to node dst; returns its queue wait: the time its segments waited, on
-        every hop, for the link to serve other messages (s). ``phase`` labels the link's bytes."""
+        every hop, for the link to serve other messages (s). ``phase`` labels the link's bytes.
+        ``packet_bytes`` (a message in packets, as TCP sends): a segment goes on to the next hop as soon as its
+        first packet has crossed (cut-through at packet size, as switches forward packets), and cannot leave
+        a hop before its last packet has arrived there. Without it segments are stored and forwarded whole."""
         if src == dst or nbytes <= 0:
             return 0.0
         links = self.route(src, dst)
         if nbytes <= self.segment_bytes:  # one segment: carried in this process (no process, no condition)
-            return (yield from self._carry(links, nbytes, phase, None))
+            return (yield from self._carry(links, nbytes, phase, None, packet_bytes))
         n = max(1, math.ceil(nbytes / self.segment_bytes))
         sizes = [self.segment_bytes] * (n - 1) + [nbytes - self.segment_bytes * (n - 1)]
         flow = [0.0] * (2 * len(links))  # per hop: its segments' last service end there, and when it was due
-        procs = [self.env.process(self._carry(links, size, phase, flow)) for size in sizes]
+        window = self.window(links) if self.transport.sharing == "fair" else n
+        procs: list[simpy.Process] = []
+        for k, size in enumerate(sizes):
+            if k >= window:
+                yield procs[k - window]  # the oldest in flight arrived: send the next (an ACK-clocked window)
+            procs.append(self.env.process(self._carry(links, size, phase, flow, packet_bytes)))
         yield self.env.all_of(procs)
         return math.fsum(float(p.value or 0.0) for p in procs)
 
+    def window(self, links: list[LinkServer]) -> int:
+        """Segments a message keeps in flight on this route: the transport's window, or enough to fill the
+        path's round trip at its slowest link, whichever is more (TCP's window grows to cover it)."""
+        rtt_s = 2 * sum(link.latency_s for link in links)
+        bdp_bytes = rtt_s * min(link.bandwidth_bps for link in links) / 8
+        return max(self.transport.window_segments, math.ceil(bdp_bytes / self.segment_bytes) + 1)
+
     def _carry(
-        self, links: list[LinkServer], size: int, phase: str, flow: list[float] | None
+        self, links: list[LinkServer], size: int, phase: str, flow: list[float] | None, packet_bytes: int | None
     ) -> Generator[Any, Any, float]:
         """One segment along its route; returns its waits behind other messages. ``flow`` (a message of several
         segments) holds, per hop, where its own earlier segments end: served then, and due on an idle link."""
         env, wait = self.env, 0.0
+        arrived_s = -math.inf  # cut-through: when its last packet reaches the hop it is at
+        packet_bytes = packet_bytes or 0
+        last = len(links) - 1
         for i, link in enumerate(links):
             service = size * 8 / link.bandwidth_bps
             while True:
                 link.demand_s += service
                 asked = env.now
                 start = link.free_s if link.free_s > asked else asked  # FIFO: after everything asked before
-                link.free_s = start + service
+                hold = service  # it holds the link until its last byte left, which cannot precede its arrival
+                if packet_bytes and arrived_s + packet_bytes * 8 / link.bandwidth_bps > start + service:
+                    hold = arrived_s + packet_bytes * 8 / link.bandwidth_bps - start
+                link.free_s = start + hold
                 if flow is None:
                     wait += start - asked
                     due = asked + service
@@ -156,17 +185,32 @@ class Network:
                 if link.series is not None:
                     link.series[min(int(start / self.bin_s), link.series.size - 1)] += service
                 if link.log is not None:
-                    link.log.append((asked, service, start))
+                    link.log.append((asked, hold, start))
+                # cut-through (a lossless hop that is not the last): on once its first packet is there (below)
+                cut = packet_bytes > 0 and i < last and packet_bytes < size and not link.loss
+                if cut:
+                    break
                 yield env.timeout(link.free_s - asked)
-                link.unserved.popleft()  # FIFO: the oldest unserved is this one
-                link.busy_s += service
-                link.bytes_sent += size
-                link.bytes_by_phase[phase] = link.bytes_by_phase.get(phase, 0) + size
+                Network._served(link, size, service, phase)
                 if link.loss and self.rng(link).random() < link.loss:
                     link.retransmissions += 1
                     yield env.timeout(2 * link.latency_s + service)
                     continue
                 break
             delay = link.latency_s + (self.rng(link).exponential(link.jitter_s) if link.jitter_s else 0.0)
+            if cut:
+                end, bytes_s = link.free_s, 8 / link.bandwidth_bps
+                env.timeout(end - asked).callbacks.append(partial(self._served, link, size, service, phase))
+                arrived_s = end + delay
+                yield env.timeout(max(0.0, end - hold + packet_bytes * bytes_s + delay - asked))  # its first packet
+                continue
             yield env.timeout(delay)
         return wait
+
+    @staticmethod
+    def _served(link: LinkServer, size: int, service: float, phase: str, _event: Any = None) -> None:
+        """A transmission of ``size`` bytes left ``link``: count it (FIFO: it was the oldest unserved)."""
+        link.unserved.popleft()
+        link.busy_s += service
+        link.bytes_sent += size
+        link.bytes_by_phase[phase] = link.bytes_by_phase.get(phase, 0) + size

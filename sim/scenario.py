@@ -237,9 +237,32 @@ class Node(_Strict):
     kind: Literal["switch", "gateway", "router"]
 
 
+class Transport(_Strict):
+    """How a message between pods crosses links: TCP/IPv4 over Ethernet as Linux sends it (validated against
+    real TCP over network namespaces and tbf: bench/net_fidelity.py, README "Network model").
+
+    ``fair``: concurrent messages share a link; each keeps at most ``window_segments`` segments in flight
+    (more when the path's bandwidth-delay product needs it) and asks for the next when the oldest arrives,
+    so flows interleave as TCP flows do behind one queue. ``fifo``: a message's segments all queue at once,
+    so messages cross a link whole, one after another (the model before the validation). Each
+    ``mss_bytes`` of payload carries ``header_bytes`` of headers on the wire (Ethernet 14 + IPv4 20 + TCP
+    20 + timestamps 12 = 66 at Linux's 1448-byte MSS); device frames are priced by their own framing only.
+    """
+
+    sharing: Literal["fair", "fifo"] = "fair"
+    window_segments: int = Field(default=2, ge=1, le=1024)
+    mss_bytes: int = Field(default=1448, ge=64, le=65536)
+    header_bytes: int = Field(default=66, ge=0, le=1024)
+
+    def wire_bytes(self, payload_bytes: int) -> int:
+        """Bytes on the wire for a message of ``payload_bytes`` (headers of every packet included)."""
+        return payload_bytes + -(-payload_bytes // self.mss_bytes) * self.header_bytes
+
+
 class Network(_Strict):
     nodes: list[Node] = Field(default=[], max_length=MAX_ITEMS)
     links: list[Link] = Field(min_length=1, max_length=MAX_ITEMS)
+    transport: Transport = Transport()
 
 
 class Pod(_Strict):

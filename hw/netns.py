@@ -1,0 +1,202 @@
+"""Real kernel networking on one machine: each scenario host a Linux network namespace, each link a veth pair.
+
+A ``Fabric`` builds the scenario's network (hosts and switches; devices are not namespaces) out of
+namespaces joined by veth pairs. Every node has a bridge that its link ends join, so the hosts share one
+layer-2 segment and a frame takes the one path the tree allows -- the simulator's route. Each direction of
+a link is shaped where it leaves: a ``tbf`` qdisc at the link's bandwidth on the sending end's egress. Hosts
+get an address on their bridge (``Fabric.address``). Only trees are built (a loop would need spanning tree
+and could route differently from the simulator): other graphs are refused with one line.
+
+What the kernel does here is real TCP/IP: segmentation into MSS-sized packets with their headers, slow
+start, congestion control, the shared FIFO queue of each shaped direction. Latency, jitter and loss are not
+applied (this kernel has neither netem nor a classifier/action to drop with): ``unsupported`` names them.
+
+Clean-up is not left to luck: ``Fabric.close`` deletes every namespace (their veths and bridges go with them,
+and the processes in them are killed first); a reaper process started with the fabric does the same when
+the pipe from this process closes, so a ``kill -9`` of the orchestrator leaves nothing behind either.
+Needs root (``CAP_SYS_ADMIN`` and ``CAP_NET_ADMIN``), ``ip`` and ``tc`` from iproute2: ``unavailable``
+says in one line why it cannot run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import networkx as nx
+
+PREFIX = "pqt"  # every namespace of ours starts with it: pqt<tag>-<index>
+NETNS_DIR = Path("/var/run/netns")
+SUBNET = "10.77"  # hosts are 10.77.<i // 250>.<i % 250 + 1>/16
+MTU_BYTES = 1500
+CLONE_NEWNET = 0x40000000
+
+
+class NetnsUnavailable(RuntimeError):
+    """This machine cannot build namespaces (one line, for the user)."""
+
+
+def unavailable() -> str | None:
+    """Why namespaces cannot be built here (None: they can)."""
+    if sys.platform != "linux":
+        return f"network namespaces need Linux (this is {sys.platform})"
+    if os.geteuid() != 0:
+        return "network namespaces need root (CAP_SYS_ADMIN and CAP_NET_ADMIN): run as root or use --backend local"
+    for tool in ("ip", "tc"):
+        if shutil.which(tool) is None:
+            return f"`{tool}` (iproute2) is not installed"
+    return None
+
+
+def _run(*cmd: str) -> None:
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603 - fixed tools, our names
+    if done.returncode:
+        raise NetnsUnavailable(f"`{' '.join(cmd)}` failed: {done.stderr.strip() or done.returncode}")
+
+
+def tbf_burst_bytes(rate_bps: float) -> int:
+    """The token bucket's depth: two full frames, or 1 ms at the rate when larger (the kernel's timers cannot
+    release single frames faster than that at gigabit rates without falling behind the rate)."""
+    return max(2 * (MTU_BYTES + 14), int(rate_bps / 8 * 1e-3))
+
+
+@dataclass
+class Fabric:
+    """The namespaces and links of one network; a context manager that always removes them."""
+
+    graph: nx.Graph  # nodes with ``kind`` host | switch | device, edges with ``params`` (sim.scenario.LinkParams)
+    tag: str = field(default_factory=lambda: secrets.token_hex(3))
+    names: dict[str, str] = field(default_factory=dict)  # scenario node -> namespace
+    addresses: dict[str, str] = field(default_factory=dict)  # scenario host -> its IPv4 address
+    reaper: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Fabric:
+        self.build()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def namespace(self, node: str) -> str:
+        return self.names[node]
+
+    def address(self, host: str) -> str:
+        return self.addresses[host]
+
+    def build(self) -> None:
+        if (why := unavailable()) is not None:
+            raise NetnsUnavailable(why)
+        net = self.graph.subgraph(n for n, d in self.graph.nodes(data=True) if d.get("kind") != "device")
+        if not nx.is_tree(net):
+            raise NetnsUnavailable("the netns backend builds tree networks only (hosts and switches without loops)")
+        self.reaper = subprocess.Popen(  # noqa: S603 - our interpreter and module
+            [sys.executable, "-m", "hw.netns", "reap", f"{PREFIX}{self.tag}-"],
+            stdin=subprocess.PIPE, start_new_session=True,  # not stopped by the Ctrl-C of our process group
+        )  # fmt: skip
+        try:
+            for i, node in enumerate(net.nodes):
+                ns = self.names[node] = f"{PREFIX}{self.tag}-{i}"
+                _run("ip", "netns", "add", ns)
+                _run("ip", "-n", ns, "link", "set", "lo", "up")
+                _run("ip", "-n", ns, "link", "add", "br0", "type", "bridge", "forward_delay", "0")
+                _run("ip", "-n", ns, "link", "set", "br0", "up")
+                if net.nodes[node].get("kind") == "host":
+                    ip = self.addresses[node] = f"{SUBNET}.{len(self.addresses) // 250}.{len(self.addresses) % 250 + 1}"
+                    _run("ip", "-n", ns, "addr", "add", f"{ip}/16", "dev", "br0")
+            for j, (a, b, data) in enumerate(net.edges(data=True)):
+                rate_bps = data["params"].resolved()[0]
+                self._link(self.names[a], self.names[b], f"l{j}", rate_bps)
+        except BaseException:
+            self.close()
+            raise
+
+    def _link(self, ns_a: str, ns_b: str, name: str, rate_bps: float) -> None:
+        a, b = f"{name}a", f"{name}b"
+        _run("ip", "link", "add", a, "netns", ns_a, "type", "veth", "peer", "name", b, "netns", ns_b)
+        for ns, dev in ((ns_a, a), (ns_b, b)):
+            _run("ip", "-n", ns, "link", "set", dev, "master", "br0")
+            _run("ip", "-n", ns, "link", "set", dev, "up")
+            _run("tc", "-n", ns, "qdisc", "add", "dev", dev, "root", "tbf", "rate", f"{int(rate_bps)}bit",
+                 "burst", str(tbf_burst_bytes(rate_bps)), "limit", str(64 * 1024 * 1024))  # fmt: skip
+
+    def close(self) -> None:
+        remove(f"{PREFIX}{self.tag}-")
+        self.names.clear()
+        if self.reaper is not None and self.reaper.stdin is not None:
+            self.reaper.stdin.close()  # the reaper finds nothing left and exits
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.reaper.wait(5)
+            self.reaper = None
+
+
+def ours(prefix: str = PREFIX) -> list[str]:
+    """Our namespaces on this machine (by name)."""
+    try:
+        return sorted(p.name for p in NETNS_DIR.iterdir() if p.name.startswith(prefix))
+    except OSError:
+        return []
+
+
+def remove(prefix: str) -> None:
+    """Kill every process in the namespaces named ``prefix*`` and delete them."""
+    for ns in ours(prefix):
+        pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, check=False).stdout
+        for pid in pids.split():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+
+
+@contextlib.contextmanager
+def inside(ns: str) -> Iterator[None]:
+    """Run the block's socket calls in namespace ``ns`` (this thread only: ``setns`` is per thread);
+    sockets keep the namespace they were made in."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    home = os.open(f"/proc/self/task/{ctypes.CDLL(None).gettid()}/ns/net", os.O_RDONLY)
+    target = os.open(NETNS_DIR / ns, os.O_RDONLY)
+    try:
+        if libc.setns(target, CLONE_NEWNET) != 0:
+            raise NetnsUnavailable(f"setns into {ns}: {os.strerror(ctypes.get_errno())}")
+        yield
+    finally:
+        libc.setns(home, CLONE_NEWNET)
+        os.close(target)
+        os.close(home)
+
+
+def enter(ns: str) -> None:
+    """Move this process (single-threaded, e.g. a child before exec) into namespace ``ns`` for good."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(NETNS_DIR / ns, os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns into {ns}")
+    finally:
+        os.close(fd)
+
+
+def _reap(prefix: str) -> None:
+    """Wait for the orchestrator's pipe to close (it ended, however it ended), then remove what is left."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    while sys.stdin.buffer.read(4096):
+        pass
+    remove(prefix)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "reap" and sys.argv[2].startswith(PREFIX):
+        _reap(sys.argv[2])
+    else:
+        time.sleep(0)
+        sys.exit("usage: python -m hw.netns reap PREFIX")
