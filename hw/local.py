@@ -34,9 +34,10 @@ from hw.attack import AttackRelay
 from hw.journal import recover_journals
 from hw.lifecycle import PARENT_ENV
 from hw.machine import LoadMonitor
+from hw.netns import Fabric
 from hw.provision import provision
 from hw.proxy import LinkShape, ShapingProxy, open_path
-from hw.runconfig import Address, RunConfig, Service, build, check_supported
+from hw.runconfig import Address, LinkShapeConfig, RunConfig, Service, build, check_supported
 from sim.contract import RunLayout, Summary, write_json
 from sim.errors import UserError
 from sim.scenario import DevicePopulation, Scenario, write_scenario
@@ -109,11 +110,65 @@ class LocalAddressing:
             p.close() if isinstance(p, AttackRelay) else p.stop()
 
 
-class Children:
-    """The node processes of one run; every one is stopped on exit."""
+class NetnsAddressing:
+    """Addressing on a ``hw.netns.Fabric``: each pod listens on its host namespace's address and peers dial
+    it there, so traffic between hosts crosses the kernel's shaped veth links (no proxies). A population's
+    devices are emulated in the namespace of the first host on their path (``runner``), which shapes their
+    access links in-process, as on Kubernetes."""
 
-    def __init__(self, run_dir: Path):
-        self.run_dir = run_dir
+    def __init__(self, s: Scenario, seed: int, fabric: Fabric):
+        self.scenario, self.fabric = s, fabric
+        self.seeds = iter(np.random.SeedSequence(seed).spawn(1000))
+        self.ports = iter(range(31000, 32000))
+
+    def listen_port(self, pod: str, service: Service) -> int:
+        return next(self.ports)
+
+    def dial(self, src: str, pod: str, host: str, service: Service, port: int) -> Address:
+        runner = runner_host(self.scenario, src) if src not in self.fabric.addresses else src
+        return ("127.0.0.1", port) if runner == host else (self.fabric.address(host), port)
+
+    def devices(self, pop: DevicePopulation, host: str) -> dict[str, Any]:
+        runner = runner_host(self.scenario, f"{pop.name}#0")
+        extra: dict[str, Any] = {"runner": f"devices-{runner}"}
+        if link := access_link(self.scenario, pop, runner):
+            extra |= {"link": link, "link_seed": int(next(self.seeds).generate_state(1)[0])}
+        return extra
+
+    def namespace(self, cfg: RunConfig, process: str) -> str:
+        """The namespace a node process runs in: its pod's host's, or its devices' runner host's."""
+        host = process.removeprefix("devices-") if process.startswith("devices-") else cfg.pods[process].host
+        return self.fabric.namespace(host)
+
+    def retransmissions(self) -> int:
+        return self.fabric.retransmissions()
+
+    def stop(self) -> None:
+        self.fabric.close()
+
+
+def runner_host(s: Scenario, device: str) -> str:
+    """The scenario host a device's traffic enters first: where its emulator runs."""
+    hosts = {h.name for h in s.deployment.hosts}
+    return next(n for n in s.route(device, s.deployment.hosts[0].name) if n in hosts)
+
+
+def access_link(s: Scenario, pop: DevicePopulation, runner: str) -> LinkShapeConfig | None:
+    """The emulated part of a population's path (device .. runner host) as one link shape."""
+    shapes = [LinkShape(*params.resolved()) for _, _, params in s.route_links(f"{pop.name}#0", runner)]
+    if not shapes:
+        return None
+    shape = LinkShape.from_path(shapes)
+    return LinkShapeConfig(bandwidth_bps=shape.bandwidth_bps, latency_s=shape.latency_s, jitter_s=shape.jitter_s,
+                           loss=shape.loss, segment_bytes=s.run.segment_bytes)  # fmt: skip
+
+
+class Children:
+    """The node processes of one run; every one is stopped on exit. ``prefix(name)`` is a command to run a
+    node's program under (``ip netns exec NS``), or none."""
+
+    def __init__(self, run_dir: Path, prefix: Callable[[str], list[str]] = lambda name: []):
+        self.run_dir, self.prefix = run_dir, prefix
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.logs: list[Any] = []
         env = dict(os.environ)
@@ -126,7 +181,7 @@ class Children:
         path.parent.mkdir(exist_ok=True)
         log = open(path, "w")  # noqa: SIM115 - closed in stop()
         self.logs.append(log)
-        cmd = [sys.executable, "-m", "hw.node", str(self.run_dir), name, role]
+        cmd = [*self.prefix(name), sys.executable, "-m", "hw.node", str(self.run_dir), name, role]
         # our own interpreter and module, a name and a role from the validated scenario: no shell, no user string
         self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env)  # noqa: S603
         write_json(RunLayout(self.run_dir).pids, {n: p.pid for n, p in self.procs.items()})
@@ -149,22 +204,31 @@ class Children:
 
 def run_local(
     s: Scenario, out: Path, mode: str, rounds: int, seed: int, progress: Callable[[int], None] | None = None,
-    crash: dict[str, int] | None = None, attack: tuple[str, str] | None = None,
+    crash: dict[str, int] | None = None, attack: tuple[str, str] | None = None, backend: str = "local",
 ) -> Summary:  # fmt: skip
     """``crash`` {pod: round} kills a client mid-round (fault injection); ``attack`` (kind, client pod)
-    puts an on-path attacker between that client and the aggregator (hw/attack.py)."""
+    puts an on-path attacker between that client and the aggregator (hw/attack.py). ``backend`` netns: each
+    scenario host a network namespace, links real veths shaped by the kernel (``hw.netns``)."""
     check_supported(s)
     rundir.prepare(out)
-    addressing = LocalAddressing(s, seed)
-    children = Children(out)
+    addressing: LocalAddressing | NetnsAddressing
+    if backend == "netns":
+        addressing = NetnsAddressing(s, seed, Fabric(s.graph()).__enter__())
+        netns = addressing
+        children = Children(out, lambda name: ["ip", "netns", "exec", netns.namespace(cfg, name)])
+    else:
+        addressing = LocalAddressing(s, seed)
+        children = Children(out)
     state, reason = "failed", ""
     started = time.monotonic()
     load = LoadMonitor().start()
     pending: BaseException | None = None  # what ended the run early: never hidden by a failure to write results
     try:
         cfg = build(s, mode, rounds, seed, addressing, separate_workers=True, epoch=time.monotonic(),
-                    crash=crash or {}, cpus=pin_cpus(s))  # fmt: skip
+                    crash=crash or {}, cpus=pin_cpus(s), **({"bind": "0.0.0.0"} if backend == "netns" else {}))  # noqa: S104 # fmt: skip
         if attack is not None:
+            if not isinstance(addressing, LocalAddressing):
+                raise UserError("--attack: only with --backend local")
             cfg = addressing.attack(cfg, *attack)
         cfg = provision(cfg, out)  # every key, before any node starts
         cfg.write(out)
@@ -174,8 +238,8 @@ def run_local(
             children.start(c, "client")
         for w in cfg.worker_processes:
             children.start(w, "worker")
-        if cfg.devices:
-            children.start("devices", "devices")
+        for runner in sorted({d.runner or "devices" for d in cfg.devices}):
+            children.start(runner, "devices")
         state, reason = _follow(out, children, cfg, progress)
     except BaseException as exc:
         pending = exc
@@ -190,7 +254,7 @@ def run_local(
         machine_load = load.stop()
         try:
             recover_journals(out)  # the finished rounds of nodes that were killed
-            extra = {"backend": "local", "mode": mode, "seed": seed, "retransmissions": retransmissions,
+            extra = {"backend": backend, "mode": mode, "seed": seed, "retransmissions": retransmissions,
                      "attack": attack, "machine_load": machine_load}  # fmt: skip
             summary = rundir.write_results(s, out, s.pods("aggregator")[0].name, state, reason, codes,
                                            time.monotonic() - started, {"this-machine": os.cpu_count() or 1}, extra,

@@ -28,12 +28,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import networkx as nx
+
+from sim.scenario import Scenario
 
 PREFIX = "pqt"  # every namespace of ours starts with it: pqt<tag>-<index>
 NETNS_DIR = Path("/var/run/netns")
@@ -58,10 +59,32 @@ def unavailable() -> str | None:
     return None
 
 
-def _run(*cmd: str) -> None:
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603 - fixed tools, our names
-    if done.returncode:
+def unsupported(s: Scenario) -> str | None:
+    """Why the fabric cannot build a scenario's network (one line, naming the field), or None."""
+    graph = s.graph()
+    fabric = graph.subgraph(n for n, d in graph.nodes(data=True) if d.get("kind") != "device")
+    if not nx.is_tree(fabric):
+        return "deployment.network: the netns backend builds tree networks only (hosts and switches, no loops)"
+    return None
+
+
+def not_applied(s: Scenario) -> str | None:
+    """What of the scenario's host-to-host links the kernel will not reproduce here (a warning), or None.
+    Devices' access links are shaped by their emulator in full (latency, jitter and loss included)."""
+    odd = [f"{link.a}-{link.b}" for link in s.deployment.network.links if any(link.resolved()[1:])]
+    if not odd:
+        return None
+    more = " ..." if len(odd) > 3 else ""
+    return (f"links {', '.join(odd[:3])}{more}: latency, jitter and loss are not applied (this kernel has no "
+            "netem); they run at their bandwidth with the fabric's own latency (tens of us)")  # fmt: skip
+
+
+def _run(*cmd: str, check: bool = True) -> str:
+    """An iproute2 command (``ip``/``tc`` and our own names: no shell, no user string); its output."""
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
+    if done.returncode and check:
         raise NetnsUnavailable(f"`{' '.join(cmd)}` failed: {done.stderr.strip() or done.returncode}")
+    return done.stdout
 
 
 def tbf_burst_bytes(rate_bps: float) -> int:
@@ -129,6 +152,16 @@ class Fabric:
             _run("tc", "-n", ns, "qdisc", "add", "dev", dev, "root", "tbf", "rate", f"{int(rate_bps)}bit",
                  "burst", str(tbf_burst_bytes(rate_bps)), "limit", str(64 * 1024 * 1024))  # fmt: skip
 
+    def retransmissions(self) -> int:
+        """TCP segments the hosts' kernels sent again (``RetransSegs`` of each host namespace's /proc/net/snmp)."""
+        total = 0
+        for host in self.addresses:
+            snmp = _run("ip", "netns", "exec", self.names[host], "cat", "/proc/net/snmp", check=False).splitlines()
+            tcp = [line.split()[1:] for line in snmp if line.startswith("Tcp:")]
+            if len(tcp) == 2 and "RetransSegs" in tcp[0]:
+                total += int(tcp[1][tcp[0].index("RetransSegs")])
+        return total
+
     def close(self) -> None:
         remove(f"{PREFIX}{self.tag}-")
         self.names.clear()
@@ -150,11 +183,11 @@ def ours(prefix: str = PREFIX) -> list[str]:
 def remove(prefix: str) -> None:
     """Kill every process in the namespaces named ``prefix*`` and delete them."""
     for ns in ours(prefix):
-        pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, check=False).stdout
+        pids = _run("ip", "netns", "pids", ns, check=False)
         for pid in pids.split():
             with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pid), signal.SIGKILL)
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+        _run("ip", "netns", "del", ns, check=False)
 
 
 @contextlib.contextmanager
@@ -198,5 +231,4 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "reap" and sys.argv[2].startswith(PREFIX):
         _reap(sys.argv[2])
     else:
-        time.sleep(0)
         sys.exit("usage: python -m hw.netns reap PREFIX")

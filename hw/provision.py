@@ -31,8 +31,9 @@ def peers(cfg: RunConfig) -> dict[str, tuple[list[str], list[str]]]:
         out[c] = ([c], [agg] + (["devices"] if cfg.devices_for(c) else []))
     for w in workers:
         out[w] = ([w], [agg, *clients])
-    if cfg.devices:
-        out["devices"] = ([n for d in cfg.devices for n in d.device_names()], sorted({d.pod for d in cfg.devices}))
+    for runner in sorted({d.runner or "devices" for d in cfg.devices}):  # one emulator, or one per runner host
+        groups = [d for d in cfg.devices if (d.runner or "devices") == runner]
+        out[runner] = ([n for d in groups for n in d.device_names()], sorted({d.pod for d in groups}))
     return out
 
 

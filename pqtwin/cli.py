@@ -555,11 +555,31 @@ hw_app = typer.Typer(cls=_Group, no_args_is_help=True, help="The hardware twin: 
 app.add_typer(hw_app, name="hw")
 
 
+def _check_backend(s: Any, backend: str, attack: str | None) -> None:
+    """Refuse (one line) what the backend cannot run here; warn what the netns backend does not apply."""
+    from hw.netns import not_applied, unavailable, unsupported
+    from sim.errors import UserError, shorten
+
+    if backend != "local" and attack is not None:
+        raise UserError(f"--attack: only with --backend local (got {shorten(repr(attack))})")
+    if backend != "netns":
+        return
+    if (why := unavailable() or unsupported(s)) is not None:
+        raise UserError(f"--backend netns: {why}")
+    if (warning := not_applied(s)) is not None:
+        _warn(f"--backend netns: {warning}")
+
+
 @hw_app.command("run")
 def hw_run_cmd(
     scenario: Annotated[Path, typer.Argument(help="scenario YAML file")],
     backend: Annotated[
-        str, typer.Option(callback=_text, help="local (processes here) | k8s (pods on a Kubernetes cluster)")
+        str,
+        typer.Option(
+            callback=_text,
+            help="local (processes here) | netns (processes here, each host a network namespace: real TCP over "
+            "shaped veth links; root) | k8s (pods on a Kubernetes cluster)",
+        ),
     ] = "local",
     out_dir: Out = None,
     mode: Annotated[
@@ -604,10 +624,8 @@ def hw_run_cmd(
     from sim.errors import UserError, shorten
     from sim.runner import MODES
 
-    if backend not in ("local", "k8s"):
-        raise UserError(f"--backend: must be local or k8s (got {shorten(repr(backend))})")
-    if backend == "k8s" and attack is not None:
-        raise UserError(f"--attack: only with --backend local (got {shorten(repr(attack))})")
+    if backend not in ("local", "netns", "k8s"):
+        raise UserError(f"--backend: must be local, netns or k8s (got {shorten(repr(backend))})")
     if mode is not None and mode not in MODES:
         raise UserError(f"--mode: must be sequential or concurrent (got {shorten(repr(mode))})")
     given = _out_path(out_dir)
@@ -619,7 +637,8 @@ def hw_run_cmd(
         if kind not in ATTACKS:
             raise UserError(f"--attack: must be one of {', '.join(ATTACKS)}[:POD] (got {shorten(repr(attack))})")
         attack_on = (kind, pod or s.pods("client")[0].name)
-    if backend == "local" and (problem := costs.twin_problem(s, max_memory_gib or costs.twin_memory_budget_gib())):
+    _check_backend(s, backend, attack)
+    if backend != "k8s" and (problem := costs.twin_problem(s, max_memory_gib or costs.twin_memory_budget_gib())):
         raise UserError(problem)
     n = rounds or s.workload.fl.rounds
     if not dry_run and (warning := costs.twin_warning(s, n)):
@@ -651,7 +670,7 @@ def hw_run_cmd(
                               **k8s)  # fmt: skip
         else:
             summary = run_local(s, out, run_mode, n, run_seed, progress=lambda r: bar.update(task, completed=r),
-                                attack=attack_on)  # fmt: skip
+                                attack=attack_on, backend=backend)  # fmt: skip
     _report_twin_run(summary, out)
     _say(f"results: {out}/")
 

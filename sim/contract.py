@@ -464,7 +464,7 @@ class Summary(_Model):
     engine: Engine | None = None  # the simulator's engine (None: the twin)
     peak_rss_bytes: int | None = None  # the simulating process's peak resident memory when the run ended
     # the hardware twin
-    backend: Literal["local", "k8s"] | None = None
+    backend: Literal["local", "netns", "k8s"] | None = None
     state: Literal["completed", "failed", "interrupted"] | None = None
     reason: str = ""
     initial_accuracy: float | None = None

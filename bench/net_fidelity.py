@@ -1,0 +1,257 @@
+"""Network model against real TCP (issue 18): completion times of concurrent flows, measured and simulated.
+
+The network is a star, as the paper's three Pis on one switch: a host ``s`` and eight hosts ``r0..r7`` on a
+switch, every link at one rate. It is built for real with ``hw.netns.Fabric`` (a namespace per host and
+for the switch, veth pairs, ``tbf`` at the rate on each direction's egress) and in the simulator
+(``sim.network.Network`` with the scenario's ``Transport``). Two patterns: fan-out (``s`` sends to k
+hosts at once, as the aggregator distributes a model) and fan-in (k hosts send to ``s`` at once, as clients
+upload). Each flow is one message of the cell's size on its own TCP connection, opened beforehand; all start
+at one instant; a flow completes when its receiver has every byte. The fabric's base latency (no shaping
+delay: veth, bridges and the stack) is measured with 1-byte TCP ping-pongs and given to the simulator as
+the links' latency, the one figure the model takes from the machine.
+
+Per cell (pattern x flows x size x rate): measured mean and p95 of completion time over every flow of
+``--reps`` repetitions, simulated mean and p95 (the model is deterministic here), and the errors
+(simulated - measured) / measured for the validated model (``fair``: the default) and for the model before
+the validation (``fifo``, no headers, segments stored and forwarded whole). Goal: |mean error| <= 5 % and
+|p95 error| <= 10 % in every cell. Loss cells are not measured: this kernel has no element that drops
+packets (no netem, no tc classifier or action; nftables is not installed) -- the table says so.
+Needs root. The machine's load average is recorded at the start and end of each rate's block.
+Run: python bench/net_fidelity.py [--quick] [--reps 3] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import simpy
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hw.netns import Fabric, inside, unavailable
+from sim.network import Network
+from sim.scenario import LinkParams, Transport
+
+KIB = 1024
+SIZES_BYTES = (64 * KIB, 1_000_000, 4_000_000)
+RATES_BPS = (10e6, 100e6, 1e9)
+FLOWS = (1, 2, 4, 8)
+PATTERNS = ("fan-out", "fan-in")
+HOSTS = 8
+SEGMENT_BYTES = 65536  # run.segment_bytes' default
+GOAL_MEAN_PCT, GOAL_P95_PCT = 5.0, 10.0
+
+
+def star(rate_bps: float, latency_s: float = 0.0) -> nx.Graph:
+    g = nx.Graph()
+    g.add_node("sw", kind="switch")
+    for h in ("s", *(f"r{i}" for i in range(HOSTS))):
+        g.add_node(h, kind="host")
+        g.add_edge(h, "sw", params=LinkParams(bandwidth_bps=rate_bps, latency_s=latency_s, jitter_s=0.0, loss=0.0))
+    return g
+
+
+# --- measured ------------------------------------------------------------------------------------------------
+
+
+class Ports:
+    def __init__(self) -> None:
+        self.next = 20000
+
+    def take(self) -> int:
+        self.next += 1
+        return self.next
+
+
+def listener(fabric: Fabric, host: str, port: int) -> socket.socket:
+    with inside(fabric.namespace(host)):
+        ls = socket.socket()
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind((fabric.address(host), port))
+        ls.listen()
+    return ls
+
+
+def dial(fabric: Fabric, src: str, dst: str, port: int) -> socket.socket:
+    with inside(fabric.namespace(src)):
+        s = socket.create_connection((fabric.address(dst), port), timeout=30)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def base_latency_s(fabric: Fabric, ports: Ports, n: int = 200) -> float:
+    """Half the median round trip of a 1-byte TCP ping-pong from s to r0, per hop (two hops)."""
+    port = ports.take()
+    ls = listener(fabric, "r0", port)
+    c = dial(fabric, "s", "r0", port)
+    peer, _ = ls.accept()
+    peer.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def echo() -> None:
+        while b := peer.recv(1):
+            peer.sendall(b)
+
+    t = threading.Thread(target=echo, daemon=True)
+    t.start()
+    rtts = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        c.sendall(b"x")
+        c.recv(1)
+        rtts.append(time.perf_counter() - t0)
+    c.close()
+    t.join(5)
+    peer.close()
+    ls.close()
+    return float(np.median(rtts)) / 2 / 2
+
+
+def measure(fabric: Fabric, ports: Ports, pattern: str, flows: int, size: int) -> list[float]:
+    """One trial: ``flows`` messages of ``size`` bytes at once; each flow's completion time (s)."""
+    pairs = [("s", f"r{i}") if pattern == "fan-out" else (f"r{i}", "s") for i in range(flows)]
+    conns = []
+    for src, dst in pairs:
+        port = ports.take()
+        ls = listener(fabric, dst, port)
+        snd = dial(fabric, src, dst, port)
+        rcv, _ = ls.accept()
+        ls.close()
+        conns.append((snd, rcv))
+    done = [0.0] * flows
+    go = threading.Barrier(2 * flows + 1)
+    payload = b"\x00" * size
+
+    def send(s: socket.socket) -> None:
+        go.wait()
+        s.sendall(payload)
+        s.recv(1)  # the receiver's ack: the connection stays open until the flow is done
+
+    def receive(i: int, r: socket.socket) -> None:
+        buf = bytearray(1 << 20)
+        go.wait()
+        got = 0
+        while got < size:
+            n = r.recv_into(buf)
+            if not n:
+                break
+            got += n
+        done[i] = time.monotonic()
+        r.sendall(b"k")
+
+    threads = [threading.Thread(target=send, args=(s,)) for s, _ in conns]
+    threads += [threading.Thread(target=receive, args=(i, r)) for i, (_, r) in enumerate(conns)]
+    for t in threads:
+        t.start()
+    go.wait()
+    t0 = time.monotonic()
+    for t in threads:
+        t.join(600)
+    for s, r in conns:
+        s.close()
+        r.close()
+    return [d - t0 for d in done]
+
+
+# --- simulated -----------------------------------------------------------------------------------------------
+
+
+def simulate(graph: nx.Graph, transport: Transport | None, pattern: str, flows: int, size: int) -> list[float]:
+    """The same flows in the simulator; ``transport`` None is the model before the validation."""
+    env = simpy.Environment()
+    net = Network(env, graph, np.random.SeedSequence(0), SEGMENT_BYTES, transport)
+    pairs = [("s", f"r{i}") if pattern == "fan-out" else (f"r{i}", "s") for i in range(flows)]
+    done = [0.0] * flows
+
+    def flow(i: int, src: str, dst: str) -> Any:
+        if transport is None:
+            yield from net.transfer(src, dst, size)
+        else:
+            packet_bytes = transport.mss_bytes + transport.header_bytes
+            yield from net.transfer(src, dst, transport.wire_bytes(size), "", packet_bytes)
+        done[i] = env.now
+
+    for i, (src, dst) in enumerate(pairs):
+        env.process(flow(i, src, dst))
+    env.run()
+    return done
+
+
+# --- the matrix ----------------------------------------------------------------------------------------------
+
+
+def stats(values: list[float]) -> tuple[float, float]:
+    a = np.asarray(values)
+    return float(a.mean()), float(np.percentile(a, 95))
+
+
+def pct(sim: float, hw: float) -> float:
+    return (sim - hw) / hw * 100
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="100 Mbit/s and 1 Gbit/s, 64 KiB and 1 MB, 2 repetitions")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    if (why := unavailable()) is not None:
+        print(f"net_fidelity: {why}", file=sys.stderr)
+        return 2
+    rates = RATES_BPS[1:] if args.quick else RATES_BPS
+    sizes = SIZES_BYTES[:2] if args.quick else SIZES_BYTES
+    reps = 2 if args.quick else args.reps
+    cells: list[dict[str, Any]] = []
+    ports = Ports()
+    print("| pattern | flows | size | rate | hw mean | hw p95 | sim mean | sim p95 | err mean | err p95 "
+          "| fifo err mean |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for rate in rates:
+        with Fabric(star(rate)) as fabric:
+            load_start = os.getloadavg()[0]
+            lat = base_latency_s(fabric, ports)
+            graph = star(rate, lat)
+            for pattern in PATTERNS:
+                for size in sizes:
+                    for k in FLOWS:
+                        measured = [t for _ in range(reps) for t in measure(fabric, ports, pattern, k, size)]
+                        fair = simulate(graph, Transport(), pattern, k, size)
+                        fifo = simulate(star(rate), None, pattern, k, size)
+                        (hm, hp), (sm, sp), (fm, fp) = stats(measured), stats(fair), stats(fifo)
+                        cell = {"pattern": pattern, "flows": k, "size_bytes": size, "rate_bps": rate,
+                                "hw_mean_s": hm, "hw_p95_s": hp, "sim_mean_s": sm, "sim_p95_s": sp,
+                                "error_mean_pct": pct(sm, hm), "error_p95_pct": pct(sp, hp),
+                                "fifo_error_mean_pct": pct(fm, hm), "fifo_error_p95_pct": pct(fp, hp),
+                                "base_latency_s": lat, "reps": reps, "measured_s": measured}  # fmt: skip
+                        cells.append(cell)
+                        print(f"| {pattern} | {k} | {size:,} B | {rate / 1e6:g} Mbit/s | {hm * 1e3:.2f} ms "
+                              f"| {hp * 1e3:.2f} ms | {sm * 1e3:.2f} ms | {sp * 1e3:.2f} ms "
+                              f"| {cell['error_mean_pct']:+.1f} % | {cell['error_p95_pct']:+.1f} % "
+                              f"| {cell['fifo_error_mean_pct']:+.1f} % |", flush=True)  # fmt: skip
+            for c in cells:
+                if c["rate_bps"] == rate:
+                    c["load_start"], c["load_end"] = load_start, os.getloadavg()[0]
+    ok = [abs(c["error_mean_pct"]) <= GOAL_MEAN_PCT and abs(c["error_p95_pct"]) <= GOAL_P95_PCT for c in cells]
+    worst_mean = max(abs(c["error_mean_pct"]) for c in cells)
+    worst_p95 = max(abs(c["error_p95_pct"]) for c in cells)
+    fifo_worst = max(abs(c["fifo_error_mean_pct"]) for c in cells)
+    print(f"\ncells within goal (|mean| <= {GOAL_MEAN_PCT:g} %, |p95| <= {GOAL_P95_PCT:g} %): {sum(ok)} of {len(ok)}; "
+          f"worst |mean| {worst_mean:.1f} %, worst |p95| {worst_p95:.1f} % (the fifo model's worst |mean|: "
+          f"{fifo_worst:.1f} %)")  # fmt: skip
+    print("loss: not measured (this kernel has no packet-dropping element: no netem, no tc actions, no nftables)")
+    if args.json:
+        args.json.write_text(json.dumps({"cells": cells, "goal_met": all(ok), "cpus": os.cpu_count()}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
