@@ -1,0 +1,167 @@
+"""The netns backend (hw/netns.py, --backend netns): real namespaces, veth pairs and tbf on this machine.
+
+Needs root (our machines and CI run as root); skipped with the reason elsewhere. Timing is only bounded from
+below here (a shaped link cannot be faster than its rate; a busy machine only makes it slower): how closely
+the simulator matches real TCP is measured in bench/net_fidelity.py."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import networkx as nx
+import pytest
+
+from hw import netns
+from hw.local import run_local
+from sim.scenario import LinkParams, load_scenario
+
+from .conftest import ROOT
+from .test_twin import SMALL
+
+pytestmark = pytest.mark.skipif(netns.unavailable() is not None, reason=str(netns.unavailable()))
+PAPER = ROOT / "scenarios" / "paper-3node.yaml"
+
+
+def pair(rate_bps: float) -> nx.Graph:
+    g = nx.Graph()
+    g.add_node("sw", kind="switch")
+    for h in ("a", "b"):
+        g.add_node(h, kind="host")
+        g.add_edge(h, "sw", params=LinkParams(bandwidth_bps=rate_bps, latency_s=0, jitter_s=0, loss=0))
+    return g
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def namespaces_of(pids: dict[str, int]) -> set[str]:
+    """Our namespaces that these processes are in (other tests may build fabrics at the same time)."""
+    inodes = set()
+    for pid in pids.values():
+        with contextlib.suppress(OSError):
+            inodes.add(os.stat(f"/proc/{pid}/ns/net").st_ino)
+    return {n for n in netns.ours() if os.stat(netns.NETNS_DIR / n).st_ino in inodes}
+
+
+def test_a_shaped_link_carries_real_tcp_no_faster_than_its_rate_and_nothing_is_left():
+    size = 1_000_000
+    with netns.Fabric(pair(10e6)) as fabric:
+        names = set(fabric.names.values())
+        assert names <= set(netns.ours())
+        with netns.inside(fabric.namespace("b")):
+            ls = socket.create_server((fabric.address("b"), 0))
+        port = ls.getsockname()[1]
+        got = []
+
+        def receive() -> None:
+            c, _ = ls.accept()
+            while chunk := c.recv(1 << 16):
+                got.append(len(chunk))
+            c.close()
+
+        t = threading.Thread(target=receive)
+        t.start()
+        with netns.inside(fabric.namespace("a")):
+            s = socket.create_connection((fabric.address("b"), port))
+        t0 = time.monotonic()
+        s.sendall(b"\0" * size)
+        s.close()
+        t.join(30)
+        took_s = time.monotonic() - t0
+        ls.close()
+        assert sum(got) == size
+        assert took_s >= size * 8 / 10e6 * 0.95  # tbf shapes it (the bucket's depth lets a little through early)
+        with pytest.raises(OSError):  # the root namespace has no route into the fabric
+            socket.create_connection((fabric.address("b"), port), timeout=1)
+    assert not names & set(netns.ours())
+
+
+def test_loops_are_refused_before_anything_is_built():
+    g = pair(10e6)
+    g.add_edge("a", "b", params=LinkParams(bandwidth_bps=1e6, latency_s=0, jitter_s=0, loss=0))
+    fabric = netns.Fabric(g)
+    with pytest.raises(netns.NetnsUnavailable, match="tree"):
+        fabric.build()
+    assert not fabric.names and not netns.ours(f"{netns.PREFIX}{fabric.tag}-")
+
+
+def test_the_reaper_removes_the_fabric_of_a_killed_process(tmp_path):
+    code = ("import time\nfrom hw.netns import Fabric\nfrom tests.test_netns import pair\n"
+            "f = Fabric(pair(1e6))\nf.build()\nprint(*f.names.values(), flush=True)\ntime.sleep(600)")  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    names = proc.stdout.readline().split() if proc.stdout else []
+    assert len(names) == 3 and set(names) <= set(netns.ours())
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while set(names) & set(netns.ours()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not set(names) & set(netns.ours()), "namespaces left by a killed orchestrator"
+
+
+def test_paper_3node_runs_on_namespaces_each_host_its_own(tmp_path):
+    """The paper's layout on three namespaces and a switch: every pod in its host's namespace (not this
+    process's), devices emulated on their gateway hosts, the run completes and leaves nothing behind."""
+    s = load_scenario(PAPER, [*SMALL, "workload.devices.ecg-a.count=2", "workload.devices.ecg-b.count=1"])
+    seen: dict[str, str] = {}
+    built: set[str] = set()
+
+    def look(round_: int) -> None:
+        if round_ >= 1 and not seen:
+            pids = json.loads((tmp_path / "pids.json").read_text())
+            for name, pid in pids.items():
+                seen[name] = os.readlink(f"/proc/{pid}/ns/net")
+            built.update(namespaces_of(pids))
+
+    summary = run_local(s, tmp_path, "sequential", rounds=2, seed=3, progress=look, backend="netns")
+    assert summary.state == "completed" and summary.rounds_completed == 2, summary.reason
+    assert summary.backend == "netns"
+    mine = os.readlink("/proc/self/ns/net")
+    assert set(seen) == {"aggregator", "client-1", "client-2", "devices-pi-2", "devices-pi-3"}
+    assert mine not in seen.values()
+    assert seen["client-1"] == seen["devices-pi-2"] and seen["client-2"] == seen["devices-pi-3"]
+    assert len({seen["aggregator"], seen["client-1"], seen["client-2"]}) == 3
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert set(status["exit_codes"].values()) == {0}, status["exit_codes"]
+    assert len(built) == 3 and not built & set(netns.ours()), "namespaces left after the run"
+
+
+def test_no_namespace_or_node_outlives_a_killed_orchestrator(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-c", "from pqtwin.cli import main; main()", "hw", "run", str(PAPER), "--backend", "netns",
+           "--rounds", "500", "--out", str(out)] + [a for o in SMALL for a in ("--set", o)]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 90
+    while not (out / "progress.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pids = json.loads((out / "pids.json").read_text())
+    built = namespaces_of(pids)
+    assert len(built) == 3
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while (built & set(netns.ours()) or [p for p in pids.values() if _alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not built & set(netns.ours()), "namespaces left by a killed orchestrator"
+    assert not [n for n, p in pids.items() if _alive(p)], "nodes orphaned by a killed orchestrator"
+
+
+def test_cli_refuses_what_netns_cannot_run_in_one_line(pqtwin, tmp_path):
+    looped = pqtwin("hw", "run", str(PAPER), "--backend", "netns", "--out", str(tmp_path / "x"),
+                    "--set", "deployment.network.links.-={a: pi-1, b: pi-2, preset: gigabit-ethernet}")  # fmt: skip
+    assert looped.returncode == 2 and "tree" in looped.stderr and "Traceback" not in looped.stderr
+    attack = pqtwin("hw", "run", str(PAPER), "--backend", "netns", "--attack", "tamper", "--out", str(tmp_path / "y"))
+    assert attack.returncode == 2 and "--attack: only with --backend local" in attack.stderr
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

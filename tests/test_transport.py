@@ -1,0 +1,114 @@
+"""The transport model (sim.scenario.Transport, sim/network.py): TCP headers, fair sharing by an ACK-clocked
+window, cut-through at packet size -- each pinned against its closed-form answer."""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import pytest
+import simpy
+
+from sim.network import Network
+from sim.scenario import LinkParams, Transport
+
+RATE_BPS = 100e6
+SEG = 65536
+
+
+def star(hosts: int, latency_s: float = 0.0) -> nx.Graph:
+    g = nx.Graph()
+    for i in range(hosts):
+        g.add_edge(f"h{i}", "sw", params=LinkParams(bandwidth_bps=RATE_BPS, latency_s=latency_s, jitter_s=0, loss=0))
+    return g
+
+
+def finish(graph: nx.Graph, transport: Transport | None, flows: list[tuple[str, str, int]], tcp: bool = True):
+    env = simpy.Environment()
+    net = Network(env, graph, np.random.SeedSequence(0), SEG, transport)
+    done: list[float] = [0.0] * len(flows)
+
+    def flow(i: int, src: str, dst: str, size: int):
+        if tcp and transport is not None:
+            yield from net.transfer(
+                src, dst, transport.wire_bytes(size), "", transport.mss_bytes + transport.header_bytes
+            )
+        else:
+            yield from net.transfer(src, dst, size)
+        done[i] = env.now
+
+    for i, f in enumerate(flows):
+        env.process(flow(i, *f))
+    env.run()
+    return done, net
+
+
+@pytest.mark.parametrize("payload, packets", [(1, 1), (1448, 1), (1449, 2), (1_000_000, 691)])
+def test_every_packet_carries_the_headers(payload, packets):
+    assert Transport().wire_bytes(payload) == payload + packets * 66
+    assert Transport(header_bytes=0).wire_bytes(payload) == payload
+
+
+def test_one_message_over_a_switch_pipelines_by_packet_not_by_segment():
+    """Two hops at one rate: the last byte leaves one packet time after it left the first hop
+    (stored and forwarded in 64 KiB segments it would be one segment time)."""
+    t = Transport()
+    (end,), _ = finish(star(2), t, [("h0", "h1", 1_000_000)])
+    wire, packet = t.wire_bytes(1_000_000), t.mss_bytes + t.header_bytes
+    assert end == pytest.approx((wire + packet) * 8 / RATE_BPS, rel=1e-9)
+    (old,), _ = finish(star(2), None, [("h0", "h1", 1_000_000)])
+    assert old == pytest.approx((1_000_000 + SEG) * 8 / RATE_BPS, rel=1e-9)  # a full segment behind
+
+
+def test_cut_through_waits_for_the_bytes_on_a_faster_next_hop():
+    """A slow first hop then a fast one: the message cannot leave the fast hop before its last byte came in."""
+    g = nx.Graph()
+    g.add_edge("a", "sw", params=LinkParams(bandwidth_bps=10e6, latency_s=0.0, jitter_s=0, loss=0))
+    g.add_edge("sw", "b", params=LinkParams(bandwidth_bps=1e9, latency_s=0.0, jitter_s=0, loss=0))
+    t = Transport()
+    (end,), net = finish(g, t, [("a", "b", 200_000)])
+    packet = t.mss_bytes + t.header_bytes
+    assert end == pytest.approx(t.wire_bytes(200_000) * 8 / 10e6 + packet * 8 / 1e9, rel=1e-9)
+    assert net.links["sw", "b"].bytes_sent == net.links["a", "sw"].bytes_sent == t.wire_bytes(200_000)
+
+
+@pytest.mark.parametrize("flows", [2, 4, 8])
+def test_fair_flows_share_the_link_and_fifo_flows_take_turns(flows):
+    """k messages from one host at once: all finish together (within k windows) under fair sharing, one after
+    another under fifo; the link is busy throughout either way, so the last ends at the same instant."""
+    size = 1_000_000
+    fair, _ = finish(star(flows + 1), Transport(), [("h0", f"h{i + 1}", size) for i in range(flows)])
+    fifo, _ = finish(star(flows + 1), Transport(sharing="fifo"), [("h0", f"h{i + 1}", size) for i in range(flows)])
+    window_s = Transport().window_segments * SEG * 8 / RATE_BPS
+    assert max(fair) - min(fair) <= flows * window_s
+    assert max(fair) == pytest.approx(max(fifo), rel=1e-9)
+    assert sorted(fifo)[0] == pytest.approx(max(fifo) / flows, rel=0.02)  # the first is done after its own turn
+    assert np.mean(fair) > 1.5 * np.mean(fifo) if flows >= 4 else np.mean(fair) > np.mean(fifo)
+
+
+def test_the_window_covers_the_path_round_trip():
+    """On a long path a window of two segments would idle the link; it grows to the bandwidth-delay product
+    and one message still crosses at the link's rate plus the latency."""
+    t = Transport()
+    (end,), net = finish(star(2, latency_s=0.05), t, [("h0", "h1", 4_000_000)])
+    wire, packet = t.wire_bytes(4_000_000), t.mss_bytes + t.header_bytes
+    assert end == pytest.approx((wire + packet) * 8 / RATE_BPS + 2 * 0.05, rel=1e-9)
+    assert net.window(net.route("h0", "h1")) > t.window_segments
+
+
+def test_scenarios_default_to_the_validated_transport_and_can_go_back(tmp_path):
+    from sim.runner import simulate
+    from sim.scenario import load_scenario
+
+    from .conftest import ROOT
+
+    base = ["run.replications=1", "workload.fl.rounds=2", "workload.devices.0.count=0", "workload.devices.1.count=0"]
+    s = load_scenario(ROOT / "scenarios" / "paper-3node.yaml", base)
+    assert s.deployment.network.transport == Transport()
+    old = load_scenario(ROOT / "scenarios" / "paper-3node.yaml",
+                        [*base, "deployment.network.transport.sharing=fifo",
+                         "deployment.network.transport.header_bytes=0"])  # fmt: skip
+    assert old.deployment.network.transport.sharing == "fifo"
+    new_spans, old_spans = simulate(s, mode="concurrent").spans, simulate(old, mode="concurrent").spans
+    moved = lambda spans: spans[spans.op == "transfer"].bytes.sum()  # noqa: E731 - payload bytes: the same
+    assert moved(new_spans) == moved(old_spans)
+    assert not new_spans.end_s.equals(old_spans.end_s)  # but the messages took other times: the model is in use
