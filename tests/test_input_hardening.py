@@ -555,11 +555,11 @@ def _fuzz_module():
 
 def test_corpus_at_ci_size_has_no_traceback_hang_or_vague_error(tmp_path):
     fuzz = _fuzz_module()
-    cases = fuzz.generate(200, seed=int(os.environ.get("PQTWIN_FUZZ_SEED", "7")))
+    cases = fuzz.generate(150, seed=int(os.environ.get("PQTWIN_FUZZ_SEED", "7")))  # bench/fuzz_inputs.py: more
     results = fuzz.run_cases(cases, timeout_s=60, jobs=2, keep=tmp_path)
     summary = fuzz.report(results, 0.0)
     failed = [
         f"{r.case.kind} {r.problems}: {r.case.argv[:6]} -> {r.stderr.strip()[-300:]}" for r in results if r.problems
     ]
     assert not failed, "\n".join(failed[:10]) + f"\n{summary}"
-    assert summary["cases"] == 200 and summary["exit_codes"].get("2", 0) >= 160, summary
+    assert summary["cases"] == 150 and summary["exit_codes"].get("2", 0) >= 120, summary

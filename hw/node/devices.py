@@ -23,7 +23,7 @@ from hw.rundir import NodeResult
 def run_devices(node: Node) -> NodeResult:
     """Every device of the scenario as a thread: handshake with its pod, then frames at its rate."""
     cfg = node.cfg
-    groups = [_shaped(d, cfg.seed) for d in cfg.devices if d.runner in (None, node.name)]
+    groups = [d for d in cfg.devices if d.runner in (None, node.name)]
     idents = {name: node.identity(name) for g in groups for name in g.device_names()}
     node.keys.publish("devices", list(idents.values()))
     trust = node.trust(sorted({g.pod for g in groups}))
@@ -31,9 +31,10 @@ def run_devices(node: Node) -> NodeResult:
     rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(4)[3])
     threads = []
     for g in groups:
-        for name in g.device_names():
+        for i, name in enumerate(g.device_names()):
             offset = float(rng.uniform(0, g.period_s))
-            t = threading.Thread(target=_device, args=(node, idents[name], trust, g, offset, stop), daemon=True)
+            path = _shaped(g, cfg.seed, i)
+            t = threading.Thread(target=_device, args=(node, idents[name], trust, path, offset, stop), daemon=True)
             t.start()
             threads.append(t)
     # The handler only flips a flag: Event.set takes the lock that the interrupted stop.wait may hold (deadlock).
@@ -45,12 +46,14 @@ def run_devices(node: Node) -> NodeResult:
     return NodeResult(state="completed", devices=len(threads))
 
 
-def _shaped(group: DeviceGroup, seed: int) -> DeviceGroup:
-    """A group that carries its access path's ``link`` connects through a shaping proxy in this process."""
+def _shaped(group: DeviceGroup, seed: int, device: int) -> DeviceGroup:
+    """A group that carries its access path's ``link``: each device connects through a shaping proxy of its
+    own in this process (every device has its own access link, as in the simulator)."""
     if group.link is None:
         return group
     shape = LinkShape(**group.link.model_dump())
-    proxy = open_path(group.address[0], group.address[1], shape, seed if group.link_seed is None else group.link_seed)
+    base = seed if group.link_seed is None else group.link_seed
+    proxy = open_path(group.address[0], group.address[1], shape, base + device)
     return group.model_copy(update={"address": ("127.0.0.1", proxy.port)})
 
 
