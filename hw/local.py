@@ -37,7 +37,7 @@ from hw.machine import LoadMonitor
 from hw.netns import Fabric
 from hw.provision import provision
 from hw.proxy import LinkShape, ShapingProxy, open_path
-from hw.runconfig import Address, LinkShapeConfig, RunConfig, Service, build, check_supported
+from hw.runconfig import Address, RunConfig, Service, access_link, build, check_supported, runner_host
 from sim.contract import RunLayout, Summary, write_json
 from sim.errors import UserError
 from sim.scenario import DevicePopulation, Scenario, write_scenario
@@ -125,11 +125,13 @@ class NetnsAddressing:
         return next(self.ports)
 
     def dial(self, src: str, pod: str, host: str, service: Service, port: int) -> Address:
-        runner = runner_host(self.scenario, src) if src not in self.fabric.addresses else src
-        return ("127.0.0.1", port) if runner == host else (self.fabric.address(host), port)
+        if src not in self.fabric.addresses:  # a device: dialled from its population's runner host
+            pop = next(p for p in self.scenario.workload.devices if p.name == src.partition("#")[0])
+            src = runner_host(self.scenario, pop, host)
+        return ("127.0.0.1", port) if src == host else (self.fabric.address(host), port)
 
     def devices(self, pop: DevicePopulation, host: str) -> dict[str, Any]:
-        runner = runner_host(self.scenario, f"{pop.name}#0")
+        runner = runner_host(self.scenario, pop, host)
         extra: dict[str, Any] = {"runner": f"devices-{runner}"}
         if link := access_link(self.scenario, pop, runner):
             extra |= {"link": link, "link_seed": int(next(self.seeds).generate_state(1)[0])}
@@ -145,22 +147,6 @@ class NetnsAddressing:
 
     def stop(self) -> None:
         self.fabric.close()
-
-
-def runner_host(s: Scenario, device: str) -> str:
-    """The scenario host a device's traffic enters first: where its emulator runs."""
-    hosts = {h.name for h in s.deployment.hosts}
-    return next(n for n in s.route(device, s.deployment.hosts[0].name) if n in hosts)
-
-
-def access_link(s: Scenario, pop: DevicePopulation, runner: str) -> LinkShapeConfig | None:
-    """The emulated part of a population's path (device .. runner host) as one link shape."""
-    shapes = [LinkShape(*params.resolved()) for _, _, params in s.route_links(f"{pop.name}#0", runner)]
-    if not shapes:
-        return None
-    shape = LinkShape.from_path(shapes)
-    return LinkShapeConfig(bandwidth_bps=shape.bandwidth_bps, latency_s=shape.latency_s, jitter_s=shape.jitter_s,
-                           loss=shape.loss, segment_bytes=s.run.segment_bytes)  # fmt: skip
 
 
 class Children:

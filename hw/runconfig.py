@@ -250,3 +250,21 @@ def build(s: Scenario, mode: str, rounds: int, seed: int, where: Addressing, sep
         rekey=crypto.rekey.fl, workers=s.crypto_workers(), aggregator=agg.name, fl=fl_cfg,
         pods=pods, routes=routes, devices=devices, **fields,
     )  # fmt: skip
+
+
+def runner_host(s: Scenario, pop: DevicePopulation, target_host: str) -> str:
+    """The scenario host that emulates a population (netns, k8s): the first host on its devices' path to their pod."""
+    hosts = {h.name for h in s.deployment.hosts}
+    return next(n for n in s.route(f"{pop.name}#0", target_host) if n in hosts)
+
+
+def access_link(s: Scenario, pop: DevicePopulation, runner: str) -> LinkShapeConfig | None:
+    """The emulated part of a population's path (device .. runner host) as one link shape."""
+    from hw.proxy import LinkShape
+
+    shapes = [LinkShape(*params.resolved()) for _, _, params in s.route_links(f"{pop.name}#0", runner)]
+    if not shapes:
+        return None
+    shape = LinkShape.from_path(shapes)
+    return LinkShapeConfig(bandwidth_bps=shape.bandwidth_bps, latency_s=shape.latency_s, jitter_s=shape.jitter_s,
+                           loss=shape.loss, segment_bytes=s.run.segment_bytes)  # fmt: skip

@@ -210,6 +210,8 @@ def what_numbers_are(s: Summary) -> str:
         return (f"Simulated: every number below comes from the discrete-event model ({engine} engine), priced "
                 f"with the profile values listed under Provenance; nothing here was measured on hardware.")  # fmt: skip
     where = {"local": "as processes on one machine (local backend)",
+             "netns": "as processes on one machine, each host a network namespace on kernel-shaped links (netns "
+                      "backend)",
              "k8s": "as pods on a Kubernetes cluster (k8s backend)"}[s.backend]  # fmt: skip
     load = f" {s.machine_load.describe().capitalize()}." if s.machine_load is not None else ""
     return (f"Measured on the hardware twin {where}: real crypto, sockets and training; the run "

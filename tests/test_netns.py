@@ -20,6 +20,7 @@ import pytest
 
 from hw import netns
 from hw.local import run_local
+from pqtwin.report import what_numbers_are
 from sim.scenario import LinkParams, load_scenario
 
 from .conftest import ROOT
@@ -128,6 +129,7 @@ def test_paper_3node_runs_on_namespaces_each_host_its_own(tmp_path):
     summary = run_local(s, tmp_path, "sequential", rounds=2, seed=3, progress=look, backend="netns")
     assert summary.state == "completed" and summary.rounds_completed == 2, summary.reason
     assert summary.backend == "netns"
+    assert "netns backend" in what_numbers_are(summary)  # reports say where the numbers come from
     mine = os.readlink("/proc/self/ns/net")
     assert set(seen) == {"aggregator", "client-1", "client-2", "devices-pi-2", "devices-pi-3"}
     assert mine not in seen.values()

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from hw.k8s.names import CONNECT_TIMEOUT_S, FL_PORT, MAX_OBJECT_BYTES, METRICS_PORT, TELEMETRY_PORT, k8s_name
-from hw.runconfig import Address, LinkShapeConfig, ProvisionedKeys, RunConfig, Service, build
+from hw.runconfig import Address, ProvisionedKeys, RunConfig, Service, access_link, build, runner_host
 from sim.errors import UserError
 from sim.scenario import DevicePopulation, Scenario
 
@@ -77,7 +77,7 @@ class ClusterAddressing:
 
     def devices(self, pop: DevicePopulation, host: str) -> dict[str, Any]:
         runner = runner_host(self.scenario, pop, host)
-        link = _access_link(self.scenario, pop, runner)
+        link = access_link(self.scenario, pop, runner)
         extra: dict[str, Any] = {"runner": f"devices-{runner}"}
         if link:
             extra |= {"link": link, "link_seed": int(next(self.seeds).generate_state(1)[0])}
@@ -117,24 +117,6 @@ def plan(s: Scenario, mode: str, rounds: int, seed: int, epoch: float = 0.0) -> 
                         f"same Kubernetes name (got {', '.join(dup)})")  # fmt: skip
     _resources(s, pods, config.workers, mode)
     return Plan(s, config, pods, devices_of)
-
-
-def runner_host(s: Scenario, pop: DevicePopulation, target_host: str) -> str:
-    """The cluster host that emulates a population: the first host on its devices' path to their pod."""
-    hosts = {h.name for h in s.deployment.hosts}
-    return next(n for n in s.route(f"{pop.name}#0", target_host) if n in hosts)
-
-
-def _access_link(s: Scenario, pop: DevicePopulation, runner: str) -> LinkShapeConfig | None:
-    """The emulated part of a population's path (device .. runner host) as one link shape."""
-    from hw.proxy import LinkShape
-
-    shapes = [LinkShape(*params.resolved()) for _, _, params in s.route_links(f"{pop.name}#0", runner)]
-    if not shapes:
-        return None
-    shape = LinkShape.from_path(shapes)
-    return LinkShapeConfig(bandwidth_bps=shape.bandwidth_bps, latency_s=shape.latency_s, jitter_s=shape.jitter_s,
-                           loss=shape.loss, segment_bytes=s.run.segment_bytes)  # fmt: skip
 
 
 def _resources(s: Scenario, pods: list[PodPlan], n_workers: int, mode: str) -> None:
