@@ -24,6 +24,7 @@ from pqtwin.report import what_numbers_are
 from sim.scenario import LinkParams, load_scenario
 
 from .conftest import ROOT
+from .test_front_door import _alive
 from .test_twin import SMALL
 
 pytestmark = pytest.mark.skipif(netns.unavailable() is not None, reason=str(netns.unavailable()))
@@ -37,14 +38,6 @@ def pair(rate_bps: float) -> nx.Graph:
         g.add_node(h, kind="host")
         g.add_edge(h, "sw", params=LinkParams(bandwidth_bps=rate_bps, latency_s=0, jitter_s=0, loss=0))
     return g
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def namespaces_of(pids: dict[str, int]) -> set[str]:
