@@ -10,8 +10,11 @@
    records the machine's load during its twin run; a busy run is flagged.
 4. Per suite and size, the concurrent-vs-sequential reduction of the median round latency, simulated and
    measured.
+5. ``--netns`` (root): the paper's layout, paper-3node.yaml (three hosts on one switch), PQC L3, 250 k parameters,
+   both modes, run on the netns backend (real TCP over kernel-shaped links, hw/netns.py) and simulated with the
+   same fitted profile and the fabric's own link latency (no netem here: ``FABRIC_LATENCY_S``).
 
-Run: python bench/twin_fidelity.py [--quick] [--rounds N] [--json FILE] [--profile PROFILE] [--keep DIR]
+Run: python bench/twin_fidelity.py [--quick] [--netns] [--rounds N] [--json FILE] [--profile PROFILE] [--keep DIR]
 Goal: |median error| <= 5 % and |p95 error| <= 10 % in every cell on a quiet machine; measured reduction within
 5 points of the simulated one.
 """
@@ -44,6 +47,16 @@ SUITES = {
 }
 SIZES = (50_000, 1_000_000)
 MODES = ("sequential", "concurrent")
+PAPER = ROOT / "scenarios" / "paper-3node.yaml"
+FABRIC_LATENCY_S = 7e-6  # per hop, a 1-byte TCP ping-pong across the fabric's switch (bench/net_fidelity.py)
+LAYOUTS = {  # layout -> (scenario, extra overrides, backend)
+    "localhost": (SCENARIO, [], "local"),
+    "paper-3node netns": (
+        PAPER,
+        [f"deployment.network.links.*.latency_s={FABRIC_LATENCY_S}", "deployment.network.links.*.jitter_s=0"],
+        "netns",
+    ),
+}
 
 
 def overrides(suite: str, params: int, rounds: int) -> list[str]:
@@ -52,17 +65,20 @@ def overrides(suite: str, params: int, rounds: int) -> list[str]:
             f"workload.fl.model_parameters={params}", f"workload.fl.rounds={rounds}"]  # fmt: skip
 
 
-def cell(work: Path, profile: Path, mode: str, suite: str, params: int, rounds: int, reps: int) -> dict[str, Any]:
-    s = load_scenario(SCENARIO, overrides(suite, params, rounds), profile)
-    name = f"{mode}-{suite.replace(' ', '')}-{params}"
+def cell(work: Path, profile: Path, mode: str, suite: str, params: int, rounds: int, reps: int,
+         layout: str = "localhost") -> dict[str, Any]:  # fmt: skip
+    scenario, extra, backend = LAYOUTS[layout]
+    s = load_scenario(scenario, [*overrides(suite, params, rounds), *extra], profile)
+    name = f"{layout.replace(' ', '-')}-{mode}-{suite.replace(' ', '')}-{params}"
     write_run(simulate(s, mode, replications=reps), work / f"sim-{name}", s)
-    hw = run_local(s, work / f"hw-{name}", mode, rounds, s.run.seed)
+    hw = run_local(s, work / f"hw-{name}", mode, rounds, s.run.seed, backend=backend)
     if hw.state != "completed":
-        return {"mode": mode, "suite": suite, "model_parameters": params, "error": f"{hw.state}: {hw.reason}"}
+        return {"layout": layout, "mode": mode, "suite": suite, "model_parameters": params,
+                "error": f"{hw.state}: {hw.reason}"}  # fmt: skip
     m = compare_dirs(work / f"sim-{name}", work / f"hw-{name}")["metrics"]["round_latency_s"]
     load = hw.machine_load
     return {
-        "mode": mode, "suite": suite, "model_parameters": params,
+        "layout": layout, "mode": mode, "suite": suite, "model_parameters": params,
         "sim_p50_s": m["sim_p50"], "hw_p50_s": m["hw_p50"], "sim_p95_s": m["sim_p95"], "hw_p95_s": m["hw_p95"],
         "error_p50_pct": m["error_p50_pct"], "error_p50_ci95": m["error_p50_ci95"],
         "error_p95_pct": m["error_p95_pct"], "error_p95_ci95": m["error_p95_ci95"],
@@ -74,14 +90,15 @@ def cell(work: Path, profile: Path, mode: str, suite: str, params: int, rounds: 
 def reductions(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Concurrent vs sequential, per suite and size: 1 - conc p50 / seq p50, simulated and measured (%)."""
     out = []
-    by = {(c["mode"], c["suite"], c["model_parameters"]): c for c in cells if "error" not in c}
-    for (mode, suite, params), seq in by.items():
-        conc = by.get(("concurrent", suite, params))
+    by = {(c["layout"], c["mode"], c["suite"], c["model_parameters"]): c for c in cells if "error" not in c}
+    for (layout, mode, suite, params), seq in by.items():
+        conc = by.get((layout, "concurrent", suite, params))
         if mode != "sequential" or conc is None:
             continue
         sim = 100 * (1 - conc["sim_p50_s"] / seq["sim_p50_s"])
         hw = 100 * (1 - conc["hw_p50_s"] / seq["hw_p50_s"])
-        out.append({"suite": suite, "model_parameters": params, "simulated_pct": sim, "measured_pct": hw,
+        out.append({"layout": layout, "suite": suite, "model_parameters": params, "simulated_pct": sim,
+                    "measured_pct": hw,
                     "difference_points": sim - hw})  # fmt: skip
     return out
 
@@ -91,21 +108,22 @@ def _ms(x: float) -> str:
 
 
 def print_table(cells: list[dict[str, Any]], reds: list[dict[str, Any]]) -> None:
-    head = f"{'mode':11s} {'suite':10s} {'params':>9s} {'sim p50':>8s} {'hw p50':>8s} {'err p50 [95% CI]':>24s} "
+    head = f"{'layout':17s} {'mode':11s} {'suite':10s} {'params':>9s} {'sim p50':>8s} {'hw p50':>8s} "
+    head += f"{'err p50 [95% CI]':>24s} "
     print(head + f"{'sim p95':>8s} {'hw p95':>8s} {'err p95':>8s}  machine")
     for c in cells:
         if "error" in c:
-            print(f"{c['mode']:11s} {c['suite']:10s} {c['model_parameters']:9d}  FAILED {c['error']}")
+            print(f"{c['layout']:17s} {c['mode']:11s} {c['suite']:10s} {c['model_parameters']:9d}  FAILED {c['error']}")
             continue
         lo, hi = c["error_p50_ci95"]
         ci = f"{c['error_p50_pct']:+6.1f} [{lo:+6.1f}, {hi:+6.1f}]"
         quiet = {True: "quiet", False: "BUSY", None: "?"}[c["quiet"]]
-        print(f"{c['mode']:11s} {c['suite']:10s} {c['model_parameters']:9d} {_ms(c['sim_p50_s'])} "
+        print(f"{c['layout']:17s} {c['mode']:11s} {c['suite']:10s} {c['model_parameters']:9d} {_ms(c['sim_p50_s'])} "
               f"{_ms(c['hw_p50_s'])} {ci:>24s} {_ms(c['sim_p95_s'])} {_ms(c['hw_p95_s'])} "
               f"{c['error_p95_pct']:+7.1f}%  {quiet}")  # fmt: skip
     print("concurrent vs sequential, median round latency reduction (simulated / measured):")
     for r in reds:
-        print(f"  {r['suite']:10s} {r['model_parameters']:9d}  {r['simulated_pct']:+6.1f} % / "
+        print(f"  {r['layout']:17s} {r['suite']:10s} {r['model_parameters']:9d}  {r['simulated_pct']:+6.1f} % / "
               f"{r['measured_pct']:+6.1f} %  ({r['difference_points']:+.1f} points)")  # fmt: skip
 
 
@@ -115,6 +133,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=None, help="rounds per run (default 20; --quick 10)")
     ap.add_argument("--json", type=Path, default=None, help="write the matrix as JSON")
     ap.add_argument("--profile", type=Path, default=None, help="base profile (default: calibrate this machine)")
+    ap.add_argument("--netns", action="store_true", help="also the paper-3node layout on the netns backend (root)")
     ap.add_argument("--keep", type=Path, default=None, help="keep the run directories here")
     ap.add_argument("--train-runs", type=int, default=None, help="training runs pooled into the fit (default 2; "
                     "--quick 1), each with its own seed")  # fmt: skip
@@ -138,6 +157,8 @@ def main() -> None:
         print(f"fitted on {TRAIN} ({train_runs} x {rounds} rounds pooled, {fit.rows} spans): "
               f"{', '.join(fit.profile['overheads'])}")  # fmt: skip
         cells = [cell(work, profile, m, s, p, rounds, 5) for s in suites for p in SIZES for m in MODES]
+        if args.netns:
+            cells += [cell(work, profile, m, "PQC L3", 250_000, rounds, 5, "paper-3node netns") for m in MODES]
         reds = reductions(cells)
         print_table(cells, reds)
         result = {"trained_on": TRAIN, "train_runs": train_runs, "rounds": rounds, "quick": args.quick,
