@@ -199,7 +199,7 @@ def run_local(
     rundir.prepare(out)
     addressing: LocalAddressing | NetnsAddressing
     if backend == "netns":
-        addressing = NetnsAddressing(s, seed, Fabric(s.graph()).__enter__())
+        addressing = NetnsAddressing(s, seed, Fabric(s.graph()))  # built below, inside the clean-up's reach
         netns = addressing
         children = Children(out, lambda name: ["ip", "netns", "exec", netns.namespace(cfg, name)])
     else:
@@ -210,6 +210,8 @@ def run_local(
     load = LoadMonitor().start()
     pending: BaseException | None = None  # what ended the run early: never hidden by a failure to write results
     try:
+        if isinstance(addressing, NetnsAddressing):
+            addressing.fabric.build()
         cfg = build(s, mode, rounds, seed, addressing, separate_workers=True, epoch=time.monotonic(),
                     crash=crash or {}, cpus=pin_cpus(s), **({"bind": "0.0.0.0"} if backend == "netns" else {}))  # noqa: S104 # fmt: skip
         if attack is not None:

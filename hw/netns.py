@@ -34,6 +34,7 @@ from pathlib import Path
 
 import networkx as nx
 
+from sim.errors import UserError
 from sim.scenario import Scenario
 
 PREFIX = "pqt"  # every namespace of ours starts with it: pqt<tag>-<index>
@@ -43,8 +44,8 @@ MTU_BYTES = 1500
 CLONE_NEWNET = 0x40000000
 
 
-class NetnsUnavailable(RuntimeError):
-    """This machine cannot build namespaces (one line, for the user)."""
+class NetnsUnavailable(UserError):
+    """This machine cannot build the namespaces (one line for the user, as the CLI prints user errors)."""
 
 
 def unavailable() -> str | None:
@@ -157,7 +158,7 @@ class Fabric:
     def retransmissions(self) -> int:
         """TCP segments the hosts' kernels sent again (``RetransSegs`` of each host namespace's /proc/net/snmp)."""
         total = 0
-        for host in self.addresses:
+        for host in [h for h in self.addresses if h in self.names]:  # none once closed
             snmp = _run("ip", "netns", "exec", self.names[host], "cat", "/proc/net/snmp", check=False).splitlines()
             tcp = [line.split()[1:] for line in snmp if line.startswith("Tcp:")]
             if len(tcp) == 2 and "RetransSegs" in tcp[0]:

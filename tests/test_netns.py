@@ -21,6 +21,7 @@ import pytest
 from hw import netns
 from hw.local import run_local
 from pqtwin.report import what_numbers_are
+from sim.errors import UserError
 from sim.scenario import LinkParams, load_scenario
 
 from .conftest import ROOT
@@ -160,3 +161,24 @@ def test_cli_refuses_what_netns_cannot_run_in_one_line(pqtwin, tmp_path):
     attack = pqtwin("hw", "run", str(PAPER), "--backend", "netns", "--attack", "tamper", "--out", str(tmp_path / "y"))
     assert attack.returncode == 2 and "--attack: only with --backend local" in attack.stderr
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_a_fabric_that_cannot_be_built_fails_the_run_in_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    """A kernel that refuses a qdisc half-way through building: the run fails with the command's one-line
+    error (a user error: no traceback), status.json says so, and the namespaces made so far are gone."""
+    real, made = netns._run, []
+
+    def refusing_tc(*cmd: str, check: bool = True) -> str:
+        if cmd[:3] == ("ip", "netns", "add"):
+            made.append(cmd[3])
+        if cmd[0] == "tc":
+            raise netns.NetnsUnavailable(f"`{' '.join(cmd[:4])}` failed: Specified qdisc kind is unknown.")
+        return real(*cmd, check=check)
+
+    monkeypatch.setattr(netns, "_run", refusing_tc)
+    s = load_scenario(PAPER, [*SMALL, "workload.devices.ecg-a.count=0", "workload.devices.ecg-b.count=0"])
+    with pytest.raises(UserError, match="qdisc kind is unknown"):
+        run_local(s, tmp_path, "sequential", rounds=1, seed=1, backend="netns")
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["state"] == "failed" and "qdisc" in status["reason"]
+    assert len(made) == 4 and not set(made) & set(netns.ours())
