@@ -133,10 +133,10 @@ class Network:
         if src == dst or nbytes <= 0:
             return 0.0
         links = self.route(src, dst)
-        if nbytes <= self.segment_bytes:  # one segment: carried in this process (no process, no condition)
+        sizes = self.segments(nbytes, packet_bytes)
+        if len(sizes) == 1:  # one segment: carried in this process (no process, no condition)
             return (yield from self._carry(links, nbytes, phase, None, packet_bytes))
-        n = max(1, math.ceil(nbytes / self.segment_bytes))
-        sizes = [self.segment_bytes] * (n - 1) + [nbytes - self.segment_bytes * (n - 1)]
+        n = len(sizes)
         flow = [0.0] * (2 * len(links))  # per hop: its segments' last service end there, and when it was due
         window = self.window(links) if self.transport.sharing == "fair" else n
         procs: list[simpy.Process] = []
@@ -146,6 +146,20 @@ class Network:
             procs.append(self.env.process(self._carry(links, size, phase, flow, packet_bytes)))
         yield self.env.all_of(procs)
         return math.fsum(float(p.value or 0.0) for p in procs)
+
+    def segments(self, nbytes: int, packet_bytes: int | None) -> list[int]:
+        """A message's segments: ``segment_bytes`` each; a TCP message under fair sharing starts with
+        ``initial_window_packets`` packets and doubles from there (slow start), so messages that start together
+        interleave finely at first, as the kernel interleaves their first flights."""
+        tcp = self.transport
+        first = tcp.initial_window_packets * (packet_bytes or 0) if tcp.sharing == "fair" else 0
+        sizes: list[int] = []
+        left, grow = nbytes, first or self.segment_bytes
+        while left > 0:
+            sizes.append(min(left, grow, self.segment_bytes))
+            left -= sizes[-1]
+            grow *= 2
+        return sizes
 
     def window(self, links: list[LinkServer]) -> int:
         """Segments a message keeps in flight on this route: the transport's window, or enough to fill the

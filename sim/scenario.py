@@ -243,14 +243,18 @@ class Transport(_Strict):
 
     ``fair``: concurrent messages share a link; each keeps at most ``window_segments`` segments in flight
     (more when the path's bandwidth-delay product needs it) and asks for the next when the oldest arrives,
-    so flows interleave as TCP flows do behind one queue. ``fifo``: a message's segments all queue at once,
-    so messages cross a link whole, one after another (the model before the validation). Each
+    so flows interleave as TCP flows do behind one queue; segments grow from TCP's initial window. ``fifo``:
+    a message's segments all queue at once, so messages cross a link whole, one after another (the model
+    before the validation). Each
     ``mss_bytes`` of payload carries ``header_bytes`` of headers on the wire (Ethernet 14 + IPv4 20 + TCP
     20 + timestamps 12 = 66 at Linux's 1448-byte MSS); device frames are priced by their own framing only.
     """
 
     sharing: Literal["fair", "fifo"] = "fair"
     window_segments: int = Field(default=2, ge=1, le=1024)
+    # fair: a message's first segment is this many packets, each next one twice the last up to
+    # run.segment_bytes (slow start from Linux's initial window of 10 packets, RFC 6928); 0: all full segments
+    initial_window_packets: int = Field(default=10, ge=0, le=10_000)
     mss_bytes: int = Field(default=1448, ge=64, le=65536)
     header_bytes: int = Field(default=66, ge=0, le=1024)
 

@@ -112,3 +112,22 @@ def test_scenarios_default_to_the_validated_transport_and_can_go_back(tmp_path):
     moved = lambda spans: spans[spans.op == "transfer"].bytes.sum()  # noqa: E731 - payload bytes: the same
     assert moved(new_spans) == moved(old_spans)
     assert not new_spans.end_s.equals(old_spans.end_s)  # but the messages took other times: the model is in use
+
+
+def test_messages_start_with_tcps_initial_window_and_interleave_from_the_first_flight():
+    """Segments grow from 10 packets, doubling (slow start), so two 64 KiB messages sent at once finish within
+    one flight of each other -- as the kernel interleaves them -- where fifo serves one whole, then the other."""
+    t = Transport()
+    packet = t.mss_bytes + t.header_bytes
+    wire = t.wire_bytes(65536)
+    env = simpy.Environment()
+    net = Network(env, star(3), np.random.SeedSequence(0), SEG, t)
+    assert net.segments(wire, packet) == [10 * packet, 20 * packet, wire - 30 * packet]
+    assert net.segments(wire, None) == [SEG, wire - SEG]  # device traffic: full segments, as before
+    fifo_net = Network(env, star(3), np.random.SeedSequence(0), SEG, Transport(sharing="fifo"))
+    assert fifo_net.segments(wire, packet) == [SEG, wire - SEG]
+    flows = [("h0", "h1", 65536), ("h0", "h2", 65536)]
+    fair, _ = finish(star(3), t, flows)
+    fifo, _ = finish(star(3), Transport(sharing="fifo"), flows)
+    assert max(fair) - min(fair) < 20 * packet * 8 / RATE_BPS
+    assert max(fifo) - min(fifo) == pytest.approx(wire * 8 / RATE_BPS, rel=1e-9)
