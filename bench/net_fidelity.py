@@ -23,12 +23,14 @@ Run: python bench/net_fidelity.py [--quick] [--reps 3] [--json FILE]
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,15 +66,6 @@ def star(rate_bps: float, latency_s: float = 0.0) -> nx.Graph:
 # --- measured ------------------------------------------------------------------------------------------------
 
 
-class Ports:
-    def __init__(self) -> None:
-        self.next = 20000
-
-    def take(self) -> int:
-        self.next += 1
-        return self.next
-
-
 def listener(fabric: Fabric, host: str, port: int) -> socket.socket:
     with inside(fabric.namespace(host)):
         ls = socket.socket()
@@ -89,9 +82,9 @@ def dial(fabric: Fabric, src: str, dst: str, port: int) -> socket.socket:
     return s
 
 
-def base_latency_s(fabric: Fabric, ports: Ports, n: int = 200) -> float:
+def base_latency_s(fabric: Fabric, ports: Iterator[int], n: int = 200) -> float:
     """Half the median round trip of a 1-byte TCP ping-pong from s to r0, per hop (two hops)."""
-    port = ports.take()
+    port = next(ports)
     ls = listener(fabric, "r0", port)
     c = dial(fabric, "s", "r0", port)
     peer, _ = ls.accept()
@@ -116,12 +109,12 @@ def base_latency_s(fabric: Fabric, ports: Ports, n: int = 200) -> float:
     return float(np.median(rtts)) / 2 / 2
 
 
-def measure(fabric: Fabric, ports: Ports, pattern: str, flows: int, size: int) -> list[float]:
+def measure(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int, size: int) -> list[float]:
     """One trial: ``flows`` messages of ``size`` bytes at once; each flow's completion time (s)."""
     pairs = [("s", f"r{i}") if pattern == "fan-out" else (f"r{i}", "s") for i in range(flows)]
     conns = []
     for src, dst in pairs:
-        port = ports.take()
+        port = next(ports)
         ls = listener(fabric, dst, port)
         snd = dial(fabric, src, dst, port)
         rcv, _ = ls.accept()
@@ -173,11 +166,7 @@ def simulate(graph: nx.Graph, transport: Transport | None, pattern: str, flows: 
     done = [0.0] * flows
 
     def flow(i: int, src: str, dst: str) -> Any:
-        if transport is None:
-            yield from net.transfer(src, dst, size)
-        else:
-            packet_bytes = transport.mss_bytes + transport.header_bytes
-            yield from net.transfer(src, dst, transport.wire_bytes(size), "", packet_bytes)
+        yield from (net.transfer(src, dst, size) if transport is None else net.transfer_tcp(src, dst, size))
         done[i] = env.now
 
     for i, (src, dst) in enumerate(pairs):
@@ -211,7 +200,7 @@ def main() -> int:
     sizes = SIZES_BYTES[:2] if args.quick else SIZES_BYTES
     reps = 2 if args.quick else args.reps
     cells: list[dict[str, Any]] = []
-    ports = Ports()
+    ports = itertools.count(20001)  # each connection's listening port
     print("| pattern | flows | size | rate | hw mean | hw p95 | sim mean | sim p95 | err mean | err p95 "
           "| fifo err mean |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|---|")

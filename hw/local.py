@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,14 @@ class LocalAddressing:
         self.seeds = iter(np.random.SeedSequence(seed).spawn(1000))
         self.running: list[ShapingProxy | AttackRelay] = []
 
+    bind = "127.0.0.1"  # nodes listen on loopback
+
+    def start(self) -> None:
+        """Nothing to set up: proxies start as routes are dialled."""
+
+    def exec_prefix(self, cfg: RunConfig, process: str) -> list[str]:
+        return []
+
     def listen_port(self, pod: str, service: Service) -> int:
         return free_port()
 
@@ -116,10 +125,21 @@ class NetnsAddressing:
     devices are emulated in the namespace of the first host on their path (``runner``), which shapes their
     access links in-process, as on Kubernetes."""
 
+    bind = "0.0.0.0"  # noqa: S104 - nodes listen on their namespace's own address
+
     def __init__(self, s: Scenario, seed: int, fabric: Fabric):
         self.scenario, self.fabric = s, fabric
         self.seeds = iter(np.random.SeedSequence(seed).spawn(1000))
         self.ports = iter(range(31000, 32000))
+
+    def start(self) -> None:
+        """Build the namespaces and links (removed by ``stop``, or by the reaper if this process dies)."""
+        self.fabric.build()
+
+    def exec_prefix(self, cfg: RunConfig, process: str) -> list[str]:
+        """The command a node process runs under: in its pod's host's namespace, or its runner host's."""
+        host = process.removeprefix("devices-") if process.startswith("devices-") else cfg.pods[process].host
+        return ["ip", "netns", "exec", self.fabric.namespace(host)]
 
     def listen_port(self, pod: str, service: Service) -> int:
         return next(self.ports)
@@ -137,11 +157,6 @@ class NetnsAddressing:
             extra |= {"link": link, "link_seed": int(next(self.seeds).generate_state(1)[0])}
         return extra
 
-    def namespace(self, cfg: RunConfig, process: str) -> str:
-        """The namespace a node process runs in: its pod's host's, or its devices' runner host's."""
-        host = process.removeprefix("devices-") if process.startswith("devices-") else cfg.pods[process].host
-        return self.fabric.namespace(host)
-
     def retransmissions(self) -> int:
         return self.fabric.retransmissions()
 
@@ -153,8 +168,9 @@ class Children:
     """The node processes of one run; every one is stopped on exit. ``prefix(name)`` is a command to run a
     node's program under (``ip netns exec NS``), or none."""
 
-    def __init__(self, run_dir: Path, prefix: Callable[[str], list[str]] = lambda name: []):
-        self.run_dir, self.prefix = run_dir, prefix
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.prefix: Callable[[str], list[str]] = lambda name: []
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.logs: list[Any] = []
         env = dict(os.environ)
@@ -197,23 +213,19 @@ def run_local(
     scenario host a network namespace, links real veths shaped by the kernel (``hw.netns``)."""
     check_supported(s)
     rundir.prepare(out)
-    addressing: LocalAddressing | NetnsAddressing
-    if backend == "netns":
-        addressing = NetnsAddressing(s, seed, Fabric(s.graph()))  # built below, inside the clean-up's reach
-        netns = addressing
-        children = Children(out, lambda name: ["ip", "netns", "exec", netns.namespace(cfg, name)])
-    else:
-        addressing = LocalAddressing(s, seed)
-        children = Children(out)
+    addressing: LocalAddressing | NetnsAddressing = (
+        NetnsAddressing(s, seed, Fabric(s.graph())) if backend == "netns" else LocalAddressing(s, seed)
+    )
+    children = Children(out)
     state, reason = "failed", ""
     started = time.monotonic()
     load = LoadMonitor().start()
     pending: BaseException | None = None  # what ended the run early: never hidden by a failure to write results
     try:
-        if isinstance(addressing, NetnsAddressing):
-            addressing.fabric.build()
+        addressing.start()  # inside the clean-up's reach
         cfg = build(s, mode, rounds, seed, addressing, separate_workers=True, epoch=time.monotonic(),
-                    crash=crash or {}, cpus=pin_cpus(s), **({"bind": "0.0.0.0"} if backend == "netns" else {}))  # noqa: S104 # fmt: skip
+                    crash=crash or {}, cpus=pin_cpus(s), bind=addressing.bind)  # fmt: skip
+        children.prefix = partial(addressing.exec_prefix, cfg)
         if attack is not None:
             if not isinstance(addressing, LocalAddressing):
                 raise UserError("--attack: only with --backend local")

@@ -9,7 +9,7 @@ and could route differently from the simulator): other graphs are refused with o
 
 What the kernel does here is real TCP/IP: segmentation into MSS-sized packets with their headers, slow
 start, congestion control, the shared FIFO queue of each shaped direction. Latency, jitter and loss are not
-applied (this kernel has neither netem nor a classifier/action to drop with): ``unsupported`` names them.
+applied (this kernel has neither netem nor a classifier/action to drop with): ``not_applied`` names them.
 
 Clean-up is not left to luck: ``Fabric.close`` deletes every namespace (their veths and bridges go with them,
 and the processes in them are killed first); a reaper process started with the fabric does the same when
@@ -28,6 +28,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,11 +63,15 @@ def unavailable() -> str | None:
 
 def unsupported(s: Scenario) -> str | None:
     """Why the fabric cannot build a scenario's network (one line, naming the field), or None."""
-    graph = s.graph()
-    fabric = graph.subgraph(n for n, d in graph.nodes(data=True) if d.get("kind") != "device")
-    if not nx.is_tree(fabric):
-        return "deployment.network: the netns backend builds tree networks only (hosts and switches, no loops)"
-    return None
+    return None if nx.is_tree(_fabric_graph(s.graph())) else f"deployment.network: {NOT_A_TREE}"
+
+
+NOT_A_TREE = "the netns backend builds tree networks only (hosts and switches, no loops)"
+
+
+def _fabric_graph(graph: nx.Graph) -> nx.Graph:
+    """What becomes namespaces: hosts and switches (devices are emulated, not namespaces)."""
+    return graph.subgraph(n for n, d in graph.nodes(data=True) if d.get("kind") != "device")
 
 
 def not_applied(s: Scenario) -> str | None:
@@ -122,9 +127,9 @@ class Fabric:
     def build(self) -> None:
         if (why := unavailable()) is not None:
             raise NetnsUnavailable(why)
-        net = self.graph.subgraph(n for n, d in self.graph.nodes(data=True) if d.get("kind") != "device")
+        net = _fabric_graph(self.graph)
         if not nx.is_tree(net):
-            raise NetnsUnavailable("the netns backend builds tree networks only (hosts and switches without loops)")
+            raise NetnsUnavailable(NOT_A_TREE)
         self.reaper = subprocess.Popen(  # noqa: S603 - our interpreter and module
             [sys.executable, "-m", "hw.netns", "reap", f"{PREFIX}{self.tag}-"],
             stdin=subprocess.PIPE, start_new_session=True,  # not stopped by the Ctrl-C of our process group
@@ -198,7 +203,7 @@ def inside(ns: str) -> Iterator[None]:
     """Run the block's socket calls in namespace ``ns`` (this thread only: ``setns`` is per thread);
     sockets keep the namespace they were made in."""
     libc = ctypes.CDLL(None, use_errno=True)
-    home = os.open(f"/proc/self/task/{ctypes.CDLL(None).gettid()}/ns/net", os.O_RDONLY)
+    home = os.open(f"/proc/self/task/{threading.get_native_id()}/ns/net", os.O_RDONLY)
     target = os.open(NETNS_DIR / ns, os.O_RDONLY)
     try:
         if libc.setns(target, CLONE_NEWNET) != 0:
@@ -208,17 +213,6 @@ def inside(ns: str) -> Iterator[None]:
         libc.setns(home, CLONE_NEWNET)
         os.close(target)
         os.close(home)
-
-
-def enter(ns: str) -> None:
-    """Move this process (single-threaded, e.g. a child before exec) into namespace ``ns`` for good."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(NETNS_DIR / ns, os.O_RDONLY)
-    try:
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"setns into {ns}")
-    finally:
-        os.close(fd)
 
 
 def _reap(prefix: str) -> None:

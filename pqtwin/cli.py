@@ -557,13 +557,14 @@ app.add_typer(hw_app, name="hw")
 
 def _check_backend(s: Any, backend: str, attack: str | None) -> None:
     """Refuse (one line) what the backend cannot run here; warn what the netns backend does not apply."""
-    from hw.netns import not_applied, unavailable, unsupported
     from sim.errors import UserError, shorten
 
     if backend != "local" and attack is not None:
         raise UserError(f"--attack: only with --backend local (got {shorten(repr(attack))})")
     if backend != "netns":
         return
+    from hw.netns import not_applied, unavailable, unsupported
+
     if (why := unavailable() or unsupported(s)) is not None:
         raise UserError(f"--backend netns: {why}")
     if (warning := not_applied(s)) is not None:

@@ -216,8 +216,7 @@ class Replication:
         messages (its handshakes) keep their own framing, as its frames do: its radio link is not TCP/IP."""
         if self.net.graph.nodes[src].get("kind") == "device" or self.net.graph.nodes[dst].get("kind") == "device":
             return (yield from self.net.transfer(src, dst, nbytes, phase))
-        tcp = self.net.transport
-        return (yield from self.net.transfer(src, dst, tcp.wire_bytes(nbytes), phase, tcp.mss_bytes + tcp.header_bytes))
+        return (yield from self.net.transfer_tcp(src, dst, nbytes, phase))
 
     def _loopback(self, cpu: Cpu, nbytes: int) -> Gen:
         """Pods on one host still copy messages through the kernel: a core for the profile's

@@ -3,8 +3,8 @@
 A message is cut into segments of ``segment_bytes`` that pipeline across hops. Under ``fair`` sharing
 (``sim.scenario.Transport``, the default) a message keeps at most a window of segments in flight and sends
 the next when its oldest arrives, so messages crossing one link at once interleave as TCP flows do; under
-``fifo`` all its segments ask at once and messages cross a link whole, one after the other. On each hop a segment
-waits for the link (queue wait), holds it for its serialisation delay ``bytes * 8 / bandwidth_bps``, then
+``fifo`` all its segments ask at once and messages cross a link whole, one after the other. On each hop a
+segment waits for the link (queue wait), holds it for its serialisation delay ``bytes * 8 / bandwidth_bps``, then
 propagates for ``latency_s`` plus an exponential jitter of mean ``jitter_s`` (without holding the link).
 With probability ``loss`` a segment is lost after serialisation and sent again after a retransmission
 timeout of one round trip on that link (2 * latency_s + its serialisation delay), as a fast retransmit.
@@ -147,6 +147,12 @@ class Network:
         yield self.env.all_of(procs)
         return math.fsum(float(p.value or 0.0) for p in procs)
 
+    def transfer_tcp(self, src: str, dst: str, payload_bytes: int, phase: str = "") -> Generator[Any, Any, float]:
+        """Carry a message as TCP sends it (``Transport``): headers on every packet, packets forwarded as they
+        come; returns its queue wait as ``transfer`` does."""
+        tcp = self.transport
+        return (yield from self.transfer(src, dst, tcp.wire_bytes(payload_bytes), phase, tcp.packet_bytes))
+
     def segments(self, nbytes: int, packet_bytes: int | None) -> list[int]:
         """A message's segments: ``segment_bytes`` each; a TCP message under fair sharing starts with
         ``initial_window_packets`` packets and doubles from there (slow start), so messages that start together
@@ -179,13 +185,14 @@ class Network:
         last = len(links) - 1
         for i, link in enumerate(links):
             service = size * 8 / link.bandwidth_bps
+            packet_s = packet_bytes * 8 / link.bandwidth_bps  # 0 when stored and forwarded whole
             while True:
                 link.demand_s += service
                 asked = env.now
                 start = link.free_s if link.free_s > asked else asked  # FIFO: after everything asked before
                 hold = service  # it holds the link until its last byte left, which cannot precede its arrival
-                if packet_bytes and arrived_s + packet_bytes * 8 / link.bandwidth_bps > start + service:
-                    hold = arrived_s + packet_bytes * 8 / link.bandwidth_bps - start
+                if packet_bytes and arrived_s + packet_s > start + service:
+                    hold = arrived_s + packet_s - start
                 link.free_s = start + hold
                 if flow is None:
                     wait += start - asked
@@ -213,10 +220,10 @@ class Network:
                 break
             delay = link.latency_s + (self.rng(link).exponential(link.jitter_s) if link.jitter_s else 0.0)
             if cut:
-                end, bytes_s = link.free_s, 8 / link.bandwidth_bps
+                end = link.free_s
                 env.timeout(end - asked).callbacks.append(partial(self._served, link, size, service, phase))
                 arrived_s = end + delay
-                yield env.timeout(max(0.0, end - hold + packet_bytes * bytes_s + delay - asked))  # its first packet
+                yield env.timeout(max(0.0, end - hold + packet_s + delay - asked))  # its first packet is there
                 continue
             yield env.timeout(delay)
         return wait

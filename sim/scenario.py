@@ -245,9 +245,9 @@ class Transport(_Strict):
     (more when the path's bandwidth-delay product needs it) and asks for the next when the oldest arrives,
     so flows interleave as TCP flows do behind one queue; segments grow from TCP's initial window. ``fifo``:
     a message's segments all queue at once, so messages cross a link whole, one after another (the model
-    before the validation). Each
-    ``mss_bytes`` of payload carries ``header_bytes`` of headers on the wire (Ethernet 14 + IPv4 20 + TCP
-    20 + timestamps 12 = 66 at Linux's 1448-byte MSS); device frames are priced by their own framing only.
+    before the validation). Each ``mss_bytes`` of payload carries ``header_bytes`` of headers on the wire
+    (Ethernet 14 + IPv4 20 + TCP 20 + timestamps 12 = 66 at Linux's 1448-byte MSS); device frames are priced
+    by their own framing only.
     """
 
     sharing: Literal["fair", "fifo"] = "fair"
@@ -261,6 +261,11 @@ class Transport(_Strict):
     def wire_bytes(self, payload_bytes: int) -> int:
         """Bytes on the wire for a message of ``payload_bytes`` (headers of every packet included)."""
         return payload_bytes + -(-payload_bytes // self.mss_bytes) * self.header_bytes
+
+    @property
+    def packet_bytes(self) -> int:
+        """A full packet on the wire: the unit switches forward and TCP's window counts."""
+        return self.mss_bytes + self.header_bytes
 
 
 class Network(_Strict):

@@ -28,12 +28,7 @@ def finish(graph: nx.Graph, transport: Transport | None, flows: list[tuple[str, 
     done: list[float] = [0.0] * len(flows)
 
     def flow(i: int, src: str, dst: str, size: int):
-        if tcp and transport is not None:
-            yield from net.transfer(
-                src, dst, transport.wire_bytes(size), "", transport.mss_bytes + transport.header_bytes
-            )
-        else:
-            yield from net.transfer(src, dst, size)
+        yield from net.transfer_tcp(src, dst, size) if tcp and transport is not None else net.transfer(src, dst, size)
         done[i] = env.now
 
     for i, f in enumerate(flows):
