@@ -6,15 +6,21 @@
    ``pqtwin calibrate --from-run`` fits the twin's code-path overheads from its spans (hw/fit.py).
 3. Matrix: 2 modes x suites (PQC L3, PQC L5 = ML-KEM-1024 + ML-DSA-87, classical X25519 + Ed25519, hybrid
    X25519+ML-KEM-768 + ML-DSA-65 unless --quick) x model sizes (50 k, 1 M): simulate with the fitted profile,
-   run the twin, compare (round latency p50 and p95 error with bootstrap 95 % CIs, hw/compare.py). Each cell
-   records the machine's load during its twin run; a busy run is flagged.
+   run the twin ``--repeat`` times (passes over the whole matrix, so a cell's runs are minutes apart), compare
+   with the runs pooled (round latency p50 and p95 error, bootstrap 95 % CIs that resample runs, then rounds:
+   hw/compare.py). Each run records the machine's load and how fast its cores ran against the calibration
+   (hw/speed.py); the table shows how many runs were quiet and how far apart the runs' medians were, and
+   "at speed": the median error of the same model simulated on cores as fast as the probe measured them
+   (``deployment.hosts.*.cpu_speed``): what is left when the host's state is taken out. The fit, too, brings
+   its training runs to the profile's speed (hw/fit.py).
 4. Per suite and size, the concurrent-vs-sequential reduction of the median round latency, simulated and
    measured.
 5. ``--netns`` (root): the paper's layout, paper-3node.yaml (three hosts on one switch), PQC L3, 250 k parameters,
    both modes, run on the netns backend (real TCP over kernel-shaped links, hw/netns.py) and simulated with the
    same fitted profile and the fabric's own link latency (no netem here: ``FABRIC_LATENCY_S``).
 
-Run: python bench/twin_fidelity.py [--quick] [--netns] [--rounds N] [--json FILE] [--profile PROFILE] [--keep DIR]
+Run: python bench/twin_fidelity.py [--quick] [--netns] [--repeat N] [--rounds N] [--json FILE] [--profile PROFILE]
+     [--keep DIR]
 Goal: |median error| <= 5 % and |p95 error| <= 10 % in every cell on a quiet machine; measured reduction within
 5 points of the simulated one.
 """
@@ -26,19 +32,24 @@ import json
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from hw.calibrate import calibrate, write_profile
 from hw.compare import compare_dirs
 from hw.fit import fit_from_run
 from hw.local import run_local
+from sim.contract import Summary
+from sim.profile import load_profile
 from sim.runner import simulate, write_run
-from sim.scenario import load_scenario
+from sim.scenario import Scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "localhost.yaml"
-TRAIN = {"suite": "PQC L3", "model_parameters": 250_000, "mode": "sequential"}
+TRAIN: dict[str, Any] = {"suite": "PQC L3", "model_parameters": 250_000, "mode": "sequential"}
 SUITES = {
     "PQC L3": ("ML-KEM-768", "ML-DSA-65"),
     "PQC L5": ("ML-KEM-1024", "ML-DSA-87"),
@@ -65,25 +76,59 @@ def overrides(suite: str, params: int, rounds: int) -> list[str]:
             f"workload.fl.model_parameters={params}", f"workload.fl.rounds={rounds}"]  # fmt: skip
 
 
-def cell(work: Path, profile: Path, mode: str, suite: str, params: int, rounds: int, reps: int,
-         layout: str = "localhost") -> dict[str, Any]:  # fmt: skip
-    scenario, extra, backend = LAYOUTS[layout]
-    s = load_scenario(scenario, [*overrides(suite, params, rounds), *extra], profile)
-    name = f"{layout.replace(' ', '-')}-{mode}-{suite.replace(' ', '')}-{params}"
-    write_run(simulate(s, mode, replications=reps), work / f"sim-{name}", s)
-    hw = run_local(s, work / f"hw-{name}", mode, rounds, s.run.seed, backend=backend)
-    if hw.state != "completed":
-        return {"layout": layout, "mode": mode, "suite": suite, "model_parameters": params,
-                "error": f"{hw.state}: {hw.reason}"}  # fmt: skip
-    m = compare_dirs(work / f"sim-{name}", work / f"hw-{name}")["metrics"]["round_latency_s"]
-    load = hw.machine_load
-    return {
-        "layout": layout, "mode": mode, "suite": suite, "model_parameters": params,
+@dataclass(frozen=True)
+class Cell:
+    layout: str
+    mode: str
+    suite: str
+    params: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.layout.replace(' ', '-')}-{self.mode}-{self.suite.replace(' ', '')}-{self.params}"
+
+    def scenario(self, profile: Path, rounds: int, more: tuple[str, ...] = ()) -> Scenario:
+        path, extra, _ = LAYOUTS[self.layout]
+        return load_scenario(path, [*overrides(self.suite, self.params, rounds), *extra, *more], profile)
+
+
+def measure(cells: list[Cell], work: Path, profile: Path, rounds: int, repeat: int) -> dict[Cell, list[Summary]]:
+    """Every cell's twin runs, ``repeat`` passes over the whole matrix: a cell's repeats are spread over the
+    bench's duration, so they sample the host's speed states as the calibration did, not one moment's."""
+    runs: dict[Cell, list[Summary]] = {c: [] for c in cells}
+    for k in range(repeat):
+        for c in cells:
+            s = c.scenario(profile, rounds)
+            runs[c].append(run_local(s, work / f"hw-{c.name}-{k}", c.mode, rounds, s.run.seed + k,
+                                     backend=LAYOUTS[c.layout][2]))  # fmt: skip
+    return runs
+
+
+def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[Summary]) -> dict[str, Any]:
+    """Simulate the cell and compare with its pooled twin runs (repeats resampled as clusters)."""
+    s = c.scenario(profile, rounds)
+    write_run(simulate(s, c.mode, replications=reps), work / f"sim-{c.name}", s)
+    head = {"layout": c.layout, "mode": c.mode, "suite": c.suite, "model_parameters": c.params}
+    done = [work / f"hw-{c.name}-{k}" for k, h in enumerate(hw) if h.state == "completed"]
+    if not done:
+        return head | {"error": f"{hw[0].state}: {hw[0].reason}"}
+    m = compare_dirs(work / f"sim-{c.name}", done[0], done[1:])["metrics"]["round_latency_s"]
+    loads = [h.machine_load for h in hw if h.machine_load is not None]
+    speeds = [x for x in (ld.speed_vs_calibration for ld in loads) if x is not None]
+    adjusted: dict[str, Any] = {"error_p50_adjusted_pct": None, "error_p95_adjusted_pct": None}
+    if speeds:  # the same model on cores as fast as the twin's were (measured by the probe, not fitted)
+        at = c.scenario(profile, rounds, (f"deployment.hosts.*.cpu_speed={np.median(speeds):.4f}",))
+        write_run(simulate(at, c.mode, replications=reps), work / f"sim-{c.name}-at-speed", at)
+        a = compare_dirs(work / f"sim-{c.name}-at-speed", done[0], done[1:])["metrics"]["round_latency_s"]
+        adjusted = {"error_p50_adjusted_pct": a["error_p50_pct"], "error_p95_adjusted_pct": a["error_p95_pct"]}
+    return head | adjusted | {
         "sim_p50_s": m["sim_p50"], "hw_p50_s": m["hw_p50"], "sim_p95_s": m["sim_p95"], "hw_p95_s": m["hw_p95"],
         "error_p50_pct": m["error_p50_pct"], "error_p50_ci95": m["error_p50_ci95"],
         "error_p95_pct": m["error_p95_pct"], "error_p95_ci95": m["error_p95_ci95"],
-        "quiet": None if load is None else load.quiet,
-        "machine_load": None if load is None else load.model_dump(),
+        "hw_runs": len(done), "hw_run_spread_pct": m.get("hw_run_spread_pct"),
+        "quiet": bool(loads) and all(ld.quiet for ld in loads), "quiet_runs": sum(ld.quiet for ld in loads),
+        "speed_vs_calibration": float(np.median(speeds)) if speeds else None,
+        "machine_load": [ld.model_dump() for ld in loads],
     }  # fmt: skip
 
 
@@ -103,6 +148,10 @@ def reductions(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:+.1f}%"
+
+
 def _ms(x: float) -> str:
     return f"{x * 1e3:8.2f}"
 
@@ -110,21 +159,28 @@ def _ms(x: float) -> str:
 def print_table(cells: list[dict[str, Any]], reds: list[dict[str, Any]]) -> None:
     head = f"{'layout':17s} {'mode':11s} {'suite':10s} {'params':>9s} {'sim p50':>8s} {'hw p50':>8s} "
     head += f"{'err p50 [95% CI]':>24s} "
-    print(head + f"{'sim p95':>8s} {'hw p95':>8s} {'err p95':>8s}  machine")
+    print(head + f"{'sim p95':>8s} {'hw p95':>8s} {'err p95':>8s} {'at speed':>9s}  machine")
     for c in cells:
         if "error" in c:
             print(f"{c['layout']:17s} {c['mode']:11s} {c['suite']:10s} {c['model_parameters']:9d}  FAILED {c['error']}")
             continue
         lo, hi = c["error_p50_ci95"]
         ci = f"{c['error_p50_pct']:+6.1f} [{lo:+6.1f}, {hi:+6.1f}]"
-        quiet = {True: "quiet", False: "BUSY", None: "?"}[c["quiet"]]
+        quiet = f"{c['quiet_runs']}/{c['hw_runs']} quiet, runs {c['hw_run_spread_pct'] or 0:.0f} % apart"
+        if c["speed_vs_calibration"] is not None:
+            quiet += f", cores x{c['speed_vs_calibration']:.2f}"
         print(f"{c['layout']:17s} {c['mode']:11s} {c['suite']:10s} {c['model_parameters']:9d} {_ms(c['sim_p50_s'])} "
               f"{_ms(c['hw_p50_s'])} {ci:>24s} {_ms(c['sim_p95_s'])} {_ms(c['hw_p95_s'])} "
-              f"{c['error_p95_pct']:+7.1f}%  {quiet}")  # fmt: skip
+              f"{c['error_p95_pct']:+7.1f}% {_pct(c['error_p50_adjusted_pct']):>9s}  {quiet}")  # fmt: skip
     print("concurrent vs sequential, median round latency reduction (simulated / measured):")
     for r in reds:
         print(f"  {r['layout']:17s} {r['suite']:10s} {r['model_parameters']:9d}  {r['simulated_pct']:+6.1f} % / "
               f"{r['measured_pct']:+6.1f} %  ({r['difference_points']:+.1f} points)")  # fmt: skip
+
+
+def _probe(profile: Path) -> dict[str, Any]:
+    platform = load_profile(profile).platform
+    return {"speed_probe_us": platform.speed_probe_us, "speed_probe_spread": platform.speed_probe_spread}
 
 
 def main() -> None:
@@ -135,10 +191,13 @@ def main() -> None:
     ap.add_argument("--profile", type=Path, default=None, help="base profile (default: calibrate this machine)")
     ap.add_argument("--netns", action="store_true", help="also the paper-3node layout on the netns backend (root)")
     ap.add_argument("--keep", type=Path, default=None, help="keep the run directories here")
-    ap.add_argument("--train-runs", type=int, default=None, help="training runs pooled into the fit (default 2; "
-                    "--quick 1), each with its own seed")  # fmt: skip
+    ap.add_argument("--train-runs", type=int, default=None, help="training runs pooled into the fit (default 2), "
+                    "each with its own seed")  # fmt: skip
+    ap.add_argument("--repeat", type=int, default=None, help="twin runs per cell, interleaved over the matrix and "
+                    "pooled (default 3; --quick 2)")  # fmt: skip
     args = ap.parse_args()
-    train_runs = args.train_runs or (1 if args.quick else 2)
+    train_runs = args.train_runs or 2
+    repeat = args.repeat or (2 if args.quick else 3)
     rounds = args.rounds or (10 if args.quick else 20)
     suites = [s for s in SUITES if not (args.quick and s == "hybrid")]
     started = time.monotonic()
@@ -156,12 +215,15 @@ def main() -> None:
         write_profile(fit.profile, profile)
         print(f"fitted on {TRAIN} ({train_runs} x {rounds} rounds pooled, {fit.rows} spans): "
               f"{', '.join(fit.profile['overheads'])}")  # fmt: skip
-        cells = [cell(work, profile, m, s, p, rounds, 5) for s in suites for p in SIZES for m in MODES]
+        matrix = [Cell("localhost", m, s, p) for s in suites for p in SIZES for m in MODES]
         if args.netns:
-            cells += [cell(work, profile, m, "PQC L3", 250_000, rounds, 5, "paper-3node netns") for m in MODES]
+            matrix += [Cell("paper-3node netns", m, "PQC L3", 250_000) for m in MODES]
+        runs = measure(matrix, work, profile, rounds, repeat)
+        cells = [score(c, work, profile, rounds, 5, runs[c]) for c in matrix]
         reds = reductions(cells)
         print_table(cells, reds)
-        result = {"trained_on": TRAIN, "train_runs": train_runs, "rounds": rounds, "quick": args.quick,
+        result = {"trained_on": TRAIN, "train_runs": train_runs, "repeat": repeat, "rounds": rounds,
+                  "quick": args.quick, "calibrated_speed_probe": _probe(base),
                   "cells": cells, "reductions": reds,
                   "reduction_simulated_pct": [r["simulated_pct"] for r in reds],
                   "reduction_measured_pct": [r["measured_pct"] for r in reds],

@@ -35,6 +35,7 @@ from threadpoolctl import threadpool_limits
 from hw import fl
 from hw.crypto import registry
 from hw.runtime import tune_allocator
+from hw.speed import SpeedProbe
 from sim import catalogue
 from sim.contract import atomic_write
 from sim.errors import UserError
@@ -192,6 +193,7 @@ def calibrate(
 ) -> dict[str, Any]:  # fmt: skip
     """Measure this machine; returns profile data that validates as sim.profile.Profile."""
     tune_allocator()  # the twin's nodes run with the same allocator settings
+    probe = SpeedProbe().start()  # how fast the cores ran while measuring: a twin run compares its own
     algs = _requested(algorithms, provider)
     budget = Budget.of(quick)
     jobs: list[tuple[str, Callable[[], Any] | SizedJob, str, bool]] = []  # (op, job, who, sized)
@@ -224,10 +226,13 @@ def calibrate(
     if progress:
         progress("fl.fedavg", total - 1, total)
     ops["fl.fedavg"] = _measure_fedavg(budget, where) | {"provider": "numpy"}
+    facts = platform_facts(quick)
+    if (speed := probe.stop()) is not None:
+        facts |= {"speed_probe_us": speed.probe_us_p50, "speed_probe_spread": speed.spread}
     data = {
         "profile": f"calibrated-{platform.node() or 'host'}",
         "description": f"Measured by pqtwin calibrate{' --quick' if quick else ''} on {platform.node()}.",
-        "platform": platform_facts(quick),
+        "platform": facts,
         "ops": ops,
     }
     Profile.model_validate(data)  # what we write must load

@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import struct
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -125,8 +126,10 @@ def metric_values(df: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 # -------------------------------------------------------------------------------------------- statistics
 
 
-def _resample(values: np.ndarray, groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """(3, RESAMPLES): mean, p50 and p95 of stratified (within-replication) bootstrap resamples."""
+def _resample(values: np.ndarray, groups: np.ndarray, rng: np.random.Generator, clusters: bool = False) -> np.ndarray:
+    """(3, RESAMPLES): mean, p50 and p95 of bootstrap resamples: stratified (rounds within each replication),
+    or with ``clusters`` two-stage (replications with replacement, then rounds within each drawn one), so the
+    CI also holds the spread between runs (repeated measurements of one configuration)."""
     order = np.argsort(groups, kind="stable")
     v = values[order]
     _, starts, counts = np.unique(groups[order], return_index=True, return_counts=True)
@@ -134,7 +137,13 @@ def _resample(values: np.ndarray, groups: np.ndarray, rng: np.random.Generator) 
     batch = max(1, _MAX_CELLS // v.size)
     for lo in range(0, RESAMPLES, batch):
         b = min(batch, RESAMPLES - lo)
-        idx = np.concatenate([s + rng.integers(0, c, size=(b, c)) for s, c in zip(starts, counts, strict=True)], axis=1)
+        if clusters:  # slot j keeps its size; the replication filling it is drawn
+            drawn = rng.integers(0, len(counts), size=(b, len(counts)))
+            idx = np.concatenate([starts[drawn[:, j], None] + (rng.random((b, c)) * counts[drawn[:, j], None]).astype(
+                np.int64) for j, c in enumerate(counts)], axis=1)  # fmt: skip
+        else:
+            idx = np.concatenate([s + rng.integers(0, c, size=(b, c)) for s, c in zip(starts, counts, strict=True)],
+                                 axis=1)  # fmt: skip
         x = v[idx]
         out[0, lo : lo + b] = x.mean(axis=1)
         out[1:, lo : lo + b] = np.percentile(x, [50, 95], axis=1)
@@ -158,15 +167,17 @@ def _ci(x: np.ndarray) -> list[float | None]:
     return [_num(lo), _num(hi)]
 
 
-def compare_metric(name: str, sim: tuple[np.ndarray, np.ndarray], hw: tuple[np.ndarray, np.ndarray]) -> dict[str, Any]:
-    """Statistics, errors and bootstrap CIs of one metric (both sides non-empty)."""
+def compare_metric(name: str, sim: tuple[np.ndarray, np.ndarray], hw: tuple[np.ndarray, np.ndarray],
+                   hw_runs: int = 1) -> dict[str, Any]:  # fmt: skip
+    """Statistics, errors and bootstrap CIs of one metric (both sides non-empty). ``hw_runs`` > 1: the
+    measured side pools that many repeated runs (one replication each), resampled as clusters."""
     stats: dict[str, tuple[float, float, float]] = {}
     boot: dict[str, np.ndarray] = {}
     for side, (v, g) in (("sim", sim), ("hw", hw)):
         rng = np.random.default_rng([BOOTSTRAP_SEED, zlib.crc32(f"{name}/{side}".encode())])
         p50, p95 = np.percentile(v, [50, 95])
         stats[side] = (float(v.mean()), float(p50), float(p95))
-        boot[side] = _resample(v, g, rng)
+        boot[side] = _resample(v, g, rng, clusters=side == "hw" and hw_runs > 1)
     errs = _rel_err(np.array(stats["sim"]), np.array(stats["hw"]))
     err_boot = _rel_err(boot["sim"], boot["hw"])
     m: dict[str, Any] = {"label": METRICS[name][0], "unit": "s", "n_sim": int(sim[0].size)}
@@ -180,9 +191,43 @@ def compare_metric(name: str, sim: tuple[np.ndarray, np.ndarray], hw: tuple[np.n
         m[f"{key}_ci95"] = _ci(err_boot[i])
     lo, hi = m["error_ci95"]
     m["within_ci"] = None if lo is None else bool(lo <= 0.0 <= hi)
+    if hw_runs > 1:  # how much the repeated measurements disagree: the noise floor of this comparison
+        medians = np.array([np.median(hw[0][hw[1] == g]) for g in np.unique(hw[1])])
+        m["hw_run_p50s"] = [float(x) for x in medians]
+        m["hw_run_spread_pct"] = float(100 * (medians.max() - medians.min()) / np.median(medians))
     if min(m["n_sim"], m["n_hw"]) < MIN_N:
         m["note"] = f"fewer than {MIN_N} values on a side: the bootstrap CI is unreliable"
     return m
+
+
+def _setting_warnings(runs: dict[str, Any], hw_sums: list[Summary]) -> list[str]:
+    out = []
+    if len({(s.scenario, s.mode, str(s.suite)) for s in hw_sums}) > 1:
+        out.append("the measured runs pooled are not repeats of one configuration (scenario, mode or suite differ)")
+    for key in ("scenario", "mode", "suite"):
+        a, b = runs["sim"][key], runs["hw"][key]
+        if a is not None and b is not None and a != b:
+            out.append(f"{key} differs: simulated {a!r}, measured {b!r}")
+    return out
+
+
+def _load_warnings(hw_sum: Summary) -> list[str]:
+    load = hw_sum.machine_load
+    if load is None or load.quiet:
+        return []
+    if load.unsteady and not load.busy:
+        return [f"the measured run's cores changed speed or ran at another speed than when calibrated "
+                f"({load.describe()}): a shared host's other guests do that, unseen by load and steal; its "
+                "error says as much about the host as about the model; repeat the run (several runs average "
+                "over the host's states) or calibrate again"]  # fmt: skip
+    return [f"the measured run was on a busy machine ({load.describe()}): its error says as much about the "
+            "neighbours as about the model; measure again on a quiet machine"]  # fmt: skip
+
+
+def _least_quiet(summaries: list[Summary]) -> Summary:
+    """The summary whose machine was least quiet (its load is the one to warn about)."""
+    noisy = [s for s in summaries if s.machine_load is not None and not s.machine_load.quiet]
+    return noisy[0] if noisy else summaries[0]
 
 
 def _run_facts(d: Path, summary: Summary) -> dict[str, Any]:
@@ -196,22 +241,29 @@ def unsimulated_ops(sim_df: pd.DataFrame, hw_df: pd.DataFrame) -> list[str]:
     return sorted(ops(hw_df) - ops(sim_df))
 
 
-def compare_dirs(sim_dir: Path, hw_dir: Path) -> dict[str, Any]:
-    """Compare a simulated run directory with a measured one; the result is compare.json's content."""
-    sim_dir, hw_dir = Path(sim_dir), Path(hw_dir)
-    if problems := _check_dir(sim_dir) + _check_dir(hw_dir):
+def _pooled(dirs: list[Path]) -> tuple[pd.DataFrame, list[Summary]]:
+    """Repeated measured runs as one: each run's spans become one replication of the pool."""
+    parts, summaries = [], []
+    for i, d in enumerate(dirs):
+        df, summary = _read_run(d)
+        parts.append(df.assign(replication=i) if len(dirs) > 1 else df)
+        summaries.append(summary)
+    return pd.concat(parts, ignore_index=True), summaries
+
+
+def compare_dirs(sim_dir: Path, hw_dir: Path, more_hw: Sequence[Path] = ()) -> dict[str, Any]:
+    """Compare a simulated run directory with a measured one — or with that and ``more_hw``, repeated
+    measurements of the same configuration pooled; the result is compare.json's content."""
+    sim_dir, hw_dirs = Path(sim_dir), [Path(hw_dir), *map(Path, more_hw)]
+    if problems := _check_dir(sim_dir) + [p for d in hw_dirs for p in _check_dir(d)]:
         raise UserError(problems)
-    (sim_df, sim_sum), (hw_df, hw_sum) = _read_run(sim_dir), _read_run(hw_dir)
-    runs = {"sim": _run_facts(sim_dir, sim_sum), "hw": _run_facts(hw_dir, hw_sum)}
-    warnings = []
-    for key in ("scenario", "mode", "suite"):
-        a, b = runs["sim"][key], runs["hw"][key]
-        if a is not None and b is not None and a != b:
-            warnings.append(f"{key} differs: simulated {a!r}, measured {b!r}")
-    if hw_sum.machine_load is not None and not hw_sum.machine_load.quiet:
-        warnings.append(f"the measured run was on a busy machine ({hw_sum.machine_load.describe()}): its error "
-                        "says as much about the neighbours as about the model; measure again on a quiet "
-                        "machine")  # fmt: skip
+    (sim_df, sim_sum), (hw_df, hw_sums) = _read_run(sim_dir), _pooled(hw_dirs)
+    hw_sum = _least_quiet(hw_sums)
+    runs = {"sim": _run_facts(sim_dir, sim_sum), "hw": _run_facts(hw_dirs[0], hw_sum)}
+    if len(hw_dirs) > 1:
+        runs["hw"] |= {"repeats": [str(d) for d in hw_dirs], "quiet_repeats": sum(
+            bool(s.machine_load and s.machine_load.quiet) for s in hw_sums)}  # fmt: skip
+    warnings = _setting_warnings(runs, hw_sums) + _load_warnings(hw_sum)
     for side, d, summary in (("simulated", sim_dir, sim_sum), ("measured", hw_dir, hw_sum)):
         state = summary.state or "completed"  # simulator runs always complete
         if state != "completed":
@@ -226,7 +278,7 @@ def compare_dirs(sim_dir: Path, hw_dir: Path) -> dict[str, Any]:
     for name in METRICS:
         ns, nh = sim_v[name][0].size, hw_v[name][0].size
         if ns and nh:
-            metrics[name] = compare_metric(name, sim_v[name], hw_v[name])
+            metrics[name] = compare_metric(name, sim_v[name], hw_v[name], len(hw_dirs))
             continue
         if ns or nh:
             not_compared[name] = f"no values in the {'measured' if ns else 'simulated'} run"
@@ -235,7 +287,7 @@ def compare_dirs(sim_dir: Path, hw_dir: Path) -> dict[str, Any]:
             not_compared[name] = "no values in either run"
     return {
         "sim_dir": str(sim_dir),
-        "hw_dir": str(hw_dir),
+        "hw_dir": str(hw_dirs[0]),
         "runs": runs,
         "same_scenario": runs["sim"]["scenario"] == runs["hw"]["scenario"],
         "same_mode": runs["sim"]["mode"] == runs["hw"]["mode"],
@@ -248,7 +300,8 @@ def compare_dirs(sim_dir: Path, hw_dir: Path) -> dict[str, Any]:
             "seed": BOOTSTRAP_SEED,
             "rng": "numpy.random.default_rng([seed, zlib.crc32(f'{metric}/{side}')]) (PCG64)",
             "units": "rounds (telemetry: frames), resampled with replacement within each replication "
-            "(stratified); replications not resampled; sides resampled independently",
+            "(stratified); replications not resampled, except repeated measured runs (two-stage: runs, then "
+            "rounds within each); sides resampled independently",
             "within_ci": "0 inside error_ci95",
             "metrics": {k: v[1] for k, v in METRICS.items()},
         },

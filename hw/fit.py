@@ -20,7 +20,9 @@ session handshakes and telemetry frames of the same run giving the small sizes (
 Each kind also gets ``sigma``, the robust spread (1.4826 x MAD) of ln(measured / predicted): the jitter a
 real code path shows around its median, which the simulator samples so its p95 sees it too. Each fitted
 value is tagged F with the run it came from. The fit sees only the run it is given: validate it
-on other configurations (bench/twin_fidelity.py does).
+on other configurations (bench/twin_fidelity.py does). Where the run recorded how fast its cores ran against
+the profile's calibration (hw/speed.py), its durations are first brought to the profile's speed, so the
+overheads describe code paths, not the host's state that day.
 """
 
 from __future__ import annotations
@@ -64,7 +66,9 @@ def predicted_s(profile: Profile, s: Scenario, row: Any, updates_per_fedavg: int
     alg, _, kind = str(row.op).rpartition(".")
     fl = s.workload.fl
     if kind in ("sign", "verify") and alg in catalogue.CATALOGUE and row.bytes > 0:
-        return base_s(profile, f"{catalogue.get(alg).message_hash}.hash", row.bytes) + base_s(profile, row.op, 0)
+        a = catalogue.get(alg)
+        hashed = row.bytes * (a.sign_hash_passes if kind == "sign" else 1)
+        return base_s(profile, f"{a.message_hash}.hash", hashed) + base_s(profile, row.op, 0)
     if row.op == "fl.train":
         return base_s(profile, row.op, fl.samples_per_client * fl.model_parameters * fl.local_epochs)
     if row.op == "fl.fedavg":
@@ -77,13 +81,16 @@ def _with_glue(cpu: pd.DataFrame, wire: pd.DataFrame) -> pd.DataFrame:
     steps = pd.concat([cpu.assign(cpu_op=True), wire.assign(cpu_op=False)]).sort_values(["start_s", "end_s"])
     prev_end = steps.groupby(["pod", "round", "phase"]).end_s.shift()
     gap = (steps.start_s - prev_end).where(lambda g: (g > 0) & (g < GLUE_MAX_S), 0.0).fillna(0.0)
-    steps = steps.assign(measured_s=steps.end_s - steps.start_s - steps.queue_wait_s + gap)
+    steps = steps.assign(measured_s=steps.end_s - steps.start_s - steps.queue_wait_s + gap, glue_s=gap)
     return steps[steps.cpu_op]
 
 
-def _overhead(kind: str, measured: np.ndarray, predicted: np.ndarray, nbytes: np.ndarray, source: str) -> Overhead:
+def _overhead(kind: str, measured: np.ndarray, predicted: np.ndarray, nbytes: np.ndarray, source: str,
+              glue: np.ndarray | None = None) -> Overhead:  # fmt: skip
     """Per kind: a line in bytes where the run has sizes ``SPREAD`` apart; else a factor for work that scales
-    (training, FedAvg, anything priced per byte) and a constant for fixed-size operations."""
+    (training, FedAvg, anything priced per byte) plus the glue before it as a constant (glue is Python between
+    two steps: it does not grow with the message, so a factor fitted at one size must not carry it to
+    another); and a constant for fixed-size operations."""
     residual, n = measured - predicted, len(measured)
     ratio = measured / predicted
     spread = float(1.4826 * np.median(np.abs(np.log(ratio) - np.median(np.log(ratio)))))  # robust sigma of ln
@@ -92,7 +99,8 @@ def _overhead(kind: str, measured: np.ndarray, predicted: np.ndarray, nbytes: np
         intercept, slope = _resistant_line(nbytes, residual)
         fitted = {"per_call_s": intercept, "per_byte_s": slope}
     elif kind in FACTOR_KINDS or nbytes.min() > 0:
-        fitted = {"factor": float(np.median(ratio))}
+        glue_s = np.zeros_like(measured) if glue is None else glue
+        fitted = {"factor": float(np.median((measured - glue_s) / predicted)), "per_call_s": float(np.median(glue_s))}
     return Overhead.model_validate({**fitted, "sigma": spread, "n": n, "source": source, "tag": "F"})
 
 
@@ -121,7 +129,8 @@ def fit_from_run(run_dir: Path | list[Path], base: Path | None = None) -> Fit:
     for kind, g in known.groupby("kind"):
         if len(g) >= MIN_ROWS:
             overheads[str(kind)] = _overhead(str(kind), g.measured_s.to_numpy(), g.predicted_s.to_numpy(),
-                                             g["bytes"].to_numpy(dtype=float), source)  # fmt: skip
+                                             g["bytes"].to_numpy(dtype=float), source,
+                                             g.glue_s.fillna(0.0).to_numpy())  # fmt: skip
     loop = _loopback(transfers, s, profile, source)
     if loop is not None:
         overheads["loopback"] = loop
@@ -168,12 +177,17 @@ def _run_rows(run_dir: Path, base: Path | None) -> _RunRows:
     predicted = np.array([
         predicted_s(profile, s, r, clients if per_round.get(r.round, 1) == 1 else 1) for r in known.itertuples()
     ])  # fmt: skip
-    known = known.assign(predicted_s=predicted, kind=known.op.map(op_kind))
+    # at the profile's own speed: a run whose cores ran at 0.9x their calibrated speed took 1/0.9 as long
+    speed = (summary.machine_load.speed_vs_calibration if summary.machine_load else None) or 1.0
+    known = known.assign(predicted_s=predicted, kind=known.op.map(op_kind), measured_s=known.measured_s * speed,
+                         glue_s=known.glue_s.fillna(0.0) * speed)  # fmt: skip
     load = "quiet" if summary.machine_load is None or summary.machine_load.quiet else "BUSY"
     crypto, fl = s.workload.crypto, s.workload.fl
     source = (f"{run_dir}: {s.name}, {summary.mode}, {crypto.kem} + {crypto.signature}, {fl.model_parameters} "
-              f"parameters, {summary.rounds_completed} rounds, machine {load}")  # fmt: skip
+              f"parameters, {summary.rounds_completed} rounds, machine {load}, cores at {speed:.2f}x the "
+              "profile's speed")  # fmt: skip
     transfers = rounds[(rounds.op == "transfer") & rounds.phase.isin(("distribute", "upload"))]
+    transfers = transfers.assign(end_s=transfers.start_s + (transfers.end_s - transfers.start_s) * speed)
     return _RunRows(s, profile, known, transfers, source)
 
 

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 
 from hw import rundir
 from hw.attack import AttackRelay
@@ -204,6 +206,12 @@ class Children:
         return {n: p.returncode for n, p in self.procs.items()}
 
 
+def calibrated_probe_us(s: Scenario) -> float | None:
+    """The speed probe of the profile the hosts were calibrated with (one machine runs them all here)."""
+    probes = {s.host_profile(h.name).platform.speed_probe_us for h in s.deployment.hosts}
+    return probes.pop() if len(probes) == 1 else None
+
+
 def run_local(
     s: Scenario, out: Path, mode: str, rounds: int, seed: int, progress: Callable[[int], None] | None = None,
     crash: dict[str, int] | None = None, attack: tuple[str, str] | None = None, backend: str = "local",
@@ -219,11 +227,12 @@ def run_local(
     children = Children(out)
     state, reason = "failed", ""
     started = time.monotonic()
-    load = LoadMonitor().start()
+    load = LoadMonitor(calibrated_probe_us(s)).start()
+    epoch = time.monotonic()  # the nodes' clock origin
     pending: BaseException | None = None  # what ended the run early: never hidden by a failure to write results
     try:
         addressing.start()  # inside the clean-up's reach
-        cfg = build(s, mode, rounds, seed, addressing, separate_workers=True, epoch=time.monotonic(),
+        cfg = build(s, mode, rounds, seed, addressing, separate_workers=True, epoch=epoch,
                     crash=crash or {}, cpus=pin_cpus(s), bind=addressing.bind)  # fmt: skip
         children.prefix = partial(addressing.exec_prefix, cfg)
         if attack is not None:
@@ -251,7 +260,7 @@ def run_local(
         codes = children.stop()
         retransmissions = addressing.retransmissions()
         addressing.stop()
-        machine_load = load.stop()
+        machine_load = load.stop(rounds_window(out, s, epoch))
         try:
             recover_journals(out)  # the finished rounds of nodes that were killed
             extra = {"backend": backend, "mode": mode, "seed": seed, "retransmissions": retransmissions,
@@ -264,6 +273,16 @@ def run_local(
             if pending is None:
                 raise  # nothing else went wrong: this is the error to report
     return summary
+
+
+def rounds_window(out: Path, s: Scenario, epoch: float) -> tuple[float, float] | None:
+    """When the run's FL rounds ran (monotonic seconds), from the aggregator's spans; None if it has none."""
+    path = out / "spans" / f"{s.pods('aggregator')[0].name}.parquet"
+    try:
+        rounds = pd.read_parquet(path, columns=["op", "start_s", "end_s"]).query("op == 'round'")
+    except (OSError, ValueError, KeyError, pa.ArrowException):
+        return None
+    return None if rounds.empty else (epoch + float(rounds.start_s.min()), epoch + float(rounds.end_s.max()))
 
 
 def _follow(out: Path, children: Children, cfg: RunConfig, progress: Callable[[int], None] | None) -> tuple[str, str]:

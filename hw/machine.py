@@ -5,7 +5,10 @@ process and its waited-for children (the twin's nodes) used in between (``os.tim
 spent beyond that is *foreign* CPU: other processes competing for the cores the twin measures on. Steal is
 CPU time the hypervisor gave to other guests. A run is *quiet* when foreign work averaged under
 ``QUIET_FOREIGN_CORES`` cores and steal under ``QUIET_STEAL``; one busy neighbour process (a whole core)
-moved our fidelity figure from -17 % to -50 %.
+moved our fidelity figure from -17 % to -50 %. Neither shows a shared host's cores changing speed, so the
+monitor also runs ``hw.speed.SpeedProbe``: a quiet run's cores were steady (probe p90 / p10 at most
+``STEADY_SPREAD``) and, where the profile recorded the probe when it was calibrated, within
+``SPEED_TOLERANCE`` of that speed.
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ import os
 import time
 from pathlib import Path
 
+from hw.speed import SpeedProbe
 from sim.contract import MachineLoad
 
 QUIET_FOREIGN_CORES = 0.15
 QUIET_STEAL = 0.05
+STEADY_SPREAD = 1.25  # the two speeds seen here differ 1.65x; one speed's probes spread ~1.1x
+SPEED_TOLERANCE = 0.10
 _HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -75,15 +81,22 @@ def rapl_energy_j(before: dict[str, tuple[int, int]], after: dict[str, tuple[int
 
 
 class LoadMonitor:
-    """``start()`` before the run, ``stop()`` after its children were waited for."""
+    """``start()`` before the run, ``stop()`` after its children were waited for. ``calibrated_probe_us``:
+    the speed probe's median when the run's profile was calibrated (``platform.speed_probe_us``), if known."""
+
+    def __init__(self, calibrated_probe_us: float | None = None):
+        self.calibrated_probe_us = calibrated_probe_us
 
     def start(self) -> LoadMonitor:
         self.wall0, self.own0, self.cpu0 = time.monotonic(), _own_cpu_s(), _cpu_jiffies()
         self.load0 = _loadavg()
         self.rapl0 = rapl_packages()
+        self.probe = SpeedProbe().start()
         return self
 
-    def stop(self) -> MachineLoad:
+    def stop(self, window: tuple[float, float] | None = None) -> MachineLoad:
+        """``window``: the measured part of the run (monotonic seconds), which the speed probe summarises."""
+        speed = self.probe.stop(window)
         wall_s = max(1e-9, time.monotonic() - self.wall0)
         busy1, steal1, total1 = _cpu_jiffies()
         busy0, steal0, total0 = self.cpu0
@@ -91,9 +104,19 @@ class LoadMonitor:
         own_s = _own_cpu_s() - self.own0
         foreign = max(0.0, busy_s - own_s) / wall_s
         steal = (steal1 - steal0) / (total1 - total0) if total1 > total0 else 0.0
-        return MachineLoad(
+        load = MachineLoad(
             cores=os.cpu_count() or 1, loadavg_1m_start=self.load0, loadavg_1m_end=_loadavg(),
-            twin_cpu_cores=own_s / wall_s, foreign_cpu_cores=foreign, steal_fraction=steal,
-            quiet=foreign < QUIET_FOREIGN_CORES and steal < QUIET_STEAL,
-            package_energy_j=rapl_energy_j(self.rapl0, rapl_packages()),
+            twin_cpu_cores=own_s / wall_s, foreign_cpu_cores=foreign, steal_fraction=steal, quiet=False,
+            package_energy_j=rapl_energy_j(self.rapl0, rapl_packages()), cpu_speed=speed,
+            calibrated_probe_us=self.calibrated_probe_us,
         )  # fmt: skip
+        unsteady = is_unsteady(load)
+        busy = foreign >= QUIET_FOREIGN_CORES or steal >= QUIET_STEAL
+        return load.model_copy(update={"unsteady": unsteady, "busy": busy, "quiet": not (busy or unsteady)})
+
+
+def is_unsteady(load: MachineLoad) -> bool:
+    """The cores changed speed under the run, or ran at another speed than when calibrated (where known)."""
+    ratio = load.speed_vs_calibration
+    varied = load.cpu_speed is not None and load.cpu_speed.spread > STEADY_SPREAD
+    return varied or (ratio is not None and abs(ratio - 1) > SPEED_TOLERANCE)

@@ -778,6 +778,14 @@ def node_cmd(
 def compare_cmd(
     sim_dir: Annotated[Path, typer.Argument(help="simulated run directory (pqtwin sim --out)")],
     hw_dir: Annotated[Path, typer.Argument(help="measured run directory (hardware twin)")],
+    repeats: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            metavar="MORE_HW_DIRS",
+            help="more measured runs of the same configuration: pooled, and the CI also holds the spread between runs",
+            show_default=False,
+        ),
+    ] = None,
     json_: Annotated[bool, typer.Option("--json", help="print compare.json instead of the table")] = False,
     out_dir: Annotated[str | None, typer.Option("--out", help="output dir (default HW_DIR/compare)")] = None,
     force: Annotated[bool, typer.Option("--force", help="replace an earlier report in the output dir")] = False,
@@ -789,7 +797,7 @@ def compare_cmd(
     from sim.contract import RunLayout
 
     out = _out_path(out_dir) or Path(hw_dir) / RunLayout.COMPARE
-    result = compare_dirs(sim_dir, hw_dir)
+    result = compare_dirs(sim_dir, hw_dir, repeats or [])
     report = (COMPARE_JSON, COMPARE_PNG)
     with rundir.claimed(out, force, outputs=report, markers=report, discard=True), _writing(out):
         paths = write_outputs(result, out)

@@ -148,12 +148,29 @@ def render_table(result: dict[str, Any]) -> Table:
     return t
 
 
+def machine_state(load: dict[str, Any]) -> str:
+    """A measurement's machine in a few words: quiet, busy (neighbours, steal) or unsteady (core speed)."""
+    if load["quiet"]:
+        return "quiet machine"
+    speed = load.get("cpu_speed")
+    if load.get("unsteady") and not load.get("busy") and speed is not None:
+        spread = speed["probe_us_p90"] / speed["probe_us_p10"]
+        cal = load.get("calibrated_probe_us")
+        vs = "" if cal is None else f" at {cal / speed['probe_us_p50']:.2f}x their calibrated speed,"
+        return f"UNSTEADY machine: cores ran{vs} varying {spread:.2f}x"
+    return f"BUSY machine: other processes used {load['foreign_cpu_cores']:.2f} cores"
+
+
 def fidelity_line(result: dict[str, Any]) -> str:
     """One line: the round-latency error of the median and p95, and whether the measurement was clean."""
     m = result["metrics"].get("round_latency_s")
     load = result["runs"]["hw"].get("machine_load")
-    where = "machine load not recorded" if load is None else ("quiet machine" if load["quiet"] else
-            f"BUSY machine: other processes used {load['foreign_cpu_cores']:.2f} cores")  # fmt: skip
+    where = "machine load not recorded" if load is None else machine_state(load)
+    if repeats := result["runs"]["hw"].get("repeats"):
+        quiet = result["runs"]["hw"]["quiet_repeats"]
+        where = f"{len(repeats)} measured runs pooled, {quiet} quiet" + ("" if quiet == len(repeats) else f"; {where}")
+        if m is not None:
+            where += f"; run medians spread {m['hw_run_spread_pct']:.0f} %"
     if m is None:
         return f"fidelity: round latency not compared ({where})"
     return (

@@ -32,6 +32,9 @@ class Algorithm:
     signature_bytes: int = 0  # fixed size, or the typical size where `signature_max_bytes` is larger
     signature_max_bytes: int = 0
     message_hash: str = ""  # hash that a signature applies to the whole message (charged per byte)
+    # passes of that hash over the message when signing (verifying makes one): PureEdDSA hashes it for the
+    # nonce and again for the challenge (RFC 8032 5.1.6), SLH-DSA for R and for the digest (FIPS 205 Alg. 19)
+    sign_hash_passes: int = 1
     key_bytes: int = 0  # AEAD key
     nonce_bytes: int = 0
     tag_bytes: int = 0
@@ -49,10 +52,11 @@ def _kem(name: str, pq: bool, cat: int, pk: int, sk: int, ct: int, src: str) -> 
     return Algorithm(name, "kem", pq, cat, pk, sk, ct, 32, source=src)
 
 
-def _sig(name: str, pq: bool, cat: int, pk: int, sk: int, sig: int, h: str, src: str, sig_max: int = 0) -> Algorithm:
+def _sig(name: str, pq: bool, cat: int, pk: int, sk: int, sig: int, h: str, src: str, sig_max: int = 0,
+         passes: int = 1) -> Algorithm:  # fmt: skip
     return Algorithm(
         name, "signature", pq, cat, pk, sk, signature_bytes=sig, signature_max_bytes=sig_max or sig,
-        message_hash=h, source=src,
+        message_hash=h, sign_hash_passes=passes, source=src,
     )  # fmt: skip
 
 
@@ -76,10 +80,10 @@ _ALL = [
     _sig("ML-DSA-87", True, 5, 2592, 4896, 4627, "SHAKE-256", "FIPS 204 Table 2"),
     _sig("Falcon-512", True, 1, 897, 1281, 666, "SHAKE-256", "Falcon r3 (padded 666, max 752)", 752),
     _sig("Falcon-1024", True, 5, 1793, 2305, 1280, "SHAKE-256", "Falcon r3 (padded 1280, max 1462)", 1462),
-    _sig("SLH-DSA-SHA2-128f", True, 1, 32, 64, 17088, "SHA-256", "FIPS 205 Table 2"),
-    _sig("SLH-DSA-SHA2-128s", True, 1, 32, 64, 7856, "SHA-256", "FIPS 205 Table 2"),
+    _sig("SLH-DSA-SHA2-128f", True, 1, 32, 64, 17088, "SHA-256", "FIPS 205 Table 2", passes=2),
+    _sig("SLH-DSA-SHA2-128s", True, 1, 32, 64, 7856, "SHA-256", "FIPS 205 Table 2", passes=2),
     _sig("ECDSA-P256", False, 0, 65, 32, 64, "SHA-256", "SEC1 point, raw r||s"),
-    _sig("Ed25519", False, 0, 32, 32, 64, "SHA-512", "RFC 8032"),
+    _sig("Ed25519", False, 0, 32, 32, 64, "SHA-512", "RFC 8032", passes=2),
     _sig("RSA-2048", False, 0, 294, 1191, 256, "SHA-256", "PKCS#1 v2.2 PSS, DER SPKI"),
     _sig("RSA-3072", False, 0, 422, 1767, 384, "SHA-256", "PKCS#1 v2.2 PSS, DER SPKI"),
     _aead("AES-128-GCM", 16, "NIST SP 800-38D"),

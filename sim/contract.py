@@ -410,9 +410,25 @@ class Dropout(_Model):
     reason: str
 
 
+class CpuSpeed(_Model):
+    """How fast the cores ran during a measurement (hw/speed.py): percentiles of a fixed reference kernel's CPU
+    time, sampled on every core. A wide spread (p90 / p10) means the host changed speed under the run."""
+
+    probe_us_p10: float = Field(gt=0)
+    probe_us_p50: float = Field(gt=0)
+    probe_us_p90: float = Field(gt=0)
+    samples: int = Field(ge=1)
+
+    @property
+    def spread(self) -> float:
+        return self.probe_us_p90 / self.probe_us_p10
+
+
 class MachineLoad(_Model):
     """How busy the machine was during a measured run (hw/machine.py): ``foreign_cpu_cores`` is the CPU that
-    processes other than the twin's used, on average, in cores; ``quiet`` says the measurement is clean."""
+    processes other than the twin's used, on average, in cores; ``cpu_speed`` how fast its cores ran, against
+    ``calibrated_probe_us``, the same probe when the run's profile was calibrated; ``quiet`` says the
+    measurement is clean (no neighbours, no steal, the cores as fast and as steady as when calibrated)."""
 
     cores: int
     loadavg_1m_start: float | None
@@ -423,14 +439,31 @@ class MachineLoad(_Model):
     quiet: bool
     # measured: the CPU packages' energy over the run (Linux RAPL, /sys/class/powercap), None where unreadable
     package_energy_j: float | None = None
+    cpu_speed: CpuSpeed | None = None  # None: not probed (a run before the probe existed, or too short)
+    calibrated_probe_us: float | None = None  # None: the profile was not calibrated with the probe
+    unsteady: bool = False  # the cores changed speed under the run, or ran at another speed than calibrated
+    busy: bool = False  # neighbours or steal took CPU (the stronger reason when a run is both)
+
+    @property
+    def speed_vs_calibration(self) -> float | None:
+        """How fast the cores ran against when the profile was calibrated (0.6: 40 % slower); None if unknown."""
+        if self.cpu_speed is None or self.calibrated_probe_us is None:
+            return None
+        return self.calibrated_probe_us / self.cpu_speed.probe_us_p50
 
     def describe(self) -> str:
-        state = "quiet" if self.quiet else "BUSY"
+        state = "quiet" if self.quiet else "UNSTEADY" if self.unsteady and not self.busy else "BUSY"
         energy = (
             f", CPU packages used {self.package_energy_j:.1f} J (RAPL)" if self.package_energy_j is not None else ""
         )
+        speed = ""
+        if self.cpu_speed is not None:
+            ratio = self.speed_vs_calibration
+            vs = "" if ratio is None else f" at {ratio:.2f}x their calibrated speed,"
+            speed = f", cores ran{vs} varying {self.cpu_speed.spread:.2f}x (p90/p10 of a reference kernel)"
         return (f"machine {state}: other processes used {self.foreign_cpu_cores:.2f} of {self.cores} cores, "
-                f"steal {self.steal_fraction:.1%}, load average {self.loadavg_1m_start} at start{energy}")  # fmt: skip
+                f"steal {self.steal_fraction:.1%}, load average {self.loadavg_1m_start} at start"
+                f"{speed}{energy}")  # fmt: skip
 
 
 class Summary(_Model):

@@ -182,7 +182,7 @@ def _round_s(s: Scenario, msg_bytes: int, max_hops: int) -> float:
 
     def protect(p: Profile | None) -> float:
         kem = cost(p, f"{c.kem}.encaps") if c.rekey.fl == "per_message" else 0.0
-        return (cost(p, "serialize", model) + cost(p, f"{sig.message_hash}.hash", model)
+        return (cost(p, "serialize", model) + cost(p, f"{sig.message_hash}.hash", model * sig.sign_hash_passes)
                 + cost(p, f"{c.signature}.sign", model) + kem + cost(p, f"{c.aead}.encrypt", model))  # fmt: skip
 
     def unprotect(p: Profile | None) -> float:
@@ -233,9 +233,9 @@ def mean_cost_s(profile: Profile | None, op: str, units: float = 0.0) -> float:
     base = model.base_s(units) if isinstance(model, LinearOp) else model.distribution.mean_s
     extra = profile.overheads.get(op_kind(op))
     if extra is None:
-        return base
+        return base * profile.time_scale
     nbytes = units if getattr(model, "unit", "byte") == "byte" else 0.0
-    return extra.apply(base, nbytes)
+    return extra.apply(base, nbytes) * profile.time_scale
 
 
 # --- telemetry ---------------------------------------------------------------------------------------

@@ -245,8 +245,10 @@ class Replication:
         return RECORD_HEADER_BYTES + body
 
     def protect(self, ep: Endpoint, phase: str, payload: int, since: float | None = None) -> Gen:
-        """Sign (hash the message, sign the digest), encapsulate if per message, encrypt."""
-        yield from ep.run(self.rec, phase, f"{self.sig.message_hash}.hash", payload, since)
+        """Sign (hash the message, as often as the scheme does; sign the digest), encapsulate if per message,
+        encrypt."""
+        hashed = payload * self.sig.sign_hash_passes
+        yield from ep.run(self.rec, phase, f"{self.sig.message_hash}.hash", hashed, since)
         yield from ep.run(self.rec, phase, f"{self.sig.name}.sign", payload)  # size: for a fitted overhead only
         if self.crypto.rekey.fl == "per_message":
             yield from ep.run(self.rec, phase, f"{self.kem.name}.encaps")

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from sim.catalogue import CATALOGUE
 from sim.errors import load_yaml, validate
@@ -206,6 +206,9 @@ class Platform(_Strict):
     cpu: str
     cores: int = Field(ge=1, le=1_000_000)
     clock_hz: float | None = Field(default=None, gt=0, le=1e12)  # None: not known (e.g. no cpufreq in a VM)
+    # the reference kernel's median CPU time and p90/p10 spread while calibrating (hw/speed.py); None: not probed
+    speed_probe_us: float | None = Field(default=None, gt=0, le=1e9)
+    speed_probe_spread: float | None = Field(default=None, ge=1, le=1e6)
     libraries: dict[ProviderName, Library] = Field(min_length=1, max_length=64)
     date: str
     how_measured: str
@@ -230,6 +233,19 @@ class Profile(_Strict):
     ops: dict[str, Annotated[PerCallOp | LinearOp, Field(discriminator="kind")]]
     overheads: dict[str, Overhead] = Field(default_factory=dict)
     power: HostPower | None = None  # None: energy is not reported for hosts priced by this profile
+    _time_scale: float = PrivateAttr(default=1.0)  # costs x this: a host at another speed (``at_speed``)
+
+    def at_speed(self, speed: float) -> Profile:
+        """This profile on cores running ``speed`` times as fast as when it was measured (every cost / speed)."""
+        if not 0 < speed < math.inf:
+            raise ValueError(f"speed must be positive and finite (got {speed})")
+        scaled = self.model_copy()
+        scaled._time_scale = self._time_scale / speed
+        return scaled
+
+    @property
+    def time_scale(self) -> float:
+        return self._time_scale
 
     @model_validator(mode="after")
     def _providers_stated(self) -> Profile:
@@ -259,10 +275,10 @@ class Profile(_Strict):
         base = model.cost_s(rng, units)
         extra = self.overheads.get(op_kind(name))
         if extra is None:
-            return base
+            return base * self._time_scale
         # bytes the call processed: a per-byte op's units; a signature's message size (its cost is per call)
         nbytes = units if getattr(model, "unit", "byte") == "byte" else 0.0
-        return extra.apply(base, nbytes, rng)
+        return extra.apply(base, nbytes, rng) * self._time_scale
 
     def costs_s(self, name: str, rng: np.random.Generator, units: float, n: int) -> np.ndarray:
         """``n`` calls' costs at once, from the same distributions as ``cost_s`` (the vectorized engine)."""
@@ -270,8 +286,8 @@ class Profile(_Strict):
         base = model.costs_s(rng, units, n)
         extra = self.overheads.get(op_kind(name))
         if extra is None:
-            return base
-        return extra.apply_all(base, units if getattr(model, "unit", "byte") == "byte" else 0.0, rng)
+            return base * self._time_scale
+        return extra.apply_all(base, units if getattr(model, "unit", "byte") == "byte" else 0.0, rng) * self._time_scale
 
     def is_deterministic(self, name: str) -> bool:
         """True when every call of ``name`` costs the same (no spread in its distribution or overhead)."""

@@ -230,6 +230,9 @@ class Host(_Strict):
     profile: str = Field(min_length=1, max_length=MAX_REF)
     # processor-sharing: the OS time-slices runnable threads over the cores; fifo: run to completion (sim/hosts.py)
     cpu_sharing: Literal["processor-sharing", "fifo"] = "processor-sharing"
+    # how fast the cores run against when the profile was measured: every cost on this host is divided by it
+    # (0.8: a throttled or shared CPU; 1.5: a faster part of the same family)
+    cpu_speed: float = Field(default=1.0, gt=0, le=100)
 
 
 class Node(_Strict):
@@ -730,6 +733,9 @@ def _load_profiles(
         missing = [op for op in needed[device] if op not in prof.ops]
         if missing and priced:
             problems.append((loc, ref, f"profile {prof.profile!r} ({file}) has no cost for {', '.join(missing)}"))
+    for h in s.deployment.hosts:
+        if h.cpu_speed != 1.0 and h.name in s._profiles:
+            s._profiles[h.name] = s._profiles[h.name].at_speed(h.cpu_speed)
     return problems
 
 

@@ -37,6 +37,9 @@ def test_quick_profile_validates_and_is_measured(quick_profile):
     # every op says which library measured it: the provider the registry picked, described on the platform
     assert prof.op("ML-DSA-65.sign").provider == "openssl" and prof.op("fl.train").provider == "numpy"
     assert prof.op("net.loopback").provider == "kernel"
+    # how fast the cores ran while calibrating: what a twin run's own probe is compared with (hw/speed.py)
+    assert prof.platform.speed_probe_us is not None and prof.platform.speed_probe_us > 0
+    assert prof.platform.speed_probe_spread is not None and prof.platform.speed_probe_spread >= 1
     assert {op.provider for op in prof.ops.values()} <= set(prof.platform.libraries)
 
 

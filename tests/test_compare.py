@@ -230,3 +230,37 @@ def test_cli(runs, tmp_path):
     res = CliRunner().invoke(app, ["compare", str(runs["sim"]), str(tmp_path / "nope")])
     assert res.exit_code != 0 and isinstance(res.exception, UserError)
     assert res.exception.lines == [f"{tmp_path / 'nope'}: no such directory"]
+
+
+def test_clustered_bootstrap_resamples_runs_as_well():
+    """Repeated runs of one configuration: the two-stage bootstrap draws whole runs, so the CI holds the spread
+    between runs that the stratified one (runs fixed) cannot see."""
+    values = np.array([0.0, 0.0, 0.0, 10.0, 10.0, 10.0])
+    groups = np.array([0, 0, 0, 1, 1, 1])
+    out = _resample(values, groups, np.random.default_rng(1), clusters=True)
+    assert set(np.unique(out[0])) == {0.0, 5.0, 10.0}  # both slots from run 0, one from each, both from run 1
+    assert 0.1 < np.mean(out[0] == 0.0) < 0.4  # drawn with replacement: 1/4 of the resamples in expectation
+
+
+def test_repeated_measurements_pool_with_their_spread(runs, tmp_path):
+    """pqtwin compare SIM HW HW2 HW3: the measured side pools the runs; the run medians and their spread are
+    reported; a repeat that ran slower widens the CI instead of hiding in the pool."""
+    s = load_scenario(SCENARIO, ["workload.fl.rounds=3", "deployment.hosts.*.cpu_speed=0.6"])
+    write_run(simulate(s, None, 5, 1), tmp_path / "slower", s)
+    one = compare_dirs(runs["sim"], runs["hw"])["metrics"]["round_latency_s"]
+    pooled = compare_dirs(runs["sim"], runs["hw"], [runs["sim"], tmp_path / "slower"])
+    m = pooled["metrics"]["round_latency_s"]
+    assert len(m["hw_run_p50s"]) == 3 and m["n_hw"] == one["n_hw"] * 2 + 3
+    assert m["hw_run_p50s"][2] > 1.3 * m["hw_run_p50s"][0]  # the slower repeat, seen as a run of its own
+    assert m["hw_run_spread_pct"] > 30
+    width = lambda x: x["error_p50_ci95"][1] - x["error_p50_ci95"][0]  # noqa: E731
+    assert width(m) > width(one)
+    assert pooled["runs"]["hw"]["repeats"][1] == str(runs["sim"])
+    assert "hw_run_p50s" not in one
+
+
+def test_cli_pools_repeats(runs, tmp_path, pqtwin):
+    out = pqtwin("compare", str(runs["sim"]), str(runs["hw"]), str(runs["slow"]), "--out", str(tmp_path / "c"))
+    assert out.returncode == 0, out.stderr
+    assert "2 measured runs pooled" in out.stdout and "run medians spread" in out.stdout
+    assert "not repeats of one configuration" not in out.stderr  # same scenario, mode and suite

@@ -4,6 +4,7 @@ simulator prices them for other algorithms and sizes; bad inputs are one-line er
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -111,3 +112,36 @@ def test_from_run_refuses_what_is_not_a_finished_twin_run(tmp_path, pqtwin):
     res = pqtwin("calibrate", "--from-run", str(tmp_path / "nope"), "--out", str(tmp_path / "p.yaml"))
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.count("\n") == 1 and "--from-run" in res.stderr and "not a twin run directory" in res.stderr
+
+
+def test_a_run_on_slower_cores_is_fitted_at_the_profile_speed(tmp_path):
+    """A run whose cores ran at 0.8x the profile's calibrated speed (hw/speed.py) took 1 / 0.8 as long for the
+    same code: the fit brings it back, so the host's state that day does not become an overhead."""
+    from sim.contract import CpuSpeed, MachineLoad
+
+    planted_run(tmp_path)
+    summary = read_summary(tmp_path / "summary.json")
+    spans = pd.read_parquet(tmp_path / "spans.parquet")
+    slow = spans.assign(end_s=spans.start_s + (spans.end_s - spans.start_s) / 0.8)
+    write_spans(slow, tmp_path / "spans.parquet")
+    speed = CpuSpeed(probe_us_p10=75.0, probe_us_p50=80.0, probe_us_p90=85.0, samples=30)
+    load = MachineLoad(cores=2, loadavg_1m_start=0.1, loadavg_1m_end=0.1, twin_cpu_cores=1.0,
+                       foreign_cpu_cores=0.0, steal_fraction=0.0, quiet=False, unsteady=True, cpu_speed=speed,
+                       calibrated_probe_us=64.0)  # fmt: skip
+    write_summary(summary.model_copy(update={"machine_load": load}), tmp_path)
+    over = Profile.model_validate(fit_from_run(tmp_path, PROFILE).profile).overheads
+    assert over["train"].factor == pytest.approx(PLANTED["train"], rel=0.05)
+    assert over["encaps"].per_call_s == pytest.approx(PLANTED["encaps"], abs=10e-6)
+    assert "cores at 0.80x" in over["train"].source
+
+
+def test_glue_before_a_scaling_step_is_fitted_as_a_constant():
+    """Python between two steps does not grow with the message: a factor fitted at one size would carry it
+    to other sizes in proportion, so it is kept apart as per_call_s."""
+    from hw.fit import _overhead
+
+    predicted = np.full(9, 1e-3)
+    glue = np.full(9, 50e-6)
+    over = _overhead("train", predicted * 1.2 + glue, predicted, np.full(9, 1000.0), "test", glue)
+    assert over.factor == pytest.approx(1.2) and over.per_call_s == pytest.approx(50e-6)
+    assert over.apply(0.1e-3, 0) == pytest.approx(0.1e-3 * 1.2 + 50e-6)  # a 10x smaller step keeps its glue

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from hw.compare import compare_dirs
 from hw.machine import LoadMonitor
 from sim.contract import MachineLoad, read_summary, write_summary
@@ -60,3 +62,53 @@ def test_compare_names_the_operations_the_simulation_did_not_price():
     hw = spans("Falcon-512.sign", "ML-DSA-65.sign", "transfer", "ML-KEM-512.encaps")
     assert unsimulated_ops(sim, hw) == ["Falcon-512.sign", "ML-KEM-512.encaps"]
     assert unsimulated_ops(hw, hw) == []
+
+
+def test_the_speed_probe_times_every_core_and_keeps_the_measured_window():
+    from hw.speed import SpeedProbe
+
+    probe = SpeedProbe(interval_s=0.01).start()
+    time.sleep(0.4)
+    middle = time.monotonic()
+    time.sleep(0.4)
+    all_of_it = probe.stop()
+    assert all_of_it is not None and all_of_it.samples >= 10 * len(probe.cpus)
+    assert 0 < all_of_it.probe_us_p10 <= all_of_it.probe_us_p50 <= all_of_it.probe_us_p90
+    later = probe.stop((middle, time.monotonic()))  # the samples since the middle only
+    assert later is not None and later.samples < all_of_it.samples
+    assert probe.stop((0.0, 1.0)).samples == all_of_it.samples  # an empty window: all samples, not none
+    assert SpeedProbe(interval_s=10).start().stop() is None  # stopped before its first sample
+
+
+def test_a_run_on_cores_that_changed_speed_is_unsteady_not_busy():
+    from hw.machine import is_unsteady
+    from sim.contract import CpuSpeed
+
+    steady = CpuSpeed(probe_us_p10=60.0, probe_us_p50=62.0, probe_us_p90=66.0, samples=40)
+    quiet = BUSY.model_copy(update={"foreign_cpu_cores": 0.01, "quiet": True, "cpu_speed": steady,
+                                    "calibrated_probe_us": 62.0})  # fmt: skip
+    assert not is_unsteady(quiet) and quiet.speed_vs_calibration == pytest.approx(1.0)
+    flipping = quiet.model_copy(update={"cpu_speed": steady.model_copy(update={"probe_us_p90": 100.0})})
+    slower = quiet.model_copy(update={"calibrated_probe_us": 50.0})  # cores at 0.81x their calibrated speed
+    assert is_unsteady(flipping) and is_unsteady(slower)
+    assert not is_unsteady(quiet.model_copy(update={"calibrated_probe_us": None}))  # nothing to compare with
+    shown = slower.model_copy(update={"quiet": False, "unsteady": True})
+    assert "UNSTEADY" in shown.describe() and "0.81x their calibrated speed" in shown.describe()
+    assert "BUSY" in shown.model_copy(update={"busy": True}).describe()  # neighbours: the stronger reason
+
+
+def test_compare_tells_an_unsteady_host_from_a_busy_one(tmp_path):
+    from sim.contract import CpuSpeed
+
+    s = load_scenario(SCENARIOS / "localhost.yaml", ["workload.fl.rounds=6"])
+    write_run(simulate(s, "sequential", 1, 2), tmp_path / "sim", s)
+    write_run(simulate(s, "sequential", 2, 1), tmp_path / "hw", s)
+    hw = read_summary(tmp_path / "hw" / "summary.json")
+    speed = CpuSpeed(probe_us_p10=60.0, probe_us_p50=90.0, probe_us_p90=100.0, samples=40)
+    unsteady = BUSY.model_copy(update={"foreign_cpu_cores": 0.0, "cpu_speed": speed, "calibrated_probe_us": 63.0,
+                                       "unsteady": True})  # fmt: skip
+    write_summary(hw.model_copy(update={"backend": "local", "state": "completed", "machine_load": unsteady}),
+                  tmp_path / "hw")  # fmt: skip
+    warnings = compare_dirs(tmp_path / "sim", tmp_path / "hw")["warnings"]
+    assert any("changed speed" in w and "0.70x" in w for w in warnings), warnings
+    assert not any("busy machine" in w for w in warnings)

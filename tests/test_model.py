@@ -8,6 +8,7 @@ from scipy import stats
 
 from sim import catalogue
 from sim.contract import RECORD_HEADER_BYTES, Summary
+from sim.errors import UserError
 from sim.runner import simulate
 from sim.scenario import load_scenario
 from sim.summary import mode_comparison
@@ -15,6 +16,7 @@ from sim.summary import mode_comparison
 from .conftest import SCENARIOS
 
 PAPER = SCENARIOS / "paper-3node.yaml"
+LOCAL = SCENARIOS / "localhost.yaml"
 
 
 def paper(*overrides: str):
@@ -133,3 +135,38 @@ def test_replications_are_independent_streams():
 def test_distribution_is_part_of_the_round(mode):
     summ = simulate(paper(), mode, replications=2).summary.model_dump()
     assert 0 < summ["model_distribution_s"]["mean"] < summ["round_latency_s"]["mean"]
+
+
+def test_a_host_at_another_cpu_speed_divides_every_cost_by_it():
+    """deployment.hosts[].cpu_speed: the same profile on slower (or faster) cores; the same seed draws the same
+    samples, so a CPU step is 1 / speed as long (to within the processor sharing with telemetry, whose frames
+    meet other steps when everything runs slower)."""
+    base = load_scenario(LOCAL, ["workload.fl.rounds=2"])
+    slow = load_scenario(LOCAL, ["workload.fl.rounds=2", "deployment.hosts.*.cpu_speed=0.5"])
+    prof = slow.host_profile(slow.deployment.hosts[0].name)
+    assert prof.time_scale == 2.0 and base.host_profile(base.deployment.hosts[0].name).time_scale == 1.0
+    op = "ML-DSA-65.sign"
+    assert prof.cost_s(op, np.random.default_rng(4)) == pytest.approx(
+        2 * base.host_profile(base.deployment.hosts[0].name).cost_s(op, np.random.default_rng(4))
+    )
+    rng = np.random.default_rng(1)
+    assert np.allclose(prof.at_speed(2.0).costs_s(op, rng, 0, 5), prof.op(op).costs_s(np.random.default_rng(1), 0, 5))
+    a, b = simulate(base, "sequential", 7, 1).spans, simulate(slow, "sequential", 7, 1).spans
+    cpu = lambda df: df[(df.phase == "train") & (df.op == "fl.train")]  # noqa: E731 - one CPU span kind
+    ratio = (cpu(b).end_s - cpu(b).start_s).to_numpy() / (cpu(a).end_s - cpu(a).start_s).to_numpy()
+    assert np.allclose(ratio, 2.0, rtol=0.03), ratio
+
+
+def test_cpu_speed_must_be_positive():
+    with pytest.raises(UserError, match=r"cpu_speed"):
+        load_scenario(LOCAL, ["deployment.hosts.*.cpu_speed=0"])
+
+
+def test_ed25519_hashes_the_message_twice_when_signing():
+    """PureEdDSA (RFC 8032 5.1.6) hashes the message for the nonce and for the challenge; verifying, once."""
+    s = load_scenario(LOCAL, ["workload.fl.rounds=1", "workload.crypto.signature=Ed25519"])
+    df = simulate(s, "sequential", 1, 1).spans
+    hashed = df[df.op == "SHA-512.hash"]
+    sign = hashed[hashed.phase == "distribute"]["bytes"].iloc[0]
+    verify = hashed[hashed.phase == "receive"]["bytes"].iloc[0]
+    assert sign == 2 * verify == 2 * s.workload.fl.model_parameters * s.workload.fl.bytes_per_parameter

@@ -1,0 +1,94 @@
+"""How fast this machine's cores ran: a fixed reference kernel timed on every core, beside a measurement.
+
+On a shared host (a VM whose physical cores other guests also use) the same code runs at speeds that differ by up
+to 1.65x within seconds, and neither the load average nor steal shows it. Measured on our CI machine class
+(2026-11-29, ``python /tmp`` probes as below): SHAKE-256 over 64 KiB took either ~183 µs or ~305 µs of CPU time,
+switching every few seconds and per vCPU, whatever our own processes did; a 10-round twin run lasts a fraction of
+a second, so it sees one state or the other, and identical runs' median round latency ranged 17–28 ms. A
+profile calibrated in one state and a run measured in the other differ by that much before any model error.
+
+``SpeedProbe`` runs one thread per core (pinned with ``sched_setaffinity``) that every ``INTERVAL_S`` hashes
+``PROBE_BYTES`` with SHAKE-256 twice and keeps the smaller *thread CPU time* (``time.thread_time_ns``: time
+slices given to other threads do not count, a slower core does). hashlib releases the GIL while hashing, so
+the threads share a process with the orchestrator without waiting on it. Cost: ~0.3 % of each core.
+The samples summarise into a ``CpuSpeed`` (sim/contract.py): median, 10th and 90th percentile probe time, over
+the part of the run that was measured (a twin run: its FL rounds, not the nodes' start-up).
+``pqtwin calibrate`` records the median during calibration in the profile (``platform.speed_probe_us``);
+a run compares its own median with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+import time
+
+import numpy as np
+
+from sim.contract import CpuSpeed
+
+PROBE_BYTES = 16 << 10
+INTERVAL_S = 0.05
+_DATA = bytes(range(256)) * (PROBE_BYTES // 256)
+
+
+def probe_us() -> float:
+    """One probe: the CPU time of hashing ``PROBE_BYTES``, best of two (µs)."""
+    best = float("inf")
+    for _ in range(2):
+        t0 = time.thread_time_ns()
+        hashlib.shake_256(_DATA).digest(32)
+        best = min(best, time.thread_time_ns() - t0)
+    return best / 1e3
+
+
+class SpeedProbe:
+    """``start()`` before a measurement, ``stop()`` after it: the probe times of every core in between."""
+
+    def __init__(self, interval_s: float = INTERVAL_S, cpus: set[int] | None = None):
+        self.interval_s = interval_s
+        self.cpus = sorted(cpus if cpus is not None else _allowed_cpus())
+        self.samples: list[tuple[float, float]] = []  # (time.monotonic(), probe µs)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> SpeedProbe:
+        for cpu in self.cpus:
+            t = threading.Thread(target=self._run, args=(cpu,), name=f"speed-probe-{cpu}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def _run(self, cpu: int) -> None:
+        with contextlib.suppress(AttributeError, OSError):  # no affinity: the probe samples whichever core it gets
+            os.sched_setaffinity(threading.get_native_id(), {cpu})
+        while not self._stop.wait(self.interval_s):
+            self.samples.append((time.monotonic(), probe_us()))  # list.append is atomic under the GIL
+
+    def stop(self, window: tuple[float, float] | None = None) -> CpuSpeed | None:
+        """The summary of the probes taken inside ``window`` (monotonic seconds; None: all of them), or of all
+        when the window holds fewer than ``MIN_IN_WINDOW``; None when no probe ran."""
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=1.0)
+        inside = [us for t, us in self.samples if window is None or window[0] <= t <= window[1]]
+        return summarise(inside if len(inside) >= MIN_IN_WINDOW else [us for _, us in self.samples])
+
+
+MIN_IN_WINDOW = 4
+
+
+def summarise(samples: list[float]) -> CpuSpeed | None:
+    if not samples:
+        return None
+    p10, p50, p90 = (float(x) for x in np.percentile(samples, [10, 50, 90]))
+    return CpuSpeed(probe_us_p10=p10, probe_us_p50=p50, probe_us_p90=p90, samples=len(samples))
+
+
+def _allowed_cpus() -> set[int]:
+    try:
+        return os.sched_getaffinity(0)
+    except AttributeError:  # not Linux
+        return {0}
