@@ -234,7 +234,7 @@ def mean_cost_s(profile: Profile | None, op: str, units: float = 0.0) -> float:
     extra = profile.overheads.get(op_kind(op))
     if extra is None:
         return base * profile.time_scale
-    nbytes = units if getattr(model, "unit", "byte") == "byte" else 0.0
+    nbytes = units if not isinstance(model, LinearOp) or model.unit == "byte" else 0.0
     return extra.apply(base, nbytes) * profile.time_scale
 
 

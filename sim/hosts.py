@@ -29,7 +29,7 @@ import numpy as np
 import simpy
 
 from sim.contract import SpanRow
-from sim.profile import Profile
+from sim.profile import LinearOp, Profile
 
 
 class CountingEnvironment(simpy.Environment):
@@ -218,7 +218,7 @@ class Endpoint:
             return
         model = cpu.profile.op(op)
         cost = cpu.profile.cost_s(op, cpu.rng, units)
-        nbytes = int(units) if getattr(model, "unit", None) == "byte" else 0
+        nbytes = int(units) if isinstance(model, LinearOp) and model.unit == "byte" else 0
         start = env.now if since is None else since
         own, request = self.thread, None
         if isinstance(own, Thread):

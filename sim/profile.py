@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sim.catalogue import CATALOGUE
-from sim.errors import load_yaml, validate
+from sim.errors import UserError, load_yaml, validate
 
 Tag = Literal["M", "D", "E", "F"]
 # Bounds: a profile may come from anywhere (--profile); costs beyond these overflow the simulated clock or
@@ -233,19 +233,15 @@ class Profile(_Strict):
     ops: dict[str, Annotated[PerCallOp | LinearOp, Field(discriminator="kind")]]
     overheads: dict[str, Overhead] = Field(default_factory=dict)
     power: HostPower | None = None  # None: energy is not reported for hosts priced by this profile
-    _time_scale: float = PrivateAttr(default=1.0)  # costs x this: a host at another speed (``at_speed``)
+    # costs x this: a host at another speed (``at_speed``, from a scenario's ``cpu_speed``); not a file field
+    # (``load_profile`` refuses it) and never written; a plain field because costs read it on every call
+    time_scale: float = Field(default=1.0, gt=0, le=1e6, exclude=True, repr=False)
 
     def at_speed(self, speed: float) -> Profile:
         """This profile on cores running ``speed`` times as fast as when it was measured (every cost / speed)."""
         if not 0 < speed < math.inf:
             raise ValueError(f"speed must be positive and finite (got {speed})")
-        scaled = self.model_copy()
-        scaled._time_scale = self._time_scale / speed
-        return scaled
-
-    @property
-    def time_scale(self) -> float:
-        return self._time_scale
+        return self.model_copy(update={"time_scale": self.time_scale / speed})
 
     @model_validator(mode="after")
     def _providers_stated(self) -> Profile:
@@ -275,10 +271,10 @@ class Profile(_Strict):
         base = model.cost_s(rng, units)
         extra = self.overheads.get(op_kind(name))
         if extra is None:
-            return base * self._time_scale
+            return base * self.time_scale
         # bytes the call processed: a per-byte op's units; a signature's message size (its cost is per call)
-        nbytes = units if getattr(model, "unit", "byte") == "byte" else 0.0
-        return extra.apply(base, nbytes, rng) * self._time_scale
+        nbytes = units if not isinstance(model, LinearOp) or model.unit == "byte" else 0.0
+        return extra.apply(base, nbytes, rng) * self.time_scale
 
     def costs_s(self, name: str, rng: np.random.Generator, units: float, n: int) -> np.ndarray:
         """``n`` calls' costs at once, from the same distributions as ``cost_s`` (the vectorized engine)."""
@@ -286,8 +282,9 @@ class Profile(_Strict):
         base = model.costs_s(rng, units, n)
         extra = self.overheads.get(op_kind(name))
         if extra is None:
-            return base * self._time_scale
-        return extra.apply_all(base, units if getattr(model, "unit", "byte") == "byte" else 0.0, rng) * self._time_scale
+            return base * self.time_scale
+        nbytes = units if not isinstance(model, LinearOp) or model.unit == "byte" else 0.0
+        return extra.apply_all(base, nbytes, rng) * self.time_scale
 
     def is_deterministic(self, name: str) -> bool:
         """True when every call of ``name`` costs the same (no spread in its distribution or overhead)."""
@@ -307,4 +304,8 @@ def fit_lognormal(mean_s: float, stdev_s: float) -> Lognormal:
 
 def load_profile(path: Path) -> Profile:
     """Read and validate a profile file; UserError (one line per problem) if it is invalid."""
-    return validate(Profile, load_yaml(path), path)
+    data = load_yaml(path)
+    if isinstance(data, dict) and "time_scale" in data:
+        raise UserError(f"{path}: time_scale: not a profile field (a host's speed is the scenario's "
+                        "deployment.hosts[].cpu_speed)")  # fmt: skip
+    return validate(Profile, data, path)

@@ -170,3 +170,18 @@ def test_ed25519_hashes_the_message_twice_when_signing():
     sign = hashed[hashed.phase == "distribute"]["bytes"].iloc[0]
     verify = hashed[hashed.phase == "receive"]["bytes"].iloc[0]
     assert sign == 2 * verify == 2 * s.workload.fl.model_parameters * s.workload.fl.bytes_per_parameter
+
+
+def test_a_profile_file_cannot_set_a_host_speed(tmp_path):
+    """Speed is the scenario's (cpu_speed), never written into a profile file, nor read from one."""
+    import yaml
+
+    from sim.profile import load_profile
+
+    src = SCENARIOS / "profiles" / "ci-x86.yaml"
+    prof = load_profile(src)
+    assert "time_scale" not in prof.at_speed(0.5).model_dump()
+    data = yaml.safe_load(src.read_text()) | {"time_scale": 2.0}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(UserError, match=r"p.yaml: time_scale: not a profile field"):
+        load_profile(tmp_path / "p.yaml")
