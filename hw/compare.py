@@ -216,10 +216,13 @@ def _load_warnings(hw_sum: Summary) -> list[str]:
     if load is None or load.quiet:
         return []
     if load.unsteady and not load.busy:
+        speed = load.speed_vs_calibration
+        at = "" if speed is None else (f"; to see the model's own error, simulate at the speed measured: "
+                                       f"--set 'deployment.hosts.*.cpu_speed={speed:.2f}'")  # fmt: skip
         return [f"the measured run's cores changed speed or ran at another speed than when calibrated "
                 f"({load.describe()}): a shared host's other guests do that, unseen by load and steal; its "
                 "error says as much about the host as about the model; repeat the run (several runs average "
-                "over the host's states) or calibrate again"]  # fmt: skip
+                f"over the host's states) or calibrate again{at}"]  # fmt: skip
     return [f"the measured run was on a busy machine ({load.describe()}): its error says as much about the "
             "neighbours as about the model; measure again on a quiet machine"]  # fmt: skip
 
