@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Generator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -264,8 +265,9 @@ class Replication:
         yield from ep.run(self.rec, phase, f"{self.sig.name}.verify", payload)
         yield from ep.run(self.rec, phase, "deserialize", payload)
 
-    def handshake(self, ini: Endpoint, resp: Endpoint, ph: str = "handshake") -> Gen:
-        """Responder's signed ephemeral KEM key; initiator encapsulates and signs the transcript."""
+    def handshake(self, ini: Endpoint, resp: Endpoint, ph: str = "handshake", keys: simpy.Event | None = None) -> Gen:
+        """Responder's signed ephemeral KEM key; initiator encapsulates and signs the transcript. ``keys``
+        succeeds when the initiator has its keys, before its last message leaves (``first_frame: with_keys``)."""
         kem, sig, rec = self.kem, self.sig, self.rec
         yield from self.send(ini, resp, HELLO_BYTES, ph)
         yield from resp.run(rec, ph, f"{kem.name}.keygen")
@@ -274,6 +276,8 @@ class Replication:
         yield from ini.run(rec, ph, f"{sig.name}.verify")
         yield from ini.run(rec, ph, f"{kem.name}.encaps")
         yield from ini.run(rec, ph, f"{sig.name}.sign")
+        if keys is not None:
+            keys.succeed()
         yield from self.send(ini, resp, kem.ciphertext_bytes + sig.signature_bytes + sig.public_key_bytes, ph)
         yield from resp.run(rec, ph, f"{kem.name}.decaps")
         yield from resp.run(rec, ph, f"{sig.name}.verify")
@@ -432,9 +436,15 @@ class Replication:
         yield env.timeout(rng.uniform(0, period))
         while True:
             asked = env.now
-            yield from self.handshake(gateway or dev, receiver, "telemetry")  # device sessions: telemetry work
+            if pop.first_frame == "with_keys" and gateway is None:  # frames go once the device has its keys
+                keys = env.event()
+                done = env.process(self.handshake(dev, receiver, "telemetry", keys))
+                done.callbacks.append(partial(self._handshake_done, pop.name, asked))
+                yield keys
+            else:
+                yield from self.handshake(gateway or dev, receiver, "telemetry")  # device sessions: telemetry work
+                self._handshake_done(pop.name, asked)
             start = env.now
-            self.device_handshakes.append((pop.name, asked, start))
             session_end = start + interval if interval else float("inf")
             if self.vectorized:
                 from sim.kernels import grid_after  # numba: only the vectorized engine pays for it
@@ -466,6 +476,9 @@ class Replication:
             with cpu.resource.request() as core:
                 yield core
                 yield self.env.timeout(size_s)
+
+    def _handshake_done(self, population: str, asked: float, _event: Any = None) -> None:
+        self.device_handshakes.append((population, asked, self.env.now))
 
     def _device_endpoints(self, pop: DevicePopulation, i: int) -> tuple[Endpoint, Endpoint]:
         node = device_node(pop, i)

@@ -125,6 +125,11 @@ class DevicePopulation(_Strict):
     # who runs the device's post-quantum session with its pod: the device itself, or its gateway host on its
     # behalf (the sensor keeps a provisioned symmetric key with the gateway, which re-encrypts each frame)
     key_establishment: Literal["device", "gateway"] = "device"
+    # when a session's frames start: once the handshake is complete (the pod verified the device's last
+    # message), or as soon as the device has its keys (it signed and handed over that message), as a sensor
+    # does and the twin's device emulator does: the first frame then queues behind that message on the
+    # device's link and behind the pod's handshake work. with_keys is computed by the event model only.
+    first_frame: Literal["after_handshake", "with_keys"] = "after_handshake"
 
     @field_validator("device_class")
     @classmethod

@@ -185,3 +185,37 @@ def test_a_profile_file_cannot_set_a_host_speed(tmp_path):
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(UserError, match=r"p.yaml: time_scale: not a profile field"):
         load_profile(tmp_path / "p.yaml")
+
+
+WITH_KEYS = [f"workload.devices.{p}.first_frame=with_keys" for p in ("ecg-a", "ecg-b")]
+AFTER = [f"workload.devices.{p}.first_frame=after_handshake" for p in ("ecg-a", "ecg-b")]
+
+
+def test_with_keys_a_sessions_first_frame_queues_behind_the_handshakes_last_message():
+    """first_frame: with_keys (what the twin's devices do): the first frame of a session leaves right after the
+    device hands over its last handshake message, so it waits for that message on the device's link and for
+    the pod's decapsulation and verification; the frames after it do not wait. The handshake itself is the
+    same in both semantics."""
+    run = ["run.stop_at=horizon", "run.horizon_s=20", "run.engine=events", "workload.fl.rounds=1"]
+    after = simulate(load_scenario(LOCAL, [*run, *AFTER]), "sequential", 3, 1)
+    keys = simulate(load_scenario(LOCAL, [*run, *WITH_KEYS]), "sequential", 3, 1)
+    lat = lambda r: (lambda f: (f.end_s - f.start_s).to_numpy())(r.spans[r.spans.op == "frame"])  # noqa: E731
+    sessions = len(keys.spans[(keys.spans.phase == "telemetry") & keys.spans.op.str.endswith(".decaps")])
+    slow = lat(keys) > 3 * np.median(lat(after))
+    assert slow.sum() == sessions == 8  # one first frame per device session, and only those
+    assert not (lat(after) > 3 * np.median(lat(after))).any()
+    msg3_s = 4400 * 8 / 1e6  # ~4.4 kB (ciphertext, signature, public key) at BLE's 1 Mbit/s, at least
+    assert np.min(lat(keys)[slow]) > msg3_s
+    assert np.allclose(np.sort(lat(keys)[~slow])[:5], np.sort(lat(after))[:5], rtol=0.2)
+    hs = lambda r: r.summary.telemetry.handshake_s  # noqa: E731 - request to completion, as before
+    assert hs(keys) is not None and hs(keys).p50 == pytest.approx(hs(after).p50, rel=0.02)
+
+
+def test_with_keys_is_the_event_models_only():
+    from sim.telemetry import engine_for
+
+    s = load_scenario(LOCAL, [*WITH_KEYS, "run.engine=auto"])
+    assert engine_for(s) == "events"
+    forced = load_scenario(LOCAL, [*WITH_KEYS, "run.engine=vectorized", "run.stop_at=horizon", "run.horizon_s=5"])
+    with pytest.raises(UserError, match="first_frame: with_keys is computed by the event model only"):
+        simulate(forced, "sequential", replications=1)
