@@ -2,10 +2,12 @@
 
 On a shared host (a VM whose physical cores other guests also use) the same code runs at speeds that differ by up
 to 1.65x within seconds, and neither the load average nor steal shows it. Measured on our CI machine class
-(2026-11-29, ``python /tmp`` probes as below): SHAKE-256 over 64 KiB took either ~183 µs or ~305 µs of CPU time,
-switching every few seconds and per vCPU, whatever our own processes did; a 10-round twin run lasts a fraction of
-a second, so it sees one state or the other, and identical runs' median round latency ranged 17–28 ms. A
-profile calibrated in one state and a run measured in the other differ by that much before any model error.
+(2026-11-29, a probe as below pinned to each vCPU, every 100 ms, beside twin runs and on an idle machine):
+SHAKE-256 over 64 KiB took either ~183 µs or ~305 µs of CPU time, switching every few seconds and per vCPU,
+whatever our own processes did; a 10-round twin run lasts a fraction of a second, so it sees one state or the
+other, and identical runs' median round latency ranged 17–28 ms. A profile calibrated in one state and a run
+measured in the other differ by that much before any model error. During a run the probe also feels the
+twin's own processes on its core (cache pressure): it flags a run, it is not a calibration.
 
 ``SpeedProbe`` runs one thread per core (pinned with ``sched_setaffinity``) that every ``INTERVAL_S`` hashes
 ``PROBE_BYTES`` with SHAKE-256 twice and keeps the smaller *thread CPU time* (``time.thread_time_ns``: time
