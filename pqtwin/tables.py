@@ -150,15 +150,16 @@ def render_table(result: dict[str, Any]) -> Table:
 
 def machine_state(load: dict[str, Any]) -> str:
     """A measurement's machine in a few words: quiet, busy (neighbours, steal) or unsteady (core speed)."""
-    if load["quiet"]:
+    from sim.contract import MachineLoad
+
+    ml = MachineLoad.model_validate(load)
+    if ml.quiet:
         return "quiet machine"
-    speed = load.get("cpu_speed")
-    if load.get("unsteady") and not load.get("busy") and speed is not None:
-        spread = speed["probe_us_p90"] / speed["probe_us_p10"]
-        cal = load.get("calibrated_probe_us")
-        vs = "" if cal is None else f" at {cal / speed['probe_us_p50']:.2f}x their calibrated speed,"
-        return f"UNSTEADY machine: cores ran{vs} varying {spread:.2f}x"
-    return f"BUSY machine: other processes used {load['foreign_cpu_cores']:.2f} cores"
+    if ml.unsteady and not ml.busy and ml.cpu_speed is not None:
+        ratio = ml.speed_vs_calibration
+        vs = "" if ratio is None else f" at {ratio:.2f}x their calibrated speed,"
+        return f"UNSTEADY machine: cores ran{vs} varying {ml.cpu_speed.spread:.2f}x"
+    return f"BUSY machine: other processes used {ml.foreign_cpu_cores:.2f} cores"
 
 
 def fidelity_line(result: dict[str, Any]) -> str:

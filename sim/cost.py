@@ -35,7 +35,7 @@ import networkx as nx
 from sim import catalogue
 from sim.contract import RECORD_HEADER_BYTES
 from sim.errors import field_error
-from sim.profile import LinearOp, Profile, op_kind
+from sim.profile import LinearOp, Profile, op_kind, overhead_bytes
 from sim.scenario import DevicePopulation, LinkParams, Scenario, lowest_latency_path, route_weight
 from sim.telemetry import WINDOW_FRAMES, engine_for
 
@@ -234,8 +234,7 @@ def mean_cost_s(profile: Profile | None, op: str, units: float = 0.0) -> float:
     extra = profile.overheads.get(op_kind(op))
     if extra is None:
         return base * profile.time_scale
-    nbytes = units if not isinstance(model, LinearOp) or model.unit == "byte" else 0.0
-    return extra.apply(base, nbytes) * profile.time_scale
+    return extra.apply(base, overhead_bytes(model, units)) * profile.time_scale
 
 
 # --- telemetry ---------------------------------------------------------------------------------------

@@ -186,6 +186,12 @@ class Overhead(_Strict):
         return cost if self.sigma == 0 else cost * rng.lognormal(-(self.sigma**2) / 2, self.sigma, cost.size)
 
 
+def overhead_bytes(model: PerCallOp | LinearOp, units: float) -> float:
+    """The bytes a call processed, for its kind's per-byte overhead: a per-byte op's units, a signature's
+    message size (its cost is per call); 0 for work counted in other units (training, FedAvg)."""
+    return units if not isinstance(model, LinearOp) or model.unit == "byte" else 0.0
+
+
 def op_kind(op: str) -> str:
     """``ML-KEM-768.encaps`` -> ``encaps``; ``net.loopback`` -> ``loopback``; ``serialize`` -> ``serialize``."""
     return op.rsplit(".", 1)[-1]
@@ -272,9 +278,7 @@ class Profile(_Strict):
         extra = self.overheads.get(op_kind(name))
         if extra is None:
             return base * self.time_scale
-        # bytes the call processed: a per-byte op's units; a signature's message size (its cost is per call)
-        nbytes = units if not isinstance(model, LinearOp) or model.unit == "byte" else 0.0
-        return extra.apply(base, nbytes, rng) * self.time_scale
+        return extra.apply(base, overhead_bytes(model, units), rng) * self.time_scale
 
     def costs_s(self, name: str, rng: np.random.Generator, units: float, n: int) -> np.ndarray:
         """``n`` calls' costs at once, from the same distributions as ``cost_s`` (the vectorized engine)."""
@@ -283,8 +287,7 @@ class Profile(_Strict):
         extra = self.overheads.get(op_kind(name))
         if extra is None:
             return base * self.time_scale
-        nbytes = units if not isinstance(model, LinearOp) or model.unit == "byte" else 0.0
-        return extra.apply_all(base, nbytes, rng) * self.time_scale
+        return extra.apply_all(base, overhead_bytes(model, units), rng) * self.time_scale
 
     def is_deterministic(self, name: str) -> bool:
         """True when every call of ``name`` costs the same (no spread in its distribution or overhead)."""
