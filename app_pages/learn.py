@@ -464,7 +464,9 @@ def battery() -> None:
             rows.append({"suite": label, **d.by_part_j, "days": d.battery_life_days})
     df = pd.DataFrame(rows)
     fig = go.Figure()
-    for part, colour in (("mcu", "#d62728"), ("radio_tx", "#1f77b4"), ("radio_rx", "#9467bd"), ("sleep", "#7f7f7f")):
+    parts = (("mcu", "#d62728"), ("radio_tx", "#1f77b4"), ("radio_rx", "#9467bd"), ("radio_switch", "#17becf"),
+             ("sleep", "#7f7f7f"))  # fmt: skip
+    for part, colour in parts:
         fig.add_trace(go.Bar(x=df.suite, y=df[part], name=part.replace("_", " "), marker_color=colour))
     fig.update_layout(barmode="stack", yaxis_title="J per day", height=380, legend={"orientation": "h"})
     st.plotly_chart(fig, key="learn_battery")
@@ -472,8 +474,9 @@ def battery() -> None:
     for col, row in zip(cols, df.itertuples(), strict=True):
         col.metric(str(row.suite).split(" (")[0], f"{row.days:,.0f} days")
     st.caption(
-        "Energy per day of one patch sending a frame a second (sim/energy.py at these rates; the nRF52840's radio, "
-        'MCU and sleep power and a CR2032, sources in README "Energy"). `python bench/energy_table.py` simulates '
+        "Energy per day of one patch sending a frame a second (sim/energy.py at these rates; the nRF52840's radio "
+        "with its link layer's acknowledgements and connection events (peripheral latency auto), MCU and sleep power "
+        'and a CR2032, sources in README "Energy"). `python bench/energy_table.py` simulates '
         "the same day, frame by frame."
     )
 

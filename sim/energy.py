@@ -29,7 +29,7 @@ from sim import catalogue
 from sim.contract import MARKERS, RECORD_HEADER_BYTES, WIRE_OPS, DeviceEnergy, Energy, HostEnergy, Stats
 from sim.cost import mean_cost_s
 from sim.model import HELLO_BYTES
-from sim.presets import DEVICE_CLASSES, LINK_PRESETS, DevicePower, Radio
+from sim.presets import DEVICE_CLASSES, LINK_PRESETS, NO_EXCHANGE, DevicePower, Radio
 from sim.scenario import DevicePopulation, Scenario
 from sim.summary import describe
 
@@ -88,10 +88,16 @@ def round_energy(s: Scenario, spans: pd.DataFrame) -> Stats | None:
 
 
 def device_power(pop: DevicePopulation) -> DevicePower | None:
+    """The device class's power model, with the scenario's battery and the part of it that is usable."""
     dc = DEVICE_CLASSES[pop.device_class].power
-    if dc is None or pop.battery_j is None:
-        return dc
-    return DevicePower(dc.active_w, dc.sleep_w, pop.battery_j, "the scenario's battery_j", dc.source)
+    if dc is None:
+        return None
+    battery_j, battery = dc.battery_j, dc.battery
+    if pop.battery_j is not None:
+        battery_j, battery = pop.battery_j, "the scenario's battery_j"
+    if pop.battery_usable < 1:
+        battery = f"{battery}, {pop.battery_usable:.0%} of it usable"
+    return DevicePower(dc.active_w, dc.sleep_w, battery_j * pop.battery_usable, battery, dc.source)
 
 
 def device_radio(pop: DevicePopulation) -> Radio | None:
@@ -99,12 +105,12 @@ def device_radio(pop: DevicePopulation) -> Radio | None:
     return preset.radio if preset is not None else None
 
 
-def session_costs(s: Scenario, pop: DevicePopulation) -> tuple[float, int, int]:
-    """A device's side of one session: (MCU seconds, bytes sent, bytes received) -- sim/model.py handshake:
-    it sends the hello and its encapsulation + signature, receives the pod's signed ephemeral key."""
+def session_costs(s: Scenario, pop: DevicePopulation) -> tuple[float, list[int], list[int]]:
+    """A device's side of one session: (MCU seconds, messages sent, messages received, in bytes) -- sim/model.py
+    handshake: it sends the hello, receives the pod's signed ephemeral key, sends its encapsulation + signature."""
     kem, sig = catalogue.get(s.workload.crypto.kem), catalogue.get(s.workload.crypto.signature)
-    sent = HELLO_BYTES + kem.ciphertext_bytes + sig.signature_bytes + sig.public_key_bytes
-    received = kem.public_key_bytes + sig.signature_bytes + sig.public_key_bytes
+    sent = [HELLO_BYTES, kem.ciphertext_bytes + sig.signature_bytes + sig.public_key_bytes]
+    received = [kem.public_key_bytes + sig.signature_bytes + sig.public_key_bytes]
     profile = s.device_profile(pop)
     mcu = (
         0.0
@@ -123,31 +129,43 @@ def frame_costs(s: Scenario, pop: DevicePopulation) -> tuple[float, int]:
     return mcu, RECORD_HEADER_BYTES + payload + aead.aead_overhead_bytes
 
 
+def idle_events(pop: DevicePopulation, frames: float, run_s: float) -> float:
+    """Connection events in ``run_s`` in which the sensor has nothing to send: it wakes every
+    ``wake_interval_s`` (its peripheral latency lets it skip the others), and sends each frame in one."""
+    return max(0.0, run_s / pop.wake_interval_s() - frames)
+
+
 def device_joules(s: Scenario, pop: DevicePopulation, frames: float, sessions: float, run_s: float
                   ) -> dict[str, float] | None:  # fmt: skip
     """One device's joules over ``run_s`` with ``frames`` frames and ``sessions`` handshakes, by part (mcu,
-    radio_tx, radio_rx, sleep) and by activity (sessions, frames, sleep); None without power or radio models."""
+    radio_tx, radio_rx, radio_switch, sleep) and by activity (sessions, frames, connection: the events with
+    nothing to send, sleep); None without power or radio models."""
     power, radio = device_power(pop), device_radio(pop)
     if power is None or radio is None or run_s <= 0:
         return None
     if pop.key_establishment == "gateway":  # its gateway runs the sessions; the sensor only encrypts frames
         sessions = 0.0
-    s_mcu, s_tx, s_rx = session_costs(s, pop)
+    s_mcu, s_sent, s_received = session_costs(s, pop)
     f_mcu, f_tx = frame_costs(s, pop)
-    session_s = (s_mcu, radio.air_time_s(s_tx), radio.air_time_s(s_rx))
-    frame_s = (f_mcu, radio.air_time_s(f_tx), 0.0)
-    mcu_s, tx_s, rx_s = (sessions * a + frames * b for a, b in zip(session_s, frame_s, strict=True))
-    sleep_s = max(0.0, run_s - mcu_s - tx_s - rx_s)
-    watts = (power.active_w, radio.tx_w, radio.rx_w)
+    session = sum((radio.send(n) for n in s_sent), NO_EXCHANGE) + sum(
+        (radio.receive(n) for n in s_received), NO_EXCHANGE
+    )
+    frame, idle = radio.send(f_tx), radio.idle_event()
+    events = idle_events(pop, frames, run_s)
+    air = session * sessions + frame * frames + idle * events
+    mcu_s = sessions * s_mcu + frames * f_mcu
+    sleep_s = max(0.0, run_s - mcu_s - air.tx_s - air.rx_s - air.switch_s)
     return {
-        "mcu": mcu_s * power.active_w, "radio_tx": tx_s * radio.tx_w, "radio_rx": rx_s * radio.rx_w,
-        "sleep": sleep_s * power.sleep_w,
-        "sessions": sessions * math.fsum(t * w for t, w in zip(session_s, watts, strict=True)),
-        "frames": frames * math.fsum(t * w for t, w in zip(frame_s, watts, strict=True)),
+        "mcu": mcu_s * power.active_w, "radio_tx": air.tx_s * radio.tx_w, "radio_rx": air.rx_s * radio.rx_w,
+        "radio_switch": air.switch_s * radio.switch_w, "sleep": sleep_s * power.sleep_w,
+        "sessions": sessions * (s_mcu * power.active_w + radio.joules(session)),
+        "frames": frames * (f_mcu * power.active_w + radio.joules(frame)),
+        "connection": events * radio.joules(idle),
     }  # fmt: skip
 
 
-PARTS = ("mcu", "radio_tx", "radio_rx", "sleep")
+PARTS = ("mcu", "radio_tx", "radio_rx", "radio_switch", "sleep")
+ACTIVITIES = ("sessions", "frames", "connection", "sleep")
 
 
 def device_energy(s: Scenario, pop: DevicePopulation, frames: float, sessions: float, run_s: float
@@ -184,11 +202,11 @@ def device_energy_over(s: Scenario, pop: DevicePopulation, reps: Sequence[tuple[
     run_s = float(np.mean([t for _, _, t in reps]))
     steady = [device_joules(s, pop, *steady_counts(s, pop, f, n, t), t) for f, n, t in reps]
     watts = float(np.mean([math.fsum(r[k] for k in PARTS) for r in steady if r is not None])) / run_s
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in (*PARTS, "sessions", "frames")}
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in (*PARTS, *ACTIVITIES)}
     return DeviceEnergy(
         per_device_j=float(total.mean()), per_device_j_stats=_stats(total),
         by_part_j={k: mean[k] for k in PARTS},
-        by_activity_j={"sessions": mean["sessions"], "frames": mean["frames"], "sleep": mean["sleep"]},
+        by_activity_j={k: mean[k] for k in ACTIVITIES},
         average_power_w=watts, frames=float(np.mean([f for f, _, _ in reps])),
         sessions=0.0 if pop.key_establishment == "gateway" else float(np.mean([n for _, n, _ in reps])),
         battery=power.battery, battery_life_days=power.battery_j / watts / SECONDS_PER_DAY if watts > 0 else None,

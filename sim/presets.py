@@ -21,7 +21,15 @@ class LinkPreset:
 @dataclass(frozen=True)
 class Radio:
     """A device's radio on a link (sim/energy.py): power while sending and receiving, the PHY's bit rate, and
-    what each packet adds on air; air time = (payload + packets x overhead) x 8 / phy_bps."""
+    what each packet adds on air; air time = (payload + packets x overhead) x 8 / phy_bps.
+
+    The link layer (BLE): every packet is answered after the inter-frame space ``ifs_s`` (T_IFS) -- a data
+    packet the sensor sends by the central's acknowledgement (an empty packet of ``empty_packet_bytes`` when
+    the central has nothing to say), one it receives by the sensor's; and every connection event begins with
+    the central's packet, so a sensor with nothing to send still receives one and answers it with an empty one.
+    The radio is switching (ramping up) in each T_IFS, and once more before the event's first packet:
+    ``switch_w`` while it does. ``Exchange`` holds the seconds in each state.
+    """
 
     tx_w: float
     rx_w: float
@@ -29,14 +37,59 @@ class Radio:
     max_payload_bytes: int  # per packet
     overhead_bytes: int  # per packet on air (preamble, address, header, MIC, CRC)
     source: str
+    empty_packet_bytes: int = 0  # an empty link-layer packet on air (preamble, address, header, CRC)
+    ifs_s: float = 0.0  # between two packets of a connection event
+    switch_w: float = 0.0  # while the radio ramps up between packets
 
     def __post_init__(self) -> None:
-        if min(self.tx_w, self.rx_w) < 0 or self.phy_bps <= 0 or self.max_payload_bytes < 1 or self.overhead_bytes < 0:
-            raise ValueError(f"radio: powers must be >= 0 W, phy_bps and max_payload_bytes > 0 (got {self})")
+        if (min(self.tx_w, self.rx_w, self.switch_w, self.ifs_s) < 0 or self.phy_bps <= 0
+                or self.max_payload_bytes < 1 or min(self.overhead_bytes, self.empty_packet_bytes) < 0):  # fmt: skip
+            raise ValueError(f"radio: powers and times must be >= 0, phy_bps and max_payload_bytes > 0 (got {self})")
+
+    def packets(self, nbytes: int) -> int:
+        return max(1, -(-nbytes // self.max_payload_bytes))
 
     def air_time_s(self, nbytes: int) -> float:
-        packets = max(1, -(-nbytes // self.max_payload_bytes))
-        return (nbytes + packets * self.overhead_bytes) * 8 / self.phy_bps
+        return (nbytes + self.packets(nbytes) * self.overhead_bytes) * 8 / self.phy_bps
+
+    @property
+    def empty_s(self) -> float:
+        return self.empty_packet_bytes * 8 / self.phy_bps
+
+    def send(self, nbytes: int) -> Exchange:
+        """The sensor sends a message in one connection event: its packets, each acknowledged by the central."""
+        n = self.packets(nbytes)
+        return Exchange(self.air_time_s(nbytes), n * self.empty_s, (2 * n + 1) * self.ifs_s)
+
+    def receive(self, nbytes: int) -> Exchange:
+        """The sensor receives a message in one connection event, acknowledging each packet."""
+        n = self.packets(nbytes)
+        return Exchange(n * self.empty_s, self.air_time_s(nbytes), (2 * n + 1) * self.ifs_s)
+
+    def idle_event(self) -> Exchange:
+        """A connection event with nothing to send either way: the central's empty packet, the sensor's."""
+        return Exchange(self.empty_s, self.empty_s, 2 * self.ifs_s)
+
+    def joules(self, x: Exchange) -> float:
+        return x.tx_s * self.tx_w + x.rx_s * self.rx_w + x.switch_s * self.switch_w
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """Seconds a sensor's radio spends sending, receiving and switching between packets."""
+
+    tx_s: float
+    rx_s: float
+    switch_s: float
+
+    def __add__(self, other: Exchange) -> Exchange:
+        return Exchange(self.tx_s + other.tx_s, self.rx_s + other.rx_s, self.switch_s + other.switch_s)
+
+    def __mul__(self, k: float) -> Exchange:
+        return Exchange(self.tx_s * k, self.rx_s * k, self.switch_s * k)
+
+
+NO_EXCHANGE = Exchange(0.0, 0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -65,15 +118,25 @@ class DeviceClass:
 
 # A patch's radio: Nordic nRF52840 at 0 dBm with its DC/DC converter, at 3.0 V (Nordic's characterisation voltage);
 # air time counts application bytes: 244 per packet with LE Data Length Extension, 21 (1M) / 22 (2M) bytes of
-# preamble, access address, header, L2CAP+ATT headers, MIC and CRC per packet. Not counted (no sourced figure):
-# ramp-up and the 150 us inter-frame spaces. Figures and sources: README "Energy".
+# preamble, access address, header, L2CAP+ATT headers, MIC and CRC per packet; an empty packet is preamble, access
+# address, header and CRC: 10 bytes (1M) / 11 (2M, a 2-byte preamble); T_IFS 150 us (Bluetooth Core Specification,
+# Vol 6 Part B 4.1.1). While it switches, the radio is taken to draw the mean of its TX and RX power [E] (no
+# sourced ramp-up current). Figures and sources: README "Energy".
 NRF52840_SRC = (
     "nRF52840 Product Specification, radio current table: TX 0 dBm 1 Mbps DC/DC 6.40 mA, RX 1 Mbps 6.26 mA [M], "
-    "x 3.0 V [D]; BLE packet layout (nigh.github.io bluetooth-le-packet; novelbits 'Bluetooth 5 speed') [M]"
+    "x 3.0 V [D]; BLE packet layout (nigh.github.io bluetooth-le-packet; novelbits 'Bluetooth 5 speed') [M]; "
+    "T_IFS 150 us (Bluetooth Core Specification Vol 6 Part B 4.1.1) [M]; power while switching [E]"
 )
-BLE_1M = Radio(0.0192, 0.0188, 1e6, 244, 21, NRF52840_SRC)
+T_IFS_S = 150e-6
+BLE_1M = Radio(0.0192, 0.0188, 1e6, 244, 21, NRF52840_SRC, 10, T_IFS_S, (0.0192 + 0.0188) / 2)
 RX_2M = "; RX on the 2M PHY 6.9 mA [E]: 1M x the 2M/1M ratio of nRF5340/nRF54L15 (1.06-1.15)"
-BLE_2M = Radio(0.0192, 0.0207, 2e6, 244, 22, NRF52840_SRC + RX_2M)
+BLE_2M = Radio(0.0192, 0.0207, 2e6, 244, 22, NRF52840_SRC + RX_2M, 11, T_IFS_S, (0.0192 + 0.0207) / 2)
+# BLE connection parameters (Bluetooth Core Specification Vol 6 Part B 4.5.1-4.5.2): a connection interval of
+# 7.5 ms to 4 s; a peripheral latency (events the sensor may skip with nothing to send) of at most 499, with
+# (1 + latency) x interval under half the supervision timeout, itself at most 32 s.
+MIN_CONNECTION_INTERVAL_S, MAX_CONNECTION_INTERVAL_S = 7.5e-3, 4.0
+MAX_PERIPHERAL_LATENCY = 499
+MAX_SUPERVISION_TIMEOUT_S = 32.0
 # The patch's MCU (nRF52840's Cortex-M4F at 64 MHz) and batteries (README "Energy").
 NRF52840_POWER = ("nRF52840 PS: CPU running CoreMark from flash at 64 MHz, DC/DC 3.3 mA [M]; System ON, full RAM, "
                   "wake on RTC 3.16 uA [M] (quoted in jnsbyr/nrf52-ble-test fa5a1fa0); x 3.0 V [D]; crypto assumed to "

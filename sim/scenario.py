@@ -28,7 +28,14 @@ from sim import catalogue
 from sim.contract import RunLayout, atomic_write
 from sim.errors import UserError, field_error, load_yaml, shorten, show, validate
 from sim.loading import exists, parse_value, read_text, require_utf8
-from sim.presets import DEVICE_CLASSES, LINK_PRESETS
+from sim.presets import (
+    DEVICE_CLASSES,
+    LINK_PRESETS,
+    MAX_CONNECTION_INTERVAL_S,
+    MAX_PERIPHERAL_LATENCY,
+    MAX_SUPERVISION_TIMEOUT_S,
+    MIN_CONNECTION_INTERVAL_S,
+)
 from sim.profile import Profile, load_profile
 
 # --- bounds: every number of a scenario is limited to what the model can run --------------------------
@@ -122,6 +129,9 @@ class DevicePopulation(_Strict):
     report_to: Name
     profile: str | None = Field(default=None, min_length=1, max_length=MAX_REF)  # None: device compute not modelled
     battery_j: float | None = Field(default=None, gt=0, le=1e9)  # None: the device class's battery (sim/presets.py)
+    # the part of the battery's rated energy the sensor gets out of it: coin cells under a radio's pulsed load
+    # gave from about half to all of their rating, by vendor (TI SWRA349; README "Energy")
+    battery_usable: float = Field(default=1.0, gt=0, le=1)
     # who runs the device's post-quantum session with its pod: the device itself, or its gateway host on its
     # behalf (the sensor keeps a provisioned symmetric key with the gateway, which re-encrypts each frame)
     key_establishment: Literal["device", "gateway"] = "device"
@@ -130,6 +140,14 @@ class DevicePopulation(_Strict):
     # does and the twin's device emulator does: the first frame then queues behind that message on the
     # device's link and behind the pod's handshake work. with_keys is computed by the event model only.
     first_frame: Literal["after_handshake", "with_keys"] = "after_handshake"
+    # the sensor's BLE connection, for its energy (sim/energy.py): the central's connection interval (None: the
+    # access link's latency_s, which the BLE presets take to be it, held within 7.5 ms..4 s) and the peripheral
+    # latency, how many connection events in a row the sensor may sleep through with nothing to send (auto: as
+    # many as its frame period and the longest supervision timeout allow)
+    connection_interval_s: float | None = Field(
+        default=None, ge=MIN_CONNECTION_INTERVAL_S, le=MAX_CONNECTION_INTERVAL_S
+    )
+    peripheral_latency: int | Literal["auto"] = "auto"
 
     @field_validator("device_class")
     @classmethod
@@ -154,8 +172,47 @@ class DevicePopulation(_Strict):
         bits = self.bits_per_sample or dc.bits_per_sample
         return self.header_bytes + math.ceil(rate * self.period_s() * bits / 8)
 
+    @field_validator("peripheral_latency", mode="before")
+    @classmethod
+    def _events_or_auto(cls, v: Any) -> Any:
+        """One message for both members of the union (pydantic would report each)."""
+        if v == "auto":
+            return v
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= MAX_PERIPHERAL_LATENCY or v != int(v):
+            raise ValueError(f"must be a whole number of events from 0 to {MAX_PERIPHERAL_LATENCY}, or 'auto'")
+        return int(v)
+
+    @model_validator(mode="after")
+    def _supervised(self) -> DevicePopulation:
+        if self.peripheral_latency != "auto":
+            wake = (1 + self.peripheral_latency) * self.connection_interval()
+            if wake >= MAX_SUPERVISION_TIMEOUT_S / 2:
+                raise ValueError(
+                    f"peripheral_latency {self.peripheral_latency}: the sensor would wake every {wake:g} s; BLE needs "
+                    f"(1 + peripheral_latency) x connection interval under {MAX_SUPERVISION_TIMEOUT_S / 2:g} s (half "
+                    "the longest supervision timeout)"
+                )
+        return self
+
     def period_s(self) -> float:
         return self.frame_period_s or DEVICE_CLASSES[self.device_class].frame_period_s
+
+    def connection_interval(self) -> float:
+        """The BLE connection interval, seconds: ``connection_interval_s`` or the access link's latency."""
+        if self.connection_interval_s is not None:
+            return self.connection_interval_s
+        latency_s = self.access_link.resolved()[1]
+        return min(MAX_CONNECTION_INTERVAL_S, max(MIN_CONNECTION_INTERVAL_S, latency_s))
+
+    def wake_interval_s(self) -> float:
+        """How often the sensor's radio wakes for a connection event with nothing to send: (1 + peripheral
+        latency) x the connection interval; ``auto`` takes the largest latency that still wakes it by its next
+        frame and within half the longest supervision timeout."""
+        interval = self.connection_interval()
+        if self.peripheral_latency != "auto":
+            return (1 + self.peripheral_latency) * interval
+        limit = min(self.period_s(), math.nextafter(MAX_SUPERVISION_TIMEOUT_S / 2, 0.0))
+        return (1 + min(MAX_PERIPHERAL_LATENCY, max(0, math.floor(limit / interval) - 1))) * interval
 
 
 class FL(_Strict):

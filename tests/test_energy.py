@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 
 from sim import energy
-from sim.contract import SpanRow
+from sim.contract import DeviceEnergy, SpanRow
+from sim.errors import UserError
 from sim.presets import DEVICE_CLASSES, LINK_PRESETS, DevicePower, Radio
 from sim.runner import simulate
-from sim.scenario import load_scenario
+from sim.scenario import DevicePopulation, load_scenario
 
 from .conftest import SCENARIOS
 
@@ -70,12 +71,17 @@ def test_battery_life_is_capacity_over_average_power(paper):
     pop = paper.workload.devices[0]
     power = DEVICE_CLASSES[pop.device_class].power
     asleep = energy.device_energy(paper, pop, frames=0, sessions=0, run_s=3600.0)
-    assert asleep.average_power_w == pytest.approx(power.sleep_w)
-    assert asleep.battery_life_days == pytest.approx(power.battery_j / power.sleep_w / 86_400)
+    # nothing to send: asleep but for its connection events, one per wake interval
+    radio, events = energy.device_radio(pop), 3600.0 / pop.wake_interval_s()
+    idle = radio.idle_event()
+    awake_s = events * (idle.tx_s + idle.rx_s + idle.switch_s)
+    watts = (events * radio.joules(idle) + (3600.0 - awake_s) * power.sleep_w) / 3600.0
+    assert asleep.average_power_w == pytest.approx(watts)
+    assert asleep.battery_life_days == pytest.approx(power.battery_j / watts / 86_400)
     busy = energy.device_energy(paper, pop, frames=3600, sessions=1, run_s=3600.0)
     assert busy.battery_life_days == pytest.approx(power.battery_j / (busy.per_device_j / 3600) / 86_400)
     assert busy.per_device_j == pytest.approx(math.fsum(busy.by_part_j.values()))
-    assert busy.per_device_j == pytest.approx(math.fsum(busy.by_activity_j.values()))  # sessions, frames, sleep
+    assert busy.per_device_j == pytest.approx(math.fsum(busy.by_activity_j.values()))  # sessions, frames, ..., sleep
     assert busy.by_activity_j["sessions"] > 0 and asleep.by_activity_j["frames"] == 0
     assert busy.by_part_j["radio_tx"] > 0 and not busy.compute_modelled  # paper's patches name no profile
 
@@ -117,6 +123,61 @@ def test_radio_air_time_counts_every_packets_overhead():
         DevicePower(active_w=0.01, sleep_w=1e-6, battery_j=0, battery="none", source="x")
 
 
+def test_every_packet_is_acknowledged_after_an_inter_frame_space():
+    """BLE link layer: a data packet the sensor sends is answered by the central's empty packet after T_IFS, one it
+    receives by its own; the radio switches in each T_IFS and once before the event's first packet."""
+    ble = LINK_PRESETS["ble"].radio
+    assert ble.ifs_s == 150e-6 and ble.empty_s == pytest.approx(80e-6)  # 10 bytes at 1 Mbit/s
+    two = ble.max_payload_bytes + 1  # two packets
+    sent, received = ble.send(two), ble.receive(two)
+    assert sent.tx_s == pytest.approx(ble.air_time_s(two)) and sent.rx_s == pytest.approx(2 * ble.empty_s)
+    assert received.rx_s == pytest.approx(ble.air_time_s(two)) and received.tx_s == pytest.approx(2 * ble.empty_s)
+    assert sent.switch_s == received.switch_s == pytest.approx(5 * ble.ifs_s)
+    assert ble.joules(sent) == pytest.approx(sent.tx_s * ble.tx_w + sent.rx_s * ble.rx_w + sent.switch_s * ble.switch_w)
+
+
+def test_connection_events_cost_a_sensor_that_never_sleeps_through_them():
+    """With a peripheral latency of 0 the patch wakes every 7.5 ms connection interval: its battery lasts weeks,
+    not most of a year; ``auto`` wakes it about once per frame."""
+
+    def patch(*sets: str) -> tuple[DevicePopulation, DeviceEnergy]:
+        s = load_scenario(PAPER, [f"workload.devices.ecg-a.{k}" for k in sets])
+        pop = s.workload.devices[0]
+        return pop, energy.device_energy(s, pop, frames=3600, sessions=1, run_s=3600.0)
+
+    auto_pop, auto = patch()
+    zero_pop, zero = patch("peripheral_latency=0")
+    _, slow = patch("peripheral_latency=0", "connection_interval_s=0.075")
+    assert auto_pop.wake_interval_s() == pytest.approx(0.9975) and zero_pop.wake_interval_s() == 0.0075
+    idle = energy.device_radio(zero_pop).idle_event()
+    events = 3600 / 0.0075 - 3600  # every interval, less the ones that carry a frame
+    assert zero.by_activity_j["connection"] == pytest.approx(events * energy.device_radio(zero_pop).joules(idle))
+    assert zero.battery_life_days < slow.battery_life_days < auto.battery_life_days
+    assert zero.battery_life_days < auto.battery_life_days / 5
+    assert auto.by_activity_j["frames"] == zero.by_activity_j["frames"]  # the same frames either way
+    # the longest latency BLE allows still wakes a sensor with a 5-minute period every 500 intervals
+    s = load_scenario(PAPER, ["workload.devices.ecg-a.frame_period_s=300"])
+    assert s.workload.devices[0].wake_interval_s() == pytest.approx(500 * 0.0075)
+
+
+def test_link_layer_settings_are_checked_against_the_spec():
+    with pytest.raises(UserError, match="peripheral_latency"):
+        load_scenario(PAPER, ["workload.devices.ecg-a.peripheral_latency=499",
+                              "workload.devices.ecg-a.connection_interval_s=0.5"])  # fmt: skip
+    for bad in ("connection_interval_s=0.001", "peripheral_latency=500", "battery_usable=0", "battery_usable=1.5"):
+        with pytest.raises(UserError, match=bad.split("=")[0]):
+            load_scenario(PAPER, [f"workload.devices.ecg-a.{bad}"])
+
+
+def test_a_coin_cell_that_gives_part_of_its_rating_lasts_that_much_less(paper):
+    pop = paper.workload.devices[0]
+    full = energy.device_energy(paper, pop, frames=3600, sessions=1, run_s=3600.0)
+    half_s = load_scenario(PAPER, ["workload.devices.ecg-a.battery_usable=0.5"])
+    half = energy.device_energy(half_s, half_s.workload.devices[0], frames=3600, sessions=1, run_s=3600.0)
+    assert half.battery_life_days == pytest.approx(full.battery_life_days / 2)
+    assert "50% of it usable" in half.battery
+
+
 def test_classical_sessions_cost_a_sensor_less_than_post_quantum_ones():
     rows = {}
     for kem, sig in (("X25519", "Ed25519"), ("ML-KEM-768", "ML-DSA-65")):
@@ -156,7 +217,8 @@ def test_gateway_side_key_establishment_moves_the_sessions_off_the_sensor():
     for name, sets in (("device", M4), ("gateway", [*M4, *GATEWAY])):
         runs[name] = simulate(load_scenario(PAPER, [*sets, "run.replications=2"]), "concurrent")
     dev, gw = (runs[k].summary.energy.devices["ecg-a"] for k in ("device", "gateway"))
-    assert gw.sessions == 0 and gw.by_part_j["radio_rx"] == 0 and gw.per_device_j < dev.per_device_j / 3
+    assert gw.sessions == 0 and gw.by_activity_j["sessions"] == 0 and gw.per_device_j < dev.per_device_j / 3
+    assert gw.by_part_j["radio_rx"] < dev.by_part_j["radio_rx"] / 10  # only the central's acknowledgements
     spans = runs["gateway"].spans
     # the gateway host (pi-2 for ecg-a) runs the device's side of the handshake and re-encrypts every frame
     mine = spans[(spans.pod == "pi-2") & (spans.phase == "telemetry")]
@@ -167,7 +229,6 @@ def test_gateway_side_key_establishment_moves_the_sessions_off_the_sensor():
 
 
 def test_gateway_side_needs_a_host_and_the_event_model():
-    from sim.errors import UserError
 
     with pytest.raises(UserError, match=r"key_establishment: the gateway 'gw-1' must be a host"):
         load_scenario(SCENARIOS / "ward-200.yaml", ["workload.devices.0.key_establishment=gateway"])
