@@ -15,8 +15,9 @@ Each kernel is the event model's recursion for one kind of server, run over a ti
 
 Every kernel stops at ``cut``: items arriving at or after it stay for the next window, so a window never
 serves an item before one that arrived earlier (exact across windows). Foreground items come with the time
-SimPy served them; a kernel reports how much later it would serve them beside the frames (``perturbation``):
-zero means the foreground did not feel telemetry and the run is exact.
+SimPy served them; a kernel reports how far from that time it would serve them beside the frames
+(``perturbation``): later, telemetry delays the foreground; earlier, the pass's SimPy run served a frame where the
+kernels no longer put it. Zero means the foreground did not feel telemetry and the run is exact.
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ def _keep(out, n, t, size):  # type: ignore[no-untyped-def]
 
 @njit(cache=True)
 def _delayed(counters, delay_s):  # type: ignore[no-untyped-def]
-    """Count a foreground item served ``delay_s`` later than SimPy served it (counters[3:5]: largest, how many)."""
+    """Count a foreground item served ``delay_s`` away from when SimPy served it (counters[3:5]: largest, how
+    many); callers pass the absolute difference."""
     if delay_s > 1e-12:
         counters[3] = max(counters[3], delay_s)
         counters[4] += 1
@@ -398,7 +400,7 @@ def link_stage(  # type: ignore[no-untyped-def]
                 kept, period_first, period_fg = _new_period(kept, period_first, period_fg)
             period_fg = True
             start = tf if tf > free[0] else free[0]
-            _delayed(counters, start - fg_granted[k])
+            _delayed(counters, abs(start - fg_granted[k]))  # granted off either way
             free[0] = start + fg_service[k]
             k += 1
             continue
