@@ -12,7 +12,9 @@
    (hw/speed.py); the table shows how many runs were quiet and how far apart the runs' medians were, and
    "at speed": the median error of the same model simulated on cores as fast as the probe measured them
    (``deployment.hosts.*.cpu_speed``): what is left when the host's state is taken out. The fit, too, brings
-   its training runs to the profile's speed (hw/fit.py).
+   its training runs to the profile's speed (hw/fit.py). As root, each run also traces the kernel's scheduler
+   (hw/schedtrace.py): the table shows how long the twin's threads waited for a core while one sat idle, per
+   second of rounds -- waits the simulator's work-conserving cores never make.
 4. Per suite and size, the concurrent-vs-sequential reduction of the median round latency, simulated and
    measured.
 5. ``--netns`` (root): the paper's layout, paper-3node.yaml (three hosts on one switch), PQC L3, 250 k parameters,
@@ -128,8 +130,16 @@ def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[S
         "hw_runs": len(done), "hw_run_spread_pct": m.get("hw_run_spread_pct"),
         "quiet": bool(loads) and all(ld.quiet for ld in loads), "quiet_runs": sum(ld.quiet for ld in loads),
         "speed_vs_calibration": float(np.median(speeds)) if speeds else None,
+        "idle_core_wait_per_s": _idle_core_wait(loads),
         "machine_load": [ld.model_dump() for ld in loads],
     }  # fmt: skip
+
+
+def _idle_core_wait(loads: list[Any]) -> float | None:
+    """Seconds per second of rounds the twin's threads waited for a core while one was idle (median over the
+    traced runs; hw/schedtrace.py), None where not traced."""
+    per = [ld.sched.idle_core_wait_s / ld.sched.window_s for ld in loads if ld.sched is not None and ld.sched.window_s]
+    return float(np.median(per)) if per else None
 
 
 def reductions(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -169,6 +179,8 @@ def print_table(cells: list[dict[str, Any]], reds: list[dict[str, Any]]) -> None
         quiet = f"{c['quiet_runs']}/{c['hw_runs']} quiet, runs {c['hw_run_spread_pct'] or 0:.0f} % apart"
         if c["speed_vs_calibration"] is not None:
             quiet += f", cores x{c['speed_vs_calibration']:.2f}"
+        if c.get("idle_core_wait_per_s") is not None:
+            quiet += f", waited {c['idle_core_wait_per_s']:.2f} s/s beside an idle core"
         print(f"{c['layout']:17s} {c['mode']:11s} {c['suite']:10s} {c['model_parameters']:9d} {_ms(c['sim_p50_s'])} "
               f"{_ms(c['hw_p50_s'])} {ci:>24s} {_ms(c['sim_p95_s'])} {_ms(c['hw_p95_s'])} "
               f"{c['error_p95_pct']:+7.1f}% {_pct(c['error_p50_adjusted_pct']):>9s}  {quiet}")  # fmt: skip

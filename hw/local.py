@@ -260,7 +260,7 @@ def run_local(
         codes = children.stop()
         retransmissions = addressing.retransmissions()
         addressing.stop()
-        machine_load = load.stop(rounds_window(out, s, epoch))
+        machine_load = load.stop(rounds_window(out, s, epoch), {n: p.pid for n, p in children.procs.items()})
         try:
             recover_journals(out)  # the finished rounds of nodes that were killed
             extra = {"backend": backend, "mode": mode, "seed": seed, "retransmissions": retransmissions,

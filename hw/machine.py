@@ -17,6 +17,7 @@ import os
 import time
 from pathlib import Path
 
+from hw.schedtrace import SchedTrace, waits
 from hw.speed import SpeedProbe
 from sim.contract import MachineLoad
 
@@ -92,11 +93,18 @@ class LoadMonitor:
         self.load0 = _loadavg()
         self.rapl0 = rapl_packages()
         self.probe = SpeedProbe().start()
+        self.trace = SchedTrace.start()
         return self
 
-    def stop(self, window: tuple[float, float] | None = None) -> MachineLoad:
-        """``window``: the measured part of the run (monotonic seconds), which the speed probe summarises."""
+    def stop(self, window: tuple[float, float] | None = None, nodes: dict[str, int] | None = None) -> MachineLoad:
+        """``window``: the measured part of the run (monotonic seconds), which the speed probe and the scheduler
+        trace summarise; ``nodes``: the twin's processes {node: pid}, whose threads' waits for a core count."""
         speed = self.probe.stop(window)
+        sched = None
+        if self.trace is not None:
+            text = self.trace.stop()
+            if window is not None and nodes:
+                sched = waits(text, nodes, window)
         wall_s = max(1e-9, time.monotonic() - self.wall0)
         busy1, steal1, total1 = _cpu_jiffies()
         busy0, steal0, total0 = self.cpu0
@@ -108,7 +116,7 @@ class LoadMonitor:
             cores=os.cpu_count() or 1, loadavg_1m_start=self.load0, loadavg_1m_end=_loadavg(),
             twin_cpu_cores=own_s / wall_s, foreign_cpu_cores=foreign, steal_fraction=steal, quiet=False,
             package_energy_j=rapl_energy_j(self.rapl0, rapl_packages()), cpu_speed=speed,
-            calibrated_probe_us=self.calibrated_probe_us,
+            calibrated_probe_us=self.calibrated_probe_us, sched=sched,
         )  # fmt: skip
         unsteady = is_unsteady(load)
         busy = foreign >= QUIET_FOREIGN_CORES or steal >= QUIET_STEAL

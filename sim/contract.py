@@ -424,6 +424,17 @@ class CpuSpeed(_Model):
         return self.probe_us_p90 / self.probe_us_p10
 
 
+class SchedWaits(_Model):
+    """How long a twin run's threads waited for a core during its rounds (hw/schedtrace.py: the kernel's own
+    scheduler events): runnable but not running, in total over its nodes, and the part of it while some core ran
+    nothing -- the waits the simulator's work-conserving cores never make."""
+
+    window_s: float
+    runnable_wait_s: float
+    idle_core_wait_s: float
+    by_node_wait_s: dict[str, float] = Field(default_factory=dict)
+
+
 class MachineLoad(_Model):
     """How busy the machine was during a measured run (hw/machine.py): ``foreign_cpu_cores`` is the CPU that
     processes other than the twin's used, on average, in cores; ``cpu_speed`` how fast its cores ran, against
@@ -443,6 +454,7 @@ class MachineLoad(_Model):
     calibrated_probe_us: float | None = None  # None: the profile was not calibrated with the probe
     unsteady: bool = False  # the cores changed speed under the run, or ran at another speed than calibrated
     busy: bool = False  # neighbours or steal took CPU (the stronger reason when a run is both)
+    sched: SchedWaits | None = None  # None: not traced (not root, no tracefs, or the trace missed the rounds)
 
     @property
     def speed_vs_calibration(self) -> float | None:
@@ -461,9 +473,14 @@ class MachineLoad(_Model):
             ratio = self.speed_vs_calibration
             vs = "" if ratio is None else f" at {ratio:.2f}x their calibrated speed,"
             speed = f", cores ran{vs} varying {self.cpu_speed.spread:.2f}x (p90/p10 of a reference kernel)"
+        sched = ""
+        if self.sched is not None and self.sched.window_s > 0:
+            w = self.sched
+            sched = (f"; the twin's threads waited for a core {w.runnable_wait_s / w.window_s:.2f} s per s of rounds, "
+                     f"{w.idle_core_wait_s / w.window_s:.2f} s while a core was idle (scheduler trace)")  # fmt: skip
         return (f"machine {state}: other processes used {self.foreign_cpu_cores:.2f} of {self.cores} cores, "
                 f"steal {self.steal_fraction:.1%}, load average {self.loadavg_1m_start} at start"
-                f"{speed}{energy}")  # fmt: skip
+                f"{speed}{energy}{sched}")  # fmt: skip
 
 
 class Summary(_Model):

@@ -1,0 +1,81 @@
+"""The scheduler trace of a twin run (hw/schedtrace.py): parsing the kernel's events, and recording them for real."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from hw import schedtrace
+from sim.contract import MachineLoad
+
+
+def sw(cpu: int, t: float, prev: int, state: str, nxt: int) -> str:
+    return (f"  x-1 [{cpu:03d}] d..2. {t:.6f}: sched_switch: prev_comm=x prev_pid={prev} prev_prio=120 "
+            f"prev_state={state} ==> next_comm=x next_pid={nxt} next_prio=120\n")  # fmt: skip
+
+
+def wake(cpu: int, t: float, pid: int) -> str:
+    return f"  x-1 [{cpu:03d}] d..2. {t:.6f}: sched_wakeup: comm=x pid={pid} prio=120 target_cpu={cpu:03d}\n"
+
+
+# two CPUs; node "a" (pid 100) forks thread 101; pid 300 belongs to no node
+LINES = "".join([
+    "  x-1 [000] d..2. 10.000000: sched_process_fork: comm=x pid=100 child_comm=x child_pid=101\n",
+    sw(0, 10.1, 0, "R", 100), sw(1, 10.1, 0, "R", 300), wake(0, 10.2, 101), sw(1, 10.25, 300, "S", 0),
+    sw(0, 10.4, 100, "R", 101), sw(1, 10.45, 0, "R", 100), wake(0, 10.5, 300), wake(0, 10.6, 100),
+    sw(0, 10.7, 101, "S", 300),
+])  # fmt: skip
+
+
+def test_waits_count_runnable_time_and_the_part_while_a_core_idled():
+    """Thread 101 (node a's, by its fork) is woken at 10.2 and runs at 10.4: 0.2 s, of which 10.25-10.4 with CPU 1
+    idle; pid 100, preempted at 10.4, runs again at 10.45 on the idle CPU: 0.05 s, all of it while CPU 1 idled.
+    Pid 300 is no node's; a wakeup of a thread that is running (100 at 10.6) is no wait."""
+    w = schedtrace.waits(LINES, {"a": 100}, (10.0, 11.0))
+    assert w is not None
+    assert w.runnable_wait_s == pytest.approx(0.25) and w.by_node_wait_s == {"a": pytest.approx(0.25)}
+    assert w.idle_core_wait_s == pytest.approx(0.15 + 0.05)
+    clipped = schedtrace.waits(LINES, {"a": 100}, (10.3, 10.42))  # only what lies in the rounds' window
+    assert clipped is not None and clipped.runnable_wait_s == pytest.approx(0.1 + 0.02)
+    assert schedtrace.waits(LINES, {"a": 100}, (9.0, 11.0)) is None  # the trace starts after the window
+
+
+def test_a_wakeup_that_races_a_sleep_is_not_a_wait():
+    """Woken as it goes to sleep (its switch in never traced): it switches out itself, so it was running."""
+    text = LINES + wake(1, 10.8, 101) + sw(1, 10.8001, 101, "S", 100) + sw(1, 10.9, 100, "S", 101)
+    w = schedtrace.waits(text, {"a": 100}, (10.0, 11.0))
+    assert w is not None and w.runnable_wait_s == pytest.approx(0.25)
+
+
+def test_a_machine_load_says_what_the_scheduler_made_the_twin_wait():
+    waited = schedtrace.SchedWaits(window_s=2.0, runnable_wait_s=1.0, idle_core_wait_s=0.4)
+    load = MachineLoad(cores=2, loadavg_1m_start=0.1, loadavg_1m_end=0.1, twin_cpu_cores=1.0, foreign_cpu_cores=0.0,
+                       steal_fraction=0.0, quiet=True, sched=waited)  # fmt: skip
+    assert "waited for a core 0.50 s per s of rounds, 0.20 s while a core was idle" in load.describe()
+
+
+SPIN = "import os, time\nos.sched_setaffinity(0, {%d})\nend = time.monotonic() + %f\nwhile time.monotonic() < end: pass"
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs Linux CPU affinity")
+def test_the_kernel_trace_sees_three_spinners_share_one_cpu():
+    """Real tracefs (root): three processes spinning on one CPU take turns, so each waits about two thirds of the
+    time; the instance is removed afterwards."""
+    trace = schedtrace.SchedTrace.start()
+    if trace is None:
+        pytest.skip("no scheduler trace here (not root, or no tracefs)")
+    cpu = min(os.sched_getaffinity(0))
+    t0 = time.monotonic()
+    procs = [subprocess.Popen([sys.executable, "-c", SPIN % (cpu, 0.6)]) for _ in range(3)]
+    for p in procs:
+        p.wait()
+    t1 = time.monotonic()
+    text = trace.stop()
+    assert not trace.root.exists()
+    w = schedtrace.waits(text, {f"spin{i}": p.pid for i, p in enumerate(procs)}, (t0 + 0.2, t1 - 0.1))
+    assert w is not None and set(w.by_node_wait_s) == {"spin0", "spin1", "spin2"}
+    assert 1.0 < w.runnable_wait_s / w.window_s < 2.5  # about 2 of 3 spinners waiting at any time
