@@ -13,8 +13,8 @@ property of the machine the twin runs on, not of the modelled deployment, so a r
 tracefs instance of its own (the global tracer is not touched), from before the nodes start to after they end;
 ``waits`` reads them back: per node (its threads found by their forks), the time its threads were runnable but
 not running (woken, or preempted, until switched in) within the rounds' window, and the part of it during which
-some core ran nothing. It needs root and tracefs (``/sys/kernel/tracing``, mounted here if it is not); where
-either is missing the run records no scheduler figures and says nothing more.
+some core ran nothing. It needs root and tracefs (``/sys/kernel/tracing``, mounted there if it is not, as
+systemd would, and left mounted); where either is missing the run records no scheduler figures.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 TRACEFS = Path("/sys/kernel/tracing")
 EVENTS = ("sched/sched_switch", "sched/sched_wakeup", "sched/sched_process_fork")
 BUFFER_KB_PER_CPU = 32_768  # ~1 M events a CPU: a few minutes of a twin run's scheduling
+BUFFER_KB_TOTAL = 131_072  # at most this much kernel memory, however many CPUs
 
 _SWITCH = re.compile(
     r"\[(\d+)\].*?\s([\d.]+): sched_switch: .*?prev_pid=(\d+) .*?prev_state=(\S+) ==> .*?next_pid=(\d+)"
@@ -51,35 +52,33 @@ class SchedTrace:
     """A tracefs instance recording the scheduler's events; ``start`` it before the nodes spawn."""
 
     root: Path
-    mounted: bool
 
     @classmethod
     def start(cls, tracefs: Path = TRACEFS) -> SchedTrace | None:
         """Recording, or None where this machine cannot trace (not root, no tracefs, an instance refused)."""
         if not hasattr(os, "geteuid") or os.geteuid() != 0:
             return None
-        mounted = False
-        if not (tracefs / "instances").is_dir():
+        if not (tracefs / "instances").is_dir():  # mounted where systemd mounts it, and left mounted
             mount = shutil.which("mount")
             if mount is None or not tracefs.is_dir():
                 return None
             done = subprocess.run([mount, "-t", "tracefs", "nodev", str(tracefs)], capture_output=True, check=False)  # noqa: S603
             if done.returncode != 0 or not (tracefs / "instances").is_dir():
                 return None
-            mounted = True
         root = tracefs / "instances" / f"pqtwin-{os.getpid()}"
         try:
             root.mkdir()
             (root / "trace_clock").write_text("mono")  # time.monotonic(): the twin's clock
-            (root / "buffer_size_kb").write_text(str(BUFFER_KB_PER_CPU))
+            per_cpu = min(BUFFER_KB_PER_CPU, BUFFER_KB_TOTAL // max(1, os.cpu_count() or 1))
+            (root / "buffer_size_kb").write_text(str(per_cpu))
             for event in EVENTS:
                 (root / "events" / event / "enable").write_text("1")
             (root / "tracing_on").write_text("1")
         except OSError as exc:
             log.info("no scheduler trace: %s", exc)
-            cls(root, mounted).close()
+            cls(root).close()
             return None
-        return cls(root, mounted)
+        return cls(root)
 
     def stop(self) -> str:
         """Stop recording; the events as text (empty if they could not be read). Removes the instance."""
@@ -97,9 +96,6 @@ class SchedTrace:
                 (self.root / "events" / event / "enable").write_text("0")
         with contextlib.suppress(OSError):
             self.root.rmdir()
-        umount = shutil.which("umount")
-        if self.mounted and umount is not None:  # as we found it
-            subprocess.run([umount, str(self.root.parents[1])], check=False, capture_output=True)  # noqa: S603
 
 
 def waits(text: str, nodes: dict[str, int], window: tuple[float, float]) -> SchedWaits | None:
