@@ -74,6 +74,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
+def whole_or_auto(v: Any, lo: int, hi: int, what: str) -> Any:
+    """An ``int | 'auto'`` field's value checked with one message for both members of the union (pydantic
+    would report each)."""
+    if v == "auto":
+        return v
+    if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi or v != int(v):
+        raise ValueError(f"must be {what} from {lo} to {hi}, or 'auto'")
+    return int(v)
+
+
 class LinkParams(_Strict):
     """A link's parameters: a preset name, with any field overridden."""
 
@@ -175,12 +185,7 @@ class DevicePopulation(_Strict):
     @field_validator("peripheral_latency", mode="before")
     @classmethod
     def _events_or_auto(cls, v: Any) -> Any:
-        """One message for both members of the union (pydantic would report each)."""
-        if v == "auto":
-            return v
-        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= MAX_PERIPHERAL_LATENCY or v != int(v):
-            raise ValueError(f"must be a whole number of events from 0 to {MAX_PERIPHERAL_LATENCY}, or 'auto'")
-        return int(v)
+        return whole_or_auto(v, 0, MAX_PERIPHERAL_LATENCY, "a whole number of events")
 
     @model_validator(mode="after")
     def _supervised(self) -> DevicePopulation:
@@ -267,12 +272,7 @@ class Processing(_Strict):
     @field_validator("workers", mode="before")
     @classmethod
     def _count_or_auto(cls, v: Any) -> Any:
-        """One message for both members of the union (pydantic would report each)."""
-        if v == "auto":
-            return v
-        if isinstance(v, bool) or not isinstance(v, int | float) or not 1 <= v <= MAX_WORKERS or v != int(v):
-            raise ValueError(f"must be a whole number from 1 to {MAX_WORKERS}, or 'auto'")
-        return int(v)
+        return whole_or_auto(v, 1, MAX_WORKERS, "a whole number")
 
 
 class Workload(_Strict):
