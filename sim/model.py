@@ -436,9 +436,9 @@ class Replication:
         yield env.timeout(rng.uniform(0, period))
         while True:
             asked = env.now
-            if pop.first_frame == "with_keys" and gateway is None:  # frames go once the device has its keys
+            if pop.first_frame == "with_keys":  # frames go once the device (or its gateway) has its keys
                 keys = env.event()
-                done = env.process(self.handshake(dev, receiver, "telemetry", keys))
+                done = env.process(self.handshake(gateway or dev, receiver, "telemetry", keys))
                 done.callbacks.append(partial(self._handshake_done, pop.name, asked))
                 yield keys
             else:

@@ -148,7 +148,8 @@ class DevicePopulation(_Strict):
     # when a session's frames start: once the handshake is complete (the pod verified the device's last
     # message), or as soon as the device has its keys (it signed and handed over that message), as a sensor
     # does and the twin's device emulator does: the first frame then queues behind that message on the
-    # device's link and behind the pod's handshake work. with_keys is computed by the event model only.
+    # device's link and behind the pod's handshake work (with key_establishment: gateway, the gateway forwards
+    # frames once it has the keys). with_keys is computed by the event model only.
     first_frame: Literal["after_handshake", "with_keys"] = "after_handshake"
     # the sensor's BLE connection, for its energy (sim/energy.py): the central's connection interval (None: the
     # access link's latency_s, which the BLE presets take to be it, held within 7.5 ms..4 s) and the peripheral

@@ -211,6 +211,20 @@ def test_with_keys_a_sessions_first_frame_queues_behind_the_handshakes_last_mess
     assert hs(keys) is not None and hs(keys).p50 == pytest.approx(hs(after).p50, rel=0.02)
 
 
+def test_with_keys_holds_for_a_gateway_that_runs_the_session():
+    """key_establishment: gateway with first_frame: with_keys -- the gateway forwards the device's frames once it
+    has the session's keys, before the pod has checked its last message: every device's first frame leaves
+    earlier than when the gateway waits for the handshake to complete."""
+    run = ["run.stop_at=horizon", "run.horizon_s=5", "run.engine=events", "workload.fl.rounds=1"]
+    gw = [f"workload.devices.{p}.key_establishment=gateway" for p in ("ecg-a", "ecg-b")]
+    first = {}
+    for name, sets in (("after", AFTER), ("keys", WITH_KEYS)):
+        spans = simulate(load_scenario(LOCAL, [*run, *gw, *sets]), "sequential", 1, 1).spans
+        frames = spans[spans.op == "frame"]
+        first[name] = frames.groupby("host").start_s.min()
+    assert len(first["keys"]) == 8 and (first["keys"] < first["after"]).all()
+
+
 def test_with_keys_is_the_event_models_only():
     from sim.telemetry import engine_for
 
