@@ -104,7 +104,7 @@ class LoadMonitor:
         if self.trace is not None:
             text = self.trace.stop()
             if window is not None and nodes:
-                sched = waits(text, nodes, window)
+                sched = waits(text, {**nodes, "runner": os.getpid()}, window)
         wall_s = max(1e-9, time.monotonic() - self.wall0)
         busy1, steal1, total1 = _cpu_jiffies()
         busy0, steal0, total0 = self.cpu0

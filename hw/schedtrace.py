@@ -11,7 +11,8 @@ property of the machine the twin runs on, not of the modelled deployment, so a r
 
 ``SchedTrace`` records the kernel's ``sched_switch``, ``sched_wakeup`` and ``sched_process_fork`` events in a
 tracefs instance of its own (the global tracer is not touched), from before the nodes start to after they end;
-``waits`` reads them back: per node (its threads found by their forks), the time its threads were runnable but
+``waits`` reads them back: per node (its threads found by their forks; the device emulator and the run's own
+process, ``runner``, count as nodes), the CPU its threads ran for, the time they were runnable but
 not running (woken, or preempted, until switched in) within the rounds' window, and the part of it during which
 some core ran nothing. It needs root and tracefs (``/sys/kernel/tracing``, mounted there if it is not, as
 systemd would, and left mounted); where either is missing the run records no scheduler figures.
@@ -142,7 +143,7 @@ def _owners(parent: dict[int, int], nodes: dict[str, int]) -> dict[int, str]:
 def _measure(switches: Iterable[tuple[int, float, int, str, int]], wakeups: list[tuple[float, int]],
              owner: dict[int, str], w0: float, w1: float) -> SchedWaits:  # fmt: skip
     """Runnable-but-not-running intervals of the nodes' threads, clipped to [w0, w1], and their overlap with
-    the time some core ran nothing."""
+    the time some core ran nothing; and the CPU each node's threads ran for in the window."""
     # (time, kind, cpu or woken pid, prev, prev_state, next): wakeups (kind 0) before switches at one instant
     events = sorted([(t, 1, cpu, prev, state, nxt) for cpu, t, prev, state, nxt in switches]
                     + [(t, 0, pid, 0, "", 0) for t, pid in wakeups])  # fmt: skip
@@ -151,6 +152,7 @@ def _measure(switches: Iterable[tuple[int, float, int, str, int]], wakeups: list
     since: dict[int, float] = {}
     idle: list[tuple[float, float]] = []
     wait: list[tuple[str, float, float]] = []
+    ran: dict[str, float] = {}
     for t, kind, cpu, prev, state, nxt in events:
         if kind == 0:  # cpu holds the woken thread
             if cpu in owner and cpu not in running.values():
@@ -158,12 +160,17 @@ def _measure(switches: Iterable[tuple[int, float, int, str, int]], wakeups: list
             continue
         if running.get(cpu) == 0:
             idle.append((since[cpu], t))
+        elif (who := owner.get(running.get(cpu, -1))) is not None:
+            ran[who] = ran.get(who, 0.0) + max(0.0, min(t, w1) - max(since[cpu], w0))
         running[cpu], since[cpu] = nxt, t
         ready.pop(prev, None)  # it ran, whether or not its switch in was seen (a wakeup racing its sleep)
         if prev in owner and state.startswith("R"):  # preempted: still runnable
             ready[prev] = t
         if nxt in ready:
             wait.append((owner[nxt], ready.pop(nxt), t))
+    for cpu, tid in running.items():  # still running when the trace ends
+        if (who := owner.get(tid)) is not None:
+            ran[who] = ran.get(who, 0.0) + max(0.0, w1 - max(since[cpu], w0))
     by_node: dict[str, float] = {}
     total = while_idle = 0.0
     starts, ends = _merged(idle)
@@ -176,7 +183,8 @@ def _measure(switches: Iterable[tuple[int, float, int, str, int]], wakeups: list
         lo, hi = np.searchsorted(ends, a, side="right"), np.searchsorted(starts, b, side="left")
         while_idle += float((np.minimum(ends[lo:hi], b) - np.maximum(starts[lo:hi], a)).clip(min=0.0).sum())
     return SchedWaits(window_s=w1 - w0, runnable_wait_s=total, idle_core_wait_s=while_idle,
-                      by_node_wait_s={k: by_node[k] for k in sorted(by_node)})  # fmt: skip
+                      by_node_wait_s={k: by_node[k] for k in sorted(by_node)},
+                      by_node_cpu_s={k: ran[k] for k in sorted(ran)})  # fmt: skip
 
 
 def _merged(intervals: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:

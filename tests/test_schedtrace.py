@@ -39,6 +39,8 @@ def test_waits_count_runnable_time_and_the_part_while_a_core_idled():
     assert w is not None
     assert w.runnable_wait_s == pytest.approx(0.25) and w.by_node_wait_s == {"a": pytest.approx(0.25)}
     assert w.idle_core_wait_s == pytest.approx(0.15 + 0.05)
+    # node a ran: 100 on CPU 0 10.1-10.4 and on CPU 1 from 10.45 (to the window's end), 101 on CPU 0 10.4-10.7
+    assert w.by_node_cpu_s == {"a": pytest.approx(0.3 + 0.55 + 0.3)}
     clipped = schedtrace.waits(LINES, {"a": 100}, (10.3, 10.42))  # only what lies in the rounds' window
     assert clipped is not None and clipped.runnable_wait_s == pytest.approx(0.1 + 0.02)
     assert schedtrace.waits(LINES, {"a": 100}, (9.0, 11.0)) is None  # the trace starts after the window
