@@ -46,11 +46,20 @@ def test_waits_count_runnable_time_and_the_part_while_a_core_idled():
     assert schedtrace.waits(LINES, {"a": 100}, (9.0, 11.0)) is None  # the trace starts after the window
 
 
-def test_a_wakeup_that_races_a_sleep_is_not_a_wait():
-    """Woken as it goes to sleep (its switch in never traced): it switches out itself, so it was running."""
-    text = LINES + wake(1, 10.8, 101) + sw(1, 10.8001, 101, "S", 100) + sw(1, 10.9, 100, "S", 101)
+def test_a_wakeup_on_an_idle_cpu_whose_switch_in_was_not_traced_ran_from_the_wakeup():
+    """The kernel sometimes traces no switch from idle to the task it woke there: the task switching out itself
+    shows it ran from its wakeup, so the cpu was idle only until then, and the wakeup was no wait."""
+    text = "".join([
+        "  x-1 [000] d..2. 10.000000: sched_process_fork: comm=x pid=100 child_comm=x child_pid=101\n",
+        sw(0, 10.1, 0, "R", 100), sw(1, 10.1, 0, "R", 0),  # cpu 1 idle from 10.1
+        wake(1, 10.3, 101), sw(1, 10.5, 101, "S", 0),  # 101 woken on idle cpu 1 at 10.3, seen leaving at 10.5
+        wake(0, 10.6, 101), sw(0, 10.7, 100, "R", 101),  # woken while 100 runs: waits 0.1 beside idle cpu 1
+    ])  # fmt: skip
     w = schedtrace.waits(text, {"a": 100}, (10.0, 11.0))
-    assert w is not None and w.runnable_wait_s == pytest.approx(0.25)
+    assert w is not None
+    assert w.runnable_wait_s == pytest.approx(0.1 + 0.3)  # 101 at 10.6-10.7; 100 preempted at 10.7 (to 11.0)
+    assert w.idle_core_wait_s == pytest.approx(0.1 + 0.3)  # cpu 1 idle 10.1-10.3 and from 10.5
+    assert w.by_node_cpu_s == {"a": pytest.approx(0.6 + 0.2 + 0.3)}  # 100 10.1-10.7, 101 10.3-10.5, 10.7-11.0
 
 
 def test_a_machine_load_says_what_the_scheduler_made_the_twin_wait():
