@@ -228,6 +228,7 @@ def run_local(
     state, reason = "failed", ""
     started = time.monotonic()
     load = LoadMonitor(calibrated_probe_us(s)).start()
+    allowed: dict[str, set[int]] = {}  # node -> the CPUs it is pinned to (its host's), for the scheduler trace
     epoch = time.monotonic()  # the nodes' clock origin
     pending: BaseException | None = None  # what ended the run early: never hidden by a failure to write results
     try:
@@ -239,6 +240,7 @@ def run_local(
             if not isinstance(addressing, LocalAddressing):
                 raise UserError("--attack: only with --backend local")
             cfg = addressing.attack(cfg, *attack)
+        allowed = {name: set(cfg.cpus[pod.host]) for name, pod in cfg.pods.items() if cfg.cpus.get(pod.host)}
         cfg = provision(cfg, out)  # every key, before any node starts
         cfg.write(out)
         write_scenario(s, out)
@@ -260,7 +262,7 @@ def run_local(
         codes = children.stop()
         retransmissions = addressing.retransmissions()
         addressing.stop()
-        machine_load = load.stop(rounds_window(out, s, epoch), {n: p.pid for n, p in children.procs.items()})
+        machine_load = load.stop(rounds_window(out, s, epoch), {n: p.pid for n, p in children.procs.items()}, allowed)
         try:
             recover_journals(out)  # the finished rounds of nodes that were killed
             extra = {"backend": backend, "mode": mode, "seed": seed, "retransmissions": retransmissions,

@@ -92,19 +92,21 @@ class LoadMonitor:
         self.wall0, self.own0, self.cpu0 = time.monotonic(), _own_cpu_s(), _cpu_jiffies()
         self.load0 = _loadavg()
         self.rapl0 = rapl_packages()
+        self.trace = SchedTrace.start()  # first: it sees the probe's threads start, so they count as the runner's
         self.probe = SpeedProbe().start()
-        self.trace = SchedTrace.start()
         return self
 
-    def stop(self, window: tuple[float, float] | None = None, nodes: dict[str, int] | None = None) -> MachineLoad:
+    def stop(self, window: tuple[float, float] | None = None, nodes: dict[str, int] | None = None,
+             allowed: dict[str, set[int]] | None = None) -> MachineLoad:  # fmt: skip
         """``window``: the measured part of the run (monotonic seconds), which the speed probe and the scheduler
-        trace summarise; ``nodes``: the twin's processes {node: pid}, whose threads' waits for a core count."""
+        trace summarise; ``nodes``: the twin's processes {node: pid}, whose threads' waits for a core count;
+        ``allowed``: the CPUs a node is pinned to, where it is."""
         speed = self.probe.stop(window)
         sched = None
         if self.trace is not None:
             text = self.trace.stop()
-            if window is not None and nodes:
-                sched = waits(text, {**nodes, "runner": os.getpid()}, window)
+            if text is not None and window is not None and nodes:
+                sched = waits(text, {**nodes, "runner": os.getpid()}, window, allowed)
         wall_s = max(1e-9, time.monotonic() - self.wall0)
         busy1, steal1, total1 = _cpu_jiffies()
         busy0, steal0, total0 = self.cpu0

@@ -5,28 +5,32 @@ The simulator's cores are work-conserving: an operation never waits while a core
 are not, at the scale of a round on a small machine. Traced here (a 2-core VM, kernel 6.18, 250 Hz tick): a woken
 thread is queued on a busy core and waits for it, or for the next tick's load balancing, while the other core is
 idle (an idle core pulls work only when it has been idle longer than the migration cost), and more runnable
-threads than cores take turns in 4 ms slices. In a concurrent 50 k-parameter round (five processes on two cores)
-the twin's threads waited ~13.8 ms per 26 ms round while a core idled; in a sequential one ~5.2 ms. That is a
-property of the machine the twin runs on, not of the modelled deployment, so a run reports it beside its load.
+threads than cores take turns in 4 ms slices. In concurrent 50 k-parameter rounds (five processes on two cores)
+the twin's threads waited 0.35-0.37 s per second of rounds while another core idled, in sequential ones
+0.12-0.17 s (README, Scheduler). That is a property of the machine the twin runs on, not of the modelled
+deployment, so a run reports it beside its load.
 
-``SchedTrace`` records the kernel's ``sched_switch``, ``sched_wakeup`` and ``sched_process_fork`` events in a
-tracefs instance of its own (the global tracer is not touched), from before the nodes start to after they end;
-``waits`` reads them back: per node (its threads found by their forks; the device emulator and the run's own
-process, ``runner``, count as nodes), the CPU its threads ran for, the time they were runnable but
-not running (woken, or preempted, until switched in) within the rounds' window, and the part of it during which
-some core ran nothing. It needs root and tracefs (``/sys/kernel/tracing``, mounted there if it is not, as
-systemd would, and left mounted); where either is missing the run records no scheduler figures.
+``SchedTrace`` records the kernel's ``sched_switch``, ``sched_wakeup(_new)`` and ``sched_process_fork`` events in
+a tracefs instance of its own (the global tracer is not touched), from before the nodes start to after they end;
+an instance left by a run that was killed is removed by the next one. ``waits`` reads them back, in the kernel's
+order: per node (its threads found by their forks; the device emulator and the run's own process, ``runner``,
+count as nodes), the CPU its threads ran for, the time they were runnable but not running (woken, or preempted,
+until switched in) within the rounds' window, and the part of it during which another core the node may run on
+(``allowed``) ran nothing. A buffer that lost events gives no figures rather than wrong ones. It needs root and
+tracefs (``/sys/kernel/tracing``, mounted there if it is not, as systemd would, and left mounted); where either
+is missing the run records no scheduler figures.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
 import re
+import secrets
 import shutil
 import subprocess
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,15 +41,17 @@ from sim.contract import SchedWaits
 log = logging.getLogger(__name__)
 
 TRACEFS = Path("/sys/kernel/tracing")
-EVENTS = ("sched/sched_switch", "sched/sched_wakeup", "sched/sched_process_fork")
-BUFFER_KB_PER_CPU = 32_768  # ~1 M events a CPU: a few minutes of a twin run's scheduling
+EVENTS = ("sched/sched_switch", "sched/sched_wakeup", "sched/sched_wakeup_new", "sched/sched_process_fork")
+BUFFER_KB_PER_CPU = 32_768  # ~570 k events a CPU here: minutes of a twin run's scheduling
 BUFFER_KB_TOTAL = 131_072  # at most this much kernel memory, however many CPUs
+PREFIX = "pqtwin-"  # instances are named pqtwin-<pid>-<token>
 
-_SWITCH = re.compile(
-    r"\[(\d+)\].*?\s([\d.]+): sched_switch: .*?prev_pid=(\d+) .*?prev_state=(\S+) ==> .*?next_pid=(\d+)"
-)
-_WAKEUP = re.compile(r"\s([\d.]+): sched_wakeup: .*?pid=(\d+) .*?target_cpu=(\d+)")
-_FORK = re.compile(r"\s([\d.]+): sched_process_fork: .*?pid=(\d+) child_comm=.*? child_pid=(\d+)")
+# "<comm>-<pid> [cpu] flags timestamp: event: fields": the cpu field is the bracket right before the flags and
+# the timestamp, and each event's fields are matched from the end of the line (a comm may hold anything)
+_LINE = re.compile(r"\[(\d+)\]\s+\S+\s+([\d.]+): (sched_switch|sched_wakeup(?:_new)?|sched_process_fork): (.*)$")
+_SWITCH = re.compile(r".* prev_pid=(\d+) prev_prio=\d+ prev_state=(\S+) ==> .* next_pid=(\d+) next_prio=\d+$")
+_WAKEUP = re.compile(r".* pid=(\d+) prio=\d+ target_cpu=(\d+)$")
+_FORK = re.compile(r".* pid=(\d+) child_comm=.* child_pid=(\d+)$")
 
 
 @dataclass
@@ -66,9 +72,15 @@ class SchedTrace:
             done = subprocess.run([mount, "-t", "tracefs", "nodev", str(tracefs)], capture_output=True, check=False)  # noqa: S603
             if done.returncode != 0 or not (tracefs / "instances").is_dir():
                 return None
-        root = tracefs / "instances" / f"pqtwin-{os.getpid()}"
+        _remove_orphans(tracefs / "instances")
+        root = tracefs / "instances" / f"{PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
         try:
             root.mkdir()
+        except OSError as exc:
+            log.info("no scheduler trace: %s", exc)
+            return None
+        trace = cls(root)
+        try:
             (root / "trace_clock").write_text("mono")  # time.monotonic(): the twin's clock
             per_cpu = min(BUFFER_KB_PER_CPU, BUFFER_KB_TOTAL // max(1, os.cpu_count() or 1))
             (root / "buffer_size_kb").write_text(str(per_cpu))
@@ -77,51 +89,75 @@ class SchedTrace:
             (root / "tracing_on").write_text("1")
         except OSError as exc:
             log.info("no scheduler trace: %s", exc)
-            cls(root).close()
+            trace.close()
             return None
-        return cls(root)
+        atexit.register(trace.close)  # an exception that skips stop() still removes it (a kill: the next run)
+        return trace
 
-    def stop(self) -> str:
-        """Stop recording; the events as text (empty if they could not be read). Removes the instance."""
+    def stop(self) -> str | None:
+        """Stop recording and remove the instance; the events as text, or None if they could not be read or
+        a CPU's buffer lost some (its oldest, whenever it wrapped)."""
         try:
             (self.root / "tracing_on").write_text("0")
-            return (self.root / "trace").read_text(errors="replace")
+            lost = any(_overrun(stats) for stats in (self.root / "per_cpu").glob("cpu*/stats"))
+            return None if lost else (self.root / "trace").read_text(errors="replace")
         except OSError:
-            return ""
+            return None
         finally:
             self.close()
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            for event in EVENTS:
-                (self.root / "events" / event / "enable").write_text("0")
-        with contextlib.suppress(OSError):
-            self.root.rmdir()
+        atexit.unregister(self.close)
+        _remove(self.root)
 
 
-def waits(text: str, nodes: dict[str, int], window: tuple[float, float]) -> SchedWaits | None:
+def _overrun(stats: Path) -> bool:
+    fields = dict(line.split(":", 1) for line in stats.read_text().splitlines() if ":" in line)
+    return int(fields.get("overrun", "0").strip() or 0) > 0
+
+
+def _remove(root: Path) -> None:
+    """Stop and remove a trace instance (best effort)."""
+    with contextlib.suppress(OSError):
+        (root / "tracing_on").write_text("0")
+    with contextlib.suppress(OSError):
+        for event in EVENTS:
+            (root / "events" / event / "enable").write_text("0")
+    with contextlib.suppress(OSError):
+        root.rmdir()
+
+
+def _remove_orphans(instances: Path) -> None:
+    """Instances of runs whose process is gone (killed before it could remove its own)."""
+    for root in instances.glob(f"{PREFIX}*"):
+        pid = root.name[len(PREFIX) :].split("-")[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            _remove(root)
+
+
+def waits(text: str, nodes: dict[str, int], window: tuple[float, float],
+          allowed: dict[str, set[int]] | None = None) -> SchedWaits | None:  # fmt: skip
     """The nodes' waits for a core within ``window`` (monotonic seconds): ``nodes`` maps each node to its
-    process id; a thread belongs to the node whose process (or a thread of it) forked it. None when the trace
-    does not cover the window."""
+    process id; a thread belongs to the node whose process (or a thread of it) forked it; ``allowed``, the
+    CPUs each node may run on (default: all). None when the trace does not cover the window."""
     parent: dict[int, int] = {}
-    switches: list[tuple[int, float, int, str, int]] = []
-    wakeups: list[tuple[float, int, int]] = []
-    first = None  # the oldest event kept: a buffer that overflowed lost the ones before it
+    events: list[tuple[float, int, int, int, str, int]] = []  # in the kernel's order (see _Replay)
     for line in text.splitlines():
-        if (m := _SWITCH.search(line)) is not None:
-            switches.append((int(m[1]), float(m[2]), int(m[3]), m[4], int(m[5])))
-        elif (m := _WAKEUP.search(line)) is not None:
-            wakeups.append((float(m[1]), int(m[2]), int(m[3])))
-        elif (m := _FORK.search(line)) is not None:
-            parent[int(m[3])] = int(m[2])
-        else:
+        if (m := _LINE.search(line)) is None:
             continue
-        first = float(m[1] if m.re is not _SWITCH else m[2]) if first is None else first
+        cpu, t, kind, rest = int(m[1]), float(m[2]), m[3], m[4]
+        if kind == "sched_switch" and (f := _SWITCH.match(rest)) is not None:
+            events.append((t, 1, cpu, int(f[1]), f[2], int(f[3])))
+        elif kind.startswith("sched_wakeup") and (f := _WAKEUP.match(rest)) is not None:
+            events.append((t, 0, int(f[1]), int(f[2]), "", 0))
+        elif kind == "sched_process_fork" and (f := _FORK.match(rest)) is not None:
+            parent[int(f[2])] = int(f[1])
+            events.append((t, 2, 0, 0, "", 0))
     w0, w1 = window
-    if first is None or first > w0:
+    if not events or events[0][0] > w0:
         return None
-    owner = _owners(parent, nodes)
-    return _measure(switches, wakeups, owner, w0, w1)
+    events.sort(key=lambda e: e[0])  # stable: the kernel's order within an instant (microseconds)
+    return _measure(events, _owners(parent, nodes), allowed or {}, w0, w1)
 
 
 def _owners(parent: dict[int, int], nodes: dict[str, int]) -> dict[int, str]:
@@ -140,20 +176,17 @@ def _owners(parent: dict[int, int], nodes: dict[str, int]) -> dict[int, str]:
     return out
 
 
-def _measure(switches: Iterable[tuple[int, float, int, str, int]], wakeups: list[tuple[float, int, int]],
-             owner: dict[int, str], w0: float, w1: float) -> SchedWaits:  # fmt: skip
+def _measure(events: list[tuple[float, int, int, int, str, int]], owner: dict[int, str],
+             allowed: dict[str, set[int]], w0: float, w1: float) -> SchedWaits:  # fmt: skip
     """Runnable-but-not-running intervals of the nodes' threads, clipped to [w0, w1], and their overlap with
-    the time some core ran nothing; and the CPU each node's threads ran for in the window."""
-    # (time, kind, cpu or woken pid, prev or target cpu, prev_state, next): wakeups (kind 0) before switches
-    events = sorted([(t, 1, cpu, prev, state, nxt) for cpu, t, prev, state, nxt in switches]
-                    + [(t, 0, pid, target, "", 0) for t, pid, target in wakeups])  # fmt: skip
+    the time another allowed core ran nothing; and the CPU each node's threads ran for in the window."""
     replay = _Replay(owner, w0, w1)
-    for t, kind, a, b, state, nxt in events:
+    for t, kind, a, b, state, nxt in events:  # (time, 0 wakeup | 1 switch | 2 fork, cpu or woken pid, ...)
         if kind == 0:
             replay.wake(t, a, b)
-        else:
+        elif kind == 1:
             replay.switch(t, a, b, state, nxt)
-    return replay.result()
+    return replay.result(allowed)
 
 
 class _Replay:
@@ -162,18 +195,18 @@ class _Replay:
 
     def __init__(self, owner: dict[int, str], w0: float, w1: float):
         self.owner, self.w0, self.w1 = owner, w0, w1
-        self.ready: dict[int, float] = {}  # thread -> since when it is runnable
+        self.ready: dict[int, tuple[float, int]] = {}  # thread -> since when it is runnable, on which cpu's queue
         self.woke: dict[int, tuple[float, int]] = {}  # thread -> its last wakeup (time, target cpu)
         self.running: dict[int, int] = {}  # cpu -> thread (0: idle)
         self.since: dict[int, float] = {}
-        self.idle: list[tuple[float, float]] = []
-        self.waits: list[tuple[str, float, float]] = []
+        self.idle: dict[int, list[tuple[float, float]]] = {}  # cpu -> its idle intervals
+        self.waits: list[tuple[str, float, float, int]] = []  # (node, runnable from, to, the cpu it queued on)
         self.ran: dict[str, float] = {}
 
     def wake(self, t: float, tid: int, cpu: int) -> None:
         self.woke[tid] = (t, cpu)
         if tid in self.owner and tid not in self.running.values():
-            self.ready.setdefault(tid, t)
+            self.ready.setdefault(tid, (t, cpu))
 
     def switch(self, t: float, cpu: int, prev: int, state: str, nxt: int) -> None:
         current = self.running.get(cpu)
@@ -181,43 +214,55 @@ class _Replay:
         if current == 0 and prev != 0 and woke_cpu == cpu and woke_t >= self.since[cpu]:
             # woken on this idle cpu and run at once, its switch in not traced (seen here in ~5 % of
             # switches): the cpu was idle until the wakeup, then ran it
-            self.idle.append((self.since[cpu], woke_t))
+            self.idle.setdefault(cpu, []).append((self.since[cpu], woke_t))
             self._credit(prev, woke_t, t)
         elif current == 0:
-            self.idle.append((self.since[cpu], t))
+            self.idle.setdefault(cpu, []).append((self.since[cpu], t))
         elif current is not None:
             self._credit(current, self.since[cpu], t)
         self.running[cpu], self.since[cpu] = nxt, t
         self.ready.pop(prev, None)  # it ran, whether or not its switch in was seen (a wakeup racing its sleep)
         if prev in self.owner and state.startswith("R"):  # preempted: still runnable
-            self.ready[prev] = t
+            self.ready[prev] = (t, cpu)
         if nxt in self.ready:
-            self.waits.append((self.owner[nxt], self.ready.pop(nxt), t))
+            since, queued_on = self.ready.pop(nxt)
+            self.waits.append((self.owner[nxt], since, t, queued_on))
 
     def _credit(self, tid: int, a: float, b: float) -> None:
         if (who := self.owner.get(tid)) is not None:
             self.ran[who] = self.ran.get(who, 0.0) + max(0.0, min(b, self.w1) - max(a, self.w0))
 
-    def result(self) -> SchedWaits:
+    def result(self, allowed: dict[str, set[int]]) -> SchedWaits:
         w0, w1 = self.w0, self.w1
-        for cpu, tid in self.running.items():  # still running when the trace ends
+        for cpu, tid in self.running.items():  # still running, or idle, when the trace ends
+            if tid == 0:
+                self.idle.setdefault(cpu, []).append((self.since[cpu], w1))
             self._credit(tid, self.since[cpu], w1)
-        for tid, t in self.ready.items():  # still waiting when the trace ends
-            self.waits.append((self.owner[tid], t, w1))
+        for tid, (t, queued_on) in self.ready.items():  # still waiting when the trace ends
+            self.waits.append((self.owner[tid], t, w1, queued_on))
+        idle = {cpu: _merged(spans) for cpu, spans in self.idle.items()}
         by_node: dict[str, float] = {}
         total = while_idle = 0.0
-        starts, ends = _merged(self.idle + [(self.since[c], w1) for c, tid in self.running.items() if tid == 0])
-        for name, a, b in self.waits:
+        for name, a, b, queued_on in self.waits:
             a, b = max(a, w0), min(b, w1)
             if b <= a:
                 continue
             by_node[name] = by_node.get(name, 0.0) + (b - a)
             total += b - a
-            lo, hi = np.searchsorted(ends, a, side="right"), np.searchsorted(starts, b, side="left")
-            while_idle += float((np.minimum(ends[lo:hi], b) - np.maximum(starts[lo:hi], a)).clip(min=0.0).sum())
+            # beside an idle core it may run on, other than the one it is queued on (a thread woken onto an idle
+            # core waits there only for its wake-up)
+            others = [c for c in idle if c != queued_on and (name not in allowed or c in allowed[name])]
+            while_idle += _overlap(_merged([iv for c in others for iv in zip(*idle[c], strict=True)]), a, b)
         return SchedWaits(window_s=w1 - w0, runnable_wait_s=total, idle_core_wait_s=while_idle,
                           by_node_wait_s={k: by_node[k] for k in sorted(by_node)},
                           by_node_cpu_s={k: self.ran[k] for k in sorted(self.ran)})  # fmt: skip
+
+
+def _overlap(merged: tuple[np.ndarray, np.ndarray], a: float, b: float) -> float:
+    """Seconds of [a, b] inside sorted, disjoint intervals."""
+    starts, ends = merged
+    lo, hi = np.searchsorted(ends, a, side="right"), np.searchsorted(starts, b, side="left")
+    return float((np.minimum(ends[lo:hi], b) - np.maximum(starts[lo:hi], a)).clip(min=0.0).sum())
 
 
 def _merged(intervals: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:

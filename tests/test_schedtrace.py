@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -69,24 +70,75 @@ def test_a_machine_load_says_what_the_scheduler_made_the_twin_wait():
     assert "waited for a core 0.50 s per s of rounds, 0.20 s while a core was idle" in load.describe()
 
 
+REAL = """\
+  <idle>-0       [001] dNh2. 20.000000: sched_wakeup: comm=my worker [w=2]-x pid=7 prio=120 target_cpu=001
+  <idle>-0       [001] d..2. 20.000010: sched_switch: prev_comm=swapper/1 prev_pid=0 prev_prio=120 prev_state=R \
+==> next_comm=my worker [w=2]-x next_pid=7 next_prio=120
+ my worker [w=2]-x-7     [001] d..2. 20.500000: sched_switch: prev_comm=my worker [w=2]-x prev_pid=7 prev_prio=120 \
+prev_state=R+ ==> next_comm=swapper/1 next_pid=0 next_prio=120
+"""
+
+
+def test_real_lines_parse_whatever_the_task_is_called():
+    """tracefs lines as the kernel prints them; a comm may hold spaces, dashes, brackets and '='."""
+    w = schedtrace.waits(REAL, {"n": 7}, (20.0, 21.0))  # (the backslashes join each event's line)
+    assert w is not None and w.by_node_cpu_s == {"n": pytest.approx(0.49999)}
+    assert w.runnable_wait_s == pytest.approx(0.5 + 0.00001)  # its wake-up, and preempted (R+) to the end
+    assert w.idle_core_wait_s == 0.0  # only its own cpu idled: its wake-up, not a placement
+
+
+def test_events_of_one_instant_keep_the_kernels_order():
+    """Two switches in the same microsecond on one cpu, 100 out then 101 in: replayed in the file's order the
+    cpu never idles, and 101 runs 0.3 s."""
+    text = sw(0, 10.0, 0, "R", 100) + sw(0, 10.2, 100, "S", 0) + sw(0, 10.2, 0, "R", 101) + sw(0, 10.5, 101, "S", 0)
+    w = schedtrace.waits(text, {"a": 100, "b": 101}, (10.0, 11.0))
+    assert w is not None and w.by_node_cpu_s == {"a": pytest.approx(0.2), "b": pytest.approx(0.3)}
+
+
+def test_only_cores_a_node_may_run_on_count_as_idle_beside_it():
+    w = schedtrace.waits(LINES, {"a": 100}, (10.0, 11.0), allowed={"a": {0}})
+    assert w is not None and w.idle_core_wait_s == 0.0 and w.runnable_wait_s == pytest.approx(0.25)
+
+
+def test_a_buffer_that_lost_events_gives_no_figures(tmp_path):
+    stats = tmp_path / "stats"
+    stats.write_text("entries: 12\noverrun: 0\ncommit overrun: 0\n")
+    assert not schedtrace._overrun(stats)
+    stats.write_text("entries: 12\noverrun: 3\ncommit overrun: 0\n")
+    assert schedtrace._overrun(stats)
+
+
+def dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
 SPIN = "import os, time\nos.sched_setaffinity(0, {%d})\nend = time.monotonic() + %f\nwhile time.monotonic() < end: pass"
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs Linux CPU affinity")
 def test_the_kernel_trace_sees_three_spinners_share_one_cpu():
-    """Real tracefs (root): three processes spinning on one CPU take turns, so each waits about two thirds of the
-    time; the instance is removed afterwards."""
+    """Real tracefs (root): three processes spinning on one CPU take turns, so about two of them wait at any
+    time; an instance left by a killed run is removed, and so is this one."""
+    orphan = schedtrace.TRACEFS / "instances" / f"{schedtrace.PREFIX}{dead_pid()}-test"
+    with contextlib.suppress(OSError):
+        orphan.mkdir()
     trace = schedtrace.SchedTrace.start()
     if trace is None:
         pytest.skip("no scheduler trace here (not root, or no tracefs)")
-    cpu = min(os.sched_getaffinity(0))
-    t0 = time.monotonic()
-    procs = [subprocess.Popen([sys.executable, "-c", SPIN % (cpu, 0.6)]) for _ in range(3)]
-    for p in procs:
-        p.wait()
-    t1 = time.monotonic()
-    text = trace.stop()
-    assert not trace.root.exists()
+    try:
+        assert not orphan.exists()
+        cpu = min(os.sched_getaffinity(0))
+        t0 = time.monotonic()
+        procs = [subprocess.Popen([sys.executable, "-c", SPIN % (cpu, 0.6)]) for _ in range(3)]
+        for p in procs:
+            p.wait()
+        t1 = time.monotonic()
+    finally:
+        text = trace.stop()
+    assert not trace.root.exists() and text is not None
     w = schedtrace.waits(text, {f"spin{i}": p.pid for i, p in enumerate(procs)}, (t0 + 0.2, t1 - 0.1))
     assert w is not None and set(w.by_node_wait_s) == {"spin0", "spin1", "spin2"}
-    assert 1.0 < w.runnable_wait_s / w.window_s < 2.5  # about 2 of 3 spinners waiting at any time
+    assert 0.8 < w.runnable_wait_s / w.window_s < 2.8  # ~2 of 3 waiting, whatever else runs here
+    assert sum(w.by_node_cpu_s.values()) / w.window_s < 1.05  # they shared one cpu
