@@ -131,8 +131,10 @@ def frame_costs(s: Scenario, pop: DevicePopulation) -> tuple[float, int]:
 
 def idle_events(pop: DevicePopulation, frames: float, run_s: float) -> float:
     """Connection events in ``run_s`` in which the sensor has nothing to send: it wakes every
-    ``wake_interval_s`` (its peripheral latency lets it skip the others), and sends each frame in one."""
-    return max(0.0, run_s / pop.wake_interval_s() - frames)
+    ``wake_interval_s`` (its peripheral latency lets it skip the others), and sends each frame in one -- at most
+    one event per connection interval carries frames (a period shorter than the interval: frames share them)."""
+    with_frames = min(frames, run_s / pop.connection_interval())
+    return max(0.0, run_s / pop.wake_interval_s() - with_frames)
 
 
 def device_joules(s: Scenario, pop: DevicePopulation, frames: float, sessions: float, run_s: float

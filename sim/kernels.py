@@ -84,10 +84,11 @@ def _keep(out, n, t, size):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _delayed(counters, delay_s):  # type: ignore[no-untyped-def]
-    """Count a foreground item served ``delay_s`` away from when SimPy served it (counters[3:5]: largest, how
-    many); callers pass the absolute difference."""
-    if delay_s > 1e-12:
+def _delayed(counters, delay_s, at_s):  # type: ignore[no-untyped-def]
+    """Count a foreground item served ``delay_s`` away from when SimPy served it, at about ``at_s``
+    (counters[3:5]: largest, how many); callers pass the absolute difference. Differences within rounding
+    (1 ps, or a few ulps of the time) are none."""
+    if delay_s > 1e-12 + 4e-16 * abs(at_s):
         counters[3] = max(counters[3], delay_s)
         counters[4] += 1
 
@@ -199,7 +200,7 @@ def shared_cores(  # type: ignore[no-untyped-def]
                 if r >= 0:
                     done_t[r] = t
                 else:
-                    _delayed(counters, abs(t - fg_done[-r - 1]))  # done off either way
+                    _delayed(counters, abs(t - fg_done[-r - 1]), t)  # done off either way
             continue
         if h == tags.size:
             tags = np.concatenate((tags, np.empty(h)))
@@ -273,7 +274,7 @@ def fifo_cores(  # type: ignore[no-untyped-def]
         if tf <= ta:
             period_fg = True
             free[c] = start + fg_work[k]
-            _delayed(counters, abs(free[c] - fg_done[k]))
+            _delayed(counters, abs(free[c] - fg_done[k]), free[c])
             k += 1
         else:
             free[c] = start + work_s[i]
@@ -400,7 +401,7 @@ def link_stage(  # type: ignore[no-untyped-def]
                 kept, period_first, period_fg = _new_period(kept, period_first, period_fg)
             period_fg = True
             start = tf if tf > free[0] else free[0]
-            _delayed(counters, abs(start - fg_granted[k]))  # granted off either way
+            _delayed(counters, abs(start - fg_granted[k]), start)  # granted off either way
             free[0] = start + fg_service[k]
             k += 1
             continue

@@ -23,12 +23,13 @@ class Radio:
     """A device's radio on a link (sim/energy.py): power while sending and receiving, the PHY's bit rate, and
     what each packet adds on air; air time = (payload + packets x overhead) x 8 / phy_bps.
 
-    The link layer (BLE): every packet is answered after the inter-frame space ``ifs_s`` (T_IFS) -- a data
-    packet the sensor sends by the central's acknowledgement (an empty packet of ``empty_packet_bytes`` when
-    the central has nothing to say), one it receives by the sensor's; and every connection event begins with
-    the central's packet, so a sensor with nothing to send still receives one and answers it with an empty one.
-    The radio is switching (ramping up) in each T_IFS, and once more before the event's first packet:
-    ``switch_w`` while it does. ``Exchange`` holds the seconds in each state.
+    The link layer (BLE): packets alternate, each after the inter-frame space ``ifs_s`` (T_IFS) -- a data
+    packet the sensor sends is acknowledged by the central's next packet (an empty one of
+    ``empty_packet_bytes`` when the central has nothing to say), one it receives by the sensor's; and every
+    connection event begins with the central's packet, so a sensor with nothing to send still receives one and
+    answers it with an empty one. A message of n packets is 2n packets on air, 2n - 1 T_IFS between them and a
+    ramp-up before the first: the radio switches 2n times, ``switch_w`` while it does (a T_IFS each).
+    ``Exchange`` holds the seconds in each state.
     """
 
     tx_w: float
@@ -59,12 +60,12 @@ class Radio:
     def send(self, nbytes: int) -> Exchange:
         """The sensor sends a message in one connection event: its packets, each acknowledged by the central."""
         n = self.packets(nbytes)
-        return Exchange(self.air_time_s(nbytes), n * self.empty_s, (2 * n + 1) * self.ifs_s)
+        return Exchange(self.air_time_s(nbytes), n * self.empty_s, 2 * n * self.ifs_s)
 
     def receive(self, nbytes: int) -> Exchange:
         """The sensor receives a message in one connection event, acknowledging each packet."""
         n = self.packets(nbytes)
-        return Exchange(n * self.empty_s, self.air_time_s(nbytes), (2 * n + 1) * self.ifs_s)
+        return Exchange(n * self.empty_s, self.air_time_s(nbytes), 2 * n * self.ifs_s)
 
     def idle_event(self) -> Exchange:
         """A connection event with nothing to send either way: the central's empty packet, the sensor's."""

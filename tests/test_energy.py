@@ -125,14 +125,16 @@ def test_radio_air_time_counts_every_packets_overhead():
 
 def test_every_packet_is_acknowledged_after_an_inter_frame_space():
     """BLE link layer: a data packet the sensor sends is answered by the central's empty packet after T_IFS, one it
-    receives by its own; the radio switches in each T_IFS and once before the event's first packet."""
+    receives by its own; the radio switches in each T_IFS between packets and once before the first."""
     ble = LINK_PRESETS["ble"].radio
     assert ble.ifs_s == 150e-6 and ble.empty_s == pytest.approx(80e-6)  # 10 bytes at 1 Mbit/s
     two = ble.max_payload_bytes + 1  # two packets
     sent, received = ble.send(two), ble.receive(two)
     assert sent.tx_s == pytest.approx(ble.air_time_s(two)) and sent.rx_s == pytest.approx(2 * ble.empty_s)
     assert received.rx_s == pytest.approx(ble.air_time_s(two)) and received.tx_s == pytest.approx(2 * ble.empty_s)
-    assert sent.switch_s == received.switch_s == pytest.approx(5 * ble.ifs_s)
+    assert sent.switch_s == received.switch_s == pytest.approx(4 * ble.ifs_s)  # 4 packets: 3 T_IFS + a ramp-up
+    idle = ble.idle_event()  # the central's empty packet and the sensor's: 1 T_IFS + a ramp-up
+    assert idle.switch_s == pytest.approx(2 * ble.ifs_s) and idle.tx_s == idle.rx_s == pytest.approx(ble.empty_s)
     assert ble.joules(sent) == pytest.approx(sent.tx_s * ble.tx_w + sent.rx_s * ble.rx_w + sent.switch_s * ble.switch_w)
 
 
@@ -158,6 +160,10 @@ def test_connection_events_cost_a_sensor_that_never_sleeps_through_them():
     # the longest latency BLE allows still wakes a sensor with a 5-minute period every 500 intervals
     s = load_scenario(PAPER, ["workload.devices.ecg-a.frame_period_s=300"])
     assert s.workload.devices[0].wake_interval_s() == pytest.approx(500 * 0.0075)
+    # frames every 5 ms share the 7.5 ms interval's events: none is left idle
+    fast = load_scenario(PAPER, ["workload.devices.ecg-a.frame_period_s=0.005"]).workload.devices[0]
+    assert energy.idle_events(fast, frames=200.0, run_s=1.0) == 0.0
+    assert energy.idle_events(fast, frames=0.0, run_s=1.0) == pytest.approx(1 / 0.0075)
 
 
 def test_link_layer_settings_are_checked_against_the_spec():
