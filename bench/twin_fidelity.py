@@ -138,7 +138,7 @@ def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[S
 def _idle_core_wait(loads: list[Any]) -> float | None:
     """Seconds per second of rounds the twin's threads waited for a core while one was idle (median over the
     traced runs; hw/schedtrace.py), None where not traced."""
-    per = [ld.sched.idle_core_wait_s / ld.sched.window_s for ld in loads if ld.sched is not None and ld.sched.window_s]
+    per = [ld.sched.idle_core_wait_per_s for ld in loads if ld.sched is not None and ld.sched.window_s > 0]
     return float(np.median(per)) if per else None
 
 

@@ -63,15 +63,8 @@ class SchedTrace:
     @classmethod
     def start(cls, tracefs: Path = TRACEFS) -> SchedTrace | None:
         """Recording, or None where this machine cannot trace (not root, no tracefs, an instance refused)."""
-        if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        if not hasattr(os, "geteuid") or os.geteuid() != 0 or not _mounted(tracefs):
             return None
-        if not (tracefs / "instances").is_dir():  # mounted where systemd mounts it, and left mounted
-            mount = shutil.which("mount")
-            if mount is None or not tracefs.is_dir():
-                return None
-            done = subprocess.run([mount, "-t", "tracefs", "nodev", str(tracefs)], capture_output=True, check=False)  # noqa: S603
-            if done.returncode != 0 or not (tracefs / "instances").is_dir():
-                return None
         _remove_orphans(tracefs / "instances")
         root = tracefs / "instances" / f"{PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
         try:
@@ -111,9 +104,24 @@ class SchedTrace:
         _remove(self.root)
 
 
+def _mounted(tracefs: Path) -> bool:
+    """tracefs is there, mounted here if it was not (where systemd mounts it, and left mounted)."""
+    if (tracefs / "instances").is_dir():
+        return True
+    mount = shutil.which("mount")
+    if mount is None or not tracefs.is_dir():
+        return False
+    done = subprocess.run([mount, "-t", "tracefs", "nodev", str(tracefs)], capture_output=True, check=False)  # noqa: S603
+    return done.returncode == 0 and (tracefs / "instances").is_dir()
+
+
 def _overrun(stats: Path) -> bool:
+    """Whether a CPU's buffer lost events (an unreadable count counts as lost)."""
     fields = dict(line.split(":", 1) for line in stats.read_text().splitlines() if ":" in line)
-    return int(fields.get("overrun", "0").strip() or 0) > 0
+    try:
+        return int(fields.get("overrun", "0").strip() or 0) > 0
+    except ValueError:
+        return True
 
 
 def _remove(root: Path) -> None:
@@ -240,7 +248,7 @@ class _Replay:
             self._credit(tid, self.since[cpu], w1)
         for tid, (t, queued_on) in self.ready.items():  # still waiting when the trace ends
             self.waits.append((self.owner[tid], t, w1, queued_on))
-        idle = {cpu: _merged(spans) for cpu, spans in self.idle.items()}
+        unions: dict[frozenset[int], tuple[np.ndarray, np.ndarray]] = {}  # cpus -> when one of them idled
         by_node: dict[str, float] = {}
         total = while_idle = 0.0
         for name, a, b, queued_on in self.waits:
@@ -251,8 +259,10 @@ class _Replay:
             total += b - a
             # beside an idle core it may run on, other than the one it is queued on (a thread woken onto an idle
             # core waits there only for its wake-up)
-            others = [c for c in idle if c != queued_on and (name not in allowed or c in allowed[name])]
-            while_idle += _overlap(_merged([iv for c in others for iv in zip(*idle[c], strict=True)]), a, b)
+            cpus = frozenset(c for c in self.idle if c != queued_on and (name not in allowed or c in allowed[name]))
+            if cpus not in unions:
+                unions[cpus] = _merged([iv for c in cpus for iv in self.idle[c]])
+            while_idle += _overlap(unions[cpus], a, b)
         return SchedWaits(window_s=w1 - w0, runnable_wait_s=total, idle_core_wait_s=while_idle,
                           by_node_wait_s={k: by_node[k] for k in sorted(by_node)},
                           by_node_cpu_s={k: self.ran[k] for k in sorted(self.ran)})  # fmt: skip
@@ -266,7 +276,7 @@ def _overlap(merged: tuple[np.ndarray, np.ndarray], a: float, b: float) -> float
 
 
 def _merged(intervals: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
-    """The union of intervals as sorted, disjoint (starts, ends): time during which some core was idle."""
+    """The union of intervals as sorted, disjoint (starts, ends)."""
     out: list[list[float]] = []
     for a, b in sorted(intervals):
         if out and a <= out[-1][1]:

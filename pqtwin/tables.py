@@ -156,13 +156,11 @@ def machine_state(load: dict[str, Any]) -> str:
     ml = MachineLoad.model_validate(load)
     sched = ""
     if ml.sched is not None and ml.sched.window_s > 0:
-        sched = f"; twin threads waited {ml.sched.idle_core_wait_s / ml.sched.window_s:.2f} s/s while a core idled"
+        sched = f"; twin threads waited {ml.sched.idle_core_wait_per_s:.2f} s/s while a core idled"
     if ml.quiet:
         return "quiet machine" + sched
     if ml.unsteady and not ml.busy and ml.cpu_speed is not None:
-        ratio = ml.speed_vs_calibration
-        vs = "" if ratio is None else f" at {ratio:.2f}x their calibrated speed,"
-        return f"UNSTEADY machine: cores ran{vs} varying {ml.cpu_speed.spread:.2f}x{sched}"
+        return f"UNSTEADY machine: {ml.cores_ran()}{sched}"
     return f"BUSY machine: other processes used {ml.foreign_cpu_cores:.2f} cores{sched}"
 
 

@@ -436,6 +436,15 @@ class SchedWaits(_Model):
     by_node_wait_s: dict[str, float] = Field(default_factory=dict)
     by_node_cpu_s: dict[str, float] = Field(default_factory=dict)  # CPU each node's threads ran for in the window
 
+    @property
+    def runnable_wait_per_s(self) -> float:
+        return self.runnable_wait_s / self.window_s if self.window_s > 0 else 0.0
+
+    @property
+    def idle_core_wait_per_s(self) -> float:
+        """Seconds waited beside an idle core per second of rounds."""
+        return self.idle_core_wait_s / self.window_s if self.window_s > 0 else 0.0
+
 
 class MachineLoad(_Model):
     """How busy the machine was during a measured run (hw/machine.py): ``foreign_cpu_cores`` is the CPU that
@@ -465,21 +474,25 @@ class MachineLoad(_Model):
             return None
         return self.calibrated_probe_us / self.cpu_speed.probe_us_p50
 
+    def cores_ran(self) -> str:
+        """'cores ran at 0.83x their calibrated speed, varying 1.92x', or '' when not probed."""
+        if self.cpu_speed is None:
+            return ""
+        ratio = self.speed_vs_calibration
+        vs = "" if ratio is None else f" at {ratio:.2f}x their calibrated speed,"
+        return f"cores ran{vs} varying {self.cpu_speed.spread:.2f}x"
+
     def describe(self) -> str:
         state = "quiet" if self.quiet else "UNSTEADY" if self.unsteady and not self.busy else "BUSY"
         energy = (
             f", CPU packages used {self.package_energy_j:.1f} J (RAPL)" if self.package_energy_j is not None else ""
         )
-        speed = ""
-        if self.cpu_speed is not None:
-            ratio = self.speed_vs_calibration
-            vs = "" if ratio is None else f" at {ratio:.2f}x their calibrated speed,"
-            speed = f", cores ran{vs} varying {self.cpu_speed.spread:.2f}x (p90/p10 of a reference kernel)"
+        speed = f", {self.cores_ran()} (p90/p10 of a reference kernel)" if self.cpu_speed is not None else ""
         sched = ""
         if self.sched is not None and self.sched.window_s > 0:
             w = self.sched
-            sched = (f"; the twin's threads waited for a core {w.runnable_wait_s / w.window_s:.2f} s per s of rounds, "
-                     f"{w.idle_core_wait_s / w.window_s:.2f} s while a core was idle (scheduler trace)")  # fmt: skip
+            sched = (f"; the twin's threads waited for a core {w.runnable_wait_per_s:.2f} s per s of rounds, "
+                     f"{w.idle_core_wait_per_s:.2f} s while a core was idle (scheduler trace)")  # fmt: skip
         return (f"machine {state}: other processes used {self.foreign_cpu_cores:.2f} of {self.cores} cores, "
                 f"steal {self.steal_fraction:.1%}, load average {self.loadavg_1m_start} at start"
                 f"{speed}{energy}{sched}")  # fmt: skip

@@ -149,9 +149,7 @@ def device_joules(s: Scenario, pop: DevicePopulation, frames: float, sessions: f
         sessions = 0.0
     s_mcu, s_sent, s_received = session_costs(s, pop)
     f_mcu, f_tx = frame_costs(s, pop)
-    session = sum((radio.send(n) for n in s_sent), NO_EXCHANGE) + sum(
-        (radio.receive(n) for n in s_received), NO_EXCHANGE
-    )
+    session = sum([*map(radio.send, s_sent), *map(radio.receive, s_received)], NO_EXCHANGE)
     frame, idle = radio.send(f_tx), radio.idle_event()
     events = idle_events(pop, frames, run_s)
     air = session * sessions + frame * frames + idle * events
