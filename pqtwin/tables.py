@@ -63,7 +63,8 @@ def telemetry_rows(s: Summary) -> list[tuple[str, str]]:
         how = "events (every frame a SimPy process)"
     else:
         worst = max((d for d, _ in engine.perturbation.values()), default=0.0)
-        how = f"vectorized, {engine.passes} passes, " + (
+        hot = f"{engine.hot_frames:,} frames in SimPy, " if engine.hot_frames else ""
+        how = f"vectorized, {engine.passes} passes, {hot}" + (
             "exact" if engine.exact else f"foreground ≤ {worst * 1e6:.1f} µs early"
         )
     peak = f"{s.peak_rss_bytes / 2**30:.2f} GiB" if s.peak_rss_bytes else "—"

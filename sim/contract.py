@@ -402,6 +402,7 @@ class Engine(_Model):
     frames_in_flight: int = 0  # per replication: emitted, not yet decrypted at the horizon
     windows: int = 0
     passes: int = 1  # the most SimPy passes a replication took (sim/runner.py replicate)
+    hot_frames: int = 0  # per replication: frames SimPy computed in hot intervals (sim/telemetry.py)
 
 
 class Dropout(_Model):

@@ -210,14 +210,16 @@ class Endpoint:
     thread: simpy.Resource | Thread | None = None
 
     def run(
-        self, rec: Recorder, phase: str, op: str, units: float = 0.0, since: float | None = None
-    ) -> Generator[Any, Any, None]:
-        """Run one operation; the span starts at ``since`` (e.g. when the job was queued) or now."""
+        self, rec: Recorder | None, phase: str, op: str, units: float = 0.0, since: float | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> Generator[Any, Any, None]:  # fmt: skip
+        """Run one operation; the span starts at ``since`` (e.g. when the job was queued) or now. Its cost is
+        drawn from ``rng`` when given, else from the CPU's stream; no span is kept without ``rec``."""
         cpu, env = self.cpu, self.cpu.env
         if cpu.profile is None:  # a device whose compute is not modelled
             return
         model = cpu.profile.op(op)
-        cost = cpu.profile.cost_s(op, cpu.rng, units)
+        cost = cpu.profile.cost_s(op, cpu.rng if rng is None else rng, units)
         nbytes = int(units) if isinstance(model, LinearOp) and model.unit == "byte" else 0
         start = env.now if since is None else since
         own, request = self.thread, None
@@ -235,4 +237,5 @@ class Endpoint:
         elif own is not None:
             assert request is not None
             own.release(request)
-        rec.add(self.pod, cpu.name, phase, op, start, env.now, wait, nbytes=nbytes)
+        if rec is not None:
+            rec.add(self.pod, cpu.name, phase, op, start, env.now, wait, nbytes=nbytes)

@@ -75,11 +75,11 @@ def emit(next_t, end_t, period_s, t0, t1, out_t, out_session):  # type: ignore[n
 
 
 @njit(cache=True)
-def _keep(out, n, t, size):  # type: ignore[no-untyped-def]
-    """Append (t, size) to a growable (rows, 2) array holding n rows; returns the array."""
+def _keep(out, n, t, size, ref):  # type: ignore[no-untyped-def]
+    """Append (t, size, frame) to a growable (rows, 3) array holding n rows; returns the array."""
     if n == out.shape[0]:
         out = np.concatenate((out, np.empty_like(out)))
-    out[n, 0], out[n, 1] = t, size
+    out[n, 0], out[n, 1], out[n, 2] = t, size, ref
     return out
 
 
@@ -216,7 +216,7 @@ def shared_cores(  # type: ignore[no-untyped-def]
             counters[2] += min(w, end_s - t)  # offered: what one core could do by the end
             _bin(series, bin_s, t, w)
             if m > 0:
-                near = _keep(near, kept, t, w)
+                near = _keep(near, kept, t, w, refs_in[i])
                 kept += 1
             if h == 0:  # alone on the cores: if nothing arrives before it ends, end it here (as the loop would)
                 tag = v + w
@@ -282,7 +282,7 @@ def fifo_cores(  # type: ignore[no-untyped-def]
             counters[2] += min(work_s[i], end_s - t)  # offered: what one core could do by the end
             _bin(series, bin_s, t, work_s[i])
             if m > 0:
-                near = _keep(near, kept, t, work_s[i])
+                near = _keep(near, kept, t, work_s[i], refs_in[i])
                 kept += 1
             i += 1
     return k, i, near, kept
@@ -356,10 +356,10 @@ def link_stage(  # type: ignore[no-untyped-def]
     after 2 x latency + service (at or after ``cut``: it waits here for the next window). Per server: busy and
     demand seconds, bytes sent, losses, as the event model counts them (busy and bytes for services ended by
     the horizon; demand when asked, what fits before the horizon). counters[3:5] (every kernel): the
-    foreground's largest delay and how many were delayed. ``near``: the frames' transmissions in busy periods
-    that also serve foreground (the only ones that can delay it; the next pass replays them in SimPy). Returns
-    (next foreground index, near, its rows). ``series``: busy seconds per ``bin_s`` bin by service start (a
-    shared link's)."""
+    foreground's largest delay and how many were delayed. ``near``: the frames' transmissions (arrival,
+    service, frame index) in busy periods that also serve foreground (the only ones that can delay it; the
+    next pass simulates them in SimPy). Returns (next foreground index, near, its rows). ``series``: busy
+    seconds per ``bin_s`` bin by service start (a shared link's)."""
     n = o.size
     if loss == 0.0 and (k0 >= fg_asked.size or fg_asked[k0] >= cut):  # the common case, in one loop
         for j in range(n):
@@ -379,10 +379,10 @@ def link_stage(  # type: ignore[no-untyped-def]
                 busy_s[w] += s
                 sent[w] += size
             _leave(f, end, fr_t, fr_hop, fr_srv, fr_pop, route_table, latency_s, jitter_s, rng)
-        return k0, np.empty((0, 2)), 0
+        return k0, np.empty((0, 3)), 0
     k = k0
     m = fg_asked.size
-    near = np.empty((16, 2))
+    near = np.empty((16, 3))
     heap_t = np.empty(16)
     heap_i = np.empty(16, dtype=np.int64)
     h = 0
@@ -424,7 +424,7 @@ def link_stage(  # type: ignore[no-untyped-def]
         if not bank and t >= free[0]:  # a new busy period of a shared link
             kept, period_first, period_fg = _new_period(kept, period_first, period_fg)
         if not bank and m > 0:
-            near = _keep(near, kept, t, s)
+            near = _keep(near, kept, t, s, f)
             kept += 1
         start = t if t > free[w] else free[w]
         fr_wait[f] += start - t

@@ -90,7 +90,7 @@ class Replication:
 
     def __init__(
         self, scenario: Scenario, mode: str, index: int, seed: np.random.SeedSequence, engine: str = "events",
-        background: dict[str, np.ndarray] | None = None, final: bool = True,
+        background: dict[str, np.ndarray] | None = None, final: bool = True, hot: np.ndarray | None = None,
     ):  # fmt: skip
         self.s, self.mode, self.vectorized = scenario, mode, engine == "vectorized"
         self.env = env = CountingEnvironment()
@@ -133,6 +133,11 @@ class Replication:
         self.sessions: dict[int, list[tuple[int, float, float]]] = {}  # population -> (device, start, end)
         self.device_handshakes: list[tuple[str, float, float]] = []  # (population, started_s, done_s)
         self.background, self.final = background or {}, final
+        # vectorized: frames emitted in these [start, end] intervals are SimPy's (sim/telemetry.py, "hot")
+        self.hot = np.empty((0, 2)) if hot is None else hot
+        self.hot_frames: list[tuple[int, int, float, float, float]] = []  # (population, device, emit, done, wait)
+        self.hot_started = 0
+        self.hot_rngs: dict[int, np.random.Generator] = {}
         self.bin_s = scenario.run.series_bin_s or scenario.run.horizon_s / SERIES_BINS
         bins = min(MAX_SERIES_BINS, math.ceil(scenario.run.horizon_s / self.bin_s))
         self.net.track(self.bin_s, bins)
@@ -447,16 +452,49 @@ class Replication:
             start = env.now
             session_end = start + interval if interval else float("inf")
             if self.vectorized:
-                from sim.kernels import grid_after  # numba: only the vectorized engine pays for it
-
-                sessions.append((i, start, session_end))
-                if session_end >= self.s.run.horizon_s:
+                if not (yield from self._vector_session(pop, i, dev, receiver, sessions, session_end)):
                     return
-                yield env.timeout(grid_after(start, period, session_end) - start)
                 continue
             while env.now < session_end:
                 env.process(self._frame(dev, receiver, payload, gateway))
                 yield env.timeout(period)
+
+    def _vector_session(self, pop: DevicePopulation, i: int, dev: Endpoint, receiver: Endpoint,
+                        sessions: list[tuple[int, float, float]], session_end: float) -> Gen:  # fmt: skip
+        """A session's frames for the vectorized engine: recorded as pieces (device, first emission, end) for
+        the kernels, except frames emitted in a hot interval, which run here. Returns True at the session's
+        end (the next handshake's time); False at once when the kernels have the rest up to the horizon."""
+        from sim.kernels import grid_after  # numba: only the vectorized engine pays for it
+
+        env, period, horizon = self.env, pop.period_s(), self.s.run.horizon_s
+        k = self.populations[pop.name]
+        while env.now < session_end:
+            t = env.now
+            j = int(np.searchsorted(self.hot[:, 0], t, side="right")) - 1
+            if j >= 0 and t <= self.hot[j, 1]:
+                env.process(self._hot_frame(k, i, dev, receiver, pop.frame_bytes()))
+                yield env.timeout(period)
+                continue
+            end = min(session_end, self.hot[j + 1, 0] if j + 1 < len(self.hot) else math.inf)
+            sessions.append((i, t, end))
+            if end >= horizon:
+                return False
+            yield env.timeout(grid_after(t, period, end) - t)
+        return True
+
+    def _hot_frame(self, k: int, i: int, dev: Endpoint, receiver: Endpoint, payload: int) -> Gen:
+        """A frame of the vectorized engine in SimPy (a hot interval): the event model's ``_frame``, drawing
+        from its population's own stream and keeping no span (the kernels count it with theirs)."""
+        if k not in self.hot_rngs:
+            assert self.frame_ss is not None
+            self.hot_rngs[k] = stream(self.frame_ss, 3, k)
+        rng, aead, start = self.hot_rngs[k], self.aead.name, self.env.now
+        self.hot_started += 1
+        yield from dev.run(None, "telemetry", f"{aead}.encrypt", payload, rng=rng)
+        nbytes = RECORD_HEADER_BYTES + payload + self.aead.aead_overhead_bytes
+        wait = yield from self.net.transfer(dev.node, receiver.node, nbytes, "telemetry", rng=rng)
+        yield from receiver.run(None, "telemetry", f"{aead}.decrypt", payload, rng=rng)
+        self.hot_frames.append((k, i, start, self.env.now, wait))
 
     def _background(self, items: np.ndarray, link: LinkServer | None, cpu: Cpu | None) -> Gen:
         """Frames the last pass of the vectorized engine found sharing busy periods with this foreground:

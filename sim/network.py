@@ -123,19 +123,22 @@ class Network:
         return self._routes[key]
 
     def transfer(
-        self, src: str, dst: str, nbytes: int, phase: str = "", packet_bytes: int | None = None
-    ) -> Generator[Any, Any, float]:
+        self, src: str, dst: str, nbytes: int, phase: str = "", packet_bytes: int | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> Generator[Any, Any, float]:  # fmt: skip
         """Carry nbytes from node src to node dst; returns its queue wait: the time its segments waited, on
         every hop, for the link to serve other messages (s). ``phase`` labels the link's bytes.
         ``packet_bytes`` (a message in packets, as TCP sends): a segment goes on to the next hop as soon as its
         first packet has crossed (cut-through at packet size, as switches forward packets), and cannot leave
-        a hop before its last packet has arrived there. Without it segments are stored and forwarded whole."""
+        a hop before its last packet has arrived there. Without it segments are stored and forwarded whole.
+        ``rng``: the message's own stream for loss and jitter, instead of each link's (the vectorized engine's
+        frames: they must not shift the draws of the traffic they join)."""
         if src == dst or nbytes <= 0:
             return 0.0
         links = self.route(src, dst)
         sizes = self.segments(nbytes, packet_bytes)
         if len(sizes) == 1:  # one segment: carried in this process (no process, no condition)
-            return (yield from self._carry(links, nbytes, phase, None, packet_bytes))
+            return (yield from self._carry(links, nbytes, phase, None, packet_bytes, rng))
         n = len(sizes)
         flow = [0.0] * (2 * len(links))  # per hop: its segments' last service end there, and when it was due
         window = self.window(links) if self.transport.sharing == "fair" else n
@@ -143,7 +146,7 @@ class Network:
         for k, size in enumerate(sizes):
             if k >= window:
                 yield procs[k - window]  # the oldest in flight arrived: send the next (an ACK-clocked window)
-            procs.append(self.env.process(self._carry(links, size, phase, flow, packet_bytes)))
+            procs.append(self.env.process(self._carry(links, size, phase, flow, packet_bytes, rng)))
         yield self.env.all_of(procs)
         return math.fsum(float(p.value or 0.0) for p in procs)
 
@@ -175,8 +178,9 @@ class Network:
         return max(self.transport.window_segments, math.ceil(bdp_bytes / self.segment_bytes) + 1)
 
     def _carry(
-        self, links: list[LinkServer], size: int, phase: str, flow: list[float] | None, packet_bytes: int | None
-    ) -> Generator[Any, Any, float]:
+        self, links: list[LinkServer], size: int, phase: str, flow: list[float] | None, packet_bytes: int | None,
+        rng: np.random.Generator | None = None,
+    ) -> Generator[Any, Any, float]:  # fmt: skip
         """One segment along its route; returns its waits behind other messages. ``flow`` (a message of several
         segments) holds, per hop, where its own earlier segments end: served then, and due on an idle link."""
         env, wait = self.env, 0.0
@@ -213,12 +217,12 @@ class Network:
                     break
                 yield env.timeout(link.free_s - asked)
                 Network._served(link, size, service, phase)
-                if link.loss and self.rng(link).random() < link.loss:
+                if link.loss and (rng or self.rng(link)).random() < link.loss:
                     link.retransmissions += 1
                     yield env.timeout(2 * link.latency_s + service)
                     continue
                 break
-            delay = link.latency_s + (self.rng(link).exponential(link.jitter_s) if link.jitter_s else 0.0)
+            delay = link.latency_s + ((rng or self.rng(link)).exponential(link.jitter_s) if link.jitter_s else 0.0)
             if cut:
                 end = link.free_s
                 env.timeout(end - asked).callbacks.append(partial(self._served, link, size, service, phase))

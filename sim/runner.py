@@ -149,24 +149,27 @@ CLOSE_ENOUGH_S = 1e-6  # a foreground delay this small ends the passes: the next
 def replicate(
     scenario: Scenario, mode: str, index: int, seed: np.random.SeedSequence, engine: str
 ) -> ReplicationResult:
-    """One replication. The vectorized engine runs up to MAX_PASSES passes: each pass's SimPy run serves the
-    frames the last pass found next to the foreground, until the kernels find no foreground item they would
-    serve later than SimPy did (then the run is the event model's, to rounding). Every link, host and device
-    draws from its own stream, so a stochastic run converges too; passes end early when the largest delay is
-    under CLOSE_ENOUGH_S or no longer halves: the last pass completes the frames and reports what is left."""
+    """One replication. The vectorized engine runs up to MAX_PASSES passes: each pass's SimPy run computes
+    the frames emitted in the intervals where earlier passes found frames next to the foreground (hot
+    intervals, sim/telemetry.py) and serves the rest found there as background, until the kernels find no
+    foreground item they would serve later than SimPy did (then the run is the event model's, to rounding).
+    Every link, host and device draws from its own stream, so a stochastic run converges too; passes end
+    early when the largest delay is under CLOSE_ENOUGH_S, or no longer halves while the hot intervals stay
+    the same: the last pass completes the frames and reports what is left."""
     if engine != "vectorized":
         return Replication(scenario, mode, index, seed, engine).run()
-    background, worst, final = None, math.inf, False
+    background, hot, worst, final = None, None, math.inf, False
     for passes in range(1, MAX_PASSES + 1):
         final = final or passes == MAX_PASSES
-        result = Replication(scenario, mode, index, child(seed), engine, background, final=final).run()  # same streams
+        result = Replication(scenario, mode, index, child(seed), engine, background, final, hot).run()  # same streams
         assert result.frames is not None
         result.frames.passes = passes
         if result.frames.complete and (not result.frames.perturbation or final):
             break
         delay = max(d for d, _ in result.frames.perturbation.values())
-        final, worst = delay > worst / 2 or delay < CLOSE_ENOUGH_S, delay
-        background = result.frames.background
+        grew = hot is None or not np.array_equal(hot, result.frames.hot)
+        final, worst = (delay > worst / 2 and not grew) or delay < CLOSE_ENOUGH_S, delay
+        background, hot = result.frames.background, result.frames.hot
     return result
 
 

@@ -156,6 +156,7 @@ def with_frames(summary: Summary, outcomes: list[Outcome]) -> Engine:
     return Engine(name="vectorized", exact=not perturbation, perturbation=perturbation,
                   frames_in_flight=sum(o.in_flight for o in outcomes) // reps,
                   passes=max(o.passes for o in outcomes),
+                  hot_frames=sum(o.hot_frames for o in outcomes) // reps,
                   windows=sum(o.windows for o in outcomes))  # fmt: skip
 
 

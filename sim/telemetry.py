@@ -54,6 +54,9 @@ if TYPE_CHECKING:
     from sim.network import LinkServer
 
 WINDOW_FRAMES = 2_000_000  # frames per window: bounds memory (~60 B a frame in flight) whatever the horizon
+# frames the hot intervals may give SimPy (estimated from their length at the devices' rate): beyond, the frames
+# near foreground are only replayed as background (each a SimPy event, not a frame's ~25)
+HOT_FRAMES_MAX = 200_000
 IN_SERVICE = -1  # a frame on its pod's cores (carried in the kernel's heap between windows)
 DONE = -2
 
@@ -116,6 +119,9 @@ class Outcome:
     background: dict[str, np.ndarray] = field(default_factory=dict)
     passes: int = 1
     complete: bool = True  # False: stopped once the foreground was found delayed (simulate_frames ``final``)
+    # emission intervals [start, end] whose frames the next pass runs in SimPy (``hot_intervals``)
+    hot: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))
+    hot_frames: int = 0  # frames of this pass computed in SimPy (in hot intervals), completed or not
 
 
 class _Server:
@@ -131,7 +137,8 @@ class _Server:
         self.sent, self.lost = np.zeros(n), np.zeros(n, dtype=np.int64)
         self.counters = np.zeros(6)
         self.k = 0
-        self.near: list[np.ndarray] = []  # frames' (arrival_s, service_s) in busy periods with foreground
+        # frames' (arrival_s, service_s, emission_s, period_s) in busy periods with foreground
+        self.near: list[np.ndarray] = []
         log = (self.links[0].log if kind == "link" else cpu.log if cpu is not None else None) or []
         fg = np.array(log, dtype=float).reshape(-1, 3)
         fg = fg[np.argsort(fg[:, 0], kind="stable")]  # logs are in the order asked: ties keep it
@@ -263,8 +270,9 @@ def simulate_frames(
     fr = _Frames()
     done_frames = frame_bytes = windows = 0
     wire = np.zeros(route_table.shape[0])  # bytes of a frame on the wire, by population
+    period = np.zeros(route_table.shape[0])  # and its period
     for p in pops:
-        wire[p.index] = p.wire_bytes
+        wire[p.index], period[p.index] = p.wire_bytes, p.period_s
     # the foreground's last instant (a job still running at the end has no done time: its ask counts)
     last_fg = max((float(np.nanmax(np.r_[srv.fg_asked, srv.fg_done])) for srv in servers if srv.fg_asked.size),
                   default=0.0)  # fmt: skip
@@ -278,7 +286,7 @@ def simulate_frames(
         for p in pops:
             _emit(p, sess[p.index], nxt[p.index], t0, t1, fr, route_table, rep, kernels)
         for srv in servers:
-            _serve(srv, fr, t1, horizon, wire, route_table, kernels)
+            _serve(srv, fr, t1, horizon, wire, period, route_table, kernels)
         finished = fr.done < t1
         if finished.any():
             done_frames += int(finished.sum())
@@ -289,10 +297,38 @@ def simulate_frames(
         if not checked and t1 > last_fg:
             checked = True
             if any(srv.counters[4] > 0 or _pending_foreground(srv) for srv in servers):
-                return _outcome(servers, sketches, rows, done_frames, frame_bytes, fr, windows, complete=False)
+                return _outcome(rep, pops, servers, sketches, rows, done_frames, frame_bytes, fr, windows, False)
     _in_flight_within_period(pops, fr, horizon)
     _book_counters(servers)
-    return _outcome(servers, sketches, rows, done_frames, frame_bytes, fr, windows, complete=True)
+    done, nbytes = _hot_frames(rep, pops, sketches, rows, sample, keep_fraction)
+    return _outcome(rep, pops, servers, sketches, rows, done_frames + done, frame_bytes + nbytes, fr, windows, True)
+
+
+def _hot_frames(rep: Replication, pops: list[Population], sketches: dict[str, LatencySketch], rows: list[SpanRow],
+                rng: np.random.Generator, keep_fraction: float) -> tuple[int, int]:  # fmt: skip
+    """The frames SimPy computed (hot intervals) into the statistics and the span sample, as ``_record`` puts
+    the kernels'; returns how many completed by the end, and their bytes."""
+    if not rep.hot_frames:
+        return 0, 0
+    hot = np.array(rep.hot_frames, dtype=float)
+    done = hot[hot[:, 3] < rep.env.now]
+    count = nbytes = 0
+    for p in pops:
+        mine = done[done[:, 0] == p.index]
+        if mine.size:
+            lat = mine[:, 3] - mine[:, 2]
+            _within_period(p, lat)
+            sketches[p.name].add(lat)
+            count, nbytes = count + len(mine), nbytes + len(mine) * p.wire_bytes
+    if keep_fraction > 0:
+        names = {p.index: (p.name, p.pod, p.wire_bytes) for p in pops}
+        starts = np.asarray(rep.round_starts)
+        for k, dev, emit, end, wait in done[rng.random(len(done)) < keep_fraction]:
+            name, pod, wire = names[int(k)]
+            rnd = int(np.searchsorted(starts, end, side="right"))
+            rows.append(SpanRow(rep.rec.replication, rnd, pod, f"{name}#{int(dev)}", "telemetry", "frame",
+                                float(emit), float(end), float(wait), wire))  # fmt: skip
+    return count, nbytes
 
 
 def _in_flight_within_period(pops: list[Population], fr: _Frames, end_s: float) -> None:
@@ -318,14 +354,56 @@ def _pending_foreground(srv: _Server) -> bool:
     return srv.kind == "host" and bool(np.any(srv.refs[: srv.h] < 0))
 
 
-def _outcome(servers: list[_Server], sketches: dict[str, LatencySketch], rows: list[SpanRow], done_frames: int,
-             frame_bytes: int, fr: _Frames, windows: int, complete: bool) -> Outcome:  # fmt: skip
+def _outcome(rep: Replication, pops: list[Population], servers: list[_Server], sketches: dict[str, LatencySketch],
+             rows: list[SpanRow], done_frames: int, frame_bytes: int, fr: _Frames, windows: int,
+             complete: bool) -> Outcome:  # fmt: skip
     perturbation = {srv.name: (float(srv.counters[3]), int(srv.counters[4])) for srv in servers if srv.counters[4] > 0}
-    background = {srv.name: np.concatenate(srv.near) for srv in servers if srv.near and sum(map(len, srv.near))}
+    near = {srv.name: np.concatenate(srv.near) for srv in servers if srv.near and sum(map(len, srv.near))}
     if not complete and not perturbation:  # delayed past the check: count them as delayed
         perturbation = {srv.name: (0.0, 1) for srv in servers if _pending_foreground(srv)}
-    return Outcome(sketches, rows, done_frames, frame_bytes, int(fr.t.size), perturbation, windows, background,
-                   complete=complete)  # fmt: skip
+    hot = rep.hot
+    if perturbation and near:
+        rows_ = np.concatenate(list(near.values()))
+        grown = hot_intervals(rows_[:, 2], rows_[:, 3], rep.hot)
+        rate = sum(p.count / p.period_s for p in pops)
+        span_s = float(np.sum(np.minimum(grown[:, 1], rep.env.now) - np.minimum(grown[:, 0], rep.env.now)))
+        hot = grown if span_s * rate <= HOT_FRAMES_MAX else rep.hot
+    # the rest (frames near foreground outside the hot intervals) is the next pass's background
+    background = {name: r[~_within(hot, r[:, 2]), :2] for name, r in near.items()}
+    in_flight = int(fr.t.size) + rep.hot_started - len(rep.hot_frames)
+    return Outcome(sketches, rows, done_frames, frame_bytes, in_flight, perturbation, windows,
+                   {name: b for name, b in background.items() if len(b)}, complete=complete, hot=hot,
+                   hot_frames=rep.hot_started)  # fmt: skip
+
+
+def _within(intervals: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Which of the times t lie in one of the sorted, disjoint [start, end] intervals."""
+    j = np.searchsorted(intervals[:, 0], t, side="right") - 1
+    return (j >= 0) & (t <= intervals[np.maximum(j, 0), 1]) if len(intervals) else np.zeros(t.shape, dtype=bool)
+
+
+def hot_intervals(emitted_s: np.ndarray, period_s: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """Emission intervals [start, end] whose frames the next pass runs in SimPy: ``previous``, and for each
+    frame found in a busy period with foreground, [its emission, one period later] (its device's next frame
+    can join the same busy period), sorted and merged. They only grow, so the passes converge: at worst
+    every frame is SimPy's. A frame emitted within its period after an interval's end shares busy periods
+    with that interval's last frames, which SimPy computed: it stays the kernels' (as background), or the
+    intervals would creep a period a pass."""
+    if len(previous):
+        j = np.maximum(np.searchsorted(previous[:, 0], emitted_s, side="right") - 1, 0)
+        end = previous[j, 1]
+        frontier = (emitted_s >= previous[j, 0]) & (emitted_s > end) & (emitted_s <= end + period_s)
+        emitted_s, period_s = emitted_s[~frontier], period_s[~frontier]
+    iv = np.concatenate((previous, np.column_stack((emitted_s, emitted_s + period_s))))
+    if len(iv) == 0:
+        return previous
+    iv = iv[np.argsort(iv[:, 0], kind="stable")]
+    # merged: a new interval starts where a start lies beyond every end before it
+    reach = np.maximum.accumulate(iv[:, 1])
+    first = np.r_[True, iv[1:, 0] > reach[:-1]]
+    starts = np.flatnonzero(first)
+    ends = np.r_[starts[1:], len(iv)] - 1
+    return np.column_stack((iv[starts, 0], reach[ends]))
 
 
 def _emit(p: Population, sess: np.ndarray, nxt: np.ndarray, t0: float, t1: float,
@@ -359,13 +437,13 @@ def _emit(p: Population, sess: np.ndarray, nxt: np.ndarray, t0: float, t1: float
     )  # fmt: skip
 
 
-def _serve(srv: _Server, fr: _Frames, cut: float, horizon: float, wire: np.ndarray,
+def _serve(srv: _Server, fr: _Frames, cut: float, horizon: float, wire: np.ndarray, period_s: np.ndarray,
            route_table: np.ndarray, kernels: Any) -> None:  # fmt: skip
     o, ordered = kernels.waiting_at(fr.srv, srv.sid, fr.t, cut)
     if not ordered:
         o = o[np.argsort(fr.t[o], kind="stable")]
     if srv.kind == "host":
-        _serve_host(srv, fr, o, cut, horizon, kernels)
+        _serve_host(srv, fr, o, cut, horizon, period_s, kernels)
         return
     link = srv.links[0]
     srv.k, near, kept = kernels.link_stage(
@@ -374,7 +452,14 @@ def _serve(srv: _Server, fr: _Frames, cut: float, horizon: float, wire: np.ndarr
         cut, horizon, link.loss, link.latency_s, link.jitter_s, srv.rng, srv.counters,
         link.series if link.series is not None else _NO_SERIES, srv.bin_s,
     )  # fmt: skip
-    srv.near.append(near[:kept])
+    _keep_near(srv, fr, near, kept, period_s)
+
+
+def _keep_near(srv: _Server, fr: _Frames, near: np.ndarray, kept: int, period_s: np.ndarray) -> None:
+    """Keep a kernel's rows of frames near foreground, their frame index turned into their emission time and
+    period (indices change when the table is compacted; these do not)."""
+    f = near[:kept, 2].astype(np.int64)
+    srv.near.append(np.column_stack((near[:kept, :2], fr.emit[f], period_s[fr.pop[f]])))
 
 
 _NO_SERIES = np.zeros(1)  # a bank's (devices' access links keep no series): written, never read
@@ -384,24 +469,25 @@ def _cpu_series(cpu: Cpu) -> np.ndarray:
     return cpu.series if cpu.series is not None else _NO_SERIES
 
 
-def _serve_host(srv: _Server, fr: _Frames, o: np.ndarray, cut: float, end_s: float, kernels: Any) -> None:
+def _serve_host(srv: _Server, fr: _Frames, o: np.ndarray, cut: float, end_s: float, period_s: np.ndarray,
+                kernels: Any) -> None:  # fmt: skip
     cpu = srv.cpu
     assert cpu is not None
     arr, work = fr.t[o], fr.work[o]
     if cpu.shared is not None:
         srv.h, srv.k, srv.tags, srv.refs, near, kept = kernels.shared_cores(
             arr, work, o.astype(np.int64), srv.fg_asked, srv.fg_size, srv.fg_done, srv.k, cpu.cores,
-            srv.state, srv.tags, srv.refs, srv.h, cut, end_s, fr.done, srv.counters, np.empty((16, 2)),
+            srv.state, srv.tags, srv.refs, srv.h, cut, end_s, fr.done, srv.counters, np.empty((16, 3)),
             _cpu_series(cpu), cpu.bin_s,
         )  # fmt: skip
         fr.srv[o] = IN_SERVICE
     else:
         srv.k, served, near, kept = kernels.fifo_cores(
             arr, work, o.astype(np.int64), srv.fg_asked, srv.fg_size, srv.fg_done, srv.k, srv.core_free, cut,
-            end_s, fr.done, srv.counters, np.empty((16, 2)), _cpu_series(cpu), cpu.bin_s,
+            end_s, fr.done, srv.counters, np.empty((16, 3)), _cpu_series(cpu), cpu.bin_s,
         )  # fmt: skip
         fr.srv[o[:served]] = IN_SERVICE
-    srv.near.append(near[:kept])
+    _keep_near(srv, fr, near, kept, period_s)
 
 
 def _record(rep: Replication, pops: list[Population], fr: _Frames, finished: np.ndarray,
