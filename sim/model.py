@@ -138,6 +138,15 @@ class Replication:
         self.hot_frames: list[tuple[int, int, float, float, float]] = []  # (population, device, emit, done, wait)
         self.hot_started = 0
         self.hot_rngs: dict[int, np.random.Generator] = {}
+        # the first pass also gives SimPy the frames of the start-up storm, emitted while some device has not
+        # finished its first handshake (up to the hot budget): where frames and handshakes meet, known early
+        self.storm_left = sum(p.count for p in w.devices) if self.vectorized and hot is None else 0
+        self.storm_span = [math.inf, -math.inf]  # first and last emission of a frame given SimPy by the storm
+        self.hot_budget = 0
+        if self.storm_left:
+            from sim.telemetry import STORM_FRAMES_MAX
+
+            self.hot_budget = STORM_FRAMES_MAX
         self.bin_s = scenario.run.series_bin_s or scenario.run.horizon_s / SERIES_BINS
         bins = min(MAX_SERIES_BINS, math.ceil(scenario.run.horizon_s / self.bin_s))
         self.net.track(self.bin_s, bins)
@@ -439,6 +448,7 @@ class Replication:
         payload = pop.frame_bytes()
         sessions = self.sessions.setdefault(self.populations[pop.name], [])
         yield env.timeout(rng.uniform(0, period))
+        first = True
         while True:
             asked = env.now
             if pop.first_frame == "with_keys":  # frames go once the device (or its gateway) has its keys
@@ -451,6 +461,9 @@ class Replication:
                 self._handshake_done(pop.name, asked)
             start = env.now
             session_end = start + interval if interval else float("inf")
+            if first and self.storm_left:
+                self.storm_left -= 1
+            first = False
             if self.vectorized:
                 if not (yield from self._vector_session(pop, i, dev, receiver, sessions, session_end)):
                     return
@@ -471,7 +484,10 @@ class Replication:
         while env.now < session_end:
             t = env.now
             j = int(np.searchsorted(self.hot[:, 0], t, side="right")) - 1
-            if j >= 0 and t <= self.hot[j, 1]:
+            storm = self.storm_left > 0 and self.hot_started < self.hot_budget
+            if storm or (j >= 0 and t <= self.hot[j, 1]):
+                if storm:
+                    self.storm_span = [min(self.storm_span[0], t), max(self.storm_span[1], t)]
                 env.process(self._hot_frame(k, i, dev, receiver, pop.frame_bytes()))
                 yield env.timeout(period)
                 continue

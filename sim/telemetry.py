@@ -56,7 +56,8 @@ if TYPE_CHECKING:
 WINDOW_FRAMES = 2_000_000  # frames per window: bounds memory (~60 B a frame in flight) whatever the horizon
 # frames the hot intervals may give SimPy (estimated from their length at the devices' rate): beyond, the frames
 # near foreground are only replayed as background (each a SimPy event, not a frame's ~25)
-HOT_FRAMES_MAX = 200_000
+HOT_FRAMES_MAX = 100_000
+STORM_FRAMES_MAX = HOT_FRAMES_MAX  # of them, the start-up storm's in the first pass (sim/model.py)
 IN_SERVICE = -1  # a frame on its pod's cores (carried in the kernel's heap between windows)
 DONE = -2
 
@@ -362,12 +363,15 @@ def _outcome(rep: Replication, pops: list[Population], servers: list[_Server], s
     if not complete and not perturbation:  # delayed past the check: count them as delayed
         perturbation = {srv.name: (0.0, 1) for srv in servers if _pending_foreground(srv)}
     hot = rep.hot
+    first, last = rep.storm_span
+    if first <= last:  # the first pass's storm frames: SimPy's in the next pass too
+        hot = hot_intervals(np.array([first]), np.array([last - first]), hot)
     if perturbation and near:
         rows_ = np.concatenate(list(near.values()))
-        grown = hot_intervals(rows_[:, 2], rows_[:, 3], rep.hot)
+        grown = hot_intervals(rows_[:, 2], rows_[:, 3], hot)
         rate = sum(p.count / p.period_s for p in pops)
         span_s = float(np.sum(np.minimum(grown[:, 1], rep.env.now) - np.minimum(grown[:, 0], rep.env.now)))
-        hot = grown if span_s * rate <= HOT_FRAMES_MAX else rep.hot
+        hot = grown if span_s * rate <= HOT_FRAMES_MAX else hot
     # the rest (frames near foreground outside the hot intervals) is the next pass's background
     background = {name: r[~_within(hot, r[:, 2]), :2] for name, r in near.items()}
     in_flight = int(fr.t.size) + rep.hot_started - len(rep.hot_frames)
