@@ -451,6 +451,7 @@ class Replication:
         first = True
         while True:
             asked = env.now
+            done: simpy.Process | None = None
             if pop.first_frame == "with_keys":  # frames go once the device (or its gateway) has its keys
                 keys = env.event()
                 done = env.process(self.handshake(gateway or dev, receiver, "telemetry", keys))
@@ -465,6 +466,13 @@ class Replication:
                 self.storm_left -= 1
             first = False
             if self.vectorized:
+                # frames sent before the handshake ends share the device's link and receiver thread with it,
+                # which the kernels do not model: SimPy's
+                while done is not None and not done.processed and env.now < session_end:
+                    env.process(self._hot_frame(self.populations[pop.name], i, dev, receiver, payload))
+                    yield env.timeout(period)
+                if env.now >= session_end:
+                    continue
                 if not (yield from self._vector_session(pop, i, dev, receiver, sessions, session_end)):
                     return
                 continue

@@ -149,7 +149,8 @@ class DevicePopulation(_Strict):
     # message), or as soon as the device has its keys (it signed and handed over that message), as a sensor
     # does and the twin's device emulator does: the first frame then queues behind that message on the
     # device's link and behind the pod's handshake work (with key_establishment: gateway, the gateway forwards
-    # frames once it has the keys). with_keys is computed by the event model only.
+    # frames once it has the keys). The vectorized engine runs the frames sent before the handshake ends in
+    # SimPy (sim/model.py).
     first_frame: Literal["after_handshake", "with_keys"] = "after_handshake"
     # the sensor's BLE connection, for its energy (sim/energy.py): the central's connection interval (None: the
     # access link's latency_s, which the BLE presets take to be it, held within 7.5 ms..4 s) and the peripheral

@@ -73,8 +73,6 @@ def refusal(s: Scenario) -> str | None:
         return f"workload.telemetry_receiver: {receiver} is computed by the event model only (run.engine: events)"
     if any(p.count and p.key_establishment == "gateway" for p in s.workload.devices):
         return "workload.devices key_establishment: gateway is computed by the event model only (run.engine: events)"
-    if any(p.count and p.first_frame == "with_keys" for p in s.workload.devices):
-        return "workload.devices first_frame: with_keys is computed by the event model only (run.engine: events)"
     return None
 
 

@@ -135,6 +135,25 @@ def test_a_start_up_storm_is_exact_in_few_passes_with_its_frames_in_simpy(monkey
     assert ha is not None and hb is not None and ha.n == hb.n == 1200 and abs(ha.mean - hb.mean) <= 1e-9
 
 
+def test_first_frame_with_keys_is_exact_in_the_vectorized_engine(monkeypatch):
+    """first_frame: with_keys (the twin's devices): a session's frames sent before its handshake ends share the
+    device's link and receiver thread with it; SimPy runs those, the kernels the rest. Sessions every 3 s, no
+    storm frames in SimPy: frame by frame the event model's."""
+    monkeypatch.setattr(telemetry, "STORM_FRAMES_MAX", 0)
+    keys = [f"workload.devices.{j}.first_frame=with_keys" for j in (0, 1)]
+    sets = (*ECG_ONLY, *keys, "run.horizon_s=30", "workload.devices.0.count=300", "workload.devices.1.count=300",
+            "workload.crypto.rekey.device_interval_s=3")  # fmt: skip
+    ev, vec = run("events", *sets), run("vectorized", *sets)
+    engine = vec.summary.engine
+    assert engine is not None and engine.exact and engine.hot_frames > 1000, engine
+    a, b = frames(ev.spans), frames(vec.spans)
+    assert len(a) == len(b) > 15_000
+    for col in ("start_s", "end_s", "queue_wait_s"):
+        assert np.abs(a[col] - b[col]).max() <= 1e-9, col
+    ha, hb = ev.summary.telemetry.handshake_s, vec.summary.telemetry.handshake_s
+    assert ha is not None and hb is not None and ha.n == hb.n > 5000 and abs(ha.mean - hb.mean) <= 1e-9
+
+
 def test_hot_intervals_merge_only_grow_and_do_not_creep():
     """A frame near foreground makes [its emission, a period later] hot; overlapping intervals merge; earlier
     ones stay; a frame within its period after an interval's end is its frontier, left to the kernels."""

@@ -223,13 +223,3 @@ def test_with_keys_holds_for_a_gateway_that_runs_the_session():
         frames = spans[spans.op == "frame"]
         first[name] = frames.groupby("host").start_s.min()
     assert len(first["keys"]) == 8 and (first["keys"] < first["after"]).all()
-
-
-def test_with_keys_is_the_event_models_only():
-    from sim.telemetry import engine_for
-
-    s = load_scenario(LOCAL, [*WITH_KEYS, "run.engine=auto"])
-    assert engine_for(s) == "events"
-    forced = load_scenario(LOCAL, [*WITH_KEYS, "run.engine=vectorized", "run.stop_at=horizon", "run.horizon_s=5"])
-    with pytest.raises(UserError, match="first_frame: with_keys is computed by the event model only"):
-        simulate(forced, "sequential", replications=1)
