@@ -469,11 +469,11 @@ class Replication:
                 # frames sent before the handshake ends share the device's link and receiver thread with it,
                 # which the kernels do not model: SimPy's
                 while done is not None and not done.processed and env.now < session_end:
-                    env.process(self._hot_frame(self.populations[pop.name], i, dev, receiver, payload))
+                    env.process(self._hot_frame(self.populations[pop.name], i, dev, receiver, payload, gateway))
                     yield env.timeout(period)
                 if env.now >= session_end:
                     continue
-                if not (yield from self._vector_session(pop, i, dev, receiver, sessions, session_end)):
+                if not (yield from self._vector_session(pop, i, dev, receiver, sessions, session_end, gateway)):
                     return
                 continue
             while env.now < session_end:
@@ -481,7 +481,8 @@ class Replication:
                 yield env.timeout(period)
 
     def _vector_session(self, pop: DevicePopulation, i: int, dev: Endpoint, receiver: Endpoint,
-                        sessions: list[tuple[int, float, float]], session_end: float) -> Gen:  # fmt: skip
+                        sessions: list[tuple[int, float, float]], session_end: float,
+                        gateway: Endpoint | None) -> Gen:  # fmt: skip
         """A session's frames for the vectorized engine: recorded as pieces (device, first emission, end) for
         the kernels, except frames emitted in a hot interval, which run here. Returns True at the session's
         end (the next handshake's time); False at once when the kernels have the rest up to the horizon."""
@@ -496,7 +497,7 @@ class Replication:
             if storm or (j >= 0 and t <= self.hot[j, 1]):
                 if storm:
                     self.storm_span = [min(self.storm_span[0], t), max(self.storm_span[1], t)]
-                env.process(self._hot_frame(k, i, dev, receiver, pop.frame_bytes()))
+                env.process(self._hot_frame(k, i, dev, receiver, pop.frame_bytes(), gateway))
                 yield env.timeout(period)
                 continue
             end = min(session_end, self.hot[j + 1, 0] if j + 1 < len(self.hot) else math.inf)
@@ -506,7 +507,8 @@ class Replication:
             yield env.timeout(grid_after(t, period, end) - t)
         return True
 
-    def _hot_frame(self, k: int, i: int, dev: Endpoint, receiver: Endpoint, payload: int) -> Gen:
+    def _hot_frame(self, k: int, i: int, dev: Endpoint, receiver: Endpoint, payload: int,
+                   gateway: Endpoint | None) -> Gen:  # fmt: skip
         """A frame of the vectorized engine in SimPy (a hot interval): the event model's ``_frame``, drawing
         from its population's own stream and keeping no span (the kernels count it with theirs)."""
         if k not in self.hot_rngs:
@@ -516,7 +518,13 @@ class Replication:
         self.hot_started += 1
         yield from dev.run(None, "telemetry", f"{aead}.encrypt", payload, rng=rng)
         nbytes = RECORD_HEADER_BYTES + payload + self.aead.aead_overhead_bytes
-        wait = yield from self.net.transfer(dev.node, receiver.node, nbytes, "telemetry", rng=rng)
+        wait, src = 0.0, dev
+        if gateway is not None:
+            wait += yield from self.net.transfer(dev.node, gateway.node, nbytes, "telemetry", rng=rng)
+            yield from gateway.run(None, "telemetry", f"{aead}.decrypt", payload, rng=rng)
+            yield from gateway.run(None, "telemetry", f"{aead}.encrypt", payload, rng=rng)
+            src = gateway
+        wait += yield from self.net.transfer(src.node, receiver.node, nbytes, "telemetry", rng=rng)
         yield from receiver.run(None, "telemetry", f"{aead}.decrypt", payload, rng=rng)
         self.hot_frames.append((k, i, start, self.env.now, wait))
 

@@ -71,8 +71,12 @@ def refusal(s: Scenario) -> str | None:
     receiver = s.workload.telemetry_receiver
     if receiver != "per-device" and any(p.count for p in s.workload.devices):
         return f"workload.telemetry_receiver: {receiver} is computed by the event model only (run.engine: events)"
-    if any(p.count and p.key_establishment == "gateway" for p in s.workload.devices):
-        return "workload.devices key_establishment: gateway is computed by the event model only (run.engine: events)"
+    hosts = {h.name: h for h in s.deployment.hosts}
+    for p in s.workload.devices:
+        if p.count and p.key_establishment == "gateway" and hosts[p.gateway].cpu_sharing != "processor-sharing":
+            sharing = hosts[p.gateway].cpu_sharing
+            return (f"workload.devices key_establishment: gateway on a host with cpu_sharing: {sharing} is "
+                    "computed by the event model only (run.engine: events)")  # fmt: skip
     return None
 
 
@@ -100,6 +104,12 @@ class Population:
     host_profile: Any  # prices the decryption
     enc_rng: np.random.Generator | None = None  # the costs' streams (simulate_frames)
     dec_rng: np.random.Generator | None = None
+    # key_establishment: gateway: the gateway host decrypts and re-encrypts each frame (one job: under
+    # processor sharing two back-to-back jobs of one frame are one job of their sum); on the pod's own host
+    # that work joins the pod's decryption, else it is a stage of its own before the links to the pod
+    gateway_profile: Any = None
+    gateway_stage: bool = False
+    gw_rng: np.random.Generator | None = None
 
 
 @dataclass
@@ -138,6 +148,7 @@ class _Server:
         self.k = 0
         # frames' (arrival_s, service_s, emission_s, period_s) in busy periods with foreground
         self.near: list[np.ndarray] = []
+        self.gateway_stage = False  # a host where some population's frames stop on their way (``_move_on``)
         log = (self.links[0].log if kind == "link" else cpu.log if cpu is not None else None) or []
         fg = np.array(log, dtype=float).reshape(-1, 3)
         fg = fg[np.argsort(fg[:, 0], kind="stable")]  # logs are in the order asked: ties keep it
@@ -173,16 +184,9 @@ def plan(rep: Replication) -> tuple[list[Population], list[_Server]]:
         access = [net.links[device_node(pop, i), pop.gateway] for i in range(pop.count)]
         if not route or route[0] is not access[0]:
             raise NotVectorizable(f"devices of {pop.name} do not reach their pod through their gateway")
-        keys: list[Any] = [("bank", p)]
         servers[("bank", p)] = _Server(len(servers), f"{pop.gateway} access ({pop.name})", "bank", access)
-        for link in route[1:]:
-            if link.name not in servers:
-                servers[link.name] = _Server(len(servers), link.name, "link", [link])
-            keys.append(link.name)
-        host_key = ("host", ep.cpu.name)
-        if host_key not in servers:
-            servers[host_key] = _Server(len(servers), ep.cpu.name, "host", cpu=ep.cpu)
-        keys.append(host_key)
+        gw_cpu = rep.cpus[pop.gateway] if pop.key_establishment == "gateway" else None
+        keys = [("bank", p), *_route_servers(servers, gw_cpu if gw_cpu is not ep.cpu else None, route[1:], ep.cpu)]
         nx.add_path(dag, [servers[k].sid for k in keys])
         device = s.device_profile(pop)
         enc = _constant(device, f"{aead.name}.encrypt", payload)
@@ -192,7 +196,9 @@ def plan(rep: Replication) -> tuple[list[Population], list[_Server]]:
             raise NotVectorizable(f"a frame of {pop.name} takes longer on its access link than its period")
         dec = _constant(ep.cpu.profile, f"{aead.name}.decrypt", payload)
         pops.append(Population(p, pop.name, pop.count, pop.period_s(), payload, wire, ep.pod,
-                               [servers[k].sid for k in keys], enc, dec, device, ep.cpu.profile))  # fmt: skip
+                               [servers[k].sid for k in keys], enc, dec, device, ep.cpu.profile,
+                               gateway_profile=gw_cpu.profile if gw_cpu else None,
+                               gateway_stage=gw_cpu is not None and gw_cpu is not ep.cpu))  # fmt: skip
     try:
         order = list(nx.topological_sort(dag))
     except nx.NetworkXUnfeasible:
@@ -203,6 +209,24 @@ def plan(rep: Replication) -> tuple[list[Population], list[_Server]]:
     return pops, [by_id[i] for i in order]
 
 
+def _route_servers(servers: dict[Any, _Server], gateway: Cpu | None, links: list[LinkServer], host: Cpu) -> list[Any]:
+    """Keys of a route's servers after the access bank (made as first met): a gateway stage if any, the links
+    from the gateway to the pod's host, the host."""
+    keys: list[Any] = []
+    if gateway is not None:
+        keys.append(("host", gateway.name))
+        if keys[-1] not in servers:
+            servers[keys[-1]] = _Server(len(servers), gateway.name, "host", cpu=gateway)
+        servers[keys[-1]].gateway_stage = True
+    for link in links:
+        if link.name not in servers:
+            servers[link.name] = _Server(len(servers), link.name, "link", [link])
+        keys.append(link.name)
+    if ("host", host.name) not in servers:
+        servers["host", host.name] = _Server(len(servers), host.name, "host", cpu=host)
+    return [*keys, ("host", host.name)]
+
+
 def _max_cost(profile: Any, aead: str, payload: int) -> float:
     return float(np.max(profile.costs_s(f"{aead}.encrypt", np.random.default_rng(0), payload, 1000)))
 
@@ -211,7 +235,7 @@ class _Frames:
     """Frames in flight (struct of arrays): population, device, emission, time at the next server, next
     server's position on the route, its id, queue wait so far, decryption time."""
 
-    NAMES = ("pop", "dev", "emit", "t", "hop", "srv", "wait", "done", "work")
+    NAMES = ("pop", "dev", "emit", "t", "hop", "srv", "wait", "done", "work", "work2")
 
     def __init__(self) -> None:
         self.pop = np.empty(0, dtype=np.int32)
@@ -219,6 +243,7 @@ class _Frames:
         self.emit, self.t = np.empty(0), np.empty(0)
         self.hop, self.srv = np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int64)
         self.wait, self.done, self.work = np.empty(0), np.empty(0), np.empty(0)
+        self.work2 = np.empty(0)  # the work at the frame's second host (a gateway stage's frames), else 0
 
     def append(self, **cols: np.ndarray) -> None:
         for name in self.NAMES:
@@ -236,6 +261,7 @@ def _streams(seed: np.random.SeedSequence, pops: list[Population], servers: list
         srv.rng = stream(seed, 0, srv.sid)
     for p in pops:
         p.enc_rng, p.dec_rng = stream(seed, 1, p.index, 0), stream(seed, 1, p.index, 1)
+        p.gw_rng = stream(seed, 1, p.index, 2) if p.gateway_profile is not None else None
     return stream(seed, 2)
 
 
@@ -432,10 +458,16 @@ def _emit(p: Population, sess: np.ndarray, nxt: np.ndarray, t0: float, t1: float
         t = emit + p.enc_s if p.enc_s else emit.copy()
     work = (np.full(n, p.dec_s) if p.dec_s is not None
             else p.host_profile.costs_s(f"{aead}.decrypt", p.dec_rng, p.payload_bytes, n))  # fmt: skip
+    work2 = np.zeros(n)
+    if p.gateway_profile is not None:  # the gateway decrypts the device's record and seals it for the pod
+        assert p.gw_rng is not None
+        gw = p.gateway_profile.costs_s(f"{aead}.decrypt", p.gw_rng, p.payload_bytes, n)
+        gw = gw + p.gateway_profile.costs_s(f"{aead}.encrypt", p.gw_rng, p.payload_bytes, n)
+        work, work2 = (gw, work) if p.gateway_stage else (gw + work, work2)
     fr.append(
         pop=np.full(n, p.index, dtype=np.int32), dev=sess[session, 0].astype(np.int32), emit=emit, t=t,
         hop=np.zeros(n, dtype=np.int32), srv=np.full(n, route_table[p.index, 0], dtype=np.int64),
-        wait=np.zeros(n), done=np.full(n, np.inf), work=work,
+        wait=np.zeros(n), done=np.full(n, np.inf), work=work, work2=work2,
     )  # fmt: skip
 
 
@@ -446,6 +478,8 @@ def _serve(srv: _Server, fr: _Frames, cut: float, horizon: float, wire: np.ndarr
         o = o[np.argsort(fr.t[o], kind="stable")]
     if srv.kind == "host":
         _serve_host(srv, fr, o, cut, horizon, period_s, kernels)
+        if srv.gateway_stage:
+            _move_on(fr, cut, route_table)
         return
     link = srv.links[0]
     srv.k, near, kept = kernels.link_stage(
@@ -490,6 +524,17 @@ def _serve_host(srv: _Server, fr: _Frames, o: np.ndarray, cut: float, end_s: flo
         )  # fmt: skip
         fr.srv[o[:served]] = IN_SERVICE
     _keep_near(srv, fr, near, kept, period_s)
+
+
+def _move_on(fr: _Frames, cut: float, route_table: np.ndarray) -> None:
+    """Frames done at a gateway stage before the cut go on to the next server of their route at once (the
+    gateway is a node of the network), with the work of their pod's host."""
+    cand = np.flatnonzero((fr.srv == IN_SERVICE) & (fr.done < cut))
+    nxt = route_table[fr.pop[cand], fr.hop[cand] + 1]
+    on = nxt != DONE
+    m = cand[on]
+    fr.t[m], fr.hop[m], fr.srv[m] = fr.done[m], fr.hop[m] + 1, nxt[on]
+    fr.done[m], fr.work[m] = np.inf, fr.work2[m]
 
 
 def _record(rep: Replication, pops: list[Population], fr: _Frames, finished: np.ndarray,

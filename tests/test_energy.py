@@ -234,12 +234,15 @@ def test_gateway_side_key_establishment_moves_the_sessions_off_the_sensor():
     assert runs["gateway"].summary.telemetry.frames > 0
 
 
-def test_gateway_side_needs_a_host_and_the_event_model():
-
+def test_gateway_side_needs_a_host_and_for_the_kernels_processor_sharing():
+    """The vectorized engine prices a gateway's two jobs per frame as one: exact under processor sharing only."""
     with pytest.raises(UserError, match=r"key_establishment: the gateway 'gw-1' must be a host"):
         load_scenario(SCENARIOS / "ward-200.yaml", ["workload.devices.0.key_establishment=gateway"])
-    s = load_scenario(PAPER, [*GATEWAY, "run.engine=vectorized", "run.stop_at=horizon", "run.horizon_s=5"])
-    with pytest.raises(UserError, match="key_establishment: gateway is computed by the event model only"):
+    run = ["run.engine=vectorized", "run.stop_at=horizon", "run.horizon_s=5"]
+    assert simulate(load_scenario(PAPER, [*GATEWAY, *run]), "sequential", replications=1).summary.engine.exact
+    fifo = [f"deployment.hosts.{i}.cpu_sharing=fifo" for i in range(3)]
+    s = load_scenario(PAPER, [*GATEWAY, *run, *fifo])
+    with pytest.raises(UserError, match="key_establishment: gateway on a host with cpu_sharing: fifo is computed by"):
         simulate(s, "sequential", replications=1)
 
 

@@ -154,6 +154,27 @@ def test_first_frame_with_keys_is_exact_in_the_vectorized_engine(monkeypatch):
     assert ha is not None and hb is not None and ha.n == hb.n > 5000 and abs(ha.mean - hb.mean) <= 1e-9
 
 
+def test_key_establishment_at_the_gateway_is_exact_in_the_vectorized_engine(monkeypatch):
+    """key_establishment: gateway: the gateway host decrypts and re-encrypts every frame. On the pod's own host
+    (pi-1 for client-1) that work joins the pod's; on another (pi-3 for client-2 on pi-2) it is a stage
+    before the links. Frame by frame the event model's, no storm frames in SimPy."""
+    monkeypatch.setattr(telemetry, "STORM_FRAMES_MAX", 0)
+    gw = [f"workload.devices.{j}.{k}" for j, g in ((0, "pi-1"), (1, "pi-3"))
+          for k in (f"gateway={g}", "key_establishment=gateway")]  # fmt: skip
+    sets = (*ECG_ONLY, *gw, "run.horizon_s=30", "workload.devices.0.count=300", "workload.devices.1.count=300")
+    ev, vec = run("events", *sets), run("vectorized", *sets)
+    engine = vec.summary.engine
+    assert engine is not None and engine.name == "vectorized" and engine.exact, engine
+    assert engine.hot_frames < 0.3 * vec.summary.telemetry.frames  # most frames went through the kernels
+    a, b = frames(ev.spans), frames(vec.spans)
+    assert len(a) == len(b) > 15_000
+    for col in ("start_s", "end_s", "queue_wait_s"):
+        assert np.abs(a[col] - b[col]).max() <= 1e-9, col
+    for name, u in ev.summary.host_utilization.items():  # the gateway's re-encryption is on pi-3's cores
+        assert vec.summary.host_utilization[name].offered == pytest.approx(u.offered, rel=1e-9), name
+    assert ev.summary.host_utilization["pi-3"].offered > 0
+
+
 def test_hot_intervals_merge_only_grow_and_do_not_creep():
     """A frame near foreground makes [its emission, a period later] hot; overlapping intervals merge; earlier
     ones stay; a frame within its period after an interval's end is its frontier, left to the kernels."""
