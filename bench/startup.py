@@ -37,7 +37,8 @@ def commands(out: Path) -> dict[str, tuple[list[str], float | None]]:
         "python -c pass": ([sys.executable, "-c", "pass"], None),
         "pqtwin --help": ([*cli, "--help"], HELP_GOAL_S),
         "pqtwin sim --help": ([*cli, "sim", "--help"], HELP_GOAL_S),
-        "paper x 30, both modes": (paper, PAPER_GOAL_S),
+        "paper x 30, both modes": (paper, PAPER_GOAL_S),  # replications in one process per core (the default)
+        "paper x 30, one process": ([*paper, "--workers", "1"], None),
     }
 
 

@@ -208,6 +208,9 @@ def sim_cmd(
     force: Force = False,
     max_memory_gib: MaxMemory = DEFAULT_MAX_MEMORY_GIB,
     max_minutes: MaxMinutes = DEFAULT_MAX_MINUTES,
+    workers: Annotated[
+        int, typer.Option(min=0, max=256, help="processes for the replications (0: one per core, memory allowing)")
+    ] = 0,
     heartbeat: Annotated[
         Path | None, typer.Option(hidden=True, help="stop as Ctrl-C when this file goes stale (the app's runs)")
     ] = None,
@@ -230,12 +233,13 @@ def sim_cmd(
     s = scn.load_scenario(scenario, set_, profile)
     out = given or Path("runs") / s.name
     modes = list(MODES) if mode == "both" else [mode or s.workload.processing.mode]
-    _check_cost(s, replications, len(modes), max_memory_gib, max_minutes)
+    cost = _check_cost(s, replications, len(modes), max_memory_gib, max_minutes)
+    procs = 1 if profile_run else _workers(workers, replications or s.run.replications, cost, max_memory_gib)
     told = _warn_provenance(s)
     if heartbeat is not None:
         watch_heartbeat(heartbeat, SIM_HEARTBEAT_STALE_S)
     with rundir.claimed(out, force, discard=True), _writing(out):
-        runs, comparison = _simulate_into(s, modes, out, seed, replications, profile_run)
+        runs, comparison = _simulate_into(s, modes, out, seed, replications, profile_run, procs)
     if comparison is not None:
         STDOUT.print(modes_table(runs["sequential"].summary, runs["concurrent"].summary, comparison))
     else:
@@ -281,8 +285,21 @@ def _warn_provenance(s: scn.Scenario) -> list[str]:
     return lines
 
 
+def _workers(asked: int, reps: int, cost: costs.Cost, max_memory_gib: float) -> int:
+    """Processes for the replications: as asked (0: one per core), at most one per replication, and no more
+    than the memory budget holds beside this process (each runs its share of the rows, then hands them over)."""
+    from sim.cost import BASE_BYTES, GIB
+
+    n = min(asked or os.cpu_count() or 1, reps)
+    each = BASE_BYTES + max(0.0, cost.peak_bytes - BASE_BYTES) / max(1, reps) * 2
+    while n > 1 and cost.peak_bytes + n * each > max_memory_gib * GIB:
+        n -= 1
+    return n
+
+
 def _simulate_into(s: scn.Scenario, modes: list[str], out: Path, seed: int | None, reps: int | None,
-                   profile_run: bool) -> tuple[dict[str, RunResult], dict[str, Any] | None]:  # fmt: skip
+                   profile_run: bool, workers: int = 1,
+                   ) -> tuple[dict[str, RunResult], dict[str, Any] | None]:  # fmt: skip
     from sim.contract import RunLayout, write_json
     from sim.runner import write_run
     from sim.summary import mode_comparison
@@ -290,7 +307,7 @@ def _simulate_into(s: scn.Scenario, modes: list[str], out: Path, seed: int | Non
     profiler = _start_profiler() if profile_run else None
     runs: dict[str, RunResult] = {}
     for m in modes:
-        runs[m] = _run_with_progress(s, m, seed, reps)
+        runs[m] = _run_with_progress(s, m, seed, reps, workers)
         write_run(runs[m], out / m if len(modes) > 1 else out, s)
     if profiler is not None:
         profiler.stop()
@@ -353,13 +370,13 @@ def _progress(label: str | None) -> Progress:
     return Progress(text, BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=STDERR, transient=True)
 
 
-def _run_with_progress(s: scn.Scenario, mode: str, seed: int | None, reps: int | None) -> RunResult:
+def _run_with_progress(s: scn.Scenario, mode: str, seed: int | None, reps: int | None, workers: int = 1) -> RunResult:
     from sim.runner import simulate
 
     total = reps or s.run.replications
     with _progress(f"{s.name} [{mode}]") as bar:
         task = bar.add_task("replications", total=total)
-        return simulate(s, mode, seed, reps, progress=lambda done: bar.update(task, completed=done))
+        return simulate(s, mode, seed, reps, progress=lambda done: bar.update(task, completed=done), workers=workers)
 
 
 @app.command("calibrate")

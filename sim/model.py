@@ -138,10 +138,12 @@ class Replication:
         self.hot_frames: list[tuple[int, int, float, float, float]] = []  # (population, device, emit, done, wait)
         self.hot_started = 0
         self.hot_rngs: dict[int, np.random.Generator] = {}
-        # the first pass also gives SimPy the frames of the start-up storm, emitted while some device has not
-        # finished its first handshake (up to the hot budget): where frames and handshakes meet, known early
+        # the first pass also gives SimPy the frames of the start-up storm, emitted while device handshakes are
+        # under way and some device has yet to finish its first (up to the hot budget): where frames and
+        # handshakes meet, known early
         self.storm_left = sum(p.count for p in w.devices) if self.vectorized and hot is None else 0
-        self.storm_span = [math.inf, -math.inf]  # first and last emission of a frame given SimPy by the storm
+        self.handshakes_now = 0  # device handshakes under way
+        self.storm_emits: list[float] = []  # emission times of the frames the storm gave SimPy
         self.hot_budget = 0
         if self.storm_left:
             from sim.telemetry import STORM_FRAMES_MAX
@@ -451,6 +453,7 @@ class Replication:
         first = True
         while True:
             asked = env.now
+            self.handshakes_now += 1
             done: simpy.Process | None = None
             if pop.first_frame == "with_keys":  # frames go once the device (or its gateway) has its keys
                 keys = env.event()
@@ -493,10 +496,10 @@ class Replication:
         while env.now < session_end:
             t = env.now
             j = int(np.searchsorted(self.hot[:, 0], t, side="right")) - 1
-            storm = self.storm_left > 0 and self.hot_started < self.hot_budget
+            storm = self.storm_left > 0 and self.handshakes_now > 0 and self.hot_started < self.hot_budget
             if storm or (j >= 0 and t <= self.hot[j, 1]):
                 if storm:
-                    self.storm_span = [min(self.storm_span[0], t), max(self.storm_span[1], t)]
+                    self.storm_emits.append(t)
                 env.process(self._hot_frame(k, i, dev, receiver, pop.frame_bytes(), gateway))
                 yield env.timeout(period)
                 continue
@@ -548,6 +551,7 @@ class Replication:
                 yield self.env.timeout(size_s)
 
     def _handshake_done(self, population: str, asked: float, _event: Any = None) -> None:
+        self.handshakes_now -= 1
         self.device_handshakes.append((population, asked, self.env.now))
 
     def _device_endpoints(self, pop: DevicePopulation, i: int) -> tuple[Endpoint, Endpoint]:

@@ -2,18 +2,22 @@
 
 Randomness: ``SeedSequence(seed).spawn(replications)`` gives one child per replication; each child
 spawns four streams (network, cpu, devices, fl). Same seed, same results; the seed is in summary.json.
+Replications may run in worker processes (``workers``): each has its own streams, so the results are the
+same, to the bit, in any number of processes.
 """
 
 from __future__ import annotations
 
 import math
+import multiprocessing
 import resource
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -60,11 +64,13 @@ def simulate(
     replications: int | None = None,
     progress: Callable[[int], None] | None = None,
     only: int | None = None,
+    workers: int = 1,
 ) -> RunResult:
     """Run all replications of a scenario in one processing mode (default: the scenario's).
 
     ``only``: run just that replication of the ``replications`` spawned from ``seed`` (its random streams,
-    index and results are those it has in the whole run), so a sweep can spread one point's replications."""
+    index and results are those it has in the whole run), so a sweep can spread one point's replications.
+    ``workers``: processes that run replications side by side (forked from this one; 1: all here)."""
     mode = mode or scenario.workload.processing.mode
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES} (got {mode!r})")
@@ -78,17 +84,12 @@ def simulate(
         raise ValueError(f"only must be a replication index below {reps} (got {only})")
     picked = list(enumerate(np.random.SeedSequence(seed).spawn(reps)))
     picked = picked if only is None else picked[only : only + 1]
-    results: list[ReplicationResult] = []
-    for n, (i, rep_seed) in enumerate(picked):
-        try:
-            results.append(replicate(scenario, mode, i, rep_seed, engine))
-        except NotVectorizable as exc:
-            if scenario.run.engine == "vectorized":
-                raise UserError(f"{scenario.path}: run.engine: vectorized: {exc}") from None
-            engine = "events"  # auto: the event model computes what the kernels do not
-            results = [Replication(scenario, mode, j, c, engine).run() for j, c in picked[: n + 1]]
-        if progress:
-            progress(n + 1)
+    results = _replicate_all(scenario, mode, picked, engine, workers, progress)
+    if isinstance(results, NotVectorizable):
+        if scenario.run.engine == "vectorized":
+            raise UserError(f"{scenario.path}: run.engine: vectorized: {results}")
+        # auto: the event model computes what the kernels do not
+        results = cast(list[ReplicationResult], _replicate_all(scenario, mode, picked, "events", workers, progress))
     df = to_frame([row for r in results for row in r.rows])
     meta: dict[str, Any] = {
         "scenario": scenario.name,
@@ -173,9 +174,57 @@ def replicate(
     return result
 
 
+_JOB: tuple[Scenario, str, str] | None = None  # what a forked worker simulates: set before the pool forks
+
+
+def _replicate_job(item: tuple[int, np.random.SeedSequence]) -> ReplicationResult | NotVectorizable:
+    assert _JOB is not None
+    scenario, mode, engine = _JOB
+    try:
+        return replicate(scenario, mode, item[0], item[1], engine)
+    except NotVectorizable as exc:
+        return exc
+
+
+def _quiet_worker() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it ends the pool
+
+
+def _replicate_all(scenario: Scenario, mode: str, picked: list[tuple[int, np.random.SeedSequence]], engine: str,
+                   workers: int, progress: Callable[[int], None] | None,
+                   ) -> list[ReplicationResult] | NotVectorizable:  # fmt: skip
+    """Every picked replication, in order, here or in ``workers`` forked processes; or why the kernels
+    cannot compute one (the first found)."""
+    global _JOB
+    _JOB = (scenario, mode, engine)
+    results: list[ReplicationResult] = []
+    try:
+        if workers <= 1 or len(picked) <= 1:
+            done: Any = map(_replicate_job, picked)
+            pool = None
+        else:
+            pool = multiprocessing.get_context("fork").Pool(min(workers, len(picked)), _quiet_worker)
+            done = pool.imap(_replicate_job, picked)
+        try:
+            for result in done:
+                if isinstance(result, NotVectorizable):
+                    return result
+                results.append(result)
+                if progress:
+                    progress(len(results))
+        finally:
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+    finally:
+        _JOB = None
+    return results
+
+
 def peak_rss_bytes() -> int:
-    """This process's peak resident set size (Linux reports KiB)."""
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+    """The peak resident set size of this process, or of its largest replication worker (Linux: KiB)."""
+    own, workers = (resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return int(max(own, workers)) * 1024
 
 
 def utilisation(results: list[ReplicationResult]) -> dict[str, Any]:

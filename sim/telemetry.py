@@ -387,9 +387,8 @@ def _outcome(rep: Replication, pops: list[Population], servers: list[_Server], s
     if not complete and not perturbation:  # delayed past the check: count them as delayed
         perturbation = {srv.name: (0.0, 1) for srv in servers if _pending_foreground(srv)}
     hot = rep.hot
-    first, last = rep.storm_span
-    if first <= last:  # the first pass's storm frames: SimPy's in the next pass too
-        hot = hot_intervals(np.array([first]), np.array([last - first]), hot)
+    if rep.storm_emits:  # the first pass's storm frames: SimPy's in the next pass too
+        hot = hot_intervals(*_spans(np.array(rep.storm_emits), min(p.period_s for p in pops)), hot)
     if perturbation and near:
         rows_ = np.concatenate(list(near.values()))
         grown = hot_intervals(rows_[:, 2], rows_[:, 3], hot)
@@ -402,6 +401,14 @@ def _outcome(rep: Replication, pops: list[Population], servers: list[_Server], s
     return Outcome(sketches, rows, done_frames, frame_bytes, in_flight, perturbation, windows,
                    {name: b for name, b in background.items() if len(b)}, complete=complete, hot=hot,
                    hot_frames=rep.hot_started)  # fmt: skip
+
+
+def _spans(t_s: np.ndarray, gap_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Times clustered where less than ``gap_s`` apart: each cluster's first time and its length."""
+    t = np.sort(t_s)
+    breaks = np.flatnonzero(np.diff(t) > gap_s)
+    first, last = t[np.r_[0, breaks + 1]], t[np.r_[breaks, t.size - 1]]
+    return first, last - first
 
 
 def _within(intervals: np.ndarray, t: np.ndarray) -> np.ndarray:

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from sim import contract
+from tests.conftest import ROOT
 
 REQUIRED_KEYS = {
     "scenario", "seed", "replications", "mode", "round_latency_s", "model_distribution_s", "phase_s",
@@ -55,3 +62,39 @@ def test_bad_cli_values_are_one_line(pqtwin, tmp_path):
     assert res.returncode == 2 and "nope.yaml: cannot read file" in res.stderr
     res = pqtwin("sim", "scenarios/paper-3node.yaml", "--profile", str(tmp_path / "none.yaml"))
     assert res.returncode == 2 and "--profile: file not found" in res.stderr
+
+
+def test_ctrl_c_ends_a_run_with_replication_workers_and_leaves_nothing(tmp_path):
+    """Replications run in worker processes: a terminal's Ctrl-C (the whole process group) ends the run (exit
+    130, no traceback) with no worker left and no partial run directory."""
+    out = tmp_path / "cut"
+    cmd = [sys.executable, "-c", "from pqtwin.cli import main; main()", "sim", "scenarios/ward-200.yaml",
+           "--replications", "8", "--set", "run.horizon_s=120", "--workers", "2", "--out", str(out)]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while len(session_processes(proc.pid)) < 3:  # the run and its two workers
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no workers started"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    deadline = time.monotonic() + 30
+    while session_processes(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert session_processes(proc.pid) == []
+    assert not out.exists() or not any(out.iterdir())
+
+
+def session_processes(sid: int) -> list[int]:
+    """Processes of a session still alive (not zombies)."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            alive.append(int(stat.parent.name))
+    return alive

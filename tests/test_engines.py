@@ -262,6 +262,30 @@ def test_a_frame_the_kernels_cannot_compute_falls_back_or_is_refused(monkeypatch
         simulate(load_scenario(WARD, [*sets, "run.engine=vectorized"]))
 
 
+@pytest.mark.parametrize("engine", ["events", "vectorized"])
+def test_replications_in_worker_processes_give_the_same_run(engine):
+    """Each replication has its own streams: three worker processes give the spans, series and summary of one
+    process, to the bit (but for the wall time and memory)."""
+    s = load_scenario(WARD, ["run.replications=4", "run.horizon_s=12", f"run.engine={engine}", "run.frame_spans=1"])
+    one, three = simulate(s, workers=1), simulate(s, workers=3)
+    assert one.spans.equals(three.spans) and len(one.spans) > 1000
+    assert one.series is not None and three.series is not None and one.series.equals(three.series)
+    a, b = (r.summary.model_dump(exclude={"wall_s", "peak_rss_bytes"}) for r in (one, three))
+    assert a == b
+
+
+def test_a_refusal_found_in_a_worker_process_falls_back_to_the_event_model(monkeypatch):
+    """auto: a worker finds a frame the kernels cannot compute; every replication is then the event model's."""
+    monkeypatch.setattr(scenario, "AUTO_VECTORIZED_FRAMES", 0)
+    sets = ["run.horizon_s=2", "run.segment_bytes=64", "run.replications=3", "workload.fl.rounds=1",
+            "workload.fl.model_parameters=200", "workload.devices.0.count=20"]  # fmt: skip
+    sets += [f"workload.devices.{j}.count=0" for j in range(1, POPULATIONS)]
+    r = simulate(load_scenario(WARD, [*sets, "run.engine=auto"]), workers=2)
+    assert r.summary.engine is not None and r.summary.engine.name == "events" and r.summary.replications == 3
+    with pytest.raises(UserError, match=r"run.engine: vectorized: a frame of .* spans segments"):
+        simulate(load_scenario(WARD, [*sets, "run.engine=vectorized"]), workers=2)
+
+
 def test_the_run_directory_holds_the_utilisation_series(tmp_path):
     s = load_scenario(WARD, ["run.replications=2", "run.horizon_s=30", "run.series_bin_s=5"])
     result = simulate(s)
