@@ -874,6 +874,8 @@ def run(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (2: a mistake in the input, 1: an internal error)."""
     try:
         rv = app(args=argv, prog_name="pqtwin", standalone_mode=False)
+        if rv == 130:  # click turns a Ctrl-C into this exit code (and a blank line) when not standalone
+            STDERR.print("interrupted", highlight=False)
         return rv if isinstance(rv, int) else 0
     except ClickException as exc:  # typer's own checks: a bad option value, a missing argument
         if type(exc).__name__ == "NoArgsIsHelpError":  # typer has printed the help
@@ -887,6 +889,9 @@ def run(argv: list[str] | None = None) -> int:
         sys.stdout = None  # no flush of the dead pipe at exit
         return 1
     except Exception as exc:
+        if _interrupted(exc):  # Ctrl-C inside compiled code (numba) comes back as a SystemError it caused
+            STDERR.print("interrupted", highlight=False)
+            return 130
         errors = sys.modules.get("sim.errors")  # a UserError comes from there, so whatever raised one loaded it
         if errors is not None and isinstance(exc, errors.UserError):  # a mistake in the input
             _error(exc.lines)
@@ -909,6 +914,17 @@ def _usage_line(exc: Exception) -> str:
     hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
     message = getattr(exc, "format_message", lambda: str(exc))()
     return shorten(" ".join(str(message).split()), 500) + hint
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is at the root of the exception's cause chain."""
+    seen = 0
+    cause: BaseException | None = exc
+    while cause is not None and seen < 50:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return False
 
 
 def _internal_error(exc: BaseException) -> None:

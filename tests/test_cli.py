@@ -66,7 +66,8 @@ def test_bad_cli_values_are_one_line(pqtwin, tmp_path):
 
 def test_ctrl_c_ends_a_run_with_replication_workers_and_leaves_nothing(tmp_path):
     """Replications run in worker processes: a terminal's Ctrl-C (the whole process group) ends the run (exit
-    130, no traceback) with no worker left and no partial run directory."""
+    130, "interrupted", no traceback, also when it lands inside a compiled kernel) with no worker left and no
+    partial run directory."""
     out = tmp_path / "cut"
     cmd = [sys.executable, "-c", "from pqtwin.cli import main; main()", "sim", "scenarios/ward-200.yaml",
            "--replications", "8", "--set", "run.horizon_s=120", "--workers", "2", "--out", str(out)]  # fmt: skip
@@ -79,7 +80,7 @@ def test_ctrl_c_ends_a_run_with_replication_workers_and_leaves_nothing(tmp_path)
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
     deadline = time.monotonic() + 30
     while session_processes(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -98,3 +99,19 @@ def session_processes(sid: int) -> list[int]:
         if int(fields[3]) == sid and fields[0] != "Z":
             alive.append(int(stat.parent.name))
     return alive
+
+
+def test_an_interrupt_inside_compiled_code_is_an_interrupt_not_a_bug(monkeypatch, capsys):
+    """Ctrl-C landing in a numba kernel comes back as a SystemError caused by the KeyboardInterrupt."""
+    from pqtwin import cli
+
+    def kernel(*_args: object, **_kwargs: object) -> None:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise SystemError("CPUDispatcher(<function shared_cores>) returned a result with an exception set") from exc
+
+    monkeypatch.setattr(cli, "app", kernel)
+    assert cli.run(["sim", "x.yaml"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "internal error" not in err
