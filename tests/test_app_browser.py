@@ -52,6 +52,9 @@ WAIT_MS = 30_000
 WORKBENCH_BUDGET_S = 60.0  # issue 15: saved, reloaded, compared against a baseline and exported in under a minute
 STOP_WITHIN_S, CLOSED_TAB_WITHIN_S = 2.0, 3.0
 IDLE_CPU_S = 0.2  # of CPU time the server's process tree may use in one second once a run is stopped
+# ...within this long after Stop: the page's rerun after Stop takes ~0.3 s of CPU, spread over two windows
+# when another test loads the machine; a simulation left running would use a core or two the whole time
+IDLE_WITHIN_S = 5.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 WIDTHS = (1280, 1600, 1920)
 CLIPPABLE = ", ".join((  # metric values, labels and deltas; multiselect chips (BaseWeb's, or react-aria's since 1.5x)
@@ -518,7 +521,7 @@ def test_stop_and_a_closed_tab_end_the_background_run(app, capsys):
         gone = gone_within(child, STOP_WITHIN_S)
         assert gone is not None, f"`pqtwin sim` {child} still runs {STOP_WITHIN_S} s after Stop"
         idle = []
-        while not idle or (idle[-1] >= IDLE_CPU_S and time.monotonic() - t0 < STOP_WITHIN_S):
+        while not idle or (idle[-1] >= IDLE_CPU_S and time.monotonic() - t0 < IDLE_WITHIN_S):
             idle.append(cpu_over(server))  # 1 s windows, starting within 2 s of Stop
         assert idle[-1] < IDLE_CPU_S, f"the server's tree is not idle after Stop: CPU s per 1 s window: {idle}"
         page.locator('[data-testid="stAlert"]').filter(has_text="Stopped.").wait_for(timeout=WAIT_MS)
