@@ -13,6 +13,19 @@ ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "scenarios"
 
 
+def session_processes(sid: int) -> list[int]:
+    """Processes of a session still alive (not zombies): what a run started with start_new_session left."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            alive.append(int(stat.parent.name))
+    return alive
+
+
 @pytest.fixture
 def pqtwin():
     """Run the real console entry point in a subprocess; returns CompletedProcess (text)."""

@@ -243,7 +243,7 @@ def test_sweep_runs_on_the_engine_in_the_background_and_shows_its_results(tmp_pa
 
 def test_sweep_stop_cancels_the_run_and_keeps_what_finished(tmp_path, monkeypatch):
     from sim.sweep import store
-    from tests.test_sweep_engine import _session_processes
+    from tests.conftest import session_processes
 
     monkeypatch.setenv("PQTWIN_RUNS_DIR", str(tmp_path))
     at = start("Sweep")
@@ -261,7 +261,7 @@ def test_sweep_stop_cancels_the_run_and_keeps_what_finished(tmp_path, monkeypatc
     assert_clean(at)
     assert job["proc"].returncode == 130  # Ctrl-C: every task cancelled
     time.sleep(1)
-    assert _session_processes(job["proc"].pid) == []  # no worker left behind
+    assert session_processes(job["proc"].pid) == []  # no worker left behind
     assert any(w.value.startswith("Stopped:") for w in at.warning)
     done = len(store.finished(job["out"]))
     assert 1 <= done < 36, done

@@ -8,12 +8,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from sim import contract
-from tests.conftest import ROOT
+from tests.conftest import ROOT, session_processes
 
 REQUIRED_KEYS = {
     "scenario", "seed", "replications", "mode", "round_latency_s", "model_distribution_s", "phase_s",
@@ -86,19 +85,6 @@ def test_ctrl_c_ends_a_run_with_replication_workers_and_leaves_nothing(tmp_path)
         time.sleep(0.1)
     assert session_processes(proc.pid) == []
     assert not out.exists() or not any(out.iterdir())
-
-
-def session_processes(sid: int) -> list[int]:
-    """Processes of a session still alive (not zombies)."""
-    alive = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":
-            alive.append(int(stat.parent.name))
-    return alive
 
 
 def test_an_interrupt_inside_compiled_code_is_an_interrupt_not_a_bug(monkeypatch, capsys):

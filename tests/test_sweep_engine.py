@@ -22,7 +22,7 @@ from sim.sweep.plan import plan
 from sim.sweep.point import Task, run_point
 from sim.sweep.spec import load_sweep
 
-from .conftest import ROOT, SCENARIOS
+from .conftest import ROOT, SCENARIOS, session_processes
 
 PQTWIN = [sys.executable, "-c", "from pqtwin.cli import main; main()"]
 
@@ -125,19 +125,6 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path):
     assert r.stderr.count("\n") == 1 and "--scheduler tcp://127.0.0.1:" in r.stderr and "cannot connect" in r.stderr
 
 
-def _session_processes(sid: int) -> list[int]:
-    """Processes of a session still alive (not zombies)."""
-    alive = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":
-            alive.append(int(stat.parent.name))
-    return alive
-
-
 def _start(sweep: Path, out: Path) -> subprocess.Popen[str]:
     cmd = [*PQTWIN, "sweep", str(sweep), "--out", str(out), "--workers", "1"]
     return subprocess.Popen(
@@ -166,9 +153,9 @@ def test_a_stopped_sweep_leaves_whole_files_and_resumes_to_the_same_result(tmp_p
         assert "rerun the same command to resume" in err and "Traceback" not in err
         assert (out / "results.parquet").exists()  # what finished, consolidated
     deadline = time.monotonic() + 30
-    while _session_processes(proc.pid) and time.monotonic() < deadline:  # no worker outlives the sweep
+    while session_processes(proc.pid) and time.monotonic() < deadline:  # no worker outlives the sweep
         time.sleep(0.1)
-    assert _session_processes(proc.pid) == []
+    assert session_processes(proc.pid) == []
     done = store.finished(out)
     assert 2 <= len(done) < 12
     for f in (out / store.POINTS).glob("*.parquet"):  # every file there is whole, with every row of its points
