@@ -163,7 +163,10 @@ def start(runs: Path, scenario: Scenario, mode: str, seed: int, replications: in
                         "to a writable directory)") from None  # fmt: skip
     cmd = [sys.executable, "-m", "pqtwin", "sim", str(folder / "input" / RunLayout.SCENARIO), "--mode", mode,
            "--seed", str(seed), "--replications", str(replications), "--out", str(folder / "run"), "--force",
-           "--heartbeat", str(folder / "heartbeat")]  # fmt: skip
+           "--heartbeat", str(folder / "heartbeat"),
+           # one process: Stop kills it and waits for it; forked replication workers killed with it would linger
+           # until the system reaps them (~1.5 s here), and the page's server shares the cores anyway
+           "--workers", "1"]  # fmt: skip
     with (folder / "sim.log").open("wb") as log:
         # our own interpreter and a file this module wrote: no shell, no user text in the command
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # noqa: S603

@@ -47,7 +47,7 @@ BYTES_PER_SEGMENT = 2_000.0  # a live SimPy process carrying one segment
 EVENTS_PER_S = 50_000.0  # the slower end of what this machine does (telemetry-heavy runs)
 ROWS_PER_CLIENT_ROUND = 32.0
 ROWS_PER_HANDSHAKE = 10.0
-PS_S_PER_JOB_EVENT = 3e-7  # each arrival or completion on a processor-sharing host books every running job
+PS_S_PER_JOB_EVENT = 3e-7  # an arrival or completion on a processor-sharing host, per log2 of its running jobs
 EVENTS_PER_OP = 4.0
 EVENTS_PER_SEGMENT_HOP = 3.0  # a service and a propagation timeout (links are FIFOs without a queue object)
 KERNEL_S_PER_FRAME = 1e-6  # the vectorized engine: measured ~0.5 µs a frame here (bench/sim_scale.py)
@@ -287,8 +287,9 @@ def _session_backlog(s: Scenario) -> tuple[float, float]:
 def _sharing_cost(s: Scenario, tele: list[_Pop], rho: dict[str, float], backlog_share: float,
                   backlog_jobs: float) -> tuple[float, float]:  # fmt: skip
     """(wall seconds, jobs left) of processor sharing under a backlog: every arrival and completion on a
-    host books progress on each of its running jobs. A host whose frames need more than its cores keeps
-    (1 - 1/rho) of them as jobs that never finish; the session burst queues handshakes for a while."""
+    host is a heap operation among its running jobs (sim/hosts.py ``SharedCores``: log2 of their number). A
+    host whose frames need more than its cores keeps (1 - 1/rho) of them as jobs that never finish; the
+    session burst queues handshakes for a while."""
     wall_s, stuck = 0.0, 0.0
     frames_to: dict[str, float] = {}
     for t in tele:
@@ -297,9 +298,9 @@ def _sharing_cost(s: Scenario, tele: list[_Pop], rho: dict[str, float], backlog_
         frames = frames_to.get(host, 0.0)
         if load > 1:
             left = frames * (1 - 1 / load)
-            wall_s += frames * left / 2 * PS_S_PER_JOB_EVENT
+            wall_s += frames * math.log2(1 + left / 2) * PS_S_PER_JOB_EVENT
             stuck += left
-        wall_s += 8 * frames * backlog_share * backlog_jobs * PS_S_PER_JOB_EVENT
+        wall_s += 8 * frames * backlog_share * math.log2(1 + backlog_jobs) * PS_S_PER_JOB_EVENT
     return wall_s, stuck
 
 
