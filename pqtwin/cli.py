@@ -345,13 +345,20 @@ def _within(path: Path, folder: Path) -> bool:
 def _first_oserror(exc: BaseException) -> OSError:
     """The earliest OSError in the exception's context chain (the cause, not a follow-up failure)."""
     found = exc if isinstance(exc, OSError) else OSError(str(exc))
-    seen = 0
-    ctx: BaseException | None = exc
-    while ctx is not None and seen < 20:
+    for ctx in _context_chain(exc):
         if isinstance(ctx, OSError):
             found = ctx
-        ctx, seen = ctx.__context__, seen + 1
     return found
+
+
+def _context_chain(exc: BaseException, limit: int = 20) -> Iterator[BaseException]:
+    """The exception, then the one it was raised while handling, and so on (at most ``limit``)."""
+    ctx: BaseException | None = exc
+    for _ in range(limit):
+        if ctx is None:
+            return
+        yield ctx
+        ctx = ctx.__context__
 
 
 def _start_profiler() -> Any:
@@ -889,7 +896,8 @@ def run(argv: list[str] | None = None) -> int:
         sys.stdout = None  # no flush of the dead pipe at exit
         return 1
     except Exception as exc:
-        if _interrupted(exc):  # Ctrl-C inside compiled code (numba) comes back as a SystemError it caused
+        # Ctrl-C inside compiled code (numba) comes back as a SystemError raised while handling it
+        if any(isinstance(e, KeyboardInterrupt) for e in _context_chain(exc)):
             STDERR.print("interrupted", highlight=False)
             return 130
         errors = sys.modules.get("sim.errors")  # a UserError comes from there, so whatever raised one loaded it
@@ -914,17 +922,6 @@ def _usage_line(exc: Exception) -> str:
     hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
     message = getattr(exc, "format_message", lambda: str(exc))()
     return shorten(" ".join(str(message).split()), 500) + hint
-
-
-def _interrupted(exc: BaseException) -> bool:
-    """Whether a KeyboardInterrupt is at the root of the exception's cause chain."""
-    seen = 0
-    cause: BaseException | None = exc
-    while cause is not None and seen < 50:
-        if isinstance(cause, KeyboardInterrupt):
-            return True
-        cause, seen = cause.__cause__ or cause.__context__, seen + 1
-    return False
 
 
 def _internal_error(exc: BaseException) -> None:

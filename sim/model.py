@@ -492,7 +492,7 @@ class Replication:
         from sim.kernels import grid_after  # numba: only the vectorized engine pays for it
 
         env, period, horizon = self.env, pop.period_s(), self.s.run.horizon_s
-        k = self.populations[pop.name]
+        k, payload = self.populations[pop.name], pop.frame_bytes()
         while env.now < session_end:
             t = env.now
             j = int(np.searchsorted(self.hot[:, 0], t, side="right")) - 1
@@ -500,7 +500,7 @@ class Replication:
             if storm or (j >= 0 and t <= self.hot[j, 1]):
                 if storm:
                     self.storm_emits.append(t)
-                env.process(self._hot_frame(k, i, dev, receiver, pop.frame_bytes(), gateway))
+                env.process(self._hot_frame(k, i, dev, receiver, payload, gateway))
                 yield env.timeout(period)
                 continue
             end = min(session_end, self.hot[j + 1, 0] if j + 1 < len(self.hot) else math.inf)
@@ -517,18 +517,9 @@ class Replication:
         if k not in self.hot_rngs:
             assert self.frame_ss is not None
             self.hot_rngs[k] = stream(self.frame_ss, 3, k)
-        rng, aead, start = self.hot_rngs[k], self.aead.name, self.env.now
+        start = self.env.now
         self.hot_started += 1
-        yield from dev.run(None, "telemetry", f"{aead}.encrypt", payload, rng=rng)
-        nbytes = RECORD_HEADER_BYTES + payload + self.aead.aead_overhead_bytes
-        wait, src = 0.0, dev
-        if gateway is not None:
-            wait += yield from self.net.transfer(dev.node, gateway.node, nbytes, "telemetry", rng=rng)
-            yield from gateway.run(None, "telemetry", f"{aead}.decrypt", payload, rng=rng)
-            yield from gateway.run(None, "telemetry", f"{aead}.encrypt", payload, rng=rng)
-            src = gateway
-        wait += yield from self.net.transfer(src.node, receiver.node, nbytes, "telemetry", rng=rng)
-        yield from receiver.run(None, "telemetry", f"{aead}.decrypt", payload, rng=rng)
+        wait = yield from self._carry_frame(dev, receiver, payload, gateway, None, self.hot_rngs[k])
         self.hot_frames.append((k, i, start, self.env.now, wait))
 
     def _background(self, items: np.ndarray, link: LinkServer | None, cpu: Cpu | None) -> Gen:
@@ -573,15 +564,24 @@ class Replication:
         return Endpoint(pop.gateway, pop.gateway, self.cpus[pop.gateway], Thread(self.env))
 
     def _frame(self, dev: Endpoint, receiver: Endpoint, payload: int, gateway: Endpoint | None = None) -> Gen:
-        start, rec, aead = self.env.now, self.rec, self.aead.name
-        yield from dev.run(rec, "telemetry", f"{aead}.encrypt", payload)
+        start = self.env.now
+        wait = yield from self._carry_frame(dev, receiver, payload, gateway, self.rec, None)
+        nbytes = RECORD_HEADER_BYTES + payload + self.aead.aead_overhead_bytes
+        self.rec.add(receiver.pod, dev.node, "telemetry", "frame", start, self.env.now, wait, nbytes=nbytes)
+
+    def _carry_frame(self, dev: Endpoint, receiver: Endpoint, payload: int, gateway: Endpoint | None,
+                     rec: Recorder | None, rng: np.random.Generator | None) -> Generator[Any, Any, float]:  # fmt: skip
+        """A frame from its device to its pod's decryption (spans in ``rec`` if given; draws from ``rng`` if
+        given, else from each CPU's and link's own stream); returns its network queue wait."""
+        aead = self.aead.name
+        yield from dev.run(rec, "telemetry", f"{aead}.encrypt", payload, rng=rng)
         nbytes = RECORD_HEADER_BYTES + payload + self.aead.aead_overhead_bytes
         wait, src = 0.0, dev
         if gateway is not None:  # the device's symmetric key ends at its gateway, which seals it for the pod
-            wait += yield from self.net.transfer(dev.node, gateway.node, nbytes, "telemetry")
-            yield from gateway.run(rec, "telemetry", f"{aead}.decrypt", payload)
-            yield from gateway.run(rec, "telemetry", f"{aead}.encrypt", payload)
+            wait += yield from self.net.transfer(dev.node, gateway.node, nbytes, "telemetry", rng=rng)
+            yield from gateway.run(rec, "telemetry", f"{aead}.decrypt", payload, rng=rng)
+            yield from gateway.run(rec, "telemetry", f"{aead}.encrypt", payload, rng=rng)
             src = gateway
-        wait += yield from self.net.transfer(src.node, receiver.node, nbytes, "telemetry")
-        yield from receiver.run(rec, "telemetry", f"{aead}.decrypt", payload)
-        rec.add(receiver.pod, dev.node, "telemetry", "frame", start, self.env.now, wait, nbytes=nbytes)
+        wait += yield from self.net.transfer(src.node, receiver.node, nbytes, "telemetry", rng=rng)
+        yield from receiver.run(rec, "telemetry", f"{aead}.decrypt", payload, rng=rng)
+        return wait

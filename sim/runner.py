@@ -197,28 +197,22 @@ def _replicate_all(scenario: Scenario, mode: str, picked: list[tuple[int, np.ran
     cannot compute one (the first found)."""
     global _JOB
     _JOB = (scenario, mode, engine)
-    results: list[ReplicationResult] = []
+    many = workers > 1 and len(picked) > 1
+    pool = multiprocessing.get_context("fork").Pool(min(workers, len(picked)), _quiet_worker) if many else None
     try:
-        if workers <= 1 or len(picked) <= 1:
-            done: Any = map(_replicate_job, picked)
-            pool = None
-        else:
-            pool = multiprocessing.get_context("fork").Pool(min(workers, len(picked)), _quiet_worker)
-            done = pool.imap(_replicate_job, picked)
-        try:
-            for result in done:
-                if isinstance(result, NotVectorizable):
-                    return result
-                results.append(result)
-                if progress:
-                    progress(len(results))
-        finally:
-            if pool is not None:
-                pool.terminate()
-                pool.join()
+        results: list[ReplicationResult] = []
+        for result in (pool.imap if pool else map)(_replicate_job, picked):
+            if isinstance(result, NotVectorizable):
+                return result
+            results.append(result)
+            if progress:
+                progress(len(results))
+        return results
     finally:
         _JOB = None
-    return results
+        if pool is not None:
+            pool.terminate()
+            pool.join()
 
 
 def peak_rss_bytes() -> int:
