@@ -40,12 +40,12 @@ from typing import Any
 
 import numpy as np
 
-from hw.calibrate import calibrate, write_profile
+from hw.calibrate import calibrate
 from hw.compare import compare_dirs
 from hw.fit import fit_from_run
 from hw.local import run_local
 from sim.contract import Summary
-from sim.profile import load_profile
+from sim.profile import load_profile, write_profile
 from sim.runner import simulate, write_run
 from sim.scenario import Scenario, load_scenario
 

@@ -14,11 +14,13 @@ Everything is tagged M (measured here) with its source: provider, machine, n and
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import platform
 import queue
 import re
+import signal
 import socket
 import threading
 import time
@@ -29,19 +31,26 @@ from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
-import yaml
 from threadpoolctl import threadpool_limits
 
 from hw import fl
 from hw.crypto import registry
+from hw.hopcal import measure_glue
 from hw.runtime import tune_allocator
 from hw.speed import SpeedProbe
 from sim import catalogue
-from sim.contract import atomic_write
 from sim.errors import UserError
 from sim.profile import Profile
 
 TARGET_REL_CI = 0.02
+# (samples, parameters) of the training steps measured, full and --quick: from a toy model to 4 M parameters at
+# a client's 500 samples (the scenarios' sizes; units = samples x parameters, interpolated between)
+TRAINING_SIZES = {
+    False: ((64, 20_000), (256, 20_000), (500, 50_000), (500, 250_000), (500, 1_000_000), (500, 4_000_000)),
+    True: ((128, 20_000), (500, 250_000), (500, 1_000_000)),
+}
+PAIR_REPEATS = 3
+PAIR_MIN_UNITS = 20e6  # the pair slowdown of smaller steps is noise (the model fits in a core's cache)
 MESSAGE = bytes(range(32))
 
 # A size-dependent job: (make a fresh input of n bytes, the timed operation on it).
@@ -207,7 +216,7 @@ def calibrate(
     jobs += [("serialize", (vector, fl.serialize), "numpy", True)]
     jobs += [("net.loopback", (lambda n: os.urandom(n), Loopback().send), "kernel", True)]
     jobs += [("deserialize", (lambda n: os.urandom(n // 4 * 4), fl.deserialize), "numpy", True)]
-    total = len(jobs) + 2
+    total = len(jobs) + 3
     ops: dict[str, Any] = {}
     where = f"pqtwin calibrate on {cpu_model()}"
     for i, (op, fn, who, sized) in enumerate(jobs):
@@ -220,6 +229,10 @@ def calibrate(
             timed = time_calls(cast(Callable[[], Any], fn), budget.per_op_s, budget.min_n, budget.max_n)
             ops[op] = per_call_entry(timed, f"{where}, {what}")
         ops[op]["provider"] = who
+    if progress:
+        progress("job.glue", total - 3, total)
+    if (glue := measure_glue(ops, quick, where)) is not None:  # needs the AEAD, serialize and loopback above
+        ops["job.glue"] = glue | {"provider": "python"}
     if progress:
         progress("fl.train", total - 2, total)
     ops["fl.train"] = _measure_training(budget, where) | {"provider": "numpy"}
@@ -292,20 +305,85 @@ def _measure_sized(job: SizedJob, budget: Budget, source: str) -> dict[str, Any]
     return linear_entry(list(budget.sizes_bytes), medians, robust_cv(last), "byte", source)
 
 
+def _training_job(samples: int, params: int, rng: np.random.Generator) -> tuple[int, Callable[[], Any]]:
+    """(units, one training step) of the twin's model at this size, as a client runs it (hw/fl.py)."""
+    shape = fl.Shape.for_parameters(params, 30)
+    theta = fl.init(shape, rng)
+    x = rng.normal(size=(samples, 30)).astype(fl.DTYPE)
+    y = (x[:, 0] > 0).astype(fl.DTYPE)
+    return samples * shape.parameters, lambda: fl.train(shape, theta, x, y, 1, rng)
+
+
 def _measure_training(budget: Budget, where: str) -> dict[str, Any]:
+    """Training steps at sizes from a toy model to 4 M parameters (``points``: the cost per sample-parameter
+    grows once the model leaves the caches, so a line fitted on small models undershoots large ones by a
+    fifth), and, on a host with two cores, how much two steps at once slow each other (``pair_slowdown``)."""
     rng = np.random.default_rng(0)
     units, medians, last = [], [], np.array([1.0])
-    configs = [(128, 20_000), (128, 250_000)] if budget.per_op_s < 1 else [(64, 20_000), (256, 20_000), (256, 250_000)]
-    for samples, params in configs:
-        shape = fl.Shape.for_parameters(params, 30)
-        theta = fl.init(shape, rng)
-        x = rng.normal(size=(samples, 30)).astype(fl.DTYPE)
-        y = (x[:, 0] > 0).astype(fl.DTYPE)
+    jobs = [_training_job(n, p, rng) for n, p in TRAINING_SIZES[budget.per_op_s < 1]]
+    for u, step in jobs:
         with threadpool_limits(1):  # one core per training step, as the simulator (and the twin) run it
-            last = time_calls(lambda: fl.train(shape, theta, x, y, 1, rng), budget.per_op_s, 3, 200)  # noqa: B023
-        units.append(samples * shape.parameters)
+            last = time_calls(step, budget.per_op_s, 3, 200)
+        units.append(u)
         medians.append(float(np.median(last)))
-    return linear_entry(units, medians, robust_cv(last), "sample_param", f"{where}, hw/fl.py train (1 epoch)")
+    entry = linear_entry(units, medians, robust_cv(last), "sample_param", f"{where}, hw/fl.py train (1 epoch)")
+    pairs = [(u, step) for u, step in jobs if u >= PAIR_MIN_UNITS]
+    if (slowdown := _pair_slowdown(pairs, budget)) is not None:
+        entry["pair_slowdown"] = slowdown
+        entry["source"] += "; pair_slowdown: two steps at once, each pinned to a core of its own"
+    return entry
+
+
+def _pair_slowdown(jobs: list[tuple[int, Callable[[], Any]]], budget: Budget) -> list[list[float]] | None:
+    """Per size: the median step pinned to one core while a forked copy runs the same steps on another, over
+    the median step alone on that core, measured back to back (both see the same core speed) ``PAIR_REPEATS``
+    times: the median ratio, at least 1 (the shared bus is shared with the host's other tenants too: single
+    ratios here range 1.05-1.25 at 1 M parameters). None on a host with fewer than two usable cores."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cpus) < 2 or not jobs:
+        return None
+    out = []
+    mine = set(cpus)
+    try:
+        os.sched_setaffinity(0, {cpus[0]})
+        for u, step in jobs:
+            ratios = []
+            each_s = budget.per_op_s / (2 * PAIR_REPEATS)
+            with threadpool_limits(1):
+                for _ in range(PAIR_REPEATS):
+                    alone = float(np.median(time_calls(step, each_s, 3, 100)))
+                    with _busy_copy(step, cpus[1]):
+                        ratios.append(float(np.median(time_calls(step, each_s, 3, 100))) / alone)
+            out.append([float(u), max(1.0, float(np.median(ratios)))])
+    finally:
+        os.sched_setaffinity(0, mine)
+    return out
+
+
+@contextlib.contextmanager
+def _busy_copy(step: Callable[[], Any], cpu: int) -> Iterator[None]:
+    """A forked child running ``step`` in a loop on ``cpu`` while the block runs (it never returns to Python
+    outside the loop: ``os._exit``)."""
+    ready, go = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no cleanup handlers of the parent's run
+        try:
+            os.sched_setaffinity(0, {cpu})
+            os.close(ready)
+            os.write(go, b"1")
+            while True:
+                step()
+        finally:
+            os._exit(0)
+    os.close(go)
+    try:
+        os.read(ready, 1)
+        step()  # one step while the copy warms up
+        yield
+    finally:
+        os.close(ready)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
 
 
 def _measure_fedavg(budget: Budget, where: str) -> dict[str, Any]:
@@ -369,6 +447,8 @@ def libraries() -> dict[str, dict[str, str]]:
         "openssl": {"library": "OpenSSL", "version": backend.openssl_version_text(), "build": pyca},
         "numpy": {"library": "NumPy", "version": metadata.version("numpy"), "build": f"wheel ({platform.machine()})"},
         "kernel": {"library": "Linux TCP over loopback", "version": platform.release(), "build": platform.machine()},
+        "python": {"library": "CPython (the twin's own code paths)", "version": platform.python_version(),
+                   "build": f"{platform.python_compiler()} ({platform.machine()})"},
     }  # fmt: skip
     oqs = registry.default().provider("liboqs")
     if oqs.available:
@@ -390,7 +470,3 @@ def platform_facts(quick: bool) -> dict[str, Any]:
             "crypto on one thread, timings include the Python call; training uses NumPy's BLAS threads"
         ),
     }
-
-
-def write_profile(data: dict[str, Any], out: Path) -> None:
-    atomic_write(out, yaml.safe_dump(data, sort_keys=False, width=120))

@@ -61,8 +61,10 @@ def base_s(profile: Profile, op: str, units: float) -> float:
     return m.base_s(units)
 
 
-def predicted_s(profile: Profile, s: Scenario, row: Any, updates_per_fedavg: int) -> float:
-    """What the simulator would charge for this span's op, before overheads."""
+def predicted_s(profile: Profile, s: Scenario, row: Any, updates_per_fedavg: int, others: float = 0.0) -> float:
+    """What the simulator would charge for this span's op, before overheads; a training step that ran beside
+    ``others`` steps on the same host (on average over its duration) carries their contention, as the
+    simulator charges it."""
     alg, _, kind = str(row.op).rpartition(".")
     fl = s.workload.fl
     if kind in ("sign", "verify") and alg in catalogue.CATALOGUE and row.bytes > 0:
@@ -70,7 +72,10 @@ def predicted_s(profile: Profile, s: Scenario, row: Any, updates_per_fedavg: int
         hashed = row.bytes * (a.sign_hash_passes if kind == "sign" else 1)
         return base_s(profile, f"{a.message_hash}.hash", hashed) + base_s(profile, row.op, 0)
     if row.op == "fl.train":
-        return base_s(profile, row.op, fl.samples_per_client * fl.model_parameters * fl.local_epochs)
+        units = fl.samples_per_client * fl.model_parameters * fl.local_epochs
+        model = profile.op(row.op)
+        slow = model.slowdown(units, others) if isinstance(model, LinearOp) else 1.0
+        return base_s(profile, row.op, units) * slow
     if row.op == "fl.fedavg":
         return base_s(profile, row.op, fl.model_parameters * updates_per_fedavg)
     return base_s(profile, row.op, row.bytes)
@@ -174,8 +179,10 @@ def _run_rows(run_dir: Path, base: Path | None) -> _RunRows:
     per_round = cpu[cpu.op == "fl.fedavg"].groupby("round").size()
     clients = s.workload.fl.quorum_clients
     known = cpu[cpu.op.map(lambda op: op in profile.ops or op.endswith((".sign", ".verify")))]
+    others = _trainings_beside(known)
     predicted = np.array([
-        predicted_s(profile, s, r, clients if per_round.get(r.round, 1) == 1 else 1) for r in known.itertuples()
+        predicted_s(profile, s, r, clients if per_round.get(r.round, 1) == 1 else 1, others.get(r.Index, 0))
+        for r in known.itertuples()
     ])  # fmt: skip
     # at the profile's own speed: a run whose cores ran at 0.9x their calibrated speed took 1/0.9 as long
     speed = (summary.machine_load.speed_vs_calibration if summary.machine_load else None) or 1.0
@@ -189,6 +196,20 @@ def _run_rows(run_dir: Path, base: Path | None) -> _RunRows:
     transfers = rounds[(rounds.op == "transfer") & rounds.phase.isin(("distribute", "upload"))]
     transfers = transfers.assign(end_s=transfers.start_s + (transfers.end_s - transfers.start_s) * speed)
     return _RunRows(s, profile, known, transfers, source)
+
+
+def _trainings_beside(cpu: pd.DataFrame) -> dict[Any, float]:
+    """{row index: how many other training steps ran beside this one on its host, on average over its
+    duration}, for training rows: the simulator rescales a step's work as others start and end (sim/hosts.py),
+    so over its life it carries their contention in proportion to their overlap."""
+    train = cpu[cpu.op == "fl.train"]
+    out = {}
+    for _, g in train.groupby("host"):
+        starts, ends = g.start_s.to_numpy(), g.end_s.to_numpy()
+        for i, a, b in zip(g.index, starts, ends, strict=True):
+            overlap = np.clip(np.minimum(ends, b) - np.maximum(starts, a), 0.0, None).sum() - (b - a)
+            out[i] = float(overlap / (b - a)) if b > a else 0.0
+    return out
 
 
 def _loopback(t: pd.DataFrame, s: Scenario, profile: Profile, source: str) -> Overhead | None:

@@ -34,7 +34,7 @@ import pyarrow as pa
 
 from hw import rundir
 from hw.attack import AttackRelay
-from hw.journal import recover_journals
+from hw.journal import journal_result, recover_journals
 from hw.lifecycle import PARENT_ENV
 from hw.machine import LoadMonitor
 from hw.netns import Fabric
@@ -309,6 +309,6 @@ def _follow(out: Path, children: Children, cfg: RunConfig, progress: Callable[[i
             children.procs[c].wait(10)
     if agg.returncode == 0:
         return "completed", ""
-    result = rundir.node_results(out).get(cfg.aggregator)
+    result = rundir.node_results(out).get(cfg.aggregator) or journal_result(out, cfg.aggregator)
     why = result.reason if result else ""
     return "failed", why or f"aggregator exited with code {agg.returncode} (see logs/{cfg.aggregator}.log)"

@@ -430,7 +430,8 @@ def calibrate_cmd(
     if backend != "local":
         raise UserError(f"--backend: must be local or k8s (got {shorten(repr(backend))})")
     _check_profile_out(out)
-    from hw.calibrate import calibrate, write_profile
+    from hw.calibrate import calibrate
+    from sim.profile import write_profile
 
     names = [a.strip() for a in algorithms.split(",") if a.strip()] if algorithms else None
     with _progress(None) as bar:
@@ -464,10 +465,10 @@ def _check_profile_out(out: Path) -> None:
 
 def _calibrate_from_run(run_dirs: list[Path], base: Path | None, out: Path, name: str | None) -> None:
     _check_profile_out(out)
-    from hw.calibrate import write_profile
     from hw.fit import fit_from_run
     from sim.errors import UserError, shorten
     from sim.loading import exists
+    from sim.profile import write_profile
 
     if base is not None and not exists(base):
         raise UserError(f"--base: file not found (got {shorten(repr(str(base)), 200)})")

@@ -86,6 +86,21 @@ class SharedCores:
         self._schedule()
         return done
 
+    def rescale(self, done: simpy.Event, ratio: float) -> float:
+        """Multiply the work a running job has left by ``ratio`` (contention came or went); the work added
+        (negative: removed). Under sharing every job progresses at the common rate whatever its size, so a job
+        rescaled midway ends exactly when one of its final total work would have."""
+        self._book()
+        for i, (tag, order, event) in enumerate(self.heap):
+            if event is done:
+                left = max(0.0, tag - self.v)
+                self.heap[i] = (self.v + left * ratio, order, event)
+                heapq.heapify(self.heap)
+                self.next_at = math.nan  # the next completion may have moved: always re-arm the timer
+                self._schedule()
+                return left * (ratio - 1)
+        return 0.0
+
     def _rate(self) -> float:
         return min(1.0, self.cores / len(self.heap)) if self.heap else 1.0
 
@@ -141,16 +156,38 @@ class Cpu:
         self.log: list[tuple[float, float, float]] | None = None
         self.series: np.ndarray | None = None  # core-seconds asked per time bin (by arrival), when tracked
         self.bin_s = 1.0
+        self.contended: list[_Contended] = []  # jobs running here that slow each other down (``work``)
+
+    def _retune(self) -> None:
+        """Bring every contended job's work to the factor the jobs running beside it now impose."""
+        assert self.shared is not None
+        others = min(len(self.contended) - 1, self.cores - 1)
+        for c in self.contended:
+            factor = c.op.slowdown(c.units, others)
+            if factor != c.factor and c.done is not None:
+                added = self.shared.rescale(c.done, factor / c.factor)
+                c.factor = factor
+                self.demand_s += added
+                asked, work = self.unserved[c.ask]
+                self.unserved[c.ask] = (asked, work + added)
 
     def offered_s(self, end_s: float) -> float:
         """Core-seconds asked that an idle core could have done by ``end_s``: ``demand_s`` less, for the work
         not done by then, the part due after ``end_s`` (an operation runs on at most one core)."""
         return self.demand_s - sum(min(work, max(0.0, asked + work - end_s)) for asked, work in self.unserved.values())
 
-    def work(self, cost_s: float) -> Generator[Any, Any, float]:
-        """Do ``cost_s`` of work on these cores; returns the time spent waiting for a core (fifo only)."""
-        self.demand_s += cost_s
+    def work(self, cost_s: float, contention: tuple[LinearOp, float] | None = None) -> Generator[Any, Any, float]:
+        """Do ``cost_s`` of work on these cores; returns the time spent waiting for a core (fifo only).
+
+        ``contention`` = (op, units): a job of an op with a measured ``pair_slowdown`` (training) runs slower
+        while other such jobs run on the host's other cores. Under sharing, the work left of every such job is
+        rescaled whenever one starts or ends (``_retune``); with fifo, a job's factor is fixed when it starts."""
         asked = self.env.now
+        factor = 1.0
+        if contention is not None:
+            factor = contention[0].slowdown(contention[1], min(len(self.contended), self.cores - 1))
+            cost_s *= factor
+        self.demand_s += cost_s
         ask = self.asks
         self.asks += 1
         self.unserved[ask] = (asked, cost_s)
@@ -160,19 +197,44 @@ class Cpu:
             self.log.append((asked, cost_s, math.nan))
         if self.series is not None:
             self.series[min(int(asked / self.bin_s), self.series.size - 1)] += cost_s
+        me = None if contention is None else _Contended(None, *contention, factor, ask)
         if self.shared is not None:
-            yield self.shared.run(cost_s)
+            done = self.shared.run(cost_s)
+            if me is not None:
+                me.done = done
+                self.contended.append(me)
+                self._retune()
+            yield done
             wait = 0.0
         else:
             assert self.resource is not None
             with self.resource.request() as core:
                 yield core
                 wait = self.env.now - asked
+                if me is not None:  # on a core now: later jobs see it
+                    self.contended.append(me)
                 yield self.env.timeout(cost_s)
+        if me is not None:
+            self.contended.remove(me)
+            if self.shared is not None:
+                self._retune()
+            cost_s = self.unserved[ask][1]  # the work it ended up needing (the replay's, sim/telemetry.py)
         del self.unserved[ask]
         if self.log is not None:
             self.log[slot] = (asked, cost_s, self.env.now)
         return wait
+
+
+@dataclass(eq=False)
+class _Contended:
+    """A job running under contention: its op and units (what its slowdown depends on) and the factor its work
+    carries now."""
+
+    done: simpy.Event | None  # its completion under sharing (None with fifo: not rescaled)
+    op: LinearOp
+    units: float
+    factor: float
+    ask: int
 
 
 class Thread:
@@ -211,10 +273,11 @@ class Endpoint:
 
     def run(
         self, rec: Recorder | None, phase: str, op: str, units: float = 0.0, since: float | None = None,
-        rng: np.random.Generator | None = None,
+        rng: np.random.Generator | None = None, contention: tuple[LinearOp, float] | None = None,
     ) -> Generator[Any, Any, None]:  # fmt: skip
         """Run one operation; the span starts at ``since`` (e.g. when the job was queued) or now. Its cost is
-        drawn from ``rng`` when given, else from the CPU's stream; no span is kept without ``rec``."""
+        drawn from ``rng`` when given, else from the CPU's stream (``contention``: ``Cpu.work``); no span is
+        kept without ``rec``."""
         cpu, env = self.cpu, self.cpu.env
         if cpu.profile is None:  # a device whose compute is not modelled
             return
@@ -231,7 +294,7 @@ class Endpoint:
             request = own.request()
             yield request
         wait = env.now - start
-        wait += yield from cpu.work(cost)
+        wait += yield from cpu.work(cost, contention)
         if isinstance(own, Thread):
             own.give()
         elif own is not None:

@@ -48,6 +48,7 @@ from sim import catalogue
 from sim.contract import ANSWER_HEAD_BYTES, JOB_HEAD_BYTES, RECORD_HEADER_BYTES, SIGNATURE_LENGTH_BYTES, SpanRow
 from sim.hosts import CountingEnvironment, Cpu, Endpoint, Recorder, Thread
 from sim.network import LinkServer, Network
+from sim.profile import LinearOp
 from sim.scenario import DevicePopulation, Scenario, device_node
 from sim.streams import stream
 
@@ -244,11 +245,18 @@ class Replication:
 
     def hop(self, src: Endpoint, dst: Endpoint, plaintext: int, phase: str, since: float | None = None) -> Gen:
         """A job or its answer between the aggregator and a worker process, over their secure channel: packed
-        (one copy), encrypted, carried, decrypted (the receiver reads its fields in place)."""
+        (one copy), encrypted, carried, decrypted (the receiver reads its fields in place); and at each end the
+        code path around those steps, where the profile measured it (``job.glue``, hw/hopcal.py)."""
         yield from src.run(self.rec, phase, "serialize", plaintext, since)
         yield from src.run(self.rec, phase, f"{self.aead.name}.encrypt", plaintext)
+        yield from self._glue(src, phase, plaintext)
         yield from self.send(src, dst, RECORD_HEADER_BYTES + plaintext + self.aead.aead_overhead_bytes, phase)
         yield from dst.run(self.rec, phase, f"{self.aead.name}.decrypt", plaintext)
+        yield from self._glue(dst, phase, plaintext)
+
+    def _glue(self, ep: Endpoint, phase: str, plaintext: int) -> Gen:
+        if ep.cpu.profile is not None and "job.glue" in ep.cpu.profile.ops:
+            yield from ep.run(self.rec, phase, "job.glue", plaintext)
 
     def job_bytes(self, client: Endpoint, payload: int) -> int:
         """A job's plaintext: its head, the client's name and the record's key material, then ``payload``."""
@@ -366,12 +374,21 @@ class Replication:
         yield from self.send(self.agg if apart else worker, self.clients[c], sealed, "distribute")
         self.env.process(self._client(c, ctx))
 
+    def train(self, ep: Endpoint) -> Gen:
+        """A local training step; it slows down, and is slowed down by, the trainings on the host's other cores
+        (memory bandwidth: ``LinearOp.pair_slowdown``, ``Cpu.work``)."""
+        fl = self.fl
+        units = fl.samples_per_client * fl.model_parameters * fl.local_epochs
+        model = ep.cpu.profile.op("fl.train") if ep.cpu.profile is not None else None
+        contention = (model, units) if isinstance(model, LinearOp) and model.pair_slowdown else None
+        yield from ep.run(self.rec, "train", "fl.train", units, contention=contention)
+
     def _client(self, c: int, ctx: tuple[Any, ...]) -> Gen:
         _, received, arrivals, dropped = ctx
         ep, fl, rec = self.clients[c], self.fl, self.rec
         yield from self.unprotect(ep, "receive", fl.model_bytes)
         received[c].succeed()
-        yield from ep.run(rec, "train", "fl.train", fl.samples_per_client * fl.model_parameters * fl.local_epochs)
+        yield from self.train(ep)
         if dropped[c]:
             return
         yield from ep.run(rec, "upload", "serialize", fl.model_bytes)

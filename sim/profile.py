@@ -30,14 +30,17 @@ F fitted from a hardware-twin run (``pqtwin calibrate --from-run``; the source n
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sim.catalogue import CATALOGUE
+from sim.contract import atomic_write
 from sim.errors import UserError, load_yaml, validate
 
 Tag = Literal["M", "D", "E", "F"]
@@ -121,6 +124,10 @@ class LinearOp(_Strict):
     Optional ``points`` ([units, seconds] medians as measured) take precedence: the cost is interpolated
     between them and extrapolated with the last segment's slope. Real costs bend (e.g. buffers past the
     allocator's mmap threshold cost page faults), which one straight line cannot follow.
+
+    Optional ``pair_slowdown`` ([units, factor], training only): how many times slower each of two calls of
+    that size runs when both run at once on two cores of the host, as measured -- two trainings share the
+    memory bus and the last-level cache, which time-slicing (sim/hosts.py) does not capture (``slowdown``).
     """
 
     kind: Literal["linear"]
@@ -131,15 +138,29 @@ class LinearOp(_Strict):
     points: list[tuple[Annotated[float, Field(ge=0, le=MAX_UNITS)], PositiveSeconds]] | None = Field(
         default=None, min_length=2, max_length=MAX_POINTS
     )
+    pair_slowdown: (
+        list[tuple[Annotated[float, Field(ge=0, le=MAX_UNITS)], Annotated[float, Field(ge=1, le=10)]]] | None
+    ) = Field(default=None, min_length=1, max_length=MAX_POINTS)
     source: str = Field(min_length=1)
     tag: Tag
     provider: ProviderName | None = None  # a key of platform.libraries; required for crypto operations
 
     @model_validator(mode="after")
     def _increasing_units(self) -> LinearOp:
-        if self.points and any(b[0] <= a[0] for a, b in zip(self.points, self.points[1:], strict=False)):
-            raise ValueError("points must have strictly increasing units")
+        for name in ("points", "pair_slowdown"):
+            pts = getattr(self, name)
+            if pts and any(b[0] <= a[0] for a, b in itertools.pairwise(pts)):
+                raise ValueError(f"{name} must have strictly increasing units")
         return self
+
+    def slowdown(self, units: float, others: float) -> float:
+        """The factor on a call's cost while ``others`` calls of this op run on other cores of the host: each
+        adds the measured pair slowdown's excess (interpolated in units, held beyond the ends); 1 without
+        measurements or others."""
+        if not self.pair_slowdown or others <= 0:
+            return 1.0
+        excess = float(np.interp(units, [p[0] for p in self.pair_slowdown], [p[1] for p in self.pair_slowdown])) - 1
+        return 1.0 + excess * others
 
     def base_s(self, units: float) -> float:
         if not self.points:
@@ -312,3 +333,8 @@ def load_profile(path: Path) -> Profile:
         raise UserError(f"{path}: time_scale: not a profile field (a host's speed is the scenario's "
                         "deployment.hosts[].cpu_speed)")  # fmt: skip
     return validate(Profile, data, path)
+
+
+def write_profile(data: dict[str, Any], out: Path) -> None:
+    """Write profile data (a dict that validates as ``Profile``) as YAML, whole or not at all."""
+    atomic_write(out, yaml.safe_dump(data, sort_keys=False, width=120))

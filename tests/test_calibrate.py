@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import yaml
@@ -12,7 +14,8 @@ from sim.profile import load_profile
 
 @pytest.fixture(scope="module")
 def quick_profile(tmp_path_factory):
-    from hw.calibrate import calibrate, write_profile
+    from hw.calibrate import calibrate
+    from sim.profile import write_profile
 
     out = tmp_path_factory.mktemp("cal") / "quick.yaml"
     write_profile(calibrate(["ML-KEM-768", "ML-DSA-65", "AES-256-GCM", "SHAKE-256"], quick=True), out)
@@ -41,6 +44,14 @@ def test_quick_profile_validates_and_is_measured(quick_profile):
     assert prof.platform.speed_probe_us is not None and prof.platform.speed_probe_us > 0
     assert prof.platform.speed_probe_spread is not None and prof.platform.speed_probe_spread >= 1
     assert {op.provider for op in prof.ops.values()} <= set(prof.platform.libraries)
+    # training at the scenarios' sizes, to 1 M parameters, and how two steps at once slow each other down
+    train = prof.op("fl.train")
+    assert train.points is not None and train.points[-1][0] >= 500 * 1_000_000
+    if len(os.sched_getaffinity(0)) >= 2:
+        assert train.pair_slowdown and all(f >= 1 for _, f in train.pair_slowdown)
+    # a delegation hop's code path beyond what the profile prices, measured at each size (hw/hopcal.py)
+    glue = prof.op("job.glue")
+    assert glue.provider == "python" and glue.points is not None and len(glue.points) == 3
 
 
 def test_simulator_accepts_a_calibrated_profile(pqtwin, quick_profile, tmp_path):

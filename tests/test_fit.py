@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from hw.fit import base_s, fit_from_run
+from hw.fit import _trainings_beside, base_s, fit_from_run
 from sim import catalogue
 from sim.contract import SpanRow, read_summary, to_frame, write_spans, write_summary
 from sim.errors import UserError
@@ -145,3 +145,11 @@ def test_glue_before_a_scaling_step_is_fitted_as_a_constant():
     over = _overhead("train", predicted * 1.2 + glue, predicted, np.full(9, 1000.0), "test", glue)
     assert over.factor == pytest.approx(1.2) and over.per_call_s == pytest.approx(50e-6)
     assert over.apply(0.1e-3, 0) == pytest.approx(0.1e-3 * 1.2 + 50e-6)  # a 10x smaller step keeps its glue
+
+
+def test_a_training_step_carries_the_contention_of_the_steps_beside_it():
+    # two steps on one host overlapping for half of the first's duration, one alone on another host
+    cpu = pd.DataFrame({"op": ["fl.train", "fl.train", "fl.train", "AES-256-GCM.encrypt"],
+                        "host": ["a", "a", "b", "a"], "start_s": [0.0, 1.0, 0.0, 0.0],
+                        "end_s": [2.0, 4.0, 2.0, 5.0]})  # fmt: skip
+    assert _trainings_beside(cpu) == {0: pytest.approx(0.5), 1: pytest.approx(1 / 3), 2: 0.0}

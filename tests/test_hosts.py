@@ -8,6 +8,7 @@ import simpy
 from scipy import stats
 
 from sim.hosts import Cpu
+from sim.profile import LinearOp
 
 
 def finish_times(cores: int, jobs: list[tuple[float, float]], sharing: str) -> list[float]:
@@ -53,3 +54,48 @@ def test_md1_processor_sharing_mean_sojourn_is_work_over_one_minus_rho():
     batches = sojourn[n // 10 :].reshape(20, -1).mean(axis=1)  # batch means after a warm-up
     half = stats.t.ppf(0.995, batches.size - 1) * batches.std(ddof=1) / np.sqrt(batches.size)
     assert abs(batches.mean() - d / (1 - 0.6)) < half  # 0.025 s; FIFO's Pollaczek-Khinchine mean is 0.0175 s
+
+
+def _training(factor: float) -> LinearOp:
+    return LinearOp(kind="linear", unit="sample_param", per_call_s=0, per_unit_s=1e-9, pair_slowdown=[(1.0, factor)],
+                    source="test", tag="E")  # fmt: skip
+
+
+def contended_finish_times(cores: int, jobs: list[tuple[float, float, bool]], sharing: str, factor: float = 1.5):
+    """(arrival, work, contended) jobs; contended ones slow each other down by ``factor`` (a pair's)."""
+    env = simpy.Environment()
+    cpu = Cpu(env, "h", cores, None, np.random.default_rng(0), sharing)
+    cpu.log = []
+    done = [0.0] * len(jobs)
+    op = _training(factor)
+
+    def job(i: int, at: float, work: float, contended: bool):
+        yield env.timeout(at)
+        yield from cpu.work(work, (op, 1.0) if contended else None)
+        done[i] = env.now
+
+    for i, spec in enumerate(jobs):
+        env.process(job(i, *spec))
+    env.run()
+    return done, cpu
+
+
+def test_trainings_slow_each_other_down_while_they_overlap():
+    # together from the start: both take 1.5 x their work; a job that does not contend is untouched
+    done, _ = contended_finish_times(2, [(0, 2, True), (0, 2, True)], "processor-sharing")
+    assert done == pytest.approx([3, 3])
+    done, _ = contended_finish_times(2, [(0, 2, True), (0, 2, False)], "processor-sharing")
+    assert done == pytest.approx([2, 2])
+    # B joins A at t=1: A's last 1 s of work takes 1.5 s (ends at 2.5); B did 1 s of its work in those 1.5 s
+    # and does the other 1 s alone (ends at 3.5)
+    done, cpu = contended_finish_times(2, [(0, 2, True), (1, 2, True)], "processor-sharing")
+    assert done == pytest.approx([2.5, 3.5])
+    # the work each ended up needing is what a replay of the host's jobs (the vectorized engine) is given
+    assert [w for _, w, _ in cpu.log] == pytest.approx([2.5, 2.5])
+    assert cpu.demand_s == pytest.approx(5.0)
+    # one core: the pair time-slices; contention counts only steps on other cores
+    done, _ = contended_finish_times(1, [(0, 2, True), (0, 2, True)], "processor-sharing")
+    assert done == pytest.approx([4, 4])
+    # fifo: a step that starts while another runs carries the factor from its start
+    done, _ = contended_finish_times(2, [(0, 2, True), (1, 2, True)], "fifo")
+    assert done == pytest.approx([2, 4])

@@ -344,8 +344,7 @@ def _profile(w: Watcher, pod: str, node: str, end: dict[str, Any], out: Path) ->
     """Validate and write the profile a finished calibration pod printed."""
     import yaml
 
-    from hw.calibrate import write_profile
-    from sim.profile import Profile
+    from sim.profile import Profile, write_profile
 
     f = w.followers.get(pod)
     if f is not None:

@@ -1,8 +1,8 @@
 """Where a node's results go: ``Reporter`` and its two kinds.
 
 - ``FileReporter`` (every backend): ``progress.json``, ``spans/<pod>.parquet`` and ``nodes/<pod>.json`` in
-  the run directory, each written atomically — after every finished round too (``checkpoint``), so a node
-  killed mid-run leaves every round it finished.
+  the run directory, each written atomically; after every finished round, a line in the node's journal
+  (``checkpoint``, hw/journal.py), so a node killed mid-run leaves every round it finished.
 - ``LogReporter`` (Kubernetes, where the run directory is the pod's own): the same files, plus progress
   lines and the result block on stdout for the backend to read from the pod's log (hw/podlog.py).
 """
@@ -16,7 +16,7 @@ from typing import Protocol
 import pandas as pd
 
 from hw import podlog
-from hw.journal import append_journal
+from hw.journal import Journal
 from hw.rundir import NodeResult
 from sim.contract import RunLayout, SpanRow, atomic_write, spans_bytes
 
@@ -39,6 +39,7 @@ class Reporter(Protocol):
 class FileReporter:
     def __init__(self, run_dir: Path):
         self.layout = RunLayout(run_dir)
+        self.journals: dict[str, Journal] = {}
 
     def progress(self, r: int, accuracy: float) -> None:
         atomic_write(self.layout.progress, json.dumps({"round": r, "accuracy": accuracy}))
@@ -46,11 +47,14 @@ class FileReporter:
     def finish(self, name: str, result: NodeResult, spans: pd.DataFrame) -> None:
         atomic_write(self.layout.node_spans(name), spans_bytes(spans))
         result.write(self.layout.root, name)
+        if (journal := self.journals.pop(name, None)) is not None:
+            journal.close()
         self.layout.node_journal(name).unlink(missing_ok=True)
 
     def checkpoint(self, name: str, result: NodeResult, new_rows: list[SpanRow]) -> None:
-        append_journal(self.layout, name, new_rows)  # well under a millisecond: it may fall inside a round
-        result.write(self.layout.root, name)
+        if name not in self.journals:
+            self.journals[name] = Journal(self.layout.node_journal(name))
+        self.journals[name].append(new_rows, result)  # tens of µs: it may fall inside a round
 
 
 class LogReporter(FileReporter):

@@ -9,6 +9,8 @@ carry its scenario worker pod's name, as the simulator's do.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from hw import data, fl
@@ -32,6 +34,14 @@ def run_worker(node: Node) -> NodeResult:
     if grant["name"] != agg:
         raise SecurityError("identity", f"granted the identity of {grant['name']!r}, not of {agg!r}")
     owner = Identity.import_private(agg, grant, node.suite)
+    jobs = serve(node, ch, agg, node.suite.aead, lambda job: do_job(node, owner, job, trust))
+    return NodeResult(state="completed", rounds=jobs)
+
+
+def serve(node: Node, ch: Channel, agg: str, aead: str, answer: Callable[[Job], bytearray],
+          served: Callable[[Job], None] | None = None) -> int:  # fmt: skip
+    """Serve jobs one at a time until the aggregator closes the channel: open each, ``answer`` it, seal and send
+    the answer (``served`` is told after each; ``pqtwin calibrate`` times this loop). The jobs served."""
     jobs = 0
     while True:
         try:
@@ -42,11 +52,12 @@ def run_worker(node: Node) -> NodeResult:
         job = decode_job(memoryview(ch.open(rec)))  # its phase and round are known once it is open
         node.round, phase = job.round, "verify" if job.kind != DISTRIBUTE else "distribute"
         node.transfer(rec, agg, phase, arrived)
-        node.add(node.pod, node.host, phase, f"{node.suite.aead}.decrypt", arrived, node.now(), 0.0, len(job.payload))
-        answer = do_job(node, owner, job, trust)
-        ch.write_sealed(ch.seal(answer, None, node.timer_for(job.round, phase), phase))
+        node.add(node.pod, node.host, phase, f"{aead}.decrypt", arrived, node.now(), 0.0, len(job.payload))
+        ch.write_sealed(ch.seal(answer(job), None, node.timer_for(job.round, phase), phase))
         jobs += 1
-    return NodeResult(state="completed", rounds=jobs)
+        if served is not None:
+            served(job)
+    return jobs
 
 
 def do_job(node: Node, owner: Identity, job: Job, trust: dict[str, Peer]) -> bytearray:
