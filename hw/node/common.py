@@ -36,6 +36,7 @@ from hw.node.keys import KeySource
 from hw.node.report import Reporter
 from hw.runconfig import Address, RunConfig
 from hw.rundir import NodeResult
+from hw.runtime import prefault_heap
 from sim import catalogue
 from sim.contract import SIGNATURE_LENGTH_BYTES, SpanRow, to_frame
 
@@ -270,6 +271,7 @@ def unprotect(node: Node, ch: Channel, rec: Record, sender_sig: PublicKey, phase
 def warm_up(suite: Suite, payload_bytes: int, shape: fl.Shape | None) -> None:
     """Exercise every code path once before the run's clock matters (library set-up, page faults,
     BLAS start-up): the twin measures steady-state rounds, as the simulator models them."""
+    prefault_heap(payload_bytes)
     signer, kem, aead = find(suite.signature, "signature"), find(suite.kem, "kem"), find(suite.aead, "aead")
     payload = os.urandom(payload_bytes)
     kp = signer.keygen()
