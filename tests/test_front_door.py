@@ -144,6 +144,7 @@ def test_the_orchestrator_provisions_every_key_and_nodes_trust_nothing_else(tmp_
 
 def test_kill_9_of_a_crypto_worker_moves_its_jobs_and_the_run_goes_on(tmp_path):
     s = scenario(*QUIET)
-    summary = run_local(s, tmp_path, "concurrent", rounds=5, seed=5, progress=_kill_9(tmp_path, "worker-1.1", 1))
-    assert summary.state == "completed" and summary.rounds_completed == 5, summary.reason
+    # rounds enough that the kill (progress is polled every 50 ms) lands while jobs are still being handed out
+    summary = run_local(s, tmp_path, "concurrent", rounds=40, seed=5, progress=_kill_9(tmp_path, "worker-1.1", 1))
+    assert summary.state == "completed" and summary.rounds_completed == 40, summary.reason
     assert summary.security.get("worker_lost") == 1 and not summary.dropouts

@@ -27,8 +27,8 @@ from .conftest import ROOT, SCENARIOS, session_processes
 PQTWIN = [sys.executable, "-c", "from pqtwin.cli import main; main()"]
 
 
-def sweep_file(tmp_path: Path, points: int = 6, name: str = "small") -> Path:
-    """A small grid on paper-3node (about 0.1 s a point): suite × mode (× rekey for more points)."""
+def sweep_file(tmp_path: Path, points: int = 6, name: str = "small", rounds: int = 2) -> Path:
+    """A small grid on paper-3node (about 0.1 s a point at 2 rounds): suite × mode (× rekey for more points)."""
     rekey = (
         "" if points <= 6 else "\n  - {name: rekey, path: workload.crypto.rekey.fl, values: [per_message, per_round]}"
     )
@@ -37,7 +37,7 @@ def sweep_file(tmp_path: Path, points: int = 6, name: str = "small") -> Path:
     path.write_text(f"""
 sweep: {name}
 scenario: {SCENARIOS / "paper-3node.yaml"}
-set: ["workload.fl.rounds=2"]
+set: ["workload.fl.rounds={rounds}"]
 replications: 2
 seed: 11
 axes:
@@ -142,7 +142,8 @@ def _wait_for_points(out: Path, n: int, proc: subprocess.Popen[str], timeout_s: 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
 def test_a_stopped_sweep_leaves_whole_files_and_resumes_to_the_same_result(tmp_path, sig):
-    sweep = sweep_file(tmp_path, points=12)
+    # points long enough that the first write (after FLUSH_S) cannot hold them all, however fast the machine
+    sweep = sweep_file(tmp_path, points=12, rounds=12)
     out = tmp_path / "cut"
     proc = _start(sweep, out)
     _wait_for_points(out, 2, proc)
