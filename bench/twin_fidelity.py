@@ -217,7 +217,7 @@ def main() -> None:
         work = Path(tmp)
         base = args.profile or work / "base.yaml"
         if args.profile is None:
-            write_profile(calibrate(), base)  # the full calibration (~15 s): quick medians are too noisy
+            write_profile(calibrate(), base)  # the full calibration (~70 s): quick medians are too noisy
         train = load_scenario(SCENARIO, overrides(TRAIN["suite"], TRAIN["model_parameters"], rounds), base)
         trained = [work / f"train-{i}" for i in range(train_runs)]
         for i, d in enumerate(trained):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import yaml
 from scipy import stats
 
 from sim import catalogue
@@ -137,12 +138,19 @@ def test_distribution_is_part_of_the_round(mode):
     assert 0 < summ["model_distribution_s"]["mean"] < summ["round_latency_s"]["mean"]
 
 
-def test_a_host_at_another_cpu_speed_divides_every_cost_by_it():
+def test_a_host_at_another_cpu_speed_divides_every_cost_by_it(tmp_path):
     """deployment.hosts[].cpu_speed: the same profile on slower (or faster) cores; the same seed draws the same
-    samples, so a CPU step is 1 / speed as long (to within the processor sharing with telemetry, whose frames
-    meet other steps when everything runs slower)."""
-    base = load_scenario(LOCAL, ["workload.fl.rounds=2"])
-    slow = load_scenario(LOCAL, ["workload.fl.rounds=2", "deployment.hosts.*.cpu_speed=0.5"])
+    samples, so a CPU step is 1 / speed as long. A training step of fixed cost (no spread: the order in which
+    a host's steps draw from its stream moves with the unscaled network), on run-to-completion cores (fifo),
+    without contention between trainings: its span minus its wait is its cost, whatever ran beside it."""
+    data = yaml.safe_load((SCENARIOS / "profiles" / "ci-x86.yaml").read_text())
+    data["ops"]["fl.train"].pop("pair_slowdown", None)
+    data["ops"]["fl.train"]["cv"] = 0.0
+    profile = tmp_path / "no-contention.yaml"
+    profile.write_text(yaml.safe_dump(data))
+    fifo = ["workload.fl.rounds=2", "deployment.hosts.*.cpu_sharing=fifo"]
+    base = load_scenario(LOCAL, fifo, profile)
+    slow = load_scenario(LOCAL, [*fifo, "deployment.hosts.*.cpu_speed=0.5"], profile)
     prof = slow.host_profile(slow.deployment.hosts[0].name)
     assert prof.time_scale == 2.0 and base.host_profile(base.deployment.hosts[0].name).time_scale == 1.0
     op = "ML-DSA-65.sign"
@@ -152,9 +160,8 @@ def test_a_host_at_another_cpu_speed_divides_every_cost_by_it():
     rng = np.random.default_rng(1)
     assert np.allclose(prof.at_speed(2.0).costs_s(op, rng, 0, 5), prof.op(op).costs_s(np.random.default_rng(1), 0, 5))
     a, b = simulate(base, "sequential", 7, 1).spans, simulate(slow, "sequential", 7, 1).spans
-    cpu = lambda df: df[(df.phase == "train") & (df.op == "fl.train")]  # noqa: E731 - one CPU span kind
-    ratio = (cpu(b).end_s - cpu(b).start_s).to_numpy() / (cpu(a).end_s - cpu(a).start_s).to_numpy()
-    assert np.allclose(ratio, 2.0, rtol=0.03), ratio
+    work = lambda df: df[df.op == "fl.train"].pipe(lambda t: (t.end_s - t.start_s - t.queue_wait_s).to_numpy())  # noqa: E731
+    assert np.allclose(work(b) / work(a), 2.0, rtol=1e-9), work(b) / work(a)
 
 
 def test_cpu_speed_must_be_positive():
@@ -174,7 +181,6 @@ def test_ed25519_hashes_the_message_twice_when_signing():
 
 def test_a_profile_file_cannot_set_a_host_speed(tmp_path):
     """Speed is the scenario's (cpu_speed), never written into a profile file, nor read from one."""
-    import yaml
 
     from sim.profile import load_profile
 
