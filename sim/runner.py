@@ -9,9 +9,7 @@ same, to the bit, in any number of processes.
 from __future__ import annotations
 
 import math
-import multiprocessing
 import resource
-import signal
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -37,6 +35,7 @@ from sim.contract import (
 )
 from sim.energy import summarise_energy
 from sim.errors import UserError
+from sim.forkpool import ForkPool
 from sim.model import Replication, ReplicationResult
 from sim.scenario import Scenario, write_scenario
 from sim.streams import child
@@ -186,22 +185,18 @@ def _replicate_job(item: tuple[int, np.random.SeedSequence]) -> ReplicationResul
         return exc
 
 
-def _quiet_worker() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it ends the pool
-
-
 def _replicate_all(scenario: Scenario, mode: str, picked: list[tuple[int, np.random.SeedSequence]], engine: str,
                    workers: int, progress: Callable[[int], None] | None,
                    ) -> list[ReplicationResult] | NotVectorizable:  # fmt: skip
-    """Every picked replication, in order, here or in ``workers`` forked processes; or why the kernels
-    cannot compute one (the first found)."""
+    """Every picked replication, in order, here or in ``workers`` forked processes (sim/forkpool.py); or why
+    the kernels cannot compute one (the first found)."""
     global _JOB
     _JOB = (scenario, mode, engine)
     many = workers > 1 and len(picked) > 1
-    pool = multiprocessing.get_context("fork").Pool(min(workers, len(picked)), _quiet_worker) if many else None
+    pool = ForkPool(_replicate_job, picked, min(workers, len(picked))) if many else None
     try:
         results: list[ReplicationResult] = []
-        for result in (pool.imap if pool else map)(_replicate_job, picked):
+        for result in pool.imap() if pool else map(_replicate_job, picked):
             if isinstance(result, NotVectorizable):
                 return result
             results.append(result)
@@ -211,8 +206,7 @@ def _replicate_all(scenario: Scenario, mode: str, picked: list[tuple[int, np.ran
     finally:
         _JOB = None
         if pool is not None:
-            pool.terminate()
-            pool.join()
+            pool.close()
 
 
 def peak_rss_bytes() -> int:
