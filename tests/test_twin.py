@@ -77,6 +77,13 @@ def test_client_killed_mid_round_quorum_finishes_the_round(tmp_path):
     assert summary["rounds_completed"] == 3
     # recorded when the aggregator notices: in round 2, or in round 3 if round 2 reached its quorum first
     assert [d["pod"] for d in summary["dropouts"]] == ["client-2"] and summary["dropouts"][0]["round"] >= 2
+    # every round folds an update trained in that round: a straggler's verdict on round r's update, arriving
+    # after round r reached its quorum, is not round r + 1's (it once completed round 2 with no training)
+    spans = contract.read_spans(tmp_path / "spans.parquet")
+    for r in (1, 2, 3):
+        trained = spans[(spans.op == "fl.train") & (spans["round"] == r)]
+        folded = spans[(spans.op == "fl.fedavg") & (spans["round"] == r)]
+        assert len(trained) and trained.end_s.min() < folded.start_s.min(), f"round {r}"
 
 
 def test_quorum_lost_fails_with_a_clear_message_and_whole_files(tmp_path):

@@ -58,6 +58,7 @@ class Arrival:
     verdict: np.ndarray | None = None
     from_worker: bool = False
     epoch: int = 0  # the client's session the record came in (per-round rekeying: older ones are stale)
+    round: int = 0  # a verdict: the round whose collection asked for it
 
 
 class Aggregator:
@@ -329,11 +330,7 @@ class Aggregator:
             except queue.Empty:
                 return None
             if arrival.from_worker:
-                if arrival.verdict is None:
-                    self._rejected(arrival.client, in_hand, r)
-                else:
-                    acc = self._fold(acc, arrival.verdict)
-                    updates.append(arrival.verdict)
+                acc = self._verdict(arrival, r, in_hand, updates, acc)
             elif arrival.record is None:
                 self._dropout(arrival, r)
             else:
@@ -347,6 +344,17 @@ class Aggregator:
                 return fl.fedavg(updates, [1.0] * len(updates))
         assert acc is not None
         return acc / np.float32(len(updates))
+
+    def _verdict(self, a: Arrival, r: int, in_hand: set[str], updates: list[np.ndarray],
+                 acc: np.ndarray | None) -> np.ndarray | None:  # fmt: skip
+        """A verification job's verdict: folded in when this round asked for it and the update is valid."""
+        if a.round != r:
+            return acc  # asked for by an earlier round that reached its quorum first: not this round's update
+        if a.verdict is None:
+            self._rejected(a.client, in_hand, r)
+            return acc
+        updates.append(a.verdict)
+        return self._fold(acc, a.verdict)
 
     def _drain(self, r: int) -> None:
         """After the last round: record dropouts still queued, and open records no round needed, so a
@@ -377,7 +385,7 @@ class Aggregator:
         else:
             res = self._verify(a, r, queued_at)
             verdict = None if res is None else res[1]
-        self.inbox.put(Arrival(a.client, None, verdict=verdict, from_worker=True))
+        self.inbox.put(Arrival(a.client, None, verdict=verdict, from_worker=True, round=r))
 
     def _delegate(self, a: Arrival, r: int, queued_at: float) -> np.ndarray | None:
         """``_verify`` by a worker process: the session's order is checked here, the rest there."""
