@@ -181,7 +181,7 @@ class Cpu:
 
         ``contention`` = (op, units): a job of an op with a measured ``pair_slowdown`` (training) runs slower
         while other such jobs run on the host's other cores. Under sharing, the work left of every such job is
-        rescaled whenever one starts or ends (``_retune``); with fifo, a job's factor is fixed when it starts."""
+        rescaled whenever one starts or ends (``_retune``); with fifo, a job's factor is fixed when it is asked for."""
         asked = self.env.now
         factor = 1.0
         if contention is not None:

@@ -96,6 +96,6 @@ def test_trainings_slow_each_other_down_while_they_overlap():
     # one core: the pair time-slices; contention counts only steps on other cores
     done, _ = contended_finish_times(1, [(0, 2, True), (0, 2, True)], "processor-sharing")
     assert done == pytest.approx([4, 4])
-    # fifo: a step that starts while another runs carries the factor from its start
+    # fifo: a step asked for while another runs carries the factor from then on
     done, _ = contended_finish_times(2, [(0, 2, True), (1, 2, True)], "fifo")
     assert done == pytest.approx([2, 4])
