@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -59,6 +59,7 @@ class Arrival:
     from_worker: bool = False
     epoch: int = 0  # the client's session the record came in (per-round rekeying: older ones are stale)
     round: int = 0  # a verdict: the round whose collection asked for it
+    delegated: bool = False  # a record its reader thread hands to a worker itself: bookkeeping only here
 
 
 class Aggregator:
@@ -246,7 +247,15 @@ class Aggregator:
                 self.rekeyed.put(name)
                 return
             node.transfer(rec, name, "upload", node.now())
-            self.inbox.put(Arrival(name, rec, epoch=ch.epoch))
+            arrival = Arrival(name, rec, epoch=ch.epoch)
+            if self.workers is None:
+                self.inbox.put(arrival)
+                continue
+            # crypto worker processes: this thread, awake already, hands the update to a worker itself, rather
+            # than waking the main thread to wake a job thread (two hand-overs that cost a woken thread's
+            # wait for a core each on a busy host); the main thread keeps the round's books
+            self.inbox.put(replace(arrival, delegated=True))
+            self._verify_job(arrival, self.node.round, node.now())
 
     def _rehandshake(self, ch: Channel, hello: Record) -> None:
         peer = ch.peer
@@ -335,6 +344,8 @@ class Aggregator:
                 self._dropout(arrival, r)
             else:
                 in_hand.add(arrival.client)
+                if arrival.delegated:
+                    continue  # its reader thread has it verified; the verdict follows
                 if self.pool is None:
                     pending.append(arrival)
                 else:
@@ -366,6 +377,8 @@ class Aggregator:
                 arrival = self.inbox.get_nowait()
             except queue.Empty:
                 break
+            if arrival.delegated:
+                continue  # verified by its reader thread
             if arrival.record is not None and arrival.client in self.alive:
                 if self._verify(arrival, -1, None) is None and arrival.client in self.rejections:
                     self._dropout(Arrival(arrival.client, None, self.rejections[arrival.client]), r)
