@@ -33,7 +33,7 @@ from typing import Any, cast
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from hw import fl
+from hw import data, fl
 from hw.crypto import registry
 from hw.hopcal import measure_glue
 from hw.runtime import tune_allocator
@@ -231,8 +231,9 @@ def calibrate(
         ops[op]["provider"] = who
     if progress:
         progress("job.glue", total - 3, total)
-    if (glue := measure_glue(ops, quick, where)) is not None:  # needs the AEAD, serialize and loopback above
-        ops["job.glue"] = glue | {"provider": "python"}
+    if (glue := measure_glue(ops, quick)) is not None:  # needs the AEAD, serialize and loopback above
+        entry = linear_entry(*glue, 0.0, "byte", f"{where}, hw/hopcal.py: a delegation hop's code path")
+        ops["job.glue"] = entry | {"provider": "python"}
     if progress:
         progress("fl.train", total - 2, total)
     ops["fl.train"] = _measure_training(budget, where) | {"provider": "numpy"}
@@ -242,14 +243,14 @@ def calibrate(
     facts = platform_facts(quick)
     if (speed := probe.stop()) is not None:
         facts |= {"speed_probe_us": speed.probe_us_p50, "speed_probe_spread": speed.spread}
-    data = {
+    profile = {
         "profile": f"calibrated-{platform.node() or 'host'}",
         "description": f"Measured by pqtwin calibrate{' --quick' if quick else ''} on {platform.node()}.",
         "platform": facts,
         "ops": ops,
     }
-    Profile.model_validate(data)  # what we write must load
-    return data
+    Profile.model_validate(profile)  # what we write must load
+    return profile
 
 
 def _requested(algorithms: list[str] | None, provider: str | None) -> list[str]:
@@ -307,9 +308,9 @@ def _measure_sized(job: SizedJob, budget: Budget, source: str) -> dict[str, Any]
 
 def _training_job(samples: int, params: int, rng: np.random.Generator) -> tuple[int, Callable[[], Any]]:
     """(units, one training step) of the twin's model at this size, as a client runs it (hw/fl.py)."""
-    shape = fl.Shape.for_parameters(params, 30)
+    shape = fl.Shape.for_parameters(params, data.FEATURES)
     theta = fl.init(shape, rng)
-    x = rng.normal(size=(samples, 30)).astype(fl.DTYPE)
+    x = rng.normal(size=(samples, data.FEATURES)).astype(fl.DTYPE)
     y = (x[:, 0] > 0).astype(fl.DTYPE)
     return samples * shape.parameters, lambda: fl.train(shape, theta, x, y, 1, rng)
 
@@ -346,9 +347,9 @@ def _pair_slowdown(jobs: list[tuple[int, Callable[[], Any]]], budget: Budget) ->
     mine = set(cpus)
     try:
         os.sched_setaffinity(0, {cpus[0]})
+        each_s = budget.per_op_s / (2 * PAIR_REPEATS)
         for u, step in jobs:
             ratios = []
-            each_s = budget.per_op_s / (2 * PAIR_REPEATS)
             with threadpool_limits(1):
                 for _ in range(PAIR_REPEATS):
                     alone = float(np.median(time_calls(step, each_s, 3, 100)))

@@ -5,9 +5,9 @@ In concurrent mode the aggregator hands each verification and each sealing of th
 process: the job goes over their secure channel and the answer comes back (hw/node/delegation.py). The simulator
 prices each hop as the profile's ``serialize`` (packing the job), the AEAD's ``encrypt`` and ``decrypt`` and the
 kernel's ``net.loopback`` copy. The twin's code around them -- the job thread taken from the pool, the record
-read into a fresh buffer, the fields decoded, the spans kept -- costs more: measured here, 50 µs a hop end at
-256 KiB and about 0.7 ns a byte beyond 1 MiB (fresh buffers fault their pages in), where the library calls take
-10-20 µs. A training run of the twin (sequential) never runs a hop, so ``calibrate --from-run`` cannot learn it.
+read into a fresh buffer, the fields decoded, the spans kept -- costs a little more: measured here (with the
+twin's allocator settings, hw/runtime.py), 1-4 µs a hop end at 1 KiB, 11-17 µs at 256 KiB and ~0.3 ms at
+4 MiB. A training run of the twin (sequential) never runs a hop, so ``calibrate --from-run`` cannot learn it.
 
 Measured with the twin's code itself: the aggregator's ``WorkerPool`` (a job thread per job, as the aggregator
 submits them) against a forked worker process running the worker's ``serve`` loop over TCP on 127.0.0.1, both
@@ -48,9 +48,9 @@ PRICED = ("serialize", f"{AEAD}.encrypt", f"{AEAD}.decrypt", "net.loopback")  # 
 HANDSHAKE = (("ML-KEM-768", "ML-DSA-65"), ("X25519", "Ed25519"))  # the channel's own keys: either will do
 
 
-def measure_glue(ops: dict[str, Any], quick: bool, source: str) -> dict[str, Any] | None:
-    """The ``job.glue`` profile entry (linear in bytes, with points), or None when ``ops`` cannot price a hop
-    (no AES-256-GCM, serialisation or loopback measured) or this host has no suite for the channel."""
+def measure_glue(ops: dict[str, Any], quick: bool) -> tuple[list[int], list[float]] | None:
+    """(payload sizes in bytes, ``job.glue`` seconds per hop end at each), or None when ``ops`` cannot price a
+    hop (no AES-256-GCM, serialisation or loopback measured) or this host has no suite for the channel."""
     if not all(op in ops for op in PRICED) or (suite := _suite()) is None:
         return None
     priced = {op: LinearOp.model_validate(ops[op]) for op in PRICED}
@@ -59,9 +59,7 @@ def measure_glue(ops: dict[str, Any], quick: bool, source: str) -> dict[str, Any
         cost = sum(priced[op].base_s(b) for op in PRICED for b in (job_bytes, answer_bytes))
         sizes.append(n)
         glue.append(max(1e-7, (float(np.median(agg_cpu + worker_cpu)) - cost) / 4))
-    from hw.calibrate import linear_entry  # the fit calibrate uses for every sized op
-
-    return linear_entry(sizes, glue, 0.0, "byte", f"{source}, hw/hopcal.py: a delegation hop's code path")
+    return sizes, glue
 
 
 def _suite() -> Suite | None:

@@ -45,7 +45,7 @@ def read_journal(path: Path) -> tuple[list[SpanRow], dict[str, Any] | None]:
     """The spans of a journal's whole lines and the last result; a torn last line (killed mid-write) is dropped."""
     rows: list[SpanRow] = []
     result = None
-    for line in path.read_text().splitlines():
+    for line in path.read_text(errors="replace").splitlines():  # a damaged line ends the journal, not the run
         try:
             entry = json.loads(line)
             new = [SpanRow(*r) for r in entry["rows"]]

@@ -46,6 +46,9 @@ class ForkPool(Generic[T, R]):
         try:
             for _ in range(n):
                 self.workers.append(self._fork())
+        except BaseException:  # a fork refused: none of the workers already started outlives the pool
+            self.close()
+            raise
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
