@@ -306,9 +306,9 @@ def _simulate_into(s: scn.Scenario, modes: list[str], out: Path, seed: int | Non
 
     profiler = _start_profiler() if profile_run else None
     runs: dict[str, RunResult] = {}
-    for m in modes:
-        runs[m] = _run_with_progress(s, m, seed, reps, workers)
-        write_run(runs[m], out / m if len(modes) > 1 else out, s)
+    for m, run in _run_with_progress(s, modes, seed, reps, workers):  # one mode written while the next runs
+        runs[m] = run
+        write_run(run, out / m if len(modes) > 1 else out, s)
     if profiler is not None:
         profiler.stop()
         (out / "profile.html").write_text(profiler.output_html())
@@ -377,13 +377,15 @@ def _progress(label: str | None) -> Progress:
     return Progress(text, BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=STDERR, transient=True)
 
 
-def _run_with_progress(s: scn.Scenario, mode: str, seed: int | None, reps: int | None, workers: int = 1) -> RunResult:
-    from sim.runner import simulate
+def _run_with_progress(s: scn.Scenario, modes: list[str], seed: int | None, reps: int | None, workers: int = 1,
+                       ) -> Iterator[tuple[str, RunResult]]:  # fmt: skip
+    from sim.runner import simulate_modes
 
     total = reps or s.run.replications
-    with _progress(f"{s.name} [{mode}]") as bar:
-        task = bar.add_task("replications", total=total)
-        return simulate(s, mode, seed, reps, progress=lambda done: bar.update(task, completed=done), workers=workers)
+    with _progress(None) as bar:
+        tasks = {m: bar.add_task(f"{s.name} [{m}]", total=total) for m in modes}
+        yield from simulate_modes(s, modes, seed, reps, lambda m, done: bar.update(tasks[m], completed=done),
+                                  workers=workers)  # fmt: skip
 
 
 @app.command("calibrate")

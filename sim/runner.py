@@ -12,10 +12,11 @@ import math
 import resource
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -71,8 +72,27 @@ def simulate(
     index and results are those it has in the whole run), so a sweep can spread one point's replications.
     ``workers``: processes that run replications side by side (forked from this one; 1: all here)."""
     mode = mode or scenario.workload.processing.mode
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES} (got {mode!r})")
+    told = None if progress is None else (lambda _mode, done: progress(done))
+    ((_, result),) = simulate_modes(scenario, [mode], seed, replications, told, only, workers)
+    return result
+
+
+def simulate_modes(
+    scenario: Scenario,
+    modes: list[str],
+    seed: int | None = None,
+    replications: int | None = None,
+    progress: Callable[[str, int], None] | None = None,
+    only: int | None = None,
+    workers: int = 1,
+) -> Iterator[tuple[str, RunResult]]:
+    """``simulate`` for several modes with one pool of workers: each mode's run, in the order given, as soon
+    as its replications are in, while the workers go on with the next mode's (a caller writes one run while
+    the next is computed). Each mode has the same replications (seeds) it has alone; a mode's ``wall_s``
+    counts from this call's start. ``progress(mode, done)``: replications done in that mode."""
+    for mode in modes:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES} (got {mode!r})")
     seed = scenario.run.seed if seed is None else seed
     reps = replications or scenario.run.replications
     started = time.perf_counter()
@@ -81,14 +101,34 @@ def simulate(
         raise UserError(f"{scenario.path}: run.engine: vectorized: {why}")
     if only is not None and not 0 <= only < reps:
         raise ValueError(f"only must be a replication index below {reps} (got {only})")
-    picked = list(enumerate(np.random.SeedSequence(seed).spawn(reps)))
-    picked = picked if only is None else picked[only : only + 1]
-    results = _replicate_all(scenario, mode, picked, engine, workers, progress)
-    if isinstance(results, NotVectorizable):
-        if scenario.run.engine == "vectorized":
-            raise UserError(f"{scenario.path}: run.engine: vectorized: {results}")
-        # auto: the event model computes what the kernels do not
-        results = cast(list[ReplicationResult], _replicate_all(scenario, mode, picked, "events", workers, progress))
+    indices = range(reps) if only is None else range(only, only + 1)
+    engines = dict.fromkeys(modes, engine)
+    left = list(modes)
+    while left:
+        # spawning moves a SeedSequence on (a replication spawns its streams from its own): fresh ones per mode
+        seeds = {m: np.random.SeedSequence(seed).spawn(reps) for m in left}
+        jobs = [_Job(m, engines[m], i, seeds[m][i]) for m in left for i in indices]
+        done: dict[str, list[ReplicationResult]] = {m: [] for m in left}
+        refused: tuple[str, NotVectorizable] | None = None
+        with _replicate_all(scenario, jobs, workers) as results:
+            for job, result in zip(jobs, results, strict=True):
+                if isinstance(result, NotVectorizable):
+                    refused = (job.mode, result)  # this mode and those after it start again
+                    break
+                done[job.mode].append(result)
+                if progress:
+                    progress(job.mode, len(done[job.mode]))
+                if len(done[job.mode]) == len(indices):
+                    left.remove(job.mode)
+                    yield job.mode, _assemble(scenario, job.mode, seed, done[job.mode], started)
+        if refused is not None:
+            if scenario.run.engine == "vectorized":
+                raise UserError(f"{scenario.path}: run.engine: vectorized: {refused[1]}")
+            engines[refused[0]] = "events"  # auto: the event model computes what the kernels do not
+
+
+def _assemble(scenario: Scenario, mode: str, seed: int, results: list[ReplicationResult], started: float) -> RunResult:
+    """One mode's run from its replications' results: spans, summary and series."""
     df = to_frame([row for r in results for row in r.rows])
     meta: dict[str, Any] = {
         "scenario": scenario.name,
@@ -131,15 +171,21 @@ def run_energy(s: Scenario, df: pd.DataFrame, results: list[ReplicationResult], 
 def series_frame(results: list[ReplicationResult], sim_time_s: float) -> pd.DataFrame:
     """One row per replication, resource and time bin up to the run's end: busy seconds (a link's services by
     their start; a host's work by its arrival) and utilisation = busy / (bin x capacity)."""
-    parts = []
+    reps, names, kinds, starts, busy, util = [], [], [], [], [], []  # columns: one frame, not one per series
     for rep, r in enumerate(results):
         for name, (kind, capacity, bin_s, values) in r.series.items():
             n = min(values.size, max(1, math.ceil(sim_time_s / bin_s)))
-            busy = values[:n]
-            parts.append(pd.DataFrame({"replication": rep, "resource": name, "kind": kind,
-                                       "bin_start_s": np.arange(n) * bin_s, "busy_s": busy,
-                                       "utilisation": busy / (bin_s * capacity)}))  # fmt: skip
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+            reps.append(np.full(n, rep))
+            names.append(np.full(n, name, dtype=object))
+            kinds.append(np.full(n, kind, dtype=object))
+            starts.append(np.arange(n) * bin_s)
+            busy.append(values[:n])
+            util.append(values[:n] / (bin_s * capacity))
+    if not reps:
+        return pd.DataFrame()
+    return pd.DataFrame({"replication": np.concatenate(reps), "resource": np.concatenate(names),
+                         "kind": np.concatenate(kinds), "bin_start_s": np.concatenate(starts),
+                         "busy_s": np.concatenate(busy), "utilisation": np.concatenate(util)})  # fmt: skip
 
 
 MAX_PASSES = 5
@@ -173,38 +219,38 @@ def replicate(
     return result
 
 
-_JOB: tuple[Scenario, str, str] | None = None  # what a forked worker simulates: set before the pool forks
+@dataclass(frozen=True)
+class _Job:
+    mode: str
+    engine: str
+    index: int
+    seed: np.random.SeedSequence
 
 
-def _replicate_job(item: tuple[int, np.random.SeedSequence]) -> ReplicationResult | NotVectorizable:
-    assert _JOB is not None
-    scenario, mode, engine = _JOB
+_SCENARIO: Scenario | None = None  # what a forked worker simulates: set before the pool forks
+
+
+def _replicate_job(job: _Job) -> ReplicationResult | NotVectorizable:
+    assert _SCENARIO is not None
     try:
-        return replicate(scenario, mode, item[0], item[1], engine)
+        return replicate(_SCENARIO, job.mode, job.index, job.seed, job.engine)
     except NotVectorizable as exc:
         return exc
 
 
-def _replicate_all(scenario: Scenario, mode: str, picked: list[tuple[int, np.random.SeedSequence]], engine: str,
-                   workers: int, progress: Callable[[int], None] | None,
-                   ) -> list[ReplicationResult] | NotVectorizable:  # fmt: skip
-    """Every picked replication, in order, here or in ``workers`` forked processes (sim/forkpool.py); or why
-    the kernels cannot compute one (the first found)."""
-    global _JOB
-    _JOB = (scenario, mode, engine)
-    many = workers > 1 and len(picked) > 1
-    pool = ForkPool(_replicate_job, picked, min(workers, len(picked))) if many else None
+@contextmanager
+def _replicate_all(scenario: Scenario, jobs: list[_Job], workers: int,
+                   ) -> Iterator[Iterator[ReplicationResult | NotVectorizable]]:  # fmt: skip
+    """Every job's result, in order, computed here or in ``workers`` forked processes (sim/forkpool.py); the
+    workers end when the ``with`` does, whether or not every result was read."""
+    global _SCENARIO
+    _SCENARIO = scenario
+    many = workers > 1 and len(jobs) > 1
+    pool = ForkPool(_replicate_job, jobs, min(workers, len(jobs))) if many else None
     try:
-        results: list[ReplicationResult] = []
-        for result in pool.imap() if pool else map(_replicate_job, picked):
-            if isinstance(result, NotVectorizable):
-                return result
-            results.append(result)
-            if progress:
-                progress(len(results))
-        return results
+        yield pool.imap() if pool else map(_replicate_job, jobs)
     finally:
-        _JOB = None
+        _SCENARIO = None
         if pool is not None:
             pool.close()
 

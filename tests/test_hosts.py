@@ -7,7 +7,7 @@ import pytest
 import simpy
 from scipy import stats
 
-from sim.hosts import Cpu
+from sim.hosts import CountingEnvironment, Cpu
 from sim.profile import LinearOp
 
 
@@ -99,3 +99,32 @@ def test_trainings_slow_each_other_down_while_they_overlap():
     # fifo: a step asked for while another runs carries the factor from then on
     done, _ = contended_finish_times(2, [(0, 2, True), (1, 2, True)], "fifo")
     assert done == pytest.approx([2, 4])
+
+
+def test_the_environment_counts_every_event_it_processed():
+    """CountingEnvironment counts from SimPy's event ids (no hook per step): the same count as one per step."""
+
+    class PerStep(simpy.Environment):
+        def __init__(self) -> None:
+            super().__init__()
+            self.steps = 0
+
+        def step(self) -> None:
+            self.steps += 1
+            super().step()
+
+    def world(env: simpy.Environment) -> simpy.Event:
+        cpu = Cpu(env, "h", 2, None, np.random.default_rng(0))
+
+        def job(at: float, work: float):
+            yield env.timeout(at)
+            yield from cpu.work(work)
+
+        for i in range(20):
+            env.process(job(i * 0.3, 1.0 + i % 3))
+        return env.timeout(4.0)  # stops with events still queued: those are not counted
+
+    counting, per_step = CountingEnvironment(), PerStep()
+    counting.run(until=world(counting))
+    per_step.run(until=world(per_step))
+    assert counting.events == per_step.steps > 20

@@ -10,7 +10,7 @@ from scipy import stats
 from sim import catalogue
 from sim.contract import RECORD_HEADER_BYTES, Summary
 from sim.errors import UserError
-from sim.runner import simulate
+from sim.runner import simulate, simulate_modes
 from sim.scenario import load_scenario
 from sim.summary import mode_comparison
 
@@ -36,6 +36,17 @@ def test_same_seed_same_summary_other_seed_differs():
     c = simulate(s, seed=6, replications=2)
     assert c.summary.round_latency_s.mean != a.summary.round_latency_s.mean
     assert a.summary.seed == 5 and "spawn" in (a.summary.seed_streams or "")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_modes_in_one_pool_are_each_mode_alone(workers):
+    """Both modes share a pool (and, in one process, the replications' seeds): each still gets its own."""
+    s = paper()
+    together = dict(simulate_modes(s, ["sequential", "concurrent"], seed=5, replications=3, workers=workers))
+    for mode in ("sequential", "concurrent"):
+        alone = simulate(s, mode, seed=5, replications=3)
+        assert without_wall(together[mode].summary) == without_wall(alone.summary), mode
+        assert together[mode].spans.equals(alone.spans), mode
 
 
 def test_ci_width_shrinks_as_one_over_sqrt_replications():
