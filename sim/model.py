@@ -196,6 +196,7 @@ class Replication:
             frames = simulate_frames(self, self.frame_ss, self.s.run.frame_spans, self.final)
             self.rec.rows.extend(frames.rows)
         end = env.now
+        self.net.settle()  # transmissions done by the end count as served
         link_stats = {ls.name: LinkStats(ls.busy_s, ls.offered_s(end), ls.bytes_sent, ls.retransmissions,
                                          ls.bytes_by_phase) for ls in self.net.links.values()}  # fmt: skip
         return ReplicationResult(

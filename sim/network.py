@@ -26,7 +26,6 @@ import math
 from collections import deque
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import networkx as nx
@@ -46,14 +45,15 @@ class LinkServer:
     latency_s: float
     jitter_s: float
     loss: float
-    busy_s: float = 0.0  # serialising, including retransmissions
+    busy_s: float = 0.0  # serialising, including retransmissions (served counters: up to the last ``settle``)
     demand_s: float = 0.0  # serialisation time asked for, including segments still queued at the end
     bytes_sent: int = 0  # every segment served by the end, resends included
     bytes_by_phase: dict[str, int] = field(default_factory=dict)
     retransmissions: int = 0
-    # (due_s, service_s) of each transmission asked and not yet served, in the order asked (FIFO: the order
-    # served): due_s is when it would have been served on a link carrying only its message (offered_s)
-    unserved: deque[tuple[float, float]] = field(default_factory=deque)
+    # (due_s, service_s, end_s, bytes, phase) of each transmission asked and not yet counted as served, in the
+    # order asked (FIFO: the order served, ends never decrease): due_s is when it would have been served on a link
+    # carrying only its message (offered_s); end_s when it leaves the link (``settle`` counts it from then on)
+    unserved: deque[tuple[float, float, float, int, str]] = field(default_factory=deque)
     # the FIFO server: when it has served everything asked so far (requests come in time order, so a request
     # starts at max(now, free_s): the queue without a queue object)
     free_s: float = 0.0
@@ -63,10 +63,21 @@ class LinkServer:
     # (asked_s, service_s, granted_s) of every transmission when set: the vectorized engine replays them
     log: list[tuple[float, float, float]] | None = None
 
+    def settle(self, now_s: float) -> None:
+        """Count the transmissions that have left the link by ``now_s`` as served (``busy_s``, bytes). Counted
+        when the link is next asked, or at the end: a transmission needs no event of its own."""
+        q = self.unserved
+        while q and q[0][2] <= now_s:
+            _, service, _, size, phase = q.popleft()
+            self.busy_s += service
+            self.bytes_sent += size
+            self.bytes_by_phase[phase] = self.bytes_by_phase.get(phase, 0) + size
+
     def offered_s(self, end_s: float) -> float:
         """Serialisation asked of this link that it could have done by ``end_s`` serving only each message:
         ``demand_s`` less, for each transmission not served by then, the part due after ``end_s``."""
-        late = sum(min(service, max(0.0, due - end_s)) for due, service in self.unserved)
+        self.settle(end_s)
+        late = sum(min(service, max(0.0, due - end_s)) for due, service, *_ in self.unserved)
         return self.demand_s - late
 
 
@@ -86,6 +97,12 @@ class Network:
                 self.links[a, b] = LinkServer(f"{a}->{b}", bw, lat, jit, loss, index=len(self.links))
         self._routes: dict[tuple[str, str], list[LinkServer]] = {}
         self.bin_s = 1.0
+
+    def settle(self) -> None:
+        """Bring every link's served counters (``busy_s``, bytes) up to now: they count a transmission once the
+        link is next asked after it left, or at a settle (the end of a run)."""
+        for link in self.links.values():
+            link.settle(self.env.now)
 
     def rng(self, link: LinkServer) -> np.random.Generator:
         """A link's own random stream (loss, jitter): its draws follow its own transmissions, not every
@@ -206,36 +223,29 @@ class Network:
                     wait += start - (own if own > asked else asked)
                     due = (flow[2 * i + 1] if flow[2 * i + 1] > asked else asked) + service
                     flow[2 * i], flow[2 * i + 1] = link.free_s, due
-                link.unserved.append((due, service))
+                link.settle(asked)
+                link.unserved.append((due, service, link.free_s, size, phase))
                 if link.series is not None:
                     link.series[min(int(start / self.bin_s), link.series.size - 1)] += service
                 if link.log is not None:
                     link.log.append((asked, hold, start))
                 # cut-through (a lossless hop that is not the last): on once its first packet is there (below)
                 cut = packet_bytes > 0 and i < last and packet_bytes < size and not link.loss
-                if cut:
+                if cut or not link.loss:
                     break
-                yield env.timeout(link.free_s - asked)
-                Network._served(link, size, service, phase)
-                if link.loss and (rng or self.rng(link)).random() < link.loss:
+                yield env.timeout(link.free_s - asked)  # a lossy link: served, then lost or not
+                if (rng or self.rng(link)).random() < link.loss:
                     link.retransmissions += 1
                     yield env.timeout(2 * link.latency_s + service)
                     continue
                 break
+            # a link's draws come in the order asked, which FIFO makes the order served: drawn now, they are the
+            # draws made at the end of service (one event a hop instead of two)
             delay = link.latency_s + ((rng or self.rng(link)).exponential(link.jitter_s) if link.jitter_s else 0.0)
             if cut:
                 end = link.free_s
-                env.timeout(end - asked).callbacks.append(partial(self._served, link, size, service, phase))
                 arrived_s = end + delay
                 yield env.timeout(max(0.0, end - hold + packet_s + delay - asked))  # its first packet is there
                 continue
-            yield env.timeout(delay)
+            yield env.timeout(delay if link.loss else link.free_s - asked + delay)
         return wait
-
-    @staticmethod
-    def _served(link: LinkServer, size: int, service: float, phase: str, _event: Any = None) -> None:
-        """A transmission of ``size`` bytes left ``link``: count it (FIFO: it was the oldest unserved)."""
-        link.unserved.popleft()
-        link.busy_s += service
-        link.bytes_sent += size
-        link.bytes_by_phase[phase] = link.bytes_by_phase.get(phase, 0) + size

@@ -108,6 +108,7 @@ def test_loss_causes_retransmissions_in_proportion():
             yield from net.transfer("a", "b", 100)
 
     env.run(env.process(many()))
+    net.settle()
     link = net.links["a", "b"]
     assert link.retransmissions / (2000 + link.retransmissions) == pytest.approx(0.2, abs=0.03)
     assert link.bytes_sent == 100 * (2000 + link.retransmissions)

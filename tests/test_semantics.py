@@ -118,6 +118,7 @@ def test_a_transfer_waits_for_every_segment_it_queued_behind_other_traffic():
     assert out["end"] == pytest.approx(4.0) and out["wait"] == pytest.approx(1.0)
     assert out["end"] - 0.0 - out["wait"] == pytest.approx(3.0)
     # link bytes are hop-counted and labelled by phase: 2000 bytes on each hop of the message, 1000 of the other
+    net.settle()
     assert net.links["a", "s"].bytes_by_phase == {"upload": 2000}
     assert net.links["s", "b"].bytes_by_phase == {"upload": 2000, "handshake": 1000}
 

@@ -63,6 +63,7 @@ def test_cut_through_waits_for_the_bytes_on_a_faster_next_hop():
     (end,), net = finish(g, t, [("a", "b", 200_000)])
     packet = t.mss_bytes + t.header_bytes
     assert end == pytest.approx(t.wire_bytes(200_000) * 8 / 10e6 + packet * 8 / 1e9, rel=1e-9)
+    net.settle()
     assert net.links["sw", "b"].bytes_sent == net.links["a", "sw"].bytes_sent == t.wire_bytes(200_000)
 
 
