@@ -14,10 +14,12 @@ Per cell (pattern x flows x size x rate): measured mean and p95 of completion ti
 ``--reps`` repetitions, simulated mean and p95 (the model is deterministic here), and the errors
 (simulated - measured) / measured for the validated model (``fair``: the default) and for the model before
 the validation (``fifo``, no headers, segments stored and forwarded whole). Goal: |mean error| <= 5 % and
-|p95 error| <= 10 % in every cell. Loss cells are not measured: this kernel has no element that drops
-packets (no netem, no tc classifier or action; nftables is not installed) -- the table says so.
+|p95 error| <= 10 % in every cell. ``--loss P ...`` runs the matrix at each link loss probability P (default
+0 alone): the fabric drops each frame on each link direction with probability P where it arrives (an nftables
+rule, hw/nftloss.py), the simulator draws its own losses (a lost segment is sent again: ``sim/network.py``),
+over ``SIM_SEEDS`` seeds pooled, since its result is random then too.
 Needs root. The machine's load average is recorded at the start and end of each rate's block.
-Run: python bench/net_fidelity.py [--quick] [--reps 3] [--json FILE]
+Run: python bench/net_fidelity.py [--quick] [--reps 3] [--loss 0 0.01] [--json FILE]
 """
 
 from __future__ import annotations
@@ -52,14 +54,15 @@ PATTERNS = ("fan-out", "fan-in")
 HOSTS = 8
 SEGMENT_BYTES = 65536  # run.segment_bytes' default
 GOAL_MEAN_PCT, GOAL_P95_PCT = 5.0, 10.0
+SIM_SEEDS = 20  # simulated runs of a lossy cell (a lossless one is deterministic: one)
 
 
-def star(rate_bps: float, latency_s: float = 0.0) -> nx.Graph:
+def star(rate_bps: float, latency_s: float = 0.0, loss: float = 0.0) -> nx.Graph:
     g = nx.Graph()
     g.add_node("sw", kind="switch")
     for h in ("s", *(f"r{i}" for i in range(HOSTS))):
         g.add_node(h, kind="host")
-        g.add_edge(h, "sw", params=LinkParams(bandwidth_bps=rate_bps, latency_s=latency_s, jitter_s=0.0, loss=0.0))
+        g.add_edge(h, "sw", params=LinkParams(bandwidth_bps=rate_bps, latency_s=latency_s, jitter_s=0.0, loss=loss))
     return g
 
 
@@ -158,10 +161,11 @@ def measure(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int, size
 # --- simulated -----------------------------------------------------------------------------------------------
 
 
-def simulate(graph: nx.Graph, transport: Transport | None, pattern: str, flows: int, size: int) -> list[float]:
+def simulate(graph: nx.Graph, transport: Transport | None, pattern: str, flows: int, size: int,
+             seed: int = 0) -> list[float]:  # fmt: skip
     """The same flows in the simulator; ``transport`` None is the model before the validation."""
     env = simpy.Environment()
-    net = Network(env, graph, np.random.SeedSequence(0), SEGMENT_BYTES, transport)
+    net = Network(env, graph, np.random.SeedSequence(seed), SEGMENT_BYTES, transport)
     pairs = [("s", f"r{i}") if pattern == "fan-out" else (f"r{i}", "s") for i in range(flows)]
     done = [0.0] * flows
 
@@ -192,7 +196,11 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="100 Mbit/s and 1 Gbit/s, 64 KiB and 1 MB, 2 repetitions")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--loss", type=float, nargs="+", default=[0.0], help="link loss probabilities (default 0)")
     args = ap.parse_args()
+    if any(not 0 <= p < 0.5 for p in args.loss):
+        print("net_fidelity: --loss: each probability must be in [0, 0.5)", file=sys.stderr)
+        return 2
     if (why := unavailable()) is not None:
         print(f"net_fidelity: {why}", file=sys.stderr)
         return 2
@@ -204,30 +212,31 @@ def main() -> int:
     print("| pattern | flows | size | rate | hw mean | hw p95 | sim mean | sim p95 | err mean | err p95 "
           "| fifo err mean |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for rate in rates:
-        with Fabric(star(rate)) as fabric:
+    for loss, rate in itertools.product(args.loss, rates):
+        with Fabric(star(rate, loss=loss)) as fabric:
             load_start = os.getloadavg()[0]
             lat = base_latency_s(fabric, ports)
-            graph = star(rate, lat)
+            graph = star(rate, lat, loss)
+            seeds = range(SIM_SEEDS if loss else 1)
             for pattern in PATTERNS:
                 for size in sizes:
                     for k in FLOWS:
                         measured = [t for _ in range(reps) for t in measure(fabric, ports, pattern, k, size)]
-                        fair = simulate(graph, Transport(), pattern, k, size)
-                        fifo = simulate(star(rate), None, pattern, k, size)
+                        fair = [t for i in seeds for t in simulate(graph, Transport(), pattern, k, size, i)]
+                        fifo = [t for i in seeds for t in simulate(star(rate, 0, loss), None, pattern, k, size, i)]
                         (hm, hp), (sm, sp), (fm, fp) = stats(measured), stats(fair), stats(fifo)
-                        cell = {"pattern": pattern, "flows": k, "size_bytes": size, "rate_bps": rate,
+                        cell = {"pattern": pattern, "flows": k, "size_bytes": size, "rate_bps": rate, "loss": loss,
                                 "hw_mean_s": hm, "hw_p95_s": hp, "sim_mean_s": sm, "sim_p95_s": sp,
                                 "error_mean_pct": pct(sm, hm), "error_p95_pct": pct(sp, hp),
                                 "fifo_error_mean_pct": pct(fm, hm), "fifo_error_p95_pct": pct(fp, hp),
                                 "base_latency_s": lat, "reps": reps, "measured_s": measured}  # fmt: skip
                         cells.append(cell)
-                        print(f"| {pattern} | {k} | {size:,} B | {rate / 1e6:g} Mbit/s | {hm * 1e3:.2f} ms "
-                              f"| {hp * 1e3:.2f} ms | {sm * 1e3:.2f} ms | {sp * 1e3:.2f} ms "
+                        print(f"| {pattern} | {k} | {size:,} B | {rate / 1e6:g} Mbit/s, loss {loss:g} "
+                              f"| {hm * 1e3:.2f} ms | {hp * 1e3:.2f} ms | {sm * 1e3:.2f} ms | {sp * 1e3:.2f} ms "
                               f"| {cell['error_mean_pct']:+.1f} % | {cell['error_p95_pct']:+.1f} % "
                               f"| {cell['fifo_error_mean_pct']:+.1f} % |", flush=True)  # fmt: skip
             for c in cells:
-                if c["rate_bps"] == rate:
+                if c["rate_bps"] == rate and c["loss"] == loss:
                     c["load_start"], c["load_end"] = load_start, os.getloadavg()[0]
     ok = [abs(c["error_mean_pct"]) <= GOAL_MEAN_PCT and abs(c["error_p95_pct"]) <= GOAL_P95_PCT for c in cells]
     worst_mean = max(abs(c["error_mean_pct"]) for c in cells)
@@ -236,7 +245,9 @@ def main() -> int:
     print(f"\ncells within goal (|mean| <= {GOAL_MEAN_PCT:g} %, |p95| <= {GOAL_P95_PCT:g} %): {sum(ok)} of {len(ok)}; "
           f"worst |mean| {worst_mean:.1f} %, worst |p95| {worst_p95:.1f} % (the fifo model's worst |mean|: "
           f"{fifo_worst:.1f} %)")  # fmt: skip
-    print("loss: not measured (this kernel has no packet-dropping element: no netem, no tc actions, no nftables)")
+    for loss in args.loss:
+        mine = [o for o, c in zip(ok, cells, strict=True) if c["loss"] == loss]
+        print(f"loss {loss:g}: {sum(mine)} of {len(mine)} cells within goal")
     if args.json:
         args.json.write_text(json.dumps({"cells": cells, "goal_met": all(ok), "cpus": os.cpu_count()}, indent=1))
     return 0

@@ -8,8 +8,9 @@ get an address on their bridge (``Fabric.address``). Only trees are built (a loo
 and could route differently from the simulator): other graphs are refused with one line.
 
 What the kernel does here is real TCP/IP: segmentation into MSS-sized packets with their headers, slow
-start, congestion control, the shared FIFO queue of each shaped direction. Latency, jitter and loss are not
-applied (this kernel has neither netem nor a classifier/action to drop with): ``not_applied`` names them.
+start, congestion control, the shared FIFO queue of each shaped direction. A link's loss drops each frame
+where it arrives, in each direction, with the link's probability (an nftables rule: hw/nftloss.py). Latency
+and jitter are not applied (this kernel has no netem): ``not_applied`` names them.
 
 Clean-up is not left to luck: ``Fabric.close`` deletes every namespace (their veths and bridges go with them,
 and the processes in them are killed first); a reaper process started with the fabric does the same when
@@ -76,12 +77,13 @@ def _fabric_graph(graph: nx.Graph) -> nx.Graph:
 
 def not_applied(s: Scenario) -> str | None:
     """What of the scenario's host-to-host links the kernel will not reproduce here (a warning), or None.
-    Devices' access links are shaped by their emulator in full (latency, jitter and loss included)."""
-    odd = [f"{link.a}-{link.b}" for link in s.deployment.network.links if any(link.resolved()[1:])]
+    Loss is applied (hw/nftloss.py); devices' access links are shaped by their emulator in full (latency,
+    jitter and loss included)."""
+    odd = [f"{link.a}-{link.b}" for link in s.deployment.network.links if any(link.resolved()[1:3])]
     if not odd:
         return None
     more = " ..." if len(odd) > 3 else ""
-    return (f"links {', '.join(odd[:3])}{more}: latency, jitter and loss are not applied (this kernel has no "
+    return (f"links {', '.join(odd[:3])}{more}: latency and jitter are not applied (this kernel has no "
             "netem); they run at their bandwidth with the fabric's own latency (tens of us)")  # fmt: skip
 
 
@@ -145,13 +147,13 @@ class Fabric:
                     ip = self.addresses[node] = f"{SUBNET}.{len(self.addresses) // 250}.{len(self.addresses) % 250 + 1}"
                     _run("ip", "-n", ns, "addr", "add", f"{ip}/16", "dev", "br0")
             for j, (a, b, data) in enumerate(net.edges(data=True)):
-                rate_bps = data["params"].resolved()[0]
-                self._link(self.names[a], self.names[b], f"l{j}", rate_bps)
+                rate_bps, _, _, loss = data["params"].resolved()
+                self._link(self.names[a], self.names[b], f"l{j}", rate_bps, loss)
         except BaseException:
             self.close()
             raise
 
-    def _link(self, ns_a: str, ns_b: str, name: str, rate_bps: float) -> None:
+    def _link(self, ns_a: str, ns_b: str, name: str, rate_bps: float, loss: float = 0.0) -> None:
         a, b = f"{name}a", f"{name}b"
         _run("ip", "link", "add", a, "netns", ns_a, "type", "veth", "peer", "name", b, "netns", ns_b)
         for ns, dev in ((ns_a, a), (ns_b, b)):
@@ -159,6 +161,10 @@ class Fabric:
             _run("ip", "-n", ns, "link", "set", dev, "up")
             _run("tc", "-n", ns, "qdisc", "add", "dev", dev, "root", "tbf", "rate", f"{int(rate_bps)}bit",
                  "burst", str(tbf_burst_bytes(rate_bps)), "limit", str(64 * 1024 * 1024))  # fmt: skip
+            if loss > 0:  # each direction loses its frames where they arrive (hw/nftloss.py)
+                from hw.nftloss import drop_at_random
+
+                drop_at_random(ns, dev, loss)
 
     def retransmissions(self) -> int:
         """TCP segments the hosts' kernels sent again (``RetransSegs`` of each host namespace's /proc/net/snmp)."""

@@ -32,13 +32,49 @@ pytestmark = pytest.mark.skipif(netns.unavailable() is not None, reason=str(netn
 PAPER = ROOT / "scenarios" / "paper-3node.yaml"
 
 
-def pair(rate_bps: float) -> nx.Graph:
+def pair(rate_bps: float, loss: float = 0.0) -> nx.Graph:
     g = nx.Graph()
     g.add_node("sw", kind="switch")
     for h in ("a", "b"):
         g.add_node(h, kind="host")
-        g.add_edge(h, "sw", params=LinkParams(bandwidth_bps=rate_bps, latency_s=0, jitter_s=0, loss=0))
+        g.add_edge(h, "sw", params=LinkParams(bandwidth_bps=rate_bps, latency_s=0, jitter_s=0, loss=loss))
     return g
+
+
+def udp_delivered(fabric: netns.Fabric, datagrams: int) -> int:
+    """Datagrams of 100 bytes sent from host a to host b (paced below the link's rate), how many arrived."""
+    with netns.inside(fabric.namespace("b")):
+        rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind((fabric.address("b"), 0))
+    rx.settimeout(1.0)
+    with netns.inside(fabric.namespace("a")):
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    got = [0]
+
+    def receive() -> None:
+        with contextlib.suppress(TimeoutError):
+            while True:
+                rx.recv(256)
+                got[0] += 1
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # first the neighbours resolve (ARP crosses the lossy links too)
+        tx.sendto(b"hello", rx.getsockname())
+        with contextlib.suppress(TimeoutError):
+            rx.settimeout(0.05)
+            if rx.recv(256) == b"hello":
+                break
+    rx.settimeout(1.0)
+    reader = threading.Thread(target=receive)
+    reader.start()
+    for i in range(datagrams):
+        tx.sendto(b"x" * 100, rx.getsockname())
+        if i % 50 == 49:
+            time.sleep(0.002)  # 50 datagrams (~7 kB) per 2 ms: under the 100 Mbit/s rate and tbf's queue
+    reader.join()
+    tx.close()
+    rx.close()
+    return got[0]
 
 
 def namespaces_of(pids: dict[str, int]) -> set[str]:
@@ -81,6 +117,26 @@ def test_a_shaped_link_carries_real_tcp_no_faster_than_its_rate_and_nothing_is_l
         with pytest.raises(OSError):  # the root namespace has no route into the fabric
             socket.create_connection((fabric.address("b"), port), timeout=1)
     assert not names & set(netns.ours())
+
+
+def test_a_lossy_link_drops_each_frame_with_its_probability_in_each_direction():
+    """loss: 0.1 on both links of a -> switch -> b: a datagram crosses two lossy link directions, so it
+    arrives with probability 0.9^2 = 0.81 (binomial: 4,000 sent, 0.81 +- 4 sigma); without loss, all arrive."""
+    n = 4000
+    with netns.Fabric(pair(100e6, loss=0.1)) as lossy:
+        delivered = udp_delivered(lossy, n) / n
+    sigma = (0.81 * 0.19 / n) ** 0.5
+    assert abs(delivered - 0.81) < 4 * sigma, delivered
+    with netns.Fabric(pair(100e6)) as clean:
+        assert udp_delivered(clean, 1000) == 1000
+
+
+def test_the_loss_threshold_is_the_probability_of_32_random_bits():
+    from hw.nftloss import threshold
+
+    assert threshold(0.0) == 0 and threshold(0.25) == 2**30 and threshold(0.5) == 2**31
+    with pytest.raises(ValueError, match="loss probability"):
+        threshold(1.0)
 
 
 def test_loops_are_refused_before_anything_is_built():
