@@ -127,3 +127,22 @@ def test_messages_start_with_tcps_initial_window_and_interleave_from_the_first_f
     fifo, _ = finish(star(3), Transport(sharing="fifo"), flows)
     assert max(fair) - min(fair) < 20 * packet * 8 / RATE_BPS
     assert max(fifo) - min(fifo) == pytest.approx(wire * 8 / RATE_BPS, rel=1e-9)
+
+
+def test_tcp_resends_the_packets_it_lost_and_keeps_them_flowing():
+    """loss 0.05 on a single hop: each packet (and each resend) is lost with that probability, so resends are
+    0.05 / 0.95 of the packets (binomial: +- 4 sigma); the link carries every resent packet's bytes, and the
+    message takes its lossless time plus their serialisation and one round trip, not a segment per loss."""
+    t, payload = Transport(), 4_000_000
+    g = nx.Graph()
+    g.add_edge("a", "b", params=LinkParams(bandwidth_bps=RATE_BPS, latency_s=1e-4, jitter_s=0, loss=0.05))
+    (end,), net = finish(g, t, [("a", "b", payload)])
+    net.settle()
+    link = net.links["a", "b"]
+    packets = -(-payload // t.mss_bytes)
+    expected, sigma = packets * 0.05 / 0.95, (packets * 0.05) ** 0.5 / 0.95
+    assert abs(link.retransmissions - expected) < 4 * sigma, link.retransmissions
+    assert link.bytes_sent == t.wire_bytes(payload) + link.retransmissions * t.packet_bytes
+    lossless = t.wire_bytes(payload) * 8 / RATE_BPS + 1e-4
+    resent = link.retransmissions * t.packet_bytes * 8 / RATE_BPS
+    assert lossless + resent < end <= lossless + resent + 2e-4 + 1e-9  # one round trip more, at most
