@@ -247,14 +247,14 @@ class Network:
                 link.settle(asked)
                 link.unserved.append((due, service + resent_s, link.free_s, size + resent, phase))
                 if link.series is not None:
-                    link.series[min(int(start / self.bin_s), link.series.size - 1)] += service
+                    link.series[min(int(start / self.bin_s), link.series.size - 1)] += service + resent_s
                 if link.log is not None:
                     link.log.append((asked, hold, start))
-                # cut-through (a lossless hop that is not the last): on once its first packet is there (below)
+                # cut-through (a TCP hop that is not the last): on once its first packet is there (below)
                 cut = packet_bytes > 0 and i < last and packet_bytes < size
                 if cut or not link.loss or packet_bytes:
                     break
-                yield env.timeout(link.free_s - asked)  # a lossy link: served, then lost or not
+                yield env.timeout(link.free_s - asked)  # a device's transmission on a lossy link: lost or not
                 if (rng or self.rng(link)).random() < link.loss:
                     link.retransmissions += 1
                     yield env.timeout(2 * link.latency_s + service)
