@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import math
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -467,10 +468,19 @@ def _evaluate(text: str, env: dict[str, Any]) -> None:
 
 
 @FAST
+@pytest.mark.filterwarnings("error::SyntaxWarning")  # nothing Python only warns about reaches the user's console
 @given(text=st.text(max_size=60) | st.text("xy tfrue 0123456789.e+-*/%<>=!()[],'\"andornotin", max_size=80),
        x=values, y=values)  # fmt: skip
 def test_any_text_as_a_constraint_is_a_value_error_or_a_user_error(text, x, y):
     _evaluate(text, {"x": x, "y": y})
+
+
+def test_a_constraint_python_only_warns_about_is_refused_in_one_line():
+    with warnings.catch_warnings(record=True) as caught:  # as a user's console would show them
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError, match=r"constraint 'x>1and y': not an expression \(invalid decimal literal"):
+            check_constraint("x>1and y", {"x", "y"})
+    assert not caught, [str(w.message) for w in caught]
 
 
 @settings(max_examples=100, deadline=None)

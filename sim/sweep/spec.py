@@ -23,6 +23,7 @@ import ast
 import json
 import math
 import re
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -268,7 +269,9 @@ def check_constraint(text: str, names: set[str]) -> ast.Expression:
     if len(text) > MAX_CONSTRAINT_CHARS:
         raise ValueError(f"constraint of {len(text)} characters; at most {MAX_CONSTRAINT_CHARS}")
     try:
-        tree = ast.parse(text, mode="eval")
+        with warnings.catch_warnings():  # what Python only warns about on stderr ("1and x"): a SyntaxError here
+            warnings.simplefilter("error", SyntaxWarning)
+            tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
         raise ValueError(f"constraint {text!r}: not an expression ({exc.msg})") from None
     allowed = (ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub, ast.UAdd, ast.Compare,
