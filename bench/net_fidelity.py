@@ -216,14 +216,14 @@ def main() -> int:
         with Fabric(star(rate, loss=loss)) as fabric:
             load_start = os.getloadavg()[0]
             lat = base_latency_s(fabric, ports)
-            graph = star(rate, lat, loss)
+            graph, before = star(rate, lat, loss), star(rate, 0, loss)  # the model, and the model before validation
             seeds = range(SIM_SEEDS if loss else 1)
             for pattern in PATTERNS:
                 for size in sizes:
                     for k in FLOWS:
                         measured = [t for _ in range(reps) for t in measure(fabric, ports, pattern, k, size)]
                         fair = [t for i in seeds for t in simulate(graph, Transport(), pattern, k, size, i)]
-                        fifo = [t for i in seeds for t in simulate(star(rate, 0, loss), None, pattern, k, size, i)]
+                        fifo = [t for i in seeds for t in simulate(before, None, pattern, k, size, i)]
                         (hm, hp), (sm, sp), (fm, fp) = stats(measured), stats(fair), stats(fifo)
                         cell = {"pattern": pattern, "flows": k, "size_bytes": size, "rate_bps": rate, "loss": loss,
                                 "hw_mean_s": hm, "hw_p95_s": hp, "sim_mean_s": sm, "sim_p95_s": sp,

@@ -36,21 +36,22 @@ def drop_at_random(ns: str, device: str, probability: float) -> None:
     from pyroute2.nftables.main import NFTables
 
     below = struct.pack(">I", threshold(probability))
+    hook = {"attrs": [["NFTA_HOOK_HOOKNUM", NF_NETDEV_INGRESS], ["NFTA_HOOK_PRIORITY", 0], ["NFTA_HOOK_DEV", device]]}
+    rand = genex("meta", {"key": NFT_META_PRANDOM, "dreg": Regs.NFT_REG_1})
+    cmp = genex("cmp", {"sreg": Regs.NFT_REG_1, "op": Cmp.NFT_CMP_LT, "data": {"attrs": [("NFTA_DATA_VALUE", below)]}})
     with inside(ns):
-        nft = NFTables(nfgen_family=NFPROTO_NETDEV)
         try:
-            nft.table("add", name=TABLE)  # adding an existing table is not an error
-            hook = {"attrs": [["NFTA_HOOK_HOOKNUM", NF_NETDEV_INGRESS], ["NFTA_HOOK_PRIORITY", 0],
-                              ["NFTA_HOOK_DEV", device]]}  # fmt: skip
-            chain = {"table": TABLE, "name": device, "hook": hook, "type": "filter"}
-            # pyroute2's chain() knows the inet hooks only; the netdev ingress hook goes through its command
-            core = nft.asyncore
-            core.event_loop.run_until_complete(core._command(nft_chain_msg, {"add": NFT_MSG_NEWCHAIN}, "add", chain))
-            rand = genex("meta", {"key": NFT_META_PRANDOM, "dreg": Regs.NFT_REG_1})
-            cmp = genex("cmp", {"sreg": Regs.NFT_REG_1, "op": Cmp.NFT_CMP_LT,
-                                "data": {"attrs": [("NFTA_DATA_VALUE", below)]}})  # fmt: skip
-            nft.rule("add", table=TABLE, chain=device, expressions=([rand], [cmp], verdict(code=NF_DROP)))
+            nft = NFTables(nfgen_family=NFPROTO_NETDEV)
+            try:
+                nft.table("add", name=TABLE)  # adding an existing table is not an error
+                # pyroute2's chain() knows the inet hooks only; the netdev ingress hook goes through its command
+                chain = {"table": TABLE, "name": device, "hook": hook, "type": "filter"}
+                core = nft.asyncore
+                core.event_loop.run_until_complete(
+                    core._command(nft_chain_msg, {"add": NFT_MSG_NEWCHAIN}, "add", chain)
+                )
+                nft.rule("add", table=TABLE, chain=device, expressions=([rand], [cmp], verdict(code=NF_DROP)))
+            finally:
+                nft.close()
         except OSError as exc:  # a kernel without nf_tables' netdev family, or no CAP_NET_ADMIN
             raise NetnsUnavailable(f"cannot drop packets on {device} in {ns}: {exc}") from None
-        finally:
-            nft.close()

@@ -263,12 +263,11 @@ class Network:
             # a link's draws come in the order asked, which FIFO makes the order served: drawn now, they are the
             # draws made at the end of service (one event a hop instead of two)
             delay = link.latency_s + ((rng or self.rng(link)).exponential(link.jitter_s) if link.jitter_s else 0.0)
+            noticed_s = 2 * link.latency_s if resent_s else 0.0  # losses are noticed a round trip after they happen
             if cut:
                 end = link.free_s
-                arrived_s = end + delay + (2 * link.latency_s if resent_s else 0.0)  # losses: noticed a round trip on
+                arrived_s = end + delay + noticed_s
                 yield env.timeout(max(0.0, end - hold + packet_s + delay - asked))  # its first packet is there
                 continue
-            if resent_s:
-                delay += 2 * link.latency_s  # the losses were noticed a round trip after they happened
-            yield env.timeout(delay if link.loss and not packet_bytes else link.free_s - asked + delay)
+            yield env.timeout(delay if link.loss and not packet_bytes else link.free_s - asked + delay + noticed_s)
         return wait

@@ -104,10 +104,9 @@ def simulate_modes(
     indices = range(reps) if only is None else range(only, only + 1)
     engines = dict.fromkeys(modes, engine)
     left = list(modes)
+    seeds = np.random.SeedSequence(seed).spawn(reps)  # each mode's replication i draws from seeds[i]
     while left:
-        # spawning moves a SeedSequence on (a replication spawns its streams from its own): fresh ones per mode
-        seeds = {m: np.random.SeedSequence(seed).spawn(reps) for m in left}
-        jobs = [_Job(m, engines[m], i, seeds[m][i]) for m in left for i in indices]
+        jobs = [_Job(m, engines[m], i, seeds[i]) for m in left for i in indices]
         done: dict[str, list[ReplicationResult]] = {m: [] for m in left}
         refused: tuple[str, NotVectorizable] | None = None
         with _replicate_all(scenario, jobs, workers) as results:
@@ -203,7 +202,7 @@ def replicate(
     early when the largest delay is under CLOSE_ENOUGH_S, or no longer halves while the hot intervals stay
     the same: the last pass completes the frames and reports what is left."""
     if engine != "vectorized":
-        return Replication(scenario, mode, index, seed, engine).run()
+        return Replication(scenario, mode, index, child(seed), engine).run()  # a copy: ``seed`` is not spawned
     background, hot, worst, final = None, None, math.inf, False
     for passes in range(1, MAX_PASSES + 1):
         final = final or passes == MAX_PASSES
