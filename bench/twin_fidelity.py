@@ -44,7 +44,7 @@ from hw.calibrate import calibrate
 from hw.compare import compare_dirs
 from hw.fit import fit_from_run
 from hw.local import run_local
-from sim.contract import Summary
+from sim.contract import Summary, read_summary
 from sim.profile import load_profile, write_profile
 from sim.runner import simulate, write_run
 from sim.scenario import Scenario, load_scenario
@@ -195,6 +195,44 @@ def _probe(profile: Path) -> dict[str, Any]:
     return {"speed_probe_us": platform.speed_probe_us, "speed_probe_spread": platform.speed_probe_spread}
 
 
+def rescore(kept: Path, out: Path | None) -> None:
+    """Model work on fixed measurements: the kept base profile, training runs and twin runs of an earlier
+    ``--keep``, fitted and simulated again by the code as it is now (the fit writes the kept directory's
+    fitted.yaml again; simulations go to a temporary directory)."""
+    base, trained = kept / "base.yaml", sorted(kept.glob("train-*"))
+    if not base.is_file() or not trained:
+        raise SystemExit(f"--rescore: {kept} has no base.yaml and train-* runs (a --keep directory of this bench)")
+    runs: dict[Cell, list[Summary]] = {}
+    for d in sorted(kept.glob("hw-*")):
+        r = read_summary(d / "summary.json")
+        run = json.loads((d / "run.json").read_text())
+        c = Cell("localhost" if r.backend == "local" else "paper-3node netns", r.mode,
+                 _suite_of(run["suite"]), run["fl"]["model_parameters"])  # fmt: skip
+        runs.setdefault(c, []).append(r)
+    fit = fit_from_run(trained, base)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        profile = work / "fitted.yaml"
+        write_profile(fit.profile, profile)
+        for c in runs:
+            for k in range(len(runs[c])):
+                (work / f"hw-{c.name}-{k}").symlink_to(kept / f"hw-{c.name}-{k}")
+        rounds = max(r.rounds_completed for rs in runs.values() for r in rs)
+        cells = [score(c, work, profile, rounds, 5, runs[c]) for c in sorted(runs, key=_order)]
+    reds = reductions(cells)
+    print_table(cells, reds)
+    if out:
+        out.write_text(json.dumps({"rescored": str(kept), "cells": cells, "reductions": reds}, indent=2) + "\n")
+
+
+def _suite_of(suite: dict[str, str]) -> str:
+    return next(k for k, (kem, sig) in SUITES.items() if (kem, sig) == (suite["kem"], suite["signature"]))
+
+
+def _order(c: Cell) -> tuple[int, int, int, int]:
+    return (c.layout != "localhost", list(SUITES).index(c.suite), c.params, MODES.index(c.mode))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="10 rounds a run, no hybrid suite: < 5 minutes")
@@ -207,7 +245,12 @@ def main() -> None:
                     "each with its own seed")  # fmt: skip
     ap.add_argument("--repeat", type=int, default=None, help="twin runs per cell, interleaved over the matrix and "
                     "pooled (default 3; --quick 2)")  # fmt: skip
+    ap.add_argument("--rescore", type=Path, default=None, help="a --keep directory: fit its training runs again and "
+                    "score its twin runs against the model as it is now, without running the twin")  # fmt: skip
     args = ap.parse_args()
+    if args.rescore is not None:
+        rescore(args.rescore, args.json)
+        return
     train_runs = args.train_runs or 2
     repeat = args.repeat or (2 if args.quick else 3)
     rounds = args.rounds or (10 if args.quick else 20)

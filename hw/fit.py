@@ -17,6 +17,9 @@ session handshakes and telemetry frames of the same run giving the small sizes (
 - fixed-size operations (``encaps``, ``decaps``, ``keygen`` ...): ``per_call_s``, the median residual;
 - ``loopback``: the same for messages between pods of one host (transfer spans).
 
+A constant (the small sizes' median residual, a fixed-size op's) that is within two standard errors of zero
+is not fitted: the profile measured that call many times, a run's few handshakes cannot overrule it.
+
 Each kind also gets ``sigma``, the robust spread (1.4826 x MAD) of ln(measured / predicted): the jitter a
 real code path shows around its median, which the simulator samples so its p95 sees it too. Each fitted
 value is tagged F with the run it came from. The fit sees only the run it is given: validate it
@@ -44,6 +47,7 @@ GLUE_MAX_S = 0.002
 SPREAD = 4.0  # sizes must span this factor before a per-byte slope is fitted
 MIN_ROWS = 3
 FACTOR_KINDS = ("train", "fedavg")
+BOOTSTRAP_SEED, BOOTSTRAP_RESAMPLES = 20261129, 400
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,7 @@ def _overhead(kind: str, measured: np.ndarray, predicted: np.ndarray, nbytes: np
     residual, n = measured - predicted, len(measured)
     ratio = measured / predicted
     spread = float(1.4826 * np.median(np.abs(np.log(ratio) - np.median(np.log(ratio)))))  # robust sigma of ln
-    fitted: dict[str, float] = {"per_call_s": float(np.median(residual))}  # fixed-size operations
+    fitted: dict[str, float] = {"per_call_s": _shown(residual)}  # fixed-size operations
     if kind not in FACTOR_KINDS and len(np.unique(nbytes)) >= 2 and nbytes.max() >= SPREAD * max(1.0, nbytes.min()):
         intercept, slope = _resistant_line(nbytes, residual)
         fitted = {"per_call_s": intercept, "per_byte_s": slope}
@@ -114,9 +118,25 @@ def _resistant_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     robust, and unlike Theil–Sen not dominated by the larger group when the groups differ in count."""
     middle = np.sqrt(max(1.0, float(x.min())) * float(x.max()))
     lo, hi = x <= middle, x > middle
-    x0, y0, x1, y1 = (float(np.median(a)) for a in (x[lo], y[lo], x[hi], y[hi]))
+    x0, x1, y1 = (float(np.median(a)) for a in (x[lo], x[hi], y[hi]))
+    y0 = _shown(y[lo])
     slope = (y1 - y0) / (x1 - x0)
     return y0 - slope * x0, slope
+
+
+def _shown(residual: np.ndarray) -> float:
+    """The median residual, or 0 where the run cannot tell it from noise (within two standard errors of the
+    median): the profile's price was measured with many calls, a run's few handshakes of a randomised op (an
+    ML-DSA signature loops a random number of times, 0.25-3 ms here, in steps of ~0.12 ms) must not overrule it
+    by chance: 14 signatures' median missed the profile's by 0.16 ms, which a line carried to every message.
+    The standard error is bootstrapped (a fixed seed: the same run, the same fit), as a formula for a continuous
+    distribution understates it for such stepped durations."""
+    med = float(np.median(residual))
+    if len(residual) < 2:
+        return med
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    se = float(np.std(np.median(rng.choice(residual, (BOOTSTRAP_RESAMPLES, len(residual))), axis=1)))
+    return med if abs(med) > 2 * se else 0.0
 
 
 def fit_from_run(run_dir: Path | list[Path], base: Path | None = None) -> Fit:
