@@ -195,10 +195,10 @@ def _probe(profile: Path) -> dict[str, Any]:
     return {"speed_probe_us": platform.speed_probe_us, "speed_probe_spread": platform.speed_probe_spread}
 
 
-def rescore(kept: Path, out: Path | None) -> None:
+def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
     """Model work on fixed measurements: the kept base profile, training runs and twin runs of an earlier
-    ``--keep``, fitted and simulated again by the code as it is now (the fit writes the kept directory's
-    fitted.yaml again; simulations go to a temporary directory)."""
+    ``--keep``, fitted and simulated again by the code as it is now (the fitted profile and the simulations go
+    to a temporary directory, or to ``keep``)."""
     base, trained = kept / "base.yaml", sorted(kept.glob("train-*"))
     if not base.is_file() or not trained:
         raise SystemExit(f"--rescore: {kept} has no base.yaml and train-* runs (a --keep directory of this bench)")
@@ -219,6 +219,8 @@ def rescore(kept: Path, out: Path | None) -> None:
                 (work / f"hw-{c.name}-{k}").symlink_to(kept / f"hw-{c.name}-{k}")
         rounds = max(r.rounds_completed for rs in runs.values() for r in rs)
         cells = [score(c, work, profile, rounds, 5, runs[c]) for c in sorted(runs, key=_order)]
+        if keep:
+            shutil.copytree(work, keep, dirs_exist_ok=True, symlinks=True)
     reds = reductions(cells)
     print_table(cells, reds)
     if out:
@@ -249,7 +251,7 @@ def main() -> None:
                     "score its twin runs against the model as it is now, without running the twin")  # fmt: skip
     args = ap.parse_args()
     if args.rescore is not None:
-        rescore(args.rescore, args.json)
+        rescore(args.rescore, args.json, args.keep)
         return
     train_runs = args.train_runs or 2
     repeat = args.repeat or (2 if args.quick else 3)

@@ -308,6 +308,7 @@ class Channel:
         hello = _pack([self.suite.id, self.me.name.encode(), os.urandom(32)])
         self.write(HELLO, hello)
         rec = self.read_record()
+        server_arrived = self.clock()
         self._expect(rec, SERVER)
         suite_id, name, _nonce, eph_raw, id_raw, sig_r = _unpack(rec.body, 6)
         if suite_id != self.suite.id:
@@ -325,6 +326,7 @@ class Channel:
         finish = _pack([ct, self.me.sig.public_bytes, sig_i])
         self.write(FINISH, finish)
         self._derive(secret, hello + rec.body + finish, initiator=True)
+        _arrived(timer, rec, responder, server_arrived)
 
     def accept(self, timer: Any, hello_record: Record | None = None, admit: Any = None) -> str:
         """Run the handshake as responder (from its ``hello_record`` when already read); returns the
@@ -364,6 +366,7 @@ class Channel:
         server = unsigned + _pack([sig_r])
         self.write(SERVER, server)
         rec = self.read_record()
+        finish_arrived = self.clock()
         self._expect(rec, FINISH)
         ct, id_raw, sig_i = _unpack(rec.body, 3)
         peer = self._pinned(initiator, id_raw, expected=initiator)
@@ -376,6 +379,7 @@ class Channel:
         if not ok:
             raise self._reject("tampered", "client handshake signature does not verify")
         self._derive(secret, hello + server + rec.body, initiator=False)
+        _arrived(timer, rec, initiator, finish_arrived)
         return initiator
 
     def _pinned(self, name: str, id_raw: bytes, expected: str) -> Peer:
@@ -523,6 +527,15 @@ class _Null:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+def _arrived(timer: Any, rec: Record, sender: str, end: float) -> None:
+    """A handshake record that was waited for arrived at ``end``: a transfer span, where the caller's timer keeps
+    them (``timer.transfer``). Kept only once the handshake succeeded, so a stranger leaves no span. Only the
+    records this end waited for: the responder's HELLO may have queued before anyone read it."""
+    keep = getattr(timer, "transfer", None)
+    if keep is not None:
+        keep(rec, sender, end)
 
 
 def _maybe(timer: Any, phase: str, op: str, nbytes: int = 0) -> Any:

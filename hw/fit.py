@@ -15,7 +15,8 @@ session handshakes and telemetry frames of the same run giving the small sizes (
 - one size only, of work that scales (``train``, ``fedavg``, anything priced per byte): a factor, the median
   of measured / predicted — its extra cost grows with the work, so a constant would not carry over;
 - fixed-size operations (``encaps``, ``decaps``, ``keygen`` ...): ``per_call_s``, the median residual;
-- ``loopback``: the same for messages between pods of one host (transfer spans).
+- ``loopback``: the same for messages between pods of one host (transfer spans, from when the sender's
+  encryption ended): the rounds' models and updates, and the session handshakes' records as the small size.
 
 A constant (the small sizes' median residual, a fixed-size op's) that is within two standard errors of zero
 is not fitted: the profile measured that call many times, a run's few handshakes cannot overrule it.
@@ -213,9 +214,30 @@ def _run_rows(run_dir: Path, base: Path | None) -> _RunRows:
     source = (f"{run_dir}: {s.name}, {summary.mode}, {crypto.kem} + {crypto.signature}, {fl.model_parameters} "
               f"parameters, {summary.rounds_completed} rounds, machine {load}, cores at {speed:.2f}x the "
               "profile's speed")  # fmt: skip
-    transfers = rounds[(rounds.op == "transfer") & rounds.phase.isin(("distribute", "upload"))]
+    transfers = _after_sealing(spans[_is_message(spans)], spans)
     transfers = transfers.assign(end_s=transfers.start_s + (transfers.end_s - transfers.start_s) * speed)
     return _RunRows(s, profile, known, transfers, source)
+
+
+def _is_message(spans: pd.DataFrame) -> pd.Series:
+    """Messages between pods: the rounds' models and updates, and the session handshakes' records (small: with
+    them the loopback fit has two sizes, and the fixed cost of a message shows apart from its per-byte cost)."""
+    model = (spans["round"] > 0) & spans.phase.isin(("distribute", "upload"))
+    return (spans.op == "transfer") & (model | (spans.phase == "handshake"))
+
+
+def _after_sealing(transfers: pd.DataFrame, spans: pd.DataFrame) -> pd.DataFrame:
+    """Transfers from when the sender's encryption of the record ended: the twin stamps a record when it starts
+    sealing it (the stamp is part of what is authenticated), the simulator carries it once encrypted and charges
+    the encryption apart."""
+    enc = spans[spans.op.str.endswith(".encrypt")]
+    starts = transfers.start_s.to_numpy().copy()
+    for i, t in enumerate(transfers.itertuples()):
+        mine = enc[(enc.pod == t.pod) & (enc["round"] == t.round) & (enc.phase == t.phase)
+                   & (enc.start_s >= t.start_s) & (enc.end_s <= t.end_s)]  # fmt: skip
+        if len(mine):
+            starts[i] = float(mine.end_s.min())
+    return transfers.assign(start_s=starts)
 
 
 def _trainings_beside(cpu: pd.DataFrame) -> dict[Any, float]:

@@ -176,3 +176,17 @@ def test_a_constant_the_run_cannot_tell_from_noise_is_not_fitted():
     assert over.per_byte_s == pytest.approx(np.median(big - typical) / 1e6)
     shifted = _overhead("sign", measured + np.where(nbytes == 0, 0.5e-3, 0.0), predicted, nbytes, "test")
     assert shifted.per_call_s == pytest.approx(float(np.median(small - typical)) + 0.5e-3)
+
+
+def test_a_transfer_counts_from_when_its_record_was_sealed():
+    """The twin stamps a record before encrypting it; the simulator charges the encryption apart and carries
+    the record once sealed: the fit measures a transfer from the end of the sender's encryption inside it."""
+    from hw.fit import _after_sealing
+
+    rows = [SpanRow(0, 1, "aggregator", "local", "distribute", "transfer", 1.0, 1.5, 0.0, 1000),
+            SpanRow(0, 1, "aggregator", "local", "distribute", "AES-256-GCM.encrypt", 1.01, 1.2, 0.0, 1000),
+            SpanRow(0, 1, "client-1", "local", "upload", "AES-256-GCM.encrypt", 1.1, 1.3, 0.0, 1000),  # another's
+            SpanRow(0, 0, "client-1", "local", "handshake", "transfer", 0.5, 0.6, 0.0, 6000)]  # fmt: skip
+    spans = to_frame(rows)
+    out = _after_sealing(spans[spans.op == "transfer"], spans)
+    assert list(out.start_s) == [1.2, 0.5] and list(out.end_s) == [1.5, 0.6]

@@ -45,6 +45,11 @@ def test_two_clients_two_rounds_for_real(tmp_path, mode):
     sizes = set(fl[(fl.op == "transfer") & (fl.phase == "upload")]["bytes"])
     assert len(sizes) == 1 and sizes.pop() > 50000 * 4  # the model's float32 payload plus crypto overhead
     assert (df.op == "frame").sum() > 0  # device telemetry crossed the secure channel
+    # each session's handshake records that were waited for: the aggregator's SERVER, the client's FINISH
+    hs = df[(df.op == "transfer") & (df.phase == "handshake")]
+    peers = ["client-1", "client-2"] + (["worker-1"] * 2 if mode == "concurrent" else [])  # a worker per process
+    senders = ["aggregator"] * len(peers) + peers
+    assert sorted(hs.pod) == sorted(senders) and (hs["bytes"] > 1000).all() and (hs.end_s > hs.start_s).all()
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["state"] == "completed" and set(status["exit_codes"].values()) <= {0, -15}
     nodes = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "nodes").glob("*.json")}

@@ -109,6 +109,11 @@ class Node:
             q, first[0] = first[0], None
             return self.timer(phase or ph, op, queued_at=q, nbytes=nbytes, rnd=rnd)
 
+        def transfer(rec: Record, sender: str, end: float) -> None:  # a handshake record's (hw/channel.py)
+            if sender in self.cfg.pods:  # a pod's (a device's sessions are not spans of a pod)
+                self.transfer(rec, sender, phase or "handshake", end, rnd)
+
+        timer.transfer = transfer  # type: ignore[attr-defined]
         return timer
 
     def transfer(self, rec: Record, sender: str, phase: str, end: float, rnd: int | None = None) -> None:
