@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -61,10 +62,41 @@ def pin_cpus(s: Scenario) -> dict[str, list[int]]:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_port(taken: set[int] | None = None) -> int:
+    """A loopback port free now for a node to listen on, and not one already handed out in this run (``taken``,
+    which it joins). Drawn below the kernel's ephemeral range where there is room: the kernel gives ports from
+    that range to every ``bind(0)`` (a shaping proxy's) and every outgoing connection, and right after one
+    ``bind(0)`` was released it hands the same port out again -- two of a run's nodes were once given one port,
+    and the second to start failed with "Address already in use" (2026-11-29, bench/twin_fidelity.py)."""
+    taken = set() if taken is None else taken
+    low, _ = _ephemeral_range()
+    draws = random.Random()  # noqa: S311 - not a run's seed stream: ports are not part of any result
+    for _ in range(PORT_DRAWS):
+        port = draws.randrange(LISTEN_PORT_MIN, low) if low - LISTEN_PORT_MIN >= 1000 else 0
+        if port in taken:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:  # in use (the draw is random: the next one is likely free)
+                continue
+            got = int(s.getsockname()[1])
+        if got not in taken:
+            taken.add(got)
+            return got
+    raise RuntimeError(f"no free loopback port after {PORT_DRAWS} draws")
+
+
+LISTEN_PORT_MIN = 20000
+PORT_DRAWS = 1000
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+    return low, high
 
 
 class LocalAddressing:
@@ -75,6 +107,7 @@ class LocalAddressing:
         self.scenario = s
         self.seeds = iter(np.random.SeedSequence(seed).spawn(1000))
         self.running: list[ShapingProxy | AttackRelay] = []
+        self.ports: set[int] = set()  # handed out to this run's listeners
 
     bind = "127.0.0.1"  # nodes listen on loopback
 
@@ -85,7 +118,7 @@ class LocalAddressing:
         return []
 
     def listen_port(self, pod: str, service: Service) -> int:
-        return free_port()
+        return free_port(self.ports)
 
     def dial(self, src: str, pod: str, host: str, service: Service, port: int) -> Address:
         if src == host:

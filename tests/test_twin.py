@@ -156,3 +156,22 @@ def _is_running(pid: int) -> bool:
 
 def test_os_has_proc():  # the Ctrl-C test inspects /proc; make its precondition explicit
     assert os.path.isdir("/proc/self")
+
+
+def test_a_runs_listeners_get_distinct_ports_the_kernel_does_not_hand_out():
+    """Nodes bind their ports after the orchestrator chose them: two must never share one (two of a run's nodes
+    once did), and none may be in the range the kernel gives to proxies' bind(0) and outgoing connections."""
+    from hw.local import LISTEN_PORT_MIN, _ephemeral_range, free_port
+
+    taken: set[int] = set()
+    ports = [free_port(taken) for _ in range(300)]
+    assert len(set(ports)) == 300 and taken == set(ports)
+    low, _ = _ephemeral_range()
+    if low - LISTEN_PORT_MIN >= 1000:
+        assert all(LISTEN_PORT_MIN <= p < low for p in ports)
+    import socket
+
+    with socket.socket() as busy:  # a port in use is never handed out
+        busy.bind(("127.0.0.1", ports[0]))
+        busy.listen()
+        assert ports[0] not in {free_port() for _ in range(300)}
