@@ -115,7 +115,7 @@ def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[S
     if not done:
         return head | {"error": f"{hw[0].state}: {hw[0].reason}"}
     m = compare_dirs(work / f"sim-{c.name}", done[0], done[1:])["metrics"]["round_latency_s"]
-    loads = [h.machine_load for h in hw if h.machine_load is not None]
+    loads = [h.machine_load for h in hw if h.machine_load is not None and h.state == "completed"]
     speeds = [x for x in (ld.speed_vs_calibration for ld in loads) if x is not None]
     adjusted: dict[str, Any] = {"error_p50_adjusted_pct": None, "error_p95_adjusted_pct": None}
     if speeds:  # the same model on cores as fast as the twin's were (measured by the probe, not fitted)
@@ -127,7 +127,8 @@ def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[S
         "sim_p50_s": m["sim_p50"], "hw_p50_s": m["hw_p50"], "sim_p95_s": m["sim_p95"], "hw_p95_s": m["hw_p95"],
         "error_p50_pct": m["error_p50_pct"], "error_p50_ci95": m["error_p50_ci95"],
         "error_p95_pct": m["error_p95_pct"], "error_p95_ci95": m["error_p95_ci95"],
-        "hw_runs": len(done), "hw_run_spread_pct": m.get("hw_run_spread_pct"),
+        "hw_runs": len(done), "hw_runs_failed": [f"{h.state}: {h.reason}" for h in hw if h.state != "completed"],
+        "hw_run_spread_pct": m.get("hw_run_spread_pct"),
         "quiet": bool(loads) and all(ld.quiet for ld in loads), "quiet_runs": sum(ld.quiet for ld in loads),
         "speed_vs_calibration": float(np.median(speeds)) if speeds else None,
         "idle_core_wait_per_s": _idle_core_wait(loads),
@@ -177,6 +178,8 @@ def print_table(cells: list[dict[str, Any]], reds: list[dict[str, Any]]) -> None
         lo, hi = c["error_p50_ci95"]
         ci = f"{c['error_p50_pct']:+6.1f} [{lo:+6.1f}, {hi:+6.1f}]"
         quiet = f"{c['quiet_runs']}/{c['hw_runs']} quiet, runs {c['hw_run_spread_pct'] or 0:.0f} % apart"
+        if c.get("hw_runs_failed"):
+            quiet += f", {len(c['hw_runs_failed'])} more failed ({c['hw_runs_failed'][0]})"
         if c["speed_vs_calibration"] is not None:
             quiet += f", cores x{c['speed_vs_calibration']:.2f}"
         if c.get("idle_core_wait_per_s") is not None:
