@@ -121,9 +121,15 @@ def test_run_end_to_end_against_the_stand_in(fake, tmp_path, mode):
     assert len(sizes) == 1 and sizes.pop() > 50000 * 4
     assert (df.op == "frame").sum() > 0  # devices in their emulator pod reached client-1 through its Service
     status = json.loads((out / "status.json").read_text())
-    assert status["state"] == "completed" and set(status["exit_codes"].values()) == {0}
-    assert set(status["exit_codes"]) == {"aggregator", "client-1", "client-2", "devices-pi-2", "devices-pi-3"}
-    assert {p.stem for p in (out / "logs").glob("*.log")} == set(status["exit_codes"])
+    codes = status["exit_codes"]
+    assert set(codes) == {"aggregator", "client-1", "client-2", "devices-pi-2", "devices-pi-3"}
+    logs = {p.stem for p in (out / "logs").glob("*.log")}
+    # every pod that ran ended cleanly; a device emulator still starting when the rounds were over (a loaded
+    # machine starts pods slowly, the devices are not needed by the rounds) is deleted unstarted: no exit
+    # code, no log, and nothing else is missing
+    unstarted = {pod for pod, code in codes.items() if code is None}
+    assert status["state"] == "completed" and all(codes[pod] == 0 for pod in set(codes) - unstarted), status
+    assert unstarted <= {"devices-pi-2", "devices-pi-3"} and logs == set(codes) - unstarted, (status, logs)
     assert json.loads((out / "run.json").read_text())["clock"] == "wall"
     manifests = (out / "manifests.yaml").read_text()
     kept = [d for d in yaml.safe_load_all(manifests) if d and d["kind"] == "Secret"]  # no private keys kept
