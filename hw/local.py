@@ -64,10 +64,12 @@ def pin_cpus(s: Scenario) -> dict[str, list[int]]:
 
 def free_port(taken: set[int] | None = None) -> int:
     """A loopback port free now for a node to listen on, and not one already handed out in this run (``taken``,
-    which it joins). Drawn below the kernel's ephemeral range where there is room: the kernel gives ports from
-    that range to every ``bind(0)`` (a shaping proxy's) and every outgoing connection, and right after one
-    ``bind(0)`` was released it hands the same port out again -- two of a run's nodes were once given one port,
-    and the second to start failed with "Address already in use" (2026-11-29, bench/twin_fidelity.py)."""
+    which it joins). Ports were ``bind(0)`` picks, released at once: the kernel draws those at random from its
+    ephemeral range with no memory of what it gave out, so two picks of one run can coincide -- in a fidelity
+    matrix of ~50 runs the aggregator and a client's telemetry listener were once given one port, and the
+    second node to start failed with "Address already in use" (2026-11-29). Drawn below that range where there
+    is room, a port is also out of reach of what the kernel gives a shaping proxy's ``bind(0)`` or an outgoing
+    connection between the draw and the node's own bind."""
     taken = set() if taken is None else taken
     low, _ = _ephemeral_range()
     draws = random.Random()  # noqa: S311 - not a run's seed stream: ports are not part of any result
