@@ -130,6 +130,7 @@ def test_run_end_to_end_against_the_stand_in(fake, tmp_path, mode):
     unstarted = {pod for pod, code in codes.items() if code is None}
     assert status["state"] == "completed" and all(codes[pod] == 0 for pod in set(codes) - unstarted), status
     assert unstarted <= {"devices-pi-2", "devices-pi-3"} and logs == set(codes) - unstarted, (status, logs)
+    assert all(any(w.startswith(f"{pod} had not started") for w in summary["warnings"]) for pod in unstarted)
     assert json.loads((out / "run.json").read_text())["clock"] == "wall"
     manifests = (out / "manifests.yaml").read_text()
     kept = [d for d in yaml.safe_load_all(manifests) if d and d["kind"] == "Secret"]  # no private keys kept
@@ -429,3 +430,19 @@ def test_a_client_failing_before_the_first_round_ends_the_run_at_once(fake, tmp_
     )
     assert summary["reason"].endswith("/identity/identity.json")
     _nothing_left(api, "pqtwin")
+
+
+def test_a_device_emulator_that_never_started_is_named_in_the_warnings():
+    """The rounds do not wait for device emulators: one still pending when they end sent nothing, and the
+    summary says so rather than leaving telemetry figures silently short."""
+    from hw.k8s.backend import _never_started, render_run
+
+    plan = render_run(scenario(), "sequential", 2, 1).plan
+    emulators = [p for p in plan.pods if p.role == "devices"]
+    running = {"status": {"containerStatuses": [{"state": {"running": {"startedAt": "now"}}}]}}
+    pending = {"status": {"phase": "Pending", "containerStatuses": [{"state": {"waiting": {"reason": "x"}}}]}}
+    pods = {p.k8s: running for p in plan.pods} | {emulators[-1].k8s: pending}
+    warnings = _never_started(plan, pods)
+    assert len(warnings) == 1 and warnings[0].startswith(f"{emulators[-1].name} had not started"), warnings
+    assert _never_started(plan, {p.k8s: running for p in plan.pods}) == []
+    assert len(_never_started(plan, {})) == len(emulators)  # never seen at all: not started either

@@ -131,6 +131,7 @@ def run_k8s(
         if state == "completed":
             watcher.finish_logs(timeout_s=15.0)
         codes = {names[n]: (terminated(p) or {}).get("exitCode") for n, p in watcher.pods.items() if n in names}
+        notes += _never_started(plan, watcher.pods) if state == "completed" else []
         problems = [] if keep else objs.cleanup()
         if state != "completed":  # deleted pods end their log streams; keep what they printed
             watcher.finish_logs(timeout_s=0.5 if keep else 3.0)
@@ -227,6 +228,14 @@ def _failed_before_start(w: Watcher, plan: render.Plan) -> str | None:
             why = (result or ({},))[0].get("reason") or f"see logs/{p.name}.log"
             return f"{p.name} exited with code {end.get('exitCode')} before the first round: {why}"
     return None
+
+
+def _never_started(plan: render.Plan, pods: dict[str, dict[str, Any]]) -> list[str]:
+    """A warning per device emulator that had not started when the rounds ended (the rounds do not wait for
+    device emulators; a slow image pull or a busy node can leave one pending): its devices sent nothing."""
+    return [f"{p.name} had not started when the rounds ended (a slow image pull or a busy node): its devices sent "
+            "no frames, so telemetry figures leave them out; run again (its image is cached then) or with more rounds"
+            for p in plan.pods if p.role == "devices" and not started(pods.get(p.k8s, {}))]  # fmt: skip
 
 
 def _collect(s: Scenario, out: Path, plan: render.Plan, w: Watcher, state: str, reason: str,
