@@ -45,6 +45,7 @@ from hw.compare import compare_dirs
 from hw.fit import fit_from_run
 from hw.local import run_local
 from sim.contract import Summary, read_summary
+from sim.errors import UserError
 from sim.profile import load_profile, write_profile
 from sim.runner import simulate, write_run
 from sim.scenario import Scenario, load_scenario
@@ -207,12 +208,22 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
         raise SystemExit(f"--rescore: {kept} has no base.yaml and train-* runs (a --keep directory of this bench)")
     runs: dict[Cell, list[Summary]] = {}
     for d in sorted(kept.glob("hw-*")):
-        r = read_summary(d / "summary.json")
-        run = json.loads((d / "run.json").read_text())
-        c = Cell("localhost" if r.backend == "local" else "paper-3node netns", r.mode,
-                 _suite_of(run["suite"]), run["fl"]["model_parameters"])  # fmt: skip
+        try:
+            r = read_summary(d / "summary.json")
+            run = json.loads((d / "run.json").read_text())
+            c = Cell("localhost" if r.backend == "local" else "paper-3node netns", str(r.mode),
+                     _suite_of(run["suite"]), int(run["fl"]["model_parameters"]))  # fmt: skip
+        except (OSError, ValueError, KeyError, TypeError, StopIteration) as exc:
+            raise SystemExit(f"--rescore: {d}: not a twin run of this bench ({str(exc).splitlines()[0]})") from None
+        if d.name.rsplit("-", 1)[0] != f"hw-{c.name}":
+            raise SystemExit(f"--rescore: {d}: its run is {c.name}, not what its name says")
         runs.setdefault(c, []).append(r)
-    fit = fit_from_run(trained, base)
+    if not runs:
+        raise SystemExit(f"--rescore: {kept} has no hw-* twin runs to score")
+    try:
+        fit = fit_from_run(trained, base)
+    except UserError as exc:
+        raise SystemExit(f"--rescore: {exc.lines[0]}") from None
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         profile = work / "fitted.yaml"
@@ -231,6 +242,7 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
 
 
 def _suite_of(suite: dict[str, str]) -> str:
+    """The bench's name of a run's suite (StopIteration: not one of the bench's)."""
     return next(k for k, (kem, sig) in SUITES.items() if (kem, sig) == (suite["kem"], suite["signature"]))
 
 
