@@ -230,14 +230,15 @@ def _after_sealing(transfers: pd.DataFrame, spans: pd.DataFrame) -> pd.DataFrame
     """Transfers from when the sender's encryption of the record ended: the twin stamps a record when it starts
     sealing it (the stamp is part of what is authenticated), the simulator carries it once encrypted and charges
     the encryption apart."""
-    enc = spans[spans.op.str.endswith(".encrypt")]
-    starts = transfers.start_s.to_numpy().copy()
-    for i, t in enumerate(transfers.itertuples()):
-        mine = enc[(enc.pod == t.pod) & (enc["round"] == t.round) & (enc.phase == t.phase)
-                   & (enc.start_s >= t.start_s) & (enc.end_s <= t.end_s)]  # fmt: skip
-        if len(mine):
-            starts[i] = float(mine.end_s.min())
-    return transfers.assign(start_s=starts)
+    keys = ["pod", "round", "phase"]
+    enc = spans.loc[spans.op.str.endswith(".encrypt"), [*keys, "start_s", "end_s"]]
+    if enc.empty or transfers.empty:
+        return transfers
+    # each transfer against the sender's encryptions of its round and phase (a few): the earliest to end inside it
+    pairs = transfers[[*keys, "start_s", "end_s"]].reset_index(names="row").merge(enc, on=keys, suffixes=("", "_enc"))
+    inside = pairs[(pairs.start_s_enc >= pairs.start_s) & (pairs.end_s_enc <= pairs.end_s)]
+    sealed = inside.groupby("row").end_s_enc.min()
+    return transfers.assign(start_s=sealed.reindex(transfers.index).fillna(transfers.start_s))
 
 
 def _trainings_beside(cpu: pd.DataFrame) -> dict[Any, float]:
