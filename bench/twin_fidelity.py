@@ -207,6 +207,7 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
     if not base.is_file() or not trained:
         raise SystemExit(f"--rescore: {kept} has no base.yaml and train-* runs (a --keep directory of this bench)")
     runs: dict[Cell, list[Summary]] = {}
+    dirs: dict[Cell, list[Path]] = {}  # each run's kept directory, in the order of ``runs``
     for d in sorted(kept.glob("hw-*")):
         try:
             r = read_summary(d / "summary.json")
@@ -218,6 +219,7 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
         if d.name.rsplit("-", 1)[0] != f"hw-{c.name}":
             raise SystemExit(f"--rescore: {d}: its run is {c.name}, not what its name says")
         runs.setdefault(c, []).append(r)
+        dirs.setdefault(c, []).append(d)
     if not runs:
         raise SystemExit(f"--rescore: {kept} has no hw-* twin runs to score")
     try:
@@ -228,9 +230,9 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
         work = Path(tmp)
         profile = work / "fitted.yaml"
         write_profile(fit.profile, profile)
-        for c in runs:
-            for k in range(len(runs[c])):
-                (work / f"hw-{c.name}-{k}").symlink_to(kept / f"hw-{c.name}-{k}")
+        for c in runs:  # as ``score`` names them: hw-CELL-0, -1 ... whatever gaps the kept numbering has
+            for k, d in enumerate(dirs[c]):
+                (work / f"hw-{c.name}-{k}").symlink_to(d.resolve())
         rounds = max(r.rounds_completed for rs in runs.values() for r in rs)
         cells = [score(c, work, profile, rounds, 5, runs[c]) for c in sorted(runs, key=_order)]
         if keep:
