@@ -13,14 +13,15 @@ such figures with "~" (on a busy machine trust the CPU figure more: a load spike
 
 How to read it:
 - wall s is ``simulate()`` alone (not the child's interpreter start-up or imports); frames/s = frames / wall.
-  cpu s is the child's CPU time in the same span: well below wall s means the machine was busy (each case's
+  cpu s is the child's CPU time in the same span (with its forks'): well below wall s means the machine was busy (each case's
   load average at start and end is in the progress lines and the JSON).
 - x bare: the case's wall time over that of a bare SimPy loop measured in this run with the same number of
   processes (one per device, each ``yield env.timeout(period)``) and the same number of frames; above
   ``--baseline-frames`` frames the loop runs that many and its time is scaled linearly (the table says so).
   The ratio holds across machines of different speed: < 1 means faster than SimPy can merely tick the frames.
-- peak MiB is the child's ``ru_maxrss``; summary MiB is ``summary.peak_rss_bytes`` (the same process,
-  read when the run ended, before the result was turned into the table row).
+- peak MiB is the child's ``ru_maxrss``, or that of a process it forked (a resumed pass) if larger; summary MiB
+  is ``summary.peak_rss_bytes`` (the same process, read when the run ended, before the result was turned into
+  the table row).
 - exact/perturbation: ``summary.engine.exact`` and the largest delay telemetry would have caused the
   foreground (FL, handshakes) at one place, in seconds (the vectorized engine's approximation; events: exact).
 - growth: the log-log slope of wall time against devices per engine, over the cases that finished (1 = linear).
@@ -76,15 +77,22 @@ def frame_period_s() -> float:
     return load_scenario(SCENARIO, overrides(2, 60, "events")).workload.devices[0].period_s()
 
 
+def cpu_s() -> float:
+    """CPU time of this process and of the processes it forked and reaped (a resumed pass: sim/checkpoint.py)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def run_child(devices: int, horizon_s: float, engine: str) -> dict[str, Any]:
     from sim.runner import simulate
     from sim.scenario import load_scenario
 
     scenario = load_scenario(SCENARIO, overrides(devices, horizon_s, engine))
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0 = time.perf_counter(), cpu_s()
     summary = simulate(scenario).summary
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    wall, cpu = time.perf_counter() - t0, cpu_s() - c0
+    # Linux, KiB; its own children too: a resumed pass runs in a fork of the case's process (sim/checkpoint.py)
+    maxrss = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) * 1024
     eng = summary.engine
     where, (worst, count) = largest_perturbation(eng.perturbation if eng else {})
     lat = summary.telemetry.latency_s

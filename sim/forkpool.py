@@ -86,7 +86,7 @@ class ForkPool(Generic[T, R]):
             except Exception as exc:  # the parent raises it
                 reply = (False, at, exc)
             data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
-            _write(results, _SIZE.pack(len(data)) + data)
+            write_all(results, _SIZE.pack(len(data)) + data)
 
     def imap(self) -> Iterator[R]:
         """The results in the order of ``items``, each as soon as it and those before it are done."""
@@ -95,7 +95,7 @@ class ForkPool(Generic[T, R]):
         with selectors.DefaultSelector() as sel:
             for w in self.workers:
                 if sent < len(self.items):
-                    _write(w.tasks, _INDEX.pack(sent))
+                    write_all(w.tasks, _INDEX.pack(sent))
                     sel.register(w.results, selectors.EVENT_READ, w)
                     sent += 1
             while given < len(self.items):
@@ -111,7 +111,7 @@ class ForkPool(Generic[T, R]):
                         raise value
                     done[at] = value
                     if sent < len(self.items):
-                        _write(w.tasks, _INDEX.pack(sent))
+                        write_all(w.tasks, _INDEX.pack(sent))
                         sent += 1
                     else:
                         sel.unregister(w.results)
@@ -138,7 +138,16 @@ def _read(fd: int, n: int) -> bytearray:
     return buf
 
 
-def _write(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    """All of ``data`` (a pipe takes it in parts)."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def read_all(fd: int) -> bytes:
+    """Everything until the writer closes its end."""
+    parts = []
+    while chunk := os.read(fd, 1 << 20):
+        parts.append(chunk)
+    return b"".join(parts)

@@ -36,7 +36,7 @@ host's cores). ``one-thread``: one receiver thread per pod does that for all its
 from __future__ import annotations
 
 import math
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -92,6 +92,7 @@ class Replication:
     def __init__(
         self, scenario: Scenario, mode: str, index: int, seed: np.random.SeedSequence, engine: str = "events",
         background: dict[str, np.ndarray] | None = None, final: bool = True, hot: np.ndarray | None = None,
+        at_storm_end: Callable[[Replication], None] | None = None,
     ):  # fmt: skip
         self.s, self.mode, self.vectorized = scenario, mode, engine == "vectorized"
         self.env = env = CountingEnvironment()
@@ -145,6 +146,10 @@ class Replication:
         self.storm_left = sum(p.count for p in w.devices) if self.vectorized and hot is None else 0
         self.handshakes_now = 0  # device handshakes under way
         self.storm_emits: list[float] = []  # emission times of the frames the storm gave SimPy
+        # when every device has had its first keys (the storm's end; first pass only), and what happens then: the
+        # runner may keep the run's state there (sim/checkpoint.py) or go on as the next pass (``resume``)
+        self.storm_end_s: float | None = None
+        self.at_storm_end = at_storm_end
         self.hot_budget = 0
         if self.storm_left:
             from sim.telemetry import STORM_FRAMES_MAX
@@ -182,9 +187,7 @@ class Replication:
             for i in range(pop.count):
                 env.process(self._device(pop, i))
         fl = env.process(self._fl())
-        links = {link.name: link for link in self.net.links.values()}
-        for name, items in self.background.items():
-            env.process(self._background(items, links.get(name), self.cpus.get(name)))
+        self._serve_background(self.background)
         horizon = env.timeout(self.s.run.horizon_s)
         to_horizon = self.s.run.stop_at == "horizon" and any(p.count for p in self.s.workload.devices)
         env.run(until=horizon if to_horizon else fl | horizon)
@@ -210,6 +213,17 @@ class Replication:
             self.device_handshakes,
             self._series(),
         )
+
+    def resume(self, background: dict[str, np.ndarray], final: bool) -> None:
+        """Go on as the vectorized engine's next pass from here (the storm's end): serve ``background``, frames
+        the last pass found beside the foreground, all arriving from now on (sim/runner.py ``replicate``)."""
+        self.final = final
+        self._serve_background(background)
+
+    def _serve_background(self, background: dict[str, np.ndarray]) -> None:
+        links = {link.name: link for link in self.net.links.values()}
+        for name, items in background.items():
+            self.env.process(self._background(items, links.get(name), self.cpus.get(name)))
 
     def _series(self) -> dict[str, tuple[str, int, float, np.ndarray]]:
         out = {ls.name: ("link", 1, self.bin_s, ls.series) for ls in self.net.links.values() if ls.series is not None}
@@ -485,6 +499,10 @@ class Replication:
             session_end = start + interval if interval else float("inf")
             if first and self.storm_left:
                 self.storm_left -= 1
+                if not self.storm_left:
+                    self.storm_end_s = env.now
+                    if self.at_storm_end is not None:
+                        self.at_storm_end(self)
             first = False
             if self.vectorized:
                 # frames sent before the handshake ends share the device's link and receiver thread with it,

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from sim import provenance
+from sim.checkpoint import Fork
 from sim.contract import (
     Energy,
     Engine,
@@ -200,22 +202,58 @@ def replicate(
     foreground item they would serve later than SimPy did (then the run is the event model's, to rounding).
     Every link, host and device draws from its own stream, so a stochastic run converges too; passes end
     early when the largest delay is under CLOSE_ENOUGH_S, or no longer halves while the hot intervals stay
-    the same: the last pass completes the frames and reports what is left."""
+    the same: the last pass completes the frames and reports what is left. A second pass that only adds
+    background after the first pass's storm is that pass resumed at the storm's end (sim/checkpoint.py)."""
     if engine != "vectorized":
         return Replication(scenario, mode, index, child(seed), engine).run()  # a copy: ``seed`` is not spawned
     background, hot, worst, final = None, None, math.inf, False
-    for passes in range(1, MAX_PASSES + 1):
-        final = final or passes == MAX_PASSES
-        result = Replication(scenario, mode, index, child(seed), engine, background, final, hot).run()  # same streams
-        assert result.frames is not None
-        result.frames.passes = passes
-        if result.frames.complete and (not result.frames.perturbation or final):
-            break
-        delay = max(d for d, _ in result.frames.perturbation.values())
-        grew = hot is None or not np.array_equal(hot, result.frames.hot)
-        final, worst = (delay > worst / 2 and not grew) or delay < CLOSE_ENOUGH_S, delay
-        background, hot = result.frames.background, result.frames.hot
+    fork = Fork() if Fork.available() else None
+    resumable = False  # the last pass says the next may resume it at its storm's end
+    try:
+        for passes in range(1, MAX_PASSES + 1):
+            final = final or passes == MAX_PASSES
+            if passes == 2 and resumable:
+                assert background is not None
+                result = _resumed(scenario, mode, index, seed, fork, background, final)
+            else:
+                result = _pass(Replication(scenario, mode, index, child(seed), engine, background, final, hot,
+                                           at_storm_end=fork.take if fork and passes == 1 else None), fork)  # fmt: skip
+            assert result.frames is not None
+            result.frames.passes = passes
+            resumable = result.frames.resumable
+            if result.frames.complete and (not result.frames.perturbation or final):
+                break
+            delay = max(d for d, _ in result.frames.perturbation.values())
+            grew = hot is None or not np.array_equal(hot, result.frames.hot)
+            final, worst = (delay > worst / 2 and not grew) or delay < CLOSE_ENOUGH_S, delay
+            background, hot = result.frames.background, result.frames.hot
+    finally:
+        if fork is not None:
+            fork.discard()
     return result
+
+
+def _pass(rep: Replication, fork: Fork | None) -> ReplicationResult:
+    """Run one pass; in a first pass's fork resumed as the second (sim/checkpoint.py), send its end back."""
+    try:
+        result = rep.run()
+    except BaseException as exc:
+        if fork is not None and fork.in_child:
+            fork.ship(exc)
+        raise
+    if fork is not None and fork.in_child:
+        fork.ship(result)
+    return result
+
+
+def _resumed(scenario: Scenario, mode: str, index: int, seed: np.random.SeedSequence, fork: Fork | None,
+             background: dict[str, np.ndarray], final: bool) -> ReplicationResult:  # fmt: skip
+    """The second pass that resumes the first at its storm's end: from the kept fork, else computed again (the
+    same events: the first pass's run up to the storm's end, then ``Replication.resume``)."""
+    if fork is not None and fork.pid is not None:
+        return fork.resume(background, final)
+    go_on = partial(Replication.resume, background=background, final=final)
+    return Replication(scenario, mode, index, child(seed), "vectorized", None, False, None, at_storm_end=go_on).run()
 
 
 @dataclass(frozen=True)

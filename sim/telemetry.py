@@ -131,6 +131,9 @@ class Outcome:
     # emission intervals [start, end] whose frames the next pass runs in SimPy (``hot_intervals``)
     hot: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))
     hot_frames: int = 0  # frames of this pass computed in SimPy (in hot intervals), completed or not
+    # the next pass may be this one's run up to its storm's end that then serves ``background`` (all arriving after
+    # it): nothing it found calls for more frames in SimPy than the storm's (sim/runner.py ``replicate``)
+    resumable: bool = False
 
 
 class _Server:
@@ -389,6 +392,7 @@ def _outcome(rep: Replication, pops: list[Population], servers: list[_Server], s
     hot = rep.hot
     if rep.storm_emits:  # the first pass's storm frames: SimPy's in the next pass too
         hot = hot_intervals(*_spans(np.array(rep.storm_emits), min(p.period_s for p in pops)), hot)
+    storm_hot = hot
     if perturbation and near:
         rows_ = np.concatenate(list(near.values()))
         grown = hot_intervals(rows_[:, 2], rows_[:, 3], hot)
@@ -397,10 +401,12 @@ def _outcome(rep: Replication, pops: list[Population], servers: list[_Server], s
         hot = grown if span_s * rate <= HOT_FRAMES_MAX else hot
     # the rest (frames near foreground outside the hot intervals) is the next pass's background
     background = {name: r[~_within(hot, r[:, 2]), :2] for name, r in near.items()}
+    background = {name: b for name, b in background.items() if len(b)}
     in_flight = int(fr.t.size) + rep.hot_started - len(rep.hot_frames)
-    return Outcome(sketches, rows, done_frames, frame_bytes, in_flight, perturbation, windows,
-                   {name: b for name, b in background.items() if len(b)}, complete=complete, hot=hot,
-                   hot_frames=rep.hot_started)  # fmt: skip
+    resumable = (rep.storm_end_s is not None and np.array_equal(hot, storm_hot)
+                 and all(float(b[:, 0].min()) >= rep.storm_end_s for b in background.values()))  # fmt: skip
+    return Outcome(sketches, rows, done_frames, frame_bytes, in_flight, perturbation, windows, background,
+                   complete=complete, hot=hot, hot_frames=rep.hot_started, resumable=resumable)  # fmt: skip
 
 
 def _spans(t_s: np.ndarray, gap_s: float) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,115 @@
+"""A first pass's SimPy run kept alive at its storm's end, so the vectorized engine's next pass resumes there.
+
+The vectorized engine (sim/runner.py ``replicate``) runs SimPy once per pass. After a start-up storm (every
+device's first handshake), the frames the kernels compute right after it can overtake some SimPy computed in
+it, so the first pass is found delayed there and a second pass must serve those frames beside the foreground.
+When everything the first pass found arrives after its storm's end (``Outcome.resumable``), the second pass is
+*defined* as the first pass's run up to the storm's end that then serves them (``Replication.resume``): the
+same events in the same order up to there, whether it is computed again from 0 or resumed here. Forking is
+only a way not to compute the storm twice (10,000 devices x 1 h: ~7 s of SimPy).
+
+``Fork.take`` is the model's hook at the storm's end (``Replication.at_storm_end``): it forks; the parent runs
+on and finishes the first pass, the child waits for the parent's word. ``Fork.resume(background, final)``
+gives the child the word: it runs on from the storm's end as the second pass and sends back its result (or
+the exception it raised). ``Fork.discard`` ends an unused child (it reads end-of-file and exits).
+
+Where forking is not safe (no ``os.fork``, or more than one thread: a forked child has only the forking one,
+and another's locks would stay held) or would not pay (a storm of few events), ``available`` says no and the
+runner computes the same second pass from 0.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import threading
+from typing import TYPE_CHECKING, NoReturn
+
+import numpy as np
+
+from sim.forkpool import read_all, write_all
+
+if TYPE_CHECKING:
+    from sim.model import Replication, ReplicationResult
+
+# SimPy events by the storm's end below which a fork costs more than computing the storm again would (a fork and
+# its copied pages: milliseconds; 10,000 events: ~0.1 s)
+MIN_EVENTS = 10_000
+
+
+class Fork:
+    """A forked copy of a first pass at its storm's end (see the module doc); one use."""
+
+    def __init__(self) -> None:
+        self.pid: int | None = None  # the child, in the parent
+        self.word = self.result = -1  # the parent's ends of the two pipes
+        self.in_child = False
+        self._reply = -1  # the child's end of the result pipe
+
+    @staticmethod
+    def available() -> bool:
+        return hasattr(os, "fork") and threading.active_count() == 1
+
+    def take(self, rep: Replication) -> None:
+        """Fork here (in the SimPy run, at the storm's end). The parent returns at once; the child returns when
+        told to go on as the next pass, having applied it, or exits."""
+        if rep.env.events < MIN_EVENTS or self.pid is not None or self.in_child:
+            return
+        word_r, word_w = os.pipe()
+        result_r, result_w = os.pipe()
+        pid = os.fork()
+        if pid:
+            os.close(word_r)
+            os.close(result_w)
+            self.pid, self.word, self.result = pid, word_w, result_r
+            return
+        os.close(word_w)
+        os.close(result_r)
+        self.in_child, self._reply = True, result_w
+        try:
+            data = read_all(word_r)
+            os.close(word_r)
+            if not data:  # the parent did not need this pass (or ended)
+                os._exit(0)
+            background, final = pickle.loads(data)  # noqa: S301 - our own parent's word
+            rep.resume(background, final)
+        except BaseException:  # nothing of the parent's may run on in this process
+            os._exit(1)
+
+    def resume(self, background: dict[str, np.ndarray], final: bool) -> ReplicationResult:
+        """The second pass, from the child: it serves ``background`` from the storm's end on."""
+        assert self.pid is not None, "no first pass was kept"
+        try:
+            write_all(self.word, pickle.dumps((background, final), protocol=pickle.HIGHEST_PROTOCOL))
+            os.close(self.word)
+            self.word = -1
+            data = read_all(self.result)
+        finally:
+            self.discard()
+        if not data:
+            raise RuntimeError("the resumed pass of a replication ended without its result (killed? out of memory?)")
+        outcome = pickle.loads(data)  # noqa: S301 - our own fork's output
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome  # type: ignore[no-any-return]
+
+    def ship(self, outcome: ReplicationResult | BaseException) -> NoReturn:
+        """In the child: send the second pass's result (or what it raised) to the parent, and end."""
+        try:
+            try:
+                data = pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as exc:  # an exception that does not pickle: its message does
+                data = pickle.dumps(RuntimeError(f"the resumed pass failed: {outcome!r} ({exc})"))
+            write_all(self._reply, data)
+        finally:
+            os._exit(0)
+
+    def discard(self) -> None:
+        """Close the pipes (an unused child reads end-of-file and exits) and reap the child (idempotent)."""
+        for fd in (self.word, self.result):
+            if fd >= 0:
+                os.close(fd)
+        self.word = self.result = -1
+        if self.pid is not None:
+            os.waitpid(self.pid, 0)
+            self.pid = None
