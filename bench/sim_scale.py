@@ -13,8 +13,8 @@ such figures with "~" (on a busy machine trust the CPU figure more: a load spike
 
 How to read it:
 - wall s is ``simulate()`` alone (not the child's interpreter start-up or imports); frames/s = frames / wall.
-  cpu s is the child's CPU time in the same span (with its forks'): well below wall s means the machine was busy (each case's
-  load average at start and end is in the progress lines and the JSON).
+  cpu s is the child's CPU time in the same span (with its forks'): well below wall s means the machine was busy
+  (each case's load average at start and end is in the progress lines and the JSON).
 - x bare: the case's wall time over that of a bare SimPy loop measured in this run with the same number of
   processes (one per device, each ``yield env.timeout(period)``) and the same number of frames; above
   ``--baseline-frames`` frames the loop runs that many and its time is scaled linearly (the table says so).
