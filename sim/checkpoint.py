@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import threading
 from typing import TYPE_CHECKING, NoReturn
 
@@ -57,12 +58,14 @@ class Fork:
             return
         word_r, word_w = os.pipe()
         result_r, result_w = os.pipe()
+        parent = os.getpid()
         pid = os.fork()
         if pid:
             os.close(word_r)
             os.close(result_w)
             self.pid, self.word, self.result = pid, word_w, result_r
             return
+        _die_with(parent)
         os.close(word_w)
         os.close(result_r)
         self.in_child, self._reply = True, result_w
@@ -113,3 +116,16 @@ class Fork:
         if self.pid is not None:
             os.waitpid(self.pid, 0)
             self.pid = None
+
+
+def _die_with(parent: int) -> None:
+    """Linux: this process is killed when the one that forked it ends (``PR_SET_PDEATHSIG``): a replication
+    worker killed mid-run (Ctrl-C, the app's Stop) leaves no resumed pass running on."""
+    import ctypes  # only a fork pays for it
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the pipe's end-of-file still ends an idle child
+        return
+    if os.getppid() != parent:  # the parent ended before the call above took effect
+        os._exit(0)
