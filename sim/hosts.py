@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import types
 from collections import deque
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -43,6 +44,10 @@ class CountingEnvironment(simpy.Environment):
     def __init__(self) -> None:
         super().__init__()
         self._eid = iter(range(self._IDS))  # type: ignore[assignment]
+        # SimPy binds ``env.timeout`` (and the like) anew at every access; bound once here, the same events
+        self.timeout = types.MethodType(simpy.Timeout, self)  # type: ignore[method-assign,assignment]
+        self.event = types.MethodType(simpy.Event, self)  # type: ignore[method-assign,assignment]
+        self.process = types.MethodType(simpy.Process, self)  # type: ignore[method-assign,assignment]
 
     @property
     def events(self) -> int:

@@ -244,7 +244,8 @@ class Network:
                     wait += start - (own if own > asked else asked)
                     due = (flow[2 * i + 1] if flow[2 * i + 1] > asked else asked) + service
                     flow[2 * i], flow[2 * i + 1] = link.free_s, due
-                link.settle(asked)
+                if link.unserved and link.unserved[0][2] <= asked:  # (``settle``, without a call per hop)
+                    link.settle(asked)
                 link.unserved.append((due, service + resent_s, link.free_s, size + resent, phase))
                 if link.series is not None:
                     link.series[min(int(start / self.bin_s), link.series.size - 1)] += service + resent_s
