@@ -45,9 +45,9 @@ class CountingEnvironment(simpy.Environment):
         super().__init__()
         self._eid = iter(range(self._IDS))  # type: ignore[assignment]
         # SimPy binds ``env.timeout`` (and the like) anew at every access; bound once here, the same events
-        self.timeout = types.MethodType(simpy.Timeout, self)  # type: ignore[method-assign,assignment]
-        self.event = types.MethodType(simpy.Event, self)  # type: ignore[method-assign,assignment]
-        self.process = types.MethodType(simpy.Process, self)  # type: ignore[method-assign,assignment]
+        self.timeout = types.MethodType(simpy.Timeout, self)  # type: ignore[method-assign]
+        self.event = types.MethodType(simpy.Event, self)  # type: ignore[method-assign]
+        self.process = types.MethodType(simpy.Process, self)  # type: ignore[method-assign]
 
     @property
     def events(self) -> int:
