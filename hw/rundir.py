@@ -20,9 +20,8 @@ import stat
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from sim.contract import (
@@ -44,6 +43,9 @@ from sim.errors import UserError
 from sim.loading import exists
 from sim.scenario import Scenario
 from sim.summary import summarise
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class NodeResult(BaseModel):
@@ -250,6 +252,8 @@ def node_results(out: Path) -> dict[str, NodeResult]:
 
 def merge_spans(out: Path) -> pd.DataFrame:
     """Every node's spans, plus a ``distribution`` marker per round (its start to the last client's receipt)."""
+    import pandas as pd
+
     frames = [read_spans(p) for p in sorted((out / RunLayout.NODE_SPANS).glob("*.parquet"))]
     df = pd.concat(frames, ignore_index=True) if frames else to_frame([])
     markers = []
@@ -284,6 +288,8 @@ def write_results(
     (the local backend: all pods share this machine). ``extra`` adds to the summary, ``status_extra`` to
     status.json.
     """
+    import pandas as pd
+
     nodes = node_results(out)
     agg = nodes.get(aggregator, NodeResult(state="failed"))
     security: Counter[str] = Counter()

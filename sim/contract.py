@@ -36,13 +36,15 @@ import contextlib
 import json
 import os
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
 
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
 
 # --- spans -------------------------------------------------------------------------------------------
 
@@ -62,22 +64,38 @@ class SpanRow(NamedTuple):
     bytes: int
 
 
-SPAN_SCHEMA = pa.schema(
-    [
-        ("replication", pa.int32()),
-        ("round", pa.int32()),
-        ("pod", pa.string()),
-        ("host", pa.string()),
-        ("phase", pa.string()),
-        ("op", pa.string()),
-        ("start_s", pa.float64()),
-        ("end_s", pa.float64()),
-        ("queue_wait_s", pa.float64()),
-        ("bytes", pa.int64()),
-    ]
-)
 COLUMNS: tuple[str, ...] = SpanRow._fields
-assert list(COLUMNS) == SPAN_SCHEMA.names, "SpanRow and SPAN_SCHEMA must list the same columns"
+
+
+@cache
+def span_schema() -> pa.Schema:
+    """``SPAN_SCHEMA``: pandas and pyarrow load when spans become a table, not with the model (a run's worker
+    processes fork before the parent loads them, sim/runner.py)."""
+    import pyarrow as pa
+
+    schema = pa.schema(
+        [
+            ("replication", pa.int32()),
+            ("round", pa.int32()),
+            ("pod", pa.string()),
+            ("host", pa.string()),
+            ("phase", pa.string()),
+            ("op", pa.string()),
+            ("start_s", pa.float64()),
+            ("end_s", pa.float64()),
+            ("queue_wait_s", pa.float64()),
+            ("bytes", pa.int64()),
+        ]
+    )
+    assert list(COLUMNS) == schema.names, "SpanRow and SPAN_SCHEMA must list the same columns"
+    return schema
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SPAN_SCHEMA":
+        return span_schema()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 PHASES = (
     "handshake",  # session establishment (KEM + signatures)
@@ -107,13 +125,18 @@ ANSWER_HEAD_BYTES = 15 + 2 * 4
 
 
 def to_frame(rows: list[SpanRow] | list[tuple[Any, ...]]) -> pd.DataFrame:
+    import pandas as pd
+
     return pd.DataFrame.from_records(rows, columns=list(COLUMNS))
 
 
 def spans_bytes(df: pd.DataFrame) -> bytes:
     """Spans as Parquet bytes (what a pod prints to its log, what a file holds)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     sink = pa.BufferOutputStream()
-    pq.write_table(pa.Table.from_pandas(df[list(COLUMNS)], schema=SPAN_SCHEMA, preserve_index=False), sink)
+    pq.write_table(pa.Table.from_pandas(df[list(COLUMNS)], schema=span_schema(), preserve_index=False), sink)
     return bytes(sink.getvalue().to_pybytes())
 
 
@@ -122,7 +145,9 @@ def write_spans(df: pd.DataFrame, path: Path) -> None:
 
 
 def read_spans(path: Path) -> pd.DataFrame:
-    return pq.read_table(path, schema=SPAN_SCHEMA).to_pandas()
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path, schema=span_schema()).to_pandas()
 
 
 def validate_spans(df: pd.DataFrame) -> list[str]:

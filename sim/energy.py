@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from sim import catalogue
 from sim.contract import MARKERS, RECORD_HEADER_BYTES, WIRE_OPS, DeviceEnergy, Energy, HostEnergy, Stats
@@ -32,6 +32,9 @@ from sim.model import HELLO_BYTES
 from sim.presets import DEVICE_CLASSES, LINK_PRESETS, NO_EXCHANGE, DevicePower, Radio
 from sim.scenario import DevicePopulation, Scenario
 from sim.summary import describe
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SECONDS_PER_DAY = 86_400.0
 
@@ -72,6 +75,8 @@ def host_energy(s: Scenario, spans: pd.DataFrame, sim_times_s: Sequence[float],
 
 def round_energy(s: Scenario, spans: pd.DataFrame) -> Stats | None:
     """Joules per FL round over every priced host: idle power for the round's length, plus its spans' work."""
+    import pandas as pd
+
     powers = {h.name: s.host_profile(h.name).power for h in s.deployment.hosts}
     priced = {h: p for h, p in powers.items() if p is not None}
     rounds = spans[(spans.phase == "round") & (spans.op == "round")]
@@ -240,5 +245,7 @@ def summarise_energy(s: Scenario, spans: pd.DataFrame, sim_times_s: Sequence[flo
 
 
 def _stats(per_replication: np.ndarray) -> Stats:
+    import pandas as pd
+
     values = pd.Series(per_replication, dtype=float)
     return describe(values, pd.Series(range(len(values))))

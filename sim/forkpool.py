@@ -88,8 +88,9 @@ class ForkPool(Generic[T, R]):
             data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
             write_all(results, _SIZE.pack(len(data)) + data)
 
-    def imap(self) -> Iterator[R]:
-        """The results in the order of ``items``, each as soon as it and those before it are done."""
+    def imap(self, meanwhile: Callable[[], object] | None = None) -> Iterator[R]:
+        """The results in the order of ``items``, each as soon as it and those before it are done; ``meanwhile``
+        runs here once the first items are out, while the workers compute them."""
         done: dict[int, R] = {}
         sent, given = 0, 0
         with selectors.DefaultSelector() as sel:
@@ -98,6 +99,8 @@ class ForkPool(Generic[T, R]):
                     write_all(w.tasks, _INDEX.pack(sent))
                     sel.register(w.results, selectors.EVENT_READ, w)
                     sent += 1
+            if meanwhile is not None:
+                meanwhile()
             while given < len(self.items):
                 if given in done:
                     yield done.pop(given)

@@ -17,10 +17,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from sim import provenance
 from sim.checkpoint import Fork
@@ -44,6 +43,9 @@ from sim.scenario import Scenario, write_scenario
 from sim.streams import child
 from sim.summary import summarise, with_frames, with_handshakes
 from sim.telemetry import NotVectorizable, engine_for, refusal
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MODES = ("sequential", "concurrent")
 SEED_STREAMS = (
@@ -172,6 +174,8 @@ def run_energy(s: Scenario, df: pd.DataFrame, results: list[ReplicationResult], 
 def series_frame(results: list[ReplicationResult], sim_time_s: float) -> pd.DataFrame:
     """One row per replication, resource and time bin up to the run's end: busy seconds (a link's services by
     their start; a host's work by its arrival) and utilisation = busy / (bin x capacity)."""
+    import pandas as pd
+
     reps, names, kinds, starts, busy, util = [], [], [], [], [], []  # columns: one frame, not one per series
     for rep, r in enumerate(results):
         for name, (kind, capacity, bin_s, values) in r.series.items():
@@ -285,11 +289,18 @@ def _replicate_all(scenario: Scenario, jobs: list[_Job], workers: int,
     many = workers > 1 and len(jobs) > 1
     pool = ForkPool(_replicate_job, jobs, min(workers, len(jobs))) if many else None
     try:
-        yield pool.imap() if pool else map(_replicate_job, jobs)
+        yield pool.imap(_load_tables) if pool else map(_replicate_job, jobs)
     finally:
         _SCENARIO = None
         if pool is not None:
             pool.close()
+
+
+def _load_tables() -> None:
+    """What turns results into tables and files (pandas, pyarrow: ~0.3 s here), loaded while the workers compute:
+    the model does not need them, so they fork without (sim/contract.py ``span_schema``)."""
+    import pandas  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
 
 
 def peak_rss_bytes() -> int:

@@ -10,13 +10,14 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from sim import catalogue
 from sim.contract import FL_PHASES, WIRE_OPS, ApplicationBytes, Engine, Stats, Summary, Telemetry, phase_extents
 from sim.sketch import LatencySketch
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from sim.telemetry import Outcome
 from sim.stats import t_ppf
 
@@ -162,6 +163,8 @@ def with_frames(summary: Summary, outcomes: list[Outcome]) -> Engine:
 
 def with_handshakes(summary: Summary, per_replication: list[list[tuple[str, float, float]]]) -> None:
     """Device handshake times (done - started) into ``summary.telemetry``: all and per population."""
+    import pandas as pd
+
     rows = [(rep, pop, done - start) for rep, hs in enumerate(per_replication) for pop, start, done in hs]
     if not rows:
         return

@@ -71,3 +71,12 @@ def test_summaries_need_no_scipy() -> None:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split()[-1] == "False", res.stdout
+
+
+def test_the_model_and_its_workers_load_no_data_frames() -> None:
+    """The simulation's code needs no pandas or pyarrow: ``pqtwin sim`` forks its replication workers without
+    them, and loads them while the workers compute (sim/runner.py ``_load_tables``)."""
+    code = "import sys, sim.runner, hw.rundir; print([m for m in ('pandas', 'pyarrow') if m in sys.modules])"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
