@@ -9,7 +9,9 @@ same, to the bit, in any number of processes.
 from __future__ import annotations
 
 import math
+import os
 import resource
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -287,13 +289,22 @@ def _replicate_all(scenario: Scenario, jobs: list[_Job], workers: int,
     global _SCENARIO
     _SCENARIO = scenario
     many = workers > 1 and len(jobs) > 1
-    pool = ForkPool(_replicate_job, jobs, min(workers, len(jobs))) if many else None
+    # a vectorized replication forks itself to resume its second pass (sim/checkpoint.py), which a process with
+    # other threads may not: from the main thread of one (the command line's progress bar), it runs in a worker
+    alone = not many and any(j.engine == "vectorized" for j in jobs) and _threads_but_main()
+    pool = ForkPool(_replicate_job, jobs, min(workers, len(jobs)) if many else 1) if many or alone else None
     try:
         yield pool.imap(_load_tables) if pool else map(_replicate_job, jobs)
     finally:
         _SCENARIO = None
         if pool is not None:
             pool.close()
+
+
+def _threads_but_main() -> bool:
+    """Called from the main thread of a process that runs others (a forked worker has only the main one)."""
+    main = threading.current_thread() is threading.main_thread()
+    return hasattr(os, "fork") and main and threading.active_count() > 1
 
 
 def _load_tables() -> None:

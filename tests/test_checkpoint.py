@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,24 @@ def gone(pid: int) -> bool:
     return False
 
 
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie waits for init, which reaps it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def none_running(pids: list[int], within_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + within_s
+    while any(running(p) for p in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def test_a_second_pass_resumed_from_the_fork_is_the_pass_computed_again(monkeypatch, tmp_path):
     """Resumed from the first pass's fork (in replication workers), or computed again from 0 where forking is not
     available: the same spans, series and summary, to the bit; the run is exact in 2 passes; forks are reaped."""
@@ -117,7 +136,8 @@ def test_an_error_in_the_resumed_pass_is_raised_in_the_parent(monkeypatch, tmp_p
     monkeypatch.setattr(model.Replication, "resume", failing)
     with pytest.raises(UserError, match=r"run\.engine: vectorized: a frame found after the storm"):
         simulate(load_scenario(WARD, [*STORM, "run.replications=2"]), workers=2)
-    assert spy.lines("resumed") and all(gone(pid) for pid in spy.forked())
+    # the run's other workers are killed at once; their forks die with them (PR_SET_PDEATHSIG)
+    assert spy.lines("resumed") and none_running(spy.forked())
 
 
 def test_a_process_with_threads_does_not_fork():
@@ -131,3 +151,20 @@ def test_a_process_with_threads_does_not_fork():
     finally:
         stop.set()
         t.join()
+
+
+def test_a_run_beside_other_threads_resumes_in_a_worker_of_its_own(monkeypatch, tmp_path):
+    """The command line runs one replication beside its progress bar's thread: that replication runs in a worker
+    process of its own, where its fork is safe, and its second pass is resumed there."""
+    spy = Spy(monkeypatch, tmp_path / "spy")
+    stop = threading.Event()
+    bar = threading.Thread(target=stop.wait)
+    bar.start()
+    try:
+        r = simulate(load_scenario(WARD, [*STORM, "run.replications=1"]), workers=1)
+    finally:
+        stop.set()
+        bar.join()
+    e = r.summary.engine
+    assert e is not None and e.exact and e.passes == 2, e
+    assert len(spy.forked()) == 1 and spy.lines("resumed") and not spy.lines("recomputed")
