@@ -84,6 +84,7 @@ class ReplicationResult:
     device_handshakes: list[tuple[str, float, float]] = field(default_factory=list)  # (population, start, done)
     # busy seconds per time bin: (kind "link" | "host", capacity in cores or 1, bin_s, values) per resource
     series: dict[str, tuple[str, int, float, np.ndarray]] = field(default_factory=dict)
+    peak_rss_bytes: int = 0  # of the process that computed it, and of the processes it forked (sim/runner.py)
 
 
 class Replication:

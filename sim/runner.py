@@ -155,7 +155,7 @@ def _assemble(scenario: Scenario, mode: str, seed: int, results: list[Replicatio
     with_handshakes(summary, [r.device_handshakes for r in results])
     summary.energy = run_energy(scenario, df, results, summary, bool(outcomes))
     summary.wall_s = time.perf_counter() - started
-    summary.peak_rss_bytes = peak_rss_bytes()
+    summary.peak_rss_bytes = max(peak_rss_bytes(), *(r.peak_rss_bytes for r in results))
     return RunResult(df, summary, series_frame(results, summary.sim_time_s))
 
 
@@ -211,7 +211,9 @@ def replicate(
     the same: the last pass completes the frames and reports what is left. A second pass that only adds
     background after the first pass's storm is that pass resumed at the storm's end (sim/checkpoint.py)."""
     if engine != "vectorized":
-        return Replication(scenario, mode, index, child(seed), engine).run()  # a copy: ``seed`` is not spawned
+        result = Replication(scenario, mode, index, child(seed), engine).run()  # a copy: ``seed`` is not spawned
+        result.peak_rss_bytes = peak_rss_bytes()
+        return result
     background, hot, worst, final = None, None, math.inf, False
     fork = Fork() if Fork.available() else None
     resumable = False  # the last pass says the next may resume it at its storm's end
@@ -236,6 +238,7 @@ def replicate(
     finally:
         if fork is not None:
             fork.discard()
+    result.peak_rss_bytes = peak_rss_bytes()  # its fork's too, reaped by now
     return result
 
 
@@ -315,7 +318,7 @@ def _load_tables() -> None:
 
 
 def peak_rss_bytes() -> int:
-    """The peak resident set size of this process, or of its largest replication worker (Linux: KiB)."""
+    """The peak resident set size of this process, or of the largest process it forked and reaped (Linux: KiB)."""
     own, workers = (resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     return int(max(own, workers)) * 1024
 
