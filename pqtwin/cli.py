@@ -300,15 +300,20 @@ def _workers(asked: int, reps: int, cost: costs.Cost, max_memory_gib: float) -> 
 def _simulate_into(s: scn.Scenario, modes: list[str], out: Path, seed: int | None, reps: int | None,
                    profile_run: bool, workers: int = 1,
                    ) -> tuple[dict[str, RunResult], dict[str, Any] | None]:  # fmt: skip
+    from sim.checkpoint import Fork
     from sim.contract import RunLayout, write_json
     from sim.runner import write_run
     from sim.summary import mode_comparison
 
+    Fork.enabled = not profile_run  # a profile sees this process only: every pass is computed here
     profiler = _start_profiler() if profile_run else None
     runs: dict[str, RunResult] = {}
-    for m, run in _run_with_progress(s, modes, seed, reps, workers):  # one mode written while the next runs
-        runs[m] = run
-        write_run(run, out / m if len(modes) > 1 else out, s)
+    try:
+        for m, run in _run_with_progress(s, modes, seed, reps, workers):  # one mode written while the next runs
+            runs[m] = run
+            write_run(run, out / m if len(modes) > 1 else out, s)
+    finally:
+        Fork.enabled = True
     if profiler is not None:
         profiler.stop()
         (out / "profile.html").write_text(profiler.output_html())

@@ -41,6 +41,10 @@ MIN_EVENTS = 10_000
 class Fork:
     """A forked copy of a first pass at its storm's end (see the module doc); one use."""
 
+    # processes apart from the caller's: off where one process must do all the work (``pqtwin sim --profile-run``:
+    # a profile sees one process); the run is the same either way
+    enabled = True
+
     def __init__(self) -> None:
         self.pid: int | None = None  # the child, in the parent
         self.word = self.result = -1  # the parent's ends of the two pipes
@@ -49,7 +53,7 @@ class Fork:
 
     @staticmethod
     def available() -> bool:
-        return hasattr(os, "fork") and threading.active_count() == 1
+        return Fork.enabled and hasattr(os, "fork") and threading.active_count() == 1
 
     def take(self, rep: Replication) -> None:
         """Fork here (in the SimPy run, at the storm's end). The parent returns at once; the child returns when

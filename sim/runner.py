@@ -294,7 +294,7 @@ def _replicate_all(scenario: Scenario, jobs: list[_Job], workers: int,
     many = workers > 1 and len(jobs) > 1
     # a vectorized replication forks itself to resume its second pass (sim/checkpoint.py), which a process with
     # other threads may not: from the main thread of one (the command line's progress bar), it runs in a worker
-    alone = not many and any(j.engine == "vectorized" for j in jobs) and _threads_but_main()
+    alone = not many and Fork.enabled and any(j.engine == "vectorized" for j in jobs) and _threads_but_main()
     pool = ForkPool(_replicate_job, jobs, min(workers, len(jobs)) if many else 1) if many or alone else None
     try:
         yield pool.imap(_load_tables) if pool else map(_replicate_job, jobs)

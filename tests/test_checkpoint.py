@@ -168,3 +168,13 @@ def test_a_run_beside_other_threads_resumes_in_a_worker_of_its_own(monkeypatch, 
     e = r.summary.engine
     assert e is not None and e.exact and e.passes == 2, e
     assert len(spy.forked()) == 1 and spy.lines("resumed") and not spy.lines("recomputed")
+
+
+def test_a_profiled_run_computes_every_pass_in_its_own_process(pqtwin, tmp_path):
+    """``pqtwin sim --profile-run`` profiles one process: the second pass is computed there, not in a fork, and
+    the profile shows it."""
+    sets = [a for s in [*STORM, "run.replications=1"] for a in ("--set", s)]
+    res = pqtwin("sim", str(WARD), *sets, "--profile-run", "--out", str(tmp_path / "run"))
+    assert res.returncode == 0, res.stderr
+    html = (tmp_path / "run" / "profile.html").read_text()
+    assert "_resumed" in html and "simulate_frames" in html and "Fork.resume" not in html
