@@ -8,6 +8,7 @@ same, to the bit, in any number of processes.
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import resource
@@ -199,6 +200,23 @@ MAX_PASSES = 5
 CLOSE_ENOUGH_S = 1e-6  # a foreground delay this small ends the passes: the next one completes the frames
 
 
+GC_EVERY_ALLOCATIONS = 1_000_000  # CPython's default: 700
+
+
+@contextmanager
+def collecting_rarely() -> Iterator[None]:
+    """Let CPython's cyclic garbage collector run every GC_EVERY_ALLOCATIONS container allocations instead of 700,
+    then restore it. A replication keeps up to millions of objects alive (its devices' processes, the logs) and
+    frees nearly all it makes by reference counting, so the collector's scans of the live ones were 30-40 % of a
+    start-up storm's time (10,000 devices x 60 s: 8.9 s, 5.3 s collecting rarely; the same peak memory)."""
+    old = gc.get_threshold()
+    gc.set_threshold(GC_EVERY_ALLOCATIONS, *old[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+
+
 def replicate(
     scenario: Scenario, mode: str, index: int, seed: np.random.SeedSequence, engine: str
 ) -> ReplicationResult:
@@ -209,7 +227,15 @@ def replicate(
     Every link, host and device draws from its own stream, so a stochastic run converges too; passes end
     early when the largest delay is under CLOSE_ENOUGH_S, or no longer halves while the hot intervals stay
     the same: the last pass completes the frames and reports what is left. A second pass that only adds
-    background after the first pass's storm is that pass resumed at the storm's end (sim/checkpoint.py)."""
+    background after the first pass's storm is that pass resumed at the storm's end (sim/checkpoint.py).
+    The cyclic garbage collector runs rarely meanwhile (``collecting_rarely``)."""
+    with collecting_rarely():
+        return _replicate(scenario, mode, index, seed, engine)
+
+
+def _replicate(
+    scenario: Scenario, mode: str, index: int, seed: np.random.SeedSequence, engine: str
+) -> ReplicationResult:
     if engine != "vectorized":
         result = Replication(scenario, mode, index, child(seed), engine).run()  # a copy: ``seed`` is not spawned
         result.peak_rss_bytes = peak_rss_bytes()

@@ -369,3 +369,31 @@ def test_a_link_reports_foreground_served_at_another_time_than_simpy_either_way(
         np.random.default_rng(0), counters, np.zeros(1), 1.0,
     )  # fmt: skip
     assert counters[3] == pytest.approx(off_s) and counters[4] == (off_s > 0)
+
+
+def test_a_replication_collects_garbage_rarely_and_then_as_before(monkeypatch):
+    """The cyclic collector runs every GC_EVERY_ALLOCATIONS allocations during a replication (its scans of the
+    objects a run keeps alive cost a third of a storm's time) and as before after it, also when it fails."""
+    import gc
+
+    from sim import model
+
+    before, seen = gc.get_threshold(), []
+    run_ = model.Replication.run
+
+    def spy(rep):  # type: ignore[no-untyped-def]
+        seen.append(gc.get_threshold())
+        return run_(rep)
+
+    monkeypatch.setattr(model.Replication, "run", spy)
+    s = load_scenario(WARD, ["run.replications=1", "run.horizon_s=2", "workload.fl.rounds=1"])
+    simulate(s, workers=1)
+    assert seen and seen[0][0] == runner.GC_EVERY_ALLOCATIONS != before[0] and gc.get_threshold() == before
+
+    def failing(rep):  # type: ignore[no-untyped-def]
+        raise RuntimeError("a failing replication")
+
+    monkeypatch.setattr(model.Replication, "run", failing)
+    with pytest.raises(RuntimeError, match="a failing replication"):
+        simulate(s, workers=1)
+    assert gc.get_threshold() == before
