@@ -17,6 +17,7 @@ option cost no more than typer (bench/startup.py; tests/test_cli_imports.py keep
 from __future__ import annotations
 
 import errno
+import gc
 import json
 import math
 import os
@@ -882,7 +883,11 @@ def report_cmd(
 
 def main(argv: list[str] | None = None) -> None:
     """The console entry point: every outcome is an exit code, every problem one line on stderr."""
-    sys.exit(run(argv))
+    code = run(argv)
+    # what the command made dies with the process: the collector need not scan it while the interpreter ends
+    # (the paper run: ~0.1 s of its ~1.4 s; files are written and closed by then, stdout is flushed at exit)
+    gc.freeze()
+    sys.exit(code)
 
 
 def run(argv: list[str] | None = None) -> int:
