@@ -201,6 +201,9 @@ CLOSE_ENOUGH_S = 1e-6  # a foreground delay this small ends the passes: the next
 
 
 GC_EVERY_ALLOCATIONS = 1_000_000  # CPython's default: 700
+_GC_LOCK = threading.Lock()
+_GC_DEPTH = 0
+_GC_BEFORE: tuple[int, ...] = gc.get_threshold()
 
 
 @contextmanager
@@ -209,12 +212,19 @@ def collecting_rarely() -> Iterator[None]:
     then restore it. A replication keeps up to millions of objects alive (its devices' processes, the logs) and
     frees nearly all it makes by reference counting, so the collector's scans of the live ones were 30-40 % of a
     start-up storm's time (10,000 devices x 60 s: 8.9 s, 5.3 s collecting rarely; the same peak memory)."""
-    old = gc.get_threshold()
-    gc.set_threshold(GC_EVERY_ALLOCATIONS, *old[1:])
+    global _GC_DEPTH, _GC_BEFORE
+    with _GC_LOCK:  # replications on several threads (a Dask worker): the first in sets, the last out restores
+        if _GC_DEPTH == 0:
+            _GC_BEFORE = gc.get_threshold()
+            gc.set_threshold(GC_EVERY_ALLOCATIONS, *_GC_BEFORE[1:])
+        _GC_DEPTH += 1
     try:
         yield
     finally:
-        gc.set_threshold(*old)
+        with _GC_LOCK:
+            _GC_DEPTH -= 1
+            if _GC_DEPTH == 0:
+                gc.set_threshold(*_GC_BEFORE)
 
 
 def replicate(

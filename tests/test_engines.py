@@ -397,3 +397,33 @@ def test_a_replication_collects_garbage_rarely_and_then_as_before(monkeypatch):
     with pytest.raises(RuntimeError, match="a failing replication"):
         simulate(s, workers=1)
     assert gc.get_threshold() == before
+
+
+def test_replications_on_threads_leave_the_collector_as_it_was():
+    """Overlapping replications on threads (a Dask worker's): the first in sets the threshold, the last out
+    restores it, whatever order they end in."""
+    import gc
+    import threading
+
+    before, seen = gc.get_threshold(), []
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+
+    def first():  # type: ignore[no-untyped-def]
+        with runner.collecting_rarely():
+            first_in.set()
+            second_in.wait(5)
+        first_out.set()
+
+    def second():  # type: ignore[no-untyped-def]
+        first_in.wait(5)
+        with runner.collecting_rarely():
+            second_in.set()
+            first_out.wait(5)
+            seen.append(gc.get_threshold()[0])  # the first has left: still rare
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert first_out.is_set() and seen == [runner.GC_EVERY_ALLOCATIONS] and gc.get_threshold() == before
