@@ -210,7 +210,12 @@ def sim_cmd(
     max_memory_gib: MaxMemory = DEFAULT_MAX_MEMORY_GIB,
     max_minutes: MaxMinutes = DEFAULT_MAX_MINUTES,
     workers: Annotated[
-        int, typer.Option(min=0, max=256, help="processes for the replications (0: one per core, memory allowing)")
+        int,
+        typer.Option(
+            min=0,
+            max=256,
+            help="processes for the replications (0: one per core, memory allowing; 1: this one alone, no forks)",
+        ),
     ] = 0,
     heartbeat: Annotated[
         Path | None, typer.Option(hidden=True, help="stop as Ctrl-C when this file goes stale (the app's runs)")
@@ -240,7 +245,7 @@ def sim_cmd(
     if heartbeat is not None:
         watch_heartbeat(heartbeat, SIM_HEARTBEAT_STALE_S)
     with rundir.claimed(out, force, discard=True), _writing(out):
-        runs, comparison = _simulate_into(s, modes, out, seed, replications, profile_run, procs)
+        runs, comparison = _simulate_into(s, modes, out, seed, replications, profile_run, procs, workers == 1)
     if comparison is not None:
         STDOUT.print(modes_table(runs["sequential"].summary, runs["concurrent"].summary, comparison))
     else:
@@ -299,14 +304,16 @@ def _workers(asked: int, reps: int, cost: costs.Cost, max_memory_gib: float) -> 
 
 
 def _simulate_into(s: scn.Scenario, modes: list[str], out: Path, seed: int | None, reps: int | None,
-                   profile_run: bool, workers: int = 1,
+                   profile_run: bool, workers: int = 1, alone: bool = False,
                    ) -> tuple[dict[str, RunResult], dict[str, Any] | None]:  # fmt: skip
     from sim.checkpoint import Fork
     from sim.contract import RunLayout, write_json
     from sim.runner import write_run
     from sim.summary import mode_comparison
 
-    Fork.enabled = not profile_run  # a profile sees this process only: every pass is computed here
+    # every pass computed here: a profile sees this process only; ``--workers 1`` (the app's runs, which Stop kills
+    # as a process group) leaves no forked process to linger until the system reaps it
+    Fork.enabled = not (profile_run or alone)
     profiler = _start_profiler() if profile_run else None
     runs: dict[str, RunResult] = {}
     try:

@@ -3,6 +3,7 @@ the same run as computing that pass again from 0, errors brought home, no proces
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -178,3 +179,24 @@ def test_a_profiled_run_computes_every_pass_in_its_own_process(pqtwin, tmp_path)
     assert res.returncode == 0, res.stderr
     html = (tmp_path / "run" / "profile.html").read_text()
     assert "_resumed" in html and "simulate_frames" in html and "Fork.resume" not in html
+
+
+def test_workers_1_runs_every_pass_in_the_commands_process(monkeypatch, tmp_path):
+    """``pqtwin sim --workers 1`` (the app's background runs, which Stop kills as a process group) forks nothing:
+    a killed fork would linger until the system reaps it. Without it the same run forks."""
+    from pqtwin import cli
+
+    forks: list[int] = []
+    fork = os.fork
+
+    def counted() -> int:
+        forks.append(1)
+        return fork()
+
+    monkeypatch.setattr(os, "fork", counted)
+    sets = [a for s in [*STORM, "run.replications=1"] for a in ("--set", s)]
+    assert cli.run(["sim", str(WARD), *sets, "--workers", "1", "--out", str(tmp_path / "one")]) == 0
+    summary = json.loads((tmp_path / "one" / "summary.json").read_text())
+    assert summary["engine"]["passes"] == 2 and forks == []
+    assert cli.run(["sim", str(WARD), *sets, "--out", str(tmp_path / "default")]) == 0
+    assert forks and checkpoint.Fork.enabled
