@@ -301,20 +301,18 @@ def grid_after(start_s, period_s, end_s):  # type: ignore[no-untyped-def]
 def waiting_at(srv_of, sid, t, cut):  # type: ignore[no-untyped-def]
     """Indices of the frames whose next server is ``sid`` and that arrive before ``cut``, and whether they are
     in arrival order already (the caller sorts them otherwise: numpy's stable sort merges sorted runs fast)."""
-    n = 0
-    for i in range(srv_of.size):
-        if srv_of[i] == sid and t[i] < cut:
-            n += 1
-    idx = np.empty(n, dtype=np.int64)
+    idx = np.empty(srv_of.size, dtype=np.int64)  # one pass; the caller gets the first n
     n = 0
     ordered = True
+    last = -math.inf
     for i in range(srv_of.size):
         if srv_of[i] == sid and t[i] < cut:
-            if n > 0 and t[i] < t[idx[n - 1]]:
+            if t[i] < last:
                 ordered = False
+            last = t[i]
             idx[n] = i
             n += 1
-    return idx, ordered
+    return idx[:n], ordered
 
 
 @njit(cache=True)
