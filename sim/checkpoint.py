@@ -60,10 +60,17 @@ class Fork:
         told to go on as the next pass, having applied it, or exits."""
         if rep.env.events < MIN_EVENTS or self.pid is not None or self.in_child:
             return
-        word_r, word_w = os.pipe()
-        result_r, result_w = os.pipe()
-        parent = os.getpid()
-        pid = os.fork()
+        fds: list[int] = []
+        try:
+            fds += os.pipe()
+            fds += os.pipe()
+            parent = os.getpid()
+            pid = os.fork()
+        except OSError:  # no fork now (out of processes or memory): the next pass is computed again instead
+            for fd in fds:
+                os.close(fd)
+            return
+        word_r, word_w, result_r, result_w = fds
         if pid:
             os.close(word_r)
             os.close(result_w)

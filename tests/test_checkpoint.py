@@ -200,3 +200,18 @@ def test_workers_1_runs_every_pass_in_the_commands_process(monkeypatch, tmp_path
     assert summary["engine"]["passes"] == 2 and forks == []
     assert cli.run(["sim", str(WARD), *sets, "--out", str(tmp_path / "default")]) == 0
     assert forks and checkpoint.Fork.enabled
+
+
+def test_a_fork_refused_by_the_system_computes_the_pass_again(monkeypatch, tmp_path):
+    """No fork to be had (out of processes or memory): the run goes on, its second pass computed again."""
+    spy = Spy(monkeypatch, tmp_path / "spy")
+
+    def refused() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(checkpoint.os, "fork", refused)  # (os's own: nothing forks in this test)
+    monkeypatch.setattr(checkpoint.Fork, "available", staticmethod(lambda: True))
+    monkeypatch.setattr(runner, "_threads_but_main", lambda: False)  # the replication here, not in a worker
+    r = simulate(load_scenario(WARD, [*STORM, "run.replications=1"]), workers=1)
+    e = r.summary.engine
+    assert e is not None and e.exact and e.passes == 2 and spy.lines("recomputed") and not spy.forked()
