@@ -39,7 +39,6 @@ import json
 import math
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -84,15 +83,14 @@ def cpu_s() -> float:
 
 
 def run_child(devices: int, horizon_s: float, engine: str) -> dict[str, Any]:
-    from sim.runner import simulate
+    from sim.runner import peak_rss_bytes, simulate
     from sim.scenario import load_scenario
 
     scenario = load_scenario(SCENARIO, overrides(devices, horizon_s, engine))
     t0, c0 = time.perf_counter(), cpu_s()
     summary = simulate(scenario).summary
     wall, cpu = time.perf_counter() - t0, cpu_s() - c0
-    # Linux, KiB; its own children too: a resumed pass runs in a fork of the case's process (sim/checkpoint.py)
-    maxrss = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) * 1024
+    maxrss = peak_rss_bytes()  # its forks' too: a resumed pass runs in one (sim/checkpoint.py)
     eng = summary.engine
     where, (worst, count) = largest_perturbation(eng.perturbation if eng else {})
     lat = summary.telemetry.latency_s

@@ -62,6 +62,10 @@ def pin_cpus(s: Scenario) -> dict[str, list[int]]:
     return out
 
 
+LISTEN_PORT_MIN = 20000
+PORT_DRAWS = 1000
+
+
 def free_port(taken: set[int] | None = None) -> int:
     """A loopback port free now for a node to listen on, and not one already handed out in this run (``taken``,
     which it joins). Ports were ``bind(0)`` picks, released at once: the kernel draws those at random from its
@@ -87,10 +91,6 @@ def free_port(taken: set[int] | None = None) -> int:
             taken.add(got)
             return got
     raise RuntimeError(f"no free loopback port after {PORT_DRAWS} draws")
-
-
-LISTEN_PORT_MIN = 20000
-PORT_DRAWS = 1000
 
 
 def _ephemeral_range() -> tuple[int, int]:

@@ -240,16 +240,16 @@ def replicate(
     background after the first pass's storm is that pass resumed at the storm's end (sim/checkpoint.py).
     The cyclic garbage collector runs rarely meanwhile (``collecting_rarely``)."""
     with collecting_rarely():
-        return _replicate(scenario, mode, index, seed, engine)
+        result = _replicate(scenario, mode, index, seed, engine)
+    result.peak_rss_bytes = peak_rss_bytes()  # its fork's too, reaped by now
+    return result
 
 
 def _replicate(
     scenario: Scenario, mode: str, index: int, seed: np.random.SeedSequence, engine: str
 ) -> ReplicationResult:
     if engine != "vectorized":
-        result = Replication(scenario, mode, index, child(seed), engine).run()  # a copy: ``seed`` is not spawned
-        result.peak_rss_bytes = peak_rss_bytes()
-        return result
+        return Replication(scenario, mode, index, child(seed), engine).run()  # a copy: ``seed`` is not spawned
     background, hot, worst, final = None, None, math.inf, False
     fork = Fork() if Fork.available() else None
     resumable = False  # the last pass says the next may resume it at its storm's end
@@ -274,7 +274,6 @@ def _replicate(
     finally:
         if fork is not None:
             fork.discard()
-    result.peak_rss_bytes = peak_rss_bytes()  # its fork's too, reaped by now
     return result
 
 
