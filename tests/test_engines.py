@@ -371,6 +371,41 @@ def test_a_link_reports_foreground_served_at_another_time_than_simpy_either_way(
     assert counters[3] == pytest.approx(off_s) and counters[4] == (off_s > 0)
 
 
+@settings(max_examples=60, deadline=None, derandomize=DERANDOMIZE)
+@given(
+    st.lists(st.floats(0, 50, allow_nan=False), min_size=0, max_size=400),
+    st.sampled_from([0.0, 1e-3, 5.0]),
+    st.integers(0, 3),
+)
+def test_waiting_frames_come_in_arrival_order_ties_in_index_order(base, jitter, servers):
+    """``waiting_at`` orders a server's frames as numpy's stable argsort of their times would: after a hop's jitter
+    (its bucket order), with ties (repeated times) and bunched times (where the bucket order gives up)."""
+    from sim import kernels
+
+    rng = np.random.default_rng(len(base))
+    t = np.sort(np.asarray(base, dtype=float)) + rng.exponential(jitter, len(base)) if jitter else np.array(base, float)
+    t = np.r_[t, t[: len(t) // 3]]  # repeated times
+    srv = rng.integers(0, servers + 1, t.size)
+    cut = float(np.median(t)) if t.size else 1.0
+    o, ordered = kernels.waiting_at(srv, 0, t, cut)
+    mine = np.flatnonzero((srv == 0) & (t < cut))
+    if not ordered:
+        o = o[np.argsort(t[o], kind="stable")]
+    assert o.tolist() == mine[np.argsort(t[mine], kind="stable")].tolist()
+
+
+def test_bunched_times_are_left_to_the_stable_sort():
+    """Times bunched in one bucket (all but one within 1e-9 of each other, in reverse) would cost the bucket
+    order's insertion pass n^2/2 moves: it gives up and says so."""
+    from sim import kernels
+
+    t = np.r_[np.linspace(1e-9, 0.0, 2000), 100.0]
+    o, ordered = kernels.order_by_time(np.arange(t.size), t)
+    assert not ordered and o.tolist() == list(range(t.size))
+    o, ordered = kernels.order_by_time(np.arange(t.size), np.r_[t[:-1][::-1], 100.0])
+    assert ordered and o.tolist() == list(range(t.size))
+
+
 def test_a_replication_collects_garbage_rarely_and_then_as_before(monkeypatch):
     """The cyclic collector runs every GC_EVERY_ALLOCATIONS allocations during a replication (its scans of the
     objects a run keeps alive cost a third of a storm's time) and as before after it, also when it fails."""
