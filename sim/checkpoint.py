@@ -31,6 +31,8 @@ import numpy as np
 from sim.forkpool import read_all, write_all
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sim.model import Replication, ReplicationResult
 
 # SimPy events by the storm's end below which a fork costs more than computing the storm again would (a fork and
@@ -90,13 +92,17 @@ class Fork:
         except BaseException:  # nothing of the parent's may run on in this process
             os._exit(1)
 
-    def resume(self, background: dict[str, np.ndarray], final: bool) -> ReplicationResult:
-        """The second pass, from the child: it serves ``background`` from the storm's end on."""
+    def resume(self, background: dict[str, np.ndarray], final: bool,
+               meanwhile: Callable[[], None] | None = None) -> ReplicationResult:  # fmt: skip
+        """The second pass, from the child: it serves ``background`` from the storm's end on; this process
+        calls ``meanwhile`` while it waits."""
         assert self.pid is not None, "no first pass was kept"
         try:
             write_all(self.word, pickle.dumps((background, final), protocol=pickle.HIGHEST_PROTOCOL))
             os.close(self.word)
             self.word = -1
+            if meanwhile is not None:
+                meanwhile()
             data = read_all(self.result)
         finally:
             self.discard()

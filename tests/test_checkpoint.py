@@ -215,3 +215,23 @@ def test_a_fork_refused_by_the_system_computes_the_pass_again(monkeypatch, tmp_p
     r = simulate(load_scenario(WARD, [*STORM, "run.replications=1"]), workers=1)
     e = r.summary.engine
     assert e is not None and e.exact and e.passes == 2 and spy.lines("recomputed") and not spy.forked()
+
+
+def test_only_the_last_replication_of_this_process_loads_tables_while_its_fork_computes(monkeypatch):
+    """Computed in this process (no pool), the last job may load pandas and pyarrow while its resumed pass runs
+    in a fork (nothing forks after it); earlier jobs may not, and nothing is left set after a job, nor after one
+    that failed."""
+    seen: list[object] = []
+
+    def job(j):  # type: ignore[no-untyped-def]
+        seen.append(runner._MEANWHILE)
+        if j == "boom":
+            raise RuntimeError(j)
+        return j
+
+    monkeypatch.setattr(runner, "_replicate_job", job)
+    assert list(runner._here(["a", "b", "c"])) == ["a", "b", "c"]  # type: ignore[list-item]
+    assert seen == [None, None, runner._load_tables] and runner._MEANWHILE is None
+    with pytest.raises(RuntimeError):
+        list(runner._here(["boom"]))  # type: ignore[list-item]
+    assert runner._MEANWHILE is None
