@@ -62,6 +62,9 @@ class Fork:
         told to go on as the next pass, having applied it, or exits."""
         if rep.env.events < MIN_EVENTS or self.pid is not None or self.in_child:
             return
+        from sim import kernels
+
+        kernels.load()  # once for both passes (each would load it: ~0.35 s)
         fds: list[int] = []
         try:
             fds += os.pipe()

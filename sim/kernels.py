@@ -181,6 +181,7 @@ def shared_cores(  # type: ignore[no-untyped-def]
     k = k0
     kept = period_first = 0
     period_fg = False
+    track = k0 < m  # with no foreground left to serve, no busy period will serve any: none is kept
     while True:
         rate = min(1.0, cores / h) if h > 0 else 1.0
         tc = last + max(0.0, tags[0] - v) / rate if h > 0 else math.inf
@@ -215,7 +216,7 @@ def shared_cores(  # type: ignore[no-untyped-def]
             w = work_s[i]
             counters[2] += min(w, end_s - t)  # offered: what one core could do by the end
             _bin(series, bin_s, t, w)
-            if m > 0:
+            if track:
                 near = _keep(near, kept, t, w, refs_in[i])
                 kept += 1
             if h == 0:  # alone on the cores: if nothing arrives before it ends, end it here (as the loop would)
@@ -261,6 +262,7 @@ def fifo_cores(  # type: ignore[no-untyped-def]
     k = k0
     kept = period_first = 0
     period_fg = False
+    track = k0 < m  # (as ``shared_cores``)
     while True:
         ta = arr[i] if i < n else math.inf
         tf = fg_asked[k] if k < m else math.inf
@@ -281,11 +283,17 @@ def fifo_cores(  # type: ignore[no-untyped-def]
             done_t[refs_in[i]] = free[c]
             counters[2] += min(work_s[i], end_s - t)  # offered: what one core could do by the end
             _bin(series, bin_s, t, work_s[i])
-            if m > 0:
+            if track:
                 near = _keep(near, kept, t, work_s[i], refs_in[i])
                 kept += 1
             i += 1
     return k, i, near, kept
+
+
+def load() -> None:
+    """Load the compiled kernels' runtime (numba's array support, which imports scipy.linalg: ~0.3 s the first
+    time any kernel runs in a process) by running the smallest kernel."""
+    grid_after(0.0, 1.0, 0.5)
 
 
 @njit(cache=True)
@@ -401,7 +409,8 @@ def link_stage(  # type: ignore[no-untyped-def]
     the horizon; demand when asked, what fits before the horizon). counters[3:5] (every kernel): the
     foreground's largest delay and how many were delayed. ``near``: the frames' transmissions (arrival,
     service, frame index) in busy periods that also serve foreground (the only ones that can delay it; the
-    next pass simulates them in SimPy). Returns (next foreground index, near, its rows). ``series``: busy
+    next pass simulates them in SimPy; none once all foreground is served: keeping them took half a shared
+    lossy link's time). Returns (next foreground index, near, its rows). ``series``: busy
     seconds per ``bin_s`` bin by service start (a shared link's)."""
     n = o.size
     if loss == 0.0 and (k0 >= fg_asked.size or fg_asked[k0] >= cut):  # the common case, in one loop
@@ -433,6 +442,7 @@ def link_stage(  # type: ignore[no-untyped-def]
     kept = 0
     period_first = 0  # rows of ``near`` from this busy period on, kept only if it serves foreground
     period_fg = False
+    track = not bank and k0 < m  # (as ``shared_cores``)
     while True:
         ta = fr_t[o[i]] if i < n else math.inf
         tf = fg_asked[k] if k < m else math.inf
@@ -466,7 +476,7 @@ def link_stage(  # type: ignore[no-untyped-def]
         demand_s[w] += min(s, horizon - t)
         if not bank and t >= free[0]:  # a new busy period of a shared link
             kept, period_first, period_fg = _new_period(kept, period_first, period_fg)
-        if not bank and m > 0:
+        if track:
             near = _keep(near, kept, t, s, f)
             kept += 1
         start = t if t > free[w] else free[w]

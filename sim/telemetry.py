@@ -36,6 +36,7 @@ order, so the window cuts do not change a run.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -155,7 +156,7 @@ class _Server:
         self.near: list[np.ndarray] = []
         self.gateway_stage = False  # a host where some population's frames stop on their way (``_move_on``)
         log = (self.links[0].log if kind == "link" else cpu.log if cpu is not None else None) or []
-        fg = np.array(log, dtype=float).reshape(-1, 3)
+        fg = np.fromiter(itertools.chain.from_iterable(log), float, 3 * len(log)).reshape(-1, 3)  # (np.array: 4x)
         fg = fg[np.argsort(fg[:, 0], kind="stable")]  # logs are in the order asked: ties keep it
         self.fg_asked, self.fg_size, self.fg_done = (np.ascontiguousarray(fg[:, c]) for c in range(3))
         if kind == "host":
