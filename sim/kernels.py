@@ -12,6 +12,7 @@ Each kernel is the event model's recursion for one kind of server, run over a ti
 - ``fifo_cores``: a host's cores as a run-to-completion FIFO (``cpu_sharing: fifo``): earliest free core.
 - ``waiting_at``: the frames due at a server before the window's cut, in arrival order (``order_by_time``).
 - ``emit``: frame emission times of device sessions by repeated addition of the period, as SimPy's clock does.
+- ``finished_frames``: the frames a window completed, sorted out for the statistics and the table's compaction.
 
 Every kernel stops at ``cut``: items arriving at or after it stay for the next window, so a window never
 serves an item before one that arrived earlier (exact across windows). Foreground items come with the time
@@ -288,6 +289,45 @@ def fifo_cores(  # type: ignore[no-untyped-def]
                 kept += 1
             i += 1
     return k, i, near, kept
+
+
+@njit(cache=True)
+def finished_frames(done, emit, pop, wire, t1, horizon, pops):  # type: ignore[no-untyped-def]
+    """The frames decrypted before ``t1`` (a window's cut), in two passes over the table: how many and their
+    bytes; of those done before ``horizon``, their rows in table order and their latencies grouped by
+    population (population p's at first[p]:first[p + 1], each in table order); the rows left, in order, and
+    each row's place among them (-1: finished)."""
+    n = done.size
+    count = np.zeros(pops + 1, dtype=np.int64)
+    finished = 0
+    nbytes = 0.0  # whole bytes: exact in any order of summation
+    for i in range(n):
+        if done[i] < t1:
+            finished += 1
+            nbytes += wire[pop[i]]
+            if done[i] < horizon:
+                count[pop[i] + 1] += 1
+    first = np.cumsum(count)
+    at = first[:-1].copy()
+    lat = np.empty(first[-1])
+    ok = np.empty(first[-1], dtype=np.int64)
+    left = np.empty(n - finished, dtype=np.int64)
+    place = np.empty(n, dtype=np.int64)
+    k = j = 0
+    for i in range(n):
+        d = done[i]
+        if d < t1:
+            place[i] = -1
+            if d < horizon:
+                lat[at[pop[i]]] = d - emit[i]
+                at[pop[i]] += 1
+                ok[k] = i
+                k += 1
+        else:
+            place[i] = j
+            left[j] = i
+            j += 1
+    return finished, nbytes, ok, lat, first, left, place
 
 
 def load() -> None:

@@ -268,8 +268,8 @@ class _Frames:
                 at += part["n"]
             setattr(self, name, new)
 
-    def keep(self, mask: np.ndarray) -> None:
-        rows = np.flatnonzero(mask)  # few: the frames still in flight
+    def keep(self, rows: np.ndarray) -> None:
+        """Keep only ``rows`` (few: the frames still in flight)."""
         for name in self.NAMES:
             setattr(self, name, getattr(self, name)[rows])
 
@@ -332,12 +332,13 @@ def simulate_frames(
         fr.append([part for part in parts if part is not None])
         for srv in servers:
             _serve(srv, fr, t1, horizon, wire, period, route_table, kernels)
-        finished = fr.done < t1
-        if finished.any():
-            done_frames += int(finished.sum())
-            frame_bytes += int(wire[fr.pop[finished]].sum())
-            _record(rep, pops, fr, finished, sketches, rows, sample, keep_fraction)
-            _compact(fr, finished, servers)
+        finished, nbytes, ok, lat, first, left, place = kernels.finished_frames(
+            fr.done, fr.emit, fr.pop, wire, t1, horizon, route_table.shape[0])  # fmt: skip
+        if finished:
+            done_frames += finished
+            frame_bytes += int(nbytes)
+            _record(rep, pops, fr, ok, lat, first, sketches, rows, sample, keep_fraction)
+            _compact(fr, left, place, servers)
         t0 = t1
         if not checked and t1 > last_fg:
             checked = True
@@ -566,22 +567,19 @@ def _move_on(fr: _Frames, cut: float, route_table: np.ndarray) -> None:
     fr.done[m], fr.work[m] = np.inf, fr.work2[m]
 
 
-def _record(rep: Replication, pops: list[Population], fr: _Frames, finished: np.ndarray,
-            sketches: dict[str, LatencySketch], rows: list[SpanRow], rng: np.random.Generator,
+def _record(rep: Replication, pops: list[Population], fr: _Frames, ok: np.ndarray, lat: np.ndarray,
+            first: np.ndarray, sketches: dict[str, LatencySketch], rows: list[SpanRow], rng: np.random.Generator,
             keep_fraction: float) -> None:  # fmt: skip
-    horizon = rep.env.now
-    ok = finished & (fr.done < horizon)
-    lat = fr.done - fr.emit
+    """A window's frames done by the horizon (``kernels.finished_frames``: rows ``ok``, latencies ``lat`` by
+    population) into the statistics and the span sample."""
     for p in pops:
-        sel = ok & (fr.pop == p.index)
-        if sel.any():
-            mine = lat[sel]
+        mine = lat[first[p.index] : first[p.index + 1]]
+        if mine.size:
             _within_period(p, mine)  # a thread per device: exact only while each frame takes less than its period
             sketches[p.name].add(mine)
     if keep_fraction <= 0:
         return
-    pick = np.flatnonzero(ok)
-    pick = pick[rng.random(pick.size) < keep_fraction]
+    pick = ok[rng.random(ok.size) < keep_fraction]
     starts = np.asarray(rep.round_starts)
     names = {p.index: (p.name, p.pod, p.wire_bytes) for p in pops}
     for i in pick:
@@ -591,15 +589,14 @@ def _record(rep: Replication, pops: list[Population], fr: _Frames, finished: np.
                             float(fr.emit[i]), float(fr.done[i]), float(fr.wait[i]), wire))  # fmt: skip
 
 
-def _compact(fr: _Frames, finished: np.ndarray, servers: list[_Server]) -> None:
-    keep = ~finished
-    new_index = np.cumsum(keep) - 1
+def _compact(fr: _Frames, left: np.ndarray, place: np.ndarray, servers: list[_Server]) -> None:
+    """Keep the table's rows ``left``; frames on a host's cores are renumbered by ``place``."""
     for srv in servers:
         if srv.kind == "host" and srv.h:
             live = srv.refs[: srv.h]
             frames = live >= 0
-            live[frames] = new_index[live[frames]]
-    fr.keep(keep)
+            live[frames] = place[live[frames]]
+    fr.keep(left)
 
 
 def _book_counters(servers: list[_Server]) -> None:

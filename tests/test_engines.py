@@ -394,6 +394,28 @@ def test_waiting_frames_come_in_arrival_order_ties_in_index_order(base, jitter, 
     assert o.tolist() == mine[np.argsort(t[mine], kind="stable")].tolist()
 
 
+@settings(max_examples=40, deadline=None, derandomize=DERANDOMIZE)
+@given(st.integers(0, 300), st.integers(1, 4), st.floats(0.5, 2.0), st.floats(0.5, 2.0))
+def test_a_windows_finished_frames_are_sorted_out_as_numpy_masks_would(n, pops, t1, horizon):
+    """``finished_frames`` against numpy: frames done before the cut counted with their bytes; those done by the
+    horizon grouped by population in table order with their latencies; the rows left and their new places."""
+    from sim import kernels
+
+    rng = np.random.default_rng(n * 7 + pops)
+    done = np.where(rng.random(n) < 0.2, np.inf, rng.random(n) * 2.5)
+    emit, pop = rng.random(n), rng.integers(0, pops, n).astype(np.int32)
+    wire = rng.integers(50, 200, pops).astype(float)
+    finished, nbytes, ok, lat, first, left, place = kernels.finished_frames(done, emit, pop, wire, t1, horizon, pops)
+    fin = done < t1
+    good = fin & (done < horizon)
+    assert finished == fin.sum() and nbytes == wire[pop[fin]].sum()
+    assert ok.tolist() == np.flatnonzero(good).tolist() and left.tolist() == np.flatnonzero(~fin).tolist()
+    for p in range(pops):
+        mine = good & (pop == p)
+        assert lat[first[p] : first[p + 1]].tolist() == (done - emit)[mine].tolist()
+    assert (place[~fin] == np.arange((~fin).sum())).all() and (place[fin] == -1).all()
+
+
 def test_bunched_times_are_left_to_the_stable_sort():
     """Times bunched in one bucket (all but one within 1e-9 of each other, in reverse) would cost the bucket
     order's insertion pass n^2/2 moves: it gives up and says so."""
