@@ -428,6 +428,9 @@ def test_bunched_times_are_left_to_the_stable_sort():
     assert ordered and o.tolist() == list(range(t.size))
 
 
+_BUILT = runner._built
+
+
 def test_a_replication_collects_garbage_rarely_and_then_as_before(monkeypatch):
     """The cyclic collector runs every GC_EVERY_ALLOCATIONS allocations during a replication (its scans of the
     objects a run keeps alive cost a third of a storm's time) and as before after it, also when it fails."""
@@ -443,9 +446,19 @@ def test_a_replication_collects_garbage_rarely_and_then_as_before(monkeypatch):
         return run_(rep)
 
     monkeypatch.setattr(model.Replication, "run", spy)
+    frozen = []
+
+    def built(rep):  # type: ignore[no-untyped-def]
+        out = _BUILT(rep)
+        frozen.append(gc.get_freeze_count())
+        return out
+
+    monkeypatch.setattr(runner, "_built", built)
     s = load_scenario(WARD, ["run.replications=1", "run.horizon_s=2", "workload.fl.rounds=1"])
     simulate(s, workers=1)
     assert seen and seen[0][0] == runner.GC_EVERY_ALLOCATIONS != before[0] and gc.get_threshold() == before
+    # the model's objects are left out of the collector's scans while it runs, and collectable again after
+    assert frozen and frozen[0] > 1000 and gc.get_freeze_count() == 0
 
     def failing(rep):  # type: ignore[no-untyped-def]
         raise RuntimeError("a failing replication")
