@@ -313,7 +313,8 @@ def _resumed(scenario: Scenario, mode: str, index: int, seed: np.random.SeedSequ
     if fork is not None and fork.pid is not None:
         return fork.resume(background, final, _MEANWHILE)
     go_on = partial(Replication.resume, background=background, final=final)
-    return _built(Replication(scenario, mode, index, child(seed), "vectorized", None, False, None, at_storm_end=go_on)).run()
+    rep = Replication(scenario, mode, index, child(seed), "vectorized", None, False, None, at_storm_end=go_on)
+    return _built(rep).run()
 
 
 @dataclass(frozen=True)
