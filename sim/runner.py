@@ -213,7 +213,8 @@ def collecting_rarely() -> Iterator[None]:
     """Let CPython's cyclic garbage collector run every GC_EVERY_ALLOCATIONS container allocations instead of 700,
     then restore it. A replication keeps up to millions of objects alive (its devices' processes, the logs) and
     frees nearly all it makes by reference counting, so the collector's scans of the live ones were 30-40 % of a
-    start-up storm's time (10,000 devices x 60 s: 8.9 s, 5.3 s collecting rarely; the same peak memory)."""
+    start-up storm's time (10,000 devices x 60 s: 8.9 s, 5.3 s collecting rarely; the same peak memory). Objects
+    frozen meanwhile (``_built``, a storm's fork) go to the oldest generation when the last one out leaves."""
     global _GC_DEPTH, _GC_BEFORE
     with _GC_LOCK:  # replications on several threads (a Dask worker): the first in sets, the last out restores
         if _GC_DEPTH == 0:
