@@ -203,18 +203,19 @@ class _Replay:
 
     def __init__(self, owner: dict[int, str], w0: float, w1: float):
         self.owner, self.w0, self.w1 = owner, w0, w1
-        self.ready: dict[int, tuple[float, int]] = {}  # thread -> since when it is runnable, on which cpu's queue
+        # thread -> since when it is runnable, on which cpu's queue, and why: woken, or preempted (still runnable)
+        self.ready: dict[int, tuple[float, int, str]] = {}
         self.woke: dict[int, tuple[float, int]] = {}  # thread -> its last wakeup (time, target cpu)
         self.running: dict[int, int] = {}  # cpu -> thread (0: idle)
         self.since: dict[int, float] = {}
         self.idle: dict[int, list[tuple[float, float]]] = {}  # cpu -> its idle intervals
-        self.waits: list[tuple[str, float, float, int]] = []  # (node, runnable from, to, the cpu it queued on)
+        self.waits: list[tuple[str, float, float, int, str]] = []  # (node, runnable from, to, its queue's cpu, why)
         self.ran: dict[str, float] = {}
 
     def wake(self, t: float, tid: int, cpu: int) -> None:
         self.woke[tid] = (t, cpu)
         if tid in self.owner and tid not in self.running.values():
-            self.ready.setdefault(tid, (t, cpu))
+            self.ready.setdefault(tid, (t, cpu, "woken"))
 
     def switch(self, t: float, cpu: int, prev: int, state: str, nxt: int) -> None:
         current = self.running.get(cpu)
@@ -231,10 +232,10 @@ class _Replay:
         self.running[cpu], self.since[cpu] = nxt, t
         self.ready.pop(prev, None)  # it ran, whether or not its switch in was seen (a wakeup racing its sleep)
         if prev in self.owner and state.startswith("R"):  # preempted: still runnable
-            self.ready[prev] = (t, cpu)
+            self.ready[prev] = (t, cpu, "preempted")
         if nxt in self.ready:
-            since, queued_on = self.ready.pop(nxt)
-            self.waits.append((self.owner[nxt], since, t, queued_on))
+            since, queued_on, why = self.ready.pop(nxt)
+            self.waits.append((self.owner[nxt], since, t, queued_on, why))
 
     def _credit(self, tid: int, a: float, b: float) -> None:
         if (who := self.owner.get(tid)) is not None:
@@ -246,26 +247,32 @@ class _Replay:
             if tid == 0:
                 self.idle.setdefault(cpu, []).append((self.since[cpu], w1))
             self._credit(tid, self.since[cpu], w1)
-        for tid, (t, queued_on) in self.ready.items():  # still waiting when the trace ends
-            self.waits.append((self.owner[tid], t, w1, queued_on))
+        for tid, (t, queued_on, why) in self.ready.items():  # still waiting when the trace ends
+            self.waits.append((self.owner[tid], t, w1, queued_on, why))
         unions: dict[frozenset[int], tuple[np.ndarray, np.ndarray]] = {}  # cpus -> when one of them idled
         by_node: dict[str, float] = {}
+        by_cause = {"woken": 0.0, "preempted": 0.0}
+        by_cause_idle = {"woken": 0.0, "preempted": 0.0}
         total = while_idle = 0.0
-        for name, a, b, queued_on in self.waits:
+        for name, a, b, queued_on, why in self.waits:
             a, b = max(a, w0), min(b, w1)
             if b <= a:
                 continue
             by_node[name] = by_node.get(name, 0.0) + (b - a)
+            by_cause[why] += b - a
             total += b - a
             # beside an idle core it may run on, other than the one it is queued on (a thread woken onto an idle
             # core waits there only for its wake-up)
             cpus = frozenset(c for c in self.idle if c != queued_on and (name not in allowed or c in allowed[name]))
             if cpus not in unions:
                 unions[cpus] = _merged([iv for c in cpus for iv in self.idle[c]])
-            while_idle += _overlap(unions[cpus], a, b)
+            beside = _overlap(unions[cpus], a, b)
+            while_idle += beside
+            by_cause_idle[why] += beside
         return SchedWaits(window_s=w1 - w0, runnable_wait_s=total, idle_core_wait_s=while_idle,
                           by_node_wait_s={k: by_node[k] for k in sorted(by_node)},
-                          by_node_cpu_s={k: self.ran[k] for k in sorted(self.ran)})  # fmt: skip
+                          by_node_cpu_s={k: self.ran[k] for k in sorted(self.ran)},
+                          by_cause_wait_s=by_cause, by_cause_idle_core_wait_s=by_cause_idle)  # fmt: skip
 
 
 def _overlap(merged: tuple[np.ndarray, np.ndarray], a: float, b: float) -> float:

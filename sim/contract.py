@@ -461,6 +461,10 @@ class SchedWaits(_Model):
     idle_core_wait_s: float
     by_node_wait_s: dict[str, float] = Field(default_factory=dict)
     by_node_cpu_s: dict[str, float] = Field(default_factory=dict)  # CPU each node's threads ran for in the window
+    # the waits by how they began: "woken" (a wake-up queued the thread) or "preempted" (taken off its core,
+    # still runnable); in all, and the part beside an idle core (empty in runs recorded before the split)
+    by_cause_wait_s: dict[str, float] = Field(default_factory=dict)
+    by_cause_idle_core_wait_s: dict[str, float] = Field(default_factory=dict)
 
     @property
     def runnable_wait_per_s(self) -> float:
@@ -517,8 +521,11 @@ class MachineLoad(_Model):
         sched = ""
         if self.sched is not None and self.sched.window_s > 0:
             w = self.sched
+            woken, preempted = (w.by_cause_idle_core_wait_s.get(k, 0.0) / w.window_s for k in ("woken", "preempted"))
+            split = f" ({woken:.2f} after a wake-up, {preempted:.2f} after a preemption)"
+            split = split if w.by_cause_idle_core_wait_s else ""
             sched = (f"; the twin's threads waited for a core {w.runnable_wait_per_s:.2f} s per s of rounds, "
-                     f"{w.idle_core_wait_per_s:.2f} s while a core was idle (scheduler trace)")  # fmt: skip
+                     f"{w.idle_core_wait_per_s:.2f} s while a core was idle{split} (scheduler trace)")  # fmt: skip
         return (f"machine {state}: other processes used {self.foreign_cpu_cores:.2f} of {self.cores} cores, "
                 f"steal {self.steal_fraction:.1%}, load average {self.loadavg_1m_start} at start"
                 f"{speed}{energy}{sched}")  # fmt: skip

@@ -40,6 +40,9 @@ def test_waits_count_runnable_time_and_the_part_while_a_core_idled():
     assert w is not None
     assert w.runnable_wait_s == pytest.approx(0.25) and w.by_node_wait_s == {"a": pytest.approx(0.25)}
     assert w.idle_core_wait_s == pytest.approx(0.15 + 0.05)
+    # by how each wait began: 101's after a wake-up, 100's after a preemption
+    assert w.by_cause_wait_s == {"woken": pytest.approx(0.2), "preempted": pytest.approx(0.05)}
+    assert w.by_cause_idle_core_wait_s == {"woken": pytest.approx(0.15), "preempted": pytest.approx(0.05)}
     # node a ran: 100 on CPU 0 10.1-10.4 and on CPU 1 from 10.45 (to the window's end), 101 on CPU 0 10.4-10.7
     assert w.by_node_cpu_s == {"a": pytest.approx(0.3 + 0.55 + 0.3)}
     clipped = schedtrace.waits(LINES, {"a": 100}, (10.3, 10.42))  # only what lies in the rounds' window
@@ -60,6 +63,7 @@ def test_a_wakeup_on_an_idle_cpu_whose_switch_in_was_not_traced_ran_from_the_wak
     assert w is not None
     assert w.runnable_wait_s == pytest.approx(0.1 + 0.3)  # 101 at 10.6-10.7; 100 preempted at 10.7 (to 11.0)
     assert w.idle_core_wait_s == pytest.approx(0.1 + 0.3)  # cpu 1 idle 10.1-10.3 and from 10.5
+    assert w.by_cause_idle_core_wait_s == {"woken": pytest.approx(0.1), "preempted": pytest.approx(0.3)}
     assert w.by_node_cpu_s == {"a": pytest.approx(0.6 + 0.2 + 0.3)}  # 100 10.1-10.7, 101 10.3-10.5, 10.7-11.0
 
 
@@ -67,7 +71,9 @@ def test_a_machine_load_says_what_the_scheduler_made_the_twin_wait():
     waited = schedtrace.SchedWaits(window_s=2.0, runnable_wait_s=1.0, idle_core_wait_s=0.4)
     load = MachineLoad(cores=2, loadavg_1m_start=0.1, loadavg_1m_end=0.1, twin_cpu_cores=1.0, foreign_cpu_cores=0.0,
                        steal_fraction=0.0, quiet=True, sched=waited)  # fmt: skip
-    assert "waited for a core 0.50 s per s of rounds, 0.20 s while a core was idle" in load.describe()
+    assert "waited for a core 0.50 s per s of rounds, 0.20 s while a core was idle (scheduler" in load.describe()
+    waited.by_cause_idle_core_wait_s = {"woken": 0.1, "preempted": 0.3}  # a run that recorded the split says it
+    assert "0.20 s while a core was idle (0.05 after a wake-up, 0.15 after a preemption)" in load.describe()
 
 
 REAL = """\
