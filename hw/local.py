@@ -62,6 +62,7 @@ def pin_cpus(s: Scenario) -> dict[str, list[int]]:
     return out
 
 
+SCHED_TRACE = "sched_trace.txt.gz"  # the run's scheduler events, kept for a later analysis (hw/schedtrace.py)
 LISTEN_PORT_MIN = 20000
 PORT_DRAWS = 1000
 
@@ -297,7 +298,8 @@ def run_local(
         codes = children.stop()
         retransmissions = addressing.retransmissions()
         addressing.stop()
-        machine_load = load.stop(rounds_window(out, s, epoch), {n: p.pid for n, p in children.procs.items()}, allowed)
+        pids = {n: p.pid for n, p in children.procs.items()}
+        machine_load = load.stop(rounds_window(out, s, epoch), pids, allowed, keep_trace=out / SCHED_TRACE)
         try:
             recover_journals(out)  # the finished rounds of nodes that were killed
             extra = {"backend": backend, "mode": mode, "seed": seed, "retransmissions": retransmissions,

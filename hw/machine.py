@@ -17,7 +17,7 @@ import os
 import time
 from pathlib import Path
 
-from hw.schedtrace import SchedTrace, waits
+from hw.schedtrace import SchedTrace, keep, waits
 from hw.speed import SpeedProbe
 from sim.contract import MachineLoad
 
@@ -97,14 +97,17 @@ class LoadMonitor:
         return self
 
     def stop(self, window: tuple[float, float] | None = None, nodes: dict[str, int] | None = None,
-             allowed: dict[str, set[int]] | None = None) -> MachineLoad:  # fmt: skip
+             allowed: dict[str, set[int]] | None = None, keep_trace: Path | None = None) -> MachineLoad:  # fmt: skip
         """``window``: the measured part of the run (monotonic seconds), which the speed probe and the scheduler
         trace summarise; ``nodes``: the twin's processes {node: pid}, whose threads' waits for a core count;
-        ``allowed``: the CPUs a node is pinned to, where it is."""
+        ``allowed``: the CPUs a node is pinned to, where it is; ``keep_trace``: a file to keep the scheduler's
+        events in, gzipped, for a later analysis (``hw.schedtrace.read_kept``)."""
         speed = self.probe.stop(window)
         sched = None
         if self.trace is not None:
             text = self.trace.stop()
+            if text is not None and keep_trace is not None:
+                keep(text, window, nodes or {}, keep_trace)
             if text is not None and window is not None and nodes:
                 sched = waits(text, {**nodes, "runner": os.getpid()}, window, allowed)
         wall_s = max(1e-9, time.monotonic() - self.wall0)

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gzip
+import json
 import logging
 import os
 import re
@@ -166,6 +168,32 @@ def waits(text: str, nodes: dict[str, int], window: tuple[float, float],
         return None
     events.sort(key=lambda e: e[0])  # stable: the kernel's order within an instant (microseconds)
     return _measure(events, _owners(parent, nodes), allowed or {}, w0, w1)
+
+
+KEPT_HEADER = "# pqtwin sched trace "
+
+
+def keep(text: str, window: tuple[float, float] | None, nodes: dict[str, int], path: Path) -> None:
+    """Keep a run's trace in ``path``, gzipped: a header line with its rounds' window and the nodes' processes
+    (``waits``' other arguments; the run's own process is ``runner``), then the kernel's lines as read."""
+    header = json.dumps({"window": window, "nodes": {**nodes, "runner": os.getpid()}})
+    tmp = path.with_name(path.name + ".tmp")
+    with gzip.open(tmp, "wt", compresslevel=6) as f:
+        f.write(f"{KEPT_HEADER}{header}\n")
+        f.write(text)
+    tmp.replace(path)
+
+
+def read_kept(path: Path) -> tuple[str, tuple[float, float] | None, dict[str, int]]:
+    """A kept trace: (its text, the rounds' window, the nodes' processes), as ``waits`` takes them."""
+    with gzip.open(path, "rt") as f:
+        first = f.readline()
+        text = f.read()
+    if not first.startswith(KEPT_HEADER):
+        raise ValueError(f"{path}: not a kept scheduler trace")
+    meta = json.loads(first[len(KEPT_HEADER) :])
+    window = (float(meta["window"][0]), float(meta["window"][1])) if meta["window"] is not None else None
+    return text, window, {str(k): int(v) for k, v in meta["nodes"].items()}
 
 
 def _owners(parent: dict[int, int], nodes: dict[str, int]) -> dict[int, str]:

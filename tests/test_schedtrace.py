@@ -148,3 +148,20 @@ def test_the_kernel_trace_sees_three_spinners_share_one_cpu():
     assert w is not None and set(w.by_node_wait_s) == {"spin0", "spin1", "spin2"}
     assert 0.8 < w.runnable_wait_s / w.window_s < 2.8  # ~2 of 3 waiting, whatever else runs here
     assert sum(w.by_node_cpu_s.values()) / w.window_s < 1.05  # they shared one cpu
+
+
+def test_a_kept_trace_reads_back_as_the_run_measured_it(tmp_path):
+    """A run keeps its trace gzipped with its rounds' window and nodes; read back, it gives the same waits. A file
+    that is no kept trace says so."""
+    path = tmp_path / "sched_trace.txt.gz"
+    schedtrace.keep(LINES, (10.0, 11.0), {"a": 100}, path)
+    text, window, nodes = schedtrace.read_kept(path)
+    assert window == (10.0, 11.0) and nodes == {"a": 100, "runner": os.getpid()}
+    assert schedtrace.waits(text, {"a": nodes["a"]}, window) == schedtrace.waits(LINES, {"a": 100}, (10.0, 11.0))
+    other = tmp_path / "other.gz"
+    import gzip
+
+    with gzip.open(other, "wt") as f:
+        f.write(LINES)
+    with pytest.raises(ValueError, match="not a kept scheduler trace"):
+        schedtrace.read_kept(other)
