@@ -133,14 +133,20 @@ def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[S
         "quiet": bool(loads) and all(ld.quiet for ld in loads), "quiet_runs": sum(ld.quiet for ld in loads),
         "speed_vs_calibration": float(np.median(speeds)) if speeds else None,
         "idle_core_wait_per_s": _idle_core_wait(loads),
+        "idle_core_wait_after_preemption_per_s": _idle_core_wait(loads, "preempted"),
         "machine_load": [ld.model_dump() for ld in loads],
     }  # fmt: skip
 
 
-def _idle_core_wait(loads: list[Any]) -> float | None:
+def _idle_core_wait(loads: list[Any], cause: str | None = None) -> float | None:
     """Seconds per second of rounds the twin's threads waited for a core while one was idle (median over the
-    traced runs; hw/schedtrace.py), None where not traced."""
-    per = [ld.sched.idle_core_wait_per_s for ld in loads if ld.sched is not None and ld.sched.window_s > 0]
+    traced runs; hw/schedtrace.py), or the part of it that began with ``cause`` ("preempted", "woken"), None
+    where not traced (or not split)."""
+    traced = [ld.sched for ld in loads if ld.sched is not None and ld.sched.window_s > 0]
+    if cause is None:
+        per = [w.idle_core_wait_per_s for w in traced]
+    else:
+        per = [w.by_cause_idle_core_wait_s[cause] / w.window_s for w in traced if cause in w.by_cause_idle_core_wait_s]
     return float(np.median(per)) if per else None
 
 
@@ -185,6 +191,8 @@ def print_table(cells: list[dict[str, Any]], reds: list[dict[str, Any]]) -> None
             quiet += f", cores x{c['speed_vs_calibration']:.2f}"
         if c.get("idle_core_wait_per_s") is not None:
             quiet += f", waited {c['idle_core_wait_per_s']:.2f} s/s beside an idle core"
+            if c.get("idle_core_wait_after_preemption_per_s") is not None:
+                quiet += f" ({c['idle_core_wait_after_preemption_per_s']:.2f} after a preemption)"
         print(f"{c['layout']:17s} {c['mode']:11s} {c['suite']:10s} {c['model_parameters']:9d} {_ms(c['sim_p50_s'])} "
               f"{_ms(c['hw_p50_s'])} {ci:>24s} {_ms(c['sim_p95_s'])} {_ms(c['hw_p95_s'])} "
               f"{c['error_p95_pct']:+7.1f}% {_pct(c['error_p50_adjusted_pct']):>9s}  {quiet}")  # fmt: skip
