@@ -13,6 +13,7 @@ monitor also runs ``hw.speed.SpeedProbe``: a quiet run's cores were steady (prob
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -20,6 +21,8 @@ from pathlib import Path
 from hw.schedtrace import SchedTrace, keep, waits
 from hw.speed import SpeedProbe
 from sim.contract import MachineLoad
+
+log = logging.getLogger(__name__)
 
 QUIET_FOREIGN_CORES = 0.15
 QUIET_STEAL = 0.05
@@ -107,7 +110,10 @@ class LoadMonitor:
         if self.trace is not None:
             text = self.trace.stop()
             if text is not None and keep_trace is not None:
-                keep(text, window, nodes or {}, keep_trace)
+                try:
+                    keep(text, window, nodes or {}, keep_trace)
+                except OSError as exc:  # only for a later analysis: the run's results come first
+                    log.warning("could not keep the scheduler trace in %s: %s", keep_trace, exc)
             if text is not None and window is not None and nodes:
                 sched = waits(text, {**nodes, "runner": os.getpid()}, window, allowed)
         wall_s = max(1e-9, time.monotonic() - self.wall0)

@@ -178,10 +178,13 @@ def keep(text: str, window: tuple[float, float] | None, nodes: dict[str, int], p
     (``waits``' other arguments; the run's own process is ``runner``), then the kernel's lines as read."""
     header = json.dumps({"window": window, "nodes": {**nodes, "runner": os.getpid()}})
     tmp = path.with_name(path.name + ".tmp")
-    with gzip.open(tmp, "wt", compresslevel=6) as f:
-        f.write(f"{KEPT_HEADER}{header}\n")
-        f.write(text)
-    tmp.replace(path)
+    try:
+        with gzip.open(tmp, "wt", compresslevel=6) as f:
+            f.write(f"{KEPT_HEADER}{header}\n")
+            f.write(text)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a write that failed (a full disk) leaves no half file
 
 
 def read_kept(path: Path) -> tuple[str, tuple[float, float] | None, dict[str, int]]:

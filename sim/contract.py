@@ -521,9 +521,10 @@ class MachineLoad(_Model):
         sched = ""
         if self.sched is not None and self.sched.window_s > 0:
             w = self.sched
-            woken, preempted = (w.by_cause_idle_core_wait_s.get(k, 0.0) / w.window_s for k in ("woken", "preempted"))
-            split = f" ({woken:.2f} after a wake-up, {preempted:.2f} after a preemption)"
-            split = split if w.by_cause_idle_core_wait_s else ""
+            split = ""
+            if causes := w.by_cause_idle_core_wait_s:  # (runs recorded before the split have none)
+                woken, preempted = (causes.get(k, 0.0) / w.window_s for k in ("woken", "preempted"))
+                split = f" ({woken:.2f} after a wake-up, {preempted:.2f} after a preemption)"
             sched = (f"; the twin's threads waited for a core {w.runnable_wait_per_s:.2f} s per s of rounds, "
                      f"{w.idle_core_wait_per_s:.2f} s while a core was idle{split} (scheduler trace)")  # fmt: skip
         return (f"machine {state}: other processes used {self.foreign_cpu_cores:.2f} of {self.cores} cores, "

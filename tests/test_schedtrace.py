@@ -165,3 +165,27 @@ def test_a_kept_trace_reads_back_as_the_run_measured_it(tmp_path):
         f.write(LINES)
     with pytest.raises(ValueError, match="not a kept scheduler trace"):
         schedtrace.read_kept(other)
+
+
+def test_a_trace_that_cannot_be_kept_leaves_no_half_file_and_the_run_its_results(tmp_path):
+    """Keeping the trace is for a later analysis: where it cannot be written (a full disk; here a directory that
+    is not there, or a read-only one) no partial file is left, and a run's machine load is still measured."""
+    from hw.machine import LoadMonitor
+
+    with pytest.raises(OSError):
+        schedtrace.keep(LINES, (10.0, 11.0), {"a": 100}, tmp_path / "missing" / "t.gz")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if os.access(ro, os.W_OK):  # root writes anywhere: a full disk is what this stands for
+            (ro / "t.gz.tmp").mkdir()  # the temporary name taken: the write fails the same way
+        with pytest.raises(OSError):
+            schedtrace.keep(LINES, (10.0, 11.0), {"a": 100}, ro / "t.gz")
+        assert not (ro / "t.gz").exists()
+        monitor = LoadMonitor().start()
+        load = monitor.stop((time.monotonic() - 0.1, time.monotonic()), {"a": os.getpid()},
+                            keep_trace=tmp_path / "missing" / "t.gz")  # fmt: skip
+        assert load.cores >= 1 and not (tmp_path / "missing").exists()
+    finally:
+        ro.chmod(0o700)
