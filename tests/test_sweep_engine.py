@@ -142,8 +142,9 @@ def _wait_for_points(out: Path, n: int, proc: subprocess.Popen[str], timeout_s: 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
 def test_a_stopped_sweep_leaves_whole_files_and_resumes_to_the_same_result(tmp_path, sig):
-    # points long enough that the first write (after FLUSH_S) cannot hold them all, however fast the machine
-    sweep = sweep_file(tmp_path, points=12, rounds=12)
+    # points long enough that the first write (after FLUSH_S) cannot hold them all: 2.9 s on our machines (3 points
+    # in the first write); at 12 rounds (1.1 s) a faster machine finished all 12 before its first write (stop 22 CI)
+    sweep = sweep_file(tmp_path, points=12, rounds=60)
     out = tmp_path / "cut"
     proc = _start(sweep, out)
     _wait_for_points(out, 2, proc)
