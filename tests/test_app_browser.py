@@ -55,6 +55,7 @@ IDLE_CPU_S = 0.2  # of CPU time the server's process tree may use in one second 
 # ...within this long after Stop: the page's rerun after Stop takes ~0.3 s of CPU, spread over two windows
 # when another test loads the machine; a simulation left running would use a core or two the whole time
 IDLE_WITHIN_S = 5.0
+QUIET_BEFORE_WINDOWS = 15  # 1 s windows the server's tree may take to go idle before the Stop test starts its run
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 WIDTHS = (1280, 1600, 1920)
 CLIPPABLE = ", ".join((  # metric values, labels and deltas; multiselect chips (BaseWeb's, or react-aria's since 1.5x)
@@ -533,6 +534,11 @@ def test_stop_and_a_closed_tab_end_the_background_run(app, capsys):
         # runs of the module's earlier tests end when their tabs close (within 3 s, below): the tree's CPU is this one's
         left = sim_children(server)
         assert gone_within(left, 3 * STOP_WITHIN_S) is not None, f"earlier tests' runs {left} still run"
+        # ...and their pages' script runs: a closed tab's rerun ends at its next Streamlit call, not at once
+        before = [cpu_over(server)]
+        while before[-1] >= IDLE_CPU_S and len(before) < QUIET_BEFORE_WINDOWS:
+            before.append(cpu_over(server))
+        assert before[-1] < IDLE_CPU_S, f"the server's tree is busy before the run: {before}; {who_was_busy(server)}"
         child, estimate_s = start_long_run(app, page)
         busy = cpu_over(server)  # the measurement sees a running simulation
         assert busy > IDLE_CPU_S, f"the server's tree used only {busy:.2f} s of CPU in 1 s while simulating"
