@@ -125,6 +125,26 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path):
     assert r.stderr.count("\n") == 1 and "--scheduler tcp://127.0.0.1:" in r.stderr and "cannot connect" in r.stderr
 
 
+LOUD_WORKER = """
+import logging
+from sim.sweep import engine
+def shout():
+    logging.getLogger("distributed.worker").error("WORKER-SHOUTS")  # as its lost heartbeat does, at any time
+    return 1
+with engine.client(None, 1) as c:
+    assert c.submit(shout).result() == 1
+print("done")
+"""
+
+
+def test_local_workers_log_nothing_to_the_terminal():
+    """A local worker's own error log (its heartbeat lost while it simulates, when Ctrl-C stops the sweep) is
+    not printed: the sweep says what happened in its own line."""
+    r = subprocess.run([sys.executable, "-c", LOUD_WORKER], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "done", r.stderr
+    assert "WORKER-SHOUTS" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
 def _start(sweep: Path, out: Path) -> subprocess.Popen[str]:
     cmd = [*PQTWIN, "sweep", str(sweep), "--out", str(out), "--workers", "1"]
     return subprocess.Popen(

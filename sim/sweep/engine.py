@@ -85,10 +85,10 @@ def client(scheduler: str | None, workers: int) -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
     if scheduler is None:
-        with _workers_ignore_sigint(), dask.config.set(QUIET_WORKERS):
+        with _workers_ignore_sigint(), dask.config.set({**QUIET_WORKERS, **_silent_workers(dask)}):
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                                   silence_logs=logging.ERROR)  # fmt: skip
-        with cluster, Client(cluster) as c:
+                                   silence_logs=logging.CRITICAL)  # fmt: skip
+        with _quiet("distributed"), cluster, Client(cluster) as c:
             yield c
         return
     try:
@@ -104,6 +104,27 @@ def client(scheduler: str | None, workers: int) -> Iterator[Any]:
         yield c
     finally:
         c.close()
+
+
+def _silent_workers(dask: Any) -> dict[str, Any]:
+    """Local workers log nothing of their own, from their start to their end: a point's failure is the sweep's row
+    and line, and a worker busy in a long point when the sweep stops (Ctrl-C) would log its lost scheduler's
+    heartbeat with a traceback, after the handlers ``silence_logs`` quiets are restored. Set in the environment
+    the nanny spawns them with (``distributed`` sets its loggers' levels from it when it is imported)."""
+    key = "distributed.nanny.pre-spawn-environ"
+    return {key: {**dask.config.get(key, {}), "DASK_LOGGING__DISTRIBUTED": "critical"}}
+
+
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """This process's ``name`` logger silent meanwhile (the local scheduler's shutdown logs too)."""
+    log = logging.getLogger(name)
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 @contextlib.contextmanager
