@@ -120,6 +120,7 @@ def run_cmd(
 ) -> None:
     """Run a sweep's points (those not already in --out) on Dask; Ctrl-C stops it, rerunning resumes it."""
     from sim.cost import duration
+    from sim.errors import UserError
     from sim.sweep import engine, store
 
     engine.check_workers(scheduler, workers)  # before anything is planned or written
@@ -143,6 +144,11 @@ def run_cmd(
     with _writing(out):
         df = store.consolidate(out)
     _summary(report, out, len(df))
+    if report.lost:  # the engine went away under the sweep: nothing of its points is lost, nothing is failed
+        engine_name = f"--scheduler {scheduler}" if scheduler else "the local Dask cluster"
+        raise UserError(f"{engine_name}: {report.lost} after {report.already + report.done} of "
+                        f"{report.total} points; the points that finished are in {out}/; rerun the same command "
+                        "to resume")  # fmt: skip
 
 
 class _LazyBar:
@@ -161,6 +167,8 @@ class _LazyBar:
             self.bar.stop()
 
     def update(self, done: int, total: int, failed: int) -> None:
+        if not STDERR.is_terminal:  # a log file or a pipe gets the sweep's lines, not a bar's (a stray newline)
+            return
         if self.bar is None:
             self.bar = _bar()
             self.bar.start()

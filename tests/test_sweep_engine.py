@@ -3,6 +3,7 @@ moment resumes to the same result, Ctrl-C cancels every task, a failed point is 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -82,29 +83,45 @@ def test_rows_are_the_same_in_any_worker_count_and_are_pqtwin_sims_replications(
     assert row["seed"] == 11 and row["mode"] == p3["values"]["mode"]
 
 
-@pytest.fixture
-def dask_cluster(tmp_path):
-    """A real `dask scheduler` and two `dask worker` processes on 127.0.0.1 (one thread each)."""
+def _dask(tmp_path: Path, workers: int) -> tuple[str, list[subprocess.Popen[bytes]]]:
+    """A real `dask scheduler` and ``workers`` `dask worker` processes on 127.0.0.1 (one thread each), each leading
+    its own process group; (address, processes), the scheduler first."""
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     dask = str(Path(sys.executable).parent / "dask")
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "start_new_session": True}
     procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
                               **quiet)]  # fmt: skip
-    for _ in range(2):
+    for _ in range(workers):
         procs.append(subprocess.Popen([dask, "worker", address, "--nthreads", "1", "--no-dashboard",
                                        "--local-directory", str(tmp_path / "dask")], **quiet))  # fmt: skip
     from distributed import Client
 
     try:
         with Client(address, timeout=30) as c:
-            c.wait_for_workers(2, timeout=60)
+            c.wait_for_workers(workers, timeout=60)
+    except BaseException:
+        _stop(procs)
+        raise
+    return address, procs
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGTERM)
+    for p in procs:
+        p.wait(timeout=30)
+
+
+@pytest.fixture
+def dask_cluster(tmp_path):
+    """A real `dask scheduler` and two `dask worker` processes on 127.0.0.1 (one thread each)."""
+    address, procs = _dask(tmp_path, 2)
+    try:
         yield address
     finally:
-        for p in procs:
-            os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            p.wait(timeout=30)
+        _stop(procs)
 
 
 def test_a_remote_scheduler_gives_the_same_rows(tmp_path, dask_cluster):
@@ -145,8 +162,8 @@ def test_local_workers_log_nothing_to_the_terminal():
     assert "WORKER-SHOUTS" not in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
-def _start(sweep: Path, out: Path) -> subprocess.Popen[str]:
-    cmd = [*PQTWIN, "sweep", str(sweep), "--out", str(out), "--workers", "1"]
+def _start(sweep: Path, out: Path, *engine: str) -> subprocess.Popen[str]:
+    cmd = [*PQTWIN, "sweep", str(sweep), "--out", str(out), *(engine or ("--workers", "1"))]
     return subprocess.Popen(
         cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
@@ -191,6 +208,51 @@ def test_a_stopped_sweep_leaves_whole_files_and_resumes_to_the_same_result(tmp_p
     fresh = tmp_path / "fresh"
     assert cli("sweep", str(sweep), "--out", str(fresh), "--workers", "2").returncode == 0
     pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), pd.read_parquet(fresh / "results.parquet"))
+
+
+def test_a_lost_scheduler_ends_the_sweep_in_one_line_and_loses_no_point(tmp_path):
+    """The remote scheduler dies mid-sweep: one line says so (no Dask log, no traceback), exit 2; the points that
+    finished are kept, the others are not recorded as failed, and rerunning resumes them."""
+    address, procs = _dask(tmp_path, 1)
+    try:
+        sweep = sweep_file(tmp_path, points=12, rounds=60)
+        out = tmp_path / "cut"
+        proc = _start(sweep, out, "--scheduler", address)
+        _wait_for_points(out, 2, proc)
+        os.killpg(procs[0].pid, signal.SIGKILL)  # the scheduler, with no goodbye
+        _, err = proc.communicate(timeout=120)
+    finally:
+        _stop(procs)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert proc.returncode == 2, err
+    assert len(lines) == 1 and f"--scheduler {address}: lost the connection to the scheduler" in lines[0], err
+    assert "rerun the same command to resume" in lines[0]
+    done = store.finished(out)
+    assert 2 <= len(done) < 12
+    assert store.consolidate(out)["error"].isna().all()  # none of the points it was running counts as failed
+    r = cli("sweep", str(sweep), "--out", str(out), "--workers", "2")
+    assert r.returncode == 0, r.stderr
+    assert f"resumed: {len(done)} of 12 points were already done" in r.stdout
+    assert f"ran {12 - len(done)} points" in r.stdout
+
+
+def test_a_scheduler_left_without_workers_ends_the_sweep_in_one_line(tmp_path):
+    """The remote cluster's only worker dies mid-sweep: the sweep does not wait for ever; after
+    ``engine.WORKER_WAIT_S`` without a worker it ends in one line, exit 2, keeping what finished."""
+    address, procs = _dask(tmp_path, 1)
+    try:
+        sweep = sweep_file(tmp_path, points=12, rounds=60)
+        out = tmp_path / "cut"
+        proc = _start(sweep, out, "--scheduler", address)
+        _wait_for_points(out, 2, proc)
+        os.killpg(procs[1].pid, signal.SIGKILL)  # the worker (its nanny-less process): the scheduler stays
+        _, err = proc.communicate(timeout=engine.WORKER_WAIT_S + 60)
+    finally:
+        _stop(procs)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert proc.returncode == 2, err
+    assert len(lines) == 1 and f"no worker left on the scheduler for {engine.WORKER_WAIT_S:.0f} s" in lines[0], err
+    assert 2 <= len(store.finished(out)) < 12 and store.consolidate(out)["error"].isna().all()
 
 
 def test_a_crashed_point_is_recorded_does_not_stop_the_sweep_and_runs_again_on_resume(tmp_path):

@@ -8,7 +8,10 @@ files: a task carries its validated scenario with the profiles that price it.
 Stopping: Ctrl-C (KeyboardInterrupt) or ``should_stop()`` returning true cancels every task still queued or
 running (a local cluster's worker processes are shut down with it); what finished is on disk, whole.
 A worker lost while running a task (killed, out of memory) makes Dask retry it elsewhere; the points of a task
-that keeps killing workers are recorded as crashed and run again when the sweep is resumed.
+that keeps killing workers are recorded as crashed and run again when the sweep is resumed. Losing the engine
+itself (the scheduler gone, or no worker left on it for WORKER_WAIT_S) ends the run with ``Report.lost``: the
+points it was running are not recorded at all, so a rerun resumes them. Dask's own logs stay off the terminal
+(``_mute_dask_logs``): the sweep says what happened in its own lines.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ CHUNK_EST_S = 0.5  # estimated simulation per Dask task (estimates run 1.3-3.6x 
 WORKERS_PER_CORE = 4
 CONNECT_TIMEOUT_S = 10.0
 WORKER_WAIT_S = 30.0
+RESULT_WAIT_S = 5.0  # a finished task's result, fetched from its worker (longer: that worker died)
 
 
 @dataclass
@@ -56,6 +60,7 @@ class Report:
     done: int = 0  # finished in this run
     failed: list[tuple[int, str]] = field(default_factory=list)  # (point, one-line error), input and crash
     stopped: bool = False
+    lost: str | None = None  # why the sweep lost its engine (a remote scheduler gone): its points stay unfinished
     workers: int = 0
     engine_s: float = 0.0  # starting the cluster or connecting to the scheduler
     wall_s: float = 0.0  # submitting to the last result written
@@ -84,13 +89,20 @@ def client(scheduler: str | None, workers: int) -> Iterator[Any]:
     import dask
     from distributed import Client, LocalCluster
 
+    _mute_dask_logs()
     if scheduler is None:
         with _workers_ignore_sigint(), dask.config.set({**QUIET_WORKERS, **_silent_workers(dask)}):
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                                    silence_logs=logging.CRITICAL)  # fmt: skip
-        with _quiet("distributed"), cluster, Client(cluster) as c:
+        with cluster, Client(cluster) as c:
             yield c
         return
+    yield from _remote(scheduler)
+
+
+def _remote(scheduler: str) -> Iterator[Any]:
+    from distributed import Client
+
     try:
         c = Client(scheduler, timeout=CONNECT_TIMEOUT_S)
     except (OSError, TimeoutError, ValueError, TypeError) as exc:
@@ -115,16 +127,18 @@ def _silent_workers(dask: Any) -> dict[str, Any]:
     return {key: {**dask.config.get(key, {}), "DASK_LOGGING__DISTRIBUTED": "critical"}}
 
 
-@contextlib.contextmanager
-def _quiet(name: str) -> Iterator[None]:
-    """This process's ``name`` logger silent meanwhile (the local scheduler's shutdown logs too)."""
-    log = logging.getLogger(name)
-    level = log.level
-    log.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        log.setLevel(level)
+def _mute_dask_logs() -> None:
+    """Dask's loggers in this process say nothing from now on: what a sweep met is its own lines (a point's error,
+    a lost scheduler: ``Report.lost``). For the process's remainder, not a block: a closed client still logs
+    its cancelled reconnection from its own thread after ``close`` returns. (``distributed`` gives some loggers
+    levels and handlers of their own, so each is muted, not only their parent.)"""
+    for name, log in list(logging.root.manager.loggerDict.items()):
+        if isinstance(log, logging.Logger) and (name == "distributed" or name.startswith("distributed.")):
+            log.setLevel(logging.CRITICAL)
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
+    # and Dask's event loop's leftovers: a result fetch given up after RESULT_WAIT_S ends when the client closes,
+    # which asyncio reports as "Task exception was never retrieved" (this process's loops are Dask's)
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
 
 
 @contextlib.contextmanager
@@ -189,23 +203,66 @@ def _gather(c: Any, todo: list[Task], out: Path, report: Report, progress: Progr
                         priority=sum(t.priority for t in g)): g for g in groups}  # fmt: skip
     pending = as_completed(list(futures))
     batch = _Batch(out, report)
+    alone = _Workerless(c)
     try:
-        while not pending.is_empty():
+        while not pending.is_empty() and report.lost is None:
             if should_stop is not None and should_stop():
                 report.stopped = True
                 break
             batch.flush_if_due()
             if not pending.has_ready():
+                report.lost = alone.lost()
                 time.sleep(POLL_S)
                 continue
-            for fut in pending.next_batch(block=False):
-                for task, outcome in zip(futures[fut], _outcomes(fut, futures[fut]), strict=True):
-                    batch.add(task, outcome)
+            _collect(pending, futures, batch, alone, report)
             if progress:
                 progress(report.already + report.done + len(report.failed), report.total, len(report.failed))
     finally:
-        c.cancel([f for f in futures if not f.done()], force=True)
+        if c.status == "running":
+            c.cancel([f for f in futures if not f.done()], force=True)
         batch.flush()  # what finished, whatever stopped the sweep
+
+
+def _collect(pending: Any, futures: dict[Any, list[Task]], batch: _Batch, alone: _Workerless, report: Report) -> None:
+    """The finished tasks' points into ``batch``; ``report.lost`` set (and the rest left) if the engine went away."""
+    for fut in pending.next_batch(block=False):
+        try:
+            outcomes = _outcomes(fut, futures[fut])
+        except _Again:  # its result is being computed again: it comes back with the others
+            pending.add(fut)
+            report.lost = alone.lost()  # (unless no worker is left to compute it)
+        except _EngineLost:  # not the points' doing: they stay unfinished, for a rerun to resume
+            report.lost = "lost the connection to the scheduler"
+        else:
+            for task, outcome in zip(futures[fut], outcomes, strict=True):
+                batch.add(task, outcome)
+        if report.lost is not None:
+            return
+
+
+class _Workerless:
+    """Whether the scheduler has had no worker for WORKER_WAIT_S (a remote cluster's workers all gone: its tasks
+    would wait for ever); asked at most every CHECK_S."""
+
+    CHECK_S = 1.0
+
+    def __init__(self, c: Any):
+        self.c, self.checked = c, time.monotonic()
+        self.since: float | None = None  # when the scheduler was first seen with no worker
+
+    def lost(self) -> str | None:
+        now = time.monotonic()
+        if now - self.checked < self.CHECK_S:
+            return None
+        self.checked = now
+        try:
+            workers = len(self.c.scheduler_info(n_workers=-1)["workers"])
+        except Exception:  # the scheduler itself is gone: its cancelled futures say so (``Report.lost``)
+            return None
+        self.since = None if workers else (self.since or now)
+        if self.since is not None and now - self.since >= WORKER_WAIT_S:
+            return f"no worker left on the scheduler for {WORKER_WAIT_S:.0f} s"
+        return None
 
 
 class _Batch:
@@ -264,9 +321,29 @@ def run_points(group: list[Task]) -> list[Outcome]:
     return [run_point(t) for t in group]
 
 
+class _EngineLost(Exception):
+    """A task's result could not be had for a reason of the engine's (its scheduler gone), not of its points."""
+
+
+class _Again(Exception):
+    """A finished task's result did not come within RESULT_WAIT_S: the worker holding it died, and Dask computes
+    it again (on a worker, when there is one: ``_Workerless`` watches for none)."""
+
+
 def _outcomes(fut: Any, group: list[Task]) -> list[Outcome]:
+    """The points' outcomes (``run_point`` turns whatever a point raises into its row); a task that took its
+    worker down more often than Dask's allowed failures is its points' crash; a cancelled task or a connection
+    that broke while its result came back is the engine's loss (``_EngineLost``)."""
+    from concurrent.futures import CancelledError
+
+    from distributed import KilledWorker
+
     try:
-        result: list[Outcome] = fut.result()
-    except Exception as exc:  # the worker died under it more than Dask's allowed-failures, or it was cancelled
+        result: list[Outcome] = fut.result(timeout=RESULT_WAIT_S)
+    except TimeoutError as exc:  # (not for ever: with no worker left, that wait would never end)
+        raise _Again(str(exc)) from exc
+    except (CancelledError, OSError) as exc:  # CommClosedError is an OSError
+        raise _EngineLost(str(exc)) from exc
+    except (KilledWorker, Exception) as exc:
         return [failed(t, f"{type(exc).__name__}: {shorten(str(exc), 200)}", "crash") for t in group]
     return result
