@@ -210,22 +210,29 @@ def test_a_stopped_sweep_leaves_whole_files_and_resumes_to_the_same_result(tmp_p
     pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), pd.read_parquet(fresh / "results.parquet"))
 
 
-def test_a_lost_scheduler_ends_the_sweep_in_one_line_and_loses_no_point(tmp_path):
-    """The remote scheduler dies mid-sweep: one line says so (no Dask log, no traceback), exit 2; the points that
-    finished are kept, the others are not recorded as failed, and rerunning resumes them."""
+def _losing(tmp_path: Path, kill: int) -> tuple[int, list[str], str, Path, Path]:
+    """A sweep on a real remote cluster (a scheduler, one worker) whose process ``kill`` (0: the scheduler, 1: the
+    worker, with its nanny) is killed, with no goodbye, once two points are written: (the sweep's exit code, its
+    non-blank stderr lines, the scheduler's address, the sweep file, its result directory)."""
     address, procs = _dask(tmp_path, 1)
     try:
         sweep = sweep_file(tmp_path, points=12, rounds=60)
         out = tmp_path / "cut"
         proc = _start(sweep, out, "--scheduler", address)
         _wait_for_points(out, 2, proc)
-        os.killpg(procs[0].pid, signal.SIGKILL)  # the scheduler, with no goodbye
-        _, err = proc.communicate(timeout=120)
+        os.killpg(procs[kill].pid, signal.SIGKILL)
+        _, err = proc.communicate(timeout=engine.WORKER_WAIT_S + 60)
     finally:
         _stop(procs)
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert proc.returncode == 2, err
-    assert len(lines) == 1 and f"--scheduler {address}: lost the connection to the scheduler" in lines[0], err
+    return proc.returncode, [line for line in err.splitlines() if line.strip()], address, sweep, out
+
+
+def test_a_lost_scheduler_ends_the_sweep_in_one_line_and_loses_no_point(tmp_path):
+    """The remote scheduler dies mid-sweep: one line says so (no Dask log, no traceback), exit 2; the points that
+    finished are kept, the others are not recorded as failed, and rerunning resumes them."""
+    code, lines, address, sweep, out = _losing(tmp_path, 0)
+    assert code == 2 and len(lines) == 1, lines
+    assert f"--scheduler {address}: lost the connection to the scheduler" in lines[0], lines
     assert "rerun the same command to resume" in lines[0]
     done = store.finished(out)
     assert 2 <= len(done) < 12
@@ -239,19 +246,9 @@ def test_a_lost_scheduler_ends_the_sweep_in_one_line_and_loses_no_point(tmp_path
 def test_a_scheduler_left_without_workers_ends_the_sweep_in_one_line(tmp_path):
     """The remote cluster's only worker dies mid-sweep: the sweep does not wait for ever; after
     ``engine.WORKER_WAIT_S`` without a worker it ends in one line, exit 2, keeping what finished."""
-    address, procs = _dask(tmp_path, 1)
-    try:
-        sweep = sweep_file(tmp_path, points=12, rounds=60)
-        out = tmp_path / "cut"
-        proc = _start(sweep, out, "--scheduler", address)
-        _wait_for_points(out, 2, proc)
-        os.killpg(procs[1].pid, signal.SIGKILL)  # the worker (its nanny-less process): the scheduler stays
-        _, err = proc.communicate(timeout=engine.WORKER_WAIT_S + 60)
-    finally:
-        _stop(procs)
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert proc.returncode == 2, err
-    assert len(lines) == 1 and f"no worker left on the scheduler for {engine.WORKER_WAIT_S:.0f} s" in lines[0], err
+    code, lines, _, _, out = _losing(tmp_path, 1)
+    assert code == 2 and len(lines) == 1, lines
+    assert f"no worker left on the scheduler for {engine.WORKER_WAIT_S:.0f} s" in lines[0], lines
     assert 2 <= len(store.finished(out)) < 12 and store.consolidate(out)["error"].isna().all()
 
 
