@@ -132,10 +132,9 @@ def _mute_dask_logs() -> None:
     a lost scheduler: ``Report.lost``). For the process's remainder, not a block: a closed client still logs
     its cancelled reconnection from its own thread after ``close`` returns. (``distributed`` gives some loggers
     levels and handlers of their own, so each is muted, not only their parent.)"""
-    for name, log in list(logging.root.manager.loggerDict.items()):
+    for name, log in list(logging.root.manager.loggerDict.items()):  # ``distributed`` is imported by now
         if isinstance(log, logging.Logger) and (name == "distributed" or name.startswith("distributed.")):
             log.setLevel(logging.CRITICAL)
-    logging.getLogger("distributed").setLevel(logging.CRITICAL)
     # and Dask's event loop's leftovers: a result fetch given up after RESULT_WAIT_S ends when the client closes,
     # which asyncio reports as "Task exception was never retrieved" (this process's loops are Dask's)
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
@@ -336,14 +335,12 @@ def _outcomes(fut: Any, group: list[Task]) -> list[Outcome]:
     that broke while its result came back is the engine's loss (``_EngineLost``)."""
     from concurrent.futures import CancelledError
 
-    from distributed import KilledWorker
-
     try:
         result: list[Outcome] = fut.result(timeout=RESULT_WAIT_S)
     except TimeoutError as exc:  # (not for ever: with no worker left, that wait would never end)
-        raise _Again(str(exc)) from exc
+        raise _Again from exc
     except (CancelledError, OSError) as exc:  # CommClosedError is an OSError
-        raise _EngineLost(str(exc)) from exc
-    except (KilledWorker, Exception) as exc:
+        raise _EngineLost from exc
+    except Exception as exc:  # KilledWorker: the task took its worker down again and again
         return [failed(t, f"{type(exc).__name__}: {shorten(str(exc), 200)}", "crash") for t in group]
     return result
