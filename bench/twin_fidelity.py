@@ -19,7 +19,9 @@
    measured.
 5. ``--netns`` (root): the paper's layout, paper-3node.yaml (three hosts on one switch), PQC L3, 250 k parameters,
    both modes, run on the netns backend (real TCP over kernel-shaped links, hw/netns.py) and simulated with the
-   same fitted profile and the fabric's own link latency (no netem here: ``FABRIC_LATENCY_S``).
+   same fitted profile and the fabric's links as each run measured them before it started (hw/netns.py
+   ``probe``: the latency of a hop, and one TCP stream's throughput, which the kernel's CPU work holds below a
+   gigabit on this 2-vCPU machine; no netem here, so no added latency).
 
 Run: python bench/twin_fidelity.py [--quick] [--netns] [--repeat N] [--rounds N] [--json FILE] [--profile PROFILE]
      [--keep DIR]
@@ -65,11 +67,7 @@ PAPER = ROOT / "scenarios" / "paper-3node.yaml"
 FABRIC_LATENCY_S = 7e-6  # per hop, a 1-byte TCP ping-pong across the fabric's switch (bench/net_fidelity.py)
 LAYOUTS = {  # layout -> (scenario, extra overrides, backend)
     "localhost": (SCENARIO, [], "local"),
-    "paper-3node netns": (
-        PAPER,
-        [f"deployment.network.links.*.latency_s={FABRIC_LATENCY_S}", "deployment.network.links.*.jitter_s=0"],
-        "netns",
-    ),
+    "paper-3node netns": (PAPER, [], "netns"),  # its links: as the runs' fabrics measured them (``fabric``)
 }
 
 
@@ -107,9 +105,25 @@ def measure(cells: list[Cell], work: Path, profile: Path, rounds: int, repeat: i
     return runs
 
 
+def fabric(c: Cell, hw: list[Summary]) -> tuple[str, ...]:
+    """A netns cell's links as its runs' fabrics measured them before each run (``Summary.fabric``: latency, and
+    one stream's throughput where the CPU holds it below the rate), the median over the runs; runs recorded
+    before the probe get the latency bench/net_fidelity.py measured (``FABRIC_LATENCY_S``) and nominal rates."""
+    if LAYOUTS[c.layout][2] != "netns":
+        return ()
+    probes = [h.fabric for h in hw if h.state == "completed" and h.fabric is not None]
+    if not probes:
+        return (f"deployment.network.links.*.latency_s={FABRIC_LATENCY_S}", "deployment.network.links.*.jitter_s=0")
+    latency_s = float(np.median([p.latency_s for p in probes]))
+    throughput_bps = float(np.median([p.throughput_bps for p in probes]))
+    median = probes[0].model_copy(update={"latency_s": latency_s, "throughput_bps": throughput_bps})
+    return tuple(median.overrides())
+
+
 def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[Summary]) -> dict[str, Any]:
     """Simulate the cell and compare with its pooled twin runs (repeats resampled as clusters)."""
-    s = c.scenario(profile, rounds)
+    links = fabric(c, hw)
+    s = c.scenario(profile, rounds, links)
     write_run(simulate(s, c.mode, replications=reps), work / f"sim-{c.name}", s)
     head = {"layout": c.layout, "mode": c.mode, "suite": c.suite, "model_parameters": c.params}
     done = [work / f"hw-{c.name}-{k}" for k, h in enumerate(hw) if h.state == "completed"]
@@ -120,11 +134,12 @@ def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[S
     speeds = [x for x in (ld.speed_vs_calibration for ld in loads) if x is not None]
     adjusted: dict[str, Any] = {"error_p50_adjusted_pct": None, "error_p95_adjusted_pct": None}
     if speeds:  # the same model on cores as fast as the twin's were (measured by the probe, not fitted)
-        at = c.scenario(profile, rounds, (f"deployment.hosts.*.cpu_speed={np.median(speeds):.4f}",))
+        at = c.scenario(profile, rounds, (*links, f"deployment.hosts.*.cpu_speed={np.median(speeds):.4f}"))
         write_run(simulate(at, c.mode, replications=reps), work / f"sim-{c.name}-at-speed", at)
         a = compare_dirs(work / f"sim-{c.name}-at-speed", done[0], done[1:])["metrics"]["round_latency_s"]
         adjusted = {"error_p50_adjusted_pct": a["error_p50_pct"], "error_p95_adjusted_pct": a["error_p95_pct"]}
     return head | adjusted | {
+        "links": list(links),
         "sim_p50_s": m["sim_p50"], "hw_p50_s": m["hw_p50"], "sim_p95_s": m["sim_p95"], "hw_p95_s": m["hw_p95"],
         "error_p50_pct": m["error_p50_pct"], "error_p50_ci95": m["error_p50_ci95"],
         "error_p95_pct": m["error_p95_pct"], "error_p95_ci95": m["error_p95_ci95"],

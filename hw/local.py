@@ -38,11 +38,11 @@ from hw.attack import AttackRelay
 from hw.journal import journal_result, recover_journals
 from hw.lifecycle import PARENT_ENV
 from hw.machine import LoadMonitor
-from hw.netns import Fabric
+from hw.netns import Fabric, probe
 from hw.provision import provision
 from hw.proxy import LinkShape, ShapingProxy, open_path
 from hw.runconfig import Address, RunConfig, Service, access_link, build, check_supported, runner_host
-from sim.contract import RunLayout, Summary, write_json
+from sim.contract import FabricProbe, RunLayout, Summary, write_json
 from sim.errors import UserError
 from sim.scenario import DevicePopulation, Scenario, write_scenario
 
@@ -169,10 +169,18 @@ class NetnsAddressing:
         self.scenario, self.fabric = s, fabric
         self.seeds = iter(np.random.SeedSequence(seed).spawn(1000))
         self.ports = iter(range(31000, 32000))
+        self.probe: FabricProbe | None = None
 
     def start(self) -> None:
-        """Build the namespaces and links (removed by ``stop``, or by the reaper if this process dies)."""
+        """Build the namespaces and links (removed by ``stop``, or by the reaper if this process dies), and
+        measure them between the aggregator's host and a client's on another host (``hw.netns.probe``): the
+        simulator is given what the fabric does on this machine (``Summary.fabric``)."""
         self.fabric.build()
+        s = self.scenario
+        agg = s.pods("aggregator")[0].host
+        others = [p.host for p in s.pods("client") if p.host != agg]
+        if others:
+            self.probe = probe(self.fabric, agg, others[0])
 
     def exec_prefix(self, cfg: RunConfig, process: str) -> list[str]:
         """The command a node process runs under: in its pod's host's namespace, or its runner host's."""
@@ -303,7 +311,8 @@ def run_local(
         try:
             recover_journals(out)  # the finished rounds of nodes that were killed
             extra = {"backend": backend, "mode": mode, "seed": seed, "retransmissions": retransmissions,
-                     "attack": attack, "machine_load": machine_load}  # fmt: skip
+                     "attack": attack, "machine_load": machine_load,
+                     "fabric": getattr(addressing, "probe", None)}  # fmt: skip
             summary = rundir.write_results(s, out, s.pods("aggregator")[0].name, state, reason, codes,
                                            time.monotonic() - started, {"this-machine": os.cpu_count() or 1}, extra,
                                            machine="this-machine",

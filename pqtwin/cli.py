@@ -792,6 +792,9 @@ def _report_twin_run(summary: Summary, out_dir: Path) -> None:
     if summary.machine_load is not None:
         style = "" if summary.machine_load.quiet else "[yellow]"
         STDERR.print(f"{style}{summary.machine_load.describe()}", highlight=False)
+    if summary.fabric is not None:
+        sets = " ".join(f"--set '{o}'" for o in summary.fabric.overrides())
+        STDERR.print(f"{summary.fabric.describe()}; to simulate this fabric: pqtwin sim ... {sets}", highlight=False)
     for d in summary.dropouts:
         _warn(f"dropout: {d.pod} in round {d.round}: {d.reason}")
     if summary.state != "completed":

@@ -532,6 +532,33 @@ class MachineLoad(_Model):
                 f"{speed}{energy}{sched}")  # fmt: skip
 
 
+class FabricProbe(_Model):
+    """What the netns backend's fabric does on this machine, measured between two hosts before the nodes start
+    (hw/netns.py ``probe``): the latency of one hop (a 1-byte TCP round trip over the path, halved, per hop) and
+    the steady throughput of one TCP stream in wire bits/s (headers included) against the links' nominal rate.
+    On two vCPUs a gigabit fabric is CPU-bound: the kernel's veth, bridge and tbf work for a byte outlasts the
+    byte's time on the wire, so one stream gets less than the rate (README, "Real kernel networking")."""
+
+    hosts: tuple[str, str]
+    hops: int = Field(ge=1)
+    latency_s: float = Field(ge=0)
+    throughput_bps: float = Field(gt=0)
+    rate_bps: float = Field(gt=0)  # the slowest nominal rate on the path
+
+    def overrides(self) -> list[str]:
+        """``--set`` options that give the simulator this fabric's links: its latency, no jitter (nothing here
+        delays packets), and the throughput one stream reached where it is below the nominal rate."""
+        sets = [f"deployment.network.links.*.latency_s={self.latency_s:.3g}", "deployment.network.links.*.jitter_s=0"]
+        if self.throughput_bps < self.rate_bps:
+            sets.append(f"deployment.network.links.*.bandwidth_bps={self.throughput_bps:.4g}")
+        return sets
+
+    def describe(self) -> str:
+        bound = " (CPU-bound)" if self.throughput_bps < 0.97 * self.rate_bps else ""
+        return (f"fabric: {self.latency_s * 1e6:.0f} us a hop, one TCP stream {self.throughput_bps / 1e6:,.0f} of "
+                f"{self.rate_bps / 1e6:,.0f} Mbit/s{bound} between {self.hosts[0]} and {self.hosts[1]}")  # fmt: skip
+
+
 class Summary(_Model):
     """``summary.json``: the KPIs of one run in one processing mode, from its spans (sim/summary.py).
 
@@ -574,6 +601,7 @@ class Summary(_Model):
     namespace: str | None = None
     run_id: str | None = None
     machine_load: MachineLoad | None = None  # local backend: how busy this machine was while measuring
+    fabric: FabricProbe | None = None  # netns backend: its links as measured before the run
     link_bytes: LinkBytes | None = None  # the simulator's (None: the twin, which cannot count bytes per hop)
     energy: Energy | None = None  # sim/energy.py: from the spans and counts, with the profiles' power models
 

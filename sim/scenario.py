@@ -324,6 +324,10 @@ class Transport(_Strict):
     initial_window_packets: int = Field(default=10, ge=0, le=10_000)
     mss_bytes: int = Field(default=1448, ge=64, le=65536)
     header_bytes: int = Field(default=66, ge=0, le=1024)
+    # a sender hands a message to its kernel and goes on while the kernel carries it, when the message fits the
+    # socket's send buffer (Linux grows it up to net.ipv4.tcp_wmem's maximum, 4 MiB by default); a larger one
+    # holds the sender until it has arrived (an upper bound); 0: every sender waits for its message to arrive
+    send_buffer_bytes: int = Field(default=4 * 1024 * 1024, ge=0, le=2**31)
 
     def wire_bytes(self, payload_bytes: int) -> int:
         """Bytes on the wire for a message of ``payload_bytes`` (headers of every packet included)."""

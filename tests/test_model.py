@@ -240,3 +240,29 @@ def test_with_keys_holds_for_a_gateway_that_runs_the_session():
         frames = spans[spans.op == "frame"]
         first[name] = frames.groupby("host").start_s.min()
     assert len(first["keys"]) == 8 and (first["keys"] < first["after"]).all()
+
+
+def _distribution_round(s, rnd: int = 2):
+    df = simulate(s, "sequential", seed=3, replications=1).spans
+    d = df[(df["round"] == rnd) & (df.pod == "aggregator") & (df.phase == "distribute")].sort_values("start_s")
+    transfers = d[d.op == "transfer"]
+    signs = d[d.op.str.endswith(".sign")]
+    return transfers, signs
+
+
+def test_a_sequential_sender_goes_on_once_the_kernel_holds_its_message():
+    """The aggregator signs client 2's model while client 1's crosses the network (a blocking socket returns
+    once the bytes are buffered: on the netns backend the twin's two transfers overlap); with no send buffer,
+    or over loopback (the send is the copy), it waits for each."""
+    transfers, signs = _distribution_round(paper())
+    assert len(transfers) == 2 and len(signs) == 2
+    first_arrives = transfers.end_s.iloc[0]
+    assert signs.start_s.iloc[1] < first_arrives  # preparing the second while the first is on the wire
+    transfers, signs = _distribution_round(paper("deployment.network.transport.send_buffer_bytes=0"))
+    assert signs.start_s.iloc[1] >= transfers.end_s.iloc[0]
+    big = paper("workload.fl.model_parameters=2000000")  # 8 MB: more than the 4 MiB buffer
+    transfers, signs = _distribution_round(big)
+    assert signs.start_s.iloc[1] >= transfers.end_s.iloc[0]
+    local = load_scenario(LOCAL, ["workload.fl.rounds=3", "workload.devices.0.count=0", "workload.devices.1.count=0"])
+    transfers, signs = _distribution_round(local)
+    assert signs.start_s.iloc[1] >= transfers.end_s.iloc[0]

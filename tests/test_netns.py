@@ -188,6 +188,26 @@ def test_paper_3node_runs_on_namespaces_each_host_its_own(tmp_path):
     status = json.loads((tmp_path / "status.json").read_text())
     assert set(status["exit_codes"].values()) == {0}, status["exit_codes"]
     assert len(built) == 3 and not built & set(netns.ours()), "namespaces left after the run"
+    fabric = summary.fabric  # measured between the aggregator's host and a client's before the nodes started
+    assert fabric is not None and fabric.hosts == ("pi-1", "pi-2") and fabric.hops == 2
+    assert 0 < fabric.latency_s < 5e-3 and 0 < fabric.throughput_bps <= 1.2 * fabric.rate_bps
+
+
+def test_the_probe_measures_a_fabric_at_its_rate_where_the_cpu_keeps_up():
+    """At 100 Mbit/s the kernel keeps up: one stream's wire throughput is the link's rate; the simulator is then
+    given the fabric's latency only. A throughput below the rate (a CPU-bound gigabit here) is given as the
+    links' bandwidth."""
+    with netns.Fabric(pair(100e6)) as fabric:
+        p = netns.probe(fabric, "a", "b")
+    assert p.hosts == ("a", "b") and p.hops == 2 and p.rate_bps == 100e6
+    assert 0.9 * 100e6 < p.throughput_bps < 1.1 * 100e6, p.describe()
+    assert 0 < p.latency_s < 1e-3
+    at_rate = p.model_copy(update={"throughput_bps": 100e6})
+    assert not any("bandwidth_bps" in o for o in at_rate.overrides())
+    assert "deployment.network.links.*.jitter_s=0" in at_rate.overrides()
+    slow = p.model_copy(update={"throughput_bps": 60e6})
+    assert "deployment.network.links.*.bandwidth_bps=6e+07" in slow.overrides()
+    assert "CPU-bound" in slow.describe() and "CPU-bound" not in at_rate.describe()
 
 
 def test_no_namespace_or_node_outlives_a_killed_orchestrator(tmp_path):
