@@ -107,8 +107,9 @@ def measure(cells: list[Cell], work: Path, profile: Path, rounds: int, repeat: i
 
 def fabric(c: Cell, hw: list[Summary]) -> tuple[str, ...]:
     """A netns cell's links as its runs' fabrics measured them before each run (``Summary.fabric``: latency, and
-    one stream's throughput where the CPU holds it below the rate), the median over the runs; runs recorded
-    before the probe get the latency bench/net_fidelity.py measured (``FABRIC_LATENCY_S``) and nominal rates."""
+    one stream's throughput where the CPU holds it below the rate; the median over the runs), on the machine
+    whose cores its hosts' namespaces share (``deployment.machine``); runs recorded before the probe get the
+    latency bench/net_fidelity.py measured (``FABRIC_LATENCY_S``), nominal rates and a host's cores each."""
     if LAYOUTS[c.layout][2] != "netns":
         return ()
     probes = [h.fabric for h in hw if h.state == "completed" and h.fabric is not None]
@@ -117,7 +118,8 @@ def fabric(c: Cell, hw: list[Summary]) -> tuple[str, ...]:
     latency_s = float(np.median([p.latency_s for p in probes]))
     throughput_bps = float(np.median([p.throughput_bps for p in probes]))
     median = probes[0].model_copy(update={"latency_s": latency_s, "throughput_bps": throughput_bps})
-    return tuple(median.overrides())
+    cores = next((h.machine_load.cores for h in hw if h.machine_load is not None), None)
+    return tuple(median.overrides(cores))
 
 
 def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[Summary]) -> dict[str, Any]:

@@ -793,7 +793,8 @@ def _report_twin_run(summary: Summary, out_dir: Path) -> None:
         style = "" if summary.machine_load.quiet else "[yellow]"
         STDERR.print(f"{style}{summary.machine_load.describe()}", highlight=False)
     if summary.fabric is not None:
-        sets = " ".join(f"--set '{o}'" for o in summary.fabric.overrides())
+        cores = summary.machine_load.cores if summary.machine_load is not None else None
+        sets = " ".join(f"--set '{o}'" for o in summary.fabric.overrides(cores))
         STDERR.print(f"{summary.fabric.describe()}; to simulate this fabric: pqtwin sim ... {sets}", highlight=False)
     for d in summary.dropouts:
         _warn(f"dropout: {d.pod} in round {d.round}: {d.reason}")

@@ -545,12 +545,15 @@ class FabricProbe(_Model):
     throughput_bps: float = Field(gt=0)
     rate_bps: float = Field(gt=0)  # the slowest nominal rate on the path
 
-    def overrides(self) -> list[str]:
+    def overrides(self, machine_cores: int | None = None) -> list[str]:
         """``--set`` options that give the simulator this fabric's links: its latency, no jitter (nothing here
-        delays packets), and the throughput one stream reached where it is below the nominal rate."""
+        delays packets), and the throughput one stream reached where it is below the nominal rate; with
+        ``machine_cores``, the one machine whose cores the hosts' namespaces share (``deployment.machine``)."""
         sets = [f"deployment.network.links.*.latency_s={self.latency_s:.3g}", "deployment.network.links.*.jitter_s=0"]
         if self.throughput_bps < self.rate_bps:
             sets.append(f"deployment.network.links.*.bandwidth_bps={self.throughput_bps:.4g}")
+        if machine_cores is not None:
+            sets.append(f"deployment.machine.cores={machine_cores}")
         return sets
 
     def describe(self) -> str:

@@ -153,11 +153,16 @@ class Cpu:
 
     def __init__(
         self, env: simpy.Environment, name: str, cores: int, profile: Profile | None, rng: np.random.Generator,
-        sharing: str = "processor-sharing",
+        sharing: str = "processor-sharing", machine: Cpu | None = None,
     ):  # fmt: skip
+        """``machine``: another host's Cpu whose cores (and running trainings) this host shares, as hosts emulated
+        on one machine do (``deployment.machine``); ``cores`` is then the machine's."""
         self.env, self.name, self.cores, self.profile, self.rng = env, name, cores, profile, rng
         # one discipline: shared cores, or a run-to-completion resource with a slot per core
         self.shared = SharedCores(env, cores) if sharing == "processor-sharing" else None
+        if machine is not None:
+            assert machine.shared is not None and self.shared is not None and machine.cores == cores
+            self.shared = machine.shared
         self.resource = simpy.Resource(env, cores) if self.shared is None else None
         self.demand_s = 0.0  # core-seconds asked for, including work still queued at the end
         self.unserved: dict[int, tuple[float, float]] = {}  # (asked_s, work_s) of the work not done yet
@@ -167,10 +172,12 @@ class Cpu:
         self.log: list[tuple[float, float, float]] | None = None
         self.series: np.ndarray | None = None  # core-seconds asked per time bin (by arrival), when tracked
         self.bin_s = 1.0
-        self.contended: list[_Contended] = []  # jobs running here that slow each other down (``work``)
+        # jobs running on these cores that slow each other down (``work``): on a machine, every host's
+        self.contended: list[_Contended] = [] if machine is None else machine.contended
 
     def _retune(self) -> None:
-        """Bring every contended job's work to the factor the jobs running beside it now impose."""
+        """Bring every contended job's work to the factor the jobs running beside it now impose (each job's
+        own host counts the work it adds)."""
         assert self.shared is not None
         others = min(len(self.contended) - 1, self.cores - 1)
         for c in self.contended:
@@ -178,9 +185,9 @@ class Cpu:
             if factor != c.factor and c.done is not None:
                 added = self.shared.rescale(c.done, factor / c.factor)
                 c.factor = factor
-                self.demand_s += added
-                asked, work = self.unserved[c.ask]
-                self.unserved[c.ask] = (asked, work + added)
+                c.cpu.demand_s += added
+                asked, work = c.cpu.unserved[c.ask]
+                c.cpu.unserved[c.ask] = (asked, work + added)
 
     def offered_s(self, end_s: float) -> float:
         """Core-seconds asked that an idle core could have done by ``end_s``: ``demand_s`` less, for the work
@@ -208,7 +215,7 @@ class Cpu:
             self.log.append((asked, cost_s, math.nan))
         if self.series is not None:
             self.series[min(int(asked / self.bin_s), self.series.size - 1)] += cost_s
-        me = None if contention is None else _Contended(None, *contention, factor, ask)
+        me = None if contention is None else _Contended(None, *contention, factor, ask, self)
         if self.shared is not None:
             done = self.shared.run(cost_s)
             if me is not None:
@@ -246,6 +253,7 @@ class _Contended:
     units: float
     factor: float
     ask: int
+    cpu: Cpu  # the host whose job it is (its ``unserved`` and ``demand_s`` count it)
 
 
 class Thread:

@@ -113,10 +113,7 @@ class Replication:
         # every host and device draws its costs from its own stream (the cpu seed's children: hosts in order,
         # then devices in order), so a change of timing elsewhere does not reshuffle its draws
         self.cpu_ss = cpu_ss
-        self.cpus = {
-            h.name: Cpu(env, h.name, h.cores, scenario.host_profile(h.name), stream(cpu_ss, k), h.cpu_sharing)
-            for k, h in enumerate(scenario.deployment.hosts)
-        }
+        self.cpus = self._host_cpus(cpu_ss)
         self.device_base = {}  # population -> index of its first device's stream
         k = len(scenario.deployment.hosts)
         for pop in scenario.workload.devices:
@@ -166,6 +163,17 @@ class Replication:
                 link.log = []
             for cpu in self.cpus.values():
                 cpu.log = []
+
+    def _host_cpus(self, cpu_ss: np.random.SeedSequence) -> dict[str, Cpu]:
+        """Each host's cores; on ``deployment.machine``, all hosts on the machine's cores (the first host's
+        Cpu holds them; the others share them)."""
+        s, machine = self.s, self.s.deployment.machine
+        cpus: dict[str, Cpu] = {}
+        for k, h in enumerate(s.deployment.hosts):
+            first = next(iter(cpus.values()), None) if machine is not None else None
+            cores = machine.cores if machine is not None else h.cores
+            cpus[h.name] = Cpu(self.env, h.name, cores, s.host_profile(h.name), stream(cpu_ss, k), h.cpu_sharing, first)
+        return cpus
 
     def _build_pool(self) -> simpy.PriorityStore:
         """Worker threads, spread round-robin over the worker pods (or on the aggregator's host if none). A job

@@ -351,10 +351,19 @@ class Pod(_Strict):
     host: Name
 
 
+class Machine(_Strict):
+    """The one machine the scenario's hosts are emulated on (the twin's netns backend puts each host in a
+    namespace of this machine): every host's work shares its ``cores``, whatever each host declares, and
+    trainings slow each other down across hosts as on one (``pair_slowdown``: they share its memory bus)."""
+
+    cores: int = Field(ge=1, le=MAX_CORES)
+
+
 class Deployment(_Strict):
     hosts: list[Host] = Field(min_length=1, max_length=MAX_ITEMS)
     network: Network
     pods: list[Pod] = Field(min_length=2, max_length=MAX_ITEMS)
+    machine: Machine | None = None  # unset: each host has its own cores
 
 
 class Run(_Strict):
@@ -669,6 +678,10 @@ def _check_pods(s: Scenario) -> list[Problem]:
         for i, pod in enumerate(d.pods)
         if pod.host not in hosts
     ]
+    if d.machine is not None:
+        problems += [(f"deployment.hosts[{i}].cpu_sharing", h.cpu_sharing,
+                      "deployment.machine shares its cores by processor sharing: every host needs processor-sharing")
+                     for i, h in enumerate(d.hosts) if h.cpu_sharing != "processor-sharing"]  # fmt: skip
     aggs = s.pods("aggregator")
     if len(aggs) != 1:
         problems.append(("deployment.pods", len(aggs), "need exactly one pod with role aggregator"))

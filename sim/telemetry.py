@@ -74,6 +74,8 @@ def refusal(s: Scenario) -> str | None:
     receiver = s.workload.telemetry_receiver
     if receiver != "per-device" and any(p.count for p in s.workload.devices):
         return f"workload.telemetry_receiver: {receiver} is computed by the event model only (run.engine: events)"
+    if s.deployment.machine is not None and any(p.count for p in s.workload.devices):
+        return "deployment.machine is computed by the event model only (run.engine: events)"
     hosts = {h.name: h for h in s.deployment.hosts}
     for p in s.workload.devices:
         if p.count and p.key_establishment == "gateway" and hosts[p.gateway].cpu_sharing != "processor-sharing":

@@ -101,6 +101,34 @@ def test_trainings_slow_each_other_down_while_they_overlap():
     assert done == pytest.approx([2, 4])
 
 
+def test_hosts_on_one_machine_share_its_cores_and_their_trainings_slow_each_other():
+    """``deployment.machine``: two hosts' jobs on a 1-core machine time-slice it (apart they run at once);
+    trainings on two hosts of a 2-core machine slow each other as on one host, and each host counts its own."""
+    env = simpy.Environment()
+    rng = np.random.default_rng(0)
+    a = Cpu(env, "a", 1, None, rng)
+    b = Cpu(env, "b", 1, None, rng, machine=a)
+    done: dict[str, float] = {}
+
+    def job(cpu: Cpu, name: str, work: float, op: LinearOp | None = None):
+        yield from cpu.work(work, (op, 1.0) if op else None)
+        done[name] = env.now
+
+    env.process(job(a, "a", 1.0))
+    env.process(job(b, "b", 1.0))
+    env.run()
+    assert done == pytest.approx({"a": 2.0, "b": 2.0})  # apart (no machine): 1.0 each
+    env = simpy.Environment()
+    a, done = Cpu(env, "a", 2, None, rng), {}
+    b = Cpu(env, "b", 2, None, rng, machine=a)
+    op = _training(1.5)
+    env.process(job(a, "a", 2.0, op))
+    env.process(job(b, "b", 2.0, op))
+    env.run()
+    assert done == pytest.approx({"a": 3.0, "b": 3.0})
+    assert a.demand_s == pytest.approx(3.0) and b.demand_s == pytest.approx(3.0)
+
+
 def test_the_environment_counts_every_event_it_processed():
     """CountingEnvironment counts from SimPy's event ids (no hook per step): the same count as one per step."""
 

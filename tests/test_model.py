@@ -266,3 +266,19 @@ def test_a_sequential_sender_goes_on_once_the_kernel_holds_its_message():
     local = load_scenario(LOCAL, ["workload.fl.rounds=3", "workload.devices.0.count=0", "workload.devices.1.count=0"])
     transfers, signs = _distribution_round(local)
     assert signs.start_s.iloc[1] >= transfers.end_s.iloc[0]
+
+
+def test_a_machine_puts_every_host_on_its_cores_and_is_checked(tmp_path):
+    """paper-3node on one 2-core machine (as the netns backend runs it): the clients' concurrent trainings share
+    its cores with everything else, so rounds take longer than on three 4-core hosts; a fifo host is refused by
+    field; the kernels leave such a scenario to the event model."""
+    apart = simulate(paper(), "concurrent", seed=2, replications=2).summary.round_latency_s.mean
+    one = simulate(paper("deployment.machine.cores=2"), "concurrent", seed=2, replications=2).summary
+    assert one.round_latency_s.mean > apart
+    with pytest.raises(UserError) as err:
+        paper("deployment.machine.cores=2", "deployment.hosts.0.cpu_sharing=fifo")
+    assert "deployment.hosts[0].cpu_sharing" in str(err.value)
+    from sim.telemetry import engine_for
+
+    ward = load_scenario(SCENARIOS / "ward-200.yaml", ["deployment.machine.cores=2", "run.engine=auto"])
+    assert engine_for(ward) == "events"
