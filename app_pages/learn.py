@@ -427,7 +427,7 @@ def reproduce() -> None:
                                for p in ok[:10]]), hide_index=True)  # fmt: skip
     st.caption(
         f"Simulated with the Pi 4 profiles ({result['replications']} replications x {result['rounds']} rounds a "
-        "point, 95 % CIs). The base scenario's 2 clients give about 18 %: the paper's 35 % needs more clients (pods) "
+        "point, 95 % CIs). The base scenario's 2 clients give about 17 %: the paper's 35 % needs more clients (pods) "
         "than nodes, or much less training per round; crypto worker *pods* make concurrency slower, not faster."
     )
 
