@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 
 from sim.contract import FL_PHASES, RunLayout, Summary, atomic_write, phase_extents, read_summary, validate_spans
 from sim.errors import UserError
@@ -227,6 +228,30 @@ def _load_warnings(hw_sum: Summary) -> list[str]:
             "neighbours as about the model; measure again on a quiet machine"]  # fmt: skip
 
 
+def _fabric_warnings(sim_dir: Path, hw_sums: list[Summary]) -> list[str]:
+    """A netns run measured its fabric (``Summary.fabric``): warn when the simulation did not give its links
+    that fabric's rate or its hosts the machine's cores, and say how to."""
+    probes = [(s.fabric, s.machine_load.cores if s.machine_load else None) for s in hw_sums if s.fabric is not None]
+    if not probes:
+        return []
+    fabric, cores = probes[0]
+    try:
+        d = yaml.safe_load(RunLayout(sim_dir).scenario.read_text()).get("deployment", {})
+    except (OSError, yaml.YAMLError, AttributeError):
+        return []
+    missing = []
+    rates = [link.get("bandwidth_bps") for link in d.get("network", {}).get("links", [])]
+    if fabric.throughput_bps < fabric.rate_bps and any(r is None or r > 1.1 * fabric.throughput_bps for r in rates):
+        missing.append(f"links at the {fabric.throughput_bps / 1e6:,.0f} Mbit/s one TCP stream got")
+    if cores is not None and (d.get("machine") or {}).get("cores") != cores:
+        missing.append(f"its hosts on this machine's {cores} cores")
+    if not missing:
+        return []
+    sets = " ".join(f"--set '{o}'" for o in fabric.overrides(cores))
+    return [f"the measured run is on the netns backend ({fabric.describe()}); the simulation lacks "
+            f"{' and '.join(missing)}: simulate with {sets}"]  # fmt: skip
+
+
 def _least_quiet(summaries: list[Summary]) -> Summary:
     """The summary whose machine was least quiet (its load is the one to warn about)."""
     noisy = [s for s in summaries if s.machine_load is not None and not s.machine_load.quiet]
@@ -266,7 +291,7 @@ def compare_dirs(sim_dir: Path, hw_dir: Path, more_hw: Sequence[Path] = ()) -> d
     if len(hw_dirs) > 1:
         runs["hw"] |= {"repeats": [str(d) for d in hw_dirs], "quiet_repeats": sum(
             bool(s.machine_load and s.machine_load.quiet) for s in hw_sums)}  # fmt: skip
-    warnings = _setting_warnings(runs, hw_sums) + _load_warnings(hw_sum)
+    warnings = _setting_warnings(runs, hw_sums) + _load_warnings(hw_sum) + _fabric_warnings(sim_dir, hw_sums)
     for side, d, summary in (("simulated", sim_dir, sim_sum), ("measured", hw_dir, hw_sum)):
         state = summary.state or "completed"  # simulator runs always complete
         if state != "completed":

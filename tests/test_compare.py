@@ -264,3 +264,25 @@ def test_cli_pools_repeats(runs, tmp_path, pqtwin):
     assert out.returncode == 0, out.stderr
     assert "2 measured runs pooled" in out.stdout and "run medians spread" in out.stdout
     assert "not repeats of one configuration" not in out.stderr  # same scenario, mode and suite
+
+
+def test_a_netns_run_warns_when_the_simulation_lacks_its_measured_fabric(tmp_path):
+    """A netns run's fabric (CPU-bound at 0.7 Gbit/s here) and machine (2 cores): a simulation with the nominal
+    links and hosts is warned, with the options that fix it; one with them is not."""
+    from hw.compare import _fabric_warnings
+
+    probe = contract.FabricProbe(hosts=("pi-1", "pi-2"), hops=2, latency_s=6e-6, throughput_bps=7e8, rate_bps=9.4e8)
+    load = contract.MachineLoad(cores=2, loadavg_1m_start=None, loadavg_1m_end=None, twin_cpu_cores=1.0,
+                                foreign_cpu_cores=0.0, steal_fraction=0.0, quiet=True)  # fmt: skip
+    paper = load_scenario(SCENARIO, ["workload.fl.rounds=1", "run.replications=1"])
+    plain, fitted = tmp_path / "plain", tmp_path / "fitted"
+    write_run(simulate(paper, "sequential"), plain, paper)
+    hw = simulate(paper, "sequential").summary.model_copy(update={"fabric": probe, "machine_load": load})
+    (warning,) = _fabric_warnings(plain, [hw])
+    assert "netns backend" in warning and "692" not in warning and "700 Mbit/s" in warning and "2 cores" in warning
+    assert "--set 'deployment.network.links.*.bandwidth_bps=7e+08' --set 'deployment.machine.cores=2'" in warning
+    matched = load_scenario(SCENARIO,
+                            ["workload.fl.rounds=1", "run.replications=1", *probe.overrides(2)])  # fmt: skip
+    write_run(simulate(matched, "sequential"), fitted, matched)
+    assert _fabric_warnings(fitted, [hw]) == []
+    assert _fabric_warnings(plain, [hw.model_copy(update={"fabric": None})]) == []  # not a netns run
