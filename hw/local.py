@@ -271,7 +271,7 @@ def run_local(
     children = Children(out)
     state, reason = "failed", ""
     started = time.monotonic()
-    load = LoadMonitor(calibrated_probe_us(s)).start()
+    load = LoadMonitor(calibrated_probe_us(s), softirq_is_own=backend == "netns").start()
     allowed: dict[str, set[int]] = {}  # node -> the CPUs it is pinned to (its host's), for the scheduler trace
     epoch = time.monotonic()  # the nodes' clock origin
     pending: BaseException | None = None  # what ended the run early: never hidden by a failure to write results

@@ -3,7 +3,9 @@
 ``LoadMonitor`` reads /proc/stat and /proc/loadavg at the start and the end of a run, and the CPU time this
 process and its waited-for children (the twin's nodes) used in between (``os.times``). What the machine
 spent beyond that is *foreign* CPU: other processes competing for the cores the twin measures on. Steal is
-CPU time the hypervisor gave to other guests. A run is *quiet* when foreign work averaged under
+CPU time the hypervisor gave to other guests. On the netns backend the kernel's softirq time counts as the
+twin's own: its fabric's packet work runs on no process of the twin (``LoadMonitor(softirq_is_own=True)``).
+A run is *quiet* when foreign work averaged under
 ``QUIET_FOREIGN_CORES`` cores and steal under ``QUIET_STEAL``; one busy neighbour process (a whole core)
 moved our fidelity figure from -17 % to -50 %. Neither shows a shared host's cores changing speed, so the
 monitor also runs ``hw.speed.SpeedProbe``: a quiet run's cores were steady (probe p90 / p10 at most
@@ -31,16 +33,17 @@ SPEED_TOLERANCE = 0.10
 _HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def _cpu_jiffies() -> tuple[float, float, float]:
-    """(busy, steal, total) jiffies of all CPUs since boot; zeros where /proc is missing."""
+def _cpu_jiffies() -> tuple[float, float, float, float]:
+    """(busy, steal, total, softirq) jiffies of all CPUs since boot; zeros where /proc is missing."""
     try:
         fields = [float(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     except (OSError, ValueError, IndexError):
-        return (0.0, 0.0, 0.0)
+        return (0.0, 0.0, 0.0, 0.0)
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
     steal = fields[7] if len(fields) > 7 else 0.0
+    softirq = fields[6] if len(fields) > 6 else 0.0
     total = sum(fields[:8])  # guest time is already inside user/nice
-    return (total - idle - steal, steal, total)
+    return (total - idle - steal, steal, total, softirq)
 
 
 def _loadavg() -> float | None:
@@ -88,8 +91,12 @@ class LoadMonitor:
     """``start()`` before the run, ``stop()`` after its children were waited for. ``calibrated_probe_us``:
     the speed probe's median when the run's profile was calibrated (``platform.speed_probe_us``), if known."""
 
-    def __init__(self, calibrated_probe_us: float | None = None):
+    def __init__(self, calibrated_probe_us: float | None = None, softirq_is_own: bool = False):
+        """``softirq_is_own`` (the netns backend): the kernel's softirq time is the twin's own network work --
+        its fabric's veth, bridge, tbf and TCP processing, which runs on no process of the twin (up to a core
+        at a gigabit here) -- not a neighbour's."""
         self.calibrated_probe_us = calibrated_probe_us
+        self.softirq_is_own = softirq_is_own
 
     def start(self) -> LoadMonitor:
         self.wall0, self.own0, self.cpu0 = time.monotonic(), _own_cpu_s(), _cpu_jiffies()
@@ -117,15 +124,17 @@ class LoadMonitor:
             if text is not None and window is not None and nodes:
                 sched = waits(text, {**nodes, "runner": os.getpid()}, window, allowed)
         wall_s = max(1e-9, time.monotonic() - self.wall0)
-        busy1, steal1, total1 = _cpu_jiffies()
-        busy0, steal0, total0 = self.cpu0
+        busy1, steal1, total1, softirq1 = _cpu_jiffies()
+        busy0, steal0, total0, softirq0 = self.cpu0
         busy_s = (busy1 - busy0) / _HZ
         own_s = _own_cpu_s() - self.own0
-        foreign = max(0.0, busy_s - own_s) / wall_s
+        kernel_net_s = (softirq1 - softirq0) / _HZ if self.softirq_is_own else 0.0
+        foreign = max(0.0, busy_s - own_s - kernel_net_s) / wall_s
         steal = (steal1 - steal0) / (total1 - total0) if total1 > total0 else 0.0
         load = MachineLoad(
             cores=os.cpu_count() or 1, loadavg_1m_start=self.load0, loadavg_1m_end=_loadavg(),
-            twin_cpu_cores=own_s / wall_s, foreign_cpu_cores=foreign, steal_fraction=steal, quiet=False,
+            twin_cpu_cores=(own_s + kernel_net_s) / wall_s, foreign_cpu_cores=foreign, steal_fraction=steal,
+            quiet=False,
             package_energy_j=rapl_energy_j(self.rapl0, rapl_packages()), cpu_speed=speed,
             calibrated_probe_us=self.calibrated_probe_us, sched=sched,
         )  # fmt: skip
