@@ -18,7 +18,8 @@ the validation (``fifo``, no headers, segments stored and forwarded whole). Goal
 0 alone): the fabric drops each frame on each link direction with probability P where it arrives (an nftables
 rule, hw/nftloss.py), the simulator draws its own losses (a lost segment is sent again: ``sim/network.py``),
 over ``SIM_SEEDS`` seeds pooled, since its result is random then too.
-Needs root. The machine's load average is recorded at the start and end of each rate's block.
+Needs root. The machine's load average is recorded at the start and end of each rate's block, and the hosts'
+TCP congestion control (the machine's default) with each cell: it decides which pattern shares unfairly.
 Run: python bench/net_fidelity.py [--quick] [--reps 3] [--loss 0 0.01] [--json FILE]
 """
 
@@ -42,7 +43,7 @@ import simpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hw.netns import Fabric, inside, unavailable
+from hw.netns import Fabric, congestion_control, inside, unavailable
 from sim.network import Network
 from sim.scenario import LinkParams, Transport
 
@@ -216,6 +217,7 @@ def main() -> int:
         with Fabric(star(rate, loss=loss)) as fabric:
             load_start = os.getloadavg()[0]
             lat = base_latency_s(fabric, ports)
+            cc = congestion_control(fabric, "s")  # which pattern shares unfairly depends on it (README)
             graph, before = star(rate, lat, loss), star(rate, 0, loss)  # the model, and the model before validation
             seeds = range(SIM_SEEDS if loss else 1)
             for pattern in PATTERNS:
@@ -229,9 +231,10 @@ def main() -> int:
                                 "hw_mean_s": hm, "hw_p95_s": hp, "sim_mean_s": sm, "sim_p95_s": sp,
                                 "error_mean_pct": pct(sm, hm), "error_p95_pct": pct(sp, hp),
                                 "fifo_error_mean_pct": pct(fm, hm), "fifo_error_p95_pct": pct(fp, hp),
-                                "base_latency_s": lat, "reps": reps, "measured_s": measured}  # fmt: skip
+                                "base_latency_s": lat, "congestion_control": cc, "reps": reps,
+                                "measured_s": measured}  # fmt: skip
                         cells.append(cell)
-                        print(f"| {pattern} | {k} | {size:,} B | {rate / 1e6:g} Mbit/s, loss {loss:g} "
+                        print(f"| {pattern} | {k} | {size:,} B | {rate / 1e6:g} Mbit/s, loss {loss:g}, {cc} "
                               f"| {hm * 1e3:.2f} ms | {hp * 1e3:.2f} ms | {sm * 1e3:.2f} ms | {sp * 1e3:.2f} ms "
                               f"| {cell['error_mean_pct']:+.1f} % | {cell['error_p95_pct']:+.1f} % "
                               f"| {cell['fifo_error_mean_pct']:+.1f} % |", flush=True)  # fmt: skip

@@ -225,7 +225,16 @@ def probe(fabric: Fabric, a: str, b: str) -> FabricProbe:
         for c in conns:
             c.close()
     return FabricProbe(hosts=(a, b), hops=len(path) - 1, latency_s=rtt_s / 2 / (len(path) - 1),
-                       throughput_bps=statistics.median(rates), rate_bps=rate_bps)  # fmt: skip
+                       throughput_bps=statistics.median(rates), rate_bps=rate_bps,
+                       congestion_control=congestion_control(fabric, a))  # fmt: skip
+
+
+def congestion_control(fabric: Fabric, host: str) -> str:
+    """The TCP congestion control a host's namespace gives new connections (a new namespace takes the
+    machine's default); "" where unreadable."""
+    with inside(fabric.namespace(host)), contextlib.suppress(OSError):  # /proc/sys/net is the thread's namespace's
+        return Path("/proc/sys/net/ipv4/tcp_congestion_control").read_text().strip()
+    return ""
 
 
 def _ping(client: socket.socket, server: socket.socket) -> float:

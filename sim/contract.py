@@ -544,6 +544,9 @@ class FabricProbe(_Model):
     latency_s: float = Field(ge=0)
     throughput_bps: float = Field(gt=0)
     rate_bps: float = Field(gt=0)  # the slowest nominal rate on the path
+    # the hosts' TCP congestion control (the machine's default: bbr here, cubic on a stock Linux or a Pi); it
+    # decides which pattern of concurrent flows shares unfairly (README, "Network model")
+    congestion_control: str = ""
 
     def overrides(self, machine_cores: int | None = None) -> list[str]:
         """``--set`` options that give the simulator this fabric's links: its latency, no jitter (nothing here
@@ -558,8 +561,10 @@ class FabricProbe(_Model):
 
     def describe(self) -> str:
         bound = " (CPU-bound)" if self.throughput_bps < 0.97 * self.rate_bps else ""
+        cc = f", TCP {self.congestion_control}" if self.congestion_control else ""
+        a, b = self.hosts
         return (f"fabric: {self.latency_s * 1e6:.0f} us a hop, one TCP stream {self.throughput_bps / 1e6:,.0f} of "
-                f"{self.rate_bps / 1e6:,.0f} Mbit/s{bound} between {self.hosts[0]} and {self.hosts[1]}")  # fmt: skip
+                f"{self.rate_bps / 1e6:,.0f} Mbit/s{bound} between {a} and {b}{cc}")  # fmt: skip
 
 
 class Summary(_Model):

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import networkx as nx
 import pytest
@@ -202,6 +203,8 @@ def test_the_probe_measures_a_fabric_at_its_rate_where_the_cpu_keeps_up():
     assert p.hosts == ("a", "b") and p.hops == 2 and p.rate_bps == 100e6
     assert 0.9 * 100e6 < p.throughput_bps < 1.1 * 100e6, p.describe()
     assert 0 < p.latency_s < 1e-3
+    available = Path("/proc/sys/net/ipv4/tcp_available_congestion_control").read_text().split()
+    assert p.congestion_control in available and f"TCP {p.congestion_control}" in p.describe()
     at_rate = p.model_copy(update={"throughput_bps": 100e6})
     assert not any("bandwidth_bps" in o for o in at_rate.overrides())
     assert "deployment.network.links.*.jitter_s=0" in at_rate.overrides()
