@@ -83,6 +83,8 @@ def render() -> None:
     load = dirs[hw].machine_load
     if load is not None and load.quiet:  # a busy machine is one of the warnings above
         st.caption(f"Measured on a quiet machine: {load.describe()}.")
+    if (fabric := dirs[hw].fabric) is not None:  # a netns run: the links it measured before it started
+        st.caption(f"Netns {fabric.describe()}.")
     m = {k: v for k, v in result["metrics"].items() if v["error_pct"] is not None and None not in v["error_ci95"]}
     if not m:
         st.info("No metric could be compared (see the warnings above).")

@@ -214,6 +214,8 @@ def what_numbers_are(s: Summary) -> str:
                       "backend)",
              "k8s": "as pods on a Kubernetes cluster (k8s backend)"}[s.backend]  # fmt: skip
     load = f" {s.machine_load.describe().capitalize()}." if s.machine_load is not None else ""
+    if s.fabric is not None:
+        load += f" Its {s.fabric.describe()}."
     return (f"Measured on the hardware twin {where}: real crypto, sockets and training; the run "
             f"{s.state or 'ended'}{f' ({s.reason})' if s.reason else ''}. Energy is estimated from the measured "
             f"spans with the profiles' power models, not measured.{load}")  # fmt: skip

@@ -191,6 +191,7 @@ def test_paper_3node_runs_on_namespaces_each_host_its_own(tmp_path):
     assert len(built) == 3 and not built & set(netns.ours()), "namespaces left after the run"
     fabric = summary.fabric  # measured between the aggregator's host and a client's before the nodes started
     assert fabric is not None and fabric.hosts == ("pi-1", "pi-2") and fabric.hops == 2
+    assert fabric.describe() in what_numbers_are(summary)  # the report says what links the numbers came over
     assert 0 < fabric.latency_s < 5e-3 and 0 < fabric.throughput_bps <= 1.2 * fabric.rate_bps
 
 
