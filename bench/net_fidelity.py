@@ -20,7 +20,7 @@ rule, hw/nftloss.py), the simulator draws its own losses (a lost segment is sent
 over ``SIM_SEEDS`` seeds pooled, since its result is random then too.
 Needs root. The machine's load average is recorded at the start and end of each rate's block, and the hosts'
 TCP congestion control (the machine's default) with each cell: it decides which pattern shares unfairly.
-Run: python bench/net_fidelity.py [--quick] [--reps 3] [--loss 0 0.01] [--json FILE]
+Run: python bench/net_fidelity.py [--quick] [--reps 3] [--loss 0 0.01] [--congestion-control cubic] [--json FILE]
 """
 
 from __future__ import annotations
@@ -79,10 +79,15 @@ def listener(fabric: Fabric, host: str, port: int) -> socket.socket:
     return ls
 
 
+CONGESTION: str | None = None  # --congestion-control: every dialled (sending) socket's; None: the machine's default
+
+
 def dial(fabric: Fabric, src: str, dst: str, port: int) -> socket.socket:
     with inside(fabric.namespace(src)):
         s = socket.create_connection((fabric.address(dst), port), timeout=30)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if CONGESTION is not None:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, CONGESTION.encode())
     return s
 
 
@@ -192,15 +197,36 @@ def pct(sim: float, hw: float) -> float:
     return (sim - hw) / hw * 100
 
 
+def _use_congestion_control(name: str | None) -> str | None:
+    """Make ``name`` every sending socket's congestion control; why not, if it is not available here."""
+    global CONGESTION
+    if name is None:
+        return None
+    available = Path("/proc/sys/net/ipv4/tcp_available_congestion_control")
+    names = available.read_text().split() if available.is_file() else []
+    if name not in names:
+        return f"{name!r} is not available here (available: {', '.join(names) or 'none'})"
+    CONGESTION = name
+    return None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="100 Mbit/s and 1 Gbit/s, 64 KiB and 1 MB, 2 repetitions")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--loss", type=float, nargs="+", default=[0.0], help="link loss probabilities (default 0)")
+    ap.add_argument(
+        "--congestion-control",
+        metavar="NAME",
+        help="the senders' TCP congestion control (default: the machine's; cubic is stock Linux's)",
+    )
     args = ap.parse_args()
     if any(not 0 <= p < 0.5 for p in args.loss):
         print("net_fidelity: --loss: each probability must be in [0, 0.5)", file=sys.stderr)
+        return 2
+    if (why := _use_congestion_control(args.congestion_control)) is not None:
+        print(f"net_fidelity: --congestion-control: {why}", file=sys.stderr)
         return 2
     if (why := unavailable()) is not None:
         print(f"net_fidelity: {why}", file=sys.stderr)
@@ -217,7 +243,7 @@ def main() -> int:
         with Fabric(star(rate, loss=loss)) as fabric:
             load_start = os.getloadavg()[0]
             lat = base_latency_s(fabric, ports)
-            cc = congestion_control(fabric, "s")  # which pattern shares unfairly depends on it (README)
+            cc = CONGESTION or congestion_control(fabric, "s")  # which pattern shares unfairly depends on it (README)
             graph, before = star(rate, lat, loss), star(rate, 0, loss)  # the model, and the model before validation
             seeds = range(SIM_SEEDS if loss else 1)
             for pattern in PATTERNS:
