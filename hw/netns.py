@@ -100,12 +100,20 @@ def _run(*cmd: str, check: bool = True) -> str:
     return done.stdout
 
 
+SLOW_FRAME_S = 1e-3  # a frame that takes this long on the wire is released alone in time by the kernel's timers
+
+
 def tbf_burst_bytes(rate_bps: float) -> int:
-    """The token bucket's depth: two full frames, or 50 us at the rate when larger. A deeper bucket lets
-    the first bytes of a message through at line rate (1 ms at 1 Gbit/s made 64 KiB messages 3x too fast);
-    a shallower one falls behind the rate at a gigabit, where the kernel's timers cannot release single
-    frames fast enough (bench/net_fidelity.py, README "Network model")."""
-    return max(2 * (MTU_BYTES + 14), int(rate_bps / 8 * 50e-6))
+    """The token bucket's depth: two full frames, or 50 us at the rate when larger; one frame where a frame
+    takes a millisecond or more (up to ~12 Mbit/s). A deeper bucket lets the first bytes of a message through
+    at line rate (1 ms at 1 Gbit/s made 64 KiB messages 3x too fast; two frames made them 5-6 % fast at 10
+    Mbit/s, one frame 2.7 %); a shallower one falls behind the rate where the kernel's timers cannot release
+    single frames fast enough (one frame at 100 Mbit/s: a 64 KiB message 39 % slow) (bench/net_fidelity.py,
+    README "Network model")."""
+    frame = MTU_BYTES + 14
+    if frame * 8 / rate_bps >= SLOW_FRAME_S:
+        return frame
+    return max(2 * frame, int(rate_bps / 8 * 50e-6))
 
 
 @dataclass

@@ -276,3 +276,12 @@ def test_the_fabrics_softirq_work_is_the_twins_not_a_neighbours():
         seen, ours = plain.stop(), netns_own.stop()
     assert seen.foreign_cpu_cores >= QUIET_FOREIGN_CORES, seen.describe()
     assert ours.foreign_cpu_cores < QUIET_FOREIGN_CORES and ours.twin_cpu_cores > seen.twin_cpu_cores, ours.describe()
+
+
+def test_the_bucket_is_one_frame_only_where_a_frame_takes_a_millisecond():
+    """tbf's bucket lets its depth through at line rate: one frame at 10 Mbit/s (two made a 64 KiB message
+    5-6 % fast), two at 100 Mbit/s (one made the kernel fall behind the rate), 50 us at a gigabit."""
+    frame = netns.MTU_BYTES + 14
+    assert netns.tbf_burst_bytes(10e6) == frame
+    assert netns.tbf_burst_bytes(100e6) == 2 * frame
+    assert netns.tbf_burst_bytes(1e9) == int(1e9 / 8 * 50e-6)
