@@ -95,33 +95,6 @@ def dial(fabric: Fabric, src: str, dst: str, port: int) -> socket.socket:
     return s
 
 
-def base_latency_s(fabric: Fabric, ports: Iterator[int], n: int = 200) -> float:
-    """Half the median round trip of a 1-byte TCP ping-pong from s to r0, per hop (two hops)."""
-    port = next(ports)
-    ls = listener(fabric, "r0", port)
-    c = dial(fabric, "s", "r0", port)
-    peer, _ = ls.accept()
-    peer.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def echo() -> None:
-        while b := peer.recv(1):
-            peer.sendall(b)
-
-    t = threading.Thread(target=echo, daemon=True)
-    t.start()
-    rtts = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        c.sendall(b"x")
-        c.recv(1)
-        rtts.append(time.perf_counter() - t0)
-    c.close()
-    t.join(5)
-    peer.close()
-    ls.close()
-    return float(np.median(rtts)) / 2 / 2
-
-
 def measure(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int, size: int) -> list[float]:
     """One trial: ``flows`` messages of ``size`` bytes at once; each flow's completion time (s)."""
     pairs = [("s", f"r{i}") if pattern == "fan-out" else (f"r{i}", "s") for i in range(flows)]
@@ -271,9 +244,9 @@ def main() -> int:
     for loss, rate in itertools.product(args.loss, rates):
         with Fabric(star(rate, loss=loss)) as fabric:
             load_start = os.getloadavg()[0]
-            lat = base_latency_s(fabric, ports)
-            cc = CONGESTION or congestion_control(fabric, "s")  # which pattern shares unfairly depends on it (README)
             fab = probe(fabric, "s", "r0")  # below the rate: this block measures the machine's kernel, not TCP
+            lat = fab.latency_s  # a hop's, from a 1-byte TCP ping-pong across the switch
+            cc = CONGESTION or congestion_control(fabric, "s")  # which pattern shares unfairly depends on it (README)
             print(f"| {fab.describe()} |", flush=True)
             graph, before = star(rate, lat, loss), star(rate, 0, loss)  # the model, and the model before validation
             seeds = range(SIM_SEEDS if loss else 1)
