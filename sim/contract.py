@@ -534,8 +534,9 @@ class MachineLoad(_Model):
 
 class FabricProbe(_Model):
     """What the netns backend's fabric does on this machine, measured between two hosts before the nodes start
-    (hw/netns.py ``probe``): the latency of one hop (a 1-byte TCP round trip over the path, halved, per hop) and
-    the steady throughput of one TCP stream in wire bits/s (headers included) against the links' nominal rate.
+    and after a completed run stopped them (hw/netns.py ``probe``; the mean of the two): the latency of one hop
+    (a 1-byte TCP round trip over the path, halved, per hop) and the steady throughput of one TCP stream in wire
+    bits/s (headers included) against the links' nominal rate.
     On two vCPUs a gigabit fabric is CPU-bound: the kernel's veth, bridge and tbf work for a byte outlasts the
     byte's time on the wire, so one stream gets less than the rate (README, "Real kernel networking")."""
 

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import networkx as nx
 import pytest
@@ -163,9 +164,19 @@ def test_the_reaper_removes_the_fabric_of_a_killed_process(tmp_path):
     assert not set(names) & set(netns.ours()), "namespaces left by a killed orchestrator"
 
 
-def test_paper_3node_runs_on_namespaces_each_host_its_own(tmp_path):
+def test_paper_3node_runs_on_namespaces_each_host_its_own(tmp_path, monkeypatch):
     """The paper's layout on three namespaces and a switch: every pod in its host's namespace (not this
-    process's), devices emulated on their gateway hosts, the run completes and leaves nothing behind."""
+    process's), devices emulated on their gateway hosts, the run completes and leaves nothing behind; its
+    fabric is measured before and after the run (the summary has the mean)."""
+    import hw.local
+
+    probes: list[Any] = []
+
+    def probe(*args: Any) -> Any:
+        probes.append(netns.probe(*args))
+        return probes[-1]
+
+    monkeypatch.setattr(hw.local, "probe", probe)
     s = load_scenario(PAPER, [*SMALL, "workload.devices.ecg-a.count=2", "workload.devices.ecg-b.count=1"])
     seen: dict[str, str] = {}
     built: set[str] = set()
@@ -191,6 +202,7 @@ def test_paper_3node_runs_on_namespaces_each_host_its_own(tmp_path):
     assert len(built) == 3 and not built & set(netns.ours()), "namespaces left after the run"
     fabric = summary.fabric  # measured between the aggregator's host and a client's before the nodes started
     assert fabric is not None and fabric.hosts == ("pi-1", "pi-2") and fabric.hops == 2
+    assert len(probes) == 2 and fabric.throughput_bps == pytest.approx(sum(p.throughput_bps for p in probes) / 2)
     assert fabric.describe() in what_numbers_are(summary)  # the report says what links the numbers came over
     assert 0 < fabric.latency_s < 5e-3 and 0 < fabric.throughput_bps <= 1.2 * fabric.rate_bps
 
