@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "scenarios"
+
+# A shell without job control starts a background job (``make test &``, ``nohup``) with SIGINT ignored, and an
+# ignored signal stays ignored across exec: every process the tests start would then shrug off the Ctrl-C the
+# interruption tests send (they failed so, 2026-11-30). Handled here, it is reset to the default in children.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def session_processes(sid: int) -> list[int]:
