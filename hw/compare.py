@@ -228,7 +228,7 @@ def _load_warnings(hw_sum: Summary) -> list[str]:
             "neighbours as about the model; measure again on a quiet machine"]  # fmt: skip
 
 
-def _fabric_warnings(sim_dir: Path, hw_sums: list[Summary]) -> list[str]:
+def _fabric_warnings(sim_dir: Path, hw_sums: list[Summary], hw_dir: Path | None = None) -> list[str]:
     """A netns run measured its fabric (``Summary.fabric``): warn when the simulation did not give its links
     that fabric's rate or its hosts the machine's cores, and say how to."""
     probes = [(s.fabric, s.machine_load.cores if s.machine_load else None) for s in hw_sums if s.fabric is not None]
@@ -248,8 +248,9 @@ def _fabric_warnings(sim_dir: Path, hw_sums: list[Summary]) -> list[str]:
     if not missing:
         return []
     sets = " ".join(f"--set '{o}'" for o in fabric.overrides(cores))
+    how = f"pqtwin sim ... --fabric-of {hw_dir} (or {sets})" if hw_dir is not None else sets
     return [f"the measured run is on the netns backend ({fabric.describe()}); the simulation lacks "
-            f"{' and '.join(missing)}: simulate with {sets}"]  # fmt: skip
+            f"{' and '.join(missing)}: simulate with {how}"]  # fmt: skip
 
 
 def _least_quiet(summaries: list[Summary]) -> Summary:
@@ -291,7 +292,8 @@ def compare_dirs(sim_dir: Path, hw_dir: Path, more_hw: Sequence[Path] = ()) -> d
     if len(hw_dirs) > 1:
         runs["hw"] |= {"repeats": [str(d) for d in hw_dirs], "quiet_repeats": sum(
             bool(s.machine_load and s.machine_load.quiet) for s in hw_sums)}  # fmt: skip
-    warnings = _setting_warnings(runs, hw_sums) + _load_warnings(hw_sum) + _fabric_warnings(sim_dir, hw_sums)
+    warnings = _setting_warnings(runs, hw_sums) + _load_warnings(hw_sum)
+    warnings += _fabric_warnings(sim_dir, hw_sums, hw_dirs[0])
     for side, d, summary in (("simulated", sim_dir, sim_sum), ("measured", hw_dir, hw_sum)):
         state = summary.state or "completed"  # simulator runs always complete
         if state != "completed":

@@ -220,6 +220,10 @@ def sim_cmd(
     heartbeat: Annotated[
         Path | None, typer.Option(hidden=True, help="stop as Ctrl-C when this file goes stale (the app's runs)")
     ] = None,
+    fabric_of: Annotated[
+        Path | None,
+        typer.Option("--fabric-of", help="a netns twin run: simulate the links and the machine it measured"),
+    ] = None,
 ) -> None:
     """Simulate a scenario; write spans.parquet and summary.json and print a table."""
     from hw import rundir
@@ -236,6 +240,8 @@ def sim_cmd(
     if profile is not None and profile.is_dir():
         raise UserError(f"--profile: {profile} is a directory; give a profile file")
     given = _out_path(out_dir)
+    if fabric_of is not None:  # first: the user's own --set options win
+        set_ = [*_fabric_overrides(fabric_of), *(set_ or [])]
     s = scn.load_scenario(scenario, set_, profile)
     out = given or Path("runs") / s.name
     modes = list(MODES) if mode == "both" else [mode or s.workload.processing.mode]
@@ -255,6 +261,20 @@ def sim_cmd(
             if w not in told:
                 _warn(f"({m}) {w}")
     _say(f"results: {out}/")
+
+
+def _fabric_overrides(run_dir: Path) -> list[str]:
+    """The ``--set`` options that simulate the fabric and machine a netns run measured (``Summary.fabric``)."""
+    from sim.contract import RunLayout, read_summary
+    from sim.errors import UserError
+
+    try:
+        summary = read_summary(RunLayout(run_dir).summary)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--fabric-of: {run_dir}: not a run directory ({str(exc).splitlines()[0]})") from None
+    if summary.fabric is None:
+        raise UserError(f"--fabric-of: {run_dir} is not a netns twin run (its summary.json has no fabric)")
+    return summary.fabric.overrides(summary.machine_load.cores if summary.machine_load else None)
 
 
 SIM_HEARTBEAT_STALE_S = 5.0  # the app touches it every 0.5 s while the page that started the run is open
@@ -795,7 +815,8 @@ def _report_twin_run(summary: Summary, out_dir: Path) -> None:
     if summary.fabric is not None:
         cores = summary.machine_load.cores if summary.machine_load is not None else None
         sets = " ".join(f"--set '{o}'" for o in summary.fabric.overrides(cores))
-        STDERR.print(f"{summary.fabric.describe()}; to simulate this fabric: pqtwin sim ... {sets}", highlight=False)
+        STDERR.print(f"{summary.fabric.describe()}; to simulate this fabric: pqtwin sim ... --fabric-of "
+                     f"{out_dir} (or {sets})", highlight=False)  # fmt: skip
     for d in summary.dropouts:
         _warn(f"dropout: {d.pod} in round {d.round}: {d.reason}")
     if summary.state != "completed":

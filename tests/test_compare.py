@@ -286,3 +286,31 @@ def test_a_netns_run_warns_when_the_simulation_lacks_its_measured_fabric(tmp_pat
     write_run(simulate(matched, "sequential"), fitted, matched)
     assert _fabric_warnings(fitted, [hw]) == []
     assert _fabric_warnings(plain, [hw.model_copy(update={"fabric": None})]) == []  # not a netns run
+
+
+def test_sim_fabric_of_a_netns_run_simulates_its_links_and_machine(pqtwin, tmp_path):
+    """``pqtwin sim --fabric-of HW_DIR`` takes the fabric and machine a netns run measured (its --set options; the
+    user's own --set still wins); a run without a fabric, or no run at all, is one line, exit 2."""
+    paper = load_scenario(SCENARIO, ["workload.fl.rounds=1", "run.replications=1"])
+    hw = tmp_path / "hw"
+    write_run(simulate(paper, "sequential"), hw, paper)
+    plain = contract.read_summary(hw / "summary.json")
+    probe = contract.FabricProbe(hosts=("pi-1", "pi-2"), hops=2, latency_s=6e-6, throughput_bps=7e8, rate_bps=9.4e8)
+    load = contract.MachineLoad(cores=2, loadavg_1m_start=None, loadavg_1m_end=None, twin_cpu_cores=1.0,
+                                foreign_cpu_cores=0.0, steal_fraction=0.0, quiet=True)  # fmt: skip
+    contract.write_summary(plain.model_copy(update={"fabric": probe, "machine_load": load, "backend": "netns"}), hw)
+    res = pqtwin("sim", str(SCENARIO), "--fabric-of", str(hw), "--set", "run.replications=1",
+                 "--set", "workload.fl.rounds=1", "--set", "deployment.network.links.0.latency_s=0.001",
+                 "--out", str(tmp_path / "sim"))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    import yaml
+
+    d = yaml.safe_load((tmp_path / "sim" / "scenario.yaml").read_text())["deployment"]
+    links = d["network"]["links"]
+    assert {link["bandwidth_bps"] for link in links} == {7e8} and d["machine"] == {"cores": 2}
+    assert links[0]["latency_s"] == 0.001 and links[1]["latency_s"] == 6e-6  # the user's --set wins
+    contract.write_summary(plain, hw)
+    res = pqtwin("sim", str(SCENARIO), "--fabric-of", str(hw), "--out", str(tmp_path / "sim2"))
+    assert res.returncode == 2 and "is not a netns twin run" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    res = pqtwin("sim", str(SCENARIO), "--fabric-of", str(tmp_path / "nowhere"), "--out", str(tmp_path / "sim3"))
+    assert res.returncode == 2 and "--fabric-of" in res.stderr and "Traceback" not in res.stderr
