@@ -277,8 +277,9 @@ def test_a_fabric_that_cannot_be_built_fails_the_run_in_one_line_and_leaves_noth
 
 
 def test_the_fabrics_softirq_work_is_the_twins_not_a_neighbours():
-    """Streaming 40 MB across a gigabit fabric keeps a core busy in softirq that no process of ours is charged
-    for: counted as foreign it flags the machine busy; the netns backend's monitor counts it as the twin's."""
+    """Streaming across a gigabit fabric keeps a core busy in softirq that no process of ours is charged for:
+    counted as foreign it would flag the machine busy (more than QUIET_FOREIGN_CORES); the netns backend's
+    monitor counts it as the twin's."""
     from hw.machine import QUIET_FOREIGN_CORES, LoadMonitor
 
     with netns.Fabric(pair(1e9)) as fabric:
@@ -286,8 +287,10 @@ def test_the_fabrics_softirq_work_is_the_twins_not_a_neighbours():
         for _ in range(4):
             netns.probe(fabric, "a", "b")
         seen, ours = plain.stop(), netns_own.stop()
-    assert seen.foreign_cpu_cores >= QUIET_FOREIGN_CORES, seen.describe()
-    assert ours.foreign_cpu_cores < QUIET_FOREIGN_CORES and ours.twin_cpu_cores > seen.twin_cpu_cores, ours.describe()
+    # what other tests running beside this one use counts in both alike: the fabric's softirq is the difference
+    softirq_cores = seen.foreign_cpu_cores - ours.foreign_cpu_cores
+    assert softirq_cores >= QUIET_FOREIGN_CORES, (seen.describe(), ours.describe())
+    assert ours.twin_cpu_cores - seen.twin_cpu_cores >= softirq_cores  # (foreign stops at 0; the twin's does not)
 
 
 def test_the_bucket_is_one_frame_only_where_a_frame_takes_a_millisecond():
