@@ -29,14 +29,19 @@ $(CHROMIUM):
 # The paper scenario in both modes (simulated), then the twin loop on this machine: calibrate (once), run the
 # twin in sequential mode and fit its code-path overheads from that run (once), then predict the *concurrent*
 # run with the fitted profile, run it for real and compare (held out: the fit never saw concurrent mode).
+# make run's twin comparison: 40 rounds (~1.5 s) outlast the devices' first frames (10 rounds, 0.3 s, did not:
+# the comparison had no telemetry)
+TWIN_ROUNDS := 40
+
 run: $(STAMP)
 	$(BIN)/pqtwin sim scenarios/paper-3node.yaml --mode both --out runs/paper-3node --force
 	$(VALID) runs/local-profile.yaml || $(BIN)/pqtwin calibrate --out runs/local-profile.yaml --name local
 	$(VALID) runs/local-fitted.yaml || { $(BIN)/pqtwin hw run scenarios/localhost.yaml --mode sequential \
 	  --out runs/localhost-train --force && $(BIN)/pqtwin calibrate --from-run runs/localhost-train \
 	  --base runs/local-profile.yaml --out runs/local-fitted.yaml --name local-fitted; }
-	$(BIN)/pqtwin sim scenarios/localhost.yaml --mode concurrent --profile runs/local-fitted.yaml --out runs/localhost-sim --force
-	$(BIN)/pqtwin hw run scenarios/localhost.yaml --mode concurrent --out runs/localhost-hw --force
+	$(BIN)/pqtwin sim scenarios/localhost.yaml --mode concurrent --profile runs/local-fitted.yaml \
+	  --set workload.fl.rounds=$(TWIN_ROUNDS) --out runs/localhost-sim --force
+	$(BIN)/pqtwin hw run scenarios/localhost.yaml --mode concurrent --rounds $(TWIN_ROUNDS) --out runs/localhost-hw --force
 	@echo "paper comparison: runs/paper-3node/modes.json; twin report: runs/localhost-hw/compare/"
 	$(BIN)/pqtwin compare runs/localhost-sim runs/localhost-hw  # ends with the fidelity line
 
