@@ -231,13 +231,13 @@ def _load_warnings(hw_sum: Summary) -> list[str]:
 def _fabric_warnings(sim_dir: Path, hw_sums: list[Summary], hw_dir: Path | None = None) -> list[str]:
     """A netns run measured its fabric (``Summary.fabric``): warn when the simulation did not give its links
     that fabric's rate or its hosts the machine's cores, and say how to."""
-    probes = [(s.fabric, s.machine_load.cores if s.machine_load else None) for s in hw_sums if s.fabric is not None]
-    if not probes:
+    netns = next((s for s in hw_sums if s.fabric is not None), None)
+    if netns is None or netns.fabric is None:
         return []
-    fabric, cores = probes[0]
+    fabric, cores = netns.fabric, netns.machine_load.cores if netns.machine_load is not None else None
     try:
         d = yaml.safe_load(RunLayout(sim_dir).scenario.read_text()).get("deployment", {})
-    except (OSError, yaml.YAMLError, AttributeError):
+    except (OSError, ValueError, yaml.YAMLError, AttributeError):  # unreadable, not UTF-8, not a mapping: no advice
         return []
     missing = []
     rates = [link.get("bandwidth_bps") for link in d.get("network", {}).get("links", [])]
@@ -247,7 +247,7 @@ def _fabric_warnings(sim_dir: Path, hw_sums: list[Summary], hw_dir: Path | None 
         missing.append(f"its hosts on this machine's {cores} cores")
     if not missing:
         return []
-    sets = " ".join(f"--set '{o}'" for o in fabric.overrides(cores))
+    sets = " ".join(f"--set '{o}'" for o in netns.fabric_overrides())
     how = f"pqtwin sim ... --fabric-of {hw_dir} (or {sets})" if hw_dir is not None else sets
     return [f"the measured run is on the netns backend ({fabric.describe()}); the simulation lacks "
             f"{' and '.join(missing)}: simulate with {how}"]  # fmt: skip

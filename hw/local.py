@@ -113,6 +113,7 @@ class LocalAddressing:
         self.ports: set[int] = set()  # handed out to this run's listeners
 
     bind = "127.0.0.1"  # nodes listen on loopback
+    probe: FabricProbe | None = None  # no fabric of its own to measure: its links are the proxies' model
 
     def start(self) -> None:
         """Nothing to set up: proxies start as routes are dialled."""
@@ -330,7 +331,7 @@ def run_local(
             recover_journals(out)  # the finished rounds of nodes that were killed
             extra = {"backend": backend, "mode": mode, "seed": seed, "retransmissions": retransmissions,
                      "attack": attack, "machine_load": machine_load,
-                     "fabric": getattr(addressing, "probe", None)}  # fmt: skip
+                     "fabric": addressing.probe}  # fmt: skip
             summary = rundir.write_results(s, out, s.pods("aggregator")[0].name, state, reason, codes,
                                            time.monotonic() - started, {"this-machine": os.cpu_count() or 1}, extra,
                                            machine="this-machine",

@@ -274,7 +274,7 @@ def _fabric_overrides(run_dir: Path) -> list[str]:
         raise UserError(f"--fabric-of: {run_dir}: not a run directory ({str(exc).splitlines()[0]})") from None
     if summary.fabric is None:
         raise UserError(f"--fabric-of: {run_dir} is not a netns twin run (its summary.json has no fabric)")
-    return summary.fabric.overrides(summary.machine_load.cores if summary.machine_load else None)
+    return summary.fabric_overrides()
 
 
 SIM_HEARTBEAT_STALE_S = 5.0  # the app touches it every 0.5 s while the page that started the run is open
@@ -813,8 +813,7 @@ def _report_twin_run(summary: Summary, out_dir: Path) -> None:
         style = "" if summary.machine_load.quiet else "[yellow]"
         STDERR.print(f"{style}{summary.machine_load.describe()}", highlight=False)
     if summary.fabric is not None:
-        cores = summary.machine_load.cores if summary.machine_load is not None else None
-        sets = " ".join(f"--set '{o}'" for o in summary.fabric.overrides(cores))
+        sets = " ".join(f"--set '{o}'" for o in summary.fabric_overrides())
         STDERR.print(f"{summary.fabric.describe()}; to simulate this fabric: pqtwin sim ... --fabric-of "
                      f"{out_dir} (or {sets})", highlight=False)  # fmt: skip
     for d in summary.dropouts:

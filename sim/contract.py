@@ -623,6 +623,12 @@ class Summary(_Model):
             data["application_bytes"] = data.pop("bytes_on_wire")
         return data
 
+    def fabric_overrides(self) -> list[str]:
+        """The ``--set`` options that simulate the fabric and the machine this netns run measured (none: not one)."""
+        if self.fabric is None:
+            return []
+        return self.fabric.overrides(self.machine_load.cores if self.machine_load is not None else None)
+
     def to_json(self) -> str:
         return self.model_dump_json(indent=2, exclude_none=False) + "\n"
 

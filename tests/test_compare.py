@@ -286,6 +286,8 @@ def test_a_netns_run_warns_when_the_simulation_lacks_its_measured_fabric(tmp_pat
     write_run(simulate(matched, "sequential"), fitted, matched)
     assert _fabric_warnings(fitted, [hw]) == []
     assert _fabric_warnings(plain, [hw.model_copy(update={"fabric": None})]) == []  # not a netns run
+    (plain / "scenario.yaml").write_bytes(b"\xff\xfe not UTF-8")  # no advice, and no internal error either
+    assert _fabric_warnings(plain, [hw]) == []
 
 
 def test_sim_fabric_of_a_netns_run_simulates_its_links_and_machine(pqtwin, tmp_path):
