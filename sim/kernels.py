@@ -149,6 +149,88 @@ def _pop(tags, refs, h):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
+def _shared_frames(  # type: ignore[no-untyped-def]
+    arr,
+    work_s,
+    refs_in,
+    cores,
+    state,
+    tags,
+    refs,
+    h,
+    cut,
+    end_s,
+    done_t,
+    counters,
+    near,
+    track,
+    series,
+    bin_s,
+):
+    """``shared_cores`` with no foreground before ``cut``: the same arithmetic (a rate of 1 while the jobs fit
+    the cores: its products and quotients are exact, so left out) without the foreground's branches."""
+    v, last = state[0], state[1]
+    n = arr.size
+    i = 0
+    kept = period_first = 0
+    period_fg = False
+    while True:
+        if h > 0:
+            if h <= cores:
+                rate = 1.0
+                tc = last + max(0.0, tags[0] - v)
+            else:
+                rate = cores / h
+                tc = last + max(0.0, tags[0] - v) / rate
+        else:
+            rate = 1.0
+            tc = math.inf
+        ta = arr[i] if i < n else math.inf
+        if tc <= ta:
+            if tc >= cut:
+                break
+            v += (tc - last) * rate
+            last = tc
+            due = v + 1e-12 + 8 * np.spacing(abs(v))
+            while h > 0 and tags[0] <= due:
+                r = refs[0]
+                _pop(tags, refs, h)
+                h -= 1
+                done_t[r] = tc
+            continue
+        t = ta
+        if t >= cut:
+            break
+        v += (t - last) * rate
+        last = t
+        w = work_s[i]
+        counters[2] += min(w, end_s - t)
+        _bin(series, bin_s, t, w)
+        if h == 0:
+            kept, period_first, period_fg = _new_period(kept, period_first, period_fg)
+        if track:
+            near = _keep(near, kept, t, w, refs_in[i])
+            kept += 1
+        if h == 0:
+            tag = v + w
+            tc = last + max(0.0, tag - v)
+            if tc < cut and (i + 1 >= n or tc <= arr[i + 1]):
+                v += tc - last
+                last = tc
+                done_t[refs_in[i]] = tc
+                i += 1
+                continue
+        if h == tags.size:
+            tags = np.concatenate((tags, np.empty(h)))
+            refs = np.concatenate((refs, np.empty(h, dtype=np.int64)))
+        _push(tags, refs, h, v + w, refs_in[i])
+        h += 1
+        i += 1
+    state[0], state[1] = v, last
+    return h, tags, refs, near, kept
+
+
+@njit(cache=True)
 def shared_cores(  # type: ignore[no-untyped-def]
     arr,
     work_s,
@@ -175,14 +257,19 @@ def shared_cores(  # type: ignore[no-untyped-def]
     (a frame's reference is >= 0, a foreground job k is -(k + 1)). A frame's completion goes to
     done_t[ref]. ``near`` collects frames in busy periods with foreground (as ``link_stage``). Returns (h, next
     foreground index, tags, refs, near, its rows) (the heap grows when full)."""
+    m = fg_asked.size
+    track = k0 < m  # with no foreground left to serve, no busy period will serve any: none is kept
+    if k0 >= m or fg_asked[k0] >= cut:
+        h, tags, refs, near, kept = _shared_frames(
+            arr, work_s, refs_in, cores, state, tags, refs, h, cut, end_s, done_t, counters, near, track, series, bin_s
+        )
+        return h, k0, tags, refs, near, kept
     v, last = state[0], state[1]
     n = arr.size
-    m = fg_asked.size
     i = 0
     k = k0
     kept = period_first = 0
     period_fg = False
-    track = k0 < m  # with no foreground left to serve, no busy period will serve any: none is kept
     while True:
         rate = min(1.0, cores / h) if h > 0 else 1.0
         tc = last + max(0.0, tags[0] - v) / rate if h > 0 else math.inf
@@ -409,6 +496,77 @@ def order_by_time(idx, t):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
+def _lossy_stage(  # type: ignore[no-untyped-def]
+    o,
+    fr_t,
+    fr_wait,
+    fr_pop,
+    fr_dev,
+    fr_hop,
+    fr_srv,
+    route_table,
+    wire_by_pop,
+    bandwidth_bps,
+    bank,
+    free,
+    busy_s,
+    demand_s,
+    sent,
+    lost,
+    cut,
+    horizon,
+    loss,
+    latency_s,
+    jitter_s,
+    rng,
+    series,
+    bin_s,
+):
+    """``link_stage`` on a lossy link with no foreground before ``cut``: the frames ``o`` merged with their own
+    resends (a heap), the same arithmetic and draws in the same order, without the foreground's bookkeeping."""
+    n = o.size
+    heap_t = np.empty(16)
+    heap_i = np.empty(16, dtype=np.int64)
+    h = 0
+    i = 0
+    while i < n or h > 0:
+        if h > 0 and (i >= n or heap_t[0] <= fr_t[o[i]]):
+            t = heap_t[0]
+            f = heap_i[0]
+            _pop(heap_t, heap_i, h)
+            h -= 1
+        else:
+            f = o[i]
+            t = fr_t[f]
+            i += 1
+        if t >= cut:  # a resend due after the cut: it waits here for the next window
+            fr_t[f] = t
+            continue
+        w = fr_dev[f] if bank else 0
+        size = wire_by_pop[fr_pop[f]]
+        s = size * 8 / bandwidth_bps
+        demand_s[w] += min(s, horizon - t)
+        start = t if t > free[w] else free[w]
+        fr_wait[f] += start - t
+        end = start + s
+        free[w] = end
+        if not bank:
+            _bin(series, bin_s, start, s)
+        if end <= horizon:
+            busy_s[w] += s
+            sent[w] += size
+        if rng.random() < loss:
+            lost[w] += 1
+            if h == heap_t.size:
+                heap_t = np.concatenate((heap_t, np.empty(h)))
+                heap_i = np.concatenate((heap_i, np.empty(h, dtype=np.int64)))
+            _push(heap_t, heap_i, h, end + (2 * latency_s + s), f)
+            h += 1
+            continue
+        _leave(f, end, fr_t, fr_hop, fr_srv, fr_pop, route_table, latency_s, jitter_s, rng)
+
+
+@njit(cache=True)
 def link_stage(  # type: ignore[no-untyped-def]
     o,
     fr_t,
@@ -471,6 +629,34 @@ def link_stage(  # type: ignore[no-untyped-def]
                 busy_s[w] += s
                 sent[w] += size
             _leave(f, end, fr_t, fr_hop, fr_srv, fr_pop, route_table, latency_s, jitter_s, rng)
+        return k0, np.empty((0, 3)), 0
+    if k0 >= fg_asked.size or fg_asked[k0] >= cut:  # a lossy link without foreground in the window
+        _lossy_stage(
+            o,
+            fr_t,
+            fr_wait,
+            fr_pop,
+            fr_dev,
+            fr_hop,
+            fr_srv,
+            route_table,
+            wire_by_pop,
+            bandwidth_bps,
+            bank,
+            free,
+            busy_s,
+            demand_s,
+            sent,
+            lost,
+            cut,
+            horizon,
+            loss,
+            latency_s,
+            jitter_s,
+            rng,
+            series,
+            bin_s,
+        )
         return k0, np.empty((0, 3)), 0
     k = k0
     m = fg_asked.size

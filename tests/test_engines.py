@@ -371,6 +371,66 @@ def test_a_link_reports_foreground_served_at_another_time_than_simpy_either_way(
     assert counters[3] == pytest.approx(off_s) and counters[4] == (off_s > 0)
 
 
+def _frames_after(n: int, seed: int, span_s: float) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.uniform(0, span_s, n)), rng.exponential(0.02, n)
+
+
+@settings(max_examples=40, deadline=None, derandomize=DERANDOMIZE)
+@given(n=st.integers(1, 300), seed=st.integers(0, 10_000), cores=st.integers(1, 4),
+       span_s=st.sampled_from([0.1, 1, 30]))  # fmt: skip
+def test_the_cores_frames_only_path_is_the_general_loop(n, seed, cores, span_s):
+    """A window with no foreground before its cut takes a shorter loop (``_shared_frames``); it must give what
+    the general loop gives, bit for bit (overloaded or idle cores). The general loop is made to run by one
+    foreground job asked after every frame has finished (work-conserving cores: by the last arrival plus all
+    the work)."""
+    from sim import kernels
+
+    arr, work = _frames_after(n, seed, span_s)
+    late = float(arr[-1] + work.sum() + 1.0)
+    outs = []
+    for fg in (np.empty(0), np.array([late])):
+        done, state, counters, series = np.full(n, np.inf), np.zeros(2), np.zeros(6), np.zeros(8)
+        h, *_ = kernels.shared_cores(
+            arr, work, np.arange(n), fg, np.full(fg.size, 1e-3), np.full(fg.size, late + 1e-3), 0, cores, state,
+            np.empty(4), np.empty(4, dtype=np.int64), 0, late * 2, late * 2, done, counters, np.empty((4, 3)),
+            series, late / 4,
+        )  # fmt: skip
+        outs.append((done, counters[2], series, h))
+    (d0, c0, s0, h0), (d1, c1, s1, h1) = outs
+    assert np.array_equal(d0, d1) and c0 == c1 and np.array_equal(s0, s1)
+    assert np.isfinite(d0).all() and h0 == 0 and h1 == 0  # every frame done; the late job done too
+
+
+@settings(max_examples=40, deadline=None, derandomize=DERANDOMIZE)
+@given(n=st.integers(1, 300), seed=st.integers(0, 10_000), loss=st.sampled_from([0.0, 0.05, 0.5]),
+       bank=st.booleans(), span_s=st.sampled_from([0.1, 1, 30]))  # fmt: skip
+def test_the_links_frames_only_paths_are_the_general_loop(n, seed, loss, bank, span_s):
+    """As for the cores: a link's loops without foreground (lossless, lossy) give the general loop's frames,
+    counters and random draws, bit for bit; the general loop runs beside one transmission asked after all."""
+    from sim import kernels
+
+    arr, _ = _frames_after(n, seed, span_s)
+    devices = 3 if bank else 1
+    late = float(arr[-1] + 1_000.0)  # every frame and resend is through by then (loss <= 0.5, 5 ms a try)
+    outs = []
+    for fg in (np.empty(0), np.array([late])):
+        fr_t, fr_wait = arr.copy(), np.zeros(n)
+        fr_pop, fr_dev = np.zeros(n, dtype=np.int32), (np.arange(n) % devices).astype(np.int32)
+        fr_hop, fr_srv = np.zeros(n, dtype=np.int32), np.zeros(n, dtype=np.int64)
+        free, busy, demand, sent = np.zeros(devices), np.zeros(devices), np.zeros(devices), np.zeros(devices)
+        lost, counters, series = np.zeros(devices, dtype=np.int64), np.zeros(6), np.zeros(8)
+        kernels.link_stage(
+            np.arange(n), fr_t, fr_wait, fr_pop, fr_dev, fr_hop, fr_srv, np.array([[0, 1, -2]]), np.array([125.0]),
+            1e6, bank, free, busy, demand, sent, lost, fg, np.full(fg.size, 1e-3), np.full(fg.size, late), 0,
+            late * 2, late * 2, loss, 2e-3, 1e-3, np.random.default_rng(seed), counters, series, late / 4,
+        )  # fmt: skip
+        outs.append((fr_t, fr_wait, fr_srv, busy, demand, sent, lost, series))  # (``free``: the late one's)
+    for a, b in zip(*outs, strict=True):
+        assert np.array_equal(a, b)
+    assert (outs[0][2] == 1).all()  # every frame went on to its next server
+
+
 @settings(max_examples=60, deadline=None, derandomize=DERANDOMIZE)
 @given(
     st.lists(st.floats(0, 50, allow_nan=False), min_size=0, max_size=400),
