@@ -25,6 +25,7 @@ import os
 import pickle
 import signal
 import threading
+from dataclasses import replace
 from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
@@ -34,6 +35,7 @@ from sim.forkpool import read_all, write_all
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from sim.contract import SpanRow
     from sim.model import Replication, ReplicationResult
 
 # SimPy events by the storm's end below which a fork costs more than computing the storm again would (a fork and
@@ -53,6 +55,11 @@ class Fork:
         self.word = self.result = -1  # the parent's ends of the two pipes
         self.in_child = False
         self._reply = -1  # the child's end of the result pipe
+        # the storm's span rows and device handshakes, as both processes hold them at the fork: the child sends
+        # only what it adds after them (the lists only grow; their items do not change)
+        self._rows: list[SpanRow] = []
+        self._handshakes: list[tuple[str, float, float]] = []
+        self._held = (0, 0)
 
     @staticmethod
     def available() -> bool:
@@ -70,6 +77,8 @@ class Fork:
         # them once, ~0.5 s at 10,000 devices), and their pages stay shared (a scan writes to every object);
         # the replication's end makes them collectable again (sim/runner.py ``collecting_rarely``)
         gc.freeze()
+        self._rows, self._handshakes = rep.rec.rows, rep.device_handshakes
+        self._held = (len(self._rows), len(self._handshakes))
         fds: list[int] = []
         try:
             fds += os.pipe()
@@ -119,12 +128,19 @@ class Fork:
         outcome = pickle.loads(data)  # noqa: S301 - our own fork's output
         if isinstance(outcome, BaseException):
             raise outcome
+        rows, handshakes = self._held
+        outcome.rows[:0] = self._rows[:rows]
+        outcome.device_handshakes[:0] = self._handshakes[:handshakes]
         return outcome  # type: ignore[no-any-return]
 
     def ship(self, outcome: ReplicationResult | BaseException) -> NoReturn:
         """In the child: send the second pass's result (or what it raised) to the parent, and end."""
         try:
             try:
+                if not isinstance(outcome, BaseException):  # the parent holds the storm's rows and handshakes
+                    rows, handshakes = self._held
+                    outcome = replace(outcome, rows=outcome.rows[rows:],
+                                      device_handshakes=outcome.device_handshakes[handshakes:])  # fmt: skip
                 data = pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)
             except Exception as exc:  # an exception that does not pickle: its message does
                 data = pickle.dumps(RuntimeError(f"the resumed pass failed: {outcome!r} ({exc})"))

@@ -94,6 +94,21 @@ def _delayed(counters, delay_s, at_s):  # type: ignore[no-untyped-def]
         counters[4] += 1
 
 
+LOSS_GAP = 5  # counters[LOSS_GAP]: a lossy link's transmissions up to and with its next loss (0: to draw)
+
+
+@njit(cache=True)
+def _is_lost(counters, loss, rng):  # type: ignore[no-untyped-def]
+    """Whether a lossy link loses this transmission: each is lost independently with probability ``loss``, drawn
+    as the count of transmissions up to the next loss (geometric: the same law as a draw per transmission, with
+    one draw per loss; the count carries over between windows). Callers test ``counters[LOSS_GAP] > 1`` first
+    (not lost, counted down in place): a call that passes the generator costs ~20 ns, more than the loop's work."""
+    if counters[LOSS_GAP] <= 0:
+        counters[LOSS_GAP] = rng.geometric(loss)
+    counters[LOSS_GAP] -= 1
+    return counters[LOSS_GAP] == 0
+
+
 @njit(cache=True)
 def _bin(series, bin_s, t, busy_s):  # type: ignore[no-untyped-def]
     """Add busy seconds to the series bin of time t (the last bin takes what lies beyond)."""
@@ -496,6 +511,49 @@ def order_by_time(idx, t):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
+def _clear_link(  # type: ignore[no-untyped-def]
+    o,
+    fr_t,
+    fr_wait,
+    fr_pop,
+    fr_hop,
+    fr_srv,
+    route_table,
+    wire_by_pop,
+    bandwidth_bps,
+    free,
+    busy_s,
+    demand_s,
+    sent,
+    horizon,
+    latency_s,
+    jitter_s,
+    rng,
+    series,
+    bin_s,
+):
+    """``link_stage`` on one lossless link with no foreground in the window: its state in locals, each
+    population's serialisation time computed once (the same quotient), sums in the same order."""
+    svc = wire_by_pop * 8 / bandwidth_bps
+    free_s, busy, demand, nbytes = free[0], busy_s[0], demand_s[0], sent[0]
+    for j in range(o.size):
+        f = o[j]
+        t = fr_t[f]
+        p = fr_pop[f]
+        s = svc[p]
+        demand += min(s, horizon - t)  # offered: what the link could serialise by the end
+        start = t if t > free_s else free_s
+        fr_wait[f] += start - t
+        free_s = start + s
+        _bin(series, bin_s, start, s)
+        if free_s <= horizon:
+            busy += s
+            nbytes += wire_by_pop[p]
+        _leave(f, free_s, fr_t, fr_hop, fr_srv, fr_pop, route_table, latency_s, jitter_s, rng)
+    free[0], busy_s[0], demand_s[0], sent[0] = free_s, busy, demand, nbytes
+
+
+@njit(cache=True)
 def _lossy_stage(  # type: ignore[no-untyped-def]
     o,
     fr_t,
@@ -519,6 +577,7 @@ def _lossy_stage(  # type: ignore[no-untyped-def]
     latency_s,
     jitter_s,
     rng,
+    counters,
     series,
     bin_s,
 ):
@@ -555,7 +614,9 @@ def _lossy_stage(  # type: ignore[no-untyped-def]
         if end <= horizon:
             busy_s[w] += s
             sent[w] += size
-        if rng.random() < loss:
+        if counters[LOSS_GAP] > 1:  # not lost: counted down in place (``_is_lost``)
+            counters[LOSS_GAP] -= 1
+        elif _is_lost(counters, loss, rng):
             lost[w] += 1
             if h == heap_t.size:
                 heap_t = np.concatenate((heap_t, np.empty(h)))
@@ -611,6 +672,10 @@ def link_stage(  # type: ignore[no-untyped-def]
     lossy link's time). Returns (next foreground index, near, its rows). ``series``: busy
     seconds per ``bin_s`` bin by service start (a shared link's)."""
     n = o.size
+    if loss == 0.0 and not bank and (k0 >= fg_asked.size or fg_asked[k0] >= cut):  # the commonest case
+        _clear_link(o, fr_t, fr_wait, fr_pop, fr_hop, fr_srv, route_table, wire_by_pop, bandwidth_bps, free, busy_s,
+                    demand_s, sent, horizon, latency_s, jitter_s, rng, series, bin_s)  # fmt: skip
+        return k0, np.empty((0, 3)), 0
     if loss == 0.0 and (k0 >= fg_asked.size or fg_asked[k0] >= cut):  # the common case, in one loop
         for j in range(n):
             f = o[j]
@@ -654,6 +719,7 @@ def link_stage(  # type: ignore[no-untyped-def]
             latency_s,
             jitter_s,
             rng,
+            counters,
             series,
             bin_s,
         )
@@ -713,7 +779,9 @@ def link_stage(  # type: ignore[no-untyped-def]
         if free[w] <= horizon:
             busy_s[w] += s
             sent[w] += size
-        if loss > 0.0 and rng.random() < loss:
+        if loss > 0.0 and counters[LOSS_GAP] > 1:  # not lost: counted down in place (``_is_lost``)
+            counters[LOSS_GAP] -= 1
+        elif loss > 0.0 and _is_lost(counters, loss, rng):
             lost[w] += 1
             if h == heap_t.size:
                 heap_t = np.concatenate((heap_t, np.empty(h)))

@@ -68,7 +68,7 @@ class Lognormal(_Strict):
         return float(rng.lognormal(self.mu, self.sigma)) if self.sigma > 0 else math.exp(self.mu)
 
     def samples(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        return rng.lognormal(self.mu, self.sigma, n) if self.sigma > 0 else np.full(n, math.exp(self.mu))
+        return lognormals(rng, self.mu, self.sigma, n) if self.sigma > 0 else np.full(n, math.exp(self.mu))
 
     @property
     def mean_s(self) -> float:
@@ -182,7 +182,7 @@ class LinearOp(_Strict):
         if self.cv == 0:
             return np.full(n, base)
         sigma = math.sqrt(math.log1p(self.cv**2))
-        return base * rng.lognormal(-(sigma**2) / 2, sigma, n)
+        return base * lognormals(rng, -(sigma**2) / 2, sigma, n)
 
 
 class Overhead(_Strict):
@@ -204,7 +204,16 @@ class Overhead(_Strict):
 
     def apply_all(self, base_s: np.ndarray, nbytes: float, rng: np.random.Generator) -> np.ndarray:
         cost = np.maximum(0.0, base_s * self.factor + self.per_call_s + self.per_byte_s * nbytes)
-        return cost if self.sigma == 0 else cost * rng.lognormal(-(self.sigma**2) / 2, self.sigma, cost.size)
+        return cost if self.sigma == 0 else cost * lognormals(rng, -(self.sigma**2) / 2, self.sigma, cost.size)
+
+
+def lognormals(rng: np.random.Generator, mu: float, sigma: float, n: int) -> np.ndarray:
+    """``n`` draws of exp(N(mu, sigma)): ``rng.lognormal``'s normal draws, then numpy's vectorised exp (a third
+    faster for the vectorized engine's millions of frames; the same law, each value within an ulp of it)."""
+    z = rng.standard_normal(n)
+    z *= sigma
+    z += mu
+    return np.exp(z, out=z)
 
 
 def overhead_bytes(model: PerCallOp | LinearOp, units: float) -> float:

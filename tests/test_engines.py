@@ -371,6 +371,24 @@ def test_a_link_reports_foreground_served_at_another_time_than_simpy_either_way(
     assert counters[3] == pytest.approx(off_s) and counters[4] == (off_s > 0)
 
 
+@pytest.mark.parametrize("loss", [0.001, 0.05, 0.5])
+def test_a_links_losses_drawn_as_gaps_are_independent_with_its_probability(loss):
+    """The kernels draw the count of transmissions up to the next loss (one draw per loss, not per
+    transmission): the losses must still be independent, each with the link's probability -- their rate, and the
+    rate of a loss right after a loss, within 5 standard errors -- and the count must carry over a window's cut."""
+    from sim import kernels
+
+    n, rng, counters = 400_000, np.random.default_rng(11), np.zeros(6)
+    lost = np.array([kernels._is_lost(counters, loss, rng) for _ in range(n)])
+    se = math.sqrt(loss * (1 - loss) / n)
+    assert abs(lost.mean() - loss) < 5 * se
+    after = lost[1:][lost[:-1]]  # transmissions right after a loss
+    assert abs(after.mean() - loss) < 5 * math.sqrt(loss * (1 - loss) / after.size)
+    left = int(counters[kernels.LOSS_GAP])  # what carries over: the next loss is the left-th transmission from here
+    if left > 0:
+        assert [kernels._is_lost(counters, loss, rng) for _ in range(left)] == [False] * (left - 1) + [True]
+
+
 def _frames_after(n: int, seed: int, span_s: float) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     return np.sort(rng.uniform(0, span_s, n)), rng.exponential(0.02, n)
