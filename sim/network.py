@@ -158,6 +158,8 @@ class Network:
         if src == dst or nbytes <= 0:
             return 0.0
         links = self.route(src, dst)
+        if not packet_bytes and nbytes <= self.segment_bytes:  # a device's message or frame: one segment
+            return (yield from self._carry_whole(links, nbytes, phase, rng))
         sizes = self.segments(nbytes, packet_bytes)
         if len(sizes) == 1:  # one segment: carried in this process (no process, no condition)
             return (yield from self._carry(links, nbytes, phase, None, packet_bytes, rng))
@@ -207,6 +209,43 @@ class Network:
         rtt_s = 2 * sum(link.latency_s for link in links)
         bdp_bytes = rtt_s * min(link.bandwidth_bps for link in links) / 8
         return max(self.transport.window_segments, math.ceil(bdp_bytes / self.segment_bytes) + 1)
+
+    def _carry_whole(
+        self, links: list[LinkServer], size: int, phase: str, rng: np.random.Generator | None
+    ) -> Generator[Any, Any, float]:
+        """``_carry`` of a message in one segment, stored and forwarded whole (no packets, no flow): the same
+        arithmetic and draws, without the branches it does not take (a start-up storm's handshakes and frames)."""
+        env, bin_s, wait = self.env, self.bin_s, 0.0
+        for link in links:
+            service = size * 8 / link.bandwidth_bps
+            loss = link.loss
+            while True:
+                link.demand_s += service
+                asked = env.now
+                free = link.free_s
+                start = free if free > asked else asked  # FIFO: after everything asked before
+                free = link.free_s = start + service
+                wait += start - asked
+                unserved = link.unserved
+                if unserved and unserved[0][2] <= asked:
+                    link.settle(asked)
+                unserved.append((asked + service, service, free, size, phase))
+                if link.series is not None:
+                    link.series[min(int(start / bin_s), link.series.size - 1)] += service
+                if link.log is not None:
+                    link.log.append((asked, service, start))
+                if not loss:
+                    break
+                yield env.timeout(free - asked)  # lost or not: known when it has left
+                if (rng or link.rng or self.rng(link)).random() < loss:
+                    link.retransmissions += 1
+                    yield env.timeout(2 * link.latency_s + service)
+                    continue
+                break
+            jitter = link.jitter_s
+            delay = link.latency_s + ((rng or link.rng or self.rng(link)).exponential(jitter) if jitter else 0.0)
+            yield env.timeout(delay if loss else free - asked + delay)
+        return wait
 
     def _carry(
         self, links: list[LinkServer], size: int, phase: str, flow: list[float] | None, packet_bytes: int | None,
