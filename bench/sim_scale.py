@@ -4,9 +4,10 @@ The layout is the issue's: ECG patches (one frame per second each) on the ward-2
 gateways, one FL round, one replication, run to ``--horizon-s`` (10,000 devices x 3,600 s = 36 M frames).
 A tiny vectorized run first compiles (or loads from numba's cache) the kernels, so no case's time includes
 compilation. Each case (devices x engine) runs in a child process of its own (this file with ``--child``), so
-its peak RSS is its own; a case still running after ``--cap-s`` is killed and reported "over cap". An
-event-engine case whose cost, scaled linearly in devices from the largest smaller case that finished, is over
-twice the cap is not started (reported "over cap (predicted)"; ``--run-over-cap`` starts it anyway, to be
+its peak RSS is its own; every case and the baseline run on one core (``--cpu``: the goal is one core's). A case
+still running after ``--cap-s`` is killed and reported "over cap". An event-engine case whose cost, scaled
+linearly in devices from the largest smaller case that finished, is over twice the cap is not started
+(reported "over cap (predicted)"; ``--run-over-cap`` starts it anyway, to be
 killed at the cap). For an over-cap case the wall time, CPU time and peak RSS are *extrapolated*, linearly in
 the horizon, from two runs of the same case at the short horizons of ``--extrapolate-from-s``; the table marks
 such figures with "~" (on a busy machine trust the CPU figure more: a load spike in one short run skews both).
@@ -406,6 +407,20 @@ def svg_plot(report: dict[str, Any], width: int = 640, height: int = 400) -> str
     return "\n".join(out) + "\n"
 
 
+def pin(cpu: int | None) -> int | None:
+    """Run this process, and the children it starts (which inherit it), on one core: the goal is one core's, and
+    a run's own processes (a resumed pass in a fork, the parent loading pandas meanwhile) would use a second
+    one. Returns the core (None: not pinned, or the OS cannot)."""
+    if cpu == -1 or not hasattr(os, "sched_setaffinity"):
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    core = allowed[-1] if cpu is None else cpu
+    if core not in allowed:
+        raise SystemExit(f"--cpu {core}: this process may run on cores {allowed} only")
+    os.sched_setaffinity(0, {core})
+    return core
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--devices", type=int, nargs="+", default=[100, 1_000, 10_000])
@@ -419,16 +434,22 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smoke run: 100 and 1,000 devices x 60 s")
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
     ap.add_argument("--plot", type=Path, help="write a log-log SVG of wall time against devices here")
+    ap.add_argument("--cpu", type=int, default=None,
+                    help="the core every case and the baseline run on (default: the last this process may use; -1: "
+                         "not pinned)")  # fmt: skip
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--engine", choices=ENGINES, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    core = pin(args.cpu)
     if args.child:
         print(json.dumps(run_child(args.devices[0], args.horizon_s, args.engine)))
         return
     if args.quick:
         args.devices, args.horizon_s, args.extrapolate_from_s = [100, 1_000], 60.0, [15.0, 30.0]
     load_before, source_before = loadavg(), sim_source()
-    print(f"load average before: {load_before}; {os.cpu_count()} CPUs; {platform.python_version()}", flush=True)
+    where = f"all on core {core}" if core is not None else "not pinned"
+    print(f"load average before: {load_before}; {os.cpu_count()} CPUs, {where}; {platform.python_version()}",
+          flush=True)  # fmt: skip
     period = frame_period_s()
     if "vectorized" in args.engines:  # compile (or load) the numba kernels once, so no case pays for it
         warm = spawn(10, 10.0, "vectorized", args.cap_s)
@@ -440,7 +461,8 @@ def main() -> None:
             cases.append(run_case(args, cases, devices, engine))
     baselines = [bare_loop(n, period, round(n * args.horizon_s / period), args.baseline_frames)
                  for n in sorted(args.devices)]  # fmt: skip
-    report = {"command": sys.argv, "python": sys.version, "cpus": os.cpu_count(), "loadavg_before": load_before,
+    report = {"command": sys.argv, "python": sys.version, "cpus": os.cpu_count(), "pinned_to_cpu": core,
+              "loadavg_before": load_before,
               "frame_period_s": period, "cap_s": args.cap_s, "horizon_s": args.horizon_s, "cases": cases,
               "baselines": baselines, "growth": growth(cases), "goals": goals(cases, args.horizon_s)}  # fmt: skip
     report.update(loadavg_after=loadavg(), sim_source_before=source_before, sim_source_after=sim_source())
