@@ -164,24 +164,8 @@ def _pop(tags, refs, h):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _shared_frames(  # type: ignore[no-untyped-def]
-    arr,
-    work_s,
-    refs_in,
-    cores,
-    state,
-    tags,
-    refs,
-    h,
-    cut,
-    end_s,
-    done_t,
-    counters,
-    near,
-    track,
-    series,
-    bin_s,
-):
+def _shared_frames(arr, work_s, refs_in, cores, state, tags, refs, h, cut, end_s, done_t,  # type: ignore[no-untyped-def]
+                   counters, near, track, series, bin_s):  # fmt: skip
     """``shared_cores`` with no foreground before ``cut``: the same arithmetic (a rate of 1 while the jobs fit
     the cores: its products and quotients are exact, so left out) without the foreground's branches."""
     v, last = state[0], state[1]
@@ -554,33 +538,9 @@ def _clear_link(  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _lossy_stage(  # type: ignore[no-untyped-def]
-    o,
-    fr_t,
-    fr_wait,
-    fr_pop,
-    fr_dev,
-    fr_hop,
-    fr_srv,
-    route_table,
-    wire_by_pop,
-    bandwidth_bps,
-    bank,
-    free,
-    busy_s,
-    demand_s,
-    sent,
-    lost,
-    cut,
-    horizon,
-    loss,
-    latency_s,
-    jitter_s,
-    rng,
-    counters,
-    series,
-    bin_s,
-):
+def _lossy_stage(o, fr_t, fr_wait, fr_pop, fr_dev, fr_hop, fr_srv, route_table, wire_by_pop,  # type: ignore[no-untyped-def]
+                 bandwidth_bps, bank, free, busy_s, demand_s, sent, lost, cut, horizon, loss, latency_s, jitter_s, rng,
+                 counters, series, bin_s):  # fmt: skip
     """``link_stage`` on a lossy link with no foreground before ``cut``: the frames ``o`` merged with their own
     resends (a heap), the same arithmetic and draws in the same order, without the foreground's bookkeeping."""
     n = o.size
@@ -696,33 +656,9 @@ def link_stage(  # type: ignore[no-untyped-def]
             _leave(f, end, fr_t, fr_hop, fr_srv, fr_pop, route_table, latency_s, jitter_s, rng)
         return k0, np.empty((0, 3)), 0
     if k0 >= fg_asked.size or fg_asked[k0] >= cut:  # a lossy link without foreground in the window
-        _lossy_stage(
-            o,
-            fr_t,
-            fr_wait,
-            fr_pop,
-            fr_dev,
-            fr_hop,
-            fr_srv,
-            route_table,
-            wire_by_pop,
-            bandwidth_bps,
-            bank,
-            free,
-            busy_s,
-            demand_s,
-            sent,
-            lost,
-            cut,
-            horizon,
-            loss,
-            latency_s,
-            jitter_s,
-            rng,
-            counters,
-            series,
-            bin_s,
-        )
+        _lossy_stage(o, fr_t, fr_wait, fr_pop, fr_dev, fr_hop, fr_srv, route_table, wire_by_pop, bandwidth_bps, bank,
+                     free, busy_s, demand_s, sent, lost, cut, horizon, loss, latency_s, jitter_s, rng, counters,
+                     series, bin_s)  # fmt: skip
         return k0, np.empty((0, 3)), 0
     k = k0
     m = fg_asked.size
