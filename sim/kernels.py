@@ -164,12 +164,12 @@ def _pop(tags, refs, h):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _shared_frames(arr, work_s, refs_in, cores, state, tags, refs, h, cut, end_s, done_t,  # type: ignore[no-untyped-def]
+def _shared_frames(fr_t, fr_work, o, cores, state, tags, refs, h, cut, end_s, done_t,  # type: ignore[no-untyped-def]
                    counters, near, track, series, bin_s):  # fmt: skip
     """``shared_cores`` with no foreground before ``cut``: the same arithmetic (a rate of 1 while the jobs fit
     the cores: its products and quotients are exact, so left out) without the foreground's branches."""
     v, last = state[0], state[1]
-    n = arr.size
+    n = o.size
     i = 0
     kept = period_first = 0
     period_fg = False
@@ -184,7 +184,7 @@ def _shared_frames(arr, work_s, refs_in, cores, state, tags, refs, h, cut, end_s
         else:
             rate = 1.0
             tc = math.inf
-        ta = arr[i] if i < n else math.inf
+        ta = fr_t[o[i]] if i < n else math.inf
         if tc <= ta:
             if tc >= cut:
                 break
@@ -202,27 +202,27 @@ def _shared_frames(arr, work_s, refs_in, cores, state, tags, refs, h, cut, end_s
             break
         v += (t - last) * rate
         last = t
-        w = work_s[i]
+        w = fr_work[o[i]]
         counters[2] += min(w, end_s - t)
         _bin(series, bin_s, t, w)
         if h == 0:
             kept, period_first, period_fg = _new_period(kept, period_first, period_fg)
         if track:
-            near = _keep(near, kept, t, w, refs_in[i])
+            near = _keep(near, kept, t, w, o[i])
             kept += 1
         if h == 0:
             tag = v + w
             tc = last + max(0.0, tag - v)
-            if tc < cut and (i + 1 >= n or tc <= arr[i + 1]):
+            if tc < cut and (i + 1 >= n or tc <= fr_t[o[i + 1]]):
                 v += tc - last
                 last = tc
-                done_t[refs_in[i]] = tc
+                done_t[o[i]] = tc
                 i += 1
                 continue
         if h == tags.size:
             tags = np.concatenate((tags, np.empty(h)))
             refs = np.concatenate((refs, np.empty(h, dtype=np.int64)))
-        _push(tags, refs, h, v + w, refs_in[i])
+        _push(tags, refs, h, v + w, o[i])
         h += 1
         i += 1
     state[0], state[1] = v, last
@@ -231,9 +231,9 @@ def _shared_frames(arr, work_s, refs_in, cores, state, tags, refs, h, cut, end_s
 
 @njit(cache=True)
 def shared_cores(  # type: ignore[no-untyped-def]
-    arr,
-    work_s,
-    refs_in,
+    fr_t,
+    fr_work,
+    o,
     fg_asked,
     fg_work,
     fg_done,
@@ -251,7 +251,8 @@ def shared_cores(  # type: ignore[no-untyped-def]
     series,
     bin_s,
 ):
-    """Processor sharing of frames (``arr`` sorted, their work, their references) and foreground jobs k0..
+    """Processor sharing of frames ``o`` (table rows in arrival order: their times ``fr_t[o]``, their work
+    ``fr_work[o]``; read in place, not gathered) and foreground jobs k0..
     up to ``cut``. ``state`` is [v, last]; the heap (tags, refs, size h) carries running jobs between windows
     (a frame's reference is >= 0, a foreground job k is -(k + 1)). A frame's completion goes to
     done_t[ref]. ``near`` collects frames in busy periods with foreground (as ``link_stage``). Returns (h, next
@@ -260,11 +261,11 @@ def shared_cores(  # type: ignore[no-untyped-def]
     track = k0 < m  # with no foreground left to serve, no busy period will serve any: none is kept
     if k0 >= m or fg_asked[k0] >= cut:
         h, tags, refs, near, kept = _shared_frames(
-            arr, work_s, refs_in, cores, state, tags, refs, h, cut, end_s, done_t, counters, near, track, series, bin_s
+            fr_t, fr_work, o, cores, state, tags, refs, h, cut, end_s, done_t, counters, near, track, series, bin_s
         )
         return h, k0, tags, refs, near, kept
     v, last = state[0], state[1]
-    n = arr.size
+    n = o.size
     i = 0
     k = k0
     kept = period_first = 0
@@ -272,7 +273,7 @@ def shared_cores(  # type: ignore[no-untyped-def]
     while True:
         rate = min(1.0, cores / h) if h > 0 else 1.0
         tc = last + max(0.0, tags[0] - v) / rate if h > 0 else math.inf
-        ta = arr[i] if i < n else math.inf
+        ta = fr_t[o[i]] if i < n else math.inf
         tf = fg_asked[k] if k < m else math.inf
         t = min(tc, ta, tf)
         if t >= cut:
@@ -300,22 +301,22 @@ def shared_cores(  # type: ignore[no-untyped-def]
             period_fg = True
             k += 1
         else:
-            w = work_s[i]
+            w = fr_work[o[i]]
             counters[2] += min(w, end_s - t)  # offered: what one core could do by the end
             _bin(series, bin_s, t, w)
             if track:
-                near = _keep(near, kept, t, w, refs_in[i])
+                near = _keep(near, kept, t, w, o[i])
                 kept += 1
             if h == 0:  # alone on the cores: if nothing arrives before it ends, end it here (as the loop would)
                 tag = v + w
                 tc = last + max(0.0, tag - v)
-                if tc < cut and tc <= tf and (i + 1 >= n or tc <= arr[i + 1]):
+                if tc < cut and tc <= tf and (i + 1 >= n or tc <= fr_t[o[i + 1]]):
                     v += tc - last
                     last = tc
-                    done_t[refs_in[i]] = tc
+                    done_t[o[i]] = tc
                     i += 1
                     continue
-            _push(tags, refs, h, v + w, refs_in[i])
+            _push(tags, refs, h, v + w, o[i])
             i += 1
         h += 1
     state[0], state[1] = v, last
@@ -324,9 +325,9 @@ def shared_cores(  # type: ignore[no-untyped-def]
 
 @njit(cache=True)
 def fifo_cores(  # type: ignore[no-untyped-def]
-    arr,
-    work_s,
-    refs_in,
+    fr_t,
+    fr_work,
+    o,
     fg_asked,
     fg_work,
     fg_done,
@@ -343,7 +344,7 @@ def fifo_cores(  # type: ignore[no-untyped-def]
     """Run-to-completion cores: each job, in arrival order, takes the earliest free core (``free`` holds each
     core's free time). Frames write done_t[ref]; items at or after ``cut`` wait. ``near`` as in
     ``shared_cores``. Returns (next foreground index, frames served, near, its rows)."""
-    n = arr.size
+    n = o.size
     m = fg_asked.size
     i = 0
     k = k0
@@ -351,7 +352,7 @@ def fifo_cores(  # type: ignore[no-untyped-def]
     period_fg = False
     track = k0 < m  # (as ``shared_cores``)
     while True:
-        ta = arr[i] if i < n else math.inf
+        ta = fr_t[o[i]] if i < n else math.inf
         tf = fg_asked[k] if k < m else math.inf
         t = min(ta, tf)
         if t >= cut:
@@ -366,12 +367,12 @@ def fifo_cores(  # type: ignore[no-untyped-def]
             _delayed(counters, abs(free[c] - fg_done[k]), free[c])
             k += 1
         else:
-            free[c] = start + work_s[i]
-            done_t[refs_in[i]] = free[c]
-            counters[2] += min(work_s[i], end_s - t)  # offered: what one core could do by the end
-            _bin(series, bin_s, t, work_s[i])
+            free[c] = start + fr_work[o[i]]
+            done_t[o[i]] = free[c]
+            counters[2] += min(fr_work[o[i]], end_s - t)  # offered: what one core could do by the end
+            _bin(series, bin_s, t, fr_work[o[i]])
             if track:
-                near = _keep(near, kept, t, work_s[i], refs_in[i])
+                near = _keep(near, kept, t, fr_work[o[i]], o[i])
                 kept += 1
             i += 1
     return k, i, near, kept

@@ -541,17 +541,17 @@ def _serve_host(srv: _Server, fr: _Frames, o: np.ndarray, cut: float, end_s: flo
                 kernels: Any) -> None:  # fmt: skip
     cpu = srv.cpu
     assert cpu is not None
-    arr, work = fr.t[o], fr.work[o]
+    o = o.astype(np.int64, copy=False)
     if cpu.shared is not None:
         srv.h, srv.k, srv.tags, srv.refs, near, kept = kernels.shared_cores(
-            arr, work, o.astype(np.int64), srv.fg_asked, srv.fg_size, srv.fg_done, srv.k, cpu.cores,
+            fr.t, fr.work, o, srv.fg_asked, srv.fg_size, srv.fg_done, srv.k, cpu.cores,
             srv.state, srv.tags, srv.refs, srv.h, cut, end_s, fr.done, srv.counters, np.empty((16, 3)),
             _cpu_series(cpu), cpu.bin_s,
         )  # fmt: skip
         fr.srv[o] = IN_SERVICE
     else:
         srv.k, served, near, kept = kernels.fifo_cores(
-            arr, work, o.astype(np.int64), srv.fg_asked, srv.fg_size, srv.fg_done, srv.k, srv.core_free, cut,
+            fr.t, fr.work, o, srv.fg_asked, srv.fg_size, srv.fg_done, srv.k, srv.core_free, cut,
             end_s, fr.done, srv.counters, np.empty((16, 3)), _cpu_series(cpu), cpu.bin_s,
         )  # fmt: skip
         fr.srv[o[:served]] = IN_SERVICE
