@@ -45,6 +45,7 @@ from sim.contract import Dropout
 
 JOIN_GRACE_S = 5.0  # once the quorum is in: how long the rest may still take to authenticate before round 1
 MAX_PENDING_HANDSHAKES = 64  # unauthenticated connections at once; more are closed at once (and counted)
+DRAIN_S = 2.0  # after the last round: how long a client still counted in may take to be heard (``_drain``)
 
 
 @dataclass
@@ -71,6 +72,7 @@ class Aggregator:
         self.inbox: queue.Queue[Arrival] = queue.Queue()
         self.channels: dict[str, Channel] = {}
         self.alive: set[str] = set()
+        self.updated: set[str] = set()  # the clients whose update of the last round collected arrived
         self.lock = threading.Lock()
         self.handshaking = 0  # connections not yet authenticated
         self.pending_join: set[str] = set()  # authenticated clients that join at the next round
@@ -319,6 +321,7 @@ class Aggregator:
         need = self.fl.quorum_clients
         deadline = time.monotonic() + self.fl.round_timeout_s
         in_hand: set[str] = set()  # clients whose update of this round arrived (valid or not yet known)
+        self.updated = in_hand
         updates: list[np.ndarray] = []
         acc: np.ndarray | None = None
         pending: list[Arrival] = []
@@ -369,14 +372,21 @@ class Aggregator:
 
     def _drain(self, r: int) -> None:
         """After the last round: record dropouts still queued, and open records no round needed, so a
-        replayed or tampered one is still detected and counted (their work is filed under round 0)."""
+        replayed or tampered one is still detected and counted (their work is filed under round 0). A client
+        still counted in whose last update did not arrive (the quorum did not wait for it) is waited for, up to
+        ``DRAIN_S``: its late update, or its connection's end (a dropout), which on a busy machine can come well
+        after the round."""
         time.sleep(0.05)  # a connection that ended just now is reported within milliseconds
+        owed = self.alive - self.updated
+        deadline = time.monotonic() + DRAIN_S
         self.node.round = 0
         while True:
+            wait = deadline - time.monotonic() if owed else 0.0
             try:
-                arrival = self.inbox.get_nowait()
+                arrival = self.inbox.get(timeout=wait) if wait > 0 else self.inbox.get_nowait()
             except queue.Empty:
                 break
+            owed.discard(arrival.client)
             if arrival.delegated:
                 continue  # verified by its reader thread
             if arrival.record is not None and arrival.client in self.alive:
