@@ -12,7 +12,7 @@ pass's SimPy and its kernels (by kernel: link stages, processor sharing, finding
 waiting frames, emission, statistics ...) and sending its result back; in the parent, loading pandas meanwhile,
 the summary. The timers cost a little (the total is a few % above an untimed run's).
 
-Run: python bench/sim_breakdown.py [--devices 10000] [--horizon-s 3600] [--cpu N] [--json FILE]
+Run: python bench/sim_breakdown.py [--devices 10000] [--horizon-s 3600] [--cpu N] [--json FILE] [--storm-frames N]
 """
 
 from __future__ import annotations
@@ -112,8 +112,15 @@ def main() -> None:
     ap.add_argument("--horizon-s", type=float, default=3600.0)
     ap.add_argument("--cpu", type=int, default=None, help="the core to run on (default: the last allowed; -1: any)")
     ap.add_argument("--json", type=Path, help="write the parts as JSON here")
+    ap.add_argument("--storm-frames", type=int, default=None,
+                    help="the storm's budget of frames in SimPy (sim.telemetry.STORM_FRAMES_MAX; 0: none, so the "
+                         "storm's own cost shows, though the run then takes more passes)")  # fmt: skip
     args = ap.parse_args()
     core = pin(args.cpu)
+    if args.storm_frames is not None:
+        from sim import telemetry
+
+        telemetry.STORM_FRAMES_MAX = args.storm_frames
     from sim.runner import simulate
     from sim.scenario import load_scenario
 
