@@ -161,8 +161,9 @@ class Network:
         if not packet_bytes and nbytes <= self.segment_bytes:  # a device's message or frame: one segment
             return (yield from self._carry_whole(links, nbytes, phase, rng))
         sizes = self.segments(nbytes, packet_bytes)
+        carry = self._carry_packets if packet_bytes and not any(link.loss for link in links) else self._carry
         if len(sizes) == 1:  # one segment: carried in this process (no process, no condition)
-            return (yield from self._carry(links, nbytes, phase, None, packet_bytes, rng))
+            return (yield from carry(links, nbytes, phase, None, packet_bytes, rng))
         n = len(sizes)
         flow = [0.0] * (2 * len(links))  # per hop: its segments' last service end there, and when it was due
         window = self.window(links) if self.transport.sharing == "fair" else n
@@ -170,7 +171,7 @@ class Network:
         for k, size in enumerate(sizes):
             if k >= window:
                 yield procs[k - window]  # the oldest in flight arrived: send the next (an ACK-clocked window)
-            procs.append(self.env.process(self._carry(links, size, phase, flow, packet_bytes, rng)))
+            procs.append(self.env.process(carry(links, size, phase, flow, packet_bytes, rng)))
         yield self.env.all_of(procs)
         return math.fsum(float(p.value or 0.0) for p in procs)
 
@@ -245,6 +246,52 @@ class Network:
             jitter = link.jitter_s
             delay = link.latency_s + ((rng or link.rng or self.rng(link)).exponential(jitter) if jitter else 0.0)
             yield env.timeout(delay if loss else free - asked + delay)
+        return wait
+
+    def _carry_packets(
+        self, links: list[LinkServer], size: int, phase: str, flow: list[float] | None, packet_bytes: int | None,
+        rng: np.random.Generator | None = None,
+    ) -> Generator[Any, Any, float]:  # fmt: skip
+        """``_carry`` of a TCP segment (in packets) on a route without loss: the same arithmetic and draws,
+        without the branches for losses and for stored-and-forwarded segments (the paper's model messages)."""
+        assert packet_bytes
+        env, bin_s, wait = self.env, self.bin_s, 0.0
+        arrived_s = -math.inf  # cut-through: when its last packet reaches the hop it is at
+        last = len(links) - 1
+        for i, link in enumerate(links):
+            service = size * 8 / link.bandwidth_bps
+            packet_s = packet_bytes * 8 / link.bandwidth_bps
+            link.demand_s += service
+            asked = env.now
+            free = link.free_s
+            start = free if free > asked else asked  # FIFO: after everything asked before
+            hold = service  # it holds the link until its last byte left, which cannot precede its arrival
+            if arrived_s + packet_s > start + service:
+                hold = arrived_s + packet_s - start
+            free = link.free_s = start + hold
+            if flow is None:
+                wait += start - asked
+                due = asked + service
+            else:  # behind its own message's segments it is being serialised, not waiting
+                own = flow[2 * i]
+                wait += start - (own if own > asked else asked)
+                due = (flow[2 * i + 1] if flow[2 * i + 1] > asked else asked) + service
+                flow[2 * i], flow[2 * i + 1] = free, due
+            unserved = link.unserved
+            if unserved and unserved[0][2] <= asked:
+                link.settle(asked)
+            unserved.append((due, service, free, size, phase))
+            if link.series is not None:
+                link.series[min(int(start / bin_s), link.series.size - 1)] += service
+            if link.log is not None:
+                link.log.append((asked, hold, start))
+            jitter = link.jitter_s
+            delay = link.latency_s + ((rng or link.rng or self.rng(link)).exponential(jitter) if jitter else 0.0)
+            if i < last and packet_bytes < size:  # cut-through: on once its first packet is there
+                arrived_s = free + delay
+                yield env.timeout(max(0.0, free - hold + packet_s + delay - asked))
+                continue
+            yield env.timeout(free - asked + delay)
         return wait
 
     def _carry(
