@@ -112,3 +112,48 @@ def test_loss_causes_retransmissions_in_proportion():
     link = net.links["a", "b"]
     assert link.retransmissions / (2000 + link.retransmissions) == pytest.approx(0.2, abs=0.03)
     assert link.bytes_sent == 100 * (2000 + link.retransmissions)
+
+
+def _messages(monkeypatch: pytest.MonkeyPatch | None, seed: int, loss: float, tcp: bool) -> tuple[list, list]:
+    """Eight messages of random sizes and start times from two senders to two receivers over a switch (gigabit
+    links with jitter, the given loss): their completion times, waits and every link's counters."""
+    from sim.scenario import Transport
+
+    if monkeypatch is not None:  # every hop through the general loop
+        monkeypatch.setattr(Network, "_carry_packets", Network._carry)
+        monkeypatch.setattr(Network, "_carry_whole", lambda self, links, size, phase, rng: self._carry(
+            links, size, phase, None, None, rng))  # fmt: skip
+    g = nx.Graph()
+    g.add_node("sw", kind="switch")
+    for h in ("a", "b", "c", "d"):
+        g.add_node(h, kind="host")
+        g.add_edge(h, "sw", params=LinkParams(bandwidth_bps=1e9, latency_s=5e-5, jitter_s=2e-5, loss=loss))
+    env = simpy.Environment()
+    net = Network(env, g, np.random.SeedSequence(seed), 65536, Transport())
+    rng = np.random.default_rng(seed)
+    done: list[tuple[float, float]] = []
+
+    def message(src: str, dst: str, nbytes: int, at_s: float):
+        yield env.timeout(at_s)
+        carry = net.transfer_tcp(src, dst, nbytes) if tcp else net.transfer(src, dst, min(nbytes, 65536))
+        wait = yield from carry
+        done.append((env.now, wait))
+
+    for _ in range(8):
+        src, dst = rng.choice(["a", "b"]), rng.choice(["c", "d"])
+        env.process(message(src, dst, int(rng.integers(100, 3_000_000)), float(rng.uniform(0, 0.01))))
+    env.run()
+    net.settle()
+    counts = [(ls.busy_s, ls.demand_s, ls.bytes_sent, ls.retransmissions, ls.free_s) for ls in net.links.values()]
+    return done, counts
+
+
+@pytest.mark.parametrize(("loss", "tcp"), [(0.0, True), (0.0, False), (0.05, False)])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_carry_fast_paths_are_the_general_loop(monkeypatch, seed, loss, tcp):
+    """A TCP segment on a lossless route (``_carry_packets``) and a one-segment message in its own framing
+    (``_carry_whole``) take shorter loops; they must give what the general ``_carry`` gives, bit for bit:
+    completion times, waits, and every link's counters, with jitter and loss drawn in the same order."""
+    fast = _messages(None, seed, loss, tcp)
+    general = _messages(monkeypatch, seed, loss, tcp)
+    assert fast == general
