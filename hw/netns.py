@@ -267,6 +267,9 @@ def _ping(client: socket.socket, server: socket.socket) -> float:
     return statistics.median(rtts)
 
 
+STREAM_MARKS = struct.Struct("!qdqd")  # (bytes, when) at the first quarter and at the end
+
+
 def _stream(sender: socket.socket, receiver: socket.socket, nbytes: int) -> tuple[int, float]:
     """Bytes the receiver got after the first quarter of an ``nbytes`` stream, and how long they took.
 
@@ -293,6 +296,10 @@ def _stream(sender: socket.socket, receiver: socket.socket, nbytes: int) -> tupl
         sender.sendall(bytes(nbytes))
         with os.fdopen(done_r, "rb") as reply:
             report = reply.read(STREAM_MARKS.size)
+    except BaseException:  # the reader would wait for the rest of the stream: it ends here
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        raise
     finally:
         os.waitpid(pid, 0)
     if len(report) < STREAM_MARKS.size:
@@ -301,9 +308,6 @@ def _stream(sender: socket.socket, receiver: socket.socket, nbytes: int) -> tupl
     if got1 <= got0 or t1 <= t0:
         raise NetnsUnavailable("the fabric's probe stream did not arrive")
     return got1 - got0, t1 - t0
-
-
-STREAM_MARKS = struct.Struct("!qdqd")  # (bytes, when) at the first quarter and at the end
 
 
 def ours(prefix: str = PREFIX) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -300,3 +301,32 @@ def test_the_bucket_is_one_frame_only_where_a_frame_takes_a_millisecond():
     assert netns.tbf_burst_bytes(10e6) == frame
     assert netns.tbf_burst_bytes(100e6) == 2 * frame
     assert netns.tbf_burst_bytes(1e9) == int(1e9 / 8 * 50e-6)
+
+
+def test_a_probe_stream_that_cannot_be_sent_ends_its_reader_and_raises():
+    """The probe's reader process waits for the whole stream: when sending fails, it is ended, not waited for
+    (the run would hang before its nodes start). Needs no namespaces: a socket pair."""
+    a, b = socket.socketpair()
+    sender = a.dup()
+    sender.close()  # sending on it fails at once
+    started = time.monotonic()
+
+    def hung(*_: Any) -> None:  # end the reader it waits for (else it outlives the suite), and fail
+        for kids in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
+            for kid in kids.read_text().split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(kid), signal.SIGKILL)
+        raise TimeoutError("the probe waited for its reader")
+
+    before = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(10)  # a hang fails the test instead of the suite
+    try:
+        with pytest.raises(OSError) as raised:
+            netns._stream(sender, b, 1 << 20)
+        assert not isinstance(raised.value, TimeoutError)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, before)
+        a.close()
+        b.close()
+    assert time.monotonic() - started < 5
