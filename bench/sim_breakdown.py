@@ -115,6 +115,12 @@ def main() -> None:
                     help="the storm's budget of frames in SimPy (sim.telemetry.STORM_FRAMES_MAX; 0: none, so the "
                          "storm's own cost shows, though the run then takes more passes)")  # fmt: skip
     args = ap.parse_args()
+    if args.storm_frames is not None and args.storm_frames < 0:
+        ap.error(f"--storm-frames {args.storm_frames}: a count of frames, 0 or more")
+    if args.devices < 1 or not 0 < args.horizon_s <= 1e7:
+        ap.error(
+            f"--devices {args.devices} --horizon-s {args.horizon_s:g}: at least one device, a horizon in (0, 1e7] s"
+        )
     core = pin(args.cpu)
     if args.storm_frames is not None:
         from sim import telemetry
