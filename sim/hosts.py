@@ -1,11 +1,14 @@
 """Hosts and CPU work: every CPU operation asks its host's cores for a cost sampled from the host's profile.
 
-A ``Cpu`` serves work in one of two disciplines (``deployment.hosts[].cpu_sharing``):
+A ``Cpu`` serves work in one of three disciplines (``deployment.hosts[].cpu_sharing``):
 
 - ``processor-sharing`` (default): the OS time-slices runnable threads over the cores; with n operations
   running on c cores each progresses at rate min(1, c/n). A 1 µs decrypt next to two training steps on one
   core takes 3 µs, it does not wait 190 ms for a core. Mean sojourn of a job of work x in M/G/1-PS is
-  x / (1 - rho), whatever the distribution (tests/test_hosts.py checks it).
+  x / (1 - rho), whatever the distribution (tests/test_hosts.py checks it). Work-conserving: no operation
+  waits while a core is idle.
+- ``linux``: each core time-slices its own run queue, and threads are placed on cores as Linux places them
+  (``PlacedCores``): not work-conserving at the scale of a millisecond, as the hardware twin's machine is not.
 - ``fifo``: an operation waits for a free core, then runs to completion (a run-to-completion scheduler).
 
 An ``Endpoint`` is where work runs and messages start or end: a pod on a host (optionally serialised on the
@@ -18,11 +21,12 @@ run on an otherwise idle core, min(work, end − asked): one asked just before t
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 import types
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,15 +91,31 @@ class SharedCores:
         self.heap: list[tuple[float, int, simpy.Event]] = []  # (tag, arrival order, done event)
         self.v, self.last, self.version, self.next_at = 0.0, env.now, 0, float("inf")
         self.arrivals = 0
+        self.on_idle: Callable[[], None] | None = None  # told when its last running job completes
 
-    def run(self, work_s: float) -> simpy.Event:
-        """An event that fires when ``work_s`` core-seconds of work are done under sharing."""
+    def __len__(self) -> int:
+        """Jobs running now."""
+        return len(self.heap)
+
+    def run(self, work_s: float, done: simpy.Event | None = None) -> simpy.Event:
+        """An event that fires when ``work_s`` core-seconds of work are done under sharing (``done``: that event,
+        for a job moved here from other cores with the work it has left)."""
         self._book()
-        done = self.env.event()
+        done = self.env.event() if done is None else done
         heapq.heappush(self.heap, (self.v + work_s, self.arrivals, done))
         self.arrivals += 1
         self._schedule()
         return done
+
+    def take_latest(self) -> tuple[float, simpy.Event]:
+        """Remove the job that arrived last (the one a balancing core pulls): (its work left, its event)."""
+        self._book()
+        i = max(range(len(self.heap)), key=lambda j: self.heap[j][1])
+        tag, _, done = self.heap.pop(i)
+        heapq.heapify(self.heap)
+        self.next_at = math.nan  # the next completion may have moved: always re-arm the timer
+        self._schedule()
+        return max(0.0, tag - self.v), done
 
     def rescale(self, done: simpy.Event, ratio: float) -> float:
         """Multiply the work a running job has left by ``ratio`` (contention came or went); the work added
@@ -141,6 +161,99 @@ class SharedCores:
             heapq.heappop(self.heap)[2].succeed()
         self.next_at = float("inf")
         self._schedule()
+        if not self.heap and self.on_idle is not None:
+            self.on_idle()
+
+
+class PlacedCores:
+    """``cpu_sharing: linux``: cores that each time-slice their own run queue, threads placed on them as Linux's
+    scheduler places them. Traced on our 2-vCPU machine (hw/schedtrace.py; README, "How we validate the twin"),
+    Linux is not work-conserving at the scale of a millisecond:
+
+    - a thread that did not sleep runs its next job where it ran (``key``: the thread; its jobs ending and the
+      next starting at one instant);
+    - a thread woken by a message from another thread of the host (``waker``) is placed on the waker's core, a
+      synchronous wake-up (loopback TCP's): the kernel expects the waker to sleep, so the two share that core
+      while it does not; it takes its own previous core instead only when that one is idle and the waker's is
+      busy. Another idle core is not searched for (with the last-level cache this busy, Linux 6.x skips the
+      search: SIS_UTIL). A thread woken otherwise (a timer, the network) takes its previous core; a new one the
+      least busy;
+    - an idle core takes over a job waiting on a busy one only when it goes idle (new-idle balance) or at a
+      scheduler tick (``TICK_S``, the periodic balance): in between, jobs share a core while another sleeps.
+
+    Each queue is ``SharedCores`` of one core (processor sharing: the time slices of its run queue).
+    Invariants: every job runs on exactly one core; a moved job keeps its event and the work it had left.
+    """
+
+    TICK_S = 0.004  # CONFIG_HZ=250, this machine's kernel (and Debian's, Raspberry Pi OS's)
+
+    def __init__(self, env: simpy.Environment, cores: int):
+        self.env, self.cores = env, cores
+        self.queues = [SharedCores(env, 1) for _ in range(cores)]
+        for k, q in enumerate(self.queues):
+            q.on_idle = functools.partial(self._went_idle, k)
+        self.last: dict[int, int] = {}  # thread -> the core it ran on last
+        self.ended: dict[int, float] = {}  # thread -> when its last job ended
+        self.balance_at = math.inf
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self.queues)
+
+    def run(self, work_s: float, key: int | None = None, waker: int | None = None) -> simpy.Event:
+        """An event that fires when ``work_s`` of the thread ``key``'s work is done on the core it is placed on."""
+        core = self._place(key, waker)
+        done = self.queues[core].run(work_s)
+        if key is not None:
+            self.last[key] = core
+            done.callbacks.append(functools.partial(self._ended, key))
+        self._arm_balance()
+        return done
+
+    def rescale(self, done: simpy.Event, ratio: float) -> float:
+        return sum(q.rescale(done, ratio) for q in self.queues)
+
+    def _ended(self, key: int, _event: simpy.Event) -> None:
+        self.ended[key] = self.env.now
+
+    def _idle(self, k: int) -> bool:
+        return not self.queues[k].heap
+
+    def _place(self, key: int | None, waker: int | None) -> int:
+        prev = None if key is None else self.last.get(key)
+        if prev is not None and self.ended.get(key) == self.env.now:  # type: ignore[arg-type]
+            return prev  # it did not sleep
+        target = None if waker is None else self.last.get(waker)
+        if target is not None:
+            return prev if prev is not None and self._idle(prev) and not self._idle(target) else target
+        if prev is not None:
+            return prev
+        return min(range(self.cores), key=lambda k: len(self.queues[k]))  # a new thread: the least busy core
+
+    def _went_idle(self, k: int) -> None:
+        # a picosecond on: a thread whose next job starts at this instant keeps its core (it never slept)
+        self.env.timeout(1e-12).callbacks.append(lambda _e: self._pull(k))
+
+    def _pull(self, k: int) -> None:
+        """Core ``k``, if idle, takes the latest job of the busiest core that has more than one."""
+        busiest = max(range(self.cores), key=lambda j: len(self.queues[j]))
+        if self._idle(k) and len(self.queues[busiest]) > 1:
+            left, done = self.queues[busiest].take_latest()
+            self.queues[k].run(left, done)
+
+    def _arm_balance(self) -> None:
+        """The next tick's balance, if a core idles while another has jobs to spare."""
+        imbalanced = any(len(q) > 1 for q in self.queues) and any(self._idle(k) for k in range(self.cores))
+        if self.balance_at < math.inf or not imbalanced:
+            return
+        now = self.env.now
+        self.balance_at = (math.floor(now / self.TICK_S) + 1) * self.TICK_S
+        self.env.timeout(self.balance_at - now).callbacks.append(self._balance)
+
+    def _balance(self, _event: simpy.Event) -> None:
+        self.balance_at = math.inf
+        for k in range(self.cores):
+            self._pull(k)
+        self._arm_balance()
 
 
 def ps_tolerance(v: float) -> float:
@@ -158,8 +271,13 @@ class Cpu:
         """``machine``: another host's Cpu whose cores (and running trainings) this host shares, as hosts emulated
         on one machine do (``deployment.machine``); ``cores`` is then the machine's."""
         self.env, self.name, self.cores, self.profile, self.rng = env, name, cores, profile, rng
-        # one discipline: shared cores, or a run-to-completion resource with a slot per core
-        self.shared = SharedCores(env, cores) if sharing == "processor-sharing" else None
+        # one discipline: shared cores (placed per core with ``linux``), or a run-to-completion resource with a
+        # slot per core
+        self.shared: SharedCores | PlacedCores | None = None
+        if sharing == "processor-sharing":
+            self.shared = SharedCores(env, cores)
+        elif sharing == "linux":
+            self.shared = PlacedCores(env, cores)
         if machine is not None:
             assert machine.shared is not None and self.shared is not None and machine.cores == cores
             self.shared = machine.shared
@@ -194,8 +312,10 @@ class Cpu:
         not done by then, the part due after ``end_s`` (an operation runs on at most one core)."""
         return self.demand_s - sum(min(work, max(0.0, asked + work - end_s)) for asked, work in self.unserved.values())
 
-    def work(self, cost_s: float, contention: tuple[LinearOp, float] | None = None) -> Generator[Any, Any, float]:
+    def work(self, cost_s: float, contention: tuple[LinearOp, float] | None = None, thread: int | None = None,
+             waker: int | None = None) -> Generator[Any, Any, float]:  # fmt: skip
         """Do ``cost_s`` of work on these cores; returns the time spent waiting for a core (fifo only).
+        ``thread``, ``waker``: whose work it is, and which thread's message woke it (``PlacedCores`` places by them).
 
         ``contention`` = (op, units): a job of an op with a measured ``pair_slowdown`` (training) runs slower
         while other such jobs run on the host's other cores. Under sharing, the work left of every such job is
@@ -217,7 +337,10 @@ class Cpu:
             self.series[min(int(asked / self.bin_s), self.series.size - 1)] += cost_s
         me = None if contention is None else _Contended(None, *contention, factor, ask, self)
         if self.shared is not None:
-            done = self.shared.run(cost_s)
+            if isinstance(self.shared, PlacedCores):
+                done = self.shared.run(cost_s, thread, waker)
+            else:
+                done = self.shared.run(cost_s)
             if me is not None:
                 me.done = done
                 self.contended.append(me)
@@ -283,12 +406,19 @@ class Thread:
 
 @dataclass(eq=False)
 class Endpoint:
-    """A pod on a host, or a device: its network node, its CPU and an optional thread serialising its work."""
+    """A pod on a host, or a device: its network node, its CPU and an optional thread serialising its work.
+    ``woken_by``: the thread whose message to it arrived since its last operation (``PlacedCores``)."""
 
     pod: str
     node: str
     cpu: Cpu
     thread: simpy.Resource | Thread | None = None
+    woken_by: int | None = None
+
+    @property
+    def key(self) -> int:
+        """The thread its work runs on, as ``PlacedCores`` knows it."""
+        return id(self.thread) if self.thread is not None else id(self)
 
     def run(
         self, rec: Recorder | None, phase: str, op: str, units: float = 0.0, since: float | None = None,
@@ -313,7 +443,8 @@ class Endpoint:
             request = own.request()
             yield request
         wait = env.now - start
-        wait += yield from cpu.work(cost, contention)
+        waker, self.woken_by = self.woken_by, None
+        wait += yield from cpu.work(cost, contention, self.key, waker)
         if isinstance(own, Thread):
             own.give()
         elif own is not None:

@@ -248,7 +248,8 @@ class Replication:
         start = self.env.now if since is None else since
         wait = self.env.now - start
         if src.node == dst.node:
-            wait += yield from self._loopback(src.cpu, nbytes)
+            wait += yield from self._loopback(src, nbytes)
+            dst.woken_by = src.key
         else:
             wait += yield from self._transfer(src.node, dst.node, nbytes, phase)
         self.rec.add(src.pod, src.node, phase, "transfer", start, self.env.now, wait, nbytes=nbytes)
@@ -260,12 +261,13 @@ class Replication:
             return (yield from self.net.transfer(src, dst, nbytes, phase))
         return (yield from self.net.transfer_tcp(src, dst, nbytes, phase))
 
-    def _loopback(self, cpu: Cpu, nbytes: int) -> Gen:
-        """Pods on one host still copy messages through the kernel: a core for the profile's
-        ``net.loopback`` cost, when the profile measured one (else free). Returns the wait for a core."""
+    def _loopback(self, src: Endpoint, nbytes: int) -> Gen:
+        """Pods on one host still copy messages through the kernel: the sender's thread on a core for the
+        profile's ``net.loopback`` cost, when the profile measured one (else free). Returns the wait for a core."""
+        cpu = src.cpu
         if cpu.profile is None or "net.loopback" not in cpu.profile.ops:
             return 0.0
-        return (yield from cpu.work(cpu.profile.cost_s("net.loopback", cpu.rng, nbytes)))
+        return (yield from cpu.work(cpu.profile.cost_s("net.loopback", cpu.rng, nbytes), thread=src.key))
 
     def hop(self, src: Endpoint, dst: Endpoint, plaintext: int, phase: str, since: float | None = None) -> Gen:
         """A job or its answer between the aggregator and a worker process, over their secure channel: packed

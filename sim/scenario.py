@@ -292,8 +292,9 @@ class Host(_Strict):
     name: Name
     cores: int = Field(ge=1, le=MAX_CORES)
     profile: str = Field(min_length=1, max_length=MAX_REF)
-    # processor-sharing: the OS time-slices runnable threads over the cores; fifo: run to completion (sim/hosts.py)
-    cpu_sharing: Literal["processor-sharing", "fifo"] = "processor-sharing"
+    # processor-sharing: the OS time-slices runnable threads over the cores; linux: each core its own run queue,
+    # threads placed on cores as Linux places them (not work-conserving); fifo: run to completion (sim/hosts.py)
+    cpu_sharing: Literal["processor-sharing", "linux", "fifo"] = "processor-sharing"
     # how fast the cores run against when the profile was measured: every cost on this host is divided by it
     # (0.8: a throttled or shared CPU; 1.5: a faster part of the same family)
     cpu_speed: float = Field(default=1.0, gt=0, le=100)

@@ -77,6 +77,9 @@ def refusal(s: Scenario) -> str | None:
     if s.deployment.machine is not None and any(p.count for p in s.workload.devices):
         return "deployment.machine is computed by the event model only (run.engine: events)"
     hosts = {h.name: h for h in s.deployment.hosts}
+    placed = [h.name for h in hosts.values() if h.cpu_sharing == "linux"]
+    if placed and any(p.count for p in s.workload.devices):
+        return f"host {placed[0]}: cpu_sharing: linux is computed by the event model only (run.engine: events)"
     for p in s.workload.devices:
         if p.count and p.key_establishment == "gateway" and hosts[p.gateway].cpu_sharing != "processor-sharing":
             sharing = hosts[p.gateway].cpu_sharing
