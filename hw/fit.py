@@ -16,7 +16,12 @@ session handshakes and telemetry frames of the same run giving the small sizes (
   of measured / predicted — its extra cost grows with the work, so a constant would not carry over;
 - fixed-size operations (``encaps``, ``decaps``, ``keygen`` ...): ``per_call_s``, the median residual;
 - ``loopback``: the same for messages between pods of one host (transfer spans, from when the sender's
-  encryption ended): the rounds' models and updates, and the session handshakes' records as the small size.
+  encryption ended): the rounds' models and updates, and the session handshakes' records as the small size;
+- the two hand-offs (sim/profile.py ``RECEIVE_HANDOFF``, ``INBOX_HANDOFF``): the median wait from a model's last
+  byte to the client's first step on it, and (sequential runs) from the round's last update's last byte to the
+  aggregator's first step on it. No span holds them: the transfer ends when the receiving thread has the record,
+  the next span begins at the first timed step. Measured here at 50 k-1 M parameters: 60-100 µs and 115-300 µs a
+  message, over a model the simulator otherwise starts on at once.
 
 A constant (the small sizes' median residual, a fixed-size op's) that is within two standard errors of zero
 is not fitted: the profile measured that call many times, a run's few handshakes cannot overrule it.
@@ -41,7 +46,7 @@ import pandas as pd
 from sim import catalogue
 from sim.contract import FL_PHASES, RunLayout, read_spans, read_summary
 from sim.errors import UserError
-from sim.profile import LinearOp, Overhead, PerCallOp, Profile, op_kind
+from sim.profile import INBOX_HANDOFF, RECEIVE_HANDOFF, LinearOp, Overhead, PerCallOp, Profile, op_kind
 from sim.scenario import Scenario, load_scenario
 
 GLUE_MAX_S = 0.002
@@ -160,6 +165,10 @@ def fit_from_run(run_dir: Path | list[Path], base: Path | None = None) -> Fit:
     loop = _loopback(transfers, s, profile, source)
     if loop is not None:
         overheads["loopback"] = loop
+    for kind in (RECEIVE_HANDOFF, INBOX_HANDOFF):
+        waits = np.concatenate([p.handoffs[kind] for p in parts])
+        if len(waits) >= MIN_ROWS:
+            overheads[kind] = _wait(waits, source)
     data = profile.model_dump(mode="json", exclude_none=True)
     data["profile"] = f"{profile.profile}+fit"
     named = ", ".join(str(r) for r in runs)
@@ -176,6 +185,7 @@ class _RunRows:
     known: pd.DataFrame  # CPU spans with measured_s, predicted_s and kind
     transfers: pd.DataFrame  # messages of the rounds
     source: str
+    handoffs: dict[str, np.ndarray]  # RECEIVE_HANDOFF, INBOX_HANDOFF: each message's wait (s)
 
 
 def _run_rows(run_dir: Path, base: Path | None) -> _RunRows:
@@ -216,7 +226,34 @@ def _run_rows(run_dir: Path, base: Path | None) -> _RunRows:
               "profile's speed")  # fmt: skip
     transfers = _after_sealing(spans[_is_message(spans)], spans)
     transfers = transfers.assign(end_s=transfers.start_s + (transfers.end_s - transfers.start_s) * speed)
-    return _RunRows(s, profile, known, transfers, source)
+    return _RunRows(s, profile, known, transfers, source, _handoffs(phases, summary.mode == "sequential"))
+
+
+def _handoffs(spans: pd.DataFrame, sequential: bool) -> dict[str, np.ndarray]:
+    """Per round: each client's wait from its model's last byte (the latest model transfer to end before its first
+    ``receive`` step) to that step; and, sequential, the aggregator's from the last update's last byte to its first
+    ``verify`` step (concurrent runs hand updates to workers: no such wait). Waits of ``GLUE_MAX_S`` or more are
+    something else (a lost or late message), not a hand-off."""
+    client, inbox = [], []
+    for _, g in spans.groupby("round"):
+        models = np.sort(g.loc[(g.op == "transfer") & (g.phase == "distribute"), "end_s"].to_numpy())
+        for _, steps in g[g.phase == "receive"].groupby("pod"):
+            first = float(steps.start_s.min())
+            arrived = models[models <= first]
+            if len(arrived):
+                client.append(first - arrived[-1])
+        updates, verify = g[(g.op == "transfer") & (g.phase == "upload")], g[g.phase == "verify"]
+        if sequential and len(updates) and len(verify):
+            inbox.append(float(verify.start_s.min() - updates.end_s.max()))
+    pick = lambda w: np.array([x for x in w if 0 <= x < GLUE_MAX_S])  # noqa: E731
+    return {RECEIVE_HANDOFF: pick(client), INBOX_HANDOFF: pick(inbox)}
+
+
+def _wait(waits: np.ndarray, source: str) -> Overhead:
+    """A hand-off's median wait, and the robust spread of its logarithm (waits of 0 are left out of the spread)."""
+    logs = np.log(waits[waits > 0]) if (waits > 0).any() else np.zeros(1)
+    spread = float(1.4826 * np.median(np.abs(logs - np.median(logs))))
+    return Overhead(per_call_s=float(np.median(waits)), sigma=min(spread, 3.0), n=len(waits), source=source, tag="F")
 
 
 def _is_message(spans: pd.DataFrame) -> pd.Series:

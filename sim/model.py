@@ -48,7 +48,7 @@ from sim import catalogue
 from sim.contract import ANSWER_HEAD_BYTES, JOB_HEAD_BYTES, RECORD_HEADER_BYTES, SIGNATURE_LENGTH_BYTES, SpanRow
 from sim.hosts import CountingEnvironment, Cpu, Endpoint, Recorder, Thread
 from sim.network import LinkServer, Network
-from sim.profile import LinearOp
+from sim.profile import INBOX_HANDOFF, RECEIVE_HANDOFF, LinearOp
 from sim.scenario import DevicePopulation, Scenario, device_node
 from sim.streams import stream
 
@@ -280,6 +280,13 @@ class Replication:
         yield from dst.run(self.rec, phase, f"{self.aead.name}.decrypt", plaintext)
         yield from self._glue(dst, phase, plaintext)
 
+    def _handoff(self, ep: Endpoint, kind: str) -> Gen:
+        """The wait between a message's last byte and the receiving thread's first step, where the profile has it
+        (fitted from twin runs, hw/fit.py: a thread woken, a queue between two threads, Python in between)."""
+        profile = ep.cpu.profile
+        if profile is not None and kind in profile.overheads:
+            yield self.env.timeout(profile.handoff_s(kind, ep.cpu.rng))
+
     def _glue(self, ep: Endpoint, phase: str, plaintext: int) -> Gen:
         if ep.cpu.profile is not None and "job.glue" in ep.cpu.profile.ops:
             yield from ep.run(self.rec, phase, "job.glue", plaintext)
@@ -423,6 +430,7 @@ class Replication:
     def _client(self, c: int, ctx: tuple[Any, ...]) -> Gen:
         _, received, arrivals, dropped = ctx
         ep, fl, rec = self.clients[c], self.fl, self.rec
+        yield from self._handoff(ep, RECEIVE_HANDOFF)
         yield from self.unprotect(ep, "receive", fl.model_bytes)
         received[c].succeed()
         yield from self.train(ep)
@@ -431,6 +439,8 @@ class Replication:
         yield from ep.run(rec, "upload", "serialize", fl.model_bytes)
         yield from self.protect(ep, "upload", fl.model_bytes)
         yield from self.send(ep, self.agg, self.message_bytes(fl.model_bytes), "upload")
+        if self.mode == "sequential":  # its reader thread passes it to the main thread (concurrent: to a worker)
+            yield from self._handoff(self.agg, INBOX_HANDOFF)
         arrivals.put(c)
 
     def _collect(self, store: simpy.Store, deadline: float) -> Gen:
@@ -489,6 +499,7 @@ class Replication:
         if apart:
             yield from self.hop(worker, self.agg_thread, fl.model_bytes + ANSWER_HEAD_BYTES, "verify")
         self.pool.put(taken)
+        yield from self._handoff(self.agg, INBOX_HANDOFF)  # the job thread passes the update to the main thread
         verified.put(c)
 
     # --- devices -----------------------------------------------------------------------------------

@@ -26,6 +26,10 @@ F fitted from a hardware-twin run (``pqtwin calibrate --from-run``; the source n
 *kind* — the last part of the op name (``encaps``, ``sign``, ``encrypt``, ``serialize``, ``loopback``,
 ``train`` ...), so one fit carries over to every algorithm and size: cost = (base × ``factor`` +
 ``per_call_s`` + ``per_byte_s`` × bytes, never below zero) × a mean-preserving lognormal of spread ``sigma``.
+Two entries price no library call but a wait (``Profile.handoff_s``): ``receive_handoff``, from a model's last
+byte to the client's first step on it (its thread woken, the record parsed), and ``inbox_handoff``, from an
+update's last byte (or a crypto worker's answer) to the aggregator's main thread's first step on it (a reader
+thread passes it through a queue).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ Tag = Literal["M", "D", "E", "F"]
 # Bounds: a profile may come from anywhere (--profile); costs beyond these overflow the simulated clock or
 # turn every run into a timeout, and no measurement produces them.
 MAX_COST_S = 1e6  # one operation: 11 days
+RECEIVE_HANDOFF, INBOX_HANDOFF = "receive_handoff", "inbox_handoff"  # waits, not ops (module docstring)
 MAX_PER_UNIT_S = 1.0  # per byte / sample-parameter / parameter: a second per unit is 10^7 times a Pi 4's
 MAX_UNITS = 1e15
 MAX_POINTS = 10_000  # quantiles or points of one operation
@@ -318,6 +323,11 @@ class Profile(_Strict):
         if extra is None:
             return base * self.time_scale
         return extra.apply_all(base, overhead_bytes(model, units), rng) * self.time_scale
+
+    def handoff_s(self, kind: str, rng: np.random.Generator) -> float:
+        """One hand-off's wait (``RECEIVE_HANDOFF``, ``INBOX_HANDOFF``); 0 where the profile has none."""
+        over = self.overheads.get(kind)
+        return 0.0 if over is None else over.apply(0.0, 0.0, rng) * self.time_scale
 
     def is_deterministic(self, name: str) -> bool:
         """True when every call of ``name`` costs the same (no spread in its distribution or overhead)."""

@@ -190,3 +190,48 @@ def test_a_transfer_counts_from_when_its_record_was_sealed():
     spans = to_frame(rows)
     out = _after_sealing(spans[spans.op == "transfer"], spans)
     assert list(out.start_s) == [1.2, 0.5] and list(out.end_s) == [1.5, 0.6]
+
+
+def test_the_hand_offs_are_fitted_from_the_gaps_no_span_holds():
+    """A model's last byte to the client's first step, the last update's last byte to the aggregator's first
+    (sequential): their medians; a gap of GLUE_MAX_S or more is not a hand-off."""
+    from hw.fit import GLUE_MAX_S, _handoffs
+    from sim.profile import INBOX_HANDOFF, RECEIVE_HANDOFF
+
+    rows = []
+    for r in range(1, 6):
+        t = r * 1.0
+        rows += [(r, "aggregator", "distribute", "transfer", t, t + 0.001),
+                 (r, "client-1", "receive", "X25519.decaps", t + 0.001 + 80e-6, t + 0.0015),
+                 (r, "aggregator", "distribute", "transfer", t + 0.002, t + 0.003),
+                 (r, "client-2", "receive", "X25519.decaps", t + 0.003 + 60e-6 * r, t + 0.0035),
+                 (r, "client-1", "upload", "transfer", t + 0.01, t + 0.011),
+                 (r, "aggregator", "verify", "X25519.decaps", t + 0.011 + 150e-6, t + 0.012)]  # fmt: skip
+    rows.append((6, "client-1", "receive", "X25519.decaps", 6.5, 6.6))  # its model never arrived: no wait
+    late = 7.001 + 1.5 * GLUE_MAX_S  # not a hand-off
+    rows += [(7, "aggregator", "distribute", "transfer", 7.0, 7.001), (7, "client-1", "receive", "X", late, 7.01)]
+    spans = pd.DataFrame(rows, columns=["round", "pod", "phase", "op", "start_s", "end_s"])
+    waits = _handoffs(spans, sequential=True)
+    assert len(waits[RECEIVE_HANDOFF]) == 10 and np.median(waits[RECEIVE_HANDOFF]) == pytest.approx(80e-6)
+    assert waits[INBOX_HANDOFF] == pytest.approx([150e-6] * 5)
+    assert len(_handoffs(spans, sequential=False)[INBOX_HANDOFF]) == 0  # concurrent: workers take the updates
+
+
+def test_the_simulator_waits_the_hand_offs_a_profile_has(tmp_path):
+    """With the hand-offs in the profile, a client's first step on its model starts that long after the model's
+    last byte, and the sequential aggregator's first verification that long after the last update's."""
+    from hw.fit import _handoffs
+    from sim.profile import INBOX_HANDOFF, RECEIVE_HANDOFF
+
+    data = yaml.safe_load(PROFILE.read_text())
+    data["overheads"] = {RECEIVE_HANDOFF: {"per_call_s": 0.001, "source": "test", "tag": "F"},
+                         INBOX_HANDOFF: {"per_call_s": 0.0015, "source": "test", "tag": "F"}}  # fmt: skip
+    profile = tmp_path / "handoffs.yaml"
+    profile.write_text(yaml.safe_dump(data))
+    for path, floor in ((profile, (0.001, 0.0015)), (PROFILE, (0.0, 0.0))):
+        s = load_scenario(SCENARIOS / "localhost.yaml", ["workload.fl.rounds=3"], path)
+        spans = simulate(s, "sequential", 1, 1).spans
+        waits = _handoffs(spans[spans["round"] > 0], sequential=True)
+        assert len(waits[RECEIVE_HANDOFF]) == 6 and len(waits[INBOX_HANDOFF]) == 3
+        assert waits[RECEIVE_HANDOFF].min() == pytest.approx(floor[0], abs=1e-9)
+        assert waits[INBOX_HANDOFF].min() == pytest.approx(floor[1], abs=1e-9)
