@@ -402,6 +402,7 @@ class Replication:
         assert self.pool is not None
         queued: float | None = self.env.now  # the pool wait is charged to the job's first span
         model, sealed = self.fl.model_bytes, self.message_bytes(self.fl.model_bytes)
+        yield from self._handoff(self.agg, INBOX_HANDOFF)  # the main thread queues it for a job thread
         taken = yield self.pool.get()
         worker = taken.item
         apart = worker.pod != self.agg.pod

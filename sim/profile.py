@@ -29,7 +29,8 @@ F fitted from a hardware-twin run (``pqtwin calibrate --from-run``; the source n
 Two entries price no library call but a wait (``Profile.handoff_s``): ``receive_handoff``, from a model's last
 byte to the client's first step on it (its thread woken, the record parsed), and ``inbox_handoff``, from an
 update's last byte (or a crypto worker's answer) to the aggregator's main thread's first step on it (a reader
-thread passes it through a queue).
+thread passes it through a queue), which the simulator also charges a concurrent round's distribution job (the
+main thread passes it through a queue to a job thread).
 """
 
 from __future__ import annotations

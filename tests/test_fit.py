@@ -235,3 +235,9 @@ def test_the_simulator_waits_the_hand_offs_a_profile_has(tmp_path):
         assert len(waits[RECEIVE_HANDOFF]) == 6 and len(waits[INBOX_HANDOFF]) == 3
         assert waits[RECEIVE_HANDOFF].min() == pytest.approx(floor[0], abs=1e-9)
         assert waits[INBOX_HANDOFF].min() == pytest.approx(floor[1], abs=1e-9)
+        # concurrent: the main thread queues each distribution job for a job thread, the job's first span waits
+        spans = simulate(s, "concurrent", 1, 1).spans
+        jobs = spans[(spans.phase == "distribute") & (spans.pod == "aggregator") & (spans.op == "serialize")]
+        first = jobs.groupby("round").queue_wait_s.min()
+        assert len(first) == 3 and first.min() >= floor[1] - 1e-9
+        assert path != profile or first.min() < floor[1] + 0.001  # the hand-off, not a wait for a worker
