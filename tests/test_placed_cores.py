@@ -95,6 +95,24 @@ def test_a_thread_that_does_not_sleep_keeps_its_core():
     assert ends["W"] == pytest.approx(TICK + 0.002 - w_by_tick)
 
 
+def test_a_woken_thread_goes_back_to_its_busy_core_while_another_idles():
+    # R ran on core 0, where X now runs long; W ran on core 1 and is done: R, woken by W, queues beside X on core 0
+    # (no idle core is searched for) until the tick moves it to core 1
+    jobs = [(0.0, 0.0002, R, None), (0.0, 0.0002, W, None), (0.0003, 0.010, X, None), (0.0005, 0.002, R, W)]
+    done = run_jobs(2, jobs)
+    assert done[1] == pytest.approx(0.0002)
+    r_by_tick = (TICK - 0.0005) / 2
+    assert done[3] == pytest.approx(TICK + 0.002 - r_by_tick)
+
+
+def test_a_thread_moved_by_a_balance_runs_on_its_new_core():
+    # R is moved to core 1 by the tick; woken again later while X keeps core 0 busy, it runs on core 1, alone
+    jobs = [(0.0, 0.010, X, None), (0.001, 0.005, R, X), (0.008, 0.001, R, X)]
+    done = run_jobs(2, jobs)
+    assert done[1] == pytest.approx(TICK + 0.005 - (TICK - 0.001) / 2)
+    assert done[2] == pytest.approx(0.008 + 0.001)
+
+
 def test_one_core_is_processor_sharing():
     jobs = [(0.0, 0.190, W, None), (0.010, 0.001, R, W), (0.011, 0.004, X, None)]
     assert run_jobs(1, jobs) == pytest.approx(run_jobs(1, jobs, "processor-sharing"))
