@@ -14,7 +14,8 @@
    (``deployment.hosts.*.cpu_speed``): what is left when the host's state is taken out. The fit, too, brings
    its training runs to the profile's speed (hw/fit.py). As root, each run also traces the kernel's scheduler
    (hw/schedtrace.py): the table shows how long the twin's threads waited for a core while one sat idle, per
-   second of rounds -- waits the simulator's work-conserving cores never make.
+   second of rounds -- waits processor-sharing cores never make (localhost.yaml's ``cpu_sharing: linux`` models
+   how threads are placed on cores, sim/hosts.py ``PlacedCores``).
 4. Per suite and size, the concurrent-vs-sequential reduction of the median round latency, simulated and
    measured.
 5. ``--netns`` (root): the paper's layout, paper-3node.yaml (three hosts on one switch), PQC L3, 250 k parameters,

@@ -1,8 +1,8 @@
 """What the kernel's scheduler did to a twin run: how long its threads waited for a core, and how much of that
 while a core sat idle.
 
-The simulator's cores are work-conserving: an operation never waits while a core is free (sim/hosts.py). Linux's
-are not, at the scale of a round on a small machine. Traced here (a 2-core VM, kernel 6.18, 250 Hz tick): a woken
+The simulator's processor-sharing cores are work-conserving: an operation never waits while a core is free
+(sim/hosts.py; ``cpu_sharing: linux`` models Linux's placement, ``PlacedCores``). Linux's cores are not, at the scale of a round on a small machine. Traced here (a 2-core VM, kernel 6.18, 250 Hz tick): a woken
 thread is queued on a busy core and waits for it, or for the next tick's load balancing, while the other core is
 idle (an idle core pulls work only when it has been idle longer than the migration cost), and more runnable
 threads than cores take turns in 4 ms slices. In concurrent 50 k-parameter rounds (five processes on two cores)

@@ -454,7 +454,7 @@ class SchedWaits(_Model):
     """How long a twin run's threads waited for a core during its rounds (hw/schedtrace.py: the kernel's own
     scheduler events): runnable but not running, in total over its nodes (the device emulator and the run's own
     process, ``runner``, among them), and the part of it while some core ran nothing -- the waits the
-    simulator's work-conserving cores never make; and the CPU each node used, the harness's included."""
+    simulator's processor-sharing cores never make; and the CPU each node used, the harness's included."""
 
     window_s: float
     runnable_wait_s: float
