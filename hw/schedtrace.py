@@ -2,13 +2,13 @@
 while a core sat idle.
 
 The simulator's processor-sharing cores are work-conserving: an operation never waits while a core is free
-(sim/hosts.py; ``cpu_sharing: linux`` models Linux's placement, ``PlacedCores``). Linux's cores are not, at the scale of a round on a small machine. Traced here (a 2-core VM, kernel 6.18, 250 Hz tick): a woken
-thread is queued on a busy core and waits for it, or for the next tick's load balancing, while the other core is
-idle (an idle core pulls work only when it has been idle longer than the migration cost), and more runnable
-threads than cores take turns in 4 ms slices. In concurrent 50 k-parameter rounds (five processes on two cores)
-the twin's threads waited 0.35-0.37 s per second of rounds while another core idled, in sequential ones
-0.12-0.17 s (README, Scheduler). That is a property of the machine the twin runs on, not of the modelled
-deployment, so a run reports it beside its load.
+(sim/hosts.py; ``cpu_sharing: linux`` models Linux's placement, ``PlacedCores``). Linux's cores are not, at the
+scale of a round on a small machine. Traced here (a 2-core VM, kernel 6.18, 250 Hz tick): a woken thread is queued
+on a busy core and waits for it, or for the next tick's load balancing, while the other core is idle (an idle core
+pulls work only when it has been idle longer than the migration cost), and more runnable threads than cores take
+turns in 4 ms slices. In concurrent 50 k-parameter rounds (five processes on two cores) the twin's threads waited
+0.35-0.37 s per second of rounds while another core idled, in sequential ones 0.12-0.17 s (README, Scheduler). That
+is a property of the machine the twin runs on, not of the modelled deployment, so a run reports it beside its load.
 
 ``SchedTrace`` records the kernel's ``sched_switch``, ``sched_wakeup(_new)`` and ``sched_process_fork`` events in
 a tracefs instance of its own (the global tracer is not touched), from before the nodes start to after they end;
