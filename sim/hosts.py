@@ -280,6 +280,7 @@ class Cpu:
         if machine is not None:
             assert machine.shared is not None and self.shared is not None and machine.cores == cores
             self.shared = machine.shared
+        self.placed = isinstance(self.shared, PlacedCores)
         self.resource = simpy.Resource(env, cores) if self.shared is None else None
         self.demand_s = 0.0  # core-seconds asked for, including work still queued at the end
         self.unserved: dict[int, tuple[float, float]] = {}  # (asked_s, work_s) of the work not done yet
@@ -336,10 +337,8 @@ class Cpu:
             self.series[min(int(asked / self.bin_s), self.series.size - 1)] += cost_s
         me = None if contention is None else _Contended(None, *contention, factor, ask, self)
         if self.shared is not None:
-            if isinstance(self.shared, PlacedCores):
-                done = self.shared.run(cost_s, thread, waker)
-            else:
-                done = self.shared.run(cost_s)
+            shared = self.shared
+            done = shared.run(cost_s, thread, waker) if isinstance(shared, PlacedCores) else shared.run(cost_s)
             if me is not None:
                 me.done = done
                 self.contended.append(me)
@@ -442,8 +441,11 @@ class Endpoint:
             request = own.request()
             yield request
         wait = env.now - start
-        waker, self.woken_by = self.woken_by, None
-        wait += yield from cpu.work(cost, contention, self.key, waker)
+        if cpu.placed:  # PlacedCores places by thread and waker
+            waker, self.woken_by = self.woken_by, None
+            wait += yield from cpu.work(cost, contention, self.key, waker)
+        else:
+            wait += yield from cpu.work(cost, contention)
         if isinstance(own, Thread):
             own.give()
         elif own is not None:
