@@ -108,7 +108,7 @@ def _overhead(kind: str, measured: np.ndarray, predicted: np.ndarray, nbytes: np
     another); and a constant for fixed-size operations."""
     residual, n = measured - predicted, len(measured)
     ratio = measured / predicted
-    spread = float(1.4826 * np.median(np.abs(np.log(ratio) - np.median(np.log(ratio)))))  # robust sigma of ln
+    spread = _robust_sigma(np.log(ratio))
     fitted: dict[str, float] = {"per_call_s": _shown(residual)}  # fixed-size operations
     if kind not in FACTOR_KINDS and len(np.unique(nbytes)) >= 2 and nbytes.max() >= SPREAD * max(1.0, nbytes.min()):
         intercept, slope = _resistant_line(nbytes, residual)
@@ -245,15 +245,21 @@ def _handoffs(spans: pd.DataFrame, sequential: bool) -> dict[str, np.ndarray]:
         updates, verify = g[(g.op == "transfer") & (g.phase == "upload")], g[g.phase == "verify"]
         if sequential and len(updates) and len(verify):
             inbox.append(float(verify.start_s.min() - updates.end_s.max()))
-    pick = lambda w: np.array([x for x in w if 0 <= x < GLUE_MAX_S])  # noqa: E731
-    return {RECEIVE_HANDOFF: pick(client), INBOX_HANDOFF: pick(inbox)}
+    return {
+        kind: np.array([x for x in waits if 0 <= x < GLUE_MAX_S])
+        for kind, waits in ((RECEIVE_HANDOFF, client), (INBOX_HANDOFF, inbox))
+    }
 
 
 def _wait(waits: np.ndarray, source: str) -> Overhead:
     """A hand-off's median wait, and the robust spread of its logarithm (waits of 0 are left out of the spread)."""
-    logs = np.log(waits[waits > 0]) if (waits > 0).any() else np.zeros(1)
-    spread = float(1.4826 * np.median(np.abs(logs - np.median(logs))))
+    spread = _robust_sigma(np.log(waits[waits > 0])) if (waits > 0).any() else 0.0
     return Overhead(per_call_s=float(np.median(waits)), sigma=min(spread, 3.0), n=len(waits), source=source, tag="F")
+
+
+def _robust_sigma(x: np.ndarray) -> float:
+    """1.4826 x the median absolute deviation: the standard deviation of a normal sample, robust to outliers."""
+    return float(1.4826 * np.median(np.abs(x - np.median(x))))
 
 
 def _is_message(spans: pd.DataFrame) -> pd.Series:
