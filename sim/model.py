@@ -249,7 +249,8 @@ class Replication:
         wait = self.env.now - start
         if src.node == dst.node:
             wait += yield from self._loopback(src, nbytes)
-            dst.woken_by = src.key
+            if dst.cpu.placed:
+                dst.woken_by = src.key
         else:
             wait += yield from self._transfer(src.node, dst.node, nbytes, phase)
         self.rec.add(src.pod, src.node, phase, "transfer", start, self.env.now, wait, nbytes=nbytes)
@@ -284,7 +285,7 @@ class Replication:
         """The wait between a message's last byte and the receiving thread's first step, where the profile has it
         (fitted from twin runs, hw/fit.py: a thread woken, a queue between two threads, Python in between)."""
         profile = ep.cpu.profile
-        if profile is not None and kind in profile.overheads:
+        if profile is not None and kind in profile.overheads:  # none: no event, runs as without hand-offs
             yield self.env.timeout(profile.handoff_s(kind, ep.cpu.rng))
 
     def _glue(self, ep: Endpoint, phase: str, plaintext: int) -> Gen:
