@@ -27,8 +27,9 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium
 
 # The paper scenario in both modes (simulated), then the twin loop on this machine: calibrate (once), run the
-# twin in sequential mode and fit its code-path overheads from that run (once), then predict the *concurrent*
-# run with the fitted profile, run it for real and compare (held out: the fit never saw concurrent mode).
+# twin in sequential mode and fit its code-path overheads from that run (once, and again when hw/fit.py changes),
+# then predict the *concurrent* run with the fitted profile, run it for real and compare (held out: the fit never
+# saw concurrent mode).
 # make run's twin comparison: 40 rounds (~1.5 s) outlast the devices' first frames (10 rounds, 0.3 s, did not:
 # the comparison had no telemetry)
 TWIN_ROUNDS := 40
@@ -36,7 +37,8 @@ TWIN_ROUNDS := 40
 run: $(STAMP)
 	$(BIN)/pqtwin sim scenarios/paper-3node.yaml --mode both --out runs/paper-3node --force
 	$(VALID) runs/local-profile.yaml || $(BIN)/pqtwin calibrate --out runs/local-profile.yaml --name local
-	$(VALID) runs/local-fitted.yaml || { $(BIN)/pqtwin hw run scenarios/localhost.yaml --mode sequential \
+	{ $(VALID) runs/local-fitted.yaml && [ runs/local-fitted.yaml -nt hw/fit.py ]; } || { \
+	  $(BIN)/pqtwin hw run scenarios/localhost.yaml --mode sequential \
 	  --out runs/localhost-train --force && $(BIN)/pqtwin calibrate --from-run runs/localhost-train \
 	  --base runs/local-profile.yaml --out runs/local-fitted.yaml --name local-fitted; }
 	$(BIN)/pqtwin sim scenarios/localhost.yaml --mode concurrent --profile runs/local-fitted.yaml \
