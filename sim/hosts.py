@@ -83,13 +83,18 @@ class SharedCores:
     common rate, so a job of work w arriving at virtual time v finishes when ``v`` reaches its tag v + w, and
     jobs finish in the order of their tags. A heap of tags makes an arrival or completion O(log n) (a
     gateway reboot puts thousands of handshakes on one host at once). One timer is kept for the next
-    completion; stale timers are recognised by a version number and ignored.
+    completion; stale timers are recognised by a version number and ignored. An arrival that moves the next
+    completion later (the cores were full: every job slows down) keeps the timer, which then fires early and
+    is armed again for the completion wanted by then: a storm's arrivals, each moving it, would otherwise each
+    leave a stale timer (half a 10,000-device storm's timers). Either way the timer fires at the time computed
+    when the jobs last changed, from the same state.
     """
 
     def __init__(self, env: simpy.Environment, cores: int):
         self.env, self.cores = env, cores
         self.heap: list[tuple[float, int, simpy.Event]] = []  # (tag, arrival order, done event)
         self.v, self.last, self.version, self.next_at = 0.0, env.now, 0, float("inf")
+        self.want_at = float("inf")  # the next completion as of the last change (``next_at``: the live timer's)
         self.arrivals = 0
         self.on_idle: Callable[[], None] | None = None  # told when its last running job completes
 
@@ -141,11 +146,15 @@ class SharedCores:
 
     def _schedule(self) -> None:
         if not self.heap:
-            self.next_at = float("inf")
+            self.next_at = self.want_at = float("inf")
             return
         at = self.env.now + max(0.0, self.heap[0][0] - self.v) / self._rate()
-        if at == self.next_at:
-            return  # the pending timer already fires then
+        self.want_at = at
+        if self.next_at <= at:
+            return  # the live timer fires then, or sooner and is armed again (a nan next_at: never kept)
+        self._arm(at)
+
+    def _arm(self, at: float) -> None:
         self.version += 1
         self.next_at = at
         timer = self.env.timeout(at - self.env.now)
@@ -154,6 +163,9 @@ class SharedCores:
 
     def _complete(self, version: int) -> None:
         if version != self.version:
+            return
+        if self.heap and self.want_at > self.next_at:  # fired early: the completion moved later since it was armed
+            self._arm(self.want_at)
             return
         self._book()
         due = self.v + ps_tolerance(self.v)

@@ -235,17 +235,17 @@ class Network:
                     link.series[min(int(start / bin_s), link.series.size - 1)] += service
                 if link.log is not None:
                     link.log.append((asked, service, start))
-                if not loss:
-                    break
-                yield env.timeout(free - asked)  # lost or not: known when it has left
-                if (rng or link.rng or self.rng(link)).random() < loss:
+                # lost or not, drawn when asked: a link serves in the order asked, so its own stream's draws are
+                # those drawn as each transmission leaves, with no event to wait for that (99.9 % of them are not)
+                if loss and (rng or link.rng or self.rng(link)).random() < loss:
+                    yield env.timeout(free - asked)  # the sender knows once it has left
                     link.retransmissions += 1
                     yield env.timeout(2 * link.latency_s + service)
                     continue
                 break
             jitter = link.jitter_s
             delay = link.latency_s + ((rng or link.rng or self.rng(link)).exponential(jitter) if jitter else 0.0)
-            yield env.timeout(delay if loss else free - asked + delay)
+            yield env.timeout(free - asked + delay)
         return wait
 
     def _carry_packets(
@@ -341,8 +341,9 @@ class Network:
                 cut = packet_bytes > 0 and i < last and packet_bytes < size
                 if cut or not link.loss or packet_bytes:
                     break
-                yield env.timeout(link.free_s - asked)  # a device's transmission on a lossy link: lost or not
+                # a device's transmission on a lossy link, lost or not: drawn when asked (``_carry_whole``)
                 if (rng or self.rng(link)).random() < link.loss:
+                    yield env.timeout(link.free_s - asked)
                     link.retransmissions += 1
                     yield env.timeout(2 * link.latency_s + service)
                     continue
@@ -356,5 +357,5 @@ class Network:
                 arrived_s = end + delay + noticed_s
                 yield env.timeout(max(0.0, end - hold + packet_s + delay - asked))  # its first packet is there
                 continue
-            yield env.timeout(delay if link.loss and not packet_bytes else link.free_s - asked + delay + noticed_s)
+            yield env.timeout(link.free_s - asked + delay + noticed_s)
         return wait
