@@ -543,8 +543,7 @@ class Replication:
                 # frames sent before the handshake ends share the device's link and receiver thread with it,
                 # which the kernels do not model: SimPy's
                 while done is not None and not done.processed and env.now < session_end:
-                    env.process(self._hot_frame(self.populations[pop.name], i, dev, receiver, payload, gateway))
-                    yield env.timeout(period)
+                    yield from self._hot_frame(self.populations[pop.name], i, dev, receiver, payload, gateway, period)
                 if env.now >= session_end:
                     continue
                 if not (yield from self._vector_session(pop, i, dev, receiver, sessions, session_end, gateway)):
@@ -571,8 +570,7 @@ class Replication:
             if storm or (j >= 0 and t <= self.hot[j, 1]):
                 if storm:
                     self.storm_emits.append(t)
-                env.process(self._hot_frame(k, i, dev, receiver, payload, gateway))
-                yield env.timeout(period)
+                yield from self._hot_frame(k, i, dev, receiver, payload, gateway, period)
                 continue
             end = min(session_end, self.hot[j + 1, 0] if j + 1 < len(self.hot) else math.inf)
             sessions.append((i, t, end))
@@ -582,16 +580,22 @@ class Replication:
         return True
 
     def _hot_frame(self, k: int, i: int, dev: Endpoint, receiver: Endpoint, payload: int,
-                   gateway: Endpoint | None) -> Gen:  # fmt: skip
-        """A frame of the vectorized engine in SimPy (a hot interval): the event model's ``_frame``, drawing
-        from its population's own stream and keeping no span (the kernels count it with theirs)."""
+                   gateway: Endpoint | None, period_s: float) -> Gen:  # fmt: skip
+        """A frame of the vectorized engine in SimPy (a hot interval), then the rest of its period: the event
+        model's ``_frame``, drawing from its population's own stream and keeping no span (the kernels count it
+        with theirs). Carried by its device's own process, not one of its own (two events a frame fewer): the
+        period's timer is set first, so the next frame goes when it would; a frame that outlasts its period,
+        which would hold it, makes the run the event model's anyway (``telemetry._within_period``)."""
         if k not in self.hot_rngs:
             assert self.frame_ss is not None
             self.hot_rngs[k] = stream(self.frame_ss, 3, k)
-        start = self.env.now
+        env = self.env
+        tick = env.timeout(period_s)
+        start = env.now
         self.hot_started += 1
         wait = yield from self._carry_frame(dev, receiver, payload, gateway, None, self.hot_rngs[k])
-        self.hot_frames.append((k, i, start, self.env.now, wait))
+        self.hot_frames.append((k, i, start, env.now, wait))
+        yield tick
 
     def _background(self, items: np.ndarray, link: LinkServer | None, cpu: Cpu | None) -> Gen:
         """Frames the last pass of the vectorized engine found sharing busy periods with this foreground:
