@@ -24,9 +24,27 @@ kernels no longer put it. Zero means the foreground did not feel telemetry and t
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 from numba import njit
+
+
+def _array_support_without_blas() -> None:
+    """Load numba's array support (``numba.np.arraymath``, which its CPU target loads on the first call of any
+    compiled function) without the BLAS it looks for there: it imports ``scipy.linalg`` (0.17 s of a run) to see
+    whether ``np.dot`` may use it, and these kernels use no linear algebra. The name is blocked only meanwhile."""
+    blas = "scipy.linalg.cython_blas"
+    if "numba.np.arraymath" in sys.modules or blas in sys.modules:
+        return
+    sys.modules[blas] = None  # type: ignore[assignment]  # an import of None raises ImportError: no BLAS
+    try:
+        import numba.np.arraymath  # noqa: F401
+    finally:
+        del sys.modules[blas]
+
+
+_array_support_without_blas()
 
 # A compiled kernel's signature is inferred on first call and cached beside this file (numba's cache).
 
@@ -418,8 +436,8 @@ def finished_frames(done, emit, pop, wire, t1, horizon, pops):  # type: ignore[n
 
 
 def load() -> None:
-    """Load the compiled kernels' runtime (numba's array support, which imports scipy.linalg: ~0.3 s the first
-    time any kernel runs in a process) by running the smallest kernel."""
+    """Load the compiled kernels' runtime (numba's array support: ~0.15 s the first time any kernel runs in a
+    process) by running the smallest kernel."""
     grid_after(0.0, 1.0, 0.5)
 
 

@@ -80,3 +80,20 @@ def test_the_model_and_its_workers_load_no_data_frames() -> None:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]"
+
+
+def test_the_kernels_run_without_importing_scipy_linalg_which_stays_importable() -> None:
+    """numba's array support looks for BLAS by importing scipy.linalg (0.17 s): the kernels need none, so it is
+    loaded without; scipy.linalg itself still imports afterwards (another user's code in the same process)."""
+    code = (
+        "import sys\n"
+        "from sim import kernels\n"
+        "kernels.load()\n"
+        "assert kernels.grid_after(0.0, 0.5, 1.2) == 1.5\n"
+        "print('scipy.linalg' in sys.modules)\n"
+        "import scipy.linalg\n"
+        "print(scipy.linalg.cython_blas is not None)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["False", "True"]
