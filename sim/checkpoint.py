@@ -105,6 +105,7 @@ class Fork:
             if not data:  # the parent did not need this pass (or ended)
                 os._exit(0)
             background, final = pickle.loads(data)  # noqa: S301 - our own parent's word
+            _keep_freed_memory()
             rep.resume(background, final)
         except BaseException:  # nothing of the parent's may run on in this process
             os._exit(1)
@@ -157,6 +158,27 @@ class Fork:
         if self.pid is not None:
             os.waitpid(self.pid, 0)
             self.pid = None
+
+
+# glibc's mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+
+
+def _keep_freed_memory() -> None:
+    """In the resumed pass's own process (it ends with the pass): keep freed memory for reuse instead of handing it
+    back to the OS. The kernels' windows allocate and free ~100 MB of arrays each; glibc serves big ones from fresh
+    mappings and trims the heap's top, so each window faulted its pages in again: 10,000 devices x 1 h, 241 k page
+    faults and 0.38 s of system time in this process, against 53 k and 0.09 s with these settings (the same peak
+    memory). No effect where mallopt is not glibc's."""
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(M_MMAP_THRESHOLD, 1 << 30)  # arrays from the heap, not a mapping each
+    mallopt(M_TRIM_THRESHOLD, 1 << 32)  # ... which is not given back when the top is free
+    mallopt(M_TOP_PAD, 1 << 28)  # ... and grows in big steps
 
 
 def _die_with(parent: int) -> None:
