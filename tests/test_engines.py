@@ -389,6 +389,28 @@ def test_a_links_losses_drawn_as_gaps_are_independent_with_its_probability(loss)
         assert [kernels._is_lost(counters, loss, rng) for _ in range(left)] == [False] * (left - 1) + [True]
 
 
+@pytest.mark.parametrize("fraction", [0.001, 0.008, 0.3])
+def test_the_span_sample_keeps_frames_independently_whatever_the_window_cuts(fraction):
+    """Each frame done is kept with the sample's probability, independently (rate, and rate right after a kept
+    frame, within 5 standard errors); drawn as gaps below ``GAPS_BELOW``, per frame above. The same stream gives
+    the same frames kept however the frames are cut into windows."""
+    n = 600_000
+    cuts = np.sort(np.random.default_rng(3).integers(0, n, 40))
+    kept = []
+    for sizes in ([n], np.diff(np.r_[0, cuts, n]).tolist()):
+        sample, at, mine = telemetry._Sample(np.random.default_rng(17), fraction), 0, []
+        for size in sizes:
+            mine.append(sample.pick(size) + at)
+            at += size
+        kept.append(np.concatenate(mine))
+    assert np.array_equal(kept[0], kept[1])
+    mask = np.zeros(n, dtype=bool)
+    mask[kept[0]] = True
+    assert abs(mask.mean() - fraction) < 5 * math.sqrt(fraction * (1 - fraction) / n)
+    after = mask[1:][mask[:-1]]
+    assert abs(after.mean() - fraction) < 5 * math.sqrt(fraction * (1 - fraction) / after.size) + 1 / after.size
+
+
 def _frames_after(n: int, seed: int, span_s: float) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     return np.sort(rng.uniform(0, span_s, n)), rng.exponential(0.02, n)
