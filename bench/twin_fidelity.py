@@ -1,9 +1,10 @@
 """Twin fidelity, held out: fit on one configuration, predict a matrix of others without refitting.
 
 1. Calibrate this machine (``pqtwin calibrate``; ``--profile`` uses a given one instead).
-2. Training runs (``--train-runs``, 2 by default, pooled): localhost.yaml, sequential, ML-KEM-768 + ML-DSA-65,
-   250 k parameters, on the local twin;
-   ``pqtwin calibrate --from-run`` fits the twin's code-path overheads from its spans (hw/fit.py).
+2. Training runs (``--train-runs`` at each size, 2 by default, pooled): localhost.yaml, sequential, ML-KEM-768 +
+   ML-DSA-65, 250 k parameters and 12.5 k (a code path's per-call cost and its per-size cost, which one size cannot
+   tell apart; neither size is scored), on the local twin;
+   ``pqtwin calibrate --from-run`` fits the twin's code-path overheads from their spans (hw/fit.py).
 3. Matrix: 2 modes x suites (PQC L3, PQC L5 = ML-KEM-1024 + ML-DSA-87, classical X25519 + Ed25519, hybrid
    X25519+ML-KEM-768 + ML-DSA-65 unless --quick) x model sizes (50 k, 1 M): simulate with the fitted profile,
    run the twin ``--repeat`` times (passes over the whole matrix, so a cell's runs are minutes apart), compare
@@ -56,6 +57,9 @@ from sim.scenario import Scenario, load_scenario
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "localhost.yaml"
 TRAIN: dict[str, Any] = {"suite": "PQC L3", "model_parameters": 250_000, "mode": "sequential"}
+# the training runs' second model size, 20x smaller: with two sizes the fit tells a code path's per-call cost from
+# its per-size one (hw/fit.py), which one size cannot; neither size is scored (the matrix: SIZES)
+TRAIN_SMALL_PARAMETERS = 12_500
 SUITES = {
     "PQC L3": ("ML-KEM-768", "ML-DSA-65"),
     "PQC L5": ("ML-KEM-1024", "ML-DSA-87"),
@@ -306,15 +310,17 @@ def main() -> None:
         base = args.profile or work / "base.yaml"
         if args.profile is None:
             write_profile(calibrate(), base)  # the full calibration (~70 s): quick medians are too noisy
-        train = load_scenario(SCENARIO, overrides(TRAIN["suite"], TRAIN["model_parameters"], rounds), base)
-        trained = [work / f"train-{i}" for i in range(train_runs)]
-        for i, d in enumerate(trained):
-            run_local(train, d, "sequential", rounds, train.run.seed + i)
+        trained: list[Path] = []
+        for params in (TRAIN["model_parameters"], TRAIN_SMALL_PARAMETERS):
+            train = load_scenario(SCENARIO, overrides(TRAIN["suite"], params, rounds), base)
+            for i in range(train_runs):
+                trained.append(work / f"train-{len(trained)}")
+                run_local(train, trained[-1], "sequential", rounds, train.run.seed + i)
         fit = fit_from_run(trained, base)
         profile = work / "fitted.yaml"
         write_profile(fit.profile, profile)
-        print(f"fitted on {TRAIN} ({train_runs} x {rounds} rounds pooled, {fit.rows} spans): "
-              f"{', '.join(fit.profile['overheads'])}")  # fmt: skip
+        print(f"fitted on {TRAIN} and {TRAIN_SMALL_PARAMETERS:,} parameters ({train_runs} x {rounds} rounds at each "
+              f"size, pooled, {fit.rows} spans): {', '.join(fit.profile['overheads'])}")  # fmt: skip
         matrix = [Cell("localhost", m, s, p) for s in suites for p in SIZES for m in MODES]
         if args.netns:
             matrix += [Cell("paper-3node netns", m, "PQC L3", 250_000) for m in MODES]
@@ -322,7 +328,8 @@ def main() -> None:
         cells = [score(c, work, profile, rounds, 5, runs[c]) for c in matrix]
         reds = reductions(cells)
         print_table(cells, reds)
-        result = {"trained_on": TRAIN, "train_runs": train_runs, "repeat": repeat, "rounds": rounds,
+        result = {"trained_on": {**TRAIN, "model_parameters_also": TRAIN_SMALL_PARAMETERS},
+                  "train_runs": train_runs, "repeat": repeat, "rounds": rounds,
                   "quick": args.quick, "calibrated_speed_probe": _probe(base),
                   "cells": cells, "reductions": reds,
                   "reduction_simulated_pct": [r["simulated_pct"] for r in reds],

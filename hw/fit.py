@@ -12,6 +12,11 @@ session handshakes and telemetry frames of the same run giving the small sizes (
 - sizes at least ``SPREAD`` apart (signing: model messages and handshake transcripts): ``per_call_s`` +
   ``per_byte_s``, a resistant line through the medians of the small and the large sizes, so the fit
   carries over to other message sizes;
+- work that scales (``train``, ``fedavg``) in runs of model sizes at least ``SPREAD`` apart (training runs at two
+  sizes, pooled): a factor and a constant, the resistant line of measured against predicted -- a code path costs
+  a per-call amount (Python, fresh buffers) beside what grows with the work, and a factor fitted at one size
+  carries the per-call part to other sizes in proportion (at 250 k it undercharged 50 k rounds by ~10 % and
+  overcharged 1 M by 3-10 %);
 - one size only, of work that scales (``train``, ``fedavg``, anything priced per byte): a factor, the median
   of measured / predicted — its extra cost grows with the work, so a constant would not carry over;
 - fixed-size operations (``encaps``, ``decaps``, ``keygen`` ...): ``per_call_s``, the median residual;
@@ -26,8 +31,10 @@ session handshakes and telemetry frames of the same run giving the small sizes (
 A constant (the small sizes' median residual, a fixed-size op's) that is within two standard errors of zero
 is not fitted: the profile measured that call many times, a run's few handshakes cannot overrule it.
 
-Each kind also gets ``sigma``, the robust spread (1.4826 x MAD) of ln(measured / predicted): the jitter a
-real code path shows around its median, which the simulator samples so its p95 sees it too. Each fitted
+Each kind also gets ``sigma``, the robust spread (1.4826 x MAD) of ln(measured / charged), charged being what
+the fitted overhead makes of the profile's price: the jitter a real code path shows around its median, which the
+simulator samples so its p95 sees it too (around the profile's price itself, the sizes' differences would count
+as jitter). Each fitted
 value is tagged F with the run it came from. The fit sees only the run it is given: validate it
 on other configurations (bench/twin_fidelity.py does). Where the run recorded how fast its cores ran against
 the profile's calibration (hw/speed.py), its durations are first brought to the profile's speed, so the
@@ -107,22 +114,33 @@ def _overhead(kind: str, measured: np.ndarray, predicted: np.ndarray, nbytes: np
     two steps: it does not grow with the message, so a factor fitted at one size must not carry it to
     another); and a constant for fixed-size operations."""
     residual, n = measured - predicted, len(measured)
-    ratio = measured / predicted
-    spread = _robust_sigma(np.log(ratio))
     fitted: dict[str, float] = {"per_call_s": _shown(residual)}  # fixed-size operations
     if kind not in FACTOR_KINDS and len(np.unique(nbytes)) >= 2 and nbytes.max() >= SPREAD * max(1.0, nbytes.min()):
         intercept, slope = _resistant_line(nbytes, residual)
         fitted = {"per_call_s": intercept, "per_byte_s": slope}
+    elif kind in FACTOR_KINDS and predicted.min() > 0 and predicted.max() >= SPREAD * predicted.min():
+        # work of several sizes (training runs of two model sizes): a factor and a constant, the line through
+        # the medians of the small and the large (a factor alone fitted at a small model carries its per-call
+        # Python to a large one)
+        intercept, slope = _resistant_line(predicted, measured, floor=float(predicted.min()))
+        fitted = {"factor": slope, "per_call_s": intercept}
     elif kind in FACTOR_KINDS or nbytes.min() > 0:
         glue_s = np.zeros_like(measured) if glue is None else glue
         fitted = {"factor": float(np.median((measured - glue_s) / predicted)), "per_call_s": float(np.median(glue_s))}
+    # the spread around what the fit charges (around the base price it would hold the sizes' differences too)
+    charged = (
+        predicted * fitted.get("factor", 1.0) + fitted.get("per_call_s", 0.0) + fitted.get("per_byte_s", 0.0) * nbytes
+    )
+    ok = (charged > 0) & (measured > 0)
+    spread = _robust_sigma(np.log(measured[ok] / charged[ok])) if ok.sum() >= 2 else 0.0
     return Overhead.model_validate({**fitted, "sigma": spread, "n": n, "source": source, "tag": "F"})
 
 
-def _resistant_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """The line through the medians of the small and the large sizes (split at their geometric middle):
-    robust, and unlike Theil–Sen not dominated by the larger group when the groups differ in count."""
-    middle = np.sqrt(max(1.0, float(x.min())) * float(x.max()))
+def _resistant_line(x: np.ndarray, y: np.ndarray, floor: float = 1.0) -> tuple[float, float]:
+    """The line through the medians of the small and the large sizes (split at their geometric middle, sizes
+    below ``floor`` counted as ``floor``: a byte for message sizes): robust, and unlike Theil–Sen not dominated
+    by the larger group when the groups differ in count."""
+    middle = np.sqrt(max(floor, float(x.min())) * float(x.max()))
     lo, hi = x <= middle, x > middle
     x0, x1, y1 = (float(np.median(a)) for a in (x[lo], x[hi], y[hi]))
     y0 = _shown(y[lo])

@@ -147,6 +147,24 @@ def test_glue_before_a_scaling_step_is_fitted_as_a_constant():
     assert over.apply(0.1e-3, 0) == pytest.approx(0.1e-3 * 1.2 + 50e-6)  # a 10x smaller step keeps its glue
 
 
+def test_training_runs_of_two_model_sizes_separate_a_per_call_cost_from_a_factor():
+    """Steps of two sizes 20x apart (training runs at 12.5 k and 250 k parameters, pooled) that cost 0.8 ms a call
+    plus 1.1x the profile: the fit charges both, so a step of another size costs what it would; one size alone
+    cannot tell them apart. Its spread is the jitter around what it charges (5 %), not the sizes' differences in
+    ratio (a spread around the profile's price would be ~0.5 here: p95s far too wide)."""
+    from hw.fit import _overhead
+
+    rng = np.random.default_rng(5)
+    predicted = np.r_[np.full(40, 2e-3), np.full(40, 40e-3)]
+    measured = (0.8e-3 + 1.1 * predicted) * rng.lognormal(0, 0.05, predicted.size)
+    over = _overhead("train", measured, predicted, np.zeros(predicted.size), "test")
+    assert over.factor == pytest.approx(1.1, rel=0.05) and over.per_call_s == pytest.approx(0.8e-3, rel=0.2)
+    assert over.apply(10e-3, 0) == pytest.approx(0.8e-3 + 11e-3, rel=0.03)  # a size in between
+    assert 0.03 < over.sigma < 0.08
+    one = _overhead("train", measured[40:], predicted[40:], np.zeros(40), "test")  # the large size alone: a factor
+    assert one.apply(2e-3, 0) < 0.9 * (0.8e-3 + 1.1 * 2e-3)  # ... that undercharges the small one
+
+
 def test_a_training_step_carries_the_contention_of_the_steps_beside_it():
     # two steps on one host overlapping for half of the first's duration, one alone on another host
     cpu = pd.DataFrame({"op": ["fl.train", "fl.train", "fl.train", "AES-256-GCM.encrypt"],
