@@ -272,12 +272,14 @@ class Replication:
 
     def hop(self, src: Endpoint, dst: Endpoint, plaintext: int, phase: str, since: float | None = None) -> Gen:
         """A job or its answer between the aggregator and a worker process, over their secure channel: packed
-        (one copy), encrypted, carried, decrypted (the receiver reads its fields in place); and at each end the
-        code path around those steps, where the profile measured it (``job.glue``, hw/hopcal.py)."""
+        (one copy), encrypted, carried, the receiving thread woken (``RECEIVE_HANDOFF``, as a client is for its
+        model), decrypted (the receiver reads its fields in place); and at each end the code path around those
+        steps, where the profile measured it (``job.glue``, hw/hopcal.py)."""
         yield from src.run(self.rec, phase, "serialize", plaintext, since)
         yield from src.run(self.rec, phase, f"{self.aead.name}.encrypt", plaintext)
         yield from self._glue(src, phase, plaintext)
         yield from self.send(src, dst, RECORD_HEADER_BYTES + plaintext + self.aead.aead_overhead_bytes, phase)
+        yield from self._handoff(dst, RECEIVE_HANDOFF)  # the receiver's thread, blocked on its socket, wakes
         yield from dst.run(self.rec, phase, f"{self.aead.name}.decrypt", plaintext)
         yield from self._glue(dst, phase, plaintext)
 

@@ -246,6 +246,7 @@ def test_the_simulator_waits_the_hand_offs_a_profile_has(tmp_path):
                          INBOX_HANDOFF: {"per_call_s": 0.0015, "source": "test", "tag": "F"}}  # fmt: skip
     profile = tmp_path / "handoffs.yaml"
     profile.write_text(yaml.safe_dump(data))
+    distributions = {}
     for path, floor in ((profile, (0.001, 0.0015)), (PROFILE, (0.0, 0.0))):
         s = load_scenario(SCENARIOS / "localhost.yaml", ["workload.fl.rounds=3"], path)
         spans = simulate(s, "sequential", 1, 1).spans
@@ -259,3 +260,10 @@ def test_the_simulator_waits_the_hand_offs_a_profile_has(tmp_path):
         first = jobs.groupby("round").queue_wait_s.min()
         assert len(first) == 3 and first.min() >= floor[1] - 1e-9
         assert path != profile or first.min() < floor[1] + 0.001  # the hand-off, not a wait for a worker
+        distributions[path] = spans[spans.op == "distribution"].set_index("round").eval("end_s - start_s")
+    # concurrent: every message between the aggregator and its worker wakes its receiver as a client's model does.
+    # A model reaches a client after the job's queue (1.5 ms), the job's and the answer's hops and its own receipt
+    # (1 ms each): 4.1-5.1 ms later a round here (two clients' jobs overlap on one worker); with the queue and the
+    # receipt alone, 1.7-2.7 ms
+    extra = distributions[profile] - distributions[PROFILE]
+    assert extra.min() >= 0.0035
