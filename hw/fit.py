@@ -31,10 +31,10 @@ session handshakes and telemetry frames of the same run giving the small sizes (
 A constant (the small sizes' median residual, a fixed-size op's) that is within two standard errors of zero
 is not fitted: the profile measured that call many times, a run's few handshakes cannot overrule it.
 
-Each kind also gets ``sigma``, the robust spread (1.4826 x MAD) of ln(measured / charged), charged being what
-the fitted overhead makes of the profile's price: the jitter a real code path shows around its median, which the
-simulator samples so its p95 sees it too (around the profile's price itself, the sizes' differences would count
-as jitter). Each fitted
+Each kind also gets ``sigma``, the robust spread (1.4826 x MAD) of ln(measured / charged), charged being what the
+fitted overhead makes of the profile's price, within each size and pooled: the jitter a real code path shows
+around its median, which the simulator samples so its p95 sees it too (across sizes, a line's misfit at one size
+would count as jitter). Each fitted
 value is tagged F with the run it came from. The fit sees only the run it is given: validate it
 on other configurations (bench/twin_fidelity.py does). Where the run recorded how fast its cores ran against
 the profile's calibration (hw/speed.py), its durations are first brought to the profile's speed, so the
@@ -127,13 +127,24 @@ def _overhead(kind: str, measured: np.ndarray, predicted: np.ndarray, nbytes: np
     elif kind in FACTOR_KINDS or nbytes.min() > 0:
         glue_s = np.zeros_like(measured) if glue is None else glue
         fitted = {"factor": float(np.median((measured - glue_s) / predicted)), "per_call_s": float(np.median(glue_s))}
-    # the spread around what the fit charges (around the base price it would hold the sizes' differences too)
     charged = (
         predicted * fitted.get("factor", 1.0) + fitted.get("per_call_s", 0.0) + fitted.get("per_byte_s", 0.0) * nbytes
     )
-    ok = (charged > 0) & (measured > 0)
-    spread = _robust_sigma(np.log(measured[ok] / charged[ok])) if ok.sum() >= 2 else 0.0
+    spread = _jitter(measured, charged, np.where(nbytes > 0, nbytes, predicted))
     return Overhead.model_validate({**fitted, "sigma": spread, "n": n, "source": source, "tag": "F"})
+
+
+def _jitter(measured: np.ndarray, charged: np.ndarray, sizes: np.ndarray) -> float:
+    """The spread of a code path's durations around what the fit charges, within each size (sizes within a factor
+    of 2 count as one), pooled as the count-weighted mean: across sizes, a line's misfit at one size (or, around
+    the profile's price, the sizes' different ratios) would count as jitter, and the simulator's p95s with it."""
+    ok = (charged > 0) & (measured > 0)
+    if ok.sum() < 2:
+        return 0.0
+    logs, groups = np.log(measured[ok] / charged[ok]), np.round(np.log2(np.maximum(sizes[ok], 1e-12)))
+    parts = [(_robust_sigma(logs[groups == g]), int((groups == g).sum())) for g in np.unique(groups)]
+    parts = [(sd, k) for sd, k in parts if k >= MIN_ROWS] or [(_robust_sigma(logs), len(logs))]
+    return float(sum(sd * k for sd, k in parts) / sum(k for _, k in parts))
 
 
 def _resistant_line(x: np.ndarray, y: np.ndarray, floor: float = 1.0) -> tuple[float, float]:
