@@ -62,30 +62,26 @@ def test_an_option_mistake_loads_no_model() -> None:
 
 def test_summaries_need_no_scipy() -> None:
     """scipy is a test-only dependency: the confidence intervals of every summary come from sim/stats.py."""
-    code = (
+    out = printed(
         "import sys\n"
         "import numpy as np\n"
         "from sim.summary import ci95\n"
         "print(ci95(np.arange(5.0)), 'scipy' in sys.modules)\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.split()[-1] == "False", res.stdout
+    assert out.split()[-1] == "False", out
 
 
 def test_the_model_and_its_workers_load_no_data_frames() -> None:
     """The simulation's code needs no pandas or pyarrow: ``pqtwin sim`` forks its replication workers without
     them, and loads them while the workers compute (sim/runner.py ``_load_tables``)."""
-    code = "import sys, sim.runner, hw.rundir; print([m for m in ('pandas', 'pyarrow') if m in sys.modules])"
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.strip() == "[]"
+    out = printed("import sys, sim.runner, hw.rundir; print([m for m in ('pandas', 'pyarrow') if m in sys.modules])")
+    assert out.strip() == "[]"
 
 
 def test_the_kernels_run_without_importing_scipy_linalg_which_stays_importable() -> None:
     """numba's array support looks for BLAS by importing scipy.linalg (0.17 s): the kernels need none, so it is
     loaded without; scipy.linalg itself still imports afterwards (another user's code in the same process)."""
-    code = (
+    out = printed(
         "import sys\n"
         "from sim import kernels\n"
         "kernels.load()\n"
@@ -94,6 +90,11 @@ def test_the_kernels_run_without_importing_scipy_linalg_which_stays_importable()
         "import scipy.linalg\n"
         "print(scipy.linalg.cython_blas is not None)\n"
     )
+    assert out.split() == ["False", "True"]
+
+
+def printed(code: str) -> str:
+    """What ``python -c CODE`` printed in a fresh interpreter (it must exit 0)."""
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert res.returncode == 0, res.stderr
-    assert res.stdout.split() == ["False", "True"]
+    return res.stdout
