@@ -165,6 +165,25 @@ def test_training_runs_of_two_model_sizes_separate_a_per_call_cost_from_a_factor
     assert one.apply(2e-3, 0) < 0.9 * (0.8e-3 + 1.1 * 2e-3)  # ... that undercharges the small one
 
 
+def test_messages_of_two_model_sizes_set_their_line_apart_from_the_small_records():
+    """Decryptions of handshake records and frames (~0 over the profile: another code path) and of models at two
+    sizes (+80 us at 50 kB, +110 us at 1 MB: the rounds' path): the line goes through the two model sizes, so a
+    4 MB model costs what that path's trend says (+200 us), not what a line from the small records would (+440)."""
+    from hw.fit import _overhead
+
+    rng = np.random.default_rng(11)
+    nbytes = np.r_[np.full(30, 200.0), np.full(20, 5_000.0), np.full(40, 50_000.0), np.full(40, 1_000_000.0)]
+    extra = np.r_[np.zeros(50), np.full(40, 80e-6), np.full(40, 110e-6)]
+    predicted = 1e-6 + nbytes * 5e-11
+    measured = (predicted + extra) * rng.lognormal(0, 0.02, nbytes.size)
+    over = _overhead("decrypt", measured, predicted, nbytes, "test")
+    charged = over.apply(0.0, 4e6)  # the overhead alone, at 4 MB
+    assert charged == pytest.approx(80e-6 + 30e-6 / 950_000 * 3_950_000, rel=0.1)
+    one = _overhead("decrypt", measured[nbytes != 50_000.0], predicted[nbytes != 50_000.0],
+                    nbytes[nbytes != 50_000.0], "test")  # fmt: skip
+    assert one.apply(0.0, 4e6) > 2 * charged  # one model size: the line from the small records
+
+
 def test_a_training_step_carries_the_contention_of_the_steps_beside_it():
     # two steps on one host overlapping for half of the first's duration, one alone on another host
     cpu = pd.DataFrame({"op": ["fl.train", "fl.train", "fl.train", "AES-256-GCM.encrypt"],
