@@ -225,8 +225,21 @@ def print_table(cells: list[dict[str, Any]], reds: list[dict[str, Any]]) -> None
 
 
 def _probe(profile: Path) -> dict[str, Any]:
+    """The calibration's speed probe, and whether its cores held one speed meanwhile (``hw.machine.STEADY_SPREAD``,
+    as for a twin run): a calibration that caught another speed state moves every cell (README)."""
+    from hw.machine import STEADY_SPREAD
+
     platform = load_profile(profile).platform
-    return {"speed_probe_us": platform.speed_probe_us, "speed_probe_spread": platform.speed_probe_spread}
+    spread = platform.speed_probe_spread
+    return {"speed_probe_us": platform.speed_probe_us, "speed_probe_spread": spread,
+            "steady": None if spread is None else spread <= STEADY_SPREAD}  # fmt: skip
+
+
+def _say_calibration(profile: Path) -> None:
+    probe = _probe(profile)
+    if probe["steady"] is False:
+        print(f"calibration UNSTEADY: its speed probe spread {probe['speed_probe_spread']:.2f}x: the cores changed "
+              "speed while it measured, so every cell below says as much about that as about the model")  # fmt: skip
 
 
 def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
@@ -269,6 +282,7 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
             shutil.copytree(work, keep, dirs_exist_ok=True, symlinks=True)
     reds = reductions(cells)
     print_table(cells, reds)
+    _say_calibration(base)
     if out:
         out.write_text(json.dumps({"rescored": str(kept), "cells": cells, "reductions": reds}, indent=2) + "\n")
 
@@ -328,6 +342,7 @@ def main() -> None:
         cells = [score(c, work, profile, rounds, 5, runs[c]) for c in matrix]
         reds = reductions(cells)
         print_table(cells, reds)
+        _say_calibration(base)
         result = {"trained_on": {**TRAIN, "model_parameters_also": TRAIN_SMALL_PARAMETERS},
                   "train_runs": train_runs, "repeat": repeat, "rounds": rounds,
                   "quick": args.quick, "calibrated_speed_probe": _probe(base),

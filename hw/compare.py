@@ -228,6 +228,29 @@ def _load_warnings(hw_sum: Summary) -> list[str]:
             "neighbours as about the model; measure again on a quiet machine"]  # fmt: skip
 
 
+def calibration_warnings(sim_dir: Path) -> list[str]:
+    """A host profile calibrated while its cores changed speed (the speed probe's p90 / p10 over ``STEADY_SPREAD``
+    during ``pqtwin calibrate``, as a twin run is called unsteady): its prices may be another speed state's than
+    the measured run's. Here a 1 M-parameter training step was calibrated at 40-42 ms so, where the twin's took
+    46-58 ms, and every cell of a matrix simulated with it read 5-13 % low."""
+    from hw.machine import STEADY_SPREAD
+    from sim.scenario import load_scenario
+
+    try:
+        s = load_scenario(RunLayout(sim_dir).scenario)
+        platforms = {h.name: s.host_profile(h.name) for h in s.deployment.hosts}
+    except (UserError, OSError, ValueError, KeyError):  # no readable scenario: no advice
+        return []
+    out = []
+    for name, profile in sorted({p.profile: p for p in platforms.values() if p is not None}.items()):
+        spread = profile.platform.speed_probe_spread
+        if spread is not None and spread > STEADY_SPREAD:
+            out.append(f"profile {name} was calibrated while the cores changed speed (speed probe spread {spread:.2f}x "
+                       f"> {STEADY_SPREAD}x): its prices may be another speed state's than the measured run's, and "
+                       "every simulated figure with them; calibrate again on a quiet machine")  # fmt: skip
+    return out
+
+
 def _fabric_warnings(sim_dir: Path, hw_sums: list[Summary], hw_dir: Path | None = None) -> list[str]:
     """A netns run measured its fabric (``Summary.fabric``): warn when the simulation did not give its links
     that fabric's rate or its hosts the machine's cores, and say how to."""
@@ -292,7 +315,7 @@ def compare_dirs(sim_dir: Path, hw_dir: Path, more_hw: Sequence[Path] = ()) -> d
     if len(hw_dirs) > 1:
         runs["hw"] |= {"repeats": [str(d) for d in hw_dirs], "quiet_repeats": sum(
             bool(s.machine_load and s.machine_load.quiet) for s in hw_sums)}  # fmt: skip
-    warnings = _setting_warnings(runs, hw_sums) + _load_warnings(hw_sum)
+    warnings = _setting_warnings(runs, hw_sums) + _load_warnings(hw_sum) + calibration_warnings(sim_dir)
     warnings += _fabric_warnings(sim_dir, hw_sums, hw_dirs[0])
     for side, d, summary in (("simulated", sim_dir, sim_sum), ("measured", hw_dir, hw_sum)):
         state = summary.state or "completed"  # simulator runs always complete

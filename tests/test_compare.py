@@ -316,3 +316,29 @@ def test_sim_fabric_of_a_netns_run_simulates_its_links_and_machine(pqtwin, tmp_p
     assert res.returncode == 2 and "is not a netns twin run" in res.stderr and len(res.stderr.strip().splitlines()) == 1
     res = pqtwin("sim", str(SCENARIO), "--fabric-of", str(tmp_path / "nowhere"), "--out", str(tmp_path / "sim3"))
     assert res.returncode == 2 and "--fabric-of" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("spread", [1.06, 1.31])
+def test_a_profile_calibrated_while_the_cores_changed_speed_is_warned(tmp_path, spread):
+    """A profile whose calibration saw its speed probe spread over hw.machine.STEADY_SPREAD (as a twin run is called
+    unsteady) is named in compare's warnings: its prices may be another speed state's (a calibration at 1.28-1.31x
+    put a matrix 5-13 % low, README); a steady one is not."""
+    import yaml
+
+    from hw.compare import calibration_warnings
+
+    root = SCENARIO.parents[1]
+    data = yaml.safe_load((root / "scenarios" / "profiles" / "ci-x86.yaml").read_text())
+    data["platform"]["speed_probe_spread"] = spread
+    profile = tmp_path / "calibrated.yaml"
+    profile.write_text(yaml.safe_dump(data))
+    s = load_scenario(root / "scenarios" / "localhost.yaml", ["workload.fl.rounds=1", "run.replications=1"], profile)
+    write_run(simulate(s, "sequential"), tmp_path / "sim", s)
+    warnings = calibration_warnings(tmp_path / "sim")
+    if spread < 1.25:
+        assert warnings == []
+    else:
+        (warning,) = warnings
+        assert f"{data['profile']} was calibrated while the cores changed speed" in warning and "1.31x" in warning
+    (tmp_path / "sim" / "scenario.yaml").write_bytes(b"\xff\xfe not UTF-8")  # no advice, and no internal error
+    assert calibration_warnings(tmp_path / "sim") == []
