@@ -227,12 +227,12 @@ def print_table(cells: list[dict[str, Any]], reds: list[dict[str, Any]]) -> None
 def _probe(profile: Path) -> dict[str, Any]:
     """The calibration's speed probe, and whether its cores held one speed meanwhile (``hw.machine.STEADY_SPREAD``,
     as for a twin run): a calibration that caught another speed state moves every cell (README)."""
-    from hw.machine import STEADY_SPREAD
+    from hw.machine import calibrated_unsteady
 
     platform = load_profile(profile).platform
     spread = platform.speed_probe_spread
     return {"speed_probe_us": platform.speed_probe_us, "speed_probe_spread": spread,
-            "steady": None if spread is None else spread <= STEADY_SPREAD}  # fmt: skip
+            "steady": None if spread is None else not calibrated_unsteady(spread)}  # fmt: skip
 
 
 def _say_calibration(profile: Path) -> None:

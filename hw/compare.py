@@ -229,26 +229,23 @@ def _load_warnings(hw_sum: Summary) -> list[str]:
 
 
 def calibration_warnings(sim_dir: Path) -> list[str]:
-    """A host profile calibrated while its cores changed speed (the speed probe's p90 / p10 over ``STEADY_SPREAD``
-    during ``pqtwin calibrate``, as a twin run is called unsteady): its prices may be another speed state's than
-    the measured run's. Here a 1 M-parameter training step was calibrated at 40-42 ms so, where the twin's took
-    46-58 ms, and every cell of a matrix simulated with it read 5-13 % low."""
-    from hw.machine import STEADY_SPREAD
+    """Each host profile of the simulation calibrated while its cores changed speed (``hw.machine.
+    calibrated_unsteady``): its prices may be another speed state's than the measured run's. A calibration that
+    timed a 1 M-parameter training step at 40-42 ms, where the twin's took 46-58 ms, put every cell of a matrix
+    5-13 % low."""
+    from hw.machine import STEADY_SPREAD, calibrated_unsteady
     from sim.scenario import load_scenario
 
     try:
         s = load_scenario(RunLayout(sim_dir).scenario)
-        platforms = {h.name: s.host_profile(h.name) for h in s.deployment.hosts}
+        profiles = {p.profile: p for p in (s.host_profile(h.name) for h in s.deployment.hosts)}
     except (UserError, OSError, ValueError, KeyError):  # no readable scenario: no advice
         return []
-    out = []
-    for name, profile in sorted({p.profile: p for p in platforms.values() if p is not None}.items()):
-        spread = profile.platform.speed_probe_spread
-        if spread is not None and spread > STEADY_SPREAD:
-            out.append(f"profile {name} was calibrated while the cores changed speed (speed probe spread {spread:.2f}x "
-                       f"> {STEADY_SPREAD}x): its prices may be another speed state's than the measured run's, and "
-                       "every simulated figure with them; calibrate again on a quiet machine")  # fmt: skip
-    return out
+    return [f"profile {name} was calibrated while the cores changed speed (speed probe spread {spread:.2f}x > "
+            f"{STEADY_SPREAD}x): its prices may be another speed state's than the measured run's, and every simulated "
+            "figure with them; calibrate again on a quiet machine"
+            for name, p in sorted(profiles.items())
+            if calibrated_unsteady(spread := p.platform.speed_probe_spread)]  # fmt: skip
 
 
 def _fabric_warnings(sim_dir: Path, hw_sums: list[Summary], hw_dir: Path | None = None) -> list[str]:

@@ -109,10 +109,11 @@ def _with_glue(cpu: pd.DataFrame, wire: pd.DataFrame) -> pd.DataFrame:
 
 def _overhead(kind: str, measured: np.ndarray, predicted: np.ndarray, nbytes: np.ndarray, source: str,
               glue: np.ndarray | None = None) -> Overhead:  # fmt: skip
-    """Per kind: a line in bytes where the run has sizes ``SPREAD`` apart; else a factor for work that scales
-    (training, FedAvg, anything priced per byte) plus the glue before it as a constant (glue is Python between
-    two steps: it does not grow with the message, so a factor fitted at one size must not carry it to
-    another); and a constant for fixed-size operations."""
+    """Per kind (module doc): a line in bytes where the run has sizes ``SPREAD`` apart (through its two message
+    sizes where it has them beside the small records); for training and FedAvg at sizes ``SPREAD`` apart, a factor
+    and a constant; else a factor for work that scales plus the glue before it as a constant (glue is Python
+    between two steps: it does not grow with the message, so a factor fitted at one size must not carry it to
+    another); and a constant for fixed-size operations. Its spread: ``_jitter``."""
     residual, n = measured - predicted, len(measured)
     fitted: dict[str, float] = {"per_call_s": _shown(residual)}  # fixed-size operations
     if kind not in FACTOR_KINDS and len(np.unique(nbytes)) >= 2 and nbytes.max() >= SPREAD * max(1.0, nbytes.min()):
@@ -141,10 +142,15 @@ def _jitter(measured: np.ndarray, charged: np.ndarray, sizes: np.ndarray) -> flo
     ok = (charged > 0) & (measured > 0)
     if ok.sum() < 2:
         return 0.0
-    logs, groups = np.log(measured[ok] / charged[ok]), np.round(np.log2(np.maximum(sizes[ok], 1e-12)))
+    logs, groups = np.log(measured[ok] / charged[ok]), _size_classes(sizes[ok])
     parts = [(_robust_sigma(logs[groups == g]), int((groups == g).sum())) for g in np.unique(groups)]
     parts = [(sd, k) for sd, k in parts if k >= MIN_ROWS] or [(_robust_sigma(logs), len(logs))]
     return float(sum(sd * k for sd, k in parts) / sum(k for _, k in parts))
+
+
+def _size_classes(x: np.ndarray) -> np.ndarray:
+    """Sizes (bytes, or seconds of predicted work) binned by a factor of 2: those within one count as one size."""
+    return np.round(np.log2(np.maximum(x, 1e-12)))
 
 
 def _message_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
@@ -152,7 +158,7 @@ def _message_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
     when they are ``SPREAD`` apart and smaller ones exist too: training runs of two model sizes, whose messages take
     the rounds' code path, which the session handshakes' and frames' small records do not (a line from those to the
     models charged a 4 MB decryption 1.0 ms where the twin's took 0.3-0.4). None: one model size."""
-    groups = np.round(np.log2(np.maximum(x, 1.0)))
+    groups = _size_classes(x)
     sizes = [g for g in np.unique(groups) if (groups == g).sum() >= MIN_ROWS]
     if len(sizes) < 3:
         return None

@@ -143,6 +143,12 @@ class LoadMonitor:
         return load.model_copy(update={"unsteady": unsteady, "busy": busy, "quiet": not (busy or unsteady)})
 
 
+def calibrated_unsteady(spread: float | None) -> bool:
+    """A calibration's cores changed speed while it measured: its speed probe's p90 / p10 (``platform.
+    speed_probe_spread``) over ``STEADY_SPREAD``, the bound a twin run is called unsteady by (unknown: no)."""
+    return spread is not None and spread > STEADY_SPREAD
+
+
 def is_unsteady(load: MachineLoad) -> bool:
     """The cores changed speed under the run, or ran at another speed than when calibrated (where known)."""
     ratio = load.speed_vs_calibration

@@ -481,9 +481,9 @@ def calibrate_cmd(
     with _writing(out.parent):
         write_profile(data, out)
     _say(f"profile: {out} ({len(data['ops'])} operations, {data['platform']['cpu']})")
-    from hw.machine import STEADY_SPREAD
+    from hw.machine import STEADY_SPREAD, calibrated_unsteady
 
-    if (spread := data["platform"].get("speed_probe_spread")) is not None and spread > STEADY_SPREAD:
+    if calibrated_unsteady(spread := data["platform"].get("speed_probe_spread")):
         _warn(f"the cores changed speed during the calibration (speed probe spread {spread:.2f}x > "
               f"{STEADY_SPREAD}x): its prices may be another speed state's than a later run's; calibrate again on "
               "a quiet machine")  # fmt: skip

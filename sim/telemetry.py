@@ -584,31 +584,26 @@ class _Sample:
 
     def __init__(self, rng: np.random.Generator, fraction: float):
         self.rng, self.fraction = rng, fraction
-        self.gaps = np.empty(0, dtype=np.int64)
-        self.next = -1  # the next kept frame's place among those to come (-1: not drawn yet)
+        self.gaps = np.empty(0, dtype=np.int64)  # drawn and not yet used
+        self.last = -1  # the last kept frame's place, counted from the first frame to come (-1: the one before it)
 
     def pick(self, n: int) -> np.ndarray:
         """The places kept among the next ``n`` frames done."""
         if self.fraction >= self.GAPS_BELOW:
             return np.flatnonzero(self.rng.random(n) < self.fraction)
-        if self.next < 0:
-            self.next = self._gap() - 1
         kept = []
-        while self.next < n:
+        while True:
             if not self.gaps.size:
                 self.gaps = self.rng.geometric(self.fraction, self.BLOCK)
-            at = self.next + np.r_[0, np.cumsum(self.gaps)]  # the places kept as each gap is used
-            k = min(int(np.searchsorted(at, n)), self.gaps.size)
+            at = self.last + np.cumsum(self.gaps)  # the next kept frames' places, a gap each
+            k = int(np.searchsorted(at, n))
             kept.append(at[:k])
-            self.next, self.gaps = int(at[k]), self.gaps[k:]
-        self.next -= n
-        return np.concatenate(kept) if kept else np.empty(0, dtype=np.int64)
-
-    def _gap(self) -> int:
-        if not self.gaps.size:
-            self.gaps = self.rng.geometric(self.fraction, self.BLOCK)
-        gap, self.gaps = int(self.gaps[0]), self.gaps[1:]
-        return gap
+            self.last = int(at[k - 1]) if k else self.last
+            self.gaps = self.gaps[k:]
+            if self.gaps.size:  # the next kept frame comes after these n
+                break
+        self.last -= n
+        return np.concatenate(kept)
 
 
 def _record(rep: Replication, pops: list[Population], fr: _Frames, ok: np.ndarray, lat: np.ndarray,
