@@ -391,7 +391,8 @@ class _Contended:
 
 class Thread:
     """One thread of a pod that work waits for (FIFO), as ``simpy.Resource(env, 1)`` serves it, except that
-    taking it free costs no event: a receiver thread per device is taken for every frame."""
+    taking it free costs no event (a request's event, resumed at the same instant): a receiver thread per device
+    is taken for every frame, a pod's own thread for every operation (an eighth of the paper run's events)."""
 
     def __init__(self, env: simpy.Environment):
         self.env, self.busy = env, False
@@ -422,7 +423,7 @@ class Endpoint:
     pod: str
     node: str
     cpu: Cpu
-    thread: simpy.Resource | Thread | None = None
+    thread: Thread | None = None
     woken_by: int | None = None
 
     @property
@@ -444,24 +445,16 @@ class Endpoint:
         cost = cpu.profile.cost_s(op, cpu.rng if rng is None else rng, units)
         nbytes = int(units) if isinstance(model, LinearOp) and model.unit == "byte" else 0
         start = env.now if since is None else since
-        own, request = self.thread, None
-        if isinstance(own, Thread):
-            turn = own.take()
-            if turn is not None:
-                yield turn
-        elif own is not None:
-            request = own.request()
-            yield request
+        own = self.thread
+        if own is not None and (turn := own.take()) is not None:
+            yield turn
         wait = env.now - start
         if cpu.placed:  # PlacedCores places by thread and waker
             waker, self.woken_by = self.woken_by, None
             wait += yield from cpu.work(cost, contention, self.key, waker)
         else:
             wait += yield from cpu.work(cost, contention)
-        if isinstance(own, Thread):
+        if own is not None:
             own.give()
-        elif own is not None:
-            assert request is not None
-            own.release(request)
         if rec is not None:
             rec.add(self.pod, cpu.name, phase, op, start, env.now, wait, nbytes=nbytes)

@@ -26,6 +26,7 @@ What a transfer reports and counts (definitions in sim/contract.py):
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
 from collections import deque
@@ -95,6 +96,7 @@ class Network:
         self.env, self.seed, self.segment_bytes = env, seed, segment_bytes
         self.transport = transport or Transport(sharing="fifo", header_bytes=0)
         self.graph = graph
+        self.devices = frozenset(n for n, kind in graph.nodes(data="kind") if kind == "device")
         self.links: dict[tuple[str, str], LinkServer] = {}
         for u, v, data in graph.edges(data=True):
             bw, lat, jit, loss = data["params"].resolved()
@@ -161,17 +163,24 @@ class Network:
         if not packet_bytes and nbytes <= self.segment_bytes:  # a device's message or frame: one segment
             return (yield from self._carry_whole(links, nbytes, phase, rng))
         sizes = self.segments(nbytes, packet_bytes)
-        carry = self._carry_packets if packet_bytes and not any(link.loss for link in links) else self._carry
-        if len(sizes) == 1:  # one segment: carried in this process (no process, no condition)
-            return (yield from carry(links, nbytes, phase, None, packet_bytes, rng))
-        n = len(sizes)
+        window = self.window(links) if self.transport.sharing == "fair" else len(sizes)
+        if packet_bytes and not any(link.loss for link in links):  # TCP, lossless: every segment in this process
+            return (yield from self._carry_flow(links, sizes, phase, window, packet_bytes, rng))
+        return (yield from self._carry_segments(links, sizes, phase, window, packet_bytes, rng))
+
+    def _carry_segments(
+        self, links: list[LinkServer], sizes: list[int], phase: str, window: int, packet_bytes: int | None,
+        rng: np.random.Generator | None,
+    ) -> Generator[Any, Any, float]:  # fmt: skip
+        """A message's segments through ``_carry``, each in a process of its own (one segment: in this one)."""
+        if len(sizes) == 1:  # no process, no condition
+            return (yield from self._carry(links, sizes[0], phase, None, packet_bytes, rng))
         flow = [0.0] * (2 * len(links))  # per hop: its segments' last service end there, and when it was due
-        window = self.window(links) if self.transport.sharing == "fair" else n
         procs: list[simpy.Process] = []
         for k, size in enumerate(sizes):
             if k >= window:
                 yield procs[k - window]  # the oldest in flight arrived: send the next (an ACK-clocked window)
-            procs.append(self.env.process(carry(links, size, phase, flow, packet_bytes, rng)))
+            procs.append(self.env.process(self._carry(links, size, phase, flow, packet_bytes, rng)))
         yield self.env.all_of(procs)
         return math.fsum(float(p.value or 0.0) for p in procs)
 
@@ -248,35 +257,56 @@ class Network:
             yield env.timeout(free - asked + delay)
         return wait
 
-    def _carry_packets(
-        self, links: list[LinkServer], size: int, phase: str, flow: list[float] | None, packet_bytes: int | None,
+    def _carry_flow(
+        self, links: list[LinkServer], sizes: list[int], phase: str, window: int, packet_bytes: int,
         rng: np.random.Generator | None = None,
     ) -> Generator[Any, Any, float]:  # fmt: skip
-        """``_carry`` of a TCP segment (in packets) on a route without loss: the same arithmetic and draws,
-        without the branches for losses and for stored-and-forwarded segments (the paper's model messages)."""
-        assert packet_bytes
-        env, bin_s, wait = self.env, self.bin_s, 0.0
-        arrived_s = -math.inf  # cut-through: when its last packet reaches the hop it is at
-        last = len(links) - 1
-        for i, link in enumerate(links):
+        """``_carry_segments`` of a TCP message on a route without loss, every segment driven from this process:
+        the same hops, arithmetic and draws, at the same instants (each segment's next step is kept in a heap
+        by time, then by the order it was set, as SimPy orders its events), without a process, its start and
+        its end per segment, nor the condition on all of them (the paper's model messages: a third of a run's
+        events). A segment goes on to the next hop as soon as its first packet has crossed (cut-through), and
+        cannot leave a hop before its last packet has arrived there."""
+        env, bin_s = self.env, self.bin_s
+        n, last = len(sizes), len(links) - 1
+        flow = [0.0] * (2 * len(links))  # per hop: its segments' last service end there, and when it was due
+        hop = [0] * n  # each segment's next hop (past the last: arrived)
+        arrived_s = [-math.inf] * n  # when its last packet reached the hop it is at (cut-through)
+        waits = [0.0] * n
+        landed = [False] * n
+        steps: list[tuple[float, int, int]]  # (when, order set, segment): each segment's next step
+        now = env.now
+        steps = [(now, k, k) for k in range(min(window, n))]  # the first flight, asked in order now
+        order = sent = len(steps)
+        while steps:
+            at, _, k = steps[0]
+            if at > now:  # the next step is later: wake then (exactly then: the instant a timeout would give)
+                yield env.timeout(_delay_to(now, at))
+                now = env.now
+                continue
+            heapq.heappop(steps)
+            i = hop[k]
+            if i > last:  # arrived: the oldest in flight releases the next ones (an ACK-clocked window)
+                landed[k] = True
+                while sent < n and landed[sent - window]:
+                    heapq.heappush(steps, (now, order, sent))
+                    order, sent = order + 1, sent + 1
+                continue
+            link, size = links[i], sizes[k]
             service = size * 8 / link.bandwidth_bps
             packet_s = packet_bytes * 8 / link.bandwidth_bps
             link.demand_s += service
-            asked = env.now
+            asked = now
             free = link.free_s
             start = free if free > asked else asked  # FIFO: after everything asked before
             hold = service  # it holds the link until its last byte left, which cannot precede its arrival
-            if arrived_s + packet_s > start + service:
-                hold = arrived_s + packet_s - start
+            if arrived_s[k] + packet_s > start + service:
+                hold = arrived_s[k] + packet_s - start
             free = link.free_s = start + hold
-            if flow is None:
-                wait += start - asked
-                due = asked + service
-            else:  # behind its own message's segments it is being serialised, not waiting
-                own = flow[2 * i]
-                wait += start - (own if own > asked else asked)
-                due = (flow[2 * i + 1] if flow[2 * i + 1] > asked else asked) + service
-                flow[2 * i], flow[2 * i + 1] = free, due
+            own = flow[2 * i]  # behind its own message's segments it is being serialised, not waiting
+            waits[k] += start - (own if own > asked else asked)
+            due = (flow[2 * i + 1] if flow[2 * i + 1] > asked else asked) + service
+            flow[2 * i], flow[2 * i + 1] = free, due
             unserved = link.unserved
             if unserved and unserved[0][2] <= asked:
                 link.settle(asked)
@@ -287,12 +317,15 @@ class Network:
                 link.log.append((asked, hold, start))
             jitter = link.jitter_s
             delay = link.latency_s + ((rng or link.rng or self.rng(link)).exponential(jitter) if jitter else 0.0)
+            hop[k] = i + 1
             if i < last and packet_bytes < size:  # cut-through: on once its first packet is there
-                arrived_s = free + delay
-                yield env.timeout(max(0.0, free - hold + packet_s + delay - asked))
-                continue
-            yield env.timeout(free - asked + delay)
-        return wait
+                arrived_s[k] = free + delay
+                wake = asked + max(0.0, free - hold + packet_s + delay - asked)
+            else:
+                wake = asked + (free - asked + delay)
+            heapq.heappush(steps, (wake, order, k))
+            order += 1
+        return math.fsum(waits)
 
     def _carry(
         self, links: list[LinkServer], size: int, phase: str, flow: list[float] | None, packet_bytes: int | None,
@@ -359,3 +392,14 @@ class Network:
                 continue
             yield env.timeout(link.free_s - asked + delay + noticed_s)
         return wait
+
+
+def _delay_to(now_s: float, at_s: float) -> float:
+    """The timeout from ``now_s`` that SimPy schedules at exactly ``at_s`` (it adds the delay to now): ``at_s -
+    now_s``, or the float next to it where that sum rounds away from ``at_s``."""
+    delay = at_s - now_s
+    while now_s + delay < at_s:
+        delay = math.nextafter(delay, math.inf)
+    while now_s + delay > at_s:
+        delay = math.nextafter(delay, -math.inf)
+    return delay

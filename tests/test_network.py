@@ -120,7 +120,7 @@ def _messages(monkeypatch: pytest.MonkeyPatch | None, seed: int, loss: float, tc
     from sim.scenario import Transport
 
     if monkeypatch is not None:  # every hop through the general loop
-        monkeypatch.setattr(Network, "_carry_packets", Network._carry)
+        monkeypatch.setattr(Network, "_carry_flow", Network._carry_segments)
         monkeypatch.setattr(Network, "_carry_whole", lambda self, links, size, phase, rng: self._carry(
             links, size, phase, None, None, rng))  # fmt: skip
     g = nx.Graph()
@@ -151,8 +151,9 @@ def _messages(monkeypatch: pytest.MonkeyPatch | None, seed: int, loss: float, tc
 @pytest.mark.parametrize(("loss", "tcp"), [(0.0, True), (0.0, False), (0.05, False)])
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_the_carry_fast_paths_are_the_general_loop(monkeypatch, seed, loss, tcp):
-    """A TCP segment on a lossless route (``_carry_packets``) and a one-segment message in its own framing
-    (``_carry_whole``) take shorter loops; they must give what the general ``_carry`` gives, bit for bit:
+    """A TCP message on a lossless route (``_carry_flow``: its segments driven from one process) and a one-segment
+    message in its own framing (``_carry_whole``) take shorter loops; they must give what the general ``_carry``
+    in a process per segment gives, bit for bit:
     completion times, waits, and every link's counters, with jitter and loss drawn in the same order."""
     fast = _messages(None, seed, loss, tcp)
     general = _messages(monkeypatch, seed, loss, tcp)
