@@ -40,7 +40,7 @@ from hw.runtime import tune_allocator
 from hw.speed import SpeedProbe
 from sim import catalogue
 from sim.errors import UserError
-from sim.profile import FOLD, Profile
+from sim.profile import Profile
 
 TARGET_REL_CI = 0.02
 # (samples, parameters) of the training steps measured, full and --quick: from a toy model to 4 M parameters at
@@ -238,9 +238,8 @@ def calibrate(
         progress("fl.train", total - 2, total)
     ops["fl.train"] = _measure_training(budget, where) | {"provider": "numpy"}
     if progress:
-        progress("fl.fedavg, fl.fold", total - 1, total)
+        progress("fl.fedavg", total - 1, total)
     ops["fl.fedavg"] = _measure_fedavg(budget, where) | {"provider": "numpy"}
-    ops[FOLD] = _measure_fold(budget, where) | {"provider": "numpy"}
     facts = platform_facts(quick)
     if (speed := probe.stop()) is not None:
         facts |= {"speed_probe_us": speed.probe_us_p50, "speed_probe_spread": speed.spread}
@@ -396,17 +395,6 @@ def _measure_fedavg(budget: Budget, where: str) -> dict[str, Any]:
         units.append(2 * params)  # the simulator prices FedAvg per parameter per update
         medians.append(float(np.median(last)))
     return linear_entry(units, medians, robust_cv(last), "param", f"{where}, hw/fl.py fedavg of 2 updates")
-
-
-def _measure_fold(budget: Budget, where: str) -> dict[str, Any]:
-    """Concurrent mode's folds (``hw/fl.py fold``) of two updates: a copy, then an add, per parameter folded."""
-    units, medians, last = [], [], np.array([1.0])
-    for params in (10_000, 250_000, 1_000_000):
-        update = np.ones(params, fl.DTYPE)
-        last = time_calls(lambda: fl.fold(fl.fold(None, update), update), budget.per_op_s / 2, 5, 2000)  # noqa: B023
-        units.append(2 * params)
-        medians.append(float(np.median(last)))
-    return linear_entry(units, medians, robust_cv(last), "param", f"{where}, hw/fl.py fold of 2 updates")
 
 
 def cpu_model() -> str:

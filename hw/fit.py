@@ -53,13 +53,13 @@ import pandas as pd
 from sim import catalogue
 from sim.contract import FL_PHASES, RunLayout, read_spans, read_summary
 from sim.errors import UserError
-from sim.profile import FOLD, INBOX_HANDOFF, RECEIVE_HANDOFF, LinearOp, Overhead, PerCallOp, Profile, op_kind
+from sim.profile import INBOX_HANDOFF, RECEIVE_HANDOFF, LinearOp, Overhead, PerCallOp, Profile, op_kind
 from sim.scenario import Scenario, load_scenario
 
 GLUE_MAX_S = 0.002
 SPREAD = 4.0  # sizes must span this factor before a per-byte slope is fitted
 MIN_ROWS = 3
-FACTOR_KINDS = ("train", "fedavg", "fold")
+FACTOR_KINDS = ("train", "fedavg")
 BOOTSTRAP_SEED, BOOTSTRAP_RESAMPLES = 20261129, 400
 
 
@@ -95,8 +95,6 @@ def predicted_s(profile: Profile, s: Scenario, row: Any, updates_per_fedavg: int
         return base_s(profile, row.op, units) * slow
     if row.op == "fl.fedavg":
         return base_s(profile, row.op, fl.model_parameters * updates_per_fedavg)
-    if row.op == FOLD:  # one update into the running sum
-        return base_s(profile, row.op, fl.model_parameters)
     return base_s(profile, row.op, row.bytes)
 
 

@@ -86,12 +86,6 @@ def fedavg(updates: list[np.ndarray], weights: list[float]) -> np.ndarray:
     return out
 
 
-def fold(acc: np.ndarray | None, update: np.ndarray) -> np.ndarray:
-    """``acc`` with one more update added (the first: a copy of it): concurrent mode's running sum, divided by the
-    count once the quorum is in (FedAvg with equal weights, one update at a time as each is verified)."""
-    return update.copy() if acc is None else acc + update
-
-
 def accuracy(shape: Shape, theta: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
     return float(((predict(shape, theta, x) >= 0.5) == (y >= 0.5)).mean())
 

@@ -20,7 +20,7 @@ from sim.contract import atomic_write
 from sim.cost import mean_cost_s
 from sim.errors import UserError, shorten
 from sim.loading import exists
-from sim.profile import FOLD, load_profile
+from sim.profile import load_profile
 from sim.scenario import Scenario, required_ops
 
 FILE = "profile_check.json"  # in the run directory
@@ -62,8 +62,6 @@ def op_units(s: Scenario, op: str) -> float:
         return float(fl.samples_per_client * fl.local_epochs * fl.model_parameters)
     if op == "fl.fedavg":
         return float(fl.model_parameters * fl.clients)
-    if op == FOLD:
-        return float(fl.model_parameters)
     return float(fl.model_bytes + fl.header_bytes)
 
 

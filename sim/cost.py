@@ -200,12 +200,7 @@ def _round_s(s: Scenario, msg_bytes: int, max_hops: int) -> float:
         sharing = max(1.0, per_host[pod.host] / _cores(s, pod.host))
         train = cost(p, "fl.train", fl.samples_per_client * fl.model_parameters * fl.local_epochs) * sharing
         slowest_client = max(slowest_client, unprotect(p) + train + protect(p) + wire_s)
-    if s.workload.processing.mode == "sequential":  # FedAvg of every update at once
-        aggregate = cost(p_agg, "fl.fedavg", fl.model_parameters * fl.quorum_clients)
-    else:  # each update folded in as it is verified
-        fold = p_agg.fold_op() if p_agg is not None else "fl.fedavg"
-        aggregate = fl.quorum_clients * cost(p_agg, fold, fl.model_parameters)
-    verify = batches * unprotect(p_agg) + aggregate
+    verify = batches * unprotect(p_agg) + cost(p_agg, "fl.fedavg", fl.model_parameters * fl.quorum_clients)
     handshake = 0.0
     if c.rekey.fl == "per_round":
         handshake = (

@@ -121,8 +121,6 @@ class Replication:
             self.device_base[pop.name], k = k, k + pop.count
         self.eps = {p.name: Endpoint(p.name, p.host, self.cpus[p.host], Thread(env)) for p in scenario.deployment.pods}
         self.agg = self.eps[scenario.pods("aggregator")[0].name]
-        agg_profile = self.agg.cpu.profile
-        self.fold_op = agg_profile.fold_op() if agg_profile is not None else "fl.fedavg"
         self.clients = [self.eps[p.name] for p in scenario.pods("client")]
         self.pool = self._build_pool() if mode == "concurrent" else None
         # a job thread of the aggregator: seals jobs for worker processes and opens their answers
@@ -480,7 +478,7 @@ class Replication:
             if c is None:
                 dispatcher.interrupt()
                 return False
-            yield from self.agg.run(self.rec, "aggregate", self.fold_op, self.fl.model_parameters)
+            yield from self.agg.run(self.rec, "aggregate", "fl.fedavg", self.fl.model_parameters)
         dispatcher.interrupt()
         return True
 

@@ -18,8 +18,7 @@ provider than the twin would run (sim/provenance.py).
 
 Operation names are ``<algorithm>.<op>`` for crypto (``ML-KEM-768.encaps``, ``AES-256-GCM.encrypt``,
 ``SHA-256.hash``), and ``serialize``, ``deserialize``, ``fl.train``, ``fl.fedavg``, optionally ``net.loopback``
-(a message between pods of one host, per byte) and ``fl.fold`` (concurrent mode's fold of one update into the
-running sum, per parameter; without it a fold is priced as ``fl.fedavg`` of one update). Every value carries
+(a message between pods of one host, per byte). Every value carries
 its ``source`` and a ``tag``: M measured, D derived from a measurement by unit conversion, E estimate,
 F fitted from a hardware-twin run (``pqtwin calibrate --from-run``; the source names the run).
 
@@ -54,7 +53,6 @@ Tag = Literal["M", "D", "E", "F"]
 # turn every run into a timeout, and no measurement produces them.
 MAX_COST_S = 1e6  # one operation: 11 days
 RECEIVE_HANDOFF, INBOX_HANDOFF = "receive_handoff", "inbox_handoff"  # waits, not ops (module docstring)
-FOLD = "fl.fold"  # optional: one update folded into the running sum, per parameter (``Profile.fold_op``)
 MAX_PER_UNIT_S = 1.0  # per byte / sample-parameter / parameter: a second per unit is 10^7 times a Pi 4's
 MAX_UNITS = 1e15
 MAX_POINTS = 10_000  # quantiles or points of one operation
@@ -326,12 +324,6 @@ class Profile(_Strict):
         if extra is None:
             return base * self.time_scale
         return extra.apply_all(base, overhead_bytes(model, units), rng) * self.time_scale
-
-    def fold_op(self) -> str:
-        """What folds one verified update into the running sum (concurrent mode): ``fl.fold`` where the profile
-        measured it (a copy, then an add per update: about half of FedAvg's work a parameter), else ``fl.fedavg``
-        priced for one update, as profiles without it (the Pi 4 reference's) have always priced it."""
-        return FOLD if FOLD in self.ops else "fl.fedavg"
 
     def handoff_s(self, kind: str, rng: np.random.Generator) -> float:
         """One hand-off's wait (``RECEIVE_HANDOFF``, ``INBOX_HANDOFF``); 0 where the profile has none."""

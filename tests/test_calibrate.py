@@ -52,10 +52,6 @@ def test_quick_profile_validates_and_is_measured(quick_profile):
     # a delegation hop's code path beyond what the profile prices, measured at each size (hw/hopcal.py)
     glue = prof.op("job.glue")
     assert glue.provider == "python" and glue.points is not None and len(glue.points) == 3
-    # concurrent mode's fold of one update into the running sum: per parameter, cheaper than FedAvg's work for it
-    fold, fedavg = prof.op("fl.fold"), prof.op("fl.fedavg")
-    assert fold.kind == "linear" and fold.unit == "param" and fold.points is not None and len(fold.points) == 3
-    assert 0 < fold.base_s(2_000_000) < fedavg.base_s(2_000_000)
 
 
 def test_simulator_accepts_a_calibrated_profile(pqtwin, quick_profile, tmp_path):

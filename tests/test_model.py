@@ -282,29 +282,3 @@ def test_a_machine_puts_every_host_on_its_cores_and_is_checked(tmp_path):
 
     ward = load_scenario(SCENARIOS / "ward-200.yaml", ["deployment.machine.cores=2", "run.engine=auto"])
     assert engine_for(ward) == "events"
-
-
-def test_concurrent_mode_folds_each_update_at_the_profiles_fold_price(tmp_path):
-    """Concurrent mode folds each verified update into a running sum (hw/fl.py ``fold``): priced as ``fl.fold``
-    where the profile measured it, else as ``fl.fedavg`` of one update (the profiles of before, the Pi 4
-    reference's); sequential mode averages every update at once (``fl.fedavg``) either way."""
-    data = yaml.safe_load((SCENARIOS / "profiles" / "ci-x86.yaml").read_text())
-    data["ops"].pop("fl.fold", None)
-    without = tmp_path / "without.yaml"
-    without.write_text(yaml.safe_dump(data))
-    fold_s = 0.004  # per fold: far from FedAvg's price at this size (~0.2 ms), and fixed
-    data["ops"]["fl.fold"] = {"kind": "linear", "unit": "param", "per_call_s": fold_s, "per_unit_s": 0.0, "cv": 0.0,
-                              "source": "test", "tag": "E", "provider": "numpy"}  # fmt: skip
-    with_fold = tmp_path / "with.yaml"
-    with_fold.write_text(yaml.safe_dump(data))
-
-    def aggregate_ops(profile, mode):
-        s = load_scenario(LOCAL, ["workload.fl.rounds=2"], profile)
-        spans = simulate(s, mode, 3, 1).spans
-        return spans[spans.phase == "aggregate"]
-
-    folds = aggregate_ops(with_fold, "concurrent")
-    assert set(folds.op) == {"fl.fold"} and len(folds) == 2 * 2  # two clients, two rounds
-    assert np.allclose(folds.end_s - folds.start_s - folds.queue_wait_s, fold_s, rtol=0.02)  # shared cores: ~idle
-    assert set(aggregate_ops(without, "concurrent").op) == {"fl.fedavg"}
-    assert set(aggregate_ops(with_fold, "sequential").op) == {"fl.fedavg"}

@@ -87,7 +87,7 @@ def test_client_killed_mid_round_quorum_finishes_the_round(tmp_path):
     spans = contract.read_spans(tmp_path / "spans.parquet")
     for r in (1, 2, 3):
         trained = spans[(spans.op == "fl.train") & (spans["round"] == r)]
-        folded = spans[(spans.op == "fl.fold") & (spans["round"] == r)]
+        folded = spans[(spans.op == "fl.fedavg") & (spans["round"] == r)]
         assert len(trained) and trained.end_s.min() < folded.start_s.min(), f"round {r}"
 
 
