@@ -127,13 +127,18 @@ def largest_perturbation(perturbation: dict[str, tuple[float, int]]) -> tuple[st
     return max(perturbation.items(), key=lambda kv: kv[1][0])
 
 
+# a case's process as a user's shell starts it: caching bytecode (a sandbox may set PYTHONDONTWRITEBYTECODE, and the
+# modules a run loads on the way, the kernels' among them, would then be compiled again inside the timed part)
+USER_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def spawn(devices: int, horizon_s: float, engine: str, cap_s: float) -> dict[str, Any]:
     """One case in a child process; status "ok", "over cap" (killed at the cap) or "error" (with its stderr)."""
     argv = [sys.executable, str(Path(__file__).resolve()), "--child", "--devices", str(devices),
             "--horizon-s", repr(horizon_s), "--engine", engine]  # fmt: skip
     t0 = time.perf_counter()
     try:
-        res = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=cap_s)
+        res = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=cap_s, env=USER_ENV)
     except subprocess.TimeoutExpired:  # subprocess.run has killed the child (only it: it starts no processes)
         return {"status": "over cap", "child_wall_s": time.perf_counter() - t0}
     child_wall = time.perf_counter() - t0

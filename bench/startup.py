@@ -18,11 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sim_scale import USER_ENV
+
 ROOT = Path(__file__).resolve().parents[1]
 # a user's shell caches compiled bytecode; a sandbox may forbid it (every start then compiles our modules again:
 # ~0.1 s of the paper run here), so the commands run without it, and the report says when it was set
 NO_BYTECODE = "PYTHONDONTWRITEBYTECODE"
-ENV = {k: v for k, v in os.environ.items() if k != NO_BYTECODE}
+ENV = USER_ENV
 HELP_GOAL_S = 0.3
 PAPER_GOAL_S = 1.5
 
