@@ -266,7 +266,12 @@ class Network:
         by time, then by the order it was set, as SimPy orders its events), without a process, its start and
         its end per segment, nor the condition on all of them (the paper's model messages: a third of a run's
         events). A segment goes on to the next hop as soon as its first packet has crossed (cut-through), and
-        cannot leave a hop before its last packet has arrived there."""
+        cannot leave a hop before its last packet has arrived there.
+
+        One difference: steps of *different* messages at the very same instant (possible without jitter) are
+        taken in the order their processes wake, the one that slept last going last, where a process per segment
+        takes them in the order each step was set; a FIFO link they share may then serve them the other way
+        round (tests/test_network.py: the link's work and end stay the same)."""
         env, bin_s = self.env, self.bin_s
         n, last = len(sizes), len(links) - 1
         flow = [0.0] * (2 * len(links))  # per hop: its segments' last service end there, and when it was due
@@ -396,7 +401,9 @@ class Network:
 
 def _delay_to(now_s: float, at_s: float) -> float:
     """The timeout from ``now_s`` that SimPy schedules at exactly ``at_s`` (it adds the delay to now): ``at_s -
-    now_s``, or the float next to it where that sum rounds away from ``at_s``."""
+    now_s``, or the float next to it where that sum rounds away from ``at_s``. Where no delay lands on it exactly
+    (``now_s`` far below ``at_s``, ~2 % of such pairs), the one landing just before: the caller wakes then and
+    sleeps again, from nearer (a review found at most two sleeps over 227 k random pairs)."""
     delay = at_s - now_s
     while now_s + delay < at_s:
         delay = math.nextafter(delay, math.inf)
