@@ -279,9 +279,9 @@ class Network:
         arrived_s = [-math.inf] * n  # when its last packet reached the hop it is at (cut-through)
         waits = [0.0] * n
         landed = [False] * n
-        steps: list[tuple[float, int, int]]  # (when, order set, segment): each segment's next step
         now = env.now
-        steps = [(now, k, k) for k in range(min(window, n))]  # the first flight, asked in order now
+        # (when, order set, segment): each segment's next step; first the first flight, asked in order now
+        steps: list[tuple[float, int, int]] = [(now, k, k) for k in range(min(window, n))]
         order = sent = len(steps)
         while steps:
             at, _, k = steps[0]
