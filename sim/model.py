@@ -51,7 +51,7 @@ from sim.hosts import CountingEnvironment, Cpu, Endpoint, Recorder, Thread
 from sim.network import LinkServer, Network
 from sim.profile import INBOX_HANDOFF, RECEIVE_HANDOFF, LinearOp
 from sim.scenario import DevicePopulation, Scenario, device_node
-from sim.streams import stream
+from sim.streams import BANK_MIN, Streams, stream
 
 if TYPE_CHECKING:
     from sim.telemetry import Outcome
@@ -116,6 +116,7 @@ class Replication:
         self.cpu_ss = cpu_ss
         self.cpus = self._host_cpus(cpu_ss)
         self.device_base = {}  # population -> index of its first device's stream
+        self._device_streams: Streams | None = None
         k = len(scenario.deployment.hosts)
         for pop in scenario.workload.devices:
             self.device_base[pop.name], k = k, k + pop.count
@@ -628,7 +629,7 @@ class Replication:
     def _device_endpoints(self, pop: DevicePopulation, i: int) -> tuple[Endpoint, Endpoint]:
         node = device_node(pop, i)
         profile = self.s.device_profile(pop)
-        rng = stream(self.cpu_ss, self.device_base[pop.name] + i) if profile is not None else NO_DRAWS
+        rng = self._device_rng(self.device_base[pop.name] + i) if profile is not None else NO_DRAWS
         dev = Endpoint(pop.name, node, Cpu(self.env, node, 1, profile, rng))
         pod = self.eps[pop.report_to]
         # the pod's receiver thread for this device (not the pod's own: frames do not wait for training)
@@ -637,6 +638,14 @@ class Replication:
         else:  # one-thread
             thread = self.receivers.get(pod.pod) or self.receivers.setdefault(pod.pod, Thread(self.env))
         return dev, Endpoint(pod.pod, pod.node, pod.cpu, thread)
+
+    def _device_rng(self, k: int) -> np.random.Generator:
+        """The cpu seed's child ``k``: a device's own stream (its costs); from one bank for all, when many."""
+        n = len(self.s.deployment.hosts) + sum(p.count for p in self.s.workload.devices)
+        if n < BANK_MIN:
+            return stream(self.cpu_ss, k)
+        self._device_streams = self._device_streams or Streams(self.cpu_ss, (), n)
+        return self._device_streams[k]
 
     def _gateway_endpoint(self, pop: DevicePopulation) -> Endpoint:
         """The gateway host acting for one device (key_establishment: gateway): its session's initiator, and

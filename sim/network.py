@@ -39,7 +39,7 @@ import numpy as np
 import simpy
 
 from sim.scenario import Transport, lowest_latency_path
-from sim.streams import stream
+from sim.streams import BANK_MIN, Streams, stream
 
 
 @dataclass(eq=False)
@@ -103,6 +103,7 @@ class Network:
             for a, b in ((u, v), (v, u)):
                 self.links[a, b] = LinkServer(f"{a}->{b}", bw, lat, jit, loss, index=len(self.links))
         self._routes: dict[tuple[str, str], list[LinkServer]] = {}
+        self._streams: Streams | None = None  # every link's stream at once, on a big network (a device's links each)
         self.bin_s = 1.0
 
     def settle(self) -> None:
@@ -115,7 +116,11 @@ class Network:
         """A link's own random stream (loss, jitter): its draws follow its own transmissions, not every
         link's in event order, so a change of timing elsewhere does not reshuffle them."""
         if link.rng is None:
-            link.rng = stream(self.seed, link.index)
+            if len(self.links) < BANK_MIN:
+                link.rng = stream(self.seed, link.index)
+            else:
+                self._streams = self._streams or Streams(self.seed, (), len(self.links))
+                link.rng = self._streams[link.index]
         return link.rng
 
     def track(self, bin_s: float, bins: int) -> None:
