@@ -129,7 +129,8 @@ def largest_perturbation(perturbation: dict[str, tuple[float, int]]) -> tuple[st
 
 # a case's process as a user's shell starts it: caching bytecode (a sandbox may set PYTHONDONTWRITEBYTECODE, and the
 # modules a run loads on the way, the kernels' among them, would then be compiled again inside the timed part)
-USER_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+NO_BYTECODE = "PYTHONDONTWRITEBYTECODE"
+USER_ENV = {k: v for k, v in os.environ.items() if k != NO_BYTECODE}
 
 
 def spawn(devices: int, horizon_s: float, engine: str, cap_s: float) -> dict[str, Any]:

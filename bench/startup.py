@@ -19,13 +19,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sim_scale import USER_ENV
+from sim_scale import NO_BYTECODE, USER_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
-# a user's shell caches compiled bytecode; a sandbox may forbid it (every start then compiles our modules again:
-# ~0.1 s of the paper run here), so the commands run without it, and the report says when it was set
-NO_BYTECODE = "PYTHONDONTWRITEBYTECODE"
-ENV = USER_ENV
 HELP_GOAL_S = 0.3
 PAPER_GOAL_S = 1.5
 
@@ -52,7 +48,7 @@ def commands(out: Path) -> dict[str, tuple[list[str], float | None]]:
 
 def wall(argv: list[str]) -> float:
     t0 = time.perf_counter()
-    res = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600, env=ENV)
+    res = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600, env=USER_ENV)
     elapsed = time.perf_counter() - t0
     if res.returncode != 0:
         raise SystemExit(f"{' '.join(argv)}: exit code {res.returncode}\n{res.stderr[-2000:]}")

@@ -51,7 +51,7 @@ from sim.hosts import CountingEnvironment, Cpu, Endpoint, Recorder, Thread
 from sim.network import LinkServer, Network
 from sim.profile import INBOX_HANDOFF, RECEIVE_HANDOFF, LinearOp
 from sim.scenario import DevicePopulation, Scenario, device_node
-from sim.streams import BANK_MIN, Streams, stream
+from sim.streams import Streams, stream
 
 if TYPE_CHECKING:
     from sim.telemetry import Outcome
@@ -116,10 +116,10 @@ class Replication:
         self.cpu_ss = cpu_ss
         self.cpus = self._host_cpus(cpu_ss)
         self.device_base = {}  # population -> index of its first device's stream
-        self._device_streams: Streams | None = None
         k = len(scenario.deployment.hosts)
         for pop in scenario.workload.devices:
             self.device_base[pop.name], k = k, k + pop.count
+        self.device_streams = Streams(cpu_ss, (), k)  # the devices' own (a bank, when many)
         self.eps = {p.name: Endpoint(p.name, p.host, self.cpus[p.host], Thread(env)) for p in scenario.deployment.pods}
         self.agg = self.eps[scenario.pods("aggregator")[0].name]
         self.clients = [self.eps[p.name] for p in scenario.pods("client")]
@@ -629,7 +629,7 @@ class Replication:
     def _device_endpoints(self, pop: DevicePopulation, i: int) -> tuple[Endpoint, Endpoint]:
         node = device_node(pop, i)
         profile = self.s.device_profile(pop)
-        rng = self._device_rng(self.device_base[pop.name] + i) if profile is not None else NO_DRAWS
+        rng = self.device_streams[self.device_base[pop.name] + i] if profile is not None else NO_DRAWS
         dev = Endpoint(pop.name, node, Cpu(self.env, node, 1, profile, rng))
         pod = self.eps[pop.report_to]
         # the pod's receiver thread for this device (not the pod's own: frames do not wait for training)
@@ -638,14 +638,6 @@ class Replication:
         else:  # one-thread
             thread = self.receivers.get(pod.pod) or self.receivers.setdefault(pod.pod, Thread(self.env))
         return dev, Endpoint(pod.pod, pod.node, pod.cpu, thread)
-
-    def _device_rng(self, k: int) -> np.random.Generator:
-        """The cpu seed's child ``k``: a device's own stream (its costs); from one bank for all, when many."""
-        n = len(self.s.deployment.hosts) + sum(p.count for p in self.s.workload.devices)
-        if n < BANK_MIN:
-            return stream(self.cpu_ss, k)
-        self._device_streams = self._device_streams or Streams(self.cpu_ss, (), n)
-        return self._device_streams[k]
 
     def _gateway_endpoint(self, pop: DevicePopulation) -> Endpoint:
         """The gateway host acting for one device (key_establishment: gateway): its session's initiator, and

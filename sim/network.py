@@ -39,7 +39,7 @@ import numpy as np
 import simpy
 
 from sim.scenario import Transport, lowest_latency_path
-from sim.streams import BANK_MIN, Streams, stream
+from sim.streams import Streams
 
 
 @dataclass(eq=False)
@@ -103,7 +103,7 @@ class Network:
             for a, b in ((u, v), (v, u)):
                 self.links[a, b] = LinkServer(f"{a}->{b}", bw, lat, jit, loss, index=len(self.links))
         self._routes: dict[tuple[str, str], list[LinkServer]] = {}
-        self._streams: Streams | None = None  # every link's stream at once, on a big network (a device's links each)
+        self._streams = Streams(seed, (), len(self.links))  # a bank on a big network (a device's links each)
         self.bin_s = 1.0
 
     def settle(self) -> None:
@@ -116,18 +116,14 @@ class Network:
         """A link's own random stream (loss, jitter): its draws follow its own transmissions, not every
         link's in event order, so a change of timing elsewhere does not reshuffle them."""
         if link.rng is None:
-            if len(self.links) < BANK_MIN:
-                link.rng = stream(self.seed, link.index)
-            else:
-                self._streams = self._streams or Streams(self.seed, (), len(self.links))
-                link.rng = self._streams[link.index]
+            link.rng = self._streams[link.index]
         return link.rng
 
     def track(self, bin_s: float, bins: int) -> None:
         """Keep each link's busy seconds per ``bin_s`` bin (by service start), except devices' access links."""
         self.bin_s = bin_s
         for (a, b), link in self.links.items():
-            if self.graph.nodes[a].get("kind") != "device" and self.graph.nodes[b].get("kind") != "device":
+            if a not in self.devices and b not in self.devices:
                 link.series = np.zeros(bins)
 
     def route(self, src: str, dst: str) -> list[LinkServer]:

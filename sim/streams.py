@@ -12,6 +12,7 @@ numpy's), at a tenth of the cost: ~1 µs a stream instead of ~11.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -64,30 +65,38 @@ BANK_MIN = 16  # children below which making them one by one costs less than a b
 
 
 class Streams:
-    """The generators of the children ``key + (i,)`` of ``seed``, i in [0, n), each made when first asked for."""
+    """The generators of the children ``key + (i,)`` of ``seed``, i in [0, n), each made when first asked for:
+    from the bank, computed at the first, where there are ``BANK_MIN`` or more; else one by one (``stream``)."""
 
     def __init__(self, seed: np.random.SeedSequence, key: tuple[int, ...], n: int):
         entropy = seed.entropy
         if not isinstance(entropy, int) or entropy < 0 or seed.pool_size != _POOL:
             raise ValueError("Streams needs a SeedSequence of one non-negative int entropy and the default pool")
-        run = _words(entropy)
-        prefix = [w for k in (*seed.spawn_key, *key) for w in _words(int(k))]
+        if n - 1 > 0xFFFFFFFF:
+            raise ValueError("Streams numbers children below 2**32")
+        self.seed, self.key, self.n, self._entropy = seed, key, n, entropy
+        self._made: dict[int, np.random.Generator] = {}
+
+    @functools.cached_property
+    def _state(self) -> np.ndarray:
+        """Every child's PCG64 seed words (numpy's ``generate_state(4, np.uint64)``), one row each."""
+        run = _words(self._entropy)
+        prefix = [w for k in (*self.seed.spawn_key, *self.key) for w in _words(int(k))]
         run += [0] * (_POOL - len(run))  # a spawn key follows the entropy padded to the pool (numpy does the same)
         fixed = np.array(run + prefix, dtype=np.uint32)
-        index = np.arange(n, dtype=np.uint64)
-        if n and n - 1 > 0xFFFFFFFF:
-            raise ValueError("Streams numbers children below 2**32")
-        entropy_words = np.empty((n, fixed.size + 1), dtype=np.uint32)
+        entropy_words = np.empty((self.n, fixed.size + 1), dtype=np.uint32)
         entropy_words[:, :-1] = fixed
-        entropy_words[:, -1] = index.astype(np.uint32)
-        self._state = _generate_state(_mix_entropy(entropy_words))
-        self._made: dict[int, np.random.Generator] = {}
+        entropy_words[:, -1] = np.arange(self.n, dtype=np.uint32)
+        return _generate_state(_mix_entropy(entropy_words))
 
     def __getitem__(self, i: int) -> np.random.Generator:
         rng = self._made.get(i)
         if rng is None:
-            # numpy's bit generators take any ISeedSequence (its stubs name SeedSequence only)
-            rng = self._made[i] = np.random.Generator(np.random.PCG64(_Seeded(self._state[i])))  # type: ignore[arg-type]
+            if self.n < BANK_MIN:
+                rng = stream(self.seed, *self.key, i)
+            else:  # numpy's bit generators take any ISeedSequence (its stubs name SeedSequence only)
+                rng = np.random.Generator(np.random.PCG64(_Seeded(self._state[i])))  # type: ignore[arg-type]
+            self._made[i] = rng
         return rng
 
 

@@ -36,7 +36,7 @@ def test_a_bank_refuses_what_it_cannot_reproduce():
 def test_the_network_and_the_devices_draw_from_the_same_streams_with_or_without_a_bank(monkeypatch):
     """A network of many links (and a population of many devices) takes its streams from a bank; below BANK_MIN
     one by one: the same streams either way, so a run does not depend on the threshold."""
-    from sim import model, network
+    from sim import streams
     from sim.runner import simulate
     from sim.scenario import load_scenario
 
@@ -44,7 +44,6 @@ def test_the_network_and_the_devices_draw_from_the_same_streams_with_or_without_
 
     s = load_scenario(SCENARIOS / "ward-200.yaml", ["run.horizon_s=20", "run.replications=1"])
     banked = simulate(s, "concurrent", 5, 1).spans
-    monkeypatch.setattr(network, "BANK_MIN", 10**9)
-    monkeypatch.setattr(model, "BANK_MIN", 10**9)
+    monkeypatch.setattr(streams, "BANK_MIN", 10**9)
     single = simulate(s, "concurrent", 5, 1).spans
     assert banked.equals(single)
