@@ -46,7 +46,7 @@ import simpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hw.netns import Fabric, congestion_control, inside, probe, unavailable
+from hw.netns import Fabric, congestion_control, inside, probe, tbf_burst_bytes, unavailable
 from sim.contract import FabricProbe
 from sim.network import Network
 from sim.scenario import LinkParams, Transport
@@ -67,7 +67,10 @@ def star(rate_bps: float, latency_s: float = 0.0, loss: float = 0.0) -> nx.Graph
     g.add_node("sw", kind="switch")
     for h in ("s", *(f"r{i}" for i in range(HOSTS))):
         g.add_node(h, kind="host")
-        g.add_edge(h, "sw", params=LinkParams(bandwidth_bps=rate_bps, latency_s=latency_s, jitter_s=0.0, loss=loss))
+        params = LinkParams(
+            bandwidth_bps=rate_bps, latency_s=latency_s, jitter_s=0.0, loss=loss, burst_bytes=tbf_burst_bytes(rate_bps)
+        )  # the fabric's bucket, in both
+        g.add_edge(h, "sw", params=params)
     return g
 
 

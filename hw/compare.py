@@ -263,6 +263,9 @@ def _fabric_warnings(sim_dir: Path, hw_sums: list[Summary], hw_dir: Path | None 
     rates = [link.get("bandwidth_bps") for link in d.get("network", {}).get("links", [])]
     if fabric.throughput_bps < fabric.rate_bps and any(r is None or r > 1.1 * fabric.throughput_bps for r in rates):
         missing.append(f"links at the {fabric.throughput_bps / 1e6:,.0f} Mbit/s one TCP stream got")
+    buckets = [link.get("burst_bytes") for link in d.get("network", {}).get("links", [])]
+    if fabric.burst_bytes and any(b != fabric.burst_bytes for b in buckets):
+        missing.append(f"its links' {fabric.burst_bytes:,}-byte token buckets")
     if cores is not None and (d.get("machine") or {}).get("cores") != cores:
         missing.append(f"its hosts on this machine's {cores} cores")
     if not missing:

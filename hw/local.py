@@ -127,7 +127,7 @@ class LocalAddressing:
     def dial(self, src: str, pod: str, host: str, service: Service, port: int) -> Address:
         if src == host:
             return ("127.0.0.1", port)
-        hops = [LinkShape(*params.resolved()) for _, _, params in self.scenario.route_links(src, host)]
+        hops = [LinkShape.of(params) for _, _, params in self.scenario.route_links(src, host)]
         seed = int(next(self.seeds).generate_state(1)[0])
         proxy = open_path("127.0.0.1", port, LinkShape.from_path(hops), seed)
         self.running.append(proxy)

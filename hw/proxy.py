@@ -32,8 +32,12 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from sim.scenario import LinkParams
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,12 @@ class LinkShape:
     jitter_s: float = 0.0
     loss: float = 0.0
     segment_bytes: int = 65536
+    burst_bytes: int = 0  # a token bucket's depth (sim/network.py ``LinkServer.leaves``); 0: none
+
+    @classmethod
+    def of(cls, params: LinkParams) -> LinkShape:
+        """A scenario link's shape, its preset filled in."""
+        return cls(*params.resolved(), burst_bytes=params.burst_bytes or 0)
 
     def __post_init__(self) -> None:
         rules = {
@@ -60,6 +70,7 @@ class LinkShape:
             "jitter_s": (lambda v: 0 <= v < math.inf, "a finite number >= 0"),
             "loss": (lambda v: 0 <= v < 1, "a probability in [0, 1)"),
             "segment_bytes": (lambda v: isinstance(v, numbers.Integral) and int(v) >= 1, "an integer >= 1"),
+            "burst_bytes": (lambda v: isinstance(v, numbers.Integral) and int(v) >= 0, "an integer >= 0"),
         }
         for f in fields(self):
             value = getattr(self, f.name)
@@ -71,6 +82,9 @@ class LinkShape:
         """Time the link is held to put nbytes on the wire."""
         return nbytes * 8 / self.bandwidth_bps
 
+    def burst_s(self) -> float:
+        return self.burst_bytes * 8 / self.bandwidth_bps
+
     @classmethod
     def from_path(cls, links: Iterable[LinkShape]) -> LinkShape:
         """One shape for a multi-hop path: bottleneck bandwidth, summed latency and jitter, compound loss.
@@ -80,7 +94,8 @@ class LinkShape:
         summed latency, which is what this shape gives. It leaves out each segment's store-and-forward
         serialisation on the non-bottleneck hops, queueing behind other flows, the shape of a sum of
         exponential jitters (one exponential of the summed mean here), and that a loss is resent over the
-        whole path's round trip instead of the lossy hop's. Segments are the smallest of the hops'.
+        whole path's round trip instead of the lossy hop's. Segments are the smallest of the hops'; the token
+        bucket is the bottleneck's (the shallowest where several are): a faster hop's bucket refills as it waits.
         """
         hops = list(links)
         if not hops:
@@ -93,6 +108,7 @@ class LinkShape:
             jitter_s=sum(h.jitter_s for h in hops),
             loss=1 - math.prod(1 - h.loss for h in hops),
             segment_bytes=min(h.segment_bytes for h in hops),
+            burst_bytes=min(h.burst_bytes for h in hops if h.bandwidth_bps == min(x.bandwidth_bps for x in hops)),
         )
 
 
@@ -133,6 +149,8 @@ class _Link:
             self.loop.call_at(retry_s, self._on_retry_due, retry_s)
             return
         jitter_s = float(self.rng.exponential(shape.jitter_s)) if shape.jitter_s else 0.0
+        if shape.burst_bytes:  # a token bucket lets it out up to its depth earlier (sim/network.py ``leaves``)
+            end_s = max(request_s, end_s - shape.burst_s())
         if not seg.delivery.done():  # done = cancelled: its connection has gone
             seg.delivery.set_result(end_s + shape.latency_s + jitter_s)
 

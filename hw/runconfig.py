@@ -62,6 +62,7 @@ class LinkShapeConfig(_Model):
     jitter_s: float
     loss: float
     segment_bytes: int
+    burst_bytes: int = 0
 
 
 class DeviceGroup(_Model):
@@ -262,9 +263,10 @@ def access_link(s: Scenario, pop: DevicePopulation, runner: str) -> LinkShapeCon
     """The emulated part of a population's path (device .. runner host) as one link shape."""
     from hw.proxy import LinkShape
 
-    shapes = [LinkShape(*params.resolved()) for _, _, params in s.route_links(f"{pop.name}#0", runner)]
+    shapes = [LinkShape.of(params) for _, _, params in s.route_links(f"{pop.name}#0", runner)]
     if not shapes:
         return None
     shape = LinkShape.from_path(shapes)
     return LinkShapeConfig(bandwidth_bps=shape.bandwidth_bps, latency_s=shape.latency_s, jitter_s=shape.jitter_s,
-                           loss=shape.loss, segment_bytes=s.run.segment_bytes)  # fmt: skip
+                           loss=shape.loss, segment_bytes=s.run.segment_bytes,
+                           burst_bytes=shape.burst_bytes)  # fmt: skip

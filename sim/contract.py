@@ -548,6 +548,9 @@ class FabricProbe(_Model):
     # the hosts' TCP congestion control (the machine's default: bbr here, cubic on a stock Linux or a Pi); it
     # decides which pattern of concurrent flows shares unfairly (README, "Network model")
     congestion_control: str = ""
+    # the token bucket of the path's slowest link (tbf's burst; 0: not recorded, runs before it was): the simulator
+    # models its head start (sim/network.py ``LinkServer.leaves``)
+    burst_bytes: int = Field(default=0, ge=0)
 
     def overrides(self, machine_cores: int | None = None) -> list[str]:
         """``--set`` options that give the simulator this fabric's links: its latency, no jitter (nothing here
@@ -556,6 +559,8 @@ class FabricProbe(_Model):
         sets = [f"deployment.network.links.*.latency_s={self.latency_s:.3g}", "deployment.network.links.*.jitter_s=0"]
         if self.throughput_bps < self.rate_bps:
             sets.append(f"deployment.network.links.*.bandwidth_bps={self.throughput_bps:.4g}")
+        if self.burst_bytes:
+            sets.append(f"deployment.network.links.*.burst_bytes={self.burst_bytes}")
         if machine_cores is not None:
             sets.append(f"deployment.machine.cores={machine_cores}")
         return sets

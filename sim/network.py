@@ -14,6 +14,10 @@ optimistic at 1 Gbit/s, where the kernel's retransmission timeouts dominate. A t
 framing (a device's frame or handshake) is lost whole with probability ``loss``, and sent again after
 2 * latency_s + its serialisation delay.
 So an N-byte message over one idle, lossless, jitter-free link takes exactly N*8/bandwidth + latency.
+A link shaped by a token bucket (``burst_bytes``, as Linux's tbf shapes the netns backend's links) lets bytes
+out up to the bucket's depth earlier than the plain server would (``LinkServer.leaves``): an idle link passes
+a message of up to ``burst_bytes`` at once, and a longer one N*8/bandwidth - burst_bytes*8/bandwidth after it
+started. The plain server's state and counters are the bucket's rate accounting and stay as they are.
 
 What a transfer reports and counts (definitions in sim/contract.py):
 
@@ -68,6 +72,16 @@ class LinkServer:
     rng: np.random.Generator | None = None
     # (asked_s, service_s, granted_s) of every transmission when set: the vectorized engine replays them
     log: list[tuple[float, float, float]] | None = None
+    burst_s: float = 0.0  # a token bucket's depth, in seconds at the rate (``leaves``)
+
+    def leaves(self, arrived_s: float, end_s: float) -> float:
+        """When a transmission's last byte leaves a link shaped by a token bucket: ``end_s`` (when it leaves
+        the plain FIFO server) less the bucket's depth, but not before that byte arrived (``arrived_s``). The
+        fluid token bucket (depth B, rate R) fed by arrivals A sends D(t) = min(A(t), D0(t) + B), D0 being the
+        rate-R FIFO server's output (network calculus: A convolved with B + R t), so a byte leaves at the later
+        of its arrival and the plain server's end of the byte B before it; within one busy period that is the
+        plain end less B / R. The plain server (``free_s``, counters) stays as it is."""
+        return max(arrived_s, end_s - self.burst_s)
 
     def settle(self, now_s: float) -> None:
         """Count the transmissions that have left the link by ``now_s`` as served (``busy_s``, bytes). Counted
@@ -100,8 +114,9 @@ class Network:
         self.links: dict[tuple[str, str], LinkServer] = {}
         for u, v, data in graph.edges(data=True):
             bw, lat, jit, loss = data["params"].resolved()
+            burst_s = data["params"].burst_s()
             for a, b in ((u, v), (v, u)):
-                self.links[a, b] = LinkServer(f"{a}->{b}", bw, lat, jit, loss, index=len(self.links))
+                self.links[a, b] = LinkServer(f"{a}->{b}", bw, lat, jit, loss, index=len(self.links), burst_s=burst_s)
         self._routes: dict[tuple[str, str], list[LinkServer]] = {}
         self._streams = Streams(seed, (), len(self.links))  # a bank on a big network (a device's links each)
         self.bin_s = 1.0
@@ -236,6 +251,8 @@ class Network:
                 free = link.free_s
                 start = free if free > asked else asked  # FIFO: after everything asked before
                 free = link.free_s = start + service
+                if link.burst_s:  # a token bucket: it leaves earlier (from here on ``free`` is when it left)
+                    free = link.leaves(asked, free)
                 wait += start - asked
                 unserved = link.unserved
                 if unserved and unserved[0][2] <= asked:
@@ -309,6 +326,7 @@ class Network:
             if arrived_s[k] + packet_s > start + service:
                 hold = arrived_s[k] + packet_s - start
             free = link.free_s = start + hold
+            left = link.leaves(max(asked, arrived_s[k]), free) if link.burst_s else free  # (a token bucket)
             own = flow[2 * i]  # behind its own message's segments it is being serialised, not waiting
             waits[k] += start - (own if own > asked else asked)
             due = (flow[2 * i + 1] if flow[2 * i + 1] > asked else asked) + service
@@ -316,7 +334,7 @@ class Network:
             unserved = link.unserved
             if unserved and unserved[0][2] <= asked:
                 link.settle(asked)
-            unserved.append((due, service, free, size, phase))
+            unserved.append((due, service, left, size, phase))
             if link.series is not None:
                 link.series[min(int(start / bin_s), link.series.size - 1)] += service
             if link.log is not None:
@@ -324,7 +342,12 @@ class Network:
             jitter = link.jitter_s
             delay = link.latency_s + ((rng or link.rng or self.rng(link)).exponential(jitter) if jitter else 0.0)
             hop[k] = i + 1
-            if i < last and packet_bytes < size:  # cut-through: on once its first packet is there
+            if link.burst_s:  # a token bucket lets its bytes out up to its depth earlier (``leaves``)
+                first = max(asked, free - hold + packet_s - link.burst_s)
+                cut = i < last and packet_bytes < size
+                arrived_s[k] = left + delay
+                wake = (first if cut else left) + delay
+            elif i < last and packet_bytes < size:  # cut-through: on once its first packet is there
                 arrived_s[k] = free + delay
                 wake = asked + max(0.0, free - hold + packet_s + delay - asked)
             else:
@@ -361,6 +384,7 @@ class Network:
                     hold = arrived_s + packet_s - start
                 hold += resent_s
                 link.free_s = start + hold
+                left = link.leaves(max(asked, arrived_s), link.free_s) if link.burst_s else link.free_s
                 if flow is None:
                     wait += start - asked
                     due = asked + service
@@ -371,26 +395,24 @@ class Network:
                     flow[2 * i], flow[2 * i + 1] = link.free_s, due
                 if link.unserved and link.unserved[0][2] <= asked:  # (``settle``, without a call per hop)
                     link.settle(asked)
-                link.unserved.append((due, service + resent_s, link.free_s, size + resent, phase))
+                link.unserved.append((due, service + resent_s, left, size + resent, phase))
                 if link.series is not None:
                     link.series[min(int(start / self.bin_s), link.series.size - 1)] += service + resent_s
                 if link.log is not None:
                     link.log.append((asked, hold, start))
                 # cut-through (a TCP hop that is not the last): on once its first packet is there (below)
                 cut = packet_bytes > 0 and i < last and packet_bytes < size
-                if cut or not link.loss or packet_bytes:
+                if cut or not link.loss or packet_bytes or not (yield from self._lost_whole(link, asked, service, rng)):
                     break
-                # a device's transmission on a lossy link, lost or not: drawn when asked (``_carry_whole``)
-                if (rng or self.rng(link)).random() < link.loss:
-                    yield env.timeout(link.free_s - asked)
-                    link.retransmissions += 1
-                    yield env.timeout(2 * link.latency_s + service)
-                    continue
-                break
             # a link's draws come in the order asked, which FIFO makes the order served: drawn now, they are the
             # draws made at the end of service (one event a hop instead of two)
             delay = link.latency_s + ((rng or self.rng(link)).exponential(link.jitter_s) if link.jitter_s else 0.0)
             noticed_s = 2 * link.latency_s if resent_s else 0.0  # losses are noticed a round trip after they happen
+            if link.burst_s:  # a token bucket lets its bytes out up to its depth earlier (``leaves``)
+                first = max(asked, link.free_s - hold + packet_s - link.burst_s)
+                arrived_s = left + delay + noticed_s
+                yield env.timeout((first if cut else left) + (delay if cut else delay + noticed_s) - asked)
+                continue
             if cut:
                 end = link.free_s
                 arrived_s = end + delay + noticed_s
@@ -398,6 +420,17 @@ class Network:
                 continue
             yield env.timeout(link.free_s - asked + delay + noticed_s)
         return wait
+
+    def _lost_whole(self, link: LinkServer, asked: float, service: float,
+                    rng: np.random.Generator | None) -> Generator[Any, Any, bool]:  # fmt: skip
+        """A transmission in its own framing on a lossy link, lost or not: drawn when asked (``_carry_whole``);
+        if lost, waits until it has left and for a round trip and its service more, and says so."""
+        if (rng or self.rng(link)).random() >= link.loss:
+            return False
+        yield self.env.timeout(link.leaves(asked, link.free_s) - asked)  # the sender knows once it has left
+        link.retransmissions += 1
+        yield self.env.timeout(2 * link.latency_s + service)
+        return True
 
 
 def _delay_to(now_s: float, at_s: float) -> float:

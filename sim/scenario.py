@@ -43,6 +43,7 @@ from sim.profile import Profile, load_profile
 MAX_BANDWIDTH_BPS = 1e12  # 1 Tbit/s: above any link we model (800G Ethernet is the fastest sold)
 MIN_BANDWIDTH_BPS = 1.0  # below 1 bit/s a 64-byte hello takes over 8 minutes a hop
 MAX_DELAY_S = 60.0  # one-way latency or jitter: a geostationary hop is 0.25 s; a minute is a broken link
+MAX_BURST_BYTES = 1 << 30  # a token bucket deeper than 1 GiB shapes nothing a run sends
 MAX_LOSS = 0.5  # a lost segment is resent until it passes (1 / (1 - loss) tries); at 50 % the link is down
 MAX_DEVICES = 100_000  # per population: ten times the 10,000-device ward we plan for
 MAX_SAMPLE_RATE_HZ = 1e6  # ultrasound front ends; ECG is 250-1,000 Hz
@@ -92,6 +93,9 @@ class LinkParams(_Strict):
     latency_s: float | None = Field(default=None, ge=0, le=MAX_DELAY_S)
     jitter_s: float | None = Field(default=None, ge=0, le=MAX_DELAY_S)
     loss: float | None = Field(default=None, ge=0, le=MAX_LOSS)
+    # a token bucket shaping the link (Linux tbf's ``burst``): up to this many bytes leave at once after the link
+    # has been idle long enough to fill it; 0 (the default, a plain link) for none (sim/network.py)
+    burst_bytes: int | None = Field(default=None, ge=0, le=MAX_BURST_BYTES)
 
     @field_validator("preset")
     @classmethod
@@ -119,6 +123,10 @@ class LinkParams(_Strict):
             pick(self.jitter_s, "jitter_s"),
             pick(self.loss, "loss"),
         )
+
+    def burst_s(self) -> float:
+        """The token bucket's depth in seconds at the link's rate (0: no bucket)."""
+        return (self.burst_bytes or 0) * 8 / self.resolved()[0]
 
 
 class Link(LinkParams):

@@ -76,6 +76,11 @@ def refusal(s: Scenario) -> str | None:
         return f"workload.telemetry_receiver: {receiver} is computed by the event model only (run.engine: events)"
     if s.deployment.machine is not None and any(p.count for p in s.workload.devices):
         return "deployment.machine is computed by the event model only (run.engine: events)"
+    shaped = [f"{x.a}-{x.b}" for x in s.deployment.network.links if x.burst_bytes]
+    shaped += [f"{p.name} access_link" for p in s.workload.devices if p.access_link.burst_bytes]
+    if shaped and any(p.count for p in s.workload.devices):
+        why = "burst_bytes (a token bucket) is computed by the event model only (run.engine: events)"
+        return f"link {shaped[0]}: {why}"
     hosts = {h.name: h for h in s.deployment.hosts}
     placed = [h.name for h in hosts.values() if h.cpu_sharing == "linux"]
     if placed and any(p.count for p in s.workload.devices):

@@ -342,3 +342,27 @@ def test_a_profile_calibrated_while_the_cores_changed_speed_is_warned(tmp_path, 
         assert f"{data['profile']} was calibrated while the cores changed speed" in warning and "1.31x" in warning
     (tmp_path / "sim" / "scenario.yaml").write_bytes(b"\xff\xfe not UTF-8")  # no advice, and no internal error
     assert calibration_warnings(tmp_path / "sim") == []
+
+
+def test_a_netns_fabrics_token_bucket_is_given_to_the_simulation_or_warned(tmp_path):
+    """A fabric recorded with its links' bucket (tbf's burst): a simulation without it is warned, with the
+    option that gives it; ``FabricProbe.overrides`` gives it."""
+    from hw.compare import _fabric_warnings
+
+    probe = contract.FabricProbe(hosts=("pi-1", "pi-2"), hops=2, latency_s=6e-6, throughput_bps=1e9, rate_bps=1e9,
+                                 burst_bytes=65536)  # fmt: skip
+    paper = load_scenario(SCENARIO, ["workload.fl.rounds=1", "run.replications=1"])
+    plain, fitted = tmp_path / "plain", tmp_path / "fitted"
+    write_run(simulate(paper, "sequential"), plain, paper)
+    hw = simulate(paper, "sequential").summary.model_copy(update={"fabric": probe})
+    (warning,) = _fabric_warnings(plain, [hw])
+    assert "65,536-byte token buckets" in warning and "links.*.burst_bytes=65536" in warning
+    matched = load_scenario(SCENARIO, ["workload.fl.rounds=1", "run.replications=1", *probe.overrides()])
+    assert {link.burst_bytes for link in matched.deployment.network.links} == {65536}
+    write_run(simulate(matched, "sequential"), fitted, matched)
+    assert _fabric_warnings(fitted, [hw]) == []
+    # the bucket's head start is simulated: the model reaches the clients sooner than on plain links
+    assert (
+        simulate(matched, "concurrent").summary.model_distribution_s.mean
+        < simulate(paper, "concurrent").summary.model_distribution_s.mean
+    )

@@ -266,6 +266,18 @@ def test_a_frame_the_kernels_cannot_compute_falls_back_or_is_refused(monkeypatch
         simulate(load_scenario(WARD, [*sets, "run.engine=vectorized"]))
 
 
+def test_a_token_bucket_on_a_devices_path_runs_the_event_model_or_is_refused(monkeypatch):
+    """``burst_bytes`` (a token bucket) is the event model's alone: auto takes it, vectorized says so in a line."""
+    monkeypatch.setattr(scenario, "AUTO_VECTORIZED_FRAMES", 0)
+    sets = ["run.horizon_s=2", "run.replications=1", "workload.fl.rounds=1", "workload.devices.0.count=5",
+            "deployment.network.links.4.burst_bytes=3028"]  # fmt: skip
+    sets += [f"workload.devices.{j}.count=0" for j in range(1, POPULATIONS)]
+    r = simulate(load_scenario(WARD, [*sets, "run.engine=auto"]))
+    assert r.summary.engine is not None and r.summary.engine.name == "events"
+    with pytest.raises(UserError, match=r"link gw-1-ap: burst_bytes \(a token bucket\) is computed by the event"):
+        simulate(load_scenario(WARD, [*sets, "run.engine=vectorized"]))
+
+
 @pytest.mark.parametrize("engine", ["events", "vectorized"])
 def test_replications_in_worker_processes_give_the_same_run(engine):
     """Each replication has its own streams: three worker processes give the spans, series and summary of one

@@ -9,7 +9,7 @@ import simpy
 from scipy import stats
 
 from sim.network import Network
-from sim.scenario import LinkParams
+from sim.scenario import LinkParams, Transport
 
 
 def one_link(bandwidth_bps: float, latency_s: float, loss: float = 0.0, segment_bytes: int = 10**12, seed: int = 0):
@@ -196,3 +196,77 @@ def test_steps_of_messages_that_tie_keep_a_fifo_link_work_conserving():
     assert fast == run(general=False)[0]  # deterministic
     assert max(t for _, t, _ in fast) == pytest.approx(max(t for _, t, _ in slow), rel=1e-12)
     assert fast_link == pytest.approx(slow_link, rel=1e-12)
+
+
+# --- a token bucket (``burst_bytes``: Linux tbf's burst, as the netns backend shapes its links) -------------------
+
+
+def shaped(burst_bytes: int, hops: int = 1, bandwidth_bps: float = 8e6, latency_s: float = 0.001):
+    env, g = simpy.Environment(), nx.Graph()
+    p = LinkParams(bandwidth_bps=bandwidth_bps, latency_s=latency_s, jitter_s=0, loss=0, burst_bytes=burst_bytes)
+    nx.add_path(g, [f"n{i}" for i in range(hops + 1)], params=p)
+    return env, Network(env, g, np.random.SeedSequence(0), 65536, Transport()), f"n{hops}"
+
+
+def sent_at(env, net, dst, messages):
+    """Carry (start_s, payload bytes) TCP messages from n0 to ``dst``; each one's arrival (s)."""
+    out: dict[int, float] = {}
+
+    def go(k, start_s, nbytes):
+        yield env.timeout(start_s)
+        yield from net.transfer_tcp("n0", dst, nbytes)
+        out[k] = env.now
+
+    for k, (start_s, nbytes) in enumerate(messages):
+        env.process(go(k, start_s, nbytes))
+    env.run()
+    return [out[k] for k in range(len(messages))]
+
+
+@pytest.mark.parametrize("hops", [1, 2, 3])
+@pytest.mark.parametrize("burst_bytes", [3028, 65536, 400_000])
+def test_a_bucket_gives_an_idle_link_its_depth_as_a_head_start(hops, burst_bytes):
+    """One message on idle links of one rate: its bytes less the bucket's depth at the rate, plus the latencies.
+    The depth counts once however many hops (the first hop's burst empties the next buckets, which pass its
+    packets on as they come: no packet's store-and-forward per hop either, where the plain links pipeline
+    with one packet's delay a hop)."""
+    nbytes = 1_000_000
+    wire = Transport().wire_bytes(nbytes)
+    env, net, dst = shaped(0, hops)
+    (plain,) = sent_at(env, net, dst, [(0.0, nbytes)])
+    env, net, dst = shaped(burst_bytes, hops)
+    (got,) = sent_at(env, net, dst, [(0.0, nbytes)])
+    assert got == pytest.approx(max(wire - burst_bytes, 0) * 8 / 8e6 + hops * 0.001, rel=1e-9)
+    assert plain == pytest.approx(wire * 8 / 8e6 + hops * 0.001 + (hops - 1) * 1514 * 8 / 8e6, rel=1e-9)
+
+
+def test_a_message_within_the_bucket_takes_only_the_latency_and_empties_it():
+    env, net, dst = shaped(100_000)
+    # 40,000 bytes: two segments of slow start (10 and 20 packets), both in its first window
+    first, second = sent_at(env, net, dst, [(0.0, 40_000), (0.0, 200_000)])
+    assert first == pytest.approx(0.001, abs=1e-12)
+    # the second message has what is left: the plain FIFO's end (the link never idles) less the whole depth
+    both = Transport().wire_bytes(40_000) + Transport().wire_bytes(200_000)
+    assert second == pytest.approx((both - 100_000) * 8 / 8e6 + 0.001, rel=1e-9)
+
+
+def test_the_bucket_refills_while_the_link_is_idle_and_only_then():
+    """Back to back a message gets no new credit; after an idle gap of the depth's time it gets it all again."""
+    nbytes, burst = 200_000, 50_000
+    s = Transport().wire_bytes(nbytes) * 8 / 8e6
+    refill = burst * 8 / 8e6
+    env, net, dst = shaped(burst)
+    a, b, c = sent_at(env, net, dst, [(0.0, nbytes), (s / 2, nbytes), (2 * s + refill, nbytes)])
+    assert a == pytest.approx(s - refill + 0.001, rel=1e-9)
+    assert b == pytest.approx(2 * s - refill + 0.001, rel=1e-9)  # queued behind a: the same one depth, no more
+    assert c == pytest.approx(2 * s + refill + s - refill + 0.001, rel=1e-9)
+
+
+def test_a_bucket_leaves_the_link_counters_as_the_plain_server_counts_them():
+    results = []
+    for burst in (0, 65536):
+        env, net, dst = shaped(burst, hops=2)
+        sent_at(env, net, dst, [(0.0, 300_000), (0.01, 70_000)])
+        net.settle()
+        results.append([(x.busy_s, x.bytes_sent, x.demand_s) for x in net.links.values()])
+    assert results[0] == results[1]

@@ -174,6 +174,7 @@ def test_jittery_lossy_echo_is_byte_exact_both_ways(serve):
         ({"loss": -0.1}, "loss"),
         ({"segment_bytes": 0}, "segment_bytes"),
         ({"segment_bytes": 1.5}, "segment_bytes"),
+        ({"burst_bytes": -1}, "burst_bytes"),
     ],
 )
 def test_invalid_shape_names_the_field(kwargs, field):
@@ -224,3 +225,18 @@ def test_unreachable_target_closes_the_client():
         proxy = ShapingProxy("127.0.0.1", dead_port, LinkShape(1e9, 0.0))
         with proxy, connect(proxy.port) as s, contextlib.suppress(ConnectionResetError):
             assert s.recv(1) == b""
+
+
+def test_a_token_bucket_lets_its_depth_through_at_once(serve):
+    """``burst_bytes`` (a scenario link's token bucket, sim/network.py ``LinkServer.leaves``): 400 kB at 8 Mbit/s
+    take 0.4 s plain and 0.4 s less the 200 kB bucket's 0.2 s shaped. Real sockets, the proxy's own clock."""
+    from sim.scenario import LinkParams
+
+    shape = LinkShape.of(LinkParams(bandwidth_bps=8e6, latency_s=0.002, burst_bytes=200_000))
+    assert shape.burst_bytes == 200_000 and shape.burst_s() == pytest.approx(0.2)
+    shaped_s = transfer_s(serve, shape, 400_000)
+    plain_s = transfer_s(serve, LinkShape(8e6, 0.002), 400_000)
+    assert plain_s == pytest.approx(0.402, rel=0.15)
+    assert shaped_s == pytest.approx(0.202, rel=0.15)
+    path = LinkShape.from_path([LinkShape(1e9, 0.001, burst_bytes=1 << 20), shape, LinkShape(8e6, 0, burst_bytes=5)])
+    assert path.burst_bytes == 5  # the slowest hops' shallowest bucket

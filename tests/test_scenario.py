@@ -46,6 +46,8 @@ BAD = [
     ("deployment.hosts.0.profile=missing", "deployment.hosts[0].profile: profile file not found"),
     ("workload.fl.quorum=1.5", "workload.fl.quorum"),
     ("deployment.network.links.0.loss=1", "deployment.network.links[0].loss"),
+    ("deployment.network.links.0.burst_bytes=-1", "deployment.network.links[0].burst_bytes"),
+    ("deployment.network.links.0.burst_bytes=2e12", "deployment.network.links[0].burst_bytes"),
 ]
 
 
