@@ -114,10 +114,11 @@ class Network:
         self.links: dict[tuple[str, str], LinkServer] = {}
         for u, v, data in graph.edges(data=True):
             bw, lat, jit, loss = data["params"].resolved()
-            burst_s = data["params"].burst_s()
+            burst_s = data["params"].burst_bytes * 8 / bw if data["params"].burst_bytes else 0.0
             for a, b in ((u, v), (v, u)):
                 self.links[a, b] = LinkServer(f"{a}->{b}", bw, lat, jit, loss, index=len(self.links), burst_s=burst_s)
         self._routes: dict[tuple[str, str], list[LinkServer]] = {}
+        self.shaped = any(link.burst_s for link in self.links.values())  # any token bucket (``LinkServer.leaves``)
         self._streams = Streams(seed, (), len(self.links))  # a bank on a big network (a device's links each)
         self.bin_s = 1.0
 
@@ -176,11 +177,12 @@ class Network:
         if src == dst or nbytes <= 0:
             return 0.0
         links = self.route(src, dst)
-        if not packet_bytes and nbytes <= self.segment_bytes:  # a device's message or frame: one segment
+        shaped = self.shaped  # token buckets: only the general ``_carry`` models them (rare: the fast paths skip them)
+        if not packet_bytes and nbytes <= self.segment_bytes and not shaped:  # a device's message or frame
             return (yield from self._carry_whole(links, nbytes, phase, rng))
         sizes = self.segments(nbytes, packet_bytes)
         window = self.window(links) if self.transport.sharing == "fair" else len(sizes)
-        if packet_bytes and not any(link.loss for link in links):  # TCP, lossless: every segment in this process
+        if packet_bytes and not shaped and not any(link.loss for link in links):  # TCP, lossless: one process
             return (yield from self._carry_flow(links, sizes, phase, window, packet_bytes, rng))
         return (yield from self._carry_segments(links, sizes, phase, window, packet_bytes, rng))
 
@@ -251,8 +253,6 @@ class Network:
                 free = link.free_s
                 start = free if free > asked else asked  # FIFO: after everything asked before
                 free = link.free_s = start + service
-                if link.burst_s:  # a token bucket: it leaves earlier (from here on ``free`` is when it left)
-                    free = link.leaves(asked, free)
                 wait += start - asked
                 unserved = link.unserved
                 if unserved and unserved[0][2] <= asked:
@@ -326,7 +326,6 @@ class Network:
             if arrived_s[k] + packet_s > start + service:
                 hold = arrived_s[k] + packet_s - start
             free = link.free_s = start + hold
-            left = link.leaves(max(asked, arrived_s[k]), free) if link.burst_s else free  # (a token bucket)
             own = flow[2 * i]  # behind its own message's segments it is being serialised, not waiting
             waits[k] += start - (own if own > asked else asked)
             due = (flow[2 * i + 1] if flow[2 * i + 1] > asked else asked) + service
@@ -334,7 +333,7 @@ class Network:
             unserved = link.unserved
             if unserved and unserved[0][2] <= asked:
                 link.settle(asked)
-            unserved.append((due, service, left, size, phase))
+            unserved.append((due, service, free, size, phase))
             if link.series is not None:
                 link.series[min(int(start / bin_s), link.series.size - 1)] += service
             if link.log is not None:
@@ -342,12 +341,7 @@ class Network:
             jitter = link.jitter_s
             delay = link.latency_s + ((rng or link.rng or self.rng(link)).exponential(jitter) if jitter else 0.0)
             hop[k] = i + 1
-            if link.burst_s:  # a token bucket lets its bytes out up to its depth earlier (``leaves``)
-                first = max(asked, free - hold + packet_s - link.burst_s)
-                cut = i < last and packet_bytes < size
-                arrived_s[k] = left + delay
-                wake = (first if cut else left) + delay
-            elif i < last and packet_bytes < size:  # cut-through: on once its first packet is there
+            if i < last and packet_bytes < size:  # cut-through: on once its first packet is there
                 arrived_s[k] = free + delay
                 wake = asked + max(0.0, free - hold + packet_s + delay - asked)
             else:
@@ -362,7 +356,7 @@ class Network:
     ) -> Generator[Any, Any, float]:  # fmt: skip
         """One segment along its route; returns its waits behind other messages. ``flow`` (a message of several
         segments) holds, per hop, where its own earlier segments end: served then, and due on an idle link."""
-        env, wait = self.env, 0.0
+        env, wait, shaped = self.env, 0.0, self.shaped
         arrived_s = -math.inf  # cut-through: when its last packet reaches the hop it is at
         packet_bytes = packet_bytes or 0
         last = len(links) - 1
@@ -384,7 +378,6 @@ class Network:
                     hold = arrived_s + packet_s - start
                 hold += resent_s
                 link.free_s = start + hold
-                left = link.leaves(max(asked, arrived_s), link.free_s) if link.burst_s else link.free_s
                 if flow is None:
                     wait += start - asked
                     due = asked + service
@@ -395,7 +388,7 @@ class Network:
                     flow[2 * i], flow[2 * i + 1] = link.free_s, due
                 if link.unserved and link.unserved[0][2] <= asked:  # (``settle``, without a call per hop)
                     link.settle(asked)
-                link.unserved.append((due, service + resent_s, left, size + resent, phase))
+                link.unserved.append((due, service + resent_s, link.free_s, size + resent, phase))
                 if link.series is not None:
                     link.series[min(int(start / self.bin_s), link.series.size - 1)] += service + resent_s
                 if link.log is not None:
@@ -408,7 +401,10 @@ class Network:
             # draws made at the end of service (one event a hop instead of two)
             delay = link.latency_s + ((rng or self.rng(link)).exponential(link.jitter_s) if link.jitter_s else 0.0)
             noticed_s = 2 * link.latency_s if resent_s else 0.0  # losses are noticed a round trip after they happen
-            if link.burst_s:  # a token bucket lets its bytes out up to its depth earlier (``leaves``)
+            if shaped and link.burst_s:  # a token bucket lets its bytes out up to its depth earlier (``leaves``)
+                left = link.leaves(max(asked, arrived_s), link.free_s)
+                due, served, _, nbytes, _ = link.unserved[-1]
+                link.unserved[-1] = (due, served, left, nbytes, phase)  # counted once it has left
                 first = max(asked, link.free_s - hold + packet_s - link.burst_s)
                 arrived_s = left + delay + noticed_s
                 yield env.timeout((first if cut else left) + (delay if cut else delay + noticed_s) - asked)

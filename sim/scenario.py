@@ -124,10 +124,6 @@ class LinkParams(_Strict):
             pick(self.loss, "loss"),
         )
 
-    def burst_s(self) -> float:
-        """The token bucket's depth in seconds at the link's rate (0: no bucket)."""
-        return (self.burst_bytes or 0) * 8 / self.resolved()[0]
-
 
 class Link(LinkParams):
     a: Name
