@@ -253,6 +253,21 @@ def build(s: Scenario, mode: str, rounds: int, seed: int, where: Addressing, sep
     )  # fmt: skip
 
 
+def first_frame_warning(s: Scenario) -> str | None:
+    """The twin's devices send a session's first frame once they have their keys (``first_frame: with_keys``);
+    a population that says ``after_handshake`` is simulated otherwise, so say so (its telemetry frames differ)."""
+    late = [(i, p) for i, p in enumerate(s.workload.devices) if p.count and p.first_frame == "after_handshake"]
+    if not late:
+        return None
+    i, p = late[0]
+    more = f" (and {len(late) - 1} more)" if len(late) > 1 else ""
+    return (
+        f"workload.devices[{i}] ({p.name}){more}: first_frame: after_handshake, but the twin's devices send their "
+        "first frame once they have their keys: telemetry frames will not match a simulation of this scenario; "
+        "set first_frame: with_keys"
+    )
+
+
 def runner_host(s: Scenario, pop: DevicePopulation, target_host: str) -> str:
     """The scenario host that emulates a population (netns, k8s): the first host on its devices' path to their pod."""
     hosts = {h.name for h in s.deployment.hosts}

@@ -627,6 +627,10 @@ def _check_backend(s: Any, backend: str, attack: str | None) -> None:
 
     if backend != "local" and attack is not None:
         raise UserError(f"--attack: only with --backend local (got {shorten(repr(attack))})")
+    from hw.runconfig import first_frame_warning
+
+    if (warning := first_frame_warning(s)) is not None:
+        _warn(warning)
     if backend != "netns":
         return
     from hw.netns import not_applied, unavailable, unsupported

@@ -101,3 +101,16 @@ def test_an_interrupt_inside_compiled_code_is_an_interrupt_not_a_bug(monkeypatch
     assert cli.run(["sim", "x.yaml"]) == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "internal error" not in err
+
+
+def test_hw_run_warns_where_the_scenario_says_first_frames_wait_for_the_handshake(pqtwin):
+    """The twin's devices send a session's first frame once they have their keys: a scenario whose devices wait
+    for the whole handshake (``first_frame: after_handshake``) is simulated otherwise, and ``hw run`` says so in a
+    line (before anything runs: a k8s dry run); paper-3node's devices are ``with_keys`` and run without it."""
+    ward = pqtwin("hw", "run", "scenarios/ward-200.yaml", "--backend", "k8s", "--dry-run")
+    assert ward.returncode == 0, ward.stderr
+    (line,) = [x for x in ward.stderr.splitlines() if "first_frame" in x]
+    assert "workload.devices[0] (ecg-patch-1) (and 7 more): first_frame: after_handshake" in line
+    assert "set first_frame: with_keys" in line
+    paper = pqtwin("hw", "run", "scenarios/paper-3node.yaml", "--backend", "k8s", "--dry-run")
+    assert paper.returncode == 0 and "first_frame" not in paper.stderr, paper.stderr
