@@ -25,7 +25,10 @@ F fitted from a hardware-twin run (``pqtwin calibrate --from-run``; the source n
 ``overheads`` (optional, usually F) price what a real code path adds to the library call, per operation
 *kind* — the last part of the op name (``encaps``, ``sign``, ``encrypt``, ``serialize``, ``loopback``,
 ``train`` ...), so one fit carries over to every algorithm and size: cost = (base × ``factor`` +
-``per_call_s`` + ``per_byte_s`` × bytes, never below zero) × a mean-preserving lognormal of spread ``sigma``.
+``per_call_s`` + ``per_byte_s`` × bytes, never below zero) × a lognormal of spread ``sigma`` and median 1: the fit
+(hw/fit.py) puts the cost at the twin's median and ``sigma`` at the spread of ln(measured / fitted) around it, so
+the simulated median is the twin's (a mean-preserving factor put it exp(-sigma²/2) lower: 8-12 % at the
+hand-offs' and code paths' 0.4-0.5, and the mean as much below the twin's).
 Two entries price no library call but a wait (``Profile.handoff_s``): ``receive_handoff``, from a model's last
 byte to the client's first step on it (its thread woken, the record parsed), and ``inbox_handoff``, from an
 update's last byte (or a crypto worker's answer) to the aggregator's main thread's first step on it (a reader
@@ -197,7 +200,7 @@ class Overhead(_Strict):
     factor: float = Field(default=1.0, gt=0, le=1e3)
     per_call_s: float = Field(default=0.0, ge=-MAX_COST_S, le=MAX_COST_S)  # fitted: may be negative
     per_byte_s: float = Field(default=0.0, ge=-MAX_PER_UNIT_S, le=MAX_PER_UNIT_S)
-    sigma: float = Field(default=0.0, ge=0, le=3)  # spread of ln(cost) around it: mean-preserving lognormal
+    sigma: float = Field(default=0.0, ge=0, le=3)  # spread of ln(cost) around it: a lognormal of median 1
     n: int | None = Field(default=None, ge=1, le=MAX_N)
     source: str = Field(min_length=1)
     tag: Tag
@@ -206,11 +209,11 @@ class Overhead(_Strict):
         cost = max(0.0, base_s * self.factor + self.per_call_s + self.per_byte_s * nbytes)
         if self.sigma == 0 or rng is None:
             return cost
-        return cost * float(rng.lognormal(-(self.sigma**2) / 2, self.sigma))
+        return cost * float(rng.lognormal(0.0, self.sigma))
 
     def apply_all(self, base_s: np.ndarray, nbytes: float, rng: np.random.Generator) -> np.ndarray:
         cost = np.maximum(0.0, base_s * self.factor + self.per_call_s + self.per_byte_s * nbytes)
-        return cost if self.sigma == 0 else cost * lognormals(rng, -(self.sigma**2) / 2, self.sigma, cost.size)
+        return cost if self.sigma == 0 else cost * lognormals(rng, 0.0, self.sigma, cost.size)
 
 
 def lognormals(rng: np.random.Generator, mu: float, sigma: float, n: int) -> np.ndarray:

@@ -286,3 +286,26 @@ def test_the_simulator_waits_the_hand_offs_a_profile_has(tmp_path):
     # receipt alone, 1.7-2.7 ms
     extra = distributions[profile] - distributions[PROFILE]
     assert extra.min() >= 0.0035
+
+
+@pytest.mark.parametrize("spread", [0.2, 0.5, 0.8])
+def test_the_simulator_draws_a_fitted_cost_around_the_twins_median(spread):
+    """A code path whose twin durations are lognormal around 2 ms plus the profile's price, with a real spread:
+    the fit charges their median and their spread, and the simulator's draws have the twin's median and mean
+    (a mean-preserving factor put both exp(-spread²/2) lower: 12 % at 0.5). A hand-off's wait the same."""
+    from hw.fit import _overhead, _wait
+
+    rng = np.random.default_rng(3)
+    predicted = np.full(4000, 1e-3)
+    measured = (predicted + 2e-3) * rng.lognormal(0, spread, predicted.size)
+    over = _overhead("serialize", measured, predicted, np.zeros(predicted.size), "test")
+    drawn = over.apply_all(np.full(20_000, 1e-3), 0.0, np.random.default_rng(4))
+    assert np.median(drawn) == pytest.approx(np.median(measured), rel=0.03)
+    assert np.mean(drawn) == pytest.approx(np.mean(measured), rel=0.04)
+    one = [over.apply(1e-3, 0.0, np.random.default_rng(k)) for k in range(2000)]  # the event engine's draws
+    assert np.median(one) == pytest.approx(np.median(measured), rel=0.05)
+    waits = 0.1e-3 * rng.lognormal(0, spread, 4000)
+    handoff = _wait(waits, "test")
+    drawn = [handoff.apply(0.0, 0.0, np.random.default_rng(k)) for k in range(4000)]
+    assert np.median(drawn) == pytest.approx(np.median(waits), rel=0.05)
+    assert np.mean(drawn) == pytest.approx(np.mean(waits), rel=0.06)
