@@ -45,11 +45,12 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from sim.catalogue import CATALOGUE
 from sim.contract import atomic_write
 from sim.errors import UserError, load_yaml, validate
+from sim.strict import StrictModel
 
 Tag = Literal["M", "D", "E", "F"]
 # Bounds: a profile may come from anywhere (--profile); costs beyond these overflow the simulated clock or
@@ -64,8 +65,7 @@ PositiveSeconds = Annotated[float, Field(gt=0, le=MAX_COST_S)]
 ProviderName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+_Strict = StrictModel
 
 
 class Lognormal(_Strict):

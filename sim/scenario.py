@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 
 import networkx as nx
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from sim import catalogue
 from sim.contract import RunLayout, atomic_write
@@ -37,6 +37,7 @@ from sim.presets import (
     MIN_CONNECTION_INTERVAL_S,
 )
 from sim.profile import Profile, load_profile
+from sim.strict import StrictModel
 
 # --- bounds: every number of a scenario is limited to what the model can run --------------------------
 # (scenario check then estimates what the run as a whole costs: sim/cost.py)
@@ -70,8 +71,7 @@ MAX_REF = 4_096  # a profile name or path (PATH_MAX)
 Name = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]  # a DNS label
 
 
-class _Strict(BaseModel):
-    # allow_inf_nan=False: .inf and .nan pass a `gt=0` check but no model can run them
+class _Strict(StrictModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 

@@ -31,17 +31,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from sim.errors import UserError, load_yaml, validate
 from sim.scenario import base_scenario
+from sim.strict import StrictModel
 
 MAX_LEVELS = 20
 MAX_AXES = 16
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+_Strict = StrictModel
 
 
 class Level(_Strict):

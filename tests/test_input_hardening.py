@@ -563,3 +563,46 @@ def test_corpus_at_ci_size_has_no_traceback_hang_or_vague_error(tmp_path):
     ]
     assert not failed, "\n".join(failed[:10]) + f"\n{summary}"
     assert summary["cases"] == 150 and summary["exit_codes"].get("2", 0) >= 120, summary
+
+
+def _numeric_fields(model: type, prefix: str = "") -> list[str]:
+    """Every field of a user-written model (and the models inside it) that takes a number and no boolean."""
+    from sim.strict import StrictModel, _leaves, _wants_a_number
+
+    out = []
+    for name, field in model.model_fields.items():
+        if _wants_a_number(field.annotation):
+            out.append(prefix + (field.alias or name))
+        for leaf in _leaves(field.annotation):
+            if isinstance(leaf, type) and issubclass(leaf, StrictModel) and leaf is not model:
+                out += _numeric_fields(leaf, f"{prefix}{field.alias or name}.")
+    return out
+
+
+def test_a_boolean_where_a_number_goes_is_one_line_naming_the_field_in_every_model_users_write():
+    """pydantic's lax mode reads ``true`` as 1 (``count: true`` made one device, with no word said): every model a
+    user writes (scenario, profile, study) refuses it in the field's own error, for each numeric field there is."""
+    from sim.profile import Profile
+    from sim.scenario import Scenario
+    from sim.study import StudySpec
+
+    for model in (Scenario, Profile, StudySpec):
+        fields = _numeric_fields(model)
+        assert len(fields) >= 3, (model, fields)  # the walk finds them (a walk that finds none proves nothing)
+    cases = [("workload.devices.0.count=true", "workload.devices[0].count"),
+             ("deployment.network.links.0.burst_bytes=yes", "deployment.network.links[0].burst_bytes"),
+             ("workload.fl.quorum=false", "workload.fl.quorum"), ("run.seed=true", "run.seed"),
+             ("deployment.hosts.0.cores=true", "deployment.hosts[0].cores")]  # fmt: skip
+    for override, where in cases:
+        with pytest.raises(UserError) as info:
+            load_scenario(SCENARIOS / "paper-3node.yaml", [override])
+        (line,) = info.value.lines
+        assert f"{where}: Input should be a valid" in line and "(got '" in line, line
+    profile = yaml.safe_load((ROOT / "scenarios" / "profiles" / "ci-x86.yaml").read_text())
+    op = next(k for k, v in profile["ops"].items() if v.get("kind") == "per_call")
+    profile["ops"][op]["mean_s"] = True
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"mean_s\n  Input should be a valid number"):
+        Profile.model_validate(profile)
+    assert load_scenario(SCENARIOS / "paper-3node.yaml", ["run.seed=7"]).run.seed == 7  # a number still is one
