@@ -581,12 +581,13 @@ def _numeric_fields(model: type, prefix: str = "") -> list[str]:
 
 def test_a_boolean_where_a_number_goes_is_one_line_naming_the_field_in_every_model_users_write():
     """pydantic's lax mode reads ``true`` as 1 (``count: true`` made one device, with no word said): every model a
-    user writes (scenario, profile, study) refuses it in the field's own error, for each numeric field there is."""
+    user writes (scenario, profile, study, sweep) refuses it in the field's own error, for each numeric field."""
     from sim.profile import Profile
     from sim.scenario import Scenario
     from sim.study import StudySpec
+    from sim.sweep.spec import SweepSpec
 
-    for model in (Scenario, Profile, StudySpec):
+    for model in (Scenario, Profile, StudySpec, SweepSpec):
         fields = _numeric_fields(model)
         assert len(fields) >= 3, (model, fields)  # the walk finds them (a walk that finds none proves nothing)
     cases = [("workload.devices.0.count=true", "workload.devices[0].count"),

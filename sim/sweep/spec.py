@@ -28,10 +28,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic import Field, JsonValue, model_validator
 
 from sim.errors import UserError, load_yaml, show, validate
 from sim.scenario import MAX_REPLICATIONS, MAX_SEED, base_scenario
+from sim.strict import StrictModel
 
 MAX_AXES = 32
 MAX_VALUES = 1_000  # of one axis
@@ -43,8 +44,7 @@ RESERVED = frozenset({"point", "replication", "seed", "hash", "error", "error_ki
                       "initial_accuracy", "true", "false"})  # fmt: skip
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+_Strict = StrictModel
 
 
 class Range(_Strict):
