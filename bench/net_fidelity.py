@@ -2,8 +2,9 @@
 
 The network is a star, as the paper's three Pis on one switch: a host ``s`` and eight hosts ``r0..r7`` on a
 switch, every link at one rate. It is built for real with ``hw.netns.Fabric`` (a namespace per host and
-for the switch, veth pairs, ``tbf`` at the rate on each direction's egress) and in the simulator
-(``sim.network.Network`` with the scenario's ``Transport``). Two patterns: fan-out (``s`` sends to k
+for the switch, veth pairs, ``tbf`` at the rate on each direction's egress, its bucket ``hw.netns.tbf_burst_bytes``)
+and in the simulator (``sim.network.Network`` with the scenario's ``Transport``, the links given the same bucket:
+``burst_bytes``). Two patterns: fan-out (``s`` sends to k
 hosts at once, as the aggregator distributes a model) and fan-in (k hosts send to ``s`` at once, as clients
 upload). Each flow is one message of the cell's size on its own TCP connection, opened beforehand; all start
 at one instant; a flow completes when its receiver has every byte. The fabric's base latency (no shaping
@@ -21,8 +22,8 @@ over ``SIM_SEEDS`` seeds pooled, since its result is random then too.
 Needs root. The machine's load average is recorded at the start and end of each rate's block, and the hosts'
 TCP congestion control (the machine's default) with each cell: it decides which pattern shares unfairly. Each
 rate's block first measures one stream's throughput (``hw.netns.probe``); where it falls short of the rate the
-fabric is CPU-bound (the kernel's veth, bridge and tbf work per byte; at a gigabit on two vCPUs) and its cells are
-counted apart: they measure the machine as much as TCP.
+fabric is CPU-bound (the kernel's veth, bridge and tbf work per byte; at a gigabit on two vCPUs before its bucket
+held a GSO packet) and its cells are counted apart: they measure the machine as much as TCP.
 Run: python bench/net_fidelity.py [--quick] [--reps 3] [--loss 0 0.01] [--congestion-control cubic] [--json FILE]
 """
 
