@@ -261,9 +261,10 @@ def _possible(rates_bps: list[float], rate_bps: float) -> list[float]:
     """The streams' readings a link of ``rate_bps`` can give. Over a stream's ~37 ms a token bucket adds at most
     its depth (1-2 %); a reading far above the rate is a late timestamp: the reader, on a busy machine, was
     descheduled between a read and its clock, and counted bytes that came meanwhile (up to 2.3x the rate with two
-    busy loops beside a gigabit probe). All of them where none is possible."""
-    possible = [r for r in rates_bps if r <= POSSIBLE_OVER_RATE * rate_bps]
-    return possible or rates_bps
+    busy loops beside a gigabit probe). Where none is possible (a CI run's two test workers beside it: 1.3x on
+    every stream), the most the link can give: the probe then says it kept up, not a figure no link reaches."""
+    cap = POSSIBLE_OVER_RATE * rate_bps
+    return [r for r in rates_bps if r <= cap] or [cap]
 
 
 POSSIBLE_OVER_RATE = 1.1

@@ -351,6 +351,6 @@ def test_a_probe_stream_that_cannot_be_sent_ends_its_reader_and_raises():
 
 def test_a_probe_reading_no_link_can_give_is_left_out():
     """Over a stream a token bucket adds at most its depth: a reading far above the rate is a late timestamp on a
-    busy machine, not the link; where every reading is such, they all stay (the median of what was measured)."""
+    busy machine, not the link; where every reading is such, the most the link can give (it kept up)."""
     assert netns._possible([0.9e9, 1.0e9, 2.3e9, 1.4e9], 1e9) == [0.9e9, 1.0e9]
-    assert netns._possible([1.5e9, 2e9], 1e9) == [1.5e9, 2e9]
+    assert netns._possible([1.5e9, 2e9], 1e9) == [pytest.approx(1.1e9)]
