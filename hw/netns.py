@@ -257,6 +257,9 @@ def probe(fabric: Fabric, a: str, b: str) -> FabricProbe:
                        congestion_control=congestion_control(fabric, a))  # fmt: skip
 
 
+POSSIBLE_OVER_RATE = 1.1  # a reading above this x the rate no link gives (``_possible``)
+
+
 def _possible(rates_bps: list[float], rate_bps: float) -> list[float]:
     """The streams' readings a link of ``rate_bps`` can give. Over a stream's ~37 ms a token bucket adds at most
     its depth (1-2 %); a reading far above the rate is a late timestamp: the reader, on a busy machine, was
@@ -265,9 +268,6 @@ def _possible(rates_bps: list[float], rate_bps: float) -> list[float]:
     every stream), the most the link can give: the probe then says it kept up, not a figure no link reaches."""
     cap = POSSIBLE_OVER_RATE * rate_bps
     return [r for r in rates_bps if r <= cap] or [cap]
-
-
-POSSIBLE_OVER_RATE = 1.1
 
 
 def congestion_control(fabric: Fabric, host: str) -> str:

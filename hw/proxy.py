@@ -102,13 +102,14 @@ class LinkShape:
             raise ValueError("LinkShape.from_path needs at least one link")
         if len(hops) == 1:
             return hops[0]  # exactly, without the loss formula's rounding
+        slowest = min(h.bandwidth_bps for h in hops)
         return cls(
-            bandwidth_bps=min(h.bandwidth_bps for h in hops),
+            bandwidth_bps=slowest,
             latency_s=sum(h.latency_s for h in hops),
             jitter_s=sum(h.jitter_s for h in hops),
             loss=1 - math.prod(1 - h.loss for h in hops),
             segment_bytes=min(h.segment_bytes for h in hops),
-            burst_bytes=min(h.burst_bytes for h in hops if h.bandwidth_bps == min(x.bandwidth_bps for x in hops)),
+            burst_bytes=min(h.burst_bytes for h in hops if h.bandwidth_bps == slowest),
         )
 
 

@@ -627,10 +627,6 @@ def _check_backend(s: Any, backend: str, attack: str | None) -> None:
 
     if backend != "local" and attack is not None:
         raise UserError(f"--attack: only with --backend local (got {shorten(repr(attack))})")
-    from hw.runconfig import first_frame_warning
-
-    if (warning := first_frame_warning(s)) is not None:
-        _warn(warning)
     if backend != "netns":
         return
     from hw.netns import not_applied, unavailable, unsupported
@@ -709,6 +705,10 @@ def hw_run_cmd(
             raise UserError(f"--attack: must be one of {', '.join(ATTACKS)}[:POD] (got {shorten(repr(attack))})")
         attack_on = (kind, pod or s.pods("client")[0].name)
     _check_backend(s, backend, attack)
+    from hw.runconfig import first_frame_warning
+
+    if (late := first_frame_warning(s)) is not None:  # what every backend's devices do otherwise
+        _warn(late)
     if backend != "k8s" and (problem := costs.twin_problem(s, max_memory_gib or costs.twin_memory_budget_gib())):
         raise UserError(problem)
     n = rounds or s.workload.fl.rounds

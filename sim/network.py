@@ -407,7 +407,8 @@ class Network:
                 link.unserved[-1] = (due, served, left, nbytes, phase)  # counted once it has left
                 first = max(asked, link.free_s - hold + packet_s - link.burst_s)
                 arrived_s = left + delay + noticed_s
-                yield env.timeout((first if cut else left) + (delay if cut else delay + noticed_s) - asked)
+                wake = first + delay if cut else left + (delay + noticed_s)  # its first packet there, or all of it
+                yield env.timeout(wake - asked)
                 continue
             if cut:
                 end = link.free_s

@@ -21,8 +21,8 @@ class StrictModel(BaseModel):
     def _no_boolean_for_a_number(cls, data: Any) -> Any:
         """A boolean given for a number becomes the word it was written as, which the field then refuses in its
         own error (its path, "unable to parse string as an integer (got 'true')")."""
-        if not isinstance(data, dict):
-            return data
+        if not isinstance(data, dict) or not any(isinstance(v, bool) for v in data.values()):
+            return data  # (most models: no boolean given at all)
         words = {}
         for name, field in cls.model_fields.items():
             key = field.alias if field.alias in data else name
