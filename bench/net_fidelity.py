@@ -253,7 +253,7 @@ def main() -> int:
             cc = CONGESTION or congestion_control(fabric, "s")  # which pattern shares unfairly depends on it (README)
             print(f"| {fab.describe()} |", flush=True)
             graph, before = star(rate, lat, loss), star(rate, 0, loss)  # the model, and the model before validation
-            seeds = range(SIM_SEEDS if loss else 1)
+            seeds = range(SIM_SEEDS if loss or Transport().share_sigma else 1)  # random draws: pooled over seeds
             for pattern in PATTERNS:
                 for size in sizes:
                     for k in FLOWS:

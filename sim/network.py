@@ -43,7 +43,7 @@ import numpy as np
 import simpy
 
 from sim.scenario import Transport, lowest_latency_path
-from sim.streams import Streams
+from sim.streams import Streams, stream
 
 
 @dataclass(eq=False)
@@ -120,6 +120,7 @@ class Network:
         self._routes: dict[tuple[str, str], list[LinkServer]] = {}
         self.shaped = any(link.burst_s for link in self.links.values())  # any token bucket (``LinkServer.leaves``)
         self._streams = Streams(seed, (), len(self.links))  # a bank on a big network (a device's links each)
+        self._share_rng: np.random.Generator | None = None  # TCP messages' share weights (``share_weight``)
         self.bin_s = 1.0
 
     def settle(self) -> None:
@@ -180,7 +181,7 @@ class Network:
         shaped = self.shaped  # token buckets: only the general ``_carry`` models them (rare: the fast paths skip them)
         if not packet_bytes and nbytes <= self.segment_bytes and not shaped:  # a device's message or frame
             return (yield from self._carry_whole(links, nbytes, phase, rng))
-        sizes = self.segments(nbytes, packet_bytes)
+        sizes = self.segments(nbytes, packet_bytes, self.share_weight(links, nbytes) if packet_bytes else 1.0)
         window = self.window(links) if self.transport.sharing == "fair" else len(sizes)
         if packet_bytes and not shaped and not any(link.loss for link in links):  # TCP, lossless: one process
             return (yield from self._carry_flow(links, sizes, phase, window, packet_bytes, rng))
@@ -217,16 +218,30 @@ class Network:
         tcp = self.transport
         return (yield from self.transfer(src, dst, tcp.wire_bytes(payload_bytes), phase, tcp.packet_bytes))
 
-    def segments(self, nbytes: int, packet_bytes: int | None) -> list[int]:
-        """A message's segments: ``segment_bytes`` each; a TCP message under fair sharing starts with
-        ``initial_window_packets`` packets and doubles from there (slow start), so messages that start together
-        interleave finely at first, as the kernel interleaves their first flights."""
+    def share_weight(self, links: list[LinkServer], nbytes: int) -> float:
+        """A TCP message's share weight (``Transport.share_spread``): 1 where shares are equal, else a lognormal
+        draw of median 1 from the network's share stream (the child after the links': no link's draws move),
+        kept within [1/8, 8] (6 sigma at the default spread) so that no message comes in a flood of tiny segments."""
+        sigma = self.transport.share_spread(nbytes * 8 / min(link.bandwidth_bps for link in links))
+        if not sigma:
+            return 1.0
+        if self._share_rng is None:
+            self._share_rng = stream(self.seed, len(self.links))
+        return min(8.0, max(0.125, math.exp(sigma * float(self._share_rng.standard_normal()))))
+
+    def segments(self, nbytes: int, packet_bytes: int | None, weight: float = 1.0) -> list[int]:
+        """A message's segments: ``segment_bytes`` times its share ``weight`` each; a TCP
+        message under fair sharing starts with ``initial_window_packets`` packets and doubles from there (slow
+        start), so messages that start together interleave finely at first, as the kernel interleaves their
+        first flights. With a window of segments in flight, a flow's share of a busy FIFO link goes as its
+        segments' size: its weight."""
         tcp = self.transport
         first = tcp.initial_window_packets * (packet_bytes or 0) if tcp.sharing == "fair" else 0
+        cap = self.segment_bytes if weight == 1.0 else max(1, round(self.segment_bytes * weight))
         sizes: list[int] = []
-        left, grow = nbytes, first or self.segment_bytes
+        left, grow = nbytes, first or cap
         while left > 0:
-            sizes.append(min(left, grow, self.segment_bytes))
+            sizes.append(min(left, grow, cap))
             left -= sizes[-1]
             grow *= 2
         return sizes

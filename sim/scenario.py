@@ -315,7 +315,13 @@ class Transport(_Strict):
 
     ``fair``: concurrent messages share a link; each keeps at most ``window_segments`` segments in flight
     (more when the path's bandwidth-delay product needs it) and asks for the next when the oldest arrives,
-    so flows interleave as TCP flows do behind one queue; segments grow from TCP's initial window. ``fifo``:
+    so flows interleave as TCP flows do behind one queue; segments grow from TCP's initial window. Flows that
+    start together do not share equally at first (each congestion window starts and probes on its own) and
+    converge to equal shares as they go on: a message's segments are ``run.segment_bytes`` times a weight
+    drawn per message, lognormal of median 1 and spread ``share_sigma / (1 + d / share_converge_s)``, d being
+    its bytes' time at its path's slowest link, so its share of a busy link goes as its weight; short flows
+    share unequally, long ones almost equally (fitted on the measured matrix of bench/net_fidelity.py,
+    README "Network model"; ``share_sigma: 0``: equal shares). ``fifo``:
     a message's segments all queue at once, so messages cross a link whole, one after another (the model
     before the validation). Each ``mss_bytes`` of payload carries ``header_bytes`` of headers on the wire
     (Ethernet 14 + IPv4 20 + TCP 20 + timestamps 12 = 66 at Linux's 1448-byte MSS); device frames are priced
@@ -333,6 +339,13 @@ class Transport(_Strict):
     # socket's send buffer (Linux grows it up to net.ipv4.tcp_wmem's maximum, 4 MiB by default); a larger one
     # holds the sender until it has arrived (an upper bound); 0: every sender waits for its message to arrive
     send_buffer_bytes: int = Field(default=4 * 1024 * 1024, ge=0, le=2**31)
+    share_sigma: float = Field(default=0.35, ge=0, le=3)  # fair: the spread of a short flow's share weight
+    share_converge_s: float = Field(default=0.2, gt=0, le=3600)  # fair: how long flows take to converge
+
+    def share_spread(self, duration_s: float) -> float:
+        """The spread (sigma of its log) of the share weight of a message whose bytes take ``duration_s`` at
+        its path's slowest link: ``share_sigma`` for a short one, towards 0 (equal shares) for a long one."""
+        return self.share_sigma / (1.0 + duration_s / self.share_converge_s) if self.sharing == "fair" else 0.0
 
     def wire_bytes(self, payload_bytes: int) -> int:
         """Bytes on the wire for a message of ``payload_bytes`` (headers of every packet included)."""

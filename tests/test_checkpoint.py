@@ -20,8 +20,8 @@ from tests.test_engines import ECG_ONLY, WARD
 
 # 1,000 ECG patches, their start-up storm and 6 s of frames: with this seed a frame the kernels computed just
 # after the storm overtakes one SimPy computed in it, so the first pass is found delayed there, and only there
-# (found by a scan of seeds 0-59; 38 and 45 do this)
-STORM = [*ECG_ONLY, "run.horizon_s=6", "run.seed=38", "run.engine=vectorized", "run.frame_spans=1",
+# (found by a scan of seeds 0-79 with the network's share weights; 25, 27, 44, 56 and 66 do this)
+STORM = [*ECG_ONLY, "run.horizon_s=6", "run.seed=25", "run.engine=vectorized", "run.frame_spans=1",
          "workload.fl.rounds=1",
          "workload.devices.0.count=500", "workload.devices.1.count=500"]  # fmt: skip
 
@@ -113,7 +113,7 @@ def test_a_second_pass_resumed_from_the_fork_is_the_pass_computed_again(monkeypa
 def test_a_fork_not_needed_is_ended_and_reaped(monkeypatch, tmp_path):
     """A first pass that is exact does not resume its fork: the fork ends at once and is reaped."""
     spy = Spy(monkeypatch, tmp_path / "spy")
-    sets = [s if s != "run.seed=38" else "run.seed=0" for s in STORM]
+    sets = [s if not s.startswith("run.seed=") else "run.seed=0" for s in STORM]
     r = simulate(load_scenario(WARD, [*sets, "run.replications=2"]), workers=2)
     assert r.summary.engine is not None and r.summary.engine.passes == 1  # every replication: 1
     assert spy.forked() and not spy.lines("resumed") and all(gone(pid) for pid in spy.forked())

@@ -72,13 +72,47 @@ def test_fair_flows_share_the_link_and_fifo_flows_take_turns(flows):
     """k messages from one host at once: all finish together (within k windows) under fair sharing, one after
     another under fifo; the link is busy throughout either way, so the last ends at the same instant."""
     size = 1_000_000
-    fair, _ = finish(star(flows + 1), Transport(), [("h0", f"h{i + 1}", size) for i in range(flows)])
+    equal = Transport(share_sigma=0)  # equal shares (the weights are pinned below)
+    fair, _ = finish(star(flows + 1), equal, [("h0", f"h{i + 1}", size) for i in range(flows)])
     fifo, _ = finish(star(flows + 1), Transport(sharing="fifo"), [("h0", f"h{i + 1}", size) for i in range(flows)])
     window_s = Transport().window_segments * SEG * 8 / RATE_BPS
     assert max(fair) - min(fair) <= flows * window_s
     assert max(fair) == pytest.approx(max(fifo), rel=1e-9)
     assert sorted(fifo)[0] == pytest.approx(max(fifo) / flows, rel=0.02)  # the first is done after its own turn
     assert np.mean(fair) > 1.5 * np.mean(fifo) if flows >= 4 else np.mean(fair) > np.mean(fifo)
+
+
+def test_a_flows_share_of_a_busy_link_goes_as_its_weight(monkeypatch):
+    """Two 1 MB flows from one host, weighted 2 and 1: the first gets two thirds of the link until it is done
+    (weighted sharing: 1.5 message times), the other ends when the link has carried both (2 message times)."""
+    weights = iter([2.0, 1.0])
+    monkeypatch.setattr(Network, "share_weight", lambda self, links, nbytes: next(weights))
+    t = Transport()
+    (a, b), _ = finish(star(3), t, [("h0", "h1", 1_000_000), ("h0", "h2", 1_000_000)])
+    one_s = t.wire_bytes(1_000_000) * 8 / RATE_BPS
+    window_s = 2 * t.window_segments * SEG * 8 / RATE_BPS  # the heavier flow's segments are twice as big
+    assert a == pytest.approx(1.5 * one_s, abs=window_s)
+    assert b == pytest.approx(2 * one_s, rel=0.01)
+
+
+def test_short_flows_share_unequally_and_long_ones_converge():
+    """Share weights spread as ``share_sigma`` for short flows and towards equal shares for long ones: 4 flows
+    of 1 MB at 100 Mbit/s end spread out, 4 of 40 MB almost together; the link stays busy, so the last flow ends
+    when equal shares would have ended it, and the mean is earlier."""
+    t, equal = Transport(), Transport(share_sigma=0)
+    assert t.share_spread(0.0) == t.share_sigma and t.share_spread(t.share_converge_s) == t.share_sigma / 2
+    assert Transport(sharing="fifo").share_spread(0.0) == 0.0
+    spread: dict[int, float] = {}
+    for size in (1_000_000, 40_000_000):
+        flows = [("h0", f"h{i + 1}", size) for i in range(4)]
+        ends, _ = finish(star(5), t, flows)
+        same, _ = finish(star(5), equal, flows)
+        assert max(ends) == pytest.approx(max(same), rel=0.01)
+        assert np.mean(ends) < np.mean(same)
+        spread[size] = (max(ends) - min(ends)) / max(ends)
+    assert spread[1_000_000] > 0.1 and spread[40_000_000] < spread[1_000_000] / 3, spread
+    again, _ = finish(star(5), t, [("h0", f"h{i + 1}", 1_000_000) for i in range(4)])
+    assert again == finish(star(5), t, [("h0", f"h{i + 1}", 1_000_000) for i in range(4)])[0]  # one seed, one run
 
 
 def test_the_window_covers_the_path_round_trip():
