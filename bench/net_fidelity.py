@@ -12,7 +12,8 @@ delay: veth, bridges and the stack) is measured with 1-byte TCP ping-pongs and g
 the links' latency, the one figure the model takes from the machine.
 
 Per cell (pattern x flows x size x rate): measured mean and p95 of completion time over every flow of
-``--reps`` repetitions, simulated mean and p95 (the model is deterministic here), and the errors
+``--reps`` repetitions, simulated mean and p95 (over ``SIM_SEEDS`` seeds pooled: the model draws each message a
+share weight), and the errors
 (simulated - measured) / measured for the validated model (``fair``: the default) and for the model before
 the validation (``fifo``, no headers, segments stored and forwarded whole). Goal: |mean error| <= 5 % and
 |p95 error| <= 10 % in every cell. ``--loss P ...`` runs the matrix at each link loss probability P (default
@@ -60,7 +61,7 @@ PATTERNS = ("fan-out", "fan-in")
 HOSTS = 8
 SEGMENT_BYTES = 65536  # run.segment_bytes' default
 GOAL_MEAN_PCT, GOAL_P95_PCT = 5.0, 10.0
-SIM_SEEDS = 20  # simulated runs of a lossy cell (a lossless one is deterministic: one)
+SIM_SEEDS = 20  # simulated runs of a cell (its share weights and losses are random; with neither: one)
 
 
 def star(rate_bps: float, latency_s: float = 0.0, loss: float = 0.0) -> nx.Graph:
@@ -169,6 +170,37 @@ def simulate(graph: nx.Graph, transport: Transport | None, pattern: str, flows: 
 # --- the matrix ----------------------------------------------------------------------------------------------
 
 
+def cell_of(pattern: str, flows: int, size: int, rate: float, loss: float, lat: float, measured: list[float],
+            transport: Transport) -> dict[str, Any]:  # fmt: skip
+    """A cell: the measured flows' times against the same flows simulated (the model, and the one before it)."""
+    graph, before = star(rate, lat, loss), star(rate, 0, loss)  # the model, and the model before validation
+    seeds = range(SIM_SEEDS if loss or transport.share_sigma else 1)  # random draws: pooled over seeds
+    fair = [t for i in seeds for t in simulate(graph, transport, pattern, flows, size, i)]
+    fifo = [t for i in seeds for t in simulate(before, None, pattern, flows, size, i)]
+    (hm, hp), (sm, sp), (fm, fp) = stats(measured), stats(fair), stats(fifo)
+    return {"pattern": pattern, "flows": flows, "size_bytes": size, "rate_bps": rate, "loss": loss,
+            "hw_mean_s": hm, "hw_p95_s": hp, "sim_mean_s": sm, "sim_p95_s": sp,
+            "error_mean_pct": pct(sm, hm), "error_p95_pct": pct(sp, hp),
+            "fifo_error_mean_pct": pct(fm, hm), "fifo_error_p95_pct": pct(fp, hp),
+            "base_latency_s": lat, "measured_s": measured}  # fmt: skip
+
+
+HEADER = (
+    "| pattern | flows | size | rate | hw mean | hw p95 | sim mean | sim p95 | err mean | err p95 "
+    "| fifo err mean |\n|---|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def row(cell: dict[str, Any], cc: str) -> str:
+    c = cell
+    return (
+        f"| {c['pattern']} | {c['flows']} | {c['size_bytes']:,} B | {c['rate_bps'] / 1e6:g} Mbit/s, loss "
+        f"{c['loss']:g}, {cc} | {c['hw_mean_s'] * 1e3:.2f} ms | {c['hw_p95_s'] * 1e3:.2f} ms "
+        f"| {c['sim_mean_s'] * 1e3:.2f} ms | {c['sim_p95_s'] * 1e3:.2f} ms | {c['error_mean_pct']:+.1f} % "
+        f"| {c['error_p95_pct']:+.1f} % | {c['fifo_error_mean_pct']:+.1f} % |"
+    )
+
+
 def stats(values: list[float]) -> tuple[float, float]:
     a = np.asarray(values)
     return float(a.mean()), float(np.percentile(a, 95))
@@ -216,6 +248,56 @@ def _report(cells: list[dict[str, Any]], losses: list[float]) -> list[bool]:
     return ok
 
 
+def rescore(path: Path, transport: Transport, out: Path | None) -> int:
+    """``--rescore``: each measured cell of ``path`` against the model as the code has it now."""
+    try:
+        cells_in = json.loads(path.read_text())["cells"]
+        keys = [(c["pattern"], c["flows"], c["size_bytes"], c["rate_bps"], c["loss"], c["base_latency_s"],
+                 c["measured_s"]) for c in cells_in]  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"net_fidelity: --rescore {path}: not a JSON this bench wrote ({exc!r})", file=sys.stderr)
+        return 2
+    print(HEADER)
+    cells = []
+    for old, key in zip(cells_in, keys, strict=True):
+        cell = {**old, **cell_of(*key, transport)}
+        cells.append(cell)
+        print(row(cell, old.get("congestion_control", "?")), flush=True)
+    ok = _report(cells, sorted({c["loss"] for c in cells}))
+    if out is not None:
+        out.write_text(json.dumps({"cells": cells, "goal_met": all(ok), "rescored_from": str(path),
+                                   "transport": transport.model_dump()}, indent=1))  # fmt: skip
+    return 0
+
+
+def measure_matrix(losses: list[float], rates: tuple[float, ...], sizes: tuple[int, ...], reps: int,
+                   transport: Transport) -> list[dict[str, Any]]:  # fmt: skip
+    """Every cell measured through the fabric (one per loss and rate) and simulated beside it, printed as it goes."""
+    cells: list[dict[str, Any]] = []
+    ports = itertools.count(20001)  # each connection's listening port
+    print(HEADER)
+    for loss, rate in itertools.product(losses, rates):
+        with Fabric(star(rate, loss=loss)) as fabric:
+            load_start = os.getloadavg()[0]
+            fab = probe(fabric, "s", "r0")  # below the rate: this block measures the machine's kernel, not TCP
+            lat = fab.latency_s  # a hop's, from a 1-byte TCP ping-pong across the switch
+            cc = CONGESTION or congestion_control(fabric, "s")  # which pattern shares unfairly depends on it (README)
+            print(f"| {fab.describe()} |", flush=True)
+            for pattern in PATTERNS:
+                for size in sizes:
+                    for k in FLOWS:
+                        measured = [t for _ in range(reps) for t in measure(fabric, ports, pattern, k, size)]
+                        cell = cell_of(pattern, k, size, rate, loss, lat, measured, transport)
+                        cell.update({"congestion_control": cc, "reps": reps, "fabric_throughput_bps":
+                                     fab.throughput_bps, "cpu_bound": _cpu_bound(fab)})  # fmt: skip
+                        cells.append(cell)
+                        print(row(cell, cc), flush=True)
+            for c in cells:
+                if c["rate_bps"] == rate and c["loss"] == loss:
+                    c["load_start"], c["load_end"] = load_start, os.getloadavg()[0]
+    return cells
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="100 Mbit/s and 1 Gbit/s, 64 KiB and 1 MB, 2 repetitions")
@@ -227,7 +309,24 @@ def main() -> int:
         metavar="NAME",
         help="the senders' TCP congestion control (default: the machine's; cubic is stock Linux's)",
     )
+    ap.add_argument("--rescore", type=Path, metavar="JSON",
+                    help="no measuring: the cells of a JSON this bench wrote, simulated again by the model as the "
+                    "code has it now (with --transport), against their measured times")  # fmt: skip
+    ap.add_argument(
+        "--transport",
+        nargs="+",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="the simulated transport's fields (sim.scenario.Transport), e.g. share_sigma=0",
+    )
     args = ap.parse_args()
+    try:
+        transport = Transport(**dict(kv.split("=", 1) for kv in args.transport))
+    except ValueError as exc:  # pydantic's ValidationError, or a FIELD=VALUE without its '='
+        print(f"net_fidelity: --transport {' '.join(args.transport)}: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    if args.rescore is not None:
+        return rescore(args.rescore, transport, args.json)
     if any(not 0 <= p < 0.5 for p in args.loss):
         print("net_fidelity: --loss: each probability must be in [0, 0.5)", file=sys.stderr)
         return 2
@@ -240,42 +339,7 @@ def main() -> int:
     rates = RATES_BPS[1:] if args.quick else RATES_BPS
     sizes = SIZES_BYTES[:2] if args.quick else SIZES_BYTES
     reps = 2 if args.quick else args.reps
-    cells: list[dict[str, Any]] = []
-    ports = itertools.count(20001)  # each connection's listening port
-    print("| pattern | flows | size | rate | hw mean | hw p95 | sim mean | sim p95 | err mean | err p95 "
-          "| fifo err mean |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for loss, rate in itertools.product(args.loss, rates):
-        with Fabric(star(rate, loss=loss)) as fabric:
-            load_start = os.getloadavg()[0]
-            fab = probe(fabric, "s", "r0")  # below the rate: this block measures the machine's kernel, not TCP
-            lat = fab.latency_s  # a hop's, from a 1-byte TCP ping-pong across the switch
-            cc = CONGESTION or congestion_control(fabric, "s")  # which pattern shares unfairly depends on it (README)
-            print(f"| {fab.describe()} |", flush=True)
-            graph, before = star(rate, lat, loss), star(rate, 0, loss)  # the model, and the model before validation
-            seeds = range(SIM_SEEDS if loss or Transport().share_sigma else 1)  # random draws: pooled over seeds
-            for pattern in PATTERNS:
-                for size in sizes:
-                    for k in FLOWS:
-                        measured = [t for _ in range(reps) for t in measure(fabric, ports, pattern, k, size)]
-                        fair = [t for i in seeds for t in simulate(graph, Transport(), pattern, k, size, i)]
-                        fifo = [t for i in seeds for t in simulate(before, None, pattern, k, size, i)]
-                        (hm, hp), (sm, sp), (fm, fp) = stats(measured), stats(fair), stats(fifo)
-                        cell = {"pattern": pattern, "flows": k, "size_bytes": size, "rate_bps": rate, "loss": loss,
-                                "hw_mean_s": hm, "hw_p95_s": hp, "sim_mean_s": sm, "sim_p95_s": sp,
-                                "error_mean_pct": pct(sm, hm), "error_p95_pct": pct(sp, hp),
-                                "fifo_error_mean_pct": pct(fm, hm), "fifo_error_p95_pct": pct(fp, hp),
-                                "base_latency_s": lat, "congestion_control": cc, "reps": reps,
-                                "fabric_throughput_bps": fab.throughput_bps, "cpu_bound": _cpu_bound(fab),
-                                "measured_s": measured}  # fmt: skip
-                        cells.append(cell)
-                        print(f"| {pattern} | {k} | {size:,} B | {rate / 1e6:g} Mbit/s, loss {loss:g}, {cc} "
-                              f"| {hm * 1e3:.2f} ms | {hp * 1e3:.2f} ms | {sm * 1e3:.2f} ms | {sp * 1e3:.2f} ms "
-                              f"| {cell['error_mean_pct']:+.1f} % | {cell['error_p95_pct']:+.1f} % "
-                              f"| {cell['fifo_error_mean_pct']:+.1f} % |", flush=True)  # fmt: skip
-            for c in cells:
-                if c["rate_bps"] == rate and c["loss"] == loss:
-                    c["load_start"], c["load_end"] = load_start, os.getloadavg()[0]
+    cells = measure_matrix(args.loss, rates, sizes, reps, transport)
     ok = _report(cells, args.loss)
     if args.json:
         args.json.write_text(json.dumps({"cells": cells, "goal_met": all(ok), "cpus": os.cpu_count()}, indent=1))

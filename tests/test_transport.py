@@ -180,3 +180,32 @@ def test_tcp_resends_the_packets_it_lost_and_keeps_them_flowing():
     lossless = t.wire_bytes(payload) * 8 / RATE_BPS + 1e-4
     resent = link.retransmissions * t.packet_bytes * 8 / RATE_BPS
     assert lossless + resent < end <= lossless + resent + 2e-4 + 1e-9  # one round trip more, at most
+
+
+def test_the_default_transport_beats_equal_shares_on_the_committed_netns_matrix(tmp_path):
+    """bench/net_fidelity.py --rescore: the measured cells of the matrix committed after the share weights were
+    fitted, simulated again; the default transport meets the goal in more of them than equal shares, and a bad
+    --transport or file is one line."""
+    import json
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    matrix = ROOT / "docs" / "net_fidelity_2026-11-30_shares.json"
+
+    def met(*transport: str) -> int:
+        out = tmp_path / "rescored.json"
+        cmd = [sys.executable, "bench/net_fidelity.py", "--rescore", str(matrix), "--json", str(out)]
+        subprocess.run([*cmd, *(["--transport", *transport] if transport else [])], cwd=ROOT, check=True,
+                       capture_output=True)  # fmt: skip
+        cells = json.loads(out.read_text())["cells"]
+        assert len(cells) == 72
+        return sum(abs(c["error_mean_pct"]) <= 5 and abs(c["error_p95_pct"]) <= 10 for c in cells)
+
+    weighted, equal = met(), met("share_sigma=0")
+    assert weighted >= equal + 8, (weighted, equal)
+    for bad in (["--transport", "share_sigma=-1"], ["--transport", "nope"]):
+        r = subprocess.run([sys.executable, "bench/net_fidelity.py", "--rescore", str(matrix), *bad], cwd=ROOT,
+                           capture_output=True, text=True)  # fmt: skip
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
