@@ -310,6 +310,9 @@ def compare_dirs(sim_dir: Path, hw_dir: Path, more_hw: Sequence[Path] = ()) -> d
     if problems := _check_dir(sim_dir) + [p for d in hw_dirs for p in _check_dir(d)]:
         raise UserError(problems)
     (sim_df, sim_sum), (hw_df, hw_sums) = _read_run(sim_dir), _pooled(hw_dirs)
+    if sim_sum.backend is not None:  # the two directories given the other way round, most likely
+        raise UserError(f"{sim_dir}: a measured run (backend: {sim_sum.backend}), given as the simulation: pqtwin "
+                        "compare takes the simulated run directory first, then the measured one(s)")  # fmt: skip
     hw_sum = _least_quiet(hw_sums)
     runs = {"sim": _run_facts(sim_dir, sim_sum), "hw": _run_facts(hw_dirs[0], hw_sum)}
     if len(hw_dirs) > 1:
@@ -317,6 +320,8 @@ def compare_dirs(sim_dir: Path, hw_dir: Path, more_hw: Sequence[Path] = ()) -> d
             bool(s.machine_load and s.machine_load.quiet) for s in hw_sums)}  # fmt: skip
     warnings = _setting_warnings(runs, hw_sums) + _load_warnings(hw_sum) + calibration_warnings(sim_dir)
     warnings += _fabric_warnings(sim_dir, hw_sums, hw_dirs[0])
+    warnings += [f"{d} is a simulation, not a measured run: this compares simulations" for d, s in
+                 zip(hw_dirs, hw_sums, strict=True) if s.backend is None]  # fmt: skip
     for side, d, summary in (("simulated", sim_dir, sim_sum), ("measured", hw_dir, hw_sum)):
         state = summary.state or "completed"  # simulator runs always complete
         if state != "completed":

@@ -70,8 +70,10 @@ def copy_run(src: Path, dst: Path) -> Path:
     return dst
 
 
-def test_same_model_agrees_within_ci(same):
-    assert same["warnings"] == [] and same["same_scenario"] and same["same_mode"]
+def test_same_model_agrees_within_ci(same, runs):
+    # the measured side is a simulation here, and compare says so
+    assert same["warnings"] == [f"{runs['hw']} is a simulation, not a measured run: this compares simulations"]
+    assert same["same_scenario"] and same["same_mode"]
     rl = same["metrics"]["round_latency_s"]
     assert rl["n_sim"] == rl["n_hw"] == 12  # 3 rounds x 4 replications each: a CI over 6 rounds is too thin
     assert rl["within_ci"] is True and abs(rl["error_pct"]) < 5
@@ -240,6 +242,20 @@ def test_clustered_bootstrap_resamples_runs_as_well():
     out = _resample(values, groups, np.random.default_rng(1), clusters=True)
     assert set(np.unique(out[0])) == {0.0, 5.0, 10.0}  # both slots from run 0, one from each, both from run 1
     assert 0.1 < np.mean(out[0] == 0.0) < 0.4  # drawn with replacement: 1/4 of the resamples in expectation
+
+
+def test_a_measured_run_given_as_the_simulation_is_refused_in_one_line(runs, tmp_path, pqtwin):
+    """pqtwin compare HW SIM (the two the other way round) would call the measurement "simulated" and every
+    error's sign the wrong way: refused, naming the directory and what it is."""
+    hw = copy_run(runs["hw"], tmp_path / "measured")
+    summary = json.loads((hw / "summary.json").read_text())
+    (hw / "summary.json").write_text(json.dumps({**summary, "backend": "local", "state": "completed"}))
+    assert compare_dirs(runs["sim"], hw)["metrics"]  # the right way round
+    with pytest.raises(UserError, match=r"a measured run \(backend: local\), given as the simulation"):
+        compare_dirs(hw, runs["sim"])
+    out = pqtwin("compare", str(hw), str(runs["sim"]))
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert f"{hw}: a measured run (backend: local)" in out.stderr + out.stdout
 
 
 def test_repeated_measurements_pool_with_their_spread(runs, tmp_path):
