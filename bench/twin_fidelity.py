@@ -229,14 +229,21 @@ def _probe(profile: Path) -> dict[str, Any]:
     as for a twin run): a calibration that caught another speed state moves every cell (README)."""
     from hw.machine import calibrated_unsteady
 
-    platform = load_profile(profile).platform
+    prof = load_profile(profile)
+    platform = prof.platform
     spread = platform.speed_probe_spread
+    train = prof.ops.get("fl.train")
+    pair = getattr(train, "pair_slowdown", None)
     return {"speed_probe_us": platform.speed_probe_us, "speed_probe_spread": spread,
-            "steady": None if spread is None else not calibrated_unsteady(spread)}  # fmt: skip
+            "steady": None if spread is None else not calibrated_unsteady(spread),
+            "train_pair_slowdown": pair}  # fmt: skip
 
 
 def _say_calibration(profile: Path) -> None:
     probe = _probe(profile)
+    if probe["train_pair_slowdown"]:  # the 1 M cells' training follows it (README "How we validate the twin")
+        pairs = ", ".join(f"x{f:.2f} at {u:,.0f}" for u, f in probe["train_pair_slowdown"])
+        print(f"calibration: two trainings at once ran {pairs} sample-parameters (fl.train pair_slowdown)")
     if probe["steady"] is False:
         print(f"calibration UNSTEADY: its speed probe spread {probe['speed_probe_spread']:.2f}x: the cores changed "
               "speed while it measured, so every cell below says as much about that as about the model")  # fmt: skip
