@@ -61,7 +61,7 @@ PATTERNS = ("fan-out", "fan-in")
 HOSTS = 8
 SEGMENT_BYTES = 65536  # run.segment_bytes' default
 GOAL_MEAN_PCT, GOAL_P95_PCT = 5.0, 10.0
-SIM_SEEDS = 20  # simulated runs of a cell (its share weights and losses are random; with neither: one)
+SIM_SEEDS = 50  # simulated runs of a cell (its share weights and losses are random; with neither: one)
 
 
 def star(rate_bps: float, latency_s: float = 0.0, loss: float = 0.0) -> nx.Graph:
@@ -176,7 +176,7 @@ def cell_of(pattern: str, flows: int, size: int, rate: float, loss: float, lat: 
     graph, before = star(rate, lat, loss), star(rate, 0, loss)  # the model, and the model before validation
     seeds = range(SIM_SEEDS if loss or transport.share_sigma else 1)  # random draws: pooled over seeds
     fair = [t for i in seeds for t in simulate(graph, transport, pattern, flows, size, i)]
-    fifo = [t for i in seeds for t in simulate(before, None, pattern, flows, size, i)]
+    fifo = [t for i in range(SIM_SEEDS if loss else 1) for t in simulate(before, None, pattern, flows, size, i)]
     (hm, hp), (sm, sp), (fm, fp) = stats(measured), stats(fair), stats(fifo)
     return {"pattern": pattern, "flows": flows, "size_bytes": size, "rate_bps": rate, "loss": loss,
             "hw_mean_s": hm, "hw_p95_s": hp, "sim_mean_s": sm, "sim_p95_s": sp,
@@ -248,14 +248,36 @@ def _report(cells: list[dict[str, Any]], losses: list[float]) -> list[bool]:
     return ok
 
 
+def _transport(fields: list[str]) -> Transport | None:
+    """``--transport FIELD=VALUE ...`` as a Transport; None, having said what is wrong in one line."""
+    from pydantic import ValidationError
+
+    if bad := [kv for kv in fields if "=" not in kv]:
+        print(f"net_fidelity: --transport {bad[0]}: expected FIELD=VALUE (a field of sim.scenario.Transport)",
+              file=sys.stderr)  # fmt: skip
+        return None
+    try:
+        return Transport(**dict(kv.split("=", 1) for kv in fields))
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        where = ".".join(map(str, e["loc"]))
+        print(f"net_fidelity: --transport {where}: {e['msg']} (got {e.get('input')!r})", file=sys.stderr)
+        return None
+
+
 def rescore(path: Path, transport: Transport, out: Path | None) -> int:
     """``--rescore``: each measured cell of ``path`` against the model as the code has it now."""
     try:
         cells_in = json.loads(path.read_text())["cells"]
+        # loss and cpu_bound: absent from matrices written before the bench measured them (no loss; kept up)
+        cells_in = [{"loss": 0.0, "cpu_bound": False, **c} for c in cells_in]
         keys = [(c["pattern"], c["flows"], c["size_bytes"], c["rate_bps"], c["loss"], c["base_latency_s"],
                  c["measured_s"]) for c in cells_in]  # fmt: skip
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        print(f"net_fidelity: --rescore {path}: not a JSON this bench wrote ({exc!r})", file=sys.stderr)
+    except KeyError as exc:
+        print(f"net_fidelity: --rescore {path}: a cell has no {exc}: not a matrix this bench wrote", file=sys.stderr)
+        return 2
+    except (OSError, ValueError, TypeError) as exc:
+        print(f"net_fidelity: --rescore {path}: not a JSON matrix this bench wrote ({exc!r})", file=sys.stderr)
         return 2
     print(HEADER)
     cells = []
@@ -320,10 +342,7 @@ def main() -> int:
         help="the simulated transport's fields (sim.scenario.Transport), e.g. share_sigma=0",
     )
     args = ap.parse_args()
-    try:
-        transport = Transport(**dict(kv.split("=", 1) for kv in args.transport))
-    except ValueError as exc:  # pydantic's ValidationError, or a FIELD=VALUE without its '='
-        print(f"net_fidelity: --transport {' '.join(args.transport)}: {str(exc).splitlines()[0]}", file=sys.stderr)
+    if (transport := _transport(args.transport)) is None:
         return 2
     if args.rescore is not None:
         return rescore(args.rescore, transport, args.json)
@@ -342,7 +361,8 @@ def main() -> int:
     cells = measure_matrix(args.loss, rates, sizes, reps, transport)
     ok = _report(cells, args.loss)
     if args.json:
-        args.json.write_text(json.dumps({"cells": cells, "goal_met": all(ok), "cpus": os.cpu_count()}, indent=1))
+        args.json.write_text(json.dumps({"cells": cells, "goal_met": all(ok), "cpus": os.cpu_count(),
+                                         "transport": transport.model_dump()}, indent=1))  # fmt: skip
     return 0
 
 

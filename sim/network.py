@@ -30,6 +30,7 @@ What a transfer reports and counts (definitions in sim/contract.py):
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import math
@@ -120,7 +121,7 @@ class Network:
         self._routes: dict[tuple[str, str], list[LinkServer]] = {}
         self.shaped = any(link.burst_s for link in self.links.values())  # any token bucket (``LinkServer.leaves``)
         self._streams = Streams(seed, (), len(self.links))  # a bank on a big network (a device's links each)
-        self._share_rng: np.random.Generator | None = None  # TCP messages' share weights (``share_weight``)
+        self._share_rngs: dict[tuple[str, str], np.random.Generator] = {}  # by route (``share_weight``)
         self.bin_s = 1.0
 
     def settle(self) -> None:
@@ -181,8 +182,9 @@ class Network:
         shaped = self.shaped  # token buckets: only the general ``_carry`` models them (rare: the fast paths skip them)
         if not packet_bytes and nbytes <= self.segment_bytes and not shaped:  # a device's message or frame
             return (yield from self._carry_whole(links, nbytes, phase, rng))
-        sizes = self.segments(nbytes, packet_bytes, self.share_weight(links, nbytes) if packet_bytes else 1.0)
-        window = self.window(links) if self.transport.sharing == "fair" else len(sizes)
+        cap = self.segment_cap(self.share_weight(src, dst, links, nbytes) if packet_bytes else 1.0)
+        sizes = self.segments(nbytes, packet_bytes, cap)
+        window = self.window(links, cap) if self.transport.sharing == "fair" else len(sizes)
         if packet_bytes and not shaped and not any(link.loss for link in links):  # TCP, lossless: one process
             return (yield from self._carry_flow(links, sizes, phase, window, packet_bytes, rng))
         return (yield from self._carry_segments(links, sizes, phase, window, packet_bytes, rng))
@@ -218,26 +220,39 @@ class Network:
         tcp = self.transport
         return (yield from self.transfer(src, dst, tcp.wire_bytes(payload_bytes), phase, tcp.packet_bytes))
 
-    def share_weight(self, links: list[LinkServer], nbytes: int) -> float:
+    def share_weight(self, src: str, dst: str, links: list[LinkServer], nbytes: int) -> float:
         """A TCP message's share weight (``Transport.share_spread``): 1 where shares are equal, else a lognormal
-        draw of median 1 from the network's share stream (the child after the links': no link's draws move),
-        kept within [1/8, 8] (6 sigma at the default spread) so that no message comes in a flood of tiny segments."""
+        draw of median 1, kept within [1/8, 8] (6 sigma at the default spread) so that no message comes in a
+        flood of tiny segments. Each route (src, dst) draws from its own stream, the network seed's child
+        (links, src, dst) by the nodes' order in the graph: the links' children come first, so no link's draws
+        move, and a route's n-th message gets the same weight however other traffic is timed."""
         sigma = self.transport.share_spread(nbytes * 8 / min(link.bandwidth_bps for link in links))
         if not sigma:
             return 1.0
-        if self._share_rng is None:
-            self._share_rng = stream(self.seed, len(self.links))
-        return min(8.0, max(0.125, math.exp(sigma * float(self._share_rng.standard_normal()))))
+        rng = self._share_rngs.get((src, dst))
+        if rng is None:
+            index = self._node_index
+            rng = self._share_rngs[src, dst] = stream(self.seed, len(self.links), index[src], index[dst])
+        return min(8.0, max(0.125, math.exp(sigma * float(rng.standard_normal()))))
 
-    def segments(self, nbytes: int, packet_bytes: int | None, weight: float = 1.0) -> list[int]:
-        """A message's segments: ``segment_bytes`` times its share ``weight`` each; a TCP
-        message under fair sharing starts with ``initial_window_packets`` packets and doubles from there (slow
-        start), so messages that start together interleave finely at first, as the kernel interleaves their
-        first flights. With a window of segments in flight, a flow's share of a busy FIFO link goes as its
-        segments' size: its weight."""
+    @functools.cached_property
+    def _node_index(self) -> dict[str, int]:
+        return {node: i for i, node in enumerate(self.graph.nodes)}
+
+    def segment_cap(self, weight: float) -> int:
+        """The largest segment of a message of share ``weight``: ``segment_bytes`` times it (at least a byte)."""
+        return self.segment_bytes if weight == 1.0 else max(1, round(self.segment_bytes * weight))
+
+    def segments(self, nbytes: int, packet_bytes: int | None, cap: int | None = None) -> list[int]:
+        """A message's segments: ``cap`` bytes each (default ``segment_bytes``; a weighted message's
+        ``segment_cap``); a TCP message under fair sharing starts with ``initial_window_packets`` packets and
+        doubles from there (slow start), so messages that start together interleave finely at first, as the
+        kernel interleaves their first flights. With a window of segments in flight, a flow's share of a busy
+        FIFO link goes as its segments' size, its weight, once its segments have grown to it (a 64 KiB message,
+        10 + 20 + 15 packets, feels a weight only below ~0.46)."""
         tcp = self.transport
         first = tcp.initial_window_packets * (packet_bytes or 0) if tcp.sharing == "fair" else 0
-        cap = self.segment_bytes if weight == 1.0 else max(1, round(self.segment_bytes * weight))
+        cap = cap or self.segment_bytes
         sizes: list[int] = []
         left, grow = nbytes, first or cap
         while left > 0:
@@ -246,12 +261,14 @@ class Network:
             grow *= 2
         return sizes
 
-    def window(self, links: list[LinkServer]) -> int:
-        """Segments a message keeps in flight on this route: the transport's window, or enough to fill the
-        path's round trip at its slowest link, whichever is more (TCP's window grows to cover it)."""
+    def window(self, links: list[LinkServer], cap: int | None = None) -> int:
+        """Segments a message keeps in flight on this route: the transport's window, or enough segments of
+        ``cap`` bytes (default ``segment_bytes``) to fill the path's round trip at its slowest link, whichever is
+        more (TCP's window grows to cover it: a message alone on its path goes at the path's rate whatever its
+        share weight)."""
         rtt_s = 2 * sum(link.latency_s for link in links)
         bdp_bytes = rtt_s * min(link.bandwidth_bps for link in links) / 8
-        return max(self.transport.window_segments, math.ceil(bdp_bytes / self.segment_bytes) + 1)
+        return max(self.transport.window_segments, math.ceil(bdp_bytes / (cap or self.segment_bytes)) + 1)
 
     def _carry_whole(
         self, links: list[LinkServer], size: int, phase: str, rng: np.random.Generator | None

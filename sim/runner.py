@@ -53,7 +53,8 @@ if TYPE_CHECKING:
 MODES = ("sequential", "concurrent")
 SEED_STREAMS = (
     "SeedSequence(seed).spawn(replications); per replication .spawn(4): network, cpu, devices, fl; "
-    "the network's children by link, the cpu's by host then device; vectorized engine: a fifth, frames"
+    "the network's children by link, then (links, source, destination) for TCP messages' share weights; the "
+    "cpu's by host then device; vectorized engine: a fifth, frames"
 )
 
 

@@ -319,9 +319,10 @@ class Transport(_Strict):
     start together do not share equally at first (each congestion window starts and probes on its own) and
     converge to equal shares as they go on: a message's segments are ``run.segment_bytes`` times a weight
     drawn per message, lognormal of median 1 and spread ``share_sigma / (1 + d / share_converge_s)``, d being
-    its bytes' time at its path's slowest link, so its share of a busy link goes as its weight; short flows
-    share unequally, long ones almost equally (fitted on the measured matrix of bench/net_fidelity.py,
-    README "Network model"; ``share_sigma: 0``: equal shares). ``fifo``:
+    its bytes' time at its path's slowest link, so its share of a busy link goes as its weight once its
+    segments have grown past slow start (from ~100 kB); short flows share unequally, long ones almost equally
+    (fitted on the measured matrix of bench/net_fidelity.py, README "Network model"; ``share_sigma: 0``: equal
+    shares). ``fifo``:
     a message's segments all queue at once, so messages cross a link whole, one after another (the model
     before the validation). Each ``mss_bytes`` of payload carries ``header_bytes`` of headers on the wire
     (Ethernet 14 + IPv4 20 + TCP 20 + timestamps 12 = 66 at Linux's 1448-byte MSS); device frames are priced

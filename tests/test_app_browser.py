@@ -344,7 +344,8 @@ def press(page, key: str, shows, tries: int = 3, each_ms: int = 20_000) -> None:
             shows.first.wait_for(timeout=each_ms)
             return
         except PlaywrightTimeout:
-            page.wait_for_function(SETTLED, arg=0, timeout=WAIT_MS, polling=100)
+            with contextlib.suppress(PlaywrightTimeout):  # never idle: say so below, with the page's text
+                page.wait_for_function(SETTLED, arg=0, timeout=WAIT_MS, polling=100)
             page.wait_for_timeout(500)
             if shows.first.is_visible():
                 return

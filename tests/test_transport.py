@@ -86,13 +86,43 @@ def test_a_flows_share_of_a_busy_link_goes_as_its_weight(monkeypatch):
     """Two 1 MB flows from one host, weighted 2 and 1: the first gets two thirds of the link until it is done
     (weighted sharing: 1.5 message times), the other ends when the link has carried both (2 message times)."""
     weights = iter([2.0, 1.0])
-    monkeypatch.setattr(Network, "share_weight", lambda self, links, nbytes: next(weights))
+    monkeypatch.setattr(Network, "share_weight", lambda self, src, dst, links, nbytes: next(weights))
     t = Transport()
     (a, b), _ = finish(star(3), t, [("h0", "h1", 1_000_000), ("h0", "h2", 1_000_000)])
     one_s = t.wire_bytes(1_000_000) * 8 / RATE_BPS
     window_s = 2 * t.window_segments * SEG * 8 / RATE_BPS  # the heavier flow's segments are twice as big
     assert a == pytest.approx(1.5 * one_s, abs=window_s)
     assert b == pytest.approx(2 * one_s, rel=0.01)
+
+
+@pytest.mark.parametrize("weight", [0.125, 0.3, 1.0, 3.0])
+def test_a_weighted_flow_alone_on_a_long_path_still_goes_at_its_rate(monkeypatch, weight):
+    """A weight sizes a message's share of a busy link, not its pace alone: the window covers the round trip in
+    segments of the weighted size, so one message still crosses at the link's rate plus the latency."""
+    monkeypatch.setattr(Network, "share_weight", lambda self, src, dst, links, nbytes: weight)
+    t = Transport()
+    (end,), _ = finish(star(2, latency_s=0.05), t, [("h0", "h1", 4_000_000)])
+    wire, packet = t.wire_bytes(4_000_000), t.mss_bytes + t.header_bytes
+    assert end == pytest.approx((wire + packet) * 8 / RATE_BPS + 2 * 0.05, rel=1e-9)
+
+
+def test_share_weights_come_from_each_routes_own_stream_and_move_no_links_draws():
+    """A route's n-th message gets the same weight whatever other routes send meanwhile, weights stay within
+    [1/8, 8], and a link's own stream (loss, jitter) draws the same whether or not weights were drawn."""
+
+    def net() -> Network:
+        return Network(simpy.Environment(), star(3), np.random.SeedSequence(7), SEG, Transport(share_sigma=3.0))
+
+    alone, mixed = net(), net()
+    links_a, links_b = alone.route("h0", "h1"), alone.route("h2", "h1")
+    a = [alone.share_weight("h0", "h1", links_a, 10_000) for _ in range(200)]
+    b = []
+    for _ in range(200):
+        mixed.share_weight("h2", "h1", links_b, 10_000)  # another route's message in between
+        b.append(mixed.share_weight("h0", "h1", links_a, 10_000))
+    assert a == b and min(a) == 0.125 and max(a) == 8.0 and len(set(a)) > 50  # sigma 3: the clip is reached
+    untouched = net()
+    assert mixed.rng(links_a[0]).random() == untouched.rng(untouched.route("h0", "h1")[0]).random()
 
 
 def test_short_flows_share_unequally_and_long_ones_converge():
@@ -205,7 +235,9 @@ def test_the_default_transport_beats_equal_shares_on_the_committed_netns_matrix(
 
     weighted, equal = met(), met("share_sigma=0")
     assert weighted >= equal + 8, (weighted, equal)
-    for bad in (["--transport", "share_sigma=-1"], ["--transport", "nope"]):
+    for bad, named in ((["--transport", "share_sigma=-1"], "share_sigma"), (["--transport", "nope"], "nope"),
+                       (["--transport", "windows=3"], "windows")):  # fmt: skip
         r = subprocess.run([sys.executable, "bench/net_fidelity.py", "--rescore", str(matrix), *bad], cwd=ROOT,
                            capture_output=True, text=True)  # fmt: skip
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+        assert f"--transport {named}" in r.stderr, r.stderr
