@@ -219,7 +219,10 @@ def test_stochastic_runs_agree_in_distribution():
     for key in ("round_latency_s",):
         a, b = getattr(ev.summary, key), getattr(vec.summary, key)
         assert a.ci95[0] <= b.ci95[1] and b.ci95[0] <= a.ci95[1], key
-    assert vec.summary.engine is not None and vec.summary.engine.exact  # own streams: the passes converge
+    # own streams: the passes converge, to exact or to what the engine calls close enough (the last pass
+    # completes the frames once the foreground's largest delay is under CLOSE_ENOUGH_S: sim/runner.py)
+    e = vec.summary.engine
+    assert e is not None and (e.exact or max(d for d, _ in e.perturbation.values()) < runner.CLOSE_ENOUGH_S), e
     ta, tb = ev.summary.telemetry.latency_s, vec.summary.telemetry.latency_s
     assert ta.ci95[0] <= tb.ci95[1] and tb.ci95[0] <= ta.ci95[1]
     assert tb.p95 == pytest.approx(ta.p95, rel=0.05)
