@@ -240,6 +240,16 @@ def _report(cells: list[dict[str, Any]], losses: list[float]) -> list[bool]:
     for loss in losses:
         mine = [o for o, c in zip(ok, cells, strict=True) if c["loss"] == loss]
         print(f"loss {loss:g}: {sum(mine)} of {len(mine)} cells within goal")
+    for what, key in (
+        ("rate", lambda c: f"{c['rate_bps'] / 1e6:g} Mbit/s"),
+        ("size", lambda c: f"{c['size_bytes']:,} B"),
+    ):
+        groups: dict[str, list[bool]] = {}
+        for o, c in zip(ok, cells, strict=True):
+            groups.setdefault(key(c), []).append(o)
+        print(f"by {what}: " + ", ".join(f"{k} {sum(v)} of {len(v)}" for k, v in groups.items()))
+    mean_abs = sum(abs(c["error_mean_pct"]) for c in cells) / len(cells)
+    print(f"mean |error of the mean| {mean_abs:.1f} %")
     kept_up = [o for o, c in zip(ok, cells, strict=True) if not c["cpu_bound"]]
     if len(kept_up) < len(cells):
         print(f"on a fabric that carried one stream at its rate: {sum(kept_up)} of {len(kept_up)} cells within goal; "
