@@ -331,15 +331,17 @@ def button(page, key: str):
     return page.locator(f".st-key-{key}").get_by_role("button")
 
 
-def press(page, key: str, shows, tries: int = 3, each_ms: int = 20_000) -> None:
-    """Click button ``key`` until ``shows`` (a locator) is visible. Streamlit's "not running" state can show
-    between two reruns, and a click on an element being replaced is never dispatched (streamlit/streamlit#10450,
-    #7080; seen once in CI: the report never started): once the app is idle again with nothing to show for the
-    click, click again."""
+def press(page, target, shows, tries: int = 3, each_ms: int = 20_000) -> None:
+    """Click ``target`` (a button's widget key, or a locator) until ``shows`` (a locator) is visible.
+    Streamlit's "not running" state can show between two reruns, and a click on an element being replaced is
+    never dispatched (streamlit/streamlit#10450, #7080; seen once in CI: the report never started): once the app
+    is idle again with nothing to show for the click, click again."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    for _ in range(tries):
-        button(page, key).click()
+    clickable = button(page, target) if isinstance(target, str) else target
+    for attempt in range(tries):
+        if attempt == 0 or clickable.is_visible():  # gone since: the first click did land, and its result is slow
+            clickable.click()
         try:
             shows.first.wait_for(timeout=each_ms)
             return
@@ -350,7 +352,15 @@ def press(page, key: str, shows, tries: int = 3, each_ms: int = 20_000) -> None:
             if shows.first.is_visible():
                 return
     main = page.locator('[data-testid="stMain"]').inner_text()
-    raise AssertionError(f"{tries} clicks on {key} showed nothing; the page reads: {main[:1500]!r}")
+    raise AssertionError(f"{tries} clicks on {target} showed nothing; the page reads: {main[:1500]!r}")
+
+
+def go_to(page, name: str) -> None:
+    """Open page ``name`` from the sidebar and wait for it to settle (a click during a rerun: clicked again)."""
+    title, charts = PAGES[name]
+    link = page.locator('[data-testid="stSidebar"] label').filter(has_text=name).first
+    press(page, link, page.get_by_role("heading", name=title))
+    settle(page, title, charts)
 
 
 def sidebar_box(page, label: str):
@@ -368,8 +378,7 @@ def no_exception(page, where: str = "") -> None:
 
 def intended_error(page, tmp_path: Path) -> None:
     """An algorithm the host profile cannot price: one error line in the page, no exception."""
-    page.locator('[data-testid="stSidebar"] label').filter(has_text="Explore").first.click()
-    settle(page, *PAGES["Explore"])
+    go_to(page, "Explore")
     steps = (("Scenario", "localhost.yaml", "localhost · sequential"),
              ("Host profile", LOCAL, "localhost · sequential"),
              ("Signature", "Falcon-512 (PQC) — not priced by local-profile", "no cost for"))  # fmt: skip
@@ -384,8 +393,7 @@ def intended_error(page, tmp_path: Path) -> None:
 
 def sweep_in_browser(page, tmp_path: Path) -> None:
     """Press Run on the Sweep page: the engine runs in the background, the page follows it to the charts."""
-    page.locator('[data-testid="stSidebar"] label').filter(has_text="Sweep").first.click()
-    settle(page, *PAGES["Sweep"])
+    go_to(page, "Sweep")
     button(page, "sw_run").click()
     page.wait_for_function(SETTLED, arg=4, timeout=180_000, polling=250)  # heatmap, effects, sensitivity, Pareto
     no_exception(page, "Sweep")
@@ -396,9 +404,8 @@ def test_every_page_in_chromium(app, tmp_path):
     since = app.mark()
     page = app.new_page()
     try:
-        for name, (title, charts) in PAGES.items():
-            page.locator('[data-testid="stSidebar"] label').filter(has_text=name).first.click()
-            settle(page, title, charts)
+        for name in PAGES:
+            go_to(page, name)
             no_exception(page, name)
             save_shot(page, tmp_path, f"app-{name.split()[0].lower()}.png")
         sweep_in_browser(page, tmp_path)
@@ -540,8 +547,7 @@ def start_long_run(app: App, page) -> tuple[set[int], float]:
     estimate_s = seconds(found.group(1))
     assert estimate_s > 30, f"not a long run: {info.inner_text()}"
     before = sim_children(app.server.pid)
-    page.get_by_role("button", name=re.compile(r"^Run \(~")).click()
-    stop_button(page).wait_for(timeout=WAIT_MS)
+    press(page, page.get_by_role("button", name=re.compile(r"^Run \(~")), stop_button(page))
     new = sim_children(app.server.pid) - before
     assert len(new) == 1, f"expected one new `pqtwin sim` child of the server, found {new}"
     return new, estimate_s
@@ -642,8 +648,7 @@ def test_no_value_is_clipped_at_1280_to_1920_px(app, tmp_path):
         save_shot(page, tmp_path, "app-explore-baseline.png", width=WIDTHS[0])
         explore = {"stMetricValue": 7, "stMetricLabel": 7, "stMetricDelta": 6}
         problems += [line for w in WIDTHS for line in clipped(page, "Explore", w, explore)]
-        page.locator('[data-testid="stSidebar"] label').filter(has_text="Compare suites").first.click()
-        settle(page, *PAGES["Compare suites"])
+        go_to(page, "Compare suites")
         no_exception(page, "Compare suites")
         problems += [line for w in WIDTHS for line in clipped(page, "Compare suites", w, {"multiselect chip": 4})]
     finally:
