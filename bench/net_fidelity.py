@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
 import socket
 import sys
@@ -275,19 +276,39 @@ def _transport(fields: list[str]) -> Transport | None:
         return None
 
 
+def _cell_key(c: dict[str, Any]) -> tuple[Any, ...]:
+    """A measured cell's ``cell_of`` arguments, each within what this bench measures (ValueError naming the field
+    otherwise: a matrix from elsewhere must not make the simulator run for hours or fail inside)."""
+    finite = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # noqa: E731
+    rules = {
+        "pattern": c["pattern"] in PATTERNS,
+        "flows": isinstance(c["flows"], int) and 1 <= c["flows"] <= HOSTS,
+        "size_bytes": isinstance(c["size_bytes"], int) and 1 <= c["size_bytes"] <= max(SIZES_BYTES),
+        "rate_bps": finite(c["rate_bps"]) and min(RATES_BPS) <= c["rate_bps"] <= max(RATES_BPS),
+        "loss": finite(c["loss"]) and 0 <= c["loss"] < 0.5,
+        "base_latency_s": finite(c["base_latency_s"]) and 0 <= c["base_latency_s"] <= 1,
+        "measured_s": isinstance(c["measured_s"], list) and len(c["measured_s"]) > 0
+        and all(finite(t) and t > 0 for t in c["measured_s"]),
+    }  # fmt: skip
+    if bad := [k for k, ok in rules.items() if not ok]:
+        raise ValueError(f"a cell's {bad[0]} is not one this bench measures: {str(c[bad[0]])[:80]}")
+    return tuple(c[k] for k in rules)
+
+
 def rescore(path: Path, transport: Transport, out: Path | None) -> int:
     """``--rescore``: each measured cell of ``path`` against the model as the code has it now."""
     try:
         cells_in = json.loads(path.read_text())["cells"]
         # loss and cpu_bound: absent from matrices written before the bench measured them (no loss; kept up)
         cells_in = [{"loss": 0.0, "cpu_bound": False, **c} for c in cells_in]
-        keys = [(c["pattern"], c["flows"], c["size_bytes"], c["rate_bps"], c["loss"], c["base_latency_s"],
-                 c["measured_s"]) for c in cells_in]  # fmt: skip
+        keys = [_cell_key(c) for c in cells_in]
+        if not keys:
+            raise ValueError("no cells")
     except KeyError as exc:
         print(f"net_fidelity: --rescore {path}: a cell has no {exc}: not a matrix this bench wrote", file=sys.stderr)
         return 2
     except (OSError, ValueError, TypeError) as exc:
-        print(f"net_fidelity: --rescore {path}: not a JSON matrix this bench wrote ({exc!r})", file=sys.stderr)
+        print(f"net_fidelity: --rescore {path}: not a JSON matrix this bench wrote ({exc})", file=sys.stderr)
         return 2
     print(HEADER)
     cells = []

@@ -241,3 +241,11 @@ def test_the_default_transport_beats_equal_shares_on_the_committed_netns_matrix(
                            capture_output=True, text=True)  # fmt: skip
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
         assert f"--transport {named}" in r.stderr, r.stderr
+    first = json.loads(matrix.read_text())["cells"][0]
+    for name, cells, named in (("empty", [], "no cells"), ("crowd", [{**first, "flows": 10**9}], "flows"),
+                               ("none", [{**first, "measured_s": []}], "measured_s")):  # fmt: skip
+        bad_file = tmp_path / f"{name}.json"
+        bad_file.write_text(json.dumps({"cells": cells}))
+        r = subprocess.run([sys.executable, "bench/net_fidelity.py", "--rescore", str(bad_file)], cwd=ROOT,
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and named in r.stderr, r.stderr
