@@ -241,7 +241,7 @@ class Network:
 
     def segment_cap(self, weight: float) -> int:
         """The largest segment of a message of share ``weight``: ``segment_bytes`` times it (at least a byte)."""
-        return self.segment_bytes if weight == 1.0 else max(1, round(self.segment_bytes * weight))
+        return max(1, round(self.segment_bytes * weight))
 
     def segments(self, nbytes: int, packet_bytes: int | None, cap: int | None = None) -> list[int]:
         """A message's segments: ``cap`` bytes each (default ``segment_bytes``; a weighted message's
