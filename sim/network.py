@@ -74,6 +74,49 @@ class LinkServer:
     # (asked_s, service_s, granted_s) of every transmission when set: the vectorized engine replays them
     log: list[tuple[float, float, float]] | None = None
     burst_s: float = 0.0  # a token bucket's depth, in seconds at the rate (``leaves``)
+    # fan_in: packets -- TCP segments asked here after crossing another link, in the order asked, back to the
+    # oldest one still to settle its end: [asked_s, arrived_s (its last byte here), start_s, service_s, the link
+    # it came over, settles, end_s as served whole]
+    inputs: deque[list[Any]] | None = None  # (made when first asked: a hospital has 20,000 device links)
+
+    def joined(self, asked_s: float, arrived_s: float, start_s: float, service_s: float, end_s: float,
+               source: LinkServer, settles: bool) -> list[Any]:  # fmt: skip
+        """Note a TCP segment whose bytes arrive from ``source`` between ``asked_s`` (its first packet) and
+        ``arrived_s`` (its last byte), served from ``start_s`` for ``service_s`` and leaving at ``end_s`` as served
+        whole; returns its entry, for ``merged_end`` when ``settles`` (its last hop), else only counted in the
+        others'."""
+        entry = [asked_s, max(asked_s, arrived_s), start_s, service_s, source, settles, end_s]
+        if self.inputs is None:
+            self.inputs = deque()
+        self.inputs.append(entry)
+        self._prune()
+        return entry
+
+    def merged_end(self, entry: list[Any]) -> float:
+        """When a segment's last packet leaves, served packet by packet in arrival order (a switch's egress
+        queue) with the segments arriving from *other* links at once: after its own work, from its FIFO start,
+        and the part of each later segment's that arrived before its last byte (its bytes arrive evenly over
+        [asked, arrived]). Called once the last byte has arrived, when every such segment has been asked.
+        Fluid FIFO (a byte leaves once those before it have): exact for arrivals at constant rates, where the
+        backlog peaks at the segment's start or its last byte (README "Network model")."""
+        _, arrived, start, service, source, *_ = entry
+        extra, after = 0.0, False
+        for j in self.inputs or ():
+            if not after:
+                after = j is entry
+                continue
+            if j[0] >= arrived:  # asked in time order: none later arrived before its last byte
+                break
+            if j[4] is not source:  # its own link's segments follow it (FIFO there): none of theirs came first
+                extra += j[3] if j[1] <= arrived else j[3] * (arrived - j[0]) / (j[1] - j[0])
+        entry[5] = False
+        self._prune()
+        return start + service + extra
+
+    def _prune(self) -> None:
+        q = self.inputs  # an entry counts for those asked before it only: gone once they all settled
+        while q and not q[0][5]:
+            q.popleft()
 
     def leaves(self, arrived_s: float, end_s: float) -> float:
         """When a transmission's last byte leaves a link shaped by a token bucket: ``end_s`` (when it leaves
@@ -270,6 +313,37 @@ class Network:
         bdp_bytes = rtt_s * min(link.bandwidth_bps for link in links) / 8
         return max(self.transport.window_segments, math.ceil(bdp_bytes / (cap or self.segment_bytes)) + 1)
 
+    def _fan_in(self, links: list[LinkServer], i: int, asked: float, arrived_s: float, start: float, service: float,
+                end_s: float, packet_bytes: int | None) -> list[Any] | None:  # fmt: skip
+        """Under ``fan_in: packets``, note a TCP segment on hop ``i`` past the first (``LinkServer.joined``);
+        returns its entry on the route's last link, to settle when it arrives (``_later``), else None."""
+        if not i or not packet_bytes or self.transport.fan_in != "packets":
+            return None
+        last = i == len(links) - 1
+        entry = links[i].joined(asked, arrived_s, start, service, end_s, links[i - 1], last)
+        return entry if last else None
+
+    @staticmethod
+    def _later(link: LinkServer, entry: list[Any] | None) -> float:
+        """How much later than served whole a segment's last byte leaves its last link, served packet by packet
+        with the other links' segments (``LinkServer.merged_end``; ``leaves`` behind a token bucket); 0 for no
+        entry. Asked once it would have arrived: by then every segment that may have come before its last byte
+        has asked."""
+        if entry is None:
+            return 0.0
+        arrived, end = entry[1], entry[6]
+        merged = link.merged_end(entry)
+        if link.burst_s:
+            return max(0.0, link.leaves(arrived, merged) - link.leaves(arrived, end))
+        return max(0.0, merged - end)
+
+    def _merged(self, link: LinkServer, entry: list[Any] | None) -> Generator[Any, Any, float]:
+        """A segment that has arrived as served whole (``_carry``) waits ``_later`` more; returns that wait."""
+        later = self._later(link, entry)
+        if later > 0:
+            yield self.env.timeout(later)
+        return later
+
     def _carry_whole(
         self, links: list[LinkServer], size: int, phase: str, rng: np.random.Generator | None
     ) -> Generator[Any, Any, float]:
@@ -329,6 +403,7 @@ class Network:
         arrived_s = [-math.inf] * n  # when its last packet reached the hop it is at (cut-through)
         waits = [0.0] * n
         landed = [False] * n
+        settling: dict[int, list[Any]] = {}  # fan_in: packets -- a segment's entry on its last link (``_fan_in``)
         now = env.now
         # (when, order set, segment): each segment's next step; first the first flight, asked in order now
         steps: list[tuple[float, int, int]] = [(now, k, k) for k in range(min(window, n))]
@@ -342,6 +417,13 @@ class Network:
             heapq.heappop(steps)
             i = hop[k]
             if i > last:  # arrived: the oldest in flight releases the next ones (an ACK-clocked window)
+                # (unless packets that came from other links before its last byte went first: ``_merged``)
+                later = self._later(links[last], settling.pop(k, None))
+                if later > 0:
+                    waits[k] += later
+                    heapq.heappush(steps, (now + later, order, k))
+                    order += 1
+                    continue
                 landed[k] = True
                 while sent < n and landed[sent - window]:
                     heapq.heappush(steps, (now, order, sent))
@@ -373,11 +455,14 @@ class Network:
             jitter = link.jitter_s
             delay = link.latency_s + ((rng or link.rng or self.rng(link)).exponential(jitter) if jitter else 0.0)
             hop[k] = i + 1
+            incoming = arrived_s[k]
             if i < last and packet_bytes < size:  # cut-through: on once its first packet is there
                 arrived_s[k] = free + delay
                 wake = asked + max(0.0, free - hold + packet_s + delay - asked)
             else:
                 wake = asked + (free - asked + delay)
+            if entry := self._fan_in(links, i, asked, incoming, start, service, free, packet_bytes):
+                settling[k] = entry
             heapq.heappush(steps, (wake, order, k))
             order += 1
         return math.fsum(waits)
@@ -433,6 +518,8 @@ class Network:
             # draws made at the end of service (one event a hop instead of two)
             delay = link.latency_s + ((rng or self.rng(link)).exponential(link.jitter_s) if link.jitter_s else 0.0)
             noticed_s = 2 * link.latency_s if resent_s else 0.0  # losses are noticed a round trip after they happen
+            # fan-in: on its last link, served packet by packet with the other links' segments (after the loop)
+            merge = self._fan_in(links, i, asked, arrived_s, start, service + resent_s, link.free_s, packet_bytes)
             if shaped and link.burst_s:  # a token bucket lets its bytes out up to its depth earlier (``leaves``)
                 left = link.leaves(max(asked, arrived_s), link.free_s)
                 due, served, _, nbytes, _ = link.unserved[-1]
@@ -448,7 +535,7 @@ class Network:
                 yield env.timeout(max(0.0, end - hold + packet_s + delay - asked))  # its first packet is there
                 continue
             yield env.timeout(link.free_s - asked + delay + noticed_s)
-        return wait
+        return wait + (yield from self._merged(links[last], merge))
 
     def _lost_whole(self, link: LinkServer, asked: float, service: float,
                     rng: np.random.Generator | None) -> Generator[Any, Any, bool]:  # fmt: skip

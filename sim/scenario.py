@@ -342,6 +342,11 @@ class Transport(_Strict):
     send_buffer_bytes: int = Field(default=4 * 1024 * 1024, ge=0, le=2**31)
     share_sigma: float = Field(default=0.35, ge=0, le=3)  # fair: the spread of a short flow's share weight
     share_converge_s: float = Field(default=0.2, gt=0, le=3600)  # fair: how long flows take to converge
+    # where flows from different input links converge on a link (a switch's egress), how it serves them:
+    # packets -- packet by packet in the order they arrived, as a switch's queue does, so a segment's last packet
+    # leaves only once the bytes that arrived before it have (``sim.network.LinkServer.merged_end``); segments --
+    # each segment in turn, whole (the model before fan-in was measured)
+    fan_in: Literal["packets", "segments"] = "packets"
 
     def share_spread(self, duration_s: float) -> float:
         """The spread (sigma of its log) of the share weight of a message whose bytes take ``duration_s`` at

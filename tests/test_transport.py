@@ -249,3 +249,80 @@ def test_the_default_transport_beats_equal_shares_on_the_committed_netns_matrix(
         r = subprocess.run([sys.executable, "bench/net_fidelity.py", "--rescore", str(bad_file)], cwd=ROOT,
                            capture_output=True, text=True, timeout=60)  # fmt: skip
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and named in r.stderr, r.stderr
+
+
+def fan_star(hosts: int, burst_bytes: int) -> nx.Graph:
+    g = nx.Graph()
+    params = LinkParams(bandwidth_bps=RATE_BPS, latency_s=0.0, jitter_s=0, loss=0, burst_bytes=burst_bytes)
+    for i in range(hosts):
+        g.add_edge(f"h{i}", "sw", params=params)
+    return g
+
+
+def started(graph: nx.Graph, transport: Transport, flows: list[tuple[str, str, int, float]]) -> list[float]:
+    """Completion times of TCP messages (src, dst, bytes, start time)."""
+    env = simpy.Environment()
+    net = Network(env, graph, np.random.SeedSequence(0), SEG, transport)
+    done = [0.0] * len(flows)
+
+    def flow(i: int, src: str, dst: str, size: int, at_s: float):
+        yield env.timeout(at_s)
+        yield from net.transfer_tcp(src, dst, size)
+        done[i] = env.now
+
+    for i, f in enumerate(flows):
+        env.process(flow(i, *f))
+    env.run()
+    return done
+
+
+# burst 0: the lossless TCP path (``_carry_flow``); a one-packet bucket: the general one (``_carry``, ``_merged``)
+@pytest.mark.parametrize("burst_bytes", [0, 1514])
+def test_flows_converging_from_other_links_share_a_switch_egress_packet_by_packet(burst_bytes):
+    """fan_in: packets. Two 64 KiB messages from two hosts into a third at the links' rate: the switch's egress
+    interleaves their packets as they come, so both end when it has carried both (measured on netns: 110 ms and
+    110 ms at 10 Mbit/s, 55 ms alone), where whole segments in turn let the first end ~15 packets sooner."""
+    equal = dict(share_sigma=0)
+    packets, segments = Transport(**equal), Transport(fan_in="segments", **equal)
+    both = packets.wire_bytes(65536) * 8 / RATE_BPS * 2
+    pair = [("h1", "h0", 65536, 0.0), ("h2", "h0", 65536, 0.0)]
+    a, b = started(fan_star(3, burst_bytes), packets, pair)
+    assert a == b == pytest.approx(both, rel=0.03)
+    first, second = sorted(started(fan_star(3, burst_bytes), segments, pair))
+    assert second == pytest.approx(b, rel=1e-9) and first < 0.9 * second
+
+
+@pytest.mark.parametrize("burst_bytes", [0, 1514])
+def test_a_flow_joining_half_way_delays_the_first_by_the_bytes_it_brought_before_its_end(burst_bytes):
+    """Fluid FIFO at the egress: B joins when A is half through (T/2); from then on two links feed one, so A's
+    last byte leaves at 1.5 T (B's T/2 of bytes before it) and B's at 2 T, within a segment of the fluid."""
+    t = Transport(share_sigma=0)
+    one_s = t.wire_bytes(1_000_000) * 8 / RATE_BPS
+    a, b = started(fan_star(3, burst_bytes), t, [("h1", "h0", 1_000_000, 0.0), ("h2", "h0", 1_000_000, one_s / 2)])
+    segment_s = SEG * 8 / RATE_BPS
+    assert a == pytest.approx(1.5 * one_s, abs=segment_s)
+    assert b == pytest.approx(2 * one_s, abs=segment_s)
+
+
+@pytest.mark.parametrize("burst_bytes", [0, 1514])
+def test_fan_in_changes_only_flows_that_meet_from_other_links(burst_bytes):
+    """One message alone, two from one host (fan-out) and two on the same route (one input link: FIFO there
+    already orders their packets) end at the very same instants either way."""
+    cases = [
+        [("h1", "h0", 1_000_000, 0.0)],
+        [("h0", "h1", 1_000_000, 0.0), ("h0", "h2", 65536, 0.0)],
+        [("h1", "h0", 1_000_000, 0.0), ("h1", "h0", 300_000, 0.001)],
+    ]
+    for flows in cases:
+        packets = started(fan_star(3, burst_bytes), Transport(), flows)
+        assert packets == started(fan_star(3, burst_bytes), Transport(fan_in="segments"), flows), flows
+
+
+def test_fan_in_keeps_no_entries_once_its_segments_settled():
+    """The egress's account of arriving segments is pruned as they settle: nothing is left after the run."""
+    env = simpy.Environment()
+    net = Network(env, fan_star(5, 0), np.random.SeedSequence(0), SEG, Transport())
+    for i in range(1, 5):
+        env.process(net.transfer_tcp(f"h{i}", "h0", 500_000))
+    env.run()
+    assert not net.links["sw", "h0"].inputs
