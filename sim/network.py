@@ -111,7 +111,7 @@ class LinkServer:
                 extra += j[3] if j[1] <= arrived else j[3] * (arrived - j[0]) / (j[1] - j[0])
         entry[5] = False
         self._prune()
-        return start + service + extra
+        return float(start + service + extra)
 
     def _prune(self) -> None:
         q = self.inputs  # an entry counts for those asked before it only: gone once they all settled
@@ -331,7 +331,7 @@ class Network:
         has asked."""
         if entry is None:
             return 0.0
-        arrived, end = entry[1], entry[6]
+        arrived, end = float(entry[1]), float(entry[6])
         merged = link.merged_end(entry)
         if link.burst_s:
             return max(0.0, link.leaves(arrived, merged) - link.leaves(arrived, end))
