@@ -3,7 +3,10 @@
 A message is cut into segments of ``segment_bytes`` that pipeline across hops. Under ``fair`` sharing
 (``sim.scenario.Transport``, the default) a message keeps at most a window of segments in flight and sends
 the next when its oldest arrives, so messages crossing one link at once interleave as TCP flows do; under
-``fifo`` all its segments ask at once and messages cross a link whole, one after the other. On each hop a
+``fifo`` all its segments ask at once and messages cross a link whole, one after the other. Where TCP segments
+arriving over different links converge on one (``fan_in: packets``), a segment's last packet leaves that link
+once every byte that arrived there before it has left (``LinkServer.merged_end``: a switch queues packets as they
+come), settled on the route's last link when the segment would have arrived. On each hop a
 segment waits for the link (queue wait), holds it for its serialisation delay ``bytes * 8 / bandwidth_bps``, then
 propagates for ``latency_s`` plus an exponential jitter of mean ``jitter_s`` (without holding the link).
 Loss: a TCP message (``transfer_tcp``) loses each packet on each hop with probability ``loss``. The lost

@@ -322,7 +322,9 @@ class Transport(_Strict):
     its bytes' time at its path's slowest link, so its share of a busy link goes as its weight once its
     segments have grown past slow start (from ~100 kB); short flows share unequally, long ones almost equally
     (fitted on the measured matrix of bench/net_fidelity.py, README "Network model"; ``share_sigma: 0``: equal
-    shares). ``fifo``:
+    shares). Where segments arriving over different links converge on one (a switch's egress toward the
+    receiver: clients uploading at once), ``fan_in: packets`` serves their packets in the order they arrived, so
+    flows of equal size fanned in end together, as measured; ``segments`` serves whole segments in turn. ``fifo``:
     a message's segments all queue at once, so messages cross a link whole, one after another (the model
     before the validation). Each ``mss_bytes`` of payload carries ``header_bytes`` of headers on the wire
     (Ethernet 14 + IPv4 20 + TCP 20 + timestamps 12 = 66 at Linux's 1448-byte MSS); device frames are priced
