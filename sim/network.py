@@ -6,7 +6,9 @@ the next when its oldest arrives, so messages crossing one link at once interlea
 ``fifo`` all its segments ask at once and messages cross a link whole, one after the other. Where TCP segments
 arriving over different links converge on one (``fan_in: packets``), a segment's last packet leaves that link
 once every byte that arrived there before it has left (``LinkServer.merged_end``: a switch queues packets as they
-come), settled on the route's last link when the segment would have arrived. On each hop a
+come), settled on the route's last link when the segment would have arrived. Only there: where flows from
+different links merge at a middle hop (a gateway's uplink on a tree), they are served segment by segment, as
+under ``fan_in: segments`` (the shipped layouts are stars, where flows merge on the last link). On each hop a
 segment waits for the link (queue wait), holds it for its serialisation delay ``bytes * 8 / bandwidth_bps``, then
 propagates for ``latency_s`` plus an exponential jitter of mean ``jitter_s`` (without holding the link).
 Loss: a TCP message (``transfer_tcp``) loses each packet on each hop with probability ``loss``. The lost
@@ -50,6 +52,29 @@ from sim.scenario import Transport, lowest_latency_path
 from sim.streams import Streams, stream
 
 
+@dataclass(eq=False, slots=True)
+class Arriving:
+    """A TCP segment asked on a link after crossing another (``fan_in: packets``): its bytes arrive from
+    ``source`` between ``asked_s`` (its first packet) and ``arrived_s`` (its last byte), and its last packet
+    cannot leave before ``floor_s``; FIFO, it starts at ``start_s`` (``base_s`` had the link served only its own
+    message: its queue wait counted when asked is the difference), is served for ``service_s`` and its last byte
+    leaves at ``end_s``. ``settles``: on its route's last link, it waits for ``LinkServer.merged_end``
+    (``Network._later``) and holds the later ones until then; ``own[-1]``: the latest end there of its message's
+    segments settled so far."""
+
+    asked_s: float
+    arrived_s: float
+    floor_s: float
+    start_s: float
+    service_s: float
+    end_s: float
+    base_s: float
+    source: LinkServer
+    settles: bool
+    own: list[float]
+    seq: int = 0
+
+
 @dataclass(eq=False)
 class LinkServer:
     """One direction of a link: a FIFO server with counters."""
@@ -77,49 +102,52 @@ class LinkServer:
     # (asked_s, service_s, granted_s) of every transmission when set: the vectorized engine replays them
     log: list[tuple[float, float, float]] | None = None
     burst_s: float = 0.0  # a token bucket's depth, in seconds at the rate (``leaves``)
-    # fan_in: packets -- TCP segments asked here after crossing another link, in the order asked, back to the
-    # oldest one still to settle its end: [asked_s, arrived_s (its last byte here), start_s, service_s, the link
-    # it came over, settles, end_s as served whole]
-    inputs: deque[list[Any]] | None = None  # (made when first asked: a hospital has 20,000 device links)
+    # fan_in: packets -- TCP segments asked here after crossing another link, in the order asked, from the oldest
+    # one still to settle (``arrivals[head]``); ``first_seq``: the ``seq`` of ``arrivals[0]``
+    arrivals: list[Arriving] | None = None  # (made when first asked: a hospital has 20,000 device links)
+    head: int = 0
+    first_seq: int = 0
 
-    def joined(self, asked_s: float, arrived_s: float, start_s: float, service_s: float, end_s: float,
-               source: LinkServer, settles: bool) -> list[Any]:  # fmt: skip
-        """Note a TCP segment whose bytes arrive from ``source`` between ``asked_s`` (its first packet) and
-        ``arrived_s`` (its last byte), served from ``start_s`` for ``service_s`` and leaving at ``end_s`` as served
-        whole; returns its entry, for ``merged_end`` when ``settles`` (its last hop), else only counted in the
-        others'."""
-        entry = [asked_s, max(asked_s, arrived_s), start_s, service_s, source, settles, end_s]
-        if self.inputs is None:
-            self.inputs = deque()
-        self.inputs.append(entry)
+    def joined(self, seg: Arriving) -> Arriving:
+        """Note a TCP segment arriving over another link (``Network._fan_in``); returns it, numbered."""
+        if self.arrivals is None:
+            self.arrivals = []
+        seg.seq = self.first_seq + len(self.arrivals)
+        self.arrivals.append(seg)
         self._prune()
-        return entry
+        return seg
 
-    def merged_end(self, entry: list[Any]) -> float:
+    def merged_end(self, seg: Arriving) -> float:
         """When a segment's last packet leaves, served packet by packet in arrival order (a switch's egress
         queue) with the segments arriving from *other* links at once: after its own work, from its FIFO start,
         and the part of each later segment's that arrived before its last byte (its bytes arrive evenly over
         [asked, arrived]). Called once the last byte has arrived, when every such segment has been asked.
         Fluid FIFO (a byte leaves once those before it have): exact for arrivals at constant rates, where the
         backlog peaks at the segment's start or its last byte (README "Network model")."""
-        _, arrived, start, service, source, *_ = entry
-        extra, after = 0.0, False
-        for j in self.inputs or ():
-            if not after:
-                after = j is entry
-                continue
-            if j[0] >= arrived:  # asked in time order: none later arrived before its last byte
+        arrivals, arrived, extra = self.arrivals or [], seg.arrived_s, 0.0
+        for j in range(seg.seq - self.first_seq + 1, len(arrivals)):
+            other = arrivals[j]
+            if other.asked_s >= arrived:  # asked in time order: none later arrived before its last byte
                 break
-            if j[4] is not source:  # its own link's segments follow it (FIFO there): none of theirs came first
-                extra += j[3] if j[1] <= arrived else j[3] * (arrived - j[0]) / (j[1] - j[0])
-        entry[5] = False
+            if other.source is not seg.source:  # its own link's segments follow it (FIFO there): none came first
+                if other.arrived_s <= arrived:
+                    extra += other.service_s
+                else:
+                    extra += other.service_s * (arrived - other.asked_s) / (other.arrived_s - other.asked_s)
+        seg.settles = False
         self._prune()
-        return float(start + service + extra)
+        return seg.start_s + seg.service_s + extra
 
     def _prune(self) -> None:
-        q = self.inputs  # an entry counts for those asked before it only: gone once they all settled
-        while q and not q[0][5]:
-            q.popleft()
+        """A segment counts for those asked before it only: once they all settled, it is dropped."""
+        arrivals = self.arrivals
+        assert arrivals is not None
+        while self.head < len(arrivals) and not arrivals[self.head].settles:
+            self.head += 1
+        if self.head > 64 and 2 * self.head > len(arrivals):
+            del arrivals[: self.head]
+            self.first_seq += self.head
+            self.head = 0
 
     def leaves(self, arrived_s: float, end_s: float) -> float:
         """When a transmission's last byte leaves a link shaped by a token bucket: ``end_s`` (when it leaves
@@ -155,7 +183,7 @@ class Network:
     def __init__(self, env: simpy.Environment, graph: nx.Graph, seed: np.random.SeedSequence, segment_bytes: int,
                  transport: Transport | None = None):  # fmt: skip
         self.env, self.seed, self.segment_bytes = env, seed, segment_bytes
-        self.transport = transport or Transport(sharing="fifo", header_bytes=0)
+        self.transport = transport or Transport(sharing="fifo", header_bytes=0, fan_in="segments")  # before validation
         self.graph = graph
         self.devices = frozenset(n for n, kind in graph.nodes(data="kind") if kind == "device")
         self.links: dict[tuple[str, str], LinkServer] = {}
@@ -242,7 +270,8 @@ class Network:
         """A message's segments through ``_carry``, each in a process of its own (one segment: in this one)."""
         if len(sizes) == 1:  # no process, no condition
             return (yield from self._carry(links, sizes[0], phase, None, packet_bytes, rng))
-        flow = [0.0] * (2 * len(links))  # per hop: its segments' last service end there, and when it was due
+        # per hop: its segments' last service end there, and when it was due; then ``Arriving.own``
+        flow = [0.0] * (2 * len(links)) + [-math.inf]
         procs: list[simpy.Process] = []
         for k, size in enumerate(sizes):
             if k >= window:
@@ -317,35 +346,47 @@ class Network:
         return max(self.transport.window_segments, math.ceil(bdp_bytes / (cap or self.segment_bytes)) + 1)
 
     def _fan_in(self, links: list[LinkServer], i: int, asked: float, arrived_s: float, start: float, service: float,
-                end_s: float, packet_bytes: int | None) -> list[Any] | None:  # fmt: skip
-        """Under ``fan_in: packets``, note a TCP segment on hop ``i`` past the first (``LinkServer.joined``);
-        returns its entry on the route's last link, to settle when it arrives (``_later``), else None."""
+                end_s: float, base_s: float, packet_bytes: int | None,
+                own: list[float]) -> Arriving | None:  # fmt: skip
+        """Under ``fan_in: packets``, note a TCP segment on hop ``i`` past the first (``LinkServer.joined``;
+        ``base_s``: when it would have started with only its own message on the link; ``own``: its message's
+        ``Arriving.own``); returns it on the route's last link, to settle when it arrives (``_later``), else None."""
         if not i or not packet_bytes or self.transport.fan_in != "packets":
             return None
-        last = i == len(links) - 1
-        entry = links[i].joined(asked, arrived_s, start, service, end_s, links[i - 1], last)
-        return entry if last else None
+        link, last = links[i], i == len(links) - 1
+        arrived = max(asked, arrived_s)
+        floor = arrived + packet_bytes * 8 / link.bandwidth_bps
+        seg = link.joined(Arriving(asked, arrived, floor, start, service, end_s, base_s, links[i - 1], last, own))
+        return seg if last else None
 
     @staticmethod
-    def _later(link: LinkServer, entry: list[Any] | None) -> float:
-        """How much later than served whole a segment's last byte leaves its last link, served packet by packet
-        with the other links' segments (``LinkServer.merged_end``; ``leaves`` behind a token bucket); 0 for no
-        entry. Asked once it would have arrived: by then every segment that may have come before its last byte
-        has asked."""
-        if entry is None:
-            return 0.0
-        arrived, end = float(entry[1]), float(entry[6])
-        merged = link.merged_end(entry)
+    def _later(link: LinkServer, seg: Arriving | None) -> tuple[float, float]:
+        """(how much later than served whole a segment's last byte leaves its last link, served packet by packet
+        with the other links' segments: ``LinkServer.merged_end``, ``leaves`` behind a token bucket; the change to
+        its queue wait) -- (0, 0) for none. Its wait on that link is how much later it left than the link would
+        have let it go serving only its message, behind that message's segments as they left (not waiting: being
+        serialised); it replaces the FIFO wait counted when it was asked (start - base), so a wait is counted
+        once, whether the FIFO or the merge imposed it. Asked once it would have arrived: by then every segment
+        that may have come before its last byte has asked."""
+        if seg is None:
+            return 0.0, 0.0
+        merged = link.merged_end(seg)
         if link.burst_s:
-            return max(0.0, link.leaves(arrived, merged) - link.leaves(arrived, end))
-        return max(0.0, merged - end)
+            later = link.leaves(seg.arrived_s, merged) - link.leaves(seg.arrived_s, seg.end_s)
+        else:
+            later = merged - seg.end_s
+        final, own = max(merged, seg.end_s), seg.own[-1]
+        alone = max(max(own, seg.asked_s) + seg.service_s, seg.floor_s)
+        seg.own[-1] = max(own, final)
+        return max(0.0, later), max(0.0, final - alone) - (seg.start_s - seg.base_s)
 
-    def _merged(self, link: LinkServer, entry: list[Any] | None) -> Generator[Any, Any, float]:
-        """A segment that has arrived as served whole (``_carry``) waits ``_later`` more; returns that wait."""
-        later = self._later(link, entry)
+    def _merged(self, link: LinkServer, seg: Arriving | None) -> Generator[Any, Any, float]:
+        """A segment that has arrived as served whole (``_carry``) waits ``_later`` more; returns the wait to
+        add."""
+        later, wait = self._later(link, seg)
         if later > 0:
             yield self.env.timeout(later)
-        return later
+        return wait
 
     def _carry_whole(
         self, links: list[LinkServer], size: int, phase: str, rng: np.random.Generator | None
@@ -406,7 +447,8 @@ class Network:
         arrived_s = [-math.inf] * n  # when its last packet reached the hop it is at (cut-through)
         waits = [0.0] * n
         landed = [False] * n
-        settling: dict[int, list[Any]] = {}  # fan_in: packets -- a segment's entry on its last link (``_fan_in``)
+        settling: dict[int, Arriving] = {}  # fan_in: packets -- a segment on its last link (``_fan_in``)
+        own_end = [-math.inf]  # (``Arriving.own``)
         now = env.now
         # (when, order set, segment): each segment's next step; first the first flight, asked in order now
         steps: list[tuple[float, int, int]] = [(now, k, k) for k in range(min(window, n))]
@@ -421,9 +463,9 @@ class Network:
             i = hop[k]
             if i > last:  # arrived: the oldest in flight releases the next ones (an ACK-clocked window)
                 # (unless packets that came from other links before its last byte went first: ``_merged``)
-                later = self._later(links[last], settling.pop(k, None))
+                later, wait = self._later(links[last], settling.pop(k, None))
+                waits[k] += wait
                 if later > 0:
-                    waits[k] += later
                     heapq.heappush(steps, (now + later, order, k))
                     order += 1
                     continue
@@ -444,7 +486,8 @@ class Network:
                 hold = arrived_s[k] + packet_s - start
             free = link.free_s = start + hold
             own = flow[2 * i]  # behind its own message's segments it is being serialised, not waiting
-            waits[k] += start - (own if own > asked else asked)
+            base = own if own > asked else asked
+            waits[k] += start - base
             due = (flow[2 * i + 1] if flow[2 * i + 1] > asked else asked) + service
             flow[2 * i], flow[2 * i + 1] = free, due
             unserved = link.unserved
@@ -464,8 +507,8 @@ class Network:
                 wake = asked + max(0.0, free - hold + packet_s + delay - asked)
             else:
                 wake = asked + (free - asked + delay)
-            if entry := self._fan_in(links, i, asked, incoming, start, service, free, packet_bytes):
-                settling[k] = entry
+            if seg := self._fan_in(links, i, asked, incoming, start, service, free, base, packet_bytes, own_end):
+                settling[k] = seg
             heapq.heappush(steps, (wake, order, k))
             order += 1
         return math.fsum(waits)
@@ -499,11 +542,13 @@ class Network:
                 hold += resent_s
                 link.free_s = start + hold
                 if flow is None:
+                    base = asked
                     wait += start - asked
                     due = asked + service
                 else:  # behind its own message's segments it is being serialised, not waiting
                     own = flow[2 * i]
-                    wait += start - (own if own > asked else asked)
+                    base = own if own > asked else asked
+                    wait += start - base
                     due = (flow[2 * i + 1] if flow[2 * i + 1] > asked else asked) + service
                     flow[2 * i], flow[2 * i + 1] = link.free_s, due
                 if link.unserved and link.unserved[0][2] <= asked:  # (``settle``, without a call per hop)
@@ -522,7 +567,18 @@ class Network:
             delay = link.latency_s + ((rng or self.rng(link)).exponential(link.jitter_s) if link.jitter_s else 0.0)
             noticed_s = 2 * link.latency_s if resent_s else 0.0  # losses are noticed a round trip after they happen
             # fan-in: on its last link, served packet by packet with the other links' segments (after the loop)
-            merge = self._fan_in(links, i, asked, arrived_s, start, service + resent_s, link.free_s, packet_bytes)
+            merge = self._fan_in(
+                links,
+                i,
+                asked,
+                arrived_s,
+                start,
+                service + resent_s,
+                link.free_s,
+                base,
+                packet_bytes,
+                flow or [-math.inf],
+            )
             if shaped and link.burst_s:  # a token bucket lets its bytes out up to its depth earlier (``leaves``)
                 left = link.leaves(max(asked, arrived_s), link.free_s)
                 due, served, _, nbytes, _ = link.unserved[-1]

@@ -324,10 +324,12 @@ class Transport(_Strict):
     (fitted on the measured matrix of bench/net_fidelity.py, README "Network model"; ``share_sigma: 0``: equal
     shares). Where segments arriving over different links converge on one (a switch's egress toward the
     receiver: clients uploading at once), ``fan_in: packets`` serves their packets in the order they arrived, so
-    flows of equal size fanned in end together, as measured; ``segments`` serves whole segments in turn. ``fifo``:
-    a message's segments all queue at once, so messages cross a link whole, one after another (the model
-    before the validation). Each ``mss_bytes`` of payload carries ``header_bytes`` of headers on the wire
-    (Ethernet 14 + IPv4 20 + TCP 20 + timestamps 12 = 66 at Linux's 1448-byte MSS); device frames are priced
+    flows of equal size fanned in end together, as measured; ``segments`` serves whole segments in turn (the model
+    settles this on a route's last link only: flows merging at a middle hop are served segment by segment).
+    ``fifo``: a message's segments all queue at once, so messages cross a link whole, one after another (with
+    ``fan_in: segments`` and ``header_bytes: 0``, the model before the validation). Each ``mss_bytes`` of
+    payload carries ``header_bytes`` of headers on the wire (Ethernet 14 + IPv4 20 + TCP 20 + timestamps 12 = 66
+    at Linux's 1448-byte MSS); device frames are priced
     by their own framing only.
     """
 

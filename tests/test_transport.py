@@ -3,6 +3,8 @@ window, cut-through at packet size -- each pinned against its closed-form answer
 
 from __future__ import annotations
 
+import math
+
 import networkx as nx
 import numpy as np
 import pytest
@@ -166,7 +168,8 @@ def test_scenarios_default_to_the_validated_transport_and_can_go_back(tmp_path):
     assert s.deployment.network.transport == Transport()
     old = load_scenario(ROOT / "scenarios" / "paper-3node.yaml",
                         [*base, "deployment.network.transport.sharing=fifo",
-                         "deployment.network.transport.header_bytes=0"])  # fmt: skip
+                         "deployment.network.transport.header_bytes=0",
+                         "deployment.network.transport.fan_in=segments"])  # fmt: skip
     assert old.deployment.network.transport.sharing == "fifo"
     new_spans, old_spans = simulate(s, mode="concurrent").spans, simulate(old, mode="concurrent").spans
     moved = lambda spans: spans[spans.op == "transfer"].bytes.sum()  # noqa: E731 - payload bytes: the same
@@ -292,30 +295,88 @@ def test_flows_converging_from_other_links_share_a_switch_egress_packet_by_packe
     assert second == pytest.approx(b, rel=1e-9) and first < 0.9 * second
 
 
-@pytest.mark.parametrize("burst_bytes", [0, 1514])
-def test_a_flow_joining_half_way_delays_the_first_by_the_bytes_it_brought_before_its_end(burst_bytes):
-    """Fluid FIFO at the egress: B joins when A is half through (T/2); from then on two links feed one, so A's
-    last byte leaves at 1.5 T (B's T/2 of bytes before it) and B's at 2 T, within a segment of the fluid."""
-    t = Transport(share_sigma=0)
-    one_s = t.wire_bytes(1_000_000) * 8 / RATE_BPS
-    a, b = started(fan_star(3, burst_bytes), t, [("h1", "h0", 1_000_000, 0.0), ("h2", "h0", 1_000_000, one_s / 2)])
-    segment_s = SEG * 8 / RATE_BPS
-    assert a == pytest.approx(1.5 * one_s, abs=segment_s)
-    assert b == pytest.approx(2 * one_s, abs=segment_s)
+def test_a_segments_last_packet_waits_for_the_bytes_other_links_brought_before_it():
+    """``merged_end`` by hand: E arrives over [0, 1] (served from 0 for 0.5); J from another link over [0.5, 1.5]
+    brought half its bytes (0.25 of service) before E's last: E leaves at 0.75. A segment from E's own link, one
+    asked after E's last byte and one wholly arrived before it count nothing, nothing and all of its service."""
+    from sim.network import Arriving, LinkServer
+
+    link, a, b, c = (LinkServer(name, RATE_BPS, 0.0, 0.0, 0.0) for name in ("egress", "a", "b", "c"))
+
+    def arriving(asked: float, arrived: float, service: float, source: LinkServer, settles: bool = False):
+        seg = Arriving(asked_s=asked, arrived_s=arrived, floor_s=arrived, start_s=asked, service_s=service,
+                       end_s=arrived, base_s=asked, source=source, settles=settles, own=[-math.inf])  # fmt: skip
+        return link.joined(seg)
+
+    e = arriving(0.0, 1.0, 0.5, a, settles=True)
+    arriving(0.5, 1.5, 0.5, b)
+    assert link.merged_end(e) == pytest.approx(0.75, rel=1e-12)
+    e = arriving(2.0, 3.0, 0.5, a, settles=True)
+    arriving(2.2, 2.8, 0.5, a)  # its own link's: FIFO there, none of its bytes came first
+    arriving(2.3, 2.9, 0.25, c)  # arrived whole before E's last byte
+    arriving(3.0, 3.5, 0.5, b)  # its first packet came with E's last byte
+    assert link.merged_end(e) == pytest.approx(2.0 + 0.5 + 0.25, rel=1e-12)
+    assert link.arrivals is not None and link.head == len(link.arrivals)  # all settled: none kept for later ones
 
 
 @pytest.mark.parametrize("burst_bytes", [0, 1514])
-def test_fan_in_changes_only_flows_that_meet_from_other_links(burst_bytes):
+def test_a_wait_is_counted_once_whether_the_fifo_or_the_merge_imposed_it(burst_bytes):
+    """Two 1 MB flows fanned in: each ends ~one message time later than alone, and each reports that as its
+    queue wait (end - start - wait is the idle path's time), as under fan_in: segments; counting the merge's
+    delay on top of the FIFO wait it also shows would report 1.5x."""
+    flows = [("h1", "h0", 1_000_000, 0.0), ("h2", "h0", 1_000_000, 0.0)]
+
+    def run(t: Transport) -> tuple[list[float], list[float]]:
+        env = simpy.Environment()
+        net = Network(env, fan_star(3, burst_bytes), np.random.SeedSequence(0), SEG, t)
+        ends, waits = [0.0, 0.0], [0.0, 0.0]
+
+        def flow(i: int, src: str, dst: str, size: int, at_s: float):
+            waits[i] = yield from net.transfer_tcp(src, dst, size)
+            ends[i] = env.now
+
+        for i, f in enumerate(flows):
+            env.process(flow(i, *f))
+        env.run()
+        return ends, waits
+
+    for fan_in in ("packets", "segments"):
+        t = Transport(share_sigma=0, fan_in=fan_in)
+        ends, waits = run(t)
+        (alone,) = started(fan_star(3, burst_bytes), t, flows[:1])
+        for end, wait in zip(ends, waits, strict=True):
+            assert wait == pytest.approx(end - alone, rel=0.03), (fan_in, ends, waits, alone)
+
+
+def test_flows_merging_at_a_middle_hop_are_served_segment_by_segment():
+    """The merge is settled on a route's last link only: two flows from one gateway's hosts meet on its uplink (a
+    middle hop) and are served as under fan_in: segments, while flows from two gateways meet on the server's link
+    and end together (README "Network model": the shipped layouts are stars)."""
+    g = nx.Graph()
+    for a, b in (("d1", "gw1"), ("d3", "gw1"), ("d2", "gw2"), ("gw1", "core"), ("gw2", "core"), ("core", "srv")):
+        g.add_edge(a, b, params=LinkParams(bandwidth_bps=RATE_BPS, latency_s=0.0, jitter_s=0, loss=0))
+    packets, segments = Transport(share_sigma=0), Transport(share_sigma=0, fan_in="segments")
+    same_gw = [("d1", "srv", 65536, 0.0), ("d3", "srv", 65536, 0.0)]
+    assert started(g, packets, same_gw) == started(g, segments, same_gw)
+    a, b = started(g, packets, [("d1", "srv", 65536, 0.0), ("d2", "srv", 65536, 0.0)])
+    assert a == b
+
+
+@pytest.mark.parametrize("burst_bytes, jitter_s", [(0, 0.0), (1514, 0.0), (0, 5e-4), (1514, 5e-4)])
+def test_fan_in_changes_only_flows_that_meet_from_other_links(burst_bytes, jitter_s):
     """One message alone, two from one host (fan-out) and two on the same route (one input link: FIFO there
-    already orders their packets) end at the very same instants either way."""
+    already orders their packets, whatever the jitter after it) end at the very same instants either way."""
+    g = fan_star(3, burst_bytes)
+    for _, _, data in g.edges(data=True):
+        data["params"] = data["params"].model_copy(update={"latency_s": 1e-3, "jitter_s": jitter_s})
     cases = [
         [("h1", "h0", 1_000_000, 0.0)],
         [("h0", "h1", 1_000_000, 0.0), ("h0", "h2", 65536, 0.0)],
         [("h1", "h0", 1_000_000, 0.0), ("h1", "h0", 300_000, 0.001)],
     ]
     for flows in cases:
-        packets = started(fan_star(3, burst_bytes), Transport(), flows)
-        assert packets == started(fan_star(3, burst_bytes), Transport(fan_in="segments"), flows), flows
+        packets = started(g, Transport(), flows)
+        assert packets == started(g, Transport(fan_in="segments"), flows), flows
 
 
 def test_fan_in_keeps_no_entries_once_its_segments_settled():
@@ -325,4 +386,5 @@ def test_fan_in_keeps_no_entries_once_its_segments_settled():
     for i in range(1, 5):
         env.process(net.transfer_tcp(f"h{i}", "h0", 500_000))
     env.run()
-    assert not net.links["sw", "h0"].inputs
+    egress = net.links["sw", "h0"]
+    assert egress.arrivals is not None and egress.head == len(egress.arrivals) < 64  # all settled, pruned
