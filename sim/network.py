@@ -347,12 +347,14 @@ class Network:
 
     def _fan_in(self, links: list[LinkServer], i: int, asked: float, arrived_s: float, start: float, service: float,
                 end_s: float, base_s: float, packet_bytes: int | None,
-                own: list[float]) -> Arriving | None:  # fmt: skip
+                own: list[float] | None) -> Arriving | None:  # fmt: skip
         """Under ``fan_in: packets``, note a TCP segment on hop ``i`` past the first (``LinkServer.joined``;
         ``base_s``: when it would have started with only its own message on the link; ``own``: its message's
-        ``Arriving.own``); returns it on the route's last link, to settle when it arrives (``_later``), else None."""
+        ``Arriving.own``, None for a message of one segment); returns it on the route's last link, to settle when
+        it arrives (``_later``), else None."""
         if not i or not packet_bytes or self.transport.fan_in != "packets":
             return None
+        own = own if own is not None else [-math.inf]
         link, last = links[i], i == len(links) - 1
         arrived = max(asked, arrived_s)
         floor = arrived + packet_bytes * 8 / link.bandwidth_bps
@@ -568,16 +570,7 @@ class Network:
             noticed_s = 2 * link.latency_s if resent_s else 0.0  # losses are noticed a round trip after they happen
             # fan-in: on its last link, served packet by packet with the other links' segments (after the loop)
             merge = self._fan_in(
-                links,
-                i,
-                asked,
-                arrived_s,
-                start,
-                service + resent_s,
-                link.free_s,
-                base,
-                packet_bytes,
-                flow or [-math.inf],
+                links, i, asked, arrived_s, start, service + resent_s, link.free_s, base, packet_bytes, flow
             )
             if shaped and link.burst_s:  # a token bucket lets its bytes out up to its depth earlier (``leaves``)
                 left = link.leaves(max(asked, arrived_s), link.free_s)

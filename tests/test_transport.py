@@ -24,18 +24,27 @@ def star(hosts: int, latency_s: float = 0.0) -> nx.Graph:
     return g
 
 
-def finish(graph: nx.Graph, transport: Transport | None, flows: list[tuple[str, str, int]], tcp: bool = True):
+def carried(graph: nx.Graph, transport: Transport | None, flows: list[tuple], tcp: bool = True):
+    """Messages (src, dst, bytes[, start time]) carried at once: (each one's end, its reported wait, the network)."""
     env = simpy.Environment()
     net = Network(env, graph, np.random.SeedSequence(0), SEG, transport)
-    done: list[float] = [0.0] * len(flows)
+    done, waits = [0.0] * len(flows), [0.0] * len(flows)
 
-    def flow(i: int, src: str, dst: str, size: int):
-        yield from net.transfer_tcp(src, dst, size) if tcp and transport is not None else net.transfer(src, dst, size)
+    def flow(i: int, src: str, dst: str, size: int, at_s: float = 0.0):
+        if at_s:
+            yield env.timeout(at_s)
+        tcp_message = tcp and transport is not None
+        waits[i] = yield from net.transfer_tcp(src, dst, size) if tcp_message else net.transfer(src, dst, size)
         done[i] = env.now
 
     for i, f in enumerate(flows):
         env.process(flow(i, *f))
     env.run()
+    return done, waits, net
+
+
+def finish(graph: nx.Graph, transport: Transport | None, flows: list[tuple[str, str, int]], tcp: bool = True):
+    done, _, net = carried(graph, transport, flows, tcp)
     return done, net
 
 
@@ -264,19 +273,7 @@ def fan_star(hosts: int, burst_bytes: int) -> nx.Graph:
 
 def started(graph: nx.Graph, transport: Transport, flows: list[tuple[str, str, int, float]]) -> list[float]:
     """Completion times of TCP messages (src, dst, bytes, start time)."""
-    env = simpy.Environment()
-    net = Network(env, graph, np.random.SeedSequence(0), SEG, transport)
-    done = [0.0] * len(flows)
-
-    def flow(i: int, src: str, dst: str, size: int, at_s: float):
-        yield env.timeout(at_s)
-        yield from net.transfer_tcp(src, dst, size)
-        done[i] = env.now
-
-    for i, f in enumerate(flows):
-        env.process(flow(i, *f))
-    env.run()
-    return done
+    return carried(graph, transport, flows)[0]
 
 
 # burst 0: the lossless TCP path (``_carry_flow``); a one-packet bucket: the general one (``_carry``, ``_merged``)
@@ -326,23 +323,9 @@ def test_a_wait_is_counted_once_whether_the_fifo_or_the_merge_imposed_it(burst_b
     delay on top of the FIFO wait it also shows would report 1.5x."""
     flows = [("h1", "h0", 1_000_000, 0.0), ("h2", "h0", 1_000_000, 0.0)]
 
-    def run(t: Transport) -> tuple[list[float], list[float]]:
-        env = simpy.Environment()
-        net = Network(env, fan_star(3, burst_bytes), np.random.SeedSequence(0), SEG, t)
-        ends, waits = [0.0, 0.0], [0.0, 0.0]
-
-        def flow(i: int, src: str, dst: str, size: int, at_s: float):
-            waits[i] = yield from net.transfer_tcp(src, dst, size)
-            ends[i] = env.now
-
-        for i, f in enumerate(flows):
-            env.process(flow(i, *f))
-        env.run()
-        return ends, waits
-
     for fan_in in ("packets", "segments"):
         t = Transport(share_sigma=0, fan_in=fan_in)
-        ends, waits = run(t)
+        ends, waits, _ = carried(fan_star(3, burst_bytes), t, flows)
         (alone,) = started(fan_star(3, burst_bytes), t, flows[:1])
         for end, wait in zip(ends, waits, strict=True):
             assert wait == pytest.approx(end - alone, rel=0.03), (fan_in, ends, waits, alone)
