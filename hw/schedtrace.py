@@ -28,6 +28,7 @@ import contextlib
 import gzip
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -150,8 +151,20 @@ def waits(text: str, nodes: dict[str, int], window: tuple[float, float],
     """The nodes' waits for a core within ``window`` (monotonic seconds): ``nodes`` maps each node to its
     process id; a thread belongs to the node whose process (or a thread of it) forked it; ``allowed``, the
     CPUs each node may run on (default: all). None when the trace does not cover the window."""
+    events, parent = _events(text)
+    w0, w1 = window
+    if not events or events[0][0] > w0:
+        return None
+    return _measure(events, _owners(parent, nodes), allowed or {}, w0, w1)
+
+
+Event = tuple[float, int, int, int, str, int]  # (time, 0 wakeup | 1 switch | 2 fork, cpu or woken pid, ...)
+
+
+def _events(text: str) -> tuple[list[Event], dict[int, int]]:
+    """The trace's events in time order (the kernel's order within an instant), and each forked thread's parent."""
     parent: dict[int, int] = {}
-    events: list[tuple[float, int, int, int, str, int]] = []  # in the kernel's order (see _Replay)
+    events: list[Event] = []
     for line in text.splitlines():
         if (m := _LINE.search(line)) is None:
             continue
@@ -163,11 +176,66 @@ def waits(text: str, nodes: dict[str, int], window: tuple[float, float],
         elif kind == "sched_process_fork" and (f := _FORK.match(rest)) is not None:
             parent[int(f[2])] = int(f[1])
             events.append((t, 2, 0, 0, "", 0))
-    w0, w1 = window
-    if not events or events[0][0] > w0:
-        return None
     events.sort(key=lambda e: e[0])  # stable: the kernel's order within an instant (microseconds)
-    return _measure(events, _owners(parent, nodes), allowed or {}, w0, w1)
+    return events, parent
+
+
+PROMPT_S = 100e-6  # a pull this soon after a core went idle is the new-idle balance's, not a tick's
+HOT_S = 500e-6  # Linux's sysctl_sched_migration_cost: a thread that ran this recently is cache-hot
+
+
+@dataclass(frozen=True)
+class IdlePull:
+    """A core went idle at ``at_s`` while another had threads waiting (runnable, queued there); what came next:
+    ``pulled`` (the idle core ran one of them), ``own`` (their core ran one first) or ``other`` (the idle core
+    ran another thread first), ``after_s`` later; ``hot``: every waiting thread had run within ``HOT_S``."""
+
+    at_s: float
+    outcome: str
+    after_s: float
+    hot: bool
+
+
+def idle_pulls(text: str, window: tuple[float, float]) -> list[IdlePull]:
+    """Every moment within ``window`` a core went idle beside waiting threads (any thread, ours or not), and how
+    it ended: whether Linux's new-idle balance pulls waiting work at once, which ``PlacedCores`` (sim/hosts.py)
+    has to decide."""
+    events, _ = _events(text)
+    running: dict[int, int] = {}  # cpu -> thread (0: idle)
+    queued: dict[int, int] = {}  # runnable thread -> the cpu whose queue holds it
+    stopped: dict[int, float] = {}  # thread -> when it last left a cpu
+    open_: list[tuple[int, float, frozenset[int], bool]] = []  # (idle cpu, since, waiting threads, hot)
+    out: list[IdlePull] = []
+    for t, kind, a, b, state, nxt in events:
+        if kind == 0:  # a wakeup of a thread not running: queued on its target cpu
+            if a not in running.values():
+                queued[a] = b
+            continue
+        if kind != 1:
+            continue
+        cpu, prev = a, b
+        if prev:
+            stopped[prev] = t
+            if state.startswith("R"):
+                queued[prev] = cpu
+            else:
+                queued.pop(prev, None)
+        from_cpu = queued.pop(nxt, None) if nxt else None
+        still = []
+        for idle_cpu, since, waiting, hot in open_:
+            if nxt and idle_cpu == cpu:
+                out.append(IdlePull(since, "pulled" if nxt in waiting else "other", t - since, hot))
+            elif nxt in waiting and cpu == from_cpu:
+                out.append(IdlePull(since, "own", t - since, hot))
+            else:
+                still.append((idle_cpu, since, waiting, hot))
+        open_ = still
+        running[cpu] = nxt
+        if nxt == 0 and window[0] <= t <= window[1]:
+            waiting = frozenset(tid for tid, c in queued.items() if c != cpu)
+            if waiting:
+                open_.append((cpu, t, waiting, all(t - stopped.get(tid, -math.inf) < HOT_S for tid in waiting)))
+    return out
 
 
 KEPT_HEADER = "# pqtwin sched trace "

@@ -187,9 +187,12 @@ class PlacedCores:
       core (``waker``: the thread whose message woke it), or the least busy. No idle core is searched for: where
       both the waker's and the thread's own core were busy and another idle, the kernel queued it on a busy one
       in 91-100 % of cases (with the last-level cache this busy, Linux 6.x skips the search: SIS_UTIL);
-    - an idle core takes over a job waiting on a busy one only when it goes idle (new-idle balance) or at a
-      scheduler tick (``TICK_S``, the periodic balance), and the job's thread runs there from then on: in
-      between, jobs share a core while another sleeps.
+    - an idle core takes over a job waiting on a busy one only at a scheduler tick (``TICK_S``, the periodic
+      balance), and the job's thread runs there from then on: in between, jobs share a core while another
+      sleeps. Not when it goes idle (no new-idle pull): in the kernel's traces of 90 twin runs (2026-11-30,
+      ``python bench/sched_idle.py DIR``), a core that went idle while another had threads waiting took one
+      within 100 µs in 291 of 18,212 cases (1.6 %) and later in 1,756; their own core got to them first in
+      6,364, and in 9,801 the idle core ran a thread woken onto it.
 
     Each queue is ``SharedCores`` of one core (processor sharing: the time slices of its run queue). Invariants:
     every job runs on exactly one core; a moved job keeps its event and the work it had left.
@@ -238,9 +241,8 @@ class PlacedCores:
             return target
         return min(range(self.cores), key=lambda k: len(self.queues[k]))  # a new thread: the least busy core
 
-    def _went_idle(self, k: int) -> None:
-        # a picosecond on: a thread whose next job starts at this instant keeps its core (it never slept)
-        self.env.timeout(1e-12).callbacks.append(lambda _e: self._pull(k))
+    def _went_idle(self, _k: int) -> None:
+        self._arm_balance()  # no new-idle pull (class doc): the waiting jobs wait for the tick
 
     def _pull(self, k: int) -> None:
         """Core ``k``, if idle, takes the latest job of the busiest core that has more than one."""

@@ -54,11 +54,21 @@ def test_a_tick_balances_a_busy_core_onto_an_idle_one():
     assert done[0] == pytest.approx(0.010 + (TICK - 0.001) / 2)  # W lost half of [1 ms, tick]
 
 
-def test_a_core_that_goes_idle_takes_a_waiting_job_at_once():
-    # X alone on one core until 1.5 ms; W and R (woken by W) share the other: when X ends, its core takes R
+def test_a_core_that_goes_idle_leaves_a_waiting_job_to_the_tick():
+    # X alone on one core until 1.5 ms; W and R (woken by W) share the other: X's core goes idle, R stays
+    # (Linux pulls no waiting thread when a core goes idle: PlacedCores); W ends at 2 ms, R runs alone after it
     done = run_jobs(2, [(0.0, 0.0015, X, None), (0.0, 0.001, W, None), (0.0, 0.003, R, W)])
-    assert done[2] == pytest.approx(0.0015 + (0.003 - 0.00075))
-    assert done[0] == pytest.approx(0.0015) and done[1] == pytest.approx(0.00175)
+    assert done == pytest.approx([0.0015, 0.002, 0.002 + (0.003 - 0.001)])
+
+
+def test_a_core_that_goes_idle_gets_a_waiting_job_at_the_next_tick():
+    # as above with R longer: its core is still shared at the tick (4 ms) after X's went idle at 1.5 ms; the
+    # tick moves R (the latest) to the idle core, where it finishes alone
+    w, r = 0.006, 0.006
+    done = run_jobs(2, [(0.0, 0.0015, X, None), (0.0, w, W, None), (0.0, r, R, W)])
+    r_by_tick = TICK / 2
+    assert done[2] == pytest.approx(TICK + r - r_by_tick)
+    assert done[1] == pytest.approx(TICK + w - TICK / 2)
 
 
 def test_a_woken_thread_takes_its_own_idle_core_over_its_wakers_busy_one():

@@ -189,3 +189,27 @@ def test_a_trace_that_cannot_be_kept_leaves_no_half_file_and_the_run_its_results
         assert load.cores >= 1 and not (tmp_path / "missing").exists()
     finally:
         ro.chmod(0o700)
+
+
+def test_an_idle_core_beside_waiting_threads_is_told_by_what_came_next():
+    """Three times CPU 0 goes idle while a thread waits on CPU 1: its own core runs it first (own), CPU 0 takes
+    it 50 µs later (pulled, as a new-idle balance would), CPU 0 runs a thread woken onto it (other). A core
+    going idle with nothing waiting, or outside the window, is no case; a thread preempted within HOT_S is hot."""
+    text = "".join([
+        sw(0, 1.000, 0, "R", 10), sw(1, 1.000, 0, "R", 11),
+        wake(1, 1.001, 12), sw(0, 1.002, 10, "S", 0), sw(1, 1.003, 11, "S", 12),  # own, 1 ms on
+        wake(0, 1.0095, 10), sw(0, 1.0096, 0, "R", 10), wake(1, 1.010, 15),
+        sw(0, 1.011, 10, "S", 0), sw(0, 1.01105, 0, "R", 15),  # pulled after 50 us
+        wake(1, 1.020, 16), sw(0, 1.021, 15, "S", 0), wake(0, 1.0215, 17), sw(0, 1.0216, 0, "R", 17),  # other
+        sw(1, 1.025, 12, "R", 16), sw(0, 1.0251, 17, "S", 0), sw(0, 1.0255, 0, "R", 12),  # 12 preempted: hot
+        sw(0, 1.030, 12, "S", 0), sw(0, 1.031, 0, "R", 12),  # idle with nothing waiting elsewhere
+        sw(0, 1.049, 12, "S", 19), wake(1, 1.050, 18), sw(0, 1.051, 19, "S", 0),  # after the window
+    ])  # fmt: skip
+    got = schedtrace.idle_pulls(text, (1.0, 1.045))
+    assert [(p.outcome, round(p.after_s * 1e6), p.hot) for p in got] == [
+        ("own", 1000, False),
+        ("pulled", 50, False),
+        ("other", 600, False),
+        ("pulled", 400, True),
+    ]
+    assert [p.at_s for p in got] == pytest.approx([1.002, 1.011, 1.021, 1.0251])

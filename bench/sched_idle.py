@@ -1,0 +1,72 @@
+"""Does an idle core take waiting work at once? Read from twin runs' kernel scheduler traces (root runs keep them).
+
+For every moment within a run's rounds that a core went idle while another core had runnable threads queued,
+what came next (hw/schedtrace.py ``idle_pulls``): the idle core ran one of them (pulled: within ``PROMPT_S``,
+as Linux's new-idle balance would, or later, at a tick's balance), their own core ran one first, or the idle
+core ran another thread first (one woken onto it). ``PlacedCores`` (sim/hosts.py) models the answer.
+
+Run: python bench/sched_idle.py DIR [DIR ...]   (run directories with sched_trace.txt.gz, or directories of
+     them, e.g. bench/twin_fidelity.py --keep's); runs named <cell>-<k> are pooled by cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without install
+
+from hw.schedtrace import PROMPT_S, IdlePull, idle_pulls, read_kept
+
+TRACE = "sched_trace.txt.gz"
+
+
+def traces(dirs: list[Path]) -> dict[str, list[Path]]:
+    """{cell: its runs' kept traces}: a run directory <cell>-<k> counts under <cell>."""
+    found: dict[str, list[Path]] = defaultdict(list)
+    for d in dirs:
+        for path in sorted([d / TRACE] if (d / TRACE).is_file() else d.glob(f"*/{TRACE}")):
+            found[re.sub(r"-\d+$", "", path.parent.name)].append(path)
+    return dict(found)
+
+
+def row(cell: str, pulls: list[IdlePull]) -> str:
+    n = len(pulls)
+    prompt = [p for p in pulls if p.outcome == "pulled" and p.after_s <= PROMPT_S]
+    later = [p for p in pulls if p.outcome == "pulled" and p.after_s > PROMPT_S]
+    own = [p.after_s for p in pulls if p.outcome == "own"]
+    other = sum(p.outcome == "other" for p in pulls)
+    hot = sum(p.hot for p in prompt)
+    med = f"{np.median(own) * 1e3:.2f}" if own else "-"
+    return (f"{cell:<48} {n:>6} {len(prompt):>7} ({hot} hot) {len(later):>6} {len(own):>6} {med:>9} "
+            f"{other:>6}")  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dirs", nargs="+", type=Path)
+    args = ap.parse_args()
+    cells = traces(args.dirs)
+    if not cells:
+        ap.error(f"no {TRACE} in {', '.join(map(str, args.dirs))} or their subdirectories (root runs keep one)")
+    print(f"{'cell':<48} {'cases':>6} {'pulled <=' + str(round(PROMPT_S * 1e6)) + ' us':>17} {'later':>6} "
+          f"{'own':>6} {'own ms p50':>9} {'other':>6}")  # fmt: skip
+    total: list[IdlePull] = []
+    for cell, paths in sorted(cells.items()):
+        pulls: list[IdlePull] = []
+        for path in paths:
+            text, window, _ = read_kept(path)
+            if window is not None:
+                pulls += idle_pulls(text, window)
+        total += pulls
+        print(row(cell, pulls))
+    print(row("all", total))
+
+
+if __name__ == "__main__":
+    main()
