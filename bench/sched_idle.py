@@ -3,7 +3,9 @@
 For every moment within a run's rounds that a core went idle while another core had runnable threads queued,
 what came next (hw/schedtrace.py ``idle_pulls``): the idle core ran one of them (pulled: within ``PROMPT_S``,
 as Linux's new-idle balance would, or later, at a tick's balance), their own core ran one first, or the idle
-core ran another thread first (one woken onto it). ``PlacedCores`` (sim/hosts.py) models the answer.
+core ran another thread first (one woken onto it). And where the kernel queued a thread woken by another
+(``wake_placements``): on the core it last ran on, or moved to its waker's, by whether that core was busy. Both
+decide what ``PlacedCores`` (sim/hosts.py) does.
 
 Run: python bench/sched_idle.py DIR [DIR ...]   (run directories with sched_trace.txt.gz, or directories of
      them, e.g. bench/twin_fidelity.py --keep's); runs named <cell>-<k> are pooled by cell.
@@ -21,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without install
 
-from hw.schedtrace import PROMPT_S, IdlePull, idle_pulls, read_kept
+from hw.schedtrace import PROMPT_S, IdlePull, idle_pulls, read_kept, wake_placements
 
 TRACE = "sched_trace.txt.gz"
 
@@ -57,15 +59,23 @@ def main() -> None:
     print(f"{'cell':<48} {'cases':>6} {'pulled <=' + str(round(PROMPT_S * 1e6)) + ' us':>17} {'later':>6} "
           f"{'own':>6} {'own ms p50':>9} {'other':>6}")  # fmt: skip
     total: list[IdlePull] = []
+    placed: dict[tuple[str, str], int] = defaultdict(int)
     for cell, paths in sorted(cells.items()):
         pulls: list[IdlePull] = []
         for path in paths:
             text, window, _ = read_kept(path)
             if window is not None:
                 pulls += idle_pulls(text, window)
+                for key, n in wake_placements(text, window).items():
+                    placed[key] += n
         total += pulls
         print(row(cell, pulls))
     print(row("all", total))
+    print("\nwoken by a running thread, it last ran on ...   queued there / on its waker's core / elsewhere")
+    for where in ("waker's cpu", "other cpu, busy", "other cpu, idle"):
+        own, waker, other = (placed[where, went] for went in ("its own", "waker's", "elsewhere"))
+        n = max(own + waker + other, 1)
+        print(f"  {where:<46} {own:>6} / {waker:>6} / {other:>6}   (waker's: {waker / n:.1%})")
 
 
 if __name__ == "__main__":

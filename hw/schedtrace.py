@@ -158,7 +158,9 @@ def waits(text: str, nodes: dict[str, int], window: tuple[float, float],
     return _measure(events, _owners(parent, nodes), allowed or {}, w0, w1)
 
 
-Event = tuple[float, int, int, int, str, int]  # (time, 0 wakeup | 1 switch | 2 fork, cpu or woken pid, ...)
+# (time, 0 wakeup | 1 switch | 2 fork, ...): a wakeup (t, 0, woken pid, target cpu, "", the waker's cpu); a
+# switch (t, 1, cpu, previous pid, its state, next pid)
+Event = tuple[float, int, int, int, str, int]
 
 
 def _events(text: str) -> tuple[list[Event], dict[int, int]]:
@@ -172,7 +174,7 @@ def _events(text: str) -> tuple[list[Event], dict[int, int]]:
         if kind == "sched_switch" and (f := _SWITCH.match(rest)) is not None:
             events.append((t, 1, cpu, int(f[1]), f[2], int(f[3])))
         elif kind.startswith("sched_wakeup") and (f := _WAKEUP.match(rest)) is not None:
-            events.append((t, 0, int(f[1]), int(f[2]), "", 0))
+            events.append((t, 0, int(f[1]), int(f[2]), "", cpu))  # the last: the cpu it was traced on (the waker's)
         elif kind == "sched_process_fork" and (f := _FORK.match(rest)) is not None:
             parent[int(f[2])] = int(f[1])
             events.append((t, 2, 0, 0, "", 0))
@@ -194,6 +196,30 @@ class IdlePull:
     outcome: str
     after_s: float
     hot: bool
+
+
+def wake_placements(text: str, window: tuple[float, float]) -> dict[tuple[str, str], int]:
+    """Where the kernel queued threads woken within ``window`` by a running thread, counted by (where the woken
+    thread last ran, at the wakeup: ``waker's cpu``, ``other cpu, busy``, ``other cpu, idle``; where it was
+    queued: ``its own``, ``waker's``, ``elsewhere``): how often Linux moves a woken thread to its waker's core
+    (its wake-affine choice), which ``PlacedCores`` (sim/hosts.py) draws. Wakeups traced on an idle cpu (from an
+    interrupt) and of threads not seen running yet are left out."""
+    events, _ = _events(text)
+    running: dict[int, int] = {}  # cpu -> thread (0: idle)
+    last: dict[int, int] = {}  # thread -> the cpu it last ran on
+    out: dict[tuple[str, str], int] = {}
+    for t, kind, a, b, _state, c in events:
+        if kind == 1:
+            running[a] = c
+            if b:
+                last[b] = a
+        elif kind == 0 and a in last and running.get(c, 0) and window[0] <= t <= window[1]:
+            prev = last[a]
+            busy = "other cpu, busy" if running.get(prev, 0) else "other cpu, idle"
+            where = "waker's cpu" if prev == c else busy
+            went = "its own" if b == prev else "waker's" if b == c else "elsewhere"
+            out[where, went] = out.get((where, went), 0) + 1
+    return out
 
 
 def idle_pulls(text: str, window: tuple[float, float]) -> list[IdlePull]:

@@ -183,10 +183,13 @@ class PlacedCores:
     README, "How we validate the twin"), Linux is not work-conserving at the scale of a millisecond:
 
     - a thread runs where it ran last (``key``: the thread), whether it did not sleep or was woken, busy core or
-      not: the core the kernel chose for 84-93 % of the twin's wake-ups; a thread that never ran joins its waker's
-      core (``waker``: the thread whose message woke it), or the least busy. No idle core is searched for: where
-      both the waker's and the thread's own core were busy and another idle, the kernel queued it on a busy one
-      in 91-100 % of cases (with the last-level cache this busy, Linux 6.x skips the search: SIS_UTIL);
+      not, except that a thread woken by a message (``waker``: the thread whose message woke it) from another
+      core joins its waker's core with probability ``AFFINE_BUSY`` (its own core busy) or ``AFFINE_IDLE`` (idle):
+      Linux's wake-affine choice, which on this VM depends on what the hypervisor is doing (an idle vCPU it has
+      descheduled does not count as idle); a thread that never ran joins its waker's core, or the least busy. No
+      idle core is searched for: where both the waker's and the thread's own core were busy and another idle,
+      the kernel queued it on a busy one in 91-100 % of cases (with the last-level cache this busy, Linux 6.x
+      skips the search: SIS_UTIL);
     - an idle core takes over a job waiting on a busy one only at a scheduler tick (``TICK_S``, the periodic
       balance), and the job's thread runs there from then on: in between, jobs share a core while another
       sleeps. Not when it goes idle (no new-idle pull): in the kernel's traces of 90 twin runs (2026-11-30,
@@ -199,9 +202,15 @@ class PlacedCores:
     """
 
     TICK_S = 0.004  # CONFIG_HZ=250, this machine's kernel (and Debian's, Raspberry Pi OS's)
+    # how often a thread woken from another core is queued on its waker's, its own core busy / idle: 3,379 of
+    # 14,872 and 921 of 1,853 wake-ups in the kernel's traces of 122 twin runs here (2026-11-30, ``python
+    # bench/sched_idle.py DIR``)
+    AFFINE_BUSY, AFFINE_IDLE = 0.23, 0.50
 
-    def __init__(self, env: simpy.Environment, cores: int):
-        self.env, self.cores = env, cores
+    def __init__(self, env: simpy.Environment, cores: int, rng: np.random.Generator | None = None):
+        """``rng``: the stream wake-affine choices are drawn from; None: a woken thread always goes back to its
+        own core (placement without chance, as the hand-worked tests have it)."""
+        self.env, self.cores, self.rng = env, cores, rng
         self.queues = [SharedCores(env, 1) for _ in range(cores)]
         for k, q in enumerate(self.queues):
             q.on_idle = functools.partial(self._went_idle, k)
@@ -234,9 +243,13 @@ class PlacedCores:
 
     def _place(self, key: int | None, waker: int | None) -> int:
         prev = None if key is None else self.last.get(key)
+        target = None if waker is None else self.last.get(waker)
+        if prev is not None and target is not None and target != prev and self.rng is not None:
+            chance = self.AFFINE_IDLE if self._idle(prev) else self.AFFINE_BUSY  # woken from another core
+            if self.rng.random() < chance:
+                return target
         if prev is not None:
             return prev
-        target = None if waker is None else self.last.get(waker)
         if target is not None:
             return target
         return min(range(self.cores), key=lambda k: len(self.queues[k]))  # a new thread: the least busy core
@@ -279,10 +292,11 @@ class Cpu:
 
     def __init__(
         self, env: simpy.Environment, name: str, cores: int, profile: Profile | None, rng: np.random.Generator,
-        sharing: str = "processor-sharing", machine: Cpu | None = None,
+        sharing: str = "processor-sharing", machine: Cpu | None = None, placement: np.random.Generator | None = None,
     ):  # fmt: skip
         """``machine``: another host's Cpu whose cores (and running trainings) this host shares, as hosts emulated
-        on one machine do (``deployment.machine``); ``cores`` is then the machine's."""
+        on one machine do (``deployment.machine``); ``cores`` is then the machine's. ``placement``: the stream of
+        ``linux`` sharing's wake-affine choices (``PlacedCores``)."""
         self.env, self.name, self.cores, self.profile, self.rng = env, name, cores, profile, rng
         # one discipline: shared cores (placed per core with ``linux``), or a run-to-completion resource with a
         # slot per core
@@ -290,7 +304,7 @@ class Cpu:
         if sharing == "processor-sharing":
             self.shared = SharedCores(env, cores)
         elif sharing == "linux":
-            self.shared = PlacedCores(env, cores)
+            self.shared = PlacedCores(env, cores, placement)
         if machine is not None:
             assert machine.shared is not None and self.shared is not None and machine.cores == cores
             self.shared = machine.shared

@@ -175,7 +175,9 @@ class Replication:
         for k, h in enumerate(s.deployment.hosts):
             first = next(iter(cpus.values()), None) if machine is not None else None
             cores = machine.cores if machine is not None else h.cores
-            cpus[h.name] = Cpu(self.env, h.name, cores, s.host_profile(h.name), stream(cpu_ss, k), h.cpu_sharing, first)
+            placement = stream(cpu_ss, k, 1) if h.cpu_sharing == "linux" else None  # wake-affine choices
+            cpus[h.name] = Cpu(self.env, h.name, cores, s.host_profile(h.name), stream(cpu_ss, k), h.cpu_sharing, first,
+                               placement)  # fmt: skip
         return cpus
 
     def _build_pool(self) -> simpy.PriorityStore:

@@ -3,6 +3,8 @@ and against invariants that hold for any jobs; the model and its engines around 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import simpy
@@ -21,10 +23,11 @@ W, R, X = 1, 2, 3  # threads: a waker, the thread its message wakes, a third
 
 
 def run_jobs(cores: int, jobs: list[tuple[float, float, int | None, int | None]],
-             sharing: str = "linux") -> list[float]:  # fmt: skip
-    """(arrival, work, thread, waker) jobs on one host; the time each finishes."""
+             sharing: str = "linux", placement: Any = None) -> list[float]:  # fmt: skip
+    """(arrival, work, thread, waker) jobs on one host; the time each finishes (``placement``: the wake-affine
+    draws; none: a woken thread always goes back to its own core)."""
     env = simpy.Environment()
-    cpu = Cpu(env, "h", cores, None, np.random.default_rng(0), sharing)
+    cpu = Cpu(env, "h", cores, None, np.random.default_rng(0), sharing, placement=placement)
     done = [0.0] * len(jobs)
 
     def job(i: int, at: float, work: float, thread: int | None, waker: int | None):
@@ -76,6 +79,40 @@ def test_a_woken_thread_takes_its_own_idle_core_over_its_wakers_busy_one():
     jobs = [(0.0, 0.0005, X, None), (0.0, 0.0005, R, None), (0.001, 0.010, W, None), (0.002, 0.001, R, W)]
     done = run_jobs(2, jobs)
     assert done[3] == pytest.approx(0.003) and done[2] == pytest.approx(0.011)
+
+
+class Draws:
+    """A stream of given uniforms (``random``), counting what was drawn."""
+
+    def __init__(self, *values: float):
+        self.values, self.drawn = list(values), 0
+
+    def random(self) -> float:
+        self.drawn += 1
+        return self.values.pop(0)
+
+
+def test_a_thread_woken_from_another_core_may_join_its_wakers_core():
+    # R last ran on core 1, now idle; W, busy on core 0, wakes it: below AFFINE_IDLE R joins W's core and both
+    # run at half speed until R's 1 ms is done (the tick at 4 ms finds it done); above it, R runs alone on core 1
+    jobs = [(0.0, 0.0005, X, None), (0.0, 0.0005, R, None), (0.001, 0.010, W, None), (0.002, 0.001, R, W)]
+    joined = Draws(PlacedCores.AFFINE_IDLE - 0.01)
+    done = run_jobs(2, jobs, placement=joined)
+    assert done[3] == pytest.approx(0.004) and done[2] == pytest.approx(0.012) and joined.drawn == 1
+    assert run_jobs(2, jobs, placement=Draws(PlacedCores.AFFINE_IDLE + 0.01))[3] == pytest.approx(0.003)
+
+
+def test_a_thread_whose_own_core_is_busy_joins_its_wakers_with_the_busy_chance():
+    # R last ran on core 0, where X now runs long; W's core 1 is free: with a draw below AFFINE_BUSY R is queued
+    # on W's core and runs alone; above it, R queues beside X until the tick (as without draws)
+    jobs = [(0.0, 0.0002, R, None), (0.0, 0.0002, W, None), (0.0003, 0.010, X, None), (0.0005, 0.002, R, W)]
+    assert run_jobs(2, jobs, placement=Draws(PlacedCores.AFFINE_BUSY - 0.01))[3] == pytest.approx(0.0025)
+    stays = run_jobs(2, jobs, placement=Draws(PlacedCores.AFFINE_BUSY + 0.01))
+    assert stays == pytest.approx(run_jobs(2, jobs))
+    # only a wake-up from another core draws: none here (R's waker ran on R's own core)
+    same = Draws()
+    run_jobs(2, [(0.0, 0.0002, W, None), (0.0003, 0.001, R, W), (0.002, 0.001, R, W)], placement=same)
+    assert same.drawn == 0
 
 
 def test_a_thread_that_does_not_sleep_keeps_its_core():

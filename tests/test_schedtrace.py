@@ -213,3 +213,26 @@ def test_an_idle_core_beside_waiting_threads_is_told_by_what_came_next():
         ("pulled", 400, True),
     ]
     assert [p.at_s for p in got] == pytest.approx([1.002, 1.011, 1.021, 1.0251])
+
+
+def test_wake_placements_count_where_a_woken_thread_was_queued():
+    """Thread 20 last ran on CPU 1; woken by thread 10 on CPU 0: while CPU 1 runs 11 it is queued on CPU 0 (the
+    waker's), then on CPU 1 (its own); with CPU 1 idle, on CPU 1. Woken on its own last cpu: stays. A wakeup traced
+    on an idle cpu (an interrupt) and one outside the window are not counted."""
+
+    def woke(cpu: int, t: float, pid: int, target: int) -> str:
+        return f"  x-1 [{cpu:03d}] d..2. {t:.6f}: sched_wakeup: comm=x pid={pid} prio=120 target_cpu={target:03d}\n"
+
+    text = "".join([
+        sw(0, 1.0, 0, "R", 10), sw(1, 1.0, 0, "R", 20), sw(1, 1.1, 20, "S", 11),
+        woke(0, 1.2, 20, 0), sw(0, 1.25, 10, "R", 20), sw(0, 1.3, 20, "S", 10),  # busy other: to the waker's
+        sw(1, 1.35, 0, "R", 20), sw(1, 1.36, 20, "S", 11),  # 20 runs on CPU 1 again
+        woke(0, 1.4, 20, 1), sw(1, 1.45, 11, "S", 20), sw(1, 1.5, 20, "S", 0),  # busy other: its own
+        woke(0, 1.6, 20, 1), sw(1, 1.61, 0, "R", 20), sw(1, 1.62, 20, "S", 0),  # idle other: its own
+        woke(1, 1.7, 20, 1),  # traced on idle CPU 1: an interrupt's
+        sw(1, 1.71, 0, "R", 20), sw(1, 1.72, 20, "S", 11), woke(1, 1.8, 20, 1),  # woken by 11 on its own cpu
+        woke(0, 2.5, 20, 0),  # after the window
+    ])  # fmt: skip
+    got = schedtrace.wake_placements(text, (1.0, 2.0))
+    assert got == {("other cpu, busy", "waker's"): 1, ("other cpu, busy", "its own"): 1,
+                   ("other cpu, idle", "its own"): 1, ("waker's cpu", "its own"): 1}  # fmt: skip
