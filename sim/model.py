@@ -124,6 +124,9 @@ class Replication:
         self.agg = self.eps[scenario.pods("aggregator")[0].name]
         self.clients = [self.eps[p.name] for p in scenario.pods("client")]
         self.pool = self._build_pool() if mode == "concurrent" else None
+        # concurrent with worker pods: a client's reader thread hands its update to a worker process itself;
+        # without, through the main thread, which queues it for a job thread (hw/node/aggregator.py ``_serve``)
+        self.delegates = bool(scenario.pods("worker"))
         # a job thread of the aggregator: seals jobs for worker processes and opens their answers
         self.agg_thread = Endpoint(self.agg.pod, self.agg.node, self.agg.cpu)
         self.round_starts: list[float] = []
@@ -448,7 +451,7 @@ class Replication:
         yield from ep.run(rec, "upload", "serialize", fl.model_bytes)
         yield from self.protect(ep, "upload", fl.model_bytes)
         yield from self.send(ep, self.agg, self.message_bytes(fl.model_bytes), "upload")
-        if self.mode == "sequential":  # its reader thread passes it to the main thread (concurrent: to a worker)
+        if self.mode == "sequential" or not self.delegates:  # its reader thread passes it to the main thread
             yield from self._handoff(self.agg, INBOX_HANDOFF)
         arrivals.put(c)
 
@@ -495,8 +498,10 @@ class Replication:
 
     def _verify_job(self, c: int, verified: simpy.Store) -> Gen:
         assert self.pool is not None
-        queued: float | None = self.env.now
+        queued: float | None = self.env.now  # the pool wait is charged to the job's first span
         fl = self.fl
+        if not self.delegates:
+            yield from self._handoff(self.agg, INBOX_HANDOFF)  # the main thread queues it for a job thread
         taken = yield self.pool.get()
         worker = taken.item
         apart = worker.pod != self.agg.pod

@@ -290,6 +290,33 @@ def test_the_simulator_waits_the_hand_offs_a_profile_has(tmp_path):
     assert extra.min() >= 0.0035
 
 
+def test_without_worker_pods_an_update_reaches_a_job_thread_through_the_main_thread(tmp_path):
+    """paper-3node has no worker pods: in concurrent mode a client's update goes from its reader thread to the
+    main thread, which queues it for a job thread (hw/node/aggregator.py ``_serve``, ``_collect``): an inbox
+    hand-off before the job is queued (its first span starts after it) and one in its first span's wait. With
+    worker pods (localhost) the reader thread hands the update to a worker process itself, at once."""
+    from sim.profile import INBOX_HANDOFF
+
+    data = yaml.safe_load(PROFILE.read_text())
+    data["overheads"] = {INBOX_HANDOFF: {"per_call_s": 0.0015, "source": "test", "tag": "F"}}
+    profile = tmp_path / "inbox.yaml"
+    profile.write_text(yaml.safe_dump(data))
+    for layout, first_op, handoffs in (
+        ("paper-3node.yaml", "ML-KEM-768.decaps", 1),
+        ("localhost.yaml", "serialize", 0),
+    ):
+        s = load_scenario(SCENARIOS / layout, ["workload.fl.rounds=2", "run.replications=1"], profile)
+        spans = simulate(s, "concurrent", 1, 1).spans
+        for _, rnd in spans[spans["round"] > 0].groupby("round"):
+            sent = np.sort(rnd[(rnd.phase == "upload") & (rnd.op == "transfer")].end_s.to_numpy())
+            jobs = rnd[(rnd.phase == "verify") & (rnd.pod == "aggregator") & (rnd.op == first_op)].sort_values(
+                "start_s"
+            )
+            assert len(jobs) == len(sent) == 2
+            assert jobs.start_s.to_numpy() - sent == pytest.approx([0.0015 * handoffs] * 2, abs=1e-9)
+            assert (jobs.queue_wait_s >= 0.0015 * handoffs - 1e-9).all()
+
+
 @pytest.mark.parametrize("spread", [0.2, 0.5, 0.8])
 def test_the_simulator_draws_a_fitted_cost_around_the_twins_median(spread):
     """A code path whose twin durations are lognormal around 2 ms plus the profile's price, with a real spread:
