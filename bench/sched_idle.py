@@ -75,7 +75,8 @@ def main() -> None:
     for where in ("waker's cpu", "other cpu, busy", "other cpu, idle"):
         own, waker, other = (placed[where, went] for went in ("its own", "waker's", "elsewhere"))
         n = max(own + waker + other, 1)
-        print(f"  {where:<46} {own:>6} / {waker:>6} / {other:>6}   (waker's: {waker / n:.1%})")
+        share = f"moved: {other / n:.1%}" if where == "waker's cpu" else f"waker's: {waker / n:.1%}"
+        print(f"  {where:<46} {own:>6} / {waker:>6} / {other:>6}   ({share})")
 
 
 if __name__ == "__main__":

@@ -98,9 +98,11 @@ def instrument(fork_file: Path) -> None:
 
     def send_back(self: Any, outcome: Any) -> Any:
         c, w = time.process_time(), time.perf_counter()
-        rows, handshakes = self._held  # what ``ship`` pickles (it exits): the rows and handshakes past the storm's
-        pickle.dumps(dataclasses.replace(outcome, rows=outcome.rows[rows:],
-                                         device_handshakes=outcome.device_handshakes[handshakes:]))  # fmt: skip
+        if not isinstance(outcome, BaseException):  # what ``ship`` pickles (it exits): rows past the storm's
+            rows, handshakes = self._held
+            sent = dataclasses.replace(outcome, rows=outcome.rows[rows:],
+                                       device_handshakes=outcome.device_handshakes[handshakes:])  # fmt: skip
+            pickle.dumps(sent, protocol=pickle.HIGHEST_PROTOCOL)
         SPENT["sending the result (pickling)"] = [time.process_time() - c, time.perf_counter() - w]
         fork_file.write_text(json.dumps(SPENT))
         return ship(self, outcome)

@@ -10,15 +10,15 @@ turns in 4 ms slices. In concurrent 50 k-parameter rounds (five processes on two
 0.35-0.37 s per second of rounds while another core idled, in sequential ones 0.12-0.17 s (README, Scheduler). That
 is a property of the machine the twin runs on, not of the modelled deployment, so a run reports it beside its load.
 
-``SchedTrace`` records the kernel's ``sched_switch``, ``sched_wakeup(_new)`` and ``sched_process_fork`` events in
-a tracefs instance of its own (the global tracer is not touched), from before the nodes start to after they end;
-an instance left by a run that was killed is removed by the next one. ``waits`` reads them back, in the kernel's
-order: per node (its threads found by their forks; the device emulator and the run's own process, ``runner``,
-count as nodes), the CPU its threads ran for, the time they were runnable but not running (woken, or preempted,
-until switched in) within the rounds' window, and the part of it during which another core the node may run on
-(``allowed``) ran nothing. A buffer that lost events gives no figures rather than wrong ones. It needs root and
-tracefs (``/sys/kernel/tracing``, mounted there if it is not, as systemd would, and left mounted); where either
-is missing the run records no scheduler figures.
+``SchedTrace`` records the kernel's ``sched_switch``, ``sched_waking``, ``sched_wakeup(_new)`` and
+``sched_process_fork`` events in a tracefs instance of its own (the global tracer is not touched), from before the nodes
+start to after they end; an instance left by a run that was killed is removed by the next one. ``waits`` reads them
+back, in the kernel's order: per node (its threads found by their forks; the device emulator and the run's own process,
+``runner``, count as nodes), the CPU its threads ran for, the time they were runnable but not running (woken, or
+preempted, until switched in) within the rounds' window, and the part of it during which another core the node may run
+on (``allowed``) ran nothing. A buffer that lost events gives no figures rather than wrong ones. It needs root and
+tracefs (``/sys/kernel/tracing``, mounted there if it is not, as systemd would, and left mounted); where either is
+missing the run records no scheduler figures.
 """
 
 from __future__ import annotations
@@ -44,14 +44,19 @@ from sim.contract import SchedWaits
 log = logging.getLogger(__name__)
 
 TRACEFS = Path("/sys/kernel/tracing")
-EVENTS = ("sched/sched_switch", "sched/sched_wakeup", "sched/sched_wakeup_new", "sched/sched_process_fork")
+# sched_waking is traced on the waker's cpu; sched_wakeup, where the woken thread is queued: on an idle cpu that
+# shares a cache with the waker's, Linux hands the wake-up to that cpu, and it is traced there
+EVENTS = ("sched/sched_switch", "sched/sched_waking", "sched/sched_wakeup", "sched/sched_wakeup_new",
+          "sched/sched_process_fork")  # fmt: skip
 BUFFER_KB_PER_CPU = 32_768  # ~570 k events a CPU here: minutes of a twin run's scheduling
 BUFFER_KB_TOTAL = 131_072  # at most this much kernel memory, however many CPUs
 PREFIX = "pqtwin-"  # instances are named pqtwin-<pid>-<token>
 
 # "<comm>-<pid> [cpu] flags timestamp: event: fields": the cpu field is the bracket right before the flags and
 # the timestamp, and each event's fields are matched from the end of the line (a comm may hold anything)
-_LINE = re.compile(r"\[(\d+)\]\s+\S+\s+([\d.]+): (sched_switch|sched_wakeup(?:_new)?|sched_process_fork): (.*)$")
+_LINE = re.compile(
+    r"\[(\d+)\]\s+\S+\s+([\d.]+): (sched_switch|sched_waking|sched_wakeup(?:_new)?|sched_process_fork): (.*)$"
+)
 _SWITCH = re.compile(r".* prev_pid=(\d+) prev_prio=\d+ prev_state=(\S+) ==> .* next_pid=(\d+) next_prio=\d+$")
 _WAKEUP = re.compile(r".* pid=(\d+) prio=\d+ target_cpu=(\d+)$")
 _FORK = re.compile(r".* pid=(\d+) child_comm=.* child_pid=(\d+)$")
@@ -158,8 +163,9 @@ def waits(text: str, nodes: dict[str, int], window: tuple[float, float],
     return _measure(events, _owners(parent, nodes), allowed or {}, w0, w1)
 
 
-# (time, 0 wakeup | 1 switch | 2 fork, ...): a wakeup (t, 0, woken pid, target cpu, "", the waker's cpu); a
-# switch (t, 1, cpu, previous pid, its state, next pid)
+# (time, 0 wakeup | 1 switch | 2 fork | 3 waking, ...): a wakeup (t, 0, woken pid, the cpu it is queued on, "",
+# the cpu it was traced on); a waking (t, 3, pid, its cpu then, "", the waker's cpu); a switch (t, 1, cpu,
+# previous pid, its state, next pid)
 Event = tuple[float, int, int, int, str, int]
 
 
@@ -174,7 +180,9 @@ def _events(text: str) -> tuple[list[Event], dict[int, int]]:
         if kind == "sched_switch" and (f := _SWITCH.match(rest)) is not None:
             events.append((t, 1, cpu, int(f[1]), f[2], int(f[3])))
         elif kind.startswith("sched_wakeup") and (f := _WAKEUP.match(rest)) is not None:
-            events.append((t, 0, int(f[1]), int(f[2]), "", cpu))  # the last: the cpu it was traced on (the waker's)
+            events.append((t, 0, int(f[1]), int(f[2]), "", cpu))
+        elif kind == "sched_waking" and (f := _WAKEUP.match(rest)) is not None:
+            events.append((t, 3, int(f[1]), int(f[2]), "", cpu))
         elif kind == "sched_process_fork" and (f := _FORK.match(rest)) is not None:
             parent[int(f[2])] = int(f[1])
             events.append((t, 2, 0, 0, "", 0))
@@ -202,22 +210,31 @@ def wake_placements(text: str, window: tuple[float, float]) -> dict[tuple[str, s
     """Where the kernel queued threads woken within ``window`` by a running thread, counted by (where the woken
     thread last ran, at the wakeup: ``waker's cpu``, ``other cpu, busy``, ``other cpu, idle``; where it was
     queued: ``its own``, ``waker's``, ``elsewhere``): how often Linux moves a woken thread to its waker's core
-    (its wake-affine choice), which ``PlacedCores`` (sim/hosts.py) draws. Wakeups traced on an idle cpu (from an
-    interrupt) and of threads not seen running yet are left out."""
+    (its wake-affine choice), which ``PlacedCores`` (sim/hosts.py) draws. The waker is the thread running where
+    the wake-up's ``sched_waking`` was traced (a wake-up onto an idle cpu is traced on that cpu); wake-ups from
+    an idle cpu (an interrupt's), of threads still running or not seen running yet, and traces without
+    ``sched_waking`` (runs before 2026-11-30 20:00) give nothing."""
     events, _ = _events(text)
     running: dict[int, int] = {}  # cpu -> thread (0: idle)
     last: dict[int, int] = {}  # thread -> the cpu it last ran on
+    waking: dict[int, tuple[int, str]] = {}  # thread -> (the waker's cpu, where it last ran then)
     out: dict[tuple[str, str], int] = {}
     for t, kind, a, b, _state, c in events:
         if kind == 1:
             running[a] = c
-            if b:
-                last[b] = a
-        elif kind == 0 and a in last and running.get(c, 0) and window[0] <= t <= window[1]:
-            prev = last[a]
+            for tid in (b, c):  # on a cpu: leaving it, or switched in (a switch in is not always traced)
+                if tid:
+                    last[tid] = a
+        elif kind == 3:
+            waking.pop(a, None)
+            prev = last.get(a)
+            if prev is None or a in running.values() or not running.get(c, 0) or not window[0] <= t <= window[1]:
+                continue
             busy = "other cpu, busy" if running.get(prev, 0) else "other cpu, idle"
-            where = "waker's cpu" if prev == c else busy
-            went = "its own" if b == prev else "waker's" if b == c else "elsewhere"
+            waking[a] = (c, "waker's cpu" if prev == c else busy)
+        elif kind == 0 and a in waking:
+            waker_cpu, where = waking.pop(a)
+            went = "its own" if b == last[a] else "waker's" if b == waker_cpu else "elsewhere"
             out[where, went] = out.get((where, went), 0) + 1
     return out
 

@@ -185,27 +185,26 @@ class PlacedCores:
     - a thread runs where it ran last (``key``: the thread), whether it did not sleep or was woken, busy core or
       not, except that a thread woken by a message (``waker``: the thread whose message woke it) from another
       core joins its waker's core with probability ``AFFINE_BUSY`` (its own core busy) or ``AFFINE_IDLE`` (idle):
-      Linux's wake-affine choice, which on this VM depends on what the hypervisor is doing (an idle vCPU it has
-      descheduled does not count as idle); a thread that never ran joins its waker's core, or the least busy. No
+      Linux's wake-affine choice; a thread that never ran joins its waker's core, or the least busy. No
       idle core is searched for: where both the waker's and the thread's own core were busy and another idle,
       the kernel queued it on a busy one in 91-100 % of cases (with the last-level cache this busy, Linux 6.x
       skips the search: SIS_UTIL);
     - an idle core takes over a job waiting on a busy one only at a scheduler tick (``TICK_S``, the periodic
       balance), and the job's thread runs there from then on: in between, jobs share a core while another
-      sleeps. Not when it goes idle (no new-idle pull): in the kernel's traces of 90 twin runs (2026-11-30,
+      sleeps. Not when it goes idle (no new-idle pull): in the kernel's traces of 188 twin runs (2026-11-30,
       ``python bench/sched_idle.py DIR``), a core that went idle while another had threads waiting took one
-      within 100 µs in 291 of 18,212 cases (1.6 %) and later in 1,756; their own core got to them first in
-      6,364, and in 9,801 the idle core ran a thread woken onto it.
+      within 100 µs in 585 of 36,509 cases (1.6 %) and later in 3,459; their own core got to them first in
+      13,336, and in 19,129 the idle core ran a thread woken onto it.
 
     Each queue is ``SharedCores`` of one core (processor sharing: the time slices of its run queue). Invariants:
     every job runs on exactly one core; a moved job keeps its event and the work it had left.
     """
 
     TICK_S = 0.004  # CONFIG_HZ=250, this machine's kernel (and Debian's, Raspberry Pi OS's)
-    # how often a thread woken from another core is queued on its waker's, its own core busy / idle: 3,379 of
-    # 14,872 and 921 of 1,853 wake-ups in the kernel's traces of 122 twin runs here (2026-11-30, ``python
-    # bench/sched_idle.py DIR``)
-    AFFINE_BUSY, AFFINE_IDLE = 0.23, 0.50
+    # how often a thread woken from another core is queued on its waker's, its own core busy / idle: 211 of 919
+    # and 86 of 1,652 wake-ups in the kernel's traces of 8 twin runs here (2026-11-30, localhost.yaml, both modes,
+    # 50 k and 1 M parameters, PQC L3 and classical; ``python bench/sched_idle.py DIR``)
+    AFFINE_BUSY, AFFINE_IDLE = 0.23, 0.05
 
     def __init__(self, env: simpy.Environment, cores: int, rng: np.random.Generator | None = None):
         """``rng``: the stream wake-affine choices are drawn from; None: a woken thread always goes back to its

@@ -216,22 +216,29 @@ def test_an_idle_core_beside_waiting_threads_is_told_by_what_came_next():
 
 
 def test_wake_placements_count_where_a_woken_thread_was_queued():
-    """Thread 20 last ran on CPU 1; woken by thread 10 on CPU 0: while CPU 1 runs 11 it is queued on CPU 0 (the
-    waker's), then on CPU 1 (its own); with CPU 1 idle, on CPU 1. Woken on its own last cpu: stays. A wakeup traced
-    on an idle cpu (an interrupt) and one outside the window are not counted."""
+    """Thread 20 last ran on CPU 1; woken by thread 10 on CPU 0 (``sched_waking`` traced there): while CPU 1 runs
+    11 it is queued on CPU 0 (the waker's), then on CPU 1 (its own); with CPU 1 idle, on CPU 1 -- a wake-up Linux
+    hands to that idle cpu, so its ``sched_wakeup`` is traced there. Woken on its own last cpu: stays. Not
+    counted: a wake-up from an idle cpu (an interrupt's), of a thread still running, one outside the window, and
+    a ``sched_wakeup`` without its ``sched_waking`` (older traces)."""
+
+    def waking(cpu: int, t: float, pid: int) -> str:
+        return f"  x-1 [{cpu:03d}] d..2. {t:.6f}: sched_waking: comm=x pid={pid} prio=120 target_cpu=001\n"
 
     def woke(cpu: int, t: float, pid: int, target: int) -> str:
         return f"  x-1 [{cpu:03d}] d..2. {t:.6f}: sched_wakeup: comm=x pid={pid} prio=120 target_cpu={target:03d}\n"
 
     text = "".join([
         sw(0, 1.0, 0, "R", 10), sw(1, 1.0, 0, "R", 20), sw(1, 1.1, 20, "S", 11),
-        woke(0, 1.2, 20, 0), sw(0, 1.25, 10, "R", 20), sw(0, 1.3, 20, "S", 10),  # busy other: to the waker's
+        waking(0, 1.2, 20), woke(0, 1.2, 20, 0), sw(0, 1.25, 10, "R", 20), sw(0, 1.3, 20, "S", 10),  # to the waker's
         sw(1, 1.35, 0, "R", 20), sw(1, 1.36, 20, "S", 11),  # 20 runs on CPU 1 again
-        woke(0, 1.4, 20, 1), sw(1, 1.45, 11, "S", 20), sw(1, 1.5, 20, "S", 0),  # busy other: its own
-        woke(0, 1.6, 20, 1), sw(1, 1.61, 0, "R", 20), sw(1, 1.62, 20, "S", 0),  # idle other: its own
-        woke(1, 1.7, 20, 1),  # traced on idle CPU 1: an interrupt's
-        sw(1, 1.71, 0, "R", 20), sw(1, 1.72, 20, "S", 11), woke(1, 1.8, 20, 1),  # woken by 11 on its own cpu
-        woke(0, 2.5, 20, 0),  # after the window
+        waking(0, 1.4, 20), woke(0, 1.4, 20, 1), sw(1, 1.45, 11, "S", 20), sw(1, 1.5, 20, "S", 0),  # busy: its own
+        waking(0, 1.6, 20), woke(1, 1.6001, 20, 1), sw(1, 1.61, 0, "R", 20),  # idle: its own, traced on CPU 1
+        waking(0, 1.615, 20), sw(1, 1.62, 20, "S", 0),  # woken while still running: not counted
+        waking(1, 1.7, 20), woke(1, 1.7, 20, 1),  # from idle CPU 1: an interrupt's
+        sw(1, 1.71, 0, "R", 20), sw(1, 1.72, 20, "S", 11), waking(1, 1.8, 20), woke(1, 1.8, 20, 1),  # by 11, there
+        woke(0, 1.9, 20, 0),  # no sched_waking
+        waking(0, 2.5, 20), woke(0, 2.5, 20, 0),  # after the window
     ])  # fmt: skip
     got = schedtrace.wake_placements(text, (1.0, 2.0))
     assert got == {("other cpu, busy", "waker's"): 1, ("other cpu, busy", "its own"): 1,
