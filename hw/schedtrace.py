@@ -48,6 +48,7 @@ TRACEFS = Path("/sys/kernel/tracing")
 # shares a cache with the waker's, Linux hands the wake-up to that cpu, and it is traced there
 EVENTS = ("sched/sched_switch", "sched/sched_waking", "sched/sched_wakeup", "sched/sched_wakeup_new",
           "sched/sched_process_fork")  # fmt: skip
+OPTIONAL = "sched/sched_waking"  # only ``wake_placements`` needs it: a kernel without it still gives the waits
 BUFFER_KB_PER_CPU = 32_768  # ~570 k events a CPU here: minutes of a twin run's scheduling
 BUFFER_KB_TOTAL = 131_072  # at most this much kernel memory, however many CPUs
 PREFIX = "pqtwin-"  # instances are named pqtwin-<pid>-<token>
@@ -86,7 +87,8 @@ class SchedTrace:
             per_cpu = min(BUFFER_KB_PER_CPU, BUFFER_KB_TOTAL // max(1, os.cpu_count() or 1))
             (root / "buffer_size_kb").write_text(str(per_cpu))
             for event in EVENTS:
-                (root / "events" / event / "enable").write_text("1")
+                if event != OPTIONAL or (root / "events" / event).is_dir():
+                    (root / "events" / event / "enable").write_text("1")
             (root / "tracing_on").write_text("1")
         except OSError as exc:
             log.info("no scheduler trace: %s", exc)
