@@ -63,7 +63,10 @@ def main() -> None:
     for cell, paths in sorted(cells.items()):
         pulls: list[IdlePull] = []
         for path in paths:
-            text, window, _ = read_kept(path)
+            try:
+                text, window, _ = read_kept(path)
+            except (OSError, EOFError, ValueError) as exc:  # not gzip, cut short, not text, not ours
+                ap.error(f"{path}: not a readable kept scheduler trace ({exc})")
             if window is not None:
                 pulls += idle_pulls(text, window)
                 for key, n in wake_placements(text, window).items():

@@ -21,7 +21,6 @@ run on an otherwise idle core, min(work, end − asked): one asked just before t
 
 from __future__ import annotations
 
-import functools
 import heapq
 import math
 import types
@@ -211,8 +210,8 @@ class PlacedCores:
         own core (placement without chance, as the hand-worked tests have it)."""
         self.env, self.cores, self.rng = env, cores, rng
         self.queues = [SharedCores(env, 1) for _ in range(cores)]
-        for k, q in enumerate(self.queues):
-            q.on_idle = functools.partial(self._went_idle, k)
+        for q in self.queues:
+            q.on_idle = self._arm_balance  # no new-idle pull (class doc): waiting jobs wait for the tick
         self.last: dict[int, int] = {}  # thread -> the core it ran on last
         self.owner: dict[simpy.Event, int] = {}  # a running job -> its thread
         self.balance_at = math.inf
@@ -252,9 +251,6 @@ class PlacedCores:
         if target is not None:
             return target
         return min(range(self.cores), key=lambda k: len(self.queues[k]))  # a new thread: the least busy core
-
-    def _went_idle(self, _k: int) -> None:
-        self._arm_balance()  # no new-idle pull (class doc): the waiting jobs wait for the tick
 
     def _pull(self, k: int) -> None:
         """Core ``k``, if idle, takes the latest job of the busiest core that has more than one."""

@@ -8,33 +8,20 @@ from pathlib import Path
 
 from hw import schedtrace
 
+from .test_schedtrace import sw, waking, woke
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _line(cpu: int, t: float, event: str, fields: str) -> str:
-    return f"  x-1 [{cpu:03d}] d..2. {t:.6f}: {event}: {fields}\n"
-
-
-def _switch(cpu: int, t: float, prev: int, state: str, nxt: int) -> str:
-    fields = (
-        f"prev_comm=x prev_pid={prev} prev_prio=120 prev_state={state} ==> next_comm=x next_pid={nxt} next_prio=120"
-    )
-    return _line(cpu, t, "sched_switch", fields)
-
-
-def _wake(event: str, cpu: int, t: float, pid: int, target: int) -> str:
-    return _line(cpu, t, event, f"comm=x pid={pid} prio=120 target_cpu={target:03d}")
 
 
 def test_sched_idle_pools_a_cells_runs_and_prints_both_tables(tmp_path):
     """Two runs of one cell (<cell>-0, <cell>-1): each has a core going idle beside a waiting thread that its own
     core then runs, and a wake-up from another busy core that queues the thread on its waker's."""
     text = "".join([
-        _switch(0, 1.0, 0, "R", 10), _switch(1, 1.0, 0, "R", 20), _switch(1, 1.1, 20, "S", 11),
-        _wake("sched_waking", 0, 1.2, 20, 1), _wake("sched_wakeup", 0, 1.2, 20, 0),  # busy own core: to the waker's
-        _wake("sched_waking", 0, 1.3, 30, 0), _wake("sched_wakeup", 0, 1.3, 30, 0),  # 30 never ran: not counted
-        _switch(1, 1.4, 11, "S", 0),  # cpu 1 idles while 20 and 30 wait on cpu 0
-        _switch(0, 1.5, 10, "S", 20),  # their own core runs 20 first
+        sw(0, 1.0, 0, "R", 10), sw(1, 1.0, 0, "R", 20), sw(1, 1.1, 20, "S", 11),
+        waking(0, 1.2, 20), woke(0, 1.2, 20, 0),  # busy own core: to the waker's
+        waking(0, 1.3, 30), woke(0, 1.3, 30, 0),  # 30 never ran: not counted
+        sw(1, 1.4, 11, "S", 0),  # cpu 1 idles while 20 and 30 wait on cpu 0
+        sw(0, 1.5, 10, "S", 20),  # their own core runs 20 first
     ])  # fmt: skip
     for k in (0, 1):
         run = tmp_path / f"hw-cell-{k}"
@@ -60,3 +47,12 @@ def test_gil_release_times_every_operation_on_one_and_two_threads():
     rows = [line for line in out.splitlines() if line.endswith("x") and "µs" in line]
     assert any(r.startswith("serialize 4,000 B") for r in rows) and any("ML-DSA-65 sign" in r for r in rows)
     assert all(0 < float(r.split()[-1].rstrip("x")) < 4 for r in rows)
+
+
+def test_sched_idle_names_a_trace_it_cannot_read(tmp_path):
+    (tmp_path / "run-0").mkdir()
+    (tmp_path / "run-0" / "sched_trace.txt.gz").write_bytes(b"\xff\xfe not gzip")
+    got = subprocess.run([sys.executable, str(ROOT / "bench" / "sched_idle.py"), str(tmp_path)],
+                         capture_output=True, text=True)  # fmt: skip
+    assert got.returncode == 2 and "run-0/sched_trace.txt.gz: not a readable" in got.stderr
+    assert "Traceback" not in got.stderr

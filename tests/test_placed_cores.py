@@ -4,6 +4,7 @@ and against invariants that hold for any jobs; the model and its engines around 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -23,13 +24,14 @@ TICK = PlacedCores.TICK_S
 W, R, X = 1, 2, 3  # threads: a waker, the thread its message wakes, a third
 
 
-def run_jobs(cores: int, jobs: list[tuple[float, float, int | None, int | None]],
-             sharing: str = "linux", placement: Any = None) -> list[float]:  # fmt: skip
+def run_jobs(cores: int, jobs: list[tuple[float, float, int | None, int | None]], sharing: str = "linux",
+             placement: Any = None, watch: Callable[[Cpu], None] | None = None) -> list[float]:  # fmt: skip
     """(arrival, work, thread, waker) jobs on one host; the time each finishes (``placement``: the wake-affine
-    draws; none: a woken thread always goes back to its own core)."""
+    draws; none: a woken thread always goes back to its own core; ``watch``: called with the host after every
+    event)."""
     env = simpy.Environment()
     cpu = Cpu(env, "h", cores, None, np.random.default_rng(0), sharing, placement=placement)
-    done = [0.0] * len(jobs)
+    done = [math.nan] * len(jobs)
 
     def job(i: int, at: float, work: float, thread: int | None, waker: int | None):
         yield env.timeout(at)
@@ -38,7 +40,10 @@ def run_jobs(cores: int, jobs: list[tuple[float, float, int | None, int | None]]
 
     for i, j in enumerate(jobs):
         env.process(job(i, *j))
-    env.run()
+    while env.peek() < math.inf:
+        env.step()
+        if watch is not None:
+            watch(cpu)
     return done
 
 
@@ -176,29 +181,20 @@ def test_every_job_ends_and_no_core_idles_beside_waiting_work_past_a_tick(cores,
     """Any jobs, threads and wakers, with wake-affine draws or without: each job ends, no sooner than its work on
     a whole core; and a core never sits idle beside a queue of more than one job for longer than a tick (the
     balance that moves it; a core going idle only arms it)."""
-    env = simpy.Environment()
-    placement = None if seed is None else np.random.default_rng(seed)
-    cpu = Cpu(env, "h", cores, None, np.random.default_rng(0), "linux", placement=placement)
-    placed = cpu.shared
-    assert isinstance(placed, PlacedCores)
-    done = [math.nan] * len(jobs)
+    stretch = {"since": math.nan, "worst": 0.0}  # the current and the longest idle-beside-waiting stretch
 
-    def job(i: int, at: float, work: float, thread: int | None, waker: int | None):
-        yield env.timeout(at)
-        yield from cpu.work(work, thread=thread, waker=waker)
-        done[i] = env.now
-
-    for i, j in enumerate(jobs):
-        env.process(job(i, *j))
-    since, worst = math.nan, 0.0
-    while env.peek() < math.inf:
-        env.step()
+    def watch(cpu: Cpu) -> None:
+        placed = cpu.shared
+        assert isinstance(placed, PlacedCores)
         stuck = any(len(q) > 1 for q in placed.queues) and any(not q.heap for q in placed.queues)
-        if stuck and math.isnan(since):
-            since = env.now
-        elif not stuck and not math.isnan(since):
-            worst, since = max(worst, env.now - since), math.nan
-    assert math.isnan(since) and worst <= TICK + 1e-9
+        if stuck and math.isnan(stretch["since"]):
+            stretch["since"] = cpu.env.now
+        elif not stuck and not math.isnan(stretch["since"]):
+            stretch["worst"] = max(stretch["worst"], cpu.env.now - stretch["since"])
+            stretch["since"] = math.nan
+
+    done = run_jobs(cores, jobs, placement=None if seed is None else np.random.default_rng(seed), watch=watch)
+    assert math.isnan(stretch["since"]) and stretch["worst"] <= TICK + 1e-9
     for (at, work, _, _), end in zip(jobs, done, strict=True):
         assert end >= at + work - 1e-9
 

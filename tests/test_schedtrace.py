@@ -23,6 +23,16 @@ def wake(cpu: int, t: float, pid: int) -> str:
     return f"  x-1 [{cpu:03d}] d..2. {t:.6f}: sched_wakeup: comm=x pid={pid} prio=120 target_cpu={cpu:03d}\n"
 
 
+def waking(cpu: int, t: float, pid: int) -> str:
+    """A ``sched_waking`` traced on ``cpu`` (the waker's)."""
+    return f"  x-1 [{cpu:03d}] d..2. {t:.6f}: sched_waking: comm=x pid={pid} prio=120 target_cpu=001\n"
+
+
+def woke(cpu: int, t: float, pid: int, target: int) -> str:
+    """A ``sched_wakeup`` traced on ``cpu`` that queued ``pid`` on ``target``."""
+    return f"  x-1 [{cpu:03d}] d..2. {t:.6f}: sched_wakeup: comm=x pid={pid} prio=120 target_cpu={target:03d}\n"
+
+
 # two CPUs; node "a" (pid 100) forks thread 101; pid 300 belongs to no node
 LINES = "".join([
     "  x-1 [000] d..2. 10.000000: sched_process_fork: comm=x pid=100 child_comm=x child_pid=101\n",
@@ -221,12 +231,6 @@ def test_wake_placements_count_where_a_woken_thread_was_queued():
     hands to that idle cpu, so its ``sched_wakeup`` is traced there. Woken on its own last cpu: stays. Not
     counted: a wake-up from an idle cpu (an interrupt's), of a thread still running, one outside the window, and
     a ``sched_wakeup`` without its ``sched_waking`` (older traces)."""
-
-    def waking(cpu: int, t: float, pid: int) -> str:
-        return f"  x-1 [{cpu:03d}] d..2. {t:.6f}: sched_waking: comm=x pid={pid} prio=120 target_cpu=001\n"
-
-    def woke(cpu: int, t: float, pid: int, target: int) -> str:
-        return f"  x-1 [{cpu:03d}] d..2. {t:.6f}: sched_wakeup: comm=x pid={pid} prio=120 target_cpu={target:03d}\n"
 
     text = "".join([
         sw(0, 1.0, 0, "R", 10), sw(1, 1.0, 0, "R", 20), sw(1, 1.1, 20, "S", 11),
