@@ -77,8 +77,8 @@ def main() -> None:
     ap.add_argument("--bytes", type=int, default=200_000, help="message size (default: a 50 k-parameter model)")
     ap.add_argument("--trials", type=int, default=5)
     args = ap.parse_args()
-    if args.bytes < 4 or args.trials < 1:
-        ap.error(f"--bytes {args.bytes} --trials {args.trials}: at least 4 bytes and one trial")
+    if not 4 <= args.bytes <= 1 << 28 or not 1 <= args.trials <= 1000:
+        ap.error(f"--bytes {args.bytes} --trials {args.trials}: 4 bytes to 256 MiB, 1 to 1,000 trials")
     print(f"load average {os.getloadavg()[0]:.2f}, cores {sorted(os.sched_getaffinity(0))}")
     print(f"{'operation':<44} {'a call':>10}  two threads vs one")
     for name, fn in operations(args.bytes).items():
