@@ -292,11 +292,16 @@ class Replication:
         yield from self._glue(dst, phase, plaintext)
 
     def _handoff(self, ep: Endpoint, kind: str) -> Gen:
-        """The wait between a message's last byte and the receiving thread's first step, where the profile has it
-        (fitted from twin runs, hw/fit.py: a thread woken, a queue between two threads, Python in between)."""
+        """The step between a message's last byte and the receiving thread's first operation, where the profile
+        has it (fitted from twin runs, hw/fit.py: the record parsed, a queue between two threads, Python in
+        between): work on the receiving thread's core, which waits for it like any other, since the kernel's
+        traces show the thread running for 53-100 % of it (sim/profile.py). Its first step after a wake-up."""
         profile = ep.cpu.profile
         if profile is not None and kind in profile.overheads:  # none: no event, runs as without hand-offs
-            yield self.env.timeout(profile.handoff_s(kind, ep.cpu.rng))
+            waker = None
+            if ep.cpu.placed:
+                waker, ep.woken_by = ep.woken_by, None
+            yield from ep.cpu.work(profile.handoff_s(kind, ep.cpu.rng), thread=ep.key, waker=waker)
 
     def _glue(self, ep: Endpoint, phase: str, plaintext: int) -> Gen:
         if ep.cpu.profile is not None and "job.glue" in ep.cpu.profile.ops:

@@ -290,6 +290,28 @@ def test_the_simulator_waits_the_hand_offs_a_profile_has(tmp_path):
     assert extra.min() >= 0.0035
 
 
+def test_a_hand_off_is_work_on_the_receiving_hosts_cores(tmp_path):
+    """The kernel's traces show a receiving thread running for most of a hand-off (sim/profile.py): the simulator
+    runs it on the host's cores. With a core for every thread it lasts what the profile draws; on one core, shared
+    with the aggregator sealing the next client's model (sequential), a client's takes longer. A wait would not."""
+    from hw.fit import _handoffs
+    from sim.profile import RECEIVE_HANDOFF
+
+    data = yaml.safe_load(PROFILE.read_text())
+    data["overheads"] = {RECEIVE_HANDOFF: {"per_call_s": 0.0005, "source": "test", "tag": "F"}}
+    profile = tmp_path / "handoffs.yaml"
+    profile.write_text(yaml.safe_dump(data))
+    gaps = {}
+    for cores in (16, 1):
+        sets = ["workload.fl.rounds=3", "deployment.hosts.0.cpu_sharing=processor-sharing",
+                f"deployment.hosts.0.cores={cores}"]  # fmt: skip
+        spans = simulate(load_scenario(SCENARIOS / "localhost.yaml", sets, profile), "sequential", 1, 1).spans
+        gaps[cores] = _handoffs(spans[spans["round"] > 0], sequential=True)[RECEIVE_HANDOFF]
+        assert len(gaps[cores]) == 6
+    assert gaps[16] == pytest.approx([0.0005] * 6, abs=1e-9)
+    assert gaps[1].min() >= 0.0005 - 1e-9 and gaps[1].max() > 0.0008
+
+
 def test_without_worker_pods_an_update_reaches_a_job_thread_through_the_main_thread(tmp_path):
     """paper-3node has no worker pods: in concurrent mode a client's update goes from its reader thread to the
     main thread, which queues it for a job thread (hw/node/aggregator.py ``_serve``, ``_collect``): an inbox
