@@ -176,8 +176,117 @@ class SharedCores:
             self.on_idle()
 
 
+class SlicedCore:
+    """One core of ``PlacedCores``: its run queue as Linux runs it at a round's scale (the kernel's traces of the
+    twin, README "How we validate the twin"). One job runs at a time, at the core's full speed:
+
+    - a job of a woken thread (any thread but the one whose job just ended here) preempts the running job with
+      ``PlacedCores.WAKE_PREEMPT``'s chance (always without a stream), and the preempted job waits first in line;
+      otherwise it waits last;
+    - the running job keeps the core until it ends, or until it has run ``slice_s``, then waits last;
+    - a thread's next job asked the instant its last one ended here goes on running, its slice as it was (the
+      thread never left the core).
+
+    The interface of ``SharedCores``: ``run``, ``take_latest``, ``rescale``, ``on_idle``; ``len`` its jobs.
+    Invariant: a job's work is done when it ends, never more than one job progressing.
+    """
+
+    def __init__(self, env: simpy.Environment, slice_s: float, preempt: Callable[[], bool]):
+        self.env, self.slice_s, self.preempt = env, slice_s, preempt
+        self.waiting: deque[_Job] = deque()
+        self.running: _Job | None = None
+        self.since = env.now  # when the running job last got the core
+        self.used = 0.0  # how much of its slice the running job's thread had used by then
+        self.version = 0  # the live timer's; older timers are stale
+        self.arrivals = 0
+        self.ended: tuple[int | None, float, float] | None = None  # (thread, when, slice used) of the last job to end
+        self.on_idle: Callable[[], None] | None = None  # told when its last job ends
+
+    def __len__(self) -> int:
+        return (self.running is not None) + len(self.waiting)
+
+    def run(self, work_s: float, done: simpy.Event | None = None, key: int | None = None) -> simpy.Event:
+        """An event that fires when ``work_s`` of thread ``key``'s work is done on this core (``done``: that event,
+        for a job moved here with the work it has left)."""
+        done = self.env.event() if done is None else done
+        job = _Job(work_s, self.arrivals, done, key)
+        self.arrivals += 1
+        ended = self.ended
+        goes_on = key is not None and ended is not None and ended[0] == key and ended[1] == self.env.now
+        used = ended[2] if goes_on and ended is not None else 0.0
+        if self.running is None:
+            self._start(job, used)
+        elif goes_on or self.preempt():  # the thread goes on (it takes back what started this instant), or woken
+            self._book()
+            self.waiting.appendleft(self.running)
+            self._start(job, used)
+        else:
+            self.waiting.append(job)
+        return done
+
+    def take_latest(self) -> tuple[float, simpy.Event]:
+        """Remove the waiting job that arrived last (the one a balancing core pulls): (its work left, its event)."""
+        job = max(self.waiting, key=lambda j: j.order)
+        self.waiting.remove(job)
+        return max(0.0, job.left_s), job.done
+
+    def rescale(self, done: simpy.Event, ratio: float) -> float:
+        """Multiply the work a job has left by ``ratio``; the work added (negative: removed)."""
+        self._book()
+        for job in (self.running, *self.waiting):
+            if job is not None and job.done is done:
+                left = max(0.0, job.left_s)
+                job.left_s = left * ratio
+                if job is self.running:
+                    self._arm()
+                return left * (ratio - 1)
+        return 0.0
+
+    def _book(self) -> None:
+        if self.running is not None:
+            ran = self.env.now - self.since
+            self.running.left_s -= ran
+            self.used += ran
+            self.since = self.env.now
+
+    def _start(self, job: _Job, used: float) -> None:
+        self.running, self.since, self.used = job, self.env.now, used
+        self._arm()
+
+    def _arm(self) -> None:
+        assert self.running is not None
+        self.version += 1
+        version = self.version
+        at = max(0.0, min(self.running.left_s, self.slice_s - self.used))
+        self.env.timeout(at).callbacks.append(lambda _ev: self._fire(version))
+
+    def _fire(self, version: int) -> None:
+        if version != self.version or self.running is None:
+            return
+        self._book()
+        job, self.running = self.running, None
+        if job.left_s <= ps_tolerance(self.env.now):
+            self.ended = (job.key, self.env.now, self.used)
+            job.done.succeed()
+        else:  # its slice is used up
+            self.ended = None
+            self.waiting.append(job)
+        if self.waiting:
+            self._start(self.waiting.popleft(), 0.0)
+        elif self.on_idle is not None:
+            self.on_idle()
+
+
+@dataclass(eq=False)
+class _Job:
+    left_s: float  # work left, as of the core's last booking
+    order: int
+    done: simpy.Event
+    key: int | None  # its thread
+
+
 class PlacedCores:
-    """``cpu_sharing: linux``: cores that each time-slice their own run queue, threads placed on them as Linux's
+    """``cpu_sharing: linux``: cores that each run their own run queue, threads placed on them as Linux's
     scheduler places them. Read from the kernel's traces of the twin's runs on our 2-vCPU machine (hw/schedtrace.py;
     README, "How we validate the twin"), Linux is not work-conserving at the scale of a millisecond:
 
@@ -189,14 +298,17 @@ class PlacedCores:
       the kernel queued it on a busy one in 91-100 % of cases (with the last-level cache this busy, Linux 6.x
       skips the search: SIS_UTIL);
     - an idle core takes over a job waiting on a busy one only at a scheduler tick (``TICK_S``, the periodic
-      balance), and the job's thread runs there from then on: in between, jobs share a core while another
+      balance), and the job's thread runs there from then on: in between, jobs queue on a core while another
       sleeps. Not when it goes idle (no new-idle pull): in the kernel's traces of 188 twin runs (2026-11-30,
       ``python bench/sched_idle.py DIR``), a core that went idle while another had threads waiting took one
       within 100 µs in 585 of 36,509 cases (1.6 %) and later in 3,459; their own core got to them first in
-      13,336, and in 19,129 the idle core ran a thread woken onto it.
+      13,336, and in 19,129 the idle core ran a thread woken onto it;
+    - each core runs one job at a time (``SlicedCore``): a woken thread's job preempts the running one with
+      probability ``WAKE_PREEMPT``, else waits its turn; a job keeps its core for up to ``SLICE_S`` while others
+      wait. So a short job behind a training step does not share the core at half speed: it runs at once, or
+      waits for the step's slice to end.
 
-    Each queue is ``SharedCores`` of one core (processor sharing: the time slices of its run queue). Invariants:
-    every job runs on exactly one core; a moved job keeps its event and the work it had left.
+    Invariants: every job runs on exactly one core; a moved job keeps its event and the work it had left.
     """
 
     TICK_S = 0.004  # CONFIG_HZ=250, this machine's kernel (and Debian's, Raspberry Pi OS's)
@@ -204,12 +316,16 @@ class PlacedCores:
     # and 86 of 1,652 wake-ups in the kernel's traces of 8 twin runs here (2026-11-30, localhost.yaml, both modes,
     # 50 k and 1 M parameters, PQC L3 and classical; ``python bench/sched_idle.py DIR``)
     AFFINE_BUSY, AFFINE_IDLE = 0.23, 0.05
+    # the kernel's traces of 56 twin runs (stop 32's matrix of 18:57 and its 8 runs of 19:38; ``SlicedCore``): a
+    # thread woken onto a busy core preempted the running thread at once in 71 % of 27,888 wake-ups (else waited,
+    # median 0.24 ms); a thread that ran while another waited on its core ran a median 3.16 ms (4,713 slices)
+    WAKE_PREEMPT, SLICE_S = 0.71, 0.0032
 
     def __init__(self, env: simpy.Environment, cores: int, rng: np.random.Generator | None = None):
         """``rng``: the stream wake-affine choices are drawn from; None: a woken thread always goes back to its
         own core (placement without chance, as the hand-worked tests have it)."""
         self.env, self.cores, self.rng = env, cores, rng
-        self.queues = [SharedCores(env, 1) for _ in range(cores)]
+        self.queues = [SlicedCore(env, self.SLICE_S, self._preempts) for _ in range(cores)]
         for q in self.queues:
             q.on_idle = self._arm_balance  # no new-idle pull (class doc): waiting jobs wait for the tick
         self.last: dict[int, int] = {}  # thread -> the core it ran on last
@@ -222,7 +338,7 @@ class PlacedCores:
     def run(self, work_s: float, key: int | None = None, waker: int | None = None) -> simpy.Event:
         """An event that fires when ``work_s`` of the thread ``key``'s work is done on the core it is placed on."""
         core = self._place(key, waker)
-        done = self.queues[core].run(work_s)
+        done = self.queues[core].run(work_s, None, key)
         if key is not None:
             self.last[key] = core
             self.owner[done] = key
@@ -237,7 +353,11 @@ class PlacedCores:
         del self.owner[done]
 
     def _idle(self, k: int) -> bool:
-        return not self.queues[k].heap
+        return not len(self.queues[k])
+
+    def _preempts(self) -> bool:
+        """Whether a woken thread's job preempts the job running on its core (always, without a stream)."""
+        return self.rng is None or bool(self.rng.random() < self.WAKE_PREEMPT)
 
     def _place(self, key: int | None, waker: int | None) -> int:
         prev = None if key is None else self.last.get(key)
@@ -257,8 +377,9 @@ class PlacedCores:
         busiest = max(range(self.cores), key=lambda j: len(self.queues[j]))
         if self._idle(k) and len(self.queues[busiest]) > 1:
             left, done = self.queues[busiest].take_latest()
-            self.queues[k].run(left, done)
-            if (key := self.owner.get(done)) is not None:
+            key = self.owner.get(done)
+            self.queues[k].run(left, done, key)
+            if key is not None:
                 self.last[key] = k  # its thread runs here now
 
     def _arm_balance(self) -> None:

@@ -20,7 +20,7 @@ from sim.scenario import load_scenario
 
 from .conftest import SCENARIOS
 
-TICK = PlacedCores.TICK_S
+TICK, SLICE = PlacedCores.TICK_S, PlacedCores.SLICE_S
 W, R, X = 1, 2, 3  # threads: a waker, the thread its message wakes, a third
 
 
@@ -47,37 +47,35 @@ def run_jobs(cores: int, jobs: list[tuple[float, float, int | None, int | None]]
     return done
 
 
-def test_a_woken_thread_shares_its_wakers_core_while_another_idles():
-    # W runs 10 ms on a core; at 1 ms its message wakes R (no core of its own yet): R joins W's core, both at
-    # half speed, the other core idle -- under processor sharing R would take its 1 ms on the idle core
+def test_a_woken_thread_joins_its_wakers_core_while_another_idles():
+    # W runs 10 ms on a core; at 1 ms its message wakes R (no core of its own yet): R joins W's core and preempts
+    # it, the other core idle -- under processor sharing R would take its 1 ms on the idle core, W losing nothing
     jobs = [(0.0, 0.010, W, None), (0.001, 0.001, R, W)]
-    assert run_jobs(2, jobs) == pytest.approx([0.011, 0.003])
+    assert run_jobs(2, jobs) == pytest.approx([0.011, 0.002])
     assert run_jobs(2, jobs, "processor-sharing") == pytest.approx([0.010, 0.002])
 
 
 def test_a_tick_balances_a_busy_core_onto_an_idle_one():
-    # R's 5 ms share W's core until the next tick (4 ms), which moves R, the latest, to the idle core
+    # R preempts W on W's core at 1 ms; W waits there until the next tick (4 ms), which moves it, the core's
+    # waiting job, to the idle core, where it does the 9 ms it has left
     done = run_jobs(2, [(0.0, 0.010, W, None), (0.001, 0.005, R, W)])
-    r_left = 0.005 - (TICK - 0.001) / 2
-    assert done[1] == pytest.approx(TICK + r_left)
-    assert done[0] == pytest.approx(0.010 + (TICK - 0.001) / 2)  # W lost half of [1 ms, tick]
+    assert done == pytest.approx([TICK + 0.009, 0.006])
 
 
 def test_a_core_that_goes_idle_leaves_a_waiting_job_to_the_tick():
-    # X alone on one core until 1.5 ms; W and R (woken by W) share the other: X's core goes idle, R stays
-    # (Linux pulls no waiting thread when a core goes idle: PlacedCores); W ends at 2 ms, R runs alone after it
+    # X alone on one core until 1.5 ms; on the other R (woken by W) preempts W: X's core goes idle, W stays
+    # (Linux pulls no waiting thread when a core goes idle: PlacedCores) and runs once R is done at 3 ms
     done = run_jobs(2, [(0.0, 0.0015, X, None), (0.0, 0.001, W, None), (0.0, 0.003, R, W)])
-    assert done == pytest.approx([0.0015, 0.002, 0.002 + (0.003 - 0.001)])
+    assert done == pytest.approx([0.0015, 0.004, 0.003])
 
 
 def test_a_core_that_goes_idle_gets_a_waiting_job_at_the_next_tick():
-    # as above with R longer: its core is still shared at the tick (4 ms) after X's went idle at 1.5 ms; the
-    # tick moves R (the latest) to the idle core, where it finishes alone
+    # as above with R and W longer: R runs a slice, then W (R waits); at the tick (4 ms, X's core idle since 1.5 ms)
+    # the idle core takes R, the latest waiting, which finishes there alone; W goes on where it is
     w, r = 0.006, 0.006
     done = run_jobs(2, [(0.0, 0.0015, X, None), (0.0, w, W, None), (0.0, r, R, W)])
-    r_by_tick = TICK / 2
-    assert done[2] == pytest.approx(TICK + r - r_by_tick)
-    assert done[1] == pytest.approx(TICK + w - TICK / 2)
+    assert done[2] == pytest.approx(TICK + r - SLICE)
+    assert done[1] == pytest.approx(SLICE + w)
 
 
 def test_a_woken_thread_takes_its_own_idle_core_over_its_wakers_busy_one():
@@ -99,13 +97,17 @@ class Draws:
 
 
 def test_a_thread_woken_from_another_core_may_join_its_wakers_core():
-    # R last ran on core 1, now idle; W, busy on core 0, wakes it: below AFFINE_IDLE R joins W's core and both
-    # run at half speed until R's 1 ms is done (the tick at 4 ms finds it done); above it, R runs alone on core 1
+    # R last ran on core 1, now idle; W, busy on core 0, wakes it: below AFFINE_IDLE R joins W's core, where it
+    # preempts W (a second draw below WAKE_PREEMPT) or waits behind it until the tick moves it to the idle core;
+    # above AFFINE_IDLE, R runs alone on core 1
     jobs = [(0.0, 0.0005, X, None), (0.0, 0.0005, R, None), (0.001, 0.010, W, None), (0.002, 0.001, R, W)]
-    joined = Draws(PlacedCores.AFFINE_IDLE - 0.01)
+    joined = Draws(PlacedCores.AFFINE_IDLE - 0.01, PlacedCores.WAKE_PREEMPT - 0.01)
     done = run_jobs(2, jobs, placement=joined)
-    assert done[3] == pytest.approx(0.004) and done[2] == pytest.approx(0.012) and joined.drawn == 1
-    assert run_jobs(2, jobs, placement=Draws(PlacedCores.AFFINE_IDLE + 0.01))[3] == pytest.approx(0.003)
+    assert done[3] == pytest.approx(0.003) and done[2] == pytest.approx(0.012) and joined.drawn == 2
+    waits = run_jobs(2, jobs, placement=Draws(PlacedCores.AFFINE_IDLE - 0.01, PlacedCores.WAKE_PREEMPT + 0.01))
+    assert waits[3] == pytest.approx(TICK + 0.001) and waits[2] == pytest.approx(0.011)
+    alone = Draws(PlacedCores.AFFINE_IDLE + 0.01)
+    assert run_jobs(2, jobs, placement=alone)[3] == pytest.approx(0.003) and alone.drawn == 1
 
 
 def test_a_thread_whose_own_core_is_busy_joins_its_wakers_with_the_busy_chance():
@@ -113,62 +115,79 @@ def test_a_thread_whose_own_core_is_busy_joins_its_wakers_with_the_busy_chance()
     # on W's core and runs alone; above it, R queues beside X until the tick (as without draws)
     jobs = [(0.0, 0.0002, R, None), (0.0, 0.0002, W, None), (0.0003, 0.010, X, None), (0.0005, 0.002, R, W)]
     assert run_jobs(2, jobs, placement=Draws(PlacedCores.AFFINE_BUSY - 0.01))[3] == pytest.approx(0.0025)
-    stays = run_jobs(2, jobs, placement=Draws(PlacedCores.AFFINE_BUSY + 0.01))
-    assert stays == pytest.approx(run_jobs(2, jobs))
+    stays = run_jobs(2, jobs, placement=Draws(PlacedCores.AFFINE_BUSY + 0.01, PlacedCores.WAKE_PREEMPT - 0.01))
+    assert stays == pytest.approx(run_jobs(2, jobs))  # it preempts X there, as without draws
     # only a wake-up from another core draws: none here (R's waker ran on R's own core)
     same = Draws()
     run_jobs(2, [(0.0, 0.0002, W, None), (0.0003, 0.001, R, W), (0.002, 0.001, R, W)], placement=same)
     assert same.drawn == 0
 
 
-def test_a_thread_that_does_not_sleep_keeps_its_core():
-    # W's second job follows its first at once: it stays on its core beside R rather than take the idle one
+def _one_core(second_s: float) -> dict[str, float]:
+    """On one core: W's job of 1 ms, then at once its next of ``second_s``; X, woken at 0.2 ms, does not preempt
+    (a draw above WAKE_PREEMPT) and waits for 5 ms of work. When each ends."""
     env = simpy.Environment()
-    cpu = Cpu(env, "h", 2, None, np.random.default_rng(0), "linux")
+    cpu = Cpu(env, "h", 1, None, np.random.default_rng(0), "linux", placement=Draws(PlacedCores.WAKE_PREEMPT + 0.01))
     ends: dict[str, float] = {}
 
-    def waker():
+    def thread_w():
         yield from cpu.work(0.001, thread=W)
-        yield from cpu.work(0.002, thread=W)
+        yield from cpu.work(second_s, thread=W)
         ends["W"] = env.now
 
-    def woken():
-        yield env.timeout(0.0005)
-        yield from cpu.work(0.003, thread=R, waker=W)
-        ends["R"] = env.now
+    def thread_x():
+        yield env.timeout(0.0002)
+        yield from cpu.work(0.005, thread=X, waker=W)
+        ends["X"] = env.now
 
-    env.process(waker())
-    env.process(woken())
+    env.process(thread_w())
+    env.process(thread_x())
     env.run()
-    # [0, .5] W alone; [.5, 1.5] W and R share (W's first job ends at 1.5); W's second job stays, shares until
-    # the tick at 4 ms moves R (the latest) away
-    r_by_tick = 0.0005 + (TICK - 0.0015) / 2
-    w_by_tick = (TICK - 0.0015) / 2
-    assert ends["R"] == pytest.approx(TICK + 0.003 - r_by_tick)
-    assert ends["W"] == pytest.approx(TICK + 0.002 - w_by_tick)
+    return ends
+
+
+def test_a_thread_that_does_not_sleep_keeps_its_core_for_its_slice():
+    # W's next job follows its last at once: it goes on running, ahead of X, which waited since 0.2 ms (X runs
+    # after it); a next job longer than what is left of W's slice runs to the slice's end, then X has a slice
+    assert _one_core(0.002) == pytest.approx({"W": 0.003, "X": 0.008})
+    # W: [0, 3.2 ms] (its slice, both jobs), X: [3.2, 6.4], W: [6.4, 7.2], X: [7.2, 9.0]
+    assert _one_core(0.003) == pytest.approx({"W": 0.0072, "X": 0.009})
 
 
 def test_a_woken_thread_goes_back_to_its_busy_core_while_another_idles():
-    # R ran on core 0, where X now runs long; W ran on core 1 and is done: R, woken by W, queues beside X on core 0
-    # (no idle core is searched for) until the tick moves it to core 1
+    # R ran on core 0, where X now runs long; W ran on core 1 and is done: R, woken by W, goes back to core 0 (no
+    # idle core is searched for) and preempts X, which waits there while core 1 idles
     jobs = [(0.0, 0.0002, R, None), (0.0, 0.0002, W, None), (0.0003, 0.010, X, None), (0.0005, 0.002, R, W)]
     done = run_jobs(2, jobs)
     assert done[1] == pytest.approx(0.0002)
-    r_by_tick = (TICK - 0.0005) / 2
-    assert done[3] == pytest.approx(TICK + 0.002 - r_by_tick)
+    assert done[3] == pytest.approx(0.0025) and done[2] == pytest.approx(0.0123)
 
 
 def test_a_thread_moved_by_a_balance_runs_on_its_new_core():
-    # R is moved to core 1 by the tick; woken again later while X keeps core 0 busy, it runs on core 1, alone
-    jobs = [(0.0, 0.010, X, None), (0.001, 0.005, R, X), (0.008, 0.001, R, X)]
-    done = run_jobs(2, jobs)
-    assert done[1] == pytest.approx(TICK + 0.005 - (TICK - 0.001) / 2)
-    assert done[2] == pytest.approx(0.008 + 0.001)
+    # R preempts X on X's core at 1 ms; the tick moves X, waiting, to core 1, and X's thread stays there: its next
+    # job, at 14 ms, runs on core 1 beside R's long one on core 0
+    jobs = [(0.0, 0.010, X, None), (0.001, 0.005, R, X), (0.0135, 0.005, R, X), (0.014, 0.001, X, None)]
+    where: dict[int, int] = {}
+
+    def watch(cpu: Cpu) -> None:
+        placed = cpu.shared
+        assert isinstance(placed, PlacedCores)
+        where.update(placed.last)
+
+    done = run_jobs(2, jobs, watch=watch)
+    assert done[:2] == pytest.approx([TICK + 0.009, 0.006])
+    assert done[2] == pytest.approx(0.0185) and done[3] == pytest.approx(0.015)
+    assert where[X] == 1 and where[R] == 0
 
 
-def test_one_core_is_processor_sharing():
-    jobs = [(0.0, 0.190, W, None), (0.010, 0.001, R, W), (0.011, 0.004, X, None)]
-    assert run_jobs(1, jobs) == pytest.approx(run_jobs(1, jobs, "processor-sharing"))
+def test_one_core_runs_a_job_at_a_time():
+    # W trains 190 ms; R, woken at 10 ms, preempts it for its 1 ms; X, woken at 11.5 ms, preempts it for a slice,
+    # then W and X take slices in turn until X is done: a short job never shares a core at half speed
+    jobs = [(0.0, 0.190, W, None), (0.010, 0.001, R, W), (0.0115, 0.004, X, None)]
+    done = run_jobs(1, jobs)
+    assert done[1] == pytest.approx(0.011)
+    assert done[2] == pytest.approx(0.0115 + 2 * SLICE + (0.004 - SLICE))
+    assert done[0] == pytest.approx(0.195)
 
 
 JOBS = st.lists(st.tuples(st.floats(0, 0.01), st.floats(1e-6, 0.005), st.sampled_from([None, 1, 2, 3, 4]),
@@ -178,15 +197,15 @@ JOBS = st.lists(st.tuples(st.floats(0, 0.01), st.floats(1e-6, 0.005), st.sampled
 @settings(max_examples=150, deadline=None)
 @given(cores=st.integers(1, 3), jobs=JOBS, seed=st.one_of(st.none(), st.integers(0, 2**32)))
 def test_every_job_ends_and_no_core_idles_beside_waiting_work_past_a_tick(cores, jobs, seed):
-    """Any jobs, threads and wakers, with wake-affine draws or without: each job ends, no sooner than its work on
-    a whole core; and a core never sits idle beside a queue of more than one job for longer than a tick (the
-    balance that moves it; a core going idle only arms it)."""
+    """Any jobs, threads and wakers, with wake-affine and preemption draws or without: each job ends, no sooner than
+    its work on a whole core; a core never sits idle beside a queue of more than one job for longer than a tick
+    (the balance that moves it; a core going idle only arms it); one core alone loses no time."""
     stretch = {"since": math.nan, "worst": 0.0}  # the current and the longest idle-beside-waiting stretch
 
     def watch(cpu: Cpu) -> None:
         placed = cpu.shared
         assert isinstance(placed, PlacedCores)
-        stuck = any(len(q) > 1 for q in placed.queues) and any(not q.heap for q in placed.queues)
+        stuck = any(len(q) > 1 for q in placed.queues) and not all(len(q) for q in placed.queues)
         if stuck and math.isnan(stretch["since"]):
             stretch["since"] = cpu.env.now
         elif not stuck and not math.isnan(stretch["since"]):
@@ -197,6 +216,11 @@ def test_every_job_ends_and_no_core_idles_beside_waiting_work_past_a_tick(cores,
     assert math.isnan(stretch["since"]) and stretch["worst"] <= TICK + 1e-9
     for (at, work, _, _), end in zip(jobs, done, strict=True):
         assert end >= at + work - 1e-9
+    if cores == 1:  # one core never idles while it has a job: the last ends when a work-conserving server's would
+        busy_until = 0.0
+        for at, work, _, _ in sorted(jobs):
+            busy_until = max(busy_until, at) + work
+        assert max(done) == pytest.approx(busy_until, abs=1e-9)
 
 
 def test_the_twin_scenario_is_placed_and_repeatable():
