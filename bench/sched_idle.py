@@ -4,8 +4,10 @@ For every moment within a run's rounds that a core went idle while another core 
 what came next (hw/schedtrace.py ``idle_pulls``): the idle core ran one of them (pulled: within ``PROMPT_S``,
 as Linux's new-idle balance would, or later, at a tick's balance), their own core ran one first, or the idle
 core ran another thread first (one woken onto it). And where the kernel queued a thread woken by another
-(``wake_placements``): on the core it last ran on, or moved to its waker's, by whether that core was busy. Both
-decide what ``PlacedCores`` (sim/hosts.py) does.
+(``wake_placements``): on the core it last ran on, or moved to its waker's, by whether that core was busy. And how
+a core's run queue takes turns between the twin's threads (``preemptions``): how often a thread woken onto a busy
+core preempts the one running there at once, and how long a thread keeps its core while another waits. All of it
+decides what ``PlacedCores`` and its ``SlicedCore`` (sim/hosts.py) do.
 
 Run: python bench/sched_idle.py DIR [DIR ...]   (run directories with sched_trace.txt.gz, or directories of
      them, e.g. bench/twin_fidelity.py --keep's); runs named <cell>-<k> are pooled by cell.
@@ -23,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without install
 
-from hw.schedtrace import PROMPT_S, IdlePull, idle_pulls, read_kept, wake_placements
+from hw.schedtrace import PROMPT_S, IdlePull, idle_pulls, preemptions, read_kept, wake_placements
 
 TRACE = "sched_trace.txt.gz"
 
@@ -60,17 +62,23 @@ def main() -> None:
           f"{'own':>6} {'own ms p50':>9} {'other':>6}")  # fmt: skip
     total: list[IdlePull] = []
     placed: dict[tuple[str, str], int] = defaultdict(int)
+    busy = preempted = 0
+    slices: list[float] = []
     for cell, paths in sorted(cells.items()):
         pulls: list[IdlePull] = []
         for path in paths:
             try:
-                text, window, _ = read_kept(path)
+                text, window, nodes = read_kept(path)
             except (OSError, EOFError, ValueError) as exc:  # not gzip, cut short, not text, not ours
                 ap.error(f"{path}: not a readable kept scheduler trace ({exc})")
             if window is not None:
                 pulls += idle_pulls(text, window)
                 for key, n in wake_placements(text, window).items():
                     placed[key] += n
+                turns = preemptions(text, window, nodes)
+                busy += turns.busy_wakeups
+                preempted += turns.preempted
+                slices += turns.slices_s
         total += pulls
         print(row(cell, pulls))
     print(row("all", total))
@@ -80,6 +88,16 @@ def main() -> None:
         n = max(own + waker + other, 1)
         share = f"moved: {other / n:.1%}" if where == "waker's cpu" else f"waker's: {waker / n:.1%}"
         print(f"  {where:<46} {own:>6} / {waker:>6} / {other:>6}   ({share})")
+    print(
+        f"\nthe twin's threads woken onto a busy core: {busy}; preempted the thread running there within "
+        f"{PROMPT_S * 1e6:.0f} us: {preempted} ({preempted / max(busy, 1):.1%})"
+    )
+    if slices:
+        q = np.quantile(np.array(slices) * 1e3, [0.25, 0.5, 0.75])
+        print(
+            f"a thread ran while another waited on its core all along, then made way: {len(slices)} times, for "
+            f"{q[1]:.2f} ms (median; quartiles {q[0]:.2f}, {q[2]:.2f})"
+        )
 
 
 if __name__ == "__main__":

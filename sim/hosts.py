@@ -316,10 +316,11 @@ class PlacedCores:
     # and 86 of 1,652 wake-ups in the kernel's traces of 8 twin runs here (2026-11-30, localhost.yaml, both modes,
     # 50 k and 1 M parameters, PQC L3 and classical; ``python bench/sched_idle.py DIR``)
     AFFINE_BUSY, AFFINE_IDLE = 0.23, 0.05
-    # the kernel's traces of 56 twin runs (stop 32's matrix of 18:57 and its 8 runs of 19:38; ``SlicedCore``): a
-    # thread woken onto a busy core preempted the running thread at once in 71 % of 27,888 wake-ups (else waited,
-    # median 0.24 ms); a thread that ran while another waited on its core ran a median 3.16 ms (4,713 slices)
-    WAKE_PREEMPT, SLICE_S = 0.71, 0.0032
+    # the kernel's traces of 66 twin runs (stop 32's whole matrix of 18:57 and its 8 runs of 19:38; ``SlicedCore``,
+    # ``python bench/sched_idle.py DIR``): a twin's thread woken onto a busy core preempted the thread running there
+    # within 100 µs in 19,372 of 32,839 wake-ups (59 %); one that ran while another waited on its core all along
+    # ran a median 3.32 ms before it made way (5,039 slices)
+    WAKE_PREEMPT, SLICE_S = 0.59, 0.0033
 
     def __init__(self, env: simpy.Environment, cores: int, rng: np.random.Generator | None = None):
         """``rng``: the stream wake-affine choices are drawn from; None: a woken thread always goes back to its

@@ -150,8 +150,8 @@ def test_a_thread_that_does_not_sleep_keeps_its_core_for_its_slice():
     # W's next job follows its last at once: it goes on running, ahead of X, which waited since 0.2 ms (X runs
     # after it); a next job longer than what is left of W's slice runs to the slice's end, then X has a slice
     assert _one_core(0.002) == pytest.approx({"W": 0.003, "X": 0.008})
-    # W: [0, 3.2 ms] (its slice, both jobs), X: [3.2, 6.4], W: [6.4, 7.2], X: [7.2, 9.0]
-    assert _one_core(0.003) == pytest.approx({"W": 0.0072, "X": 0.009})
+    # W: [0, SLICE] (both jobs), X: [SLICE, 2 SLICE], W: the 4 ms less SLICE it has left, X: the rest (9 ms in all)
+    assert _one_core(0.003) == pytest.approx({"W": 2 * SLICE + (0.004 - SLICE), "X": 0.009})
 
 
 def test_a_woken_thread_goes_back_to_its_busy_core_while_another_idles():
@@ -218,7 +218,7 @@ def test_every_job_ends_and_no_core_idles_beside_waiting_work_past_a_tick(cores,
         assert end >= at + work - 1e-9
     if cores == 1:  # one core never idles while it has a job: the last ends when a work-conserving server's would
         busy_until = 0.0
-        for at, work, _, _ in sorted(jobs):
+        for at, work, _, _ in sorted(jobs, key=lambda j: j[0]):
             busy_until = max(busy_until, at) + work
         assert max(done) == pytest.approx(busy_until, abs=1e-9)
 

@@ -247,3 +247,20 @@ def test_wake_placements_count_where_a_woken_thread_was_queued():
     got = schedtrace.wake_placements(text, (1.0, 2.0))
     assert got == {("other cpu, busy", "waker's"): 1, ("other cpu, busy", "its own"): 1,
                    ("other cpu, idle", "its own"): 1, ("waker's cpu", "its own"): 1}  # fmt: skip
+
+
+def test_preemptions_count_woken_threads_that_ran_at_once_and_slices_run_beside_a_waiting_one():
+    """CPU 0 runs 10; 20, woken onto it, runs 50 µs later in 10's place (10 stays runnable): preempted at once.
+    21, woken onto it while 10 runs, gets it 3.4 ms later: not at once (a slice's end), and 10 had run before
+    21 waited, so no slice either. 21 then runs 3 ms while 10 waits all along: a slice of 3 ms. Not counted: a
+    wake-up onto an idle cpu, one after the window; with ``nodes``, the threads of other nodes."""
+    text = "".join([
+        sw(0, 1.0, 0, "R", 10), wake(0, 1.1, 20), sw(0, 1.10005, 10, "R", 20), sw(0, 1.2, 20, "S", 10),
+        wake(0, 1.3, 21), sw(0, 1.3034, 10, "R", 21), sw(0, 1.3064, 21, "R", 10),
+        wake(1, 1.4, 22),  # CPU 1 idle
+        wake(0, 2.5, 23),  # after the window
+    ])  # fmt: skip
+    got = schedtrace.preemptions(text, (1.0, 2.0))
+    assert (got.busy_wakeups, got.preempted) == (2, 1) and got.slices_s == pytest.approx([0.003])
+    mine = schedtrace.preemptions(text, (1.0, 2.0), {"n": 21})
+    assert (mine.busy_wakeups, mine.preempted) == (1, 0) and mine.slices_s == pytest.approx([0.003])
