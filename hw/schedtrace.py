@@ -297,33 +297,29 @@ class Preemption:
 
 def preemptions(text: str, window: tuple[float, float], nodes: dict[str, int] | None = None) -> Preemption:
     """How one core's run queue takes turns (wake-ups and preemptions within ``window``; of the ``nodes``' threads
-    if given, as ``waits`` has them, else of any): whether a woken thread preempts the running one and how long a
-    thread keeps its core while another waits, which ``SlicedCore`` (sim/hosts.py) draws and charges."""
+    if any are given, as ``waits`` has them, else of any thread): whether a woken thread preempts the running one,
+    and how long a thread keeps its core while another waits there, which ``SlicedCore`` (sim/hosts.py) draws and
+    charges."""
     events, parent = _events(text)
-    ours = None if nodes is None else _owners(parent, nodes)
+    ours = _owners(parent, nodes) if nodes else None
     running: dict[int, int] = {}  # cpu -> thread (0: idle)
     since: dict[int, float] = {}  # cpu -> when its thread was switched in
-    ready: dict[int, float] = {}  # runnable thread -> since when
+    ready: dict[int, tuple[int, float]] = {}  # runnable thread -> (the cpu it is queued on, since when)
     woken: dict[int, tuple[int, int, float]] = {}  # thread woken onto a busy cpu -> (that cpu, its thread, when)
     busy = preempted = 0
     slices: list[float] = []
     for t, kind, a, b, state, nxt in events:
         inside = window[0] <= t <= window[1]
         if kind == 0 and a not in running.values():
-            ready.setdefault(a, t)
+            ready.setdefault(a, (b, t))
             if inside and running.get(b, 0) not in (0, a) and (ours is None or a in ours):
                 woken[a] = (b, running[b], t)
                 busy += 1
         elif kind == 1:
             cpu, prev = a, b
             pre = state.startswith("R") and bool(prev)
-            if (
-                pre
-                and inside
-                and cpu in since
-                and ready.get(nxt, math.inf) <= since[cpu]
-                and (ours is None or prev in ours)
-            ):
+            queued_on, waited_since = ready.get(nxt, (-1, math.inf))
+            if pre and inside and queued_on == cpu and waited_since <= since[cpu] and (ours is None or prev in ours):
                 slices.append(t - since[cpu])  # it ran while nxt waited, then made way for it
             onto = woken.pop(nxt, None)
             if pre and onto is not None and onto[:2] == (cpu, prev) and t - onto[2] <= PROMPT_S:
@@ -331,7 +327,7 @@ def preemptions(text: str, window: tuple[float, float], nodes: dict[str, int] | 
             woken.pop(prev, None)
             ready.pop(nxt, None)
             if pre:
-                ready[prev] = t
+                ready[prev] = (cpu, t)
             running[cpu], since[cpu] = nxt, t
     return Preemption(busy, preempted, tuple(slices))
 

@@ -291,17 +291,25 @@ class Replication:
         yield from dst.run(self.rec, phase, f"{self.aead.name}.decrypt", plaintext)
         yield from self._glue(dst, phase, plaintext)
 
-    def _handoff(self, ep: Endpoint, kind: str) -> Gen:
+    def _handoff(self, ep: Endpoint, kind: str, woken: bool = True) -> Gen:
         """The step between a message's last byte and the receiving thread's first operation, where the profile
         has it (fitted from twin runs, hw/fit.py: the record parsed, a queue between two threads, Python in
         between): work on the receiving thread's core, which waits for it like any other, since the kernel's
-        traces show the thread running for 53-100 % of it (sim/profile.py). Its first step after a wake-up."""
+        traces show the thread running for 53-100 % of it (sim/profile.py). A step of the endpoint's thread, as
+        its operations are (``Endpoint.run``); ``woken``: its first since a message woke it (``PlacedCores``
+        places it by its waker), not a step of a thread already awake."""
         profile = ep.cpu.profile
         if profile is not None and kind in profile.overheads:  # none: no event, runs as without hand-offs
             waker = None
-            if ep.cpu.placed:
+            if woken and ep.cpu.placed:
                 waker, ep.woken_by = ep.woken_by, None
-            yield from ep.cpu.work(profile.handoff_s(kind, ep.cpu.rng), thread=ep.key, waker=waker)
+            cost = profile.handoff_s(kind, ep.cpu.rng)
+            own = ep.thread
+            if own is not None and (turn := own.take()) is not None:
+                yield turn
+            yield from ep.cpu.work(cost, thread=ep.key, waker=waker)
+            if own is not None:
+                own.give()
 
     def _glue(self, ep: Endpoint, phase: str, plaintext: int) -> Gen:
         if ep.cpu.profile is not None and "job.glue" in ep.cpu.profile.ops:
@@ -418,7 +426,7 @@ class Replication:
         assert self.pool is not None
         queued: float | None = self.env.now  # the pool wait is charged to the job's first span
         model, sealed = self.fl.model_bytes, self.message_bytes(self.fl.model_bytes)
-        yield from self._handoff(self.agg, INBOX_HANDOFF)  # the main thread queues it for a job thread
+        yield from self._handoff(self.agg, INBOX_HANDOFF, woken=False)  # the main thread queues it for a job thread
         taken = yield self.pool.get()
         worker = taken.item
         apart = worker.pod != self.agg.pod
@@ -506,7 +514,7 @@ class Replication:
         queued: float | None = self.env.now  # the pool wait is charged to the job's first span
         fl = self.fl
         if not self.delegates:
-            yield from self._handoff(self.agg, INBOX_HANDOFF)  # the main thread queues it for a job thread
+            yield from self._handoff(self.agg, INBOX_HANDOFF, woken=False)  # the main thread queues it for a job thread
         taken = yield self.pool.get()
         worker = taken.item
         apart = worker.pod != self.agg.pod
@@ -518,7 +526,7 @@ class Replication:
         if apart:
             yield from self.hop(worker, self.agg_thread, fl.model_bytes + ANSWER_HEAD_BYTES, "verify")
         self.pool.put(taken)
-        yield from self._handoff(self.agg, INBOX_HANDOFF)  # the job thread passes the update to the main thread
+        yield from self._handoff(self.agg, INBOX_HANDOFF, woken=False)  # a job thread hands the update on
         verified.put(c)
 
     # --- devices -----------------------------------------------------------------------------------

@@ -112,7 +112,7 @@ def test_a_thread_woken_from_another_core_may_join_its_wakers_core():
 
 def test_a_thread_whose_own_core_is_busy_joins_its_wakers_with_the_busy_chance():
     # R last ran on core 0, where X now runs long; W's core 1 is free: with a draw below AFFINE_BUSY R is queued
-    # on W's core and runs alone; above it, R queues beside X until the tick (as without draws)
+    # on W's core and runs alone; above it, R goes back to core 0 and preempts X (as without draws)
     jobs = [(0.0, 0.0002, R, None), (0.0, 0.0002, W, None), (0.0003, 0.010, X, None), (0.0005, 0.002, R, W)]
     assert run_jobs(2, jobs, placement=Draws(PlacedCores.AFFINE_BUSY - 0.01))[3] == pytest.approx(0.0025)
     stays = run_jobs(2, jobs, placement=Draws(PlacedCores.AFFINE_BUSY + 0.01, PlacedCores.WAKE_PREEMPT - 0.01))
@@ -180,6 +180,11 @@ def test_a_thread_moved_by_a_balance_runs_on_its_new_core():
     assert where[X] == 1 and where[R] == 0
 
 
+def test_a_job_whose_work_is_done_ends_before_a_newcomer_of_the_same_instant():
+    # R's wake-up at 1 ms is processed before W's completion timer of the same instant: W, done, ends then
+    assert run_jobs(1, [(0.0, 0.001, W, None), (0.001, 0.001, R, W)]) == pytest.approx([0.001, 0.002])
+
+
 def test_one_core_runs_a_job_at_a_time():
     # W trains 190 ms; R, woken at 10 ms, preempts it for its 1 ms; X, woken at 11.5 ms, preempts it for a slice,
     # then W and X take slices in turn until X is done: a short job never shares a core at half speed
@@ -206,6 +211,9 @@ def test_every_job_ends_and_no_core_idles_beside_waiting_work_past_a_tick(cores,
         placed = cpu.shared
         assert isinstance(placed, PlacedCores)
         stuck = any(len(q) > 1 for q in placed.queues) and not all(len(q) for q in placed.queues)
+        for q in placed.queues:  # a job runs no longer than its work, and a job whose work is done never waits
+            assert all(job.left_s > 1e-12 for job in q.waiting)
+            assert q.running is None or q.running.left_s - (cpu.env.now - q.since) >= -1e-9
         if stuck and math.isnan(stretch["since"]):
             stretch["since"] = cpu.env.now
         elif not stuck and not math.isnan(stretch["since"]):

@@ -264,3 +264,17 @@ def test_preemptions_count_woken_threads_that_ran_at_once_and_slices_run_beside_
     assert (got.busy_wakeups, got.preempted) == (2, 1) and got.slices_s == pytest.approx([0.003])
     mine = schedtrace.preemptions(text, (1.0, 2.0), {"n": 21})
     assert (mine.busy_wakeups, mine.preempted) == (1, 0) and mine.slices_s == pytest.approx([0.003])
+
+
+def test_a_woken_thread_that_ran_elsewhere_or_after_a_sleep_preempted_nothing_and_a_move_is_no_slice():
+    """20, woken onto busy CPU 0, runs on CPU 1 at once: not a preemption. 21, woken onto CPU 0, runs there once 10
+    sleeps: not one either. 22 waits on CPU 1 from before 11 ran there, then runs on CPU 0 in 10's place: 10 made
+    way for a thread that waited elsewhere, no slice; 11 did not make way."""
+    text = "".join([
+        sw(0, 1.0, 0, "R", 10), sw(1, 1.0, 0, "R", 11), sw(1, 1.05, 11, "S", 0),
+        wake(0, 1.1, 20), sw(1, 1.10002, 0, "R", 20), sw(1, 1.2, 20, "S", 11),  # ran on CPU 1
+        wake(0, 1.3, 21), sw(0, 1.30001, 10, "S", 21), sw(0, 1.31, 21, "S", 10),  # 10 slept first
+        woke(1, 1.4, 22, 1), sw(0, 1.5, 10, "R", 22),  # waited on CPU 1, moved to CPU 0
+    ])  # fmt: skip
+    got = schedtrace.preemptions(text, (1.0, 2.0))
+    assert (got.busy_wakeups, got.preempted, got.slices_s) == (3, 0, ())
