@@ -375,7 +375,7 @@ class Aggregator:
         replayed or tampered one is still detected and counted (their work is filed under round 0). A client
         still counted in whose last update did not arrive (the quorum did not wait for it) is waited for, up to
         ``DRAIN_S``: its late update, or its connection's end (a dropout), which on a busy machine can come well
-        after the round."""
+        after the round; an earlier round's update from a client that lags behind does not settle it."""
         time.sleep(0.05)  # a connection that ended just now is reported within milliseconds
         owed = self.alive - self.updated
         deadline = time.monotonic() + DRAIN_S
@@ -386,14 +386,19 @@ class Aggregator:
                 arrival = self.inbox.get(timeout=wait) if wait > 0 else self.inbox.get_nowait()
             except queue.Empty:
                 break
-            owed.discard(arrival.client)
             if arrival.delegated:
+                owed.discard(arrival.client)
                 continue  # verified by its reader thread
             if arrival.record is not None and arrival.client in self.alive:
-                if self._verify(arrival, -1, None) is None and arrival.client in self.rejections:
+                if self._verify(arrival, r, None) is not None or arrival.client in self.rejections:
+                    owed.discard(arrival.client)  # its last round's update, or a rejected record: it is settled
+                if arrival.client in self.rejections:
                     self._dropout(Arrival(arrival.client, None, self.rejections[arrival.client]), r)
-            elif arrival.record is None and not arrival.from_worker:
-                self._dropout(arrival, r)
+                # else an earlier round's update, late: a lagging client still owes the last round's (or its end)
+            else:
+                owed.discard(arrival.client)
+                if arrival.record is None and not arrival.from_worker:
+                    self._dropout(arrival, r)
         self.node.round = r
 
     def _rejected(self, client: str, in_hand: set[str], r: int) -> None:
