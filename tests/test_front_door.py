@@ -133,6 +133,25 @@ def test_a_dropout_says_what_happened(tmp_path):
     assert drop.pod == "client-2" and drop.reason in said, drop.reason
 
 
+def test_a_lagging_clients_stale_update_does_not_settle_its_last_round():
+    """After the last round (3), client-2, a round behind, sends a stale update (round 1) and dies a moment later:
+    the aggregator still waits for its last round's update or its end, and records the dropout."""
+    import queue
+    import types
+
+    from hw.node.aggregator import Aggregator, Arrival
+
+    agg = Aggregator.__new__(Aggregator)  # the drain alone: no node program, no sockets
+    agg.node = types.SimpleNamespace(name="aggregator", round=3)
+    agg.alive, agg.updated, agg.rejections, agg.dropouts = {"client-1", "client-2"}, {"client-1"}, {}, []
+    agg.inbox = queue.Queue()
+    agg._verify = lambda a, r, queued_at: None  # type: ignore[method-assign]  # an earlier round's update: stale
+    agg.inbox.put(Arrival("client-2", object()))  # type: ignore[arg-type]  # its round-1 update, late
+    threading.Timer(0.3, lambda: agg.inbox.put(Arrival("client-2", None, "client-2 closed the connection"))).start()
+    agg._drain(3)
+    assert [(d.pod, d.round, d.reason) for d in agg.dropouts] == [("client-2", 3, "client-2 closed the connection")]
+
+
 def test_the_orchestrator_provisions_every_key_and_nodes_trust_nothing_else(tmp_path):
     """A public key planted in a reused run directory (the old trust-on-first-appearance file) is ignored:
     each process reads only the private keys and trust store the orchestrator wrote for it (0600, 0700)."""
