@@ -319,7 +319,13 @@ def preemptions(text: str, window: tuple[float, float], nodes: dict[str, int] | 
             cpu, prev = a, b
             pre = state.startswith("R") and bool(prev)
             queued_on, waited_since = ready.get(nxt, (-1, math.inf))
-            if pre and inside and queued_on == cpu and waited_since <= since[cpu] and (ours is None or prev in ours):
+            if (
+                pre
+                and inside
+                and queued_on == cpu
+                and waited_since <= since.get(cpu, -math.inf)
+                and (ours is None or prev in ours)
+            ):
                 slices.append(t - since[cpu])  # it ran while nxt waited, then made way for it
             onto = woken.pop(nxt, None)
             if pre and onto is not None and onto[:2] == (cpu, prev) and t - onto[2] <= PROMPT_S:

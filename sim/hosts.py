@@ -221,8 +221,7 @@ class SlicedCore:
         if self.running is None:
             self._start(job, used)
         elif goes_on or self.preempt():  # the thread goes on (it takes back what started this instant), or woken
-            self._book()
-            self.waiting.appendleft(self.running)
+            self.waiting.appendleft(self.running)  # booked above (or started this instant)
             self._start(job, used)
         else:
             self.waiting.append(job)
@@ -573,6 +572,24 @@ class Endpoint:
         """The thread its work runs on, as ``PlacedCores`` knows it."""
         return id(self.thread) if self.thread is not None else id(self)
 
+    def work(self, cost_s: float, contention: tuple[LinearOp, float] | None = None,
+             woken: bool = True) -> Generator[Any, Any, float]:  # fmt: skip
+        """``cost_s`` of this endpoint's work on its host's cores, a step of its thread (which serialises its steps);
+        ``woken``: its first step since a message woke it (``PlacedCores`` places it by its waker), not a step of a
+        thread already awake. Returns how long it waited for its thread and a core."""
+        cpu, asked = self.cpu, self.cpu.env.now
+        own = self.thread
+        if own is not None and (turn := own.take()) is not None:
+            yield turn
+        waker = None
+        if woken and cpu.placed:  # PlacedCores places by thread and waker
+            waker, self.woken_by = self.woken_by, None
+        wait = cpu.env.now - asked
+        wait += yield from cpu.work(cost_s, contention, self.key, waker)
+        if own is not None:
+            own.give()
+        return wait
+
     def run(
         self, rec: Recorder | None, phase: str, op: str, units: float = 0.0, since: float | None = None,
         rng: np.random.Generator | None = None, contention: tuple[LinearOp, float] | None = None,
@@ -587,16 +604,7 @@ class Endpoint:
         cost = cpu.profile.cost_s(op, cpu.rng if rng is None else rng, units)
         nbytes = int(units) if isinstance(model, LinearOp) and model.unit == "byte" else 0
         start = env.now if since is None else since
-        own = self.thread
-        if own is not None and (turn := own.take()) is not None:
-            yield turn
         wait = env.now - start
-        if cpu.placed:  # PlacedCores places by thread and waker
-            waker, self.woken_by = self.woken_by, None
-            wait += yield from cpu.work(cost, contention, self.key, waker)
-        else:
-            wait += yield from cpu.work(cost, contention)
-        if own is not None:
-            own.give()
+        wait += yield from self.work(cost, contention)
         if rec is not None:
             rec.add(self.pod, cpu.name, phase, op, start, env.now, wait, nbytes=nbytes)

@@ -296,20 +296,10 @@ class Replication:
         has it (fitted from twin runs, hw/fit.py: the record parsed, a queue between two threads, Python in
         between): work on the receiving thread's core, which waits for it like any other, since the kernel's
         traces show the thread running for 53-100 % of it (sim/profile.py). A step of the endpoint's thread, as
-        its operations are (``Endpoint.run``); ``woken``: its first since a message woke it (``PlacedCores``
-        places it by its waker), not a step of a thread already awake."""
+        its operations are (``Endpoint.work``)."""
         profile = ep.cpu.profile
         if profile is not None and kind in profile.overheads:  # none: no event, runs as without hand-offs
-            waker = None
-            if woken and ep.cpu.placed:
-                waker, ep.woken_by = ep.woken_by, None
-            cost = profile.handoff_s(kind, ep.cpu.rng)
-            own = ep.thread
-            if own is not None and (turn := own.take()) is not None:
-                yield turn
-            yield from ep.cpu.work(cost, thread=ep.key, waker=waker)
-            if own is not None:
-                own.give()
+            yield from ep.work(profile.handoff_s(kind, ep.cpu.rng), woken=woken)
 
     def _glue(self, ep: Endpoint, phase: str, plaintext: int) -> Gen:
         if ep.cpu.profile is not None and "job.glue" in ep.cpu.profile.ops:

@@ -278,3 +278,9 @@ def test_a_woken_thread_that_ran_elsewhere_or_after_a_sleep_preempted_nothing_an
     ])  # fmt: skip
     got = schedtrace.preemptions(text, (1.0, 2.0))
     assert (got.busy_wakeups, got.preempted, got.slices_s) == (3, 0, ())
+
+
+def test_preemptions_of_a_trace_that_starts_mid_stream():
+    """A trace whose first switch on a cpu is a preemption (the buffer began mid-run): nothing to count, no error."""
+    got = schedtrace.preemptions(wake(0, 1.0, 20) + sw(0, 1.1, 10, "R", 20), (0.0, 2.0))
+    assert (got.busy_wakeups, got.preempted, got.slices_s) == (0, 0, ())
