@@ -36,9 +36,16 @@ fitted overhead makes of the profile's price, within each size and pooled: the j
 around its median, which the simulator samples so its p95 sees it too (across sizes, a line's misfit at one size
 would count as jitter). Each fitted
 value is tagged F with the run it came from. The fit sees only the run it is given: validate it
-on other configurations (bench/twin_fidelity.py does). Where the run recorded how fast its cores ran against
-the profile's calibration (hw/speed.py), its durations are first brought to the profile's speed, so the
-overheads describe code paths, not the host's state that day.
+on other configurations (bench/twin_fidelity.py does).
+
+The overheads must describe code paths, not the host's state that day: this machine's cores switch between two
+speeds ~1.6x apart within seconds (hw/speed.py), and a run that spent part of its rounds in the slow state made
+a 1 MB signature 0.5 ms dearer, which a line through two sizes carried to 4 MB as 3 ms a message (the
+22:30 matrix of 2026-11-30: every 1 M cell 8-13 % above the twin). Where the run kept its speed probe's samples
+(``speed_probe.csv``), each span near which a core ran slow (``hw.speed.slow_spans``) is left out of a kind's
+fit, as long as every size the kind has keeps ``MIN_ROWS`` spans at speed (else the kind is fitted from all,
+as before); the rest are at the calibration's speed as measured. Spans no sample was near, and runs that kept
+none, are brought to the profile's speed by the run's median probe (``speed_vs_calibration``).
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hw.speed import KEPT_FILE, read_kept, slow_spans
 from sim import catalogue
 from sim.contract import FL_PHASES, RunLayout, read_spans, read_summary
 from sim.errors import UserError
@@ -211,15 +219,18 @@ def fit_from_run(run_dir: Path | list[Path], base: Path | None = None) -> Fit:
     source = "pqtwin calibrate --from-run " + "; ".join(p.source for p in parts)
     overheads: dict[str, Overhead] = {}
     for kind, g in known.groupby("kind"):
+        g = at_speed(g, np.where(g["bytes"] > 0, g["bytes"], g.predicted_s))
         if len(g) >= MIN_ROWS:
             overheads[str(kind)] = _overhead(str(kind), g.measured_s.to_numpy(), g.predicted_s.to_numpy(),
                                              g["bytes"].to_numpy(dtype=float), source,
                                              g.glue_s.fillna(0.0).to_numpy())  # fmt: skip
-    loop = _loopback(transfers, s, profile, source)
+    loop = _loopback(at_speed(transfers, transfers["bytes"].to_numpy(dtype=float)), s, profile, source)
     if loop is not None:
         overheads["loopback"] = loop
     for kind in (RECEIVE_HANDOFF, INBOX_HANDOFF):
         waits = np.concatenate([p.handoffs[kind] for p in parts])
+        fast = waits[:, 1] != 1  # at speed, or unknown (as ``at_speed``)
+        waits = waits[fast, 0] if fast.sum() >= MIN_ROWS else waits[:, 0]
         if len(waits) >= MIN_ROWS:
             overheads[kind] = _wait(waits, source)
     data = profile.model_dump(mode="json", exclude_none=True)
@@ -238,7 +249,21 @@ class _RunRows:
     known: pd.DataFrame  # CPU spans with measured_s, predicted_s and kind
     transfers: pd.DataFrame  # messages of the rounds
     source: str
-    handoffs: dict[str, np.ndarray]  # RECEIVE_HANDOFF, INBOX_HANDOFF: each message's wait (s)
+    handoffs: dict[str, np.ndarray]  # RECEIVE_HANDOFF, INBOX_HANDOFF: each message's (wait s, slow: 0 1 NaN)
+
+
+def at_speed(rows: pd.DataFrame, sizes: np.ndarray) -> pd.DataFrame:
+    """The rows measured at the calibration's speed (``slow`` 0, or unknown: NaN), if each size among ``sizes``
+    (a factor of 2 wide) with ``MIN_ROWS`` rows keeps as many; else all rows (module doc)."""
+    keep = (rows.slow != 1).to_numpy()
+    if keep.all():
+        return rows
+    groups = _size_classes(np.asarray(sizes, dtype=float))
+    for g in np.unique(groups):
+        here = groups == g
+        if here.sum() >= MIN_ROWS and (here & keep).sum() < MIN_ROWS:
+            return rows
+    return rows[keep]
 
 
 def _run_rows(run_dir: Path, base: Path | None) -> _RunRows:
@@ -253,6 +278,7 @@ def _run_rows(run_dir: Path, base: Path | None) -> _RunRows:
                         f"{summary.backend}, state {summary.state}, {summary.rounds_completed} rounds)")  # fmt: skip
     s = load_scenario(layout.scenario, profile_override=base or _profile_of(summary.scenario_file, layout.scenario))
     profile = s.host_profile(s.deployment.hosts[0].name)
+    spans = spans.assign(slow=_slow(run_dir, spans, summary.machine_load, profile))
     rounds = spans[spans["round"] > 0]
     phases = rounds[rounds.phase.isin(FL_PHASES)]
     cpu = _with_glue(phases[~phases.op.isin(("transfer", "frame"))], phases[phases.op == "transfer"])
@@ -268,38 +294,57 @@ def _run_rows(run_dir: Path, base: Path | None) -> _RunRows:
         predicted_s(profile, s, r, clients if per_round.get(r.round, 1) == 1 else 1, others.get(r.Index, 0))
         for r in known.itertuples()
     ])  # fmt: skip
-    # at the profile's own speed: a run whose cores ran at 0.9x their calibrated speed took 1/0.9 as long
+    # at the profile's own speed: spans measured at it as they are (``slow`` 0); others by the run's median probe (a
+    # run whose cores ran at 0.9x their calibrated speed took 1/0.9 as long)
     speed = (summary.machine_load.speed_vs_calibration if summary.machine_load else None) or 1.0
-    known = known.assign(predicted_s=predicted, kind=known.op.map(op_kind), measured_s=known.measured_s * speed,
-                         glue_s=known.glue_s.fillna(0.0) * speed)  # fmt: skip
+    scale = np.where(known.slow == 0, 1.0, speed)
+    known = known.assign(predicted_s=predicted, kind=known.op.map(op_kind), measured_s=known.measured_s * scale,
+                         glue_s=known.glue_s.fillna(0.0) * scale)  # fmt: skip
     load = "quiet" if summary.machine_load is None or summary.machine_load.quiet else "BUSY"
     crypto, fl = s.workload.crypto, s.workload.fl
     source = (f"{run_dir}: {s.name}, {summary.mode}, {crypto.kem} + {crypto.signature}, {fl.model_parameters} "
               f"parameters, {summary.rounds_completed} rounds, machine {load}, cores at {speed:.2f}x the "
-              "profile's speed")  # fmt: skip
+              f"profile's speed{_at_speed_note(known.slow)}")  # fmt: skip
     transfers = _after_sealing(spans[_is_message(spans)], spans)
-    transfers = transfers.assign(end_s=transfers.start_s + (transfers.end_s - transfers.start_s) * speed)
+    scale = np.where(transfers.slow == 0, 1.0, speed)
+    transfers = transfers.assign(end_s=transfers.start_s + (transfers.end_s - transfers.start_s) * scale)
     return _RunRows(s, profile, known, transfers, source, _handoffs(phases, summary.mode == "sequential"))
+
+
+def _slow(run_dir: Path, spans: pd.DataFrame, load: Any, profile: Profile) -> np.ndarray:
+    """Per span: 1 if a core ran slow near it, 0 if at the calibration's speed, NaN if unknown (hw/speed.py)."""
+    calibrated = (load.calibrated_probe_us if load is not None else None) or profile.platform.speed_probe_us
+    samples = read_kept(run_dir / KEPT_FILE)
+    if samples is None or not calibrated:
+        return np.full(len(spans), np.nan)
+    return slow_spans(spans.start_s.to_numpy(), spans.end_s.to_numpy(), samples, float(calibrated))
+
+
+def _at_speed_note(slow: pd.Series) -> str:
+    known = slow.notna().sum()
+    return f", {int((slow == 0).sum())} of {int(known)} spans at it (speed probe)" if known else ""
 
 
 def _handoffs(spans: pd.DataFrame, sequential: bool) -> dict[str, np.ndarray]:
     """Per round: each client's wait from its model's last byte (the latest model transfer to end before its first
     ``receive`` step) to that step; and, sequential, the aggregator's from the last update's last byte to its first
     ``verify`` step (concurrent runs hand updates to workers: no such wait). Waits of ``GLUE_MAX_S`` or more are
-    something else (a lost or late message), not a hand-off."""
+    something else (a lost or late message), not a hand-off. Each wait with the ``slow`` flag of the step that
+    ended it (the probe's samples near it are the step's): an (n, 2) array."""
     client, inbox = [], []
     for _, g in spans.groupby("round"):
         models = np.sort(g.loc[(g.op == "transfer") & (g.phase == "distribute"), "end_s"].to_numpy())
         for _, steps in g[g.phase == "receive"].groupby("pod"):
-            first = float(steps.start_s.min())
-            arrived = models[models <= first]
+            first = steps.loc[steps.start_s.idxmin()]
+            arrived = models[models <= first.start_s]
             if len(arrived):
-                client.append(first - arrived[-1])
+                client.append((float(first.start_s) - arrived[-1], first.get("slow", np.nan)))
         updates, verify = g[(g.op == "transfer") & (g.phase == "upload")], g[g.phase == "verify"]
         if sequential and len(updates) and len(verify):
-            inbox.append(float(verify.start_s.min() - updates.end_s.max()))
+            first = verify.loc[verify.start_s.idxmin()]
+            inbox.append((float(first.start_s - updates.end_s.max()), first.get("slow", np.nan)))
     return {
-        kind: np.array([x for x in waits if 0 <= x < GLUE_MAX_S])
+        kind: np.array([w for w in waits if 0 <= w[0] < GLUE_MAX_S], dtype=float).reshape(-1, 2)
         for kind, waits in ((RECEIVE_HANDOFF, client), (INBOX_HANDOFF, inbox))
     }
 

@@ -42,6 +42,7 @@ from hw.netns import Fabric, probe
 from hw.provision import provision
 from hw.proxy import LinkShape, ShapingProxy, open_path
 from hw.runconfig import Address, RunConfig, Service, access_link, build, check_supported, runner_host
+from hw.speed import KEPT_FILE as SPEED_SAMPLES
 from sim.contract import FabricProbe, RunLayout, Summary, write_json
 from sim.errors import UserError
 from sim.scenario import DevicePopulation, Scenario, write_scenario
@@ -326,7 +327,13 @@ def run_local(
             addressing.measure_again()
         addressing.stop()
         pids = {n: p.pid for n, p in children.procs.items()}
-        machine_load = load.stop(rounds_window(out, s, epoch), pids, allowed, keep_trace=out / SCHED_TRACE)
+        machine_load = load.stop(
+            rounds_window(out, s, epoch),
+            pids,
+            allowed,
+            keep_trace=out / SCHED_TRACE,
+            keep_speed=(out / SPEED_SAMPLES, epoch),
+        )
         try:
             recover_journals(out)  # the finished rounds of nodes that were killed
             extra = {"backend": backend, "mode": mode, "seed": seed, "retransmissions": retransmissions,

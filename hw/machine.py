@@ -107,12 +107,19 @@ class LoadMonitor:
         return self
 
     def stop(self, window: tuple[float, float] | None = None, nodes: dict[str, int] | None = None,
-             allowed: dict[str, set[int]] | None = None, keep_trace: Path | None = None) -> MachineLoad:  # fmt: skip
+             allowed: dict[str, set[int]] | None = None, keep_trace: Path | None = None,
+             keep_speed: tuple[Path, float] | None = None) -> MachineLoad:  # fmt: skip
         """``window``: the measured part of the run (monotonic seconds), which the speed probe and the scheduler
         trace summarise; ``nodes``: the twin's processes {node: pid}, whose threads' waits for a core count;
         ``allowed``: the CPUs a node is pinned to, where it is; ``keep_trace``: a file to keep the scheduler's
-        events in, gzipped, for a later analysis (``hw.schedtrace.read_kept``)."""
+        events in, gzipped, for a later analysis (``hw.schedtrace.read_kept``); ``keep_speed``: (file, the
+        nodes' clock origin) to keep the speed probe's samples in, for the fit (``hw.speed.read_kept``)."""
         speed = self.probe.stop(window)
+        if keep_speed is not None:
+            try:
+                self.probe.keep(*keep_speed)
+            except OSError as exc:  # only for a later fit: the run's results come first
+                log.warning("could not keep the speed probe's samples in %s: %s", keep_speed[0], exc)
         sched = None
         if self.trace is not None:
             text = self.trace.stop()

@@ -17,6 +17,10 @@ The samples summarise into a ``CpuSpeed`` (sim/contract.py): median, 10th and 90
 the part of the run that was measured (a twin run: its FL rounds, not the nodes' start-up).
 ``pqtwin calibrate`` records the median during calibration in the profile (``platform.speed_probe_us``);
 a run compares its own median with it.
+
+A twin run also keeps every sample (``keep``: time on the nodes' clock, core, probe µs; ``read_kept``), so a fit
+can tell the spans measured at the calibration's speed from those measured while a core ran slower
+(``slow_spans``): a run's median probe cannot, when the host changed state halfway through it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import hashlib
 import os
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -52,7 +57,7 @@ class SpeedProbe:
     def __init__(self, interval_s: float = INTERVAL_S, cpus: set[int] | None = None):
         self.interval_s = interval_s
         self.cpus = sorted(cpus if cpus is not None else _allowed_cpus())
-        self.samples: list[tuple[float, float]] = []  # (time.monotonic(), probe µs)
+        self.samples: list[tuple[float, int, float]] = []  # (time.monotonic(), core, probe µs)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -67,7 +72,7 @@ class SpeedProbe:
         with contextlib.suppress(AttributeError, OSError):  # no affinity: the probe samples whichever core it gets
             os.sched_setaffinity(threading.get_native_id(), {cpu})
         while not self._stop.wait(self.interval_s):
-            self.samples.append((time.monotonic(), probe_us()))  # list.append is atomic under the GIL
+            self.samples.append((time.monotonic(), cpu, probe_us()))  # list.append is atomic under the GIL
 
     def stop(self, window: tuple[float, float] | None = None) -> CpuSpeed | None:
         """The summary of the probes taken inside ``window`` (monotonic seconds; None: all of them), or of all
@@ -75,8 +80,14 @@ class SpeedProbe:
         self._stop.set()
         for t in self._threads:
             t.join(timeout=1.0)
-        inside = [us for t, us in self.samples if window is None or window[0] <= t <= window[1]]
-        return summarise(inside if len(inside) >= MIN_IN_WINDOW else [us for _, us in self.samples])
+        inside = [us for t, _, us in self.samples if window is None or window[0] <= t <= window[1]]
+        return summarise(inside if len(inside) >= MIN_IN_WINDOW else [us for _, _, us in self.samples])
+
+    def keep(self, path: Path, epoch: float) -> None:
+        """Write every sample (after ``stop``) as CSV: seconds since ``epoch`` (the nodes' clock origin: the spans'
+        time), the core, the probe's µs."""
+        rows = "".join(f"{t - epoch:.6f},{cpu},{us:.3f}\n" for t, cpu, us in sorted(self.samples))
+        path.write_text(KEPT_HEADER + rows)
 
 
 MIN_IN_WINDOW = 4
@@ -94,3 +105,36 @@ def _allowed_cpus() -> set[int]:
         return os.sched_getaffinity(0)
     except AttributeError:  # not Linux
         return {0}
+
+
+KEPT_FILE = "speed_probe.csv"  # in a twin run's directory
+KEPT_HEADER = "t_s,cpu,probe_us\n"
+NEAR_S = 1.5 * INTERVAL_S  # a span's speed: the samples this close to it, on every core (each core has one or two)
+SLOW = 1.25  # a probe this much slower than calibrated is the host's other state (the two differ 1.5-1.65x)
+
+
+def read_kept(path: Path) -> np.ndarray | None:
+    """A run's kept samples as an (n, 3) array (t_s, cpu, probe_us), sorted by time; None if it kept none."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    if not text.startswith(KEPT_HEADER):
+        return None
+    try:
+        rows = np.loadtxt(text.splitlines()[1:], delimiter=",", ndmin=2)
+    except ValueError:
+        return None
+    return rows[np.argsort(rows[:, 0], kind="stable")] if rows.size else None
+
+
+def slow_spans(start_s: np.ndarray, end_s: np.ndarray, samples: np.ndarray, calibrated_us: float) -> np.ndarray:
+    """Per span: 1 when a core ran slow near it (a sample within ``NEAR_S`` of the span, on any core, ``SLOW``
+    times the calibrated probe or more: the span may have run on that core), 0 when every sample near it was at
+    the calibrated speed, NaN when no sample was near (a gap in the probes: unknown)."""
+    t, us = samples[:, 0], samples[:, 2]
+    lo = np.searchsorted(t, start_s - NEAR_S, side="left")
+    hi = np.searchsorted(t, end_s + NEAR_S, side="right")
+    slow = np.concatenate(([0], np.cumsum(us >= SLOW * calibrated_us)))  # slow samples before each index
+    out = np.where(slow[hi] - slow[lo] > 0, 1.0, 0.0)
+    return np.where(hi > lo, out, np.nan)

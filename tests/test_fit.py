@@ -248,9 +248,11 @@ def test_the_hand_offs_are_fitted_from_the_gaps_no_span_holds():
     late = 7.001 + 1.5 * GLUE_MAX_S  # not a hand-off
     rows += [(7, "aggregator", "distribute", "transfer", 7.0, 7.001), (7, "client-1", "receive", "X", late, 7.01)]
     spans = pd.DataFrame(rows, columns=["round", "pod", "phase", "op", "start_s", "end_s"])
+    spans["slow"] = np.where(spans["round"] == 2, 1.0, 0.0)  # a core ran slow near round 2's steps
     waits = _handoffs(spans, sequential=True)
-    assert len(waits[RECEIVE_HANDOFF]) == 10 and np.median(waits[RECEIVE_HANDOFF]) == pytest.approx(80e-6)
-    assert waits[INBOX_HANDOFF] == pytest.approx([150e-6] * 5)
+    assert len(waits[RECEIVE_HANDOFF]) == 10 and np.median(waits[RECEIVE_HANDOFF][:, 0]) == pytest.approx(80e-6)
+    assert waits[INBOX_HANDOFF][:, 0] == pytest.approx([150e-6] * 5)
+    assert waits[INBOX_HANDOFF][:, 1].tolist() == [0, 1, 0, 0, 0]  # each wait with its step's speed
     assert len(_handoffs(spans, sequential=False)[INBOX_HANDOFF]) == 0  # concurrent: workers take the updates
 
 
@@ -273,8 +275,8 @@ def test_the_simulator_waits_the_hand_offs_a_profile_has(tmp_path):
         spans = simulate(s, "sequential", 1, 1).spans
         waits = _handoffs(spans[spans["round"] > 0], sequential=True)
         assert len(waits[RECEIVE_HANDOFF]) == 6 and len(waits[INBOX_HANDOFF]) == 3
-        assert waits[RECEIVE_HANDOFF].min() == pytest.approx(floor[0], abs=1e-9)
-        assert waits[INBOX_HANDOFF].min() == pytest.approx(floor[1], abs=1e-9)
+        assert waits[RECEIVE_HANDOFF][:, 0].min() == pytest.approx(floor[0], abs=1e-9)
+        assert waits[INBOX_HANDOFF][:, 0].min() == pytest.approx(floor[1], abs=1e-9)
         # concurrent: the main thread queues each distribution job for a job thread, the job's first span waits
         spans = simulate(s, "concurrent", 1, 1).spans
         jobs = spans[(spans.phase == "distribute") & (spans.pod == "aggregator") & (spans.op == "serialize")]
@@ -308,7 +310,7 @@ def test_a_hand_off_is_work_on_the_receiving_hosts_cores(tmp_path):
         sets = ["workload.fl.rounds=3", "deployment.hosts.0.cpu_sharing=processor-sharing",
                 f"deployment.hosts.0.cores={cores}"]  # fmt: skip
         spans = simulate(load_scenario(SCENARIOS / "localhost.yaml", sets, profile), "sequential", 1, 1).spans
-        gaps[cores] = _handoffs(spans[spans["round"] > 0], sequential=True)[RECEIVE_HANDOFF]
+        gaps[cores] = _handoffs(spans[spans["round"] > 0], sequential=True)[RECEIVE_HANDOFF][:, 0]
         assert len(gaps[cores]) == 6
     assert gaps[16] == pytest.approx([0.0005] * 6, abs=1e-9)
     assert gaps[1].min() >= 0.0005 - 1e-9 and gaps[1].max() > 0.0008
@@ -366,3 +368,54 @@ def test_the_simulator_draws_a_fitted_cost_around_the_twins_median(spread):
     drawn = [handoff.apply(0.0, 0.0, np.random.default_rng(k)) for k in range(4000)]
     assert np.median(drawn) == pytest.approx(np.median(waits), rel=0.05)
     assert np.mean(drawn) == pytest.approx(np.mean(waits), rel=0.06)
+
+
+def _keep_samples(tmp_path, slow_from_s: float, probe_us: float = 64.0, slow_us: float = 100.0) -> None:
+    """A speed probe's kept samples (hw/speed.py), both cores every 50 ms: at ``probe_us`` before ``slow_from_s``,
+    at ``slow_us`` after."""
+    from hw.speed import KEPT_FILE, KEPT_HEADER
+
+    t = np.arange(0.0, 400.0, 0.05)
+    rows = [f"{x:.3f},{cpu},{slow_us if x >= slow_from_s else probe_us}\n" for x in t for cpu in (0, 1)]
+    (tmp_path / KEPT_FILE).write_text(KEPT_HEADER + "".join(rows))
+
+
+def test_spans_measured_while_a_core_ran_slow_are_left_out_of_the_fit(tmp_path):
+    """A run whose host switched to its slow state halfway (its median probe still at the calibrated speed): the
+    spans near a slow probe are left out, so the slow half's 1.6x longer steps do not become overheads. Without
+    the kept samples the same spans are fitted whole, and the overheads are off."""
+    from sim.contract import CpuSpeed, MachineLoad
+
+    planted_run(tmp_path, rounds=16)
+    spans = pd.read_parquet(tmp_path / "spans.parquet")
+    half = float(spans.start_s.median())
+    late = spans.start_s >= half
+    spans.loc[late, "end_s"] = spans.start_s + (spans.end_s - spans.start_s) * np.where(late, 1.6, 1.0)
+    write_spans(spans, tmp_path / "spans.parquet")
+    speed = CpuSpeed(probe_us_p10=64.0, probe_us_p50=64.0, probe_us_p90=100.0, samples=30)
+    load = MachineLoad(cores=2, loadavg_1m_start=0.1, loadavg_1m_end=0.1, twin_cpu_cores=1.0,
+                       foreign_cpu_cores=0.0, steal_fraction=0.0, quiet=False, unsteady=True, cpu_speed=speed,
+                       calibrated_probe_us=64.0)  # fmt: skip
+    write_summary(read_summary(tmp_path / "summary.json").model_copy(update={"machine_load": load}), tmp_path)
+
+    whole = Profile.model_validate(fit_from_run(tmp_path, PROFILE).profile).overheads
+    assert whole["train"].factor > 1.1 * PLANTED["train"]  # the slow half counts: the test can tell
+    _keep_samples(tmp_path, slow_from_s=half - 0.01)  # the probe saw the switch just before the spans did
+    over = Profile.model_validate(fit_from_run(tmp_path, PROFILE).profile).overheads
+    assert over["train"].factor == pytest.approx(PLANTED["train"], rel=0.05)
+    assert over["encaps"].per_call_s == pytest.approx(PLANTED["encaps"], abs=10e-6)
+    assert over["sign"].per_byte_s == pytest.approx(PLANTED["sign_per_byte"], rel=0.15)
+    assert "spans at it (speed probe)" in over["train"].source
+
+
+def test_a_kind_whose_only_spans_of_a_size_ran_slow_keeps_them_all(tmp_path):
+    """Leaving slow spans out must not change a kind's fit into another form: when a size would keep fewer than
+    MIN_ROWS spans at speed (here: every handshake signature ran slow), the kind is fitted from all its spans."""
+    from hw.fit import MIN_ROWS, at_speed
+
+    rows = pd.DataFrame({"bytes": [100] * 4 + [10**6] * 8, "slow": [1.0] * 4 + [0.0] * 4 + [1.0] * 4})
+    assert len(at_speed(rows, rows["bytes"].to_numpy(dtype=float))) == len(rows)
+    rows.loc[:2, "slow"] = 0.0  # three small ones at speed: both sizes keep MIN_ROWS
+    assert MIN_ROWS == 3 and len(at_speed(rows, rows["bytes"].to_numpy(dtype=float))) == 3 + 4
+    rows["slow"] = np.nan  # unknown (no probe near): kept
+    assert len(at_speed(rows, rows["bytes"].to_numpy(dtype=float))) == len(rows)

@@ -112,3 +112,27 @@ def test_compare_tells_an_unsteady_host_from_a_busy_one(tmp_path):
     warnings = compare_dirs(tmp_path / "sim", tmp_path / "hw")["warnings"]
     assert any("changed speed" in w and "0.70x" in w and "cpu_speed=0.70" in w for w in warnings), warnings
     assert not any("busy machine" in w for w in warnings)
+
+
+def test_the_speed_probes_samples_are_kept_on_the_spans_clock_and_flag_spans_near_a_slow_core(tmp_path):
+    """``keep`` writes each sample (seconds since the nodes' epoch, core, µs); ``slow_spans`` marks a span 1
+    when a sample within NEAR_S of it, on any core, was SLOW x the calibrated probe or more, 0 when all near it
+    were faster, NaN when none was near."""
+    import numpy as np
+
+    from hw.speed import NEAR_S, SLOW, SpeedProbe, read_kept, slow_spans
+
+    probe = SpeedProbe(interval_s=0.01).start()
+    epoch = time.monotonic()
+    time.sleep(0.2)
+    probe.stop()
+    probe.keep(tmp_path / "kept.csv", epoch)
+    kept = read_kept(tmp_path / "kept.csv")
+    assert kept is not None and len(kept) == len(probe.samples) and set(kept[:, 1]) <= set(probe.cpus)
+    assert kept[0, 0] > -0.05 and kept[-1, 0] < 0.5 and (np.diff(kept[:, 0]) >= 0).all()
+    assert read_kept(tmp_path / "missing.csv") is None
+
+    samples = np.array([[0.0, 0, 60.0], [0.0, 1, 61.0], [1.0, 0, 60.0], [1.0, 1, 60.0 * SLOW], [3.0, 0, 62.0]])
+    start = np.array([0.0, 1.0 - NEAR_S / 2, 1.0 + NEAR_S * 1.1, 2.0, 3.0])
+    flags = slow_spans(start, start + 0.001, samples, calibrated_us=60.0)
+    assert flags[:2].tolist() == [0.0, 1.0] and np.isnan(flags[2]) and np.isnan(flags[3]) and flags[4] == 0.0
