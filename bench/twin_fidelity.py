@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from hw.calibrate import calibrate
-from hw.compare import compare_dirs
+from hw.compare import AT_SPEED, compare_dirs
 from hw.fit import fit_from_run
 from hw.local import run_local
 from sim.contract import Summary, read_summary
@@ -136,7 +136,8 @@ def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[S
     done = [work / f"hw-{c.name}-{k}" for k, h in enumerate(hw) if h.state == "completed"]
     if not done:
         return head | {"error": f"{hw[0].state}: {hw[0].reason}"}
-    m = compare_dirs(work / f"sim-{c.name}", done[0], done[1:])["metrics"]["round_latency_s"]
+    metrics = compare_dirs(work / f"sim-{c.name}", done[0], done[1:])["metrics"]
+    m, fast = metrics["round_latency_s"], metrics.get(AT_SPEED)
     loads = [h.machine_load for h in hw if h.machine_load is not None and h.state == "completed"]
     speeds = [x for x in (ld.speed_vs_calibration for ld in loads) if x is not None]
     adjusted: dict[str, Any] = {"error_p50_adjusted_pct": None, "error_p95_adjusted_pct": None}
@@ -150,6 +151,7 @@ def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[S
         "sim_p50_s": m["sim_p50"], "hw_p50_s": m["hw_p50"], "sim_p95_s": m["sim_p95"], "hw_p95_s": m["hw_p95"],
         "error_p50_pct": m["error_p50_pct"], "error_p50_ci95": m["error_p50_ci95"],
         "error_p95_pct": m["error_p95_pct"], "error_p95_ci95": m["error_p95_ci95"],
+        **_at_speed(fast),
         "hw_runs": len(done), "hw_runs_failed": [f"{h.state}: {h.reason}" for h in hw if h.state != "completed"],
         "hw_run_spread_pct": m.get("hw_run_spread_pct"),
         "quiet": bool(loads) and all(ld.quiet for ld in loads), "quiet_runs": sum(ld.quiet for ld in loads),
@@ -158,6 +160,17 @@ def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[S
         "idle_core_wait_after_preemption_per_s": _idle_core_wait(loads, "preempted"),
         "machine_load": [ld.model_dump() for ld in loads],
     }  # fmt: skip
+
+
+def _at_speed(m: dict[str, Any] | None) -> dict[str, Any]:
+    """The cell's error over the measured rounds the speed probe saw at the calibration's speed (hw/compare.py
+    ``AT_SPEED``), and how many rounds those were: None where the runs kept no probe samples."""
+    if m is None:
+        return {"rounds_at_speed": None, "error_p50_at_speed_pct": None, "error_p50_at_speed_ci95": None,
+                "error_p95_at_speed_pct": None, "hw_p50_at_speed_s": None}  # fmt: skip
+    return {"rounds_at_speed": m["n_hw"], "error_p50_at_speed_pct": m["error_p50_pct"],
+            "error_p50_at_speed_ci95": m["error_p50_ci95"], "error_p95_at_speed_pct": m["error_p95_pct"],
+            "hw_p50_at_speed_s": m["hw_p50"]}  # fmt: skip
 
 
 def _idle_core_wait(loads: list[Any], cause: str | None = None) -> float | None:
@@ -182,9 +195,12 @@ def reductions(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         sim = 100 * (1 - conc["sim_p50_s"] / seq["sim_p50_s"])
         hw = 100 * (1 - conc["hw_p50_s"] / seq["hw_p50_s"])
+        fast = None  # measured from the rounds at the calibration's speed, where both modes have some
+        if conc.get("hw_p50_at_speed_s") and seq.get("hw_p50_at_speed_s"):
+            fast = 100 * (1 - conc["hw_p50_at_speed_s"] / seq["hw_p50_at_speed_s"])
         out.append({"layout": layout, "suite": suite, "model_parameters": params, "simulated_pct": sim,
-                    "measured_pct": hw,
-                    "difference_points": sim - hw})  # fmt: skip
+                    "measured_pct": hw, "difference_points": sim - hw, "measured_at_speed_pct": fast,
+                    "difference_at_speed_points": None if fast is None else sim - fast})  # fmt: skip
     return out
 
 
@@ -199,7 +215,7 @@ def _ms(x: float) -> str:
 def print_table(cells: list[dict[str, Any]], reds: list[dict[str, Any]]) -> None:
     head = f"{'layout':17s} {'mode':11s} {'suite':10s} {'params':>9s} {'sim p50':>8s} {'hw p50':>8s} "
     head += f"{'err p50 [95% CI]':>24s} "
-    print(head + f"{'sim p95':>8s} {'hw p95':>8s} {'err p95':>8s} {'at speed':>9s}  machine")
+    print(head + f"{'sim p95':>8s} {'hw p95':>8s} {'err p95':>8s} {'at speed':>9s} {'fast rounds':>17s}  machine")
     for c in cells:
         if "error" in c:
             print(f"{c['layout']:17s} {c['mode']:11s} {c['suite']:10s} {c['model_parameters']:9d}  FAILED {c['error']}")
@@ -217,11 +233,21 @@ def print_table(cells: list[dict[str, Any]], reds: list[dict[str, Any]]) -> None
                 quiet += f" ({c['idle_core_wait_after_preemption_per_s']:.2f} after a preemption)"
         print(f"{c['layout']:17s} {c['mode']:11s} {c['suite']:10s} {c['model_parameters']:9d} {_ms(c['sim_p50_s'])} "
               f"{_ms(c['hw_p50_s'])} {ci:>24s} {_ms(c['sim_p95_s'])} {_ms(c['hw_p95_s'])} "
-              f"{c['error_p95_pct']:+7.1f}% {_pct(c['error_p50_adjusted_pct']):>9s}  {quiet}")  # fmt: skip
+              f"{c['error_p95_pct']:+7.1f}% {_pct(c['error_p50_adjusted_pct']):>9s} {_fast(c):>17s}  "
+              f"{quiet}")  # fmt: skip
     print("concurrent vs sequential, median round latency reduction (simulated / measured):")
     for r in reds:
+        fast = r.get("measured_at_speed_pct")
+        at = "" if fast is None else f"; fast rounds {fast:+6.1f} % ({r['difference_at_speed_points']:+.1f} points)"
         print(f"  {r['layout']:17s} {r['suite']:10s} {r['model_parameters']:9d}  {r['simulated_pct']:+6.1f} % / "
-              f"{r['measured_pct']:+6.1f} %  ({r['difference_points']:+.1f} points)")  # fmt: skip
+              f"{r['measured_pct']:+6.1f} %  ({r['difference_points']:+.1f} points){at}")  # fmt: skip
+
+
+def _fast(c: dict[str, Any]) -> str:
+    """'err p50 (rounds)' over the rounds at the calibration's speed, '-' where unknown."""
+    if c.get("error_p50_at_speed_pct") is None:
+        return "-" if c.get("rounds_at_speed") is None else f"- ({c['rounds_at_speed']})"
+    return f"{c['error_p50_at_speed_pct']:+.1f}% ({c['rounds_at_speed']})"
 
 
 def _probe(profile: Path) -> dict[str, Any]:

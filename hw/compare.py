@@ -13,6 +13,10 @@ Metrics, each a set of per-unit values taken from spans.parquet:
   which the phase occurs.
 - ``telemetry.latency_s``: end - start of every ``op == "frame"`` row (emission to decryption); one value
   per frame.
+- ``round_latency_at_speed_s`` (measured runs that kept their speed probe's samples, hw/speed.py): the measured
+  rounds near which every core ran at the calibration's speed (``hw.speed.slow_spans`` 0), against every
+  simulated round. This machine's cores switch between two speeds ~1.6x apart within seconds; a round measured
+  in the slow state is a noisy measurement, not a model error, and this metric leaves it out.
 
 A metric is compared when both runs have at least one value; otherwise it is listed in ``not_compared``
 with the reason (and a warning when only one of the runs has it).
@@ -49,6 +53,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from hw.speed import KEPT_FILE, read_kept, slow_spans
 from sim.contract import FL_PHASES, RunLayout, Summary, atomic_write, phase_extents, read_summary, validate_spans
 from sim.errors import UserError
 
@@ -64,7 +69,13 @@ METRICS: dict[str, tuple[str, str]] = {  # name: (label, definition)
     "model_distribution_s": ("model distribution", "end - start of each distribution marker, per round"),
     **{f"phase_s.{p}": (f"phase {p}", f"max end - min start of '{p}' spans per round (rounds > 0)") for p in FL_PHASES},
     "telemetry.latency_s": ("telemetry frames", "end - start of each telemetry frame (op 'frame')"),
+    "round_latency_at_speed_s": (
+        "round latency at speed",
+        "as round_latency_s; measured: only the rounds near "
+        "which the speed probe saw every core at the calibration's speed",
+    ),
 }
+AT_SPEED = "round_latency_at_speed_s"
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -303,6 +314,28 @@ def _pooled(dirs: list[Path]) -> tuple[pd.DataFrame, list[Summary]]:
     return pd.concat(parts, ignore_index=True), summaries
 
 
+def at_speed_rounds(dirs: list[Path], pooled: pd.DataFrame, summaries: list[Summary]
+                    ) -> tuple[np.ndarray, np.ndarray] | None:  # fmt: skip
+    """The round latencies (and replications) of the pooled measured runs' rounds near which the speed probe saw
+    every core at the calibration's speed; None when no run kept its samples or knew the calibrated probe."""
+    rounds = pooled[(pooled.phase == "round") & (pooled.op == "round")]
+    keep, known = np.zeros(len(rounds), dtype=bool), False
+    for i, (d, summary) in enumerate(zip(dirs, summaries, strict=True)):
+        load = summary.machine_load
+        samples = read_kept(d / KEPT_FILE)
+        if samples is None or load is None or not load.calibrated_probe_us:
+            continue
+        known = True
+        mine = (rounds.replication == i).to_numpy() if len(dirs) > 1 else np.ones(len(rounds), dtype=bool)
+        r = rounds[mine]
+        flags = slow_spans(r.start_s.to_numpy(), r.end_s.to_numpy(), samples, load.calibrated_probe_us)
+        keep[mine] = flags == 0
+    if not known:
+        return None
+    r = rounds[keep]
+    return (r.end_s - r.start_s).to_numpy(dtype=float), r.replication.to_numpy(dtype=np.int64)
+
+
 def compare_dirs(sim_dir: Path, hw_dir: Path, more_hw: Sequence[Path] = ()) -> dict[str, Any]:
     """Compare a simulated run directory with a measured one — or with that and ``more_hw``, repeated
     measurements of the same configuration pooled; the result is compare.json's content."""
@@ -331,9 +364,14 @@ def compare_dirs(sim_dir: Path, hw_dir: Path, more_hw: Sequence[Path] = ()) -> d
         warnings.append(f"operations the twin ran that the simulation has no spans for (not priced, or another "
                         f"suite): {', '.join(unpriced)}")  # fmt: skip
     sim_v, hw_v = metric_values(sim_df), metric_values(hw_df)
+    if (fast := at_speed_rounds(hw_dirs, hw_df, hw_sums)) is not None:
+        sim_v[AT_SPEED], hw_v[AT_SPEED] = sim_v["round_latency_s"], fast
     metrics: dict[str, Any] = {}
     not_compared: dict[str, str] = {}
     for name in METRICS:
+        if name not in hw_v:  # runs without the speed probe's samples: nothing to warn about
+            not_compared[name] = "the measured run(s) kept no speed probe samples (or no calibrated probe)"
+            continue
         ns, nh = sim_v[name][0].size, hw_v[name][0].size
         if ns and nh:
             metrics[name] = compare_metric(name, sim_v[name], hw_v[name], len(hw_dirs))

@@ -16,6 +16,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from hw.compare import (
+    AT_SPEED,
     BOOTSTRAP_SEED,
     HW_RGB,
     METRICS,
@@ -99,7 +100,10 @@ def test_slower_hardware_is_detected(runs):
 
 def test_json_layout_all_metrics_and_determinism(same, runs, tmp_path):
     assert set(same["metrics"]) == COMPARED
-    assert same["not_compared"] == {"phase_s.handshake": "no values in either run"}
+    assert same["not_compared"] == {
+        "phase_s.handshake": "no values in either run",
+        AT_SPEED: "the measured run(s) kept no speed probe samples (or no calibrated probe)",
+    }
     assert set(same["metrics"]) | set(same["not_compared"]) == set(METRICS)
     for m in same["metrics"].values():
         assert set(m) >= METRIC_KEYS
@@ -382,3 +386,35 @@ def test_a_netns_fabrics_token_bucket_is_given_to_the_simulation_or_warned(tmp_p
         simulate(matched, "concurrent").summary.model_distribution_s.mean
         < simulate(paper, "concurrent").summary.model_distribution_s.mean
     )
+
+
+def test_rounds_measured_while_a_core_ran_slow_are_left_out_of_the_at_speed_latency(runs, tmp_path):
+    """A measured run whose host switched to its slow state for a while (its rounds there 1.6x as long): the
+    at-speed metric compares only the rounds the speed probe saw at the calibration's speed, so the same model
+    that misses all rounds by the slow ones' share meets the at-speed ones (hw/speed.py)."""
+    from hw.speed import KEPT_FILE, KEPT_HEADER
+    from sim.contract import MachineLoad, read_summary, write_summary
+
+    hw = tmp_path / "hw"
+    shutil.copytree(runs["hw"], hw)
+    spans = pq.read_table(hw / "spans.parquet").to_pandas()
+    shift = spans.replication * 10.0  # replication r's rounds from r x 10 s on, as repeated runs would be
+    spans = spans.assign(start_s=spans.start_s + shift, end_s=spans.end_s + shift)
+    late = spans.replication.isin((1, 2)) & (spans.op == "round")  # the host's slow state: from 9.5 to 29.5 s
+    spans.loc[late, "end_s"] = spans.start_s + (spans.end_s - spans.start_s) * 1.6
+    pq.write_table(pa.Table.from_pandas(spans, preserve_index=False), hw / "spans.parquet")
+    t = np.arange(-1.0, 41.0, 0.05)
+    rows = [f"{x:.3f},{cpu},{100.0 if 9.5 <= x <= 29.5 else 64.0}\n" for x in t for cpu in (0, 1)]
+    (hw / KEPT_FILE).write_text(KEPT_HEADER + "".join(rows))
+    load = MachineLoad(cores=2, loadavg_1m_start=0.1, loadavg_1m_end=0.1, twin_cpu_cores=1.0, foreign_cpu_cores=0.0,
+                       steal_fraction=0.0, quiet=False, calibrated_probe_us=64.0)  # fmt: skip
+    write_summary(read_summary(hw / "summary.json").model_copy(update={"machine_load": load}), hw)
+
+    res = compare_dirs(runs["sim"], hw)["metrics"]
+    whole, fast = res["round_latency_s"], res[AT_SPEED]
+    assert fast["n_hw"] == whole["n_hw"] // 2 and fast["n_sim"] == whole["n_sim"]
+    assert fast["hw_p95"] < whole["hw_p95"]  # the slow rounds' tail is gone
+    assert abs(fast["error_pct"]) < abs(whole["error_pct"]) - 3  # the slow share was the miss
+    # a run that kept no samples, pooled with this one: only this one's rounds count
+    pooled = compare_dirs(runs["sim"], hw, [runs["hw"]])["metrics"][AT_SPEED]
+    assert pooled["n_hw"] == fast["n_hw"]
