@@ -105,6 +105,40 @@ def time_calls(
     return np.array(samples, dtype=float) / 1e9
 
 
+RETRIES = 2  # a measurement the host's slow state caught is taken again, at most this many times
+SLOW_WAIT_S = 2.0  # ... once the cores are at speed again, or this long after
+
+
+def time_calls_at_speed(
+    probe: SpeedProbe | None, fn: Callable[..., Any], budget_s: float, min_n: int, max_n: int,
+    setup: Callable[[], Any] | None = None,
+) -> tuple[np.ndarray, int]:  # fmt: skip
+    """``time_calls``, taken again (up to ``RETRIES`` times) while the speed probe saw a core in the host's slow
+    state near it (``SpeedProbe.slow_near``; each time once the cores are at speed again, or ``SLOW_WAIT_S`` later),
+    keeping the attempt with the fewest slow samples near it: this
+    machine's cores switch between two speeds ~1.6x apart within seconds, and a price measured in the slow state
+    (ML-DSA-65 verify at 255 µs against 168 µs, 2026-11-30 13:23) moved every cell that uses it. Returns the
+    seconds per call and the attempts made."""
+    best, best_slow, attempts = np.array([]), float("inf"), 0
+    while attempts <= RETRIES:
+        if attempts and probe is not None:
+            probe.wait_at_speed(SLOW_WAIT_S)
+        t0 = time.monotonic()
+        x = time_calls(fn, budget_s, min_n, max_n, setup)
+        attempts += 1
+        slow = probe.slow_near(t0, time.monotonic()) if probe is not None else None
+        if slow is None or slow < best_slow:
+            best, best_slow = x, slow if slow is not None else 0.0
+        if not best_slow:
+            break
+    return best, attempts
+
+
+def _again(attempts: int) -> str:
+    """What a source says of measurements taken again (``time_calls_at_speed``), '' if none was."""
+    return f"; {attempts - 1} measured again (the cores ran slow)" if attempts > 1 else ""
+
+
 def median_rel_ci(x: np.ndarray) -> float:
     """Half-width of the distribution-free 95 % CI of the median, relative to the median."""
     n = x.size
@@ -224,10 +258,11 @@ def calibrate(
             progress(op, i, total)
         what = "TCP over loopback" if who == "kernel" else who
         if sized:
-            ops[op] = _measure_sized(cast(SizedJob, fn), budget, f"{where}, {what}")
+            ops[op] = _measure_sized(cast(SizedJob, fn), budget, f"{where}, {what}", probe)
         else:
-            timed = time_calls(cast(Callable[[], Any], fn), budget.per_op_s, budget.min_n, budget.max_n)
-            ops[op] = per_call_entry(timed, f"{where}, {what}")
+            timed, tries = time_calls_at_speed(probe, cast(Callable[[], Any], fn), budget.per_op_s, budget.min_n,
+                                               budget.max_n)  # fmt: skip
+            ops[op] = per_call_entry(timed, f"{where}, {what}{_again(tries)}")
         ops[op]["provider"] = who
     if progress:
         progress("job.glue", total - 3, total)
@@ -236,10 +271,10 @@ def calibrate(
         ops["job.glue"] = entry | {"provider": "python"}
     if progress:
         progress("fl.train", total - 2, total)
-    ops["fl.train"] = _measure_training(budget, where) | {"provider": "numpy"}
+    ops["fl.train"] = _measure_training(budget, where, probe) | {"provider": "numpy"}
     if progress:
         progress("fl.fedavg", total - 1, total)
-    ops["fl.fedavg"] = _measure_fedavg(budget, where) | {"provider": "numpy"}
+    ops["fl.fedavg"] = _measure_fedavg(budget, where, probe) | {"provider": "numpy"}
     facts = platform_facts(quick)
     if (speed := probe.stop()) is not None:
         facts |= {"speed_probe_us": speed.probe_us_p50, "speed_probe_spread": speed.spread}
@@ -296,14 +331,16 @@ class Loopback:
         self.done.get()
 
 
-def _measure_sized(job: SizedJob, budget: Budget, source: str) -> dict[str, Any]:
+def _measure_sized(job: SizedJob, budget: Budget, source: str, probe: SpeedProbe | None = None) -> dict[str, Any]:
     """``job`` = (make a fresh input of n bytes, the timed operation on it)."""
     make, fn = job
-    medians, last = [], np.array([1.0])
+    medians, last, tries = [], np.array([1.0]), 0
     for n in budget.sizes_bytes:
-        last = time_calls(fn, budget.per_size_s, budget.min_n, budget.max_n, setup=lambda: make(n))  # noqa: B023
+        last, k = time_calls_at_speed(probe, fn, budget.per_size_s, budget.min_n, budget.max_n,
+                                      setup=lambda: make(n))  # noqa: B023  # fmt: skip
         medians.append(float(np.median(last)))
-    return linear_entry(list(budget.sizes_bytes), medians, robust_cv(last), "byte", source)
+        tries += k - 1
+    return linear_entry(list(budget.sizes_bytes), medians, robust_cv(last), "byte", source + _again(tries + 1))
 
 
 def _training_job(samples: int, params: int, rng: np.random.Generator) -> tuple[int, Callable[[], Any]]:
@@ -315,19 +352,21 @@ def _training_job(samples: int, params: int, rng: np.random.Generator) -> tuple[
     return samples * shape.parameters, lambda: fl.train(shape, theta, x, y, 1, rng)
 
 
-def _measure_training(budget: Budget, where: str) -> dict[str, Any]:
+def _measure_training(budget: Budget, where: str, probe: SpeedProbe | None = None) -> dict[str, Any]:
     """Training steps at sizes from a toy model to 4 M parameters (``points``: the cost per sample-parameter
     grows once the model leaves the caches, so a line fitted on small models undershoots large ones by a
     fifth), and, on a host with two cores, how much two steps at once slow each other (``pair_slowdown``)."""
     rng = np.random.default_rng(0)
-    units, medians, last = [], [], np.array([1.0])
+    units, medians, last, tries = [], [], np.array([1.0]), 0
     jobs = [_training_job(n, p, rng) for n, p in TRAINING_SIZES[budget.per_op_s < 1]]
     for u, step in jobs:
         with threadpool_limits(1):  # one core per training step, as the simulator (and the twin) run it
-            last = time_calls(step, budget.per_op_s, 3, 200)
+            last, k = time_calls_at_speed(probe, step, budget.per_op_s, 3, 200)
         units.append(u)
         medians.append(float(np.median(last)))
-    entry = linear_entry(units, medians, robust_cv(last), "sample_param", f"{where}, hw/fl.py train (1 epoch)")
+        tries += k - 1
+    source = f"{where}, hw/fl.py train (1 epoch){_again(tries + 1)}"
+    entry = linear_entry(units, medians, robust_cv(last), "sample_param", source)
     pairs = [(u, step) for u, step in jobs if u >= PAIR_MIN_UNITS]
     if (slowdown := _pair_slowdown(pairs, budget)) is not None:
         entry["pair_slowdown"] = slowdown
@@ -387,14 +426,17 @@ def _busy_copy(step: Callable[[], Any], cpu: int) -> Iterator[None]:
         os.waitpid(pid, 0)
 
 
-def _measure_fedavg(budget: Budget, where: str) -> dict[str, Any]:
-    units, medians, last = [], [], np.array([1.0])
+def _measure_fedavg(budget: Budget, where: str, probe: SpeedProbe | None = None) -> dict[str, Any]:
+    units, medians, last, tries = [], [], np.array([1.0]), 0
     for params in (10_000, 250_000, 1_000_000):
         updates = [np.ones(params, fl.DTYPE), np.ones(params, fl.DTYPE)]
-        last = time_calls(lambda: fl.fedavg(updates, [1.0, 1.0]), budget.per_op_s / 2, 5, 2000)  # noqa: B023
+        last, k = time_calls_at_speed(probe, lambda: fl.fedavg(updates, [1.0, 1.0]),  # noqa: B023
+                                      budget.per_op_s / 2, 5, 2000)  # fmt: skip
         units.append(2 * params)  # the simulator prices FedAvg per parameter per update
         medians.append(float(np.median(last)))
-    return linear_entry(units, medians, robust_cv(last), "param", f"{where}, hw/fl.py fedavg of 2 updates")
+        tries += k - 1
+    source = f"{where}, hw/fl.py fedavg of 2 updates{_again(tries + 1)}"
+    return linear_entry(units, medians, robust_cv(last), "param", source)
 
 
 def cpu_model() -> str:

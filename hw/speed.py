@@ -83,6 +83,31 @@ class SpeedProbe:
         inside = [us for t, _, us in self.samples if window is None or window[0] <= t <= window[1]]
         return summarise(inside if len(inside) >= MIN_IN_WINDOW else [us for _, _, us in self.samples])
 
+    def slow_near(self, t0: float, t1: float) -> float | None:
+        """The share of the samples taken from ``NEAR_S`` before ``t0`` to ``t1`` (monotonic seconds) that ran
+        ``SLOW`` x the usual probe time or longer (the usual: the 25th percentile of every sample so far, the
+        host's fast state unless it spent most of the time slow); None before ``MIN_IN_WINDOW`` samples, or with
+        none near."""
+        times = list(self.samples)  # a copy: the probe's threads append meanwhile
+        if len(times) < MIN_IN_WINDOW:
+            return None
+        usual = float(np.percentile([us for _, _, us in times], 25))
+        near = [us for t, _, us in times if t0 - NEAR_S <= t <= t1]
+        return sum(us >= SLOW * usual for us in near) / len(near) if near else None
+
+    def wait_at_speed(self, timeout_s: float) -> bool:
+        """Wait (up to ``timeout_s``) until every core's latest sample is at the usual speed (``slow_near``'s);
+        whether it came to that. A slow spell lasts seconds here: a measurement taken again at once would
+        catch it again."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            now = time.monotonic()
+            if not self.slow_near(now - INTERVAL_S, now):
+                return True
+            if now >= deadline:
+                return False
+            time.sleep(min(self.interval_s, deadline - now))
+
     def keep(self, path: Path, epoch: float) -> None:
         """Write every sample (after ``stop``) as CSV: seconds since ``epoch`` (the nodes' clock origin: the spans'
         time), the core, the probe's µs."""

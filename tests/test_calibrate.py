@@ -101,3 +101,36 @@ def test_median_ci_narrows_with_samples():
     entry = per_call_entry(rng.lognormal(-9, 0.5, 1000), "synthetic")
     q = entry["distribution"]["quantiles_s"]
     assert q == sorted(q) and entry["p50_s"] == pytest.approx(np.exp(-9), rel=0.1)
+
+
+def test_a_measurement_the_hosts_slow_state_caught_is_taken_again(monkeypatch):
+    """The speed probe's samples near a measurement (hw/speed.py ``slow_near``): while they say a core ran in the
+    slow state, the measurement is taken again, at most RETRIES times, and the one with the fewest slow samples
+    near it kept. A real probe, its samples planted: fast (34 µs) but for a slow spell (55 µs) over the first
+    attempt's window."""
+    import time
+
+    from hw import calibrate
+    from hw.calibrate import RETRIES, time_calls_at_speed
+    from hw.speed import SpeedProbe
+
+    monkeypatch.setattr(calibrate, "SLOW_WAIT_S", 0.2)  # the planted probe takes no new samples to wait for
+    probe = SpeedProbe()  # not started: the test plants its samples
+    now = time.monotonic()
+    probe.samples = [(now - 5 + 0.05 * i, i % 2, 34.0) for i in range(100)]
+    calls = []
+
+    def op() -> None:  # the first call lands in a slow spell of both cores; later ones do not
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            t = time.monotonic()
+            probe.samples += [(t, 0, 55.0), (t, 1, 56.0)]
+
+    x, attempts = time_calls_at_speed(probe, op, 0.01, 5, 10)
+    assert attempts == 2 and len(x) >= 5  # slow the first time, at speed the second: kept
+    assert probe.slow_near(calls[0] - 0.01, calls[0] + 0.01) > 0.5  # both cores slow, beside an earlier fast sample
+    probe.samples += [(time.monotonic() + 0.025 * i, i % 2, 55.0) for i in range(40)]  # slow for the next second
+    _, attempts = time_calls_at_speed(probe, lambda: time.sleep(0.002), 0.01, 3, 3)
+    assert attempts == 1 + RETRIES  # slow every time: given up after RETRIES more
+    assert time_calls_at_speed(None, op, 0.01, 5, 10)[1] == 1  # no probe: measured once
+    assert SpeedProbe().slow_near(0, 1) is None  # no samples yet: unknown
