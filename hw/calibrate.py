@@ -113,25 +113,44 @@ def time_calls_at_speed(
     probe: SpeedProbe | None, fn: Callable[..., Any], budget_s: float, min_n: int, max_n: int,
     setup: Callable[[], Any] | None = None,
 ) -> tuple[np.ndarray, int]:  # fmt: skip
-    """``time_calls``, taken again (up to ``RETRIES`` times) while the speed probe saw a core in the host's slow
-    state near it (``SpeedProbe.slow_near``; each time once the cores are at speed again, or ``SLOW_WAIT_S`` later),
-    keeping the attempt with the fewest slow samples near it: this
-    machine's cores switch between two speeds ~1.6x apart within seconds, and a price measured in the slow state
-    (ML-DSA-65 verify at 255 µs against 168 µs, 2026-11-30 13:23) moved every cell that uses it. Returns the
-    seconds per call and the attempts made."""
+    """``time_calls`` on a core at the usual speed (``SpeedProbe.fast_core``, waiting up to ``SLOW_WAIT_S`` for
+    one), pinned there, and taken again (up to ``RETRIES`` times) while that core's probe saw it slow during the
+    measurement (``SpeedProbe.slow_near``), keeping the attempt with the fewest slow samples: this machine's vCPUs
+    switch between two speeds ~1.6x apart, one by one, for seconds at a time, and a price measured in the slow
+    state (ML-DSA-65 verify at 255 µs against 168 µs, 2026-11-30 13:23) moved every cell that uses it. Returns
+    the seconds per call and the attempts made."""
     best, best_slow, attempts = np.array([]), float("inf"), 0
     while attempts <= RETRIES:
-        if attempts and probe is not None:
-            probe.wait_at_speed(SLOW_WAIT_S)
-        t0 = time.monotonic()
-        x = time_calls(fn, budget_s, min_n, max_n, setup)
+        cpu = probe.fast_core(SLOW_WAIT_S) if probe is not None else None
+        with _pinned(cpu):
+            t0 = time.monotonic()
+            x = time_calls(fn, budget_s, min_n, max_n, setup)
+            t1 = time.monotonic()
         attempts += 1
-        slow = probe.slow_near(t0, time.monotonic()) if probe is not None else None
+        slow = probe.slow_near(t0, t1, cpu) if probe is not None else None
         if slow is None or slow < best_slow:
             best, best_slow = x, slow if slow is not None else 0.0
         if not best_slow:
             break
     return best, attempts
+
+
+@contextlib.contextmanager
+def _pinned(cpu: int | None) -> Iterator[None]:
+    """The calling thread on ``cpu`` for the block (None, or no affinity here: wherever it is)."""
+    if cpu is None or not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {cpu})
+    except OSError:  # not an allowed core any more
+        yield
+        return
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def _again(attempts: int) -> str:

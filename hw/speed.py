@@ -83,29 +83,39 @@ class SpeedProbe:
         inside = [us for t, _, us in self.samples if window is None or window[0] <= t <= window[1]]
         return summarise(inside if len(inside) >= MIN_IN_WINDOW else [us for _, _, us in self.samples])
 
-    def slow_near(self, t0: float, t1: float) -> float | None:
-        """The share of the samples taken from ``NEAR_S`` before ``t0`` to ``t1`` (monotonic seconds) that ran
-        ``SLOW`` x the usual probe time or longer (the usual: the 25th percentile of every sample so far, the
-        host's fast state unless it spent most of the time slow); None before ``MIN_IN_WINDOW`` samples, or with
-        none near."""
-        times = list(self.samples)  # a copy: the probe's threads append meanwhile
-        if len(times) < MIN_IN_WINDOW:
+    def slow_near(self, t0: float, t1: float, cpu: int | None = None) -> float | None:
+        """The share of the samples taken from ``NEAR_S`` before ``t0`` to ``t1`` (monotonic seconds), on ``cpu``
+        or on every core, that ran ``SLOW`` x the usual probe time or longer (the usual: the 25th percentile of
+        every sample so far, the host's fast state unless it spent most of the time slow); None before
+        ``MIN_IN_WINDOW`` samples, or with none near."""
+        usual = self._usual()
+        if usual is None:
             return None
-        usual = float(np.percentile([us for _, _, us in times], 25))
-        near = [us for t, _, us in times if t0 - NEAR_S <= t <= t1]
+        near = [us for t, c, us in list(self.samples) if t0 - NEAR_S <= t <= t1 and cpu in (None, c)]
         return sum(us >= SLOW * usual for us in near) / len(near) if near else None
 
-    def wait_at_speed(self, timeout_s: float) -> bool:
-        """Wait (up to ``timeout_s``) until every core's latest sample is at the usual speed (``slow_near``'s);
-        whether it came to that. A slow spell lasts seconds here: a measurement taken again at once would
-        catch it again."""
+    def _usual(self) -> float | None:
+        times = list(self.samples)  # a copy: the probe's threads append meanwhile
+        return float(np.percentile([us for _, _, us in times], 25)) if len(times) >= MIN_IN_WINDOW else None
+
+    def fast_core(self, timeout_s: float) -> int | None:
+        """A core whose latest sample (within two intervals) is at the usual speed, the fastest such, waiting up
+        to ``timeout_s`` for one: this machine's vCPUs change speed one by one, for seconds, so a measurement
+        pinned there is taken at the usual speed. None: no samples yet, or none came to that speed in time."""
         deadline = time.monotonic() + timeout_s
         while True:
-            now = time.monotonic()
-            if not self.slow_near(now - INTERVAL_S, now):
-                return True
+            now, usual = time.monotonic(), self._usual()
+            if usual is None:
+                return None
+            latest: dict[int, float] = {}
+            for t, c, us in list(self.samples):
+                if t >= now - 2 * self.interval_s:
+                    latest[c] = us
+            fast = {c: us for c, us in latest.items() if us < SLOW * usual}
+            if fast:
+                return min(fast, key=lambda c: fast[c])
             if now >= deadline:
-                return False
+                return None
             time.sleep(min(self.interval_s, deadline - now))
 
     def keep(self, path: Path, epoch: float) -> None:

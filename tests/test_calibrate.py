@@ -134,3 +134,20 @@ def test_a_measurement_the_hosts_slow_state_caught_is_taken_again(monkeypatch):
     assert attempts == 1 + RETRIES  # slow every time: given up after RETRIES more
     assert time_calls_at_speed(None, op, 0.01, 5, 10)[1] == 1  # no probe: measured once
     assert SpeedProbe().slow_near(0, 1) is None  # no samples yet: unknown
+
+
+def test_a_measurement_is_taken_on_a_core_at_the_usual_speed():
+    """``fast_core``: the core whose latest probe sample is at the usual speed (the other is in its slow state),
+    None when none is; ``slow_near`` of one core looks at that core's samples only."""
+    import time
+
+    from hw.speed import SpeedProbe
+
+    probe = SpeedProbe()
+    now = time.monotonic()
+    probe.samples = [(now - 5 + 0.05 * i, i % 2, 34.0) for i in range(90)]
+    probe.samples += [(now - 0.01, 0, 57.0), (now - 0.01, 1, 34.5)]
+    assert probe.fast_core(0.0) == 1
+    assert probe.slow_near(now - 0.02, now, cpu=0) == 1.0 and probe.slow_near(now - 0.02, now, cpu=1) == 0.0
+    probe.samples.append((time.monotonic(), 1, 58.0))
+    assert probe.fast_core(0.0) is None  # both cores slow now
