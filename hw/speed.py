@@ -18,15 +18,23 @@ the part of the run that was measured (a twin run: its FL rounds, not the nodes'
 ``pqtwin calibrate`` records the median during calibration in the profile (``platform.speed_probe_us``);
 a run compares its own median with it.
 
-A twin run also keeps every sample (``keep``: time on the nodes' clock, core, probe µs; ``read_kept``), so a fit
-can tell the spans measured at the calibration's speed from those measured while a core ran slower
-(``slow_spans``): a run's median probe cannot, when the host changed state halfway through it.
+A twin run also keeps every sample (``keep``: time on the nodes' clock, core, probe µs, and how busy the core was;
+``read_kept``), so a fit can tell the spans measured at the calibration's speed from those measured while a core
+ran slower (``slow_spans``): a run's median probe cannot, when the host changed state halfway through it.
+
+An *idle* vCPU reads slow here: ``python bench/speed_states.py`` (2026-12-01 00:48, load 0.75) found 81-91 % of
+a probe's samples on an otherwise idle core 1.25x the fastest median or slower, 11-30 % with a spinning process on
+the same core, 9-25 % back to back. A probe on a core the twin left idle says nothing about the twin's work on the
+other one. So each sample records its core's busy share over the interval before it (``/proc/stat``), and only
+samples of cores busy at least ``BUSY_MIN`` of it count (``counted``), wherever the probe's samples are judged:
+a run's summary, ``slow_spans``, ``slow_near`` and ``fast_core``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import threading
 import time
@@ -57,7 +65,7 @@ class SpeedProbe:
     def __init__(self, interval_s: float = INTERVAL_S, cpus: set[int] | None = None):
         self.interval_s = interval_s
         self.cpus = sorted(cpus if cpus is not None else _allowed_cpus())
-        self.samples: list[tuple[float, int, float]] = []  # (time.monotonic(), core, probe µs)
+        self.samples: list[Sample] = []  # (time.monotonic(), core, probe µs, the core's busy share before it)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -71,8 +79,12 @@ class SpeedProbe:
     def _run(self, cpu: int) -> None:
         with contextlib.suppress(AttributeError, OSError):  # no affinity: the probe samples whichever core it gets
             os.sched_setaffinity(threading.get_native_id(), {cpu})
+        last = _core_jiffies(cpu)
         while not self._stop.wait(self.interval_s):
-            self.samples.append((time.monotonic(), cpu, probe_us()))  # list.append is atomic under the GIL
+            now = _core_jiffies(cpu)  # before the probe: its own CPU must not make the core look busy
+            busy = (now[0] - last[0]) / (now[1] - last[1]) if last and now and now[1] > last[1] else math.nan
+            last = now
+            self.samples.append((time.monotonic(), cpu, probe_us(), busy))  # list.append is atomic under the GIL
 
     def stop(self, window: tuple[float, float] | None = None) -> CpuSpeed | None:
         """The summary of the probes taken inside ``window`` (monotonic seconds; None: all of them), or of all
@@ -80,8 +92,9 @@ class SpeedProbe:
         self._stop.set()
         for t in self._threads:
             t.join(timeout=1.0)
-        inside = [us for t, _, us in self.samples if window is None or window[0] <= t <= window[1]]
-        return summarise(inside if len(inside) >= MIN_IN_WINDOW else [us for _, _, us in self.samples])
+        busy = counted(self.samples)
+        inside = [x[2] for x in busy if window is None or window[0] <= x[0] <= window[1]]
+        return summarise(inside if len(inside) >= MIN_IN_WINDOW else [x[2] for x in busy])
 
     def slow_near(self, t0: float, t1: float, cpu: int | None = None) -> float | None:
         """The share of the samples taken from ``NEAR_S`` before ``t0`` to ``t1`` (monotonic seconds), on ``cpu``
@@ -91,12 +104,12 @@ class SpeedProbe:
         usual = self._usual()
         if usual is None:
             return None
-        near = [us for t, c, us in list(self.samples) if t0 - NEAR_S <= t <= t1 and cpu in (None, c)]
+        near = [x[2] for x in counted(list(self.samples)) if t0 - NEAR_S <= x[0] <= t1 and cpu in (None, x[1])]
         return sum(us >= SLOW * usual for us in near) / len(near) if near else None
 
     def _usual(self) -> float | None:
-        times = list(self.samples)  # a copy: the probe's threads append meanwhile
-        return float(np.percentile([us for _, _, us in times], 25)) if len(times) >= MIN_IN_WINDOW else None
+        times = counted(list(self.samples))  # a copy: the probe's threads append meanwhile
+        return float(np.percentile([x[2] for x in times], 25)) if len(times) >= MIN_IN_WINDOW else None
 
     def fast_core(self, timeout_s: float) -> int | None:
         """A core whose latest sample (within two intervals) is at the usual speed, the fastest such, waiting up
@@ -108,7 +121,7 @@ class SpeedProbe:
             if usual is None:
                 return None
             latest: dict[int, float] = {}
-            for t, c, us in list(self.samples):
+            for t, c, us, _ in list(self.samples):  # any core's: an idle one is a candidate (it will be busy)
                 if t >= now - 2 * self.interval_s:
                     latest[c] = us
             fast = {c: us for c, us in latest.items() if us < SLOW * usual}
@@ -120,8 +133,8 @@ class SpeedProbe:
 
     def keep(self, path: Path, epoch: float) -> None:
         """Write every sample (after ``stop``) as CSV: seconds since ``epoch`` (the nodes' clock origin: the spans'
-        time), the core, the probe's µs."""
-        rows = "".join(f"{t - epoch:.6f},{cpu},{us:.3f}\n" for t, cpu, us in sorted(self.samples))
+        time), the core, the probe's µs, the core's busy share before it (nan: unknown)."""
+        rows = "".join(f"{t - epoch:.6f},{cpu},{us:.3f},{busy:.3f}\n" for t, cpu, us, busy in sorted(self.samples))
         path.write_text(KEPT_HEADER + rows)
 
 
@@ -142,31 +155,59 @@ def _allowed_cpus() -> set[int]:
         return {0}
 
 
+Sample = tuple[float, int, float, float]
+BUSY_MIN = 0.5  # a sample counts if its core was busy at least this share of the interval before it
 KEPT_FILE = "speed_probe.csv"  # in a twin run's directory
-KEPT_HEADER = "t_s,cpu,probe_us\n"
+KEPT_HEADER = "t_s,cpu,probe_us,busy\n"
+_KEPT_HEADER_V1 = "t_s,cpu,probe_us\n"  # runs of 2026-12-01 00:00-01:00, before the busy share
 NEAR_S = 1.5 * INTERVAL_S  # a span's speed: the samples this close to it, on every core (each core has one or two)
 SLOW = 1.25  # a probe this much slower than calibrated is the host's other state (the two differ 1.5-1.65x)
 
 
 def read_kept(path: Path) -> np.ndarray | None:
-    """A run's kept samples as an (n, 3) array (t_s, cpu, probe_us), sorted by time; None if it kept none."""
+    """A run's kept samples as an (n, 4) array (t_s, cpu, probe_us, busy share; NaN: unknown), sorted by time;
+    None if it kept none."""
     try:
         text = path.read_text()
     except OSError:
         return None
-    if not text.startswith(KEPT_HEADER):
+    if not text.startswith((KEPT_HEADER, _KEPT_HEADER_V1)):
         return None
     try:
         rows = np.loadtxt(text.splitlines()[1:], delimiter=",", ndmin=2)
     except ValueError:
         return None
-    return rows[np.argsort(rows[:, 0], kind="stable")] if rows.size else None
+    if not rows.size:
+        return None
+    if rows.shape[1] == 3:
+        rows = np.column_stack((rows, np.full(len(rows), np.nan)))
+    return rows[np.argsort(rows[:, 0], kind="stable")]
+
+
+def counted(samples: list[Sample]) -> list[Sample]:
+    """The samples of cores busy at least ``BUSY_MIN`` before them, or whose busy share is unknown (module doc)."""
+    return [x for x in samples if not x[3] < BUSY_MIN]
+
+
+def _core_jiffies(cpu: int) -> tuple[float, float] | None:
+    """(busy, total) jiffies of one CPU since boot (/proc/stat), None where unreadable."""
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith(f"cpu{cpu} "):
+                    v = [float(x) for x in line.split()[1:9]]
+                    idle = v[3] + v[4]  # idle + iowait
+                    return (sum(v) - idle - v[7], sum(v))  # steal is neither ours nor idle
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def slow_spans(start_s: np.ndarray, end_s: np.ndarray, samples: np.ndarray, calibrated_us: float) -> np.ndarray:
-    """Per span: 1 when a core ran slow near it (a sample within ``NEAR_S`` of the span, on any core, ``SLOW``
-    times the calibrated probe or more: the span may have run on that core), 0 when every sample near it was at
-    the calibrated speed, NaN when no sample was near (a gap in the probes: unknown)."""
+    """Per span: 1 when a busy core ran slow near it (a counted sample within ``NEAR_S`` of the span, on any core,
+    ``SLOW`` times the calibrated probe or more: the span may have run on that core), 0 when every counted sample
+    near it was at the calibrated speed, NaN when none was near (unknown)."""
+    samples = samples[~(samples[:, 3] < BUSY_MIN)] if samples.shape[1] > 3 else samples
     t, us = samples[:, 0], samples[:, 2]
     lo = np.searchsorted(t, start_s - NEAR_S, side="left")
     hi = np.searchsorted(t, end_s + NEAR_S, side="right")

@@ -117,19 +117,19 @@ def test_a_measurement_the_hosts_slow_state_caught_is_taken_again(monkeypatch):
     monkeypatch.setattr(calibrate, "SLOW_WAIT_S", 0.2)  # the planted probe takes no new samples to wait for
     probe = SpeedProbe()  # not started: the test plants its samples
     now = time.monotonic()
-    probe.samples = [(now - 5 + 0.05 * i, i % 2, 34.0) for i in range(100)]
+    probe.samples = [(now - 5 + 0.05 * i, i % 2, 34.0, 1.0) for i in range(100)]
     calls = []
 
     def op() -> None:  # the first call lands in a slow spell of both cores; later ones do not
         calls.append(time.monotonic())
         if len(calls) == 1:
             t = time.monotonic()
-            probe.samples += [(t, 0, 55.0), (t, 1, 56.0)]
+            probe.samples += [(t, 0, 55.0, 1.0), (t, 1, 56.0, 1.0)]
 
     x, attempts = time_calls_at_speed(probe, op, 0.01, 5, 10)
     assert attempts == 2 and len(x) >= 5  # slow the first time, at speed the second: kept
     assert probe.slow_near(calls[0] - 0.01, calls[0] + 0.01) > 0.5  # both cores slow, beside an earlier fast sample
-    probe.samples += [(time.monotonic() + 0.025 * i, i % 2, 55.0) for i in range(40)]  # slow for the next second
+    probe.samples += [(time.monotonic() + 0.025 * i, i % 2, 55.0, 1.0) for i in range(40)]  # slow for the next second
     _, attempts = time_calls_at_speed(probe, lambda: time.sleep(0.002), 0.01, 3, 3)
     assert attempts == 1 + RETRIES  # slow every time: given up after RETRIES more
     assert time_calls_at_speed(None, op, 0.01, 5, 10)[1] == 1  # no probe: measured once
@@ -145,9 +145,9 @@ def test_a_measurement_is_taken_on_a_core_at_the_usual_speed():
 
     probe = SpeedProbe()
     now = time.monotonic()
-    probe.samples = [(now - 5 + 0.05 * i, i % 2, 34.0) for i in range(90)]
-    probe.samples += [(now - 0.01, 0, 57.0), (now - 0.01, 1, 34.5)]
+    probe.samples = [(now - 5 + 0.05 * i, i % 2, 34.0, 1.0) for i in range(90)]
+    probe.samples += [(now - 0.01, 0, 57.0, 1.0), (now - 0.01, 1, 34.5, 1.0)]
     assert probe.fast_core(0.0) == 1
     assert probe.slow_near(now - 0.02, now, cpu=0) == 1.0 and probe.slow_near(now - 0.02, now, cpu=1) == 0.0
-    probe.samples.append((time.monotonic(), 1, 58.0))
+    probe.samples.append((time.monotonic(), 1, 58.0, 1.0))
     assert probe.fast_core(0.0) is None  # both cores slow now

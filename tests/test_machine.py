@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -64,20 +65,57 @@ def test_compare_names_the_operations_the_simulation_did_not_price():
     assert unsimulated_ops(hw, hw) == []
 
 
-def test_the_speed_probe_times_every_core_and_keeps_the_measured_window():
-    from hw.speed import SpeedProbe
+def _spin(cpu: int, seconds: float) -> None:
+    os.sched_setaffinity(0, {cpu})
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
 
+
+def test_the_speed_probe_times_every_core_and_keeps_the_measured_window():
+    """Every core probed (each kept busy by a spinning process: an idle core's samples do not count), the
+    summary of a window or of all."""
+    import multiprocessing as mp
+
+    from hw.speed import SpeedProbe, counted
+
+    cpus = sorted(os.sched_getaffinity(0))
+    spinners = [mp.Process(target=_spin, args=(c, 1.2)) for c in cpus]
+    for sp in spinners:
+        sp.start()
+    time.sleep(0.1)
     probe = SpeedProbe(interval_s=0.01).start()
     time.sleep(0.4)
     middle = time.monotonic()
     time.sleep(0.4)
     all_of_it = probe.stop()
-    assert all_of_it is not None and all_of_it.samples >= 10 * len(probe.cpus)
+    for sp in spinners:
+        sp.join()
+    busy = counted(probe.samples)  # busy at least BUSY_MIN before them, or not known (a 10 ms interval: a jiffy)
+    assert len(busy) >= 10 * len(probe.cpus) and {x[1] for x in busy} == set(cpus)
+    assert all_of_it is not None and all_of_it.samples == len(busy)
     assert 0 < all_of_it.probe_us_p10 <= all_of_it.probe_us_p50 <= all_of_it.probe_us_p90
     later = probe.stop((middle, time.monotonic()))  # the samples since the middle only
     assert later is not None and later.samples < all_of_it.samples
     assert probe.stop((0.0, 1.0)).samples == all_of_it.samples  # an empty window: all samples, not none
     assert SpeedProbe(interval_s=10).start().stop() is None  # stopped before its first sample
+
+
+def test_an_idle_cores_samples_do_not_count():
+    """An idle vCPU reads slow here (bench/speed_states.py): a sample counts only if its core was busy at least
+    BUSY_MIN of the interval before it, in the summary and in ``slow_spans`` alike."""
+    import numpy as np
+
+    from hw.speed import SpeedProbe, slow_spans
+
+    probe = SpeedProbe()
+    probe.samples = [(0.05 * i, i % 2, 60.0 if i % 2 else 34.0, 0.1 if i % 2 else 0.9) for i in range(40)]
+    summary = probe.stop()
+    assert summary is not None and summary.samples == 20 and summary.probe_us_p90 == 34.0  # core 1 idle: left out
+    kept = np.array(probe.samples)
+    assert slow_spans(np.array([0.5]), np.array([0.6]), kept, calibrated_us=34.0).tolist() == [0.0]
+    kept[:, 3] = np.nan  # busy share unknown (a run before it was kept): every sample counts
+    assert slow_spans(np.array([0.5]), np.array([0.6]), kept, calibrated_us=34.0).tolist() == [1.0]
 
 
 def test_a_run_on_cores_that_changed_speed_is_unsteady_not_busy():
