@@ -2,8 +2,8 @@
 
 The twin's fit and compare judge spans and rounds by the speed probe's samples near them (hw/speed.py
 ``slow_spans``); this bench shows what those samples see. Per core and per condition, ``--seconds`` of probes
-(``hw.speed.probe_us``, pinned to the core), alternating the conditions ``--passes`` times so each sees the host's
-states alike:
+(``hw.speed.probe_us``, pinned to the core), alternating the conditions ``--passes`` times, each pass starting
+with the next condition, so each sees the host's states alike:
 
 - idle: one probe every 50 ms (``hw.speed.INTERVAL_S``), the core otherwise idle, as during a twin run's gaps;
 - busy: the same while a spinning process (pure Python arithmetic) holds the same core;
@@ -77,9 +77,9 @@ def main() -> None:
     cpus = sorted(os.sched_getaffinity(0))
     before = os.getloadavg()
     got: dict[tuple[int, str], list[float]] = {(c, k): [] for c in cpus for k in CONDITIONS}
-    for _ in range(args.passes):
+    for i in range(args.passes):
         for cpu in cpus:
-            for k in CONDITIONS:
+            for k in CONDITIONS[i % 3 :] + CONDITIONS[: i % 3]:  # each pass starts with another condition
                 got[(cpu, k)] += _samples(cpu, k, args.seconds)
     os.sched_setaffinity(0, set(cpus))
     fastest = min(float(np.median(v)) for v in got.values())
