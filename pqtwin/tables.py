@@ -177,6 +177,10 @@ def fidelity_line(result: dict[str, Any]) -> str:
             where += f"; run medians spread {m['hw_run_spread_pct']:.0f} %"
     if m is None:
         return f"fidelity: round latency not compared ({where})"
+    fast = result["metrics"].get("round_latency_at_speed_s")  # the rounds the speed probe saw at speed
+    if fast is not None and fast["error_p50_pct"] is not None:
+        where += (f"; the {fast['n_hw']} of {m['n_hw']} measured rounds at the calibrated speed: p50 "
+                  f"{_pct(fast['error_p50_pct'], fast['error_p50_ci95'])} %")  # fmt: skip
     return (
         f"fidelity: round latency error p50 {_pct(m['error_p50_pct'], m['error_p50_ci95'])} %, "
         f"p95 {_pct(m['error_p95_pct'], [None, None])} % (simulated vs measured; {where})"

@@ -410,8 +410,14 @@ def test_rounds_measured_while_a_core_ran_slow_are_left_out_of_the_at_speed_late
                        steal_fraction=0.0, quiet=False, calibrated_probe_us=64.0)  # fmt: skip
     write_summary(read_summary(hw / "summary.json").model_copy(update={"machine_load": load}), hw)
 
-    res = compare_dirs(runs["sim"], hw)["metrics"]
+    result = compare_dirs(runs["sim"], hw)
+    res = result["metrics"]
     whole, fast = res["round_latency_s"], res[AT_SPEED]
+    from pqtwin.tables import fidelity_line
+
+    assert f"the {fast['n_hw']} of {whole['n_hw']} measured rounds at the calibrated speed: p50" in fidelity_line(
+        result
+    )
     assert fast["n_hw"] == whole["n_hw"] // 2 and fast["n_sim"] == whole["n_sim"]
     assert fast["hw_p95"] < whole["hw_p95"]  # the slow rounds' tail is gone
     assert abs(fast["error_pct"]) < abs(whole["error_pct"]) - 3  # the slow share was the miss
