@@ -125,7 +125,7 @@ def time_calls_at_speed(
     best, best_slow, attempts = np.array([]), float("inf"), 0
     while attempts <= RETRIES:
         cpu = probe.fast_core(SLOW_WAIT_S) if probe is not None else None
-        with _pinned(cpu):
+        with _pinned(cpu) as cpu:
             t0 = time.monotonic()
             x = time_calls(fn, budget_s, min_n, max_n, setup)
             t1 = time.monotonic()
@@ -139,21 +139,20 @@ def time_calls_at_speed(
 
 
 @contextlib.contextmanager
-def _pinned(cpu: int | None) -> Iterator[None]:
-    """The calling thread on ``cpu`` for the block (None, or no affinity here: wherever it is)."""
-    if cpu is None or not hasattr(os, "sched_setaffinity"):
-        yield
-        return
-    before = os.sched_getaffinity(0)
+def _pinned(cpu: int | None) -> Iterator[int | None]:
+    """The calling thread on ``cpu`` for the block; yields the core it is pinned to (None: not pinned -- no core
+    asked, no affinity here, or not an allowed core any more)."""
+    before = os.sched_getaffinity(0) if cpu is not None and hasattr(os, "sched_setaffinity") else None
+    if before is not None and cpu is not None:
+        try:
+            os.sched_setaffinity(0, {cpu})
+        except OSError:
+            before = None
     try:
-        os.sched_setaffinity(0, {cpu})
-    except OSError:  # not an allowed core any more
-        yield
-        return
-    try:
-        yield
+        yield cpu if before is not None else None
     finally:
-        os.sched_setaffinity(0, before)
+        if before is not None:
+            os.sched_setaffinity(0, before)
 
 
 def _again(attempts: int) -> str:

@@ -374,7 +374,8 @@ def compare_dirs(sim_dir: Path, hw_dir: Path, more_hw: Sequence[Path] = ()) -> d
             continue
         ns, nh = sim_v[name][0].size, hw_v[name][0].size
         if ns and nh:
-            metrics[name] = compare_metric(name, sim_v[name], hw_v[name], len(hw_dirs))
+            n_runs = len(np.unique(hw_v[name][1])) if name == AT_SPEED and len(hw_dirs) > 1 else len(hw_dirs)
+            metrics[name] = compare_metric(name, sim_v[name], hw_v[name], n_runs)  # at speed: runs with such rounds
             continue
         if ns or nh:
             not_compared[name] = f"no values in the {'measured' if ns else 'simulated'} run"

@@ -254,14 +254,15 @@ class _RunRows:
 
 def at_speed(rows: pd.DataFrame, sizes: np.ndarray) -> pd.DataFrame:
     """The rows measured at the calibration's speed (``slow`` 0, or unknown: NaN), if each size among ``sizes``
-    (a factor of 2 wide) with ``MIN_ROWS`` rows keeps as many; else all rows (module doc)."""
+    (a factor of 2 wide) keeps ``MIN_ROWS`` of them, or all of its own where it has fewer; else all rows (module
+    doc): leaving slow spans out must not change the form of a kind's fit."""
     keep = (rows.slow != 1).to_numpy()
     if keep.all():
         return rows
     groups = _size_classes(np.asarray(sizes, dtype=float))
     for g in np.unique(groups):
         here = groups == g
-        if here.sum() >= MIN_ROWS and (here & keep).sum() < MIN_ROWS:
+        if (here & keep).sum() < min(MIN_ROWS, here.sum()):
             return rows
     return rows[keep]
 
@@ -295,7 +296,9 @@ def _run_rows(run_dir: Path, base: Path | None) -> _RunRows:
         for r in known.itertuples()
     ])  # fmt: skip
     # at the profile's own speed: spans measured at it as they are (``slow`` 0); others by the run's median probe (a
-    # run whose cores ran at 0.9x their calibrated speed took 1/0.9 as long)
+    # run whose cores ran at 0.9x their calibrated speed took 1/0.9 as long). Not slow-0 spans by the fast samples'
+    # median: where the calibration's own median probe caught the slow state (44-49 µs against 34), that stretched
+    # them 1.3x and the 00:16 and 00:53 matrices of 2026-12-01 read 28 % off instead of 15-17 % (rescored)
     speed = (summary.machine_load.speed_vs_calibration if summary.machine_load else None) or 1.0
     scale = np.where(known.slow == 0, 1.0, speed)
     known = known.assign(predicted_s=predicted, kind=known.op.map(op_kind), measured_s=known.measured_s * scale,
@@ -335,13 +338,13 @@ def _handoffs(spans: pd.DataFrame, sequential: bool) -> dict[str, np.ndarray]:
     for _, g in spans.groupby("round"):
         models = np.sort(g.loc[(g.op == "transfer") & (g.phase == "distribute"), "end_s"].to_numpy())
         for _, steps in g[g.phase == "receive"].groupby("pod"):
-            first = steps.loc[steps.start_s.idxmin()]
+            first = steps.iloc[int(steps.start_s.to_numpy().argmin())]
             arrived = models[models <= first.start_s]
             if len(arrived):
                 client.append((float(first.start_s) - arrived[-1], first.get("slow", np.nan)))
         updates, verify = g[(g.op == "transfer") & (g.phase == "upload")], g[g.phase == "verify"]
         if sequential and len(updates) and len(verify):
-            first = verify.loc[verify.start_s.idxmin()]
+            first = verify.iloc[int(verify.start_s.to_numpy().argmin())]
             inbox.append((float(first.start_s - updates.end_s.max()), first.get("slow", np.nan)))
     return {
         kind: np.array([w for w in waits if 0 <= w[0] < GLUE_MAX_S], dtype=float).reshape(-1, 2)

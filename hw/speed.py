@@ -87,14 +87,16 @@ class SpeedProbe:
             self.samples.append((time.monotonic(), cpu, probe_us(), busy))  # list.append is atomic under the GIL
 
     def stop(self, window: tuple[float, float] | None = None) -> CpuSpeed | None:
-        """The summary of the probes taken inside ``window`` (monotonic seconds; None: all of them), or of all
+        """The summary of the counted probes (``counted``; every probe where fewer than ``MIN_IN_WINDOW`` count:
+        a machine too idle to tell) taken inside ``window`` (monotonic seconds; None: all of them), or of all
         when the window holds fewer than ``MIN_IN_WINDOW``; None when no probe ran."""
         self._stop.set()
         for t in self._threads:
             t.join(timeout=1.0)
-        busy = counted(self.samples)
-        inside = [x[2] for x in busy if window is None or window[0] <= x[0] <= window[1]]
-        return summarise(inside if len(inside) >= MIN_IN_WINDOW else [x[2] for x in busy])
+        pool = counted(self.samples)
+        pool = pool if len(pool) >= MIN_IN_WINDOW else list(self.samples)
+        inside = [x[2] for x in pool if window is None or window[0] <= x[0] <= window[1]]
+        return summarise(inside if len(inside) >= MIN_IN_WINDOW else [x[2] for x in pool])
 
     def slow_near(self, t0: float, t1: float, cpu: int | None = None) -> float | None:
         """The share of the samples taken from ``NEAR_S`` before ``t0`` to ``t1`` (monotonic seconds), on ``cpu``
@@ -171,10 +173,11 @@ def read_kept(path: Path) -> np.ndarray | None:
         text = path.read_text()
     except OSError:
         return None
-    if not text.startswith((KEPT_HEADER, _KEPT_HEADER_V1)):
+    lines = text.splitlines()[1:]
+    if not text.startswith((KEPT_HEADER, _KEPT_HEADER_V1)) or not lines:
         return None
     try:
-        rows = np.loadtxt(text.splitlines()[1:], delimiter=",", ndmin=2)
+        rows = np.loadtxt(lines, delimiter=",", ndmin=2)
     except ValueError:
         return None
     if not rows.size:

@@ -151,3 +151,21 @@ def test_a_measurement_is_taken_on_a_core_at_the_usual_speed():
     assert probe.slow_near(now - 0.02, now, cpu=0) == 1.0 and probe.slow_near(now - 0.02, now, cpu=1) == 0.0
     probe.samples.append((time.monotonic(), 1, 58.0, 1.0))
     assert probe.fast_core(0.0) is None  # both cores slow now
+
+
+def test_a_measurement_is_judged_by_the_core_it_was_pinned_to():
+    """``_pinned`` yields the core the thread is on for the block, or None where it could not pin it (a core
+    not allowed here): the measurement is then judged by every core's samples, not one it never ran on."""
+    import os
+
+    from hw.calibrate import _pinned
+
+    before = os.sched_getaffinity(0)
+    core = min(before)
+    with _pinned(core) as c:
+        assert c == core and os.sched_getaffinity(0) == {core}
+    assert os.sched_getaffinity(0) == before
+    with _pinned(max(before) + 4096) as c:
+        assert c is None and os.sched_getaffinity(0) == before
+    with _pinned(None) as c:
+        assert c is None

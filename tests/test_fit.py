@@ -419,3 +419,5 @@ def test_a_kind_whose_only_spans_of_a_size_ran_slow_keeps_them_all(tmp_path):
     assert MIN_ROWS == 3 and len(at_speed(rows, rows["bytes"].to_numpy(dtype=float))) == 3 + 4
     rows["slow"] = np.nan  # unknown (no probe near): kept
     assert len(at_speed(rows, rows["bytes"].to_numpy(dtype=float))) == len(rows)
+    few = pd.DataFrame({"bytes": [100] * 2 + [10**6] * 8, "slow": [1.0] * 2 + [0.0] * 4 + [1.0] * 4})
+    assert len(at_speed(few, few["bytes"].to_numpy(dtype=float))) == len(few)  # a size of two, both slow: kept

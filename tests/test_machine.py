@@ -116,6 +116,10 @@ def test_an_idle_cores_samples_do_not_count():
     assert slow_spans(np.array([0.5]), np.array([0.6]), kept, calibrated_us=34.0).tolist() == [0.0]
     kept[:, 3] = np.nan  # busy share unknown (a run before it was kept): every sample counts
     assert slow_spans(np.array([0.5]), np.array([0.6]), kept, calibrated_us=34.0).tolist() == [1.0]
+    idle = SpeedProbe()
+    idle.samples = [(0.05 * i, i % 2, 40.0 + i, 0.0) for i in range(10)]  # no core busy: a machine too idle
+    summary = idle.stop()
+    assert summary is not None and summary.samples == 10  # ... summarised from every sample, not none
 
 
 def test_a_run_on_cores_that_changed_speed_is_unsteady_not_busy():
@@ -169,6 +173,8 @@ def test_the_speed_probes_samples_are_kept_on_the_spans_clock_and_flag_spans_nea
     assert kept is not None and len(kept) == len(probe.samples) and set(kept[:, 1]) <= set(probe.cpus)
     assert kept[0, 0] > -0.05 and kept[-1, 0] < 0.5 and (np.diff(kept[:, 0]) >= 0).all()
     assert read_kept(tmp_path / "missing.csv") is None
+    (tmp_path / "empty.csv").write_text("t_s,cpu,probe_us,busy\n")
+    assert read_kept(tmp_path / "empty.csv") is None  # a run too short for a sample
 
     samples = np.array([[0.0, 0, 60.0], [0.0, 1, 61.0], [1.0, 0, 60.0], [1.0, 1, 60.0 * SLOW], [3.0, 0, 62.0]])
     start = np.array([0.0, 1.0 - NEAR_S / 2, 1.0 + NEAR_S * 1.1, 2.0, 3.0])
