@@ -53,7 +53,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from hw.speed import KEPT_FILE, read_kept, slow_spans
+from hw.speed import run_slow_flags
 from sim.contract import FL_PHASES, RunLayout, Summary, atomic_write, phase_extents, read_summary, validate_spans
 from sim.errors import UserError
 
@@ -321,14 +321,13 @@ def at_speed_rounds(dirs: list[Path], pooled: pd.DataFrame, summaries: list[Summ
     rounds = pooled[(pooled.phase == "round") & (pooled.op == "round")]
     keep, known = np.zeros(len(rounds), dtype=bool), False
     for i, (d, summary) in enumerate(zip(dirs, summaries, strict=True)):
-        load = summary.machine_load
-        samples = read_kept(d / KEPT_FILE)
-        if samples is None or load is None or not load.calibrated_probe_us:
+        mine = (rounds.replication == i).to_numpy() if len(dirs) > 1 else np.ones(len(rounds), dtype=bool)
+        r, load = rounds[mine], summary.machine_load
+        calibrated = load.calibrated_probe_us if load is not None else None
+        flags = run_slow_flags(d, r.start_s.to_numpy(), r.end_s.to_numpy(), calibrated)
+        if flags is None:
             continue
         known = True
-        mine = (rounds.replication == i).to_numpy() if len(dirs) > 1 else np.ones(len(rounds), dtype=bool)
-        r = rounds[mine]
-        flags = slow_spans(r.start_s.to_numpy(), r.end_s.to_numpy(), samples, load.calibrated_probe_us)
         keep[mine] = flags == 0
     if not known:
         return None

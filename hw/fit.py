@@ -57,7 +57,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hw.speed import KEPT_FILE, read_kept, slow_spans
+from hw.speed import run_slow_flags
 from sim import catalogue
 from sim.contract import FL_PHASES, RunLayout, read_spans, read_summary
 from sim.errors import UserError
@@ -317,10 +317,8 @@ def _run_rows(run_dir: Path, base: Path | None) -> _RunRows:
 def _slow(run_dir: Path, spans: pd.DataFrame, load: Any, profile: Profile) -> np.ndarray:
     """Per span: 1 if a core ran slow near it, 0 if at the calibration's speed, NaN if unknown (hw/speed.py)."""
     calibrated = (load.calibrated_probe_us if load is not None else None) or profile.platform.speed_probe_us
-    samples = read_kept(run_dir / KEPT_FILE)
-    if samples is None or not calibrated:
-        return np.full(len(spans), np.nan)
-    return slow_spans(spans.start_s.to_numpy(), spans.end_s.to_numpy(), samples, float(calibrated))
+    flags = run_slow_flags(run_dir, spans.start_s.to_numpy(), spans.end_s.to_numpy(), calibrated)
+    return np.full(len(spans), np.nan) if flags is None else flags
 
 
 def _at_speed_note(slow: pd.Series) -> str:

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from hw.schedtrace import SchedTrace, keep, waits
-from hw.speed import SpeedProbe
+from hw.speed import SpeedProbe, stat_fields
 from sim.contract import MachineLoad
 
 log = logging.getLogger(__name__)
@@ -35,9 +35,8 @@ _HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 def _cpu_jiffies() -> tuple[float, float, float, float]:
     """(busy, steal, total, softirq) jiffies of all CPUs since boot; zeros where /proc is missing."""
-    try:
-        fields = [float(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    except (OSError, ValueError, IndexError):
+    fields = stat_fields("cpu")
+    if not fields or len(fields) < 4:
         return (0.0, 0.0, 0.0, 0.0)
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
     steal = fields[7] if len(fields) > 7 else 0.0

@@ -192,18 +192,35 @@ def counted(samples: list[Sample]) -> list[Sample]:
     return [x for x in samples if not x[3] < BUSY_MIN]
 
 
-def _core_jiffies(cpu: int) -> tuple[float, float] | None:
-    """(busy, total) jiffies of one CPU since boot (/proc/stat), None where unreadable."""
+def stat_fields(name: str) -> list[float] | None:
+    """The counters of /proc/stat's line ``name`` ("cpu": all CPUs; "cpu0": one), None where unreadable."""
     try:
         with open("/proc/stat") as f:
             for line in f:
-                if line.startswith(f"cpu{cpu} "):
-                    v = [float(x) for x in line.split()[1:9]]
-                    idle = v[3] + v[4]  # idle + iowait
-                    return (sum(v) - idle - v[7], sum(v))  # steal is neither ours nor idle
-    except (OSError, ValueError, IndexError):
+                if line.startswith(name + " "):
+                    return [float(x) for x in line.split()[1:]]
+    except (OSError, ValueError):
         return None
     return None
+
+
+def _core_jiffies(cpu: int) -> tuple[float, float] | None:
+    """(busy, total) jiffies of one CPU since boot, None where unreadable."""
+    v = stat_fields(f"cpu{cpu}")
+    if v is None or len(v) < 8:
+        return None
+    idle = v[3] + v[4]  # idle + iowait
+    return (sum(v[:8]) - idle - v[7], sum(v[:8]))  # steal is neither ours nor idle
+
+
+def run_slow_flags(run_dir: Path, start_s: np.ndarray, end_s: np.ndarray, calibrated_us: float | None
+                   ) -> np.ndarray | None:  # fmt: skip
+    """``slow_spans`` for spans of the twin run in ``run_dir``, from the samples it kept; None where it kept none
+    or the calibrated probe is unknown."""
+    samples = read_kept(run_dir / KEPT_FILE)
+    if samples is None or not calibrated_us:
+        return None
+    return slow_spans(start_s, end_s, samples, float(calibrated_us))
 
 
 def slow_spans(start_s: np.ndarray, end_s: np.ndarray, samples: np.ndarray, calibrated_us: float) -> np.ndarray:
