@@ -171,7 +171,7 @@ def read_kept(path: Path) -> np.ndarray | None:
     None if it kept none."""
     try:
         text = path.read_text()
-    except OSError:
+    except (OSError, UnicodeDecodeError):  # missing or not text: not kept (it only refines a fit or a compare)
         return None
     lines = text.splitlines()[1:]
     if not text.startswith((KEPT_HEADER, _KEPT_HEADER_V1)) or not lines:
@@ -180,7 +180,7 @@ def read_kept(path: Path) -> np.ndarray | None:
         rows = np.loadtxt(lines, delimiter=",", ndmin=2)
     except ValueError:
         return None
-    if not rows.size:
+    if not rows.size or rows.shape[1] not in (3, 4):
         return None
     if rows.shape[1] == 3:
         rows = np.column_stack((rows, np.full(len(rows), np.nan)))

@@ -175,6 +175,9 @@ def test_the_speed_probes_samples_are_kept_on_the_spans_clock_and_flag_spans_nea
     assert read_kept(tmp_path / "missing.csv") is None
     (tmp_path / "empty.csv").write_text("t_s,cpu,probe_us,busy\n")
     assert read_kept(tmp_path / "empty.csv") is None  # a run too short for a sample
+    (tmp_path / "binary.csv").write_bytes(b"t_s,cpu,probe_us,busy\n\xff\xfe,1,2,3\n")
+    (tmp_path / "short.csv").write_text("t_s,cpu,probe_us,busy\n1.0,0\n2.0,1\n")
+    assert read_kept(tmp_path / "binary.csv") is None and read_kept(tmp_path / "short.csv") is None  # not kept
 
     samples = np.array([[0.0, 0, 60.0], [0.0, 1, 61.0], [1.0, 0, 60.0], [1.0, 1, 60.0 * SLOW], [3.0, 0, 62.0]])
     start = np.array([0.0, 1.0 - NEAR_S / 2, 1.0 + NEAR_S * 1.1, 2.0, 3.0])
