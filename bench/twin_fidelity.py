@@ -18,7 +18,9 @@
    second of rounds -- waits processor-sharing cores never make (localhost.yaml's ``cpu_sharing: linux`` models
    how threads are placed on cores, sim/hosts.py ``PlacedCores``).
 4. Per suite and size, the concurrent-vs-sequential reduction of the median round latency, simulated and
-   measured.
+   measured; then per cell and phase of the round (the model's distribution, distribute, receive, train,
+   upload, verify, aggregate), the median's error and the difference of the medians in ms (in the JSON:
+   ``phases``): which part of the round a cell's error comes from.
 5. ``--netns`` (root): the paper's layout, paper-3node.yaml (three hosts on one switch), PQC L3, 250 k parameters,
    both modes, run on the netns backend (real TCP over kernel-shaped links, hw/netns.py) and simulated with the
    same fitted profile and the fabric's links as each run measured them before it started (hw/netns.py
@@ -147,7 +149,7 @@ def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[S
         a = compare_dirs(work / f"sim-{c.name}-at-speed", done[0], done[1:])["metrics"]["round_latency_s"]
         adjusted = {"error_p50_adjusted_pct": a["error_p50_pct"], "error_p95_adjusted_pct": a["error_p95_pct"]}
     return head | adjusted | {
-        "links": list(links),
+        "links": list(links), "phases": phase_errors(metrics),
         "sim_p50_s": m["sim_p50"], "hw_p50_s": m["hw_p50"], "sim_p95_s": m["sim_p95"], "hw_p95_s": m["hw_p95"],
         "error_p50_pct": m["error_p50_pct"], "error_p50_ci95": m["error_p50_ci95"],
         "error_p95_pct": m["error_p95_pct"], "error_p95_ci95": m["error_p95_ci95"],
@@ -160,6 +162,47 @@ def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[S
         "idle_core_wait_after_preemption_per_s": _idle_core_wait(loads, "preempted"),
         "machine_load": [ld.model_dump() for ld in loads],
     }  # fmt: skip
+
+
+PHASES = ("distribute", "receive", "train", "upload", "verify", "aggregate")  # a round's, in their order
+
+
+def phase_errors(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per phase of the round, and the model's distribution to every client: both medians and the median's error
+    with its CI, from ``pqtwin compare``'s metrics (a phase with no values on either side is left out). Where a
+    cell's round error comes from: in concurrent mode the phases of different clients overlap, so their
+    differences need not add up to the round's."""
+    out = {}
+    for name, key in (("distribution", "model_distribution_s"), *((p, f"phase_s.{p}") for p in PHASES)):
+        m = metrics.get(key)
+        if m is not None and m.get("error_p50_pct") is not None:
+            out[name] = {"sim_p50_s": m["sim_p50"], "hw_p50_s": m["hw_p50"], "error_p50_pct": m["error_p50_pct"],
+                         "error_p50_ci95": m["error_p50_ci95"]}  # fmt: skip
+    return out
+
+
+def print_phases(cells: list[dict[str, Any]]) -> None:
+    """Per cell and phase: the median's error (%) and the difference of the medians (ms, simulated − measured);
+    last, the phase the model is furthest off in time."""
+    names = ("distribution", *PHASES)
+    print("per phase, median error % (simulated - measured, ms):")
+    print(f"{'layout':17s} {'mode':11s} {'suite':10s} {'params':>9s} " + " ".join(f"{n:>14s}" for n in names)
+          + "  furthest off")  # fmt: skip
+    for c in cells:
+        phases = c.get("phases")
+        if not phases:
+            continue
+        row = " ".join(f"{_phase_cell(phases.get(n)):>14s}" for n in names)
+        off = {n: ph["sim_p50_s"] - ph["hw_p50_s"] for n, ph in phases.items() if n != "distribution"}
+        worst = max(off, key=lambda n: abs(off[n])) if off else None
+        far = f"{worst} {off[worst] * 1e3:+.2f} ms" if worst else "-"
+        print(f"{c['layout']:17s} {c['mode']:11s} {c['suite']:10s} {c['model_parameters']:9d} {row}  {far}")
+
+
+def _phase_cell(ph: dict[str, Any] | None) -> str:
+    if ph is None:
+        return "-"
+    return f"{ph['error_p50_pct']:+.0f}% ({(ph['sim_p50_s'] - ph['hw_p50_s']) * 1e3:+.1f})"
 
 
 def _at_speed(m: dict[str, Any] | None) -> dict[str, Any]:
@@ -315,6 +358,7 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
             shutil.copytree(work, keep, dirs_exist_ok=True, symlinks=True)
     reds = reductions(cells)
     print_table(cells, reds)
+    print_phases(cells)
     _say_calibration(base)
     if out:
         out.write_text(json.dumps({"rescored": str(kept), "cells": cells, "reductions": reds}, indent=2) + "\n")
@@ -375,6 +419,7 @@ def main() -> None:
         cells = [score(c, work, profile, rounds, 5, runs[c]) for c in matrix]
         reds = reductions(cells)
         print_table(cells, reds)
+        print_phases(cells)
         _say_calibration(base)
         result = {"trained_on": {**TRAIN, "model_parameters_also": TRAIN_SMALL_PARAMETERS},
                   "train_runs": train_runs, "repeat": repeat, "rounds": rounds,

@@ -1,0 +1,60 @@
+"""bench/twin_fidelity.py's per-phase breakdown: which phases of the round a matrix cell's error comes from."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench() -> Any:
+    spec = importlib.util.spec_from_file_location("twin_fidelity_bench", ROOT / "bench" / "twin_fidelity.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def _metric(sim_p50: float, hw_p50: float) -> dict[str, Any]:
+    err = 100 * (sim_p50 - hw_p50) / hw_p50
+    return {"sim_p50": sim_p50, "hw_p50": hw_p50, "error_p50_pct": err, "error_p50_ci95": [err - 3, err + 3]}
+
+
+def test_phase_errors_take_each_phase_compare_measured(bench: Any) -> None:
+    metrics = {
+        "round_latency_s": _metric(0.150, 0.140),
+        "model_distribution_s": _metric(0.040, 0.035),
+        "phase_s.train": _metric(0.074, 0.071),
+        "phase_s.verify": _metric(0.030, 0.024),
+        "phase_s.upload": {"sim_p50": 0.02, "hw_p50": None, "error_p50_pct": None},  # no values measured
+    }
+    got = bench.phase_errors(metrics)
+    assert list(got) == ["distribution", "train", "verify"]  # the round's order; the uncompared phase left out
+    assert got["verify"]["sim_p50_s"] == 0.030 and got["verify"]["hw_p50_s"] == 0.024
+    assert got["verify"]["error_p50_pct"] == pytest.approx(25.0)
+    assert got["distribution"]["error_p50_ci95"] == pytest.approx([11.29, 17.29], abs=0.01)
+
+
+def test_print_phases_names_the_phase_furthest_off(bench: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    head = {"layout": "localhost", "suite": "PQC L3", "model_parameters": 1_000_000}
+    phases = bench.phase_errors({
+        "model_distribution_s": _metric(0.040, 0.030),  # the most ms off, but it spans the others: not named
+        "phase_s.train": _metric(0.074, 0.071),
+        "phase_s.verify": _metric(0.018, 0.024),
+    })  # fmt: skip
+    cells = [head | {"mode": "concurrent", "phases": phases}, head | {"mode": "sequential", "error": "failed"}]
+    bench.print_phases(cells)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("per phase") and "furthest off" in out[1]
+    assert len(out) == 3  # the failed cell has no phases: no row
+    row = out[2]
+    assert "+33% (+10.0)" in row and "+4% (+3.0)" in row and "-25% (-6.0)" in row
+    assert row.endswith("verify -6.00 ms")
+    assert row.count(" - ") >= 4  # receive, upload, aggregate, distribute: not measured
