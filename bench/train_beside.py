@@ -1,0 +1,177 @@
+"""What slows a training step on this machine (issue 9): the twin's step beside other work on the other core.
+
+The simulator slows a training only while another training runs on the host's other cores (``fl.train``'s
+``pair_slowdown``, measured by ``pqtwin calibrate``). The twin's rounds run trainings beside other work too: in a
+sequential round, the first client trains while the aggregator seals the next client's model and that client
+opens it (hashing, AEAD and copies over MB-sized buffers, and their transfer over TCP loopback). This bench times
+the twin's own training step (``hw.fl.train``, one epoch, one thread) pinned to the first allowed core while the
+second runs, in a forked process:
+
+- idle: nothing (the control: its ratio should be ~1);
+- train: the same training step, in a loop (what ``pair_slowdown`` measures);
+- crypto: SHAKE-256, AES-256-GCM and a copy over a ``--bytes`` buffer, in a loop (a model's sealing and opening);
+- loopback: ``--bytes`` messages sent over a TCP connection on 127.0.0.1 to a thread of the same process, in a loop.
+
+Each step is timed alone (the other process stopped with SIGSTOP) and then beside it (SIGCONT), alternately for
+``--seconds`` per kind, so both see the host's state alike; the ratio is beside / alone per adjacent pair. It prints
+per kind the medians and the median ratio with its interquartile range, and the host's load average before and
+after: a busy neighbour makes it meaningless.
+
+Run: python bench/train_beside.py [--parameters 1000000] [--samples 500] [--bytes 4000000] [--seconds 8]
+     [--kinds idle,train,crypto,loopback] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from threadpoolctl import threadpool_limits
+
+from hw import data, fl
+from hw.crypto import registry
+from hw.runtime import tune_allocator
+
+KINDS = ("idle", "train", "crypto", "loopback")
+SETTLE_S = 0.002  # after a signal, before the next step: the other process has stopped or started
+
+
+def training_step(parameters: int, samples: int) -> Callable[[], Any]:
+    """The twin's local training at this size, as a client runs it (hw/fl.py), one epoch."""
+    rng = np.random.default_rng(0)
+    shape = fl.Shape.for_parameters(parameters, data.FEATURES)
+    theta = fl.init(shape, rng)
+    x = rng.normal(size=(samples, data.FEATURES)).astype(fl.DTYPE)
+    y = (x[:, 0] > 0).astype(fl.DTYPE)
+    return lambda: fl.train(shape, theta, x, y, 1, rng)
+
+
+def _crypto(nbytes: int) -> None:
+    aead = registry.find("AES-256-GCM", "aead")
+    key, nonce, buf = aead.keygen(), bytes(12), os.urandom(nbytes)
+    while True:
+        hashlib.shake_256(buf).digest(64)  # a signature's message hash
+        aead.encrypt(key, nonce, buf)  # a model's record
+        bytes(bytearray(buf))  # a copy (serialising)
+
+
+def _loopback(nbytes: int) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        tx = socket.create_connection(srv.getsockname())
+        rx, _ = srv.accept()
+
+        def drain() -> None:
+            buf = bytearray(1 << 20)
+            while rx.recv_into(buf):
+                pass
+
+        threading.Thread(target=drain, daemon=True).start()
+        payload = b"\x01" * nbytes
+        while True:
+            tx.sendall(payload)
+
+
+def _beside(kind: str, step: Callable[[], Any], nbytes: int) -> None:
+    """The other core's work, forever (the parent kills it)."""
+    if kind == "train":
+        while True:
+            step()
+    elif kind == "crypto":
+        _crypto(nbytes)
+    elif kind == "loopback":
+        _loopback(nbytes)
+    while True:  # idle
+        time.sleep(1.0)
+
+
+def measure(kind: str, step: Callable[[], Any], nbytes: int, seconds: float, cores: tuple[int, int]) -> dict[str, Any]:
+    """Adjacent (alone, beside) step times, ``seconds`` of them, with ``kind`` on the second core."""
+    pid = os.fork()
+    if pid == 0:  # the other core's work; never returns to the parent's code
+        try:
+            os.sched_setaffinity(0, {cores[1]})
+            with threadpool_limits(1):
+                _beside(kind, step, nbytes)
+        finally:
+            os._exit(0)
+    alone, beside = [], []
+    try:
+        time.sleep(0.3)  # it starts
+        end = time.monotonic() + seconds
+        while time.monotonic() < end or not alone:
+            for running, out in ((False, alone), (True, beside)):
+                os.kill(pid, signal.SIGCONT if running else signal.SIGSTOP)
+                time.sleep(SETTLE_S)
+                t0 = time.perf_counter()
+                step()
+                out.append(time.perf_counter() - t0)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    a, b = np.array(alone), np.array(beside)
+    ratio = b / a
+    return {"kind": kind, "steps": len(a), "alone_p50_s": float(np.median(a)), "beside_p50_s": float(np.median(b)),
+            "ratio_p50": float(np.median(ratio)), "ratio_p25": float(np.percentile(ratio, 25)),
+            "ratio_p75": float(np.percentile(ratio, 75))}  # fmt: skip
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--parameters", type=int, default=1_000_000, help="the model's parameters (the 1 M cells')")
+    ap.add_argument("--samples", type=int, default=500, help="samples a step trains on (localhost.yaml's)")
+    ap.add_argument("--bytes", type=int, default=4_000_000, help="the buffers of crypto and loopback (a 1 M model's)")
+    ap.add_argument("--seconds", type=float, default=8.0, help="per kind")
+    ap.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated, of {', '.join(KINDS)}")
+    ap.add_argument("--json", type=Path, help="write the rows here")
+    args = ap.parse_args()
+    kinds = [k for k in args.kinds.split(",") if k]
+    if bad := [k for k in kinds if k not in KINDS]:
+        ap.error(f"--kinds {','.join(bad)}: not one of {', '.join(KINDS)}")
+    if args.parameters < 1 or args.samples < 1 or args.bytes < 1 or not 0 < args.seconds <= 600:
+        ap.error("--parameters, --samples and --bytes at least 1, --seconds in (0, 600]")
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        print("needs two usable cores (os.sched_getaffinity): nothing measured")
+        return 1
+    tune_allocator()  # as the twin's nodes run
+    step = training_step(args.parameters, args.samples)
+    load0 = os.getloadavg()[0]
+    mine = set(cores)
+    rows = []
+    try:
+        os.sched_setaffinity(0, {cores[0]})
+        with threadpool_limits(1):  # one core per step, as the twin's clients run it
+            step()  # warm
+            rows = [measure(k, step, args.bytes, args.seconds, (cores[0], cores[1])) for k in kinds]
+    finally:
+        os.sched_setaffinity(0, mine)
+    load1 = os.getloadavg()[0]
+    print(f"training step of {args.parameters:,} parameters x {args.samples} samples on core {cores[0]}; beside it "
+          f"on core {cores[1]}; load average {load0:.2f} -> {load1:.2f}")  # fmt: skip
+    print(f"{'beside':10s} {'steps':>6s} {'alone p50':>10s} {'beside p50':>11s} {'ratio p50 [IQR]':>22s}")
+    for r in rows:
+        print(f"{r['kind']:10s} {r['steps']:6d} {r['alone_p50_s'] * 1e3:8.2f} ms {r['beside_p50_s'] * 1e3:8.2f} ms "
+              f"{r['ratio_p50']:8.3f} [{r['ratio_p25']:.3f}, {r['ratio_p75']:.3f}]")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps({"parameters": args.parameters, "samples": args.samples,
+                                         "bytes": args.bytes, "load_before": load0, "load_after": load1,
+                                         "rows": rows}, indent=2) + "\n")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
