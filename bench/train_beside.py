@@ -24,10 +24,10 @@ Run: python bench/train_beside.py [--parameters 1000000] [--samples 500] [--byte
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
-import signal
 import socket
 import sys
 import threading
@@ -43,11 +43,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from threadpoolctl import threadpool_limits
 
 from hw import data, fl
+from hw.calibrate import time_beside
 from hw.crypto import registry
 from hw.runtime import tune_allocator
 
 KINDS = ("idle", "train", "crypto", "loopback")
-SETTLE_S = 0.002  # after a signal, before the next step: the other process has stopped or started
 
 
 def training_step(parameters: int, samples: int) -> Callable[[], Any]:
@@ -99,30 +99,10 @@ def _beside(kind: str, step: Callable[[], Any], nbytes: int) -> None:
 
 
 def measure(kind: str, step: Callable[[], Any], nbytes: int, seconds: float, cores: tuple[int, int]) -> dict[str, Any]:
-    """Adjacent (alone, beside) step times, ``seconds`` of them, with ``kind`` on the second core."""
-    pid = os.fork()
-    if pid == 0:  # the other core's work; never returns to the parent's code
-        try:
-            os.sched_setaffinity(0, {cores[1]})
-            with threadpool_limits(1):
-                _beside(kind, step, nbytes)
-        finally:
-            os._exit(0)
-    alone, beside = [], []
-    try:
-        time.sleep(0.3)  # it starts
-        end = time.monotonic() + seconds
-        while time.monotonic() < end or not alone:
-            for running, out in ((False, alone), (True, beside)):
-                os.kill(pid, signal.SIGCONT if running else signal.SIGSTOP)
-                time.sleep(SETTLE_S)
-                t0 = time.perf_counter()
-                step()
-                out.append(time.perf_counter() - t0)
-    finally:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    a, b = np.array(alone), np.array(beside)
+    """Adjacent (alone, beside) step times, ``seconds`` of them, with ``kind`` on the second core
+    (``hw.calibrate.time_beside``, which ``pqtwin calibrate`` measures ``pair_slowdown`` with)."""
+    with threadpool_limits(1):
+        a, b = time_beside(step, functools.partial(_beside, kind, step, nbytes), seconds, cores)
     ratio = b / a
     return {"kind": kind, "steps": len(a), "alone_p50_s": float(np.median(a)), "beside_p50_s": float(np.median(b)),
             "ratio_p50": float(np.median(ratio)), "ratio_p25": float(np.percentile(ratio, 25)),

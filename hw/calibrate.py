@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import os
 import platform
 import queue
@@ -49,7 +50,9 @@ TRAINING_SIZES = {
     False: ((64, 20_000), (256, 20_000), (500, 50_000), (500, 250_000), (500, 1_000_000), (500, 4_000_000)),
     True: ((128, 20_000), (500, 250_000), (500, 1_000_000)),
 }
-PAIR_REPEATS = 3
+PAIR_SECONDS = 2.0  # per size, x the budget's per-op seconds (full: 4 s, --quick: 0.24 s, then MIN_PAIRS pairs)
+MIN_PAIRS = 3
+SIGNAL_SETTLE_S = 0.002  # after SIGSTOP / SIGCONT, before the next step: the other process has stopped or started
 PAIR_MIN_UNITS = 20e6  # the pair slowdown of smaller steps is noise (the model fits in a core's cache)
 MESSAGE = bytes(range(32))
 
@@ -391,15 +394,18 @@ def _measure_training(budget: Budget, where: str, probe: SpeedProbe | None = Non
     pairs = [(u, step) for u, step in jobs if u >= PAIR_MIN_UNITS]
     if (slowdown := _pair_slowdown(pairs, budget)) is not None:
         entry["pair_slowdown"] = slowdown
-        entry["source"] += "; pair_slowdown: two steps at once, each pinned to a core of its own"
+        entry["source"] += "; pair_slowdown: a step alone then beside a copy on another core, in adjacent pairs"
     return entry
 
 
 def _pair_slowdown(jobs: list[tuple[int, Callable[[], Any]]], budget: Budget) -> list[list[float]] | None:
-    """Per size: the median step pinned to one core while a forked copy runs the same steps on another, over
-    the median step alone on that core, measured back to back (both see the same core speed) ``PAIR_REPEATS``
-    times: the median ratio, at least 1 (the shared bus is shared with the host's other tenants too: single
-    ratios here range 1.05-1.25 at 1 M parameters). None on a host with fewer than two usable cores."""
+    """Per size: how much slower a step pinned to one core runs while a forked copy runs the same steps on another,
+    as the median over adjacent pairs of steps, alone then beside the copy (``time_beside``), at least 1. None on a
+    host with fewer than two usable cores. Adjacent pairs see the host's state alike, and take half the time of
+    the blocks of a few steps alone and then beside that this measured before (17 against 35 s for the four sizes).
+    The slowdown itself follows the host's state from minute to minute: at a 1 M step (500 M sample-parameters),
+    x1.24, x1.00 and x1.15 by blocks and x1.04, x1.19 and x1.18 by pairs in calibrations a minute apart on
+    2026-12-01 (README "How we validate the twin", stop 35)."""
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     if len(cpus) < 2 or not jobs:
         return None
@@ -407,44 +413,50 @@ def _pair_slowdown(jobs: list[tuple[int, Callable[[], Any]]], budget: Budget) ->
     mine = set(cpus)
     try:
         os.sched_setaffinity(0, {cpus[0]})
-        each_s = budget.per_op_s / (2 * PAIR_REPEATS)
-        for u, step in jobs:
-            ratios = []
-            with threadpool_limits(1):
-                for _ in range(PAIR_REPEATS):
-                    alone = float(np.median(time_calls(step, each_s, 3, 100)))
-                    with _busy_copy(step, cpus[1]):
-                        ratios.append(float(np.median(time_calls(step, each_s, 3, 100))) / alone)
-            out.append([float(u), max(1.0, float(np.median(ratios)))])
+        with threadpool_limits(1):
+            for u, step in jobs:
+                seconds = PAIR_SECONDS * budget.per_op_s
+                alone, beside = time_beside(step, functools.partial(_forever, step), seconds, (cpus[0], cpus[1]))
+                out.append([float(u), max(1.0, float(np.median(beside / alone)))])
     finally:
         os.sched_setaffinity(0, mine)
     return out
 
 
-@contextlib.contextmanager
-def _busy_copy(step: Callable[[], Any], cpu: int) -> Iterator[None]:
-    """A forked child running ``step`` in a loop on ``cpu`` while the block runs (it never returns to Python
-    outside the loop: ``os._exit``)."""
-    ready, go = os.pipe()
+def _forever(step: Callable[[], Any]) -> None:
+    while True:
+        step()
+
+
+def time_beside(step: Callable[[], Any], other: Callable[[], Any], seconds: float, cores: tuple[int, int],
+                min_pairs: int = MIN_PAIRS) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(alone, beside): seconds of ``step`` on ``cores[0]`` (the caller pinned there) in adjacent pairs, first with
+    ``other`` stopped, then with it running on ``cores[1]`` -- ``other`` never returns: it runs in a forked process,
+    stopped and continued with SIGSTOP / SIGCONT, and killed at the end (also when ``step`` raises). For
+    ``seconds``, and at least ``min_pairs`` pairs."""
     pid = os.fork()
     if pid == 0:  # the child: no cleanup handlers of the parent's run
         try:
-            os.sched_setaffinity(0, {cpu})
-            os.close(ready)
-            os.write(go, b"1")
-            while True:
-                step()
+            os.sched_setaffinity(0, {cores[1]})
+            other()
         finally:
             os._exit(0)
-    os.close(go)
+    alone: list[float] = []
+    beside: list[float] = []
     try:
-        os.read(ready, 1)
-        step()  # one step while the copy warms up
-        yield
+        step()  # once while the other starts
+        end = time.monotonic() + seconds
+        while time.monotonic() < end or len(beside) < min_pairs:
+            for running, out in ((False, alone), (True, beside)):
+                os.kill(pid, signal.SIGCONT if running else signal.SIGSTOP)
+                time.sleep(SIGNAL_SETTLE_S)
+                t0 = time.perf_counter()
+                step()
+                out.append(time.perf_counter() - t0)
     finally:
-        os.close(ready)
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
+    return np.array(alone), np.array(beside)
 
 
 def _measure_fedavg(budget: Budget, where: str, probe: SpeedProbe | None = None) -> dict[str, Any]:

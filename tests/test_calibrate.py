@@ -169,3 +169,51 @@ def test_a_measurement_is_judged_by_the_core_it_was_pinned_to():
         assert c is None and os.sched_getaffinity(0) == before
     with _pinned(None) as c:
         assert c is None
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2, reason="two cores")
+def test_time_beside_pairs_adjacent_steps_and_reaps_the_other(monkeypatch):
+    """``time_beside`` (``pair_slowdown``, bench/train_beside.py): a step alone then beside the other process, in
+    adjacent pairs, at least MIN_PAIRS of them; the other process is gone afterwards, also when the step fails."""
+    import time
+
+    from hw import calibrate
+    from hw.calibrate import MIN_PAIRS, time_beside
+
+    cores = tuple(sorted(os.sched_getaffinity(0))[:2])
+    forked: list[int] = []
+    fork = os.fork
+
+    def recording_fork() -> int:
+        pid = fork()
+        if pid:
+            forked.append(pid)
+        return pid
+
+    monkeypatch.setattr(calibrate.os, "fork", recording_fork)
+
+    def idle() -> None:
+        while True:
+            time.sleep(1.0)
+
+    def gone(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    alone, beside = time_beside(lambda: sum(range(1000)), idle, 0.0, cores)
+    assert len(alone) == len(beside) >= MIN_PAIRS and (alone > 0).all() and (beside > 0).all()
+    assert len(forked) == 1 and gone(forked[0])  # killed and reaped
+
+    calls = []
+
+    def failing() -> None:
+        calls.append(1)
+        if len(calls) == 4:
+            raise RuntimeError("step failed")
+
+    with pytest.raises(RuntimeError, match="step failed"):
+        time_beside(failing, idle, 10.0, cores)
+    assert len(forked) == 2 and gone(forked[1])
