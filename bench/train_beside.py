@@ -42,22 +42,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from threadpoolctl import threadpool_limits
 
-from hw import data, fl
-from hw.calibrate import time_beside
+from hw.calibrate import time_beside, training_job
 from hw.crypto import registry
 from hw.runtime import tune_allocator
 
 KINDS = ("idle", "train", "crypto", "loopback")
-
-
-def training_step(parameters: int, samples: int) -> Callable[[], Any]:
-    """The twin's local training at this size, as a client runs it (hw/fl.py), one epoch."""
-    rng = np.random.default_rng(0)
-    shape = fl.Shape.for_parameters(parameters, data.FEATURES)
-    theta = fl.init(shape, rng)
-    x = rng.normal(size=(samples, data.FEATURES)).astype(fl.DTYPE)
-    y = (x[:, 0] > 0).astype(fl.DTYPE)
-    return lambda: fl.train(shape, theta, x, y, 1, rng)
 
 
 def _crypto(nbytes: int) -> None:
@@ -66,7 +55,7 @@ def _crypto(nbytes: int) -> None:
     while True:
         hashlib.shake_256(buf).digest(64)  # a signature's message hash
         aead.encrypt(key, nonce, buf)  # a model's record
-        bytes(bytearray(buf))  # a copy (serialising)
+        bytearray(buf)  # a copy (serialising)
 
 
 def _loopback(nbytes: int) -> None:
@@ -100,11 +89,11 @@ def _beside(kind: str, step: Callable[[], Any], nbytes: int) -> None:
 
 def measure(kind: str, step: Callable[[], Any], nbytes: int, seconds: float, cores: tuple[int, int]) -> dict[str, Any]:
     """Adjacent (alone, beside) step times, ``seconds`` of them, with ``kind`` on the second core
-    (``hw.calibrate.time_beside``, which ``pqtwin calibrate`` measures ``pair_slowdown`` with)."""
-    with threadpool_limits(1):
-        a, b = time_beside(step, functools.partial(_beside, kind, step, nbytes), seconds, cores)
+    (``hw.calibrate.time_beside``, which ``pqtwin calibrate`` measures ``pair_slowdown`` with); the caller pinned
+    this process to the first core with one thread per step."""
+    a, b = time_beside(step, functools.partial(_beside, kind, step, nbytes), seconds, cores)
     ratio = b / a
-    return {"kind": kind, "steps": len(a), "alone_p50_s": float(np.median(a)), "beside_p50_s": float(np.median(b)),
+    return {"kind": kind, "pairs": len(a), "alone_p50_s": float(np.median(a)), "beside_p50_s": float(np.median(b)),
             "ratio_p50": float(np.median(ratio)), "ratio_p25": float(np.percentile(ratio, 25)),
             "ratio_p75": float(np.percentile(ratio, 75))}  # fmt: skip
 
@@ -128,7 +117,7 @@ def main() -> int:
         print("needs two usable cores (os.sched_getaffinity): nothing measured")
         return 1
     tune_allocator()  # as the twin's nodes run
-    step = training_step(args.parameters, args.samples)
+    _, step = training_job(args.samples, args.parameters, np.random.default_rng(0))  # as calibrate times it
     load0 = os.getloadavg()[0]
     mine = set(cores)
     rows = []
@@ -142,9 +131,9 @@ def main() -> int:
     load1 = os.getloadavg()[0]
     print(f"training step of {args.parameters:,} parameters x {args.samples} samples on core {cores[0]}; beside it "
           f"on core {cores[1]}; load average {load0:.2f} -> {load1:.2f}")  # fmt: skip
-    print(f"{'beside':10s} {'steps':>6s} {'alone p50':>10s} {'beside p50':>11s} {'ratio p50 [IQR]':>22s}")
+    print(f"{'beside':10s} {'pairs':>6s} {'alone p50':>10s} {'beside p50':>11s} {'ratio p50 [IQR]':>22s}")
     for r in rows:
-        print(f"{r['kind']:10s} {r['steps']:6d} {r['alone_p50_s'] * 1e3:8.2f} ms {r['beside_p50_s'] * 1e3:8.2f} ms "
+        print(f"{r['kind']:10s} {r['pairs']:6d} {r['alone_p50_s'] * 1e3:8.2f} ms {r['beside_p50_s'] * 1e3:8.2f} ms "
               f"{r['ratio_p50']:8.3f} [{r['ratio_p25']:.3f}, {r['ratio_p75']:.3f}]")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps({"parameters": args.parameters, "samples": args.samples,

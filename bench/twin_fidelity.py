@@ -50,7 +50,7 @@ from hw.calibrate import calibrate
 from hw.compare import AT_SPEED, compare_dirs
 from hw.fit import fit_from_run
 from hw.local import run_local
-from sim.contract import Summary, read_summary
+from sim.contract import FL_PHASES, Summary, read_summary
 from sim.errors import UserError
 from sim.profile import load_profile, write_profile
 from sim.runner import simulate, write_run
@@ -164,7 +164,8 @@ def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[S
     }  # fmt: skip
 
 
-PHASES = ("distribute", "receive", "train", "upload", "verify", "aggregate")  # a round's, in their order
+# a round's phases, in their order (compare has no metric for the sessions' handshakes: not every round has one)
+PHASES = tuple(p for p in FL_PHASES if p != "handshake")
 
 
 def phase_errors(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -183,8 +184,11 @@ def phase_errors(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def print_phases(cells: list[dict[str, Any]]) -> None:
     """Per cell and phase: the median's error (%) and the difference of the medians (ms, simulated − measured);
-    last, the phase the model is furthest off in time."""
+    last, the phase the model is furthest off in time (of the round's phases: the model's distribution spans
+    several of them). Nothing where no cell has phases."""
     names = ("distribution", *PHASES)
+    if not any(c.get("phases") for c in cells):
+        return
     print("per phase, median error % (simulated - measured, ms):")
     print(f"{'layout':17s} {'mode':11s} {'suite':10s} {'params':>9s} " + " ".join(f"{n:>14s}" for n in names)
           + "  furthest off")  # fmt: skip

@@ -15,6 +15,7 @@ Everything is tagged M (measured here) with its source: provider, machine, n and
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import datetime as dt
 import functools
 import os
@@ -25,11 +26,12 @@ import signal
 import socket
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -50,9 +52,10 @@ TRAINING_SIZES = {
     False: ((64, 20_000), (256, 20_000), (500, 50_000), (500, 250_000), (500, 1_000_000), (500, 4_000_000)),
     True: ((128, 20_000), (500, 250_000), (500, 1_000_000)),
 }
-PAIR_SECONDS = 2.0  # per size, x the budget's per-op seconds (full: 4 s, --quick: 0.24 s, then MIN_PAIRS pairs)
-MIN_PAIRS = 3
-SIGNAL_SETTLE_S = 0.002  # after SIGSTOP / SIGCONT, before the next step: the other process has stopped or started
+PAIR_BUDGET_FACTOR = 2.0  # a size's pairs take this x the budget's per-op seconds (4 s; --quick 0.24 s), and
+MIN_PAIRS = 3  # at least this many pairs
+SIGNAL_SETTLE_S = 0.002  # after SIGCONT, before the next step: the other process runs again
+PR_SET_PDEATHSIG = 1  # Linux prctl: a signal for the child when its parent dies
 PAIR_MIN_UNITS = 20e6  # the pair slowdown of smaller steps is noise (the model fits in a core's cache)
 MESSAGE = bytes(range(32))
 
@@ -367,7 +370,7 @@ def _measure_sized(job: SizedJob, budget: Budget, source: str, probe: SpeedProbe
     return linear_entry(list(budget.sizes_bytes), medians, robust_cv(last), "byte", source + _again(tries + 1))
 
 
-def _training_job(samples: int, params: int, rng: np.random.Generator) -> tuple[int, Callable[[], Any]]:
+def training_job(samples: int, params: int, rng: np.random.Generator) -> tuple[int, Callable[[], Any]]:
     """(units, one training step) of the twin's model at this size, as a client runs it (hw/fl.py)."""
     shape = fl.Shape.for_parameters(params, data.FEATURES)
     theta = fl.init(shape, rng)
@@ -382,7 +385,7 @@ def _measure_training(budget: Budget, where: str, probe: SpeedProbe | None = Non
     fifth), and, on a host with two cores, how much two steps at once slow each other (``pair_slowdown``)."""
     rng = np.random.default_rng(0)
     units, medians, last, tries = [], [], np.array([1.0]), 0
-    jobs = [_training_job(n, p, rng) for n, p in TRAINING_SIZES[budget.per_op_s < 1]]
+    jobs = [training_job(n, p, rng) for n, p in TRAINING_SIZES[budget.per_op_s < 1]]
     for u, step in jobs:
         with threadpool_limits(1):  # one core per training step, as the simulator (and the twin) run it
             last, k = time_calls_at_speed(probe, step, budget.per_op_s, 3, 200)
@@ -400,23 +403,20 @@ def _measure_training(budget: Budget, where: str, probe: SpeedProbe | None = Non
 
 def _pair_slowdown(jobs: list[tuple[int, Callable[[], Any]]], budget: Budget) -> list[list[float]] | None:
     """Per size: how much slower a step pinned to one core runs while a forked copy runs the same steps on another,
-    as the median over adjacent pairs of steps, alone then beside the copy (``time_beside``), at least 1. None on a
-    host with fewer than two usable cores. Adjacent pairs see the host's state alike, and take half the time of
-    the blocks of a few steps alone and then beside that this measured before (17 against 35 s for the four sizes).
-    The slowdown itself follows the host's state from minute to minute: at a 1 M step (500 M sample-parameters),
-    x1.24, x1.00 and x1.15 by blocks and x1.04, x1.19 and x1.18 by pairs in calibrations a minute apart on
-    2026-12-01 (README "How we validate the twin", stop 35)."""
+    the median over adjacent pairs of steps alone then beside the copy (``time_beside``), at least 1. None on a host
+    with fewer than two usable cores. The slowdown follows the host's state from minute to minute (README "How we
+    validate the twin", stop 35)."""
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     if len(cpus) < 2 or not jobs:
         return None
     out = []
     mine = set(cpus)
+    budget_s = PAIR_BUDGET_FACTOR * budget.per_op_s
     try:
         os.sched_setaffinity(0, {cpus[0]})
         with threadpool_limits(1):
             for u, step in jobs:
-                seconds = PAIR_SECONDS * budget.per_op_s
-                alone, beside = time_beside(step, functools.partial(_forever, step), seconds, (cpus[0], cpus[1]))
+                alone, beside = time_beside(step, functools.partial(_forever, step), budget_s, (cpus[0], cpus[1]))
                 out.append([float(u), max(1.0, float(np.median(beside / alone)))])
     finally:
         os.sched_setaffinity(0, mine)
@@ -428,35 +428,63 @@ def _forever(step: Callable[[], Any]) -> None:
         step()
 
 
-def time_beside(step: Callable[[], Any], other: Callable[[], Any], seconds: float, cores: tuple[int, int],
+def time_beside(step: Callable[[], Any], other: Callable[[], Any], budget_s: float, cores: tuple[int, int],
                 min_pairs: int = MIN_PAIRS) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """(alone, beside): seconds of ``step`` on ``cores[0]`` (the caller pinned there) in adjacent pairs, first with
-    ``other`` stopped, then with it running on ``cores[1]`` -- ``other`` never returns: it runs in a forked process,
-    stopped and continued with SIGSTOP / SIGCONT, and killed at the end (also when ``step`` raises). For
-    ``seconds``, and at least ``min_pairs`` pairs."""
+    ``other`` stopped, then with it running on ``cores[1]``, for ``budget_s`` and at least ``min_pairs`` pairs.
+    ``other`` never returns: it runs in a forked process (pinned before the first step; killed with this process),
+    stopped with SIGSTOP -- confirmed before each step alone -- and continued with SIGCONT, and killed at the end,
+    also when ``step`` raises. RuntimeError if it ends by itself: a step beside nothing would read as no slowdown.
+    Forked from a process with other threads: the child runs only ``other`` and leaves with ``os._exit``."""
+    ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: no cleanup handlers of the parent's run
-        try:
-            os.sched_setaffinity(0, {cores[1]})
-            other()
-        finally:
-            os._exit(0)
-    alone: list[float] = []
-    beside: list[float] = []
+        _run_beside(other, cores[1], ready_w)
+    os.close(ready_w)
     try:
-        step()  # once while the other starts
-        end = time.monotonic() + seconds
+        if not os.read(ready_r, 1):  # pinned, or gone
+            raise RuntimeError(f"the process beside the measured step ended before it started on core {cores[1]}")
+        step()  # once with it running
+        alone: list[float] = []
+        beside: list[float] = []
+        end = time.monotonic() + budget_s
         while time.monotonic() < end or len(beside) < min_pairs:
-            for running, out in ((False, alone), (True, beside)):
-                os.kill(pid, signal.SIGCONT if running else signal.SIGSTOP)
-                time.sleep(SIGNAL_SETTLE_S)
-                t0 = time.perf_counter()
-                step()
-                out.append(time.perf_counter() - t0)
+            os.kill(pid, signal.SIGSTOP)
+            _, status = os.waitpid(pid, os.WUNTRACED)  # returns once it has stopped, or ended
+            if not os.WIFSTOPPED(status):
+                pid = 0  # reaped
+                raise RuntimeError(f"the process beside the measured step ended (wait status {status:#x})")
+            alone.append(_seconds(step))
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(SIGNAL_SETTLE_S)  # running again on its core
+            beside.append(_seconds(step))
     finally:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+        os.close(ready_r)
+        if pid:
+            os.kill(pid, signal.SIGKILL)  # a stopped process too
+            os.waitpid(pid, 0)
     return np.array(alone), np.array(beside)
+
+
+def _run_beside(other: Callable[[], Any], cpu: int, ready: int) -> NoReturn:
+    """The forked process of ``time_beside``: dies with its parent, pins itself, says so, runs ``other``."""
+    code = 1
+    try:
+        with contextlib.suppress(OSError, AttributeError):  # not Linux: the parent kills it at the end
+            ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        os.sched_setaffinity(0, {cpu})
+        os.write(ready, b"1")
+        other()
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def _seconds(step: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    step()
+    return time.perf_counter() - t0
 
 
 def _measure_fedavg(budget: Budget, where: str, probe: SpeedProbe | None = None) -> dict[str, Any]:

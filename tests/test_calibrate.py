@@ -172,10 +172,12 @@ def test_a_measurement_is_judged_by_the_core_it_was_pinned_to():
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2, reason="two cores")
-def test_time_beside_pairs_adjacent_steps_and_reaps_the_other(monkeypatch):
-    """``time_beside`` (``pair_slowdown``, bench/train_beside.py): a step alone then beside the other process, in
-    adjacent pairs, at least MIN_PAIRS of them; the other process is gone afterwards, also when the step fails."""
+def test_time_beside_pairs_steps_alone_and_beside_and_reaps_the_other(monkeypatch):
+    """``time_beside`` (``pair_slowdown``, bench/train_beside.py): the other process is stopped during each step
+    alone and running, on the other core, during each step beside; at least MIN_PAIRS pairs; reaped afterwards, also
+    when the step fails; and a process beside that ends by itself is an error, not a pair beside nothing."""
     import time
+    from pathlib import Path
 
     from hw import calibrate
     from hw.calibrate import MIN_PAIRS, time_beside
@@ -196,24 +198,36 @@ def test_time_beside_pairs_adjacent_steps_and_reaps_the_other(monkeypatch):
         while True:
             time.sleep(1.0)
 
-    def gone(pid: int) -> bool:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        return False
+    states: list[tuple[str, set[int]]] = []  # the other process's state and cores at each step
 
-    alone, beside = time_beside(lambda: sum(range(1000)), idle, 0.0, cores)
-    assert len(alone) == len(beside) >= MIN_PAIRS and (alone > 0).all() and (beside > 0).all()
-    assert len(forked) == 1 and gone(forked[0])  # killed and reaped
+    def step() -> None:
+        state = Path(f"/proc/{forked[-1]}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        states.append((state, os.sched_getaffinity(forked[-1])))
 
-    calls = []
+    def reaped(pid: int) -> bool:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        return True
+
+    alone, beside = time_beside(step, idle, 0.0, cores)
+    assert len(alone) == len(beside) == MIN_PAIRS and (alone > 0).all() and (beside > 0).all()
+    assert len(states) == 1 + 2 * MIN_PAIRS  # the first step runs beside it, then (alone, beside) pairs
+    assert all(cpus == {cores[1]} for _, cpus in states)
+    assert [state == "T" for state, _ in states[1:]] == [True, False] * MIN_PAIRS  # stopped alone, else running
+    assert reaped(forked[0])
 
     def failing() -> None:
-        calls.append(1)
-        if len(calls) == 4:
+        if len(states) == 9:
             raise RuntimeError("step failed")
+        step()
 
     with pytest.raises(RuntimeError, match="step failed"):
         time_beside(failing, idle, 10.0, cores)
-    assert len(forked) == 2 and gone(forked[1])
+    assert len(forked) == 2 and reaped(forked[1])
+
+    def ends() -> None:
+        raise ValueError("the other work failed")
+
+    with pytest.raises(RuntimeError, match="ended"):
+        time_beside(lambda: time.sleep(0.01), ends, 10.0, cores)
+    assert len(forked) == 3 and reaped(forked[2])

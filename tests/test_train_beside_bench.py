@@ -1,0 +1,34 @@
+"""bench/train_beside.py: the twin's training step alone and beside other work, in adjacent pairs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_train_beside_measures_each_kind(tmp_path: Path) -> None:
+    """bench/train_beside.py on a toy step: a row per kind asked for, adjacent ratios (no figure is judged here: the
+    machine is noisy), and a bad kind refused in one line."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two usable cores")
+    script = str(ROOT / "bench" / "train_beside.py")
+    out = tmp_path / "beside.json"
+    args = ["--parameters", "2000", "--samples", "20", "--bytes", "65536", "--seconds", "0.3"]
+    run = subprocess.run([sys.executable, script, *args, "--kinds", "idle,crypto,loopback", "--json", str(out)],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["kind"] for r in rows] == ["idle", "crypto", "loopback"]
+    for r in rows:
+        assert r["pairs"] >= 3 and r["ratio_p25"] <= r["ratio_p50"] <= r["ratio_p75"]
+        assert r["alone_p50_s"] > 0 and r["beside_p50_s"] > 0
+        assert f"\n{r['kind']} " in run.stdout
+    bad = subprocess.run([sys.executable, script, "--kinds", "idle,gpu"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--kinds gpu: not one of" in bad.stderr and "Traceback" not in bad.stderr
