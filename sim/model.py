@@ -108,9 +108,9 @@ class Replication:
         self.kem = catalogue.get(w.crypto.kem)
         self.sig = catalogue.get(w.crypto.signature)
         self.aead = catalogue.get(w.crypto.aead)
-        self.net = Network(
-            env, scenario.graph(), net_ss, scenario.run.segment_bytes, scenario.deployment.network.transport
-        )
+        d = scenario.deployment
+        on_machine = frozenset(h.name for h in d.hosts) if d.machine is not None else frozenset()  # one kernel
+        self.net = Network(env, scenario.graph(), net_ss, scenario.run.segment_bytes, d.network.transport, on_machine)
         # every host and device draws its costs from its own stream (the cpu seed's children: hosts in order,
         # then devices in order), so a change of timing elsewhere does not reshuffle its draws
         self.cpu_ss = cpu_ss

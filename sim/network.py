@@ -176,12 +176,15 @@ class LinkServer:
         return self.demand_s - late
 
 
+MACHINE = "machine"  # the one kernel of the hosts emulated on one machine (``Network.tcp_route``)
+
+
 class Network:
     """Links of a NetworkX graph whose edges carry ``params: LinkParams`` (``Scenario.graph``); messages take
     ``lowest_latency_path``, the routing rule the twin's backends use too."""
 
     def __init__(self, env: simpy.Environment, graph: nx.Graph, seed: np.random.SeedSequence, segment_bytes: int,
-                 transport: Transport | None = None):  # fmt: skip
+                 transport: Transport | None = None, machine_hosts: frozenset[str] = frozenset()):  # fmt: skip
         self.env, self.seed, self.segment_bytes = env, seed, segment_bytes
         self.transport = transport or Transport(sharing="fifo", header_bytes=0, fan_in="segments")  # before validation
         self.graph = graph
@@ -193,6 +196,9 @@ class Network:
             for a, b in ((u, v), (v, u)):
                 self.links[a, b] = LinkServer(f"{a}->{b}", bw, lat, jit, loss, index=len(self.links), burst_s=burst_s)
         self._routes: dict[tuple[str, str], list[LinkServer]] = {}
+        self._stacked: dict[tuple[str, str], list[LinkServer]] = {}  # a host's TCP routes behind its stack
+        self.stacks: dict[str, LinkServer] = {}  # per sending kernel (``Transport.host_rate_bps``; not a link)
+        self.machine_hosts = machine_hosts  # hosts emulated on one machine (``deployment.machine``): one kernel
         self.shaped = any(link.burst_s for link in self.links.values())  # any token bucket (``LinkServer.leaves``)
         self._streams = Streams(seed, (), len(self.links))  # a bank on a big network (a device's links each)
         self._share_rngs: dict[tuple[str, str], np.random.Generator] = {}  # by route (``share_weight``)
@@ -217,6 +223,21 @@ class Network:
         for (a, b), link in self.links.items():
             if a not in self.devices and b not in self.devices:
                 link.series = np.zeros(bins)
+
+    def tcp_route(self, src: str, dst: str) -> list[LinkServer]:
+        """``route``, behind the sending host's kernel where ``Transport.host_rate_bps`` limits it: a FIFO server at
+        that rate, without latency, before the first link (cut-through at packet size, as links are); hosts
+        emulated on one machine (``machine_hosts``) share one kernel, so one such server."""
+        rate = self.transport.host_rate_bps
+        if not rate or src == dst or self.graph.nodes[src].get("kind") != "host":
+            return self.route(src, dst)
+        key = (src, dst)
+        if key not in self._stacked:
+            kernel = MACHINE if src in self.machine_hosts else src
+            if kernel not in self.stacks:
+                self.stacks[kernel] = LinkServer(f"{kernel} stack", rate, 0.0, 0.0, 0.0, index=-1)  # never draws
+            self._stacked[key] = [self.stacks[kernel], *self.route(src, dst)]
+        return self._stacked[key]
 
     def route(self, src: str, dst: str) -> list[LinkServer]:
         """Link directions on the path from src to dst (cached). A leaf (a device) has one way in and out, so
@@ -252,7 +273,7 @@ class Network:
         frames: they must not shift the draws of the traffic they join)."""
         if src == dst or nbytes <= 0:
             return 0.0
-        links = self.route(src, dst)
+        links = self.tcp_route(src, dst) if packet_bytes else self.route(src, dst)
         shaped = self.shaped  # token buckets: only the general ``_carry`` models them (rare: the fast paths skip them)
         if not packet_bytes and nbytes <= self.segment_bytes and not shaped:  # a device's message or frame
             return (yield from self._carry_whole(links, nbytes, phase, rng))

@@ -351,6 +351,12 @@ class Transport(_Strict):
     # leaves only once the bytes that arrived before it have (``sim.network.LinkServer.merged_end``); segments --
     # each segment in turn, whole (the model before fan-in was measured)
     fan_in: Literal["packets", "segments"] = "packets"
+    # a host's kernel sends at most this many bits/s of TCP messages, whatever its links' rates: a FIFO stage before
+    # a message's first link, shared by every message the host sends -- by every host emulated on one machine
+    # (``deployment.machine``: one kernel). A CPU-bound stack: on our 2-vCPU VM one TCP stream between network
+    # namespaces moves ~3 Gbit/s, so a 64 KiB message takes ~0.2 ms on any link of a gigabit or more
+    # (bench/net_fidelity.py measures it); 0: no limit (the model before it was measured)
+    host_rate_bps: float = Field(default=0.0, ge=0, le=1e13)
 
     def share_spread(self, duration_s: float) -> float:
         """The spread (sigma of its log) of the share weight of a message whose bytes take ``duration_s`` at

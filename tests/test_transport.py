@@ -371,3 +371,61 @@ def test_fan_in_keeps_no_entries_once_its_segments_settled():
     env.run()
     egress = net.links["sw", "h0"]
     assert egress.arrivals is not None and egress.head == len(egress.arrivals) < 64  # all settled, pruned
+
+
+def _kernel_star(hosts: int, rate_bps: float, burst_bytes: int = 0) -> nx.Graph:
+    """A star whose nodes say what they are (``kind``), as a scenario's graph does: hosts behind their kernel."""
+    g = nx.Graph()
+    g.add_node("sw", kind="switch")
+    for i in range(hosts):
+        g.add_node(f"h{i}", kind="host")
+        params = LinkParams(bandwidth_bps=rate_bps, latency_s=0.0, jitter_s=0, loss=0, burst_bytes=burst_bytes)
+        g.add_edge(f"h{i}", "sw", params=params)
+    return g
+
+
+def _ends(graph: nx.Graph, transport: Transport, flows: list[tuple[str, str, int]], machine: frozenset[str]):
+    env = simpy.Environment()
+    net = Network(env, graph, np.random.SeedSequence(0), SEG, transport, machine)
+    done = [0.0] * len(flows)
+
+    def flow(i: int, src: str, dst: str, size: int):
+        yield from net.transfer_tcp(src, dst, size)
+        done[i] = env.now
+
+    for i, f in enumerate(flows):
+        env.process(flow(i, *f))
+    env.run()
+    return done, net
+
+
+def test_a_hosts_kernel_rate_holds_a_message_that_its_links_would_pass_at_once():
+    """``Transport.host_rate_bps``: a 64 KiB message on an idle gigabit link whose bucket holds it leaves as fast as
+    the sending kernel gives it (~0.18 ms at 3 Gbit/s), not at once; links, stats and routes of messages that are
+    not TCP, or that start at a node that is not a host, are as without it."""
+    rate, kernel = 1e9, 3e9
+    g = _kernel_star(2, rate, burst_bytes=70_000)
+    size = 65536
+    wire = Transport().wire_bytes(size)
+    free, _ = _ends(g, Transport(), [("h0", "h1", size)], frozenset())
+    held, net = _ends(g, Transport(host_rate_bps=kernel), [("h0", "h1", size)], frozenset())
+    assert free[0] < 0.2 * wire * 8 / kernel  # the bucket passes it: little more than a packet's time
+    packet_s = Transport().packet_bytes * 8 / rate  # cut-through: the last packet still crosses each link
+    assert wire * 8 / kernel <= held[0] <= wire * 8 / kernel + 2 * packet_s
+    assert list(net.stacks) == ["h0"] and net.stacks["h0"].name not in {ls.name for ls in net.links.values()}
+    assert net.tcp_route("sw", "h1") == net.route("sw", "h1")  # a switch has no kernel stage
+
+
+def test_hosts_on_one_machine_share_its_kernel():
+    """Two hosts sending at once: each behind its own kernel, both messages leave their kernels together; emulated on
+    one machine (``deployment.machine``), one kernel sends both, one after the other."""
+    kernel = 3e9
+    g = _kernel_star(3, 40e9)  # links that limit nothing
+    size = 1_000_000
+    flows = [("h0", "h2", size), ("h1", "h2", size)]
+    one_each, _ = _ends(g, Transport(host_rate_bps=kernel, share_sigma=0), flows, frozenset())
+    shared, net = _ends(g, Transport(host_rate_bps=kernel, share_sigma=0), flows, frozenset({"h0", "h1", "h2"}))
+    alone_s = Transport().wire_bytes(size) * 8 / kernel
+    assert max(one_each) < 1.2 * alone_s  # in parallel
+    assert max(shared) >= 2 * alone_s * 0.99  # in turn, through one kernel
+    assert list(net.stacks) == ["machine"]
