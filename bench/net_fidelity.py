@@ -299,15 +299,36 @@ def _cell_key(c: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(c[k] for k in rules)
 
 
+def _recorded_kernel(doc: dict[str, Any], transport: Transport) -> Transport:
+    """``transport`` with the kernel's rate a matrix recorded (none before stop 35: as given); ValueError naming the
+    field where the recorded one is not a Transport's."""
+    from pydantic import ValidationError
+
+    recorded = doc.get("transport", {})
+    if not isinstance(recorded, dict):
+        raise ValueError(f"its transport is not a mapping: {str(recorded)[:80]}")
+    if "host_rate_bps" not in recorded:
+        return transport
+    rate = recorded["host_rate_bps"]
+    try:
+        if isinstance(rate, bool):
+            raise ValueError("a number, not a truth value")
+        return Transport(**{**transport.model_dump(), "host_rate_bps": rate})
+    except ValidationError as exc:
+        why = exc.errors()[0]["msg"]
+    except ValueError as exc:
+        why = str(exc)
+    raise ValueError(f"its transport.host_rate_bps {str(rate)[:40]} is not a rate: {why}")
+
+
 def rescore(path: Path, transport: Transport, out: Path | None, kernel_given: bool = False) -> int:
     """``--rescore``: each measured cell of ``path`` against the model as the code has it now, with the kernel's rate
     the matrix measured (``host_rate_bps`` in its transport; none in matrices before it) unless ``kernel_given``."""
     try:
         doc = json.loads(path.read_text())
         cells_in = doc["cells"]
-        measured_rate = (doc.get("transport") or {}).get("host_rate_bps") if isinstance(doc, dict) else None
-        if not kernel_given and isinstance(measured_rate, (int, float)) and 0 <= measured_rate <= 1e13:
-            transport = transport.model_copy(update={"host_rate_bps": float(measured_rate)})
+        if not kernel_given:
+            transport = _recorded_kernel(doc, transport)
         # loss and cpu_bound: absent from matrices written before the bench measured them (no loss; kept up)
         cells_in = [{"loss": 0.0, "cpu_bound": False, **c} for c in cells_in]
         keys = [_cell_key(c) for c in cells_in]

@@ -389,7 +389,9 @@ class _Routes:
 
 
 def _min_bandwidth_bps(s: Scenario) -> float:
-    return min(link.resolved()[0] for link in s.deployment.network.links)
+    """The slowest link's rate, or the sending kernel's where it is slower (``Transport.host_rate_bps``)."""
+    kernel = s.deployment.network.transport.host_rate_bps or math.inf
+    return min(kernel, *(link.resolved()[0] for link in s.deployment.network.links))
 
 
 def _max_latency_s(s: Scenario) -> float:

@@ -176,9 +176,6 @@ class LinkServer:
         return self.demand_s - late
 
 
-MACHINE = "machine"  # the one kernel of the hosts emulated on one machine (``Network.tcp_route``)
-
-
 class Network:
     """Links of a NetworkX graph whose edges carry ``params: LinkParams`` (``Scenario.graph``); messages take
     ``lowest_latency_path``, the routing rule the twin's backends use too."""
@@ -197,7 +194,8 @@ class Network:
                 self.links[a, b] = LinkServer(f"{a}->{b}", bw, lat, jit, loss, index=len(self.links), burst_s=burst_s)
         self._routes: dict[tuple[str, str], list[LinkServer]] = {}
         self._stacked: dict[tuple[str, str], list[LinkServer]] = {}  # a host's TCP routes behind its stack
-        self.stacks: dict[str, LinkServer] = {}  # per sending kernel (``Transport.host_rate_bps``; not a link)
+        # per sending kernel (``Transport.host_rate_bps``; not links): a host's, or None: the machine's
+        self.stacks: dict[str | None, LinkServer] = {}
         self.machine_hosts = machine_hosts  # hosts emulated on one machine (``deployment.machine``): one kernel
         self.shaped = any(link.burst_s for link in self.links.values())  # any token bucket (``LinkServer.leaves``)
         self._streams = Streams(seed, (), len(self.links))  # a bank on a big network (a device's links each)
@@ -214,6 +212,7 @@ class Network:
         """A link's own random stream (loss, jitter): its draws follow its own transmissions, not every
         link's in event order, so a change of timing elsewhere does not reshuffle them."""
         if link.rng is None:
+            assert link.index >= 0, f"{link.name} has no stream of its own"  # a kernel stage never draws
             link.rng = self._streams[link.index]
         return link.rng
 
@@ -233,9 +232,9 @@ class Network:
             return self.route(src, dst)
         key = (src, dst)
         if key not in self._stacked:
-            kernel = MACHINE if src in self.machine_hosts else src
-            if kernel not in self.stacks:
-                self.stacks[kernel] = LinkServer(f"{kernel} stack", rate, 0.0, 0.0, 0.0, index=-1)  # never draws
+            kernel = None if src in self.machine_hosts else src
+            if kernel not in self.stacks:  # no loss, no jitter: it never draws (``rng``)
+                self.stacks[kernel] = LinkServer(f"{kernel or 'machine'} stack", rate, 0.0, 0.0, 0.0, index=-1)
             self._stacked[key] = [self.stacks[kernel], *self.route(src, dst)]
         return self._stacked[key]
 

@@ -355,8 +355,16 @@ class Transport(_Strict):
     # a message's first link, shared by every message the host sends -- by every host emulated on one machine
     # (``deployment.machine``: one kernel). A CPU-bound stack: on our 2-vCPU VM one TCP stream between network
     # namespaces moves ~3 Gbit/s, so a 64 KiB message takes ~0.2 ms on any link of a gigabit or more
-    # (bench/net_fidelity.py measures it); 0: no limit (the model before it was measured)
-    host_rate_bps: float = Field(default=0.0, ge=0, le=1e13)
+    # (bench/net_fidelity.py measures it); 0: no limit (the model before it was measured). It counts as the route's
+    # slowest element where it is (``share_spread``, the window); time queued there counts as network queue wait.
+    host_rate_bps: float = Field(default=0.0, ge=0, le=MAX_BANDWIDTH_BPS)
+
+    @field_validator("host_rate_bps")
+    @classmethod
+    def _a_rate_or_none(cls, v: float) -> float:
+        if 0 < v < MIN_BANDWIDTH_BPS:
+            raise ValueError(f"must be 0 (no limit) or at least {MIN_BANDWIDTH_BPS:g} bit/s")
+        return v
 
     def share_spread(self, duration_s: float) -> float:
         """The spread (sigma of its log) of the share weight of a message whose bytes take ``duration_s`` at

@@ -254,10 +254,14 @@ def test_the_default_transport_beats_equal_shares_on_the_committed_netns_matrix(
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
         assert f"--transport {named}" in r.stderr, r.stderr
     first = json.loads(matrix.read_text())["cells"][0]
-    for name, cells, named in (("empty", [], "no cells"), ("crowd", [{**first, "flows": 10**9}], "flows"),
-                               ("none", [{**first, "measured_s": []}], "measured_s")):  # fmt: skip
+    kernels = (("a string", "fast", "transport is not a mapping"), ("a truth value", {"host_rate_bps": True},
+               "transport.host_rate_bps True"), ("a tiny rate", {"host_rate_bps": 1e-300}, "host_rate_bps 1e-300"),
+               ("a negative rate", {"host_rate_bps": -1}, "host_rate_bps -1"))  # fmt: skip
+    for name, cells, named, *transport in (("empty", [], "no cells"), ("crowd", [{**first, "flows": 10**9}], "flows"),
+                                           ("none", [{**first, "measured_s": []}], "measured_s"),
+                                           *((what, [first], why, t) for what, t, why in kernels)):  # fmt: skip
         bad_file = tmp_path / f"{name}.json"
-        bad_file.write_text(json.dumps({"cells": cells}))
+        bad_file.write_text(json.dumps({"cells": cells, **({"transport": transport[0]} if transport else {})}))
         r = subprocess.run([sys.executable, "bench/net_fidelity.py", "--rescore", str(bad_file)], cwd=ROOT,
                            capture_output=True, text=True, timeout=60)  # fmt: skip
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and named in r.stderr, r.stderr
@@ -428,4 +432,18 @@ def test_hosts_on_one_machine_share_its_kernel():
     alone_s = Transport().wire_bytes(size) * 8 / kernel
     assert max(one_each) < 1.2 * alone_s  # in parallel
     assert max(shared) >= 2 * alone_s * 0.99  # in turn, through one kernel
-    assert list(net.stacks) == ["machine"]
+    assert list(net.stacks) == [None] and net.stacks[None].name == "machine stack"  # None: the machine's kernel
+
+
+@pytest.mark.parametrize("rate, ok", [(0, True), (1.0, True), (3e9, True), (0.5, False), (1e-320, False), (-1, False),
+                                      (2e12, False)])  # fmt: skip
+def test_the_kernels_rate_is_none_or_a_link_rate(rate, ok):
+    """``host_rate_bps``: 0 (no limit) or a rate a link could have; a tiny one would make every TCP message take
+    forever and the run end with no round."""
+    from pydantic import ValidationError
+
+    if ok:
+        assert Transport(host_rate_bps=rate).host_rate_bps == rate
+    else:
+        with pytest.raises(ValidationError, match="host_rate_bps"):
+            Transport(host_rate_bps=rate)
