@@ -310,14 +310,12 @@ def _recorded_kernel(doc: dict[str, Any], transport: Transport) -> Transport:
     if "host_rate_bps" not in recorded:
         return transport
     rate = recorded["host_rate_bps"]
-    try:
-        if isinstance(rate, bool):
-            raise ValueError("a number, not a truth value")
-        return Transport(**{**transport.model_dump(), "host_rate_bps": rate})
-    except ValidationError as exc:
-        why = exc.errors()[0]["msg"]
-    except ValueError as exc:
-        why = str(exc)
+    why = "a number, not a truth value"
+    if not isinstance(rate, bool):  # pydantic would take True for 1 bit/s
+        try:
+            return transport.model_validate({**transport.model_dump(), "host_rate_bps": rate})
+        except ValidationError as exc:
+            why = exc.errors()[0]["msg"]
     raise ValueError(f"its transport.host_rate_bps {str(rate)[:40]} is not a rate: {why}")
 
 

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from threadpoolctl import threadpool_limits
 
-from hw.calibrate import time_beside, training_job
+from hw.calibrate import forever, time_beside, training_job
 from hw.crypto import registry
 from hw.runtime import tune_allocator
 
@@ -77,8 +77,7 @@ def _loopback(nbytes: int) -> None:
 def _beside(kind: str, step: Callable[[], Any], nbytes: int) -> None:
     """The other core's work, forever (the parent kills it)."""
     if kind == "train":
-        while True:
-            step()
+        forever(step)
     elif kind == "crypto":
         _crypto(nbytes)
     elif kind == "loopback":

@@ -416,14 +416,15 @@ def _pair_slowdown(jobs: list[tuple[int, Callable[[], Any]]], budget: Budget) ->
         os.sched_setaffinity(0, {cpus[0]})
         with threadpool_limits(1):
             for u, step in jobs:
-                alone, beside = time_beside(step, functools.partial(_forever, step), budget_s, (cpus[0], cpus[1]))
+                alone, beside = time_beside(step, functools.partial(forever, step), budget_s, (cpus[0], cpus[1]))
                 out.append([float(u), max(1.0, float(np.median(beside / alone)))])
     finally:
         os.sched_setaffinity(0, mine)
     return out
 
 
-def _forever(step: Callable[[], Any]) -> None:
+def forever(step: Callable[[], Any]) -> None:
+    """``step`` again and again: the work beside a measured step (``time_beside``'s ``other``)."""
     while True:
         step()
 

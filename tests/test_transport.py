@@ -24,10 +24,12 @@ def star(hosts: int, latency_s: float = 0.0) -> nx.Graph:
     return g
 
 
-def carried(graph: nx.Graph, transport: Transport | None, flows: list[tuple], tcp: bool = True):
-    """Messages (src, dst, bytes[, start time]) carried at once: (each one's end, its reported wait, the network)."""
+def carried(graph: nx.Graph, transport: Transport | None, flows: list[tuple], tcp: bool = True,
+            machine: frozenset[str] = frozenset()):  # fmt: skip
+    """Messages (src, dst, bytes[, start time]) carried at once: (each one's end, its reported wait, the network);
+    ``machine``: hosts emulated on one machine (one kernel)."""
     env = simpy.Environment()
-    net = Network(env, graph, np.random.SeedSequence(0), SEG, transport)
+    net = Network(env, graph, np.random.SeedSequence(0), SEG, transport, machine)
     done, waits = [0.0] * len(flows), [0.0] * len(flows)
 
     def flow(i: int, src: str, dst: str, size: int, at_s: float = 0.0):
@@ -43,8 +45,9 @@ def carried(graph: nx.Graph, transport: Transport | None, flows: list[tuple], tc
     return done, waits, net
 
 
-def finish(graph: nx.Graph, transport: Transport | None, flows: list[tuple[str, str, int]], tcp: bool = True):
-    done, _, net = carried(graph, transport, flows, tcp)
+def finish(graph: nx.Graph, transport: Transport | None, flows: list[tuple[str, str, int]], tcp: bool = True,
+           machine: frozenset[str] = frozenset()):  # fmt: skip
+    done, _, net = carried(graph, transport, flows, tcp, machine)
     return done, net
 
 
@@ -388,21 +391,6 @@ def _kernel_star(hosts: int, rate_bps: float, burst_bytes: int = 0) -> nx.Graph:
     return g
 
 
-def _ends(graph: nx.Graph, transport: Transport, flows: list[tuple[str, str, int]], machine: frozenset[str]):
-    env = simpy.Environment()
-    net = Network(env, graph, np.random.SeedSequence(0), SEG, transport, machine)
-    done = [0.0] * len(flows)
-
-    def flow(i: int, src: str, dst: str, size: int):
-        yield from net.transfer_tcp(src, dst, size)
-        done[i] = env.now
-
-    for i, f in enumerate(flows):
-        env.process(flow(i, *f))
-    env.run()
-    return done, net
-
-
 def test_a_hosts_kernel_rate_holds_a_message_that_its_links_would_pass_at_once():
     """``Transport.host_rate_bps``: a 64 KiB message on an idle gigabit link whose bucket holds it leaves as fast as
     the sending kernel gives it (~0.18 ms at 3 Gbit/s), not at once; links, stats and routes of messages that are
@@ -411,8 +399,8 @@ def test_a_hosts_kernel_rate_holds_a_message_that_its_links_would_pass_at_once()
     g = _kernel_star(2, rate, burst_bytes=70_000)
     size = 65536
     wire = Transport().wire_bytes(size)
-    free, _ = _ends(g, Transport(), [("h0", "h1", size)], frozenset())
-    held, net = _ends(g, Transport(host_rate_bps=kernel), [("h0", "h1", size)], frozenset())
+    free, _ = finish(g, Transport(), [("h0", "h1", size)])
+    held, net = finish(g, Transport(host_rate_bps=kernel), [("h0", "h1", size)])
     assert free[0] < 0.2 * wire * 8 / kernel  # the bucket passes it: little more than a packet's time
     packet_s = Transport().packet_bytes * 8 / rate  # cut-through: the last packet still crosses each link
     assert wire * 8 / kernel <= held[0] <= wire * 8 / kernel + 2 * packet_s
@@ -427,8 +415,10 @@ def test_hosts_on_one_machine_share_its_kernel():
     g = _kernel_star(3, 40e9)  # links that limit nothing
     size = 1_000_000
     flows = [("h0", "h2", size), ("h1", "h2", size)]
-    one_each, _ = _ends(g, Transport(host_rate_bps=kernel, share_sigma=0), flows, frozenset())
-    shared, net = _ends(g, Transport(host_rate_bps=kernel, share_sigma=0), flows, frozenset({"h0", "h1", "h2"}))
+    one_each, _ = finish(g, Transport(host_rate_bps=kernel, share_sigma=0), flows)
+    shared, net = finish(
+        g, Transport(host_rate_bps=kernel, share_sigma=0), flows, machine=frozenset({"h0", "h1", "h2"})
+    )
     alone_s = Transport().wire_bytes(size) * 8 / kernel
     assert max(one_each) < 1.2 * alone_s  # in parallel
     assert max(shared) >= 2 * alone_s * 0.99  # in turn, through one kernel
