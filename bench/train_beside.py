@@ -47,6 +47,7 @@ from hw.crypto import registry
 from hw.runtime import tune_allocator
 
 KINDS = ("idle", "train", "crypto", "loopback")
+MAX_PARAMETERS, MAX_SAMPLES, MAX_BYTES = 10_000_000, 10_000, 1 << 28  # a step of seconds, buffers of 256 MiB
 
 
 def _crypto(nbytes: int) -> None:
@@ -109,8 +110,11 @@ def main() -> int:
     kinds = [k for k in args.kinds.split(",") if k]
     if bad := [k for k in kinds if k not in KINDS]:
         ap.error(f"--kinds {','.join(bad)}: not one of {', '.join(KINDS)}")
-    if args.parameters < 1 or args.samples < 1 or args.bytes < 1 or not 0 < args.seconds <= 600:
-        ap.error("--parameters, --samples and --bytes at least 1, --seconds in (0, 600]")
+    limits = {"parameters": (1, MAX_PARAMETERS), "samples": (1, MAX_SAMPLES), "bytes": (1, MAX_BYTES),
+              "seconds": (1e-3, 600)}  # fmt: skip
+    for name, (lo, hi) in limits.items():
+        if not lo <= getattr(args, name) <= hi:  # beyond: hours, or more memory than this machine has
+            ap.error(f"--{name} {getattr(args, name):g}: must be in [{lo:g}, {hi:g}]")
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) < 2:
         print("needs two usable cores (os.sched_getaffinity): nothing measured")

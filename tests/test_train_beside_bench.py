@@ -32,3 +32,6 @@ def test_train_beside_measures_each_kind(tmp_path: Path) -> None:
         assert f"\n{r['kind']} " in run.stdout
     bad = subprocess.run([sys.executable, script, "--kinds", "idle,gpu"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--kinds gpu: not one of" in bad.stderr and "Traceback" not in bad.stderr
+    huge = subprocess.run([sys.executable, script, "--parameters", "99999999999999"], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert huge.returncode == 2 and "--parameters 1e+14: must be in" in huge.stderr and "Traceback" not in huge.stderr
