@@ -367,7 +367,7 @@ class Network:
 
     def _fan_in(self, links: list[LinkServer], i: int, asked: float, arrived_s: float, start: float, service: float,
                 end_s: float, base_s: float, packet_bytes: int | None,
-                own: list[float] | None) -> Arriving | None:  # fmt: skip
+                own: list[float] | None, resent_s: float = 0.0) -> Arriving | None:  # fmt: skip
         """Under ``fan_in: packets``, note a TCP segment on hop ``i`` past the first (``LinkServer.joined``;
         ``base_s``: when it would have started with only its own message on the link; ``own``: its message's
         ``Arriving.own``, None for a message of one segment); returns it on the route's last link, to settle when
@@ -377,7 +377,7 @@ class Network:
         own = own if own is not None else [-math.inf]
         link, last = links[i], i == len(links) - 1
         arrived = max(asked, arrived_s)
-        floor = arrived + packet_bytes * 8 / link.bandwidth_bps
+        floor = arrived + packet_bytes * 8 / link.bandwidth_bps + resent_s
         seg = link.joined(Arriving(asked, arrived, floor, start, service, end_s, base_s, links[i - 1], last, own))
         return seg if last else None
 
@@ -398,7 +398,9 @@ class Network:
         else:
             later = merged - seg.end_s
         final, own = max(merged, seg.end_s), seg.own[-1]
-        alone = max(max(own, seg.asked_s) + seg.service_s, seg.floor_s)
+        # alone: behind its message's segments served there before it (``base_s``; those settled later than
+        # it, ``own``: a lost packet's resending holds them back), after its own resent bytes (``floor_s``)
+        alone = max(max(own, seg.asked_s, seg.base_s) + seg.service_s, seg.floor_s)
         seg.own[-1] = max(own, final)
         return max(0.0, later), max(0.0, final - alone) - (seg.start_s - seg.base_s)
 
@@ -590,7 +592,7 @@ class Network:
             noticed_s = 2 * link.latency_s if resent_s else 0.0  # losses are noticed a round trip after they happen
             # fan-in: on its last link, served packet by packet with the other links' segments (after the loop)
             merge = self._fan_in(
-                links, i, asked, arrived_s, start, service + resent_s, link.free_s, base, packet_bytes, flow
+                links, i, asked, arrived_s, start, service + resent_s, link.free_s, base, packet_bytes, flow, resent_s
             )
             if shaped and link.burst_s:  # a token bucket lets its bytes out up to its depth earlier (``leaves``)
                 left = link.leaves(max(asked, arrived_s), link.free_s)

@@ -270,3 +270,37 @@ def test_a_bucket_leaves_the_link_counters_as_the_plain_server_counts_them():
         net.settle()
         results.append([(x.busy_s, x.bytes_sent, x.demand_s) for x in net.links.values()])
     assert results[0] == results[1]
+
+
+def _lossy_star(loss: float, jitter_s: float, seed: int) -> tuple[simpy.Environment, Network]:
+    env, g = simpy.Environment(), nx.Graph()
+    p = LinkParams(bandwidth_bps=1e9, latency_s=5e-5, jitter_s=jitter_s, loss=loss)
+    g.add_edge("a", "sw", params=p)
+    g.add_edge("c", "sw", params=p)
+    g.add_edge("sw", "b", params=p)
+    return env, Network(env, g, np.random.SeedSequence(seed), 65536, transport=Transport())
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("jitter_s", [0.0, 2e-5])
+@pytest.mark.parametrize("loss", [0.05, 0.3])
+def test_a_lone_message_on_a_lossy_path_never_waits(loss, jitter_s, seed):
+    """Its own resent packets and its own segments held back by them are its service, not a queue: a message
+    alone on a lossy two-hop path reports no wait (it reported 24-1,469 µs before 2026-12-01), while one sent
+    beside another through the same last link does."""
+    env, net = _lossy_star(loss, jitter_s, seed)
+    waits: list[float] = []
+
+    def send(src: str):
+        waits.append((yield from net.transfer_tcp(src, "b", 1_000_000)))
+
+    env.process(send("a"))
+    env.run()
+    assert sum(link.retransmissions for link in net.links.values()) > 0
+    assert waits == pytest.approx([0.0], abs=1e-12)
+    env, net = _lossy_star(loss, jitter_s, seed)
+    waits.clear()
+    env.process(send("a"))
+    env.process(send("c"))
+    env.run()
+    assert max(waits) > 1e-4  # two messages share sw->b: one of them queues
