@@ -49,12 +49,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 
 from hw.speed import run_slow_flags
-from sim.contract import FL_PHASES, RunLayout, Summary, atomic_write, phase_extents, read_summary, validate_spans
+from sim.contract import FL_PHASES, RunLayout, Summary, atomic_write, phase_extents, read_spans, read_summary
 from sim.errors import UserError
 
 COMPARE_JSON = "compare.json"
@@ -94,24 +92,10 @@ def _check_dir(d: Path) -> list[str]:
 
 
 def _read_run(d: Path) -> tuple[pd.DataFrame, Summary]:
-    path = RunLayout(d).spans
     try:
-        df = pq.read_table(path).to_pandas()
-    except (OSError, ValueError, pa.ArrowException) as exc:
-        raise UserError(f"{path}: cannot read spans ({str(exc).splitlines()[0]})") from None
-    try:
-        problems = validate_spans(df)
-    except TypeError:
-        problems = ["a column has the wrong type (see sim/contract.py SPAN_SCHEMA)"]
-    if not problems and not np.isfinite(df[["start_s", "end_s"]].to_numpy(dtype=float)).all():
-        problems = ["start_s or end_s is missing or not finite"]
-    if problems:
-        raise UserError([f"{path}: {p}" for p in problems])
-    try:
-        summary = read_summary(RunLayout(d).summary)
+        return read_spans(RunLayout(d).spans), read_summary(RunLayout(d).summary)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    return df, summary
 
 
 def metric_values(df: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -134,8 +134,8 @@ def _load_scenario(path: Path, option: str) -> tuple[Scenario, tuple[str, ...]]:
 def _load_spans(path: Path, option: str) -> pd.DataFrame:
     try:
         return read_spans(path)
-    except Exception as exc:  # pyarrow's errors are its own classes: any failure to read is a damaged file
-        raise UserError(f"{option}: {path}: cannot read spans: {shorten(str(exc).splitlines()[0], 200)}") from None
+    except ValueError as exc:  # the file named, and its first problem
+        raise UserError(f"{option}: {shorten(str(exc), 300)}") from None
 
 
 def check_out(path: Path, option: str) -> None:

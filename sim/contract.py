@@ -145,9 +145,31 @@ def write_spans(df: pd.DataFrame, path: Path) -> None:
 
 
 def read_spans(path: Path) -> pd.DataFrame:
+    """A spans file as a table of ``SPAN_SCHEMA``; ValueError with one line naming the file and its first
+    problem (like ``read_model``): not readable as Parquet, a column missing, of a type that does not cast or
+    with empty values, a time not finite, or what ``validate_spans`` refuses. Every reader of a run directory
+    (compare, report, calibrate --from-run, hw energy, the app) turns it into the user's one-line error."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    return pq.read_table(path, schema=span_schema()).to_pandas()
+    try:
+        if missing := [c for c in COLUMNS if c not in pq.read_schema(path).names]:
+            raise ValueError(f"{path}: missing column {missing[0]!r}")
+        table = pq.read_table(path, schema=span_schema())
+    except (OSError, pa.ArrowException) as exc:  # ArrowNotImplementedError (a list column) is no ValueError
+        raise ValueError(f"{path}: cannot read spans ({(str(exc).splitlines() or [type(exc).__name__])[0]})") from None
+    for c in ("start_s", "end_s", "queue_wait_s"):
+        times = table.column(c)
+        if len(times) and (times.null_count or not pc.all(pc.is_finite(times)).as_py()):
+            what = "start_s or end_s is" if c != "queue_wait_s" else "queue_wait_s is"
+            raise ValueError(f"{path}: {what} missing or not finite")
+    if empty := [c for c in COLUMNS if table.column(c).null_count]:
+        raise ValueError(f"{path}: column {empty[0]!r} has empty values")
+    df = table.to_pandas()
+    if problems := validate_spans(df):
+        raise ValueError(f"{path}: {problems[0]}")
+    return df
 
 
 def validate_spans(df: pd.DataFrame) -> list[str]:

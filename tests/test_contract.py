@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import simpy
@@ -48,6 +49,31 @@ def test_span_rows_round_trip_through_parquet_with_the_schema(tmp_path):
     back = contract.read_spans(tmp_path / "spans.parquet")
     assert list(back.itertuples(index=False, name=None)) == [tuple(r) for r in rows()]
     assert list(tmp_path.iterdir()) == [tmp_path / "spans.parquet"]  # no temporary file left behind
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [(lambda df: df.drop(columns=["op"]), "missing column 'op'"),
+     (lambda df: df.assign(op=None), "column 'op' has empty values"),
+     (lambda df: df.assign(host=[[1]] * len(df)), "cannot read spans (Unsupported cast"),
+     (lambda df: df.assign(replication=1.5), "cannot read spans (Float value 1.5"),
+     (lambda df: df.assign(end_s=float("inf")), "start_s or end_s is missing or not finite"),
+     (lambda df: df.assign(queue_wait_s=float("nan")), "queue_wait_s is missing or not finite"),
+     (lambda df: df.assign(phase="lunch"), "unknown phases ['lunch']"),
+     (lambda df: df.assign(end_s=-1.0), "a span ends before it starts")],
+)  # fmt: skip
+def test_a_damaged_spans_file_is_one_value_error_naming_it(tmp_path, damage, problem):
+    """Every reader of a run directory (compare, report, calibrate --from-run, hw energy, the app) reads spans
+    here: a column missing came back as empty values (calibrate --from-run: AttributeError; report: 'float' object
+    has no attribute 'split'), a list column raised ArrowNotImplementedError, which no caller caught."""
+    path = tmp_path / "spans.parquet"
+    pq.write_table(pa.Table.from_pandas(damage(contract.to_frame(rows())), preserve_index=False), path)
+    with pytest.raises(ValueError) as exc:
+        contract.read_spans(path)
+    assert str(exc.value).startswith(f"{path}: {problem}") and "\n" not in str(exc.value)
+    path.unlink()
+    with pytest.raises(ValueError, match="cannot read spans"):
+        contract.read_spans(path)
 
 
 def test_phase_extents_are_max_end_minus_min_start_per_round_and_replication():

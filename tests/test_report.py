@@ -11,6 +11,8 @@ import zlib
 from html import escape, unescape
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from plotly.offline import get_plotlyjs
 
@@ -188,6 +190,18 @@ def test_mistakes_are_one_line(runs, tmp_path, capsys, case, named):
     assert code == 2, (code, stdout, err)
     assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], err
     assert "Traceback" not in stdout + err and not out.is_file()
+
+
+def test_spans_with_empty_values_are_one_line(runs, tmp_path, capsys):
+    """A spans file whose op column is empty read as a table: the report's crypto share failed ('float' object has
+    no attribute 'split', an internal error)."""
+    d = tmp_path / "empty-ops"
+    shutil.copytree(runs["base"], d)
+    spans = read_spans(RunLayout(d).spans)
+    pq.write_table(pa.Table.from_pandas(spans.assign(op=None), preserve_index=False), RunLayout(d).spans)
+    code, _, err = run_cli(capsys, "report", d, "--out", tmp_path / "r.html")
+    assert (code, err) == (2, f"error: RUN_DIR: {RunLayout(d).spans}: column 'op' has empty values\n")
+    assert not (tmp_path / "r.html").exists()
 
 
 def test_the_app_builds_the_report_from_a_run_in_memory(runs, tmp_path):
