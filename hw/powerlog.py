@@ -15,6 +15,7 @@ lined up with a meter's.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +43,13 @@ def read_power_log(path: Path) -> pd.DataFrame:
     if not exists(path):
         raise UserError(f"--power-log: file not found (got {str(path)!r})")
     try:
-        df = pd.read_csv(path, comment="#", skipinitialspace=True, nrows=MAX_ROWS + 1)
+        with warnings.catch_warnings():
+            # index_col=False: a first row with more fields than the header is not read as a row index (its
+            # readings' line numbers were then whatever that column held: 'x' or 1e400 crashed the error message)
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(path, comment="#", skipinitialspace=True, nrows=MAX_ROWS + 1, index_col=False)
+    except pd.errors.ParserWarning:
+        raise UserError(f"{path}: a line has more fields than the header") from None
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not a CSV power log: {str(exc).splitlines()[0]}") from None
     df.columns = [str(c).strip() for c in df.columns]

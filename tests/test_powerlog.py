@@ -34,7 +34,12 @@ def test_log_formats_and_one_line_errors(tmp_path):
     assert list(log.columns) == ["time_s", "node", "power_w"] and log.power_w.tolist() == pytest.approx([3.0, 3.57])
     for text, expected in (("time_s,node\n1,pi-1\n", "missing power_w"),
                            ("time_s,node,power_w\n1,pi-1,3\nx,pi-1,3\n", "line 3: time_s and power_w must be numbers"),
-                           ("time_s,node,power_w\n1,pi-1,-2\n", "power_w >= 0")):  # fmt: skip
+                           ("time_s,node,power_w\n1,pi-1,-2\n", "power_w >= 0"),
+                           # more fields than the header in the first row: pandas read the first column as the
+                           # rows' index, and the error's line number int('x') was a ValueError traceback
+                           ("time_s,node,power_w\nx,pi-1,3,4\n", "a line has more fields than the header"),
+                           ("time_s,node,power_w\n1e400,pi-1,3,4\n", "a line has more fields than the header"),
+                           ("time_s,node,power_w\n1,pi-1,3\n2,pi-1,3,4\n", "not a CSV power log")):  # fmt: skip
         f.write_text(text)
         with pytest.raises(UserError) as info:
             read_power_log(f)
