@@ -52,7 +52,16 @@ import simpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hw.netns import Fabric, congestion_control, inside, probe, tbf_burst_bytes, unavailable
+from hw.netns import (
+    KERNEL_PROBE_BPS,
+    Fabric,
+    congestion_control,
+    inside,
+    kernel_rate_bps,
+    probe,
+    tbf_burst_bytes,
+    unavailable,
+)
 from sim.contract import FabricProbe
 from sim.network import Network
 from sim.scenario import LinkParams, Transport
@@ -349,17 +358,6 @@ def rescore(path: Path, transport: Transport, out: Path | None, kernel_given: bo
         out.write_text(json.dumps({"cells": cells, "goal_met": all(ok), "rescored_from": str(path),
                                    "transport": transport.model_dump()}, indent=1))  # fmt: skip
     return 0
-
-
-KERNEL_PROBE_BPS = 40e9  # a fabric this fast limits nothing: one TCP stream across it measures the kernel
-
-
-def kernel_rate_bps() -> float:
-    """One TCP stream's throughput across a fabric whose links limit nothing (``hw.netns.probe``): what this
-    machine's kernel moves between namespaces (on our 2-vCPU VM ~3 Gbit/s; a 64 KiB message takes ~0.2 ms at any
-    link rate of a gigabit or more), the simulated transport's ``host_rate_bps``."""
-    with Fabric(star(KERNEL_PROBE_BPS)) as fabric:
-        return probe(fabric, "s", "r0").throughput_bps
 
 
 def measure_matrix(losses: list[float], rates: tuple[float, ...], sizes: tuple[int, ...], reps: int,

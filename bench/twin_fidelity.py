@@ -50,11 +50,12 @@ from hw.calibrate import calibrate
 from hw.compare import AT_SPEED, compare_dirs
 from hw.fit import fit_from_run
 from hw.local import run_local
+from hw.netns import kernel_rate_bps
 from sim.contract import FL_PHASES, Summary, read_summary
 from sim.errors import UserError
 from sim.profile import load_profile, write_profile
 from sim.runner import simulate, write_run
-from sim.scenario import Scenario, load_scenario
+from sim.scenario import Scenario, Transport, load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "localhost.yaml"
@@ -112,26 +113,31 @@ def measure(cells: list[Cell], work: Path, profile: Path, rounds: int, repeat: i
     return runs
 
 
-def fabric(c: Cell, hw: list[Summary]) -> tuple[str, ...]:
+def fabric(c: Cell, hw: list[Summary], kernel_bps: float | None = None) -> tuple[str, ...]:
     """A netns cell's links as its runs' fabrics measured them before each run (``Summary.fabric``: latency, and
     one stream's throughput where the CPU holds it below the rate; the median over the runs), on the machine
-    whose cores its hosts' namespaces share (``deployment.machine``); runs recorded before the probe get the
-    latency bench/net_fidelity.py measured (``FABRIC_LATENCY_S``), nominal rates and a host's cores each."""
+    whose cores its hosts' namespaces share (``deployment.machine``), behind that machine's sending kernel where
+    it was measured (``kernel_bps``, ``hw.netns.kernel_rate_bps``: ``Transport.host_rate_bps``, as
+    bench/net_fidelity.py models it); runs recorded before the probe get the latency bench/net_fidelity.py
+    measured (``FABRIC_LATENCY_S``), nominal rates and a host's cores each."""
     if LAYOUTS[c.layout][2] != "netns":
         return ()
+    kernel = (f"deployment.network.transport.host_rate_bps={kernel_bps:.6g}",) if kernel_bps else ()
     probes = [h.fabric for h in hw if h.state == "completed" and h.fabric is not None]
     if not probes:
-        return (f"deployment.network.links.*.latency_s={FABRIC_LATENCY_S}", "deployment.network.links.*.jitter_s=0")
+        return (f"deployment.network.links.*.latency_s={FABRIC_LATENCY_S}", "deployment.network.links.*.jitter_s=0",
+                *kernel)  # fmt: skip
     latency_s = float(np.median([p.latency_s for p in probes]))
     throughput_bps = float(np.median([p.throughput_bps for p in probes]))
     median = probes[0].model_copy(update={"latency_s": latency_s, "throughput_bps": throughput_bps})
     cores = next((h.machine_load.cores for h in hw if h.machine_load is not None), None)
-    return tuple(median.overrides(cores))
+    return (*median.overrides(cores), *kernel)
 
 
-def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[Summary]) -> dict[str, Any]:
+def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[Summary],
+          kernel_bps: float | None = None) -> dict[str, Any]:  # fmt: skip
     """Simulate the cell and compare with its pooled twin runs (repeats resampled as clusters)."""
-    links = fabric(c, hw)
+    links = fabric(c, hw, kernel_bps)
     s = c.scenario(profile, rounds, links)
     write_run(simulate(s, c.mode, replications=reps), work / f"sim-{c.name}", s)
     head = {"layout": c.layout, "mode": c.mode, "suite": c.suite, "model_parameters": c.params}
@@ -357,7 +363,8 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
             for k, d in enumerate(dirs[c]):
                 (work / f"hw-{c.name}-{k}").symlink_to(d.resolve())
         rounds = max(r.rounds_completed for rs in runs.values() for r in rs)
-        cells = [score(c, work, profile, rounds, 5, runs[c]) for c in sorted(runs, key=_order)]
+        kernel_bps = kept_kernel(kept)
+        cells = [score(c, work, profile, rounds, 5, runs[c], kernel_bps) for c in sorted(runs, key=_order)]
         if keep:
             shutil.copytree(work, keep, dirs_exist_ok=True, symlinks=True)
     reds = reductions(cells)
@@ -366,6 +373,23 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
     _say_calibration(base)
     if out:
         out.write_text(json.dumps({"rescored": str(kept), "cells": cells, "reductions": reds}, indent=2) + "\n")
+
+
+KERNEL_FILE = "kernel_rate.json"  # in a --keep directory: the machine's kernel rate its netns cells were scored with
+
+
+def kept_kernel(kept: Path) -> float | None:
+    """The kernel rate a kept matrix measured (``KERNEL_FILE``), None where it has none (no netns cells, or kept
+    before 2026-12-01); SystemExit with one line where the file is there but says no rate."""
+    path = kept / KERNEL_FILE
+    if not path.exists():
+        return None
+    try:
+        rate = json.loads(path.read_text())["host_rate_bps"]
+        return Transport(host_rate_bps=rate).host_rate_bps or None
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SystemExit(f"--rescore: {path}: host_rate_bps is not a kernel rate ({why[:120]})") from None
 
 
 def _suite_of(suite: dict[str, str]) -> str:
@@ -417,17 +441,22 @@ def main() -> None:
         print(f"fitted on {TRAIN} and {TRAIN_SMALL_PARAMETERS:,} parameters ({train_runs} x {rounds} rounds at each "
               f"size, pooled, {fit.rows} spans): {', '.join(fit.profile['overheads'])}")  # fmt: skip
         matrix = [Cell("localhost", m, s, p) for s in suites for p in SIZES for m in MODES]
+        kernel_bps = None
         if args.netns:
             matrix += [Cell("paper-3node netns", m, "PQC L3", 250_000) for m in MODES]
+            kernel_bps = kernel_rate_bps()  # the machine's sending kernel, once: as bench/net_fidelity.py does
+            (work / KERNEL_FILE).write_text(json.dumps({"host_rate_bps": kernel_bps}) + "\n")
+            print(f"the kernel moves {kernel_bps / 1e9:.2f} Gbit/s of one TCP stream between namespaces: the netns "
+                  "cells' Transport.host_rate_bps", flush=True)  # fmt: skip
         runs = measure(matrix, work, profile, rounds, repeat)
-        cells = [score(c, work, profile, rounds, 5, runs[c]) for c in matrix]
+        cells = [score(c, work, profile, rounds, 5, runs[c], kernel_bps) for c in matrix]
         reds = reductions(cells)
         print_table(cells, reds)
         print_phases(cells)
         _say_calibration(base)
         result = {"trained_on": {**TRAIN, "model_parameters_also": TRAIN_SMALL_PARAMETERS},
                   "train_runs": train_runs, "repeat": repeat, "rounds": rounds,
-                  "quick": args.quick, "calibrated_speed_probe": _probe(base),
+                  "quick": args.quick, "calibrated_speed_probe": _probe(base), "kernel_rate_bps": kernel_bps,
                   "cells": cells, "reductions": reds,
                   "reduction_simulated_pct": [r["simulated_pct"] for r in reds],
                   "reduction_measured_pct": [r["measured_pct"] for r in reds],

@@ -257,6 +257,24 @@ def probe(fabric: Fabric, a: str, b: str) -> FabricProbe:
                        congestion_control=congestion_control(fabric, a))  # fmt: skip
 
 
+KERNEL_PROBE_BPS = 40e9  # a fabric this fast limits nothing: one TCP stream across it measures the kernel
+
+
+def kernel_rate_bps() -> float:
+    """One TCP stream's throughput across a fabric whose links limit nothing (``probe`` on a two-host star at
+    ``KERNEL_PROBE_BPS``): what this machine's kernel moves between namespaces (on our 2-vCPU VM ~3 Gbit/s; a 64 KiB
+    message takes ~0.2 ms at any link rate of a gigabit or more), the simulated transport's ``host_rate_bps``
+    (bench/net_fidelity.py, bench/twin_fidelity.py --netns). ~1 s, root."""
+    g = nx.Graph()
+    g.add_node("sw", kind="switch")
+    for h in ("a", "b"):
+        g.add_node(h, kind="host")
+        g.add_edge(h, "sw", params=LinkParams(bandwidth_bps=KERNEL_PROBE_BPS, latency_s=0.0, jitter_s=0.0, loss=0.0,
+                                              burst_bytes=tbf_burst_bytes(KERNEL_PROBE_BPS)))  # fmt: skip
+    with Fabric(g) as fabric:
+        return probe(fabric, "a", "b").throughput_bps
+
+
 POSSIBLE_OVER_RATE = 1.1  # a reading above this x the rate no link gives (``_possible``)
 
 

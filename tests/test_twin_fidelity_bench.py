@@ -58,3 +58,28 @@ def test_print_phases_names_the_phase_furthest_off(bench: Any, capsys: pytest.Ca
     assert "+33% (+10.0)" in row and "+4% (+3.0)" in row and "-25% (-6.0)" in row
     assert row.endswith("verify -6.00 ms")
     assert row.count(" - ") >= 4  # receive, upload, aggregate, distribute: not measured
+
+
+def test_a_netns_cell_is_simulated_behind_the_machines_sending_kernel(bench: Any) -> None:
+    """``--netns``: the kernel rate measured once before the matrix reaches the netns cells' scenario as
+    ``Transport.host_rate_bps`` (bench/net_fidelity.py's model of the machine's kernel), and only theirs."""
+    netns_cell = bench.Cell("paper-3node netns", "sequential", "PQC L3", 250_000)
+    local_cell = bench.Cell("localhost", "sequential", "PQC L3", 50_000)
+    assert bench.fabric(local_cell, [], 3e9) == ()
+    sets = bench.fabric(netns_cell, [], 2.9e9)
+    assert "deployment.network.transport.host_rate_bps=2.9e+09" in sets
+    profile = ROOT / "scenarios" / "profiles" / "ci-x86.yaml"
+    assert netns_cell.scenario(profile, 2, sets).deployment.network.transport.host_rate_bps == 2.9e9
+    assert netns_cell.scenario(profile, 2, bench.fabric(netns_cell, [])).deployment.network.transport.host_rate_bps == 0
+
+
+def test_rescore_takes_the_kernel_rate_its_matrix_kept(bench: Any, tmp_path: Path) -> None:
+    assert bench.kept_kernel(tmp_path) is None  # kept before the rate, or no netns cells
+    (tmp_path / bench.KERNEL_FILE).write_text('{"host_rate_bps": 2.9e9}\n')
+    assert bench.kept_kernel(tmp_path) == 2.9e9
+    for bad in ('{"host_rate_bps": -1}', '{"host_rate_bps": "fast"}', "[1, 2]", "{", '{"rate": 1e9}', "\udcff"):
+        (tmp_path / bench.KERNEL_FILE).write_text(bad, errors="surrogateescape")
+        with pytest.raises(SystemExit) as e:
+            bench.kept_kernel(tmp_path)
+        assert str(e.value).startswith(f"--rescore: {tmp_path / bench.KERNEL_FILE}: host_rate_bps")
+        assert "\n" not in str(e.value)
