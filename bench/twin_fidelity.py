@@ -25,7 +25,8 @@
    both modes, run on the netns backend (real TCP over kernel-shaped links, hw/netns.py) and simulated with the
    same fitted profile and the fabric's links as each run measured them before it started (hw/netns.py
    ``probe``: the latency of a hop, and one TCP stream's throughput, which the kernel's CPU work holds below a
-   gigabit on this 2-vCPU machine; no netem here, so no added latency).
+   gigabit on this 2-vCPU machine; no netem here, so no added latency), behind the machine's sending kernel as
+   measured once before the matrix (hw/netns.py ``kernel_rate_bps``: ``Transport.host_rate_bps``).
 
 Run: python bench/twin_fidelity.py [--quick] [--netns] [--repeat N] [--rounds N] [--json FILE] [--profile PROFILE]
      [--keep DIR]
