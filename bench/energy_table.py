@@ -15,6 +15,7 @@ import json
 import time
 from pathlib import Path
 
+from sim.loading import out_json
 from sim.runner import simulate
 from sim.scenario import load_scenario
 
@@ -56,7 +57,7 @@ def rounds() -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    ap.add_argument("--out", type=out_json, default=None, help="write the results as JSON")
     args = ap.parse_args()
     battery = {suite: {rk: patch(kem, sig, s) for rk, s in REKEY_S.items()} for suite, (kem, sig) in SUITES.items()}
     battery["ML-KEM-768 + ML-DSA-65 at the gateway"] = {rk: patch("ML-KEM-768", "ML-DSA-65", s, "gateway")

@@ -34,6 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a 
 
 from sim_scale import SCENARIO, cpu_s, overrides, pin
 
+from sim.loading import out_json
+
 KERNELS = ("link_stage", "shared_cores", "fifo_cores", "waiting_at", "emit", "finished_frames")
 TELEMETRY = ("_emit", "_record", "_compact", "_hot_frames")
 SPENT: dict[str, list[float]] = {}  # part -> [cpu s, wall s], this process's
@@ -115,7 +117,7 @@ def main() -> None:
     ap.add_argument("--devices", type=int, default=10_000)
     ap.add_argument("--horizon-s", type=float, default=3600.0)
     ap.add_argument("--cpu", type=int, default=None, help="the core to run on (default: the last allowed; -1: any)")
-    ap.add_argument("--json", type=Path, help="write the parts as JSON here")
+    ap.add_argument("--json", type=out_json, help="write the parts as JSON here")
     ap.add_argument("--storm-frames", type=int, default=None,
                     help="the storm's budget of frames in SimPy (sim.telemetry.STORM_FRAMES_MAX; 0: none, so the "
                          "storm's own cost shows, though the run then takes more passes)")  # fmt: skip

@@ -32,6 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hw.speed import INTERVAL_S, SLOW, probe_us
+from sim.loading import out_json
 
 CONDITIONS = ("idle", "busy", "back to back")
 
@@ -68,7 +69,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=3.0, help="per core, condition and pass")
     ap.add_argument("--passes", type=int, default=2)
-    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--json", type=out_json, default=None)
     args = ap.parse_args()
     if not hasattr(os, "sched_setaffinity"):
         raise SystemExit("speed_states: needs sched_setaffinity (Linux)")

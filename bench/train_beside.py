@@ -45,6 +45,7 @@ from threadpoolctl import threadpool_limits
 from hw.calibrate import forever, time_beside, training_job
 from hw.crypto import registry
 from hw.runtime import tune_allocator
+from sim.loading import out_json
 
 KINDS = ("idle", "train", "crypto", "loopback")
 MAX_PARAMETERS, MAX_SAMPLES, MAX_BYTES = 10_000_000, 10_000, 1 << 28  # a step of seconds, buffers of 256 MiB
@@ -105,7 +106,7 @@ def main() -> int:
     ap.add_argument("--bytes", type=int, default=4_000_000, help="the buffers of crypto and loopback (a 1 M model's)")
     ap.add_argument("--seconds", type=float, default=8.0, help="per kind")
     ap.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated, of {', '.join(KINDS)}")
-    ap.add_argument("--json", type=Path, help="write the rows here")
+    ap.add_argument("--json", type=out_json, help="write the rows here")
     args = ap.parse_args()
     kinds = [k for k in args.kinds.split(",") if k]
     if bad := [k for k in kinds if k not in KINDS]:

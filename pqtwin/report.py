@@ -35,7 +35,7 @@ from pqtwin import charts
 from sim import deltas as dl
 from sim.contract import MARKERS, WIRE_OPS, RunLayout, Stats, Summary, atomic_write, read_spans, read_summary
 from sim.errors import UserError, load_yaml, shorten, validate
-from sim.loading import exists
+from sim.loading import exists, out_file_problem
 from sim.profile import LinearOp, PerCallOp, Profile, op_kind
 from sim.scenario import LinkParams, Scenario, load_scenario, required_ops
 from sim.summary import ci95
@@ -140,16 +140,8 @@ def _load_spans(path: Path, option: str) -> pd.DataFrame:
 
 def check_out(path: Path, option: str) -> None:
     """A file the report can be written to: not a directory, in a directory that exists and is writable."""
-    raw = str(path)
-    if not raw.strip() or raw.endswith(os.sep):
-        raise UserError(f"{option}: give a file name, e.g. report.html (got {raw!r})")
-    parent = path.parent
-    if exists(path) and path.is_dir():
-        raise UserError(f"{option}: {path} is a directory; give a file name, e.g. {path}/report.html")
-    if not exists(parent) or not parent.is_dir():
-        raise UserError(f"{option}: no directory {parent} to write {path.name} in")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"{option}: cannot write in {parent} (permission denied)")
+    if (problem := out_file_problem(path, "report.html")) is not None:
+        raise UserError(f"{option}: {problem}")
 
 
 # --- small HTML pieces ------------------------------------------------------------------------------------

@@ -56,6 +56,32 @@ def exists(path: Path | str) -> bool:
     return True
 
 
+def out_file_problem(path: Path, example: str) -> str | None:
+    """Why an output file cannot be written at ``path`` (a directory, no such directory, not writable), or None:
+    checked before the work whose result it will hold, so a mistake costs nothing."""
+    raw = str(path)
+    if not raw.strip() or raw.endswith(os.sep):
+        return f"give a file name, e.g. {example} (got {raw!r})"
+    parent = path.parent
+    if exists(path) and path.is_dir():
+        return f"{path} is a directory; give a file name, e.g. {path}/{example}"
+    if not exists(parent) or not parent.is_dir():
+        return f"no directory {parent} to write {path.name} in"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot write in {parent} (permission denied)"
+    return None
+
+
+def out_json(raw: str) -> Path:
+    """An ``argparse`` type for a bench's ``--json``/``--out`` file: refused when the arguments are parsed (one
+    line naming the option), not after minutes of measuring whose results it was to hold."""
+    import argparse
+
+    if (problem := out_file_problem(Path(raw), "results.json")) is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return Path(raw)
+
+
 def _require_regular(path: Path | str, st: os.stat_result, limit_bytes: int) -> None:
     if stat.S_ISDIR(st.st_mode):
         raise UserError(f"{path}: is a directory, not a file")

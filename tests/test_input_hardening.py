@@ -607,3 +607,22 @@ def test_a_boolean_where_a_number_goes_is_one_line_naming_the_field_in_every_mod
     with pytest.raises(ValidationError, match=r"mean_s\n  Input should be a valid number"):
         Profile.model_validate(profile)
     assert load_scenario(SCENARIOS / "paper-3node.yaml", ["run.seed=7"]).run.seed == 7  # a number still is one
+
+
+@pytest.mark.parametrize(
+    ("script", "args"),
+    [("energy_table.py", ["--out"]),
+     ("train_beside.py", ["--parameters", "100", "--samples", "2", "--bytes", "64", "--seconds", "0.01", "--json"]),
+     ("speed_states.py", ["--seconds", "0.01", "--passes", "1", "--json"]),
+     ("sim_breakdown.py", ["--devices", "2", "--horizon-s", "1", "--json"])],
+)  # fmt: skip
+def test_a_bench_refuses_an_output_file_it_cannot_write_before_measuring(tmp_path, script, args):
+    """A bench's --json/--out was written after its measurements: a missing directory or a directory given as the
+    file was a traceback at the end, the measurements lost (energy_table: every suite simulated first). Now the
+    option is refused as the arguments are parsed (sim.loading.out_json), in one line."""
+    for bad, problem in ((tmp_path / "nope" / "r.json", "no directory"), (tmp_path, "is a directory")):
+        run = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args, str(bad)], capture_output=True,
+                             text=True, timeout=120, cwd=ROOT)  # fmt: skip
+        lines = run.stderr.strip().splitlines()
+        assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+        assert problem in lines[-1] and f": error: argument {args[-1]}: " in lines[-1], lines
