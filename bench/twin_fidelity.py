@@ -52,7 +52,7 @@ from hw.compare import AT_SPEED, compare_dirs
 from hw.fit import fit_from_run
 from hw.local import run_local
 from hw.netns import kernel_rate_bps
-from sim.contract import FL_PHASES, Summary, read_summary
+from sim.contract import FL_PHASES, RunLayout, Summary, read_spans, read_summary
 from sim.errors import UserError
 from sim.profile import load_profile, write_profile
 from sim.runner import simulate, write_run
@@ -157,6 +157,7 @@ def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[S
         adjusted = {"error_p50_adjusted_pct": a["error_p50_pct"], "error_p95_adjusted_pct": a["error_p95_pct"]}
     return head | adjusted | {
         "links": list(links), "phases": phase_errors(metrics),
+        "training": {"sim": training_steps([work / f"sim-{c.name}"]), "hw": training_steps(done)},
         "sim_p50_s": m["sim_p50"], "hw_p50_s": m["hw_p50"], "sim_p95_s": m["sim_p95"], "hw_p95_s": m["hw_p95"],
         "error_p50_pct": m["error_p50_pct"], "error_p50_ci95": m["error_p50_ci95"],
         "error_p95_pct": m["error_p95_pct"], "error_p95_ci95": m["error_p95_ci95"],
@@ -208,6 +209,42 @@ def print_phases(cells: list[dict[str, Any]]) -> None:
         worst = max(off, key=lambda n: abs(off[n])) if off else None
         far = f"{worst} {off[worst] * 1e3:+.2f} ms" if worst else "-"
         print(f"{c['layout']:17s} {c['mode']:11s} {c['suite']:10s} {c['model_parameters']:9d} {row}  {far}")
+
+
+def training_steps(dirs: list[Path]) -> dict[str, float] | None:
+    """The runs' training steps (``fl.train`` spans): the median step (s) and the median share of a step that ran
+    beside another pod's training on the same replication's clock (the pair the profile's ``pair_slowdown``
+    prices); None where they have none. The twin's sequential steps ran 3-12 % longer than its concurrent ones in
+    every matrix kept on 2026-11-30/12-01, though less of them ran beside the other client's (README, stop 36)."""
+    steps, beside = [], []
+    for d in dirs:
+        spans = read_spans(RunLayout(d).spans)
+        train = spans[spans["op"] == "fl.train"]
+        for _, g in train.groupby("replication"):
+            start, end, pod = g["start_s"].to_numpy(), g["end_s"].to_numpy(), g["pod"].to_numpy()
+            for i in range(len(g)):
+                other = pod != pod[i]
+                overlap = np.clip(np.minimum(end[other], end[i]) - np.maximum(start[other], start[i]), 0, None)
+                steps.append(end[i] - start[i])
+                beside.append(min(1.0, overlap.sum() / (end[i] - start[i])) if end[i] > start[i] else 0.0)
+    if not steps:
+        return None
+    return {"step_p50_s": float(np.median(steps)), "beside_training_p50": float(np.median(beside)), "steps": len(steps)}
+
+
+def print_training(cells: list[dict[str, Any]]) -> None:
+    """Per cell: the median training step, simulated and measured, and the share of a step beside the other
+    client's training (measured); nothing where no cell trained."""
+    rows = [c for c in cells if (c.get("training") or {}).get("hw")]
+    if not rows:
+        return
+    print("training steps, median (simulated / measured) and the share of a step beside another training (measured):")
+    for c in rows:
+        sim, hw = c["training"]["sim"], c["training"]["hw"]
+        simulated = f"{sim['step_p50_s'] * 1e3:7.2f}" if sim else "      -"
+        error = f" ({100 * (sim['step_p50_s'] / hw['step_p50_s'] - 1):+.1f} %)" if sim else ""
+        print(f"{c['layout']:17s} {c['mode']:11s} {c['suite']:10s} {c['model_parameters']:9d} {simulated} / "
+              f"{hw['step_p50_s'] * 1e3:7.2f} ms{error}, beside {hw['beside_training_p50']:.2f}")  # fmt: skip
 
 
 def _phase_cell(ph: dict[str, Any] | None) -> str:
@@ -371,6 +408,7 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
     reds = reductions(cells)
     print_table(cells, reds)
     print_phases(cells)
+    print_training(cells)
     _say_calibration(base)
     if out:
         out.write_text(json.dumps({"rescored": str(kept), "cells": cells, "reductions": reds}, indent=2) + "\n")
@@ -454,6 +492,7 @@ def main() -> None:
         reds = reductions(cells)
         print_table(cells, reds)
         print_phases(cells)
+        print_training(cells)
         _say_calibration(base)
         result = {"trained_on": {**TRAIN, "model_parameters_also": TRAIN_SMALL_PARAMETERS},
                   "train_runs": train_runs, "repeat": repeat, "rounds": rounds,

@@ -83,3 +83,27 @@ def test_rescore_takes_the_kernel_rate_its_matrix_kept(bench: Any, tmp_path: Pat
             bench.kept_kernel(tmp_path)
         assert str(e.value).startswith(f"--rescore: {tmp_path / bench.KERNEL_FILE}: host_rate_bps")
         assert "\n" not in str(e.value)
+
+
+def test_training_steps_say_how_long_and_how_much_beside_the_other_training(bench: Any, tmp_path: Path) -> None:
+    """Per run: each ``fl.train`` span's duration and the share of it another pod's training overlapped, on the
+    same replication's clock only; the medians over the runs."""
+    from sim.contract import RunLayout, to_frame, write_spans
+
+    rows = [  # client-1 alone for 10 ms of its 40, client-2 beside it for 30 of its 30; replication 1 is apart
+        (0, 1, "client-1", "local", "train", "fl.train", 0.000, 0.040, 0.0, 0),
+        (0, 1, "client-2", "local", "train", "fl.train", 0.010, 0.040, 0.0, 0),
+        (0, 1, "aggregator", "local", "aggregate", "fl.fedavg", 0.040, 0.041, 0.0, 0),
+        (1, 1, "client-1", "local", "train", "fl.train", 0.000, 0.050, 0.0, 0),
+    ]
+    d = tmp_path / "run"
+    d.mkdir()
+    write_spans(to_frame(rows), RunLayout(d).spans)
+    got = bench.training_steps([d])
+    assert got["steps"] == 3
+    assert got["step_p50_s"] == pytest.approx(0.040)
+    assert got["beside_training_p50"] == pytest.approx(0.75)  # shares 0.75, 1.0 and 0 (alone on its clock)
+    empty = tmp_path / "none"
+    empty.mkdir()
+    write_spans(to_frame(rows[2:3]), RunLayout(empty).spans)
+    assert bench.training_steps([empty]) is None
