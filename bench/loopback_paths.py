@@ -29,6 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without install
 
 from hw.calibrate import Loopback
+from sim.loading import in_range
 
 SIZES_BYTES = (64, 1024, 16384, 131072, 262144, 524288, 1048576, 4194304)  # hw/calibrate.py's sizes
 LENGTH = struct.Struct("!Q")
@@ -78,7 +79,7 @@ def timed(fn: object, body: bytes) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--samples", type=int, default=40, help="sends per size and path (default 40)")
+    ap.add_argument("--samples", type=in_range(1, 100_000), default=40, help="sends per size and path (default 40)")
     args = ap.parse_args()
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {os.cpu_count()} CPUs")
     calib, node = Loopback(), NodePath()

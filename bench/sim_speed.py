@@ -14,8 +14,9 @@ from pathlib import Path
 
 import simpy
 
+from sim.loading import in_range
 from sim.runner import simulate
-from sim.scenario import load_scenario
+from sim.scenario import MAX_REPLICATIONS, load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +45,7 @@ def model_rate(replications: int) -> tuple[float, int, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--replications", type=int, default=5)
+    ap.add_argument("--replications", type=in_range(1, MAX_REPLICATIONS), default=5)
     args = ap.parse_args()
     bare = bare_timeout_rate()
     rate, events, wall = model_rate(args.replications)

@@ -32,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hw.speed import INTERVAL_S, SLOW, probe_us
-from sim.loading import out_json
+from sim.loading import in_range, out_json
 
 CONDITIONS = ("idle", "busy", "back to back")
 
@@ -67,14 +67,12 @@ def _samples(cpu: int, condition: str, seconds: float) -> list[float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=3.0, help="per core, condition and pass")
-    ap.add_argument("--passes", type=int, default=2)
+    ap.add_argument("--seconds", type=in_range(1e-3, 3600, float), default=3.0, help="per core, condition and pass")
+    ap.add_argument("--passes", type=in_range(1, 1000), default=2)
     ap.add_argument("--json", type=out_json, default=None)
     args = ap.parse_args()
     if not hasattr(os, "sched_setaffinity"):
         raise SystemExit("speed_states: needs sched_setaffinity (Linux)")
-    if args.seconds <= 0 or args.passes < 1:
-        ap.error("--seconds must be > 0 and --passes >= 1")
     cpus = sorted(os.sched_getaffinity(0))
     before = os.getloadavg()
     got: dict[tuple[int, str], list[float]] = {(c, k): [] for c in cpus for k in CONDITIONS}

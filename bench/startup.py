@@ -21,6 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sim_scale import NO_BYTECODE, USER_ENV
 
+from sim.loading import in_range
+
 ROOT = Path(__file__).resolve().parents[1]
 HELP_GOAL_S = 0.3
 PAPER_GOAL_S = 1.5
@@ -57,7 +59,7 @@ def wall(argv: list[str]) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--runs", type=int, default=7, help="runs of each command (the median is reported)")
+    ap.add_argument("--runs", type=in_range(1, 1000), default=7, help="runs of each command (the median is reported)")
     ap.add_argument("--check", action="store_true", help="exit 1 when a goal is missed")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="pqtwin-startup-") as tmp:

@@ -30,10 +30,11 @@ import sys
 import time
 from pathlib import Path
 
+from sim.loading import in_range
 from sim.sweep import engine, store
 from sim.sweep.plan import plan
 from sim.sweep.point import run_point
-from sim.sweep.spec import load_sweep
+from sim.sweep.spec import MAX_POINTS, load_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 AXES = """
@@ -84,11 +85,16 @@ def loadavg() -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--points", type=int, default=200)
-    ap.add_argument("--repeats", type=int, default=2, help="runs of each worker count (the fastest is reported)")
+    ap.add_argument("--points", type=in_range(1, MAX_POINTS), default=200)
+    ap.add_argument(
+        "--repeats", type=in_range(1, 1000), default=2, help="runs of each worker count (the fastest is reported)"
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-sweep")
     args = ap.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file of that name, no permission
+        ap.error(f"--out {args.out}: cannot make the directory ({exc.strerror})")
     print(f"machine: {os.cpu_count()} CPUs, load average {loadavg()} at start")
     sweep = sweep_file(args.out, args.points, "bench")
     runs: dict[int, list[engine.Report]] = {1: [], 2: []}

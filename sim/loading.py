@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,25 @@ def out_json(raw: str) -> Path:
     if (problem := out_file_problem(Path(raw), "results.json")) is not None:
         raise argparse.ArgumentTypeError(problem)
     return Path(raw)
+
+
+def in_range(lo: float, hi: float, kind: type[int] | type[float] = int) -> Callable[[str], Any]:
+    """An ``argparse`` type for a bench's count or duration: a number of ``kind`` in [lo, hi], else one line
+    naming the option and the range (0 samples, a negative count or NaN seconds failed later, with a traceback)."""
+    import argparse
+
+    def parse(raw: str) -> int | float:
+        try:
+            value = kind(raw)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"not {what} (got {shorten(raw)!r})") from None
+        if not lo <= value <= hi:  # NaN is in no range
+            raise argparse.ArgumentTypeError(f"must be in [{lo:g}, {hi:g}] (got {shorten(raw)})")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def _require_regular(path: Path | str, st: os.stat_result, limit_bytes: int) -> None:
