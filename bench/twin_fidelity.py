@@ -46,8 +46,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
-from hw.calibrate import calibrate
+from hw.calibrate import calibrate, pair_slowdown_now
 from hw.compare import AT_SPEED, compare_dirs
 from hw.fit import fit_from_run
 from hw.local import run_local
@@ -71,6 +72,9 @@ SUITES = {
     "hybrid": ("X25519+ML-KEM-768", "ML-DSA-65"),
 }
 SIZES = (50_000, 1_000_000)
+SAMPLES = 500  # a client's samples in localhost.yaml: a training step's work is SAMPLES x parameters
+PAIR_STATE_S = 4.0  # each pass's measurement of two trainings at once (as ``pqtwin calibrate`` measures a size)
+PAIR_FILE = "pair_states.json"  # in the work (--keep) directory: the passes' pair slowdowns
 MODES = ("sequential", "concurrent")
 PAPER = ROOT / "scenarios" / "paper-3node.yaml"
 FABRIC_LATENCY_S = 7e-6  # per hop, a 1-byte TCP ping-pong across the fabric's switch (bench/net_fidelity.py)
@@ -104,9 +108,15 @@ class Cell:
 
 def measure(cells: list[Cell], work: Path, profile: Path, rounds: int, repeat: int) -> dict[Cell, list[Summary]]:
     """Every cell's twin runs, ``repeat`` passes over the whole matrix: a cell's repeats are spread over the
-    bench's duration, so they sample the host's speed states as the calibration did, not one moment's."""
+    bench's duration, so they sample the host's speed states as the calibration did, not one moment's. Before each
+    pass, how much two trainings of the largest model slow each other now (``PAIR_FILE``: ``pair_states``)."""
     runs: dict[Cell, list[Summary]] = {c: [] for c in cells}
+    states: list[float] = []
     for k in range(repeat):
+        if (now := pair_slowdown_now(SAMPLES, max(SIZES), PAIR_STATE_S)) is not None:
+            states.append(now)
+            (work / PAIR_FILE).write_text(json.dumps({"model_parameters": max(SIZES), "samples": SAMPLES,
+                                                      "pair_slowdown": states}) + "\n")  # fmt: skip
         for c in cells:
             s = c.scenario(profile, rounds)
             runs[c].append(run_local(s, work / f"hw-{c.name}-{k}", c.mode, rounds, s.run.seed + k,
@@ -135,9 +145,26 @@ def fabric(c: Cell, hw: list[Summary], kernel_bps: float | None = None) -> tuple
     return (*median.overrides(cores), *kernel)
 
 
+def at_pair(profile: Path, states: list[float], out: Path) -> Path | None:
+    """``profile`` with ``fl.train``'s pair slowdown at the largest model set to the median of ``states`` (how much
+    two such trainings slowed each other before each pass of the matrix), written to ``out``; None without
+    states. The same model on the host's memory state of the hour, as ``cpu_speed`` puts it on its cores' speed:
+    an explanation beside the error, not a fit."""
+    if not states:
+        return None
+    data = yaml.safe_load(profile.read_text())
+    train = data["ops"]["fl.train"]
+    units, factor = float(SAMPLES * max(SIZES)), float(np.median(states))
+    points = [p for p in train.get("pair_slowdown") or [] if abs(p[0] / units - 1) > 0.01]
+    train["pair_slowdown"] = sorted([*points, [units, factor]])
+    write_profile(data, out)
+    return out
+
+
 def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[Summary],
-          kernel_bps: float | None = None) -> dict[str, Any]:  # fmt: skip
-    """Simulate the cell and compare with its pooled twin runs (repeats resampled as clusters)."""
+          kernel_bps: float | None = None, pair_profile: Path | None = None) -> dict[str, Any]:  # fmt: skip
+    """Simulate the cell and compare with its pooled twin runs (repeats resampled as clusters); a cell of the
+    largest model also with ``pair_profile`` (``at_pair``), where given."""
     links = fabric(c, hw, kernel_bps)
     s = c.scenario(profile, rounds, links)
     write_run(simulate(s, c.mode, replications=reps), work / f"sim-{c.name}", s)
@@ -155,7 +182,14 @@ def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[S
         write_run(simulate(at, c.mode, replications=reps), work / f"sim-{c.name}-at-speed", at)
         a = compare_dirs(work / f"sim-{c.name}-at-speed", done[0], done[1:])["metrics"]["round_latency_s"]
         adjusted = {"error_p50_adjusted_pct": a["error_p50_pct"], "error_p95_adjusted_pct": a["error_p95_pct"]}
-    return head | adjusted | {
+    paired: dict[str, Any] = {"error_p50_at_pair_pct": None, "training_at_pair": None}
+    if pair_profile is not None and c.params == max(SIZES) and LAYOUTS[c.layout][2] == "local":
+        sp = c.scenario(pair_profile, rounds, links)
+        write_run(simulate(sp, c.mode, replications=reps), work / f"sim-{c.name}-at-pair", sp)
+        p = compare_dirs(work / f"sim-{c.name}-at-pair", done[0], done[1:])["metrics"]["round_latency_s"]
+        paired = {"error_p50_at_pair_pct": p["error_p50_pct"],
+                  "training_at_pair": training_steps([work / f"sim-{c.name}-at-pair"])}  # fmt: skip
+    return head | adjusted | paired | {
         "links": list(links), "phases": phase_errors(metrics),
         "training": {"sim": training_steps([work / f"sim-{c.name}"]), "hw": training_steps(done)},
         "sim_p50_s": m["sim_p50"], "hw_p50_s": m["hw_p50"], "sim_p95_s": m["sim_p95"], "hw_p95_s": m["hw_p95"],
@@ -232,19 +266,29 @@ def training_steps(dirs: list[Path]) -> dict[str, float] | None:
     return {"step_p50_s": float(np.median(steps)), "beside_training_p50": float(np.median(beside)), "steps": len(steps)}
 
 
-def print_training(cells: list[dict[str, Any]]) -> None:
+def print_training(cells: list[dict[str, Any]], states: list[float] | None = None) -> None:
     """Per cell: the median training step, simulated and measured, and the share of a step beside the other
-    client's training (measured); nothing where no cell trained."""
+    client's training (measured); with the pair slowdowns measured during the matrix (``states``), the largest
+    model's cells simulated at their median too (``at_pair``). Nothing where no cell trained."""
     rows = [c for c in cells if (c.get("training") or {}).get("hw")]
     if not rows:
         return
+    if states:
+        print(
+            f"two {max(SIZES):,}-parameter trainings at once, before each pass of the matrix: "
+            + ", ".join(f"x{x:.2f}" for x in states)
+            + " (the cells 'at pair': the model at their median)"
+        )
     print("training steps, median (simulated / measured) and the share of a step beside another training (measured):")
     for c in rows:
         sim, hw = c["training"]["sim"], c["training"]["hw"]
         simulated = f"{sim['step_p50_s'] * 1e3:7.2f}" if sim else "      -"
         error = f" ({100 * (sim['step_p50_s'] / hw['step_p50_s'] - 1):+.1f} %)" if sim else ""
+        pair = c.get("training_at_pair")
+        at = (f"; at pair {pair['step_p50_s'] * 1e3:.2f} ms, round error p50 {c['error_p50_at_pair_pct']:+.1f} %"
+              if pair else "")  # fmt: skip
         print(f"{c['layout']:17s} {c['mode']:11s} {c['suite']:10s} {c['model_parameters']:9d} {simulated} / "
-              f"{hw['step_p50_s'] * 1e3:7.2f} ms{error}, beside {hw['beside_training_p50']:.2f}")  # fmt: skip
+              f"{hw['step_p50_s'] * 1e3:7.2f} ms{error}, beside {hw['beside_training_p50']:.2f}{at}")  # fmt: skip
 
 
 def _phase_cell(ph: dict[str, Any] | None) -> str:
@@ -401,17 +445,19 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
             for k, d in enumerate(dirs[c]):
                 (work / f"hw-{c.name}-{k}").symlink_to(d.resolve())
         rounds = max(r.rounds_completed for rs in runs.values() for r in rs)
-        kernel_bps = kept_kernel(kept)
-        cells = [score(c, work, profile, rounds, 5, runs[c], kernel_bps) for c in sorted(runs, key=_order)]
+        kernel_bps, states = kept_kernel(kept), kept_pairs(kept)
+        paired = at_pair(profile, states, work / "fitted-at-pair.yaml")
+        cells = [score(c, work, profile, rounds, 5, runs[c], kernel_bps, paired) for c in sorted(runs, key=_order)]
         if keep:
             shutil.copytree(work, keep, dirs_exist_ok=True, symlinks=True)
     reds = reductions(cells)
     print_table(cells, reds)
     print_phases(cells)
-    print_training(cells)
+    print_training(cells, states)
     _say_calibration(base)
     if out:
-        out.write_text(json.dumps({"rescored": str(kept), "cells": cells, "reductions": reds}, indent=2) + "\n")
+        out.write_text(json.dumps({"rescored": str(kept), "cells": cells, "reductions": reds,
+                                   "pair_slowdown_during_matrix": states}, indent=2) + "\n")  # fmt: skip
 
 
 KERNEL_FILE = "kernel_rate.json"  # in a --keep directory: the machine's kernel rate its netns cells were scored with
@@ -429,6 +475,24 @@ def kept_kernel(kept: Path) -> float | None:
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SystemExit(f"--rescore: {path}: host_rate_bps is not a kernel rate ({why[:120]})") from None
+
+
+def kept_pairs(kept: Path) -> list[float]:
+    """The pair slowdowns a matrix measured before its passes (``PAIR_FILE``; none: kept before 2026-12-01 06:40,
+    or a host of one core); SystemExit with one line where the file is there but holds no such list."""
+    path = kept / PAIR_FILE
+    if not path.exists():
+        return []
+    try:
+        states = json.loads(path.read_text())["pair_slowdown"]
+        if not isinstance(states, list) or not all(
+            isinstance(x, int | float) and not isinstance(x, bool) and 1 <= x < 100 for x in states
+        ):
+            raise ValueError(f"not a list of slowdowns from 1: {str(states)[:60]}")
+        return [float(x) for x in states]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SystemExit(f"--rescore: {path}: pair_slowdown is not a list of slowdowns ({why[:120]})") from None
 
 
 def _suite_of(suite: dict[str, str]) -> str:
@@ -488,15 +552,18 @@ def main() -> None:
             print(f"the kernel moves {kernel_bps / 1e9:.2f} Gbit/s of one TCP stream between namespaces: the netns "
                   "cells' Transport.host_rate_bps", flush=True)  # fmt: skip
         runs = measure(matrix, work, profile, rounds, repeat)
-        cells = [score(c, work, profile, rounds, 5, runs[c], kernel_bps) for c in matrix]
+        states = kept_pairs(work)
+        paired = at_pair(profile, states, work / "fitted-at-pair.yaml")
+        cells = [score(c, work, profile, rounds, 5, runs[c], kernel_bps, paired) for c in matrix]
         reds = reductions(cells)
         print_table(cells, reds)
         print_phases(cells)
-        print_training(cells)
+        print_training(cells, states)
         _say_calibration(base)
         result = {"trained_on": {**TRAIN, "model_parameters_also": TRAIN_SMALL_PARAMETERS},
                   "train_runs": train_runs, "repeat": repeat, "rounds": rounds,
                   "quick": args.quick, "calibrated_speed_probe": _probe(base), "kernel_rate_bps": kernel_bps,
+                  "pair_slowdown_during_matrix": states,
                   "cells": cells, "reductions": reds,
                   "reduction_simulated_pct": [r["simulated_pct"] for r in reds],
                   "reduction_measured_pct": [r["measured_pct"] for r in reds],

@@ -401,6 +401,16 @@ def _measure_training(budget: Budget, where: str, probe: SpeedProbe | None = Non
     return entry
 
 
+def pair_slowdown_now(samples: int, params: int, budget_s: float) -> float | None:
+    """``fl.train``'s ``pair_slowdown`` at one model size as the host has it now (``_pair_slowdown``'s method over
+    ``budget_s`` seconds of pairs): how a matrix's measurements learn which of the host's states two trainings at
+    once met while they ran (bench/twin_fidelity.py). None on a host with fewer than two usable cores."""
+    units, step = training_job(samples, params, np.random.default_rng(0))
+    budget = Budget(budget_s / PAIR_BUDGET_FACTOR, MIN_PAIRS, MIN_PAIRS, (), 0.0)
+    out = _pair_slowdown([(units, step)], budget)
+    return None if out is None else out[0][1]
+
+
 def _pair_slowdown(jobs: list[tuple[int, Callable[[], Any]]], budget: Budget) -> list[list[float]] | None:
     """Per size: how much slower a step pinned to one core runs while a forked copy runs the same steps on another,
     the median over adjacent pairs of steps alone then beside the copy (``time_beside``), at least 1. None on a host

@@ -231,3 +231,18 @@ def test_time_beside_pairs_steps_alone_and_beside_and_reaps_the_other(monkeypatc
     with pytest.raises(RuntimeError, match="ended"):
         time_beside(lambda: time.sleep(0.01), ends, 10.0, cores)
     assert len(forked) == 3 and reaped(forked[2])
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="a pair needs two cores")
+def test_pair_slowdown_now_measures_two_trainings_at_once():
+    """``pair_slowdown_now`` (bench/twin_fidelity.py before each pass): real steps alone and beside a forked copy,
+    in adjacent pairs, on two cores: a slowdown of at least 1 (a copy beside never speeds a step up in the model),
+    finite, and the calling process's affinity and children as before."""
+    from hw.calibrate import pair_slowdown_now
+
+    mine = os.sched_getaffinity(0)
+    got = pair_slowdown_now(64, 20_000, 0.2)
+    assert got is not None and 1.0 <= got < 10.0
+    assert os.sched_getaffinity(0) == mine
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # the copy was reaped

@@ -107,3 +107,34 @@ def test_training_steps_say_how_long_and_how_much_beside_the_other_training(benc
     empty.mkdir()
     write_spans(to_frame(rows[2:3]), RunLayout(empty).spans)
     assert bench.training_steps([empty]) is None
+
+
+def test_at_pair_puts_the_largest_model_at_the_matrix_pair_state(bench: Any, tmp_path: Path) -> None:
+    """The fitted profile with fl.train's pair slowdown at the largest model's step (samples x parameters) set to
+    the median of the passes' measurements; every other point kept; nothing without measurements."""
+    import yaml
+
+    from sim.profile import load_profile
+
+    profile = ROOT / "scenarios" / "profiles" / "ci-x86.yaml"
+    assert bench.at_pair(profile, [], tmp_path / "p.yaml") is None
+    out = bench.at_pair(profile, [1.3, 1.1, 1.2], tmp_path / "p.yaml")
+    units = bench.SAMPLES * max(bench.SIZES)
+    pairs = load_profile(out).ops["fl.train"].pair_slowdown
+    assert [u for u, _ in pairs] == sorted(u for u, _ in pairs)
+    assert [f for u, f in pairs if abs(u / units - 1) <= 0.01] == [pytest.approx(1.2)]
+    before = yaml.safe_load(profile.read_text())["ops"]["fl.train"].get("pair_slowdown") or []
+    kept = [p for p in before if abs(p[0] / units - 1) > 0.01]
+    assert [list(p) for p in pairs if abs(p[0] / units - 1) > 0.01] == [pytest.approx(p) for p in kept]
+
+
+def test_rescore_takes_the_pair_states_its_matrix_kept(bench: Any, tmp_path: Path) -> None:
+    assert bench.kept_pairs(tmp_path) == []
+    (tmp_path / bench.PAIR_FILE).write_text('{"pair_slowdown": [1.2, 1.05]}')
+    assert bench.kept_pairs(tmp_path) == [1.2, 1.05]
+    for bad in ('{"pair_slowdown": [0.5]}', '{"pair_slowdown": "x"}', '{"pair_slowdown": [true]}', "[]", "{"):
+        (tmp_path / bench.PAIR_FILE).write_text(bad)
+        with pytest.raises(SystemExit) as e:
+            bench.kept_pairs(tmp_path)
+        assert str(e.value).startswith(f"--rescore: {tmp_path / bench.PAIR_FILE}: pair_slowdown")
+        assert "\n" not in str(e.value)
