@@ -16,11 +16,15 @@
    its training runs to the profile's speed (hw/fit.py). As root, each run also traces the kernel's scheduler
    (hw/schedtrace.py): the table shows how long the twin's threads waited for a core while one sat idle, per
    second of rounds -- waits processor-sharing cores never make (localhost.yaml's ``cpu_sharing: linux`` models
-   how threads are placed on cores, sim/hosts.py ``PlacedCores``).
+   how threads are placed on cores, sim/hosts.py ``PlacedCores``). Before each pass, how much two trainings of
+   the 1 M model slow each other now (``hw.calibrate.pair_slowdown_now``, ~5 s): the speed probe (16 KiB, in a
+   core's L1) does not see the host's memory state, which moved the twin's 1 M steps by a fifth within an hour
+   (README, stop 36); the 1 M cells are also simulated at those passes' median ("at pair").
 4. Per suite and size, the concurrent-vs-sequential reduction of the median round latency, simulated and
    measured; then per cell and phase of the round (the model's distribution, distribute, receive, train,
    upload, verify, aggregate), the median's error and the difference of the medians in ms (in the JSON:
-   ``phases``): which part of the round a cell's error comes from.
+   ``phases``): which part of the round a cell's error comes from; and per cell the median training step,
+   simulated and measured, the share of a step beside the other client's training, and "at pair" (``training``).
 5. ``--netns`` (root): the paper's layout, paper-3node.yaml (three hosts on one switch), PQC L3, 250 k parameters,
    both modes, run on the netns backend (real TCP over kernel-shaped links, hw/netns.py) and simulated with the
    same fitted profile and the fabric's links as each run measured them before it started (hw/netns.py
