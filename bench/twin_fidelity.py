@@ -270,7 +270,21 @@ def training_steps(dirs: list[Path]) -> dict[str, float] | None:
     return {"step_p50_s": float(np.median(steps)), "beside_training_p50": float(np.median(beside)), "steps": len(steps)}
 
 
-def print_training(cells: list[dict[str, Any]], states: list[float] | None = None) -> None:
+def steps_by_pass(work: Path) -> list[float | None]:
+    """Per pass over the matrix (a cell's runs ``hw-CELL-k``): the median training step of the largest model's
+    localhost runs in it (s), None where it has none: set beside the pair slowdown measured before that pass."""
+    out: list[float | None] = []
+    for k in range(100):
+        dirs = sorted(work.glob(f"hw-localhost-*-{max(SIZES)}-{k}"))
+        if not dirs:
+            break
+        steps = training_steps([d for d in dirs if (d / "spans.parquet").exists()]) if dirs else None
+        out.append(steps["step_p50_s"] if steps else None)
+    return out
+
+
+def print_training(cells: list[dict[str, Any]], states: list[float] | None = None,
+                   by_pass: list[float | None] | None = None) -> None:  # fmt: skip
     """Per cell: the median training step, simulated and measured, and the share of a step beside the other
     client's training (measured); with the pair slowdowns measured during the matrix (``states``), the largest
     model's cells simulated at their median too (``at_pair``). Nothing where no cell trained."""
@@ -283,6 +297,9 @@ def print_training(cells: list[dict[str, Any]], states: list[float] | None = Non
             + ", ".join(f"x{x:.2f}" for x in states)
             + " (the cells 'at pair': the model at their median)"
         )
+    if by_pass:
+        steps = ", ".join("-" if x is None else f"{x * 1e3:.1f}" for x in by_pass)
+        print(f"the twin's {max(SIZES):,}-parameter training steps, median of each pass: {steps} ms")
     print("training steps, median (simulated / measured) and the share of a step beside another training (measured):")
     for c in rows:
         sim, hw = c["training"]["sim"], c["training"]["hw"]
@@ -452,16 +469,18 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
         kernel_bps, states = kept_kernel(kept), kept_pairs(kept)
         paired = at_pair(profile, states, work / "fitted-at-pair.yaml")
         cells = [score(c, work, profile, rounds, 5, runs[c], kernel_bps, paired) for c in sorted(runs, key=_order)]
+        by_pass = steps_by_pass(work)
         if keep:
             shutil.copytree(work, keep, dirs_exist_ok=True, symlinks=True)
     reds = reductions(cells)
     print_table(cells, reds)
     print_phases(cells)
-    print_training(cells, states)
+    print_training(cells, states, by_pass)
     _say_calibration(base)
     if out:
         out.write_text(json.dumps({"rescored": str(kept), "cells": cells, "reductions": reds,
-                                   "pair_slowdown_during_matrix": states}, indent=2) + "\n")  # fmt: skip
+                                   "pair_slowdown_during_matrix": states, "training_largest_by_pass_s": by_pass},
+                                  indent=2) + "\n")  # fmt: skip
 
 
 KERNEL_FILE = "kernel_rate.json"  # in a --keep directory: the machine's kernel rate its netns cells were scored with
@@ -562,12 +581,13 @@ def main() -> None:
         reds = reductions(cells)
         print_table(cells, reds)
         print_phases(cells)
-        print_training(cells, states)
+        by_pass = steps_by_pass(work)
+        print_training(cells, states, by_pass)
         _say_calibration(base)
         result = {"trained_on": {**TRAIN, "model_parameters_also": TRAIN_SMALL_PARAMETERS},
                   "train_runs": train_runs, "repeat": repeat, "rounds": rounds,
                   "quick": args.quick, "calibrated_speed_probe": _probe(base), "kernel_rate_bps": kernel_bps,
-                  "pair_slowdown_during_matrix": states,
+                  "pair_slowdown_during_matrix": states, "training_largest_by_pass_s": by_pass,
                   "cells": cells, "reductions": reds,
                   "reduction_simulated_pct": [r["simulated_pct"] for r in reds],
                   "reduction_measured_pct": [r["measured_pct"] for r in reds],

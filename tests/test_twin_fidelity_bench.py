@@ -138,3 +138,22 @@ def test_rescore_takes_the_pair_states_its_matrix_kept(bench: Any, tmp_path: Pat
             bench.kept_pairs(tmp_path)
         assert str(e.value).startswith(f"--rescore: {tmp_path / bench.PAIR_FILE}: pair_slowdown")
         assert "\n" not in str(e.value)
+
+
+def test_steps_by_pass_take_the_largest_model_runs_of_each_pass(bench: Any, tmp_path: Path) -> None:
+    from sim.contract import RunLayout, to_frame, write_spans
+
+    def run(name: str, step_s: float) -> None:
+        d = tmp_path / name
+        d.mkdir()
+        write_spans(
+            to_frame([(0, 1, "client-1", "local", "train", "fl.train", 0.0, step_s, 0.0, 0)]), RunLayout(d).spans
+        )
+
+    big = max(bench.SIZES)
+    run(f"hw-localhost-sequential-PQCL3-{big}-0", 0.060)
+    run(f"hw-localhost-concurrent-PQCL3-{big}-0", 0.062)
+    run("hw-localhost-sequential-PQCL3-50000-0", 0.003)  # not the largest model: not counted
+    run(f"hw-localhost-sequential-PQCL3-{big}-1", 0.080)
+    assert bench.steps_by_pass(tmp_path) == [pytest.approx(0.061), pytest.approx(0.080)]
+    assert bench.steps_by_pass(tmp_path / "nothing") == []
