@@ -637,6 +637,23 @@ def _check_backend(s: Any, backend: str, attack: str | None) -> None:
         _warn(f"--backend netns: {warning}")
 
 
+def _attack_on(s: Any, attack: str | None) -> tuple[str, str] | None:
+    """``--attack KIND[:POD]`` as (kind, client pod); a pod that is no client is refused before the run (the twin
+    found it only once its nodes had started, leaving a failed run in --out)."""
+    from hw.attack import ATTACKS
+    from sim.errors import UserError, shorten
+
+    if attack is None:
+        return None
+    kind, _, pod = attack.partition(":")
+    if kind not in ATTACKS:
+        raise UserError(f"--attack: must be one of {', '.join(ATTACKS)}[:POD] (got {shorten(repr(attack))})")
+    clients = [p.name for p in s.pods("client")]
+    if pod and pod not in clients:
+        raise UserError(f"--attack: no client pod {shorten(repr(pod))} (clients: {', '.join(clients)})")
+    return kind, pod or clients[0]
+
+
 @hw_app.command("run")
 def hw_run_cmd(
     scenario: Annotated[Path, typer.Argument(help="scenario YAML file")],
@@ -685,7 +702,6 @@ def hw_run_cmd(
 ) -> None:
     """Run a scenario on the hardware twin; writes spans.parquet, summary.json and status.json."""
     from hw import rundir
-    from hw.attack import ATTACKS
     from sim import cost as costs
     from sim import scenario as scn
     from sim.errors import UserError, shorten
@@ -698,12 +714,7 @@ def hw_run_cmd(
     given = _out_path(out_dir)
     s = scn.load_scenario(scenario, set_, priced=False)  # the twin measures: any suite the providers implement
     out = given or Path("runs") / f"{s.name}-hw"
-    attack_on = None
-    if attack is not None:
-        kind, _, pod = attack.partition(":")
-        if kind not in ATTACKS:
-            raise UserError(f"--attack: must be one of {', '.join(ATTACKS)}[:POD] (got {shorten(repr(attack))})")
-        attack_on = (kind, pod or s.pods("client")[0].name)
+    attack_on = _attack_on(s, attack)
     _check_backend(s, backend, attack)
     from hw.runconfig import first_frame_warning
 

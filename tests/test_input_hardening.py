@@ -646,3 +646,14 @@ def test_a_bench_refuses_a_count_out_of_range_in_one_line(script, args, expected
                          timeout=120, cwd=ROOT)  # fmt: skip
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
     assert run.stderr.strip().splitlines()[-1] == f"{script}: error: {expected}"
+
+
+@pytest.mark.parametrize("attack", ["tamper:nope", "downgrade:aggregator", "replay:client-1:x"])
+def test_an_attack_on_no_client_pod_is_refused_before_the_run(capsys, tmp_path, attack):
+    """The twin checked the attacked pod once its nodes were running: a mistyped pod ran the twin, left a failed
+    run in --out (a second try needed --force) and only then said what was wrong."""
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(capsys, "hw", "run", str(SCENARIOS / "localhost.yaml"), "--attack", attack,
+                                "--rounds", "1", "--out", str(out))  # fmt: skip
+    one_error(code, stdout, err, f"--attack: no client pod '{attack.split(':', 1)[1]}' (clients: client-1, client-2)")
+    assert not out.exists()
