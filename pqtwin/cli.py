@@ -113,6 +113,15 @@ def _finite(value: float | None) -> float | None:
     return value
 
 
+def _only_with(condition: str, holds: bool, **given: object) -> None:
+    """Refuse (one line) an option given where it does nothing: ``--dry-run`` without ``--backend k8s`` ran the
+    twin, or a calibration, for real."""
+    from sim.errors import UserError
+
+    if not holds and (used := [name for name, value in given.items() if value not in (None, False, [])]):
+        raise UserError(f"--{used[0].replace('_', '-')}: only with {condition}")
+
+
 # Options shared by the commands that simulate or write a directory
 Out = Annotated[
     str | None, typer.Option("--out", help="run directory, new or empty (default runs/<name>, hw: runs/<name>-hw)")
@@ -455,7 +464,12 @@ def calibrate_cmd(
     --from-run HW_DIR: the run's profile plus the overheads of the twin's code paths, fitted from its spans)."""
     from sim.errors import UserError, shorten
 
-    if from_run:
+    _only_with("--from-run", bool(from_run), base=base)
+    k8s_only = dict(nodes=nodes, kubeconfig=kubeconfig, context=context, namespace=namespace, image=image, keep=keep,
+                    dry_run=dry_run)  # fmt: skip
+    if from_run:  # fits the run's spans: measures nothing, here or on a cluster
+        _only_with("a calibration that measures (not --from-run)", False, provider=provider, algorithms=algorithms,
+                   quick=quick, **k8s_only)  # fmt: skip
         _calibrate_from_run(from_run, base, out, name)
         return
     if backend == "k8s":
@@ -464,6 +478,7 @@ def calibrate_cmd(
         return
     if backend != "local":
         raise UserError(f"--backend: must be local or k8s (got {shorten(repr(backend))})")
+    _only_with("--backend k8s", False, **k8s_only)
     _check_profile_out(out)
     from hw.calibrate import calibrate
     from sim.profile import write_profile
@@ -716,6 +731,9 @@ def hw_run_cmd(
     out = given or Path("runs") / f"{s.name}-hw"
     attack_on = _attack_on(s, attack)
     _check_backend(s, backend, attack)
+    _only_with("--backend k8s", backend == "k8s", kubeconfig=kubeconfig, context=context, namespace=namespace,
+               image=image, keep=keep, dry_run=dry_run)  # fmt: skip
+    _only_with("--dry-run", dry_run, reveal_secrets=reveal_secrets)
     from hw.runconfig import first_frame_warning
 
     if (late := first_frame_warning(s)) is not None:  # what every backend's devices do otherwise

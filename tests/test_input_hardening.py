@@ -657,3 +657,23 @@ def test_an_attack_on_no_client_pod_is_refused_before_the_run(capsys, tmp_path, 
                                 "--rounds", "1", "--out", str(out))  # fmt: skip
     one_error(code, stdout, err, f"--attack: no client pod '{attack.split(':', 1)[1]}' (clients: client-1, client-2)")
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [(["hw", "run", "LOCALHOST", "--dry-run"], "--dry-run: only with --backend k8s"),
+     (["hw", "run", "LOCALHOST", "--namespace", "lab"], "--namespace: only with --backend k8s"),
+     (["hw", "run", "LOCALHOST", "--backend", "k8s", "--reveal-secrets"], "--reveal-secrets: only with --dry-run"),
+     (["calibrate", "--quick", "--algorithms", "Ed25519", "--dry-run"], "--dry-run: only with --backend k8s"),
+     (["calibrate", "--quick", "--algorithms", "Ed25519", "--base", "PROFILE"], "--base: only with --from-run"),
+     (["calibrate", "--from-run", "nope", "--quick"], "--quick: only with a calibration that measures")],
+)  # fmt: skip
+def test_an_option_that_does_nothing_here_is_refused(capsys, tmp_path, args, expected):
+    """A k8s option given to a local run was ignored: `hw run --dry-run` (or `calibrate --dry-run`) ran the twin or
+    a calibration for real, `--reveal-secrets` without --dry-run was ignored, `--base` without --from-run measured
+    this machine instead of extending the profile."""
+    out = tmp_path / ("out" if args[0] == "hw" else "p.yaml")
+    given = {"LOCALHOST": str(SCENARIOS / "localhost.yaml"), "PROFILE": str(SCENARIOS / "profiles" / "ci-x86.yaml")}
+    argv = [given.get(a, a) for a in args] + (["--rounds", "1"] if args[0] == "hw" else [])
+    one_error(*run_cli(capsys, *argv, "--out", str(out)), expected)
+    assert not out.exists()
