@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from sim.contract import read_spans
-from sim.errors import UserError
+from sim.errors import UserError, show
 from sim.loading import exists
 
 MAX_ROWS = 10_000_000
@@ -53,6 +53,7 @@ def read_power_log(path: Path) -> pd.DataFrame:
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not a CSV power log: {str(exc).splitlines()[0]}") from None
     df.columns = [str(c).strip() for c in df.columns]
+    given = ["time_s", "power_w"] if "power_w" in df.columns else ["time_s", "volts", "amps"]  # as the log has them
     if "power_w" not in df.columns and {"volts", "amps"} <= set(df.columns):
         df = df.assign(power_w=pd.to_numeric(df.volts, errors="coerce") * pd.to_numeric(df.amps, errors="coerce"))
     missing = {"time_s", "node", "power_w"} - set(df.columns)
@@ -64,9 +65,11 @@ def read_power_log(path: Path) -> pd.DataFrame:
     out = pd.DataFrame({"time_s": pd.to_numeric(df.time_s, errors="coerce"), "node": df.node.astype(str),
                         "power_w": pd.to_numeric(df.power_w, errors="coerce")})  # fmt: skip
     bad = out[~np.isfinite(out.time_s) | ~np.isfinite(out.power_w) | (out.power_w < 0)]
-    if len(bad):
-        row = int(bad.index[0]) + 2  # the header is line 1
-        raise UserError(f"{path}: line {row}: time_s and power_w must be numbers, power_w >= 0")
+    if len(bad):  # the reading's values, and its place among the readings (comment and blank lines are not one)
+        first = [v.item() if isinstance(v, np.generic) else v for v in df.loc[bad.index[0], given]]  # not np.int64(3)
+        values = ", ".join(f"{c} {show(v, 30)}" for c, v in zip(given, first, strict=True))
+        raise UserError(f"{path}: reading {bad.index[0] + 1} ({values}): time_s and power_w must be numbers, "
+                        "power_w >= 0")  # fmt: skip
     return out.sort_values(["node", "time_s"], kind="stable").reset_index(drop=True)
 
 

@@ -33,7 +33,10 @@ def test_log_formats_and_one_line_errors(tmp_path):
     log = read_power_log(f)
     assert list(log.columns) == ["time_s", "node", "power_w"] and log.power_w.tolist() == pytest.approx([3.0, 3.57])
     for text, expected in (("time_s,node\n1,pi-1\n", "missing power_w"),
-                           ("time_s,node,power_w\n1,pi-1,3\nx,pi-1,3\n", "line 3: time_s and power_w must be numbers"),
+                           ("time_s,node,power_w\n1,pi-1,3\nx,pi-1,3\n", "reading 2 (time_s 'x', power_w 3): time_s"),
+                           # the reading, not a line number: comment and blank lines made the one given wrong
+                           ("# m\n\ntime_s,node,volts,amps\n1,pi-1,5,1\n\n2,pi-1,5,-1\n",
+                            "reading 2 (time_s 2, volts 5, amps -1): time_s and power_w must be numbers"),
                            ("time_s,node,power_w\n1,pi-1,-2\n", "power_w >= 0"),
                            # more fields than the header in the first row: pandas read the first column as the
                            # rows' index, and the error's line number int('x') was a ValueError traceback
