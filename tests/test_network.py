@@ -282,12 +282,14 @@ def _lossy_star(loss: float, jitter_s: float, seed: int) -> tuple[simpy.Environm
 
 
 @pytest.mark.parametrize("seed", range(4))
-@pytest.mark.parametrize("jitter_s", [0.0, 2e-5])
-@pytest.mark.parametrize("loss", [0.05, 0.3])
-def test_a_lone_message_on_a_lossy_path_never_waits(loss, jitter_s, seed):
-    """Its own resent packets and its own segments held back by them are its service, not a queue: a message
-    alone on a lossy two-hop path reports no wait (it reported 24-1,469 µs before 2026-12-01), while one sent
-    beside another through the same last link does."""
+@pytest.mark.parametrize("jitter_s", [0.0, 2e-5, 2e-4])
+@pytest.mark.parametrize("loss", [0.0, 0.001, 0.01, 0.05, 0.3])
+def test_a_lone_message_never_waits(loss, jitter_s, seed):
+    """Its own resent packets, and its own segments held back by them or reordered by jitter, are its service, not
+    a queue: a message alone on a two-hop path reports no wait (before 2026-12-01 it reported up to 1,469 µs with
+    loss and up to 3.9 ms with jitter alone), while one sent beside another through the same last link does."""
+    if loss == 0 and jitter_s == 0:
+        pytest.skip("nothing to hold a segment back")
     env, net = _lossy_star(loss, jitter_s, seed)
     waits: list[float] = []
 
@@ -296,7 +298,6 @@ def test_a_lone_message_on_a_lossy_path_never_waits(loss, jitter_s, seed):
 
     env.process(send("a"))
     env.run()
-    assert sum(link.retransmissions for link in net.links.values()) > 0
     assert waits == pytest.approx([0.0], abs=1e-12)
     env, net = _lossy_star(loss, jitter_s, seed)
     waits.clear()
