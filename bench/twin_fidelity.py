@@ -56,9 +56,10 @@ from hw.calibrate import calibrate, pair_slowdown_now
 from hw.compare import AT_SPEED, compare_dirs
 from hw.fit import fit_from_run
 from hw.local import run_local
-from hw.netns import kernel_rate_bps
+from hw.netns import kernel_rate_bps, unavailable
 from sim.contract import FL_PHASES, RunLayout, Summary, read_spans, read_summary
 from sim.errors import UserError
+from sim.loading import out_json
 from sim.profile import load_profile, write_profile
 from sim.runner import simulate, write_run
 from sim.scenario import Scenario, Transport, load_scenario
@@ -76,8 +77,8 @@ SUITES = {
     "hybrid": ("X25519+ML-KEM-768", "ML-DSA-65"),
 }
 SIZES = (50_000, 1_000_000)
-SAMPLES = 500  # a client's samples in localhost.yaml: a training step's work is SAMPLES x parameters
 PAIR_STATE_S = 4.0  # each pass's measurement of two trainings at once (as ``pqtwin calibrate`` measures a size)
+PAIR_MAX = 10.0  # the most a profile's pair slowdown may say (sim/profile.py): a reading above it is kept at it
 PAIR_FILE = "pair_states.json"  # in the work (--keep) directory: the passes' pair slowdowns
 MODES = ("sequential", "concurrent")
 PAPER = ROOT / "scenarios" / "paper-3node.yaml"
@@ -110,22 +111,36 @@ class Cell:
         return load_scenario(path, [*overrides(self.suite, self.params, rounds), *extra, *more], profile)
 
 
-def measure(cells: list[Cell], work: Path, profile: Path, rounds: int, repeat: int) -> dict[Cell, list[Summary]]:
+def samples() -> int:
+    """A client's samples in the matrix's scenario (the step ``pair_slowdown_now`` times)."""
+    return load_scenario(SCENARIO).workload.fl.samples_per_client
+
+
+def largest_units() -> float:
+    """The work of a training step of the largest model: samples x parameters x epochs (sim/model.py), the units of
+    ``fl.train``'s pair slowdown."""
+    fl = load_scenario(SCENARIO).workload.fl
+    return float(fl.samples_per_client * max(SIZES) * fl.local_epochs)
+
+
+def measure(cells: list[Cell], work: Path, profile: Path, rounds: int,
+            repeat: int) -> tuple[dict[Cell, list[Summary]], list[float]]:  # fmt: skip
     """Every cell's twin runs, ``repeat`` passes over the whole matrix: a cell's repeats are spread over the
     bench's duration, so they sample the host's speed states as the calibration did, not one moment's. Before each
-    pass, how much two trainings of the largest model slow each other now (``PAIR_FILE``: ``pair_states``)."""
+    pass, how much two trainings of the largest model slow each other now (also in ``PAIR_FILE``): the second
+    value returned, one per pass (none on a host of one core)."""
     runs: dict[Cell, list[Summary]] = {c: [] for c in cells}
     states: list[float] = []
     for k in range(repeat):
-        if (now := pair_slowdown_now(SAMPLES, max(SIZES), PAIR_STATE_S)) is not None:
-            states.append(now)
-            (work / PAIR_FILE).write_text(json.dumps({"model_parameters": max(SIZES), "samples": SAMPLES,
+        if (now := pair_slowdown_now(samples(), max(SIZES), PAIR_STATE_S)) is not None:
+            states.append(min(now, PAIR_MAX))
+            (work / PAIR_FILE).write_text(json.dumps({"model_parameters": max(SIZES), "samples": samples(),
                                                       "pair_slowdown": states}) + "\n")  # fmt: skip
         for c in cells:
             s = c.scenario(profile, rounds)
             runs[c].append(run_local(s, work / f"hw-{c.name}-{k}", c.mode, rounds, s.run.seed + k,
                                      backend=LAYOUTS[c.layout][2]))  # fmt: skip
-    return runs
+    return runs, states
 
 
 def fabric(c: Cell, hw: list[Summary], kernel_bps: float | None = None) -> tuple[str, ...]:
@@ -158,7 +173,7 @@ def at_pair(profile: Path, states: list[float], out: Path) -> Path | None:
         return None
     data = yaml.safe_load(profile.read_text())
     train = data["ops"]["fl.train"]
-    units, factor = float(SAMPLES * max(SIZES)), float(np.median(states))
+    units, factor = largest_units(), min(float(np.median(states)), PAIR_MAX)
     points = [p for p in train.get("pair_slowdown") or [] if abs(p[0] / units - 1) > 0.01]
     train["pair_slowdown"] = sorted([*points, [units, factor]])
     write_profile(data, out)
@@ -166,14 +181,17 @@ def at_pair(profile: Path, states: list[float], out: Path) -> Path | None:
 
 
 def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[Summary],
-          kernel_bps: float | None = None, pair_profile: Path | None = None) -> dict[str, Any]:  # fmt: skip
-    """Simulate the cell and compare with its pooled twin runs (repeats resampled as clusters); a cell of the
-    largest model also with ``pair_profile`` (``at_pair``), where given."""
+          kernel_bps: float | None = None, pair_profile: Path | None = None,
+          passes: list[int] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Simulate the cell and compare with its pooled twin runs (repeats resampled as clusters; ``work/hw-CELL-k``,
+    k each run's pass: ``passes``, by default 0, 1 ...); a cell of the largest model also with ``pair_profile``
+    (``at_pair``), where given."""
     links = fabric(c, hw, kernel_bps)
     s = c.scenario(profile, rounds, links)
     write_run(simulate(s, c.mode, replications=reps), work / f"sim-{c.name}", s)
     head = {"layout": c.layout, "mode": c.mode, "suite": c.suite, "model_parameters": c.params}
-    done = [work / f"hw-{c.name}-{k}" for k, h in enumerate(hw) if h.state == "completed"]
+    numbers = passes if passes is not None else list(range(len(hw)))
+    done = [work / f"hw-{c.name}-{k}" for k, h in zip(numbers, hw, strict=True) if h.state == "completed"]
     if not done:
         return head | {"error": f"{hw[0].state}: {hw[0].reason}"}
     metrics = compare_dirs(work / f"sim-{c.name}", done[0], done[1:])["metrics"]
@@ -273,12 +291,13 @@ def training_steps(dirs: list[Path]) -> dict[str, float] | None:
 def steps_by_pass(work: Path) -> list[float | None]:
     """Per pass over the matrix (a cell's runs ``hw-CELL-k``): the median training step of the largest model's
     localhost runs in it (s), None where it has none: set beside the pair slowdown measured before that pass."""
+    by: dict[int, list[Path]] = {}
+    for d in work.glob(f"hw-localhost-*-{max(SIZES)}-*"):
+        if (number := d.name.rpartition("-")[2]).isdigit() and (d / "spans.parquet").exists():
+            by.setdefault(int(number), []).append(d)
     out: list[float | None] = []
-    for k in range(100):
-        dirs = sorted(work.glob(f"hw-localhost-*-{max(SIZES)}-{k}"))
-        if not dirs:
-            break
-        steps = training_steps([d for d in dirs if (d / "spans.parquet").exists()]) if dirs else None
+    for k in range(max(by) + 1 if by else 0):  # a pass that ran none of them: None, the later ones in place
+        steps = training_steps(sorted(by[k])) if k in by else None
         out.append(steps["step_p50_s"] if steps else None)
     return out
 
@@ -448,10 +467,14 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
                      _suite_of(run["suite"]), int(run["fl"]["model_parameters"]))  # fmt: skip
         except (OSError, ValueError, KeyError, TypeError, StopIteration) as exc:
             raise SystemExit(f"--rescore: {d}: not a twin run of this bench ({str(exc).splitlines()[0]})") from None
-        if d.name.rsplit("-", 1)[0] != f"hw-{c.name}":
-            raise SystemExit(f"--rescore: {d}: its run is {c.name}, not what its name says")
+        name, _, number = d.name.rpartition("-")
+        if name != f"hw-{c.name}" or not number.isdigit():
+            raise SystemExit(f"--rescore: {d}: its run is {c.name}, not what its name says (hw-{c.name}-PASS)")
         runs.setdefault(c, []).append(r)
         dirs.setdefault(c, []).append(d)
+    for c in runs:  # in pass order (hw-CELL-10 after hw-CELL-9), each keeping its pass number
+        order = sorted(range(len(dirs[c])), key=lambda i: int(dirs[c][i].name.rpartition("-")[2]))
+        runs[c], dirs[c] = [runs[c][i] for i in order], [dirs[c][i] for i in order]
     if not runs:
         raise SystemExit(f"--rescore: {kept} has no hw-* twin runs to score")
     try:
@@ -462,13 +485,15 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
         work = Path(tmp)
         profile = work / "fitted.yaml"
         write_profile(fit.profile, profile)
-        for c in runs:  # as ``score`` names them: hw-CELL-0, -1 ... whatever gaps the kept numbering has
-            for k, d in enumerate(dirs[c]):
+        passes = {c: [int(d.name.rpartition("-")[2]) for d in dirs[c]] for c in runs}
+        for c in runs:  # as ``score`` names them: hw-CELL-PASS, the kept pass numbers
+            for k, d in zip(passes[c], dirs[c], strict=True):
                 (work / f"hw-{c.name}-{k}").symlink_to(d.resolve())
         rounds = max(r.rounds_completed for rs in runs.values() for r in rs)
         kernel_bps, states = kept_kernel(kept), kept_pairs(kept)
         paired = at_pair(profile, states, work / "fitted-at-pair.yaml")
-        cells = [score(c, work, profile, rounds, 5, runs[c], kernel_bps, paired) for c in sorted(runs, key=_order)]
+        cells = [score(c, work, profile, rounds, 5, runs[c], kernel_bps, paired, passes[c])
+                 for c in sorted(runs, key=_order)]  # fmt: skip
         by_pass = steps_by_pass(work)
         if keep:
             shutil.copytree(work, keep, dirs_exist_ok=True, symlinks=True)
@@ -509,9 +534,9 @@ def kept_pairs(kept: Path) -> list[float]:
     try:
         states = json.loads(path.read_text())["pair_slowdown"]
         if not isinstance(states, list) or not all(
-            isinstance(x, int | float) and not isinstance(x, bool) and 1 <= x < 100 for x in states
+            isinstance(x, int | float) and not isinstance(x, bool) and 1 <= x <= PAIR_MAX for x in states
         ):
-            raise ValueError(f"not a list of slowdowns from 1: {str(states)[:60]}")
+            raise ValueError(f"not a list of slowdowns from 1 to {PAIR_MAX:g}: {str(states)[:60]}")
         return [float(x) for x in states]
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -531,7 +556,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="10 rounds a run, no hybrid suite: < 5 minutes")
     ap.add_argument("--rounds", type=int, default=None, help="rounds per run (default 20; --quick 10)")
-    ap.add_argument("--json", type=Path, default=None, help="write the matrix as JSON")
+    ap.add_argument("--json", type=out_json, default=None, help="write the matrix as JSON")
     ap.add_argument("--profile", type=Path, default=None, help="base profile (default: calibrate this machine)")
     ap.add_argument("--netns", action="store_true", help="also the paper-3node layout on the netns backend (root)")
     ap.add_argument("--keep", type=Path, default=None, help="keep the run directories here")
@@ -542,6 +567,13 @@ def main() -> None:
     ap.add_argument("--rescore", type=Path, default=None, help="a --keep directory: fit its training runs again and "
                     "score its twin runs against the model as it is now, without running the twin")  # fmt: skip
     args = ap.parse_args()
+    if args.netns and args.rescore is None and (why := unavailable()) is not None:
+        ap.error(f"--netns: {why}")  # before minutes of calibration and training runs
+    if args.profile is not None:
+        try:
+            load_profile(args.profile)
+        except UserError as exc:
+            ap.error(f"--profile: {exc.lines[0]}")
     if args.rescore is not None:
         rescore(args.rescore, args.json, args.keep)
         return
@@ -552,9 +584,11 @@ def main() -> None:
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        base = args.profile or work / "base.yaml"
+        base = work / "base.yaml"  # kept with the runs: --rescore fits from it again
         if args.profile is None:
             write_profile(calibrate(), base)  # the full calibration (~70 s): quick medians are too noisy
+        else:
+            shutil.copyfile(args.profile, base)
         trained: list[Path] = []
         for params in (TRAIN["model_parameters"], TRAIN_SMALL_PARAMETERS):
             train = load_scenario(SCENARIO, overrides(TRAIN["suite"], params, rounds), base)
@@ -574,8 +608,9 @@ def main() -> None:
             (work / KERNEL_FILE).write_text(json.dumps({"host_rate_bps": kernel_bps}) + "\n")
             print(f"the kernel moves {kernel_bps / 1e9:.2f} Gbit/s of one TCP stream between namespaces: the netns "
                   "cells' Transport.host_rate_bps", flush=True)  # fmt: skip
-        runs = measure(matrix, work, profile, rounds, repeat)
-        states = kept_pairs(work)
+        runs, states = measure(matrix, work, profile, rounds, repeat)
+        if args.keep:  # the measurements first: whatever scoring them does, they are kept
+            shutil.copytree(work, args.keep, dirs_exist_ok=True)
         paired = at_pair(profile, states, work / "fitted-at-pair.yaml")
         cells = [score(c, work, profile, rounds, 5, runs[c], kernel_bps, paired) for c in matrix]
         reds = reductions(cells)

@@ -119,7 +119,8 @@ def test_at_pair_puts_the_largest_model_at_the_matrix_pair_state(bench: Any, tmp
     profile = ROOT / "scenarios" / "profiles" / "ci-x86.yaml"
     assert bench.at_pair(profile, [], tmp_path / "p.yaml") is None
     out = bench.at_pair(profile, [1.3, 1.1, 1.2], tmp_path / "p.yaml")
-    units = bench.SAMPLES * max(bench.SIZES)
+    units = bench.largest_units()
+    assert units == 500 * max(bench.SIZES)  # localhost.yaml: 500 samples a client, one epoch
     pairs = load_profile(out).ops["fl.train"].pair_slowdown
     assert [u for u, _ in pairs] == sorted(u for u, _ in pairs)
     assert [f for u, f in pairs if abs(u / units - 1) <= 0.01] == [pytest.approx(1.2)]
@@ -132,7 +133,15 @@ def test_rescore_takes_the_pair_states_its_matrix_kept(bench: Any, tmp_path: Pat
     assert bench.kept_pairs(tmp_path) == []
     (tmp_path / bench.PAIR_FILE).write_text('{"pair_slowdown": [1.2, 1.05]}')
     assert bench.kept_pairs(tmp_path) == [1.2, 1.05]
-    for bad in ('{"pair_slowdown": [0.5]}', '{"pair_slowdown": "x"}', '{"pair_slowdown": [true]}', "[]", "{"):
+    bad_ones = (
+        '{"pair_slowdown": [0.5]}',
+        '{"pair_slowdown": [12]}',
+        '{"pair_slowdown": "x"}',
+        '{"pair_slowdown": [true]}',
+        "[]",
+        "{",
+    )  # 12: above what a profile may say (sim/profile.py)
+    for bad in bad_ones:
         (tmp_path / bench.PAIR_FILE).write_text(bad)
         with pytest.raises(SystemExit) as e:
             bench.kept_pairs(tmp_path)
@@ -157,3 +166,8 @@ def test_steps_by_pass_take_the_largest_model_runs_of_each_pass(bench: Any, tmp_
     run(f"hw-localhost-sequential-PQCL3-{big}-1", 0.080)
     assert bench.steps_by_pass(tmp_path) == [pytest.approx(0.061), pytest.approx(0.080)]
     assert bench.steps_by_pass(tmp_path / "nothing") == []
+    for k in range(3, 12):  # pass 2 ran none of them; 10 and 11 come after 9, not after 1
+        run(f"hw-localhost-concurrent-PQCL5-{big}-{k}", 0.001 * (k + 1))
+    got = bench.steps_by_pass(tmp_path)
+    assert got[2] is None and len(got) == 12
+    assert got[3:] == [pytest.approx(0.001 * (k + 1)) for k in range(3, 12)]
