@@ -379,6 +379,26 @@ def test_a_damaged_result_directory_is_one_line_errors(tmp_path, manifest, part,
         assert expected in r.stderr and all(line.startswith("error: ") for line in r.stderr.strip().splitlines())
 
 
+def test_a_part_whose_kpi_is_not_numbers_is_one_line_and_an_empty_kpi_is_nan(tmp_path):
+    """A part file whose KPI column held text (or was all empty, Arrow's null type) made that column text when the
+    parts were joined: the report's main effects raised KeyError, a resumed sweep's results.parquet ArrowTypeError."""
+    out = tmp_path / "out"
+    assert cli("sweep", str(sweep_file(tmp_path)), "--out", str(out), "--workers", "1").returncode == 0
+    (out / store.RESULTS).unlink()
+    part = sorted((out / store.POINTS).glob("part-*.parquet"))[-1]
+    rows = pd.read_parquet(part)
+    rows.assign(**{"application_bytes.total": None}).to_parquet(part)
+    r = cli("sweep", "report", str(out))
+    assert r.returncode == 0 and "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
+    rows.assign(**{"application_bytes.total": "lots"}).to_parquet(part)
+    for args in (["sweep", "report", str(out)], ["sweep", str(sweep_file(tmp_path)), "--out", str(out)]):
+        r = cli(*args)
+        assert r.returncode == 2 and r.stderr.startswith(
+            f"error: {part}: not a result file of this sweep (column "
+            "'application_bytes.total' holds 'lots', not a number)"
+        ), r.stderr
+
+
 def test_results_are_the_points_on_disk_when_parts_are_newer_than_results_parquet(tmp_path):
     out = tmp_path / "out"
     assert cli("sweep", str(sweep_file(tmp_path)), "--out", str(out), "--workers", "1").returncode == 0

@@ -155,11 +155,33 @@ def manifest(out: Path) -> dict[str, Any]:
     return data
 
 
+def _text_columns(data: dict[str, Any]) -> set[str]:
+    """The columns of a result file that are not numbers: the point's hash, its error, and the axes' values."""
+    return {"hash", "error", "error_kind", *(a.key for a in SweepSpec.model_validate(data["sweep"]).axes)}
+
+
+def _numbers(path: Path, df: pd.DataFrame, text: set[str]) -> pd.DataFrame:
+    """``df`` with every other column as numbers (one that is all empty: NaN); UserError naming the file for a
+    column that holds something else (a KPI of strings reached the report as a KeyError, and a resumed sweep's
+    results.parquet as an ArrowTypeError)."""
+    for c in df.columns:
+        if c in text or pd.api.types.is_numeric_dtype(df[c]):
+            continue
+        values = pd.to_numeric(df[c], errors="coerce")
+        if (other := df[c][values.isna() & df[c].notna()]).size:
+            raise UserError(f"{path}: not a result file of this sweep (column {shorten(repr(c), 100)} holds "
+                            f"{show(other.iloc[0])}, not a number): move it away, and a rerun computes its points "
+                            "again")  # fmt: skip
+        df[c] = values.astype(float)
+    return df
+
+
 def collect(out: Path) -> pd.DataFrame:
     """Every row of the manifest's points that are there (finished or crashed), in (point, replication) order;
     a point run again after a crash has its new rows only."""
-    wanted = {p["hash"] for p in manifest(out)["points"]}
-    frames = [_read(part).to_pandas() for part in _parts(out)]
+    data = manifest(out)
+    wanted, text = {p["hash"] for p in data["points"]}, _text_columns(data)
+    frames = [_numbers(part, _read(part).to_pandas(), text) for part in _parts(out)]
     frames = [f[f["hash"].isin(wanted)] for f in frames if len(f)]
     if not frames:
         return pd.DataFrame(columns=["point", "replication", "seed", "hash", "error", "error_kind"])
@@ -182,9 +204,9 @@ def consolidate(out: Path) -> pd.DataFrame:
 def results(out: Path) -> pd.DataFrame:
     """The sweep's rows: results.parquet, or, when points were written after it (a sweep running or resumed),
     the points there now."""
-    manifest(out)
+    data = manifest(out)
     final = out / RESULTS
     parts = _parts(out)
     if final.exists() and all(p.stat().st_mtime_ns <= final.stat().st_mtime_ns for p in parts):
-        return _read(final).to_pandas()
+        return _numbers(final, _read(final).to_pandas(), _text_columns(data))
     return collect(out)
