@@ -63,6 +63,7 @@ from hw.netns import (
     unavailable,
 )
 from sim.contract import FabricProbe
+from sim.loading import out_json
 from sim.network import Network
 from sim.scenario import LinkParams, Transport
 
@@ -392,7 +393,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="100 Mbit/s and 1 Gbit/s, 64 KiB and 1 MB, 2 repetitions")
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--json", type=Path)
+    ap.add_argument("--json", type=out_json, help="write the cells here (checked before anything is measured)")
     ap.add_argument("--loss", type=float, nargs="+", default=[0.0], help="link loss probabilities (default 0)")
     ap.add_argument(
         "--congestion-control",

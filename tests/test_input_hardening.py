@@ -614,12 +614,17 @@ def test_a_boolean_where_a_number_goes_is_one_line_naming_the_field_in_every_mod
     [("energy_table.py", ["--out"]),
      ("train_beside.py", ["--parameters", "100", "--samples", "2", "--bytes", "64", "--seconds", "0.01", "--json"]),
      ("speed_states.py", ["--seconds", "0.01", "--passes", "1", "--json"]),
-     ("sim_breakdown.py", ["--devices", "2", "--horizon-s", "1", "--json"])],
+     ("sim_breakdown.py", ["--devices", "2", "--horizon-s", "1", "--json"]),
+     ("net_fidelity.py", ["--rescore", "CELL", "--json"])],
 )  # fmt: skip
 def test_a_bench_refuses_an_output_file_it_cannot_write_before_measuring(tmp_path, script, args):
     """A bench's --json/--out was written after its measurements: a missing directory or a directory given as the
     file was a traceback at the end, the measurements lost (energy_table: every suite simulated first). Now the
     option is refused as the arguments are parsed (sim.loading.out_json), in one line."""
+    cell = tmp_path / "matrix.json"  # net_fidelity --rescore: one measured cell, simulated again in a second
+    cell.write_text('{"cells": [{"pattern": "fan-out", "flows": 1, "size_bytes": 65536, "rate_bps": 1e8, "loss": 0, '
+                    '"base_latency_s": 1e-5, "measured_s": [0.01]}]}')  # fmt: skip
+    args = [str(cell) if a == "CELL" else a for a in args]
     for bad, problem in ((tmp_path / "nope" / "r.json", "no directory"), (tmp_path, "is a directory")):
         run = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args, str(bad)], capture_output=True,
                              text=True, timeout=120, cwd=ROOT)  # fmt: skip
