@@ -48,6 +48,10 @@ from typing import Any
 
 import simpy
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without install
+
+from sim.loading import in_range
+
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "ward-200.yaml"
 ENGINES = ("vectorized", "events")
@@ -429,14 +433,18 @@ def pin(cpu: int | None) -> int | None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--devices", type=int, nargs="+", default=[100, 1_000, 10_000])
-    ap.add_argument("--horizon-s", type=float, default=3600.0)
+    ap.add_argument("--devices", type=in_range(1, 10_000_000), nargs="+", default=[100, 1_000, 10_000])
+    ap.add_argument("--horizon-s", type=in_range(1e-3, 1e7, float), default=3600.0)
     ap.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES))
-    ap.add_argument("--cap-s", type=float, default=300.0, help="wall-time cap per case (child process)")
+    ap.add_argument(
+        "--cap-s", type=in_range(1, 86_400, float), default=300.0, help="wall-time cap per case (child process)"
+    )
     ap.add_argument("--run-over-cap", action="store_true", help="start cases predicted to exceed twice the cap")
-    ap.add_argument("--extrapolate-from-s", type=float, nargs="*", default=[30.0, 60.0],
+    ap.add_argument("--extrapolate-from-s", type=in_range(1e-3, 1e7, float), nargs="*", default=[30.0, 60.0],
                     help="two short horizons to extrapolate an over-cap case from (none: no estimate)")  # fmt: skip
-    ap.add_argument("--baseline-frames", type=int, default=2_000_000, help="most frames the bare loop runs")
+    ap.add_argument(
+        "--baseline-frames", type=in_range(1, 10**10), default=2_000_000, help="most frames the bare loop runs"
+    )
     ap.add_argument("--quick", action="store_true", help="smoke run: 100 and 1,000 devices x 60 s")
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
     ap.add_argument("--plot", type=Path, help="write a log-log SVG of wall time against devices here")

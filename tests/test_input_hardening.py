@@ -641,12 +641,15 @@ def test_a_bench_refuses_an_output_file_it_cannot_write_before_measuring(tmp_pat
      ("startup.py", ["--runs", "0"], "argument --runs: must be in [1, 1000] (got 0)"),
      ("sweep_scale.py", ["--points", "0"], "argument --points: must be in [1, 1e+06] (got 0)"),
      ("sweep_scale.py", ["--repeats", "0"], "argument --repeats: must be in [1, 1000] (got 0)"),
-     ("sweep_scale.py", ["--out", "/dev/null"], "--out /dev/null: cannot make the directory (File exists)")],
+     ("sweep_scale.py", ["--out", "/dev/null"], "--out /dev/null: cannot make the directory (File exists)"),
+     ("sim_scale.py", ["--devices", "100", "0"], "argument --devices: must be in [1, 1e+07] (got 0)"),
+     ("sim_scale.py", ["--horizon-s", "nan"], "argument --horizon-s: must be in [0.001, 1e+07] (got nan)")],
 )  # fmt: skip
 def test_a_bench_refuses_a_count_out_of_range_in_one_line(script, args, expected):
     """Counts and durations of the benches were plain ints and floats: 0 samples was an IndexError (percentile of
     nothing), -1 replications an OverflowError (SeedSequence.spawn), NaN seconds an IndexError, 0 runs a
-    StatisticsError, 0 sweep points a UserError traceback, 0 repeats min() of nothing; now sim.loading.in_range."""
+    StatisticsError, 0 sweep points a UserError traceback, 0 repeats min() of nothing, 0 devices (sim_scale) a
+    ZeroDivisionError after its warm-up; now sim.loading.in_range."""
     run = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], capture_output=True, text=True,
                          timeout=120, cwd=ROOT)  # fmt: skip
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
