@@ -35,6 +35,7 @@ Run: python bench/sim_scale.py [--quick] [--devices 100 1000 10000] [--horizon-s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
@@ -50,7 +51,7 @@ import simpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without install
 
-from sim.loading import in_range
+from sim.loading import in_range, out_file_problem
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "ward-200.yaml"
@@ -454,6 +455,12 @@ def main() -> None:
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--engine", choices=ENGINES, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    for option, path, example in (("--out", args.out, "scale.json"), ("--plot", args.plot, "scale.svg")):
+        if path is not None:  # before the cases (they may take an hour); its directory is made, as when written
+            with contextlib.suppress(OSError):
+                path.parent.mkdir(parents=True, exist_ok=True)
+            if (problem := out_file_problem(path, example)) is not None:
+                ap.error(f"{option}: {problem}")
     core = pin(args.cpu)
     if args.child:
         print(json.dumps(run_child(args.devices[0], args.horizon_s, args.engine)))

@@ -643,7 +643,9 @@ def test_a_bench_refuses_an_output_file_it_cannot_write_before_measuring(tmp_pat
      ("sweep_scale.py", ["--repeats", "0"], "argument --repeats: must be in [1, 1000] (got 0)"),
      ("sweep_scale.py", ["--out", "/dev/null"], "--out /dev/null: cannot make the directory (File exists)"),
      ("sim_scale.py", ["--devices", "100", "0"], "argument --devices: must be in [1, 1e+07] (got 0)"),
-     ("sim_scale.py", ["--horizon-s", "nan"], "argument --horizon-s: must be in [0.001, 1e+07] (got nan)")],
+     ("sim_scale.py", ["--horizon-s", "nan"], "argument --horizon-s: must be in [0.001, 1e+07] (got nan)"),
+     ("sim_scale.py", ["--plot", str(ROOT / "bench")], f"--plot: {ROOT / 'bench'} is a directory; give a file name, "
+                                                         f"e.g. {ROOT / 'bench'}/scale.svg")],
 )  # fmt: skip
 def test_a_bench_refuses_a_count_out_of_range_in_one_line(script, args, expected):
     """Counts and durations of the benches were plain ints and floats: 0 samples was an IndexError (percentile of
