@@ -934,8 +934,10 @@ def report_cmd(
     from sim.errors import UserError
 
     rep.check_out(out, "--out")
+    rep.check_not_a_run_file(out, "--out", [run_dir, baseline], (".html", ".htm"))
     if pdf is not None:
         rep.check_out(pdf, "--pdf")
+        rep.check_not_a_run_file(pdf, "--pdf", [run_dir, baseline], (".pdf",))
         if os.path.abspath(pdf) == os.path.abspath(out):
             raise UserError(f"--pdf: the same file as --out (got {str(pdf)!r})")
     run = rep.load_run(run_dir)

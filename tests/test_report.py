@@ -192,6 +192,27 @@ def test_mistakes_are_one_line(runs, tmp_path, capsys, case, named):
     assert "Traceback" not in stdout + err and not out.is_file()
 
 
+@pytest.mark.parametrize(("option", "name"), [("--out", "summary.json"), ("--pdf", "spans.parquet"),
+                                              ("--out", "scenario.yaml")])  # fmt: skip
+def test_the_report_never_replaces_a_file_of_a_run_it_reads(runs, tmp_path, capsys, option, name):
+    """`--out RUN/summary.json` wrote the report over the run's summary (a slip of tab completion lost the run);
+    a file of the run or of the baseline is refused, an earlier report in the run directory is replaced."""
+    d = tmp_path / "run"
+    shutil.copytree(runs["base"], d)
+    before = (d / name).read_bytes()
+    target = {"--out": ["--out", d / name], "--pdf": ["--out", tmp_path / "r.html", "--pdf", d / name]}[option]
+    for args in (["report", d, *target], ["report", runs["whatif"], "--baseline", d, *target]):
+        code, _, err = run_cli(capsys, *args)
+        assert (code, err) == (
+            2,
+            f"error: {option}: {d / name} is a file of the run directory {d}: give a new file "
+            f"name, e.g. {d / ('report.html' if option == '--out' else 'report.pdf')}\n",
+        )
+        assert (d / name).read_bytes() == before
+    write_report(capsys, d, d / "report.html")
+    assert "<html" in write_report(capsys, d, d / "report.html")
+
+
 def test_spans_with_empty_values_are_one_line(runs, tmp_path, capsys):
     """A spans file whose op column is empty read as a table: the report's crypto share failed ('float' object has
     no attribute 'split', an internal error)."""
