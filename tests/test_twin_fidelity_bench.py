@@ -171,3 +171,26 @@ def test_steps_by_pass_take_the_largest_model_runs_of_each_pass(bench: Any, tmp_
     got = bench.steps_by_pass(tmp_path)
     assert got[2] is None and len(got) == 12
     assert got[3:] == [pytest.approx(0.001 * (k + 1)) for k in range(3, 12)]
+
+
+@pytest.mark.parametrize("params", [50_000, 1_000_000])
+def test_score_simulates_the_largest_model_at_the_matrix_pair_state(bench: Any, tmp_path: Path, params: int) -> None:
+    """``score`` with a pair profile: a 1 M cell is simulated again with it ('at pair') and scored against the same
+    runs; a 50 k cell is not. The simulator's own run stands in for the twin's here (its state set to completed),
+    so the plain error is 0 and the one at a pair slowdown of 3 is the model's step grown with it."""
+    from sim.contract import RunLayout, read_summary
+    from sim.runner import simulate, write_run
+
+    profile = ROOT / "scenarios" / "profiles" / "ci-x86.yaml"
+    c = bench.Cell("localhost", "sequential", "PQC L3", params)
+    s = c.scenario(profile, 2)
+    write_run(simulate(s, c.mode, replications=1), tmp_path / f"hw-{c.name}-0", s)
+    run = read_summary(RunLayout(tmp_path / f"hw-{c.name}-0").summary).model_copy(update={"state": "completed"})
+    pair = bench.at_pair(profile, [3.0], tmp_path / "at-pair.yaml")
+    got = bench.score(c, tmp_path, profile, 2, 1, [run], None, pair)
+    assert got["error_p50_pct"] == pytest.approx(0.0, abs=1e-9)
+    if params < max(bench.SIZES):
+        assert got["error_p50_at_pair_pct"] is None and got["training_at_pair"] is None
+        return
+    assert got["error_p50_at_pair_pct"] > 10
+    assert got["training_at_pair"]["step_p50_s"] > 1.5 * got["training"]["sim"]["step_p50_s"]
