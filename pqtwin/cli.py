@@ -523,7 +523,9 @@ def _calibrate_from_run(run_dirs: list[Path], base: Path | None, out: Path, name
     _check_profile_out(out)
     from hw.fit import fit_from_run
     from sim.errors import UserError, shorten
-    from sim.loading import exists
+    from sim.loading import check_not_a_run_file, exists
+
+    check_not_a_run_file(out, "--out", run_dirs, "fitted.yaml")
     from sim.profile import write_profile
 
     if base is not None and not exists(base):
@@ -932,12 +934,13 @@ def report_cmd(
 
     from pqtwin import report as rep
     from sim.errors import UserError
+    from sim.loading import check_not_a_run_file
 
     rep.check_out(out, "--out")
-    rep.check_not_a_run_file(out, "--out", [run_dir, baseline], (".html", ".htm"))
+    check_not_a_run_file(out, "--out", [run_dir, baseline], "report.html", (".html", ".htm"))
     if pdf is not None:
         rep.check_out(pdf, "--pdf")
-        rep.check_not_a_run_file(pdf, "--pdf", [run_dir, baseline], (".pdf",))
+        check_not_a_run_file(pdf, "--pdf", [run_dir, baseline], "report.pdf", (".pdf",))
         if os.path.abspath(pdf) == os.path.abspath(out):
             raise UserError(f"--pdf: the same file as --out (got {str(pdf)!r})")
     run = rep.load_run(run_dir)

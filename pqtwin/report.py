@@ -144,18 +144,6 @@ def check_out(path: Path, option: str) -> None:
         raise UserError(f"{option}: {problem}")
 
 
-def check_not_a_run_file(path: Path, option: str, run_dirs: Sequence[Path | None], kinds: tuple[str, ...]) -> None:
-    """Refuse to replace an existing file of a run directory the report reads, other than an earlier report of
-    ``kinds`` (``--out RUN/summary.json`` wrote the report over the run's summary, which no command reads since)."""
-    if not exists(path) or path.suffix.lower() in kinds:
-        return
-    target = path.resolve()
-    for d in run_dirs:
-        if d is not None and exists(d) and target.is_relative_to(d.resolve()):
-            raise UserError(f"{option}: {path} is a file of the run directory {d}: give a new file name, e.g. "
-                            f"{d / ('report' + kinds[0])}")  # fmt: skip
-
-
 # --- small HTML pieces ------------------------------------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,20 @@ def out_file_problem(path: Path, example: str) -> str | None:
     if not os.access(parent, os.W_OK | os.X_OK):
         return f"cannot write in {parent} (permission denied)"
     return None
+
+
+def check_not_a_run_file(path: Path, option: str, run_dirs: Sequence[Path | None], example: str,
+                         kinds: tuple[str, ...] = ()) -> None:  # fmt: skip
+    """Refuse to replace an existing file of a run directory the command reads, other than an earlier output of
+    ``kinds`` (``report --out RUN/summary.json`` wrote the report over the run's summary, ``calibrate --from-run RUN
+    --out RUN/scenario.yaml`` a profile over its scenario)."""
+    if not exists(path) or (kinds and path.suffix.lower() in kinds):
+        return
+    target = path.resolve()
+    for d in run_dirs:
+        if d is not None and exists(d) and target.is_relative_to(d.resolve()):
+            raise UserError(f"{option}: {path} is a file of the run directory {d}: give a new file name, e.g. "
+                            f"{d / example}")  # fmt: skip
 
 
 def out_json(raw: str) -> Path:

@@ -687,3 +687,16 @@ def test_an_option_that_does_nothing_here_is_refused(capsys, tmp_path, args, exp
     argv = [given.get(a, a) for a in args] + (["--rounds", "1"] if args[0] == "hw" else [])
     one_error(*run_cli(capsys, *argv, "--out", str(out)), expected)
     assert not out.exists()
+
+
+def test_calibrate_from_run_never_writes_over_a_file_of_the_run(capsys, tmp_path):
+    """`calibrate --from-run RUN --out RUN/scenario.yaml` (or the run's copy of its profile) wrote the fitted profile
+    over the run's own file; the same rule as `report --out` (sim.loading.check_not_a_run_file)."""
+    run = tmp_path / "run"
+    (run / "profiles").mkdir(parents=True)
+    for name in ("scenario.yaml", "profiles/pi4-liboqs.yaml"):
+        (run / name).write_text("mine: 1\n")
+        one_error(*run_cli(capsys, "calibrate", "--from-run", str(run), "--out", str(run / name)),
+                  f"--out: {run / name} is a file of the run directory {run}: give a new file name, e.g. "
+                  f"{run / 'fitted.yaml'}")  # fmt: skip
+        assert (run / name).read_text() == "mine: 1\n"
