@@ -74,7 +74,7 @@ def out_file_problem(path: Path, example: str) -> str | None:
 
 
 def check_not_a_run_file(path: Path, option: str, run_dirs: Sequence[Path | None], example: str,
-                         kinds: tuple[str, ...] = ()) -> None:  # fmt: skip
+                         kinds: tuple[str, ...] = (), what: str = "run directory") -> None:  # fmt: skip
     """Refuse to replace an existing file of a run directory the command reads, other than an earlier output of
     ``kinds`` (``report --out RUN/summary.json`` wrote the report over the run's summary, ``calibrate --from-run RUN
     --out RUN/scenario.yaml`` a profile over its scenario)."""
@@ -83,7 +83,7 @@ def check_not_a_run_file(path: Path, option: str, run_dirs: Sequence[Path | None
     target = path.resolve()
     for d in run_dirs:
         if d is not None and exists(d) and target.is_relative_to(d.resolve()):
-            raise UserError(f"{option}: {path} is a file of the run directory {d}: give a new file name, e.g. "
+            raise UserError(f"{option}: {path} is a file of the {what} {d}: give a new file name, e.g. "
                             f"{d / example}")  # fmt: skip
 
 

@@ -316,6 +316,24 @@ def test_report_writes_a_self_contained_html(tmp_path):
     assert "kem" in r.stdout and "mode" in r.stdout
 
 
+def test_report_out_is_checked_and_never_replaces_the_sweeps_own_files(tmp_path):
+    """`sweep report DIR --out DIR/sweep.json` wrote the report over the manifest (the sweep was lost), `--out ''`
+    (typer's Path('.')) was an internal error, `--out DIR-that-exists` a line naming a temporary file."""
+    out = tmp_path / "out"
+    assert cli("sweep", str(sweep_file(tmp_path)), "--out", str(out), "--workers", "1").returncode == 0
+    manifest = (out / store.MANIFEST).read_bytes()
+    nowhere = tmp_path / "no" / "r.html"
+    for given, expected in ((str(out / store.MANIFEST), f"--out: {out / store.MANIFEST} is a file of the sweep "
+                             f"directory {out}: give a new file name, e.g. {out / 'report.html'}"),
+                            ("", "--out: . is a directory; give a file name, e.g. ./report.html"),
+                            (str(tmp_path), f"--out: {tmp_path} is a directory; give a file name"),
+                            (str(nowhere), f"--out: no directory {nowhere.parent} to write r.html")):  # fmt: skip
+        r = cli("sweep", "report", str(out), "--out", given)
+        assert r.returncode == 2 and r.stderr.startswith(f"error: {expected}"), r.stderr
+        assert r.stderr.count("\n") == 1 and (out / store.MANIFEST).read_bytes() == manifest
+    assert cli("sweep", "report", str(out), "--out", str(out / "report.html")).returncode == 0
+
+
 def test_a_check_in_forked_processes_gives_the_plan_of_one_process(tmp_path):
     sweep = tmp_path / "big.yaml"
     sweep.write_text(f"""
