@@ -583,9 +583,9 @@ def study_cmd(
     study: Annotated[Path, typer.Argument(help="study file (default scenarios/studies/paper-3node.yaml)")] = Path(
         "scenarios/studies/paper-3node.yaml"
     ),
-    out: Annotated[Path, typer.Option("--out", help="directory for study.json, study.svg, study.md")] = Path(
-        "runs/study"
-    ),
+    out_given: Annotated[
+        str, typer.Option("--out", help="directory for study.json, study.svg, study.md")
+    ] = "runs/study",  # text, not a Path: typer makes '' the current directory
     workers: Annotated[int, typer.Option(min=0, max=256, help="processes (0: one per core of this machine)")] = 0,
 ) -> None:
     """Which of a study's unpublished choices reproduce its headline figures: one axis at a time, the grid of the
@@ -599,6 +599,7 @@ def study_cmd(
     from sim.contract import atomic_write
     from sim.study import fmt_ci, load_study, reproductions, run_study
 
+    out = _out_path(out_given) or Path("runs/study")
     spec, scenario = load_study(study)
     with _writing(out):
         out.mkdir(parents=True, exist_ok=True)  # before the work: a directory that cannot be made fails at once

@@ -24,6 +24,7 @@ from pqtwin.cli import (
     MaxMemory,
     MaxMinutes,
     _Group,
+    _out_path,
     _say,
     _text,
     _warn,
@@ -107,7 +108,9 @@ def _counts(plan: Any) -> str:
 @sweep_app.command("run")
 def run_cmd(
     sweep: SweepFile,
-    out: Annotated[Path | None, typer.Option("--out", help="result directory (default runs/sweep-<name>)")] = None,
+    out_given: Annotated[
+        str | None, typer.Option("--out", help="result directory (default runs/sweep-<name>)")
+    ] = None,  # text, not a Path: typer makes '' the current directory
     scheduler: Annotated[
         str | None, typer.Option(callback=_text, help="a running Dask scheduler, tcp://HOST:PORT (default: local)")
     ] = None,
@@ -123,9 +126,10 @@ def run_cmd(
     from sim.errors import UserError
     from sim.sweep import engine, store
 
+    given = _out_path(out_given)
     engine.check_workers(scheduler, workers)  # before anything is planned or written
     plan = _plan(sweep, (max_memory_gib, max_minutes))
-    out = out or Path("runs") / f"sweep-{plan.spec.sweep}"
+    out = given or Path("runs") / f"sweep-{plan.spec.sweep}"
     if scheduler is not None and workers:
         _warn("--workers is for the local cluster; a --scheduler has the workers started on it")
     with _writing(out):

@@ -700,3 +700,11 @@ def test_calibrate_from_run_never_writes_over_a_file_of_the_run(capsys, tmp_path
                   f"--out: {run / name} is a file of the run directory {run}: give a new file name, e.g. "
                   f"{run / 'fitted.yaml'}")  # fmt: skip
         assert (run / name).read_text() == "mine: 1\n"
+
+
+@pytest.mark.parametrize("command", [["study", str(SCENARIOS / "studies" / "paper-3node.yaml")],
+                                     ["sweep", str(ROOT / "sweeps" / "paper-suites.yaml")]])  # fmt: skip
+def test_an_empty_out_is_refused_by_study_and_sweep(capsys, command):
+    """typer reads --out '' (an unset shell variable) as Path('.'): the study ran and wrote its files into the current
+    directory, a sweep into it when it was empty; `sim`, `hw run` and `compare` refused it already."""
+    one_error(*run_cli(capsys, *command, "--out", ""), "--out: give a directory (got '')")
