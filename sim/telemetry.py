@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 import numpy as np
 
+from sim import catalogue
 from sim.contract import RECORD_HEADER_BYTES, SpanRow
 from sim.scenario import Scenario, device_node
 from sim.sketch import LatencySketch
@@ -90,6 +91,27 @@ def refusal(s: Scenario) -> str | None:
             sharing = hosts[p.gateway].cpu_sharing
             return (f"workload.devices key_establishment: gateway on a host with cpu_sharing: {sharing} is "
                     "computed by the event model only (run.engine: events)")  # fmt: skip
+    aead = catalogue.get(s.workload.crypto.aead)
+    for p in s.workload.devices:
+        if p.count and (frame := frame_refusal(s, p, aead)) is not None:
+            return frame
+    return None
+
+
+def frame_refusal(s: Scenario, pop: Any, aead: Any) -> str | None:
+    """Why the kernels cannot compute one population's frames, from the scenario alone (None: they may): a frame
+    in more than one segment, or one that takes its period or longer to encrypt or to cross its access link.
+    ``refusal`` (before a run: its cost estimate and engine) and ``plan`` (at its start) ask the same."""
+    payload = pop.frame_bytes()
+    wire = RECORD_HEADER_BYTES + payload + aead.aead_overhead_bytes
+    if wire > s.run.segment_bytes:
+        return f"a frame of {pop.name} spans segments ({wire} > run.segment_bytes)"
+    device = s.device_profile(pop)
+    enc = _constant(device, f"{aead.name}.encrypt", payload)
+    if device is not None and (enc if enc is not None else _max_cost(device, aead.name, payload)) >= pop.period_s():
+        return f"a frame of {pop.name} takes longer to encrypt than its period"
+    if wire * 8 / pop.access_link.resolved()[0] >= pop.period_s():
+        return f"a frame of {pop.name} takes longer on its access link than its period"
     return None
 
 
@@ -194,8 +216,8 @@ def plan(rep: Replication) -> tuple[list[Population], list[_Server]]:
         ep = rep.eps[pop.report_to]
         payload = pop.frame_bytes()
         wire = RECORD_HEADER_BYTES + payload + aead.aead_overhead_bytes
-        if wire > s.run.segment_bytes:
-            raise NotVectorizable(f"a frame of {pop.name} spans segments ({wire} > run.segment_bytes)")
+        if (why := frame_refusal(s, pop, aead)) is not None:
+            raise NotVectorizable(why)
         route = net.route(device_node(pop, 0), ep.node)
         access = [net.links[device_node(pop, i), pop.gateway] for i in range(pop.count)]
         if not route or route[0] is not access[0]:
@@ -206,10 +228,6 @@ def plan(rep: Replication) -> tuple[list[Population], list[_Server]]:
         nx.add_path(dag, [servers[k].sid for k in keys])
         device = s.device_profile(pop)
         enc = _constant(device, f"{aead.name}.encrypt", payload)
-        if device is not None and (enc if enc is not None else _max_cost(device, aead.name, payload)) >= pop.period_s():
-            raise NotVectorizable(f"a frame of {pop.name} takes longer to encrypt than its period")
-        if wire * 8 / pop.access_link.resolved()[0] >= pop.period_s():
-            raise NotVectorizable(f"a frame of {pop.name} takes longer on its access link than its period")
         dec = _constant(ep.cpu.profile, f"{aead.name}.decrypt", payload)
         pops.append(Population(p, pop.name, pop.count, pop.period_s(), payload, wire, ep.pod,
                                [servers[k].sid for k in keys], enc, dec, device, ep.cpu.profile,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 
 import numpy as np
 import pandas as pd
@@ -267,6 +268,37 @@ def test_a_frame_the_kernels_cannot_compute_falls_back_or_is_refused(monkeypatch
     assert r.summary.engine is not None and r.summary.engine.name == "events"
     with pytest.raises(UserError, match=r"run.engine: vectorized: a frame of .* spans segments"):
         simulate(load_scenario(WARD, [*sets, "run.engine=vectorized"]))
+
+
+@pytest.mark.parametrize(
+    ("sets", "why"),
+    [
+        (["run.segment_bytes=64"], r"a frame of ecg-patch-1 spans segments \(\d+ > run.segment_bytes\)"),
+        (["workload.devices.0.sample_rate_hz=1000000"], r"a frame of ecg-patch-1 spans segments"),
+        (
+            [
+                "workload.devices.0.access_link.preset=null",
+                "workload.devices.0.access_link.bandwidth_bps=1000",
+                "workload.devices.0.access_link.latency_s=0.01",
+            ],
+            r"takes longer on its access link than its period",
+        ),
+    ],
+)
+def test_what_the_kernels_refuse_at_a_runs_start_is_known_before_it(sets, why):
+    """A frame in more than one segment or slower on its access link than its period: the kernels refuse it when
+    the run starts (``plan``) and ``refusal`` says so before, so auto's engine and the run's cost estimate are the
+    event model's (a 1.5 MB ECG frame was estimated at ~1 s and 0.28 GiB as the kernels' and took 29 s and 1.45 GB
+    as the event model's; found by bench/fuzz_inputs.py)."""
+    from sim.cost import estimate
+    from sim.telemetry import engine_for, refusal
+
+    s = load_scenario(WARD, ["run.replications=1", *sets])
+    assert re.search(why, refusal(s) or "")
+    assert engine_for(s) == "events"
+    plain = load_scenario(WARD, ["run.replications=1"])
+    assert refusal(plain) is None and engine_for(plain) == "vectorized"
+    assert estimate(s).events > 100 * estimate(plain).events  # every frame an event model's, not the kernels'
 
 
 def test_a_token_bucket_on_a_devices_path_runs_the_event_model_or_is_refused(monkeypatch):
