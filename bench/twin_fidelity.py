@@ -45,6 +45,7 @@ import json
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,16 +112,11 @@ class Cell:
         return load_scenario(path, [*overrides(self.suite, self.params, rounds), *extra, *more], profile)
 
 
-def samples() -> int:
-    """A client's samples in the matrix's scenario (the step ``pair_slowdown_now`` times)."""
-    return load_scenario(SCENARIO).workload.fl.samples_per_client
-
-
-def largest_units() -> float:
-    """The work of a training step of the largest model: samples x parameters x epochs (sim/model.py), the units of
-    ``fl.train``'s pair slowdown."""
+def largest_step() -> tuple[int, float]:
+    """A training step of the largest model in the matrix's scenario: (a client's samples, the step's work in
+    samples x parameters x epochs, sim/model.py's units of ``fl.train`` and its pair slowdown)."""
     fl = load_scenario(SCENARIO).workload.fl
-    return float(fl.samples_per_client * max(SIZES) * fl.local_epochs)
+    return fl.samples_per_client, float(fl.samples_per_client * max(SIZES) * fl.local_epochs)
 
 
 def measure(cells: list[Cell], work: Path, profile: Path, rounds: int,
@@ -131,10 +127,11 @@ def measure(cells: list[Cell], work: Path, profile: Path, rounds: int,
     value returned, one per pass (none on a host of one core)."""
     runs: dict[Cell, list[Summary]] = {c: [] for c in cells}
     states: list[float] = []
+    samples, _ = largest_step()
     for k in range(repeat):
-        if (now := pair_slowdown_now(samples(), max(SIZES), PAIR_STATE_S)) is not None:
+        if (now := pair_slowdown_now(samples, max(SIZES), PAIR_STATE_S)) is not None:
             states.append(min(now, PAIR_MAX))
-            (work / PAIR_FILE).write_text(json.dumps({"model_parameters": max(SIZES), "samples": samples(),
+            (work / PAIR_FILE).write_text(json.dumps({"model_parameters": max(SIZES), "samples": samples,
                                                       "pair_slowdown": states}) + "\n")  # fmt: skip
         for c in cells:
             s = c.scenario(profile, rounds)
@@ -173,7 +170,7 @@ def at_pair(profile: Path, states: list[float], out: Path) -> Path | None:
         return None
     data = yaml.safe_load(profile.read_text())
     train = data["ops"]["fl.train"]
-    units, factor = largest_units(), min(float(np.median(states)), PAIR_MAX)
+    units, factor = largest_step()[1], min(float(np.median(states)), PAIR_MAX)
     points = [p for p in train.get("pair_slowdown") or [] if abs(p[0] / units - 1) > 0.01]
     train["pair_slowdown"] = sorted([*points, [units, factor]])
     write_profile(data, out)
@@ -459,6 +456,7 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
         raise SystemExit(f"--rescore: {kept} has no base.yaml and train-* runs (a --keep directory of this bench)")
     runs: dict[Cell, list[Summary]] = {}
     dirs: dict[Cell, list[Path]] = {}  # each run's kept directory, in the order of ``runs``
+    found: dict[Cell, list[tuple[int, Summary, Path]]] = {}  # (pass, run, its kept directory)
     for d in sorted(kept.glob("hw-*")):
         try:
             r = read_summary(d / "summary.json")
@@ -470,11 +468,11 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
         name, _, number = d.name.rpartition("-")
         if name != f"hw-{c.name}" or not number.isdigit():
             raise SystemExit(f"--rescore: {d}: its run is {c.name}, not what its name says (hw-{c.name}-PASS)")
-        runs.setdefault(c, []).append(r)
-        dirs.setdefault(c, []).append(d)
-    for c in runs:  # in pass order (hw-CELL-10 after hw-CELL-9), each keeping its pass number
-        order = sorted(range(len(dirs[c])), key=lambda i: int(dirs[c][i].name.rpartition("-")[2]))
-        runs[c], dirs[c] = [runs[c][i] for i in order], [dirs[c][i] for i in order]
+        found.setdefault(c, []).append((int(number), r, d))
+    passes: dict[Cell, list[int]] = {}  # in pass order (hw-CELL-10 after hw-CELL-9), each keeping its number
+    for c, kept_runs in found.items():
+        numbers, summaries, places = zip(*sorted(kept_runs, key=lambda x: x[0]), strict=True)
+        passes[c], runs[c], dirs[c] = list(numbers), list(summaries), list(places)
     if not runs:
         raise SystemExit(f"--rescore: {kept} has no hw-* twin runs to score")
     try:
@@ -485,7 +483,6 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
         work = Path(tmp)
         profile = work / "fitted.yaml"
         write_profile(fit.profile, profile)
-        passes = {c: [int(d.name.rpartition("-")[2]) for d in dirs[c]] for c in runs}
         for c in runs:  # as ``score`` names them: hw-CELL-PASS, the kept pass numbers
             for k, d in zip(passes[c], dirs[c], strict=True):
                 (work / f"hw-{c.name}-{k}").symlink_to(d.resolve())
@@ -511,36 +508,40 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
 KERNEL_FILE = "kernel_rate.json"  # in a --keep directory: the machine's kernel rate its netns cells were scored with
 
 
-def kept_kernel(kept: Path) -> float | None:
-    """The kernel rate a kept matrix measured (``KERNEL_FILE``), None where it has none (no netns cells, or kept
-    before 2026-12-01); SystemExit with one line where the file is there but says no rate."""
-    path = kept / KERNEL_FILE
+def _kept(kept: Path, name: str, key: str, parse: Callable[[Any], Any], what: str) -> Any:
+    """``parse`` of ``key`` in the kept file ``name`` (None where the file is not there); SystemExit with one line
+    naming the file and ``key`` where it is there but says no such thing (``what``)."""
+    path = kept / name
     if not path.exists():
         return None
     try:
-        rate = json.loads(path.read_text())["host_rate_bps"]
-        return Transport(host_rate_bps=rate).host_rate_bps or None
+        return parse(json.loads(path.read_text())[key])
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise SystemExit(f"--rescore: {path}: host_rate_bps is not a kernel rate ({why[:120]})") from None
+        raise SystemExit(f"--rescore: {path}: {key} is not {what} ({why[:120]})") from None
+
+
+def kept_kernel(kept: Path) -> float | None:
+    """The kernel rate a kept matrix measured (``KERNEL_FILE``), None where it has none (no netns cells, or kept
+    before 2026-12-01); SystemExit with one line where the file is there but says no rate."""
+    rate = _kept(
+        kept, KERNEL_FILE, "host_rate_bps", lambda x: Transport(host_rate_bps=x).host_rate_bps, "a kernel rate"
+    )
+    return rate or None
+
+
+def _slowdowns(states: Any) -> list[float]:
+    if not isinstance(states, list) or not all(
+        isinstance(x, int | float) and not isinstance(x, bool) and 1 <= x <= PAIR_MAX for x in states
+    ):
+        raise ValueError(f"not a list of slowdowns from 1 to {PAIR_MAX:g}: {str(states)[:60]}")
+    return [float(x) for x in states]
 
 
 def kept_pairs(kept: Path) -> list[float]:
     """The pair slowdowns a matrix measured before its passes (``PAIR_FILE``; none: kept before 2026-12-01 06:40,
     or a host of one core); SystemExit with one line where the file is there but holds no such list."""
-    path = kept / PAIR_FILE
-    if not path.exists():
-        return []
-    try:
-        states = json.loads(path.read_text())["pair_slowdown"]
-        if not isinstance(states, list) or not all(
-            isinstance(x, int | float) and not isinstance(x, bool) and 1 <= x <= PAIR_MAX for x in states
-        ):
-            raise ValueError(f"not a list of slowdowns from 1 to {PAIR_MAX:g}: {str(states)[:60]}")
-        return [float(x) for x in states]
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
-        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise SystemExit(f"--rescore: {path}: pair_slowdown is not a list of slowdowns ({why[:120]})") from None
+    return _kept(kept, PAIR_FILE, "pair_slowdown", _slowdowns, "a list of slowdowns") or []
 
 
 def _suite_of(suite: dict[str, str]) -> str:

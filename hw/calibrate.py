@@ -395,7 +395,7 @@ def _measure_training(budget: Budget, where: str, probe: SpeedProbe | None = Non
     source = f"{where}, hw/fl.py train (1 epoch){_again(tries + 1)}"
     entry = linear_entry(units, medians, robust_cv(last), "sample_param", source)
     pairs = [(u, step) for u, step in jobs if u >= PAIR_MIN_UNITS]
-    if (slowdown := _pair_slowdown(pairs, budget)) is not None:
+    if (slowdown := _pair_slowdown(pairs, PAIR_BUDGET_FACTOR * budget.per_op_s)) is not None:
         entry["pair_slowdown"] = slowdown
         entry["source"] += "; pair_slowdown: a step alone then beside a copy on another core, in adjacent pairs"
     return entry
@@ -406,12 +406,11 @@ def pair_slowdown_now(samples: int, params: int, budget_s: float) -> float | Non
     ``budget_s`` seconds of pairs): how a matrix's measurements learn which of the host's states two trainings at
     once met while they ran (bench/twin_fidelity.py). None on a host with fewer than two usable cores."""
     units, step = training_job(samples, params, np.random.default_rng(0))
-    budget = Budget(budget_s / PAIR_BUDGET_FACTOR, MIN_PAIRS, MIN_PAIRS, (), 0.0)
-    out = _pair_slowdown([(units, step)], budget)
+    out = _pair_slowdown([(units, step)], budget_s)
     return None if out is None else out[0][1]
 
 
-def _pair_slowdown(jobs: list[tuple[int, Callable[[], Any]]], budget: Budget) -> list[list[float]] | None:
+def _pair_slowdown(jobs: list[tuple[int, Callable[[], Any]]], budget_s: float) -> list[list[float]] | None:
     """Per size: how much slower a step pinned to one core runs while a forked copy runs the same steps on another,
     the median over adjacent pairs of steps alone then beside the copy (``time_beside``), at least 1. None on a host
     with fewer than two usable cores. The slowdown follows the host's state from minute to minute (README "How we
@@ -421,7 +420,6 @@ def _pair_slowdown(jobs: list[tuple[int, Callable[[], Any]]], budget: Budget) ->
         return None
     out = []
     mine = set(cpus)
-    budget_s = PAIR_BUDGET_FACTOR * budget.per_op_s
     try:
         os.sched_setaffinity(0, {cpus[0]})
         with threadpool_limits(1):

@@ -119,7 +119,7 @@ def test_at_pair_puts_the_largest_model_at_the_matrix_pair_state(bench: Any, tmp
     profile = ROOT / "scenarios" / "profiles" / "ci-x86.yaml"
     assert bench.at_pair(profile, [], tmp_path / "p.yaml") is None
     out = bench.at_pair(profile, [1.3, 1.1, 1.2], tmp_path / "p.yaml")
-    units = bench.largest_units()
+    units = bench.largest_step()[1]
     assert units == 500 * max(bench.SIZES)  # localhost.yaml: 500 samples a client, one epoch
     pairs = load_profile(out).ops["fl.train"].pair_slowdown
     assert [u for u, _ in pairs] == sorted(u for u, _ in pairs)
