@@ -134,6 +134,26 @@ def _bin(series, bin_s, t, busy_s):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
+def _bin_run(series, bin_s, t, busy_s, b, acc):  # type: ignore[no-untyped-def]
+    """``_bin`` for a loop whose times rarely leave a bin: the open bin ``b`` (-1: none) is summed in ``acc``
+    (written back when the bin changes, and by ``_bin_close`` at the loop's end), so the loop does not wait on
+    its own store to the bin at every item (~2 ns a frame on a link). The same additions in the same order."""
+    i = min(int(t / bin_s), series.size - 1)
+    if i != b:
+        if b >= 0:
+            series[b] = acc
+        b = i
+        acc = series[i]
+    return b, acc + busy_s
+
+
+@njit(cache=True)
+def _bin_close(series, b, acc):  # type: ignore[no-untyped-def]
+    if b >= 0:
+        series[b] = acc
+
+
+@njit(cache=True)
 def _new_period(kept, period_first, period_fg):  # type: ignore[no-untyped-def]
     """A busy period begins: the last one's rows of ``near`` go unless it served foreground. Returns the rows
     kept, where the new period's rows begin, and that it has served no foreground yet."""
@@ -191,6 +211,7 @@ def _shared_frames(fr_t, fr_work, o, cores, state, tags, refs, h, cut, end_s, do
     i = 0
     kept = period_first = 0
     period_fg = False
+    b, acc = -1, 0.0  # the open series bin (``_bin_run``)
     while True:
         if h > 0:
             if h <= cores:
@@ -222,7 +243,7 @@ def _shared_frames(fr_t, fr_work, o, cores, state, tags, refs, h, cut, end_s, do
         last = t
         w = fr_work[o[i]]
         counters[2] += min(w, end_s - t)
-        _bin(series, bin_s, t, w)
+        b, acc = _bin_run(series, bin_s, t, w, b, acc)
         if h == 0:
             kept, period_first, period_fg = _new_period(kept, period_first, period_fg)
         if track:
@@ -243,6 +264,7 @@ def _shared_frames(fr_t, fr_work, o, cores, state, tags, refs, h, cut, end_s, do
         _push(tags, refs, h, v + w, o[i])
         h += 1
         i += 1
+    _bin_close(series, b, acc)
     state[0], state[1] = v, last
     return h, tags, refs, near, kept
 
@@ -539,6 +561,7 @@ def _clear_link(  # type: ignore[no-untyped-def]
     population's serialisation time computed once (the same quotient), sums in the same order."""
     svc = wire_by_pop * 8 / bandwidth_bps
     free_s, busy, demand, nbytes = free[0], busy_s[0], demand_s[0], sent[0]
+    b, acc = -1, 0.0  # the open series bin (``_bin_run``)
     for j in range(o.size):
         f = o[j]
         t = fr_t[f]
@@ -548,11 +571,12 @@ def _clear_link(  # type: ignore[no-untyped-def]
         start = t if t > free_s else free_s
         fr_wait[f] += start - t
         free_s = start + s
-        _bin(series, bin_s, start, s)
+        b, acc = _bin_run(series, bin_s, start, s, b, acc)
         if free_s <= horizon:
             busy += s
             nbytes += wire_by_pop[p]
         _leave(f, free_s, fr_t, fr_hop, fr_srv, fr_pop, route_table, latency_s, jitter_s, rng)
+    _bin_close(series, b, acc)
     free[0], busy_s[0], demand_s[0], sent[0] = free_s, busy, demand, nbytes
 
 
@@ -569,6 +593,7 @@ def _frames_stage(o, fr_t, fr_wait, fr_pop, fr_dev, fr_hop, fr_srv, route_table,
     heap_i = np.empty(16, dtype=np.int64)
     h = 0
     i = 0
+    b, acc = -1, 0.0  # the open series bin (``_bin_run``)
     while i < n or h > 0:
         if h > 0 and (i >= n or heap_t[0] <= fr_t[o[i]]):
             t = heap_t[0]
@@ -591,7 +616,7 @@ def _frames_stage(o, fr_t, fr_wait, fr_pop, fr_dev, fr_hop, fr_srv, route_table,
         end = start + s
         free[w] = end
         if not bank:
-            _bin(series, bin_s, start, s)
+            b, acc = _bin_run(series, bin_s, start, s, b, acc)
         if end <= horizon:
             busy_s[w] += s
             sent[w] += size
@@ -606,6 +631,7 @@ def _frames_stage(o, fr_t, fr_wait, fr_pop, fr_dev, fr_hop, fr_srv, route_table,
             h += 1
             continue
         _leave(f, end, fr_t, fr_hop, fr_srv, fr_pop, route_table, latency_s, jitter_s, rng)
+    _bin_close(series, b, acc)
 
 
 @njit(cache=True)
