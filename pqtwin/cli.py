@@ -21,6 +21,7 @@ import gc
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 import time
@@ -104,6 +105,71 @@ def _text(value: str | None) -> str | None:
     if len(value) > 1000:
         raise typer.BadParameter(f"at most 1,000 characters (got {len(value):,})")
     return value
+
+
+PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")  # what tables and one-line messages show as is
+
+
+def _profile_name(value: str | None) -> str | None:
+    """``calibrate --name``: '' was ignored (the default name written instead), a newline or a '/' went into the
+    profile as its name and broke the one-line messages and tables that name it; refused as the options are read."""
+    from sim.errors import UserError, shorten
+
+    if (value := _text(value)) is not None and not PROFILE_NAME.fullmatch(value):
+        raise UserError(f"--name: a profile name is 1 to 100 letters, digits, '.', '_', '+' or '-', starting with a "
+                        f"letter or digit (got {shorten(repr(value))})")  # fmt: skip
+    return value
+
+
+def _names(option: str, value: str | None) -> list[str] | None:
+    """A comma-separated list option as its names: at least one, none empty, none twice (``--algorithms ''``, an
+    unset shell variable, measured every algorithm; ``A,,B`` and ``A,A`` are typing slips). None: not given."""
+    from sim.errors import UserError, shorten
+
+    if (value := _text(value)) is None:
+        return None
+    names = [n.strip() for n in value.split(",")]
+    if not any(names):
+        raise UserError(f"--{option}: give at least one name, comma-separated (got {shorten(repr(value))})")
+    if "" in names:
+        raise UserError(f"--{option}: an empty name in the list (got {shorten(repr(value))})")
+    if twice := next((n for i, n in enumerate(names) if n in names[:i]), None):
+        raise UserError(f"--{option}: {shorten(repr(twice))} is named twice (got {shorten(repr(value))})")
+    return names
+
+
+def _algorithms(value: str | None) -> str | None:
+    """``--algorithms``: names of the catalogue (a Job on a cluster found a typo only once its pod ran)."""
+    from sim.catalogue import CATALOGUE
+    from sim.errors import UserError, shorten
+
+    if (names := _names("algorithms", value)) is None:
+        return None
+    if unknown := next((n for n in names if n not in CATALOGUE), None):
+        raise UserError(
+            f"--algorithms: unknown algorithm (known: {', '.join(CATALOGUE)}) (got {shorten(repr(unknown))})"
+        )
+    return ",".join(names)
+
+
+def _nodes(value: str | None) -> str | None:
+    """``--nodes``: '' calibrated every Ready node of the cluster instead of the ones meant."""
+    names = _names("nodes", value)
+    return None if names is None else ",".join(names)
+
+
+def _given(option: str) -> Any:
+    """A text option that may not be empty or blank where leaving it out means a default (``--provider ''`` measured
+    every provider on a cluster)."""
+
+    def check(value: str | None) -> str | None:
+        from sim.errors import UserError
+
+        if (value := _text(value)) is not None and not value.strip():
+            raise UserError(f"--{option}: give a value or leave the option out (got {value!r})")
+        return value
+
+    return check
 
 
 def _finite(value: float | None) -> float | None:
@@ -433,17 +499,21 @@ def _run_with_progress(s: scn.Scenario, modes: list[str], seed: int | None, reps
 @app.command("calibrate")
 def calibrate_cmd(
     out: Annotated[Path, typer.Option("--out", help="profile file to write (YAML)")],
-    provider: Annotated[str | None, typer.Option(callback=_text, help="only this provider (openssl | liboqs)")] = None,
-    algorithms: Annotated[str | None, typer.Option(callback=_text, help="comma-separated algorithm names")] = None,
+    provider: Annotated[
+        str | None, typer.Option(callback=_given("provider"), help="only this provider (openssl | liboqs)")
+    ] = None,
+    algorithms: Annotated[
+        str | None, typer.Option(callback=_algorithms, help="comma-separated algorithm names")
+    ] = None,
     quick: Annotated[bool, typer.Option("--quick", help="short time budgets: under a minute")] = False,
     name: Annotated[
-        str | None, typer.Option(callback=_text, help="profile name (default: calibrated-<hostname>)")
+        str | None, typer.Option(callback=_profile_name, help="profile name (default: calibrated-<hostname>)")
     ] = None,
     backend: Annotated[
         str, typer.Option(callback=_text, help="local (this machine) | k8s (a Job on every cluster node)")
     ] = "local",
     nodes: Annotated[
-        str | None, typer.Option(callback=_text, help="k8s: comma-separated nodes (default: all Ready)")
+        str | None, typer.Option(callback=_nodes, help="k8s: comma-separated nodes (default: all Ready)")
     ] = None,
     kubeconfig: Annotated[Path | None, typer.Option(help="k8s: kubeconfig file (default: $KUBECONFIG)")] = None,
     context: Annotated[str | None, typer.Option(callback=_text, help="k8s: kubeconfig context")] = None,
@@ -491,7 +561,7 @@ def calibrate_cmd(
             bar.update(task, description=op, completed=done, total=total)
 
         data = calibrate(names, provider, quick, progress=step)
-    if name:
+    if name is not None:
         data["profile"] = name
     with _writing(out.parent):
         write_profile(data, out)
@@ -532,7 +602,7 @@ def _calibrate_from_run(run_dirs: list[Path], base: Path | None, out: Path, name
         raise UserError(f"--base: file not found (got {shorten(repr(str(base)), 200)})")
     fit = fit_from_run(run_dirs, base)
     run_dir = ", ".join(str(r) for r in run_dirs)
-    if name:
+    if name is not None:
         fit.profile["profile"] = name
     with _writing(out.parent):
         write_profile(fit.profile, out)

@@ -689,6 +689,49 @@ def test_an_option_that_does_nothing_here_is_refused(capsys, tmp_path, args, exp
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [(["--name", ""], "--name: a profile name is 1 to 100 letters, digits, '.', '_', '+' or '-', starting with a "
+                      "letter or digit (got '')"),
+     (["--name", "ward\nlab"], "--name: a profile name is 1 to 100 letters"),
+     (["--name", "../pi-1"], "(got '../pi-1')"),
+     (["--name", "lab\\pi"], "--name: a profile name"),
+     (["--name", "x" * 101], "--name: a profile name"),
+     (["--from-run", "RUN", "--name", "a/b"], "--name: a profile name"),
+     (["--algorithms", ""], "--algorithms: give at least one name, comma-separated (got '')"),
+     (["--algorithms", " , "], "--algorithms: give at least one name"),
+     (["--algorithms", "Ed25519,,AES-256-GCM"], "--algorithms: an empty name in the list (got 'Ed25519,,AES-256-GCM')"),
+     (["--algorithms", "Ed25519,"], "--algorithms: an empty name in the list"),
+     (["--algorithms", "Ed25519, Ed25519"], "--algorithms: 'Ed25519' is named twice"),
+     (["--backend", "k8s", "--algorithms", "Kyber1", "--dry-run", "--nodes", "pi-1"],
+      "--algorithms: unknown algorithm (known: ML-KEM-512"),
+     (["--provider", ""], "--provider: give a value or leave the option out (got '')"),
+     (["--backend", "k8s", "--provider", " "], "--provider: give a value or leave the option out (got ' ')"),
+     (["--backend", "k8s", "--nodes", ""], "--nodes: give at least one name, comma-separated (got '')"),
+     (["--backend", "k8s", "--nodes", "pi-1,,pi-2", "--dry-run"], "--nodes: an empty name in the list")],
+)  # fmt: skip
+def test_calibrate_refuses_an_empty_or_malformed_name_or_list_as_its_options_are_read(capsys, tmp_path, monkeypatch,
+                                                                                      args, expected):  # fmt: skip
+    """`calibrate --name ''` (an unset shell variable) wrote the default name, a newline or a path separator went
+    into the profile as its name (tables and one-line messages show it); `--algorithms ''` measured every algorithm,
+    `--nodes ''` every node of the cluster, `--provider ''` every provider on a cluster, and a typo in a cluster's
+    list was found by its Job's pod. Now each is refused as the options are read, in one line, before measuring."""
+    from hw import calibrate as measuring
+    from hw.k8s import backend
+
+    def measured(*_a, **_k):
+        raise AssertionError("measured despite a bad option")
+
+    monkeypatch.setattr(measuring, "calibrate", measured)
+    monkeypatch.setattr(backend, "calibrate_k8s", measured)
+    k8s = "k8s" in args
+    out = tmp_path / ("profiles" if k8s else "p.yaml")
+    run = tmp_path / "run"
+    argv = [str(run) if a == "RUN" else a for a in args]
+    one_error(*run_cli(capsys, "calibrate", *argv, "--out", str(out)), expected)
+    assert not out.exists() and not run.exists()
+
+
 def test_calibrate_from_run_never_writes_over_a_file_of_the_run(capsys, tmp_path):
     """`calibrate --from-run RUN --out RUN/scenario.yaml` (or the run's copy of its profile) wrote the fitted profile
     over the run's own file; the same rule as `report --out` (sim.loading.check_not_a_run_file)."""
