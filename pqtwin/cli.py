@@ -153,9 +153,33 @@ def _algorithms(value: str | None) -> str | None:
 
 
 def _nodes(value: str | None) -> str | None:
-    """``--nodes``: '' calibrated every Ready node of the cluster instead of the ones meant."""
-    names = _names("nodes", value)
-    return None if names is None else ",".join(names)
+    """``--nodes``: '' calibrated every Ready node of the cluster instead of the ones meant; a name no node can have
+    left its Job pending until the start timeout (or wrote its profile outside --out: ``../x``)."""
+    if (names := _names("nodes", value)) is None:
+        return None
+    from hw.k8s.names import check_nodes
+
+    check_nodes(names)
+    return ",".join(names)
+
+
+def _namespace(value: str | None) -> str | None:
+    """``--namespace``: what Kubernetes takes as one ('' was the default namespace; ``Bad_NS`` was rendered, and
+    refused by the API server once a run's first objects were created)."""
+    if (value := _text(value)) is None:
+        return None
+    from hw.k8s.names import check_namespace
+
+    return check_namespace(value)
+
+
+def _image(value: str | None) -> str | None:
+    """``--image``: a container image reference ('' was the default image; a malformed one failed every pod)."""
+    if (value := _text(value)) is None:
+        return None
+    from hw.k8s.names import check_image
+
+    return check_image(value)
 
 
 def _given(option: str) -> Any:
@@ -516,10 +540,10 @@ def calibrate_cmd(
         str | None, typer.Option(callback=_nodes, help="k8s: comma-separated nodes (default: all Ready)")
     ] = None,
     kubeconfig: Annotated[Path | None, typer.Option(help="k8s: kubeconfig file (default: $KUBECONFIG)")] = None,
-    context: Annotated[str | None, typer.Option(callback=_text, help="k8s: kubeconfig context")] = None,
-    namespace: Annotated[str | None, typer.Option(callback=_text, help="k8s: namespace (default pqtwin)")] = None,
+    context: Annotated[str | None, typer.Option(callback=_given("context"), help="k8s: kubeconfig context")] = None,
+    namespace: Annotated[str | None, typer.Option(callback=_namespace, help="k8s: namespace (default pqtwin)")] = None,
     image: Annotated[
-        str | None, typer.Option(callback=_text, help="k8s: image (default pq-iomt-twin:<version>)")
+        str | None, typer.Option(callback=_image, help="k8s: image (default pq-iomt-twin:<version>)")
     ] = None,
     keep: Annotated[bool, typer.Option("--keep", help="k8s: leave the Jobs in the cluster")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="k8s: print the manifests, touch no cluster")] = False,
@@ -766,10 +790,10 @@ def hw_run_cmd(
         str | None, typer.Option(callback=_text, help="demo an on-path attack: tamper|replay|truncate|downgrade[:POD]")
     ] = None,
     kubeconfig: Annotated[Path | None, typer.Option(help="k8s: kubeconfig file (default: $KUBECONFIG)")] = None,
-    context: Annotated[str | None, typer.Option(callback=_text, help="k8s: kubeconfig context")] = None,
-    namespace: Annotated[str | None, typer.Option(callback=_text, help="k8s: namespace (default pqtwin)")] = None,
+    context: Annotated[str | None, typer.Option(callback=_given("context"), help="k8s: kubeconfig context")] = None,
+    namespace: Annotated[str | None, typer.Option(callback=_namespace, help="k8s: namespace (default pqtwin)")] = None,
     image: Annotated[
-        str | None, typer.Option(callback=_text, help="k8s: image (default pq-iomt-twin:<version>)")
+        str | None, typer.Option(callback=_image, help="k8s: image (default pq-iomt-twin:<version>)")
     ] = None,
     keep: Annotated[bool, typer.Option("--keep", help="k8s: leave the run's objects in the cluster")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="k8s: print the manifests, touch no cluster")] = False,
@@ -822,12 +846,14 @@ def hw_run_cmd(
     if calibrated is not None and backend != "k8s":
         raise UserError(f"--calibrated: only with --backend k8s (got --backend {backend})")
     checks = _check_calibrated(s, calibrated) if calibrated is not None else None
-    if backend == "k8s" and dry_run:
+    if backend == "k8s":  # before --out is claimed (--force removes the earlier run): what cannot run is refused first
         from hw.k8s import render_run
 
-        rendered = render_run(s, run_mode, n, run_seed, namespace=namespace, image=image, reveal_secrets=reveal_secrets)
-        typer.echo(rendered.manifests, nl=False)
-        return
+        k8s["rendered"] = rendered = render_run(s, run_mode, n, run_seed, namespace=namespace, image=image,
+                                                reveal_secrets=reveal_secrets)  # fmt: skip
+        if dry_run:
+            typer.echo(rendered.manifests, nl=False)
+            return
     from hw.local import run_local  # after every check: the twin's modules are only needed to run it
 
     with rundir.claimed(out, force), _writing(out), _progress(f"{s.name} [hw {backend}, {run_mode}]") as bar:

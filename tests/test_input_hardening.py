@@ -732,6 +732,57 @@ def test_calibrate_refuses_an_empty_or_malformed_name_or_list_as_its_options_are
     assert not out.exists() and not run.exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [(["--namespace", "Bad_NS"], "--namespace: a Kubernetes namespace is 1 to 63 lower-case letters"),
+     (["--namespace", ""], "--namespace: a Kubernetes namespace is 1 to 63 lower-case letters, digits or '-', "
+                           "starting and ending with a letter or digit (got '')"),
+     (["--image", ""], "--image: a container image is [REGISTRY[:PORT]/]NAME[:TAG][@sha256:DIGEST]"),
+     (["--context", ""], "--context: give a value or leave the option out (got '')"),
+     (["--set", "deployment.hosts.pi-2.name=Pi_2", "--set", "deployment.pods.client-1.host=Pi_2",
+       "--set", "deployment.network.links.1.a=Pi_2", "--set", "workload.devices.ecg-a.gateway=Pi_2"],
+      "deployment.hosts[1].name: on Kubernetes a host is the node its pods run on: a Kubernetes node name is")],
+)  # fmt: skip
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_a_kubernetes_run_refuses_what_kubernetes_would_before_rendering_or_claiming(capsys, tmp_path, args, expected,
+                                                                                     dry_run):  # fmt: skip
+    """`hw run --backend k8s --namespace Bad_NS` printed (or, for real, created) objects the API server refuses,
+    `--namespace ''`, `--image ''` and `--context ''` became the defaults, and a scenario host no node can be named
+    rendered pods no node could run; for real, a run refused once it had claimed --out, so `--force` had already
+    removed the earlier run's outputs. Now one line, nothing printed, the earlier run kept."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "summary.json").write_text("mine")
+    argv = ["hw", "run", str(PAPER), "--backend", "k8s", *args, "--rounds", "1"]
+    argv += ["--dry-run"] if dry_run else ["--out", str(out), "--force", "--kubeconfig", str(tmp_path / "nope")]
+    code, stdout, err = run_cli(capsys, *argv)
+    one_error(code, stdout, err, expected)
+    assert stdout == "" and (out / "summary.json").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [(["--nodes", "pi-1,node_B.lab"], "--nodes: a Kubernetes node name is 1 to 63 lower-case letters, digits, '-' or "
+                                      "'.', each part between dots starting and ending with a letter or digit (got "
+                                      "'node_B.lab')"),
+     (["--nodes", "../x"], "--nodes: a Kubernetes node name"),
+     (["--nodes", "pi-1", "--namespace", "Lab"], "--namespace: a Kubernetes namespace"),
+     (["--nodes", "pi-1", "--image", ""], "--image: a container image")],
+)  # fmt: skip
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_a_kubernetes_calibration_refuses_what_kubernetes_would_before_rendering(capsys, tmp_path, args, expected,
+                                                                                 dry_run):  # fmt: skip
+    """`calibrate --backend k8s --nodes node_B.lab` made a Job no node can run (pending until the start timeout;
+    `../x` would have written its profile outside --out), `--namespace Lab` objects the API server refuses,
+    `--image ''` the default image. Now one line as the options are read, nothing printed or written."""
+    out = tmp_path / "profiles"
+    argv = ["calibrate", "--backend", "k8s", *args, "--out", str(out)]
+    argv += ["--dry-run"] if dry_run else ["--kubeconfig", str(tmp_path / "nope")]
+    code, stdout, err = run_cli(capsys, *argv)
+    one_error(code, stdout, err, expected)
+    assert stdout == "" and not out.exists()
+
+
 def test_calibrate_from_run_never_writes_over_a_file_of_the_run(capsys, tmp_path):
     """`calibrate --from-run RUN --out RUN/scenario.yaml` (or the run's copy of its profile) wrote the fitted profile
     over the run's own file; the same rule as `report --out` (sim.loading.check_not_a_run_file)."""

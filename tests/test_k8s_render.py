@@ -95,7 +95,7 @@ def _all_objects() -> list[dict]:
 
 def _all_objects_fresh() -> list[dict]:
     objs = _rendered() + _rendered("ward-200.yaml") + _rendered("localhost.yaml", "sequential")
-    objs += render.calibration_jobs({"pi-1": 4, "node_B.lab": 8}, quick=True, algorithms=["ML-KEM-768"])
+    objs += render.calibration_jobs({"pi-1": 4, "node-b.lab": 8}, quick=True, algorithms=["ML-KEM-768"])
     committed = [*(K8S / "base").rglob("*.yaml"), *(K8S / "rbac").glob("*.yaml"),
                  *(K8S / "overlays").glob("*/calibration/calibrate-*.yaml")]  # fmt: skip
     for path in sorted(committed):
@@ -425,6 +425,73 @@ def test_image_by_digest_is_used_verbatim_and_a_bad_digest_is_refused():
     for bad in ("reg/pq-iomt-twin@sha256:abc", "reg/pq-iomt-twin@sha512:" + "ab" * 64, "x@" + "ab" * 32):
         with pytest.raises(UserError, match="--image: a digest reference is NAME@sha256:"):
             render.render(s, "sequential", 1, 1, image=bad)
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [({"namespace": ""}, "--namespace: a Kubernetes namespace is 1 to 63 lower-case letters, digits or '-', starting "
+                         "and ending with a letter or digit (got '')"),
+     ({"namespace": "Bad_NS"}, "(got 'Bad_NS')"),
+     ({"namespace": "-lab"}, "--namespace: a Kubernetes namespace"),
+     ({"namespace": "lab.one"}, "--namespace: a Kubernetes namespace"),
+     ({"namespace": "a" * 64}, "--namespace: a Kubernetes namespace is 1 to 63"),
+     ({"image": ""}, "--image: a container image is [REGISTRY[:PORT]/]NAME[:TAG][@sha256:DIGEST], its name lower-case, "
+                     "e.g. pq-iomt-twin:"),
+     ({"image": " "}, "(got ' ')"),
+     ({"image": "Registry.lab/PQ-Twin:1"}, "--image: a container image"),
+     ({"image": "reg/pq-iomt-twin:1 --privileged"}, "--image: a container image"),
+     ({"image": "reg/pq-iomt-twin:"}, "--image: a container image"),
+     ({"image": "reg/" + "a" * 256}, "--image: a container image")],
+)  # fmt: skip
+def test_a_namespace_or_image_kubernetes_refuses_is_refused_before_anything_is_rendered(options, expected):
+    """`--namespace Bad_NS` was rendered into every object (the API server refused the first one a real run
+    created), `--namespace ''` and `--image ''` (unset shell variables) became the defaults; a malformed image
+    failed every pod at its pull. Refused by the run's, the calibration's and the RBAC's renderers alike."""
+    from hw.k8s import backend
+
+    s = _scenario("paper-3node.yaml")
+    calls = [lambda: render_run(s, "sequential", 1, 1, **options),
+             lambda: render.render(s, "sequential", 1, 1, **options),
+             lambda: backend.calibrate_k8s("unused", nodes=["pi-1"], dry_run=True, **options),
+             lambda: render.calibration_jobs({"pi-1": 4}, **options)]  # fmt: skip
+    if "namespace" in options:
+        calls += [lambda: render.operator_rbac(options["namespace"]), lambda: render.rbac_files(options["namespace"])]
+    for call in calls:
+        with pytest.raises(UserError) as info:
+            call()
+        (line,) = info.value.lines
+        assert expected in line, line
+    render.render(s, "sequential", 1, 1, namespace="a" * 63, image="localhost:5000/lab/pq_iomt__twin:v1.2-rc")
+
+
+def test_node_and_host_names_no_node_can_have_are_refused_and_job_names_stay_valid(tmp_path):
+    """Calibration Jobs and run pods are pinned to a node by its kubernetes.io/hostname label, a node name: `--nodes
+    node_B.lab` rendered a Job no node could run (pending until the start timeout; `../x` wrote its profile outside
+    --out); a scenario host `Pi_1` on --backend k8s rendered pods no node could run. A long node name cut the Job's
+    name after a '-' (invalid), and two nodes could share a Job name (the second Job's create failed mid-run)."""
+    from hw.k8s import backend
+
+    for node in ("node_B.lab", "../x", "pi-1.", "a" * 64, ""):
+        with pytest.raises(UserError, match=r"^--nodes: a Kubernetes node name is 1 to 63 lower-case letters"):
+            render.calibration_jobs({node: 4})
+        with pytest.raises(UserError, match=r"^--nodes: a Kubernetes node name"):
+            backend.calibrate_k8s("unused", nodes=["pi-1", node], dry_run=True)
+    long = "n" * 45 + "-" + "x" * 10  # the Job name's 63rd character is the '-'
+    (job,) = render.calibration_jobs({long: 4})
+    assert job["metadata"]["name"] == "pqtwin-calibrate-" + "n" * 45
+    with pytest.raises(UserError, match=r"--nodes: nodes node-b\.lab and node-b-lab would share the calibration Job"):
+        render.calibration_jobs({"node-b.lab": 4, "node-b-lab": 4})
+    upper = _scenario("paper-3node.yaml", "deployment.hosts.pi-3.name=Pi_3", "deployment.pods.client-2.host=Pi_3",
+                      "deployment.network.links.2.a=Pi_3", "workload.devices.ecg-b.gateway=Pi_3")  # fmt: skip
+    with pytest.raises(UserError) as info:
+        render_run(upper, "sequential", 1, 1)
+    assert info.value.lines == [
+        f"{upper.path}: deployment.hosts[2].name: on Kubernetes a host is the node its pods run on: a Kubernetes node "
+        "name is 1 to 63 lower-case letters, digits, '-' or '.', each part between dots starting and ending with a "
+        "letter or digit (got 'Pi_3')"
+    ]
+    assert k8s_main(["rbac", str(tmp_path / "rbac"), "--service-account", "ci/Runner_1"]) == 2
+    assert not (tmp_path / "rbac").exists()
 
 
 def test_what_the_twin_cannot_run_is_refused_as_locally_and_names_must_map():

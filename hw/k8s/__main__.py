@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from hw.k8s import render
+from hw.k8s.names import namespace_problem, object_name_problem, refusal
 from sim.errors import UserError
 from sim.scenario import load_scenario
 
@@ -71,6 +72,8 @@ def rbac_main(argv: list[str]) -> int:
         ns, _, name = sa.rpartition("/")
         if not ns or not name:
             raise UserError(f"--service-account: expected NAMESPACE/NAME (got {sa!r})")
+        if (problem := namespace_problem(ns) or object_name_problem(name)) is not None:
+            raise UserError(refusal("--service-account", problem, sa))
         subjects.append({"kind": "ServiceAccount", "namespace": ns, "name": name})
     render.write_files(render.rbac_files(args.namespace, subjects or None), args.dir)
     return 0

@@ -66,6 +66,7 @@ class Rendered:
     run_id: str
     objects: list[dict[str, Any]]
     reveal_secrets: bool = False
+    image: str = render.DEFAULT_IMAGE
 
     @property
     def manifests(self) -> str:
@@ -79,31 +80,40 @@ def render_run(scenario: Scenario | str | Path, mode: str, rounds: int, seed: in
                image: str | None = None, reveal_secrets: bool = False) -> Rendered:  # fmt: skip
     """Every object of a run on the cluster, touching no cluster (``--dry-run`` prints ``manifests``: private
     keys redacted unless ``reveal_secrets``)."""
+    ns, image = _target(namespace, image)
     s = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
-    ns, image = namespace or render.DEFAULT_NAMESPACE, image or render.DEFAULT_IMAGE
     run_id = _run_id(s.name)
     epoch = time.time()
     plan = render.plan(s, mode, rounds, seed, epoch)
     objects = render.render(s, mode, rounds, seed, namespace=ns, image=image, run_id=run_id, epoch=epoch,
                             keys=render.make_keys(plan), the_plan=plan)  # fmt: skip
-    return Rendered(s, plan, ns, run_id, objects, reveal_secrets)
+    return Rendered(s, plan, ns, run_id, objects, reveal_secrets, image)
+
+
+def _target(namespace: str | None, image: str | None) -> tuple[str, str]:
+    """The namespace and image (None: the defaults), checked before anything is rendered or sent: '' was taken
+    for the default, and a name Kubernetes refuses failed only once the run's first objects were created."""
+    ns = render.DEFAULT_NAMESPACE if namespace is None else namespace
+    return render.check_namespace(ns), render.check_image(render.DEFAULT_IMAGE if image is None else image)
 
 
 def run_k8s(
     scenario: Scenario | str | Path, out_dir: str | Path, mode: str, rounds: int, seed: int, *,
     kubeconfig: str | Path | None = None, context: str | None = None, namespace: str | None = None,
     image: str | None = None, keep: bool = False, progress: Callable[[int], None] | None = None,
-    start_timeout_s: float = 600.0, finish_timeout_s: float | None = None,
+    start_timeout_s: float = 600.0, finish_timeout_s: float | None = None, rendered: Rendered | None = None,
 ) -> Summary:  # fmt: skip
     """Run ``scenario`` on a Kubernetes cluster; returns the summary (written to ``out_dir``).
 
     ``start_timeout_s``: how long pods may take to start (image pulls); ``finish_timeout_s``: how long the
-    run may take once started (default: rounds x the scenario's round timeout + 120 s).
+    run may take once started (default: rounds x the scenario's round timeout + 120 s). ``rendered``: the run as
+    ``render_run`` rendered it already (the CLI renders first, so what cannot run is refused before it claims
+    ``out_dir``); else it is rendered here from the arguments.
     """
-    r = render_run(scenario, mode, rounds, seed, namespace=namespace, image=image)
+    r = rendered or render_run(scenario, mode, rounds, seed, namespace=namespace, image=image)
     s, plan, ns, run_id, objects = r.scenario, r.plan, r.namespace, r.run_id, r.objects
     cluster = Cluster(kubeconfig, context)
-    notes = [] if render.pinned(image or render.DEFAULT_IMAGE) else [_unpinned(image or render.DEFAULT_IMAGE)]
+    notes = [] if render.pinned(r.image) else [_unpinned(r.image)]
     try:
         cluster.check_hosts(sorted({p.host for p in plan.pods}), f"{s.path}: deployment.hosts")
     except NoNodeAccess as exc:
@@ -270,7 +280,9 @@ def calibrate_k8s(
     Returns ``{node: profile path}`` (``dry_run``: ``{"dry_run": True, "manifests": YAML, "objects": [...]}``;
     then ``nodes`` must be given, as no cluster is asked). ``progress(node, done, total)`` after each node.
     """
-    ns, image = namespace or render.DEFAULT_NAMESPACE, image or render.DEFAULT_IMAGE
+    ns, image = _target(namespace, image)
+    if nodes is not None:
+        render.check_nodes(nodes)
     run_id = _run_id("calibration")
     if dry_run:
         if not nodes:

@@ -30,9 +30,17 @@ from typing import Any
 
 import numpy as np
 
-from hw.k8s.names import CONNECT_TIMEOUT_S, FL_PORT, MAX_OBJECT_BYTES, METRICS_PORT, TELEMETRY_PORT, k8s_name
+from hw.k8s.names import (
+    CONNECT_TIMEOUT_S,
+    FL_PORT,
+    MAX_OBJECT_BYTES,
+    METRICS_PORT,
+    TELEMETRY_PORT,
+    k8s_name,
+    node_problem,
+)
 from hw.runconfig import Address, ProvisionedKeys, RunConfig, Service, access_link, build, runner_host
-from sim.errors import UserError
+from sim.errors import UserError, field_error
 from sim.scenario import DevicePopulation, Scenario
 
 # --- plan: the run's pods, config and resources -------------------------------------------------------
@@ -111,6 +119,12 @@ def plan(s: Scenario, mode: str, rounds: int, seed: int, epoch: float = 0.0) -> 
         pods.append(PodPlan(runner, k8s_name(runner), "devices", host, {}, sorted({g.pod for g in mine}), holds))
     for p in pods:
         p.ports["metrics"] = METRICS_PORT
+    index = {h.name: i for i, h in enumerate(s.deployment.hosts)}
+    for host in sorted({p.host for p in pods}, key=lambda h: index.get(h, -1)):
+        if (problem := node_problem(host)) is not None:  # pinned to it: the node's kubernetes.io/hostname label
+            where = f"deployment.hosts[{index[host]}].name" if host in index else "deployment.hosts"
+            raise UserError(field_error(s.path, where, host, f"on Kubernetes a host is the node its pods run on: "
+                                        f"{problem}"))  # fmt: skip
     names = [p.k8s for p in pods]
     if dup := sorted({n for n in names if names.count(n) > 1}):
         raise UserError(f"{s.path}: deployment.pods: pod names that differ only in case or punctuation map to the "

@@ -28,6 +28,7 @@ traffic is never shaped.
 from __future__ import annotations
 
 import base64
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,9 @@ from hw.k8s.names import (
     TELEMETRY_PORT,
     UID,
     VERSION,
+    check_image,
+    check_namespace,
+    check_nodes,
     k8s_name,
     label_value,
 )
@@ -63,9 +67,9 @@ from sim.scenario import Scenario
 __all__ = [  # the planning and naming API, re-exported: `render` is the one door from a Scenario to objects
     "DEFAULT_IMAGE", "DEFAULT_NAMESPACE", "IMAGE_NAME", "METRICS_PORT", "NODE_LABEL", "NODE_READER", "OPERATOR",
     "POD_LABEL", "RUNNER_SA", "RUN_CONFIG", "RUN_DIR", "RUN_LABEL", "VERSION", "ClusterAddressing", "Keys", "Plan",
-    "PodPlan", "base_files", "calibration_jobs", "check_image", "dump", "k8s_name", "key_files", "label_value",
-    "make_keys", "namespace_object", "node_reader", "operator_rbac", "pinned", "plan", "rbac_files", "redact",
-    "render", "selector", "shared_objects", "to_yaml", "user", "write_files",
+    "PodPlan", "base_files", "calibration_jobs", "check_image", "check_namespace", "check_nodes", "dump", "k8s_name",
+    "key_files", "label_value", "make_keys", "namespace_object", "node_reader", "operator_rbac", "pinned", "plan",
+    "rbac_files", "redact", "render", "selector", "shared_objects", "to_yaml", "user", "write_files",
 ]  # fmt: skip
 
 GENERATED = (
@@ -134,6 +138,7 @@ def shared_objects(namespace: str, instance: str, run_id: str | None = None) -> 
     """The runner ServiceAccount and the default-deny policy, shared by runs and calibration Jobs. Not the
     Namespace: pqtwin never creates or deletes one (``operator_rbac``)."""
     lab = labels(instance, "namespace", run_id)
+    check_namespace(namespace)
     return [
         {
             "apiVersion": "v1",
@@ -176,6 +181,7 @@ def user(name: str) -> dict[str, str]:
 def namespace_object(namespace: str) -> dict[str, Any]:
     """A run namespace with the restricted Pod Security profile enforced (an admin creates it: the operator
     may not, so it cannot weaken these labels either)."""
+    check_namespace(namespace)
     psa = {f"pod-security.kubernetes.io/{m}": "restricted" for m in ("enforce", "audit", "warn")}
     psa["pod-security.kubernetes.io/enforce-version"] = "latest"
     lab = RBAC_LABELS | {"app.kubernetes.io/component": "namespace"}
@@ -237,13 +243,6 @@ def rbac_files(namespace: str = DEFAULT_NAMESPACE, subjects: list[dict[str, str]
     )
     return {"pqtwin-operator.yaml": operator + to_yaml(operator_rbac(namespace, subjects)),
             "pqtwin-node-reader.yaml": reader + to_yaml([node_reader()])}  # fmt: skip
-
-
-def check_image(image: str) -> str:
-    """``image`` as given (a digest is used verbatim); UserError for a malformed digest reference."""
-    if "@" in image and not DIGEST.search(image):
-        raise UserError(f"--image: a digest reference is NAME@sha256: and 64 lower-case hex digits (got {image!r})")
-    return image
 
 
 def pinned(image: str) -> bool:
@@ -414,7 +413,7 @@ def render(s: Scenario, mode: str, rounds: int, seed: int, *, namespace: str = D
            keys: Keys | None = None, the_plan: Plan | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """Every object of a run, in creation order (the namespace is not one: ``operator_rbac``). Without
     ``keys``, no Secrets and trust ConfigMaps (k8s/base has kustomize generators for them instead)."""
-    image = check_image(image)
+    image, namespace = check_image(image), check_namespace(namespace)
     p = the_plan or plan(s, mode, rounds, seed, epoch)
     out = shared_objects(namespace, s.name, run_id)
     out += network_policies(p, namespace, run_id)
@@ -433,7 +432,13 @@ def calibration_jobs(nodes: dict[str, int], *, namespace: str = DEFAULT_NAMESPAC
 
     Guaranteed QoS, as the runs: two whole cores (or the node's one), requests = limits -- the measured ops
     run on one thread, and the loopback measurement's reader thread gets a core of its own."""
-    image = check_image(image)
+    image, namespace = check_image(image), check_namespace(namespace)
+    check_nodes(nodes)
+    jobs = {node: f"pqtwin-calibrate-{k8s_name(node)}"[:63].rstrip("-") for node in nodes}
+    if clash := next(((a, b) for a, b in itertools.combinations(nodes, 2) if jobs[a] == jobs[b]), None):
+        raise UserError(f"--nodes: nodes {clash[0]} and {clash[1]} would share the calibration Job name "
+                        f"{jobs[clash[0]]} (a Job's name keeps letters, digits and '-', at most 63 characters): "
+                        "calibrate them one at a time")  # fmt: skip
     out = []
     for node, cores in nodes.items():
         args = ["python", "-m", "hw.k8s.pod", "calibrate", "--name", node]
@@ -454,7 +459,7 @@ def calibration_jobs(nodes: dict[str, int], *, namespace: str = DEFAULT_NAMESPAC
         volumes = [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}]
         out.append({
             "apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": f"pqtwin-calibrate-{k8s_name(node)}"[:63], "namespace": namespace, "labels": lab},
+            "metadata": {"name": jobs[node], "namespace": namespace, "labels": lab},
             "spec": {"backoffLimit": 0, "activeDeadlineSeconds": 3600, "ttlSecondsAfterFinished": 86400,
                      "template": {"metadata": {"labels": lab}, "spec": _pod_spec(node, container, volumes)}},
         })  # fmt: skip
