@@ -14,7 +14,11 @@ estimate follows the model (sim/model.py, sim/network.py) with constants measure
   table (rows of every replication are kept until the end), ~2 KB per live segment process;
 - the vectorized engine (``run.engine``, sim/telemetry.py): frames are no events and no rows (a
   ``run.frame_spans`` sample), ~1 µs each in the kernels, ~200 bytes each in a window of at most
-  ``WINDOW_FRAMES``; the handshakes stay SimPy events; telemetry runs to ``run.horizon_s``.
+  ``WINDOW_FRAMES``; the handshakes stay SimPy events; telemetry runs to ``run.horizon_s``. Frames that reach
+  their host while FL work runs on its cores are served again in SimPy in later passes (background, ~6 events
+  each): a round's work may outlast the round (a training longer than ``round_timeout_s``: the next round's
+  queues behind it), so with long trainings that is most of the run's frames, whether or not a round completes;
+- a frame decrypted beside one long foreground job keeps ~1 KB of SimPy timers until that job ends.
 
 Measured (2-core x86, this code): paper-3node 6.4 k rows, 92 k events; 6,000 ECG patches for 83 s of
 simulated time: 1.03 M rows, 6.6 M events, 1.05 GB peak RSS, 128 s (52 k events/s; up to 190 k/s on
@@ -52,6 +56,14 @@ EVENTS_PER_OP = 4.0
 EVENTS_PER_SEGMENT_HOP = 3.0  # a service and a propagation timeout (links are FIFOs without a queue object)
 KERNEL_S_PER_FRAME = 1e-6  # the vectorized engine: measured ~0.5 µs a frame here (bench/sim_scale.py)
 BYTES_PER_FRAME_IN_WINDOW = 200.0
+# frames next to foreground work on their host's cores: served again in SimPy, as background, in each later pass
+EVENTS_PER_BACKGROUND_FRAME = 6.0  # measured 5.3-5.9 (ward-200 beside hour-long trainings)
+BACKGROUND_PASSES = 2  # the passes that serve them (measured 1-2; sim/runner.py MAX_PASSES bounds them)
+S_PER_BACKGROUND_FRAME = 30e-6  # wall seconds a pass spends on one (measured 20-22 µs)
+# a frame decrypted while one foreground job runs on its host leaves completion timers in SimPy's queue until that
+# job ends (sim/hosts.py SharedCores: each arrival re-arms the next completion); a replication's are freed late
+# (with its other garbage, sim/runner.py collecting_rarely), so each replication in a process adds its own
+BYTES_PER_FRAME_BESIDE_A_JOB = 1_000.0  # measured 870-970
 
 DEFAULT_MAX_MEMORY_GIB = 1.0
 DEFAULT_MAX_MINUTES = 10.0  # estimated wall time; estimates run 1.3-3.6x above measured ones here
@@ -80,32 +92,43 @@ class Cost:
 def estimate(s: Scenario, replications: int | None = None, modes: int = 1) -> Cost:
     """The cost of simulating ``s`` with ``replications`` (default: the scenario's) in ``modes`` modes."""
     reps = replications or s.run.replications
+    k = reps * modes
     routes = _Routes(s)
-    fl_rows, fl_events, round_s, seg_peak = _fl(s, routes)
+    fl_rows, fl_events, work, seg_peak = _fl(s, routes)
     rho = _decrypt_load(s)
     backlog_s, backlog_jobs = _session_backlog(s)
     fl = s.workload.fl
-    rounds_s = fl.rounds * min(round_s / max(1e-9, 1 - max(rho.values(), default=0.0)), fl.round_timeout_s)
+    round_len_s = min(work.round_s / max(1e-9, 1 - max(rho.values(), default=0.0)), fl.round_timeout_s)
+    rounds_s = fl.rounds * round_len_s
     devices = any(p.count for p in s.workload.devices) and s.run.stop_at == "horizon"
     duration_s = s.run.horizon_s if devices else min(s.run.horizon_s, rounds_s + backlog_s)
     vectorized = engine_for(s) == "vectorized"  # auto: the event model for what the kernels refuse
-    tele = [_population(s, pop, duration_s, routes, vectorized) for pop in s.workload.devices]
+    busy = _foreground(work.by_host, fl.rounds, round_len_s, duration_s)
+    tele = [_population(s, pop, duration_s, routes, vectorized, busy) for pop in s.workload.devices]
     rows_rep = fl_rows + sum(t.rows for t in tele)
     events_rep = fl_events + sum(t.events for t in tele)
-    rows, events = rows_rep * reps, events_rep * reps * modes
+    rows, events = rows_rep * reps, events_rep * k
     ps_s, stuck = _sharing_cost(s, tele, rho, backlog_s / max(duration_s, 1e-9), backlog_jobs)
     live = sum(t.queued for t in tele) + stuck  # frames waiting for a link or a core: live SimPy processes
     peak = BASE_BYTES + rows * (BYTES_PER_ROW + (modes - 1) * FRAME_BYTES_PER_ROW) + seg_peak
     peak += live * BYTES_PER_SEGMENT
-    wall_s = events / EVENTS_PER_S + ps_s * reps * modes
+    beside = sum(t.beside for t in tele) * k
+    peak += beside * BYTES_PER_FRAME_BESIDE_A_JOB
+    background = sum(t.background for t in tele) * k
+    wall_s = (events - background * EVENTS_PER_BACKGROUND_FRAME) / EVENTS_PER_S + ps_s * k
+    wall_s += background * BACKGROUND_PASSES * S_PER_BACKGROUND_FRAME
     if vectorized:
         frames = sum(t.frames for t in tele)
         peak += min(frames, WINDOW_FRAMES) * BYTES_PER_FRAME_IN_WINDOW
-        wall_s += frames * KERNEL_S_PER_FRAME * reps * modes
-    k = reps * modes
+        wall_s += frames * KERNEL_S_PER_FRAME * k
     drivers = [("workload.fl.rounds", fl.rounds, fl_rows * reps, fl_events * k)]
     drivers += [(f"workload.devices[{i}].count", pop.count, t.rows * reps + t.queued, t.events * k)
                 for i, (pop, t) in enumerate(zip(s.workload.devices, tele, strict=True))]  # fmt: skip
+    if any(share > 0.1 for share, _ in busy.values()):  # FL work holds a host for much of the run: the training's
+        # size drives what its frames cost (as much as their number does)
+        drivers.append(("workload.fl.samples_per_client", fl.samples_per_client,
+                        beside * BYTES_PER_FRAME_BESIDE_A_JOB / BYTES_PER_ROW,
+                        background * EVENTS_PER_BACKGROUND_FRAME))  # fmt: skip
     drivers.append(("run.segment_bytes", s.run.segment_bytes, seg_peak / BYTES_PER_ROW, 0.0))
     if reps > 1:
         drivers.append(("run.replications", reps, rows * (1 - 1 / reps), events * (1 - 1 / reps)))
@@ -148,8 +171,8 @@ def _advice(cost: Cost, by: int, why: str) -> tuple[str, Any, str]:
 # --- FL ----------------------------------------------------------------------------------------------
 
 
-def _fl(s: Scenario, hops: _Routes) -> tuple[float, float, float, float]:
-    """(rows, events, seconds per round, peak bytes of live segment processes) of the FL part."""
+def _fl(s: Scenario, hops: _Routes) -> tuple[float, float, _RoundWork, float]:
+    """(rows, events, a round's work, peak bytes of live segment processes) of the FL part."""
     fl, c = s.workload.fl, s.workload.crypto
     agg = s.pods("aggregator")[0]
     clients = s.pods("client")
@@ -165,11 +188,22 @@ def _fl(s: Scenario, hops: _Routes) -> tuple[float, float, float, float]:
     rows += handshakes * ROWS_PER_HANDSHAKE
     events += handshakes * (3 * max_hops * EVENTS_PER_SEGMENT_HOP + 7 * EVENTS_PER_OP)
     seg_peak = len(clients) * segs * BYTES_PER_SEGMENT  # concurrent distribution: every client's message at once
-    return rows, events, _round_s(s, msg, max_hops), seg_peak
+    return rows, events, _round_work(s, msg, max_hops), seg_peak
+
+
+@dataclass
+class _RoundWork:
+    round_s: float  # a round's mean length (its critical path, with dropouts; at most round_timeout_s)
+    by_host: dict[str, float]  # seconds of foreground work a round gives each host's cores (its pods' own)
 
 
 def _round_s(s: Scenario, msg_bytes: int, max_hops: int) -> float:
-    """A round's critical path with mean costs: distribute, receive, train, upload, verify, aggregate."""
+    return _round_work(s, msg_bytes, max_hops).round_s
+
+
+def _round_work(s: Scenario, msg_bytes: int, max_hops: int) -> _RoundWork:
+    """A round's critical path with mean costs: distribute, receive, train, upload, verify, aggregate; and the
+    work it gives each host, which may outlast it (a training longer than round_timeout_s)."""
     fl, c = s.workload.fl, s.workload.crypto
     agg = s.pods("aggregator")[0]
     clients = s.pods("client")
@@ -195,10 +229,12 @@ def _round_s(s: Scenario, msg_bytes: int, max_hops: int) -> float:
     batches = math.ceil(len(clients) / parallel)
     slowest_client = 0.0
     per_host = Counter(q.host for q in clients)
+    by_host: dict[str, float] = {}
     for pod in clients:
         p = _profile(s, pod.host)
         sharing = max(1.0, per_host[pod.host] / _cores(s, pod.host))
         train = cost(p, "fl.train", fl.samples_per_client * fl.model_parameters * fl.local_epochs) * sharing
+        by_host[pod.host] = by_host.get(pod.host, 0.0) + unprotect(p) + train + protect(p)
         slowest_client = max(slowest_client, unprotect(p) + train + protect(p) + wire_s)
     verify = batches * unprotect(p_agg) + cost(p_agg, "fl.fedavg", fl.model_parameters * fl.quorum_clients)
     handshake = 0.0
@@ -209,7 +245,22 @@ def _round_s(s: Scenario, msg_bytes: int, max_hops: int) -> float:
             + 3 * cost(p_agg, f"{c.signature}.sign")
         )
     work = handshake + batches * (protect(p_agg) + wire_s) + slowest_client + verify
-    return _with_dropouts(s, work)
+    by_host[agg.host] = by_host.get(agg.host, 0.0) + handshake + batches * protect(p_agg) + verify
+    return _RoundWork(_with_dropouts(s, work), by_host)
+
+
+def _foreground(
+    work: dict[str, float], rounds: int, round_s: float, duration_s: float
+) -> dict[str, tuple[float, float]]:
+    """{host: (share of the run its cores hold FL work, how long one stretch of it lasts)}. A round starts every
+    ``round_s``; a pod's work that outlasts it (a training longer than round_timeout_s) holds the pod's thread,
+    so the next round's queues behind it and the host stays busy to the end of the run, rounds completed or not."""
+    out = {}
+    for host, w in work.items():
+        if w > 0 and duration_s > 0:
+            busy_s = min(duration_s, w * min(rounds, duration_s / max(round_s, w)))
+            out[host] = (busy_s / duration_s, min(w, duration_s))
+    return out
 
 
 def _with_dropouts(s: Scenario, work_s: float) -> float:
@@ -249,6 +300,8 @@ class _Pop:
     events: float
     frames: float
     queued: float
+    background: float = 0.0  # frames the vectorized engine serves again in SimPy (next to foreground work)
+    beside: float = 0.0  # frames that reach the host while one foreground job runs (their timers wait for it)
 
 
 def _decrypt_load(s: Scenario) -> dict[str, float]:
@@ -304,8 +357,9 @@ def _sharing_cost(s: Scenario, tele: list[_Pop], rho: dict[str, float], backlog_
     return wall_s, stuck
 
 
-def _population(s: Scenario, pop: DevicePopulation, duration_s: float, routes: _Routes, vectorized: bool) -> _Pop:
-    """Rows, events and queued frames of one device population over ``duration_s``."""
+def _population(s: Scenario, pop: DevicePopulation, duration_s: float, routes: _Routes, vectorized: bool,
+                busy: dict[str, tuple[float, float]]) -> _Pop:  # fmt: skip
+    """Rows, events and queued frames of one device population over ``duration_s``; ``busy``: ``_foreground``."""
     host = _host_of(s)[pop.report_to]
     if pop.count == 0:
         return _Pop(host, 0.0, 0.0, 0.0, 0.0)
@@ -326,7 +380,10 @@ def _population(s: Scenario, pop: DevicePopulation, duration_s: float, routes: _
     for link in path:
         utilisation = max(utilisation, routes.offered_bps(s, link) / link.resolved()[0])
     queued = frames * segs * max(0.0, 1 - 1 / utilisation) if utilisation > 0 and not vectorized else 0.0
-    return _Pop(host, rows, events, frames, queued)
+    share, stretch_s = busy.get(host, (0.0, 0.0))
+    background = frames * share if vectorized else 0.0
+    events += background * EVENTS_PER_BACKGROUND_FRAME
+    return _Pop(host, rows, events, frames, queued, background, pop.count / pop.period_s() * stretch_s)
 
 
 # --- the network, without one node per device ---------------------------------------------------------
