@@ -111,6 +111,26 @@ class SharedCores:
         self._schedule()
         return done
 
+    def alone_s(self, work_s: float) -> float | None:
+        """How long a job of ``work_s`` takes from now if it runs alone to its end: no job running and no event
+        scheduled before it would end (``env.peek()``), so nothing can arrive meanwhile. None otherwise (``run`` it).
+        The delay is the one ``run`` would give its timer, and the virtual time is booked as ``run`` and its completion
+        book it, so the caller's timeout ends the job at the same instant, one event instead of a timer and the
+        job's own: ``done``, once that timeout has fired."""
+        if self.heap or self.on_idle is not None:
+            return None
+        self._book()
+        now = self.env.now
+        delay = (now + max(0.0, self.v + work_s - self.v)) - now  # ``_schedule``'s and ``_arm``'s, at rate 1 (one job)
+        if not now + delay < self.env.peek():
+            return None
+        self.arrivals += 1
+        return delay
+
+    def done(self) -> None:
+        """The end of a job ``alone_s`` let run: book the virtual time up to now, as its completion would."""
+        self._book()
+
     def take_latest(self) -> tuple[float, simpy.Event]:
         """Remove the job that arrived last (the one a balancing core pulls): (its work left, its event)."""
         self._book()
@@ -489,7 +509,15 @@ class Cpu:
         if self.series is not None:
             self.series[min(int(asked / self.bin_s), self.series.size - 1)] += cost_s
         me = None if contention is None else _Contended(None, *contention, factor, ask, self)
-        if self.shared is not None:
+        alone = None
+        if me is None and type(self.shared) is SharedCores:
+            alone = self.shared.alone_s(cost_s)
+        if alone is not None:  # nothing can arrive before it ends (``SharedCores.alone_s``)
+            assert isinstance(self.shared, SharedCores)
+            yield self.env.timeout(alone)
+            self.shared.done()
+            wait = 0.0
+        elif self.shared is not None:
             shared = self.shared
             done = shared.run(cost_s, thread, waker) if isinstance(shared, PlacedCores) else shared.run(cost_s)
             if me is not None:

@@ -460,6 +460,10 @@ class Network:
         events). A segment goes on to the next hop as soon as its first packet has crossed (cut-through), and
         cannot leave a hop before its last packet has arrived there.
 
+        A step that comes before every event scheduled (``env.peek()``) is taken without waking at its instant: no
+        other process can run in between, so the links and the event order are those a timeout would give, without
+        its event (the paper's run x 30: 190 k -> 116 k events); the message returns at its last step's instant.
+
         One difference: steps of *different* messages at the very same instant (possible without jitter) are
         taken in the order their processes wake, the one that slept last going last, where a process per segment
         takes them in the order each step was set; a FIFO link they share may then serve them the other way
@@ -479,10 +483,11 @@ class Network:
         order = sent = len(steps)
         while steps:
             at, _, k = steps[0]
-            if at > now:  # the next step is later: wake then (exactly then: the instant a timeout would give)
-                yield env.timeout(_delay_to(now, at))
+            if at > now and at >= env.peek():  # later, and something else may come first: wake then (exactly)
+                yield env.timeout(_delay_to(env.now, at))
                 now = env.now
                 continue
+            now = max(now, at)  # (taken at once if later: nothing else happens before it, see the docstring)
             heapq.heappop(steps)
             i = hop[k]
             if i > last:  # arrived: the oldest in flight releases the next ones (an ACK-clocked window)
@@ -535,7 +540,13 @@ class Network:
                 settling[k] = seg
             heapq.heappush(steps, (wake, order, k))
             order += 1
+        yield from self._until(now)  # the caller goes on at the last step's instant
         return math.fsum(waits)
+
+    def _until(self, at_s: float) -> Generator[Any, Any, None]:
+        """Wait until exactly ``at_s`` (none if it is now)."""
+        while self.env.now < at_s:
+            yield self.env.timeout(_delay_to(self.env.now, at_s))
 
     def _carry(
         self, links: list[LinkServer], size: int, phase: str, flow: list[float] | None, packet_bytes: int | None,

@@ -47,7 +47,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
 from sim.catalogue import CATALOGUE
 from sim.contract import atomic_write
@@ -129,6 +129,9 @@ class PerCallOp(_Strict):
         return self.distribution.samples(rng, n)
 
 
+BASES_KEPT = 1024  # sizes whose interpolated cost a LinearOp keeps (a model message, a frame, a training: a handful)
+
+
 class LinearOp(_Strict):
     """A size-dependent operation: per_call_s + per_unit_s * units, times lognormal noise of spread cv.
 
@@ -173,9 +176,26 @@ class LinearOp(_Strict):
         excess = float(np.interp(units, [p[0] for p in self.pair_slowdown], [p[1] for p in self.pair_slowdown])) - 1
         return 1.0 + excess * others
 
+    # ``base_s`` by units (a run asks a few sizes), and the points they were read from: a copy with other points
+    # (``model_copy(update=...)`` shares private attributes) reads its own
+    _bases: tuple[list[Any], dict[float, float]] = PrivateAttr(default_factory=lambda: ([None], {}))
+
     def base_s(self, units: float) -> float:
         if not self.points:
             return self.per_call_s + self.per_unit_s * units
+        of, bases = self._bases
+        if of[0] is not self.points:
+            of[0] = self.points
+            bases.clear()
+        base = bases.get(units)
+        if base is None:
+            base = self._interpolated_s(units)
+            if len(bases) < BASES_KEPT:
+                bases[units] = base
+        return base
+
+    def _interpolated_s(self, units: float) -> float:
+        assert self.points
         (u0, t0), (u1, t1) = self.points[-2], self.points[-1]
         if units > u1:
             return t1 + (t1 - t0) / (u1 - u0) * (units - u1)

@@ -156,3 +156,49 @@ def test_the_environment_counts_every_event_it_processed():
     counting.run(until=world(counting))
     per_step.run(until=world(per_step))
     assert counting.events == per_step.steps > 20
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("cores", [1, 2])
+def test_a_job_alone_on_idle_cores_ends_as_shared_cores_would_end_it(monkeypatch, seed, cores):
+    """A job on idle processor-sharing cores that nothing can join before it ends (no event scheduled before its
+    end: ``SharedCores.alone_s``) takes one timeout instead of a timer and its own event; every job of a random
+    mix, alone or not, ends at the same instant, to the bit, as without that path, in fewer events."""
+    rng = np.random.default_rng(seed)
+    jobs = [(float(t), float(w)) for t, w in zip(np.cumsum(rng.exponential(0.02, 40)), rng.exponential(0.01, 40),
+                                                 strict=True)]  # fmt: skip
+
+    def run() -> tuple[list[float], int]:
+        env = CountingEnvironment()
+        cpu = Cpu(env, "h", cores, None, np.random.default_rng(0))
+        done = [0.0] * len(jobs)
+
+        def job(i: int, at: float, work: float):
+            yield env.timeout(at)
+            yield from cpu.work(work)
+            done[i] = env.now
+
+        for i, (at, work) in enumerate(jobs):
+            env.process(job(i, at, work))
+        env.run()
+        return done, env.events
+
+    fast, fast_events = run()
+    from sim.hosts import SharedCores
+
+    monkeypatch.setattr(SharedCores, "alone_s", lambda self, work_s: None)
+    shared, shared_events = run()
+    assert fast == shared
+    assert fast_events < shared_events
+
+
+def test_a_linear_op_reads_its_own_points_after_a_copy_with_others():
+    """``LinearOp.base_s`` keeps the sizes it interpolated; a copy with other points (pydantic shares private
+    attributes with a copy) must price from its own, and both keep pricing as they did."""
+    op = LinearOp(kind="linear", unit="byte", per_call_s=0.0, per_unit_s=0.0, points=[(0, 1e-6), (100, 3e-6)],
+                  source="test", tag="M")  # fmt: skip
+    assert op.base_s(50) == pytest.approx(2e-6)
+    other = op.model_copy(update={"points": [(0, 1e-3), (100, 3e-3)]})
+    assert other.base_s(50) == pytest.approx(2e-3)
+    assert op.base_s(50) == pytest.approx(2e-6) and other.base_s(50) == pytest.approx(2e-3)
+    assert op.base_s(150) == pytest.approx(4e-6)  # past the last point: its slope

@@ -305,3 +305,28 @@ def test_a_lone_message_never_waits(loss, jitter_s, seed):
     env.process(send("c"))
     env.run()
     assert max(waits) > 1e-4  # two messages share sw->b: one of them queues
+
+
+def test_a_tcp_message_alone_takes_its_steps_without_an_event_each():
+    """``_carry_flow`` takes a step that comes before every scheduled event at once (nothing can run in between):
+    a 1 MB message alone on a two-hop path is one event, not one per segment and hop (before 2026-12-01: 42), and
+    it ends when a message stepped event by event does (``test_the_carry_fast_paths_are_the_general_loop``: to the
+    bit, beside other messages); a timer set meanwhile is still met in its place."""
+    from sim.hosts import CountingEnvironment
+
+    def run(timer_s: float | None) -> tuple[float, int, list[float]]:
+        env, g = CountingEnvironment(), nx.Graph()
+        g.add_edge("a", "sw", params=LinkParams(bandwidth_bps=1e9, latency_s=5e-5))
+        g.add_edge("sw", "b", params=LinkParams(bandwidth_bps=1e9, latency_s=5e-5))
+        net = Network(env, g, np.random.SeedSequence(0), 65536, Transport())
+        seen: list[float] = []
+        if timer_s is not None:
+            env.process((lambda: (yield env.timeout(timer_s)) or seen.append(env.now))())
+        proc = env.process(net.transfer_tcp("a", "b", 1_000_000))
+        env.run(proc)
+        return env.now, env.events, seen
+
+    end, events, _ = run(None)
+    assert events <= 3  # the process's start, its last step's timeout, its end
+    later, more, seen = run(end / 2)  # a timer in the middle: the message wakes there and goes on
+    assert later == end and seen == [end / 2] and events < more <= events + 4
