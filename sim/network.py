@@ -48,6 +48,7 @@ import networkx as nx
 import numpy as np
 import simpy
 
+from sim.hosts import count_events
 from sim.scenario import Transport, lowest_latency_path
 from sim.streams import Streams, stream
 
@@ -462,7 +463,7 @@ class Network:
 
         A step that comes before every event scheduled (``env.peek()``) is taken without waking at its instant: no
         other process can run in between, so the links and the event order are those a timeout would give, without
-        its event (the paper's run x 30: 190 k -> 116 k events); the message returns at its last step's instant.
+        its event (counted as one: ``count_events``); the message returns at its last step's instant.
 
         One difference: steps of *different* messages at the very same instant (possible without jitter) are
         taken in the order their processes wake, the one that slept last going last, where a process per segment
@@ -477,7 +478,7 @@ class Network:
         landed = [False] * n
         settling: dict[int, Arriving] = {}  # fan_in: packets -- a segment on its last link (``_fan_in``)
         own_end = [-math.inf]  # (``Arriving.own``)
-        now = env.now
+        now, inline = env.now, 0
         # (when, order set, segment): each segment's next step; first the first flight, asked in order now
         steps: list[tuple[float, int, int]] = [(now, k, k) for k in range(min(window, n))]
         order = sent = len(steps)
@@ -487,7 +488,8 @@ class Network:
                 yield env.timeout(_delay_to(env.now, at))
                 now = env.now
                 continue
-            now = max(now, at)  # (taken at once if later: nothing else happens before it, see the docstring)
+            inline += at > now  # taken at once if later: nothing else happens before it (see the docstring)
+            now = max(now, at)
             heapq.heappop(steps)
             i = hop[k]
             if i > last:  # arrived: the oldest in flight releases the next ones (an ACK-clocked window)
@@ -540,6 +542,7 @@ class Network:
                 settling[k] = seg
             heapq.heappush(steps, (wake, order, k))
             order += 1
+        count_events(env, inline - (now > env.now))  # the last step's one is the wait below
         yield from self._until(now)  # the caller goes on at the last step's instant
         return math.fsum(waits)
 
