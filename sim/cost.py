@@ -61,8 +61,8 @@ EVENTS_PER_BACKGROUND_FRAME = 6.0  # measured 5.3-5.9 (ward-200 beside hour-long
 BACKGROUND_PASSES = 2  # the passes that serve them (measured 1-2; sim/runner.py MAX_PASSES bounds them)
 S_PER_BACKGROUND_FRAME = 30e-6  # wall seconds a pass spends on one (measured 20-22 µs)
 # a frame decrypted while one foreground job runs on its host leaves completion timers in SimPy's queue until that
-# job ends (sim/hosts.py SharedCores: each arrival re-arms the next completion); a replication's are freed late
-# (with its other garbage, sim/runner.py collecting_rarely), so each replication in a process adds its own
+# job ends (sim/hosts.py SharedCores: each arrival re-arms the next completion); a replication's are freed with its
+# other garbage before the next one runs (sim/runner.py COLLECT_AFTER_EVENTS), so one replication's count
 BYTES_PER_FRAME_BESIDE_A_JOB = 1_000.0  # measured 870-970
 
 DEFAULT_MAX_MEMORY_GIB = 1.0
@@ -112,7 +112,7 @@ def estimate(s: Scenario, replications: int | None = None, modes: int = 1) -> Co
     live = sum(t.queued for t in tele) + stuck  # frames waiting for a link or a core: live SimPy processes
     peak = BASE_BYTES + rows * (BYTES_PER_ROW + (modes - 1) * FRAME_BYTES_PER_ROW) + seg_peak
     peak += live * BYTES_PER_SEGMENT
-    beside = sum(t.beside for t in tele) * k
+    beside = sum(t.beside for t in tele)  # one replication's: the next collects them (sim/runner.py)
     peak += beside * BYTES_PER_FRAME_BESIDE_A_JOB
     background = sum(t.background for t in tele) * k
     wall_s = (events - background * EVENTS_PER_BACKGROUND_FRAME) / EVENTS_PER_S + ps_s * k
@@ -138,7 +138,9 @@ def estimate(s: Scenario, replications: int | None = None, modes: int = 1) -> Co
 def budget_problem(s: Scenario, cost: Cost, max_memory_gib: float, max_minutes: float) -> str | None:
     """The one-line refusal of a run over budget, naming the field that drives its cost; None within it."""
     if cost.peak_bytes > max_memory_gib * GIB:
-        why = f"the run needs ~{cost.peak_bytes / GIB:.1f} GiB ({_si(cost.rows)} span rows), over the "
+        kept = f"{_si(cost.rows)} span rows"  # what the memory holds: its rows, or the simulation's live state
+        kept = kept if cost.rows * BYTES_PER_ROW >= cost.peak_bytes / 2 else f"live simulation state; {kept}"
+        why = f"the run needs ~{cost.peak_bytes / GIB:.1f} GiB ({kept}), over the "
         why += f"{max_memory_gib:g} GiB budget (--max-memory-gib)"
         by = 2
     elif cost.wall_s > max_minutes * 60:
