@@ -306,7 +306,7 @@ def calibrate(
     if (speed := probe.stop()) is not None:
         facts |= {"speed_probe_us": speed.probe_us_p50, "speed_probe_spread": speed.spread}
     profile = {
-        "profile": f"calibrated-{platform.node() or 'host'}",
+        "profile": f"calibrated-{re.sub(r'[^A-Za-z0-9._+-]', '-', platform.node())[:80] or 'host'}",  # PROFILE_NAME
         "description": f"Measured by pqtwin calibrate{' --quick' if quick else ''} on {platform.node()}.",
         "platform": facts,
         "ops": ops,

@@ -234,7 +234,7 @@ def fit_from_run(run_dir: Path | list[Path], base: Path | None = None) -> Fit:
         if len(waits) >= MIN_ROWS:
             overheads[kind] = _wait(waits, source)
     data = profile.model_dump(mode="json", exclude_none=True)
-    data["profile"] = f"{profile.profile}+fit"
+    data["profile"] = f"{profile.profile[:96]}+fit"  # within PROFILE_NAME's 100 characters
     named = ", ".join(str(r) for r in runs)
     data["description"] = f"{profile.description} Overheads fitted from the twin run(s) {named}.".strip()
     data["overheads"] = {k: v.model_dump(exclude_none=True) for k, v in sorted(overheads.items())}

@@ -107,15 +107,13 @@ def _text(value: str | None) -> str | None:
     return value
 
 
-PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")  # what tables and one-line messages show as is
-
-
 def _profile_name(value: str | None) -> str | None:
     """``calibrate --name``: '' was ignored (the default name written instead), a newline or a '/' went into the
     profile as its name and broke the one-line messages and tables that name it; refused as the options are read."""
     from sim.errors import UserError, shorten
+    from sim.profile import PROFILE_NAME
 
-    if (value := _text(value)) is not None and not PROFILE_NAME.fullmatch(value):
+    if (value := _text(value)) is not None and not re.fullmatch(PROFILE_NAME, value):
         raise UserError(f"--name: a profile name is 1 to 100 letters, digits, '.', '_', '+' or '-', starting with a "
                         f"letter or digit (got {shorten(repr(value))})")  # fmt: skip
     return value

@@ -291,10 +291,14 @@ class HostPower(_Strict):
     tag: Tag
 
 
+# a profile's name: what tables and one-line messages show as is (no newline, no path separator)
+PROFILE_NAME = r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}"
+
+
 class Profile(_Strict):
     """Costs of every operation on one platform, as read from a profile file."""
 
-    profile: str = Field(min_length=1)
+    profile: str = Field(pattern=f"^{PROFILE_NAME}$")
     description: str = ""
     platform: Platform
     ops: dict[str, Annotated[PerCallOp | LinearOp, Field(discriminator="kind")]]

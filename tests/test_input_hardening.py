@@ -811,3 +811,19 @@ def test_an_empty_out_is_refused_by_study_and_sweep(capsys, command):
     """typer reads --out '' (an unset shell variable) as Path('.'): the study ran and wrote its files into the current
     directory, a sweep into it when it was empty; `sim`, `hw run` and `compare` refused it already."""
     one_error(*run_cli(capsys, *command, "--out", ""), "--out: give a directory (got '')")
+
+
+@pytest.mark.parametrize("name", ["bad\nname", "../x", "a/b", "", " lead", "x" * 101])
+def test_a_profile_file_with_a_name_tables_cannot_show_is_refused_in_one_line(tmp_path, name):
+    """A profile's name goes into tables and one-line messages as is (``PROFILE_NAME``, as ``calibrate --name``
+    checks it): a file naming itself with a newline or a path is refused where it is read, naming the file."""
+    from sim.errors import UserError
+    from sim.profile import load_profile
+
+    data = yaml.safe_load((SCENARIOS / "profiles" / "ci-x86.yaml").read_text())
+    data["profile"] = name
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(UserError) as err:
+        load_profile(path)
+    assert str(path) in str(err.value) and "profile" in str(err.value) and "\n" not in str(err.value)
