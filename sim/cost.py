@@ -48,7 +48,9 @@ BASE_BYTES = 250e6  # the simulator's process before the first event
 BYTES_PER_ROW = 900.0  # SpanRow tuples, then the DataFrame and Parquet built from them (peak)
 FRAME_BYTES_PER_ROW = 120.0  # a finished mode's spans DataFrame kept for --mode both
 BYTES_PER_SEGMENT = 2_000.0  # a live SimPy process carrying one segment
-EVENTS_PER_S = 50_000.0  # the slower end of what this machine does (telemetry-heavy runs)
+# the slower end of what this machine does, one core (2026-12-01): a 10,000-device storm 134 k/s, the paper run
+# 170 k/s, ward-200 on the event engine 240 k/s (at the 50 k/s assumed before, its 600 s estimated at 50 s ran in 3.9)
+EVENTS_PER_S = 120_000.0
 ROWS_PER_CLIENT_ROUND = 32.0
 ROWS_PER_HANDSHAKE = 10.0
 PS_S_PER_JOB_EVENT = 3e-7  # an arrival or completion on a processor-sharing host, per log2 of its running jobs
