@@ -59,6 +59,16 @@ class CountingEnvironment(simpy.Environment):
         return given - len(self._queue)
 
 
+def wake_at(env: simpy.Environment, at_s: float) -> simpy.Event:
+    """A timeout that fires at exactly ``at_s``: SimPy's adds its delay to now, which cannot always land on an
+    instant far ahead (a wake one ulp early, then another: an event more, and a tie at that instant turned round).
+    Scheduled as ``simpy.Timeout`` schedules itself, at the absolute time."""
+    event = simpy.Event(env)
+    event._ok, event._value = True, None
+    heapq.heappush(env._queue, (at_s, simpy.core.NORMAL, next(env._eid), event))
+    return event
+
+
 def count_events(env: simpy.Environment, n: int) -> None:
     """Count ``n`` steps of the model taken without an event of their own (``Network._carry_flow``,
     ``SharedCores.alone_s``) as events: each takes an event id, so ``CountingEnvironment.events`` (and a run's
@@ -122,7 +132,8 @@ class SharedCores:
 
     def alone_s(self, work_s: float) -> float | None:
         """How long a job of ``work_s`` takes from now if it runs alone to its end: no job running and no event
-        scheduled before it would end (``env.peek()``), so nothing can arrive meanwhile. None otherwise (``run`` it).
+        scheduled before it would end (``env.peek()``), so nothing can arrive meanwhile (nor from a process woken by
+        the event that woke this one: no event of the model wakes two, tests/test_model.py). None otherwise.
         The delay is the one ``run`` would give its timer, and the virtual time is booked as ``run`` and its completion
         book it, so the caller's timeout ends the job at the same instant, one event instead of a timer and the
         job's own: ``done``, once that timeout has fired."""

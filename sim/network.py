@@ -48,7 +48,7 @@ import networkx as nx
 import numpy as np
 import simpy
 
-from sim.hosts import count_events
+from sim.hosts import count_events, wake_at
 from sim.scenario import Transport, lowest_latency_path
 from sim.streams import Streams, stream
 
@@ -462,8 +462,9 @@ class Network:
         cannot leave a hop before its last packet has arrived there.
 
         A step that comes before every event scheduled (``env.peek()``) is taken without waking at its instant: no
-        other process can run in between, so the links and the event order are those a timeout would give, without
-        its event (counted as one: ``count_events``); the message returns at its last step's instant.
+        other process can run in between (nor one woken by the event that woke this one: no event of the model wakes
+        two, tests/test_model.py), so the links and the event order are those a timeout would give, without its
+        event (counted as one: ``count_events``); the message returns at its last step's instant (``wake_at``).
 
         One difference: steps of *different* messages at the very same instant (possible without jitter) are
         taken in the order their processes wake, the one that slept last going last, where a process per segment
@@ -478,17 +479,16 @@ class Network:
         landed = [False] * n
         settling: dict[int, Arriving] = {}  # fan_in: packets -- a segment on its last link (``_fan_in``)
         own_end = [-math.inf]  # (``Arriving.own``)
-        now, inline = env.now, 0
+        now, owed = env.now, 0  # steps taken without an event since the last wait (``_until``)
         # (when, order set, segment): each segment's next step; first the first flight, asked in order now
         steps: list[tuple[float, int, int]] = [(now, k, k) for k in range(min(window, n))]
         order = sent = len(steps)
         while steps:
             at, _, k = steps[0]
-            if at > now and at >= env.peek():  # later, and something else may come first: wake then (exactly)
-                yield env.timeout(_delay_to(env.now, at))
-                now = env.now
-                continue
-            inline += at > now  # taken at once if later: nothing else happens before it (see the docstring)
+            if at > now and at >= env.peek():  # later, and something else may come first: wake then
+                yield from self._until(at, owed)
+                owed, now = 0, at
+            owed += at > now  # taken at once if later: nothing else happens before it (see the docstring)
             now = max(now, at)
             heapq.heappop(steps)
             i = hop[k]
@@ -542,14 +542,16 @@ class Network:
                 settling[k] = seg
             heapq.heappush(steps, (wake, order, k))
             order += 1
-        count_events(env, inline - (now > env.now))  # the last step's one is the wait below
-        yield from self._until(now)  # the caller goes on at the last step's instant
+        # the caller goes on at the last step's instant: that wait is the last step's event, if it was taken at once
+        yield from self._until(now, max(0, owed - 1))
         return math.fsum(waits)
 
-    def _until(self, at_s: float) -> Generator[Any, Any, None]:
-        """Wait until exactly ``at_s`` (none if it is now)."""
-        while self.env.now < at_s:
-            yield self.env.timeout(_delay_to(self.env.now, at_s))
+    def _until(self, at_s: float, owed: int) -> Generator[Any, Any, None]:
+        """Count ``owed`` steps taken without an event of their own as events (``count_events``), then wait until
+        exactly ``at_s`` (none if it is now)."""
+        count_events(self.env, owed)
+        if at_s > self.env.now:
+            yield wake_at(self.env, at_s)
 
     def _carry(
         self, links: list[LinkServer], size: int, phase: str, flow: list[float] | None, packet_bytes: int | None,
@@ -635,16 +637,3 @@ class Network:
         link.retransmissions += 1
         yield self.env.timeout(2 * link.latency_s + service)
         return True
-
-
-def _delay_to(now_s: float, at_s: float) -> float:
-    """The timeout from ``now_s`` that SimPy schedules at exactly ``at_s`` (it adds the delay to now): ``at_s -
-    now_s``, or the float next to it where that sum rounds away from ``at_s``. Where no delay lands on it exactly
-    (``now_s`` far below ``at_s``, ~2 % of such pairs), the one landing just before: the caller wakes then and
-    sleeps again, from nearer (a review found at most two sleeps over 227 k random pairs)."""
-    delay = at_s - now_s
-    while now_s + delay < at_s:
-        delay = math.nextafter(delay, math.inf)
-    while now_s + delay > at_s:
-        delay = math.nextafter(delay, -math.inf)
-    return delay

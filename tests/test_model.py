@@ -300,3 +300,38 @@ def test_replications_in_one_process_do_not_keep_each_others_garbage(monkeypatch
     simulate(load_scenario(SCENARIOS / "paper-3node.yaml", ["run.replications=4", "workload.fl.rounds=1"]), workers=1)
     assert sum(isinstance(o, Replication) for o in gc.get_objects()) == 1
     gc.collect()
+
+
+@pytest.mark.parametrize("mode", ["sequential", "concurrent"])
+@pytest.mark.parametrize(
+    ("name", "sets"),
+    [
+        ("paper-3node.yaml", ["run.replications=1", "workload.fl.rounds=2"]),
+        ("localhost.yaml", ["run.replications=1", "workload.fl.rounds=2"]),
+        ("ward-200.yaml", ["run.replications=1", "run.horizon_s=30", "run.engine=events"]),
+        ("ward-200.yaml", ["run.replications=1", "run.horizon_s=30", "run.engine=vectorized",
+                           "workload.devices.0.count=400"]),
+    ],
+)  # fmt: skip
+def test_no_event_of_the_model_wakes_two_processes(monkeypatch, name, sets, mode):
+    """The fast paths that take a step without an event (``Network._carry_flow``, ``SharedCores.alone_s``) look at
+    SimPy's queue: nothing scheduled comes first. A second process woken by the same event as the one taking them
+    would run after them at the current instant, unseen (two processes waiting on one event, each asking a core:
+    2 s each with the fast path, 3 s without). No event of the model wakes two processes; this pins it."""
+    import simpy
+
+    from sim import model
+
+    most = [0]
+
+    class Watched(model.CountingEnvironment):
+        def step(self) -> None:
+            if self._queue:
+                callbacks = self._queue[0][3].callbacks or []
+                resumes = sum(isinstance(getattr(cb, "__self__", None), simpy.Process) for cb in callbacks)
+                most[0] = max(most[0], resumes)
+            super().step()
+
+    monkeypatch.setattr(model, "CountingEnvironment", Watched)
+    simulate(load_scenario(SCENARIOS / name, [*sets, f"workload.processing.mode={mode}"]), mode, workers=1)
+    assert most[0] == 1

@@ -323,7 +323,7 @@ def test_a_tcp_message_alone_takes_its_steps_without_an_event_each(monkeypatch):
             self.steps += 1
             super().step()
 
-    def run(timer_s: float | None, each: bool) -> tuple[float, int, int, list[float]]:
+    def run(timer_s: float | None, each: bool, until_s: float | None = None) -> tuple[float, int, int, list[float]]:
         env, g = Steps(), nx.Graph()
         if each:  # every later step waits for its own event
             monkeypatch.setattr(env, "peek", lambda: -math.inf)
@@ -334,7 +334,7 @@ def test_a_tcp_message_alone_takes_its_steps_without_an_event_each(monkeypatch):
         if timer_s is not None:
             env.process((lambda: (yield env.timeout(timer_s)) or seen.append(env.now))())
         proc = env.process(net.transfer_tcp("a", "b", 1_000_000))
-        env.run(proc)
+        env.run(proc if until_s is None else until_s)
         return env.now, env.steps, env.events, seen
 
     end, steps, events, _ = run(None, each=False)
@@ -343,3 +343,5 @@ def test_a_tcp_message_alone_takes_its_steps_without_an_event_each(monkeypatch):
     later, _, more, seen = run(end / 2, each=False)  # a timer in the middle: the message wakes there and goes on
     assert later == end and seen == [end / 2]
     assert (later, more) == (run(end / 2, each=True)[0], run(end / 2, each=True)[2])
+    for cut in (0.25, 0.5, 0.9):  # a run that stops while the message is under way has counted its steps so far
+        assert run(None, False, cut * end)[2] == run(None, True, cut * end)[2]
