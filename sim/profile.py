@@ -47,7 +47,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, model_validator
 
 from sim.catalogue import CATALOGUE
 from sim.contract import atomic_write
@@ -130,6 +130,20 @@ class PerCallOp(_Strict):
 
 
 BASES_KEPT = 1024  # sizes whose interpolated cost a LinearOp keeps (a model message, a frame, a training: a handful)
+POINTS_KEPT = 4096  # points lists whose interpolated costs are kept (a run's profiles: a few dozen)
+# interpolated costs by their points list's id: the list itself (so its id is not another's) and cost by units.
+# Outside the model, so a LinearOp compares (==) by its fields alone and a copy with other points reads its own
+_BASES: dict[int, tuple[list[Any], dict[float, float]]] = {}
+
+
+def _bases_of(points: list[Any]) -> dict[float, float]:
+    """The interpolated costs kept for ``points`` (``LinearOp.base_s``); a fresh dict past POINTS_KEPT lists."""
+    kept = _BASES.get(id(points))
+    if kept is None or kept[0] is not points:
+        kept = (points, {})
+        if len(_BASES) < POINTS_KEPT:
+            _BASES[id(points)] = kept
+    return kept[1]
 
 
 class LinearOp(_Strict):
@@ -176,17 +190,10 @@ class LinearOp(_Strict):
         excess = float(np.interp(units, [p[0] for p in self.pair_slowdown], [p[1] for p in self.pair_slowdown])) - 1
         return 1.0 + excess * others
 
-    # ``base_s`` by units (a run asks a few sizes), and the points they were read from: a copy with other points
-    # (``model_copy(update=...)`` shares private attributes) reads its own
-    _bases: tuple[list[Any], dict[float, float]] = PrivateAttr(default_factory=lambda: ([None], {}))
-
     def base_s(self, units: float) -> float:
         if not self.points:
             return self.per_call_s + self.per_unit_s * units
-        of, bases = self._bases
-        if of[0] is not self.points:
-            of[0] = self.points
-            bases.clear()
+        bases = _bases_of(self.points)
         base = bases.get(units)
         if base is None:
             base = self._interpolated_s(units)

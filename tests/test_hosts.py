@@ -206,3 +206,6 @@ def test_a_linear_op_reads_its_own_points_after_a_copy_with_others():
     assert other.base_s(50) == pytest.approx(2e-3)
     assert op.base_s(50) == pytest.approx(2e-6) and other.base_s(50) == pytest.approx(2e-3)
     assert op.base_s(150) == pytest.approx(4e-6)  # past the last point: its slope
+    twin = LinearOp(kind="linear", unit="byte", per_call_s=0.0, per_unit_s=0.0, points=[(0, 1e-6), (100, 3e-6)],
+                    source="test", tag="M")  # fmt: skip
+    assert op == twin  # what it kept is not part of it
