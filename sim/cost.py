@@ -198,7 +198,7 @@ def _fl(s: Scenario, hops: _Routes) -> tuple[float, float, _RoundWork, float]:
 @dataclass
 class _RoundWork:
     round_s: float  # a round's mean length (its critical path, with dropouts; at most round_timeout_s)
-    by_host: dict[str, float]  # seconds of foreground work a round gives each host's cores (its pods' own)
+    by_host: dict[str, float]  # seconds a round's foreground work holds each host's cores (its pods' own)
 
 
 def _round_s(s: Scenario, msg_bytes: int, max_hops: int) -> float:
@@ -238,7 +238,8 @@ def _round_work(s: Scenario, msg_bytes: int, max_hops: int) -> _RoundWork:
         p = _profile(s, pod.host)
         sharing = max(1.0, per_host[pod.host] / _cores(s, pod.host))
         train = cost(p, "fl.train", fl.samples_per_client * fl.model_parameters * fl.local_epochs) * sharing
-        by_host[pod.host] = by_host.get(pod.host, 0.0) + unprotect(p) + train + protect(p)
+        # its clients run side by side (``sharing`` stretches each): the host is held as long as the longest
+        by_host[pod.host] = max(by_host.get(pod.host, 0.0), unprotect(p) + train + protect(p))
         slowest_client = max(slowest_client, unprotect(p) + train + protect(p) + wire_s)
     verify = batches * unprotect(p_agg) + cost(p_agg, "fl.fedavg", fl.model_parameters * fl.quorum_clients)
     handshake = 0.0
