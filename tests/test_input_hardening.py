@@ -750,7 +750,7 @@ def test_calibrate_refuses_an_empty_or_malformed_name_or_list_as_its_options_are
      (["--context", ""], "--context: give a value or leave the option out (got '')"),
      (["--set", "deployment.hosts.pi-2.name=Pi_2", "--set", "deployment.pods.client-1.host=Pi_2",
        "--set", "deployment.network.links.1.a=Pi_2", "--set", "workload.devices.ecg-a.gateway=Pi_2"],
-      "deployment.hosts[1].name: on Kubernetes a host is the node its pods run on: a Kubernetes node name is")],
+      "deployment.hosts[1].name: on Kubernetes a host is the node its pods run on: pods are pinned to a node by")],
 )  # fmt: skip
 @pytest.mark.parametrize("dry_run", [True, False])
 def test_a_kubernetes_run_refuses_what_kubernetes_would_before_rendering_or_claiming(capsys, tmp_path, args, expected,
@@ -771,10 +771,10 @@ def test_a_kubernetes_run_refuses_what_kubernetes_would_before_rendering_or_clai
 
 @pytest.mark.parametrize(
     ("args", "expected"),
-    [(["--nodes", "pi-1,node_B.lab"], "--nodes: a Kubernetes node name is 1 to 63 lower-case letters, digits, '-' or "
-                                      "'.', each part between dots starting and ending with a letter or digit (got "
-                                      "'node_B.lab')"),
-     (["--nodes", "../x"], "--nodes: a Kubernetes node name"),
+    [(["--nodes", "pi-1,node_B.lab"], "--nodes: pods are pinned to a node by its kubernetes.io/hostname label, 1 to "
+                                      "63 lower-case letters, digits, '-' or '.', each part between dots starting and "
+                                      "ending with a letter or digit (got 'node_B.lab')"),
+     (["--nodes", "../x"], "--nodes: pods are pinned to a node by its kubernetes.io/hostname label"),
      (["--nodes", "pi-1", "--namespace", "Lab"], "--namespace: a Kubernetes namespace"),
      (["--nodes", "pi-1", "--image", ""], "--image: a container image")],
 )  # fmt: skip

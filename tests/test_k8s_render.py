@@ -441,6 +441,8 @@ def test_image_by_digest_is_used_verbatim_and_a_bad_digest_is_refused():
      ({"image": "Registry.lab/PQ-Twin:1"}, "--image: a container image"),
      ({"image": "reg/pq-iomt-twin:1 --privileged"}, "--image: a container image"),
      ({"image": "reg/pq-iomt-twin:"}, "--image: a container image"),
+     ({"image": "pq-iomt-twin:café"}, "--image: a container image"),  # a tag is ASCII: \w would take any letter
+     ({"image": "reg.lab/pq:版本"}, "--image: a container image"),
      ({"image": "reg/" + "a" * 256}, "--image: a container image")],
 )  # fmt: skip
 def test_a_namespace_or_image_kubernetes_refuses_is_refused_before_anything_is_rendered(options, expected):
@@ -472,9 +474,9 @@ def test_node_and_host_names_no_node_can_have_are_refused_and_job_names_stay_val
     from hw.k8s import backend
 
     for node in ("node_B.lab", "../x", "pi-1.", "a" * 64, ""):
-        with pytest.raises(UserError, match=r"^--nodes: a Kubernetes node name is 1 to 63 lower-case letters"):
+        with pytest.raises(UserError, match=r"^--nodes: pods are pinned to a node by its kubernetes.io/hostname label"):
             render.calibration_jobs({node: 4})
-        with pytest.raises(UserError, match=r"^--nodes: a Kubernetes node name"):
+        with pytest.raises(UserError, match=r"^--nodes: pods are pinned to a node by its"):
             backend.calibrate_k8s("unused", nodes=["pi-1", node], dry_run=True)
     long = "n" * 45 + "-" + "x" * 10  # the Job name's 63rd character is the '-'
     (job,) = render.calibration_jobs({long: 4})
@@ -486,9 +488,9 @@ def test_node_and_host_names_no_node_can_have_are_refused_and_job_names_stay_val
     with pytest.raises(UserError) as info:
         render_run(upper, "sequential", 1, 1)
     assert info.value.lines == [
-        f"{upper.path}: deployment.hosts[2].name: on Kubernetes a host is the node its pods run on: a Kubernetes node "
-        "name is 1 to 63 lower-case letters, digits, '-' or '.', each part between dots starting and ending with a "
-        "letter or digit (got 'Pi_3')"
+        f"{upper.path}: deployment.hosts[2].name: on Kubernetes a host is the node its pods run on: pods are pinned "
+        "to a node by its kubernetes.io/hostname label, 1 to 63 lower-case letters, digits, '-' or '.', each part "
+        "between dots starting and ending with a letter or digit (got 'Pi_3')"
     ]
     assert k8s_main(["rbac", str(tmp_path / "rbac"), "--service-account", "ci/Runner_1"]) == 2
     assert not (tmp_path / "rbac").exists()

@@ -293,6 +293,7 @@ def calibrate_k8s(
         return {"dry_run": True, "manifests": render.to_yaml(objects), "objects": objects}
     cluster = Cluster(kubeconfig, context)
     found = _nodes_to_calibrate(cluster, nodes)
+    render.check_nodes(found, "a node of the cluster")  # the nodes found, when no --nodes named them
     cores = {name: _cores(n) for name, n in found.items()}
     jobs = render.calibration_jobs(cores, namespace=ns, image=image, run_id=run_id, quick=quick, provider=provider,
                                    algorithms=algorithms)  # fmt: skip

@@ -39,7 +39,7 @@ _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
 IMAGE_REFERENCE = re.compile(
-    rf"(?P<name>(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*)(?::[\w][\w.-]{{0,127}})?"
+    rf"(?P<name>(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*)(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?"
     r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?"
 )
 MAX_IMAGE_NAME = 255  # characters of the repository name (the reference's name part)
@@ -59,8 +59,8 @@ def node_problem(node: str) -> str | None:
     ``kubernetes.io/hostname`` label, which node affinity matches), or None."""
     if len(node) <= MAX_LABEL and DNS_SUBDOMAIN.fullmatch(node):
         return None
-    return (f"a Kubernetes node name is 1 to {MAX_LABEL} lower-case letters, digits, '-' or '.', each part between "
-            "dots starting and ending with a letter or digit")  # fmt: skip
+    return (f"pods are pinned to a node by its kubernetes.io/hostname label, 1 to {MAX_LABEL} lower-case letters, "
+            "digits, '-' or '.', each part between dots starting and ending with a letter or digit")  # fmt: skip
 
 
 def object_name_problem(name: str) -> str | None:
