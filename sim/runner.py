@@ -334,7 +334,8 @@ _MEANWHILE: Callable[[], None] | None = None  # what this process may do while a
 # events of a replication past which the next one in the same process first collects its garbage: ``_built``
 # would freeze it with the next one's objects, so a process running replications one after another grew by one
 # replication's garbage each (ward-200 with long trainings, 240 k events a replication: 0.24, 0.31, 0.37 GB for
-# three; a collection there took 0.3 s). Smaller ones leave little (the paper's: 3 k events, no collection)
+# three; a collection there took 0.3 s). Smaller ones leave little (the paper's: 3 k events, no collection). With
+# replications on several threads of one process (a Dask worker's), another's may be built first: bounded, not exact
 COLLECT_AFTER_EVENTS = 100_000
 _last_events = 0  # the last replication's in this process
 
@@ -348,6 +349,7 @@ def _replicate_job(job: _Job) -> ReplicationResult | NotVectorizable:
     try:
         result = replicate(_SCENARIO, job.mode, job.index, job.seed, job.engine)
     except NotVectorizable as exc:
+        _last_events = COLLECT_AFTER_EVENTS  # what the refused pass made goes before the event model runs it
         return exc
     _last_events = result.events
     return result

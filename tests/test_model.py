@@ -284,21 +284,23 @@ def test_a_machine_puts_every_host_on_its_cores_and_is_checked(tmp_path):
     assert engine_for(ward) == "events"
 
 
-def test_replications_in_one_process_do_not_keep_each_others_garbage(monkeypatch):
+@pytest.mark.parametrize(("threshold", "left"), [(0, 1), (10**12, 4)])
+def test_replications_in_one_process_do_not_keep_each_others_garbage(monkeypatch, threshold, left):
     """Each replication freezes the objects alive when it is built (sim/runner.py ``_built``), the last one's
     garbage among them: without a collection in between, a process running replications one after another keeps
-    every one it ran (ward-200 with long trainings: 0.24, 0.31, 0.37 GB for three; here all four are left). After
-    one of at least ``COLLECT_AFTER_EVENTS`` events, the next collects first: only the last one's is left."""
+    every one it ran (ward-200 with long trainings: 0.24, 0.31, 0.37 GB for three; here all four, where none is
+    big enough). After one of at least ``COLLECT_AFTER_EVENTS`` events, the next collects first: only the last
+    one's is left."""
     import gc
 
     from sim import runner
     from sim.model import Replication
 
-    monkeypatch.setattr(runner, "COLLECT_AFTER_EVENTS", 0)  # every replication counts as big
+    monkeypatch.setattr(runner, "COLLECT_AFTER_EVENTS", threshold)  # 0: every replication counts as big
     monkeypatch.setattr(runner, "_last_events", 0)
     gc.collect()
     simulate(load_scenario(SCENARIOS / "paper-3node.yaml", ["run.replications=4", "workload.fl.rounds=1"]), workers=1)
-    assert sum(isinstance(o, Replication) for o in gc.get_objects()) == 1
+    assert sum(isinstance(o, Replication) for o in gc.get_objects()) == left
     gc.collect()
 
 
