@@ -325,9 +325,8 @@ def _requested(algorithms: list[str] | None, provider: str | None) -> list[str]:
         if not p.available:
             raise UserError(f"--provider: {provider} is not available here: {p.reason}")
     algs = algorithms or default_algorithms(provider)
-    for a in algs:
-        if a not in catalogue.CATALOGUE:
-            raise UserError(f"--algorithms: unknown algorithm (known: {', '.join(catalogue.CATALOGUE)}) (got {a!r})")
+    if problem := catalogue.unknown_problem("--algorithms", algs):
+        raise UserError(problem)
     return algs
 
 

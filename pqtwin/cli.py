@@ -138,15 +138,13 @@ def _names(option: str, value: str | None) -> list[str] | None:
 
 def _algorithms(value: str | None) -> str | None:
     """``--algorithms``: names of the catalogue (a Job on a cluster found a typo only once its pod ran)."""
-    from sim.catalogue import CATALOGUE
-    from sim.errors import UserError, shorten
+    from sim.catalogue import unknown_problem
+    from sim.errors import UserError
 
     if (names := _names("algorithms", value)) is None:
         return None
-    if unknown := next((n for n in names if n not in CATALOGUE), None):
-        raise UserError(
-            f"--algorithms: unknown algorithm (known: {', '.join(CATALOGUE)}) (got {shorten(repr(unknown))})"
-        )
+    if problem := unknown_problem("--algorithms", names):
+        raise UserError(problem)
     return ",".join(names)
 
 

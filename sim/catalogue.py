@@ -124,6 +124,15 @@ OPS: dict[Kind, tuple[str, ...]] = {
 }
 
 
+def unknown_problem(option: str, names: list[str]) -> str | None:
+    """The one line refusing the first of ``names`` (an ``option``'s value) that the catalogue lacks, or None."""
+    from sim.errors import shorten
+
+    if (unknown := next((n for n in names if n not in CATALOGUE), None)) is None:
+        return None
+    return f"{option}: unknown algorithm (known: {', '.join(CATALOGUE)}) (got {shorten(repr(unknown))})"
+
+
 def names(kind: Kind) -> list[str]:
     """Names of all catalogued algorithms of one kind, in catalogue order."""
     return [a.name for a in _ALL if a.kind == kind]
