@@ -363,4 +363,4 @@ def test_the_kernel_rate_is_one_stream_across_a_fabric_that_limits_nothing():
     before = set(netns.ours())
     rate = netns.kernel_rate_bps()
     assert 1e8 < rate < netns.KERNEL_PROBE_BPS
-    assert set(netns.ours()) == before
+    assert set(netns.ours()) <= before  # none of its own left (another test's may come and go meanwhile)
