@@ -211,6 +211,7 @@ def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[S
     return head | adjusted | paired | {
         "links": list(links), "phases": phase_errors(metrics),
         "training": {"sim": training_steps([work / f"sim-{c.name}"]), "hw": training_steps(done)},
+        "worker_parallelism": {"sim": worker_parallelism([work / f"sim-{c.name}"]), "hw": worker_parallelism(done)},
         "sim_p50_s": m["sim_p50"], "hw_p50_s": m["hw_p50"], "sim_p95_s": m["sim_p95"], "hw_p95_s": m["hw_p95"],
         "error_p50_pct": m["error_p50_pct"], "error_p50_ci95": m["error_p50_ci95"],
         "error_p95_pct": m["error_p95_pct"], "error_p95_ci95": m["error_p95_ci95"],
@@ -285,6 +286,35 @@ def training_steps(dirs: list[Path]) -> dict[str, float] | None:
     return {"step_p50_s": float(np.median(steps)), "beside_training_p50": float(np.median(beside)), "steps": len(steps)}
 
 
+def worker_parallelism(dirs: list[Path]) -> dict[str, float] | None:
+    """How side by side the crypto workers' jobs of a distribution ran (concurrent mode): per round, the workers'
+    busy time (the sum of their spans in the ``distribute`` phase) over the time any was busy (their union): 1
+    serial, 2 two at once. Median and 25th percentile over the runs' rounds; None where no worker ran. The model
+    read 1.29-1.42 (25th 1.00) where the twin read 1.44-1.62 (1.16-1.34) in the kept matrices of 2026-12-01: its
+    concurrent 50 k rounds ran long (README, stop 37)."""
+    ratios = []
+    for d in dirs:
+        spans = read_spans(RunLayout(d).spans)
+        jobs = spans[(spans["phase"] == "distribute") & spans["pod"].str.startswith("worker") & (spans["round"] > 0)]
+        for _, g in jobs.groupby(["replication", "round"]):
+            busy, union = float((g["end_s"] - g["start_s"]).sum()), _union_s(g["start_s"], g["end_s"])
+            if union > 0:
+                ratios.append(busy / union)
+    if not ratios:
+        return None
+    return {"p50": float(np.median(ratios)), "p25": float(np.percentile(ratios, 25)), "rounds": len(ratios)}
+
+
+def _union_s(starts: Any, ends: Any) -> float:
+    """The length of the union of the intervals [start, end)."""
+    total, until = 0.0, -np.inf
+    for start, end in sorted(zip(starts, ends, strict=True)):
+        if end > until:
+            total += end - max(start, until)
+            until = end
+    return total
+
+
 def steps_by_pass(work: Path) -> list[float | None]:
     """Per pass over the matrix (a cell's runs ``hw-CELL-k``): the median training step of the largest model's
     localhost runs in it (s), None where it has none: set beside the pair slowdown measured before that pass."""
@@ -326,6 +356,22 @@ def print_training(cells: list[dict[str, Any]], states: list[float] | None = Non
               if pair else "")  # fmt: skip
         print(f"{c['layout']:17s} {c['mode']:11s} {c['suite']:10s} {c['model_parameters']:9d} {simulated} / "
               f"{hw['step_p50_s'] * 1e3:7.2f} ms{error}, beside {hw['beside_training_p50']:.2f}{at}")  # fmt: skip
+
+
+def print_parallelism(cells: list[dict[str, Any]]) -> None:
+    """Per concurrent cell: how side by side the workers' jobs of a distribution ran, simulated and measured
+    (``worker_parallelism``). Nothing where no cell has workers."""
+    rows = [c for c in cells if (c.get("worker_parallelism") or {}).get("hw")]
+    if not rows:
+        return
+    print("workers' jobs side by side in a distribution (busy / union; 1 serial, 2 both at once), median (25th):")
+    for c in rows:
+        sim, hw = c["worker_parallelism"]["sim"], c["worker_parallelism"]["hw"]
+        simulated = f"{sim['p50']:.2f} ({sim['p25']:.2f})" if sim else "-"
+        print(
+            f"{c['layout']:17s} {c['mode']:11s} {c['suite']:10s} {c['model_parameters']:9d} simulated {simulated}, "
+            f"measured {hw['p50']:.2f} ({hw['p25']:.2f})"
+        )
 
 
 def _phase_cell(ph: dict[str, Any] | None) -> str:
@@ -498,6 +544,7 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
     print_table(cells, reds)
     print_phases(cells)
     print_training(cells, states, by_pass)
+    print_parallelism(cells)
     _say_calibration(base)
     if out:
         out.write_text(json.dumps({"rescored": str(kept), "cells": cells, "reductions": reds,
@@ -619,6 +666,7 @@ def main() -> None:
         print_phases(cells)
         by_pass = steps_by_pass(work)
         print_training(cells, states, by_pass)
+        print_parallelism(cells)
         _say_calibration(base)
         result = {"trained_on": {**TRAIN, "model_parameters_also": TRAIN_SMALL_PARAMETERS},
                   "train_runs": train_runs, "repeat": repeat, "rounds": rounds,

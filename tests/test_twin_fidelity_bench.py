@@ -194,3 +194,33 @@ def test_score_simulates_the_largest_model_at_the_matrix_pair_state(bench: Any, 
         return
     assert got["error_p50_at_pair_pct"] > 10
     assert got["training_at_pair"]["step_p50_s"] > 1.5 * got["training"]["sim"]["step_p50_s"]
+
+
+def test_worker_parallelism_says_how_side_by_side_a_distributions_jobs_ran(bench: Any, tmp_path: Path) -> None:
+    """Per round: the workers' busy time in ``distribute`` over the time any was busy (1 serial, 2 two at once),
+    on each replication's clock; other phases, pods and round 0 do not count. Median and 25th percentile."""
+    from sim.contract import RunLayout, to_frame, write_spans
+
+    rows = [
+        # round 1: two jobs of 2 ms side by side for 1 ms of each -> 4 / 3
+        (0, 1, "worker-1", "local", "distribute", "ML-DSA-65.sign", 0.000, 0.002, 0.0, 0),
+        (0, 1, "worker-1", "local", "distribute", "ML-DSA-65.sign", 0.001, 0.003, 0.0, 0),
+        (0, 1, "client-1", "local", "distribute", "transfer", 0.000, 0.003, 0.0, 0),  # not a worker
+        (0, 1, "worker-1", "local", "verify", "ML-DSA-65.verify", 0.000, 0.003, 0.0, 0),  # not a distribution
+        # round 2: one after the other -> 1; replication 1, round 1: fully side by side -> 2
+        (0, 2, "worker-1", "local", "distribute", "ML-DSA-65.sign", 0.010, 0.012, 0.0, 0),
+        (0, 2, "worker-1", "local", "distribute", "ML-DSA-65.sign", 0.012, 0.014, 0.0, 0),
+        (1, 1, "worker-1", "local", "distribute", "ML-DSA-65.sign", 0.000, 0.002, 0.0, 0),
+        (1, 1, "worker-1", "local", "distribute", "ML-DSA-65.sign", 0.000, 0.002, 0.0, 0),
+        (0, 0, "worker-1", "local", "distribute", "ML-DSA-65.sign", 0.000, 0.002, 0.0, 0),  # round 0: the sessions'
+    ]
+    d = tmp_path / "run"
+    d.mkdir()
+    write_spans(to_frame(rows), RunLayout(d).spans)
+    got = bench.worker_parallelism([d])
+    assert got["rounds"] == 3
+    assert got["p50"] == pytest.approx(4 / 3) and got["p25"] == pytest.approx((1 + 4 / 3) / 2)
+    none = tmp_path / "none"
+    none.mkdir()
+    write_spans(to_frame(rows[2:4]), RunLayout(none).spans)
+    assert bench.worker_parallelism([none]) is None
