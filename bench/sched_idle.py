@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without install
 
-from hw.schedtrace import PROMPT_S, IdlePull, idle_pulls, preemptions, read_kept, wake_placements
+from hw.schedtrace import PROMPT_S, IdlePull, idle_pulls, preemptions, read_kept, sibling_waits, wake_placements
 
 TRACE = "sched_trace.txt.gz"
 
@@ -64,6 +64,7 @@ def main() -> None:
     placed: dict[tuple[str, str], int] = defaultdict(int)
     busy = preempted = 0
     slices: list[float] = []
+    workers: dict[str, list[float]] = {}  # cell -> seconds together, behind one (other core idle, busy), of rounds
     for cell, paths in sorted(cells.items()):
         pulls: list[IdlePull] = []
         for path in paths:
@@ -79,6 +80,10 @@ def main() -> None:
                 busy += turns.busy_wakeups
                 preempted += turns.preempted
                 slices += turns.slices_s
+                w = sibling_waits(text, window, nodes, "worker")
+                workers[cell] = [a + b for a, b in zip(workers.get(cell, [0.0] * 4),
+                                                       (w.together_s, w.behind_idle_s, w.behind_busy_s,
+                                                        window[1] - window[0]), strict=True)]  # fmt: skip
         total += pulls
         print(row(cell, pulls))
     print(row("all", total))
@@ -98,6 +103,13 @@ def main() -> None:
             f"a thread ran while another waited on its core all along, then made way: {len(slices)} times, for "
             f"{q[1]:.2f} ms (median; quartiles {q[0]:.2f}, {q[2]:.2f})"
         )
+
+    together = {cell: w for cell, w in workers.items() if w[0] + w[1] + w[2] > 0}
+    if together:
+        print("\nthe crypto workers (threads of the worker-* nodes), per second of rounds: side by side / one queued "
+              "behind another, the other core idle / busy (ms)")  # fmt: skip
+        for cell, (both, idle, busy_s, span) in sorted(together.items()):
+            print(f"  {cell:<46} {1e3 * both / span:6.1f} / {1e3 * idle / span:6.1f} / {1e3 * busy_s / span:6.1f}")
 
 
 if __name__ == "__main__":

@@ -341,6 +341,55 @@ def preemptions(text: str, window: tuple[float, float], nodes: dict[str, int] | 
 KEPT_HEADER = "# pqtwin sched trace "
 
 
+@dataclass(frozen=True)
+class SiblingWaits:
+    """Within a window, seconds that threads of two or more of a group of nodes (the crypto workers) ran at once
+    (``together_s``), and that one of them waited queued behind another of the group on its core, while the other
+    core was idle (``behind_idle_s``) or busy (``behind_busy_s``)."""
+
+    together_s: float
+    behind_idle_s: float
+    behind_busy_s: float
+
+
+def sibling_waits(text: str, window: tuple[float, float], nodes: dict[str, int], prefix: str) -> SiblingWaits:
+    """How the threads of the nodes named ``prefix``... shared the cores within ``window``: side by side, or one
+    queued behind another (the twin's two crypto workers of a distribution, bench/sched_idle.py; the model's
+    ``PlacedCores`` serialises them more than Linux does, README stop 37)."""
+    events, parent = _events(text)
+    group = {tid: name for tid, name in _owners(parent, nodes).items() if name.startswith(prefix)}
+    running: dict[int, int] = {}  # cpu -> thread (0: idle)
+    queued: dict[int, int] = {}  # runnable thread -> the cpu whose queue holds it
+    sums = [0.0, 0.0, 0.0]
+    last = window[0]
+    for t, kind, a, b, state, nxt in events:
+        if t > last and t >= window[0]:
+            _sibling_state(running, queued, group, sums, min(t, window[1]) - last)
+            last = min(t, window[1])
+        if kind == 1:
+            running[a] = nxt
+            queued.pop(nxt, None)
+            if b and state.startswith("R"):
+                queued[b] = a
+            elif b:
+                queued.pop(b, None)
+        elif kind == 0 and a not in running.values():
+            queued[a] = b
+    return SiblingWaits(*sums)
+
+
+def _sibling_state(running: dict[int, int], queued: dict[int, int], group: dict[int, str], sums: list[float],
+                   dt: float) -> None:  # fmt: skip
+    """Add ``dt`` of the state now to ``sums`` (together, behind one with the other core idle, busy)."""
+    on = {cpu: group[tid] for cpu, tid in running.items() if tid in group}
+    if len(set(on.values())) >= 2:
+        sums[0] += dt
+    for tid, cpu in queued.items():
+        if tid in group and cpu in on and on[cpu] != group[tid] and group[tid] not in on.values():
+            idle = any(not running.get(other, 0) for other in running if other != cpu)
+            sums[1 if idle else 2] += dt
+
+
 def keep(text: str, window: tuple[float, float] | None, nodes: dict[str, int], path: Path) -> None:
     """Keep a run's trace in ``path``, gzipped: a header line with its rounds' window and the nodes' processes
     (``waits``' other arguments; the run's own process is ``runner``), then the kernel's lines as read."""

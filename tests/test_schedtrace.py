@@ -284,3 +284,22 @@ def test_preemptions_of_a_trace_that_starts_mid_stream():
     """A trace whose first switch on a cpu is a preemption (the buffer began mid-run): nothing to count, no error."""
     got = schedtrace.preemptions(wake(0, 1.0, 20) + sw(0, 1.1, 10, "R", 20), (0.0, 2.0))
     assert (got.busy_wakeups, got.preempted, got.slices_s) == (0, 0, ())
+
+
+def test_sibling_waits_say_whether_two_workers_ran_side_by_side_or_one_behind_the_other():
+    """Workers 30 and 31 (two nodes named worker-*; 40 is not one): side by side on CPUs 0 and 1 for 0.1 s; then 31
+    queued on CPU 0 behind 30 while CPU 1 idles for 0.05 s and while 40 runs there for 0.05 s; 30 behind 40 is no
+    sibling's wait. Outside the window nothing counts."""
+    nodes = {"worker-1.1": 30, "worker-1.2": 31, "client-1": 40}
+    text = "".join([
+        sw(0, 1.0, 0, "R", 30), sw(1, 1.0, 0, "R", 31),  # side by side
+        sw(1, 1.1, 31, "S", 0), woke(0, 1.1, 31, 0),  # 31 sleeps, then is queued on CPU 0 behind 30, CPU 1 idle
+        sw(1, 1.15, 0, "R", 40),  # CPU 1 busy with 40 from now
+        sw(0, 1.2, 30, "S", 31),  # 31 runs
+        sw(0, 1.3, 31, "S", 0), woke(1, 1.3, 30, 1),  # 30 queued behind 40 (not a sibling)
+        sw(1, 1.4, 40, "S", 30), sw(1, 1.5, 30, "S", 0),
+    ])  # fmt: skip
+    got = schedtrace.sibling_waits(text, (1.0, 1.45), nodes, "worker")
+    assert got.together_s == pytest.approx(0.1)
+    assert got.behind_idle_s == pytest.approx(0.05) and got.behind_busy_s == pytest.approx(0.05)
+    assert schedtrace.sibling_waits(text, (2.0, 3.0), nodes, "worker") == schedtrace.SiblingWaits(0.0, 0.0, 0.0)
