@@ -127,8 +127,9 @@ class Replication:
         # concurrent with worker pods: a client's reader thread hands its update to a worker process itself;
         # without, through the main thread, which queues it for a job thread (hw/node/aggregator.py ``_serve``)
         self.delegates = bool(scenario.pods("worker"))
-        # a job thread of the aggregator: seals jobs for worker processes and opens their answers
-        self.agg_thread = Endpoint(self.agg.pod, self.agg.node, self.agg.cpu)
+        # the aggregator's job threads, one per worker (hw/node/aggregator.py: "with worker processes: one job thread
+        # each"): each seals its worker's jobs and opens its answers, side by side with the others
+        self.agg_threads: dict[int, Endpoint] = {}
         self.round_starts: list[float] = []
         self.receivers: dict[str, Thread] = {}  # pod -> its one receiver thread (telemetry_receiver: one-thread)
         self.populations = {pop.name: i for i, pop in enumerate(scenario.workload.devices)}
@@ -412,6 +413,16 @@ class Replication:
             self.env.process(self._distribute_job(c, ctx))
         yield self.env.timeout(0)
 
+    def _agg_thread(self, worker: Endpoint) -> Endpoint:
+        """The aggregator's job thread for ``worker``: a thread of its own, placed on the cores as one
+        (``PlacedCores``), so two workers' jobs are sealed and opened side by side as the twin's are (one thread
+        for all made them queue on one core: the model's concurrent 50 k distributions ran a quarter wholly serial,
+        the twin's almost none; README stop 37)."""
+        thread = self.agg_threads.get(worker.key)
+        if thread is None:
+            thread = self.agg_threads[worker.key] = Endpoint(self.agg.pod, self.agg.node, self.agg.cpu)
+        return thread
+
     def _distribute_job(self, c: int, ctx: tuple[Any, ...]) -> Gen:
         assert self.pool is not None
         queued: float | None = self.env.now  # the pool wait is charged to the job's first span
@@ -422,13 +433,13 @@ class Replication:
         apart = worker.pod != self.agg.pod
         if apart:
             job = self.job_bytes(self.clients[c], model)  # the model, no record header
-            yield from self.hop(self.agg_thread, worker, job, "distribute", since=queued)
+            yield from self.hop(self._agg_thread(worker), worker, job, "distribute", since=queued)
             queued = None
         yield from worker.run(self.rec, "distribute", "serialize", model, since=queued)
         yield from self.protect(worker, "distribute", model)
         if apart:
             answer = ANSWER_HEAD_BYTES + sealed  # the record sealed for the client, header and body
-            yield from self.hop(worker, self.agg_thread, answer, "distribute")
+            yield from self.hop(worker, self._agg_thread(worker), answer, "distribute")
         self.pool.put(taken)
         yield from self.send(self.agg if apart else worker, self.clients[c], sealed, "distribute")
         self.env.process(self._client(c, ctx))
@@ -510,11 +521,11 @@ class Replication:
         apart = worker.pod != self.agg.pod
         if apart:
             job = self.job_bytes(self.clients[c], self.message_bytes(fl.model_bytes))  # the client's whole record
-            yield from self.hop(self.agg_thread, worker, job, "verify", since=queued)
+            yield from self.hop(self._agg_thread(worker), worker, job, "verify", since=queued)
             queued = None
         yield from self.unprotect(worker, "verify", fl.model_bytes, since=queued)
         if apart:
-            yield from self.hop(worker, self.agg_thread, fl.model_bytes + ANSWER_HEAD_BYTES, "verify")
+            yield from self.hop(worker, self._agg_thread(worker), fl.model_bytes + ANSWER_HEAD_BYTES, "verify")
         self.pool.put(taken)
         yield from self._handoff(self.agg, INBOX_HANDOFF, woken=False)  # a job thread hands the update on
         verified.put(c)

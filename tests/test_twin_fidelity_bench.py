@@ -224,3 +224,26 @@ def test_worker_parallelism_says_how_side_by_side_a_distributions_jobs_ran(bench
     none.mkdir()
     write_spans(to_frame(rows[2:4]), RunLayout(none).spans)
     assert bench.worker_parallelism([none]) is None
+
+
+def test_the_aggregators_job_threads_seal_two_workers_jobs_side_by_side(bench: Any, tmp_path: Path) -> None:
+    """The twin's aggregator has a job thread per worker process (hw/node/aggregator.py), so two workers' jobs are
+    sealed and opened side by side; the model had one for all, placed on the cores as one thread, and ran a quarter
+    of its concurrent 50 k distributions wholly serial (25th percentile of ``worker_parallelism`` 1.00, the twin's
+    1.18-1.34 on 2026-12-01). Localhost, concurrent, classical suite, 50 k parameters, 20 rounds x 3."""
+    from sim.runner import simulate, write_run
+    from sim.scenario import load_scenario
+
+    from .conftest import SCENARIOS
+
+    sets = [
+        "workload.fl.rounds=20",
+        "workload.fl.model_parameters=50000",
+        "workload.processing.mode=concurrent",
+        "workload.crypto.kem=X25519",
+        "workload.crypto.signature=Ed25519",
+    ]
+    s = load_scenario(SCENARIOS / "localhost.yaml", sets)
+    write_run(simulate(s, "concurrent", replications=3), tmp_path, s)
+    got = bench.worker_parallelism([tmp_path])
+    assert got["rounds"] == 60 and got["p25"] > 1.3  # before: 1.00
