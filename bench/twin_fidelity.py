@@ -58,6 +58,7 @@ from hw.compare import AT_SPEED, compare_dirs
 from hw.fit import fit_from_run
 from hw.local import run_local
 from hw.netns import kernel_rate_bps, unavailable
+from hw.schedtrace import union_s
 from sim.contract import FL_PHASES, RunLayout, Summary, read_spans, read_summary
 from sim.errors import UserError
 from sim.loading import out_json
@@ -297,22 +298,13 @@ def worker_parallelism(dirs: list[Path]) -> dict[str, float] | None:
         spans = read_spans(RunLayout(d).spans)
         jobs = spans[(spans["phase"] == "distribute") & spans["pod"].str.startswith("worker") & (spans["round"] > 0)]
         for _, g in jobs.groupby(["replication", "round"]):
-            busy, union = float((g["end_s"] - g["start_s"]).sum()), _union_s(g["start_s"], g["end_s"])
+            busy = float((g["end_s"] - g["start_s"]).sum())
+            union = union_s(list(zip(g["start_s"], g["end_s"], strict=True)))
             if union > 0:
                 ratios.append(busy / union)
     if not ratios:
         return None
     return {"p50": float(np.median(ratios)), "p25": float(np.percentile(ratios, 25)), "rounds": len(ratios)}
-
-
-def _union_s(starts: Any, ends: Any) -> float:
-    """The length of the union of the intervals [start, end)."""
-    total, until = 0.0, -np.inf
-    for start, end in sorted(zip(starts, ends, strict=True)):
-        if end > until:
-            total += end - max(start, until)
-            until = end
-    return total
 
 
 def steps_by_pass(work: Path) -> list[float | None]:

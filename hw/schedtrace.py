@@ -530,6 +530,12 @@ def _overlap(merged: tuple[np.ndarray, np.ndarray], a: float, b: float) -> float
     return float((np.minimum(ends[lo:hi], b) - np.maximum(starts[lo:hi], a)).clip(min=0.0).sum())
 
 
+def union_s(intervals: list[tuple[float, float]]) -> float:
+    """The length of the union of intervals (s)."""
+    starts, ends = _merged(intervals)
+    return float((ends - starts).sum())
+
+
 def _merged(intervals: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
     """The union of intervals as sorted, disjoint (starts, ends)."""
     out: list[list[float]] = []

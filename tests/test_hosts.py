@@ -13,7 +13,13 @@ from sim.profile import LinearOp
 
 def finish_times(cores: int, jobs: list[tuple[float, float]], sharing: str) -> list[float]:
     """(arrival, work) jobs on one CPU; the time each finishes."""
-    env = simpy.Environment()
+    return finish_times_and_events(cores, jobs, sharing)[0]
+
+
+def finish_times_and_events(cores: int, jobs: list[tuple[float, float]],
+                            sharing: str = "processor-sharing") -> tuple[list[float], int]:  # fmt: skip
+    """``finish_times``, and the events the run counted (``CountingEnvironment``)."""
+    env = CountingEnvironment()
     cpu = Cpu(env, "h", cores, None, np.random.default_rng(0), sharing)
     done = [0.0] * len(jobs)
 
@@ -25,7 +31,7 @@ def finish_times(cores: int, jobs: list[tuple[float, float]], sharing: str) -> l
     for i, (at, work) in enumerate(jobs):
         env.process(job(i, at, work))
     env.run()
-    return done
+    return done, env.events
 
 
 def test_processor_sharing_by_hand():
@@ -170,19 +176,7 @@ def test_a_job_alone_on_idle_cores_ends_as_shared_cores_would_end_it(monkeypatch
                                                  strict=True)]  # fmt: skip
 
     def run() -> tuple[list[float], int]:
-        env = CountingEnvironment()
-        cpu = Cpu(env, "h", cores, None, np.random.default_rng(0))
-        done = [0.0] * len(jobs)
-
-        def job(i: int, at: float, work: float):
-            yield env.timeout(at)
-            yield from cpu.work(work)
-            done[i] = env.now
-
-        for i, (at, work) in enumerate(jobs):
-            env.process(job(i, at, work))
-        env.run()
-        return done, env.events
+        return finish_times_and_events(cores, jobs)
 
     from sim.hosts import SharedCores
 
