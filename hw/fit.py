@@ -34,7 +34,11 @@ is not fitted: the profile measured that call many times, a run's few handshakes
 Each kind also gets ``sigma``, the robust spread (1.4826 x MAD) of ln(measured / charged), charged being what the
 fitted overhead makes of the profile's price, within each size and pooled: the jitter a real code path shows
 around its median, which the simulator samples so its p95 sees it too (across sizes, a line's misfit at one size
-would count as jitter). Each fitted
+would count as jitter), and where two sizes or more have ``SIZE_ROWS`` spans, ``sigma_by_bytes`` (calls with bytes)
+and ``sigma_by_cost_s`` (calls without, by their price): the spread within each size, which the simulator
+interpolates (a 12.5 k-parameter training step jitters three times as much, relative to
+its length, as a 250 k one: with one pooled spread a 1 M round's two steps ended twice as far apart as the twin's,
+2026-12-01). Each fitted
 value is tagged F with the run it came from. The fit sees only the run it is given: validate it
 on other configurations (bench/twin_fidelity.py does).
 
@@ -67,6 +71,7 @@ from sim.scenario import Scenario, load_scenario
 GLUE_MAX_S = 0.002
 SPREAD = 4.0  # sizes must span this factor before a per-byte slope is fitted
 MIN_ROWS = 3
+SIZE_ROWS = 10  # spans a size needs for a spread of its own (``_jitter_by_size``)
 FACTOR_KINDS = ("train", "fedavg")
 BOOTSTRAP_SEED, BOOTSTRAP_RESAMPLES = 20261129, 400
 
@@ -140,7 +145,11 @@ def _overhead(kind: str, measured: np.ndarray, predicted: np.ndarray, nbytes: np
         predicted * fitted.get("factor", 1.0) + fitted.get("per_call_s", 0.0) + fitted.get("per_byte_s", 0.0) * nbytes
     )
     spread = _jitter(measured, charged, np.where(nbytes > 0, nbytes, predicted))
-    return Overhead.model_validate({**fitted, "sigma": spread, "n": n, "source": source, "tag": "F"})
+    carry = nbytes > 0  # by bytes where a call has them, else by its price (``Overhead.sigma_by_cost_s``)
+    by_bytes = _jitter_by_size(measured[carry], charged[carry], nbytes[carry])
+    by_cost = _jitter_by_size(measured[~carry], charged[~carry], predicted[~carry])
+    return Overhead.model_validate({**fitted, "sigma": spread, "sigma_by_bytes": by_bytes, "sigma_by_cost_s": by_cost,
+                                    "n": n, "source": source, "tag": "F"})  # fmt: skip
 
 
 def _jitter(measured: np.ndarray, charged: np.ndarray, sizes: np.ndarray) -> float:
@@ -154,6 +163,19 @@ def _jitter(measured: np.ndarray, charged: np.ndarray, sizes: np.ndarray) -> flo
     parts = [(_robust_sigma(logs[groups == g]), int((groups == g).sum())) for g in np.unique(groups)]
     parts = [(sd, k) for sd, k in parts if k >= MIN_ROWS] or [(_robust_sigma(logs), len(logs))]
     return float(sum(sd * k for sd, k in parts) / sum(k for _, k in parts))
+
+
+def _jitter_by_size(measured: np.ndarray, charged: np.ndarray, sizes: np.ndarray) -> list[list[float]] | None:
+    """The spread within each size (``_jitter``'s classes with ``SIZE_ROWS`` spans or more), as [median size,
+    sigma] pairs in increasing size (``Overhead.sigma_by_bytes``, ``sigma_by_cost_s``); None where fewer than two
+    sizes have that many: a
+    step's jitter is partly a fixed time (the scheduler, the interpreter), so relative to the step it shrinks as
+    the step grows, which one pooled spread cannot say."""
+    ok = (charged > 0) & (measured > 0) & (sizes > 0)
+    logs, groups, x = np.log(measured[ok] / charged[ok]), _size_classes(sizes[ok]), sizes[ok]
+    pairs = [[float(np.median(x[groups == g])), min(3.0, _robust_sigma(logs[groups == g]))]
+             for g in np.unique(groups) if (groups == g).sum() >= SIZE_ROWS]  # fmt: skip
+    return pairs if len(pairs) >= 2 else None
 
 
 def _size_classes(x: np.ndarray) -> np.ndarray:

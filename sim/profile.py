@@ -223,26 +223,83 @@ class LinearOp(_Strict):
         return base * lognormals(rng, -(sigma**2) / 2, sigma, n)
 
 
+# [size, spread] pairs (``Overhead``): a size is bytes or seconds, a spread that of ln(cost)
+SpreadTable = Annotated[
+    list[tuple[Annotated[float, Field(gt=0, le=1e12)], Annotated[float, Field(ge=0, le=3)]]],
+    Field(min_length=2, max_length=64),
+]
+
+
 class Overhead(_Strict):
-    """What a code path adds to an operation kind's library cost (module docstring)."""
+    """What a code path adds to an operation kind's library cost (module docstring).
+
+    ``sigma_by_bytes``, ``sigma_by_cost_s`` (optional): the spread by size, [size, sigma] pairs in increasing size,
+    where the fit saw several sizes (hw/fit.py ``_jitter_by_size``): by the call's bytes for calls that carry
+    bytes, else by the profile's cost of the call in seconds (training, FedAvg, fixed-size calls). Between two
+    sizes the spread is interpolated in log size, beyond the ends the nearest is taken; a call with no table for
+    its axis draws ``sigma``, the pooled spread. A 1 M-parameter training step jitters less, relative to its
+    length, than a 12.5 k one (2026-12-01: ln-spread 0.10-0.13 at 250 k, 0.29-0.34 at 12.5 k); one pooled
+    ``sigma`` made the simulated steps of a round end twice as far apart as the twin's, and a round waits for the
+    last."""
 
     factor: float = Field(default=1.0, gt=0, le=1e3)
     per_call_s: float = Field(default=0.0, ge=-MAX_COST_S, le=MAX_COST_S)  # fitted: may be negative
     per_byte_s: float = Field(default=0.0, ge=-MAX_PER_UNIT_S, le=MAX_PER_UNIT_S)
     sigma: float = Field(default=0.0, ge=0, le=3)  # spread of ln(cost) around it: a lognormal of median 1
+    sigma_by_bytes: SpreadTable | None = None
+    sigma_by_cost_s: SpreadTable | None = None
     n: int | None = Field(default=None, ge=1, le=MAX_N)
     source: str = Field(min_length=1)
     tag: Tag
 
+    @model_validator(mode="after")
+    def _sizes_increase(self) -> Overhead:
+        for name in ("sigma_by_bytes", "sigma_by_cost_s"):
+            sizes = [size for size, _ in getattr(self, name) or ()]
+            if any(b <= a for a, b in itertools.pairwise(sizes)):
+                raise ValueError(f"{name}: sizes must increase (got {sizes})")
+        return self
+
+    @property
+    def varies(self) -> bool:
+        """A call's cost is drawn (some spread at some size)."""
+        tables = (*(self.sigma_by_bytes or ()), *(self.sigma_by_cost_s or ()))
+        return self.sigma > 0 or any(sd > 0 for _, sd in tables)
+
+    def sigma_at(self, nbytes: float, cost_s: float) -> float:
+        """The spread of a call of ``nbytes`` (0: none) that the profile prices at ``cost_s`` (class docstring)."""
+        pts = self.sigma_by_bytes if nbytes > 0 else self.sigma_by_cost_s
+        return self.sigma if pts is None else _interp_log(pts, nbytes if nbytes > 0 else cost_s)
+
     def apply(self, base_s: float, nbytes: float, rng: np.random.Generator | None = None) -> float:
         cost = max(0.0, base_s * self.factor + self.per_call_s + self.per_byte_s * nbytes)
-        if self.sigma == 0 or rng is None:
+        if rng is None or not self.varies:
             return cost
-        return cost * float(rng.lognormal(0.0, self.sigma))
+        return cost * float(rng.lognormal(0.0, self.sigma_at(nbytes, base_s)))
 
     def apply_all(self, base_s: np.ndarray, nbytes: float, rng: np.random.Generator) -> np.ndarray:
-        cost = np.maximum(0.0, base_s * self.factor + self.per_call_s + self.per_byte_s * nbytes)
-        return cost if self.sigma == 0 else cost * lognormals(rng, 0.0, self.sigma, cost.size)
+        cost: np.ndarray = np.maximum(0.0, base_s * self.factor + self.per_call_s + self.per_byte_s * nbytes)
+        if not self.varies:
+            return cost
+        if nbytes > 0 or self.sigma_by_cost_s is None:  # one spread for all
+            factor: np.ndarray = lognormals(rng, 0.0, self.sigma_at(nbytes, 0.0), cost.size)
+        else:
+            sizes, sds = np.array(self.sigma_by_cost_s).T
+            factor = rng.standard_normal(cost.size)
+            factor *= np.interp(np.log(np.maximum(base_s, 1e-300)), np.log(sizes), sds)  # clamped at both ends
+            np.exp(factor, out=factor)
+        cost *= factor
+        return cost
+
+
+def _interp_log(points: list[tuple[float, float]], x: float) -> float:
+    """The value at ``x`` of [size, value] points in increasing size: interpolated in log size, clamped."""
+    if x <= points[0][0]:
+        return points[0][1]
+    for (x0, y0), (x1, y1) in itertools.pairwise(points):
+        if x <= x1:
+            return y0 + (y1 - y0) * math.log(x / x0) / math.log(x1 / x0)
+    return points[-1][1]
 
 
 def lognormals(rng: np.random.Generator, mu: float, sigma: float, n: int) -> np.ndarray:
@@ -371,7 +428,7 @@ class Profile(_Strict):
         model = self.op(name)
         spread = model.cv if isinstance(model, LinearOp) else getattr(model.distribution, "sigma", 1.0)
         extra = self.overheads.get(op_kind(name))
-        return spread == 0 and (extra is None or extra.sigma == 0)
+        return spread == 0 and (extra is None or not extra.varies)
 
 
 def fit_lognormal(mean_s: float, stdev_s: float) -> Lognormal:

@@ -421,3 +421,64 @@ def test_a_kind_whose_only_spans_of_a_size_ran_slow_keeps_them_all(tmp_path):
     assert len(at_speed(rows, rows["bytes"].to_numpy(dtype=float))) == len(rows)
     few = pd.DataFrame({"bytes": [100] * 2 + [10**6] * 8, "slow": [1.0] * 2 + [0.0] * 4 + [1.0] * 4})
     assert len(at_speed(few, few["bytes"].to_numpy(dtype=float))) == len(few)  # a size of two, both slow: kept
+
+
+def test_a_code_paths_spread_is_fitted_per_size_and_the_simulator_draws_it_at_the_calls_size():
+    """Training steps of two sizes that jitter differently (ln-spread 0.30 at 2 ms, 0.10 at 40 ms, as the twin's
+    12.5 k and 250 k steps did, 2026-12-01): the fit keeps each size's spread, and the simulator draws a step's
+    jitter at its size -- at the large size, and beyond it, the large one's, not the pooled ~0.2 that put the
+    simulated 1 M steps of a round twice as far apart as the twin's."""
+    from hw.fit import _overhead
+
+    rng = np.random.default_rng(8)
+    predicted = np.r_[np.full(200, 2e-3), np.full(200, 40e-3)]
+    measured = predicted * 1.1 * np.r_[rng.lognormal(0, 0.30, 200), rng.lognormal(0, 0.10, 200)]
+    over = _overhead("train", measured, predicted, np.zeros(predicted.size), "test")
+    assert over.sigma_by_bytes is None and over.sigma_by_cost_s is not None and len(over.sigma_by_cost_s) == 2
+    (small, sd_small), (large, sd_large) = over.sigma_by_cost_s
+    assert small == pytest.approx(2e-3) and large == pytest.approx(40e-3)
+    assert sd_small == pytest.approx(0.30, rel=0.2) and sd_large == pytest.approx(0.10, rel=0.2)
+    assert over.sigma_at(0, 160e-3) == sd_large and over.sigma_at(0, 1e-3) == sd_small  # the nearest beyond the ends
+    assert over.sigma_at(0, (2e-3 * 40e-3) ** 0.5) == pytest.approx((sd_small + sd_large) / 2)  # halfway in log size
+    for engine_draws in (False, True):  # the event model's one call at a time, the vectorized engine's at once
+        r = np.random.default_rng(1)
+        base = np.full(4000, 160e-3)
+        costs = over.apply_all(base, 0.0, r) if engine_draws else np.array([over.apply(b, 0.0, r) for b in base])
+        assert np.std(np.log(costs)) == pytest.approx(sd_large, rel=0.1)
+    one = _overhead("train", measured[200:], predicted[200:], np.zeros(200), "test")
+    assert one.sigma_by_cost_s is None and one.sigma == pytest.approx(0.10, rel=0.2)  # one size: its spread alone
+
+
+def test_calls_with_bytes_get_their_spread_by_bytes_and_calls_without_by_their_price():
+    """Decryptions of small records (no bytes recorded: by price, spread 0.4) and of models at 50 kB and 1 MB
+    (spread 0.3 and 0.1): two tables, each looked up on its own axis, never a byte count against seconds."""
+    from hw.fit import _overhead
+
+    rng = np.random.default_rng(9)
+    nbytes = np.r_[np.zeros(60), np.full(60, 50_000.0), np.full(60, 1_000_000.0)]
+    predicted = np.r_[np.full(30, 1e-6), np.full(30, 1e-5), np.full(60, 5e-5), np.full(60, 1e-3)]
+    jitter = np.r_[np.full(60, 0.4), np.full(60, 0.3), np.full(60, 0.1)]
+    measured = predicted * np.exp(jitter * rng.standard_normal(180))
+    over = _overhead("decrypt", measured, predicted, nbytes, "test")
+    assert [x for x, _ in over.sigma_by_bytes] == pytest.approx([50_000.0, 1_000_000.0])
+    assert [x for x, _ in over.sigma_by_cost_s] == pytest.approx([1e-6, 1e-5])
+    assert over.sigma_at(4e6, 0.0) == over.sigma_by_bytes[-1][1] == pytest.approx(0.1, rel=0.3)
+    assert over.sigma_at(0, 3e-6) == pytest.approx(0.4, rel=0.3)
+
+
+def test_a_spread_by_size_draws_what_a_pooled_spread_draws_from_the_stream():
+    """A call draws one normal either way, so a profile with spreads by size shifts no later draw of the stream;
+    sizes that do not increase are refused with the field named; no spread at any size is deterministic."""
+    from pydantic import ValidationError
+
+    from sim.profile import Overhead
+
+    pooled = Overhead(sigma=0.2, source="t", tag="F")
+    sized = Overhead(sigma=0.2, sigma_by_cost_s=[(1e-3, 0.3), (1e-2, 0.1)], source="t", tag="F")
+    a, b = np.random.default_rng(4), np.random.default_rng(4)
+    pooled.apply(5e-3, 0.0, a), sized.apply(5e-3, 0.0, b)
+    assert a.random() == b.random()
+    with pytest.raises(ValidationError, match="sigma_by_bytes: sizes must increase"):
+        Overhead(sigma_by_bytes=[(1e4, 0.1), (1e3, 0.3)], source="t", tag="F")
+    assert not Overhead(sigma_by_cost_s=[(1e-3, 0.0), (1e-2, 0.0)], source="t", tag="F").varies
+    assert Overhead(sigma_by_cost_s=[(1e-3, 0.0), (1e-2, 0.1)], source="t", tag="F").varies
