@@ -270,8 +270,11 @@ def training_steps(dirs: list[Path]) -> dict[str, float] | None:
     """The runs' training steps (``fl.train`` spans): the median step (s) and the median share of a step that ran
     beside another pod's training on the same replication's clock (the pair the profile's ``pair_slowdown``
     prices); None where they have none. The twin's sequential steps ran 3-12 % longer than its concurrent ones in
-    every matrix kept on 2026-11-30/12-01, though less of them ran beside the other client's (README, stop 36)."""
-    steps, beside = [], []
+    every matrix kept on 2026-11-30/12-01, though less of them ran beside the other client's (README, stop 36).
+    Also how far apart a round's steps ended (the median over rounds with two steps or more of the last end less
+    the first, s; None without such rounds): a round waits for its last update, and a model whose steps jitter
+    more than the twin's ends them further apart (README, stop 38: 38-46 ms against the twin's 13-23 at 1 M)."""
+    steps, beside, apart = [], [], []
     for d in dirs:
         spans = read_spans(RunLayout(d).spans)
         train = spans[spans["op"] == "fl.train"]
@@ -282,9 +285,12 @@ def training_steps(dirs: list[Path]) -> dict[str, float] | None:
                 overlap = np.clip(np.minimum(end[other], end[i]) - np.maximum(start[other], start[i]), 0, None)
                 steps.append(end[i] - start[i])
                 beside.append(min(1.0, overlap.sum() / (end[i] - start[i])) if end[i] > start[i] else 0.0)
+        ends = train[train["round"] > 0].groupby(["replication", "round"])["end_s"]
+        apart += [float(x) for x in (ends.max() - ends.min())[ends.size() >= 2]]
     if not steps:
         return None
-    return {"step_p50_s": float(np.median(steps)), "beside_training_p50": float(np.median(beside)), "steps": len(steps)}
+    return {"step_p50_s": float(np.median(steps)), "beside_training_p50": float(np.median(beside)), "steps": len(steps),
+            "ends_apart_p50_s": float(np.median(apart)) if apart else None}  # fmt: skip
 
 
 def worker_parallelism(dirs: list[Path]) -> dict[str, float] | None:
@@ -338,7 +344,8 @@ def print_training(cells: list[dict[str, Any]], states: list[float] | None = Non
     if by_pass:
         steps = ", ".join("-" if x is None else f"{x * 1e3:.1f}" for x in by_pass)
         print(f"the twin's {max(SIZES):,}-parameter training steps, median of each pass: {steps} ms")
-    print("training steps, median (simulated / measured) and the share of a step beside another training (measured):")
+    print("training steps, median (simulated / measured), the share of a step beside another training (measured) and "
+          "how far apart a round's steps end (simulated / measured):")
     for c in rows:
         sim, hw = c["training"]["sim"], c["training"]["hw"]
         simulated = f"{sim['step_p50_s'] * 1e3:7.2f}" if sim else "      -"
@@ -346,8 +353,11 @@ def print_training(cells: list[dict[str, Any]], states: list[float] | None = Non
         pair = c.get("training_at_pair")
         at = (f"; at pair {pair['step_p50_s'] * 1e3:.2f} ms, round error p50 {c['error_p50_at_pair_pct']:+.1f} %"
               if pair else "")  # fmt: skip
+        apart = [None if x is None else x.get("ends_apart_p50_s") for x in (sim, hw)]
+        ends = (f", a round's steps end {' / '.join('-' if x is None else f'{x * 1e3:.1f}' for x in apart)} ms apart"
+                if any(x is not None for x in apart) else "")  # fmt: skip
         print(f"{c['layout']:17s} {c['mode']:11s} {c['suite']:10s} {c['model_parameters']:9d} {simulated} / "
-              f"{hw['step_p50_s'] * 1e3:7.2f} ms{error}, beside {hw['beside_training_p50']:.2f}{at}")  # fmt: skip
+              f"{hw['step_p50_s'] * 1e3:7.2f} ms{error}, beside {hw['beside_training_p50']:.2f}{ends}{at}")  # fmt: skip
 
 
 def print_parallelism(cells: list[dict[str, Any]]) -> None:

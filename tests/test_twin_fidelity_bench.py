@@ -103,10 +103,16 @@ def test_training_steps_say_how_long_and_how_much_beside_the_other_training(benc
     assert got["steps"] == 3
     assert got["step_p50_s"] == pytest.approx(0.040)
     assert got["beside_training_p50"] == pytest.approx(0.75)  # shares 0.75, 1.0 and 0 (alone on its clock)
+    assert got["ends_apart_p50_s"] == 0.0  # round 1 of replication 0 ends both at 40 ms; replication 1 has one step
     empty = tmp_path / "none"
     empty.mkdir()
     write_spans(to_frame(rows[2:3]), RunLayout(empty).spans)
     assert bench.training_steps([empty]) is None
+    apart = tmp_path / "apart"  # two rounds whose steps end 5 and 15 ms apart: the median, 10 ms
+    apart.mkdir()
+    write_spans(to_frame([(0, r, f"client-{k}", "local", "train", "fl.train", 0.1 * r, 0.1 * r + 0.02 + k * gap, 0.0, 0)
+                          for r, gap in ((1, 0.005), (2, 0.015)) for k in (0, 1)]), RunLayout(apart).spans)  # fmt: skip
+    assert bench.training_steps([apart])["ends_apart_p50_s"] == pytest.approx(0.010)
 
 
 def test_at_pair_puts_the_largest_model_at_the_matrix_pair_state(bench: Any, tmp_path: Path) -> None:
