@@ -344,8 +344,10 @@ def print_training(cells: list[dict[str, Any]], states: list[float] | None = Non
     if by_pass:
         steps = ", ".join("-" if x is None else f"{x * 1e3:.1f}" for x in by_pass)
         print(f"the twin's {max(SIZES):,}-parameter training steps, median of each pass: {steps} ms")
-    print("training steps, median (simulated / measured), the share of a step beside another training (measured) and "
-          "how far apart a round's steps end (simulated / measured):")
+    print(
+        "training steps, median (simulated / measured), the share of a step beside another training (measured) and "
+        "how far apart a round's steps end (simulated / measured):"
+    )
     for c in rows:
         sim, hw = c["training"]["sim"], c["training"]["hw"]
         simulated = f"{sim['step_p50_s'] * 1e3:7.2f}" if sim else "      -"
