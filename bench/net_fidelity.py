@@ -372,7 +372,8 @@ def measure_matrix(losses: list[float], rates: tuple[float, ...], sizes: tuple[i
             load_start = os.getloadavg()[0]
             fab = probe(fabric, "s", "r0")  # below the rate: this block measures the machine's kernel, not TCP
             lat = fab.latency_s  # a hop's, from a 1-byte TCP ping-pong across the switch
-            cc = CONGESTION or congestion_control(fabric, "s")  # which pattern shares unfairly depends on it (README)
+            # which pattern shares unfairly depends on it (docs/network-validation.md)
+            cc = CONGESTION or congestion_control(fabric, "s")
             print(f"| {fab.describe()} |", flush=True)
             for pattern in PATTERNS:
                 for size in sizes:

@@ -19,7 +19,7 @@
    how threads are placed on cores, sim/hosts.py ``PlacedCores``). Before each pass, how much two trainings of
    the 1 M model slow each other now (``hw.calibrate.pair_slowdown_now``, ~5 s): the speed probe (16 KiB, in a
    core's L1) does not see the host's memory state, which moved the twin's 1 M steps by a fifth within an hour
-   (README, stop 36); the 1 M cells are also simulated at those passes' median ("at pair").
+   (docs/twin-validation.md, stop 36); the 1 M cells are also simulated at those passes' median ("at pair").
 4. Per suite and size, the concurrent-vs-sequential reduction of the median round latency, simulated and
    measured; then per cell and phase of the round (the model's distribution, distribute, receive, train,
    upload, verify, aggregate), the median's error and the difference of the medians in ms (in the JSON:
@@ -270,7 +270,8 @@ def training_steps(dirs: list[Path]) -> dict[str, float] | None:
     """The runs' training steps (``fl.train`` spans): the median step (s) and the median share of a step that ran
     beside another pod's training on the same replication's clock (the pair the profile's ``pair_slowdown``
     prices); None where they have none. The twin's sequential steps ran 3-12 % longer than its concurrent ones in
-    every matrix kept on 2026-11-30/12-01, though less of them ran beside the other client's (README, stop 36).
+    every matrix kept on 2026-11-30/12-01, though less of them ran beside the other client's (docs/twin-validation.md,
+    stop 36).
     Also how far apart a round's steps ended (the median over rounds with two steps or more of the last end less
     the first, s; None without such rounds): a round waits for its last update, and a model whose steps jitter
     more than the twin's ends them further apart (README, stop 38: 38-46 ms against the twin's 13-23 at 1 M)."""
@@ -298,7 +299,7 @@ def worker_parallelism(dirs: list[Path]) -> dict[str, float] | None:
     busy time (the sum of their spans in the ``distribute`` phase) over the time any was busy (their union): 1
     serial, 2 two at once. Median and 25th percentile over the runs' rounds; None where no worker ran. The model
     read 1.29-1.42 (25th 1.00) where the twin read 1.44-1.62 (1.16-1.34) in the kept matrices of 2026-12-01: its
-    concurrent 50 k rounds ran long (README, stop 37)."""
+    concurrent 50 k rounds ran long (docs/twin-validation.md, stop 37)."""
     ratios = []
     for d in dirs:
         spans = read_spans(RunLayout(d).spans)
@@ -474,7 +475,8 @@ def _fast(c: dict[str, Any]) -> str:
 
 def _probe(profile: Path) -> dict[str, Any]:
     """The calibration's speed probe, and whether its cores held one speed meanwhile (``hw.machine.STEADY_SPREAD``,
-    as for a twin run): a calibration that caught another speed state moves every cell (README)."""
+    as for a twin run): a calibration that caught another speed state moves every cell
+    (docs/twin-validation.md)."""
     from hw.machine import calibrated_unsteady
 
     prof = load_profile(profile)
@@ -489,7 +491,7 @@ def _probe(profile: Path) -> dict[str, Any]:
 
 def _say_calibration(profile: Path) -> None:
     probe = _probe(profile)
-    if probe["train_pair_slowdown"]:  # the 1 M cells' training follows it (README "How we validate the twin")
+    if probe["train_pair_slowdown"]:  # the 1 M cells' training follows it (docs/twin-validation.md)
         pairs = ", ".join(f"x{f:.2f} at {u:,.0f}" for u, f in probe["train_pair_slowdown"])
         print(f"calibration: two trainings at once ran {pairs} sample-parameters (fl.train pair_slowdown)")
     if probe["steady"] is False:

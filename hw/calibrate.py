@@ -412,8 +412,8 @@ def pair_slowdown_now(samples: int, params: int, budget_s: float) -> float | Non
 def _pair_slowdown(jobs: list[tuple[int, Callable[[], Any]]], budget_s: float) -> list[list[float]] | None:
     """Per size: how much slower a step pinned to one core runs while a forked copy runs the same steps on another,
     the median over adjacent pairs of steps alone then beside the copy (``time_beside``), at least 1. None on a host
-    with fewer than two usable cores. The slowdown follows the host's state from minute to minute (README "How we
-    validate the twin", stop 35)."""
+    with fewer than two usable cores. The slowdown follows the host's state from minute to minute
+    (docs/twin-validation.md, stop 35)."""
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     if len(cpus) < 2 or not jobs:
         return None

@@ -120,7 +120,7 @@ def tbf_burst_bytes(rate_bps: float) -> int:
     a frame takes a millisecond or more (up to ~12 Mbit/s). Below GSO_RATE_BPS the kernel keeps up frame by
     frame, and a shallower bucket falls behind the rate where its timers cannot release single frames fast
     enough (one frame at 100 Mbit/s: a 64 KiB message 39 % slow). The simulator models the bucket's head start
-    (``burst_bytes``; bench/net_fidelity.py, README "Network model")."""
+    (``burst_bytes``; bench/net_fidelity.py, docs/network-validation.md)."""
     frame = MTU_BYTES + 14
     if rate_bps >= GSO_RATE_BPS:
         return GSO_BURST_BYTES

@@ -355,7 +355,8 @@ class SiblingWaits:
 def sibling_waits(text: str, window: tuple[float, float], nodes: dict[str, int], prefix: str) -> SiblingWaits:
     """How the threads of the nodes named ``prefix``... shared the cores within ``window``: side by side, or one
     queued behind another (the twin's two crypto workers of a distribution, bench/sched_idle.py; the model's
-    ``PlacedCores`` serialises them more than Linux does, README stop 37)."""
+    ``PlacedCores`` serialises them more than Linux does,
+    docs/twin-validation.md, stop 37)."""
     events, parent = _events(text)
     group = {tid: name for tid, name in _owners(parent, nodes).items() if name.startswith(prefix)}
     running: dict[int, int] = {}  # cpu -> thread (0: idle)

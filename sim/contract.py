@@ -568,7 +568,7 @@ class FabricProbe(_Model):
     throughput_bps: float = Field(gt=0)
     rate_bps: float = Field(gt=0)  # the slowest nominal rate on the path
     # the hosts' TCP congestion control (the machine's default: bbr here, cubic on a stock Linux or a Pi); it
-    # decides which pattern of concurrent flows shares unfairly (README, "Network model")
+    # decides which pattern of concurrent flows shares unfairly (docs/network-validation.md)
     congestion_control: str = ""
     # the token bucket of the path's slowest link (tbf's burst; 0: not recorded, runs before it was): the simulator
     # models its head start (sim/network.py ``LinkServer.leaves``)

@@ -219,7 +219,7 @@ class SharedCores:
 
 class SlicedCore:
     """One core of ``PlacedCores``: its run queue as Linux runs it at a round's scale (the kernel's traces of the
-    twin, README "How we validate the twin"). One job runs at a time, at the core's full speed:
+    twin, docs/twin-validation.md). One job runs at a time, at the core's full speed:
 
     - a job of a woken thread (any thread but the one whose job just ended here) preempts the running job with
       ``PlacedCores.WAKE_PREEMPT``'s chance (always without a stream), and the preempted job waits first in line;
@@ -337,7 +337,7 @@ class _Job:
 class PlacedCores:
     """``cpu_sharing: linux``: cores that each run their own run queue, threads placed on them as Linux's
     scheduler places them. Read from the kernel's traces of the twin's runs on our 2-vCPU machine (hw/schedtrace.py;
-    README, "How we validate the twin"), Linux is not work-conserving at the scale of a millisecond:
+    docs/twin-validation.md), Linux is not work-conserving at the scale of a millisecond:
 
     - a thread runs where it ran last (``key``: the thread), whether it did not sleep or was woken, busy core or
       not, except that a thread woken by a message (``waker``: the thread whose message woke it) from another

@@ -417,7 +417,7 @@ class Replication:
         """The aggregator's job thread for ``worker``: a thread of its own, placed on the cores as one
         (``PlacedCores``), so two workers' jobs are sealed and opened side by side as the twin's are (one thread
         for all made them queue on one core: the model's concurrent 50 k distributions ran a quarter wholly serial,
-        the twin's almost none; README stop 37)."""
+        the twin's almost none; docs/twin-validation.md, stop 37)."""
         thread = self.agg_threads.get(worker.key)
         if thread is None:
             thread = self.agg_threads[worker.key] = Endpoint(self.agg.pod, self.agg.node, self.agg.cpu)

@@ -124,7 +124,7 @@ class LinkServer:
         and the part of each later segment's that arrived before its last byte (its bytes arrive evenly over
         [asked, arrived]). Called once the last byte has arrived, when every such segment has been asked.
         Fluid FIFO (a byte leaves once those before it have): exact for arrivals at constant rates, where the
-        backlog peaks at the segment's start or its last byte (README "Network model")."""
+        backlog peaks at the segment's start or its last byte (docs/network-validation.md)."""
         arrivals, arrived, extra = self.arrivals or [], seg.arrived_s, 0.0
         for j in range(seg.seq - self.first_seq + 1, len(arrivals)):
             other = arrivals[j]

@@ -311,7 +311,7 @@ class Node(_Strict):
 
 class Transport(_Strict):
     """How a message between pods crosses links: TCP/IPv4 over Ethernet as Linux sends it (validated against
-    real TCP over network namespaces and tbf: bench/net_fidelity.py, README "Network model").
+    real TCP over network namespaces and tbf: bench/net_fidelity.py, docs/network-validation.md).
 
     ``fair``: concurrent messages share a link; each keeps at most ``window_segments`` segments in flight
     (more when the path's bandwidth-delay product needs it) and asks for the next when the oldest arrives,
@@ -321,7 +321,7 @@ class Transport(_Strict):
     drawn per message, lognormal of median 1 and spread ``share_sigma / (1 + d / share_converge_s)``, d being
     its bytes' time at its path's slowest link, so its share of a busy link goes as its weight once its
     segments have grown past slow start (from ~100 kB); short flows share unequally, long ones almost equally
-    (fitted on the measured matrix of bench/net_fidelity.py, README "Network model"; ``share_sigma: 0``: equal
+    (fitted on the measured matrix of bench/net_fidelity.py, docs/network-validation.md; ``share_sigma: 0``: equal
     shares). Where segments arriving over different links converge on one (a switch's egress toward the
     receiver: clients uploading at once), ``fan_in: packets`` serves their packets in the order they arrived, so
     flows of equal size fanned in end together, as measured; ``segments`` serves whole segments in turn (the model

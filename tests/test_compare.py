@@ -342,7 +342,7 @@ def test_sim_fabric_of_a_netns_run_simulates_its_links_and_machine(pqtwin, tmp_p
 def test_a_profile_calibrated_while_the_cores_changed_speed_is_warned(tmp_path, spread):
     """A profile whose calibration saw its speed probe spread over hw.machine.STEADY_SPREAD (as a twin run is called
     unsteady) is named in compare's warnings: its prices may be another speed state's (a calibration at 1.28-1.31x
-    put a matrix 5-13 % low, README); a steady one is not."""
+    put a matrix 5-13 % low, docs/twin-validation.md); a steady one is not."""
     import yaml
 
     from hw.compare import calibration_warnings

@@ -341,7 +341,7 @@ def test_a_wait_is_counted_once_whether_the_fifo_or_the_merge_imposed_it(burst_b
 def test_flows_merging_at_a_middle_hop_are_served_segment_by_segment():
     """The merge is settled on a route's last link only: two flows from one gateway's hosts meet on its uplink (a
     middle hop) and are served as under fan_in: segments, while flows from two gateways meet on the server's link
-    and end together (README "Network model": the shipped layouts are stars)."""
+    and end together (docs/network-validation.md: the shipped layouts are stars)."""
     g = nx.Graph()
     for a, b in (("d1", "gw1"), ("d3", "gw1"), ("d2", "gw2"), ("gw1", "core"), ("gw2", "core"), ("core", "srv")):
         g.add_edge(a, b, params=LinkParams(bandwidth_bps=RATE_BPS, latency_s=0.0, jitter_s=0, loss=0))
