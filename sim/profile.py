@@ -35,7 +35,7 @@ from an update's last byte (or a crypto worker's answer) to the aggregator's mai
 reader thread passes it through a queue), which the simulator also charges a concurrent round's distribution job
 (the main thread passes it through a queue to a job thread). The simulator runs them as work on the receiving
 thread's host: in the kernel's traces of the twin, the receiving process ran for 71-100 % of a client's hand-off
-and 53-83 % of the aggregator's (2026-11-30, README "How we validate the twin"), the rest its wake-up.
+and 53-83 % of the aggregator's (2026-11-30, docs/twin-validation.md), the rest its wake-up.
 """
 
 from __future__ import annotations
