@@ -266,7 +266,7 @@ def print_phases(cells: list[dict[str, Any]]) -> None:
         print(f"{c['layout']:17s} {c['mode']:11s} {c['suite']:10s} {c['model_parameters']:9d} {row}  {far}")
 
 
-def training_steps(dirs: list[Path]) -> dict[str, float] | None:
+def training_steps(dirs: list[Path]) -> dict[str, float | int | None] | None:
     """The runs' training steps (``fl.train`` spans): the median step (s) and the median share of a step that ran
     beside another pod's training on the same replication's clock (the pair the profile's ``pair_slowdown``
     prices); None where they have none. The twin's sequential steps ran 3-12 % longer than its concurrent ones in
@@ -274,7 +274,8 @@ def training_steps(dirs: list[Path]) -> dict[str, float] | None:
     stop 36).
     Also how far apart a round's steps ended (the median over rounds with two steps or more of the last end less
     the first, s; None without such rounds): a round waits for its last update, and a model whose steps jitter
-    more than the twin's ends them further apart (README, stop 38: 38-46 ms against the twin's 13-23 at 1 M)."""
+    more than the twin's ends them further apart (docs/twin-validation.md, stop 38: 38-46 ms against the
+    twin's 13-23 at 1 M)."""
     steps, beside, apart = [], [], []
     for d in dirs:
         spans = read_spans(RunLayout(d).spans)

@@ -152,20 +152,24 @@ def fastest_batches(probe: SpeedProbe | None, jobs: Sequence[Callable[[], Any]],
                     max_n: int) -> list[np.ndarray]:  # fmt: skip
     """Each job timed in ``BATCHES`` batches (``time_calls_at_speed``, ``budget_s / BATCHES`` each, waiting up to
     ``BATCH_WAIT_S`` for a core at the usual speed, none taken again: the batches are the retries), one batch of
-    every job in turn: per job the seconds per call of its batch with the lowest median. A size timed in one go
+    every job in turn: per job the seconds per call of its batch with the lowest median. A batch is at least
+    ``time_calls``' warm-up and ten calls whatever its budget, so a large size costs ~5x its old single
+    measurement (the training measurement here 38 -> 61 s with its pair slowdown). A size timed in one go
     could meet the slow state for all of it (the speed probe's retry did not always catch it): on 2026-12-01 two
     calibrations priced a 50 k training step at 6.6 and 8.8 ms where its fast state takes 3.8-4.2 (five interleaved
     batches), and the twin's 50 k cells read 55-82 % long steps and 12-30 % long rounds. The fit brings the twin's
     spans to the calibration's speed (hw/fit.py), so a profile must price one state throughout: the fast one, which
     the speed probe calls usual. On a steady host the fastest of five medians sits a little below their median, by
     about the noise of a batch's median."""
-    best: list[np.ndarray | None] = [None] * len(jobs)
-    for _ in range(BATCHES):
+    best: list[np.ndarray] = []
+    for k in range(BATCHES):
         for i, fn in enumerate(jobs):
             x, _ = time_calls_at_speed(probe, fn, budget_s / BATCHES, min_n, max_n, retries=0, wait_s=BATCH_WAIT_S)
-            if (b := best[i]) is None or np.median(x) < np.median(b):
+            if k == 0:
+                best.append(x)
+            elif np.median(x) < np.median(best[i]):
                 best[i] = x
-    return [x for x in best if x is not None]
+    return best
 
 
 @contextlib.contextmanager

@@ -126,7 +126,7 @@ def _overhead(kind: str, measured: np.ndarray, predicted: np.ndarray, nbytes: np
     sizes where it has them beside the small records); for training and FedAvg at sizes ``SPREAD`` apart, a factor
     and a constant; else a factor for work that scales plus the glue before it as a constant (glue is Python
     between two steps: it does not grow with the message, so a factor fitted at one size must not carry it to
-    another); and a constant for fixed-size operations. Its spread: ``_jitter``."""
+    another); and a constant for fixed-size operations. Its spread: ``_jitter``, by size ``_jitter_by_size``."""
     residual, n = measured - predicted, len(measured)
     fitted: dict[str, float] = {"per_call_s": _shown(residual)}  # fixed-size operations
     if kind not in FACTOR_KINDS and len(np.unique(nbytes)) >= 2 and nbytes.max() >= SPREAD * max(1.0, nbytes.min()):
@@ -168,9 +168,8 @@ def _jitter(measured: np.ndarray, charged: np.ndarray, sizes: np.ndarray) -> flo
 def _jitter_by_size(measured: np.ndarray, charged: np.ndarray, sizes: np.ndarray) -> list[list[float]] | None:
     """The spread within each size (``_jitter``'s classes with ``SIZE_ROWS`` spans or more), as [median size,
     sigma] pairs in increasing size (``Overhead.sigma_by_bytes``, ``sigma_by_cost_s``); None where fewer than two
-    sizes have that many: a
-    step's jitter is partly a fixed time (the scheduler, the interpreter), so relative to the step it shrinks as
-    the step grows, which one pooled spread cannot say."""
+    sizes have that many: a step's jitter is partly a fixed time (the scheduler, the interpreter), so relative to
+    the step it shrinks as the step grows, which one pooled spread cannot say."""
     ok = (charged > 0) & (measured > 0) & (sizes > 0)
     logs, groups, x = np.log(measured[ok] / charged[ok]), _size_classes(sizes[ok]), sizes[ok]
     pairs = [[float(np.median(x[groups == g])), min(3.0, _robust_sigma(logs[groups == g]))]

@@ -240,7 +240,9 @@ class Overhead(_Strict):
     its axis draws ``sigma``, the pooled spread. A 1 M-parameter training step jitters less, relative to its
     length, than a 12.5 k one (2026-12-01: ln-spread 0.10-0.13 at 250 k, 0.29-0.34 at 12.5 k); one pooled
     ``sigma`` made the simulated steps of a round end twice as far apart as the twin's, and a round waits for the
-    last."""
+    last. (The fit sizes a training step by its price beside the other steps it ran with, ``pair_slowdown`` 1.04-
+    1.17x; the simulator by the drawn library cost, before that slowdown: the same size class, a factor of 2
+    wide, for all but steps at a class's edge.)"""
 
     factor: float = Field(default=1.0, gt=0, le=1e3)
     per_call_s: float = Field(default=0.0, ge=-MAX_COST_S, le=MAX_COST_S)  # fitted: may be negative
@@ -263,8 +265,9 @@ class Overhead(_Strict):
     @property
     def varies(self) -> bool:
         """A call's cost is drawn (some spread at some size)."""
-        tables = (*(self.sigma_by_bytes or ()), *(self.sigma_by_cost_s or ()))
-        return self.sigma > 0 or any(sd > 0 for _, sd in tables)
+        if self.sigma > 0:  # every call asks: the common answer first
+            return True
+        return any(sd > 0 for table in (self.sigma_by_bytes, self.sigma_by_cost_s) for _, sd in table or ())
 
     def sigma_at(self, nbytes: float, cost_s: float) -> float:
         """The spread of a call of ``nbytes`` (0: none) that the profile prices at ``cost_s`` (class docstring)."""

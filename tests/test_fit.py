@@ -482,3 +482,21 @@ def test_a_spread_by_size_draws_what_a_pooled_spread_draws_from_the_stream():
         Overhead(sigma_by_bytes=[(1e4, 0.1), (1e3, 0.3)], source="t", tag="F")
     assert not Overhead(sigma_by_cost_s=[(1e-3, 0.0), (1e-2, 0.0)], source="t", tag="F").varies
     assert Overhead(sigma_by_cost_s=[(1e-3, 0.0), (1e-2, 0.1)], source="t", tag="F").varies
+
+
+def test_a_fitted_spread_by_size_survives_the_profile_file_and_prices_each_call_at_its_size(tmp_path):
+    """A profile with spreads by size written as YAML loads with them (tables of [size, spread]); the vectorized
+    engine's draws for calls of mixed prices are the event model's one by one, to the ulp, from the same stream."""
+    from sim.profile import Overhead, write_profile
+
+    data = yaml.safe_load(PROFILE.read_text())
+    data["overheads"] = {"train": {"factor": 1.2, "sigma": 0.2, "sigma_by_cost_s": [(2e-3, 0.3), (40e-3, 0.1)],
+                                   "source": "test", "tag": "F"}}  # fmt: skip
+    write_profile(data, tmp_path / "p.yaml")
+    over = load_profile(tmp_path / "p.yaml").overheads["train"]
+    assert over.sigma_by_cost_s == [(2e-3, 0.3), (40e-3, 0.1)]
+    base = np.array([1e-3, 5e-3, 9e-3, 40e-3, 0.2])
+    at_once = over.apply_all(base, 0.0, np.random.default_rng(7))
+    one_by_one = np.array([over.apply(b, 0.0, r) for r in [np.random.default_rng(7)] for b in base])
+    assert np.allclose(at_once, one_by_one, rtol=1e-12, atol=0)
+    assert isinstance(over, Overhead) and over.varies
