@@ -125,12 +125,15 @@ def test_run_end_to_end_against_the_stand_in(fake, tmp_path, mode):
     assert set(codes) == {"aggregator", "client-1", "client-2", "devices-pi-2", "devices-pi-3"}
     logs = {p.stem for p in (out / "logs").glob("*.log")}
     # every pod that ran ended cleanly; a device emulator still starting when the rounds were over (a loaded
-    # machine starts pods slowly, the devices are not needed by the rounds) is deleted unstarted: no exit
-    # code, no log, and nothing else is missing
+    # machine starts pods slowly, the devices are not needed by the rounds) is deleted before it reports: no
+    # exit code, a log only if it printed before the deletion (CI, 2026-12-01: one had), and without one the
+    # warning that it had not started; nothing else is missing
     unstarted = {pod for pod, code in codes.items() if code is None}
     assert status["state"] == "completed" and all(codes[pod] == 0 for pod in set(codes) - unstarted), status
-    assert unstarted <= {"devices-pi-2", "devices-pi-3"} and logs == set(codes) - unstarted, (status, logs)
-    assert all(any(w.startswith(f"{pod} had not started") for w in summary["warnings"]) for pod in unstarted)
+    assert unstarted <= {"devices-pi-2", "devices-pi-3"}, status
+    assert set(codes) - unstarted <= logs <= set(codes), (status, logs)
+    silent = unstarted - logs
+    assert all(any(w.startswith(f"{pod} had not started") for w in summary["warnings"]) for pod in silent)
     assert json.loads((out / "run.json").read_text())["clock"] == "wall"
     manifests = (out / "manifests.yaml").read_text()
     kept = [d for d in yaml.safe_load_all(manifests) if d and d["kind"] == "Secret"]  # no private keys kept
