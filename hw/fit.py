@@ -159,9 +159,9 @@ def _jitter(measured: np.ndarray, charged: np.ndarray, sizes: np.ndarray) -> flo
     ok = (charged > 0) & (measured > 0)
     if ok.sum() < 2:
         return 0.0
-    logs, groups = np.log(measured[ok] / charged[ok]), _size_classes(sizes[ok])
-    parts = [(_robust_sigma(logs[groups == g]), int((groups == g).sum())) for g in np.unique(groups)]
-    parts = [(sd, k) for sd, k in parts if k >= MIN_ROWS] or [(_robust_sigma(logs), len(logs))]
+    logs = np.log(measured[ok] / charged[ok])
+    parts = [(sd, k) for _, sd, k in _class_spreads(logs, sizes[ok]) if k >= MIN_ROWS]
+    parts = parts or [(_robust_sigma(logs), len(logs))]
     return float(sum(sd * k for sd, k in parts) / sum(k for _, k in parts))
 
 
@@ -171,10 +171,17 @@ def _jitter_by_size(measured: np.ndarray, charged: np.ndarray, sizes: np.ndarray
     sizes have that many: a step's jitter is partly a fixed time (the scheduler, the interpreter), so relative to
     the step it shrinks as the step grows, which one pooled spread cannot say."""
     ok = (charged > 0) & (measured > 0) & (sizes > 0)
-    logs, groups, x = np.log(measured[ok] / charged[ok]), _size_classes(sizes[ok]), sizes[ok]
-    pairs = [[float(np.median(x[groups == g])), min(3.0, _robust_sigma(logs[groups == g]))]
-             for g in np.unique(groups) if (groups == g).sum() >= SIZE_ROWS]  # fmt: skip
+    spreads = _class_spreads(np.log(measured[ok] / charged[ok]), sizes[ok])
+    pairs = [[size, min(3.0, sd)] for size, sd, k in spreads if k >= SIZE_ROWS]
     return pairs if len(pairs) >= 2 else None
+
+
+def _class_spreads(logs: np.ndarray, sizes: np.ndarray) -> list[tuple[float, float, int]]:
+    """Per size class (``_size_classes``), in increasing size: its median size, the robust spread of its
+    ``logs`` and how many it has."""
+    groups = _size_classes(sizes)
+    return [(float(np.median(sizes[groups == g])), _robust_sigma(logs[groups == g]), int((groups == g).sum()))
+            for g in np.unique(groups)]  # fmt: skip
 
 
 def _size_classes(x: np.ndarray) -> np.ndarray:

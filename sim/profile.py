@@ -175,10 +175,8 @@ class LinearOp(_Strict):
 
     @model_validator(mode="after")
     def _increasing_units(self) -> LinearOp:
-        for name in ("points", "pair_slowdown"):
-            pts = getattr(self, name)
-            if pts and any(b[0] <= a[0] for a, b in itertools.pairwise(pts)):
-                raise ValueError(f"{name} must have strictly increasing units")
+        if (name := _not_increasing(self, ("points", "pair_slowdown"))) is not None:
+            raise ValueError(f"{name} must have strictly increasing units")
         return self
 
     def slowdown(self, units: float, others: float) -> float:
@@ -223,6 +221,15 @@ class LinearOp(_Strict):
         return base * lognormals(rng, -(sigma**2) / 2, sigma, n)
 
 
+def _not_increasing(model: Any, names: tuple[str, ...]) -> str | None:
+    """The first of ``names`` whose [x, y] pairs' x does not strictly increase (None: all do, or are unset)."""
+    for name in names:
+        pts = getattr(model, name) or ()
+        if any(b[0] <= a[0] for a, b in itertools.pairwise(pts)):
+            return name
+    return None
+
+
 # [size, spread] pairs (``Overhead``): a size is bytes or seconds, a spread that of ln(cost)
 SpreadTable = Annotated[
     list[tuple[Annotated[float, Field(gt=0, le=1e12)], Annotated[float, Field(ge=0, le=3)]]],
@@ -256,10 +263,8 @@ class Overhead(_Strict):
 
     @model_validator(mode="after")
     def _sizes_increase(self) -> Overhead:
-        for name in ("sigma_by_bytes", "sigma_by_cost_s"):
-            sizes = [size for size, _ in getattr(self, name) or ()]
-            if any(b <= a for a, b in itertools.pairwise(sizes)):
-                raise ValueError(f"{name}: sizes must increase (got {sizes})")
+        if (name := _not_increasing(self, ("sigma_by_bytes", "sigma_by_cost_s"))) is not None:
+            raise ValueError(f"{name}: sizes must increase (got {[size for size, _ in getattr(self, name)]})")
         return self
 
     @property
