@@ -331,8 +331,8 @@ def calibrate(
         progress("fl.fedavg", total - 1, total)
     ops["fl.fedavg"] = _measure_fedavg(budget, where, probe) | {"provider": "numpy"}
     facts = platform_facts(quick)
-    if (speed := probe.stop()) is not None:
-        facts |= {"speed_probe_us": speed.probe_us_p50, "speed_probe_spread": speed.spread}
+    if (speed := probe.stop()) is not None:  # the state its prices were taken at (hw/speed.py usual_us)
+        facts |= {"speed_probe_us": probe.usual() or speed.probe_us_p50, "speed_probe_spread": speed.spread}
     profile = {
         "profile": f"calibrated-{re.sub(r'[^A-Za-z0-9._+-]', '-', platform.node())[:80] or 'host'}",  # PROFILE_NAME
         "description": f"Measured by pqtwin calibrate{' --quick' if quick else ''} on {platform.node()}.",

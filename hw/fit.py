@@ -49,7 +49,9 @@ a 1 MB signature 0.5 ms dearer, which a line through two sizes carried to 4 MB a
 (``speed_probe.csv``), each span near which a core ran slow (``hw.speed.slow_spans``) is left out of a kind's
 fit, as long as every size the kind has keeps ``MIN_ROWS`` spans at speed (else the kind is fitted from all,
 as before); the rest are at the calibration's speed as measured. Spans no sample was near, and runs that kept
-none, are brought to the profile's speed by the run's median probe (``speed_vs_calibration``).
+none, are brought to the profile's speed by the run's median probe (``speed_vs_calibration``); spans left in
+that the probe saw slow, by the slow samples' median (``hw.speed.slow_state_us``: a run's median may be either
+state's).
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hw.speed import run_slow_flags
+from hw.speed import KEPT_FILE, read_kept, slow_spans, slow_state_us
 from sim import catalogue
 from sim.contract import FL_PHASES, RunLayout, read_spans, read_summary
 from sim.errors import UserError
@@ -307,7 +309,8 @@ def _run_rows(run_dir: Path, base: Path | None) -> _RunRows:
                         f"{summary.backend}, state {summary.state}, {summary.rounds_completed} rounds)")  # fmt: skip
     s = load_scenario(layout.scenario, profile_override=base or _profile_of(summary.scenario_file, layout.scenario))
     profile = s.host_profile(s.deployment.hosts[0].name)
-    spans = spans.assign(slow=_slow(run_dir, spans, summary.machine_load, profile))
+    flags, slow_speed = _slow(run_dir, spans, summary.machine_load, profile)
+    spans = spans.assign(slow=flags)
     rounds = spans[spans["round"] > 0]
     phases = rounds[rounds.phase.isin(FL_PHASES)]
     cpu = _with_glue(phases[~phases.op.isin(("transfer", "frame"))], phases[phases.op == "transfer"])
@@ -323,35 +326,51 @@ def _run_rows(run_dir: Path, base: Path | None) -> _RunRows:
         predicted_s(profile, s, r, clients if per_round.get(r.round, 1) == 1 else 1, others.get(r.Index, 0))
         for r in known.itertuples()
     ])  # fmt: skip
-    # at the profile's own speed: spans measured at it as they are (``slow`` 0); others by the run's median probe (a
-    # run whose cores ran at 0.9x their calibrated speed took 1/0.9 as long). Not slow-0 spans by the fast samples'
-    # median: where the calibration's own median probe caught the slow state (44-49 µs against 34), that stretched
-    # them 1.3x and the 00:16 and 00:53 matrices of 2026-12-01 read 28 % off instead of 15-17 % (rescored)
+    # at the profile's own speed: spans measured at it as they are (``slow`` 0); spans the probe saw slow by the slow
+    # samples' median (a span at 0.7x the calibrated speed took 1/0.7 as long; the run's median probe may be either
+    # state's); unknown ones by the run's median probe. Not slow-0 spans by the fast samples' median: where the
+    # calibration's own median probe caught the slow state (44-49 µs against 34), that stretched them 1.3x and the
+    # 00:16 and 00:53 matrices of 2026-12-01 read 28 % off instead of 15-17 % (rescored)
     speed = (summary.machine_load.speed_vs_calibration if summary.machine_load else None) or 1.0
-    scale = np.where(known.slow == 0, 1.0, speed)
+    slow_speed = slow_speed or speed
+    scale = _scale(known.slow, speed, slow_speed)
     known = known.assign(predicted_s=predicted, kind=known.op.map(op_kind), measured_s=known.measured_s * scale,
                          glue_s=known.glue_s.fillna(0.0) * scale)  # fmt: skip
     load = "quiet" if summary.machine_load is None or summary.machine_load.quiet else "BUSY"
     crypto, fl = s.workload.crypto, s.workload.fl
     source = (f"{run_dir}: {s.name}, {summary.mode}, {crypto.kem} + {crypto.signature}, {fl.model_parameters} "
               f"parameters, {summary.rounds_completed} rounds, machine {load}, cores at {speed:.2f}x the "
-              f"profile's speed{_at_speed_note(known.slow)}")  # fmt: skip
+              f"profile's speed{_at_speed_note(known.slow, slow_speed)}")  # fmt: skip
     transfers = _after_sealing(spans[_is_message(spans)], spans)
-    scale = np.where(transfers.slow == 0, 1.0, speed)
+    scale = _scale(transfers.slow, speed, slow_speed)
     transfers = transfers.assign(end_s=transfers.start_s + (transfers.end_s - transfers.start_s) * scale)
     return _RunRows(s, profile, known, transfers, source, _handoffs(phases, summary.mode == "sequential"))
 
 
-def _slow(run_dir: Path, spans: pd.DataFrame, load: Any, profile: Profile) -> np.ndarray:
-    """Per span: 1 if a core ran slow near it, 0 if at the calibration's speed, NaN if unknown (hw/speed.py)."""
+def _slow(run_dir: Path, spans: pd.DataFrame, load: Any, profile: Profile) -> tuple[np.ndarray, float | None]:
+    """Per span: 1 if a core ran slow near it, 0 if at the calibration's speed, NaN if unknown (hw/speed.py); and
+    how fast the cores ran against the profile while the probe saw them slow (``slow_state_us``; None: unknown)."""
     calibrated = (load.calibrated_probe_us if load is not None else None) or profile.platform.speed_probe_us
-    flags = run_slow_flags(run_dir, spans.start_s.to_numpy(), spans.end_s.to_numpy(), calibrated)
-    return np.full(len(spans), np.nan) if flags is None else flags
+    samples = read_kept(run_dir / KEPT_FILE)
+    if samples is None or not calibrated:
+        return np.full(len(spans), np.nan), None
+    flags = slow_spans(spans.start_s.to_numpy(), spans.end_s.to_numpy(), samples, float(calibrated))
+    slow_us = slow_state_us(samples, float(calibrated))
+    return flags, None if slow_us is None else float(calibrated) / slow_us
 
 
-def _at_speed_note(slow: pd.Series) -> str:
+def _scale(slow: pd.Series, speed: float, slow_speed: float) -> np.ndarray:
+    """Per span, what brings it to the profile's speed: 1 at it, ``slow_speed`` seen slow, ``speed`` unknown."""
+    flags = slow.to_numpy(dtype=float)
+    return np.where(flags == 0, 1.0, np.where(flags == 1, slow_speed, speed))
+
+
+def _at_speed_note(slow: pd.Series, slow_speed: float) -> str:
     known = slow.notna().sum()
-    return f", {int((slow == 0).sum())} of {int(known)} spans at it (speed probe)" if known else ""
+    if not known:
+        return ""
+    return (f", {int((slow == 0).sum())} of {int(known)} spans at it (speed probe), the others at "
+            f"{slow_speed:.2f}x")  # fmt: skip
 
 
 def _handoffs(spans: pd.DataFrame, sequential: bool) -> dict[str, np.ndarray]:

@@ -88,7 +88,8 @@ def rapl_energy_j(before: dict[str, tuple[int, int]], after: dict[str, tuple[int
 
 class LoadMonitor:
     """``start()`` before the run, ``stop()`` after its children were waited for. ``calibrated_probe_us``:
-    the speed probe's median when the run's profile was calibrated (``platform.speed_probe_us``), if known."""
+    the speed probe's time when the run's profile was calibrated (``platform.speed_probe_us``: the state it priced
+    at, hw/speed.py ``usual_us``), if known."""
 
     def __init__(self, calibrated_probe_us: float | None = None, softirq_is_own: bool = False):
         """``softirq_is_own`` (the netns backend): the kernel's softirq time is the twin's own network work --

@@ -345,7 +345,8 @@ class Platform(_Strict):
     cpu: str
     cores: int = Field(ge=1, le=1_000_000)
     clock_hz: float | None = Field(default=None, gt=0, le=1e12)  # None: not known (e.g. no cpufreq in a VM)
-    # the reference kernel's median CPU time and p90/p10 spread while calibrating (hw/speed.py); None: not probed
+    # the reference kernel's CPU time in the state the prices were taken at, and its p90/p10 spread over the whole
+    # calibration (hw/speed.py usual_us: the median on a steady host); None: not probed
     speed_probe_us: float | None = Field(default=None, gt=0, le=1e9)
     speed_probe_spread: float | None = Field(default=None, ge=1, le=1e6)
     libraries: dict[ProviderName, Library] = Field(min_length=1, max_length=64)

@@ -370,6 +370,17 @@ def test_the_simulator_draws_a_fitted_cost_around_the_twins_median(spread):
     assert np.mean(drawn) == pytest.approx(np.mean(waits), rel=0.06)
 
 
+def _unsteady_load(tmp_path, p90_us: float) -> None:
+    """The run's summary says its median probe was the calibrated one (64 µs), its p90 ``p90_us``: unsteady."""
+    from sim.contract import CpuSpeed, MachineLoad
+
+    speed = CpuSpeed(probe_us_p10=64.0, probe_us_p50=64.0, probe_us_p90=p90_us, samples=30)
+    load = MachineLoad(cores=2, loadavg_1m_start=0.1, loadavg_1m_end=0.1, twin_cpu_cores=1.0,
+                       foreign_cpu_cores=0.0, steal_fraction=0.0, quiet=False, unsteady=True, cpu_speed=speed,
+                       calibrated_probe_us=64.0)  # fmt: skip
+    write_summary(read_summary(tmp_path / "summary.json").model_copy(update={"machine_load": load}), tmp_path)
+
+
 def _keep_samples(tmp_path, slow_from_s: float, probe_us: float = 64.0, slow_us: float = 100.0) -> None:
     """A speed probe's kept samples (hw/speed.py), both cores every 50 ms: at ``probe_us`` before ``slow_from_s``,
     at ``slow_us`` after."""
@@ -384,19 +395,13 @@ def test_spans_measured_while_a_core_ran_slow_are_left_out_of_the_fit(tmp_path):
     """A run whose host switched to its slow state halfway (its median probe still at the calibrated speed): the
     spans near a slow probe are left out, so the slow half's 1.6x longer steps do not become overheads. Without
     the kept samples the same spans are fitted whole, and the overheads are off."""
-    from sim.contract import CpuSpeed, MachineLoad
-
     planted_run(tmp_path, rounds=16)
     spans = pd.read_parquet(tmp_path / "spans.parquet")
     half = float(spans.start_s.median())
     late = spans.start_s >= half
     spans.loc[late, "end_s"] = spans.start_s + (spans.end_s - spans.start_s) * np.where(late, 1.6, 1.0)
     write_spans(spans, tmp_path / "spans.parquet")
-    speed = CpuSpeed(probe_us_p10=64.0, probe_us_p50=64.0, probe_us_p90=100.0, samples=30)
-    load = MachineLoad(cores=2, loadavg_1m_start=0.1, loadavg_1m_end=0.1, twin_cpu_cores=1.0,
-                       foreign_cpu_cores=0.0, steal_fraction=0.0, quiet=False, unsteady=True, cpu_speed=speed,
-                       calibrated_probe_us=64.0)  # fmt: skip
-    write_summary(read_summary(tmp_path / "summary.json").model_copy(update={"machine_load": load}), tmp_path)
+    _unsteady_load(tmp_path, p90_us=100.0)
 
     whole = Profile.model_validate(fit_from_run(tmp_path, PROFILE).profile).overheads
     assert whole["train"].factor > 1.1 * PLANTED["train"]  # the slow half counts: the test can tell
@@ -406,6 +411,26 @@ def test_spans_measured_while_a_core_ran_slow_are_left_out_of_the_fit(tmp_path):
     assert over["encaps"].per_call_s == pytest.approx(PLANTED["encaps"], abs=10e-6)
     assert over["sign"].per_byte_s == pytest.approx(PLANTED["sign_per_byte"], rel=0.15)
     assert "spans at it (speed probe)" in over["train"].source
+
+
+def test_spans_the_probe_saw_slow_are_brought_to_the_profile_speed_by_the_slow_samples(tmp_path):
+    """A run that spent all its rounds in the slow state (1.6x) while its median probe, over the whole run, says
+    1.0x its calibrated speed (the fast state before the rounds): no span is at speed, so all are fitted, each
+    brought back by the slow samples' own median (1/1.6), not by the run's median (1/1.0, which made the slow state
+    an overhead: a fitted training factor of 1.43 on 2026-12-01, the two states' ratio)."""
+    planted_run(tmp_path, rounds=16)
+    spans = pd.read_parquet(tmp_path / "spans.parquet")
+    spans["end_s"] = spans.start_s + (spans.end_s - spans.start_s) * 1.6
+    write_spans(spans, tmp_path / "spans.parquet")
+    _unsteady_load(tmp_path, p90_us=102.4)
+    _keep_samples(tmp_path, slow_from_s=-1.0, slow_us=64.0 * 1.6)  # every sample near a span slow
+    over = Profile.model_validate(fit_from_run(tmp_path, PROFILE).profile).overheads
+    assert over["train"].factor == pytest.approx(PLANTED["train"], rel=0.05)
+    assert over["encaps"].per_call_s == pytest.approx(PLANTED["encaps"], abs=10e-6)
+    assert "the others at 0.62x" in over["train"].source
+    _keep_samples(tmp_path, slow_from_s=1e9)  # the same spans where the probe saw none slow: taken as they are
+    whole = Profile.model_validate(fit_from_run(tmp_path, PROFILE).profile).overheads
+    assert whole["train"].factor > 1.4 * PLANTED["train"]  # the test can tell
 
 
 def test_a_kind_whose_only_spans_of_a_size_ran_slow_keeps_them_all(tmp_path):
