@@ -251,6 +251,16 @@ def run_slow_flags(run_dir: Path, start_s: np.ndarray, end_s: np.ndarray, calibr
     return slow_spans(start_s, end_s, samples, float(calibrated_us))
 
 
+def run_slow_speed(run_dir: Path, calibrated_us: float | None) -> float | None:
+    """How fast a twin run's cores ran against the calibration while the probe saw them slow (``slow_state_us``),
+    from the samples it kept; None where it kept none, saw none slow, or the calibrated probe is unknown."""
+    samples = read_kept(run_dir / KEPT_FILE)
+    if samples is None or not calibrated_us:
+        return None
+    slow_us = slow_state_us(samples, float(calibrated_us))
+    return None if slow_us is None else float(calibrated_us) / slow_us
+
+
 def slow_spans(start_s: np.ndarray, end_s: np.ndarray, samples: np.ndarray, calibrated_us: float) -> np.ndarray:
     """Per span: 1 when a busy core ran slow near it (a counted sample within ``NEAR_S`` of the span, on any core,
     ``SLOW`` times the calibrated probe or more: the span may have run on that core), 0 when every counted sample
