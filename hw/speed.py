@@ -163,7 +163,7 @@ def usual_us(times: list[float]) -> float:
     of 15 s stretches, 2026-12-01), so neither the median of all samples nor their 25th percentile is one state:
     the median of a calibration's samples was 58-62 µs where its fast state took ~41 and its slow one 60-68. The
     fast state is the one ``fast_core`` prices at and the one a profile records (``platform.speed_probe_us``): a
-    reference between the two states made every run "at 0.9-1.2x its calibrated speed" and let the fit turn the slow
+    reference between the two states made every run "at 0.85-1.39x its calibrated speed" and let the fit turn the slow
     state into overheads (a fitted training factor of 1.43, the two states' ratio, 2026-12-01 12:51). On a steady
     host nearly every sample lies under the bound, and this is about their median."""
     x = np.asarray(times, dtype=float)
