@@ -319,6 +319,26 @@ def test_the_bucket_is_one_frame_only_where_a_frame_takes_a_millisecond_and_a_gs
     assert netns.bucket_bytes(LinkParams(bandwidth_bps=1e9, latency_s=0, burst_bytes=9000)) == 9000
 
 
+def test_a_probe_stream_its_reader_could_not_time_is_left_out(monkeypatch: pytest.MonkeyPatch):
+    """A stream whose reader was descheduled past its first quarter (its first read there took the rest: CI on a
+    busy 2-vCPU host, 2026-12-01) measures nothing: the probe takes another, up to twice PROBE_STREAMS, and fails
+    in one line only when none could be timed."""
+    real, calls = netns._stream, []
+
+    def away_twice(*args: Any) -> tuple[int, float] | None:
+        calls.append(1)
+        return None if len(calls) <= 2 else real(*args)
+
+    monkeypatch.setattr(netns, "_stream", away_twice)
+    with netns.Fabric(pair(100e6)) as fabric:
+        p = netns.probe(fabric, "a", "b")
+        assert len(calls) == netns.PROBE_STREAMS + 2
+        assert 0.9 * 100e6 < p.throughput_bps < 1.1 * 100e6, p.describe()
+        monkeypatch.setattr(netns, "_stream", lambda *_: None)
+        with pytest.raises(netns.NetnsUnavailable, match="could not be timed"):
+            netns.probe(fabric, "a", "b")
+
+
 def test_a_probe_stream_that_cannot_be_sent_ends_its_reader_and_raises():
     """The probe's reader process waits for the whole stream: when sending fails, it is ended, not waited for
     (the run would hang before its nodes start). Needs no namespaces: a socket pair."""
