@@ -144,6 +144,15 @@ def time_calls_at_speed(
     return best, attempts
 
 
+def speed_facts(probe: SpeedProbe) -> dict[str, float]:
+    """Stop the calibration's speed probe: the probe time of the state its prices were taken at (hw/speed.py
+    ``usual_us``; the median where no state stands out) and the spread of all its samples; {} when none ran."""
+    if (speed := probe.stop()) is None:
+        return {}
+    usual = probe.usual_after_stop()
+    return {"speed_probe_us": usual if usual is not None else speed.probe_us_p50, "speed_probe_spread": speed.spread}
+
+
 BATCHES = 5  # a size of training or FedAvg is timed in this many batches, interleaved with the other sizes
 BATCH_WAIT_S = 0.2  # ... each on a core at the usual speed, waiting this long for one; not taken again
 
@@ -330,9 +339,7 @@ def calibrate(
     if progress:
         progress("fl.fedavg", total - 1, total)
     ops["fl.fedavg"] = _measure_fedavg(budget, where, probe) | {"provider": "numpy"}
-    facts = platform_facts(quick)
-    if (speed := probe.stop()) is not None:  # the state its prices were taken at (hw/speed.py usual_us)
-        facts |= {"speed_probe_us": probe.usual() or speed.probe_us_p50, "speed_probe_spread": speed.spread}
+    facts = platform_facts(quick) | speed_facts(probe)
     profile = {
         "profile": f"calibrated-{re.sub(r'[^A-Za-z0-9._+-]', '-', platform.node())[:80] or 'host'}",  # PROFILE_NAME
         "description": f"Measured by pqtwin calibrate{' --quick' if quick else ''} on {platform.node()}.",

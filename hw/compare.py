@@ -237,8 +237,8 @@ def calibration_warnings(sim_dir: Path) -> list[str]:
     except (UserError, OSError, ValueError, KeyError):  # no readable scenario: no advice
         return []
     return [f"profile {name} was calibrated while the cores changed speed (speed probe spread {spread:.2f}x > "
-            f"{STEADY_SPREAD}x): its prices may be another speed state's than the measured run's, and every simulated "
-            "figure with them; calibrate again on a quiet machine"
+            f"{STEADY_SPREAD}x): it prices their fast state (platform.speed_probe_us), so a run in the slow state "
+            "reads slower than simulated; calibrate on a steady machine to price what it runs"
             for name, p in sorted(profiles.items())
             if calibrated_unsteady(spread := p.platform.speed_probe_spread)]  # fmt: skip
 

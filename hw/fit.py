@@ -328,9 +328,10 @@ def _run_rows(run_dir: Path, base: Path | None) -> _RunRows:
     ])  # fmt: skip
     # at the profile's own speed: spans measured at it as they are (``slow`` 0); spans the probe saw slow by the slow
     # samples' median (a span at 0.7x the calibrated speed took 1/0.7 as long; the run's median probe may be either
-    # state's); unknown ones by the run's median probe. Not slow-0 spans by the fast samples' median: where the
-    # calibration's own median probe caught the slow state (44-49 µs against 34), that stretched them 1.3x and the
-    # 00:16 and 00:53 matrices of 2026-12-01 read 28 % off instead of 15-17 % (rescored)
+    # state's); unknown ones by the run's median probe. Slow-0 spans are not rescaled: stretching them by the fast
+    # samples' median against a calibration whose median probe had caught the slow state (44-49 µs against 34; a
+    # calibration now records its fast state, hw/speed.py usual_us) made the 00:16 and 00:53 matrices of 2026-12-01
+    # read 28 % off instead of 15-17 % (rescored)
     speed = (summary.machine_load.speed_vs_calibration if summary.machine_load else None) or 1.0
     slow_speed = slow_speed or speed
     scale = _scale(known.slow, speed, slow_speed)
@@ -367,8 +368,8 @@ def _at_speed_note(slow: pd.Series, slow_speed: float) -> str:
     known = slow.notna().sum()
     if not known:
         return ""
-    return (f", {int((slow == 0).sum())} of {int(known)} spans at it (speed probe), the others at "
-            f"{slow_speed:.2f}x")  # fmt: skip
+    note = f", {int((slow == 0).sum())} of {int(known)} spans at it (speed probe)"
+    return note + (f", the others at {slow_speed:.2f}x" if (slow == 1).any() else "")
 
 
 def _handoffs(spans: pd.DataFrame, sequential: bool) -> dict[str, np.ndarray]:

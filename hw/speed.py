@@ -93,8 +93,7 @@ class SpeedProbe:
         self._stop.set()
         for t in self._threads:
             t.join(timeout=1.0)
-        pool = counted(self.samples)
-        pool = pool if len(pool) >= MIN_IN_WINDOW else list(self.samples)
+        pool = self._pool()
         inside = [x[2] for x in pool if window is None or window[0] <= x[0] <= window[1]]
         return summarise(inside if len(inside) >= MIN_IN_WINDOW else [x[2] for x in pool])
 
@@ -110,15 +109,19 @@ class SpeedProbe:
         return sum(us >= SLOW * usual for us in near) / len(near) if near else None
 
     def _usual(self) -> float | None:
+        """While probing: ``usual_us`` of the counted samples so far (None before ``MIN_IN_WINDOW``)."""
         times = counted(list(self.samples))  # a copy: the probe's threads append meanwhile
         return usual_us([x[2] for x in times]) if len(times) >= MIN_IN_WINDOW else None
 
-    def usual(self) -> float | None:
-        """After ``stop``: the usual state's probe time (``usual_us``) over the samples ``stop`` summarised (all of
-        them: a calibration has no window), None when no probe ran."""
+    def usual_after_stop(self) -> float | None:
+        """After ``stop``: ``usual_us`` of the samples ``stop`` summarises (all of them: a calibration has no
+        window); None when no probe ran."""
+        return usual_us([x[2] for x in self._pool()])
+
+    def _pool(self) -> list[Sample]:
+        """The counted samples, or every sample where fewer than ``MIN_IN_WINDOW`` count (a machine too idle)."""
         pool = counted(self.samples)
-        pool = pool if len(pool) >= MIN_IN_WINDOW else list(self.samples)
-        return usual_us([x[2] for x in pool]) if pool else None
+        return pool if len(pool) >= MIN_IN_WINDOW else list(self.samples)
 
     def fast_core(self, timeout_s: float) -> int | None:
         """A core whose latest sample (within two intervals) is at the usual speed, the fastest such, waiting up
@@ -157,7 +160,7 @@ def summarise(samples: list[float]) -> CpuSpeed | None:
     return CpuSpeed(probe_us_p10=p10, probe_us_p50=p50, probe_us_p90=p90, samples=len(samples))
 
 
-def usual_us(times: list[float]) -> float:
+def usual_us(times: list[float]) -> float | None:
     """The probe time of the host's usual state: the median of the samples under ``SLOW`` x their 10th percentile.
     This machine class's vCPUs run in two states ~1.5x apart and may spend most of an hour in the slow one (52-93 %
     of 15 s stretches, 2026-12-01), so neither the median of all samples nor their 25th percentile is one state:
@@ -165,17 +168,20 @@ def usual_us(times: list[float]) -> float:
     fast state is the one ``fast_core`` prices at and the one a profile records (``platform.speed_probe_us``): a
     reference between the two states made every run "at 0.85-1.39x its calibrated speed" and let the fit turn the slow
     state into overheads (a fitted training factor of 1.43, the two states' ratio, 2026-12-01 12:51). On a steady
-    host nearly every sample lies under the bound, and this is about their median."""
+    host nearly every sample lies under the bound, and this is about their median. It is the fast state's while at
+    least a tenth of the samples caught it. None: no sample (or none under the bound: a 10th percentile of 0)."""
     x = np.asarray(times, dtype=float)
-    return float(np.median(x[x < SLOW * np.percentile(x, 10)])) if x.size else math.nan
+    under = x[x < SLOW * np.percentile(x, 10)] if x.size else x
+    return float(np.median(under)) if under.size else None
 
 
 def slow_state_us(samples: np.ndarray, calibrated_us: float) -> float | None:
     """The median probe time of a run's counted samples (``read_kept`` rows) at ``SLOW`` x the calibrated probe or
-    slower: how slow the cores were while ``slow_spans`` calls a span slow (None: no such sample)."""
+    slower: how slow the cores were while ``slow_spans`` calls a span slow (None: fewer than ``MIN_IN_WINDOW`` such
+    samples, too few to say, e.g. a steady host's outliers)."""
     samples = samples[~(samples[:, 3] < BUSY_MIN)] if samples.shape[1] > 3 else samples
     slow = samples[samples[:, 2] >= SLOW * calibrated_us, 2]
-    return float(np.median(slow)) if slow.size else None
+    return float(np.median(slow)) if slow.size >= MIN_IN_WINDOW else None
 
 
 def _allowed_cpus() -> set[int]:

@@ -590,8 +590,8 @@ def calibrate_cmd(
 
     if calibrated_unsteady(spread := data["platform"].get("speed_probe_spread")):
         _warn(f"the cores changed speed during the calibration (speed probe spread {spread:.2f}x > "
-              f"{STEADY_SPREAD}x): its prices may be another speed state's than a later run's; calibrate again on "
-              "a quiet machine")  # fmt: skip
+              f"{STEADY_SPREAD}x): it prices their fast state (platform.speed_probe_us), so a later run in the slow "
+              "state reads slower than simulated; calibrate on a steady machine to price what it runs")  # fmt: skip
 
 
 def _check_profile_out(out: Path) -> None:

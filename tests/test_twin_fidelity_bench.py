@@ -255,9 +255,10 @@ def test_the_aggregators_job_threads_seal_two_workers_jobs_side_by_side(bench: A
     assert got["rounds"] == 60 and got["p25"] > 1.3  # before: 1.00
 
 
-def _cell(mode: str, p50: float, p95: float, at: float | None, quiet: int = 3) -> dict[str, Any]:
+def _cell(mode: str, p50: float | None, p95: float | None, at: float | None, quiet: int = 3) -> dict[str, Any]:
     return {"layout": "localhost", "mode": mode, "suite": "PQC L3", "model_parameters": 50_000, "error_p50_pct": p50,
-            "error_p95_pct": p95, "error_p50_adjusted_pct": at, "quiet_runs": quiet, "hw_runs": 3}  # fmt: skip
+            "error_p95_pct": p95, "error_p50_adjusted_pct": at, "quiet_runs": quiet, "hw_runs": 3,
+            "quiet": quiet == 3}  # fmt: skip
 
 
 def test_the_tally_counts_goals_and_the_model_at_speed_apart(bench: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -275,11 +276,15 @@ def test_the_tally_counts_goals_and_the_model_at_speed_apart(bench: Any, capsys:
     assert (t["cells"], t["failed"], t["both_goals"], t["p50_within_goal"], t["p95_within_goal"]) == (3, 1, 1, 2, 2)
     assert t["mean_abs_error_p50_pct"] == pytest.approx((5 + 25 + 4) / 3)
     assert (t["quiet_cells"], t["reductions_within_goal"], t["reductions"]) == (2, 1, 2)
-    assert t["at_speed_cells"] == 2 and t["at_speed_p50_within_goal"] == 1
-    assert t["at_speed_mean_abs_error_p50_pct"] == pytest.approx(4.0)
+    assert t["adjusted_cells"] == 2 and t["adjusted_p50_within_goal"] == 1
+    assert t["adjusted_mean_abs_error_p50_pct"] == pytest.approx(4.0)
     bench.print_tally(t)
     out = capsys.readouterr().out
     assert "goals: 1 of 3 cells meet both" in out and "at speed: mean |median error| 4.0 %, 1 of 2" in out
     assert "1 FAILED" in out
     none = bench.tally([_cell("sequential", 1.0, 1.0, None)], [])
-    assert none["at_speed_cells"] == 0 and none["at_speed_mean_abs_error_p50_pct"] is None
+    assert none["adjusted_cells"] == 0 and none["adjusted_mean_abs_error_p50_pct"] is None
+    unknown = bench.tally([_cell("sequential", 1.0, 1.0, None), _cell("concurrent", None, None, None)], [])
+    assert unknown["mean_abs_error_p50_pct"] == pytest.approx(1.0) and unknown["both_goals"] == 1  # not met, not a nan
+    bench.print_tally(bench.tally([cells[3]], []))
+    assert "goals: no cell scored (1 FAILED)" in capsys.readouterr().out
