@@ -63,7 +63,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hw.speed import run_slow_flags, run_slow_speed
+from hw.speed import KEPT_FILE, read_kept, slow_spans, slow_state_us
 from sim import catalogue
 from sim.contract import FL_PHASES, RunLayout, read_spans, read_summary
 from sim.errors import UserError
@@ -352,10 +352,12 @@ def _slow(run_dir: Path, spans: pd.DataFrame, load: Any, profile: Profile) -> tu
     """Per span: 1 if a core ran slow near it, 0 if at the calibration's speed, NaN if unknown (hw/speed.py); and
     how fast the cores ran against the profile while the probe saw them slow (``slow_state_us``; None: unknown)."""
     calibrated = (load.calibrated_probe_us if load is not None else None) or profile.platform.speed_probe_us
-    flags = run_slow_flags(run_dir, spans.start_s.to_numpy(), spans.end_s.to_numpy(), calibrated)
-    if flags is None:
+    samples = read_kept(run_dir / KEPT_FILE)
+    if samples is None or not calibrated:
         return np.full(len(spans), np.nan), None
-    return flags, run_slow_speed(run_dir, calibrated)
+    flags = slow_spans(spans.start_s.to_numpy(), spans.end_s.to_numpy(), samples, float(calibrated))
+    slow_us = slow_state_us(samples, float(calibrated))
+    return flags, None if slow_us is None else float(calibrated) / slow_us
 
 
 def _scale(slow: pd.Series, speed: float, slow_speed: float) -> np.ndarray:

@@ -179,7 +179,7 @@ def slow_state_us(samples: np.ndarray, calibrated_us: float) -> float | None:
     """The median probe time of a run's counted samples (``read_kept`` rows) at ``SLOW`` x the calibrated probe or
     slower: how slow the cores were while ``slow_spans`` calls a span slow (None: fewer than ``MIN_IN_WINDOW`` such
     samples, too few to say, e.g. a steady host's outliers)."""
-    samples = samples[~(samples[:, 3] < BUSY_MIN)] if samples.shape[1] > 3 else samples
+    samples = _busy(samples)
     slow = samples[samples[:, 2] >= SLOW * calibrated_us, 2]
     return float(np.median(slow)) if slow.size >= MIN_IN_WINDOW else None
 
@@ -257,21 +257,16 @@ def run_slow_flags(run_dir: Path, start_s: np.ndarray, end_s: np.ndarray, calibr
     return slow_spans(start_s, end_s, samples, float(calibrated_us))
 
 
-def run_slow_speed(run_dir: Path, calibrated_us: float | None) -> float | None:
-    """How fast a twin run's cores ran against the calibration while the probe saw them slow (``slow_state_us``),
-    from the samples it kept; None where it kept none, saw none slow, or the calibrated probe is unknown."""
-    samples = read_kept(run_dir / KEPT_FILE)
-    if samples is None or not calibrated_us:
-        return None
-    slow_us = slow_state_us(samples, float(calibrated_us))
-    return None if slow_us is None else float(calibrated_us) / slow_us
+def _busy(samples: np.ndarray) -> np.ndarray:
+    """``read_kept`` rows that count (``counted``: their core busy at least ``BUSY_MIN``, or unknown)."""
+    return samples[~(samples[:, 3] < BUSY_MIN)] if samples.shape[1] > 3 else samples
 
 
 def slow_spans(start_s: np.ndarray, end_s: np.ndarray, samples: np.ndarray, calibrated_us: float) -> np.ndarray:
     """Per span: 1 when a busy core ran slow near it (a counted sample within ``NEAR_S`` of the span, on any core,
     ``SLOW`` times the calibrated probe or more: the span may have run on that core), 0 when every counted sample
     near it was at the calibrated speed, NaN when none was near (unknown)."""
-    samples = samples[~(samples[:, 3] < BUSY_MIN)] if samples.shape[1] > 3 else samples
+    samples = _busy(samples)
     t, us = samples[:, 0], samples[:, 2]
     lo = np.searchsorted(t, start_s - NEAR_S, side="left")
     hi = np.searchsorted(t, end_s + NEAR_S, side="right")
