@@ -54,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hw.netns import (
     KERNEL_PROBE_BPS,
+    MTU_BYTES,
     Fabric,
     congestion_control,
     inside,
@@ -65,7 +66,7 @@ from hw.netns import (
 from sim.contract import FabricProbe
 from sim.loading import out_json
 from sim.network import Network
-from sim.scenario import LinkParams, Transport
+from sim.scenario import MAX_BURST_BYTES, LinkParams, Transport
 
 KIB = 1024
 SIZES_BYTES = (64 * KIB, 1_000_000, 4_000_000)
@@ -78,13 +79,15 @@ GOAL_MEAN_PCT, GOAL_P95_PCT = 5.0, 10.0
 SIM_SEEDS = 50  # simulated runs of a cell (its share weights and losses are random; with neither: one)
 
 
-def star(rate_bps: float, latency_s: float = 0.0, loss: float = 0.0) -> nx.Graph:
+def star(rate_bps: float, latency_s: float = 0.0, loss: float = 0.0, burst_bytes: int | None = None) -> nx.Graph:
+    """The bench's star; its links' bucket ``burst_bytes``, else the fabric's (``tbf_burst_bytes``)."""
+    burst = tbf_burst_bytes(rate_bps) if burst_bytes is None else burst_bytes
     g = nx.Graph()
     g.add_node("sw", kind="switch")
     for h in ("s", *(f"r{i}" for i in range(HOSTS))):
         g.add_node(h, kind="host")
         params = LinkParams(
-            bandwidth_bps=rate_bps, latency_s=latency_s, jitter_s=0.0, loss=loss, burst_bytes=tbf_burst_bytes(rate_bps)
+            bandwidth_bps=rate_bps, latency_s=latency_s, jitter_s=0.0, loss=loss, burst_bytes=burst
         )  # the fabric's bucket, in both
         g.add_edge(h, "sw", params=params)
     return g
@@ -186,9 +189,10 @@ def simulate(graph: nx.Graph, transport: Transport | None, pattern: str, flows: 
 
 
 def cell_of(pattern: str, flows: int, size: int, rate: float, loss: float, lat: float, measured: list[float],
-            transport: Transport) -> dict[str, Any]:  # fmt: skip
-    """A cell: the measured flows' times against the same flows simulated (the model, and the one before it)."""
-    graph, before = star(rate, lat, loss), star(rate, 0, loss)  # the model, and the model before validation
+            burst: int, transport: Transport) -> dict[str, Any]:  # fmt: skip
+    """A cell: the measured flows' times against the same flows simulated (the model, and the one before it) on
+    links with the fabric's bucket ``burst``."""
+    graph, before = star(rate, lat, loss, burst), star(rate, 0, loss, burst)  # the model, and the one before it
     seeds = range(SIM_SEEDS if loss or transport.share_sigma else 1)  # random draws: pooled over seeds
     fair = [t for i in seeds for t in simulate(graph, transport, pattern, flows, size, i)]
     fifo = [t for i in range(SIM_SEEDS if loss else 1) for t in simulate(before, None, pattern, flows, size, i)]
@@ -197,7 +201,7 @@ def cell_of(pattern: str, flows: int, size: int, rate: float, loss: float, lat: 
             "hw_mean_s": hm, "hw_p95_s": hp, "sim_mean_s": sm, "sim_p95_s": sp,
             "error_mean_pct": pct(sm, hm), "error_p95_pct": pct(sp, hp),
             "fifo_error_mean_pct": pct(fm, hm), "fifo_error_p95_pct": pct(fp, hp),
-            "base_latency_s": lat, "measured_s": measured}  # fmt: skip
+            "base_latency_s": lat, "measured_s": measured, "burst_bytes": burst}  # fmt: skip
 
 
 HEADER = (
@@ -303,10 +307,22 @@ def _cell_key(c: dict[str, Any]) -> tuple[Any, ...]:
         "base_latency_s": finite(c["base_latency_s"]) and 0 <= c["base_latency_s"] <= 1,
         "measured_s": isinstance(c["measured_s"], list) and len(c["measured_s"]) > 0
         and all(finite(t) and t > 0 for t in c["measured_s"]),
+        "burst_bytes": isinstance(c["burst_bytes"], int) and 0 <= c["burst_bytes"] <= MAX_BURST_BYTES,
     }  # fmt: skip
     if bad := [k for k, ok in rules.items() if not ok]:
         raise ValueError(f"a cell's {bad[0]} is not one this bench measures: {str(c[bad[0]])[:80]}")
     return tuple(c[k] for k in rules)
+
+
+def _bucket_before(cell: Any) -> int | None:
+    """The fabric's bucket in matrices written before the cells recorded it (up to 2026-12-01 17:35): one frame
+    where a frame took a millisecond or more (up to ~12 Mbit/s), as today elsewhere. None where the cell's rate
+    is no rate (``_cell_key`` names it)."""
+    rate = cell.get("rate_bps") if isinstance(cell, dict) else None
+    if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not rate > 0:
+        return None
+    frame = MTU_BYTES + 14
+    return frame if frame * 8 / rate >= 1e-3 else tbf_burst_bytes(rate)
 
 
 def _recorded_kernel(doc: dict[str, Any], transport: Transport) -> Transport:
@@ -337,8 +353,9 @@ def rescore(path: Path, transport: Transport, out: Path | None, kernel_given: bo
         cells_in = doc["cells"]
         if not kernel_given:
             transport = _recorded_kernel(doc, transport)
-        # loss and cpu_bound: absent from matrices written before the bench measured them (no loss; kept up)
-        cells_in = [{"loss": 0.0, "cpu_bound": False, **c} for c in cells_in]
+        # loss and cpu_bound: absent from matrices written before the bench measured them (no loss; kept up);
+        # burst_bytes: before the bench recorded it, the fabric's bucket of the time
+        cells_in = [{"loss": 0.0, "cpu_bound": False, "burst_bytes": _bucket_before(c), **c} for c in cells_in]
         keys = [_cell_key(c) for c in cells_in]
         if not keys:
             raise ValueError("no cells")
@@ -379,7 +396,7 @@ def measure_matrix(losses: list[float], rates: tuple[float, ...], sizes: tuple[i
                 for size in sizes:
                     for k in FLOWS:
                         measured = [t for _ in range(reps) for t in measure(fabric, ports, pattern, k, size)]
-                        cell = cell_of(pattern, k, size, rate, loss, lat, measured, transport)
+                        cell = cell_of(pattern, k, size, rate, loss, lat, measured, fab.burst_bytes, transport)
                         cell.update({"congestion_control": cc, "reps": reps, "fabric_throughput_bps":
                                      fab.throughput_bps, "cpu_bound": _cpu_bound(fab)})  # fmt: skip
                         cells.append(cell)

@@ -262,12 +262,37 @@ def test_the_default_transport_beats_equal_shares_on_the_committed_netns_matrix(
                ("a negative rate", {"host_rate_bps": -1}, "host_rate_bps -1"))  # fmt: skip
     for name, cells, named, *transport in (("empty", [], "no cells"), ("crowd", [{**first, "flows": 10**9}], "flows"),
                                            ("none", [{**first, "measured_s": []}], "measured_s"),
+                                           ("deep", [{**first, "burst_bytes": 2**31}], "burst_bytes"),
                                            *((what, [first], why, t) for what, t, why in kernels)):  # fmt: skip
         bad_file = tmp_path / f"{name}.json"
         bad_file.write_text(json.dumps({"cells": cells, **({"transport": transport[0]} if transport else {})}))
         r = subprocess.run([sys.executable, "bench/net_fidelity.py", "--rescore", str(bad_file)], cwd=ROOT,
                            capture_output=True, text=True, timeout=60)  # fmt: skip
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and named in r.stderr, r.stderr
+
+
+def test_a_rescored_cell_is_simulated_with_the_bucket_its_fabric_had(tmp_path):
+    """bench/net_fidelity.py cells record their fabric's bucket, and --rescore simulates each with it: a 10 Mbit/s
+    cell measured with two frames (2026-12-01 17:35 on) gets two, one without the field (measured before, when the
+    fabric had one frame there) gets one; the head start of a frame more is its time on the wire, 1.2 ms."""
+    import json
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    matrix = json.loads((ROOT / "docs" / "net_fidelity_2026-12-01_2frame.json").read_text())
+    cell = next(c for c in matrix["cells"] if c["rate_bps"] == 10e6 and c["flows"] == 1 and c["pattern"] == "fan-out"
+                and c["size_bytes"] == 1_000_000)  # fmt: skip
+    older = {k: v for k, v in cell.items() if k != "burst_bytes"}
+    src, out = tmp_path / "cells.json", tmp_path / "rescored.json"
+    src.write_text(json.dumps({"cells": [cell, older], "transport": matrix["transport"]}))
+    cmd = [sys.executable, "bench/net_fidelity.py", "--rescore", str(src), "--json", str(out)]
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, timeout=120)
+    now, before = json.loads(out.read_text())["cells"]
+    frame = 1514
+    assert (now["burst_bytes"], before["burst_bytes"]) == (2 * frame, frame)
+    assert before["sim_mean_s"] - now["sim_mean_s"] == pytest.approx(frame * 8 / 10e6, rel=1e-6)
 
 
 def fan_star(hosts: int, burst_bytes: int) -> nx.Graph:
