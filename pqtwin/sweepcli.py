@@ -23,6 +23,7 @@ from pqtwin.cli import (
     STDOUT,
     MaxMemory,
     MaxMinutes,
+    _finite,
     _Group,
     _out_path,
     _say,
@@ -120,6 +121,16 @@ def run_cmd(
     heartbeat: Annotated[
         Path | None, typer.Option(hidden=True, help="stop when this file goes stale (the app's Stop)")
     ] = None,
+    worker_wait_s: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            max=86400,
+            callback=_finite,
+            help="with --scheduler: how long the sweep waits for a worker, at its start and once the last "
+            "one has gone, before it stops (what finished is kept; rerun to resume)",
+        ),
+    ] = 30.0,
 ) -> None:
     """Run a sweep's points (those not already in --out) on Dask; Ctrl-C stops it, rerunning resumes it."""
     from sim.cost import duration
@@ -138,7 +149,8 @@ def run_cmd(
     try:
         with _writing(out), _LazyBar(plan.spec.sweep) as bar:
             report = engine.run(plan, out, scheduler, workers, progress=bar.update,
-                                should_stop=_stale(heartbeat) if heartbeat else None)  # fmt: skip
+                                should_stop=_stale(heartbeat) if heartbeat else None,
+                                worker_wait_s=worker_wait_s)  # fmt: skip
     except KeyboardInterrupt:
         with _writing(out):
             store.consolidate(out)

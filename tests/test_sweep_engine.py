@@ -99,7 +99,8 @@ def _dask(tmp_path: Path, workers: int) -> tuple[str, list[subprocess.Popen[byte
 
     try:
         with Client(address, timeout=30) as c:
-            c.wait_for_workers(workers, timeout=60)
+            if workers:
+                c.wait_for_workers(workers, timeout=60)
     except BaseException:
         _stop(procs)
         raise
@@ -133,6 +134,23 @@ def test_a_remote_scheduler_gives_the_same_rows(tmp_path, dask_cluster):
     assert "ran 6 points on 2 workers" in r.stdout
     pd.testing.assert_frame_equal(pd.read_parquet(local / "results.parquet"),
                                   pd.read_parquet(remote / "results.parquet"))  # fmt: skip
+
+
+def test_a_scheduler_no_worker_joins_is_one_line_after_the_wait_given(tmp_path):
+    address, procs = _dask(tmp_path, 0)
+    try:
+        started = time.monotonic()
+        r = cli("sweep", str(sweep_file(tmp_path)), "--out", str(tmp_path / "o"), "--scheduler", address,
+                "--worker-wait-s", "1.5")  # fmt: skip
+        took_s = time.monotonic() - started
+    finally:
+        _stop(procs)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert f"--scheduler {address}: no worker joined in 1.5 s" in r.stderr
+    assert took_s < engine.WORKER_WAIT_S, took_s
+    for bad in ("0", "nan", "-1", "1e9"):
+        r = cli("sweep", str(sweep_file(tmp_path)), "--worker-wait-s", bad)
+        assert r.returncode == 2 and "--worker-wait-s" in r.stderr and "Traceback" not in r.stderr, (bad, r.stderr)
 
 
 def test_an_unreachable_scheduler_is_one_line(tmp_path):
@@ -210,27 +228,33 @@ def test_a_stopped_sweep_leaves_whole_files_and_resumes_to_the_same_result(tmp_p
     pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), pd.read_parquet(fresh / "results.parquet"))
 
 
-def _losing(tmp_path: Path, kill: int) -> tuple[int, list[str], str, Path, Path]:
+WORKERLESS_S = 4.0  # the tests' --worker-wait-s (the default, engine.WORKER_WAIT_S, is 30 s)
+
+
+def _losing(tmp_path: Path, kill: int) -> tuple[int, list[str], str, Path, Path, float]:
     """A sweep on a real remote cluster (a scheduler, one worker) whose process ``kill`` (0: the scheduler, 1: the
     worker, with its nanny) is killed, with no goodbye, once two points are written: (the sweep's exit code, its
-    non-blank stderr lines, the scheduler's address, the sweep file, its result directory)."""
+    non-blank stderr lines, the scheduler's address, the sweep file, its result directory, seconds from the kill to
+    the sweep's end)."""
     address, procs = _dask(tmp_path, 1)
     try:
         sweep = sweep_file(tmp_path, points=12, rounds=60)
         out = tmp_path / "cut"
-        proc = _start(sweep, out, "--scheduler", address)
+        proc = _start(sweep, out, "--scheduler", address, "--worker-wait-s", str(WORKERLESS_S))
         _wait_for_points(out, 2, proc)
         os.killpg(procs[kill].pid, signal.SIGKILL)
-        _, err = proc.communicate(timeout=engine.WORKER_WAIT_S + 60)
+        killed = time.monotonic()
+        _, err = proc.communicate(timeout=WORKERLESS_S + 60)
+        ended_s = time.monotonic() - killed
     finally:
         _stop(procs)
-    return proc.returncode, [line for line in err.splitlines() if line.strip()], address, sweep, out
+    return proc.returncode, [line for line in err.splitlines() if line.strip()], address, sweep, out, ended_s
 
 
 def test_a_lost_scheduler_ends_the_sweep_in_one_line_and_loses_no_point(tmp_path):
     """The remote scheduler dies mid-sweep: one line says so (no Dask log, no traceback), exit 2; the points that
     finished are kept, the others are not recorded as failed, and rerunning resumes them."""
-    code, lines, address, sweep, out = _losing(tmp_path, 0)
+    code, lines, address, sweep, out, _ = _losing(tmp_path, 0)
     assert code == 2 and len(lines) == 1, lines
     assert f"--scheduler {address}: lost the connection to the scheduler" in lines[0], lines
     assert "rerun the same command to resume" in lines[0]
@@ -244,11 +268,12 @@ def test_a_lost_scheduler_ends_the_sweep_in_one_line_and_loses_no_point(tmp_path
 
 
 def test_a_scheduler_left_without_workers_ends_the_sweep_in_one_line(tmp_path):
-    """The remote cluster's only worker dies mid-sweep: the sweep does not wait for ever; after
-    ``engine.WORKER_WAIT_S`` without a worker it ends in one line, exit 2, keeping what finished."""
-    code, lines, _, _, out = _losing(tmp_path, 1)
+    """The remote cluster's only worker dies mid-sweep: the sweep does not wait for ever; after ``--worker-wait-s``
+    without a worker it ends in one line, exit 2, keeping what finished."""
+    code, lines, _, _, out, ended_s = _losing(tmp_path, 1)
     assert code == 2 and len(lines) == 1, lines
-    assert f"no worker left on the scheduler for {engine.WORKER_WAIT_S:.0f} s" in lines[0], lines
+    assert f"no worker left on the scheduler for {WORKERLESS_S:g} s" in lines[0], lines
+    assert WORKERLESS_S <= ended_s < engine.WORKER_WAIT_S, ended_s  # the time given, not the default
     assert 2 <= len(store.finished(out)) < 12 and store.consolidate(out)["error"].isna().all()
 
 

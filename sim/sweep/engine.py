@@ -84,7 +84,7 @@ def tasks(plan: Plan, skip: set[str]) -> list[Task]:
 
 
 @contextlib.contextmanager
-def client(scheduler: str | None, workers: int) -> Iterator[Any]:
+def client(scheduler: str | None, workers: int, worker_wait_s: float = WORKER_WAIT_S) -> Iterator[Any]:
     """A Dask client: on a new local cluster of ``workers`` single-threaded processes, or on ``scheduler``."""
     import dask
     from distributed import Client, LocalCluster
@@ -97,10 +97,10 @@ def client(scheduler: str | None, workers: int) -> Iterator[Any]:
         with cluster, Client(cluster) as c:
             yield c
         return
-    yield from _remote(scheduler)
+    yield from _remote(scheduler, worker_wait_s)
 
 
-def _remote(scheduler: str) -> Iterator[Any]:
+def _remote(scheduler: str, worker_wait_s: float) -> Iterator[Any]:
     from distributed import Client
 
     try:
@@ -109,9 +109,9 @@ def _remote(scheduler: str) -> Iterator[Any]:
         raise UserError(f"--scheduler {shorten(scheduler, 200)}: cannot connect: {shorten(str(exc), 200)}") from None
     try:
         try:
-            c.wait_for_workers(1, timeout=WORKER_WAIT_S)
+            c.wait_for_workers(1, timeout=worker_wait_s)
         except TimeoutError:
-            raise UserError(f"--scheduler {shorten(scheduler, 200)}: no worker joined in {WORKER_WAIT_S:.0f} s "
+            raise UserError(f"--scheduler {shorten(scheduler, 200)}: no worker joined in {worker_wait_s:g} s "
                             "(start some with `dask worker ADDRESS`)") from None  # fmt: skip
         yield c
     finally:
@@ -168,7 +168,7 @@ def check_workers(scheduler: str | None, workers: int) -> None:
 
 
 def run(plan: Plan, out: Path, scheduler: str | None = None, workers: int = 0, progress: Progress | None = None,
-        should_stop: Callable[[], bool] | None = None) -> Report:  # fmt: skip
+        should_stop: Callable[[], bool] | None = None, worker_wait_s: float = WORKER_WAIT_S) -> Report:  # fmt: skip
     """Run the plan's unfinished points into ``out`` (prepared by store.prepare); see the module docstring."""
     done_before = store.finished(out)
     todo = tasks(plan, done_before)
@@ -177,14 +177,14 @@ def run(plan: Plan, out: Path, scheduler: str | None = None, workers: int = 0, p
         return report
     check_workers(scheduler, workers)
     started = time.perf_counter()
-    with client(scheduler, workers or os.cpu_count() or 1) as c:
+    with client(scheduler, workers or os.cpu_count() or 1, worker_wait_s) as c:
         report.workers = len(c.scheduler_info(n_workers=-1)["workers"])
         c.run(_warm)  # the simulator's imports, once per worker, before the clock of the points starts
         report.engine_s = time.perf_counter() - started
         if progress:
             progress(report.already, report.total, 0)
         started = time.perf_counter()
-        _gather(c, todo, out, report, progress, should_stop)
+        _gather(c, todo, out, report, progress, should_stop, worker_wait_s)
         report.wall_s = time.perf_counter() - started
     return report
 
@@ -194,7 +194,7 @@ def _warm() -> None:
 
 
 def _gather(c: Any, todo: list[Task], out: Path, report: Report, progress: Progress | None,
-            should_stop: Callable[[], bool] | None) -> None:  # fmt: skip
+            should_stop: Callable[[], bool] | None, worker_wait_s: float) -> None:  # fmt: skip
     from distributed import as_completed
 
     groups = chunks(todo, report.workers)
@@ -202,7 +202,7 @@ def _gather(c: Any, todo: list[Task], out: Path, report: Report, progress: Progr
                         priority=sum(t.priority for t in g)): g for g in groups}  # fmt: skip
     pending = as_completed(list(futures))
     batch = _Batch(out, report)
-    alone = _Workerless(c)
+    alone = _Workerless(c, worker_wait_s)
     try:
         while not pending.is_empty() and report.lost is None:
             if should_stop is not None and should_stop():
@@ -240,13 +240,13 @@ def _collect(pending: Any, futures: dict[Any, list[Task]], batch: _Batch, alone:
 
 
 class _Workerless:
-    """Whether the scheduler has had no worker for WORKER_WAIT_S (a remote cluster's workers all gone: its tasks
+    """Whether the scheduler has had no worker for ``wait_s`` (a remote cluster's workers all gone: its tasks
     would wait for ever); asked at most every CHECK_S."""
 
     CHECK_S = 1.0
 
-    def __init__(self, c: Any):
-        self.c, self.checked = c, time.monotonic()
+    def __init__(self, c: Any, wait_s: float = WORKER_WAIT_S):
+        self.c, self.wait_s, self.checked = c, wait_s, time.monotonic()
         self.since: float | None = None  # when the scheduler was first seen with no worker
 
     def lost(self) -> str | None:
@@ -259,8 +259,8 @@ class _Workerless:
         except Exception:  # the scheduler itself is gone: its cancelled futures say so (``Report.lost``)
             return None
         self.since = None if workers else (self.since or now)
-        if self.since is not None and now - self.since >= WORKER_WAIT_S:
-            return f"no worker left on the scheduler for {WORKER_WAIT_S:.0f} s"
+        if self.since is not None and now - self.since >= self.wait_s:
+            return f"no worker left on the scheduler for {self.wait_s:g} s"
         return None
 
 
