@@ -414,6 +414,14 @@ def main() -> int:
     ap.add_argument("--json", type=out_json, help="write the cells here (checked before anything is measured)")
     ap.add_argument("--loss", type=float, nargs="+", default=[0.0], help="link loss probabilities (default 0)")
     ap.add_argument(
+        "--rates",
+        type=float,
+        nargs="+",
+        metavar="MBIT",
+        default=None,
+        help=f"only these of the matrix's rates, Mbit/s ({', '.join(f'{r / 1e6:g}' for r in RATES_BPS)})",
+    )
+    ap.add_argument(
         "--congestion-control",
         metavar="NAME",
         help="the senders' TCP congestion control (default: the machine's; cubic is stock Linux's)",
@@ -444,6 +452,12 @@ def main() -> int:
         print(f"net_fidelity: {why}", file=sys.stderr)
         return 2
     rates = RATES_BPS[1:] if args.quick else RATES_BPS
+    if args.rates is not None:
+        if bad := [r for r in args.rates if r * 1e6 not in RATES_BPS]:
+            print(f"net_fidelity: --rates {bad[0]:g}: not a rate of the matrix "
+                  f"({', '.join(f'{r / 1e6:g}' for r in RATES_BPS)} Mbit/s)", file=sys.stderr)  # fmt: skip
+            return 2
+        rates = tuple(r for r in RATES_BPS if r / 1e6 in args.rates)
     sizes = SIZES_BYTES[:2] if args.quick else SIZES_BYTES
     reps = 2 if args.quick else args.reps
     if not kernel_given:  # the machine's kernel: what one TCP stream moves where no link limits it

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -391,6 +392,15 @@ def test_the_kernel_rate_is_one_stream_across_a_fabric_that_limits_nothing(monke
     tags: list[str] = []
     enter = netns.Fabric.__enter__
     monkeypatch.setattr(netns.Fabric, "__enter__", lambda self: tags.append(self.tag) or enter(self))
+    probes: list[float] = []
+    real_probe = netns.probe
+
+    def counted(*a: Any) -> Any:
+        probes.append((p := real_probe(*a)).throughput_bps)
+        return p
+
+    monkeypatch.setattr(netns, "probe", counted)
     rate = netns.kernel_rate_bps()
     assert 1e8 < rate < netns.KERNEL_PROBE_BPS
+    assert len(probes) == netns.KERNEL_PROBES and rate == statistics.median(probes)  # one reading moves by half
     assert tags and not netns.ours(f"{netns.PREFIX}{tags[0]}-")
