@@ -623,6 +623,7 @@ def test_a_boolean_where_a_number_goes_is_one_line_naming_the_field_in_every_mod
     [("energy_table.py", ["--out"]),
      ("train_beside.py", ["--parameters", "100", "--samples", "2", "--bytes", "64", "--seconds", "0.01", "--json"]),
      ("speed_states.py", ["--seconds", "0.01", "--passes", "1", "--json"]),
+     ("wake_up.py", ["--seconds", "0.01", "--busy-ms", "1", "--json"]),
      ("sim_breakdown.py", ["--devices", "2", "--horizon-s", "1", "--json"]),
      ("net_fidelity.py", ["--rescore", "CELL", "--json"])],
 )  # fmt: skip
@@ -647,6 +648,7 @@ def test_a_bench_refuses_an_output_file_it_cannot_write_before_measuring(tmp_pat
     [("loopback_paths.py", ["--samples", "0"], "argument --samples: must be in [1, 100000] (got 0)"),
      ("sim_speed.py", ["--replications", "-1"], "argument --replications: must be in [1, 10000] (got -1)"),
      ("speed_states.py", ["--seconds", "nan"], "argument --seconds: must be in [0.001, 3600] (got nan)"),
+     ("wake_up.py", ["--gaps-ms", "5", "-1"], "argument --gaps-ms: must be in [0, 10000] (got -1)"),
      ("startup.py", ["--runs", "0"], "argument --runs: must be in [1, 1000] (got 0)"),
      ("sweep_scale.py", ["--points", "0"], "argument --points: must be in [1, 1e+06] (got 0)"),
      ("sweep_scale.py", ["--repeats", "0"], "argument --repeats: must be in [1, 1000] (got 0)"),
