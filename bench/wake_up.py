@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hw.speed import SLOW, probe_us
 from sim.loading import in_range, out_json
 
-WINDOWS_S = ((0.0, 0.001), (0.001, 0.005), (0.005, 0.02), (0.02, 0.05), (0.05, 0.2))
+WINDOWS_S = ((0.0, 0.001), (0.001, 0.005), (0.005, 0.02), (0.02, 0.05), (0.05, 0.2), (0.2, 1.0))
 
 
 def after_gap(gap_s: float, busy_s: float) -> list[tuple[float, float]]:
