@@ -28,7 +28,8 @@ TCP congestion control (the machine's default) with each cell: it decides which 
 rate's block first measures one stream's throughput (``hw.netns.probe``); where it falls short of the rate the
 fabric is CPU-bound (the kernel's veth, bridge and tbf work per byte; at a gigabit on two vCPUs before its bucket
 held a GSO packet) and its cells are counted apart: they measure the machine as much as TCP.
-Run: python bench/net_fidelity.py [--quick] [--reps 3] [--loss 0 0.01] [--congestion-control cubic] [--json FILE]
+Run: python bench/net_fidelity.py [--quick | --rates MBIT ...] [--reps 3] [--loss 0 0.01] [--congestion-control cubic]
+     [--json FILE]
 """
 
 from __future__ import annotations
@@ -307,22 +308,42 @@ def _cell_key(c: dict[str, Any]) -> tuple[Any, ...]:
         "base_latency_s": finite(c["base_latency_s"]) and 0 <= c["base_latency_s"] <= 1,
         "measured_s": isinstance(c["measured_s"], list) and len(c["measured_s"]) > 0
         and all(finite(t) and t > 0 for t in c["measured_s"]),
-        "burst_bytes": isinstance(c["burst_bytes"], int) and 0 <= c["burst_bytes"] <= MAX_BURST_BYTES,
+        "burst_bytes": isinstance(c["burst_bytes"], int) and not isinstance(c["burst_bytes"], bool)
+        and 0 <= c["burst_bytes"] <= MAX_BURST_BYTES,
     }  # fmt: skip
     if bad := [k for k, ok in rules.items() if not ok]:
         raise ValueError(f"a cell's {bad[0]} is not one this bench measures: {str(c[bad[0]])[:80]}")
     return tuple(c[k] for k in rules)
 
 
+SLOW_FRAME_BEFORE_S = 1e-3  # until 2026-12-01 17:35 the bucket was one frame where a frame took this long or more
+
+
 def _bucket_before(cell: Any) -> int | None:
-    """The fabric's bucket in matrices written before the cells recorded it (up to 2026-12-01 17:35): one frame
-    where a frame took a millisecond or more (up to ~12 Mbit/s), as today elsewhere. None where the cell's rate
-    is no rate (``_cell_key`` names it)."""
+    """The bucket rescoring gives cells written before they recorded theirs: the fabric's from 2026-11-30 12:55 to
+    2026-12-01 17:35 (one frame where a frame took ``SLOW_FRAME_BEFORE_S`` or more, up to ~12 Mbit/s; else as
+    today). Matrices older than 12:55 (a 6,250 B bucket at a gigabit, two frames at 10 Mbit/s before 01:29) are
+    rescored with it too, as they always were. None where the cell's rate is no rate (``_cell_key`` names it)."""
     rate = cell.get("rate_bps") if isinstance(cell, dict) else None
     if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not rate > 0:
         return None
     frame = MTU_BYTES + 14
-    return frame if frame * 8 / rate >= 1e-3 else tbf_burst_bytes(rate)
+    return frame if frame * 8 / rate >= SLOW_FRAME_BEFORE_S else tbf_burst_bytes(rate)
+
+
+def _rates_mbit() -> str:
+    return ", ".join(f"{r / 1e6:g}" for r in RATES_BPS)
+
+
+def matrix_rate(text: str) -> float:
+    """``--rates``: one of the matrix's rates given in Mbit/s, as bits/s (argparse names the option otherwise)."""
+    try:
+        rate_bps = float(text) * 1e6
+    except ValueError:
+        rate_bps = math.nan
+    if rate_bps not in RATES_BPS:
+        raise argparse.ArgumentTypeError(f"{text}: not a rate of the matrix ({_rates_mbit()} Mbit/s)")
+    return rate_bps
 
 
 def _recorded_kernel(doc: dict[str, Any], transport: Transport) -> Transport:
@@ -413,14 +434,8 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--json", type=out_json, help="write the cells here (checked before anything is measured)")
     ap.add_argument("--loss", type=float, nargs="+", default=[0.0], help="link loss probabilities (default 0)")
-    ap.add_argument(
-        "--rates",
-        type=float,
-        nargs="+",
-        metavar="MBIT",
-        default=None,
-        help=f"only these of the matrix's rates, Mbit/s ({', '.join(f'{r / 1e6:g}' for r in RATES_BPS)})",
-    )
+    ap.add_argument("--rates", type=matrix_rate, nargs="+", metavar="MBIT", default=None,
+                    help=f"only these of the matrix's rates, Mbit/s ({_rates_mbit()})")  # fmt: skip
     ap.add_argument(
         "--congestion-control",
         metavar="NAME",
@@ -437,6 +452,8 @@ def main() -> int:
         help="the simulated transport's fields (sim.scenario.Transport), e.g. share_sigma=0",
     )
     args = ap.parse_args()
+    if args.rates is not None and (args.quick or args.rescore is not None):
+        ap.error("argument --rates: the full matrix at some of its rates; not with --quick or --rescore")
     if (transport := _transport(args.transport)) is None:
         return 2
     kernel_given = any(kv.startswith("host_rate_bps=") for kv in args.transport)
@@ -452,23 +469,22 @@ def main() -> int:
         print(f"net_fidelity: {why}", file=sys.stderr)
         return 2
     rates = RATES_BPS[1:] if args.quick else RATES_BPS
-    if args.rates is not None:
-        if bad := [r for r in args.rates if r * 1e6 not in RATES_BPS]:
-            print(f"net_fidelity: --rates {bad[0]:g}: not a rate of the matrix "
-                  f"({', '.join(f'{r / 1e6:g}' for r in RATES_BPS)} Mbit/s)", file=sys.stderr)  # fmt: skip
-            return 2
-        rates = tuple(r for r in RATES_BPS if r / 1e6 in args.rates)
+    if args.rates is not None:  # in the matrix's order, each once
+        rates = tuple(r for r in RATES_BPS if r in args.rates)
     sizes = SIZES_BYTES[:2] if args.quick else SIZES_BYTES
     reps = 2 if args.quick else args.reps
     if not kernel_given:  # the machine's kernel: what one TCP stream moves where no link limits it
         transport = transport.model_copy(update={"host_rate_bps": kernel_rate_bps()})
         print(f"the kernel moves {transport.host_rate_bps / 1e9:.2f} Gbit/s of one TCP stream between namespaces "
               f"(a {KERNEL_PROBE_BPS / 1e9:g} Gbit/s fabric): Transport.host_rate_bps", flush=True)  # fmt: skip
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     cells = measure_matrix(args.loss, rates, sizes, reps, transport)
     ok = _report(cells, args.loss)
     if args.json:
         args.json.write_text(json.dumps({"cells": cells, "goal_met": all(ok), "cpus": os.cpu_count(),
-                                         "transport": transport.model_dump()}, indent=1))  # fmt: skip
+                                         "transport": transport.model_dump(), "argv": sys.argv[1:],
+                                         "started": started, "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+                                        indent=1))  # fmt: skip
     return 0
 
 

@@ -69,6 +69,7 @@ def curve(samples: dict[float, list[tuple[float, float]]]) -> list[dict[str, Any
 
 
 def measure(cpu: int, gaps_s: list[float], busy_s: float, seconds: float, rng: random.Random) -> list[dict[str, Any]]:
+    """``curve`` rows of one core: every gap in a shuffled order per cycle, for ``seconds``, pinned to ``cpu``."""
     os.sched_setaffinity(0, {cpu})
     samples: dict[float, list[tuple[float, float]]] = {g: [] for g in gaps_s}
     end = time.monotonic() + seconds
@@ -91,6 +92,7 @@ def main() -> None:
         raise SystemExit("wake_up: needs sched_setaffinity (Linux)")
     gaps_s = sorted({0.0, *(g / 1e3 for g in args.gaps_ms)})  # the control always runs
     cpus, before, rng = sorted(os.sched_getaffinity(0)), os.getloadavg(), random.Random(1)
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     rows = [r for cpu in cpus for r in measure(cpu, gaps_s, args.busy_ms / 1e3, args.seconds, rng)]
     os.sched_setaffinity(0, set(cpus))
     after = os.getloadavg()
@@ -101,7 +103,19 @@ def main() -> None:
         print(f"{r['cpu']:4d} {r['gap_s'] * 1e3:7g} {window:>10s} {r['n']:6d} {r['p50_us']:7.1f} "
               f"{r['slowdown']:7.2f} {r['slow_share']:5.2f}")  # fmt: skip
     if args.json:
-        args.json.write_text(json.dumps({"loadavg_before": before, "loadavg_after": after, "rows": rows}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "argv": sys.argv[1:],
+                    "started": started,
+                    "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "loadavg_before": before,
+                    "loadavg_after": after,
+                    "rows": rows,
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -266,6 +266,7 @@ KERNEL_PROBE_BPS = 40e9  # a fabric this fast limits nothing: one TCP stream acr
 
 
 KERNEL_PROBES = 7  # a probe's reading moved 1.84-2.82 Gbit/s from one second to the next here (2026-12-01 18:06)
+KERNEL_PROBE_GAP_S = 0.5  # between them, so they meet more than one of the host's speed states (which last seconds)
 
 
 def kernel_rate_bps() -> float:
@@ -274,7 +275,9 @@ def kernel_rate_bps() -> float:
     message takes ~0.2 ms at any link rate of a gigabit or more), the simulated transport's ``host_rate_bps``
     (bench/net_fidelity.py, bench/twin_fidelity.py --netns). The median of ``KERNEL_PROBES`` probes on one fabric:
     twelve single probes a second apart read 1.84-2.82 Gbit/s, their median 2.15, and a matrix had been simulated
-    behind one that read 1.94. ~3 s, root."""
+    behind one that read 1.94. Spaced ``KERNEL_PROBE_GAP_S`` apart; the median still follows the host's state of
+    those seconds (the gigabit block at 18:06 measured 2.82 Gbit/s, the highest of the twelve single probes a
+    minute before). ~5 s, root."""
     g = nx.Graph()
     g.add_node("sw", kind="switch")
     for h in ("a", "b"):
@@ -282,7 +285,12 @@ def kernel_rate_bps() -> float:
         g.add_edge(h, "sw", params=LinkParams(bandwidth_bps=KERNEL_PROBE_BPS, latency_s=0.0, jitter_s=0.0, loss=0.0,
                                               burst_bytes=tbf_burst_bytes(KERNEL_PROBE_BPS)))  # fmt: skip
     with Fabric(g) as fabric:
-        return statistics.median(probe(fabric, "a", "b").throughput_bps for _ in range(KERNEL_PROBES))
+        rates = []
+        for i in range(KERNEL_PROBES):
+            if i:
+                time.sleep(KERNEL_PROBE_GAP_S)
+            rates.append(probe(fabric, "a", "b").throughput_bps)
+        return statistics.median(rates)
 
 
 POSSIBLE_OVER_RATE = 1.1  # a reading above this x the rate no link gives (``_possible``)

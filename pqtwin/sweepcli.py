@@ -1,6 +1,7 @@
 """``pqtwin sweep``: design-space sweeps on Dask (sim/sweep/), resumable, into a Parquet result set.
 
-    pqtwin sweep SWEEP.yaml --out DIR [--scheduler tcp://HOST:PORT] [--workers N]   (``run`` is the default)
+    pqtwin sweep SWEEP.yaml --out DIR [--scheduler tcp://HOST:PORT [--worker-wait-s S]] [--workers N]
+                                         (``run`` is the default)
     pqtwin sweep check SWEEP.yaml        every point validated, the cost estimated, nothing run
     pqtwin sweep report DIR              DIR/report.html: main effects, sensitivity ranking, Pareto front
 
@@ -122,15 +123,15 @@ def run_cmd(
         Path | None, typer.Option(hidden=True, help="stop when this file goes stale (the app's Stop)")
     ] = None,
     worker_wait_s: Annotated[
-        float,
+        float | None,
         typer.Option(
             min=0.1,
             max=86400,
             callback=_finite,
             help="with --scheduler: how long the sweep waits for a worker, at its start and once the last "
-            "one has gone, before it stops (what finished is kept; rerun to resume)",
+            "one has gone, before it stops (what finished is kept; rerun to resume); default 30",
         ),
-    ] = 30.0,
+    ] = None,
 ) -> None:
     """Run a sweep's points (those not already in --out) on Dask; Ctrl-C stops it, rerunning resumes it."""
     from sim.cost import duration
@@ -143,6 +144,8 @@ def run_cmd(
     out = given or Path("runs") / f"sweep-{plan.spec.sweep}"
     if scheduler is not None and workers:
         _warn("--workers is for the local cluster; a --scheduler has the workers started on it")
+    if scheduler is None and worker_wait_s is not None:
+        _warn("--worker-wait-s is for a --scheduler's workers; the local cluster starts its own")
     with _writing(out):
         store.prepare(out, plan, sweep)
     _say(f"{plan.spec.sweep}: {_counts(plan)} → {out}/ (estimated {duration(plan.est_wall_s)} of simulation)")
@@ -150,7 +153,7 @@ def run_cmd(
         with _writing(out), _LazyBar(plan.spec.sweep) as bar:
             report = engine.run(plan, out, scheduler, workers, progress=bar.update,
                                 should_stop=_stale(heartbeat) if heartbeat else None,
-                                worker_wait_s=worker_wait_s)  # fmt: skip
+                                worker_wait_s=worker_wait_s or engine.WORKER_WAIT_S)  # fmt: skip
     except KeyboardInterrupt:
         with _writing(out):
             store.consolidate(out)

@@ -649,6 +649,9 @@ def test_a_bench_refuses_an_output_file_it_cannot_write_before_measuring(tmp_pat
      ("sim_speed.py", ["--replications", "-1"], "argument --replications: must be in [1, 10000] (got -1)"),
      ("speed_states.py", ["--seconds", "nan"], "argument --seconds: must be in [0.001, 3600] (got nan)"),
      ("wake_up.py", ["--gaps-ms", "5", "-1"], "argument --gaps-ms: must be in [0, 10000] (got -1)"),
+     ("net_fidelity.py", ["--rates", "5"], "argument --rates: 5: not a rate of the matrix (10, 100, 1000 Mbit/s)"),
+     ("net_fidelity.py", ["--rates", "10", "--quick"], "argument --rates: the full matrix at some of its rates; not "
+                                                       "with --quick or --rescore"),
      ("startup.py", ["--runs", "0"], "argument --runs: must be in [1, 1000] (got 0)"),
      ("sweep_scale.py", ["--points", "0"], "argument --points: must be in [1, 1e+06] (got 0)"),
      ("sweep_scale.py", ["--repeats", "0"], "argument --repeats: must be in [1, 1000] (got 0)"),

@@ -232,11 +232,11 @@ def test_the_probe_measures_a_fabric_at_its_rate_where_the_cpu_keeps_up():
 def test_a_slow_link_runs_at_its_rate_not_behind_its_timers():
     """Where a frame takes a millisecond on the wire, a one-frame bucket makes tbf release every frame by a timer
     that fires late, and the link never makes the lateness up: 97.2 % of 10 Mbit/s here (2026-12-01; the network
-    model, which has the link at its rate, read every 10 Mbit/s cell 2-3 % fast). Two frames absorb it."""
+    model, which has the link at its rate, read single 1-4 MB flows there 2.5-3 % fast). Two frames absorb it."""
     with netns.Fabric(pair(10e6)) as fabric:
         p = max((netns.probe(fabric, "a", "b") for _ in range(2)), key=lambda x: x.throughput_bps)
     assert p.burst_bytes == 2 * (netns.MTU_BYTES + 14)
-    assert p.throughput_bps > 0.99 * 10e6, p.describe()
+    assert p.throughput_bps > 0.985 * 10e6, p.describe()  # 99.8-100.3 % here; one frame 97.2 %
 
 
 def test_a_gigabit_fabric_passes_gso_packets_whole_and_is_not_cpu_bound():

@@ -290,7 +290,9 @@ def test_a_rescored_cell_is_simulated_with_the_bucket_its_fabric_had(tmp_path):
     cmd = [sys.executable, "bench/net_fidelity.py", "--rescore", str(src), "--json", str(out)]
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, timeout=120)
     now, before = json.loads(out.read_text())["cells"]
-    frame = 1514
+    from hw.netns import MTU_BYTES
+
+    frame = MTU_BYTES + 14
     assert (now["burst_bytes"], before["burst_bytes"]) == (2 * frame, frame)
     assert before["sim_mean_s"] - now["sim_mean_s"] == pytest.approx(frame * 8 / 10e6, rel=1e-6)
 

@@ -9,9 +9,9 @@ Stopping: Ctrl-C (KeyboardInterrupt) or ``should_stop()`` returning true cancels
 running (a local cluster's worker processes are shut down with it); what finished is on disk, whole.
 A worker lost while running a task (killed, out of memory) makes Dask retry it elsewhere; the points of a task
 that keeps killing workers are recorded as crashed and run again when the sweep is resumed. Losing the engine
-itself (the scheduler gone, or no worker left on it for WORKER_WAIT_S) ends the run with ``Report.lost``: the
-points it was running are not recorded at all, so a rerun resumes them. Dask's own logs stay off the terminal
-(``_mute_dask_logs``): the sweep says what happened in its own lines.
+itself (the scheduler gone, or no worker left on it for ``worker_wait_s``, WORKER_WAIT_S by default) ends the
+run with ``Report.lost``: the points it was running are not recorded at all, so a rerun resumes them. Dask's own
+logs stay off the terminal (``_mute_dask_logs``): the sweep says what happened in its own lines.
 """
 
 from __future__ import annotations
