@@ -54,8 +54,8 @@ import simpy
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hw.netns import (
+    FRAME_BYTES,
     KERNEL_PROBE_BPS,
-    MTU_BYTES,
     Fabric,
     congestion_control,
     inside,
@@ -327,8 +327,7 @@ def _bucket_before(cell: Any) -> int | None:
     rate = cell.get("rate_bps") if isinstance(cell, dict) else None
     if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not rate > 0:
         return None
-    frame = MTU_BYTES + 14
-    return frame if frame * 8 / rate >= SLOW_FRAME_BEFORE_S else tbf_burst_bytes(rate)
+    return FRAME_BYTES if FRAME_BYTES * 8 / rate >= SLOW_FRAME_BEFORE_S else tbf_burst_bytes(rate)
 
 
 def _rates_mbit() -> str:

@@ -51,6 +51,7 @@ PREFIX = "pqt"  # every namespace of ours starts with it: pqt<tag>-<index>
 NETNS_DIR = Path("/var/run/netns")
 SUBNET = "10.77"  # hosts are 10.77.<i // 250>.<i % 250 + 1>/16
 MTU_BYTES = 1500
+FRAME_BYTES = MTU_BYTES + 14  # a full frame on a veth: the MTU and its Ethernet header (what tbf counts)
 CLONE_NEWNET = 0x40000000
 
 
@@ -120,7 +121,7 @@ def tbf_burst_bytes(rate_bps: float) -> int:
     bench/net_fidelity.py, docs/network-validation.md)."""
     if rate_bps >= GSO_RATE_BPS:
         return GSO_BURST_BYTES
-    return 2 * (MTU_BYTES + 14)
+    return 2 * FRAME_BYTES
 
 
 def bucket_bytes(params: LinkParams) -> int:

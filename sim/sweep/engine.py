@@ -245,7 +245,7 @@ class _Workerless:
 
     CHECK_S = 1.0
 
-    def __init__(self, c: Any, wait_s: float = WORKER_WAIT_S):
+    def __init__(self, c: Any, wait_s: float):
         self.c, self.wait_s, self.checked = c, wait_s, time.monotonic()
         self.since: float | None = None  # when the scheduler was first seen with no worker
 
