@@ -49,11 +49,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from hw.speed import run_slow_flags
 from sim.contract import FL_PHASES, RunLayout, Summary, atomic_write, phase_extents, read_spans, read_summary
 from sim.errors import UserError
+from sim.loading import load_yaml_file
 
 COMPARE_JSON = "compare.json"
 COMPARE_PNG = "compare.png"
@@ -251,8 +251,8 @@ def _fabric_warnings(sim_dir: Path, hw_sums: list[Summary], hw_dir: Path | None 
         return []
     fabric, cores = netns.fabric, netns.machine_load.cores if netns.machine_load is not None else None
     try:
-        d = yaml.safe_load(RunLayout(sim_dir).scenario.read_text()).get("deployment", {})
-    except (OSError, ValueError, yaml.YAMLError, AttributeError):  # unreadable, not UTF-8, not a mapping: no advice
+        d = load_yaml_file(RunLayout(sim_dir).scenario).get("deployment", {})
+    except (UserError, AttributeError):  # unreadable, not a regular file, not UTF-8, not a mapping: no advice
         return []
     missing = []
     rates = [link.get("bandwidth_bps") for link in d.get("network", {}).get("links", [])]

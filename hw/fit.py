@@ -62,11 +62,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 
 from hw.speed import KEPT_FILE, read_kept, slow_spans, slow_state_us
 from sim import catalogue
 from sim.contract import FL_PHASES, RunLayout, read_spans, read_summary
-from sim.errors import UserError
+from sim.errors import M, UserError, show
 from sim.profile import INBOX_HANDOFF, RECEIVE_HANDOFF, LinearOp, Overhead, PerCallOp, Profile, op_kind
 from sim.scenario import Scenario, load_scenario
 
@@ -150,8 +151,21 @@ def _overhead(kind: str, measured: np.ndarray, predicted: np.ndarray, nbytes: np
     carry = nbytes > 0  # by bytes where a call has them, else by its price (``Overhead.sigma_by_cost_s``)
     by_bytes = _jitter_by_size(measured[carry], charged[carry], nbytes[carry])
     by_cost = _jitter_by_size(measured[~carry], charged[~carry], predicted[~carry])
-    return Overhead.model_validate({**fitted, "sigma": spread, "sigma_by_bytes": by_bytes, "sigma_by_cost_s": by_cost,
-                                    "n": n, "source": source, "tag": "F"})  # fmt: skip
+    return _valid(Overhead, {**fitted, "sigma": spread, "sigma_by_bytes": by_bytes, "sigma_by_cost_s": by_cost,
+                             "n": n, "source": source, "tag": "F"}, f"overheads.{kind}")  # fmt: skip
+
+
+def _valid(model: type[M], data: dict[str, Any], where: str) -> M:
+    """``model`` of a fitted ``data``; UserError naming the field and value where the fit left the profile's bounds
+    (a run and a base profile of different machines, or spans that are not a real run's, fit a factor of 10^5 or 0)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(x) for x in err["loc"])
+        raise UserError(f"--from-run: the fitted {where}.{field} is {show(err.get('input'))}: {err['msg']} (the run's "
+                        "spans and the base profile do not price one machine: name the profile the run was "
+                        "measured against with --base)") from None  # fmt: skip
 
 
 def _jitter(measured: np.ndarray, charged: np.ndarray, sizes: np.ndarray) -> float:
@@ -268,7 +282,7 @@ def fit_from_run(run_dir: Path | list[Path], base: Path | None = None) -> Fit:
     named = ", ".join(str(r) for r in runs)
     data["description"] = f"{profile.description} Overheads fitted from the twin run(s) {named}.".strip()
     data["overheads"] = {k: v.model_dump(exclude_none=True) for k, v in sorted(overheads.items())}
-    Profile.model_validate(data)  # what we write must load
+    _valid(Profile, data, "profile")  # what we write must load
     return Fit(data, len(known))
 
 
@@ -307,12 +321,15 @@ def _run_rows(run_dir: Path, base: Path | None) -> _RunRows:
     if summary.backend is None or summary.state != "completed" or summary.rounds_completed < 1:
         raise UserError(f"--from-run: {run_dir}: need a completed hardware-twin run (got backend "
                         f"{summary.backend}, state {summary.state}, {summary.rounds_completed} rounds)")  # fmt: skip
-    s = load_scenario(layout.scenario, profile_override=base or _profile_of(summary.scenario_file, layout.scenario))
+    s = load_scenario(layout.scenario, profile_override=base or _profile_of(summary.scenario_file, layout))
     profile = s.host_profile(s.deployment.hosts[0].name)
     flags, slow_speed = _slow(run_dir, spans, summary.machine_load, profile)
     spans = spans.assign(slow=flags)
     rounds = spans[spans["round"] > 0]
     phases = rounds[rounds.phase.isin(FL_PHASES)]
+    if phases.empty:  # a summary that says rounds completed, spans that hold none: nothing to fit
+        raise UserError(f"--from-run: {layout.spans}: no span of a finished round ({len(spans)} rows in all); "
+                        "give a run directory the twin wrote whole")  # fmt: skip
     cpu = _with_glue(phases[~phases.op.isin(("transfer", "frame"))], phases[phases.op == "transfer"])
     # small sizes for the same kinds: session handshakes and telemetry frames (their waits are not glue)
     small = spans[((spans["round"] == 0) & (spans.phase == "handshake")) | (spans.phase == "telemetry")]
@@ -321,6 +338,9 @@ def _run_rows(run_dir: Path, base: Path | None) -> _RunRows:
     per_round = cpu[cpu.op == "fl.fedavg"].groupby("round").size()
     clients = s.workload.fl.quorum_clients
     known = cpu[cpu.op.map(lambda op: op in profile.ops or op.endswith((".sign", ".verify")))]
+    if known.empty:
+        raise UserError(f"--from-run: {layout.spans}: no operation the profile {profile.profile!r} prices; "
+                        "name the profile the run was measured against with --base")  # fmt: skip
     others = _trainings_beside(known)
     predicted = np.array([
         predicted_s(profile, s, r, clients if per_round.get(r.round, 1) == 1 else 1, others.get(r.Index, 0))
@@ -454,12 +474,25 @@ def _loopback(t: pd.DataFrame, s: Scenario, profile: Profile, source: str) -> Ov
     return _overhead("loopback", (t.end_s - t.start_s).to_numpy(), predicted, t["bytes"].to_numpy(dtype=float), source)
 
 
-def _profile_of(scenario_file: str, scenario: Path) -> Path:
-    """The host profile the run's scenario names, found beside the scenario file the run was started from."""
-    import yaml
+def _profile_of(scenario_file: str, layout: RunLayout) -> Path:
+    """The host profile the run's scenario names: the run's own copy (``profiles/``, written with the run), else the
+    file beside the scenario the run was started from (runs written before they kept copies). UserError naming the
+    file when the run's scenario.yaml cannot be read or names no profile."""
+    from sim.loading import load_yaml_file
 
-    ref = str(yaml.safe_load(scenario.read_text())["deployment"]["hosts"][0]["profile"])
-    path = Path(ref) if ref.endswith((".yaml", ".yml")) else Path(scenario_file).parent / "profiles" / f"{ref}.yaml"
+    try:
+        ref = load_yaml_file(layout.scenario)["deployment"]["hosts"][0]["profile"]
+    except (KeyError, IndexError, TypeError):
+        ref = None
+    if not isinstance(ref, str) or not ref:
+        raise UserError(f"--from-run: {layout.scenario}: deployment.hosts[0].profile: not a profile name "
+                        "(not a scenario written by a twin run); name the profile to extend with --base")  # fmt: skip
+    if ref.endswith((".yaml", ".yml")):
+        path = Path(ref)
+    elif (own := layout.profile(ref)).is_file():
+        path = own
+    else:
+        path = Path(scenario_file).parent / "profiles" / f"{ref}.yaml"
     if not path.is_file():
         raise UserError(f"--base: the run's profile {ref!r} is not at {path}; name the profile to extend with --base")
     return path

@@ -24,7 +24,7 @@ import pandas as pd
 
 from sim.contract import read_spans
 from sim.errors import UserError, show
-from sim.loading import exists
+from sim.loading import exists, require_regular
 
 MAX_ROWS = 10_000_000
 
@@ -42,6 +42,7 @@ def read_power_log(path: Path) -> pd.DataFrame:
     """The log as (time_s, node, power_w) rows sorted by node and time; UserError naming what is wrong."""
     if not exists(path):
         raise UserError(f"--power-log: file not found (got {str(path)!r})")
+    require_regular(path, "a CSV power log")  # pandas' reader blocks on a FIFO
     try:
         with warnings.catch_warnings():
             # index_col=False: a first row with more fields than the header is not read as a row index (its

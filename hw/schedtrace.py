@@ -40,6 +40,8 @@ from pathlib import Path
 import numpy as np
 
 from sim.contract import SchedWaits
+from sim.errors import UserError
+from sim.loading import require_regular
 
 log = logging.getLogger(__name__)
 
@@ -407,6 +409,10 @@ def keep(text: str, window: tuple[float, float] | None, nodes: dict[str, int], p
 
 def read_kept(path: Path) -> tuple[str, tuple[float, float] | None, dict[str, int]]:
     """A kept trace: (its text, the rounds' window, the nodes' processes), as ``waits`` takes them."""
+    try:
+        require_regular(path, "a kept scheduler trace")  # gzip's reader blocks on a FIFO
+    except UserError as exc:
+        raise ValueError(exc.lines[0]) from None
     with gzip.open(path, "rt") as f:
         first = f.readline()
         text = f.read()

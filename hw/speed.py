@@ -43,6 +43,8 @@ from pathlib import Path
 import numpy as np
 
 from sim.contract import CpuSpeed
+from sim.errors import UserError
+from sim.loading import read_text
 
 PROBE_BYTES = 16 << 10
 INTERVAL_S = 0.05
@@ -194,6 +196,7 @@ def _allowed_cpus() -> set[int]:
 Sample = tuple[float, int, float, float]
 BUSY_MIN = 0.5  # a sample counts if its core was busy at least this share of the interval before it
 KEPT_FILE = "speed_probe.csv"  # in a twin run's directory
+MAX_KEPT_BYTES = 256 << 20  # a run's kept samples: ~40 B each, 20 a second a core (an hour on 2 cores: ~6 MB)
 KEPT_HEADER = "t_s,cpu,probe_us,busy\n"
 _KEPT_HEADER_V1 = "t_s,cpu,probe_us\n"  # runs of 2026-12-01 00:00-01:00, before the busy share
 NEAR_S = 1.5 * INTERVAL_S  # a span's speed: the samples this close to it, on every core (each core has one or two)
@@ -204,8 +207,8 @@ def read_kept(path: Path) -> np.ndarray | None:
     """A run's kept samples as an (n, 4) array (t_s, cpu, probe_us, busy share; NaN: unknown), sorted by time;
     None if it kept none."""
     try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError):  # missing or not text: not kept (it only refines a fit or a compare)
+        text = read_text(path, MAX_KEPT_BYTES)
+    except UserError:  # missing, not a regular file, not text: not kept (it only refines a fit or a compare)
         return None
     lines = text.splitlines()[1:]
     if not text.startswith((KEPT_HEADER, _KEPT_HEADER_V1)) or not lines:

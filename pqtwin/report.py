@@ -33,9 +33,19 @@ import plotly.io as pio
 
 from pqtwin import charts
 from sim import deltas as dl
-from sim.contract import MARKERS, WIRE_OPS, RunLayout, Stats, Summary, atomic_write, read_spans, read_summary
+from sim.contract import (
+    MARKERS,
+    MAX_RUN_JSON_BYTES,
+    WIRE_OPS,
+    RunLayout,
+    Stats,
+    Summary,
+    atomic_write,
+    read_spans,
+    read_summary,
+)
 from sim.errors import UserError, load_yaml, shorten, validate
-from sim.loading import exists, out_file_problem
+from sim.loading import exists, out_file_problem, read_bytes
 from sim.profile import LinearOp, PerCallOp, Profile, op_kind
 from sim.scenario import LinkParams, Scenario, load_scenario, required_ops
 from sim.summary import ci95
@@ -554,9 +564,9 @@ def rerun_command(run: ReportRun) -> str | None:
 def _twin_rounds(run: ReportRun) -> int:
     """The rounds the twin was asked for (run.json), else the scenario's."""
     try:
-        config = json.loads(RunLayout(run.dir or Path()).run_config.read_text())
+        config = json.loads(read_bytes(RunLayout(run.dir or Path()).run_config, MAX_RUN_JSON_BYTES, "a JSON file"))
         return int(config["fl"]["rounds"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (UserError, ValueError, KeyError, TypeError):
         return run.scenario.workload.fl.rounds
 
 

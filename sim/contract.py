@@ -153,6 +153,13 @@ def read_spans(path: Path) -> pd.DataFrame:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    from sim.errors import UserError
+    from sim.loading import require_regular
+
+    try:
+        require_regular(path, "a spans.parquet file")  # Parquet's reader blocks on a FIFO
+    except UserError as exc:
+        raise ValueError(f"{path}: cannot read spans ({exc.lines[0].removeprefix(f'{path}: ')})") from None
     try:
         if missing := [c for c in COLUMNS if c not in pq.read_schema(path).names]:
             raise ValueError(f"{path}: missing column {missing[0]!r}")
@@ -172,6 +179,10 @@ def read_spans(path: Path) -> pd.DataFrame:
     return df
 
 
+MAX_SPAN_TIME_S = 1e9  # ~32 years: a simulated horizon is at most one (sim.scenario.MAX_HORIZON_S); a sum of such
+# times stays finite, where a span at 1e308 s turned a mean into inf and a chart's scale into NaN
+
+
 def validate_spans(df: pd.DataFrame) -> list[str]:
     """Problems that make a spans table unusable (used on hardware-twin output too)."""
     problems = [f"missing column {c!r}" for c in COLUMNS if c not in df.columns]
@@ -181,6 +192,10 @@ def validate_spans(df: pd.DataFrame) -> list[str]:
         problems.append("a span ends before it starts")
     if (df.queue_wait_s < 0).any():
         problems.append("negative queue_wait_s")
+    if len(df) and max(df.start_s.abs().max(), df.end_s.abs().max(), df.queue_wait_s.max()) > MAX_SPAN_TIME_S:
+        problems.append(f"a time beyond {MAX_SPAN_TIME_S:g} s (runs last at most a simulated year)")
+    if (df["bytes"] < 0).any():
+        problems.append("negative bytes")
     if unknown := set(df.phase) - set(PHASES):
         problems.append(f"unknown phases {sorted(unknown)}")
     return problems
@@ -666,13 +681,19 @@ def write_summary(summary: Summary, out_dir: Path) -> Path:
     return path
 
 
+MAX_RUN_JSON_BYTES = 256 << 20  # a run directory's JSON file (a big run's summary is ~1 MB)
+
+
 def read_model(model: type[M], path: Path) -> M:
     """A JSON file of the run directory read into its model; ValueError with one line naming the file and
     the first problem (field path and message), never a traceback's worth of pydantic text."""
+    from sim.errors import UserError
+    from sim.loading import read_bytes
+
     try:
-        return model.model_validate_json(path.read_bytes())
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
+        return model.model_validate_json(read_bytes(path, MAX_RUN_JSON_BYTES, "a JSON file"))
+    except UserError as exc:  # not a regular file (a FIFO blocks, /dev/zero never ends), too large, unreadable
+        raise ValueError(exc.lines[0]) from None
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "(top)"

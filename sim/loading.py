@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from yaml.nodes import MappingNode, Node, SequenceNode
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from sim.errors import UserError, shorten
 
@@ -31,20 +31,36 @@ _Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml pa
 
 def read_text(path: Path | str, limit_bytes: int = MAX_FILE_BYTES) -> str:
     """The text of a regular file of at most ``limit_bytes``, strictly UTF-8; UserError naming the file."""
+    return decode(read_bytes(path, limit_bytes), path)
+
+
+def read_bytes(path: Path | str, limit_bytes: int = MAX_FILE_BYTES, expected: str = "a YAML file") -> bytes:
+    """The bytes of a regular file of at most ``limit_bytes``; UserError naming the file (a FIFO, a device, a
+    directory or a file over the limit is refused before it is opened: opening a FIFO blocks, ``/dev/zero`` never
+    ends). ``expected``: what the message asks for instead."""
     name = os.fspath(path)
     if "\0" in name:
         raise UserError(f"{shorten(name)}: not a valid file name (contains a NUL byte)")
     try:
-        _require_regular(path, os.stat(name), limit_bytes)  # before open: opening a FIFO or a device may block
+        _require_regular(path, os.stat(name), limit_bytes, expected)  # before open: opening a FIFO may block
         fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
         with os.fdopen(fd, "rb") as f:
-            _require_regular(path, os.fstat(f.fileno()), limit_bytes)  # the path may have changed since
+            _require_regular(path, os.fstat(f.fileno()), limit_bytes, expected)  # the path may have changed since
             data = f.read(limit_bytes + 1)  # a file may grow after the stat
     except OSError as exc:
         raise UserError(f"{path}: cannot read file: {exc.strerror or exc}") from None
     if len(data) > limit_bytes:
         raise UserError(f"{path}: file too large (more than {limit_bytes:,} bytes; the limit is {limit_bytes:,})")
-    return decode(data, path)
+    return data
+
+
+def require_regular(path: Path | str, expected: str) -> None:
+    """UserError unless ``path`` is a regular file (a reader that opens it itself, e.g. Parquet's or gzip's, would
+    block on a FIFO or read ``/dev/zero`` forever); no size limit."""
+    try:
+        _require_regular(path, os.stat(path), None, expected)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: cannot read file: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 def exists(path: Path | str) -> bool:
@@ -116,12 +132,13 @@ def in_range(lo: float, hi: float, kind: type[int] | type[float] = int) -> Calla
     return parse
 
 
-def _require_regular(path: Path | str, st: os.stat_result, limit_bytes: int) -> None:
+def _require_regular(path: Path | str, st: os.stat_result, limit_bytes: int | None,
+                     expected: str = "a YAML file") -> None:  # fmt: skip
     if stat.S_ISDIR(st.st_mode):
         raise UserError(f"{path}: is a directory, not a file")
     if not stat.S_ISREG(st.st_mode):
-        raise UserError(f"{path}: not a regular file (a {_kind(st.st_mode)}); give a YAML file")
-    if st.st_size > limit_bytes:
+        raise UserError(f"{path}: not a regular file (a {_kind(st.st_mode)}); give {expected}")
+    if limit_bytes is not None and st.st_size > limit_bytes:
         raise UserError(f"{path}: file too large ({st.st_size:,} bytes; the limit is {limit_bytes:,})")
 
 
@@ -208,9 +225,26 @@ def _check_size(root: Node, where: str) -> None:
             raise UserError(
                 f"{where}: not valid YAML at line {node.start_mark.line + 1}: nested more than {MAX_DEPTH} levels deep"
             )
+        if isinstance(node, MappingNode):
+            _no_duplicate_keys(node, where)
         ancestors.add(key)
         stack.append((node, depth, True))
         stack.extend((c, depth + 1, False) for c in _children(node) if id(c) not in size)
+
+
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _no_duplicate_keys(node: MappingNode, where: str) -> None:
+    """A key written twice in one mapping: PyYAML keeps the last silently, so ``name: a`` then ``name: b`` (a
+    copy-paste) ran as ``b``. Keys a merge (``<<``) brings in may be overridden, as YAML says."""
+    seen: set[tuple[str, str]] = set()
+    for k, _ in node.value:
+        if isinstance(k, ScalarNode) and k.tag != MERGE_TAG:
+            if (k.tag, k.value) in seen:
+                raise UserError(f"{where}: not valid YAML at line {k.start_mark.line + 1}: the key "
+                                f"{shorten(k.value)!r} is given twice in one mapping (keep one)")  # fmt: skip
+            seen.add((k.tag, k.value))
 
 
 def yaml_error(exc: yaml.YAMLError, text: str) -> str:

@@ -709,6 +709,11 @@ def _check_network(s: Scenario) -> list[Problem]:
                 problems.append((f"deployment.network.links[{i}].{end}", getattr(link, end), "no such host or node"))
         if link.a == link.b:
             problems.append((f"deployment.network.links[{i}].b", link.b, "a link needs two different ends"))
+    first: dict[frozenset[str], int] = {}  # one link per pair of ends: the graph keeps one, the second replaced it
+    for i, link in enumerate(d.network.links):
+        if (j := first.setdefault(frozenset((link.a, link.b)), i)) != i:
+            problems.append((f"deployment.network.links[{i}]", f"{link.a}-{link.b}",
+                             f"links[{j}] already joins these two; give one link per pair"))  # fmt: skip
     return problems
 
 

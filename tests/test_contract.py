@@ -6,10 +6,14 @@ pin the rule once, and pin that both sides (simulator, local backend, Kubernetes
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import os
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -60,7 +64,9 @@ def test_span_rows_round_trip_through_parquet_with_the_schema(tmp_path):
      (lambda df: df.assign(end_s=float("inf")), "start_s or end_s is missing or not finite"),
      (lambda df: df.assign(queue_wait_s=float("nan")), "queue_wait_s is missing or not finite"),
      (lambda df: df.assign(phase="lunch"), "unknown phases ['lunch']"),
-     (lambda df: df.assign(end_s=-1.0), "a span ends before it starts")],
+     (lambda df: df.assign(end_s=-1.0), "a span ends before it starts"),
+     (lambda df: df.assign(end_s=1e308), "a time beyond 1e+09 s"),
+     (lambda df: df.assign(bytes=-1), "negative bytes")],
 )  # fmt: skip
 def test_a_damaged_spans_file_is_one_value_error_naming_it(tmp_path, damage, problem):
     """Every reader of a run directory (compare, report, calibrate --from-run, hw energy, the app) reads spans
@@ -164,3 +170,38 @@ def test_local_pods_are_pinned_to_their_hosts_cpus(monkeypatch, tmp_path):
     assert pin_cpus(s) == {"pi-1": [0], "pi-2": [1], "pi-3": [0, 1]}  # in order, wrapping round the machine
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)
     assert pin_cpus(s) == {"pi-1": [3], "pi-2": [3], "pi-3": [3]}
+
+
+@contextlib.contextmanager
+def within_s(seconds: int) -> Iterator[None]:
+    """TimeoutError in this (the main) thread if the block is still running after ``seconds``."""
+
+    def expire(*_: object) -> None:
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "dir"])
+@pytest.mark.parametrize("name", ["summary.json", "spans.parquet"])
+def test_a_run_file_that_is_not_a_regular_file_is_refused_without_reading_it(tmp_path, kind, name):
+    """A FIFO as a run's summary or spans made report, calibrate --from-run and sim --fabric-of wait forever (open
+    blocks until a writer comes), /dev/zero read until memory ran out: refused from its metadata, one line."""
+    path = tmp_path / name
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    else:
+        path.mkdir()
+    read = contract.read_summary if name == "summary.json" else contract.read_spans
+    with pytest.raises(ValueError) as exc, within_s(20):  # a read that blocks fails the test, not hangs the suite
+        read(path)
+    assert str(exc.value).startswith(f"{path}: ") and "\n" not in str(exc.value)
+    assert ("a directory" if kind == "dir" else "not a regular file") in str(exc.value)

@@ -3,6 +3,8 @@ simulator prices them for other algorithms and sizes; bad inputs are one-line er
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,7 +12,7 @@ import yaml
 
 from hw.fit import _trainings_beside, base_s, fit_from_run
 from sim import catalogue
-from sim.contract import SpanRow, read_summary, to_frame, write_spans, write_summary
+from sim.contract import SpanRow, read_spans, read_summary, to_frame, write_spans, write_summary
 from sim.errors import UserError
 from sim.profile import Profile, load_profile
 from sim.runner import simulate, write_run
@@ -112,6 +114,73 @@ def test_from_run_refuses_what_is_not_a_finished_twin_run(tmp_path, pqtwin):
     res = pqtwin("calibrate", "--from-run", str(tmp_path / "nope"), "--out", str(tmp_path / "p.yaml"))
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.count("\n") == 1 and "--from-run" in res.stderr and "not a twin run directory" in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [("missing", "cannot read file"), ("garbage", "not valid YAML"), ("list", "expected a mapping"),
+     ("no-deployment", "deployment.hosts[0].profile: not a profile name"), ("fifo", "not a regular file (a FIFO)"),
+     ("directory", "is a directory"), ("not-utf8", "not UTF-8 text")],
+)  # fmt: skip
+def test_a_damaged_scenario_in_the_run_is_one_line(tmp_path, damage, expected):
+    """Without --base the fit reads the profile the run's scenario.yaml names: it read that file unbounded and
+    indexed it blindly (FileNotFoundError, KeyError, a FIFO hung the command)."""
+    planted_run(tmp_path)
+    scenario = tmp_path / "scenario.yaml"
+    scenario.unlink()
+    if damage == "garbage":
+        scenario.write_text("::: [\n")
+    elif damage == "list":
+        scenario.write_text("- 1\n")
+    elif damage == "no-deployment":
+        scenario.write_text("name: x\n")
+    elif damage == "fifo":
+        os.mkfifo(scenario)
+    elif damage == "directory":
+        scenario.mkdir()
+    elif damage == "not-utf8":
+        scenario.write_bytes(b"name: \xff\n")
+    with pytest.raises(UserError) as exc:
+        fit_from_run(tmp_path)
+    assert len(exc.value.lines) == 1 and expected in exc.value.lines[0], exc.value.lines
+
+
+def test_the_run_is_fitted_on_its_own_copy_of_its_profile_wherever_it_is_read_from(tmp_path, monkeypatch):
+    """A run keeps copies of its profiles (profiles/); the fit looked for the profile beside the scenario the run was
+    started from, relative to the directory it is read from: elsewhere it was not found, or another one was."""
+    run = tmp_path / "run"
+    run.mkdir()
+    s = planted_run(run)
+    name = s.deployment.hosts[0].profile
+    (run / "profiles").mkdir(exist_ok=True)
+    (run / "profiles" / f"{name}.yaml").write_text(PROFILE.read_text())
+    summary = read_summary(run / "summary.json")
+    write_summary(summary.model_copy(update={"scenario_file": "scenarios/localhost.yaml"}), run)  # relative, as typed
+    decoy = tmp_path / "elsewhere" / "scenarios" / "profiles"
+    decoy.mkdir(parents=True)
+    data = yaml.safe_load(PROFILE.read_text())
+    (decoy / f"{name}.yaml").write_text(yaml.safe_dump({**data, "profile": "decoy"}))
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert Profile.model_validate(fit_from_run(run).profile).profile.startswith(f"{data['profile']}+")
+
+
+def test_a_fit_outside_the_profiles_bounds_is_one_line_naming_the_field(tmp_path):
+    """Spans that no base profile of the same machine could have priced (every operation 10^5 times as long) fit a
+    factor beyond the profile's bounds: a pydantic ValidationError escaped as an internal error."""
+    planted_run(tmp_path)
+    spans = read_spans(tmp_path / "spans.parquet")
+    write_spans(spans.assign(end_s=spans.start_s + (spans.end_s - spans.start_s) * 1e5), tmp_path / "spans.parquet")
+    with pytest.raises(UserError) as exc:
+        fit_from_run(tmp_path, PROFILE)
+    (line,) = exc.value.lines
+    assert line.startswith("--from-run: the fitted overheads.") and "--base" in line, line
+
+
+def test_a_run_whose_spans_hold_no_round_is_one_line(tmp_path):
+    planted_run(tmp_path)
+    write_spans(to_frame([]), tmp_path / "spans.parquet")
+    with pytest.raises(UserError, match="no span of a finished round"):
+        fit_from_run(tmp_path, PROFILE)
 
 
 def test_a_run_on_slower_cores_is_fitted_at_the_profile_speed(tmp_path):

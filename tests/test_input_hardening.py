@@ -79,9 +79,10 @@ def one_error(code: int, out: str, err: str, *names: str) -> str:
         (b"", "the file is empty"),
         (b"- a\n", "expected a mapping at the top level"),
         (b"#" * (1 << 20) + b"\n", "file too large"),
+        (b"name: a\nrun:\n  seed: 1\n  seed: 2\n", "not valid YAML at line 4: the key 'seed' is given twice"),
     ],
     ids=["non-utf8", "nested-1000", "nested-25", "block-nested", "alias-bomb", "recursive-alias", "nul",
-         "unclosed", "bad-timestamp", "5000-digits", "empty", "list", "over-1MiB"],
+         "unclosed", "bad-timestamp", "5000-digits", "empty", "list", "over-1MiB", "duplicate-key"],
 )  # fmt: skip
 def test_malformed_scenario_file_is_one_line(capsys, tmp_path, content, expected):
     assert len(BOMB) < 500  # the 426-byte billion laughs, give or take its quoting

@@ -62,6 +62,17 @@ def test_bad_scenario_names_file_field_and_value(override, expected):
     assert "(got " in lines[0]
 
 
+@pytest.mark.parametrize("ends", [("pi-1", "switch"), ("switch", "pi-1")], ids=["same", "reversed"])
+def test_a_second_link_between_the_same_two_ends_is_refused(ends):
+    """The graph keeps one edge per pair: a second link between the same ends (a copy-paste, or the pair written
+    the other way round) silently replaced the first, and `scenario check` said ok."""
+    sets = [f"deployment.network.links.1.a={ends[0]}", f"deployment.network.links.1.b={ends[1]}"]
+    with pytest.raises(UserError) as info:
+        load_scenario(SCENARIOS / "paper-3node.yaml", sets)
+    (line,) = info.value.lines
+    assert "deployment.network.links[1]: links[0] already joins these two" in line, line
+
+
 def test_algorithm_the_profile_cannot_price_is_rejected(tmp_path):
     prof = yaml.safe_load((SCENARIOS / "profiles" / "pi4-liboqs.yaml").read_text())
     del prof["ops"]["ML-KEM-768.decaps"]
