@@ -63,7 +63,7 @@ def pin_cpus(s: Scenario) -> dict[str, list[int]]:
     return out
 
 
-SCHED_TRACE = "sched_trace.txt.gz"  # the run's scheduler events, kept for a later analysis (hw/schedtrace.py)
+SCHED_TRACE = RunLayout.SCHED_TRACE  # the run's scheduler events, kept for a later analysis (hw/schedtrace.py)
 LISTEN_PORT_MIN = 20000
 PORT_DRAWS = 1000
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import shutil
 import stat
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from sim.contract import (
+    MAX_RUN_JSON_BYTES,
     Dropout,
     Energy,
     RunLayout,
@@ -40,7 +42,7 @@ from sim.contract import (
 )
 from sim.energy import host_energy, round_energy
 from sim.errors import UserError
-from sim.loading import exists
+from sim.loading import exists, read_bytes
 from sim.scenario import Scenario
 from sim.summary import summarise
 
@@ -119,14 +121,40 @@ def _take(out: Path, force: bool, outputs: tuple[str, ...], markers: tuple[str, 
             f"--out: {out} is not empty (holds {', '.join(present[:3])}{', ...' if len(present) > 3 else ''}); "
             "give a new or empty directory, or --force to replace an earlier run"
         )
-    if not any((out / m).exists() for m in markers):
+    if not any(_ours(out / m) for m in markers):
         raise UserError(f"--out: {out} is not empty and holds no earlier run: --force replaces only runs")
     _remove_outputs(out, outputs)
 
 
+def _ours(path: Path) -> bool:
+    """Whether ``path`` is a marker of an earlier run: a run directory's JSON files only when they read as ours (a
+    folder of the user's that happened to hold a summary.json was taken for a run, and --force removed its
+    logs/, keys/ and profiles/); another command's markers (its own outputs) when they exist."""
+    if path.name not in RUN_MARKERS:
+        return exists(path)
+    try:
+        data = json.loads(read_bytes(path, MAX_RUN_JSON_BYTES, "a JSON file"))
+    except (UserError, ValueError):
+        return False
+    if not isinstance(data, dict):
+        return False
+    if path.name == RunLayout.SUMMARY:
+        try:
+            Summary.model_validate(data)
+        except ValueError:
+            return False
+        return True
+    return set(data) >= _MARKER_KEYS[path.name]
+
+
+# keys each run marker has always had (status.json since the twin's first version, run.json since RunConfig)
+_MARKER_KEYS = {RunLayout.STATUS: {"state", "reason"}, RunLayout.RUN_CONFIG: {"suite", "fl"},
+                RunLayout.MODES: {"scenario", "round_latency_s"}}  # fmt: skip
+
+
 def _remove_outputs(out: Path, outputs: tuple[str, ...]) -> None:
     """What a run writes (the twin's, the simulator's and ``outputs``); any other file stays."""
-    for name in (*RunLayout.result_files(), *RunLayout.result_dirs(), *SIM_OUTPUTS, *outputs):
+    for name in (*RunLayout.result_files(), *RunLayout.extra_files(), *RunLayout.result_dirs(), *SIM_OUTPUTS, *outputs):
         path = out / name
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.contract import CpuSpeed
+from sim.contract import CpuSpeed, RunLayout
 from sim.errors import UserError
 from sim.loading import read_text
 
@@ -195,7 +195,7 @@ def _allowed_cpus() -> set[int]:
 
 Sample = tuple[float, int, float, float]
 BUSY_MIN = 0.5  # a sample counts if its core was busy at least this share of the interval before it
-KEPT_FILE = "speed_probe.csv"  # in a twin run's directory
+KEPT_FILE = RunLayout.SPEED_PROBE  # in a twin run's directory
 MAX_KEPT_BYTES = 256 << 20  # a run's kept samples: ~40 B each, 20 a second a core (an hour on 2 cores: ~6 MB)
 KEPT_HEADER = "t_s,cpu,probe_us,busy\n"
 _KEPT_HEADER_V1 = "t_s,cpu,probe_us\n"  # runs of 2026-12-01 00:00-01:00, before the busy share

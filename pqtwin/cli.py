@@ -905,8 +905,8 @@ def hw_energy_cmd(
         _say(f"per FL round: measured {sum(rounds) / len(rounds):.3f} J (all logged nodes, {len(rounds)} rounds), "
              f"estimated {estimate.per_round_j.mean:.3f} J")  # fmt: skip
     with _writing(run_dir):
-        atomic_write(run_dir / "energy_measured.json", json.dumps(dataclasses.asdict(m), indent=1))
-    _say(f"written: {run_dir}/energy_measured.json")
+        atomic_write(run_dir / RunLayout.ENERGY_MEASURED, json.dumps(dataclasses.asdict(m), indent=1))
+    _say(f"written: {run_dir / RunLayout.ENERGY_MEASURED}")
 
 
 def _check_calibrated(s: scn.Scenario, directory: Path) -> list[Any]:

@@ -256,6 +256,9 @@ class RunLayout:
     LOGS = "logs"  # twin: logs/<pod>.log
     COMPARE = "compare"  # pqtwin compare's report
     PROFILES = "profiles"  # profiles/<name>.yaml: copies of the profiles scenario.yaml names (a portable run)
+    SPEED_PROBE = "speed_probe.csv"  # twin: the cores' speed samples (hw/speed.py)
+    SCHED_TRACE = "sched_trace.txt.gz"  # twin, as root: the scheduler's events (hw/schedtrace.py)
+    ENERGY_MEASURED = "energy_measured.json"  # pqtwin hw energy: energy from a power log
 
     @property
     def spans(self) -> Path:
@@ -315,6 +318,12 @@ class RunLayout:
     @classmethod
     def result_files(cls) -> tuple[str, ...]:
         return (cls.SPANS, cls.SUMMARY, cls.STATUS, cls.RUN_CONFIG, cls.SCENARIO, cls.PROGRESS, cls.MODES, cls.PIDS)
+
+    @classmethod
+    def extra_files(cls) -> tuple[str, ...]:
+        """Files some runs write besides ``result_files``: a run into a directory replaces these too (a --force run
+        that writes none left the earlier run's speed samples, which calibrate --from-run and compare read)."""
+        return (cls.SERIES, cls.SPEED_PROBE, cls.SCHED_TRACE, cls.ENERGY_MEASURED)
 
     @classmethod
     def result_dirs(cls) -> tuple[str, ...]:

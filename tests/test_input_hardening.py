@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from hw import rundir
 from pqtwin import cli
 from sim import cost as costs
+from sim.contract import RunLayout
 from sim.errors import UserError, field_error, show
 from sim.loading import MAX_DEPTH, parse_yaml, read_text
 from sim.runner import simulate
@@ -202,6 +203,32 @@ def test_non_empty_out_needs_force_and_force_replaces_only_runs(capsys, tmp_path
     (other / "notes.txt").write_text("keep")
     one_error(*run_cli(capsys, "sim", str(PAPER), "--out", str(other), "--force"), "holds no earlier run")
     assert (other / "notes.txt").read_text() == "keep"
+
+
+@pytest.mark.parametrize("marker", ["summary.json", "status.json", "run.json", "modes.json"])
+def test_force_takes_a_folder_for_a_run_only_when_its_marker_is_ours(capsys, tmp_path, marker):
+    """A folder of the user's that happened to hold a summary.json (any JSON) was taken for an earlier run, and
+    --force removed its logs/, keys/ and profiles/ with the run's outputs."""
+    mine = tmp_path / "mine"
+    for sub in ("logs", "keys", "profiles"):
+        (mine / sub).mkdir(parents=True)
+        (mine / sub / "x.txt").write_text("keep")
+    (mine / marker).write_text('{"state": 1}' if marker != "modes.json" else "[]")
+    one_error(*run_cli(capsys, "sim", str(PAPER), "--out", str(mine), "--force"), "holds no earlier run")
+    assert sorted(p.relative_to(mine).as_posix() for p in mine.rglob("*.txt")) == [
+        "keys/x.txt", "logs/x.txt", "profiles/x.txt"]  # fmt: skip
+
+
+def test_force_over_an_earlier_run_leaves_none_of_its_files(capsys, tmp_path):
+    """Files only some runs write (a twin run's speed samples, a scheduler trace, a measured energy) were left by a
+    --force run that writes none: calibrate --from-run and compare then read the earlier run's speed samples."""
+    out = tmp_path / "run"
+    args = ["sim", str(PAPER), "--out", str(out), "--replications", "1", "--set", "workload.fl.rounds=1"]
+    assert run_cli(capsys, *args)[0] == 0
+    for name in RunLayout.extra_files():
+        (out / name).write_text("earlier")
+    assert run_cli(capsys, *args, "--force")[0] == 0
+    assert [n for n in RunLayout.extra_files() if (out / n).exists() and (out / n).read_bytes() == b"earlier"] == []
 
 
 def test_hw_run_refuses_a_non_empty_out_before_starting(capsys, tmp_path):
