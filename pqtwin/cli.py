@@ -570,6 +570,7 @@ def calibrate_cmd(
         raise UserError(f"--backend: must be local or k8s (got {shorten(repr(backend))})")
     _only_with("--backend k8s", False, **k8s_only)
     _check_profile_out(out)
+    _check_not_foreign(out)
     from hw.calibrate import calibrate
     from sim.profile import write_profile
 
@@ -609,6 +610,27 @@ def _check_profile_out(out: Path) -> None:
         raise UserError(f"--out: {out} is a directory; give a .yaml file")
 
 
+def _check_not_foreign(out: Path) -> None:
+    """``--out`` replaces an earlier profile only, not a scenario or notes of the user's that it would lose."""
+    from sim.errors import UserError
+    from sim.loading import foreign_file_problem
+
+    if problem := foreign_file_problem(out, "a calibration profile", _is_profile):
+        raise UserError(f"--out: {problem}")
+
+
+def _is_profile(path: Path) -> bool:
+    """An earlier profile (one ``--out`` may replace: make run calibrates again into its own)."""
+    from sim.errors import UserError
+    from sim.profile import load_profile
+
+    try:
+        load_profile(path)
+    except UserError:
+        return False
+    return True
+
+
 def _calibrate_from_run(run_dirs: list[Path], base: Path | None, out: Path, name: str | None) -> None:
     _check_profile_out(out)
     from hw.fit import fit_from_run
@@ -616,6 +638,7 @@ def _calibrate_from_run(run_dirs: list[Path], base: Path | None, out: Path, name
     from sim.loading import check_not_a_run_file, exists
 
     check_not_a_run_file(out, "--out", run_dirs, "fitted.yaml")
+    _check_not_foreign(out)
     from sim.profile import write_profile
 
     if base is not None and not exists(base):
@@ -677,6 +700,7 @@ def study_cmd(
         str, typer.Option("--out", help="directory for study.json, study.svg, study.md")
     ] = "runs/study",  # text, not a Path: typer makes '' the current directory
     workers: Annotated[int, typer.Option(min=0, max=256, help="processes (0: one per core of this machine)")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="replace an earlier study's files in --out")] = False,
 ) -> None:
     """Which of a study's unpublished choices reproduce its headline figures: one axis at a time, the grid of the
     two most influential numeric axes, random combinations; the contour plot and the reproduction table."""
@@ -685,15 +709,15 @@ def study_cmd(
 
     from rich.table import Table
 
+    from hw import rundir
     from pqtwin import studyreport as rep
     from sim.contract import atomic_write
     from sim.study import fmt_ci, load_study, reproductions, run_study
 
     out = _out_path(out_given) or Path("runs/study")
     spec, scenario = load_study(study)
-    with _writing(out):
-        out.mkdir(parents=True, exist_ok=True)  # before the work: a directory that cannot be made fails at once
-    with _writing(out), _progress(None) as bar:
+    outputs = ("study.json", "study.svg", "study.md")  # a directory of the user's is claimed as a run's is (rundir)
+    with rundir.claimed(out, force, outputs, outputs[:1], discard=True), _writing(out), _progress(None) as bar:
         task = bar.add_task(f"{spec.study} study", total=None)
         result = run_study(spec, scenario, workers or os.cpu_count() or 1,
                            progress=lambda done, total: bar.update(task, completed=done, total=total))  # fmt: skip
@@ -1027,13 +1051,17 @@ def report_cmd(
 
     from pqtwin import report as rep
     from sim.errors import UserError
-    from sim.loading import check_not_a_run_file
+    from sim.loading import HTML_FILE, PDF_FILE, check_not_a_run_file, foreign_file_problem
 
     rep.check_out(out, "--out")
     check_not_a_run_file(out, "--out", [run_dir, baseline], "report.html", (".html", ".htm"))
+    if problem := foreign_file_problem(out, "an HTML report", HTML_FILE):
+        raise UserError(f"--out: {problem}")
     if pdf is not None:
         rep.check_out(pdf, "--pdf")
         check_not_a_run_file(pdf, "--pdf", [run_dir, baseline], "report.pdf", (".pdf",))
+        if problem := foreign_file_problem(pdf, "a PDF", PDF_FILE):
+            raise UserError(f"--pdf: {problem}")
         if os.path.abspath(pdf) == os.path.abspath(out):
             raise UserError(f"--pdf: the same file as --out (got {str(pdf)!r})")
     run = rep.load_run(run_dir)

@@ -137,17 +137,19 @@ def estimate(s: Scenario, replications: int | None = None, modes: int = 1) -> Co
     return Cost(events, rows, peak, wall_s, duration_s, drivers)
 
 
-def budget_problem(s: Scenario, cost: Cost, max_memory_gib: float, max_minutes: float) -> str | None:
-    """The one-line refusal of a run over budget, naming the field that drives its cost; None within it."""
+def budget_problem(s: Scenario, cost: Cost, max_memory_gib: float, max_minutes: float,
+                   options: tuple[str, str] = ("--max-memory-gib", "--max-minutes")) -> str | None:  # fmt: skip
+    """The one-line refusal of a run over budget, naming the field that drives its cost and the ``options`` that set
+    the budget (a command without them names where its budget comes from); None within it."""
     if cost.peak_bytes > max_memory_gib * GIB:
         kept = f"{_si(cost.rows)} span rows"  # what the memory holds: its rows, or the simulation's live state
         kept = kept if cost.rows * BYTES_PER_ROW >= cost.peak_bytes / 2 else f"live simulation state; {kept}"
         why = f"the run needs ~{cost.peak_bytes / GIB:.1f} GiB ({kept}), over the "
-        why += f"{max_memory_gib:g} GiB budget (--max-memory-gib)"
+        why += f"{max_memory_gib:g} GiB budget ({options[0]})"
         by = 2
     elif cost.wall_s > max_minutes * 60:
         why = f"the run needs ~{duration(cost.wall_s)} ({_si(cost.events)} events at {EVENTS_PER_S / 1e3:.0f} k/s), "
-        why += f"over the {max_minutes:g} min budget (--max-minutes)"
+        why += f"over the {max_minutes:g} min budget ({options[1]})"
         by = 3
     else:
         return None

@@ -103,6 +103,35 @@ def check_not_a_run_file(path: Path, option: str, run_dirs: Sequence[Path | None
                             f"{d / example}")  # fmt: skip
 
 
+def foreign_file_problem(path: Path, what: str, ours: Callable[[Path], bool]) -> str | None:
+    """Why an output must not replace ``path``: a file that is not an earlier output of its kind (``ours``; ``what``
+    names the kind): a report written over a scenario, or a profile over the user's notes, lost them. None where
+    ``path`` is new (or a directory: ``out_file_problem`` says so)."""
+    if not exists(path) or os.path.isdir(path) or ours(path):
+        return None
+    return f"{path} exists and is not {what}: give a new file name (or remove it first)"
+
+
+def starts_with(*heads: bytes) -> Callable[[Path], bool]:
+    """``ours`` for ``foreign_file_problem``: a regular file whose first bytes are one of ``heads``."""
+
+    def ours(path: Path) -> bool:
+        try:
+            require_regular(path, "a file")
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+            with os.fdopen(fd, "rb") as f:
+                head = f.read(max(len(h) for h in heads))
+        except (UserError, OSError):
+            return False
+        return head.startswith(heads)
+
+    return ours
+
+
+HTML_FILE = starts_with(b"<!DOCTYPE html", b"<!doctype html", b"<html")  # our reports' first bytes
+PDF_FILE = starts_with(b"%PDF-")
+
+
 def out_json(raw: str) -> Path:
     """An ``argparse`` type for a bench's ``--json``/``--out`` file: refused when the arguments are parsed (one
     line naming the option), not after minutes of measuring whose results it was to hold."""

@@ -34,7 +34,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from sim.errors import UserError, load_yaml, validate
-from sim.scenario import base_scenario
+from sim.scenario import Scenario, base_scenario
 from sim.strict import StrictModel
 
 MAX_LEVELS = 20
@@ -111,9 +111,46 @@ class StudySpec(_Strict):
 
 
 def load_study(path: Path) -> tuple[StudySpec, Path]:
-    """The study file and its base scenario's path; UserError lines on any problem."""
+    """The study file and its base scenario's path; UserError lines on any problem, a level that cannot run
+    among them (``check_levels``)."""
     spec = validate(StudySpec, load_yaml(path), path)
-    return spec, base_scenario(path, spec.scenario)
+    scenario = base_scenario(path, spec.scenario)
+    check_levels(path, spec, scenario)
+    return spec, scenario
+
+
+def check_levels(path: Path, spec: StudySpec, scenario: Path) -> None:
+    """Every level of every axis, set alone on the base, makes a scenario that validates and fits the simulator's
+    budget (``point_problem``); else UserError naming the axis and level. A level no point can run with only
+    warned per point, and the study went on to exit 0 with every point failed, the base's too (a combination of
+    levels that cannot run is still a point's error: each level alone can)."""
+    base = spec.base()
+    for i, a in enumerate(spec.axes):
+        for lv in a.levels:
+            if (problem := point_problem(scenario, overrides(spec, base | {a.name: lv.label}))) is not None:
+                raise UserError(f"{path}: axes[{i}] ({a.name}), level {lv.label!r}: {problem}")
+
+
+def point_problem(scenario: Path, sets: list[str]) -> str | None:
+    """Why a point cannot be simulated: its scenario does not validate, or both its modes would take more memory
+    or time than ``pqtwin sim`` allows by default (a level of 100,000 devices on the event engine started a
+    simulation of hours); None if it can."""
+    from sim.scenario import load_scenario
+
+    try:
+        s = load_scenario(scenario, sets)
+    except UserError as exc:
+        return exc.lines[0]
+    return over_budget(s)
+
+
+def over_budget(s: Scenario) -> str | None:
+    """``pqtwin sim``'s default budget for both modes of a point (``sim.cost``)."""
+    from sim import cost as costs
+
+    default = ("pqtwin sim's default, per point", "pqtwin sim's default, per point")
+    return costs.budget_problem(s, costs.estimate(s, None, 2), costs.DEFAULT_MAX_MEMORY_GIB, costs.DEFAULT_MAX_MINUTES,
+                                default)  # fmt: skip
 
 
 # --- one point ------------------------------------------------------------------------------------------
@@ -133,6 +170,8 @@ def evaluate(scenario: Path, sets: list[str], seed: int) -> dict[str, Any]:
 
     try:
         s = load_scenario(scenario, sets)
+        if (problem := over_budget(s)) is not None:
+            return {"error": problem}
         seq, conc = simulate(s, "sequential", seed).summary, simulate(s, "concurrent", seed).summary
     except UserError as exc:
         return {"error": exc.lines[0]}

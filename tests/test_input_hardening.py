@@ -838,6 +838,25 @@ def test_calibrate_from_run_never_writes_over_a_file_of_the_run(capsys, tmp_path
         assert (run / name).read_text() == "mine: 1\n"
 
 
+def test_an_output_file_replaces_only_an_earlier_output_of_its_kind(capsys, tmp_path):
+    """`report --out` wrote its HTML over any file (a scenario, the user's notes), `--pdf` too, and `calibrate --out`
+    a profile over any YAML: each replaces only what it wrote before (an HTML report, a PDF, a profile)."""
+    run = tmp_path / "run"
+    assert run_cli(capsys, "sim", str(PAPER), "--out", str(run), "--replications", "1", "--set",
+                   "workload.fl.rounds=1")[0] == 0  # fmt: skip
+    notes = tmp_path / "notes.yaml"
+    notes.write_text("name: mine\n")
+    one_error(*run_cli(capsys, "report", str(run), "--out", str(notes)), "exists and is not an HTML report")
+    one_error(*run_cli(capsys, "report", str(run), "--out", str(tmp_path / "r.html"), "--pdf", str(notes)),
+              "exists and is not a PDF")  # fmt: skip
+    assert notes.read_text() == "name: mine\n" and not (tmp_path / "r.html").exists()
+    assert run_cli(capsys, "report", str(run), "--out", str(tmp_path / "r.html"))[0] == 0
+    assert run_cli(capsys, "report", str(run), "--out", str(tmp_path / "r.html"))[0] == 0  # its own: replaced
+    one_error(*run_cli(capsys, "calibrate", "--from-run", str(run), "--out", str(notes)),
+              "exists and is not a calibration profile")  # fmt: skip
+    assert notes.read_text() == "name: mine\n"
+
+
 @pytest.mark.parametrize("command", [["study", str(SCENARIOS / "studies" / "paper-3node.yaml")],
                                      ["sweep", str(ROOT / "sweeps" / "paper-suites.yaml")]])  # fmt: skip
 def test_an_empty_out_is_refused_by_study_and_sweep(capsys, command):

@@ -160,3 +160,42 @@ def test_cli_writes_the_outputs(pqtwin, tmp_path):
     assert {f.name for f in (tmp_path / "out").iterdir()} == {"study.json", "study.svg", "study.md"}
     assert "points reproduce both figures; plane: clients x model" in res.stdout
     assert "| axis | reduction range (points) |" in (tmp_path / "out" / "study.md").read_text()
+
+
+def test_a_second_study_into_the_same_directory_needs_force(pqtwin, tmp_path):
+    """`study --out` wrote into any directory, over the user's files of the same names; it now claims its directory
+    as every run does (new or empty, or --force over an earlier study, whose files alone it replaces)."""
+    data = json.loads(json.dumps(SMALL)) | {"random_points": 0}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(data))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "study.md").write_text("my notes")
+    args = ("study", str(tmp_path / "s.yaml"), "--out", str(out), "--workers", "1")
+    res = pqtwin(*args)
+    assert res.returncode == 2 and "is not empty" in res.stderr and (out / "study.md").read_text() == "my notes"
+    res = pqtwin(*args, "--force")  # the notes are not an earlier study: refused still
+    assert res.returncode == 2 and "holds no earlier run" in res.stderr, res.stderr
+    (out / "study.md").unlink()
+    assert pqtwin(*args).returncode == 0
+    (out / "mine.txt").write_text("keep")
+    assert pqtwin(*args, "--force").returncode == 0
+    assert (out / "mine.txt").read_text() == "keep" and (out / "study.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("level", "expected"),
+    [(["nope=1"], "axes[2] (samples), level '100': "), (["workload.fl.samples_per_client=-5"], "samples_per_client"),
+     (["workload.devices.0.count=100000", "run.stop_at=horizon", "run.horizon_s=3600", "run.engine=events"],
+      "over the 1 GiB budget (pqtwin sim's default, per point)")],
+    ids=["unknown-key", "invalid-value", "over-budget"],
+)  # fmt: skip
+def test_a_level_that_cannot_run_is_refused_before_the_study_starts(tmp_path, level, expected):
+    """A level no point could run was a warning per point and the study ended with exit 0, every point failed; a
+    level of 100,000 devices on the event engine started a simulation of hours (pqtwin sim refused it at once)."""
+    data = json.loads(json.dumps(SMALL))
+    data["axes"][2]["levels"][0]["set"] = level
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(UserError) as exc:
+        study.load_study(tmp_path / "s.yaml")
+    (line,) = exc.value.lines
+    assert line.startswith(f"{tmp_path / 's.yaml'}: axes[2] (samples), level '100': ") and expected in line, line
