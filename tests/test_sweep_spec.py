@@ -104,6 +104,19 @@ def planned(tmp_path: Path, **fields: Any) -> Plan:
 
 BAD_FILES: dict[str, tuple[dict[str, Any], list[str]]] = {
     "unknown-key": (doc(bogus=1), ["bogus: unknown key (got 1)"]),
+    # the sweep sets every point's seed and replications: an axis or a set over them changed nothing, silently
+    "axis-over-the-seed": (
+        doc(axes=[{"path": "run.seed", "values": [1, 2]}]),
+        ["axes[0]: run.seed is the sweep's own"],
+    ),
+    "level-sets-replications": (
+        doc(axes=[{"name": "x", "levels": [{"label": "a", "set": ["run.replications=5"]}]}]),
+        ["axes[0]: run.replications is the sweep's own"],
+    ),
+    "set-seed": (doc(set=["run.seed=3"]), ["set: ", "run.seed is the sweep's own"]),
+    # a KPI pattern matching no column: the sweep ran and kept none
+    "kpi-matching-nothing": (doc(kpis=["round_latency_s.*", "nope.*"]), ["kpis: item 1, 'nope.*', matches no summary"]),
+    "kpi-unclosed-bracket": (doc(kpis=["["]), ["kpis: item 0, '[', matches no summary column"]),
     "unknown-axis-key": (doc(axes=[{**ROUNDS, "colour": "red"}]), ["axes[0].colour: unknown key", "red"]),
     "unknown-range-key": (
         doc(axes=[{"path": "workload.fl.rounds", "range": {"low": 1, "high": 3, "num": 3, "step": 1}}]),
@@ -148,7 +161,10 @@ BAD_FILES: dict[str, tuple[dict[str, Any], list[str]]] = {
         doc(axes=[ROUNDS, {"path": "run.rounds", "values": [1]}]),
         ["duplicate axis names: rounds (give each axis its own name)"],
     ),
-    "reserved-by-its-path": (doc(axes=[{"path": "run.seed", "values": [1, 2]}]), ["axis names seed are reserved"]),
+    "reserved-by-its-path": (
+        doc(axes=[{"path": "workload.fl.error", "values": [1, 2]}]),
+        ["axis names error are reserved"],
+    ),
     "grid-with-size": (doc(size=3), ["size is for random and lhs designs"]),
     "random-without-size": (doc(design="random"), ["a random design needs size"]),
     "lhs-without-size": (doc(design="lhs"), ["a lhs design needs size"]),
@@ -747,7 +763,7 @@ def test_a_points_overrides_rebuild_its_scenario(tmp_path):
         {"name": "host", "path": "deployment.hosts.pi-2", "values": [{"name": "pi-2", "cores": 2, "profile": liboqs}]},
         {"path": "workload.crypto.rekey", "values": [{"fl": "per_session", "device_interval_s": None}]},
     ]
-    _same_scenarios(planned(tmp_path, design="lhs", size=12, axes=axes, set=["run.replications=2"]))
+    _same_scenarios(planned(tmp_path, design="lhs", size=12, axes=axes, set=["run.horizon_s=100"]))
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

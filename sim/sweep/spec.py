@@ -20,6 +20,7 @@ points are not drowned in noise); ``independent`` spawns one seed per point from
 from __future__ import annotations
 
 import ast
+import fnmatch
 import json
 import math
 import re
@@ -28,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, JsonValue, model_validator
+from pydantic import Field, JsonValue, field_validator, model_validator
 
 from sim.errors import UserError, load_yaml, show, validate
 from sim.scenario import MAX_REPLICATIONS, MAX_SEED, base_scenario
@@ -126,6 +127,10 @@ class Axis(_Strict):
             raise ValueError(f"give the axis a name (the path's last part {self.path.split('.')[-1]!r} is not one)")
         if self.name is None and self.path is None:
             raise ValueError("a levels axis needs a name")
+        for text in ([self.path] if self.path else []) + [s for lv in self.levels or [] for s in lv.set]:
+            if (field := _sweeps_own(text)) is not None:
+                raise ValueError(f"{field} is the sweep's own (its seed, seeds and replications set it for every "
+                                 "point): a sweep cannot vary it")  # fmt: skip
         for items, what in ((self.values, "values"), ([lv.label for lv in self.levels or []], "level labels")):
             keys = [json.dumps(v, sort_keys=True) for v in items or []]
             if len(set(keys)) != len(keys):
@@ -194,6 +199,24 @@ def _literal(value: Any) -> str:
     return dumped.removesuffix("\n...\n").removesuffix("\n")
 
 
+# fields every point's run gets from the sweep itself: an axis or a set over them was silently overridden
+SWEEPS_OWN = ("run.seed", "run.replications")
+
+
+def _sweeps_own(override: str) -> str | None:
+    """The sweep-controlled field an override (``path`` or ``path=value``) sets, or None."""
+    path = override.split("=", 1)[0].strip()
+    return next((f for f in SWEEPS_OWN if path == f), None)
+
+
+def _summary_fields() -> list[str]:
+    """The summary's top-level fields a KPI pattern's first part can match (``sim.sweep.point.kpis``)."""
+    from sim.contract import Summary
+    from sim.sweep.point import NOT_KPIS
+
+    return sorted(set(Summary.model_fields) - NOT_KPIS)
+
+
 def _is_name(text: str) -> bool:
     return re.fullmatch(AXIS_NAME, text) is not None
 
@@ -231,6 +254,25 @@ class SweepSpec(_Strict):
         for text in self.constraints:
             check_constraint(text, {a.key for a in self.axes})
         return self
+
+    @field_validator("set")
+    @classmethod
+    def _not_the_sweeps_own(cls, sets: list[str]) -> list[str]:
+        for text in sets:
+            if (field := _sweeps_own(text)) is not None:
+                raise ValueError(f"{field} is the sweep's own: give it as the sweep's seed or replications")
+        return sets
+
+    @field_validator("kpis")
+    @classmethod
+    def _matching(cls, patterns: list[str]) -> list[str]:
+        """A pattern whose first part matches no summary field keeps no column: the sweep ran with none."""
+        fields = _summary_fields()
+        for i, pattern in enumerate(patterns):
+            if not any(fnmatch.fnmatchcase(f, pattern.split(".", 1)[0]) for f in fields):
+                raise ValueError(f"item {i}, {show(pattern)}, matches no summary column (their first parts: "
+                                 f"{', '.join(fields[:10])}, ...)")  # fmt: skip
+        return patterns
 
     def axis(self, name: str) -> Axis:
         return next(a for a in self.axes if a.key == name)
