@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -199,6 +199,18 @@ def _finite(value: float | None) -> float | None:
     return value
 
 
+def _finite_in(lo: float, hi: float) -> Callable[[float | None], float | None]:
+    """A finite number in [lo, hi]: the range checked here, after ``_finite``, not by typer's FloatRange, which
+    runs first and said of nan "should be less than or equal to 86400"."""
+
+    def check(value: float | None) -> float | None:
+        if _finite(value) is not None and not lo <= value <= hi:  # type: ignore[operator]
+            raise typer.BadParameter(f"must be in [{lo:g}, {hi:g}] (got {value:g})")
+        return value
+
+    return check
+
+
 def _only_with(condition: str, holds: bool, **given: object) -> None:
     """Refuse (one line) an option given where it does nothing: ``--dry-run`` without ``--backend k8s`` ran the
     twin, or a calibration, for real."""
@@ -217,18 +229,18 @@ Seed = Annotated[int | None, typer.Option(min=0, max=MAX_SEED, help="root seed (
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override: dotted.path=value")]
 MaxMemory = Annotated[
     float,
-    typer.Option("--max-memory-gib", min=0.01, max=1e6, callback=_finite,
+    typer.Option("--max-memory-gib", callback=_finite_in(0.01, 1e6),
                  help="refuse a simulation whose estimated peak memory is larger"),
 ]  # fmt: skip
 MaxMinutes = Annotated[
     float,
-    typer.Option("--max-minutes", min=0.01, max=1e6, callback=_finite,
+    typer.Option("--max-minutes", callback=_finite_in(0.01, 1e6),
                  help="refuse a simulation estimated to take longer (wall time)"),
 ]  # fmt: skip
 
 TwinMemory = Annotated[
     float | None,
-    typer.Option("--max-memory-gib", min=0.01, max=1e6, callback=_finite,
+    typer.Option("--max-memory-gib", callback=_finite_in(0.01, 1e6),
                  help="local: refuse a run estimated to need more (default: half of this machine's memory)"),
 ]  # fmt: skip
 
@@ -821,7 +833,7 @@ def hw_run_cmd(
         bool, typer.Option("--reveal-secrets", help="k8s --dry-run: print the private keys in the Secrets")
     ] = False,
     start_timeout: Annotated[
-        float, typer.Option(min=1, max=86_400, callback=_finite, help="k8s: seconds the pods may take to start")
+        float, typer.Option(callback=_finite_in(1, 86_400), help="k8s: seconds the pods may take to start")
     ] = 600.0,
     calibrated: Annotated[
         Path | None,

@@ -24,7 +24,7 @@ from pqtwin.cli import (
     STDOUT,
     MaxMemory,
     MaxMinutes,
-    _finite,
+    _finite_in,
     _Group,
     _out_path,
     _say,
@@ -125,9 +125,7 @@ def run_cmd(
     worker_wait_s: Annotated[
         float | None,
         typer.Option(
-            min=0.1,
-            max=86400,
-            callback=_finite,
+            callback=_finite_in(0.1, 86400),
             help="with --scheduler: how long the sweep waits for a worker, at its start and once the last "
             "one has gone, before it stops (what finished is kept; rerun to resume); default 30",
         ),

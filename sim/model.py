@@ -50,7 +50,7 @@ from sim.contract import ANSWER_HEAD_BYTES, JOB_HEAD_BYTES, RECORD_HEADER_BYTES,
 from sim.hosts import CountingEnvironment, Cpu, Endpoint, Recorder, Thread
 from sim.network import LinkServer, Network
 from sim.profile import INBOX_HANDOFF, RECEIVE_HANDOFF, LinearOp
-from sim.scenario import DevicePopulation, Scenario, device_node
+from sim.scenario import MAX_SERIES_BINS, DevicePopulation, Scenario, device_node
 from sim.streams import Streams, stream
 
 if TYPE_CHECKING:
@@ -58,7 +58,6 @@ if TYPE_CHECKING:
 
 NO_DRAWS = np.random.default_rng(0)  # a device whose compute is not modelled draws nothing
 SERIES_BINS = 120  # time bins of series.parquet when run.series_bin_s is not set
-MAX_SERIES_BINS = 100_000
 HELLO_BYTES = 64  # handshake hello: random + suite identifiers
 Gen = Generator[Any, Any, Any]
 

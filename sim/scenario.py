@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 
 import networkx as nx
 import yaml
-from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from sim import catalogue
 from sim.contract import RunLayout, atomic_write
@@ -63,6 +63,7 @@ MAX_CORES = 1_024
 MAX_SEED = 2**63 - 1  # stored as int64 (summary, run.json, Kubernetes env)
 MAX_REPLICATIONS = 10_000
 MAX_HORIZON_S = 31_536_000.0  # a year: float seconds still resolve 4 ns there, below any cost we model (µs)
+MAX_SERIES_BINS = 100_000  # series.parquet's bins a replication: run.series_bin_s gives at most this many
 MAX_SEGMENT_BYTES = 16 << 20
 MAX_ITEMS = 10_000  # hosts, nodes, links, pods or device populations of one scenario
 MAX_TEXT = 10_000  # description
@@ -424,6 +425,17 @@ class Run(_Strict):
     series_bin_s: float | None = Field(default=None, gt=0, le=MAX_HORIZON_S)
     # the vectorized engine keeps this fraction of frames as spans (a uniform sample); statistics use all
     frame_spans: float = Field(default=0.001, ge=0, le=1)
+
+    @field_validator("series_bin_s")
+    @classmethod
+    def _bins_within_the_cap(cls, v: float | None, info: ValidationInfo) -> float | None:
+        """More than ``MAX_SERIES_BINS`` bins were cut to the first ones: the series covered 0.1 s of an hour and
+        every later second's busy time piled into its last bin (a utilisation of 198,336 there), without a word."""
+        horizon = info.data.get("horizon_s")
+        if v is not None and horizon is not None and horizon / v > MAX_SERIES_BINS:
+            raise ValueError(f"{horizon / v:,.0f} bins over run.horizon_s ({horizon:g} s); at most "
+                             f"{MAX_SERIES_BINS:,}: give at least {horizon / MAX_SERIES_BINS:.3g} s")  # fmt: skip
+        return v
 
 
 class Scenario(_Strict):

@@ -156,7 +156,8 @@ def test_malformed_set_is_one_line(capsys, item, expected):
         (["--out", "/dev/null"], "--out: /dev/null exists and is not a directory"),
         (["--out", ""], "--out: give a directory"),
         (["--replications", "1000000000"], "--replications"),
-        (["--max-memory-gib", "nan"], "--max-memory-gib"),
+        (["--max-memory-gib", "nan"], "--max-memory-gib': must be a finite number (got nan)"),  # not "<= 1e6"
+        (["--max-minutes", "0"], "--max-minutes': must be in [0.01, 1e+06] (got 0)"),
         (["--profile", ""], "--profile"),
         (["--bogus"], "--bogus"),
         (["--mode", "caf\udce9"], "--mode"),
@@ -171,6 +172,7 @@ def test_bad_option_is_one_line(capsys, args, expected):
     [
         (["--rounds", "1000000000"], "--rounds"),
         (["--start-timeout", "inf"], "--start-timeout"),
+        (["--start-timeout", "nan"], "--start-timeout': must be a finite number (got nan)"),
         (["--out", "/dev/null"], "--out"),
         (["--seed", "-5"], "--seed"),
     ],

@@ -48,6 +48,7 @@ BAD = [
     ("deployment.network.links.0.loss=1", "deployment.network.links[0].loss"),
     ("deployment.network.links.0.burst_bytes=-1", "deployment.network.links[0].burst_bytes"),
     ("deployment.network.links.0.burst_bytes=2e12", "deployment.network.links[0].burst_bytes"),
+    ("run.series_bin_s=0.00001", "run.series_bin_s: "),  # more bins than series.parquet keeps: was cut silently
 ]
 
 
