@@ -462,3 +462,19 @@ def test_more_local_workers_than_the_machine_takes_is_refused_before_anything_is
     r = cli("sweep", str(sweep_file(tmp_path)), "--out", str(out), "--workers", "1000")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--workers 1000: this machine has" in r.stderr
     assert not out.exists()
+
+
+def test_a_changed_sweep_resumes_in_its_directory_past_the_parts_of_its_earlier_definition(tmp_path):
+    """Rerunning a sweep after removing an axis (its points are new: their hashes differ) failed on the earlier
+    parts' text column of that axis ("column 'mode' holds 'sequential', not a number") after rewriting sweep.json,
+    so neither definition could be reported; the earlier points' rows are not this sweep's to read."""
+    out = tmp_path / "out"
+    first = sweep_file(tmp_path, points=2, name="s")
+    assert cli("sweep", str(first), "--out", str(out), "--workers", "1").returncode == 0
+    mode_axis = "  - {name: mode, path: workload.processing.mode, values: [sequential, concurrent]}"
+    text = first.read_text().replace(mode_axis, "")
+    first.write_text(text.replace('set: ["workload.fl.rounds=2"]', 'set: ["workload.fl.rounds=3"]'))
+    r = cli("sweep", str(first), "--out", str(out), "--workers", "1")
+    assert r.returncode == 0, r.stderr
+    df = pd.read_parquet(out / "results.parquet")
+    assert "mode" not in df.columns and len(df) == 2 and (df.error_kind.isna() | (df.error_kind == "")).all()

@@ -181,8 +181,11 @@ def collect(out: Path) -> pd.DataFrame:
     a point run again after a crash has its new rows only."""
     data = manifest(out)
     wanted, text = {p["hash"] for p in data["points"]}, _text_columns(data)
-    frames = [_numbers(part, _read(part).to_pandas(), text) for part in _parts(out)]
-    frames = [f[f["hash"].isin(wanted)] for f in frames if len(f)]
+    # the manifest's points only, then their columns as numbers: a part of an earlier definition of the sweep (its
+    # other axes' text columns) is not this one's to judge (rerunning a changed sweep failed on it: "column 'mode'
+    # holds 'sequential', not a number")
+    frames = [(part, f[f["hash"].isin(wanted)]) for part in _parts(out) if len(f := _read(part).to_pandas())]
+    frames = [_numbers(part, f, text) for part, f in frames if len(f)]
     if not frames:
         return pd.DataFrame(columns=["point", "replication", "seed", "hash", "error", "error_kind"])
     df = pd.concat(frames, ignore_index=True)
