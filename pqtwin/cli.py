@@ -192,6 +192,14 @@ def _given(option: str) -> Any:
     return check
 
 
+def path_arg(raw: str) -> Path:
+    """A file or directory argument: typer made '' (an unset shell variable) the current directory, and the error
+    then named '.' ("is a directory, not a file")."""
+    if not str(raw).strip():
+        raise typer.BadParameter(f"give a file or directory name (got {str(raw)!r})")
+    return Path(raw)
+
+
 def _finite(value: float | None) -> float | None:
     """typer's FloatRange lets nan through (every comparison with nan is false)."""
     if value is not None and not math.isfinite(value):
@@ -269,7 +277,7 @@ def scenario_schema() -> None:
 
 @scenario_app.command("check")
 def scenario_check(
-    file: Path,
+    file: Annotated[Path, typer.Argument(parser=path_arg, help="scenario YAML file")],
     set_: SetOpt = None,
     replications: Annotated[int | None, typer.Option(min=1, max=MAX_REPLICATIONS)] = None,
     max_memory_gib: MaxMemory = DEFAULT_MAX_MEMORY_GIB,
@@ -303,7 +311,7 @@ def _check_cost(s: scn.Scenario, reps: int | None, modes: int, max_memory_gib: f
 
 @app.command("sim")
 def sim_cmd(
-    scenario: Annotated[Path, typer.Argument(help="scenario YAML file")],
+    scenario: Annotated[Path, typer.Argument(parser=path_arg, help="scenario YAML file")],
     out_dir: Out = None,
     seed: Seed = None,
     replications: Annotated[
@@ -705,9 +713,9 @@ def _calibrate_k8s(out: Path, provider: str | None, algorithms: str | None, quic
 
 @app.command("study")
 def study_cmd(
-    study: Annotated[Path, typer.Argument(help="study file (default scenarios/studies/paper-3node.yaml)")] = Path(
-        "scenarios/studies/paper-3node.yaml"
-    ),
+    study: Annotated[
+        Path, typer.Argument(parser=path_arg, help="study file (default scenarios/studies/paper-3node.yaml)")
+    ] = Path("scenarios/studies/paper-3node.yaml"),
     out_given: Annotated[
         str, typer.Option("--out", help="directory for study.json, study.svg, study.md")
     ] = "runs/study",  # text, not a Path: typer makes '' the current directory
@@ -800,7 +808,7 @@ def _attack_on(s: Any, attack: str | None) -> tuple[str, str] | None:
 
 @hw_app.command("run")
 def hw_run_cmd(
-    scenario: Annotated[Path, typer.Argument(help="scenario YAML file")],
+    scenario: Annotated[Path, typer.Argument(parser=path_arg, help="scenario YAML file")],
     backend: Annotated[
         str,
         typer.Option(
@@ -908,7 +916,9 @@ def hw_run_cmd(
 
 @hw_app.command("energy")
 def hw_energy_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="a twin run directory (--backend k8s: wall-clock spans)")],
+    run_dir: Annotated[
+        Path, typer.Argument(parser=path_arg, help="a twin run directory (--backend k8s: wall-clock spans)")
+    ],
     power_log: Annotated[Path, typer.Option("--power-log", help="CSV: time_s,node,power_w (or volts,amps)")],
 ) -> None:
     """Measured node energy (a power meter's log) beside the energy the twin estimated from its spans; writes
@@ -1010,8 +1020,8 @@ def node_cmd(
 
 @app.command("compare")
 def compare_cmd(
-    sim_dir: Annotated[Path, typer.Argument(help="simulated run directory (pqtwin sim --out)")],
-    hw_dir: Annotated[Path, typer.Argument(help="measured run directory (hardware twin)")],
+    sim_dir: Annotated[Path, typer.Argument(parser=path_arg, help="simulated run directory (pqtwin sim --out)")],
+    hw_dir: Annotated[Path, typer.Argument(parser=path_arg, help="measured run directory (hardware twin)")],
     repeats: Annotated[
         list[Path] | None,
         typer.Argument(
@@ -1049,7 +1059,10 @@ def compare_cmd(
 @app.command("report")
 def report_cmd(
     run_dir: Annotated[
-        Path, typer.Argument(metavar="RUN_DIR", help="a run directory (pqtwin sim --out, pqtwin hw run --out)")
+        Path,
+        typer.Argument(
+            parser=path_arg, metavar="RUN_DIR", help="a run directory (pqtwin sim --out, pqtwin hw run --out)"
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", help="the HTML file to write (self-contained: opens offline)")],
     baseline: Annotated[

@@ -32,6 +32,7 @@ from pqtwin.cli import (
     _warn,
     _writing,
     app,
+    path_arg,
 )
 
 
@@ -48,7 +49,7 @@ sweep_app = typer.Typer(cls=_DefaultRun, no_args_is_help=True,
                         help="Design-space sweeps: many scenarios on Dask, resumable, into Parquet.")  # fmt: skip
 app.add_typer(sweep_app, name="sweep")
 
-SweepFile = Annotated[Path, typer.Argument(help="sweep file (YAML, see sweeps/paper-suites.yaml)")]
+SweepFile = Annotated[Path, typer.Argument(parser=path_arg, help="sweep file (YAML, see sweeps/paper-suites.yaml)")]
 Workers = Annotated[int, typer.Option(min=0, max=1024, help="local worker processes (0: one per core)")]
 HEARTBEAT_STALE_S = 15.0
 
@@ -232,7 +233,7 @@ def _summary(report: Any, out: Path, rows: int) -> None:
 
 @sweep_app.command("report")
 def report_cmd(
-    directory: Annotated[Path, typer.Argument(help="a sweep's result directory")],
+    directory: Annotated[Path, typer.Argument(parser=path_arg, help="a sweep's result directory")],
     out: Annotated[Path | None, typer.Option("--out", help="HTML file (default DIR/report.html)")] = None,
 ) -> None:
     """A self-contained HTML report of a sweep: main effects per axis, sensitivity ranking per KPI, Pareto front."""

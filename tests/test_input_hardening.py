@@ -168,6 +168,18 @@ def test_bad_option_is_one_line(capsys, args, expected):
 
 
 @pytest.mark.parametrize(
+    "argv",
+    [["sim", ""], ["scenario", "check", ""], ["hw", "run", ""], ["report", "", "--out", "r.html"],
+     ["compare", "", "."], ["sweep", "check", ""], ["study", "", "--out", "o"]],
+    ids=lambda argv: " ".join(argv[:2]),
+)  # fmt: skip
+def test_an_empty_file_argument_is_named_as_given(capsys, argv):
+    """An empty argument (an unset shell variable) reached the commands as '.', and the error said '.: is a
+    directory, not a file'."""
+    one_error(*run_cli(capsys, *argv), "give a file or directory name (got '')")
+
+
+@pytest.mark.parametrize(
     ("args", "expected"),
     [
         (["--rounds", "1000000000"], "--rounds"),
