@@ -1042,6 +1042,11 @@ def compare_cmd(
 
     out = _out_path(out_dir) or Path(hw_dir) / RunLayout.COMPARE
     result = compare_dirs(sim_dir, hw_dir, repeats or [])
+    if not result["metrics"]:  # an empty report and exit 0 said the runs were compared
+        from sim.errors import UserError
+
+        why = "; ".join(f"{k}: {v}" for k, v in list(result["not_compared"].items())[:2])
+        raise UserError(f"{hw_dir}: nothing to compare with {sim_dir}: no metric has values in both runs ({why})")
     report = (COMPARE_JSON, COMPARE_PNG)
     with rundir.claimed(out, force, outputs=report, markers=report, discard=True), _writing(out):
         paths = write_outputs(result, out)

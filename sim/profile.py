@@ -202,8 +202,8 @@ class LinearOp(_Strict):
     def _interpolated_s(self, units: float) -> float:
         assert self.points
         (u0, t0), (u1, t1) = self.points[-2], self.points[-1]
-        if units > u1:
-            return t1 + (t1 - t0) / (u1 - u0) * (units - u1)
+        if units > u1:  # on along the last segment; held where it falls (more units never cost less: a noisy last
+            return t1 + max(0.0, (t1 - t0) / (u1 - u0)) * (units - u1)  # point drove larger sizes' costs to 0)
         return float(np.interp(units, [p[0] for p in self.points], [p[1] for p in self.points]))
 
     def cost_s(self, rng: np.random.Generator, units: float = 0.0) -> float:

@@ -424,3 +424,13 @@ def test_rounds_measured_while_a_core_ran_slow_are_left_out_of_the_at_speed_late
     # a run that kept no samples, pooled with this one: only this one's rounds count
     pooled = compare_dirs(runs["sim"], hw, [runs["hw"]])["metrics"][AT_SPEED]
     assert pooled["n_hw"] == fast["n_hw"]
+
+
+def test_a_compare_with_no_metric_in_both_runs_is_one_line_not_an_empty_report(runs, tmp_path):
+    """A measured run whose spans hold no round (a twin stopped before its first) gave every metric "no values", an
+    empty compare.json and exit 0: the command said it had compared the runs."""
+    hw = copy_run(runs["hw"], tmp_path / "hw")
+    contract.write_spans(contract.read_spans(hw / "spans.parquet").iloc[:0], hw / "spans.parquet")
+    res = CliRunner().invoke(cli_app, ["compare", str(runs["sim"]), str(hw), "--out", str(tmp_path / "c")])
+    assert res.exit_code == 2 and "nothing to compare" in res.output and "Traceback" not in res.output, res.output
+    assert not (tmp_path / "c" / "compare.json").exists()

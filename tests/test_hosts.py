@@ -203,3 +203,11 @@ def test_a_linear_op_reads_its_own_points_after_a_copy_with_others():
     twin = LinearOp(kind="linear", unit="byte", per_call_s=0.0, per_unit_s=0.0, points=[(0, 1e-6), (100, 3e-6)],
                     source="test", tag="M")  # fmt: skip
     assert op == twin  # what it kept is not part of it
+
+
+def test_past_its_last_point_a_sized_operation_never_costs_less():
+    """A noisy last point below the one before (a profile may be written by hand, or measured on a busy host) made
+    the extrapolation fall with size, to a cost clamped at 0 further out: a 10 MB record for free."""
+    op = LinearOp(kind="linear", unit="byte", per_call_s=0.0, per_unit_s=0.0, points=[(1, 1.0), (2, 0.5)],
+                  source="test", tag="M")  # fmt: skip
+    assert op.base_s(2) == 0.5 and op.base_s(1e7) == 0.5 and op.base_s(1.5) == pytest.approx(0.75)
