@@ -640,15 +640,16 @@ def _check_not_foreign(out: Path) -> None:
 
 
 def _is_profile(path: Path) -> bool:
-    """An earlier profile (one ``--out`` may replace: make run calibrates again into its own)."""
+    """An earlier profile, one ``--out`` may replace: a YAML mapping with a profile's name and operations, loading or
+    not (make run calibrates again over a profile an older version wrote, which no longer loads)."""
     from sim.errors import UserError
-    from sim.profile import load_profile
+    from sim.loading import load_yaml_file
 
     try:
-        load_profile(path)
+        data = load_yaml_file(path)
     except UserError:
         return False
-    return True
+    return {"profile", "ops"} <= set(data)
 
 
 def _calibrate_from_run(run_dirs: list[Path], base: Path | None, out: Path, name: str | None) -> None:

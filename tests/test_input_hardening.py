@@ -869,6 +869,10 @@ def test_an_output_file_replaces_only_an_earlier_output_of_its_kind(capsys, tmp_
     one_error(*run_cli(capsys, "calibrate", "--from-run", str(run), "--out", str(notes)),
               "exists and is not a calibration profile")  # fmt: skip
     assert notes.read_text() == "name: mine\n"
+    older = tmp_path / "older.yaml"  # a profile an older version wrote (make run calibrates again over it)
+    older.write_text("profile: local\nops: {fl.train: 1}\n")
+    one_error(*run_cli(capsys, "calibrate", "--from-run", str(run), "--out", str(older)),
+              "need a completed hardware-twin run")  # past the check: refused for the run, a simulation  # fmt: skip
 
 
 @pytest.mark.parametrize("command", [["study", str(SCENARIOS / "studies" / "paper-3node.yaml")],
