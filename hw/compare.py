@@ -251,17 +251,21 @@ def _fabric_warnings(sim_dir: Path, hw_sums: list[Summary], hw_dir: Path | None 
         return []
     fabric, cores = netns.fabric, netns.machine_load.cores if netns.machine_load is not None else None
     try:
-        d = load_yaml_file(RunLayout(sim_dir).scenario).get("deployment", {})
-    except (UserError, AttributeError):  # unreadable, not a regular file, not UTF-8, not a mapping: no advice
+        d = load_yaml_file(RunLayout(sim_dir).scenario).get("deployment") or {}
+        links = d.get("network", {}).get("links", [])
+        rates = [link.get("bandwidth_bps") for link in links]
+        buckets = [link.get("burst_bytes") for link in links]
+        machine_cores = (d.get("machine") or {}).get("cores")
+    except (UserError, AttributeError, TypeError):  # unreadable, or not a scenario's shape: no advice
         return []
     missing = []
-    rates = [link.get("bandwidth_bps") for link in d.get("network", {}).get("links", [])]
-    if fabric.throughput_bps < fabric.rate_bps and any(r is None or r > 1.1 * fabric.throughput_bps for r in rates):
+    if fabric.throughput_bps < fabric.rate_bps and any(
+        not isinstance(r, int | float) or r > 1.1 * fabric.throughput_bps for r in rates
+    ):
         missing.append(f"links at the {fabric.throughput_bps / 1e6:,.0f} Mbit/s one TCP stream got")
-    buckets = [link.get("burst_bytes") for link in d.get("network", {}).get("links", [])]
     if fabric.burst_bytes and any(b != fabric.burst_bytes for b in buckets):
         missing.append(f"its links' {fabric.burst_bytes:,}-byte token buckets")
-    if cores is not None and (d.get("machine") or {}).get("cores") != cores:
+    if cores is not None and machine_cores != cores:
         missing.append(f"its hosts on this machine's {cores} cores")
     if not missing:
         return []

@@ -16,14 +16,14 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from sim.contract import atomic_write
+from sim.contract import RunLayout, atomic_write
 from sim.cost import mean_cost_s
 from sim.errors import UserError, shorten
 from sim.loading import exists
 from sim.profile import load_profile
 from sim.scenario import Scenario, required_ops
 
-FILE = "profile_check.json"  # in the run directory
+FILE = RunLayout.PROFILE_CHECK  # in the run directory
 TOLERANCE = 1.5  # a ratio above this (or below its inverse) is worth a warning: beyond a node's run-to-run noise
 
 

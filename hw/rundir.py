@@ -123,7 +123,7 @@ def _take(out: Path, force: bool, outputs: tuple[str, ...], markers: tuple[str, 
         )
     if not any(_ours(out / m) for m in markers):
         raise UserError(f"--out: {out} is not empty and holds no earlier run: --force replaces only runs")
-    _remove_outputs(out, outputs)
+    _remove_outputs(out, outputs, run=markers == RUN_MARKERS)
 
 
 def _ours(path: Path) -> bool:
@@ -138,23 +138,22 @@ def _ours(path: Path) -> bool:
         return False
     if not isinstance(data, dict):
         return False
-    if path.name == RunLayout.SUMMARY:
-        try:
-            Summary.model_validate(data)
-        except ValueError:
-            return False
-        return True
     return set(data) >= _MARKER_KEYS[path.name]
 
 
 # keys each run marker has always had (status.json since the twin's first version, run.json since RunConfig)
+# (keys, not the whole model: a run an older version wrote is still one, and make run's --force must take it)
 _MARKER_KEYS = {RunLayout.STATUS: {"state", "reason"}, RunLayout.RUN_CONFIG: {"suite", "fl"},
-                RunLayout.MODES: {"scenario", "round_latency_s"}}  # fmt: skip
+                RunLayout.MODES: {"scenario", "round_latency_s"},
+                RunLayout.SUMMARY: {"scenario", "scenario_file", "round_latency_s"}}  # fmt: skip
 
 
-def _remove_outputs(out: Path, outputs: tuple[str, ...]) -> None:
-    """What a run writes (the twin's, the simulator's and ``outputs``); any other file stays."""
-    for name in (*RunLayout.result_files(), *RunLayout.extra_files(), *RunLayout.result_dirs(), *SIM_OUTPUTS, *outputs):
+def _remove_outputs(out: Path, outputs: tuple[str, ...], run: bool = True) -> None:
+    """What a run writes (with ``run``: the twin's and the simulator's; and ``outputs``); any other file stays. A
+    command with outputs of its own (compare, study) removes only those: a study's folder holding its base scenario
+    and profiles lost them to a study's --force."""
+    own = (*RunLayout.result_files(), *RunLayout.extra_files(), *RunLayout.result_dirs(), *SIM_OUTPUTS) if run else ()
+    for name in (*own, *outputs):
         path = out / name
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
@@ -249,20 +248,20 @@ def claimed(out: Path, force: bool = False, outputs: tuple[str, ...] = (), marke
     try:
         yield out
     except BaseException:
-        remove_partial(out, created, outputs if discard else None)
+        remove_partial(out, created, outputs if discard else None, run=not markers)
         raise
     finally:
         release(out)
 
 
-def remove_partial(out: Path, created: bool, outputs: tuple[str, ...] | None = None) -> None:
+def remove_partial(out: Path, created: bool, outputs: tuple[str, ...] | None = None, run: bool = True) -> None:
     """Temporary files of writes that failed half-way (with ``outputs`` also every output of a run); the
     directory itself if we made it and it is empty."""
     with contextlib.suppress(OSError):
         for tmp in out.rglob("*.tmp"):
             tmp.unlink(missing_ok=True)
         if outputs is not None:
-            _remove_outputs(out, outputs)
+            _remove_outputs(out, outputs, run)
     if created:
         with contextlib.suppress(OSError):
             leftovers = [p for p in out.iterdir() if p.name != LOCK]

@@ -337,7 +337,9 @@ def sim_cmd(
     ] = None,
     fabric_of: Annotated[
         Path | None,
-        typer.Option("--fabric-of", help="a netns twin run: simulate the links and the machine it measured"),
+        typer.Option(
+            "--fabric-of", parser=path_arg, help="a netns twin run: simulate the links and the machine it measured"
+        ),
     ] = None,
 ) -> None:
     """Simulate a scenario; write spans.parquet and summary.json and print a table."""
@@ -538,7 +540,7 @@ def _run_with_progress(s: scn.Scenario, modes: list[str], seed: int | None, reps
 
 @app.command("calibrate")
 def calibrate_cmd(
-    out: Annotated[Path, typer.Option("--out", help="profile file to write (YAML)")],
+    out: Annotated[Path, typer.Option("--out", parser=path_arg, help="profile file to write (YAML)")],
     provider: Annotated[
         str | None, typer.Option(callback=_given("provider"), help="only this provider (openssl | liboqs)")
     ] = None,
@@ -564,9 +566,12 @@ def calibrate_cmd(
     keep: Annotated[bool, typer.Option("--keep", help="k8s: leave the Jobs in the cluster")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="k8s: print the manifests, touch no cluster")] = False,
     from_run: Annotated[
-        list[Path] | None, typer.Option("--from-run", help="fit overheads from this twin run (repeat: pooled)")
+        list[Path] | None,
+        typer.Option("--from-run", parser=path_arg, help="fit overheads from this twin run (repeat: pooled)"),
     ] = None,
-    base: Annotated[Path | None, typer.Option(help="--from-run: the profile to extend (default: the run's)")] = None,
+    base: Annotated[
+        Path | None, typer.Option(parser=path_arg, help="--from-run: the profile to extend (default: the run's)")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="k8s: replace earlier profiles in --out")] = False,
 ) -> None:
     """Measure this machine's crypto, serialisation and FL compute costs into a calibration profile
@@ -847,7 +852,8 @@ def hw_run_cmd(
     calibrated: Annotated[
         Path | None,
         typer.Option(
-            help="k8s: per-node profiles (pqtwin calibrate --backend k8s --out DIR) to check against the scenario's"
+            parser=path_arg,
+            help="k8s: per-node profiles (pqtwin calibrate --backend k8s --out DIR) to check against the scenario's",
         ),
     ] = None,
     force: Force = False,
@@ -920,7 +926,9 @@ def hw_energy_cmd(
     run_dir: Annotated[
         Path, typer.Argument(parser=path_arg, help="a twin run directory (--backend k8s: wall-clock spans)")
     ],
-    power_log: Annotated[Path, typer.Option("--power-log", help="CSV: time_s,node,power_w (or volts,amps)")],
+    power_log: Annotated[
+        Path, typer.Option("--power-log", parser=path_arg, help="CSV: time_s,node,power_w (or volts,amps)")
+    ],
 ) -> None:
     """Measured node energy (a power meter's log) beside the energy the twin estimated from its spans; writes
     energy_measured.json into the run directory."""
@@ -1070,11 +1078,15 @@ def report_cmd(
             parser=path_arg, metavar="RUN_DIR", help="a run directory (pqtwin sim --out, pqtwin hw run --out)"
         ),
     ],
-    out: Annotated[Path, typer.Option("--out", help="the HTML file to write (self-contained: opens offline)")],
+    out: Annotated[
+        Path, typer.Option("--out", parser=path_arg, help="the HTML file to write (self-contained: opens offline)")
+    ],
     baseline: Annotated[
-        Path | None, typer.Option(help="a run directory to compare with: KPI deltas with 95 % CIs")
+        Path | None, typer.Option(parser=path_arg, help="a run directory to compare with: KPI deltas with 95 % CIs")
     ] = None,
-    pdf: Annotated[Path | None, typer.Option("--pdf", help="also print the report to this PDF (Chromium)")] = None,
+    pdf: Annotated[
+        Path | None, typer.Option("--pdf", parser=path_arg, help="also print the report to this PDF (Chromium)")
+    ] = None,
 ) -> None:
     """A run as one self-contained HTML report to hand over: settings, provenance of every profile value,
     KPIs with 95 % CIs, charts, deltas against a baseline, and the commands that reproduce it."""

@@ -259,6 +259,8 @@ class RunLayout:
     SPEED_PROBE = "speed_probe.csv"  # twin: the cores' speed samples (hw/speed.py)
     SCHED_TRACE = "sched_trace.txt.gz"  # twin, as root: the scheduler's events (hw/schedtrace.py)
     ENERGY_MEASURED = "energy_measured.json"  # pqtwin hw energy: energy from a power log
+    PROFILE_CHECK = "profile_check.json"  # twin: each node's calibrated vs the scenario's costs (hw/profilecheck.py)
+    MANIFESTS = "manifests.yaml"  # twin on Kubernetes: the run's objects, Secrets redacted (hw/k8s/backend.py)
 
     @property
     def spans(self) -> Path:
@@ -323,7 +325,7 @@ class RunLayout:
     def extra_files(cls) -> tuple[str, ...]:
         """Files some runs write besides ``result_files``: a run into a directory replaces these too (a --force run
         that writes none left the earlier run's speed samples, which calibrate --from-run and compare read)."""
-        return (cls.SERIES, cls.SPEED_PROBE, cls.SCHED_TRACE, cls.ENERGY_MEASURED)
+        return (cls.SERIES, cls.SPEED_PROBE, cls.SCHED_TRACE, cls.ENERGY_MEASURED, cls.PROFILE_CHECK, cls.MANIFESTS)
 
     @classmethod
     def result_dirs(cls) -> tuple[str, ...]:

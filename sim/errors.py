@@ -67,10 +67,11 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def validate(model: type[M], data: dict[str, Any], path: Path | str) -> M:
-    """Validate ``data`` as ``model``; pydantic errors become one UserError line each."""
+def validate(model: type[M], data: dict[str, Any], path: Path | str, context: dict[str, Any] | None = None) -> M:
+    """Validate ``data`` as ``model`` (with pydantic's validation ``context``); pydantic errors become one UserError
+    line each."""
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         lines = []

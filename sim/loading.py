@@ -107,9 +107,18 @@ def foreign_file_problem(path: Path, what: str, ours: Callable[[Path], bool]) ->
     """Why an output must not replace ``path``: a file that is not an earlier output of its kind (``ours``; ``what``
     names the kind): a report written over a scenario, or a profile over the user's notes, lost them. None where
     ``path`` is new (or a directory: ``out_file_problem`` says so)."""
-    if not exists(path) or os.path.isdir(path) or ours(path):
+    if not exists(path) or os.path.isdir(path) or ours(path) or _empty_file(path):
         return None
     return f"{path} exists and is not {what}: give a new file name (or remove it first)"
+
+
+def _empty_file(path: Path) -> bool:
+    """An empty regular file (``mktemp``'s): nothing in it to lose."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size == 0
 
 
 def starts_with(*heads: bytes) -> Callable[[Path], bool]:

@@ -432,7 +432,7 @@ class Run(_Strict):
         """More than ``MAX_SERIES_BINS`` bins were cut to the first ones: the series covered 0.1 s of an hour and
         every later second's busy time piled into its last bin (a utilisation of 198,336 there), without a word."""
         horizon = info.data.get("horizon_s")
-        if v is not None and horizon is not None and horizon / v > MAX_SERIES_BINS:
+        if v is not None and horizon is not None and horizon / v > MAX_SERIES_BINS * (1 + 1e-9):  # not for rounding
             raise ValueError(f"{horizon / v:,.0f} bins over run.horizon_s ({horizon:g} s); at most "
                              f"{MAX_SERIES_BINS:,}: give at least {horizon / MAX_SERIES_BINS:.3g} s")  # fmt: skip
         return v

@@ -110,12 +110,13 @@ class StudySpec(_Strict):
         return {a.name: a.base for a in self.axes}
 
 
-def load_study(path: Path) -> tuple[StudySpec, Path]:
-    """The study file and its base scenario's path; UserError lines on any problem, a level that cannot run
-    among them (``check_levels``)."""
+def load_study(path: Path, check: bool = True) -> tuple[StudySpec, Path]:
+    """The study file and its base scenario's path; UserError lines on any problem, with ``check`` a level that
+    cannot run among them (``check_levels``: ~1 s; a reader of a study's results need not)."""
     spec = validate(StudySpec, load_yaml(path), path)
     scenario = base_scenario(path, spec.scenario)
-    check_levels(path, spec, scenario)
+    if check:
+        check_levels(path, spec, scenario)
     return spec, scenario
 
 
@@ -125,6 +126,8 @@ def check_levels(path: Path, spec: StudySpec, scenario: Path) -> None:
     warned per point, and the study went on to exit 0 with every point failed, the base's too (a combination of
     levels that cannot run is still a point's error: each level alone can)."""
     base = spec.base()
+    if (problem := point_problem(scenario, overrides(spec, base))) is not None:
+        raise UserError(f"{path}: the base point (every axis at its base level): {problem}")
     for i, a in enumerate(spec.axes):
         for lv in a.levels:
             if (problem := point_problem(scenario, overrides(spec, base | {a.name: lv.label}))) is not None:

@@ -177,9 +177,13 @@ def test_a_second_study_into_the_same_directory_needs_force(pqtwin, tmp_path):
     assert res.returncode == 2 and "holds no earlier run" in res.stderr, res.stderr
     (out / "study.md").unlink()
     assert pqtwin(*args).returncode == 0
-    (out / "mine.txt").write_text("keep")
+    for name in ("mine.txt", "scenario.yaml", "summary.json", "profiles/pi.yaml", "logs/a.log"):  # run-named too
+        (out / name).parent.mkdir(exist_ok=True)
+        (out / name).write_text("keep")
     assert pqtwin(*args, "--force").returncode == 0
-    assert (out / "mine.txt").read_text() == "keep" and (out / "study.json").is_file()
+    assert (out / "study.json").is_file()
+    kept = ("mine.txt", "scenario.yaml", "summary.json", "profiles/pi.yaml", "logs/a.log")
+    assert [n for n in kept if not (out / n).is_file() or (out / n).read_text() != "keep"] == []
 
 
 @pytest.mark.parametrize(

@@ -465,16 +465,23 @@ def test_more_local_workers_than_the_machine_takes_is_refused_before_anything_is
 
 
 def test_a_changed_sweep_resumes_in_its_directory_past_the_parts_of_its_earlier_definition(tmp_path):
-    """Rerunning a sweep after removing an axis (its points are new: their hashes differ) failed on the earlier
-    parts' text column of that axis ("column 'mode' holds 'sequential', not a number") after rewriting sweep.json,
-    so neither definition could be reported; the earlier points' rows are not this sweep's to read."""
+    """Rerunning a sweep after removing an axis failed on the earlier parts' text column of that axis ("column 'mode'
+    holds 'sequential', not a number") after rewriting sweep.json, so neither definition could be reported. A point
+    both definitions share (the base's mode: the same scenario, the same hash) is reused, under this sweep's point
+    number, without the axis it no longer has; adding an axis back fills its column from the manifest."""
     out = tmp_path / "out"
     first = sweep_file(tmp_path, points=2, name="s")
     assert cli("sweep", str(first), "--out", str(out), "--workers", "1").returncode == 0
     mode_axis = "  - {name: mode, path: workload.processing.mode, values: [sequential, concurrent]}"
-    text = first.read_text().replace(mode_axis, "")
-    first.write_text(text.replace('set: ["workload.fl.rounds=2"]', 'set: ["workload.fl.rounds=3"]'))
+    first.write_text(first.read_text().replace(mode_axis, ""))
     r = cli("sweep", str(first), "--out", str(out), "--workers", "1")
     assert r.returncode == 0, r.stderr
+    assert "resumed: 1 of 1 points were already done" in r.stdout, r.stdout
     df = pd.read_parquet(out / "results.parquet")
-    assert "mode" not in df.columns and len(df) == 2 and (df.error_kind.isna() | (df.error_kind == "")).all()
+    assert "mode" not in df.columns and len(df) == 2 and set(df.point) == {0}, df
+    kem_axis = "  - {path: workload.crypto.kem, values: ['ML-KEM-512']}"
+    assert kem_axis in first.read_text()
+    first.write_text(first.read_text().replace(kem_axis, f"{kem_axis}\n{mode_axis.replace(', concurrent', '')}"))
+    assert cli("sweep", str(first), "--out", str(out), "--workers", "1").returncode == 0
+    df = pd.read_parquet(out / "results.parquet")
+    assert list(df["mode"]) == ["sequential", "sequential"], df

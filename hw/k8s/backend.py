@@ -43,7 +43,7 @@ from sim.contract import RunLayout, Summary, atomic_write
 from sim.errors import UserError
 from sim.scenario import Scenario, load_scenario, write_scenario
 
-MANIFESTS = "manifests.yaml"  # the run's objects, Secrets redacted
+MANIFESTS = RunLayout.MANIFESTS  # the run's objects, Secrets redacted
 REDACTED_HEAD = (
     '# pqtwin --dry-run: Secret values are redacted ("<redacted: N bytes>"), so this does not apply as is; the\n'
     "# public keys in the trust ConfigMaps belong to private keys that were never shown or kept.\n"

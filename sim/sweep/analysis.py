@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sim.sweep.spec import SweepSpec
+from sim.sweep.spec import STORED, SweepSpec
 
 BINS = 8
 # KPIs a report leads with, when the sweep kept them and they vary
@@ -33,7 +33,7 @@ META = frozenset({"point", "replication", "seed", "hash", "error", "error_kind"}
 
 
 def spec_of(manifest: dict[str, Any]) -> SweepSpec:
-    return SweepSpec.model_validate(manifest["sweep"])
+    return SweepSpec.model_validate(manifest["sweep"], context=STORED)
 
 
 def kpi_columns(df: pd.DataFrame, spec: SweepSpec) -> list[str]:

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, JsonValue, field_validator, model_validator
+from pydantic import Field, JsonValue, ValidationInfo, field_validator, model_validator
 
 from sim.errors import UserError, load_yaml, show, validate
 from sim.scenario import MAX_REPLICATIONS, MAX_SEED, base_scenario
@@ -117,7 +117,7 @@ class Axis(_Strict):
     levels: list[Level] | None = Field(default=None, min_length=1, max_length=MAX_VALUES)
 
     @model_validator(mode="after")
-    def _one_kind(self) -> Axis:
+    def _one_kind(self, info: ValidationInfo) -> Axis:
         kinds = [k for k in ("values", "range", "levels") if getattr(self, k) is not None]
         if len(kinds) != 1:
             raise ValueError(f"give one of values, range or levels (got {', '.join(kinds) or 'none'})")
@@ -128,7 +128,7 @@ class Axis(_Strict):
         if self.name is None and self.path is None:
             raise ValueError("a levels axis needs a name")
         for text in ([self.path] if self.path else []) + [s for lv in self.levels or [] for s in lv.set]:
-            if (field := _sweeps_own(text)) is not None:
+            if (field := _sweeps_own(text)) is not None and not _stored(info):
                 raise ValueError(f"{field} is the sweep's own (its seed, seeds and replications set it for every "
                                  "point): a sweep cannot vary it")  # fmt: skip
         for items, what in ((self.values, "values"), ([lv.label for lv in self.levels or []], "level labels")):
@@ -209,6 +209,24 @@ def _sweeps_own(override: str) -> str | None:
     return next((f for f in SWEEPS_OWN if path == f), None)
 
 
+STORED = {"stored": True}  # validation context of a sweep.json this or an older version wrote (``_stored``)
+
+
+def _stored(info: ValidationInfo) -> bool:
+    """Whether the spec being validated is a stored one: checks added later refuse new sweep files, not the result
+    directories of sweeps that ran before them (their report and resume must still read them)."""
+    return bool(info.context and info.context.get("stored"))
+
+
+def _may_match(pattern: str, fields: list[str]) -> bool:
+    """Whether a KPI pattern can match a column: its first part matches a summary field, or, where that part holds a
+    ``*`` (which also matches the dots after it: ``energy*j``), a field starts as the part does before it."""
+    head = pattern.split(".", 1)[0]
+    if "*" in head:
+        return any(f.startswith(head.split("*", 1)[0]) for f in fields)
+    return any(fnmatch.fnmatchcase(f, head) for f in fields)
+
+
 def _summary_fields() -> list[str]:
     """The summary's top-level fields a KPI pattern's first part can match (``sim.sweep.point.kpis``)."""
     from sim.contract import Summary
@@ -257,19 +275,19 @@ class SweepSpec(_Strict):
 
     @field_validator("set")
     @classmethod
-    def _not_the_sweeps_own(cls, sets: list[str]) -> list[str]:
-        for text in sets:
+    def _not_the_sweeps_own(cls, sets: list[str], info: ValidationInfo) -> list[str]:
+        for text in [] if _stored(info) else sets:
             if (field := _sweeps_own(text)) is not None:
                 raise ValueError(f"{field} is the sweep's own: give it as the sweep's seed or replications")
         return sets
 
     @field_validator("kpis")
     @classmethod
-    def _matching(cls, patterns: list[str]) -> list[str]:
+    def _matching(cls, patterns: list[str], info: ValidationInfo) -> list[str]:
         """A pattern whose first part matches no summary field keeps no column: the sweep ran with none."""
         fields = _summary_fields()
-        for i, pattern in enumerate(patterns):
-            if not any(fnmatch.fnmatchcase(f, pattern.split(".", 1)[0]) for f in fields):
+        for i, pattern in enumerate([] if _stored(info) else patterns):
+            if not _may_match(pattern, fields):
                 raise ValueError(f"item {i}, {show(pattern)}, matches no summary column (their first parts: "
                                  f"{', '.join(fields[:10])}, ...)")  # fmt: skip
         return patterns

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,9 @@ from pydantic import BaseModel
 
 from sim.contract import atomic_write, write_json
 from sim.errors import UserError, shorten, show, validate
-from sim.loading import read_text
+from sim.loading import read_text, require_regular
 from sim.sweep.plan import Plan
-from sim.sweep.spec import SweepSpec
+from sim.sweep.spec import AXIS_NAME, RESERVED, STORED, SweepSpec
 
 MANIFEST = "sweep.json"
 POINTS = "points"
@@ -80,10 +81,11 @@ def _parts(out: Path) -> list[Path]:
 def _read(path: Path, columns: list[str] | None = None) -> pa.Table:
     """A part or result file; UserError for one this code did not write (its own are whole: atomic_write)."""
     try:
+        require_regular(path, "a Parquet file")  # pyarrow's reader blocks on a FIFO
         table = pq.read_table(path, columns=columns)
         if missing := {"hash", "error_kind"} - set(table.column_names):
             raise KeyError(", ".join(sorted(missing)))
-    except (pa.ArrowException, OSError, KeyError) as exc:
+    except (pa.ArrowException, OSError, KeyError, UserError) as exc:
         raise UserError(f"{path}: not a result file of this sweep ({shorten(str(exc), 200)}): move it away, and a "
                         "rerun computes its points again") from None  # fmt: skip
     return table
@@ -151,13 +153,18 @@ def manifest(out: Path) -> dict[str, Any]:
         raise UserError(f"{path}: not a sweep manifest ({shorten(str(exc), 200)})") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: not a sweep manifest (got {show(data)})")
-    validate(_Manifest, data, path)
+    validate(_Manifest, data, path, STORED)
     return data
 
 
 def _text_columns(data: dict[str, Any]) -> set[str]:
     """The columns of a result file that are not numbers: the point's hash, its error, and the axes' values."""
-    return {"hash", "error", "error_kind", *(a.key for a in SweepSpec.model_validate(data["sweep"]).axes)}
+    return {
+        "hash",
+        "error",
+        "error_kind",
+        *(a.key for a in SweepSpec.model_validate(data["sweep"], context=STORED).axes),
+    }
 
 
 def _numbers(path: Path, df: pd.DataFrame, text: set[str]) -> pd.DataFrame:
@@ -178,21 +185,32 @@ def _numbers(path: Path, df: pd.DataFrame, text: set[str]) -> pd.DataFrame:
 
 def collect(out: Path) -> pd.DataFrame:
     """Every row of the manifest's points that are there (finished or crashed), in (point, replication) order;
-    a point run again after a crash has its new rows only."""
+    a point run again after a crash has its new rows only. A point's number and axis values are the manifest's: a
+    changed sweep rerun in its directory reuses the rows of every point it shares with its earlier definition (the
+    same scenario: the same hash), which carry that definition's numbers and axes."""
     data = manifest(out)
-    wanted, text = {p["hash"] for p in data["points"]}, _text_columns(data)
-    # the manifest's points only, then their columns as numbers: a part of an earlier definition of the sweep (its
-    # other axes' text columns) is not this one's to judge (rerunning a changed sweep failed on it: "column 'mode'
-    # holds 'sequential', not a number")
-    frames = [(part, f[f["hash"].isin(wanted)]) for part in _parts(out) if len(f := _read(part).to_pandas())]
-    frames = [_numbers(part, f, text) for part, f in frames if len(f)]
+    points, text = {p["hash"]: p for p in data["points"]}, _text_columns(data)
+    frames = [(part, f[f["hash"].isin(points)]) for part in _parts(out) if len(f := _read(part).to_pandas())]
+    frames = [_numbers(part, _without_other_axes(f, text), text) for part, f in frames if len(f)]
     if not frames:
         return pd.DataFrame(columns=["point", "replication", "seed", "hash", "error", "error_kind"])
     df = pd.concat(frames, ignore_index=True)
     ok = set(df.loc[df["error_kind"] != "crash", "hash"])
     df = df[(df["error_kind"] != "crash") | ~df["hash"].isin(ok)]
-    df = df.drop_duplicates(["hash", "replication"], keep="last")
+    df = df.drop_duplicates(["hash", "replication"], keep="last").copy()
+    df["point"] = df["hash"].map(lambda h: points[h]["point"]).astype(df["point"].dtype)
+    for key in sorted(text - {"hash", "error", "error_kind"}):  # an axis the rows' definition did not have: filled
+        given = df["hash"].map(lambda h, k=key: points[h]["values"].get(k))
+        df[key] = df[key].where(df[key].notna(), given) if key in df.columns else given
     return df.sort_values(["point", "replication"], kind="stable").reset_index(drop=True)
+
+
+def _without_other_axes(df: pd.DataFrame, text: set[str]) -> pd.DataFrame:
+    """``df`` without the text columns of axes this sweep no longer has (an axis' name: no dot, not a result
+    column's; a KPI of text is still the foreign file ``_numbers`` refuses)."""
+    other = [c for c in df.columns if c not in text and c not in RESERVED and re.fullmatch(AXIS_NAME, str(c))
+             and not pd.api.types.is_numeric_dtype(df[c])]  # fmt: skip
+    return df.drop(columns=other)
 
 
 def consolidate(out: Path) -> pd.DataFrame:
