@@ -595,9 +595,11 @@ def calibrate_cmd(
         raise UserError(f"--backend: must be local or k8s (got {shorten(repr(backend))})")
     _only_with("--backend k8s", False, **k8s_only)
     _check_profile_out(out)
-    _check_not_foreign(out)
     from hw.calibrate import calibrate
+    from sim.loading import refuse_foreign_file
     from sim.profile import write_profile
+
+    refuse_foreign_file(out, "--out", "a calibration profile", _is_profile)
 
     names = [a.strip() for a in algorithms.split(",") if a.strip()] if algorithms else None
     with _progress(None) as bar:
@@ -635,15 +637,6 @@ def _check_profile_out(out: Path) -> None:
         raise UserError(f"--out: {out} is a directory; give a .yaml file")
 
 
-def _check_not_foreign(out: Path) -> None:
-    """``--out`` replaces an earlier profile only, not a scenario or notes of the user's that it would lose."""
-    from sim.errors import UserError
-    from sim.loading import foreign_file_problem
-
-    if problem := foreign_file_problem(out, "a calibration profile", _is_profile):
-        raise UserError(f"--out: {problem}")
-
-
 def _is_profile(path: Path) -> bool:
     """An earlier profile, one ``--out`` may replace: a YAML mapping with a profile's name and operations, loading or
     not (make run calibrates again over a profile an older version wrote, which no longer loads)."""
@@ -661,10 +654,10 @@ def _calibrate_from_run(run_dirs: list[Path], base: Path | None, out: Path, name
     _check_profile_out(out)
     from hw.fit import fit_from_run
     from sim.errors import UserError, shorten
-    from sim.loading import check_not_a_run_file, exists
+    from sim.loading import check_not_a_run_file, exists, refuse_foreign_file
 
     check_not_a_run_file(out, "--out", run_dirs, "fitted.yaml")
-    _check_not_foreign(out)
+    refuse_foreign_file(out, "--out", "a calibration profile", _is_profile)
     from sim.profile import write_profile
 
     if base is not None and not exists(base):
@@ -1094,17 +1087,15 @@ def report_cmd(
 
     from pqtwin import report as rep
     from sim.errors import UserError
-    from sim.loading import HTML_FILE, PDF_FILE, check_not_a_run_file, foreign_file_problem
+    from sim.loading import HTML_FILE, PDF_FILE, check_not_a_run_file, refuse_foreign_file
 
     rep.check_out(out, "--out")
     check_not_a_run_file(out, "--out", [run_dir, baseline], "report.html", (".html", ".htm"))
-    if problem := foreign_file_problem(out, "an HTML report", HTML_FILE):
-        raise UserError(f"--out: {problem}")
+    refuse_foreign_file(out, "--out", "an HTML report", HTML_FILE)
     if pdf is not None:
         rep.check_out(pdf, "--pdf")
         check_not_a_run_file(pdf, "--pdf", [run_dir, baseline], "report.pdf", (".pdf",))
-        if problem := foreign_file_problem(pdf, "a PDF", PDF_FILE):
-            raise UserError(f"--pdf: {problem}")
+        refuse_foreign_file(pdf, "--pdf", "a PDF", PDF_FILE)
         if os.path.abspath(pdf) == os.path.abspath(out):
             raise UserError(f"--pdf: the same file as --out (got {str(pdf)!r})")
     run = rep.load_run(run_dir)

@@ -241,15 +241,14 @@ def report_cmd(
 
     from pqtwin import sweepreport
     from sim.errors import UserError
-    from sim.loading import HTML_FILE, check_not_a_run_file, foreign_file_problem, out_file_problem
+    from sim.loading import HTML_FILE, check_not_a_run_file, out_file_problem, refuse_foreign_file
     from sim.sweep import analysis, store
 
     if out is not None:  # "" arrives as Path("."): a directory; the sweep's own files are its results
         if (problem := out_file_problem(out, "report.html")) is not None:
             raise UserError(f"--out: {problem}")
         check_not_a_run_file(out, "--out", [directory], "report.html", (".html", ".htm"), "sweep directory")
-        if problem := foreign_file_problem(out, "an HTML report", HTML_FILE):
-            raise UserError(f"--out: {problem}")
+        refuse_foreign_file(out, "--out", "an HTML report", HTML_FILE)
     manifest = store.manifest(directory)
     df = store.results(directory)
     target = out or directory / "report.html"

@@ -38,20 +38,26 @@ def read_bytes(path: Path | str, limit_bytes: int = MAX_FILE_BYTES, expected: st
     """The bytes of a regular file of at most ``limit_bytes``; UserError naming the file (a FIFO, a device, a
     directory or a file over the limit is refused before it is opened: opening a FIFO blocks, ``/dev/zero`` never
     ends). ``expected``: what the message asks for instead."""
+    data = _read_regular(path, limit_bytes + 1, limit_bytes, expected)  # a file may grow after the stat
+    if len(data) > limit_bytes:
+        raise UserError(f"{path}: file too large (more than {limit_bytes:,} bytes; the limit is {limit_bytes:,})")
+    return data
+
+
+def _read_regular(path: Path | str, n: int, limit_bytes: int | None, expected: str) -> bytes:
+    """The first ``n`` bytes of a regular file (of at most ``limit_bytes``), checked before it is opened (opening
+    a FIFO blocks) and again once it is (the path may have changed since); UserError naming the file."""
     name = os.fspath(path)
     if "\0" in name:
         raise UserError(f"{shorten(name)}: not a valid file name (contains a NUL byte)")
     try:
-        _require_regular(path, os.stat(name), limit_bytes, expected)  # before open: opening a FIFO may block
+        _require_regular(path, os.stat(name), limit_bytes, expected)
         fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
         with os.fdopen(fd, "rb") as f:
-            _require_regular(path, os.fstat(f.fileno()), limit_bytes, expected)  # the path may have changed since
-            data = f.read(limit_bytes + 1)  # a file may grow after the stat
+            _require_regular(path, os.fstat(f.fileno()), limit_bytes, expected)
+            return f.read(n)
     except OSError as exc:
         raise UserError(f"{path}: cannot read file: {exc.strerror or exc}") from None
-    if len(data) > limit_bytes:
-        raise UserError(f"{path}: file too large (more than {limit_bytes:,} bytes; the limit is {limit_bytes:,})")
-    return data
 
 
 def require_regular(path: Path | str, expected: str) -> None:
@@ -103,13 +109,12 @@ def check_not_a_run_file(path: Path, option: str, run_dirs: Sequence[Path | None
                             f"{d / example}")  # fmt: skip
 
 
-def foreign_file_problem(path: Path, what: str, ours: Callable[[Path], bool]) -> str | None:
-    """Why an output must not replace ``path``: a file that is not an earlier output of its kind (``ours``; ``what``
-    names the kind): a report written over a scenario, or a profile over the user's notes, lost them. None where
-    ``path`` is new (or a directory: ``out_file_problem`` says so)."""
-    if not exists(path) or os.path.isdir(path) or ours(path) or _empty_file(path):
-        return None
-    return f"{path} exists and is not {what}: give a new file name (or remove it first)"
+def refuse_foreign_file(path: Path, option: str, what: str, ours: Callable[[Path], bool]) -> None:
+    """UserError (``OPTION: ...``) where an output would replace a file that is not an earlier output of its kind
+    (``ours``; ``what`` names the kind): a report written over a scenario, or a profile over the user's notes, lost
+    them. Nothing where ``path`` is new, empty, or a directory (``out_file_problem`` says so)."""
+    if exists(path) and not os.path.isdir(path) and not ours(path) and not _empty_file(path):
+        raise UserError(f"{option}: {path} exists and is not {what}: give a new file name (or remove it first)")
 
 
 def _empty_file(path: Path) -> bool:
@@ -122,17 +127,13 @@ def _empty_file(path: Path) -> bool:
 
 
 def starts_with(*heads: bytes) -> Callable[[Path], bool]:
-    """``ours`` for ``foreign_file_problem``: a regular file whose first bytes are one of ``heads``."""
+    """``ours`` for ``refuse_foreign_file``: a regular file whose first bytes are one of ``heads``."""
 
     def ours(path: Path) -> bool:
         try:
-            require_regular(path, "a file")
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-            with os.fdopen(fd, "rb") as f:
-                head = f.read(max(len(h) for h in heads))
-        except (UserError, OSError):
+            return _read_regular(path, max(len(h) for h in heads), None, "a file").startswith(heads)
+        except UserError:
             return False
-        return head.startswith(heads)
 
     return ours
 

@@ -206,7 +206,7 @@ SWEEPS_OWN = ("run.seed", "run.replications")
 def _sweeps_own(override: str) -> str | None:
     """The sweep-controlled field an override (``path`` or ``path=value``) sets, or None."""
     path = override.split("=", 1)[0].strip()
-    return next((f for f in SWEEPS_OWN if path == f), None)
+    return path if path in SWEEPS_OWN else None
 
 
 STORED = {"stored": True}  # validation context of a sweep.json this or an older version wrote (``_stored``)
