@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import MappingNode, Node, SequenceNode
 
 from sim.errors import UserError, shorten
 
@@ -26,7 +26,49 @@ MAX_DEPTH = 24  # scenarios nest 5 levels (workload.devices[0].access_link.prese
 MAX_NODES = 200_000  # YAML nodes after alias expansion; a calibrated profile has ~3,000
 MAX_VALUE_CHARS = 65_536  # one --set value
 
-_Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml parses ~8x faster when present
+_Base: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml parses ~8x faster when present
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _Loader(_Base):
+    """The safe loader, with two rules of ours in its (pure-Python) constructor, so that they hold for every
+    value however it is written: a key given twice in one mapping is an error, and a scalar that cannot be read
+    as its tag says names its line and text."""
+
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        """PyYAML's constructors raise whatever a bad scalar makes them (ValueError for 5,000 digits or month 13,
+        AttributeError for ``!!timestamp 0``): a ConstructorError at the scalar instead."""
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except Exception as exc:
+            tag = node.tag.rsplit(":", 1)[-1]
+            why = (
+                f" ({shorten(str(exc), 80)})" if isinstance(exc, ValueError | OverflowError) else ""
+            )  # else: internals
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{shorten(str(node.value), 60)!r} cannot be read as {tag}{why}", node.start_mark
+            ) from None
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """A key given twice in one mapping: PyYAML keeps the last silently, so ``name: a`` then ``name: b`` (a
+        copy-paste) ran as ``b``. Keys are compared as values (``1``, ``0x1`` and ``1.0`` are one key, as are
+        ``true`` and ``yes``); keys a merge (``<<``) brings in may be overridden, as YAML says."""
+        own = [k for k, _ in node.value if k.tag != MERGE_TAG]
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep)
+        seen: set[Any] = set()  # hashable: PyYAML refused an unhashable key above
+        for k in own:
+            key = self.construct_object(k, deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"the key {shorten(str(k.value))!r} is given twice in one mapping (keep one)",
+                    k.start_mark,
+                )
+            seen.add(key)
+        return mapping
 
 
 def read_text(path: Path | str, limit_bytes: int = MAX_FILE_BYTES) -> str:
@@ -208,26 +250,13 @@ def parse_yaml(text: str, where: str) -> Any:
         if node is None:
             return None
         _check_size(node, where)
-        return _construct(loader, node, where)
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         raise UserError(f"{where}: not valid YAML{yaml_error(exc, text)}") from None
     except RecursionError:  # the pure-Python composer recurses; libyaml stops at 1,000 levels itself
         raise UserError(f"{where}: not valid YAML: nested more than {MAX_DEPTH} levels deep") from None
     finally:
         loader.dispose()
-
-
-def _construct(loader: Any, node: Node, where: str) -> Any:
-    """Python values of a checked document. PyYAML's constructors raise whatever a bad scalar makes them
-    (ValueError for 5,000 digits or month 13, AttributeError for ``!!timestamp 0``): any of it is the file's."""
-    try:
-        return loader.construct_document(node)
-    except yaml.YAMLError:
-        raise
-    except Exception as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        at = f" at line {line + 1}" if line is not None else ""
-        raise UserError(f"{where}: not valid YAML{at}: a value cannot be read ({shorten(str(exc), 120)})") from None
 
 
 def _children(node: Node) -> list[Node]:
@@ -264,26 +293,9 @@ def _check_size(root: Node, where: str) -> None:
             raise UserError(
                 f"{where}: not valid YAML at line {node.start_mark.line + 1}: nested more than {MAX_DEPTH} levels deep"
             )
-        if isinstance(node, MappingNode):
-            _no_duplicate_keys(node, where)
         ancestors.add(key)
         stack.append((node, depth, True))
         stack.extend((c, depth + 1, False) for c in _children(node) if id(c) not in size)
-
-
-MERGE_TAG = "tag:yaml.org,2002:merge"
-
-
-def _no_duplicate_keys(node: MappingNode, where: str) -> None:
-    """A key written twice in one mapping: PyYAML keeps the last silently, so ``name: a`` then ``name: b`` (a
-    copy-paste) ran as ``b``. Keys a merge (``<<``) brings in may be overridden, as YAML says."""
-    seen: set[tuple[str, str]] = set()
-    for k, _ in node.value:
-        if isinstance(k, ScalarNode) and k.tag != MERGE_TAG:
-            if (k.tag, k.value) in seen:
-                raise UserError(f"{where}: not valid YAML at line {k.start_mark.line + 1}: the key "
-                                f"{shorten(k.value)!r} is given twice in one mapping (keep one)")  # fmt: skip
-            seen.add((k.tag, k.value))
 
 
 def yaml_error(exc: yaml.YAMLError, text: str) -> str:

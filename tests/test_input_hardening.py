@@ -29,7 +29,7 @@ from pqtwin import cli
 from sim import cost as costs
 from sim.contract import RunLayout
 from sim.errors import UserError, field_error, show
-from sim.loading import MAX_DEPTH, parse_yaml, read_text
+from sim.loading import MAX_DEPTH, parse_value, parse_yaml, read_text
 from sim.runner import simulate
 from sim.scenario import apply_override, load_scenario, load_scenario_data
 
@@ -75,15 +75,21 @@ def one_error(code: int, out: str, err: str, *names: str) -> str:
         (b"a: &a [*a]\n", "an alias refers to itself"),
         (b"name: a\x00b\n", "character U+0000 is not allowed"),
         (b"name: [unclosed\n", "not valid YAML at line"),
-        (b"a: !!timestamp 0\n", "a value cannot be read"),
-        (b"a: " + b"9" * 5000 + b"\n", "a value cannot be read"),
+        (b"a: !!timestamp 0\n", "not valid YAML at line 1, column 4: '0' cannot be read as timestamp"),
+        (b"b: 1\na: 2001-13-45\n", "at line 2, column 4: '2001-13-45' cannot be read as timestamp (month must be"),
+        (b"a: " + b"9" * 5000 + b"\n", "cannot be read as int (Exceeds the limit"),
         (b"", "the file is empty"),
         (b"- a\n", "expected a mapping at the top level"),
         (b"#" * (1 << 20) + b"\n", "file too large"),
-        (b"name: a\nrun:\n  seed: 1\n  seed: 2\n", "not valid YAML at line 4: the key 'seed' is given twice"),
+        (b"name: a\nrun:\n  seed: 1\n  seed: 2\n", "not valid YAML at line 4, column 3: the key 'seed' is given twice"),
+        (b"name: a\nrun: {1: a, 0x1: b}\n", "at line 2, column 13: the key '0x1' is given twice"),
+        (b"name: a\nrun: {1: a, 1.0: b}\n", "the key '1.0' is given twice"),
+        (b"name: a\nrun: {true: a, yes: b}\n", "the key 'yes' is given twice"),
+        (b"name: a\nrun: {a: 1, 'a': 2}\n", "the key 'a' is given twice"),
     ],
     ids=["non-utf8", "nested-1000", "nested-25", "block-nested", "alias-bomb", "recursive-alias", "nul",
-         "unclosed", "bad-timestamp", "5000-digits", "empty", "list", "over-1MiB", "duplicate-key"],
+         "unclosed", "bad-timestamp", "month-13", "5000-digits", "empty", "list", "over-1MiB", "duplicate-key",
+         "duplicate-int-spelling", "duplicate-int-float", "duplicate-bool-spelling", "duplicate-quoted"],
 )  # fmt: skip
 def test_malformed_scenario_file_is_one_line(capsys, tmp_path, content, expected):
     assert len(BOMB) < 500  # the issue's 426-byte billion laughs, give or take its quoting
@@ -92,6 +98,19 @@ def test_malformed_scenario_file_is_one_line(capsys, tmp_path, content, expected
     started = time.monotonic()
     line = one_error(*run_cli(capsys, "scenario", "check", str(bad)), str(bad), expected)
     assert time.monotonic() - started < 10, line
+
+
+def test_a_merged_key_may_be_overridden_and_a_key_twice_is_caught_in_every_mapping():
+    """YAML lets a mapping override what ``<<`` merges in; the same key written twice is refused wherever it is,
+    compared as values (a sequence's mappings and an alias's target included)."""
+    assert parse_value("base: &b {x: 1, y: 2}\nc: {<<: *b, x: 3}", "v") == {
+        "base": {"x": 1, "y": 2},
+        "c": {"x": 3, "y": 2},
+    }
+    assert parse_value("c: {<<: [{x: 1}, {x: 2}], y: 1}", "v") == {"c": {"x": 1, "y": 1}}
+    for text in ("- {a: 1}\n- {b: 1, b: 2}", "x: &x {010: a, 8: b}\ny: *x", "{null: 1, ~: 2}"):
+        with pytest.raises(UserError, match="is given twice in one mapping"):
+            parse_value(text, "v")
 
 
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero", "dir", "missing", "loop"])
