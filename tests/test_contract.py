@@ -144,6 +144,26 @@ def test_one_run_config_for_both_backends(scenario):
     assert all(d.runner is None for d in here.devices) and all(d.runner for d in there.devices)
 
 
+@pytest.mark.parametrize(
+    ("role", "name", "expected"),
+    [
+        ("x", "aggregator", "--role: 'x' is not a role of the twin (one of aggregator, client, worker, devices)"),
+        ("client", "nosuch", "--name: 'nosuch' plays no client in this run (its client processes: client-1, client-2)"),
+        ("aggregator", "client-1", "--name: 'client-1' plays no aggregator in this run"),
+        ("devices", "x", "--name: 'x' plays no devices in this run"),
+    ],
+)
+def test_a_node_asked_for_a_role_or_name_the_run_lacks_is_one_line_and_exit_2(tmp_path, role, name, expected):
+    """Before, such a node started, found no keys or peers and failed the run with exit 3."""
+    s = load_scenario(SCENARIOS / "localhost.yaml")
+    build(s, "sequential", 1, 1, ClusterAddressing(s, 1), epoch=0.0).write(tmp_path)
+    node = subprocess.run([sys.executable, "-m", "pqtwin", "node", "--role", role, "--run-dir", str(tmp_path),
+                           "--name", name], capture_output=True, text=True, timeout=60, cwd=ROOT)  # fmt: skip
+    assert node.returncode == 2, node.stderr
+    assert len(node.stderr.strip().splitlines()) == 1 and node.stderr.startswith(f"error: {expected}"), node.stderr
+    assert not (tmp_path / "nodes").exists()  # nothing started, nothing recorded as the pod's result
+
+
 def test_a_malformed_run_json_is_one_line_from_the_node_program(tmp_path):
     s = load_scenario(SCENARIOS / "paper-3node.yaml")
     cfg = build(s, "sequential", 1, 1, ClusterAddressing(s, 1), epoch=0.0)

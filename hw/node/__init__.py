@@ -67,6 +67,9 @@ def main(run_dir: Path, name: str, role: str) -> int:
     except ValueError as exc:
         log.error("%s: %s", name, exc)
         return 2
+    if (wrong := not_in_run(cfg, name, role)) is not None:  # a typo must not wait for peers that never come
+        log.error("error: %s", wrong)
+        return 2
     tune_allocator()  # as calibrate does, so measured costs and the run see the same allocator
     tune_threads()
     node = make_node(run_dir, name, cfg)
@@ -90,6 +93,21 @@ def main(run_dir: Path, name: str, role: str) -> int:
     result.providers = {a: registry.find(a).provider for a in (node.suite.kem, node.suite.signature, node.suite.aead)}
     node.finish(result)
     return 0
+
+
+def not_in_run(cfg: RunConfig, name: str, role: str) -> str | None:
+    """Why ``name`` cannot play ``role`` in this run (None: it can): each pod process plays its own role, and a
+    device emulator runs under its group's runner name."""
+    if role == "devices":
+        names = sorted({d.runner or "devices" for d in cfg.devices})
+    else:
+        names = [pod for pod, p in cfg.pods.items() if p.role == role]
+    if name in names:
+        return None
+    if role not in ROLES:
+        return f"--role: {role!r} is not a role of the twin (one of {', '.join(ROLES)})"
+    known = ", ".join(names) if names else "none"
+    return f"--name: {name!r} plays no {role} in this run (its {role} processes: {known})"
 
 
 def unavailable_provider(provider: str) -> str | None:
