@@ -51,7 +51,7 @@ import simpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without install
 
-from sim.loading import in_range, out_file_problem
+from sim.loading import JSON_FILE, SVG_FILE, foreign_file_problem, in_range, out_file_problem
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "ward-200.yaml"
@@ -455,11 +455,13 @@ def main() -> None:
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--engine", choices=ENGINES, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    for option, path, example in (("--out", args.out, "scale.json"), ("--plot", args.plot, "scale.svg")):
+    outputs = (("--out", args.out, "scale.json", "a JSON file", JSON_FILE),
+               ("--plot", args.plot, "scale.svg", "an SVG image", SVG_FILE))  # fmt: skip
+    for option, path, example, what, ours in outputs:
         if path is not None:  # before the cases (they may take an hour); its directory is made, as when written
             with contextlib.suppress(OSError):
                 path.parent.mkdir(parents=True, exist_ok=True)
-            if (problem := out_file_problem(path, example)) is not None:
+            if (problem := out_file_problem(path, example) or foreign_file_problem(path, what, ours)) is not None:
                 ap.error(f"{option}: {problem}")
     core = pin(args.cpu)
     if args.child:

@@ -155,8 +155,15 @@ def refuse_foreign_file(path: Path, option: str, what: str, ours: Callable[[Path
     """UserError (``OPTION: ...``) where an output would replace a file that is not an earlier output of its kind
     (``ours``; ``what`` names the kind): a report written over a scenario, or a profile over the user's notes, lost
     them. Nothing where ``path`` is new, empty, or a directory (``out_file_problem`` says so)."""
+    if (problem := foreign_file_problem(path, what, ours)) is not None:
+        raise UserError(f"{option}: {problem}")
+
+
+def foreign_file_problem(path: Path, what: str, ours: Callable[[Path], bool]) -> str | None:
+    """``refuse_foreign_file``'s reason, without the option's name (None: ``path`` may be written)."""
     if exists(path) and not os.path.isdir(path) and not ours(path) and not _empty_file(path):
-        raise UserError(f"{option}: {path} exists and is not {what}: give a new file name (or remove it first)")
+        return f"{path} exists and is not {what}: give a new file name (or remove it first)"
+    return None
 
 
 def _empty_file(path: Path) -> bool:
@@ -184,14 +191,27 @@ HTML_FILE = starts_with(b"<!DOCTYPE html", b"<!doctype html", b"<html")  # our r
 PDF_FILE = starts_with(b"%PDF-")
 
 
-def out_json(raw: str) -> Path:
-    """An ``argparse`` type for a bench's ``--json``/``--out`` file: refused when the arguments are parsed (one
-    line naming the option), not after minutes of measuring whose results it was to hold."""
+JSON_FILE = starts_with(b"{", b"[")  # our benches' JSON outputs
+SVG_FILE = starts_with(b"<svg", b"<?xml")
+
+
+def out_file(example: str, what: str, ours: Callable[[Path], bool]) -> Callable[[str], Path]:
+    """An ``argparse`` type for a bench's output file: refused when the arguments are parsed (one line naming the
+    option), not after minutes of measuring whose results it was to hold; an existing file is replaced only when
+    it is an earlier output of its kind (``ours``, ``what``), as ``refuse_foreign_file`` does for the CLI."""
     import argparse
 
-    if (problem := out_file_problem(Path(raw), "results.json")) is not None:
-        raise argparse.ArgumentTypeError(problem)
-    return Path(raw)
+    def parse(raw: str) -> Path:
+        path = Path(raw)
+        if (problem := out_file_problem(path, example) or foreign_file_problem(path, what, ours)) is not None:
+            raise argparse.ArgumentTypeError(problem)
+        return path
+
+    return parse
+
+
+out_json = out_file("results.json", "a JSON file", JSON_FILE)
+out_svg = out_file("plot.svg", "an SVG image", SVG_FILE)
 
 
 def in_range(lo: float, hi: float, kind: type[int] | type[float] = int) -> Callable[[str], Any]:

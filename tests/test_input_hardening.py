@@ -691,12 +691,16 @@ def test_a_boolean_where_a_number_goes_is_one_line_naming_the_field_in_every_mod
 def test_a_bench_refuses_an_output_file_it_cannot_write_before_measuring(tmp_path, script, args):
     """A bench's --json/--out was written after its measurements: a missing directory or a directory given as the
     file was a traceback at the end, the measurements lost (energy_table: every suite simulated first). Now the
-    option is refused as the arguments are parsed (sim.loading.out_json), in one line."""
+    option is refused as the arguments are parsed (sim.loading.out_json), in one line; so is a file that is not an
+    earlier JSON output (it was overwritten)."""
     cell = tmp_path / "matrix.json"  # net_fidelity --rescore: one measured cell, simulated again in a second
     cell.write_text('{"cells": [{"pattern": "fan-out", "flows": 1, "size_bytes": 65536, "rate_bps": 1e8, "loss": 0, '
                     '"base_latency_s": 1e-5, "measured_s": [0.01]}]}')  # fmt: skip
     args = [str(cell) if a == "CELL" else a for a in args]
-    for bad, problem in ((tmp_path / "nope" / "r.json", "no directory"), (tmp_path, "is a directory")):
+    notes = tmp_path / "notes.json"  # a file of the user's, not an earlier output: replacing it lost it
+    notes.write_text("my notes\n")
+    for bad, problem in ((tmp_path / "nope" / "r.json", "no directory"), (tmp_path, "is a directory"),
+                         (notes, f"{notes} exists and is not a JSON file: give a new file name")):  # fmt: skip
         run = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args, str(bad)], capture_output=True,
                              text=True, timeout=120, cwd=ROOT)  # fmt: skip
         lines = run.stderr.strip().splitlines()
@@ -720,7 +724,11 @@ def test_a_bench_refuses_an_output_file_it_cannot_write_before_measuring(tmp_pat
      ("sim_scale.py", ["--devices", "100", "0"], "argument --devices: must be in [1, 1e+07] (got 0)"),
      ("sim_scale.py", ["--horizon-s", "nan"], "argument --horizon-s: must be in [0.001, 1e+07] (got nan)"),
      ("sim_scale.py", ["--plot", str(ROOT / "bench")], f"--plot: {ROOT / 'bench'} is a directory; give a file name, "
-                                                         f"e.g. {ROOT / 'bench'}/scale.svg")],
+                                                         f"e.g. {ROOT / 'bench'}/scale.svg"),
+     ("sim_scale.py", ["--plot", str(ROOT / "Makefile")], f"--plot: {ROOT / 'Makefile'} exists and is not an SVG "
+                                                            "image: give a new file name (or remove it first)"),
+     ("sim_scale.py", ["--out", str(ROOT / "Makefile")], f"--out: {ROOT / 'Makefile'} exists and is not a JSON "
+                                                           "file: give a new file name (or remove it first)")],
 )  # fmt: skip
 def test_a_bench_refuses_a_count_out_of_range_in_one_line(script, args, expected):
     """Counts and durations of the benches were plain ints and floats: 0 samples was an IndexError (percentile of
