@@ -89,7 +89,9 @@ def _plan(sweep: Path, budget: tuple[float, float], processes: int = 1) -> Any:
     from sim.sweep.spec import load_sweep
 
     spec, scenario = load_sweep(sweep)
-    p = plan(spec, scenario, budget=budget, source=sweep, processes=processes)
+    with _LazyBar(f"{spec.sweep}: checking points") as bar:  # a design near the cap takes minutes
+        p = plan(spec, scenario, budget=budget, source=sweep, processes=processes,
+                 progress=lambda done, total: bar.update(done, total, 0))  # fmt: skip
     if p.invalid:
         n = sum(len(v) for v in p.invalid.values())
         raise UserError([f"{sweep}: {n} of {p.designed} points cannot be simulated (skip them with a constraint):",

@@ -376,7 +376,9 @@ axes:
 constraints: ["model < 900000 or mode == 'concurrent'"]
 """)
     spec, scenario = load_sweep(sweep)
-    one, two = plan(spec, scenario), plan(spec, scenario, processes=2)
+    seen: list[tuple[int, int]] = []  # progress: 1,000-point chunks, so each process checks more than one
+    one, two = plan(spec, scenario), plan(spec, scenario, processes=2, progress=lambda *a: seen.append(a))
+    assert [done for done, _ in seen] == [1000, 2000, 2500] and {total for _, total in seen} == {2500}
 
     def summary(p):
         return ([(q.index, q.hash, q.est_wall_s) for q in p.points], p.designed, p.skipped, p.duplicates,

@@ -23,7 +23,7 @@ import json
 import multiprocessing as mp
 import pickle
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,8 @@ from sim.telemetry import refusal
 _GOT = re.compile(r" \(got .*\)$")  # the value a problem names, which varies over the points it stops
 PARALLEL_FROM = 2_000  # points: fewer are validated in one process (forking costs ~0.1 s)
 ESTIMATED = 2_000  # points whose cost is estimated; a larger sweep estimates a uniform sample of this many
+PROGRESS_EVERY = 1_000  # points checked between two progress reports (a point takes ~1 ms)
+Checked = Callable[[int, int], None]  # progress: (points checked, of all drawn)
 
 
 @dataclass(frozen=True)
@@ -130,25 +132,31 @@ def point_seeds(spec: SweepSpec, n: int) -> list[int]:
 
 def plan(spec: SweepSpec, scenario_path: Path, estimate: bool = True,
          budget: tuple[float, float] = (costs.DEFAULT_MAX_MEMORY_GIB, costs.DEFAULT_MAX_MINUTES),
-         source: Path | None = None, processes: int = 1) -> Plan:  # fmt: skip
+         source: Path | None = None, processes: int = 1, progress: Checked | None = None) -> Plan:  # fmt: skip
     """Draw the design, apply the constraints and validate every remaining point (module docstring). A point
     whose estimated cost is over ``budget`` (GiB of memory, minutes: as ``pqtwin sim``'s) is invalid: it would
     take a worker down. Above ESTIMATED points only the sampled ones are estimated, and so checked.
     ``source`` (the sweep file) names where a mistake of the sweep itself is (its ``set``, a constraint).
 
     ``processes`` > 1 validates a large design in that many forked processes (``pqtwin sweep check``); their
-    points come back without their ``scenario`` (a check needs none; a run plans in one process)."""
+    points come back without their ``scenario`` (a check needs none; a run plans in one process). ``progress``
+    is told how many points were checked every ``PROGRESS_EVERY`` or so (a design near its 1,000,000-point cap takes
+    many minutes to check)."""
     builder = _Builder(spec, scenario_path, budget, source or Path("<sweep>"))
     drawn = design(spec)
     seeds = point_seeds(spec, len(drawn))
     sample = _estimate_sample(spec, len(drawn)) if estimate else set()
     jobs = list(zip(range(len(drawn)), drawn, seeds, strict=True))
     if processes > 1 and len(drawn) >= PARALLEL_FROM and "fork" in mp.get_all_start_methods():
-        return _merged(builder, jobs, sample, processes)
+        return _merged(builder, jobs, sample, processes, progress)
     builder.out.designed = len(drawn)
     with _no_gc():
         for index, values, seed in jobs:
             builder.add(index, values, seed, index in sample)
+            if progress is not None and (index + 1) % PROGRESS_EVERY == 0:
+                progress(index + 1, len(jobs))
+    if progress is not None:
+        progress(len(jobs), len(jobs))
     return builder.out
 
 
@@ -171,19 +179,27 @@ def _validate_chunk(jobs: list[tuple[int, dict[str, Any], int]]) -> Plan:
     assert _FORKED is not None
     builder, sample = _FORKED
     builder.keep_scenarios = False  # Scenario objects would cost more to send back than to check
+    builder.out = Plan(builder.spec, builder.path, [], 0, 0, 0)  # this chunk's: a process checks several in turn
     with _no_gc():
         for index, values, seed in jobs:
             builder.add(index, values, seed, index in sample)
     return builder.out
 
 
-def _merged(builder: _Builder, jobs: list[tuple[int, dict[str, Any], int]], sample: set[int], n: int) -> Plan:
+def _merged(builder: _Builder, jobs: list[tuple[int, dict[str, Any], int]], sample: set[int], n: int,
+            progress: Checked | None = None) -> Plan:  # fmt: skip
+    """``jobs`` checked in ``n`` forked processes, in chunks of about ``PROGRESS_EVERY`` points (progress after
+    each), the parts merged in design order."""
     global _FORKED
     _FORKED = (builder, sample)
-    size = -(-len(jobs) // n)
+    size = max(PROGRESS_EVERY, -(-len(jobs) // (n * 64)))  # enough chunks to balance, few enough to cost nothing
+    parts: list[Plan] = []
     try:
         with mp.get_context("fork").Pool(n) as pool:
-            parts = pool.map(_validate_chunk, [jobs[i : i + size] for i in range(0, len(jobs), size)])
+            for part in pool.imap(_validate_chunk, [jobs[i : i + size] for i in range(0, len(jobs), size)]):
+                parts.append(part)
+                if progress is not None:
+                    progress(min(len(jobs), len(parts) * size), len(jobs))
     finally:
         _FORKED = None
     out = builder.out
