@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import fnmatch
 import json
 import os
 import shutil
@@ -130,6 +131,8 @@ def _ours(path: Path) -> bool:
     """Whether ``path`` is a marker of an earlier run: a run directory's JSON files only when they read as ours (a
     folder of the user's that happened to hold a summary.json was taken for a run, and --force removed its
     logs/, keys/ and profiles/); another command's markers (its own outputs) when they exist."""
+    if path.name in _MARKER_DIRS:  # a folder of the user's that happened to hold a logs/ was taken for one
+        return _holds_only(path, _MARKER_DIRS[path.name])
     if path.name not in RUN_MARKERS:
         return exists(path)
     try:
@@ -146,6 +149,22 @@ def _ours(path: Path) -> bool:
 _MARKER_KEYS = {RunLayout.STATUS: {"state", "reason"}, RunLayout.RUN_CONFIG: {"suite", "fl"},
                 RunLayout.MODES: {"scenario", "round_latency_s"},
                 RunLayout.SUMMARY: {"scenario", "scenario_file", "round_latency_s"}}  # fmt: skip
+
+
+# marker directories of other commands, with the only files they hold (calibrate --backend k8s: its pods' logs)
+_MARKER_DIRS = {"logs": "calibrate-*.log"}
+
+
+def _holds_only(path: Path, pattern: str) -> bool:
+    """A directory (not a link) holding nothing but files named as ``pattern`` says (or nothing)."""
+    try:
+        return (
+            path.is_dir()
+            and not path.is_symlink()
+            and all(fnmatch.fnmatchcase(p.name, pattern) and p.is_file() for p in path.iterdir())
+        )
+    except OSError:
+        return False
 
 
 def _remove_outputs(out: Path, outputs: tuple[str, ...], run: bool = True) -> None:

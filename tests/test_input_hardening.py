@@ -252,6 +252,22 @@ def test_force_takes_a_folder_for_a_run_only_when_its_marker_is_ours(capsys, tmp
         "keys/x.txt", "logs/x.txt", "profiles/x.txt"]  # fmt: skip
 
 
+def test_calibrate_k8s_force_takes_a_logs_folder_only_when_it_holds_calibration_logs(tmp_path):
+    """``calibrate --backend k8s --force`` took any folder with a logs/ for an earlier calibration and removed it."""
+    mine = tmp_path / "mine"
+    (mine / "logs").mkdir(parents=True)
+    (mine / "logs" / "x.txt").write_text("keep")
+    with pytest.raises(UserError, match="holds no earlier run"), rundir.claimed(mine, True, ("logs",), ("logs",)):
+        pass
+    assert (mine / "logs" / "x.txt").read_text() == "keep"
+    ours = tmp_path / "ours"
+    (ours / "logs").mkdir(parents=True)
+    (ours / "logs" / "calibrate-pi-1.log").write_text("old")
+    (ours / "pi-1.yaml").write_text("profile: pi-1")
+    with rundir.claimed(ours, True, ("logs",), ("logs",)):
+        assert not (ours / "logs").exists() and (ours / "pi-1.yaml").exists()  # replaced as the Jobs write it
+
+
 def test_force_over_an_earlier_run_leaves_none_of_its_files(capsys, tmp_path):
     """Files only some runs write (a twin run's speed samples, a scheduler trace, a measured energy) were left by a
     --force run that writes none: calibrate --from-run and compare then read the earlier run's speed samples."""
