@@ -55,6 +55,8 @@ class _Loader(_Base):
         """A key given twice in one mapping: PyYAML keeps the last silently, so ``name: a`` then ``name: b`` (a
         copy-paste) ran as ``b``. Keys are compared as values (``1``, ``0x1`` and ``1.0`` are one key, as are
         ``true`` and ``yes``); keys a merge (``<<``) brings in may be overridden, as YAML says."""
+        if not isinstance(node, MappingNode):  # ``!!map x``, ``!!set [1]``: PyYAML's own error says so
+            return super().construct_mapping(node, deep)  # type: ignore[no-any-return]
         own = [k for k, _ in node.value if k.tag != MERGE_TAG]
         mapping: dict[Any, Any] = super().construct_mapping(node, deep)
         seen: set[Any] = set()  # hashable: PyYAML refused an unhashable key above
@@ -275,6 +277,8 @@ def parse_yaml(text: str, where: str) -> Any:
         raise UserError(f"{where}: not valid YAML{yaml_error(exc, text)}") from None
     except RecursionError:  # the pure-Python composer recurses; libyaml stops at 1,000 levels itself
         raise UserError(f"{where}: not valid YAML: nested more than {MAX_DEPTH} levels deep") from None
+    except Exception as exc:  # a constructor's own error outside ``construct_object`` (a collection's second step)
+        raise UserError(f"{where}: not valid YAML: a value cannot be read ({shorten(str(exc), 120)})") from None
     finally:
         loader.dispose()
 

@@ -543,6 +543,35 @@ def test_any_text_parses_or_is_one_line(text):
         assert all("\n" not in line and line.startswith("f.yaml: ") for line in exc.lines), exc.lines
 
 
+TAGS = ["", "", "", "!!map ", "!!set ", "!!omap ", "!!pairs ", "!!seq ", "!!timestamp ", "!!int ", "!!float ",
+        "!!binary ", "!!bool ", "!!null ", "!!str ", "!!merge ", "!!value "]  # fmt: skip
+ATOMS = ["x", "0", "1.5", "0x1", "yes", "~", ".nan", "2001-13-01", "2001-12-14t21:59:43", "9" * 5000, "<<", "="]
+
+
+def _tagged(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.tuples(st.sampled_from(TAGS), inner).map("".join)
+
+
+tagged_yaml = st.recursive(
+    _tagged(st.sampled_from(ATOMS)),
+    lambda inner: st.one_of(
+        _tagged(st.lists(inner, max_size=3).map(lambda xs: "[" + ", ".join(xs) + "]")),
+        _tagged(st.lists(st.tuples(inner, inner), max_size=3).map(
+            lambda kv: "{" + ", ".join(f"{k}: {v}" for k, v in kv) + "}")),
+    ),
+    max_leaves=8,
+)  # fmt: skip
+
+
+@FAST
+@given(tagged_yaml)
+def test_any_tagged_document_parses_or_is_one_line(text):
+    """PyYAML's constructors raise what a bad value makes them (``!!set x`` an unpacking error in our key check,
+    ``!!timestamp 0`` an AttributeError): each is one line naming the document, as a key or a value, at any depth."""
+    for doc in (text, f"a: {text}", f"- {text}"):
+        test_any_text_parses_or_is_one_line.hypothesis.inner_test(doc)
+
+
 @FAST
 @given(st.binary(max_size=300))
 def test_any_bytes_read_or_are_one_line(tmp_path_factory, data):
