@@ -1,18 +1,27 @@
-"""A node process's ties to the process that started it: it must not outlive it.
+"""Processes' lives: a node must not outlive the process that started it, and a run stopped by a signal keeps
+what it finished.
 
 The local backend passes its pid in ``PQTWIN_PARENT_PID``; a node asks the kernel for SIGTERM when its parent
 dies (Linux ``prctl(PR_SET_PDEATHSIG)``), and where that is unavailable (or the parent already died before
 the request) a watcher thread polls the parent's pid. Kubernetes pods have no such parent: the variable is
 unset there and nothing happens.
+
+The orchestrator (``hw.local.run_local``) is stopped by Ctrl-C, ``kill`` (SIGTERM) or a closed terminal (SIGHUP)
+alike: ``stop_signals`` makes the other two raise ``Stopped``, a ``KeyboardInterrupt``, so every stop takes the
+path Ctrl-C takes (the finished rounds recovered and written); ``held_stops`` keeps a second stop from cutting
+that path short.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from typing import Any
 
 PARENT_ENV = "PQTWIN_PARENT_PID"
 PR_SET_PDEATHSIG = 1
@@ -37,3 +46,63 @@ def die_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+STOPS = {signal.SIGTERM: "SIGTERM (kill)", signal.SIGHUP: "SIGHUP (the terminal closed)"}
+
+
+class Stopped(KeyboardInterrupt):
+    """A stop asked by SIGTERM or SIGHUP, handled as Ctrl-C is; ``str()`` names the signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(STOPS.get(signal.Signals(signum), signal.Signals(signum).name))
+        self.signum = signum
+
+
+last_stop: Stopped | None = None  # the signal that stopped this process's run, for the command's last line
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()  # only it may set handlers
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise ``Stopped`` while the block runs (before, they ended the process at once: no
+    results, the finished rounds left in journals nothing read, a stale lock)."""
+    if not _in_main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame: Any) -> None:
+        global last_stop
+        last_stop = Stopped(signum)
+        raise last_stop
+
+    old = {sig: signal.signal(sig, stop) for sig in STOPS}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def held_stops() -> Iterator[list[str]]:
+    """Ctrl-C, SIGTERM and SIGHUP are noted, not raised, while the block runs (a run's clean-up: a second Ctrl-C
+    during it skipped writing the results); the list holds the ones that came. Handlers, not a signal mask: the
+    processes the block starts must not inherit blocked signals."""
+    came: list[str] = []
+    if not _in_main_thread():
+        yield came
+        return
+
+    def note(signum: int, _frame: Any) -> None:
+        came.append(signal.Signals(signum).name)
+
+    old = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, *STOPS)}
+    try:
+        yield came
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)

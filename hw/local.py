@@ -36,7 +36,7 @@ import pyarrow as pa
 from hw import rundir
 from hw.attack import AttackRelay
 from hw.journal import journal_result, recover_journals
-from hw.lifecycle import PARENT_ENV
+from hw.lifecycle import PARENT_ENV, Stopped, held_stops, stop_signals
 from hw.machine import LoadMonitor
 from hw.netns import Fabric, probe
 from hw.provision import provision
@@ -280,73 +280,102 @@ def run_local(
 ) -> Summary:  # fmt: skip
     """``crash`` {pod: round} kills a client mid-round (fault injection); ``attack`` (kind, client pod)
     puts an on-path attacker between that client and the aggregator (hw/attack.py). ``backend`` netns: each
-    scenario host a network namespace, links real veths shaped by the kernel (``hw.netns``)."""
+    scenario host a network namespace, links real veths shaped by the kernel (``hw.netns``). Stopped by Ctrl-C,
+    kill (SIGTERM) or a closed terminal (SIGHUP), it still writes what it finished (``hw.lifecycle``)."""
     check_supported(s)
     rundir.prepare(out)
     addressing: LocalAddressing | NetnsAddressing = (
         NetnsAddressing(s, seed, Fabric(s.graph())) if backend == "netns" else LocalAddressing(s, seed)
     )
-    children = Children(out)
-    state, reason = "failed", ""
-    started = time.monotonic()
-    load = LoadMonitor(calibrated_probe_us(s), softirq_is_own=backend == "netns").start()
-    allowed: dict[str, set[int]] = {}  # node -> the CPUs it is pinned to (its host's), for the scheduler trace
-    epoch = time.monotonic()  # the nodes' clock origin
-    pending: BaseException | None = None  # what ended the run early: never hidden by a failure to write results
-    try:
-        addressing.start()  # inside the clean-up's reach
-        cfg = build(s, mode, rounds, seed, addressing, separate_workers=True, epoch=epoch,
-                    crash=crash or {}, cpus=pin_cpus(s), bind=addressing.bind)  # fmt: skip
-        children.prefix = partial(addressing.exec_prefix, cfg)
-        if attack is not None:
-            if not isinstance(addressing, LocalAddressing):
-                raise UserError("--attack: only with --backend local")
-            cfg = addressing.attack(cfg, *attack)
-        allowed = {name: set(cfg.cpus[pod.host]) for name, pod in cfg.pods.items() if cfg.cpus.get(pod.host)}
-        cfg = provision(cfg, out)  # every key, before any node starts
-        cfg.write(out)
-        write_scenario(s, out)
-        children.start(cfg.aggregator, "aggregator")
-        for c in cfg.fl.clients:
-            children.start(c, "client")
-        for w in cfg.worker_processes:
-            children.start(w, "worker")
-        for runner in sorted({d.runner or "devices" for d in cfg.devices}):
-            children.start(runner, "devices")
-        state, reason = _follow(out, children, cfg, progress)
-    except BaseException as exc:
-        pending = exc
-        interrupted = isinstance(exc, KeyboardInterrupt)
-        state = "interrupted" if interrupted else "failed"
-        reason = "stopped by Ctrl-C" if interrupted else f"{type(exc).__name__}: {exc}"
-        raise
-    finally:
+    run = _Run(s, out, mode, seed, backend, attack, addressing, Children(out))
+    with stop_signals():
+        try:
+            run.state, run.reason = _start_and_follow(run, rounds, crash, progress)
+        except BaseException as exc:
+            run.pending = exc
+            run.state = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            run.reason = (f"stopped by {exc}" if isinstance(exc, Stopped) else "stopped by Ctrl-C"
+                          if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}")  # fmt: skip
+            raise
+        finally:
+            with held_stops() as came:  # a second Ctrl-C here skipped writing what the run had finished
+                summary = run.finish()
+            if came and run.pending is None:  # asked to stop while finishing: the results are written, now stop
+                raise KeyboardInterrupt
+    assert summary is not None
+    return summary
+
+
+class _Run:
+    """One local run's parts and outcome, between its start and ``finish``."""
+
+    def __init__(self, s: Scenario, out: Path, mode: str, seed: int, backend: str, attack: tuple[str, str] | None,
+                 addressing: LocalAddressing | NetnsAddressing, children: Children):  # fmt: skip
+        self.s, self.out, self.mode, self.seed, self.backend, self.attack = s, out, mode, seed, backend, attack
+        self.addressing, self.children = addressing, children
+        self.state, self.reason = "failed", ""
+        self.pending: BaseException | None = None  # what ended the run early: never hidden by a failure to write
+        self.started = time.monotonic()
+        self.load = LoadMonitor(calibrated_probe_us(s), softirq_is_own=backend == "netns").start()
+        self.allowed: dict[str, set[int]] = {}  # node -> the CPUs it is pinned to (its host's), for the trace
+        self.epoch = time.monotonic()  # the nodes' clock origin
+
+    def finish(self) -> Summary | None:
+        """Stop the nodes and the run's helpers, recover the finished rounds of killed nodes, write the results
+        (None: they could not be written while another error is on its way)."""
+        s, out, addressing, children = self.s, self.out, self.addressing, self.children
         codes = children.stop()
         retransmissions = addressing.retransmissions()
-        if state == "completed" and isinstance(addressing, NetnsAddressing):
+        if self.state == "completed" and isinstance(addressing, NetnsAddressing):
             addressing.measure_again()
         addressing.stop()
         pids = {n: p.pid for n, p in children.procs.items()}
-        machine_load = load.stop(
-            rounds_window(out, s, epoch),
+        machine_load = self.load.stop(
+            rounds_window(out, s, self.epoch),
             pids,
-            allowed,
+            self.allowed,
             keep_trace=out / SCHED_TRACE,
-            keep_speed=(out / SPEED_SAMPLES, epoch),
+            keep_speed=(out / SPEED_SAMPLES, self.epoch),
         )
         try:
             recover_journals(out)  # the finished rounds of nodes that were killed
-            extra = {"backend": backend, "mode": mode, "seed": seed, "retransmissions": retransmissions,
-                     "attack": attack, "machine_load": machine_load,
+            extra = {"backend": self.backend, "mode": self.mode, "seed": self.seed,
+                     "retransmissions": retransmissions, "attack": self.attack, "machine_load": machine_load,
                      "fabric": addressing.probe}  # fmt: skip
-            summary = rundir.write_results(s, out, s.pods("aggregator")[0].name, state, reason, codes,
-                                           time.monotonic() - started, {"this-machine": os.cpu_count() or 1}, extra,
-                                           machine="this-machine",
-                                           status_extra={"machine_load": machine_load.model_dump()})  # fmt: skip
+            return rundir.write_results(s, out, s.pods("aggregator")[0].name, self.state, self.reason, codes,
+                                        time.monotonic() - self.started, {"this-machine": os.cpu_count() or 1},
+                                        extra, machine="this-machine",
+                                        status_extra={"machine_load": machine_load.model_dump()})  # fmt: skip
         except Exception:
-            if pending is None:
+            if self.pending is None:
                 raise  # nothing else went wrong: this is the error to report
-    return summary
+            return None
+
+
+def _start_and_follow(run: _Run, rounds: int, crash: dict[str, int] | None,
+                      progress: Callable[[int], None] | None) -> tuple[str, str]:  # fmt: skip
+    """Build the run's config, provision its keys, start its nodes and follow them to the end."""
+    s, out, addressing, children = run.s, run.out, run.addressing, run.children
+    addressing.start()  # inside the clean-up's reach
+    cfg = build(s, run.mode, rounds, run.seed, addressing, separate_workers=True, epoch=run.epoch,
+                crash=crash or {}, cpus=pin_cpus(s), bind=addressing.bind)  # fmt: skip
+    children.prefix = partial(addressing.exec_prefix, cfg)
+    if run.attack is not None:
+        if not isinstance(addressing, LocalAddressing):
+            raise UserError("--attack: only with --backend local")
+        cfg = addressing.attack(cfg, *run.attack)
+    run.allowed = {name: set(cfg.cpus[pod.host]) for name, pod in cfg.pods.items() if cfg.cpus.get(pod.host)}
+    cfg = provision(cfg, out)  # every key, before any node starts
+    cfg.write(out)
+    write_scenario(s, out)
+    children.start(cfg.aggregator, "aggregator")
+    for c in cfg.fl.clients:
+        children.start(c, "client")
+    for w in cfg.worker_processes:
+        children.start(w, "worker")
+    for runner in sorted({d.runner or "devices" for d in cfg.devices}):
+        children.start(runner, "devices")
+    return _follow(out, children, cfg, progress)
 
 
 def rounds_window(out: Path, s: Scenario, epoch: float) -> tuple[float, float] | None:

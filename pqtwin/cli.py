@@ -1125,16 +1125,15 @@ def run(argv: list[str] | None = None) -> int:
     try:
         rv = app(args=argv, prog_name="pqtwin", standalone_mode=False)
         if rv == 130:  # click turns a Ctrl-C into this exit code (and a blank line) when not standalone
-            STDERR.print("interrupted", highlight=False)
+            return _interrupted(getattr(sys.modules.get("hw.lifecycle"), "last_stop", None))
         return rv if isinstance(rv, int) else 0
     except ClickException as exc:  # typer's own checks: a bad option value, a missing argument
         if type(exc).__name__ == "NoArgsIsHelpError":  # typer has printed the help
             return int(getattr(exc, "exit_code", 2))
         _error([_usage_line(exc)])
         return 2 if isinstance(exc, UsageError) else int(getattr(exc, "exit_code", 1))
-    except (KeyboardInterrupt, typer.Abort):
-        STDERR.print("interrupted", highlight=False)
-        return 130
+    except (KeyboardInterrupt, typer.Abort) as exc:
+        return _interrupted(next((e for e in _context_chain(exc) if hasattr(e, "signum")), None))
     except BrokenPipeError:  # stdout closed early (`pqtwin scenario schema | head`): nothing left to say
         sys.stdout = None  # no flush of the dead pipe at exit
         return 1
@@ -1149,6 +1148,13 @@ def run(argv: list[str] | None = None) -> int:
             return 2
         _internal_error(exc)  # a bug: one line and a saved traceback, never a raw traceback
         return 1
+
+
+def _interrupted(stop: Any) -> int:
+    """The last line of a stopped command, and its exit code: 130 for Ctrl-C, 128 + the signal for a
+    ``hw.lifecycle.Stopped`` (SIGTERM 143, SIGHUP 129), as a shell reports a process the signal ended."""
+    STDERR.print("interrupted" + (f" by {stop}" if stop is not None else ""), highlight=False)
+    return 128 + int(stop.signum) if stop is not None else 130
 
 
 def _error(lines: list[str]) -> None:

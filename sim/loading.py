@@ -277,6 +277,8 @@ def parse_yaml(text: str, where: str) -> Any:
         raise UserError(f"{where}: not valid YAML{yaml_error(exc, text)}") from None
     except RecursionError:  # the pure-Python composer recurses; libyaml stops at 1,000 levels itself
         raise UserError(f"{where}: not valid YAML: nested more than {MAX_DEPTH} levels deep") from None
+    except UserError:
+        raise
     except Exception as exc:  # a constructor's own error outside ``construct_object`` (a collection's second step)
         raise UserError(f"{where}: not valid YAML: a value cannot be read ({shorten(str(exc), 120)})") from None
     finally:

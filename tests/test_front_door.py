@@ -16,8 +16,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from hw.channel import Suite
 from hw.fuzz import Barrage
+from hw.lifecycle import Stopped, held_stops, stop_signals
 from hw.local import run_local
 from hw.runconfig import RunConfig
 from sim import contract
@@ -123,6 +126,52 @@ def test_no_node_outlives_a_killed_orchestrator(tmp_path):
     while [p for p in pids.values() if _alive(p)] and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [n for n, p in pids.items() if _alive(p)], "nodes orphaned by a killed orchestrator"
+
+
+@pytest.mark.parametrize("signals", [["SIGTERM"], ["SIGINT", "SIGINT", "SIGINT"]], ids=["kill", "ctrl-c-thrice"])
+def test_a_run_stopped_by_a_signal_keeps_its_finished_rounds(tmp_path, signals):
+    """kill (SIGTERM) ended the orchestrator at once: no status, no summary, the finished rounds left in journals
+    nothing reads, a stale lock; a second Ctrl-C during the clean-up skipped writing them too."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-c", "from pqtwin.cli import main; main()", "hw", "run", "scenarios/localhost.yaml",
+           "--rounds", "500", "--out", str(out)] + [a for o in SMALL for a in ("--set", o)]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for(out / "progress.json")
+    deadline = time.monotonic() + 60
+    while json.loads((out / "progress.json").read_text() or "{}").get("round", 0) < 2:
+        assert time.monotonic() < deadline and proc.poll() is None, "no round finished"
+        time.sleep(0.05)
+    pids = json.loads((out / "pids.json").read_text())
+    for name in signals:
+        proc.send_signal(getattr(signal, name))
+        time.sleep(0.3)
+    _, err = proc.communicate(timeout=60)
+    stop = "SIGTERM (kill)" if signals == ["SIGTERM"] else "Ctrl-C"
+    assert proc.returncode == (143 if signals == ["SIGTERM"] else 130), err
+    assert err.strip().splitlines()[-1] == (
+        "interrupted by SIGTERM (kill)" if signals == ["SIGTERM"] else "interrupted"
+    )
+    status = json.loads((out / "status.json").read_text())
+    assert status["state"] == "interrupted" and status["reason"] == f"stopped by {stop}", status
+    summary = contract.read_summary(out / "summary.json")
+    assert summary.rounds_completed >= 2
+    spans = contract.read_spans(out / "spans.parquet")
+    assert set(spans[spans.phase == "round"]["round"]) >= {1, 2}
+    assert not list((out / "spans").glob("*.journal")) and not (out / ".lock").exists()
+    assert not [n for n, p in pids.items() if _alive(p)], "a node outlived its run"
+
+
+def test_stop_signals_raise_as_ctrl_c_and_are_held_while_results_are_written():
+    with pytest.raises(Stopped, match="SIGHUP") as caught, stop_signals():
+        os.kill(os.getpid(), signal.SIGHUP)
+        time.sleep(1)  # the handler runs at the next bytecode; this is never reached in full
+    assert isinstance(caught.value, KeyboardInterrupt) and caught.value.signum == signal.SIGHUP
+    with stop_signals(), held_stops() as came:
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+    assert came == ["SIGINT", "SIGTERM"]
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # every handler restored
 
 
 def test_a_dropout_says_what_happened(tmp_path):
