@@ -14,6 +14,11 @@ threads and, per connection, does one of:
 It counts what it sent. The node must reject all of it, count it by kind (``summary.json`` ``security``),
 and finish its run with the accuracy of an undisturbed one. Used by ``tests/test_front_door.py`` (CI size)
 and ``bench/fuzz_twin.py`` (full size).
+
+``siege(port, n, seconds)`` holds ``n`` connections to one port for a while, each trickling a HELLO's header a
+byte a second, and connects again at once whenever the node closes one (the slow-loris that held every pending
+slot of a node); ``hello_spam(port, name, seconds)`` sends HELLOs under a peer's public name and hangs up after the
+SERVER reply (a stranger making the node sign for it).
 """
 
 from __future__ import annotations
@@ -150,3 +155,46 @@ class Barrage:
             sock.recv(1 << 16)  # the SERVER reply (or an alert)
             finish = _field(rng.bytes(64)) + _field(rng.bytes(64)) + _field(rng.bytes(64))
             sock.sendall(HEADER.pack(FINISH, 0, 0.0, len(finish)) + finish)
+
+    def siege(self, port: int, n: int, seconds: float, every_s: float = 1.0) -> None:
+        """``n`` connections held to ``port`` for ``seconds``, each sending one more byte of a HELLO header every
+        ``every_s``; one the node closes is opened again at once (counted as ``siege_reconnects``)."""
+        end = time.monotonic() + seconds
+        header = HEADER.pack(HELLO, 0, 0.0, 64)
+        held: list[tuple[socket.socket, int]] = []
+        while time.monotonic() < end and not self.stop.is_set():
+            tick = time.monotonic() + every_s
+            while len(held) < n and time.monotonic() < tick:  # not listening yet: try again at once, till the tick
+                sock = self._connect(port)
+                if sock is None:
+                    self.stop.wait(0.01)
+                    continue
+                held.append((sock, 0))
+                self._count("siege_reconnects")
+            alive = []
+            for sock, sent in held:
+                try:
+                    sock.sendall(header[sent : sent + 1])
+                    alive.append((sock, sent + 1))
+                except OSError:
+                    sock.close()
+            held = alive
+            self.stop.wait(max(0.0, tick - time.monotonic()))
+        for sock, _ in held:
+            sock.close()
+
+    def hello_spam(self, port: int, name: str, seconds: float) -> None:
+        """HELLOs naming ``name`` to ``port`` for ``seconds``, each connection closed once the SERVER reply (or an
+        alert) has come: counted as ``spam_hellos``."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and not self.stop.is_set():
+            sock = self._connect(port)
+            if sock is None:
+                self.stop.wait(0.05)
+                continue
+            hello = _field(self.suite.id) + _field(name.encode()) + _field(os.urandom(32))
+            with contextlib.suppress(OSError):
+                sock.sendall(HEADER.pack(HELLO, 0, 0.0, len(hello)) + hello)
+                sock.recv(HEADER.size)
+            self._count("spam_hellos")
+            sock.close()

@@ -99,6 +99,45 @@ def test_strangers_and_fuzzed_frames_change_nothing_but_the_counters(tmp_path):
     assert {"identity", "oversize"} & set(fuzzed.security), fuzzed.security
 
 
+def test_a_siege_of_trickling_connections_and_spammed_hellos_keeps_no_pod_or_device_out(tmp_path):
+    """Sixty-four connections trickling a byte a second, opened before the pods connect and again whenever closed,
+    held every pending slot of the aggregator under a per-read timeout: the run failed with no client
+    authenticated. The same at a client's telemetry port kept its devices out all run, and HELLOs under a device's
+    public name made the client sign for strangers, recorded as its telemetry work (hw.node.gate)."""
+    s = scenario("workload.devices.ecg-a.frame_period_s=0.05", "workload.devices.ecg-b.frame_period_s=0.05",
+                 "workload.fl.local_epochs=20")  # fmt: skip
+    out, stop = tmp_path / "run", threading.Event()
+    attacks: list[threading.Thread] = []
+
+    def besiege() -> None:
+        barrage = Barrage.at_run(out, seed=2, stop=stop)
+        cfg = RunConfig.read(out)
+        agg, tel = cfg.pods[cfg.aggregator].port, cfg.pods["client-1"].telemetry_port
+        assert agg is not None and tel is not None
+        for target, args in ((barrage.siege, (agg, 64, 60.0)), (barrage.siege, (tel, 4 + 16 + 4, 60.0)),
+                             (barrage.hello_spam, (tel, "ecg-a#0", 60.0))):  # fmt: skip
+            attacks.append(threading.Thread(target=target, args=args))
+            attacks[-1].start()
+
+    starter = threading.Thread(target=besiege)
+    starter.start()
+    try:
+        summary = run_local(s, out, "sequential", rounds=20, seed=5)
+    finally:
+        stop.set()
+        starter.join(30)
+        for t in attacks:
+            t.join(30)
+    assert summary.state == "completed" and summary.rounds_completed == 20, summary.reason
+    spans = contract.read_spans(out / "spans.parquet")
+    frames = spans[spans.op == "frame"].groupby("pod").size().to_dict()
+    assert frames.get("client-1", 0) > 20 and frames.get("client-2", 0) > 20, frames  # every pod's devices got in
+    keygens = spans[(spans.phase == "telemetry") & spans.op.str.endswith(".keygen")].groupby("pod").size().to_dict()
+    assert keygens.get("client-1", 0) <= 8, keygens  # its devices' sessions, not the strangers' half-handshakes
+    assert summary.security.get("evicted", 0) + summary.security.get("timeout", 0) > 0, summary.security
+    assert summary.security.get("unfinished", 0) > 0, summary.security
+
+
 def test_kill_9_of_the_aggregator_keeps_every_finished_round(tmp_path):
     s = scenario(*QUIET)
     summary = run_local(s, tmp_path, "sequential", rounds=8, seed=5, progress=_kill_9(tmp_path, "aggregator", 2))

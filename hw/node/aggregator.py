@@ -40,11 +40,12 @@ from hw.node.common import (
     warm_up,
 )
 from hw.node.delegation import DISTRIBUTE, VERIFY, Job, WorkerPool, encode_grant
+from hw.node.gate import Gate, Pending
 from hw.rundir import NodeResult
-from sim.contract import Dropout
+from sim.contract import Dropout, SpanRow
 
 JOIN_GRACE_S = 5.0  # once the quorum is in: how long the rest may still take to authenticate before round 1
-MAX_PENDING_HANDSHAKES = 64  # unauthenticated connections at once; more are closed at once (and counted)
+MAX_PENDING_HANDSHAKES = 64  # unauthenticated connections at once (hw.node.gate)
 DRAIN_S = 2.0  # after the last round: how long a client still counted in may take to be heard (``_drain``)
 
 
@@ -74,7 +75,7 @@ class Aggregator:
         self.alive: set[str] = set()
         self.updated: set[str] = set()  # the clients whose update of the last round collected arrived
         self.lock = threading.Lock()
-        self.handshaking = 0  # connections not yet authenticated
+        self.gate = Gate(MAX_PENDING_HANDSHAKES, node.counters)  # connections not yet authenticated
         self.pending_join: set[str] = set()  # authenticated clients that join at the next round
         self.joined: queue.Queue[str] = queue.Queue()
         self.rejections: dict[str, str] = {}  # why a client's connection was closed on it
@@ -177,38 +178,37 @@ class Aggregator:
         return "rejected connections: " + (", ".join(f"{k} {v}" for k, v in sorted(refused.items())) or "none")
 
     def _listen(self) -> None:
-        """Accept connections for the whole run: at most ``MAX_PENDING_HANDSHAKES`` unauthenticated at once
-        (the rest are closed at once and counted), each with ``HANDSHAKE_TIMEOUT_S`` to authenticate."""
+        """Accept connections for the whole run, each through the gate (``hw.node.gate``: at most
+        ``MAX_PENDING_HANDSHAKES`` unauthenticated at once, each with deadlines to name itself and authenticate)."""
         while True:
             try:
                 sock, _addr = self.server.accept()
             except OSError:
                 return  # closed at the end of the run
-            with self.lock:
-                full = self.handshaking >= MAX_PENDING_HANDSHAKES
-                self.handshaking += not full
-            if full:
-                self.node.counters["refused"] += 1
+            pending = self.gate.enter(sock)
+            if pending is None:
                 sock.close()
                 continue
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+            threading.Thread(target=self._serve, args=(sock, pending), daemon=True).start()
 
-    def _authenticate(self, sock: socket.socket) -> tuple[str, Channel] | None:
+    def _authenticate(self, sock: socket.socket, pending: Pending) -> tuple[str, Channel] | None:
         node = self.node
         ch = Channel(sock, self.ident, node.suite, self.trust, clock=node.now, counters=node.counters,
                      max_record_bytes=record_limit(node))  # fmt: skip
-        sock.settimeout(HANDSHAKE_TIMEOUT_S)
+        sock.settimeout(HANDSHAKE_TIMEOUT_S)  # the gate's deadline is for the whole handshake; this, for a read
+        held: list[SpanRow] = []  # a stranger's half-handshake is not the run's work: kept once authenticated
         try:
-            name = ch.accept(node.timer_for(0), admit=self._vacant)
+            name = ch.accept(node.timer_for(0, held=held),
+                             admit=lambda name: self.gate.named(pending, name) and self._vacant(name))  # fmt: skip
         except (SecurityError, ConnectionClosed, OSError) as exc:
+            self.gate.leave(pending, authenticated=False)
             log.warning("%s: handshake rejected: %s", node.name, exc)
             sock.close()
             return None
-        finally:
-            with self.lock:
-                self.handshaking -= 1
+        self.gate.leave(pending, authenticated=True)
         sock.settimeout(None)
+        node.keep(held)
         return name, ch
 
     def _register(self, name: str, ch: Channel) -> bool:
@@ -227,9 +227,9 @@ class Aggregator:
                 self.pending_join.add(name)  # takes part from the next round on
         return True
 
-    def _serve(self, sock: socket.socket) -> None:
+    def _serve(self, sock: socket.socket, pending: Pending) -> None:
         node = self.node
-        got = self._authenticate(sock)
+        got = self._authenticate(sock, pending)
         if got is None:
             return
         name, ch = got

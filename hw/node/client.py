@@ -6,10 +6,12 @@ decrypts their frames on one thread per device.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -29,8 +31,10 @@ from hw.node.common import (
     unprotect,
     warm_up,
 )
+from hw.node.gate import Gate, Pending
 from hw.runconfig import Address
 from hw.rundir import NodeResult
+from sim.contract import SpanRow
 
 
 def run_client(node: Node) -> NodeResult:
@@ -103,34 +107,75 @@ def open_session(node: Node, ident: Identity, trust: dict[str, Peer], address: A
 
 
 def _serve_telemetry(node: Node, ident: Identity, trust: dict[str, Peer]) -> None:
+    """This pod's telemetry listener: its devices' sessions, each through the gate (``hw.node.gate``) and named as
+    one of this pod's devices; a device that connects again replaces its earlier session."""
     port = node.cfg.pods[node.name].telemetry_port
     if not port:
         return
     srv = listen(port, node.cfg.bind)
+    devices = {n for g in node.cfg.devices_for(node.name) for n in g.device_names()}
+    gate = Gate(len(devices) + 16, node.counters)
+    sessions: dict[str, socket.socket] = {}  # device -> its authenticated session's socket
+    lock = threading.Lock()
 
-    sessions = threading.BoundedSemaphore(sum(g.count for g in node.cfg.devices_for(node.name)) + 16)
+    def admit(pending: Pending, name: str) -> bool:
+        return name in devices and gate.named(pending, name)  # a pod or another pod's device is none of ours
+
+    def session(sock: socket.socket, pending: Pending) -> None:
+        got = _telemetry_handshake(node, ident, trust, sock, pending, gate, lambda name: admit(pending, name))
+        if got is None:
+            return
+        device, ch = got
+        with lock:
+            earlier = sessions.get(device)
+            sessions[device] = sock
+        if earlier is not None:
+            with contextlib.suppress(OSError):
+                earlier.shutdown(socket.SHUT_RDWR)  # the device gave it up: its reader ends
+        try:
+            _telemetry_frames(node, ch, device)
+        finally:
+            with lock:
+                if sessions.get(device) is sock:
+                    del sessions[device]
+            sock.close()
 
     def accept_loop() -> None:
         while True:
             sock, _ = srv.accept()
-            if not sessions.acquire(blocking=False):  # more connections than devices (and some slack): refused
-                node.counters["refused"] += 1
+            pending = gate.enter(sock)
+            if pending is None:
                 sock.close()
                 continue
-            threading.Thread(target=_telemetry_session, args=(node, ident, trust, sock, sessions), daemon=True).start()
+            threading.Thread(target=session, args=(sock, pending), daemon=True).start()
 
     threading.Thread(target=accept_loop, daemon=True).start()
 
 
-def _telemetry_session(node: Node, ident: Identity, trust: dict[str, Peer], sock: socket.socket,
-                       sessions: threading.BoundedSemaphore) -> None:  # fmt: skip
+def _telemetry_handshake(node: Node, ident: Identity, trust: dict[str, Peer], sock: socket.socket, pending: Pending,
+                         gate: Gate, admit: Callable[[str], bool]) -> tuple[str, Channel] | None:  # fmt: skip
+    """A device's session handshake (timed as telemetry work once it authenticated): its name and channel, or
+    None."""
     frame_bytes = max((g.frame_bytes for g in node.cfg.devices_for(node.name)), default=0)
     ch = Channel(sock, ident, node.suite, trust, clock=node.now, counters=node.counters,
                  max_record_bytes=frame_bytes + 1024)  # fmt: skip
+    held: list[SpanRow] = []  # a stranger's half-handshake is not the run's work
+    sock.settimeout(HANDSHAKE_TIMEOUT_S)  # the gate's deadline is for the whole handshake; this, for a read
     try:
-        sock.settimeout(HANDSHAKE_TIMEOUT_S)
-        device = ch.accept(node.timer_for(phase="telemetry"))  # device sessions count as telemetry work
-        sock.settimeout(None)
+        device = ch.accept(node.timer_for(phase="telemetry", held=held), admit=admit)
+    except (ConnectionClosed, SecurityError, OSError):
+        gate.leave(pending, authenticated=False)
+        sock.close()
+        return None
+    gate.leave(pending, authenticated=True)
+    sock.settimeout(None)
+    node.keep(held)
+    return device, ch
+
+
+def _telemetry_frames(node: Node, ch: Channel, device: str) -> None:
+    """A device's frames until its session ends."""
+    try:
         while True:
             rec = ch.read_record()
             plaintext = ch.open(rec, node.timer_for(), "telemetry")
@@ -138,6 +183,3 @@ def _telemetry_session(node: Node, ident: Identity, trust: dict[str, Peer], sock
             del plaintext
     except (ConnectionClosed, SecurityError, OSError):
         return
-    finally:
-        sock.close()
-        sessions.release()

@@ -87,38 +87,50 @@ class Node:
         return clock() - self.cfg.epoch
 
     def add(self, pod: str, host: str, phase: str, op: str, start: float, end: float, wait: float, nbytes: int,
-            rnd: int | None = None) -> None:  # fmt: skip
+            rnd: int | None = None, into: list[SpanRow] | None = None) -> None:  # fmt: skip
+        """Record a span (in ``into`` instead, when given: spans held until ``keep``)."""
         row = SpanRow(0, self.round if rnd is None else rnd, pod, host, phase, op, start, end, wait, nbytes)
+        if into is not None:
+            into.append(row)
+            return
         with self.lock:
             self.rows.append(row)
 
+    def keep(self, held: list[SpanRow]) -> None:
+        """Record spans held until now (a handshake's, once its peer has authenticated)."""
+        with self.lock:
+            self.rows.extend(held)
+
     @contextmanager
     def timer(self, phase: str, op: str, queued_at: float | None = None, nbytes: int = 0,
-              rnd: int | None = None) -> Iterator[None]:  # fmt: skip
+              rnd: int | None = None, into: list[SpanRow] | None = None) -> Iterator[None]:  # fmt: skip
         start = self.now()
         yield
         begin = start if queued_at is None else queued_at
-        self.add(self.pod, self.host, phase, op, begin, self.now(), start - begin, nbytes, rnd)
+        self.add(self.pod, self.host, phase, op, begin, self.now(), start - begin, nbytes, rnd, into)
 
-    def timer_for(self, rnd: int | None = None, phase: str | None = None, queued_at: float | None = None) -> Timer:
+    def timer_for(self, rnd: int | None = None, phase: str | None = None, queued_at: float | None = None,
+                  held: list[SpanRow] | None = None) -> Timer:  # fmt: skip
         """A ``timer(phase, op)`` for code that times its own steps (the channel); optionally forcing the
-        phase, and charging ``queued_at`` (a job's wait for a worker) to the first step it times."""
+        phase, charging ``queued_at`` (a job's wait for a worker) to the first step it times, and holding its
+        spans in ``held`` (a handshake with a peer not yet authenticated: ``keep`` them once it is)."""
         first = [queued_at]
 
         def timer(ph: str, op: str, nbytes: int = 0) -> AbstractContextManager[None]:
             q, first[0] = first[0], None
-            return self.timer(phase or ph, op, queued_at=q, nbytes=nbytes, rnd=rnd)
+            return self.timer(phase or ph, op, queued_at=q, nbytes=nbytes, rnd=rnd, into=held)
 
         def transfer(rec: Record, sender: str, end: float) -> None:  # a handshake record's (hw/channel.py)
             if sender in self.cfg.pods:  # a pod's (a device's sessions are not spans of a pod)
-                self.transfer(rec, sender, phase or "handshake", end, rnd)
+                self.transfer(rec, sender, phase or "handshake", end, rnd, held)
 
         timer.transfer = transfer  # type: ignore[attr-defined]
         return timer
 
-    def transfer(self, rec: Record, sender: str, phase: str, end: float, rnd: int | None = None) -> None:
+    def transfer(self, rec: Record, sender: str, phase: str, end: float, rnd: int | None = None,
+                 into: list[SpanRow] | None = None) -> None:  # fmt: skip
         self.add(self.cfg.pod_of(sender), self.cfg.host_of(sender), phase, "transfer", rec.sent_at_s, end, 0.0,
-                 rec.wire_bytes, rnd)  # fmt: skip
+                 rec.wire_bytes, rnd, into)  # fmt: skip
 
     def retag(self, since: int, rnd: int) -> None:
         with self.lock:

@@ -1,0 +1,112 @@
+"""The door of a listening node: how many strangers may be half-way through a handshake, and for how long.
+
+Every connection to a node's listening port is a stranger until its handshake authenticates it. A ``Gate``
+bounds them, so that no stranger can keep the run's own peers out:
+
+- at most ``slots`` handshakes at once;
+- each connection must deliver its HELLO within ``HELLO_TIMEOUT_S`` of connecting and authenticate within
+  ``HANDSHAKE_TIMEOUT_S`` -- deadlines for the whole step, not for each read: a peer trickling a byte every few
+  seconds held its slot for ever under a per-read timeout;
+- when every slot is taken, a newcomer takes the slot of the oldest connection that has not delivered its HELLO
+  (a node sends its HELLO as it connects, so only connections that said nothing lose theirs): sixty-four silent
+  or trickling connections refused every pod before;
+- a HELLO naming a peer that already has a handshake pending here replaces that one: the newest keeps the name's
+  place, so a stranger using a pod's public name cannot hold it (the pod, connecting, takes it back).
+
+A connection that loses its slot or runs out of time is shut down (its handshake thread reads the end of the
+stream and gives up) and counted in the node's security counters (``evicted``, ``timeout``). Initiators treat
+a connection closed before the handshake finished as a reason to connect again (``client.open_session``,
+``devices._device``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from hw.node.common import HANDSHAKE_TIMEOUT_S  # from connecting to an authenticated peer (or closed, counted)
+
+HELLO_TIMEOUT_S = 2.0  # from connecting to a complete HELLO (ours is one write, sent as the connection opens)
+REAP_EVERY_S = 0.1
+
+
+@dataclass(eq=False)
+class Pending:
+    """One connection's handshake in progress."""
+
+    sock: socket.socket
+    hello_by_s: float
+    done_by_s: float
+    name: str | None = None  # whom its HELLO named, once delivered
+    cut: str | None = field(default=None)  # why the gate shut it down (the counter it went to)
+
+
+class Gate:
+    """Unauthenticated connections of one listener (module docstring). ``enter`` as a connection is accepted,
+    ``named`` when its HELLO names a peer, ``leave`` when its handshake is over, either way. Invariant: a
+    connection is in ``pending`` from ``enter`` until it leaves or is cut, and is cut at most once."""
+
+    def __init__(self, slots: int, counters: Counter[str], hello_timeout_s: float = HELLO_TIMEOUT_S,
+                 handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S):  # fmt: skip
+        if slots < 1:
+            raise ValueError(f"a gate needs at least one slot (got {slots})")
+        self.slots, self.counters = slots, counters
+        self.hello_timeout_s, self.handshake_timeout_s = hello_timeout_s, handshake_timeout_s
+        self.pending: list[Pending] = []  # in the order they connected
+        self.lock = threading.Lock()
+        threading.Thread(target=self._reap, daemon=True, name="gate-reaper").start()
+
+    def enter(self, sock: socket.socket) -> Pending | None:
+        """A slot for a new connection (taking a silent one's if every slot is taken), or None: refused, and
+        counted; the caller closes it."""
+        now = time.monotonic()
+        with self.lock:
+            if len(self.pending) >= self.slots:
+                silent = next((p for p in self.pending if p.name is None), None)
+                if silent is None:
+                    self.counters["refused"] += 1
+                    return None
+                self._cut(silent, "evicted")
+            p = Pending(sock, now + self.hello_timeout_s, now + self.handshake_timeout_s)
+            self.pending.append(p)
+            return p
+
+    def named(self, p: Pending, name: str) -> bool:
+        """Its HELLO named ``name``: an older pending handshake of that name gives up its place. False when the
+        gate has already cut this connection (its handshake must stop)."""
+        with self.lock:
+            if p.cut is not None:
+                return False
+            for other in [q for q in self.pending if q.name == name and q is not p]:
+                self._cut(other, "evicted")
+            p.name = name
+            return True
+
+    def leave(self, p: Pending, authenticated: bool) -> None:
+        """Its handshake is over. One that named a peer and then stopped (a stranger using a public name makes
+        us sign for it, then hangs up) is counted as ``unfinished``: not the run's work, and not silent."""
+        with self.lock:
+            if p in self.pending:
+                self.pending.remove(p)
+                if not authenticated and p.name is not None:
+                    self.counters["unfinished"] += 1
+
+    def _cut(self, p: Pending, why: str) -> None:
+        """Shut a pending connection down (caller holds ``lock``): the thread reading it sees the stream end."""
+        p.cut = why
+        self.counters[why] += 1
+        self.pending.remove(p)
+        with contextlib.suppress(OSError):
+            p.sock.shutdown(socket.SHUT_RDWR)
+
+    def _reap(self) -> None:
+        while True:
+            time.sleep(REAP_EVERY_S)
+            now = time.monotonic()
+            with self.lock:
+                for p in [q for q in self.pending if now > q.done_by_s or (q.name is None and now > q.hello_by_s)]:
+                    self._cut(p, "timeout")
