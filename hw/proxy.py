@@ -22,6 +22,7 @@ upstream (client to target) and 1 downstream; a direction draws ``random()`` per
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import heapq
 import itertools
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIN_BACKLOG_BYTES = 4 * 1024 * 1024  # per connection and direction; the limit is at least 4 x the BDP
+MAX_CONNECTIONS = 64  # at once per proxy (a route's pod or a device, and its retries, need a few): more are refused
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
 DIRECTIONS = ("upstream", "downstream")
@@ -122,22 +124,59 @@ class _Segment:
 class _Link:
     """One link direction: a FIFO server whose requests are served in request-time order.
 
-    First attempts request the link when read; a retransmission requests it in the future, so it is held
-    in a heap and served only once no earlier request can still come (at its time, or at a later arrival).
+    A request is served (its delivery time set, the link held) when its service starts, not when it is asked:
+    first attempts wait in ``waiting`` in the order read, retransmissions (asked in the future) in a heap, and
+    ``_pump`` serves the earliest request once the link is free for it. The schedule is the one serving at
+    request time gives; but a segment whose connection has gone before its turn (a stranger's pour, closed by
+    the node at its first bad record) is dropped and holds the link for no one: before, every byte read was
+    booked at once, and one 4 MiB pour into a device's link kept its frames out for half a minute.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, shape: LinkShape, rng: np.random.Generator):
         self.loop, self.shape, self.rng = loop, shape, rng
         self.free_at_s = -math.inf
+        self.waiting: collections.deque[tuple[float, _Segment]] = collections.deque()
         self.retries: list[tuple[float, int, _Segment]] = []
         self.order = itertools.count()
-        self.counters = dict.fromkeys(("bytes", "segments", "retransmissions"), 0)
+        self.wake_s = math.inf  # the pump's next timer
+        self.counters = dict.fromkeys(("bytes", "segments", "retransmissions", "dropped"), 0)
 
     def submit(self, seg: _Segment, now_s: float) -> None:
-        self._serve_retries(now_s)
         self.counters["bytes"] += len(seg.data)
         self.counters["segments"] += 1
-        self._serve(seg, now_s)
+        self.waiting.append((now_s, seg))
+        self._pump(now_s)
+
+    def _pump(self, now_s: float) -> None:
+        """Serve, earliest request first (a retransmission before a first attempt asked at the same time),
+        every request whose turn has come by ``now_s``; then wake when the next one's does."""
+        while self.waiting or self.retries:
+            retry = bool(self.retries) and (not self.waiting or self.retries[0][0] <= self.waiting[0][0])
+            request_s, seg = (self.retries[0][0], self.retries[0][2]) if retry else self.waiting[0]
+            # its turn: when the link is free for it, less a token bucket's depth (its bytes go that much earlier)
+            due_s = max(request_s, self.free_at_s - self.shape.burst_s())
+            if due_s > now_s:
+                self._wake(due_s)
+                return
+            if retry:
+                heapq.heappop(self.retries)
+            else:
+                self.waiting.popleft()
+            if seg.delivery.done():  # cancelled: its connection has gone, it takes no link time
+                self.counters["dropped"] += 1
+                continue
+            self._serve(seg, request_s)
+
+    def _wake(self, at_s: float) -> None:
+        if at_s < self.wake_s:  # a later timer still armed fires harmlessly (``_pump`` serves what is due)
+            self.wake_s = at_s
+            self.loop.call_at(at_s, self._on_due, at_s)
+
+    def _on_due(self, due_s: float) -> None:
+        # call_at may fire a clock resolution early: serve at least what this timer was set for.
+        if due_s == self.wake_s:
+            self.wake_s = math.inf
+        self._pump(max(due_s, self.loop.time()))
 
     def _serve(self, seg: _Segment, request_s: float) -> None:
         shape = self.shape
@@ -147,22 +186,11 @@ class _Link:
             self.counters["retransmissions"] += 1
             retry_s = end_s + 2 * shape.latency_s + service_s
             heapq.heappush(self.retries, (retry_s, next(self.order), seg))
-            self.loop.call_at(retry_s, self._on_retry_due, retry_s)
-            return
+            return  # served by ``_pump`` at its time (the caller's loop goes on to it, or wakes for it)
         jitter_s = float(self.rng.exponential(shape.jitter_s)) if shape.jitter_s else 0.0
         if shape.burst_bytes:  # a token bucket lets it out up to its depth earlier (sim/network.py ``leaves``)
             end_s = max(request_s, end_s - shape.burst_s())
-        if not seg.delivery.done():  # done = cancelled: its connection has gone
-            seg.delivery.set_result(end_s + shape.latency_s + jitter_s)
-
-    def _on_retry_due(self, due_s: float) -> None:
-        # call_at may fire a clock resolution early: serve at least what this timer was set for.
-        self._serve_retries(max(due_s, self.loop.time()))
-
-    def _serve_retries(self, now_s: float) -> None:
-        while self.retries and self.retries[0][0] <= now_s:
-            retry_s, _, seg = heapq.heappop(self.retries)
-            self._serve(seg, retry_s)
+        seg.delivery.set_result(end_s + shape.latency_s + jitter_s)
 
 
 async def _sleep_until(loop: asyncio.AbstractEventLoop, deadline_s: float) -> None:
@@ -204,6 +232,11 @@ class _Side(asyncio.Protocol):
     def eof_received(self) -> bool:
         assert self.outgoing is not None
         self.outgoing.feed_eof()
+        upstream = self.conn.client.outgoing
+        if self is self.conn.target and upstream is not None:
+            # the node hung up: the twin's nodes close, never half-close (one refusing a stranger does so at its
+            # first bad record), so what the client sent that the link has not served yet goes nowhere
+            upstream.drop()
         return True  # keep our write half open: the other direction may still be delivering
 
     def pause_writing(self) -> None:
@@ -229,14 +262,22 @@ class _Pipe:
         self.limit_bytes = max(MIN_BACKLOG_BYTES, int(4 * bdp_bytes))
         self.backlog_bytes = 0
         self.reading_paused = False
+        self.unsent: collections.deque[_Segment] = collections.deque()  # fed, not yet written to ``dst``
         self.task = self.loop.create_task(self._deliver())
+
+    def drop(self) -> None:
+        """Its connection has gone (or its target hung up): what the link has not served yet takes no link time
+        (``_Link._pump``); what it has served is still written, in order."""
+        while self.unsent:
+            self.unsent.popleft().delivery.cancel()
 
     def feed(self, data: bytes) -> None:
         now_s, step = self.loop.time(), self.link.shape.segment_bytes
         for i in range(0, len(data), step):
             seg = _Segment(data[i : i + step], self.loop.create_future())
-            self.link.submit(seg, now_s)
+            self.unsent.append(seg)
             self.queue.put_nowait(seg)
+            self.link.submit(seg, now_s)
         self.backlog_bytes += len(data)
         if self.backlog_bytes > self.limit_bytes and not self.reading_paused:
             self.reading_paused = True
@@ -258,6 +299,8 @@ class _Pipe:
             if dst.is_closing():
                 return
             dst.write(seg.data)
+            if self.unsent and self.unsent[0] is seg:  # else dropped meanwhile (served segments are still written)
+                self.unsent.popleft()
             self.backlog_bytes -= len(seg.data)
             if self.reading_paused and self.backlog_bytes <= self.limit_bytes // 2:
                 self.reading_paused = False
@@ -280,6 +323,10 @@ class _Connection:
     def made(self, side: _Side) -> None:
         assert side.transport is not None
         if side is self.client:
+            if len(self.proxy._connections) >= MAX_CONNECTIONS:  # a flood of strangers: refused, nothing buffered
+                self.proxy.refused += 1
+                side.transport.abort()
+                return
             side.transport.pause_reading()  # until the target is there to receive
             self.proxy._connections.add(self)
             self.connecting = asyncio.get_running_loop().create_task(self._connect())
@@ -311,6 +358,8 @@ class _Connection:
             return
         self.closed = True
         self.proxy._connections.discard(self)
+        for pipe in self.pipes:
+            pipe.drop()
         current = asyncio.current_task()
         for task in [self.connecting, *(p.task for p in self.pipes)]:
             if task is not None and task is not current:
@@ -354,6 +403,7 @@ class ShapingProxy:
         self._server: asyncio.Server | None = None
         self._links: tuple[_Link, ...] = ()
         self._connections: set[_Connection] = set()
+        self.refused = 0  # connections over ``MAX_CONNECTIONS``
 
     @property
     def port(self) -> int:
@@ -389,9 +439,10 @@ class ShapingProxy:
             self._halt()
 
     def stats(self) -> dict[str, dict[str, int]]:
-        """Per direction (upstream = client to target): payload bytes, segments, retransmissions."""
+        """Per direction (upstream = client to target): payload bytes and segments read, retransmissions, and
+        segments dropped unserved because their connection had gone."""
         if not self._links:
-            return {d: dict.fromkeys(("bytes", "segments", "retransmissions"), 0) for d in DIRECTIONS}
+            return {d: dict.fromkeys(("bytes", "segments", "retransmissions", "dropped"), 0) for d in DIRECTIONS}
         return {d: dict(link.counters) for d, link in zip(DIRECTIONS, self._links, strict=True)}
 
     def __enter__(self) -> ShapingProxy:

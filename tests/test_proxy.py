@@ -240,3 +240,49 @@ def test_a_token_bucket_lets_its_depth_through_at_once(serve):
     assert shaped_s == pytest.approx(0.202, rel=0.15)
     path = LinkShape.from_path([LinkShape(1e9, 0.001, burst_bytes=1 << 20), shape, LinkShape(8e6, 0, burst_bytes=5)])
     assert path.burst_bytes == 5  # the slowest hops' shallowest bucket
+
+
+def test_a_pour_the_target_refuses_holds_the_link_for_no_one_after(serve):
+    """A stranger pouring 2 MB into a 8 Mbit/s link, whose target closes the connection at its first bytes (a
+    node at a bad record), booked 2 s of the link at once: a pod's message after it waited for all of it (one
+    4 MiB pour kept a device's frames out for half a minute). Now a segment is served at its turn, and those of
+    a connection that has gone are dropped."""
+    first = threading.Event()
+
+    def node(sock: socket.socket) -> None:
+        if not first.is_set():  # the stranger: read a little, refuse, close
+            first.set()
+            sock.recv(64)
+            sock.close()
+            return
+        echo(sock)
+
+    with ShapingProxy("127.0.0.1", serve(node), LinkShape(8e6, 0.001, segment_bytes=16384)) as proxy:
+        stranger = connect(proxy.port)
+        send_then_close(stranger, os.urandom(2_000_000))
+        time.sleep(0.3)  # the node has refused it by now
+        started = time.monotonic()
+        pod = connect(proxy.port)
+        send_then_close(pod, b"x" * 10_000)
+        assert recv_all(pod) == b"x" * 10_000
+        took_s = time.monotonic() - started
+        assert took_s < 0.6, took_s  # 2 x 10 kB at 8 Mbit/s, 4 ms of latency, and the first segments of the pour
+        assert proxy.stats()["upstream"]["dropped"] > 0
+    stranger.close()
+
+
+def test_a_proxy_refuses_connections_over_its_cap(serve, monkeypatch):
+    from hw import proxy as proxy_module
+
+    monkeypatch.setattr(proxy_module, "MAX_CONNECTIONS", 3)
+    with ShapingProxy("127.0.0.1", serve(echo), LinkShape(1e9, 0.0)) as proxy:
+        held = [connect(proxy.port) for _ in range(3)]
+        time.sleep(0.2)
+        extra = connect(proxy.port)  # accepted by the kernel, then closed by the proxy at once
+        extra.settimeout(5)
+        with contextlib.suppress(ConnectionResetError):
+            assert extra.recv(1) == b""
+        assert proxy.refused == 1
+        for sock in held:
+            send_then_close(sock, b"ok")
+            assert recv_all(sock) == b"ok"  # those within the cap still work
