@@ -20,7 +20,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 PARENT_ENV = "PQTWIN_PARENT_PID"
@@ -62,6 +62,12 @@ class Stopped(KeyboardInterrupt):
 last_stop: Stopped | None = None  # the signal that stopped this process's run, for the command's last line
 
 
+def _heeded(signals: Iterable[int]) -> list[int]:
+    """The signals this process does not ignore: ``nohup`` ignores SIGHUP, and a run started so (and its nodes,
+    which inherit the disposition) must go on when the terminal closes."""
+    return [sig for sig in signals if signal.getsignal(sig) is not signal.SIG_IGN]
+
+
 def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()  # only it may set handlers
 
@@ -79,7 +85,9 @@ def stop_signals() -> Iterator[None]:
         last_stop = Stopped(signum)
         raise last_stop
 
-    old = {sig: signal.signal(sig, stop) for sig in STOPS}
+    global last_stop
+    last_stop = None
+    old = {sig: signal.signal(sig, stop) for sig in _heeded(STOPS)}
     try:
         yield
     finally:
@@ -100,7 +108,7 @@ def held_stops() -> Iterator[list[str]]:
     def note(signum: int, _frame: Any) -> None:
         came.append(signal.Signals(signum).name)
 
-    old = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, *STOPS)}
+    old = {sig: signal.signal(sig, note) for sig in _heeded((signal.SIGINT, *STOPS))}
     try:
         yield came
     finally:

@@ -301,7 +301,7 @@ def run_local(
             with held_stops() as came:  # a second Ctrl-C here skipped writing what the run had finished
                 summary = run.finish()
             if came and run.pending is None:  # asked to stop while finishing: the results are written, now stop
-                raise KeyboardInterrupt
+                raise KeyboardInterrupt if came[-1] == "SIGINT" else Stopped(getattr(signal, came[-1]))
     assert summary is not None
     return summary
 

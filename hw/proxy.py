@@ -264,6 +264,7 @@ class _Pipe:
         self.reading_paused = False
         self.unsent: collections.deque[_Segment] = collections.deque()  # fed, not yet written to ``dst``
         self.task = self.loop.create_task(self._deliver())
+        self.task.add_done_callback(lambda _task: conn.pipe_done())  # however it ended: no connection stranded
 
     def drop(self) -> None:
         """Its connection has gone (or its target hung up): what the link has not served yet takes no link time
@@ -293,8 +294,12 @@ class _Pipe:
     async def _deliver(self) -> None:
         dst = self.dst.transport
         assert dst is not None
+        dropped = False
         while (seg := await self.queue.get()) is not None:
-            await _sleep_until(self.loop, await seg.delivery)
+            await asyncio.wait([seg.delivery])  # cancelled (``drop``): the pipe ends here, not by cancellation
+            if dropped := seg.delivery.cancelled():
+                break
+            await _sleep_until(self.loop, seg.delivery.result())
             await self.dst.writable.wait()
             if dst.is_closing():
                 return
@@ -305,7 +310,7 @@ class _Pipe:
             if self.reading_paused and self.backlog_bytes <= self.limit_bytes // 2:
                 self.reading_paused = False
                 self._src_transport().resume_reading()
-        if not dst.is_closing() and dst.can_write_eof():
+        if not dropped and not dst.is_closing() and dst.can_write_eof():
             dst.write_eof()  # propagate the half-close once everything before it is delivered
         self.conn.pipe_done()
 

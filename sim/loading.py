@@ -51,14 +51,23 @@ class _Loader(_Base):
                 None, None, f"{shorten(str(node.value), 60)!r} cannot be read as {tag}{why}", node.start_mark
             ) from None
 
+    def flatten_mapping(self, node: MappingNode) -> None:
+        """PyYAML merges (``<<``) a mapping's sources into it in place, recursively: their own keys are noted
+        first (a source flattened before it is constructed would seem to hold its merged keys twice)."""
+        if not hasattr(self, "own_keys"):
+            self.own_keys: dict[int, list[Node]] = {}
+        self.own_keys.setdefault(id(node), [k for k, _ in node.value if k.tag != MERGE_TAG])
+        super().flatten_mapping(node)
+
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
         """A key given twice in one mapping: PyYAML keeps the last silently, so ``name: a`` then ``name: b`` (a
         copy-paste) ran as ``b``. Keys are compared as values (``1``, ``0x1`` and ``1.0`` are one key, as are
         ``true`` and ``yes``); keys a merge (``<<``) brings in may be overridden, as YAML says."""
         if not isinstance(node, MappingNode):  # ``!!map x``, ``!!set [1]``: PyYAML's own error says so
             return super().construct_mapping(node, deep)  # type: ignore[no-any-return]
-        own = [k for k, _ in node.value if k.tag != MERGE_TAG]
+        own = [k for k, _ in node.value if k.tag != MERGE_TAG]  # before ``flatten_mapping`` changes it
         mapping: dict[Any, Any] = super().construct_mapping(node, deep)
+        own = getattr(self, "own_keys", {}).get(id(node), own)
         seen: set[Any] = set()  # hashable: PyYAML refused an unhashable key above
         for k in own:
             key = self.construct_object(k, deep)
@@ -194,7 +203,15 @@ PDF_FILE = starts_with(b"%PDF-")
 
 
 JSON_FILE = starts_with(b"{", b"[")  # our benches' JSON outputs
-SVG_FILE = starts_with(b"<svg", b"<?xml")
+
+
+def SVG_FILE(path: Path) -> bool:  # an ``ours`` like the others
+    """An SVG image: ``<svg`` first, or an XML declaration and then ``<svg`` within its first kilobyte."""
+    try:
+        head = _read_regular(path, 1024, None, "a file")
+    except UserError:
+        return False
+    return head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in head)
 
 
 def out_file(example: str, what: str, ours: Callable[[Path], bool]) -> Callable[[str], Path]:

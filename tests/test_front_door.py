@@ -132,6 +132,8 @@ def test_a_siege_of_trickling_connections_and_spammed_hellos_keeps_no_pod_or_dev
     spans = contract.read_spans(out / "spans.parquet")
     frames = spans[spans.op == "frame"].groupby("pod").size().to_dict()
     assert frames.get("client-1", 0) > 20 and frames.get("client-2", 0) > 20, frames  # every pod's devices got in
+    by_device = spans[spans.op == "frame"].groupby("host").size().to_dict()  # a frame's host: its device
+    assert all(by_device.get(f"ecg-{g}#{i}", 0) > 0 for g in "ab" for i in range(4)), by_device  # ecg-a#0 too
     keygens = spans[(spans.phase == "telemetry") & spans.op.str.endswith(".keygen")].groupby("pod").size().to_dict()
     assert keygens.get("client-1", 0) <= 8, keygens  # its devices' sessions, not the strangers' half-handshakes
     assert summary.security.get("evicted", 0) + summary.security.get("timeout", 0) > 0, summary.security
@@ -211,6 +213,14 @@ def test_stop_signals_raise_as_ctrl_c_and_are_held_while_results_are_written():
         time.sleep(0.05)
     assert came == ["SIGINT", "SIGTERM"]
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # every handler restored
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # started under nohup: a closed terminal changes nothing
+    try:
+        with stop_signals(), held_stops() as came:
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(0.05)
+        assert came == [] and signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)
 
 
 def test_a_dropout_says_what_happened(tmp_path):

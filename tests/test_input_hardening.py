@@ -108,6 +108,8 @@ def test_a_merged_key_may_be_overridden_and_a_key_twice_is_caught_in_every_mappi
         "c": {"x": 3, "y": 2},
     }
     assert parse_value("c: {<<: [{x: 1}, {x: 2}], y: 1}", "v") == {"c": {"x": 1, "y": 1}}
+    chained = "defs:\n  c: &C {x: 0, y: 0}\n  b: &B {<<: *C, x: 1}\nderived: {<<: *B, z: 2}"  # B merged first
+    assert parse_value(chained, "v") == yaml.safe_load(chained)  # PyYAML's own reading, quirks and all
     for text in ("- {a: 1}\n- {b: 1, b: 2}", "x: &x {010: a, 8: b}\ny: *x", "{null: 1, ~: 2}"):
         with pytest.raises(UserError, match="is given twice in one mapping"):
             parse_value(text, "v")

@@ -286,3 +286,26 @@ def test_a_proxy_refuses_connections_over_its_cap(serve, monkeypatch):
         for sock in held:
             send_then_close(sock, b"ok")
             assert recv_all(sock) == b"ok"  # those within the cap still work
+
+
+def test_no_connection_outlives_a_node_that_hung_up_on_it(serve):
+    """A node that hangs up on a client with bytes still queued (a stranger's pour): dropping those bytes ended the
+    pipe by cancellation, so the connection was never closed; 64 such hang-ups filled the proxy for good (a review
+    found it)."""
+
+    def node(sock: socket.socket) -> None:
+        sock.recv(64)
+        sock.shutdown(socket.SHUT_RDWR)
+        time.sleep(0.2)
+        sock.close()
+
+    with ShapingProxy("127.0.0.1", serve(node), LinkShape(8e6, 0.001, segment_bytes=16384)) as proxy:
+        for _ in range(12):
+            stranger = connect(proxy.port)
+            with contextlib.suppress(OSError):
+                stranger.sendall(os.urandom(200_000))
+            stranger.close()
+        deadline = time.monotonic() + 10
+        while proxy._connections and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not proxy._connections and proxy.refused == 0

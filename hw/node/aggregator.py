@@ -186,9 +186,6 @@ class Aggregator:
             except OSError:
                 return  # closed at the end of the run
             pending = self.gate.enter(sock)
-            if pending is None:
-                sock.close()
-                continue
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             threading.Thread(target=self._serve, args=(sock, pending), daemon=True).start()
 

@@ -144,9 +144,6 @@ def _serve_telemetry(node: Node, ident: Identity, trust: dict[str, Peer]) -> Non
         while True:
             sock, _ = srv.accept()
             pending = gate.enter(sock)
-            if pending is None:
-                sock.close()
-                continue
             threading.Thread(target=session, args=(sock, pending), daemon=True).start()
 
     threading.Thread(target=accept_loop, daemon=True).start()

@@ -8,10 +8,13 @@ bounds them, so that no stranger can keep the run's own peers out:
   ``HANDSHAKE_TIMEOUT_S`` -- deadlines for the whole step, not for each read: a peer trickling a byte every few
   seconds held its slot for ever under a per-read timeout;
 - when every slot is taken, a newcomer takes the slot of the oldest connection that has not delivered its HELLO
-  (a node sends its HELLO as it connects, so only connections that said nothing lose theirs): sixty-four silent
-  or trickling connections refused every pod before;
-- a HELLO naming a peer that already has a handshake pending here replaces that one: the newest keeps the name's
-  place, so a stranger using a pod's public name cannot hold it (the pod, connecting, takes it back).
+  (a node sends its HELLO as it connects, so only connections that said nothing lose theirs: sixty-four silent
+  or trickling connections refused every pod before), or, where all have, of the oldest of those: a stranger
+  that names a pod and then hangs (a pod's name is public) holds a slot only until sixty-four newer connections
+  came, and a pod's own handshake takes milliseconds.
+
+Several handshakes may name the same peer at once: cutting the older one for a newer one let a stranger sending
+HELLOs under a device's name cut the device's own handshake every time (a review found it).
 
 A connection that loses its slot or runs out of time is shut down (its handshake thread reads the end of the
 stream and gives up) and counted in the node's security counters (``evicted``, ``timeout``). Initiators treat
@@ -60,29 +63,22 @@ class Gate:
         self.lock = threading.Lock()
         threading.Thread(target=self._reap, daemon=True, name="gate-reaper").start()
 
-    def enter(self, sock: socket.socket) -> Pending | None:
-        """A slot for a new connection (taking a silent one's if every slot is taken), or None: refused, and
-        counted; the caller closes it."""
+    def enter(self, sock: socket.socket) -> Pending:
+        """A slot for a new connection (taking another's if every slot is taken)."""
         now = time.monotonic()
         with self.lock:
-            if len(self.pending) >= self.slots:
-                silent = next((p for p in self.pending if p.name is None), None)
-                if silent is None:
-                    self.counters["refused"] += 1
-                    return None
-                self._cut(silent, "evicted")
+            if len(self.pending) >= self.slots:  # the oldest silent one makes way, else the oldest of all
+                self._cut(next((p for p in self.pending if p.name is None), self.pending[0]), "evicted")
             p = Pending(sock, now + self.hello_timeout_s, now + self.handshake_timeout_s)
             self.pending.append(p)
             return p
 
     def named(self, p: Pending, name: str) -> bool:
-        """Its HELLO named ``name``: an older pending handshake of that name gives up its place. False when the
-        gate has already cut this connection (its handshake must stop)."""
+        """Its HELLO named ``name``. False when the gate has already cut this connection (its handshake must
+        stop before any KEM or signature work)."""
         with self.lock:
             if p.cut is not None:
                 return False
-            for other in [q for q in self.pending if q.name == name and q is not p]:
-                self._cut(other, "evicted")
             p.name = name
             return True
 
