@@ -51,7 +51,7 @@ import simpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without install
 
-from sim.loading import JSON_FILE, SVG_FILE, foreign_file_problem, in_range, out_file_problem
+from sim.loading import JSON_FILE, SVG_FILE, in_range, output_problem
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "ward-200.yaml"
@@ -461,7 +461,7 @@ def main() -> None:
         if path is not None:  # before the cases (they may take an hour); its directory is made, as when written
             with contextlib.suppress(OSError):
                 path.parent.mkdir(parents=True, exist_ok=True)
-            if (problem := out_file_problem(path, example) or foreign_file_problem(path, what, ours)) is not None:
+            if (problem := output_problem(path, example, what, ours)) is not None:
                 ap.error(f"{option}: {problem}")
     core = pin(args.cpu)
     if args.child:

@@ -20,7 +20,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 PARENT_ENV = "PQTWIN_PARENT_PID"
@@ -73,12 +73,24 @@ def _in_main_thread() -> bool:
 
 
 @contextlib.contextmanager
-def stop_signals() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise ``Stopped`` while the block runs (before, they ended the process at once: no
-    results, the finished rounds left in journals nothing read, a stale lock)."""
+def _handling(signals: Iterable[int], handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """``handler`` for each of ``signals`` this process heeds (``_heeded``) while the block runs, then the
+    handlers there were; nothing outside the main thread, which alone may set them."""
     if not _in_main_thread():
         yield
         return
+    old = {sig: signal.signal(sig, handler) for sig in _heeded(signals)}
+    try:
+        yield
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise ``Stopped`` while the block runs (before, they ended the process at once: no
+    results, the finished rounds left in journals nothing read, a stale lock)."""
 
     def stop(signum: int, _frame: Any) -> None:
         global last_stop
@@ -87,12 +99,8 @@ def stop_signals() -> Iterator[None]:
 
     global last_stop
     last_stop = None
-    old = {sig: signal.signal(sig, stop) for sig in _heeded(STOPS)}
-    try:
+    with _handling(STOPS, stop):
         yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
@@ -101,16 +109,5 @@ def held_stops() -> Iterator[list[str]]:
     during it skipped writing the results); the list holds the ones that came. Handlers, not a signal mask: the
     processes the block starts must not inherit blocked signals."""
     came: list[str] = []
-    if not _in_main_thread():
+    with _handling((signal.SIGINT, *STOPS), lambda signum, _frame: came.append(signal.Signals(signum).name)):
         yield came
-        return
-
-    def note(signum: int, _frame: Any) -> None:
-        came.append(signal.Signals(signum).name)
-
-    old = {sig: signal.signal(sig, note) for sig in _heeded((signal.SIGINT, *STOPS))}
-    try:
-        yield came
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)

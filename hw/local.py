@@ -294,8 +294,7 @@ def run_local(
         except BaseException as exc:
             run.pending = exc
             run.state = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            run.reason = (f"stopped by {exc}" if isinstance(exc, Stopped) else "stopped by Ctrl-C"
-                          if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}")  # fmt: skip
+            run.reason = _why_ended(exc)
             raise
         finally:
             with held_stops() as came:  # a second Ctrl-C here skipped writing what the run had finished
@@ -304,6 +303,15 @@ def run_local(
                 raise KeyboardInterrupt if came[-1] == "SIGINT" else Stopped(getattr(signal, came[-1]))
     assert summary is not None
     return summary
+
+
+def _why_ended(exc: BaseException) -> str:
+    """A run's ``reason`` when ``exc`` ended it early."""
+    if isinstance(exc, Stopped):
+        return f"stopped by {exc}"
+    if isinstance(exc, KeyboardInterrupt):
+        return "stopped by Ctrl-C"
+    return f"{type(exc).__name__}: {exc}"
 
 
 class _Run:

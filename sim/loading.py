@@ -35,6 +35,10 @@ class _Loader(_Base):
     value however it is written: a key given twice in one mapping is an error, and a scalar that cannot be read
     as its tag says names its line and text."""
 
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self.own_keys: dict[int, list[Node]] = {}  # a mapping's own keys (not merged in), by id of its node
+
     def construct_object(self, node: Node, deep: bool = False) -> Any:
         """PyYAML's constructors raise whatever a bad scalar makes them (ValueError for 5,000 digits or month 13,
         AttributeError for ``!!timestamp 0``): a ConstructorError at the scalar instead."""
@@ -44,9 +48,8 @@ class _Loader(_Base):
             raise
         except Exception as exc:
             tag = node.tag.rsplit(":", 1)[-1]
-            why = (
-                f" ({shorten(str(exc), 80)})" if isinstance(exc, ValueError | OverflowError) else ""
-            )  # else: internals
+            # a ValueError says what is wrong with the text; other errors speak of PyYAML's internals
+            why = f" ({shorten(str(exc), 80)})" if isinstance(exc, ValueError | OverflowError) else ""
             raise yaml.constructor.ConstructorError(
                 None, None, f"{shorten(str(node.value), 60)!r} cannot be read as {tag}{why}", node.start_mark
             ) from None
@@ -54,8 +57,6 @@ class _Loader(_Base):
     def flatten_mapping(self, node: MappingNode) -> None:
         """PyYAML merges (``<<``) a mapping's sources into it in place, recursively: their own keys are noted
         first (a source flattened before it is constructed would seem to hold its merged keys twice)."""
-        if not hasattr(self, "own_keys"):
-            self.own_keys: dict[int, list[Node]] = {}
         self.own_keys.setdefault(id(node), [k for k, _ in node.value if k.tag != MERGE_TAG])
         super().flatten_mapping(node)
 
@@ -63,21 +64,15 @@ class _Loader(_Base):
         """A key given twice in one mapping: PyYAML keeps the last silently, so ``name: a`` then ``name: b`` (a
         copy-paste) ran as ``b``. Keys are compared as values (``1``, ``0x1`` and ``1.0`` are one key, as are
         ``true`` and ``yes``); keys a merge (``<<``) brings in may be overridden, as YAML says."""
-        if not isinstance(node, MappingNode):  # ``!!map x``, ``!!set [1]``: PyYAML's own error says so
-            return super().construct_mapping(node, deep)  # type: ignore[no-any-return]
-        own = [k for k, _ in node.value if k.tag != MERGE_TAG]  # before ``flatten_mapping`` changes it
-        mapping: dict[Any, Any] = super().construct_mapping(node, deep)
-        own = getattr(self, "own_keys", {}).get(id(node), own)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep)  # not a mapping node: PyYAML's error
         seen: set[Any] = set()  # hashable: PyYAML refused an unhashable key above
-        for k in own:
+        for k in self.own_keys[id(node)]:  # noted by ``flatten_mapping``, which PyYAML's call made first
             key = self.construct_object(k, deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None,
-                    None,
-                    f"the key {shorten(str(k.value))!r} is given twice in one mapping (keep one)",
+                    None, None, f"the key {shorten(str(k.value))!r} is given twice in one mapping (keep one)",
                     k.start_mark,
-                )
+                )  # fmt: skip
             seen.add(key)
         return mapping
 
@@ -221,12 +216,17 @@ def out_file(example: str, what: str, ours: Callable[[Path], bool]) -> Callable[
     import argparse
 
     def parse(raw: str) -> Path:
-        path = Path(raw)
-        if (problem := out_file_problem(path, example) or foreign_file_problem(path, what, ours)) is not None:
+        if (problem := output_problem(Path(raw), example, what, ours)) is not None:
             raise argparse.ArgumentTypeError(problem)
-        return path
+        return Path(raw)
 
     return parse
+
+
+def output_problem(path: Path, example: str, what: str, ours: Callable[[Path], bool]) -> str | None:
+    """Why an output file cannot be written at ``path``: ``out_file_problem``, or an existing file that is not an
+    earlier output of its kind (``foreign_file_problem``); None: it may be."""
+    return out_file_problem(path, example) or foreign_file_problem(path, what, ours)
 
 
 out_json = out_file("results.json", "a JSON file", JSON_FILE)

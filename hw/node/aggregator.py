@@ -24,7 +24,6 @@ from hw import data, fl
 from hw.channel import HELLO, REKEY, Channel, ConnectionClosed, Record, SecurityError
 from hw.node.common import (
     DONE,
-    HANDSHAKE_TIMEOUT_S,
     MODEL,
     MSG,
     UPDATE,
@@ -40,9 +39,9 @@ from hw.node.common import (
     warm_up,
 )
 from hw.node.delegation import DISTRIBUTE, VERIFY, Job, WorkerPool, encode_grant
-from hw.node.gate import Gate, Pending
+from hw.node.gate import Gate, Pending, authenticate
 from hw.rundir import NodeResult
-from sim.contract import Dropout, SpanRow
+from sim.contract import Dropout
 
 JOIN_GRACE_S = 5.0  # once the quorum is in: how long the rest may still take to authenticate before round 1
 MAX_PENDING_HANDSHAKES = 64  # unauthenticated connections at once (hw.node.gate)
@@ -193,20 +192,11 @@ class Aggregator:
         node = self.node
         ch = Channel(sock, self.ident, node.suite, self.trust, clock=node.now, counters=node.counters,
                      max_record_bytes=record_limit(node))  # fmt: skip
-        sock.settimeout(HANDSHAKE_TIMEOUT_S)  # the gate's deadline is for the whole handshake; this, for a read
-        held: list[SpanRow] = []  # a stranger's half-handshake is not the run's work: kept once authenticated
         try:
-            name = ch.accept(node.timer_for(0, held=held),
-                             admit=lambda name: self.gate.named(pending, name) and self._vacant(name))  # fmt: skip
+            return authenticate(node, ch, self.gate, pending, self._vacant, rnd=0), ch
         except (SecurityError, ConnectionClosed, OSError) as exc:
-            self.gate.leave(pending, authenticated=False)
             log.warning("%s: handshake rejected: %s", node.name, exc)
-            sock.close()
             return None
-        self.gate.leave(pending, authenticated=True)
-        sock.settimeout(None)
-        node.keep(held)
-        return name, ch
 
     def _register(self, name: str, ch: Channel) -> bool:
         """Admit an authenticated connection; False when its pod is connected already (two handshakes at

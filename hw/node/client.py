@@ -19,7 +19,6 @@ from hw import data, fl
 from hw.channel import REKEY, Channel, ConnectionClosed, Identity, Peer, SecurityError
 from hw.node.common import (
     DONE,
-    HANDSHAKE_TIMEOUT_S,
     UPDATE,
     Node,
     RunFailed,
@@ -31,10 +30,9 @@ from hw.node.common import (
     unprotect,
     warm_up,
 )
-from hw.node.gate import Gate, Pending
+from hw.node.gate import Gate, Pending, authenticate
 from hw.runconfig import Address
 from hw.rundir import NodeResult
-from sim.contract import SpanRow
 
 
 def run_client(node: Node) -> NodeResult:
@@ -118,11 +116,8 @@ def _serve_telemetry(node: Node, ident: Identity, trust: dict[str, Peer]) -> Non
     sessions: dict[str, socket.socket] = {}  # device -> its authenticated session's socket
     lock = threading.Lock()
 
-    def admit(pending: Pending, name: str) -> bool:
-        return name in devices and gate.named(pending, name)  # a pod or another pod's device is none of ours
-
-    def session(sock: socket.socket, pending: Pending) -> None:
-        got = _telemetry_handshake(node, ident, trust, sock, pending, gate, lambda name: admit(pending, name))
+    def session(sock: socket.socket, pending: Pending) -> None:  # a pod or another pod's device is none of ours
+        got = _telemetry_handshake(node, ident, trust, sock, pending, gate, devices.__contains__)
         if got is None:
             return
         device, ch = got
@@ -156,18 +151,10 @@ def _telemetry_handshake(node: Node, ident: Identity, trust: dict[str, Peer], so
     frame_bytes = max((g.frame_bytes for g in node.cfg.devices_for(node.name)), default=0)
     ch = Channel(sock, ident, node.suite, trust, clock=node.now, counters=node.counters,
                  max_record_bytes=frame_bytes + 1024)  # fmt: skip
-    held: list[SpanRow] = []  # a stranger's half-handshake is not the run's work
-    sock.settimeout(HANDSHAKE_TIMEOUT_S)  # the gate's deadline is for the whole handshake; this, for a read
     try:
-        device = ch.accept(node.timer_for(phase="telemetry", held=held), admit=admit)
+        return authenticate(node, ch, gate, pending, admit, phase="telemetry"), ch
     except (ConnectionClosed, SecurityError, OSError):
-        gate.leave(pending, authenticated=False)
-        sock.close()
         return None
-    gate.leave(pending, authenticated=True)
-    sock.settimeout(None)
-    node.keep(held)
-    return device, ch
 
 
 def _telemetry_frames(node: Node, ch: Channel, device: str) -> None:

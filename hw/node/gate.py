@@ -29,9 +29,12 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from hw.node.common import HANDSHAKE_TIMEOUT_S  # from connecting to an authenticated peer (or closed, counted)
+from hw.channel import Channel
+from hw.node.common import HANDSHAKE_TIMEOUT_S, Node  # from connecting to an authenticated peer (or closed, counted)
+from sim.contract import SpanRow
 
 HELLO_TIMEOUT_S = 2.0  # from connecting to a complete HELLO (ours is one write, sent as the connection opens)
 REAP_EVERY_S = 0.1
@@ -106,3 +109,22 @@ class Gate:
             with self.lock:
                 for p in [q for q in self.pending if now > q.done_by_s or (q.name is None and now > q.hello_by_s)]:
                     self._cut(p, "timeout")
+
+
+def authenticate(node: Node, ch: Channel, gate: Gate, pending: Pending, admit: Callable[[str], bool],
+                 rnd: int | None = None, phase: str | None = None) -> str:  # fmt: skip
+    """``ch.accept`` for a connection in ``gate``: the peer's name, once ``admit`` and the gate let it in (no KEM
+    or signature work before); the handshake's spans (``node.timer_for(rnd, phase)``) are kept only once the peer
+    authenticated. Whatever ended it early is raised, the connection closed and the gate told."""
+    ch.sock.settimeout(HANDSHAKE_TIMEOUT_S)  # the gate's deadline is for the whole handshake; this, for a read
+    held: list[SpanRow] = []  # a stranger's half-handshake is not the run's work
+    try:
+        name = ch.accept(node.timer_for(rnd, phase, held=held), admit=lambda n: admit(n) and gate.named(pending, n))
+    except BaseException:
+        gate.leave(pending, authenticated=False)
+        ch.sock.close()
+        raise
+    gate.leave(pending, authenticated=True)
+    ch.sock.settimeout(None)
+    node.keep(held)
+    return name
