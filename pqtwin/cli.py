@@ -22,6 +22,7 @@ import json
 import math
 import os
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -1114,6 +1115,8 @@ def report_cmd(
 def main(argv: list[str] | None = None) -> None:
     """The console entry point: every outcome is an exit code, every problem one line on stderr."""
     code = run(argv)
+    # the outcome is decided and said: a late Ctrl-C (pressed a third time) must not turn it into a kill by SIGINT
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # what the command made dies with the process: the collector need not scan it while the interpreter ends
     # (the paper run: ~0.1 s of its ~1.4 s; files are written and closed by then, stdout is flushed at exit)
     gc.freeze()
