@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from hw import data, fl
-from hw.channel import REKEY, Channel, ConnectionClosed, Identity, Peer, SecurityError
+from hw.channel import REKEY, Channel, ConnectionClosed, Identity, Peer, Record, SecurityError
 from hw.node.common import (
     DONE,
     UPDATE,
@@ -45,7 +45,8 @@ def run_client(node: Node) -> NodeResult:
     peers = [agg] + (["devices"] if cfg.devices_for(node.name) else [])
     trust = node.trust(peers)
     _serve_telemetry(node, ident, trust)
-    ch = open_session(node, ident, trust, cfg.routes[node.name][agg], agg, cfg.connect_timeout_s)
+    ch, opening = open_session(node, ident, trust, cfg.routes[node.name][agg], agg, cfg.connect_timeout_s)
+    first: Record | None = opening
     index, n = fl_cfg.clients.index(node.name), len(fl_cfg.clients)
     seeds = np.random.SeedSequence(cfg.seed).spawn(3 + n)
     x, y = data.client_data(index, n, fl_cfg.samples_per_client, seeds[3 + index])
@@ -54,18 +55,18 @@ def run_client(node: Node) -> NodeResult:
     crash_round = cfg.crash.get(node.name)
     rounds = 0
     while True:
-        rec = ch.read_record()
+        rec, first = first or ch.read_record(), None
         if rec.type == REKEY:  # per-round rekeying: a fresh session for the round the aggregator starts
             node.round = int.from_bytes(ch.open(rec), "big")
             ch.initiate(agg, node.timer_for())
             continue
-        arrived, mark = node.now(), len(node.rows)
-        kind, rnd, payload = unprotect(node, ch, rec, trust[agg].sig, "receive")
+        arrived = node.now()
+        with node.captured() as opened:  # the round is known only once the model is open
+            kind, rnd, payload = unprotect(node, ch, rec, trust[agg].sig, "receive")
         if kind == DONE:
-            del node.rows[mark:]  # the end-of-run message is not part of a round
-            break
+            break  # the end-of-run message is not part of a round
         node.round = rnd
-        node.retag(mark, rnd)  # the round is known only once the model is open
+        node.keep([r._replace(round=rnd) for r in opened])
         node.transfer(rec, agg, "distribute", arrived)
         with node.timer("receive", "deserialize", nbytes=len(payload)):
             theta = fl.deserialize(payload)
@@ -81,27 +82,35 @@ def run_client(node: Node) -> NodeResult:
 
 
 def open_session(node: Node, ident: Identity, trust: dict[str, Peer], address: Address, peer: str,
-                 timeout_s: float) -> Channel:  # fmt: skip
-    """Connect and run the handshake as initiator. A connection closed before the handshake finished (a
-    Service or proxy that accepted while the aggregator was not listening yet) is retried until the timeout;
-    a rejected handshake is not."""
+                 timeout_s: float) -> tuple[Channel, Record]:  # fmt: skip
+    """Connect, run the handshake as initiator and read the session's first record. A connection closed before that
+    record is opened again until the timeout: a Service or proxy that accepted while the aggregator was not
+    listening yet, or the aggregator's gate giving the slot to a newcomer (``hw.node.gate``: strangers may flood
+    it), which may cut its answer short, or cut the handshake after our last message, which only the missing first
+    record shows. A rejected handshake is not tried again, nor a first record cut short (an attack in the path)."""
     deadline = time.monotonic() + timeout_s
     while True:
         sock = connect(address, max(1.0, deadline - time.monotonic()))
         ch = Channel(sock, ident, node.suite, trust, clock=node.now, counters=node.counters,
                      max_record_bytes=record_limit(node))  # fmt: skip
-        mark = len(node.rows)
         try:
-            ch.initiate(peer, node.timer_for(0))
-            return ch
-        except ConnectionClosed:
+            with node.captured() as attempt:  # an attempt's handshake work is the run's once the session holds
+                ch.initiate(peer, node.timer_for(0))
+            first = ch.read_record()
+        except (ConnectionClosed, OSError, SecurityError) as exc:
+            if isinstance(exc, SecurityError) and (exc.kind != "truncated" or ch.authenticated):
+                raise
             sock.close()
-            del node.rows[mark:]  # the aborted attempt's handshake work is not part of the run
             if time.monotonic() > deadline:
+                if isinstance(exc, ConnectionClosed) and ch.authenticated:
+                    raise  # the aggregator ended before its first message, as it does when the run fails to start
                 raise RunFailed(
                     f"{peer} closed every connection before the handshake within {timeout_s:.0f} s"
                 ) from None
             time.sleep(0.1)
+            continue
+        node.keep(attempt)
+        return ch, first
 
 
 def _serve_telemetry(node: Node, ident: Identity, trust: dict[str, Peer]) -> None:

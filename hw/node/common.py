@@ -66,6 +66,7 @@ class Node:
     counters: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
     journaled: int = 0  # rows already handed to a checkpoint
+    _capture: threading.local = field(default_factory=threading.local, repr=False)
 
     @property
     def suite(self) -> Suite:
@@ -88,13 +89,28 @@ class Node:
 
     def add(self, pod: str, host: str, phase: str, op: str, start: float, end: float, wait: float, nbytes: int,
             rnd: int | None = None, into: list[SpanRow] | None = None) -> None:  # fmt: skip
-        """Record a span (in ``into`` instead, when given: spans held until ``keep``)."""
+        """Record a span (in ``into`` instead, when given, or in this thread's ``captured`` list: spans held until
+        ``keep``)."""
         row = SpanRow(0, self.round if rnd is None else rnd, pod, host, phase, op, start, end, wait, nbytes)
+        into = into if into is not None else getattr(self._capture, "rows", None)
         if into is not None:
             into.append(row)
             return
         with self.lock:
             self.rows.append(row)
+
+    @contextmanager
+    def captured(self) -> Iterator[list[SpanRow]]:
+        """Hold the spans this thread records meanwhile in the list it yields (``keep`` them, or drop them), so
+        that a step whose round or outcome is known only at its end touches no span of the node's other
+        threads (a client's telemetry sessions record theirs meanwhile)."""
+        earlier = getattr(self._capture, "rows", None)
+        held: list[SpanRow] = []
+        self._capture.rows = held
+        try:
+            yield held
+        finally:
+            self._capture.rows = earlier
 
     def keep(self, held: list[SpanRow]) -> None:
         """Record spans held until now (a handshake's, once its peer has authenticated)."""
@@ -131,10 +147,6 @@ class Node:
                  into: list[SpanRow] | None = None) -> None:  # fmt: skip
         self.add(self.cfg.pod_of(sender), self.cfg.host_of(sender), phase, "transfer", rec.sent_at_s, end, 0.0,
                  rec.wire_bytes, rnd, into)  # fmt: skip
-
-    def retag(self, since: int, rnd: int) -> None:
-        with self.lock:
-            self.rows[since:] = [r._replace(round=rnd) for r in self.rows[since:]]
 
     def identity(self, name: str | None = None) -> Identity:
         return self.keys.identity(name or self.name)

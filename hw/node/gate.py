@@ -18,8 +18,9 @@ HELLOs under a device's name cut the device's own handshake every time (a review
 
 A connection that loses its slot or runs out of time is shut down (its handshake thread reads the end of the
 stream and gives up) and counted in the node's security counters (``evicted``, ``timeout``). Initiators treat
-a connection closed before the handshake finished as a reason to connect again (``client.open_session``,
-``devices._device``).
+a handshake cut that way as a reason to connect again, wherever the cut lands: before the answer, in its middle
+(a truncated record), or after their last message, where only the session's missing first record shows it
+(``client.open_session``, ``devices._device``).
 """
 
 from __future__ import annotations

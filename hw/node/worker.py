@@ -29,8 +29,8 @@ def run_worker(node: Node) -> NodeResult:
     node.keys.publish(node.name, [ident])
     agg = cfg.aggregator
     trust = node.trust([agg, *cfg.fl.clients])
-    ch = open_session(node, ident, trust, cfg.routes[node.name][agg], agg, cfg.connect_timeout_s)
-    grant = decode_grant(memoryview(ch.open(ch.read_record())))
+    ch, first = open_session(node, ident, trust, cfg.routes[node.name][agg], agg, cfg.connect_timeout_s)
+    grant = decode_grant(memoryview(ch.open(first)))
     if grant["name"] != agg:
         raise SecurityError("identity", f"granted the identity of {grant['name']!r}, not of {agg!r}")
     owner = Identity.import_private(agg, grant, node.suite)
