@@ -6,7 +6,8 @@ as the simulator's handshake:
 1. I -> R  HELLO   suite, I's name (<= 255 bytes), nonce_I (32 bytes)
    R checks, before any expensive work: the record's size (no record before authentication may exceed
    the suite's largest handshake message: ``handshake_limit``), the fields' sizes, the suite, that the
-   name is in the trust store and not already connected (``admit``). Anything else: an ALERT and the end.
+   name is in the trust store, and that the node admits it (``admit``: not already connected, one of a pod's own
+   devices). Anything else: an ALERT and the end.
 2. R -> I  SERVER  suite, R's name, nonce_R, ephemeral KEM public key, R's identity public key,
                    sig_R = Sign_R(HELLO || SERVER fields)
 3. I -> R  FINISH  KEM ciphertext (encapsulated to the ephemeral key), I's identity public key,
@@ -63,6 +64,8 @@ assert HEADER.size == RECORD_HEADER_BYTES, "the simulator prices the record head
 HELLO, SERVER, FINISH, DATA, KEM, ALERT, REKEY = 1, 2, 3, 4, 5, 6, 7
 MAX_RECORD_BYTES = 64 << 20  # after authentication, unless the node sets a tighter ``max_record_bytes``
 NAME_MAX_BYTES = 255
+CUT = "cut"  # an ``admit`` refusal for a connection its node's gate has already cut (and counted)
+REFUSALS = {"duplicate": b"already connected", "identity": b"unknown identity"}  # ``admit``'s kinds, their alerts
 NONCE_BYTES = 32
 
 
@@ -330,8 +333,9 @@ class Channel:
 
     def accept(self, timer: Any, hello_record: Record | None = None, admit: Any = None) -> str:
         """Run the handshake as responder (from its ``hello_record`` when already read); returns the
-        authenticated initiator's name. ``admit(name)`` False refuses a name before any expensive work (a
-        pod already connected: a stranger using its public name costs us nothing)."""
+        authenticated initiator's name. ``admit(name)`` refuses a name before any expensive work by returning the
+        kind it is counted as (``REFUSALS``: a pod already connected, a name the node does not serve; ``CUT``: not
+        counted again), so a stranger using a public name it may not use costs us nothing; None admits it."""
         signer, kem = find(self.suite.signature, "signature"), find(self.suite.kem, "kem")
         rec = hello_record or self.read_record()
         self._expect(rec, HELLO)
@@ -348,9 +352,12 @@ class Channel:
         if initiator not in self.trust:
             self.write(ALERT, b"unknown identity")
             raise self._reject("identity", f"{initiator!r} is not in the trust store")
-        if admit is not None and not admit(initiator):
-            self.write(ALERT, b"already connected")
-            raise self._reject("duplicate", f"{initiator!r} is already connected")
+        refused = admit(initiator) if admit is not None else None
+        if refused == CUT:
+            raise SecurityError(CUT, f"{initiator!r}: the connection was cut")
+        if refused is not None:
+            self.write(ALERT, REFUSALS[refused])
+            raise self._reject(refused, f"{initiator!r} is not admitted here ({REFUSALS[refused].decode()})")
         with timer("handshake", f"{self.suite.kem}.keygen"):
             eph = kem.keygen()
         fields = [

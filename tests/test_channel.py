@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from hw.channel import ALERT, HEADER, KEM, Channel, Identity, SecurityError, Suite, load_trust
+from hw.channel import ALERT, HEADER, KEM, Channel, ConnectionClosed, Identity, SecurityError, Suite, load_trust
 
 SUITE = Suite("ML-KEM-768", "ML-DSA-65", "AES-256-GCM")
 
@@ -177,3 +177,34 @@ def test_signatures_are_bound_to_their_role_by_fips_204_context_strings():
             pk = v.load_public(kp.public.raw)
             assert v.verify(pk, msg, sig, MESSAGE_CONTEXT)
             assert not v.verify(pk, msg, sig, HANDSHAKE_CONTEXT) and not v.verify(pk, msg, sig)
+
+
+@pytest.mark.parametrize("refusal", ["duplicate", "identity", "cut"])
+def test_a_name_the_node_does_not_admit_costs_no_signature_and_is_counted_as_refused(refusal):
+    """``admit`` refuses a name before the key pair and the signature: a pod connected already (``duplicate``), a
+    name this node does not serve (``identity``: another pod's device at a telemetry port), or a connection the
+    gate has cut (counted by the gate, not again)."""
+    agg, cli = Identity.generate("aggregator", SUITE), Identity.generate("client-1", SUITE)
+    trust = load_trust(SUITE, {"aggregator": agg.public(), "client-1": cli.public()})
+    sa, sb = socket.socketpair()
+    counters: Counter[str] = Counter()
+    a = Channel(sa, agg, SUITE, trust, counters=counters)
+    b = Channel(sb, cli, SUITE, trust, counters=Counter())
+    timed: list[str] = []
+
+    def timer(_phase, op, *_):
+        timed.append(op)
+        return contextlib.nullcontext()
+
+    def initiate():
+        with contextlib.suppress(SecurityError, ConnectionClosed, OSError):  # an alert, or the end of the stream
+            b.initiate("aggregator", null_timer)
+
+    t = threading.Thread(target=initiate, daemon=True)
+    t.start()
+    with pytest.raises(SecurityError) as info:
+        a.accept(timer, admit=lambda name: refusal if name == "client-1" else None)
+    sa.close()
+    t.join(5)
+    assert info.value.kind == refusal and not timed  # no key pair, no signature
+    assert dict(counters) == ({} if refusal == "cut" else {refusal: 1})

@@ -164,9 +164,11 @@ class Aggregator:
 
         return do_job(self.node, self.ident, job, self.trust)
 
-    def _vacant(self, name: str) -> bool:
+    def _vacant(self, name: str) -> str | None:
+        """``Channel.accept``'s ``admit``: a pod connected already is refused (its public name in a stranger's HELLO
+        costs us no signature)."""
         with self.lock:
-            return not self._connected(name)
+            return "duplicate" if self._connected(name) else None
 
     def _connected(self, name: str) -> bool:
         """``name`` has an authenticated connection in the run (caller holds ``lock``)."""

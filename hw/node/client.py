@@ -125,8 +125,11 @@ def _serve_telemetry(node: Node, ident: Identity, trust: dict[str, Peer]) -> Non
     sessions: dict[str, socket.socket] = {}  # device -> its authenticated session's socket
     lock = threading.Lock()
 
-    def session(sock: socket.socket, pending: Pending) -> None:  # a pod or another pod's device is none of ours
-        got = _telemetry_handshake(node, ident, trust, sock, pending, gate, devices.__contains__)
+    def ours(name: str) -> str | None:  # a pod, or another pod's device, is refused as an identity we do not serve
+        return None if name in devices else "identity"
+
+    def session(sock: socket.socket, pending: Pending) -> None:
+        got = _telemetry_handshake(node, ident, trust, sock, pending, gate, ours)
         if got is None:
             return
         device, ch = got
@@ -154,7 +157,7 @@ def _serve_telemetry(node: Node, ident: Identity, trust: dict[str, Peer]) -> Non
 
 
 def _telemetry_handshake(node: Node, ident: Identity, trust: dict[str, Peer], sock: socket.socket, pending: Pending,
-                         gate: Gate, admit: Callable[[str], bool]) -> tuple[str, Channel] | None:  # fmt: skip
+                         gate: Gate, admit: Callable[[str], str | None]) -> tuple[str, Channel] | None:  # fmt: skip
     """A device's session handshake (timed as telemetry work once it authenticated): its name and channel, or
     None."""
     frame_bytes = max((g.frame_bytes for g in node.cfg.devices_for(node.name)), default=0)

@@ -33,7 +33,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from hw.channel import Channel
+from hw.channel import CUT, Channel
 from hw.node.common import HANDSHAKE_TIMEOUT_S, Node  # from connecting to an authenticated peer (or closed, counted)
 from sim.contract import SpanRow
 
@@ -112,7 +112,7 @@ class Gate:
                     self._cut(p, "timeout")
 
 
-def authenticate(node: Node, ch: Channel, gate: Gate, pending: Pending, admit: Callable[[str], bool],
+def authenticate(node: Node, ch: Channel, gate: Gate, pending: Pending, admit: Callable[[str], str | None],
                  rnd: int | None = None, phase: str | None = None) -> str:  # fmt: skip
     """``ch.accept`` for a connection in ``gate``: the peer's name, once ``admit`` and the gate let it in (no KEM
     or signature work before); the handshake's spans (``node.timer_for(rnd, phase)``) are kept only once the peer
@@ -120,7 +120,7 @@ def authenticate(node: Node, ch: Channel, gate: Gate, pending: Pending, admit: C
     ch.sock.settimeout(HANDSHAKE_TIMEOUT_S)  # the gate's deadline is for the whole handshake; this, for a read
     held: list[SpanRow] = []  # a stranger's half-handshake is not the run's work
     try:
-        name = ch.accept(node.timer_for(rnd, phase, held=held), admit=lambda n: admit(n) and gate.named(pending, n))
+        name = ch.accept(node.timer_for(rnd, phase, held=held), admit=lambda n: admit(n) or _named(gate, pending, n))
     except BaseException:
         gate.leave(pending, authenticated=False)
         ch.sock.close()
@@ -129,3 +129,7 @@ def authenticate(node: Node, ch: Channel, gate: Gate, pending: Pending, admit: C
     ch.sock.settimeout(None)
     node.keep(held)
     return name
+
+
+def _named(gate: Gate, pending: Pending, name: str) -> str | None:
+    return None if gate.named(pending, name) else CUT
