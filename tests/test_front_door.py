@@ -202,7 +202,16 @@ def test_a_run_stopped_by_a_signal_keeps_its_finished_rounds(tmp_path, signals):
     assert not [n for n, p in pids.items() if _alive(p)], "a node outlived its run"
 
 
-def test_stop_signals_raise_as_ctrl_c_and_are_held_while_results_are_written():
+@pytest.fixture
+def heeded_hup():
+    """SIGHUP at its default: the test must not depend on how pytest was started (under ``nohup`` it is ignored,
+    and a run started so rightly leaves it ignored)."""
+    previous = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    yield
+    signal.signal(signal.SIGHUP, previous)
+
+
+def test_stop_signals_raise_as_ctrl_c_and_are_held_while_results_are_written(heeded_hup):
     with pytest.raises(Stopped, match="SIGHUP") as caught, stop_signals():
         os.kill(os.getpid(), signal.SIGHUP)
         time.sleep(1)  # the handler runs at the next bytecode; this is never reached in full
