@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from hw.channel import HEADER, SERVER, Channel, Identity, SecurityError, load_trust, suite_from
+from hw.channel import HEADER, SERVER, Channel, ConnectionClosed, Identity, SecurityError, load_trust, suite_from
 from hw.node.client import open_session
-from hw.node.gate import Gate
+from hw.node.gate import Gate, authenticate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -181,3 +181,24 @@ def test_spans_a_thread_captures_leave_the_other_threads_spans_alone(tmp_path):
     node.keep([r._replace(round=3) for r in opened])
     node.add("client-1", "local", "train", "fl.train", 3.0, 3.5, 0.0, 0)  # no longer captured
     assert [(r.phase, r.round) for r in node.rows] == [("telemetry", 0), ("receive", 3), ("receive", 3), ("train", 0)]
+
+
+def test_a_handshake_the_gate_cut_as_it_authenticated_is_not_let_in(tmp_path):
+    """The gate's deadline (or a newcomer) may shut a connection down an instant before its handshake returns: a
+    dead connection must not be registered as the pod's (its reconnection would be refused as a duplicate)."""
+    node = _client_node(tmp_path)
+    gate = Gate(4, node.counters, hello_timeout_s=5, handshake_timeout_s=0.2)
+    ours, theirs = _pair()
+    pending = gate.enter(ours)
+
+    class Late:  # a handshake that authenticates just after the deadline
+        sock = ours
+
+        def accept(self, timer, admit):
+            assert admit("client-1") is None
+            time.sleep(0.6)  # the reaper cuts it meanwhile
+            return "client-1"
+
+    with pytest.raises(ConnectionClosed, match="cut"):
+        authenticate(node, Late(), gate, pending, lambda name: None)  # type: ignore[arg-type]
+    assert node.counters["timeout"] == 1 and _closed(theirs) and not gate.pending

@@ -33,7 +33,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from hw.channel import CUT, Channel
+from hw.channel import CUT, Channel, ConnectionClosed
 from hw.node.common import HANDSHAKE_TIMEOUT_S, Node  # from connecting to an authenticated peer (or closed, counted)
 from sim.contract import SpanRow
 
@@ -86,14 +86,18 @@ class Gate:
             p.name = name
             return True
 
-    def leave(self, p: Pending, authenticated: bool) -> None:
-        """Its handshake is over. One that named a peer and then stopped (a stranger using a public name makes
-        us sign for it, then hangs up) is counted as ``unfinished``: not the run's work, and not silent."""
+    def leave(self, p: Pending, authenticated: bool) -> bool:
+        """Its handshake is over; False when the gate had cut it meanwhile (its handshake may have authenticated
+        an instant after the gate shut the socket down: the connection is dead all the same). One that named a
+        peer and then stopped (a stranger using a public name makes us sign for it, then hangs up) is counted as
+        ``unfinished``: not the run's work, and not silent."""
         with self.lock:
-            if p in self.pending:
-                self.pending.remove(p)
-                if not authenticated and p.name is not None:
-                    self.counters["unfinished"] += 1
+            if p not in self.pending:
+                return False
+            self.pending.remove(p)
+            if not authenticated and p.name is not None:
+                self.counters["unfinished"] += 1
+            return True
 
     def _cut(self, p: Pending, why: str) -> None:
         """Shut a pending connection down (caller holds ``lock``): the thread reading it sees the stream end."""
@@ -116,7 +120,8 @@ def authenticate(node: Node, ch: Channel, gate: Gate, pending: Pending, admit: C
                  rnd: int | None = None, phase: str | None = None) -> str:  # fmt: skip
     """``ch.accept`` for a connection in ``gate``: the peer's name, once ``admit`` and the gate let it in (no KEM
     or signature work before); the handshake's spans (``node.timer_for(rnd, phase)``) are kept only once the peer
-    authenticated. Whatever ended it early is raised, the connection closed and the gate told."""
+    authenticated. Whatever ended it early is raised (a cut that came as it authenticated too), the connection
+    closed and the gate told."""
     ch.sock.settimeout(HANDSHAKE_TIMEOUT_S)  # the gate's deadline is for the whole handshake; this, for a read
     held: list[SpanRow] = []  # a stranger's half-handshake is not the run's work
     try:
@@ -125,7 +130,9 @@ def authenticate(node: Node, ch: Channel, gate: Gate, pending: Pending, admit: C
         gate.leave(pending, authenticated=False)
         ch.sock.close()
         raise
-    gate.leave(pending, authenticated=True)
+    if not gate.leave(pending, authenticated=True):  # cut as it authenticated: its peer connects again
+        ch.sock.close()
+        raise ConnectionClosed(f"{name}: the gate cut the connection ({pending.cut})")
     ch.sock.settimeout(None)
     node.keep(held)
     return name
