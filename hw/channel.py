@@ -7,7 +7,7 @@ as the simulator's handshake:
    R checks, before any expensive work: the record's size (no record before authentication may exceed
    the suite's largest handshake message: ``handshake_limit``), the fields' sizes, the suite, that the
    name is in the trust store, and that the node admits it (``admit``: not already connected, one of a pod's own
-   devices). Anything else: an ALERT and the end.
+   devices). Anything else: an ALERT and the end (a connection the node's gate cut: the end alone).
 2. R -> I  SERVER  suite, R's name, nonce_R, ephemeral KEM public key, R's identity public key,
                    sig_R = Sign_R(HELLO || SERVER fields)
 3. I -> R  FINISH  KEM ciphertext (encapsulated to the ephemeral key), I's identity public key,
@@ -85,6 +85,11 @@ class SecurityError(Exception):
     def __init__(self, kind: str, detail: str):
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
+
+
+class StreamCut(SecurityError):
+    """The stream ended in the middle of a record (``truncated``): an attack in the path, or a connection its peer
+    cut short (a gate giving its slot away while it answered)."""
 
 
 class ConnectionClosed(Exception):
@@ -289,7 +294,8 @@ class Channel:
             if not k:
                 if at_boundary and got == 0:
                     raise ConnectionClosed(f"{self.peer or 'peer'} closed the connection")
-                raise self._reject("truncated", f"stream ended {n - got} bytes short of a record")
+                self.counters["truncated"] += 1
+                raise StreamCut("truncated", f"from {self.peer or 'peer'}: stream ended {n - got} bytes short")
             got += k
         return bytes(buf) if n < 4096 else buf  # type: ignore[return-value]  # large bodies: no copy
 
@@ -353,11 +359,12 @@ class Channel:
             self.write(ALERT, b"unknown identity")
             raise self._reject("identity", f"{initiator!r} is not in the trust store")
         refused = admit(initiator) if admit is not None else None
-        if refused == CUT:
+        if refused == CUT:  # no one to tell
             raise SecurityError(CUT, f"{initiator!r}: the connection was cut")
         if refused is not None:
-            self.write(ALERT, REFUSALS[refused])
-            raise self._reject(refused, f"{initiator!r} is not admitted here ({REFUSALS[refused].decode()})")
+            alert = REFUSALS.get(refused, b"refused")
+            self.write(ALERT, alert)
+            raise self._reject(refused, f"{initiator!r} is not admitted here ({alert.decode()})")
         with timer("handshake", f"{self.suite.kem}.keygen"):
             eph = kem.keygen()
         fields = [

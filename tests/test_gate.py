@@ -137,7 +137,55 @@ def test_a_handshake_the_responders_gate_cut_is_tried_again(tmp_path, cut):
     t.join(5)
     ops = [r.op for r in node.rows]  # the cut attempt's handshake work is not the run's
     assert ops.count(f"{suite.signature}.sign") == 1 and ops.count(f"{suite.kem}.encaps") == 1
-    assert node.counters["truncated"] == (1 if cut == "mid-answer" else 0)
+    assert node.counters["truncated"] == 0  # a cut it recovered from is no attack (the gate counts the cut)
+
+
+def test_a_malformed_answer_is_not_tried_again(tmp_path):
+    """A whole SERVER record whose fields are too short is a forgery, not a cut: the pod fails at once."""
+    node = _client_node(tmp_path)
+    cli = Identity.generate("client-1", node.suite)
+    trust = load_trust(node.suite, {"aggregator": Identity.generate("aggregator", node.suite).public(),
+                                    "client-1": cli.public()})  # fmt: skip
+    srv = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+
+    def aggregator() -> None:
+        while True:
+            try:
+                sock, _ = srv.accept()
+            except OSError:
+                return
+            accepted.append(sock)
+            Channel(sock, cli, node.suite, trust, counters=Counter()).read_record()
+            sock.sendall(HEADER.pack(SERVER, 0, 0.0, 3) + b"abc")
+
+    threading.Thread(target=aggregator, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(SecurityError):
+        open_session(node, cli, trust, srv.getsockname(), "aggregator", timeout_s=10)
+    assert time.monotonic() - started < 5 and len(accepted) == 1
+    srv.close()
+
+
+def test_an_aggregator_that_ended_before_its_first_message_ends_the_pod_at_once(tmp_path):
+    """The aggregator authenticated the pod, then ended the run (and stopped listening) before round 1: the pod
+    looks for it again only briefly, then ends with the closed session, not after its whole connect timeout."""
+    node = _client_node(tmp_path)
+    agg, cli = Identity.generate("aggregator", node.suite), Identity.generate("client-1", node.suite)
+    trust = load_trust(node.suite, {"aggregator": agg.public(), "client-1": cli.public()})
+    srv = socket.create_server(("127.0.0.1", 0))
+
+    def aggregator() -> None:
+        sock, _ = srv.accept()
+        Channel(sock, agg, node.suite, trust, counters=Counter()).accept(lambda *_: contextlib.nullcontext())
+        srv.close()
+        sock.close()
+
+    threading.Thread(target=aggregator, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(ConnectionClosed):
+        open_session(node, cli, trust, srv.getsockname(), "aggregator", timeout_s=30)
+    assert time.monotonic() - started < 10
 
 
 def test_a_rejected_handshake_is_not_tried_again(tmp_path):

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from hw import data, fl
-from hw.channel import REKEY, Channel, ConnectionClosed, Identity, Peer, Record, SecurityError
+from hw.channel import REKEY, Channel, ConnectionClosed, Identity, Peer, Record, SecurityError, StreamCut
 from hw.node.common import (
     DONE,
     UPDATE,
@@ -45,22 +45,22 @@ def run_client(node: Node) -> NodeResult:
     peers = [agg] + (["devices"] if cfg.devices_for(node.name) else [])
     trust = node.trust(peers)
     _serve_telemetry(node, ident, trust)
-    ch, opening = open_session(node, ident, trust, cfg.routes[node.name][agg], agg, cfg.connect_timeout_s)
-    first: Record | None = opening
     index, n = fl_cfg.clients.index(node.name), len(fl_cfg.clients)
     seeds = np.random.SeedSequence(cfg.seed).spawn(3 + n)
-    x, y = data.client_data(index, n, fl_cfg.samples_per_client, seeds[3 + index])
+    x, y = data.client_data(index, n, fl_cfg.samples_per_client, seeds[3 + index])  # before the model can come
     rng = np.random.default_rng(seeds[2].spawn(n)[index])
     kem_pk = trust[agg].kem if cfg.rekey == "per_message" else None
     crash_round = cfg.crash.get(node.name)
     rounds = 0
+    ch, opening = open_session(node, ident, trust, cfg.routes[node.name][agg], agg, cfg.connect_timeout_s)
+    first: Record | None = opening
     while True:
         rec, first = first or ch.read_record(), None
+        arrived = node.now()
         if rec.type == REKEY:  # per-round rekeying: a fresh session for the round the aggregator starts
             node.round = int.from_bytes(ch.open(rec), "big")
             ch.initiate(agg, node.timer_for())
             continue
-        arrived = node.now()
         with node.captured() as opened:  # the round is known only once the model is open
             kind, rnd, payload = unprotect(node, ch, rec, trust[agg].sig, "receive")
         if kind == DONE:
@@ -81,16 +81,27 @@ def run_client(node: Node) -> NodeResult:
     return NodeResult(state="completed", rounds=rounds)
 
 
+RECONNECT_S = 1.0  # how long a pod looks for the aggregator again after a session that authenticated closed
+
+
 def open_session(node: Node, ident: Identity, trust: dict[str, Peer], address: Address, peer: str,
                  timeout_s: float) -> tuple[Channel, Record]:  # fmt: skip
     """Connect, run the handshake as initiator and read the session's first record. A connection closed before that
     record is opened again until the timeout: a Service or proxy that accepted while the aggregator was not
     listening yet, or the aggregator's gate giving the slot to a newcomer (``hw.node.gate``: strangers may flood
     it), which may cut its answer short, or cut the handshake after our last message, which only the missing first
-    record shows. A rejected handshake is not tried again, nor a first record cut short (an attack in the path)."""
+    record shows. A session closed after it authenticated may also be the aggregator ending the run before its
+    first message: then it is gone, and a reconnection that finds no listener ends here at once. A rejected
+    handshake is not tried again, nor a malformed one, nor a first record cut short (an attack in the path)."""
     deadline = time.monotonic() + timeout_s
+    gone: ConnectionClosed | None = None  # a session closed after it authenticated: the aggregator may have ended
     while True:
-        sock = connect(address, max(1.0, deadline - time.monotonic()))
+        try:
+            sock = connect(address, RECONNECT_S if gone else max(1.0, deadline - time.monotonic()))
+        except RunFailed:
+            if gone is None:
+                raise
+            raise gone from None
         ch = Channel(sock, ident, node.suite, trust, clock=node.now, counters=node.counters,
                      max_record_bytes=record_limit(node))  # fmt: skip
         try:
@@ -98,15 +109,16 @@ def open_session(node: Node, ident: Identity, trust: dict[str, Peer], address: A
                 ch.initiate(peer, node.timer_for(0))
             first = ch.read_record()
         except (ConnectionClosed, OSError, SecurityError) as exc:
-            if isinstance(exc, SecurityError) and (exc.kind != "truncated" or ch.authenticated):
-                raise
             sock.close()
+            if isinstance(exc, SecurityError):
+                if not isinstance(exc, StreamCut) or ch.authenticated:
+                    raise
+                node.counters[exc.kind] -= 1  # a cut answer is no attack: the gate counted it where it cut
+            if isinstance(exc, ConnectionClosed) and ch.authenticated:
+                gone = exc
             if time.monotonic() > deadline:
-                if isinstance(exc, ConnectionClosed) and ch.authenticated:
-                    raise  # the aggregator ended before its first message, as it does when the run fails to start
-                raise RunFailed(
-                    f"{peer} closed every connection before the handshake within {timeout_s:.0f} s"
-                ) from None
+                why = f"{peer} closed every connection before the handshake within {timeout_s:.0f} s"
+                raise gone or RunFailed(why) from None
             time.sleep(0.1)
             continue
         node.keep(attempt)
