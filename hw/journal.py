@@ -12,6 +12,7 @@ that never ended into the same files (``recover_journals``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -67,15 +68,25 @@ def journal_result(run_dir: Path, pod: str) -> NodeResult | None:
 
 def recover_journals(run_dir: Path) -> list[str]:
     """The spans and last result of nodes that never finished (killed), from their journals:
-    ``spans/<pod>.parquet`` and, where the node wrote none, ``nodes/<pod>.json``. The pods recovered."""
+    ``spans/<pod>.parquet`` and ``nodes/<pod>.json``, each where the node wrote none. The pods recovered.
+
+    A node writes its spans first at its end, so spans of its own beside a journal mean it ended and was stopped
+    before it removed the journal: the journal holds fewer rounds (up to its last checkpoint), and is not the
+    node's last word (nor is a journal a stranger put there)."""
     layout = RunLayout(run_dir)
     recovered = []
     for journal in sorted((run_dir / RunLayout.NODE_SPANS).glob("*.journal")):
         pod = journal.stem
         rows, result = read_journal(journal)
-        atomic_write(layout.node_spans(pod), spans_bytes(to_frame(rows)))
+        if not layout.node_spans(pod).exists():
+            try:
+                table = spans_bytes(to_frame(rows))
+            except (ValueError, TypeError):  # rows of the wrong types: not a node's journal
+                table = spans_bytes(to_frame([]))
+            atomic_write(layout.node_spans(pod), table)
         if result is not None and not layout.node_result(pod).exists():
-            NodeResult.model_validate(result).write(run_dir, pod)
+            with contextlib.suppress(ValueError):  # a journal line the node did not write: no result from it
+                NodeResult.model_validate(result).write(run_dir, pod)
         journal.unlink()
         recovered.append(pod)
     return recovered

@@ -43,7 +43,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIN_BACKLOG_BYTES = 4 * 1024 * 1024  # per connection and direction; the limit is at least 4 x the BDP
-MAX_CONNECTIONS = 64  # at once per proxy (a route's pod or a device, and its retries, need a few): more are refused
+# at once per proxy (a route's pod or a device, and its retries, need a few): a newcomer over it takes the place of
+# the oldest connection whose client has sent nothing yet (a node sends as it connects), else it is refused
+MAX_CONNECTIONS = 64
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
 DIRECTIONS = ("upstream", "downstream")
@@ -227,6 +229,7 @@ class _Side(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         assert self.outgoing is not None  # reading is paused until both pipes exist
+        self.conn.spoke = self.conn.spoke or self is self.conn.client
         self.outgoing.feed(data)
 
     def eof_received(self) -> bool:
@@ -235,8 +238,10 @@ class _Side(asyncio.Protocol):
         upstream = self.conn.client.outgoing
         if self is self.conn.target and upstream is not None:
             # the node hung up: the twin's nodes close, never half-close (one refusing a stranger does so at its
-            # first bad record), so what the client sent that the link has not served yet goes nowhere
-            upstream.drop()
+            # first bad record, its gate at a deadline), so what the client sent that the link has not served yet
+            # goes nowhere, and nothing it sends from now on: the connection ends once the node's last bytes are
+            # delivered, whether or not the client ever sends again (a silent stranger held its place for good)
+            upstream.end()
         return True  # keep our write half open: the other direction may still be delivering
 
     def pause_writing(self) -> None:
@@ -263,6 +268,7 @@ class _Pipe:
         self.backlog_bytes = 0
         self.reading_paused = False
         self.unsent: collections.deque[_Segment] = collections.deque()  # fed, not yet written to ``dst``
+        self.ended = False  # its destination has gone: what comes is not carried
         self.task = self.loop.create_task(self._deliver())
         self.task.add_done_callback(lambda _task: conn.pipe_done())  # however it ended: no connection stranded
 
@@ -272,7 +278,16 @@ class _Pipe:
         while self.unsent:
             self.unsent.popleft().delivery.cancel()
 
+    def end(self) -> None:
+        """Its destination hung up: drop what the link has not served, carry nothing more, and end."""
+        if not self.ended:
+            self.ended = True
+            self.drop()
+            self.queue.put_nowait(None)
+
     def feed(self, data: bytes) -> None:
+        if self.ended:
+            return
         now_s, step = self.loop.time(), self.link.shape.segment_bytes
         for i in range(0, len(data), step):
             seg = _Segment(data[i : i + step], self.loop.create_future())
@@ -285,7 +300,8 @@ class _Pipe:
             self._src_transport().pause_reading()
 
     def feed_eof(self) -> None:
-        self.queue.put_nowait(None)
+        if not self.ended:
+            self.queue.put_nowait(None)
 
     def _src_transport(self) -> asyncio.Transport:
         assert self.src.transport is not None
@@ -324,16 +340,20 @@ class _Connection:
         self.pipes: list[_Pipe] = []
         self.connecting: asyncio.Task[None] | None = None
         self.closed = False
+        self.spoke = False  # its client has sent a byte
 
     def made(self, side: _Side) -> None:
         assert side.transport is not None
         if side is self.client:
-            if len(self.proxy._connections) >= MAX_CONNECTIONS:  # a flood of strangers: refused, nothing buffered
+            if len(self.proxy._connections) >= MAX_CONNECTIONS:  # a flood of strangers
+                silent = next((c for c in self.proxy._connections if not c.spoke), None)
                 self.proxy.refused += 1
-                side.transport.abort()
-                return
+                if silent is None:  # refused, nothing buffered
+                    side.transport.abort()
+                    return
+                silent.close(abort=True)  # the oldest that said nothing makes way
             side.transport.pause_reading()  # until the target is there to receive
-            self.proxy._connections.add(self)
+            self.proxy._connections[self] = None
             self.connecting = asyncio.get_running_loop().create_task(self._connect())
             return
         up, down = self.proxy._links
@@ -362,7 +382,7 @@ class _Connection:
         if self.closed:
             return
         self.closed = True
-        self.proxy._connections.discard(self)
+        self.proxy._connections.pop(self, None)
         for pipe in self.pipes:
             pipe.drop()
         current = asyncio.current_task()
@@ -407,8 +427,8 @@ class ShapingProxy:
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
         self._links: tuple[_Link, ...] = ()
-        self._connections: set[_Connection] = set()
-        self.refused = 0  # connections over ``MAX_CONNECTIONS``
+        self._connections: dict[_Connection, None] = {}  # in the order they came
+        self.refused = 0  # connections over ``MAX_CONNECTIONS``: refused, or a silent one closed for them
 
     @property
     def port(self) -> int:

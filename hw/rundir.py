@@ -289,18 +289,32 @@ def remove_partial(out: Path, created: bool, outputs: tuple[str, ...] | None = N
                 out.rmdir()
 
 
-def node_results(out: Path) -> dict[str, NodeResult]:
+def node_results(out: Path, ignored: list[str] | None = None) -> dict[str, NodeResult]:
+    """The nodes' reports (``nodes/<process>.json``). A file there that is not one (a stray file, a damaged one)
+    is left out, and said in ``ignored``: one bad file must not cost the run its summary."""
     nodes = out / RunLayout.NODES
-    if not nodes.exists():
-        return {}
-    return {p.stem: NodeResult.model_validate_json(p.read_bytes()) for p in sorted(nodes.glob("*.json"))}
+    results: dict[str, NodeResult] = {}
+    for p in sorted(nodes.glob("*.json")) if nodes.exists() else []:
+        try:
+            results[p.stem] = NodeResult.model_validate_json(p.read_bytes())
+        except (OSError, ValueError):  # pydantic's ValidationError is a ValueError
+            if ignored is not None:
+                ignored.append(f"{p.relative_to(out)}: not a node's report (left out)")
+    return results
 
 
-def merge_spans(out: Path) -> pd.DataFrame:
-    """Every node's spans, plus a ``distribution`` marker per round (its start to the last client's receipt)."""
+def merge_spans(out: Path, ignored: list[str] | None = None) -> pd.DataFrame:
+    """Every node's spans, plus a ``distribution`` marker per round (its start to the last client's receipt). A
+    file that is not spans is left out, and said in ``ignored`` (``node_results``)."""
     import pandas as pd
 
-    frames = [read_spans(p) for p in sorted((out / RunLayout.NODE_SPANS).glob("*.parquet"))]
+    frames = []
+    for p in sorted((out / RunLayout.NODE_SPANS).glob("*.parquet")):
+        try:
+            frames.append(read_spans(p))
+        except ValueError as exc:  # read_spans' one line
+            if ignored is not None:
+                ignored.append(f"{exc} (left out)")
     df = pd.concat(frames, ignore_index=True) if frames else to_frame([])
     markers = []
     for r in df[df.phase == "round"].itertuples():
@@ -336,24 +350,26 @@ def write_results(
     """
     import pandas as pd
 
-    nodes = node_results(out)
+    ignored: list[str] = []
+    nodes = node_results(out, ignored)
     agg = nodes.get(aggregator, NodeResult(state="failed"))
     security: Counter[str] = Counter()
     for n in nodes.values():
         security.update(n.security)
-    df = merge_spans(out)
+    df = merge_spans(out, ignored)
     layout = RunLayout(out)
     write_spans(df, layout.spans)
     duration = float(df.end_s.max()) if len(df) else wall_s
     host_key = pd.Series(machine, index=df.index) if machine else None
     meta: dict[str, Any] = {
         "scenario": s.name, "scenario_file": str(s.path), "replications": 1, "suite": s.workload.crypto.model_dump(),
-        "events": len(df), "sim_time_s": duration, "link_utilization": {}, "warnings": [],
+        "events": len(df), "sim_time_s": duration, "link_utilization": {}, "warnings": ignored,
         "host_utilization": core_utilisation(df, cores, duration, host_key),
         "state": state, "reason": reason, "initial_accuracy": agg.initial_accuracy,
         "accuracy_per_round": agg.accuracy_per_round, "dropouts": agg.dropouts, "security": dict(security),
         "wall_s": wall_s, **extra,
     }  # fmt: skip
+    meta["warnings"] = [*extra.get("warnings", []), *ignored]
     summary = summarise(df, meta)
     summary.energy = estimated_energy(s, df, duration)
     write_summary(summary, out)

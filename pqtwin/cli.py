@@ -1001,6 +1001,8 @@ def _report_twin_run(summary: Summary, out_dir: Path) -> None:
                      f"{out_dir} (or {sets})", highlight=False)  # fmt: skip
     for d in summary.dropouts:
         _warn(f"dropout: {d.pod} in round {d.round}: {d.reason}")
+    for w in summary.warnings:  # a stray or damaged file left out of the results, a device emulator that never ran
+        _warn(w)
     if summary.state != "completed":
         raise UserError(f"{out_dir}: run {summary.state}: {summary.reason}")
 

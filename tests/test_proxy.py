@@ -271,21 +271,56 @@ def test_a_pour_the_target_refuses_holds_the_link_for_no_one_after(serve):
     stranger.close()
 
 
-def test_a_proxy_refuses_connections_over_its_cap(serve, monkeypatch):
+def test_a_full_proxy_gives_a_silent_connections_place_to_a_newcomer_else_refuses_it(serve, monkeypatch):
+    """Over the cap, a newcomer takes the place of the oldest connection that has sent nothing (a node speaks as it
+    connects; a stranger holding places in silence kept every pod out); where all have spoken, it is refused."""
     from hw import proxy as proxy_module
 
     monkeypatch.setattr(proxy_module, "MAX_CONNECTIONS", 3)
     with ShapingProxy("127.0.0.1", serve(echo), LinkShape(1e9, 0.0)) as proxy:
-        held = [connect(proxy.port) for _ in range(3)]
-        time.sleep(0.2)
-        extra = connect(proxy.port)  # accepted by the kernel, then closed by the proxy at once
+        silent, *spoke = [connect(proxy.port) for _ in range(3)]
+        for k, sock in enumerate(spoke):
+            sock.sendall(b"%d" % k)
+            assert sock.recv(1) == b"%d" % k
+        newcomer = connect(proxy.port)  # the silent one makes way
+        silent.settimeout(5)
+        with contextlib.suppress(ConnectionResetError):
+            assert silent.recv(1) == b""
+        newcomer.sendall(b"n")
+        assert newcomer.recv(1) == b"n"
+        extra = connect(proxy.port)  # all three have spoken: accepted by the kernel, then closed by the proxy
         extra.settimeout(5)
         with contextlib.suppress(ConnectionResetError):
             assert extra.recv(1) == b""
-        assert proxy.refused == 1
-        for sock in held:
+        assert proxy.refused == 2
+        for sock in [*spoke, newcomer]:
             send_then_close(sock, b"ok")
-            assert recv_all(sock) == b"ok"  # those within the cap still work
+            assert recv_all(sock) == b"ok"  # those that kept their place still work
+
+
+def test_a_node_that_cut_a_silent_connection_frees_its_place(serve):
+    """A node's gate cuts a connection that sends nothing (its HELLO deadline): the proxy ended only the node's
+    direction and kept waiting for the client, so sixty-four silent strangers held every place for good and the
+    run failed with no pod authenticated (an attack hunt found it)."""
+
+    def node(sock: socket.socket) -> None:
+        sock.settimeout(0.2)
+        with contextlib.suppress(TimeoutError):
+            sock.recv(64)  # nothing comes: the deadline passes
+        sock.close()
+
+    with ShapingProxy("127.0.0.1", serve(node), LinkShape(8e6, 0.001)) as proxy:
+        strangers = [connect(proxy.port) for _ in range(8)]  # silent, and never closed
+        for sock in strangers:
+            sock.settimeout(5)
+            with contextlib.suppress(ConnectionResetError):
+                assert sock.recv(1) == b""  # the node's end reached the stranger: its connection is over
+        deadline = time.monotonic() + 5
+        while proxy._connections and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not proxy._connections
+    for sock in strangers:
+        sock.close()
 
 
 def test_no_connection_outlives_a_node_that_hung_up_on_it(serve):

@@ -86,12 +86,23 @@ def main(run_dir: Path, name: str, role: str) -> int:
         result = play(node, role)
     except (RunFailed, SecurityError, ConnectionClosed, KeysUnavailable) as exc:
         reason = f"{name}: {exc}" if isinstance(exc, KeysUnavailable) else str(exc)
-        node.finish(NodeResult(state="failed", reason=reason, cpus=pinned))
-        log.error("%s: %s", name, exc)
-        return 3
+        return _finish(node, NodeResult(state="failed", reason=reason, cpus=pinned), f"{name}: {exc}")
     result.cpus = pinned
     result.providers = {a: registry.find(a).provider for a in (node.suite.kem, node.suite.signature, node.suite.aead)}
-    node.finish(result)
+    return _finish(node, result)
+
+
+def _finish(node: Node, result: NodeResult, failed: str | None = None) -> int:
+    """Report the node's end (``failed``: why it failed, logged); 0 when it completed, else 3 -- also when its
+    report cannot be written (a full disk), which is then said in one line, not a traceback."""
+    try:
+        node.finish(result)
+    except OSError as exc:
+        log.error("%s: cannot write its report: %s", node.name, exc.strerror or exc)
+        return 3
+    if failed is not None:
+        log.error("%s", failed)
+        return 3
     return 0
 
 

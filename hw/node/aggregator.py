@@ -29,6 +29,7 @@ from hw.node.common import (
     UPDATE,
     Node,
     RunFailed,
+    accept,
     listen,
     log,
     message,
@@ -181,13 +182,10 @@ class Aggregator:
     def _listen(self) -> None:
         """Accept connections for the whole run, each through the gate (``hw.node.gate``: at most
         ``MAX_PENDING_HANDSHAKES`` unauthenticated at once, each with deadlines to name itself and authenticate)."""
-        while True:
-            try:
-                sock, _addr = self.server.accept()
-            except OSError:
-                return  # closed at the end of the run
+        while (sock := accept(self.server, self.node.name)) is not None:  # None: closed at the end of the run
             pending = self.gate.enter(sock)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with contextlib.suppress(OSError):  # a connection already gone: its handshake reads the end
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             threading.Thread(target=self._serve, args=(sock, pending), daemon=True).start()
 
     def _authenticate(self, sock: socket.socket, pending: Pending) -> tuple[str, Channel] | None:

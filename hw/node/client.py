@@ -22,6 +22,7 @@ from hw.node.common import (
     UPDATE,
     Node,
     RunFailed,
+    accept,
     connect,
     listen,
     message,
@@ -160,8 +161,7 @@ def _serve_telemetry(node: Node, ident: Identity, trust: dict[str, Peer]) -> Non
             sock.close()
 
     def accept_loop() -> None:
-        while True:
-            sock, _ = srv.accept()
+        while (sock := accept(srv, node.name)) is not None:
             pending = gate.enter(sock)
             threading.Thread(target=session, args=(sock, pending), daemon=True).start()
 

@@ -3,6 +3,7 @@ message format (sign, encapsulate, encrypt) and the warm-up."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -192,6 +193,23 @@ def record_limit(node: Node) -> int:
     """The largest record an authenticated peer may send in this run: a model message (or a worker's job
     carrying one) and room for its keys, signature and encapsulation."""
     return node.cfg.fl.model_parameters * 4 + 4 * handshake_limit(node.suite) + 4096
+
+
+SHORT_OF = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)  # a resource the process lacks for a moment
+
+
+def accept(srv: socket.socket, node: str) -> socket.socket | None:
+    """The next connection to a listening socket; None once it is closed (the end of the run). A process out of
+    file descriptors or memory for a moment (a flood of connections) waits it out: the listener must not end
+    with it (one EMFILE ended a client's telemetry port, or the aggregator's, for the rest of the run)."""
+    while True:
+        try:
+            return srv.accept()[0]
+        except OSError as exc:
+            if exc.errno not in SHORT_OF:
+                return None
+            log.warning("%s: cannot accept a connection now (%s); trying again", node, exc.strerror or exc)
+            time.sleep(0.1)
 
 
 def listen(port: int, host: str = "127.0.0.1") -> socket.socket:

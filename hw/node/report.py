@@ -5,11 +5,16 @@
   (``checkpoint``, hw/journal.py), so a node killed mid-run leaves every round it finished.
 - ``LogReporter`` (Kubernetes, where the run directory is the pod's own): the same files, plus progress
   lines and the result block on stdout for the backend to read from the pod's log (hw/podlog.py).
+
+A progress or journal file that cannot be written (a full disk, the run directory tampered with) is said once in
+the node's log and the node goes on: its rounds are still in its memory and in its last report. Its end's report
+is the one write a node cannot do without (``hw.node.main`` ends in one line if it fails).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Protocol
 
@@ -19,6 +24,8 @@ from hw import podlog
 from hw.journal import Journal
 from hw.rundir import NodeResult
 from sim.contract import RunLayout, SpanRow, atomic_write, spans_bytes
+
+log = logging.getLogger("pqtwin.node")
 
 
 class Reporter(Protocol):
@@ -40,9 +47,18 @@ class FileReporter:
     def __init__(self, run_dir: Path):
         self.layout = RunLayout(run_dir)
         self.journals: dict[str, Journal] = {}
+        self.failed: set[str] = set()  # files already said to be unwritable
+
+    def _unwritable(self, what: str, exc: OSError) -> None:
+        if what not in self.failed:
+            self.failed.add(what)
+            log.warning("cannot write %s (%s): going on without it", what, exc.strerror or exc)
 
     def progress(self, r: int, accuracy: float) -> None:
-        atomic_write(self.layout.progress, json.dumps({"round": r, "accuracy": accuracy}))
+        try:
+            atomic_write(self.layout.progress, json.dumps({"round": r, "accuracy": accuracy}))
+        except OSError as exc:
+            self._unwritable(str(self.layout.progress), exc)
 
     def finish(self, name: str, result: NodeResult, spans: pd.DataFrame) -> None:
         atomic_write(self.layout.node_spans(name), spans_bytes(spans))
@@ -52,9 +68,12 @@ class FileReporter:
         self.layout.node_journal(name).unlink(missing_ok=True)
 
     def checkpoint(self, name: str, result: NodeResult, new_rows: list[SpanRow]) -> None:
-        if name not in self.journals:
-            self.journals[name] = Journal(self.layout.node_journal(name))
-        self.journals[name].append(new_rows, result)  # tens of µs: it may fall inside a round
+        try:
+            if name not in self.journals:
+                self.journals[name] = Journal(self.layout.node_journal(name))
+            self.journals[name].append(new_rows, result)  # tens of µs: it may fall inside a round
+        except OSError as exc:
+            self._unwritable(str(self.layout.node_journal(name)), exc)
 
 
 class LogReporter(FileReporter):

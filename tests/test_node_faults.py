@@ -1,0 +1,119 @@
+"""A node's faults of its own machine and run directory: a moment without file descriptors, a disk that will not
+take a file, and files in the run directory that are not the run's. None may end a run that can go on, lose a
+finished round, or end in a traceback (an attack hunt found each)."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import stat
+from collections import Counter
+
+import pytest
+
+from hw.journal import Journal, recover_journals
+from hw.node import _finish
+from hw.node.common import accept
+from hw.node.report import FileReporter
+from hw.rundir import NodeResult, merge_spans, node_results
+from sim.contract import RunLayout, SpanRow, atomic_write, read_spans, spans_bytes, to_frame
+
+
+def _row(rnd: int, op: str = "fl.train") -> SpanRow:
+    return SpanRow(0, rnd, "client-1", "local", "train", op, float(rnd), rnd + 0.5, 0.0, 0)
+
+
+class _Listener:
+    """A listening socket's ``accept`` that fails as a process out of file descriptors would, then works."""
+
+    def __init__(self, failures: list[int]):
+        self.failures = failures
+        self.pair = socket.socketpair()
+
+    def accept(self) -> tuple[socket.socket, str]:
+        if self.failures:
+            raise OSError(self.failures.pop(0), os.strerror(errno.EMFILE))
+        return self.pair[0], "peer"
+
+
+def test_a_moment_without_file_descriptors_does_not_end_a_listener(caplog):
+    """One EMFILE ended a client's telemetry port (an uncaught error in its accept thread), or the aggregator's
+    (it returned, as at the run's end), for the rest of the run."""
+    listener = _Listener([errno.EMFILE, errno.ENFILE])
+    with caplog.at_level(logging.WARNING, logger="pqtwin.node"):
+        assert accept(listener, "client-1") is listener.pair[0]  # type: ignore[arg-type]
+    assert caplog.text.count("cannot accept a connection now") == 2
+    closed = _Listener([errno.EBADF])  # the listener was closed: the run's end
+    assert accept(closed, "client-1") is None  # type: ignore[arg-type]
+
+
+def test_a_file_the_disk_will_not_take_is_said_once_and_the_node_goes_on(tmp_path, caplog):
+    """A directory put where the progress file's temporary goes (or a full disk) killed the aggregator mid-run."""
+    rep = FileReporter(tmp_path)
+    RunLayout(tmp_path).progress.mkdir(parents=True)  # progress.json cannot be replaced: it is a directory
+    (tmp_path / "spans").mkdir()
+    RunLayout(tmp_path).node_journal("client-1").mkdir()  # nor can the journal be opened
+    with caplog.at_level(logging.WARNING, logger="pqtwin.node"):
+        for r in (1, 2):
+            rep.progress(r, 0.5)
+            rep.checkpoint("client-1", NodeResult(state="failed", rounds=r), [_row(r)])
+    assert caplog.text.count("cannot write") == 2  # once a file
+
+
+def test_a_node_whose_report_cannot_be_written_ends_in_one_line(caplog):
+    class Full:
+        name = "aggregator"
+
+        def finish(self, result: NodeResult) -> None:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with caplog.at_level(logging.ERROR, logger="pqtwin.node"):
+        assert _finish(Full(), NodeResult(state="completed")) == 3  # type: ignore[arg-type]
+    assert "aggregator: cannot write its report: No space left on device" in caplog.text
+
+
+def test_a_temporary_name_fixed_in_advance_cannot_be_taken(tmp_path):
+    """The temporary file carried the process id: a directory of that name made every write of the file fail."""
+    path = tmp_path / "progress.json"
+    (tmp_path / f"progress.json.{os.getpid()}.tmp").mkdir()
+    atomic_write(path, '{"round": 1}')
+    assert path.read_text() == '{"round": 1}'
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask  # as a plain open leaves it
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp") and p.is_file()] == []
+
+
+def test_a_journal_beside_the_spans_a_node_wrote_does_not_replace_them(tmp_path):
+    """A node writes its spans at its end, then removes its journal: stopped in between (or a journal a stranger
+    put there), the journal's fewer rounds replaced the node's spans (a forged one: a finished run of 0 rounds)."""
+    layout = RunLayout(tmp_path)
+    rep = FileReporter(tmp_path)
+    rep.checkpoint("client-1", NodeResult(state="failed", rounds=1), [_row(1)])
+    layout.node_spans("client-1").write_bytes(spans_bytes(to_frame([_row(1), _row(2), _row(3)])))  # its end
+    layout.node_journal("aggregator").write_text('x\n{"rows": [["a", "b"]], "result": {"state": 7}}\n')  # forged
+    assert recover_journals(tmp_path) == ["aggregator", "client-1"]
+    assert list(read_spans(layout.node_spans("client-1"))["round"]) == [1, 2, 3]
+    assert len(read_spans(layout.node_spans("aggregator"))) == 0 and not layout.node_result("aggregator").exists()
+    assert not list((tmp_path / "spans").glob("*.journal"))
+
+
+def test_files_in_the_run_directory_that_are_not_the_runs_are_left_out_and_said(tmp_path):
+    """A stray nodes/zz.json or spans/zz.parquet ended a finished run in an internal error, with no summary."""
+    layout = RunLayout(tmp_path)
+    NodeResult(state="completed", rounds=2).write(tmp_path, "client-1")
+    (tmp_path / "nodes" / "zz.json").write_text("{")
+    layout.node_spans("client-1").parent.mkdir(exist_ok=True)
+    layout.node_spans("client-1").write_bytes(spans_bytes(to_frame([_row(1), _row(2)])))
+    (tmp_path / "spans" / "zz.parquet").write_bytes(b"not parquet")
+    journal = Journal(layout.node_journal("unused"))  # a journal is no spans file
+    journal.close()
+    ignored: list[str] = []
+    assert set(node_results(tmp_path, ignored)) == {"client-1"}
+    assert len(merge_spans(tmp_path, ignored)) == 2
+    assert len(ignored) == 2 and "nodes/zz.json: not a node's report" in ignored[0] and "zz.parquet" in ignored[1]
+    with pytest.raises(ValueError):
+        read_spans(tmp_path / "spans" / "zz.parquet")
+    assert Counter(p.suffix for p in (tmp_path / "spans").iterdir())[".parquet"] == 2
