@@ -405,7 +405,8 @@ def _follow(out: Path, children: Children, cfg: RunConfig, progress: Callable[[i
             return "failed", "timed out waiting for the aggregator"
         try:
             r = int(json.loads(RunLayout(out).progress.read_text())["round"])
-        except (OSError, ValueError, KeyError, TypeError):  # being replaced, or not the aggregator's: read it next time
+        except (OSError, ValueError, KeyError, TypeError, OverflowError, RecursionError):  # being replaced, or not
+            # the aggregator's (a damaged file): read it again next time
             r = last
         if r != last and progress:
             progress(r)

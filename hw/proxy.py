@@ -44,8 +44,11 @@ log = logging.getLogger(__name__)
 
 MIN_BACKLOG_BYTES = 4 * 1024 * 1024  # per connection and direction; the limit is at least 4 x the BDP
 # at once per proxy (a route's pod or a device, and its retries, need a few): a newcomer over it takes the place of
-# the oldest connection whose client has sent nothing yet (a node sends as it connects), else it is refused
-MAX_CONNECTIONS = 64
+# the oldest connection whose client has sent nothing yet (a node sends as it connects), else it is refused. Four
+# times a node's gate (hw/node/gate.py: 64 handshakes), so that the gate, which knows who authenticated, decides
+# who stays: a connection it cuts ends here too, and strangers sending a byte each could otherwise fill the proxy
+# and keep every pod from reaching the gate at all
+MAX_CONNECTIONS = 256
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
 DIRECTIONS = ("upstream", "downstream")
@@ -355,6 +358,9 @@ class _Connection:
             side.transport.pause_reading()  # until the target is there to receive
             self.proxy._connections[self] = None
             self.connecting = asyncio.get_running_loop().create_task(self._connect())
+            return
+        if self.closed:  # evicted (or given up) while its target connection was being made
+            side.transport.abort()
             return
         up, down = self.proxy._links
         self.client.outgoing = _Pipe(self, up, self.client, self.target)

@@ -332,29 +332,23 @@ class RunLayout:
         return (cls.NODE_SPANS, cls.NODES, cls.KEYS, cls.LOGS, cls.COMPARE, cls.PROFILES)
 
 
-def _file_mode() -> int:
-    mask = os.umask(0o022)  # read at import, before any thread: umask can only be read by setting it
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-_FILE_MODE = _file_mode()
-
-
 def atomic_write(path: Path, data: str | bytes) -> None:
     """Write a file so that it appears whole or not at all (a reader never sees half of it).
 
-    The temporary file is created new under a name no one can guess (``mkstemp``): several processes and threads
-    may write the same file (progress), and a name fixed in advance (the process id) was one a stranger could
-    occupy beforehand (a directory of that name killed a node at its next progress).
+    The temporary file is created new (``O_EXCL``) under a name no one can guess: several processes and threads may
+    write the same file (progress), and a name fixed in advance (the process id) was one a stranger could occupy
+    beforehand (a directory of that name killed a node at its next progress). Its mode is a plain open's (the
+    process's umask applied by the kernel).
     """
-    import tempfile  # here: not on every command's start-up path
-
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.", suffix=".tmp")
-    tmp = Path(name)
+    while True:
+        tmp = path.with_name(f"{path.name}.{os.urandom(6).hex()}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+            break
+        except FileExistsError:  # 48 random bits taken: another name
+            continue
     try:
-        os.fchmod(fd, _FILE_MODE)  # as a plain open would leave it (mkstemp's are the owner's alone)
         with open(fd, "wb", closefd=True) as f:
             f.write(data.encode() if isinstance(data, str) else data)
         tmp.replace(path)

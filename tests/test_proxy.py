@@ -344,3 +344,39 @@ def test_no_connection_outlives_a_node_that_hung_up_on_it(serve):
         while proxy._connections and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not proxy._connections and proxy.refused == 0
+
+
+def test_a_flood_of_silent_connections_leaves_no_task_behind(serve, monkeypatch):
+    """A silent connection evicted just as its target connection was made got its pipes anyway, on a closed
+    connection: their tasks never ended ("Task was destroyed but it is pending!" on the user's terminal; a review
+    counted 122 such tasks after 3,000 connections)."""
+    import asyncio
+
+    from hw import proxy as proxy_module
+
+    monkeypatch.setattr(proxy_module, "MAX_CONNECTIONS", 16)
+
+    def node(sock: socket.socket) -> None:
+        sock.settimeout(5)
+        with contextlib.suppress(OSError):
+            sock.recv(64)
+
+    with ShapingProxy("127.0.0.1", serve(node), LinkShape(1e9, 0.0)) as proxy:
+        flood: list[socket.socket] = []
+        for _ in range(1500):  # silent, each newcomer evicting the oldest: some as their target connection is made
+            with contextlib.suppress(OSError):
+                flood.append(socket.create_connection(("127.0.0.1", proxy.port), timeout=2))
+            if len(flood) > 100:
+                flood.pop(0).close()
+        time.sleep(1)
+        assert proxy._loop is not None
+        pending = asyncio.run_coroutine_threadsafe(_tasks(), proxy._loop).result(5)
+        assert pending <= 2 * proxy_module.MAX_CONNECTIONS + 1, pending  # a live connection's two pipes
+        for sock in flood:
+            sock.close()
+
+
+async def _tasks() -> int:
+    import asyncio
+
+    return len([t for t in asyncio.all_tasks() if t is not asyncio.current_task()])

@@ -95,15 +95,14 @@ def main(run_dir: Path, name: str, role: str) -> int:
 def _finish(node: Node, result: NodeResult, failed: str | None = None) -> int:
     """Report the node's end (``failed``: why it failed, logged); 0 when it completed, else 3 -- also when its
     report cannot be written (a full disk), which is then said in one line, not a traceback."""
+    if failed is not None:
+        log.error("%s", failed)
     try:
         node.finish(result)
     except OSError as exc:
         log.error("%s: cannot write its report: %s", node.name, exc.strerror or exc)
         return 3
-    if failed is not None:
-        log.error("%s", failed)
-        return 3
-    return 0
+    return 3 if failed is not None else 0
 
 
 def not_in_run(cfg: RunConfig, name: str, role: str) -> str | None:

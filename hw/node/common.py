@@ -202,13 +202,16 @@ def accept(srv: socket.socket, node: str) -> socket.socket | None:
     """The next connection to a listening socket; None once it is closed (the end of the run). A process out of
     file descriptors or memory for a moment (a flood of connections) waits it out: the listener must not end
     with it (one EMFILE ended a client's telemetry port, or the aggregator's, for the rest of the run)."""
+    said = False
     while True:
         try:
             return srv.accept()[0]
         except OSError as exc:
             if exc.errno not in SHORT_OF:
                 return None
-            log.warning("%s: cannot accept a connection now (%s); trying again", node, exc.strerror or exc)
+            if not said:  # once a spell
+                log.warning("%s: cannot accept a connection now (%s); trying again", node, exc.strerror or exc)
+                said = True
             time.sleep(0.1)
 
 

@@ -7,7 +7,8 @@
   lines and the result block on stdout for the backend to read from the pod's log (hw/podlog.py).
 
 A progress or journal file that cannot be written (a full disk, the run directory tampered with) is said once in
-the node's log and the node goes on: its rounds are still in its memory and in its last report. Its end's report
+the node's log and the node goes on, journaling no more: its rounds are still in its memory and in its last
+report. Its end's report
 is the one write a node cannot do without (``hw.node.main`` ends in one line if it fails).
 """
 
@@ -68,12 +69,15 @@ class FileReporter:
         self.layout.node_journal(name).unlink(missing_ok=True)
 
     def checkpoint(self, name: str, result: NodeResult, new_rows: list[SpanRow]) -> None:
+        journal = self.layout.node_journal(name)
+        if str(journal) in self.failed:  # a failed write may have left a torn line: nothing after it would count
+            return
         try:
             if name not in self.journals:
                 self.journals[name] = Journal(self.layout.node_journal(name))
             self.journals[name].append(new_rows, result)  # tens of µs: it may fall inside a round
         except OSError as exc:
-            self._unwritable(str(self.layout.node_journal(name)), exc)
+            self._unwritable(str(journal), exc)
 
 
 class LogReporter(FileReporter):
