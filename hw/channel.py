@@ -294,14 +294,13 @@ class Channel:
             if not k:
                 if at_boundary and got == 0:
                     raise ConnectionClosed(f"{self.peer or 'peer'} closed the connection")
-                self.counters["truncated"] += 1
-                raise StreamCut("truncated", f"from {self.peer or 'peer'}: stream ended {n - got} bytes short")
+                raise self._reject("truncated", f"stream ended {n - got} bytes short of a record", StreamCut)
             got += k
         return bytes(buf) if n < 4096 else buf  # type: ignore[return-value]  # large bodies: no copy
 
-    def _reject(self, kind: str, detail: str) -> SecurityError:
+    def _reject(self, kind: str, detail: str, error: type[SecurityError] = SecurityError) -> SecurityError:
         self.counters[kind] += 1
-        return SecurityError(kind, f"from {self.peer or 'peer'}: {detail}")
+        return error(kind, f"from {self.peer or 'peer'}: {detail}")
 
     def _expect(self, rec: Record, rtype: int) -> None:
         if rec.type == ALERT:  # unauthenticated, as before any handshake: counted, and the handshake ends

@@ -232,7 +232,8 @@ class _Side(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         assert self.outgoing is not None  # reading is paused until both pipes exist
-        self.conn.spoke = self.conn.spoke or self is self.conn.client
+        if self is self.conn.client:
+            self.conn.spoke = True
         self.outgoing.feed(data)
 
     def eof_received(self) -> bool:

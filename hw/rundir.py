@@ -363,13 +363,12 @@ def write_results(
     host_key = pd.Series(machine, index=df.index) if machine else None
     meta: dict[str, Any] = {
         "scenario": s.name, "scenario_file": str(s.path), "replications": 1, "suite": s.workload.crypto.model_dump(),
-        "events": len(df), "sim_time_s": duration, "link_utilization": {}, "warnings": ignored,
+        "events": len(df), "sim_time_s": duration, "link_utilization": {},
         "host_utilization": core_utilisation(df, cores, duration, host_key),
         "state": state, "reason": reason, "initial_accuracy": agg.initial_accuracy,
         "accuracy_per_round": agg.accuracy_per_round, "dropouts": agg.dropouts, "security": dict(security),
-        "wall_s": wall_s, **extra,
+        "wall_s": wall_s, **extra, "warnings": [*extra.get("warnings", []), *ignored],
     }  # fmt: skip
-    meta["warnings"] = [*extra.get("warnings", []), *ignored]
     summary = summarise(df, meta)
     summary.energy = estimated_energy(s, df, duration)
     write_summary(summary, out)

@@ -8,8 +8,7 @@
 
 A progress or journal file that cannot be written (a full disk, the run directory tampered with) is said once in
 the node's log and the node goes on, journaling no more: its rounds are still in its memory and in its last
-report. Its end's report
-is the one write a node cannot do without (``hw.node.main`` ends in one line if it fails).
+report. Its end's report is the one write a node cannot do without (``hw.node.main`` ends in one line if it fails).
 """
 
 from __future__ import annotations
@@ -74,7 +73,7 @@ class FileReporter:
             return
         try:
             if name not in self.journals:
-                self.journals[name] = Journal(self.layout.node_journal(name))
+                self.journals[name] = Journal(journal)
             self.journals[name].append(new_rows, result)  # tens of µs: it may fall inside a round
         except OSError as exc:
             self._unwritable(str(journal), exc)
