@@ -9,23 +9,32 @@ block::
     ----- END PQTWIN RESULT <name> -----
 
 Calibration Jobs print their profile YAML the same way (kind ``PROFILE``). The writing side (``emit``,
-``emit_result``, ``progress_line``) runs in the pods; the reading side (``extract``, ``results``,
-``progress_lines``) in the backend.
+``emit_result``, ``emit_progress``) runs in the pods; the reading side (``blocks``, ``extract``, ``results``,
+``progress_round``) in the backend.
+
+A log is untrusted text: anything a pod's code or a library prints, and what a stranger gets logged (a
+rejected handshake's fields), lands in it, newlines included. So the reader never raises on what it reads, a
+BEGIN line always starts a new block (one left open cannot swallow the real block after it), a damaged block
+is skipped without costing the blocks after it, and a block's name is only a label: the backend decides which
+names a pod may report for (hw/k8s/backend.py).
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import re
 import sys
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 PROGRESS = "pqtwin-progress "
 _BEGIN = "----- BEGIN PQTWIN {kind} {name} -----"
 _END = "----- END PQTWIN {kind} {name} -----"
-_BLOCK = re.compile(r"^----- BEGIN PQTWIN (?P<kind>[A-Z]+) (?P<name>\S+) -----\s*$(?P<body>.*?)"
-                    r"^----- END PQTWIN (?P=kind) (?P=name) -----\s*$", re.M | re.S)  # fmt: skip
+_MARK = re.compile(r"----- (?P<edge>BEGIN|END) PQTWIN (?P<kind>[A-Z]+) (?P<name>\S+) -----")
+_BASE64_LINE = re.compile(r"[A-Za-z0-9+/=]*")
+Check = Callable[[dict[str, Any]], object]  # raises ValueError for a result that does not count
 
 
 def emit(kind: str, name: str, payload: bytes, out: TextIO | None = None) -> None:
@@ -50,33 +59,79 @@ def emit_progress(round_: int, accuracy: float, out: TextIO | None = None) -> No
     out.flush()
 
 
+def blocks(log: str, kind: str) -> Iterator[tuple[str, bytes]]:
+    """Every complete ``kind`` block of a log whose base64 decodes, in order: ``(name, payload)``.
+
+    Line by line: a BEGIN line opens a block (dropping any block still open: its END never came), its END
+    line (same kind and name) closes it, and any other line inside it -- not base64 -- damages it."""
+    current: tuple[str, str, list[str]] | None = None  # kind, name, base64 lines of the open block
+    for line in log.split("\n"):  # "\n" only: the splitlines() breaks (\x1c, \u2028 ...) are no line ends in a log
+        line = line.rstrip()
+        mark = _MARK.fullmatch(line)
+        if mark is not None and mark["edge"] == "BEGIN":
+            current = (mark["kind"], mark["name"], [])
+        elif current is None:
+            continue
+        elif mark is not None:  # an END: the open block's completes it, any other leaves it unfinished
+            ended = current[:2] == (mark["kind"], mark["name"])
+            if ended and current[0] == kind and (payload := _decoded(current[2])) is not None:
+                yield current[1], payload
+            current = None
+        elif _BASE64_LINE.fullmatch(line) is not None:
+            current[2].append(line)
+        else:
+            current = None  # a stray line inside: the block is damaged (the next BEGIN starts afresh)
+
+
+def _decoded(lines: list[str]) -> bytes | None:
+    try:
+        return base64.b64decode("".join(lines), validate=True)
+    except binascii.Error:
+        return None
+
+
 def extract(log: str, kind: str) -> dict[str, bytes]:
     """Every complete ``kind`` block in a log, by name (the last one wins); damaged blocks are skipped."""
-    found = {}
-    for m in _BLOCK.finditer(log):
-        if m["kind"] == kind:
-            try:
-                found[m["name"]] = base64.b64decode("".join(m["body"].split()), validate=True)
-            except ValueError:
-                continue
-    return found
+    return dict(blocks(log, kind))
 
 
-def results(log: str) -> dict[str, tuple[dict[str, Any], bytes]]:
-    """``{node name: (result, spans parquet bytes)}`` from a pod's log."""
+def results(log: str, check: Check | None = None) -> dict[str, tuple[dict[str, Any], bytes]]:
+    """``{name: (result, spans parquet bytes)}`` from a pod's log: each name's last well-formed RESULT block.
+
+    ``check(result)`` raising ValueError (a pydantic ValidationError is one) makes a block not count, so a
+    later invalid block cannot replace an earlier valid one."""
     out = {}
-    for name, payload in extract(log, "RESULT").items():
+    for name, payload in blocks(log, "RESULT"):
+        if (report := _report(payload, check)) is not None:
+            out[name] = report
+    return out
+
+
+def _report(payload: bytes, check: Check | None) -> tuple[dict[str, Any], bytes] | None:
+    try:
         data = json.loads(payload)
-        out[name] = (data["result"], base64.b64decode(data["spans"]))
-    return out
+        if not isinstance(data, dict) or not isinstance(data.get("result"), dict):
+            return None
+        if not isinstance(spans := data.get("spans"), str):
+            return None
+        parquet = base64.b64decode(spans, validate=True)
+        if check is not None:
+            check(data["result"])
+    except (ValueError, RecursionError):  # bad JSON, UTF-8 or base64 (all ValueErrors), JSON nested too deep
+        return None
+    return data["result"], parquet
 
 
-def progress_lines(log: str) -> list[dict[str, Any]]:
-    out = []
-    for line in log.splitlines():
-        if line.startswith(PROGRESS):
-            try:
-                out.append(json.loads(line[len(PROGRESS) :]))
-            except ValueError:
-                continue
-    return out
+def progress_round(line: str, rounds: int) -> int | None:
+    """The round a progress line reports, if it is one and an int in [0, rounds]; None for any other line.
+    Never raises, whatever the line holds (a forged line must not kill the thread following the log)."""
+    if not line.startswith(PROGRESS):
+        return None
+    try:
+        data = json.loads(line[len(PROGRESS) :])
+    except (ValueError, RecursionError):  # not JSON (an int too long is a ValueError too), or nested too deep
+        return None
+    r = data.get("round") if isinstance(data, dict) else None
+    if type(r) is not int or not 0 <= r <= rounds:  # type(): a JSON true is an int to isinstance
+        return None
+    return r

@@ -125,7 +125,7 @@ def run_k8s(
     atomic_write(out / MANIFESTS, render.to_yaml(render.redact(objects)))
     names = {p.k8s: p.name for p in plan.pods}
     watcher = Watcher(cluster, ns, render.selector(s.name, run_id), out / "logs",
-                      lambda pod: names.get(pod["metadata"]["name"]))  # fmt: skip
+                      lambda pod: names.get(pod["metadata"]["name"]), rounds=plan.config.fl.rounds)  # fmt: skip
     objs = Objects(cluster, ns, render.selector(s.name, run_id))
     state, reason, error = "failed", "", None
     started_at = time.monotonic()
@@ -208,8 +208,8 @@ def _follow(w: Watcher, objs: Objects, plan: render.Plan, start_timeout_s: float
     if code == 0:
         return "completed", ""
     w.finish_logs()
-    node = podlog.results(w.followers[agg].text()).get(plan.config.aggregator) if agg in w.followers else None
-    why = node[0].get("reason", "") if node else ""
+    node = _report(w.followers[agg].text(), plan.config.aggregator) if agg in w.followers else None
+    why = node[0].reason if node else ""
     return "failed", why or f"aggregator exited with code {code} (see logs/{plan.config.aggregator}.log)"
 
 
@@ -234,8 +234,8 @@ def _failed_before_start(w: Watcher, plan: render.Plan) -> str | None:
             f = w.followers.get(p.k8s)
             if f is not None:
                 f.join(5)
-            result = podlog.results(f.text()).get(p.name) if f is not None else None
-            why = (result or ({},))[0].get("reason") or f"see logs/{p.name}.log"
+            result = _report(f.text(), p.name) if f is not None else None
+            why = (result[0].reason if result else "") or f"see logs/{p.name}.log"
             return f"{p.name} exited with code {end.get('exitCode')} before the first round: {why}"
     return None
 
@@ -253,16 +253,43 @@ def _collect(s: Scenario, out: Path, plan: render.Plan, w: Watcher, state: str, 
              warnings: list[str]) -> Summary:  # fmt: skip
     """The pods' reports (read from their logs) into the run directory, then the result files."""
     layout = RunLayout(out)
-    for f in w.followers.values():
-        for name, (result, parquet) in podlog.results(f.text()).items():
-            NodeResult.model_validate(result).write(out, name)
+    process = {p.k8s: p.name for p in plan.pods}  # one process a pod on Kubernetes (workers are threads)
+    for pod, f in w.followers.items():
+        if (name := process.get(pod)) is None:
+            continue  # not a pod of the plan: nothing it printed becomes a file
+        text = f.text()
+        if (report := _report(text, name)) is not None:
+            result, parquet = report
+            result.write(out, name)  # the plan's name, never the log's: no '/' or '..' reaches a path
             atomic_write(layout.node_spans(name), parquet)
+        if (strays := _strays(text, name)) is not None:
+            warnings = [*warnings, strays]
     cfg = plan.config
     extra = {"backend": "k8s", "mode": cfg.mode, "seed": cfg.seed, "warnings": warnings, "retransmissions": 0,
              "attack": None, "namespace": ns, "run_id": run_id}  # fmt: skip
     cores = {h.name: h.cores for h in s.deployment.hosts}
     return rundir.write_results(s, out, cfg.aggregator, state, reason, codes, wall_s, cores, extra,
                                 status_extra={"backend": "k8s", "namespace": ns, "run_id": run_id})  # fmt: skip
+
+
+def _report(log: str, name: str) -> tuple[NodeResult, bytes] | None:
+    """The last valid result block a pod's log holds for its own process ``name`` (any other name in it is
+    not that pod's to report: a log is anyone's text, hw/podlog.py)."""
+    found = podlog.results(log, NodeResult.model_validate).get(name)
+    return None if found is None else (NodeResult.model_validate(found[0]), found[1])
+
+
+def _strays(log: str, name: str) -> str | None:
+    """A warning for the result blocks in ``name``'s log that name another process (forged, or printed by
+    something else in the pod): left out, and said once a pod. Names quoted and cut: they are the log's text."""
+    others = sorted({n for n, _ in podlog.blocks(log, "RESULT")} - {name})
+    if not others:
+        return None
+    shown = ", ".join(repr(n[:40]) for n in others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+    return (
+        f"the log of {name} holds result blocks for {shown}, not its own process: left out (something in "
+        "the pod printed them, or someone got them logged)"
+    )
 
 
 # --- calibration --------------------------------------------------------------------------------------
@@ -304,7 +331,7 @@ def calibrate_k8s(
     node_of = lambda pod: pod["metadata"].get("labels", {}).get(render.NODE_LABEL)  # noqa: E731
     label_to_node = {render.label_value(n): n for n in found}
     w = Watcher(cluster, ns, {render.RUN_LABEL: run_id}, out / "logs",
-                lambda pod: f"calibrate-{label_to_node.get(node_of(pod), node_of(pod))}")  # fmt: skip
+                lambda pod: f"calibrate-{label_to_node.get(node_of(pod), node_of(pod))}", rounds=0)  # fmt: skip
     written: dict[str, Any] = {}
     try:
         objs.create(objects)
@@ -363,22 +390,36 @@ def _cores(node: dict[str, Any]) -> int:
 
 
 def _profile(w: Watcher, pod: str, node: str, end: dict[str, Any], out: Path) -> Path:
-    """Validate and write the profile a finished calibration pod printed."""
-    import yaml
-
-    from sim.profile import Profile, write_profile
+    """Write the profile a finished calibration pod printed."""
+    from sim.profile import write_profile
 
     f = w.followers.get(pod)
     if f is not None:
         f.join(15)
         f.refresh()
     text = f.text() if f is not None else ""
-    profiles = podlog.extract(text, "PROFILE")
-    if end.get("exitCode") != 0 or node not in profiles:
+    data = _last_profile(text, node)
+    if end.get("exitCode") != 0 or data is None:
         tail = " | ".join(text.strip().splitlines()[-3:])[:300]
         raise UserError(f"calibration on node {node} failed (exit code {end.get('exitCode')}): {tail or 'no output'} "
                         f"-- see {out / 'logs' / f'calibrate-{node}.log'}")  # fmt: skip
-    data = yaml.safe_load(profiles[node])
-    Profile.model_validate(data)
     write_profile(data, out / f"{node}.yaml")
     return out / f"{node}.yaml"
+
+
+def _last_profile(log: str, node: str) -> dict[str, Any] | None:
+    """The last PROFILE block for ``node`` in its Job's log that is a valid profile: a damaged block printed
+    after it (a log is anyone's text, hw/podlog.py) must not cost the real one."""
+    import yaml
+
+    from sim.profile import Profile
+
+    for name, payload in reversed(list(podlog.blocks(log, "PROFILE"))):
+        try:
+            data = yaml.safe_load(payload) if name == node else None
+            if data is not None:
+                Profile.model_validate(data)
+                return dict(data)
+        except (yaml.YAMLError, ValueError, RecursionError):  # not YAML (or nested too deep), or not a profile
+            continue
+    return None

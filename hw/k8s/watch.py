@@ -28,11 +28,12 @@ WATCH_S = 1  # each watch is re-opened after this long, so timeouts and progress
 class LogFollower(threading.Thread):
     """Follows one pod's log (``follow=true``) into a file and memory, noting progress lines."""
 
-    def __init__(self, cluster: Cluster, namespace: str, pod: str, path: Path) -> None:
+    def __init__(self, cluster: Cluster, namespace: str, pod: str, path: Path, *, rounds: int) -> None:
         super().__init__(name=f"log-{pod}", daemon=True)
         self.c, self.ns, self.pod, self.path = cluster, namespace, pod, path
         self.data = bytearray()
-        self.round = 0
+        self.round = 0  # the highest round a progress line reported, never past ``rounds`` (the run's)
+        self.rounds = rounds
         self.error: str | None = None
         self._scanned = 0
 
@@ -58,9 +59,10 @@ class LogFollower(threading.Thread):
 
     def _scan(self) -> None:
         end = self.data.rfind(b"\n") + 1
-        for line in bytes(self.data[self._scanned : end]).decode(errors="replace").splitlines():
-            for p in podlog.progress_lines(line):
-                self.round = max(self.round, int(p.get("round", 0)))
+        for line in bytes(self.data[self._scanned : end]).decode(errors="replace").split("\n"):
+            # the log is anyone's text (podlog): a line that is no valid round is ignored, and none may raise
+            if (r := podlog.progress_round(line.rstrip(), self.rounds)) is not None:
+                self.round = max(self.round, r)
         self._scanned = max(self._scanned, end)
 
     def text(self) -> str:
@@ -133,8 +135,8 @@ class Watcher:
     """Watches the pods of one run (label selector) and follows their logs."""
 
     def __init__(self, cluster: Cluster, namespace: str, selector: dict[str, str], logs: Path,
-                 stem: Callable[[dict[str, Any]], str | None]) -> None:  # fmt: skip
-        self.c, self.ns = cluster, namespace
+                 stem: Callable[[dict[str, Any]], str | None], *, rounds: int) -> None:  # fmt: skip
+        self.c, self.ns, self.rounds = cluster, namespace, rounds  # rounds: the run's (0: no progress lines)
         self.selector = ",".join(f"{k}={v}" for k, v in selector.items())
         self.logs, self.stem = logs, stem  # stem(pod): its log file's name, None for a pod not to follow
         self.pods: dict[str, dict[str, Any]] = {}
@@ -188,7 +190,7 @@ class Watcher:
             self.deleted.add(name)
         self.pods[name] = pod
         if name not in self.followers and started(pod) and (stem := self.stem(pod)) is not None:
-            f = LogFollower(self.c, self.ns, name, self.logs / f"{stem}.log")
+            f = LogFollower(self.c, self.ns, name, self.logs / f"{stem}.log", rounds=self.rounds)
             f.start()
             self.followers[name] = f
 
