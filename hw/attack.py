@@ -7,6 +7,11 @@ applies one attack to the first data record the client sends (its first model up
 - ``truncate``: deliver half the record, then close;   - ``downgrade``: rewrite the suite the client
   offers in its HELLO to a classical one.
 The channel must reject each (and the aggregator report it); nothing here is trusted by the nodes.
+
+Two more kinds are no relay but a compromised client (``INSIDERS``: it authenticates and signs as usual, so
+the channel cannot tell): its first update is ``poison`` (one parameter NaN) or ``malform`` (one parameter
+short: hw/node/client.py ``compromised``). The aggregator must refuse it as ``malformed`` and go on without the
+client (hw/node/common.py ``model_of``), rather than end FedAvg or average the NaN into everyone's model.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ import time
 
 from hw.channel import DATA, HEADER, HELLO, KEM
 
-ATTACKS = ("tamper", "replay", "truncate", "downgrade")
+RELAYED = ("tamper", "replay", "truncate", "downgrade")
+INSIDERS = ("poison", "malform")
+ATTACKS = RELAYED + INSIDERS
 CLASSICAL_SUITE = b"X25519/Ed25519/AES-128-GCM"
 
 
@@ -27,8 +34,8 @@ class AttackRelay:
     """Listens on 127.0.0.1; each connection is relayed to ``target`` with ``attack`` applied upstream."""
 
     def __init__(self, target: tuple[str, int], attack: str):
-        if attack not in ATTACKS:
-            raise ValueError(f"attack must be one of {', '.join(ATTACKS)} (got {attack!r})")
+        if attack not in RELAYED:
+            raise ValueError(f"attack must be one of {', '.join(RELAYED)} (got {attack!r})")
         self.target, self.attack = target, attack
         self.srv = socket.create_server(("127.0.0.1", 0))
         self.port = self.srv.getsockname()[1]

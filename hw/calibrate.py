@@ -313,7 +313,8 @@ def calibrate(
     vector = lambda n: np.frombuffer(os.urandom(n // 4 * 4), fl.DTYPE).copy()  # noqa: E731
     jobs += [("serialize", (vector, fl.serialize), "numpy", True)]
     jobs += [("net.loopback", (lambda n: os.urandom(n), Loopback().send), "kernel", True)]
-    jobs += [("deserialize", (lambda n: os.urandom(n // 4 * 4), fl.deserialize), "numpy", True)]
+    finite = lambda n: np.random.default_rng(n).random(n // 4, dtype=fl.DTYPE).tobytes()  # noqa: E731  # a model's values
+    jobs += [("deserialize", (finite, fl.deserialize), "numpy", True)]  # with its check, as the nodes run it
     total = len(jobs) + 3
     ops: dict[str, Any] = {}
     where = f"pqtwin calibrate on {cpu_model()}"

@@ -94,9 +94,24 @@ def serialize(theta: np.ndarray) -> bytes:
     return np.ascontiguousarray(theta, dtype=DTYPE).tobytes()
 
 
-def deserialize(data: bytes | bytearray | memoryview) -> np.ndarray:
-    """The vector in ``data``, any bytes-like (the nodes pass a view of their record buffer), as a copy."""
+class NotAModel(ValueError):
+    """Bytes that are no model of the run: another size, or a value that is not finite."""
+
+
+def deserialize(data: bytes | bytearray | memoryview, parameters: int | None = None) -> np.ndarray:
+    """The vector in ``data``, any bytes-like (the nodes pass a view of their record buffer), as a copy.
+
+    An authenticated peer (a compromised pod) can still send a vector of another size, which would end FedAvg, or
+    with NaN or infinity, which would poison the global model for good: ``NotAModel`` for a size other than
+    ``parameters`` (when given), and for a value that is not finite or values too large to average (their squares
+    sum beyond float32's range, 3.4e38). One BLAS pass finds both: the vector's dot product with itself is then NaN
+    or infinite, and it costs less than the copy (1 M parameters: ~130 against ~140 µs here)."""
     nbytes = memoryview(data).nbytes  # len() of a memoryview counts items, not bytes
     if nbytes % np.dtype(DTYPE).itemsize:
-        raise ValueError(f"model payload of {nbytes} bytes is not a whole number of float32 values")
-    return np.frombuffer(data, dtype=DTYPE).copy()
+        raise NotAModel(f"a payload of {nbytes} bytes is not a whole number of float32 values")
+    if parameters is not None and nbytes // np.dtype(DTYPE).itemsize != parameters:
+        raise NotAModel(f"{nbytes // np.dtype(DTYPE).itemsize:,} parameters where the run's model has {parameters:,}")
+    theta = np.frombuffer(data, dtype=DTYPE).copy()
+    if not np.isfinite(np.dot(theta, theta)):
+        raise NotAModel("a parameter that is not finite (NaN or infinity), or parameters too large to average")
+    return theta

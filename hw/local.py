@@ -34,7 +34,7 @@ import pandas as pd
 import pyarrow as pa
 
 from hw import rundir
-from hw.attack import AttackRelay
+from hw.attack import INSIDERS, AttackRelay
 from hw.journal import journal_result, recover_journals
 from hw.lifecycle import PARENT_ENV, Stopped, held_stops, stop_signals
 from hw.machine import LoadMonitor
@@ -138,9 +138,11 @@ class LocalAddressing:
         return {}
 
     def attack(self, cfg: RunConfig, kind: str, victim: str) -> RunConfig:
-        """An on-path attacker between one client and the aggregator (hw/attack.py)."""
+        """An on-path attacker between one client and the aggregator, or that client compromised (hw/attack.py)."""
         if victim not in cfg.routes:
             raise UserError(f"--attack: no client pod {victim!r} (clients: {', '.join(cfg.fl.clients)})")
+        if kind in INSIDERS:  # the client itself attacks: no relay
+            return cfg.model_copy(update={"attack": (kind, victim)})
         relay = AttackRelay(cfg.routes[victim][cfg.aggregator], kind)
         self.running.append(relay)
         routes = {**cfg.routes, victim: {cfg.aggregator: ("127.0.0.1", relay.port)}}

@@ -827,7 +827,12 @@ def hw_run_cmd(
     seed: Seed = None,
     set_: SetOpt = None,
     attack: Annotated[
-        str | None, typer.Option(callback=_text, help="demo an on-path attack: tamper|replay|truncate|downgrade[:POD]")
+        str | None,
+        typer.Option(
+            callback=_text,
+            help="demo an attack: tamper|replay|truncate|downgrade (on-path) or "
+            "poison|malform (a compromised client), [:POD]",
+        ),
     ] = None,
     kubeconfig: Annotated[Path | None, typer.Option(help="k8s: kubeconfig file (default: $KUBECONFIG)")] = None,
     context: Annotated[str | None, typer.Option(callback=_given("context"), help="k8s: kubeconfig context")] = None,

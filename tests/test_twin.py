@@ -75,6 +75,24 @@ def test_attacks_are_rejected_and_reported(tmp_path, attack):
     assert summary["state"] == "completed" and summary["rounds_completed"] == 2  # the honest client carries on
 
 
+@pytest.mark.parametrize(("attack", "mode"), [("poison", "sequential"), ("malform", "sequential"),
+                                            ("poison", "concurrent"), ("malform", "concurrent")])  # fmt: skip
+def test_a_compromised_clients_update_is_refused_and_the_model_stays_whole(tmp_path, attack, mode):
+    """A client that authenticates and signs an update of another size, or with a NaN: before, the size ended
+    FedAvg (sequential) or killed both crypto worker processes and the aggregator's reader thread (concurrent: the
+    round then waited out its deadline), and the NaN was averaged into the global model for good."""
+    s = scenario("workload.fl.quorum=0.5", "workload.devices.ecg-a.count=0", "workload.devices.ecg-b.count=0",
+                 "workload.fl.round_timeout_s=20")  # fmt: skip
+    summary = run_local(s, tmp_path, mode, rounds=3, seed=3, attack=(attack, "client-1")).model_dump()
+    assert summary["state"] == "completed", summary["reason"]
+    assert summary["rounds_completed"] == 3 and summary["security"].get("malformed", 0) == 1, summary["security"]
+    assert [d["pod"] for d in summary["dropouts"]] == ["client-1"] and "malformed" in summary["dropouts"][0]["reason"]
+    assert all(a == a for a in summary["accuracy_per_round"])  # no NaN: the poisoned update was not averaged in
+    status = json.loads((tmp_path / "status.json").read_text())
+    codes = status["exit_codes"]  # no node, no crypto worker ended in an error but the client cut off
+    assert codes.pop("client-1") != 0 and set(codes.values()) <= {0, -15}, status["exit_codes"]
+
+
 def test_client_killed_mid_round_quorum_finishes_the_round(tmp_path):
     s = scenario("workload.fl.quorum=0.5", "workload.devices.ecg-a.count=0", "workload.devices.ecg-b.count=0")
     summary = run_local(s, tmp_path, "concurrent", rounds=3, seed=3, crash={"client-2": 2}).model_dump()

@@ -33,8 +33,10 @@ from hw.node.common import (
     listen,
     log,
     message,
+    model_of,
     protect,
     record_limit,
+    shape_of,
     signed,
     unprotect,
     warm_up,
@@ -89,7 +91,7 @@ class Aggregator:
         self.pool = ThreadPoolExecutor(n_threads) if cfg.mode == "concurrent" else None
         seeds = np.random.SeedSequence(cfg.seed).spawn(3)
         self.rng = np.random.default_rng(seeds[0])
-        self.shape = fl.Shape.for_parameters(self.fl.model_parameters, data.FEATURES)
+        self.shape = shape_of(node)
         self.test = data.holdout(seeds[1])
 
     def run(self) -> NodeResult:
@@ -431,13 +433,14 @@ class Aggregator:
             return None  # sent in an earlier session (per-round rekeying): a straggler's, stale
         try:
             kind, rnd, payload = unprotect(self.node, ch, a.record, self.trust[a.client].sig, "verify", queued_at)
+            # a straggler's update is checked too: a malformed one is an attack whenever it comes
+            update = model_of(self.node, ch, payload, self.shape, "verify") if kind == UPDATE else None
         except SecurityError as exc:
             self._reject_client(a.client, exc)
             return None
-        if kind != UPDATE or rnd != r:
+        if update is None or rnd != r:
             return None  # a straggler's update from an earlier round
-        with self.node.timer("verify", "deserialize", nbytes=len(payload)):
-            return a.client, fl.deserialize(payload)  # one copy out of the record buffer
+        return a.client, update
 
     def _reject_client(self, client: str, exc: SecurityError) -> None:
         """A record that must be rejected is fatal for its connection, as a TLS alert would be."""

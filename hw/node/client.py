@@ -26,8 +26,10 @@ from hw.node.common import (
     connect,
     listen,
     message,
+    model_of,
     protect,
     record_limit,
+    shape_of,
     unprotect,
     warm_up,
 )
@@ -39,7 +41,7 @@ from hw.rundir import NodeResult
 def run_client(node: Node) -> NodeResult:
     cfg, fl_cfg = node.cfg, node.cfg.fl
     ident = node.identity()
-    shape = fl.Shape.for_parameters(fl_cfg.model_parameters, data.FEATURES)
+    shape = shape_of(node)
     warm_up(node.suite, fl_cfg.model_parameters * 4, shape)
     node.keys.publish(node.name, [ident])
     agg = cfg.aggregator
@@ -69,17 +71,28 @@ def run_client(node: Node) -> NodeResult:
         node.round = rnd
         node.keep([r._replace(round=rnd) for r in opened])
         node.transfer(rec, agg, "distribute", arrived)
-        with node.timer("receive", "deserialize", nbytes=len(payload)):
-            theta = fl.deserialize(payload)
+        theta = model_of(node, ch, payload, shape, "receive")
         if crash_round is not None and rnd >= crash_round:  # fault injection for tests: die mid-round
             os._exit(17)
         with node.timer("train", "fl.train"):
             theta = fl.train(shape, theta, x, y, fl_cfg.local_epochs, rng)
+        if cfg.attack is not None and cfg.attack[1] == node.name and not rounds:
+            theta = compromised(theta, cfg.attack[0])
         buf = message(node, UPDATE, rnd, theta, "upload")
         ch.write_sealed(protect(node, ch, ident, buf, "upload", kem_pk))
         rounds += 1
         node.checkpoint(NodeResult(state="failed", reason=f"{node.name} ended after round {rnd}", rounds=rounds))
     return NodeResult(state="completed", rounds=rounds)
+
+
+def compromised(theta: np.ndarray, attack: str) -> np.ndarray:
+    """The first update of a client that ``--attack`` compromised (hw/attack.py ``INSIDERS``): NaN in its first
+    parameter (``poison``), or its last parameter left off (``malform``); an on-path attack leaves it as it is."""
+    if attack == "poison":
+        theta = theta.copy()
+        theta[0] = np.nan
+        return theta
+    return theta[:-1] if attack == "malform" else theta
 
 
 RECONNECT_S = 1.0  # how long a pod looks for the aggregator again after a session that authenticated closed

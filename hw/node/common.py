@@ -318,6 +318,23 @@ def unprotect(node: Node, ch: Channel, rec: Record, sender_sig: PublicKey, phase
     return kind, rnd, body[MSG.size :]
 
 
+def shape_of(node: Node) -> fl.Shape:
+    """The run's model (its size is the scenario's ``model_parameters``, as closely as whole units allow)."""
+    return fl.Shape.for_parameters(node.cfg.fl.model_parameters, data.FEATURES)
+
+
+def model_of(node: Node, ch: Channel, payload: memoryview, shape: fl.Shape, phase: str) -> np.ndarray:
+    """The model or update in an opened message, timed as ``deserialize``. One of another size, or with a value
+    that is not finite, is refused as ``malformed`` and counted as an attack (``fl.NotAModel``): its sender
+    authenticated, so it is a compromised pod, and the model it would end or poison is everyone's."""
+    with node.timer(phase, "deserialize", nbytes=len(payload)):
+        try:
+            return fl.deserialize(payload, shape.parameters)  # one copy out of the record buffer
+        except fl.NotAModel as exc:
+            ch.counters["malformed"] += 1
+            raise SecurityError("malformed", f"a message from {ch.peer}: {exc}") from None
+
+
 def warm_up(suite: Suite, payload_bytes: int, shape: fl.Shape | None) -> None:
     """Exercise every code path once before the run's clock matters (library set-up, page faults,
     BLAS start-up): the twin measures steady-state rounds, as the simulator models them."""

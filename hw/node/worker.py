@@ -13,10 +13,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from hw import data, fl
+from hw import fl
 from hw.channel import Channel, ConnectionClosed, Identity, Peer, SecurityError
 from hw.node.client import open_session
-from hw.node.common import MODEL, UPDATE, Node, message, protect, unprotect, warm_up
+from hw.node.common import MODEL, UPDATE, Node, message, model_of, protect, shape_of, unprotect, warm_up
 from hw.node.delegation import DISTRIBUTE, DONE_OK, DONE_REJECTED, Job, decode_grant, decode_job, pack, record_of
 from hw.rundir import NodeResult
 
@@ -24,7 +24,7 @@ from hw.rundir import NodeResult
 def run_worker(node: Node) -> NodeResult:
     cfg = node.cfg
     ident = node.identity()
-    shape = fl.Shape.for_parameters(cfg.fl.model_parameters, data.FEATURES)
+    shape = shape_of(node)
     warm_up(node.suite, cfg.fl.model_parameters * 4, shape)
     node.keys.publish(node.name, [ident])
     agg = cfg.aggregator
@@ -72,14 +72,14 @@ def _verify(node: Node, owner: Identity, job: Job, trust: dict[str, Peer]) -> by
     )
     try:
         kind, rnd, payload = unprotect(node, session, record_of(job), trust[job.client].sig, "verify")
+        # a straggler's update is checked too: a malformed one is an attack whenever it comes
+        update = model_of(node, session, payload, shape_of(node), "verify") if kind == UPDATE else None
     except KeyError:
         return pack((DONE_REJECTED, 0, job.round, 0, 0), [b"identity", f"no client {job.client!r}".encode()])
     except SecurityError as exc:
         return pack((DONE_REJECTED, 0, job.round, 0, 0), [exc.kind.encode(), str(exc).encode()])
-    if kind != UPDATE or rnd != job.round:  # a straggler's update from an earlier round: not counted
+    if update is None or rnd != job.round:  # a straggler's update from an earlier round: not counted
         return pack((DONE_REJECTED, 0, job.round, 0, 0), [b"stale", f"an update of round {rnd}".encode()])
-    with node.timer("verify", "deserialize", nbytes=len(payload)):
-        update = fl.deserialize(payload)
     with node.timer("verify", "serialize", nbytes=update.nbytes):  # the answer: one copy, as the hop is priced
         return pack((DONE_OK, kind, job.round, 0, 0), [b"", update.data.cast("B")])
 
