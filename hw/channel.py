@@ -79,6 +79,18 @@ def handshake_limit(suite: Suite) -> int:
     return fields + sig.public_key_bytes + sig.signature_max_bytes + 6 * 4 + 256
 
 
+SAID_CHARS = 48  # of a peer's text in an error or log line
+
+
+def said(raw: bytes | bytearray | memoryview | str) -> str:
+    """Text a peer sent (a name, a suite, an alert), fit for an error message and a log line: quoted, every
+    character outside printable ASCII escaped (a newline could forge a line of the log, which on Kubernetes is a
+    pod's report channel) and cut to ``SAID_CHARS`` (a stranger's 8 KB suite id is not copied into every line)."""
+    text = raw if isinstance(raw, str) else bytes(raw[: 4 * SAID_CHARS]).decode(errors="replace")
+    cut = len(text) > SAID_CHARS or (not isinstance(raw, str) and len(raw) > 4 * SAID_CHARS)
+    return ascii(text[:SAID_CHARS]) + ("..." if cut else "")
+
+
 class SecurityError(Exception):
     """A record or handshake that must be rejected; ``kind`` is what was detected."""
 
@@ -304,7 +316,7 @@ class Channel:
 
     def _expect(self, rec: Record, rtype: int) -> None:
         if rec.type == ALERT:  # unauthenticated, as before any handshake: counted, and the handshake ends
-            raise self._reject("alert", bytes(rec.body[:200]).decode(errors="replace"))
+            raise self._reject("alert", said(rec.body))
         if rec.type != rtype:
             raise self._reject("tampered", f"expected record type {rtype}, got {rec.type}")
 
@@ -320,7 +332,7 @@ class Channel:
         self._expect(rec, SERVER)
         suite_id, name, _nonce, eph_raw, id_raw, sig_r = _unpack(rec.body, 6)
         if suite_id != self.suite.id:
-            raise self._reject("downgrade", f"server chose {suite_id.decode(errors='replace')}")
+            raise self._reject("downgrade", f"server chose {said(suite_id)}")
         peer = self._pinned(name.decode(errors="replace"), id_raw, expected=responder)
         signed = hello + rec.body[: len(rec.body) - len(sig_r) - 4]
         with timer("handshake", f"{self.suite.signature}.verify"), self._refusing("tampered"):
@@ -351,19 +363,19 @@ class Channel:
         if suite_id != self.suite.id:
             self.write(ALERT, b"unsupported suite")
             raise self._reject(
-                "downgrade", f"{name.decode(errors='replace')} offered {suite_id.decode(errors='replace')}"
+                "downgrade", f"{said(name)} offered {said(suite_id)}"
             )
         initiator = name.decode(errors="replace")
         if initiator not in self.trust:
             self.write(ALERT, b"unknown identity")
-            raise self._reject("identity", f"{initiator!r} is not in the trust store")
+            raise self._reject("identity", f"{said(initiator)} is not in the trust store")
         refused = admit(initiator) if admit is not None else None
         if refused == CUT:  # no one to tell
-            raise SecurityError(CUT, f"{initiator!r}: the connection was cut")
+            raise SecurityError(CUT, f"{said(initiator)}: the connection was cut")
         if refused is not None:
             alert = REFUSALS.get(refused, b"refused")
             self.write(ALERT, alert)
-            raise self._reject(refused, f"{initiator!r} is not admitted here ({alert.decode()})")
+            raise self._reject(refused, f"{said(initiator)} is not admitted here ({alert.decode()})")
         with timer("handshake", f"{self.suite.kem}.keygen"):
             eph = kem.keygen()
         fields = [
@@ -398,7 +410,7 @@ class Channel:
     def _pinned(self, name: str, id_raw: bytes, expected: str) -> Peer:
         peer = self.trust.get(name)
         if name != expected or peer is None or peer.sig.raw != id_raw:
-            raise self._reject("identity", f"{name!r} does not match the pinned identity of {expected!r}")
+            raise self._reject("identity", f"{said(name)} does not match the pinned identity of {expected!r}")
         self.peer = name
         return peer
 
@@ -511,7 +523,7 @@ class Channel:
 
     def _admissible(self, rec: Record) -> None:
         if rec.type == ALERT:  # an ALERT record is not authenticated: counted, and fatal like any rejection
-            raise self._reject("alert", bytes(rec.body[:200]).decode(errors="replace"))
+            raise self._reject("alert", said(rec.body))
         if rec.type not in (DATA, KEM, REKEY):
             raise self._reject("tampered", f"unexpected record type {rec.type}")
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
+import string
 import threading
 from collections import Counter
 
 import pytest
 
 from hw.channel import ALERT, HEADER, KEM, Channel, ConnectionClosed, Identity, SecurityError, Suite, load_trust
+from hw.node.common import Bounded
 
 SUITE = Suite("ML-KEM-768", "ML-DSA-65", "AES-256-GCM")
 
@@ -107,6 +110,46 @@ def test_a_stranger_cannot_make_a_node_allocate_before_authenticating():
     with pytest.raises(SecurityError) as info:
         a.accept(null_timer)
     assert info.value.kind == "oversize" and a.counters["oversize"] == 1
+
+
+def _fld(b: bytes) -> bytes:
+    return len(b).to_bytes(4, "big") + b
+
+
+FORGED = b"\n----- BEGIN PQTWIN RESULT aggregator -----\n" + b"A" * 7000  # a stranger's "suite id" or "name"
+
+
+@pytest.mark.parametrize("field", ["suite", "name", "alert"])
+def test_a_strangers_text_reaches_an_error_escaped_and_short(field):
+    """A HELLO's suite id, name or an ALERT's text is the peer's: it went verbatim, newlines and 8 KB of it, into
+    the aggregator's log, where it forged lines (on Kubernetes a pod's log is its report channel) and, a HELLO at
+    a time, filled the disk (an attack hunt: 5 MB/s)."""
+    agg, cli = Identity.generate("aggregator", SUITE), Identity.generate("client-1", SUITE)
+    sa, sb = socket.socketpair()
+    a = Channel(sa, agg, SUITE, load_trust(SUITE, {"client-1": cli.public()}), counters=Counter())
+    suite, name = (FORGED, b"x") if field == "suite" else (SUITE.id, FORGED[:200])  # a name: at most 255 bytes
+    body = _fld(suite) + _fld(name) + _fld(bytes(32))
+    sb.sendall(HEADER.pack(ALERT if field == "alert" else 1, 0, 0.0, len(body)) + body)
+    with pytest.raises(SecurityError) as info:
+        a.accept(null_timer)
+    text = str(info.value)
+    assert "\n" not in text and len(text) < 200, text
+    assert "BEGIN PQTWIN RESULT" in text or field != "suite"  # still says what came, escaped
+    assert not any(c not in string.printable or c in "\r\n\x0b\x0c" for c in text)
+
+
+def test_lines_strangers_cause_are_bounded_and_counted(caplog):
+    said = Bounded("handshakes rejected", first=3, every_s=3600.0)
+    with caplog.at_level(logging.WARNING, logger="pqtwin.node"):
+        for i in range(1000):
+            said.warning(f"aggregator: handshake rejected: {i}")
+    lines = caplog.messages
+    assert lines[:3] == [f"aggregator: handshake rejected: {i}" for i in range(3)]
+    assert lines[3:] == ["1 more handshakes rejected since the last line said (the latest: aggregator: handshake "
+                         "rejected: 3)"]  # fmt: skip
+    said.next_s = 0.0  # the interval has passed: the next line says how many it held
+    said.warning("aggregator: handshake rejected: last")
+    assert caplog.messages[-1].startswith("997 more handshakes rejected") and len(caplog.messages) == 5
 
 
 @pytest.mark.parametrize("attack", ["replay", "reorder", "tampered", "truncated"])

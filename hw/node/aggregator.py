@@ -27,6 +27,7 @@ from hw.node.common import (
     MODEL,
     MSG,
     UPDATE,
+    Bounded,
     Node,
     RunFailed,
     accept,
@@ -78,6 +79,7 @@ class Aggregator:
         self.updated: set[str] = set()  # the clients whose update of the last round collected arrived
         self.lock = threading.Lock()
         self.gate = Gate(MAX_PENDING_HANDSHAKES, node.counters)  # connections not yet authenticated
+        self.said = Bounded("handshakes rejected")  # strangers' handshakes: a flood must not fill the disk
         self.pending_join: set[str] = set()  # authenticated clients that join at the next round
         self.joined: queue.Queue[str] = queue.Queue()
         self.rejections: dict[str, str] = {}  # why a client's connection was closed on it
@@ -197,7 +199,7 @@ class Aggregator:
         try:
             return authenticate(node, ch, self.gate, pending, self._vacant, rnd=0), ch
         except (SecurityError, ConnectionClosed, OSError) as exc:
-            log.warning("%s: handshake rejected: %s", node.name, exc)
+            self.said.warning(f"{node.name}: handshake rejected: {exc}")
             return None
 
     def _register(self, name: str, ch: Channel) -> bool:

@@ -49,6 +49,28 @@ MSG = struct.Struct("!BxxxI")  # kind, round; 8 bytes keep the float32 payload a
 Timer = Callable[..., AbstractContextManager[None]]  # (phase, op[, nbytes])
 
 
+class Bounded:
+    """Log lines that strangers cause (a rejected handshake each), bounded: the first ``first`` in full, then at most
+    one line every ``every_s`` that says how many more came and the latest. The run's security counters count each
+    by kind either way. Unbounded, a flood of HELLOs wrote the aggregator's log at 5 MB/s (an attack hunt)."""
+
+    def __init__(self, what: str, first: int = 20, every_s: float = 10.0):
+        self.what, self.first, self.every_s = what, first, every_s
+        self.lines, self.held, self.next_s = 0, 0, 0.0
+        self.lock = threading.Lock()
+
+    def warning(self, text: str) -> None:
+        with self.lock:
+            self.lines += 1
+            if self.lines > self.first:
+                self.held, now = self.held + 1, time.monotonic()
+                if now < self.next_s:
+                    return
+                text = f"{self.held} more {self.what} since the last line said (the latest: {text})"
+                self.held, self.next_s = 0, now + self.every_s
+        log.warning("%s", text)
+
+
 class RunFailed(Exception):
     """The run cannot go on (quorum lost, peer unreachable); the message says why."""
 
