@@ -16,7 +16,7 @@ from typing import Any
 
 from hw.channel import Identity, suite_from
 from hw.crypto import registry
-from hw.runconfig import ProvisionedKeys, RunConfig
+from hw.runconfig import DEVICE_EMULATOR, ProvisionedKeys, RunConfig
 from sim.contract import RunLayout
 
 IDENTITY = "keys/{pod}/identity.json"
@@ -28,11 +28,11 @@ def peers(cfg: RunConfig) -> dict[str, tuple[list[str], list[str]]]:
     agg, clients, workers = cfg.aggregator, cfg.fl.clients, cfg.worker_processes
     out = {agg: ([agg], clients + workers)}
     for c in clients:
-        out[c] = ([c], [agg] + (["devices"] if cfg.devices_for(c) else []))
+        out[c] = ([c], [agg] + ([DEVICE_EMULATOR] if cfg.devices_for(c) else []))
     for w in workers:
         out[w] = ([w], [agg, *clients])
-    for runner in sorted({d.runner or "devices" for d in cfg.devices}):  # one emulator, or one per runner host
-        groups = [d for d in cfg.devices if (d.runner or "devices") == runner]
+    for runner in sorted({d.runner or DEVICE_EMULATOR for d in cfg.devices}):  # one emulator, or one per runner host
+        groups = [d for d in cfg.devices if (d.runner or DEVICE_EMULATOR) == runner]
         out[runner] = ([n for d in groups for n in d.device_names()], sorted({d.pod for d in groups}))
     return out
 
@@ -53,8 +53,8 @@ def _provision(cfg: RunConfig, run_dir: Path) -> RunConfig:
     for proc, (held, trusted) in plan.items():
         table: dict[str, Any] = {}
         for peer in trusted:
-            if peer == "devices":
-                table["devices"] = {d: idents[d].public() for d in reporting[proc]}
+            if peer == DEVICE_EMULATOR:  # a name no pod has (hw.runconfig.name_problems)
+                table[DEVICE_EMULATOR] = {d: idents[d].public() for d in reporting[proc]}
             else:
                 table[peer] = idents[peer].public()
         _private_dir(root / proc)

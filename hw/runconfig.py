@@ -191,8 +191,34 @@ def check_supported(s: Scenario) -> None:
     agg = s.pods("aggregator")[0].name
     if any(p.report_to == agg for p in w.devices if p.count):
         problems.append(f"{f}: workload.devices: the twin streams telemetry to client pods only (got {agg!r})")
+    problems += name_problems(s)
     if problems:
         raise UserError(problems)
+
+
+DEVICE_EMULATOR = "devices"  # the device emulator's process, and the key of its devices in a trust table
+
+
+def name_problems(s: Scenario, runners: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """A pod named as a process the twin derives for another (one line each, naming the pod's field): ``devices``
+    (the device emulator, and its devices' key in the trust tables: every backend), a crypto process
+    ``<worker pod>.<k>`` of a concurrent run (``worker_processes``: refused in every mode, so the scenario runs in
+    both), and ``runners`` (a backend's device emulators: Kubernetes runs one per host). Two processes under one
+    name shared a config, keys, logs and spans (a client ``worker-1.1``: "quorum lost"), or ended in an internal
+    error (a client ``devices``: KeyError in provisioning)."""
+    taken = {DEVICE_EMULATOR: "reserved by the twin for its device emulator"}
+    for proc, pod in worker_processes(s).items():
+        k = int(proc.rsplit(".", 1)[1])
+        taken.setdefault(proc, f"the name of {pod}'s {_ordinal(k)} crypto process (a concurrent run's)")
+    for runner in sorted(runners):
+        taken.setdefault(runner, "the name of one of the run's device emulators")
+    return [f"{s.path}: deployment.pods[{i}].name: {p.name!r} is {taken[p.name]}; rename the pod"
+            for i, p in enumerate(s.deployment.pods) if p.name in taken]  # fmt: skip
+
+
+def _ordinal(k: int) -> str:
+    suffix = "th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
+    return f"{k}{suffix}"
 
 
 def worker_processes(s: Scenario) -> dict[str, str]:
@@ -240,6 +266,8 @@ def build(s: Scenario, mode: str, rounds: int, seed: int, where: Addressing, sep
             address=where.dial(f"{pop.name}#0", pop.report_to, target.host, "telemetry", target.telemetry_port),
             **where.devices(pop, target.host),
         ))  # fmt: skip
+    if problems := name_problems(s, {d.runner for d in devices if d.runner}):  # a backend's own emulators
+        raise UserError(problems)
     fl = s.workload.fl
     fl_cfg = FLConfig(rounds=rounds, clients=[c.name for c in clients], model_parameters=fl.model_parameters,
                       samples_per_client=fl.samples_per_client, local_epochs=fl.local_epochs,

@@ -35,7 +35,7 @@ from sim.contract import (
     Summary,
     atomic_write,
     core_utilisation,
-    read_spans,
+    read_valid_spans,
     to_frame,
     write_json,
     write_spans,
@@ -131,6 +131,8 @@ def _ours(path: Path) -> bool:
     """Whether ``path`` is a marker of an earlier run: a run directory's JSON files only when they read as ours (a
     folder of the user's that happened to hold a summary.json was taken for a run, and --force removed its
     logs/, keys/ and profiles/); another command's markers (its own outputs) when they exist."""
+    if path.is_symlink():  # a link planted in a shared directory is no run of ours: --force then removed our outputs
+        return False
     if path.name in _MARKER_DIRS:  # a folder of the user's that happened to hold a logs/ was taken for one
         return _holds_only(path, _MARKER_DIRS[path.name])
     if path.name not in RUN_MARKERS:
@@ -201,24 +203,24 @@ def _key(out: Path) -> Path:
 
 def _lock(out: Path) -> None:
     """flock ``out/.lock`` for this process (non-blocking); the file is removed on release, so after locking
-    we check the path still names the file we locked (else another run released it in between: retry)."""
+    we check the path still names the file we locked (else another run released it in between: retry).
+
+    The lock is never taken through a link: ``.lock`` is opened ``O_NOFOLLOW`` and must be a regular file with no
+    other name (a ``.lock`` link planted in an empty --out had its target truncated and overwritten with our pid;
+    O_CREAT created a missing one). Anything else there is one line naming it."""
     if _key(out) in _held:
         return
     path = out / LOCK
     while True:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            raise UserError(f"--out: cannot write to {out}: {exc.strerror}") from None
+        fd = _open_lock(out, path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
+            holder = _holder(fd)
             os.close(fd)
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise UserError(f"--out: cannot lock {path}: {exc.strerror}") from None
-            raise UserError(
-                f"--out: {out} is in use by another run{_holder(path)}; wait for it or choose another"
-            ) from None
+            raise UserError(f"--out: {out} is in use by another run{holder}; wait for it or choose another") from None
         if _same_file(path, fd):
             break
         os.close(fd)
@@ -228,17 +230,47 @@ def _lock(out: Path) -> None:
     _held[_key(out)] = fd
 
 
-def _same_file(path: Path, fd: int) -> bool:
+_NOT_A_LOCK = "remove it, or choose another --out"
+
+
+def _open_lock(out: Path, path: Path) -> int:
+    """A descriptor of ``path``, the regular file ``.lock`` (created if missing), never opened through a link
+    (``O_NOFOLLOW``; ``O_NONBLOCK``: a FIFO there does not hang the open); UserError naming it otherwise."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
     try:
-        a, b = os.stat(path), os.fstat(fd)
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or os.path.islink(path):
+            raise UserError(f"--out: {path} is a symbolic link, not a run's lock file; {_NOT_A_LOCK}") from None
+        if exc.errno == errno.EISDIR or os.path.isdir(path):
+            raise UserError(f"--out: {path} is a directory, not a run's lock file; {_NOT_A_LOCK}") from None
+        raise UserError(f"--out: cannot write to {out}: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+    except OSError as exc:
+        os.close(fd)
+        raise UserError(f"--out: cannot use {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+        os.close(fd)
+        what = "a file with other names (a hard link)" if stat.S_ISREG(st.st_mode) else "not a regular file"
+        raise UserError(f"--out: {path} is {what}, not a run's lock file; {_NOT_A_LOCK}")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def _same_file(path: Path, fd: int) -> bool:
+    """Whether ``path`` itself (not a link's target) is the file open as ``fd``."""
+    try:
+        a, b = os.lstat(path), os.fstat(fd)
     except OSError:
         return False
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
-def _holder(path: Path) -> str:
+def _holder(fd: int) -> str:
+    """`` (process PID)`` from the lock file open as ``fd`` (its holder wrote it), or nothing."""
     try:
-        pid = path.read_text()[:20].strip()
+        pid = os.pread(fd, 20, 0).decode(errors="replace").strip()
     except OSError:
         return ""
     return f" (process {pid})" if pid.isdigit() else ""
@@ -295,9 +327,9 @@ def node_results(out: Path, ignored: list[str] | None = None) -> dict[str, NodeR
     nodes = out / RunLayout.NODES
     results: dict[str, NodeResult] = {}
     for p in sorted(nodes.glob("*.json")) if nodes.exists() else []:
-        try:
-            results[p.stem] = NodeResult.model_validate_json(p.read_bytes())
-        except (OSError, ValueError):  # pydantic's ValidationError is a ValueError
+        try:  # bounded, and a regular file only (a FIFO there blocked the read for good)
+            results[p.stem] = NodeResult.model_validate_json(read_bytes(p, MAX_RUN_JSON_BYTES, "a node's report"))
+        except (OSError, ValueError, UserError):  # pydantic's ValidationError is a ValueError
             if ignored is not None:
                 ignored.append(f"{p.relative_to(out)}: not a node's report (left out)")
     return results
@@ -305,16 +337,23 @@ def node_results(out: Path, ignored: list[str] | None = None) -> dict[str, NodeR
 
 def merge_spans(out: Path, ignored: list[str] | None = None) -> pd.DataFrame:
     """Every node's spans, plus a ``distribution`` marker per round (its start to the last client's receipt). A
-    file that is not spans is left out, and said in ``ignored`` (``node_results``)."""
+    file that is not spans is left out, and said in ``ignored`` (``node_results``); a file of spans keeps its valid
+    rows, and the rows left out are said once per file (a span whose header time a stranger rewrote lost the
+    aggregator's whole file: a run that finished every round reported none)."""
     import pandas as pd
 
     frames = []
     for p in sorted((out / RunLayout.NODE_SPANS).glob("*.parquet")):
         try:
-            frames.append(read_spans(p))
-        except ValueError as exc:  # read_spans' one line
+            df, total, left_out = read_valid_spans(p)
+        except ValueError as exc:  # read_spans' one line: not a spans file at all
             if ignored is not None:
                 ignored.append(f"{exc} (left out)")
+            continue
+        frames.append(df)
+        if left_out and ignored is not None:
+            why = "; ".join(f"{problem}{f' ({n})' if len(left_out) > 1 else ''}" for problem, n in left_out.items())
+            ignored.append(f"{p.relative_to(out)}: {sum(left_out.values())} of {total} spans left out: {why}")
     df = pd.concat(frames, ignore_index=True) if frames else to_frame([])
     markers = []
     for r in df[df.phase == "round"].itertuples():

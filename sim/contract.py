@@ -149,8 +149,69 @@ def read_spans(path: Path) -> pd.DataFrame:
     problem (like ``read_model``): not readable as Parquet, a column missing, of a type that does not cast or
     with empty values, a time not finite, or what ``validate_spans`` refuses. Every reader of a run directory
     (compare, report, calibrate --from-run, hw energy, the app) turns it into the user's one-line error."""
+    import pyarrow.compute as pc
+
+    table = _span_table(path)
+    for c in ("start_s", "end_s", "queue_wait_s"):
+        times = table.column(c)
+        if len(times) and (times.null_count or not pc.all(pc.is_finite(times)).as_py()):
+            raise ValueError(f"{path}: {_NOT_FINITE[c]}")
+    if empty := [c for c in COLUMNS if table.column(c).null_count]:
+        raise ValueError(f"{path}: column {empty[0]!r} has empty values")
+    df = table.to_pandas()
+    if problems := validate_spans(df):
+        raise ValueError(f"{path}: {problems[0]}")
+    return df
+
+
+_NOT_FINITE = {"start_s": "start_s or end_s is missing or not finite",
+               "end_s": "start_s or end_s is missing or not finite",
+               "queue_wait_s": "queue_wait_s is missing or not finite"}  # fmt: skip
+
+
+def read_valid_spans(path: Path) -> tuple[pd.DataFrame, int, dict[str, int]]:
+    """The rows of a spans file that ``read_spans`` would accept one by one: (those rows, the file's row count,
+    {problem: rows left out for it}). ValueError (``read_spans``' line) only for a file that cannot be read as
+    spans at all (not a regular file, not Parquet, a column missing or of a type that does not cast): one bad
+    row (a span ending before it starts, a time not finite) cost the twin a node's whole spans file, and a run
+    that finished every round reported none."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
+
+    table = _span_table(path)
+    total = table.num_rows
+    left_out: dict[str, int] = {}
+    bad = pa.array([False] * total, type=pa.bool_())
+    for c in ("start_s", "end_s", "queue_wait_s"):  # in read_spans' order: the first problem a row has names it
+        row_bad = pc.invert(pc.fill_null(pc.is_finite(table.column(c)), False))
+        _count(left_out, _NOT_FINITE[c], pc.and_(row_bad, pc.invert(bad)))
+        bad = pc.or_(bad, row_bad)
+    for c in COLUMNS:
+        row_bad = pc.is_null(table.column(c))
+        _count(left_out, f"column {c!r} has empty values", pc.and_(row_bad, pc.invert(bad)))
+        bad = pc.or_(bad, row_bad)
+    df = table.filter(pc.invert(bad)).to_pandas()
+    keep = np.ones(len(df), dtype=bool)
+    for problem, row_bad in span_row_problems(df):
+        row_bad = row_bad & keep
+        if n := int(row_bad.sum()):
+            left_out[problem] = left_out.get(problem, 0) + n
+        keep &= ~row_bad
+    return df[keep].reset_index(drop=True), total, left_out
+
+
+def _count(left_out: dict[str, int], problem: str, mask: Any) -> None:
+    import pyarrow.compute as pc
+
+    if n := int(pc.sum(mask).as_py() or 0):
+        left_out[problem] = left_out.get(problem, 0) + n
+
+
+def _span_table(path: Path) -> Any:
+    """A spans file as an Arrow table of ``SPAN_SCHEMA``; ValueError naming the file when it cannot be read as
+    spans at all (not a regular file, not Parquet, a column missing or of a type that does not cast)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from sim.errors import UserError
@@ -163,24 +224,29 @@ def read_spans(path: Path) -> pd.DataFrame:
     try:
         if missing := [c for c in COLUMNS if c not in pq.read_schema(path).names]:
             raise ValueError(f"{path}: missing column {missing[0]!r}")
-        table = pq.read_table(path, schema=span_schema())
+        return pq.read_table(path, schema=span_schema())
     except (OSError, pa.ArrowException) as exc:  # ArrowNotImplementedError (a list column) is no ValueError
         raise ValueError(f"{path}: cannot read spans ({(str(exc).splitlines() or [type(exc).__name__])[0]})") from None
-    for c in ("start_s", "end_s", "queue_wait_s"):
-        times = table.column(c)
-        if len(times) and (times.null_count or not pc.all(pc.is_finite(times)).as_py()):
-            what = "start_s or end_s is" if c != "queue_wait_s" else "queue_wait_s is"
-            raise ValueError(f"{path}: {what} missing or not finite")
-    if empty := [c for c in COLUMNS if table.column(c).null_count]:
-        raise ValueError(f"{path}: column {empty[0]!r} has empty values")
-    df = table.to_pandas()
-    if problems := validate_spans(df):
-        raise ValueError(f"{path}: {problems[0]}")
-    return df
 
 
 MAX_SPAN_TIME_S = 1e9  # ~32 years: a simulated horizon is at most one (sim.scenario.MAX_HORIZON_S); a sum of such
 # times stays finite, where a span at 1e308 s turned a mean into inf and a chart's scale into NaN
+
+
+def span_row_problems(df: pd.DataFrame) -> list[tuple[str, Any]]:
+    """(problem, a boolean array of the rows that have it) for each per-row rule of ``validate_spans``, in its
+    order; ``df`` has every column (``validate_spans`` checks that first)."""
+    too_far = (
+        (df.start_s.abs() > MAX_SPAN_TIME_S) | (df.end_s.abs() > MAX_SPAN_TIME_S) | (df.queue_wait_s > MAX_SPAN_TIME_S)
+    )
+    unknown = ~df.phase.isin(PHASES)
+    return [
+        ("a span ends before it starts", (df.end_s < df.start_s).to_numpy()),
+        ("negative queue_wait_s", (df.queue_wait_s < 0).to_numpy()),
+        (f"a time beyond {MAX_SPAN_TIME_S:g} s (runs last at most a simulated year)", too_far.to_numpy()),
+        ("negative bytes", (df["bytes"] < 0).to_numpy()),
+        (f"unknown phases {sorted(set(df.phase[unknown]))}", unknown.to_numpy()),
+    ]  # fmt: skip
 
 
 def validate_spans(df: pd.DataFrame) -> list[str]:
@@ -188,17 +254,7 @@ def validate_spans(df: pd.DataFrame) -> list[str]:
     problems = [f"missing column {c!r}" for c in COLUMNS if c not in df.columns]
     if problems:
         return problems
-    if (df.end_s < df.start_s).any():
-        problems.append("a span ends before it starts")
-    if (df.queue_wait_s < 0).any():
-        problems.append("negative queue_wait_s")
-    if len(df) and max(df.start_s.abs().max(), df.end_s.abs().max(), df.queue_wait_s.max()) > MAX_SPAN_TIME_S:
-        problems.append(f"a time beyond {MAX_SPAN_TIME_S:g} s (runs last at most a simulated year)")
-    if (df["bytes"] < 0).any():
-        problems.append("negative bytes")
-    if unknown := set(df.phase) - set(PHASES):
-        problems.append(f"unknown phases {sorted(unknown)}")
-    return problems
+    return [problem for problem, rows in span_row_problems(df) if rows.any()]
 
 
 def phase_extents(spans: pd.DataFrame) -> pd.DataFrame:
