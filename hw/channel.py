@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import os
 import socket
 import struct
@@ -250,6 +251,11 @@ class Channel:
     _recv: _Direction = field(default_factory=_Direction)
     _wlock: threading.Lock = field(default_factory=threading.Lock)
     _olock: threading.Lock = field(default_factory=threading.Lock)
+    opened_s: float = field(default=-math.inf, init=False)  # when this end took the connection (``read_record``)
+
+    def __post_init__(self) -> None:
+        if self.sock is not None:
+            self.opened_s = self.clock()
 
     # --- framing -------------------------------------------------------------------------------------
 
@@ -285,7 +291,13 @@ class Channel:
         limit = self.max_record_bytes if self.authenticated else handshake_limit(self.suite)
         if length > limit:
             raise self._reject("oversize", f"a record of {length} bytes (at most {limit} here)")
-        return Record(rtype, seq, sent_at_s, self._read_exact(length, at_boundary=False), header)
+        body = self._read_exact(length, at_boundary=False)
+        # ``sent_at_s`` is the sender's clock, read before the record is opened (a handshake record's header is in
+        # no transcript at all): a time before this connection, after the record arrived, or none is no measurement
+        # and would make a span that ends before it starts, which costs the node its spans file; it is clamped
+        now = self.clock()
+        sent = min(max(sent_at_s, self.opened_s), now) if sent_at_s == sent_at_s else now  # NaN: unknown
+        return Record(rtype, seq, sent, body, header)
 
     @property
     def authenticated(self) -> bool:

@@ -152,6 +152,22 @@ def test_lines_strangers_cause_are_bounded_and_counted(caplog):
     assert caplog.messages[-1].startswith("997 more handshakes rejected") and len(caplog.messages) == 5
 
 
+@pytest.mark.parametrize("stamp", [float("nan"), float("inf"), -float("inf"), -1e300, 1e300, 2.5])
+def test_a_records_send_time_is_clamped_to_when_it_could_have_been_sent(stamp):
+    """The send time in a record's header is the sender's clock, read before the record is opened (a handshake
+    record's is in no transcript): an on-path box that rewrote a client's FINISH made the aggregator's transfer span
+    end before it started, and its whole spans file was left out (a completed run reported 0 rounds)."""
+    clock = iter([10.0, 12.0, 13.0])  # the channel is made at 10 s; the records arrive at 12 and 13 s
+    sa, sb = socket.socketpair()
+    a = Channel(sa, Identity.generate("aggregator", SUITE), SUITE, {}, clock=lambda: next(clock), counters=Counter())
+    for t in (stamp, 11.0):
+        sb.sendall(HEADER.pack(1, 0, t, 4) + b"body")
+    forged, honest = a.read_record(), a.read_record()
+    expected = 10.0 if stamp < 10.0 else 12.0  # before the connection: when it opened; later or NaN: arrival
+    assert forged.sent_at_s == expected and honest.sent_at_s == 11.0  # within [connection, arrival]
+    assert forged.header == HEADER.pack(1, 0, stamp, 4)  # the bytes as sent: a data record's header is its AAD
+
+
 @pytest.mark.parametrize("attack", ["replay", "reorder", "tampered", "truncated"])
 def test_record_attacks_are_rejected_and_counted(attack):
     a, b, _, _ = pair()
