@@ -35,6 +35,7 @@ thread does the crypto work, as the processing modes require.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import math
 import os
@@ -80,6 +81,7 @@ def handshake_limit(suite: Suite) -> int:
     return fields + sig.public_key_bytes + sig.signature_max_bytes + 6 * 4 + 256
 
 
+SNDTIMEO = struct.Struct("@ll")  # struct timeval: the kernel's send timeout (SO_SNDTIMEO)
 SAID_CHARS = 48  # of a peer's text in an error or log line
 
 
@@ -252,6 +254,12 @@ class Channel:
     _wlock: threading.Lock = field(default_factory=threading.Lock)
     _olock: threading.Lock = field(default_factory=threading.Lock)
     opened_s: float = field(default=-math.inf, init=False)  # when this end took the connection (``read_record``)
+    # how long one sealed record may take to leave (None: no limit): a peer that stops reading holds a writer no
+    # longer, nor the records queued behind it (``write_sealed``)
+    send_timeout_s: float | None = None
+    _turn: threading.Condition = field(default_factory=threading.Condition, init=False)
+    _written: int = field(default=0, init=False)  # the session's last sealed record written
+    _broken: OSError | None = field(default=None, init=False)  # why no sealed record can be written any more
 
     def __post_init__(self) -> None:
         if self.sock is not None:
@@ -273,13 +281,28 @@ class Channel:
 
     def _sendall(self, parts: list[Any]) -> None:
         views = [memoryview(p) for p in parts if len(p)]
+        deadline = None if self.send_timeout_s is None else time.monotonic() + self.send_timeout_s
         while views:
-            sent = self.sock.sendmsg(views)
+            sent = self.sock.sendmsg(views) if deadline is None else self._send_by(views, deadline)
             while views and sent >= len(views[0]):
                 sent -= len(views[0])
                 views.pop(0)
             if views and sent:
                 views[0] = views[0][sent:]
+
+    def _send_by(self, views: list[memoryview], deadline: float) -> int:
+        """``sendmsg`` that gives up at ``deadline`` (``TimeoutError``): the kernel's send timeout wakes it each
+        second it could send nothing, and a peer reading a byte a second does not stretch the deadline."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"{self.peer or 'the peer'} took no record for {self.send_timeout_s:g} s")
+        wait = min(1.0, left)
+        with contextlib.suppress(OSError):  # a socket in Python's timeout mode has its own
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, SNDTIMEO.pack(int(wait), int(wait % 1 * 1e6)))
+        try:
+            return self.sock.sendmsg(views)
+        except BlockingIOError:  # the kernel's timeout passed with nothing sent
+            return 0
 
     def read_record(self) -> Record:
         """The next record off the wire (no crypto); ConnectionClosed at a clean end of stream.
@@ -374,9 +397,7 @@ class Channel:
             raise self._reject("tampered", "a malformed HELLO")
         if suite_id != self.suite.id:
             self.write(ALERT, b"unsupported suite")
-            raise self._reject(
-                "downgrade", f"{said(name)} offered {said(suite_id)}"
-            )
+            raise self._reject("downgrade", f"{said(name)} offered {said(suite_id)}")
         initiator = name.decode(errors="replace")
         if initiator not in self.trust:
             self.write(ALERT, b"unknown identity")
@@ -437,6 +458,7 @@ class Channel:
         send, recv = (i2r, r2i) if initiator else (r2i, i2r)
         send_raw, recv_raw = (okm[:n], okm[n : 2 * n]) if initiator else (okm[n : 2 * n], okm[:n])
         self._send, self._recv = _Direction(*send, raw=send_raw), _Direction(*recv, raw=recv_raw)
+        self._written = 0  # the new session's records count from 1
         self.session_key = okm[: 2 * n]
         self.epoch += 1
 
@@ -496,7 +518,26 @@ class Channel:
         return Sealed(aad, [prefix, ct])
 
     def write_sealed(self, sealed: Sealed) -> int:
-        return self._send_record(sealed.header, sealed.parts)
+        """Send a sealed record. Records leave in their session's order whichever thread sealed them first (the
+        peer rejects a reorder): each waits for the one sealed before it, up to ``send_timeout_s``. A record that
+        could not leave whole (the peer took none within the timeout, or the connection failed) ends writing on
+        the channel: the stream is cut mid-record, so every later write fails too (``OSError``)."""
+        seq = HEADER.unpack_from(sealed.header)[1]
+        with self._turn:
+            if not self._turn.wait_for(lambda: self._broken is not None or seq <= self._written + 1,
+                                       self.send_timeout_s):  # fmt: skip
+                self._broken = TimeoutError(f"record {seq} waited {self.send_timeout_s:g} s for the one before it")
+            if self._broken is not None:  # the same kind of error, so a caller can tell a timeout
+                raise type(self._broken)(f"no record to {self.peer or 'the peer'} can leave: {self._broken}")
+            try:
+                n = self._send_record(sealed.header, sealed.parts)
+            except OSError as exc:
+                self._broken = exc
+                raise
+            finally:
+                self._turn.notify_all()
+            self._written = max(self._written, seq)
+        return n
 
     def open(self, rec: Record, timer: Any = None, phase: str = "") -> bytes:
         """Check order and authenticity of a record read off the wire; the plaintext."""

@@ -7,6 +7,7 @@ import logging
 import socket
 import string
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -166,6 +167,48 @@ def test_a_records_send_time_is_clamped_to_when_it_could_have_been_sent(stamp):
     expected = 10.0 if stamp < 10.0 else 12.0  # before the connection: when it opened; later or NaN: arrival
     assert forged.sent_at_s == expected and honest.sent_at_s == 11.0  # within [connection, arrival]
     assert forged.header == HEADER.pack(1, 0, stamp, 4)  # the bytes as sent: a data record's header is its AAD
+
+
+def test_sealed_records_leave_in_their_order_whichever_thread_writes_first():
+    """Two threads sealed records k and k + 1 for one client (a round's model behind a slow one); the second was
+    written first and the client rejected its own aggregator's records as a reorder, and dropped out."""
+    a, b, _, _ = pair()
+    first, second = b.seal(b"round 1"), b.seal(b"round 2")
+    late = threading.Thread(target=b.write_sealed, args=(second,))
+    late.start()
+    late.join(0.2)
+    assert late.is_alive()  # waits for the record sealed before it
+    b.write_sealed(first)
+    late.join(5)
+    assert [a.open(a.read_record()) for _ in range(2)] == [b"round 1", b"round 2"] and not a.counters
+
+
+def test_a_peer_that_stops_reading_holds_a_writer_no_longer_than_its_timeout():
+    """A client that stops reading (stopped, or a box that keeps its connection open and reads nothing) held the
+    aggregator's sequential round, or its model's sender and every record queued behind it, for good."""
+    silent, b, _, _ = pair()  # kept open, never read
+    b.send_timeout_s = 0.5
+    stuck = b.seal(bytes(16 << 20))  # more than any socket buffer: a's end never reads
+    queued = b.seal(b"next")
+    errors: list[BaseException] = []
+
+    def write_queued():
+        try:
+            b.write_sealed(queued)
+        except OSError as exc:
+            errors.append(exc)
+
+    behind = threading.Thread(target=write_queued)
+    behind.start()
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        b.write_sealed(stuck)
+    assert 0.4 < time.monotonic() - started < 3.0
+    behind.join(3)
+    assert not behind.is_alive() and isinstance(errors[0], TimeoutError)  # behind it: the stream is cut
+    with pytest.raises(TimeoutError):
+        b.write_sealed(b.seal(b"later"))
+    assert silent.sock.fileno() >= 0  # the peer never closed: only the deadline ended the writes
 
 
 @pytest.mark.parametrize("attack", ["replay", "reorder", "tampered", "truncated"])

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -91,6 +93,42 @@ def test_a_compromised_clients_update_is_refused_and_the_model_stays_whole(tmp_p
     status = json.loads((tmp_path / "status.json").read_text())
     codes = status["exit_codes"]  # no node, no crypto worker ended in an error but the client cut off
     assert codes.pop("client-1") != 0 and set(codes.values()) <= {0, -15}, status["exit_codes"]
+
+
+@pytest.mark.parametrize("mode", ["sequential", "concurrent"])
+def test_a_client_that_stops_reading_is_cut_off_at_the_rounds_deadline(tmp_path, mode):
+    """A client that stops reading (stopped here; equally a box that keeps its connection open and reads nothing)
+    held every round for good: the sequential aggregator's main thread, or the concurrent one's model senders,
+    blocked in a write with no deadline (an attack hunt: no round for 35 s; after SIGCONT the client then got its
+    aggregator's records out of order)."""
+    s = scenario("workload.fl.quorum=0.5", "workload.devices.ecg-a.count=0", "workload.devices.ecg-b.count=0",
+                 "workload.fl.model_parameters=1000000", "workload.fl.round_timeout_s=3")  # fmt: skip
+    layout, stopped = contract.RunLayout(tmp_path), []
+
+    def stop_client_2() -> None:  # once round 2 is done: its socket buffers cannot hold two 4 MB models
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not stopped:
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                if json.loads(layout.progress.read_text())["round"] >= 2:
+                    pid = json.loads(layout.pids.read_text())["client-2"]
+                    os.kill(pid, signal.SIGSTOP)
+                    stopped.append(pid)
+            time.sleep(0.01)
+
+    stopper = threading.Thread(target=stop_client_2, daemon=True)
+    stopper.start()
+    try:
+        summary = run_local(s, tmp_path, mode, rounds=8, seed=3).model_dump()
+    finally:
+        stopper.join(1)
+        for pid in stopped:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGCONT)
+    assert stopped and summary["state"] == "completed", summary["reason"]
+    assert summary["rounds_completed"] + summary["rounds_failed"] == 8 and summary["rounds_failed"] <= 2
+    cut = [d for d in summary["dropouts"] if d["pod"] == "client-2"]
+    assert cut and "took no record for 3 s" in cut[0]["reason"], summary["dropouts"]
+    assert not summary["security"].get("reorder")
 
 
 def test_client_killed_mid_round_quorum_finishes_the_round(tmp_path):

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from hw import data, fl
-from hw.channel import HELLO, REKEY, Channel, ConnectionClosed, Record, SecurityError
+from hw.channel import HELLO, REKEY, Channel, ConnectionClosed, Record, Sealed, SecurityError
 from hw.node.common import (
     DONE,
     MODEL,
@@ -125,8 +125,8 @@ class Aggregator:
         self._drain(node.round)
         done = signed(node.suite.signature, self.ident.sig, MSG.pack(DONE, 0))
         for c in sorted(self.alive):  # not a phase of any round: untimed
-            with contextlib.suppress(OSError):
-                self.channels[c].write_sealed(self.channels[c].seal(done))
+            self.channels[c].send_timeout_s = DRAIN_S  # the rounds are over: a client that takes nothing ends sooner
+            self._write(c, self.channels[c].seal(done))
         if self.workers is not None:
             self.workers.close()  # a worker ends when its channel does
         self.server.close()
@@ -214,6 +214,7 @@ class Aggregator:
                 ch.write_sealed(ch.seal(encode_grant(self.ident)))
                 self.worker_channels[name] = ch
             else:
+                ch.send_timeout_s = self.fl.round_timeout_s  # a client that stops reading holds no round longer
                 self.channels[name] = ch
                 self.pending_join.add(name)  # takes part from the next round on
         return True
@@ -280,8 +281,7 @@ class Aggregator:
         asked = sorted(self.alive)
         for c in asked:
             ch = self.channels[c]
-            with contextlib.suppress(OSError):  # a dead client shows up as a dropout on its reader thread
-                ch.write_sealed(ch.seal(r.to_bytes(4, "big"), rtype=REKEY))
+            self._write(c, ch.seal(r.to_bytes(4, "big"), rtype=REKEY))
         deadline = time.monotonic() + self.fl.round_timeout_s
         pending = set(asked)
         while pending and time.monotonic() < deadline:
@@ -299,8 +299,19 @@ class Aggregator:
             kem_pk = self.trust[c].kem if self.node.cfg.rekey == "per_message" else None
             buf = message(self.node, MODEL, r, theta, "distribute", queued_at)
             sealed = protect(self.node, ch, self.ident, buf, "distribute", kem_pk)
-        with contextlib.suppress(OSError):  # a dead client shows up as a dropout on its reader thread
-            ch.write_sealed(sealed)
+        self._write(c, sealed)
+
+    def _write(self, c: str, sealed: Sealed) -> None:
+        """Send a client a record; one that could not leave ends its connection: a dead client shows up as a
+        dropout on its reader thread, and one that took nothing within the round's deadline is cut off, as a
+        client that stopped reading would otherwise hold the round (sequential: the main thread) or its model's
+        sender and the records queued behind it (concurrent) for good."""
+        try:
+            self.channels[c].write_sealed(sealed)
+        except TimeoutError:
+            self._cut_off(c, f"took no record for {self.fl.round_timeout_s:g} s (the round's deadline)")
+        except OSError:
+            pass
 
     def _collect(self, r: int) -> np.ndarray | None:
         """Wait for the quorum of this round's valid updates (verified as the mode says); FedAvg them.
@@ -447,9 +458,13 @@ class Aggregator:
     def _reject_client(self, client: str, exc: SecurityError) -> None:
         """A record that must be rejected is fatal for its connection, as a TLS alert would be."""
         log.warning("%s: rejected a record from %s: %s", self.node.name, client, exc)
-        with contextlib.suppress(OSError):  # its reader thread then reports the dropout
+        self._cut_off(client, f"rejected: {exc}")
+
+    def _cut_off(self, client: str, reason: str) -> None:
+        """End a client's connection; its reader thread then reports the dropout, for ``reason``."""
+        self.rejections.setdefault(client, reason)
+        with contextlib.suppress(OSError):
             self.channels[client].sock.shutdown(socket.SHUT_RDWR)
-        self.rejections[client] = f"rejected: {exc}"
 
     def _dropout(self, a: Arrival, r: int) -> None:
         if a.client in self.alive:
