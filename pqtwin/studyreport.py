@@ -136,9 +136,15 @@ def base_point(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def markdown(rows: list[dict[str, str]]) -> str:
+    """A Markdown table; a cell's ``|`` and line breaks (a study's titles and labels are free text) escaped, so a
+    cell cannot split its row."""
     if not rows:
         return "(none)\n"
     head = list(rows[0])
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(r[h] for h in head) + " |" for r in rows]
+    lines = ["| " + " | ".join(map(_cell, head)) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(_cell(r[h]) for h in head) + " |" for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    return " ".join(str(text).replace("\\", "\\\\").replace("|", "\\|").splitlines())

@@ -44,6 +44,19 @@ MAX_AXES = 16
 _Strict = StrictModel
 
 
+# what the study sets on every point itself (``overrides``, ``evaluate``): a level that set one would be overridden
+STUDY_OWNS = ("run.seed", "run.replications", "workload.fl.rounds", "workload.processing.mode")
+
+
+def _owned(sets: list[str]) -> str | None:
+    """The first override in ``sets`` that sets a field the study owns, or a section holding one; None if none."""
+    for item in sets:
+        path = item.partition("=")[0].strip()
+        if any(own == path or own.startswith(path + ".") for own in STUDY_OWNS):
+            return repr(path)
+    return None
+
+
 class Level(_Strict):
     label: str = Field(min_length=1, max_length=60)
     value: float | None = None  # where the axis is numeric: the level's position on a plot
@@ -68,6 +81,17 @@ class Axis(_Strict):
             raise ValueError(f"axis {self.name}: give every level a value, or none")
         if self.log and any((lv.value or 0) <= 0 for lv in self.levels):
             raise ValueError(f"axis {self.name}: a log axis needs positive values")
+        values = [lv.value for lv in self.levels if lv.value is not None]
+        if any(not math.isfinite(v) for v in values):
+            raise ValueError(f"axis {self.name}: a level's value must be a finite number")
+        if len(set(values)) != len(values):  # the plane's cells are between distinct values
+            same = [lv.label for lv in self.levels if values.count(lv.value) > 1]  # type: ignore[arg-type]
+            raise ValueError(f"axis {self.name}: levels {', '.join(map(repr, same))} have the same value; a numeric "
+                             "axis needs a distinct value per level")  # fmt: skip
+        for lv in self.levels:
+            if (owned := _owned(lv.set)) is not None:
+                raise ValueError(f"axis {self.name}, level {lv.label!r}: sets {owned}, which the study sets itself "
+                                 "(its seed:, replications: and rounds:, and both modes)")  # fmt: skip
         return self
 
     @property

@@ -4,6 +4,7 @@ the reproduction table, on a small study of the paper scenario."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +127,17 @@ def test_the_same_study_gives_the_same_result(small, tmp_path):
         (lambda d: d.update(scenario="nowhere.yaml"), "scenario: file not found"),
         (lambda d: d.update(replications=1), "replications"),
         (lambda d: d.update(axes=d["axes"][2:]), "at least two axes need numeric values"),
+        # two levels at one value: the plane divided by zero after every point was simulated, and lost the study
+        (lambda d: d["axes"][2]["levels"][0].update(value=500), "levels '100', '500' have the same value"),
+        # what the study sets itself on every point: a level setting it was silently overridden
+        (lambda d: d["axes"][3]["levels"][1]["set"].append("run.seed=7"), "sets 'run.seed', which the study sets"),
+        (lambda d: d["axes"][3]["levels"][1]["set"].append("run={seed: 5}"), "sets 'run', which the study sets"),
+        (lambda d: d["axes"][3]["levels"][1]["set"].append("workload.fl.rounds=9"), "sets 'workload.fl.rounds'"),
+        (lambda d: d["axes"][3]["levels"][1]["set"].append("run.replications=9"), "sets 'run.replications'"),
+        (
+            lambda d: d["axes"][3]["levels"][1]["set"].append("workload.processing.mode=concurrent"),
+            "sets 'workload.processing.mode'",
+        ),
     ],
 )
 def test_a_bad_study_file_is_a_one_line_error(tmp_path, edit, expected):
@@ -203,3 +215,10 @@ def test_a_level_that_cannot_run_is_refused_before_the_study_starts(tmp_path, le
         study.load_study(tmp_path / "s.yaml")
     (line,) = exc.value.lines
     assert line.startswith(f"{tmp_path / 's.yaml'}: axes[2] (samples), level '100': ") and expected in line, line
+
+
+def test_a_markdown_cell_cannot_split_its_row():
+    """A study's titles and labels are free text: a | or a line break in one broke study.md's tables silently."""
+    table = studyreport.markdown([{"axis": "a | b", "level": "two\nlines"}, {"axis": "x", "level": "y"}])
+    lines = table.splitlines()
+    assert len(lines) == 4 and all(len(re.split(r"(?<!\\)\|", line)) == 4 for line in lines), table  # 2 cells
