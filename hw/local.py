@@ -16,11 +16,14 @@ run's crypto workers are processes of their own (one per worker thread of the sc
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import logging
 import os
 import random
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -41,11 +44,39 @@ from hw.machine import LoadMonitor
 from hw.netns import Fabric, probe
 from hw.provision import provision
 from hw.proxy import LinkShape, ShapingProxy, open_path
-from hw.runconfig import Address, RunConfig, Service, access_link, build, check_supported, runner_host
+from hw.runconfig import (
+    Address,
+    RunConfig,
+    Service,
+    access_link,
+    build,
+    check_supported,
+    name_problems,
+    runner_host,
+)
 from hw.speed import KEPT_FILE as SPEED_SAMPLES
 from sim.contract import FabricProbe, RunLayout, Summary, write_json
 from sim.errors import UserError
 from sim.scenario import DevicePopulation, Scenario, write_scenario
+
+log = logging.getLogger(__name__)
+
+
+def check_runnable(s: Scenario, backend: str = "local") -> None:
+    """What the local and netns backends refuse (one line each), checked before anything is claimed or started:
+    ``pqtwin hw run`` calls it before it claims --out, as --force removed the earlier run there first (a scenario
+    the twin cannot run cost the user that run). On netns, a pod named as one of its device emulators
+    (``devices-<host>``) too, which ``build`` found only once the run had started."""
+    check_supported(s)
+    if backend == "netns" and (problems := name_problems(s, netns_runners(s))):
+        raise UserError(problems)
+
+
+def netns_runners(s: Scenario) -> set[str]:
+    """The device emulator processes of a netns run (``NetnsAddressing.devices``): one per runner host."""
+    hosts = {p.name: p.host for p in s.deployment.pods}
+    return {f"devices-{runner_host(s, pop, hosts[pop.report_to])}" for pop in s.workload.devices
+            if pop.count and pop.report_to in hosts}  # fmt: skip
 
 
 def pin_cpus(s: Scenario) -> dict[str, list[int]]:
@@ -238,20 +269,18 @@ class Children:
         self.run_dir = run_dir
         self.prefix: Callable[[str], list[str]] = lambda name: []
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.logs: list[Any] = []
+        self.logs: list[int] = []  # the nodes' log files, open for writing
         env = dict(os.environ)
         env.update({v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
         env[PARENT_ENV] = str(os.getpid())  # a node exits when this process dies (hw/node: die_with_parent)
         self.env = env  # one core per training step, as the simulator's model assumes
 
     def start(self, name: str, role: str) -> None:
-        path = RunLayout(self.run_dir).log(name)
-        path.parent.mkdir(exist_ok=True)
-        log = open(path, "w")  # noqa: SIM115 - closed in stop()
-        self.logs.append(log)
+        fd = open_log(RunLayout(self.run_dir).log(name))
+        self.logs.append(fd)
         cmd = [*self.prefix(name), sys.executable, "-m", "hw.node", str(self.run_dir), name, role]
         # our own interpreter and module, a name and a role from the validated scenario: no shell, no user string
-        self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env)  # noqa: S603
+        self.procs[name] = subprocess.Popen(cmd, stdout=fd, stderr=subprocess.STDOUT, env=self.env)  # noqa: S603
         write_json(RunLayout(self.run_dir).pids, {n: p.pid for n, p in self.procs.items()})
 
     def stop(self, grace_s: float = 3.0) -> dict[str, int | None]:
@@ -265,9 +294,73 @@ class Children:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
-        for log in self.logs:
-            log.close()
+        for fd in self.logs:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.logs.clear()
         return {n: p.returncode for n, p in self.procs.items()}
+
+
+_REMOVE_IT = "remove it (the twin writes no file of a run through a link)"
+
+
+def open_log(path: Path) -> int:
+    """``path`` (``logs/<process>.log`` of a run) created or emptied for writing, as a descriptor; never opened
+    through a link, neither the file nor its ``logs`` directory (``O_NOFOLLOW``: a ``logs/client-1.log`` link
+    planted in a shared run directory had its target truncated and overwritten with the node's output), nor a
+    FIFO (``O_NONBLOCK``: it hung the run's start), nor a file with other names (truncated through all of them).
+    Anything else there is one line naming it."""
+    folder = path.parent
+    try:
+        folder.mkdir(exist_ok=True)
+        dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if os.path.islink(folder):
+            raise UserError(f"{folder} is a symbolic link, not this run's logs directory; {_REMOVE_IT}") from None
+        raise UserError(f"{folder}: cannot open this run's logs directory: {exc.strerror or exc}") from None
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    try:
+        fd = os.open(path.name, flags, 0o644, dir_fd=dfd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UserError(f"{path} is a symbolic link, not a log of this run; {_REMOVE_IT}") from None
+        if exc.errno in (errno.ENXIO, errno.EISDIR):  # a FIFO nobody reads, a directory
+            raise UserError(f"{path} is not a regular file, not a log of this run; remove it") from None
+        raise UserError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    finally:
+        os.close(dfd)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+            what = "a file with other names (a hard link)" if stat.S_ISREG(st.st_mode) else "not a regular file"
+            raise UserError(f"{path} is {what}, not a log of this run; {_REMOVE_IT}")
+        os.ftruncate(fd, 0)  # only now: a hard link's other names keep their contents
+        os.set_blocking(fd, True)
+    except OSError as exc:
+        os.close(fd)
+        raise UserError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def writable(path: Path) -> Path | None:
+    """``path``, a file of the run directory that a helper writes by name (the scheduler trace, the speed samples,
+    and a ``.tmp`` beside it), when it is missing or a regular file of one name; None, said in the log, when it is
+    a link or anything else planted there (written through, it overwrote the link's target)."""
+    for p in (path, path.with_name(path.name + ".tmp")):
+        try:
+            st = os.lstat(p)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            log.warning("not keeping %s: %s", path, exc.strerror)
+            return None
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+            log.warning("not keeping %s: %s is not a regular file of this run (a link?); remove it", path, p)
+            return None
+    return path
 
 
 def calibrated_probe_us(s: Scenario) -> float | None:
@@ -284,7 +377,7 @@ def run_local(
     puts an on-path attacker between that client and the aggregator (hw/attack.py). ``backend`` netns: each
     scenario host a network namespace, links real veths shaped by the kernel (``hw.netns``). Stopped by Ctrl-C,
     kill (SIGTERM) or a closed terminal (SIGHUP), it still writes what it finished (``hw.lifecycle``)."""
-    check_supported(s)
+    check_runnable(s, backend)  # the CLI checked before it claimed ``out``: a caller of its own gets it here
     rundir.prepare(out)
     addressing: LocalAddressing | NetnsAddressing = (
         NetnsAddressing(s, seed, Fabric(s.graph())) if backend == "netns" else LocalAddressing(s, seed)
@@ -340,12 +433,13 @@ class _Run:
             addressing.measure_again()
         addressing.stop()
         pids = {n: p.pid for n, p in children.procs.items()}
+        speed = writable(out / SPEED_SAMPLES)
         machine_load = self.load.stop(
             rounds_window(out, s, self.epoch),
             pids,
             self.allowed,
-            keep_trace=out / SCHED_TRACE,
-            keep_speed=(out / SPEED_SAMPLES, self.epoch),
+            keep_trace=writable(out / SCHED_TRACE),
+            keep_speed=(speed, self.epoch) if speed is not None else None,
         )
         try:
             recover_journals(out)  # the finished rounds of nodes that were killed

@@ -16,6 +16,7 @@ option cost no more than typer (bench/startup.py; tests/test_cli_imports.py keep
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gc
 import json
@@ -699,6 +700,14 @@ def _calibrate_k8s(out: Path, provider: str | None, algorithms: str | None, quic
     if dry_run:
         typer.echo(calibrate_k8s(out, dry_run=True, **options)["manifests"], nl=False)
         return
+    # before --out is claimed (--force removes the earlier logs): what calibrate_k8s would refuse first
+    from hw.k8s.names import DEFAULT_IMAGE, DEFAULT_NAMESPACE, check_image, check_namespace, check_nodes
+
+    check_namespace(DEFAULT_NAMESPACE if namespace is None else namespace)
+    check_image(DEFAULT_IMAGE if image is None else image)
+    if node_list:
+        check_nodes(node_list)
+    _cluster_preflight(kubeconfig, context, node_list, "--nodes")
     with _progress(None) as bar:
         task = bar.add_task("calibration Jobs", total=len(node_list) if node_list else None)
 
@@ -806,6 +815,18 @@ def _attack_on(s: Any, attack: str | None) -> tuple[str, str] | None:
     return kind, pod or clients[0]
 
 
+def _cluster_preflight(kubeconfig: Path | None, context: str | None, nodes: list[str] | None, where: str) -> None:
+    """The cluster answers with this kubeconfig and context, and has ``nodes`` Ready (when the user may list nodes):
+    checked before --out is claimed, as --force removed the earlier results there first and a missing kubeconfig,
+    an unreachable server or a missing node then cost the user them. The backend connects again for the run."""
+    from hw.k8s.client import Cluster, NoNodeAccess
+
+    cluster = Cluster(kubeconfig, context)
+    if nodes:
+        with contextlib.suppress(NoNodeAccess):  # the backend goes on unchecked, and says so
+            cluster.check_hosts(nodes, where)
+
+
 @hw_app.command("run")
 def hw_run_cmd(
     scenario: Annotated[Path, typer.Argument(parser=path_arg, help="scenario YAML file")],
@@ -900,7 +921,12 @@ def hw_run_cmd(
         if dry_run:
             typer.echo(rendered.manifests, nl=False)
             return
-    from hw.local import run_local  # after every check: the twin's modules are only needed to run it
+        _cluster_preflight(kubeconfig, context, sorted({p.host for p in rendered.plan.pods}),
+                           f"{s.path}: deployment.hosts")  # fmt: skip
+    from hw.local import check_runnable, run_local  # after the CLI's checks: the twin's modules only to run it
+
+    if backend != "k8s":  # as k8s's render_run: what the twin cannot run, before --force removes the earlier run
+        check_runnable(s, backend)
 
     with rundir.claimed(out, force), _writing(out), _progress(f"{s.name} [hw {backend}, {run_mode}]") as bar:
         task = bar.add_task("rounds", total=n)

@@ -125,12 +125,56 @@ def plan(s: Scenario, mode: str, rounds: int, seed: int, epoch: float = 0.0) -> 
             where = f"deployment.hosts[{index[host]}].name" if host in index else "deployment.hosts"
             raise UserError(field_error(s.path, where, host, f"on Kubernetes a host is the node its pods run on: "
                                         f"{problem}"))  # fmt: skip
-    names = [p.k8s for p in pods]
-    if dup := sorted({n for n in names if names.count(n) > 1}):
-        raise UserError(f"{s.path}: deployment.pods: pod names that differ only in case or punctuation map to the "
-                        f"same Kubernetes name (got {', '.join(dup)})")  # fmt: skip
+    _check_names(s, pods)
     _resources(s, pods, config.workers, mode)
     return Plan(s, config, pods, devices_of)
+
+
+# What a kustomize base (``render.base_files``, k8s/base) holds beside one ``<pod>.yaml`` per pod: a pod whose
+# file had one of these names overwrote a generated file (run-config, network-policies, kustomization) or was
+# overwritten by it. tests/test_names_and_force.py checks that the base generates exactly these.
+BASE_FILES = frozenset({"kustomization.yaml", "network-policies.yaml", "run-config.yaml", "shared", "keys"})
+
+
+def pod_file(pod: PodPlan) -> str:
+    """The file of a pod's objects in a kustomize base."""
+    return f"{pod.k8s}.yaml"
+
+
+def _who(s: Scenario, pod: PodPlan) -> str:
+    """A pod of the plan as the user knows it: its scenario field, or the device emulator the twin adds."""
+    if pod.role == "devices":
+        return f"the device emulator {pod.name} (of host {pod.host})"
+    return f"{_field(s, pod)} {pod.name!r}"
+
+
+def _field(s: Scenario, pod: PodPlan) -> str:
+    return next(f"deployment.pods[{i}].name" for i, p in enumerate(s.deployment.pods) if p.name == pod.name)
+
+
+def _check_names(s: Scenario, pods: list[PodPlan]) -> None:
+    """Each pod's Kubernetes name is its own (object names, Service DNS names, its file in a kustomize base), and
+    its base file is not one the base generates; one line naming the pod's field and what it collided with."""
+    by: dict[str, list[PodPlan]] = {}
+    for p in pods:
+        by.setdefault(p.k8s, []).append(p)
+    for name, same in sorted(by.items()):
+        if len(same) > 1:
+            # named at the field of the last scenario pod (an emulator is the twin's: it is the pod to rename)
+            why = f"map to the same Kubernetes name {name!r} (Kubernetes names are lower case, punctuation becomes '-')"
+            if not (ours := [p for p in same if p.role != "devices"]):  # hosts pi.1 and pi-1: two emulators
+                raise UserError(f"{s.path}: deployment.hosts: {' and '.join(_who(s, p) for p in same)} {why}; "
+                                "rename a host")  # fmt: skip
+            at = ours[-1]
+            others = " and ".join(_who(s, p) for p in same if p is not at)
+            raise UserError(f"{s.path}: {_field(s, at)}: {at.name!r} and {others} {why}; rename the pod")
+    for p in pods:
+        if pod_file(p) in BASE_FILES:
+            where = _field(s, p) if p.role != "devices" else "deployment.hosts"
+            raise UserError(
+                f"{s.path}: {where}: {p.name!r} has the Kubernetes name {p.k8s!r}, and its manifest file "
+                f"{pod_file(p)} is one the kustomize base (k8s/base) generates itself; rename the pod"
+            )
 
 
 def _resources(s: Scenario, pods: list[PodPlan], n_workers: int, mode: str) -> None:

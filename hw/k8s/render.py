@@ -60,7 +60,7 @@ from hw.k8s.names import (
     k8s_name,
     label_value,
 )
-from hw.k8s.planning import ClusterAddressing, Keys, Plan, PodPlan, make_keys, plan
+from hw.k8s.planning import BASE_FILES, ClusterAddressing, Keys, Plan, PodPlan, make_keys, plan, pod_file
 from sim.errors import UserError
 from sim.scenario import Scenario
 
@@ -525,8 +525,12 @@ def base_files(s: Scenario, image: str = DEFAULT_IMAGE, namespace: str = DEFAULT
         objs = ([service_object(pod, s.name, namespace, None)] if pod.service else []) + [
             pod_object(pod, s.name, namespace, image, None)
         ]
-        files[f"{pod.k8s}.yaml"] = head + to_yaml(objs)
-        resources.append(f"{pod.k8s}.yaml")
+        rel = pod_file(pod)
+        if rel in files or rel in BASE_FILES:  # plan() refused it: a pod's file never replaces a generated one
+            raise UserError(f"{s.path}: deployment.pods: pod {pod.name!r} would be written to {rel}, a file of "
+                            "the base itself; rename the pod")  # fmt: skip
+        files[rel] = head + to_yaml(objs)
+        resources.append(rel)
     secret_gen, config_gen = [], []
     for pod in p.pods:
         lab = labels(s.name, "keys", None, **{POD_LABEL: pod.name})
