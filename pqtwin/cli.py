@@ -966,7 +966,7 @@ def hw_energy_cmd(
     from sim.contract import RunLayout, atomic_write, read_summary
     from sim.errors import UserError
 
-    m = measured(run_dir, read_power_log(power_log))
+    m = measured(run_dir, read_power_log(power_log, warn=_warn), warn=_warn)
     try:
         estimate = read_summary(RunLayout(run_dir).summary).energy
     except (OSError, ValueError) as exc:
@@ -982,8 +982,8 @@ def hw_energy_cmd(
     STDOUT.print(table)
     rounds = [j for j in m.per_round_j.values() if j is not None]
     if rounds and estimate is not None and estimate.per_round_j is not None and estimate.per_round_j.mean:
-        _say(f"per FL round: measured {sum(rounds) / len(rounds):.3f} J (all logged nodes, {len(rounds)} rounds), "
-             f"estimated {estimate.per_round_j.mean:.3f} J")  # fmt: skip
+        _say(f"per FL round: measured {sum(rounds) / len(rounds):.3f} J (the run's measured hosts, "
+             f"{len(rounds)} rounds), estimated {estimate.per_round_j.mean:.3f} J")  # fmt: skip
     with _writing(run_dir):
         atomic_write(run_dir / RunLayout.ENERGY_MEASURED, json.dumps(dataclasses.asdict(m), indent=1))
     _say(f"written: {run_dir / RunLayout.ENERGY_MEASURED}")
@@ -1147,6 +1147,7 @@ def report_cmd(
 
 def main(argv: list[str] | None = None) -> None:
     """The console entry point: every outcome is an exit code, every problem one line on stderr."""
+    _printable_anywhere()
     code = run(argv)
     # the outcome is decided and said: a late Ctrl-C (pressed a third time) must not turn it into a kill by SIGINT
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -1154,6 +1155,17 @@ def main(argv: list[str] | None = None) -> None:
     # (the paper run: ~0.1 s of its ~1.4 s; files are written and closed by then, stdout is flushed at exit)
     gc.freeze()
     sys.exit(code)
+
+
+def _printable_anywhere() -> None:
+    """Standard output and error that take any text: under a locale whose encoding cannot write what we print
+    (`LC_ALL=C` without Python's UTF-8 mode: ASCII), a character such as an em dash is escaped, not an error raised
+    after the run's files were written."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+        if encoding != "utf8" and hasattr(stream, "reconfigure"):
+            with contextlib.suppress(ValueError, OSError):
+                stream.reconfigure(errors="backslashreplace")
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -1172,6 +1184,15 @@ def run(argv: list[str] | None = None) -> int:
         return _interrupted(next((e for e in _context_chain(exc) if hasattr(e, "signum")), None))
     except BrokenPipeError:  # stdout closed early (`pqtwin scenario schema | head`): nothing left to say
         sys.stdout = None  # no flush of the dead pipe at exit
+        return 1
+    except OSError as exc:
+        if exc.errno not in NO_ROOM:
+            _internal_error(exc)
+            return 1
+        where = exc.filename or ("standard output" if _stdout_broken() else "a file")
+        if where == "standard output":
+            sys.stdout = None  # nothing more can be written there, nor flushed at exit
+        _error([f"cannot write {where}: {exc.strerror or exc}"])  # the disk's or the redirection's, not a bug
         return 1
     except Exception as exc:
         # Ctrl-C inside compiled code (numba) comes back as a SystemError raised while handling it
@@ -1209,6 +1230,19 @@ def _usage_line(exc: Exception) -> str:
     return shorten(" ".join(str(message).split()), 500) + hint
 
 
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS)  # writes the machine refused
+
+
+def _stdout_broken() -> bool:
+    """Standard output cannot be written (`> /dev/full`): what could not take a line cannot take a flush either."""
+    try:
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    except OSError:
+        return True
+    return False
+
+
 def _internal_error(exc: BaseException) -> None:
     """One line naming the exception, and where its traceback was saved for a bug report."""
     from sim.errors import shorten
@@ -1217,10 +1251,10 @@ def _internal_error(exc: BaseException) -> None:
     where = ""
     try:
         fd, path = tempfile.mkstemp(prefix=f"pqtwin-error-{time.strftime('%Y%m%d-%H%M%S')}-", suffix=".txt")
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:  # whatever the locale's encoding
             f.write(text)
         where = f"; traceback saved to {path}"
-    except OSError:
+    except (OSError, ValueError):
         pass
     what = "out of memory" if isinstance(exc, MemoryError) else f"{type(exc).__name__}: {exc}"
     STDERR.print(Text(f"internal error: {shorten(what, 300)}{where} (please report it)"), soft_wrap=True,
