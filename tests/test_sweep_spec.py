@@ -107,13 +107,13 @@ BAD_FILES: dict[str, tuple[dict[str, Any], list[str]]] = {
     # the sweep sets every point's seed and replications: an axis or a set over them changed nothing, silently
     "axis-over-the-seed": (
         doc(axes=[{"path": "run.seed", "values": [1, 2]}]),
-        ["axes[0]: run.seed is the sweep's own"],
+        ["axes[0]: axis seed: path run.seed sets run.seed, the sweep's own"],
     ),
     "level-sets-replications": (
         doc(axes=[{"name": "x", "levels": [{"label": "a", "set": ["run.replications=5"]}]}]),
-        ["axes[0]: run.replications is the sweep's own"],
+        ["axes[0]: axis x: level 'a': set 'run.replications=5' sets run.replications, the sweep's own"],
     ),
-    "set-seed": (doc(set=["run.seed=3"]), ["set: ", "run.seed is the sweep's own"]),
+    "set-seed": (doc(set=["run.seed=3"]), ["set: item 0, 'run.seed=3', sets run.seed, the sweep's own"]),
     # a KPI pattern matching no column: the sweep ran and kept none
     "kpi-matching-nothing": (doc(kpis=["round_latency_s.*", "nope.*"]), ["kpis: item 1, 'nope.*', matches no summary"]),
     "kpi-unclosed-bracket": (doc(kpis=["["]), ["kpis: item 0, '[', matches no summary column"]),

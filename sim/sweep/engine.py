@@ -46,6 +46,10 @@ QUIET_WORKERS = {
     "distributed.admin.system-monitor.interval": "10s",
     "distributed.worker.memory.monitor-interval": "5s",
 }
+# The scheduler's HTTP server (metrics; no dashboard without bokeh) on a port of the system's choosing, on loopback:
+# with dashboard_address=None it still took 8787, and anything there (another sweep, a notebook's cluster) had
+# Dask print a raw multi-line "Port 8787 is already in use" warning on the terminal
+NO_DASHBOARD = {"dashboard": False, "dashboard_address": "127.0.0.1:0"}
 CHUNK_EST_S = 0.5  # estimated simulation per Dask task (estimates run 1.3-3.6x over: ~0.15-0.4 s measured)
 WORKERS_PER_CORE = 4
 CONNECT_TIMEOUT_S = 10.0
@@ -93,7 +97,7 @@ def client(scheduler: str | None, workers: int, worker_wait_s: float = WORKER_WA
     if scheduler is None:
         with _workers_ignore_sigint(), dask.config.set({**QUIET_WORKERS, **_silent_workers(dask)}):
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                                   silence_logs=logging.CRITICAL)  # fmt: skip
+                                   scheduler_kwargs=NO_DASHBOARD, silence_logs=logging.CRITICAL)  # fmt: skip
         with cluster, Client(cluster) as c:
             yield c
         return
@@ -170,6 +174,7 @@ def check_workers(scheduler: str | None, workers: int) -> None:
 def run(plan: Plan, out: Path, scheduler: str | None = None, workers: int = 0, progress: Progress | None = None,
         should_stop: Callable[[], bool] | None = None, worker_wait_s: float = WORKER_WAIT_S) -> Report:  # fmt: skip
     """Run the plan's unfinished points into ``out`` (prepared by store.prepare); see the module docstring."""
+    store.lock(out)  # (prepare took it: no other sweep writes here while this one runs)
     done_before = store.finished(out)
     todo = tasks(plan, done_before)
     report = Report(total=len(plan.points), already=len(plan.points) - len(todo))

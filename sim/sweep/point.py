@@ -12,8 +12,12 @@ import fnmatch
 import json
 import time
 import traceback
+import types
+import typing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel
 
 from sim.contract import Summary
 from sim.errors import UserError, shorten
@@ -107,3 +111,39 @@ _OPTIONAL_NUMBERS = frozenset({"mean", "p50", "p95", "battery_life_days", "busy"
 
 def _num(v: Any) -> float:
     return float("nan") if v is None else float(v)
+
+
+def kpi_schema(model: type[BaseModel] = Summary) -> list[tuple[str, bool]]:
+    """Every column ``kpis`` can make of a summary, read from its model (not a list kept by hand): the flattened
+    name, with ``*`` for a key of a mapping (a host's, a phase's), and whether it is a number (a column) or not
+    (text, a list: left out). A pattern matching none of the numeric names keeps no column."""
+    out: list[tuple[str, bool]] = []
+    for name, f in model.model_fields.items():
+        if name not in NOT_KPIS:
+            _schema(f.annotation, name, out)
+    return list(dict.fromkeys(out))
+
+
+def _schema(tp: Any, prefix: str, out: list[tuple[str, bool]]) -> None:
+    """``_flatten``'s columns of a value of type ``tp`` at ``prefix``."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        for a in args:
+            if a is not type(None):
+                _schema(a, prefix, out)
+    elif origin is Literal:
+        out.append((prefix, all(isinstance(a, int | float) for a in args)))
+    elif isinstance(tp, type) and issubclass(tp, BaseModel):
+        for name, f in tp.model_fields.items():
+            _schema(f.annotation, f"{prefix}.{name}", out)
+    elif origin is dict or tp is dict:
+        _schema(args[1] if args else Any, f"{prefix}.*", out)
+    elif origin in (list, tuple) or tp in (list, tuple):
+        if prefix.endswith(".ci95"):
+            out += [(f"{prefix}_lo", True), (f"{prefix}_hi", True)]
+        else:
+            out.append((prefix, False))
+    elif tp is Any:  # whatever it holds: a number, or a mapping of them
+        out += [(prefix, True), (f"{prefix}.*", True)]
+    else:
+        out.append((prefix, isinstance(tp, type) and issubclass(tp, int | float)))

@@ -20,7 +20,9 @@ points are not drowned in noise); ``independent`` spawns one seed per point from
 from __future__ import annotations
 
 import ast
+import difflib
 import fnmatch
+import functools
 import json
 import math
 import re
@@ -31,7 +33,7 @@ from typing import Any, Literal
 
 from pydantic import Field, JsonValue, ValidationInfo, field_validator, model_validator
 
-from sim.errors import UserError, load_yaml, show, validate
+from sim.errors import UserError, load_yaml, shorten, show, validate
 from sim.scenario import MAX_REPLICATIONS, MAX_SEED, base_scenario
 from sim.strict import StrictModel
 
@@ -127,15 +129,29 @@ class Axis(_Strict):
             raise ValueError(f"give the axis a name (the path's last part {self.path.split('.')[-1]!r} is not one)")
         if self.name is None and self.path is None:
             raise ValueError("a levels axis needs a name")
-        for text in ([self.path] if self.path else []) + [s for lv in self.levels or [] for s in lv.set]:
-            if (field := _sweeps_own(text)) is not None and not _stored(info):
-                raise ValueError(f"{field} is the sweep's own (its seed, seeds and replications set it for every "
-                                 "point): a sweep cannot vary it")  # fmt: skip
+        if not _stored(info):
+            self._not_the_sweeps_own()
         for items, what in ((self.values, "values"), ([lv.label for lv in self.levels or []], "level labels")):
             keys = [json.dumps(v, sort_keys=True) for v in items or []]
             if len(set(keys)) != len(keys):
                 raise ValueError(f"duplicate {what}: {show(items)}")
         return self
+
+    def _not_the_sweeps_own(self) -> None:
+        """ValueError naming the axis, its path or level and the field, where it sets one the sweep sets itself."""
+        where, field = "", None
+        if self.path is not None:
+            field = _sweeps_own(self.path)
+            where = f"path {self.path.strip()}"
+            for v in self.values or []:
+                if field is None and (field := _sweeps_own(self.path, v)) is not None:
+                    where += f", value {show(v)},"
+        for lv in self.levels or []:
+            for text in lv.set:
+                if field is None and (field := _set_owns(text)) is not None:
+                    where = f"level {show(lv.label)}: set {show(text)}"
+        if field is not None:
+            raise ValueError(f"axis {self.key}: {where} sets {field}, {_OWN_WHY}")
 
     @property
     def key(self) -> str:
@@ -199,14 +215,47 @@ def _literal(value: Any) -> str:
     return dumped.removesuffix("\n...\n").removesuffix("\n")
 
 
-# fields every point's run gets from the sweep itself: an axis or a set over them was silently overridden
+# fields every point's run gets from the sweep itself (``sim.sweep.point.run_point`` passes the sweep's seed and
+# replications to ``simulate``, over the scenario's): an axis or a set over them was silently overridden
 SWEEPS_OWN = ("run.seed", "run.replications")
+_UNSEEN = object()  # an override's value not known (a range axis': numbers)
 
 
-def _sweeps_own(override: str) -> str | None:
-    """The sweep-controlled field an override (``path`` or ``path=value``) sets, or None."""
-    path = override.split("=", 1)[0].strip()
-    return path if path in SWEEPS_OWN else None
+def _sweeps_own(path: str, value: Any = _UNSEEN) -> str | None:
+    """The sweep-controlled field an override of ``path`` with ``value`` sets, or None: one whose path is an owned
+    field, or inside one, or a section holding one (``run``) whose value gives that field (``{seed: 5}``)."""
+    parts = path.strip().split(".")
+    for field in SWEEPS_OWN:
+        own = field.split(".")
+        if parts[: len(own)] == own:
+            return field
+        if own[: len(parts)] == parts:  # a section above the field: does the value reach down to it?
+            node = value
+            for part in own[len(parts) :]:
+                if not isinstance(node, dict) or part not in node:
+                    break
+                node = node[part]
+            else:
+                return field
+    return None
+
+
+def _set_owns(text: str) -> str | None:
+    """The sweep-controlled field a ``--set`` text (``path=value``) sets, or None (a value that does not parse is
+    the point's problem, named where the plan applies it)."""
+    from sim.loading import parse_value
+
+    path, _, raw = text.partition("=")
+    if (field := _sweeps_own(path)) is not None or not any(f.startswith(f"{path.strip()}.") for f in SWEEPS_OWN):
+        return field  # (only a section above an owned field needs its value read)
+    try:
+        value = parse_value(raw, "--set")
+    except UserError:
+        return None
+    return _sweeps_own(path, value)
+
+
+_OWN_WHY = "the sweep's own (its seed, seeds and replications set it for every point): a sweep cannot vary it"
 
 
 STORED = {"stored": True}  # validation context of a sweep.json this or an older version wrote (``_stored``)
@@ -218,21 +267,103 @@ def _stored(info: ValidationInfo) -> bool:
     return bool(info.context and info.context.get("stored"))
 
 
-def _may_match(pattern: str, fields: list[str]) -> bool:
-    """Whether a KPI pattern can match a column: its first part matches a summary field, or, where that part holds a
-    ``*`` (which also matches the dots after it: ``energy*j``), a field starts as the part does before it."""
-    head = pattern.split(".", 1)[0]
-    if "*" in head:
-        return any(f.startswith(head.split("*", 1)[0]) for f in fields)
-    return any(fnmatch.fnmatchcase(f, head) for f in fields)
+# --- KPI patterns against the summary's columns ----------------------------------------------------------
+
+MAX_KPI_CHARS = 200
 
 
-def _summary_fields() -> list[str]:
-    """The summary's top-level fields a KPI pattern's first part can match (``sim.sweep.point.kpis``)."""
-    from sim.contract import Summary
-    from sim.sweep.point import NOT_KPIS
+def _kpi_problem(pattern: str) -> str | None:
+    """Why a KPI pattern keeps no column of any summary, or None: it matches no column the summary's model has
+    (``round_latency_s.mena``), or only some that are not numbers (``warnings``, ``engine.name``)."""
+    schema = _kpi_schema()
+    glob = _tokens(pattern)
+    if any(numeric and _meet(glob, _tokens(name)) for name, numeric in schema):
+        return None
+    if text := [name for name, numeric in schema if not numeric and _meet(glob, _tokens(name))]:
+        return f"matches only summary fields that are not numbers ({shorten(', '.join(text), 120)}): a KPI is a number"
+    numbers = [name for name, numeric in schema if numeric]
+    close = difflib.get_close_matches(pattern, numbers, n=3, cutoff=0.6)
+    if not close:  # a mistyped first part: the closest first parts, or the first few
+        heads = list(dict.fromkeys(n.split(".", 1)[0] for n in numbers))
+        close = difflib.get_close_matches(pattern.split(".", 1)[0], heads, n=3, cutoff=0.6) or heads[:8]
+        return f"matches no summary column (its KPIs start {', '.join(close)}, ...)"
+    return f"matches no summary column (did you mean {' or '.join(close)}?)"
 
-    return sorted(set(Summary.model_fields) - NOT_KPIS)
+
+@functools.cache
+def _kpi_schema() -> list[tuple[str, bool]]:
+    from sim.sweep.point import kpi_schema
+
+    return kpi_schema()
+
+
+Token = tuple[str, str]  # ("*", ""), ("?", ""), ("[", a bracket expression), ("c", a character)
+
+
+def _tokens(glob: str) -> tuple[Token, ...]:
+    """An fnmatch pattern's parts (as ``fnmatch.translate`` reads it: an unclosed ``[`` is a character)."""
+    out: list[Token] = []
+    i, n = 0, len(glob)
+    while i < n:
+        c = glob[i]
+        i += 1
+        if c == "*":
+            if not out or out[-1][0] != "*":
+                out.append(("*", ""))
+        elif c == "?":
+            out.append(("?", ""))
+        elif c == "[":
+            j = i + (i < n and glob[i] == "!")
+            j += j < n and glob[j] == "]"
+            while j < n and glob[j] != "]":
+                j += 1
+            if j >= n:
+                out.append(("c", "["))
+            else:
+                out.append(("[", glob[i - 1 : j + 1]))
+                i = j + 1
+        else:
+            out.append(("c", c))
+    return tuple(out)
+
+
+def _one_char(a: Token, b: Token) -> bool:
+    """Whether some character matches both ``a`` and ``b`` (neither a ``*``)."""
+    if a[0] == "?" or b[0] == "?":
+        return True
+    if a[0] == "c" and b[0] == "c":
+        return a[1] == b[1]
+    if a[0] == "c" or b[0] == "c":
+        char, cls = (a[1], b[1]) if a[0] == "c" else (b[1], a[1])
+        return fnmatch.fnmatchcase(char, cls)
+    chars = {chr(c) for c in range(32, 127)} | set(a[1] + b[1])
+    return any(fnmatch.fnmatchcase(c, a[1]) and fnmatch.fnmatchcase(c, b[1]) for c in chars)
+
+
+def _meet(a: tuple[Token, ...], b: tuple[Token, ...]) -> bool:
+    """Whether some text matches both patterns (``*`` matches any text, dots too, as in fnmatch)."""
+    seen: set[tuple[int, int]] = set()
+    todo = [(0, 0)]
+    while todo:
+        i, j = todo.pop()
+        if (i, j) in seen:
+            continue
+        seen.add((i, j))
+        if i == len(a) and j == len(b):
+            return True
+        star_a = i < len(a) and a[i][0] == "*"
+        star_b = j < len(b) and b[j][0] == "*"
+        if star_a:
+            todo.append((i + 1, j))  # it matches nothing more
+            if j < len(b) and not star_b:
+                todo.append((i, j + 1))  # it matches b's next character
+        if star_b:
+            todo.append((i, j + 1))
+            if i < len(a) and not star_a:
+                todo.append((i + 1, j))
+        if i < len(a) and j < len(b) and not star_a and not star_b and _one_char(a[i], b[j]):
+            todo.append((i + 1, j + 1))
+    return False
 
 
 def _is_name(text: str) -> bool:
@@ -276,20 +407,22 @@ class SweepSpec(_Strict):
     @field_validator("set")
     @classmethod
     def _not_the_sweeps_own(cls, sets: list[str], info: ValidationInfo) -> list[str]:
-        for text in [] if _stored(info) else sets:
-            if (field := _sweeps_own(text)) is not None:
-                raise ValueError(f"{field} is the sweep's own: give it as the sweep's seed or replications")
+        for i, text in enumerate([] if _stored(info) else sets):
+            if (field := _set_owns(text)) is not None:
+                raise ValueError(f"item {i}, {show(text)}, sets {field}, the sweep's own: give it as the sweep's "
+                                 f"{field.split('.')[-1]}")  # fmt: skip
         return sets
 
     @field_validator("kpis")
     @classmethod
     def _matching(cls, patterns: list[str], info: ValidationInfo) -> list[str]:
-        """A pattern whose first part matches no summary field keeps no column: the sweep ran with none."""
-        fields = _summary_fields()
+        """A pattern matching no numeric column of the summary's model keeps none: the sweep ran, stored no KPI."""
         for i, pattern in enumerate([] if _stored(info) else patterns):
-            if not _may_match(pattern, fields):
-                raise ValueError(f"item {i}, {show(pattern)}, matches no summary column (their first parts: "
-                                 f"{', '.join(fields[:10])}, ...)")  # fmt: skip
+            if len(pattern) > MAX_KPI_CHARS:
+                raise ValueError(f"item {i}, {show(pattern)}: a pattern of {len(pattern):,} characters; at most "
+                                 f"{MAX_KPI_CHARS}")  # fmt: skip
+            if (problem := _kpi_problem(pattern)) is not None:
+                raise ValueError(f"item {i}, {show(pattern)}, {problem}")
         return patterns
 
     def axis(self, name: str) -> Axis:

@@ -7,6 +7,9 @@
     DIR/results.parquet            every row of the plan's points, in (point, replication) order: written at the end
     DIR/log.jsonl                  per point: wall time of its simulation, when it finished (machine facts: kept out
                                    of the results, which are the same on any machine and with any number of workers)
+    DIR/.lock                      flocked by the process running the sweep (``prepare`` to ``consolidate``): a second
+                                   sweep into the directory is refused while the first runs (it rewrote sweep.json and
+                                   the first kept none of its points); the file stays, the lock ends with the process
 
 Every file appears whole or not at all (written under a temporary name, then renamed): a sweep killed at any
 moment leaves only whole points, and rerunning the same command skips them. A point whose run crashed (not a
@@ -17,9 +20,14 @@ which a client writing every point alone would take from the workers on a machin
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import io
 import json
+import os
 import re
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -42,18 +50,104 @@ LOG = "log.jsonl"
 MAX_MANIFEST_BYTES = 256 << 20  # a million points' entries
 
 
+LOCK = ".lock"
+
+
 def prepare(out: Path, plan: Plan, sweep_file: Path) -> None:
-    """Make (or reopen) the directory for this sweep: refuse one that holds something else."""
-    if (out / MANIFEST).exists():
-        old = manifest(out)["sweep"]["sweep"]
-        if old != plan.spec.sweep:
-            raise UserError(f"{out}: holds the results of sweep {old!r}, not {plan.spec.sweep!r}: choose another --out")
-    elif out.exists() and any(out.iterdir()):
-        raise UserError(f"{out}: not empty and not a sweep directory: choose another --out")
+    """Make (or reopen) the directory for this sweep and lock it for this process (``lock``): refuse one that
+    holds something else, or that another sweep is running in."""
+    _check_reusable(out, plan)  # before the lock file is made: nothing is written into a directory not ours
+    out.mkdir(parents=True, exist_ok=True)
+    lock(out)
+    _check_reusable(out, plan)  # again, now that no other sweep can be writing it
     (out / POINTS).mkdir(parents=True, exist_ok=True)
     for tmp in (out / POINTS).glob("*.tmp"):  # a write cut off by a kill
         tmp.unlink(missing_ok=True)
     write_json(out / MANIFEST, manifest_data(plan, sweep_file))
+
+
+def _check_reusable(out: Path, plan: Plan) -> None:
+    if (out / MANIFEST).exists():
+        old = manifest(out)["sweep"]["sweep"]
+        if old != plan.spec.sweep:
+            raise UserError(f"{out}: holds the results of sweep {old!r}, not {plan.spec.sweep!r}: choose another --out")
+    elif out.exists() and any(p.name != LOCK for p in out.iterdir()):
+        raise UserError(f"{out}: not empty and not a sweep directory: choose another --out")
+
+
+_held: dict[str, int] = {}  # the directories this process has locked: their lock file's descriptor
+
+
+def _key(out: Path) -> str:
+    return os.path.realpath(out)
+
+
+def lock(out: Path) -> None:
+    """flock ``out/.lock`` for this process until ``unlock`` (or its end): UserError naming the directory and the
+    process that holds it, where another sweep does. Taken again by the same process, nothing happens. The file
+    is never opened through a link (``O_NOFOLLOW``) and must be a regular file of one name: anything else there is
+    one line naming it (a planted link's target would have been overwritten with our pid)."""
+    if _key(out) in _held:
+        return
+    path = out / LOCK
+    fd = _open_lock(path)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = _holder(fd)
+        os.close(fd)
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise UserError(f"--out: cannot lock {path}: {exc.strerror}") from None
+        raise UserError(f"--out {out} is in use by another sweep{holder}: wait for it to end (rerunning it then "
+                        "resumes it), or choose another --out") from None  # fmt: skip
+    with contextlib.suppress(OSError):  # who holds it, for the line a second sweep prints
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+    _held[_key(out)] = fd
+
+
+def unlock(out: Path) -> None:
+    """Release this process' lock of ``out`` (if it holds one)."""
+    fd = _held.pop(_key(out), None)
+    if fd is not None:
+        os.close(fd)  # the flock ends with its last descriptor
+
+
+_NOT_A_LOCK = "remove it, or choose another --out"
+
+
+def _open_lock(path: Path) -> int:
+    """A descriptor of the regular file ``path`` (created if missing), never opened through a link (``O_NOFOLLOW``;
+    ``O_NONBLOCK``: a FIFO there does not hang the open); UserError naming it otherwise."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or os.path.islink(path):
+            raise UserError(f"--out: {path} is a symbolic link, not a sweep's lock file; {_NOT_A_LOCK}") from None
+        if exc.errno == errno.EISDIR or os.path.isdir(path):
+            raise UserError(f"--out: {path} is a directory, not a sweep's lock file; {_NOT_A_LOCK}") from None
+        raise UserError(f"--out: cannot write to {path.parent}: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+    except OSError as exc:
+        os.close(fd)
+        raise UserError(f"--out: cannot use {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+        os.close(fd)
+        what = "a file with other names (a hard link)" if stat.S_ISREG(st.st_mode) else "not a regular file"
+        raise UserError(f"--out: {path} is {what}, not a sweep's lock file; {_NOT_A_LOCK}")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def _holder(fd: int) -> str:
+    """`` (pid N)`` from the lock file open as ``fd`` (its holder wrote it), or nothing."""
+    try:
+        pid = os.pread(fd, 20, 0).decode(errors="replace").strip()
+    except OSError:
+        return ""
+    return f" (pid {pid})" if pid.isdigit() else ""
 
 
 def manifest_data(plan: Plan, sweep_file: Path) -> dict[str, Any]:
@@ -214,11 +308,15 @@ def _without_other_axes(df: pd.DataFrame, text: set[str]) -> pd.DataFrame:
 
 
 def consolidate(out: Path) -> pd.DataFrame:
-    """Write results.parquet from the points there; the rows."""
-    df = collect(out)
-    buf = io.BytesIO()
-    df.to_parquet(buf, index=False)
-    atomic_write(out / RESULTS, buf.getvalue())
+    """Write results.parquet from the points there; the rows. The sweep's last write: its lock ends here."""
+    lock(out)
+    try:
+        df = collect(out)
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        atomic_write(out / RESULTS, buf.getvalue())
+    finally:
+        unlock(out)
     return df
 
 

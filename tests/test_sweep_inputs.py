@@ -1,0 +1,295 @@
+"""Sweep inputs that used to run and give a silently wrong result, or a raw library warning.
+
+- An axis or ``set`` over the fields the sweep sets itself (``run.seed``, ``run.replications``), however it is
+  spelled (the section ``run`` with a value holding them, a path inside them, a level's or the sweep's ``set``), is
+  one line naming the axis, its path and the field: every point got the sweep's seed, and came out identical.
+- A KPI pattern that can keep no numeric column of a summary (a mistyped sub-field, a text or list field) is one
+  line naming it, with the closest names: the sweep ran and stored no KPI. What exists is read from the summary's
+  model, and every column a real summary flattens to is accepted.
+- A second sweep into an --out another sweep is running in is one line naming it and the holder's pid; after the
+  first has ended, the directory resumes as before.
+- Anything on port 8787 (Dask's dashboard default) makes no raw warning.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pqtwin import cli
+from sim.errors import UserError
+from sim.runner import simulate
+from sim.scenario import load_scenario
+from sim.sweep import engine, store
+from sim.sweep.plan import plan
+from sim.sweep.point import kpis
+from sim.sweep.spec import load_sweep
+
+from .conftest import ROOT, SCENARIOS
+
+PAPER = (SCENARIOS / "paper-3node.yaml").resolve()
+ROUNDS = {"path": "workload.fl.rounds", "values": [1, 2]}
+
+
+def doc(**fields: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"sweep": "t", "scenario": str(PAPER), "replications": 1, "axes": [ROUNDS]}
+    return out | fields
+
+
+def write(tmp_path: Path, content: dict[str, Any]) -> Path:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(content, sort_keys=False))
+    return path
+
+
+def check(capsys: pytest.CaptureFixture[str], path: Path) -> tuple[int, str]:
+    capsys.readouterr()
+    code = cli.run(["sweep", "check", str(path)])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err and "internal error" not in err, err
+    return code, err
+
+
+def one_error(capsys: pytest.CaptureFixture[str], path: Path, *names: str) -> str:
+    code, err = check(capsys, path)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith(f"error: {path}: "), (code, err)
+    for name in names:
+        assert name in lines[0], (name, lines[0])
+    return lines[0]
+
+
+# --- 1. the sweep's own fields, however an override reaches them -----------------------------------------
+
+OWN = "the sweep's own"
+OWNED: dict[str, tuple[dict[str, Any], list[str]]] = {
+    "section-axis-seed": (
+        doc(axes=[{"name": "runsec", "path": "run", "values": [{"horizon_s": 60}, {"seed": 99, "horizon_s": 60}]}]),
+        ["axes[0]: axis runsec: path run, value {'horizon_s': 60, 'seed': 99}", "sets run.seed", OWN],
+    ),
+    "section-axis-replications": (
+        doc(axes=[{"name": "runsec", "path": "run", "values": [{"replications": 7}]}]),
+        ["axes[0]: axis runsec: path run", "sets run.replications", OWN],
+    ),
+    "path-inside-the-seed": (
+        doc(axes=[{"name": "s", "path": "run.seed.x", "values": [1, 2]}]),
+        ["axes[0]: axis s: path run.seed.x sets run.seed", OWN],
+    ),
+    "path-with-spaces": (
+        doc(axes=[{"name": "s", "path": " run.replications ", "values": [1, 2]}]),
+        ["axes[0]: axis s: path run.replications sets run.replications", OWN],
+    ),
+    "level-sets-the-section": (
+        doc(
+            axes=[
+                {
+                    "name": "x",
+                    "levels": [
+                        {"label": "a", "set": ["run={horizon_s: 60}"]},
+                        {"label": "b", "set": ["run={seed: 5}"]},
+                    ],
+                }
+            ]
+        ),
+        ["axes[0]: axis x: level 'b': set 'run={seed: 5}' sets run.seed", OWN],
+    ),
+    "set-the-section": (
+        doc(set=["workload.fl.rounds=1", "run={seed: 5, horizon_s: 60}"]),
+        ["set: item 1, 'run={seed: 5, horizon_s: 60}', sets run.seed", OWN, "give it as the sweep's seed"],
+    ),
+    "set-the-section-replications": (
+        doc(set=["run={replications: 9}"]),
+        ["set: item 0", "sets run.replications", "give it as the sweep's replications"],
+    ),
+}
+
+
+@pytest.mark.parametrize(("content", "expected"), list(OWNED.values()), ids=list(OWNED))
+def test_an_override_reaching_the_sweeps_own_fields_is_one_line(capsys, tmp_path, content, expected):
+    path = write(tmp_path, content)
+    one_error(capsys, path, *expected)
+
+
+def test_the_run_section_is_an_axis_refused_only_where_a_value_sets_the_sweeps_fields(capsys, tmp_path):
+    """The section's other fields can vary (each point gets its value); one value that sets the seed is refused."""
+    values: list[dict[str, Any]] = [{"horizon_s": 60}, {"horizon_s": 120, "stop_at": "horizon"}]
+    path = write(tmp_path, doc(axes=[{"name": "runsec", "path": "run", "values": values}], set=["run.horizon_s=30"]))
+    code, err = check(capsys, path)
+    assert code == 0, err
+    spec, scenario = load_sweep(path)
+    assert [p.scenario.run.horizon_s for p in plan(spec, scenario, estimate=False).points] == [60, 120]
+    path = write(tmp_path, doc(axes=[{"name": "runsec", "path": "run", "values": [*values, {"seed": 1}]}]))
+    one_error(capsys, path, "axis runsec: path run, value {'seed': 1}, sets run.seed", OWN)
+
+
+# --- 2. KPI patterns that keep no column ------------------------------------------------------------------
+
+BAD_KPIS = {
+    "round_latency_s.mena": "matches no summary column (did you mean round_latency_s.mean",
+    "application_bytes.totl": "matches no summary column (did you mean application_bytes.total",
+    "roud_latency_s.p95": "did you mean round_latency_s.p95",
+    "warnings": "matches only summary fields that are not numbers (warnings): a KPI is a number",
+    "engine.name": "matches only summary fields that are not numbers (engine.name)",
+    "round_latency_s.ci_method": "not numbers (round_latency_s.ci_method)",
+    "host_utilization.*.name": "matches no summary column",
+}
+
+
+@pytest.mark.parametrize(("pattern", "expected"), list(BAD_KPIS.items()), ids=list(BAD_KPIS))
+def test_a_kpi_pattern_keeping_no_column_is_one_line(capsys, tmp_path, pattern, expected):
+    path = write(tmp_path, doc(kpis=["round_latency_s.mean", pattern]))
+    one_error(capsys, path, f"kpis: item 1, {pattern!r}, ", expected)
+
+
+def test_a_kpi_pattern_of_thousands_of_characters_is_one_line(capsys, tmp_path):
+    path = write(tmp_path, doc(kpis=["*a" * 5_000]))
+    one_error(capsys, path, "kpis: item 0", "a pattern of 10,000 characters; at most 200")
+
+
+@pytest.fixture(scope="module")
+def columns() -> dict[str, float]:
+    """Every column a real summary flattens to (devices' entries and energy included)."""
+    s = load_scenario(PAPER)
+    return kpis(simulate(s, None, 1, 1).summary, ("*",))
+
+
+def test_the_check_accepts_every_column_of_a_real_summary_and_refuses_them_misspelt(capsys, tmp_path, columns):
+    """What the check thinks exists, read from the summary's model, covers what a run stores (no pattern naming a
+    real column is refused; wildcards across and within parts are accepted), and a field of a section misspelt
+    (``round_latency_s.mean_x``) is refused: before, only the first part was checked."""
+    assert len(columns) > 50
+    patterns = [*columns, "*", "round_latency_s.*", "*.ci95_[lh]?", "energy*j", "host_utilization.*.offered"]
+    for i in range(0, len(patterns), 256):
+        code, err = check(capsys, write(tmp_path, doc(kpis=patterns[i : i + 256])))
+        assert code == 0, err
+    from sim.sweep.point import kpi_schema
+
+    fixed = {name for name, _ in kpi_schema() if "*" not in name}  # (a mapping's key could be any text)
+    misspelt = [f"{c}_x" for c in columns if c in fixed and "." in c]
+    assert len(misspelt) > 20
+    for pattern in misspelt:
+        one_error(capsys, write(tmp_path, doc(kpis=[pattern])), f"kpis: item 0, {pattern!r}, matches no summary")
+
+
+# --- 3. one sweep at a time in an --out --------------------------------------------------------------------
+
+HOLD = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from sim.sweep import store
+    from sim.sweep.plan import plan
+    from sim.sweep.spec import load_sweep
+    spec, scenario = load_sweep(Path(sys.argv[1]))
+    store.prepare(Path(sys.argv[2]), plan(spec, scenario, estimate=False), Path(sys.argv[1]))
+    print("prepared", flush=True)
+    time.sleep(60)
+""")
+LOCK = ".lock"
+
+
+def small_sweep(folder: Path, set_: list[str] | None = None) -> Path:
+    folder.mkdir(exist_ok=True)
+    return write(folder, doc(sweep="small", set=set_ or ["workload.fl.rounds=1"], axes=[
+        {"name": "mode", "path": "workload.processing.mode", "values": ["sequential", "concurrent"]}]))  # fmt: skip
+
+
+def running(sweep: Path, out: Path) -> subprocess.Popen[str]:
+    """Another process that prepared ``out`` for ``sweep`` and is running it (here: sleeping)."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(sweep), str(out)], cwd=ROOT, stdout=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "prepared"
+    return proc
+
+
+def test_a_second_sweep_into_a_running_sweeps_out_is_one_line_and_changes_nothing(capsys, tmp_path):
+    first, out = small_sweep(tmp_path), tmp_path / "out"
+    second = small_sweep(tmp_path / "b", set_=["workload.fl.rounds=2"])  # the same name: it would reuse the directory
+    proc = running(first, out)
+    try:
+        before = (out / store.MANIFEST).read_bytes()
+        capsys.readouterr()
+        code = cli.run(["sweep", str(second), "--out", str(out), "--workers", "1"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1, err
+        assert err[0] == (f"error: --out {out} is in use by another sweep (pid {proc.pid}): wait for it to end "
+                          "(rerunning it then resumes it), or choose another --out")  # fmt: skip
+        assert (out / store.MANIFEST).read_bytes() == before
+        with pytest.raises(UserError, match="in use by another sweep"):
+            store.consolidate(out)  # nor does anything else of the sweep write there
+        assert not (out / store.RESULTS).exists()
+    finally:
+        proc.kill()
+        proc.wait()
+    # the first has ended: its directory is reused as before
+    spec, scenario = load_sweep(second)
+    store.prepare(out, plan(spec, scenario, estimate=False), second)
+    assert store.consolidate(out).empty
+
+
+def test_a_sweep_leaves_its_lock_file_which_does_not_stop_it_resuming(tmp_path):
+    """The lock ends with the sweep's process (its file stays, naming the pid that held it): a rerun resumes."""
+    sweep, out = small_sweep(tmp_path), tmp_path / "out"
+    pqtwin = [sys.executable, "-m", "pqtwin", "sweep", str(sweep), "--out", str(out), "--workers", "1"]
+    r = subprocess.run(pqtwin, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (out / LOCK).read_text().strip().isdigit()
+    r = subprocess.run(pqtwin, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "resumed: 2 of 2 points were already done" in r.stdout and "(2 rows)" in r.stdout, r.stdout
+
+
+def test_a_directory_holding_only_a_lock_file_is_a_new_sweeps_and_one_with_more_gets_none(tmp_path):
+    sweep, out, other = small_sweep(tmp_path), tmp_path / "out", tmp_path / "other"
+    out.mkdir()
+    (out / LOCK).write_text("123\n")  # a sweep killed before it wrote its manifest
+    spec, scenario = load_sweep(sweep)
+    store.prepare(out, plan(spec, scenario, estimate=False), sweep)
+    store.consolidate(out)  # (which ends this process' lock)
+    assert (out / store.MANIFEST).is_file()
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="not empty and not a sweep directory"):
+        store.prepare(other, plan(spec, scenario, estimate=False), sweep)
+    assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]  # no lock file left in a directory not ours
+
+
+def test_a_lock_file_that_is_a_link_is_refused_and_its_target_untouched(tmp_path):
+    sweep, out = small_sweep(tmp_path), tmp_path / "out"
+    out.mkdir()
+    target = tmp_path / "precious"
+    target.write_text("keep me")
+    (out / LOCK).symlink_to(target)
+    spec, scenario = load_sweep(sweep)
+    with pytest.raises(UserError, match=r"\.lock is a symbolic link, not a sweep's lock file"):
+        store.prepare(out, plan(spec, scenario, estimate=False), sweep)
+    assert target.read_text() == "keep me" and not (out / store.MANIFEST).exists()
+
+
+# --- 4. Dask's dashboard port -------------------------------------------------------------------------------
+
+
+def test_something_on_port_8787_makes_no_raw_warning(capfd):
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", 8787))  # as a dashboard listens
+            s.listen()
+        except OSError:
+            pass  # something holds it already: the case itself
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with engine.client(None, 1) as c:
+                assert len(c.scheduler_info(n_workers=-1)["workers"]) == 1
+            time.sleep(0.2)
+    out, err = capfd.readouterr()
+    assert not [w for w in caught if "already in use" in str(w.message)], [str(w.message) for w in caught]
+    assert "already in use" not in out + err and "warnings.warn" not in err, err
