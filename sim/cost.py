@@ -4,8 +4,10 @@ Every number of a scenario is bounded on its own (sim/scenario.py); this bounds 
 estimate follows the model (sim/model.py, sim/network.py) with constants measured on this code:
 
 - a telemetry frame is one ``frame`` row plus the receiver's decrypt (plus the device's encrypt when the
-  population has a profile), ~8 events plus ~3 per segment and hop; a device session's handshake is 7-10
-  rows; a device sends until ``run.horizon_s`` (``run.stop_at: last_round``: until FL finishes);
+  population has a profile), ~6 events plus ~2 per operation and ~1.5 per segment and hop; a device session's
+  handshake is 7-10 rows; a device sends from when its session holds (its receiving host serves every device's
+  handshake at once at the start: a host that cannot keep up holds them all back, ``_send_windows``) until
+  ``run.horizon_s`` (``run.stop_at: last_round``: until FL finishes);
 - an FL round is ~32 rows per client (plus 10 per client with ``rekey.fl: per_round``) and ~80 events plus
   ~3 per segment, hop and message; a message of N segments starts N SimPy processes at once;
 - a round lasts its critical path of mean operation costs from the hosts' profiles, stretched by the
@@ -18,7 +20,12 @@ estimate follows the model (sim/model.py, sim/network.py) with constants measure
   their host while FL work runs on its cores are served again in SimPy in later passes (background, ~6 events
   each): a round's work may outlast the round (a training longer than ``round_timeout_s``: the next round's
   queues behind it), so with long trainings that is most of the run's frames, whether or not a round completes;
-- a frame decrypted beside one long foreground job keeps ~1 KB of SimPy timers until that job ends.
+- a frame decrypted beside one long foreground job keeps ~1 KB of SimPy timers until that job ends;
+- series.parquet: a row per replication, shared link direction or host and time bin (``run.series_bin_s``), ~330
+  bytes each at the end of the run (built as one frame, then written) and ~4 µs.
+
+What the peak and the wall time are made of (``Cost.memory``, ``Cost.time``) adds up to them; a refusal shows the
+largest parts and names the field with the largest share of the part over budget (``Cost.drivers``).
 
 Measured (2-core x86, this code): paper-3node 6.4 k rows, 92 k events; 6,000 ECG patches for 83 s of
 simulated time: 1.03 M rows, 6.6 M events, 1.05 GB peak RSS, 128 s (52 k events/s; up to 190 k/s on
@@ -31,16 +38,25 @@ import itertools
 import math
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
+import numpy as np
 
 from sim import catalogue
 from sim.contract import RECORD_HEADER_BYTES
 from sim.errors import field_error
 from sim.profile import LinearOp, Profile, op_kind, overhead_bytes
-from sim.scenario import DevicePopulation, LinkParams, Scenario, lowest_latency_path, route_weight
+from sim.scenario import (
+    MAX_SERIES_BINS,
+    DevicePopulation,
+    LinkParams,
+    Scenario,
+    lowest_latency_path,
+    route_weight,
+)
 from sim.telemetry import WINDOW_FRAMES, engine_for
 
 GIB = 1 << 30
@@ -56,6 +72,11 @@ ROWS_PER_HANDSHAKE = 10.0
 PS_S_PER_JOB_EVENT = 3e-7  # an arrival or completion on a processor-sharing host, per log2 of its running jobs
 EVENTS_PER_OP = 4.0
 EVENTS_PER_SEGMENT_HOP = 3.0  # a service and a propagation timeout (links are FIFOs without a queue object)
+# a telemetry frame: its process and its period's timer, an operation, a segment's hop (measured, event engine,
+# 2026-12-02: 6.0 a frame on paper-3node's one hop, 9.1 on ward-200's four)
+EVENTS_PER_FRAME = 4.0
+EVENTS_PER_FRAME_OP = 2.0
+EVENTS_PER_FRAME_HOP = 1.5
 KERNEL_S_PER_FRAME = 1e-6  # the vectorized engine: measured ~0.5 µs a frame here (bench/sim_scale.py)
 BYTES_PER_FRAME_IN_WINDOW = 200.0
 # frames next to foreground work on their host's cores: served again in SimPy, as background, in each later pass
@@ -66,6 +87,18 @@ S_PER_BACKGROUND_FRAME = 30e-6  # wall seconds a pass spends on one (measured 20
 # job ends (sim/hosts.py SharedCores: each arrival re-arms the next completion); a replication's are freed with its
 # other garbage before the next one runs (sim/runner.py COLLECT_AFTER_EVENTS), so one replication's count
 BYTES_PER_FRAME_BESIDE_A_JOB = 1_000.0  # measured 870-970
+
+# series.parquet (sim/runner.py series_frame): a row per replication, shared link direction or host, and time bin up
+# to the run's end, built as one frame (object columns) and written at the end; each replication keeps its bins'
+# arrays (8 bytes a bin, to the horizon) until its mode's run is assembled. Measured (2 vCPUs, 2026-12-02): 285-318
+# bytes a row at the peak (ward-200 with 100,000 bins: 9.5 M rows, 2.8 GB RSS), 2.9-4.1 µs a row to build and write
+BYTES_PER_SERIES_ROW = 330.0
+SERIES_ROW_KEPT_BYTES = 60.0  # a finished mode's series frame kept for --mode both
+S_PER_SERIES_ROW = 4e-6
+SERIES_BINS = 120  # sim/model.py's: bins of series.parquet when run.series_bin_s is not set
+# draws of a device session's work on its receiving host before its frames may go (``_send_windows``): a fixed seed,
+# so an estimate is the same every time
+KEY_DRAWS = 256
 
 DEFAULT_MAX_MEMORY_GIB = 1.0
 DEFAULT_MAX_MINUTES = 10.0  # estimated wall time; estimates run 1.3-3.6x above measured ones here
@@ -81,12 +114,17 @@ class Cost:
     peak_bytes: float
     wall_s: float
     sim_time_s: float  # one replication's simulated time
-    # (field path, value, its rows, its events): the fields that drive the cost
+    # (field path, value, its bytes of the peak, its wall seconds): the fields that drive the cost
     drivers: list[tuple[str, Any, float, float]] = field(default_factory=list)
+    series_rows: float = 0.0  # series.parquet's rows (one mode's)
+    # what the peak and the wall time are made of: (what, bytes or seconds), adding up to ``peak_bytes``, ``wall_s``
+    memory: list[tuple[str, float]] = field(default_factory=list)
+    time: list[tuple[str, float]] = field(default_factory=list)
 
     def describe(self) -> str:
+        series = f", {_si(self.series_rows)} series rows" if self.series_rows >= 1e5 else ""
         return (
-            f"~{_si(self.events)} events, {_si(self.rows)} span rows, {self.peak_bytes / GIB:.2f} GiB peak, "
+            f"~{_si(self.events)} events, {_si(self.rows)} span rows{series}, {self.peak_bytes / GIB:.2f} GiB peak, "
             f"~{duration(self.wall_s)}"
         )
 
@@ -101,59 +139,114 @@ def estimate(s: Scenario, replications: int | None = None, modes: int = 1) -> Co
     backlog_s, backlog_jobs = _session_backlog(s)
     fl = s.workload.fl
     round_len_s = min(work.round_s / max(1e-9, 1 - max(rho.values(), default=0.0)), fl.round_timeout_s)
-    rounds_s = fl.rounds * round_len_s
+    rounds_s = fl.rounds * round_len_s + work.session_s
     devices = any(p.count for p in s.workload.devices) and s.run.stop_at == "horizon"
     duration_s = s.run.horizon_s if devices else min(s.run.horizon_s, rounds_s + backlog_s)
     vectorized = engine_for(s) == "vectorized"  # auto: the event model for what the kernels refuse
     busy = _foreground(work.by_host, fl.rounds, round_len_s, duration_s)
-    tele = [_population(s, pop, duration_s, routes, vectorized, busy) for pop in s.workload.devices]
+    sends = _send_windows(s, duration_s)
+    tele = [_population(s, pop, duration_s, routes, vectorized, busy, sent)
+            for pop, sent in zip(s.workload.devices, sends, strict=True)]  # fmt: skip
     rows_rep = fl_rows + sum(t.rows for t in tele)
     events_rep = fl_events + sum(t.events for t in tele)
     rows, events = rows_rep * reps, events_rep * k
-    ps_s, stuck = _sharing_cost(s, tele, rho, backlog_s / max(duration_s, 1e-9), backlog_jobs)
+    ps_s, stuck = _sharing_cost(s, tele, rho, min(1.0, backlog_s / max(duration_s, 1e-9)), backlog_jobs)
     live = sum(t.queued for t in tele) + stuck  # frames waiting for a link or a core: live SimPy processes
-    peak = BASE_BYTES + rows * (BYTES_PER_ROW + (modes - 1) * FRAME_BYTES_PER_ROW) + seg_peak
-    peak += live * BYTES_PER_SEGMENT
     beside = sum(t.beside for t in tele)  # one replication's: the next collects them (sim/runner.py)
-    peak += beside * BYTES_PER_FRAME_BESIDE_A_JOB
+    series_rows, series_arrays = _series(s, duration_s)
+    memory = [
+        ("the simulator itself", BASE_BYTES),
+        (f"{_si(rows)} span rows", rows * (BYTES_PER_ROW + (modes - 1) * FRAME_BYTES_PER_ROW)),
+        ("FL messages' segments in flight", seg_peak),
+        (f"{_si(live)} frames queued in SimPy", live * BYTES_PER_SEGMENT),
+        (f"timers of {_si(beside)} frames beside long FL work", beside * BYTES_PER_FRAME_BESIDE_A_JOB),
+        (f"{_si(series_rows * reps)} series rows",
+         series_rows * reps * (BYTES_PER_SERIES_ROW + (modes - 1) * SERIES_ROW_KEPT_BYTES) + series_arrays * reps),
+    ]  # fmt: skip
     background = sum(t.background for t in tele) * k
-    wall_s = (events - background * EVENTS_PER_BACKGROUND_FRAME) / EVENTS_PER_S + ps_s * k
-    wall_s += background * BACKGROUND_PASSES * S_PER_BACKGROUND_FRAME
+    simpy_events = events - background * EVENTS_PER_BACKGROUND_FRAME
+    frames = sum(t.frames for t in tele)
+    time = [
+        (f"{_si(simpy_events)} events at {EVENTS_PER_S / 1e3:.0f} k/s", simpy_events / EVENTS_PER_S),
+        (f"processor sharing among {_si(backlog_jobs + stuck)} queued jobs", ps_s * k),
+        (f"{_si(background)} frames served again", background * BACKGROUND_PASSES * S_PER_BACKGROUND_FRAME),
+        (f"{_si(series_rows * reps * modes)} series rows", series_rows * reps * modes * S_PER_SERIES_ROW),
+    ]
     if vectorized:
-        frames = sum(t.frames for t in tele)
-        peak += min(frames, WINDOW_FRAMES) * BYTES_PER_FRAME_IN_WINDOW
-        wall_s += frames * KERNEL_S_PER_FRAME * k
-    drivers = [("workload.fl.rounds", fl.rounds, fl_rows * reps, fl_events * k)]
-    drivers += [(f"workload.devices[{i}].count", pop.count, t.rows * reps + t.queued, t.events * k)
-                for i, (pop, t) in enumerate(zip(s.workload.devices, tele, strict=True))]  # fmt: skip
-    if any(share > 0.1 for share, _ in busy.values()):  # FL work holds a host for much of the run: the training's
-        # size drives what its frames cost (as much as their number does)
-        drivers.append(("workload.fl.samples_per_client", fl.samples_per_client,
-                        beside * BYTES_PER_FRAME_BESIDE_A_JOB / BYTES_PER_ROW,
-                        background * EVENTS_PER_BACKGROUND_FRAME))  # fmt: skip
-    drivers.append(("run.segment_bytes", s.run.segment_bytes, seg_peak / BYTES_PER_ROW, 0.0))
-    if reps > 1:
-        drivers.append(("run.replications", reps, rows * (1 - 1 / reps), events * (1 - 1 / reps)))
-    return Cost(events, rows, peak, wall_s, duration_s, drivers)
+        memory.append((f"{_si(min(frames, WINDOW_FRAMES))} frames in the kernels' window",
+                       min(frames, WINDOW_FRAMES) * BYTES_PER_FRAME_IN_WINDOW))  # fmt: skip
+        time.append((f"{_si(frames * k)} frames in the kernels", frames * KERNEL_S_PER_FRAME * k))
+    peak, wall_s = sum(b for _, b in memory), sum(t for _, t in time)
+    drivers = _drivers(s, reps, modes, rows_rep, fl_rows, fl_events, tele, (ps_s * k, stuck), seg_peak, beside,
+                       (series_rows, series_arrays), peak, wall_s)  # fmt: skip
+    return Cost(events, rows, peak, wall_s, duration_s, drivers, series_rows * reps, memory, time)
+
+
+def _drivers(s: Scenario, reps: int, modes: int, rows_rep: float, fl_rows: float, fl_events: float, tele: list[_Pop],
+             sharing: tuple[float, float], seg_peak: float, beside: float, series: tuple[float, float], peak: float,
+             wall_s: float) -> list[tuple[str, Any, float, float]]:  # fmt: skip
+    """(field, value, bytes, wall seconds): each field's share of the peak and of the wall time, the part of the cost
+    that lowering it (raising it: ``run.segment_bytes``, ``run.series_bin_s``) takes away."""
+    fl, k = s.workload.fl, reps * modes
+    row_bytes = reps * (BYTES_PER_ROW + (modes - 1) * FRAME_BYTES_PER_ROW)
+    ps_s, stuck = sharing
+    frames = sum(t.frames for t in tele) or 1.0
+    out: list[tuple[str, Any, float, float]] = [
+        ("workload.fl.rounds", fl.rounds, fl_rows * row_bytes, fl_events * k / EVENTS_PER_S)
+    ]
+    for i, (pop, t) in enumerate(zip(s.workload.devices, tele, strict=True)):
+        share = t.frames / frames
+        t_events = t.events - t.background * EVENTS_PER_BACKGROUND_FRAME
+        t_s = t_events * k / EVENTS_PER_S + share * ps_s + (t.frames * k * KERNEL_S_PER_FRAME if t.vectorized else 0.0)
+        t_s += t.background * k * BACKGROUND_PASSES * S_PER_BACKGROUND_FRAME
+        t_bytes = t.rows * row_bytes + (t.queued + share * stuck) * BYTES_PER_SEGMENT
+        out.append((f"workload.devices[{i}].count", pop.count, t_bytes, t_s))
+    if beside or any(t.background for t in tele):  # FL work holds a host for much of the run: the training's size
+        # drives what its frames cost (as much as their number does)
+        out.append(("workload.fl.samples_per_client", fl.samples_per_client, beside * BYTES_PER_FRAME_BESIDE_A_JOB,
+                    sum(t.background for t in tele) * k * BACKGROUND_PASSES * S_PER_BACKGROUND_FRAME))  # fmt: skip
+    out.append(("run.segment_bytes", s.run.segment_bytes, seg_peak, 0.0))
+    rows, arrays = series
+    kept = BYTES_PER_SERIES_ROW + (modes - 1) * SERIES_ROW_KEPT_BYTES
+    if rows:
+        out.append(("run.series_bin_s", s.run.series_bin_s, rows * reps * kept + arrays * reps,
+                    rows * reps * modes * S_PER_SERIES_ROW))  # fmt: skip
+    if reps > 1:  # every replication's rows are kept; one replication's live state is
+        out.append(("run.replications", reps, (rows_rep * row_bytes + series[0] * reps * kept + series[1] * reps)
+                    * (1 - 1 / reps), (wall_s - wall_s / reps)))  # fmt: skip
+    return out
 
 
 def budget_problem(s: Scenario, cost: Cost, max_memory_gib: float, max_minutes: float,
                    options: tuple[str, str] = ("--max-memory-gib", "--max-minutes")) -> str | None:  # fmt: skip
     """The one-line refusal of a run over budget, naming the field that drives its cost and the ``options`` that set
-    the budget (a command without them names where its budget comes from); None within it."""
+    the budget (a command without them names where its budget comes from); None within it. The refusal says what
+    the estimate is made of: its largest parts, which add up to it."""
     if cost.peak_bytes > max_memory_gib * GIB:
-        kept = f"{_si(cost.rows)} span rows"  # what the memory holds: its rows, or the simulation's live state
-        kept = kept if cost.rows * BYTES_PER_ROW >= cost.peak_bytes / 2 else f"live simulation state; {kept}"
-        why = f"the run needs ~{cost.peak_bytes / GIB:.1f} GiB ({kept}), over the "
-        why += f"{max_memory_gib:g} GiB budget ({options[0]})"
+        why = f"the run needs ~{cost.peak_bytes / GIB:.1f} GiB ({_parts(cost.memory, cost.peak_bytes, _gib)}), over "
+        why += f"the {max_memory_gib:g} GiB budget ({options[0]})"
         by = 2
     elif cost.wall_s > max_minutes * 60:
-        why = f"the run needs ~{duration(cost.wall_s)} ({_si(cost.events)} events at {EVENTS_PER_S / 1e3:.0f} k/s), "
+        why = f"the run needs ~{duration(cost.wall_s)} ({_parts(cost.time, cost.wall_s, duration)}), "
         why += f"over the {max_minutes:g} min budget ({options[1]})"
         by = 3
     else:
         return None
     return field_error(s.path, *_advice(cost, by, why))
+
+
+def _gib(n: float) -> str:
+    return f"{n / GIB:.2f} GiB"
+
+
+def _parts(parts: list[tuple[str, float]], total: float, fmt: Callable[[float], str]) -> str:
+    """The largest ``parts`` of ``total`` (each with its own amount), the rest summed: '28 M events at 120 k/s: 4 min
+    + 12 k series rows: 3 s'."""
+    ranked = sorted((p for p in parts if p[1] > 0), key=lambda p: -p[1])
+    shown = [p for p in ranked[:3] if p[1] >= 0.05 * total] or ranked[:1]
+    rest = total - sum(v for _, v in shown)
+    text = " + ".join(f"{what}: {fmt(v)}" for what, v in shown)
+    return text + (f" + the rest: {fmt(rest)}" if rest >= 0.01 * total else "")
 
 
 def large_run_warning(s: Scenario, cost: Cost) -> str | None:
@@ -164,14 +257,17 @@ def large_run_warning(s: Scenario, cost: Cost) -> str | None:
 
 
 def _advice(cost: Cost, by: int, why: str) -> tuple[str, Any, str]:
-    """(field, value, message): the field whose share of the cost is largest (``by``: 2 rows, 3 events), and
+    """(field, value, message): the field whose share of the cost is largest (``by``: 2 bytes, 3 wall seconds), and
     what to do with it."""
     ranked = sorted(cost.drivers, key=lambda d: -float(d[by]))
     name, value = ranked[0][0], ranked[0][1]
-    verb = "raise" if name == "run.segment_bytes" else "lower"
+    verb = "raise" if name in RAISE else "lower"
     others = [d[0] for d in ranked[1:3] if float(d[by]) > 0]
     also = f" (or {' or '.join(others)})" if others else ""
     return name, value, f"{why}; {verb} {name}{also}"
+
+
+RAISE = ("run.segment_bytes", "run.series_bin_s")  # fields whose larger values cost less
 
 
 # --- FL ----------------------------------------------------------------------------------------------
@@ -201,6 +297,7 @@ def _fl(s: Scenario, hops: _Routes) -> tuple[float, float, _RoundWork, float]:
 class _RoundWork:
     round_s: float  # a round's mean length (its critical path, with dropouts; at most round_timeout_s)
     by_host: dict[str, float]  # seconds a round's foreground work holds each host's cores (its pods' own)
+    session_s: float = 0.0  # the clients' handshake before the first round (rekey.fl other than per_round)
 
 
 def _round_s(s: Scenario, msg_bytes: int, max_hops: int) -> float:
@@ -244,16 +341,17 @@ def _round_work(s: Scenario, msg_bytes: int, max_hops: int) -> _RoundWork:
         by_host[pod.host] = max(by_host.get(pod.host, 0.0), unprotect(p) + train + protect(p))
         slowest_client = max(slowest_client, unprotect(p) + train + protect(p) + wire_s)
     verify = batches * unprotect(p_agg) + cost(p_agg, "fl.fedavg", fl.model_parameters * fl.quorum_clients)
-    handshake = 0.0
-    if c.rekey.fl == "per_round":
-        handshake = (
-            3 * wire_s
-            + sum(cost(p_agg, f"{c.kem}.{op}") for op in catalogue.OPS["kem"])
-            + 3 * cost(p_agg, f"{c.signature}.sign")
-        )
+    handshake = (
+        3 * wire_s
+        + sum(cost(p_agg, f"{c.kem}.{op}") for op in catalogue.OPS["kem"])
+        + 3 * cost(p_agg, f"{c.signature}.sign")
+    )
+    session_s = 0.0
+    if c.rekey.fl != "per_round":  # one session for the run, before its first round
+        session_s, handshake = handshake, 0.0
     work = handshake + batches * (protect(p_agg) + wire_s) + slowest_client + verify
     by_host[agg.host] = by_host.get(agg.host, 0.0) + handshake + batches * protect(p_agg) + verify
-    return _RoundWork(_with_dropouts(s, work), by_host)
+    return _RoundWork(_with_dropouts(s, work), by_host, min(session_s, s.run.horizon_s))
 
 
 def _foreground(
@@ -309,6 +407,7 @@ class _Pop:
     queued: float
     background: float = 0.0  # frames the vectorized engine serves again in SimPy (next to foreground work)
     beside: float = 0.0  # frames that reach the host while one foreground job runs (their timers wait for it)
+    vectorized: bool = False  # its frames are computed by the kernels
 
 
 def _decrypt_load(s: Scenario) -> dict[str, float]:
@@ -344,6 +443,100 @@ def _session_backlog(s: Scenario) -> tuple[float, float]:
     return backlog_s, jobs
 
 
+def _send_windows(s: Scenario, duration_s: float) -> list[float]:
+    """Per device population, the frames one of its devices sends in ``duration_s`` (a mean over its devices). A
+    device sends once its session holds (``first_frame: with_keys``: once the pod has signed its key; else the whole
+    handshake), and every device opens its session in its first frame period, so a receiving host whose cores
+    cannot keep up serves all those handshakes at once: with processor sharing (``cpu_sharing``: also ``linux``, a
+    queue per core) a device's part of x seconds is done when each session's part has had min(its own, x) of the
+    cores, at about sum_j min(x_j, x) / cores (the smaller the part, the earlier); with ``fifo``, in turn. A
+    device's frames go from then on: none before its session holds (a burst that takes longer than the run sends
+    none). The parts are drawn from the host's profile (``KEY_DRAWS``, a fixed seed): with a heavy-tailed cost, the
+    mean says nothing of when most sessions hold. The device's own side of the handshake (and FL work on the same
+    cores) is left out: the frames come out no fewer than the run sends."""
+    host_of, c = _host_of(s), s.workload.crypto
+    drawn: dict[tuple[int, str], np.ndarray] = {}  # (id of the host's profile, first_frame) -> a session's parts
+    kinds: dict[tuple[str, str], np.ndarray] = {}  # (host, first_frame) -> its sessions' parts, drawn
+    pools: dict[str, list[tuple[np.ndarray, int]]] = {}  # host -> (parts, devices) of every population it serves
+    for pop in s.workload.devices:
+        host = host_of[pop.report_to]
+        if pop.count and (host, pop.first_frame) not in kinds:
+            profile = _profile(s, host)
+            if (id(profile), pop.first_frame) not in drawn:  # hosts of one profile: the same draws
+                ops = [f"{c.kem}.keygen", f"{c.signature}.sign"]
+                if pop.first_frame == "after_handshake":
+                    ops += [f"{c.kem}.decaps", f"{c.signature}.verify"]
+                drawn[id(profile), pop.first_frame] = _draws(profile, ops)
+            kinds[host, pop.first_frame] = drawn[id(profile), pop.first_frame]
+        if pop.count:
+            pools.setdefault(host, []).append((kinds[host, pop.first_frame], pop.count))
+    sharing = {h.name: h.cpu_sharing for h in s.deployment.hosts}
+    held_at: dict[tuple[Any, ...], np.ndarray] = {}  # hosts alike (their pools, cores, sharing): computed once
+    out = []
+    for pop in s.workload.devices:
+        if not pop.count:
+            out.append(0.0)
+            continue
+        host = host_of[pop.report_to]
+        mine = kinds[host, pop.first_frame]
+        alike = (tuple((id(d), n) for d, n in pools[host]), _cores(s, host), sharing.get(host, ""), id(mine))
+        if alike not in held_at:
+            held_at[alike] = _served(pools[host], _cores(s, host), sharing.get(host, ""))(mine)
+        left = np.maximum(0.0, duration_s - held_at[alike])
+        sent = np.where(left > 0, left / pop.period_s() + 1, 0.0)
+        # the run draws its own devices' costs: a few may be luckier than the mean (2 standard errors)
+        out.append(min(duration_s / pop.period_s() + 1, float(sent.mean() + 2 * sent.std() / math.sqrt(pop.count))))
+    return out
+
+
+def _served(pool: list[tuple[np.ndarray, int]], cores: int, sharing: str) -> Callable[[np.ndarray], np.ndarray]:
+    """When each of some sessions' parts (drawn) is done on a host that serves the ``pool``'s sessions (its
+    populations' drawn parts and device counts), all asked at once."""
+    values = np.concatenate([parts for parts, _ in pool])
+    weights = np.concatenate([np.full(parts.size, n / parts.size) for parts, n in pool])  # devices each draw stands for
+    order = np.argsort(values, kind="stable")
+    v, w = values[order], weights[order]
+    below = np.concatenate([[0.0], np.cumsum(v * w)])  # work of the draws up to i
+    count = np.concatenate([[0.0], np.cumsum(w)])
+    total_n, total_work = float(count[-1]), float(below[-1])
+
+    def shared(x: np.ndarray) -> np.ndarray:
+        i = np.searchsorted(v, x, side="right")
+        done: np.ndarray = np.maximum(x, (below[i] + x * (total_n - count[i])) / cores)  # sum_j min(x_j, x) / cores
+        return done
+
+    def in_turn(x: np.ndarray) -> np.ndarray:  # a device's turn: spread evenly over the queue
+        turn = ((np.arange(x.size) * 0.6180339887498949) % 1.0) * max(0.0, total_work / cores)
+        done: np.ndarray = x + turn
+        return done
+
+    return in_turn if sharing == "fifo" else shared
+
+
+def _draws(profile: Profile | None, ops: list[str]) -> np.ndarray:
+    """KEY_DRAWS draws of the summed cost of ``ops`` on ``profile`` (0 where it prices none), from a fixed seed."""
+    total = np.zeros(KEY_DRAWS)
+    if profile is None:
+        return total
+    rng = np.random.default_rng(KEY_DRAWS)
+    for op in ops:
+        if op in profile.ops:
+            total += profile.costs_s(op, rng, 0.0, KEY_DRAWS)
+    return np.nan_to_num(total, nan=0.0, posinf=np.finfo(float).max / 4)
+
+
+def _series(s: Scenario, duration_s: float) -> tuple[float, float]:
+    """(rows, bytes of its arrays) of one replication's series (sim/model.py, sim/runner.py ``series_frame``): a row
+    per shared link direction (devices' access links are not tracked) and host, and per bin up to the run's end;
+    the arrays run to the horizon."""
+    run = s.run
+    bin_s = run.series_bin_s or run.horizon_s / SERIES_BINS
+    bins = min(MAX_SERIES_BINS, math.ceil(run.horizon_s / bin_s))
+    resources = 2 * len(s.deployment.network.links) + len(s.deployment.hosts)
+    used = min(bins, max(1, math.ceil(min(duration_s, run.horizon_s) / bin_s)))
+    return float(resources * used), float(resources * bins * 8)
+
+
 def _sharing_cost(s: Scenario, tele: list[_Pop], rho: dict[str, float], backlog_share: float,
                   backlog_jobs: float) -> tuple[float, float]:  # fmt: skip
     """(wall seconds, jobs left) of processor sharing under a backlog: every arrival and completion on a
@@ -365,20 +558,23 @@ def _sharing_cost(s: Scenario, tele: list[_Pop], rho: dict[str, float], backlog_
 
 
 def _population(s: Scenario, pop: DevicePopulation, duration_s: float, routes: _Routes, vectorized: bool,
-                busy: dict[str, tuple[float, float]]) -> _Pop:  # fmt: skip
-    """Rows, events and queued frames of one device population over ``duration_s``; ``busy``: ``_foreground``."""
+                busy: dict[str, tuple[float, float]], sent: float) -> _Pop:  # fmt: skip
+    """Rows, events and queued frames of one device population over ``duration_s``; ``busy``: ``_foreground``;
+    ``sent``: the frames one of its devices sends (``_send_windows``)."""
     host = _host_of(s)[pop.report_to]
     if pop.count == 0:
         return _Pop(host, 0.0, 0.0, 0.0, 0.0)
     path = routes.path(pop.gateway, host)
     n_hops = 1 + len(path)
-    frames = pop.count * (duration_s / pop.period_s() + 1)
+    frames = pop.count * sent
     record = RECORD_HEADER_BYTES + pop.frame_bytes() + 16
     segs = math.ceil(record / s.run.segment_bytes)
     interval = s.workload.crypto.rekey.device_interval_s
     sessions = pop.count * (1 + (duration_s / interval if interval else 0))
     rows = frames * (3 if pop.profile else 2) + sessions * ROWS_PER_HANDSHAKE
-    events = frames * (3 * EVENTS_PER_OP + segs * n_hops * EVENTS_PER_SEGMENT_HOP)
+    ops = 1 + (1 if pop.profile else 0) + (2 if pop.key_establishment == "gateway" else 0)  # decrypt, encrypt...
+    hop_events = n_hops * (EVENTS_PER_FRAME_HOP + (segs - 1) * EVENTS_PER_SEGMENT_HOP)  # more: a process each
+    events = frames * (EVENTS_PER_FRAME + ops * EVENTS_PER_FRAME_OP + hop_events)
     if vectorized:  # frames in the kernels: a sample of rows, no events, nothing queued in SimPy
         rows, events = frames * s.run.frame_spans + sessions * ROWS_PER_HANDSHAKE, 0.0
     events += sessions * (3 * n_hops * EVENTS_PER_SEGMENT_HOP + 7 * EVENTS_PER_OP)
@@ -390,7 +586,8 @@ def _population(s: Scenario, pop: DevicePopulation, duration_s: float, routes: _
     share, stretch_s = busy.get(host, (0.0, 0.0))
     background = frames * share if vectorized else 0.0
     events += background * EVENTS_PER_BACKGROUND_FRAME
-    return _Pop(host, rows, events, frames, queued, background, pop.count / pop.period_s() * stretch_s)
+    beside = min(frames, pop.count / pop.period_s() * stretch_s)
+    return _Pop(host, rows, events, frames, queued, background, beside, vectorized)
 
 
 # --- the network, without one node per device ---------------------------------------------------------

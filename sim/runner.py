@@ -159,8 +159,9 @@ def _assemble(scenario: Scenario, mode: str, seed: int, results: list[Replicatio
     with_handshakes(summary, [r.device_handshakes for r in results])
     summary.energy = run_energy(scenario, df, results, summary, bool(outcomes))
     summary.wall_s = time.perf_counter() - started
+    series = series_frame(results, summary.sim_time_s)  # before the peak is read: its rows may be most of it
     summary.peak_rss_bytes = max(peak_rss_bytes(), *(r.peak_rss_bytes for r in results))
-    return RunResult(df, summary, series_frame(results, summary.sim_time_s))
+    return RunResult(df, summary, series)
 
 
 def run_energy(s: Scenario, df: pd.DataFrame, results: list[ReplicationResult], summary: Summary,
@@ -464,4 +465,6 @@ def write_run(result: RunResult, out_dir: Path, scenario: Scenario) -> Path:
     if result.series is not None and len(result.series):
         atomic_write(layout.series, result.series.to_parquet(index=False))
     write_scenario(scenario, out_dir)
+    # the peak memory the run reports is the process's when its tables are written too (their Parquet buffers)
+    result.summary.peak_rss_bytes = max(result.summary.peak_rss_bytes or 0, peak_rss_bytes())
     return write_summary(result.summary, out_dir)
