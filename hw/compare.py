@@ -53,7 +53,7 @@ import pandas as pd
 from hw.speed import run_slow_flags
 from sim.contract import FL_PHASES, RunLayout, Summary, atomic_write, phase_extents, read_spans, read_summary
 from sim.errors import UserError
-from sim.loading import load_yaml_file
+from sim.loading import load_yaml_file, refuse_repeated_dirs
 
 COMPARE_JSON = "compare.json"
 COMPARE_PNG = "compare.png"
@@ -329,6 +329,7 @@ def compare_dirs(sim_dir: Path, hw_dir: Path, more_hw: Sequence[Path] = ()) -> d
     sim_dir, hw_dirs = Path(sim_dir), [Path(hw_dir), *map(Path, more_hw)]
     if problems := _check_dir(sim_dir) + [p for d in hw_dirs for p in _check_dir(d)]:
         raise UserError(problems)
+    refuse_repeated_dirs(hw_dirs, "measured run", RunLayout.SPANS)
     (sim_df, sim_sum), (hw_df, hw_sums) = _read_run(sim_dir), _pooled(hw_dirs)
     if sim_sum.backend is not None:  # the two directories given the other way round, most likely
         raise UserError(f"{sim_dir}: a measured run (backend: {sim_sum.backend}), given as the simulation: pqtwin "

@@ -68,6 +68,7 @@ from hw.speed import KEPT_FILE, read_kept, slow_spans, slow_state_us
 from sim import catalogue
 from sim.contract import FL_PHASES, RunLayout, read_spans, read_summary
 from sim.errors import M, UserError, show
+from sim.loading import refuse_repeated_dirs
 from sim.profile import INBOX_HANDOFF, RECEIVE_HANDOFF, LinearOp, Overhead, PerCallOp, Profile, op_kind
 from sim.scenario import Scenario, load_scenario
 
@@ -256,6 +257,7 @@ def fit_from_run(run_dir: Path | list[Path], base: Path | None = None) -> Fit:
     runs = [run_dir] if isinstance(run_dir, Path) else list(run_dir)
     if not runs:
         raise UserError("--from-run: name at least one twin run directory")
+    refuse_repeated_dirs(runs, "--from-run", RunLayout.SPANS)
     parts = [_run_rows(r, base) for r in runs]
     s, profile = parts[0].scenario, parts[0].profile
     known = pd.concat([p.known for p in parts], ignore_index=True)

@@ -6,18 +6,27 @@ nesting deeper than ``MAX_DEPTH`` and documents that expand (through aliases) to
 nodes: a 426-byte "billion laughs" file expands to 10⁹ nodes that every later walk (validation, ``repr``)
 would visit. ``--set`` values go through the same loader. Every problem is one ``UserError`` line that names
 the file (or option), where in it, and what is wrong.
+
+Numbers and booleans mean the same in YAML 1.1 (PyYAML's resolver) and YAML 1.2 (its core schema, what most other
+tools and editors read): a plain value on which the two disagree is refused, naming the field, rather than read
+either way (``count: 010`` was 8 devices, octal; ``rounds: 1:30`` 90 rounds, base 60). Refused: integers with a
+leading zero (``010``), ``0b`` binary, ``_`` between digits, base-60 ``1:30``, signed hex, and the
+booleans ``yes``/``no``/``on``/``off`` (write ``true``/``false``, or quote the text). Reinterpreting them as YAML
+1.2 would silently change what a file written for 1.1 means, and what we write (``yaml.safe_dump``) is read the
+same by both.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
-from yaml.nodes import MappingNode, Node, SequenceNode
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from sim.errors import UserError, shorten
 
@@ -63,7 +72,7 @@ class _Loader(_Base):
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
         """A key given twice in one mapping: PyYAML keeps the last silently, so ``name: a`` then ``name: b`` (a
         copy-paste) ran as ``b``. Keys are compared as values (``1``, ``0x1`` and ``1.0`` are one key, as are
-        ``true`` and ``yes``); keys a merge (``<<``) brings in may be overridden, as YAML says."""
+        ``true`` and ``True``); keys a merge (``<<``) brings in may be overridden, as YAML says."""
         mapping: dict[Any, Any] = super().construct_mapping(node, deep)  # not a mapping node: PyYAML's error
         seen: set[Any] = set()  # hashable: PyYAML refused an unhashable key above
         for k in self.own_keys[id(node)]:  # noted by ``flatten_mapping``, which PyYAML's call made first
@@ -125,6 +134,55 @@ def exists(path: Path | str) -> bool:
     except (OSError, ValueError):
         return False
     return True
+
+
+def refuse_repeated_dirs(dirs: Sequence[Path], option: str, same_file: str | None = None) -> None:
+    """UserError naming the first of ``dirs`` that is one given before: the same directory however it is written
+    (``RUN``, ``RUN/``, ``../x/RUN``, a link to it: compared by device and inode), or a copy of one, where
+    ``same_file`` in both holds the same bytes (a measurement's spans: two runs never time alike). Pooled, a run
+    given twice counts twice (double the n, a narrower CI). Directories that cannot be read are the caller's to
+    name."""
+    by_inode: dict[tuple[int, int], Path] = {}
+    by_size: dict[int, list[Path]] = {}
+    for d in dirs:
+        try:
+            st = os.stat(d)
+        except (OSError, ValueError):
+            continue
+        if (first := by_inode.setdefault((st.st_dev, st.st_ino), d)) is not d:
+            same = "" if str(first) == str(d) else f" (the same directory as {first})"
+            raise UserError(f"{option} {d}: given twice{same}; pooled, a run given twice counts twice: give each "
+                            "run once")  # fmt: skip
+        if same_file is None:
+            continue
+        try:
+            fst = os.stat(Path(d) / same_file)
+        except (OSError, ValueError):
+            continue
+        if not stat.S_ISREG(fst.st_mode):  # opening a FIFO blocks
+            continue
+        size = fst.st_size
+        for other in by_size.setdefault(size, []):
+            if _same_bytes(Path(other) / same_file, Path(d) / same_file):
+                raise UserError(f"{option} {d}: the same measurement as {other} (its {same_file} is identical: a "
+                                "copy; pooled, a run given twice counts twice): give each run once")  # fmt: skip
+        by_size[size].append(d)
+
+
+def _same_bytes(a: Path, b: Path, chunk: int = 1 << 20) -> bool:
+    """Whether two regular files hold the same bytes (False when either cannot be read)."""
+    try:
+        with open(a, "rb") as fa, open(b, "rb") as fb:
+            if not (stat.S_ISREG(os.fstat(fa.fileno()).st_mode) and stat.S_ISREG(os.fstat(fb.fileno()).st_mode)):
+                return False
+            while True:
+                x, y = fa.read(chunk), fb.read(chunk)
+                if x != y:
+                    return False
+                if not x:
+                    return True
+    except OSError:
+        return False
 
 
 def out_file_problem(path: Path, example: str) -> str | None:
@@ -289,6 +347,7 @@ def parse_yaml(text: str, where: str) -> Any:
         if node is None:
             return None
         _check_size(node, where)
+        _check_scalars(node, where, "\n" in text.strip())
         return loader.construct_document(node)
     except yaml.YAMLError as exc:
         raise UserError(f"{where}: not valid YAML{yaml_error(exc, text)}") from None
@@ -339,6 +398,98 @@ def _check_size(root: Node, where: str) -> None:
         ancestors.add(key)
         stack.append((node, depth, True))
         stack.extend((c, depth + 1, False) for c in _children(node) if id(c) not in size)
+
+
+_TAG = "tag:yaml.org,2002:"
+_INT_12 = re.compile(r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+")  # YAML 1.2 core schema
+_FLOAT_12 = re.compile(
+    r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)"
+)
+_BOOL_12 = frozenset({"true", "True", "TRUE", "false", "False", "FALSE"})
+_LEADING_ZERO = re.compile(r"[-+]?0[0-9]+")  # 010: octal in YAML 1.1 (08 is text there, as yaml.safe_dump writes it)
+
+
+def _ambiguity(node: ScalarNode) -> str | None:
+    """Why a scalar means one thing in YAML 1.1 and another in YAML 1.2 (and how to write it), or None. ``node.tag``
+    is PyYAML's (YAML 1.1) reading; a quoted value is text in both."""
+    text, tag = node.value, node.tag
+    plain = not node.style  # None from PyYAML's parser, "" from libyaml's
+    if tag == _TAG + "bool":
+        if text in _BOOL_12:
+            return None
+        meaning = "true" if text.lower() in ("yes", "on", "y") else "false"
+        return (f"{text} is a boolean ({meaning}) in YAML 1.1 but text in YAML 1.2: write {meaning}, or '{text}' "
+                "for the text")  # fmt: skip
+    if tag == _TAG + "int" and _LEADING_ZERO.fullmatch(text):
+        decimal, octal = int(text, 10), int(text, 8) if set(text) <= set("+-01234567") else None
+        if octal in (None, decimal):  # 00, or !!int 09 (no octal number)
+            return f"{text} has a leading zero (an octal number in YAML 1.1): write {decimal}"
+        return f"{text} is ambiguous (octal {octal} in YAML 1.1, {decimal} in YAML 1.2): write {decimal} or {octal}"
+    if tag in (_TAG + "int", _TAG + "float"):
+        core = _INT_12 if tag == _TAG + "int" else _FLOAT_12
+        if core.fullmatch(text):
+            return None
+        try:
+            value = yaml.safe_load(text) if plain else None  # PyYAML's reading, to suggest (a plain scalar's text)
+        except yaml.YAMLError:
+            value = None
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        fix = f"write {value!r}" if number else "write it in decimal"
+        if ":" in text:
+            why = "base 60"
+        elif "_" in text:
+            why = "'_' between digits"
+        elif "0b" in text.lower():
+            why = "binary"
+        elif "0x" in text.lower():
+            why = "a signed hexadecimal number"
+        else:
+            why = "not a YAML 1.2 number"
+        shown = f" ({value!r})" if number else ""
+        return f"{text} is a number{shown} in YAML 1.1 ({why}) but text in YAML 1.2: {fix}, or '{text}' for the text"
+    return None
+
+
+def _check_scalars(root: Node, where: str, lines: bool = True) -> None:
+    """Refuse a scalar on which YAML 1.1 and 1.2 disagree (``_ambiguity``), naming its field, value and (``lines``:
+    the text has several) line. A field's path is kept as a chain of (parent, part) and spelled out only for the
+    error (a calibrated profile has thousands of values)."""
+    checked = (_TAG + "int", _TAG + "float", _TAG + "bool")
+    seen: set[int] = set()
+    stack: list[tuple[Node, Any]] = [(root, None)]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:  # an alias: checked where it was defined
+            continue
+        seen.add(id(node))
+        if isinstance(node, ScalarNode):
+            if node.tag in checked and (why := _ambiguity(node)) is not None:
+                field = f"{_spell(path)}: " if path is not None else ""
+                line = f" (line {node.start_mark.line + 1})" if lines else ""
+                raise UserError(f"{where}: {field}{shorten(why, 200)}{line}")
+        elif isinstance(node, SequenceNode):
+            stack.extend((c, (path, i)) for i, c in reversed(list(enumerate(node.value))))  # the first on top
+        elif isinstance(node, MappingNode):
+            for k, v in reversed(node.value):
+                stack.append((v, (path, k.value if isinstance(k, ScalarNode) else "?")))
+                stack.append((k, (path, None)))  # a key: its mapping's path
+
+
+def _spell(path: Any) -> str:
+    """``a.b[0].c`` from ``_check_scalars``' chain (a part None: the mapping's key itself)."""
+    parts: list[Any] = []
+    while path is not None:
+        path, part = path
+        parts.append(part)
+    out = ""
+    for part in reversed(parts):
+        if part is None:
+            out += " (a key)" if out else "(a key)"
+        elif isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{shorten(str(part), 40)}" if out else shorten(str(part), 40)
+    return out
 
 
 def yaml_error(exc: yaml.YAMLError, text: str) -> str:

@@ -51,7 +51,7 @@ from pydantic import Field, model_validator
 
 from sim.catalogue import CATALOGUE
 from sim.contract import atomic_write
-from sim.errors import UserError, load_yaml, validate
+from sim.errors import UserError, field_error, load_yaml, shorten, validate
 from sim.strict import StrictModel
 
 Tag = Literal["M", "D", "E", "F"]
@@ -319,6 +319,25 @@ def lognormals(rng: np.random.Generator, mu: float, sigma: float, n: int) -> np.
     return np.exp(z, out=z)
 
 
+# What the simulator counts a linear op's units in (sim/model.py): training in samples x parameters, FedAvg in
+# parameters, everything else (AEAD, hashes, serialisation, the loopback, a signature's message) in bytes.
+UNIT_OF: dict[str, str] = {"fl.train": "sample_param", "fl.fedavg": "param"}
+UNIT_WORDS = {"byte": "bytes", "sample_param": "samples x parameters", "param": "parameters"}
+
+
+def unit_of(op: str) -> str:
+    """The unit the simulator prices linear op ``op`` per (``UNIT_OF``; bytes for every other op)."""
+    return UNIT_OF.get(op, "byte")
+
+
+def unit_problem(op: str, unit: Any) -> str | None:
+    """Why a linear op's ``unit`` is not the one the simulator prices ``op`` per (None: it is)."""
+    want = unit_of(op)
+    if unit == want or unit not in UNIT_WORDS:  # not a unit at all: the field's own error says so
+        return None
+    return f"{op} is priced per {want} ({UNIT_WORDS[want]}), not per {unit}: write unit: {want}"
+
+
 def overhead_bytes(model: PerCallOp | LinearOp, units: float) -> float:
     """The bytes a call processed, for its kind's per-byte overhead: a per-byte op's units, a signature's
     message size (its cost is per call); 0 for work counted in other units (training, FedAvg)."""
@@ -398,6 +417,16 @@ class Profile(_Strict):
                 raise ValueError(f"ops.{name}: provider {op.provider!r} is not in platform.libraries ({known})")
         return self
 
+    @model_validator(mode="after")
+    def _units_priced(self) -> Profile:
+        """A linear op's ``unit`` is what the simulator counts it in: ``fl.train`` with ``unit: byte`` was
+        priced per sample-parameter all the same, and reported "per byte" (and its units taken as bytes by a
+        per-byte overhead)."""
+        for name, op in self.ops.items():
+            if isinstance(op, LinearOp) and (problem := unit_problem(name, op.unit)) is not None:
+                raise ValueError(f"ops.{name}.unit: {problem}")
+        return self
+
     def library(self, name: str) -> Library | None:
         """The library that priced operation ``name`` (None when the op names no provider)."""
         provider = self.op(name).provider
@@ -454,6 +483,11 @@ def load_profile(path: Path) -> Profile:
     if isinstance(data, dict) and "time_scale" in data:
         raise UserError(f"{path}: time_scale: not a profile field (a host's speed is the scenario's "
                         "deployment.hosts[].cpu_speed)")  # fmt: skip
+    ops = data.get("ops") if isinstance(data, dict) else None
+    for name, op in ops.items() if isinstance(ops, dict) else ():  # the op's own field named (the model's check
+        linear = isinstance(op, dict) and op.get("kind") == "linear"  # would name the whole profile)
+        if linear and (problem := unit_problem(str(name), op.get("unit"))) is not None:
+            raise UserError(field_error(path, f"ops.{shorten(str(name), 120)}.unit", op.get("unit"), problem))
     return validate(Profile, data, path)
 
 
