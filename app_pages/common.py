@@ -94,9 +94,36 @@ class Spec(NamedTuple):
     profile: str | None = None
 
 
+class FileProblem(UserError):
+    """A file the app reads back (a saved what-if, a scenario, a run directory, a study or sweep result) that does
+    not load as what it should be: the page shows one line naming the file and what is wrong (``show_problem``),
+    and its other controls keep working."""
+
+
+def one_line(lines: list[str]) -> str:
+    """The first of a loader's lines (each names the file and a problem), saying how many more there are."""
+    more = len(lines) - 1
+    return lines[0] + (f" (and {more} more problem{'s' * (more != 1)})" if more > 0 else "")
+
+
+def show_problem(exc: UserError | ValueError) -> None:
+    """A file's problem in one line (repository paths shortened): a loader's UserError, or a contract reader's
+    ValueError (sim/contract.py names the file too)."""
+    lines = exc.lines if isinstance(exc, UserError) else str(exc).splitlines() or [type(exc).__name__]
+    st.error(one_line(lines).replace(f"{ROOT}/", ""), icon=":material/error:")
+
+
 def base_data(file: str) -> dict[str, Any]:
-    """The scenario file's dict, unedited (for defaults of the controls)."""
-    return build_data(Path(file))
+    """The scenario file as the simulator reads it (every default filled in), for the defaults of the controls.
+
+    The file is loaded with sim.scenario's checks first (its references and profiles included): a damaged one (a
+    saved what-if edited by hand, a profile of it gone) is a FileProblem naming the file and what is wrong, before
+    any control reads a key of it (was "Explore failed: KeyError: 'workload'")."""
+    try:
+        scenario = load(Spec(file))
+    except UserError as exc:
+        raise FileProblem(exc.lines) from None
+    return scenario.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def stamp(spec: Spec) -> tuple[float, ...]:

@@ -13,6 +13,7 @@ from app_pages.common import (
     DEFAULT_REPLICATIONS,
     KEEP,
     SIMULATED_NOTE,
+    FileProblem,
     Spec,
     base_data,
     bounded_int,
@@ -23,6 +24,7 @@ from app_pages.common import (
     scenario_files,
     scenario_key,
     scenario_label,
+    show_problem,
     suite_kind,
 )
 from pqtwin import charts
@@ -78,7 +80,12 @@ def sizes(name: str) -> dict[str, object]:
 def render() -> None:
     st.title("Compare crypto suites")
     st.caption(SIMULATED_NOTE + " Sizes are exact wire sizes from sim/catalogue.py (FIPS 203/204/205, RFCs).")
-    file, mode, profile, reps, seed = controls()
+    try:
+        file, mode, profile, reps, seed = controls()
+    except FileProblem as exc:  # the scenario file itself does not load (a damaged saved what-if)
+        show_problem(exc)
+        st.info("Pick another scenario under *Scenario*.")
+        return
     chosen = st.multiselect(
         "Suites (KEM + signature + AEAD)",
         list(SUITES),

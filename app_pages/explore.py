@@ -19,6 +19,7 @@ from app_pages.common import (
     PAPER_LINE_S,
     SCENARIOS,
     SIMULATED_NOTE,
+    FileProblem,
     Spec,
     algorithm_label,
     base_data,
@@ -34,6 +35,7 @@ from app_pages.common import (
     scenario_label,
     show_errors,
     show_path,
+    show_problem,
 )
 from app_pages.scenario_edit import build_data, device_totals
 from pqtwin import charts
@@ -65,7 +67,7 @@ def link_overrides(data: dict[str, Any], preset: str) -> list[str]:
     """Give every link that touches a host the preset (other links, e.g. gateway Wi-Fi, stay)."""
     hosts = {h["name"] for h in data["deployment"]["hosts"]}
     out = []
-    for i, link in enumerate(data["deployment"]["network"]["links"]):
+    for i, link in enumerate(data["deployment"]["network"].get("links") or []):
         if link["a"] in hosts or link["b"] in hosts:
             out.append(f"deployment.network.links.{i}.preset={preset}")
             out += [
@@ -398,6 +400,11 @@ def render() -> None:
         spec, mode, seed, reps = controls()
         scenario = load(spec)
         result = run(spec, mode, seed, reps, label=f"{scenario.name} ({mode})")
+    except FileProblem as exc:  # the scenario file itself does not load (a damaged saved what-if)
+        show_problem(exc)
+        st.info("This scenario file cannot be loaded as it is: pick another under *Scenario* (a saved what-if can "
+                "be deleted there), or fix the file.")  # fmt: skip
+        return
     except UserError as exc:
         show_errors(exc)
         hint = "change the setting named above"

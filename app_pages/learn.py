@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from pydantic import BaseModel, Field
 
-from app_pages.common import KEEP, ROOT, SCENARIOS, Spec, algorithm_label, per_round, run
+from app_pages.common import (
+    KEEP,
+    ROOT,
+    SCENARIOS,
+    Spec,
+    algorithm_label,
+    per_round,
+    run,
+    show_path,
+    show_problem,
+)
 from app_pages.explore import MODEL_SIZES, model_label
 from pqtwin import charts
 from sim import catalogue
@@ -15,6 +29,9 @@ from sim.errors import UserError
 from sim.model import HELLO_BYTES
 from sim.runner import RunResult
 from sim.units import fmt_bytes, fmt_fraction, fmt_seconds
+
+if TYPE_CHECKING:
+    from sim.study import StudySpec
 
 STEPS = [
     "1 · The quantum threat",
@@ -381,9 +398,74 @@ def modes() -> None:
 STUDY = ROOT / "docs" / "study"  # written by: pqtwin study scenarios/studies/paper-3node.yaml --out docs/study --force
 
 
-def reproduce() -> None:
+STUDY_SPEC = SCENARIOS / "studies" / "paper-3node.yaml"  # the study whose result the step shows (its labels)
+MAX_STUDY_JSON_BYTES = 64 << 20  # a study of 10,000 random points is ~10 MB
+
+
+class _StudyPoint(BaseModel):
+    """What the page reads of a point of study.json (sim/study.py run_study)."""
+
+    settings: dict[str, str]
+    reduction: float | None = None
+    reduction_ci95: tuple[float | None, float | None] = (None, None)
+    distribution_s: float | None = None
+    distribution_ci95: tuple[float | None, float | None] = (None, None)
+
+
+class _Plane(BaseModel):
+    x: str
+    y: str
+
+
+class _StudyResult(BaseModel):
+    """What the page reads of study.json (the rest is for people and for `pqtwin study`'s report)."""
+
+    study: str
+    replications: int = Field(ge=1)
+    rounds: int = Field(ge=1)
+    targets: dict[str, float]
+    base: dict[str, str]
+    plane: _Plane
+    points: list[_StudyPoint]
+
+
+def read_study(path: Path, spec: StudySpec) -> dict[str, Any]:
+    """study.json as the page reads it, checked against the study file it is drawn with (``spec``): UserError
+    naming the file and what is wrong for a file that is not JSON, of another shape or of another study (was
+    "Learn failed: StopIteration" or "KeyError: 'plane'")."""
     import json
 
+    from sim.errors import validate
+    from sim.loading import read_text
+
+    try:
+        data = json.loads(read_text(path, MAX_STUDY_JSON_BYTES))
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise UserError(f"{path}: not a study result (not JSON: {exc})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: not a study result (a JSON object expected, got {type(data).__name__})")
+    found = validate(_StudyResult, data, path)
+    axes = {a.name: [lv.label for lv in a.levels] for a in spec.axes}
+    if found.study != spec.study:
+        raise UserError(f"{path}: the result of study {found.study!r}, not of {spec.study!r} "
+                        f"({STUDY_SPEC.relative_to(ROOT)})")  # fmt: skip
+    for where, name in (("plane.x", found.plane.x), ("plane.y", found.plane.y)):
+        if name not in axes:
+            raise UserError(f"{path}: {where}: {name!r} is not an axis of {STUDY_SPEC.relative_to(ROOT)} "
+                            f"({', '.join(axes)})")  # fmt: skip
+    for name, labels in axes.items():
+        if found.base.get(name) not in labels:
+            raise UserError(f"{path}: base.{name}: {found.base.get(name)!r} is not a level of that axis "
+                            f"({', '.join(labels)})")  # fmt: skip
+    for i, p in enumerate(found.points):
+        if other := sorted(set(p.settings) - set(found.base)):
+            raise UserError(f"{path}: points[{i}].settings: {other[0]!r} is not an axis of this study")
+    if missing := {"round_latency_reduction", "distribution_s"} - set(found.targets):
+        raise UserError(f"{path}: targets: {sorted(missing)[0]!r} is missing")
+    return found.model_dump()
+
+
+def reproduce() -> None:
     from pqtwin import studyreport
     from sim import study
 
@@ -394,14 +476,17 @@ def reproduce() -> None:
         "that matter most, and random combinations of all of them. Below: the reduction on that grid, the target "
         "contour (solid) and the 1.5 s line (dashed)."
     )
+    again = "run `pqtwin study scenarios/studies/paper-3node.yaml --out docs/study --force`"
+    path = STUDY / "study.json"
+    if not path.exists() and not path.is_symlink():
+        st.info(f"No study result in {show_path(STUDY)}/: {again}.")
+        return
     try:
-        result = json.loads((STUDY / "study.json").read_text())
-        spec, _ = study.load_study(SCENARIOS / "studies" / "paper-3node.yaml", check=False)  # the figure's labels
-    except (OSError, ValueError, UserError) as exc:
-        st.info(
-            f"No study result here ({exc}); run `pqtwin study scenarios/studies/paper-3node.yaml --out docs/study "
-            "--force`."
-        )
+        spec, _ = study.load_study(STUDY_SPEC, check=False)  # the figure's labels
+        result = read_study(path, spec)
+    except UserError as exc:
+        show_problem(exc)
+        st.info(f"To make it again, {again} (it replaces the study's own files there only).")
         return
     target = st.slider("Reduction to reproduce (%)", 20, 50, 35, key="learn_target", persist_state=KEEP) / 100
     ax, ay, red, dist = study.plane(result, spec)

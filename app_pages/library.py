@@ -32,7 +32,16 @@ def root() -> Path:
 def entries() -> list[Path]:
     """The saved what-ifs' scenario files, newest first."""
     found = [p for p in root().glob(f"*/{RunLayout.SCENARIO}") if NAME.match(p.parent.name)]
-    return sorted(found, key=lambda p: -p.stat().st_mtime)[:MAX_ENTRIES]
+    return sorted(found, key=lambda p: -_mtime(p))[:MAX_ENTRIES]
+
+
+def _mtime(p: Path) -> float:
+    """A what-if's modification time; 0 for one that cannot be stat'ed (a dangling link, gone since the listing):
+    it is still listed, and saying why it does not load is the loader's job."""
+    try:
+        return p.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def is_saved(file: Path) -> bool:

@@ -23,6 +23,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import streamlit as st
 import yaml
 
@@ -32,6 +35,7 @@ from app_pages.common import (
     PAPER_LINE_S,
     ROOT,
     SIMULATED_NOTE,
+    FileProblem,
     base_data,
     bounded_int,
     profile_choices,
@@ -40,13 +44,16 @@ from app_pages.common import (
     scenario_key,
     scenario_label,
     show_path,
+    show_problem,
 )
 from app_pages.explore import MODEL_SIZES, model_label
 from app_pages.scenario_edit import build_data
 from pqtwin import sweepreport
 from sim import catalogue
+from sim.contract import atomic_write
 from sim.cost import duration
 from sim.errors import UserError
+from sim.loading import require_regular
 from sim.sweep import analysis, engine, point, store
 from sim.sweep.plan import Plan, plan
 from sim.sweep.spec import load_sweep
@@ -159,13 +166,26 @@ def sweep_paths(text: str) -> tuple[Path, Path]:
     return folder / f"{sid}.yaml", folder / sid
 
 
-@st.cache_resource(show_spinner=False, max_entries=16)
-def cached_plan(text: str) -> Plan:
+def sweep_plan(text: str) -> Plan:
+    """The plan of the sweep file of ``text``, written first where it is missing or not that text (the file is
+    the app's own, named by the text's hash; the run reads it from disk, so a plan is never served for a file that
+    is not there: another runs/ directory, or one cleaned up while the app ran)."""
     path, _ = sweep_paths(text)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        path.write_text(text)
-    spec, scenario = load_sweep(path)
+    try:
+        if not path.is_file() or path.read_text(errors="replace") != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, text)
+        mtime_ns = path.stat().st_mtime_ns
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write the sweep file: {exc.strerror or exc} (set PQTWIN_RUNS_DIR to a "
+                        "writable directory)") from None  # fmt: skip
+    return cached_plan(str(path), mtime_ns)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def cached_plan(path: str, mtime_ns: int) -> Plan:
+    """The plan of a sweep file, per file version."""
+    spec, scenario = load_sweep(Path(path))
     return plan(spec, scenario)
 
 
@@ -175,10 +195,14 @@ def cached_plan(text: str) -> Plan:
 def render() -> None:
     st.title("Sweep many what-ifs")
     st.caption(SIMULATED_NOTE)
-    file, profile, kpi, reps, seed, workers = controls()
+    file, profile, kpi, reps, seed, workers, problem = controls()
     opened = open_existing()
     if opened is not None:
         results(opened, kpi)
+        return
+    if problem is not None:  # the scenario file itself does not load (a damaged saved what-if)
+        show_problem(problem)
+        st.info("Pick another scenario under *Scenario*, or open a sweep directory above.")
         return
     axes = pick_axes(file)
     if not axes:
@@ -187,7 +211,7 @@ def render() -> None:
     text = sweep_yaml(file, profile, axes, reps, seed)
     path, out = sweep_paths(text)
     try:
-        p = cached_plan(text)
+        p = sweep_plan(text)
     except UserError as exc:
         st.error("\n\n".join(exc.lines), icon=":material/error:")
         return
@@ -211,8 +235,9 @@ def render() -> None:
         results(out, kpi)
 
 
-def controls() -> tuple[Path, Path | None, str, int, int, int]:
-    """Sidebar → (scenario, host profile for every host or None, KPI, replications, seed, workers)."""
+def controls() -> tuple[Path, Path | None, str, int, int, int, FileProblem | None]:
+    """Sidebar → (scenario, host profile for every host or None, KPI, replications, seed, workers, why the scenario
+    file does not load or None)."""
     sb = st.sidebar
     file: Path = sb.selectbox(
         "Scenario", scenario_files(), format_func=scenario_label, key="sw_scenario", persist_state=KEEP
@@ -223,10 +248,14 @@ def controls() -> tuple[Path, Path | None, str, int, int, int]:
     )
     kpi = sb.selectbox("KPI", list(KPIS), key="sw_kpi", persist_state=KEEP)
     reps = bounded_int(sb, "Replications per run", 1, 10, DEFAULT_REPLICATIONS, "sw_reps")
-    seed0 = int(base_data(str(file)).get("run", {}).get("seed", 1))
+    problem = None
+    try:
+        seed0 = int(base_data(str(file)).get("run", {}).get("seed", 1))
+    except FileProblem as exc:
+        problem, seed0 = exc, 1
     seed = bounded_int(sb, "Seed", 0, 2**31 - 1, seed0, f"sw_seed_{scenario_key(file)}")
     workers = bounded_int(sb, "Worker processes", 1, engine.max_local_workers(), os.cpu_count() or 1, "sw_workers")
-    return file, profiles[prof], kpi, reps, seed, workers
+    return file, profiles[prof], kpi, reps, seed, workers, problem
 
 
 def pick_axes(file: Path) -> dict[str, list[Any]]:
@@ -304,7 +333,11 @@ def stop() -> None:
 
 
 def finished(out: Path) -> set[str]:
-    return store.finished(out) if (out / store.POINTS).exists() else set()
+    """The points done so far (none counted while a part file cannot be read: the results say which, and why)."""
+    try:
+        return store.finished(out) if (out / store.POINTS).exists() else set()
+    except UserError:
+        return set()
 
 
 @st.fragment(run_every=POLL_S)
@@ -330,11 +363,44 @@ def progress() -> None:
 # --- the results ---------------------------------------------------------------------------------------
 
 
+def read_results(out: Path) -> tuple[dict[str, Any], pd.DataFrame]:
+    """(sweep.json, the rows) of a sweep directory, read with the sweep store's checks; UserError naming the file
+    and what is wrong for a directory this version cannot show (a damaged or foreign sweep.json or result file)."""
+    manifest = store.manifest(out)
+    axes = [a.key for a in analysis.spec_of(manifest).axes]
+    for file, need in result_files(out, axes):
+        try:
+            require_regular(file, "a Parquet file")  # pyarrow's reader blocks on a FIFO
+            names, rows = set(pq.read_schema(file).names), pq.read_metadata(file).num_rows
+        except (UserError, OSError, pa.ArrowException):
+            continue  # the store's reader says what is wrong with it, naming it
+        if missing := [c for c in need if c not in names and rows]:
+            raise UserError(f"{file}: not a result file of this sweep (no column {missing[0]!r}): move it away, and "
+                            "a rerun computes its points again")  # fmt: skip
+    return manifest, store.results(out)
+
+
+def result_files(out: Path, axes: list[str]) -> list[tuple[Path, list[str]]]:
+    """The files ``store.results`` reads (results.parquet when no part is newer, else every part file), each with
+    the columns the page needs of its rows (a part's missing axis columns come from sweep.json)."""
+    final = out / store.RESULTS
+    parts = sorted((out / store.POINTS).glob("part-*.parquet"))
+    meta = ["point", "replication", "hash", "error_kind"]
+    try:
+        fresh = final.exists() and all(p.stat().st_mtime_ns <= final.stat().st_mtime_ns for p in parts)
+    except OSError:
+        fresh = False
+    return [(final, meta + axes)] if fresh else [(p, meta) for p in parts]
+
+
 def results(out: Path, kpi: str) -> None:
     if msg := st.session_state.pop("sw_last", ""):
         st.warning(msg)
-    manifest = store.manifest(out)
-    df = store.results(out)
+    try:
+        manifest, df = read_results(out)
+    except UserError as exc:
+        show_problem(exc)
+        return
     spec = analysis.spec_of(manifest)
     pm = analysis.point_means(manifest, df)
     failed = df.loc[df["error"].notna()] if "error" in df else df.iloc[0:0]

@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages.common import KEEP, runs_dir, show_errors, show_path
+from app_pages.common import KEEP, runs_dir, show_path, show_problem
 from hw.compare import BOOTSTRAP_SEED, RESAMPLES, compare_dirs
 from pqtwin import charts
 from sim.contract import RunLayout, Summary, read_summary
@@ -20,8 +20,10 @@ from sim.errors import UserError
 from sim.units import MISSING, fmt
 
 
-def run_dirs(root: Path) -> dict[str, Summary]:
-    """Run directories under root (spans + a valid summary, up to three levels deep) → their summary."""
+def run_dirs(root: Path, problems: list[str] | None = None) -> dict[str, Summary]:
+    """Run directories under root (spans + a valid summary, up to three levels deep) → their summary. One whose
+    summary.json does not read as this version's is not offered; ``problems`` gets its one line (the file, what is
+    wrong)."""
     out: dict[str, Summary] = {}
     if not root.is_dir():
         return out
@@ -29,9 +31,21 @@ def run_dirs(root: Path) -> dict[str, Summary]:
         d = spans.parent
         try:
             out[str(d)] = read_summary(RunLayout(d).summary)
-        except ValueError:  # not a run directory of this version: not offered
-            continue
+        except ValueError as exc:  # sim.contract.read_model: one line naming the file
+            if problems is not None:
+                problems.append(str(exc))
     return out
+
+
+MAX_SHOWN = 3  # lines about run directories left out; then how many more
+
+
+def left_out(problems: list[str]) -> None:
+    """One line per run directory that is not offered (at most MAX_SHOWN, then a count)."""
+    for line in problems[:MAX_SHOWN]:
+        st.warning(f"Not offered: {show_path(line)}", icon=":material/warning:")
+    if len(problems) > MAX_SHOWN:
+        st.caption(f"… and {len(problems) - MAX_SHOWN} more run directories not offered.")
 
 
 def describe(d: str, s: Summary) -> str:
@@ -59,7 +73,9 @@ def render() -> None:
         "calibration profile. The figures are those of `pqtwin compare` (hw/compare.py)."
     )
     root = runs_dir()
-    dirs = run_dirs(root)
+    problems: list[str] = []
+    dirs = run_dirs(root, problems)
+    left_out(problems)
     measured = [d for d, s in dirs.items() if s.backend]
     if len(dirs) < 2 or not measured:
         st.info(
@@ -75,8 +91,11 @@ def render() -> None:
     sim, hw = picked
     try:
         result = compare(sim, hw, (_mtime(sim), _mtime(hw)))
-    except UserError as exc:
-        show_errors(exc)
+    except (UserError, ValueError) as exc:  # a damaged spans or summary file: the readers name it
+        show_problem(exc)
+        return
+    except OSError as exc:  # a file gone since the list was made
+        st.error(f"{show_path(exc.filename or sim)}: cannot be read ({exc.strerror or exc})", icon=":material/error:")
         return
     for w in result["warnings"]:
         st.warning(w)
