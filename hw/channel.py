@@ -183,6 +183,7 @@ class Sealed:
 
     header: bytes
     parts: list[Buffer]
+    epoch: int = -1  # the session it was sealed in (``Channel.epoch``); -1: not known (written as it comes)
 
 
 @dataclass
@@ -233,6 +234,7 @@ class Delegation:
     prefix: bytes
     session_key: bytes
     seq: int
+    epoch: int = 0  # the owner's session (``Sealed.epoch`` of what the worker seals)
 
 
 @dataclass
@@ -297,8 +299,9 @@ class Channel:
         if left <= 0:
             raise TimeoutError(f"{self.peer or 'the peer'} took no record for {self.send_timeout_s:g} s")
         wait = min(1.0, left)
+        timeval = SNDTIMEO.pack(int(wait), max(1, int(wait % 1 * 1e6)) if wait < 1 else 0)  # 0 s would be no limit
         with contextlib.suppress(OSError):  # a socket in Python's timeout mode has its own
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, SNDTIMEO.pack(int(wait), int(wait % 1 * 1e6)))
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
         try:
             return self.sock.sendmsg(views)
         except BlockingIOError:  # the kernel's timeout passed with nothing sent
@@ -457,10 +460,12 @@ class Channel:
         )
         send, recv = (i2r, r2i) if initiator else (r2i, i2r)
         send_raw, recv_raw = (okm[:n], okm[n : 2 * n]) if initiator else (okm[n : 2 * n], okm[:n])
-        self._send, self._recv = _Direction(*send, raw=send_raw), _Direction(*recv, raw=recv_raw)
-        self._written = 0  # the new session's records count from 1
-        self.session_key = okm[: 2 * n]
-        self.epoch += 1
+        with self._turn:  # a writer waiting for an earlier session's record learns it never comes
+            self._send, self._recv = _Direction(*send, raw=send_raw), _Direction(*recv, raw=recv_raw)
+            self.session_key = okm[: 2 * n]
+            self.epoch += 1
+            self._written = 0  # the new session's records count from 1
+            self._turn.notify_all()
 
     # --- delegation to crypto workers (concurrent mode) -----------------------------------------------
 
@@ -468,7 +473,7 @@ class Channel:
         """Allocate the next record of this session for a worker to seal (``Channel.sealer``)."""
         with self._wlock:
             self._send.seq += 1
-            return Delegation(self._send.raw, self._send.prefix, self.session_key, self._send.seq)
+            return Delegation(self._send.raw, self._send.prefix, self.session_key, self._send.seq, self.epoch)
 
     def delegate_open(self, rec: Record) -> Delegation:
         """Admit ``rec`` in the session's order (replay/reorder rejected here, as ``open`` does) for a worker
@@ -503,10 +508,10 @@ class Channel:
     ) -> Sealed:
         """Encrypt one record (with a per-message encapsulation if ``recipient_kem``)."""
         aead = find(self.suite.aead, "aead")
-        with self._wlock:
+        with self._wlock:  # the record's number, key and session, taken together
             self._send.seq += 1
-            seq = self._send.seq
-        key, prefix = self._send.key, b""
+            seq, key, nonce_prefix, epoch = self._send.seq, self._send.key, self._send.prefix, self.epoch
+        prefix = b""
         if recipient_kem is not None:
             with _maybe(timer, phase, f"{self.suite.kem}.encaps"):
                 ct, secret = find(self.suite.kem, "kem").encaps(recipient_kem)
@@ -514,20 +519,25 @@ class Channel:
         # the whole header is authenticated: type, sequence number, send time (spans are measured from it) and length
         aad = HEADER.pack(rtype, seq, self.clock(), len(prefix) + len(plaintext) + aead.tag_bytes)
         with _maybe(timer, phase, f"{self.suite.aead}.encrypt", len(plaintext)):
-            ct = aead.encrypt(key, self._send.prefix + seq.to_bytes(8, "big"), plaintext, aad)
-        return Sealed(aad, [prefix, ct])
+            ct = aead.encrypt(key, nonce_prefix + seq.to_bytes(8, "big"), plaintext, aad)
+        return Sealed(aad, [prefix, ct], epoch)
 
     def write_sealed(self, sealed: Sealed) -> int:
-        """Send a sealed record. Records leave in their session's order whichever thread sealed them first (the
-        peer rejects a reorder): each waits for the one sealed before it, up to ``send_timeout_s``. A record that
-        could not leave whole (the peer took none within the timeout, or the connection failed) ends writing on
-        the channel: the stream is cut mid-record, so every later write fails too (``OSError``)."""
+        """Send a sealed record; the bytes written. Records leave in their session's order whichever thread sealed
+        them first (the peer rejects a reorder): each waits for the one sealed before it, up to
+        ``send_timeout_s``. One sealed in an earlier session (per-round rekeying renewed it meanwhile) is not sent
+        (0): the peer could not open it, and the round it was for is over. A record that could not leave whole
+        (the peer took none within the timeout, or the connection failed) ends writing on the channel: the stream
+        is cut mid-record, so every later write fails too, with the same kind of error (``OSError``)."""
         seq = HEADER.unpack_from(sealed.header)[1]
         with self._turn:
-            if not self._turn.wait_for(lambda: self._broken is not None or seq <= self._written + 1,
-                                       self.send_timeout_s):  # fmt: skip
+            ready = lambda: self._broken is not None or self._stale(sealed) or seq <= self._written + 1  # noqa: E731
+            if not self._turn.wait_for(ready, self.send_timeout_s):
                 self._broken = TimeoutError(f"record {seq} waited {self.send_timeout_s:g} s for the one before it")
-            if self._broken is not None:  # the same kind of error, so a caller can tell a timeout
+                self._turn.notify_all()  # the records behind it fail at once
+            if self._stale(sealed):
+                return 0
+            if self._broken is not None:
                 raise type(self._broken)(f"no record to {self.peer or 'the peer'} can leave: {self._broken}")
             try:
                 n = self._send_record(sealed.header, sealed.parts)
@@ -538,6 +548,9 @@ class Channel:
                 self._turn.notify_all()
             self._written = max(self._written, seq)
         return n
+
+    def _stale(self, sealed: Sealed) -> bool:
+        return 0 <= sealed.epoch != self.epoch
 
     def open(self, rec: Record, timer: Any = None, phase: str = "") -> bytes:
         """Check order and authenticity of a record read off the wire; the plaintext."""

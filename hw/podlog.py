@@ -63,7 +63,9 @@ def blocks(log: str, kind: str) -> Iterator[tuple[str, bytes]]:
     """Every complete ``kind`` block of a log whose base64 decodes, in order: ``(name, payload)``.
 
     Line by line: a BEGIN line opens a block (dropping any block still open: its END never came), its END
-    line (same kind and name) closes it, and any other line inside it -- not base64 -- damages it."""
+    line (same kind and name) closes it, and any other line inside it that is not base64 is passed over: on
+    Kubernetes a pod's stdout and stderr are one log, so another thread's log line may land inside a block (the
+    block's base64, JSON and schema still have to hold for it to count)."""
     current: tuple[str, str, list[str]] | None = None  # kind, name, base64 lines of the open block
     for line in log.split("\n"):  # "\n" only: the splitlines() breaks (\x1c, \u2028 ...) are no line ends in a log
         line = line.rstrip()
@@ -79,8 +81,6 @@ def blocks(log: str, kind: str) -> Iterator[tuple[str, bytes]]:
             current = None
         elif _BASE64_LINE.fullmatch(line) is not None:
             current[2].append(line)
-        else:
-            current = None  # a stray line inside: the block is damaged (the next BEGIN starts afresh)
 
 
 def _decoded(lines: list[str]) -> bytes | None:

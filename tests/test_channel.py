@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from hw.channel import ALERT, HEADER, KEM, Channel, ConnectionClosed, Identity, SecurityError, Suite, load_trust
+from hw.channel import ALERT, HEADER, KEM, REKEY, Channel, ConnectionClosed, Identity, SecurityError, Suite, load_trust
 from hw.node.common import Bounded
 
 SUITE = Suite("ML-KEM-768", "ML-DSA-65", "AES-256-GCM")
@@ -181,6 +181,27 @@ def test_sealed_records_leave_in_their_order_whichever_thread_writes_first():
     b.write_sealed(first)
     late.join(5)
     assert [a.open(a.read_record()) for _ in range(2)] == [b"round 1", b"round 2"] and not a.counters
+
+
+@pytest.mark.parametrize("stale", [1, 2])
+def test_a_record_sealed_before_a_rekey_is_not_sent_in_the_new_session(stale):
+    """Per-round rekeying: round 2's REKEY went out while a late thread still held round 1's model, sealed after
+    it. Written after the rehandshake, it was let through into the new session (the client refused its own
+    aggregator's record as tampered) or waited for a record of the old session that never came (the review)."""
+    a, b, _, _ = pair()
+    a.send_timeout_s = 2.0
+    rekey = a.seal((2).to_bytes(4, "big"), rtype=REKEY)
+    old = [a.seal(b"round 1, late") for _ in range(stale)]  # sealed in the old session, after the REKEY
+    a.write_sealed(rekey)
+    b.open(b.read_record())
+    client = threading.Thread(target=b.initiate, args=("aggregator", null_timer))
+    client.start()
+    a.accept(null_timer, a.read_record())
+    client.join(5)
+    started = time.monotonic()
+    assert a.write_sealed(old[-1]) == 0 and time.monotonic() - started < 1.0  # not sent, and at once
+    a.write_sealed(a.seal(b"round 2"))
+    assert b.open(b.read_record()) == b"round 2" and not b.counters
 
 
 def test_a_peer_that_stops_reading_holds_a_writer_no_longer_than_its_timeout():

@@ -122,6 +122,14 @@ def test_an_unterminated_or_damaged_block_does_not_swallow_the_real_one(run, cap
     assert summary.accuracy_per_round == [0.5, 0.6, 0.7]
 
 
+def test_another_threads_log_line_inside_a_block_does_not_lose_it():
+    """On Kubernetes a pod's stdout and stderr are one log: a warning another thread logs while the node prints its
+    result lands inside the block, which was then dropped and the node's result lost (the review)."""
+    lines = forged("aggregator", {"state": "completed"}, spans=bytes(300)).splitlines()  # a block of 10 lines
+    log = "\n".join([*lines[:2], "WARNING pqtwin.node: aggregator: handshake rejected: 'x' offered 'y'", *lines[2:]])
+    assert podlog.results(log)["aggregator"][0] == {"state": "completed"}
+
+
 def test_the_last_complete_block_of_a_name_wins_and_a_new_begin_starts_a_new_block():
     first, second = forged("aggregator", {"state": "failed"}), forged("aggregator", {"state": "completed"})
     unterminated = "----- BEGIN PQTWIN RESULT aggregator -----\n" + forged("x", 1).splitlines()[1]

@@ -236,7 +236,7 @@ class Aggregator:
                 if rec.type == HELLO:  # the client's answer to a per-round REKEY
                     self._rehandshake(ch, rec)
                     continue
-            except (ConnectionClosed, SecurityError) as exc:
+            except (ConnectionClosed, SecurityError, OSError) as exc:  # OSError: answering a rekey
                 self.inbox.put(Arrival(name, None, str(exc) or "connection closed"))
                 self.rekeyed.put(name)
                 return
@@ -293,8 +293,9 @@ class Aggregator:
         """One client's copy of the global model: serialise, sign, (encapsulate,) encrypt, send."""
         ch = self.channels[c]
         if self.workers is not None and queued_at is not None:
-            job = Job(DISTRIBUTE, r, c, ch.delegate_seal(), b"", theta.data.cast("B"))
-            sealed = self.workers.distribute(job, queued_at)
+            grant = ch.delegate_seal()
+            job = Job(DISTRIBUTE, r, c, grant, b"", theta.data.cast("B"))
+            sealed = replace(self.workers.distribute(job, queued_at), epoch=grant.epoch)  # the session it is for
         else:
             kem_pk = self.trust[c].kem if self.node.cfg.rekey == "per_message" else None
             buf = message(self.node, MODEL, r, theta, "distribute", queued_at)
@@ -308,8 +309,8 @@ class Aggregator:
         sender and the records queued behind it (concurrent) for good."""
         try:
             self.channels[c].write_sealed(sealed)
-        except TimeoutError:
-            self._cut_off(c, f"took no record for {self.fl.round_timeout_s:g} s (the round's deadline)")
+        except TimeoutError as exc:
+            self._cut_off(c, f"took no record in time: {exc}")
         except OSError:
             pass
 
