@@ -539,7 +539,7 @@ def _measure_fedavg(budget: Budget, where: str, probe: SpeedProbe | None = None)
 
 def cpu_model() -> str:
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
             if line.lower().startswith(("model name", "hardware", "cpu model")):
                 return line.split(":", 1)[1].strip()
     except OSError:
@@ -549,7 +549,7 @@ def cpu_model() -> str:
 
 def clock_hz() -> float | None:
     try:
-        return int(Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").read_text()) * 1e3
+        return int(Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").read_text(encoding="utf-8")) * 1e3
     except (OSError, ValueError):
         return None
 

@@ -46,7 +46,8 @@ def read_journal(path: Path) -> tuple[list[SpanRow], dict[str, Any] | None]:
     """The spans of a journal's whole lines and the last result; a torn last line (killed mid-write) is dropped."""
     rows: list[SpanRow] = []
     result = None
-    for line in path.read_text(errors="replace").splitlines():  # a damaged line ends the journal, not the run
+    text = path.read_text(encoding="utf-8", errors="replace")
+    for line in text.splitlines():  # a damaged line ends the journal, not the run
         try:
             entry = json.loads(line)
             new = [SpanRow(*r) for r in entry["rows"]]

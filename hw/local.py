@@ -128,7 +128,7 @@ def free_port(taken: set[int] | None = None) -> int:
 
 def _ephemeral_range() -> tuple[int, int]:
     try:
-        low, high = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        low, high = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text(encoding="utf-8").split())
     except (OSError, ValueError):
         return 32768, 60999  # Linux's default
     return low, high

@@ -47,7 +47,7 @@ def _cpu_jiffies() -> tuple[float, float, float, float]:
 
 def _loadavg() -> float | None:
     try:
-        return float(Path("/proc/loadavg").read_text().split()[0])
+        return float(Path("/proc/loadavg").read_text(encoding="utf-8").split()[0])
     except (OSError, ValueError, IndexError):
         return None
 

@@ -311,7 +311,7 @@ def congestion_control(fabric: Fabric, host: str) -> str:
     """The TCP congestion control a host's namespace gives new connections (a new namespace takes the
     machine's default); "" where unreadable."""
     with inside(fabric.namespace(host)), contextlib.suppress(OSError):  # /proc/sys/net is the thread's namespace's
-        return Path("/proc/sys/net/ipv4/tcp_congestion_control").read_text().strip()
+        return Path("/proc/sys/net/ipv4/tcp_congestion_control").read_text(encoding="utf-8").strip()
     return ""
 
 

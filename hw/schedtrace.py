@@ -129,7 +129,8 @@ def _mounted(tracefs: Path) -> bool:
 
 def _overrun(stats: Path) -> bool:
     """Whether a CPU's buffer lost events (an unreadable count counts as lost)."""
-    fields = dict(line.split(":", 1) for line in stats.read_text().splitlines() if ":" in line)
+    text = stats.read_text(encoding="utf-8", errors="replace")
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
     try:
         return int(fields.get("overrun", "0").strip() or 0) > 0
     except ValueError:

@@ -149,7 +149,7 @@ class SpeedProbe:
         """Write every sample (after ``stop``) as CSV: seconds since ``epoch`` (the nodes' clock origin: the spans'
         time), the core, the probe's µs, the core's busy share before it (nan: unknown)."""
         rows = "".join(f"{t - epoch:.6f},{cpu},{us:.3f},{busy:.3f}\n" for t, cpu, us, busy in sorted(self.samples))
-        path.write_text(KEPT_HEADER + rows)
+        path.write_text(KEPT_HEADER + rows, encoding="utf-8")
 
 
 MIN_IN_WINDOW = 4
@@ -232,7 +232,7 @@ def counted(samples: list[Sample]) -> list[Sample]:
 def stat_fields(name: str) -> list[float] | None:
     """The counters of /proc/stat's line ``name`` ("cpu": all CPUs; "cpu0": one), None where unreadable."""
     try:
-        with open("/proc/stat") as f:
+        with open("/proc/stat", encoding="utf-8") as f:
             for line in f:
                 if line.startswith(name + " "):
                     return [float(x) for x in line.split()[1:]]
