@@ -460,7 +460,9 @@ class Channel:
         )
         send, recv = (i2r, r2i) if initiator else (r2i, i2r)
         send_raw, recv_raw = (okm[:n], okm[n : 2 * n]) if initiator else (okm[n : 2 * n], okm[:n])
-        with self._turn:  # a writer waiting for an earlier session's record learns it never comes
+        # with the sealers' lock too, so a record's number, key and session are all the old or all the new; and a
+        # writer waiting for an earlier session's record learns it never comes
+        with self._turn, self._wlock:
             self._send, self._recv = _Direction(*send, raw=send_raw), _Direction(*recv, raw=recv_raw)
             self.session_key = okm[: 2 * n]
             self.epoch += 1
