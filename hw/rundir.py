@@ -41,6 +41,7 @@ from sim.contract import (
     write_spans,
     write_summary,
 )
+from sim.dirlock import holder_pid, open_lock, write_pid
 from sim.energy import host_energy, round_energy
 from sim.errors import UserError
 from sim.loading import exists, read_bytes
@@ -212,7 +213,7 @@ def _lock(out: Path) -> None:
         return
     path = out / LOCK
     while True:
-        fd = _open_lock(out, path)
+        fd = open_lock(path, "run")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -224,38 +225,8 @@ def _lock(out: Path) -> None:
         if _same_file(path, fd):
             break
         os.close(fd)
-    with contextlib.suppress(OSError):  # who holds it, for the message a second run prints
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+    write_pid(fd)  # who holds it, for the message a second run prints
     _held[_key(out)] = fd
-
-
-_NOT_A_LOCK = "remove it, or choose another --out"
-
-
-def _open_lock(out: Path, path: Path) -> int:
-    """A descriptor of ``path``, the regular file ``.lock`` (created if missing), never opened through a link
-    (``O_NOFOLLOW``; ``O_NONBLOCK``: a FIFO there does not hang the open); UserError naming it otherwise."""
-    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
-    try:
-        fd = os.open(path, flags, 0o644)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP or os.path.islink(path):
-            raise UserError(f"--out: {path} is a symbolic link, not a run's lock file; {_NOT_A_LOCK}") from None
-        if exc.errno == errno.EISDIR or os.path.isdir(path):
-            raise UserError(f"--out: {path} is a directory, not a run's lock file; {_NOT_A_LOCK}") from None
-        raise UserError(f"--out: cannot write to {out}: {exc.strerror}") from None
-    try:
-        st = os.fstat(fd)
-    except OSError as exc:
-        os.close(fd)
-        raise UserError(f"--out: cannot use {path}: {exc.strerror}") from None
-    if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
-        os.close(fd)
-        what = "a file with other names (a hard link)" if stat.S_ISREG(st.st_mode) else "not a regular file"
-        raise UserError(f"--out: {path} is {what}, not a run's lock file; {_NOT_A_LOCK}")
-    os.set_blocking(fd, True)
-    return fd
 
 
 def _same_file(path: Path, fd: int) -> bool:
@@ -269,11 +240,8 @@ def _same_file(path: Path, fd: int) -> bool:
 
 def _holder(fd: int) -> str:
     """`` (process PID)`` from the lock file open as ``fd`` (its holder wrote it), or nothing."""
-    try:
-        pid = os.pread(fd, 20, 0).decode(errors="replace").strip()
-    except OSError:
-        return ""
-    return f" (process {pid})" if pid.isdigit() else ""
+    pid = holder_pid(fd)
+    return f" (process {pid})" if pid else ""
 
 
 def release(out: Path) -> None:

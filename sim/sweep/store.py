@@ -20,14 +20,12 @@ which a client writing every point alone would take from the workers on a machin
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import io
 import json
 import os
 import re
-import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from sim.contract import atomic_write, write_json
+from sim.dirlock import holder_pid, open_lock, write_pid
 from sim.errors import UserError, shorten, show, validate
 from sim.loading import read_text, require_regular
 from sim.sweep.plan import Plan
@@ -90,7 +89,7 @@ def lock(out: Path) -> None:
     if _key(out) in _held:
         return
     path = out / LOCK
-    fd = _open_lock(path)
+    fd = open_lock(path, "sweep")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
@@ -100,9 +99,7 @@ def lock(out: Path) -> None:
             raise UserError(f"--out: cannot lock {path}: {exc.strerror}") from None
         raise UserError(f"--out {out} is in use by another sweep{holder}: wait for it to end (rerunning it then "
                         "resumes it), or choose another --out") from None  # fmt: skip
-    with contextlib.suppress(OSError):  # who holds it, for the line a second sweep prints
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+    write_pid(fd)  # who holds it, for the line a second sweep prints
     _held[_key(out)] = fd
 
 
@@ -113,41 +110,10 @@ def unlock(out: Path) -> None:
         os.close(fd)  # the flock ends with its last descriptor
 
 
-_NOT_A_LOCK = "remove it, or choose another --out"
-
-
-def _open_lock(path: Path) -> int:
-    """A descriptor of the regular file ``path`` (created if missing), never opened through a link (``O_NOFOLLOW``;
-    ``O_NONBLOCK``: a FIFO there does not hang the open); UserError naming it otherwise."""
-    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
-    try:
-        fd = os.open(path, flags, 0o644)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP or os.path.islink(path):
-            raise UserError(f"--out: {path} is a symbolic link, not a sweep's lock file; {_NOT_A_LOCK}") from None
-        if exc.errno == errno.EISDIR or os.path.isdir(path):
-            raise UserError(f"--out: {path} is a directory, not a sweep's lock file; {_NOT_A_LOCK}") from None
-        raise UserError(f"--out: cannot write to {path.parent}: {exc.strerror}") from None
-    try:
-        st = os.fstat(fd)
-    except OSError as exc:
-        os.close(fd)
-        raise UserError(f"--out: cannot use {path}: {exc.strerror}") from None
-    if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
-        os.close(fd)
-        what = "a file with other names (a hard link)" if stat.S_ISREG(st.st_mode) else "not a regular file"
-        raise UserError(f"--out: {path} is {what}, not a sweep's lock file; {_NOT_A_LOCK}")
-    os.set_blocking(fd, True)
-    return fd
-
-
 def _holder(fd: int) -> str:
     """`` (pid N)`` from the lock file open as ``fd`` (its holder wrote it), or nothing."""
-    try:
-        pid = os.pread(fd, 20, 0).decode(errors="replace").strip()
-    except OSError:
-        return ""
-    return f" (pid {pid})" if pid.isdigit() else ""
+    pid = holder_pid(fd)
+    return f" (pid {pid})" if pid else ""
 
 
 def manifest_data(plan: Plan, sweep_file: Path) -> dict[str, Any]:
