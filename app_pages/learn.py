@@ -433,18 +433,10 @@ def read_study(path: Path, spec: StudySpec) -> dict[str, Any]:
     """study.json as the page reads it, checked against the study file it is drawn with (``spec``): UserError
     naming the file and what is wrong for a file that is not JSON, of another shape or of another study (was
     "Learn failed: StopIteration" or "KeyError: 'plane'")."""
-    import json
-
     from sim.errors import validate
-    from sim.loading import read_text
+    from sim.loading import read_json_object
 
-    try:
-        data = json.loads(read_text(path, MAX_STUDY_JSON_BYTES))
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise UserError(f"{path}: not a study result (not JSON: {exc})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: not a study result (a JSON object expected, got {type(data).__name__})")
-    found = validate(_StudyResult, data, path)
+    found = validate(_StudyResult, read_json_object(path, MAX_STUDY_JSON_BYTES, "a study result"), path)
     axes = {a.name: [lv.label for lv in a.levels] for a in spec.axes}
     if found.study != spec.study:
         raise UserError(f"{path}: the result of study {found.study!r}, not of {spec.study!r} "

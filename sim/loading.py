@@ -18,6 +18,7 @@ same by both.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
@@ -89,6 +90,18 @@ class _Loader(_Base):
 def read_text(path: Path | str, limit_bytes: int = MAX_FILE_BYTES) -> str:
     """The text of a regular file of at most ``limit_bytes``, strictly UTF-8; UserError naming the file."""
     return decode(read_bytes(path, limit_bytes), path)
+
+
+def read_json_object(path: Path | str, limit_bytes: int, what: str) -> dict[str, Any]:
+    """The JSON object in a regular UTF-8 file of at most ``limit_bytes``; UserError naming the file and saying it
+    is not ``what`` ("a sweep manifest") when it is not JSON or not an object."""
+    try:
+        data = json.loads(read_text(path, limit_bytes))
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise UserError(f"{path}: not {what} (not JSON: {shorten(str(exc), 200)})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: not {what} (a JSON object expected, got {type(data).__name__})")
+    return data
 
 
 def read_bytes(path: Path | str, limit_bytes: int = MAX_FILE_BYTES, expected: str = "a YAML file") -> bytes:

@@ -38,7 +38,7 @@ from pydantic import BaseModel
 from sim.contract import atomic_write, write_json
 from sim.dirlock import holder_pid, open_lock, write_pid
 from sim.errors import UserError, shorten, show, validate
-from sim.loading import read_text, require_regular
+from sim.loading import read_json_object, require_regular
 from sim.sweep.plan import Plan
 from sim.sweep.spec import AXIS_NAME, RESERVED, STORED, SweepSpec
 
@@ -207,12 +207,7 @@ def manifest(out: Path) -> dict[str, Any]:
     path = out / MANIFEST
     if not path.is_file():
         raise UserError(f"{out}: not a sweep directory (no {MANIFEST}; `pqtwin sweep SWEEP.yaml --out DIR` makes one)")
-    try:
-        data = json.loads(read_text(path, MAX_MANIFEST_BYTES))
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise UserError(f"{path}: not a sweep manifest ({shorten(str(exc), 200)})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: not a sweep manifest (got {show(data)})")
+    data = read_json_object(path, MAX_MANIFEST_BYTES, "a sweep manifest")
     validate(_Manifest, data, path, STORED)
     return data
 
