@@ -180,6 +180,13 @@ def test_the_check_accepts_every_column_of_a_real_summary_and_refuses_them_missp
         one_error(capsys, write(tmp_path, doc(kpis=[pattern])), f"kpis: item 0, {pattern!r}, matches no summary")
 
 
+@pytest.mark.parametrize("pattern", ["machine_load.*", "security.*", "fabric.*", "initial_accuracy"])
+def test_a_kpi_only_a_twin_run_has_is_refused(capsys, tmp_path, pattern):
+    """A sweep's points are simulations: a pattern matching only fields a twin's run fills in (how busy the
+    machine was, the security counters, the netns fabric) passed the check and then stored no column."""
+    one_error(capsys, write(tmp_path, doc(kpis=[pattern])), f"kpis: item 0, {pattern!r}, matches no summary")
+
+
 # --- 3. one sweep at a time in an --out --------------------------------------------------------------------
 
 HOLD = textwrap.dedent("""

@@ -27,6 +27,10 @@ from sim.scenario import Scenario
 # in the sweep's log.jsonl, so that results are the same on any machine and any number of workers)
 # (``suite`` is the scenario's input, already in the axis columns where it varies)
 NOT_KPIS = frozenset({"seed", "replications", "wall_s", "peak_rss_bytes", "suite"})
+# fields only a twin's run fills in (sim/contract.py ``Summary``): a sweep's points are simulations, so a KPI
+# pattern that matches only these (``machine_load.*``) would keep no column; the schema leaves them out
+TWIN_ONLY = frozenset({"backend", "state", "reason", "initial_accuracy", "accuracy_per_round", "dropouts",
+                       "security", "attack", "namespace", "run_id", "machine_load", "fabric"})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -119,7 +123,7 @@ def kpi_schema(model: type[BaseModel] = Summary) -> list[tuple[str, bool]]:
     (text, a list: left out). A pattern matching none of the numeric names keeps no column."""
     out: list[tuple[str, bool]] = []
     for name, f in model.model_fields.items():
-        if name not in NOT_KPIS:
+        if name not in NOT_KPIS and not (model is Summary and name in TWIN_ONLY):
             _schema(f.annotation, name, out)
     return list(dict.fromkeys(out))
 
