@@ -707,7 +707,7 @@ def _calibrate_k8s(out: Path, provider: str | None, algorithms: str | None, quic
     check_image(DEFAULT_IMAGE if image is None else image)
     if node_list:
         check_nodes(node_list)
-    _cluster_preflight(kubeconfig, context, node_list, "--nodes")
+    _calibration_preflight(kubeconfig, context, node_list)
     with _progress(None) as bar:
         task = bar.add_task("calibration Jobs", total=len(node_list) if node_list else None)
 
@@ -825,6 +825,15 @@ def _cluster_preflight(kubeconfig: Path | None, context: str | None, nodes: list
     if nodes:
         with contextlib.suppress(NoNodeAccess):  # the backend goes on unchecked, and says so
             cluster.check_hosts(nodes, where)
+
+
+def _calibration_preflight(kubeconfig: Path | None, context: str | None, nodes: list[str] | None) -> None:
+    """``_cluster_preflight`` for a calibration: without --nodes, that the cluster has a Ready node to calibrate
+    and that this user may list them, which the backend refused only after --out was claimed."""
+    from hw.k8s.backend import nodes_to_calibrate
+    from hw.k8s.client import Cluster
+
+    nodes_to_calibrate(Cluster(kubeconfig, context), nodes)
 
 
 @hw_app.command("run")

@@ -247,6 +247,26 @@ def test_calibration_jobs_write_one_profile_per_node(fake, tmp_path):
     _nothing_left(api, "pqtwin")
 
 
+@pytest.mark.parametrize("node_reader", [True, False])
+def test_a_k8s_calibration_the_cluster_cannot_serve_keeps_the_earlier_profiles(fake, tmp_path, capsys, node_reader):
+    """No Ready node (or no right to list nodes, without --nodes): refused in one line before --force cleared the
+    earlier calibration's logs (the backend found it only after --out was claimed)."""
+    from pqtwin import cli
+
+    _, kubeconfig = fake([FakeNode("pi-1", ready=False)], node_reader=node_reader)
+    out = tmp_path / "profiles"
+    (out / "logs").mkdir(parents=True)
+    (out / "logs" / "calibrate-pi-1.log").write_text("the earlier calibration's log\n")
+    (out / "pi-1.yaml").write_text("profile: pi-1\nops: {}\n")
+    before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    capsys.readouterr()
+    code = cli.run(["calibrate", "--backend", "k8s", "--out", str(out), "--force", "--kubeconfig", str(kubeconfig)])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, lines
+    assert ("no Ready node in the cluster" if node_reader else "may not list the cluster's nodes") in lines[0], lines
+    assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
+
+
 # --- the stand-in speaks the API faithfully enough for the official client -------------------------------
 
 

@@ -319,7 +319,7 @@ def calibrate_k8s(
             algorithms=algorithms)  # fmt: skip
         return {"dry_run": True, "manifests": render.to_yaml(objects), "objects": objects}
     cluster = Cluster(kubeconfig, context)
-    found = _nodes_to_calibrate(cluster, nodes)
+    found = nodes_to_calibrate(cluster, nodes)
     render.check_nodes(found, "a node of the cluster")  # the nodes found, when no --nodes named them
     cores = {name: _cores(n) for name, n in found.items()}
     jobs = render.calibration_jobs(cores, namespace=ns, image=image, run_id=run_id, quick=quick, provider=provider,
@@ -365,7 +365,7 @@ def calibrate_k8s(
     return written
 
 
-def _nodes_to_calibrate(cluster: Cluster, nodes: list[str] | None) -> dict[str, dict[str, Any]]:
+def nodes_to_calibrate(cluster: Cluster, nodes: list[str] | None) -> dict[str, dict[str, Any]]:
     """The named nodes (each checked, when the user may list nodes), or every Ready node of the cluster."""
     if nodes:
         try:
