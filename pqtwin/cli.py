@@ -730,6 +730,9 @@ def study_cmd(
     ] = "runs/study",  # text, not a Path: typer makes '' the current directory
     workers: Annotated[int, typer.Option(min=0, max=256, help="processes (0: one per core of this machine)")] = 0,
     force: Annotated[bool, typer.Option("--force", help="replace an earlier study's files in --out")] = False,
+    max_minutes: Annotated[
+        float, typer.Option(min=0.01, max=1e6, help="refuse a study estimated to take longer (all its points)")
+    ] = 60.0,
 ) -> None:
     """Which of a study's unpublished choices reproduce its headline figures: one axis at a time, the grid of the
     two most influential numeric axes, random combinations; the contour plot and the reproduction table."""
@@ -741,14 +744,24 @@ def study_cmd(
     from hw import rundir
     from pqtwin import studyreport as rep
     from sim.contract import atomic_write
-    from sim.study import fmt_ci, load_study, reproductions, run_study
+    from sim.cost import duration
+    from sim.errors import UserError
+    from sim.study import check_levels, fmt_ci, load_study, planned_cost, reproductions, run_study
 
     out = _out_path(out_given) or Path("runs/study")
-    spec, scenario = load_study(study)
+    spec, scenario = load_study(study, check=False)
+    n_points, total_s = planned_cost(spec, check_levels(study, spec, scenario))
+    workers = workers or os.cpu_count() or 1
+    wall_s = total_s / min(workers, n_points)
+    if wall_s > max_minutes * 60:  # before --out is claimed
+        raise UserError(f"{study}: the study's {n_points:,} points need ~{duration(wall_s)} on {workers} worker(s) "
+                        f"(~{duration(total_s)} of simulation), over the {max_minutes:g} min budget (--max-minutes); "
+                        "fewer random_points, replications or levels make it shorter")  # fmt: skip
+    _say(f"{spec.study} study: up to {n_points:,} points, ~{duration(wall_s)} estimated on {workers} worker(s)")
     outputs = ("study.json", "study.svg", "study.md")  # a directory of the user's is claimed as a run's is (rundir)
     with rundir.claimed(out, force, outputs, outputs[:1], discard=True), _writing(out), _progress(None) as bar:
         task = bar.add_task(f"{spec.study} study", total=None)
-        result = run_study(spec, scenario, workers or os.cpu_count() or 1,
+        result = run_study(spec, scenario, workers,
                            progress=lambda done, total: bar.update(task, completed=done, total=total))  # fmt: skip
         atomic_write(out / "study.json", json.dumps(result, indent=1))
         atomic_write(out / "study.svg", rep.svg(result, spec))

@@ -144,40 +144,81 @@ def load_study(path: Path, check: bool = True) -> tuple[StudySpec, Path]:
     return spec, scenario
 
 
-def check_levels(path: Path, spec: StudySpec, scenario: Path) -> None:
+def check_levels(path: Path, spec: StudySpec, scenario: Path) -> dict[tuple[str, str], float]:
     """Every level of every axis, set alone on the base, makes a scenario that validates and fits the simulator's
     budget (``point_problem``); else UserError naming the axis and level. A level no point can run with only
     warned per point, and the study went on to exit 0 with every point failed, the base's too (a combination of
-    levels that cannot run is still a point's error: each level alone can)."""
+    levels that cannot run is still a point's error: each level alone can). Returns each (axis, level)'s estimated
+    wall time of a point, both modes (``sim.cost``), the base's under each axis' base level."""
     base = spec.base()
-    if (problem := point_problem(scenario, overrides(spec, base))) is not None:
+    problem, base_s = _point(scenario, overrides(spec, base))
+    if problem is not None:
         raise UserError(f"{path}: the base point (every axis at its base level): {problem}")
+    costs = {}
     for i, a in enumerate(spec.axes):
         for lv in a.levels:
-            if (problem := point_problem(scenario, overrides(spec, base | {a.name: lv.label}))) is not None:
+            point = base | {a.name: lv.label}
+            problem, wall_s = (None, base_s) if lv.label == a.base else _point(scenario, overrides(spec, point))
+            if problem is not None:
                 raise UserError(f"{path}: axes[{i}] ({a.name}), level {lv.label!r}: {problem}")
+            costs[a.name, lv.label] = wall_s
+    return costs
 
 
 def point_problem(scenario: Path, sets: list[str]) -> str | None:
     """Why a point cannot be simulated: its scenario does not validate, or both its modes would take more memory
     or time than ``pqtwin sim`` allows by default (a level of 100,000 devices on the event engine started a
     simulation of hours); None if it can."""
+    return _point(scenario, sets)[0]
+
+
+def _point(scenario: Path, sets: list[str]) -> tuple[str | None, float]:
+    """``point_problem`` and the point's estimated wall time, both modes (0 when it cannot run)."""
+    from sim import cost as costs
     from sim.scenario import load_scenario
 
     try:
         s = load_scenario(scenario, sets)
     except UserError as exc:
-        return exc.lines[0]
-    return over_budget(s)
+        return exc.lines[0], 0.0
+    cost = costs.estimate(s, None, 2)
+    return _over_budget(s, cost), cost.wall_s
 
 
 def over_budget(s: Scenario) -> str | None:
     """``pqtwin sim``'s default budget for both modes of a point (``sim.cost``)."""
     from sim import cost as costs
 
+    return _over_budget(s, costs.estimate(s, None, 2))
+
+
+def _over_budget(s: Scenario, cost: Any) -> str | None:
+    from sim import cost as costs
+
     default = ("pqtwin sim's default, per point", "pqtwin sim's default, per point")
-    return costs.budget_problem(s, costs.estimate(s, None, 2), costs.DEFAULT_MAX_MEMORY_GIB, costs.DEFAULT_MAX_MINUTES,
-                                default)  # fmt: skip
+    return costs.budget_problem(s, cost, costs.DEFAULT_MAX_MEMORY_GIB, costs.DEFAULT_MAX_MINUTES, default)
+
+
+def planned_cost(spec: StudySpec, level_s: dict[tuple[str, str], float]) -> tuple[int, float]:
+    """How many points the study will simulate at most and their estimated wall time in all (one worker): the
+    one-at-a-time points as estimated, and for a combination the base's time scaled by each of its levels' own
+    factor (devices and horizon multiply); the grid counted for the costliest pair of numeric axes, as the plane is
+    chosen only once the first design has run. Identical points count once, as the study runs them once. An
+    estimate, to refuse a study of days before it starts, not a promise."""
+    base = spec.base()
+    base_s = max(level_s[a.name, a.base] for a in spec.axes)
+
+    def cost(point: dict[str, str]) -> float:
+        factors = [level_s[a, lv] / base_s for a, lv in point.items() if lv != base[a]] if base_s > 0 else []
+        return base_s * math.prod(factors)
+
+    first = {key(p): p for p in one_at_a_time(spec)}
+    numeric = [a.name for a in spec.axes if a.numeric]
+    grids = [{key(p): p for p in grid(spec, x, y)} for x, y in itertools.permutations(numeric, 2)]
+    worst = max(grids, key=lambda g: sum(cost(p) for k, p in g.items() if k not in first))
+    later = {k: p for k, p in (worst | {key(p): p for p in random_design(spec)}).items() if k not in first}
+    points = first | later
+    return len(points), sum(cost(p) for p in points.values())
 
 
 # --- one point ------------------------------------------------------------------------------------------

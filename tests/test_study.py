@@ -222,3 +222,34 @@ def test_a_markdown_cell_cannot_split_its_row():
     table = studyreport.markdown([{"axis": "a | b", "level": "two\nlines"}, {"axis": "x", "level": "y"}])
     lines = table.splitlines()
     assert len(lines) == 4 and all(len(re.split(r"(?<!\\)\|", line)) == 4 for line in lines), table  # 2 cells
+
+
+def test_a_study_over_its_total_budget_is_refused_before_its_out_is_claimed(pqtwin, tmp_path):
+    """Each point within pqtwin sim's budget, the study as a whole had none: thousands of random points of a point
+    that takes a minute ran for a day. Now its points are estimated together first (``planned_cost``; identical
+    points once, as the study runs them) and a study over --max-minutes is one line, its --out untouched."""
+    data = json.loads(json.dumps(SMALL)) | {"random_points": 10_000, "replications": 50, "rounds": 50}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(data))
+    out = tmp_path / "out"
+    res = pqtwin("study", str(tmp_path / "s.yaml"), "--out", str(out), "--workers", "2", "--max-minutes", "5")
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert re.search(r"the study's 24 points need ~.+ on 2 worker\(s\) .* over the 5 min budget \(--max-minutes\)",
+                     res.stderr), res.stderr  # fmt: skip
+    assert not out.exists()
+    data["random_points"] = 0
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(data))
+    res = pqtwin("study", str(tmp_path / "s.yaml"), "--out", str(out), "--workers", "1", "--max-minutes", "0.01")
+    assert res.returncode == 2 and "over the 0.01 min budget" in res.stderr and not out.exists(), res.stderr
+
+
+def test_the_planned_cost_counts_every_design_and_scales_combinations_by_their_levels(small):
+    spec, _, _ = small
+    levels = {(a.name, lv.label): 10.0 for a in spec.axes for lv in a.levels}
+    levels["model", "1M"] = 40.0  # four times the base
+    n, total_s = study.planned_cost(spec, levels)
+    first = study.one_at_a_time(spec)
+    assert n >= len(first) and n <= len(first) + 6 + spec.random_points  # the largest numeric grid: 2 x 3
+    assert total_s >= 10.0 * n  # no point cheaper than the base
+    one = {**{(a.name, lv.label): 10.0 for a in spec.axes for lv in a.levels}}
+    n1, t1 = study.planned_cost(spec, one)
+    assert n1 == n and t1 == 10.0 * n  # every level as the base: every point the base's time
