@@ -301,7 +301,10 @@ def _check_cost(s: scn.Scenario, reps: int | None, modes: int, max_memory_gib: f
     """Refuse a simulation over budget before it starts; warn about a long one."""
     from sim import cost as costs
     from sim.errors import UserError
+    from sim.telemetry import engine_problem
 
+    if problem := engine_problem(s):
+        raise UserError(problem)
     cost = costs.estimate(s, reps, modes)
     problem = costs.budget_problem(s, cost, max_memory_gib, max_minutes)
     if problem:

@@ -45,7 +45,7 @@ from sim.model import Replication, ReplicationResult
 from sim.scenario import Scenario, write_scenario
 from sim.streams import child
 from sim.summary import summarise, with_frames, with_handshakes
-from sim.telemetry import NotVectorizable, engine_for, refusal
+from sim.telemetry import NotVectorizable, engine_for, engine_problem
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -105,8 +105,8 @@ def simulate_modes(
     reps = replications or scenario.run.replications
     started = time.perf_counter()
     engine = engine_for(scenario)
-    if engine == "vectorized" and (why := refusal(scenario)):
-        raise UserError(f"{scenario.path}: run.engine: vectorized: {why}")
+    if problem := engine_problem(scenario):
+        raise UserError(problem)
     if only is not None and not 0 <= only < reps:
         raise ValueError(f"only must be a replication index below {reps} (got {only})")
     indices = range(reps) if only is None else range(only, only + 1)

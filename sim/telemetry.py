@@ -115,6 +115,15 @@ def frame_refusal(s: Scenario, pop: Any, aead: Any) -> str | None:
     return None
 
 
+def engine_problem(s: Scenario) -> str | None:
+    """The one-line refusal of a scenario that asks for the kernels (``run.engine: vectorized``) they cannot
+    compute, known from the scenario alone: ``scenario check`` and ``pqtwin sim`` say it before a run's --out
+    is claimed (found only once the run started, ``sim --force`` had already cleared the earlier run)."""
+    if s.run.engine == "vectorized" and s.engine() == "vectorized" and (why := refusal(s)):
+        return f"{s.path}: run.engine: vectorized: {why}"
+    return None
+
+
 def engine_for(s: Scenario) -> str:
     """``Scenario.engine()``, except that ``auto`` takes the event model for a scenario the kernels refuse."""
     engine = s.engine()

@@ -127,6 +127,28 @@ def test_a_refused_forced_run_keeps_the_earlier_run(capsys, tmp_path, options, e
     assert _files(out) == before  # nothing removed, nothing written
 
 
+@pytest.mark.parametrize(
+    ("sets", "expected"),
+    [(["run.engine=vectorized"], "run.engine: vectorized: host local: cpu_sharing: linux is computed by the event"),
+     (["run.engine=vectorized", "deployment.hosts.*.cpu_sharing=processor-sharing",
+       "workload.devices.*.access_link={bandwidth_bps: 1.0, latency_s: 0}"],
+      "run.engine: vectorized: a frame of ecg-a takes longer on its access link than its period")],
+    ids=["linux-cores", "slow-access-link"],
+)  # fmt: skip
+def test_a_scenario_the_kernels_refuse_is_refused_by_check_and_before_a_forced_sim_clears_out(capsys, tmp_path, sets,
+                                                                                             expected):  # fmt: skip
+    """``run.engine: vectorized`` on a scenario the kernels cannot compute: `scenario check` said ok, and `sim
+    --force` refused it only once the run started, after the earlier run in --out had been removed."""
+    out = tmp_path / "run"
+    before = _earlier_run(capsys, out)
+    given = [a for kv in sets for a in ("--set", kv)]
+    code, lines = _cli(capsys, "scenario", "check", str(LOCALHOST), *given)
+    assert code == 2 and len(lines) == 1 and expected in lines[0], lines
+    code, lines = _cli(capsys, "sim", str(LOCALHOST), "--out", str(out), "--force", "--workers", "1", *given)
+    assert code == 2 and len(lines) == 1 and expected in lines[0], lines
+    assert _files(out) == before
+
+
 def test_a_refused_forced_k8s_calibration_keeps_the_earlier_logs(capsys, tmp_path):
     out = tmp_path / "profiles"
     (out / "logs").mkdir(parents=True)
