@@ -96,10 +96,12 @@ def prepare(out: Path) -> None:
         release(out)
 
 
-def claim(out: Path, force: bool = False, outputs: tuple[str, ...] = (), markers: tuple[str, ...] = ()) -> None:
+def claim(out: Path, force: bool = False, outputs: tuple[str, ...] = (), markers: tuple[str, ...] = (),
+          aside: bool = False) -> None:  # fmt: skip
     """Take ``out`` for one run of this process: a new or empty directory, or with ``force`` one holding an
     earlier run (a file of ``markers``, default a run directory's), whose outputs are removed first (the
-    run directory's and ``outputs``). UserError if another run holds it, or it cannot be used."""
+    run directory's and ``outputs``; with ``aside``, moved into ``ASIDE`` until ``settle`` says whether the new
+    run replaced them). UserError if another run holds it, or it cannot be used."""
     check_out(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -107,14 +109,14 @@ def claim(out: Path, force: bool = False, outputs: tuple[str, ...] = (), markers
         raise UserError(f"--out: cannot create {out}: {exc.strerror}") from None
     _lock(out)
     try:
-        _take(out, force, outputs, markers or RUN_MARKERS)
+        _take(out, force, outputs, markers or RUN_MARKERS, aside)
     except BaseException:
         release(out)
         raise
     _fresh.add(_key(out))
 
 
-def _take(out: Path, force: bool, outputs: tuple[str, ...], markers: tuple[str, ...]) -> None:
+def _take(out: Path, force: bool, outputs: tuple[str, ...], markers: tuple[str, ...], aside: bool = False) -> None:
     present = sorted(p.name for p in out.iterdir() if p.name != LOCK)
     if not present:
         return
@@ -125,7 +127,54 @@ def _take(out: Path, force: bool, outputs: tuple[str, ...], markers: tuple[str, 
         )
     if not any(_ours(out / m) for m in markers):
         raise UserError(f"--out: {out} is not empty and holds no earlier run: --force replaces only runs")
-    _remove_outputs(out, outputs, run=markers == RUN_MARKERS)
+    if aside:
+        _set_aside(out, outputs, run=markers == RUN_MARKERS)
+    else:
+        _remove_outputs(out, outputs, run=markers == RUN_MARKERS)
+
+
+# where --force keeps the earlier run's outputs while the new run computes (``claim(aside=True)``): put back if it
+# fails or is stopped (Ctrl-C: the earlier run was gone and the new one discarded, nothing left), removed once it
+# has written its own; a process killed meanwhile leaves them there, named so
+ASIDE = ".replaced-by-a-run"
+
+
+def _owned(out: Path, outputs: tuple[str, ...], run: bool) -> list[Path]:
+    own = (*RunLayout.result_files(), *RunLayout.extra_files(), *RunLayout.result_dirs(), *SIM_OUTPUTS) if run else ()
+    return [out / name for name in dict.fromkeys((*own, *outputs))]
+
+
+def _set_aside(out: Path, outputs: tuple[str, ...], run: bool) -> None:
+    """``_remove_outputs``, except that the outputs move into ``out/ASIDE`` (one rename each, on one file system)."""
+    keep = out / ASIDE
+    if keep.is_symlink() or (keep.exists() and not keep.is_dir()):
+        raise UserError(f"--out: {keep} is not a directory of ours; remove it")
+    if keep.exists():  # a run killed while it replaced one: what it kept aside is the last whole run, put back
+        _remove_outputs(out, outputs, run)
+        try:
+            settle(out, replaced=False)
+        except OSError:
+            raise UserError(f"--out: {keep} holds an earlier run that could not be put back; move it away") from None
+    keep.mkdir()
+    for path in _owned(out, outputs, run):
+        if path.is_symlink() or path.exists():
+            os.rename(path, keep / path.name)
+
+
+def settle(out: Path, replaced: bool) -> None:
+    """The end of a run that set its directory's earlier run aside: removed for good once the new run ``replaced``
+    it, else put back (the new run's own outputs removed first by the caller)."""
+    keep = out / ASIDE
+    if not keep.is_dir() or keep.is_symlink():
+        return
+    if replaced:
+        shutil.rmtree(keep, ignore_errors=True)
+        return
+    for path in keep.iterdir():
+        target = out / path.name
+        if not (target.is_symlink() or target.exists()):
+            os.rename(path, target)
+    keep.rmdir()  # OSError if something could not go back: then it stays there, under its name
 
 
 def _ours(path: Path) -> bool:
@@ -174,9 +223,7 @@ def _remove_outputs(out: Path, outputs: tuple[str, ...], run: bool = True) -> No
     """What a run writes (with ``run``: the twin's and the simulator's; and ``outputs``); any other file stays. A
     command with outputs of its own (compare, study) removes only those: a study's folder holding its base scenario
     and profiles lost them to a study's --force."""
-    own = (*RunLayout.result_files(), *RunLayout.extra_files(), *RunLayout.result_dirs(), *SIM_OUTPUTS) if run else ()
-    for name in (*own, *outputs):
-        path = out / name
+    for path in _owned(out, outputs, run):
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
         else:
@@ -261,14 +308,23 @@ def claimed(out: Path, force: bool = False, outputs: tuple[str, ...] = (), marke
             discard: bool = False) -> Iterator[Path]:  # fmt: skip
     """``claim`` for the life of a ``with`` block. On failure no temporary files are left, with ``discard``
     nor the outputs the block wrote (``claim`` left none: all of them are this run's, half-written), and a
-    directory the block created and left empty is removed."""
+    directory the block created and left empty is removed. With ``discard`` an earlier run that --force replaces
+    is kept aside until the block ends, and put back if it fails (a refusal found once the run started, Ctrl-C):
+    a failed replacement loses nothing."""
     created = not exists(out)
-    claim(out, force, outputs, markers)
+    claim(out, force, outputs, markers, aside=discard)
     try:
         yield out
     except BaseException:
         remove_partial(out, created, outputs if discard else None, run=not markers)
+        if discard:
+            with contextlib.suppress(OSError):
+                settle(out, replaced=False)
         raise
+    else:
+        if discard:
+            with contextlib.suppress(OSError):
+                settle(out, replaced=True)
     finally:
         release(out)
 

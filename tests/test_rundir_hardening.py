@@ -112,7 +112,8 @@ def test_a_marker_that_is_a_link_is_no_earlier_run(tmp_path):
     assert (out / "logs" / "mine.txt").read_text() == "keep"
 
 
-def test_force_removes_links_never_what_they_point_to(tmp_path):
+@pytest.mark.parametrize("discard", [False, True], ids=["removed", "set-aside"])
+def test_force_removes_links_never_what_they_point_to(tmp_path, discard):
     """(Held before: checked here so that it stays so.) An earlier run's outputs that are links are unlinked."""
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -126,9 +127,67 @@ def test_force_removes_links_never_what_they_point_to(tmp_path):
     (out / "spans.parquet").symlink_to(victim)
     (out / "nodes").mkdir()
     (out / "nodes" / "inner").symlink_to(elsewhere, target_is_directory=True)
-    with rundir.claimed(out, force=True):
-        assert sorted(p.name for p in out.iterdir()) == [rundir.LOCK]
+    with rundir.claimed(out, force=True, discard=discard):
+        assert sorted(p.name for p in out.iterdir()) == sorted([rundir.LOCK] + [rundir.ASIDE] * discard)
     assert (elsewhere / "keep.txt").read_text() == "keep" and victim.read_text() == VICTIM
+    assert sorted(p.name for p in out.iterdir()) == []
+
+
+def _earlier_sim(capsys: pytest.CaptureFixture[str], out: Path) -> dict[str, bytes]:
+    capsys.readouterr()
+    code = cli.run(["sim", str(PAPER), "--out", str(out), "--replications", "1", "--workers", "1",
+                    "--set", "workload.fl.rounds=1"])  # fmt: skip
+    assert code == 0, capsys.readouterr()
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, MemoryError], ids=["ctrl-c", "failed"])
+def test_a_forced_run_that_does_not_finish_puts_the_earlier_run_back(capsys, tmp_path, monkeypatch, stop):
+    """`sim --force` removed the earlier run before it simulated: stopped (Ctrl-C) or failed midway, its own half
+    was discarded and nothing was left. Now the earlier run waits aside and comes back whole."""
+    out = tmp_path / "run"
+    before = _earlier_sim(capsys, out)
+    from sim import runner
+
+    def stopped(*_args, **_kw):
+        assert sorted(p.name for p in out.iterdir()) == sorted([rundir.LOCK, rundir.ASIDE])  # set aside, not removed
+        raise stop()
+
+    monkeypatch.setattr(runner, "simulate_modes", stopped)
+    code = cli.run(["sim", str(PAPER), "--out", str(out), "--force", "--replications", "1", "--workers", "1"])
+    capsys.readouterr()
+    assert code != 0
+    after = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert after == before
+
+
+def test_a_forced_run_that_finishes_leaves_only_its_own_outputs(capsys, tmp_path):
+    out = tmp_path / "run"
+    _earlier_sim(capsys, out)
+    (out / "notes.txt").write_text("the user's")
+    (out / "sequential").mkdir()  # an output only the earlier run wrote (``--mode both``)
+    code = cli.run(["sim", str(PAPER), "--out", str(out), "--force", "--replications", "1", "--workers", "1",
+                    "--set", "workload.fl.rounds=2"])  # fmt: skip
+    capsys.readouterr()
+    assert code == 0
+    assert json.loads((out / "summary.json").read_text())["rounds_completed"] == 2
+    assert not (out / rundir.ASIDE).exists() and not (out / "sequential").exists()
+    assert (out / "notes.txt").read_text() == "the user's"
+
+
+def test_an_earlier_run_left_aside_by_a_killed_run_comes_back_at_the_next_claim(tmp_path):
+    """A run killed (SIGKILL) while it replaced another left the earlier one aside and its own half in place: the
+    next --force claim puts the whole earlier run back before it sets it aside again; a failed run then keeps it."""
+    out = tmp_path / "run"
+    (out / rundir.ASIDE).mkdir(parents=True)
+    (out / rundir.ASIDE / "summary.json").write_text("the whole earlier run")
+    (out / "status.json").write_text(json.dumps({"state": "interrupted", "reason": "killed"}))
+    (out / "spans.parquet").write_text("the killed run's half")
+    with pytest.raises(RuntimeError), rundir.claimed(out, force=True, discard=True):
+        assert (out / rundir.ASIDE / "summary.json").read_text() == "the whole earlier run"
+        raise RuntimeError("this run fails too")
+    assert sorted(p.name for p in out.iterdir()) == ["summary.json"]
+    assert (out / "summary.json").read_text() == "the whole earlier run"
 
 
 def test_a_fifo_among_the_nodes_reports_is_left_out_not_waited_for(tmp_path):
