@@ -609,7 +609,10 @@ class _Sample:
 
     Under GAPS_BELOW, drawn as the gaps between kept frames (geometric: the same law as a draw per frame, a draw
     per kept frame instead of one per frame, 36 M at 10,000 devices x 1 h), taken from blocks of BLOCK draws;
-    the next kept frame's place and the block carry over a window's cut, so the cuts do not change the sample."""
+    the next kept frame's place and the block carry over a window's cut, so the cuts do not change the sample.
+    The places are summed as floats: a gap is near 1 / fraction, so under ~1e-16 a block's sum passes 2**63 (an
+    int64 sum wrapped to negative places, kept frames that do not exist); a float sum is exact below 2**53 and
+    huge beyond, a place no run reaches, so a fraction that small keeps no frame, exactly as its law says."""
 
     GAPS_BELOW = 0.01
     BLOCK = 1024
@@ -627,9 +630,9 @@ class _Sample:
         while True:
             if not self.gaps.size:
                 self.gaps = self.rng.geometric(self.fraction, self.BLOCK)
-            at = self.last + np.cumsum(self.gaps)  # the next kept frames' places, a gap each
+            at = self.last + np.cumsum(self.gaps, dtype=float)  # the next kept frames' places, a gap each
             k = int(np.searchsorted(at, n))
-            kept.append(at[:k])
+            kept.append(at[:k].astype(np.int64))
             self.last = int(at[k - 1]) if k else self.last
             self.gaps = self.gaps[k:]
             if self.gaps.size:  # the next kept frame comes after these n
