@@ -124,10 +124,31 @@ def _read_regular(path: Path | str, n: int, limit_bytes: int | None, expected: s
         _require_regular(path, os.stat(name), limit_bytes, expected)
         fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
         with os.fdopen(fd, "rb") as f:
-            _require_regular(path, os.fstat(f.fileno()), limit_bytes, expected)
-            return f.read(n)
+            st = os.fstat(f.fileno())
+            _require_regular(path, st, limit_bytes, expected)
+            return _read_up_to(f, n, st.st_size)
     except OSError as exc:
         raise UserError(f"{path}: cannot read file: {exc.strerror or exc}") from None
+
+
+def _read_up_to(f: Any, n: int, size_bytes: int) -> bytes:
+    """``f.read(n)`` without asking for ``n`` bytes at once: a buffered read allocates what it is asked for before
+    it reads, so a 389-byte report read against a 256 MiB bound took 256 MiB (and failed under a memory limit).
+    Asks for what the file holds (one byte more: a file that grew since is still caught by the caller's bound),
+    then in chunks while it keeps growing."""
+    chunks, left = [], n
+    want = min(n, size_bytes + 1)
+    while left > 0:
+        chunk = f.read(min(left, want))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+        want = READ_CHUNK_BYTES
+    return b"".join(chunks)
+
+
+READ_CHUNK_BYTES = 1 << 20
 
 
 def require_regular(path: Path | str, expected: str) -> None:

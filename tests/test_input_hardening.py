@@ -971,3 +971,29 @@ def test_a_profile_file_with_a_name_tables_cannot_show_is_refused_in_one_line(tm
     with pytest.raises(UserError) as err:
         load_profile(path)
     assert str(path) in str(err.value) and "profile" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_small_file_read_against_a_large_bound_takes_its_own_size_not_the_bounds(tmp_path):
+    """A bounded read asked Python's buffered reader for the bound at once, which allocates it before reading: a
+    389-byte node report read against the run files' 256 MiB bound took 256 MiB, and a twin run under a memory
+    limit ended in an internal error after every node had finished (a fault hunt). A file that grows past the
+    bound while it is read is still refused."""
+    import tracemalloc
+
+    from sim.loading import read_bytes
+
+    small = tmp_path / "report.json"
+    small.write_bytes(b"x" * 389)
+    read_bytes(small, 1024)  # what the first call imports is not the read's
+    tracemalloc.start()
+    try:
+        assert read_bytes(small, 256 * 1024 * 1024, "a node's report") == b"x" * 389
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 1024 * 1024, peak  # the bound's 256 MiB before
+    big = tmp_path / "big.json"
+    big.write_bytes(b"y" * (3 * 1024 * 1024 + 5))
+    assert read_bytes(big, 4 * 1024 * 1024) == b"y" * (3 * 1024 * 1024 + 5)
+    with pytest.raises(UserError, match="file too large"):
+        read_bytes(big, 3 * 1024 * 1024)
