@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -613,9 +614,10 @@ MAX_PATH_PARTS = 16  # a scenario nests 5 levels; deeper paths only build struct
 
 
 def apply_override(data: dict[str, Any], item: str, parsed: dict[str, Any] | None = None) -> None:
-    """Apply ``dotted.path=value``; list items are addressed by index or by their ``name``, and ``-`` as the
-    last part appends one (``deployment.pods.-={name: client-3, role: client, host: pi-2}``). ``parsed``
-    caches values already parsed (a sweep applies the same few overrides to thousands of points)."""
+    """Apply ``dotted.path=value``; list items are addressed by index or by their ``name`` (``hosts[N]``: by
+    index alone), and ``-`` as the last part appends one (``deployment.pods.-={name: client-3, role: client,
+    host: pi-2}``). ``parsed`` caches values already parsed (a sweep applies the same few overrides to thousands
+    of points)."""
     key, sep, raw = item.partition("=")
     if not sep or not key:
         raise UserError(f"--set {show(item)}: expected dotted.path=value")
@@ -641,14 +643,33 @@ def set_path(data: dict[str, Any], key: str, value: Any) -> None:
         raise UserError(f"--set {key}: path of {len(parts)} parts; scenario fields are at most {MAX_PATH_PARTS} deep")
     if "" in parts:
         raise UserError(f"--set {key}: empty part in the dotted path")
-    _set_parts(data, parts, 0, key, value)
+    _set_parts(data, _indexed(parts), 0, key, value)
+
+
+_INDEXED = re.compile(r"(.*)(\[[0-9]{1,9}\])")  # hosts[0]: a list's item by its index, never by a name
+_INDEX = re.compile(r"\[([0-9]{1,9})\]")
+
+
+def _indexed(parts: list[str]) -> list[str]:
+    """The parts with ``field[N]`` split into ``field`` and ``[N]`` (as errors print a list item's path; no name
+    starts with ``[``, so ``[N]`` is the index N whatever the items are named)."""
+    out: list[str] = []
+    for part in parts:
+        m = _INDEXED.fullmatch(part)
+        out += [p for p in m.groups() if p] if m else [part]
+    return out
+
+
+def _shown(parts: list[str]) -> str:
+    """Parts as the path the user wrote: dotted, an index ``[N]`` attached to its list (``deployment.hosts[0]``)."""
+    return "".join(p if i == 0 or _INDEX.fullmatch(p) else f".{p}" for i, p in enumerate(parts))
 
 
 def _set_parts(node: Any, parts: list[str], start: int, key: str, value: Any) -> None:
     for i in range(start, len(parts)):
         part = parts[i]
         last = i == len(parts) - 1
-        where = ".".join(parts[: i + 1])
+        where = _shown(parts[: i + 1])
         if isinstance(node, list) and part == "*":  # every item: each gets its own copy of a section value
             for j in range(len(node)):
                 if last:
@@ -659,28 +680,44 @@ def _set_parts(node: Any, parts: list[str], start: int, key: str, value: Any) ->
         if isinstance(node, list) and part == "-" and last:  # JSON Pointer's "-": append an item
             node.append(value)
         elif isinstance(node, list):
-            idx = _list_index(node, part)
+            idx = _list_index(node, part, key, parts[:i])
             if idx is None:
                 raise UserError(f"--set {key}: no list item {part!r} at {where}")
             if last:
                 node[idx] = value
             node = node[idx]
+        elif isinstance(node, dict) and _INDEX.fullmatch(part):
+            raise UserError(f"--set {key}: {_shown(parts[:i]) or 'the scenario'} is a section, not a list")
         elif isinstance(node, dict):
             if last:
                 node[part] = value
             else:
                 node = node.setdefault(part, {})
         else:
-            raise UserError(f"--set {key}: {'.'.join(parts[:i])} is a value, not a section")
+            raise UserError(f"--set {key}: {_shown(parts[:i])} is a value, not a section")
 
 
-def _list_index(items: list[Any], part: str) -> int | None:
-    if part.isascii() and part.isdigit() and len(part) <= 9 and int(part) < len(items):  # not '²', not 10⁵⁰⁰⁰
-        return int(part)
-    for i, item in enumerate(items):
-        if isinstance(item, dict) and item.get("name") == part:
-            return i
-    return None
+def _list_index(items: list[Any], part: str, key: str, above: list[str]) -> int | None:
+    """The item a part addresses: ``[N]`` item N; else an index in range, or the item of that ``name``. A name
+    may be all digits (host ``0``), so a part that is an index and another item's name is refused: either
+    reading would be silently wrong for someone; the line says how to address each item alone."""
+    if m := _INDEX.fullmatch(part):  # [N] (from field[N]; a name never starts with '[')
+        return int(m[1]) if int(m[1]) < len(items) else None
+    named = next((i for i, item in enumerate(items) if isinstance(item, dict) and item.get("name") == part), None)
+    if not (part.isascii() and part.isdigit() and len(part) <= 9 and int(part) < len(items)):  # not '²', 10⁵⁰⁰⁰
+        return named
+    index, where = int(part), _shown(above)
+    if named is not None and named != index:
+        raise UserError(
+            f"--set {key}: {where}.{part} is ambiguous: item {index} (named {_name(items[index])}) or "
+            f"the item named {show(part)} (item {named}); write {where}[{index}] or {where}[{named}]"
+        )
+    return index
+
+
+def _name(item: Any) -> str:
+    """An item's name as a message shows it ('none' for an item without one)."""
+    return show(item.get("name")) if isinstance(item, dict) and "name" in item else "none"
 
 
 Problem = tuple[str, Any, str]  # (field path, value, message)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from sim import telemetry
+from sim.errors import UserError
 from sim.runner import simulate
 from sim.scenario import load_scenario
 
@@ -44,3 +45,50 @@ def test_a_run_with_a_tiny_span_fraction_is_the_run_without_frame_spans():
     assert not (tiny.spans.op == "frame").any()
     assert tiny.summary.telemetry == none.summary.telemetry
     assert tiny.summary.telemetry.frames > 0
+
+
+# --- --set list addressing with all-digit names ----------------------------------------------------------------
+
+
+@pytest.fixture
+def digits(tmp_path):
+    """paper-3node with its hosts named '1', '0', '2' (valid names: a DNS label may be all digits)."""
+    text = (ROOT / "scenarios" / "paper-3node.yaml").read_text()
+    for old, new in (("pi-1", "'1'"), ("pi-2", "'0'"), ("pi-3", "'2'")):
+        text = text.replace(old, new)
+    (tmp_path / "profiles").symlink_to(ROOT / "scenarios" / "profiles")
+    (tmp_path / "digits.yaml").write_text(text)
+    return tmp_path / "digits.yaml"
+
+
+def _cores(path, *sets):
+    return {h.name: h.cores for h in load_scenario(path, list(sets)).deployment.hosts}
+
+
+@pytest.mark.parametrize("part", ["0", "1"])
+def test_a_set_part_that_is_an_index_and_another_items_name_is_refused_saying_how_to_address_each(digits, part):
+    """``hosts.0`` was item 0 (named '1'), silently, with a host named '0'; now one line names both readings and
+    the ``[N]`` form of each."""
+    other = {"0": 1, "1": 0}[part]
+    with pytest.raises(UserError) as info:
+        load_scenario(digits, [f"deployment.hosts.{part}.cores=1"])
+    (line,) = info.value.lines
+    assert line == (f"--set deployment.hosts.{part}.cores: deployment.hosts.{part} is ambiguous: item {part} (named "
+                    f"'{other}') or the item named '{part}' (item {other}); write deployment.hosts[{part}] or "
+                    f"deployment.hosts[{other}]")  # fmt: skip
+
+
+def test_an_index_in_brackets_is_the_index_whatever_the_names_and_unambiguous_parts_read_as_before(digits):
+    """``[N]`` is item N (no name starts with '['); a part that is an index and that item's own name, or a name
+    that is no index in range, or an index that is no name, addresses its one item as it did."""
+    assert _cores(digits, "deployment.hosts[0].cores=1") == {"1": 1, "0": 4, "2": 4}
+    assert _cores(digits, "deployment.hosts[1].cores=1", "deployment.hosts.2.cores=2") == {"1": 4, "0": 1, "2": 2}
+    assert _cores(digits, "deployment.hosts.*.cores=3") == {"1": 3, "0": 3, "2": 3}
+    paper = ROOT / "scenarios" / "paper-3node.yaml"
+    assert _cores(paper, "deployment.hosts.1.cores=1", "deployment.hosts.pi-3.cores=2") == {
+        "pi-1": 4, "pi-2": 1, "pi-3": 2}  # fmt: skip
+    assert _cores(paper, "deployment.network.links[1].latency_s=0.5", "deployment.hosts[2].cores=1")["pi-3"] == 1
+    with pytest.raises(UserError, match=r"^--set deployment.hosts\[3\].cores: no list item '\[3\]' at "):
+        load_scenario(paper, ["deployment.hosts[3].cores=1"])
+    with pytest.raises(UserError, match=r"^--set deployment\[0\].x: deployment is a section, not a list$"):
+        load_scenario(paper, ["deployment[0].x=1"])
