@@ -125,12 +125,13 @@ def _take(out: Path, force: bool, outputs: tuple[str, ...], markers: tuple[str, 
             f"--out: {out} is not empty (holds {', '.join(present[:3])}{', ...' if len(present) > 3 else ''}); "
             "give a new or empty directory, or --force to replace an earlier run"
         )
-    if not any(_ours(out / m) for m in markers):
+    run = markers == RUN_MARKERS
+    if not any(_ours(out / m) for m in (*markers, *(_LEFT_BY_A_KILLED_RUN if run else ()))):
         raise UserError(f"--out: {out} is not empty and holds no earlier run: --force replaces only runs")
     if aside:
-        _set_aside(out, outputs, run=markers == RUN_MARKERS)
+        _set_aside(out, outputs, run)
     else:
-        _remove_outputs(out, outputs, run=markers == RUN_MARKERS)
+        _remove_outputs(out, outputs, run)
 
 
 # where --force keeps the earlier run's outputs while the new run computes (``claim(aside=True)``): put back if it
@@ -141,7 +142,7 @@ ASIDE = ".replaced-by-a-run"
 
 def _owned(out: Path, outputs: tuple[str, ...], run: bool) -> list[Path]:
     own = (*RunLayout.result_files(), *RunLayout.extra_files(), *RunLayout.result_dirs(), *SIM_OUTPUTS) if run else ()
-    return [out / name for name in dict.fromkeys((*own, *outputs))]
+    return [out / name for name in dict.fromkeys((*own, *outputs, ASIDE))]
 
 
 def _set_aside(out: Path, outputs: tuple[str, ...], run: bool) -> None:
@@ -150,14 +151,14 @@ def _set_aside(out: Path, outputs: tuple[str, ...], run: bool) -> None:
     if keep.is_symlink() or (keep.exists() and not keep.is_dir()):
         raise UserError(f"--out: {keep} is not a directory of ours; remove it")
     if keep.exists():  # a run killed while it replaced one: what it kept aside is the last whole run, put back
-        _remove_outputs(out, outputs, run)
+        _remove_outputs(out, outputs, run, but=keep)
         try:
             settle(out, replaced=False)
         except OSError:
             raise UserError(f"--out: {keep} holds an earlier run that could not be put back; move it away") from None
     keep.mkdir()
     for path in _owned(out, outputs, run):
-        if path.is_symlink() or path.exists():
+        if path != keep and (path.is_symlink() or path.exists()):
             os.rename(path, keep / path.name)
 
 
@@ -185,6 +186,8 @@ def _ours(path: Path) -> bool:
         return False
     if path.name in _MARKER_DIRS:  # a folder of the user's that happened to hold a logs/ was taken for one
         return _holds_only(path, _MARKER_DIRS[path.name])
+    if path.name in _LEFT_BY_A_KILLED_RUN:
+        return _LEFT_BY_A_KILLED_RUN[path.name](path)
     if path.name not in RUN_MARKERS:
         return exists(path)
     try:
@@ -207,6 +210,32 @@ _MARKER_KEYS = {RunLayout.STATUS: {"state", "reason"}, RunLayout.RUN_CONFIG: {"s
 _MARKER_DIRS = {"logs": "calibrate-*.log"}
 
 
+def _killed_keys(path: Path) -> bool:
+    """``keys/`` as a twin run writes it before anything else (a folder per process holding its identity and trust
+    files, hw/provision.py): what a run killed while it provisioned leaves, with ``.lock``."""
+    try:
+        return _plain_dir(path) and all(_plain_dir(d) and _holds_only(d, _KEY_FILES) for d in path.iterdir())
+    except OSError:
+        return False
+
+
+def _killed_mode(path: Path) -> bool:
+    """``sequential/`` or ``concurrent/`` of ``sim --mode both`` (each a run directory of its own): what a run
+    killed between its modes leaves, without the top-level comparison that marks it."""
+    return _plain_dir(path) and any(_ours(path / m) for m in (RunLayout.SUMMARY, RunLayout.STATUS))
+
+
+def _plain_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+_KEY_FILES = "[it][dr]*.json"  # identity.json, trust.json (hw/provision.py IDENTITY, TRUST)
+# what a command killed before it wrote its markers leaves, that --force may still take for an earlier run (a fault
+# hunt: the user had to remove them by hand, as --force said there was "no earlier run"); a run's set-aside outputs
+_LEFT_BY_A_KILLED_RUN = {"keys": _killed_keys, "sequential": _killed_mode, "concurrent": _killed_mode,
+                         ASIDE: _plain_dir}  # fmt: skip
+
+
 def _holds_only(path: Path, pattern: str) -> bool:
     """A directory (not a link) holding nothing but files named as ``pattern`` says (or nothing)."""
     try:
@@ -219,11 +248,13 @@ def _holds_only(path: Path, pattern: str) -> bool:
         return False
 
 
-def _remove_outputs(out: Path, outputs: tuple[str, ...], run: bool = True) -> None:
-    """What a run writes (with ``run``: the twin's and the simulator's; and ``outputs``); any other file stays. A
-    command with outputs of its own (compare, study) removes only those: a study's folder holding its base scenario
-    and profiles lost them to a study's --force."""
+def _remove_outputs(out: Path, outputs: tuple[str, ...], run: bool = True, but: Path | None = None) -> None:
+    """What a run writes (with ``run``: the twin's and the simulator's; and ``outputs``; and an earlier run a killed
+    one set aside, except ``but``); any other file stays. A command with outputs of its own (compare, study) removes
+    only those: a study's folder holding its base scenario and profiles lost them to a study's --force."""
     for path in _owned(out, outputs, run):
+        if path == but:
+            continue
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
         else:
@@ -336,7 +367,7 @@ def remove_partial(out: Path, created: bool, outputs: tuple[str, ...] | None = N
         for tmp in out.rglob("*.tmp"):
             tmp.unlink(missing_ok=True)
         if outputs is not None:
-            _remove_outputs(out, outputs, run)
+            _remove_outputs(out, outputs, run, but=out / ASIDE)  # the earlier run, put back next
     if created:
         with contextlib.suppress(OSError):
             leftovers = [p for p in out.iterdir() if p.name != LOCK]

@@ -305,3 +305,38 @@ def test_a_finished_run_with_one_bad_span_reports_its_rounds(tmp_path):
     assert summary.warnings == [f"spans/aggregator.parquet: 1 of {len(agg)} spans left out: a span ends before it "
                                 "starts"]  # fmt: skip
     assert len(read_spans(layout.spans)) == len(agg) - 1 + 10 + 10  # the merged file reads back: valid
+
+
+def _leftover_of_a_killed_sim(capsys: pytest.CaptureFixture[str], out: Path) -> None:
+    """What `sim --mode both` killed between its modes leaves: ``sequential/`` alone, no top-level comparison."""
+    _earlier_sim(capsys, out / "sequential")
+
+
+def _leftover_of_a_killed_twin(_capsys: pytest.CaptureFixture[str], out: Path) -> None:
+    """What `hw run` killed while it provisioned keys leaves: keys/<process>/{identity,trust}.json."""
+    for proc in ("aggregator", "client-1"):
+        (out / "keys" / proc).mkdir(parents=True)
+        (out / "keys" / proc / "identity.json").write_text("{}")
+        (out / "keys" / proc / "trust.json").write_text("{}")
+
+
+@pytest.mark.parametrize("leave", [_leftover_of_a_killed_sim, _leftover_of_a_killed_twin], ids=["sim-both", "twin"])
+def test_force_takes_what_a_killed_run_left(capsys, tmp_path, leave):
+    """A command killed before it wrote its markers left a directory that was "not empty" without --force and held
+    "no earlier run" with it: the user had to remove it by hand (a fault hunt)."""
+    out = tmp_path / "run"
+    out.mkdir()
+    leave(capsys, out)
+    with rundir.claimed(out, force=True, discard=True):
+        pass
+    with rundir.claimed(out, force=True):
+        assert sorted(p.name for p in out.iterdir()) == [rundir.LOCK]
+
+
+def test_a_users_keys_folder_is_still_no_earlier_run(tmp_path):
+    out = tmp_path / "mine"
+    (out / "keys" / "ssh").mkdir(parents=True)
+    (out / "keys" / "ssh" / "id_ed25519").write_text("the user's key")
+    with pytest.raises(UserError, match="holds no earlier run"), rundir.claimed(out, force=True):
+        pass
+    assert (out / "keys" / "ssh" / "id_ed25519").read_text() == "the user's key"
