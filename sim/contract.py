@@ -483,14 +483,14 @@ class LinkBytes(_Model):
 
 
 class Telemetry(_Model):
-    frames: int  # per replication
+    frames: int | float  # mean per replication, exact (sim.summary.mean_count: an int when it is whole)
     latency_s: Stats | None
     by_population: dict[str, Stats] = Field(default_factory=dict)
     # device sessions: handshake time (first message to the pod's last check) per population and in all; a
     # gateway reboot is every device's handshake at once (the start-up storm): its spread shows here
     handshake_s: Stats | None = None
     handshake_by_population: dict[str, Stats] = Field(default_factory=dict)
-    sessions: int = 0  # per replication
+    sessions: int | float = 0  # mean per replication, as ``frames``
     # "exact" (from every frame's span) or "sketch" (streaming: p50/p95 within 0.1 %, sim/sketch.py)
     quantiles: Literal["exact", "sketch"] = "exact"
 
@@ -535,10 +535,10 @@ class Engine(_Model):
     name: Literal["events", "vectorized"]
     exact: bool = True
     perturbation: dict[str, tuple[float, int]] = Field(default_factory=dict)
-    frames_in_flight: int = 0  # per replication: emitted, not yet decrypted at the horizon
+    frames_in_flight: int | float = 0  # mean per replication: emitted, not yet decrypted at the horizon
     windows: int = 0
     passes: int = 1  # the most SimPy passes a replication took (sim/runner.py replicate)
-    hot_frames: int = 0  # per replication: frames SimPy computed in hot intervals (sim/telemetry.py)
+    hot_frames: int | float = 0  # mean per replication: frames SimPy computed in hot intervals (sim/telemetry.py)
 
 
 class Dropout(_Model):

@@ -75,6 +75,13 @@ def application_bytes(spans: pd.DataFrame, replications: int = 1) -> Application
                             by_phase={str(k): float(v) / replications for k, v in by_phase.items()})  # fmt: skip
 
 
+def mean_count(total: int, replications: int) -> int | float:
+    """A count over all replications as its exact mean per replication: the int when the replications divide it
+    (a table shows 2,700 as before), else the float (27 frames over 10 replications is 2.7; ``//`` said 2)."""
+    total, reps = int(total), max(1, replications)
+    return total // reps if total % reps == 0 else total / reps
+
+
 def summarise(spans: pd.DataFrame, meta: dict[str, Any]) -> Summary:
     """KPIs from spans; ``meta`` carries the run's facts (the ``Summary`` fields that spans cannot give)."""
     rounds = spans[(spans.phase == "round") & (spans.op == "round")]
@@ -92,7 +99,7 @@ def summarise(spans: pd.DataFrame, meta: dict[str, Any]) -> Summary:
             "crypto_share": crypto_share(spans),
             "application_bytes": application_bytes(spans, reps),
             "telemetry": Telemetry(
-                frames=len(frames) // reps,
+                frames=mean_count(len(frames), reps),
                 latency_s=describe(frames.end_s - frames.start_s, frames.replication) if len(frames) else None,
             ),
         }
@@ -136,8 +143,8 @@ def with_frames(summary: Summary, outcomes: list[Outcome]) -> Engine:
             sk.merge(part)
         per_rep.append(sk)
     frames = sum(o.frames for o in outcomes)
-    summary.telemetry = Telemetry(frames=frames // reps, latency_s=sketch_stats(per_rep) if frames else None,
-                                  by_population=by_pop, quantiles="sketch")  # fmt: skip
+    summary.telemetry = Telemetry(frames=mean_count(frames, reps), by_population=by_pop, quantiles="sketch",
+                                  latency_s=sketch_stats(per_rep) if frames else None)  # fmt: skip
     frame_bytes = sum(o.frame_bytes for o in outcomes) / reps
     sent = summary.application_bytes
     sent.total += frame_bytes
@@ -155,9 +162,9 @@ def with_frames(summary: Summary, outcomes: list[Outcome]) -> Engine:
             f"{', '.join(sorted(perturbation))}); that part is optimistic (run.engine: events is the reference)"
         )
     return Engine(name="vectorized", exact=not perturbation, perturbation=perturbation,
-                  frames_in_flight=sum(o.in_flight for o in outcomes) // reps,
+                  frames_in_flight=mean_count(sum(o.in_flight for o in outcomes), reps),
                   passes=max(o.passes for o in outcomes),
-                  hot_frames=sum(o.hot_frames for o in outcomes) // reps,
+                  hot_frames=mean_count(sum(o.hot_frames for o in outcomes), reps),
                   windows=sum(o.windows for o in outcomes))  # fmt: skip
 
 
@@ -172,7 +179,7 @@ def with_handshakes(summary: Summary, per_replication: list[list[tuple[str, floa
     tele = summary.telemetry
     tele.handshake_s = describe(df.duration_s, df.replication)
     tele.handshake_by_population = {str(p): describe(g.duration_s, g.replication) for p, g in df.groupby("population")}
-    tele.sessions = len(df) // max(1, len(per_replication))
+    tele.sessions = mean_count(len(df), len(per_replication))
 
 
 def mode_comparison(seq: Summary, conc: Summary) -> dict[str, Any]:

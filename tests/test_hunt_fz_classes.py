@@ -13,14 +13,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim import telemetry
+from pqtwin.tables import telemetry_rows
+from sim import summary, telemetry
+from sim.contract import read_summary
 from sim.errors import UserError
-from sim.runner import simulate
+from sim.runner import simulate, write_run
 from sim.scenario import load_scenario
+from sim.sketch import LatencySketch
 
 from .conftest import ROOT
 
 WARD = ROOT / "scenarios" / "ward-200.yaml"
+PAPER = ROOT / "scenarios" / "paper-3node.yaml"
 
 
 # --- run.frame_spans under ~1e-16 ----------------------------------------------------------------------------
@@ -53,7 +57,7 @@ def test_a_run_with_a_tiny_span_fraction_is_the_run_without_frame_spans():
 @pytest.fixture
 def digits(tmp_path):
     """paper-3node with its hosts named '1', '0', '2' (valid names: a DNS label may be all digits)."""
-    text = (ROOT / "scenarios" / "paper-3node.yaml").read_text()
+    text = PAPER.read_text()
     for old, new in (("pi-1", "'1'"), ("pi-2", "'0'"), ("pi-3", "'2'")):
         text = text.replace(old, new)
     (tmp_path / "profiles").symlink_to(ROOT / "scenarios" / "profiles")
@@ -84,11 +88,45 @@ def test_an_index_in_brackets_is_the_index_whatever_the_names_and_unambiguous_pa
     assert _cores(digits, "deployment.hosts[0].cores=1") == {"1": 1, "0": 4, "2": 4}
     assert _cores(digits, "deployment.hosts[1].cores=1", "deployment.hosts.2.cores=2") == {"1": 4, "0": 1, "2": 2}
     assert _cores(digits, "deployment.hosts.*.cores=3") == {"1": 3, "0": 3, "2": 3}
-    paper = ROOT / "scenarios" / "paper-3node.yaml"
-    assert _cores(paper, "deployment.hosts.1.cores=1", "deployment.hosts.pi-3.cores=2") == {
+    assert _cores(PAPER, "deployment.hosts.1.cores=1", "deployment.hosts.pi-3.cores=2") == {
         "pi-1": 4, "pi-2": 1, "pi-3": 2}  # fmt: skip
-    assert _cores(paper, "deployment.network.links[1].latency_s=0.5", "deployment.hosts[2].cores=1")["pi-3"] == 1
+    assert _cores(PAPER, "deployment.network.links[1].latency_s=0.5", "deployment.hosts[2].cores=1")["pi-3"] == 1
     with pytest.raises(UserError, match=r"^--set deployment.hosts\[3\].cores: no list item '\[3\]' at "):
-        load_scenario(paper, ["deployment.hosts[3].cores=1"])
+        load_scenario(PAPER, ["deployment.hosts[3].cores=1"])
     with pytest.raises(UserError, match=r"^--set deployment\[0\].x: deployment is a section, not a list$"):
-        load_scenario(paper, ["deployment[0].x=1"])
+        load_scenario(PAPER, ["deployment[0].x=1"])
+
+
+# --- per-replication counts -----------------------------------------------------------------------------------
+
+
+def test_frames_and_sessions_per_replication_are_exact_means_in_the_summary_and_its_file(tmp_path):
+    """27 frames over 10 replications is 2.7 a replication (``//`` said 2); a whole mean stays an int (20
+    sessions over 10 replications: 2), and both read back from summary.json."""
+    s = load_scenario(PAPER, ["workload.fl.rounds=3", "run.replications=10", "workload.devices.*.count=1"])
+    result = simulate(s)
+    frames = int((result.spans.op == "frame").sum())
+    tele = result.summary.telemetry
+    assert tele.frames == frames / 10 and tele.latency_s is not None and tele.latency_s.n == frames
+    assert frames % 10 and isinstance(tele.frames, float), frames  # the scenario makes a mean that is not whole
+    write_run(result, tmp_path, s)
+    assert read_summary(tmp_path / "summary.json").telemetry == tele
+    assert dict(telemetry_rows(result.summary))["telemetry frames / replication"].startswith(f"{frames / 10:,}, ")
+
+
+def test_handshakes_and_the_vectorized_engines_counts_are_exact_means():
+    """Sessions, and the vectorized engine's frames, frames in flight and frames in SimPy, over replications
+    the count is no multiple of: the exact mean; a multiple: the int as before."""
+    base = simulate(load_scenario(PAPER, ["workload.fl.rounds=1", "run.replications=1"])).summary
+    summary.with_handshakes(base, [[("p", 0.0, 1.0)] * 3, [("p", 0.0, 2.0)] * 2])
+    assert base.telemetry.sessions == 2.5
+    summary.with_handshakes(base, [[("p", 0.0, 1.0)] * 3, [("p", 0.0, 2.0)] * 3])
+    assert base.telemetry.sessions == 3 and isinstance(base.telemetry.sessions, int)
+    outcomes = []
+    for frames, in_flight, hot in ((5, 1, 2), (6, 0, 0)):
+        sketch = LatencySketch()
+        sketch.add(np.full(frames, 0.01))
+        outcomes.append(telemetry.Outcome({"p": sketch}, [], frames, 0, in_flight, {}, 1, hot_frames=hot))
+    engine = summary.with_frames(base, outcomes)
+    assert (base.telemetry.frames, engine.frames_in_flight, engine.hot_frames) == (5.5, 0.5, 1)
+    assert summary.mean_count(27, 10) == 2.7 and summary.mean_count(30, 10) == 3 and summary.mean_count(3, 0) == 3
