@@ -23,18 +23,40 @@ from sim.contract import RunLayout, SpanRow, atomic_write, spans_bytes, to_frame
 
 
 class Journal:
-    """One node's journal, open until ``close``."""
+    """One node's journal, open until ``close``. A line the disk did not take whole (full) is cut off again, so
+    the journal holds whole lines only, and its spans go with the next line: a disk full for a moment loses no
+    round (a torn line had made every later line unreadable: ``read_journal`` stops at the first damaged one)."""
 
     def __init__(self, path: Path):
         path.parent.mkdir(exist_ok=True)
         self.path = path
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._whole = os.lseek(self._fd, 0, os.SEEK_END)  # bytes of whole lines
+        self._torn = False  # a failed write's part may follow them (its cutting failed too)
+        self._owed = ""  # the spans of lines that could not be written, as JSON (serialised once)
 
     def append(self, rows: list[SpanRow], result: NodeResult) -> None:
-        line = json.dumps({"rows": [list(r) for r in rows], "result": result.model_dump(mode="json")}) + "\n"
-        view = memoryview(line.encode())
-        while view:  # a regular file takes it whole unless the disk is full (then OSError)
-            view = view[os.write(self._fd, view) :]
+        """One line: the spans recorded since the last line written, and the result so far. OSError: nothing of it
+        is in the file (its spans go with the next line)."""
+        new = json.dumps([list(r) for r in rows])[1:-1]
+        spans = ", ".join(part for part in (self._owed, new) if part)
+        data = f'{{"rows": [{spans}], "result": {json.dumps(result.model_dump(mode="json"))}}}\n'.encode()
+        try:
+            if self._torn:  # nothing may follow a torn line: cut it first
+                os.ftruncate(self._fd, self._whole)
+                self._torn = False
+            view = memoryview(data)
+            while view:  # a regular file takes it whole unless the disk is full (then OSError)
+                self._torn = True
+                view = view[os.write(self._fd, view) :]
+        except OSError:
+            self._owed = spans
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._whole)
+                self._torn = False
+            raise
+        self._torn, self._owed = False, ""
+        self._whole += len(data)
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -7,8 +7,10 @@
   lines and the result block on stdout for the backend to read from the pod's log (hw/podlog.py).
 
 A progress or journal file that cannot be written (a full disk, the run directory tampered with) is said once in
-the node's log and the node goes on, journaling no more: its rounds are still in its memory and in its last
-report. Its end's report is the one write a node cannot do without (``hw.node.main`` ends in one line if it fails).
+the node's log and the node goes on: its rounds are still in its memory, and each later round tries the file
+again; the journal's next line then carries the spans the failed ones did not (a disk full for a moment loses
+no round; a failed journal write leaves no part of a line behind: hw/journal.py). Its end's report is the one
+write a node cannot do without (``hw.node.main`` ends in one line if it fails).
 """
 
 from __future__ import annotations
@@ -48,11 +50,13 @@ class FileReporter:
         self.layout = RunLayout(run_dir)
         self.journals: dict[str, Journal] = {}
         self.failed: set[str] = set()  # files already said to be unwritable
+        self.owed: dict[str, list[SpanRow]] = {}  # spans for a journal not open yet (could not be), by node
+        self.caught_up: set[str] = set()  # journals already said to be written again
 
     def _unwritable(self, what: str, exc: OSError) -> None:
         if what not in self.failed:
             self.failed.add(what)
-            log.warning("cannot write %s (%s): going on without it", what, exc.strerror or exc)
+            log.warning("cannot write %s (%s): going on, trying again at the next round", what, exc.strerror or exc)
 
     def progress(self, r: int, accuracy: float) -> None:
         try:
@@ -69,14 +73,21 @@ class FileReporter:
 
     def checkpoint(self, name: str, result: NodeResult, new_rows: list[SpanRow]) -> None:
         journal = self.layout.node_journal(name)
-        if str(journal) in self.failed:  # a failed write may have left a torn line: nothing after it would count
-            return
         try:
             if name not in self.journals:
                 self.journals[name] = Journal(journal)
-            self.journals[name].append(new_rows, result)  # tens of µs: it may fall inside a round
+        except OSError as exc:
+            self.owed.setdefault(name, []).extend(new_rows)  # for the first line it can write
+            self._unwritable(str(journal), exc)
+            return
+        try:  # tens of µs: it may fall inside a round; a line that failed goes with the next (hw/journal.py)
+            self.journals[name].append(self.owed.pop(name, []) + new_rows, result)
         except OSError as exc:
             self._unwritable(str(journal), exc)
+            return
+        if str(journal) in self.failed and str(journal) not in self.caught_up:  # once, as its failure was said
+            self.caught_up.add(str(journal))
+            log.info("wrote %s again: it holds every round finished so far", journal)
 
 
 class LogReporter(FileReporter):
