@@ -16,9 +16,9 @@ import pytest
 from pqtwin.tables import telemetry_rows
 from sim import summary, telemetry
 from sim.contract import read_summary
-from sim.errors import UserError
+from sim.errors import UserError, load_yaml
 from sim.runner import simulate, write_run
-from sim.scenario import load_scenario
+from sim.scenario import apply_override, load_scenario, set_path
 from sim.sketch import LatencySketch
 
 from .conftest import ROOT
@@ -95,6 +95,19 @@ def test_an_index_in_brackets_is_the_index_whatever_the_names_and_unambiguous_pa
         load_scenario(PAPER, ["deployment.hosts[3].cores=1"])
     with pytest.raises(UserError, match=r"^--set deployment\[0\].x: deployment is a section, not a list$"):
         load_scenario(PAPER, ["deployment[0].x=1"])
+
+
+def test_sweep_axes_study_levels_and_the_app_address_list_items_by_the_same_rule(digits):
+    """A sweep axis's ``path`` (``set_path``) and every ``set`` list or edit (``apply_override``) read paths as
+    ``--set`` does: the same refusal, the same ``[N]``."""
+    data = load_yaml(digits)
+    with pytest.raises(UserError, match=r"deployment.hosts.1 is ambiguous: .*; write deployment.hosts\[1\] or "):
+        set_path(data, "deployment.hosts.1.cores", 2)
+    set_path(data, "deployment.hosts[0].cores", 2)
+    apply_override(data, "deployment.hosts[1].cores=3")
+    assert [h["cores"] for h in data["deployment"]["hosts"]] == [2, 3, 4]
+    with pytest.raises(UserError, match=r"deployment.hosts.0 is ambiguous"):
+        apply_override(data, "deployment.hosts.0.profile=pi4-liboqs")
 
 
 # --- per-replication counts -----------------------------------------------------------------------------------
