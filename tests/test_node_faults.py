@@ -8,6 +8,7 @@ import errno
 import json
 import logging
 import os
+import signal
 import socket
 import stat
 from collections import Counter
@@ -119,3 +120,85 @@ def test_files_in_the_run_directory_that_are_not_the_runs_are_left_out_and_said(
     with pytest.raises(ValueError):
         read_spans(tmp_path / "spans" / "zz.parquet")
     assert Counter(p.suffix for p in (tmp_path / "spans").iterdir())[".parquet"] == 2
+
+
+def _twin(*overrides: str):
+    from sim.scenario import load_scenario
+
+    from .conftest import SCENARIOS
+
+    return load_scenario(SCENARIOS / "localhost.yaml", ["workload.fl.model_parameters=50000",
+                         "workload.fl.samples_per_client=300", "workload.devices.ecg-a.count=0",
+                         "workload.devices.ecg-b.count=0", *overrides])  # fmt: skip
+
+
+def test_a_run_that_loses_its_quorum_keeps_what_it_finished_and_names_who_left(tmp_path):
+    """A client that died at round 3 (quorum 1.0) failed the run with a bare report: the accuracy of rounds 1-2,
+    the initial accuracy and the dropout were lost, and the reason did not name the client that left."""
+    from hw.local import run_local
+
+    summary = run_local(_twin(), tmp_path, "sequential", rounds=4, seed=3, crash={"client-2": 3}).model_dump()
+    assert summary["state"] == "failed"
+    why = "round 3: quorum lost: 1 of 2 clients left, quorum needs 2 (client-2 dropped out in round 3"
+    assert why in summary["reason"]
+    assert summary["initial_accuracy"] is not None and len(summary["accuracy_per_round"]) == 2
+    assert [(d["pod"], d["round"]) for d in summary["dropouts"]] == [("client-2", 3)]
+    report = json.loads(RunLayout(tmp_path).node_result("aggregator").read_text())
+    assert report["state"] == "failed" and report["reason"] == summary["reason"] and len(report["dropouts"]) == 1
+
+
+def test_a_client_that_never_authenticates_is_named(tmp_path, monkeypatch):
+    """A client killed before it authenticated: "only 1 of 2 clients and workers authenticated" named nobody."""
+    import hw.local
+
+    real_build, real_start = hw.local.build, hw.local.Children.start
+
+    def build(*a, **k):
+        return real_build(*a, **k).model_copy(update={"connect_timeout_s": 3.0})
+
+    def start(self, name: str, role: str) -> None:
+        real_start(self, name, role)
+        if name == "client-1":
+            self.procs[name].kill()  # before it can authenticate
+
+    monkeypatch.setattr(hw.local, "build", build)
+    monkeypatch.setattr(hw.local.Children, "start", start)
+    summary = hw.local.run_local(_twin(), tmp_path, "sequential", rounds=2, seed=3).model_dump()
+    assert summary["state"] == "failed"
+    assert "only 1 of 2 clients and workers authenticated within 3 s (missing: client-1;" in summary["reason"]
+
+
+@pytest.mark.parametrize(("name", "role", "sig"), [("aggregator", "aggregator", signal.SIGINT),
+                                                   ("client-1", "client", signal.SIGTERM),
+                                                   ("devices", "devices", signal.SIGINT)])  # fmt: skip
+def test_a_node_stopped_by_a_signal_ends_in_one_line(tmp_path, name, role, sig):
+    """Ctrl-C of a run (SIGINT to every node) left a raw "Traceback ... KeyboardInterrupt" in the aggregator's,
+    the clients' and the device emulator's logs; a SIGTERM ended a node without a word."""
+    import subprocess
+    import sys
+    import time
+
+    from hw.local import LocalAddressing
+    from hw.runconfig import build
+
+    from .conftest import ROOT
+
+    s = _twin("workload.devices.ecg-a.count=1")
+    build(s, "sequential", 2, 3, LocalAddressing(s, 3), epoch=time.monotonic()).write(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "hw.node", str(tmp_path), name, role], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        published = RunLayout(tmp_path).public_keys(name)
+        deadline = time.monotonic() + 20
+        while not published.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert published.exists(), "the node did not start"  # it is waiting for its peers now
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == -sig  # ended by the signal, as before
+    assert "Traceback" not in out
+    said = [line for line in out.strip().splitlines() if not line.startswith("liboqs-python")]  # its import's
+    assert said == [f"{name}: stopped by {signal.Signals(sig).name}"
+                    + (" (Ctrl-C)" if sig == signal.SIGINT else " (kill)")]  # fmt: skip

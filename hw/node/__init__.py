@@ -13,8 +13,10 @@ upload; the aggregator decrypts and verifies updates and runs FedAvg.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -61,6 +63,7 @@ def play(node: Node, role: str) -> NodeResult:
 def main(run_dir: Path, name: str, role: str) -> int:
     """Run one node; 0 when its role completed, 3 when the run failed for it, 2 for an unusable run.json."""
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
+    end_quietly_on_stops(name)
     die_with_parent()
     try:
         cfg = RunConfig.read(run_dir)
@@ -86,10 +89,34 @@ def main(run_dir: Path, name: str, role: str) -> int:
         result = play(node, role)
     except (RunFailed, SecurityError, ConnectionClosed, KeysUnavailable) as exc:
         reason = f"{name}: {exc}" if isinstance(exc, KeysUnavailable) else str(exc)
-        return _finish(node, NodeResult(state="failed", reason=reason, cpus=pinned), f"{name}: {exc}")
+        so_far = exc.result if isinstance(exc, RunFailed) else None  # what it finished stays in its report
+        failed = (so_far or NodeResult(state="failed")).model_copy(update={"reason": reason, "cpus": pinned})
+        return _finish(node, failed, f"{name}: {exc}")
     result.cpus = pinned
     result.providers = {a: registry.find(a).provider for a in (node.suite.kem, node.suite.signature, node.suite.aead)}
     return _finish(node, result)
+
+
+STOPS = {signal.SIGINT: "SIGINT (Ctrl-C)", signal.SIGTERM: "SIGTERM (kill)", signal.SIGHUP: "SIGHUP"}
+
+
+def end_quietly_on_stops(name: str) -> None:
+    """A node stopped by Ctrl-C (the terminal's SIGINT reaches every node of a run), kill or a closed terminal
+    ends with one line in its log, then by the signal as before (its exit status unchanged; what it finished is
+    in its journal for the run to recover): Ctrl-C had left a raw ``KeyboardInterrupt`` traceback in every node's
+    log. A signal ignored when the node started (``nohup``) stays ignored; a role may handle one itself (the
+    device emulator ends on SIGTERM)."""
+
+    def stopped(signum: int, _frame: object) -> None:
+        with contextlib.suppress(Exception):  # nothing may keep it from stopping
+            log.warning("%s: stopped by %s", name, STOPS.get(signal.Signals(signum), f"signal {signum}"))
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        os._exit(128 + signum)  # not reached: the signal ends the process
+
+    for sig in STOPS:
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, stopped)
 
 
 def _finish(node: Node, result: NodeResult, failed: str | None = None) -> int:

@@ -85,6 +85,8 @@ class Aggregator:
         self.rejections: dict[str, str] = {}  # why a client's connection was closed on it
         self.dropouts: list[Dropout] = []
         self.accuracy: list[float] = []
+        self.initial: float | None = None  # the initial model's accuracy, once known
+        self.failed = 0  # rounds that timed out
         self.rekeyed: queue.Queue[str] = queue.Queue()  # clients whose per-round handshake ended (or failed)
         self.worker_names = cfg.worker_processes
         self.worker_channels: dict[str, Channel] = {}
@@ -97,6 +99,20 @@ class Aggregator:
         self.test = data.holdout(seeds[1])
 
     def run(self) -> NodeResult:
+        """The whole run; a run that fails raises ``RunFailed`` carrying what was finished (``so_far``)."""
+        try:
+            return self._run()
+        except RunFailed as exc:
+            exc.result = self.so_far(str(exc))
+            raise
+
+    def so_far(self, reason: str) -> NodeResult:
+        """The failed result of a run that ends here: every round finished and every dropout until now."""
+        return NodeResult(state="failed", reason=reason, initial_accuracy=self.initial,
+                          accuracy_per_round=list(self.accuracy), dropouts=list(self.dropouts),
+                          rounds_failed=self.failed)  # fmt: skip
+
+    def _run(self) -> NodeResult:
         node = self.node
         warm_up(node.suite, self.fl.model_parameters * 4, self.shape)
         node.keys.publish(node.name, [self.ident])
@@ -107,20 +123,17 @@ class Aggregator:
                 raise RunFailed(f"crypto workers {', '.join(sorted(missing))} did not connect")
             self.workers = WorkerPool(node, self.worker_channels, self._job_here)
         theta = fl.init(self.shape, self.rng)
-        initial = fl.accuracy(self.shape, theta, *self.test)
-        failed = 0
+        self.initial = fl.accuracy(self.shape, theta, *self.test)
         for r in range(1, self.fl.rounds + 1):
             node.round = r
             start = node.now()
             new = self._round(r, theta)
             ok = new is not None
             theta = new if new is not None else theta
-            failed += not ok
+            self.failed += not ok
             node.add(node.name, node.host, "round", "round" if ok else "failed", start, node.now(), 0.0, 0)
             self.accuracy.append(fl.accuracy(self.shape, theta, *self.test))
-            node.checkpoint(NodeResult(state="failed", reason=f"{node.name} ended after round {r} without its report",
-                                       initial_accuracy=initial, accuracy_per_round=self.accuracy,
-                                       dropouts=self.dropouts, rounds_failed=failed))  # fmt: skip
+            node.checkpoint(self.so_far(f"{node.name} ended after round {r} without its report"))
             node.progress(r, self.accuracy[-1])
         self._drain(node.round)
         done = signed(node.suite.signature, self.ident.sig, MSG.pack(DONE, 0))
@@ -130,8 +143,7 @@ class Aggregator:
         if self.workers is not None:
             self.workers.close()  # a worker ends when its channel does
         self.server.close()
-        return NodeResult(state="completed", initial_accuracy=initial, accuracy_per_round=self.accuracy,
-                          dropouts=self.dropouts, rounds_failed=failed)  # fmt: skip
+        return self.so_far("").model_copy(update={"state": "completed"})
 
     def _accept_all(self) -> None:
         """Listen for the whole run (``_listen``); return once every client and worker is authenticated, or
@@ -157,7 +169,8 @@ class Aggregator:
                 break
             if now > deadline:
                 raise RunFailed(f"only {len(joined)} of {len(expected)} clients and workers authenticated within "
-                                f"{cfg.connect_timeout_s:.0f} s ({self._strangers()})")  # fmt: skip
+                                f"{cfg.connect_timeout_s:.0f} s (missing: {', '.join(sorted(expected - joined))}; "
+                                f"{self._strangers()})")  # fmt: skip
             with contextlib.suppress(queue.Empty):
                 self.joined.get(timeout=0.05)
         for c in sorted(set(self.clients) - joined):
@@ -339,7 +352,7 @@ class Aggregator:
                 continue
             if len(self.alive | in_hand) < need:
                 raise RunFailed(f"round {r}: quorum lost: {len(self.alive)} of {len(self.clients)} clients left, "
-                                f"quorum needs {need}")  # fmt: skip
+                                f"quorum needs {need}{self._gone()}")  # fmt: skip
             try:
                 arrival = self.inbox.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
@@ -361,6 +374,13 @@ class Aggregator:
                 return fl.fedavg(updates, [1.0] * len(updates))
         assert acc is not None
         return acc / np.float32(len(updates))
+
+    def _gone(self, named: int = 4) -> str:
+        """The clients out of the run, each with the round it left in and why (the first ``named``), for a reason."""
+        gone = [f"{d.pod} dropped out in round {d.round}: {d.reason}" for d in self.dropouts if d.pod not in self.alive]
+        if len(gone) > named:
+            gone[named:] = [f"and {len(gone) - named} more"]
+        return f" ({'; '.join(gone)})" if gone else ""
 
     def _verdict(self, a: Arrival, r: int, in_hand: set[str], updates: list[np.ndarray],
                  acc: np.ndarray | None) -> np.ndarray | None:  # fmt: skip

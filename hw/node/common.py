@@ -72,7 +72,12 @@ class Bounded:
 
 
 class RunFailed(Exception):
-    """The run cannot go on (quorum lost, peer unreachable); the message says why."""
+    """The run cannot go on (quorum lost, peer unreachable); the message says why, ``result`` (if any) what the
+    node had finished before (the failed report keeps it: accuracy per round, dropouts)."""
+
+    def __init__(self, reason: str, result: NodeResult | None = None):
+        super().__init__(reason)
+        self.result = result
 
 
 @dataclass
