@@ -12,6 +12,8 @@ import numpy as np
 from sim.study import StudySpec, changed, fmt_ci, log_or_linear, meets, plane, reproductions
 
 W, H, LEFT, TOP, RIGHT, BOTTOM = 680, 440, 60, 30, 160, 50
+MIN_CELL_PX = 6  # a level's cell narrower than this on a to-scale axis: the levels are spaced evenly instead
+EVEN = " (levels evenly spaced, not to scale)"
 
 
 def _ramp(v: float) -> str:
@@ -36,8 +38,8 @@ def _segments(xs: np.ndarray, ys: np.ndarray, z: np.ndarray, level: float) -> li
                 continue
             hits = []
             for (x0, y0, a), (x1, y1, b) in zip(corners, corners[1:] + corners[:1], strict=True):
-                if (a - level) * (b - level) < 0 or (a == level and b != level):
-                    t = (level - a) / (b - a)
+                if a < level < b or b < level < a or (a == level and b != level):  # compared, not multiplied
+                    t = _frac(level, a, b)
                     hits.append((x0 + t * (x1 - x0), y0 + t * (y1 - y0)))
             for k in range(0, len(hits) - 1, 2):
                 out.append((*hits[k], *hits[k + 1]))
@@ -49,11 +51,14 @@ def svg(result: dict[str, Any], spec: StudySpec) -> str:
     the distribution time target's line (dashed)."""
     ax, ay, red, dist = plane(result, spec)
     fx, fy = log_or_linear(ax), log_or_linear(ay)
-    xs = np.array([fx(lv.value or 0) for lv in ax.levels])
-    ys = np.array([fy(lv.value or 0) for lv in ay.levels])
     pw, ph = W - LEFT - RIGHT, H - TOP - BOTTOM
-    bx, by = _bounds(xs), _bounds(ys)
-    x0, x1, y0, y1 = bx[0][0], bx[-1][1], by[0][0], by[-1][1]
+    xs, x_even = _place(np.array([fx(lv.value or 0) for lv in ax.levels]), pw)
+    ys, y_even = _place(np.array([fy(lv.value or 0) for lv in ay.levels]), ph)
+    bx, by = _cells(xs), _cells(ys)
+    x0, x1 = min(b[0] for b in bx), max(b[1] for b in bx)
+    y0, y1 = min(b[0] for b in by), max(b[1] for b in by)
+    ox, oy = np.argsort(xs, kind="stable"), np.argsort(ys, kind="stable")  # the contours walk the grid in order
+    sx, sy = xs[ox], ys[oy]
     px = lambda v: LEFT + (v - x0) / (x1 - x0) * pw  # noqa: E731
     py = lambda v: TOP + ph - (v - y0) / (y1 - y0) * ph  # noqa: E731
     t = result["targets"]
@@ -64,18 +69,19 @@ def svg(result: dict[str, Any], spec: StudySpec) -> str:
     for (j, yv), (i, xv) in ((a, b) for a in enumerate(ys) for b in enumerate(xs)):
         v = red[j, i]
         (xa, xb), (ya, yb) = bx[i], by[j]
-        out.append(f'<rect x="{px(xa) + 1:.1f}" y="{py(yb) + 1:.1f}" width="{px(xb) - px(xa) - 2:.1f}" '
-                   f'height="{py(ya) - py(yb) - 2:.1f}" fill="{_ramp(v)}"/>')  # fmt: skip
+        out.append(f'<rect x="{px(xa) + 1:.1f}" y="{py(yb) + 1:.1f}" width="{max(0.0, px(xb) - px(xa) - 2):.1f}" '
+                   f'height="{max(0.0, py(ya) - py(yb) - 2):.1f}" fill="{_ramp(v)}"/>')  # fmt: skip
         if ax.levels[i].label == result["base"][ax.name] and ay.levels[j].label == result["base"][ay.name]:
-            out.append(f'<rect x="{px(xa) + 2:.1f}" y="{py(yb) + 2:.1f}" width="{px(xb) - px(xa) - 4:.1f}" '
-                       f'height="{py(ya) - py(yb) - 4:.1f}" fill="none" stroke="black" stroke-width="2"/>')  # fmt: skip
+            out.append(f'<rect x="{px(xa) + 2:.1f}" y="{py(yb) + 2:.1f}" '
+                       f'width="{max(0.0, px(xb) - px(xa) - 4):.1f}" height="{max(0.0, py(ya) - py(yb) - 4):.1f}" '
+                       'fill="none" stroke="black" stroke-width="2"/>')  # fmt: skip
         label = "—" if math.isnan(v) else f"{v * 100:.0f} %"
         colour = "white" if not math.isnan(v) and v > 0.35 else "black"
         out.append(f'<text x="{px(xv):.1f}" y="{py(yv) + 4:.1f}" text-anchor="middle" fill="{colour}">{label}</text>')
-    for seg in _segments(xs, ys, red, t["round_latency_reduction"]):
+    for seg in _segments(sx, sy, red[np.ix_(oy, ox)], t["round_latency_reduction"]):
         out.append(f'<line x1="{px(seg[0]):.1f}" y1="{py(seg[1]):.1f}" x2="{px(seg[2]):.1f}" y2="{py(seg[3]):.1f}" '
                    'stroke="#c0392b" stroke-width="3"/>')  # fmt: skip
-    for seg in _segments(xs, ys, dist, t["distribution_s"]):
+    for seg in _segments(sx, sy, dist[np.ix_(oy, ox)], t["distribution_s"]):
         out.append(f'<line x1="{px(seg[0]):.1f}" y1="{py(seg[1]):.1f}" x2="{px(seg[2]):.1f}" y2="{py(seg[3]):.1f}" '
                    'stroke="#2c3e50" stroke-width="3" stroke-dasharray="7,4"/>')  # fmt: skip
     for i, lv in enumerate(ax.levels):
@@ -83,9 +89,9 @@ def svg(result: dict[str, Any], spec: StudySpec) -> str:
     for j, lv in enumerate(ay.levels):
         out.append(f'<text x="{LEFT - 6}" y="{py(ys[j]) + 4:.1f}" text-anchor="end">{escape(lv.label)}</text>')
     out.append(f'<text x="{LEFT + pw / 2:.0f}" y="{TOP + ph + 36}" text-anchor="middle" font-size="12">'
-               f"{escape(ax.title)}</text>")  # fmt: skip
+               f"{escape(ax.title)}{EVEN if x_even else ''}</text>")  # fmt: skip
     out.append(f'<text transform="translate(14,{TOP + ph / 2:.0f}) rotate(-90)" text-anchor="middle" font-size="12">'
-               f'{escape(ay.title)}</text>')  # fmt: skip
+               f"{escape(ay.title)}{EVEN if y_even else ''}</text>")  # fmt: skip
     lx = W - RIGHT + 20
     out += [f'<line x1="{lx}" y1="{TOP + 10}" x2="{lx + 24}" y2="{TOP + 10}" stroke="#c0392b" stroke-width="3"/>',
             f'<text x="{lx + 28}" y="{TOP + 14}">{t["round_latency_reduction"] * 100:.0f} % reduction</text>',
@@ -99,8 +105,43 @@ def svg(result: dict[str, Any], spec: StudySpec) -> str:
     return "\n".join(out)
 
 
+def _frac(v: float, a: float, b: float) -> float:
+    """How far ``v`` lies from ``a`` towards ``b`` (a != b, v between them): 0 at a, 1 at b. The difference of two
+    finite floats can overflow (1e308 - -1e308); then their halves are subtracted, which cannot."""
+    d = b - a
+    if math.isfinite(d):
+        return (v - a) / d
+    return (v / 2 - a / 2) / (b / 2 - a / 2)
+
+
+def _place(pos: np.ndarray, length: float) -> tuple[np.ndarray, bool]:
+    """An axis's level positions (values, or their logs) as fractions of their range: the smallest at 0, the
+    largest at 1, whatever their magnitude. Where that would leave a level's cell under MIN_CELL_PX of the
+    ``length`` the plot gives the axis, the levels are spaced evenly in their order instead (True: say so)."""
+    if len(pos) < 2:
+        return np.zeros(len(pos)), False
+    lo, hi = float(pos.min()), float(pos.max())
+    scaled = np.array([_frac(float(v), lo, hi) for v in pos]) if hi > lo else np.zeros(len(pos))
+    cells = _cells(scaled)
+    span = max(b[1] for b in cells) - min(b[0] for b in cells)
+    if hi > lo and min(b - a for a, b in cells) / span * length >= MIN_CELL_PX:
+        return scaled, False
+    rank = np.empty(len(pos))
+    rank[np.argsort(pos, kind="stable")] = np.arange(len(pos)) / (len(pos) - 1)
+    return rank, True
+
+
+def _cells(pos: np.ndarray) -> list[tuple[float, float]]:
+    """Each position's cell, in the positions' order: halfway to its neighbours in value (the edge cells mirror
+    their inner half)."""
+    order = np.argsort(pos, kind="stable")
+    cells = dict(zip(order.tolist(), _bounds(pos[order]), strict=True))
+    return [cells[i] for i in range(len(pos))]
+
+
 def _bounds(pos: np.ndarray) -> list[tuple[float, float]]:
-    """Each grid position's cell: halfway to its neighbours (the edge cells mirror their inner half)."""
+    """Each grid position's cell (positions in increasing order): halfway to its neighbours (the edge cells mirror
+    their inner half)."""
     if len(pos) == 1:
         return [(pos[0] - 0.5, pos[0] + 0.5)]
     mids = (pos[1:] + pos[:-1]) / 2

@@ -3,8 +3,10 @@ the reproduction table, on a small study of the paper scenario."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -253,3 +255,56 @@ def test_the_planned_cost_counts_every_design_and_scales_combinations_by_their_l
     one = {**{(a.name, lv.label): 10.0 for a in spec.axes for lv in a.levels}}
     n1, t1 = study.planned_cost(spec, one)
     assert n1 == n and t1 == 10.0 * n  # every level as the base: every point the base's time
+
+
+def _svg_geometry(text: str) -> list[tuple[float, float, float, float]]:
+    """Check study.svg's geometry (parses as XML; every coordinate finite and in the picture, no negative size)
+    and return its cells (the filled rects of the plane: x0, x1, y0, y1)."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(text)
+    cells = []
+    for el in root.iter():
+        nums = {k: float(v) for k, v in el.attrib.items() if k in ("x", "y", "x1", "y1", "x2", "y2", "width", "height")}
+        assert all(np.isfinite(v) for v in nums.values()), el.attrib
+        assert nums.get("width", 0) >= 0 and nums.get("height", 0) >= 0, el.attrib
+        assert all(0 <= v <= (680 if k.startswith(("x", "w")) else 440) for k, v in nums.items()), el.attrib
+        if el.tag.endswith("rect") and el.get("fill") not in ("none", "white"):
+            cells.append((nums["x"], nums["x"] + nums["width"], nums["y"], nums["y"] + nums["height"]))
+    return cells
+
+
+def _plane_spec(spec: study.StudySpec, clients: list[float], model: list[float]) -> study.StudySpec:
+    data = spec.model_dump()
+    for lv, v in zip(data["axes"][0]["levels"], clients, strict=True):
+        lv["value"] = v
+    for lv, v in zip(data["axes"][1]["levels"], model, strict=True):
+        lv["value"] = v
+    return study.StudySpec.model_validate(data)
+
+
+@pytest.mark.parametrize(
+    ("clients", "model", "even"),
+    [([-1e308, 1e308], [5e4, 2.5e5, 1e6], False),  # their difference overflows
+     ([-1.7976931348623157e308, 1.7976931348623157e308], [5e-324, 1e-10, 1.7e308], False),
+     ([4.0, 2.0], [1e6, 5e4, 2.5e5], False),  # not in order
+     ([-1e308, 1e308], [1.0, 1.0000001, 1e300], True)],  # two levels no pixel apart: spaced evenly, and said
+    ids=["huge", "extremes", "unordered", "crowded"],
+)  # fmt: skip
+def test_the_svg_places_any_finite_distinct_level_values(small, clients, model, even):
+    """Levels at ±1e308 (finite, distinct, accepted) drew study.svg with NaN coordinates behind raw numpy overflow
+    warnings on stderr, as did a distribution target of 1e308; levels out of order drew overlapping cells, levels
+    closer than a pixel cells of negative width. Now positions are scaled without overflow, cells follow the
+    values' order, and an axis whose cells cannot all show is spaced evenly and says so."""
+    spec, _, result = small
+    result = result | {"targets": result["targets"] | {"distribution_s": 1e308}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        text = studyreport.svg(result, _plane_spec(spec, clients, model))
+    cells = _svg_geometry(text)
+    assert len(cells) == 6
+    for a, b in itertools.combinations(cells, 2):  # the plane's cells do not overlap, none is empty
+        assert min(a[1], b[1]) <= max(a[0], b[0]) + 1e-9 or min(a[3], b[3]) <= max(a[2], b[2]) + 1e-9, (a, b)
+    assert all(c[1] - c[0] >= 4 and c[3] - c[2] >= 4 for c in cells), cells
+    assert ("evenly spaced" in text) == even
+    assert text.count('stroke="#c0392b"') >= 2  # the reduction contour is still drawn
