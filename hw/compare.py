@@ -51,7 +51,16 @@ import numpy as np
 import pandas as pd
 
 from hw.speed import run_slow_flags
-from sim.contract import FL_PHASES, RunLayout, Summary, atomic_write, phase_extents, read_spans, read_summary
+from sim.contract import (
+    FL_PHASES,
+    RunLayout,
+    Summary,
+    atomic_write,
+    phase_extents,
+    read_spans,
+    read_summary,
+    without_duplicate_spans,
+)
 from sim.errors import UserError
 from sim.loading import load_yaml_file, refuse_repeated_dirs
 
@@ -91,11 +100,17 @@ def _check_dir(d: Path) -> list[str]:
     return [f"{d}: no {' or '.join(missing)} ({hint})"]
 
 
-def _read_run(d: Path) -> tuple[pd.DataFrame, Summary]:
+def _read_run(d: Path, notes: list[str]) -> tuple[pd.DataFrame, Summary]:
+    """A run's spans and summary; a measured run's duplicated spans left out (``without_duplicate_spans``), and
+    said in ``notes``."""
     try:
-        return read_spans(RunLayout(d).spans), read_summary(RunLayout(d).summary)
+        spans, summary = read_spans(RunLayout(d).spans), read_summary(RunLayout(d).summary)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    if summary.backend is not None:
+        spans, note = without_duplicate_spans(spans, RunLayout(d).spans)
+        notes += [note] if note else []
+    return spans, summary
 
 
 def metric_values(df: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -292,11 +307,11 @@ def unsimulated_ops(sim_df: pd.DataFrame, hw_df: pd.DataFrame) -> list[str]:
     return sorted(ops(hw_df) - ops(sim_df))
 
 
-def _pooled(dirs: list[Path]) -> tuple[pd.DataFrame, list[Summary]]:
+def _pooled(dirs: list[Path], notes: list[str]) -> tuple[pd.DataFrame, list[Summary]]:
     """Repeated measured runs as one: each run's spans become one replication of the pool."""
     parts, summaries = [], []
     for i, d in enumerate(dirs):
-        df, summary = _read_run(d)
+        df, summary = _read_run(d, notes)
         parts.append(df.assign(replication=i) if len(dirs) > 1 else df)
         summaries.append(summary)
     return pd.concat(parts, ignore_index=True), summaries
@@ -330,7 +345,8 @@ def compare_dirs(sim_dir: Path, hw_dir: Path, more_hw: Sequence[Path] = ()) -> d
     if problems := _check_dir(sim_dir) + [p for d in hw_dirs for p in _check_dir(d)]:
         raise UserError(problems)
     refuse_repeated_dirs(hw_dirs, "measured run", RunLayout.SPANS)
-    (sim_df, sim_sum), (hw_df, hw_sums) = _read_run(sim_dir), _pooled(hw_dirs)
+    notes: list[str] = []
+    (sim_df, sim_sum), (hw_df, hw_sums) = _read_run(sim_dir, notes), _pooled(hw_dirs, notes)
     if sim_sum.backend is not None:  # the two directories given the other way round, most likely
         raise UserError(f"{sim_dir}: a measured run (backend: {sim_sum.backend}), given as the simulation: pqtwin "
                         "compare takes the simulated run directory first, then the measured one(s)")  # fmt: skip
@@ -339,7 +355,7 @@ def compare_dirs(sim_dir: Path, hw_dir: Path, more_hw: Sequence[Path] = ()) -> d
     if len(hw_dirs) > 1:
         runs["hw"] |= {"repeats": [str(d) for d in hw_dirs], "quiet_repeats": sum(
             bool(s.machine_load and s.machine_load.quiet) for s in hw_sums)}  # fmt: skip
-    warnings = _setting_warnings(runs, hw_sums) + _load_warnings(hw_sum) + calibration_warnings(sim_dir)
+    warnings = notes + _setting_warnings(runs, hw_sums) + _load_warnings(hw_sum) + calibration_warnings(sim_dir)
     warnings += _fabric_warnings(sim_dir, hw_sums, hw_dirs[0])
     warnings += [f"{d} is a simulation, not a measured run: this compares simulations" for d, s in
                  zip(hw_dirs, hw_sums, strict=True) if s.backend is None]  # fmt: skip

@@ -56,6 +56,7 @@ state's).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,7 @@ from pydantic import ValidationError
 
 from hw.speed import KEPT_FILE, read_kept, slow_spans, slow_state_us
 from sim import catalogue
-from sim.contract import FL_PHASES, RunLayout, read_spans, read_summary
+from sim.contract import FL_PHASES, RunLayout, read_spans, read_summary, without_duplicate_spans
 from sim.errors import M, UserError, show
 from sim.loading import refuse_repeated_dirs
 from sim.profile import INBOX_HANDOFF, RECEIVE_HANDOFF, LinearOp, Overhead, PerCallOp, Profile, op_kind
@@ -323,6 +324,9 @@ def _run_rows(run_dir: Path, base: Path | None) -> _RunRows:
     if summary.backend is None or summary.state != "completed" or summary.rounds_completed < 1:
         raise UserError(f"--from-run: {run_dir}: need a completed hardware-twin run (got backend "
                         f"{summary.backend}, state {summary.state}, {summary.rounds_completed} rounds)")  # fmt: skip
+    spans, note = without_duplicate_spans(spans, layout.spans)  # each was fitted twice
+    if note:
+        sys.stderr.write(f"warning: --from-run: {note}\n")  # (cli prints the fit; a library warns here)
     s = load_scenario(layout.scenario, profile_override=base or _profile_of(summary.scenario_file, layout))
     profile = s.host_profile(s.deployment.hosts[0].name)
     flags, slow_speed = _slow(run_dir, spans, summary.machine_load, profile)

@@ -386,14 +386,20 @@ def sim_cmd(
 
 
 def _fabric_overrides(run_dir: Path) -> list[str]:
-    """The ``--set`` options that simulate the fabric and machine a netns run measured (``Summary.fabric``)."""
+    """The ``--set`` options that simulate the fabric and machine a netns run measured (``Summary.fabric``). Its
+    values are checked as its summary.json is read (``read_summary``: finite, within what a link takes), so a bad
+    one names RUN/summary.json and its field, not the scenario the options are then applied to."""
     from sim.contract import RunLayout, read_summary
     from sim.errors import UserError
 
+    path = RunLayout(run_dir).summary
     try:
-        summary = read_summary(RunLayout(run_dir).summary)
+        summary = read_summary(path)
     except (OSError, ValueError) as exc:
-        raise UserError(f"--fabric-of: {run_dir}: not a run directory ({str(exc).splitlines()[0]})") from None
+        line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        if not path.is_file():
+            raise UserError(f"--fabric-of: {run_dir}: not a run directory ({line})") from None
+        raise UserError(f"--fabric-of: {line if line.startswith(f'{path}: ') else f'{path}: {line}'}") from None
     if summary.fabric is None:
         raise UserError(f"--fabric-of: {run_dir} is not a netns twin run (its summary.json has no fabric)")
     return summary.fabric_overrides()

@@ -40,7 +40,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -170,11 +170,12 @@ _NOT_FINITE = {"start_s": "start_s or end_s is missing or not finite",
 
 
 def read_valid_spans(path: Path) -> tuple[pd.DataFrame, int, dict[str, int]]:
-    """The rows of a spans file that ``read_spans`` would accept one by one: (those rows, the file's row count,
-    {problem: rows left out for it}). ValueError (``read_spans``' line) only for a file that cannot be read as
-    spans at all (not a regular file, not Parquet, a column missing or of a type that does not cast): one bad
-    row (a span ending before it starts, a time not finite) cost the twin a node's whole spans file, and a run
-    that finished every round reported none."""
+    """The rows of a *measured* spans file (a twin node's) that ``read_spans`` would accept one by one, each once:
+    (those rows, the file's row count, {problem: rows left out for it}). ValueError (``read_spans``' line) only for
+    a file that cannot be read as spans at all (not a regular file, not Parquet, a column missing or of a type that
+    does not cast): one bad row (a span ending before it starts, a time not finite) cost the twin a node's whole
+    spans file, and a run that finished every round reported none. A row the same as an earlier one
+    (``duplicate_spans``) is left out too: it was counted twice."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -198,7 +199,34 @@ def read_valid_spans(path: Path) -> tuple[pd.DataFrame, int, dict[str, int]]:
         if n := int(row_bad.sum()):
             left_out[problem] = left_out.get(problem, 0) + n
         keep &= ~row_bad
-    return df[keep].reset_index(drop=True), total, left_out
+    df = df[keep].reset_index(drop=True)
+    if n := int((twice := duplicate_spans(df)).sum()):
+        left_out[DUPLICATE_SPANS] = left_out.get(DUPLICATE_SPANS, 0) + n
+        df = df[~twice].reset_index(drop=True)
+    return df, total, left_out
+
+
+SPAN_KEY = ("replication", "round", "pod", "host", "phase", "op", "start_s", "end_s")
+DUPLICATE_SPANS = "spans the same as an earlier one (" + ", ".join(SPAN_KEY) + ")"
+
+
+def duplicate_spans(df: pd.DataFrame) -> Any:
+    """A boolean array: the rows whose ``SPAN_KEY`` an earlier row has. A measured run never holds two such rows
+    (one activity timed once, to the nanosecond); a file written twice over, or a node's spans appended to a copy
+    of themselves, does, and each of its rounds, spans and frames was counted twice by compare and calibrate
+    --from-run. (A simulation may: two identical messages sent at one instant on twin links.)"""
+    return df.duplicated(subset=list(SPAN_KEY), keep="first").to_numpy()
+
+
+def without_duplicate_spans(df: pd.DataFrame, path: Path | str) -> tuple[pd.DataFrame, str | None]:
+    """A measured run's spans with each ``SPAN_KEY`` once, and the warning that says how many were left out
+    (None: none were)."""
+    twice = duplicate_spans(df)
+    if not (n := int(twice.sum())):
+        return df, None
+    return (df[~twice].reset_index(drop=True),
+            f"{path}: {n:,} of {len(df):,} spans left out, each the same as an earlier one "
+            f"({', '.join(SPAN_KEY)}): a measured run times each activity once")  # fmt: skip
 
 
 def _count(left_out: dict[str, int], problem: str, mask: Any) -> None:
@@ -421,8 +449,45 @@ def write_json(path: Path, obj: Any) -> None:
 # --- summary.json ------------------------------------------------------------------------------------
 
 
+MAX_SUMMARY_NUMBER = 1e18  # no KPI of a run comes near (a year is 3e7 s; 1e18 bytes is an exabyte a replication);
+# a sum of a million such values stays finite, where a mean of 1e30 or 1e308 did not say it was corrupt
+MAX_COUNT = 2**63 - 1  # counts and seeds are int64 where they are stored (sim.scenario.MAX_SEED)
+STRICT_READ = "summary.json read"  # the validation context ``read_summary`` gives: the checks of a file read
+
+
 class _Model(BaseModel):
+    """summary.json's parts. Built by the simulator and the twin from their own numbers (lax: numpy values);
+    read back (``read_summary``) strictly: ``true`` is no number, no number is NaN, infinite or beyond
+    ±MAX_SUMMARY_NUMBER, no count negative -- a damaged or hand-edited summary made report and compare print
+    NaN intervals, a mean of 1.0 s from ``true`` and sums of 1e30 without a word."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _numbers_as_written(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(info.context, dict) and info.context.get(STRICT_READ) and (problem := _number_problem(value)):
+            raise ValueError(problem)
+        return value
+
+
+def _number_problem(value: Any) -> str | None:
+    """What a read summary's number (or a list or mapping of them) may not be; None if fine. Nested models
+    check their own fields."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return f"not a finite number ({value})"
+        return f"{value:g} is beyond ±{MAX_SUMMARY_NUMBER:g}" if abs(value) > MAX_SUMMARY_NUMBER else None
+    if isinstance(value, int):
+        return f"a count cannot be negative ({value})" if value < 0 else (
+            f"{value} is beyond {MAX_COUNT}" if value > MAX_COUNT else None)  # fmt: skip
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list | tuple) else ()
+    for key, item in items:
+        if (problem := _number_problem(item)) is not None:
+            return f"[{key!r}]: {problem}" if isinstance(key, str) else f"item {key}: {problem}"
+    return None
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -651,17 +716,20 @@ class FabricProbe(_Model):
     On two vCPUs a gigabit fabric is CPU-bound: the kernel's veth, bridge and tbf work for a byte outlasts the
     byte's time on the wire, so one stream gets less than the rate (README, "Real kernel networking")."""
 
+    # within what a scenario's link takes (sim.scenario MAX_DELAY_S, MIN_/MAX_BANDWIDTH_BPS, MAX_BURST_BYTES; a
+    # test holds them equal): ``sim --fabric-of`` makes links of these values, and a value no link may have was
+    # refused as the scenario file's (deployment.network.links[0].latency_s), not this summary's
     hosts: tuple[str, str]
     hops: int = Field(ge=1)
-    latency_s: float = Field(ge=0)
-    throughput_bps: float = Field(gt=0)
-    rate_bps: float = Field(gt=0)  # the slowest nominal rate on the path
+    latency_s: float = Field(ge=0, le=60.0, allow_inf_nan=False)
+    throughput_bps: float = Field(ge=1.0, le=1e12, allow_inf_nan=False)
+    rate_bps: float = Field(ge=1.0, le=1e12, allow_inf_nan=False)  # the slowest nominal rate on the path
     # the hosts' TCP congestion control (the machine's default: bbr here, cubic on a stock Linux or a Pi); it
     # decides which pattern of concurrent flows shares unfairly (docs/network-validation.md)
     congestion_control: str = ""
     # the token bucket of the path's slowest link (tbf's burst; 0: not recorded, runs before it was): the simulator
     # models its head start (sim/network.py ``LinkServer.leaves``)
-    burst_bytes: int = Field(default=0, ge=0)
+    burst_bytes: int = Field(default=0, ge=0, le=1 << 30)
 
     def overrides(self, machine_cores: int | None = None) -> list[str]:
         """``--set`` options that give the simulator this fabric's links: its latency, no jitter (nothing here
@@ -704,7 +772,9 @@ class Summary(_Model):
     rounds_failed: int
     phase_s: dict[str, float]
     crypto_share: float
-    application_bytes: ApplicationBytes
+    # run directories written before ``bytes_on_wire`` was named ``application_bytes`` still read (an alias, not a
+    # "before" validator: one made pydantic hand the fields Python objects, and a strict read refuse JSON arrays)
+    application_bytes: ApplicationBytes = Field(validation_alias=AliasChoices("application_bytes", "bytes_on_wire"))
     telemetry: Telemetry
     host_utilization: dict[str, Utilisation]
     link_utilization: dict[str, Utilisation]
@@ -730,15 +800,6 @@ class Summary(_Model):
     link_bytes: LinkBytes | None = None  # the simulator's (None: the twin, which cannot count bytes per hop)
     energy: Energy | None = None  # sim/energy.py: from the spans and counts, with the profiles' power models
 
-    @model_validator(mode="before")
-    @classmethod
-    def _renamed(cls, data: Any) -> Any:
-        """Read run directories written before ``bytes_on_wire`` was named ``application_bytes``."""
-        if isinstance(data, dict) and "bytes_on_wire" in data and "application_bytes" not in data:
-            data = dict(data)
-            data["application_bytes"] = data.pop("bytes_on_wire")
-        return data
-
     def fabric_overrides(self) -> list[str]:
         """The ``--set`` options that simulate the fabric and the machine this netns run measured (none: not one)."""
         if self.fabric is None:
@@ -758,14 +819,18 @@ def write_summary(summary: Summary, out_dir: Path) -> Path:
 MAX_RUN_JSON_BYTES = 256 << 20  # a run directory's JSON file (a big run's summary is ~1 MB)
 
 
-def read_model(model: type[M], path: Path) -> M:
+def read_model(model: type[M], path: Path, strict: bool = False) -> M:
     """A JSON file of the run directory read into its model; ValueError with one line naming the file and
-    the first problem (field path and message), never a traceback's worth of pydantic text."""
+    the first problem (field path and message), never a traceback's worth of pydantic text. ``strict``: pydantic's
+    strict mode (no ``true`` for a number, no "5" for one either) and the ``STRICT_READ`` checks of ``_Model``."""
     from sim.errors import UserError
     from sim.loading import read_bytes
 
     try:
-        return model.model_validate_json(read_bytes(path, MAX_RUN_JSON_BYTES, "a JSON file"))
+        data = read_bytes(path, MAX_RUN_JSON_BYTES, "a JSON file")
+        if strict:
+            return model.model_validate_json(data, strict=True, context={STRICT_READ: True})
+        return model.model_validate_json(data)
     except UserError as exc:  # not a regular file (a FIFO blocks, /dev/zero never ends), too large, unreadable
         raise ValueError(exc.lines[0]) from None
     except ValidationError as exc:
@@ -775,4 +840,6 @@ def read_model(model: type[M], path: Path) -> M:
 
 
 def read_summary(path: Path) -> Summary:
-    return read_model(Summary, path)
+    """summary.json, strictly (``_Model``): every reader of a run's KPIs (report, compare, calibrate --from-run,
+    sim --fabric-of, the app) refuses a damaged one in one line naming the file and the field."""
+    return read_model(Summary, path, strict=True)

@@ -9,6 +9,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -436,3 +437,39 @@ def test_a_compare_with_no_metric_in_both_runs_is_one_line_not_an_empty_report(r
     (line,) = res.exception.lines
     assert "nothing to compare" in line and "round_latency_s: no values in the measured run" in line, line
     assert not (tmp_path / "c" / "compare.json").exists()
+
+
+def test_a_measured_runs_duplicated_spans_are_counted_once_and_said(runs, tmp_path):
+    """Every row of a measured run's spans.parquet written twice: compare pooled each round twice (n_hw 6 of a
+    3-round run, CIs too narrow) without a word. The copies are left out now, in one warning saying how many."""
+    hw = copy_run(runs["hw"], tmp_path / "hw")
+    summary = json.loads((hw / "summary.json").read_text())
+    (hw / "summary.json").write_text(json.dumps({**summary, "backend": "local", "state": "completed"}))
+    once = compare_dirs(runs["sim"], hw)
+    df = contract.read_spans(hw / "spans.parquet")
+    contract.write_spans(pd.concat([df, df], ignore_index=True), hw / "spans.parquet")
+    twice = compare_dirs(runs["sim"], hw)
+    assert twice["metrics"] == once["metrics"]
+    assert twice["metrics"]["round_latency_s"]["n_hw"] == summary["rounds_completed"]
+    (note,) = [w for w in twice["warnings"] if w not in once["warnings"]]
+    assert note.startswith(f"{hw / 'spans.parquet'}: {len(df):,} of {2 * len(df):,} spans left out, each the same")
+
+
+def test_fabric_of_a_run_whose_fabric_no_link_can_have_names_its_summary(pqtwin, tmp_path):
+    """``sim --fabric-of RUN`` whose summary.json holds an infinite (or 100 s) latency: the --set options made from
+    it were refused as the scenario file's deployment.network.links[0].latency_s; now RUN/summary.json's field is
+    named, in one line, before anything runs."""
+    paper = load_scenario(SCENARIO, ["workload.fl.rounds=1", "run.replications=1"])
+    hw = tmp_path / "hw"
+    write_run(simulate(paper, "sequential"), hw, paper)
+    data = json.loads((hw / "summary.json").read_text())
+    bad = ((float("inf"), "Input should be a finite number"), (100.0, "Input should be less than or equal to 60"))
+    for latency, expected in bad:
+        data |= {"backend": "netns", "fabric": {"hosts": ["pi-1", "pi-2"], "hops": 2, "latency_s": latency,
+                                                "throughput_bps": 5e8, "rate_bps": 1e9}}  # fmt: skip
+        (hw / "summary.json").write_text(json.dumps(data))
+        res = pqtwin("sim", str(SCENARIO), "--fabric-of", str(hw), "--out", str(tmp_path / "sim"))
+        (line,) = res.stderr.strip().splitlines()
+        assert res.returncode == 2
+        assert line == f"error: --fabric-of: {hw / 'summary.json'}: fabric.latency_s: {expected}"
+        assert "scenario" not in line and not (tmp_path / "sim").exists()

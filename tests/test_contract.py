@@ -225,3 +225,128 @@ def test_a_run_file_that_is_not_a_regular_file_is_refused_without_reading_it(tmp
         read(path)
     assert str(exc.value).startswith(f"{path}: ") and "\n" not in str(exc.value)
     assert ("a directory" if kind == "dir" else "not a regular file") in str(exc.value)
+
+
+def _twin_shaped(summary: Summary) -> Summary:
+    """A summary as the twin writes it: its run's facts after ``wall_s`` filled in."""
+    speed = contract.CpuSpeed(probe_us_p10=60.0, probe_us_p50=64.0, probe_us_p90=70.0, samples=30)
+    waits = contract.SchedWaits(window_s=2.0, runnable_wait_s=0.5, idle_core_wait_s=0.1,
+                                by_node_wait_s={"aggregator": 0.2}, by_cause_wait_s={"woken": 0.3})  # fmt: skip
+    load = contract.MachineLoad(cores=2, loadavg_1m_start=0.5, loadavg_1m_end=None, twin_cpu_cores=1.2,
+                                foreign_cpu_cores=0.1, steal_fraction=0.0, quiet=True, package_energy_j=12.5,
+                                cpu_speed=speed, calibrated_probe_us=64.0, sched=waits)  # fmt: skip
+    probe = contract.FabricProbe(hosts=("pi-1", "pi-2"), hops=2, latency_s=6e-6, throughput_bps=7e8,
+                                 rate_bps=9.4e8, congestion_control="bbr", burst_bytes=4096)  # fmt: skip
+    return summary.model_copy(update={
+        "backend": "netns", "state": "completed", "initial_accuracy": 0.1, "accuracy_per_round": [0.5, 0.75],
+        "dropouts": [contract.Dropout(round=1, pod="client-2", reason="timeout")], "security": {"rejected": 0},
+        "attack": ("replay", "client-1"), "run_id": "r1", "machine_load": load, "fabric": probe, "link_bytes": None,
+    })  # fmt: skip
+
+
+def test_what_the_simulator_and_the_twin_write_reads_back_strictly(tmp_path):
+    """summary.json is now read strictly (no NaN, no ``true`` for a number, nothing beyond ±1e18, no negative
+    count): every summary the simulator (both modes, telemetry, energy) and the twin write still reads, equal."""
+    s = load_scenario(SCENARIOS / "paper-3node.yaml", ["workload.fl.rounds=2"])
+    for mode in ("sequential", "concurrent"):
+        summary = simulate(s, mode, 1, 2).summary
+        assert summary.telemetry.frames > 0 and summary.energy is not None  # the parts with most numbers
+        for written in (summary, _twin_shaped(summary)):
+            write_summary(written, tmp_path)
+            assert read_summary(tmp_path / "summary.json") == written
+
+
+@pytest.mark.parametrize(
+    ("edit", "where"),
+    [(lambda d: d["round_latency_s"].update(mean=float("nan")), "round_latency_s.mean: "),
+     (lambda d: d["round_latency_s"].update(ci95=[float("-inf"), 1.0]), "round_latency_s.ci95"),
+     (lambda d: d["round_latency_s"].update(mean=True), "round_latency_s.mean: "),  # read as 1.0 s
+     (lambda d: d["round_latency_s"].update(n="4"), "round_latency_s.n: "),
+     (lambda d: d["round_latency_s"].update(replication_means=[1.0, 1e30]), "round_latency_s.replication_means: "),
+     (lambda d: d.update(rounds_completed=-2), "rounds_completed: "),
+     (lambda d: d.update(sim_time_s=1e300), "sim_time_s: "),
+     (lambda d: d["phase_s"].update(train=float("nan")), "phase_s: "),
+     (lambda d: d["host_utilization"]["pi-1"].update(offered=float("inf")), "host_utilization.pi-1.offered: "),
+     (lambda d: d["machine_load"].update(cores=1e30), "machine_load.cores: "),
+     (lambda d: d["machine_load"].update(cores=10**30), "machine_load.cores: "),
+     (lambda d: d["machine_load"].update(quiet=1), "machine_load.quiet: ")],
+    ids=["nan", "inf-in-ci", "true", "text", "1e30", "negative-count", "1e300", "nan-in-map", "inf-nested",
+         "cores-1e30", "cores-huge-int", "one-for-true"],
+)  # fmt: skip
+def test_a_summary_number_no_run_writes_is_refused_naming_its_field(tmp_path, edit, where):
+    """report, compare and calibrate --from-run read summary.json with pydantic's lax defaults: NaN intervals,
+    ``"mean": true`` (1.0 s), replication means of 1e30 and negative counts were taken without a word."""
+    s = load_scenario(SCENARIOS / "paper-3node.yaml", ["workload.fl.rounds=1"])
+    write_summary(_twin_shaped(simulate(s, "sequential", 1, 2).summary), tmp_path)
+    path = tmp_path / "summary.json"
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError) as exc:
+        read_summary(path)
+    (line,) = str(exc.value).splitlines()
+    assert line.startswith(f"{path}: {where}"), line
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [("latency_s", float("inf"), "Input should be a finite number"),
+     ("latency_s", 100.0, "less than or equal to 60"),
+     ("throughput_bps", 0.5, "greater than or equal to 1"),
+     ("rate_bps", 1e13, "less than or equal to 1000000000000"),
+     ("burst_bytes", 1 << 31, "less than or equal to 1073741824")],
+)  # fmt: skip
+def test_a_fabric_no_link_can_have_is_refused_as_the_summary_is_read(tmp_path, field, value, expected):
+    """``sim --fabric-of RUN`` makes the run's fabric the scenario's links: a value no link may have (an infinite
+    latency) was refused after the fact as the scenario file's deployment.network.links[0], not RUN's."""
+    s = load_scenario(SCENARIOS / "paper-3node.yaml", ["workload.fl.rounds=1"])
+    write_summary(_twin_shaped(simulate(s, "sequential", 1, 1).summary), tmp_path)
+    path = tmp_path / "summary.json"
+    data = json.loads(path.read_text())
+    data["fabric"][field] = value
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError) as exc:
+        read_summary(path)
+    assert str(exc.value).startswith(f"{path}: fabric.{field}: ") and expected in str(exc.value), str(exc.value)
+
+
+def test_the_fabrics_bounds_are_the_links_bounds():
+    """A fabric value its summary.json takes is one a link of the scenario takes (the bounds are written twice:
+    sim.contract cannot import sim.scenario)."""
+    from sim import scenario
+
+    probe = dict(hosts=("a", "b"), hops=1, latency_s=0.0, throughput_bps=1e6, rate_bps=1e6)
+    link = dict(latency_s=0.0, bandwidth_bps=1e6)
+    values = {
+        ("latency_s", "latency_s"): [0.0, -1e-9, scenario.MAX_DELAY_S, scenario.MAX_DELAY_S * 1.001],
+        ("throughput_bps", "bandwidth_bps"): [scenario.MIN_BANDWIDTH_BPS, scenario.MIN_BANDWIDTH_BPS * 0.999,
+                                              scenario.MAX_BANDWIDTH_BPS, scenario.MAX_BANDWIDTH_BPS * 1.001],
+        ("rate_bps", "bandwidth_bps"): [scenario.MIN_BANDWIDTH_BPS * 0.999, scenario.MAX_BANDWIDTH_BPS * 1.001],
+        ("burst_bytes", "burst_bytes"): [0, -1, scenario.MAX_BURST_BYTES, scenario.MAX_BURST_BYTES + 1],
+    }  # fmt: skip
+
+    def takes(model: type, data: dict) -> bool:
+        try:
+            model.model_validate(data)
+        except ValueError:
+            return False
+        return True
+
+    for (ours, theirs), vs in values.items():
+        for v in vs:
+            ok = takes(scenario.LinkParams, link | {theirs: v})
+            assert takes(contract.FabricProbe, probe | {ours: v}) == ok, (ours, v)
+
+
+def test_a_measured_nodes_duplicated_spans_are_left_out_and_counted(tmp_path):
+    """A node's spans file holding its rows twice (written twice over): each row is kept once, and the copies are
+    counted among the rows left out, so the twin's merge says how many."""
+    df = contract.to_frame(rows())
+    path = tmp_path / "aggregator.parquet"
+    contract.write_spans(pd.concat([df, df.iloc[:2], df]), path)
+    kept, total, left_out = contract.read_valid_spans(path)
+    assert kept.to_dict("records") == df.to_dict("records") and total == 2 * len(df) + 2
+    assert left_out == {contract.DUPLICATE_SPANS: len(df) + 2}
+    other = df.assign(start_s=df.start_s + 1e-9, end_s=df.end_s + 1e-9)  # a nanosecond apart: another activity
+    contract.write_spans(pd.concat([df, other]), path)
+    assert contract.read_valid_spans(path)[2] == {}

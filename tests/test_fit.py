@@ -595,3 +595,17 @@ def test_a_fitted_spread_by_size_survives_the_profile_file_and_prices_each_call_
     one_by_one = np.array([over.apply(b, 0.0, r) for r in [np.random.default_rng(7)] for b in base])
     assert np.allclose(at_once, one_by_one, rtol=1e-12, atol=0)
     assert isinstance(over, Overhead) and over.varies
+
+
+def test_a_runs_duplicated_spans_are_fitted_once_and_said(tmp_path, capsys):
+    """Every row of the run's spans.parquet written twice: calibrate --from-run fitted from twice the spans (each
+    overhead's n doubled, its spread understated) without a word. The copies are left out, in one warning."""
+    planted_run(tmp_path)
+    once = fit_from_run(tmp_path, PROFILE)
+    capsys.readouterr()
+    spans = read_spans(tmp_path / "spans.parquet")
+    write_spans(pd.concat([spans, spans], ignore_index=True), tmp_path / "spans.parquet")
+    twice = fit_from_run(tmp_path, PROFILE)
+    assert (twice.rows, twice.profile) == (once.rows, once.profile)
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"warning: --from-run: {tmp_path / 'spans.parquet'}: {len(spans)} of {2 * len(spans)} ")
