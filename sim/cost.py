@@ -96,6 +96,11 @@ BYTES_PER_SERIES_ROW = 330.0
 SERIES_ROW_KEPT_BYTES = 60.0  # a finished mode's series frame kept for --mode both
 S_PER_SERIES_ROW = 4e-6
 SERIES_BINS = 120  # sim/model.py's: bins of series.parquet when run.series_bin_s is not set
+# cpu_sharing: linux (sim/hosts.py PlacedCores): a core running a job longer than a slice re-arms a timer every
+# SLICE_S (alone or not), and an idle core next to one with jobs waiting balances at the next tick (TICK_S)
+SLICE_S = 0.0033
+TICK_S = 0.004
+HELLO_BYTES = 64  # sim/model.py's: a handshake's hello
 # draws of a device session's work on its receiving host before its frames may go (``_send_windows``): a fixed seed,
 # so an estimate is the same every time
 KEY_DRAWS = 256
@@ -120,12 +125,18 @@ class Cost:
     # what the peak and the wall time are made of: (what, bytes or seconds), adding up to ``peak_bytes``, ``wall_s``
     memory: list[tuple[str, float]] = field(default_factory=list)
     time: list[tuple[str, float]] = field(default_factory=list)
+    # run.engine auto priced as the event model because the kernels would give up at run time (a frame slower than
+    # its period from emission to decryption): why, in a few words ("" otherwise)
+    fallback: str = ""
 
     def describe(self) -> str:
         series = f", {_si(self.series_rows)} series rows" if self.series_rows >= 1e5 else ""
+        engine = ""
+        if self.fallback:  # the first driver is what makes the frames slow
+            engine = f" (the event model: {self.fallback}, so the kernels give up; {self.drivers[0][0]} adds the most)"
         return (
             f"~{_si(self.events)} events, {_si(self.rows)} span rows{series}, {self.peak_bytes / GIB:.2f} GiB peak, "
-            f"~{duration(self.wall_s)}"
+            f"~{duration(self.wall_s)}{engine}"
         )
 
 
@@ -145,10 +156,16 @@ def estimate(s: Scenario, replications: int | None = None, modes: int = 1) -> Co
     vectorized = engine_for(s) == "vectorized"  # auto: the event model for what the kernels refuse
     busy = _foreground(work.by_host, fl.rounds, round_len_s, duration_s)
     sends = _send_windows(s, duration_s)
+    slow = None
+    if vectorized and s.run.engine == "auto":  # the kernels give up at run time on a frame slower than its period
+        in_run = [p.count * sent * reps for p, sent in zip(s.workload.devices, sends, strict=True)]
+        slow = _slow_frames(s, routes, rho, work, in_run)
+        vectorized = slow is None
     tele = [_population(s, pop, duration_s, routes, vectorized, busy, sent)
             for pop, sent in zip(s.workload.devices, sends, strict=True)]  # fmt: skip
+    slices, ticks, linux_top = _linux_slices(s, work, fl.rounds, round_len_s, duration_s, tele)
     rows_rep = fl_rows + sum(t.rows for t in tele)
-    events_rep = fl_events + sum(t.events for t in tele)
+    events_rep = fl_events + sum(t.events for t in tele) + slices + ticks
     rows, events = rows_rep * reps, events_rep * k
     ps_s, stuck = _sharing_cost(s, tele, rho, min(1.0, backlog_s / max(duration_s, 1e-9)), backlog_jobs)
     live = sum(t.queued for t in tele) + stuck  # frames waiting for a link or a core: live SimPy processes
@@ -179,7 +196,14 @@ def estimate(s: Scenario, replications: int | None = None, modes: int = 1) -> Co
     peak, wall_s = sum(b for _, b in memory), sum(t for _, t in time)
     drivers = _drivers(s, reps, modes, rows_rep, fl_rows, fl_events, tele, (ps_s * k, stuck), seg_peak, beside,
                        (series_rows, series_arrays), peak, wall_s)  # fmt: skip
-    return Cost(events, rows, peak, wall_s, duration_s, drivers, series_rows * reps, memory, time)
+    if slices + ticks:  # cpu_sharing: linux: a timer per slice of a long job, a balance per tick: the jobs' length
+        drivers.insert(0, (*linux_top, 0.0, (slices + ticks) * k / EVENTS_PER_S))
+    if slow is not None:  # what the kernels' giving up costs: every slow population's frames on the event model
+        cause, value, why = slow
+        slow_pops = [d for d in drivers if d[0].startswith("workload.devices[")]
+        drivers.insert(0, (cause, value, sum(d[2] for d in slow_pops), sum(d[3] for d in slow_pops)))
+    return Cost(events, rows, peak, wall_s, duration_s, drivers, series_rows * reps, memory, time,
+                why if slow is not None else "")  # fmt: skip
 
 
 def _drivers(s: Scenario, reps: int, modes: int, rows_rep: float, fl_rows: float, fl_events: float, tele: list[_Pop],
@@ -232,7 +256,10 @@ def budget_problem(s: Scenario, cost: Cost, max_memory_gib: float, max_minutes: 
         by = 3
     else:
         return None
-    return field_error(s.path, *_advice(cost, by, why))
+    name, value, msg = _advice(cost, by, why)
+    if cost.fallback:  # after the advice: a line cut to length keeps what to change
+        msg += f"; auto runs the event model: {cost.fallback}"
+    return field_error(s.path, name, value, msg)
 
 
 def _gib(n: float) -> str:
@@ -261,13 +288,14 @@ def _advice(cost: Cost, by: int, why: str) -> tuple[str, Any, str]:
     what to do with it."""
     ranked = sorted(cost.drivers, key=lambda d: -float(d[by]))
     name, value = ranked[0][0], ranked[0][1]
-    verb = "raise" if name in RAISE else "lower"
-    others = [d[0] for d in ranked[1:3] if float(d[by]) > 0]
+    verb = "raise" if name in RAISE or name.endswith(RAISE_SUFFIXES) else "lower"
+    others = [d[0] for d in ranked[1:3] if float(d[by]) > 0] if not cost.fallback else []  # the cause is named
     also = f" (or {' or '.join(others)})" if others else ""
     return name, value, f"{why}; {verb} {name}{also}"
 
 
 RAISE = ("run.segment_bytes", "run.series_bin_s")  # fields whose larger values cost less
+RAISE_SUFFIXES = (".bandwidth_bps", ".cpu_speed", ".frame_period_s")
 
 
 # --- FL ----------------------------------------------------------------------------------------------
@@ -298,6 +326,9 @@ class _RoundWork:
     round_s: float  # a round's mean length (its critical path, with dropouts; at most round_timeout_s)
     by_host: dict[str, float]  # seconds a round's foreground work holds each host's cores (its pods' own)
     session_s: float = 0.0  # the clients' handshake before the first round (rekey.fl other than per_round)
+    # core-seconds and number of a round's jobs on each host that outlast a slice of cpu_sharing: linux (SLICE_S)
+    long_core_s: dict[str, float] = field(default_factory=dict)
+    long_jobs: dict[str, float] = field(default_factory=dict)
 
 
 def _round_s(s: Scenario, msg_bytes: int, max_hops: int) -> float:
@@ -333,10 +364,21 @@ def _round_work(s: Scenario, msg_bytes: int, max_hops: int) -> _RoundWork:
     slowest_client = 0.0
     per_host = Counter(q.host for q in clients)
     by_host: dict[str, float] = {}
+    long_core_s: dict[str, float] = {}
+    long_jobs: dict[str, float] = {}
+
+    def long(host: str, job_s: float, n: float = 1.0) -> None:  # n jobs of job_s; those longer than a slice count
+        if job_s > SLICE_S:
+            long_core_s[host] = long_core_s.get(host, 0.0) + job_s * n
+            long_jobs[host] = long_jobs.get(host, 0.0) + n
+
     for pod in clients:
         p = _profile(s, pod.host)
         sharing = max(1.0, per_host[pod.host] / _cores(s, pod.host))
-        train = cost(p, "fl.train", fl.samples_per_client * fl.model_parameters * fl.local_epochs) * sharing
+        train = cost(p, "fl.train", fl.samples_per_client * fl.model_parameters * fl.local_epochs)
+        for job_s in (unprotect(p), train, protect(p)):
+            long(pod.host, job_s)
+        train *= sharing
         # its clients run side by side (``sharing`` stretches each): the host is held as long as the longest
         by_host[pod.host] = max(by_host.get(pod.host, 0.0), unprotect(p) + train + protect(p))
         slowest_client = max(slowest_client, unprotect(p) + train + protect(p) + wire_s)
@@ -351,7 +393,10 @@ def _round_work(s: Scenario, msg_bytes: int, max_hops: int) -> _RoundWork:
         session_s, handshake = handshake, 0.0
     work = handshake + batches * (protect(p_agg) + wire_s) + slowest_client + verify
     by_host[agg.host] = by_host.get(agg.host, 0.0) + handshake + batches * protect(p_agg) + verify
-    return _RoundWork(_with_dropouts(s, work), by_host, min(session_s, s.run.horizon_s))
+    for job_s, n in ((handshake, 1), (protect(p_agg), batches), (unprotect(p_agg), len(clients)),
+                     (cost(p_agg, "fl.fedavg", fl.model_parameters * fl.quorum_clients), 1)):  # fmt: skip
+        long(agg.host, job_s, n)
+    return _RoundWork(_with_dropouts(s, work), by_host, min(session_s, s.run.horizon_s), long_core_s, long_jobs)
 
 
 def _foreground(
@@ -588,6 +633,186 @@ def _population(s: Scenario, pop: DevicePopulation, duration_s: float, routes: _
     events += background * EVENTS_PER_BACKGROUND_FRAME
     beside = min(frames, pop.count / pop.period_s() * stretch_s)
     return _Pop(host, rows, events, frames, queued, background, beside, vectorized)
+
+
+def _linux_slices(s: Scenario, work: _RoundWork, rounds: int, round_s: float, duration_s: float,
+                  tele: list[_Pop]) -> tuple[float, float, tuple[str, Any]]:  # fmt: skip
+    """(slice events, tick events, (field, value) of the host with most) of one replication on ``cpu_sharing:
+    linux`` hosts (sim/hosts.py ``PlacedCores``): a core running a job longer than a slice fires a timer every
+    ``SLICE_S`` until the job ends, alone or not, so the jobs' core-seconds beyond a slice, at most every core the
+    host's threads can hold for the whole run (a job that outlasts the run: a host at ``cpu_speed`` 1e-300 makes
+    ~600 a simulated second on 2 cores); an idle core takes a waiting job at the next tick (``TICK_S``), about once
+    per long job, at most a tick's worth of the run."""
+    linux = {i: h for i, h in enumerate(s.deployment.hosts) if h.cpu_sharing == "linux"}
+    if not linux or duration_s <= 0:
+        return 0.0, 0.0, ("", None)
+    c = s.workload.crypto
+    aead = c.aead
+    host_of = _host_of(s)
+    threads = Counter(p.host for p in s.deployment.pods)
+    core_s = {h: w * min(rounds, max(1.0, duration_s / max(round_s, 1e-9))) for h, w in work.long_core_s.items()}
+    jobs = {h: n * min(rounds, max(1.0, duration_s / max(round_s, 1e-9))) for h, n in work.long_jobs.items()}
+
+    def add(host: str, job_s: float, n: float, devices: int) -> None:
+        if job_s > SLICE_S and n > 0:
+            core_s[host] = core_s.get(host, 0.0) + job_s * n
+            jobs[host] = jobs.get(host, 0.0) + n
+            threads[host] += devices  # a receiver thread per device (telemetry_receiver: per-device)
+
+    interval = c.rekey.device_interval_s
+    for pop, t in zip(s.workload.devices, tele, strict=True):
+        if not pop.count:
+            continue
+        host = host_of[pop.report_to]
+        p = _profile(s, host)
+        add(host, mean_cost_s(p, f"{aead}.decrypt", pop.frame_bytes()), t.frames, pop.count)
+        sessions = pop.count * (1 + (duration_s / interval if interval else 0))
+        for op in (f"{c.kem}.keygen", f"{c.signature}.sign", f"{c.kem}.decaps", f"{c.signature}.verify"):
+            add(host, mean_cost_s(p, op), sessions, pop.count)
+        if pop.key_establishment == "gateway":
+            g = _profile(s, pop.gateway)
+            add(pop.gateway, mean_cost_s(g, f"{aead}.decrypt", pop.frame_bytes())
+                + mean_cost_s(g, f"{aead}.encrypt", pop.frame_bytes()), t.frames, pop.count)  # fmt: skip
+    slices = ticks = 0.0
+    top: tuple[float, str, Any] = (-1.0, "", None)
+    for i, h in linux.items():
+        busy = min(core_s.get(h.name, 0.0), duration_s * min(h.cores, max(1, threads[h.name])))
+        mine = busy / SLICE_S
+        tick = min(jobs.get(h.name, 0.0), duration_s / TICK_S) if h.cores > 1 else 0.0
+        slices, ticks = slices + mine, ticks + tick
+        if mine + tick > top[0]:
+            top = (mine + tick, f"deployment.hosts[{i}].cpu_speed", h.cpu_speed)
+    return slices, ticks, top[1:]
+
+
+def _slow_frames(s: Scenario, routes: _Routes, rho: dict[str, float], work: _RoundWork,
+                 frames: list[float]) -> tuple[str, Any, str] | None:  # fmt: skip
+    """(field, value, why) when some population's frames may take their period or longer from emission to
+    decryption, so the vectorized engine gives up at run time (sim/telemetry.py ``_within_period``) and
+    ``run.engine: auto`` runs the event model; None when none may. ``frames``: each population's frames in the
+    whole run (the slowest of them decides). A frame's time (``_frame_parts``): its encryption, on each hop its
+    serialisation, latency and jitter (exponential: the slowest of n frames draws about ln n means; ln n + 3, beyond
+    which 5 % of runs draw one), a lost transmission's resends (2 latencies and a serialisation each, as many as the
+    unluckiest of n frames meets, again with ln n + 3), the wait when every device crossing a link or decrypting on
+    a host sends at once (a session burst ends for all of them together), FL messages ahead of it on a link
+    (transport fifo: the whole message; fair: a window of segments), the session storm's messages with the frames a
+    link cannot pass while they come, FL jobs and the storm's handshakes on its host's cores (processor sharing:
+    stretched by them; fifo: behind them), then the gateway's and the pod's host's work. A link or host that cannot
+    keep up (offered load at or above 1) makes the wait grow without bound. Checked against runs of ward-200 with
+    one gateway uplink's latency, jitter, loss or bandwidth, or the hosts' cpu_speed, changed (horizon 60 s)."""
+    c, fl = s.workload.crypto, s.workload.fl
+    aead = catalogue.get(c.aead)
+    host_of = _host_of(s)
+    transport = s.deployment.network.transport
+    sig = catalogue.get(c.signature)
+    msg = RECORD_HEADER_BYTES + fl.header_bytes + fl.model_bytes + sig.signature_max_bytes
+    if transport.sharing == "fair":
+        msg = min(msg, transport.window_segments * s.run.segment_bytes)
+    agg = s.pods("aggregator")[0]
+    ctx = _FrameContext(routes, rho, work, msg)
+    for pod in s.pods("client") + s.pods("worker"):
+        for link in routes.path(agg.host, pod.host):
+            ctx.fl_links[id(link)] = ctx.fl_links.get(id(link), 0) + 1
+    kem = catalogue.get(c.kem)
+    hello = HELLO_BYTES + kem.ciphertext_bytes + sig.signature_bytes + sig.public_key_bytes  # toward the pod
+    answer = kem.public_key_bytes + sig.signature_bytes + sig.public_key_bytes  # toward the device
+    session_ops = (f"{c.kem}.keygen", f"{c.signature}.sign", f"{c.kem}.decaps", f"{c.signature}.verify")
+    for pop in s.workload.devices:
+        if pop.count:
+            wire = RECORD_HEADER_BYTES + pop.frame_bytes() + aead.aead_overhead_bytes
+            host = host_of[pop.report_to]
+            for link in routes.path(pop.gateway, host):
+                ctx.burst_bytes[id(link)] = ctx.burst_bytes.get(id(link), 0.0) + pop.count * wire
+                up, down = ctx.storm_bytes.get(id(link), (0.0, 0.0))
+                ctx.storm_bytes[id(link)] = (up + pop.count * hello, down + pop.count * answer)
+            p = _profile(s, host)
+            dec = mean_cost_s(p, f"{c.aead}.decrypt", pop.frame_bytes())
+            ctx.burst_core_s[host] = ctx.burst_core_s.get(host, 0.0) + pop.count * dec
+            session_s = sum(mean_cost_s(p, op) for op in session_ops) / _cores(s, host)
+            ctx.storm_s[host] = ctx.storm_s.get(host, 0.0) + pop.count * session_s
+            ctx.devices[host] = ctx.devices.get(host, 0) + pop.count
+    for i, (pop, n) in enumerate(zip(s.workload.devices, frames, strict=True)):
+        if not pop.count or n <= 0:
+            continue
+        parts = _frame_parts(s, i, pop, n, ctx)
+        total = sum(p[0] for p in parts)
+        if total >= pop.period_s():
+            top = max(parts, key=lambda p: p[0])
+            took = "may wait without bound" if math.isinf(total) else f"may take ~{duration(total)}"
+            return top[1], top[2], f"{pop.name}'s frames {took} (period {pop.period_s():g} s)"
+    return None
+
+
+@dataclass
+class _FrameContext:
+    routes: _Routes
+    rho: dict[str, float]
+    work: _RoundWork
+    fl_msg_bytes: float  # what of an FL message a frame may wait behind on a link
+    fl_links: dict[int, int] = field(default_factory=dict)  # link -> FL messages that may cross it at once
+    burst_bytes: dict[int, float] = field(default_factory=dict)  # link -> one frame of every device crossing it
+    burst_core_s: dict[str, float] = field(default_factory=dict)  # host -> one decryption of every device
+    # the session storm (every device's handshake in its first period): its messages toward the pods on each link,
+    # its work on each host's cores (seconds, all cores), the devices it serves
+    storm_bytes: dict[int, tuple[float, float]] = field(default_factory=dict)  # (toward the pods, back)
+    storm_s: dict[str, float] = field(default_factory=dict)
+    devices: dict[str, int] = field(default_factory=dict)
+
+
+def _frame_parts(s: Scenario, i: int, pop: DevicePopulation, n: float, ctx: _FrameContext
+                 ) -> list[tuple[float, str, Any]]:  # fmt: skip
+    """(seconds, field, value): the parts of the slowest of ``n`` frames' emission-to-decryption time
+    (``_slow_frames``); inf where a link or host cannot keep up."""
+    c = s.workload.crypto
+    aead = catalogue.get(c.aead)
+    payload = pop.frame_bytes()
+    wire = RECORD_HEADER_BYTES + payload + aead.aead_overhead_bytes
+    host = _host_of(s)[pop.report_to]
+    me = f"workload.devices[{i}]"
+    parts = [(mean_cost_s(s.device_profile(pop), f"{c.aead}.encrypt", payload), f"{me}.frame_period_s", pop.period_s())]
+    index = {id(x): j for j, x in enumerate(s.deployment.network.links)}
+    hops: list[tuple[LinkParams, str]] = [(pop.access_link, f"{me}.access_link")]
+    hops += [(x, f"deployment.network.links[{index.get(id(x), 0)}]") for x in ctx.routes.path(pop.gateway, host)]
+    jitters = []
+    for link, name in hops:
+        bw, latency, jitter, loss = link.resolved()
+        ser = wire * 8 / bw
+        shared = id(link) in ctx.burst_bytes  # the access link is the device's own
+        wait = ctx.burst_bytes[id(link)] * 8 / bw if shared else ser
+        if shared and ctx.routes.offered_bps(s, link) >= bw:
+            wait = math.inf
+        wait += ctx.fl_links.get(id(link), 0) * ctx.fl_msg_bytes * 8 / bw
+        # the session storm: its messages come over a period, or as long as the host or the answers back take;
+        # with the frames of sessions already held (half of them on average) the link may fall behind meanwhile
+        up_s, down_s = (x * 8 / bw for x in ctx.storm_bytes.get(id(link), (0.0, 0.0)))
+        spread_s = max(pop.period_s(), ctx.storm_s.get(host, 0.0), down_s)
+        rho = ctx.routes.offered_bps(s, link) / bw if shared else 0.0
+        wait += 0.5 * max(0.0, up_s + rho * spread_s - spread_s)
+        # a lost frame is sent again 2 latencies and a serialisation later: as often as the unluckiest of n meets
+        tries = min(math.ceil((math.log(n) + 3) / -math.log(loss)), 1000) if loss > 0 else 0
+        parts += [(wait + tries * ser, f"{name}.bandwidth_bps", bw),
+                  (latency * (1 + 2 * tries), f"{name}.latency_s", latency)]  # fmt: skip
+        jitters.append((jitter, f"{name}.jitter_s"))
+    worst = max(jitters)  # the slowest of n exponential draws: ~ln n means, beyond ln n + 3 in 5 % of runs
+    parts.append((sum(j for j, _ in jitters) + worst[0] * (math.log(max(n, 1.0)) + 2), worst[1], worst[0]))
+    hosts = {h.name: (j, h) for j, h in enumerate(s.deployment.hosts)}
+    if pop.key_establishment == "gateway" and pop.gateway != host:
+        g, (j, gw) = _profile(s, pop.gateway), hosts[pop.gateway]
+        cost_s = mean_cost_s(g, f"{c.aead}.decrypt", payload) + mean_cost_s(g, f"{c.aead}.encrypt", payload)
+        parts.append((cost_s, f"deployment.hosts[{j}].cpu_speed", gw.cpu_speed))
+    j, h = hosts[host]
+    speed = (f"deployment.hosts[{j}].cpu_speed", h.cpu_speed)
+    dec = mean_cost_s(_profile(s, host), f"{c.aead}.decrypt", payload)
+    fl_jobs = sum(1 for p in s.deployment.pods if p.host == host and p.role != "worker")
+    # the storm's handshakes on the cores at once: all of them when it outlasts the period they arrive over
+    storm_jobs = ctx.devices.get(host, 0) * min(1.0, ctx.storm_s.get(host, 0.0) / pop.period_s())
+    if h.cpu_sharing == "fifo":  # behind the FL jobs when they hold every core
+        storm = ctx.storm_s.get(host, 0.0) * min(1.0, ctx.storm_s.get(host, 0.0) / pop.period_s())
+        parts.append((dec + storm + (ctx.work.by_host.get(host, 0.0) if fl_jobs >= h.cores else 0.0), *speed))
+    else:
+        parts.append((dec * max(1.0, (fl_jobs + storm_jobs + 1) / h.cores), *speed))
+    parts.append((math.inf if ctx.rho.get(host, 0.0) >= 1 else ctx.burst_core_s.get(host, 0.0) / h.cores, *speed))
+    return parts
 
 
 # --- the network, without one node per device ---------------------------------------------------------

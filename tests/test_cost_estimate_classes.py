@@ -22,6 +22,7 @@ from .conftest import SCENARIOS
 
 PAPER = SCENARIOS / "paper-3node.yaml"
 WARD = SCENARIOS / "ward-200.yaml"
+LOCAL = SCENARIOS / "localhost.yaml"
 SLH = ["run.replications=1", "workload.fl.rounds=2", "workload.crypto.signature=SLH-DSA-SHA2-128s"]
 
 
@@ -159,3 +160,102 @@ def test_the_estimate_keeps_the_models_series_bins():
 
     assert costs.SERIES_BINS == model.SERIES_BINS
     assert math.isfinite(costs.estimate(load_scenario(PAPER, [])).wall_s)
+
+
+# run.engine auto: the kernels give up at run time on a frame slower than its period from emission to decryption
+# (sim/telemetry.py _within_period) and the event model runs; the estimate priced the kernels (the hunt's ward-200
+# with a 1 s latency on gw-1's uplink: "~37.2 k events, 0.28 GiB, ~1 s"; the run made 5.5 M events, 1.07 GiB)
+SLOW_FRAMES = [
+    "deployment.network.links.4.latency_s=1",  # the hunt's
+    "deployment.network.links.4.latency_s=60",
+    "deployment.network.links.4.jitter_s=1",
+    "deployment.network.links.4.bandwidth_bps=1000",  # more frames than the link passes
+    "deployment.network.links.4.bandwidth_bps=3e5",  # the frames behind the session storm's handshakes
+    "deployment.hosts.*.cpu_speed=1e-3",  # decryption beside the session storm's handshakes on the cores
+]
+
+
+@pytest.mark.parametrize("change", SLOW_FRAMES)
+def test_auto_is_priced_as_the_event_model_when_a_frame_may_outlast_its_period(change):
+    s = load_scenario(WARD, ["run.replications=1", change])
+    auto = costs.estimate(s)
+    events = costs.estimate(load_scenario(WARD, ["run.replications=1", change, "run.engine=events"]))
+    assert (auto.events, auto.rows, auto.peak_bytes) == pytest.approx((events.events, events.rows, events.peak_bytes))
+    assert auto.fallback and "(the event model: " in auto.describe(), auto.describe()
+
+
+def test_the_hunts_fallback_is_refused_naming_the_link():
+    s = load_scenario(WARD, ["run.replications=1", "deployment.network.links.4.latency_s=1"])
+    c = costs.estimate(s)
+    problem = costs.budget_problem(s, c, costs.DEFAULT_MAX_MEMORY_GIB, costs.DEFAULT_MAX_MINUTES)
+    assert problem is not None and problem.split(": ")[1] == "deployment.network.links[4].latency_s", problem
+    assert problem.endswith("; auto runs the event model: ecg-patch-1's frames may take ~7 s (period 1 s) (got 1.0)")
+    assert "lower deployment.network.links[4].latency_s" in problem, problem
+    slow_link = load_scenario(WARD, ["run.replications=1", "deployment.network.links.4.bandwidth_bps=1000"])
+    problem = costs.budget_problem(slow_link, costs.estimate(slow_link), 1.0, 10.0)
+    assert problem is not None and "raise deployment.network.links[4].bandwidth_bps" in problem, problem
+
+
+@pytest.mark.parametrize("change", [[], ["deployment.network.links.4.jitter_s=0.05"],
+                                    ["deployment.network.links.4.bandwidth_bps=1e6"]])  # fmt: skip
+def test_frames_well_within_their_period_stay_with_the_kernels(change):
+    c = costs.estimate(load_scenario(WARD, ["run.replications=1", *change]))
+    assert not c.fallback and c.events < 1e5, c.describe()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "deployment.network.links.4.latency_s=1",
+        "deployment.network.links.4.bandwidth_bps=3e5",
+        "deployment.network.links.4.bandwidth_bps=1e6",
+    ],
+)
+def test_the_estimated_engine_is_the_one_that_runs(change):
+    """A minute of ward-200 (12,000 frames: auto takes the kernels), ~2 s a run."""
+    s = load_scenario(WARD, ["run.replications=1", "run.horizon_s=60", change])
+    c = costs.estimate(s)
+    r = simulate(s)
+    assert (r.summary.engine.name == "events") == bool(c.fallback), (r.summary.engine, c.describe())
+    if c.fallback:
+        assert _within(c.events, r.summary.events), (c.events, r.summary.events)  # 148 k estimated, 95 k made
+
+
+# cpu_sharing: linux: a core running a job longer than a slice re-arms a timer every slice (sim/hosts.py SlicedCore);
+# with jobs that outlast the run that is ~600 events a simulated second on localhost's 2 cores, which the estimate
+# left out (a 10-day horizon: "~1 s", an hour of events)
+LINUX_SLOW = ["run.replications=1", "deployment.hosts.*.cpu_speed=1e-300"]
+
+
+@pytest.mark.parametrize(
+    ("sets", "made"),
+    [
+        ([*LINUX_SLOW, "run.horizon_s=60"], 36_401),
+        (["run.replications=1", "deployment.hosts.*.cpu_speed=0.01"], 14_469),
+    ],
+)
+def test_linux_slices_are_estimated(sets, made):
+    s = load_scenario(LOCAL, sets)
+    c = costs.estimate(s)
+    r = simulate(s)
+    assert r.summary.events == made  # seed 2026: the slices are most of them
+    assert _within(c.events, made, 1.5), (c.events, made)
+
+
+def test_jobs_that_outlast_a_long_run_are_refused_naming_the_hosts_speed():
+    s = load_scenario(LOCAL, [*LINUX_SLOW, "run.horizon_s=864000"])
+    c = costs.estimate(s)
+    assert c.events > 5e8, c.describe()  # 864,000 s x 2 cores / 3.3 ms
+    problem = costs.budget_problem(s, c, costs.DEFAULT_MAX_MEMORY_GIB, costs.DEFAULT_MAX_MINUTES)
+    assert problem is not None and "raise deployment.hosts[0].cpu_speed" in problem, problem
+    shared = load_scenario(
+        LOCAL, [*LINUX_SLOW, "run.horizon_s=864000", "deployment.hosts.*.cpu_sharing=processor-sharing"]
+    )
+    assert costs.estimate(shared).events < 1e6  # no slices: a job's end is one event
+
+
+def test_the_estimate_keeps_the_models_slices_and_hello():
+    from sim import hosts, model
+
+    assert (costs.SLICE_S, costs.TICK_S) == (hosts.PlacedCores.SLICE_S, hosts.PlacedCores.TICK_S)
+    assert costs.HELLO_BYTES == model.HELLO_BYTES
