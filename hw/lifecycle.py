@@ -111,3 +111,43 @@ def held_stops() -> Iterator[list[str]]:
     came: list[str] = []
     with _handling((signal.SIGINT, *STOPS), lambda signum, _frame: came.append(signal.Signals(signum).name)):
         yield came
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (Linux: clock ticks since boot, ``/proc/PID/stat``), None where unknown: with the
+    pid, an identity that a later process given the same pid does not share (a run directory names its orchestrator
+    so, for ``pqtwin hw recover`` to tell whether it still runs)."""
+    stat = _stat(pid)
+    return stat[1] if stat is not None else None
+
+
+def alive(pid: int, start: str | None = None) -> bool:
+    """Whether process ``pid`` still runs (not gone, not a zombie) and, with ``start`` (``process_start``), is still
+    the process that started then, not another one the pid was given to since."""
+    if pid <= 0:  # 0 and -1 are process groups to kill(), never one process
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        pass
+    except (OverflowError, OSError):
+        return False
+    stat = _stat(pid)
+    if stat is None:  # no /proc (not Linux): the pid answers, that is all we know
+        return True
+    state, begun = stat
+    return state not in ("Z", "X", "x") and (start is None or begun == start)
+
+
+def _stat(pid: int) -> tuple[str, str] | None:
+    """(state, start time) of process ``pid`` from ``/proc/PID/stat`` (fields 3 and 22; the name, field 2, is in
+    parentheses and may hold spaces and parentheses itself: the fields are counted after its last ``)``)."""
+    try:
+        with open(f"/proc/{int(pid)}/stat", encoding="ascii", errors="replace") as f:
+            text = f.read(4096)
+    except (OSError, ValueError):
+        return None
+    fields = text.rpartition(")")[2].split()
+    return (fields[0], fields[19]) if len(fields) > 19 else None

@@ -19,6 +19,7 @@ import contextlib
 import errno
 import json
 import logging
+import math
 import os
 import random
 import signal
@@ -39,7 +40,7 @@ import pyarrow as pa
 from hw import rundir
 from hw.attack import INSIDERS, AttackRelay
 from hw.journal import journal_result, recover_journals
-from hw.lifecycle import PARENT_ENV, Stopped, held_stops, stop_signals
+from hw.lifecycle import PARENT_ENV, Stopped, alive, held_stops, process_start, stop_signals
 from hw.machine import LoadMonitor
 from hw.netns import Fabric, probe
 from hw.provision import provision
@@ -55,9 +56,10 @@ from hw.runconfig import (
     runner_host,
 )
 from hw.speed import KEPT_FILE as SPEED_SAMPLES
-from sim.contract import FabricProbe, RunLayout, Summary, write_json
-from sim.errors import UserError
-from sim.scenario import DevicePopulation, Scenario, write_scenario
+from sim.contract import MAX_RUN_JSON_BYTES, FabricProbe, RunLayout, Summary, write_json
+from sim.errors import UserError, shorten
+from sim.loading import exists, read_bytes
+from sim.scenario import DevicePopulation, Scenario, load_scenario, write_scenario
 
 log = logging.getLogger(__name__)
 
@@ -261,6 +263,9 @@ class NetnsAddressing:
         self.fabric.close()
 
 
+GRACE_S = 3.0  # how long a node may take to end after SIGTERM at the run's end
+
+
 class Children:
     """The node processes of one run; every one is stopped on exit. ``prefix(name)`` is a command to run a
     node's program under (``ip netns exec NS``), or none."""
@@ -270,6 +275,9 @@ class Children:
         self.prefix: Callable[[str], list[str]] = lambda name: []
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.logs: list[int] = []  # the nodes' log files, open for writing
+        self.roles: dict[str, str] = {}  # process -> its role
+        self.ended: dict[str, int] = {}  # process -> its exit code, for those that had ended when ``stop`` came
+        self.killed: list[str] = []  # processes that did not end within the grace time after SIGTERM
         env = dict(os.environ)
         env.update({v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
         env[PARENT_ENV] = str(os.getpid())  # a node exits when this process dies (hw/node: die_with_parent)
@@ -281,19 +289,25 @@ class Children:
         cmd = [*self.prefix(name), sys.executable, "-m", "hw.node", str(self.run_dir), name, role]
         # our own interpreter and module, a name and a role from the validated scenario: no shell, no user string
         self.procs[name] = subprocess.Popen(cmd, stdout=fd, stderr=subprocess.STDOUT, env=self.env)  # noqa: S603
+        self.roles[name] = role
         write_json(RunLayout(self.run_dir).pids, {n: p.pid for n, p in self.procs.items()})
 
-    def stop(self, grace_s: float = 3.0) -> dict[str, int | None]:
+    def stop(self, grace_s: float = GRACE_S) -> dict[str, int | None]:
+        """SIGTERM to every node still running, SIGKILL to any that has not ended ``grace_s`` later; their exit
+        codes. Which had ended before (``ended``) and which had to be killed (``killed``) is kept for the summary's
+        warnings (``node_warnings``): a node process that died mid-run showed only as an exit code in status.json."""
+        self.ended = {n: p.returncode for n, p in self.procs.items() if p.poll() is not None}
         for p in self.procs.values():
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + grace_s
-        for p in self.procs.values():
+        for n, p in self.procs.items():
             try:
                 p.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+                self.killed.append(n)
         for fd in self.logs:
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -383,6 +397,8 @@ def run_local(
         NetnsAddressing(s, seed, Fabric(s.graph())) if backend == "netns" else LocalAddressing(s, seed)
     )
     run = _Run(s, out, mode, seed, backend, attack, addressing, Children(out))
+    run.running = running_status(out, backend, mode, seed)
+    _write_status(out, run.running)  # before anything else: a run directory always says whose it is
     with stop_signals():
         try:
             run.state, run.reason = _start_and_follow(run, rounds, crash, progress)
@@ -422,6 +438,8 @@ class _Run:
         self.load = LoadMonitor(calibrated_probe_us(s), softirq_is_own=backend == "netns").start()
         self.allowed: dict[str, set[int]] = {}  # node -> the CPUs it is pinned to (its host's), for the trace
         self.epoch = time.monotonic()  # the nodes' clock origin
+        self.cfg: RunConfig | None = None  # once built
+        self.running: dict[str, Any] | None = None  # status.json while the run runs (``running_status``)
 
     def finish(self) -> Summary | None:
         """Stop the nodes and the run's helpers, recover the finished rounds of killed nodes, write the results
@@ -441,19 +459,33 @@ class _Run:
             keep_trace=writable(out / SCHED_TRACE),
             keep_speed=(speed, self.epoch) if speed is not None else None,
         )
+        aggregator = s.pods("aggregator")[0].name
         try:
-            recover_journals(out)  # the finished rounds of nodes that were killed
+            recover_node_journals(out)  # the finished rounds of nodes that were killed
+            warnings = node_warnings(out, children, self.state, aggregator, self.cfg)
             extra = {"backend": self.backend, "mode": self.mode, "seed": self.seed,
                      "retransmissions": retransmissions, "attack": self.attack, "machine_load": machine_load,
-                     "fabric": addressing.probe}  # fmt: skip
-            return rundir.write_results(s, out, s.pods("aggregator")[0].name, self.state, self.reason, codes,
-                                        time.monotonic() - self.started, {"this-machine": os.cpu_count() or 1},
-                                        extra, machine="this-machine",
-                                        status_extra={"machine_load": machine_load.model_dump()})  # fmt: skip
-        except Exception:
+                     "fabric": addressing.probe, "warnings": warnings}  # fmt: skip
+            return write_run_results(s, out, aggregator, self.state, self.reason, codes,
+                                     time.monotonic() - self.started, extra,
+                                     status_extra={"machine_load": machine_load.model_dump()})  # fmt: skip
+        except Exception as exc:
+            self._keep_outcome(codes, exc)
             if self.pending is None:
-                raise  # nothing else went wrong: this is the error to report
+                if (error := cannot_finish(exc, out)) is exc:
+                    raise  # nothing else went wrong: this is the error to report
+                raise error from None
             return None
+
+    def _keep_outcome(self, codes: dict[str, int | None], exc: Exception) -> None:
+        """How the run ended, kept in status.json (still ``running``) when its results could not be written (a full
+        disk): ``pqtwin hw recover`` writes them later with it. Nothing if even that cannot be written."""
+        if self.running is None:
+            return
+        outcome = {"state": self.state, "reason": self.reason, "exit_codes": codes}
+        unwritten = f"{exc.filename}: {exc.strerror or exc}" if isinstance(exc, OSError) else f"{type(exc).__name__}"
+        with contextlib.suppress(OSError):
+            write_json(RunLayout(self.out).status, {**self.running, "outcome": outcome, "unwritten": unwritten})
 
 
 def _start_and_follow(run: _Run, rounds: int, crash: dict[str, int] | None,
@@ -470,6 +502,7 @@ def _start_and_follow(run: _Run, rounds: int, crash: dict[str, int] | None,
         cfg = addressing.attack(cfg, *run.attack)
     run.allowed = {name: set(cfg.cpus[pod.host]) for name, pod in cfg.pods.items() if cfg.cpus.get(pod.host)}
     cfg = provision(cfg, out)  # every key, before any node starts
+    run.cfg = cfg
     cfg.write(out)
     write_scenario(s, out)
     children.start(cfg.aggregator, "aggregator")
@@ -518,3 +551,276 @@ def _follow(out: Path, children: Children, cfg: RunConfig, progress: Callable[[i
     result = rundir.node_results(out).get(cfg.aggregator) or journal_result(out, cfg.aggregator)
     why = result.reason if result else ""
     return "failed", why or f"aggregator exited with code {agg.returncode} (see logs/{cfg.aggregator}.log)"
+
+
+# --- what a run's end says about its node processes -----------------------------------------------------------------
+
+_STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOP_CODES = {0, *(-s for s in _STOPS), *(128 + s for s in _STOPS)}  # how a node stopped with the run ends
+
+
+def node_warnings(out: Path, children: Children, state: str, aggregator: str, cfg: RunConfig | None) -> list[str]:
+    """A line for each node process (the aggregator aside: its end is the run's state and reason) that ended on its
+    own before the run stopped it and not as it should -- killed, crashed, or failed while the run went on -- and for
+    each that had to be killed at the end. A device emulator runs until stopped: any end of its own is one. A run
+    whose devices process was SIGKILLed mid-run ended "completed" with no word of it (its telemetry silently gone).
+    Not said: a node's end that the run's own end explains (a stop that reached the whole process group, a client
+    that failed with the failed run: its reason is the run's)."""
+    reports = rundir.node_results(out)
+    unfinished = sum(r.security.get("unfinished", 0) for r in reports.values())
+    lines = []
+    for name, code in children.ended.items():
+        role = children.roles.get(name, "")
+        if name == aggregator or (state == "interrupted" and code in STOP_CODES):
+            continue
+        if role != "devices" and (code == 0 or (code == 3 and state != "completed")):
+            continue
+        how = _how_it_ended(code)
+        if role == "devices":
+            lines.append(f"the device emulator {name} {how} before the run ended (see logs/{name}.log): its devices "
+                         f"sent no telemetry after that{_cut_handshakes(name, cfg, unfinished)}")  # fmt: skip
+        else:
+            report = reports.get(name)
+            why = f": {report.reason}" if report is not None and report.reason else ""
+            lines.append(f"{name} ({role}) {how} before the run ended (see logs/{name}.log){why}")
+    lines += [f"{name} did not end within {GRACE_S:g} s of SIGTERM at the run's end and was killed "
+              f"(see logs/{name}.log)" for name in children.killed]  # fmt: skip
+    return lines
+
+
+def _how_it_ended(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return "ended" if code == 0 else f"exited with code {code}"
+
+
+def _cut_handshakes(runner: str, cfg: RunConfig | None, unfinished: int) -> str:
+    """What a device emulator's death does to the security counts: a device's handshake it cut half-way is counted
+    by its pod as ``unfinished``, which is also what a stranger's half-handshake is (nothing a pod sees tells them
+    apart); at most one per device of the emulator."""
+    if not unfinished:
+        return ""
+    groups = [d for d in (cfg.devices if cfg is not None else []) if (d.runner or "devices") == runner]
+    devices = sum(len(d.device_names()) for d in groups)
+    own = f"up to {min(devices, unfinished)}" if devices else "some"
+    return (f"; {own} of the {unfinished} security events counted 'unfinished' may be handshakes of its own devices "
+            "that its end cut half-way, not strangers'")  # fmt: skip
+
+
+# --- a run directory's status while it runs, its results written, and a dead run's results recovered ---------------
+
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS)  # writes the machine refused
+
+
+def running_status(out: Path, backend: str, mode: str, seed: int) -> dict[str, Any]:
+    """status.json as a run starts: ``running``, and which process runs it (its pid, and when that process started:
+    a pid alone may be another process's later). A run whose orchestrator dies (SIGKILL, the out-of-memory killer)
+    keeps saying so, and ``pqtwin hw recover`` knows it may finish the directory once that process is gone."""
+    pid = os.getpid()
+    return {"state": "running", "reason": f"running, or its orchestrator (process {pid}) ended without writing the "
+            f"results: `pqtwin hw recover {out}` writes what the run finished", "exit_codes": {}, "pid": pid,
+            "pid_start": process_start(pid), "backend": backend, "mode": mode, "seed": seed,
+            "started": time.time()}  # fmt: skip
+
+
+def _write_status(out: Path, status: dict[str, Any]) -> None:
+    path = RunLayout(out).status
+    try:
+        write_json(path, status)  # whole or not at all (sim.contract.atomic_write)
+    except OSError as exc:
+        _name(exc, path)
+        raise
+
+
+def recover_node_journals(out: Path) -> list[str]:
+    """``hw.journal.recover_journals``; a write it could not make names its file (a full disk's error named no file:
+    the user was told only the run directory)."""
+    try:
+        return recover_journals(out)
+    except OSError as exc:
+        layout = RunLayout(out)
+        left = sorted((out / RunLayout.NODE_SPANS).glob("*.journal"))  # each is removed once recovered: the first
+        if left:  # left is the one it was writing, its spans first, then its result
+            pod = left[0].stem
+            _name(exc, layout.node_result(pod) if layout.node_spans(pod).exists() else layout.node_spans(pod))
+        raise
+
+
+def write_run_results(s: Scenario, out: Path, aggregator: str, state: str, reason: str, codes: dict[str, int | None],
+                      wall_s: float, extra: dict[str, Any], status_extra: dict[str, Any]) -> Summary:  # fmt: skip
+    """``rundir.write_results`` for a run on this machine (every pod on its cores); a file it could not write is
+    named in the error (it writes spans.parquet, summary.json and status.json in turn, each whole or not at all:
+    the first not replaced is the one)."""
+    layout = RunLayout(out)
+    files = (layout.spans, layout.summary, layout.status)
+    before = {p: _identity(p) for p in files}
+    try:
+        return rundir.write_results(s, out, aggregator, state, reason, codes, wall_s,
+                                    {"this-machine": os.cpu_count() or 1}, extra, machine="this-machine",
+                                    status_extra=status_extra)  # fmt: skip
+    except OSError as exc:
+        _name(exc, next((p for p in files if _identity(p) is None or _identity(p) == before[p]), None))
+        raise
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _name(exc: OSError, path: Path | None) -> None:
+    """Name ``path`` in ``exc`` where it names no file, or only the temporary it was being written to."""
+    if path is not None and (exc.filename is None or str(exc.filename).endswith(".tmp")):
+        exc.filename = str(path)
+
+
+def cannot_finish(exc: Exception, out: Path) -> Exception:
+    """The error for results that could not be written: for a disk that took no more (full, read-only), the file and
+    how to get the results once it does -- the nodes' files are kept, and status.json says the run is unfinished."""
+    if not isinstance(exc, OSError) or exc.errno not in NO_ROOM:
+        return exc
+    return UserError([f"{exc.filename or out}: cannot write: {exc.strerror or exc}",
+                      f"{out}: what the run finished is kept; once the disk takes it, `pqtwin hw recover {out}` "
+                      "writes the results"])  # fmt: skip
+
+
+def recover_run(out: Path) -> Summary:
+    """Finish the run directory of a local or netns run whose orchestrator (``pqtwin hw run``) ended without writing
+    its results: killed (SIGKILL, the out-of-memory killer) or refused by the disk (full). What its nodes left --
+    their reports, spans and the journals of the rounds they finished -- becomes spans.parquet, summary.json and
+    status.json as the run's own end would have written them; the state is the one the orchestrator had come to if
+    it kept it (status.json ``outcome``, a full disk), else ``interrupted``, with a reason saying the orchestrator
+    ended. UserError, and nothing written, while the run or any of its nodes still runs, or where there is nothing to
+    recover."""
+    layout = RunLayout(out)
+    if not out.is_dir():
+        raise UserError(f"RUN_DIR: {out} is not a directory")
+    if exists(out / RunLayout.MANIFESTS):
+        raise UserError(f"RUN_DIR: {out} is a Kubernetes run: its nodes' results are in its pods' logs, not here")
+    status = _read_status(out)
+    if status is not None and status.get("state") != "running" and exists(layout.summary):
+        raise UserError(f"RUN_DIR: {out}: nothing to recover: its run ended ({status.get('state')}) and wrote its "
+                        "results")  # fmt: skip
+    try:
+        cfg = RunConfig.read(out)
+    except ValueError as exc:
+        raise UserError(f"RUN_DIR: {out}: nothing to recover: not a twin run that started its nodes "
+                        f"({str(exc).splitlines()[0]})") from None  # fmt: skip
+    try:
+        rundir._lock(out)  # the orchestrator holds it for the run's life (as any pqtwin hw run does)
+    except UserError:
+        raise UserError(f"RUN_DIR: {out}: its run is still going (another process holds {out / rundir.LOCK}): "
+                        "nothing to recover while it runs") from None  # fmt: skip
+    try:
+        _check_ended(out, status or {})
+        s = load_scenario(layout.scenario, priced=False)
+        return _recover(out, s, cfg, status or {})
+    finally:
+        rundir.release(out)
+
+
+def _read_status(out: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(read_bytes(RunLayout(out).status, MAX_RUN_JSON_BYTES, "a JSON file"))
+    except (UserError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _pid(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 1 << 31 else None
+
+
+def _check_ended(out: Path, status: dict[str, Any]) -> None:
+    """UserError while the run's orchestrator, or one of its node processes, still runs."""
+    pid = _pid(status.get("pid"))
+    start = status.get("pid_start")
+    if pid is not None and alive(pid, start if isinstance(start, str) else None):
+        raise UserError(
+            f"RUN_DIR: {out}: its orchestrator (process {pid}) is still running: it writes the results itself when "
+            f"the run ends (Ctrl-C or kill {pid} stops it and keeps what it finished)"
+        )
+    try:
+        pids = json.loads(read_bytes(RunLayout(out).pids, MAX_RUN_JSON_BYTES, "a JSON file"))
+    except (UserError, ValueError):
+        pids = {}
+    busy = [name for name, p in (pids.items() if isinstance(pids, dict) else ())
+            if (q := _pid(p)) is not None and _node_alive(q, str(name))]  # fmt: skip
+    if busy:
+        raise UserError(f"RUN_DIR: {out}: its node processes are still ending ({', '.join(sorted(busy))}); "
+                        "try again in a few seconds")  # fmt: skip
+
+
+def _process_names(out: Path) -> list[str]:
+    """The run's node processes (pids.json), or none where it cannot be read."""
+    try:
+        pids = json.loads(read_bytes(RunLayout(out).pids, MAX_RUN_JSON_BYTES, "a JSON file"))
+    except (UserError, ValueError):
+        return []
+    return [str(n) for n in pids] if isinstance(pids, dict) else []
+
+
+def _node_alive(pid: int, name: str) -> bool:
+    """Whether ``pid`` is still the node process ``name`` (its command line says so)."""
+    if not alive(pid):
+        return False
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True  # no /proc: the pid answers
+    return b"hw.node" in args and name.encode() in args
+
+
+def _recover(out: Path, s: Scenario, cfg: RunConfig, status: dict[str, Any]) -> Summary:
+    outcome = status.get("outcome")
+    pid = _pid(status.get("pid"))
+    if isinstance(outcome, dict) and outcome.get("state") in ("completed", "failed", "interrupted"):
+        state, reason = str(outcome["state"]), str(outcome.get("reason") or "")
+        raw = outcome.get("exit_codes")
+        codes = {str(k): (v if isinstance(v, int) else None) for k, v in raw.items()} if isinstance(raw, dict) else {}
+        why = f"the run's end could not write them ({shorten(str(status.get('unwritten') or 'an error'), 200)})"
+    else:
+        state, codes = "interrupted", {name: None for name in _process_names(out) or cfg.pods}
+        who = f"its orchestrator (process {pid})" if pid is not None else "its orchestrator"
+        reached = _progress_round(out)
+        after = f" after round {reached} of {cfg.fl.rounds}" if reached is not None else ""
+        reason = (f"{who} ended without writing the results{after} (killed: SIGKILL, the out-of-memory killer; or a "
+                  "full disk); pqtwin hw recover wrote the rounds its nodes finished")  # fmt: skip
+        why = "the run's end never came"
+    wall_s = _wall_s(out, status)  # before the recovery writes files of its own
+    recover_node_journals(out)
+    backend = status.get("backend") if status.get("backend") in ("local", "netns") else "local"
+    lost = "machine load or retransmission count" + ("" if codes and any(v is not None for v in codes.values())
+                                                     else ", nor the nodes' exit codes")  # fmt: skip
+    note = f"results written by pqtwin hw recover from what the nodes left, as {why}: no {lost}"
+    extra = {"backend": backend, "mode": cfg.mode, "seed": cfg.seed, "attack": cfg.attack, "warnings": [note]}
+    return write_run_results(s, out, cfg.aggregator, state, reason, codes, wall_s, extra,
+                             status_extra={"recovered": True, **({"pid": pid} if pid is not None else {})})  # fmt: skip
+
+
+def _progress_round(out: Path) -> int | None:
+    try:
+        r = json.loads(read_bytes(RunLayout(out).progress, MAX_RUN_JSON_BYTES, "a JSON file"))["round"]
+    except (UserError, ValueError, KeyError, TypeError):
+        return None
+    return r if isinstance(r, int) and not isinstance(r, bool) and r >= 0 else None
+
+
+def _wall_s(out: Path, status: dict[str, Any]) -> float:
+    """From the run's start (status.json) to the last file its nodes wrote; 0 where unknown."""
+    started = status.get("started")
+    if not isinstance(started, int | float) or isinstance(started, bool):
+        return 0.0
+    files = [*(out / RunLayout.NODE_SPANS).glob("*"), *(out / RunLayout.NODES).glob("*"), RunLayout(out).progress]
+    times = []
+    for f in files:
+        with contextlib.suppress(OSError):
+            times.append(os.lstat(f).st_mtime)
+    last = max(times, default=started)
+    return max(0.0, float(last - started)) if math.isfinite(last - started) else 0.0

@@ -977,6 +977,22 @@ def hw_run_cmd(
     _say(f"results: {out}/")
 
 
+@hw_app.command("recover")
+def hw_recover_cmd(
+    run_dir: Annotated[Path, typer.Argument(parser=path_arg, help="the run directory of a local or netns twin run")],
+) -> None:
+    """Write the results of a twin run whose `hw run` ended without them (killed: SIGKILL, the out-of-memory killer;
+    or a full disk): the rounds its nodes finished become spans.parquet, summary.json and status.json, which
+    compare, report and calibrate --from-run read."""
+    from hw.local import recover_run
+
+    with _writing(run_dir):
+        summary = recover_run(run_dir)
+    _say(f"recovered: {run_dir}/ (run {summary.state}, {summary.rounds_completed} rounds)")
+    for w in summary.warnings:
+        _warn(w)
+
+
 @hw_app.command("energy")
 def hw_energy_cmd(
     run_dir: Annotated[

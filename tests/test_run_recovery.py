@@ -1,0 +1,181 @@
+"""A twin run directory whose orchestrator ended without writing the results (SIGKILL, the out-of-memory killer, a
+full disk) is recoverable (``pqtwin hw recover``), and a node process that died mid-run is said, not silent (a fault
+hunt's classes B and G: the run's rounds were kept in journals nothing read, and a SIGKILLed device emulator ended a
+run "completed" with no word of it)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from hw import local, rundir
+from hw.lifecycle import alive, process_start
+from hw.local import Children, node_warnings, recover_run, run_local
+from sim import contract
+from sim.errors import UserError
+from sim.scenario import load_scenario
+
+from .conftest import ROOT, SCENARIOS
+
+SMALL = ["workload.fl.model_parameters=50000", "workload.fl.samples_per_client=300"]
+NO_DEVICES = ["workload.devices.ecg-a.count=0", "workload.devices.ecg-b.count=0"]
+
+
+def _progress(out: Path) -> int:
+    try:
+        return int(json.loads((out / "progress.json").read_text())["round"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def _wait(what, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not what():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has ended (and been reaped)."""
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
+def test_an_orchestrator_killed_mid_run_leaves_rounds_hw_recover_writes(tmp_path, pqtwin):
+    """SIGKILL of `pqtwin hw run` (what the out-of-memory killer does): status.json says the run is running and
+    whose it is; hw recover refuses while it runs, and once it is dead writes the rounds its nodes finished."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-c", "from pqtwin.cli import main; main()", "hw", "run", "scenarios/localhost.yaml",
+           "--rounds", "200", "--out", str(out), *[a for o in [*SMALL, *NO_DEVICES] for a in ("--set", o)]]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait(lambda: _progress(out) >= 2)
+        status = json.loads((out / "status.json").read_text())
+        assert status["state"] == "running" and status["pid"] == proc.pid, status
+        busy = pqtwin("hw", "recover", str(out))  # the run holds its directory: nothing is written meanwhile
+        assert busy.returncode == 2 and "its run is still going" in busy.stderr, busy.stderr
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+    nodes = json.loads((out / "pids.json").read_text())
+    _wait(lambda: not any(alive(pid) for pid in nodes.values()), 30)  # they end with their parent (SIGTERM)
+    assert not (out / "summary.json").exists() and list((out / "spans").glob("*.journal"))
+
+    res = pqtwin("hw", "recover", str(out))
+    assert res.returncode == 0, res.stderr
+    assert "recovered:" in res.stdout and "Traceback" not in res.stderr
+    summary = contract.read_summary(out / "summary.json")
+    assert summary.state == "interrupted" and summary.rounds_completed >= 2
+    assert f"its orchestrator (process {proc.pid}) ended without writing the results" in summary.reason
+    assert len(summary.accuracy_per_round) == summary.rounds_completed and summary.initial_accuracy is not None
+    assert any("pqtwin hw recover" in w for w in summary.warnings)
+    status = json.loads((out / "status.json").read_text())
+    assert status["state"] == "interrupted" and status["recovered"] is True
+    spans = contract.read_spans(out / "spans.parquet")
+    assert set(spans[spans.phase == "round"]["round"]) >= {1, 2}
+    assert not list(out.rglob("*.journal")) and not list(out.rglob("*.tmp")) and not (out / ".lock").exists()
+    again = pqtwin("hw", "recover", str(out))  # a directory with its results has nothing to recover
+    assert again.returncode == 2 and "nothing to recover" in again.stderr
+
+
+def test_results_the_disk_refuses_name_the_file_and_hw_recover_writes_them_later(tmp_path, monkeypatch):
+    """A full disk at the run's end: the error named the run directory only, and nothing ever wrote the results
+    once there was room. Now the file is named, no file is half-written, and the run's end is kept for recover."""
+    s = load_scenario(SCENARIOS / "localhost.yaml", [*SMALL, *NO_DEVICES])
+
+    def full(summary, out):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as a write() to a full disk: no file named
+
+    monkeypatch.setattr(rundir, "write_summary", full)
+    with pytest.raises(UserError) as caught:
+        run_local(s, tmp_path, "sequential", rounds=2, seed=3)
+    assert caught.value.lines[0] == f"{tmp_path / 'summary.json'}: cannot write: No space left on device"
+    assert f"pqtwin hw recover {tmp_path}" in caught.value.lines[1]
+    assert not (tmp_path / "summary.json").exists() and not list(tmp_path.rglob("*.tmp"))
+    status = json.loads((tmp_path / "status.json").read_text())  # whole: still running, with how the run ended
+    assert status["state"] == "running" and status["outcome"]["state"] == "completed"
+    monkeypatch.undo()  # the disk has room again
+
+    status["pid"] = _dead_pid()  # the orchestrator was this test's process: make it one that has ended
+    (tmp_path / "status.json").write_text(json.dumps(status))
+    summary = recover_run(tmp_path)
+    assert summary.state == "completed" and summary.rounds_completed == 2 and len(summary.accuracy_per_round) == 2
+    assert contract.read_summary(tmp_path / "summary.json").state == "completed"
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["state"] == "completed" and status["exit_codes"]["aggregator"] == 0
+    with pytest.raises(UserError, match="nothing to recover"):
+        recover_run(tmp_path)
+
+
+def test_hw_recover_refuses_a_live_orchestrator_and_what_is_no_twin_run(tmp_path):
+    (tmp_path / "status.json").write_text(json.dumps({"state": "running", "reason": "", "pid": os.getpid(),
+                                                      "pid_start": process_start(os.getpid())}))  # fmt: skip
+    with pytest.raises(UserError, match="nothing to recover: not a twin run"):  # no run.json: no node ever started
+        recover_run(tmp_path)
+    with pytest.raises(UserError, match="is not a directory"):
+        recover_run(tmp_path / "missing")
+    status = {"state": "running", "reason": "", "pid": os.getpid(), "pid_start": process_start(os.getpid())}
+    with pytest.raises(UserError, match=rf"its orchestrator \(process {os.getpid()}\) is still running"):
+        local._check_ended(tmp_path, status)
+    local._check_ended(tmp_path, {**status, "pid_start": "1"})  # that pid is another process now: not the run's
+
+
+def test_a_process_is_alive_only_as_itself():
+    me = os.getpid()
+    assert alive(me) and alive(me, process_start(me))
+    assert not alive(me, "0") and not alive(_dead_pid()) and not alive(0) and not alive(-1)
+
+
+def test_a_device_emulator_killed_mid_run_is_a_warning_not_silence(tmp_path):
+    s = load_scenario(SCENARIOS / "localhost.yaml", [*SMALL, "workload.fl.local_epochs=20"])
+    killed: list[int] = []
+
+    def strike() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed:
+            pid = json.loads((tmp_path / "pids.json").read_text()).get("devices") if _progress(tmp_path) else None
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            time.sleep(0.05)
+
+    threading.Thread(target=strike, daemon=True).start()
+    summary = run_local(s, tmp_path, "sequential", rounds=4, seed=3)
+    assert killed and summary.state == "completed", summary.reason
+    warned = [w for w in summary.warnings if "device emulator devices was killed by SIGKILL" in w]
+    assert warned and "sent no telemetry after that" in warned[0], summary.warnings
+    if summary.security.get("unfinished"):  # its devices' handshakes it cut: said, not passed off as strangers'
+        assert "may be handshakes of its own devices" in warned[0]
+
+
+def test_only_a_node_end_the_run_does_not_explain_is_a_warning(tmp_path):
+    children = Children(tmp_path)
+    children.roles = {"aggregator": "aggregator", "client-1": "client", "client-2": "client", "devices": "devices",
+                      "worker-1.1": "worker"}  # fmt: skip
+    children.ended = {"aggregator": 0, "client-1": -9, "client-2": 0, "devices": 0, "worker-1.1": 17}
+    lines = node_warnings(tmp_path, children, "completed", "aggregator", None)
+    assert len(lines) == 3, lines
+    assert lines[0].startswith("client-1 (client) was killed by SIGKILL before the run ended")
+    assert lines[1].startswith("the device emulator devices ended before the run ended")  # it ends when stopped
+    assert lines[2].startswith("worker-1.1 (worker) exited with code 17")
+    # Ctrl-C to the whole group stops every node with the run; a client fails with a failed run (its reason is the
+    # run's); neither is news
+    children.ended = {"aggregator": -2, "client-1": -2, "devices": 0, "client-2": 130}
+    assert node_warnings(tmp_path, children, "interrupted", "aggregator", None) == []
+    children.ended = {"aggregator": 3, "client-1": 3, "client-2": 3}
+    assert node_warnings(tmp_path, children, "failed", "aggregator", None) == []
+    children.ended, children.killed = {}, ["worker-1.1"]
+    assert node_warnings(tmp_path, children, "completed", "aggregator", None) == [
+        "worker-1.1 did not end within 3 s of SIGTERM at the run's end and was killed (see logs/worker-1.1.log)"
+    ]
