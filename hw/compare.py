@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hw.rundir import unwritten_hint
 from hw.speed import run_slow_flags
 from sim.contract import (
     FL_PHASES,
@@ -94,7 +95,7 @@ def _check_dir(d: Path) -> list[str]:
     missing = [f for f in (RunLayout.SPANS, RunLayout.SUMMARY) if not (d / f).is_file()]
     if not missing:
         return []
-    hint = "not a run directory"
+    hint = unwritten_hint(d) or "not a run directory"
     if RunLayout(d).modes.is_file():
         hint = f"a --mode both run: pass {d / 'sequential'} or {d / 'concurrent'}"
     return [f"{d}: no {' or '.join(missing)} ({hint})"]

@@ -65,6 +65,7 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
+from hw.rundir import unwritten_hint
 from hw.speed import KEPT_FILE, read_kept, slow_spans, slow_state_us
 from sim import catalogue
 from sim.contract import FL_PHASES, RunLayout, read_spans, read_summary, without_duplicate_spans
@@ -320,7 +321,8 @@ def _run_rows(run_dir: Path, base: Path | None) -> _RunRows:
         summary = read_summary(layout.summary)
         spans = read_spans(layout.spans)
     except (OSError, ValueError) as exc:
-        raise UserError(f"--from-run: {run_dir} is not a twin run directory ({str(exc).splitlines()[0]})") from None
+        why = unwritten_hint(run_dir) or str(exc).splitlines()[0]
+        raise UserError(f"--from-run: {run_dir} is not a twin run directory ({why})") from None
     if summary.backend is None or summary.state != "completed" or summary.rounds_completed < 1:
         raise UserError(f"--from-run: {run_dir}: need a completed hardware-twin run (got backend "
                         f"{summary.backend}, state {summary.state}, {summary.rounds_completed} rounds)")  # fmt: skip

@@ -261,6 +261,15 @@ def _remove_outputs(out: Path, outputs: tuple[str, ...], run: bool = True, but: 
             path.unlink(missing_ok=True)
 
 
+def unwritten_hint(d: Path) -> str | None:
+    """What to say of a twin run directory whose results were never written (its orchestrator died, or the disk
+    refused them): its run.json and nodes' journals are there, its summary.json is not. None for anything else."""
+    layout = RunLayout(d)
+    if not layout.run_config.is_file() or layout.summary.is_file():
+        return None
+    return f"a twin run whose results were never written: `pqtwin hw recover {d}` writes them from its nodes' journals"
+
+
 def check_out(out: Path) -> None:
     """An --out path we can make a directory of, checked before any work starts."""
     text = str(out)

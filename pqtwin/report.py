@@ -31,6 +31,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from hw.rundir import unwritten_hint
 from pqtwin import charts
 from sim import deltas as dl
 from sim.contract import (
@@ -122,6 +123,8 @@ def _require_run_dir(run_dir: Path, option: str) -> None:
     if not exists(layout.summary):
         both = exists(layout.modes)  # `pqtwin sim --mode both` writes one run per mode below it
         hint = f": a --mode both run; give {run_dir}/sequential or {run_dir}/concurrent" if both else ""
+        if unwritten := unwritten_hint(run_dir):
+            hint = f": {unwritten}"
         raise UserError(f"{option}: {run_dir} is not a run directory (no {RunLayout.SUMMARY}){hint}")
     for path in (layout.scenario, layout.spans):
         if not exists(path):

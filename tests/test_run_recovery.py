@@ -179,3 +179,22 @@ def test_only_a_node_end_the_run_does_not_explain_is_a_warning(tmp_path):
     assert node_warnings(tmp_path, children, "completed", "aggregator", None) == [
         "worker-1.1 did not end within 3 s of SIGTERM at the run's end and was killed (see logs/worker-1.1.log)"
     ]
+
+
+@pytest.mark.parametrize("command", ["compare", "report", "calibrate"])
+def test_the_readers_of_a_run_whose_results_were_never_written_say_how_to_recover_it(capsys, tmp_path, command):
+    """compare, report and calibrate --from-run said "not a run directory" of a twin run whose orchestrator died
+    before it wrote the results: the user was not told the rounds were there, and how to get them."""
+    from pqtwin import cli
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text("{}")
+    argv = {"compare": ["compare", str(run), str(run)],
+            "report": ["report", str(run), "--out", str(tmp_path / "r.html")],
+            "calibrate": ["calibrate", "--from-run", str(run), "--out", str(tmp_path / "p.yaml")]}[command]  # fmt: skip
+    capsys.readouterr()
+    code = cli.run(argv)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == (2 if command == "compare" else 1), lines  # compare: a line per directory
+    assert all(f"a twin run whose results were never written: `pqtwin hw recover {run}`" in x for x in lines), lines
