@@ -1215,9 +1215,38 @@ def _printable_anywhere() -> None:
                 stream.reconfigure(errors="backslashreplace")
 
 
+# open files a command may need at once: a twin run's processes, sockets and logs, a sweep's Dask cluster (a fault
+# hunt: a sweep hung with library tracebacks at 12, Dask's nanny failed at 16-32, a twin run at 16; 48 and up ran)
+MIN_OPEN_FILES = 64
+WANT_OPEN_FILES = 4096
+
+
+def _enough_open_files() -> None:
+    """Raise this process's soft limit of open files towards ``WANT_OPEN_FILES`` (up to its hard limit: anyone may),
+    as a shell's low ``ulimit -n`` made commands fail half-way; UserError if the hard limit is below what a command
+    needs (it is what an administrator set)."""
+    import resource
+
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):
+        return
+    cap = WANT_OPEN_FILES if hard == resource.RLIM_INFINITY else min(hard, WANT_OPEN_FILES)
+    if soft != resource.RLIM_INFINITY and soft < cap:
+        with contextlib.suppress(OSError, ValueError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (cap, hard))
+            soft = cap
+    if soft != resource.RLIM_INFINITY and soft < MIN_OPEN_FILES:
+        from sim.errors import UserError
+
+        raise UserError(f"this process may open at most {soft} files (ulimit -n; hard limit {hard}); pqtwin needs "
+                        f"{MIN_OPEN_FILES}: raise the limit (ulimit -n {MIN_OPEN_FILES})")  # fmt: skip
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (2: a mistake in the input, 1: an internal error)."""
     try:
+        _enough_open_files()
         rv = app(args=argv, prog_name="pqtwin", standalone_mode=False)
         if rv == 130:  # click turns a Ctrl-C into this exit code (and a blank line) when not standalone
             return _interrupted(getattr(sys.modules.get("hw.lifecycle"), "last_stop", None))
@@ -1233,14 +1262,7 @@ def run(argv: list[str] | None = None) -> int:
         sys.stdout = None  # no flush of the dead pipe at exit
         return 1
     except OSError as exc:
-        if exc.errno not in NO_ROOM:
-            _internal_error(exc)
-            return 1
-        where = exc.filename or ("standard output" if _stdout_broken() else "a file")
-        if where == "standard output":
-            sys.stdout = None  # nothing more can be written there, nor flushed at exit
-        _error([f"cannot write {where}: {exc.strerror or exc}"])  # the disk's or the redirection's, not a bug
-        return 1
+        return _os_error(exc)
     except Exception as exc:
         # Ctrl-C inside compiled code (numba) comes back as a SystemError raised while handling it
         if any(isinstance(e, KeyboardInterrupt) for e in _context_chain(exc)):
@@ -1252,6 +1274,22 @@ def run(argv: list[str] | None = None) -> int:
             return 2
         _internal_error(exc)  # a bug: one line and a saved traceback, never a raw traceback
         return 1
+
+
+def _os_error(exc: OSError) -> int:
+    """The line of an OSError that is the machine's, not a bug (a full disk, a closed output, the open-files limit);
+    an internal error otherwise."""
+    if exc.errno in (errno.EMFILE, errno.ENFILE):
+        _error([f"too many open files ({exc.strerror}): raise the limit (ulimit -n) or run fewer at once"])
+        return 1
+    if exc.errno not in NO_ROOM:
+        _internal_error(exc)
+        return 1
+    where = exc.filename or ("standard output" if _stdout_broken() else "a file")
+    if where == "standard output":
+        sys.stdout = None  # nothing more can be written there, nor flushed at exit
+    _error([f"cannot write {where}: {exc.strerror or exc}"])  # the disk's or the redirection's, not a bug
+    return 1
 
 
 def _interrupted(stop: Any) -> int:

@@ -3,12 +3,16 @@ that cannot be written, end in a result or one line, never a traceback (an input
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from pqtwin import cli
 
 from .conftest import ROOT, SCENARIOS
 
@@ -56,3 +60,48 @@ def test_every_product_file_reads_and_writes_text_as_utf8():
     res = subprocess.run([str(ruff), "check", "--select", "PLW1514", "--preview", "--output-format", "concise", *dirs],
                          cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     assert res.returncode == 0, res.stdout
+
+
+def _limited(soft: int, hard: int) -> Callable[[], None]:
+    def limit() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    return limit
+
+
+def test_a_low_open_files_limit_is_raised_and_one_too_low_to_raise_is_one_line(tmp_path):
+    """Under `ulimit -n 12` a sweep hung with library tracebacks, Dask's nanny failed at 16-32 and a twin run ended
+    in an internal error at 16 (a fault hunt). The soft limit is now raised up to the hard one, as anyone may; a
+    hard limit below what a command needs is refused in one line before it starts."""
+    import resource
+
+    probe = ("import resource; from pqtwin import cli; cli.run(['scenario', 'schema']); "
+             "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])")  # fmt: skip
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT,
+                          preexec_fn=_limited(12, hard), timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    raised = int(done.stdout.strip().splitlines()[-1])
+    assert raised >= 64 and raised == (min(hard, 4096) if hard != resource.RLIM_INFINITY else 4096)
+    done = subprocess.run([sys.executable, "-c", "from pqtwin.cli import main; main()", "scenario", "check",
+                           "scenarios/paper-3node.yaml"], capture_output=True, text=True, cwd=ROOT,
+                          preexec_fn=_limited(32, 32), timeout=60)  # fmt: skip
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert "may open at most 32 files (ulimit -n; hard limit 32); pqtwin needs 64" in lines[0]
+
+
+def test_too_many_open_files_midway_is_one_line_not_an_internal_error(capsys, monkeypatch):
+    from sim import scenario as scn
+
+    def out_of_files(*_args: object, **_kw: object) -> None:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(scn, "load_scenario", out_of_files)
+    capsys.readouterr()
+    code = cli.run(["scenario", "check", str(ROOT / "scenarios" / "paper-3node.yaml")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and err == ["error: too many open files (Too many open files): raise the limit (ulimit -n) or "
+                                 "run fewer at once"], err  # fmt: skip
