@@ -202,3 +202,29 @@ def test_a_node_stopped_by_a_signal_ends_in_one_line(tmp_path, name, role, sig):
     said = [line for line in out.strip().splitlines() if not line.startswith("liboqs-python")]  # its import's
     assert said == [f"{name}: stopped by {signal.Signals(sig).name}"
                     + (" (Ctrl-C)" if sig == signal.SIGINT else " (kill)")]  # fmt: skip
+
+
+def test_a_stopped_crypto_worker_is_dropped_at_the_rounds_deadline_and_its_late_answer_ignored(tmp_path):
+    """A SIGSTOPped crypto worker held the job thread that asked it for good (no deadline on its answer): nothing
+    was said, the rounds that needed that job failed, and each hung worker cost the aggregator a job thread."""
+    from hw.local import run_local
+
+    acted: list[int] = []
+
+    def progress(r: int) -> None:  # stop worker-1.1 after round 2; resume it (dropped by then) after round 6
+        pid = json.loads((tmp_path / "pids.json").read_text())["worker-1.1"]
+        if r >= 2 and not acted:
+            os.kill(pid, signal.SIGSTOP)
+            acted.append(r)
+        elif r >= 6 and len(acted) == 1:
+            os.kill(pid, signal.SIGCONT)
+            acted.append(r)
+
+    summary = run_local(_twin("workload.fl.round_timeout_s=3"), tmp_path, "concurrent", rounds=8, seed=3,
+                        progress=progress)  # fmt: skip
+    assert len(acted) == 2, acted
+    assert summary.state == "completed" and summary.rounds_completed >= 6, summary
+    assert summary.security == {"worker_lost": 1} and not summary.dropouts, summary
+    said = (tmp_path / "logs" / "aggregator.log").read_text()
+    assert said.count("crypto worker worker-1.1 lost (did not answer in 3 s); 1 left") == 1, said
+    assert not [w for w in summary.warnings if "worker-1.1" in w], summary.warnings  # it ended when resumed

@@ -121,7 +121,8 @@ class Aggregator:
         if self.worker_names:
             if missing := set(self.worker_names) - set(self.worker_channels):
                 raise RunFailed(f"crypto workers {', '.join(sorted(missing))} did not connect")
-            self.workers = WorkerPool(node, self.worker_channels, self._job_here)
+            # a worker that does not answer within the round's deadline is lost as a killed one is
+            self.workers = WorkerPool(node, self.worker_channels, self._job_here, self.fl.round_timeout_s)
         theta = fl.init(self.shape, self.rng)
         self.initial = fl.accuracy(self.shape, theta, *self.test)
         for r in range(1, self.fl.rounds + 1):

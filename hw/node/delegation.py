@@ -20,9 +20,13 @@ loopback) carries it, the worker decrypts it; and the answer back the same way (
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
+import socket
 import struct
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -109,19 +113,75 @@ def decode_grant(buf: memoryview) -> dict[str, str]:
 class WorkerPool:
     """The aggregator's side: its channels to the worker processes, each lent to one job at a time. A worker
     whose channel fails (killed, or a record that does not open) leaves the pool and its job goes to another;
-    with none left, ``local`` does the job in the aggregator (the same code, no hop): rounds go on."""
+    with none left, ``local`` does the job in the aggregator (the same code, no hop): rounds go on.
 
-    def __init__(self, node: Node, channels: dict[str, Channel], local: Callable[[Job], bytearray]):
+    ``answer_timeout_s`` (the round's deadline; None: none): how long a worker may take from the job's write to
+    its answer. One that takes longer (stopped, swapped out, deadlocked) is lost as a killed one is: its channel
+    is cut (a watchdog thread shuts its socket down, which ends the job thread's write or read at once), so a
+    resumed worker's late answer finds no one. Without it, a hung worker held its job thread for good."""
+
+    def __init__(self, node: Node, channels: dict[str, Channel], local: Callable[[Job], bytearray],
+                 answer_timeout_s: float | None = None):  # fmt: skip
         self.node, self.local = node, local
         self.free: queue.Queue[Channel] = queue.Queue()
         for ch in channels.values():
             self.free.put(ch)
         self.channels = channels
         self.live = len(channels)
+        self.answer_timeout_s = answer_timeout_s
+        self._asked: dict[str, tuple[float, Channel]] = {}  # worker -> (its answer's deadline, its channel)
+        self._overdue: set[str] = set()  # workers cut off by the watchdog
+        self._watched = threading.Lock()
+        self._closed = threading.Event()
+        if answer_timeout_s is not None:
+            threading.Thread(target=self._watch, name="worker-deadlines", daemon=True).start()
+
+    def _watch(self) -> None:
+        """Cut off each worker whose answer is overdue. Asleep until the earliest deadline (or ``answer_timeout_s``
+        when no job is out): a job asked for later has a later deadline, so no job wakes this thread."""
+        assert self.answer_timeout_s is not None
+        while True:
+            with self._watched:
+                now = time.monotonic()
+                for name, (deadline, ch) in list(self._asked.items()):
+                    if deadline <= now:
+                        del self._asked[name]
+                        self._overdue.add(name)
+                        with contextlib.suppress(OSError):
+                            ch.sock.shutdown(socket.SHUT_RDWR)
+                wake = min((d for d, _ in self._asked.values()), default=now + self.answer_timeout_s)
+            if self._closed.wait(max(0.001, wake - now)):
+                return
+
+    def _asking(self, ch: Channel) -> None:
+        if self.answer_timeout_s is not None:
+            with self._watched:
+                self._asked[ch.peer] = (time.monotonic() + self.answer_timeout_s, ch)
+
+    def _answered(self, ch: Channel) -> bool:
+        """The job is over; False when the watchdog cut the worker off (its answer came too late, or none)."""
+        with self._watched:
+            self._asked.pop(ch.peer, None)
+            return ch.peer not in self._overdue
+
+    def _lose(self, ch: Channel, exc: Exception | None) -> None:
+        """A worker out of the pool, said once: killed, a record that did not open, or no answer in time."""
+        if self._answered(ch):
+            why = str(exc)
+        else:
+            why = f"did not answer in {self.answer_timeout_s:g} s"
+            if isinstance(exc, SecurityError) and exc.kind == "truncated":  # our own cut, mid-record: no attack
+                self.node.counters["truncated"] -= 1
+                if not self.node.counters["truncated"]:
+                    del self.node.counters["truncated"]
+        self.live -= 1
+        log.warning("%s: crypto worker %s lost (%s); %d left", self.node.name, ch.peer, why, self.live)
+        ch.sock.close()
+        self.node.counters["worker_lost"] += 1
 
     def _ask(self, job: Job, queued_at: float) -> tuple[int, list[memoryview]]:
         """Send the job to a free worker (sealed here: the hop's first step, charged the job's wait) and
-        wait for its answer (opened here)."""
+        wait for its answer (opened here), up to ``answer_timeout_s``."""
         phase = "verify" if job.kind == VERIFY else "distribute"
         while self.live > 0:
             try:
@@ -132,17 +192,19 @@ class WorkerPool:
                 with self.node.timer(phase, "serialize", queued_at=queued_at, nbytes=len(job.payload),
                                      rnd=job.round):  # fmt: skip
                     plaintext = encode_job(job)  # one copy of the payload, as the simulator's hop prices it
-                ch.write_sealed(ch.seal(plaintext, None, self.node.timer_for(job.round, phase), phase))
+                sealed = ch.seal(plaintext, None, self.node.timer_for(job.round, phase), phase)
+                self._asking(ch)
+                ch.write_sealed(sealed)
                 rec = ch.read_record()
                 self.node.transfer(rec, ch.peer, phase, self.node.now(), job.round)
                 answer = memoryview(ch.open(rec, self.node.timer_for(job.round, phase), phase))
             except (ConnectionClosed, SecurityError, OSError) as exc:
-                self.live -= 1
-                log.warning("%s: crypto worker %s lost (%s); %d left", self.node.name, ch.peer, exc, self.live)
-                ch.sock.close()
-                self.node.counters["worker_lost"] += 1
+                self._lose(ch, exc)
                 continue
-            self.free.put(ch)
+            if self._answered(ch):
+                self.free.put(ch)
+            else:  # the answer came as the watchdog cut the channel: it counts, the worker does not come back
+                self._lose(ch, None)
             (mtype, *_), fields = unpack(answer, 2)
             return mtype, fields
         (mtype, *_), fields = unpack(memoryview(self.local(job)), 2)
@@ -163,6 +225,7 @@ class WorkerPool:
         return Sealed(bytes(header), [body])
 
     def close(self) -> None:
+        self._closed.set()
         for ch in self.channels.values():
             ch.sock.close()
 

@@ -16,7 +16,7 @@ import numpy as np
 from hw import fl
 from hw.channel import Channel, ConnectionClosed, Identity, Peer, SecurityError
 from hw.node.client import open_session
-from hw.node.common import MODEL, UPDATE, Node, message, model_of, protect, shape_of, unprotect, warm_up
+from hw.node.common import MODEL, UPDATE, Node, log, message, model_of, protect, shape_of, unprotect, warm_up
 from hw.node.delegation import DISTRIBUTE, DONE_OK, DONE_REJECTED, Job, decode_grant, decode_job, pack, record_of
 from hw.rundir import NodeResult
 
@@ -41,7 +41,8 @@ def run_worker(node: Node) -> NodeResult:
 def serve(node: Node, ch: Channel, agg: str, aead: str, answer: Callable[[Job], bytearray],
           served: Callable[[Job], None] | None = None) -> int:  # fmt: skip
     """Serve jobs one at a time until the aggregator closes the channel: open each, ``answer`` it, seal and send
-    the answer (``served`` is told after each; ``pqtwin calibrate`` times this loop). The jobs served."""
+    the answer (``served`` is told after each; ``pqtwin calibrate`` times this loop). The jobs served. A worker the
+    aggregator dropped (stopped past the round's deadline, then resumed) ends at its answer's write."""
     jobs = 0
     while True:
         try:
@@ -53,7 +54,11 @@ def serve(node: Node, ch: Channel, agg: str, aead: str, answer: Callable[[Job], 
         node.round, phase = job.round, "verify" if job.kind != DISTRIBUTE else "distribute"
         node.transfer(rec, agg, phase, arrived)
         node.add(node.pod, node.host, phase, f"{aead}.decrypt", arrived, node.now(), 0.0, len(job.payload))
-        ch.write_sealed(ch.seal(answer(job), None, node.timer_for(job.round, phase), phase))
+        try:
+            ch.write_sealed(ch.seal(answer(job), None, node.timer_for(job.round, phase), phase))
+        except OSError as exc:  # the aggregator dropped this worker (it did not answer in time): as the channel's end
+            log.warning("%s: the aggregator took no answer to a job of round %d (%s)", node.name, job.round, exc)
+            break
         jobs += 1
         if served is not None:
             served(job)
