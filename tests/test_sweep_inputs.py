@@ -5,7 +5,9 @@
   one line naming the axis, its path and the field: every point got the sweep's seed, and came out identical.
 - A KPI pattern that can keep no numeric column of a summary (a mistyped sub-field, a text or list field) is one
   line naming it, with the closest names: the sweep ran and stored no KPI. What exists is read from the summary's
-  model, and every column a real summary flattens to is accepted.
+  model, and every column a real summary flattens to is accepted. A mapping's keys (hosts, links, populations,
+  phases) are checked against the points' scenarios: a key none of them has is one line with the closest columns.
+- A report never takes an axis for a KPI; a sweep that kept no KPI is one line saying so.
 - A second sweep into an --out another sweep is running in is one line naming it and the holder's pid; after the
   first has ended, the directory resumes as before.
 - Anything on port 8787 (Dask's dashboard default) makes no raw warning.
@@ -13,6 +15,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
@@ -185,6 +188,127 @@ def test_a_kpi_only_a_twin_run_has_is_refused(capsys, tmp_path, pattern):
     """A sweep's points are simulations: a pattern matching only fields a twin's run fills in (how busy the
     machine was, the security counters, the netns fabric) passed the check and then stored no column."""
     one_error(capsys, write(tmp_path, doc(kpis=[pattern])), f"kpis: item 0, {pattern!r}, matches no summary")
+
+
+KEY_TYPOS = {  # a key the scenario's points do not have: the closest columns, or the keys there are
+    "host_utilization.pi-9.offered": "did you mean host_utilization.pi-",
+    "link_utilization.pi-2->pi1.busy": "did you mean link_utilization.",
+    "link_bytes.by_link.ecg-c#0->pi-2": "did you mean link_bytes.by_link.ecg-",
+    "phase_s.trian": "did you mean phase_s.train",
+    "energy.hosts.*.by_phase_j.trian": "did you mean energy.hosts.pi-",
+    "energy.devices.ecg-*.by_part_j.radio": "did you mean energy.devices.ecg-",
+    "telemetry.by_population.ecg-a.mean": "telemetry.by_population has none at any point: only the vectorized",
+}
+
+
+@pytest.mark.parametrize(("pattern", "expected"), list(KEY_TYPOS.items()), ids=list(KEY_TYPOS))
+def test_a_kpi_naming_a_key_no_point_has_is_one_line(capsys, tmp_path, pattern, expected):
+    """The schema has a ``*`` for a mapping's key (a host's, a link's, a population's, a phase's): a pattern naming
+    one the scenario lacks passed the check, the sweep ran and stored no column for it."""
+    path = write(tmp_path, doc(kpis=["round_latency_s.mean", pattern], set=["workload.fl.rounds=1"]))
+    line = one_error(capsys, path, f"kpis: item 1, {pattern!r}, matches no column of this sweep's points", expected)
+    assert "pi-9" not in line.split("did you mean")[-1]
+
+
+def test_kpi_keys_are_those_of_every_points_scenario(capsys, tmp_path):
+    """What a pattern's keys are checked against is what the points' scenarios have, with the sweep's set and its
+    axes: a population's device links only where it has devices; frames per population only from the vectorized
+    engine; a mapping's keys at any point count."""
+    link = "link_utilization.ecg-a#3->pi-2.busy"
+    pops = "telemetry.by_population.ecg-b.p95"
+    base = {"set": ["workload.fl.rounds=1", "run.horizon_s=20"]}
+    assert check(capsys, write(tmp_path, doc(kpis=[link], **base)))[0] == 0
+    gone = base | {"set": [*base["set"], "workload.devices.0.count=0"]}
+    one_error(capsys, write(tmp_path, doc(kpis=[link], **gone)), f"item 0, {link!r}, matches no column")
+    counts = {"path": "workload.devices.0.count", "values": [0, 4]}
+    assert check(capsys, write(tmp_path, doc(kpis=[link], axes=[counts], **gone)))[0] == 0
+    one_error(capsys, write(tmp_path, doc(kpis=[pops], **base)), "telemetry.by_population has none at any point")
+    vectorized = {"set": [*base["set"], "run.engine=vectorized"]}
+    assert check(capsys, write(tmp_path, doc(kpis=[pops], **vectorized)))[0] == 0
+    engines = {"name": "engine", "path": "run.engine", "values": ["events", "vectorized"]}
+    assert check(capsys, write(tmp_path, doc(kpis=[pops], axes=[engines], **base)))[0] == 0
+
+
+def test_kpis_keeping_no_column_of_the_points_are_one_line_and_a_wildcard_beside_others_is_not(capsys, tmp_path):
+    """A ``*`` over a mapping no point fills keeps nothing: alone, the sweep would store no KPI; beside patterns
+    that keep columns it is no mistake (a list kept for any scenario, as the app's Sweep page keeps)."""
+    base = ["workload.fl.rounds=1", "workload.devices.0.count=0", "workload.devices.1.count=0"]
+    empty = ["telemetry.by_population.*.mean", "energy.devices.*.battery_life_days"]
+    one_error(capsys, write(tmp_path, doc(kpis=empty, set=base)), "kpis: ", "keep no column of this sweep's points",
+              "telemetry.by_population has none at any point", "energy.devices has none at any point")  # fmt: skip
+    for kept in ("host_utilization.*.offered", "round_latency_s.mean"):
+        code, err = check(capsys, write(tmp_path, doc(kpis=[*empty, kept], set=base)))
+        assert code == 0, err
+
+
+@pytest.fixture(scope="module")
+def vectorized_columns() -> dict[str, float]:
+    """Every column a vectorized run of paper-3node stores (frames per population)."""
+    s = load_scenario(PAPER, overrides=["run.engine=vectorized", "run.horizon_s=30", "workload.fl.rounds=1"])
+    return kpis(simulate(s, None, 1, 1).summary, ("*",))
+
+
+def test_the_points_keys_cover_every_column_of_a_vectorized_run(capsys, tmp_path, vectorized_columns):
+    assert any(c.startswith("telemetry.by_population.ecg-b.") for c in vectorized_columns)
+    patterns = [c for c in vectorized_columns if "." in c]
+    base = ["run.engine=vectorized", "run.horizon_s=30", "workload.fl.rounds=1"]
+    for i in range(0, len(patterns), 256):
+        code, err = check(capsys, write(tmp_path, doc(kpis=patterns[i : i + 256], set=base)))
+        assert code == 0, err
+
+
+@pytest.fixture(scope="module")
+def axis_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A sweep that ran, keeping no headline KPI (only the hosts' offered load): a text and a numeric axis."""
+    folder = tmp_path_factory.mktemp("axis")
+    axes = [{"name": "rekey", "path": "workload.crypto.rekey.fl", "values": ["per_message", "per_round"]},
+            {"name": "samples", "path": "workload.fl.samples_per_client",
+             "range": {"low": 50, "high": 500, "num": 2, "integer": True}}]  # fmt: skip
+    sweep = write(folder, doc(sweep="tinyaxis", set=["run.horizon_s=20", "workload.fl.rounds=1"], seed=3, axes=axes,
+                              kpis=["host_utilization.*.offered"]))  # fmt: skip
+    out = folder / "out"
+    r = subprocess.run([sys.executable, "-m", "pqtwin", "sweep", str(sweep), "--out", str(out), "--workers", "1"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_a_report_never_takes_an_axis_for_a_kpi(capsys, axis_sweep):
+    """With no headline KPI kept, the report took every varying numeric column for a KPI, axes too: the axis
+    ``samples`` ranked against itself (1.00), first, with its own main-effects figure."""
+    from sim.sweep import analysis
+
+    df = store.results(axis_sweep)
+    assert "samples" in df and analysis.headline_kpis(df) == [f"host_utilization.pi-{i}.offered" for i in (1, 2, 3)]
+    capsys.readouterr()
+    assert cli.run(["sweep", "report", str(axis_sweep)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    header = next(line for line in table if "axis" in line)
+    assert "samples" not in header and "host_utilization" in header
+    assert any("samples" in line for line in table)  # a row: the axis is ranked, not a KPI
+    html = (axis_sweep / "report.html").read_text()
+    assert "Main effects on host_utilization.pi-1.offered" in html and "Main effects on samples" not in html
+
+
+def test_a_report_of_a_sweep_that_kept_no_kpi_says_so(capsys, axis_sweep, tmp_path):
+    """A sweep whose points ran but that kept no KPI column (its patterns matched none: a sweep run before its
+    check refused them) is one line saying so, not a report ranking its axes or saying no point finished."""
+    import pandas as pd
+
+    from sim.sweep import analysis
+
+    out = tmp_path / "out"
+    shutil.copytree(axis_sweep, out)
+    (out / "report.html").unlink(missing_ok=True)
+    df = pd.read_parquet(out / store.RESULTS)
+    df[[c for c in df if not c.startswith("host_utilization.")]].to_parquet(out / store.RESULTS)
+    capsys.readouterr()
+    assert cli.run(["sweep", "report", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: the sweep kept no KPI"), err
+    assert not (out / "report.html").exists()
+    failed = store.results(out).assign(error="boom", error_kind="input")
+    assert analysis.headline_kpis(failed) == []  # no point ran: the report says none finished
 
 
 # --- 3. one sweep at a time in an --out --------------------------------------------------------------------

@@ -16,11 +16,14 @@ the points' CI, not a difference between points). Failed points are left out.
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from sim.errors import UserError
 from sim.sweep.spec import STORED, SweepSpec
 
 BINS = 8
@@ -55,12 +58,33 @@ def point_means(manifest: dict[str, Any], df: pd.DataFrame) -> pd.DataFrame:
 
 
 def headline_kpis(df: pd.DataFrame) -> list[str]:
-    """The report's KPIs: the headline ones the sweep kept and that vary, else every varying KPI."""
+    """The report's KPIs: the headline ones the sweep kept and that vary, else every varying KPI (a column a
+    summary makes: an axis, or any other input column, is never one). UserError where points ran and the sweep
+    kept no KPI column at all: its report would rank and plot nothing, and say nothing of why."""
     present = [k for k in HEADLINE if k in df and df[k].nunique(dropna=True) > 1]
     if present:
         return present
-    numeric = [c for c in df.columns if c not in META and pd.api.types.is_numeric_dtype(df[c])]
-    return [c for c in numeric if df[c].nunique(dropna=True) > 1]
+    kept = [c for c in df.columns if c not in META and is_kpi(c) and pd.api.types.is_numeric_dtype(df[c])]
+    ran = int(df["error"].isna().sum()) if "error" in df else len(df)
+    if not kept and ran:
+        raise UserError(f"the sweep kept no KPI: its {ran} results rows hold only the axes and the bookkeeping "
+                        "columns (its kpis patterns matched no column of its points' summaries), so there is "
+                        "nothing to rank or plot; `pqtwin sweep check` names such patterns")  # fmt: skip
+    return [c for c in kept if df[c].nunique(dropna=True) > 1]
+
+
+def is_kpi(column: str) -> bool:
+    """Whether a results column is one a summary makes (a numeric name of ``sim.sweep.point.kpi_schema``, any key
+    where it has a ``*``), not an axis nor another column the sweep adds."""
+    return _kpi_names().fullmatch(column) is not None
+
+
+@functools.cache
+def _kpi_names() -> re.Pattern[str]:
+    from sim.sweep.point import kpi_schema
+
+    names = [re.escape(name).replace(r"\*", ".*") for name, numeric in kpi_schema() if numeric]
+    return re.compile("|".join(names), re.DOTALL)
 
 
 def groups(spec: SweepSpec, pm: pd.DataFrame, axis: str) -> pd.Series:

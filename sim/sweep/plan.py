@@ -34,7 +34,8 @@ from sim import cost as costs
 from sim.errors import UserError, load_yaml, shorten
 from sim.profile import Profile
 from sim.scenario import MAX_SEED, ProfileCache, Scenario, apply_override, load_scenario_data, set_path
-from sim.sweep.spec import SweepSpec, check_constraint, holds
+from sim.sweep.point import kpi_keys
+from sim.sweep.spec import SweepSpec, check_constraint, holds, kpi_keys_problem, kpi_mappings
 from sim.telemetry import refusal
 
 _GOT = re.compile(r" \(got .*\)$")  # the value a problem names, which varies over the points it stops
@@ -68,6 +69,9 @@ class Plan:
     # message of the first of them in full
     invalid: dict[str, list[Point]] = field(default_factory=dict)
     messages: dict[str, str] = field(default_factory=dict)
+    # the keys the valid points' summaries can give each mapping (``sim.sweep.point.kpi_keys``): gathered only
+    # where a KPI pattern's columns depend on them (``sim.sweep.spec.kpi_mappings``)
+    kpi_keys: dict[str, set[str]] = field(default_factory=dict)
 
     @property
     def estimated(self) -> int:
@@ -148,16 +152,20 @@ def plan(spec: SweepSpec, scenario_path: Path, estimate: bool = True,
     sample = _estimate_sample(spec, len(drawn)) if estimate else set()
     jobs = list(zip(range(len(drawn)), drawn, seeds, strict=True))
     if processes > 1 and len(drawn) >= PARALLEL_FROM and "fork" in mp.get_all_start_methods():
-        return _merged(builder, jobs, sample, processes, progress)
-    builder.out.designed = len(drawn)
-    with _no_gc():
-        for index, values, seed in jobs:
-            builder.add(index, values, seed, index in sample)
-            if progress is not None and (index + 1) % PROGRESS_EVERY == 0:
-                progress(index + 1, len(jobs))
-    if progress is not None:
-        progress(len(jobs), len(jobs))
-    return builder.out
+        out = _merged(builder, jobs, sample, processes, progress)
+    else:
+        builder.out.designed = len(drawn)
+        with _no_gc():
+            for index, values, seed in jobs:
+                builder.add(index, values, seed, index in sample)
+                if progress is not None and (index + 1) % PROGRESS_EVERY == 0:
+                    progress(index + 1, len(jobs))
+        if progress is not None:
+            progress(len(jobs), len(jobs))
+        out = builder.out
+    if builder.keyed and out.points and (problem := kpi_keys_problem(spec.kpis, out.kpi_keys)):
+        raise UserError(f"{builder.source}: {problem}")  # a mistake of the sweep file, whatever its points' problems
+    return out
 
 
 @contextlib.contextmanager
@@ -217,6 +225,8 @@ def _merged(builder: _Builder, jobs: list[tuple[int, dict[str, Any], int]], samp
         for key, pts in part.invalid.items():
             out.messages.setdefault(key, part.messages[key])
             out.invalid.setdefault(key, []).extend(pts)
+        for mapping, keys in part.kpi_keys.items():
+            out.kpi_keys.setdefault(mapping, set()).update(keys)
     return out
 
 
@@ -246,6 +256,8 @@ class _Builder:
         self.seen: set[str] = set()
         self.out = Plan(spec, path, [], 0, 0, 0)
         self.keep_scenarios = True
+        self.keyed = kpi_mappings(spec.kpis)  # the points' kpi_keys to gather (``Plan.kpi_keys``)
+        self.shapes: set[tuple[tuple[str, tuple[str, ...]], ...]] = set()
 
     def add(self, index: int, values: dict[str, Any], seed: int, estimate: bool) -> None:
         """Check one drawn point against the constraints, validate it and add it to the plan or its problems."""
@@ -296,6 +308,10 @@ class _Builder:
                 raise UserError(problem)
             wall = cost.wall_s
         h = point_hash(self.spec, s, identity, point.seed)
+        if self.keyed and (keys := kpi_keys(s, self.keyed)) and (shape := tuple(keys.items())) not in self.shapes:
+            self.shapes.add(shape)  # (most points have the keys of another)
+            for mapping, names in keys.items():
+                self.out.kpi_keys.setdefault(mapping, set()).update(names)
         return Point(
             point.index, point.values, point.overrides, point.seed, h, s if self.keep_scenarios else None, wall
         )

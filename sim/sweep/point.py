@@ -14,6 +14,7 @@ import time
 import traceback
 import types
 import typing
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
@@ -126,6 +127,65 @@ def kpi_schema(model: type[BaseModel] = Summary) -> list[tuple[str, bool]]:
         if name not in NOT_KPIS and not (model is Summary and name in TWIN_ONLY):
             _schema(f.annotation, name, out)
     return list(dict.fromkeys(out))
+
+
+def kpi_keys(s: Scenario, wanted: Collection[str] | None = None) -> dict[str, tuple[str, ...]]:
+    """The keys a summary of ``s`` can give each of its mappings (``kpi_schema``'s ``*``, by the name before it;
+    only those ``wanted``), as sim/runner.py, sim/summary.py and sim/energy.py make them: every host; every link in
+    both directions (``a->b``; a device's access link as ``pop#[0-9]*->gateway``: one per device); the phases; the
+    populations with devices (their frames' latency only from the vectorized engine; energy only where the device
+    class has a power model and the access link a radio); the hosts whose profile has a power model. A mapping not
+    named here may have any key. (~10-40 us: ``pqtwin sweep check`` gathers them for every point.)"""
+    from sim.contract import PHASES
+
+    want = KEYED if wanted is None else set(wanted) & KEYED
+    out: dict[str, tuple[str, ...]] = {}
+    for mapping in want & {"phase_s", "application_bytes.by_phase", "link_bytes.by_phase", "energy.hosts.*.by_phase_j"}:
+        out[mapping] = PHASES
+    d, w = s.deployment, s.workload
+    hosts = tuple(h.name for h in d.hosts)
+    pops = [p for p in w.devices if p.count] if want & _BY_POPULATION else []
+    if want & _DEVICE_ENERGY:  # (sim.energy loads the model: 60 ms, where no pattern needs it)
+        from sim.energy import ACTIVITIES, PARTS, device_radio
+        from sim.presets import DEVICE_CLASSES
+
+        out |= {m: PARTS for m in want & {"energy.devices.*.by_part_j"}}
+        out |= {m: ACTIVITIES for m in want & {"energy.devices.*.by_activity_j"}}
+        if "energy.devices" in want:
+            out["energy.devices"] = tuple(p.name for p in pops if DEVICE_CLASSES[p.device_class].power is not None
+                                          and device_radio(p) is not None)  # fmt: skip
+    if "host_utilization" in want:
+        out["host_utilization"] = hosts
+    if "energy.hosts" in want:
+        profiles = s._profiles
+        out["energy.hosts"] = tuple(h for h in hosts if profiles[h].power is not None)
+    if want & {"link_utilization", "link_bytes.by_link"}:
+        links = [f"{a}->{b}" for link in d.network.links for a, b in ((link.a, link.b), (link.b, link.a))]
+        for p in w.devices:
+            if p.count:
+                links += [f"{p.name}#[0-9]*->{p.gateway}", f"{p.gateway}->{p.name}#[0-9]*"]
+        out |= {m: tuple(links) for m in want & {"link_utilization", "link_bytes.by_link"}}
+    if "telemetry.by_population" in want:
+        out["telemetry.by_population"] = tuple(p.name for p in pops) if s.engine() == "vectorized" else ()
+    if "telemetry.handshake_by_population" in want:
+        out["telemetry.handshake_by_population"] = tuple(p.name for p in pops)
+    return out
+
+
+_DEVICE_ENERGY = frozenset({"energy.devices", "energy.devices.*.by_part_j", "energy.devices.*.by_activity_j"})
+_BY_POPULATION = frozenset({"telemetry.by_population", "telemetry.handshake_by_population", "energy.devices"})
+KEYED = frozenset({"phase_s", "application_bytes.by_phase", "link_bytes.by_phase", "energy.hosts.*.by_phase_j",
+                   "energy.devices.*.by_part_j", "energy.devices.*.by_activity_j", "host_utilization", "energy.hosts",
+                   "link_utilization", "link_bytes.by_link", *_BY_POPULATION})  # fmt: skip
+
+
+# why a mapping of ``kpi_keys`` can be empty at every point of a sweep (a KPI check's message says it)
+EMPTY_WHY = {
+    "telemetry.by_population": "only the vectorized engine (run.engine) keeps frames per population",
+    "telemetry.handshake_by_population": "no population has devices",
+    "energy.hosts": "no host's profile has a power model",
+    "energy.devices": "no population has devices whose class has a power model and whose access link a radio",
+}
 
 
 def _schema(tp: Any, prefix: str, out: list[tuple[str, bool]]) -> None:

@@ -297,6 +297,96 @@ def _kpi_schema() -> list[tuple[str, bool]]:
     return kpi_schema()
 
 
+Keys = dict[str, set[str]]  # a mapping of the summary (``kpi_schema``'s name before a ``*``): its keys at the points
+
+
+def needs_keys(pattern: str) -> bool:
+    """Whether a pattern matches numeric summary columns only through a mapping's keys (``host_utilization.*``):
+    whether it keeps one depends on the points' hosts, links, populations (``kpi_keys_problem``)."""
+    glob = _tokens(pattern)
+    return not any(numeric and "*" not in name and _meet(glob, _tokens(name)) for name, numeric in _kpi_schema())
+
+
+def kpi_mappings(patterns: list[str]) -> frozenset[str]:
+    """The mappings (``kpi_schema``'s names before a ``*``) whose keys decide what the patterns that
+    ``needs_keys`` keep: the keys ``kpi_keys_problem`` needs of the points (none: no pattern depends on them)."""
+    out: set[str] = set()
+    for pattern in (p for p in patterns if needs_keys(p)):
+        glob = _tokens(pattern)
+        for name, numeric in _kpi_schema():
+            if numeric and "*" in name and _meet(glob, _tokens(name)):
+                parts = name.split(".*")
+                out.update(".*".join(parts[:j]) for j in range(1, len(parts)))
+    return frozenset(out)
+
+
+def kpi_keys_problem(patterns: list[str], keys: Keys) -> str | None:
+    """Why the KPI patterns keep no column of a sweep whose points' summaries have these ``keys``
+    (``sim.sweep.point.kpi_keys``, over every point), or None: a pattern naming a key no point has
+    (``host_utilization.pi-9.offered``), or patterns that all match only mappings no point fills. A ``*`` over a
+    mapping that no point fills matches none of its (no) keys: such a pattern alone is no mistake (a list kept for
+    any scenario: ``energy.devices.*.battery_life_days`` where no device has a power model)."""
+    kept_any, empty = not patterns, []
+    for i, pattern in enumerate(patterns):
+        if not needs_keys(pattern):  # (the schema's check: it matches a column every summary has)
+            kept_any = True
+            continue
+        kept, near, mappings = _at_points(pattern, keys)
+        if kept is None:
+            close = difflib.get_close_matches(pattern, near, n=3, cutoff=0.6)
+            hint = f"did you mean {' or '.join(close)}?" if close else "; ".join(_has(m, keys) for m in mappings)
+            return f"kpis: item {i}, {show(pattern)}, matches no column of this sweep's points ({shorten(hint, 300)})"
+        kept_any = kept_any or kept
+        empty += [] if kept else mappings
+    if kept_any:
+        return None
+    what = "; ".join(_has(m, keys) for m in dict.fromkeys(empty))
+    return f"kpis: {shorten(show(patterns), 120)} keep no column of this sweep's points ({shorten(what, 300)})"
+
+
+def _at_points(pattern: str, keys: Keys) -> tuple[bool | None, list[str], list[str]]:
+    """Whether the pattern keeps a column at the points (True), only matches mappings they leave empty (False) or
+    none of their columns (None); the columns it might have meant and the mappings it reaches."""
+    glob = _tokens(pattern)
+    near: list[str] = []
+    mappings: list[str] = []
+    kept: bool | None = None
+    for name, numeric in _kpi_schema():
+        if not numeric or not _meet(glob, _tokens(name)):
+            continue
+        mappings.append(name.split(".*", 1)[0])
+        for column, vacuous in _columns(name, keys):
+            if _meet(glob, _tokens(column)):
+                if not vacuous:
+                    return True, [], []
+                kept = False
+            elif not vacuous:
+                near.append(column)
+    return kept, near, list(dict.fromkeys(mappings))
+
+
+def _columns(name: str, keys: Keys) -> list[tuple[str, bool]]:
+    """A schema name's columns at the points: each ``*`` replaced by each of its mapping's keys (left a ``*``
+    where ``keys`` does not know the mapping); a mapping no point fills gives an empty key, which only a ``*``
+    matches, and marks the column vacuous."""
+    parts = name.split(".*")
+    out = [(parts[0], False)]
+    for j in range(1, len(parts)):
+        given = keys.get(".*".join(parts[:j]))
+        empty = given is not None and not given
+        choices = ["*"] if given is None else [""] if empty else sorted(given)
+        out = [(f"{text}.{k}{parts[j]}", vacuous or empty) for text, vacuous in out for k in choices]
+    return out
+
+
+def _has(mapping: str, keys: Keys) -> str:
+    from sim.sweep.point import EMPTY_WHY
+
+    if given := sorted(keys.get(mapping) or []):
+        return f"{mapping} has {shorten(', '.join(given), 200)}"
+    return f"{mapping} has none at any point" + (f": {EMPTY_WHY[mapping]}" if mapping in EMPTY_WHY else "")
+
+
 Token = tuple[str, str]  # ("*", ""), ("?", ""), ("[", a bracket expression), ("c", a character)
 
 
