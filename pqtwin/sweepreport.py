@@ -117,8 +117,10 @@ def write(path: Path, manifest: dict[str, Any], df: pd.DataFrame) -> None:
             f"<p>{len(pm)} points simulated of {len(manifest['points'])} planned ({spec.design} design, "
             f"{spec.replications} replications each, root seed {spec.seed}, seeds {spec.seeds}); "
             f"{failed} points failed. Base scenario: {escape(manifest['scenario_file'])}.</p>")  # fmt: skip
-    if not figures:
+    if not figures and not len(pm):
         head += "<p>No point has finished yet: nothing to plot.</p>"
+    elif not figures:
+        head += f"<p>No KPI the sweep kept varies across its {len(pm)} points: nothing to rank or plot.</p>"
     html = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Sweep {escape(spec.sweep)}</title></head>"
             f"<body style='font-family: sans-serif'>{head}{''.join(parts)}</body></html>")  # fmt: skip
     atomic_write(path, html)

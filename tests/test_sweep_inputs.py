@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -424,3 +425,20 @@ def test_something_on_port_8787_makes_no_raw_warning(capfd):
     out, err = capfd.readouterr()
     assert not [w for w in caught if "already in use" in str(w.message)], [str(w.message) for w in caught]
     assert "already in use" not in out + err and "warnings.warn" not in err, err
+
+
+def test_a_report_of_kpis_that_never_vary_says_so_not_that_no_point_finished(axis_sweep, tmp_path):
+    """Every point finished but no kept KPI varied: the report said "No point has finished yet"."""
+    import pandas as pd
+
+    out = tmp_path / "out"
+    shutil.copytree(axis_sweep, out)
+    (out / "report.html").unlink(missing_ok=True)
+    df = pd.read_parquet(out / store.RESULTS)
+    for c in [c for c in df if c.startswith("host_utilization.")]:
+        df[c] = 0.25
+    df.to_parquet(out / store.RESULTS)
+    assert cli.run(["sweep", "report", str(out)]) == 0
+    html = (out / "report.html").read_text()
+    assert "No point has finished yet" not in html
+    assert re.search(r"No KPI the sweep kept varies across its \d+ points: nothing to rank or plot", html)
