@@ -44,6 +44,7 @@ from sim.contract import (
     atomic_write,
     read_spans,
     read_summary,
+    without_duplicate_spans,
 )
 from sim.errors import UserError, load_yaml, shorten, validate
 from sim.loading import exists, out_file_problem, read_bytes
@@ -91,6 +92,7 @@ class ReportRun:
     dir: Path | None = None  # the run directory (None: a run held in memory only)
     label: str = ""  # how the report names the run (default: the directory's name or the scenario's)
     notes: tuple[str, ...] = ()  # what could not be read (e.g. the profile copies of an older run directory)
+    left_out: tuple[str, ...] = ()  # spans read and not counted (a measured run's rows written twice)
 
     @property
     def name(self) -> str:
@@ -111,7 +113,11 @@ def load_run(run_dir: Path, option: str = "RUN_DIR", label: str = "") -> ReportR
     except (OSError, ValueError) as exc:
         raise UserError(f"{option}: {shorten(str(exc).splitlines()[0], 300)}") from None
     scenario, notes = _load_scenario(layout.scenario, option)
-    return ReportRun(scenario, summary, _load_spans(layout.spans, option), run_dir, label, notes)
+    spans, left_out = _load_spans(layout.spans, option), tuple[str, ...]()
+    if summary.backend is not None:  # a measured run times each activity once: a row twice counted twice
+        spans, note = without_duplicate_spans(spans, layout.spans)
+        left_out = (note,) if note else ()
+    return ReportRun(scenario, summary, spans, run_dir, label, notes, left_out)
 
 
 def _require_run_dir(run_dir: Path, option: str) -> None:
@@ -355,6 +361,7 @@ def _provenance(run: ReportRun) -> str:
                 "where each value comes from. 'This run' is the mean time per call in the run's spans (end − "
                 "start − queue wait: it includes CPU sharing).")]  # fmt: skip
     parts += [_p(f"Not available: {note}", "warn") for note in run.notes]
+    parts += [_p(note, "warn") for note in run.left_out]
     for prof, hosts, device in profiles_used(run.scenario):
         rows = provenance_rows(run, prof, hosts, device)
         tags = [r[3] for r in rows]

@@ -337,3 +337,25 @@ def test_a_failing_chromium_is_one_line(tmp_path, monkeypatch, script, message):
         report.write_pdf(tmp_path / "r.html", tmp_path / "r.pdf", timeout_s=1)
     assert len(exc.value.lines) == 1 and exc.value.lines[0].startswith("--pdf: ") and message in exc.value.lines[0]
     assert not (tmp_path / "r.pdf").exists()
+
+
+def test_a_measured_runs_duplicated_spans_are_counted_once_in_the_report_and_said(runs, tmp_path, capsys):
+    """Every row of a measured run's spans.parquet written twice: compare and calibrate counted each once (and said
+    so), the report counted each twice (each round's latency pooled twice) without a word."""
+    import pandas as pd
+
+    from sim import contract
+
+    hw = tmp_path / "hw"
+    shutil.copytree(runs["base"], hw)
+    summary = json.loads((hw / "summary.json").read_text())
+    (hw / "summary.json").write_text(json.dumps({**summary, "backend": "local", "state": "completed"}))
+    once = report.load_run(hw)
+    df = read_spans(hw / "spans.parquet")
+    contract.write_spans(pd.concat([df, df], ignore_index=True), hw / "spans.parquet")
+    twice = report.load_run(hw)
+    assert len(twice.spans) == len(once.spans) == len(df) and not once.left_out
+    (note,) = twice.left_out
+    assert note.startswith(f"{hw / 'spans.parquet'}: {len(df):,} of {2 * len(df):,} spans left out")
+    html = write_report(capsys, hw, tmp_path / "r.html")
+    assert escape(note) in html or note in unescape(html)
