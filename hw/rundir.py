@@ -12,8 +12,6 @@ earlier run's outputs, and a path that is a directory we can write to. Otherwise
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import fnmatch
 import json
 import os
@@ -41,7 +39,7 @@ from sim.contract import (
     write_spans,
     write_summary,
 )
-from sim.dirlock import holder_pid, open_lock, write_pid
+from sim.dirlock import open_lock, take, write_pid
 from sim.energy import host_energy, round_energy
 from sim.errors import UserError
 from sim.loading import exists, read_bytes
@@ -301,14 +299,8 @@ def _lock(out: Path) -> None:
     path = out / LOCK
     while True:
         fd = open_lock(path, "run")
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            holder = _holder(fd)
-            os.close(fd)
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise UserError(f"--out: cannot lock {path}: {exc.strerror}") from None
-            raise UserError(f"--out: {out} is in use by another run{holder}; wait for it or choose another") from None
+        take(fd, path, lambda pid: f"--out: {out} is in use by another run{f' (process {pid})' if pid else ''}; "
+                                   "wait for it or choose another")  # fmt: skip
         if _same_file(path, fd):
             break
         os.close(fd)
@@ -323,12 +315,6 @@ def _same_file(path: Path, fd: int) -> bool:
     except OSError:
         return False
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
-
-
-def _holder(fd: int) -> str:
-    """`` (process PID)`` from the lock file open as ``fd`` (its holder wrote it), or nothing."""
-    pid = holder_pid(fd)
-    return f" (process {pid})" if pid else ""
 
 
 def release(out: Path) -> None:

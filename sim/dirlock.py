@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from sim.errors import UserError
@@ -40,6 +42,20 @@ def open_lock(path: Path, owner: str) -> int:
         raise UserError(f"--out: {path} is {what}, not a {owner}'s lock file; {NOT_A_LOCK}")
     os.set_blocking(fd, True)
     return fd
+
+
+def take(fd: int, path: Path, busy: Callable[[str], str]) -> None:
+    """flock the lock file open as ``fd`` without waiting; where it cannot be, ``fd`` is closed and a UserError
+    raised: ``busy(holder)`` where another process holds it (``holder``: its pid, or "" if it wrote none), else
+    the OS's reason."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = holder_pid(fd) or ""
+        os.close(fd)
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise UserError(f"--out: cannot lock {path}: {exc.strerror}") from None
+        raise UserError(busy(holder)) from None
 
 
 def write_pid(fd: int) -> None:

@@ -20,8 +20,6 @@ which a client writing every point alone would take from the workers on a machin
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import io
 import json
 import os
@@ -36,7 +34,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from sim.contract import atomic_write, write_json
-from sim.dirlock import holder_pid, open_lock, write_pid
+from sim.dirlock import open_lock, take, write_pid
 from sim.errors import UserError, shorten, show, validate
 from sim.loading import read_json_object, require_regular
 from sim.sweep.plan import Plan
@@ -90,15 +88,8 @@ def lock(out: Path) -> None:
         return
     path = out / LOCK
     fd = open_lock(path, "sweep")
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        holder = _holder(fd)
-        os.close(fd)
-        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-            raise UserError(f"--out: cannot lock {path}: {exc.strerror}") from None
-        raise UserError(f"--out {out} is in use by another sweep{holder}: wait for it to end (rerunning it then "
-                        "resumes it), or choose another --out") from None  # fmt: skip
+    take(fd, path, lambda pid: f"--out {out} is in use by another sweep{f' (pid {pid})' if pid else ''}: wait for it "
+                               "to end (rerunning it then resumes it), or choose another --out")  # fmt: skip
     write_pid(fd)  # who holds it, for the line a second sweep prints
     _held[_key(out)] = fd
 
@@ -108,12 +99,6 @@ def unlock(out: Path) -> None:
     fd = _held.pop(_key(out), None)
     if fd is not None:
         os.close(fd)  # the flock ends with its last descriptor
-
-
-def _holder(fd: int) -> str:
-    """`` (pid N)`` from the lock file open as ``fd`` (its holder wrote it), or nothing."""
-    pid = holder_pid(fd)
-    return f" (pid {pid})" if pid else ""
 
 
 def manifest_data(plan: Plan, sweep_file: Path) -> dict[str, Any]:
