@@ -128,8 +128,9 @@ def _take(out: Path, force: bool, outputs: tuple[str, ...], markers: tuple[str, 
         raise UserError(f"--out: {out} is not empty and holds no earlier run: --force replaces only runs")
     if aside:
         _set_aside(out, outputs, run)
-    else:
+    else:  # an earlier run a killed one had set aside goes too: --force replaces it
         _remove_outputs(out, outputs, run)
+        shutil.rmtree(out / ASIDE, ignore_errors=True)
 
 
 # where --force keeps the earlier run's outputs while the new run computes (``claim(aside=True)``): put back if it
@@ -140,7 +141,7 @@ ASIDE = ".replaced-by-a-run"
 
 def _owned(out: Path, outputs: tuple[str, ...], run: bool) -> list[Path]:
     own = (*RunLayout.result_files(), *RunLayout.extra_files(), *RunLayout.result_dirs(), *SIM_OUTPUTS) if run else ()
-    return [out / name for name in dict.fromkeys((*own, *outputs, ASIDE))]
+    return [out / name for name in dict.fromkeys((*own, *outputs))]
 
 
 def _set_aside(out: Path, outputs: tuple[str, ...], run: bool) -> None:
@@ -149,14 +150,14 @@ def _set_aside(out: Path, outputs: tuple[str, ...], run: bool) -> None:
     if keep.is_symlink() or (keep.exists() and not keep.is_dir()):
         raise UserError(f"--out: {keep} is not a directory of ours; remove it")
     if keep.exists():  # a run killed while it replaced one: what it kept aside is the last whole run, put back
-        _remove_outputs(out, outputs, run, but=keep)
+        _remove_outputs(out, outputs, run)
         try:
             settle(out, replaced=False)
         except OSError:
             raise UserError(f"--out: {keep} holds an earlier run that could not be put back; move it away") from None
     keep.mkdir()
     for path in _owned(out, outputs, run):
-        if path != keep and (path.is_symlink() or path.exists()):
+        if path.is_symlink() or path.exists():
             os.rename(path, keep / path.name)
 
 
@@ -212,7 +213,7 @@ def _killed_keys(path: Path) -> bool:
     """``keys/`` as a twin run writes it before anything else (a folder per process holding its identity and trust
     files, hw/provision.py): what a run killed while it provisioned leaves, with ``.lock``."""
     try:
-        return _plain_dir(path) and all(_plain_dir(d) and _holds_only(d, _KEY_FILES) for d in path.iterdir())
+        return _plain_dir(path) and all(_plain_dir(d) and _only_key_files(d) for d in path.iterdir())
     except OSError:
         return False
 
@@ -227,7 +228,13 @@ def _plain_dir(path: Path) -> bool:
     return path.is_dir() and not path.is_symlink()
 
 
-_KEY_FILES = "[it][dr]*.json"  # identity.json, trust.json (hw/provision.py IDENTITY, TRUST)
+KEY_FILES = frozenset({"identity.json", "trust.json"})  # a process's, hw/provision.py IDENTITY and TRUST
+
+
+def _only_key_files(path: Path) -> bool:
+    return all(p.name in KEY_FILES and p.is_file() and not p.is_symlink() for p in path.iterdir())
+
+
 # what a command killed before it wrote its markers leaves, that --force may still take for an earlier run (a fault
 # hunt: the user had to remove them by hand, as --force said there was "no earlier run"); a run's set-aside outputs
 _LEFT_BY_A_KILLED_RUN = {"keys": _killed_keys, "sequential": _killed_mode, "concurrent": _killed_mode,
@@ -246,13 +253,11 @@ def _holds_only(path: Path, pattern: str) -> bool:
         return False
 
 
-def _remove_outputs(out: Path, outputs: tuple[str, ...], run: bool = True, but: Path | None = None) -> None:
-    """What a run writes (with ``run``: the twin's and the simulator's; and ``outputs``; and an earlier run a killed
-    one set aside, except ``but``); any other file stays. A command with outputs of its own (compare, study) removes
-    only those: a study's folder holding its base scenario and profiles lost them to a study's --force."""
+def _remove_outputs(out: Path, outputs: tuple[str, ...], run: bool = True) -> None:
+    """What a run writes (with ``run``: the twin's and the simulator's; and ``outputs``); any other file stays. A
+    command with outputs of its own (compare, study) removes only those: a study's folder holding its base scenario
+    and profiles lost them to a study's --force."""
     for path in _owned(out, outputs, run):
-        if path == but:
-            continue
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
         else:
@@ -362,7 +367,7 @@ def remove_partial(out: Path, created: bool, outputs: tuple[str, ...] | None = N
         for tmp in out.rglob("*.tmp"):
             tmp.unlink(missing_ok=True)
         if outputs is not None:
-            _remove_outputs(out, outputs, run, but=out / ASIDE)  # the earlier run, put back next
+            _remove_outputs(out, outputs, run)
     if created:
         with contextlib.suppress(OSError):
             leftovers = [p for p in out.iterdir() if p.name != LOCK]

@@ -340,3 +340,9 @@ def test_a_users_keys_folder_is_still_no_earlier_run(tmp_path):
     with pytest.raises(UserError, match="holds no earlier run"), rundir.claimed(out, force=True):
         pass
     assert (out / "keys" / "ssh" / "id_ed25519").read_text() == "the user's key"
+
+
+def test_the_key_files_a_killed_run_may_leave_are_those_provisioning_writes():
+    from hw.provision import IDENTITY, TRUST
+
+    assert {Path(IDENTITY).name, Path(TRUST).name} == rundir.KEY_FILES
