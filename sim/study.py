@@ -214,10 +214,9 @@ def planned_cost(spec: StudySpec, level_s: dict[tuple[str, str], float]) -> tupl
 
     first = {key(p): p for p in one_at_a_time(spec)}
     numeric = [a.name for a in spec.axes if a.numeric]
-    grids = [{key(p): p for p in grid(spec, x, y)} for x, y in itertools.permutations(numeric, 2)]
+    grids = [{key(p): p for p in grid(spec, x, y)} for x, y in itertools.combinations(numeric, 2)]  # either order
     worst = max(grids, key=lambda g: sum(cost(p) for k, p in g.items() if k not in first))
-    later = {k: p for k, p in (worst | {key(p): p for p in random_design(spec)}).items() if k not in first}
-    points = first | later
+    points = first | worst | {key(p): p for p in random_design(spec)}
     return len(points), sum(cost(p) for p in points.values())
 
 
