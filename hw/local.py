@@ -55,6 +55,7 @@ from hw.runconfig import (
     name_problems,
     runner_host,
 )
+from hw.rundir import RunOutcome, RunStatus
 from hw.speed import KEPT_FILE as SPEED_SAMPLES
 from sim.contract import MAX_RUN_JSON_BYTES, FabricProbe, RunLayout, Summary, write_json
 from sim.errors import UserError, shorten
@@ -439,7 +440,7 @@ class _Run:
         self.allowed: dict[str, set[int]] = {}  # node -> the CPUs it is pinned to (its host's), for the trace
         self.epoch = time.monotonic()  # the nodes' clock origin
         self.cfg: RunConfig | None = None  # once built
-        self.running: dict[str, Any] | None = None  # status.json while the run runs (``running_status``)
+        self.running: RunStatus | None = None  # status.json while the run runs (``running_status``)
 
     def finish(self) -> Summary | None:
         """Stop the nodes and the run's helpers, recover the finished rounds of killed nodes, write the results
@@ -482,10 +483,11 @@ class _Run:
         disk): ``pqtwin hw recover`` writes them later with it. Nothing if even that cannot be written."""
         if self.running is None:
             return
-        outcome = {"state": self.state, "reason": self.reason, "exit_codes": codes}
+        outcome = RunOutcome.model_validate({"state": self.state, "reason": self.reason, "exit_codes": codes})
         unwritten = f"{exc.filename}: {exc.strerror or exc}" if isinstance(exc, OSError) else f"{type(exc).__name__}"
+        kept = self.running.model_copy(update={"outcome": outcome, "unwritten": unwritten})
         with contextlib.suppress(OSError):
-            write_json(RunLayout(self.out).status, {**self.running, "outcome": outcome, "unwritten": unwritten})
+            write_json(RunLayout(self.out).status, kept.model_dump())
 
 
 def _start_and_follow(run: _Run, rounds: int, crash: dict[str, int] | None,
@@ -615,21 +617,20 @@ def _cut_handshakes(runner: str, cfg: RunConfig | None, unfinished: int) -> str:
 NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS)  # writes the machine refused
 
 
-def running_status(out: Path, backend: str, mode: str, seed: int) -> dict[str, Any]:
+def running_status(out: Path, backend: str, mode: str, seed: int) -> RunStatus:
     """status.json as a run starts: ``running``, and which process runs it (its pid, and when that process started:
     a pid alone may be another process's later). A run whose orchestrator dies (SIGKILL, the out-of-memory killer)
     keeps saying so, and ``pqtwin hw recover`` knows it may finish the directory once that process is gone."""
     pid = os.getpid()
-    return {"state": "running", "reason": f"running, or its orchestrator (process {pid}) ended without writing the "
-            f"results: `pqtwin hw recover {out}` writes what the run finished", "exit_codes": {}, "pid": pid,
-            "pid_start": process_start(pid), "backend": backend, "mode": mode, "seed": seed,
-            "started": time.time()}  # fmt: skip
+    why = f"running, or its orchestrator (process {pid}) ended without writing the results: `pqtwin hw recover {out}` "
+    return RunStatus(state="running", reason=why + "writes what the run finished", pid=pid, seed=seed,
+                     pid_start=process_start(pid), backend=backend, mode=mode, started=time.time())  # fmt: skip
 
 
-def _write_status(out: Path, status: dict[str, Any]) -> None:
+def _write_status(out: Path, status: RunStatus) -> None:
     path = RunLayout(out).status
     try:
-        write_json(path, status)  # whole or not at all (sim.contract.atomic_write)
+        write_json(path, status.model_dump())  # whole or not at all (sim.contract.atomic_write)
     except OSError as exc:
         _name(exc, path)
         raise
@@ -704,8 +705,8 @@ def recover_run(out: Path) -> Summary:
     if exists(out / RunLayout.MANIFESTS):
         raise UserError(f"RUN_DIR: {out} is a Kubernetes run: its nodes' results are in its pods' logs, not here")
     status = _read_status(out)
-    if status is not None and status.get("state") != "running" and exists(layout.summary):
-        raise UserError(f"RUN_DIR: {out}: nothing to recover: its run ended ({status.get('state')}) and wrote its "
+    if status is not None and status.state != "running" and exists(layout.summary):
+        raise UserError(f"RUN_DIR: {out}: nothing to recover: its run ended ({status.state}) and wrote its "
                         "results")  # fmt: skip
     try:
         cfg = RunConfig.read(out)
@@ -718,30 +719,30 @@ def recover_run(out: Path) -> Summary:
         raise UserError(f"RUN_DIR: {out}: its run is still going (another process holds {out / rundir.LOCK}): "
                         "nothing to recover while it runs") from None  # fmt: skip
     try:
-        _check_ended(out, status or {})
+        status = status or RunStatus(state="running")  # none readable: nothing known of how it ran
+        _check_ended(out, status)
         s = load_scenario(layout.scenario, priced=False)
-        return _recover(out, s, cfg, status or {})
+        return _recover(out, s, cfg, status)
     finally:
         rundir.release(out)
 
 
-def _read_status(out: Path) -> dict[str, Any] | None:
+def _read_status(out: Path) -> RunStatus | None:
+    """status.json, or None where it is missing or is not one (pydantic's ValidationError is a ValueError)."""
     try:
-        data = json.loads(read_bytes(RunLayout(out).status, MAX_RUN_JSON_BYTES, "a JSON file"))
+        return RunStatus.model_validate_json(read_bytes(RunLayout(out).status, MAX_RUN_JSON_BYTES, "a JSON file"))
     except (UserError, ValueError):
         return None
-    return data if isinstance(data, dict) else None
 
 
 def _pid(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 1 << 31 else None
 
 
-def _check_ended(out: Path, status: dict[str, Any]) -> None:
+def _check_ended(out: Path, status: RunStatus) -> None:
     """UserError while the run's orchestrator, or one of its node processes, still runs."""
-    pid = _pid(status.get("pid"))
-    start = status.get("pid_start")
-    if pid is not None and alive(pid, start if isinstance(start, str) else None):
+    pid = status.pid
+    if pid is not None and alive(pid, status.pid_start):
         raise UserError(
             f"RUN_DIR: {out}: its orchestrator (process {pid}) is still running: it writes the results itself when "
             f"the run ends (Ctrl-C or kill {pid} stops it and keeps what it finished)"
@@ -777,14 +778,11 @@ def _node_alive(pid: int, name: str) -> bool:
     return b"hw.node" in args and name.encode() in args
 
 
-def _recover(out: Path, s: Scenario, cfg: RunConfig, status: dict[str, Any]) -> Summary:
-    outcome = status.get("outcome")
-    pid = _pid(status.get("pid"))
-    if isinstance(outcome, dict) and outcome.get("state") in ("completed", "failed", "interrupted"):
-        state, reason = str(outcome["state"]), str(outcome.get("reason") or "")
-        raw = outcome.get("exit_codes")
-        codes = {str(k): (v if isinstance(v, int) else None) for k, v in raw.items()} if isinstance(raw, dict) else {}
-        why = f"the run's end could not write them ({shorten(str(status.get('unwritten') or 'an error'), 200)})"
+def _recover(out: Path, s: Scenario, cfg: RunConfig, status: RunStatus) -> Summary:
+    outcome, pid = status.outcome, status.pid
+    if outcome is not None and outcome.state != "running":
+        state, reason, codes = outcome.state, outcome.reason, outcome.exit_codes
+        why = f"the run's end could not write them ({shorten(status.unwritten or 'an error', 200)})"
     else:
         state, codes = "interrupted", {name: None for name in _process_names(out) or cfg.pods}
         who = f"its orchestrator (process {pid})" if pid is not None else "its orchestrator"
@@ -795,7 +793,7 @@ def _recover(out: Path, s: Scenario, cfg: RunConfig, status: dict[str, Any]) -> 
         why = "the run's end never came"
     wall_s = _wall_s(out, status)  # before the recovery writes files of its own
     recover_node_journals(out)
-    backend = status.get("backend") if status.get("backend") in ("local", "netns") else "local"
+    backend = status.backend if status.backend in ("local", "netns") else "local"
     lost = "machine load or retransmission count" + ("" if codes and any(v is not None for v in codes.values())
                                                      else ", nor the nodes' exit codes")  # fmt: skip
     note = f"results written by pqtwin hw recover from what the nodes left, as {why}: no {lost}"
@@ -812,10 +810,10 @@ def _progress_round(out: Path) -> int | None:
     return r if isinstance(r, int) and not isinstance(r, bool) and r >= 0 else None
 
 
-def _wall_s(out: Path, status: dict[str, Any]) -> float:
+def _wall_s(out: Path, status: RunStatus) -> float:
     """From the run's start (status.json) to the last file its nodes wrote; 0 where unknown."""
-    started = status.get("started")
-    if not isinstance(started, int | float) or isinstance(started, bool):
+    started = status.started
+    if started is None:
         return 0.0
     files = [*(out / RunLayout.NODE_SPANS).glob("*"), *(out / RunLayout.NODES).glob("*"), RunLayout(out).progress]
     times = []

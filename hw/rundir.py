@@ -50,6 +50,31 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+class RunOutcome(BaseModel):
+    """How a twin run ended: ``status.json``'s own fields, and what a run whose results the disk refused kept of it."""
+
+    model_config = ConfigDict(extra="allow", strict=True)  # a finished run's status adds its machine load
+
+    state: Literal["running", "completed", "failed", "interrupted"]
+    reason: str = ""
+    exit_codes: dict[str, int | None] = Field(default_factory=dict)
+
+
+class RunStatus(RunOutcome):
+    """``status.json`` as a local or netns run writes it from its start (``hw.local.running_status``): which process
+    runs it (``pid`` and when that process started: a pid alone may be another's later), and, where its results
+    could not be written, how it ended (``outcome``) and why not (``unwritten``): what ``pqtwin hw recover`` reads."""
+
+    pid: int | None = Field(default=None, gt=0, lt=1 << 31)
+    pid_start: str | None = None
+    backend: str | None = None
+    mode: str | None = None
+    seed: int | None = None
+    started: float | None = None
+    outcome: RunOutcome | None = None
+    unwritten: str | None = None
+
+
 class NodeResult(BaseModel):
     """``nodes/<pod>.json``: what one node process reports at its end."""
 

@@ -20,6 +20,7 @@ import pytest
 from hw import local, rundir
 from hw.lifecycle import alive, process_start
 from hw.local import Children, node_warnings, recover_run, run_local
+from hw.rundir import RunStatus
 from sim import contract
 from sim.errors import UserError
 from sim.scenario import load_scenario
@@ -127,8 +128,8 @@ def test_hw_recover_refuses_a_live_orchestrator_and_what_is_no_twin_run(tmp_path
         recover_run(tmp_path / "missing")
     status = {"state": "running", "reason": "", "pid": os.getpid(), "pid_start": process_start(os.getpid())}
     with pytest.raises(UserError, match=rf"its orchestrator \(process {os.getpid()}\) is still running"):
-        local._check_ended(tmp_path, status)
-    local._check_ended(tmp_path, {**status, "pid_start": "1"})  # that pid is another process now: not the run's
+        local._check_ended(tmp_path, RunStatus.model_validate(status))
+    local._check_ended(tmp_path, RunStatus.model_validate({**status, "pid_start": "1"}))  # another process now
 
 
 def test_a_process_is_alive_only_as_itself():
