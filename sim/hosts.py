@@ -642,17 +642,15 @@ class Endpoint:
     def run(
         self, rec: Recorder | None, phase: str, op: str, units: float = 0.0, since: float | None = None,
         rng: np.random.Generator | None = None, contention: tuple[LinearOp, float] | None = None,
-        per_call: bool = True,
     ) -> Generator[Any, Any, None]:  # fmt: skip
         """Run one operation; the span starts at ``since`` (e.g. when the job was queued) or now. Its cost is
-        drawn from ``rng`` when given, else from the CPU's stream (``contention``: ``Cpu.work``); without
-        ``per_call``, its kind's fitted per-call overhead is left out (``Profile.cost_s``); no span is kept without
-        ``rec``."""
+        drawn from ``rng`` when given, else from the CPU's stream (``contention``: ``Cpu.work``); no span is
+        kept without ``rec``."""
         cpu, env = self.cpu, self.cpu.env
         if cpu.profile is None:  # a device whose compute is not modelled
             return
         model = cpu.profile.op(op)
-        cost = cpu.profile.cost_s(op, cpu.rng if rng is None else rng, units, per_call)
+        cost = cpu.profile.cost_s(op, cpu.rng if rng is None else rng, units)
         nbytes = int(units) if isinstance(model, LinearOp) and model.unit == "byte" else 0
         start = env.now if since is None else since
         wait = env.now - start

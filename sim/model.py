@@ -251,14 +251,12 @@ class Replication:
 
     # --- messages and crypto ------------------------------------------------------------------------
 
-    def send(self, src: Endpoint, dst: Endpoint, nbytes: int, phase: str, since: float | None = None,
-             per_call: bool = True) -> Gen:  # fmt: skip
-        """Carry a message; the span starts at ``since`` (when its job was queued) or now; ``per_call``: as in
-        ``Endpoint.run``, for the kernel's copy on one host."""
+    def send(self, src: Endpoint, dst: Endpoint, nbytes: int, phase: str, since: float | None = None) -> Gen:
+        """Carry a message; the span starts at ``since`` (when its job was queued) or now."""
         start = self.env.now if since is None else since
         wait = self.env.now - start
         if src.node == dst.node:
-            wait += yield from self._loopback(src, nbytes, per_call)
+            wait += yield from self._loopback(src, nbytes)
             if dst.cpu.placed:
                 dst.woken_by = src.key
         else:
@@ -272,32 +270,25 @@ class Replication:
             return (yield from self.net.transfer(src, dst, nbytes, phase))
         return (yield from self.net.transfer_tcp(src, dst, nbytes, phase))
 
-    def _loopback(self, src: Endpoint, nbytes: int, per_call: bool = True) -> Gen:
+    def _loopback(self, src: Endpoint, nbytes: int) -> Gen:
         """Pods on one host still copy messages through the kernel: the sender's thread on a core for the
         profile's ``net.loopback`` cost, when the profile measured one (else free). Returns the wait for a core."""
         cpu = src.cpu
         if cpu.profile is None or "net.loopback" not in cpu.profile.ops:
             return 0.0
-        cost = cpu.profile.cost_s("net.loopback", cpu.rng, nbytes, per_call)
-        return (yield from cpu.work(cost, thread=src.key))
+        return (yield from cpu.work(cpu.profile.cost_s("net.loopback", cpu.rng, nbytes), thread=src.key))
 
     def hop(self, src: Endpoint, dst: Endpoint, plaintext: int, phase: str, since: float | None = None) -> Gen:
         """A job or its answer between the aggregator and a worker process, over their secure channel: packed
-        (one copy), encrypted, carried, decrypted (the receiver reads its fields in place); and at each end the
-        code path around those steps, as the profile measured it (``job.glue``, hw/hopcal.py: the CPU of both
-        ends' threads beyond the library calls, the receiving thread's read of the record included).
-
-        So the code path is priced once: the library calls here carry their kinds' fitted overheads without the
-        per-call part (fitted on the FL message path, whose code around each call it is), and the receiver's
-        thread has no ``RECEIVE_HANDOFF`` (fitted on a client's read of its model). Each charged both, a
-        concurrent 50 k round's hops cost ~1 ms more than the twin's: the concurrent-vs-sequential reductions
-        8.9-26.5 points below the measured ones (docs/twin-validation.md, stop 53)."""
-        yield from src.run(self.rec, phase, "serialize", plaintext, since, per_call=False)
-        yield from src.run(self.rec, phase, f"{self.aead.name}.encrypt", plaintext, per_call=False)
+        (one copy), encrypted, carried, the receiving thread woken (``RECEIVE_HANDOFF``, as a client is for its
+        model), decrypted (the receiver reads its fields in place); and at each end the code path around those
+        steps, where the profile measured it (``job.glue``, hw/hopcal.py)."""
+        yield from src.run(self.rec, phase, "serialize", plaintext, since)
+        yield from src.run(self.rec, phase, f"{self.aead.name}.encrypt", plaintext)
         yield from self._glue(src, phase, plaintext)
-        yield from self.send(src, dst, RECORD_HEADER_BYTES + plaintext + self.aead.aead_overhead_bytes, phase,
-                             per_call=False)  # fmt: skip
-        yield from dst.run(self.rec, phase, f"{self.aead.name}.decrypt", plaintext, per_call=False)
+        yield from self.send(src, dst, RECORD_HEADER_BYTES + plaintext + self.aead.aead_overhead_bytes, phase)
+        yield from self._handoff(dst, RECEIVE_HANDOFF)  # the receiver's thread, blocked on its socket, wakes
+        yield from dst.run(self.rec, phase, f"{self.aead.name}.decrypt", plaintext)
         yield from self._glue(dst, phase, plaintext)
 
     def _handoff(self, ep: Endpoint, kind: str, woken: bool = True) -> Gen:

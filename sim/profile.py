@@ -279,12 +279,8 @@ class Overhead(_Strict):
         pts = self.sigma_by_bytes if nbytes > 0 else self.sigma_by_cost_s
         return self.sigma if pts is None else _interp_log(pts, nbytes if nbytes > 0 else cost_s)
 
-    def apply(self, base_s: float, nbytes: float, rng: np.random.Generator | None = None,
-              per_call: bool = True) -> float:  # fmt: skip
-        """A call's cost over ``base_s``; without ``per_call_s`` where the caller prices the code path around the
-        call itself (a delegation hop: ``job.glue``)."""
-        fixed = self.per_call_s if per_call else 0.0
-        cost = max(0.0, base_s * self.factor + fixed + self.per_byte_s * nbytes)
+    def apply(self, base_s: float, nbytes: float, rng: np.random.Generator | None = None) -> float:
+        cost = max(0.0, base_s * self.factor + self.per_call_s + self.per_byte_s * nbytes)
         if rng is None or not self.varies:
             return cost
         return cost * float(rng.lognormal(0.0, self.sigma_at(nbytes, base_s)))
@@ -442,15 +438,14 @@ class Profile(_Strict):
         except KeyError:
             raise KeyError(f"profile {self.profile!r} has no cost for operation {name!r}") from None
 
-    def cost_s(self, name: str, rng: np.random.Generator, units: float = 0.0, per_call: bool = True) -> float:
-        """One call's cost: the op's sampled cost, plus its kind's overhead when the profile has one (without the
-        overhead's per-call part when not ``per_call``: ``Overhead.apply``)."""
+    def cost_s(self, name: str, rng: np.random.Generator, units: float = 0.0) -> float:
+        """One call's cost: the op's sampled cost, plus its kind's overhead when the profile has one."""
         model = self.op(name)
         base = model.cost_s(rng, units)
         extra = self.overheads.get(op_kind(name))
         if extra is None:
             return base * self.time_scale
-        return extra.apply(base, overhead_bytes(model, units), rng, per_call) * self.time_scale
+        return extra.apply(base, overhead_bytes(model, units), rng) * self.time_scale
 
     def costs_s(self, name: str, rng: np.random.Generator, units: float, n: int) -> np.ndarray:
         """``n`` calls' costs at once, from the same distributions as ``cost_s`` (the vectorized engine)."""

@@ -337,6 +337,7 @@ def test_the_simulator_waits_the_hand_offs_a_profile_has(tmp_path):
                          INBOX_HANDOFF: {"per_call_s": 0.0015, "source": "test", "tag": "F"}}  # fmt: skip
     profile = tmp_path / "handoffs.yaml"
     profile.write_text(yaml.safe_dump(data))
+    distributions = {}
     for path, floor in ((profile, (0.001, 0.0015)), (PROFILE, (0.0, 0.0))):
         # processor sharing: with Linux's placement a job may wait for a tick's balance, which a hand-off shifts
         sets = ["workload.fl.rounds=3", "deployment.hosts.0.cpu_sharing=processor-sharing"]
@@ -354,6 +355,13 @@ def test_the_simulator_waits_the_hand_offs_a_profile_has(tmp_path):
         assert path != profile or first.min() < floor[1] + 0.001  # the hand-off, not a wait for a worker
         # the main thread queues the two clients' jobs one after the other: the second waits for both hand-offs
         assert jobs.groupby("round").queue_wait_s.max().min() >= 2 * floor[1] - 1e-9
+        distributions[path] = spans[spans.op == "distribution"].set_index("round").eval("end_s - start_s")
+    # concurrent: every message between the aggregator and its worker wakes its receiver as a client's model does.
+    # A model reaches a client after the job's queue (1.5 ms), the job's and the answer's hops and its own receipt
+    # (1 ms each): 4.5 ms later a round here (two clients' jobs overlap on one worker); with the queue and the
+    # receipt alone, 2.5 ms
+    extra = distributions[profile] - distributions[PROFILE]
+    assert extra.min() >= 0.0035
 
 
 def test_a_hand_off_is_work_on_the_receiving_hosts_cores(tmp_path):

@@ -339,29 +339,3 @@ def test_no_event_of_the_model_wakes_two_processes(monkeypatch, name, sets, mode
     monkeypatch.setattr(Fork, "enabled", False)  # every pass in this process, where it is watched
     simulate(load_scenario(SCENARIOS / name, [*sets, f"workload.processing.mode={mode}"]), mode, workers=1)
     assert most[0] == 1
-
-
-def test_a_hop_to_a_worker_prices_its_code_path_once(tmp_path):
-    """A job's hop to a crypto worker and its answer back are priced as hw/hopcal.py measures them: the library
-    calls plus ``job.glue``. The fitted overheads' per-call parts (the FL message path's code around each call)
-    and the receive hand-off (a client's read of its model) are charged on that path, not again on a hop: each
-    charged both, a concurrent round's hops cost ~1 ms more than the twin's (docs/twin-validation.md, stop 53)."""
-    slow_s = 0.005
-    data = yaml.safe_load((SCENARIOS / "profiles" / "ci-x86.yaml").read_text())
-    fitted = {"per_call_s": slow_s, "source": "test", "tag": "F"}
-    data["overheads"] = {k: fitted for k in ("serialize", "encrypt", "decrypt", "loopback", "receive_handoff")}
-    profile = tmp_path / "fitted.yaml"
-    profile.write_text(yaml.safe_dump(data))
-    s = load_scenario(LOCAL, ["workload.fl.rounds=2", "workload.fl.model_parameters=50000"], profile)
-    spans = simulate(s, "concurrent", seed=3, replications=1, workers=1).spans
-    dist = spans[(spans.phase == "distribute") & (spans["round"] == 1)].sort_values("start_s")
-    service = dist.end_s - dist.start_s - dist.queue_wait_s
-    hop_ops = dist.op.isin(["serialize", "AES-256-GCM.encrypt", "AES-256-GCM.decrypt"]) & (dist.pod == "aggregator")
-    assert hop_ops.sum() >= 4 and (service[hop_ops] < slow_s).all()  # packing a job, sealing it, opening an answer
-    for _, job in dist[(dist.pod == "aggregator") & (dist.op == "transfer") & (dist.bytes > 50000 * 4)].iterrows():
-        if job.end_s - job.start_s < slow_s:  # a hop to the worker: no per-call loopback overhead
-            opened = dist[(dist.pod != "aggregator") & dist.op.str.endswith("decrypt") & (dist.start_s >= job.end_s)]
-            assert opened.start_s.min() - job.end_s < slow_s  # no hand-off before the worker opens it
-    seq = simulate(s, "sequential", seed=3, replications=1, workers=1).spans
-    own = seq[(seq.phase == "distribute") & (seq.op == "serialize") & (seq.pod == "aggregator")]
-    assert ((own.end_s - own.start_s - own.queue_wait_s) >= slow_s).all()  # the message path keeps its overhead
