@@ -61,6 +61,7 @@ from hw.fit import fit_from_run
 from hw.local import run_local
 from hw.netns import kernel_rate_bps, unavailable
 from hw.schedtrace import union_s
+from hw.speed import run_slow_flags
 from sim.contract import FL_PHASES, RunLayout, Summary, read_spans, read_summary
 from sim.errors import UserError
 from sim.loading import out_json
@@ -215,6 +216,8 @@ def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[S
         "links": list(links), "phases": phase_errors(metrics),
         "training": {"sim": training_steps([work / f"sim-{c.name}"]), "hw": training_steps(done)},
         "worker_parallelism": {"sim": worker_parallelism([work / f"sim-{c.name}"]), "hw": worker_parallelism(done)},
+        "job_legs": {"sim": job_legs([work / f"sim-{c.name}"]), "hw": job_legs(done),
+                     "hw_at_speed": job_legs(done, at_speed=True)},
         "sim_p50_s": m["sim_p50"], "hw_p50_s": m["hw_p50"], "sim_p95_s": m["sim_p95"], "hw_p95_s": m["hw_p95"],
         "error_p50_pct": m["error_p50_pct"], "error_p50_ci95": m["error_p50_ci95"],
         "error_p95_pct": m["error_p95_pct"], "error_p95_ci95": m["error_p95_ci95"],
@@ -315,6 +318,75 @@ def worker_parallelism(dirs: list[Path]) -> dict[str, float] | None:
     if not ratios:
         return None
     return {"p50": float(np.median(ratios)), "p25": float(np.percentile(ratios, 25)), "rounds": len(ratios)}
+
+
+JOB_PHASES = ("distribute", "verify")  # the phases whose jobs go to a crypto worker (concurrent, worker pods)
+LEGS = ("out", "worker", "back")
+
+
+def job_legs(dirs: list[Path], at_speed: bool = False) -> dict[str, dict[str, float | int]] | None:
+    """Where a delegated phase's time goes, by leg, per round (median over the runs' rounds 1..; seconds): ``out``
+    from the phase's first span (a job queued) to a worker's first decryption (the job packed, sealed, carried,
+    its receiver woken); ``worker`` from there to the worker's last encryption's end (its jobs); ``back`` from
+    there to the phase's end (the answer carried and opened; in ``distribute`` the record sent on to its
+    client). Per phase in ``JOB_PHASES``; None where no worker ran. ``at_speed``: only the rounds the speed probe
+    saw at the calibration's speed (hw/speed.py ``run_slow_flags``; measured runs). The legs of the kept matrix of
+    2026-12-02 08:50 put the model's concurrent 50 k error in the answer's way back (docs/twin-validation.md,
+    stop 53), which the phases alone did not."""
+    legs: dict[str, list[tuple[float, float, float]]] = {p: [] for p in JOB_PHASES}
+    for d in dirs:
+        spans = read_spans(RunLayout(d).spans)
+        fast = _rounds_at_speed(d, spans) if at_speed else None
+        if at_speed and fast is None:  # the run kept no probe samples: which rounds ran at speed is unknown
+            continue
+        for (phase, _, rnd), g in spans[spans["phase"].isin(JOB_PHASES) & (spans["round"] > 0)].groupby(
+                ["phase", "replication", "round"]):  # fmt: skip
+            if fast is not None and rnd not in fast:
+                continue
+            worker = g[g["pod"].str.startswith("worker")]
+            opened = worker.loc[worker["op"].str.endswith(".decrypt"), "start_s"]
+            sealed = worker.loc[worker["op"].str.endswith(".encrypt"), "end_s"]
+            if opened.empty or sealed.empty:
+                continue
+            first, last = float(opened.min()), float(sealed.max())
+            legs[str(phase)].append((first - g["start_s"].min(), last - first, g["end_s"].max() - last))
+    out = {p: {**dict(zip(LEGS, np.median(np.array(v), axis=0).tolist(), strict=True)), "rounds": len(v)}
+           for p, v in legs.items() if v}  # fmt: skip
+    return out or None
+
+
+def _rounds_at_speed(d: Path, spans: Any) -> set[int] | None:
+    """The rounds of run ``d`` the speed probe saw at the calibration's speed; None where it kept no samples."""
+    rounds = spans[(spans["phase"] == "round") & (spans["op"] == "round")]
+    flags = run_slow_flags(d, rounds["start_s"].to_numpy(), rounds["end_s"].to_numpy(), _calibrated_us(d))
+    return None if flags is None else {int(r) for r in rounds["round"].to_numpy()[flags == 0]}
+
+
+def _calibrated_us(d: Path) -> float | None:
+    """The speed probe's time at the calibration of measured run ``d`` (its summary's machine load), if known."""
+    load = read_summary(RunLayout(d).summary).machine_load
+    return load.calibrated_probe_us if load is not None else None
+
+
+def print_legs(cells: list[dict[str, Any]]) -> None:
+    """Per concurrent cell with workers and delegated phase: its legs (``job_legs``), simulated / measured /
+    measured at speed (ms). Nothing where no cell has workers."""
+    rows = [c for c in cells if (c.get("job_legs") or {}).get("hw")]
+    if not rows:
+        return
+    print("a worker's jobs by leg, median ms (simulated / measured / measured at speed): the job out to a worker, "
+          "the worker's jobs, the answer back to the phase's end")  # fmt: skip
+    for c in rows:
+        legs = c["job_legs"]
+        for phase in JOB_PHASES:
+            sides = [(legs.get(k) or {}).get(phase) for k in ("sim", "hw", "hw_at_speed")]
+            if sides[1] is None:
+                continue
+            cols = "  ".join(f"{leg} " + " / ".join("-" if x is None else f"{x[leg] * 1e3:.2f}" for x in sides)
+                             for leg in LEGS)  # fmt: skip
+            fast = f" ({sides[2]['rounds']} rounds at speed)" if sides[2] else ""
+            print(f"{c['layout']:17s} {c['mode']:11s} {c['suite']:10s} {c['model_parameters']:9d} {phase:10s} "
+                  f"{cols}{fast}")  # fmt: skip
 
 
 def steps_by_pass(work: Path) -> list[float | None]:
@@ -609,6 +681,7 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
     print_phases(cells)
     print_training(cells, states, by_pass)
     print_parallelism(cells)
+    print_legs(cells)
     _say_calibration(base)
     if out:
         out.write_text(json.dumps({"rescored": str(kept), "cells": cells, "reductions": reds,
@@ -732,6 +805,7 @@ def main() -> None:
         by_pass = steps_by_pass(work)
         print_training(cells, states, by_pass)
         print_parallelism(cells)
+        print_legs(cells)
         _say_calibration(base)
         result = {"trained_on": {**TRAIN, "model_parameters_also": TRAIN_SMALL_PARAMETERS},
                   "train_runs": train_runs, "repeat": repeat, "rounds": rounds,

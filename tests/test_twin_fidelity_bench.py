@@ -232,6 +232,44 @@ def test_worker_parallelism_says_how_side_by_side_a_distributions_jobs_ran(bench
     assert bench.worker_parallelism([none]) is None
 
 
+def test_job_legs_split_a_delegated_phase_at_the_workers_first_decryption_and_last_encryption(
+        bench: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Per round of ``distribute`` and ``verify``: out (phase start -> a worker's first decryption), worker (-> its
+    last encryption's end), back (-> the phase's end); medians over the rounds, round 0 and rounds without a
+    worker left out; at speed, only the rounds the probe saw at the calibration's speed."""
+    from hw.speed import KEPT_FILE, KEPT_HEADER
+    from sim.contract import RunLayout, to_frame, write_spans
+
+    def job(rnd: int, t: float, out: float, work: float, back: float, phase: str = "distribute") -> list[tuple]:
+        return [(0, rnd, "aggregator", "local", phase, "serialize", t, t + 0.0001, 0.0, 10),
+                (0, rnd, "worker-1", "local", phase, "AES-256-GCM.decrypt", t + out, t + out + 0.0001, 0.0, 10),
+                (0, rnd, "worker-1", "local", phase, "AES-256-GCM.encrypt", t + out + work - 0.0001, t + out + work,
+                 0.0, 10),
+                (0, rnd, "aggregator", "local", phase, "AES-256-GCM.decrypt", t + out + work,
+                 t + out + work + back, 0.0, 10)]  # fmt: skip
+
+    def rnd(r: int, t: float) -> tuple:
+        return (0, r, "aggregator", "local", "round", "round", t, t + 0.09, 0.0, 0)
+
+    rows = [*job(1, 0.0, 0.001, 0.004, 0.0005), *job(2, 1.0, 0.002, 0.006, 0.0007), *job(3, 2.0, 0.003, 0.008, 0.0009),
+            *job(1, 0.05, 0.0004, 0.003, 0.0002, "verify"), *job(0, 5.0, 0.01, 0.01, 0.01),  # round 0: sessions
+            (0, 4, "aggregator", "local", "distribute", "serialize", 3.0, 3.01, 0.0, 10),  # no worker: left out
+            rnd(1, 0.0), rnd(2, 1.0), rnd(3, 2.0)]  # fmt: skip
+    d = tmp_path / "run"
+    d.mkdir()
+    write_spans(to_frame(rows), RunLayout(d).spans)
+    got = bench.job_legs([d])
+    assert got["distribute"]["rounds"] == 3 and got["verify"]["rounds"] == 1
+    assert [got["distribute"][k] for k in bench.LEGS] == pytest.approx([0.002, 0.006, 0.0007])
+    assert [got["verify"][k] for k in bench.LEGS] == pytest.approx([0.0004, 0.003, 0.0002])
+    monkeypatch.setattr(bench, "_calibrated_us", lambda run: 40.0)
+    assert bench.job_legs([d], at_speed=True) is None  # no probe samples kept: at speed unknown
+    # the probe saw round 2 slow (3 x the calibrated 40 us), rounds 1 and 3 at speed
+    (d / KEPT_FILE).write_text(KEPT_HEADER + "0.05,0,40.0,1.0\n1.05,0,120.0,1.0\n2.05,1,40.0,1.0\n")
+    fast = bench.job_legs([d], at_speed=True)
+    assert fast["distribute"]["rounds"] == 2 and fast["distribute"]["out"] == pytest.approx(0.002)  # rounds 1, 3
+
+
 def test_the_aggregators_job_threads_seal_two_workers_jobs_side_by_side(bench: Any, tmp_path: Path) -> None:
     """The twin's aggregator has a job thread per worker process (hw/node/aggregator.py), so two workers' jobs are
     sealed and opened side by side; the model had one for all, placed on the cores as one thread, and ran a quarter
