@@ -162,11 +162,11 @@ def _new_period(kept, period_first, period_fg):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _leave(f, end_s, fr_t, fr_hop, fr_srv, fr_pop, route_table, latency_s, jitter_s, rng):  # type: ignore[no-untyped-def]
-    """Frame f leaves a link at end_s: it reaches the next server of its route after latency and jitter."""
+def _leave(f, p, end_s, fr_t, fr_srv, after, latency_s, jitter_s, rng):  # type: ignore[no-untyped-def]
+    """Frame f (of population p) leaves a link at end_s: it reaches the next server of its route (``after[p]``)
+    after latency and jitter."""
     fr_t[f] = end_s + (latency_s + (rng.exponential(jitter_s) if jitter_s > 0.0 else 0.0))
-    fr_hop[f] += 1
-    fr_srv[f] = route_table[fr_pop[f], fr_hop[f]]
+    fr_srv[f] = after[p]
 
 
 @njit(cache=True)
@@ -207,6 +207,7 @@ def _shared_frames(fr_t, fr_work, o, cores, state, tags, refs, h, cut, end_s, do
     """``shared_cores`` with no foreground before ``cut``: the same arithmetic (a rate of 1 while the jobs fit
     the cores: its products and quotients are exact, so left out) without the foreground's branches."""
     v, last = state[0], state[1]
+    offered = counters[2]  # summed here, written back at the end
     n = o.size
     i = 0
     kept = period_first = 0
@@ -242,7 +243,7 @@ def _shared_frames(fr_t, fr_work, o, cores, state, tags, refs, h, cut, end_s, do
         v += (t - last) * rate
         last = t
         w = fr_work[o[i]]
-        counters[2] += min(w, end_s - t)
+        offered += min(w, end_s - t)
         b, acc = _bin_run(series, bin_s, t, w, b, acc)
         if h == 0:
             kept, period_first, period_fg = _new_period(kept, period_first, period_fg)
@@ -265,6 +266,7 @@ def _shared_frames(fr_t, fr_work, o, cores, state, tags, refs, h, cut, end_s, do
         h += 1
         i += 1
     _bin_close(series, b, acc)
+    counters[2] = offered
     state[0], state[1] = v, last
     return h, tags, refs, near, kept
 
@@ -457,6 +459,63 @@ def finished_frames(done, emit, pop, wire, t1, horizon, pops):  # type: ignore[n
     return finished, nbytes, ok, lat, first, left, place
 
 
+@njit(cache=True)
+def _pairwise(a, lo, n, square):  # type: ignore[no-untyped-def]
+    """The sum of a[lo:lo + n] (of their squares if ``square``) added in numpy's order (``np.add.reduce`` of a
+    contiguous float64 array: pairwise halves down to blocks of at most 128, each summed in eight lanes), so
+    that a sketch's sums are numpy's to the bit (a test holds it to ``np.sum``)."""
+    if n < 8:
+        res = 0.0
+        for i in range(lo, lo + n):
+            res += a[i] * a[i] if square else a[i]
+        return res
+    if n <= 128:
+        r = np.empty(8)
+        for k in range(8):
+            r[k] = a[lo + k] * a[lo + k] if square else a[lo + k]
+        i = 8
+        while i < n - n % 8:
+            for k in range(8):
+                r[k] += a[lo + i + k] * a[lo + i + k] if square else a[lo + i + k]
+            i += 8
+        res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+        while i < n:
+            res += a[lo + i] * a[lo + i] if square else a[lo + i]
+            i += 1
+        return res
+    half = n // 2
+    half -= half % 8
+    return _pairwise(a, lo, half, square) + _pairwise(a, lo + half, n - half, square)
+
+
+@njit(cache=True)
+def latency_stats(lat, first):  # type: ignore[no-untyped-def]
+    """Per population p (``lat[first[p]:first[p + 1]]``, from ``finished_frames``): the sum of its latencies, of
+    their squares (numpy's ``sum`` and ``square(...).sum()``, to the bit), their least and largest."""
+    pops = first.size - 1
+    out = np.empty((pops, 4))
+    for p in range(pops):
+        a, b = first[p], first[p + 1]
+        lo, hi = math.inf, -math.inf
+        for i in range(a, b):
+            lo = min(lo, lat[i])
+            hi = max(hi, lat[i])
+        out[p, 0] = _pairwise(lat, a, b - a, False)
+        out[p, 1] = _pairwise(lat, a, b - a, True)
+        out[p, 2], out[p, 3] = lo, hi
+    return out
+
+
+@njit(cache=True)
+def sketch_counts(logs, a, b, counts, log_gamma, offset):  # type: ignore[no-untyped-def]
+    """Count ``logs[a:b]`` (natural logs of latencies, clipped as ``LatencySketch.add`` clips them) into a
+    sketch's buckets, as it does: ceil(log / log_gamma) - offset, clipped to the buckets."""
+    last = counts.size - 1
+    for i in range(a, b):
+        k = np.int64(math.ceil(logs[i] / log_gamma)) - offset
+        counts[min(max(k, 0), last)] += 1
+
+
 def load() -> None:
     """Load the compiled kernels' runtime (numba's array support: ~0.15 s the first time any kernel runs in a
     process) by running the smallest kernel."""
@@ -473,23 +532,33 @@ def grid_after(start_s, period_s, end_s):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def waiting_at(srv_of, sid, t, cut):  # type: ignore[no-untyped-def]
+def waiting_at(srv_of, sid, t, cut, rows):  # type: ignore[no-untyped-def]
     """Indices of the frames whose next server is ``sid`` and that arrive before ``cut``, in arrival order
-    (ties in index order), and whether that order needs a stable sort still (``order_by_time`` gave up)."""
-    idx = np.empty(srv_of.size, dtype=np.int64)  # one pass; the caller gets the first n
+    (ties in index order), and whether that order needs a stable sort still (``order_by_time`` gave up). Only
+    the table's rows ``rows[r, 0]..rows[r, 1]`` (increasing, disjoint) are looked at: those that can hold such
+    frames (the caller's ``_Rows``). The span of their times is found in the same pass."""
+    size = 0
+    for r in range(rows.shape[0]):
+        size += rows[r, 1] - rows[r, 0]
+    idx = np.empty(size, dtype=np.int64)  # one pass; the caller gets the first n
     n = 0
     ordered = True
     last = -math.inf
-    for i in range(srv_of.size):
-        if srv_of[i] == sid and t[i] < cut:
-            if t[i] < last:
-                ordered = False
-            last = t[i]
-            idx[n] = i
-            n += 1
+    lo, hi = math.inf, -math.inf
+    for r in range(rows.shape[0]):
+        for i in range(rows[r, 0], rows[r, 1]):
+            if srv_of[i] == sid and t[i] < cut:
+                ti = t[i]
+                if ti < last:
+                    ordered = False
+                last = ti
+                lo = min(lo, ti)
+                hi = max(hi, ti)
+                idx[n] = i
+                n += 1
     if ordered:
         return idx[:n], True
-    return order_by_time(idx[:n], t)
+    return _bucket_order(idx[:n], t, lo, hi)
 
 
 @njit(cache=True)
@@ -499,16 +568,23 @@ def order_by_time(idx, t):  # type: ignore[no-untyped-def]
     times are spread evenly, as frames are after a hop's jitter (2.6x faster than numpy's stable sort on 125 k
     frames displaced by ~9 places, 10,000 devices); gives up (returns ``idx``, False) past ~32 moves an item,
     where a few buckets hold most items, for the caller's ``np.argsort``."""
-    n = idx.size
     lo, hi = math.inf, -math.inf
     for i in idx:
         lo = min(lo, t[i])
         hi = max(hi, t[i])
+    return _bucket_order(idx, t, lo, hi)
+
+
+@njit(cache=True)
+def _bucket_order(idx, t, lo, hi):  # type: ignore[no-untyped-def]
+    """``order_by_time`` given the span [lo, hi] of the times (int32 buckets: a window's frames are far fewer
+    than 2**31; half the memory of int64 ones, ~10 % of the sort)."""
+    n = idx.size
     if n < 2 or not hi > lo:
         return idx, True
     scale = (n - 1) / (hi - lo)
-    first = np.zeros(n + 1, dtype=np.int64)  # bucket b's items start at first[b]
-    bucket = np.empty(n, dtype=np.int64)
+    first = np.zeros(n + 1, dtype=np.int32)  # bucket b's items start at first[b]
+    bucket = np.empty(n, dtype=np.int32)
     for j in range(n):
         b = min(int((t[idx[j]] - lo) * scale), n - 1)
         bucket[j] = b
@@ -541,9 +617,8 @@ def _clear_link(  # type: ignore[no-untyped-def]
     fr_t,
     fr_wait,
     fr_pop,
-    fr_hop,
     fr_srv,
-    route_table,
+    after,
     wire_by_pop,
     bandwidth_bps,
     free,
@@ -575,25 +650,32 @@ def _clear_link(  # type: ignore[no-untyped-def]
         if free_s <= horizon:
             busy += s
             nbytes += wire_by_pop[p]
-        _leave(f, free_s, fr_t, fr_hop, fr_srv, fr_pop, route_table, latency_s, jitter_s, rng)
+        _leave(f, p, free_s, fr_t, fr_srv, after, latency_s, jitter_s, rng)
     _bin_close(series, b, acc)
     free[0], busy_s[0], demand_s[0], sent[0] = free_s, busy, demand, nbytes
 
 
 @njit(cache=True)
-def _frames_stage(o, fr_t, fr_wait, fr_pop, fr_dev, fr_hop, fr_srv, route_table, wire_by_pop,  # type: ignore[no-untyped-def]
+def _frames_stage(o, fr_t, fr_wait, fr_pop, fr_dev, fr_srv, after, wire_by_pop,  # type: ignore[no-untyped-def]
                   bandwidth_bps, bank, free, busy_s, demand_s, sent, lost, cut, horizon, loss, latency_s, jitter_s, rng,
                   counters, series, bin_s):  # fmt: skip
     """``link_stage`` with no foreground before ``cut``: the frames ``o`` merged with their own resends (a heap,
     on a lossy link), the same arithmetic and draws in the same order, without the foreground's bookkeeping. (A
     frame's service is written out here and there, not shared: a helper taking the counters' arrays, even inlined,
-    cost a bank ~27 ns a frame, three times its work.)"""
+    cost a bank ~27 ns a frame, three times its work.) One link (not a bank) keeps its state in locals
+    (``_lossy_link``); each population's serialisation time is computed once (the same quotient), and the count
+    of transmissions to the next loss is kept in a local between losses."""
+    if not bank:
+        _lossy_link(o, fr_t, fr_wait, fr_pop, fr_srv, after, wire_by_pop, bandwidth_bps, free, busy_s, demand_s, sent,
+                    lost, cut, horizon, loss, latency_s, jitter_s, rng, counters, series, bin_s)  # fmt: skip
+        return
+    svc = wire_by_pop * 8 / bandwidth_bps
     n = o.size
     heap_t = np.empty(16)
     heap_i = np.empty(16, dtype=np.int64)
     h = 0
     i = 0
-    b, acc = -1, 0.0  # the open series bin (``_bin_run``)
+    gap = counters[LOSS_GAP]
     while i < n or h > 0:
         if h > 0 and (i >= n or heap_t[0] <= fr_t[o[i]]):
             t = heap_t[0]
@@ -607,31 +689,96 @@ def _frames_stage(o, fr_t, fr_wait, fr_pop, fr_dev, fr_hop, fr_srv, route_table,
         if t >= cut:  # a resend due after the cut: it waits here for the next window
             fr_t[f] = t
             continue
-        w = fr_dev[f] if bank else 0
-        size = wire_by_pop[fr_pop[f]]
-        s = size * 8 / bandwidth_bps
+        w = fr_dev[f]
+        p = fr_pop[f]
+        size = wire_by_pop[p]
+        s = svc[p]
         demand_s[w] += min(s, horizon - t)
         start = t if t > free[w] else free[w]
         fr_wait[f] += start - t
         end = start + s
         free[w] = end
-        if not bank:
-            b, acc = _bin_run(series, bin_s, start, s, b, acc)
         if end <= horizon:
             busy_s[w] += s
             sent[w] += size
-        if loss > 0.0 and counters[LOSS_GAP] > 1:  # not lost: counted down in place (``_is_lost``)
-            counters[LOSS_GAP] -= 1
-        elif loss > 0.0 and _is_lost(counters, loss, rng):
-            lost[w] += 1
-            if h == heap_t.size:
-                heap_t = np.concatenate((heap_t, np.empty(h)))
-                heap_i = np.concatenate((heap_i, np.empty(h, dtype=np.int64)))
-            _push(heap_t, heap_i, h, end + (2 * latency_s + s), f)
-            h += 1
+        if loss > 0.0:
+            if gap > 1:  # not lost: counted down here (``_is_lost``)
+                gap -= 1
+            else:
+                counters[LOSS_GAP] = gap
+                gone = _is_lost(counters, loss, rng)
+                gap = counters[LOSS_GAP]
+                if gone:
+                    lost[w] += 1
+                    if h == heap_t.size:
+                        heap_t = np.concatenate((heap_t, np.empty(h)))
+                        heap_i = np.concatenate((heap_i, np.empty(h, dtype=np.int64)))
+                    _push(heap_t, heap_i, h, end + (2 * latency_s + s), f)
+                    h += 1
+                    continue
+        _leave(f, p, end, fr_t, fr_srv, after, latency_s, jitter_s, rng)
+    counters[LOSS_GAP] = gap
+
+
+@njit(cache=True)
+def _lossy_link(o, fr_t, fr_wait, fr_pop, fr_srv, after, wire_by_pop, bandwidth_bps, free,  # type: ignore[no-untyped-def]
+                busy_s, demand_s, sent, lost, cut, horizon, loss, latency_s, jitter_s, rng, counters, series,
+                bin_s):  # fmt: skip
+    """``_frames_stage`` on one link (not a bank): its state in locals, written back at the end (the loop does
+    not wait on its own stores to the counters at every frame); the same arithmetic and draws in the same order."""
+    svc = wire_by_pop * 8 / bandwidth_bps
+    n = o.size
+    heap_t = np.empty(16)
+    heap_i = np.empty(16, dtype=np.int64)
+    h = 0
+    i = 0
+    b, acc = -1, 0.0  # the open series bin (``_bin_run``)
+    free_s, busy, demand, nbytes, nlost = free[0], busy_s[0], demand_s[0], sent[0], lost[0]
+    gap = counters[LOSS_GAP]
+    while i < n or h > 0:
+        if h > 0 and (i >= n or heap_t[0] <= fr_t[o[i]]):
+            t = heap_t[0]
+            f = heap_i[0]
+            _pop(heap_t, heap_i, h)
+            h -= 1
+        else:
+            f = o[i]
+            t = fr_t[f]
+            i += 1
+        if t >= cut:  # a resend due after the cut: it waits here for the next window
+            fr_t[f] = t
             continue
-        _leave(f, end, fr_t, fr_hop, fr_srv, fr_pop, route_table, latency_s, jitter_s, rng)
+        p = fr_pop[f]
+        size = wire_by_pop[p]
+        s = svc[p]
+        demand += min(s, horizon - t)
+        start = t if t > free_s else free_s
+        fr_wait[f] += start - t
+        end = start + s
+        free_s = end
+        b, acc = _bin_run(series, bin_s, start, s, b, acc)
+        if end <= horizon:
+            busy += s
+            nbytes += size
+        if loss > 0.0:
+            if gap > 1:  # not lost: counted down here (``_is_lost``)
+                gap -= 1
+            else:
+                counters[LOSS_GAP] = gap
+                gone = _is_lost(counters, loss, rng)
+                gap = counters[LOSS_GAP]
+                if gone:
+                    nlost += 1
+                    if h == heap_t.size:
+                        heap_t = np.concatenate((heap_t, np.empty(h)))
+                        heap_i = np.concatenate((heap_i, np.empty(h, dtype=np.int64)))
+                    _push(heap_t, heap_i, h, end + (2 * latency_s + s), f)
+                    h += 1
+                    continue
+        _leave(f, p, end, fr_t, fr_srv, after, latency_s, jitter_s, rng)
     _bin_close(series, b, acc)
+    free[0], busy_s[0], demand_s[0], sent[0], lost[0] = free_s, busy, demand, nbytes, nlost
+    counters[LOSS_GAP] = gap
 
 
 @njit(cache=True)
@@ -641,9 +788,8 @@ def link_stage(  # type: ignore[no-untyped-def]
     fr_wait,
     fr_pop,
     fr_dev,
-    fr_hop,
     fr_srv,
-    route_table,
+    after,
     wire_by_pop,
     bandwidth_bps,
     bank,
@@ -669,10 +815,10 @@ def link_stage(  # type: ignore[no-untyped-def]
     """A link direction (one, or a population's bank of access links, ``bank``: server = device) serving the
     frames ``o`` (from ``waiting_at``, in arrival order) and the foreground's transmissions k0.. (on a shared
     link) in arrival order up to ``cut``, reading and writing the frame table in place. A frame served moves
-    to the next server of its route, at its departure + latency + jitter; a lost one is queued here again
-    after 2 x latency + service (at or after ``cut``: it waits here for the next window). Per server: busy and
-    demand seconds, bytes sent, losses, as the event model counts them (busy and bytes for services ended by
-    the horizon; demand when asked, what fits before the horizon). counters[3:5] (every kernel): the
+    to the next server of its route (``after``, by population), at its departure + latency + jitter; a lost one
+    is queued here again after 2 x latency + service (at or after ``cut``: it waits here for the next window).
+    Per server: busy and demand seconds, bytes sent, losses, as the event model counts them (busy and bytes for
+    services ended by the horizon; demand when asked, what fits before the horizon). counters[3:5] (every kernel): the
     foreground's largest delay and how many were delayed. ``near``: the frames' transmissions (arrival,
     service, frame index) in busy periods that also serve foreground (the only ones that can delay it; the
     next pass simulates them in SimPy; none once all foreground is served: keeping them took half a shared
@@ -680,11 +826,11 @@ def link_stage(  # type: ignore[no-untyped-def]
     seconds per ``bin_s`` bin by service start (a shared link's)."""
     n = o.size
     if loss == 0.0 and not bank and (k0 >= fg_asked.size or fg_asked[k0] >= cut):  # the commonest case
-        _clear_link(o, fr_t, fr_wait, fr_pop, fr_hop, fr_srv, route_table, wire_by_pop, bandwidth_bps, free, busy_s,
+        _clear_link(o, fr_t, fr_wait, fr_pop, fr_srv, after, wire_by_pop, bandwidth_bps, free, busy_s,
                     demand_s, sent, horizon, latency_s, jitter_s, rng, series, bin_s)  # fmt: skip
         return k0, np.empty((0, 3)), 0
     if k0 >= fg_asked.size or fg_asked[k0] >= cut:  # no foreground in the window (a bank, a lossy link)
-        _frames_stage(o, fr_t, fr_wait, fr_pop, fr_dev, fr_hop, fr_srv, route_table, wire_by_pop, bandwidth_bps, bank,
+        _frames_stage(o, fr_t, fr_wait, fr_pop, fr_dev, fr_srv, after, wire_by_pop, bandwidth_bps, bank,
                       free, busy_s, demand_s, sent, lost, cut, horizon, loss, latency_s, jitter_s, rng, counters,
                       series, bin_s)  # fmt: skip
         return k0, np.empty((0, 3)), 0
@@ -727,7 +873,8 @@ def link_stage(  # type: ignore[no-untyped-def]
             fr_t[f] = t
             continue
         w = fr_dev[f] if bank else 0
-        size = wire_by_pop[fr_pop[f]]
+        p = fr_pop[f]
+        size = wire_by_pop[p]
         s = size * 8 / bandwidth_bps
         if not bank and t >= free[0]:  # a new busy period of a shared link
             kept, period_first, period_fg = _new_period(kept, period_first, period_fg)
@@ -754,5 +901,5 @@ def link_stage(  # type: ignore[no-untyped-def]
             _push(heap_t, heap_i, h, end + (2 * latency_s + s), f)
             h += 1
             continue
-        _leave(f, end, fr_t, fr_hop, fr_srv, fr_pop, route_table, latency_s, jitter_s, rng)
+        _leave(f, p, end, fr_t, fr_srv, after, latency_s, jitter_s, rng)
     return k, near, kept  # the open busy period's frames stay: a later window may serve foreground in it

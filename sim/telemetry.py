@@ -45,6 +45,7 @@ import networkx as nx
 import numpy as np
 
 from sim import catalogue
+from sim import sketch as sketch_mod
 from sim.contract import RECORD_HEADER_BYTES, SpanRow
 from sim.scenario import Scenario, device_node
 from sim.sketch import LatencySketch
@@ -62,8 +63,12 @@ WINDOW_FRAMES = 250_000
 # near foreground are only replayed as background (each a SimPy event, not a frame's ~25)
 HOT_FRAMES_MAX = 100_000
 STORM_FRAMES_MAX = HOT_FRAMES_MAX  # of them, the start-up storm's in the first pass (sim/model.py)
-IN_SERVICE = -1  # a frame on its pod's cores (carried in the kernel's heap between windows)
-DONE = -2
+DONE = -2  # the end of a route (``_routes``)
+
+
+def in_service(sid: int) -> int:
+    """The server column's mark of a frame on host ``sid``'s cores (carried in its kernel's heap between windows)."""
+    return -3 - sid
 
 
 class NotVectorizable(Exception):
@@ -275,16 +280,16 @@ def _max_cost(profile: Any, aead: str, payload: int) -> float:
 
 
 class _Frames:
-    """Frames in flight (struct of arrays): population, device, emission, time at the next server, next
-    server's position on the route, its id, queue wait so far, decryption time."""
+    """Frames in flight (struct of arrays): population, device, emission, time at the next server, its id (or
+    ``in_service``), queue wait so far, decryption time."""
 
-    NAMES = ("pop", "dev", "emit", "t", "hop", "srv", "wait", "done", "work", "work2")
+    NAMES = ("pop", "dev", "emit", "t", "srv", "wait", "done", "work", "work2")
 
     def __init__(self) -> None:
         self.pop = np.empty(0, dtype=np.int32)
         self.dev = np.empty(0, dtype=np.int32)
         self.emit, self.t = np.empty(0), np.empty(0)
-        self.hop, self.srv = np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int64)
+        self.srv = np.empty(0, dtype=np.int32)
         self.wait, self.done, self.work = np.empty(0), np.empty(0), np.empty(0)
         self.work2 = np.empty(0)  # the work at the frame's second host (a gateway stage's frames), else 0
 
@@ -338,9 +343,7 @@ def simulate_frames(
     if not pops:  # no device sends frames: nothing to compute
         return Outcome({}, [], 0, 0, 0, {}, 0)
     horizon = rep.env.now  # run.horizon_s, or the last round's end (run.stop_at)
-    route_table = np.full((max(p.index for p in pops) + 1, max(len(p.servers) for p in pops) + 1), DONE)
-    for p in pops:
-        route_table[p.index, : len(p.servers)] = p.servers
+    route_table = _routes(pops, servers)
     sketches = {p.name: LatencySketch() for p in pops}
     sample = _Sample(_streams(seed, pops, servers), keep_fraction)
     rows: list[SpanRow] = []
@@ -353,6 +356,8 @@ def simulate_frames(
     done_frames = frame_bytes = windows = 0
     wire = np.zeros(route_table.shape[0])  # bytes of a frame on the wire, by population
     period = np.zeros(route_table.shape[0])  # and its period
+    after = {srv.sid: np.ascontiguousarray(route_table[:, srv.sid]) for srv in servers}  # the next, by population
+    through = {srv.sid: [p.index for p in pops if srv.sid in p.servers] for srv in servers}  # whose frames it serves
     for p in pops:
         wire[p.index], period[p.index] = p.wire_bytes, p.period_s
     # the foreground's last instant (a job still running at the end has no done time: its ask counts)
@@ -365,10 +370,11 @@ def simulate_frames(
         if not checked and t1 > last_fg:
             t1 = math.nextafter(last_fg, math.inf)  # every foreground item is asked and done before this cut
         windows += 1
-        parts = (_emit(p, sess[p.index], nxt[p.index], t0, t1, route_table, rep, kernels) for p in pops)
-        fr.append([part for part in parts if part is not None])
+        parts = [part for p in pops if (part := _emit(p, sess[p.index], nxt[p.index], t0, t1, rep, kernels))]
+        where = _Rows(fr.t.size, parts, through)
+        fr.append(parts)
         for srv in servers:
-            _serve(srv, fr, t1, horizon, wire, period, route_table, kernels)
+            _serve(srv, fr, t1, horizon, wire, period, after[srv.sid], where[srv.sid], kernels)
         finished, nbytes, ok, lat, first, left, place = kernels.finished_frames(
             fr.done, fr.emit, fr.pop, wire, t1, horizon, route_table.shape[0])  # fmt: skip
         if finished:
@@ -502,8 +508,19 @@ def hot_intervals(emitted_s: np.ndarray, period_s: np.ndarray, previous: np.ndar
     return np.column_stack((iv[starts, 0], reach[ends]))
 
 
+def _routes(pops: list[Population], servers: list[_Server]) -> np.ndarray:
+    """The server after each one on each population's route (population x server: DONE after its last, and where
+    the server is not on its route). A route takes a server once (``plan``: the servers form a DAG), so a frame's
+    server says where it goes next."""
+    table = np.full((max(p.index for p in pops) + 1, max(srv.sid for srv in servers) + 1), DONE, dtype=np.int32)
+    for p in pops:
+        for a, b in itertools.pairwise([*p.servers, DONE]):
+            table[p.index, a] = b
+    return table
+
+
 def _emit(p: Population, sess: np.ndarray, nxt: np.ndarray, t0: float, t1: float,
-          route_table: np.ndarray, rep: Replication, kernels: Any) -> dict[str, Any] | None:  # fmt: skip
+          rep: Replication, kernels: Any) -> dict[str, Any] | None:  # fmt: skip
     """A population's frames emitted in [t0, t1), as a part for ``_Frames.append`` (None: none)."""
     live = np.flatnonzero((nxt < t1) & (nxt < sess[:, 2]))
     if live.size == 0:
@@ -516,7 +533,7 @@ def _emit(p: Population, sess: np.ndarray, nxt: np.ndarray, t0: float, t1: float
     out_t, out_s = np.empty(bound), np.empty(bound, dtype=np.int64)
     n = kernels.emit(sub_next, sub_end, p.period_s, t0, t1, out_t, out_s)
     nxt[live] = sub_next
-    emit, session = out_t[:n], live[out_s[:n]]
+    emit, session = out_t[:n], out_s[:n]  # session: its place in ``live``
     if n > 1 and np.any(np.diff(emit) < 0):
         o = np.argsort(emit, kind="stable")
         emit, session = emit[o], session[o]
@@ -534,23 +551,49 @@ def _emit(p: Population, sess: np.ndarray, nxt: np.ndarray, t0: float, t1: float
         gw = p.gateway_profile.costs_s(f"{aead}.decrypt", p.gw_rng, p.payload_bytes, n)
         gw = gw + p.gateway_profile.costs_s(f"{aead}.encrypt", p.gw_rng, p.payload_bytes, n)
         work, work2 = (gw, work) if p.gateway_stage else (gw + work, work2)
-    return {"n": n, "pop": p.index, "dev": sess[session, 0], "emit": emit, "t": t, "hop": 0,
-            "srv": route_table[p.index, 0], "wait": 0.0, "done": np.inf, "work": work, "work2": work2}  # fmt: skip
+    dev = sess[live, 0].astype(np.int32)[session]
+    return {"n": n, "pop": p.index, "dev": dev, "emit": emit, "t": t, "srv": p.servers[0],
+            "wait": 0.0, "done": np.inf, "work": work, "work2": work2}  # fmt: skip
+
+
+class _Rows:
+    """The table's rows where a server's frames can be in a window (``kernels.waiting_at`` looks at those only):
+    the frames in flight at its start, and those the window emitted of the populations it serves (each
+    population's a block of rows), joined where they touch; by server id, as (start, end) rows."""
+
+    def __init__(self, carried: int, parts: list[dict[str, Any]], through: dict[int, list[int]]):
+        block, at = {}, carried
+        for part in parts:
+            block[part["pop"]] = (at, at + part["n"])
+            at += part["n"]
+        self.by_server: dict[int, np.ndarray] = {}
+        for sid, pops in through.items():
+            spans = sorted([(0, carried), *(block[p] for p in pops if p in block)])
+            joined: list[list[int]] = []
+            for a, b in spans:
+                if joined and a <= joined[-1][1]:
+                    joined[-1][1] = max(joined[-1][1], b)
+                elif b > a:
+                    joined.append([a, b])
+            self.by_server[sid] = np.array(joined, dtype=np.int64).reshape(-1, 2)
+
+    def __getitem__(self, sid: int) -> np.ndarray:
+        return self.by_server[sid]
 
 
 def _serve(srv: _Server, fr: _Frames, cut: float, horizon: float, wire: np.ndarray, period_s: np.ndarray,
-           route_table: np.ndarray, kernels: Any) -> None:  # fmt: skip
-    o, ordered = kernels.waiting_at(fr.srv, srv.sid, fr.t, cut)
+           after: np.ndarray, rows: np.ndarray, kernels: Any) -> None:  # fmt: skip
+    o, ordered = kernels.waiting_at(fr.srv, srv.sid, fr.t, cut, rows)
     if not ordered:  # the kernel's bucket order gave up (times bunched)
         o = o[np.argsort(fr.t[o], kind="stable")]
     if srv.kind == "host":
         _serve_host(srv, fr, o, cut, horizon, period_s, kernels)
         if srv.gateway_stage:
-            _move_on(fr, cut, route_table)
+            _move_on(fr, cut, srv.sid, after)
         return
     link = srv.links[0]
     srv.k, near, kept = kernels.link_stage(
-        o, fr.t, fr.wait, fr.pop, fr.dev, fr.hop, fr.srv, route_table, wire, link.bandwidth_bps, srv.kind == "bank",
+        o, fr.t, fr.wait, fr.pop, fr.dev, fr.srv, after, wire, link.bandwidth_bps, srv.kind == "bank",
         srv.free, srv.busy_s, srv.demand_s, srv.sent, srv.lost, srv.fg_asked, srv.fg_size, srv.fg_done, srv.k,
         cut, horizon, link.loss, link.latency_s, link.jitter_s, srv.rng, srv.counters,
         link.series if link.series is not None else _NO_SERIES, srv.bin_s,
@@ -561,6 +604,8 @@ def _serve(srv: _Server, fr: _Frames, cut: float, horizon: float, wire: np.ndarr
 def _keep_near(srv: _Server, fr: _Frames, near: np.ndarray, kept: int, period_s: np.ndarray) -> None:
     """Keep a kernel's rows of frames near foreground, their frame index turned into their emission time and
     period (indices change when the table is compacted; these do not)."""
+    if not kept:  # (most windows: an empty row list a server a window cost ~0.1 s an hour)
+        return
     f = near[:kept, 2].astype(np.int64)
     srv.near.append(np.column_stack((near[:kept, :2], fr.emit[f], period_s[fr.pop[f]])))
 
@@ -583,24 +628,24 @@ def _serve_host(srv: _Server, fr: _Frames, o: np.ndarray, cut: float, end_s: flo
             srv.state, srv.tags, srv.refs, srv.h, cut, end_s, fr.done, srv.counters, np.empty((16, 3)),
             _cpu_series(cpu), cpu.bin_s,
         )  # fmt: skip
-        fr.srv[o] = IN_SERVICE
+        fr.srv[o] = in_service(srv.sid)
     else:
         srv.k, served, near, kept = kernels.fifo_cores(
             fr.t, fr.work, o, srv.fg_asked, srv.fg_size, srv.fg_done, srv.k, srv.core_free, cut,
             end_s, fr.done, srv.counters, np.empty((16, 3)), _cpu_series(cpu), cpu.bin_s,
         )  # fmt: skip
-        fr.srv[o[:served]] = IN_SERVICE
+        fr.srv[o[:served]] = in_service(srv.sid)
     _keep_near(srv, fr, near, kept, period_s)
 
 
-def _move_on(fr: _Frames, cut: float, route_table: np.ndarray) -> None:
+def _move_on(fr: _Frames, cut: float, sid: int, after: np.ndarray) -> None:
     """Frames done at a gateway stage before the cut go on to the next server of their route at once (the
     gateway is a node of the network), with the work of their pod's host."""
-    cand = np.flatnonzero((fr.srv == IN_SERVICE) & (fr.done < cut))
-    nxt = route_table[fr.pop[cand], fr.hop[cand] + 1]
+    cand = np.flatnonzero((fr.srv == in_service(sid)) & (fr.done < cut))
+    nxt = after[fr.pop[cand]]  # the server after this one (``route_table``), by population
     on = nxt != DONE
     m = cand[on]
-    fr.t[m], fr.hop[m], fr.srv[m] = fr.done[m], fr.hop[m] + 1, nxt[on]
+    fr.t[m], fr.srv[m] = fr.done[m], nxt[on]
     fr.done[m], fr.work[m] = np.inf, fr.work2[m]
 
 
@@ -641,26 +686,52 @@ class _Sample:
         return np.concatenate(kept)
 
 
+def _add_latencies(pops: list[Population], lat: np.ndarray, first: np.ndarray, sketches: dict[str, LatencySketch],
+                   kernels: Any) -> None:  # fmt: skip
+    """Each population's latencies of a window (``lat[first[p]:first[p + 1]]``) into its sketch, as
+    ``LatencySketch.add`` adds them (the same sums, to the bit, and the same buckets from numpy's logs), in two
+    compiled passes and one numpy log for all instead of a dozen numpy passes a population."""
+    stats = kernels.latency_stats(lat, first)
+    if not lat.size:
+        return
+    low, high = float(stats[:, 2].min()), float(stats[:, 3].max())
+    logs = np.log(lat if low >= sketch_mod.MIN_S and high <= sketch_mod.MAX_S else
+                  np.clip(lat, sketch_mod.MIN_S, sketch_mod.MAX_S))  # fmt: skip
+    for p in pops:
+        a, b = int(first[p.index]), int(first[p.index + 1])
+        if b == a:
+            continue
+        total, squares, least, most = (float(x) for x in stats[p.index])
+        if most >= p.period_s:  # a thread per device: exact only while each frame takes less than its period
+            _within_period(p, lat[a:b])
+        sk = sketches[p.name]
+        sk.n += b - a
+        sk.total += total
+        sk.squares += squares
+        sk.low, sk.high = min(sk.low, least), max(sk.high, most)
+        kernels.sketch_counts(logs, a, b, sk.counts, sketch_mod._LOG_GAMMA, sketch_mod._OFFSET)
+
+
 def _record(rep: Replication, pops: list[Population], fr: _Frames, ok: np.ndarray, lat: np.ndarray,
             first: np.ndarray, sketches: dict[str, LatencySketch], rows: list[SpanRow],
             sample: _Sample) -> None:  # fmt: skip
     """A window's frames done by the horizon (``kernels.finished_frames``: rows ``ok``, latencies ``lat`` by
     population) into the statistics and the span sample."""
-    for p in pops:
-        mine = lat[first[p.index] : first[p.index + 1]]
-        if mine.size:
-            _within_period(p, mine)  # a thread per device: exact only while each frame takes less than its period
-            sketches[p.name].add(mine)
+    from sim import kernels
+
+    _add_latencies(pops, lat, first, sketches, kernels)
     if sample.fraction <= 0:
         return
     pick = ok[sample.pick(ok.size)]
-    starts = np.asarray(rep.round_starts)
+    if not pick.size:
+        return
     names = {p.index: (p.name, p.pod, p.wire_bytes) for p in pops}
-    for i in pick:
-        name, pod, wire = names[int(fr.pop[i])]
-        rnd = int(np.searchsorted(starts, fr.done[i], side="right"))
-        rows.append(SpanRow(rep.rec.replication, rnd, pod, f"{name}#{int(fr.dev[i])}", "telemetry", "frame",
-                            float(fr.emit[i]), float(fr.done[i]), float(fr.wait[i]), wire))  # fmt: skip
+    rnds = np.searchsorted(np.asarray(rep.round_starts), fr.done[pick], side="right")
+    replication = rep.rec.replication
+    cols = (fr.pop[pick], fr.dev[pick], fr.emit[pick], fr.done[pick], fr.wait[pick])
+    for rnd, k, dev, emit, done, wait in zip(rnds.tolist(), *(c.tolist() for c in cols), strict=True):
+        name, pod, wire = names[k]
+        rows.append(SpanRow(replication, rnd, pod, f"{name}#{dev}", "telemetry", "frame", emit, done, wait, wire))
 
 
 def _compact(fr: _Frames, left: np.ndarray, place: np.ndarray, servers: list[_Server]) -> None:

@@ -3,6 +3,7 @@ in distribution on stochastic ones; its exactness check; the streaming sketch; t
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
@@ -406,11 +407,11 @@ def test_a_link_reports_foreground_served_at_another_time_than_simpy_either_way(
 
     o = np.array([0])
     fr_t, fr_wait = np.array([0.0]), np.zeros(1)
-    fr_pop, fr_dev, fr_hop = np.zeros(1, dtype=np.int32), np.zeros(1, dtype=np.int32), np.zeros(1, dtype=np.int32)
-    fr_srv, route = np.zeros(1, dtype=np.int64), np.array([[0, -2]])
+    fr_pop, fr_dev = np.zeros(1, dtype=np.int32), np.zeros(1, dtype=np.int32)
+    fr_srv, after = np.zeros(1, dtype=np.int32), np.array([-2], dtype=np.int32)
     counters = np.zeros(6)
     kernels.link_stage(
-        o, fr_t, fr_wait, fr_pop, fr_dev, fr_hop, fr_srv, route, np.array([125.0]), 1000.0, False,
+        o, fr_t, fr_wait, fr_pop, fr_dev, fr_srv, after, np.array([125.0]), 1000.0, False,
         np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1, dtype=np.int64),
         np.array([0.5]), np.array([0.25]), np.array([granted_s]), 0, 10.0, 10.0, 0.0, 0.0, 0.0,
         np.random.default_rng(0), counters, np.zeros(1), 1.0,
@@ -504,11 +505,11 @@ def test_the_links_frames_only_paths_are_the_general_loop(n, seed, loss, bank, s
     for fg in (np.empty(0), np.array([late])):
         fr_t, fr_wait = arr.copy(), np.zeros(n)
         fr_pop, fr_dev = np.zeros(n, dtype=np.int32), (np.arange(n) % devices).astype(np.int32)
-        fr_hop, fr_srv = np.zeros(n, dtype=np.int32), np.zeros(n, dtype=np.int64)
+        fr_srv = np.zeros(n, dtype=np.int32)
         free, busy, demand, sent = np.zeros(devices), np.zeros(devices), np.zeros(devices), np.zeros(devices)
         lost, counters, series = np.zeros(devices, dtype=np.int64), np.zeros(6), np.zeros(8)
         kernels.link_stage(
-            np.arange(n), fr_t, fr_wait, fr_pop, fr_dev, fr_hop, fr_srv, np.array([[0, 1, -2]]), np.array([125.0]),
+            np.arange(n), fr_t, fr_wait, fr_pop, fr_dev, fr_srv, np.array([1], dtype=np.int32), np.array([125.0]),
             1e6, bank, free, busy, demand, sent, lost, fg, np.full(fg.size, 1e-3), np.full(fg.size, late), 0,
             late * 2, late * 2, loss, 2e-3, 1e-3, np.random.default_rng(seed), counters, series, late / 4,
         )  # fmt: skip
@@ -534,7 +535,12 @@ def test_waiting_frames_come_in_arrival_order_ties_in_index_order(base, jitter, 
     t = np.r_[t, t[: len(t) // 3]]  # repeated times
     srv = rng.integers(0, servers + 1, t.size)
     cut = float(np.median(t)) if t.size else 1.0
-    o, ordered = kernels.waiting_at(srv, 0, t, cut)
+    # the rows looked at: blocks with gaps, where no frame is at this server
+    blocks = [(a, b) for a, b in itertools.pairwise([0, *np.unique(rng.integers(0, t.size + 1, 6)), t.size]) if b > a]
+    rows = np.array(blocks[::2], dtype=np.int64).reshape(-1, 2)
+    for a, b in blocks[1::2]:
+        srv[a:b] = servers + 1
+    o, ordered = kernels.waiting_at(srv, 0, t, cut, rows)
     mine = np.flatnonzero((srv == 0) & (t < cut))
     if not ordered:
         o = o[np.argsort(t[o], kind="stable")]
@@ -561,6 +567,45 @@ def test_a_windows_finished_frames_are_sorted_out_as_numpy_masks_would(n, pops, 
         mine = good & (pop == p)
         assert lat[first[p] : first[p + 1]].tolist() == (done - emit)[mine].tolist()
     assert (place[~fin] == np.arange((~fin).sum())).all() and (place[fin] == -1).all()
+
+
+@settings(max_examples=60, deadline=None, derandomize=DERANDOMIZE)
+@given(st.lists(st.integers(0, 3000), min_size=3, max_size=3), st.integers(0, 10_000), st.booleans())
+def test_a_windows_latencies_go_into_the_sketches_as_latencysketch_add_puts_them(sizes, seed, extreme):
+    """``_add_latencies`` (compiled sums in numpy's pairwise order, numpy's logs) leaves each population's sketch
+    as ``LatencySketch.add`` of its latencies would, to the bit: count, sums, least, largest, buckets; with
+    latencies outside the sketch's range (clipped into its end buckets) too."""
+    from sim import kernels
+
+    rng = np.random.default_rng(seed)
+    lat = np.concatenate([rng.lognormal(-3.6, 0.4 * (p + 1), n) for p, n in enumerate(sizes)])
+    if extreme and lat.size:
+        lat[rng.integers(0, lat.size, 3)] = [1e-12, 2e6, 0.0]
+    first = np.cumsum([0, *sizes])
+    pops = [telemetry.Population(p, f"p{p}", 1, 1e9, 10, 50, "pod", [0], 0.0, 0.0, None, None) for p in range(3)]
+    ours = {p.name: LatencySketch() for p in pops}
+    for _ in range(2):  # a second window adds to the first
+        telemetry._add_latencies(pops, lat, first, ours, kernels)
+    for p in pops:
+        ref = LatencySketch()
+        for _ in range(2):
+            ref.add(lat[first[p.index] : first[p.index + 1]])
+        mine = ours[p.name]
+        for name in ("n", "total", "squares", "low", "high"):
+            assert getattr(mine, name) == getattr(ref, name), name
+        assert np.array_equal(mine.counts, ref.counts)
+
+
+def test_the_compiled_sums_are_numpys_to_the_bit():
+    """``kernels._pairwise`` adds as numpy's ``sum`` does (pairwise halves, blocks of eight lanes): the same float
+    for every size around its block edges and for a window's worth."""
+    from sim import kernels
+
+    rng = np.random.default_rng(3)
+    for n in [*range(0, 300), 1023, 1024, 1025, 8191, 8192, 8193, 124_999, 250_000]:
+        v = rng.normal(0.027, 0.003, n) * rng.choice([1.0, 1e3, 1e-3], n)
+        assert kernels._pairwise(v, 0, n, False) == float(v.sum()), n
+        assert kernels._pairwise(v, 0, n, True) == float(np.square(v).sum()), n
 
 
 def test_bunched_times_are_left_to_the_stable_sort():
