@@ -52,8 +52,9 @@ WAIT_MS = 30_000
 STOP_WITHIN_S, CLOSED_TAB_WITHIN_S = 2.0, 3.0
 IDLE_CPU_S = 0.2  # of CPU time the server's process tree may use in one second once a run is stopped
 # ...within this long after Stop: the page's rerun after Stop takes ~0.3 s of CPU, spread over two windows
-# when another test loads the machine; a simulation left running would use a core or two the whole time
-IDLE_WITHIN_S = 5.0
+# when another test loads the machine, and in this host's slow state more (2026-12-02 CI: 0.20-0.61 s a window for
+# 5 s); a simulation left running would use a core or two the whole time
+IDLE_WITHIN_S = 15.0
 QUIET_BEFORE_WINDOWS = 15  # 1 s windows the server's tree may take to go idle before the Stop test starts its run
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 WIDTHS = (1280, 1600, 1920)
