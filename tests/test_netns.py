@@ -300,19 +300,23 @@ def test_a_fabric_that_cannot_be_built_fails_the_run_in_one_line_and_leaves_noth
 
 
 def test_the_fabrics_softirq_work_is_the_twins_not_a_neighbours():
-    """Streaming across a gigabit fabric keeps a core busy in softirq that no process of ours is charged for:
-    counted as foreign it would flag the machine busy (more than QUIET_FOREIGN_CORES); the netns backend's
-    monitor counts it as the twin's."""
-    from hw.machine import QUIET_FOREIGN_CORES, LoadMonitor
+    """Streaming across a gigabit fabric keeps the kernel busy in softirq that no process of ours is charged for
+    (on an idle host more than QUIET_FOREIGN_CORES: counted as foreign it would flag the machine busy); the netns
+    backend's monitor counts it as the twin's. Checked against /proc/stat's own softirq count for the window, not
+    as a rate: beside a busy neighbour (CI's other workers) the same streams spread over a longer wall time."""
+    from hw.machine import _HZ, LoadMonitor, _cpu_jiffies
 
     with netns.Fabric(pair(1e9)) as fabric:
+        wall0, softirq0 = time.monotonic(), _cpu_jiffies()[3]
         plain, netns_own = LoadMonitor().start(), LoadMonitor(softirq_is_own=True).start()
         for _ in range(4):
             netns.probe(fabric, "a", "b")
         seen, ours = plain.stop(), netns_own.stop()
+        softirq_s, wall_s = (_cpu_jiffies()[3] - softirq0) / _HZ, time.monotonic() - wall0
+    assert softirq_s >= 0.05, softirq_s  # the streams made the kernel work (5 ticks or more)
     # what other tests running beside this one use counts in both alike: the fabric's softirq is the difference
     softirq_cores = seen.foreign_cpu_cores - ours.foreign_cpu_cores
-    assert softirq_cores >= QUIET_FOREIGN_CORES, (seen.describe(), ours.describe())
+    assert softirq_cores >= 0.5 * softirq_s / wall_s, (softirq_s, wall_s, seen.describe(), ours.describe())
     assert ours.twin_cpu_cores > seen.twin_cpu_cores  # where it went
 
 
