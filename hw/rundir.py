@@ -151,6 +151,12 @@ def _take(out: Path, force: bool, outputs: tuple[str, ...], markers: tuple[str, 
     run = markers == RUN_MARKERS
     if not any(_ours(out / m) for m in (*markers, *(_LEFT_BY_A_KILLED_RUN if run else ()))):
         raise UserError(f"--out: {out} is not empty and holds no earlier run: --force replaces only runs")
+    if run and (rounds := unrecovered_rounds(out)):
+        raise UserError(
+            f"--out: {out} holds a twin run whose results were never written, with {rounds} finished round"
+            f"{'s' * (rounds > 1)} kept by its nodes that --force would remove: `pqtwin hw recover {out}` "
+            "writes them first (then --force replaces the run), or move the directory away"
+        )
     if aside:
         _set_aside(out, outputs, run)
     else:  # an earlier run a killed one had set aside goes too: --force replaces it
@@ -287,6 +293,28 @@ def _remove_outputs(out: Path, outputs: tuple[str, ...], run: bool = True) -> No
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+
+
+def unrecovered_rounds(d: Path) -> int:
+    """Finished rounds a twin run whose results were never written keeps for ``pqtwin hw recover`` (an
+    orchestrator killed mid-run, or a full disk at its end): the most any node kept, in its journal (a line per
+    finished round, ``hw.journal``) or, had it ended, its report. 0 for any other directory."""
+    if unwritten_hint(d) is None:
+        return 0
+    layout, rounds = RunLayout(d), 0
+    for journal in (d / RunLayout.NODE_SPANS).glob("*.journal"):
+        with contextlib.suppress(OSError):
+            if journal.is_file() and not journal.is_symlink():
+                with journal.open("rb") as f:
+                    rounds = max(rounds, sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b"")))
+    for report in (d / RunLayout.NODES).glob("*.json"):
+        try:
+            node = NodeResult.model_validate_json(read_bytes(report, MAX_RUN_JSON_BYTES, "a JSON file"))
+        except (UserError, ValueError):
+            continue
+        if layout.node_spans(report.stem).is_file():  # its spans are there to recover
+            rounds = max(rounds, len(node.accuracy_per_round), node.rounds or 0)
+    return rounds
 
 
 def unwritten_hint(d: Path) -> str | None:

@@ -71,7 +71,17 @@ def test_an_orchestrator_killed_mid_run_leaves_rounds_hw_recover_writes(tmp_path
         proc.communicate(timeout=30)
     nodes = json.loads((out / "pids.json").read_text())
     _wait(lambda: not any(alive(pid) for pid in nodes.values()), 30)  # they end with their parent (SIGTERM)
-    assert not (out / "summary.json").exists() and list((out / "spans").glob("*.journal"))
+    journals = {f: f.read_bytes() for f in (out / "spans").glob("*.journal")}
+    assert not (out / "summary.json").exists() and journals
+
+    # --force replaced runs, and so removed the journals of this one's finished rounds: refused, nothing touched
+    small = [a for o in [*SMALL, *NO_DEVICES] for a in ("--set", o)]
+    for command in (["hw", "run", "scenarios/localhost.yaml", "--rounds", "1"], ["sim", "scenarios/localhost.yaml"]):
+        forced = pqtwin(*command, "--out", str(out), "--force", *small)
+        lines = forced.stderr.strip().splitlines()
+        assert forced.returncode == 2 and len(lines) == 1, forced.stderr
+        assert "finished round" in lines[0] and f"pqtwin hw recover {out}" in lines[0], lines
+    assert {f: f.read_bytes() for f in (out / "spans").glob("*.journal")} == journals
 
     res = pqtwin("hw", "recover", str(out))
     assert res.returncode == 0, res.stderr
@@ -88,6 +98,8 @@ def test_an_orchestrator_killed_mid_run_leaves_rounds_hw_recover_writes(tmp_path
     assert not list(out.rglob("*.journal")) and not list(out.rglob("*.tmp")) and not (out / ".lock").exists()
     again = pqtwin("hw", "recover", str(out))  # a directory with its results has nothing to recover
     assert again.returncode == 2 and "nothing to recover" in again.stderr
+    replaced = pqtwin("sim", "scenarios/localhost.yaml", "--out", str(out), "--force", *small)  # recovered: a run
+    assert replaced.returncode == 0 and (out / "summary.json").exists(), replaced.stderr
 
 
 def test_results_the_disk_refuses_name_the_file_and_hw_recover_writes_them_later(tmp_path, monkeypatch):
@@ -199,3 +211,23 @@ def test_the_readers_of_a_run_whose_results_were_never_written_say_how_to_recove
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(lines) == (2 if command == "compare" else 1), lines  # compare: a line per directory
     assert all(f"a twin run whose results were never written: `pqtwin hw recover {run}`" in x for x in lines), lines
+
+
+def test_force_keeps_rounds_of_nodes_that_ended_and_takes_a_run_that_finished_none(tmp_path):
+    """The nodes ended (their reports and spans written) but the orchestrator died before the results: their
+    rounds are recoverable, so --force refuses; a run killed before any round finished has nothing to lose."""
+    out = tmp_path / "run"
+    (out / "spans").mkdir(parents=True)
+    (out / "nodes").mkdir()
+    (out / "run.json").write_text('{"suite": {}, "fl": {}}')  # its keys: a run of ours
+    rundir.NodeResult(state="completed", accuracy_per_round=[0.5, 0.6]).write(out, "aggregator")
+    (out / "spans" / "aggregator.parquet").write_bytes(b"spans")
+    with pytest.raises(UserError, match="2 finished rounds kept by its nodes"):
+        rundir.claim(out, force=True)
+    assert (out / "spans" / "aggregator.parquet").exists() and (out / "nodes" / "aggregator.json").exists()
+
+    (out / "spans" / "aggregator.parquet").unlink()  # a report without its spans: nothing recover could write
+    (out / "spans" / "client-1.journal").write_bytes(b"")  # killed before its first round ended
+    rundir.claim(out, force=True)
+    rundir.release(out)
+    assert not (out / "spans").exists() and not (out / "run.json").exists()
