@@ -16,13 +16,18 @@ import numpy as np
 ALPHA = 1e-3
 GAMMA = (1 + ALPHA) / (1 - ALPHA)
 MIN_S, MAX_S = 1e-9, 1e6  # values outside are clamped into the end buckets (1 ns .. 11 days)
-_LOG_GAMMA = math.log(GAMMA)
-_OFFSET = math.floor(math.log(MIN_S) / _LOG_GAMMA)
-BUCKETS = math.ceil(math.log(MAX_S) / _LOG_GAMMA) - _OFFSET + 1
+LOG_GAMMA = math.log(GAMMA)
+# a value v's bucket: ceil(log(clip(v, MIN_S, MAX_S)) / LOG_GAMMA) - OFFSET, in 0 .. BUCKETS - 1
+OFFSET = math.floor(math.log(MIN_S) / LOG_GAMMA)
+BUCKETS = math.ceil(math.log(MAX_S) / LOG_GAMMA) - OFFSET + 1
 
 
 class LatencySketch:
-    """Count, sum, sum of squares, min, max and bucket counts of the values added."""
+    """Count, sum, sum of squares, min, max and bucket counts of the values added.
+
+    ``add`` takes values. A caller that summarises them itself (sim/telemetry.py: compiled passes over a
+    window of frames) gives their moments to ``add_moments`` and adds their bucket counts to ``counts`` by the
+    bucket rule above (``LOG_GAMMA``, ``OFFSET``); the two together must add what ``add`` would, to the bit."""
 
     def __init__(self) -> None:
         self.n, self.total, self.squares = 0, 0.0, 0.0
@@ -37,8 +42,20 @@ class LatencySketch:
         self.total += float(v.sum())
         self.squares += float(np.square(v).sum())
         self.low, self.high = min(self.low, float(v.min())), max(self.high, float(v.max()))
-        keys = np.ceil(np.log(np.clip(v, MIN_S, MAX_S)) / _LOG_GAMMA).astype(np.int64) - _OFFSET
+        keys = np.ceil(np.log(np.clip(v, MIN_S, MAX_S)) / LOG_GAMMA).astype(np.int64) - OFFSET
         self.counts += np.bincount(np.clip(keys, 0, BUCKETS - 1), minlength=BUCKETS)
+
+    def add_moments(self, n: int, total: float, squares: float, low: float, high: float) -> None:
+        """``n`` values summarised elsewhere: their sum, sum of squares (each summed as numpy sums, for ``add``'s
+        floats), least and most. Their buckets are the caller's to add (see the class)."""
+        if n < 0 or (n and not low <= high):
+            raise ValueError(f"LatencySketch.add_moments: {n} values from {low} to {high}")
+        if not n:
+            return
+        self.n += n
+        self.total += total
+        self.squares += squares
+        self.low, self.high = min(self.low, low), max(self.high, high)
 
     def merge(self, other: LatencySketch) -> None:
         self.n += other.n
@@ -59,5 +76,5 @@ class LatencySketch:
         if rank >= self.n:
             return self.high
         key = int(np.searchsorted(np.cumsum(self.counts), rank))
-        value = 2 * GAMMA ** (key + _OFFSET) / (GAMMA + 1)
+        value = 2 * GAMMA ** (key + OFFSET) / (GAMMA + 1)
         return min(max(value, self.low), self.high)

@@ -705,11 +705,8 @@ def _add_latencies(pops: list[Population], lat: np.ndarray, first: np.ndarray, s
         if most >= p.period_s:  # a thread per device: exact only while each frame takes less than its period
             _within_period(p, lat[a:b])
         sk = sketches[p.name]
-        sk.n += b - a
-        sk.total += total
-        sk.squares += squares
-        sk.low, sk.high = min(sk.low, least), max(sk.high, most)
-        kernels.sketch_counts(logs, a, b, sk.counts, sketch_mod._LOG_GAMMA, sketch_mod._OFFSET)
+        sk.add_moments(b - a, total, squares, least, most)
+        kernels.sketch_counts(logs, a, b, sk.counts, sketch_mod.LOG_GAMMA, sketch_mod.OFFSET)
 
 
 def _record(rep: Replication, pops: list[Population], fr: _Frames, ok: np.ndarray, lat: np.ndarray,

@@ -596,6 +596,19 @@ def test_a_windows_latencies_go_into_the_sketches_as_latencysketch_add_puts_them
         assert np.array_equal(mine.counts, ref.counts)
 
 
+def test_moments_summarised_elsewhere_are_checked():
+    """``LatencySketch.add_moments`` refuses moments no values have (a negative count, least above most) with a
+    message naming them, and adds nothing for no values."""
+    sk = LatencySketch()
+    sk.add_moments(0, 0.0, 0.0, math.inf, -math.inf)
+    assert sk.n == 0 and sk.mean is None
+    for bad in ((-1, 0.0, 0.0, 0.1, 0.2), (2, 0.3, 0.05, 0.2, 0.1)):
+        with pytest.raises(ValueError, match="add_moments"):
+            sk.add_moments(*bad)
+    sk.add_moments(2, 0.3, 0.05, 0.1, 0.2)
+    assert (sk.n, sk.low, sk.high) == (2, 0.1, 0.2) and sk.mean == pytest.approx(0.15)
+
+
 def test_the_compiled_sums_are_numpys_to_the_bit():
     """``kernels._pairwise`` adds as numpy's ``sum`` does (pairwise halves, blocks of eight lanes): the same float
     for every size around its block edges and for a window's worth."""
