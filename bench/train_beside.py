@@ -12,13 +12,18 @@ second runs, in a forked process:
 - crypto: SHAKE-256, AES-256-GCM and a copy over a ``--bytes`` buffer, in a loop (a model's sealing and opening);
 - loopback: ``--bytes`` messages sent over a TCP connection on 127.0.0.1 to a thread of the same process, in a loop.
 
+``--timed crypto`` turns it round: the first core times one pass of the crypto work instead (a 1 M model's sealing
+or opening by a crypto worker), beside a training (or the other kinds) on the second -- what a worker's job meets
+when a client trains on the other core (a concurrent round: the first client trains while the worker seals the
+second client's model).
+
 Each step is timed alone (the other process stopped with SIGSTOP) and then beside it (SIGCONT), alternately for
 ``--seconds`` per kind, so both see the host's state alike; the ratio is beside / alone per adjacent pair. It prints
 per kind the medians and the median ratio with its interquartile range, and the host's load average before and
 after: a busy neighbour makes it meaningless.
 
 Run: python bench/train_beside.py [--parameters 1000000] [--samples 500] [--bytes 4000000] [--seconds 8]
-     [--kinds idle,train,crypto,loopback] [--json FILE]
+     [--kinds idle,train,crypto,loopback] [--timed train|crypto] [--json FILE]
 """
 
 from __future__ import annotations
@@ -51,13 +56,22 @@ KINDS = ("idle", "train", "crypto", "loopback")
 MAX_PARAMETERS, MAX_SAMPLES, MAX_BYTES = 10_000_000, 10_000, 1 << 28  # a step of seconds, buffers of 256 MiB
 
 
-def _crypto(nbytes: int) -> None:
+def crypto_pass(nbytes: int) -> Callable[[], None]:
+    """One pass of a model's sealing over an ``nbytes`` buffer: its signature's message hash, its record's AEAD, a
+    copy (serialising)."""
     aead = registry.find("AES-256-GCM", "aead")
     key, nonce, buf = aead.keygen(), bytes(12), os.urandom(nbytes)
-    while True:
-        hashlib.shake_256(buf).digest(64)  # a signature's message hash
-        aead.encrypt(key, nonce, buf)  # a model's record
-        bytearray(buf)  # a copy (serialising)
+
+    def one() -> None:
+        hashlib.shake_256(buf).digest(64)
+        aead.encrypt(key, nonce, buf)
+        bytearray(buf)
+
+    return one
+
+
+def _crypto(nbytes: int) -> None:
+    forever(crypto_pass(nbytes))
 
 
 def _loopback(nbytes: int) -> None:
@@ -76,10 +90,10 @@ def _loopback(nbytes: int) -> None:
             tx.sendall(payload)
 
 
-def _beside(kind: str, step: Callable[[], Any], nbytes: int) -> None:
+def _beside(kind: str, train: Callable[[], Any], nbytes: int) -> None:
     """The other core's work, forever (the parent kills it)."""
     if kind == "train":
-        forever(step)
+        forever(train)
     elif kind == "crypto":
         _crypto(nbytes)
     elif kind == "loopback":
@@ -88,11 +102,12 @@ def _beside(kind: str, step: Callable[[], Any], nbytes: int) -> None:
         time.sleep(1.0)
 
 
-def measure(kind: str, step: Callable[[], Any], nbytes: int, seconds: float, cores: tuple[int, int]) -> dict[str, Any]:
-    """Adjacent (alone, beside) step times, ``seconds`` of them, with ``kind`` on the second core
+def measure(kind: str, step: Callable[[], Any], train: Callable[[], Any], nbytes: int, seconds: float,
+            cores: tuple[int, int]) -> dict[str, Any]:  # fmt: skip
+    """Adjacent (alone, beside) times of ``step``, ``seconds`` of them, with ``kind`` on the second core
     (``hw.calibrate.time_beside``, which ``pqtwin calibrate`` measures ``pair_slowdown`` with); the caller pinned
     this process to the first core with one thread per step."""
-    a, b = time_beside(step, functools.partial(_beside, kind, step, nbytes), seconds, cores)
+    a, b = time_beside(step, functools.partial(_beside, kind, train, nbytes), seconds, cores)
     ratio = b / a
     return {"kind": kind, "pairs": len(a), "alone_p50_s": float(np.median(a)), "beside_p50_s": float(np.median(b)),
             "ratio_p50": float(np.median(ratio)), "ratio_p25": float(np.percentile(ratio, 25)),
@@ -106,6 +121,8 @@ def main() -> int:
     ap.add_argument("--bytes", type=int, default=4_000_000, help="the buffers of crypto and loopback (a 1 M model's)")
     ap.add_argument("--seconds", type=float, default=8.0, help="per kind")
     ap.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated, of {', '.join(KINDS)}")
+    ap.add_argument("--timed", choices=("train", "crypto"), default="train",
+                    help="what the first core times: the training step, or one pass of the crypto work")  # fmt: skip
     ap.add_argument("--json", type=out_json, help="write the rows here")
     args = ap.parse_args()
     kinds = [k for k in args.kinds.split(",") if k]
@@ -121,7 +138,8 @@ def main() -> int:
         print("needs two usable cores (os.sched_getaffinity): nothing measured")
         return 1
     tune_allocator()  # as the twin's nodes run
-    _, step = training_job(args.samples, args.parameters, np.random.default_rng(0))  # as calibrate times it
+    _, train = training_job(args.samples, args.parameters, np.random.default_rng(0))  # as calibrate times it
+    step = train if args.timed == "train" else crypto_pass(args.bytes)
     load0 = os.getloadavg()[0]
     mine = set(cores)
     rows = []
@@ -129,18 +147,20 @@ def main() -> int:
         os.sched_setaffinity(0, {cores[0]})
         with threadpool_limits(1):  # one core per step, as the twin's clients run it
             step()  # warm
-            rows = [measure(k, step, args.bytes, args.seconds, (cores[0], cores[1])) for k in kinds]
+            rows = [measure(k, step, train, args.bytes, args.seconds, (cores[0], cores[1])) for k in kinds]
     finally:
         os.sched_setaffinity(0, mine)
     load1 = os.getloadavg()[0]
-    print(f"training step of {args.parameters:,} parameters x {args.samples} samples on core {cores[0]}; beside it "
-          f"on core {cores[1]}; load average {load0:.2f} -> {load1:.2f}")  # fmt: skip
+    timed = (f"training step of {args.parameters:,} parameters x {args.samples} samples" if args.timed == "train"
+             else f"crypto pass over {args.bytes:,} bytes (SHAKE-256, AES-256-GCM, a copy)")  # fmt: skip
+    print(f"{timed} on core {cores[0]}; beside it on core {cores[1]} (train: {args.parameters:,} parameters x "
+          f"{args.samples} samples); load average {load0:.2f} -> {load1:.2f}")  # fmt: skip
     print(f"{'beside':10s} {'pairs':>6s} {'alone p50':>10s} {'beside p50':>11s} {'ratio p50 [IQR]':>22s}")
     for r in rows:
         print(f"{r['kind']:10s} {r['pairs']:6d} {r['alone_p50_s'] * 1e3:8.2f} ms {r['beside_p50_s'] * 1e3:8.2f} ms "
               f"{r['ratio_p50']:8.3f} [{r['ratio_p25']:.3f}, {r['ratio_p75']:.3f}]")  # fmt: skip
     if args.json:
-        args.json.write_text(json.dumps({"parameters": args.parameters, "samples": args.samples,
+        args.json.write_text(json.dumps({"timed": args.timed, "parameters": args.parameters, "samples": args.samples,
                                          "bytes": args.bytes, "load_before": load0, "load_after": load1,
                                          "rows": rows}, indent=2) + "\n")  # fmt: skip
     return 0

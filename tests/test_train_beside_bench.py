@@ -30,6 +30,12 @@ def test_train_beside_measures_each_kind(tmp_path: Path) -> None:
         assert r["pairs"] >= 3 and r["ratio_p25"] <= r["ratio_p50"] <= r["ratio_p75"]
         assert r["alone_p50_s"] > 0 and r["beside_p50_s"] > 0
         assert f"\n{r['kind']} " in run.stdout
+    turned = subprocess.run([sys.executable, script, *args, "--kinds", "idle,train", "--timed", "crypto", "--json",
+                             str(out)], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert turned.returncode == 0, turned.stderr
+    data = json.loads(out.read_text())
+    assert data["timed"] == "crypto" and [r["kind"] for r in data["rows"]] == ["idle", "train"]
+    assert "crypto pass over 65,536 bytes" in turned.stdout
     bad = subprocess.run([sys.executable, script, "--kinds", "idle,gpu"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--kinds gpu: not one of" in bad.stderr and "Traceback" not in bad.stderr
     huge = subprocess.run([sys.executable, script, "--parameters", "99999999999999"], capture_output=True, text=True,
