@@ -16,12 +16,18 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
+
+from sim.contract import MAX_RUN_JSON_BYTES, RunLayout
+from sim.errors import UserError
+from sim.loading import read_bytes
 
 PARENT_ENV = "PQTWIN_PARENT_PID"
 PR_SET_PDEATHSIG = 1
@@ -151,3 +157,33 @@ def _stat(pid: int) -> tuple[str, str] | None:
         return None
     fields = text.rpartition(")")[2].split()
     return (fields[0], fields[19]) if len(fields) > 19 else None
+
+
+def node_pids(run_dir: Path) -> dict[str, int]:
+    """The run's node processes, {name: pid}, as ``pids.json`` names them (the local and netns backends write it
+    as they start each node; none on Kubernetes, or where it cannot be read)."""
+    try:
+        pids = json.loads(read_bytes(RunLayout(run_dir).pids, MAX_RUN_JSON_BYTES, "a JSON file"))
+    except (UserError, ValueError):
+        return {}
+    if not isinstance(pids, dict):
+        return {}
+    return {str(n): p for n, p in pids.items() if isinstance(p, int) and not isinstance(p, bool) and 0 < p < 1 << 31}
+
+
+def node_alive(pid: int, name: str) -> bool:
+    """Whether ``pid`` is still the node process ``name`` (its command line says so)."""
+    if not alive(pid):
+        return False
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True  # no /proc: the pid answers
+    return b"hw.node" in args and name.encode() in args
+
+
+def nodes_ended(run_dir: Path, names: Iterable[str]) -> set[str]:
+    """Which of ``names`` are node processes of the run whose process has ended (``node_pids``; a name it does not
+    list is not known to have ended)."""
+    pids = node_pids(run_dir)
+    return {n for n in names if n in pids and not node_alive(pids[n], n)}

@@ -40,7 +40,7 @@ import pyarrow as pa
 from hw import rundir
 from hw.attack import INSIDERS, AttackRelay
 from hw.journal import journal_result, recover_journals
-from hw.lifecycle import PARENT_ENV, Stopped, alive, held_stops, process_start, stop_signals
+from hw.lifecycle import PARENT_ENV, Stopped, alive, held_stops, node_alive, node_pids, process_start, stop_signals
 from hw.machine import LoadMonitor
 from hw.netns import Fabric, probe
 from hw.provision import provision
@@ -735,10 +735,6 @@ def _read_status(out: Path) -> RunStatus | None:
         return None
 
 
-def _pid(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 1 << 31 else None
-
-
 def _check_ended(out: Path, status: RunStatus) -> None:
     """UserError while the run's orchestrator, or one of its node processes, still runs."""
     pid = status.pid
@@ -747,12 +743,7 @@ def _check_ended(out: Path, status: RunStatus) -> None:
             f"RUN_DIR: {out}: its orchestrator (process {pid}) is still running: it writes the results itself when "
             f"the run ends (Ctrl-C or kill {pid} stops it and keeps what it finished)"
         )
-    try:
-        pids = json.loads(read_bytes(RunLayout(out).pids, MAX_RUN_JSON_BYTES, "a JSON file"))
-    except (UserError, ValueError):
-        pids = {}
-    busy = [name for name, p in (pids.items() if isinstance(pids, dict) else ())
-            if (q := _pid(p)) is not None and _node_alive(q, str(name))]  # fmt: skip
+    busy = [name for name, pid in node_pids(out).items() if node_alive(pid, name)]
     if busy:
         raise UserError(f"RUN_DIR: {out}: its node processes are still ending ({', '.join(sorted(busy))}); "
                         "try again in a few seconds")  # fmt: skip
@@ -760,22 +751,7 @@ def _check_ended(out: Path, status: RunStatus) -> None:
 
 def _process_names(out: Path) -> list[str]:
     """The run's node processes (pids.json), or none where it cannot be read."""
-    try:
-        pids = json.loads(read_bytes(RunLayout(out).pids, MAX_RUN_JSON_BYTES, "a JSON file"))
-    except (UserError, ValueError):
-        return []
-    return [str(n) for n in pids] if isinstance(pids, dict) else []
-
-
-def _node_alive(pid: int, name: str) -> bool:
-    """Whether ``pid`` is still the node process ``name`` (its command line says so)."""
-    if not alive(pid):
-        return False
-    try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return True  # no /proc: the pid answers
-    return b"hw.node" in args and name.encode() in args
+    return list(node_pids(out))
 
 
 def _recover(out: Path, s: Scenario, cfg: RunConfig, status: RunStatus) -> Summary:

@@ -147,25 +147,58 @@ def test_a_run_that_loses_its_quorum_keeps_what_it_finished_and_names_who_left(t
     assert report["state"] == "failed" and report["reason"] == summary["reason"] and len(report["dropouts"]) == 1
 
 
-def test_a_client_that_never_authenticates_is_named(tmp_path, monkeypatch):
-    """A client killed before it authenticated: "only 1 of 2 clients and workers authenticated" named nobody."""
+def _before_it_authenticates(monkeypatch, victim: str, how: str, connect_timeout_s: float) -> None:
+    """Start the run's nodes as the local backend does, ``how`` (kill, stop) ``victim`` as soon as it starts."""
     import hw.local
 
     real_build, real_start = hw.local.build, hw.local.Children.start
 
     def build(*a, **k):
-        return real_build(*a, **k).model_copy(update={"connect_timeout_s": 3.0})
+        return real_build(*a, **k).model_copy(update={"connect_timeout_s": connect_timeout_s})
 
     def start(self, name: str, role: str) -> None:
         real_start(self, name, role)
-        if name == "client-1":
-            self.procs[name].kill()  # before it can authenticate
+        if name == victim:
+            self.procs[name].send_signal(signal.SIGKILL if how == "kill" else signal.SIGSTOP)
 
     monkeypatch.setattr(hw.local, "build", build)
     monkeypatch.setattr(hw.local.Children, "start", start)
+
+
+def test_a_client_that_never_authenticates_is_named(tmp_path, monkeypatch):
+    """A client stopped before it authenticated (alive, silent): "only 1 of 2 clients and workers authenticated"
+    named nobody."""
+    import hw.local
+
+    _before_it_authenticates(monkeypatch, "client-1", "stop", 3.0)
     summary = hw.local.run_local(_twin(), tmp_path, "sequential", rounds=2, seed=3).model_dump()
     assert summary["state"] == "failed"
     assert "only 1 of 2 clients and workers authenticated within 3 s (missing: client-1;" in summary["reason"]
+
+
+@pytest.mark.parametrize(("victim", "mode", "quorum", "why"), [
+    ("client-1", "sequential", "1.0", "client-1 ended before authenticating: 1 of 2 clients left, quorum needs 2 "
+                                      "(see logs/client-1.log)"),
+    ("worker-1.1", "concurrent", "1.0", "crypto worker worker-1.1 ended before it authenticated (see "
+                                        "logs/worker-1.1.log)"),
+    ("client-1", "sequential", "0.5", None),
+])  # fmt: skip
+def test_a_node_killed_before_it_authenticates_is_not_waited_for(tmp_path, monkeypatch, victim, mode, quorum, why):
+    """A client or crypto worker killed before it authenticated cost the run its whole connect timeout (30 s), and
+    then failed it. The aggregator now sees its process has ended (the run's pids.json): without it the run fails
+    at once, naming it; a client the quorum can do without drops out, and the run goes on. (The connect timeout
+    here is two minutes: a run that waited for it fails its reason, not a clock.)"""
+    import hw.local
+
+    _before_it_authenticates(monkeypatch, victim, "kill", 120.0)
+    s = _twin(f"workload.fl.quorum={quorum}")
+    summary = hw.local.run_local(s, tmp_path, mode, rounds=2, seed=3).model_dump()
+    if why is not None:
+        assert summary["state"] == "failed" and why in summary["reason"], summary["reason"]
+        return
+    assert summary["state"] == "completed" and summary["rounds_completed"] == 2, summary["reason"]
+    (left,) = summary["dropouts"]
+    assert left["pod"] == "client-1" and left["reason"].startswith("its process ended before it authenticated")
 
 
 @pytest.mark.parametrize(("name", "role", "sig"), [("aggregator", "aggregator", signal.SIGINT),

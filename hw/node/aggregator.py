@@ -22,6 +22,7 @@ import numpy as np
 
 from hw import data, fl
 from hw.channel import HELLO, REKEY, Channel, ConnectionClosed, Record, Sealed, SecurityError
+from hw.lifecycle import nodes_ended
 from hw.node.common import (
     DONE,
     MODEL,
@@ -48,6 +49,7 @@ from hw.rundir import NodeResult
 from sim.contract import Dropout
 
 JOIN_GRACE_S = 5.0  # once the quorum is in: how long the rest may still take to authenticate before round 1
+GONE_POLL_S = 0.25  # how often the join looks for node processes that ended (``_ended``)
 MAX_PENDING_HANDSHAKES = 64  # unauthenticated connections at once (hw.node.gate)
 DRAIN_S = 2.0  # after the last round: how long a client still counted in may take to be heard (``_drain``)
 
@@ -158,10 +160,15 @@ class Aggregator:
         start = time.monotonic()
         deadline, quorum_at = start + cfg.connect_timeout_s, None  # pods may start minutes apart
         expected = set(self.clients) | set(self.worker_names)
+        gone: set[str] = set()
+        looked = start
         while True:
             with self.lock:
                 joined = set(self.pending_join) | set(self.worker_channels)
-            if joined >= expected:
+            if time.monotonic() - looked > GONE_POLL_S:
+                looked = time.monotonic()
+                gone |= self._ended(expected - joined - gone)
+            if joined | gone >= expected:
                 break
             enough = len(joined & set(self.clients)) >= self.fl.quorum_clients and set(self.worker_names) <= joined
             quorum_at = quorum_at or (time.monotonic() if enough else None)
@@ -175,7 +182,25 @@ class Aggregator:
             with contextlib.suppress(queue.Empty):
                 self.joined.get(timeout=0.05)
         for c in sorted(set(self.clients) - joined):
-            self.dropouts.append(Dropout(round=1, pod=c, reason=f"never authenticated ({self._strangers()})"))
+            why = "its process ended before it authenticated" if c in gone else "never authenticated"
+            self.dropouts.append(Dropout(round=1, pod=c, reason=f"{why} ({self._strangers()})"))
+
+    def _ended(self, waited: set[str]) -> set[str]:
+        """Which of the pods ``waited`` for have a process that ended (where the run directory names the nodes'
+        processes: the local and netns backends); RunFailed once the run cannot start without them: a crypto
+        worker, or a client below the quorum. A client killed before it authenticated cost the round its whole
+        ``connect_timeout_s`` (30 s) and then failed it."""
+        ended = nodes_ended(self.node.run_dir, waited)
+        if not ended:
+            return ended
+        logs = ", ".join(f"logs/{n}.log" for n in sorted(ended))
+        if workers := sorted(ended & set(self.worker_names)):
+            raise RunFailed(f"crypto worker {', '.join(workers)} ended before it authenticated (see {logs})")
+        left = len(self.clients) - len(ended & set(self.clients))
+        if left < self.fl.quorum_clients:
+            raise RunFailed(f"{', '.join(sorted(ended))} ended before authenticating: {left} of {len(self.clients)} "
+                            f"clients left, quorum needs {self.fl.quorum_clients} (see {logs})")  # fmt: skip
+        return ended
 
     def _job_here(self, job: Job) -> bytearray:
         """A worker's job done in the aggregator, when no worker process is left."""
