@@ -53,6 +53,27 @@ def cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*PQTWIN, *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout)
 
 
+@pytest.fixture(scope="module")
+def _small_sweep_done(tmp_path_factory) -> Path:
+    """``sweep_file``'s sweep run once to its end (``--workers 1``) for the tests that start from a finished one."""
+    where = tmp_path_factory.mktemp("small-sweep")
+    out = where / "out"
+    r = cli("sweep", str(sweep_file(where)), "--out", str(out), "--workers", "1")
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+@pytest.fixture
+def finished_sweep(_small_sweep_done, tmp_path) -> Path:
+    """A copy of the finished small sweep in this test's own directory (``tmp_path / "out"``; its sweep file
+    ``sweep_file(tmp_path)``, the same definition)."""
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(_small_sweep_done, out)
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -343,11 +364,10 @@ def test_report_writes_a_self_contained_html(tmp_path):
     assert "kem" in r.stdout and "mode" in r.stdout
 
 
-def test_report_out_is_checked_and_never_replaces_the_sweeps_own_files(tmp_path):
+def test_report_out_is_checked_and_never_replaces_the_sweeps_own_files(tmp_path, finished_sweep):
     """`sweep report DIR --out DIR/sweep.json` wrote the report over the manifest (the sweep was lost), `--out ''`
     (typer's Path('.')) was an internal error, `--out DIR-that-exists` a line naming a temporary file."""
-    out = tmp_path / "out"
-    assert cli("sweep", str(sweep_file(tmp_path)), "--out", str(out), "--workers", "1").returncode == 0
+    out = finished_sweep
     manifest = (out / store.MANIFEST).read_bytes()
     nowhere = tmp_path / "no" / "r.html"
     for given, expected in ((str(out / store.MANIFEST), f"--out: {out / store.MANIFEST} is a file of the sweep "
@@ -412,9 +432,8 @@ def test_a_stale_heartbeat_stops_the_sweep(tmp_path):
     ],
     ids=["empty-manifest", "not-utf8", "not-a-mapping", "junk-part"],
 )
-def test_a_damaged_result_directory_is_one_line_errors(tmp_path, manifest, part, expected):
-    out = tmp_path / "out"
-    assert cli("sweep", str(sweep_file(tmp_path)), "--out", str(out), "--workers", "1").returncode == 0
+def test_a_damaged_result_directory_is_one_line_errors(tmp_path, finished_sweep, manifest, part, expected):
+    out = finished_sweep
     (out / store.RESULTS).unlink()
     if manifest is not None:
         (out / store.MANIFEST).write_bytes(manifest)
@@ -426,11 +445,10 @@ def test_a_damaged_result_directory_is_one_line_errors(tmp_path, manifest, part,
         assert expected in r.stderr and all(line.startswith("error: ") for line in r.stderr.strip().splitlines())
 
 
-def test_a_part_whose_kpi_is_not_numbers_is_one_line_and_an_empty_kpi_is_nan(tmp_path):
+def test_a_part_whose_kpi_is_not_numbers_is_one_line_and_an_empty_kpi_is_nan(tmp_path, finished_sweep):
     """A part file whose KPI column held text (or was all empty, Arrow's null type) made that column text when the
     parts were joined: the report's main effects raised KeyError, a resumed sweep's results.parquet ArrowTypeError."""
-    out = tmp_path / "out"
-    assert cli("sweep", str(sweep_file(tmp_path)), "--out", str(out), "--workers", "1").returncode == 0
+    out = finished_sweep
     (out / store.RESULTS).unlink()
     part = sorted((out / store.POINTS).glob("part-*.parquet"))[-1]
     rows = pd.read_parquet(part)
@@ -446,9 +464,8 @@ def test_a_part_whose_kpi_is_not_numbers_is_one_line_and_an_empty_kpi_is_nan(tmp
         ), r.stderr
 
 
-def test_results_are_the_points_on_disk_when_parts_are_newer_than_results_parquet(tmp_path):
-    out = tmp_path / "out"
-    assert cli("sweep", str(sweep_file(tmp_path)), "--out", str(out), "--workers", "1").returncode == 0
+def test_results_are_the_points_on_disk_when_parts_are_newer_than_results_parquet(tmp_path, finished_sweep):
+    out = finished_sweep
     before = store.results(out)
     rows = before[before.point == 0].to_dict("records")
     rows = [r | {"round_latency_s.mean": 123.0} for r in rows]  # a point written again after results.parquet
