@@ -218,11 +218,24 @@ def _wait_for_points(out: Path, n: int, proc: subprocess.Popen[str], timeout_s: 
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
-def test_a_stopped_sweep_leaves_whole_files_and_resumes_to_the_same_result(tmp_path, sig):
+def _long_sweep(tmp_path: Path) -> Path:
     # points long enough that the first write (after FLUSH_S) cannot hold them all: 2.9 s on our machines (3 points
     # in the first write); at 12 rounds (1.1 s) a faster machine finished all 12 before its first write (stop 22 CI)
-    sweep = sweep_file(tmp_path, points=12, rounds=60)
+    return sweep_file(tmp_path, points=12, rounds=60)
+
+
+@pytest.fixture(scope="module")
+def long_sweep_results(tmp_path_factory) -> pd.DataFrame:
+    """``_long_sweep`` run uninterrupted, once per worker process: what a stopped and resumed one must equal."""
+    where = tmp_path_factory.mktemp("long-sweep")
+    r = cli("sweep", str(_long_sweep(where)), "--out", str(where / "fresh"), "--workers", "2")
+    assert r.returncode == 0, r.stderr
+    return pd.read_parquet(where / "fresh" / "results.parquet")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_a_stopped_sweep_leaves_whole_files_and_resumes_to_the_same_result(tmp_path, sig, long_sweep_results):
+    sweep = _long_sweep(tmp_path)
     out = tmp_path / "cut"
     proc = _start(sweep, out)
     _wait_for_points(out, 2, proc)
@@ -246,9 +259,7 @@ def test_a_stopped_sweep_leaves_whole_files_and_resumes_to_the_same_result(tmp_p
     assert r.returncode == 0, r.stderr
     assert f"resumed: {len(done)} of 12 points were already done" in r.stdout
     assert f"ran {12 - len(done)} points" in r.stdout
-    fresh = tmp_path / "fresh"
-    assert cli("sweep", str(sweep), "--out", str(fresh), "--workers", "2").returncode == 0
-    pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), pd.read_parquet(fresh / "results.parquet"))
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), long_sweep_results)
 
 
 WORKERLESS_S = 4.0  # the tests' --worker-wait-s (the default, engine.WORKER_WAIT_S, is 30 s)
@@ -261,7 +272,7 @@ def _losing(tmp_path: Path, kill: int) -> tuple[int, list[str], str, Path, Path,
     the sweep's end)."""
     address, procs = _dask(tmp_path, 1)
     try:
-        sweep = sweep_file(tmp_path, points=12, rounds=60)
+        sweep = _long_sweep(tmp_path)
         out = tmp_path / "cut"
         proc = _start(sweep, out, "--scheduler", address, "--worker-wait-s", str(WORKERLESS_S))
         _wait_for_points(out, 2, proc)
