@@ -11,6 +11,8 @@ import os
 import signal
 import socket
 import stat
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
@@ -261,3 +263,29 @@ def test_a_stopped_crypto_worker_is_dropped_at_the_rounds_deadline_and_its_late_
     said = (tmp_path / "logs" / "aggregator.log").read_text()
     assert said.count("crypto worker worker-1.1 lost (did not answer in 3 s); 1 left") == 1, said
     assert not [w for w in summary.warnings if "worker-1.1" in w], summary.warnings  # it ended when resumed
+
+
+def test_the_join_counts_every_client_that_ended_against_the_quorum(tmp_path):
+    """Clients whose processes ended at different moments of the join count together: two of three gone with a
+    quorum of two fails the run, whichever poll saw each go; one gone is a dropout; a live process is not gone."""
+    from types import SimpleNamespace
+
+    from hw.node.aggregator import Aggregator
+    from hw.node.common import RunFailed
+
+    dead = [subprocess.Popen(["true"]) for _ in range(2)]
+    for p in dead:
+        p.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "hw.node", "client-3"])
+    try:
+        pids = {"client-1": dead[0].pid, "client-2": dead[1].pid, "client-3": live.pid}
+        RunLayout(tmp_path).pids.write_text(json.dumps(pids))
+        clients = ["client-1", "client-2", "client-3"]
+        agg = SimpleNamespace(node=SimpleNamespace(run_dir=tmp_path), worker_names=[], clients=clients,
+                              fl=SimpleNamespace(quorum_clients=2))  # fmt: skip
+        assert Aggregator._ended(agg, {"client-1", "client-3"}) == {"client-1"}
+        with pytest.raises(RunFailed, match=r"client-1, client-2 ended before authenticating: 1 of 3 clients left"):
+            Aggregator._ended(agg, {"client-1", "client-2", "client-3"})
+    finally:
+        live.kill()
+        live.wait()

@@ -167,7 +167,7 @@ class Aggregator:
                 joined = set(self.pending_join) | set(self.worker_channels)
             if time.monotonic() - looked > GONE_POLL_S:
                 looked = time.monotonic()
-                gone |= self._ended(expected - joined - gone)
+                gone = self._ended(expected - joined)
             if joined | gone >= expected:
                 break
             enough = len(joined & set(self.clients)) >= self.fl.quorum_clients and set(self.worker_names) <= joined
@@ -186,10 +186,10 @@ class Aggregator:
             self.dropouts.append(Dropout(round=1, pod=c, reason=f"{why} ({self._strangers()})"))
 
     def _ended(self, waited: set[str]) -> set[str]:
-        """Which of the pods ``waited`` for have a process that ended (where the run directory names the nodes'
-        processes: the local and netns backends); RunFailed once the run cannot start without them: a crypto
-        worker, or a client below the quorum. A client killed before it authenticated cost the round its whole
-        ``connect_timeout_s`` (30 s) and then failed it."""
+        """Which of the pods ``waited`` for (every one not authenticated yet) have a process that ended, where the
+        run directory names the nodes' processes (the local and netns backends); RunFailed once the run cannot
+        start without them: a crypto worker, or clients below the quorum. (A client killed before it authenticated
+        cost the run its whole ``connect_timeout_s``, 30 s, and then failed it.)"""
         ended = nodes_ended(self.node.run_dir, waited)
         if not ended:
             return ended
