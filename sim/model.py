@@ -426,10 +426,12 @@ class Replication:
         assert self.pool is not None
         queued: float | None = self.env.now  # the pool wait is charged to the job's first span
         model, sealed = self.fl.model_bytes, self.message_bytes(self.fl.model_bytes)
-        yield from self._handoff(self.agg, INBOX_HANDOFF, woken=False)  # the main thread queues it for a job thread
         taken = yield self.pool.get()
         worker = taken.item
         apart = worker.pod != self.agg.pod
+        # the main thread only submits the job (hw/node/aggregator.py ``_round``: microseconds, for every client at
+        # once); the job thread that takes it wakes, as a reader thread wakes the main one, side by side with the others
+        yield from self._handoff(self._agg_thread(worker) if apart else worker, INBOX_HANDOFF)
         if apart:
             job = self.job_bytes(self.clients[c], model)  # the model, no record header
             yield from self.hop(self._agg_thread(worker), worker, job, "distribute", since=queued)

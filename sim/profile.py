@@ -33,7 +33,8 @@ Two entries price no library call but the step between two (``Profile.handoff_s`
 model's last byte to the client's first step on it (its thread woken, the record parsed), and ``inbox_handoff``,
 from an update's last byte (or a crypto worker's answer) to the aggregator's main thread's first step on it (a
 reader thread passes it through a queue), which the simulator also charges a concurrent round's distribution job
-(the main thread passes it through a queue to a job thread). The simulator runs them as work on the receiving
+on the job thread that takes it (the main thread submits every client's job at once; each job thread wakes on
+its own). The simulator runs them as work on the receiving
 thread's host: in the kernel's traces of the twin, the receiving process ran for 71-100 % of a client's hand-off
 and 53-83 % of the aggregator's (2026-11-30, docs/twin-validation.md), the rest its wake-up.
 """
