@@ -124,7 +124,7 @@ class Replication:
         self.clients = [self.eps[p.name] for p in scenario.pods("client")]
         self.pool = self._build_pool() if mode == "concurrent" else None
         # concurrent with worker pods: a client's reader thread hands its update to a worker process itself;
-        # without, through the main thread, which queues it for a job thread (hw/node/aggregator.py ``_serve``)
+        # without, through the main thread, which submits it to a job thread (hw/node/aggregator.py ``_serve``)
         self.delegates = bool(scenario.pods("worker"))
         # the aggregator's job threads, one per worker (hw/node/aggregator.py: "with worker processes: one job thread
         # each"): each seals its worker's jobs and opens its answers, side by side with the others
@@ -515,11 +515,11 @@ class Replication:
         assert self.pool is not None
         queued: float | None = self.env.now  # the pool wait is charged to the job's first span
         fl = self.fl
-        if not self.delegates:
-            yield from self._handoff(self.agg, INBOX_HANDOFF, woken=False)  # the main thread queues it for a job thread
         taken = yield self.pool.get()
         worker = taken.item
         apart = worker.pod != self.agg.pod
+        if not self.delegates:  # the main thread submits it (``_distribute_job``): the job thread wakes
+            yield from self._handoff(self._agg_thread(worker) if apart else worker, INBOX_HANDOFF)
         if apart:
             job = self.job_bytes(self.clients[c], self.message_bytes(fl.model_bytes))  # the client's whole record
             yield from self.hop(self._agg_thread(worker), worker, job, "verify", since=queued)
