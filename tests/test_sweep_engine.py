@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -67,8 +68,6 @@ def _small_sweep_done(tmp_path_factory) -> Path:
 def finished_sweep(_small_sweep_done, tmp_path) -> Path:
     """A copy of the finished small sweep in this test's own directory (``tmp_path / "out"``; its sweep file
     ``sweep_file(tmp_path)``, the same definition)."""
-    import shutil
-
     out = tmp_path / "out"
     shutil.copytree(_small_sweep_done, out)
     return out
