@@ -749,18 +749,13 @@ def _check_ended(out: Path, status: RunStatus) -> None:
                         "try again in a few seconds")  # fmt: skip
 
 
-def _process_names(out: Path) -> list[str]:
-    """The run's node processes (pids.json), or none where it cannot be read."""
-    return list(node_pids(out))
-
-
 def _recover(out: Path, s: Scenario, cfg: RunConfig, status: RunStatus) -> Summary:
     outcome, pid = status.outcome, status.pid
     if outcome is not None and outcome.state != "running":
         state, reason, codes = outcome.state, outcome.reason, outcome.exit_codes
         why = f"the run's end could not write them ({shorten(status.unwritten or 'an error', 200)})"
     else:
-        state, codes = "interrupted", {name: None for name in _process_names(out) or cfg.pods}
+        state, codes = "interrupted", {name: None for name in node_pids(out) or cfg.pods}
         who = f"its orchestrator (process {pid})" if pid is not None else "its orchestrator"
         reached = _progress_round(out)
         after = f" after round {reached} of {cfg.fl.rounds}" if reached is not None else ""
