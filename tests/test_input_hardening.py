@@ -733,7 +733,8 @@ def test_a_boolean_where_a_number_goes_is_one_line_naming_the_field_in_every_mod
      ("speed_states.py", ["--seconds", "0.01", "--passes", "1", "--json"]),
      ("wake_up.py", ["--seconds", "0.01", "--busy-ms", "1", "--json"]),
      ("sim_breakdown.py", ["--devices", "2", "--horizon-s", "1", "--json"]),
-     ("net_fidelity.py", ["--rescore", "CELL", "--json"])],
+     ("net_fidelity.py", ["--rescore", "CELL", "--json"]),
+     ("loss_tails.py", ["--trials", "1", "--json"])],
 )  # fmt: skip
 def test_a_bench_refuses_an_output_file_it_cannot_write_before_measuring(tmp_path, script, args):
     """A bench's --json/--out was written after its measurements: a missing directory or a directory given as the
@@ -765,6 +766,8 @@ def test_a_bench_refuses_an_output_file_it_cannot_write_before_measuring(tmp_pat
      ("net_fidelity.py", ["--rates", "10", "--quick"], "argument --rates: the full matrix at some of its rates; not "
                                                        "with --quick or --rescore"),
      ("startup.py", ["--runs", "0"], "argument --runs: must be in [1, 1000] (got 0)"),
+     ("loss_tails.py", ["--loss", "0.5"], "argument --loss: must be in [0, 0.49] (got 0.5)"),
+     ("loss_tails.py", ["--trials", "0"], "argument --trials: must be in [1, 100000] (got 0)"),
      ("sweep_scale.py", ["--points", "0"], "argument --points: must be in [1, 1e+06] (got 0)"),
      ("sweep_scale.py", ["--repeats", "0"], "argument --repeats: must be in [1, 1000] (got 0)"),
      ("sweep_scale.py", ["--out", "/dev/null"], "--out /dev/null: cannot make the directory (File exists)"),

@@ -1,0 +1,206 @@
+"""Where a lossy link's slow TCP flows come from (issue 18): single flows through the netns fabric, each one
+sorted by what the kernel's TCP counters say happened to it.
+
+A lossy cell's mean completion time is made by a few slow flows (docs/network-validation.md): at a gigabit and
+1 % loss a 64 KiB flow takes ~0.3 ms, but one in a few dozen takes 5-7 ms and one in a few hundred 200 ms or
+more. This bench says which TCP mechanism each slow flow met, so the model can be given the ones that matter.
+On the bench's star (bench/net_fidelity.py ``star``: host ``s`` sends to ``r0`` across the switch, every link at
+``--rate-mbit`` with loss ``--loss`` per frame per direction), ``--trials`` messages of ``--size`` bytes, each
+timed until the receiver has it all, then answered with a byte (the next starts on an idle connection). They
+go on one kept connection, as the twin's nodes keep theirs, or with ``--new-connections`` each on its own,
+opened just before it (as bench/net_fidelity.py's flows are). Each namespace's TCP counters (``nstat``: the
+kernel's SNMP MIB) are read before the connection (or the message), before the message and after it, and each
+message is put in the first class that fits:
+
+- ``set-up``: a retransmission timeout while its connection was being opened (a lost SYN, SYN-ACK or ACK);
+  with a kept connection, a timeout between two messages (the answer byte lost)
+- ``rto``: a retransmission timeout during the message (the kernel's minimum ``tcp_rto_min_us``, 200 ms here);
+- ``probe``: a tail loss probe (RACK-TLP) during the message, without a timeout;
+- ``sack``: lost packets recovered by SACK fast retransmit alone;
+- ``clean``: no retransmission during the message.
+
+Per class: trials, their share, completion time median / mean / max, and the class's part of the overall mean.
+The machine's load average is recorded at the start and end. Needs root (namespaces); refused in one line.
+
+Run: python bench/loss_tails.py [--rate-mbit 1000] [--loss 0.01] [--size 65536] [--trials 300]
+     [--new-connections] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without install
+
+from net_fidelity import dial, listener, star
+
+from hw.netns import Fabric, NetnsUnavailable, unavailable
+from sim.loading import in_range, out_json
+
+# the counters read (nstat names); a trial's class comes from their differences
+COUNTERS = ("TcpRetransSegs", "TcpExtTCPTimeouts", "TcpExtTCPLossProbes", "TcpExtTCPSackRecovery")
+CLASSES = ("set-up", "rto", "probe", "sack", "clean")
+
+
+def counters(ns: str) -> dict[str, int]:
+    """The namespace's TCP counters now (``nstat -az``: absolute values, every counter even at zero)."""
+    out = subprocess.run(["ip", "netns", "exec", ns, "nstat", "-az", *COUNTERS], capture_output=True, text=True,
+                         check=True).stdout  # fmt: skip
+    found = {p[0]: int(p[1]) for p in (line.split() for line in out.splitlines()) if len(p) >= 2 and p[0] in COUNTERS}
+    return {name: found.get(name, 0) for name in COUNTERS}
+
+
+def grew(before: list[dict[str, int]], after: list[dict[str, int]]) -> dict[str, int]:
+    """How much each counter grew, summed over the namespaces."""
+    return {name: sum(a[name] - b[name] for a, b in zip(before, after, strict=True)) for name in COUNTERS}
+
+
+def classify(setup: dict[str, int], flow: dict[str, int]) -> str:
+    """A trial's class (module docstring) from its counters' growth while opening and while the message went."""
+    if setup["TcpExtTCPTimeouts"]:
+        return "set-up"
+    if flow["TcpExtTCPTimeouts"]:
+        return "rto"
+    if flow["TcpExtTCPLossProbes"]:
+        return "probe"
+    if flow["TcpRetransSegs"]:
+        return "sack"
+    return "clean"
+
+
+def connect(fabric: Fabric, port: int) -> tuple[socket.socket, socket.socket]:
+    """A new TCP connection from ``s`` to ``r0``: (sender's socket, receiver's socket)."""
+    ls = listener(fabric, "r0", port)
+    snd = dial(fabric, "s", "r0", port)
+    rcv, _ = ls.accept()
+    ls.close()
+    return snd, rcv
+
+
+def send_timed(snd: socket.socket, rcv: socket.socket, size: int) -> float:
+    """One message of ``size`` bytes; seconds until the receiver has every byte. The receiver then answers one
+    byte, which the sender waits for: the next message starts on an idle connection."""
+    done = [0.0]
+
+    def receive() -> None:
+        buf, got = bytearray(1 << 20), 0
+        while got < size:
+            n = rcv.recv_into(buf)
+            if not n:
+                break
+            got += n
+        done[0] = time.monotonic()
+
+    reader = threading.Thread(target=receive)
+    reader.start()
+    t0 = time.monotonic()
+    snd.sendall(b"\0" * size)
+    reader.join(600)
+    rcv.sendall(b"k")
+    snd.recv(1)
+    return done[0] - t0
+
+
+def measure(fabric: Fabric, size: int, trials: int, new_connections: bool) -> list[tuple[float, str]]:
+    """``trials`` messages, each (completion time s, class): on one kept connection, or each on a new one."""
+    spaces = [fabric.namespace("s"), fabric.namespace("r0")]
+    ports = itertools.count(41001)
+    kept = None if new_connections else connect(fabric, next(ports))
+    results = []
+    try:
+        for _ in range(trials):
+            c0 = [counters(ns) for ns in spaces]
+            pair = kept or connect(fabric, next(ports))
+            c1 = [counters(ns) for ns in spaces]
+            try:
+                t = send_timed(*pair, size)
+            finally:
+                if kept is None:
+                    for sock in pair:
+                        sock.close()
+            c2 = [counters(ns) for ns in spaces]
+            results.append((t, classify(grew(c0, c1), grew(c1, c2))))
+    finally:
+        for sock in kept or ():
+            sock.close()
+    return results
+
+
+def summarize(results: list[tuple[float, str]]) -> dict[str, Any]:
+    """Per class: trials, share, median / mean / max ms and its part of the overall mean (ms)."""
+    times = [t for t, _ in results]
+    out: dict[str, Any] = {"trials": len(results), "median_ms": statistics.median(times) * 1e3,
+                           "mean_ms": statistics.fmean(times) * 1e3, "classes": {}}  # fmt: skip
+    for name in CLASSES:
+        mine = [t for t, c in results if c == name]
+        if mine:
+            out["classes"][name] = {
+                "trials": len(mine), "share": len(mine) / len(results), "median_ms": statistics.median(mine) * 1e3,
+                "mean_ms": statistics.fmean(mine) * 1e3, "max_ms": max(mine) * 1e3,
+                "part_of_mean_ms": sum(mine) / len(results) * 1e3,
+            }  # fmt: skip
+    return out
+
+
+def report(args: argparse.Namespace, summary: dict[str, Any]) -> str:
+    how = "each on a new connection" if args.new_connections else "one kept connection"
+    head = f"{summary['trials']} messages of {args.size:,} B at {args.rate_mbit:g} Mbit/s, loss {args.loss:g}, {how}"
+    lines = [f"{head}: median {summary['median_ms']:.2f} ms, mean {summary['mean_ms']:.2f} ms",
+             "class     flows   share  median ms   mean ms    max ms   of mean"]  # fmt: skip
+    for name, c in summary["classes"].items():
+        lines.append(f"{name:8} {c['trials']:6d} {c['share']:7.1%} {c['median_ms']:10.2f} {c['mean_ms']:9.2f} "
+                     f"{c['max_ms']:9.2f} {c['part_of_mean_ms']:9.3f}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rate-mbit", type=in_range(0.1, 40_000, float), default=1000.0, help="every link's rate")
+    ap.add_argument("--loss", type=in_range(0, 0.49, float), default=0.01,
+                    help="each frame's loss probability, per link direction")  # fmt: skip
+    ap.add_argument("--size", type=in_range(1, 1 << 30), default=65536, help="each message's bytes")
+    ap.add_argument("--trials", type=in_range(1, 100_000), default=300, help="messages")
+    ap.add_argument(
+        "--new-connections",
+        action="store_true",
+        help="each message on a connection of its own, opened just before (as bench/net_fidelity.py's "
+        "flows are); default: every message on one kept connection (as the twin's nodes keep theirs)",
+    )
+    ap.add_argument("--json", type=out_json, help="write the summary here (checked before anything is measured)")
+    args = ap.parse_args()
+    if (why := unavailable()) is not None:
+        print(f"loss_tails: {why}", file=sys.stderr)
+        return 2
+    load_start = os.getloadavg()[0]
+    try:
+        with Fabric(star(args.rate_mbit * 1e6, loss=args.loss)) as fabric:
+            results = measure(fabric, args.size, args.trials, args.new_connections)
+    except NetnsUnavailable as exc:  # e.g. a kernel without nf_tables' netdev family, for the loss
+        print(f"loss_tails: {exc}", file=sys.stderr)
+        return 2
+    summary = summarize(results)
+    summary.update({"rate_bps": args.rate_mbit * 1e6, "loss": args.loss, "size_bytes": args.size,
+                    "new_connections": args.new_connections, "load_start": load_start,
+                    "load_end": os.getloadavg()[0]})  # fmt: skip
+    print(report(args, summary))
+    print(f"load average {load_start:.2f} -> {summary['load_end']:.2f}")
+    if args.json is not None:
+        args.json.write_text(json.dumps(summary, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

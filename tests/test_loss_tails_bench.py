@@ -1,0 +1,67 @@
+"""bench/loss_tails.py: each lossy message sorted by what the kernel's TCP counters say happened to it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hw import netns
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import loss_tails  # noqa: E402
+
+QUIET = dict.fromkeys(loss_tails.COUNTERS, 0)
+
+
+def grown(**by: int) -> dict[str, int]:
+    return {**QUIET, **{name: by.get(name.removeprefix("TcpExt"), 0) for name in loss_tails.COUNTERS}}
+
+
+@pytest.mark.parametrize(
+    ("setup", "flow", "expected"),
+    [(grown(TCPTimeouts=1, TcpRetransSegs=1), grown(TCPTimeouts=1, TCPLossProbes=1), "set-up"),
+     (QUIET, grown(TCPTimeouts=1, TCPLossProbes=2, TcpRetransSegs=13, TCPSackRecovery=1), "rto"),
+     (QUIET, grown(TCPLossProbes=1, TcpRetransSegs=11, TCPSackRecovery=1), "probe"),
+     (grown(TCPLossProbes=1, TcpRetransSegs=1), grown(TcpRetransSegs=15, TCPSackRecovery=1), "sack"),
+     (grown(TcpRetransSegs=2), QUIET, "clean")],
+)  # fmt: skip
+def test_a_message_takes_the_first_class_its_counters_fit(setup, flow, expected):
+    """The counters of real trials (2026-12-02, a gigabit at 1 % loss): a timeout while opening wins over what the
+    message met; a timeout over a loss probe; a probe over SACK recovery; a probe or a resend while opening alone
+    leaves the message clean."""
+    assert loss_tails.classify(setup, flow) == expected
+
+
+def test_the_summary_splits_the_mean_by_class():
+    results = [(0.0004, "clean")] * 6 + [(0.006, "probe")] * 3 + [(0.2, "rto")]
+    out = loss_tails.summarize(results)
+    assert out["trials"] == 10 and out["median_ms"] == pytest.approx(0.4)
+    parts = sum(c["part_of_mean_ms"] for c in out["classes"].values())
+    assert parts == pytest.approx(out["mean_ms"]) and list(out["classes"]) == ["rto", "probe", "clean"]
+    assert out["classes"]["rto"]["share"] == 0.1 and out["classes"]["probe"]["max_ms"] == pytest.approx(6.0)
+
+
+@pytest.mark.skipif(netns.unavailable() is not None, reason=str(netns.unavailable()))
+@pytest.mark.parametrize("new_connections", [False, True])
+def test_lossy_messages_through_the_fabric_are_counted_and_sorted(tmp_path, new_connections):
+    """A real fabric at 5 % loss: every message lands in one class, some met losses (a lossless fabric would
+    leave them all clean), and the JSON holds the run's settings and load."""
+    out = tmp_path / "tails.json"
+    args = ["--rate-mbit", "100", "--loss", "0.05", "--size", "20000", "--trials", "10", "--json", str(out)]
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "loss_tails.py"), *args,
+                          *(["--new-connections"] if new_connections else [])],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    data = json.loads(out.read_text())
+    classes = data["classes"]
+    assert sum(c["trials"] for c in classes.values()) == 10 and set(classes) <= set(loss_tails.CLASSES)
+    assert set(classes) - {"clean"}, classes
+    assert data["new_connections"] is new_connections and data["loss"] == 0.05 and "load_end" in data
+    assert "messages of 20,000 B at 100 Mbit/s, loss 0.05" in run.stdout
+    assert not netns.ours(), "the fabric was left behind"
