@@ -20,10 +20,13 @@ message is put in the first class that fits:
 - ``clean``: no retransmission during the message.
 
 Per class: trials, their share, completion time median / mean / max, and the class's part of the overall mean.
-The machine's load average is recorded at the start and end. Needs root (namespaces); refused in one line.
+Then the same message in the simulator (``--sim-runs`` seeds, the fabric's hop latency and bucket and the sending
+kernel's rate, as bench/net_fidelity.py simulates its cells) and the error of its mean. The JSON keeps every
+message's time and class. The machine's load average is recorded at the start and end. Needs root
+(namespaces); refused in one line. A high loss takes long: TCP backs its timer off (20 % loss: minutes).
 
 Run: python bench/loss_tails.py [--rate-mbit 1000] [--loss 0.01] [--size 65536] [--trials 300]
-     [--new-connections] [--json FILE]
+     [--new-connections] [--sim-runs 400] [--json FILE]
 """
 
 from __future__ import annotations
@@ -44,14 +47,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without install
 
-from net_fidelity import dial, listener, star
+from net_fidelity import dial, listener, simulate, star
 
-from hw.netns import Fabric, NetnsUnavailable, unavailable
+from hw.netns import Fabric, NetnsUnavailable, kernel_rate_bps, probe, unavailable
 from sim.loading import in_range, out_json
+from sim.scenario import Transport
 
 # the counters read (nstat names); a trial's class comes from their differences
 COUNTERS = ("TcpRetransSegs", "TcpExtTCPTimeouts", "TcpExtTCPLossProbes", "TcpExtTCPSackRecovery")
 CLASSES = ("set-up", "rto", "probe", "sack", "clean")
+SIM_RUNS = 400  # the same message simulated (--sim-runs), each run its own seed (the model's losses are random)
 
 
 def counters(ns: str) -> dict[str, int]:
@@ -142,7 +147,9 @@ def summarize(results: list[tuple[float, str]]) -> dict[str, Any]:
     """Per class: trials, share, median / mean / max ms and its part of the overall mean (ms)."""
     times = [t for t, _ in results]
     out: dict[str, Any] = {"trials": len(results), "median_ms": statistics.median(times) * 1e3,
-                           "mean_ms": statistics.fmean(times) * 1e3, "classes": {}}  # fmt: skip
+                           "mean_ms": statistics.fmean(times) * 1e3,
+                           "p95_ms": sorted(times)[min(len(times) - 1, int(0.95 * len(times)))] * 1e3, "classes": {},
+                           "messages": [[round(t * 1e3, 4), c] for t, c in results]}  # fmt: skip
     for name in CLASSES:
         mine = [t for t, c in results if c == name]
         if mine:
@@ -154,10 +161,26 @@ def summarize(results: list[tuple[float, str]]) -> dict[str, Any]:
     return out
 
 
+def modelled(rate_bps: float, loss: float, size: int, runs: int) -> dict[str, Any]:
+    """The same message in the simulator (``sim.network``, the default ``Transport``), as bench/net_fidelity.py
+    simulates its cells: the fabric's measured hop latency and bucket, and the sending kernel's rate
+    (``hw.netns.kernel_rate_bps``); ``runs`` seeds. Median, mean and p95 ms. The fabric is probed without its
+    loss (a lost ping backs TCP's timer off past the probe's timeout; latency and bucket do not depend on it)."""
+    with Fabric(star(rate_bps)) as fabric:
+        fab = probe(fabric, "s", "r0")
+    transport = Transport().model_copy(update={"host_rate_bps": kernel_rate_bps()})
+    graph = star(rate_bps, fab.latency_s, loss, fab.burst_bytes)
+    times = sorted(t for seed in range(runs) for t in simulate(graph, transport, "fan-out", 1, size, seed))
+    return {"runs": runs, "median_ms": statistics.median(times) * 1e3, "mean_ms": statistics.fmean(times) * 1e3,
+            "p95_ms": times[min(len(times) - 1, int(0.95 * len(times)))] * 1e3, "latency_s": fab.latency_s,
+            "burst_bytes": fab.burst_bytes, "host_rate_bps": transport.host_rate_bps}  # fmt: skip
+
+
 def report(args: argparse.Namespace, summary: dict[str, Any]) -> str:
     how = "each on a new connection" if args.new_connections else "one kept connection"
     head = f"{summary['trials']} messages of {args.size:,} B at {args.rate_mbit:g} Mbit/s, loss {args.loss:g}, {how}"
-    lines = [f"{head}: median {summary['median_ms']:.2f} ms, mean {summary['mean_ms']:.2f} ms",
+    lines = [f"{head}: median {summary['median_ms']:.2f} ms, mean {summary['mean_ms']:.2f} ms, "
+             f"p95 {summary['p95_ms']:.2f} ms",
              "class     flows   share  median ms   mean ms    max ms   of mean"]  # fmt: skip
     for name, c in summary["classes"].items():
         lines.append(f"{name:8} {c['trials']:6d} {c['share']:7.1%} {c['median_ms']:10.2f} {c['mean_ms']:9.2f} "
@@ -172,6 +195,7 @@ def main() -> int:
                     help="each frame's loss probability, per link direction")  # fmt: skip
     ap.add_argument("--size", type=in_range(1, 1 << 30), default=65536, help="each message's bytes")
     ap.add_argument("--trials", type=in_range(1, 100_000), default=300, help="messages")
+    ap.add_argument("--sim-runs", type=in_range(1, 100_000), default=SIM_RUNS, help="the message simulated, seeds")
     ap.add_argument(
         "--new-connections",
         action="store_true",
@@ -185,16 +209,23 @@ def main() -> int:
         return 2
     load_start = os.getloadavg()[0]
     try:
+        model = modelled(args.rate_mbit * 1e6, args.loss, args.size, args.sim_runs)
         with Fabric(star(args.rate_mbit * 1e6, loss=args.loss)) as fabric:
             results = measure(fabric, args.size, args.trials, args.new_connections)
     except NetnsUnavailable as exc:  # e.g. a kernel without nf_tables' netdev family, for the loss
         print(f"loss_tails: {exc}", file=sys.stderr)
         return 2
     summary = summarize(results)
+    summary["model"] = model
     summary.update({"rate_bps": args.rate_mbit * 1e6, "loss": args.loss, "size_bytes": args.size,
                     "new_connections": args.new_connections, "load_start": load_start,
                     "load_end": os.getloadavg()[0]})  # fmt: skip
     print(report(args, summary))
+    error = (model["mean_ms"] - summary["mean_ms"]) / summary["mean_ms"] * 100
+    print(
+        f"the model, {args.sim_runs} runs: median {model['median_ms']:.2f} ms, mean {model['mean_ms']:.2f} ms, p95 "
+        f"{model['p95_ms']:.2f} ms; error of the mean {error:+.1f} % (sim/network.py has no retransmission timeout)"
+    )
     print(f"load average {load_start:.2f} -> {summary['load_end']:.2f}")
     if args.json is not None:
         args.json.write_text(json.dumps(summary, indent=1) + "\n")

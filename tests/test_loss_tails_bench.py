@@ -53,7 +53,20 @@ def test_lossy_messages_through_the_fabric_are_counted_and_sorted(tmp_path, new_
     """A real fabric at 5 % loss: every message lands in one class, some met losses (a lossless fabric would
     leave them all clean), and the JSON holds the run's settings and load."""
     out = tmp_path / "tails.json"
-    args = ["--rate-mbit", "100", "--loss", "0.05", "--size", "20000", "--trials", "10", "--json", str(out)]
+    args = [
+        "--rate-mbit",
+        "100",
+        "--loss",
+        "0.05",
+        "--size",
+        "20000",
+        "--trials",
+        "10",
+        "--sim-runs",
+        "5",
+        "--json",
+        str(out),
+    ]
     run = subprocess.run([sys.executable, str(ROOT / "bench" / "loss_tails.py"), *args,
                           *(["--new-connections"] if new_connections else [])],
                          capture_output=True, text=True, timeout=600, cwd=ROOT)  # fmt: skip
@@ -63,5 +76,8 @@ def test_lossy_messages_through_the_fabric_are_counted_and_sorted(tmp_path, new_
     assert sum(c["trials"] for c in classes.values()) == 10 and set(classes) <= set(loss_tails.CLASSES)
     assert set(classes) - {"clean"}, classes
     assert data["new_connections"] is new_connections and data["loss"] == 0.05 and "load_end" in data
-    assert "messages of 20,000 B at 100 Mbit/s, loss 0.05" in run.stdout
+    assert "messages of 20,000 B at 100 Mbit/s, loss 0.05" in run.stdout and len(data["messages"]) == 10
+    model = data["model"]  # 20,000 B at 100 Mbit/s: ~1.6 ms of serialisation (the bucket lets the first bytes go at once)
+    assert model["runs"] == 5 and 1.0 <= model["median_ms"] <= model["p95_ms"] and model["host_rate_bps"] > 0
+    assert "the model, 5 runs: median" in run.stdout
     assert not netns.ours(), "the fabric was left behind"
