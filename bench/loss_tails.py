@@ -56,6 +56,7 @@ from sim.scenario import Transport
 # the counters read (nstat names); a trial's class comes from their differences
 COUNTERS = ("TcpRetransSegs", "TcpExtTCPTimeouts", "TcpExtTCPLossProbes", "TcpExtTCPSackRecovery")
 CLASSES = ("set-up", "rto", "probe", "sack", "clean")
+SLOW_S = 0.15  # a message over this waited a timer (TCP's minimum timeout is 0.2 s here)
 SIM_RUNS = 400  # the same message simulated (--sim-runs), each run its own seed (the model's losses are random)
 
 
@@ -164,16 +165,68 @@ def summarize(results: list[tuple[float, str]]) -> dict[str, Any]:
 def modelled(rate_bps: float, loss: float, size: int, runs: int) -> dict[str, Any]:
     """The same message in the simulator (``sim.network``, the default ``Transport``), as bench/net_fidelity.py
     simulates its cells: the fabric's measured hop latency and bucket, and the sending kernel's rate
-    (``hw.netns.kernel_rate_bps``); ``runs`` seeds. Median, mean and p95 ms. The fabric is probed without its
-    loss (a lost ping backs TCP's timer off past the probe's timeout; latency and bucket do not depend on it)."""
+    (``hw.netns.kernel_rate_bps``); ``runs`` seeds. The fabric is probed without its loss (a lost ping backs TCP's
+    timer off past the probe's timeout; latency and bucket do not depend on it)."""
     with Fabric(star(rate_bps)) as fabric:
         fab = probe(fabric, "s", "r0")
     transport = Transport().model_copy(update={"host_rate_bps": kernel_rate_bps()})
-    graph = star(rate_bps, fab.latency_s, loss, fab.burst_bytes)
+    return simulated(transport, rate_bps, fab.latency_s, fab.burst_bytes, loss, size, runs)
+
+
+def simulated(transport: Transport, rate_bps: float, latency_s: float, burst_bytes: int, loss: float, size: int,
+              runs: int) -> dict[str, Any]:  # fmt: skip
+    """``runs`` seeds of one message from ``s`` to ``r0`` on the star: median, mean and p95 ms and the share over
+    ``SLOW_S``, with what they were simulated on (for ``--rescore``)."""
+    graph = star(rate_bps, latency_s, loss, burst_bytes)
     times = sorted(t for seed in range(runs) for t in simulate(graph, transport, "fan-out", 1, size, seed))
     return {"runs": runs, "median_ms": statistics.median(times) * 1e3, "mean_ms": statistics.fmean(times) * 1e3,
-            "p95_ms": times[min(len(times) - 1, int(0.95 * len(times)))] * 1e3, "latency_s": fab.latency_s,
-            "burst_bytes": fab.burst_bytes, "host_rate_bps": transport.host_rate_bps}  # fmt: skip
+            "p95_ms": times[min(len(times) - 1, int(0.95 * len(times)))] * 1e3,
+            "slow_share": sum(t > SLOW_S for t in times) / len(times), "latency_s": latency_s,
+            "burst_bytes": burst_bytes, "host_rate_bps": transport.host_rate_bps,
+            "transport": transport.model_dump()}  # fmt: skip
+
+
+def rescore(path: Path, fields: list[str], runs: int) -> int:
+    """``--rescore``: a JSON of this bench's, its messages against the model as the code has it now (with
+    ``--transport``), on the fabric it recorded."""
+    from pydantic import ValidationError
+
+    if bad := [kv for kv in fields if "=" not in kv]:
+        print(f"loss_tails: --transport {bad[0]}: expected FIELD=VALUE (a field of sim.scenario.Transport)",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    try:
+        doc = json.loads(path.read_text())
+        m = doc["model"]
+        given = dict(kv.split("=", 1) for kv in fields)
+        transport = Transport(**{**m.get("transport", {"host_rate_bps": m["host_rate_bps"]}), **given})
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        where = ".".join(map(str, e["loc"]))
+        print(f"loss_tails: --transport {where}: {e['msg']} (got {e.get('input')!r})", file=sys.stderr)
+        return 2
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"loss_tails: --rescore {path}: not a JSON this bench wrote ({str(exc).splitlines()[0]})",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    try:
+        model = simulated(transport, doc["rate_bps"], m["latency_s"], m["burst_bytes"], doc["loss"],
+                          doc["size_bytes"], runs)  # fmt: skip
+        slow = sum(t > SLOW_S * 1e3 for t, _ in doc["messages"]) / len(doc["messages"])
+    except (ValueError, KeyError, TypeError, ZeroDivisionError) as exc:
+        print(f"loss_tails: --rescore {path}: not a JSON this bench wrote ({type(exc).__name__}: "
+              f"{str(exc).splitlines()[0] if str(exc) else 'no messages'})", file=sys.stderr)  # fmt: skip
+        return 2
+    print(comparison(doc, model, slow))
+    return 0
+
+
+def comparison(summary: dict[str, Any], model: dict[str, Any], slow_share: float) -> str:
+    """The model's line: its median, mean and p95, the error of its mean, and how many waited a timer."""
+    error = (model["mean_ms"] - summary["mean_ms"]) / summary["mean_ms"] * 100
+    return (f"the model, {model['runs']} runs: median {model['median_ms']:.2f} ms, mean {model['mean_ms']:.2f} ms, "
+            f"p95 {model['p95_ms']:.2f} ms; error of the mean {error:+.1f} %; over {SLOW_S * 1e3:.0f} ms: "
+            f"{model['slow_share']:.2%} simulated, {slow_share:.2%} measured")  # fmt: skip
 
 
 def report(args: argparse.Namespace, summary: dict[str, Any]) -> str:
@@ -203,7 +256,19 @@ def main() -> int:
         "flows are); default: every message on one kept connection (as the twin's nodes keep theirs)",
     )
     ap.add_argument("--json", type=out_json, help="write the summary here (checked before anything is measured)")
+    ap.add_argument("--rescore", type=Path, metavar="JSON",
+                    help="no measuring: a JSON this bench wrote, its messages against the model as the code has it "
+                         "now (with --transport), on the fabric it recorded; no root needed")  # fmt: skip
+    ap.add_argument(
+        "--transport",
+        nargs="+",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="with --rescore: the simulated transport's fields (sim.scenario.Transport), e.g. rto_min_s=0",
+    )
     args = ap.parse_args()
+    if args.rescore is not None:
+        return rescore(args.rescore, args.transport, args.sim_runs)
     if (why := unavailable()) is not None:
         print(f"loss_tails: {why}", file=sys.stderr)
         return 2
@@ -221,11 +286,7 @@ def main() -> int:
                     "new_connections": args.new_connections, "load_start": load_start,
                     "load_end": os.getloadavg()[0]})  # fmt: skip
     print(report(args, summary))
-    error = (model["mean_ms"] - summary["mean_ms"]) / summary["mean_ms"] * 100
-    print(
-        f"the model, {args.sim_runs} runs: median {model['median_ms']:.2f} ms, mean {model['mean_ms']:.2f} ms, p95 "
-        f"{model['p95_ms']:.2f} ms; error of the mean {error:+.1f} % (sim/network.py has no retransmission timeout)"
-    )
+    print(comparison(summary, model, sum(t > SLOW_S for t, _ in results) / len(results)))
     print(f"load average {load_start:.2f} -> {summary['load_end']:.2f}")
     if args.json is not None:
         args.json.write_text(json.dumps(summary, indent=1) + "\n")

@@ -14,8 +14,10 @@ propagates for ``latency_s`` plus an exponential jitter of mean ``jitter_s`` (wi
 Loss: a TCP message (``transfer_tcp``) loses each packet on each hop with probability ``loss``. The lost
 packets (and lost resends) are sent again right behind their segment, which holds the link for them; its last
 packet arrives a round trip on that link later. That is a selective (SACK) fast retransmit, where the packets
-keep flowing. Measured against real TCP at 1 % loss (bench/net_fidelity.py --loss): close at 100 Mbit/s; too
-optimistic at 1 Gbit/s, where the kernel's retransmission timeouts dominate. A transmission in its own
+keep flowing. A message's last packet lost has no later packet to reveal it: it is resent after
+``Transport.rto_min_s`` (TCP's loss probe with one packet out waits the minimum retransmission timeout),
+doubled for each lost resend (bench/loss_tails.py: 1-3 % of messages at 1 % loss, 40-70 % of their mean). A
+transmission in its own
 framing (a device's frame or handshake) is lost whole with probability ``loss``, and sent again after
 2 * latency_s + its serialisation delay.
 So an N-byte message over one idle, lossless, jitter-free link takes exactly N*8/bandwidth + latency.
@@ -290,25 +292,33 @@ class Network:
     ) -> Generator[Any, Any, float]:  # fmt: skip
         """A message's segments through ``_carry``, each in a process of its own (one segment: in this one)."""
         if len(sizes) == 1:  # no process, no condition
-            return (yield from self._carry(links, sizes[0], phase, None, packet_bytes, rng))
+            return (yield from self._carry(links, sizes[0], phase, None, packet_bytes, rng, tail=True))
         # per hop: its segments' last service end there, and when it was due; then ``Arriving.own``
         flow = [0.0] * (2 * len(links)) + [-math.inf]
         procs: list[simpy.Process] = []
         for k, size in enumerate(sizes):
             if k >= window:
                 yield procs[k - window]  # the oldest in flight arrived: send the next (an ACK-clocked window)
-            procs.append(self.env.process(self._carry(links, size, phase, flow, packet_bytes, rng)))
+            tail = k == len(sizes) - 1
+            procs.append(self.env.process(self._carry(links, size, phase, flow, packet_bytes, rng, tail)))
         yield self.env.all_of(procs)
         return math.fsum(float(p.value or 0.0) for p in procs)
 
-    def _lost_packets(self, link: LinkServer, nbytes: int, packet_bytes: int, rng: np.random.Generator | None) -> int:
+    def _lost_packets(self, link: LinkServer, nbytes: int, packet_bytes: int, rng: np.random.Generator | None,
+                      tail: bool = False) -> tuple[int, float]:  # fmt: skip
         """Packets of a TCP transmission of ``nbytes`` that ``link`` loses, resends included: each packet
-        independently with the link's probability, and each resent one again."""
+        independently with the link's probability, and each resent one again; and how long a lost last packet of
+        its message (``tail``) waits to be resent (``Transport.rto_min_s``, doubled for each lost resend)."""
         draw, lost, left = rng or self.rng(link), 0, -(-nbytes // packet_bytes)
+        waited_s, rto_s = 0.0, self.transport.rto_min_s if tail else 0.0
+        if rto_s:  # the last packet apart: nothing after it reveals its loss
+            left -= 1
+            while draw.random() < link.loss:
+                lost, waited_s, rto_s = lost + 1, waited_s + rto_s, 2 * rto_s
         while left:
             left = int(draw.binomial(left, link.loss))
             lost += left
-        return lost
+        return lost, waited_s
 
     def transfer_tcp(self, src: str, dst: str, payload_bytes: int, phase: str = "") -> Generator[Any, Any, float]:
         """Carry a message as TCP sends it (``Transport``): headers on every packet, packets forwarded as they
@@ -555,10 +565,11 @@ class Network:
 
     def _carry(
         self, links: list[LinkServer], size: int, phase: str, flow: list[float] | None, packet_bytes: int | None,
-        rng: np.random.Generator | None = None,
+        rng: np.random.Generator | None = None, tail: bool = False,
     ) -> Generator[Any, Any, float]:  # fmt: skip
         """One segment along its route; returns its waits behind other messages. ``flow`` (a message of several
-        segments) holds, per hop, where its own earlier segments end: served then, and due on an idle link."""
+        segments) holds, per hop, where its own earlier segments end: served then, and due on an idle link.
+        ``tail``: the message's last segment (its last packet lost waits a timeout: ``_lost_packets``)."""
         env, wait, shaped = self.env, 0.0, self.shaped
         arrived_s = -math.inf  # cut-through: when its last packet reaches the hop it is at
         packet_bytes = packet_bytes or 0
@@ -566,9 +577,9 @@ class Network:
         for i, link in enumerate(links):
             service = size * 8 / link.bandwidth_bps
             packet_s = packet_bytes * 8 / link.bandwidth_bps  # 0 when stored and forwarded whole
-            resent = 0  # TCP on a lossy link: bytes of its lost packets, sent again right behind it (SACK)
-            if packet_bytes and link.loss:
-                lost = self._lost_packets(link, size, packet_bytes, rng)
+            resent, timed_out_s = 0, 0.0  # TCP on a lossy link: bytes of its lost packets, sent again right behind
+            if packet_bytes and link.loss:  # it (SACK), and a lost last packet's wait for its timer
+                lost, timed_out_s = self._lost_packets(link, size, packet_bytes, rng, tail)
                 link.retransmissions += lost
                 resent = lost * packet_bytes
             resent_s = resent * 8 / link.bandwidth_bps
@@ -606,6 +617,7 @@ class Network:
             # draws made at the end of service (one event a hop instead of two)
             delay = link.latency_s + ((rng or self.rng(link)).exponential(link.jitter_s) if link.jitter_s else 0.0)
             noticed_s = 2 * link.latency_s if resent_s else 0.0  # losses are noticed a round trip after they happen
+            noticed_s += timed_out_s  # (not holding the link: others' segments go meanwhile)
             # fan-in: on its last link, served packet by packet with the other links' segments (after the loop)
             merge = self._fan_in(
                 links, i, asked, arrived_s, start, service + resent_s, link.free_s, base, packet_bytes, flow, resent_s

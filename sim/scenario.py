@@ -360,6 +360,12 @@ class Transport(_Strict):
     # (bench/net_fidelity.py measures it); 0: no limit (the model before it was measured). It counts as the route's
     # slowest element where it is (``share_spread``, the window); time queued there counts as network queue wait.
     host_rate_bps: float = Field(default=0.0, ge=0, le=MAX_BANDWIDTH_BPS)
+    # on a lossy link, a message whose last packet is lost has no later packet to reveal the loss: the sender
+    # resends it when its loss probe fires, which with that one packet out waits the minimum retransmission
+    # timeout as well (Linux's tcp_schedule_loss_probe adds TCP_RTO_MIN, 200 ms) -- doubled for each time the
+    # resend is lost again. Measured (bench/loss_tails.py, 1 % loss per link): 1-3 % of messages wait ~200 ms and
+    # make 40-70 % of the mean; 0: no such wait (the model before it was measured)
+    rto_min_s: float = Field(default=0.2, ge=0, le=60)
 
     @field_validator("host_rate_bps")
     @classmethod

@@ -77,7 +77,33 @@ def test_lossy_messages_through_the_fabric_are_counted_and_sorted(tmp_path, new_
     assert set(classes) - {"clean"}, classes
     assert data["new_connections"] is new_connections and data["loss"] == 0.05 and "load_end" in data
     assert "messages of 20,000 B at 100 Mbit/s, loss 0.05" in run.stdout and len(data["messages"]) == 10
-    model = data["model"]  # 20,000 B at 100 Mbit/s: ~1.6 ms of serialisation (the bucket lets the first bytes go at once)
+    model = data[
+        "model"
+    ]  # 20,000 B at 100 Mbit/s: ~1.6 ms of serialisation (the bucket lets the first bytes go at once)
     assert model["runs"] == 5 and 1.0 <= model["median_ms"] <= model["p95_ms"] and model["host_rate_bps"] > 0
     assert "the model, 5 runs: median" in run.stdout
     assert not netns.ours(), "the fabric was left behind"
+
+
+def test_rescore_scores_a_kept_run_against_the_model_now_and_refuses_a_bad_field_in_one_line(tmp_path):
+    """--rescore needs no root: the recorded messages against the model with and without the lost last packet's
+    timeout (a message at 20 % loss waits it often: the two means must differ), and a bad field is one line."""
+    doc = {"rate_bps": 1e8, "loss": 0.2, "size_bytes": 14_480, "mean_ms": 2.0,
+           "messages": [[1.2, "sack"], [200.5, "rto"]],
+           "model": {"latency_s": 1e-5, "burst_bytes": 3028, "host_rate_bps": 0.0}}  # fmt: skip
+    path = tmp_path / "tails.json"
+    path.write_text(json.dumps(doc))
+    script = [sys.executable, str(ROOT / "bench" / "loss_tails.py"), "--rescore", str(path), "--sim-runs", "60"]
+    means = []
+    for extra in ([], ["--transport", "rto_min_s=0"]):
+        run = subprocess.run([*script, *extra], capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert run.returncode == 0, run.stderr
+        assert "over 150 ms:" in run.stdout and "50.00% measured" in run.stdout
+        means.append(float(run.stdout.split("mean ")[1].split(" ms")[0]))
+    assert means[0] > means[1] + 5, means  # the timeouts (0.2 s each) weigh on the mean
+    bad = subprocess.run([*script, "--transport", "rto_min_s=-1"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert "--transport rto_min_s: Input should be greater than or equal to 0 (got '-1')" in bad.stderr, bad.stderr
+    path.write_text("{}")
+    empty = subprocess.run(script, capture_output=True, text=True, timeout=120)
+    assert empty.returncode == 2 and "not a JSON this bench wrote" in empty.stderr and "Traceback" not in empty.stderr
