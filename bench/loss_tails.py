@@ -47,7 +47,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without install
 
-from net_fidelity import dial, listener, simulate, star
+from net_fidelity import connect, simulate, star, transport_of
 
 from hw.netns import Fabric, NetnsUnavailable, kernel_rate_bps, probe, unavailable
 from sim.loading import in_range, out_json
@@ -86,15 +86,6 @@ def classify(setup: dict[str, int], flow: dict[str, int]) -> str:
     return "clean"
 
 
-def connect(fabric: Fabric, port: int) -> tuple[socket.socket, socket.socket]:
-    """A new TCP connection from ``s`` to ``r0``: (sender's socket, receiver's socket)."""
-    ls = listener(fabric, "r0", port)
-    snd = dial(fabric, "s", "r0", port)
-    rcv, _ = ls.accept()
-    ls.close()
-    return snd, rcv
-
-
 def send_timed(snd: socket.socket, rcv: socket.socket, size: int) -> float:
     """One message of ``size`` bytes; seconds until the receiver has every byte. The receiver then answers one
     byte, which the sender waits for: the next message starts on an idle connection."""
@@ -123,12 +114,12 @@ def measure(fabric: Fabric, size: int, trials: int, new_connections: bool) -> li
     """``trials`` messages, each (completion time s, class): on one kept connection, or each on a new one."""
     spaces = [fabric.namespace("s"), fabric.namespace("r0")]
     ports = itertools.count(41001)
-    kept = None if new_connections else connect(fabric, next(ports))
+    kept = None if new_connections else connect(fabric, "s", "r0", next(ports))
     results = []
     try:
         for _ in range(trials):
             c0 = [counters(ns) for ns in spaces]
-            pair = kept or connect(fabric, next(ports))
+            pair = kept or connect(fabric, "s", "r0", next(ports))
             c1 = [counters(ns) for ns in spaces]
             try:
                 t = send_timed(*pair, size)
@@ -189,25 +180,15 @@ def simulated(transport: Transport, rate_bps: float, latency_s: float, burst_byt
 def rescore(path: Path, fields: list[str], runs: int) -> int:
     """``--rescore``: a JSON of this bench's, its messages against the model as the code has it now (with
     ``--transport``), on the fabric it recorded."""
-    from pydantic import ValidationError
-
-    if bad := [kv for kv in fields if "=" not in kv]:
-        print(f"loss_tails: --transport {bad[0]}: expected FIELD=VALUE (a field of sim.scenario.Transport)",
-              file=sys.stderr)  # fmt: skip
-        return 2
     try:
         doc = json.loads(path.read_text())
         m = doc["model"]
-        given = dict(kv.split("=", 1) for kv in fields)
-        transport = Transport(**{**m.get("transport", {"host_rate_bps": m["host_rate_bps"]}), **given})
-    except ValidationError as exc:
-        e = exc.errors()[0]
-        where = ".".join(map(str, e["loc"]))
-        print(f"loss_tails: --transport {where}: {e['msg']} (got {e.get('input')!r})", file=sys.stderr)
-        return 2
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        recorded = Transport(**m.get("transport", {"host_rate_bps": m["host_rate_bps"]}))
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # a recorded transport out of range: a ValueError
         print(f"loss_tails: --rescore {path}: not a JSON this bench wrote ({str(exc).splitlines()[0]})",
               file=sys.stderr)  # fmt: skip
+        return 2
+    if (transport := transport_of(fields, "loss_tails", recorded)) is None:
         return 2
     try:
         model = simulated(transport, doc["rate_bps"], m["latency_s"], m["burst_bytes"], doc["loss"],

@@ -118,17 +118,21 @@ def dial(fabric: Fabric, src: str, dst: str, port: int) -> socket.socket:
     return s
 
 
+def connect(fabric: Fabric, src: str, dst: str, port: int) -> tuple[socket.socket, socket.socket]:
+    """A new TCP connection from host ``src`` to ``dst`` on ``port``: (sender's socket, receiver's socket)."""
+    ls = listener(fabric, dst, port)
+    snd = dial(fabric, src, dst, port)
+    rcv, _ = ls.accept()
+    ls.close()
+    return snd, rcv
+
+
 def measure(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int, size: int) -> list[float]:
     """One trial: ``flows`` messages of ``size`` bytes at once; each flow's completion time (s)."""
     pairs = [("s", f"r{i}") if pattern == "fan-out" else (f"r{i}", "s") for i in range(flows)]
     conns = []
     for src, dst in pairs:
-        port = next(ports)
-        ls = listener(fabric, dst, port)
-        snd = dial(fabric, src, dst, port)
-        rcv, _ = ls.accept()
-        ls.close()
-        conns.append((snd, rcv))
+        conns.append(connect(fabric, src, dst, next(ports)))
     done = [0.0] * flows
     go = threading.Barrier(2 * flows + 1)
     payload = b"\x00" * size
@@ -278,20 +282,21 @@ def _report(cells: list[dict[str, Any]], losses: list[float]) -> list[bool]:
     return ok
 
 
-def _transport(fields: list[str]) -> Transport | None:
-    """``--transport FIELD=VALUE ...`` as a Transport; None, having said what is wrong in one line."""
+def transport_of(fields: list[str], prog: str = "net_fidelity", base: Transport | None = None) -> Transport | None:
+    """``--transport FIELD=VALUE ...`` as a Transport (over ``base``'s fields, if given); None, having said what is
+    wrong in one line, as ``prog``."""
     from pydantic import ValidationError
 
     if bad := [kv for kv in fields if "=" not in kv]:
-        print(f"net_fidelity: --transport {bad[0]}: expected FIELD=VALUE (a field of sim.scenario.Transport)",
+        print(f"{prog}: --transport {bad[0]}: expected FIELD=VALUE (a field of sim.scenario.Transport)",
               file=sys.stderr)  # fmt: skip
         return None
     try:
-        return Transport(**dict(kv.split("=", 1) for kv in fields))
+        return Transport(**{**(base.model_dump() if base else {}), **dict(kv.split("=", 1) for kv in fields)})
     except ValidationError as exc:
         e = exc.errors()[0]
         where = ".".join(map(str, e["loc"]))
-        print(f"net_fidelity: --transport {where}: {e['msg']} (got {e.get('input')!r})", file=sys.stderr)
+        print(f"{prog}: --transport {where}: {e['msg']} (got {e.get('input')!r})", file=sys.stderr)
         return None
 
 
@@ -456,7 +461,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.rates is not None and (args.quick or args.rescore is not None):
         ap.error("argument --rates: the full matrix at some of its rates; not with --quick or --rescore")
-    if (transport := _transport(args.transport)) is None:
+    if (transport := transport_of(args.transport)) is None:
         return 2
     kernel_given = any(kv.startswith("host_rate_bps=") for kv in args.transport)
     if args.rescore is not None:
