@@ -70,7 +70,7 @@ def counters(ns: str) -> dict[str, int]:
 
 def grew(before: list[dict[str, int]], after: list[dict[str, int]]) -> dict[str, int]:
     """How much each counter grew, summed over the namespaces."""
-    return {name: sum(a[name] - b[name] for a, b in zip(before, after, strict=True)) for name in COUNTERS}
+    return {name: sum(a[name] - b[name] for b, a in zip(before, after, strict=True)) for name in COUNTERS}
 
 
 def classify(setup: dict[str, int], flow: dict[str, int]) -> str:
@@ -110,8 +110,9 @@ def send_timed(snd: socket.socket, rcv: socket.socket, size: int) -> float:
     return done[0] - t0
 
 
-def measure(fabric: Fabric, size: int, trials: int, new_connections: bool) -> list[tuple[float, str]]:
-    """``trials`` messages, each (completion time s, class): on one kept connection, or each on a new one."""
+def measure(fabric: Fabric, size: int, trials: int, new_connections: bool) -> list[tuple[float, str, int]]:
+    """``trials`` messages, each (completion time s, class, segments resent while it went): on one kept
+    connection, or each on a new one."""
     spaces = [fabric.namespace("s"), fabric.namespace("r0")]
     ports = itertools.count(41001)
     kept = None if new_connections else connect(fabric, "s", "r0", next(ports))
@@ -128,22 +129,25 @@ def measure(fabric: Fabric, size: int, trials: int, new_connections: bool) -> li
                     for sock in pair:
                         sock.close()
             c2 = [counters(ns) for ns in spaces]
-            results.append((t, classify(grew(c0, c1), grew(c1, c2))))
+            flow = grew(c1, c2)
+            results.append((t, classify(grew(c0, c1), flow), flow["TcpRetransSegs"]))
     finally:
         for sock in kept or ():
             sock.close()
     return results
 
 
-def summarize(results: list[tuple[float, str]]) -> dict[str, Any]:
-    """Per class: trials, share, median / mean / max ms and its part of the overall mean (ms)."""
-    times = [t for t, _ in results]
+def summarize(results: list[tuple[float, str, int]]) -> dict[str, Any]:
+    """Per class: trials, share, median / mean / max ms and its part of the overall mean (ms); and what a resent
+    segment costs where no timer ran (``per_resent``)."""
+    times = [t for t, _, _ in results]
     out: dict[str, Any] = {"trials": len(results), "median_ms": statistics.median(times) * 1e3,
                            "mean_ms": statistics.fmean(times) * 1e3,
                            "p95_ms": sorted(times)[min(len(times) - 1, int(0.95 * len(times)))] * 1e3, "classes": {},
-                           "messages": [[round(t * 1e3, 4), c] for t, c in results]}  # fmt: skip
+                           "messages": [[round(t * 1e3, 4), c, r] for t, c, r in results],
+                           "per_resent": per_resent(results)}  # fmt: skip
     for name in CLASSES:
-        mine = [t for t, c in results if c == name]
+        mine = [t for t, c, _ in results if c == name]
         if mine:
             out["classes"][name] = {
                 "trials": len(mine), "share": len(mine) / len(results), "median_ms": statistics.median(mine) * 1e3,
@@ -151,6 +155,18 @@ def summarize(results: list[tuple[float, str]]) -> dict[str, Any]:
                 "part_of_mean_ms": sum(mine) / len(results) * 1e3,
             }  # fmt: skip
     return out
+
+
+def per_resent(results: list[tuple[float, str, int]]) -> dict[str, float] | None:
+    """The messages recovered by SACK alone or clean (no timer): completion time against the segments resent
+    while each went, fitted by least squares -- ``clean_ms`` (none resent) and ``slope_ms`` (each one more);
+    ``mean_resent`` a message. None without two different counts."""
+    pts = [(r, t * 1e3) for t, c, r in results if c in ("sack", "clean")]
+    if len({r for r, _ in pts}) < 2:
+        return None
+    slope, clean = statistics.linear_regression([float(r) for r, _ in pts], [t for _, t in pts])
+    return {"messages": len(pts), "clean_ms": clean, "slope_ms": slope,
+            "mean_resent": statistics.fmean(r for r, _ in pts)}  # fmt: skip
 
 
 def modelled(rate_bps: float, loss: float, size: int, runs: int) -> dict[str, Any]:
@@ -193,7 +209,7 @@ def rescore(path: Path, fields: list[str], runs: int) -> int:
     try:
         model = simulated(transport, doc["rate_bps"], m["latency_s"], m["burst_bytes"], doc["loss"],
                           doc["size_bytes"], runs)  # fmt: skip
-        slow = sum(t > SLOW_S * 1e3 for t, _ in doc["messages"]) / len(doc["messages"])
+        slow = sum(m[0] > SLOW_S * 1e3 for m in doc["messages"]) / len(doc["messages"])
     except (ValueError, KeyError, TypeError, ZeroDivisionError) as exc:
         print(f"loss_tails: --rescore {path}: not a JSON this bench wrote ({type(exc).__name__}: "
               f"{str(exc).splitlines()[0] if str(exc) else 'no messages'})", file=sys.stderr)  # fmt: skip
@@ -219,6 +235,9 @@ def report(args: argparse.Namespace, summary: dict[str, Any]) -> str:
     for name, c in summary["classes"].items():
         lines.append(f"{name:8} {c['trials']:6d} {c['share']:7.1%} {c['median_ms']:10.2f} {c['mean_ms']:9.2f} "
                      f"{c['max_ms']:9.2f} {c['part_of_mean_ms']:9.3f}")  # fmt: skip
+    if (fit := summary["per_resent"]) is not None:
+        lines.append(f"no timer ({fit['messages']} messages, {fit['mean_resent']:.2f} segments resent each): "
+                     f"{fit['clean_ms']:.2f} ms + {fit['slope_ms']:.3f} ms per segment resent")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -267,7 +286,7 @@ def main() -> int:
                     "new_connections": args.new_connections, "load_start": load_start,
                     "load_end": os.getloadavg()[0]})  # fmt: skip
     print(report(args, summary))
-    print(comparison(summary, model, sum(t > SLOW_S for t, _ in results) / len(results)))
+    print(comparison(summary, model, sum(t > SLOW_S for t, _, _ in results) / len(results)))
     print(f"load average {load_start:.2f} -> {summary['load_end']:.2f}")
     if args.json is not None:
         args.json.write_text(json.dumps(summary, indent=1) + "\n")

@@ -38,13 +38,28 @@ def test_a_message_takes_the_first_class_its_counters_fit(setup, flow, expected)
     assert loss_tails.classify(setup, flow) == expected
 
 
+def test_counters_grow_from_before_to_after_summed_over_namespaces():
+    before = [grown(TcpRetransSegs=3, TCPTimeouts=1), grown(TcpRetransSegs=10)]
+    after = [grown(TcpRetransSegs=7, TCPTimeouts=1), grown(TcpRetransSegs=12)]
+    assert loss_tails.grew(before, after) == grown(TcpRetransSegs=6)
+
+
 def test_the_summary_splits_the_mean_by_class():
-    results = [(0.0004, "clean")] * 6 + [(0.006, "probe")] * 3 + [(0.2, "rto")]
+    results = [(0.0004, "clean", 0)] * 6 + [(0.006, "probe", 1)] * 3 + [(0.2, "rto", 2)]
     out = loss_tails.summarize(results)
     assert out["trials"] == 10 and out["median_ms"] == pytest.approx(0.4)
     parts = sum(c["part_of_mean_ms"] for c in out["classes"].values())
     assert parts == pytest.approx(out["mean_ms"]) and list(out["classes"]) == ["rto", "probe", "clean"]
     assert out["classes"]["rto"]["share"] == 0.1 and out["classes"]["probe"]["max_ms"] == pytest.approx(6.0)
+    assert out["messages"][-1] == [200.0, "rto", 2] and out["per_resent"] is None  # no resent count among clean
+
+
+def test_what_a_resent_segment_costs_is_fitted_over_the_messages_no_timer_held():
+    """Clean and SACK-recovered messages only: a timer's 200 ms would swamp the slope."""
+    results = [(0.0850, "clean", 0), (0.0862, "sack", 4), (0.0874, "sack", 8), (0.29, "rto", 3)]
+    fit = loss_tails.summarize(results)["per_resent"]
+    assert fit["messages"] == 3 and fit["mean_resent"] == 4
+    assert fit["clean_ms"] == pytest.approx(85.0) and fit["slope_ms"] == pytest.approx(0.3)
 
 
 @pytest.mark.skipif(netns.unavailable() is not None, reason=str(netns.unavailable()))
@@ -77,6 +92,8 @@ def test_lossy_messages_through_the_fabric_are_counted_and_sorted(tmp_path, new_
     assert set(classes) - {"clean"}, classes
     assert data["new_connections"] is new_connections and data["loss"] == 0.05 and "load_end" in data
     assert "messages of 20,000 B at 100 Mbit/s, loss 0.05" in run.stdout and len(data["messages"]) == 10
+    resent = [r for _, c, r in data["messages"]]
+    assert min(resent) >= 0 and any(resent), resent  # counters grow; at 5 % some message resent a segment
     model = data[
         "model"
     ]  # 20,000 B at 100 Mbit/s: ~1.6 ms of serialisation (the bucket lets the first bytes go at once)
