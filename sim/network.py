@@ -414,12 +414,14 @@ class Network:
         seg.own[-1] = max(own, final)
         return max(0.0, later), max(0.0, final - alone) - (seg.start_s - seg.base_s)
 
-    def _merged(self, link: LinkServer, seg: Arriving | None) -> Generator[Any, Any, float]:
-        """A segment that has arrived as served whole (``_carry``) waits ``_later`` more; returns the wait to
-        add."""
+    def _merged(self, link: LinkServer, seg: Arriving | None, late_s: float = -math.inf) -> Generator[Any, Any, float]:
+        """A segment that has arrived as served whole (``_carry``) waits ``_later`` more, and until its last
+        packet, resent after a timeout, has come (``late_s``, ``_late``); returns the wait to add."""
         later, wait = self._later(link, seg)
         if later > 0:
             yield self.env.timeout(later)
+        if late_s > self.env.now:
+            yield self.env.timeout(late_s - self.env.now)
         return wait
 
     def _carry_whole(
@@ -571,6 +573,7 @@ class Network:
         ``tail``: the message's last segment (its last packet lost waits a timeout: ``_lost_packets``)."""
         env, wait, shaped = self.env, 0.0, self.shaped
         arrived_s = -math.inf  # cut-through: when its last packet reaches the hop it is at
+        late_s = -math.inf  # when its lost last packet, resent after its timer, reaches the hop it is at (``_late``)
         packet_bytes = packet_bytes or 0
         last = len(links) - 1
         for i, link in enumerate(links):
@@ -616,7 +619,6 @@ class Network:
             # draws made at the end of service (one event a hop instead of two)
             delay = link.latency_s + ((rng or self.rng(link)).exponential(link.jitter_s) if link.jitter_s else 0.0)
             noticed_s = 2 * link.latency_s if resent_s else 0.0  # losses are noticed a round trip after they happen
-            noticed_s += timed_out_s  # (not holding the link: others' segments go meanwhile)
             # fan-in: on its last link, served packet by packet with the other links' segments (after the loop)
             merge = self._fan_in(
                 links, i, asked, arrived_s, start, service + resent_s, link.free_s, base, packet_bytes, flow, resent_s
@@ -627,16 +629,29 @@ class Network:
                 link.unserved[-1] = (due, served, left, nbytes, phase)  # counted once it has left
                 first = max(asked, link.free_s - hold + packet_s - link.burst_s)
                 arrived_s = left + delay + noticed_s
+                late_s = self._late(late_s, left, delay, timed_out_s, packet_s)
                 wake = first + delay if cut else left + (delay + noticed_s)  # its first packet there, or all of it
                 yield env.timeout(wake - asked)
                 continue
+            late_s = self._late(late_s, link.free_s, delay, timed_out_s, packet_s)
             if cut:
                 end = link.free_s
                 arrived_s = end + delay + noticed_s
                 yield env.timeout(max(0.0, end - hold + packet_s + delay - asked))  # its first packet is there
                 continue
             yield env.timeout(link.free_s - asked + delay + noticed_s)
-        return wait + (yield from self._merged(links[last], merge))
+        return wait + (yield from self._merged(links[last], merge, late_s))
+
+    @staticmethod
+    def _late(late_s: float, left_s: float, delay_s: float, timed_out_s: float, packet_s: float) -> float:
+        """When a segment's lost last packet reaches the next hop (-inf: none lost): resent ``timed_out_s`` after
+        the segment left this hop (its bytes are in the segment's service), or, lost on an earlier hop, crossing
+        this one alone (its serialisation, no queue). Apart from its segment: the segment's other packets go on,
+        and the next hops serve other flows' packets while the timer runs (a segment held its next hop's link for
+        the whole timeout: in a fan-in of 8 flows one lost tail held the others' shared last link, and 6.6 % of
+        the model's flows took over 0.15 s against 2 % alone)."""
+        carried = late_s + packet_s + delay_s
+        return max(carried, left_s + timed_out_s + delay_s) if timed_out_s else carried
 
     def _lost_whole(self, link: LinkServer, asked: float, service: float,
                     rng: np.random.Generator | None) -> Generator[Any, Any, bool]:  # fmt: skip
