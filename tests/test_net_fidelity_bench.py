@@ -1,0 +1,68 @@
+"""bench/net_fidelity.py's predictive check: a measured cell placed among what the model says a sample of its size
+reads, so a lossy cell's two repetitions are judged by what they can show."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import net_fidelity  # noqa: E402
+
+
+def lossy_runs(seeds: int = 400, flows: int = 2, timer_share: float = 0.02) -> list[list[float]]:
+    """A model's runs of a lossy cell: flows of ~5 ms, one in ``1 / timer_share`` waiting a 0.2 s timer."""
+    rng = np.random.default_rng(1)
+    base = 0.005 + rng.normal(0, 1e-4, (seeds, flows))
+    return (base + 0.2 * (rng.random((seeds, flows)) < timer_share)).tolist()
+
+
+def test_two_repetitions_that_caught_no_timer_are_consistent_though_far_below_the_models_mean():
+    runs = lossy_runs()
+    measured = [0.00502, 0.00498, 0.00505, 0.00499]  # 2 repetitions x 2 flows, no timer among them
+    hm, _ = net_fidelity.stats(measured)
+    sm, _ = net_fidelity.stats([t for r in runs for t in r])
+    assert net_fidelity.pct(sm, hm) > 20  # the goal on the mean cannot be met by such a sample ...
+    check = net_fidelity.predictive(runs, measured, flows=2)
+    assert check["reps"] == 2 and check["consistent"], check  # ... but it is what the model says two reps read
+    assert 0.05 < check["mean_quantile"] < 0.95
+    assert check["reps_for_goal"] > 100  # ±5 % on this mean needs hundreds of repetitions
+
+
+def test_a_measurement_the_model_cannot_give_is_not_consistent():
+    runs = lossy_runs()
+    slower = [0.0065, 0.0066, 0.0064, 0.0065]  # every flow 30 % slower than any the model makes without a timer
+    check = net_fidelity.predictive(runs, slower, flows=2)
+    assert not check["consistent"] and check["median_quantile"] > 0.975, check  # the bulk, not the timers
+    faster = [0.004, 0.004, 0.004, 0.004]
+    assert net_fidelity.predictive(runs, faster, flows=2)["median_quantile"] < 0.025
+
+
+def test_a_model_of_one_run_has_no_spread_to_judge_by():
+    assert net_fidelity.predictive([[0.005, 0.006]], [0.005, 0.006], flows=2) is None
+
+
+def test_the_report_counts_consistent_cells_and_names_the_ones_off(capsys):
+    runs = lossy_runs()
+    cell = {"pattern": "fan-in", "flows": 2, "size_bytes": 65536, "rate_bps": 1e8, "loss": 0.01, "cpu_bound": False,
+            "error_mean_pct": -30.0, "error_p95_pct": -50.0, "fifo_error_mean_pct": 0.0}  # fmt: skip
+    ok_cell = {**cell, "predictive": net_fidelity.predictive(runs, [0.005] * 4, flows=2)}
+    off_cell = {**cell, "flows": 4, "predictive": net_fidelity.predictive(runs, [0.0065] * 4, flows=2)}
+    net_fidelity._report([ok_cell, off_cell], [0.01])
+    out = capsys.readouterr().out
+    assert "loss 0.01: 1 of 2 cells measured what the model says a sample of their size reads" in out
+    assert "outside the model's spread (1): fan-in 4 x 65,536 B at 100 Mbit/s loss 0.01 (median at the model's" in out
+
+
+@pytest.mark.parametrize("reps", ["0", "x"])
+def test_reps_out_of_range_is_one_line(reps):
+    import subprocess
+
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "net_fidelity.py"), "--quick", "--reps", reps],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert run.returncode == 2 and "Traceback" not in run.stderr and "argument --reps" in run.stderr, run.stderr
