@@ -6,9 +6,10 @@ for the switch, veth pairs, ``tbf`` at the rate on each direction's egress, its 
 and in the simulator (``sim.network.Network`` with the scenario's ``Transport``, the links given the same bucket:
 ``burst_bytes``). Two patterns: fan-out (``s`` sends to k
 hosts at once, as the aggregator distributes a model) and fan-in (k hosts send to ``s`` at once, as clients
-upload). Each flow is one message of the cell's size on its own TCP connection, opened beforehand; all start
-at one instant; a flow completes when its receiver has every byte. The fabric's base latency (no shaping
-delay: veth, bridges and the stack) is measured with 1-byte TCP ping-pongs and given to the simulator as
+upload). Each flow is one message of the cell's size on its own TCP connection, opened beforehand (new for each
+repetition; with ``--kept-connections`` one set a cell, warmed up by a trial not timed, as the twin's nodes keep
+theirs); all start at one instant; a flow completes when its receiver has every byte. The fabric's base latency
+(no shaping delay: veth, bridges and the stack) is measured with 1-byte TCP ping-pongs and given to the simulator as
 the links' latency; and, once before the matrix, what the machine's kernel moves of one TCP stream across a fabric
 whose links limit nothing (``kernel_rate_bps``) is the simulated transport's ``host_rate_bps`` -- every host of
 the star is a namespace of one machine, so one kernel sends for all of them. Those are the figures the model
@@ -29,7 +30,7 @@ rate's block first measures one stream's throughput (``hw.netns.probe``); where 
 fabric is CPU-bound (the kernel's veth, bridge and tbf work per byte; at a gigabit on two vCPUs before its bucket
 held a GSO packet) and its cells are counted apart: they measure the machine as much as TCP.
 Run: python bench/net_fidelity.py [--quick | --rates MBIT ...] [--reps N] [--loss 0 0.01] [--congestion-control cubic]
-     [--json FILE]
+     [--kept-connections] [--json FILE]
 """
 
 from __future__ import annotations
@@ -129,12 +130,17 @@ def connect(fabric: Fabric, src: str, dst: str, port: int) -> tuple[socket.socke
     return snd, rcv
 
 
-def measure(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int, size: int) -> list[float]:
-    """One trial: ``flows`` messages of ``size`` bytes at once; each flow's completion time (s)."""
+def connections(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int) -> list[tuple[socket.socket, ...]]:
+    """A new connection per flow of the pattern: (sender's socket, receiver's socket) each."""
     pairs = [("s", f"r{i}") if pattern == "fan-out" else (f"r{i}", "s") for i in range(flows)]
-    conns = []
-    for src, dst in pairs:
-        conns.append(connect(fabric, src, dst, next(ports)))
+    return [connect(fabric, src, dst, next(ports)) for src, dst in pairs]
+
+
+def measure(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int, size: int,
+            kept: list[tuple[socket.socket, ...]] | None = None) -> list[float]:  # fmt: skip
+    """One trial: ``flows`` messages of ``size`` bytes at once; each flow's completion time (s). On new connections,
+    closed after it; or on ``kept`` ones (``connections``), left open for the next trial."""
+    conns = kept or connections(fabric, ports, pattern, flows)
     done = [0.0] * flows
     go = threading.Barrier(2 * flows + 1)
     payload = b"\x00" * size
@@ -164,10 +170,28 @@ def measure(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int, size
     t0 = time.monotonic()
     for t in threads:
         t.join(600)
-    for s, r in conns:
-        s.close()
-        r.close()
+    if kept is None:
+        for pair in conns:
+            for sock in pair:
+                sock.close()
     return [d - t0 for d in done]
+
+
+def measure_cell(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int, size: int, reps: int,
+                 kept: bool) -> list[float]:  # fmt: skip
+    """``reps`` trials, each flow's times one after the other: each trial on new connections, or (``kept``) all on
+    one set opened for the cell, after a trial not timed (as the twin's nodes keep theirs, warm: the window and
+    the loss timer are a kept connection's, not a new one's first flight)."""
+    if not kept:
+        return [t for _ in range(reps) for t in measure(fabric, ports, pattern, flows, size)]
+    conns = connections(fabric, ports, pattern, flows)
+    try:
+        measure(fabric, ports, pattern, flows, size, conns)  # the warm-up
+        return [t for _ in range(reps) for t in measure(fabric, ports, pattern, flows, size, conns)]
+    finally:
+        for pair in conns:
+            for sock in pair:
+                sock.close()
 
 
 # --- simulated -----------------------------------------------------------------------------------------------
@@ -478,7 +502,7 @@ def rescore(path: Path, transport: Transport, out: Path | None, kernel_given: bo
 
 
 def measure_matrix(losses: list[float], rates: tuple[float, ...], sizes: tuple[int, ...], reps: int,
-                   transport: Transport) -> list[dict[str, Any]]:  # fmt: skip
+                   transport: Transport, kept: bool = False) -> list[dict[str, Any]]:  # fmt: skip
     """Every cell measured through the fabric (one per loss and rate) and simulated beside it, printed as it goes."""
     cells: list[dict[str, Any]] = []
     ports = itertools.count(20001)  # each connection's listening port
@@ -497,10 +521,11 @@ def measure_matrix(losses: list[float], rates: tuple[float, ...], sizes: tuple[i
             for pattern in PATTERNS:
                 for size in sizes:
                     for k in FLOWS:
-                        measured = [t for _ in range(reps) for t in measure(fabric, ports, pattern, k, size)]
+                        measured = measure_cell(fabric, ports, pattern, k, size, reps, kept)
                         cell = cell_of(pattern, k, size, rate, loss, lat, measured, fab.burst_bytes, transport)
                         cell.update({"congestion_control": cc, "reps": reps, "fabric_throughput_bps":
-                                     fab.throughput_bps, "cpu_bound": _cpu_bound(fab)})  # fmt: skip
+                                     fab.throughput_bps, "cpu_bound": _cpu_bound(fab),
+                                     "connections": "kept" if kept else "new"})  # fmt: skip
                         cells.append(cell)
                         print(row(cell, cc), flush=True)
             for c in cells:
@@ -523,6 +548,9 @@ def main() -> int:
         metavar="NAME",
         help="the senders' TCP congestion control (default: the machine's; cubic is stock Linux's)",
     )
+    ap.add_argument("--kept-connections", action="store_true",
+                    help="a cell's repetitions on one set of connections, after a warm-up trial (as the twin's nodes "
+                         "keep theirs); default: new connections each repetition")  # fmt: skip
     ap.add_argument("--rescore", type=Path, metavar="JSON",
                     help="no measuring: the cells of a JSON this bench wrote, simulated again by the model as the "
                     "code has it now (with --transport), against their measured times")  # fmt: skip
@@ -560,7 +588,7 @@ def main() -> int:
         print(f"the kernel moves {transport.host_rate_bps / 1e9:.2f} Gbit/s of one TCP stream between namespaces "
               f"(a {KERNEL_PROBE_BPS / 1e9:g} Gbit/s fabric): Transport.host_rate_bps", flush=True)  # fmt: skip
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    cells = measure_matrix(args.loss, rates, sizes, reps, transport)
+    cells = measure_matrix(args.loss, rates, sizes, reps, transport, args.kept_connections)
     ok = _report(cells, args.loss)
     if args.json:
         args.json.write_text(json.dumps({"cells": cells, "goal_met": all(ok), "cpus": os.cpu_count(),

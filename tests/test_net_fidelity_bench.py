@@ -67,3 +67,17 @@ def test_reps_out_of_range_is_one_line(reps):
     run = subprocess.run([sys.executable, str(ROOT / "bench" / "net_fidelity.py"), "--quick", "--reps", reps],
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert run.returncode == 2 and "Traceback" not in run.stderr and "argument --reps" in run.stderr, run.stderr
+
+
+@pytest.mark.skipif(net_fidelity.unavailable() is not None, reason=str(net_fidelity.unavailable()))
+@pytest.mark.parametrize("kept", [False, True])
+def test_a_cells_repetitions_go_on_new_connections_or_on_one_kept_set(kept):
+    """Real flows through the fabric: each repetition's times, flow after flow; kept connections are opened once for
+    the cell (one port per flow), new ones for every repetition."""
+    import itertools
+
+    ports = itertools.count(43001)
+    with net_fidelity.Fabric(net_fidelity.star(100e6)) as fabric:
+        times = net_fidelity.measure_cell(fabric, ports, "fan-in", 2, 20_000, 3, kept)
+    assert len(times) == 6 and all(0 < t < 5 for t in times), times
+    assert next(ports) == 43001 + (2 if kept else 6)
