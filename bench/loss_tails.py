@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
 import socket
 import statistics
@@ -219,11 +220,26 @@ def rescore(path: Path, fields: list[str], runs: int) -> int:
 
 
 def comparison(summary: dict[str, Any], model: dict[str, Any], slow_share: float) -> str:
-    """The model's line: its median, mean and p95, the error of its mean, and how many waited a timer."""
+    """The model's line: its median, mean and p95, the error of its mean, how many waited a timer, and how likely
+    so many or fewer-or-more (two-sided) measured messages would wait one at the simulated share (``binomial_p``):
+    a few timers in a few hundred messages, the count judges the share where the mean cannot."""
     error = (model["mean_ms"] - summary["mean_ms"]) / summary["mean_ms"] * 100
+    trials = summary.get("trials") or len(summary["messages"])
+    slow = round(slow_share * trials)
     return (f"the model, {model['runs']} runs: median {model['median_ms']:.2f} ms, mean {model['mean_ms']:.2f} ms, "
             f"p95 {model['p95_ms']:.2f} ms; error of the mean {error:+.1f} %; over {SLOW_S * 1e3:.0f} ms: "
-            f"{model['slow_share']:.2%} simulated, {slow_share:.2%} measured")  # fmt: skip
+            f"{model['slow_share']:.2%} simulated, {slow_share:.2%} measured ({slow} of {trials}; p = "
+            f"{binomial_p(slow, trials, model['slow_share']):.2f} at the simulated share)")  # fmt: skip
+
+
+def binomial_p(k: int, n: int, share: float) -> float:
+    """Two-sided exact binomial test: the probability, at ``share``, of a count no more likely than ``k`` of ``n``."""
+    if share <= 0 or share >= 1:
+        return 1.0 if k == round(share * n) else 0.0
+    log = lambda j: (math.lgamma(n + 1) - math.lgamma(j + 1) - math.lgamma(n - j + 1)  # noqa: E731
+                     + j * math.log(share) + (n - j) * math.log1p(-share))  # fmt: skip
+    observed = log(k)
+    return min(1.0, sum(math.exp(log(j)) for j in range(n + 1) if log(j) <= observed + 1e-9))
 
 
 def report(args: argparse.Namespace, summary: dict[str, Any]) -> str:

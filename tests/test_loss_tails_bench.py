@@ -123,3 +123,17 @@ def test_rescore_scores_a_kept_run_against_the_model_now_and_refuses_a_bad_field
     path.write_text("{}")
     empty = subprocess.run(script, capture_output=True, text=True, timeout=120)
     assert empty.returncode == 2 and "not a JSON this bench wrote" in empty.stderr and "Traceback" not in empty.stderr
+
+
+def test_the_timer_count_is_judged_by_an_exact_binomial_test():
+    """Against scipy's two-sided test (tests only): 1 of 200 at 1.67 % simulated is no evidence (p = 0.27); 0 of
+    1,000 at 2 % is."""
+    from scipy import stats
+
+    for k, n, share in ((1, 200, 0.0167), (0, 1000, 0.02), (7, 400, 0.021), (40, 400, 0.021)):
+        assert loss_tails.binomial_p(k, n, share) == pytest.approx(stats.binomtest(k, n, share).pvalue, rel=1e-6)
+    assert loss_tails.binomial_p(0, 50, 0.0) == 1.0 and loss_tails.binomial_p(1, 50, 0.0) == 0.0
+    line = loss_tails.comparison({"mean_ms": 9.67, "trials": 200, "messages": []},
+                                 {"runs": 300, "median_ms": 7.97, "mean_ms": 11.3, "p95_ms": 8.04,
+                                  "slow_share": 0.0167}, 0.005)  # fmt: skip
+    assert "0.50% measured (1 of 200; p = 0.27 at the simulated share)" in line, line
