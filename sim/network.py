@@ -16,7 +16,8 @@ packets (and lost resends) are sent again right behind their segment, which hold
 packet arrives a round trip on that link later. That is a selective (SACK) fast retransmit, where the packets
 keep flowing. A message's last packet lost has no later packet to reveal it: it is resent after
 ``Transport.rto_min_s`` (TCP's loss probe with one packet out waits the minimum retransmission timeout),
-doubled for each lost resend (bench/loss_tails.py: 1-3 % of messages at 1 % loss, 40-70 % of their mean).
+doubled for each lost resend (bench/loss_tails.py: 1-3 % of messages at 1 % loss, 40-70 % of their mean); it
+crosses the later hops on its own, which meanwhile serve other flows (``Network._late``).
 A transmission in its own framing (a device's frame or handshake) is lost whole with probability ``loss``,
 and sent again after 2 * latency_s + its serialisation delay.
 So an N-byte message over one idle, lossless, jitter-free link takes exactly N*8/bandwidth + latency.
