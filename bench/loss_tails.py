@@ -211,20 +211,20 @@ def rescore(path: Path, fields: list[str], runs: int) -> int:
         model = simulated(transport, doc["rate_bps"], m["latency_s"], m["burst_bytes"], doc["loss"],
                           doc["size_bytes"], runs)  # fmt: skip
         slow = sum(m[0] > SLOW_S * 1e3 for m in doc["messages"]) / len(doc["messages"])
+        line = comparison(doc, model, slow, len(doc["messages"]))  # its recorded mean: a number above 0
     except (ValueError, KeyError, TypeError, ZeroDivisionError) as exc:
         print(f"loss_tails: --rescore {path}: not a JSON this bench wrote ({type(exc).__name__}: "
               f"{str(exc).splitlines()[0] if str(exc) else 'no messages'})", file=sys.stderr)  # fmt: skip
         return 2
-    print(comparison(doc, model, slow))
+    print(line)
     return 0
 
 
-def comparison(summary: dict[str, Any], model: dict[str, Any], slow_share: float) -> str:
+def comparison(summary: dict[str, Any], model: dict[str, Any], slow_share: float, trials: int) -> str:
     """The model's line: its median, mean and p95, the error of its mean, how many waited a timer, and how likely
     so many or fewer-or-more (two-sided) measured messages would wait one at the simulated share (``binomial_p``):
     a few timers in a few hundred messages, the count judges the share where the mean cannot."""
     error = (model["mean_ms"] - summary["mean_ms"]) / summary["mean_ms"] * 100
-    trials = summary.get("trials") or len(summary["messages"])
     slow = round(slow_share * trials)
     return (f"the model, {model['runs']} runs: median {model['median_ms']:.2f} ms, mean {model['mean_ms']:.2f} ms, "
             f"p95 {model['p95_ms']:.2f} ms; error of the mean {error:+.1f} %; over {SLOW_S * 1e3:.0f} ms: "
@@ -302,7 +302,7 @@ def main() -> int:
                     "new_connections": args.new_connections, "load_start": load_start,
                     "load_end": os.getloadavg()[0]})  # fmt: skip
     print(report(args, summary))
-    print(comparison(summary, model, sum(t > SLOW_S for t, _, _ in results) / len(results)))
+    print(comparison(summary, model, sum(t > SLOW_S for t, _, _ in results) / len(results), len(results)))
     print(f"load average {load_start:.2f} -> {summary['load_end']:.2f}")
     if args.json is not None:
         args.json.write_text(json.dumps(summary, indent=1) + "\n")

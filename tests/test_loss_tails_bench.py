@@ -133,7 +133,18 @@ def test_the_timer_count_is_judged_by_an_exact_binomial_test():
     for k, n, share in ((1, 200, 0.0167), (0, 1000, 0.02), (7, 400, 0.021), (40, 400, 0.021)):
         assert loss_tails.binomial_p(k, n, share) == pytest.approx(stats.binomtest(k, n, share).pvalue, rel=1e-6)
     assert loss_tails.binomial_p(0, 50, 0.0) == 1.0 and loss_tails.binomial_p(1, 50, 0.0) == 0.0
-    line = loss_tails.comparison({"mean_ms": 9.67, "trials": 200, "messages": []},
-                                 {"runs": 300, "median_ms": 7.97, "mean_ms": 11.3, "p95_ms": 8.04,
-                                  "slow_share": 0.0167}, 0.005)  # fmt: skip
+    line = loss_tails.comparison({"mean_ms": 9.67}, {"runs": 300, "median_ms": 7.97, "mean_ms": 11.3, "p95_ms": 8.04,
+                                                     "slow_share": 0.0167}, 0.005, 200)  # fmt: skip
     assert "0.50% measured (1 of 200; p = 0.27 at the simulated share)" in line, line
+
+
+@pytest.mark.parametrize("mean_ms", [0, "x", None])
+def test_rescore_of_a_json_without_a_usable_mean_is_one_line(tmp_path, mean_ms):
+    doc = {"rate_bps": 1e8, "loss": 0.01, "size_bytes": 14_480, "mean_ms": mean_ms, "messages": [[1.2, "sack"]],
+           "model": {"latency_s": 1e-5, "burst_bytes": 3028, "host_rate_bps": 0.0}}  # fmt: skip
+    path = tmp_path / "tails.json"
+    path.write_text(json.dumps(doc))
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "loss_tails.py"), "--rescore", str(path),
+                          "--sim-runs", "3"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 2 and "Traceback" not in run.stderr and "not a JSON this bench wrote" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
