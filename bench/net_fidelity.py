@@ -80,7 +80,7 @@ SEGMENT_BYTES = 65536  # run.segment_bytes' default
 GOAL_MEAN_PCT, GOAL_P95_PCT = 5.0, 10.0
 SIM_SEEDS = 50  # simulated runs of a cell (its share weights and losses are random; with neither: one)
 PREDICTIVE_SAMPLES = 2000  # samples of the model's runs a measured cell is placed among (``predictive``)
-CONSISTENT_QUANTILES = (0.025, 0.975)  # a measured mean and p95 within these of the model's samples: consistent
+CONSISTENT_QUANTILES = (0.025, 0.975)  # a measured bulk, mean or p95 within these of the model's samples passes
 
 
 def star(rate_bps: float, latency_s: float = 0.0, loss: float = 0.0, burst_bytes: int | None = None) -> nx.Graph:
