@@ -238,8 +238,8 @@ def binomial_p(k: int, n: int, share: float) -> float:
         return 1.0 if k == round(share * n) else 0.0
     log = lambda j: (math.lgamma(n + 1) - math.lgamma(j + 1) - math.lgamma(n - j + 1)  # noqa: E731
                      + j * math.log(share) + (n - j) * math.log1p(-share))  # fmt: skip
-    observed = log(k)
-    return min(1.0, sum(math.exp(log(j)) for j in range(n + 1) if log(j) <= observed + 1e-9))
+    logs = [log(j) for j in range(n + 1)]
+    return min(1.0, sum(math.exp(x) for x in logs if x <= logs[k] + 1e-9))
 
 
 def report(args: argparse.Namespace, summary: dict[str, Any]) -> str:
