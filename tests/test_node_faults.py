@@ -13,11 +13,13 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from collections import Counter
 
 import pytest
 
 from hw.journal import Journal, recover_journals
+from hw.lifecycle import node_alive
 from hw.node import _finish
 from hw.node.common import accept
 from hw.node.report import FileReporter
@@ -278,6 +280,10 @@ def test_the_join_counts_every_client_that_ended_against_the_quorum(tmp_path):
         p.wait()
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "hw.node", "client-3"])
     try:
+        deadline = time.monotonic() + 5  # its command line is the node's once it runs (it failed once in CI)
+        while not node_alive(live.pid, "client-3") and live.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert node_alive(live.pid, "client-3"), f"the live process ended before the check: exit {live.poll()}"
         pids = {"client-1": dead[0].pid, "client-2": dead[1].pid, "client-3": live.pid}
         RunLayout(tmp_path).pids.write_text(json.dumps(pids))
         clients = ["client-1", "client-2", "client-3"]
