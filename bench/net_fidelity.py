@@ -41,6 +41,7 @@ import json
 import math
 import os
 import socket
+import struct
 import sys
 import threading
 import time
@@ -75,6 +76,7 @@ SIZES_BYTES = (64 * KIB, 1_000_000, 4_000_000)
 RATES_BPS = (10e6, 100e6, 1e9)
 FLOWS = (1, 2, 4, 8)
 PATTERNS = ("fan-out", "fan-in")
+TCP_INFO_TOTAL_RETRANS = struct.Struct("I")  # at byte 100 of struct tcp_info (include/uapi/linux/tcp.h)
 HOSTS = 8
 SEGMENT_BYTES = 65536  # run.segment_bytes' default
 GOAL_MEAN_PCT, GOAL_P95_PCT = 5.0, 10.0
@@ -137,18 +139,21 @@ def connections(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int) 
 
 
 def measure(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int, size: int,
-            kept: list[tuple[socket.socket, ...]] | None = None) -> list[float]:  # fmt: skip
-    """One trial: ``flows`` messages of ``size`` bytes at once; each flow's completion time (s). On new connections,
-    closed after it; or on ``kept`` ones (``connections``), left open for the next trial."""
+            kept: list[tuple[socket.socket, ...]] | None = None) -> list[tuple[float, int]]:  # fmt: skip
+    """One trial: ``flows`` messages of ``size`` bytes at once; each flow's completion time (s) and the segments its
+    sender sent again (``resent``). On new connections, closed after it; or on ``kept`` ones (``connections``), left
+    open for the next trial."""
     conns = kept or connections(fabric, ports, pattern, flows)
     done = [0.0] * flows
+    again = [resent(s) for s, _ in conns]  # a kept connection's count so far: the trial's is the growth
     go = threading.Barrier(2 * flows + 1)
     payload = b"\x00" * size
 
-    def send(s: socket.socket) -> None:
+    def send(i: int, s: socket.socket) -> None:
         go.wait()
         s.sendall(payload)
         s.recv(1)  # the receiver's ack: the connection stays open until the flow is done
+        again[i] = resent(s) - again[i]
 
     def receive(i: int, r: socket.socket) -> None:
         buf = bytearray(1 << 20)
@@ -162,7 +167,7 @@ def measure(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int, size
         done[i] = time.monotonic()
         r.sendall(b"k")
 
-    threads = [threading.Thread(target=send, args=(s,)) for s, _ in conns]
+    threads = [threading.Thread(target=send, args=(i, s)) for i, (s, _) in enumerate(conns)]
     threads += [threading.Thread(target=receive, args=(i, r)) for i, (_, r) in enumerate(conns)]
     for t in threads:
         t.start()
@@ -174,14 +179,19 @@ def measure(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int, size
         for pair in conns:
             for sock in pair:
                 sock.close()
-    return [d - t0 for d in done]
+    return [(d - t0, k) for d, k in zip(done, again, strict=True)]
+
+
+def resent(sock: socket.socket) -> int:
+    """The segments a connection has sent again so far (``tcpi_total_retrans`` of Linux's ``struct tcp_info``)."""
+    return int(TCP_INFO_TOTAL_RETRANS.unpack_from(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104), 100)[0])
 
 
 def measure_cell(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int, size: int, reps: int,
-                 kept: bool) -> list[float]:  # fmt: skip
-    """``reps`` trials, each flow's times one after the other: each trial on new connections, or (``kept``) all on
-    one set opened for the cell, after a trial not timed (as the twin's nodes keep theirs, warm: the window and
-    the loss timer are a kept connection's, not a new one's first flight)."""
+                 kept: bool) -> list[tuple[float, int]]:  # fmt: skip
+    """``reps`` trials, each flow's (time, segments resent) one after the other: each trial on new connections, or
+    (``kept``) all on one set opened for the cell, after a trial not timed (as the twin's nodes keep theirs, warm:
+    the window and the loss timer are a kept connection's, not a new one's first flight)."""
     if not kept:
         return [t for _ in range(reps) for t in measure(fabric, ports, pattern, flows, size)]
     conns = connections(fabric, ports, pattern, flows)
@@ -502,7 +512,8 @@ def rescore(path: Path, transport: Transport, out: Path | None, kernel_given: bo
 
 
 def measure_matrix(losses: list[float], rates: tuple[float, ...], sizes: tuple[int, ...], reps: int,
-                   transport: Transport, kept: bool = False) -> list[dict[str, Any]]:  # fmt: skip
+                   transport: Transport, kept: bool = False, flows: tuple[int, ...] = FLOWS,
+                   patterns: tuple[str, ...] = PATTERNS) -> list[dict[str, Any]]:  # fmt: skip
     """Every cell measured through the fabric (one per loss and rate) and simulated beside it, printed as it goes."""
     cells: list[dict[str, Any]] = []
     ports = itertools.count(20001)  # each connection's listening port
@@ -518,12 +529,14 @@ def measure_matrix(losses: list[float], rates: tuple[float, ...], sizes: tuple[i
             # which pattern shares unfairly depends on it (docs/network-validation.md)
             cc = CONGESTION or congestion_control(fabric, "s")
             print(f"| {fab.describe()} |", flush=True)
-            for pattern in PATTERNS:
+            for pattern in patterns:
                 for size in sizes:
-                    for k in FLOWS:
-                        measured = measure_cell(fabric, ports, pattern, k, size, reps, kept)
+                    for k in flows:
+                        trials = measure_cell(fabric, ports, pattern, k, size, reps, kept)
+                        measured = [s for s, _ in trials]
                         cell = cell_of(pattern, k, size, rate, loss, lat, measured, fab.burst_bytes, transport)
-                        cell.update({"congestion_control": cc, "reps": reps, "fabric_throughput_bps":
+                        cell.update({"resent_segments": [n for _, n in trials], "congestion_control": cc, "reps":
+                                     reps, "fabric_throughput_bps":
                                      fab.throughput_bps, "cpu_bound": _cpu_bound(fab),
                                      "connections": "kept" if kept else "new"})  # fmt: skip
                         cells.append(cell)
@@ -543,6 +556,11 @@ def main() -> int:
     ap.add_argument("--loss", type=float, nargs="+", default=[0.0], help="link loss probabilities (default 0)")
     ap.add_argument("--rates", type=matrix_rate, nargs="+", metavar="MBIT", default=None,
                     help=f"only these of the matrix's rates, Mbit/s ({_rates_mbit()})")  # fmt: skip
+    ap.add_argument("--sizes", type=int, nargs="+", choices=SIZES_BYTES, metavar="BYTES",
+                    help=f"only these of the matrix's message sizes ({', '.join(map(str, SIZES_BYTES))})")  # fmt: skip
+    ap.add_argument("--flows", type=int, nargs="+", choices=FLOWS, metavar="K",
+                    help=f"only these of the matrix's concurrent flows ({', '.join(map(str, FLOWS))})")  # fmt: skip
+    ap.add_argument("--patterns", nargs="+", choices=PATTERNS, help="only these patterns")
     ap.add_argument(
         "--congestion-control",
         metavar="NAME",
@@ -564,6 +582,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.rates is not None and (args.quick or args.rescore is not None):
         ap.error("argument --rates: the full matrix at some of its rates; not with --quick or --rescore")
+    if args.rescore is not None and (picked := [a for a in ("sizes", "flows", "patterns") if getattr(args, a)]):
+        ap.error(f"argument --{picked[0]}: picks cells to measure; --rescore measures nothing")
     if (transport := transport_of(args.transport)) is None:
         return 2
     kernel_given = any(kv.startswith("host_rate_bps=") for kv in args.transport)
@@ -582,13 +602,17 @@ def main() -> int:
     if args.rates is not None:  # in the matrix's order, each once
         rates = tuple(r for r in RATES_BPS if r in args.rates)
     sizes = SIZES_BYTES[:2] if args.quick else SIZES_BYTES
+    if args.sizes is not None:  # each picked in the matrix's order, once
+        sizes = tuple(s for s in SIZES_BYTES if s in args.sizes)
+    flows = tuple(k for k in FLOWS if k in args.flows) if args.flows else FLOWS
+    patterns = tuple(p for p in PATTERNS if p in args.patterns) if args.patterns else PATTERNS
     reps = args.reps or (2 if args.quick else 3)
     if not kernel_given:  # the machine's kernel: what one TCP stream moves where no link limits it
         transport = transport.model_copy(update={"host_rate_bps": kernel_rate_bps()})
         print(f"the kernel moves {transport.host_rate_bps / 1e9:.2f} Gbit/s of one TCP stream between namespaces "
               f"(a {KERNEL_PROBE_BPS / 1e9:g} Gbit/s fabric): Transport.host_rate_bps", flush=True)  # fmt: skip
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    cells = measure_matrix(args.loss, rates, sizes, reps, transport, args.kept_connections)
+    cells = measure_matrix(args.loss, rates, sizes, reps, transport, args.kept_connections, flows, patterns)
     ok = _report(cells, args.loss)
     if args.json:
         args.json.write_text(json.dumps({"cells": cells, "goal_met": all(ok), "cpus": os.cpu_count(),

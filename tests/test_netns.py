@@ -254,12 +254,23 @@ def test_the_probe_measures_a_fabric_at_its_rate_where_the_cpu_keeps_up():
     assert f"deployment.network.links.*.burst_bytes={p.burst_bytes}" in p.overrides()
 
 
+def best_probe(fabric: netns.Fabric, bar_bps: float, probes: int = 6) -> Any:
+    """The fastest of up to ``probes`` probes from a to b, stopping at the first above ``bar_bps``: a busy machine's
+    late timers slow a probe (98.2 % of 10 Mbit/s once in CI, beside the other test worker), never speed one up."""
+    best = netns.probe(fabric, "a", "b")
+    for _ in range(probes - 1):
+        if best.throughput_bps > bar_bps:
+            break
+        best = max(best, netns.probe(fabric, "a", "b"), key=lambda x: x.throughput_bps)
+    return best
+
+
 def test_a_slow_link_runs_at_its_rate_not_behind_its_timers():
     """Where a frame takes a millisecond on the wire, a one-frame bucket makes tbf release every frame by a timer
     that fires late, and the link never makes the lateness up: 97.2 % of 10 Mbit/s here (2026-12-01; the network
     model, which has the link at its rate, read single 1-4 MB flows there 2.5-3 % fast). Two frames absorb it."""
     with netns.Fabric(pair(10e6)) as fabric:
-        p = max((netns.probe(fabric, "a", "b") for _ in range(2)), key=lambda x: x.throughput_bps)
+        p = best_probe(fabric, 0.985 * 10e6)
     assert p.burst_bytes == 2 * (netns.MTU_BYTES + 14)
     assert p.throughput_bps > 0.985 * 10e6, p.describe()  # 99.8-100.3 % here; one frame 97.2 %
 
@@ -269,7 +280,7 @@ def test_a_gigabit_fabric_passes_gso_packets_whole_and_is_not_cpu_bound():
     by frame: one stream at a gigabit got 1,000 of 1,000 Mbit/s here (0.6-0.9 with a 50 us bucket, one vCPU
     busy with the kernel's work for it). The bound leaves room for a CI run's two test workers beside it."""
     with netns.Fabric(pair(1e9)) as fabric:
-        p = max((netns.probe(fabric, "a", "b") for _ in range(2)), key=lambda x: x.throughput_bps)
+        p = best_probe(fabric, 0.75 * 1e9)
     assert p.burst_bytes == 65536
     assert p.throughput_bps > 0.75 * 1e9, p.describe()
 
