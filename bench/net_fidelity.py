@@ -77,6 +77,7 @@ RATES_BPS = (10e6, 100e6, 1e9)
 FLOWS = (1, 2, 4, 8)
 PATTERNS = ("fan-out", "fan-in")
 TCP_INFO_TOTAL_RETRANS = struct.Struct("I")  # at byte 100 of struct tcp_info (include/uapi/linux/tcp.h)
+TCP_INFO_TOTAL_RTO = struct.Struct("H")  # tcpi_total_rto at byte 240: Linux 6.7 on (shorter structs have none)
 HOSTS = 8
 SEGMENT_BYTES = 65536  # run.segment_bytes' default
 GOAL_MEAN_PCT, GOAL_P95_PCT = 5.0, 10.0
@@ -139,13 +140,14 @@ def connections(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int) 
 
 
 def measure(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int, size: int,
-            kept: list[tuple[socket.socket, ...]] | None = None) -> list[tuple[float, int]]:  # fmt: skip
-    """One trial: ``flows`` messages of ``size`` bytes at once; each flow's completion time (s) and the segments its
-    sender sent again (``resent``). On new connections, closed after it; or on ``kept`` ones (``connections``), left
-    open for the next trial."""
+            kept: list[tuple[socket.socket, ...]] | None = None) -> list[tuple[float, int, int | None]]:  # fmt: skip
+    """One trial: ``flows`` messages of ``size`` bytes at once; each flow's completion time (s), the segments its
+    sender sent again and the times its retransmission timer fired (``recovery``). On new connections, closed
+    after it; or on ``kept`` ones (``connections``), left open for the next trial."""
     conns = kept or connections(fabric, ports, pattern, flows)
     done = [0.0] * flows
-    again = [resent(s) for s, _ in conns]  # a kept connection's count so far: the trial's is the growth
+    before = [recovery(s) for s, _ in conns]  # a kept connection's counts so far: the trial's are the growth
+    again: list[tuple[int, int | None]] = list(before)
     go = threading.Barrier(2 * flows + 1)
     payload = b"\x00" * size
 
@@ -153,7 +155,8 @@ def measure(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int, size
         go.wait()
         s.sendall(payload)
         s.recv(1)  # the receiver's ack: the connection stays open until the flow is done
-        again[i] = resent(s) - again[i]
+        (resent, timeouts), (resent0, timeouts0) = recovery(s), before[i]
+        again[i] = (resent - resent0, None if timeouts is None or timeouts0 is None else timeouts - timeouts0)
 
     def receive(i: int, r: socket.socket) -> None:
         buf = bytearray(1 << 20)
@@ -179,19 +182,24 @@ def measure(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int, size
         for pair in conns:
             for sock in pair:
                 sock.close()
-    return [(d - t0, k) for d, k in zip(done, again, strict=True)]
+    return [(d - t0, k, n) for d, (k, n) in zip(done, again, strict=True)]
 
 
-def resent(sock: socket.socket) -> int:
-    """The segments a connection has sent again so far (``tcpi_total_retrans`` of Linux's ``struct tcp_info``)."""
-    return int(TCP_INFO_TOTAL_RETRANS.unpack_from(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104), 100)[0])
+def recovery(sock: socket.socket) -> tuple[int, int | None]:
+    """How a connection has recovered its losses so far: the segments it sent again (``tcpi_total_retrans`` of
+    Linux's ``struct tcp_info``) and the times its retransmission timer fired (``tcpi_total_rto``; None before
+    Linux 6.7). A loss the receiver's later packets reveal is resent without the timer: one it does not costs
+    the timer's minimum (the model's ``Transport.rto_min_s``)."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    timeouts = TCP_INFO_TOTAL_RTO.unpack_from(info, 240)[0] if len(info) >= 240 + TCP_INFO_TOTAL_RTO.size else None
+    return int(TCP_INFO_TOTAL_RETRANS.unpack_from(info, 100)[0]), timeouts
 
 
 def measure_cell(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int, size: int, reps: int,
-                 kept: bool) -> list[tuple[float, int]]:  # fmt: skip
-    """``reps`` trials, each flow's (time, segments resent) one after the other: each trial on new connections, or
-    (``kept``) all on one set opened for the cell, after a trial not timed (as the twin's nodes keep theirs, warm:
-    the window and the loss timer are a kept connection's, not a new one's first flight)."""
+                 kept: bool) -> list[tuple[float, int, int | None]]:  # fmt: skip
+    """``reps`` trials, each flow's (time, segments resent, timer recoveries) one after the other: each trial on
+    new connections, or (``kept``) all on one set opened for the cell, after a trial not timed (as the twin's nodes
+    keep theirs, warm: the window and the loss timer are a kept connection's, not a new one's first flight)."""
     if not kept:
         return [t for _ in range(reps) for t in measure(fabric, ports, pattern, flows, size)]
     conns = connections(fabric, ports, pattern, flows)
@@ -533,9 +541,10 @@ def measure_matrix(losses: list[float], rates: tuple[float, ...], sizes: tuple[i
                 for size in sizes:
                     for k in flows:
                         trials = measure_cell(fabric, ports, pattern, k, size, reps, kept)
-                        measured = [s for s, _ in trials]
+                        measured = [s for s, _, _ in trials]
                         cell = cell_of(pattern, k, size, rate, loss, lat, measured, fab.burst_bytes, transport)
-                        cell.update({"resent_segments": [n for _, n in trials], "congestion_control": cc, "reps":
+                        cell.update({"resent_segments": [n for _, n, _ in trials],
+                                     "rto_timeouts": [n for _, _, n in trials], "congestion_control": cc, "reps":
                                      reps, "fabric_throughput_bps":
                                      fab.throughput_bps, "cpu_bound": _cpu_bound(fab),
                                      "connections": "kept" if kept else "new"})  # fmt: skip

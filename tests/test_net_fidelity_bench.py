@@ -3,7 +3,10 @@ reads, so a lossy cell's two repetitions are judged by what they can show."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +73,39 @@ def test_reps_out_of_range_is_one_line(reps):
 
 
 @pytest.mark.skipif(net_fidelity.unavailable() is not None, reason=str(net_fidelity.unavailable()))
+def test_a_flow_whose_path_goes_dark_counts_its_timer_recoveries():
+    """A flow whose receiver's link goes down for 0.6 s mid-message has no packet to reveal its losses: it
+    resends by its retransmission timer (200 ms at least, then doubled), and ``recovery`` counts those, beside
+    the segments resent (a loss revealed by later packets is resent without the timer)."""
+    import itertools
+
+    ports = itertools.count(43101)
+    with net_fidelity.Fabric(net_fidelity.star(10e6)) as fabric:
+        ns = fabric.namespace("r0")
+        veth = subprocess.run(["ip", "-n", ns, "-o", "link", "show", "type", "veth"], capture_output=True, text=True,
+                              check=True).stdout.split(": ")[1].split("@")[0]  # fmt: skip
+        conns = net_fidelity.connections(fabric, ports, "fan-out", 1)
+
+        def dark() -> None:
+            time.sleep(0.2)
+            subprocess.run(["ip", "-n", ns, "link", "set", veth, "down"], check=True)
+            time.sleep(0.6)
+            subprocess.run(["ip", "-n", ns, "link", "set", veth, "up"], check=True)
+
+        outage = threading.Thread(target=dark)
+        outage.start()
+        try:
+            [(took_s, resent, timeouts)] = net_fidelity.measure(fabric, ports, "fan-out", 1, 1_000_000, conns)
+        finally:
+            outage.join()
+            for sock in conns[0]:
+                sock.close()
+    if timeouts is None:
+        pytest.skip("tcp_info has no tcpi_total_rto before Linux 6.7")
+    assert took_s > 0.8 + 0.6 and 1 <= timeouts <= resent, (took_s, resent, timeouts)
+
+
+@pytest.mark.skipif(net_fidelity.unavailable() is not None, reason=str(net_fidelity.unavailable()))
 @pytest.mark.parametrize("kept", [False, True])
 def test_a_cells_repetitions_go_on_new_connections_or_on_one_kept_set(kept):
     """Real flows through a fabric at 5 % loss: each repetition's times and segments resent, flow after flow (a
@@ -81,7 +117,8 @@ def test_a_cells_repetitions_go_on_new_connections_or_on_one_kept_set(kept):
     ports = itertools.count(43001)
     with net_fidelity.Fabric(net_fidelity.star(100e6, loss=0.05)) as fabric:
         flows = net_fidelity.measure_cell(fabric, ports, "fan-in", 2, 50_000, 3, kept)
-    times, resent = [t for t, _ in flows], [k for _, k in flows]
+    times, resent, timeouts = zip(*flows, strict=True)
     assert len(times) == 6 and all(0 < t < 5 for t in times), times
     assert all(0 <= k < 100 for k in resent) and any(resent), resent
+    assert all(n is None or 0 <= n <= k for n, k in zip(timeouts, resent, strict=True)), (timeouts, resent)
     assert next(ports) == 43001 + (2 if kept else 6)
