@@ -57,7 +57,7 @@ import yaml
 
 from hw.calibrate import calibrate, pair_slowdown_now
 from hw.compare import AT_SPEED, compare_dirs
-from hw.fit import fit_from_run
+from hw.fit import MEMORY_KINDS, fit_from_run
 from hw.local import run_local
 from hw.netns import kernel_rate_bps, unavailable
 from hw.schedtrace import union_s
@@ -65,7 +65,7 @@ from hw.speed import run_slow_flags
 from sim.contract import FL_PHASES, RunLayout, Summary, read_spans, read_summary
 from sim.errors import UserError
 from sim.loading import out_json
-from sim.profile import load_profile, write_profile
+from sim.profile import load_profile, op_kind, write_profile
 from sim.runner import simulate, write_run
 from sim.scenario import Scenario, Transport, load_scenario
 
@@ -181,6 +181,28 @@ def at_pair(profile: Path, states: list[float], out: Path) -> Path | None:
     return out
 
 
+def memory_as_measured(profile: Path, speed: float, out: Path) -> Path:
+    """``profile`` with the work that runs from memory (hw/fit.py ``MEMORY_KINDS``: training, FedAvg) ``speed`` x
+    as dear, written to ``out``: simulated at ``cpu_speed = speed`` ("at speed"), that work keeps its own price,
+    because the speed probe the speed comes from does not see the state that work runs in (hw/fit.py)."""
+    data = yaml.safe_load(profile.read_text())
+    for name, op in data["ops"].items():
+        if op_kind(name) in MEMORY_KINDS:
+            op["per_call_s"] = op["per_call_s"] * speed
+            if "per_unit_s" in op:
+                op["per_unit_s"] = op["per_unit_s"] * speed
+            if op.get("points"):
+                op["points"] = [[u, t * speed] for u, t in op["points"]]
+    for kind, over in (data.get("overheads") or {}).items():
+        if kind in MEMORY_KINDS:
+            over["per_call_s"] = over.get("per_call_s", 0.0) * speed
+            over["per_byte_s"] = over.get("per_byte_s", 0.0) * speed
+            if over.get("sigma_by_cost_s"):  # keyed by the price, which moved with it
+                over["sigma_by_cost_s"] = [[cost * speed, sigma] for cost, sigma in over["sigma_by_cost_s"]]
+    write_profile(data, out)
+    return out
+
+
 def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[Summary],
           kernel_bps: float | None = None, pair_profile: Path | None = None,
           passes: list[int] | None = None) -> dict[str, Any]:  # fmt: skip
@@ -201,7 +223,9 @@ def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[S
     speeds = [x for x in (ld.speed_vs_calibration for ld in loads) if x is not None]
     adjusted: dict[str, Any] = {"error_p50_adjusted_pct": None, "error_p95_adjusted_pct": None}
     if speeds:  # the same model on cores as fast as the twin's were (measured by the probe, not fitted)
-        at = c.scenario(profile, rounds, (*links, f"deployment.hosts.*.cpu_speed={np.median(speeds):.4f}"))
+        speed = float(np.median(speeds))
+        mine = memory_as_measured(profile, speed, work / f"profile-{c.name}-at-speed.yaml")
+        at = c.scenario(mine, rounds, (*links, f"deployment.hosts.*.cpu_speed={speed:.4f}"))
         write_run(simulate(at, c.mode, replications=reps), work / f"sim-{c.name}-at-speed", at)
         a = compare_dirs(work / f"sim-{c.name}-at-speed", done[0], done[1:])["metrics"]["round_latency_s"]
         adjusted = {"error_p50_adjusted_pct": a["error_p50_pct"], "error_p95_adjusted_pct": a["error_p95_pct"]}

@@ -51,7 +51,8 @@ fit, as long as every size the kind has keeps ``MIN_ROWS`` spans at speed (else 
 as before); the rest are at the calibration's speed as measured. Spans no sample was near, and runs that kept
 none, are brought to the profile's speed by the run's median probe (``speed_vs_calibration``); spans left in
 that the probe saw slow, by the slow samples' median (``hw.speed.slow_state_us``: a run's median may be either
-state's).
+state's). Not training and FedAvg (``MEMORY_KINDS``): their speed follows the host's memory state, which the probe
+does not see, so their spans are kept as measured.
 """
 
 from __future__ import annotations
@@ -79,6 +80,11 @@ SPREAD = 4.0  # sizes must span this factor before a per-byte slope is fitted
 MIN_ROWS = 3
 SIZE_ROWS = 10  # spans a size needs for a spread of its own (``_jitter_by_size``)
 FACTOR_KINDS = ("train", "fedavg")
+# kinds whose speed follows the host's memory state, not the speed probe's (an L1-resident hash): kept as measured.
+# Two quick matrices 12 minutes apart (2026-12-04 00:02 and 00:14) had training runs of equal medians (250 k:
+# 15.6 / 15.8 ms and 15.1 / 16.0 ms) that the probe read at 1.00x and at 0.65-0.69x; brought to the profile's speed
+# by it, the second fit priced training 0.77x the first (its cells' steps 20-32 % short)
+MEMORY_KINDS = ("train", "fedavg")
 BOOTSTRAP_SEED, BOOTSTRAP_RESAMPLES = 20261129, 400
 
 
@@ -362,8 +368,11 @@ def _run_rows(run_dir: Path, base: Path | None) -> _RunRows:
     # read 28 % off instead of 15-17 % (rescored)
     speed = (summary.machine_load.speed_vs_calibration if summary.machine_load else None) or 1.0
     slow_speed = slow_speed or speed
+    kind = known.op.map(op_kind)
+    # work from memory (``MEMORY_KINDS``) as measured: the probe's state is not its state
+    known = known.assign(slow=known.slow.where(~kind.isin(MEMORY_KINDS), 0.0))
     scale = _scale(known.slow, speed, slow_speed)
-    known = known.assign(predicted_s=predicted, kind=known.op.map(op_kind), measured_s=known.measured_s * scale,
+    known = known.assign(predicted_s=predicted, kind=kind, measured_s=known.measured_s * scale,
                          glue_s=known.glue_s.fillna(0.0) * scale)  # fmt: skip
     load = "quiet" if summary.machine_load is None or summary.machine_load.quiet else "BUSY"
     crypto, fl = s.workload.crypto, s.workload.fl

@@ -326,3 +326,28 @@ def test_the_tally_counts_goals_and_the_model_at_speed_apart(bench: Any, capsys:
     assert unknown["mean_abs_error_p50_pct"] == pytest.approx(1.0) and unknown["both_goals"] == 1  # not met, not a nan
     bench.print_tally(bench.tally([cells[3]], []))
     assert "goals: no cell scored (1 FAILED)" in capsys.readouterr().out
+
+
+def test_at_speed_slows_crypto_with_the_probe_and_leaves_training_at_its_price(bench: Any, tmp_path: Path) -> None:
+    """ "At speed" simulates the fitted profile on cores ``speed`` x as fast (``cpu_speed``), but the speed probe does
+    not see the state training and FedAvg run in (hw/fit.py ``MEMORY_KINDS``): their price, overheads included, is
+    what it was; an encapsulation's is 1 / speed as long."""
+    import numpy as np
+    import yaml
+
+    from sim.profile import load_profile, write_profile
+
+    data = yaml.safe_load((ROOT / "scenarios" / "profiles" / "ci-x86.yaml").read_text())
+    over = {"per_call_s": 4e-4, "per_byte_s": 0.0, "sigma": 0.1, "sigma_by_cost_s": [[1e-3, 0.2], [2e-2, 0.1]],
+            "source": "test", "tag": "F"}  # fmt: skip
+    data["overheads"] = {"train": {**over, "factor": 1.2}, "fedavg": {**over, "factor": 1.1},
+                         "encaps": {**over, "per_call_s": 5e-5}}  # fmt: skip
+    fitted = tmp_path / "fitted.yaml"
+    write_profile(data, fitted)
+    out = bench.memory_as_measured(fitted, 0.6, tmp_path / "at.yaml")
+    before, after = load_profile(fitted), load_profile(out).at_speed(0.6)
+    for name, units in (("fl.train", 500 * 50_000.0), ("fl.train", 500 * 1e6), ("fl.fedavg", 2e6),
+                        ("ML-KEM-768.encaps", 0.0)):  # fmt: skip
+        was = before.cost_s(name, np.random.default_rng(1), units)
+        now = after.cost_s(name, np.random.default_rng(1), units)
+        assert now == pytest.approx(was if name.startswith("fl.") else was / 0.6, rel=1e-9), name
