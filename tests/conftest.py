@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -17,6 +19,16 @@ SCENARIOS = ROOT / "scenarios"
 # ignored signal stays ignored across exec: every process the tests start would then shrug off the Ctrl-C the
 # interruption tests send (they failed so, 2026-11-30). Handled here, it is reset to the default in children.
 signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def bench_module(name: str) -> ModuleType:
+    """``bench/NAME.py`` imported as module ``NAME`` (registered: its dataclasses look their module up by name)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def session_processes(sid: int) -> list[int]:

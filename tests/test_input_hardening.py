@@ -9,7 +9,6 @@ full one).
 from __future__ import annotations
 
 import ctypes
-import importlib.util
 import math
 import os
 import resource
@@ -33,7 +32,7 @@ from sim.loading import MAX_DEPTH, parse_value, parse_yaml, read_text
 from sim.runner import simulate
 from sim.scenario import apply_override, load_scenario, load_scenario_data
 
-from .conftest import ROOT, SCENARIOS
+from .conftest import ROOT, SCENARIOS, bench_module
 
 PAPER = SCENARIOS / "paper-3node.yaml"
 BOMB = "\n".join(
@@ -662,12 +661,7 @@ def test_shown_values_are_bounded_for_shared_and_huge_structures():
 
 
 def _fuzz_module():
-    spec = importlib.util.spec_from_file_location("fuzz_inputs", ROOT / "bench" / "fuzz_inputs.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fuzz_inputs"] = module
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("fuzz_inputs")
 
 
 def test_corpus_at_ci_size_has_no_traceback_hang_or_vague_error(tmp_path):

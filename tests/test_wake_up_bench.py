@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,15 +10,11 @@ from typing import Any
 
 import pytest
 
-from .conftest import ROOT
+from .conftest import ROOT, bench_module
 
 
 def bench() -> Any:
-    spec = importlib.util.spec_from_file_location("wake_up", ROOT / "bench" / "wake_up.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("wake_up")
 
 
 def test_the_curve_is_each_window_against_the_busy_cores_median():
