@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> None:
     load = os.getloadavg()[0]
     with threadpool_limits(1):
         result = batches(steps, args.rounds) if args.batches else side_by_side(steps, args.rounds, 2.0)
-    result |= {"argv": sys.argv[1:] if argv is None else argv, "loadavg_1m_start": load, "loadavg_1m_end": os.getloadavg()[0]}
+    given = sys.argv[1:] if argv is None else argv
+    result |= {"argv": given, "loadavg_1m_start": load, "loadavg_1m_end": os.getloadavg()[0]}
     print(f"load average {load:.2f} -> {result['loadavg_1m_end']:.2f}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
