@@ -344,3 +344,62 @@ def test_at_speed_slows_crypto_with_the_probe_and_leaves_training_at_its_price(b
         was = before.cost_s(name, np.random.default_rng(1), units)
         now = after.cost_s(name, np.random.default_rng(1), units)
         assert now == pytest.approx(was if name.startswith("fl.") else was / 0.6, rel=1e-9), name
+
+
+def test_training_prices_are_timed_alone_before_the_fit_and_each_pass(
+    bench: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real training steps, one short batch a size: the file holds the sizes, the steps before the fit and one list
+    a pass, and the ratios say how each size moved (positive, one a size)."""
+    import json
+
+    monkeypatch.setattr(bench, "PRICE_BATCHES", 1)
+    monkeypatch.setattr(bench, "PRICE_BATCH_S", 0.01)
+    bench.record_prices(tmp_path, "before_fit")
+    for _ in range(2):
+        bench.record_prices(tmp_path, "passes")
+    data = json.loads((tmp_path / bench.PRICES_FILE).read_text())
+    sizes = list(bench.price_parameters())
+    assert data["model_parameters"] == sizes == sorted({12_500, 50_000, 250_000, 1_000_000})
+    assert len(data["before_fit_s"]) == len(sizes) and len(data["passes_s"]) == 2
+    assert data["before_fit_s"][-1] > data["before_fit_s"][0] > 0  # a 1 M step is dearer than a 12.5 k one
+    ratios = bench.price_ratios(data)
+    assert [p for p, _ in ratios] == sizes and all(0.2 < r < 5 for _, r in ratios)
+    assert bench.kept_prices(tmp_path) == ratios
+
+
+def test_price_ratios_are_the_passes_median_against_before_the_fit(bench: Any) -> None:
+    data = {"model_parameters": [10, 20], "before_fit_s": [1.0, 2.0], "passes_s": [[1.1, 3.0], [0.9, 2.0], [1.5, 2.2]]}
+    assert bench.price_ratios(data) == [(10.0, pytest.approx(1.1)), (20.0, pytest.approx(1.1))]
+    assert bench.price_ratios({**data, "passes_s": []}) is None and bench.price_ratios(None) is None
+
+
+def test_at_speed_moves_training_as_its_steps_alone_moved(bench: Any, tmp_path: Path) -> None:
+    """With price ratios, "at speed" prices a training step at each size by its ratio (interpolated between sizes in
+    log size), crypto as the probe says."""
+    import numpy as np
+
+    from sim.profile import load_profile
+
+    profile = ROOT / "scenarios" / "profiles" / "ci-x86.yaml"
+    ratios = [(50_000.0, 1.2), (1_000_000.0, 1.5)]
+    out = bench.memory_as_measured(profile, 0.8, tmp_path / "at.yaml", ratios)
+    before, after = load_profile(profile), load_profile(out).at_speed(0.8)
+    for params, ratio in ((50_000, 1.2), (1_000_000, 1.5), (12_500, 1.2), (4_000_000, 1.5)):
+        units = 500.0 * params  # near a point: the profile's points are at 500 x its sizes' parameters
+        was = before.cost_s("fl.train", np.random.default_rng(1), units)
+        now = after.cost_s("fl.train", np.random.default_rng(1), units)
+        assert now == pytest.approx(was * ratio, rel=0.02), params
+    was = before.cost_s("ML-KEM-768.encaps", np.random.default_rng(1))
+    assert after.cost_s("ML-KEM-768.encaps", np.random.default_rng(1)) == pytest.approx(was / 0.8)
+
+
+@pytest.mark.parametrize(
+    "content", ['{"passes_s": [[1, 2]], "before_fit_s": [1, 2, 3, 4]}', '{"before_fit_s": "x"}', "not json"]
+)
+def test_a_kept_price_file_that_says_no_prices_is_one_line(bench: Any, tmp_path: Path, content: str) -> None:
+    (tmp_path / bench.PRICES_FILE).write_text(content)
+    with pytest.raises(SystemExit) as exc:
+        bench.kept_prices(tmp_path)
+    assert str(exc.value).startswith("--rescore: ") and bench.PRICES_FILE in str(exc.value)
+    assert "\n" not in str(exc.value)
