@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -55,9 +54,8 @@ from typing import Any
 
 import numpy as np
 import yaml
-from threadpoolctl import threadpool_limits
 
-from hw.calibrate import calibrate, pair_slowdown_now, time_calls, training_job
+from hw.calibrate import calibrate, pair_slowdown_now
 from hw.compare import AT_SPEED, compare_dirs
 from hw.fit import MEMORY_KINDS, fit_from_run
 from hw.local import run_local
@@ -85,8 +83,6 @@ SUITES = {
 }
 SIZES = (50_000, 1_000_000)
 PAIR_STATE_S = 4.0  # each pass's measurement of two trainings at once (as ``pqtwin calibrate`` measures a size)
-PRICES_FILE = "training_prices.json"  # in the work (--keep) directory: training steps alone, before the fit and passes
-PRICE_BATCHES, PRICE_BATCH_S = 3, 0.3  # each size's batches (interleaved) and seconds a batch: ~5 s in all
 PAIR_MAX = 10.0  # the most a profile's pair slowdown may say (sim/profile.py): a reading above it is kept at it
 PAIR_FILE = "pair_states.json"  # in the work (--keep) directory: the passes' pair slowdowns
 MODES = ("sequential", "concurrent")
@@ -137,7 +133,6 @@ def measure(cells: list[Cell], work: Path, profile: Path, rounds: int,
     states: list[float] = []
     samples, _ = largest_step()
     for k in range(repeat):
-        record_prices(work, "passes")
         if (now := pair_slowdown_now(samples, max(SIZES), PAIR_STATE_S)) is not None:
             states.append(min(now, PAIR_MAX))
             (work / PAIR_FILE).write_text(json.dumps({"model_parameters": max(SIZES), "samples": samples,
@@ -170,56 +165,6 @@ def fabric(c: Cell, hw: list[Summary], kernel_bps: float | None = None) -> tuple
     return (*median.overrides(cores), *kernel)
 
 
-def price_parameters() -> tuple[int, ...]:
-    """The model sizes whose training is timed alone before the fit and each pass: the fit's and the matrix's."""
-    return tuple(sorted({TRAIN_SMALL_PARAMETERS, TRAIN["model_parameters"], *SIZES}))
-
-
-def training_prices_now() -> list[float]:
-    """Seconds of one training step of the twin's model alone at each of ``price_parameters`` (a client's samples),
-    on one core with one BLAS thread: ``PRICE_BATCHES`` interleaved batches a size, the median of their medians.
-    The host's memory state moves these by a third within half an hour, and the speed probe does not see it
-    (bench/train_state.py; docs/twin-validation.md, stop 59)."""
-    rng = np.random.default_rng(0)
-    samples = load_scenario(SCENARIO).workload.fl.samples_per_client
-    steps = [training_job(samples, p, rng)[1] for p in price_parameters()]
-    medians: list[list[float]] = [[] for _ in steps]
-    mine = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    try:
-        if mine:
-            os.sched_setaffinity(0, {min(mine)})
-        with threadpool_limits(1):
-            for _ in range(PRICE_BATCHES):
-                for i, step in enumerate(steps):
-                    medians[i].append(float(np.median(time_calls(step, PRICE_BATCH_S, 3, 200))))
-    finally:
-        if mine:
-            os.sched_setaffinity(0, mine)
-    return [float(np.median(m)) for m in medians]
-
-
-def record_prices(work: Path, when: str) -> None:
-    """``training_prices_now`` added to ``PRICES_FILE`` under ``when``: "before_fit" (one list) or "passes"."""
-    path = work / PRICES_FILE
-    data = json.loads(path.read_text()) if path.exists() else {"model_parameters": list(price_parameters())}
-    now = training_prices_now()
-    if when == "before_fit":
-        data["before_fit_s"] = now
-    else:
-        data.setdefault("passes_s", []).append(now)
-    path.write_text(json.dumps(data) + "\n")
-
-
-def price_ratios(prices: dict[str, Any] | None) -> list[tuple[float, float]] | None:
-    """[(model parameters, the passes' median price / the price before the fit)] a size, from ``PRICES_FILE``'s
-    data; None without both."""
-    if not prices or not prices.get("before_fit_s") or not prices.get("passes_s"):
-        return None
-    passes = np.median(np.array(prices["passes_s"], dtype=float), axis=0)
-    return [(float(p), float(n / b)) for p, n, b in zip(prices["model_parameters"], passes, prices["before_fit_s"],
-                                                          strict=True)]  # fmt: skip
-
-
 def at_pair(profile: Path, states: list[float], out: Path) -> Path | None:
     """``profile`` with ``fl.train``'s pair slowdown at the largest model set to the median of ``states`` (how much
     two such trainings slowed each other before each pass of the matrix), written to ``out``; None without
@@ -236,19 +181,11 @@ def at_pair(profile: Path, states: list[float], out: Path) -> Path | None:
     return out
 
 
-def memory_as_measured(profile: Path, speed: float, out: Path,
-                       ratios: list[tuple[float, float]] | None = None) -> Path:  # fmt: skip
+def memory_as_measured(profile: Path, speed: float, out: Path) -> Path:
     """``profile`` with the work that runs from memory (hw/fit.py ``MEMORY_KINDS``: training, FedAvg) ``speed`` x
     as dear, written to ``out``: simulated at ``cpu_speed = speed`` ("at speed"), that work keeps its own price,
-    because the speed probe the speed comes from does not see the state that work runs in (hw/fit.py). With
-    ``ratios`` (``price_ratios``), training's points are moved as its steps alone moved between the fit's training
-    runs and the matrix's passes (interpolated in model size, a client's samples per step)."""
+    because the speed probe the speed comes from does not see the state that work runs in (hw/fit.py)."""
     data = yaml.safe_load(profile.read_text())
-    train = data["ops"].get("fl.train")
-    if ratios and train and train.get("points"):
-        samples = load_scenario(SCENARIO).workload.fl.samples_per_client
-        sizes, factors = np.log([p * samples for p, _ in ratios]), [r for _, r in ratios]
-        train["points"] = [[u, t * float(np.interp(np.log(u), sizes, factors))] for u, t in train["points"]]
     for name, op in data["ops"].items():
         if op_kind(name) in MEMORY_KINDS:
             op["per_call_s"] = op["per_call_s"] * speed
@@ -267,11 +204,11 @@ def memory_as_measured(profile: Path, speed: float, out: Path,
 
 
 def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[Summary],
-          kernel_bps: float | None = None, pair_profile: Path | None = None, passes: list[int] | None = None,
-          ratios: list[tuple[float, float]] | None = None) -> dict[str, Any]:  # fmt: skip
+          kernel_bps: float | None = None, pair_profile: Path | None = None,
+          passes: list[int] | None = None) -> dict[str, Any]:  # fmt: skip
     """Simulate the cell and compare with its pooled twin runs (repeats resampled as clusters; ``work/hw-CELL-k``,
     k each run's pass: ``passes``, by default 0, 1 ...); a cell of the largest model also with ``pair_profile``
-    (``at_pair``), where given; "at speed" with training moved by ``ratios`` (``price_ratios``), where given."""
+    (``at_pair``), where given."""
     links = fabric(c, hw, kernel_bps)
     s = c.scenario(profile, rounds, links)
     write_run(simulate(s, c.mode, replications=reps), work / f"sim-{c.name}", s)
@@ -287,7 +224,7 @@ def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[S
     adjusted: dict[str, Any] = {"error_p50_adjusted_pct": None, "error_p95_adjusted_pct": None}
     if speeds:  # the same model on cores as fast as the twin's were (measured by the probe, not fitted)
         speed = float(np.median(speeds))
-        mine = memory_as_measured(profile, speed, work / f"profile-{c.name}-at-speed.yaml", ratios)
+        mine = memory_as_measured(profile, speed, work / f"profile-{c.name}-at-speed.yaml")
         at = c.scenario(mine, rounds, (*links, f"deployment.hosts.*.cpu_speed={speed:.4f}"))
         write_run(simulate(at, c.mode, replications=reps), work / f"sim-{c.name}-at-speed", at)
         a = compare_dirs(work / f"sim-{c.name}-at-speed", done[0], done[1:])["metrics"]["round_latency_s"]
@@ -525,14 +462,6 @@ def print_training(cells: list[dict[str, Any]], states: list[float] | None = Non
               f"{hw['step_p50_s'] * 1e3:7.2f} ms{error}, beside {hw['beside_training_p50']:.2f}{ends}{at}")  # fmt: skip
 
 
-def print_prices(ratios: list[tuple[float, float]] | None) -> None:
-    """How training alone moved between the fit's training runs and the matrix's passes (``price_ratios``)."""
-    if ratios:
-        moved = ", ".join(f"x{r:.2f} at {p:,.0f}" for p, r in ratios)
-        print(f"a training step alone, the passes' median against before the fit: {moved} parameters (the model "
-              "'at speed' prices training so)")  # fmt: skip
-
-
 def print_parallelism(cells: list[dict[str, Any]]) -> None:
     """Per concurrent cell: how side by side the workers' jobs of a distribution ran, simulated and measured
     (``worker_parallelism``). Nothing where no cell has workers."""
@@ -764,9 +693,9 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
             for k, d in zip(passes[c], dirs[c], strict=True):
                 (work / f"hw-{c.name}-{k}").symlink_to(d.resolve())
         rounds = max(r.rounds_completed for rs in runs.values() for r in rs)
-        kernel_bps, states, ratios = kept_kernel(kept), kept_pairs(kept), kept_prices(kept)
+        kernel_bps, states = kept_kernel(kept), kept_pairs(kept)
         paired = at_pair(profile, states, work / "fitted-at-pair.yaml")
-        cells = [score(c, work, profile, rounds, 5, runs[c], kernel_bps, paired, passes[c], ratios)
+        cells = [score(c, work, profile, rounds, 5, runs[c], kernel_bps, paired, passes[c])
                  for c in sorted(runs, key=_order)]  # fmt: skip
         by_pass = steps_by_pass(work)
         if keep:
@@ -775,7 +704,6 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
     print_table(cells, reds)
     print_phases(cells)
     print_training(cells, states, by_pass)
-    print_prices(ratios)
     print_parallelism(cells)
     print_legs(cells)
     _say_calibration(base)
@@ -800,25 +728,6 @@ def _kept(kept: Path, name: str, key: str, parse: Callable[[Any], Any], what: st
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SystemExit(f"--rescore: {path}: {key} is not {what} ({why[:120]})") from None
-
-
-def _prices(passes: Any) -> list[list[float]]:
-    """The passes' training prices: lists of positive seconds, one a size of ``price_parameters``."""
-    n = len(price_parameters())
-    if not isinstance(passes, list) or not all(
-        isinstance(p, list) and len(p) == n and all(isinstance(x, int | float) and 0 < x < 1e3 for x in p)
-        for p in passes
-    ):
-        raise ValueError(f"not lists of {n} step seconds each: {str(passes)[:60]}")
-    return [[float(x) for x in p] for p in passes]
-
-
-def kept_prices(kept: Path) -> list[tuple[float, float]] | None:
-    """The training price ratios a kept matrix measured (``PRICES_FILE``, ``price_ratios``), None where it has none
-    (kept before 2026-12-04); SystemExit with one line where the file is there but holds no such prices."""
-    before = _kept(kept, PRICES_FILE, "before_fit_s", lambda x: _prices([x])[0], "a list of step seconds")
-    passes = _kept(kept, PRICES_FILE, "passes_s", _prices, "lists of step seconds")
-    return price_ratios({"model_parameters": list(price_parameters()), "before_fit_s": before, "passes_s": passes})
 
 
 def kept_kernel(kept: Path) -> float | None:
@@ -890,7 +799,6 @@ def main() -> None:
             write_profile(calibrate(), base)  # the full calibration (~70 s): quick medians are too noisy
         else:
             shutil.copyfile(args.profile, base)
-        record_prices(work, "before_fit")
         trained: list[Path] = []
         for params in (TRAIN["model_parameters"], TRAIN_SMALL_PARAMETERS):
             train = load_scenario(SCENARIO, overrides(TRAIN["suite"], params, rounds), base)
@@ -914,15 +822,12 @@ def main() -> None:
         if args.keep:  # the measurements first: whatever scoring them does, they are kept
             shutil.copytree(work, args.keep, dirs_exist_ok=True)
         paired = at_pair(profile, states, work / "fitted-at-pair.yaml")
-        prices = json.loads((work / PRICES_FILE).read_text())
-        ratios = price_ratios(prices)
-        cells = [score(c, work, profile, rounds, 5, runs[c], kernel_bps, paired, ratios=ratios) for c in matrix]
+        cells = [score(c, work, profile, rounds, 5, runs[c], kernel_bps, paired) for c in matrix]
         reds = reductions(cells)
         print_table(cells, reds)
         print_phases(cells)
         by_pass = steps_by_pass(work)
         print_training(cells, states, by_pass)
-        print_prices(ratios)
         print_parallelism(cells)
         print_legs(cells)
         _say_calibration(base)
@@ -930,7 +835,7 @@ def main() -> None:
                   "train_runs": train_runs, "repeat": repeat, "rounds": rounds,
                   "quick": args.quick, "calibrated_speed_probe": _probe(base), "kernel_rate_bps": kernel_bps,
                   "pair_slowdown_during_matrix": states, "training_largest_by_pass_s": by_pass,
-                  "training_prices": prices, "cells": cells, "reductions": reds, "goals": tally(cells, reds),
+                  "cells": cells, "reductions": reds, "goals": tally(cells, reds),
                   "reduction_simulated_pct": [r["simulated_pct"] for r in reds],
                   "reduction_measured_pct": [r["measured_pct"] for r in reds],
                   "wall_s": time.monotonic() - started}  # fmt: skip
