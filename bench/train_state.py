@@ -1,4 +1,4 @@
-"""Does the speed probe see the state a training step runs in? (docs/twin-validation.md, stop 59)
+"""Does the speed probe see the state a training step runs in? (docs/twin-validation.md, stop 58)
 
 Pinned to one core, one BLAS thread, in rounds a few seconds apart: the speed probe's median (hw/speed.py, 16 KiB
 hashed in a core's L1), then the median step of the twin's training (hw/fl.py, as ``pqtwin calibrate`` times it) at
