@@ -147,7 +147,7 @@ def measure(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int, size
     conns = kept or connections(fabric, ports, pattern, flows)
     done = [0.0] * flows
     before = [recovery(s) for s, _ in conns]  # a kept connection's counts so far: the trial's are the growth
-    again: list[tuple[int, int | None]] = list(before)
+    again: list[tuple[int, int | None]] = [(0, None)] * flows  # each sender's own, once its flow is done
     go = threading.Barrier(2 * flows + 1)
     payload = b"\x00" * size
 
