@@ -29,11 +29,13 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without install
 
-from hw.calibrate import BATCHES, training_job
+from hw.calibrate import BATCHES, time_calls, training_job
 from hw.speed import probe_us
 from sim.loading import out_json
+from sim.scenario import load_scenario
 
-SAMPLES = 500  # a client's samples in the scenarios
+SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "localhost.yaml"  # the twin fidelity matrix's
+MIN_PARAMETERS, MAX_PARAMETERS = 100, 4_000_000  # the largest size pqtwin calibrate times (hw/calibrate.py)
 ANCHOR = 250_000  # the fit's training runs' size (bench/twin_fidelity.py TRAIN)
 
 
@@ -43,16 +45,9 @@ def spearman(a: list[float], b: list[float]) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def step_median_s(step: Callable[[], Any], budget_s: float, min_n: int = 10) -> float:
-    """The median seconds of ``step`` over at least ``min_n`` calls and ``budget_s`` (one untimed call first)."""
-    step()
-    times: list[float] = []
-    end = time.perf_counter() + budget_s
-    while time.perf_counter() < end or len(times) < min_n:
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+def step_median_s(step: Callable[[], Any], budget_s: float) -> float:
+    """The median seconds of ``step`` as a calibration times it (``hw.calibrate.time_calls``, training's limits)."""
+    return float(np.median(time_calls(step, budget_s, 10, 200)))
 
 
 def side_by_side(steps: dict[int, Callable[[], Any]], rounds: int, pause_s: float) -> dict[str, Any]:
@@ -108,14 +103,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[12_500, 50_000, ANCHOR, 1_000_000])
     ap.add_argument("--json", type=out_json, help="write the rounds and the summary here")
     args = ap.parse_args(argv)
-    if args.rounds < 1 or any(p < 100 for p in args.sizes):
-        ap.error("--rounds must be at least 1 and every --sizes at least 100 parameters")
+    if args.rounds < 1 or any(not MIN_PARAMETERS <= p <= MAX_PARAMETERS for p in args.sizes):
+        ap.error(f"--rounds must be at least 1 and every --sizes {MIN_PARAMETERS:,} to {MAX_PARAMETERS:,} parameters")
     if args.batches and ANCHOR not in args.sizes:
         ap.error(f"--batches compares ratios to {ANCHOR:,} parameters: include it in --sizes")
     if args.cpu >= 0 and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {args.cpu})
+        try:
+            os.sched_setaffinity(0, {args.cpu})
+        except (OSError, OverflowError):
+            ap.error(f"--cpu {args.cpu}: not a core this process may run on ({sorted(os.sched_getaffinity(0))})")
     rng = np.random.default_rng(0)
-    steps = {p: training_job(SAMPLES, p, rng)[1] for p in args.sizes}
+    samples = load_scenario(SCENARIO).workload.fl.samples_per_client  # a client's samples, as the twin trains
+    steps = {p: training_job(samples, p, rng)[1] for p in args.sizes}
     load = os.getloadavg()[0]
     with threadpool_limits(1):
         result = batches(steps, args.rounds) if args.batches else side_by_side(steps, args.rounds, 2.0)
