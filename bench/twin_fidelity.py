@@ -304,8 +304,12 @@ def training_steps(dirs: list[Path]) -> dict[str, float | int | None] | None:
     Also how far apart a round's steps ended (the median over rounds with two steps or more of the last end less
     the first, s; None without such rounds): a round waits for its last update, and a model whose steps jitter
     more than the twin's ends them further apart (docs/twin-validation.md, stop 38: 38-46 ms against the
-    twin's 13-23 at 1 M)."""
-    steps, beside, apart = [], [], []
+    twin's 13-23 at 1 M).
+    And, over rounds with two steps or more, the median step of the round's first-started and of its last-started
+    client (``first_p50_s``, ``last_p50_s``; None without such rounds): a sequential round starts its clients one
+    model apart, and in the twin the first 1 M step ran a median 12 ms longer than the last (2026-12-04 02:31, 6 of 6
+    runs), where the model's first is 2-4 ms longer (docs/twin-validation.md, stop 59)."""
+    steps, beside, apart, first, last = [], [], [], [], []
     for d in dirs:
         spans = read_spans(RunLayout(d).spans)
         train = spans[spans["op"] == "fl.train"]
@@ -318,10 +322,17 @@ def training_steps(dirs: list[Path]) -> dict[str, float | int | None] | None:
                 beside.append(min(1.0, overlap.sum() / (end[i] - start[i])) if end[i] > start[i] else 0.0)
         ends = train[train["round"] > 0].groupby(["replication", "round"])["end_s"]
         apart += [float(x) for x in (ends.max() - ends.min())[ends.size() >= 2]]
+        for _, g in train[train["round"] > 0].groupby(["replication", "round"]):
+            if len(g) >= 2:
+                g = g.sort_values("start_s", kind="stable")
+                first.append(float(g["end_s"].iloc[0] - g["start_s"].iloc[0]))
+                last.append(float(g["end_s"].iloc[-1] - g["start_s"].iloc[-1]))
     if not steps:
         return None
     return {"step_p50_s": float(np.median(steps)), "beside_training_p50": float(np.median(beside)), "steps": len(steps),
-            "ends_apart_p50_s": float(np.median(apart)) if apart else None}  # fmt: skip
+            "ends_apart_p50_s": float(np.median(apart)) if apart else None,
+            "first_p50_s": float(np.median(first)) if first else None,
+            "last_p50_s": float(np.median(last)) if last else None}  # fmt: skip
 
 
 def worker_parallelism(dirs: list[Path]) -> dict[str, float] | None:
@@ -446,7 +457,7 @@ def print_training(cells: list[dict[str, Any]], states: list[float] | None = Non
         print(f"the twin's {max(SIZES):,}-parameter training steps, median of each pass: {steps} ms")
     print(
         "training steps, median (simulated / measured), the share of a step beside another training (measured) and "
-        "how far apart a round's steps end (simulated / measured):"
+        "how far apart a round's steps end (simulated / measured), the round's first- and last-started step (median):"
     )
     for c in rows:
         sim, hw = c["training"]["sim"], c["training"]["hw"]
@@ -458,8 +469,18 @@ def print_training(cells: list[dict[str, Any]], states: list[float] | None = Non
         apart = [None if x is None else x.get("ends_apart_p50_s") for x in (sim, hw)]
         ends = (f", a round's steps end {' / '.join('-' if x is None else f'{x * 1e3:.1f}' for x in apart)} ms apart"
                 if any(x is not None for x in apart) else "")  # fmt: skip
+        ends += _first_last(sim, hw)
         print(f"{c['layout']:17s} {c['mode']:11s} {c['suite']:10s} {c['model_parameters']:9d} {simulated} / "
               f"{hw['step_p50_s'] * 1e3:7.2f} ms{error}, beside {hw['beside_training_p50']:.2f}{ends}{at}")  # fmt: skip
+
+
+def _first_last(sim: dict[str, Any] | None, hw: dict[str, Any]) -> str:
+    """ ", first / last-started step S1 / S2 simulated, M1 / M2 measured" (ms), where the measured runs have them."""
+    if hw.get("first_p50_s") is None:
+        return ""
+    pairs = [f"{x['first_p50_s'] * 1e3:.1f} / {x['last_p50_s'] * 1e3:.1f}" if x and x.get("first_p50_s") is not None
+             else "-" for x in (sim, hw)]  # fmt: skip
+    return f", first / last-started step {pairs[0]} simulated, {pairs[1]} measured"
 
 
 def print_parallelism(cells: list[dict[str, Any]]) -> None:

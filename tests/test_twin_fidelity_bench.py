@@ -108,6 +108,36 @@ def test_training_steps_say_how_long_and_how_much_beside_the_other_training(benc
     assert bench.training_steps([apart])["ends_apart_p50_s"] == pytest.approx(0.010)
 
 
+def test_training_steps_tell_a_rounds_first_started_step_from_its_last(bench: Any, tmp_path: Path) -> None:
+    """A sequential round starts its clients one after the other: the median step of each round's first-started
+    client and of its last-started, whichever pod that is; rounds with one step and round 0 count in neither."""
+    from sim.contract import RunLayout, to_frame, write_spans
+
+    rows = [  # round 1: client-2 starts first (50 ms), client-1 10 ms later (30 ms); round 2: client-1 first (60 ms)
+        (0, 1, "client-2", "local", "train", "fl.train", 0.000, 0.050, 0.0, 0),
+        (0, 1, "client-1", "local", "train", "fl.train", 0.010, 0.040, 0.0, 0),
+        (0, 2, "client-1", "local", "train", "fl.train", 1.000, 1.060, 0.0, 0),
+        (0, 2, "client-2", "local", "train", "fl.train", 1.012, 1.044, 0.0, 0),
+        (0, 3, "client-1", "local", "train", "fl.train", 2.000, 2.500, 0.0, 0),  # alone: neither
+        (0, 0, "client-1", "local", "train", "fl.train", 3.000, 3.900, 0.0, 0),  # round 0: neither
+        (0, 0, "client-2", "local", "train", "fl.train", 3.100, 3.200, 0.0, 0),
+    ]
+    d = tmp_path / "run"
+    d.mkdir()
+    write_spans(to_frame(rows), RunLayout(d).spans)
+    got = bench.training_steps([d])
+    assert got["first_p50_s"] == pytest.approx(0.055)
+    assert got["last_p50_s"] == pytest.approx(0.031)
+    line = bench._first_last(None, got)
+    assert line == ", first / last-started step - simulated, 55.0 / 31.0 measured"
+    single = tmp_path / "single"
+    single.mkdir()
+    write_spans(to_frame(rows[4:5]), RunLayout(single).spans)
+    alone = bench.training_steps([single])
+    assert alone["first_p50_s"] is None and alone["last_p50_s"] is None
+    assert bench._first_last(got, alone) == ""
+
+
 def test_at_pair_puts_the_largest_model_at_the_matrix_pair_state(bench: Any, tmp_path: Path) -> None:
     """The fitted profile with fl.train's pair slowdown at the largest model's step (samples x parameters) set to
     the median of the passes' measurements; every other point kept; nothing without measurements."""
