@@ -3,8 +3,7 @@
 1. Calibrate this machine (``pqtwin calibrate``; ``--profile`` uses a given one instead).
 2. Training runs (``--train-runs`` at each size, 2 by default, pooled): localhost.yaml, sequential, ML-KEM-768 +
    ML-DSA-65, 250 k parameters and 12.5 k (a code path's per-call cost and its per-size cost, which one size cannot
-   tell apart; neither size is scored), on the local twin, spread evenly among the matrix's twin runs
-   (``training_slots``: the fit prices training as the host ran it during the cells, not before them);
+   tell apart; neither size is scored), on the local twin;
    ``pqtwin calibrate --from-run`` fits the twin's code-path overheads from their spans (hw/fit.py).
 3. Matrix: 2 modes x suites (PQC L3, PQC L5 = ML-KEM-1024 + ML-DSA-87, classical X25519 + Ed25519, hybrid
    X25519+ML-KEM-768 + ML-DSA-65 unless --quick) x model sizes (50 k, 1 M): simulate with the fitted profile,
@@ -124,40 +123,21 @@ def largest_step() -> tuple[int, float]:
     return fl.samples_per_client, float(fl.samples_per_client * max(SIZES) * fl.local_epochs)
 
 
-def training_slots(runs: int, total: int) -> list[int]:
-    """Where the fit's ``runs`` training runs (of each size) go among a matrix's ``total`` twin runs: each before the
-    twin run of that index, spread evenly over the matrix and centred, ``(i + 1/2) * total / runs``. The fit then
-    prices training (kept as measured: hw/fit.py ``MEMORY_KINDS``) as the host ran it during the cells' minutes, not
-    in the minutes before them, in which this host's 1 M steps moved by 15 % between two passes of one matrix
-    (docs/twin-validation.md, stop 59). The training runs are of another configuration than any cell: held out."""
-    if runs < 1 or total < 1:
-        raise ValueError(f"training_slots: {runs} training runs among {total} twin runs")
-    return [min(total - 1, int((i + 0.5) * total / runs)) for i in range(runs)]
-
-
-def measure(cells: list[Cell], work: Path, profile: Path, rounds: int, repeat: int,
-            train: Callable[[int], None] | None = None,
-            train_runs: int = 0) -> tuple[dict[Cell, list[Summary]], list[float]]:  # fmt: skip
+def measure(cells: list[Cell], work: Path, profile: Path, rounds: int,
+            repeat: int) -> tuple[dict[Cell, list[Summary]], list[float]]:  # fmt: skip
     """Every cell's twin runs, ``repeat`` passes over the whole matrix: a cell's repeats are spread over the
-    bench's duration, so they sample the host's speed states as the calibration did, not one moment's; between
-    them ``train(i)`` runs the fit's i-th training runs, ``train_runs`` of them, where ``training_slots`` puts
-    them. Before each pass, how much two trainings of the largest model slow each other now (also in
-    ``PAIR_FILE``): the second value returned, one per pass (none on a host of one core)."""
+    bench's duration, so they sample the host's speed states as the calibration did, not one moment's. Before each
+    pass, how much two trainings of the largest model slow each other now (also in ``PAIR_FILE``): the second
+    value returned, one per pass (none on a host of one core)."""
     runs: dict[Cell, list[Summary]] = {c: [] for c in cells}
     states: list[float] = []
     samples, _ = largest_step()
-    slots = training_slots(train_runs, repeat * len(cells)) if train is not None and train_runs else []
-    done = 0  # twin runs so far
     for k in range(repeat):
         if (now := pair_slowdown_now(samples, max(SIZES), PAIR_STATE_S)) is not None:
             states.append(min(now, PAIR_MAX))
             (work / PAIR_FILE).write_text(json.dumps({"model_parameters": max(SIZES), "samples": samples,
                                                       "pair_slowdown": states}) + "\n")  # fmt: skip
         for c in cells:
-            for i in (i for i, at in enumerate(slots) if at == done):
-                assert train is not None
-                train(i)
-            done += 1
             s = c.scenario(profile, rounds)
             runs[c].append(run_local(s, work / f"hw-{c.name}-{k}", c.mode, rounds, s.run.seed + k,
                                      backend=LAYOUTS[c.layout][2]))  # fmt: skip
@@ -327,8 +307,8 @@ def training_steps(dirs: list[Path]) -> dict[str, float | int | None] | None:
     twin's 13-23 at 1 M).
     And, over rounds with two steps or more, the median step of the round's first-started and of its last-started
     client (``first_p50_s``, ``last_p50_s``; None without such rounds): a sequential round starts its clients one
-    model apart, and in the twin the first 1 M step ran a median 12 ms longer than the last (2026-12-04, 6 of 6
-    runs), where the model's first is the shorter (docs/twin-validation.md, stop 59)."""
+    model apart, and in the twin the first 1 M step ran a median 12 ms longer than the last (2026-12-04 02:31, 6 of 6
+    runs), where the model's first is 2-4 ms longer (docs/twin-validation.md, stop 59)."""
     steps, beside, apart, first, last = [], [], [], [], []
     for d in dirs:
         spans = read_spans(RunLayout(d).spans)
@@ -495,7 +475,7 @@ def print_training(cells: list[dict[str, Any]], states: list[float] | None = Non
 
 
 def _first_last(sim: dict[str, Any] | None, hw: dict[str, Any]) -> str:
-    """ ", first / last-started step S1 / S2 (simulated), M1 / M2 (measured) ms", where the measured runs have them."""
+    """ ", first / last-started step S1 / S2 simulated, M1 / M2 measured" (ms), where the measured runs have them."""
     if hw.get("first_p50_s") is None:
         return ""
     pairs = [f"{x['first_p50_s'] * 1e3:.1f} / {x['last_p50_s'] * 1e3:.1f}" if x and x.get("first_p50_s") is not None
@@ -803,7 +783,7 @@ def _order(c: Cell) -> tuple[int, int, int, int]:
     return (c.layout != "localhost", list(SUITES).index(c.suite), c.params, MODES.index(c.mode))
 
 
-def _arguments() -> argparse.Namespace:
+def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="10 rounds a run, no hybrid suite: < 5 minutes")
     ap.add_argument("--rounds", type=int, default=None, help="rounds per run (default 20; --quick 10)")
@@ -812,7 +792,7 @@ def _arguments() -> argparse.Namespace:
     ap.add_argument("--netns", action="store_true", help="also the paper-3node layout on the netns backend (root)")
     ap.add_argument("--keep", type=Path, default=None, help="keep the run directories here")
     ap.add_argument("--train-runs", type=int, default=None, help="training runs pooled into the fit (default 2), "
-                    "each with its own seed, spread over the matrix")  # fmt: skip
+                    "each with its own seed")  # fmt: skip
     ap.add_argument("--repeat", type=int, default=None, help="twin runs per cell, interleaved over the matrix and "
                     "pooled (default 3; --quick 2)")  # fmt: skip
     ap.add_argument("--rescore", type=Path, default=None, help="a --keep directory: fit its training runs again and "
@@ -825,83 +805,66 @@ def _arguments() -> argparse.Namespace:
             load_profile(args.profile)
         except UserError as exc:
             ap.error(f"--profile: {exc.lines[0]}")
-    for name in ("train_runs", "repeat", "rounds"):
-        if (n := getattr(args, name)) is not None and n < 1:
-            ap.error(f"--{name.replace('_', '-')} {n}: at least 1")
-    return args
-
-
-def main() -> None:
-    args = _arguments()
     if args.rescore is not None:
         rescore(args.rescore, args.json, args.keep)
         return
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory() as tmp:
-        live(args, Path(tmp), started)
-    print(f"wall time {time.monotonic() - started:.0f} s")
-
-
-def live(args: argparse.Namespace, work: Path, started: float) -> None:
-    """Calibrate (or take ``--profile``), measure the matrix with the fit's training runs among its cells, fit, score
-    and report; the runs in ``work`` (copied to ``--keep``)."""
     train_runs = args.train_runs or 2
     repeat = args.repeat or (2 if args.quick else 3)
     rounds = args.rounds or (10 if args.quick else 20)
     suites = [s for s in SUITES if not (args.quick and s == "hybrid")]
-    base = work / "base.yaml"  # kept with the runs: --rescore fits from it again
-    if args.profile is None:
-        write_profile(calibrate(), base)  # the full calibration (~70 s): quick medians are too noisy
-    else:
-        shutil.copyfile(args.profile, base)
-    trained: list[Path] = []
-
-    def train_once(i: int) -> None:  # the fit's i-th training run at each size (seed + i), among the cells
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        base = work / "base.yaml"  # kept with the runs: --rescore fits from it again
+        if args.profile is None:
+            write_profile(calibrate(), base)  # the full calibration (~70 s): quick medians are too noisy
+        else:
+            shutil.copyfile(args.profile, base)
+        trained: list[Path] = []
         for params in (TRAIN["model_parameters"], TRAIN_SMALL_PARAMETERS):
             train = load_scenario(SCENARIO, overrides(TRAIN["suite"], params, rounds), base)
-            trained.append(work / f"train-{len(trained)}")
-            run_local(train, trained[-1], "sequential", rounds, train.run.seed + i)
-
-    matrix = [Cell("localhost", m, s, p) for s in suites for p in SIZES for m in MODES]
-    kernel_bps = None
-    if args.netns:
-        matrix += [Cell("paper-3node netns", m, "PQC L3", 250_000) for m in MODES]
-        kernel_bps = kernel_rate_bps()  # the machine's sending kernel, once: as bench/net_fidelity.py does
-        (work / KERNEL_FILE).write_text(json.dumps({"host_rate_bps": kernel_bps}) + "\n")
-        print(f"the kernel moves {kernel_bps / 1e9:.2f} Gbit/s of one TCP stream between namespaces: the netns "
-              "cells' Transport.host_rate_bps", flush=True)  # fmt: skip
-    # the twin runs take no price from their profile (only its speed probe, the calibration's): the base one
-    runs, states = measure(matrix, work, base, rounds, repeat, train_once, train_runs)
-    if args.keep:  # the measurements first: whatever scoring them does, they are kept
-        shutil.copytree(work, args.keep, dirs_exist_ok=True)
-    fit = fit_from_run(trained, base)
-    profile = work / "fitted.yaml"
-    write_profile(fit.profile, profile)
-    print(f"fitted on {TRAIN} and {TRAIN_SMALL_PARAMETERS:,} parameters ({train_runs} x {rounds} rounds at each size, "
-          f"spread over the matrix, pooled, {fit.rows} spans): {', '.join(fit.profile['overheads'])}")  # fmt: skip
-    paired = at_pair(profile, states, work / "fitted-at-pair.yaml")
-    cells = [score(c, work, profile, rounds, 5, runs[c], kernel_bps, paired) for c in matrix]
-    reds = reductions(cells)
-    print_table(cells, reds)
-    print_phases(cells)
-    by_pass = steps_by_pass(work)
-    print_training(cells, states, by_pass)
-    print_parallelism(cells)
-    print_legs(cells)
-    _say_calibration(base)
-    result = {"trained_on": {**TRAIN, "model_parameters_also": TRAIN_SMALL_PARAMETERS},
-              "train_runs": train_runs, "train_slots": training_slots(train_runs, repeat * len(matrix)),
-              "repeat": repeat, "rounds": rounds,
-              "quick": args.quick, "calibrated_speed_probe": _probe(base), "kernel_rate_bps": kernel_bps,
-              "pair_slowdown_during_matrix": states, "training_largest_by_pass_s": by_pass,
-              "cells": cells, "reductions": reds, "goals": tally(cells, reds),
-              "reduction_simulated_pct": [r["simulated_pct"] for r in reds],
-              "reduction_measured_pct": [r["measured_pct"] for r in reds],
-              "wall_s": time.monotonic() - started}  # fmt: skip
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    if args.keep:
-        shutil.copytree(work, args.keep, dirs_exist_ok=True)
+            for i in range(train_runs):
+                trained.append(work / f"train-{len(trained)}")
+                run_local(train, trained[-1], "sequential", rounds, train.run.seed + i)
+        fit = fit_from_run(trained, base)
+        profile = work / "fitted.yaml"
+        write_profile(fit.profile, profile)
+        print(f"fitted on {TRAIN} and {TRAIN_SMALL_PARAMETERS:,} parameters ({train_runs} x {rounds} rounds at each "
+              f"size, pooled, {fit.rows} spans): {', '.join(fit.profile['overheads'])}")  # fmt: skip
+        matrix = [Cell("localhost", m, s, p) for s in suites for p in SIZES for m in MODES]
+        kernel_bps = None
+        if args.netns:
+            matrix += [Cell("paper-3node netns", m, "PQC L3", 250_000) for m in MODES]
+            kernel_bps = kernel_rate_bps()  # the machine's sending kernel, once: as bench/net_fidelity.py does
+            (work / KERNEL_FILE).write_text(json.dumps({"host_rate_bps": kernel_bps}) + "\n")
+            print(f"the kernel moves {kernel_bps / 1e9:.2f} Gbit/s of one TCP stream between namespaces: the netns "
+                  "cells' Transport.host_rate_bps", flush=True)  # fmt: skip
+        runs, states = measure(matrix, work, profile, rounds, repeat)
+        if args.keep:  # the measurements first: whatever scoring them does, they are kept
+            shutil.copytree(work, args.keep, dirs_exist_ok=True)
+        paired = at_pair(profile, states, work / "fitted-at-pair.yaml")
+        cells = [score(c, work, profile, rounds, 5, runs[c], kernel_bps, paired) for c in matrix]
+        reds = reductions(cells)
+        print_table(cells, reds)
+        print_phases(cells)
+        by_pass = steps_by_pass(work)
+        print_training(cells, states, by_pass)
+        print_parallelism(cells)
+        print_legs(cells)
+        _say_calibration(base)
+        result = {"trained_on": {**TRAIN, "model_parameters_also": TRAIN_SMALL_PARAMETERS},
+                  "train_runs": train_runs, "repeat": repeat, "rounds": rounds,
+                  "quick": args.quick, "calibrated_speed_probe": _probe(base), "kernel_rate_bps": kernel_bps,
+                  "pair_slowdown_during_matrix": states, "training_largest_by_pass_s": by_pass,
+                  "cells": cells, "reductions": reds, "goals": tally(cells, reds),
+                  "reduction_simulated_pct": [r["simulated_pct"] for r in reds],
+                  "reduction_measured_pct": [r["measured_pct"] for r in reds],
+                  "wall_s": time.monotonic() - started}  # fmt: skip
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+        if args.keep:
+            shutil.copytree(work, args.keep, dirs_exist_ok=True)
+    print(f"wall time {time.monotonic() - started:.0f} s")
 
 
 if __name__ == "__main__":

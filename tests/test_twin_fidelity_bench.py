@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 from typing import Any
 
@@ -375,45 +374,3 @@ def test_at_speed_slows_crypto_with_the_probe_and_leaves_training_at_its_price(b
         was = before.cost_s(name, np.random.default_rng(1), units)
         now = after.cost_s(name, np.random.default_rng(1), units)
         assert now == pytest.approx(was if name.startswith("fl.") else was / 0.6, rel=1e-9), name
-
-
-def test_training_runs_are_spread_evenly_among_the_cells_and_centred(bench: Any) -> None:
-    """The fit's training runs go among the matrix's twin runs at (i + 1/2) x total / runs: the host's state over
-    the cells' minutes, not before them; never past the last twin run; none or no twin runs is refused."""
-    assert bench.training_slots(2, 24) == [6, 18]
-    assert bench.training_slots(1, 24) == [12]
-    assert bench.training_slots(4, 2) == [0, 0, 1, 1]
-    slots = bench.training_slots(3, 36)
-    assert slots == [6, 18, 30] and all(b - a == 12 for a, b in itertools.pairwise(slots))
-    for runs, total in ((0, 24), (2, 0), (-1, 5)):
-        with pytest.raises(ValueError, match="training runs among"):
-            bench.training_slots(runs, total)
-
-
-def test_measure_runs_the_fits_training_among_the_cells(bench: Any, tmp_path: Path, monkeypatch: Any) -> None:
-    """Two passes over three cells with two training runs: each training run before the twin run its slot names
-    (``training_slots(2, 6)``: before the 2nd and the 5th), each cell once a pass, every twin run with its pass's
-    seed, the pair state measured before each pass."""
-    happened: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(bench, "pair_slowdown_now", lambda *a: happened.append(("pair",)) or 1.1)
-
-    def run_local(s: Any, d: Path, mode: str, rounds: int, seed: int, backend: str) -> str:
-        happened.append(("run", d.name, seed))
-        return d.name
-
-    monkeypatch.setattr(bench, "run_local", run_local)
-    cells = [bench.Cell("localhost", m, "PQC L3", p)
-             for p, m in ((50_000, "sequential"), (50_000, "concurrent"), (1_000_000, "sequential"))]  # fmt: skip
-    profile = ROOT / "scenarios" / "profiles" / "ci-x86.yaml"
-    seed = cells[0].scenario(profile, 2).run.seed
-    runs, states = bench.measure(cells, tmp_path, profile, 2, 2, lambda i: happened.append(("train", i)), 2)
-    kinds = [h[0] if h[0] != "run" else h[1] for h in happened]
-    assert kinds == ["pair", f"hw-{cells[0].name}-0", "train", f"hw-{cells[1].name}-0", f"hw-{cells[2].name}-0",
-                     "pair", f"hw-{cells[0].name}-1", "train", f"hw-{cells[1].name}-1",
-                     f"hw-{cells[2].name}-1"]  # fmt: skip
-    assert [h[1] for h in happened if h[0] == "train"] == [0, 1]
-    assert [h[2] for h in happened if h[0] == "run"] == [seed, seed, seed, seed + 1, seed + 1, seed + 1]
-    assert states == [1.1, 1.1] and runs[cells[2]] == [f"hw-{cells[2].name}-0", f"hw-{cells[2].name}-1"]
-    happened.clear()
-    bench.measure(cells, tmp_path, profile, 2, 1)  # no training runs given: the cells alone
-    assert [h[0] for h in happened] == ["pair", "run", "run", "run"]
