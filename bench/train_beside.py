@@ -22,8 +22,16 @@ Each step is timed alone (the other process stopped with SIGSTOP) and then besid
 per kind the medians and the median ratio with its interquartile range, and the host's load average before and
 after: a busy neighbour makes it meaningless.
 
+``--offsets MS,...`` asks a sequential round's question instead: two training steps, one on each core, the second
+started MS milliseconds after the first (both processes wait for one instant on the monotonic clock), for
+``--seconds`` per offset; with ``--open-first`` the second core first opens a model (one crypto pass over
+``--bytes``: a client opening its model while the other client's training has begun) and only then trains, its
+start still at the offset. Per offset: the first- and the second-started step's medians and the median of their
+difference per pair, with its interquartile range. The twin's sequential 1 M rounds ran their first-started
+training a median 12 ms longer than the other in one matrix (docs/twin-validation.md, stop 59).
+
 Run: python bench/train_beside.py [--parameters 1000000] [--samples 500] [--bytes 4000000] [--seconds 8]
-     [--kinds idle,train,crypto,loopback] [--timed train|crypto] [--json FILE]
+     [--kinds idle,train,crypto,loopback] [--timed train|crypto] [--offsets MS,... [--open-first]] [--json FILE]
 """
 
 from __future__ import annotations
@@ -34,12 +42,14 @@ import hashlib
 import json
 import os
 import socket
+import struct
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -114,6 +124,87 @@ def measure(kind: str, step: Callable[[], Any], train: Callable[[], Any], nbytes
             "ratio_p75": float(np.percentile(ratio, 75))}  # fmt: skip
 
 
+def _second_core(train: Callable[[], Any], opening: Callable[[], None], cpu: int, orders: int, done: int) -> NoReturn:
+    """The forked second core of ``staggered``: pinned, then per order (the instant to start, whether to open a
+    model first) waits for that instant, runs, and answers with its step's seconds; ends when the orders end."""
+    code = 1
+    try:
+        os.sched_setaffinity(0, {cpu})
+        with threadpool_limits(1):
+            train()  # warm, as the first core's step is
+            os.write(done, struct.pack("d", 0.0))
+            while len(order := os.read(orders, 9)) == 9:
+                at, open_first = struct.unpack("d?", order)
+                while time.monotonic() < at:
+                    pass
+                t0 = time.perf_counter()
+                if open_first:
+                    opening()
+                train()
+                os.write(done, struct.pack("d", time.perf_counter() - t0))
+        code = 0
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+LEAD_S = 0.002  # from an order to the first step's start: the order reaches the other process before it
+
+
+def staggered(train: Callable[[], Any], opening: Callable[[], None], offset_s: float, open_first: bool,
+              seconds: float, cores: tuple[int, int]) -> dict[str, Any]:  # fmt: skip
+    """Pairs of training steps for ``seconds``: the first on ``cores[0]`` (the caller pinned there), the second on
+    ``cores[1]`` ``offset_s`` later, after opening a model if ``open_first`` (its time then includes the opening,
+    which the row's ``second_p50_s`` leaves out: the opening timed alone on its core is subtracted as its median)."""
+    orders_r, orders_w = os.pipe()
+    done_r, done_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(orders_w)
+        os.close(done_r)
+        _second_core(train, opening, cores[1], orders_r, done_w)
+    os.close(orders_r)
+    os.close(done_w)
+    first: list[float] = []
+    second: list[float] = []
+    try:
+        if len(os.read(done_r, 8)) != 8:
+            raise RuntimeError(f"the second core's process (on core {cores[1]}) ended before it was ready")
+        end = time.monotonic() + seconds
+        while time.monotonic() < end or len(first) < 3:
+            at = time.monotonic() + LEAD_S
+            os.write(orders_w, struct.pack("d?", at + offset_s, open_first))
+            while time.monotonic() < at:
+                pass
+            t0 = time.perf_counter()
+            train()
+            first.append(time.perf_counter() - t0)
+            answer = os.read(done_r, 8)
+            if len(answer) != 8:
+                raise RuntimeError("the second core's process ended mid-pair")
+            second.append(struct.unpack("d", answer)[0])
+            time.sleep(0.02)  # both idle a moment, as a round's steps are apart
+    finally:
+        os.close(orders_w)
+        os.waitpid(pid, 0)
+        os.close(done_r)
+    a, b = np.array(first), np.array(second)
+    if open_first:
+        b = b - float(np.median([_seconds(opening) for _ in range(5)]))
+    diff = a - b
+    return {"offset_s": offset_s, "open_first": open_first, "pairs": len(a), "first_p50_s": float(np.median(a)),
+            "second_p50_s": float(np.median(b)), "first_minus_second_p50_s": float(np.median(diff)),
+            "first_minus_second_p25_s": float(np.percentile(diff, 25)),
+            "first_minus_second_p75_s": float(np.percentile(diff, 75))}  # fmt: skip
+
+
+def _seconds(step: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    step()
+    return time.perf_counter() - t0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--parameters", type=int, default=1_000_000, help="the model's parameters (the 1 M cells')")
@@ -123,11 +214,15 @@ def main() -> int:
     ap.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated, of {', '.join(KINDS)}")
     ap.add_argument("--timed", choices=("train", "crypto"), default="train",
                     help="what the first core times: the training step, or one pass of the crypto work")  # fmt: skip
+    ap.add_argument("--offsets", default=None, help="comma-separated ms: two steps, the second started that much "
+                    "after the first, instead of --kinds")  # fmt: skip
+    ap.add_argument("--open-first", action="store_true", help="with --offsets: the second core opens a model first")
     ap.add_argument("--json", type=out_json, help="write the rows here")
     args = ap.parse_args()
     kinds = [k for k in args.kinds.split(",") if k]
     if bad := [k for k in kinds if k not in KINDS]:
         ap.error(f"--kinds {','.join(bad)}: not one of {', '.join(KINDS)}")
+    offsets = _offsets(ap, args)
     limits = {"parameters": (1, MAX_PARAMETERS), "samples": (1, MAX_SAMPLES), "bytes": (1, MAX_BYTES),
               "seconds": (1e-3, 600)}  # fmt: skip
     for name, (lo, hi) in limits.items():
@@ -139,6 +234,8 @@ def main() -> int:
         return 1
     tune_allocator()  # as the twin's nodes run
     _, train = training_job(args.samples, args.parameters, np.random.default_rng(0))  # as calibrate times it
+    if offsets is not None:
+        return _staggered_main(args, train, offsets, (cores[0], cores[1]))
     step = train if args.timed == "train" else crypto_pass(args.bytes)
     load0 = os.getloadavg()[0]
     mine = set(cores)
@@ -161,6 +258,53 @@ def main() -> int:
               f"{r['ratio_p50']:8.3f} [{r['ratio_p25']:.3f}, {r['ratio_p75']:.3f}]")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps({"timed": args.timed, "parameters": args.parameters, "samples": args.samples,
+                                         "bytes": args.bytes, "load_before": load0, "load_after": load1,
+                                         "rows": rows}, indent=2) + "\n")  # fmt: skip
+    return 0
+
+
+def _offsets(ap: argparse.ArgumentParser, args: argparse.Namespace) -> list[float] | None:
+    """--offsets as seconds (None: not given); one line for a bad one."""
+    if args.offsets is None:
+        if args.open_first:
+            ap.error("--open-first: only with --offsets")
+        return None
+    out = []
+    for part in args.offsets.split(","):
+        try:
+            ms = float(part)
+        except ValueError:
+            ap.error(f"--offsets {part!r}: not a number of milliseconds")
+        if not 0 <= ms <= 10_000:
+            ap.error(f"--offsets {part}: must be in [0, 10000] ms")
+        out.append(ms / 1e3)
+    return out
+
+
+def _staggered_main(args: argparse.Namespace, train: Callable[[], Any], offsets: list[float],
+                    cores: tuple[int, int]) -> int:  # fmt: skip
+    opening = crypto_pass(args.bytes)
+    load0 = os.getloadavg()[0]
+    mine = set(os.sched_getaffinity(0))
+    try:
+        os.sched_setaffinity(0, {cores[0]})
+        with threadpool_limits(1):
+            train()  # warm
+            rows = [staggered(train, opening, d, args.open_first, args.seconds, cores) for d in offsets]
+    finally:
+        os.sched_setaffinity(0, mine)
+    load1 = os.getloadavg()[0]
+    opened = f", the second opening a {args.bytes:,}-byte model first" if args.open_first else ""
+    print(f"two training steps of {args.parameters:,} parameters x {args.samples} samples, on cores {cores[0]} and "
+          f"{cores[1]}, the second started after the first{opened}; load average {load0:.2f} -> "
+          f"{load1:.2f}")  # fmt: skip
+    print(f"{'offset':>8s} {'pairs':>6s} {'first p50':>10s} {'second p50':>11s} {'first - second p50 [IQR]':>32s}")
+    for r in rows:
+        print(f"{r['offset_s'] * 1e3:5.1f} ms {r['pairs']:6d} {r['first_p50_s'] * 1e3:7.2f} ms "
+              f"{r['second_p50_s'] * 1e3:8.2f} ms {r['first_minus_second_p50_s'] * 1e3:+10.2f} ms "
+              f"[{r['first_minus_second_p25_s'] * 1e3:+.2f}, {r['first_minus_second_p75_s'] * 1e3:+.2f}]")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps({"staggered": True, "parameters": args.parameters, "samples": args.samples,
                                          "bytes": args.bytes, "load_before": load0, "load_after": load1,
                                          "rows": rows}, indent=2) + "\n")  # fmt: skip
     return 0
