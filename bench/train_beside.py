@@ -24,14 +24,13 @@ after: a busy neighbour makes it meaningless.
 
 ``--offsets MS,...`` asks a sequential round's question instead: two training steps, one on each core, the second
 started MS milliseconds after the first (both processes wait for one instant on the monotonic clock), for
-``--seconds`` per offset; with ``--open-first`` the second core first opens a model (one crypto pass over
-``--bytes``: a client opening its model while the other client's training has begun) and only then trains, its
-start still at the offset. Per offset: the first- and the second-started step's medians and the median of their
-difference per pair, with its interquartile range. The twin's sequential 1 M rounds ran their first-started
-training a median 12 ms longer than the other in one matrix (docs/twin-validation.md, stop 59).
+``--seconds`` per offset. Per offset: the first- and the second-started step's medians and the median of their
+difference per pair, with its interquartile range. Under a symmetric slowdown (the model's: a step's factor depends
+only on how many run beside it) the two take the same time; the twin's sequential 1 M rounds ran their
+first-started training a median 12 ms longer than the other in one matrix (docs/twin-validation.md, stop 59).
 
 Run: python bench/train_beside.py [--parameters 1000000] [--samples 500] [--bytes 4000000] [--seconds 8]
-     [--kinds idle,train,crypto,loopback] [--timed train|crypto] [--offsets MS,... [--open-first]] [--json FILE]
+     [--kinds idle,train,crypto,loopback] [--timed train|crypto] [--offsets MS,...] [--json FILE]
 """
 
 from __future__ import annotations
@@ -124,22 +123,20 @@ def measure(kind: str, step: Callable[[], Any], train: Callable[[], Any], nbytes
             "ratio_p75": float(np.percentile(ratio, 75))}  # fmt: skip
 
 
-def _second_core(train: Callable[[], Any], opening: Callable[[], None], cpu: int, orders: int, done: int) -> NoReturn:
-    """The forked second core of ``staggered``: pinned, then per order (the instant to start, whether to open a
-    model first) waits for that instant, runs, and answers with its step's seconds; ends when the orders end."""
+def _second_core(train: Callable[[], Any], cpu: int, orders: int, done: int) -> NoReturn:
+    """The forked second core of ``staggered``: pinned, then per order (the instant to start) waits for that
+    instant, runs a step, and answers with its seconds; ends when the orders end."""
     code = 1
     try:
         os.sched_setaffinity(0, {cpu})
         with threadpool_limits(1):
             train()  # warm, as the first core's step is
             os.write(done, struct.pack("d", 0.0))
-            while len(order := os.read(orders, 9)) == 9:
-                at, open_first = struct.unpack("d?", order)
+            while len(order := os.read(orders, 8)) == 8:
+                (at,) = struct.unpack("d", order)
                 while time.monotonic() < at:
                     pass
                 t0 = time.perf_counter()
-                if open_first:
-                    opening()
                 train()
                 os.write(done, struct.pack("d", time.perf_counter() - t0))
         code = 0
@@ -152,18 +149,16 @@ def _second_core(train: Callable[[], Any], opening: Callable[[], None], cpu: int
 LEAD_S = 0.002  # from an order to the first step's start: the order reaches the other process before it
 
 
-def staggered(train: Callable[[], Any], opening: Callable[[], None], offset_s: float, open_first: bool,
-              seconds: float, cores: tuple[int, int]) -> dict[str, Any]:  # fmt: skip
-    """Pairs of training steps for ``seconds``: the first on ``cores[0]`` (the caller pinned there), the second on
-    ``cores[1]`` ``offset_s`` later, after opening a model if ``open_first`` (its time then includes the opening,
-    which the row's ``second_p50_s`` leaves out: the opening timed alone on its core is subtracted as its median)."""
+def staggered(train: Callable[[], Any], offset_s: float, seconds: float, cores: tuple[int, int]) -> dict[str, Any]:
+    """Pairs of training steps for ``seconds`` (at least 3): the first on ``cores[0]`` (the caller pinned there), the
+    second on ``cores[1]`` ``offset_s`` later."""
     orders_r, orders_w = os.pipe()
     done_r, done_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(orders_w)
         os.close(done_r)
-        _second_core(train, opening, cores[1], orders_r, done_w)
+        _second_core(train, cores[1], orders_r, done_w)
     os.close(orders_r)
     os.close(done_w)
     first: list[float] = []
@@ -174,7 +169,7 @@ def staggered(train: Callable[[], Any], opening: Callable[[], None], offset_s: f
         end = time.monotonic() + seconds
         while time.monotonic() < end or len(first) < 3:
             at = time.monotonic() + LEAD_S
-            os.write(orders_w, struct.pack("d?", at + offset_s, open_first))
+            os.write(orders_w, struct.pack("d", at + offset_s))
             while time.monotonic() < at:
                 pass
             t0 = time.perf_counter()
@@ -190,19 +185,11 @@ def staggered(train: Callable[[], Any], opening: Callable[[], None], offset_s: f
         os.waitpid(pid, 0)
         os.close(done_r)
     a, b = np.array(first), np.array(second)
-    if open_first:
-        b = b - float(np.median([_seconds(opening) for _ in range(5)]))
     diff = a - b
-    return {"offset_s": offset_s, "open_first": open_first, "pairs": len(a), "first_p50_s": float(np.median(a)),
+    return {"offset_s": offset_s, "pairs": len(a), "first_p50_s": float(np.median(a)),
             "second_p50_s": float(np.median(b)), "first_minus_second_p50_s": float(np.median(diff)),
             "first_minus_second_p25_s": float(np.percentile(diff, 25)),
             "first_minus_second_p75_s": float(np.percentile(diff, 75))}  # fmt: skip
-
-
-def _seconds(step: Callable[[], Any]) -> float:
-    t0 = time.perf_counter()
-    step()
-    return time.perf_counter() - t0
 
 
 def main() -> int:
@@ -216,7 +203,6 @@ def main() -> int:
                     help="what the first core times: the training step, or one pass of the crypto work")  # fmt: skip
     ap.add_argument("--offsets", default=None, help="comma-separated ms: two steps, the second started that much "
                     "after the first, instead of --kinds")  # fmt: skip
-    ap.add_argument("--open-first", action="store_true", help="with --offsets: the second core opens a model first")
     ap.add_argument("--json", type=out_json, help="write the rows here")
     args = ap.parse_args()
     kinds = [k for k in args.kinds.split(",") if k]
@@ -266,8 +252,6 @@ def main() -> int:
 def _offsets(ap: argparse.ArgumentParser, args: argparse.Namespace) -> list[float] | None:
     """--offsets as seconds (None: not given); one line for a bad one."""
     if args.offsets is None:
-        if args.open_first:
-            ap.error("--open-first: only with --offsets")
         return None
     out = []
     for part in args.offsets.split(","):
@@ -283,20 +267,18 @@ def _offsets(ap: argparse.ArgumentParser, args: argparse.Namespace) -> list[floa
 
 def _staggered_main(args: argparse.Namespace, train: Callable[[], Any], offsets: list[float],
                     cores: tuple[int, int]) -> int:  # fmt: skip
-    opening = crypto_pass(args.bytes)
     load0 = os.getloadavg()[0]
     mine = set(os.sched_getaffinity(0))
     try:
         os.sched_setaffinity(0, {cores[0]})
         with threadpool_limits(1):
             train()  # warm
-            rows = [staggered(train, opening, d, args.open_first, args.seconds, cores) for d in offsets]
+            rows = [staggered(train, d, args.seconds, cores) for d in offsets]
     finally:
         os.sched_setaffinity(0, mine)
     load1 = os.getloadavg()[0]
-    opened = f", the second opening a {args.bytes:,}-byte model first" if args.open_first else ""
     print(f"two training steps of {args.parameters:,} parameters x {args.samples} samples, on cores {cores[0]} and "
-          f"{cores[1]}, the second started after the first{opened}; load average {load0:.2f} -> "
+          f"{cores[1]}, the second started after the first; load average {load0:.2f} -> "
           f"{load1:.2f}")  # fmt: skip
     print(f"{'offset':>8s} {'pairs':>6s} {'first p50':>10s} {'second p50':>11s} {'first - second p50 [IQR]':>32s}")
     for r in rows:
@@ -305,8 +287,8 @@ def _staggered_main(args: argparse.Namespace, train: Callable[[], Any], offsets:
               f"[{r['first_minus_second_p25_s'] * 1e3:+.2f}, {r['first_minus_second_p75_s'] * 1e3:+.2f}]")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps({"staggered": True, "parameters": args.parameters, "samples": args.samples,
-                                         "bytes": args.bytes, "load_before": load0, "load_after": load1,
-                                         "rows": rows}, indent=2) + "\n")  # fmt: skip
+                                         "load_before": load0, "load_after": load1, "rows": rows},
+                                        indent=2) + "\n")  # fmt: skip
     return 0
 
 

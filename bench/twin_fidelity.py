@@ -475,7 +475,7 @@ def print_training(cells: list[dict[str, Any]], states: list[float] | None = Non
 
 
 def _first_last(sim: dict[str, Any] | None, hw: dict[str, Any]) -> str:
-    """ ", first / last-started step S1 / S2 simulated, M1 / M2 measured" (ms), where the measured runs have them."""
+    """The table's ", first / last-started step S1 / S2 simulated, M1 / M2 measured" (ms); "" where no run has them."""
     if hw.get("first_p50_s") is None:
         return ""
     pairs = [f"{x['first_p50_s'] * 1e3:.1f} / {x['last_p50_s'] * 1e3:.1f}" if x and x.get("first_p50_s") is not None

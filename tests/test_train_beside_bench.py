@@ -45,23 +45,22 @@ def test_train_beside_measures_each_kind(tmp_path: Path) -> None:
 
 def test_train_beside_staggers_two_steps_by_the_offsets_asked(tmp_path: Path) -> None:
     """--offsets: a row per offset, each with pairs of a first- and a second-started step and their difference's
-    quartiles in order; --open-first recorded; a bad offset, or --open-first alone, refused in one line."""
+    quartiles in order; a bad offset refused in one line."""
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs two usable cores")
     script = str(ROOT / "bench" / "train_beside.py")
     out = tmp_path / "staggered.json"
     args = ["--parameters", "2000", "--samples", "20", "--bytes", "65536", "--seconds", "0.2"]
-    run = subprocess.run([sys.executable, script, *args, "--offsets", "0,2.5", "--open-first", "--json", str(out)],
+    run = subprocess.run([sys.executable, script, *args, "--offsets", "0,2.5", "--json", str(out)],
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert run.returncode == 0, run.stderr
     data = json.loads(out.read_text())
     assert data["staggered"] and [r["offset_s"] for r in data["rows"]] == [0.0, 0.0025]
     for r in data["rows"]:
-        assert r["open_first"] and r["pairs"] >= 3 and r["first_p50_s"] > 0
+        assert r["pairs"] >= 3 and r["first_p50_s"] > 0 and r["second_p50_s"] > 0
         assert r["first_minus_second_p25_s"] <= r["first_minus_second_p50_s"] <= r["first_minus_second_p75_s"]
-    assert "  2.5 ms " in run.stdout and "opening a 65,536-byte model first" in run.stdout
+    assert "  2.5 ms " in run.stdout and "the second started after the first" in run.stdout
     for bad, said in ((["--offsets", "1,soon"], "--offsets 'soon': not a number"),
-                      (["--offsets", "nan"], "--offsets nan: must be in [0, 10000] ms"),
-                      (["--open-first"], "--open-first: only with --offsets")):  # fmt: skip
+                      (["--offsets", "nan"], "--offsets nan: must be in [0, 10000] ms")):  # fmt: skip
         r = subprocess.run([sys.executable, script, *bad], capture_output=True, text=True, timeout=60)
         assert r.returncode == 2 and said in r.stderr and "Traceback" not in r.stderr, r.stderr
