@@ -118,7 +118,9 @@ def test_a_cells_repetitions_go_on_new_connections_or_on_one_kept_set(kept):
     with net_fidelity.Fabric(net_fidelity.star(100e6, loss=0.05)) as fabric:
         flows = net_fidelity.measure_cell(fabric, ports, "fan-in", 2, 50_000, 3, kept)
     times, resent, timeouts = zip(*flows, strict=True)
-    assert len(times) == 6 and all(0 < t < 5 for t in times), times
+    # at 5 % loss a flow may wait out TCP's timer more than once, backing off (and a connection whose SYN was resent
+    # starts at a 3 s timeout, RFC 6298 5.7): CI once measured 6.5 s for one of these flows; the sockets' 30 s bound it
+    assert len(times) == 6 and all(0 < t < 30 for t in times), times
     assert all(0 <= k < 100 for k in resent) and any(resent), resent
     assert all(n is None or 0 <= n <= k for n, k in zip(timeouts, resent, strict=True)), (timeouts, resent)
     assert next(ports) == 43001 + (2 if kept else 6)
