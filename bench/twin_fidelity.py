@@ -320,10 +320,9 @@ def training_steps(dirs: list[Path]) -> dict[str, float | int | None] | None:
                 overlap = np.clip(np.minimum(end[other], end[i]) - np.maximum(start[other], start[i]), 0, None)
                 steps.append(end[i] - start[i])
                 beside.append(min(1.0, overlap.sum() / (end[i] - start[i])) if end[i] > start[i] else 0.0)
-        ends = train[train["round"] > 0].groupby(["replication", "round"])["end_s"]
-        apart += [float(x) for x in (ends.max() - ends.min())[ends.size() >= 2]]
         for _, g in train[train["round"] > 0].groupby(["replication", "round"]):
-            if len(g) >= 2:
+            if len(g) >= 2:  # a round's steps: how far apart they end, its first- and its last-started
+                apart.append(float(g["end_s"].max() - g["end_s"].min()))
                 g = g.sort_values("start_s", kind="stable")
                 first.append(float(g["end_s"].iloc[0] - g["start_s"].iloc[0]))
                 last.append(float(g["end_s"].iloc[-1] - g["start_s"].iloc[-1]))

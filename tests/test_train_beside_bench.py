@@ -11,6 +11,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = str(ROOT / "bench" / "train_beside.py")
+TOY = ["--parameters", "2000", "--samples", "20", "--bytes", "65536"]  # a step of a millisecond
+
+
+def bench(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """bench/train_beside.py with ``argv``, its output captured."""
+    return subprocess.run([sys.executable, SCRIPT, *argv], capture_output=True, text=True, timeout=timeout)
 
 
 def test_train_beside_measures_each_kind(tmp_path: Path) -> None:
@@ -18,11 +25,9 @@ def test_train_beside_measures_each_kind(tmp_path: Path) -> None:
     machine is noisy), and a bad kind refused in one line."""
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs two usable cores")
-    script = str(ROOT / "bench" / "train_beside.py")
     out = tmp_path / "beside.json"
-    args = ["--parameters", "2000", "--samples", "20", "--bytes", "65536", "--seconds", "0.3"]
-    run = subprocess.run([sys.executable, script, *args, "--kinds", "idle,crypto,loopback", "--json", str(out)],
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    args = [*TOY, "--seconds", "0.3"]
+    run = bench(*args, "--kinds", "idle,crypto,loopback", "--json", str(out))
     assert run.returncode == 0, run.stderr
     rows = json.loads(out.read_text())["rows"]
     assert [r["kind"] for r in rows] == ["idle", "crypto", "loopback"]
@@ -30,16 +35,14 @@ def test_train_beside_measures_each_kind(tmp_path: Path) -> None:
         assert r["pairs"] >= 3 and r["ratio_p25"] <= r["ratio_p50"] <= r["ratio_p75"]
         assert r["alone_p50_s"] > 0 and r["beside_p50_s"] > 0
         assert f"\n{r['kind']} " in run.stdout
-    turned = subprocess.run([sys.executable, script, *args, "--kinds", "idle,train", "--timed", "crypto", "--json",
-                             str(out)], capture_output=True, text=True, timeout=120)  # fmt: skip
+    turned = bench(*args, "--kinds", "idle,train", "--timed", "crypto", "--json", str(out))
     assert turned.returncode == 0, turned.stderr
     data = json.loads(out.read_text())
     assert data["timed"] == "crypto" and [r["kind"] for r in data["rows"]] == ["idle", "train"]
     assert "crypto pass over 65,536 bytes" in turned.stdout
-    bad = subprocess.run([sys.executable, script, "--kinds", "idle,gpu"], capture_output=True, text=True, timeout=60)
+    bad = bench("--kinds", "idle,gpu", timeout=60)
     assert bad.returncode == 2 and "--kinds gpu: not one of" in bad.stderr and "Traceback" not in bad.stderr
-    huge = subprocess.run([sys.executable, script, "--parameters", "99999999999999"], capture_output=True, text=True,
-                          timeout=60)  # fmt: skip
+    huge = bench("--parameters", "99999999999999", timeout=60)
     assert huge.returncode == 2 and "--parameters 1e+14: must be in" in huge.stderr and "Traceback" not in huge.stderr
 
 
@@ -48,11 +51,8 @@ def test_train_beside_staggers_two_steps_by_the_offsets_asked(tmp_path: Path) ->
     quartiles in order; a bad offset refused in one line."""
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs two usable cores")
-    script = str(ROOT / "bench" / "train_beside.py")
     out = tmp_path / "staggered.json"
-    args = ["--parameters", "2000", "--samples", "20", "--bytes", "65536", "--seconds", "0.2"]
-    run = subprocess.run([sys.executable, script, *args, "--offsets", "0,2.5", "--json", str(out)],
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    run = bench(*TOY, "--seconds", "0.2", "--offsets", "0,2.5", "--json", str(out))
     assert run.returncode == 0, run.stderr
     data = json.loads(out.read_text())
     assert data["staggered"] and [r["offset_s"] for r in data["rows"]] == [0.0, 0.0025]
@@ -62,5 +62,5 @@ def test_train_beside_staggers_two_steps_by_the_offsets_asked(tmp_path: Path) ->
     assert "  2.5 ms " in run.stdout and "the second started after the first" in run.stdout
     for bad, said in ((["--offsets", "1,soon"], "--offsets 'soon': not a number"),
                       (["--offsets", "nan"], "--offsets nan: must be in [0, 10000] ms")):  # fmt: skip
-        r = subprocess.run([sys.executable, script, *bad], capture_output=True, text=True, timeout=60)
+        r = bench(*bad, timeout=60)
         assert r.returncode == 2 and said in r.stderr and "Traceback" not in r.stderr, r.stderr
