@@ -7,7 +7,8 @@
    ``pqtwin calibrate --from-run`` fits the twin's code-path overheads from their spans (hw/fit.py).
 3. Matrix: 2 modes x suites (PQC L3, PQC L5 = ML-KEM-1024 + ML-DSA-87, classical X25519 + Ed25519, hybrid
    X25519+ML-KEM-768 + ML-DSA-65 unless --quick) x model sizes (50 k, 1 M): simulate with the fitted profile,
-   run the twin ``--repeat`` times (passes over the whole matrix, so a cell's runs are minutes apart), compare
+   run the twin ``--repeat`` times (passes over the whole matrix, every other one in reverse, so a cell's runs
+   are minutes apart and, over two passes, at the same mean place in the bench as every other cell's), compare
    with the runs pooled (round latency p50 and p95 error, bootstrap 95 % CIs that resample runs, then rounds:
    hw/compare.py). Each run records the machine's load and how fast its cores ran against the calibration
    (hw/speed.py); the table shows how many runs were quiet and how far apart the runs' medians were, and
@@ -126,9 +127,10 @@ def largest_step() -> tuple[int, float]:
 def measure(cells: list[Cell], work: Path, profile: Path, rounds: int,
             repeat: int) -> tuple[dict[Cell, list[Summary]], list[float]]:  # fmt: skip
     """Every cell's twin runs, ``repeat`` passes over the whole matrix: a cell's repeats are spread over the
-    bench's duration, so they sample the host's speed states as the calibration did, not one moment's. Before each
-    pass, how much two trainings of the largest model slow each other now (also in ``PAIR_FILE``): the second
-    value returned, one per pass (none on a host of one core)."""
+    bench's duration, so they sample the host's speed states as the calibration did, not one moment's. Every other
+    pass runs the cells in reverse (``pass_order``). Before each pass, how much two trainings of the largest model
+    slow each other now (also in ``PAIR_FILE``): the second value returned, one per pass (none on a host of one
+    core)."""
     runs: dict[Cell, list[Summary]] = {c: [] for c in cells}
     states: list[float] = []
     samples, _ = largest_step()
@@ -137,11 +139,19 @@ def measure(cells: list[Cell], work: Path, profile: Path, rounds: int,
             states.append(min(now, PAIR_MAX))
             (work / PAIR_FILE).write_text(json.dumps({"model_parameters": max(SIZES), "samples": samples,
                                                       "pair_slowdown": states}) + "\n")  # fmt: skip
-        for c in cells:
+        for c in pass_order(cells, k):
             s = c.scenario(profile, rounds)
             runs[c].append(run_local(s, work / f"hw-{c.name}-{k}", c.mode, rounds, s.run.seed + k,
                                      backend=LAYOUTS[c.layout][2]))  # fmt: skip
     return runs, states
+
+
+def pass_order(cells: list[Cell], k: int) -> list[Cell]:
+    """The cells in pass ``k``'s order: as listed in even passes, reversed in odd ones (ABBA), so over two passes
+    every cell's runs sit at the same mean place in the bench, and a mode's runs as often before the other mode's
+    of the same suite and size as after: a host whose speed drifts through the bench moves every cell and both
+    sides of a reduction alike, not the cells run last (or the concurrent ones, listed second) more."""
+    return list(cells) if k % 2 == 0 else list(reversed(cells))
 
 
 def fabric(c: Cell, hw: list[Summary], kernel_bps: float | None = None) -> tuple[str, ...]:

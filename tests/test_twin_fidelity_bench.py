@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -374,3 +375,27 @@ def test_at_speed_slows_crypto_with_the_probe_and_leaves_training_at_its_price(b
         was = before.cost_s(name, np.random.default_rng(1), units)
         now = after.cost_s(name, np.random.default_rng(1), units)
         assert now == pytest.approx(was if name.startswith("fl.") else was / 0.6, rel=1e-9), name
+
+
+def test_measure_runs_every_other_pass_in_reverse(bench: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ABBA: over two passes every cell's runs sit at the same mean place in the bench, and each mode runs as often
+    before the other mode of its suite and size as after; each run keeps its pass's number and seed."""
+    cells = [bench.Cell("localhost", m, "PQC L3", p) for p in bench.SIZES for m in bench.MODES]
+    ran: list[tuple[str, str, int]] = []
+
+    def run_local(s: Any, out: Path, mode: str, rounds: int, seed: int, backend: str) -> str:
+        ran.append((out.name, mode, seed))
+        return out.name
+
+    monkeypatch.setattr(bench, "run_local", run_local)
+    monkeypatch.setattr(bench, "pair_slowdown_now", lambda *a: None)  # no pair probe: one core
+    scenario = SimpleNamespace(run=SimpleNamespace(seed=7))
+    monkeypatch.setattr(bench.Cell, "scenario", lambda self, profile, rounds: scenario)
+    runs, states = bench.measure(cells, tmp_path, tmp_path / "p.yaml", 3, 3)
+    names = [f"hw-{c.name}" for c in cells]
+    passes = [[f"{n}-0" for n in names], [f"{n}-1" for n in reversed(names)], [f"{n}-2" for n in names]]
+    assert [r[0] for r in ran] == [name for names_k in passes for name in names_k]
+    assert {r[2] for r in ran[: len(cells)]} == {7} and {r[2] for r in ran[len(cells) : 2 * len(cells)]} == {8}
+    place = {n: [i for i, r in enumerate(ran[: 2 * len(cells)]) if r[0].startswith(n + "-")] for n in names}
+    assert len({sum(p) for p in place.values()}) == 1  # the same mean place over the first two passes
+    assert all(runs[c] == [f"hw-{c.name}-{k}" for k in range(3)] for c in cells) and states == []
