@@ -8,7 +8,11 @@ and in the simulator (``sim.network.Network`` with the scenario's ``Transport``,
 hosts at once, as the aggregator distributes a model) and fan-in (k hosts send to ``s`` at once, as clients
 upload). Each flow is one message of the cell's size on its own TCP connection, opened beforehand (new for each
 repetition; with ``--kept-connections`` one set a cell, warmed up by a trial not timed, as the twin's nodes keep
-theirs); all start at one instant; a flow completes when its receiver has every byte. The fabric's base latency
+theirs); all start at one instant (a barrier), each sender's start is recorded, and a flow completes when its
+receiver has every byte; the simulator starts each flow when its sender did in a measured trial, on that
+trial's clock (the senders are threads of one Python process on this machine's two vCPUs: they begin up to
+~0.4 ms apart for four flows and ~1 ms for eight, as long as a 64 KiB message takes at a gigabit, and the first
+ones finish early; docs/network-validation.md, "Stop 60"). The fabric's base latency
 (no shaping delay: veth, bridges and the stack) is measured with 1-byte TCP ping-pongs and given to the simulator as
 the links' latency; and, once before the matrix, what the machine's kernel moves of one TCP stream across a fabric
 whose links limit nothing (``kernel_rate_bps``) is the simulated transport's ``host_rate_bps`` -- every host of
@@ -47,7 +51,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import networkx as nx
 import numpy as np
@@ -81,9 +85,21 @@ TCP_INFO_TOTAL_RTO = struct.Struct("H")  # tcpi_total_rto at byte 240: Linux 6.7
 HOSTS = 8
 SEGMENT_BYTES = 65536  # run.segment_bytes' default
 GOAL_MEAN_PCT, GOAL_P95_PCT = 5.0, 10.0
+
+
 SIM_SEEDS = 50  # simulated runs of a cell (its share weights and losses are random; with neither: one)
 PREDICTIVE_SAMPLES = 2000  # samples of the model's runs a measured cell is placed among (``predictive``)
 CONSISTENT_QUANTILES = (0.025, 0.975)  # a measured bulk, mean or p95 within these of the model's samples passes
+
+
+class Trial(NamedTuple):
+    """A flow of a measured trial: its completion time, segments its sender sent again, the times its retransmission
+    timer fired (None: the kernel does not count them) and when its sender began to send (s, on the trial's clock)."""
+
+    took_s: float
+    resent: int
+    timeouts: int | None
+    started_s: float
 
 
 def star(rate_bps: float, latency_s: float = 0.0, loss: float = 0.0, burst_bytes: int | None = None) -> nx.Graph:
@@ -140,12 +156,14 @@ def connections(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int) 
 
 
 def measure(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int, size: int,
-            kept: list[tuple[socket.socket, ...]] | None = None) -> list[tuple[float, int, int | None]]:  # fmt: skip
+            kept: list[tuple[socket.socket, ...]] | None = None) -> list[Trial]:  # fmt: skip
     """One trial: ``flows`` messages of ``size`` bytes at once; each flow's completion time (s), the segments its
-    sender sent again and the times its retransmission timer fired (``recovery``). On new connections, closed
-    after it; or on ``kept`` ones (``connections``), left open for the next trial."""
+    sender sent again, the times its retransmission timer fired (``recovery``) and when its sender began to send
+    (s; the trial's start is 0). On new connections, closed after it; or on ``kept`` ones (``connections``), left
+    open for the next trial."""
     conns = kept or connections(fabric, ports, pattern, flows)
     done = [0.0] * flows
+    started = [0.0] * flows
     before = [recovery(s) for s, _ in conns]  # a kept connection's counts so far: the trial's are the growth
     again: list[tuple[int, int | None]] = [(0, None)] * flows  # each sender's own, once its flow is done
     go = threading.Barrier(2 * flows + 1)
@@ -153,6 +171,7 @@ def measure(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int, size
 
     def send(i: int, s: socket.socket) -> None:
         go.wait()
+        started[i] = time.monotonic()
         s.sendall(payload)
         s.recv(1)  # the receiver's ack: the connection stays open until the flow is done
         (resent, timeouts), (resent0, timeouts0) = recovery(s), before[i]
@@ -182,7 +201,7 @@ def measure(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int, size
         for pair in conns:
             for sock in pair:
                 sock.close()
-    return [(d - t0, k, n) for d, (k, n) in zip(done, again, strict=True)]
+    return [Trial(d - t0, k, n, b - t0) for d, (k, n), b in zip(done, again, started, strict=True)]
 
 
 def recovery(sock: socket.socket) -> tuple[int, int | None]:
@@ -196,8 +215,8 @@ def recovery(sock: socket.socket) -> tuple[int, int | None]:
 
 
 def measure_cell(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int, size: int, reps: int,
-                 kept: bool) -> list[tuple[float, int, int | None]]:  # fmt: skip
-    """``reps`` trials, each flow's (time, segments resent, timer recoveries) one after the other: each trial on
+                 kept: bool) -> list[Trial]:  # fmt: skip
+    """``reps`` trials, each flow's ``Trial`` one after the other: each trial on
     new connections, or (``kept``) all on one set opened for the cell, after a trial not timed (as the twin's nodes
     keep theirs, warm: the window and the loss timer are a kept connection's, not a new one's first flight)."""
     if not kept:
@@ -216,8 +235,11 @@ def measure_cell(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int,
 
 
 def simulate(graph: nx.Graph, transport: Transport | None, pattern: str, flows: int, size: int,
-             seed: int = 0) -> list[float]:  # fmt: skip
-    """The same flows in the simulator; ``transport`` None is the model before the validation."""
+             seed: int = 0, started_s: list[float] | None = None) -> list[float]:  # fmt: skip
+    """The same flows in the simulator, each begun when its sender began in a measured trial (``started_s``; none:
+    all at 0), the times on that trial's clock; ``transport`` None is the model before the validation."""
+    started_s = started_s or [0.0] * flows
+    first = min(started_s)  # a sender may pass the trial's barrier before the clock is read: SimPy starts at 0
     env = simpy.Environment()
     hosts = frozenset(n for n, kind in graph.nodes(data="kind") if kind == "host")  # namespaces of one VM: one kernel
     net = Network(env, graph, np.random.SeedSequence(seed), SEGMENT_BYTES, transport, hosts)
@@ -225,8 +247,10 @@ def simulate(graph: nx.Graph, transport: Transport | None, pattern: str, flows: 
     done = [0.0] * flows
 
     def flow(i: int, src: str, dst: str) -> Any:
+        if started_s[i] > first:
+            yield env.timeout(started_s[i] - first)
         yield from (net.transfer(src, dst, size) if transport is None else net.transfer_tcp(src, dst, size))
-        done[i] = env.now
+        done[i] = env.now + first
 
     for i, (src, dst) in enumerate(pairs):
         env.process(flow(i, src, dst))
@@ -238,20 +262,25 @@ def simulate(graph: nx.Graph, transport: Transport | None, pattern: str, flows: 
 
 
 def cell_of(pattern: str, flows: int, size: int, rate: float, loss: float, lat: float, measured: list[float],
-            burst: int, transport: Transport) -> dict[str, Any]:  # fmt: skip
+            burst: int, transport: Transport, started: list[float] | None = None) -> dict[str, Any]:  # fmt: skip
     """A cell: the measured flows' times against the same flows simulated (the model, and the one before it) on
-    links with the fabric's bucket ``burst``."""
+    links with the fabric's bucket ``burst``, each simulated run's flows begun as one measured trial's senders
+    began (``started``, flow by flow as ``measured``; the trials in turn), or all at once (matrices from before
+    the bench measured when each sender began)."""
     graph, before = star(rate, lat, loss, burst), star(rate, 0, loss, burst)  # the model, and the one before it
-    seeds = range(SIM_SEEDS if loss or transport.share_sigma else 1)  # random draws: pooled over seeds
-    runs = [simulate(graph, transport, pattern, flows, size, i) for i in seeds]
+    trials = [started[k : k + flows] for k in range(0, len(started), flows)] if started else [None]
+    random = loss or transport.share_sigma  # random draws: pooled over seeds, as many for each trial's starts
+    seeds = range(len(trials) * (math.ceil(SIM_SEEDS / len(trials)) if random else 1))
+    runs = [simulate(graph, transport, pattern, flows, size, i, trials[i % len(trials)]) for i in seeds]
     fair = [t for run in runs for t in run]
-    fifo = [t for i in range(SIM_SEEDS if loss else 1) for t in simulate(before, None, pattern, flows, size, i)]
+    seeds = range(len(trials) * (math.ceil(SIM_SEEDS / len(trials)) if loss else 1))
+    fifo = [t for i in seeds for t in simulate(before, None, pattern, flows, size, i, trials[i % len(trials)])]
     (hm, hp), (sm, sp), (fm, fp) = stats(measured), stats(fair), stats(fifo)
     return {"pattern": pattern, "flows": flows, "size_bytes": size, "rate_bps": rate, "loss": loss,
             "hw_mean_s": hm, "hw_p95_s": hp, "sim_mean_s": sm, "sim_p95_s": sp,
             "error_mean_pct": pct(sm, hm), "error_p95_pct": pct(sp, hp),
             "fifo_error_mean_pct": pct(fm, hm), "fifo_error_p95_pct": pct(fp, hp),
-            "base_latency_s": lat, "measured_s": measured, "burst_bytes": burst,
+            "base_latency_s": lat, "measured_s": measured, "burst_bytes": burst, "started_s": started,
             "predictive": predictive(runs, measured, flows)}  # fmt: skip
 
 
@@ -431,6 +460,8 @@ def _cell_key(c: dict[str, Any]) -> tuple[Any, ...]:
         and all(finite(t) and t > 0 for t in c["measured_s"]),
         "burst_bytes": isinstance(c["burst_bytes"], int) and not isinstance(c["burst_bytes"], bool)
         and 0 <= c["burst_bytes"] <= MAX_BURST_BYTES,
+        "started_s": c["started_s"] is None or (isinstance(c["started_s"], list) and len(c["started_s"])
+        == len(c["measured_s"]) and all(finite(t) and abs(t) <= 60 for t in c["started_s"])),
     }  # fmt: skip
     if bad := [k for k, ok in rules.items() if not ok]:
         raise ValueError(f"a cell's {bad[0]} is not one this bench measures: {str(c[bad[0]])[:80]}")
@@ -496,7 +527,9 @@ def rescore(path: Path, transport: Transport, out: Path | None, kernel_given: bo
             transport = _recorded_kernel(doc, transport)
         # loss and cpu_bound: absent from matrices written before the bench measured them (no loss; kept up);
         # burst_bytes: before the bench recorded it, the fabric's bucket of the time
-        cells_in = [{"loss": 0.0, "cpu_bound": False, "burst_bytes": _bucket_before(c), **c} for c in cells_in]
+        # started_s: before the bench measured when each sender began (the model then starts the flows at once)
+        cells_in = [{"loss": 0.0, "cpu_bound": False, "burst_bytes": _bucket_before(c), "started_s": None, **c}
+                    for c in cells_in]  # fmt: skip
         keys = [_cell_key(c) for c in cells_in]
         if not keys:
             raise ValueError("no cells")
@@ -509,7 +542,8 @@ def rescore(path: Path, transport: Transport, out: Path | None, kernel_given: bo
     print(HEADER)
     cells = []
     for old, key in zip(cells_in, keys, strict=True):
-        cell = {**old, **cell_of(*key, transport)}
+        *fields, started = key
+        cell = {**old, **cell_of(*fields, transport, started)}
         cells.append(cell)
         print(row(cell, old.get("congestion_control", "?")), flush=True)
     ok = _report(cells, sorted({c["loss"] for c in cells}))
@@ -541,10 +575,11 @@ def measure_matrix(losses: list[float], rates: tuple[float, ...], sizes: tuple[i
                 for size in sizes:
                     for k in flows:
                         trials = measure_cell(fabric, ports, pattern, k, size, reps, kept)
-                        measured = [s for s, _, _ in trials]
-                        cell = cell_of(pattern, k, size, rate, loss, lat, measured, fab.burst_bytes, transport)
-                        cell.update({"resent_segments": [n for _, n, _ in trials],
-                                     "rto_timeouts": [n for _, _, n in trials], "congestion_control": cc, "reps":
+                        measured, started = [t.took_s for t in trials], [t.started_s for t in trials]
+                        cell = cell_of(pattern, k, size, rate, loss, lat, measured, fab.burst_bytes, transport,
+                                       started)  # fmt: skip
+                        cell.update({"resent_segments": [t.resent for t in trials],
+                                     "rto_timeouts": [t.timeouts for t in trials], "congestion_control": cc, "reps":
                                      reps, "fabric_throughput_bps":
                                      fab.throughput_bps, "cpu_bound": _cpu_bound(fab),
                                      "connections": "kept" if kept else "new"})  # fmt: skip

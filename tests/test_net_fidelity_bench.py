@@ -95,14 +95,16 @@ def test_a_flow_whose_path_goes_dark_counts_its_timer_recoveries():
         outage = threading.Thread(target=dark)
         outage.start()
         try:
-            [(took_s, resent, timeouts)] = net_fidelity.measure(fabric, ports, "fan-out", 1, 1_000_000, conns)
+            [trial] = net_fidelity.measure(fabric, ports, "fan-out", 1, 1_000_000, conns)
         finally:
             outage.join()
             for sock in conns[0]:
                 sock.close()
+    took_s, resent, timeouts, started_s = trial
     if timeouts is None:
         pytest.skip("tcp_info has no tcpi_total_rto before Linux 6.7")
     assert took_s > 0.8 + 0.6 and 1 <= timeouts <= resent, (took_s, resent, timeouts)
+    assert -0.1 < started_s < 0.1, started_s  # its sender began as the trial did, not when its flow ended
 
 
 @pytest.mark.skipif(net_fidelity.unavailable() is not None, reason=str(net_fidelity.unavailable()))
@@ -117,10 +119,40 @@ def test_a_cells_repetitions_go_on_new_connections_or_on_one_kept_set(kept):
     ports = itertools.count(43001)
     with net_fidelity.Fabric(net_fidelity.star(100e6, loss=0.05)) as fabric:
         flows = net_fidelity.measure_cell(fabric, ports, "fan-in", 2, 50_000, 3, kept)
-    times, resent, timeouts = zip(*flows, strict=True)
+    times, resent, timeouts, started = zip(*flows, strict=True)
     # at 5 % loss a flow may wait out TCP's timer more than once, backing off (and a connection whose SYN was resent
     # starts at a 3 s timeout, RFC 6298 5.7): CI once measured 6.5 s for one of these flows; the sockets' 30 s bound it
     assert len(times) == 6 and all(0 < t < 30 for t in times), times
+    assert all(-0.1 < b < t for b, t in zip(started, times, strict=True)), (started, times)
     assert all(0 <= k < 100 for k in resent) and any(resent), resent
     assert all(n is None or 0 <= n <= k for n, k in zip(timeouts, resent, strict=True)), (timeouts, resent)
     assert next(ports) == 43001 + (2 if kept else 6)
+
+
+def test_each_simulated_flow_begins_when_its_measured_sender_did():
+    """Two 64 KiB flows fanned out at 100 Mbit/s: begun at once they share the link and end ~one message apart; the
+    second begun once the first is through, each takes its time alone, on the trial's clock (a sender that passed
+    the barrier before the clock was read begins before 0)."""
+    graph, size = net_fidelity.star(100e6, 1e-5), 65536
+    transport = net_fidelity.Transport(share_sigma=0)
+    alone = net_fidelity.simulate(graph, transport, "fan-out", 1, size)[0]
+    together = net_fidelity.simulate(graph, transport, "fan-out", 2, size)
+    assert max(together) > 1.6 * alone
+    apart = net_fidelity.simulate(graph, transport, "fan-out", 2, size, started_s=[-1e-4, 0.05])
+    assert apart == pytest.approx([alone - 1e-4, 0.05 + alone], rel=1e-9)
+
+
+def test_a_cell_simulates_each_trials_starts_in_turn_and_keeps_them():
+    """``cell_of``: the model's runs take the measured trials' starts in turn (a run per trial without random
+    draws), so a cell whose second trial began its second flow late reads later in that run alone; a cell from a
+    matrix before the starts were measured begins every flow at once."""
+    measured, started = [0.01, 0.02, 0.01, 0.06], [0.0, 0.0, 0.0, 0.05]  # 2 trials x 2 flows
+    transport = net_fidelity.Transport(share_sigma=0)
+    cell = net_fidelity.cell_of("fan-out", 2, 65536, 100e6, 0.0, 1e-5, measured, 3028, transport, started)
+    at_once = net_fidelity.cell_of("fan-out", 2, 65536, 100e6, 0.0, 1e-5, measured, 3028, transport)
+    assert cell["started_s"] == started and at_once["started_s"] is None
+    alone = net_fidelity.simulate(net_fidelity.star(100e6, 1e-5, 0.0, 3028), transport, "fan-out", 1, 65536)[0]
+    runs = [net_fidelity.simulate(net_fidelity.star(100e6, 1e-5, 0.0, 3028), transport, "fan-out", 2, 65536, 0, s)
+            for s in ([0.0, 0.0], [0.0, 0.05])]  # fmt: skip
+    assert runs[1] == pytest.approx([alone, 0.05 + alone]) and cell["sim_mean_s"] == pytest.approx(np.mean(runs))
+    assert at_once["sim_mean_s"] == pytest.approx(np.mean(runs[0]))

@@ -263,6 +263,9 @@ def test_the_default_transport_beats_equal_shares_on_the_committed_netns_matrix(
     for name, cells, named, *transport in (("empty", [], "no cells"), ("crowd", [{**first, "flows": 10**9}], "flows"),
                                            ("none", [{**first, "measured_s": []}], "measured_s"),
                                            ("deep", [{**first, "burst_bytes": 2**31}], "burst_bytes"),
+                                           ("starts", [{**first, "started_s": [0.0]}], "started_s"),
+                                           ("late", [{**first, "started_s": [1e9] * len(first["measured_s"])}],
+                                            "started_s"),
                                            *((what, [first], why, t) for what, t, why in kernels)):  # fmt: skip
         bad_file = tmp_path / f"{name}.json"
         bad_file.write_text(json.dumps({"cells": cells, **({"transport": transport[0]} if transport else {})}))
