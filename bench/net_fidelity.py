@@ -9,10 +9,11 @@ hosts at once, as the aggregator distributes a model) and fan-in (k hosts send t
 upload). Each flow is one message of the cell's size on its own TCP connection, opened beforehand (new for each
 repetition; with ``--kept-connections`` one set a cell, warmed up by a trial not timed, as the twin's nodes keep
 theirs); all start at one instant (a barrier), each sender's start is recorded, and a flow completes when its
-receiver has every byte; the simulator starts each flow when its sender did in a measured trial, on that
-trial's clock (the senders are threads of one Python process on this machine's two vCPUs: they begin up to
-~0.4 ms apart for four flows and ~1 ms for eight, as long as a 64 KiB message takes at a gigabit, and the first
-ones finish early; docs/network-validation.md, "Stop 60"). The fabric's base latency
+last bytes reach the receiving kernel (the kernel's receive timestamp: the receiving thread wakes to them tens
+of us to 1.5 ms later, the host's scheduling, not the network's). The simulator starts each flow when its sender
+did in a measured trial, on that trial's clock: the senders are threads of one Python process on this machine's
+two vCPUs, which begin up to ~0.4 ms apart for four flows and ~1 ms for eight, as long as a 64 KiB message takes
+at a gigabit, and the first ones finish early (docs/network-validation.md, "Stop 60"). The fabric's base latency
 (no shaping delay: veth, bridges and the stack) is measured with 1-byte TCP ping-pongs and given to the simulator as
 the links' latency; and, once before the matrix, what the machine's kernel moves of one TCP stream across a fabric
 whose links limit nothing (``kernel_rate_bps``) is the simulated transport's ``host_rate_bps`` -- every host of
@@ -82,6 +83,9 @@ FLOWS = (1, 2, 4, 8)
 PATTERNS = ("fan-out", "fan-in")
 TCP_INFO_TOTAL_RETRANS = struct.Struct("I")  # at byte 100 of struct tcp_info (include/uapi/linux/tcp.h)
 TCP_INFO_TOTAL_RTO = struct.Struct("H")  # tcpi_total_rto at byte 240: Linux 6.7 on (shorter structs have none)
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # unnamed in Python 3.11's socket; asm-generic/socket.h: 35
+TIMESPEC = struct.Struct("qq")  # the stamp's struct timespec (64-bit)
+STAMP_SPACE = socket.CMSG_SPACE(TIMESPEC.size)
 HOSTS = 8
 SEGMENT_BYTES = 65536  # run.segment_bytes' default
 GOAL_MEAN_PCT, GOAL_P95_PCT = 5.0, 10.0
@@ -93,13 +97,15 @@ CONSISTENT_QUANTILES = (0.025, 0.975)  # a measured bulk, mean or p95 within the
 
 
 class Trial(NamedTuple):
-    """A flow of a measured trial: its completion time, segments its sender sent again, the times its retransmission
-    timer fired (None: the kernel does not count them) and when its sender began to send (s, on the trial's clock)."""
+    """A flow of a measured trial: when its last bytes reached the receiving kernel, segments its sender sent again,
+    the times its retransmission timer fired (None: the kernel does not count them), when its sender began to send
+    and when its receiving thread woke with the last bytes (s, on the trial's clock)."""
 
     took_s: float
     resent: int
     timeouts: int | None
     started_s: float
+    woke_s: float
 
 
 def star(rate_bps: float, latency_s: float = 0.0, loss: float = 0.0, burst_bytes: int | None = None) -> nx.Graph:
@@ -157,13 +163,13 @@ def connections(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int) 
 
 def measure(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int, size: int,
             kept: list[tuple[socket.socket, ...]] | None = None) -> list[Trial]:  # fmt: skip
-    """One trial: ``flows`` messages of ``size`` bytes at once; each flow's completion time (s), the segments its
-    sender sent again, the times its retransmission timer fired (``recovery``) and when its sender began to send
-    (s; the trial's start is 0). On new connections, closed after it; or on ``kept`` ones (``connections``), left
-    open for the next trial."""
+    """One trial: ``flows`` messages of ``size`` bytes at once; each flow's ``Trial``, on the trial's clock (its
+    start is 0). A flow completes when its last bytes reached the receiving kernel (the time the kernel stamped on
+    them, ``SO_TIMESTAMPNS``: the network's doing), not when the receiving thread woke to read them (37 us later at
+    the median here, up to 1.5 ms: the host's scheduling). On new connections, closed after it; or on ``kept`` ones
+    (``connections``), left open for the next trial."""
     conns = kept or connections(fabric, ports, pattern, flows)
-    done = [0.0] * flows
-    started = [0.0] * flows
+    done, woke, started = [0.0] * flows, [0.0] * flows, [0.0] * flows  # on CLOCK_REALTIME: the kernel stamps it
     before = [recovery(s) for s, _ in conns]  # a kept connection's counts so far: the trial's are the growth
     again: list[tuple[int, int | None]] = [(0, None)] * flows  # each sender's own, once its flow is done
     go = threading.Barrier(2 * flows + 1)
@@ -171,7 +177,7 @@ def measure(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int, size
 
     def send(i: int, s: socket.socket) -> None:
         go.wait()
-        started[i] = time.monotonic()
+        started[i] = time.time()
         s.sendall(payload)
         s.recv(1)  # the receiver's ack: the connection stays open until the flow is done
         (resent, timeouts), (resent0, timeouts0) = recovery(s), before[i]
@@ -179,14 +185,17 @@ def measure(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int, size
 
     def receive(i: int, r: socket.socket) -> None:
         buf = bytearray(1 << 20)
+        r.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         go.wait()
-        got = 0
+        got, last = 0, None
         while got < size:
-            n = r.recv_into(buf)
+            n, anc, _, _ = r.recvmsg_into([buf], STAMP_SPACE)
             if not n:
                 break
             got += n
-        done[i] = time.monotonic()
+            last = _stamp(anc) or last  # TCP stamps a read with its last segment's arrival
+        woke[i] = time.time()
+        done[i] = last if last is not None and last <= woke[i] else woke[i]  # no stamp: when the thread woke
         r.sendall(b"k")
 
     threads = [threading.Thread(target=send, args=(i, s)) for i, (s, _) in enumerate(conns)]
@@ -194,14 +203,23 @@ def measure(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int, size
     for t in threads:
         t.start()
     go.wait()
-    t0 = time.monotonic()
+    t0 = time.time()
     for t in threads:
         t.join(600)
     if kept is None:
         for pair in conns:
             for sock in pair:
                 sock.close()
-    return [Trial(d - t0, k, n, b - t0) for d, (k, n), b in zip(done, again, started, strict=True)]
+    return [Trial(d - t0, k, n, b - t0, w - t0) for d, (k, n), b, w in zip(done, again, started, woke, strict=True)]
+
+
+def _stamp(anc: list[tuple[int, int, bytes]]) -> float | None:
+    """The receive time a read's ancillary data carries (``SO_TIMESTAMPNS``: a ``struct timespec``), if any."""
+    for level, kind, data in anc:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= TIMESPEC.size:
+            sec, nsec = TIMESPEC.unpack_from(data)
+            return sec + nsec * 1e-9
+    return None
 
 
 def recovery(sock: socket.socket) -> tuple[int, int | None]:
@@ -579,9 +597,9 @@ def measure_matrix(losses: list[float], rates: tuple[float, ...], sizes: tuple[i
                         cell = cell_of(pattern, k, size, rate, loss, lat, measured, fab.burst_bytes, transport,
                                        started)  # fmt: skip
                         cell.update({"resent_segments": [t.resent for t in trials],
-                                     "rto_timeouts": [t.timeouts for t in trials], "congestion_control": cc, "reps":
-                                     reps, "fabric_throughput_bps":
-                                     fab.throughput_bps, "cpu_bound": _cpu_bound(fab),
+                                     "rto_timeouts": [t.timeouts for t in trials],
+                                     "woke_s": [t.woke_s for t in trials], "congestion_control": cc, "reps": reps,
+                                     "fabric_throughput_bps": fab.throughput_bps, "cpu_bound": _cpu_bound(fab),
                                      "connections": "kept" if kept else "new"})  # fmt: skip
                         cells.append(cell)
                         print(row(cell, cc), flush=True)
