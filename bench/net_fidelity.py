@@ -13,7 +13,9 @@ last bytes reach the receiving kernel (the kernel's receive timestamp: the recei
 of us to 1.5 ms later, the host's scheduling, not the network's). The simulator starts each flow when its sender
 did in a measured trial, on that trial's clock: the senders are threads of one Python process on this machine's
 two vCPUs, which begin up to ~0.4 ms apart for four flows and ~1 ms for eight, as long as a 64 KiB message takes
-at a gigabit, and the first ones finish early (docs/network-validation.md, "Stop 60"). The fabric's base latency
+at a gigabit, and the first ones finish early (docs/network-validation.md, "Stop 60"). Before each pattern's
+cells, a trial not timed carries a 64 KiB message on each of its paths (``warm_up``: a fresh path's first data is
+slow). The fabric's base latency
 (no shaping delay: veth, bridges and the stack) is measured with 1-byte TCP ping-pongs and given to the simulator as
 the links' latency; and, once before the matrix, what the machine's kernel moves of one TCP stream across a fabric
 whose links limit nothing (``kernel_rate_bps``) is the simulated transport's ``host_rate_bps`` -- every host of
@@ -87,6 +89,7 @@ SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # unnamed in Python 3.11
 TIMESPEC = struct.Struct("qq")  # the stamp's struct timespec (64-bit)
 STAMP_SPACE = socket.CMSG_SPACE(TIMESPEC.size)
 HOSTS = 8
+WARM_UP_BYTES = 64 * 1024  # each path's message before a pattern's cells (``warm_up``)
 SEGMENT_BYTES = 65536  # run.segment_bytes' default
 GOAL_MEAN_PCT, GOAL_P95_PCT = 5.0, 10.0
 
@@ -230,6 +233,13 @@ def recovery(sock: socket.socket) -> tuple[int, int | None]:
     info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
     timeouts = TCP_INFO_TOTAL_RTO.unpack_from(info, 240)[0] if len(info) >= 240 + TCP_INFO_TOTAL_RTO.size else None
     return int(TCP_INFO_TOTAL_RETRANS.unpack_from(info, 100)[0]), timeouts
+
+
+def warm_up(fabric: Fabric, ports: Iterator[int], pattern: str) -> None:
+    """A trial not timed on every path of ``pattern`` (one 64 KiB message each way the pattern sends): the first data
+    a fresh fabric carries on a path is slow (at a gigabit, a 64 KiB message's first repetition 0.34-0.43 ms where
+    the next ones take 0.2-0.3), which a model of the network has no reason to show."""
+    measure(fabric, ports, pattern, HOSTS, WARM_UP_BYTES)
 
 
 def measure_cell(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int, size: int, reps: int,
@@ -590,6 +600,7 @@ def measure_matrix(losses: list[float], rates: tuple[float, ...], sizes: tuple[i
             cc = CONGESTION or congestion_control(fabric, "s")
             print(f"| {fab.describe()} |", flush=True)
             for pattern in patterns:
+                warm_up(fabric, ports, pattern)
                 for size in sizes:
                     for k in flows:
                         trials = measure_cell(fabric, ports, pattern, k, size, reps, kept)

@@ -158,3 +158,29 @@ def test_a_cell_simulates_each_trials_starts_in_turn_and_keeps_them():
             for s in ([0.0, 0.0], [0.0, 0.05])]  # fmt: skip
     assert runs[1] == pytest.approx([alone, 0.05 + alone]) and cell["sim_mean_s"] == pytest.approx(np.mean(runs))
     assert at_once["sim_mean_s"] == pytest.approx(np.mean(runs[0]))
+
+
+@pytest.mark.skipif(net_fidelity.unavailable() is not None, reason=str(net_fidelity.unavailable()))
+def test_a_matrix_warms_each_patterns_paths_before_its_cells_and_keeps_each_flows_times(monkeypatch):
+    """A real fabric, one 64 KiB flow each way at 100 Mbit/s: each pattern's paths carry a trial not timed before its
+    cells (``warm_up``: every host's path, 64 KiB each), and a cell keeps each flow's start and its reader's wake-up
+    beside its time (simulated from those starts)."""
+    calls: list[tuple[str, str, int]] = []
+    warm, cell = net_fidelity.warm_up, net_fidelity.measure_cell
+
+    def warm_up(fabric, ports, pattern):
+        calls.append(("warm", pattern, 0))
+        return warm(fabric, ports, pattern)
+
+    def measure_cell(fabric, ports, pattern, flows, size, reps, kept):
+        calls.append(("cell", pattern, flows))
+        return cell(fabric, ports, pattern, flows, size, reps, kept)
+
+    monkeypatch.setattr(net_fidelity, "warm_up", warm_up)
+    monkeypatch.setattr(net_fidelity, "measure_cell", measure_cell)
+    cells = net_fidelity.measure_matrix([0.0], (100e6,), (65536,), 2, net_fidelity.Transport(), flows=(1,))
+    assert calls == [("warm", "fan-out", 0), ("cell", "fan-out", 1), ("warm", "fan-in", 0), ("cell", "fan-in", 1)]
+    for c in cells:
+        assert len(c["started_s"]) == len(c["woke_s"]) == len(c["measured_s"]) == 2
+        assert all(b < t < w for b, t, w in zip(c["started_s"], c["measured_s"], c["woke_s"], strict=True)), c
+        assert 5e-3 < c["sim_mean_s"] < 7e-3 and abs(c["error_mean_pct"]) < 50, c  # 64 KiB at 100 Mbit/s: ~5.3 ms
