@@ -92,8 +92,6 @@ HOSTS = 8
 WARM_UP_BYTES = 64 * 1024  # each path's message before a pattern's cells (``warm_up``)
 SEGMENT_BYTES = 65536  # run.segment_bytes' default
 GOAL_MEAN_PCT, GOAL_P95_PCT = 5.0, 10.0
-
-
 SIM_SEEDS = 50  # simulated runs of a cell (its share weights and losses are random; with neither: one)
 PREDICTIVE_SAMPLES = 2000  # samples of the model's runs a measured cell is placed among (``predictive``)
 CONSISTENT_QUANTILES = (0.025, 0.975)  # a measured bulk, mean or p95 within these of the model's samples passes
@@ -172,7 +170,8 @@ def measure(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int, size
     the median here, up to 1.5 ms: the host's scheduling). On new connections, closed after it; or on ``kept`` ones
     (``connections``), left open for the next trial."""
     conns = kept or connections(fabric, ports, pattern, flows)
-    done, woke, started = [0.0] * flows, [0.0] * flows, [0.0] * flows  # on CLOCK_REALTIME: the kernel stamps it
+    woke, started = [0.0] * flows, [0.0] * flows  # on CLOCK_REALTIME: the kernel stamps it
+    stamped: list[float | None] = [None] * flows
     before = [recovery(s) for s, _ in conns]  # a kept connection's counts so far: the trial's are the growth
     again: list[tuple[int, int | None]] = [(0, None)] * flows  # each sender's own, once its flow is done
     go = threading.Barrier(2 * flows + 1)
@@ -196,9 +195,9 @@ def measure(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int, size
             if not n:
                 break
             got += n
-            last = _stamp(anc) or last  # TCP stamps a read with its last segment's arrival
+            last = _stamp(anc)  # TCP stamps a read with its last segment's arrival; the last read's decides
         woke[i] = time.time()
-        done[i] = last if last is not None and last <= woke[i] else woke[i]  # no stamp: when the thread woke
+        stamped[i] = last
         r.sendall(b"k")
 
     threads = [threading.Thread(target=send, args=(i, s)) for i, (s, _) in enumerate(conns)]
@@ -213,6 +212,8 @@ def measure(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int, size
         for pair in conns:
             for sock in pair:
                 sock.close()
+    # a last read without a stamp, or with one outside the trial: the time the reading thread woke
+    done = [a if a is not None and t0 - 1.0 <= a <= w else w for a, w in zip(stamped, woke, strict=True)]
     return [Trial(d - t0, k, n, b - t0, w - t0) for d, (k, n), b, w in zip(done, again, started, woke, strict=True)]
 
 
