@@ -239,7 +239,7 @@ def recovery(sock: socket.socket) -> tuple[int, int | None]:
 def warm_up(fabric: Fabric, ports: Iterator[int], pattern: str) -> None:
     """A trial not timed on every path of ``pattern`` (one 64 KiB message each way the pattern sends): the first data
     a fresh fabric carries on a path is slow (at a gigabit, a 64 KiB message's first repetition 0.34-0.43 ms where
-    the next ones take 0.2-0.3), which a model of the network has no reason to show."""
+    the next ones 0.15-0.32), which a model of the network has no reason to show."""
     measure(fabric, ports, pattern, HOSTS, WARM_UP_BYTES)
 
 
