@@ -290,6 +290,14 @@ def simulate(graph: nx.Graph, transport: Transport | None, pattern: str, flows: 
 # --- the matrix ----------------------------------------------------------------------------------------------
 
 
+def model_runs(graph: nx.Graph, transport: Transport | None, pattern: str, flows: int, size: int,
+               trials: list[list[float] | None], random: bool) -> list[list[float]]:  # fmt: skip
+    """``simulate`` once a seed, the seeds taking the trials' starts in turn: where the model draws at random (share
+    weights, losses), ``SIM_SEEDS`` runs pooled (as many for each trial); else one run a trial."""
+    seeds = len(trials) * (math.ceil(SIM_SEEDS / len(trials)) if random else 1)
+    return [simulate(graph, transport, pattern, flows, size, i, trials[i % len(trials)]) for i in range(seeds)]
+
+
 def cell_of(pattern: str, flows: int, size: int, rate: float, loss: float, lat: float, measured: list[float],
             burst: int, transport: Transport, started: list[float] | None = None) -> dict[str, Any]:  # fmt: skip
     """A cell: the measured flows' times against the same flows simulated (the model, and the one before it) on
@@ -298,12 +306,9 @@ def cell_of(pattern: str, flows: int, size: int, rate: float, loss: float, lat: 
     the bench measured when each sender began)."""
     graph, before = star(rate, lat, loss, burst), star(rate, 0, loss, burst)  # the model, and the one before it
     trials = [started[k : k + flows] for k in range(0, len(started), flows)] if started else [None]
-    random = loss or transport.share_sigma  # random draws: pooled over seeds, as many for each trial's starts
-    seeds = range(len(trials) * (math.ceil(SIM_SEEDS / len(trials)) if random else 1))
-    runs = [simulate(graph, transport, pattern, flows, size, i, trials[i % len(trials)]) for i in seeds]
+    runs = model_runs(graph, transport, pattern, flows, size, trials, bool(loss or transport.share_sigma))
     fair = [t for run in runs for t in run]
-    seeds = range(len(trials) * (math.ceil(SIM_SEEDS / len(trials)) if loss else 1))
-    fifo = [t for i in seeds for t in simulate(before, None, pattern, flows, size, i, trials[i % len(trials)])]
+    fifo = [t for run in model_runs(before, None, pattern, flows, size, trials, bool(loss)) for t in run]
     (hm, hp), (sm, sp), (fm, fp) = stats(measured), stats(fair), stats(fifo)
     return {"pattern": pattern, "flows": flows, "size_bytes": size, "rate_bps": rate, "loss": loss,
             "hw_mean_s": hm, "hw_p95_s": hp, "sim_mean_s": sm, "sim_p95_s": sp,

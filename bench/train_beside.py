@@ -223,17 +223,9 @@ def main() -> int:
     if offsets is not None:
         return _staggered_main(args, train, offsets, (cores[0], cores[1]))
     step = train if args.timed == "train" else crypto_pass(args.bytes)
-    load0 = os.getloadavg()[0]
-    mine = set(cores)
-    rows = []
-    try:
-        os.sched_setaffinity(0, {cores[0]})
-        with threadpool_limits(1):  # one core per step, as the twin's clients run it
-            step()  # warm
-            rows = [measure(k, step, train, args.bytes, args.seconds, (cores[0], cores[1])) for k in kinds]
-    finally:
-        os.sched_setaffinity(0, mine)
-    load1 = os.getloadavg()[0]
+    rows, load0, load1 = on_first_core(
+        cores[0], step, lambda: [measure(k, step, train, args.bytes, args.seconds, (cores[0], cores[1])) for k in kinds]
+    )
     timed = (f"training step of {args.parameters:,} parameters x {args.samples} samples" if args.timed == "train"
              else f"crypto pass over {args.bytes:,} bytes (SHAKE-256, AES-256-GCM, a copy)")  # fmt: skip
     print(f"{timed} on core {cores[0]}; beside it on core {cores[1]} (train: {args.parameters:,} parameters x "
@@ -265,18 +257,26 @@ def _offsets(ap: argparse.ArgumentParser, args: argparse.Namespace) -> list[floa
     return out
 
 
-def _staggered_main(args: argparse.Namespace, train: Callable[[], Any], offsets: list[float],
-                    cores: tuple[int, int]) -> int:  # fmt: skip
+def on_first_core(core: int, warm: Callable[[], Any],
+                  rows: Callable[[], list[dict[str, Any]]]) -> tuple[list[dict[str, Any]], float, float]:  # fmt: skip
+    """``rows()`` with this process pinned to ``core`` and one thread per step (as the twin's clients train), after
+    one ``warm()``; its rows and the load average before and after. The affinity is given back after."""
     load0 = os.getloadavg()[0]
     mine = set(os.sched_getaffinity(0))
     try:
-        os.sched_setaffinity(0, {cores[0]})
+        os.sched_setaffinity(0, {core})
         with threadpool_limits(1):
-            train()  # warm
-            rows = [staggered(train, d, args.seconds, cores) for d in offsets]
+            warm()
+            out = rows()
     finally:
         os.sched_setaffinity(0, mine)
-    load1 = os.getloadavg()[0]
+    return out, load0, os.getloadavg()[0]
+
+
+def _staggered_main(args: argparse.Namespace, train: Callable[[], Any], offsets: list[float],
+                    cores: tuple[int, int]) -> int:  # fmt: skip
+    rows, load0, load1 = on_first_core(cores[0], train, lambda: [staggered(train, d, args.seconds, cores)
+                                                                 for d in offsets])  # fmt: skip
     print(f"two training steps of {args.parameters:,} parameters x {args.samples} samples, on cores {cores[0]} and "
           f"{cores[1]}, the second started after the first; load average {load0:.2f} -> "
           f"{load1:.2f}")  # fmt: skip
