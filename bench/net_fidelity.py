@@ -597,8 +597,9 @@ def measure_matrix(losses: list[float], rates: tuple[float, ...], sizes: tuple[i
     for loss, rate in itertools.product(losses, rates):
         load_start = os.getloadavg()[0]
         # probed on the same star without its loss: a lost ping backed TCP's timer off past the probe's timeout
-        # (a traceback, the block lost), and a lossy stream's throughput is not the fabric's
-        with Fabric(star(rate)) as lossless:
+        # (a traceback, the block lost), and a lossy stream's throughput is not the fabric's; its links carry
+        # frames as the lossy ones do (at a gigabit the CPU then sets a stream's pace: the block is cpu_bound)
+        with Fabric(star(rate), frames=loss > 0) as lossless:
             fab = probe(lossless, "s", "r0")  # below the rate: this block measures the machine's kernel, not TCP
         with Fabric(star(rate, loss=loss)) as fabric:
             lat = fab.latency_s  # a hop's, from a 1-byte TCP ping-pong across the switch

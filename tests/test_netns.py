@@ -134,6 +134,37 @@ def test_a_lossy_link_drops_each_frame_with_its_probability_in_each_direction():
         assert udp_delivered(clean, 1000) == 1000
 
 
+def resends_per_message(fabric: netns.Fabric, messages: int, size: int) -> list[int]:
+    """Segments a to b sent again for each of ``messages`` messages of ``size`` bytes, each on a new connection."""
+    with netns.inside(fabric.namespace("b")):
+        ls = socket.create_server((fabric.address("b"), 0))
+    resent = []
+    with ls:
+        for _ in range(messages):
+            with netns.inside(fabric.namespace("a")):
+                c = socket.create_connection(ls.getsockname(), timeout=30)
+            s, _ = ls.accept()
+            with c, s:
+                c.sendall(b"x" * size)
+                got = 0
+                while got < size:
+                    got += len(s.recv(1 << 16))
+                info = c.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+                resent.append(int.from_bytes(info[100:104], sys.byteorder))  # tcpi_total_retrans
+    return resent
+
+
+def test_a_lossy_gigabit_link_loses_frames_not_whole_gso_packets():
+    """At a gigabit the bucket passes GSO packets whole; on a lossy link each must still be lost frame by frame,
+    as on a wire. A 64 KiB message is ~46 frames on each of two lossy directions: at 3 % per frame 94 % of
+    messages lose one (0.97^92 = 6 % cross whole); lost as GSO packets of up to 45 frames, ~80 % crossed whole
+    and the others resent 5-16 segments at once (the rule before, 2026-12-04)."""
+    with netns.Fabric(pair(1e9, loss=0.03)) as fabric:
+        resent = resends_per_message(fabric, 30, 65536)
+    whole = sum(r == 0 for r in resent)
+    assert whole <= 9, resent  # binomial(30, 0.06): 9 or more whole is ~1e-4; GSO-whole loss gives ~24
+
+
 def test_address_resolution_crosses_even_a_link_that_loses_nearly_everything():
     """ARP is not lost (the model has none): at 99 % loss per link direction (more than a scenario may ask, so
     set on the fabric's veths here) a's kernel still learns b's address. Dropped like data, three requests
