@@ -23,14 +23,14 @@ the star is a namespace of one machine, so one kernel sends for all of them. Tho
 takes from the machine.
 
 Per cell (pattern x flows x size x rate): measured mean and p95 of completion time over every flow of
-``--reps`` repetitions, simulated mean and p95 (over ``SIM_SEEDS`` seeds pooled: the model draws each message a
-share weight), and the errors
+``--reps`` repetitions, simulated mean and p95 (over ``SIM_SEEDS`` seeds pooled, more until the model's mean is
+known to ``SIM_SE_PCT`` %: the model draws each message a share weight), and the errors
 (simulated - measured) / measured for the validated model (``fair``: the default) and for the model before
 the validation (``fifo``, no headers, segments stored and forwarded whole). Goal: |mean error| <= 5 % and
 |p95 error| <= 10 % in every cell. ``--loss P ...`` runs the matrix at each link loss probability P (default
 0 alone): the fabric drops each frame on each link direction with probability P where it arrives (an nftables
-rule, hw/nftloss.py), the simulator draws its own losses (a lost segment is sent again: ``sim/network.py``),
-over ``SIM_SEEDS`` seeds pooled, since its result is random then too.
+rule, hw/nftloss.py; a lossy link carries frames, not GSO packets: ``hw.netns.LOSSY_GSO_MAX_SEGS``), the
+simulator draws its own losses (a lost segment is sent again: ``sim/network.py``), its runs pooled as above.
 Needs root. The machine's load average is recorded at the start and end of each rate's block, and the hosts'
 TCP congestion control (the machine's default) with each cell: it decides which pattern shares unfairly. Each
 rate's block first measures one stream's throughput (``hw.netns.probe``); where it falls short of the rate the
@@ -93,6 +93,11 @@ WARM_UP_BYTES = 64 * 1024  # each path's message before a pattern's cells (``war
 SEGMENT_BYTES = 65536  # run.segment_bytes' default
 GOAL_MEAN_PCT, GOAL_P95_PCT = 5.0, 10.0
 SIM_SEEDS = 50  # simulated runs of a cell (its share weights and losses are random; with neither: one)
+# ... and more, a batch at a time, until the pooled runs' mean flow time is known to this standard error (% of
+# it), or up to SIM_SEEDS_MAX: on a lossy link 1-3 % of flows wait a 0.2 s timer, and 50 runs of a 64 KiB flow at
+# 100 Mbit/s held 3 such (the model's mean 15.4 ms where its rate of them, 2.3 % in 400 runs, gives 9.9)
+SIM_SE_PCT = 2.0
+SIM_SEEDS_MAX = 2000
 PREDICTIVE_SAMPLES = 2000  # samples of the model's runs a measured cell is placed among (``predictive``)
 CONSISTENT_QUANTILES = (0.025, 0.975)  # a measured bulk, mean or p95 within these of the model's samples passes
 
@@ -293,9 +298,21 @@ def simulate(graph: nx.Graph, transport: Transport | None, pattern: str, flows: 
 def model_runs(graph: nx.Graph, transport: Transport | None, pattern: str, flows: int, size: int,
                trials: list[list[float] | None], random: bool) -> list[list[float]]:  # fmt: skip
     """``simulate`` once a seed, the seeds taking the trials' starts in turn: where the model draws at random (share
-    weights, losses), ``SIM_SEEDS`` runs pooled (as many for each trial); else one run a trial."""
-    seeds = len(trials) * (math.ceil(SIM_SEEDS / len(trials)) if random else 1)
-    return [simulate(graph, transport, pattern, flows, size, i, trials[i % len(trials)]) for i in range(seeds)]
+    weights, losses), ``SIM_SEEDS`` runs pooled (as many for each trial), then as many again until the mean of the
+    runs' mean flow times has a standard error of at most ``SIM_SE_PCT`` % of it or ``SIM_SEEDS_MAX`` runs are
+    pooled; else one run a trial."""
+    batch = len(trials) * (math.ceil(SIM_SEEDS / len(trials)) if random else 1)
+    runs: list[list[float]] = []
+    while not runs or (random and len(runs) < SIM_SEEDS_MAX and _se_pct(runs) > SIM_SE_PCT):
+        runs += [simulate(graph, transport, pattern, flows, size, i, trials[i % len(trials)])
+                 for i in range(len(runs), min(len(runs) + batch, SIM_SEEDS_MAX))]  # fmt: skip
+    return runs
+
+
+def _se_pct(runs: list[list[float]]) -> float:
+    """The standard error of the mean of the runs' mean flow times, in % of it."""
+    per_run = np.asarray(runs, dtype=float).mean(axis=1)
+    return float(per_run.std(ddof=1) / math.sqrt(per_run.size) / per_run.mean() * 100)
 
 
 def cell_of(pattern: str, flows: int, size: int, rate: float, loss: float, lat: float, measured: list[float],

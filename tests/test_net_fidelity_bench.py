@@ -37,6 +37,23 @@ def test_two_repetitions_that_caught_no_timer_are_consistent_though_far_below_th
     assert check["reps_for_goal"] > 100  # ±5 % on this mean needs hundreds of repetitions
 
 
+def test_a_lossy_cells_model_pools_runs_until_its_mean_is_known_and_a_lossless_ones_does_not():
+    """A single 64 KiB flow at 100 Mbit/s: at 1 % loss one flow in ~40 waits a 0.2 s timer, so ``SIM_SEEDS`` runs
+    leave the model's mean to the luck of a few draws (the seeds 0-49 held three: 15 ms for ~10); more are pooled
+    until its standard error is ``SIM_SE_PCT`` % or the cap. Without loss the share weights' spread is small: no
+    more than ``SIM_SEEDS``."""
+    lossy = net_fidelity.star(100e6, 6e-6, 0.01, 3028)
+    transport = net_fidelity.Transport(host_rate_bps=3e9)
+    runs = net_fidelity.model_runs(lossy, transport, "fan-in", 1, 65536, [None], True)
+    assert len(runs) > net_fidelity.SIM_SEEDS
+    assert len(runs) == net_fidelity.SIM_SEEDS_MAX or net_fidelity._se_pct(runs) <= net_fidelity.SIM_SE_PCT
+    first = runs[: net_fidelity.SIM_SEEDS]  # the same seeds first: a pool only grows
+    assert first == net_fidelity.model_runs(lossy, transport, "fan-in", 1, 65536, [None], True)[: len(first)]
+    assert net_fidelity._se_pct(first) > net_fidelity.SIM_SE_PCT
+    clean = net_fidelity.star(100e6, 6e-6, 0.0, 3028)
+    assert len(net_fidelity.model_runs(clean, transport, "fan-out", 2, 1_000_000, [None], True)) == net_fidelity.SIM_SEEDS
+
+
 def test_a_measurement_the_model_cannot_give_is_not_consistent():
     runs = lossy_runs()
     slower = [0.0065, 0.0066, 0.0064, 0.0065] * 3  # 6 repetitions, every flow 30 % slower than the model's bulk
