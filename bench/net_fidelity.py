@@ -606,8 +606,9 @@ def rescore(path: Path, transport: Transport, out: Path | None, kernel_given: bo
 
 def measure_matrix(losses: list[float], rates: tuple[float, ...], sizes: tuple[int, ...], reps: int,
                    transport: Transport, kept: bool = False, flows: tuple[int, ...] = FLOWS,
-                   patterns: tuple[str, ...] = PATTERNS) -> list[dict[str, Any]]:  # fmt: skip
-    """Every cell measured through the fabric (one per loss and rate) and simulated beside it, printed as it goes."""
+                   patterns: tuple[str, ...] = PATTERNS, frames: bool = False) -> list[dict[str, Any]]:  # fmt: skip
+    """Every cell measured through the fabric (one per loss and rate) and simulated beside it, printed as it goes;
+    ``frames``: every link carries frames (``hw.netns.Fabric.frames``; a lossy link always does)."""
     cells: list[dict[str, Any]] = []
     ports = itertools.count(20001)  # each connection's listening port
     print(HEADER)
@@ -616,9 +617,9 @@ def measure_matrix(losses: list[float], rates: tuple[float, ...], sizes: tuple[i
         # probed on the same star without its loss: a lost ping backed TCP's timer off past the probe's timeout
         # (a traceback, the block lost), and a lossy stream's throughput is not the fabric's; its links carry
         # frames as the lossy ones do (at a gigabit the CPU then sets a stream's pace: the block is cpu_bound)
-        with Fabric(star(rate), frames=loss > 0) as lossless:
+        with Fabric(star(rate), frames=frames or loss > 0) as lossless:
             fab = probe(lossless, "s", "r0")  # below the rate: this block measures the machine's kernel, not TCP
-        with Fabric(star(rate, loss=loss)) as fabric:
+        with Fabric(star(rate, loss=loss), frames=frames) as fabric:
             lat = fab.latency_s  # a hop's, from a 1-byte TCP ping-pong across the switch
             # which pattern shares unfairly depends on it (docs/network-validation.md)
             cc = CONGESTION or congestion_control(fabric, "s")
@@ -635,7 +636,8 @@ def measure_matrix(losses: list[float], rates: tuple[float, ...], sizes: tuple[i
                                      "rto_timeouts": [t.timeouts for t in trials],
                                      "woke_s": [t.woke_s for t in trials], "congestion_control": cc, "reps": reps,
                                      "fabric_throughput_bps": fab.throughput_bps, "cpu_bound": _cpu_bound(fab),
-                                     "connections": "kept" if kept else "new"})  # fmt: skip
+                                     "connections": "kept" if kept else "new",
+                                     "frames": frames or loss > 0})  # fmt: skip
                         cells.append(cell)
                         print(row(cell, cc), flush=True)
             for c in cells:
@@ -666,6 +668,9 @@ def main() -> int:
     ap.add_argument("--kept-connections", action="store_true",
                     help="a cell's repetitions on one set of connections, after a warm-up trial (as the twin's nodes "
                          "keep theirs); default: new connections each repetition")  # fmt: skip
+    ap.add_argument("--frames", action="store_true",
+                    help="every link carries frames, not GSO packets, as lossy links do (the fabric's per-frame "
+                         "work apart from the loss)")  # fmt: skip
     ap.add_argument("--rescore", type=Path, metavar="JSON",
                     help="no measuring: the cells of a JSON this bench wrote, simulated again by the model as the "
                     "code has it now (with --transport), against their measured times")  # fmt: skip
@@ -709,7 +714,8 @@ def main() -> int:
         print(f"the kernel moves {transport.host_rate_bps / 1e9:.2f} Gbit/s of one TCP stream between namespaces "
               f"(a {KERNEL_PROBE_BPS / 1e9:g} Gbit/s fabric): Transport.host_rate_bps", flush=True)  # fmt: skip
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    cells = measure_matrix(args.loss, rates, sizes, reps, transport, args.kept_connections, flows, patterns)
+    cells = measure_matrix(args.loss, rates, sizes, reps, transport, args.kept_connections, flows, patterns,
+                           args.frames)  # fmt: skip
     ok = _report(cells, args.loss)
     if args.json:
         args.json.write_text(json.dumps({"cells": cells, "goal_met": all(ok), "cpus": os.cpu_count(),
