@@ -646,6 +646,16 @@ def measure_matrix(losses: list[float], rates: tuple[float, ...], sizes: tuple[i
     return cells
 
 
+def _refuse_mixed(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Options that cannot go together: one line each (``ap.error``)."""
+    if args.rates is not None and (args.quick or args.rescore is not None):
+        ap.error("argument --rates: the full matrix at some of its rates; not with --quick or --rescore")
+    if args.rescore is not None and (picked := [a for a in ("sizes", "flows", "patterns") if getattr(args, a)]):
+        ap.error(f"argument --{picked[0]}: picks cells to measure; --rescore measures nothing")
+    if args.rescore is not None and (how := [a for a in ("kept_connections", "frames") if getattr(args, a)]):
+        ap.error(f"argument --{how[0].replace('_', '-')}: says how to measure; --rescore measures nothing")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true",
@@ -682,10 +692,7 @@ def main() -> int:
         help="the simulated transport's fields (sim.scenario.Transport), e.g. share_sigma=0",
     )
     args = ap.parse_args()
-    if args.rates is not None and (args.quick or args.rescore is not None):
-        ap.error("argument --rates: the full matrix at some of its rates; not with --quick or --rescore")
-    if args.rescore is not None and (picked := [a for a in ("sizes", "flows", "patterns") if getattr(args, a)]):
-        ap.error(f"argument --{picked[0]}: picks cells to measure; --rescore measures nothing")
+    _refuse_mixed(ap, args)
     if (transport := transport_of(args.transport)) is None:
         return 2
     kernel_given = any(kv.startswith("host_rate_bps=") for kv in args.transport)

@@ -762,6 +762,10 @@ def test_a_bench_refuses_an_output_file_it_cannot_write_before_measuring(tmp_pat
      ("net_fidelity.py", ["--sizes", "5"], "argument --sizes: invalid choice: 5 (choose from 65536, 1000000, 4000000)"),
      ("net_fidelity.py", ["--rescore", "x.json", "--flows", "2"], "argument --flows: picks cells to measure; --rescore "
                                                                    "measures nothing"),
+     ("net_fidelity.py", ["--rescore", "x.json", "--frames"], "argument --frames: says how to measure; --rescore "
+                                                              "measures nothing"),
+     ("net_fidelity.py", ["--rescore", "x.json", "--kept-connections"], "argument --kept-connections: says how to "
+                                                                        "measure; --rescore measures nothing"),
      ("startup.py", ["--runs", "0"], "argument --runs: must be in [1, 1000] (got 0)"),
      ("loss_tails.py", ["--loss", "0.5"], "argument --loss: must be in [0, 0.49] (got 0.5)"),
      ("loss_tails.py", ["--trials", "0"], "argument --trials: must be in [1, 100000] (got 0)"),
