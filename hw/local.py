@@ -42,7 +42,7 @@ from hw.attack import INSIDERS, AttackRelay
 from hw.journal import journal_result, recover_journals
 from hw.lifecycle import PARENT_ENV, Stopped, alive, held_stops, node_alive, node_pids, process_start, stop_signals
 from hw.machine import LoadMonitor
-from hw.netns import Fabric, probe
+from hw.netns import Fabric, probe_clean
 from hw.provision import provision
 from hw.proxy import LinkShape, ShapingProxy, open_path
 from hw.runconfig import (
@@ -211,7 +211,7 @@ class NetnsAddressing:
 
     def start(self) -> None:
         """Build the namespaces and links (removed by ``stop``, or by the reaper if this process dies), and
-        measure them between the aggregator's host and a client's on another host (``hw.netns.probe``; again
+        measure them between the aggregator's host and a client's on another host (``hw.netns.probe_clean``; again
         after the run, ``measure_again``): the simulator is given what the fabric does on this machine
         (``Summary.fabric``)."""
         self.fabric.build()
@@ -219,7 +219,7 @@ class NetnsAddressing:
         agg = s.pods("aggregator")[0].host
         others = [p.host for p in s.pods("client") if p.host != agg]
         if others:
-            self.probe = probe(self.fabric, agg, others[0])
+            self.probe = probe_clean(self.fabric, agg, others[0])
 
     def measure_again(self) -> None:
         """After a completed run (its nodes stopped), measure the fabric again: one stream's throughput moves with
@@ -228,7 +228,7 @@ class NetnsAddressing:
         if self.probe is None:
             return
         try:
-            again = probe(self.fabric, *self.probe.hosts)
+            again = probe_clean(self.fabric, *self.probe.hosts)
         except (OSError, UserError):
             return
         first = self.probe

@@ -296,6 +296,32 @@ def best_probe(fabric: netns.Fabric, bar_bps: float, probes: int = 6) -> Any:
     return best
 
 
+def test_a_lossy_fabric_is_probed_without_its_loss_on_links_framed_alike(monkeypatch):
+    """The twin measures its fabric for ``--fabric-of``; on its lossy links themselves one stream read 396 of 940
+    Mbit/s at 10 % loss, "CPU-bound", which the simulator would have taken as the links' rate on top of the loss.
+    ``probe_clean`` probes a copy whose links drop nothing (framed as the lossy ones: ``gso_max_segs`` 1), built
+    and removed around the probe; on a lossless fabric, the fabric itself."""
+    probed: list[netns.Fabric] = []
+    real = netns.probe
+
+    def spy(fabric: netns.Fabric, a: str, b: str) -> Any:
+        probed.append(fabric)
+        return real(fabric, a, b)
+
+    monkeypatch.setattr(netns, "probe", spy)
+    with netns.Fabric(pair(100e6, loss=0.1)) as lossy:
+        p = netns.probe_clean(lossy, "a", "b")
+        copy = probed[-1]
+        assert copy is not lossy and not copy.drop and not copy.lossy and lossy.lossy
+        assert not set(copy.names.values()) & set(netns.ours())  # removed after the probe
+        gso = netns._run("ip", "-n", lossy.namespace("a"), "-d", "link", "show")
+        assert "gso_max_segs 1 " in gso  # the lossy link's veth carries frames
+    assert p.throughput_bps > 0.9 * 100e6, p.describe()  # at 10 % loss one stream gets far less
+    with netns.Fabric(pair(100e6)) as clean:
+        netns.probe_clean(clean, "a", "b")
+        assert probed[-1] is clean
+
+
 def test_a_slow_link_runs_at_its_rate_not_behind_its_timers():
     """Where a frame takes a millisecond on the wire, a one-frame bucket makes tbf release every frame by a timer
     that fires late, and the link never makes the lateness up: 97.2 % of 10 Mbit/s here (2026-12-01; the network
