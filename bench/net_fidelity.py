@@ -69,7 +69,7 @@ from hw.netns import (
     congestion_control,
     inside,
     kernel_rate_bps,
-    probe,
+    probe_clean,
     tbf_burst_bytes,
     unavailable,
 )
@@ -614,12 +614,10 @@ def measure_matrix(losses: list[float], rates: tuple[float, ...], sizes: tuple[i
     print(HEADER)
     for loss, rate in itertools.product(losses, rates):
         load_start = os.getloadavg()[0]
-        # probed on the same star without its loss: a lost ping backed TCP's timer off past the probe's timeout
-        # (a traceback, the block lost), and a lossy stream's throughput is not the fabric's; its links carry
-        # frames as the lossy ones do (at a gigabit the CPU then sets a stream's pace: the block is cpu_bound)
-        with Fabric(star(rate), frames=frames or loss > 0) as lossless:
-            fab = probe(lossless, "s", "r0")  # below the rate: this block measures the machine's kernel, not TCP
         with Fabric(star(rate, loss=loss), frames=frames) as fabric:
+            # probed without its loss (``probe_clean``: a lost ping backed TCP's timer off past the probe's timeout,
+            # a traceback, the block lost; a lossy stream's throughput is not the fabric's), on links framed alike
+            fab = probe_clean(fabric, "s", "r0")  # below the rate: this block measures the machine's kernel, not TCP
             lat = fab.latency_s  # a hop's, from a 1-byte TCP ping-pong across the switch
             # which pattern shares unfairly depends on it (docs/network-validation.md)
             cc = CONGESTION or congestion_control(fabric, "s")
