@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,10 @@ def test_batches_price_each_size_both_ways_against_the_anchor(bench: Any, tmp_pa
     assert set(data["pooled_s"]) == {"2000", str(bench.ANCHOR)} and all(v > 0 for v in data["pooled_s"].values())
     for way in ("fastest", "median"):
         assert data[way][str(bench.ANCHOR)] == {"mean_pct": 0.0, "rms_pct": 0.0}
-        assert abs(data[way]["2000"]["mean_pct"]) < 100  # one round: a ratio, not a failure
+        # one round: a ratio of positive times, so above -100 %; no upper bound -- a timing on a loaded machine (a CI
+        # run read +101.6 % at load 2.2 against a bound of 100)
+        error = data[way]["2000"]["mean_pct"]
+        assert math.isfinite(error) and error > -100, error
     assert data["loadavg_1m_start"] >= 0 and data["argv"]
 
 
