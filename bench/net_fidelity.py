@@ -33,7 +33,7 @@ rule, hw/nftloss.py; a lossy link carries frames, not GSO packets: ``hw.netns.LO
 simulator draws its own losses (a lost segment is sent again: ``sim/network.py``), its runs pooled as above.
 Needs root. The machine's load average is recorded at the start and end of each rate's block, and the hosts'
 TCP congestion control (the machine's default) with each cell: it decides which pattern shares unfairly. Each
-rate's block first measures one stream's throughput (``hw.netns.probe``); where it falls short of the rate the
+rate's block first measures one stream's throughput (``hw.netns.probe_clean``); where it falls short of the rate the
 fabric is CPU-bound (the kernel's veth, bridge and tbf work per byte; at a gigabit on two vCPUs before its bucket
 held a GSO packet) and its cells are counted apart: they measure the machine as much as TCP.
 Run: python bench/net_fidelity.py [--quick | --rates MBIT ...] [--reps N] [--loss 0 0.01] [--congestion-control cubic]
@@ -301,11 +301,14 @@ def model_runs(graph: nx.Graph, transport: Transport | None, pattern: str, flows
     weights, losses), ``SIM_SEEDS`` runs pooled (as many for each trial), then as many again until the mean of the
     runs' mean flow times has a standard error of at most ``SIM_SE_PCT`` % of it or ``SIM_SEEDS_MAX`` runs are
     pooled; else one run a trial."""
+
+    def seeds(first: int, end: int) -> list[list[float]]:
+        return [simulate(graph, transport, pattern, flows, size, i, trials[i % len(trials)]) for i in range(first, end)]
+
     batch = len(trials) * (math.ceil(SIM_SEEDS / len(trials)) if random else 1)
-    runs: list[list[float]] = []
-    while not runs or (random and len(runs) < SIM_SEEDS_MAX and _se_pct(runs) > SIM_SE_PCT):
-        runs += [simulate(graph, transport, pattern, flows, size, i, trials[i % len(trials)])
-                 for i in range(len(runs), min(len(runs) + batch, SIM_SEEDS_MAX))]  # fmt: skip
+    runs = seeds(0, batch)  # the first batch whole: one run a trial at least
+    while random and len(runs) < SIM_SEEDS_MAX and _se_pct(runs) > SIM_SE_PCT:
+        runs += seeds(len(runs), min(len(runs) + batch, SIM_SEEDS_MAX))
     return runs
 
 
