@@ -26,7 +26,7 @@ message's time and class. The machine's load average is recorded at the start an
 (namespaces); refused in one line. A high loss takes long: TCP backs its timer off (20 % loss: minutes).
 
 Run: python bench/loss_tails.py [--rate-mbit 1000] [--loss 0.01] [--size 65536] [--trials 300]
-     [--new-connections] [--sim-runs 400] [--json FILE]
+     [--new-connections] [--sim-runs 400] [--host-rate-bps BPS] [--json FILE]
 """
 
 from __future__ import annotations
@@ -170,14 +170,15 @@ def per_resent(results: list[tuple[float, str, int]]) -> dict[str, float] | None
             "mean_resent": statistics.fmean(r for r, _ in pts)}  # fmt: skip
 
 
-def modelled(rate_bps: float, loss: float, size: int, runs: int) -> dict[str, Any]:
+def modelled(rate_bps: float, loss: float, size: int, runs: int, host_rate_bps: float | None = None) -> dict[str, Any]:
     """The same message in the simulator (``sim.network``, the default ``Transport``), as bench/net_fidelity.py
     simulates its cells: the fabric's measured hop latency and bucket, and the sending kernel's rate
-    (``hw.netns.kernel_rate_bps``); ``runs`` seeds. The fabric is probed without its loss (a lost ping backs TCP's
-    timer off past the probe's timeout; latency and bucket do not depend on it)."""
+    (``host_rate_bps``, else measured: ``hw.netns.kernel_rate_bps``, ~8 s); ``runs`` seeds. The fabric is probed
+    without its loss (a lost ping backs TCP's timer off past the probe's timeout; latency and bucket do not depend
+    on it)."""
     with Fabric(star(rate_bps)) as fabric:
         fab = probe(fabric, "s", "r0")
-    transport = Transport().model_copy(update={"host_rate_bps": kernel_rate_bps()})
+    transport = Transport().model_copy(update={"host_rate_bps": host_rate_bps or kernel_rate_bps()})
     return simulated(transport, rate_bps, fab.latency_s, fab.burst_bytes, loss, size, runs)
 
 
@@ -271,6 +272,9 @@ def main() -> int:
         help="each message on a connection of its own, opened just before (as bench/net_fidelity.py's "
         "flows are); default: every message on one kept connection (as the twin's nodes keep theirs)",
     )
+    ap.add_argument("--host-rate-bps", type=in_range(1e6, 1e12, float), metavar="BPS",
+                    help="the sending kernel's rate the model is given (default: measured here, ~8 s; a kept JSON's "
+                         "model.host_rate_bps)")  # fmt: skip
     ap.add_argument("--json", type=out_json, help="write the summary here (checked before anything is measured)")
     ap.add_argument("--rescore", type=Path, metavar="JSON",
                     help="no measuring: a JSON this bench wrote, its messages against the model as the code has it "
@@ -290,7 +294,7 @@ def main() -> int:
         return 2
     load_start = os.getloadavg()[0]
     try:
-        model = modelled(args.rate_mbit * 1e6, args.loss, args.size, args.sim_runs)
+        model = modelled(args.rate_mbit * 1e6, args.loss, args.size, args.sim_runs, args.host_rate_bps)
         with Fabric(star(args.rate_mbit * 1e6, loss=args.loss)) as fabric:
             results = measure(fabric, args.size, args.trials, args.new_connections)
     except NetnsUnavailable as exc:  # e.g. a kernel without nf_tables' netdev family, for the loss

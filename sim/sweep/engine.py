@@ -20,6 +20,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -104,9 +105,28 @@ def client(scheduler: str | None, workers: int, worker_wait_s: float = WORKER_WA
     yield from _remote(scheduler, worker_wait_s)
 
 
+def _refused(scheduler: str) -> str | None:
+    """Why a TCP scheduler address cannot be reached at all, found at once ("connection refused": nothing listens
+    there), where Dask would retry it for CONNECT_TIMEOUT_S; None where unknown (another transport, a slow host: Dask's
+    own attempt decides)."""
+    scheme, sep, rest = scheduler.partition("://")
+    host, _, port = rest.rpartition(":")
+    if not sep or scheme not in ("tcp", "tls") or not host or not port.isdigit():
+        return None
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S):
+            return None
+    except ConnectionRefusedError:
+        return "connection refused (no scheduler listens there)"
+    except (OSError, ValueError, OverflowError):
+        return None
+
+
 def _remote(scheduler: str, worker_wait_s: float) -> Iterator[Any]:
     from distributed import Client
 
+    if (why := _refused(scheduler)) is not None:
+        raise UserError(f"--scheduler {shorten(scheduler, 200)}: cannot connect: {why}")
     try:
         c = Client(scheduler, timeout=CONNECT_TIMEOUT_S)
     except (OSError, TimeoutError, ValueError, TypeError) as exc:
