@@ -180,6 +180,17 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path):
             f"tcp://127.0.0.1:{free_port()}")  # fmt: skip
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "--scheduler tcp://127.0.0.1:" in r.stderr and "cannot connect" in r.stderr
+    assert "connection refused" in r.stderr  # found at once, not after Dask's CONNECT_TIMEOUT_S of retries
+
+
+def test_only_a_tcp_address_nothing_listens_on_is_refused_before_dask_tries_it():
+    with socket.socket() as ls:
+        ls.bind(("127.0.0.1", 0))
+        ls.listen()
+        assert engine._refused(f"tcp://127.0.0.1:{ls.getsockname()[1]}") is None  # something listens: Dask decides
+    assert "connection refused" in (engine._refused(f"tls://127.0.0.1:{free_port()}") or "")
+    for other in ("inproc://127.0.0.1/1/1", "ucx://127.0.0.1:8786", "127.0.0.1:8786", "tcp://127.0.0.1:port"):
+        assert engine._refused(other) is None, other
 
 
 LOUD_WORKER = """
