@@ -124,6 +124,27 @@ GSO_BURST_BYTES = 65536
 LOSSY_GSO_MAX_SEGS = 1
 
 
+# Every veth end steers a flow's packets to one CPU (receive packet steering, ``rps_cpus``): without it a gigabit
+# link reordered them -- tbf hands a packet on from whichever CPU dequeues it (the sender's, or its timer's), and
+# each CPU's backlog went on in parallel. Lossless, 1 MB messages met 0.8-4 reorderings each and TCP resent 0.2-3.6
+# segments it had not lost (no device dropped any); at 1 % loss per link 18.8 segments resent a message and 3.0 %
+# waited a retransmission timeout, each with a resend judged lost, against 14.2 (the frames lost) and 2.3 % steered
+# (docs/network-validation.md, stop 62). 100 Mbit/s links did not reorder. A wire does not.
+def _rps_mask() -> str:
+    """Every CPU, as /sys/class/net/*/queues/rx-*/rps_cpus writes it (hex, a comma between 32-bit groups)."""
+    digits = f"{(1 << (os.cpu_count() or 1)) - 1:x}"
+    groups = [digits[max(0, i - 8) : i] for i in range(len(digits), 0, -8)]
+    return ",".join(reversed(groups))
+
+
+def _steer(ns: str, dev: str) -> bool:
+    """Receive packet steering on ``dev`` in namespace ``ns`` (its sysfs is the namespace's under ``ip netns exec``);
+    False where this kernel has none (built without RPS): the link may then reorder at a gigabit."""
+    done = subprocess.run(["ip", "netns", "exec", ns, "tee", f"/sys/class/net/{dev}/queues/rx-0/rps_cpus"],  # noqa: S603, S607
+                          input=_rps_mask(), capture_output=True, text=True, check=False)  # fmt: skip
+    return done.returncode == 0
+
+
 def tbf_burst_bytes(rate_bps: float) -> int:
     """The token bucket's depth: a 64 KiB GSO packet from GSO_RATE_BPS on, two full frames below. With one
     frame tbf releases each frame by a timer whose lateness the link then never makes up: one stream got 96.1 %,
@@ -151,6 +172,7 @@ class Fabric:
     reaper: subprocess.Popen[bytes] | None = None
     frames: bool = False  # every link carries frames, not GSO packets, as a lossy one does (``LOSSY_GSO_MAX_SEGS``)
     drop: bool = True  # lossy links drop frames (False: the same links, framed alike, lose nothing: ``probe_clean``)
+    in_order: bool = True  # every link end steers a flow to one CPU (``_steer``); False where the kernel cannot
 
     def __enter__(self) -> Fabric:
         self.build()
@@ -199,6 +221,7 @@ class Fabric:
         for ns, dev in ((ns_a, a), (ns_b, b)):
             _run("ip", "-n", ns, "link", "set", dev, "master", "br0")
             _run("ip", "-n", ns, "link", "set", dev, "up")
+            self.in_order &= _steer(ns, dev)
             _run("tc", "-n", ns, "qdisc", "add", "dev", dev, "root", "tbf", "rate", f"{int(rate_bps)}bit",
                  "burst", str(burst_bytes), "limit", str(64 * 1024 * 1024))  # fmt: skip
             if loss > 0 or self.frames:  # a GSO packet would be lost whole (``LOSSY_GSO_MAX_SEGS``)
