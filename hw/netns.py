@@ -124,12 +124,15 @@ GSO_BURST_BYTES = 65536
 LOSSY_GSO_MAX_SEGS = 1
 
 
-# Every veth end steers a flow's packets to one CPU (receive packet steering, ``rps_cpus``): without it a gigabit
-# link reordered them -- tbf hands a packet on from whichever CPU dequeues it (the sender's, or its timer's), and
-# each CPU's backlog went on in parallel. Lossless, 1 MB messages met 0.8-4 reorderings each and TCP resent 0.2-3.6
-# segments it had not lost (no device dropped any); at 1 % loss per link 18.8 segments resent a message and 3.0 %
-# waited a retransmission timeout, each with a resend judged lost, against 14.2 (the frames lost) and 2.3 % steered
-# (docs/network-validation.md, stop 62). 100 Mbit/s links did not reorder. A wire does not.
+# A framed link (lossy, or ``Fabric.frames``) steers a flow's packets to one CPU at each end (receive packet
+# steering, ``rps_cpus``): without it a gigabit link reorders them -- tbf hands a packet on from whichever CPU
+# dequeues it (the sender's, or its timer's), and each CPU's backlog goes on in parallel -- and TCP takes an
+# overtaken frame for a lost one. At 1 % loss per link 1 MB messages resent 18.8 segments each for 14.2 frames lost
+# (the twin's paper-3node rounds: 52,176 resent for ~22,600 lost) and 3.0 % waited a retransmission timeout, steered
+# 14.2 and 2.3 % (23,211). Lossless GSO links are not steered: there a flow's reordering costs little (0.2-3.6
+# segments resent a 1 MB message) and steering costs a cross-CPU hand-over at every hop (a single 64 KiB message
+# 0.16 -> 0.31 ms, a single 1 MB one 8.1 -> 9.2 ms; the lossless matrix 63 -> 57 of 72 cells within goal).
+# 100 Mbit/s links did not reorder (docs/network-validation.md, stop 62).
 def _rps_mask() -> str:
     """Every CPU, as /sys/class/net/*/queues/rx-*/rps_cpus writes it (hex, a comma between 32-bit groups)."""
     digits = f"{(1 << (os.cpu_count() or 1)) - 1:x}"
@@ -172,7 +175,7 @@ class Fabric:
     reaper: subprocess.Popen[bytes] | None = None
     frames: bool = False  # every link carries frames, not GSO packets, as a lossy one does (``LOSSY_GSO_MAX_SEGS``)
     drop: bool = True  # lossy links drop frames (False: the same links, framed alike, lose nothing: ``probe_clean``)
-    in_order: bool = True  # every link end steers a flow to one CPU (``_steer``); False where the kernel cannot
+    in_order: bool = True  # its framed links steer a flow to one CPU (``_steer``); False where the kernel cannot
 
     def __enter__(self) -> Fabric:
         self.build()
@@ -221,11 +224,11 @@ class Fabric:
         for ns, dev in ((ns_a, a), (ns_b, b)):
             _run("ip", "-n", ns, "link", "set", dev, "master", "br0")
             _run("ip", "-n", ns, "link", "set", dev, "up")
-            self.in_order &= _steer(ns, dev)
             _run("tc", "-n", ns, "qdisc", "add", "dev", dev, "root", "tbf", "rate", f"{int(rate_bps)}bit",
                  "burst", str(burst_bytes), "limit", str(64 * 1024 * 1024))  # fmt: skip
-            if loss > 0 or self.frames:  # a GSO packet would be lost whole (``LOSSY_GSO_MAX_SEGS``)
+            if loss > 0 or self.frames:  # a GSO packet would be lost whole (``LOSSY_GSO_MAX_SEGS``), and a frame
                 _run("ip", "-n", ns, "link", "set", "dev", dev, "gso_max_segs", str(LOSSY_GSO_MAX_SEGS))
+                self.in_order &= _steer(ns, dev)  # overtaken taken for lost (``_steer``)
             if loss > 0 and self.drop:  # each direction loses its frames where they arrive (hw/nftloss.py)
                 from hw.nftloss import drop_at_random
 
