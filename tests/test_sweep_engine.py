@@ -189,6 +189,7 @@ def test_only_a_tcp_address_nothing_listens_on_is_refused_before_dask_tries_it()
         ls.listen()
         assert engine._refused(f"tcp://127.0.0.1:{ls.getsockname()[1]}") is None  # something listens: Dask decides
     assert "connection refused" in (engine._refused(f"tls://127.0.0.1:{free_port()}") or "")
+    assert "cannot resolve no-such-host.invalid" in (engine._refused("tcp://no-such-host.invalid:8786") or "")
     for other in ("inproc://127.0.0.1/1/1", "ucx://127.0.0.1:8786", "127.0.0.1:8786", "tcp://127.0.0.1:port"):
         assert engine._refused(other) is None, other
 

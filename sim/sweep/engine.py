@@ -106,9 +106,9 @@ def client(scheduler: str | None, workers: int, worker_wait_s: float = WORKER_WA
 
 
 def _refused(scheduler: str) -> str | None:
-    """Why a TCP scheduler address cannot be reached at all, found at once ("connection refused": nothing listens
-    there), where Dask would retry it for CONNECT_TIMEOUT_S; None where unknown (another transport, a slow host: Dask's
-    own attempt decides)."""
+    """Why a TCP scheduler address cannot be reached at all: found at once where nothing listens there (Dask would
+    retry it for CONNECT_TIMEOUT_S), after CONNECT_TIMEOUT_S where nothing answers (Dask would wait as long again);
+    None where something listens or the transport is another (Dask's own attempt decides)."""
     scheme, sep, rest = scheduler.partition("://")
     host, _, port = rest.rpartition(":")
     if not sep or scheme not in ("tcp", "tls") or not host or not port.isdigit():
@@ -118,6 +118,10 @@ def _refused(scheduler: str) -> str | None:
             return None
     except ConnectionRefusedError:
         return "connection refused (no scheduler listens there)"
+    except TimeoutError:
+        return f"no answer in {CONNECT_TIMEOUT_S:g} s"
+    except socket.gaierror as exc:
+        return f"cannot resolve {shorten(host, 100)}: {exc.strerror or exc}"
     except (OSError, ValueError, OverflowError):
         return None
 
