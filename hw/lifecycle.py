@@ -147,6 +147,13 @@ def alive(pid: int, start: str | None = None) -> bool:
     return state not in ("Z", "X", "x") and (start is None or begun == start)
 
 
+def stopped(pid: int) -> bool:
+    """Whether process ``pid`` is stopped (SIGSTOP, a debugger): it ends on nothing until it is continued. False where
+    unknown (no /proc)."""
+    stat = _stat(pid)
+    return stat is not None and stat[0] in ("T", "t")
+
+
 def _stat(pid: int) -> tuple[str, str] | None:
     """(state, start time) of process ``pid`` from ``/proc/PID/stat`` (fields 3 and 22; the name, field 2, is in
     parentheses and may hold spaces and parentheses itself: the fields are counted after its last ``)``)."""

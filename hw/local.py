@@ -40,7 +40,17 @@ import pyarrow as pa
 from hw import rundir
 from hw.attack import INSIDERS, AttackRelay
 from hw.journal import journal_result, recover_journals
-from hw.lifecycle import PARENT_ENV, Stopped, alive, held_stops, node_alive, node_pids, process_start, stop_signals
+from hw.lifecycle import (
+    PARENT_ENV,
+    Stopped,
+    alive,
+    held_stops,
+    node_alive,
+    node_pids,
+    process_start,
+    stop_signals,
+    stopped,
+)
 from hw.machine import LoadMonitor
 from hw.netns import Fabric, probe_clean
 from hw.provision import provision
@@ -545,14 +555,25 @@ def _follow(out: Path, children: Children, cfg: RunConfig, progress: Callable[[i
         time.sleep(0.05)
     if progress:
         progress(last)
-    for c in [*cfg.fl.clients, *cfg.worker_processes]:  # they end after the aggregator's DONE
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            children.procs[c].wait(10)
+    _let_nodes_end([children.procs[c] for c in [*cfg.fl.clients, *cfg.worker_processes]])
     if agg.returncode == 0:
         return "completed", ""
     result = rundir.node_results(out).get(cfg.aggregator) or journal_result(out, cfg.aggregator)
     why = result.reason if result else ""
     return "failed", why or f"aggregator exited with code {agg.returncode} (see logs/{cfg.aggregator}.log)"
+
+
+NODES_END_S = 10.0  # how long clients and workers are given to end after the aggregator, together
+
+
+def _let_nodes_end(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Wait until the clients and workers have ended after the aggregator (its DONE, or its closed connections), up
+    to NODES_END_S for all of them, and not for one that is stopped (SIGSTOP: it would hold the run NODES_END_S for
+    nothing; ``Children.stop`` ends it). Each waited its own 10 s before: two frozen nodes cost 20 s."""
+    deadline = time.monotonic() + NODES_END_S
+    for p in procs:
+        while p.poll() is None and not stopped(p.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
 
 
 # --- what a run's end says about its node processes -----------------------------------------------------------------

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from hw import local, rundir
-from hw.lifecycle import alive, process_start
+from hw.lifecycle import alive, process_start, stopped
 from hw.local import Children, node_warnings, recover_run, run_local
 from hw.rundir import RunStatus
 from sim import contract
@@ -148,6 +148,27 @@ def test_a_process_is_alive_only_as_itself():
     me = os.getpid()
     assert alive(me) and alive(me, process_start(me))
     assert not alive(me, "0") and not alive(_dead_pid()) and not alive(0) and not alive(-1)
+
+
+def test_a_stopped_node_is_not_waited_for_at_the_runs_end(monkeypatch):
+    """A node stopped by SIGSTOP (a frozen box, a debugger) cannot end after the aggregator; the run waited 10 s
+    for it all the same, and 10 s more for each other one (``Children.stop`` ends it)."""
+    monkeypatch.setattr(local, "NODES_END_S", 120.0)
+    frozen = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        frozen.send_signal(signal.SIGSTOP)
+        deadline = time.monotonic() + 10
+        while not stopped(frozen.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert stopped(frozen.pid) and not stopped(os.getpid())
+        waiter = threading.Thread(target=local._let_nodes_end, args=([frozen],), daemon=True)
+        waiter.start()
+        waiter.join(60)  # returns at once; it would wait NODES_END_S (120 s) for a process it took for running
+        assert not waiter.is_alive() and frozen.poll() is None
+    finally:
+        frozen.kill()
+        frozen.wait()
+    assert not stopped(frozen.pid)
 
 
 def test_a_device_emulator_killed_mid_run_is_a_warning_not_silence(tmp_path):
