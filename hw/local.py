@@ -205,6 +205,12 @@ class LocalAddressing:
             p.close() if isinstance(p, AttackRelay) else p.stop()
 
 
+REORDERING_WARNING = (
+    "--backend netns: this kernel has no receive packet steering (rps_cpus): a lossy link of 300 "
+    "Mbit/s or more may reorder a flow's frames, which TCP resends as if lost (hw/netns.py _steer)"
+)
+
+
 class NetnsAddressing:
     """Addressing on a ``hw.netns.Fabric``: each pod listens on its host namespace's address and peers dial
     it there, so traffic between hosts crosses the kernel's shaped veth links (no proxies). A population's
@@ -474,6 +480,8 @@ class _Run:
         try:
             recover_node_journals(out)  # the finished rounds of nodes that were killed
             warnings = node_warnings(out, children, self.state, aggregator, self.cfg)
+            if isinstance(addressing, NetnsAddressing) and not addressing.fabric.in_order:
+                warnings.append(REORDERING_WARNING)
             extra = {"backend": self.backend, "mode": self.mode, "seed": self.seed,
                      "retransmissions": retransmissions, "attack": self.attack, "machine_load": machine_load,
                      "fabric": addressing.probe, "warnings": warnings}  # fmt: skip

@@ -304,7 +304,7 @@ def test_paper_3node_runs_on_namespaces_each_host_its_own(tmp_path, monkeypatch)
 
     summary = run_local(s, tmp_path, "sequential", rounds=2, seed=3, progress=look, backend="netns")
     assert summary.state == "completed" and summary.rounds_completed == 2, summary.reason
-    assert summary.backend == "netns"
+    assert summary.backend == "netns" and not any("steering" in w for w in summary.warnings), summary.warnings
     assert "netns backend" in what_numbers_are(summary)  # reports say where the numbers come from
     mine = os.readlink("/proc/self/ns/net")
     assert set(seen) == {"aggregator", "client-1", "client-2", "devices-pi-2", "devices-pi-3"}
@@ -353,6 +353,17 @@ def best_probe(fabric: netns.Fabric, bar_bps: float, probes: int = 6) -> Any:
     return best
 
 
+def test_a_lossy_run_on_a_kernel_that_cannot_steer_flows_says_so(tmp_path, monkeypatch):
+    """Where the kernel has no receive packet steering, a lossy link may reorder frames (``hw.netns._steer``): the
+    run goes on, and its summary says so."""
+    monkeypatch.setattr(netns, "_steer", lambda ns, dev: False)
+    s = load_scenario(PAPER, [*SMALL, "workload.devices.ecg-a.count=0", "workload.devices.ecg-b.count=0",
+                              "deployment.network.links.1.loss=0.001"])  # fmt: skip
+    summary = run_local(s, tmp_path, "sequential", rounds=1, seed=3, backend="netns")
+    assert summary.state == "completed", summary.reason
+    assert any("no receive packet steering" in w for w in summary.warnings), summary.warnings
+
+
 def test_a_lossy_fabric_is_probed_without_its_loss_on_links_framed_alike(monkeypatch):
     """The twin measures its fabric for ``--fabric-of``; on its lossy links themselves one stream read 396 of 940
     Mbit/s at 10 % loss, "CPU-bound", which the simulator would have taken as the links' rate on top of the loss.
@@ -371,7 +382,7 @@ def test_a_lossy_fabric_is_probed_without_its_loss_on_links_framed_alike(monkeyp
     with netns.Fabric(pair(100e6, loss=0.1)) as lossy:
         p = netns.probe_clean(lossy, "a", "b")
         copy = probed[-1]
-        assert copy is not lossy and not copy.drop and not copy.lossy and lossy.lossy
+        assert copy is not lossy and not copy.drop and not copy.lossy and lossy.lossy and copy.in_order
         assert spaces and not set(spaces) & set(netns.ours())  # removed after the probe
         gso = netns._run("ip", "-n", lossy.namespace("a"), "-d", "link", "show")
         assert "gso_max_segs 1 " in gso  # the lossy link's veth carries frames
