@@ -211,6 +211,11 @@ REORDERING_WARNING = (
 )
 
 
+def fabric_warnings(addressing: LocalAddressing | NetnsAddressing) -> list[str]:
+    """What a run's summary says about the fabric it ran on: a netns fabric whose lossy links could not be steered."""
+    return [REORDERING_WARNING] if isinstance(addressing, NetnsAddressing) and not addressing.fabric.in_order else []
+
+
 class NetnsAddressing:
     """Addressing on a ``hw.netns.Fabric``: each pod listens on its host namespace's address and peers dial
     it there, so traffic between hosts crosses the kernel's shaped veth links (no proxies). A population's
@@ -480,8 +485,7 @@ class _Run:
         try:
             recover_node_journals(out)  # the finished rounds of nodes that were killed
             warnings = node_warnings(out, children, self.state, aggregator, self.cfg)
-            if isinstance(addressing, NetnsAddressing) and not addressing.fabric.in_order:
-                warnings.append(REORDERING_WARNING)
+            warnings += fabric_warnings(addressing)
             extra = {"backend": self.backend, "mode": self.mode, "seed": self.seed,
                      "retransmissions": retransmissions, "attack": self.attack, "machine_load": machine_load,
                      "fabric": addressing.probe, "warnings": warnings}  # fmt: skip

@@ -353,15 +353,20 @@ def best_probe(fabric: netns.Fabric, bar_bps: float, probes: int = 6) -> Any:
     return best
 
 
-def test_a_lossy_run_on_a_kernel_that_cannot_steer_flows_says_so(tmp_path, monkeypatch):
+def test_a_lossy_fabric_on_a_kernel_that_cannot_steer_flows_is_said_in_the_runs_warnings(monkeypatch):
     """Where the kernel has no receive packet steering, a lossy link may reorder frames (``hw.netns._steer``): the
-    run goes on, and its summary says so."""
+    fabric says so (``in_order``) and the run's summary carries it as a warning (a lossless one is steered by no
+    kernel: nothing to say)."""
+    import hw.local
+
+    s = load_scenario(PAPER, [*SMALL, "deployment.network.links.1.loss=0.001"])
     monkeypatch.setattr(netns, "_steer", lambda ns, dev: False)
-    s = load_scenario(PAPER, [*SMALL, "workload.devices.ecg-a.count=0", "workload.devices.ecg-b.count=0",
-                              "deployment.network.links.1.loss=0.001"])  # fmt: skip
-    summary = run_local(s, tmp_path, "sequential", rounds=1, seed=3, backend="netns")
-    assert summary.state == "completed", summary.reason
-    assert any("no receive packet steering" in w for w in summary.warnings), summary.warnings
+    with netns.Fabric(s.graph()) as lossy, netns.Fabric(pair(1e9)) as clean:
+        assert not lossy.in_order and clean.in_order
+        said = hw.local.fabric_warnings(hw.local.NetnsAddressing(s, 3, lossy))
+        assert len(said) == 1 and "no receive packet steering" in said[0], said
+        assert hw.local.fabric_warnings(hw.local.NetnsAddressing(s, 3, clean)) == []
+    assert hw.local.fabric_warnings(hw.local.LocalAddressing(s, 3)) == []
 
 
 def test_a_lossy_fabric_is_probed_without_its_loss_on_links_framed_alike(monkeypatch):
