@@ -51,7 +51,7 @@ test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check sim hw pqtwin tests bench app.py app_pages
 	$(BIN)/ruff format --check sim hw pqtwin tests bench app.py app_pages
 	PYTHONPATH=. $(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -n 2 -m "not suites" --durations=25  # the slowest, to keep the suite near 10 min
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal -m "not suites" --durations=25  # the slowest, to keep the suite near 10 min
 
 # Every KEM x signature x rekey combination the providers implement, each a real 2-round twin run (~4 min)
 test-suites: $(STAMP)
