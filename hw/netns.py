@@ -9,7 +9,8 @@ and could route differently from the simulator): other graphs are refused with o
 
 What the kernel does here is real TCP/IP: segmentation into MSS-sized packets with their headers, slow
 start, congestion control, the shared FIFO queue of each shaped direction. A link's loss drops each frame
-but ARP's where it arrives, in each direction, with the link's probability (an nftables rule: hw/nftloss.py). Latency
+but ARP's where it arrives, in each direction, with the link's probability (an nftables rule: hw/nftloss.py); a
+lossy link carries frames, one by one (``LOSSY_GSO_MAX_SEGS``) and in order (``_steer``), as a wire does. Latency
 and jitter are not applied (this kernel has no netem): ``not_applied`` names them.
 
 Clean-up is not left to luck: ``Fabric.close`` deletes every namespace (their veths and bridges go with them,
