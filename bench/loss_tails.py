@@ -297,13 +297,14 @@ def main() -> int:
         model = modelled(args.rate_mbit * 1e6, args.loss, args.size, args.sim_runs, args.host_rate_bps)
         with Fabric(star(args.rate_mbit * 1e6, loss=args.loss)) as fabric:
             results = measure(fabric, args.size, args.trials, args.new_connections)
+            steered = args.loss > 0 and fabric.in_order  # a lossy link's frames kept in order (``hw.netns._steer``)
     except NetnsUnavailable as exc:  # e.g. a kernel without nf_tables' netdev family, for the loss
         print(f"loss_tails: {exc}", file=sys.stderr)
         return 2
     summary = summarize(results)
     summary["model"] = model
     summary.update({"rate_bps": args.rate_mbit * 1e6, "loss": args.loss, "size_bytes": args.size,
-                    "new_connections": args.new_connections, "load_start": load_start,
+                    "new_connections": args.new_connections, "steered": steered, "load_start": load_start,
                     "load_end": os.getloadavg()[0]})  # fmt: skip
     print(report(args, summary))
     print(comparison(summary, model, sum(t > SLOW_S for t, _, _ in results) / len(results), len(results)))

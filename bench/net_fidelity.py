@@ -638,7 +638,8 @@ def measure_matrix(losses: list[float], rates: tuple[float, ...], sizes: tuple[i
                                      "woke_s": [t.woke_s for t in trials], "congestion_control": cc, "reps": reps,
                                      "fabric_throughput_bps": fab.throughput_bps, "cpu_bound": _cpu_bound(fab),
                                      "connections": "kept" if kept else "new",
-                                     "frames": frames or loss > 0})  # fmt: skip
+                                     "frames": frames or loss > 0,  # framed links steer flows (``_steer``):
+                                     "steered": (frames or loss > 0) and fabric.in_order})  # fmt: skip
                         cells.append(cell)
                         print(row(cell, cc), flush=True)
             for c in cells:

@@ -93,6 +93,7 @@ def test_lossy_messages_through_the_fabric_are_counted_and_sorted(tmp_path, new_
     assert sum(c["trials"] for c in classes.values()) == 10 and set(classes) <= set(loss_tails.CLASSES)
     assert set(classes) - {"clean"}, classes
     assert data["new_connections"] is new_connections and data["loss"] == 0.05 and "load_end" in data
+    assert data["steered"] is True  # a lossy link's frames kept in order (this kernel has RPS)
     assert "messages of 20,000 B at 100 Mbit/s, loss 0.05" in run.stdout and len(data["messages"]) == 10
     resent = [r for _, c, r in data["messages"]]
     assert min(resent) >= 0 and any(resent), resent  # counters grow; at 5 % some message resent a segment
