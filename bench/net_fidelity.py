@@ -617,6 +617,7 @@ def measure_matrix(losses: list[float], rates: tuple[float, ...], sizes: tuple[i
     print(HEADER)
     for loss, rate in itertools.product(losses, rates):
         load_start = os.getloadavg()[0]
+        framed = frames or loss > 0  # a lossy link carries frames, steered in order (``hw.netns._steer``)
         with Fabric(star(rate, loss=loss), frames=frames) as fabric:
             # probed without its loss (``probe_clean``: a lost ping backed TCP's timer off past the probe's timeout,
             # a traceback, the block lost; a lossy stream's throughput is not the fabric's), on links framed alike
@@ -638,8 +639,7 @@ def measure_matrix(losses: list[float], rates: tuple[float, ...], sizes: tuple[i
                                      "woke_s": [t.woke_s for t in trials], "congestion_control": cc, "reps": reps,
                                      "fabric_throughput_bps": fab.throughput_bps, "cpu_bound": _cpu_bound(fab),
                                      "connections": "kept" if kept else "new",
-                                     "frames": frames or loss > 0,  # framed links steer flows (``_steer``):
-                                     "steered": (frames or loss > 0) and fabric.in_order})  # fmt: skip
+                                     "frames": framed, "steered": framed and fabric.in_order})  # fmt: skip
                         cells.append(cell)
                         print(row(cell, cc), flush=True)
             for c in cells:

@@ -176,7 +176,8 @@ class Fabric:
     reaper: subprocess.Popen[bytes] | None = None
     frames: bool = False  # every link carries frames, not GSO packets, as a lossy one does (``LOSSY_GSO_MAX_SEGS``)
     drop: bool = True  # lossy links drop frames (False: the same links, framed alike, lose nothing: ``probe_clean``)
-    in_order: bool = True  # its framed links steer a flow to one CPU (``_steer``); False where the kernel cannot
+    in_order: bool = field(default=True, init=False)  # its framed links steer a flow to one CPU (``_steer``); False
+    # where the kernel cannot (set as it builds)
 
     def __enter__(self) -> Fabric:
         self.build()
@@ -227,9 +228,9 @@ class Fabric:
             _run("ip", "-n", ns, "link", "set", dev, "up")
             _run("tc", "-n", ns, "qdisc", "add", "dev", dev, "root", "tbf", "rate", f"{int(rate_bps)}bit",
                  "burst", str(burst_bytes), "limit", str(64 * 1024 * 1024))  # fmt: skip
-            if loss > 0 or self.frames:  # a GSO packet would be lost whole (``LOSSY_GSO_MAX_SEGS``), and a frame
+            if loss > 0 or self.frames:  # a GSO packet would be lost whole (``LOSSY_GSO_MAX_SEGS``), an overtaken
                 _run("ip", "-n", ns, "link", "set", "dev", dev, "gso_max_segs", str(LOSSY_GSO_MAX_SEGS))
-                self.in_order &= _steer(ns, dev)  # overtaken taken for lost (``_steer``)
+                self.in_order &= _steer(ns, dev)  # frame taken for a lost one (``_steer``)
             if loss > 0 and self.drop:  # each direction loses its frames where they arrive (hw/nftloss.py)
                 from hw.nftloss import drop_at_random
 
