@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from sim.units import fmt_days
+from sim.units import fmt_days, fmt_mean_count
 
 if TYPE_CHECKING:
     from sim.contract import Stats, Summary
@@ -54,9 +54,11 @@ def energy_rows(s: Summary) -> list[tuple[str, str]]:
 def telemetry_rows(s: Summary) -> list[tuple[str, str]]:
     """Device telemetry and the simulator's engine (the same rows for every summary: "—" where absent)."""
     tele, engine = s.telemetry, s.engine
-    frames = f"{tele.frames:,}" + (f", latency {fmt_kpi(tele.latency_s)}" if tele.latency_s else "")
+    frames = fmt_mean_count(tele.frames) + (f", latency {fmt_kpi(tele.latency_s)}" if tele.latency_s else "")
     hs = tele.handshake_s
-    handshake = f"{fmt_kpi(hs)}, p95 {(hs.p95 or 0) * 1e3:.1f} ms, n {tele.sessions:,}" if hs and hs.mean else "—"
+    handshake = (
+        f"{fmt_kpi(hs)}, p95 {(hs.p95 or 0) * 1e3:.1f} ms, n {fmt_mean_count(tele.sessions)}" if hs and hs.mean else "—"
+    )
     if engine is None:
         how = "—"
     elif engine.name == "events":

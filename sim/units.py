@@ -95,6 +95,14 @@ def fmt_count(n: float | None) -> str:
     return MISSING if _missing(n) else f"{n:,.4g}"
 
 
+def fmt_mean_count(n: float | None) -> str:
+    """A count per replication, which is a mean: 35,943,062 whole, 31.2 otherwise (not 31.166666666666668)."""
+    if _missing(n):
+        return MISSING
+    assert n is not None
+    return f"{int(n):,}" if float(n).is_integer() else f"{n:,.1f}"
+
+
 FORMATTERS: dict[str, Callable[[float | None], str]] = {
     "s": fmt_seconds,
     "B": fmt_bytes,

@@ -8,7 +8,17 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from sim.units import FORMATTERS, MISSING, fmt, fmt_bytes, fmt_days, fmt_delta, fmt_joules, fmt_seconds
+from sim.units import (
+    FORMATTERS,
+    MISSING,
+    fmt,
+    fmt_bytes,
+    fmt_days,
+    fmt_delta,
+    fmt_joules,
+    fmt_mean_count,
+    fmt_seconds,
+)
 
 
 @pytest.mark.parametrize(
@@ -33,6 +43,12 @@ def test_energy_days_and_deltas():
     assert (fmt_joules(1.2e-5), fmt_joules(4500)) == ("12.0 µJ", "4.50 kJ")
     assert (fmt_days(1.0), fmt_days(56.7), fmt_days(1000)) == ("24.0 h", "56.7 days", "2.7 years")
     assert (fmt_delta(-0.00125, "s"), fmt_delta(0.03, "fraction"), fmt_delta(0.0, "B")) == ("−1.25 ms", "+3.0 pp", "±0")
+
+
+def test_a_mean_count_reads_whole_or_to_a_tenth():
+    """A count per replication is a mean: the paper run's concurrent frames read 31.166666666666668."""
+    assert (fmt_mean_count(35_943_062), fmt_mean_count(20.0), fmt_mean_count(187 / 6)) == ("35,943,062", "20", "31.2")
+    assert fmt_mean_count(None) == fmt_mean_count(math.nan) == MISSING
 
 
 @pytest.mark.parametrize("unit", [*FORMATTERS, "x", ""])
