@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hw.modes import whole_run
 from hw.rundir import unwritten_hint
 from hw.speed import run_slow_flags
 from sim.contract import (
@@ -108,6 +109,8 @@ def _read_run(d: Path, notes: list[str]) -> tuple[pd.DataFrame, Summary]:
         spans, summary = read_spans(RunLayout(d).spans), read_summary(RunLayout(d).summary)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    if (both := whole_run(d, summary)) is not None:
+        raise UserError(both)
     if summary.backend is not None:
         spans, note = without_duplicate_spans(spans, RunLayout(d).spans)
         notes += [note] if note else []

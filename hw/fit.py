@@ -66,6 +66,7 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
+from hw.modes import whole_run
 from hw.rundir import unwritten_hint
 from hw.speed import KEPT_FILE, read_kept, slow_spans, slow_state_us
 from sim import catalogue
@@ -329,6 +330,8 @@ def _run_rows(run_dir: Path, base: Path | None) -> _RunRows:
     except (OSError, ValueError) as exc:
         why = unwritten_hint(run_dir) or str(exc).splitlines()[0]
         raise UserError(f"--from-run: {run_dir} is not a twin run directory ({why})") from None
+    if (both := whole_run(run_dir, summary)) is not None:
+        raise UserError(f"--from-run: {both}")
     if summary.backend is None or summary.state != "completed" or summary.rounds_completed < 1:
         raise UserError(f"--from-run: {run_dir}: need a completed hardware-twin run (got backend "
                         f"{summary.backend}, state {summary.state}, {summary.rounds_completed} rounds)")  # fmt: skip

@@ -22,7 +22,17 @@ from sim.scenario import DevicePopulation, Scenario
 
 Address = tuple[str, int]
 Service = Literal["fl", "telemetry"]
-Mode = Literal["sequential", "concurrent"]
+Mode = Literal["sequential", "concurrent", "both"]
+ROUND_MODES = ("sequential", "concurrent")
+
+
+def round_mode(mode: str, r: int) -> str:
+    """The mode round ``r`` (from 1) runs in: ``mode`` itself, or under ``both`` sequential and concurrent rounds
+    in ABBA order (S C C S S C ...), so the two modes share the host's state round by round and a drift through
+    the run weighs on both alike: the reduction is measured paired (``hw.modes``)."""
+    if mode != "both":
+        return mode
+    return ROUND_MODES[(r % 2 == 0) ^ ((r - 1) // 2 % 2 == 1)]
 
 
 class _Model(BaseModel):
@@ -251,7 +261,7 @@ def build(s: Scenario, mode: str, rounds: int, seed: int, where: Addressing, sep
     agg_port = pods[agg.name].port
     assert agg_port is not None
     routes = {c.name: {agg.name: where.dial(c.host, agg.name, agg.host, "fl", agg_port)} for c in clients}
-    if separate_workers and mode == "concurrent":
+    if separate_workers and mode in ("concurrent", "both"):
         hosts = {p.name: p.host for p in s.pods("worker")}
         for proc, pod in worker_processes(s).items():
             pods[proc] = PodConfig(role="worker", host=hosts[pod], pod=pod)

@@ -871,7 +871,12 @@ def hw_run_cmd(
     ] = "local",
     out_dir: Out = None,
     mode: Annotated[
-        str | None, typer.Option(callback=_text, help="sequential | concurrent (default: the scenario's)")
+        str | None,
+        typer.Option(
+            callback=_text,
+            help="sequential | concurrent | both (local, netns: rounds in turn, S C C S ..., split into DIR/sequential "
+            "and DIR/concurrent; the reduction paired round by round) (default: the scenario's)",
+        ),
     ] = None,
     rounds: Annotated[
         int | None, typer.Option(min=1, max=MAX_ROUNDS, help="FL rounds (default: the scenario's)")
@@ -915,12 +920,10 @@ def hw_run_cmd(
     from sim import cost as costs
     from sim import scenario as scn
     from sim.errors import UserError, shorten
-    from sim.runner import MODES
 
     if backend not in ("local", "netns", "k8s"):
         raise UserError(f"--backend: must be local, netns or k8s (got {shorten(repr(backend))})")
-    if mode is not None and mode not in MODES:
-        raise UserError(f"--mode: must be sequential or concurrent (got {shorten(repr(mode))})")
+    _check_twin_mode(mode, backend)
     given = _out_path(out_dir)
     s = scn.load_scenario(scenario, set_, priced=False)  # the twin measures: any suite the providers implement
     out = given or Path("runs") / f"{s.name}-hw"
@@ -973,8 +976,38 @@ def hw_run_cmd(
         else:
             summary = run_local(s, out, run_mode, n, run_seed, progress=lambda r: bar.update(task, completed=r),
                                 attack=attack_on, backend=backend)  # fmt: skip
-    _report_twin_run(summary, out)
+            modes = _split_modes(out) if run_mode == "both" else None
+    _report_both(summary, modes, out) if modes else _report_twin_run(summary, out)
     _say(f"results: {out}/")
+
+
+def _check_twin_mode(mode: str | None, backend: str) -> None:
+    from sim.errors import UserError, shorten
+    from sim.runner import MODES
+
+    if mode is not None and mode not in (*MODES, "both"):
+        raise UserError(f"--mode: must be sequential, concurrent or both (got {shorten(repr(mode))})")
+    if mode == "both" and backend == "k8s":
+        raise UserError("--mode both: with --backend local or netns (a Kubernetes run has one mode)")
+
+
+def _split_modes(out: Path) -> dict[str, Summary]:
+    from hw.modes import split
+
+    return split(out)
+
+
+def _report_both(whole: Summary, modes: dict[str, Summary], out_dir: Path) -> None:
+    """A ``--mode both`` twin run: both modes' KPIs side by side, the paired reduction, then the whole run's facts."""
+    import json
+
+    from pqtwin.tables import modes_table
+    from sim.contract import RunLayout
+
+    cmp = json.loads(RunLayout(out_dir).modes.read_text())
+    STDOUT.print(modes_table(modes["sequential"], modes["concurrent"], cmp))
+    _report_twin_run(whole, out_dir, table=False)
+    _say(f"each mode: {out_dir / 'sequential'}/, {out_dir / 'concurrent'}/ (rounds in turn, S C C S ...)")
 
 
 @hw_app.command("recover")
@@ -988,6 +1021,8 @@ def hw_recover_cmd(
 
     with _writing(run_dir):
         summary = recover_run(run_dir)
+        if summary.mode == "both":  # its rounds in each mode, as a run that ended would have them
+            _split_modes(run_dir)
     _say(f"recovered: {run_dir}/ (run {summary.state}, {summary.rounds_completed} rounds)")
     for w in summary.warnings:
         _warn(w)
@@ -1058,13 +1093,14 @@ def _check_calibrated(s: scn.Scenario, directory: Path) -> list[Any]:
     return checks
 
 
-def _report_twin_run(summary: Summary, out_dir: Path) -> None:
+def _report_twin_run(summary: Summary, out_dir: Path, table: bool = True) -> None:
     """What a twin run printed: its KPIs, accuracy, security events, dropouts and the machine's load; a run that did
     not complete is a one-line error."""
     from pqtwin.tables import summary_table
     from sim.errors import UserError
 
-    STDOUT.print(summary_table(summary))
+    if table:
+        STDOUT.print(summary_table(summary))
     acc = ", ".join(f"{a:.3f}" for a in summary.accuracy_per_round)
     if summary.initial_accuracy is not None:
         STDOUT.print(f"accuracy: initial {summary.initial_accuracy:.3f}; after each round {acc}")

@@ -4,7 +4,8 @@
 quorum arrived, one client at a time. ``concurrent``: crypto workers do it — worker processes of their own
 when the run has them (``RunConfig.worker_processes``, fed over secure channels: hw/node/delegation.py), or
 else a pool of the aggregator's threads —; updates are verified and folded in as they arrive,
-distribution jobs run in parallel. Clients that drop out or are rejected are recorded; a round that
+distribution jobs run in parallel. ``both``: rounds in the two modes in turn (``round_mode``), with the concurrent
+mode's workers. Clients that drop out or are rejected are recorded; a round that
 cannot reach its quorum fails the run (``RunFailed``); a round that times out is recorded as failed.
 """
 
@@ -45,6 +46,7 @@ from hw.node.common import (
 )
 from hw.node.delegation import DISTRIBUTE, VERIFY, Job, WorkerPool, encode_grant
 from hw.node.gate import Gate, Pending, authenticate
+from hw.runconfig import round_mode
 from hw.rundir import NodeResult
 from sim.contract import Dropout
 
@@ -94,7 +96,7 @@ class Aggregator:
         self.worker_channels: dict[str, Channel] = {}
         self.workers: WorkerPool | None = None
         n_threads = len(self.worker_names) or cfg.workers  # with worker processes: one job thread each
-        self.pool = ThreadPoolExecutor(n_threads) if cfg.mode == "concurrent" else None
+        self.pool = ThreadPoolExecutor(n_threads) if cfg.mode in ("concurrent", "both") else None
         seeds = np.random.SeedSequence(cfg.seed).spawn(3)
         self.rng = np.random.default_rng(seeds[0])
         self.shape = shape_of(node)
@@ -281,7 +283,7 @@ class Aggregator:
                 return
             node.transfer(rec, name, "upload", node.now())
             arrival = Arrival(name, rec, epoch=ch.epoch)
-            if self.workers is None:
+            if self.workers is None or not self._concurrent(node.round):
                 self.inbox.put(arrival)
                 continue
             # crypto worker processes: this thread, awake already, hands the update to a worker itself, rather
@@ -306,13 +308,18 @@ class Aggregator:
         if self.node.cfg.rekey == "per_round":
             self._rekey(r)
         targets = sorted(self.alive)
-        if self.pool is None:
+        if not self._concurrent(r):
             for c in targets:
                 self._send_model(c, r, theta, None)
         else:
+            assert self.pool is not None
             for c in targets:
                 self.pool.submit(self._send_model, c, r, theta, self.node.now())
         return self._collect(r)
+
+    def _concurrent(self, r: int) -> bool:
+        """Whether round ``r``'s security work goes to the pool (``round_mode``: a ``both`` run alternates)."""
+        return self.pool is not None and round_mode(self.node.cfg.mode, r) == "concurrent"
 
     def _rekey(self, r: int) -> None:
         """Per-round rekeying: every client runs a fresh handshake (its reader thread answers it) before the
@@ -367,8 +374,9 @@ class Aggregator:
         updates: list[np.ndarray] = []
         acc: np.ndarray | None = None
         pending: list[Arrival] = []
+        pool = self.pool if self._concurrent(r) else None
         while len(updates) < need:
-            if self.pool is None and pending and len(pending) >= need - len(updates):
+            if pool is None and pending and len(pending) >= need - len(updates):
                 for a in pending:  # sequential: verify only once enough updates have arrived
                     if (u := self._verify(a, r, None)) is not None:
                         updates.append(u[1])
@@ -391,11 +399,11 @@ class Aggregator:
                 in_hand.add(arrival.client)
                 if arrival.delegated:
                     continue  # its reader thread has it verified; the verdict follows
-                if self.pool is None:
+                if pool is None:
                     pending.append(arrival)
                 else:
-                    self.pool.submit(self._verify_job, arrival, r, self.node.now())
-        if self.pool is None:
+                    pool.submit(self._verify_job, arrival, r, self.node.now())
+        if pool is None:
             with self.node.timer("aggregate", "fl.fedavg"):
                 return fl.fedavg(updates, [1.0] * len(updates))
         assert acc is not None

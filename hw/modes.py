@@ -1,0 +1,127 @@
+"""A ``--mode both`` twin run: sequential and concurrent rounds in turn in one run, split into a run of each mode.
+
+Two runs of a scenario, one per mode, minutes apart, meet the host in different states: on our 2-core machines the
+medians of back-to-back runs of one cell were up to 40 % apart, so the measured concurrent-vs-sequential reduction
+swung by tens of points from one pair of runs to the next. One run whose rounds alternate (``round_mode``: S C C S
+S C ..., ABBA, so a drift through the run weighs on both modes alike) measures both modes in the same seconds:
+the reduction is paired round by round, as the simulator pairs its replications by their common seeds.
+
+``split`` writes ``DIR/sequential`` and ``DIR/concurrent`` beside the whole run, as ``pqtwin sim --mode both``
+writes its two: each a run directory that ``compare``, ``report`` and ``calibrate --from-run`` read (its spans:
+the rounds of its mode and the sessions around them, round 0; its summary: the same facts, its KPIs from those
+spans), and ``DIR/modes.json``, the reduction with a 95 % CI over the ABBA pairs of rounds. The whole run's own
+spans and summary stay in ``DIR`` (mode ``both``), for the record: ``compare`` refuses them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hw.runconfig import ROUND_MODES, round_mode
+from hw.rundir import estimated_energy
+from sim.contract import RunLayout, Summary, read_spans, read_summary, write_json, write_spans, write_summary
+from sim.scenario import load_scenario, write_scenario
+from sim.summary import ci95, summarise
+
+# facts of the run a mode's summary keeps as the whole run's (what its spans alone cannot give)
+_COPIED = (RunLayout.STATUS, RunLayout.RUN_CONFIG, RunLayout.PROGRESS, RunLayout.SPEED_PROBE)
+_LINKED = (RunLayout.SCHED_TRACE,)  # large: a hard link where the file system allows, else a copy
+# the summary's fields computed from spans (``summarise``), recomputed from each mode's
+_FROM_SPANS = ("round_latency_s", "model_distribution_s", "rounds_completed", "rounds_failed", "phase_s",
+               "crypto_share", "application_bytes", "telemetry", "energy")  # fmt: skip
+
+
+def whole_run(d: Path, summary: Summary) -> str | None:
+    """Why a ``both`` run's whole directory is not a run of one mode to compare or fit (None: it is one)."""
+    if summary.mode != "both":
+        return None
+    return f"{d}: a --mode both run (its rounds in both modes): pass {d / 'sequential'} or {d / 'concurrent'}"
+
+
+def rounds_of(mode: str, rounds: int) -> list[int]:
+    """The rounds of a ``both`` run (1..rounds) that ran in ``mode``."""
+    return [r for r in range(1, rounds + 1) if round_mode("both", r) == mode]
+
+
+def split(out: Path) -> dict[str, Summary]:
+    """Write the two modes' run directories and modes.json of the ``both`` run in ``out``; returns each mode's
+    summary. A run that stopped early splits what it finished."""
+    whole = read_summary(RunLayout(out).summary)
+    spans = read_spans(RunLayout(out).spans)
+    last = int(spans["round"].max()) if len(spans) else 0
+    summaries = {m: _write_mode(out, m, whole, spans, rounds_of(m, last)) for m in ROUND_MODES}
+    write_json(RunLayout(out).modes, paired_reduction(spans, last) | {"scenario": whole.scenario, "seed": whole.seed})
+    return summaries
+
+
+def _write_mode(out: Path, mode: str, whole: Summary, spans: pd.DataFrame, rounds: list[int]) -> Summary:
+    d = out / mode
+    d.mkdir(exist_ok=True)
+    df = spans[spans["round"].isin([0, *rounds])].reset_index(drop=True)
+    write_spans(df, RunLayout(d).spans)
+    s = load_scenario(RunLayout(out).scenario, [f"workload.processing.mode={mode}"], priced=False)
+    write_scenario(s, d)
+    for name in _COPIED:
+        if (out / name).is_file():
+            shutil.copyfile(out / name, d / name)
+    for name in _LINKED:
+        if (out / name).is_file():
+            _link(out / name, d / name)
+    meta: dict[str, Any] = whole.model_dump(exclude=set(_FROM_SPANS))
+    accuracy = whole.accuracy_per_round
+    meta.update(mode=mode, accuracy_per_round=[accuracy[r - 1] for r in rounds if r <= len(accuracy)],
+                warnings=[*whole.warnings, f"the {mode} rounds of a --mode both run ({', '.join(map(str, rounds))}): "
+                          f"{out}"])  # fmt: skip
+    summary = summarise(df, meta)
+    summary.energy = estimated_energy(s, df, whole.sim_time_s)
+    write_summary(summary, d)
+    return summary
+
+
+def _link(src: Path, dst: Path) -> None:
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def paired_reduction(spans: pd.DataFrame, last: int) -> dict[str, Any]:
+    """Concurrent vs sequential from one ``both`` run: for round latency and model distribution, each mode's mean
+    and median, the reduction 1 - concurrent / sequential of the means (the simulator's ``mode_comparison``) and of
+    the medians, and a 95 % CI over the pairs of rounds (each ABBA pair holds one round of each mode)."""
+    out: dict[str, Any] = {"paired": "rounds", "rounds": last}
+    rounds = spans[(spans.phase == "round") & (spans.op == "round")]
+    dist = spans[spans.phase == "distribution"]
+    for key, rows in (("round_latency_s", rounds), ("model_distribution_s", dist)):
+        by_round = (rows.end_s - rows.start_s).groupby(rows["round"]).sum()
+        seq = {r: float(by_round[r]) for r in rounds_of("sequential", last) if r in by_round.index}
+        conc = {r: float(by_round[r]) for r in rounds_of("concurrent", last) if r in by_round.index}
+        pairs = [(seq[r], conc[q]) for r, q in _pairs(last) if r in seq and q in conc]
+        if not seq or not conc or not pairs:
+            out[key] = {"reduction": None, "reduction_ci95": [None, None], "pairs": len(pairs)}
+            continue
+        a, b = np.array(list(seq.values())), np.array(list(conc.values()))
+        per_pair = np.array([(s - c) / s for s, c in pairs])
+        out[key] = {
+            "sequential_mean": float(a.mean()), "concurrent_mean": float(b.mean()),
+            "sequential_p50": float(np.median(a)), "concurrent_p50": float(np.median(b)),
+            "reduction": float(1 - b.mean() / a.mean()), "reduction_p50": float(1 - np.median(b) / np.median(a)),
+            "reduction_ci95": list(ci95(per_pair)), "pairs": len(pairs),
+        }  # fmt: skip
+    return out
+
+
+def _pairs(last: int) -> list[tuple[int, int]]:
+    """(sequential round, concurrent round) of each ABBA pair: rounds 2k+1 and 2k+2."""
+    out = []
+    for first in range(1, last, 2):
+        a, b = first, first + 1
+        out.append((a, b) if round_mode("both", a) == "sequential" else (b, a))
+    return out
