@@ -1,0 +1,82 @@
+"""``pqtwin hw run --mode both``: sequential and concurrent rounds in turn in one real twin run, split per mode."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from hw.modes import paired_reduction, rounds_of
+from hw.runconfig import round_mode
+from sim import contract
+
+SMALL = ["--set", "workload.fl.model_parameters=50000", "--set", "workload.fl.samples_per_client=300"]
+
+
+def test_rounds_alternate_abba_and_pair_one_of_each_mode():
+    """S C C S S C C S: each pair of rounds holds one of each mode, and over four rounds both modes sit at the
+    same mean place (a drift through the run weighs on both alike)."""
+    assert "".join(round_mode("both", r)[0] for r in range(1, 9)) == "sccssccs"
+    assert all(round_mode(m, r) == m for m in ("sequential", "concurrent") for r in range(1, 5))
+    seq, conc = rounds_of("sequential", 8), rounds_of("concurrent", 8)
+    assert (seq, conc) == ([1, 4, 5, 8], [2, 3, 6, 7]) and sum(seq) == sum(conc)
+
+
+def _round(r: int, start: float, length: float) -> tuple:
+    return (0, r, "aggregator", "agg", "round", "round", start, start + length, 0.0, 0)
+
+
+def test_the_paired_reduction_takes_each_pair_of_rounds_apart():
+    """Rounds 1 (S) and 2 (C) slow together, 3 (C) and 4 (S) fast: the pairs' reductions are both 25 %, however
+    far the host's speed moved between the pairs; a pair missing a round (a failed one) is left out."""
+    rows = [_round(1, 0.0, 0.040), _round(2, 1.0, 0.030), _round(3, 2.0, 0.0075), _round(4, 3.0, 0.010)]
+    df = pd.DataFrame(rows, columns=list(contract.COLUMNS))
+    red = paired_reduction(df, 4)["round_latency_s"]
+    assert red["pairs"] == 2 and red["reduction_ci95"] == pytest.approx([0.25, 0.25])
+    assert red["sequential_mean"] == pytest.approx(0.025) and red["concurrent_mean"] == pytest.approx(0.01875)
+    odd = paired_reduction(df.iloc[[0, 1, 2]], 4)["round_latency_s"]  # round 4 failed: its pair is out
+    assert odd["pairs"] == 1 and odd["reduction_ci95"] == pytest.approx([0.25, 0.25])
+
+
+def test_a_both_run_for_real_splits_into_a_run_of_each_mode(pqtwin, tmp_path):
+    out = tmp_path / "both"
+    res = pqtwin("hw", "run", "scenarios/localhost.yaml", "--mode", "both", "--rounds", "4", *SMALL,
+                 "--out", str(out))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "round latency reduction" in res.stdout and "sequential" in res.stdout
+    whole = contract.read_summary(out / "summary.json")
+    assert whole.mode == "both" and whole.rounds_completed == 4 and whole.state == "completed"
+    spans = contract.read_spans(out / "spans.parquet")
+    workers = {p for p in spans.pod if p.startswith("worker")}
+    assert workers, "the concurrent rounds' workers ran"
+    for mode, rounds in (("sequential", {1, 4}), ("concurrent", {2, 3})):
+        d = out / mode
+        s = contract.read_summary(d / "summary.json")
+        df = contract.read_spans(d / "spans.parquet")
+        assert s.mode == mode and s.rounds_completed == 2 and set(df["round"]) - {0} == rounds
+        assert (
+            "workload:\n" in (d / "scenario.yaml").read_text() and f"mode: {mode}" in (d / "scenario.yaml").read_text()
+        )
+        by_workers = df[(df["round"] > 0) & df.pod.isin(workers)]
+        assert by_workers.empty == (mode == "sequential")  # a sequential round's security work stays on the aggregator
+    modes = json.loads((out / "modes.json").read_text())
+    assert modes["paired"] == "rounds" and modes["round_latency_s"]["pairs"] == 2
+    assert modes["round_latency_s"]["reduction"] is not None
+    # the whole run is no run of one mode: compare and the fit name the two that are
+    sim = tmp_path / "sim"
+    assert pqtwin("sim", "scenarios/localhost.yaml", "--mode", "both", *SMALL, "--set", "workload.fl.rounds=4",
+                  "--replications", "2", "--out", str(sim)).returncode == 0  # fmt: skip
+    refused = pqtwin("compare", str(sim / "concurrent"), str(out))
+    assert refused.returncode == 2 and "a --mode both run" in refused.stderr and "Traceback" not in refused.stderr
+    assert str(out / "concurrent") in refused.stderr
+    compared = pqtwin("compare", str(sim / "concurrent"), str(out / "concurrent"), "--json")
+    assert compared.returncode == 0, compared.stderr
+    assert json.loads(compared.stdout)["runs"]["hw"]["mode"] == "concurrent"
+
+
+def test_a_kubernetes_run_has_one_mode(pqtwin, tmp_path):
+    res = pqtwin("hw", "run", "scenarios/localhost.yaml", "--mode", "both", "--backend", "k8s", "--dry-run")
+    assert res.returncode == 2 and "--mode both: with --backend local or netns" in res.stderr
+    res = pqtwin("hw", "run", "scenarios/localhost.yaml", "--mode", "all", "--out", str(tmp_path / "x"))
+    assert res.returncode == 2 and "sequential, concurrent or both" in res.stderr
