@@ -8,7 +8,10 @@
 3. Matrix: 2 modes x suites (PQC L3, PQC L5 = ML-KEM-1024 + ML-DSA-87, classical X25519 + Ed25519, hybrid
    X25519+ML-KEM-768 + ML-DSA-65 unless --quick) x model sizes (50 k, 1 M): simulate with the fitted profile,
    run the twin ``--repeat`` times (passes over the whole matrix, every other one in reverse, so a cell's runs
-   are minutes apart and, over two passes, at the same mean place in the bench as every other cell's), compare
+   are minutes apart and, over two passes, at the same mean place in the bench as every other cell's; by default
+   a suite and size's two modes in one ``--mode both`` run, their rounds in turn, ``--pairing rounds``: two runs
+   of one cell back to back read up to 40 % apart on this host, so the modes share its state round by round,
+   hw/modes.py), compare
    with the runs pooled (round latency p50 and p95 error, bootstrap 95 % CIs that resample runs, then rounds:
    hw/compare.py). Each run records the machine's load and how fast its cores ran against the calibration
    (hw/speed.py); the table shows how many runs were quiet and how far apart the runs' medians were, and
@@ -36,7 +39,7 @@
    measured once before the matrix (hw/netns.py ``kernel_rate_bps``: ``Transport.host_rate_bps``).
 
 Run: python bench/twin_fidelity.py [--quick] [--netns] [--repeat N] [--rounds N] [--json FILE] [--profile PROFILE]
-     [--keep DIR]
+     [--keep DIR] [--pairing rounds|runs]
 Goal: |median error| <= 5 % and |p95 error| <= 10 % in every cell on a quiet machine; measured reduction within
 5 points of the simulated one.
 """
@@ -49,7 +52,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +63,7 @@ from hw.calibrate import calibrate, pair_slowdown_now
 from hw.compare import AT_SPEED, compare_dirs
 from hw.fit import MEMORY_KINDS, fit_from_run
 from hw.local import run_local
+from hw.modes import split
 from hw.netns import kernel_rate_bps, unavailable
 from hw.schedtrace import union_s
 from hw.speed import run_slow_flags
@@ -124,13 +128,15 @@ def largest_step() -> tuple[int, float]:
     return fl.samples_per_client, float(fl.samples_per_client * max(SIZES) * fl.local_epochs)
 
 
-def measure(cells: list[Cell], work: Path, profile: Path, rounds: int,
-            repeat: int) -> tuple[dict[Cell, list[Summary]], list[float]]:  # fmt: skip
+def measure(cells: list[Cell], work: Path, profile: Path, rounds: int, repeat: int,
+            pairing: str = "rounds") -> tuple[dict[Cell, list[Summary]], list[float]]:  # fmt: skip
     """Every cell's twin runs, ``repeat`` passes over the whole matrix: a cell's repeats are spread over the
     bench's duration, so they sample the host's speed states as the calibration did, not one moment's. Every other
     pass runs the cells in reverse (``pass_order``). Before each pass, how much two trainings of the largest model
     slow each other now (also in ``PAIR_FILE``): the second value returned, one per pass (none on a host of one
-    core)."""
+    core). ``pairing`` rounds: a suite and size's two modes in one ``--mode both`` run of twice the rounds, their
+    rounds in turn (hw/modes.py), each mode's cell scored on its half (``work/hw-CELL-k``, linked to it); runs: a
+    run per cell."""
     runs: dict[Cell, list[Summary]] = {c: [] for c in cells}
     states: list[float] = []
     samples, _ = largest_step()
@@ -139,11 +145,29 @@ def measure(cells: list[Cell], work: Path, profile: Path, rounds: int,
             states.append(min(now, PAIR_MAX))
             (work / PAIR_FILE).write_text(json.dumps({"model_parameters": max(SIZES), "samples": samples,
                                                       "pair_slowdown": states}) + "\n")  # fmt: skip
+        both_done: set[Cell] = set()  # pairing rounds: the suites and sizes run this pass (as mode both)
         for c in pass_order(cells, k):
-            s = c.scenario(profile, rounds)
-            runs[c].append(run_local(s, work / f"hw-{c.name}-{k}", c.mode, rounds, s.run.seed + k,
-                                     backend=LAYOUTS[c.layout][2]))  # fmt: skip
+            if pairing == "runs":
+                s = c.scenario(profile, rounds)
+                runs[c].append(run_local(s, work / f"hw-{c.name}-{k}", c.mode, rounds, s.run.seed + k,
+                                         backend=LAYOUTS[c.layout][2]))  # fmt: skip
+            elif (both := replace(c, mode="both")) not in both_done:
+                both_done.add(both)
+                for mode, summary in _both_run(both, work, profile, rounds, k).items():
+                    runs[replace(c, mode=mode)].append(summary)
     return runs, states
+
+
+def _both_run(c: Cell, work: Path, profile: Path, rounds: int, k: int) -> dict[str, Summary]:
+    """A ``--mode both`` run of the cell's (mode ``both``) suite and size, twice ``rounds``: each mode's half, as
+    its own run (``hw/modes.py``), linked as that mode's cell's run of pass ``k``."""
+    s = c.scenario(profile, 2 * rounds)
+    out = work / f"hw-{c.name}-{k}"
+    run_local(s, out, "both", 2 * rounds, s.run.seed + k, backend=LAYOUTS[c.layout][2])
+    halves = split(out)
+    for mode in MODES:
+        (work / f"hw-{replace(c, mode=mode).name}-{k}").symlink_to(out / mode, target_is_directory=True)
+    return halves
 
 
 def pass_order(cells: list[Cell], k: int) -> list[Cell]:
@@ -692,19 +716,7 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
         raise SystemExit(f"--rescore: {kept} has no base.yaml and train-* runs (a --keep directory of this bench)")
     runs: dict[Cell, list[Summary]] = {}
     dirs: dict[Cell, list[Path]] = {}  # each run's kept directory, in the order of ``runs``
-    found: dict[Cell, list[tuple[int, Summary, Path]]] = {}  # (pass, run, its kept directory)
-    for d in sorted(kept.glob("hw-*")):
-        try:
-            r = read_summary(d / "summary.json")
-            run = json.loads((d / "run.json").read_text())
-            c = Cell("localhost" if r.backend == "local" else "paper-3node netns", str(r.mode),
-                     _suite_of(run["suite"]), int(run["fl"]["model_parameters"]))  # fmt: skip
-        except (OSError, ValueError, KeyError, TypeError, StopIteration) as exc:
-            raise SystemExit(f"--rescore: {d}: not a twin run of this bench ({str(exc).splitlines()[0]})") from None
-        name, _, number = d.name.rpartition("-")
-        if name != f"hw-{c.name}" or not number.isdigit():
-            raise SystemExit(f"--rescore: {d}: its run is {c.name}, not what its name says (hw-{c.name}-PASS)")
-        found.setdefault(c, []).append((int(number), r, d))
+    found = _kept_twin_runs(kept)
     passes: dict[Cell, list[int]] = {}  # in pass order (hw-CELL-10 after hw-CELL-9), each keeping its number
     for c, kept_runs in found.items():
         numbers, summaries, places = zip(*sorted(kept_runs, key=lambda x: x[0]), strict=True)
@@ -742,6 +754,27 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
                                    "goals": tally(cells, reds), "pair_slowdown_during_matrix": states,
                                    "training_largest_by_pass_s": by_pass},
                                   indent=2) + "\n")  # fmt: skip
+
+
+def _kept_twin_runs(kept: Path) -> dict[Cell, list[tuple[int, Summary, Path]]]:
+    """A --keep directory's twin runs by cell: (pass, run, its kept directory); a ``--mode both`` run is kept as its
+    halves, the two modes' cells' runs (``measure``), so it is not a cell of its own."""
+    found: dict[Cell, list[tuple[int, Summary, Path]]] = {}
+    for d in sorted(kept.glob("hw-*")):
+        try:
+            r = read_summary(d / "summary.json")
+            run = json.loads((d / "run.json").read_text())
+            c = Cell("localhost" if r.backend == "local" else "paper-3node netns", str(r.mode),
+                     _suite_of(run["suite"]), int(run["fl"]["model_parameters"]))  # fmt: skip
+        except (OSError, ValueError, KeyError, TypeError, StopIteration) as exc:
+            raise SystemExit(f"--rescore: {d}: not a twin run of this bench ({str(exc).splitlines()[0]})") from None
+        if c.mode == "both":
+            continue
+        name, _, number = d.name.rpartition("-")
+        if name != f"hw-{c.name}" or not number.isdigit():
+            raise SystemExit(f"--rescore: {d}: its run is {c.name}, not what its name says (hw-{c.name}-PASS)")
+        found.setdefault(c, []).append((int(number), r, d))
+    return found
 
 
 KERNEL_FILE = "kernel_rate.json"  # in a --keep directory: the machine's kernel rate its netns cells were scored with
@@ -804,6 +837,9 @@ def main() -> None:
                     "each with its own seed")  # fmt: skip
     ap.add_argument("--repeat", type=int, default=None, help="twin runs per cell, interleaved over the matrix and "
                     "pooled (default 3; --quick 2)")  # fmt: skip
+    ap.add_argument("--pairing", choices=("rounds", "runs"), default="rounds", help="rounds (default): a suite and "
+                    "size's two modes in one --mode both run, their rounds in turn (the host's state shared, the "
+                    "reduction paired); runs: a run per cell")  # fmt: skip
     ap.add_argument("--rescore", type=Path, default=None, help="a --keep directory: fit its training runs again and "
                     "score its twin runs against the model as it is now, without running the twin")  # fmt: skip
     args = ap.parse_args()
@@ -848,7 +884,7 @@ def main() -> None:
             (work / KERNEL_FILE).write_text(json.dumps({"host_rate_bps": kernel_bps}) + "\n")
             print(f"the kernel moves {kernel_bps / 1e9:.2f} Gbit/s of one TCP stream between namespaces: the netns "
                   "cells' Transport.host_rate_bps", flush=True)  # fmt: skip
-        runs, states = measure(matrix, work, profile, rounds, repeat)
+        runs, states = measure(matrix, work, profile, rounds, repeat, args.pairing)
         if args.keep:  # the measurements first: whatever scoring them does, they are kept
             shutil.copytree(work, args.keep, dirs_exist_ok=True)
         paired = at_pair(profile, states, work / "fitted-at-pair.yaml")
@@ -862,7 +898,7 @@ def main() -> None:
         print_legs(cells)
         _say_calibration(base)
         result = {"trained_on": {**TRAIN, "model_parameters_also": TRAIN_SMALL_PARAMETERS},
-                  "train_runs": train_runs, "repeat": repeat, "rounds": rounds,
+                  "train_runs": train_runs, "repeat": repeat, "rounds": rounds, "pairing": args.pairing,
                   "quick": args.quick, "calibrated_speed_probe": _probe(base), "kernel_rate_bps": kernel_bps,
                   "pair_slowdown_during_matrix": states, "training_largest_by_pass_s": by_pass,
                   "cells": cells, "reductions": reds, "goals": tally(cells, reds),

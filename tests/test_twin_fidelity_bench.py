@@ -391,7 +391,7 @@ def test_measure_runs_every_other_pass_in_reverse(bench: Any, tmp_path: Path, mo
     monkeypatch.setattr(bench, "pair_slowdown_now", lambda *a: None)  # no pair probe: one core
     scenario = SimpleNamespace(run=SimpleNamespace(seed=7))
     monkeypatch.setattr(bench.Cell, "scenario", lambda self, profile, rounds: scenario)
-    runs, states = bench.measure(cells, tmp_path, tmp_path / "p.yaml", 3, 3)
+    runs, states = bench.measure(cells, tmp_path, tmp_path / "p.yaml", 3, 3, "runs")
     names = [f"hw-{c.name}" for c in cells]
     passes = [[f"{n}-0" for n in names], [f"{n}-1" for n in reversed(names)], [f"{n}-2" for n in names]]
     assert [r[0] for r in ran] == [name for names_k in passes for name in names_k]
@@ -399,3 +399,32 @@ def test_measure_runs_every_other_pass_in_reverse(bench: Any, tmp_path: Path, mo
     place = {n: [i for i, r in enumerate(ran[: 2 * len(cells)]) if r[0].startswith(n + "-")] for n in names}
     assert len({sum(p) for p in place.values()}) == 1  # the same mean place over the first two passes
     assert all(runs[c] == [f"hw-{c.name}-{k}" for k in range(3)] for c in cells) and states == []
+
+
+def test_measure_pairs_a_suite_and_sizes_modes_in_one_run_of_both(
+    bench: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """By default a suite and size's two modes are one ``--mode both`` run of twice the rounds per pass (in the
+    passes' ABBA order), each mode's cell scored on its half, linked as hw-CELL-PASS (what ``score`` and
+    ``--rescore`` read)."""
+    cells = [bench.Cell("localhost", m, "PQC L3", p) for p in bench.SIZES for m in bench.MODES]
+    ran: list[tuple[str, str, int, int]] = []
+
+    def run_local(s: Any, out: Path, mode: str, rounds: int, seed: int, backend: str) -> None:
+        ran.append((out.name, mode, rounds, seed))
+        for m in bench.MODES:
+            (out / m).mkdir(parents=True)
+
+    monkeypatch.setattr(bench, "run_local", run_local)
+    monkeypatch.setattr(bench, "split", lambda out: {m: f"{out.name}/{m}" for m in bench.MODES})
+    monkeypatch.setattr(bench, "pair_slowdown_now", lambda *a: None)
+    scenario = SimpleNamespace(run=SimpleNamespace(seed=7))
+    monkeypatch.setattr(bench.Cell, "scenario", lambda self, profile, rounds: scenario)
+    runs, _ = bench.measure(cells, tmp_path, tmp_path / "p.yaml", 5, 2)
+    both = [f"hw-localhost-both-PQCL3-{p}" for p in bench.SIZES]
+    assert ran == [(f"{both[0]}-0", "both", 10, 7), (f"{both[1]}-0", "both", 10, 7),
+                   (f"{both[1]}-1", "both", 10, 8), (f"{both[0]}-1", "both", 10, 8)]  # fmt: skip
+    for c in cells:
+        whole = f"hw-localhost-both-PQCL3-{c.params}"
+        assert runs[c] == [f"{whole}-{k}/{c.mode}" for k in range(2)]
+        assert all((tmp_path / f"hw-{c.name}-{k}").resolve() == tmp_path / f"{whole}-{k}" / c.mode for k in range(2))
