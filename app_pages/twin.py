@@ -23,17 +23,21 @@ from sim.units import MISSING, fmt
 def run_dirs(root: Path, problems: list[str] | None = None) -> dict[str, Summary]:
     """Run directories under root (spans + a valid summary, up to three levels deep) → their summary. One whose
     summary.json does not read as this version's is not offered; ``problems`` gets its one line (the file, what is
-    wrong)."""
+    wrong). A twin run of ``--mode both`` is offered as its two halves (``DIR/sequential``, ``DIR/concurrent``), not
+    as the whole (hw/modes.py)."""
     out: dict[str, Summary] = {}
     if not root.is_dir():
         return out
     for spans in sorted(p for depth in ("*", "*/*", "*/*/*") for p in root.glob(f"{depth}/{RunLayout.SPANS}")):
         d = spans.parent
         try:
-            out[str(d)] = read_summary(RunLayout(d).summary)
+            summary = read_summary(RunLayout(d).summary)
         except ValueError as exc:  # sim.contract.read_model: one line naming the file
             if problems is not None:
                 problems.append(str(exc))
+            continue
+        if summary.mode != "both":
+            out[str(d)] = summary
     return out
 
 

@@ -63,7 +63,7 @@ from hw.calibrate import calibrate, pair_slowdown_now
 from hw.compare import AT_SPEED, compare_dirs
 from hw.fit import MEMORY_KINDS, fit_from_run
 from hw.local import run_local
-from hw.modes import split
+from hw.modes import pair_reductions, split
 from hw.netns import kernel_rate_bps, unavailable
 from hw.schedtrace import union_s
 from hw.speed import run_slow_flags
@@ -73,6 +73,7 @@ from sim.loading import out_json
 from sim.profile import load_profile, op_kind, write_profile
 from sim.runner import simulate, write_run
 from sim.scenario import Scenario, Transport, load_scenario
+from sim.summary import ci95
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "localhost.yaml"
@@ -158,12 +159,23 @@ def measure(cells: list[Cell], work: Path, profile: Path, rounds: int, repeat: i
     return runs, states
 
 
+def paired_rounds(params: int, rounds: int) -> int:
+    """Rounds of each mode in a ``--mode both`` run of a model of ``params``: ``rounds``, times SMALL_PAIRS for a
+    small model, whose rounds are a tenth as long (~15 ms) and vary as much: its pairs' reductions spread ~±25
+    points, so ten pairs left a CI of ±17 points (2026-12-04 13:42); fifty cost a second more."""
+    return rounds * (SMALL_PAIRS if params < TRAIN["model_parameters"] else 1)
+
+
+SMALL_PAIRS = 5
+
+
 def _both_run(c: Cell, work: Path, profile: Path, rounds: int, k: int) -> dict[str, Summary]:
-    """A ``--mode both`` run of the cell's (mode ``both``) suite and size, twice ``rounds``: each mode's half, as
-    its own run (``hw/modes.py``), linked as that mode's cell's run of pass ``k``."""
-    s = c.scenario(profile, 2 * rounds)
+    """A ``--mode both`` run of the cell's (mode ``both``) suite and size (``paired_rounds`` of each mode): each
+    mode's half, as its own run (``hw/modes.py``), linked as that mode's cell's run of pass ``k``."""
+    n = 2 * paired_rounds(c.params, rounds)
+    s = c.scenario(profile, n)
     out = work / f"hw-{c.name}-{k}"
-    run_local(s, out, "both", 2 * rounds, s.run.seed + k, backend=LAYOUTS[c.layout][2])
+    run_local(s, out, "both", n, s.run.seed + k, backend=LAYOUTS[c.layout][2])
     halves = split(out)
     for mode in MODES:
         (work / f"hw-{replace(c, mode=mode).name}-{k}").symlink_to(out / mode, target_is_directory=True)
@@ -255,14 +267,16 @@ def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[S
     m, fast = metrics["round_latency_s"], metrics.get(AT_SPEED)
     loads = [h.machine_load for h in hw if h.machine_load is not None and h.state == "completed"]
     speeds = [x for x in (ld.speed_vs_calibration for ld in loads) if x is not None]
-    adjusted: dict[str, Any] = {"error_p50_adjusted_pct": None, "error_p95_adjusted_pct": None}
+    adjusted: dict[str, Any] = {"error_p50_adjusted_pct": None, "error_p95_adjusted_pct": None,
+                                "sim_p50_adjusted_s": None}  # fmt: skip
     if speeds:  # the same model on cores as fast as the twin's were (measured by the probe, not fitted)
         speed = float(np.median(speeds))
         mine = memory_as_measured(profile, speed, work / f"profile-{c.name}-at-speed.yaml")
         at = c.scenario(mine, rounds, (*links, f"deployment.hosts.*.cpu_speed={speed:.4f}"))
         write_run(simulate(at, c.mode, replications=reps), work / f"sim-{c.name}-at-speed", at)
         a = compare_dirs(work / f"sim-{c.name}-at-speed", done[0], done[1:])["metrics"]["round_latency_s"]
-        adjusted = {"error_p50_adjusted_pct": a["error_p50_pct"], "error_p95_adjusted_pct": a["error_p95_pct"]}
+        adjusted = {"error_p50_adjusted_pct": a["error_p50_pct"], "error_p95_adjusted_pct": a["error_p95_pct"],
+                    "sim_p50_adjusted_s": a["sim_p50"]}  # fmt: skip
     paired: dict[str, Any] = {"error_p50_at_pair_pct": None, "training_at_pair": None}
     if pair_profile is not None and c.params == max(SIZES) and LAYOUTS[c.layout][2] == "local":
         sp = c.scenario(pair_profile, rounds, links)
@@ -561,8 +575,10 @@ def _idle_core_wait(loads: list[Any], cause: str | None = None) -> float | None:
     return float(np.median(per)) if per else None
 
 
-def reductions(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Concurrent vs sequential, per suite and size: 1 - conc p50 / seq p50, simulated and measured (%)."""
+def reductions(cells: list[dict[str, Any]], runs_in: Path | None = None) -> list[dict[str, Any]]:
+    """Concurrent vs sequential, per suite and size: 1 - conc p50 / seq p50, simulated and measured (%); with the
+    matrix's ``--mode both`` runs in ``runs_in``, also the mean of the per-pair reductions of their ABBA pairs of
+    rounds, pooled over the passes, with its 95 % CI (``measured_pairs_pct``, ``..._ci95_pct``, ``pairs``)."""
     out = []
     by = {(c["layout"], c["mode"], c["suite"], c["model_parameters"]): c for c in cells if "error" not in c}
     for (layout, mode, suite, params), seq in by.items():
@@ -574,10 +590,29 @@ def reductions(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
         fast = None  # measured from the rounds at the calibration's speed, where both modes have some
         if conc.get("hw_p50_at_speed_s") and seq.get("hw_p50_at_speed_s"):
             fast = 100 * (1 - conc["hw_p50_at_speed_s"] / seq["hw_p50_at_speed_s"])
+        adj = None  # the model at the runs' measured speed (the table's "at speed"), where both modes have it
+        if conc.get("sim_p50_adjusted_s") and seq.get("sim_p50_adjusted_s"):
+            adj = 100 * (1 - conc["sim_p50_adjusted_s"] / seq["sim_p50_adjusted_s"])
         out.append({"layout": layout, "suite": suite, "model_parameters": params, "simulated_pct": sim,
                     "measured_pct": hw, "difference_points": sim - hw, "measured_at_speed_pct": fast,
-                    "difference_at_speed_points": None if fast is None else sim - fast})  # fmt: skip
+                    "difference_at_speed_points": None if fast is None else sim - fast,
+                    "simulated_adjusted_pct": adj, "difference_adjusted_points": None if adj is None else adj - hw,
+                    **_pairs(runs_in, Cell(layout, "both", suite, params))})  # fmt: skip
     return out
+
+
+def _pairs(runs_in: Path | None, both: Cell) -> dict[str, Any]:
+    """The per-pair reductions of the cell's ``--mode both`` runs in ``runs_in`` (hw/modes.py), pooled: their mean
+    and its 95 % CI, in %; {} where there are none (``--pairing runs``)."""
+    spans = [read_spans(RunLayout(d).spans) for d in sorted(runs_in.glob(f"hw-{both.name}-*"))
+             if (d / RunLayout.MODES).is_file()] if runs_in is not None else []  # fmt: skip
+    values = [pair_reductions(df, int(df["round"].max())) for df in spans if len(df)]
+    pooled = np.concatenate(values) if values else np.array([])
+    if pooled.size < 2:
+        return {}
+    lo, hi = ci95(pooled)
+    return {"pairs": int(pooled.size), "measured_pairs_pct": 100 * float(pooled.mean()),
+            "measured_pairs_ci95_pct": [100 * lo, 100 * hi]}  # fmt: skip
 
 
 P50_GOAL_PCT, P95_GOAL_PCT, REDUCTION_GOAL_POINTS = 5.0, 10.0, 5.0  # issue 9's goals per cell
@@ -600,7 +635,10 @@ def tally(cells: list[dict[str, Any]], reds: list[dict[str, Any]]) -> dict[str, 
             "reductions_within_goal": sum(abs(r["difference_points"]) <= REDUCTION_GOAL_POINTS for r in reds),
             "adjusted_cells": int(np.sum(np.isfinite(adjusted))),
             "adjusted_mean_abs_error_p50_pct": _mean_abs(adjusted),
-            "adjusted_p50_within_goal": int(np.sum(np.abs(adjusted) <= P50_GOAL_PCT))}  # fmt: skip
+            "adjusted_p50_within_goal": int(np.sum(np.abs(adjusted) <= P50_GOAL_PCT)),
+            "adjusted_reductions": sum(r.get("difference_adjusted_points") is not None for r in reds),
+            "adjusted_reductions_within_goal": sum(abs(r.get("difference_adjusted_points") or np.inf)
+                                                   <= REDUCTION_GOAL_POINTS for r in reds)}  # fmt: skip
 
 
 def _errors(cells: list[dict[str, Any]], key: str) -> np.ndarray:
@@ -631,6 +669,8 @@ def print_tally(t: dict[str, Any]) -> None:
             f"; at speed: mean |median error| {t['adjusted_mean_abs_error_p50_pct']:.1f} %, "
             f"{t['adjusted_p50_within_goal']} of {t['adjusted_cells']} within {P50_GOAL_PCT:.0f} %"
         )
+    if t.get("adjusted_reductions"):
+        line += f", reductions {t['adjusted_reductions_within_goal']} of {t['adjusted_reductions']} within 5 points"
     print(line + (f"; {t['failed']} FAILED" if t["failed"] else ""))
 
 
@@ -669,6 +709,11 @@ def print_table(cells: list[dict[str, Any]], reds: list[dict[str, Any]]) -> None
     for r in reds:
         fast = r.get("measured_at_speed_pct")
         at = "" if fast is None else f"; fast rounds {fast:+6.1f} % ({r['difference_at_speed_points']:+.1f} points)"
+        if r.get("simulated_adjusted_pct") is not None:
+            at += f"; the model at speed {r['simulated_adjusted_pct']:+.1f} % ({r['difference_adjusted_points']:+.1f})"
+        if "pairs" in r:
+            lo, hi = r["measured_pairs_ci95_pct"]
+            at += f"; {r['pairs']} pairs of rounds: {r['measured_pairs_pct']:+.1f} % [{lo:+.1f}, {hi:+.1f}]"
         print(f"  {r['layout']:17s} {r['suite']:10s} {r['model_parameters']:9d}  {r['simulated_pct']:+6.1f} % / "
               f"{r['measured_pct']:+6.1f} %  ({r['difference_points']:+.1f} points){at}")  # fmt: skip
     print_tally(tally(cells, reds))
@@ -742,7 +787,7 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
         by_pass = steps_by_pass(work)
         if keep:
             shutil.copytree(work, keep, dirs_exist_ok=True, symlinks=True)
-    reds = reductions(cells)
+    reds = reductions(cells, kept)
     print_table(cells, reds)
     print_phases(cells)
     print_training(cells, states, by_pass)
@@ -889,7 +934,7 @@ def main() -> None:
             shutil.copytree(work, args.keep, dirs_exist_ok=True)
         paired = at_pair(profile, states, work / "fitted-at-pair.yaml")
         cells = [score(c, work, profile, rounds, 5, runs[c], kernel_bps, paired) for c in matrix]
-        reds = reductions(cells)
+        reds = reductions(cells, work)
         print_table(cells, reds)
         print_phases(cells)
         by_pass = steps_by_pass(work)

@@ -97,25 +97,39 @@ def paired_reduction(spans: pd.DataFrame, last: int) -> dict[str, Any]:
     and median, the reduction 1 - concurrent / sequential of the means (the simulator's ``mode_comparison``) and of
     the medians, and a 95 % CI over the pairs of rounds (each ABBA pair holds one round of each mode)."""
     out: dict[str, Any] = {"paired": "rounds", "rounds": last}
-    rounds = spans[(spans.phase == "round") & (spans.op == "round")]
-    dist = spans[spans.phase == "distribution"]
-    for key, rows in (("round_latency_s", rounds), ("model_distribution_s", dist)):
-        by_round = (rows.end_s - rows.start_s).groupby(rows["round"]).sum()
-        seq = {r: float(by_round[r]) for r in rounds_of("sequential", last) if r in by_round.index}
-        conc = {r: float(by_round[r]) for r in rounds_of("concurrent", last) if r in by_round.index}
-        pairs = [(seq[r], conc[q]) for r, q in _pairs(last) if r in seq and q in conc]
-        if not seq or not conc or not pairs:
-            out[key] = {"reduction": None, "reduction_ci95": [None, None], "pairs": len(pairs)}
+    for key in ("round_latency_s", "model_distribution_s"):
+        seq, conc = _by_mode(spans, key, last)
+        per_pair = pair_reductions(spans, last, key)
+        if not seq or not conc or not per_pair.size:
+            out[key] = {"reduction": None, "reduction_ci95": [None, None], "pairs": int(per_pair.size)}
             continue
         a, b = np.array(list(seq.values())), np.array(list(conc.values()))
-        per_pair = np.array([(s - c) / s for s, c in pairs])
         out[key] = {
             "sequential_mean": float(a.mean()), "concurrent_mean": float(b.mean()),
             "sequential_p50": float(np.median(a)), "concurrent_p50": float(np.median(b)),
             "reduction": float(1 - b.mean() / a.mean()), "reduction_p50": float(1 - np.median(b) / np.median(a)),
-            "reduction_ci95": list(ci95(per_pair)), "pairs": len(pairs),
+            "reduction_ci95": list(ci95(per_pair)), "pairs": int(per_pair.size),
         }  # fmt: skip
     return out
+
+
+def pair_reductions(spans: pd.DataFrame, last: int, key: str = "round_latency_s") -> np.ndarray:
+    """(sequential - concurrent) / sequential of each ABBA pair of rounds that finished both (``key``: round latency
+    or model distribution)."""
+    seq, conc = _by_mode(spans, key, last)
+    return np.array([(seq[r] - conc[q]) / seq[r] for r, q in _pairs(last) if r in seq and q in conc and seq[r] > 0])
+
+
+def _by_mode(spans: pd.DataFrame, key: str, last: int) -> tuple[dict[int, float], dict[int, float]]:
+    """Each finished round's round latency (or model distribution), by round, of each mode."""
+    if key == "round_latency_s":
+        rows = spans[(spans.phase == "round") & (spans.op == "round")]
+    else:
+        rows = spans[spans.phase == "distribution"]
+    by_round = (rows.end_s - rows.start_s).groupby(rows["round"]).sum()
+    return tuple(  # type: ignore[return-value]
+        {r: float(by_round[r]) for r in rounds_of(m, last) if r in by_round.index} for m in ROUND_MODES
+    )
 
 
 def _pairs(last: int) -> list[tuple[int, int]]:

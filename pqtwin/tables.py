@@ -90,7 +90,8 @@ def summary_table(s: Summary) -> Table:
 
 
 def modes_table(seq: Summary, conc: Summary, cmp: dict[str, Any]) -> Table:
-    t = Table(title=f"{seq.scenario} — sequential vs concurrent ({seq.replications} replications)")
+    how = "one run, rounds in turn" if cmp.get("paired") == "rounds" else f"{seq.replications} replications"
+    t = Table(title=f"{seq.scenario} — sequential vs concurrent ({how})")
     t.add_column("KPI")
     t.add_column("sequential", justify="right")
     t.add_column("concurrent", justify="right")

@@ -6,6 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from .conftest import ROOT, bench_module
@@ -422,9 +423,38 @@ def test_measure_pairs_a_suite_and_sizes_modes_in_one_run_of_both(
     monkeypatch.setattr(bench.Cell, "scenario", lambda self, profile, rounds: scenario)
     runs, _ = bench.measure(cells, tmp_path, tmp_path / "p.yaml", 5, 2)
     both = [f"hw-localhost-both-PQCL3-{p}" for p in bench.SIZES]
-    assert ran == [(f"{both[0]}-0", "both", 10, 7), (f"{both[1]}-0", "both", 10, 7),
-                   (f"{both[1]}-1", "both", 10, 8), (f"{both[0]}-1", "both", 10, 8)]  # fmt: skip
+    # the small model's rounds are short and vary as much: five times as many pairs
+    assert ran == [(f"{both[0]}-0", "both", 50, 7), (f"{both[1]}-0", "both", 10, 7),
+                   (f"{both[1]}-1", "both", 10, 8), (f"{both[0]}-1", "both", 50, 8)]  # fmt: skip
     for c in cells:
         whole = f"hw-localhost-both-PQCL3-{c.params}"
         assert runs[c] == [f"{whole}-{k}/{c.mode}" for k in range(2)]
         assert all((tmp_path / f"hw-{c.name}-{k}").resolve() == tmp_path / f"{whole}-{k}" / c.mode for k in range(2))
+
+
+def test_reductions_pool_the_both_runs_pairs_of_rounds_with_a_ci(bench: Any, tmp_path: Path) -> None:
+    """Beside the medians' reduction, the mean of each ABBA pair's reduction over every pass's --mode both run, with
+    its 95 % CI: the pairs share the host's state, two runs do not."""
+    from sim import contract
+
+    def run(k: int, pairs: list[tuple[float, float]]) -> None:
+        d = tmp_path / f"hw-localhost-both-PQCL3-50000-{k}"
+        d.mkdir()
+        rows, t = [], 0.0
+        for i, (s, c) in enumerate(pairs):  # rounds 2i+1, 2i+2: S C, then C S
+            first, second = (s, c) if i % 2 == 0 else (c, s)
+            for r, length in ((2 * i + 1, first), (2 * i + 2, second)):
+                rows.append((0, r, "aggregator", "agg", "round", "round", t, t + length, 0.0, 0))
+                t += 1.0
+        contract.write_spans(pd.DataFrame(rows, columns=list(contract.COLUMNS)), d / "spans.parquet")
+        (d / "modes.json").write_text("{}")
+
+    run(0, [(0.020, 0.015), (0.020, 0.016)])  # 25 % and 20 %
+    run(1, [(0.010, 0.008), (0.010, 0.007)])  # 20 % and 30 %: a slower pass, the same reductions
+    cells = [{"layout": "localhost", "mode": m, "suite": "PQC L3", "model_parameters": 50000, "sim_p50_s": 0.02,
+              "hw_p50_s": hw} for m, hw in (("sequential", 0.015), ("concurrent", 0.012))]  # fmt: skip
+    (red,) = bench.reductions(cells, tmp_path)
+    assert red["pairs"] == 4 and red["measured_pairs_pct"] == pytest.approx(23.75)
+    lo, hi = red["measured_pairs_ci95_pct"]
+    assert lo < 23.75 < hi and hi - lo < 20
+    assert "pairs" not in bench.reductions(cells)[0]  # a run per cell (--pairing runs): no pairs

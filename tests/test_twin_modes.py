@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -44,7 +45,7 @@ def test_a_both_run_for_real_splits_into_a_run_of_each_mode(pqtwin, tmp_path):
     res = pqtwin("hw", "run", "scenarios/localhost.yaml", "--mode", "both", "--rounds", "4", *SMALL,
                  "--out", str(out))  # fmt: skip
     assert res.returncode == 0, res.stderr
-    assert "round latency reduction" in res.stdout and "sequential" in res.stdout
+    assert "round latency reduction" in res.stdout and "one run, rounds in turn" in res.stdout
     whole = contract.read_summary(out / "summary.json")
     assert whole.mode == "both" and whole.rounds_completed == 4 and whole.state == "completed"
     spans = contract.read_spans(out / "spans.parquet")
@@ -73,6 +74,10 @@ def test_a_both_run_for_real_splits_into_a_run_of_each_mode(pqtwin, tmp_path):
     compared = pqtwin("compare", str(sim / "concurrent"), str(out / "concurrent"), "--json")
     assert compared.returncode == 0, compared.stderr
     assert json.loads(compared.stdout)["runs"]["hw"]["mode"] == "concurrent"
+    from app_pages.twin import run_dirs  # the app's Twin page offers the halves, not the whole
+
+    offered = {Path(d).relative_to(tmp_path).as_posix() for d in run_dirs(tmp_path)}
+    assert {"both/sequential", "both/concurrent", "sim/sequential"} <= offered and "both" not in offered
 
 
 def test_a_kubernetes_run_has_one_mode(pqtwin, tmp_path):
