@@ -8,9 +8,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from hw.compare import compare_dirs
+from hw.fit import fit_from_run
 from hw.modes import paired_reduction, rounds_of
 from hw.runconfig import round_mode
 from sim import contract
+from sim.errors import UserError
+from sim.runner import simulate, write_run
+from sim.scenario import load_scenario
+
+from .conftest import SCENARIOS
 
 SMALL = ["--set", "workload.fl.model_parameters=50000", "--set", "workload.fl.samples_per_client=300"]
 
@@ -64,20 +71,20 @@ def test_a_both_run_for_real_splits_into_a_run_of_each_mode(pqtwin, tmp_path):
     modes = json.loads((out / "modes.json").read_text())
     assert modes["paired"] == "rounds" and modes["round_latency_s"]["pairs"] == 2
     assert modes["round_latency_s"]["reduction"] is not None
-    # the whole run is no run of one mode: compare and the fit name the two that are
+    # the whole run is no run of one mode: compare and the fit name the two that are (in one line, the CLI's)
+    s = load_scenario(SCENARIOS / "localhost.yaml", [o for o in SMALL if o != "--set"] + ["workload.fl.rounds=4"])
     sim = tmp_path / "sim"
-    assert pqtwin("sim", "scenarios/localhost.yaml", "--mode", "both", *SMALL, "--set", "workload.fl.rounds=4",
-                  "--replications", "2", "--out", str(sim)).returncode == 0  # fmt: skip
-    refused = pqtwin("compare", str(sim / "concurrent"), str(out))
-    assert refused.returncode == 2 and "a --mode both run" in refused.stderr and "Traceback" not in refused.stderr
-    assert str(out / "concurrent") in refused.stderr
-    compared = pqtwin("compare", str(sim / "concurrent"), str(out / "concurrent"), "--json")
-    assert compared.returncode == 0, compared.stderr
-    assert json.loads(compared.stdout)["runs"]["hw"]["mode"] == "concurrent"
+    write_run(simulate(s, "concurrent", replications=2), sim, s)
+    with pytest.raises(UserError, match="a --mode both run") as refused:
+        compare_dirs(sim, out)
+    assert str(out / "concurrent") in str(refused.value)
+    with pytest.raises(UserError, match=r"--from-run: .*a --mode both run"):
+        fit_from_run([out], None)
+    assert compare_dirs(sim, out / "concurrent")["runs"]["hw"]["mode"] == "concurrent"
     from app_pages.twin import run_dirs  # the app's Twin page offers the halves, not the whole
 
     offered = {Path(d).relative_to(tmp_path).as_posix() for d in run_dirs(tmp_path)}
-    assert {"both/sequential", "both/concurrent", "sim/sequential"} <= offered and "both" not in offered
+    assert {"both/sequential", "both/concurrent", "sim"} <= offered and "both" not in offered
 
 
 def test_a_kubernetes_run_has_one_mode(pqtwin, tmp_path):
