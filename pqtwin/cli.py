@@ -939,6 +939,7 @@ def hw_run_cmd(
     if backend != "k8s" and (problem := costs.twin_problem(s, max_memory_gib or costs.twin_memory_budget_gib())):
         raise UserError(problem)
     n = rounds or s.workload.fl.rounds
+    _check_both_rounds(mode, n, s.path)
     if not dry_run and (warning := costs.twin_warning(s, n)):
         _warn(warning)
     run_mode, run_seed = mode or s.workload.processing.mode, s.run.seed if seed is None else seed
@@ -989,6 +990,14 @@ def _check_twin_mode(mode: str | None, backend: str) -> None:
         raise UserError(f"--mode: must be sequential, concurrent or both (got {shorten(repr(mode))})")
     if mode == "both" and backend == "k8s":
         raise UserError("--mode both: with --backend local or netns (a Kubernetes run has one mode)")
+
+
+def _check_both_rounds(mode: str | None, rounds: int, path: Path) -> None:
+    from sim.errors import UserError
+
+    if mode == "both" and rounds < 2:
+        raise UserError(f"{path}: --mode both runs a round of each mode at least: give --rounds 2 or more "
+                        f"(got {rounds})")  # fmt: skip
 
 
 def _split_modes(out: Path) -> dict[str, Summary]:

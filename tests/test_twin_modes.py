@@ -87,8 +87,12 @@ def test_a_both_run_for_real_splits_into_a_run_of_each_mode(pqtwin, tmp_path):
     assert {"both/sequential", "both/concurrent", "sim"} <= offered and "both" not in offered
 
 
-def test_a_kubernetes_run_has_one_mode(pqtwin, tmp_path):
+def test_a_kubernetes_run_has_one_mode_and_a_both_run_two_rounds_at_least(pqtwin, tmp_path):
     res = pqtwin("hw", "run", "scenarios/localhost.yaml", "--mode", "both", "--backend", "k8s", "--dry-run")
     assert res.returncode == 2 and "--mode both: with --backend local or netns" in res.stderr
     res = pqtwin("hw", "run", "scenarios/localhost.yaml", "--mode", "all", "--out", str(tmp_path / "x"))
     assert res.returncode == 2 and "sequential, concurrent or both" in res.stderr
+    res = pqtwin(
+        "hw", "run", "scenarios/localhost.yaml", "--mode", "both", "--rounds", "1", "--out", str(tmp_path / "y")
+    )
+    assert res.returncode == 2 and "a round of each mode at least" in res.stderr and not (tmp_path / "y").exists()
