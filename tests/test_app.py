@@ -301,6 +301,31 @@ def test_twin_compares_run_directories(tmp_path, monkeypatch):
     assert [o.split(" — ")[0] for o in box.options] == ["localhost-sim"]
 
 
+def test_twin_shows_a_both_runs_paired_reduction_beside_the_simulated_one(tmp_path, monkeypatch):
+    """A measured half of a ``--mode both`` twin run (a stand-in: simulated halves labelled as twin runs, with the
+    modes.json hw/modes.py writes) against a half of a ``pqtwin sim --mode both`` run: the page says both
+    reductions; a damaged modes.json leaves the line out and the comparison stands."""
+    root = tmp_path / "runs"
+    scenario = load_scenario(ROOT / "scenarios" / "localhost.yaml", ["workload.fl.rounds=4"])
+    for mode in ("sequential", "concurrent"):
+        write_run(simulate(scenario, mode, 1, 2), root / "a-sim" / mode, scenario)
+        hw = root / "b-hw" / mode
+        write_run(simulate(scenario, mode, 99, 1), hw, scenario)
+        write_summary(read_summary(hw / "summary.json").model_copy(update={"backend": "local"}), hw)
+    (root / "a-sim" / "modes.json").write_text(
+        json.dumps({"replications": 2, "round_latency_s": {"reduction": -0.12, "reduction_ci95": [-0.14, -0.10]}})
+    )
+    modes = {"paired": "rounds", "round_latency_s": {"reduction": -0.1, "reduction_ci95": [-0.15, -0.05], "pairs": 2}}
+    (root / "b-hw" / "modes.json").write_text(json.dumps(modes))
+    monkeypatch.setenv("PQTWIN_RUNS_DIR", str(root))
+    at = start("Twin")
+    lines = [c.value for c in at.caption if "reduction" in c.value]
+    assert lines and "measured -10.0 % [-15.0, -5.0], 2 pairs of rounds; simulated -12.0 % [-14.0, -10.0]" in lines[0]
+    (root / "b-hw" / "modes.json").write_text('{"paired": "rounds", "round_latency_s": {"reduction": NaN}}')
+    at = start("Twin")
+    assert not [c.value for c in at.caption if "reduction" in c.value] and metrics(at)["Round latency: error"]
+
+
 def test_twin_without_runs_explains(tmp_path, monkeypatch):
     monkeypatch.setenv("PQTWIN_RUNS_DIR", str(tmp_path / "empty"))
     at = start("Twin")
