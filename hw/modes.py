@@ -75,7 +75,7 @@ def _write_mode(out: Path, mode: str, whole: Summary, spans: pd.DataFrame, round
             _link(out / name, d / name)
     meta: dict[str, Any] = whole.model_dump(exclude=set(_FROM_SPANS))
     accuracy = whole.accuracy_per_round
-    meta.update(mode=mode, accuracy_per_round=[accuracy[r - 1] for r in rounds if r <= len(accuracy)],
+    meta.update(mode=mode, events=len(df), accuracy_per_round=[accuracy[r - 1] for r in rounds if r <= len(accuracy)],
                 warnings=[*whole.warnings, f"the {mode} rounds of a --mode both run ({', '.join(map(str, rounds))}): "
                           f"{out}"])  # fmt: skip
     summary = summarise(df, meta)

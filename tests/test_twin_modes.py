@@ -63,6 +63,7 @@ def test_a_both_run_for_real_splits_into_a_run_of_each_mode(pqtwin, tmp_path):
         s = contract.read_summary(d / "summary.json")
         df = contract.read_spans(d / "spans.parquet")
         assert s.mode == mode and s.rounds_completed == 2 and set(df["round"]) - {0} == rounds
+        assert s.events == len(df) < whole.events and len(s.accuracy_per_round) == 2  # its own spans, its rounds
         assert (
             "workload:\n" in (d / "scenario.yaml").read_text() and f"mode: {mode}" in (d / "scenario.yaml").read_text()
         )
