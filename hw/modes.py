@@ -99,7 +99,7 @@ def paired_reduction(spans: pd.DataFrame, last: int) -> dict[str, Any]:
     out: dict[str, Any] = {"paired": "rounds", "rounds": last}
     for key in ("round_latency_s", "model_distribution_s"):
         seq, conc = _by_mode(spans, key, last)
-        per_pair = pair_reductions(spans, last, key)
+        per_pair = _per_pair(seq, conc, last)
         if not seq or not conc or not per_pair.size:
             out[key] = {"reduction": None, "reduction_ci95": [None, None], "pairs": int(per_pair.size)}
             continue
@@ -116,7 +116,10 @@ def paired_reduction(spans: pd.DataFrame, last: int) -> dict[str, Any]:
 def pair_reductions(spans: pd.DataFrame, last: int, key: str = "round_latency_s") -> np.ndarray:
     """(sequential - concurrent) / sequential of each ABBA pair of rounds that finished both (``key``: round latency
     or model distribution)."""
-    seq, conc = _by_mode(spans, key, last)
+    return _per_pair(*_by_mode(spans, key, last), last)
+
+
+def _per_pair(seq: dict[int, float], conc: dict[int, float], last: int) -> np.ndarray:
     return np.array([(seq[r] - conc[q]) / seq[r] for r, q in _pairs(last) if r in seq and q in conc and seq[r] > 0])
 
 
@@ -127,15 +130,13 @@ def _by_mode(spans: pd.DataFrame, key: str, last: int) -> tuple[dict[int, float]
     else:
         rows = spans[spans.phase == "distribution"]
     by_round = (rows.end_s - rows.start_s).groupby(rows["round"]).sum()
-    return tuple(  # type: ignore[return-value]
-        {r: float(by_round[r]) for r in rounds_of(m, last) if r in by_round.index} for m in ROUND_MODES
-    )
+
+    def of(mode: str) -> dict[int, float]:
+        return {r: float(by_round[r]) for r in rounds_of(mode, last) if r in by_round.index}
+
+    return of("sequential"), of("concurrent")
 
 
 def _pairs(last: int) -> list[tuple[int, int]]:
     """(sequential round, concurrent round) of each ABBA pair: rounds 2k+1 and 2k+2."""
-    out = []
-    for first in range(1, last, 2):
-        a, b = first, first + 1
-        out.append((a, b) if round_mode("both", a) == "sequential" else (b, a))
-    return out
+    return [(a, a + 1) if round_mode("both", a) == "sequential" else (a + 1, a) for a in range(1, last, 2)]
