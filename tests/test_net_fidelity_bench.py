@@ -201,5 +201,8 @@ def test_a_matrix_warms_each_patterns_paths_before_its_cells_and_keeps_each_flow
     for c in cells:
         assert len(c["started_s"]) == len(c["woke_s"]) == len(c["measured_s"]) == 2
         assert all(b < t < w for b, t, w in zip(c["started_s"], c["measured_s"], c["woke_s"], strict=True)), c
-        assert 5e-3 < c["sim_mean_s"] < 7e-3 and abs(c["error_mean_pct"]) < 50, c  # 64 KiB at 100 Mbit/s: ~5.3 ms
+        # 64 KiB at 100 Mbit/s: ~5.3 ms after its sender began (a flow's time counts from the trial's start: the
+        # sender's own start, measured, is in both; CI read it 2.7 ms late once)
+        transfer_s = c["sim_mean_s"] - float(np.mean(c["started_s"]))
+        assert 5e-3 < transfer_s < 7e-3 and abs(c["error_mean_pct"]) < 50, c
         assert c["frames"] is False and c["steered"] is False  # a lossless link: GSO packets, not steered
