@@ -17,7 +17,7 @@ from hw.compare import BOOTSTRAP_SEED, RESAMPLES, compare_dirs
 from pqtwin import charts
 from sim.contract import RunLayout, Summary, read_summary
 from sim.errors import UserError
-from sim.loading import read_json_object
+from sim.modes_json import paired, read_modes, reduction_text
 from sim.units import MISSING, fmt
 
 
@@ -182,47 +182,14 @@ def paired_line(sim: str, hw: str) -> str | None:
     """Where the measured run is a half of a ``--mode both`` twin run (hw/modes.py), the reduction concurrent vs
     sequential it measured with its pairs' CI, beside the simulator's where the simulated run is a half of a
     ``pqtwin sim --mode both`` run (its CI over replications); None for a run of one mode."""
-    measured = _modes(Path(hw).parent)
-    if measured is None or measured.get("paired") != "rounds":
+    measured = read_modes(Path(hw).parent)
+    if measured is None or not paired(measured):
         return None
-    line = "Concurrent vs sequential, round latency reduction: measured " + _reduction(measured, "pairs of rounds")
-    simulated = _modes(Path(sim).parent)
-    if simulated is not None and simulated.get("paired") is None:
-        line += "; simulated " + _reduction(simulated, "replications")
+    line = "Concurrent vs sequential, round latency reduction: measured " + reduction_text(measured)
+    simulated = read_modes(Path(sim).parent)
+    if simulated is not None and not paired(simulated):
+        line += "; simulated " + reduction_text(simulated)
     return line + " (the measured run's rounds alternate S C C S …: both modes met the machine in the same state)."
-
-
-def _modes(d: Path) -> dict[str, Any] | None:
-    """A --mode both run's modes.json with a round-latency reduction (None: none, not computed, or damaged: the line
-    is then left out, the comparison stands)."""
-    path = RunLayout(d).modes
-    if not path.is_file():
-        return None
-    try:
-        data = read_json_object(path, MODES_LIMIT_BYTES, "a modes.json")
-    except (OSError, UserError):
-        return None
-    r = data.get("round_latency_s")
-    if not isinstance(r, dict) or not _finite(r.get("reduction")):
-        return None
-    ci = r.get("reduction_ci95")
-    if not (isinstance(ci, list) and len(ci) == 2 and all(_finite(x) for x in ci)):
-        r = {**r, "reduction_ci95": None}  # shown without its band
-    return {**data, "round_latency_s": r}
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-
-MODES_LIMIT_BYTES = 1 << 20
-
-
-def _reduction(modes: dict[str, Any], over: str) -> str:
-    r = modes["round_latency_s"]
-    band = f" [{r['reduction_ci95'][0] * 100:+.1f}, {r['reduction_ci95'][1] * 100:+.1f}]" if r["reduction_ci95"] else ""
-    n = f", {r['pairs']} {over}" if "pairs" in r else f", {modes.get('replications', '?')} {over}"
-    return f"{r['reduction'] * 100:+.1f} %{band}{n}"
 
 
 def headline(m: dict[str, Any]) -> None:

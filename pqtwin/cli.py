@@ -1214,6 +1214,7 @@ def report_cmd(
     from pqtwin import report as rep
     from sim.errors import UserError
     from sim.loading import HTML_FILE, PDF_FILE, check_not_a_run_file, refuse_foreign_file
+    from sim.modes_json import both_halves
 
     rep.check_out(out, "--out")
     check_not_a_run_file(out, "--out", [run_dir, baseline], "report.html", (".html", ".htm"))
@@ -1224,14 +1225,21 @@ def report_cmd(
         refuse_foreign_file(pdf, "--pdf", "a PDF", PDF_FILE)
         if os.path.abspath(pdf) == os.path.abspath(out):
             raise UserError(f"--pdf: the same file as --out (got {str(pdf)!r})")
-    run = rep.load_run(run_dir)
-    base = rep.load_run(baseline, "--baseline") if baseline is not None else None
+    halves = both_halves(run_dir) if baseline is None else None
+    base: rep.ReportRun | None = None
+    if halves is not None:  # a --mode both run: its concurrent rounds against its sequential ones
+        run, base = rep.load_run(halves[1]), rep.load_run(halves[0])
+    else:
+        run = rep.load_run(run_dir)
+        base = rep.load_run(baseline, "--baseline") if baseline is not None else None
     if base is not None and (warning := rep.name_warning(base, run)):
         _warn(f"--baseline {baseline}: {warning}")
     args = [str(run_dir), *(["--baseline", str(baseline)] if baseline else []), "--out", str(out)]
     line = "pqtwin report " + shlex.join([*args, *(["--pdf", str(pdf)] if pdf else [])])
     rep.write_file(out, rep.report_html(run, base, report_command=line), "--out")
-    _say(f"report: {out}")
+    _say(
+        f"report: {out}" + (" (a --mode both run: its concurrent rounds against its sequential ones)" if halves else "")
+    )
     if pdf is not None:
         pages = rep.write_pdf(out, pdf)
         _say(f"pdf: {pdf} ({pages} pages)")

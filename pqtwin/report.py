@@ -48,6 +48,7 @@ from sim.contract import (
 )
 from sim.errors import UserError, load_yaml, shorten, validate
 from sim.loading import exists, out_file_problem, read_bytes
+from sim.modes_json import HALVES, paired, read_modes, reduction_text
 from sim.profile import LinearOp, PerCallOp, Profile, op_kind
 from sim.scenario import LinkParams, Scenario, load_scenario, required_ops
 from sim.summary import ci95
@@ -102,6 +103,12 @@ class ReportRun:
 # --- reading a run directory ----------------------------------------------------------------------------
 
 
+BOTH_HINT = (
+    "a --mode both run; give {d}/sequential or {d}/concurrent (alone as RUN_DIR, without --baseline, it "
+    "is reported as its concurrent rounds against its sequential ones)"
+)
+
+
 def load_run(run_dir: Path, option: str = "RUN_DIR", label: str = "") -> ReportRun:
     """A run directory (``pqtwin sim`` or ``pqtwin hw run`` wrote it) for the report; a UserError line naming
     ``option`` and the directory when it is none."""
@@ -112,6 +119,8 @@ def load_run(run_dir: Path, option: str = "RUN_DIR", label: str = "") -> ReportR
         summary = read_summary(layout.summary)
     except (OSError, ValueError) as exc:
         raise UserError(f"{option}: {shorten(str(exc).splitlines()[0], 300)}") from None
+    if summary.mode == "both":  # `pqtwin hw run --mode both`: its whole directory mixes the two modes' rounds
+        raise UserError(f"{option}: {run_dir}: {BOTH_HINT.format(d=run_dir)}")
     scenario, notes = _load_scenario(layout.scenario, option)
     spans, left_out = _load_spans(layout.spans, option), tuple[str, ...]()
     if summary.backend is not None:  # a measured run times each activity once: a row twice counted twice
@@ -128,7 +137,7 @@ def _require_run_dir(run_dir: Path, option: str) -> None:
         raise UserError(f"{option}: {run_dir} is a file, not a run directory (give the directory `pqtwin sim` wrote)")
     if not exists(layout.summary):
         both = exists(layout.modes)  # `pqtwin sim --mode both` writes one run per mode below it
-        hint = f": a --mode both run; give {run_dir}/sequential or {run_dir}/concurrent" if both else ""
+        hint = f": {BOTH_HINT.format(d=run_dir)}" if both else ""
         if unwritten := unwritten_hint(run_dir):
             hint = f": {unwritten}"
         raise UserError(f"{option}: {run_dir} is not a run directory (no {RunLayout.SUMMARY}){hint}")
@@ -507,12 +516,29 @@ def _against(base: ReportRun, run: ReportRun) -> str:
              _p(f"Baseline: {base.name} ({base.summary.scenario}, {base.summary.mode} mode, "
                 f"{base.summary.replications} replications, seed {base.summary.seed}); what-if: {run.name}. "
                 f"Δ = what-if − baseline.")]  # fmt: skip
+    if (line := one_run_in_both_modes(base, run)) is not None:
+        parts.append(_p(line))
     rows, attrs = delta_rows(base, run)
     parts.append(_table(DELTA_HEAD, rows, attrs) if rows else _p("No KPI both runs have."))
     diff = run_diff(base.summary, run.summary) + scenario_diff(base.scenario, run.scenario)
     parts.append("<h3>What differs between the two</h3>")
     parts.append(_table(("setting", "baseline", "what-if"), diff) if diff else _p("Nothing: the same settings."))
     return "".join(parts)
+
+
+def one_run_in_both_modes(base: ReportRun, run: ReportRun) -> str | None:
+    """Where the baseline and the what-if are the sequential and concurrent halves of one ``--mode both`` run, the
+    reduction that run's modes.json holds: a twin run's over pairs of its rounds (both modes met the machine in
+    the same state, a narrower CI than the deltas' below, which treat the halves as two runs)."""
+    if base.dir is None or run.dir is None or base.dir.parent != run.dir.parent:
+        return None
+    if (base.dir.name, run.dir.name) != HALVES or (modes := read_modes(run.dir.parent)) is None:
+        return None
+    line = (f"One --mode both run ({run.dir.parent}): round latency reduction concurrent vs sequential "
+            f"{reduction_text(modes)}")  # fmt: skip
+    if paired(modes):
+        return line + " (its rounds alternate S C C S …: each pair met the machine in the same state)."
+    return line + "."
 
 
 def name_warning(base: ReportRun, run: ReportRun) -> str | None:

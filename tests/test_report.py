@@ -135,6 +135,25 @@ def test_baseline_deltas_and_differences(runs, tmp_path, capsys):
     assert '"name":"baseline: base"' in html and '"name":"round latency, baseline"' in html  # charts: both runs
 
 
+def test_a_sim_both_run_is_its_concurrent_half_against_its_sequential_one(tmp_path, capsys):
+    """`pqtwin report DIR` of a `pqtwin sim --mode both` run (no run of its own there, two below it): the
+    concurrent half against the sequential half, with the reduction its modes.json holds; with --baseline the
+    whole is refused in one line naming the halves, and a damaged modes.json leaves only the reduction's line out."""
+    both = tmp_path / "both"
+    assert cli.run(["sim", str(PAPER), *SMALL, "--mode", "both", "--out", str(both)]) == 0
+    page = write_report(capsys, both, tmp_path / "r.html")
+    modes = json.loads(RunLayout(both).modes.read_text())
+    red = modes["round_latency_s"]["reduction"] * 100
+    assert f"reduction concurrent vs sequential {red:+.1f} %" in page and "2 replications." in page
+    assert "Baseline: sequential (paper-3node, sequential mode, 2 replications" in page
+    assert "paired over replications (same seed" in page  # the deltas: one seed, common random numbers
+    code, _, err = run_cli(capsys, "report", both, "--out", tmp_path / "x.html", "--baseline", both / "sequential")
+    assert code == 2 and err.count("\n") == 1 and f"give {both}/sequential or {both}/concurrent" in err
+    RunLayout(both).modes.write_text('{"round_latency_s": {"reduction": NaN}}')
+    page = write_report(capsys, both, tmp_path / "r.html")
+    assert "reduction concurrent vs sequential" not in page and "what-if: concurrent" in page
+
+
 def test_a_baseline_of_another_scenario_is_named(runs, tmp_path, capsys):
     code, _, err = run_cli(capsys, "report", runs["base"], "--baseline", runs["other"], "--out", tmp_path / "r.html")
     assert code == 0, err

@@ -86,6 +86,15 @@ def test_a_both_run_for_real_splits_into_a_run_of_each_mode(pqtwin, tmp_path):
 
     offered = {Path(d).relative_to(tmp_path).as_posix() for d in run_dirs(tmp_path)}
     assert {"both/sequential", "both/concurrent", "sim"} <= offered and "both" not in offered
+    # the report of the whole: its concurrent rounds against its sequential ones, with the pairs' reduction
+    res = pqtwin("report", str(out), "--out", str(tmp_path / "r.html"))
+    assert res.returncode == 0 and "its concurrent rounds against its sequential ones" in res.stdout, res.stderr
+    page = (tmp_path / "r.html").read_text()
+    red = modes["round_latency_s"]["reduction"] * 100
+    assert f"reduction concurrent vs sequential {red:+.1f} %" in page and "2 pairs of rounds" in page
+    assert "Baseline: sequential (localhost, sequential mode" in page and "what-if: concurrent" in page
+    res = pqtwin("report", str(out), "--out", str(tmp_path / "x.html"), "--baseline", str(out / "sequential"))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and f"give {out}/sequential or" in res.stderr
 
 
 def test_a_kubernetes_run_has_one_mode_and_a_both_run_two_rounds_at_least(pqtwin, tmp_path):
