@@ -75,6 +75,7 @@ bench: $(STAMP)
 .PHONY: fuzz
 fuzz: $(STAMP)
 	$(BIN)/python bench/fuzz_inputs.py --n 2000
+	$(BIN)/python bench/fuzz_rundirs.py --n 2000  # damaged run directories for compare, report, the fit, recover
 	$(BIN)/python bench/fuzz_twin.py  # the twin's front door: 100,000 fuzzed frames and 1,000 strays during a run
 
 # The what-if explorer for architects and teachers (http://localhost:8501)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +18,10 @@ from sim.errors import UserError
 from sim.runner import simulate, write_run
 from sim.scenario import load_scenario
 
-from .conftest import SCENARIOS
+from .conftest import ROOT, SCENARIOS
+
+sys.path.insert(0, str(ROOT / "bench"))
+import fuzz_rundirs
 
 SMALL = ["--set", "workload.fl.model_parameters=50000", "--set", "workload.fl.samples_per_client=300"]
 
@@ -48,6 +52,7 @@ def test_the_paired_reduction_takes_each_pair_of_rounds_apart():
 
 
 def test_a_both_run_for_real_splits_into_a_run_of_each_mode(pqtwin, tmp_path):
+    """And damaged copies of it (bench/fuzz_rundirs.py) end in a result or one line."""
     out = tmp_path / "both"
     res = pqtwin("hw", "run", "scenarios/localhost.yaml", "--mode", "both", "--rounds", "4", *SMALL,
                  "--out", str(out))  # fmt: skip
@@ -95,6 +100,15 @@ def test_a_both_run_for_real_splits_into_a_run_of_each_mode(pqtwin, tmp_path):
     assert "Baseline: sequential (localhost, sequential mode" in page and "what-if: concurrent" in page
     res = pqtwin("report", str(out), "--out", str(tmp_path / "x.html"), "--baseline", str(out / "sequential"))
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and f"give {out}/sequential or" in res.stderr
+
+    # the commands that read run directories on copies of this run (and of a simulated both run, and of this one
+    # as a killed run leaves it) with one file damaged (bench/fuzz_rundirs.py, 2,000 cases there): a result or one
+    # line naming what is wrong, never a traceback, a hang or a half-written output
+    runs = fuzz_rundirs.make_runs(tmp_path / "fuzz", hw=out)
+    results = fuzz_rundirs.run_cases(fuzz_rundirs.generate(48, 11, fuzz_rundirs.tree(runs)), 60, 2)
+    failed = [(r.case.kind, r.problems, r.stderr[-300:]) for r in results if r.problems]
+    assert len(results) == 48 and not failed, failed
+    assert {r.code for r in results} == {0, 2}  # some damage is harmless (a log), some refused
 
 
 def test_a_kubernetes_run_has_one_mode_and_a_both_run_two_rounds_at_least(pqtwin, tmp_path):
