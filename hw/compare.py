@@ -98,7 +98,9 @@ def _check_dir(d: Path) -> list[str]:
         return []
     hint = unwritten_hint(d) or "not a run directory"
     if RunLayout(d).modes.is_file():
-        hint = f"a --mode both run: pass {d / 'sequential'} or {d / 'concurrent'}"
+        hint = (
+            f"a --mode both run: pass {d / 'sequential'} or {d / 'concurrent'}, or compare it with a twin run of both"
+        )
     return [f"{d}: no {' or '.join(missing)} ({hint})"]
 
 
@@ -110,7 +112,7 @@ def _read_run(d: Path, notes: list[str]) -> tuple[pd.DataFrame, Summary]:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     if (both := whole_run(d, summary)) is not None:
-        raise UserError(both)
+        raise UserError(f"{both}, or compare it with a pqtwin sim --mode both run")
     if summary.backend is not None:
         spans, note = without_duplicate_spans(spans, RunLayout(d).spans)
         notes += [note] if note else []

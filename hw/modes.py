@@ -26,6 +26,7 @@ import pandas as pd
 from hw.runconfig import ROUND_MODES, round_mode
 from hw.rundir import estimated_energy
 from sim.contract import RunLayout, Summary, read_spans, read_summary, write_json, write_spans, write_summary
+from sim.errors import UserError, shorten
 from sim.scenario import load_scenario, write_scenario
 from sim.summary import ci95, summarise
 
@@ -111,6 +112,34 @@ def paired_reduction(spans: pd.DataFrame, last: int) -> dict[str, Any]:
             "reduction_ci95": list(ci95(per_pair)), "pairs": int(per_pair.size),
         }  # fmt: skip
     return out
+
+
+def pooled_reduction(dirs: list[Path]) -> dict[str, Any]:
+    """The round latency's reduction concurrent vs sequential of one or more ``both`` runs of one configuration
+    (``pqtwin compare`` of a both run with its repeats): 1 - concurrent / sequential of the means over every run's
+    rounds, and a 95 % CI over all their ABBA pairs of rounds. A whole run's spans it cannot read: a UserError
+    naming the file."""
+    seq_s: list[float] = []
+    conc_s: list[float] = []
+    pairs: list[np.ndarray] = []
+    for d in dirs:
+        try:
+            spans = read_spans(RunLayout(d).spans)
+        except ValueError as exc:  # the file named, and its first problem
+            raise UserError(f"{d}: {shorten(str(exc), 300)}") from None
+        last = int(spans["round"].max()) if len(spans) else 0
+        seq, conc = _by_mode(spans, "round_latency_s", last)
+        seq_s += seq.values()
+        conc_s += conc.values()
+        pairs.append(_per_pair(seq, conc, last))
+    per_pair = np.concatenate(pairs) if pairs else np.array([])
+    out: dict[str, Any] = {"paired": "rounds", "runs": len(dirs), "pairs": int(per_pair.size)}
+    if not seq_s or not conc_s or not per_pair.size:
+        return out | {"reduction": None, "reduction_ci95": None}
+    return out | {
+        "sequential_mean": float(np.mean(seq_s)), "concurrent_mean": float(np.mean(conc_s)),
+        "reduction": float(1 - np.mean(conc_s) / np.mean(seq_s)), "reduction_ci95": list(ci95(per_pair)),
+    }  # fmt: skip
 
 
 def pair_reductions(spans: pd.DataFrame, last: int, key: str = "round_latency_s") -> np.ndarray:

@@ -1164,17 +1164,15 @@ def compare_cmd(
 ) -> None:
     """Simulated vs measured: per metric, the error in % with its 95 % bootstrap CI (table, JSON, PNG)."""
     from hw import rundir
-    from hw.compare import COMPARE_JSON, COMPARE_PNG, compare_dirs, write_outputs
+    from hw.compare import COMPARE_JSON, COMPARE_PNG, write_outputs
     from pqtwin.tables import fidelity_line, render_table
     from sim.contract import RunLayout
 
     out = _out_path(out_dir) or Path(hw_dir) / RunLayout.COMPARE
-    result = compare_dirs(sim_dir, hw_dir, repeats or [])
-    if not result["metrics"]:  # an empty report and exit 0 said the runs were compared
-        from sim.errors import UserError
-
-        why = "; ".join(f"{k}: {v}" for k, v in list(result["not_compared"].items())[:2])
-        raise UserError(f"{hw_dir}: nothing to compare with {sim_dir}: no metric has values in both runs ({why})")
+    if _both_runs(sim_dir, hw_dir, repeats or []):
+        _compare_both(sim_dir, hw_dir, repeats or [], json_, out, force)
+        return
+    result = _compared(sim_dir, hw_dir, repeats or [])
     report = (COMPARE_JSON, COMPARE_PNG)
     with rundir.claimed(out, force, outputs=report, markers=report, discard=True), _writing(out):
         paths = write_outputs(result, out)
@@ -1187,6 +1185,105 @@ def compare_cmd(
         _warn(w)
     if not json_:  # last: the one line to read (and whether the measurement was clean)
         STDOUT.print(fidelity_line(result), highlight=False, soft_wrap=True)
+
+
+def _compared(sim_dir: Path, hw_dir: Path, repeats: list[Path]) -> dict[str, Any]:
+    """compare.json's content; a UserError when no metric has values in both runs (an empty report and exit 0
+    would say the runs were compared)."""
+    from hw.compare import compare_dirs
+    from sim.errors import UserError
+
+    result = compare_dirs(sim_dir, hw_dir, repeats)
+    if not result["metrics"]:
+        why = "; ".join(f"{k}: {v}" for k, v in list(result["not_compared"].items())[:2])
+        raise UserError(f"{hw_dir}: nothing to compare with {sim_dir}: no metric has values in both runs ({why})")
+    return result
+
+
+def _both_runs(sim_dir: Path, hw_dir: Path, repeats: list[Path]) -> bool:
+    """Whether compare is given a `pqtwin sim --mode both` run and `hw run --mode both` runs (each mode compared,
+    and the reduction); a UserError where the measured runs are of both kinds."""
+    from sim.errors import UserError
+    from sim.modes_json import both_halves
+
+    if both_halves(Path(sim_dir)) is None or both_halves(Path(hw_dir)) is None:
+        return False
+    if odd := [str(r) for r in repeats if both_halves(Path(r)) is None]:
+        raise UserError(f"MORE_HW_DIRS: {odd[0]} is not a --mode both run, as {hw_dir} is: pool runs of one kind")
+    return True
+
+
+REDUCTION_JSON = "reduction.json"  # compare of two --mode both runs: the reduction simulated and measured
+REDUCTION_GOAL_POINTS = 5.0  # issue 9: the measured reduction within 5 points of the simulated one
+
+
+def _compare_both(sim_dir: Path, hw_dir: Path, repeats: list[Path], json_: bool, out: Path, force: bool) -> None:
+    """Each mode's halves compared (``out/sequential``, ``out/concurrent``), and the concurrent-vs-sequential
+    round latency reduction the simulation predicts beside the one the twin measured over its pairs of rounds
+    (``out/reduction.json``)."""
+    from hw import rundir
+    from hw.compare import write_outputs
+    from hw.modes import pooled_reduction
+    from pqtwin.tables import fidelity_line, render_table
+    from sim.contract import RunLayout, write_json
+    from sim.errors import UserError
+    from sim.modes_json import HALVES, read_modes
+
+    results = {m: _compared(Path(sim_dir) / m, Path(hw_dir) / m, [Path(r) / m for r in repeats]) for m in HALVES}
+    simulated = read_modes(Path(sim_dir))
+    if simulated is None:
+        raise UserError(f"{sim_dir}: its {RunLayout.MODES} holds no round latency reduction (damaged?): run it again")
+    reduction = _reduction_facts(simulated, pooled_reduction([Path(hw_dir), *map(Path, repeats)]))
+    outputs = (*HALVES, REDUCTION_JSON)
+    with rundir.claimed(out, force, outputs=outputs, markers=(REDUCTION_JSON,), discard=True), _writing(out):
+        paths = {m: write_outputs(results[m], out / m) for m in HALVES}
+        write_json(out / REDUCTION_JSON, reduction)
+    if json_:
+        typer.echo(json.dumps({**results, "reduction": reduction}, indent=2))
+    else:
+        for m in HALVES:
+            STDOUT.print(render_table(results[m]))
+        _say(f"results: {', '.join(str(p['json']) for p in paths.values())}, {out / REDUCTION_JSON}")
+    both = set(results[HALVES[0]]["warnings"]) & set(results[HALVES[1]]["warnings"])  # the run's, said once
+    for w in results[HALVES[0]]["warnings"]:
+        _warn(w if w in both else f"{HALVES[0]}: {w}")
+    for w in results[HALVES[1]]["warnings"]:
+        if w not in both:
+            _warn(f"{HALVES[1]}: {w}")
+    if not json_:  # last: the lines to read
+        for m in HALVES:
+            STDOUT.print(f"{m}: {fidelity_line(results[m])}", highlight=False, soft_wrap=True)
+        STDOUT.print(_reduction_line(reduction), highlight=False, soft_wrap=True)
+
+
+def _reduction_facts(simulated: dict[str, Any], measured: dict[str, Any]) -> dict[str, Any]:
+    sim_r = simulated["round_latency_s"]
+    both = sim_r["reduction"] is not None and measured["reduction"] is not None
+    diff = (sim_r["reduction"] - measured["reduction"]) * 100 if both else None
+    return {
+        "simulated": {"reduction": sim_r["reduction"], "reduction_ci95": sim_r["reduction_ci95"],
+                      "replications": simulated.get("replications")},
+        "measured": measured, "difference_points": diff, "goal_points": REDUCTION_GOAL_POINTS,
+        "within_goal": None if diff is None else abs(diff) <= REDUCTION_GOAL_POINTS,
+    }  # fmt: skip
+
+
+def _reduction_line(r: dict[str, Any]) -> str:
+    def said(x: dict[str, Any]) -> str:
+        if x["reduction"] is None:
+            return "none"
+        ci = x.get("reduction_ci95")
+        band = f" [{ci[0] * 100:+.1f}, {ci[1] * 100:+.1f}]" if ci else ""
+        return f"{x['reduction'] * 100:+.1f} %{band}"
+
+    m = r["measured"]
+    line = (f"concurrent vs sequential, round latency reduction: simulated {said(r['simulated'])} "
+            f"({r['simulated']['replications']} replications), measured {said(m)} ({m['pairs']} pairs of rounds "
+            f"in {m['runs']} run{'s' if m['runs'] > 1 else ''})")  # fmt: skip
+    if r["difference_points"] is None:
+        return line
+    verdict = "within" if r["within_goal"] else "outside"
+    return line + f": {r['difference_points']:+.1f} points, {verdict} the goal of ±{r['goal_points']:.0f}"
 
 
 @app.command("report")

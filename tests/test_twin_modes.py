@@ -11,7 +11,7 @@ import pytest
 
 from hw.compare import compare_dirs
 from hw.fit import fit_from_run
-from hw.modes import paired_reduction, rounds_of
+from hw.modes import paired_reduction, pooled_reduction, rounds_of
 from hw.runconfig import round_mode
 from sim import contract
 from sim.errors import UserError
@@ -49,6 +49,25 @@ def test_the_paired_reduction_takes_each_pair_of_rounds_apart():
     assert red["sequential_mean"] == pytest.approx(0.025) and red["concurrent_mean"] == pytest.approx(0.01875)
     odd = paired_reduction(df.iloc[[0, 1, 2]], 4)["round_latency_s"]  # round 4 failed: its pair is out
     assert odd["pairs"] == 1 and odd["reduction_ci95"] == pytest.approx([0.25, 0.25])
+
+
+def test_repeated_both_runs_pool_their_pairs_of_rounds(tmp_path):
+    """compare of both runs with repeats: the means over every run's rounds, the CI over all their pairs (a run
+    slower throughout moves the means, not the pairs' reductions); a damaged run's spans named in one line."""
+    runs = []
+    for k, scale in enumerate((1.0, 3.0)):
+        rows = [_round(1, 0.0, 0.040 * scale), _round(2, 1.0, 0.030 * scale), _round(3, 2.0, 0.0075 * scale),
+                _round(4, 3.0, 0.010 * scale)]  # fmt: skip
+        d = tmp_path / f"run{k}"
+        d.mkdir()
+        contract.write_spans(pd.DataFrame(rows, columns=list(contract.COLUMNS)), contract.RunLayout(d).spans)
+        runs.append(d)
+    pooled = pooled_reduction(runs)
+    assert pooled["pairs"] == 4 and pooled["runs"] == 2 and pooled["reduction_ci95"] == pytest.approx([0.25, 0.25])
+    assert pooled["sequential_mean"] == pytest.approx(0.05) and pooled["reduction"] == pytest.approx(0.25)
+    contract.RunLayout(runs[1]).spans.write_bytes(b"not parquet")
+    with pytest.raises(UserError, match=f"{runs[1]}: .*spans.parquet"):
+        pooled_reduction(runs)
 
 
 def test_a_both_run_for_real_splits_into_a_run_of_each_mode(pqtwin, tmp_path):
@@ -109,6 +128,23 @@ def test_a_both_run_for_real_splits_into_a_run_of_each_mode(pqtwin, tmp_path):
     failed = [(r.case.kind, r.problems, r.stderr[-300:]) for r in results if r.problems]
     assert len(results) == 48 and not failed, failed
     assert {r.code for r in results} == {0, 2}  # some damage is harmless (a log), some refused
+    # compare of the simulated both run with the twin's: each mode, and the reduction simulated and measured
+    res = pqtwin("compare", str(runs["sim"]), str(out))
+    assert res.returncode == 0, res.stderr
+    assert "sequential: fidelity:" in res.stdout and "concurrent: fidelity:" in res.stdout
+    assert "round latency reduction: simulated" in res.stdout and "(2 pairs of rounds in 1 run)" in res.stdout
+    red = json.loads((out / "compare" / "reduction.json").read_text())
+    simulated = json.loads((runs["sim"] / "modes.json").read_text())["round_latency_s"]["reduction"]
+    assert red["measured"]["reduction"] == pytest.approx(modes["round_latency_s"]["reduction"])
+    assert red["simulated"]["reduction"] == pytest.approx(simulated) and red["simulated"]["replications"] == 2
+    assert red["difference_points"] == pytest.approx((simulated - red["measured"]["reduction"]) * 100)
+    for mode in ("sequential", "concurrent"):
+        half = json.loads((out / "compare" / mode / "compare.json").read_text())
+        assert half["runs"]["hw"]["mode"] == half["runs"]["sim"]["mode"] == mode
+    res = pqtwin("compare", str(runs["sim"]), str(out))  # an earlier report there: --force to replace it
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "--force" in res.stderr
+    res = pqtwin("compare", str(runs["sim"]), str(out), str(out / "sequential"), "--out", str(tmp_path / "c"))
+    assert res.returncode == 2 and "is not a --mode both run" in res.stderr and not (tmp_path / "c").exists()
 
 
 def test_a_kubernetes_run_has_one_mode_and_a_both_run_two_rounds_at_least(pqtwin, tmp_path):
