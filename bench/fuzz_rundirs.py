@@ -12,7 +12,8 @@ NaN, a negative or huge value, a null, the column gone, no rows or every row twi
 bench/fuzz_inputs.py mutates scenarios. Each case runs one of ``compare`` (one or more measured runs, a whole
 both run, two both runs, --out), ``report`` (with and without a baseline, a whole both run), ``calibrate
 --from-run`` and ``hw recover`` in a forked child, judged as bench/fuzz_inputs.py judges its cases. Prints the
-counts, exits 1 when any case failed. ``tests/test_twin_modes.py`` runs a few dozen cases on its real both run under ``make test``.
+counts, exits 1 when any case failed. ``tests/test_twin_modes.py`` runs a few dozen cases on its real both run
+under ``make test``.
 """
 
 from __future__ import annotations
