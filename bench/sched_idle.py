@@ -7,7 +7,10 @@ core ran another thread first (one woken onto it). And where the kernel queued a
 (``wake_placements``): on the core it last ran on, or moved to its waker's, by whether that core was busy. And how
 a core's run queue takes turns between the twin's threads (``preemptions``): how often a thread woken onto a busy
 core preempts the one running there at once, and how long a thread keeps its core while another waits. All of it
-decides what ``PlacedCores`` and its ``SlicedCore`` (sim/hosts.py) do.
+decides what ``PlacedCores`` and its ``SlicedCore`` (sim/hosts.py) do. For a ``--mode both`` run, each mode's
+rounds side by side (``round_costs``): the CPU every node used in a round, how long its threads waited for a core,
+and how much of that while another core idled -- where a mode's rounds differ from the model's, whether it is
+work (CPU) or waiting.
 
 Run: python bench/sched_idle.py DIR [DIR ...]   (run directories with sched_trace.txt.gz, or directories of
      them, e.g. bench/twin_fidelity.py --keep's); runs named <cell>-<k> are pooled by cell.
@@ -20,12 +23,15 @@ import re
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without install
 
-from hw.schedtrace import PROMPT_S, IdlePull, idle_pulls, preemptions, read_kept, sibling_waits, wake_placements
+from hw.runconfig import round_mode
+from hw.schedtrace import PROMPT_S, IdlePull, idle_pulls, preemptions, read_kept, sibling_waits, waits, wake_placements
+from sim.contract import read_spans
 
 TRACE = "sched_trace.txt.gz"
 
@@ -37,6 +43,42 @@ def traces(dirs: list[Path]) -> dict[str, list[Path]]:
         for path in sorted([d / TRACE] if (d / TRACE).is_file() else d.glob(f"*/{TRACE}")):
             found[re.sub(r"-\d+$", "", path.parent.name)].append(path)
     return dict(found)
+
+
+def round_costs(run: Path, text: str, window: tuple[float, float], nodes: dict[str, int]) -> dict[str, list[Any]]:
+    """A ``--mode both`` run's rounds, by mode: each round's CPU by node, and how long its threads waited for a
+    core in all and while another core idled (``waits`` over the round). The rounds' times from the run's spans
+    (the trace's window starts at the first round's start); nothing for a run of one mode."""
+    if not (run / "modes.json").is_file() or not (run / "spans.parquet").is_file():
+        return {}
+    spans = read_spans(run / "spans.parquet")
+    rounds = spans[(spans.phase == "round") & (spans.op == "round") & (spans["round"] > 0)]
+    if rounds.empty:
+        return {}
+    epoch = window[0] - float(rounds.start_s.min())
+    out: dict[str, list[Any]] = defaultdict(list)
+    for r in rounds.itertuples():
+        w = waits(text, nodes, (epoch + r.start_s, epoch + r.end_s))
+        if w is not None:
+            out[round_mode("both", int(r.round))].append(w)
+    return out
+
+
+def mode_rows(cell: str, rounds: dict[str, list[Any]]) -> list[str]:
+    """Median per round of each mode: CPU in all and by node, runnable wait, of it beside an idle core (ms)."""
+    rows = []
+    for mode in ("sequential", "concurrent"):
+        ws = rounds.get(mode, [])
+        if not ws:
+            continue
+        names = sorted({n for w in ws for n in w.by_node_cpu_s})
+        med = {n: 1e3 * float(np.median([w.by_node_cpu_s.get(n, 0.0) for w in ws])) for n in names}
+        cpu = 1e3 * float(np.median([sum(w.by_node_cpu_s.values()) for w in ws]))
+        wait = 1e3 * float(np.median([w.runnable_wait_s for w in ws]))
+        idle = 1e3 * float(np.median([w.idle_core_wait_s for w in ws]))
+        nodes = " ".join(f"{n} {v:.1f}" for n, v in med.items() if v >= 0.05)
+        rows.append(f"  {cell:<40} {mode:<10} {len(ws):>4} {cpu:7.1f} {wait:7.1f} {idle:7.1f}   {nodes}")
+    return rows
 
 
 def row(cell: str, pulls: list[IdlePull]) -> str:
@@ -65,6 +107,7 @@ def main() -> None:
     busy = preempted = 0
     slices: list[float] = []
     workers: dict[str, list[float]] = {}  # cell -> seconds together, behind one (other core idle, busy), of rounds
+    by_mode: dict[str, dict[str, list[Any]]] = {}  # cell -> mode -> its rounds' waits (--mode both runs)
     for cell, paths in sorted(cells.items()):
         pulls: list[IdlePull] = []
         for path in paths:
@@ -80,6 +123,8 @@ def main() -> None:
                 busy += turns.busy_wakeups
                 preempted += turns.preempted
                 slices += turns.slices_s
+                for mode, ws in round_costs(path.parent, text, window, nodes).items():
+                    by_mode.setdefault(cell, {}).setdefault(mode, []).extend(ws)
                 w = sibling_waits(text, window, nodes, "worker")
                 workers[cell] = [a + b for a, b in zip(workers.get(cell, [0.0] * 4),
                                                        (w.together_s, w.behind_idle_s, w.behind_busy_s,
@@ -104,6 +149,19 @@ def main() -> None:
             f"{q[1]:.2f} ms (median; quartiles {q[0]:.2f}, {q[2]:.2f})"
         )
 
+    print_modes(by_mode)
+    print_workers(workers)
+
+
+def print_modes(by_mode: dict[str, dict[str, list[Any]]]) -> None:
+    if by_mode:
+        print("\n--mode both runs, per round of each mode, median (ms): rounds, CPU of every node, runnable wait, "
+              "of it while another core idled; CPU by node")  # fmt: skip
+        for cell, rounds in sorted(by_mode.items()):
+            print("\n".join(mode_rows(cell, rounds)))
+
+
+def print_workers(workers: dict[str, list[float]]) -> None:
     together = {cell: w for cell, w in workers.items() if w[0] + w[1] + w[2] > 0}
     if together:
         print("\nthe crypto workers (threads of the worker-* nodes), per second of rounds: side by side / one queued "

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hw import schedtrace
+import pandas as pd
 
-from .test_schedtrace import sw, waking, woke
+from hw import schedtrace
+from sim import contract
+
+from .test_schedtrace import LINES, sw, waking, woke
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,6 +37,24 @@ def test_sched_idle_pools_a_cells_runs_and_prints_both_tables(tmp_path):
     assert cell.split()[1:3] == ["2", "0"]  # two cases pooled, none pulled
     busy = next(line for line in out.splitlines() if "other cpu, busy" in line)
     assert "0 /      2 /      0" in busy and "waker's: 100.0%" in busy
+
+
+def test_sched_idle_splits_a_both_runs_rounds_by_mode(tmp_path):
+    """A --mode both run (modes.json beside its spans): round 1 (sequential, 10.0-10.5 s on the trace's clock) and
+    round 2 (concurrent, 10.5-11.0), each with the CPU its nodes used and its threads' waits (test_schedtrace's
+    trace: node a waits 0.25 s in round 1, 0.2 s of it beside an idle core, and none in round 2)."""
+    run = tmp_path / "hw-cell-0"
+    run.mkdir()
+    schedtrace.keep(LINES, (10.0, 11.0), {"a": 100}, run / "sched_trace.txt.gz")
+    rows = [(0, r, "aggregator", "h", "round", "round", 0.5 * (r - 1), 0.5 * r, 0.0, 0) for r in (1, 2)]
+    contract.write_spans(pd.DataFrame(rows, columns=list(contract.COLUMNS)), run / "spans.parquet")
+    (run / "modes.json").write_text("{}")
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "sched_idle.py"), str(tmp_path)],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    got = {line.split()[1]: line.split()[2:] for line in out.splitlines() if line.startswith("  hw-cell ")}
+    # rounds, CPU, wait, beside an idle core (ms); CPU by node
+    assert got["sequential"] == ["1", "450.0", "250.0", "200.0", "a", "450.0"]
+    assert got["concurrent"] == ["1", "700.0", "0.0", "0.0", "a", "700.0"]
 
 
 def test_sched_idle_says_where_it_found_no_trace(tmp_path):
