@@ -544,7 +544,8 @@ def _materialise(case: Case, where: Path, base: Path) -> None:
         (where / rel).write_bytes(data)
     for rel, how in case.special.items():
         p = where / rel
-        p.parent.mkdir(parents=True, exist_ok=True)  # a special file deep in a run directory
+        if how != "notdir":  # its parent is the file "f"
+            p.parent.mkdir(parents=True, exist_ok=True)  # a special file deep in a run directory
         if how == "fifo":
             os.mkfifo(p)
         elif how == "dir":
