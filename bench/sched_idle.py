@@ -65,7 +65,8 @@ def round_costs(run: Path, text: str, window: tuple[float, float], nodes: dict[s
 
 
 def mode_rows(cell: str, rounds: dict[str, list[Any]]) -> list[str]:
-    """Median per round of each mode: CPU in all and by node, runnable wait, of it beside an idle core (ms)."""
+    """Median per round of each mode: CPU in all, runnable wait, of it beside an idle core, and each node's CPU and
+    wait (ms)."""
     rows = []
     for mode in ("sequential", "concurrent"):
         ws = rounds.get(mode, [])
@@ -73,10 +74,11 @@ def mode_rows(cell: str, rounds: dict[str, list[Any]]) -> list[str]:
             continue
         names = sorted({n for w in ws for n in w.by_node_cpu_s})
         med = {n: 1e3 * float(np.median([w.by_node_cpu_s.get(n, 0.0) for w in ws])) for n in names}
+        waited = {n: 1e3 * float(np.median([w.by_node_wait_s.get(n, 0.0) for w in ws])) for n in names}
         cpu = 1e3 * float(np.median([sum(w.by_node_cpu_s.values()) for w in ws]))
         wait = 1e3 * float(np.median([w.runnable_wait_s for w in ws]))
         idle = 1e3 * float(np.median([w.idle_core_wait_s for w in ws]))
-        nodes = " ".join(f"{n} {v:.1f}" for n, v in med.items() if v >= 0.05)
+        nodes = " ".join(f"{n} {v:.1f}/{waited[n]:.1f}" for n, v in med.items() if v >= 0.05)
         rows.append(f"  {cell:<40} {mode:<10} {len(ws):>4} {cpu:7.1f} {wait:7.1f} {idle:7.1f}   {nodes}")
     return rows
 
@@ -156,7 +158,7 @@ def main() -> None:
 def print_modes(by_mode: dict[str, dict[str, list[Any]]]) -> None:
     if by_mode:
         print("\n--mode both runs, per round of each mode, median (ms): rounds, CPU of every node, runnable wait, "
-              "of it while another core idled; CPU by node")  # fmt: skip
+              "of it while another core idled; by node: CPU/wait")  # fmt: skip
         for cell, rounds in sorted(by_mode.items()):
             print("\n".join(mode_rows(cell, rounds)))
 

@@ -52,9 +52,9 @@ def test_sched_idle_splits_a_both_runs_rounds_by_mode(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "sched_idle.py"), str(tmp_path)],
                          capture_output=True, text=True, check=True).stdout  # fmt: skip
     got = {line.split()[1]: line.split()[2:] for line in out.splitlines() if line.startswith("  hw-cell ")}
-    # rounds, CPU, wait, beside an idle core (ms); CPU by node
-    assert got["sequential"] == ["1", "450.0", "250.0", "200.0", "a", "450.0"]
-    assert got["concurrent"] == ["1", "700.0", "0.0", "0.0", "a", "700.0"]
+    # rounds, CPU, wait, beside an idle core (ms); by node: CPU/wait
+    assert got["sequential"] == ["1", "450.0", "250.0", "200.0", "a", "450.0/250.0"]
+    assert got["concurrent"] == ["1", "700.0", "0.0", "0.0", "a", "700.0/0.0"]
 
 
 def test_sched_idle_says_where_it_found_no_trace(tmp_path):
