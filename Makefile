@@ -41,11 +41,11 @@ run: $(STAMP)
 	  $(BIN)/pqtwin hw run scenarios/localhost.yaml --mode sequential \
 	  --out runs/localhost-train --force && $(BIN)/pqtwin calibrate --from-run runs/localhost-train \
 	  --base runs/local-profile.yaml --out runs/local-fitted.yaml --name local-fitted; }
-	$(BIN)/pqtwin sim scenarios/localhost.yaml --mode concurrent --profile runs/local-fitted.yaml \
+	$(BIN)/pqtwin sim scenarios/localhost.yaml --mode both --profile runs/local-fitted.yaml \
 	  --set workload.fl.rounds=$(TWIN_ROUNDS) --out runs/localhost-sim --force
-	$(BIN)/pqtwin hw run scenarios/localhost.yaml --mode concurrent --rounds $(TWIN_ROUNDS) --out runs/localhost-hw --force
+	$(BIN)/pqtwin hw run scenarios/localhost.yaml --mode both --rounds $(TWIN_ROUNDS) --out runs/localhost-hw --force
 	@echo "paper comparison: runs/paper-3node/modes.json; twin report: runs/localhost-hw/compare/"
-	$(BIN)/pqtwin compare runs/localhost-sim runs/localhost-hw  # ends with the fidelity line
+	$(BIN)/pqtwin compare runs/localhost-sim runs/localhost-hw  # each mode; ends with the reduction and fidelity lines
 
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check sim hw pqtwin tests bench app.py app_pages

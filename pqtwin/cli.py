@@ -1250,10 +1250,10 @@ def _compare_both(sim_dir: Path, hw_dir: Path, repeats: list[Path], json_: bool,
     for w in results[HALVES[1]]["warnings"]:
         if w not in both:
             _warn(f"{HALVES[1]}: {w}")
-    if not json_:  # last: the lines to read
+    if not json_:  # last: the lines to read, the fidelity (and whether the machine was quiet) at the end
+        STDOUT.print(_reduction_line(reduction), highlight=False, soft_wrap=True)
         for m in HALVES:
             STDOUT.print(f"{m}: {fidelity_line(results[m])}", highlight=False, soft_wrap=True)
-        STDOUT.print(_reduction_line(reduction), highlight=False, soft_wrap=True)
 
 
 def _reduction_facts(simulated: dict[str, Any], measured: dict[str, Any]) -> dict[str, Any]:
