@@ -142,6 +142,24 @@ def pooled_reduction(dirs: list[Path]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+REDUCTION_JSON = "reduction.json"  # compare of two --mode both runs: the reduction simulated and measured
+REDUCTION_GOAL_POINTS = 5.0  # issue 9: the measured reduction within 5 points of the simulated one
+
+
+def reduction_facts(simulated: dict[str, Any], measured: dict[str, Any]) -> dict[str, Any]:
+    """reduction.json: a ``pqtwin sim --mode both`` run's reduction (its modes.json, ``sim.modes_json.read_modes``)
+    beside the one measured (``pooled_reduction``), their difference in points and whether it is within the goal."""
+    sim_r = simulated["round_latency_s"]
+    both = sim_r["reduction"] is not None and measured["reduction"] is not None
+    diff = (sim_r["reduction"] - measured["reduction"]) * 100 if both else None
+    return {
+        "simulated": {"reduction": sim_r["reduction"], "reduction_ci95": sim_r["reduction_ci95"],
+                      "replications": simulated.get("replications")},
+        "measured": measured, "difference_points": diff, "goal_points": REDUCTION_GOAL_POINTS,
+        "within_goal": None if diff is None else abs(diff) <= REDUCTION_GOAL_POINTS,
+    }  # fmt: skip
+
+
 def pair_reductions(spans: pd.DataFrame, last: int, key: str = "round_latency_s") -> np.ndarray:
     """(sequential - concurrent) / sequential of each ABBA pair of rounds that finished both (``key``: round latency
     or model distribution)."""

@@ -1213,18 +1213,14 @@ def _both_runs(sim_dir: Path, hw_dir: Path, repeats: list[Path]) -> bool:
     return True
 
 
-REDUCTION_JSON = "reduction.json"  # compare of two --mode both runs: the reduction simulated and measured
-REDUCTION_GOAL_POINTS = 5.0  # issue 9: the measured reduction within 5 points of the simulated one
-
-
 def _compare_both(sim_dir: Path, hw_dir: Path, repeats: list[Path], json_: bool, out: Path, force: bool) -> None:
     """Each mode's halves compared (``out/sequential``, ``out/concurrent``), and the concurrent-vs-sequential
     round latency reduction the simulation predicts beside the one the twin measured over its pairs of rounds
     (``out/reduction.json``)."""
     from hw import rundir
     from hw.compare import write_outputs
-    from hw.modes import pooled_reduction
-    from pqtwin.tables import fidelity_line, render_table
+    from hw.modes import REDUCTION_JSON, pooled_reduction, reduction_facts
+    from pqtwin.tables import fidelity_line, reduction_line, render_table
     from sim.contract import RunLayout, write_json
     from sim.errors import UserError
     from sim.modes_json import HALVES, read_modes
@@ -1233,7 +1229,7 @@ def _compare_both(sim_dir: Path, hw_dir: Path, repeats: list[Path], json_: bool,
     simulated = read_modes(Path(sim_dir))
     if simulated is None:
         raise UserError(f"{sim_dir}: its {RunLayout.MODES} holds no round latency reduction (damaged?): run it again")
-    reduction = _reduction_facts(simulated, pooled_reduction([Path(hw_dir), *map(Path, repeats)]))
+    reduction = reduction_facts(simulated, pooled_reduction([Path(hw_dir), *map(Path, repeats)]))
     outputs = (*HALVES, REDUCTION_JSON)
     with rundir.claimed(out, force, outputs=outputs, markers=(REDUCTION_JSON,), discard=True), _writing(out):
         paths = {m: write_outputs(results[m], out / m) for m in HALVES}
@@ -1251,39 +1247,9 @@ def _compare_both(sim_dir: Path, hw_dir: Path, repeats: list[Path], json_: bool,
         if w not in both:
             _warn(f"{HALVES[1]}: {w}")
     if not json_:  # last: the lines to read, the fidelity (and whether the machine was quiet) at the end
-        STDOUT.print(_reduction_line(reduction), highlight=False, soft_wrap=True)
+        STDOUT.print(reduction_line(reduction), highlight=False, soft_wrap=True)
         for m in HALVES:
             STDOUT.print(f"{m}: {fidelity_line(results[m])}", highlight=False, soft_wrap=True)
-
-
-def _reduction_facts(simulated: dict[str, Any], measured: dict[str, Any]) -> dict[str, Any]:
-    sim_r = simulated["round_latency_s"]
-    both = sim_r["reduction"] is not None and measured["reduction"] is not None
-    diff = (sim_r["reduction"] - measured["reduction"]) * 100 if both else None
-    return {
-        "simulated": {"reduction": sim_r["reduction"], "reduction_ci95": sim_r["reduction_ci95"],
-                      "replications": simulated.get("replications")},
-        "measured": measured, "difference_points": diff, "goal_points": REDUCTION_GOAL_POINTS,
-        "within_goal": None if diff is None else abs(diff) <= REDUCTION_GOAL_POINTS,
-    }  # fmt: skip
-
-
-def _reduction_line(r: dict[str, Any]) -> str:
-    def said(x: dict[str, Any]) -> str:
-        if x["reduction"] is None:
-            return "none"
-        ci = x.get("reduction_ci95")
-        band = f" [{ci[0] * 100:+.1f}, {ci[1] * 100:+.1f}]" if ci else ""
-        return f"{x['reduction'] * 100:+.1f} %{band}"
-
-    m = r["measured"]
-    line = (f"concurrent vs sequential, round latency reduction: simulated {said(r['simulated'])} "
-            f"({r['simulated']['replications']} replications), measured {said(m)} ({m['pairs']} pairs of rounds "
-            f"in {m['runs']} run{'s' if m['runs'] > 1 else ''})")  # fmt: skip
-    if r["difference_points"] is None:
-        return line
-    verdict = "within" if r["within_goal"] else "outside"
-    return line + f": {r['difference_points']:+.1f} points, {verdict} the goal of ±{r['goal_points']:.0f}"
 
 
 @app.command("report")

@@ -168,6 +168,27 @@ def machine_state(load: dict[str, Any]) -> str:
     return f"BUSY machine: other processes used {ml.foreign_cpu_cores:.2f} cores{sched}"
 
 
+def reduction_line(r: dict[str, Any]) -> str:
+    """One line: the concurrent-vs-sequential reduction simulated and measured (``hw.modes.reduction_facts``), with
+    their CIs, and their difference against the goal."""
+
+    def said(x: dict[str, Any]) -> str:
+        if x["reduction"] is None:
+            return "none"
+        ci = x.get("reduction_ci95")
+        band = f" [{ci[0] * 100:+.1f}, {ci[1] * 100:+.1f}]" if ci else ""
+        return f"{x['reduction'] * 100:+.1f} %{band}"
+
+    m, reps = r["measured"], r["simulated"].get("replications")
+    line = (f"concurrent vs sequential, round latency reduction: simulated {said(r['simulated'])} "
+            f"({reps or 'its'} replications), measured {said(m)} ({m['pairs']} pairs of rounds "
+            f"in {m['runs']} run{'s' if m['runs'] > 1 else ''})")  # fmt: skip
+    if r["difference_points"] is None:
+        return line
+    verdict = "within" if r["within_goal"] else "outside"
+    return line + f": {r['difference_points']:+.1f} points, {verdict} the goal of ±{r['goal_points']:.0f}"
+
+
 def fidelity_line(result: dict[str, Any]) -> str:
     """One line: the round-latency error of the median and p95, and whether the measurement was clean."""
     m = result["metrics"].get("round_latency_s")
