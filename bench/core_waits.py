@@ -74,7 +74,7 @@ def sampled_cores() -> Iterator[list[list[tuple[float, int, int, int]]]]:
 def simulated(sim_dir: Path, mode: str, replications: int) -> list[tuple[float, float, float]] | None:
     """(busy core-seconds, job-seconds waiting, of them while a core idled) of each simulated round; None where
     the cell's host shares its cores another way than ``linux``."""
-    s = load_scenario(sim_dir / "scenario.yaml", [f"workload.processing.mode={mode}"])
+    s = load_scenario(sim_dir / "scenario.yaml")
     with sampled_cores() as samples:
         spans = simulate(s, mode, replications=replications, workers=1).spans
     if not samples or len(samples) != replications:  # one placed host per replication, or none

@@ -701,12 +701,16 @@ def main() -> int:
     args = ap.parse_args()
     started = time.monotonic()
     results = run_cases(generate(args.n, args.seed), args.timeout, args.jobs, args.keep)
-    summary = report(results, time.monotonic() - started)
-    for r in [r for r in results if r.problems][: args.show]:
+    return conclude(results, time.monotonic() - started, args.show)
+
+
+def conclude(results: list[Result], wall_s: float, show: int) -> int:
+    """Print the first ``show`` failed cases and the counts; the exit code (1 when any case failed)."""
+    for r in [r for r in results if r.problems][:show]:
         argv = " ".join(a[:60] for a in r.case.argv).encode("utf-8", "backslashreplace").decode()
         print(f"FAILED {r.case.kind} {r.problems} exit={r.code}: pqtwin {argv}")
         print("   " + (r.stderr.strip() or r.stdout.strip())[-600:].replace("\n", "\n   "))
-    print(json.dumps(summary))
+    print(json.dumps(report(results, wall_s)))
     return 1 if any(r.problems for r in results) else 0
 
 

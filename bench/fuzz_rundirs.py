@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without install
 
-from fuzz_inputs import ROOT, Case, m_keys, m_lines, m_scalar, m_structure, m_value, report, run_cases
+from fuzz_inputs import ROOT, Case, conclude, m_keys, m_lines, m_scalar, m_structure, m_value, run_cases
 
 SMALL = ["--set", "workload.fl.model_parameters=50000", "--set", "workload.fl.samples_per_client=300"]
 RESULTS = ("status.json", "summary.json", "spans.parquet", "modes.json", "sequential", "concurrent")
@@ -203,12 +203,7 @@ def main() -> int:
             runs = make_runs(root)
         started = time.monotonic()
         results = run_cases(generate(args.n, args.seed, tree(runs)), args.timeout, args.jobs)
-    summary = report(results, time.monotonic() - started)
-    for r in [r for r in results if r.problems][: args.show]:
-        print(f"FAILED {r.case.kind} {r.problems} exit={r.code}: pqtwin {' '.join(r.case.argv)}")
-        print("   " + (r.stderr.strip() or r.stdout.strip())[-600:].replace("\n", "\n   "))
-    print(json.dumps(summary))
-    return 1 if any(r.problems for r in results) else 0
+    return conclude(results, time.monotonic() - started, args.show)
 
 
 if __name__ == "__main__":

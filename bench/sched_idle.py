@@ -30,7 +30,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without install
 
 from hw.runconfig import round_mode
-from hw.schedtrace import PROMPT_S, IdlePull, idle_pulls, preemptions, read_kept, sibling_waits, waits, wake_placements
+from hw.schedtrace import (
+    PROMPT_S,
+    IdlePull,
+    idle_pulls,
+    preemptions,
+    read_kept,
+    sibling_waits,
+    wake_placements,
+    windows_waits,
+)
 from sim.contract import read_spans
 
 TRACE = "sched_trace.txt.gz"
@@ -56,11 +65,11 @@ def round_costs(run: Path, text: str, window: tuple[float, float], nodes: dict[s
     if rounds.empty:
         return {}
     epoch = window[0] - float(rounds.start_s.min())
+    spans_of = [(epoch + r.start_s, epoch + r.end_s) for r in rounds.itertuples()]
     out: dict[str, list[Any]] = defaultdict(list)
-    for r in rounds.itertuples():
-        w = waits(text, nodes, (epoch + r.start_s, epoch + r.end_s))
+    for r, w in zip(rounds["round"], windows_waits(text, nodes, spans_of), strict=True):
         if w is not None:
-            out[round_mode("both", int(r.round))].append(w)
+            out[round_mode("both", int(r))].append(w)
     return out
 
 

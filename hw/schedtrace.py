@@ -161,11 +161,17 @@ def waits(text: str, nodes: dict[str, int], window: tuple[float, float],
     """The nodes' waits for a core within ``window`` (monotonic seconds): ``nodes`` maps each node to its
     process id; a thread belongs to the node whose process (or a thread of it) forked it; ``allowed``, the
     CPUs each node may run on (default: all). None when the trace does not cover the window."""
+    return windows_waits(text, nodes, [window], allowed)[0]
+
+
+def windows_waits(text: str, nodes: dict[str, int], windows: list[tuple[float, float]],
+                  allowed: dict[str, set[int]] | None = None) -> list[SchedWaits | None]:  # fmt: skip
+    """``waits`` of each of ``windows`` (a run's rounds), the trace parsed once."""
     events, parent = _events(text)
-    w0, w1 = window
-    if not events or events[0][0] > w0:
-        return None
-    return _measure(events, _owners(parent, nodes), allowed or {}, w0, w1)
+    owners = _owners(parent, nodes)
+    covered = bool(events)
+    return [_measure(events, owners, allowed or {}, w0, w1) if covered and events[0][0] <= w0 else None
+            for w0, w1 in windows]  # fmt: skip
 
 
 # (time, 0 wakeup | 1 switch | 2 fork | 3 waking, ...): a wakeup (t, 0, woken pid, the cpu it is queued on, "",
