@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from hw.calibrate import calibrate, pair_slowdown_now
+from hw.calibrate import calibrate, training_now
 from hw.compare import AT_SPEED, compare_dirs
 from hw.fit import MEMORY_KINDS, fit_from_run
 from hw.local import run_local
@@ -70,7 +70,7 @@ from hw.speed import run_slow_flags
 from sim.contract import FL_PHASES, RunLayout, Summary, read_spans, read_summary
 from sim.errors import UserError
 from sim.loading import out_json
-from sim.profile import load_profile, op_kind, write_profile
+from sim.profile import LinearOp, load_profile, op_kind, write_profile
 from sim.runner import simulate, write_run
 from sim.scenario import Scenario, Transport, load_scenario
 from sim.summary import ci95
@@ -90,7 +90,8 @@ SUITES = {
 SIZES = (50_000, 1_000_000)
 PAIR_STATE_S = 4.0  # each pass's measurement of two trainings at once (as ``pqtwin calibrate`` measures a size)
 PAIR_MAX = 10.0  # the most a profile's pair slowdown may say (sim/profile.py): a reading above it is kept at it
-PAIR_FILE = "pair_states.json"  # in the work (--keep) directory: the passes' pair slowdowns
+PAIR_FILE = "pair_states.json"  # in the work (--keep) directory: the passes' pair slowdowns and steps alone
+MAX_STEP_S = 60.0  # a training step alone longer than this is not one this bench measured
 MODES = ("sequential", "concurrent")
 PAPER = ROOT / "scenarios" / "paper-3node.yaml"
 FABRIC_LATENCY_S = 7e-6  # per hop, a 1-byte TCP ping-pong across the fabric's switch (bench/net_fidelity.py)
@@ -134,18 +135,20 @@ def measure(cells: list[Cell], work: Path, profile: Path, rounds: int, repeat: i
     """Every cell's twin runs, ``repeat`` passes over the whole matrix: a cell's repeats are spread over the
     bench's duration, so they sample the host's speed states as the calibration did, not one moment's. Every other
     pass runs the cells in reverse (``pass_order``). Before each pass, how much two trainings of the largest model
-    slow each other now (also in ``PAIR_FILE``): the second value returned, one per pass (none on a host of one
-    core). ``pairing`` rounds: a suite and size's two modes in one ``--mode both`` run of twice the rounds, their
-    rounds in turn (hw/modes.py), each mode's cell scored on its half (``work/hw-CELL-k``, linked to it); runs: a
-    run per cell."""
+    slow each other now, and how long one step takes alone (``PAIR_FILE``; ``kept_alone``): the slowdowns are the
+    second value returned, one per pass (none on a host of one core). ``pairing`` rounds: a suite and size's two
+    modes in one ``--mode both`` run of twice the rounds, their rounds in turn (hw/modes.py), each mode's cell
+    scored on its half (``work/hw-CELL-k``, linked to it); runs: a run per cell."""
     runs: dict[Cell, list[Summary]] = {c: [] for c in cells}
     states: list[float] = []
+    alone: list[float] = []
     samples, _ = largest_step()
     for k in range(repeat):
-        if (now := pair_slowdown_now(samples, max(SIZES), PAIR_STATE_S)) is not None:
-            states.append(min(now, PAIR_MAX))
-            (work / PAIR_FILE).write_text(json.dumps({"model_parameters": max(SIZES), "samples": samples,
-                                                      "pair_slowdown": states}) + "\n")  # fmt: skip
+        if (now := training_now(samples, max(SIZES), PAIR_STATE_S)) is not None:
+            states.append(min(now.pair_slowdown, PAIR_MAX))
+            alone.append(now.alone_s)
+            kept = {"model_parameters": max(SIZES), "samples": samples, "pair_slowdown": states, "alone_step_s": alone}
+            (work / PAIR_FILE).write_text(json.dumps(kept) + "\n")
         both_done: set[Cell] = set()  # pairing rounds: the suites and sizes run this pass (as mode both)
         for c in pass_order(cells, k):
             if pairing == "runs":
@@ -227,18 +230,54 @@ def at_pair(profile: Path, states: list[float], out: Path) -> Path | None:
     return out
 
 
-def memory_as_measured(profile: Path, speed: float, out: Path) -> Path:
+def at_state(
+    c: Cell,
+    work: Path,
+    pair_profile: Path,
+    speed: float,
+    alone: list[float],
+    rounds: int,
+    reps: int,
+    links: tuple[str, ...],
+    done: list[Path],
+) -> dict[str, Any]:
+    """The largest model's cell "at state": on cores as fast as the runs' probe measured them (``cpu_speed``), its
+    training priced as a step took alone before the passes (the median of ``alone``) and slowed beside another as
+    much as two did then (``pair_profile``): every price the host's state moves set from a measurement of the
+    host, none from the runs scored. What is left of the error there is the model's (an explanation beside the
+    error, not a fit)."""
+    step = (largest_step()[1], float(np.median(alone)))
+    mine = memory_as_measured(pair_profile, speed, work / f"profile-{c.name}-at-state.yaml", step)
+    s = c.scenario(mine, rounds, (*links, f"deployment.hosts.*.cpu_speed={speed:.4f}"))
+    write_run(simulate(s, c.mode, replications=reps), work / f"sim-{c.name}-at-state", s)
+    m = compare_dirs(work / f"sim-{c.name}-at-state", done[0], done[1:])["metrics"]["round_latency_s"]
+    return {"error_p50_at_state_pct": m["error_p50_pct"], "sim_p50_at_state_s": m["sim_p50"],
+            "training_at_state": training_steps([work / f"sim-{c.name}-at-state"])}  # fmt: skip
+
+
+def memory_as_measured(profile: Path, speed: float, out: Path, step: tuple[float, float] | None = None) -> Path:
     """``profile`` with the work that runs from memory (hw/fit.py ``MEMORY_KINDS``: training, FedAvg) ``speed`` x
     as dear, written to ``out``: simulated at ``cpu_speed = speed`` ("at speed"), that work keeps its own price,
-    because the speed probe the speed comes from does not see the state that work runs in (hw/fit.py)."""
+    because the speed probe the speed comes from does not see the state that work runs in (hw/fit.py).
+    ``step`` (units, seconds): a training step of that many units took that long alone just before the runs
+    (``training_now``): ``fl.train`` priced at the host's memory state then instead ("at state"), its whole line
+    scaled so that its price at those units is those seconds."""
     data = yaml.safe_load(profile.read_text())
+    train = 1.0
+    if step is not None:
+        units, seconds = step
+        priced = load_profile(profile).ops["fl.train"]
+        if not isinstance(priced, LinearOp):  # a calibrated profile prices training by its size
+            raise SystemExit(f"{profile}: fl.train is not priced by size; it cannot be put at the host's state")
+        train = seconds / priced.base_s(units)
     for name, op in data["ops"].items():
         if op_kind(name) in MEMORY_KINDS:
-            op["per_call_s"] = op["per_call_s"] * speed
+            k = speed * (train if name == "fl.train" else 1.0)
+            op["per_call_s"] = op["per_call_s"] * k
             if "per_unit_s" in op:
-                op["per_unit_s"] = op["per_unit_s"] * speed
+                op["per_unit_s"] = op["per_unit_s"] * k
             if op.get("points"):
-                op["points"] = [[u, t * speed] for u, t in op["points"]]
+                op["points"] = [[u, t * k] for u, t in op["points"]]
     for kind, over in (data.get("overheads") or {}).items():
         if kind in MEMORY_KINDS:
             over["per_call_s"] = over.get("per_call_s", 0.0) * speed
@@ -251,10 +290,11 @@ def memory_as_measured(profile: Path, speed: float, out: Path) -> Path:
 
 def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[Summary],
           kernel_bps: float | None = None, pair_profile: Path | None = None,
-          passes: list[int] | None = None) -> dict[str, Any]:  # fmt: skip
+          passes: list[int] | None = None, alone: list[float] | None = None) -> dict[str, Any]:  # fmt: skip
     """Simulate the cell and compare with its pooled twin runs (repeats resampled as clusters; ``work/hw-CELL-k``,
     k each run's pass: ``passes``, by default 0, 1 ...); a cell of the largest model also with ``pair_profile``
-    (``at_pair``), where given."""
+    (``at_pair``), where given, and with ``alone`` (that model's step alone before each pass, s) at the runs'
+    speed too: "at state" (``at_state``)."""
     links = fabric(c, hw, kernel_bps)
     s = c.scenario(profile, rounds, links)
     write_run(simulate(s, c.mode, replications=reps), work / f"sim-{c.name}", s)
@@ -284,6 +324,8 @@ def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[S
         p = compare_dirs(work / f"sim-{c.name}-at-pair", done[0], done[1:])["metrics"]["round_latency_s"]
         paired = {"error_p50_at_pair_pct": p["error_p50_pct"],
                   "training_at_pair": training_steps([work / f"sim-{c.name}-at-pair"])}  # fmt: skip
+        if speeds and alone:
+            paired |= at_state(c, work, pair_profile, float(np.median(speeds)), alone, rounds, reps, links, done)
     return head | adjusted | paired | {
         "links": list(links), "phases": phase_errors(metrics),
         "training": {"sim": training_steps([work / f"sim-{c.name}"]), "hw": training_steps(done)},
@@ -486,10 +528,11 @@ def steps_by_pass(work: Path) -> list[float | None]:
 
 
 def print_training(cells: list[dict[str, Any]], states: list[float] | None = None,
-                   by_pass: list[float | None] | None = None) -> None:  # fmt: skip
+                   by_pass: list[float | None] | None = None, alone: list[float] | None = None) -> None:  # fmt: skip
     """Per cell: the median training step, simulated and measured, and the share of a step beside the other
     client's training (measured); with the pair slowdowns measured during the matrix (``states``), the largest
-    model's cells simulated at their median too (``at_pair``). Nothing where no cell trained."""
+    model's cells simulated at their median too (``at_pair``), and with the steps alone (``alone``) at state
+    (``at_state``). Nothing where no cell trained."""
     rows = [c for c in cells if (c.get("training") or {}).get("hw")]
     if not rows:
         return
@@ -498,6 +541,12 @@ def print_training(cells: list[dict[str, Any]], states: list[float] | None = Non
             f"two {max(SIZES):,}-parameter trainings at once, before each pass of the matrix: "
             + ", ".join(f"x{x:.2f}" for x in states)
             + " (the cells 'at pair': the model at their median)"
+        )
+    if alone:
+        print(
+            f"a {max(SIZES):,}-parameter training step alone, before each pass: "
+            + ", ".join(f"{x * 1e3:.1f}" for x in alone)
+            + " ms (the cells 'at state': at speed, training priced at their median, at pair)"
         )
     if by_pass:
         steps = ", ".join("-" if x is None else f"{x * 1e3:.1f}" for x in by_pass)
@@ -510,9 +559,11 @@ def print_training(cells: list[dict[str, Any]], states: list[float] | None = Non
         sim, hw = c["training"]["sim"], c["training"]["hw"]
         simulated = f"{sim['step_p50_s'] * 1e3:7.2f}" if sim else "      -"
         error = f" ({100 * (sim['step_p50_s'] / hw['step_p50_s'] - 1):+.1f} %)" if sim else ""
-        pair = c.get("training_at_pair")
-        at = (f"; at pair {pair['step_p50_s'] * 1e3:.2f} ms, round error p50 {c['error_p50_at_pair_pct']:+.1f} %"
-              if pair else "")  # fmt: skip
+        at = "".join(
+            f"; at {label} {t['step_p50_s'] * 1e3:.2f} ms, round error p50 {c[f'error_p50_at_{label}_pct']:+.1f} %"
+            for label in ("pair", "state")
+            if (t := c.get(f"training_at_{label}"))
+        )
         apart = [None if x is None else x.get("ends_apart_p50_s") for x in (sim, hw)]
         ends = (f", a round's steps end {' / '.join('-' if x is None else f'{x * 1e3:.1f}' for x in apart)} ms apart"
                 if any(x is not None for x in apart) else "")  # fmt: skip
@@ -627,6 +678,7 @@ def tally(cells: list[dict[str, Any]], reds: list[dict[str, Any]]) -> dict[str, 
     ok = [c for c in cells if "error" not in c]
     p50, p95 = _errors(ok, "error_p50_pct"), _errors(ok, "error_p95_pct")
     adjusted = _errors(ok, "error_p50_adjusted_pct")
+    state = _errors(ok, "error_p50_at_state_pct")
     both = (np.abs(p50) <= P50_GOAL_PCT) & (np.abs(p95) <= P95_GOAL_PCT)
     return {"cells": len(ok), "failed": len(cells) - len(ok), "mean_abs_error_p50_pct": _mean_abs(p50),
             "p50_within_goal": int(np.sum(np.abs(p50) <= P50_GOAL_PCT)),
@@ -638,7 +690,9 @@ def tally(cells: list[dict[str, Any]], reds: list[dict[str, Any]]) -> dict[str, 
             "adjusted_p50_within_goal": int(np.sum(np.abs(adjusted) <= P50_GOAL_PCT)),
             "adjusted_reductions": sum(r.get("difference_adjusted_points") is not None for r in reds),
             "adjusted_reductions_within_goal": sum(abs(r.get("difference_adjusted_points") or np.inf)
-                                                   <= REDUCTION_GOAL_POINTS for r in reds)}  # fmt: skip
+                                                   <= REDUCTION_GOAL_POINTS for r in reds),
+            "at_state_cells": int(np.sum(np.isfinite(state))), "at_state_mean_abs_error_p50_pct": _mean_abs(state),
+            "at_state_p50_within_goal": int(np.sum(np.abs(state) <= P50_GOAL_PCT))}  # fmt: skip
 
 
 def _errors(cells: list[dict[str, Any]], key: str) -> np.ndarray:
@@ -671,6 +725,12 @@ def print_tally(t: dict[str, Any]) -> None:
         )
     if t.get("adjusted_reductions"):
         line += f", reductions {t['adjusted_reductions_within_goal']} of {t['adjusted_reductions']} within 5 points"
+    if t.get("at_state_cells"):
+        line += (
+            f"; the {max(SIZES):,}-parameter cells at state: mean |median error| "
+            f"{t['at_state_mean_abs_error_p50_pct']:.1f} %, {t['at_state_p50_within_goal']} of {t['at_state_cells']} "
+            f"within {P50_GOAL_PCT:.0f} %"
+        )
     print(line + (f"; {t['failed']} FAILED" if t["failed"] else ""))
 
 
@@ -780,9 +840,9 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
             for k, d in zip(passes[c], dirs[c], strict=True):
                 (work / f"hw-{c.name}-{k}").symlink_to(d.resolve())
         rounds = max(r.rounds_completed for rs in runs.values() for r in rs)
-        kernel_bps, states = kept_kernel(kept), kept_pairs(kept)
+        kernel_bps, states, alone = kept_kernel(kept), kept_pairs(kept), kept_alone(kept)
         paired = at_pair(profile, states, work / "fitted-at-pair.yaml")
-        cells = [score(c, work, profile, rounds, 5, runs[c], kernel_bps, paired, passes[c])
+        cells = [score(c, work, profile, rounds, 5, runs[c], kernel_bps, paired, passes[c], alone)
                  for c in sorted(runs, key=_order)]  # fmt: skip
         by_pass = steps_by_pass(work)
         if keep:
@@ -790,13 +850,14 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
     reds = reductions(cells, kept)
     print_table(cells, reds)
     print_phases(cells)
-    print_training(cells, states, by_pass)
+    print_training(cells, states, by_pass, alone)
     print_parallelism(cells)
     print_legs(cells)
     _say_calibration(base)
     if out:
         out.write_text(json.dumps({"rescored": str(kept), "cells": cells, "reductions": reds,
                                    "goals": tally(cells, reds), "pair_slowdown_during_matrix": states,
+                                   "training_alone_s_during_matrix": alone,
                                    "training_largest_by_pass_s": by_pass},
                                   indent=2) + "\n")  # fmt: skip
 
@@ -825,14 +886,18 @@ def _kept_twin_runs(kept: Path) -> dict[Cell, list[tuple[int, Summary, Path]]]:
 KERNEL_FILE = "kernel_rate.json"  # in a --keep directory: the machine's kernel rate its netns cells were scored with
 
 
-def _kept(kept: Path, name: str, key: str, parse: Callable[[Any], Any], what: str) -> Any:
-    """``parse`` of ``key`` in the kept file ``name`` (None where the file is not there); SystemExit with one line
-    naming the file and ``key`` where it is there but says no such thing (``what``)."""
+def _kept(kept: Path, name: str, key: str, parse: Callable[[Any], Any], what: str, optional: bool = False) -> Any:
+    """``parse`` of ``key`` in the kept file ``name`` (None where the file is not there, or, ``optional``, holds no
+    ``key``); SystemExit with one line naming the file and ``key`` where it is there but says no such thing
+    (``what``)."""
     path = kept / name
     if not path.exists():
         return None
     try:
-        return parse(json.loads(path.read_text())[key])
+        data = json.loads(path.read_text())
+        if optional and isinstance(data, dict) and key not in data:
+            return None
+        return parse(data[key])
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SystemExit(f"--rescore: {path}: {key} is not {what} ({why[:120]})") from None
@@ -853,6 +918,21 @@ def _slowdowns(states: Any) -> list[float]:
     ):
         raise ValueError(f"not a list of slowdowns from 1 to {PAIR_MAX:g}: {str(states)[:60]}")
     return [float(x) for x in states]
+
+
+def _steps(steps: Any) -> list[float]:
+    if not isinstance(steps, list) or not all(
+        isinstance(x, int | float) and not isinstance(x, bool) and 0 < x < MAX_STEP_S for x in steps
+    ):
+        raise ValueError(f"not a list of seconds in (0, {MAX_STEP_S:g}): {str(steps)[:60]}")
+    return [float(x) for x in steps]
+
+
+def kept_alone(kept: Path) -> list[float]:
+    """The largest model's training step alone, measured before each pass of a matrix (``PAIR_FILE``'s
+    ``alone_step_s``; none: kept before 2026-12-04 19:45, or a host of one core); SystemExit with one line where it
+    is there but holds no such list."""
+    return _kept(kept, PAIR_FILE, "alone_step_s", _steps, "a list of step times", optional=True) or []
 
 
 def kept_pairs(kept: Path) -> list[float]:
@@ -932,20 +1012,21 @@ def main() -> None:
         runs, states = measure(matrix, work, profile, rounds, repeat, args.pairing)
         if args.keep:  # the measurements first: whatever scoring them does, they are kept
             shutil.copytree(work, args.keep, dirs_exist_ok=True)
-        paired = at_pair(profile, states, work / "fitted-at-pair.yaml")
-        cells = [score(c, work, profile, rounds, 5, runs[c], kernel_bps, paired) for c in matrix]
+        paired, alone = at_pair(profile, states, work / "fitted-at-pair.yaml"), kept_alone(work)
+        cells = [score(c, work, profile, rounds, 5, runs[c], kernel_bps, paired, alone=alone) for c in matrix]
         reds = reductions(cells, work)
         print_table(cells, reds)
         print_phases(cells)
         by_pass = steps_by_pass(work)
-        print_training(cells, states, by_pass)
+        print_training(cells, states, by_pass, alone)
         print_parallelism(cells)
         print_legs(cells)
         _say_calibration(base)
         result = {"trained_on": {**TRAIN, "model_parameters_also": TRAIN_SMALL_PARAMETERS},
                   "train_runs": train_runs, "repeat": repeat, "rounds": rounds, "pairing": args.pairing,
                   "quick": args.quick, "calibrated_speed_probe": _probe(base), "kernel_rate_bps": kernel_bps,
-                  "pair_slowdown_during_matrix": states, "training_largest_by_pass_s": by_pass,
+                  "pair_slowdown_during_matrix": states, "training_alone_s_during_matrix": alone,
+                  "training_largest_by_pass_s": by_pass,
                   "cells": cells, "reductions": reds, "goals": tally(cells, reds),
                   "reduction_simulated_pct": [r["simulated_pct"] for r in reds],
                   "reduction_measured_pct": [r["measured_pct"] for r in reds],

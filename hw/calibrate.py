@@ -432,13 +432,23 @@ def _measure_training(budget: Budget, where: str, probe: SpeedProbe | None = Non
     return entry
 
 
-def pair_slowdown_now(samples: int, params: int, budget_s: float) -> float | None:
-    """``fl.train``'s ``pair_slowdown`` at one model size as the host has it now (``_pair_slowdown``'s method over
-    ``budget_s`` seconds of pairs): how a matrix's measurements learn which of the host's states two trainings at
-    once met while they ran (bench/twin_fidelity.py). None on a host with fewer than two usable cores."""
+@dataclass(frozen=True)
+class TrainingNow:
+    """A training step of one size as the host runs it now (``training_now``): ``alone_s``, the median step pinned
+    to one core with nothing beside it; ``pair_slowdown``, how much slower beside a copy on another core (>= 1)."""
+
+    alone_s: float
+    pair_slowdown: float
+
+
+def training_now(samples: int, params: int, budget_s: float) -> TrainingNow | None:
+    """A training step at one model size as the host has it now (``_pair_slowdown``'s method over ``budget_s``
+    seconds of pairs): how a matrix's measurements learn which of the host's memory states their trainings met
+    (bench/twin_fidelity.py); the speed probe (in a core's L1) does not see it. None on a host with fewer than two
+    usable cores."""
     units, step = training_job(samples, params, np.random.default_rng(0))
-    out = _pair_slowdown([(units, step)], budget_s)
-    return None if out is None else out[0][1]
+    out = _pairs([(units, step)], budget_s)
+    return None if out is None else TrainingNow(alone_s=out[0][1], pair_slowdown=out[0][2])
 
 
 def _pair_slowdown(jobs: list[tuple[int, Callable[[], Any]]], budget_s: float) -> list[list[float]] | None:
@@ -446,6 +456,12 @@ def _pair_slowdown(jobs: list[tuple[int, Callable[[], Any]]], budget_s: float) -
     the median over adjacent pairs of steps alone then beside the copy (``time_beside``), at least 1. None on a host
     with fewer than two usable cores. The slowdown follows the host's state from minute to minute
     (docs/twin-validation.md, stop 35)."""
+    out = _pairs(jobs, budget_s)
+    return None if out is None else [[u, slowdown] for u, _, slowdown in out]
+
+
+def _pairs(jobs: list[tuple[int, Callable[[], Any]]], budget_s: float) -> list[tuple[float, float, float]] | None:
+    """(units, median step alone in s, pair slowdown) per size (``_pair_slowdown``)."""
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     if len(cpus) < 2 or not jobs:
         return None
@@ -456,7 +472,7 @@ def _pair_slowdown(jobs: list[tuple[int, Callable[[], Any]]], budget_s: float) -
         with threadpool_limits(1):
             for u, step in jobs:
                 alone, beside = time_beside(step, functools.partial(forever, step), budget_s, (cpus[0], cpus[1]))
-                out.append([float(u), max(1.0, float(np.median(beside / alone)))])
+                out.append((float(u), float(np.median(alone)), max(1.0, float(np.median(beside / alone)))))
     finally:
         os.sched_setaffinity(0, mine)
     return out

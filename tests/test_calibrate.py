@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import timeit
 
 import numpy as np
 import pytest
 import yaml
+from threadpoolctl import threadpool_limits
 
 from hw.calibrate import linear_entry, median_rel_ci, per_call_entry
 from sim.profile import load_profile
@@ -286,15 +288,22 @@ def test_time_beside_pairs_steps_alone_and_beside_and_reaps_the_other(monkeypatc
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="a pair needs two cores")
-def test_pair_slowdown_now_measures_two_trainings_at_once():
-    """``pair_slowdown_now`` (bench/twin_fidelity.py before each pass): real steps alone and beside a forked copy,
+def test_training_now_measures_a_step_alone_and_two_trainings_at_once():
+    """``training_now`` (bench/twin_fidelity.py before each pass): real steps alone and beside a forked copy,
     in adjacent pairs, on two cores: a slowdown of at least 1 (a copy beside never speeds a step up in the model),
-    finite, and the calling process's affinity and children as before."""
-    from hw.calibrate import pair_slowdown_now
+    finite; the step alone takes as long as the same step timed here (within the host's noise), and a step of 8x
+    the work longer; the calling process's affinity and children as before."""
+    from hw.calibrate import training_job, training_now
 
     mine = os.sched_getaffinity(0)
-    got = pair_slowdown_now(64, 20_000, 0.2)
-    assert got is not None and 1.0 <= got < 10.0
+    got = training_now(64, 20_000, 0.2)
+    assert got is not None and 1.0 <= got.pair_slowdown < 10.0
+    _, step = training_job(64, 20_000, np.random.default_rng(0))
+    with threadpool_limits(1):
+        here = min(timeit.repeat(step, number=1, repeat=20))
+    assert here / 3 < got.alone_s < 3 * here + 0.01
+    bigger = training_now(64, 160_000, 0.2)
+    assert bigger is not None and bigger.alone_s > 2 * got.alone_s
     assert os.sched_getaffinity(0) == mine
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)  # the copy was reaped

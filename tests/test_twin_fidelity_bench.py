@@ -160,6 +160,43 @@ def test_at_pair_puts_the_largest_model_at_the_matrix_pair_state(bench: Any, tmp
     assert [list(p) for p in pairs if abs(p[0] / units - 1) > 0.01] == [pytest.approx(p) for p in kept]
 
 
+def test_memory_as_measured_puts_training_at_the_step_measured_alone(bench: Any, tmp_path: Path) -> None:
+    """At speed, the work that runs from memory keeps its price on cores ``speed`` x as fast (``cpu_speed``
+    divides it again); at state, ``fl.train`` is priced so that the step measured alone costs what was measured,
+    its whole line scaled; FedAvg stays at its price, the other ops as they were."""
+    from sim.profile import load_profile
+
+    profile = ROOT / "scenarios" / "profiles" / "ci-x86.yaml"
+    before = load_profile(profile)
+    units = bench.largest_step()[1]
+    train, fedavg = before.ops["fl.train"], before.ops["fl.fedavg"]
+    speed = 0.7
+    at_speed = load_profile(bench.memory_as_measured(profile, speed, tmp_path / "speed.yaml"))
+    assert at_speed.ops["fl.train"].base_s(units) == pytest.approx(speed * train.base_s(units))
+    at_state = load_profile(bench.memory_as_measured(profile, speed, tmp_path / "state.yaml", (units, 0.25)))
+    assert at_state.ops["fl.train"].base_s(units) == pytest.approx(speed * 0.25)
+    ratio = 0.25 / train.base_s(units)
+    assert at_state.ops["fl.train"].base_s(units / 10) == pytest.approx(speed * ratio * train.base_s(units / 10))
+    assert at_state.ops["fl.fedavg"].base_s(1e6) == pytest.approx(speed * fedavg.base_s(1e6))
+    assert at_state.ops["ML-DSA-65.sign"] == before.ops["ML-DSA-65.sign"]
+
+
+def test_rescore_takes_the_steps_alone_its_matrix_kept(bench: Any, tmp_path: Path) -> None:
+    """``alone_step_s`` in the kept pair states (none before they were kept, then nothing at state); one line
+    naming the file where it holds anything but step times."""
+    assert bench.kept_alone(tmp_path) == []
+    (tmp_path / bench.PAIR_FILE).write_text('{"pair_slowdown": [1.2]}')
+    assert bench.kept_alone(tmp_path) == []
+    (tmp_path / bench.PAIR_FILE).write_text('{"pair_slowdown": [1.2, 1.1], "alone_step_s": [0.062, 0.07]}')
+    assert bench.kept_alone(tmp_path) == [0.062, 0.07] and bench.kept_pairs(tmp_path) == [1.2, 1.1]
+    for bad in ("[0]", "[-0.1]", '"x"', "[true]", "[1e9]", "[null]"):
+        (tmp_path / bench.PAIR_FILE).write_text(f'{{"pair_slowdown": [1.2], "alone_step_s": {bad}}}')
+        with pytest.raises(SystemExit) as e:
+            bench.kept_alone(tmp_path)
+        assert str(e.value).startswith(f"--rescore: {tmp_path / bench.PAIR_FILE}: alone_step_s")
+        assert "\n" not in str(e.value)
+
+
 def test_rescore_takes_the_pair_states_its_matrix_kept(bench: Any, tmp_path: Path) -> None:
     assert bench.kept_pairs(tmp_path) == []
     (tmp_path / bench.PAIR_FILE).write_text('{"pair_slowdown": [1.2, 1.05]}')
@@ -225,6 +262,45 @@ def test_score_simulates_the_largest_model_at_the_matrix_pair_state(bench: Any, 
         return
     assert got["error_p50_at_pair_pct"] > 10
     assert got["training_at_pair"]["step_p50_s"] > 1.5 * got["training"]["sim"]["step_p50_s"]
+    assert "error_p50_at_state_pct" not in got  # no speed measured: no state
+
+
+def test_score_simulates_the_largest_model_at_the_host_state(
+    bench: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With the runs' speed and the steps measured alone, the largest model's cell is simulated at state too: its
+    training priced at the step measured (4x the profile's here: a slower step, a longer round), the pair slowdown
+    and speed as measured; the at-pair and at-speed cells as before."""
+    from sim.contract import CpuSpeed, MachineLoad, RunLayout, read_summary
+    from sim.runner import simulate, write_run
+
+    profile = ROOT / "scenarios" / "profiles" / "ci-x86.yaml"
+    c = bench.Cell("localhost", "sequential", "PQC L3", max(bench.SIZES))
+    s = c.scenario(profile, 2)
+    write_run(simulate(s, c.mode, replications=1), tmp_path / f"hw-{c.name}-0", s)
+    speed = CpuSpeed(probe_us_p10=10.0, probe_us_p50=10.0, probe_us_p90=10.0, samples=9)  # as calibrated: 1x
+    load = MachineLoad(cores=2, loadavg_1m_start=0.1, loadavg_1m_end=0.1, twin_cpu_cores=1.0, foreign_cpu_cores=0.0,
+                       steal_fraction=0.0, quiet=True, calibrated_probe_us=10.0, cpu_speed=speed)  # fmt: skip
+    run = read_summary(RunLayout(tmp_path / f"hw-{c.name}-0").summary).model_copy(
+        update={"state": "completed", "machine_load": load}
+    )
+    pair = bench.at_pair(profile, [1.0], tmp_path / "at-pair.yaml")
+    step = 4 * load_profile_train(profile, bench.largest_step()[1])
+    got = bench.score(c, tmp_path, profile, 2, 1, [run], None, pair, alone=[step, step])
+    assert got["error_p50_adjusted_pct"] == pytest.approx(0.0, abs=1e-6)  # at speed 1: the model as run
+    assert got["training_at_state"]["step_p50_s"] > 2.5 * got["training"]["sim"]["step_p50_s"]
+    assert got["error_p50_at_state_pct"] > 50 and got["sim_p50_at_state_s"] > got["sim_p50_s"]
+    capsys.readouterr()
+    bench.print_training([got], [1.0], None, [step, step])
+    out = capsys.readouterr().out
+    assert f"step alone, before each pass: {step * 1e3:.1f}, {step * 1e3:.1f} ms" in out
+    assert f"round error p50 {got['error_p50_at_state_pct']:+.1f} %" in out
+
+
+def load_profile_train(profile: Path, units: float) -> float:
+    from sim.profile import load_profile
+
+    return float(load_profile(profile).ops["fl.train"].base_s(units))
 
 
 def test_worker_parallelism_says_how_side_by_side_a_distributions_jobs_ran(bench: Any, tmp_path: Path) -> None:
@@ -347,6 +423,13 @@ def test_the_tally_counts_goals_and_the_model_at_speed_apart(bench: Any, capsys:
     assert "1 FAILED" in out
     none = bench.tally([_cell("sequential", 1.0, 1.0, None)], [])
     assert none["adjusted_cells"] == 0 and none["adjusted_mean_abs_error_p50_pct"] is None
+    assert none["at_state_cells"] == 0 and "at state" not in (capsys.readouterr().out or "")
+    state = [_cell("sequential", -20.0, -20.0, -9.0) | {"error_p50_at_state_pct": s} for s in (-3.0, 7.0)]
+    t = bench.tally([*state, _cell("concurrent", -20.0, -20.0, -9.0)], [])
+    assert (t["at_state_cells"], t["at_state_p50_within_goal"]) == (2, 1)
+    assert t["at_state_mean_abs_error_p50_pct"] == pytest.approx(5.0)
+    bench.print_tally(t)
+    assert "parameter cells at state: mean |median error| 5.0 %, 1 of 2 within 5 %" in capsys.readouterr().out
     unknown = bench.tally([_cell("sequential", 1.0, 1.0, None), _cell("concurrent", None, None, None)], [])
     assert unknown["mean_abs_error_p50_pct"] == pytest.approx(1.0) and unknown["both_goals"] == 1  # not met, not a nan
     bench.print_tally(bench.tally([cells[3]], []))
@@ -389,7 +472,7 @@ def test_measure_runs_every_other_pass_in_reverse(bench: Any, tmp_path: Path, mo
         return out.name
 
     monkeypatch.setattr(bench, "run_local", run_local)
-    monkeypatch.setattr(bench, "pair_slowdown_now", lambda *a: None)  # no pair probe: one core
+    monkeypatch.setattr(bench, "training_now", lambda *a: None)  # no pair probe: one core
     scenario = SimpleNamespace(run=SimpleNamespace(seed=7))
     monkeypatch.setattr(bench.Cell, "scenario", lambda self, profile, rounds: scenario)
     runs, states = bench.measure(cells, tmp_path, tmp_path / "p.yaml", 3, 3, "runs")
@@ -418,7 +501,7 @@ def test_measure_pairs_a_suite_and_sizes_modes_in_one_run_of_both(
 
     monkeypatch.setattr(bench, "run_local", run_local)
     monkeypatch.setattr(bench, "split", lambda out: {m: f"{out.name}/{m}" for m in bench.MODES})
-    monkeypatch.setattr(bench, "pair_slowdown_now", lambda *a: None)
+    monkeypatch.setattr(bench, "training_now", lambda *a: None)
     scenario = SimpleNamespace(run=SimpleNamespace(seed=7))
     monkeypatch.setattr(bench.Cell, "scenario", lambda self, profile, rounds: scenario)
     runs, _ = bench.measure(cells, tmp_path, tmp_path / "p.yaml", 5, 2)
