@@ -70,7 +70,7 @@ from hw.speed import run_slow_flags
 from sim.contract import FL_PHASES, RunLayout, Summary, read_spans, read_summary
 from sim.errors import UserError
 from sim.loading import out_json
-from sim.profile import LinearOp, load_profile, op_kind, write_profile
+from sim.profile import load_profile, op_kind, write_profile
 from sim.runner import simulate, write_run
 from sim.scenario import Scenario, Transport, load_scenario
 from sim.summary import ci95
@@ -92,6 +92,7 @@ PAIR_STATE_S = 4.0  # each pass's measurement of two trainings at once (as ``pqt
 PAIR_MAX = 10.0  # the most a profile's pair slowdown may say (sim/profile.py): a reading above it is kept at it
 PAIR_FILE = "pair_states.json"  # in the work (--keep) directory: the passes' pair slowdowns and steps alone
 MAX_STEP_S = 60.0  # a training step alone longer than this is not one this bench measured
+FIT_STATE_FILE = "fit_state.json"  # in the work directory: the largest model's step alone before the training runs
 MODES = ("sequential", "concurrent")
 PAPER = ROOT / "scenarios" / "paper-3node.yaml"
 FABRIC_LATENCY_S = 7e-6  # per hop, a 1-byte TCP ping-pong across the fabric's switch (bench/net_fidelity.py)
@@ -128,6 +129,23 @@ def largest_step() -> tuple[int, float]:
     samples x parameters x epochs, sim/model.py's units of ``fl.train`` and its pair slowdown)."""
     fl = load_scenario(SCENARIO).workload.fl
     return fl.samples_per_client, float(fl.samples_per_client * max(SIZES) * fl.local_epochs)
+
+
+def train(work: Path, base: Path, rounds: int, runs: int) -> list[Path]:
+    """The training runs (``TRAIN`` at two sizes, ``runs`` each: ``work/train-N``), the fit's data; before them,
+    the largest model's step alone and beside a copy (``FIT_STATE_FILE``): the memory state the fit meets."""
+    samples = largest_step()[0]
+    if (now := training_now(samples, max(SIZES), PAIR_STATE_S)) is not None:
+        state = {"model_parameters": max(SIZES), "samples": samples, "alone_step_s": [now.alone_s],
+                 "pair_slowdown": [now.pair_slowdown]}  # fmt: skip
+        (work / FIT_STATE_FILE).write_text(json.dumps(state) + "\n")
+    trained: list[Path] = []
+    for params in (TRAIN["model_parameters"], TRAIN_SMALL_PARAMETERS):
+        s = load_scenario(SCENARIO, overrides(TRAIN["suite"], params, rounds), base)
+        for i in range(runs):
+            trained.append(work / f"train-{len(trained)}")
+            run_local(s, trained[-1], "sequential", rounds, s.run.seed + i)
+    return trained
 
 
 def measure(cells: list[Cell], work: Path, profile: Path, rounds: int, repeat: int,
@@ -230,24 +248,20 @@ def at_pair(profile: Path, states: list[float], out: Path) -> Path | None:
     return out
 
 
-def at_state(
-    c: Cell,
-    work: Path,
-    pair_profile: Path,
-    speed: float,
-    alone: list[float],
-    rounds: int,
-    reps: int,
-    links: tuple[str, ...],
-    done: list[Path],
-) -> dict[str, Any]:
+def train_state(alone: list[float], fit_alone: float | None) -> float | None:
+    """How much dearer the largest model's training step alone was before the matrix's passes (their median) than
+    before the training runs the fit priced training from; None without both."""
+    return float(np.median(alone)) / fit_alone if alone and fit_alone else None
+
+
+def at_state(c: Cell, work: Path, pair_profile: Path, speed: float, state: float, rounds: int, reps: int,
+             links: tuple[str, ...], done: list[Path]) -> dict[str, Any]:  # fmt: skip
     """The largest model's cell "at state": on cores as fast as the runs' probe measured them (``cpu_speed``), its
-    training priced as a step took alone before the passes (the median of ``alone``) and slowed beside another as
-    much as two did then (``pair_profile``): every price the host's state moves set from a measurement of the
-    host, none from the runs scored. What is left of the error there is the model's (an explanation beside the
-    error, not a fit)."""
-    step = (largest_step()[1], float(np.median(alone)))
-    mine = memory_as_measured(pair_profile, speed, work / f"profile-{c.name}-at-state.yaml", step)
+    training ``state`` x as dear as the fit priced it (``train_state``: the host's memory state then and during
+    the matrix, measured by a step alone) and slowed beside another as much as two did during the matrix
+    (``pair_profile``): every price the host's state moves set from a measurement of the host, none from the
+    runs scored. What is left of the error there is the model's (an explanation beside the error, not a fit)."""
+    mine = memory_as_measured(pair_profile, speed, work / f"profile-{c.name}-at-state.yaml", state)
     s = c.scenario(mine, rounds, (*links, f"deployment.hosts.*.cpu_speed={speed:.4f}"))
     write_run(simulate(s, c.mode, replications=reps), work / f"sim-{c.name}-at-state", s)
     m = compare_dirs(work / f"sim-{c.name}-at-state", done[0], done[1:])["metrics"]["round_latency_s"]
@@ -255,21 +269,12 @@ def at_state(
             "training_at_state": training_steps([work / f"sim-{c.name}-at-state"])}  # fmt: skip
 
 
-def memory_as_measured(profile: Path, speed: float, out: Path, step: tuple[float, float] | None = None) -> Path:
+def memory_as_measured(profile: Path, speed: float, out: Path, train: float = 1.0) -> Path:
     """``profile`` with the work that runs from memory (hw/fit.py ``MEMORY_KINDS``: training, FedAvg) ``speed`` x
     as dear, written to ``out``: simulated at ``cpu_speed = speed`` ("at speed"), that work keeps its own price,
-    because the speed probe the speed comes from does not see the state that work runs in (hw/fit.py).
-    ``step`` (units, seconds): a training step of that many units took that long alone just before the runs
-    (``training_now``): ``fl.train`` priced at the host's memory state then instead ("at state"), its whole line
-    scaled so that its price at those units is those seconds."""
+    because the speed probe the speed comes from does not see the state that work runs in (hw/fit.py);
+    ``fl.train`` ``train`` x its price besides ("at state", ``at_state``)."""
     data = yaml.safe_load(profile.read_text())
-    train = 1.0
-    if step is not None:
-        units, seconds = step
-        priced = load_profile(profile).ops["fl.train"]
-        if not isinstance(priced, LinearOp):  # a calibrated profile prices training by its size
-            raise SystemExit(f"{profile}: fl.train is not priced by size; it cannot be put at the host's state")
-        train = seconds / priced.base_s(units)
     for name, op in data["ops"].items():
         if op_kind(name) in MEMORY_KINDS:
             k = speed * (train if name == "fl.train" else 1.0)
@@ -290,11 +295,11 @@ def memory_as_measured(profile: Path, speed: float, out: Path, step: tuple[float
 
 def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[Summary],
           kernel_bps: float | None = None, pair_profile: Path | None = None,
-          passes: list[int] | None = None, alone: list[float] | None = None) -> dict[str, Any]:  # fmt: skip
+          passes: list[int] | None = None, state: float | None = None) -> dict[str, Any]:  # fmt: skip
     """Simulate the cell and compare with its pooled twin runs (repeats resampled as clusters; ``work/hw-CELL-k``,
     k each run's pass: ``passes``, by default 0, 1 ...); a cell of the largest model also with ``pair_profile``
-    (``at_pair``), where given, and with ``alone`` (that model's step alone before each pass, s) at the runs'
-    speed too: "at state" (``at_state``)."""
+    (``at_pair``), where given, and with ``state`` (``train_state``) at the runs' speed too: "at state"
+    (``at_state``)."""
     links = fabric(c, hw, kernel_bps)
     s = c.scenario(profile, rounds, links)
     write_run(simulate(s, c.mode, replications=reps), work / f"sim-{c.name}", s)
@@ -324,8 +329,8 @@ def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[S
         p = compare_dirs(work / f"sim-{c.name}-at-pair", done[0], done[1:])["metrics"]["round_latency_s"]
         paired = {"error_p50_at_pair_pct": p["error_p50_pct"],
                   "training_at_pair": training_steps([work / f"sim-{c.name}-at-pair"])}  # fmt: skip
-        if speeds and alone:
-            paired |= at_state(c, work, pair_profile, float(np.median(speeds)), alone, rounds, reps, links, done)
+        if speeds and state:
+            paired |= at_state(c, work, pair_profile, float(np.median(speeds)), state, rounds, reps, links, done)
     return head | adjusted | paired | {
         "links": list(links), "phases": phase_errors(metrics),
         "training": {"sim": training_steps([work / f"sim-{c.name}"]), "hw": training_steps(done)},
@@ -528,11 +533,12 @@ def steps_by_pass(work: Path) -> list[float | None]:
 
 
 def print_training(cells: list[dict[str, Any]], states: list[float] | None = None,
-                   by_pass: list[float | None] | None = None, alone: list[float] | None = None) -> None:  # fmt: skip
+                   by_pass: list[float | None] | None = None, alone: list[float] | None = None,
+                   fit_alone: float | None = None) -> None:  # fmt: skip
     """Per cell: the median training step, simulated and measured, and the share of a step beside the other
     client's training (measured); with the pair slowdowns measured during the matrix (``states``), the largest
-    model's cells simulated at their median too (``at_pair``), and with the steps alone (``alone``) at state
-    (``at_state``). Nothing where no cell trained."""
+    model's cells simulated at their median too (``at_pair``), and with the steps alone before the passes
+    (``alone``) and before the training runs (``fit_alone``) at state (``at_state``). Nothing where no cell trained."""
     rows = [c for c in cells if (c.get("training") or {}).get("hw")]
     if not rows:
         return
@@ -542,11 +548,12 @@ def print_training(cells: list[dict[str, Any]], states: list[float] | None = Non
             + ", ".join(f"x{x:.2f}" for x in states)
             + " (the cells 'at pair': the model at their median)"
         )
-    if alone:
+    if alone and fit_alone and (state := train_state(alone, fit_alone)) is not None:
         print(
-            f"a {max(SIZES):,}-parameter training step alone, before each pass: "
+            f"a {max(SIZES):,}-parameter training step alone, before the training runs: {fit_alone * 1e3:.1f} ms, "
+            "before each pass: "
             + ", ".join(f"{x * 1e3:.1f}" for x in alone)
-            + " ms (the cells 'at state': at speed, training priced at their median, at pair)"
+            + f" ms (the cells 'at state': at speed, training x{state:.2f} as dear as fitted, at pair)"
         )
     if by_pass:
         steps = ", ".join("-" if x is None else f"{x * 1e3:.1f}" for x in by_pass)
@@ -840,9 +847,9 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
             for k, d in zip(passes[c], dirs[c], strict=True):
                 (work / f"hw-{c.name}-{k}").symlink_to(d.resolve())
         rounds = max(r.rounds_completed for rs in runs.values() for r in rs)
-        kernel_bps, states, alone = kept_kernel(kept), kept_pairs(kept), kept_alone(kept)
-        paired = at_pair(profile, states, work / "fitted-at-pair.yaml")
-        cells = [score(c, work, profile, rounds, 5, runs[c], kernel_bps, paired, passes[c], alone)
+        kernel_bps, states, alone, fit_alone = kept_kernel(kept), kept_pairs(kept), kept_alone(kept), kept_fit(kept)
+        paired, state = at_pair(profile, states, work / "fitted-at-pair.yaml"), train_state(alone, fit_alone)
+        cells = [score(c, work, profile, rounds, 5, runs[c], kernel_bps, paired, passes[c], state)
                  for c in sorted(runs, key=_order)]  # fmt: skip
         by_pass = steps_by_pass(work)
         if keep:
@@ -850,7 +857,7 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
     reds = reductions(cells, kept)
     print_table(cells, reds)
     print_phases(cells)
-    print_training(cells, states, by_pass, alone)
+    print_training(cells, states, by_pass, alone, fit_alone)
     print_parallelism(cells)
     print_legs(cells)
     _say_calibration(base)
@@ -858,6 +865,7 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
         out.write_text(json.dumps({"rescored": str(kept), "cells": cells, "reductions": reds,
                                    "goals": tally(cells, reds), "pair_slowdown_during_matrix": states,
                                    "training_alone_s_during_matrix": alone,
+                                   "training_alone_s_before_fit": fit_alone,
                                    "training_largest_by_pass_s": by_pass},
                                   indent=2) + "\n")  # fmt: skip
 
@@ -935,6 +943,13 @@ def kept_alone(kept: Path) -> list[float]:
     return _kept(kept, PAIR_FILE, "alone_step_s", _steps, "a list of step times", optional=True) or []
 
 
+def kept_fit(kept: Path) -> float | None:
+    """The largest model's training step alone measured before the training runs (``FIT_STATE_FILE``; None: kept
+    before 2026-12-04 19:20, or a host of one core); SystemExit with one line where it holds no step time."""
+    steps = _kept(kept, FIT_STATE_FILE, "alone_step_s", _steps, "a list of step times", optional=True)
+    return float(np.median(steps)) if steps else None
+
+
 def kept_pairs(kept: Path) -> list[float]:
     """The pair slowdowns a matrix measured before its passes (``PAIR_FILE``; none: kept before 2026-12-01 06:40,
     or a host of one core); SystemExit with one line where the file is there but holds no such list."""
@@ -990,13 +1005,7 @@ def main() -> None:
             write_profile(calibrate(), base)  # the full calibration (~70 s): quick medians are too noisy
         else:
             shutil.copyfile(args.profile, base)
-        trained: list[Path] = []
-        for params in (TRAIN["model_parameters"], TRAIN_SMALL_PARAMETERS):
-            train = load_scenario(SCENARIO, overrides(TRAIN["suite"], params, rounds), base)
-            for i in range(train_runs):
-                trained.append(work / f"train-{len(trained)}")
-                run_local(train, trained[-1], "sequential", rounds, train.run.seed + i)
-        fit = fit_from_run(trained, base)
+        fit = fit_from_run(train(work, base, rounds, train_runs), base)
         profile = work / "fitted.yaml"
         write_profile(fit.profile, profile)
         print(f"fitted on {TRAIN} and {TRAIN_SMALL_PARAMETERS:,} parameters ({train_runs} x {rounds} rounds at each "
@@ -1012,13 +1021,15 @@ def main() -> None:
         runs, states = measure(matrix, work, profile, rounds, repeat, args.pairing)
         if args.keep:  # the measurements first: whatever scoring them does, they are kept
             shutil.copytree(work, args.keep, dirs_exist_ok=True)
-        paired, alone = at_pair(profile, states, work / "fitted-at-pair.yaml"), kept_alone(work)
-        cells = [score(c, work, profile, rounds, 5, runs[c], kernel_bps, paired, alone=alone) for c in matrix]
+        paired = at_pair(profile, states, work / "fitted-at-pair.yaml")
+        alone, fit_alone = kept_alone(work), kept_fit(work)
+        state = train_state(alone, fit_alone)
+        cells = [score(c, work, profile, rounds, 5, runs[c], kernel_bps, paired, state=state) for c in matrix]
         reds = reductions(cells, work)
         print_table(cells, reds)
         print_phases(cells)
         by_pass = steps_by_pass(work)
-        print_training(cells, states, by_pass, alone)
+        print_training(cells, states, by_pass, alone, fit_alone)
         print_parallelism(cells)
         print_legs(cells)
         _say_calibration(base)
@@ -1026,6 +1037,7 @@ def main() -> None:
                   "train_runs": train_runs, "repeat": repeat, "rounds": rounds, "pairing": args.pairing,
                   "quick": args.quick, "calibrated_speed_probe": _probe(base), "kernel_rate_bps": kernel_bps,
                   "pair_slowdown_during_matrix": states, "training_alone_s_during_matrix": alone,
+                  "training_alone_s_before_fit": fit_alone,
                   "training_largest_by_pass_s": by_pass,
                   "cells": cells, "reductions": reds, "goals": tally(cells, reds),
                   "reduction_simulated_pct": [r["simulated_pct"] for r in reds],

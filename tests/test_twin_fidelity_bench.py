@@ -162,8 +162,8 @@ def test_at_pair_puts_the_largest_model_at_the_matrix_pair_state(bench: Any, tmp
 
 def test_memory_as_measured_puts_training_at_the_step_measured_alone(bench: Any, tmp_path: Path) -> None:
     """At speed, the work that runs from memory keeps its price on cores ``speed`` x as fast (``cpu_speed``
-    divides it again); at state, ``fl.train`` is priced so that the step measured alone costs what was measured,
-    its whole line scaled; FedAvg stays at its price, the other ops as they were."""
+    divides it again); at state, ``fl.train``'s whole line is ``train`` x as dear besides; FedAvg stays at its
+    price, the other ops as they were."""
     from sim.profile import load_profile
 
     profile = ROOT / "scenarios" / "profiles" / "ci-x86.yaml"
@@ -173,18 +173,24 @@ def test_memory_as_measured_puts_training_at_the_step_measured_alone(bench: Any,
     speed = 0.7
     at_speed = load_profile(bench.memory_as_measured(profile, speed, tmp_path / "speed.yaml"))
     assert at_speed.ops["fl.train"].base_s(units) == pytest.approx(speed * train.base_s(units))
-    at_state = load_profile(bench.memory_as_measured(profile, speed, tmp_path / "state.yaml", (units, 0.25)))
-    assert at_state.ops["fl.train"].base_s(units) == pytest.approx(speed * 0.25)
-    ratio = 0.25 / train.base_s(units)
-    assert at_state.ops["fl.train"].base_s(units / 10) == pytest.approx(speed * ratio * train.base_s(units / 10))
+    at_state = load_profile(bench.memory_as_measured(profile, speed, tmp_path / "state.yaml", 1.3))
+    for u in (units, units / 10, units * 3):
+        assert at_state.ops["fl.train"].base_s(u) == pytest.approx(speed * 1.3 * train.base_s(u))
     assert at_state.ops["fl.fedavg"].base_s(1e6) == pytest.approx(speed * fedavg.base_s(1e6))
     assert at_state.ops["ML-DSA-65.sign"] == before.ops["ML-DSA-65.sign"]
 
 
 def test_rescore_takes_the_steps_alone_its_matrix_kept(bench: Any, tmp_path: Path) -> None:
-    """``alone_step_s`` in the kept pair states (none before they were kept, then nothing at state); one line
-    naming the file where it holds anything but step times."""
-    assert bench.kept_alone(tmp_path) == []
+    """``alone_step_s`` in the kept pair states and fit state (none before they were kept, then nothing at state:
+    ``train_state`` None); one line naming the file where it holds anything but step times."""
+    assert bench.kept_alone(tmp_path) == [] and bench.kept_fit(tmp_path) is None
+    assert bench.train_state([], None) is None and bench.train_state([0.07], None) is None
+    (tmp_path / bench.FIT_STATE_FILE).write_text('{"alone_step_s": [0.05], "pair_slowdown": [1.1]}')
+    assert bench.kept_fit(tmp_path) == 0.05
+    assert bench.train_state([0.06, 0.07, 0.08], 0.05) == pytest.approx(1.4)
+    (tmp_path / bench.FIT_STATE_FILE).write_text('{"alone_step_s": "x"}')
+    with pytest.raises(SystemExit, match=r"fit_state\.json: alone_step_s is not a list of step times"):
+        bench.kept_fit(tmp_path)
     (tmp_path / bench.PAIR_FILE).write_text('{"pair_slowdown": [1.2]}')
     assert bench.kept_alone(tmp_path) == []
     (tmp_path / bench.PAIR_FILE).write_text('{"pair_slowdown": [1.2, 1.1], "alone_step_s": [0.062, 0.07]}')
@@ -269,8 +275,8 @@ def test_score_simulates_the_largest_model_at_the_host_state(
     bench: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """With the runs' speed and the steps measured alone, the largest model's cell is simulated at state too: its
-    training priced at the step measured (4x the profile's here: a slower step, a longer round), the pair slowdown
-    and speed as measured; the at-pair and at-speed cells as before."""
+    training as much dearer than fitted as the step alone was (4x here: a slower step, a longer round), the pair
+    slowdown and speed as measured; the at-pair and at-speed cells as before."""
     from sim.contract import CpuSpeed, MachineLoad, RunLayout, read_summary
     from sim.runner import simulate, write_run
 
@@ -285,22 +291,16 @@ def test_score_simulates_the_largest_model_at_the_host_state(
         update={"state": "completed", "machine_load": load}
     )
     pair = bench.at_pair(profile, [1.0], tmp_path / "at-pair.yaml")
-    step = 4 * load_profile_train(profile, bench.largest_step()[1])
-    got = bench.score(c, tmp_path, profile, 2, 1, [run], None, pair, alone=[step, step])
+    got = bench.score(c, tmp_path, profile, 2, 1, [run], None, pair, state=4.0)
     assert got["error_p50_adjusted_pct"] == pytest.approx(0.0, abs=1e-6)  # at speed 1: the model as run
     assert got["training_at_state"]["step_p50_s"] > 2.5 * got["training"]["sim"]["step_p50_s"]
     assert got["error_p50_at_state_pct"] > 50 and got["sim_p50_at_state_s"] > got["sim_p50_s"]
     capsys.readouterr()
-    bench.print_training([got], [1.0], None, [step, step])
+    bench.print_training([got], [1.0], None, [0.08, 0.12], 0.025)
     out = capsys.readouterr().out
-    assert f"step alone, before each pass: {step * 1e3:.1f}, {step * 1e3:.1f} ms" in out
+    assert "step alone, before the training runs: 25.0 ms, before each pass: 80.0, 120.0 ms" in out
+    assert "training x4.00 as dear as fitted" in out
     assert f"round error p50 {got['error_p50_at_state_pct']:+.1f} %" in out
-
-
-def load_profile_train(profile: Path, units: float) -> float:
-    from sim.profile import load_profile
-
-    return float(load_profile(profile).ops["fl.train"].base_s(units))
 
 
 def test_worker_parallelism_says_how_side_by_side_a_distributions_jobs_ran(bench: Any, tmp_path: Path) -> None:
