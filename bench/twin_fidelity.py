@@ -23,7 +23,10 @@
    how threads are placed on cores, sim/hosts.py ``PlacedCores``). Before each pass, how much two trainings of
    the 1 M model slow each other now (``hw.calibrate.pair_slowdown_now``, ~5 s): the speed probe (16 KiB, in a
    core's L1) does not see the host's memory state, which moved the twin's 1 M steps by a fifth within an hour
-   (docs/twin-validation.md, stop 36); the 1 M cells are also simulated at those passes' median ("at pair").
+   (docs/twin-validation.md, stop 36); the 1 M cells are also simulated at those passes' median ("at pair"). The same
+   probe times a 1 M step alone, before the training runs and before each pass (``hw.calibrate.training_now``): the
+   1 M cells "at state" are the model at speed, at pair, its training as much dearer than fitted as the step alone
+   was during the matrix than before the fit (``at_state``; a measurement of the host, not of the runs scored).
 4. Per suite and size, the concurrent-vs-sequential reduction of the median round latency, simulated and
    measured; then per cell and phase of the round (the model's distribution, distribute, receive, train,
    upload, verify, aggregate), the median's error and the difference of the medians in ms (in the JSON:
