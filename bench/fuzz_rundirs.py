@@ -10,7 +10,7 @@ loop or a dangling link in its place; a JSON file with one value of another type
 NaN, 1e308, 2**70, a path outside the run) or one key gone; a spans file with one column of another type, a
 NaN, a negative or huge value, a null, the column gone, no rows or every row twice; a YAML file mutated as
 bench/fuzz_inputs.py mutates scenarios. Each case runs one of ``compare`` (one or more measured runs, a whole
-both run, two both runs, --out), ``report`` (with and without a baseline, a whole both run), ``calibrate
+both run, two both runs, --out, --at-speed), ``report`` (with and without a baseline, a whole both run), ``calibrate
 --from-run`` and ``hw recover`` in a forked child, judged as bench/fuzz_inputs.py judges its cases. Prints the
 counts, exits 1 when any case failed. ``tests/test_twin_modes.py`` runs a few dozen cases on its real both run
 under ``make test``.
@@ -47,6 +47,7 @@ TARGETS: list[tuple[list[str], tuple[str, ...]]] = [
     (["compare", "sim/sequential", "hw"], ("hw/", "sim/sequential")),
     (["compare", "sim/sequential", "hw/sequential", "--out", "out"], ("hw/sequential", "sim/sequential")),
     (["compare", "sim", "hw", "--out", "out"], ("hw/", "sim/")),  # two both runs: each mode, and the reduction
+    (["compare", "sim/concurrent", "hw/concurrent", "--at-speed"], ("sim/concurrent", "hw/concurrent")),  # resimulated
     (["report", "hw/sequential", "--out", "r.html"], ("hw/sequential",)),
     (["report", "sim/concurrent", "--out", "r.html", "--baseline", "hw/concurrent"], ("hw/concurrent", "sim/")),
     (["report", "hw", "--out", "r.html"], ("hw/",)),

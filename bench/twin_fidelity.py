@@ -64,7 +64,7 @@ import yaml
 
 from hw.calibrate import calibrate, training_now
 from hw.compare import AT_SPEED, compare_dirs
-from hw.fit import MEMORY_KINDS, fit_from_run
+from hw.fit import fit_from_run, memory_at_price
 from hw.local import run_local
 from hw.modes import pair_reductions, split
 from hw.netns import kernel_rate_bps, unavailable
@@ -73,7 +73,7 @@ from hw.speed import run_slow_flags
 from sim.contract import FL_PHASES, RunLayout, Summary, read_spans, read_summary
 from sim.errors import UserError
 from sim.loading import out_json
-from sim.profile import load_profile, op_kind, write_profile
+from sim.profile import load_profile, write_profile
 from sim.runner import simulate, write_run
 from sim.scenario import Scenario, Transport, load_scenario
 from sim.summary import ci95
@@ -273,25 +273,10 @@ def at_state(c: Cell, work: Path, pair_profile: Path, speed: float, state: float
 
 
 def memory_as_measured(profile: Path, speed: float, out: Path, train: float = 1.0) -> Path:
-    """``profile`` with the work that runs from memory (hw/fit.py ``MEMORY_KINDS``: training, FedAvg) ``speed`` x
-    as dear, written to ``out``: simulated at ``cpu_speed = speed`` ("at speed"), that work keeps its own price,
-    because the speed probe the speed comes from does not see the state that work runs in (hw/fit.py);
-    ``fl.train`` ``train`` x its price besides ("at state", ``at_state``)."""
-    data = yaml.safe_load(profile.read_text())
-    for name, op in data["ops"].items():
-        if op_kind(name) in MEMORY_KINDS:
-            k = speed * (train if name == "fl.train" else 1.0)
-            op["per_call_s"] = op["per_call_s"] * k
-            if "per_unit_s" in op:
-                op["per_unit_s"] = op["per_unit_s"] * k
-            if op.get("points"):
-                op["points"] = [[u, t * k] for u, t in op["points"]]
-    for kind, over in (data.get("overheads") or {}).items():
-        if kind in MEMORY_KINDS:
-            over["per_call_s"] = over.get("per_call_s", 0.0) * speed
-            over["per_byte_s"] = over.get("per_byte_s", 0.0) * speed
-            if over.get("sigma_by_cost_s"):  # keyed by the price, which moved with it
-                over["sigma_by_cost_s"] = [[cost * speed, sigma] for cost, sigma in over["sigma_by_cost_s"]]
+    """``profile`` with the work that runs from memory priced as measured on cores ``speed`` x as fast
+    (``hw.fit.memory_at_price``; "at speed"), ``fl.train`` ``train`` x its price besides ("at state",
+    ``at_state``), written to ``out``."""
+    data = memory_at_price(yaml.safe_load(profile.read_text()), speed, train)
     write_profile(data, out)
     return out
 

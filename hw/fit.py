@@ -57,6 +57,7 @@ does not see, so their spans are kept as measured.
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,38 @@ FACTOR_KINDS = ("train", "fedavg")
 # by it, the second fit priced training 0.77x the first (its cells' steps 20-32 % short)
 MEMORY_KINDS = ("train", "fedavg")
 BOOTSTRAP_SEED, BOOTSTRAP_RESAMPLES = 20261129, 400
+
+
+def memory_at_price(data: dict[str, Any], speed: float, train: float = 1.0) -> dict[str, Any]:
+    """Profile data whose work from memory (``MEMORY_KINDS``: training, FedAvg; their ops and overheads) is
+    ``speed`` x as dear, so that on cores ``speed`` x as fast (``cpu_speed``, which divides every cost) it keeps
+    its price: the speed probe a run's speed comes from does not see the state that work runs in (module doc).
+    ``fl.train`` ``train`` x its price besides (the host's memory state measured apart: bench/twin_fidelity.py).
+    ``data`` is changed in place and returned."""
+    for name, op in data["ops"].items():
+        if op_kind(name) in MEMORY_KINDS:
+            _dearer(op, speed * (train if name == "fl.train" else 1.0))
+    for kind, over in (data.get("overheads") or {}).items():
+        if kind in MEMORY_KINDS:
+            over["per_call_s"] = over.get("per_call_s", 0.0) * speed
+            over["per_byte_s"] = over.get("per_byte_s", 0.0) * speed
+            if over.get("sigma_by_cost_s"):  # keyed by the price, which moved with it
+                over["sigma_by_cost_s"] = [[cost * speed, sigma] for cost, sigma in over["sigma_by_cost_s"]]
+    return data
+
+
+def _dearer(op: dict[str, Any], k: float) -> None:
+    """An op's entry (``sim.profile.LinearOp`` or ``PerCallOp`` data) ``k`` x as dear, in place."""
+    for key in ("per_call_s", "per_unit_s", "mean_s", "p50_s", "stdev_s"):
+        if op.get(key) is not None:
+            op[key] = op[key] * k
+    if op.get("points"):
+        op["points"] = [[u, t * k] for u, t in op["points"]]
+    dist = op.get("distribution") or {}
+    if dist.get("kind") == "lognormal":
+        dist["mu"] = dist["mu"] + math.log(k)
+    elif dist.get("kind") == "empirical":
+        dist["quantiles_s"] = [q * k for q in dist["quantiles_s"]]
 
 
 @dataclass(frozen=True)

@@ -1161,6 +1161,14 @@ def compare_cmd(
     json_: Annotated[bool, typer.Option("--json", help="print compare.json instead of the table")] = False,
     out_dir: Annotated[str | None, typer.Option("--out", help="output dir (default HW_DIR/compare)")] = None,
     force: Annotated[bool, typer.Option("--force", help="replace an earlier report in the output dir")] = False,
+    at_speed: Annotated[
+        bool,
+        typer.Option(
+            "--at-speed",
+            help="also simulate SIM_DIR again on cores as fast as the measured runs' speed probe read them (seconds): "
+            "what is left of the error is the model's, not the host's state (hw/at_speed.py)",
+        ),
+    ] = False,
 ) -> None:
     """Simulated vs measured: per metric, the error in % with its 95 % bootstrap CI (table, JSON, PNG)."""
     from hw import rundir
@@ -1170,9 +1178,9 @@ def compare_cmd(
 
     out = _out_path(out_dir) or Path(hw_dir) / RunLayout.COMPARE
     if _both_runs(sim_dir, hw_dir, repeats or []):
-        _compare_both(sim_dir, hw_dir, repeats or [], json_, out, force)
+        _compare_both(sim_dir, hw_dir, repeats or [], json_, out, force, at_speed)
         return
-    result = _compared(sim_dir, hw_dir, repeats or [])
+    result = _compared(sim_dir, hw_dir, repeats or [], at_speed)
     report = (COMPARE_JSON, COMPARE_PNG)
     with rundir.claimed(out, force, outputs=report, markers=report, discard=True), _writing(out):
         paths = write_outputs(result, out)
@@ -1187,8 +1195,9 @@ def compare_cmd(
         STDOUT.print(fidelity_line(result), highlight=False, soft_wrap=True)
 
 
-def _compared(sim_dir: Path, hw_dir: Path, repeats: list[Path]) -> dict[str, Any]:
-    """compare.json's content; a UserError when no metric has values in both runs (an empty report and exit 0
+def _compared(sim_dir: Path, hw_dir: Path, repeats: list[Path], at_speed: bool = False) -> dict[str, Any]:
+    """compare.json's content (``at_speed``: with the model simulated at the measured speed,
+    ``model_at_measured_speed``); a UserError when no metric has values in both runs (an empty report and exit 0
     would say the runs were compared)."""
     from hw.compare import compare_dirs
     from sim.errors import UserError
@@ -1197,6 +1206,10 @@ def _compared(sim_dir: Path, hw_dir: Path, repeats: list[Path]) -> dict[str, Any
     if not result["metrics"]:
         why = "; ".join(f"{k}: {v}" for k, v in list(result["not_compared"].items())[:2])
         raise UserError(f"{hw_dir}: nothing to compare with {sim_dir}: no metric has values in both runs ({why})")
+    if at_speed:
+        from hw.at_speed import at_measured_speed
+
+        result["model_at_measured_speed"] = at_measured_speed(Path(sim_dir), [Path(hw_dir), *map(Path, repeats)])
     return result
 
 
@@ -1213,7 +1226,8 @@ def _both_runs(sim_dir: Path, hw_dir: Path, repeats: list[Path]) -> bool:
     return True
 
 
-def _compare_both(sim_dir: Path, hw_dir: Path, repeats: list[Path], json_: bool, out: Path, force: bool) -> None:
+def _compare_both(sim_dir: Path, hw_dir: Path, repeats: list[Path], json_: bool, out: Path, force: bool,
+                  at_speed: bool = False) -> None:  # fmt: skip
     """Each mode's halves compared (``out/sequential``, ``out/concurrent``), and the concurrent-vs-sequential
     round latency reduction the simulation predicts beside the one the twin measured over its pairs of rounds
     (``out/reduction.json``)."""
@@ -1225,7 +1239,8 @@ def _compare_both(sim_dir: Path, hw_dir: Path, repeats: list[Path], json_: bool,
     from sim.errors import UserError
     from sim.modes_json import HALVES, read_modes
 
-    results = {m: _compared(Path(sim_dir) / m, Path(hw_dir) / m, [Path(r) / m for r in repeats]) for m in HALVES}
+    results = {m: _compared(Path(sim_dir) / m, Path(hw_dir) / m, [Path(r) / m for r in repeats], at_speed)
+               for m in HALVES}  # fmt: skip
     simulated = read_modes(Path(sim_dir))
     if simulated is None:
         raise UserError(f"{sim_dir}: its {RunLayout.MODES} holds no round latency reduction (damaged?): run it again")

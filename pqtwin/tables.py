@@ -208,4 +208,18 @@ def fidelity_line(result: dict[str, Any]) -> str:
     return (
         f"fidelity: round latency error p50 {_pct(m['error_p50_pct'], m['error_p50_ci95'])} %, "
         f"p95 {_pct(m['error_p95_pct'], [None, None])} % (simulated vs measured; {where})"
+        + _at_speed(result.get("model_at_measured_speed"))
+    )
+
+
+def _at_speed(at: dict[str, Any] | None) -> str:
+    """The fidelity line's end with ``compare --at-speed`` (hw/at_speed.py): the model's error on cores as fast as
+    the measured runs' were; "" where it was not asked for or the runs ran at their calibrated speed."""
+    if not at:
+        return ""
+    if "not_simulated" in at:
+        return f"; not simulated at the measured speed ({at['speed']:.2f}x): {at['not_simulated']}"
+    return (
+        f"; simulated at the measured speed ({at['speed']:.2f}x): p50 {_pct(at['error_p50_pct'], at['error_p50_ci95'])}"
+        f" %, p95 {_pct(at['error_p95_pct'], [None, None])} % (the rest is the model's)"
     )

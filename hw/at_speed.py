@@ -1,0 +1,84 @@
+"""The model at a measured run's speed: what ``pqtwin compare`` puts beside its fidelity line when the twin's cores
+ran at another speed than when the profile was calibrated (the speed probe, hw/speed.py).
+
+On a host whose cores slowed down (this machine runs them at 0.55-1.0x its calibration from hour to hour), every
+operation the simulator prices reads too fast, and the fidelity line shows the host's state as the model's error.
+The same simulation again -- the simulated run directory's scenario, profiles, seed, mode and replications -- on
+cores as fast as the measured runs' probe read them (``deployment.hosts.*.cpu_speed``, the median over the runs;
+training and FedAvg at their price, ``hw.fit.memory_at_price``, since the probe does not see the state they run
+in), compared with the same runs: what is left is the model's error. The bench's "at speed" column does the same
+(bench/twin_fidelity.py).
+
+Only for runs of the local and netns backends that carried the probe, where the speed is more than ``MIN_OFF`` off
+1, and a simulation whose hosts ran at their profiles' speed. It is an explanation beside the error, never a
+replacement: compare.json keeps the error as simulated.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from hw.fit import memory_at_price
+from sim.contract import RunLayout, read_summary
+from sim.errors import UserError
+
+MIN_OFF = 0.05  # a speed within 5 % of the calibration's: the host's state is not what an error says
+BACKENDS = ("local", "netns")  # one machine, whose probe the runs carry (a cluster's nodes are not probed)
+
+
+def measured_speed(hw_dirs: list[Path]) -> float | None:
+    """The measured runs' median speed against the calibration (``MachineLoad.speed_vs_calibration``); None
+    where a run is of another backend or none was probed."""
+    summaries = [read_summary(RunLayout(d).summary) for d in hw_dirs]
+    if any(s.backend not in BACKENDS for s in summaries):
+        return None
+    speeds = [x for s in summaries if s.machine_load and (x := s.machine_load.speed_vs_calibration)]
+    return float(np.median(speeds)) if speeds else None
+
+
+def at_measured_speed(sim_dir: Path, hw_dirs: list[Path]) -> dict[str, Any] | None:
+    """compare.json's ``model_at_measured_speed``: the speed, and the round latency's p50 error (with its CI) and
+    p95 error of the model simulated at it against ``hw_dirs``; None where the speed is unknown or near 1;
+    ``not_simulated`` (one line) where the simulated run cannot be simulated again (its scenario or profiles
+    damaged or gone, its hosts already at another speed)."""
+    speed = measured_speed(hw_dirs)
+    if speed is None or abs(speed - 1.0) <= MIN_OFF:
+        return None
+    try:
+        m = _simulated_at(sim_dir, hw_dirs, speed)
+    except UserError as exc:
+        return {"speed": speed, "not_simulated": exc.lines[0]}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, yaml.YAMLError) as exc:
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return {"speed": speed, "not_simulated": f"{sim_dir}: {why[:200]}"}
+    if m is None:
+        return {"speed": speed, "not_simulated": f"{sim_dir}: no round latency in both runs"}
+    return {"speed": speed, "sim_p50_s": m["sim_p50"], "error_p50_pct": m["error_p50_pct"],
+            "error_p50_ci95": m["error_p50_ci95"], "error_p95_pct": m["error_p95_pct"]}  # fmt: skip
+
+
+def _simulated_at(sim_dir: Path, hw_dirs: list[Path], speed: float) -> dict[str, Any] | None:
+    from hw.compare import compare_dirs
+    from sim.runner import simulate, write_run
+    from sim.scenario import load_scenario
+
+    layout, summary = RunLayout(sim_dir), read_summary(RunLayout(sim_dir).summary)
+    if fast := [h.name for h in load_scenario(layout.scenario).deployment.hosts if h.cpu_speed != 1.0]:
+        raise UserError(f"{sim_dir}: host {fast[0]} was simulated at another speed already (cpu_speed)")
+    with tempfile.TemporaryDirectory(prefix="pqtwin-at-speed-") as tmp:
+        work = RunLayout(Path(tmp))
+        work.scenario.write_bytes(layout.scenario.read_bytes())
+        for f in sorted((sim_dir / RunLayout.PROFILES).glob("*.yaml")):
+            data = memory_at_price(yaml.safe_load(f.read_text()), speed)
+            work.profile(f.stem).parent.mkdir(parents=True, exist_ok=True)
+            work.profile(f.stem).write_text(yaml.safe_dump(data, sort_keys=False))
+        s = load_scenario(work.scenario, [f"deployment.hosts.*.cpu_speed={speed:.6g}"])
+        run = simulate(s, summary.mode, seed=summary.seed, replications=summary.replications)
+        write_run(run, work.root / "run", s)
+        metrics: dict[str, Any] = compare_dirs(work.root / "run", hw_dirs[0], hw_dirs[1:])["metrics"]
+        return metrics.get("round_latency_s")

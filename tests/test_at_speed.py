@@ -1,0 +1,106 @@
+"""`pqtwin compare --at-speed` (hw/at_speed.py): the simulated run again on cores as fast as the measured runs' speed
+probe read them. The simulator's own run stands in for the twin's here, its summary saying it was measured on the
+local backend at a given speed: the model as simulated then agrees with it, and at half the speed it does not, by
+about what halving the cores' speed costs a round."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from hw.at_speed import MIN_OFF, at_measured_speed, measured_speed
+from pqtwin.cli import app as cli_app
+from sim.contract import CpuSpeed, MachineLoad, RunLayout, read_summary, write_summary
+from sim.runner import simulate, write_run
+from sim.scenario import load_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILE = ROOT / "scenarios" / "profiles" / "ci-x86.yaml"
+
+
+@pytest.fixture(scope="module")
+def sim_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("at-speed") / "sim"
+    s = load_scenario(ROOT / "scenarios" / "localhost.yaml", ["workload.fl.rounds=4"], PROFILE)
+    write_run(simulate(s, "sequential", 7, 3), out, s)
+    return out
+
+
+def measured(sim_run: Path, out: Path, speed: float | None, backend: str = "local") -> Path:
+    """A copy of the simulated run that says it was measured on ``backend``, its cores at ``speed`` x their
+    calibration (None: not probed)."""
+    shutil.copytree(sim_run, out)
+    probe = None if speed is None else CpuSpeed(probe_us_p10=40 / speed, probe_us_p50=40 / speed,
+                                                   probe_us_p90=40 / speed, samples=50)  # fmt: skip
+    load = MachineLoad(cores=2, loadavg_1m_start=0.1, loadavg_1m_end=0.1, twin_cpu_cores=1.0, foreign_cpu_cores=0.0,
+                       steal_fraction=0.0, quiet=False, calibrated_probe_us=40.0, cpu_speed=probe)  # fmt: skip
+    summary = read_summary(RunLayout(out).summary)
+    write_summary(summary.model_copy(update={"backend": backend, "state": "completed", "machine_load": load}), out)
+    return out
+
+
+def test_the_model_at_half_the_speed_is_the_model_on_cores_half_as_fast(sim_run: Path, tmp_path: Path) -> None:
+    """At 0.5x the simulated rounds take longer by the crypto and code paths' share (training and FedAvg keep their
+    price), so against the run as simulated the error at speed is large and positive; the plain error stays 0."""
+    hw = measured(sim_run, tmp_path / "hw", 0.5)
+    assert measured_speed([hw]) == pytest.approx(0.5)
+    got = at_measured_speed(sim_run, [hw])
+    assert got is not None and "not_simulated" not in got
+    assert got["speed"] == pytest.approx(0.5)
+    assert 15 < got["error_p50_pct"] < 100 and got["error_p50_ci95"][0] > 0
+    assert got["sim_p50_s"] > read_summary(RunLayout(sim_run).summary).round_latency_s.p50
+    again = at_measured_speed(sim_run, [hw])  # the same seed and replications: the same simulation
+    assert again == got
+
+
+def test_nothing_at_speed_where_the_speed_is_unknown_near_one_or_of_a_cluster(sim_run: Path, tmp_path: Path) -> None:
+    assert at_measured_speed(sim_run, [measured(sim_run, tmp_path / "none", None)]) is None
+    assert at_measured_speed(sim_run, [measured(sim_run, tmp_path / "near", 1 - MIN_OFF / 2)]) is None
+    assert at_measured_speed(sim_run, [measured(sim_run, tmp_path / "k8s", 0.5, "k8s")]) is None
+    assert at_measured_speed(sim_run, [sim_run]) is None  # a simulation given as the measured run
+
+
+@pytest.mark.parametrize("damage", ["profile gone", "profile garbled", "scenario gone", "host at another speed"])
+def test_a_simulated_run_that_cannot_run_again_is_one_line_not_a_failure(
+    sim_run: Path, tmp_path: Path, damage: str
+) -> None:
+    sim = tmp_path / "sim"
+    shutil.copytree(sim_run, sim)
+    layout = RunLayout(sim)
+    profile = next((sim / RunLayout.PROFILES).glob("*.yaml"))
+    if damage == "profile gone":
+        profile.unlink()
+    elif damage == "profile garbled":
+        profile.write_text("ops: [1, 2\n")
+    elif damage == "scenario gone":
+        layout.scenario.unlink()
+    else:
+        data = yaml.safe_load(layout.scenario.read_text())
+        data["deployment"]["hosts"][0]["cpu_speed"] = 2.0
+        layout.scenario.write_text(yaml.safe_dump(data))
+    got = at_measured_speed(sim, [measured(sim_run, tmp_path / "hw", 0.5)])
+    assert got is not None and got["speed"] == pytest.approx(0.5)
+    assert set(got) == {"speed", "not_simulated"}
+    assert got["not_simulated"] and "\n" not in got["not_simulated"] and "Traceback" not in got["not_simulated"]
+    if damage == "host at another speed":
+        assert "cpu_speed" in got["not_simulated"]
+
+
+def test_compare_at_speed_puts_it_in_the_fidelity_line_and_compare_json(sim_run: Path, tmp_path: Path) -> None:
+    hw = measured(sim_run, tmp_path / "hw", 0.5)
+    runner = CliRunner()
+    plain = runner.invoke(cli_app, ["compare", str(sim_run), str(hw)])
+    assert plain.exit_code == 0, plain.output
+    assert "measured speed" not in plain.output
+    assert "model_at_measured_speed" not in json.loads((hw / "compare" / "compare.json").read_text())
+    res = runner.invoke(cli_app, ["compare", str(sim_run), str(hw), "--at-speed", "--force"])
+    assert res.exit_code == 0, res.output
+    at = json.loads((hw / "compare" / "compare.json").read_text())["model_at_measured_speed"]
+    last = res.output.strip().splitlines()[-1]
+    assert last.startswith("fidelity: round latency error p50 ")
+    assert f"simulated at the measured speed (0.50x): p50 {at['error_p50_pct']:+.1f}" in last
