@@ -45,7 +45,7 @@ run: $(STAMP)
 	  --set workload.fl.rounds=$(TWIN_ROUNDS) --out runs/localhost-sim --force
 	$(BIN)/pqtwin hw run scenarios/localhost.yaml --mode both --rounds $(TWIN_ROUNDS) --out runs/localhost-hw --force
 	@echo "paper comparison: runs/paper-3node/modes.json; twin report: runs/localhost-hw/compare/"
-	$(BIN)/pqtwin compare runs/localhost-sim runs/localhost-hw --at-speed  # each mode; ends with the reduction and fidelity lines (and the model at the measured speed)
+	$(BIN)/pqtwin compare runs/localhost-sim runs/localhost-hw --at-speed  # each mode; ends with the reduction and fidelity lines
 
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check sim hw pqtwin tests bench app.py app_pages

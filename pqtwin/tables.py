@@ -221,5 +221,5 @@ def _at_speed(at: dict[str, Any] | None) -> str:
         return f"; not simulated at the measured speed ({at['speed']:.2f}x): {at['not_simulated']}"
     return (
         f"; simulated at the measured speed ({at['speed']:.2f}x): p50 {_pct(at['error_p50_pct'], at['error_p50_ci95'])}"
-        f" %, p95 {_pct(at['error_p95_pct'], [None, None])} % (the rest is the model's)"
+        f" %, p95 {_pct(at['error_p95_pct'], [None, None])} %"
     )
