@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages.common import KEEP, runs_dir, show_path, show_problem
+from hw.at_speed import at_measured_speed, off_speed, speed_of
 from hw.compare import BOOTSTRAP_SEED, RESAMPLES, compare_dirs
 from pqtwin import charts
 from sim.contract import RunLayout, Summary, read_summary
@@ -114,6 +115,7 @@ def render() -> None:
         st.info("No metric could be compared (see the warnings above).")
         return
     headline(m)
+    at_speed_section(sim, hw, dirs[hw])
     if (line := paired_line(sim, hw)) is not None:
         st.caption(line)
     left, right = st.columns(2)
@@ -127,6 +129,49 @@ def render() -> None:
     )
     st.download_button(
         "compare.json", json.dumps(result, indent=2), "compare.json", "application/json", on_click="ignore"
+    )
+
+
+@st.cache_data(show_spinner="Simulating again at the measured speed…", max_entries=16)
+def simulated_at_speed(sim_dir: str, hw_dir: str, mtimes: tuple[float, float]) -> dict[str, Any] | None:
+    """hw.at_speed.at_measured_speed, cached as ``compare`` is."""
+    return at_measured_speed(Path(sim_dir), [Path(hw_dir)])
+
+
+def at_speed_section(sim: str, hw: str, summary: Summary) -> None:
+    """Where the measured run's cores ran off their calibrated speed: on request, the model simulated again at that
+    speed (``pqtwin compare --at-speed``), what is left of the error with the host's speed taken out."""
+    speed = speed_of([summary])
+    if speed is None or not off_speed(speed):
+        return
+    ask = (f"The measured run's cores ran at {speed:.2f}× their calibrated speed (speed probe). Simulate the "
+           "model again on cores that fast (seconds; training and FedAvg keep their price: the probe does not see "
+           "the state they run in)")  # fmt: skip
+    if not st.toggle(f"Simulate again at the measured speed ({speed:.2f}×)", key="tw_at_speed", help=ask):
+        return
+    try:
+        got = simulated_at_speed(sim, hw, (_mtime(sim), _mtime(hw)))
+    except (UserError, ValueError) as exc:
+        show_problem(exc)
+        return
+    except OSError as exc:  # a file gone since the page was drawn
+        st.error(f"{show_path(exc.filename or sim)}: cannot be read ({exc.strerror or exc})", icon=":material/error:")
+        return
+    if got is None:
+        return
+    if "not_simulated" in got:
+        st.warning(f"Not simulated at the measured speed: {got['not_simulated']}", icon=":material/warning:")
+        return
+    cols = st.columns(4)
+    cols[0].metric(
+        f"Round latency p50: error at {speed:.2f}×",
+        pct(got["error_p50_pct"]),
+        help="the same simulation on cores as fast as the measured run's (median of its speed probe)",
+    )
+    cols[0].caption(f"95 % CI {ci(got['error_p50_ci95'])}; p95 {pct(got['error_p95_pct'])}")
+    st.caption(
+        "An explanation beside the error, not a correction: the host's slow state slows compute-bound code more than "
+        "memory-bound code, so at the measured speed the model can overshoot."
     )
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import yaml
 
 from hw.fit import memory_at_price
-from sim.contract import RunLayout, read_summary
+from sim.contract import RunLayout, Summary, read_summary
 from sim.errors import UserError
 
 MIN_OFF = 0.05  # a speed within 5 % of the calibration's: the host's state is not what an error says
@@ -34,11 +34,20 @@ BACKENDS = ("local", "netns")  # one machine, whose probe the runs carry (a clus
 def measured_speed(hw_dirs: list[Path]) -> float | None:
     """The measured runs' median speed against the calibration (``MachineLoad.speed_vs_calibration``); None
     where a run is of another backend or none was probed."""
-    summaries = [read_summary(RunLayout(d).summary) for d in hw_dirs]
+    return speed_of([read_summary(RunLayout(d).summary) for d in hw_dirs])
+
+
+def speed_of(summaries: list[Summary]) -> float | None:
+    """``measured_speed`` of runs already read."""
     if any(s.backend not in BACKENDS for s in summaries):
         return None
     speeds = [x for s in summaries if s.machine_load and (x := s.machine_load.speed_vs_calibration)]
     return float(np.median(speeds)) if speeds else None
+
+
+def off_speed(speed: float | None) -> bool:
+    """Whether runs at ``speed`` are worth simulating again at it (known, and more than ``MIN_OFF`` off 1)."""
+    return speed is not None and abs(speed - 1.0) > MIN_OFF
 
 
 def at_measured_speed(sim_dir: Path, hw_dirs: list[Path]) -> dict[str, Any] | None:
@@ -47,7 +56,7 @@ def at_measured_speed(sim_dir: Path, hw_dirs: list[Path]) -> dict[str, Any] | No
     ``not_simulated`` (one line) where the simulated run cannot be simulated again (its scenario or profiles
     damaged or gone, its hosts already at another speed)."""
     speed = measured_speed(hw_dirs)
-    if speed is None or abs(speed - 1.0) <= MIN_OFF:
+    if speed is None or not off_speed(speed):
         return None
     try:
         m = _simulated_at(sim_dir, hw_dirs, speed)

@@ -119,3 +119,37 @@ def test_twin_offers_only_runs_of_the_same_scenario_and_mode(tmp_path, monkeypat
     assert f"{runs}/paper-sim`" not in info[0]  # paper-sim is taken (sequential): the command names a new one
     assert f"{runs}/paper-concurrent-sim" in info[0]
     assert not at.metric and not at.dataframe and not at.get("plotly_chart")
+
+
+def test_twin_simulates_again_at_the_measured_speed_on_request(tmp_path, monkeypatch):
+    """A measured run whose cores ran at half their calibrated speed: the page offers the model again at that speed
+    (``pqtwin compare --at-speed``); asked, it shows that error beside the plain one, which it leaves as it was. A run
+    at its calibrated speed is offered nothing."""
+    from sim.contract import CpuSpeed, MachineLoad
+
+    runs = make_runs(tmp_path / "runs")
+    hw = runs / "localhost-hw"
+    probe = CpuSpeed(probe_us_p10=80.0, probe_us_p50=80.0, probe_us_p90=80.0, samples=20)  # 0.5x of 40 us
+    load = MachineLoad(cores=2, loadavg_1m_start=0.1, loadavg_1m_end=0.1, twin_cpu_cores=1.0, foreign_cpu_cores=0.0,
+                       steal_fraction=0.0, quiet=False, calibrated_probe_us=40.0, cpu_speed=probe)  # fmt: skip
+    write_summary(read_summary(hw / "summary.json").model_copy(update={"machine_load": load}), hw)
+    monkeypatch.setenv("PQTWIN_RUNS_DIR", str(runs))
+    at = start("Twin")
+    at.selectbox(key="tw_hw").set_value(str(hw)).run()
+    assert_clean(at)
+    plain = metrics(at)["Round latency: error"]
+    toggle = at.toggle(key="tw_at_speed")
+    assert "0.50×" in toggle.label and not toggle.value
+    assert "Round latency p50: error at 0.50×" not in metrics(at)
+    toggle.set_value(True).run()
+    assert_clean(at)
+    got = metrics(at)
+    assert metrics(at)["Round latency: error"] == plain
+    at_half = float(got["Round latency p50: error at 0.50×"].split()[0])
+    assert at_half > 15  # the model on cores half as fast: slower than the run it was simulated as
+    fast = load.model_copy(update={"cpu_speed": probe.model_copy(update={"probe_us_p50": 41.0})})  # 0.98x
+    write_summary(read_summary(hw / "summary.json").model_copy(update={"machine_load": fast}), hw)
+    at = start("Twin")
+    at.selectbox(key="tw_hw").set_value(str(hw)).run()
+    assert_clean(at)
+    assert not [t for t in at.toggle if t.key == "tw_at_speed"]
