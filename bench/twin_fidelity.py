@@ -21,7 +21,7 @@
    (hw/schedtrace.py): the table shows how long the twin's threads waited for a core while one sat idle, per
    second of rounds -- waits processor-sharing cores never make (localhost.yaml's ``cpu_sharing: linux`` models
    how threads are placed on cores, sim/hosts.py ``PlacedCores``). Before each pass, how much two trainings of
-   the 1 M model slow each other now (``hw.calibrate.pair_slowdown_now``, ~5 s): the speed probe (16 KiB, in a
+   the 1 M model slow each other now (``hw.calibrate.training_now``, ~5 s): the speed probe (16 KiB, in a
    core's L1) does not see the host's memory state, which moved the twin's 1 M steps by a fifth within an hour
    (docs/twin-validation.md, stop 36); the 1 M cells are also simulated at those passes' median ("at pair"). The same
    probe times a 1 M step alone, before the training runs and before each pass (``hw.calibrate.training_now``): the
@@ -926,14 +926,14 @@ def _steps(steps: Any) -> list[float]:
 
 def kept_alone(kept: Path) -> list[float]:
     """The largest model's training step alone, measured before each pass of a matrix (``PAIR_FILE``'s
-    ``alone_step_s``; none: kept before 2026-12-04 19:45, or a host of one core); SystemExit with one line where it
+    ``alone_step_s``; none: kept before 2026-12-04 18:45, or a host of one core); SystemExit with one line where it
     is there but holds no such list."""
     return _kept(kept, PAIR_FILE, "alone_step_s", _steps, "a list of step times", optional=True) or []
 
 
 def kept_fit(kept: Path) -> float | None:
     """The largest model's training step alone measured before the training runs (``FIT_STATE_FILE``; None: kept
-    before 2026-12-04 19:20, or a host of one core); SystemExit with one line where it holds no step time."""
+    before 2026-12-04 18:53, or a host of one core); SystemExit with one line where it holds no step time."""
     steps = _kept(kept, FIT_STATE_FILE, "alone_step_s", _steps, "a list of step times", optional=True)
     return float(np.median(steps)) if steps else None
 
