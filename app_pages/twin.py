@@ -133,7 +133,7 @@ def render() -> None:
 
 
 @st.cache_data(show_spinner="Simulating again at the measured speed…", max_entries=16)
-def simulated_at_speed(sim_dir: str, hw_dir: str, mtimes: tuple[float, float]) -> dict[str, Any] | None:
+def simulated_at_speed(sim_dir: str, hw_dir: str, mtimes: tuple[float, float]) -> dict[str, Any]:
     """hw.at_speed.at_measured_speed, cached as ``compare`` is."""
     return at_measured_speed(Path(sim_dir), [Path(hw_dir)])
 
@@ -156,8 +156,6 @@ def at_speed_section(sim: str, hw: str, summary: Summary) -> None:
         return
     except OSError as exc:  # a file gone since the page was drawn
         st.error(f"{show_path(exc.filename or sim)}: cannot be read ({exc.strerror or exc})", icon=":material/error:")
-        return
-    if got is None:
         return
     if "not_simulated" in got:
         st.warning(f"Not simulated at the measured speed: {got['not_simulated']}", icon=":material/warning:")

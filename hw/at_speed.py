@@ -50,14 +50,19 @@ def off_speed(speed: float | None) -> bool:
     return speed is not None and abs(speed - 1.0) > MIN_OFF
 
 
-def at_measured_speed(sim_dir: Path, hw_dirs: list[Path]) -> dict[str, Any] | None:
+def at_measured_speed(sim_dir: Path, hw_dirs: list[Path]) -> dict[str, Any]:
     """compare.json's ``model_at_measured_speed``: the speed, and the round latency's p50 error (with its CI) and
-    p95 error of the model simulated at it against ``hw_dirs``; None where the speed is unknown or near 1;
-    ``not_simulated`` (one line) where the simulated run cannot be simulated again (its scenario or profiles
-    damaged or gone, its hosts already at another speed)."""
+    p95 error of the model simulated at it against ``hw_dirs``; else ``not_simulated``, one line saying why: the
+    speed unknown (no probe: a cluster's run, a run from before the probe) or within ``MIN_OFF`` of 1 (nothing to
+    take out), or the simulated run cannot run again (its scenario or profiles damaged or gone, its hosts already
+    at another speed)."""
     speed = measured_speed(hw_dirs)
-    if speed is None or not off_speed(speed):
-        return None
+    if speed is None:
+        why = "the measured runs carry no speed probe (a run on a cluster, or from before the probe): nothing to set"
+        return {"speed": None, "not_simulated": why}
+    if not off_speed(speed):
+        why = f"the measured runs' cores ran within {MIN_OFF:.0%} of their calibrated speed: the model as simulated"
+        return {"speed": speed, "not_simulated": why}
     try:
         m = _simulated_at(sim_dir, hw_dirs, speed)
     except UserError as exc:

@@ -218,7 +218,8 @@ def _at_speed(at: dict[str, Any] | None) -> str:
     if not at:
         return ""
     if "not_simulated" in at:
-        return f"; not simulated at the measured speed ({at['speed']:.2f}x): {at['not_simulated']}"
+        speed = "" if at["speed"] is None else f" ({at['speed']:.2f}x)"
+        return f"; not simulated at the measured speed{speed}: {at['not_simulated']}"
     return (
         f"; simulated at the measured speed ({at['speed']:.2f}x): p50 {_pct(at['error_p50_pct'], at['error_p50_ci95'])}"
         f" %, p95 {_pct(at['error_p95_pct'], [None, None])} %"

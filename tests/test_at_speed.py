@@ -50,7 +50,7 @@ def test_the_model_at_half_the_speed_is_the_model_on_cores_half_as_fast(sim_run:
     hw = measured(sim_run, tmp_path / "hw", 0.5)
     assert measured_speed([hw]) == pytest.approx(0.5)
     got = at_measured_speed(sim_run, [hw])
-    assert got is not None and "not_simulated" not in got
+    assert "not_simulated" not in got
     assert got["speed"] == pytest.approx(0.5)
     assert 15 < got["error_p50_pct"] < 100 and got["error_p50_ci95"][0] > 0
     assert got["sim_p50_s"] > read_summary(RunLayout(sim_run).summary).round_latency_s.p50
@@ -59,10 +59,18 @@ def test_the_model_at_half_the_speed_is_the_model_on_cores_half_as_fast(sim_run:
 
 
 def test_nothing_at_speed_where_the_speed_is_unknown_near_one_or_of_a_cluster(sim_run: Path, tmp_path: Path) -> None:
-    assert at_measured_speed(sim_run, [measured(sim_run, tmp_path / "none", None)]) is None
-    assert at_measured_speed(sim_run, [measured(sim_run, tmp_path / "near", 1 - MIN_OFF / 2)]) is None
-    assert at_measured_speed(sim_run, [measured(sim_run, tmp_path / "k8s", 0.5, "k8s")]) is None
-    assert at_measured_speed(sim_run, [sim_run]) is None  # a simulation given as the measured run
+    """Asked for, it says in one line why there is nothing to simulate again."""
+    unknown = [measured(sim_run, tmp_path / "none", None), measured(sim_run, tmp_path / "k8s", 0.5, "k8s"), sim_run]
+    for hw in unknown:  # not probed; a cluster's run; a simulation given as the measured run
+        got = at_measured_speed(sim_run, [hw])
+        assert got["speed"] is None and "no speed probe" in got["not_simulated"]
+    near = at_measured_speed(sim_run, [measured(sim_run, tmp_path / "near", 1 - MIN_OFF / 2)])
+    assert near["speed"] == pytest.approx(1 - MIN_OFF / 2) and "within 5%" in near["not_simulated"]
+    from pqtwin.tables import _at_speed
+
+    assert _at_speed(None) == ""
+    assert _at_speed(near).startswith("; not simulated at the measured speed (0.97x): the measured runs' cores")
+    assert _at_speed(got).startswith("; not simulated at the measured speed: the measured runs carry no speed probe")
 
 
 @pytest.mark.parametrize("damage", ["profile gone", "profile garbled", "scenario gone", "host at another speed"])
@@ -84,7 +92,7 @@ def test_a_simulated_run_that_cannot_run_again_is_one_line_not_a_failure(
         data["deployment"]["hosts"][0]["cpu_speed"] = 2.0
         layout.scenario.write_text(yaml.safe_dump(data))
     got = at_measured_speed(sim, [measured(sim_run, tmp_path / "hw", 0.5)])
-    assert got is not None and got["speed"] == pytest.approx(0.5)
+    assert got["speed"] == pytest.approx(0.5)
     assert set(got) == {"speed", "not_simulated"}
     assert got["not_simulated"] and "\n" not in got["not_simulated"] and "Traceback" not in got["not_simulated"]
     if damage == "host at another speed":
