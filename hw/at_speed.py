@@ -78,6 +78,7 @@ def at_measured_speed(sim_dir: Path, hw_dirs: list[Path]) -> dict[str, Any]:
 
 def _simulated_at(sim_dir: Path, hw_dirs: list[Path], speed: float) -> dict[str, Any] | None:
     from hw.compare import compare_dirs
+    from sim.profile import write_profile
     from sim.runner import simulate, write_run
     from sim.scenario import load_scenario
 
@@ -88,9 +89,8 @@ def _simulated_at(sim_dir: Path, hw_dirs: list[Path], speed: float) -> dict[str,
         work = RunLayout(Path(tmp))
         work.scenario.write_bytes(layout.scenario.read_bytes())
         for f in sorted((sim_dir / RunLayout.PROFILES).glob("*.yaml")):
-            data = memory_at_price(yaml.safe_load(f.read_text()), speed)
             work.profile(f.stem).parent.mkdir(parents=True, exist_ok=True)
-            work.profile(f.stem).write_text(yaml.safe_dump(data, sort_keys=False))
+            write_profile(memory_at_price(yaml.safe_load(f.read_text()), speed), work.profile(f.stem))
         s = load_scenario(work.scenario, [f"deployment.hosts.*.cpu_speed={speed:.6g}"])
         run = simulate(s, summary.mode, seed=summary.seed, replications=summary.replications)
         write_run(run, work.root / "run", s)
