@@ -27,6 +27,9 @@
    probe times a 1 M step alone, before the training runs and before each pass (``hw.calibrate.training_now``): the
    1 M cells "at state" are the model at speed, at pair, its training as much dearer than fitted as the step alone
    was during the matrix than before the fit (``at_state``; a measurement of the host, not of the runs scored).
+   Each run of the 1 M model also times that step alone right after its rounds (``MachineLoad.training_probe``,
+   hw/trainprobe.py), as the fit's training runs did: the cells "at probe" are the model at speed with training
+   as much dearer as their runs' probe read against the fit's, which is what ``pqtwin compare --at-speed`` shows.
 4. Per suite and size, the concurrent-vs-sequential reduction of the median round latency, simulated and
    measured; then per cell and phase of the round (the model's distribution, distribute, receive, train,
    upload, verify, aggregate), the median's error and the difference of the medians in ms (in the JSON:
@@ -62,6 +65,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from hw.at_speed import training_ratio
 from hw.calibrate import calibrate, training_now
 from hw.compare import AT_SPEED, compare_dirs
 from hw.fit import fit_from_run, memory_at_price
@@ -272,6 +276,23 @@ def at_state(c: Cell, work: Path, pair_profile: Path, speed: float, state: float
             "training_at_state": training_steps([work / f"sim-{c.name}-at-state"])}  # fmt: skip
 
 
+def at_probe(c: Cell, work: Path, profile: Path, speed: float, hw: list[Summary], rounds: int, reps: int,
+             links: tuple[str, ...], done: list[Path]) -> dict[str, Any]:  # fmt: skip
+    """The cell "at probe", as ``pqtwin compare --at-speed`` simulates it (hw/at_speed.py): on cores as fast as its
+    runs' speed probe read them, training as much dearer than the fit priced it as the runs' own training probe
+    (taken right after each run's rounds) read against the fit's (the training runs'). Only cells whose runs
+    recorded the probe (a model past the caches: hw/trainprobe.py)."""
+    platform = load_profile(profile).platform
+    ratio = training_ratio([h.machine_load.training_probe if h.machine_load else None for h in hw], [platform])
+    if ratio is None:
+        return {"error_p50_at_probe_pct": None, "training_probe_ratio": None}
+    mine = memory_as_measured(profile, speed, work / f"profile-{c.name}-at-probe.yaml", ratio)
+    s = c.scenario(mine, rounds, (*links, f"deployment.hosts.*.cpu_speed={speed:.4f}"))
+    write_run(simulate(s, c.mode, replications=reps), work / f"sim-{c.name}-at-probe", s)
+    m = compare_dirs(work / f"sim-{c.name}-at-probe", done[0], done[1:])["metrics"]["round_latency_s"]
+    return {"error_p50_at_probe_pct": m["error_p50_pct"], "training_probe_ratio": ratio}
+
+
 def memory_as_measured(profile: Path, speed: float, out: Path, train: float = 1.0) -> Path:
     """``profile`` with the work that runs from memory priced as measured on cores ``speed`` x as fast
     (``hw.fit.memory_at_price``; "at speed"), ``fl.train`` ``train`` x its price besides ("at state",
@@ -310,6 +331,8 @@ def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[S
         a = compare_dirs(work / f"sim-{c.name}-at-speed", done[0], done[1:])["metrics"]["round_latency_s"]
         adjusted = {"error_p50_adjusted_pct": a["error_p50_pct"], "error_p95_adjusted_pct": a["error_p95_pct"],
                     "sim_p50_adjusted_s": a["sim_p50"]}  # fmt: skip
+        adjusted |= at_probe(c, work, profile, speed, [h for h in hw if h.state == "completed"], rounds, reps, links,
+                             done)  # fmt: skip
     paired: dict[str, Any] = {"error_p50_at_pair_pct": None, "training_at_pair": None}
     if pair_profile is not None and c.params == max(SIZES) and LAYOUTS[c.layout][2] == "local":
         sp = c.scenario(pair_profile, rounds, links)
@@ -559,6 +582,9 @@ def print_training(cells: list[dict[str, Any]], states: list[float] | None = Non
             for label in ("pair", "state")
             if (t := c.get(f"training_at_{label}"))
         )
+        if c.get("error_p50_at_probe_pct") is not None:
+            at += (f"; at probe (training x{c['training_probe_ratio']:.2f}) round error p50 "
+                   f"{c['error_p50_at_probe_pct']:+.1f} %")  # fmt: skip
         apart = [None if x is None else x.get("ends_apart_p50_s") for x in (sim, hw)]
         ends = (f", a round's steps end {' / '.join('-' if x is None else f'{x * 1e3:.1f}' for x in apart)} ms apart"
                 if any(x is not None for x in apart) else "")  # fmt: skip
@@ -674,6 +700,7 @@ def tally(cells: list[dict[str, Any]], reds: list[dict[str, Any]]) -> dict[str, 
     p50, p95 = _errors(ok, "error_p50_pct"), _errors(ok, "error_p95_pct")
     adjusted = _errors(ok, "error_p50_adjusted_pct")
     state = _errors(ok, "error_p50_at_state_pct")
+    probe = _errors(ok, "error_p50_at_probe_pct")
     both = (np.abs(p50) <= P50_GOAL_PCT) & (np.abs(p95) <= P95_GOAL_PCT)
     return {"cells": len(ok), "failed": len(cells) - len(ok), "mean_abs_error_p50_pct": _mean_abs(p50),
             "p50_within_goal": int(np.sum(np.abs(p50) <= P50_GOAL_PCT)),
@@ -687,7 +714,9 @@ def tally(cells: list[dict[str, Any]], reds: list[dict[str, Any]]) -> dict[str, 
             "adjusted_reductions_within_goal": sum(abs(r.get("difference_adjusted_points") or np.inf)
                                                    <= REDUCTION_GOAL_POINTS for r in reds),
             "at_state_cells": int(np.sum(np.isfinite(state))), "at_state_mean_abs_error_p50_pct": _mean_abs(state),
-            "at_state_p50_within_goal": int(np.sum(np.abs(state) <= P50_GOAL_PCT))}  # fmt: skip
+            "at_state_p50_within_goal": int(np.sum(np.abs(state) <= P50_GOAL_PCT)),
+            "at_probe_cells": int(np.sum(np.isfinite(probe))), "at_probe_mean_abs_error_p50_pct": _mean_abs(probe),
+            "at_probe_p50_within_goal": int(np.sum(np.abs(probe) <= P50_GOAL_PCT))}  # fmt: skip
 
 
 def _errors(cells: list[dict[str, Any]], key: str) -> np.ndarray:
@@ -725,6 +754,11 @@ def print_tally(t: dict[str, Any]) -> None:
             f"; the {max(SIZES):,}-parameter cells at state: mean |median error| "
             f"{t['at_state_mean_abs_error_p50_pct']:.1f} %, {t['at_state_p50_within_goal']} of {t['at_state_cells']} "
             f"within {P50_GOAL_PCT:.0f} %"
+        )
+    if t.get("at_probe_cells"):
+        line += (
+            f"; at speed and their runs' training probe: {t['at_probe_mean_abs_error_p50_pct']:.1f} %, "
+            f"{t['at_probe_p50_within_goal']} of {t['at_probe_cells']} within {P50_GOAL_PCT:.0f} %"
         )
     print(line + (f"; {t['failed']} FAILED" if t["failed"] else ""))
 

@@ -7,7 +7,9 @@ The same simulation again -- the simulated run directory's scenario, profiles, s
 cores as fast as the measured runs' probe read them (``deployment.hosts.*.cpu_speed``, the median over the runs;
 training and FedAvg at their price, ``hw.fit.memory_at_price``, since the probe does not see the state they run
 in), compared with the same runs: what is left is the model's error. The bench's "at speed" column does the same
-(bench/twin_fidelity.py).
+(bench/twin_fidelity.py). Where the runs also recorded the training probe (hw/trainprobe.py: a model past the
+caches) and the profile holds the same step in the state its training price was taken in, training is priced by
+their ratio too (``training``: the host's memory state, which the speed probe does not see).
 
 Only for runs of the local and netns backends that carried the probe, where the speed is more than ``MIN_OFF`` off
 1, and a simulation whose hosts ran at their profiles' speed. It is an explanation beside the error, never a
@@ -24,8 +26,9 @@ import numpy as np
 import yaml
 
 from hw.fit import memory_at_price
-from sim.contract import RunLayout, Summary, read_summary
+from sim.contract import RunLayout, Summary, TrainingProbe, read_summary
 from sim.errors import UserError
+from sim.profile import Platform, Profile
 
 MIN_OFF = 0.05  # a speed within 5 % of the calibration's: the host's state is not what an error says
 BACKENDS = ("local", "netns")  # one machine, whose probe the runs carry (a cluster's nodes are not probed)
@@ -45,38 +48,69 @@ def speed_of(summaries: list[Summary]) -> float | None:
     return float(np.median(speeds)) if speeds else None
 
 
+def measured_training(sim_dir: Path, hw_dirs: list[Path]) -> float | None:
+    """How much dearer the measured runs' training probe read than the simulated run's profiles recorded
+    (``training_ratio``); None where it cannot say, or a profile cannot be read."""
+    loads = [read_summary(RunLayout(d).summary).machine_load for d in hw_dirs]
+    platforms = []
+    for f in sorted((sim_dir / RunLayout.PROFILES).glob("*.yaml")):
+        try:
+            platforms.append(Profile.model_validate(yaml.safe_load(f.read_text())).platform)
+        except (OSError, ValueError, yaml.YAMLError):  # damaged: simulating again says so (``_simulated_at``)
+            return None
+    return training_ratio([ld.training_probe if ld else None for ld in loads], platforms)
+
+
+def training_ratio(probes: list[TrainingProbe | None], platforms: list[Platform]) -> float | None:
+    """The runs' training probe (their median) against the one step the profiles that recorded one agree on; None
+    where a run lacks it, no profile has it, or they probed different steps."""
+    if not probes or any(p is None for p in probes):
+        return None
+    steps = {(p.parameters, p.samples) for p in probes if p is not None}
+    priced = {(f.training_probe_parameters, f.training_probe_samples, f.training_probe_s) for f in platforms
+              if f.training_probe_s is not None}  # fmt: skip
+    if len(steps) != 1 or len(priced) != 1:
+        return None
+    (parameters, samples, alone_s), step = priced.pop(), steps.pop()
+    if (parameters, samples) != step or alone_s is None:
+        return None
+    return float(np.median([p.alone_s for p in probes if p is not None])) / alone_s
+
+
 def off_speed(speed: float | None) -> bool:
     """Whether runs at ``speed`` are worth simulating again at it (known, and more than ``MIN_OFF`` off 1)."""
     return speed is not None and abs(speed - 1.0) > MIN_OFF
 
 
 def at_measured_speed(sim_dir: Path, hw_dirs: list[Path]) -> dict[str, Any]:
-    """compare.json's ``model_at_measured_speed``: the speed, and the round latency's p50 error (with its CI) and
-    p95 error of the model simulated at it against ``hw_dirs``; else ``not_simulated``, one line saying why: the
-    speed unknown (no probe: a cluster's run, a run from before the probe) or within ``MIN_OFF`` of 1 (nothing to
-    take out), or the simulated run cannot run again (its scenario or profiles damaged or gone, its hosts already
-    at another speed)."""
+    """compare.json's ``model_at_measured_speed``: the speed, the training state (``training``: the runs' training
+    probe against the profile's, None where unknown) and the round latency's p50 error (with its CI) and p95 error of
+    the model simulated at them against ``hw_dirs``; else ``not_simulated``, one line saying why: the speed unknown
+    (no probe: a cluster's run, a run from before the probe) or both within ``MIN_OFF`` of 1 (nothing to take out),
+    or the simulated run cannot run again (its scenario or profiles damaged or gone, its hosts already at another
+    speed)."""
     speed = measured_speed(hw_dirs)
     if speed is None:
         why = "the measured runs carry no speed probe (a run on a cluster, or from before the probe): nothing to set"
         return {"speed": None, "not_simulated": why}
-    if not off_speed(speed):
-        why = f"the measured runs' cores ran within {MIN_OFF:.0%} of their calibrated speed: the model as simulated"
-        return {"speed": speed, "not_simulated": why}
     try:
-        m = _simulated_at(sim_dir, hw_dirs, speed)
+        train = measured_training(sim_dir, hw_dirs)
+        if not off_speed(speed) and not off_speed(train):
+            why = f"the measured runs' cores ran within {MIN_OFF:.0%} of their calibrated speed: the model as simulated"
+            return {"speed": speed, "training": train, "not_simulated": why}
+        m = _simulated_at(sim_dir, hw_dirs, speed, train or 1.0)
     except UserError as exc:
         return {"speed": speed, "not_simulated": exc.lines[0]}
     except (OSError, ValueError, KeyError, TypeError, AttributeError, yaml.YAMLError) as exc:
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return {"speed": speed, "not_simulated": f"{sim_dir}: {why[:200]}"}
     if m is None:
-        return {"speed": speed, "not_simulated": f"{sim_dir}: no round latency in both runs"}
-    return {"speed": speed, "sim_p50_s": m["sim_p50"], "error_p50_pct": m["error_p50_pct"],
+        return {"speed": speed, "training": train, "not_simulated": f"{sim_dir}: no round latency in both runs"}
+    return {"speed": speed, "training": train, "sim_p50_s": m["sim_p50"], "error_p50_pct": m["error_p50_pct"],
             "error_p50_ci95": m["error_p50_ci95"], "error_p95_pct": m["error_p95_pct"]}  # fmt: skip
 
 
-def _simulated_at(sim_dir: Path, hw_dirs: list[Path], speed: float) -> dict[str, Any] | None:
+def _simulated_at(sim_dir: Path, hw_dirs: list[Path], speed: float, train: float) -> dict[str, Any] | None:
     from hw.compare import compare_dirs
     from sim.profile import write_profile
     from sim.runner import simulate, write_run
@@ -90,7 +124,9 @@ def _simulated_at(sim_dir: Path, hw_dirs: list[Path], speed: float) -> dict[str,
         work.scenario.write_bytes(layout.scenario.read_bytes())
         for f in sorted((sim_dir / RunLayout.PROFILES).glob("*.yaml")):
             work.profile(f.stem).parent.mkdir(parents=True, exist_ok=True)
-            write_profile(memory_at_price(yaml.safe_load(f.read_text()), speed), work.profile(f.stem))
+            data = yaml.safe_load(f.read_text())
+            probed = data.get("platform", {}).get("training_probe_s") is not None  # (``measured_training``)
+            write_profile(memory_at_price(data, speed, train if probed else 1.0), work.profile(f.stem))
         s = load_scenario(work.scenario, [f"deployment.hosts.*.cpu_speed={speed:.6g}"])
         run = simulate(s, summary.mode, seed=summary.seed, replications=summary.replications)
         write_run(run, work.root / "run", s)

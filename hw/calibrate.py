@@ -36,11 +36,12 @@ from typing import Any, NoReturn, cast
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from hw import data, fl
+from hw import fl
 from hw.crypto import registry
 from hw.hopcal import measure_glue
 from hw.runtime import tune_allocator
 from hw.speed import SpeedProbe
+from hw.trainprobe import training_facts, training_job, training_probe
 from sim import catalogue
 from sim.errors import UserError
 from sim.profile import Profile
@@ -340,7 +341,7 @@ def calibrate(
     if progress:
         progress("fl.fedavg", total - 1, total)
     ops["fl.fedavg"] = _measure_fedavg(budget, where, probe) | {"provider": "numpy"}
-    facts = platform_facts(quick) | speed_facts(probe)
+    facts = platform_facts(quick) | speed_facts(probe) | training_facts(training_probe())
     profile = {
         "profile": f"calibrated-{re.sub(r'[^A-Za-z0-9._+-]', '-', platform.node())[:80] or 'host'}",  # PROFILE_NAME
         "description": f"Measured by pqtwin calibrate{' --quick' if quick else ''} on {platform.node()}.",
@@ -403,15 +404,6 @@ def _measure_sized(job: SizedJob, budget: Budget, source: str, probe: SpeedProbe
         medians.append(float(np.median(last)))
         tries += k - 1
     return linear_entry(list(budget.sizes_bytes), medians, robust_cv(last), "byte", source + _again(tries + 1))
-
-
-def training_job(samples: int, params: int, rng: np.random.Generator) -> tuple[int, Callable[[], Any]]:
-    """(units, one training step) of the twin's model at this size, as a client runs it (hw/fl.py)."""
-    shape = fl.Shape.for_parameters(params, data.FEATURES)
-    theta = fl.init(shape, rng)
-    x = rng.normal(size=(samples, data.FEATURES)).astype(fl.DTYPE)
-    y = (x[:, 0] > 0).astype(fl.DTYPE)
-    return samples * shape.parameters, lambda: fl.train(shape, theta, x, y, 1, rng)
 
 
 def _measure_training(budget: Budget, where: str, probe: SpeedProbe | None = None) -> dict[str, Any]:

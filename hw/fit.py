@@ -70,8 +70,9 @@ from pydantic import ValidationError
 from hw.modes import whole_run
 from hw.rundir import unwritten_hint
 from hw.speed import KEPT_FILE, read_kept, slow_spans, slow_state_us
+from hw.trainprobe import training_facts
 from sim import catalogue
-from sim.contract import FL_PHASES, RunLayout, read_spans, read_summary, without_duplicate_spans
+from sim.contract import FL_PHASES, RunLayout, TrainingProbe, read_spans, read_summary, without_duplicate_spans
 from sim.errors import M, UserError, show
 from sim.loading import refuse_repeated_dirs
 from sim.profile import INBOX_HANDOFF, RECEIVE_HANDOFF, LinearOp, Overhead, PerCallOp, Profile, op_kind
@@ -326,8 +327,22 @@ def fit_from_run(run_dir: Path | list[Path], base: Path | None = None) -> Fit:
     named = ", ".join(str(r) for r in runs)
     data["description"] = f"{profile.description} Overheads fitted from the twin run(s) {named}.".strip()
     data["overheads"] = {k: v.model_dump(exclude_none=True) for k, v in sorted(overheads.items())}
+    if "train" in overheads:  # training now priced in the state the runs met: their probe's, or none known
+        data["platform"] = with_training_probe(data["platform"], [p.probe for p in parts if p.probe is not None])
     _valid(Profile, data, "profile")  # what we write must load
     return Fit(data, len(known))
+
+
+def with_training_probe(platform: dict[str, Any], probes: list[TrainingProbe]) -> dict[str, Any]:
+    """Profile ``platform`` data whose training probe is the median of ``probes`` (of the same reference step,
+    ``hw.trainprobe``), or none where none was recorded: a fitted training price holds the state its runs met, not
+    the calibration's."""
+    kept = {k: v for k, v in platform.items() if not k.startswith("training_probe_")}
+    if not probes or len({(p.parameters, p.samples) for p in probes}) != 1:
+        return kept
+    return kept | training_facts(
+        probes[0].model_copy(update={"alone_s": float(np.median([p.alone_s for p in probes]))})
+    )
 
 
 @dataclass(frozen=True)
@@ -338,6 +353,7 @@ class _RunRows:
     transfers: pd.DataFrame  # messages of the rounds
     source: str
     handoffs: dict[str, np.ndarray]  # RECEIVE_HANDOFF, INBOX_HANDOFF: each message's (wait s, slow: 0 1 NaN)
+    probe: TrainingProbe | None  # the run's training probe (``MachineLoad.training_probe``), if it recorded one
 
 
 def at_speed(rows: pd.DataFrame, sizes: np.ndarray) -> pd.DataFrame:
@@ -418,7 +434,8 @@ def _run_rows(run_dir: Path, base: Path | None) -> _RunRows:
     transfers = _after_sealing(spans[_is_message(spans)], spans)
     scale = _scale(transfers.slow, speed, slow_speed)
     transfers = transfers.assign(end_s=transfers.start_s + (transfers.end_s - transfers.start_s) * scale)
-    return _RunRows(s, profile, known, transfers, source, _handoffs(phases, summary.mode == "sequential"))
+    probe = summary.machine_load.training_probe if summary.machine_load else None
+    return _RunRows(s, profile, known, transfers, source, _handoffs(phases, summary.mode == "sequential"), probe)
 
 
 def _slow(run_dir: Path, spans: pd.DataFrame, load: Any, profile: Profile) -> tuple[np.ndarray, float | None]:

@@ -67,6 +67,7 @@ from hw.runconfig import (
 )
 from hw.rundir import RunOutcome, RunStatus
 from hw.speed import KEPT_FILE as SPEED_SAMPLES
+from hw.trainprobe import PROBE_MIN_PARAMETERS, training_probe
 from sim.contract import MAX_RUN_JSON_BYTES, FabricProbe, RunLayout, Summary, write_json
 from sim.errors import UserError, shorten
 from sim.loading import exists, read_bytes
@@ -481,6 +482,9 @@ class _Run:
             keep_trace=writable(out / SCHED_TRACE),
             keep_speed=(speed, self.epoch) if speed is not None else None,
         )
+        if self.state == "completed" and s.workload.fl.model_parameters >= PROBE_MIN_PARAMETERS:
+            # the memory state the trainings met, read at once (it moves within minutes): hw/at_speed.py
+            machine_load = machine_load.model_copy(update={"training_probe": training_probe()})
         aggregator = s.pods("aggregator")[0].name
         try:
             recover_node_journals(out)  # the finished rounds of nodes that were killed

@@ -626,6 +626,18 @@ class CpuSpeed(_Model):
         return self.probe_us_p90 / self.probe_us_p10
 
 
+class TrainingProbe(_Model):
+    """A reference training step timed alone on one core right after a run's rounds (hw/calibrate.py
+    ``training_probe``): the host's memory state the run's trainings met, which the speed probe (in a core's L1)
+    does not see. A profile records the same step in the state its training price holds (``platform.
+    training_probe_s``); their ratio re-prices training (hw/at_speed.py)."""
+
+    parameters: int = Field(ge=1)
+    samples: int = Field(ge=1)
+    alone_s: float = Field(gt=0)
+    steps: int = Field(ge=1)
+
+
 class SchedWaits(_Model):
     """How long a twin run's threads waited for a core during its rounds (hw/schedtrace.py: the kernel's own
     scheduler events): runnable but not running, in total over its nodes (the device emulator and the run's own
@@ -672,6 +684,7 @@ class MachineLoad(_Model):
     unsteady: bool = False  # the cores changed speed under the run, or ran at another speed than calibrated
     busy: bool = False  # neighbours or steal took CPU (the stronger reason when a run is both)
     sched: SchedWaits | None = None  # None: not traced (not root, no tracefs, or the trace missed the rounds)
+    training_probe: TrainingProbe | None = None  # None: not probed (a small model, a cluster, an unfinished run)
 
     @property
     def speed_vs_calibration(self) -> float | None:

@@ -13,9 +13,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from hw.at_speed import MIN_OFF, at_measured_speed, measured_speed
+from hw.at_speed import MIN_OFF, at_measured_speed, measured_speed, measured_training
+from hw.trainprobe import PROBE_PARAMETERS, PROBE_SAMPLES
 from pqtwin.cli import app as cli_app
-from sim.contract import CpuSpeed, MachineLoad, RunLayout, read_summary, write_summary
+from sim.contract import CpuSpeed, MachineLoad, RunLayout, TrainingProbe, read_summary, write_summary
 from sim.runner import simulate, write_run
 from sim.scenario import load_scenario
 
@@ -31,14 +32,18 @@ def sim_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def measured(sim_run: Path, out: Path, speed: float | None, backend: str = "local") -> Path:
+def measured(sim_run: Path, out: Path, speed: float | None, backend: str = "local", step_s: float | None = None,
+             parameters: int = PROBE_PARAMETERS) -> Path:  # fmt: skip
     """A copy of the simulated run that says it was measured on ``backend``, its cores at ``speed`` x their
-    calibration (None: not probed)."""
+    calibration (None: not probed), its training probe's step alone ``step_s`` (None: not probed)."""
     shutil.copytree(sim_run, out)
     probe = None if speed is None else CpuSpeed(probe_us_p10=40 / speed, probe_us_p50=40 / speed,
                                                    probe_us_p90=40 / speed, samples=50)  # fmt: skip
+    step = None if step_s is None else TrainingProbe(parameters=parameters, samples=PROBE_SAMPLES, alone_s=step_s,
+                                                       steps=3)  # fmt: skip
     load = MachineLoad(cores=2, loadavg_1m_start=0.1, loadavg_1m_end=0.1, twin_cpu_cores=1.0, foreign_cpu_cores=0.0,
-                       steal_fraction=0.0, quiet=False, calibrated_probe_us=40.0, cpu_speed=probe)  # fmt: skip
+                       steal_fraction=0.0, quiet=False, calibrated_probe_us=40.0, cpu_speed=probe,
+                       training_probe=step)  # fmt: skip
     summary = read_summary(RunLayout(out).summary)
     write_summary(summary.model_copy(update={"backend": backend, "state": "completed", "machine_load": load}), out)
     return out
@@ -112,3 +117,53 @@ def test_compare_at_speed_puts_it_in_the_fidelity_line_and_compare_json(sim_run:
     last = res.output.strip().splitlines()[-1]
     assert last.startswith("fidelity: round latency error p50 ")
     assert f"simulated at the measured speed (0.50x): p50 {at['error_p50_pct']:+.1f}" in last
+
+
+def probed_profile(sim_run: Path, out: Path, step_s: float | None, parameters: int = PROBE_PARAMETERS) -> Path:
+    """A copy of the simulated run whose profiles recorded the training probe's step alone ``step_s``."""
+    shutil.copytree(sim_run, out)
+    for f in (out / RunLayout.PROFILES).glob("*.yaml"):
+        data = yaml.safe_load(f.read_text())
+        if step_s is not None:
+            data["platform"] |= {"training_probe_s": step_s, "training_probe_parameters": parameters,
+                                 "training_probe_samples": PROBE_SAMPLES}  # fmt: skip
+        f.write_text(yaml.safe_dump(data))
+    return out
+
+
+def test_training_is_priced_by_the_runs_training_probe_against_the_profiles(sim_run: Path, tmp_path: Path) -> None:
+    """Runs whose step alone read 1.5x the profile's: simulated again with training 1.5x dearer, so the rounds take
+    longer than at the speed alone -- and at the calibrated speed, the training state alone is reason enough."""
+    sim = probed_profile(sim_run, tmp_path / "sim", 0.040)
+    speed_only = at_measured_speed(sim, [measured(sim_run, tmp_path / "plain", 0.5)])
+    assert speed_only["training"] is None
+    dearer = measured(sim_run, tmp_path / "dearer", 0.5, step_s=0.060)
+    assert measured_training(sim, [dearer]) == pytest.approx(1.5)
+    got = at_measured_speed(sim, [dearer])
+    assert got["training"] == pytest.approx(1.5)
+    assert got["error_p50_pct"] > speed_only["error_p50_pct"] + 3  # training is a good part of a round here
+    calibrated = at_measured_speed(sim, [measured(sim_run, tmp_path / "at-one", 1.0, step_s=0.060)])
+    assert "not_simulated" not in calibrated and calibrated["error_p50_pct"] > 3
+    same = at_measured_speed(sim, [measured(sim_run, tmp_path / "same", 1.0, step_s=0.041)])
+    assert same["training"] == pytest.approx(1.025) and "within 5%" in same["not_simulated"]
+    from pqtwin.tables import _at_speed
+
+    assert "(0.50x, training 1.50x its price): p50 " in _at_speed(got)
+
+
+def test_no_training_state_where_a_run_or_the_profile_lacks_the_probe_or_they_probed_different_steps(
+    sim_run: Path, tmp_path: Path
+) -> None:
+    probed = probed_profile(sim_run, tmp_path / "probed", 0.040)
+    plain = probed_profile(sim_run, tmp_path / "plain", None)
+    other = probed_profile(sim_run, tmp_path / "other", 0.040, parameters=2 * PROBE_PARAMETERS)
+    with_step = measured(sim_run, tmp_path / "with", 0.5, step_s=0.060)
+    without = measured(sim_run, tmp_path / "without", 0.5)
+    assert measured_training(probed, [with_step]) == pytest.approx(1.5)
+    assert measured_training(probed, [with_step, without]) is None  # one run did not record it
+    assert measured_training(plain, [with_step]) is None
+    assert measured_training(other, [with_step]) is None
+    garbled = probed_profile(sim_run, tmp_path / "garbled", 0.040)
+    next((garbled / RunLayout.PROFILES).glob("*.yaml")).write_text("platform: [1, 2\n")
+    assert measured_training(garbled, [with_step]) is None
+    assert "not_simulated" in at_measured_speed(garbled, [with_step])  # the simulation's one line says why

@@ -307,3 +307,26 @@ def test_training_now_measures_a_step_alone_and_two_trainings_at_once():
     assert os.sched_getaffinity(0) == mine
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)  # the copy was reaped
+
+
+def test_the_training_probe_times_the_reference_step_alone_and_a_profile_keeps_it_whole():
+    """``hw.trainprobe.training_probe``: the reference step as timed here (within the host's noise), the calling
+    process's affinity as before; a profile's platform takes its three fields together or refuses them in one line."""
+    from hw.trainprobe import PROBE_PARAMETERS, PROBE_SAMPLES, training_facts, training_job, training_probe
+    from sim.profile import Platform
+
+    mine = os.sched_getaffinity(0)
+    got = training_probe(steps=2)
+    assert got is not None and (got.parameters, got.samples, got.steps) == (PROBE_PARAMETERS, PROBE_SAMPLES, 2)
+    assert os.sched_getaffinity(0) == mine
+    _, step = training_job(PROBE_SAMPLES, PROBE_PARAMETERS, np.random.default_rng(0))
+    with threadpool_limits(1):
+        here = min(timeit.repeat(step, number=1, repeat=3))
+    assert here / 3 < got.alone_s < 3 * here
+    platform = {"cpu": "x", "cores": 2, "libraries": {"numpy": {"library": "NumPy", "version": "2", "build": "b"}},
+                "date": "2026-12-04", "how_measured": "here"}  # fmt: skip
+    kept = Platform.model_validate(platform | training_facts(got))
+    assert kept.training_probe_for(PROBE_PARAMETERS, PROBE_SAMPLES) == got.alone_s
+    assert kept.training_probe_for(PROBE_PARAMETERS, 2 * PROBE_SAMPLES) is None
+    with pytest.raises(ValueError, match="go together"):
+        Platform.model_validate(platform | {"training_probe_s": 0.05})

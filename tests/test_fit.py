@@ -617,3 +617,18 @@ def test_a_runs_duplicated_spans_are_fitted_once_and_said(tmp_path, capsys):
     assert (twice.rows, twice.profile) == (once.rows, once.profile)
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"warning: --from-run: {tmp_path / 'spans.parquet'}: {len(spans)} of {2 * len(spans)} ")
+
+
+def test_a_fit_carries_the_training_probe_of_the_runs_its_training_price_came_from():
+    """``with_training_probe``: the runs' median step alone where they recorded one of the same reference step;
+    none (not the calibration's) where they did not or probed different steps -- the fitted price holds their state."""
+    from hw.fit import with_training_probe
+    from sim.contract import TrainingProbe
+
+    base = {"cpu": "x", "training_probe_s": 0.05, "training_probe_parameters": 1_000_000, "training_probe_samples": 500}
+    probes = [TrainingProbe(parameters=1_000_000, samples=500, alone_s=x, steps=3) for x in (0.07, 0.06, 0.09)]
+    got = with_training_probe(base, probes)
+    assert got == base | {"training_probe_s": pytest.approx(0.07)}
+    assert with_training_probe(base, []) == {"cpu": "x"}
+    other = [*probes, TrainingProbe(parameters=2_000_000, samples=500, alone_s=0.2, steps=3)]
+    assert with_training_probe(base, other) == {"cpu": "x"}

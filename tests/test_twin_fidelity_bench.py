@@ -400,6 +400,48 @@ def _cell(mode: str, p50: float | None, p95: float | None, at: float | None, qui
             "quiet": quiet == 3}  # fmt: skip
 
 
+def test_score_simulates_a_cell_at_its_runs_training_probe(bench: Any, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """Runs that recorded the training probe (3x the fitted profile's step alone) are simulated "at probe" as
+    ``compare --at-speed`` does: at speed, training 3x dearer; a profile without the probe gives no such cell."""
+    import yaml
+
+    from sim.contract import CpuSpeed, MachineLoad, RunLayout, TrainingProbe, read_summary
+    from sim.runner import simulate, write_run
+
+    profile = ROOT / "scenarios" / "profiles" / "ci-x86.yaml"
+    probed = tmp_path / "probed.yaml"
+    data = yaml.safe_load(profile.read_text())
+    data["platform"] |= {"training_probe_s": 0.02, "training_probe_parameters": 1_000_000,
+                         "training_probe_samples": 500}  # fmt: skip
+    probed.write_text(yaml.safe_dump(data))
+    c = bench.Cell("localhost", "sequential", "PQC L3", max(bench.SIZES))
+    s = c.scenario(probed, 2)
+    write_run(simulate(s, c.mode, replications=1), tmp_path / f"hw-{c.name}-0", s)
+    speed = CpuSpeed(probe_us_p10=10.0, probe_us_p50=10.0, probe_us_p90=10.0, samples=9)  # as calibrated: 1x
+    step = TrainingProbe(parameters=1_000_000, samples=500, alone_s=0.06, steps=3)
+    load = MachineLoad(cores=2, loadavg_1m_start=0.1, loadavg_1m_end=0.1, twin_cpu_cores=1.0, foreign_cpu_cores=0.0,
+                       steal_fraction=0.0, quiet=True, calibrated_probe_us=10.0, cpu_speed=speed,
+                       training_probe=step)  # fmt: skip
+    run = read_summary(RunLayout(tmp_path / f"hw-{c.name}-0").summary).model_copy(
+        update={"state": "completed", "machine_load": load}
+    )
+    got = bench.score(c, tmp_path, probed, 2, 1, [run])
+    assert got["training_probe_ratio"] == pytest.approx(3.0)
+    assert got["error_p50_adjusted_pct"] == pytest.approx(0.0, abs=1e-6) and got["error_p50_at_probe_pct"] > 50
+    capsys.readouterr()
+    bench.print_training([got])
+    assert (
+        f"at probe (training x3.00) round error p50 {got['error_p50_at_probe_pct']:+.1f} %" in capsys.readouterr().out
+    )
+    plain = bench.score(c, tmp_path, profile, 2, 1, [run])
+    assert plain["error_p50_at_probe_pct"] is None and plain["training_probe_ratio"] is None
+    t = bench.tally([got, plain], [])
+    assert (t["at_probe_cells"], t["at_probe_p50_within_goal"]) == (1, 0)
+    bench.print_tally(t)
+    assert "at speed and their runs' training probe: " in capsys.readouterr().out
+
+
 def test_the_tally_counts_goals_and_the_model_at_speed_apart(bench: Any, capsys: pytest.CaptureFixture[str]) -> None:
     """The matrix in counts against issue 9's goals (median within 5 %, p95 within 10 %, reductions within 5
     points), and the model at the runs' measured speed on its own: on a host whose cores changed state that is

@@ -1,0 +1,70 @@
+"""A reference training step timed alone: the host's memory state, which the speed probe (hw/speed.py, a hash in a
+core's L1) does not see.
+
+On this host a 1 M-parameter step alone took 64.5-78.7 ms between passes of a matrix minutes apart, and the 1 M
+cells' error at the measured speed was their training steps (docs/twin-validation.md, stop 65). A twin run of a
+model past the caches records the step right after its rounds (``MachineLoad.training_probe``); a calibration, and a
+fit from runs, record it beside the training price (``Platform.training_probe_s``); ``pqtwin compare --at-speed``
+prices training by their ratio (hw/at_speed.py). Not a backend's import of the calibration: hw/local.py imports
+this module only.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from hw import data, fl
+from sim.contract import TrainingProbe
+
+# the training probe (``training_probe``): a model past the caches, where the host's memory state shows (the 1 M
+# cells of bench/twin_fidelity.py missed by their steps: docs/twin-validation.md, stop 65), at a client's samples
+PROBE_PARAMETERS = 1_000_000
+PROBE_SAMPLES = 500
+PROBE_STEPS = 3
+PROBE_MIN_PARAMETERS = 500_000  # a twin run of a model this large records the probe (smaller ones stay in the caches)
+
+
+def training_probe(steps: int = PROBE_STEPS) -> TrainingProbe | None:
+    """The reference training step (``PROBE_PARAMETERS`` at ``PROBE_SAMPLES``) alone on one core, the fastest of
+    ``steps`` after one to warm up (as a calibration prices training by its fastest batches): the memory state the
+    host is in now, which a twin run records after its rounds and a calibration or a fit beside the training price
+    (``Platform.training_probe_s``). None where this process cannot be pinned. ~0.3 s."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if not cpus:
+        return None
+    _, step = training_job(PROBE_SAMPLES, PROBE_PARAMETERS, np.random.default_rng(0))
+    times = []
+    try:
+        os.sched_setaffinity(0, {cpus[0]})
+        with threadpool_limits(1):
+            for k in range(steps + 1):
+                t0 = time.perf_counter()
+                step()
+                if k:  # the first warms the caches and the allocator
+                    times.append(time.perf_counter() - t0)
+    finally:
+        os.sched_setaffinity(0, set(cpus))
+    return TrainingProbe(parameters=PROBE_PARAMETERS, samples=PROBE_SAMPLES, alone_s=min(times), steps=steps)
+
+
+def training_facts(probe: TrainingProbe | None) -> dict[str, Any]:
+    """``Platform``'s training probe fields for ``probe`` (none for None)."""
+    if probe is None:
+        return {}
+    return {"training_probe_s": probe.alone_s, "training_probe_parameters": probe.parameters,
+            "training_probe_samples": probe.samples}  # fmt: skip
+
+
+def training_job(samples: int, params: int, rng: np.random.Generator) -> tuple[int, Callable[[], Any]]:
+    """(units, one training step) of the twin's model at this size, as a client runs it (hw/fl.py)."""
+    shape = fl.Shape.for_parameters(params, data.FEATURES)
+    theta = fl.init(shape, rng)
+    x = rng.normal(size=(samples, data.FEATURES)).astype(fl.DTYPE)
+    y = (x[:, 0] > 0).astype(fl.DTYPE)
+    return samples * shape.parameters, lambda: fl.train(shape, theta, x, y, 1, rng)
