@@ -27,9 +27,9 @@
    probe times a 1 M step alone, before the training runs and before each pass (``hw.calibrate.training_now``): the
    1 M cells "at state" are the model at speed, at pair, its training as much dearer than fitted as the step alone
    was during the matrix than before the fit (``at_state``; a measurement of the host, not of the runs scored).
-   Each run of the 1 M model also times that step alone right after its rounds (``MachineLoad.training_probe``,
-   hw/trainprobe.py), as the fit's training runs did: the cells "at probe" are the model at speed with training
-   as much dearer as their runs' probe read against the fit's, which is what ``pqtwin compare --at-speed`` shows.
+   Each twin run also times that step alone right after its rounds (``MachineLoad.training_probe``,
+   hw/trainprobe.py), the fit's training runs too: every cell "at probe" is the model at speed with training as
+   much dearer as its runs' probe read against the fit's, which is what ``pqtwin compare --at-speed`` shows.
 4. Per suite and size, the concurrent-vs-sequential reduction of the median round latency, simulated and
    measured; then per cell and phase of the round (the model's distribution, distribute, receive, train,
    upload, verify, aggregate), the median's error and the difference of the medians in ms (in the JSON:
@@ -280,8 +280,8 @@ def at_probe(c: Cell, work: Path, profile: Path, speed: float, hw: list[Summary]
              links: tuple[str, ...], done: list[Path]) -> dict[str, Any]:  # fmt: skip
     """The cell "at probe", as ``pqtwin compare --at-speed`` simulates it (hw/at_speed.py): on cores as fast as its
     runs' speed probe read them, training as much dearer than the fit priced it as the runs' own training probe
-    (taken right after each run's rounds) read against the fit's (the training runs'). Only cells whose runs
-    recorded the probe (a model past the caches: hw/trainprobe.py)."""
+    (taken right after each run's rounds) read against the fit's (the training runs'). Only where the runs and the
+    fitted profile recorded the probe (hw/trainprobe.py)."""
     platform = load_profile(profile).platform
     ratio = training_ratio([h.machine_load.training_probe if h.machine_load else None for h in hw], [platform])
     if ratio is None:

@@ -67,7 +67,7 @@ from hw.runconfig import (
 )
 from hw.rundir import RunOutcome, RunStatus
 from hw.speed import KEPT_FILE as SPEED_SAMPLES
-from hw.trainprobe import PROBE_MIN_PARAMETERS, training_probe
+from hw.trainprobe import training_probe
 from sim.contract import MAX_RUN_JSON_BYTES, FabricProbe, RunLayout, Summary, write_json
 from sim.errors import UserError, shorten
 from sim.loading import exists, read_bytes
@@ -482,8 +482,7 @@ class _Run:
             keep_trace=writable(out / SCHED_TRACE),
             keep_speed=(speed, self.epoch) if speed is not None else None,
         )
-        if self.state == "completed" and s.workload.fl.model_parameters >= PROBE_MIN_PARAMETERS:
-            # the memory state the trainings met, read at once (it moves within minutes): hw/at_speed.py
+        if self.state == "completed":  # the memory state the trainings met, read at once (it moves within minutes)
             machine_load = machine_load.model_copy(update={"training_probe": training_probe()})
         aggregator = s.pods("aggregator")[0].name
         try:

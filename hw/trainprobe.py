@@ -2,11 +2,13 @@
 core's L1) does not see.
 
 On this host a 1 M-parameter step alone took 64.5-78.7 ms between passes of a matrix minutes apart, and the 1 M
-cells' error at the measured speed was their training steps (docs/twin-validation.md, stop 65). A twin run of a
-model past the caches records the step right after its rounds (``MachineLoad.training_probe``); a calibration, and a
-fit from runs, record it beside the training price (``Platform.training_probe_s``); ``pqtwin compare --at-speed``
-prices training by their ratio (hw/at_speed.py). Not a backend's import of the calibration: hw/local.py imports
-this module only.
+cells' error at the measured speed was their training steps (docs/twin-validation.md, stop 65). A finished twin run
+(local, netns) records this step right after its rounds (``MachineLoad.training_probe``), whatever its own model's
+size; a calibration records it beside the training price it measures, a fit from runs the runs' median
+(``Platform.training_probe_s``: the state the price holds); ``pqtwin compare --at-speed`` prices training by the
+ratio of the two (hw/at_speed.py). The step is of a model past the caches, where the state shows: one reference for
+every size, so a fit from small models and a run of a large one are read on the same scale. Not the calibration
+module: a backend (hw/local.py) may not import that one.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from sim.contract import TrainingProbe
 PROBE_PARAMETERS = 1_000_000
 PROBE_SAMPLES = 500
 PROBE_STEPS = 3
-PROBE_MIN_PARAMETERS = 500_000  # a twin run of a model this large records the probe (smaller ones stay in the caches)
 
 
 def training_probe(steps: int = PROBE_STEPS) -> TrainingProbe | None:
