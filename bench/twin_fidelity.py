@@ -702,10 +702,11 @@ def tally(cells: list[dict[str, Any]], reds: list[dict[str, Any]]) -> dict[str, 
     state = _errors(ok, "error_p50_at_state_pct")
     probe = _errors(ok, "error_p50_at_probe_pct")
     both = (np.abs(p50) <= P50_GOAL_PCT) & (np.abs(p95) <= P95_GOAL_PCT)
+    quiet = np.array([bool(c["quiet"]) for c in ok], dtype=bool)  # the goal is on a quiet machine
     return {"cells": len(ok), "failed": len(cells) - len(ok), "mean_abs_error_p50_pct": _mean_abs(p50),
             "p50_within_goal": int(np.sum(np.abs(p50) <= P50_GOAL_PCT)),
             "p95_within_goal": int(np.sum(np.abs(p95) <= P95_GOAL_PCT)), "both_goals": int(np.sum(both)),
-            "quiet_cells": sum(bool(c["quiet"]) for c in ok), "reductions": len(reds),
+            "quiet_cells": int(quiet.sum()), "quiet_both_goals": int(np.sum(both & quiet)), "reductions": len(reds),
             "reductions_within_goal": sum(abs(r["difference_points"]) <= REDUCTION_GOAL_POINTS for r in reds),
             "adjusted_cells": int(np.sum(np.isfinite(adjusted))),
             "adjusted_mean_abs_error_p50_pct": _mean_abs(adjusted),
@@ -742,6 +743,8 @@ def print_tally(t: dict[str, Any]) -> None:
         f"{mean}), reductions within {REDUCTION_GOAL_POINTS:.0f} points: "
         f"{t['reductions_within_goal']} of {t['reductions']}; {t['quiet_cells']} of {n} cells all quiet"
     )
+    if t["quiet_cells"]:
+        line += f" ({t['quiet_both_goals']} of them meet both)"
     if t["adjusted_cells"]:
         line += (
             f"; at speed: mean |median error| {t['adjusted_mean_abs_error_p50_pct']:.1f} %, "

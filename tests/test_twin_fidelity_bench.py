@@ -457,11 +457,13 @@ def test_the_tally_counts_goals_and_the_model_at_speed_apart(bench: Any, capsys:
     assert (t["cells"], t["failed"], t["both_goals"], t["p50_within_goal"], t["p95_within_goal"]) == (3, 1, 1, 2, 2)
     assert t["mean_abs_error_p50_pct"] == pytest.approx((5 + 25 + 4) / 3)
     assert (t["quiet_cells"], t["reductions_within_goal"], t["reductions"]) == (2, 1, 2)
+    assert t["quiet_both_goals"] == 1  # of the quiet two, the one on its bounds
     assert t["adjusted_cells"] == 2 and t["adjusted_p50_within_goal"] == 1
     assert t["adjusted_mean_abs_error_p50_pct"] == pytest.approx(4.0)
     bench.print_tally(t)
     out = capsys.readouterr().out
     assert "goals: 1 of 3 cells meet both" in out and "at speed: mean |median error| 4.0 %, 1 of 2" in out
+    assert "2 of 3 cells all quiet (1 of them meet both)" in out
     assert "1 FAILED" in out
     none = bench.tally([_cell("sequential", 1.0, 1.0, None)], [])
     assert none["adjusted_cells"] == 0 and none["adjusted_mean_abs_error_p50_pct"] is None
