@@ -464,6 +464,13 @@ def test_the_tally_counts_goals_and_the_model_at_speed_apart(bench: Any, capsys:
     out = capsys.readouterr().out
     assert "goals: 1 of 3 cells meet both" in out and "at speed: mean |median error| 4.0 %, 1 of 2" in out
     assert "2 of 3 cells all quiet (1 of them meet both)" in out
+    fast = [_cell("sequential", -20.0, -20.0, -9.0) | {"error_p50_at_speed_pct": x, "rounds_at_speed": n}
+            for x, n in ((-2.0, 12), (8.0, 5), (1.0, 4), (None, 0))]  # fmt: skip
+    t = bench.tally(fast, [])
+    assert (t["fast_rounds_cells"], t["fast_rounds_p50_within_goal"]) == (2, 1)  # 4 rounds: too few for a median
+    assert t["fast_rounds_mean_abs_error_p50_pct"] == pytest.approx(5.0)
+    bench.print_tally(t)
+    assert "the rounds at the calibrated speed (5+ a cell): 5.0 %, 1 of 2 within 5 %" in capsys.readouterr().out
     assert "1 FAILED" in out
     none = bench.tally([_cell("sequential", 1.0, 1.0, None)], [])
     assert none["adjusted_cells"] == 0 and none["adjusted_mean_abs_error_p50_pct"] is None
