@@ -153,3 +153,23 @@ def test_twin_simulates_again_at_the_measured_speed_on_request(tmp_path, monkeyp
     at.selectbox(key="tw_hw").set_value(str(hw)).run()
     assert_clean(at)
     assert not [t for t in at.toggle if t.key == "tw_at_speed"]
+    # at that speed, but its training probe read 1.5x the profile's: offered, training priced by the ratio
+    import yaml
+
+    from sim.contract import TrainingProbe
+
+    for f in (runs / "localhost-sim" / "profiles").glob("*.yaml"):
+        data = yaml.safe_load(f.read_text())
+        data["platform"] |= {"training_probe_s": 0.04, "training_probe_parameters": 1_000_000,
+                             "training_probe_samples": 500}  # fmt: skip
+        f.write_text(yaml.safe_dump(data))
+    step = TrainingProbe(parameters=1_000_000, samples=500, alone_s=0.06, steps=3)
+    write_summary(read_summary(hw / "summary.json").model_copy(
+        update={"machine_load": fast.model_copy(update={"training_probe": step})}), hw)  # fmt: skip
+    at = start("Twin")
+    at.selectbox(key="tw_hw").set_value(str(hw)).run()
+    toggle = at.toggle(key="tw_at_speed")
+    assert "training step 1.50× its price" in toggle.help
+    toggle.set_value(True).run()
+    assert_clean(at)
+    assert any("training at 1.50× its price" in c.value for c in at.caption)
