@@ -168,7 +168,9 @@ def at_speed_section(sim: str, hw: str, summary: Summary) -> None:
         pct(got["error_p50_pct"]),
         help="the same simulation on cores as fast as the measured run's (median of its speed probe)",
     )
-    priced = f"; training at {got['training']:.2f}× its price (training probe)" if got.get("training") else ""
+    priced = (
+        f"; training at {got['training_ratio']:.2f}× its price (training probe)" if got.get("training_ratio") else ""
+    )
     cols[0].caption(f"95 % CI {ci(got['error_p50_ci95'])}; p95 {pct(got['error_p95_pct'])}{priced}")
     st.caption(
         "An explanation beside the error, not a correction: the host's slow state slows compute-bound code more than "

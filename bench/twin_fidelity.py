@@ -285,12 +285,12 @@ def at_probe(c: Cell, work: Path, profile: Path, speed: float, hw: list[Summary]
     platform = load_profile(profile).platform
     ratio = training_ratio([h.machine_load.training_probe if h.machine_load else None for h in hw], [platform])
     if ratio is None:
-        return {"error_p50_at_probe_pct": None, "training_probe_ratio": None}
+        return {"error_p50_at_probe_pct": None, "training_ratio": None}
     mine = memory_as_measured(profile, speed, work / f"profile-{c.name}-at-probe.yaml", ratio)
     s = c.scenario(mine, rounds, (*links, f"deployment.hosts.*.cpu_speed={speed:.4f}"))
     write_run(simulate(s, c.mode, replications=reps), work / f"sim-{c.name}-at-probe", s)
     m = compare_dirs(work / f"sim-{c.name}-at-probe", done[0], done[1:])["metrics"]["round_latency_s"]
-    return {"error_p50_at_probe_pct": m["error_p50_pct"], "training_probe_ratio": ratio}
+    return {"error_p50_at_probe_pct": m["error_p50_pct"], "training_ratio": ratio}
 
 
 def memory_as_measured(profile: Path, speed: float, out: Path, train: float = 1.0) -> Path:
@@ -586,7 +586,7 @@ def print_training(cells: list[dict[str, Any]], states: list[float] | None = Non
             if (t := c.get(f"training_at_{label}"))
         )
         if c.get("error_p50_at_probe_pct") is not None:
-            at += (f"; at probe (training x{c['training_probe_ratio']:.2f}) round error p50 "
+            at += (f"; at probe (training x{c['training_ratio']:.2f}) round error p50 "
                    f"{c['error_p50_at_probe_pct']:+.1f} %")  # fmt: skip
         apart = [None if x is None else x.get("ends_apart_p50_s") for x in (sim, hw)]
         ends = (f", a round's steps end {' / '.join('-' if x is None else f'{x * 1e3:.1f}' for x in apart)} ms apart"
@@ -691,7 +691,7 @@ def _pairs(runs_in: Path | None, both: Cell) -> dict[str, Any]:
 
 
 P50_GOAL_PCT, P95_GOAL_PCT, REDUCTION_GOAL_POINTS = 5.0, 10.0, 5.0  # issue 9's goals per cell
-FAST_MIN = 5  # the goals line's "rounds at the calibrated speed": cells with at least this many such rounds
+FAST_MIN_ROUNDS = 5  # the goals line's "rounds at the calibrated speed": cells with at least this many such rounds
 
 
 def tally(cells: list[dict[str, Any]], reds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -706,8 +706,11 @@ def tally(cells: list[dict[str, Any]], reds: list[dict[str, Any]]) -> dict[str, 
     state = _errors(ok, "error_p50_at_state_pct")
     probe = _errors(ok, "error_p50_at_probe_pct")
     # the rounds the speed probe saw at the calibrated speed, where a cell has enough of them to have a median
-    fast = np.array([np.nan if c.get("error_p50_at_speed_pct") is None or (c.get("rounds_at_speed") or 0) < FAST_MIN
-                     else c["error_p50_at_speed_pct"] for c in ok], dtype=float)  # fmt: skip
+    enough = [c.get("error_p50_at_speed_pct") is not None and (c.get("rounds_at_speed") or 0) >= FAST_MIN_ROUNDS
+              for c in ok]  # fmt: skip
+    fast = np.array(
+        [c["error_p50_at_speed_pct"] if e else np.nan for c, e in zip(ok, enough, strict=True)], dtype=float
+    )
     both = (np.abs(p50) <= P50_GOAL_PCT) & (np.abs(p95) <= P95_GOAL_PCT)
     quiet = np.array([bool(c["quiet"]) for c in ok], dtype=bool)  # the issue's goal is on a quiet machine
     return {"cells": len(ok), "failed": len(cells) - len(ok), "mean_abs_error_p50_pct": _mean_abs(p50),
@@ -774,7 +777,7 @@ def print_tally(t: dict[str, Any]) -> None:
         )
     if t.get("fast_rounds_cells"):
         line += (
-            f"; the rounds at the calibrated speed ({FAST_MIN}+ a cell): "
+            f"; the rounds at the calibrated speed ({FAST_MIN_ROUNDS}+ a cell): "
             f"{t['fast_rounds_mean_abs_error_p50_pct']:.1f} %, {t['fast_rounds_p50_within_goal']} of "
             f"{t['fast_rounds_cells']} within {P50_GOAL_PCT:.0f} %"
         )

@@ -7,13 +7,14 @@ The same simulation again -- the simulated run directory's scenario, profiles, s
 cores as fast as the measured runs' probe read them (``deployment.hosts.*.cpu_speed``, the median over the runs;
 training and FedAvg at their price, ``hw.fit.memory_at_price``, since the probe does not see the state they run
 in), compared with the same runs: what is left is the model's error. The bench's "at speed" column does the same
-(bench/twin_fidelity.py). Where the runs also recorded the training probe (hw/trainprobe.py: a model past the
-caches) and the profile holds the same step in the state its training price was taken in, training is priced by
-their ratio too (``training``: the host's memory state, which the speed probe does not see).
+(bench/twin_fidelity.py). Where the runs also recorded the training probe (hw/trainprobe.py: a 1 M step alone
+right after their rounds) and the profiles hold the same step in the state their training price was taken in,
+training is priced by their ratio too (``training_ratio``: the host's memory state, which the speed probe does not see;
+None where a run or every profile lacks it, or they probed different steps: training then keeps its price).
 
-Only for runs of the local and netns backends that carried the probe, where the speed is more than ``MIN_OFF`` off
-1, and a simulation whose hosts ran at their profiles' speed. It is an explanation beside the error, never a
-replacement: compare.json keeps the error as simulated.
+Only for runs of the local and netns backends that carried the probe, where the speed or the training ratio is more
+than ``MIN_OFF`` off 1, and a simulation whose hosts ran at their profiles' speed. It is an explanation beside the
+error, never a replacement: compare.json keeps the error as simulated.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import yaml
 from hw.fit import memory_at_price
 from sim.contract import RunLayout, Summary, TrainingProbe, read_summary
 from sim.errors import UserError
-from sim.profile import Platform, Profile
+from sim.profile import Platform, load_profile
 
 MIN_OFF = 0.05  # a speed within 5 % of the calibration's: the host's state is not what an error says
 BACKENDS = ("local", "netns")  # one machine, whose probe the runs carry (a cluster's nodes are not probed)
@@ -54,9 +55,9 @@ def measured_training(sim_dir: Path, hw_dirs: list[Path]) -> float | None:
     loads = [read_summary(RunLayout(d).summary).machine_load for d in hw_dirs]
     platforms = []
     for f in sorted((sim_dir / RunLayout.PROFILES).glob("*.yaml")):
-        try:
-            platforms.append(Profile.model_validate(yaml.safe_load(f.read_text())).platform)
-        except (OSError, ValueError, yaml.YAMLError):  # damaged: simulating again says so (``_simulated_at``)
+        try:  # bounded: no FIFO or endless file named *.yaml blocks the app's page
+            platforms.append(load_profile(f).platform)
+        except (UserError, OSError):  # damaged: simulating again says so (``_simulated_at``)
             return None
     return training_ratio([ld.training_probe if ld else None for ld in loads], platforms)
 
@@ -64,17 +65,16 @@ def measured_training(sim_dir: Path, hw_dirs: list[Path]) -> float | None:
 def training_ratio(probes: list[TrainingProbe | None], platforms: list[Platform]) -> float | None:
     """The runs' training probe (their median) against the one step the profiles that recorded one agree on; None
     where a run lacks it, no profile has it, or they probed different steps."""
-    if not probes or any(p is None for p in probes):
-        return None
-    steps = {(p.parameters, p.samples) for p in probes if p is not None}
+    known = [p for p in probes if p is not None]
+    steps = {(p.parameters, p.samples) for p in known}
     priced = {(f.training_probe_parameters, f.training_probe_samples, f.training_probe_s) for f in platforms
               if f.training_probe_s is not None}  # fmt: skip
-    if len(steps) != 1 or len(priced) != 1:
+    if not known or len(known) < len(probes) or len(steps) != 1 or len(priced) != 1:
         return None
-    (parameters, samples, alone_s), step = priced.pop(), steps.pop()
-    if (parameters, samples) != step or alone_s is None:
+    parameters, samples, alone_s = priced.pop()
+    if (parameters, samples) != steps.pop() or not alone_s:
         return None
-    return float(np.median([p.alone_s for p in probes if p is not None])) / alone_s
+    return float(np.median([p.alone_s for p in known])) / alone_s
 
 
 def off_speed(speed: float | None) -> bool:
@@ -83,7 +83,7 @@ def off_speed(speed: float | None) -> bool:
 
 
 def at_measured_speed(sim_dir: Path, hw_dirs: list[Path]) -> dict[str, Any]:
-    """compare.json's ``model_at_measured_speed``: the speed, the training state (``training``: the runs' training
+    """compare.json's ``model_at_measured_speed``: the speed, the training state (``training_ratio``: the runs' training
     probe against the profile's, None where unknown) and the round latency's p50 error (with its CI) and p95 error of
     the model simulated at them against ``hw_dirs``; else ``not_simulated``, one line saying why: the speed unknown
     (no probe: a cluster's run, a run from before the probe) or both within ``MIN_OFF`` of 1 (nothing to take out),
@@ -92,21 +92,24 @@ def at_measured_speed(sim_dir: Path, hw_dirs: list[Path]) -> dict[str, Any]:
     speed = measured_speed(hw_dirs)
     if speed is None:
         why = "the measured runs carry no speed probe (a run on a cluster, or from before the probe): nothing to set"
-        return {"speed": None, "not_simulated": why}
+        return {"speed": None, "training_ratio": None, "not_simulated": why}
+    train = None
     try:
         train = measured_training(sim_dir, hw_dirs)
         if not off_speed(speed) and not off_speed(train):
-            why = f"the measured runs' cores ran within {MIN_OFF:.0%} of their calibrated speed: the model as simulated"
-            return {"speed": speed, "training": train, "not_simulated": why}
+            step = "" if train is None else f", their training step within {MIN_OFF:.0%} of its price"
+            why = f"the measured runs' cores ran within {MIN_OFF:.0%} of their calibrated speed{step}: the model as "
+            why += "simulated"
+            return {"speed": speed, "training_ratio": train, "not_simulated": why}
         m = _simulated_at(sim_dir, hw_dirs, speed, train or 1.0)
     except UserError as exc:
-        return {"speed": speed, "not_simulated": exc.lines[0]}
+        return {"speed": speed, "training_ratio": train, "not_simulated": exc.lines[0]}
     except (OSError, ValueError, KeyError, TypeError, AttributeError, yaml.YAMLError) as exc:
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return {"speed": speed, "not_simulated": f"{sim_dir}: {why[:200]}"}
+        return {"speed": speed, "training_ratio": train, "not_simulated": f"{sim_dir}: {why[:200]}"}
     if m is None:
-        return {"speed": speed, "training": train, "not_simulated": f"{sim_dir}: no round latency in both runs"}
-    return {"speed": speed, "training": train, "sim_p50_s": m["sim_p50"], "error_p50_pct": m["error_p50_pct"],
+        return {"speed": speed, "training_ratio": train, "not_simulated": f"{sim_dir}: no round latency in both runs"}
+    return {"speed": speed, "training_ratio": train, "sim_p50_s": m["sim_p50"], "error_p50_pct": m["error_p50_pct"],
             "error_p50_ci95": m["error_p50_ci95"], "error_p95_pct": m["error_p95_pct"]}  # fmt: skip
 
 

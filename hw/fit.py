@@ -95,17 +95,19 @@ def memory_at_price(data: dict[str, Any], speed: float, train: float = 1.0) -> d
     """Profile data whose work from memory (``MEMORY_KINDS``: training, FedAvg; their ops and overheads) is
     ``speed`` x as dear, so that on cores ``speed`` x as fast (``cpu_speed``, which divides every cost) it keeps
     its price: the speed probe a run's speed comes from does not see the state that work runs in (module doc).
-    ``fl.train`` ``train`` x its price besides (the host's memory state measured apart: bench/twin_fidelity.py).
+    ``fl.train`` and its overhead ``train`` x their price besides (the host's memory state measured apart: the
+    training probe, hw/trainprobe.py; bench/twin_fidelity.py).
     ``data`` is changed in place and returned."""
     for name, op in data["ops"].items():
         if op_kind(name) in MEMORY_KINDS:
             _dearer(op, speed * (train if name == "fl.train" else 1.0))
     for kind, over in (data.get("overheads") or {}).items():
-        if kind in MEMORY_KINDS:
-            over["per_call_s"] = over.get("per_call_s", 0.0) * speed
-            over["per_byte_s"] = over.get("per_byte_s", 0.0) * speed
+        if kind in MEMORY_KINDS:  # its seconds as the op's (its factor multiplies the op's price, dearer already)
+            k = speed * (train if kind == "train" else 1.0)
+            over["per_call_s"] = over.get("per_call_s", 0.0) * k
+            over["per_byte_s"] = over.get("per_byte_s", 0.0) * k
             if over.get("sigma_by_cost_s"):  # keyed by the price, which moved with it
-                over["sigma_by_cost_s"] = [[cost * speed, sigma] for cost, sigma in over["sigma_by_cost_s"]]
+                over["sigma_by_cost_s"] = [[cost * k, sigma] for cost, sigma in over["sigma_by_cost_s"]]
     return data
 
 
@@ -328,21 +330,22 @@ def fit_from_run(run_dir: Path | list[Path], base: Path | None = None) -> Fit:
     data["description"] = f"{profile.description} Overheads fitted from the twin run(s) {named}.".strip()
     data["overheads"] = {k: v.model_dump(exclude_none=True) for k, v in sorted(overheads.items())}
     if "train" in overheads:  # training now priced in the state the runs met: their probe's, or none known
-        data["platform"] = with_training_probe(data["platform"], [p.probe for p in parts if p.probe is not None])
+        data["platform"] = with_training_probe(data["platform"], [p.probe for p in parts])
     _valid(Profile, data, "profile")  # what we write must load
     return Fit(data, len(known))
 
 
-def with_training_probe(platform: dict[str, Any], probes: list[TrainingProbe]) -> dict[str, Any]:
-    """Profile ``platform`` data whose training probe is the median of ``probes`` (of the same reference step,
-    ``hw.trainprobe``), or none where none was recorded: a fitted training price holds the state its runs met, not
-    the calibration's."""
+def with_training_probe(platform: dict[str, Any], probes: list[TrainingProbe | None]) -> dict[str, Any]:
+    """Profile ``platform`` data whose training probe is the median of the fitted runs' ``probes`` (of the same
+    reference step, ``hw.trainprobe``), or none where a run recorded none (a run from before the probe: the pooled
+    price holds its state too) or they differ: a fitted training price holds the state its runs met, not the
+    calibration's."""
     kept = {k: v for k, v in platform.items() if not k.startswith("training_probe_")}
-    if not probes or len({(p.parameters, p.samples) for p in probes}) != 1:
+    known = [p for p in probes if p is not None]
+    if not known or len(known) < len(probes) or len({(p.parameters, p.samples) for p in known}) != 1:
         return kept
-    return kept | training_facts(
-        probes[0].model_copy(update={"alone_s": float(np.median([p.alone_s for p in probes]))})
-    )
+    median_s = float(np.median([p.alone_s for p in known]))
+    return kept | training_facts(known[0].model_copy(update={"alone_s": median_s}))
 
 
 @dataclass(frozen=True)

@@ -482,6 +482,7 @@ class _Run:
             keep_trace=writable(out / SCHED_TRACE),
             keep_speed=(speed, self.epoch) if speed is not None else None,
         )
+        elapsed_s = time.monotonic() - self.started  # the run's, not the probe's
         if self.state == "completed":  # the memory state the trainings met, read at once (it moves within minutes)
             machine_load = machine_load.model_copy(update={"training_probe": training_probe()})
         aggregator = s.pods("aggregator")[0].name
@@ -493,7 +494,7 @@ class _Run:
                      "retransmissions": retransmissions, "attack": self.attack, "machine_load": machine_load,
                      "fabric": addressing.probe, "warnings": warnings}  # fmt: skip
             return write_run_results(s, out, aggregator, self.state, self.reason, codes,
-                                     time.monotonic() - self.started, extra,
+                                     elapsed_s, extra,
                                      status_extra={"machine_load": machine_load.model_dump()})  # fmt: skip
         except Exception as exc:
             self._keep_outcome(codes, exc)

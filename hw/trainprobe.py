@@ -35,14 +35,24 @@ def training_probe(steps: int = PROBE_STEPS) -> TrainingProbe | None:
     """The reference training step (``PROBE_PARAMETERS`` at ``PROBE_SAMPLES``) alone on one core, the fastest of
     ``steps`` after one to warm up (as a calibration prices training by its fastest batches): the memory state the
     host is in now, which a twin run records after its rounds and a calibration or a fit beside the training price
-    (``Platform.training_probe_s``). None where this process cannot be pinned. ~0.3 s."""
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if not cpus:
-        return None
-    _, step = training_job(PROBE_SAMPLES, PROBE_PARAMETERS, np.random.default_rng(0))
-    times = []
+    (``Platform.training_probe_s``). None where it cannot be taken (this process cannot be pinned, or the step
+    fails: out of memory): a run's results and a calibration's measurements come first, so it never raises. ~0.3 s."""
     try:
-        os.sched_setaffinity(0, {cpus[0]})
+        cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        if not cpus:
+            return None
+        _, step = training_job(PROBE_SAMPLES, PROBE_PARAMETERS, np.random.default_rng(0))
+        return TrainingProbe(parameters=PROBE_PARAMETERS, samples=PROBE_SAMPLES, alone_s=_fastest(step, steps, cpus),
+                             steps=steps)  # fmt: skip
+    except (OSError, ValueError, MemoryError):
+        return None
+
+
+def _fastest(step: Callable[[], Any], steps: int, cpus: list[int]) -> float:
+    """The fastest of ``steps`` calls of ``step`` after a warm-up, pinned to ``cpus[0]`` (then back to ``cpus``)."""
+    times = []
+    os.sched_setaffinity(0, {cpus[0]})
+    try:
         with threadpool_limits(1):
             for k in range(steps + 1):
                 t0 = time.perf_counter()
@@ -51,7 +61,7 @@ def training_probe(steps: int = PROBE_STEPS) -> TrainingProbe | None:
                     times.append(time.perf_counter() - t0)
     finally:
         os.sched_setaffinity(0, set(cpus))
-    return TrainingProbe(parameters=PROBE_PARAMETERS, samples=PROBE_SAMPLES, alone_s=min(times), steps=steps)
+    return min(times)
 
 
 def training_facts(probe: TrainingProbe | None) -> dict[str, Any]:

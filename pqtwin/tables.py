@@ -220,7 +220,7 @@ def _at_speed(at: dict[str, Any] | None) -> str:
     if "not_simulated" in at:
         speed = "" if at["speed"] is None else f" ({at['speed']:.2f}x)"
         return f"; not simulated at the measured speed{speed}: {at['not_simulated']}"
-    train = f", training {at['training']:.2f}x its price" if at.get("training") is not None else ""
+    train = f", training {at['training_ratio']:.2f}x its price" if at.get("training_ratio") is not None else ""
     return (
         f"; simulated at the measured speed ({at['speed']:.2f}x{train}): p50 "
         f"{_pct(at['error_p50_pct'], at['error_p50_ci95'])} %, p95 {_pct(at['error_p95_pct'], [None, None])} %"

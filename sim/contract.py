@@ -627,7 +627,7 @@ class CpuSpeed(_Model):
 
 
 class TrainingProbe(_Model):
-    """A reference training step timed alone on one core right after a run's rounds (hw/calibrate.py
+    """A reference training step timed alone on one core right after a run's rounds (hw/trainprobe.py
     ``training_probe``): the host's memory state the run's trainings met, which the speed probe (in a core's L1)
     does not see. A profile records the same step in the state its training price holds (``platform.
     training_probe_s``); their ratio re-prices training (hw/at_speed.py)."""
@@ -684,7 +684,9 @@ class MachineLoad(_Model):
     unsteady: bool = False  # the cores changed speed under the run, or ran at another speed than calibrated
     busy: bool = False  # neighbours or steal took CPU (the stronger reason when a run is both)
     sched: SchedWaits | None = None  # None: not traced (not root, no tracefs, or the trace missed the rounds)
-    training_probe: TrainingProbe | None = None  # None: not probed (a small model, a cluster, an unfinished run)
+    training_probe: TrainingProbe | None = (
+        None  # None: not probed (a cluster, an unfinished run, from before the probe)
+    )
 
     @property
     def speed_vs_calibration(self) -> float | None:

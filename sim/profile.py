@@ -369,7 +369,7 @@ class Platform(_Strict):
     # calibration (hw/speed.py usual_us: the median on a steady host); None: not probed
     speed_probe_us: float | None = Field(default=None, gt=0, le=1e9)
     speed_probe_spread: float | None = Field(default=None, ge=1, le=1e6)
-    # a reference training step alone (hw/calibrate.py training_probe: its model's parameters and samples) in the
+    # a reference training step alone (hw/trainprobe.py training_probe: its model's parameters and samples) in the
     # memory state the training price holds (a calibration's, or the fitted runs'); None: not probed
     training_probe_s: float | None = Field(default=None, gt=0, le=1e6)
     training_probe_parameters: int | None = Field(default=None, ge=1, le=10**12)
@@ -384,11 +384,6 @@ class Platform(_Strict):
         if any(x is not None for x in given) and any(x is None for x in given):
             raise ValueError("training_probe_s, training_probe_parameters and training_probe_samples go together")
         return self
-
-    def training_probe_for(self, parameters: int, samples: int) -> float | None:
-        """The recorded training probe's step alone (s) if it was of this model size and samples, else None."""
-        same = (self.training_probe_parameters, self.training_probe_samples) == (parameters, samples)
-        return self.training_probe_s if same else None
 
 
 class HostPower(_Strict):

@@ -6,6 +6,7 @@ about what halving the cores' speed costs a round."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -98,7 +99,7 @@ def test_a_simulated_run_that_cannot_run_again_is_one_line_not_a_failure(
         layout.scenario.write_text(yaml.safe_dump(data))
     got = at_measured_speed(sim, [measured(sim_run, tmp_path / "hw", 0.5)])
     assert got["speed"] == pytest.approx(0.5)
-    assert set(got) == {"speed", "not_simulated"}
+    assert set(got) == {"speed", "training_ratio", "not_simulated"}
     assert got["not_simulated"] and "\n" not in got["not_simulated"] and "Traceback" not in got["not_simulated"]
     if damage == "host at another speed":
         assert "cpu_speed" in got["not_simulated"]
@@ -136,16 +137,16 @@ def test_training_is_priced_by_the_runs_training_probe_against_the_profiles(sim_
     longer than at the speed alone -- and at the calibrated speed, the training state alone is reason enough."""
     sim = probed_profile(sim_run, tmp_path / "sim", 0.040)
     speed_only = at_measured_speed(sim, [measured(sim_run, tmp_path / "plain", 0.5)])
-    assert speed_only["training"] is None
+    assert speed_only["training_ratio"] is None
     dearer = measured(sim_run, tmp_path / "dearer", 0.5, step_s=0.060)
     assert measured_training(sim, [dearer]) == pytest.approx(1.5)
     got = at_measured_speed(sim, [dearer])
-    assert got["training"] == pytest.approx(1.5)
+    assert got["training_ratio"] == pytest.approx(1.5)
     assert got["error_p50_pct"] > speed_only["error_p50_pct"] + 3  # training is a good part of a round here
     calibrated = at_measured_speed(sim, [measured(sim_run, tmp_path / "at-one", 1.0, step_s=0.060)])
     assert "not_simulated" not in calibrated and calibrated["error_p50_pct"] > 3
     same = at_measured_speed(sim, [measured(sim_run, tmp_path / "same", 1.0, step_s=0.041)])
-    assert same["training"] == pytest.approx(1.025) and "within 5%" in same["not_simulated"]
+    assert same["training_ratio"] == pytest.approx(1.025) and "within 5%" in same["not_simulated"]
     from pqtwin.tables import _at_speed
 
     assert "(0.50x, training 1.50x its price): p50 " in _at_speed(got)
@@ -163,6 +164,15 @@ def test_no_training_state_where_a_run_or_the_profile_lacks_the_probe_or_they_pr
     assert measured_training(probed, [with_step, without]) is None  # one run did not record it
     assert measured_training(plain, [with_step]) is None
     assert measured_training(other, [with_step]) is None
+    two = probed_profile(sim_run, tmp_path / "two", 0.040)  # a second profile with another probe: which one is it?
+    profile = next((two / RunLayout.PROFILES).glob("*.yaml"))
+    data = yaml.safe_load(profile.read_text())
+    data["platform"]["training_probe_s"] = 0.050
+    (profile.parent / "other-host.yaml").write_text(yaml.safe_dump(data))
+    assert measured_training(two, [with_step]) is None
+    fifo = probed_profile(sim_run, tmp_path / "fifo", 0.040)
+    os.mkfifo(fifo / RunLayout.PROFILES / "zz-fifo.yaml")  # refused unopened, not waited on
+    assert measured_training(fifo, [with_step]) is None
     garbled = probed_profile(sim_run, tmp_path / "garbled", 0.040)
     next((garbled / RunLayout.PROFILES).glob("*.yaml")).write_text("platform: [1, 2\n")
     assert measured_training(garbled, [with_step]) is None

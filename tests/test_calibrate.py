@@ -326,7 +326,28 @@ def test_the_training_probe_times_the_reference_step_alone_and_a_profile_keeps_i
     platform = {"cpu": "x", "cores": 2, "libraries": {"numpy": {"library": "NumPy", "version": "2", "build": "b"}},
                 "date": "2026-12-04", "how_measured": "here"}  # fmt: skip
     kept = Platform.model_validate(platform | training_facts(got))
-    assert kept.training_probe_for(PROBE_PARAMETERS, PROBE_SAMPLES) == got.alone_s
-    assert kept.training_probe_for(PROBE_PARAMETERS, 2 * PROBE_SAMPLES) is None
+    assert (kept.training_probe_s, kept.training_probe_parameters) == (got.alone_s, PROBE_PARAMETERS)
     with pytest.raises(ValueError, match="go together"):
         Platform.model_validate(platform | {"training_probe_s": 0.05})
+
+
+def test_a_training_probe_that_cannot_be_taken_is_none_never_an_error(monkeypatch):
+    """A run's results and a calibration's measurements come first: where this process cannot be pinned (a cpuset
+    changed under it) or the step fails, the probe is None, and the affinity is as it was."""
+    import hw.trainprobe as tp
+
+    mine = os.sched_getaffinity(0)
+
+    def refused(pid, cpus):
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(tp.os, "sched_setaffinity", refused)
+    assert tp.training_probe(steps=1) is None
+    monkeypatch.undo()
+
+    def no_memory(*a, **k):
+        raise MemoryError
+
+    monkeypatch.setattr(tp, "training_job", no_memory)
+    assert tp.training_probe(steps=1) is None
+    assert os.sched_getaffinity(0) == mine

@@ -632,3 +632,4 @@ def test_a_fit_carries_the_training_probe_of_the_runs_its_training_price_came_fr
     assert with_training_probe(base, []) == {"cpu": "x"}
     other = [*probes, TrainingProbe(parameters=2_000_000, samples=500, alone_s=0.2, steps=3)]
     assert with_training_probe(base, other) == {"cpu": "x"}
+    assert with_training_probe(base, [*probes, None]) == {"cpu": "x"}  # a run from before the probe pooled in

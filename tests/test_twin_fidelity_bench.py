@@ -427,7 +427,7 @@ def test_score_simulates_a_cell_at_its_runs_training_probe(bench: Any, tmp_path:
         update={"state": "completed", "machine_load": load}
     )
     got = bench.score(c, tmp_path, probed, 2, 1, [run])
-    assert got["training_probe_ratio"] == pytest.approx(3.0)
+    assert got["training_ratio"] == pytest.approx(3.0)
     assert got["error_p50_adjusted_pct"] == pytest.approx(0.0, abs=1e-6) and got["error_p50_at_probe_pct"] > 50
     capsys.readouterr()
     bench.print_training([got])
@@ -435,7 +435,7 @@ def test_score_simulates_a_cell_at_its_runs_training_probe(bench: Any, tmp_path:
         f"at probe (training x3.00) round error p50 {got['error_p50_at_probe_pct']:+.1f} %" in capsys.readouterr().out
     )
     plain = bench.score(c, tmp_path, profile, 2, 1, [run])
-    assert plain["error_p50_at_probe_pct"] is None and plain["training_probe_ratio"] is None
+    assert plain["error_p50_at_probe_pct"] is None and plain["training_ratio"] is None
     t = bench.tally([got, plain], [])
     assert (t["at_probe_cells"], t["at_probe_p50_within_goal"]) == (1, 0)
     bench.print_tally(t)
