@@ -226,15 +226,16 @@ def describe(r: dict[str, Any]) -> str:
 def run_case(args: argparse.Namespace, done: list[dict[str, Any]], devices: int, engine: str) -> dict[str, Any]:
     case: dict[str, Any] = {"engine_asked": engine, "devices": devices, "horizon_s": args.horizon_s}
     guess = predicted_wall(done, engine, devices, args.horizon_s)
-    case["loadavg_start"] = loadavg()
+    case["loadavg_start"], case["core_probe_us_start"] = loadavg(), core_probe_us()
     if guess is not None and guess > 2 * args.cap_s and not args.run_over_cap:
         case.update(status="over cap", predicted=True, predicted_wall_s=guess)
     else:
         case.update(spawn(devices, args.horizon_s, engine, args.cap_s), predicted=False)
-    case["loadavg_end"] = loadavg()
+    case["loadavg_end"], case["core_probe_us_end"] = loadavg(), core_probe_us()
     note = f" (predicted ~{guess:,.0f} s > 2 x cap; not started)" if case["predicted"] else ""
     print(f"{engine:<10} {devices:>7,} devices x {args.horizon_s:g} s: {describe(case)}{note} "
-          f"[load {case['loadavg_start'].split()[0]} -> {case['loadavg_end'].split()[0]}]", flush=True)  # fmt: skip
+          f"[load {case['loadavg_start'].split()[0]} -> {case['loadavg_end'].split()[0]}, core probe "
+          f"{case['core_probe_us_start']:.0f} -> {case['core_probe_us_end']:.0f} µs]", flush=True)  # fmt: skip
     if case["status"] == "over cap":
         case["extrapolation"] = extrapolate(devices, engine, args.horizon_s, args.extrapolate_from_s, args.cap_s)
     return case
@@ -268,6 +269,7 @@ def goals(cases: list[dict[str, Any]], horizon_s: float) -> dict[str, Any]:
     if big and big["status"] == "ok":
         out["10k_wall_s"], out["10k_peak_rss_bytes"] = big["wall_s"], big["peak_rss_bytes"]
         out["10k_wall_met"] = big["wall_s"] <= GOAL_10K_WALL_S
+        out["10k_core_probe_us"] = [big.get("core_probe_us_start"), big.get("core_probe_us_end")]
         out["10k_rss_met"] = big["peak_rss_bytes"] <= GOAL_10K_RSS_BYTES
     if mid and mid["status"] == "ok":
         out["1k_wall_s"] = mid["wall_s"]
@@ -340,7 +342,7 @@ def print_goals(g: dict[str, Any]) -> None:
     if "10k_wall_s" in g:
         print(f"goal 10,000 devices x 1 h (vectorized): wall {g['10k_wall_s']:.2f} s <= {GOAL_10K_WALL_S:g} s "
               f"{verdict(g['10k_wall_met'])}; peak {g['10k_peak_rss_bytes'] / 1e9:.2f} GB <= 2 GB "
-              f"{verdict(g['10k_rss_met'])}")  # fmt: skip
+              f"{verdict(g['10k_rss_met'])}{_probed(g.get('10k_core_probe_us'))}")  # fmt: skip
     else:
         print("goal 10,000 devices x 1 h: not judged (that vectorized case did not run or finish)")
     if "1k_wall_s" in g:
@@ -354,12 +356,28 @@ def print_goals(g: dict[str, Any]) -> None:
         print("goal 1,000 devices x 1 h: not judged (that vectorized case did not run or finish)")
 
 
+def _probed(us: list[float | None] | None) -> str:
+    """The goals line's note of the core's speed around the 10,000-device case ("" where not recorded)."""
+    if not us or None in us:
+        return ""
+    return f" (its core's speed probe {us[0]:.0f} -> {us[1]:.0f} µs: ~33 µs is this host's fast state)"
+
+
 def sim_source() -> str:
     """A digest of the simulator's source (sim/*.py) as it is on disk: the working tree may change under a run."""
     h = hashlib.sha256()
     for path in sorted((ROOT / "sim").glob("*.py")):
         h.update(path.name.encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:16]
+
+
+def core_probe_us() -> float:
+    """This core's speed now: the median of 15 speed probes (hw/speed.py ``probe_us``: SHAKE-256 over 16 KiB, thread
+    CPU time), run where this process is pinned. This host's cores run in two states (~33 µs and 50-65 µs on
+    2026-12-04): a case's seconds say as much about that as about the engine, so each case records it."""
+    from hw.speed import probe_us
+
+    return float(sorted(probe_us() for _ in range(15))[7])
 
 
 def loadavg() -> str:
