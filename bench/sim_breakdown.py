@@ -32,7 +32,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without install
 
-from sim_scale import SCENARIO, core_probe_us, cpu_s, overrides, pin
+from sim_scale import SCENARIO, cpu_s, host_state, overrides, pin, state_line
 
 from sim.loading import out_json
 
@@ -140,17 +140,17 @@ def main() -> None:
         fork_file = Path(tmp) / "fork.json"
         instrument(fork_file)
         scenario = load_scenario(SCENARIO, overrides(args.devices, args.horizon_s, "vectorized"))
-        load_before, probe_before = os.getloadavg(), core_probe_us()
+        load_before, state_before = os.getloadavg(), host_state()
         c0, w0 = cpu_s(), time.perf_counter()
         summary = simulate(scenario).summary
         cpu, wall = cpu_s() - c0, time.perf_counter() - w0
-        probe_after = core_probe_us()
+        state_after = host_state()
         child = json.loads(fork_file.read_text()) if fork_file.is_file() else {}
     parent = dict(SPENT)
     report = {"devices": args.devices, "horizon_s": args.horizon_s, "pinned_to_cpu": core, "wall_s": wall,
               "cpu_s": cpu, "events": summary.events, "frames": summary.telemetry.frames,
               "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
-              "core_probe_us": [probe_before, probe_after],
+              "host_state": [state_before, state_after],
               "parent": parent, "resumed_pass": child}  # fmt: skip
     print_report(report)
     if args.json:
@@ -162,8 +162,8 @@ def print_report(r: dict[str, Any]) -> None:
     print(
         f"{r['devices']:,} devices x {r['horizon_s']:g} s, vectorized, {where}: wall {r['wall_s']:.2f} s, CPU "
         f"{r['cpu_s']:.2f} s (this process and the fork it reaped), {r['events']:,} SimPy events, "
-        f"{r['frames']:,} frames; load {r['loadavg_before'][0]:.2f} -> {r['loadavg_after'][0]:.2f}, core speed probe "
-        f"{r['core_probe_us'][0]:.0f} -> {r['core_probe_us'][1]:.0f} µs"
+        f"{r['frames']:,} frames; load {r['loadavg_before'][0]:.2f} -> {r['loadavg_after'][0]:.2f}, "
+        f"{state_line(*r['host_state'])}"
     )
     for who, parts in (("this process", r["parent"]), ("the resumed pass (fork)", r["resumed_pass"])):
         print(f"\n{who + ':':<52}  CPU s   wall s")

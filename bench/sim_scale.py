@@ -226,16 +226,16 @@ def describe(r: dict[str, Any]) -> str:
 def run_case(args: argparse.Namespace, done: list[dict[str, Any]], devices: int, engine: str) -> dict[str, Any]:
     case: dict[str, Any] = {"engine_asked": engine, "devices": devices, "horizon_s": args.horizon_s}
     guess = predicted_wall(done, engine, devices, args.horizon_s)
-    case["loadavg_start"], case["core_probe_us_start"] = loadavg(), core_probe_us()
+    case["loadavg_start"], case["host_state_start"] = loadavg(), host_state()
     if guess is not None and guess > 2 * args.cap_s and not args.run_over_cap:
         case.update(status="over cap", predicted=True, predicted_wall_s=guess)
     else:
         case.update(spawn(devices, args.horizon_s, engine, args.cap_s), predicted=False)
-    case["loadavg_end"], case["core_probe_us_end"] = loadavg(), core_probe_us()
+    case["loadavg_end"], case["host_state_end"] = loadavg(), host_state()
     note = f" (predicted ~{guess:,.0f} s > 2 x cap; not started)" if case["predicted"] else ""
     print(f"{engine:<10} {devices:>7,} devices x {args.horizon_s:g} s: {describe(case)}{note} "
-          f"[load {case['loadavg_start'].split()[0]} -> {case['loadavg_end'].split()[0]}, core probe "
-          f"{case['core_probe_us_start']:.0f} -> {case['core_probe_us_end']:.0f} µs]", flush=True)  # fmt: skip
+          f"[load {case['loadavg_start'].split()[0]} -> {case['loadavg_end'].split()[0]}, "
+          f"{state_line(case['host_state_start'], case['host_state_end'])}]", flush=True)  # fmt: skip
     if case["status"] == "over cap":
         case["extrapolation"] = extrapolate(devices, engine, args.horizon_s, args.extrapolate_from_s, args.cap_s)
     return case
@@ -269,7 +269,7 @@ def goals(cases: list[dict[str, Any]], horizon_s: float) -> dict[str, Any]:
     if big and big["status"] == "ok":
         out["10k_wall_s"], out["10k_peak_rss_bytes"] = big["wall_s"], big["peak_rss_bytes"]
         out["10k_wall_met"] = big["wall_s"] <= GOAL_10K_WALL_S
-        out["10k_core_probe_us"] = [big.get("core_probe_us_start"), big.get("core_probe_us_end")]
+        out["10k_host_state"] = [big.get("host_state_start"), big.get("host_state_end")]
         out["10k_rss_met"] = big["peak_rss_bytes"] <= GOAL_10K_RSS_BYTES
     if mid and mid["status"] == "ok":
         out["1k_wall_s"] = mid["wall_s"]
@@ -342,7 +342,7 @@ def print_goals(g: dict[str, Any]) -> None:
     if "10k_wall_s" in g:
         print(f"goal 10,000 devices x 1 h (vectorized): wall {g['10k_wall_s']:.2f} s <= {GOAL_10K_WALL_S:g} s "
               f"{verdict(g['10k_wall_met'])}; peak {g['10k_peak_rss_bytes'] / 1e9:.2f} GB <= 2 GB "
-              f"{verdict(g['10k_rss_met'])}{_probed(g.get('10k_core_probe_us'))}")  # fmt: skip
+              f"{verdict(g['10k_rss_met'])}{_probed(g.get('10k_host_state'))}")  # fmt: skip
     else:
         print("goal 10,000 devices x 1 h: not judged (that vectorized case did not run or finish)")
     if "1k_wall_s" in g:
@@ -356,11 +356,10 @@ def print_goals(g: dict[str, Any]) -> None:
         print("goal 1,000 devices x 1 h: not judged (that vectorized case did not run or finish)")
 
 
-def _probed(us: list[float | None] | None) -> str:
-    """The goals line's note of the core's speed around the 10,000-device case ("" where not recorded)."""
-    if not us or None in us:
-        return ""
-    return f" (its core's speed probe {us[0]:.0f} -> {us[1]:.0f} µs: ~33 µs is this host's fast state)"
+def _probed(states: list[dict[str, Any] | None] | None) -> str:
+    """The goals line's note of the host's state around the 10,000-device case ("" where not recorded)."""
+    line = state_line(*states) if states else ""
+    return f" (host: {line})" if line else ""
 
 
 def sim_source() -> str:
@@ -371,13 +370,30 @@ def sim_source() -> str:
     return h.hexdigest()[:16]
 
 
-def core_probe_us() -> float:
-    """This core's speed now: the median of 15 speed probes (hw/speed.py ``probe_us``: SHAKE-256 over 16 KiB, thread
-    CPU time), run where this process is pinned. This host's cores run in two states (~33 µs and 50-65 µs on
-    2026-12-04): a case's seconds say as much about that as about the engine, so each case records it."""
+def host_state() -> dict[str, float | None]:
+    """The host's state now, where this process is pinned: its core's speed (``speed_probe_us``: the median of 15
+    speed probes, hw/speed.py, SHAKE-256 over 16 KiB) and its memory state (``training_step_s``: the twin's
+    training probe, hw/trainprobe.py, a 1 M-parameter step alone, ~0.3 s). On 2026-12-04 21:31-21:33 runs of the
+    10,000-device hour took 11.3-13.9 s with the speed probe at 33 µs before and after each: the kernels wait on
+    memory, and the 1 M step read 61-127 ms beside them (127 before the 13.9 s run). Each case records both."""
     from hw.speed import probe_us
+    from hw.trainprobe import training_probe
 
-    return float(sorted(probe_us() for _ in range(15))[7])
+    step = training_probe()
+    return {"speed_probe_us": float(sorted(probe_us() for _ in range(15))[7]),
+            "training_step_s": step.alone_s if step else None}  # fmt: skip
+
+
+def state_line(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
+    """ "speed probe 33 -> 34 µs, 1 M step 61 -> 66 ms" ("" where not recorded)."""
+    if not before or not after:
+        return ""
+
+    def ms(x: float | None) -> str:
+        return "-" if x is None else f"{x * 1e3:.0f}"
+
+    return (f"speed probe {before['speed_probe_us']:.0f} -> {after['speed_probe_us']:.0f} µs, 1 M step "
+            f"{ms(before['training_step_s'])} -> {ms(after['training_step_s'])} ms")  # fmt: skip
 
 
 def loadavg() -> str:
