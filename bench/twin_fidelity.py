@@ -28,8 +28,8 @@
    1 M cells "at state" are the model at speed, at pair, its training as much dearer than fitted as the step alone
    was during the matrix than before the fit (``at_state``; a measurement of the host, not of the runs scored).
    Each twin run also times that step alone right after its rounds (``MachineLoad.training_probe``,
-   hw/trainprobe.py), the fit's training runs too: every cell "at probe" is the model at speed with training as
-   much dearer as its runs' probe read against the fit's, which is what ``pqtwin compare --at-speed`` shows.
+   hw/trainprobe.py), the fit's training runs too: the 1 M cells "at probe" are the model at speed with training as
+   much dearer as their runs' probe read against the fit's, which is what ``pqtwin compare --at-speed`` shows.
 4. Per suite and size, the concurrent-vs-sequential reduction of the median round latency, simulated and
    measured; then per cell and phase of the round (the model's distribution, distribute, receive, train,
    upload, verify, aggregate), the median's error and the difference of the medians in ms (in the JSON:
@@ -74,6 +74,7 @@ from hw.modes import pair_reductions, split
 from hw.netns import kernel_rate_bps, unavailable
 from hw.schedtrace import union_s
 from hw.speed import run_slow_flags
+from hw.trainprobe import PRICED_MIN_PARAMETERS
 from sim.contract import FL_PHASES, RunLayout, Summary, read_spans, read_summary
 from sim.errors import UserError
 from sim.loading import out_json
@@ -281,7 +282,9 @@ def at_probe(c: Cell, work: Path, profile: Path, speed: float, hw: list[Summary]
     """The cell "at probe", as ``pqtwin compare --at-speed`` simulates it (hw/at_speed.py): on cores as fast as its
     runs' speed probe read them, training as much dearer than the fit priced it as the runs' own training probe
     (taken right after each run's rounds) read against the fit's (the training runs'). Only where the runs and the
-    fitted profile recorded the probe (hw/trainprobe.py)."""
+    fitted profile recorded the probe (hw/trainprobe.py), for the largest model (``PRICED_MIN_PARAMETERS``)."""
+    if c.params < PRICED_MIN_PARAMETERS:  # its step stays in the caches: as ``compare --at-speed``, at speed only
+        return {"error_p50_at_probe_pct": None, "training_ratio": None}
     platform = load_profile(profile).platform
     ratio = training_ratio([h.machine_load.training_probe if h.machine_load else None for h in hw], [platform])
     if ratio is None:

@@ -8,9 +8,10 @@ cores as fast as the measured runs' probe read them (``deployment.hosts.*.cpu_sp
 training and FedAvg at their price, ``hw.fit.memory_at_price``, since the probe does not see the state they run
 in), compared with the same runs: what is left is the model's error. The bench's "at speed" column does the same
 (bench/twin_fidelity.py). Where the runs also recorded the training probe (hw/trainprobe.py: a 1 M step alone
-right after their rounds) and the profiles hold the same step in the state their training price was taken in,
-training is priced by their ratio too (``training_ratio``: the host's memory state, which the speed probe does not see;
-None where a run or every profile lacks it, or they probed different steps: training then keeps its price).
+right after their rounds), the profiles hold the same step in the state their training price was taken in, and the
+model is of about the probe's size (``PRICED_MIN_PARAMETERS``), training is priced by their ratio too
+(``training_ratio``: the host's memory state, which the speed probe does not see; None where a run or every profile
+lacks it, they probed different steps, or the model is smaller: training then keeps its price).
 
 Only for runs of the local and netns backends that carried the probe, where the speed or the training ratio is more
 than ``MIN_OFF`` off 1, and a simulation whose hosts ran at their profiles' speed. It is an explanation beside the
@@ -27,9 +28,11 @@ import numpy as np
 import yaml
 
 from hw.fit import memory_at_price
+from hw.trainprobe import PRICED_MIN_PARAMETERS
 from sim.contract import RunLayout, Summary, TrainingProbe, read_summary
 from sim.errors import UserError
 from sim.profile import Platform, load_profile
+from sim.scenario import load_scenario
 
 MIN_OFF = 0.05  # a speed within 5 % of the calibration's: the host's state is not what an error says
 BACKENDS = ("local", "netns")  # one machine, whose probe the runs carry (a cluster's nodes are not probed)
@@ -51,7 +54,14 @@ def speed_of(summaries: list[Summary]) -> float | None:
 
 def measured_training(sim_dir: Path, hw_dirs: list[Path]) -> float | None:
     """How much dearer the measured runs' training probe read than the simulated run's profiles recorded
-    (``training_ratio``); None where it cannot say, or a profile cannot be read."""
+    (``training_ratio``); None where it cannot say, a profile or the scenario cannot be read, or the model is
+    smaller than ``PRICED_MIN_PARAMETERS`` (its step does not follow the probe's)."""
+    try:
+        parameters = load_scenario(RunLayout(sim_dir).scenario).workload.fl.model_parameters
+    except (UserError, OSError):  # damaged or gone: simulating again says so (``_simulated_at``)
+        return None
+    if parameters < PRICED_MIN_PARAMETERS:
+        return None
     loads = [read_summary(RunLayout(d).summary).machine_load for d in hw_dirs]
     platforms = []
     for f in sorted((sim_dir / RunLayout.PROFILES).glob("*.yaml")):

@@ -82,11 +82,11 @@ def test_threat_mosca_sliders_change_the_verdict():
     assert any("not a forecast" in c.value and "IEEE Security & Privacy 16(5), 2018" in c.value for c in at.caption)
 
 
-def make_runs(root: Path) -> Path:
-    """Simulated runs of localhost (sequential and concurrent) and of paper-3node (sequential), and two
-    stand-ins for measured runs (the simulator with another seed, marked as the twin's): localhost sequential,
-    which has a simulated counterpart, and paper-3node concurrent, which has none."""
-    local = load_scenario(ROOT / "scenarios" / "localhost.yaml", ["workload.fl.rounds=3"])
+def make_runs(root: Path, *more: str) -> Path:
+    """Simulated runs of localhost (sequential and concurrent; ``more`` overrides) and of paper-3node (sequential),
+    and two stand-ins for measured runs (the simulator with another seed, marked as the twin's): localhost
+    sequential, which has a simulated counterpart, and paper-3node concurrent, which has none."""
+    local = load_scenario(ROOT / "scenarios" / "localhost.yaml", ["workload.fl.rounds=3", *more])
     paper = load_scenario(ROOT / "scenarios" / "paper-3node.yaml", ["workload.fl.rounds=3"])
     write_run(simulate(local, "sequential", 1, 1), root / "localhost-sim", local)
     write_run(simulate(local, "concurrent", 1, 1), root / "localhost-sim-concurrent", local)
@@ -153,11 +153,14 @@ def test_twin_simulates_again_at_the_measured_speed_on_request(tmp_path, monkeyp
     at.selectbox(key="tw_hw").set_value(str(hw)).run()
     assert_clean(at)
     assert not [t for t in at.toggle if t.key == "tw_at_speed"]
-    # at that speed, but its training probe read 1.5x the profile's: offered, training priced by the ratio
+    # at that speed, but its training probe read 1.5x the profile's: offered (a 1 M model), priced by the ratio
     import yaml
 
     from sim.contract import TrainingProbe
 
+    runs = make_runs(tmp_path / "runs-1m", "workload.fl.model_parameters=1000000")
+    hw = runs / "localhost-hw"
+    monkeypatch.setenv("PQTWIN_RUNS_DIR", str(runs))
     for f in (runs / "localhost-sim" / "profiles").glob("*.yaml"):
         data = yaml.safe_load(f.read_text())
         data["platform"] |= {"training_probe_s": 0.04, "training_probe_parameters": 1_000_000,

@@ -26,6 +26,17 @@ PROFILE = ROOT / "scenarios" / "profiles" / "ci-x86.yaml"
 
 
 @pytest.fixture(scope="module")
+def sim_run_1m(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A simulated run of a model of the training probe's size, whose training the probe's ratio prices."""
+    out = tmp_path_factory.mktemp("at-speed-1m") / "sim"
+    s = load_scenario(ROOT / "scenarios" / "localhost.yaml", ["workload.fl.rounds=4",
+                                                              f"workload.fl.model_parameters={PROBE_PARAMETERS}"],
+                      PROFILE)  # fmt: skip
+    write_run(simulate(s, "sequential", 7, 3), out, s)
+    return out
+
+
+@pytest.fixture(scope="module")
 def sim_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("at-speed") / "sim"
     s = load_scenario(ROOT / "scenarios" / "localhost.yaml", ["workload.fl.rounds=4"], PROFILE)
@@ -132,20 +143,25 @@ def probed_profile(sim_run: Path, out: Path, step_s: float | None, parameters: i
     return out
 
 
-def test_training_is_priced_by_the_runs_training_probe_against_the_profiles(sim_run: Path, tmp_path: Path) -> None:
-    """Runs whose step alone read 1.5x the profile's: simulated again with training 1.5x dearer, so the rounds take
-    longer than at the speed alone -- and at the calibrated speed, the training state alone is reason enough."""
-    sim = probed_profile(sim_run, tmp_path / "sim", 0.040)
-    speed_only = at_measured_speed(sim, [measured(sim_run, tmp_path / "plain", 0.5)])
+def test_training_is_priced_by_the_runs_training_probe_against_the_profiles(
+    sim_run_1m: Path, sim_run: Path, tmp_path: Path
+) -> None:
+    """Runs of a 1 M model whose step alone read 1.5x the profile's: simulated again with training 1.5x dearer, so the
+    rounds take longer than at the speed alone -- and at the calibrated speed, the training state alone is reason
+    enough. A 250 k model's training is not priced by it (its step stays in the caches)."""
+    sim = probed_profile(sim_run_1m, tmp_path / "sim", 0.040)
+    speed_only = at_measured_speed(sim, [measured(sim_run_1m, tmp_path / "plain", 0.5)])
     assert speed_only["training_ratio"] is None
-    dearer = measured(sim_run, tmp_path / "dearer", 0.5, step_s=0.060)
+    dearer = measured(sim_run_1m, tmp_path / "dearer", 0.5, step_s=0.060)
     assert measured_training(sim, [dearer]) == pytest.approx(1.5)
     got = at_measured_speed(sim, [dearer])
     assert got["training_ratio"] == pytest.approx(1.5)
     assert got["error_p50_pct"] > speed_only["error_p50_pct"] + 3  # training is a good part of a round here
-    calibrated = at_measured_speed(sim, [measured(sim_run, tmp_path / "at-one", 1.0, step_s=0.060)])
+    calibrated = at_measured_speed(sim, [measured(sim_run_1m, tmp_path / "at-one", 1.0, step_s=0.060)])
     assert "not_simulated" not in calibrated and calibrated["error_p50_pct"] > 3
-    same = at_measured_speed(sim, [measured(sim_run, tmp_path / "same", 1.0, step_s=0.041)])
+    same = at_measured_speed(sim, [measured(sim_run_1m, tmp_path / "same", 1.0, step_s=0.041)])
+    small = probed_profile(sim_run, tmp_path / "small", 0.040)  # 250 k: its step stays in the caches
+    assert measured_training(small, [measured(sim_run, tmp_path / "small-hw", 0.5, step_s=0.060)]) is None
     assert same["training_ratio"] == pytest.approx(1.025) and "within 5%" in same["not_simulated"]
     from pqtwin.tables import _at_speed
 
@@ -153,27 +169,27 @@ def test_training_is_priced_by_the_runs_training_probe_against_the_profiles(sim_
 
 
 def test_no_training_state_where_a_run_or_the_profile_lacks_the_probe_or_they_probed_different_steps(
-    sim_run: Path, tmp_path: Path
+    sim_run_1m: Path, tmp_path: Path
 ) -> None:
-    probed = probed_profile(sim_run, tmp_path / "probed", 0.040)
-    plain = probed_profile(sim_run, tmp_path / "plain", None)
-    other = probed_profile(sim_run, tmp_path / "other", 0.040, parameters=2 * PROBE_PARAMETERS)
-    with_step = measured(sim_run, tmp_path / "with", 0.5, step_s=0.060)
-    without = measured(sim_run, tmp_path / "without", 0.5)
+    probed = probed_profile(sim_run_1m, tmp_path / "probed", 0.040)
+    plain = probed_profile(sim_run_1m, tmp_path / "plain", None)
+    other = probed_profile(sim_run_1m, tmp_path / "other", 0.040, parameters=2 * PROBE_PARAMETERS)
+    with_step = measured(sim_run_1m, tmp_path / "with", 0.5, step_s=0.060)
+    without = measured(sim_run_1m, tmp_path / "without", 0.5)
     assert measured_training(probed, [with_step]) == pytest.approx(1.5)
     assert measured_training(probed, [with_step, without]) is None  # one run did not record it
     assert measured_training(plain, [with_step]) is None
     assert measured_training(other, [with_step]) is None
-    two = probed_profile(sim_run, tmp_path / "two", 0.040)  # a second profile with another probe: which one is it?
+    two = probed_profile(sim_run_1m, tmp_path / "two", 0.040)  # a second profile with another probe: which one is it?
     profile = next((two / RunLayout.PROFILES).glob("*.yaml"))
     data = yaml.safe_load(profile.read_text())
     data["platform"]["training_probe_s"] = 0.050
     (profile.parent / "other-host.yaml").write_text(yaml.safe_dump(data))
     assert measured_training(two, [with_step]) is None
-    fifo = probed_profile(sim_run, tmp_path / "fifo", 0.040)
+    fifo = probed_profile(sim_run_1m, tmp_path / "fifo", 0.040)
     os.mkfifo(fifo / RunLayout.PROFILES / "zz-fifo.yaml")  # refused unopened, not waited on
     assert measured_training(fifo, [with_step]) is None
-    garbled = probed_profile(sim_run, tmp_path / "garbled", 0.040)
+    garbled = probed_profile(sim_run_1m, tmp_path / "garbled", 0.040)
     next((garbled / RunLayout.PROFILES).glob("*.yaml")).write_text("platform: [1, 2\n")
     assert measured_training(garbled, [with_step]) is None
     assert "not_simulated" in at_measured_speed(garbled, [with_step])  # the simulation's one line says why
