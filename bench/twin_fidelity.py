@@ -775,8 +775,9 @@ def print_tally(t: dict[str, Any]) -> None:
         )
     if t.get("at_probe_cells"):
         line += (
-            f"; at speed and their runs' training probe: {t['at_probe_mean_abs_error_p50_pct']:.1f} %, "
-            f"{t['at_probe_p50_within_goal']} of {t['at_probe_cells']} within {P50_GOAL_PCT:.0f} %"
+            f"; at probe (at speed, training by their runs' training probe): "
+            f"{t['at_probe_mean_abs_error_p50_pct']:.1f} %, {t['at_probe_p50_within_goal']} of {t['at_probe_cells']} "
+            f"within {P50_GOAL_PCT:.0f} %"
         )
     if t.get("fast_rounds_cells"):
         line += (

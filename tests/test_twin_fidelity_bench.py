@@ -439,7 +439,7 @@ def test_score_simulates_a_cell_at_its_runs_training_probe(bench: Any, tmp_path:
     t = bench.tally([got, plain], [])
     assert (t["at_probe_cells"], t["at_probe_p50_within_goal"]) == (1, 0)
     bench.print_tally(t)
-    assert "at speed and their runs' training probe: " in capsys.readouterr().out
+    assert "; at probe (at speed, training by their runs' training probe): " in capsys.readouterr().out
 
 
 def test_the_tally_counts_goals_and_the_model_at_speed_apart(bench: Any, capsys: pytest.CaptureFixture[str]) -> None:
