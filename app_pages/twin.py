@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages.common import KEEP, runs_dir, show_path, show_problem
-from hw.at_speed import at_measured_speed, measured_training, off_speed, speed_of
+from hw.at_speed import at_measured_speed, off_speed, speed_of, training_of
 from hw.compare import BOOTSTRAP_SEED, RESAMPLES, compare_dirs
 from pqtwin import charts
 from sim.contract import RunLayout, Summary, read_summary
@@ -142,7 +142,7 @@ def at_speed_section(sim: str, hw: str, summary: Summary) -> None:
     """Where the measured run's cores ran off their calibrated speed: on request, the model simulated again at that
     speed (``pqtwin compare --at-speed``), what is left of the error with the host's speed taken out."""
     speed = speed_of([summary])
-    train = measured_training(Path(sim), [Path(hw)]) if speed is not None else None
+    train = training_of(Path(sim), [summary]) if speed is not None else None
     if speed is None or not (off_speed(speed) or off_speed(train)):
         return
     state = f" and its training step {train:.2f}× its price (training probe)" if train is not None else ""

@@ -54,15 +54,21 @@ def speed_of(summaries: list[Summary]) -> float | None:
 
 def measured_training(sim_dir: Path, hw_dirs: list[Path]) -> float | None:
     """How much dearer the measured runs' training probe read than the simulated run's profiles recorded
-    (``training_ratio``); None where it cannot say, a profile or the scenario cannot be read, or the model is
-    smaller than ``PRICED_MIN_PARAMETERS`` (its step does not follow the probe's)."""
+    (``training_of``)."""
+    return training_of(sim_dir, [read_summary(RunLayout(d).summary) for d in hw_dirs])
+
+
+def training_of(sim_dir: Path, summaries: list[Summary]) -> float | None:
+    """``measured_training`` of runs already read (``training_ratio``); None where it cannot say, a profile or the
+    scenario cannot be read, or the model is smaller than ``PRICED_MIN_PARAMETERS`` (its step does not follow the
+    probe's)."""
     try:
         parameters = load_scenario(RunLayout(sim_dir).scenario).workload.fl.model_parameters
     except (UserError, OSError):  # damaged or gone: simulating again says so (``_simulated_at``)
         return None
     if parameters < PRICED_MIN_PARAMETERS:
         return None
-    loads = [read_summary(RunLayout(d).summary).machine_load for d in hw_dirs]
+    loads = [s.machine_load for s in summaries]
     platforms = []
     for f in sorted((sim_dir / RunLayout.PROFILES).glob("*.yaml")):
         try:  # bounded: no FIFO or endless file named *.yaml blocks the app's page
@@ -99,13 +105,14 @@ def at_measured_speed(sim_dir: Path, hw_dirs: list[Path]) -> dict[str, Any]:
     (no probe: a cluster's run, a run from before the probe) or both within ``MIN_OFF`` of 1 (nothing to take out),
     or the simulated run cannot run again (its scenario or profiles damaged or gone, its hosts already at another
     speed)."""
-    speed = measured_speed(hw_dirs)
+    summaries = [read_summary(RunLayout(d).summary) for d in hw_dirs]
+    speed = speed_of(summaries)
     if speed is None:
         why = "the measured runs carry no speed probe (a run on a cluster, or from before the probe): nothing to set"
         return {"speed": None, "training_ratio": None, "not_simulated": why}
     train = None
     try:
-        train = measured_training(sim_dir, hw_dirs)
+        train = training_of(sim_dir, summaries)
         if not off_speed(speed) and not off_speed(train):
             step = "" if train is None else f", their training step within {MIN_OFF:.0%} of its price"
             why = f"the measured runs' cores ran within {MIN_OFF:.0%} of their calibrated speed{step}: the model as "
@@ -125,9 +132,9 @@ def at_measured_speed(sim_dir: Path, hw_dirs: list[Path]) -> dict[str, Any]:
 
 def _simulated_at(sim_dir: Path, hw_dirs: list[Path], speed: float, train: float) -> dict[str, Any] | None:
     from hw.compare import compare_dirs
+    from sim.errors import load_yaml
     from sim.profile import write_profile
     from sim.runner import simulate, write_run
-    from sim.scenario import load_scenario
 
     layout, summary = RunLayout(sim_dir), read_summary(RunLayout(sim_dir).summary)
     if fast := [h.name for h in load_scenario(layout.scenario).deployment.hosts if h.cpu_speed != 1.0]:
@@ -137,7 +144,7 @@ def _simulated_at(sim_dir: Path, hw_dirs: list[Path], speed: float, train: float
         work.scenario.write_bytes(layout.scenario.read_bytes())
         for f in sorted((sim_dir / RunLayout.PROFILES).glob("*.yaml")):
             work.profile(f.stem).parent.mkdir(parents=True, exist_ok=True)
-            data = yaml.safe_load(f.read_text())
+            data = load_yaml(f)  # bounded: a FIFO or an endless file named *.yaml is one line, not a hang
             probed = data.get("platform", {}).get("training_probe_s") is not None  # (``measured_training``)
             write_profile(memory_at_price(data, speed, train if probed else 1.0), work.profile(f.stem))
         s = load_scenario(work.scenario, [f"deployment.hosts.*.cpu_speed={speed:.6g}"])

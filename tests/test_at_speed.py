@@ -189,6 +189,7 @@ def test_no_training_state_where_a_run_or_the_profile_lacks_the_probe_or_they_pr
     fifo = probed_profile(sim_run_1m, tmp_path / "fifo", 0.040)
     os.mkfifo(fifo / RunLayout.PROFILES / "zz-fifo.yaml")  # refused unopened, not waited on
     assert measured_training(fifo, [with_step]) is None
+    assert "FIFO" in at_measured_speed(fifo, [with_step])["not_simulated"]  # simulating again: one line, not a hang
     garbled = probed_profile(sim_run_1m, tmp_path / "garbled", 0.040)
     next((garbled / RunLayout.PROFILES).glob("*.yaml")).write_text("platform: [1, 2\n")
     assert measured_training(garbled, [with_step]) is None
