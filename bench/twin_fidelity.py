@@ -270,9 +270,7 @@ def at_state(c: Cell, work: Path, pair_profile: Path, speed: float, state: float
     (``pair_profile``): every price the host's state moves set from a measurement of the host, none from the
     runs scored. What is left of the error there is the model's (an explanation beside the error, not a fit)."""
     mine = memory_as_measured(pair_profile, speed, work / f"profile-{c.name}-at-state.yaml", state)
-    s = c.scenario(mine, rounds, (*links, f"deployment.hosts.*.cpu_speed={speed:.4f}"))
-    write_run(simulate(s, c.mode, replications=reps), work / f"sim-{c.name}-at-state", s)
-    m = compare_dirs(work / f"sim-{c.name}-at-state", done[0], done[1:])["metrics"]["round_latency_s"]
+    m = scored(c, work, mine, "at-state", rounds, reps, links, done, speed)
     return {"error_p50_at_state_pct": m["error_p50_pct"], "sim_p50_at_state_s": m["sim_p50"],
             "training_at_state": training_steps([work / f"sim-{c.name}-at-state"])}  # fmt: skip
 
@@ -290,10 +288,19 @@ def at_probe(c: Cell, work: Path, profile: Path, speed: float, hw: list[Summary]
     if ratio is None:
         return {"error_p50_at_probe_pct": None, "training_ratio": None}
     mine = memory_as_measured(profile, speed, work / f"profile-{c.name}-at-probe.yaml", ratio)
-    s = c.scenario(mine, rounds, (*links, f"deployment.hosts.*.cpu_speed={speed:.4f}"))
-    write_run(simulate(s, c.mode, replications=reps), work / f"sim-{c.name}-at-probe", s)
-    m = compare_dirs(work / f"sim-{c.name}-at-probe", done[0], done[1:])["metrics"]["round_latency_s"]
+    m = scored(c, work, mine, "at-probe", rounds, reps, links, done, speed)
     return {"error_p50_at_probe_pct": m["error_p50_pct"], "training_ratio": ratio}
+
+
+def scored(c: Cell, work: Path, profile: Path, label: str, rounds: int, reps: int, links: tuple[str, ...],
+           done: list[Path], speed: float | None = None) -> dict[str, Any]:  # fmt: skip
+    """The cell simulated with ``profile`` (on cores ``speed`` x as fast, where given) into ``work/sim-CELL-LABEL``,
+    its round latency compared with the runs ``done`` (compare's ``round_latency_s``)."""
+    more = (*links, f"deployment.hosts.*.cpu_speed={speed:.4f}") if speed is not None else links
+    s = c.scenario(profile, rounds, more)
+    write_run(simulate(s, c.mode, replications=reps), work / f"sim-{c.name}-{label}", s)
+    metrics: dict[str, Any] = compare_dirs(work / f"sim-{c.name}-{label}", done[0], done[1:])["metrics"]
+    return metrics["round_latency_s"]
 
 
 def memory_as_measured(profile: Path, speed: float, out: Path, train: float = 1.0) -> Path:
@@ -332,18 +339,14 @@ def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[S
     if speeds:  # the same model on cores as fast as the twin's were (measured by the probe, not fitted)
         speed = float(np.median(speeds))
         mine = memory_as_measured(profile, speed, work / f"profile-{c.name}-at-speed.yaml")
-        at = c.scenario(mine, rounds, (*links, f"deployment.hosts.*.cpu_speed={speed:.4f}"))
-        write_run(simulate(at, c.mode, replications=reps), work / f"sim-{c.name}-at-speed", at)
-        a = compare_dirs(work / f"sim-{c.name}-at-speed", done[0], done[1:])["metrics"]["round_latency_s"]
+        a = scored(c, work, mine, "at-speed", rounds, reps, links, done, speed)
         adjusted = {"error_p50_adjusted_pct": a["error_p50_pct"], "error_p95_adjusted_pct": a["error_p95_pct"],
                     "sim_p50_adjusted_s": a["sim_p50"]}  # fmt: skip
         adjusted |= at_probe(c, work, profile, speed, [h for h in hw if h.state == "completed"], rounds, reps, links,
                              done)  # fmt: skip
     paired: dict[str, Any] = {"error_p50_at_pair_pct": None, "training_at_pair": None}
     if pair_profile is not None and c.params == max(SIZES) and LAYOUTS[c.layout][2] == "local":
-        sp = c.scenario(pair_profile, rounds, links)
-        write_run(simulate(sp, c.mode, replications=reps), work / f"sim-{c.name}-at-pair", sp)
-        p = compare_dirs(work / f"sim-{c.name}-at-pair", done[0], done[1:])["metrics"]["round_latency_s"]
+        p = scored(c, work, pair_profile, "at-pair", rounds, reps, links, done)
         paired = {"error_p50_at_pair_pct": p["error_p50_pct"],
                   "training_at_pair": training_steps([work / f"sim-{c.name}-at-pair"])}  # fmt: skip
         if speeds and state:
