@@ -14,7 +14,10 @@
    hw/modes.py), compare
    with the runs pooled (round latency p50 and p95 error, bootstrap 95 % CIs that resample runs, then rounds:
    hw/compare.py). Each run records the machine's load and how fast its cores ran against the calibration
-   (hw/speed.py); the table shows how many runs were quiet and how far apart the runs' medians were, and
+   (hw/speed.py); ``--retries N`` runs a run that was not quiet again right away (up to N times; the host's cores
+   change state for seconds at a time), every run kept, and each cell is also scored on its quiet runs alone, the
+   machine the goal is set on ("alone" in the table; ``error_p50_quiet_pct``, and the reductions' ``measured_quiet_pct``
+   in the JSON); the table shows how many runs were quiet and how far apart the runs' medians were, and
    "at speed": the median error of the same model simulated on cores as fast as the probe measured them
    (``deployment.hosts.*.cpu_speed``): what is left when the host's state is taken out. The fit, too, brings
    its training runs to the profile's speed (hw/fit.py). As root, each run also traces the kernel's scheduler
@@ -45,7 +48,7 @@
    measured once before the matrix (hw/netns.py ``kernel_rate_bps``: ``Transport.host_rate_bps``).
 
 Run: python bench/twin_fidelity.py [--quick] [--netns] [--repeat N] [--rounds N] [--json FILE] [--profile PROFILE]
-     [--keep DIR] [--pairing rounds|runs]
+     [--keep DIR] [--pairing rounds|runs] [--retries N]
 Goal: |median error| <= 5 % and |p95 error| <= 10 % in every cell on a quiet machine; measured reduction within
 5 points of the simulated one.
 """
@@ -77,7 +80,7 @@ from hw.speed import run_slow_flags
 from hw.trainprobe import PRICED_MIN_PARAMETERS
 from sim.contract import FL_PHASES, RunLayout, Summary, read_spans, read_summary
 from sim.errors import UserError
-from sim.loading import out_json
+from sim.loading import in_range, out_json
 from sim.profile import load_profile, write_profile
 from sim.runner import simulate, write_run
 from sim.scenario import Scenario, Transport, load_scenario
@@ -156,16 +159,21 @@ def train(work: Path, base: Path, rounds: int, runs: int) -> list[Path]:
     return trained
 
 
-def measure(cells: list[Cell], work: Path, profile: Path, rounds: int, repeat: int,
-            pairing: str = "rounds") -> tuple[dict[Cell, list[Summary]], list[float]]:  # fmt: skip
+def measure(cells: list[Cell], work: Path, profile: Path, rounds: int, repeat: int, pairing: str = "rounds",
+            retries: int = 0) -> tuple[dict[Cell, list[Summary]], list[float], dict[Cell, list[int]]]:  # fmt: skip
     """Every cell's twin runs, ``repeat`` passes over the whole matrix: a cell's repeats are spread over the
     bench's duration, so they sample the host's speed states as the calibration did, not one moment's. Every other
     pass runs the cells in reverse (``pass_order``). Before each pass, how much two trainings of the largest model
     slow each other now, and how long one step takes alone (``PAIR_FILE``; ``kept_alone``): the slowdowns are the
     second value returned, one per pass (none on a host of one core). ``pairing`` rounds: a suite and size's two
     modes in one ``--mode both`` run of twice the rounds, their rounds in turn (hw/modes.py), each mode's cell
-    scored on its half (``work/hw-CELL-k``, linked to it); runs: a run per cell."""
+    scored on its half (``work/hw-CELL-k``, linked to it); runs: a run per cell. ``retries``: a run that was not
+    quiet (hw/machine.py: busy, or cores at another speed than calibrated or changing speed) is run again right
+    away, up to that many times, each retry numbered after the passes (``work/hw-CELL-N``, N >= ``repeat``, its
+    own seed); every run is kept and returned. The third value: each cell's run numbers, in the order of its runs."""
     runs: dict[Cell, list[Summary]] = {c: [] for c in cells}
+    numbers: dict[Cell, list[int]] = {c: [] for c in cells}
+    extra: dict[Cell, int] = {}  # retries so far, per run unit (a cell, or a suite and size's mode both)
     states: list[float] = []
     alone: list[float] = []
     samples, _ = largest_step()
@@ -175,17 +183,38 @@ def measure(cells: list[Cell], work: Path, profile: Path, rounds: int, repeat: i
             alone.append(now.alone_s)
             kept = {"model_parameters": max(SIZES), "samples": samples, "pair_slowdown": states, "alone_step_s": alone}
             (work / PAIR_FILE).write_text(json.dumps(kept) + "\n")
-        both_done: set[Cell] = set()  # pairing rounds: the suites and sizes run this pass (as mode both)
+        done: set[Cell] = set()  # the run units run this pass (pairing rounds: a suite and size as mode both)
         for c in pass_order(cells, k):
-            if pairing == "runs":
-                s = c.scenario(profile, rounds)
-                runs[c].append(run_local(s, work / f"hw-{c.name}-{k}", c.mode, rounds, s.run.seed + k,
-                                         backend=LAYOUTS[c.layout][2]))  # fmt: skip
-            elif (both := replace(c, mode="both")) not in both_done:
-                both_done.add(both)
-                for mode, summary in _both_run(both, work, profile, rounds, k).items():
-                    runs[replace(c, mode=mode)].append(summary)
-    return runs, states
+            unit = c if pairing == "runs" else replace(c, mode="both")
+            if unit in done:
+                continue
+            done.add(unit)
+            n = k
+            for attempt in range(retries + 1):
+                got = _run_unit(unit, work, profile, rounds, n)
+                for cell, summary in got.items():
+                    runs[cell].append(summary)
+                    numbers[cell].append(n)
+                if attempt == retries or all(_quiet(x) for x in got.values()):
+                    break
+                n = repeat + extra.get(unit, 0)
+                extra[unit] = extra.get(unit, 0) + 1
+    return runs, states, numbers
+
+
+def _quiet(run: Summary) -> bool:
+    """A run that completed on a quiet machine (``MachineLoad.quiet``)."""
+    return run.state == "completed" and run.machine_load is not None and run.machine_load.quiet
+
+
+def _run_unit(unit: Cell, work: Path, profile: Path, rounds: int, n: int) -> dict[Cell, Summary]:
+    """Run ``n`` of a run unit: a cell's run (``work/hw-CELL-n``), or (mode ``both``) its suite and size's two modes
+    in one run (``_both_run``); each cell's run by cell."""
+    if unit.mode == "both":
+        return {replace(unit, mode=mode): s for mode, s in _both_run(unit, work, profile, rounds, n).items()}
+    s = unit.scenario(profile, rounds)
+    return {unit: run_local(s, work / f"hw-{unit.name}-{n}", unit.mode, rounds, s.run.seed + n,
+                            backend=LAYOUTS[unit.layout][2])}  # fmt: skip
 
 
 def paired_rounds(params: int, rounds: int) -> int:
@@ -332,6 +361,7 @@ def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[S
         return head | {"error": f"{hw[0].state}: {hw[0].reason}"}
     metrics = compare_dirs(work / f"sim-{c.name}", done[0], done[1:])["metrics"]
     m, fast = metrics["round_latency_s"], metrics.get(AT_SPEED)
+    quiet = [work / f"hw-{c.name}-{k}" for k, h in zip(numbers, hw, strict=True) if _quiet(h)]
     loads = [h.machine_load for h in hw if h.machine_load is not None and h.state == "completed"]
     speeds = [x for x in (ld.speed_vs_calibration for ld in loads) if x is not None]
     adjusted: dict[str, Any] = {"error_p50_adjusted_pct": None, "error_p95_adjusted_pct": None,
@@ -360,7 +390,7 @@ def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[S
         "sim_p50_s": m["sim_p50"], "hw_p50_s": m["hw_p50"], "sim_p95_s": m["sim_p95"], "hw_p95_s": m["hw_p95"],
         "error_p50_pct": m["error_p50_pct"], "error_p50_ci95": m["error_p50_ci95"],
         "error_p95_pct": m["error_p95_pct"], "error_p95_ci95": m["error_p95_ci95"],
-        **_at_speed(fast),
+        **_at_speed(fast), **_on_quiet(work / f"sim-{c.name}", quiet, m if len(quiet) == len(done) else None),
         "hw_runs": len(done), "hw_runs_failed": [f"{h.state}: {h.reason}" for h in hw if h.state != "completed"],
         "hw_run_spread_pct": m.get("hw_run_spread_pct"),
         "quiet": bool(loads) and all(ld.quiet for ld in loads), "quiet_runs": sum(ld.quiet for ld in loads),
@@ -538,12 +568,14 @@ def print_legs(cells: list[dict[str, Any]]) -> None:
                   f"{cols}{fast}")  # fmt: skip
 
 
-def steps_by_pass(work: Path) -> list[float | None]:
+def steps_by_pass(work: Path, passes: int | None = None) -> list[float | None]:
     """Per pass over the matrix (a cell's runs ``hw-CELL-k``): the median training step of the largest model's
-    localhost runs in it (s), None where it has none: set beside the pair slowdown measured before that pass."""
+    localhost runs in it (s), None where it has none: set beside the pair slowdown measured before that pass.
+    ``passes``: how many passes the matrix made (runs numbered from there on are ``--retries``, left out)."""
     by: dict[int, list[Path]] = {}
     for d in work.glob(f"hw-localhost-*-{max(SIZES)}-*"):
-        if (number := d.name.rpartition("-")[2]).isdigit() and (d / "spans.parquet").exists():
+        number = d.name.rpartition("-")[2]
+        if number.isdigit() and (passes is None or int(number) < passes) and (d / "spans.parquet").exists():
             by.setdefault(int(number), []).append(d)
     out: list[float | None] = []
     for k in range(max(by) + 1 if by else 0):  # a pass that ran none of them: None, the later ones in place
@@ -644,6 +676,19 @@ def _at_speed(m: dict[str, Any] | None) -> dict[str, Any]:
             "hw_p50_at_speed_s": m["hw_p50"]}  # fmt: skip
 
 
+def _on_quiet(sim: Path, quiet: list[Path], all_runs: dict[str, Any] | None) -> dict[str, Any]:
+    """The cell scored on its quiet runs alone (``quiet``; ``all_runs``: the cell's round-latency metric where every
+    run was quiet): the issue's goal is on a quiet machine, and on this host the cores change state for seconds at
+    a time, so the quiet runs are what that goal can be judged on. None where no run was quiet."""
+    if not quiet:
+        return {"quiet_scored_runs": 0, "error_p50_quiet_pct": None, "error_p50_quiet_ci95": None,
+                "error_p95_quiet_pct": None, "hw_p50_quiet_s": None}  # fmt: skip
+    m = all_runs or compare_dirs(sim, quiet[0], quiet[1:])["metrics"]["round_latency_s"]
+    return {"quiet_scored_runs": len(quiet), "error_p50_quiet_pct": m["error_p50_pct"],
+            "error_p50_quiet_ci95": m["error_p50_ci95"], "error_p95_quiet_pct": m["error_p95_pct"],
+            "hw_p50_quiet_s": m["hw_p50"]}  # fmt: skip
+
+
 def _idle_core_wait(loads: list[Any], cause: str | None = None) -> float | None:
     """Seconds per second of rounds the twin's threads waited for a core while one was idle (median over the
     traced runs; hw/schedtrace.py), or the part of it that began with ``cause`` ("preempted", "woken"), None
@@ -671,6 +716,9 @@ def reductions(cells: list[dict[str, Any]], runs_in: Path | None = None) -> list
         fast = None  # measured from the rounds at the calibration's speed, where both modes have some
         if conc.get("hw_p50_at_speed_s") and seq.get("hw_p50_at_speed_s"):
             fast = 100 * (1 - conc["hw_p50_at_speed_s"] / seq["hw_p50_at_speed_s"])
+        on_quiet = None  # measured on the quiet runs alone, where both modes have some (``_on_quiet``)
+        if conc.get("hw_p50_quiet_s") and seq.get("hw_p50_quiet_s"):
+            on_quiet = 100 * (1 - conc["hw_p50_quiet_s"] / seq["hw_p50_quiet_s"])
         adj = None  # the model at the runs' measured speed (the table's "at speed"), where both modes have it
         if conc.get("sim_p50_adjusted_s") and seq.get("sim_p50_adjusted_s"):
             adj = 100 * (1 - conc["sim_p50_adjusted_s"] / seq["sim_p50_adjusted_s"])
@@ -678,6 +726,8 @@ def reductions(cells: list[dict[str, Any]], runs_in: Path | None = None) -> list
                     "measured_pct": hw, "difference_points": sim - hw, "measured_at_speed_pct": fast,
                     "difference_at_speed_points": None if fast is None else sim - fast,
                     "simulated_adjusted_pct": adj, "difference_adjusted_points": None if adj is None else adj - hw,
+                    "measured_quiet_pct": on_quiet,
+                    "difference_quiet_points": None if on_quiet is None else sim - on_quiet,
                     **_pairs(runs_in, Cell(layout, "both", suite, params))})  # fmt: skip
     return out
 
@@ -718,6 +768,8 @@ def tally(cells: list[dict[str, Any]], reds: list[dict[str, Any]]) -> dict[str, 
         [c["error_p50_at_speed_pct"] if e else np.nan for c, e in zip(ok, enough, strict=True)], dtype=float
     )
     both = (np.abs(p50) <= P50_GOAL_PCT) & (np.abs(p95) <= P95_GOAL_PCT)
+    q50, q95 = _errors(ok, "error_p50_quiet_pct"), _errors(ok, "error_p95_quiet_pct")  # the quiet runs alone
+    on_quiet = [r["difference_quiet_points"] for r in reds if r.get("difference_quiet_points") is not None]
     quiet = np.array([bool(c["quiet"]) for c in ok], dtype=bool)  # the issue's goal is on a quiet machine
     return {"cells": len(ok), "failed": len(cells) - len(ok), "mean_abs_error_p50_pct": _mean_abs(p50),
             "p50_within_goal": int(np.sum(np.abs(p50) <= P50_GOAL_PCT)),
@@ -735,7 +787,11 @@ def tally(cells: list[dict[str, Any]], reds: list[dict[str, Any]]) -> dict[str, 
             "at_probe_cells": int(np.sum(np.isfinite(probe))), "at_probe_mean_abs_error_p50_pct": _mean_abs(probe),
             "at_probe_p50_within_goal": int(np.sum(np.abs(probe) <= P50_GOAL_PCT)),
             "fast_rounds_cells": int(np.sum(np.isfinite(fast))), "fast_rounds_mean_abs_error_p50_pct": _mean_abs(fast),
-            "fast_rounds_p50_within_goal": int(np.sum(np.abs(fast) <= P50_GOAL_PCT))}  # fmt: skip
+            "fast_rounds_p50_within_goal": int(np.sum(np.abs(fast) <= P50_GOAL_PCT)),
+            "quiet_scored_cells": int(np.sum(np.isfinite(q50))), "quiet_scored_mean_abs_error_p50_pct": _mean_abs(q50),
+            "quiet_scored_both_goals": int(np.sum((np.abs(q50) <= P50_GOAL_PCT) & (np.abs(q95) <= P95_GOAL_PCT))),
+            "quiet_scored_reductions": len(on_quiet),
+            "quiet_scored_reductions_within_goal": sum(abs(d) <= REDUCTION_GOAL_POINTS for d in on_quiet)}  # fmt: skip
 
 
 def _errors(cells: list[dict[str, Any]], key: str) -> np.ndarray:
@@ -763,6 +819,13 @@ def print_tally(t: dict[str, Any]) -> None:
     )
     if t["quiet_cells"]:
         line += f" ({t['quiet_both_goals']} of them meet both)"
+    if t.get("quiet_scored_cells"):
+        line += (
+            f"; on their quiet runs alone: {t['quiet_scored_both_goals']} of {t['quiet_scored_cells']} cells with one "
+            f"meet both (mean |median error| {t['quiet_scored_mean_abs_error_p50_pct']:.1f} %), reductions "
+            f"{t['quiet_scored_reductions_within_goal']} of {t['quiet_scored_reductions']} within "
+            f"{REDUCTION_GOAL_POINTS:.0f} points"
+        )
     if t["adjusted_cells"]:
         line += (
             f"; at speed: mean |median error| {t['adjusted_mean_abs_error_p50_pct']:.1f} %, "
@@ -812,6 +875,8 @@ def print_table(cells: list[dict[str, Any]], reds: list[dict[str, Any]]) -> None
         quiet = f"{c['quiet_runs']}/{c['hw_runs']} quiet, runs {c['hw_run_spread_pct'] or 0:.0f} % apart"
         if c.get("hw_runs_failed"):
             quiet += f", {len(c['hw_runs_failed'])} more failed ({c['hw_runs_failed'][0]})"
+        if 0 < (c.get("quiet_scored_runs") or 0) < c["hw_runs"]:  # the quiet ones alone: p50 / p95 error
+            quiet += f" (alone {c['error_p50_quiet_pct']:+.1f} / {c['error_p95_quiet_pct']:+.1f} %)"
         if c["speed_vs_calibration"] is not None:
             quiet += f", cores x{c['speed_vs_calibration']:.2f}"
         if c.get("idle_core_wait_per_s") is not None:
@@ -901,7 +966,7 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
         paired, state = at_pair(profile, states, work / "fitted-at-pair.yaml"), train_state(alone, fit_alone)
         cells = [score(c, work, profile, rounds, 5, runs[c], kernel_bps, paired, passes[c], state)
                  for c in sorted(runs, key=_order)]  # fmt: skip
-        by_pass = steps_by_pass(work)
+        by_pass = steps_by_pass(work, len(states) or None)  # the passes measured a pair state each
         if keep:
             shutil.copytree(work, keep, dirs_exist_ok=True, symlinks=True)
     reds = reductions(cells, kept)
@@ -1030,6 +1095,9 @@ def main() -> None:
     ap.add_argument("--pairing", choices=("rounds", "runs"), default="rounds", help="rounds (default): a suite and "
                     "size's two modes in one --mode both run, their rounds in turn (the host's state shared, the "
                     "reduction paired); runs: a run per cell")  # fmt: skip
+    ap.add_argument("--retries", type=in_range(0, 20), default=0, help="run a run that was not quiet again "
+                    "right away, up to N times (default 0); every run is kept, and each cell is also scored on its "
+                    "quiet runs alone")  # fmt: skip
     ap.add_argument("--rescore", type=Path, default=None, help="a --keep directory: fit its training runs again and "
                     "score its twin runs against the model as it is now, without running the twin")  # fmt: skip
     args = ap.parse_args()
@@ -1068,17 +1136,18 @@ def main() -> None:
             (work / KERNEL_FILE).write_text(json.dumps({"host_rate_bps": kernel_bps}) + "\n")
             print(f"the kernel moves {kernel_bps / 1e9:.2f} Gbit/s of one TCP stream between namespaces: the netns "
                   "cells' Transport.host_rate_bps", flush=True)  # fmt: skip
-        runs, states = measure(matrix, work, profile, rounds, repeat, args.pairing)
+        runs, states, numbers = measure(matrix, work, profile, rounds, repeat, args.pairing, args.retries)
         if args.keep:  # the measurements first: whatever scoring them does, they are kept
             shutil.copytree(work, args.keep, dirs_exist_ok=True)
         paired = at_pair(profile, states, work / "fitted-at-pair.yaml")
         alone, fit_alone = kept_alone(work), kept_fit(work)
         state = train_state(alone, fit_alone)
-        cells = [score(c, work, profile, rounds, 5, runs[c], kernel_bps, paired, state=state) for c in matrix]
+        cells = [score(c, work, profile, rounds, 5, runs[c], kernel_bps, paired, numbers[c], state)
+                 for c in matrix]  # fmt: skip
         reds = reductions(cells, work)
         print_table(cells, reds)
         print_phases(cells)
-        by_pass = steps_by_pass(work)
+        by_pass = steps_by_pass(work, repeat)
         print_training(cells, states, by_pass, alone, fit_alone)
         print_parallelism(cells)
         print_legs(cells)

@@ -245,6 +245,7 @@ def test_steps_by_pass_take_the_largest_model_runs_of_each_pass(bench: Any, tmp_
     got = bench.steps_by_pass(tmp_path)
     assert got[2] is None and len(got) == 12
     assert got[3:] == [pytest.approx(0.001 * (k + 1)) for k in range(3, 12)]
+    assert len(bench.steps_by_pass(tmp_path, passes=4)) == 4  # the runs numbered 4 on are --retries, not passes
 
 
 @pytest.mark.parametrize("params", [50_000, 1_000_000])
@@ -526,7 +527,7 @@ def test_measure_runs_every_other_pass_in_reverse(bench: Any, tmp_path: Path, mo
     monkeypatch.setattr(bench, "training_now", lambda *a: None)  # no pair probe: one core
     scenario = SimpleNamespace(run=SimpleNamespace(seed=7))
     monkeypatch.setattr(bench.Cell, "scenario", lambda self, profile, rounds: scenario)
-    runs, states = bench.measure(cells, tmp_path, tmp_path / "p.yaml", 3, 3, "runs")
+    runs, states, numbers = bench.measure(cells, tmp_path, tmp_path / "p.yaml", 3, 3, "runs")
     names = [f"hw-{c.name}" for c in cells]
     passes = [[f"{n}-0" for n in names], [f"{n}-1" for n in reversed(names)], [f"{n}-2" for n in names]]
     assert [r[0] for r in ran] == [name for names_k in passes for name in names_k]
@@ -534,6 +535,7 @@ def test_measure_runs_every_other_pass_in_reverse(bench: Any, tmp_path: Path, mo
     place = {n: [i for i, r in enumerate(ran[: 2 * len(cells)]) if r[0].startswith(n + "-")] for n in names}
     assert len({sum(p) for p in place.values()}) == 1  # the same mean place over the first two passes
     assert all(runs[c] == [f"hw-{c.name}-{k}" for k in range(3)] for c in cells) and states == []
+    assert all(numbers[c] == [0, 1, 2] for c in cells)
 
 
 def test_measure_pairs_a_suite_and_sizes_modes_in_one_run_of_both(
@@ -555,15 +557,95 @@ def test_measure_pairs_a_suite_and_sizes_modes_in_one_run_of_both(
     monkeypatch.setattr(bench, "training_now", lambda *a: None)
     scenario = SimpleNamespace(run=SimpleNamespace(seed=7))
     monkeypatch.setattr(bench.Cell, "scenario", lambda self, profile, rounds: scenario)
-    runs, _ = bench.measure(cells, tmp_path, tmp_path / "p.yaml", 5, 2)
+    runs, _, numbers = bench.measure(cells, tmp_path, tmp_path / "p.yaml", 5, 2)
     both = [f"hw-localhost-both-PQCL3-{p}" for p in bench.SIZES]
     # the small model's rounds are short and vary as much: five times as many pairs
     assert ran == [(f"{both[0]}-0", "both", 50, 7), (f"{both[1]}-0", "both", 10, 7),
                    (f"{both[1]}-1", "both", 10, 8), (f"{both[0]}-1", "both", 50, 8)]  # fmt: skip
     for c in cells:
         whole = f"hw-localhost-both-PQCL3-{c.params}"
-        assert runs[c] == [f"{whole}-{k}/{c.mode}" for k in range(2)]
+        assert runs[c] == [f"{whole}-{k}/{c.mode}" for k in range(2)] and numbers[c] == [0, 1]
         assert all((tmp_path / f"hw-{c.name}-{k}").resolve() == tmp_path / f"{whole}-{k}" / c.mode for k in range(2))
+
+
+def test_measure_runs_a_run_that_was_not_quiet_again(
+    bench: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``retries``: a run that was not quiet (or failed) is run again right away, up to that many times, numbered
+    after the passes with its own seed; every run is kept, a quiet one ends the retries, and without retries
+    nothing is run again."""
+    cells = [bench.Cell("localhost", "sequential", "PQC L3", p) for p in bench.SIZES]
+    quiet = iter([False, True, True, False, False, False, True])  # in the order the runs are made
+    ran: list[tuple[str, int]] = []
+
+    def run_local(s: Any, out: Path, mode: str, rounds: int, seed: int, backend: str) -> Any:
+        ran.append((out.name, seed))
+        load = SimpleNamespace(quiet=next(quiet))
+        return SimpleNamespace(name=out.name, state="completed", machine_load=load)
+
+    monkeypatch.setattr(bench, "run_local", run_local)
+    monkeypatch.setattr(bench, "training_now", lambda *a: None)
+    scenario = SimpleNamespace(run=SimpleNamespace(seed=7))
+    monkeypatch.setattr(bench.Cell, "scenario", lambda self, profile, rounds: scenario)
+    runs, _, numbers = bench.measure(cells, tmp_path, tmp_path / "p.yaml", 3, 2, "runs", retries=2)
+    small, big = (f"hw-{c.name}" for c in cells)
+    # pass 0: small not quiet, again as run 2 (quiet); big quiet. Pass 1 (reversed): big not quiet twice, the
+    # retries used up (runs 2 and 3); small quiet
+    assert ran == [(f"{small}-0", 7), (f"{small}-2", 9), (f"{big}-0", 7), (f"{big}-1", 8), (f"{big}-2", 9),
+                   (f"{big}-3", 10), (f"{small}-1", 8)]  # fmt: skip
+    assert numbers == {cells[0]: [0, 2, 1], cells[1]: [0, 1, 2, 3]}
+    assert [r.name for r in runs[cells[1]]] == [f"{big}-{k}" for k in range(4)]
+    assert bench._quiet(SimpleNamespace(state="failed", machine_load=SimpleNamespace(quiet=True))) is False
+    assert bench._quiet(SimpleNamespace(state="completed", machine_load=None)) is False
+
+
+def test_score_scores_a_cell_on_its_quiet_runs_alone(
+    bench: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cell with a quiet run and an unsteady one is scored on both, and on the quiet one alone (the goal's
+    machine): here the quiet run is the model's own (error 0) and the unsteady one ran on cores half as fast; the
+    table shows the quiet runs' errors beside, the reductions and the goals line count them apart."""
+    from sim.contract import CpuSpeed, MachineLoad, RunLayout, read_summary
+    from sim.runner import simulate, write_run
+
+    profile = ROOT / "scenarios" / "profiles" / "ci-x86.yaml"
+    c = bench.Cell("localhost", "sequential", "PQC L3", 50_000)
+    speed = CpuSpeed(probe_us_p10=10.0, probe_us_p50=10.0, probe_us_p90=10.0, samples=9)
+    runs = []
+    for k, (more, quiet) in enumerate([((), True), (("deployment.hosts.*.cpu_speed=0.5",), False)]):
+        s = c.scenario(profile, 2, more)
+        write_run(simulate(s, c.mode, replications=1), tmp_path / f"hw-{c.name}-{k}", s)
+        load = MachineLoad(cores=2, loadavg_1m_start=0.1, loadavg_1m_end=0.1, twin_cpu_cores=1.0,
+                           foreign_cpu_cores=0.0, steal_fraction=0.0, quiet=quiet, unsteady=not quiet,
+                           calibrated_probe_us=10.0, cpu_speed=speed)  # fmt: skip
+        runs.append(read_summary(RunLayout(tmp_path / f"hw-{c.name}-{k}").summary).model_copy(
+            update={"state": "completed", "machine_load": load}))  # fmt: skip
+    got = bench.score(c, tmp_path, profile, 2, 1, runs)
+    assert got["quiet_scored_runs"] == 1 and got["quiet"] is False and got["quiet_runs"] == 1
+    assert got["error_p50_quiet_pct"] == pytest.approx(0.0, abs=1e-9) and got["error_p95_quiet_pct"] == pytest.approx(
+        0.0, abs=1e-9
+    )
+    assert got["error_p50_pct"] < -5  # the slow run pooled in
+    conc = got | {"mode": "concurrent", "sim_p50_s": 0.9 * got["sim_p50_s"], "hw_p50_s": 0.8 * got["hw_p50_s"],
+                  "hw_p50_quiet_s": 0.9 * got["hw_p50_quiet_s"]}  # fmt: skip
+    reds = bench.reductions([got, conc])
+    assert reds[0]["measured_quiet_pct"] == pytest.approx(10.0) and reds[0]["difference_quiet_points"] == pytest.approx(
+        0.0, abs=1e-9
+    )
+    t = bench.tally([got, conc], reds)
+    assert (t["quiet_scored_cells"], t["quiet_scored_both_goals"], t["quiet_cells"]) == (2, 2, 0)
+    assert (t["quiet_scored_reductions"], t["quiet_scored_reductions_within_goal"]) == (1, 1)
+    capsys.readouterr()
+    bench.print_table([got], [])
+    assert "1/2 quiet, runs " in (out := capsys.readouterr().out) and "(alone +0.0 / +0.0 %)" in out
+    bench.print_tally(t)
+    assert (
+        "on their quiet runs alone: 2 of 2 cells with one meet both (mean |median error| 0.0 %), reductions 1 of 1"
+        in capsys.readouterr().out
+    )
+    none = bench.score(c, tmp_path, profile, 2, 1, runs[1:], passes=[1])
+    assert none["quiet_scored_runs"] == 0 and none["error_p50_quiet_pct"] is None
+    assert bench.tally([none], [])["quiet_scored_cells"] == 0
 
 
 def test_reductions_pool_the_both_runs_pairs_of_rounds_with_a_ci(bench: Any, tmp_path: Path) -> None:
