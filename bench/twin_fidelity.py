@@ -70,7 +70,7 @@ import yaml
 
 from hw.at_speed import training_ratio
 from hw.calibrate import calibrate, training_now
-from hw.compare import AT_SPEED, compare_dirs
+from hw.compare import AT_SPEED, ON_QUIET, compare_dirs
 from hw.fit import fit_from_run, memory_at_price
 from hw.local import run_local
 from hw.modes import pair_reductions, split
@@ -142,9 +142,11 @@ def largest_step() -> tuple[int, float]:
     return fl.samples_per_client, float(fl.samples_per_client * max(SIZES) * fl.local_epochs)
 
 
-def train(work: Path, base: Path, rounds: int, runs: int) -> list[Path]:
+def train(work: Path, base: Path, rounds: int, runs: int, retries: int = 0) -> list[Path]:
     """The training runs (``TRAIN`` at two sizes, ``runs`` each: ``work/train-N``), the fit's data; before them,
-    the largest model's step alone and beside a copy (``FIT_STATE_FILE``): the memory state the fit meets."""
+    the largest model's step alone and beside a copy (``FIT_STATE_FILE``): the memory state the fit meets.
+    ``retries``: a run that was not quiet is run again, up to that many times (the one it replaces kept as
+    ``work/noisy-train-N-A``, out of the fit: a busy run's overheads carry its neighbours' load)."""
     samples = largest_step()[0]
     if (now := training_now(samples, max(SIZES), PAIR_STATE_S)) is not None:
         state = {"model_parameters": max(SIZES), "samples": samples, "alone_step_s": [now.alone_s],
@@ -154,8 +156,14 @@ def train(work: Path, base: Path, rounds: int, runs: int) -> list[Path]:
     for params in (TRAIN["model_parameters"], TRAIN_SMALL_PARAMETERS):
         s = load_scenario(SCENARIO, overrides(TRAIN["suite"], params, rounds), base)
         for i in range(runs):
-            trained.append(work / f"train-{len(trained)}")
-            run_local(s, trained[-1], "sequential", rounds, s.run.seed + i)
+            out = work / f"train-{len(trained)}"
+            for attempt in range(retries + 1):
+                if attempt:
+                    out.rename(work / f"noisy-{out.name}-{attempt}")
+                got = run_local(s, out, "sequential", rounds, s.run.seed + i + runs * attempt)
+                if _quiet(got):
+                    break
+            trained.append(out)
     return trained
 
 
@@ -361,7 +369,7 @@ def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[S
         return head | {"error": f"{hw[0].state}: {hw[0].reason}"}
     metrics = compare_dirs(work / f"sim-{c.name}", done[0], done[1:])["metrics"]
     m, fast = metrics["round_latency_s"], metrics.get(AT_SPEED)
-    quiet = [work / f"hw-{c.name}-{k}" for k, h in zip(numbers, hw, strict=True) if _quiet(h)]
+    quiet = sum(_quiet(h) for h in hw)  # compare scores them alone where some runs were quiet and some not
     loads = [h.machine_load for h in hw if h.machine_load is not None and h.state == "completed"]
     speeds = [x for x in (ld.speed_vs_calibration for ld in loads) if x is not None]
     adjusted: dict[str, Any] = {"error_p50_adjusted_pct": None, "error_p95_adjusted_pct": None,
@@ -390,7 +398,7 @@ def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[S
         "sim_p50_s": m["sim_p50"], "hw_p50_s": m["hw_p50"], "sim_p95_s": m["sim_p95"], "hw_p95_s": m["hw_p95"],
         "error_p50_pct": m["error_p50_pct"], "error_p50_ci95": m["error_p50_ci95"],
         "error_p95_pct": m["error_p95_pct"], "error_p95_ci95": m["error_p95_ci95"],
-        **_at_speed(fast), **_on_quiet(work / f"sim-{c.name}", quiet, m if len(quiet) == len(done) else None),
+        **_at_speed(fast), **_on_quiet(quiet, m if quiet == len(done) else metrics.get(ON_QUIET)),
         "hw_runs": len(done), "hw_runs_failed": [f"{h.state}: {h.reason}" for h in hw if h.state != "completed"],
         "hw_run_spread_pct": m.get("hw_run_spread_pct"),
         "quiet": bool(loads) and all(ld.quiet for ld in loads), "quiet_runs": sum(ld.quiet for ld in loads),
@@ -676,15 +684,15 @@ def _at_speed(m: dict[str, Any] | None) -> dict[str, Any]:
             "hw_p50_at_speed_s": m["hw_p50"]}  # fmt: skip
 
 
-def _on_quiet(sim: Path, quiet: list[Path], all_runs: dict[str, Any] | None) -> dict[str, Any]:
-    """The cell scored on its quiet runs alone (``quiet``; ``all_runs``: the cell's round-latency metric where every
-    run was quiet): the issue's goal is on a quiet machine, and on this host the cores change state for seconds at
-    a time, so the quiet runs are what that goal can be judged on. None where no run was quiet."""
-    if not quiet:
+def _on_quiet(runs: int, m: dict[str, Any] | None) -> dict[str, Any]:
+    """The cell scored on its ``runs`` quiet runs alone (``m``: compare's round latency over them, hw/compare.py
+    ``ON_QUIET``, or over every run where all were quiet): the issue's goal is on a quiet machine, and on this host
+    the cores change state for seconds at a time, so the quiet runs are what that goal can be judged on. None where
+    no run was quiet."""
+    if not runs or m is None:
         return {"quiet_scored_runs": 0, "error_p50_quiet_pct": None, "error_p50_quiet_ci95": None,
                 "error_p95_quiet_pct": None, "hw_p50_quiet_s": None}  # fmt: skip
-    m = all_runs or compare_dirs(sim, quiet[0], quiet[1:])["metrics"]["round_latency_s"]
-    return {"quiet_scored_runs": len(quiet), "error_p50_quiet_pct": m["error_p50_pct"],
+    return {"quiet_scored_runs": runs, "error_p50_quiet_pct": m["error_p50_pct"],
             "error_p50_quiet_ci95": m["error_p50_ci95"], "error_p95_quiet_pct": m["error_p95_pct"],
             "hw_p50_quiet_s": m["hw_p50"]}  # fmt: skip
 
@@ -1123,7 +1131,9 @@ def main() -> None:
             write_profile(calibrate(), base)  # the full calibration (~70 s): quick medians are too noisy
         else:
             shutil.copyfile(args.profile, base)
-        fit = fit_from_run(train(work, base, rounds, train_runs), base)
+        fit = fit_from_run(train(work, base, rounds, train_runs, args.retries), base)
+        for busy in fit.busy_runs:  # as ``pqtwin calibrate --from-run`` warns
+            print(f"warning: a training run on a busy machine, its overheads fitted with its neighbours' load: {busy}")
         profile = work / "fitted.yaml"
         write_profile(fit.profile, profile)
         print(f"fitted on {TRAIN} and {TRAIN_SMALL_PARAMETERS:,} parameters ({train_runs} x {rounds} rounds at each "

@@ -17,6 +17,9 @@ Metrics, each a set of per-unit values taken from spans.parquet:
   rounds near which every core ran at the calibration's speed (``hw.speed.slow_spans`` 0), against every
   simulated round. This machine's cores switch between two speeds ~1.6x apart within seconds; a round measured
   in the slow state is a noisy measurement, not a model error, and this metric leaves it out.
+- ``round_latency_quiet_s`` (repeated measured runs, some quiet and some not, ``MachineLoad.quiet``): the rounds
+  of the quiet runs alone, against every simulated round: the goal of a fidelity is set on a quiet machine, and a
+  pooled error mixes in the runs measured while neighbours, steal or the host's core speed moved them.
 
 A metric is compared when both runs have at least one value; otherwise it is listed in ``not_compared``
 with the reason (and a warning when only one of the runs has it).
@@ -78,6 +81,10 @@ METRICS: dict[str, tuple[str, str]] = {  # name: (label, definition)
     "model_distribution_s": ("model distribution", "end - start of each distribution marker, per round"),
     **{f"phase_s.{p}": (f"phase {p}", f"max end - min start of '{p}' spans per round (rounds > 0)") for p in FL_PHASES},
     "telemetry.latency_s": ("telemetry frames", "end - start of each telemetry frame (op 'frame')"),
+    "round_latency_quiet_s": (
+        "round latency, quiet runs",
+        "as round_latency_s; measured: only the repeated runs that were quiet, where some were and some not",
+    ),
     "round_latency_at_speed_s": (
         "round latency at speed",
         "as round_latency_s; measured: only the rounds near "
@@ -85,6 +92,7 @@ METRICS: dict[str, tuple[str, str]] = {  # name: (label, definition)
     ),
 }
 AT_SPEED = "round_latency_at_speed_s"
+ON_QUIET = "round_latency_quiet_s"
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -344,6 +352,43 @@ def at_speed_rounds(dirs: list[Path], pooled: pd.DataFrame, summaries: list[Summ
     return (r.end_s - r.start_s).to_numpy(dtype=float), r.replication.to_numpy(dtype=np.int64)
 
 
+def quiet_rounds(rounds: tuple[np.ndarray, np.ndarray], summaries: list[Summary]
+                 ) -> tuple[np.ndarray, np.ndarray] | None:  # fmt: skip
+    """The pooled measured runs' round latencies (and replications) of the runs that completed on a quiet machine;
+    None unless there are several runs and some, not all, were quiet."""
+    done = [(s.state or "completed") == "completed" for s in summaries]
+    quiet = [i for i, s in enumerate(summaries) if s.machine_load is not None and s.machine_load.quiet and done[i]]
+    if len(summaries) < 2 or not 0 < len(quiet) < len(summaries):
+        return None
+    keep = np.isin(rounds[1], quiet)
+    return rounds[0][keep], rounds[1][keep]
+
+
+def _compared(sim_v: dict[str, tuple[np.ndarray, np.ndarray]], hw_v: dict[str, tuple[np.ndarray, np.ndarray]],
+              n_dirs: int, warnings: list[str]) -> tuple[dict[str, Any], dict[str, str]]:  # fmt: skip
+    """Each metric compared where both sides have values; else why not (a warning where only one side has)."""
+    metrics: dict[str, Any] = {}
+    not_compared: dict[str, str] = {}
+    for name in METRICS:
+        if name == ON_QUIET and name not in hw_v:  # one run, or every run quiet, or none: nothing to tell apart
+            continue
+        if name not in hw_v:  # runs without the speed probe's samples: nothing to warn about
+            not_compared[name] = "the measured run(s) kept no speed probe samples (or no calibrated probe)"
+            continue
+        ns, nh = sim_v[name][0].size, hw_v[name][0].size
+        if ns and nh:
+            some = name in (AT_SPEED, ON_QUIET) and n_dirs > 1  # only some runs' rounds
+            n_runs = len(np.unique(hw_v[name][1])) if some else n_dirs
+            metrics[name] = compare_metric(name, sim_v[name], hw_v[name], n_runs)  # at speed: runs with such rounds
+            continue
+        if ns or nh:
+            not_compared[name] = f"no values in the {'measured' if ns else 'simulated'} run"
+            warnings.append(f"{name}: {not_compared[name]}")
+        else:
+            not_compared[name] = "no values in either run"
+    return metrics, not_compared
+
+
 def compare_dirs(sim_dir: Path, hw_dir: Path, more_hw: Sequence[Path] = ()) -> dict[str, Any]:
     """Compare a simulated run directory with a measured one — or with that and ``more_hw``, repeated
     measurements of the same configuration pooled; the result is compare.json's content."""
@@ -376,22 +421,9 @@ def compare_dirs(sim_dir: Path, hw_dir: Path, more_hw: Sequence[Path] = ()) -> d
     sim_v, hw_v = metric_values(sim_df), metric_values(hw_df)
     if (fast := at_speed_rounds(hw_dirs, hw_df, hw_sums)) is not None:
         sim_v[AT_SPEED], hw_v[AT_SPEED] = sim_v["round_latency_s"], fast
-    metrics: dict[str, Any] = {}
-    not_compared: dict[str, str] = {}
-    for name in METRICS:
-        if name not in hw_v:  # runs without the speed probe's samples: nothing to warn about
-            not_compared[name] = "the measured run(s) kept no speed probe samples (or no calibrated probe)"
-            continue
-        ns, nh = sim_v[name][0].size, hw_v[name][0].size
-        if ns and nh:
-            n_runs = len(np.unique(hw_v[name][1])) if name == AT_SPEED and len(hw_dirs) > 1 else len(hw_dirs)
-            metrics[name] = compare_metric(name, sim_v[name], hw_v[name], n_runs)  # at speed: runs with such rounds
-            continue
-        if ns or nh:
-            not_compared[name] = f"no values in the {'measured' if ns else 'simulated'} run"
-            warnings.append(f"{name}: {not_compared[name]}")
-        else:
-            not_compared[name] = "no values in either run"
+    if (quiet := quiet_rounds(hw_v["round_latency_s"], hw_sums)) is not None:
+        sim_v[ON_QUIET], hw_v[ON_QUIET] = sim_v["round_latency_s"], quiet
+    metrics, not_compared = _compared(sim_v, hw_v, len(hw_dirs), warnings)
     return {
         "sim_dir": str(sim_dir),
         "hw_dir": str(hw_dirs[0]),

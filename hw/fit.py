@@ -129,6 +129,10 @@ def _dearer(op: dict[str, Any], k: float) -> None:
 class Fit:
     profile: dict[str, Any]  # profile data, validated as sim.profile.Profile
     rows: int  # spans that informed the fit
+    # the fitted runs measured while other processes or the hypervisor took CPU (``MachineLoad.busy``), each
+    # "RUN_DIR (other processes used X cores, steal Y %)": their overheads carry that load, which no speed
+    # probe reading takes out (a core's speed is brought back; a neighbour's share of it is not)
+    busy_runs: tuple[str, ...] = ()
 
 
 def base_s(profile: Profile, op: str, units: float) -> float:
@@ -332,7 +336,7 @@ def fit_from_run(run_dir: Path | list[Path], base: Path | None = None) -> Fit:
     if "train" in overheads:  # training now priced in the state the runs met: their probe's, or none known
         data["platform"] = with_training_probe(data["platform"], [p.probe for p in parts])
     _valid(Profile, data, "profile")  # what we write must load
-    return Fit(data, len(known))
+    return Fit(data, len(known), tuple(p.busy for p in parts if p.busy))
 
 
 def with_training_probe(platform: dict[str, Any], probes: list[TrainingProbe | None]) -> dict[str, Any]:
@@ -357,6 +361,7 @@ class _RunRows:
     source: str
     handoffs: dict[str, np.ndarray]  # RECEIVE_HANDOFF, INBOX_HANDOFF: each message's (wait s, slow: 0 1 NaN)
     probe: TrainingProbe | None  # the run's training probe (``MachineLoad.training_probe``), if it recorded one
+    busy: str | None = None  # how busy, where neighbours or steal took CPU while it ran (``Fit.busy_runs``)
 
 
 def at_speed(rows: pd.DataFrame, sizes: np.ndarray) -> pd.DataFrame:
@@ -438,7 +443,11 @@ def _run_rows(run_dir: Path, base: Path | None) -> _RunRows:
     scale = _scale(transfers.slow, speed, slow_speed)
     transfers = transfers.assign(end_s=transfers.start_s + (transfers.end_s - transfers.start_s) * scale)
     probe = summary.machine_load.training_probe if summary.machine_load else None
-    return _RunRows(s, profile, known, transfers, source, _handoffs(phases, summary.mode == "sequential"), probe)
+    ml = summary.machine_load
+    busy = (f"{run_dir} (other processes used {ml.foreign_cpu_cores:.2f} cores, steal {100 * ml.steal_fraction:.0f} %)"
+            if ml is not None and ml.busy else None)  # fmt: skip
+    return _RunRows(s, profile, known, transfers, source, _handoffs(phases, summary.mode == "sequential"), probe,
+                    busy)  # fmt: skip
 
 
 def _slow(run_dir: Path, spans: pd.DataFrame, load: Any, profile: Profile) -> tuple[np.ndarray, float | None]:

@@ -681,6 +681,10 @@ def _calibrate_from_run(run_dirs: list[Path], base: Path | None, out: Path, name
         write_profile(fit.profile, out)
     kinds = ", ".join(fit.profile["overheads"]) or "none"
     _say(f"profile: {out} (overheads fitted from {fit.rows} spans of {run_dir}: {kinds})")
+    if fit.busy_runs:
+        _warn(f"fitted from {len(fit.busy_runs)} of {len(run_dirs)} run(s) measured on a busy machine: "
+              f"{'; '.join(fit.busy_runs)}: their overheads carry the neighbours' load, so the profile prices "
+              "this machine dearer than it is; fit from runs on a quiet machine")  # fmt: skip
 
 
 def _calibrate_k8s(out: Path, provider: str | None, algorithms: str | None, quick: bool, nodes: str | None,

@@ -201,6 +201,12 @@ def fidelity_line(result: dict[str, Any]) -> str:
             where += f"; run medians spread {m['hw_run_spread_pct']:.0f} %"
     if m is None:
         return f"fidelity: round latency not compared ({where})"
+    alone = result["metrics"].get("round_latency_quiet_s")  # the quiet runs alone, where some were and some not
+    if alone is not None and alone["error_p50_pct"] is not None:
+        n = len(alone.get("hw_run_p50s") or [None])
+        where += (f"; the {n} quiet run{'s' if n > 1 else ''} alone: p50 "
+                  f"{_pct(alone['error_p50_pct'], alone['error_p50_ci95'])} %, p95 "
+                  f"{_pct(alone['error_p95_pct'], [None, None])} %")  # fmt: skip
     fast = result["metrics"].get("round_latency_at_speed_s")  # the rounds the speed probe saw at speed
     if fast is not None and fast["error_p50_pct"] is not None:
         where += (f"; the {fast['n_hw']} of {m['n_hw']} measured rounds at the calibrated speed: p50 "

@@ -105,7 +105,8 @@ def test_json_layout_all_metrics_and_determinism(same, runs, tmp_path):
         "phase_s.handshake": "no values in either run",
         AT_SPEED: "the measured run(s) kept no speed probe samples (or no calibrated probe)",
     }
-    assert set(same["metrics"]) | set(same["not_compared"]) == set(METRICS)
+    # every metric, but the quiet runs alone: only where some of several measured runs were quiet and some not
+    assert set(same["metrics"]) | set(same["not_compared"]) == set(METRICS) - {"round_latency_quiet_s"}
     for m in same["metrics"].values():
         assert set(m) >= METRIC_KEYS
         assert all(len(m[k]) == 2 for k in m if k.endswith("_ci95"))
@@ -278,6 +279,45 @@ def test_repeated_measurements_pool_with_their_spread(runs, tmp_path):
     assert width(m) > width(one)
     assert pooled["runs"]["hw"]["repeats"][1] == str(runs["sim"])
     assert "hw_run_p50s" not in one
+
+
+def test_pooled_runs_some_quiet_are_also_compared_on_their_quiet_runs_alone(runs, tmp_path):
+    """Repeats of which some ran on a quiet machine and some not (here a busy one whose cores ran 0.6x as fast):
+    compare pools all, and also compares the quiet runs' rounds alone (``round_latency_quiet_s``), in the table
+    and the fidelity line; with every run quiet, or none, or one run, there is nothing to tell apart."""
+    from hw.compare import ON_QUIET
+    from pqtwin.tables import fidelity_line
+
+    def measured(name: str, quiet: bool, *more: str, seed: int = 3) -> Path:
+        s = load_scenario(SCENARIO, ["workload.fl.rounds=3", *more])
+        write_run(simulate(s, None, seed, 1), tmp_path / name, s)
+        load = contract.MachineLoad(cores=2, loadavg_1m_start=0.1, loadavg_1m_end=0.1, twin_cpu_cores=1.0,
+                                    foreign_cpu_cores=0.0 if quiet else 1.0, steal_fraction=0.0, quiet=quiet,
+                                    busy=not quiet)  # fmt: skip
+        summary = contract.read_summary(tmp_path / name / "summary.json")
+        contract.write_summary(summary.model_copy(update={"machine_load": load, "backend": "local"}), tmp_path / name)
+        return tmp_path / name
+
+    quiet, busy = measured("quiet", True), measured("busy", False, "deployment.hosts.*.cpu_speed=0.6")
+    again, busy2 = measured("again", True, seed=4), measured("busy2", False, seed=5)
+    result = compare_dirs(runs["sim"], quiet, [busy])
+    pooled, alone = result["metrics"]["round_latency_s"], result["metrics"][ON_QUIET]
+    only = compare_dirs(runs["sim"], quiet)["metrics"]["round_latency_s"]
+    assert alone["n_hw"] == only["n_hw"] == pooled["n_hw"] // 2
+    assert alone["error_p50_pct"] == pytest.approx(only["error_p50_pct"])  # the same rounds, the same sim
+    assert alone["error_p50_pct"] > pooled["error_p50_pct"] + 10  # the slow busy run pooled in pulls it down
+    assert "hw_run_p50s" not in alone and result["runs"]["hw"]["quiet_repeats"] == 1
+    line = fidelity_line(result)
+    assert "2 measured runs pooled, 1 quiet" in line and "; the 1 quiet run alone: p50 " in line, line
+    table = Console(width=200, record=True)
+    table.print(render_table(result))
+    assert "round latency, quiet runs" in table.export_text()
+    two = compare_dirs(runs["sim"], quiet, [busy, again])
+    assert len(two["metrics"][ON_QUIET]["hw_run_p50s"]) == 2 and "the 2 quiet runs alone" in fidelity_line(two)
+    for dirs in ([quiet, again], [quiet], [busy, busy2]):
+        got = compare_dirs(runs["sim"], dirs[0], dirs[1:])
+        assert ON_QUIET not in got["metrics"] and ON_QUIET not in got["not_compared"]
+        assert "quiet run" not in fidelity_line(got).split("pooled")[-1].split(";")[0]
 
 
 def test_cli_pools_repeats(runs, tmp_path, pqtwin):

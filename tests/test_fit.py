@@ -207,6 +207,28 @@ def test_a_run_on_slower_cores_is_fitted_at_the_profile_speed_its_training_as_me
     assert "cores at 0.80x" in over["train"].source
 
 
+def test_a_fit_names_the_runs_measured_on_a_busy_machine_and_the_cli_warns(tmp_path, pqtwin):
+    """A run measured while another process took most of a core (``MachineLoad.busy``) is fitted as it is -- no
+    probe reading takes a neighbour's share out -- but the fit names it (``Fit.busy_runs``) and ``calibrate
+    --from-run`` says so in a warning; a quiet run is not named."""
+    from sim.contract import MachineLoad
+
+    busy, quiet = tmp_path / "busy", tmp_path / "quiet"
+    planted_run(busy)
+    planted_run(quiet, seed=4)
+    load = MachineLoad(cores=2, loadavg_1m_start=1.2, loadavg_1m_end=1.3, twin_cpu_cores=1.0, foreign_cpu_cores=0.62,
+                       steal_fraction=0.01, quiet=False, busy=True)  # fmt: skip
+    write_summary(read_summary(busy / "summary.json").model_copy(update={"machine_load": load}), busy)
+    assert fit_from_run(quiet, PROFILE).busy_runs == ()
+    assert fit_from_run([busy, quiet], PROFILE).busy_runs == (f"{busy} (other processes used 0.62 cores, steal 1 %)",)
+    res = pqtwin("calibrate", "--from-run", str(busy), "--from-run", str(quiet), "--base", str(PROFILE), "--out",
+                 str(tmp_path / "fitted.yaml"))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "fitted from 1 of 2 run(s) measured on a busy machine" in " ".join(res.stderr.split()), res.stderr
+    res = pqtwin("calibrate", "--from-run", str(quiet), "--base", str(PROFILE), "--out", str(tmp_path / "q.yaml"))
+    assert res.returncode == 0 and "busy" not in res.stderr
+
+
 def test_glue_before_a_scaling_step_is_fitted_as_a_constant():
     """Python between two steps does not grow with the message: a factor fitted at one size would carry it
     to other sizes in proportion, so it is kept apart as per_call_s."""

@@ -599,13 +599,42 @@ def test_measure_runs_a_run_that_was_not_quiet_again(
     assert bench._quiet(SimpleNamespace(state="completed", machine_load=None)) is False
 
 
+def test_a_training_run_that_was_not_quiet_is_run_again_and_kept_out_of_the_fit(
+    bench: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``train`` with retries: a training run that was not quiet is run again under its name with another seed, the
+    noisy one kept aside (``noisy-train-N-A``, which ``--rescore``'s ``train-*`` does not pool); without retries,
+    or with them used up, the run stands."""
+    quiet = iter([False, True, True, False, False, True, True, True])
+    ran: list[tuple[str, int]] = []
+
+    def run_local(s: Any, out: Path, mode: str, rounds: int, seed: int) -> Any:
+        out.mkdir()
+        ran.append((out.name, seed))
+        return SimpleNamespace(state="completed", machine_load=SimpleNamespace(quiet=next(quiet)))
+
+    monkeypatch.setattr(bench, "run_local", run_local)
+    monkeypatch.setattr(bench, "training_now", lambda *a: None)
+    monkeypatch.setattr(bench, "largest_step", lambda: (500, 5e8))
+    monkeypatch.setattr(bench, "load_scenario", lambda *a: SimpleNamespace(run=SimpleNamespace(seed=7)))
+    got = bench.train(tmp_path, tmp_path / "base.yaml", 3, 2, retries=1)
+    assert got == [tmp_path / f"train-{i}" for i in range(4)]
+    # size 1: run 0 noisy then quiet, run 1 quiet; size 2: run 0 noisy twice (retries used up), run 1 quiet
+    assert ran == [("train-0", 7), ("train-0", 9), ("train-1", 8), ("train-2", 7), ("train-2", 9), ("train-3", 8)]
+    assert sorted(d.name for d in tmp_path.iterdir()) == [
+        "noisy-train-0-1",
+        "noisy-train-2-1",
+        *(f"train-{i}" for i in range(4)),
+    ]
+
+
 def test_score_scores_a_cell_on_its_quiet_runs_alone(
     bench: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A cell with a quiet run and an unsteady one is scored on both, and on the quiet one alone (the goal's
     machine): here the quiet run is the model's own (error 0) and the unsteady one ran on cores half as fast; the
     table shows the quiet runs' errors beside, the reductions and the goals line count them apart."""
-    from sim.contract import CpuSpeed, MachineLoad, RunLayout, read_summary
+    from sim.contract import CpuSpeed, MachineLoad, RunLayout, read_summary, write_summary
     from sim.runner import simulate, write_run
 
     profile = ROOT / "scenarios" / "profiles" / "ci-x86.yaml"
@@ -619,7 +648,8 @@ def test_score_scores_a_cell_on_its_quiet_runs_alone(
                            foreign_cpu_cores=0.0, steal_fraction=0.0, quiet=quiet, unsteady=not quiet,
                            calibrated_probe_us=10.0, cpu_speed=speed)  # fmt: skip
         runs.append(read_summary(RunLayout(tmp_path / f"hw-{c.name}-{k}").summary).model_copy(
-            update={"state": "completed", "machine_load": load}))  # fmt: skip
+            update={"state": "completed", "machine_load": load, "backend": "local"}))  # fmt: skip
+        write_summary(runs[-1], tmp_path / f"hw-{c.name}-{k}")  # compare reads the runs' summaries
     got = bench.score(c, tmp_path, profile, 2, 1, runs)
     assert got["quiet_scored_runs"] == 1 and got["quiet"] is False and got["quiet_runs"] == 1
     assert got["error_p50_quiet_pct"] == pytest.approx(0.0, abs=1e-9) and got["error_p95_quiet_pct"] == pytest.approx(
