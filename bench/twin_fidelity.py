@@ -14,8 +14,8 @@
    hw/modes.py), compare
    with the runs pooled (round latency p50 and p95 error, bootstrap 95 % CIs that resample runs, then rounds:
    hw/compare.py). Each run records the machine's load and how fast its cores ran against the calibration
-   (hw/speed.py); ``--retries N`` runs a run that was not quiet again right away (up to N times; the host's cores
-   change state for seconds at a time), every run kept, and each cell is also scored on its quiet runs alone, the
+   (hw/speed.py); ``--retries N`` adds up to N passes over the cells with no quiet run yet (the host's slow state
+   lasts minutes at a time), every run kept, and each cell is also scored on its quiet runs alone, the
    machine the goal is set on ("alone" in the table; ``error_p50_quiet_pct``, and the reductions' ``measured_quiet_pct``
    in the JSON); the table shows how many runs were quiet and how far apart the runs' medians were, and
    "at speed": the median error of the same model simulated on cores as fast as the probe measured them
@@ -175,38 +175,38 @@ def measure(cells: list[Cell], work: Path, profile: Path, rounds: int, repeat: i
     slow each other now, and how long one step takes alone (``PAIR_FILE``; ``kept_alone``): the slowdowns are the
     second value returned, one per pass (none on a host of one core). ``pairing`` rounds: a suite and size's two
     modes in one ``--mode both`` run of twice the rounds, their rounds in turn (hw/modes.py), each mode's cell
-    scored on its half (``work/hw-CELL-k``, linked to it); runs: a run per cell. ``retries``: a run that was not
-    quiet (hw/machine.py: busy, or cores at another speed than calibrated or changing speed) is run again right
-    away, up to that many times, each retry numbered after the passes (``work/hw-CELL-N``, N >= ``repeat``, its
-    own seed); every run is kept and returned. The third value: each cell's run numbers, in the order of its runs."""
+    scored on its half (``work/hw-CELL-k``, linked to it); runs: a run per cell. ``retries``: up to that many more
+    passes, each over the cells none of whose runs so far was quiet (hw/machine.py: busy, or cores at another
+    speed than calibrated or changing speed), until every cell has one: later, not right away, because the host's
+    slow state lasts minutes at a time. Every run is kept and returned; the third value: each cell's pass numbers,
+    in the order of its runs."""
     runs: dict[Cell, list[Summary]] = {c: [] for c in cells}
     numbers: dict[Cell, list[int]] = {c: [] for c in cells}
-    extra: dict[Cell, int] = {}  # retries so far, per run unit (a cell, or a suite and size's mode both)
     states: list[float] = []
     alone: list[float] = []
     samples, _ = largest_step()
-    for k in range(repeat):
-        if (now := training_now(samples, max(SIZES), PAIR_STATE_S)) is not None:
-            states.append(min(now.pair_slowdown, PAIR_MAX))
-            alone.append(now.alone_s)
-            kept = {"model_parameters": max(SIZES), "samples": samples, "pair_slowdown": states, "alone_step_s": alone}
-            (work / PAIR_FILE).write_text(json.dumps(kept) + "\n")
+    for k in range(repeat + retries):
+        if k >= repeat:  # a retry pass: only the cells with no quiet run yet
+            todo = [c for c in cells if not any(_quiet(r) for r in runs[c])]
+            if not todo:
+                break
+        else:
+            todo = cells
+            if (now := training_now(samples, max(SIZES), PAIR_STATE_S)) is not None:
+                states.append(min(now.pair_slowdown, PAIR_MAX))
+                alone.append(now.alone_s)
+                kept = {"model_parameters": max(SIZES), "samples": samples, "pair_slowdown": states,
+                        "alone_step_s": alone}  # fmt: skip
+                (work / PAIR_FILE).write_text(json.dumps(kept) + "\n")
         done: set[Cell] = set()  # the run units run this pass (pairing rounds: a suite and size as mode both)
-        for c in pass_order(cells, k):
+        for c in pass_order(todo, k):
             unit = c if pairing == "runs" else replace(c, mode="both")
             if unit in done:
                 continue
             done.add(unit)
-            n = k
-            for attempt in range(retries + 1):
-                got = _run_unit(unit, work, profile, rounds, n)
-                for cell, summary in got.items():
-                    runs[cell].append(summary)
-                    numbers[cell].append(n)
-                if attempt == retries or all(_quiet(x) for x in got.values()):
-                    break
-                n = repeat + extra.get(unit, 0)
-                extra[unit] = extra.get(unit, 0) + 1
+            for cell, summary in _run_unit(unit, work, profile, rounds, k).items():
+                runs[cell].append(summary)
+                numbers[cell].append(k)
     return runs, states, numbers
 
 
@@ -1103,9 +1103,9 @@ def main() -> None:
     ap.add_argument("--pairing", choices=("rounds", "runs"), default="rounds", help="rounds (default): a suite and "
                     "size's two modes in one --mode both run, their rounds in turn (the host's state shared, the "
                     "reduction paired); runs: a run per cell")  # fmt: skip
-    ap.add_argument("--retries", type=in_range(0, 20), default=0, help="run a run that was not quiet again "
-                    "right away, up to N times (default 0); every run is kept, and each cell is also scored on its "
-                    "quiet runs alone")  # fmt: skip
+    ap.add_argument("--retries", type=in_range(0, 20), default=0, help="up to N more passes over the cells "
+                    "with no quiet run yet, and a training run that was not quiet run again up to N times (default "
+                    "0); every run is kept, and each cell is also scored on its quiet runs alone")  # fmt: skip
     ap.add_argument("--rescore", type=Path, default=None, help="a --keep directory: fit its training runs again and "
                     "score its twin runs against the model as it is now, without running the twin")  # fmt: skip
     args = ap.parse_args()

@@ -568,33 +568,34 @@ def test_measure_pairs_a_suite_and_sizes_modes_in_one_run_of_both(
         assert all((tmp_path / f"hw-{c.name}-{k}").resolve() == tmp_path / f"{whole}-{k}" / c.mode for k in range(2))
 
 
-def test_measure_runs_a_run_that_was_not_quiet_again(
+def test_measure_adds_passes_over_the_cells_with_no_quiet_run(
     bench: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``retries``: a run that was not quiet (or failed) is run again right away, up to that many times, numbered
-    after the passes with its own seed; every run is kept, a quiet one ends the retries, and without retries
-    nothing is run again."""
-    cells = [bench.Cell("localhost", "sequential", "PQC L3", p) for p in bench.SIZES]
-    quiet = iter([False, True, True, False, False, False, True])  # in the order the runs are made
+    """``retries``: after the passes, up to that many more over the cells none of whose runs was quiet (a failed
+    run is not quiet), in the passes' ABBA order, each run numbered and seeded by its pass; they stop when every
+    cell has a quiet run; every run is kept. Without retries, nothing is run again."""
+    cells = [bench.Cell("localhost", "sequential", s, p) for s in ("PQC L3", "PQC L5") for p in bench.SIZES]
+    quiet = {f"hw-{cells[0].name}-3", f"hw-{cells[1].name}-1", f"hw-{cells[2].name}-2", f"hw-{cells[3].name}-0"}
     ran: list[tuple[str, int]] = []
 
     def run_local(s: Any, out: Path, mode: str, rounds: int, seed: int, backend: str) -> Any:
         ran.append((out.name, seed))
-        load = SimpleNamespace(quiet=next(quiet))
-        return SimpleNamespace(name=out.name, state="completed", machine_load=load)
+        return SimpleNamespace(name=out.name, state="completed", machine_load=SimpleNamespace(quiet=out.name in quiet))
 
     monkeypatch.setattr(bench, "run_local", run_local)
     monkeypatch.setattr(bench, "training_now", lambda *a: None)
     scenario = SimpleNamespace(run=SimpleNamespace(seed=7))
     monkeypatch.setattr(bench.Cell, "scenario", lambda self, profile, rounds: scenario)
-    runs, _, numbers = bench.measure(cells, tmp_path, tmp_path / "p.yaml", 3, 2, "runs", retries=2)
-    small, big = (f"hw-{c.name}" for c in cells)
-    # pass 0: small not quiet, again as run 2 (quiet); big quiet. Pass 1 (reversed): big not quiet twice, the
-    # retries used up (runs 2 and 3); small quiet
-    assert ran == [(f"{small}-0", 7), (f"{small}-2", 9), (f"{big}-0", 7), (f"{big}-1", 8), (f"{big}-2", 9),
-                   (f"{big}-3", 10), (f"{small}-1", 8)]  # fmt: skip
-    assert numbers == {cells[0]: [0, 2, 1], cells[1]: [0, 1, 2, 3]}
-    assert [r.name for r in runs[cells[1]]] == [f"{big}-{k}" for k in range(4)]
+    runs, _, numbers = bench.measure(cells, tmp_path, tmp_path / "p.yaml", 3, 2, "runs", retries=3)
+    name = [f"hw-{c.name}" for c in cells]
+    # passes 0 and 1 over all; pass 2 (a retry, forward) over cells 0 and 2; pass 3 (reversed) over cell 0 alone
+    assert ran == [(f"{n}-0", 7) for n in name] + [(f"{n}-1", 8) for n in reversed(name)] + [
+        (f"{name[0]}-2", 9), (f"{name[2]}-2", 9), (f"{name[0]}-3", 10)]  # fmt: skip
+    assert numbers == {cells[0]: [0, 1, 2, 3], cells[1]: [0, 1], cells[2]: [0, 1, 2], cells[3]: [0, 1]}
+    assert [r.name for r in runs[cells[0]]] == [f"{name[0]}-{k}" for k in range(4)]
+    ran.clear()
+    runs, _, numbers = bench.measure(cells, tmp_path, tmp_path / "p.yaml", 3, 2, "runs")
+    assert len(ran) == 8 and all(n == [0, 1] for n in numbers.values())
     assert bench._quiet(SimpleNamespace(state="failed", machine_load=SimpleNamespace(quiet=True))) is False
     assert bench._quiet(SimpleNamespace(state="completed", machine_load=None)) is False
 
