@@ -135,6 +135,17 @@ class Cell:
         return load_scenario(path, [*overrides(self.suite, self.params, rounds), *extra, *more], profile)
 
 
+# the fit's own configuration, measured again with the matrix, each pass (its concurrent half comes with it in a
+# --mode both run): not held out, so not in the goals, but its error says how far the host moved since the fit's
+# runs -- a state neither probe sees moved every cell 10-25 % at 23:45 on 2026-12-04 (docs/twin-validation.md,
+# stop 67), and a cell's error beyond the control's is the model's
+CONTROLS = tuple(Cell("localhost", m, TRAIN["suite"], TRAIN["model_parameters"]) for m in MODES)
+
+
+def is_control(c: Cell) -> bool:
+    return c in CONTROLS
+
+
 def largest_step() -> tuple[int, float]:
     """A training step of the largest model in the matrix's scenario: (a client's samples, the step's work in
     samples x parameters x epochs, sim/model.py's units of ``fl.train`` and its pair slowdown)."""
@@ -362,7 +373,8 @@ def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[S
     links = fabric(c, hw, kernel_bps)
     s = c.scenario(profile, rounds, links)
     write_run(simulate(s, c.mode, replications=reps), work / f"sim-{c.name}", s)
-    head = {"layout": c.layout, "mode": c.mode, "suite": c.suite, "model_parameters": c.params}
+    head = {"layout": c.layout, "mode": c.mode, "suite": c.suite, "model_parameters": c.params,
+            "control": is_control(c)}  # fmt: skip
     numbers = passes if passes is not None else list(range(len(hw)))
     done = [work / f"hw-{c.name}-{k}" for k, h in zip(numbers, hw, strict=True) if h.state == "completed"]
     if not done:
@@ -714,7 +726,8 @@ def reductions(cells: list[dict[str, Any]], runs_in: Path | None = None) -> list
     matrix's ``--mode both`` runs in ``runs_in``, also the mean of the per-pair reductions of their ABBA pairs of
     rounds, pooled over the passes, with its 95 % CI (``measured_pairs_pct``, ``..._ci95_pct``, ``pairs``)."""
     out = []
-    by = {(c["layout"], c["mode"], c["suite"], c["model_parameters"]): c for c in cells if "error" not in c}
+    by = {(c["layout"], c["mode"], c["suite"], c["model_parameters"]): c for c in cells
+          if "error" not in c and not c.get("control")}  # fmt: skip
     for (layout, mode, suite, params), seq in by.items():
         conc = by.get((layout, "concurrent", suite, params))
         if mode != "sequential" or conc is None:
@@ -763,7 +776,11 @@ def tally(cells: list[dict[str, Any]], reds: list[dict[str, Any]]) -> dict[str, 
     ``P50_GOAL_PCT``, p95s within ``P95_GOAL_PCT``, both, and reductions within ``REDUCTION_GOAL_POINTS``; and the
     same medians of the model at the runs' measured speed (the table's "at speed", ``error_p50_adjusted_pct``:
     ``adjusted_*`` here, not the "fast rounds"), which on a host whose cores changed state is what judges the model.
-    An error that could not be computed counts as not met and is left out of the means (None: none)."""
+    An error that could not be computed counts as not met and is left out of the means (None: none). The control
+    cells (``CONTROLS``) are not held out: not counted, but the sequential one's errors are reported beside
+    (``control_*``)."""
+    control = next((c for c in cells if c.get("control") and c["mode"] == "sequential" and "error" not in c), None)
+    cells = [c for c in cells if not c.get("control")]
     ok = [c for c in cells if "error" not in c]
     p50, p95 = _errors(ok, "error_p50_pct"), _errors(ok, "error_p95_pct")
     adjusted = _errors(ok, "error_p50_adjusted_pct")
@@ -799,7 +816,9 @@ def tally(cells: list[dict[str, Any]], reds: list[dict[str, Any]]) -> dict[str, 
             "quiet_scored_cells": int(np.sum(np.isfinite(q50))), "quiet_scored_mean_abs_error_p50_pct": _mean_abs(q50),
             "quiet_scored_both_goals": int(np.sum((np.abs(q50) <= P50_GOAL_PCT) & (np.abs(q95) <= P95_GOAL_PCT))),
             "quiet_scored_reductions": len(on_quiet),
-            "quiet_scored_reductions_within_goal": sum(abs(d) <= REDUCTION_GOAL_POINTS for d in on_quiet)}  # fmt: skip
+            "quiet_scored_reductions_within_goal": sum(abs(d) <= REDUCTION_GOAL_POINTS for d in on_quiet),
+            "control_error_p50_pct": control and control["error_p50_pct"],
+            "control_error_p50_quiet_pct": control and control.get("error_p50_quiet_pct")}  # fmt: skip
 
 
 def _errors(cells: list[dict[str, Any]], key: str) -> np.ndarray:
@@ -834,6 +853,11 @@ def print_tally(t: dict[str, Any]) -> None:
             f"{t['quiet_scored_reductions_within_goal']} of {t['quiet_scored_reductions']} within "
             f"{REDUCTION_GOAL_POINTS:.0f} points"
         )
+    if t.get("control_error_p50_pct") is not None:
+        alone = t.get("control_error_p50_quiet_pct")
+        quiet = "" if alone is None else f", {alone:+.1f} % on its quiet runs"
+        line += f"; control (the fit's configuration, measured again): median error {t['control_error_p50_pct']:+.1f} %"
+        line += quiet
     if t["adjusted_cells"]:
         line += (
             f"; at speed: mean |median error| {t['adjusted_mean_abs_error_p50_pct']:.1f} %, "
@@ -880,7 +904,8 @@ def print_table(cells: list[dict[str, Any]], reds: list[dict[str, Any]]) -> None
             continue
         lo, hi = c["error_p50_ci95"]
         ci = f"{c['error_p50_pct']:+6.1f} [{lo:+6.1f}, {hi:+6.1f}]"
-        quiet = f"{c['quiet_runs']}/{c['hw_runs']} quiet, runs {c['hw_run_spread_pct'] or 0:.0f} % apart"
+        quiet = "CONTROL (not held out), " if c.get("control") else ""
+        quiet += f"{c['quiet_runs']}/{c['hw_runs']} quiet, runs {c['hw_run_spread_pct'] or 0:.0f} % apart"
         if c.get("hw_runs_failed"):
             quiet += f", {len(c['hw_runs_failed'])} more failed ({c['hw_runs_failed'][0]})"
         if 0 < (c.get("quiet_scored_runs") or 0) < c["hw_runs"]:  # the quiet ones alone: p50 / p95 error
@@ -1138,7 +1163,7 @@ def main() -> None:
         write_profile(fit.profile, profile)
         print(f"fitted on {TRAIN} and {TRAIN_SMALL_PARAMETERS:,} parameters ({train_runs} x {rounds} rounds at each "
               f"size, pooled, {fit.rows} spans): {', '.join(fit.profile['overheads'])}")  # fmt: skip
-        matrix = [Cell("localhost", m, s, p) for s in suites for p in SIZES for m in MODES]
+        matrix = [*(Cell("localhost", m, s, p) for s in suites for p in SIZES for m in MODES), *CONTROLS]
         kernel_bps = None
         if args.netns:
             matrix += [Cell("paper-3node netns", m, "PQC L3", 250_000) for m in MODES]

@@ -488,6 +488,37 @@ def test_the_tally_counts_goals_and_the_model_at_speed_apart(bench: Any, capsys:
     assert "goals: no cell scored (1 FAILED)" in capsys.readouterr().out
 
 
+def test_the_control_cells_are_reported_beside_the_goals_not_counted(
+    bench: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The fit's own configuration, measured again with the matrix (``CONTROLS``: localhost, PQC L3, 250 k, its
+    sequential half the fit's exact configuration): it is not held out, so neither its cells nor its reduction
+    count toward the goals, but the sequential control's error is reported: how far the host moved since the fit."""
+    assert bench.is_control(bench.Cell("localhost", "sequential", "PQC L3", 250_000))
+    assert not bench.is_control(bench.Cell("paper-3node netns", "sequential", "PQC L3", 250_000))
+    assert not bench.is_control(bench.Cell("localhost", "sequential", "PQC L3", 50_000))
+    params = bench.TRAIN["model_parameters"]
+    held = [_cell("sequential", 1.0, 2.0, None), _cell("concurrent", 2.0, 3.0, None)]
+    control = [_cell(m, e, e, None) | {"model_parameters": params, "control": True, "error_p50_quiet_pct": q}
+               for m, e, q in (("sequential", 12.0, 11.0), ("concurrent", 30.0, None))]  # fmt: skip
+    for c in [*held, *control]:
+        c |= {"sim_p50_s": 0.1, "hw_p50_s": 0.1}
+    reds = bench.reductions([*held, *control])
+    assert [r["model_parameters"] for r in reds] == [50_000]  # the control's pair is not a reduction of the matrix
+    t = bench.tally([*held, *control], reds)
+    assert (t["cells"], t["failed"], t["both_goals"]) == (2, 0, 2)
+    assert t["mean_abs_error_p50_pct"] == pytest.approx(1.5)
+    assert (t["control_error_p50_pct"], t["control_error_p50_quiet_pct"]) == (12.0, 11.0)
+    bench.print_tally(t)
+    out = capsys.readouterr().out
+    assert "control (the fit's configuration, measured again): median error +12.0 %, +11.0 % on its quiet runs" in out
+    none = bench.tally(held, reds)
+    assert none["control_error_p50_pct"] is None
+    bench.print_tally(none)
+    assert "control" not in capsys.readouterr().out
+    assert bench.CONTROLS[0] in [bench.Cell("localhost", m, "PQC L3", params) for m in bench.MODES]
+
+
 def test_at_speed_slows_crypto_with_the_probe_and_leaves_training_at_its_price(bench: Any, tmp_path: Path) -> None:
     """ "At speed" simulates the fitted profile on cores ``speed`` x as fast (``cpu_speed``), but the speed probe does
     not see the state training and FedAvg run in (hw/fit.py ``MEMORY_KINDS``): their price, overheads included, is
@@ -653,6 +684,7 @@ def test_score_scores_a_cell_on_its_quiet_runs_alone(
         write_summary(runs[-1], tmp_path / f"hw-{c.name}-{k}")  # compare reads the runs' summaries
     got = bench.score(c, tmp_path, profile, 2, 1, runs)
     assert got["quiet_scored_runs"] == 1 and got["quiet"] is False and got["quiet_runs"] == 1
+    assert got["control"] is False  # a 50 k cell is held out
     assert got["error_p50_quiet_pct"] == pytest.approx(0.0, abs=1e-9) and got["error_p95_quiet_pct"] == pytest.approx(
         0.0, abs=1e-9
     )
