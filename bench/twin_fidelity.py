@@ -3,7 +3,8 @@
 1. Calibrate this machine (``pqtwin calibrate``; ``--profile`` uses a given one instead).
 2. Training runs (``--train-runs`` at each size, 2 by default, pooled): localhost.yaml, sequential, ML-KEM-768 +
    ML-DSA-65, 250 k parameters and 12.5 k (a code path's per-call cost and its per-size cost, which one size cannot
-   tell apart; neither size is scored), on the local twin;
+   tell apart; neither size is held out: the 250 k one is measured again with the matrix as its control, not
+   counted in the goals, ``CONTROLS``), on the local twin;
    ``pqtwin calibrate --from-run`` fits the twin's code-path overheads from their spans (hw/fit.py).
 3. Matrix: 2 modes x suites (PQC L3, PQC L5 = ML-KEM-1024 + ML-DSA-87, classical X25519 + Ed25519, hybrid
    X25519+ML-KEM-768 + ML-DSA-65 unless --quick) x model sizes (50 k, 1 M): simulate with the fitted profile,
@@ -70,7 +71,7 @@ import yaml
 
 from hw.at_speed import training_ratio
 from hw.calibrate import calibrate, training_now
-from hw.compare import AT_SPEED, ON_QUIET, compare_dirs
+from hw.compare import AT_SPEED, ON_QUIET, compare_dirs, quiet_run
 from hw.fit import fit_from_run, memory_at_price
 from hw.local import run_local
 from hw.modes import pair_reductions, split
@@ -90,7 +91,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "localhost.yaml"
 TRAIN: dict[str, Any] = {"suite": "PQC L3", "model_parameters": 250_000, "mode": "sequential"}
 # the training runs' second model size, 20x smaller: with two sizes the fit tells a code path's per-call cost from
-# its per-size one (hw/fit.py), which one size cannot; neither size is scored (the matrix: SIZES)
+# its per-size one (hw/fit.py), which one size cannot; neither size is held out (the matrix: SIZES; CONTROLS)
 TRAIN_SMALL_PARAMETERS = 12_500
 SUITES = {
     "PQC L3": ("ML-KEM-768", "ML-DSA-65"),
@@ -104,6 +105,7 @@ PAIR_MAX = 10.0  # the most a profile's pair slowdown may say (sim/profile.py): 
 PAIR_FILE = "pair_states.json"  # in the work (--keep) directory: the passes' pair slowdowns and steps alone
 MAX_STEP_S = 60.0  # a training step alone longer than this is not one this bench measured
 FIT_STATE_FILE = "fit_state.json"  # in the work directory: the largest model's step alone before the training runs
+PASSES_FILE = "passes.json"  # in the work directory: the passes over the matrix and the retry passes allowed
 MODES = ("sequential", "concurrent")
 PAPER = ROOT / "scenarios" / "paper-3node.yaml"
 FABRIC_LATENCY_S = 7e-6  # per hop, a 1-byte TCP ping-pong across the fabric's switch (bench/net_fidelity.py)
@@ -135,10 +137,12 @@ class Cell:
         return load_scenario(path, [*overrides(self.suite, self.params, rounds), *extra, *more], profile)
 
 
-# the fit's own configuration, measured again with the matrix, each pass (its concurrent half comes with it in a
-# --mode both run): not held out, so not in the goals, but its error says how far the host moved since the fit's
-# runs -- a state neither probe sees moved every cell 10-25 % at 23:45 on 2026-12-04 (docs/twin-validation.md,
-# stop 67), and a cell's error beyond the control's is the model's
+# the fit's own configuration, measured again with the matrix, each pass, as the matrix measures its cells (with the
+# default --pairing rounds, the sequential half of a --mode both run, its rounds alternating with the concurrent
+# ones: so it holds that pairing's effect too, which a plain run of the fit does not): not held out, so not in the
+# goals, but its error says how far the host moved since the fit's runs -- a state neither probe sees moved every
+# cell 10-25 % at 23:45 on 2026-12-04 (docs/twin-validation.md, stop 67) -- and a cell's error beyond the
+# control's is the model's
 CONTROLS = tuple(Cell("localhost", m, TRAIN["suite"], TRAIN["model_parameters"]) for m in MODES)
 
 
@@ -172,7 +176,7 @@ def train(work: Path, base: Path, rounds: int, runs: int, retries: int = 0) -> l
                 if attempt:
                     out.rename(work / f"noisy-{out.name}-{attempt}")
                 got = run_local(s, out, "sequential", rounds, s.run.seed + i + runs * attempt)
-                if _quiet(got):
+                if quiet_run(got):
                     break
             trained.append(out)
     return trained
@@ -193,12 +197,13 @@ def measure(cells: list[Cell], work: Path, profile: Path, rounds: int, repeat: i
     in the order of its runs."""
     runs: dict[Cell, list[Summary]] = {c: [] for c in cells}
     numbers: dict[Cell, list[int]] = {c: [] for c in cells}
+    (work / PASSES_FILE).write_text(json.dumps({"repeat": repeat, "retries": retries}) + "\n")  # for --rescore
     states: list[float] = []
     alone: list[float] = []
     samples, _ = largest_step()
     for k in range(repeat + retries):
         if k >= repeat:  # a retry pass: only the cells with no quiet run yet
-            todo = [c for c in cells if not any(_quiet(r) for r in runs[c])]
+            todo = [c for c in cells if not any(quiet_run(r) for r in runs[c])]
             if not todo:
                 break
         else:
@@ -219,11 +224,6 @@ def measure(cells: list[Cell], work: Path, profile: Path, rounds: int, repeat: i
                 runs[cell].append(summary)
                 numbers[cell].append(k)
     return runs, states, numbers
-
-
-def _quiet(run: Summary) -> bool:
-    """A run that completed on a quiet machine (``MachineLoad.quiet``)."""
-    return run.state == "completed" and run.machine_load is not None and run.machine_load.quiet
 
 
 def _run_unit(unit: Cell, work: Path, profile: Path, rounds: int, n: int) -> dict[Cell, Summary]:
@@ -381,7 +381,7 @@ def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[S
         return head | {"error": f"{hw[0].state}: {hw[0].reason}"}
     metrics = compare_dirs(work / f"sim-{c.name}", done[0], done[1:])["metrics"]
     m, fast = metrics["round_latency_s"], metrics.get(AT_SPEED)
-    quiet = sum(_quiet(h) for h in hw)  # compare scores them alone where some runs were quiet and some not
+    quiet = sum(quiet_run(h) for h in hw)  # compare scores them alone where some runs were quiet and some not
     loads = [h.machine_load for h in hw if h.machine_load is not None and h.state == "completed"]
     speeds = [x for x in (ld.speed_vs_calibration for ld in loads) if x is not None]
     adjusted: dict[str, Any] = {"error_p50_adjusted_pct": None, "error_p95_adjusted_pct": None,
@@ -779,7 +779,9 @@ def tally(cells: list[dict[str, Any]], reds: list[dict[str, Any]]) -> dict[str, 
     An error that could not be computed counts as not met and is left out of the means (None: none). The control
     cells (``CONTROLS``) are not held out: not counted, but the sequential one's errors are reported beside
     (``control_*``)."""
-    control = next((c for c in cells if c.get("control") and c["mode"] == "sequential" and "error" not in c), None)
+    control = next((c for c in cells if c.get("control") and c["mode"] == "sequential"), None)
+    failed_control = control is not None and "error" in control
+    control = None if failed_control else control
     cells = [c for c in cells if not c.get("control")]
     ok = [c for c in cells if "error" not in c]
     p50, p95 = _errors(ok, "error_p50_pct"), _errors(ok, "error_p95_pct")
@@ -817,7 +819,7 @@ def tally(cells: list[dict[str, Any]], reds: list[dict[str, Any]]) -> dict[str, 
             "quiet_scored_both_goals": int(np.sum((np.abs(q50) <= P50_GOAL_PCT) & (np.abs(q95) <= P95_GOAL_PCT))),
             "quiet_scored_reductions": len(on_quiet),
             "quiet_scored_reductions_within_goal": sum(abs(d) <= REDUCTION_GOAL_POINTS for d in on_quiet),
-            "control_error_p50_pct": control and control["error_p50_pct"],
+            "control_failed": failed_control, "control_error_p50_pct": control and control["error_p50_pct"],
             "control_error_p50_quiet_pct": control and control.get("error_p50_quiet_pct")}  # fmt: skip
 
 
@@ -853,6 +855,8 @@ def print_tally(t: dict[str, Any]) -> None:
             f"{t['quiet_scored_reductions_within_goal']} of {t['quiet_scored_reductions']} within "
             f"{REDUCTION_GOAL_POINTS:.0f} points"
         )
+    if t.get("control_failed"):
+        line += "; control (the fit's configuration, measured again) FAILED"
     if t.get("control_error_p50_pct") is not None:
         alone = t.get("control_error_p50_quiet_pct")
         quiet = "" if alone is None else f", {alone:+.1f} % on its quiet runs"
@@ -900,7 +904,9 @@ def print_table(cells: list[dict[str, Any]], reds: list[dict[str, Any]]) -> None
     print(head + f"{'sim p95':>8s} {'hw p95':>8s} {'err p95':>8s} {'at speed':>9s} {'fast rounds':>17s}  machine")
     for c in cells:
         if "error" in c:
-            print(f"{c['layout']:17s} {c['mode']:11s} {c['suite']:10s} {c['model_parameters']:9d}  FAILED {c['error']}")
+            what = "CONTROL " if c.get("control") else ""
+            print(f"{c['layout']:17s} {c['mode']:11s} {c['suite']:10s} {c['model_parameters']:9d}  {what}FAILED "
+                  f"{c['error']}")  # fmt: skip
             continue
         lo, hi = c["error_p50_ci95"]
         ci = f"{c['error_p50_pct']:+6.1f} [{lo:+6.1f}, {hi:+6.1f}]"
@@ -909,7 +915,7 @@ def print_table(cells: list[dict[str, Any]], reds: list[dict[str, Any]]) -> None
         if c.get("hw_runs_failed"):
             quiet += f", {len(c['hw_runs_failed'])} more failed ({c['hw_runs_failed'][0]})"
         if 0 < (c.get("quiet_scored_runs") or 0) < c["hw_runs"]:  # the quiet ones alone: p50 / p95 error
-            quiet += f" (alone {c['error_p50_quiet_pct']:+.1f} / {c['error_p95_quiet_pct']:+.1f} %)"
+            quiet += f" (alone {_pct(c['error_p50_quiet_pct'])} / {_pct(c['error_p95_quiet_pct'])})"
         if c["speed_vs_calibration"] is not None:
             quiet += f", cores x{c['speed_vs_calibration']:.2f}"
         if c.get("idle_core_wait_per_s") is not None:
@@ -987,6 +993,8 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
         fit = fit_from_run(trained, base)
     except UserError as exc:
         raise SystemExit(f"--rescore: {exc.lines[0]}") from None
+    for busy in fit.busy_runs:  # as the live bench and ``pqtwin calibrate --from-run`` warn
+        print(f"warning: a training run on a busy machine, its overheads fitted with its neighbours' load: {busy}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         profile = work / "fitted.yaml"
@@ -999,7 +1007,7 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
         paired, state = at_pair(profile, states, work / "fitted-at-pair.yaml"), train_state(alone, fit_alone)
         cells = [score(c, work, profile, rounds, 5, runs[c], kernel_bps, paired, passes[c], state)
                  for c in sorted(runs, key=_order)]  # fmt: skip
-        by_pass = steps_by_pass(work, len(states) or None)  # the passes measured a pair state each
+        by_pass = steps_by_pass(work, kept_passes(kept) or len(states) or None)  # retry passes left out
         if keep:
             shutil.copytree(work, keep, dirs_exist_ok=True, symlinks=True)
     reds = reductions(cells, kept)
@@ -1098,6 +1106,17 @@ def kept_fit(kept: Path) -> float | None:
     return float(np.median(steps)) if steps else None
 
 
+def kept_passes(kept: Path) -> int | None:
+    """How many passes a kept matrix made before its retry passes (``PASSES_FILE``; None: kept before stop 67)."""
+    return _kept(kept, PASSES_FILE, "repeat", _passes, "a number of passes")
+
+
+def _passes(x: Any) -> int:
+    if not isinstance(x, int) or isinstance(x, bool) or not 1 <= x <= 1000:
+        raise ValueError(f"not a number of passes from 1 to 1000: {str(x)[:40]}")
+    return x
+
+
 def kept_pairs(kept: Path) -> list[float]:
     """The pair slowdowns a matrix measured before its passes (``PAIR_FILE``; none: kept before 2026-12-01 06:40,
     or a host of one core); SystemExit with one line where the file is there but holds no such list."""
@@ -1115,7 +1134,9 @@ def _order(c: Cell) -> tuple[int, int, int, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="10 rounds a run, no hybrid suite: < 5 minutes")
+    ap.add_argument(
+        "--quick", action="store_true", help="10 rounds a run, no hybrid suite: < 5 minutes without --retries"
+    )
     ap.add_argument("--rounds", type=int, default=None, help="rounds per run (default 20; --quick 10)")
     ap.add_argument("--json", type=out_json, default=None, help="write the matrix as JSON")
     ap.add_argument("--profile", type=Path, default=None, help="base profile (default: calibrate this machine)")

@@ -17,12 +17,14 @@ Metrics, each a set of per-unit values taken from spans.parquet:
   rounds near which every core ran at the calibration's speed (``hw.speed.slow_spans`` 0), against every
   simulated round. This machine's cores switch between two speeds ~1.6x apart within seconds; a round measured
   in the slow state is a noisy measurement, not a model error, and this metric leaves it out.
-- ``round_latency_quiet_s`` (repeated measured runs, some quiet and some not, ``MachineLoad.quiet``): the rounds
-  of the quiet runs alone, against every simulated round: the goal of a fidelity is set on a quiet machine, and a
-  pooled error mixes in the runs measured while neighbours, steal or the host's core speed moved them.
+- ``round_latency_quiet_s`` (repeated measured runs, some completed quiet and some not, ``MachineLoad.quiet``):
+  the rounds of the quiet runs alone, against every simulated round: the goal of a fidelity is set on a quiet
+  machine, and a pooled error mixes in the runs measured while neighbours, steal or the host's core speed moved
+  them.
 
 A metric is compared when both runs have at least one value; otherwise it is listed in ``not_compared``
-with the reason (and a warning when only one of the runs has it).
+with the reason (and a warning when only one of the runs has it) -- except ``round_latency_quiet_s``, which only
+exists where some runs were quiet and some not.
 
 Error: ``error_pct = (sim_mean - hw_mean) / hw_mean * 100`` (negative: the simulator is faster than the
 hardware); ``error_p50_pct`` and ``error_p95_pct`` likewise for the median and the 95th percentile
@@ -352,12 +354,17 @@ def at_speed_rounds(dirs: list[Path], pooled: pd.DataFrame, summaries: list[Summ
     return (r.end_s - r.start_s).to_numpy(dtype=float), r.replication.to_numpy(dtype=np.int64)
 
 
+def quiet_run(summary: Summary) -> bool:
+    """A measured run that completed on a quiet machine (``MachineLoad.quiet``)."""
+    load = summary.machine_load
+    return (summary.state or "completed") == "completed" and load is not None and load.quiet
+
+
 def quiet_rounds(rounds: tuple[np.ndarray, np.ndarray], summaries: list[Summary]
                  ) -> tuple[np.ndarray, np.ndarray] | None:  # fmt: skip
     """The pooled measured runs' round latencies (and replications) of the runs that completed on a quiet machine;
     None unless there are several runs and some, not all, were quiet."""
-    done = [(s.state or "completed") == "completed" for s in summaries]
-    quiet = [i for i, s in enumerate(summaries) if s.machine_load is not None and s.machine_load.quiet and done[i]]
+    quiet = [i for i, s in enumerate(summaries) if quiet_run(s)]
     if len(summaries) < 2 or not 0 < len(quiet) < len(summaries):
         return None
     keep = np.isin(rounds[1], quiet)
@@ -404,8 +411,7 @@ def compare_dirs(sim_dir: Path, hw_dir: Path, more_hw: Sequence[Path] = ()) -> d
     hw_sum = _least_quiet(hw_sums)
     runs = {"sim": _run_facts(sim_dir, sim_sum), "hw": _run_facts(hw_dirs[0], hw_sum)}
     if len(hw_dirs) > 1:
-        runs["hw"] |= {"repeats": [str(d) for d in hw_dirs], "quiet_repeats": sum(
-            bool(s.machine_load and s.machine_load.quiet) for s in hw_sums)}  # fmt: skip
+        runs["hw"] |= {"repeats": [str(d) for d in hw_dirs], "quiet_repeats": sum(map(quiet_run, hw_sums))}  # fmt: skip
     warnings = notes + _setting_warnings(runs, hw_sums) + _load_warnings(hw_sum) + calibration_warnings(sim_dir)
     warnings += _fabric_warnings(sim_dir, hw_sums, hw_dirs[0])
     warnings += [f"{d} is a simulation, not a measured run: this compares simulations" for d, s in

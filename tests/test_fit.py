@@ -220,6 +220,10 @@ def test_a_fit_names_the_runs_measured_on_a_busy_machine_and_the_cli_warns(tmp_p
                        steal_fraction=0.01, quiet=False, busy=True)  # fmt: skip
     write_summary(read_summary(busy / "summary.json").model_copy(update={"machine_load": load}), busy)
     assert fit_from_run(quiet, PROFILE).busy_runs == ()
+    old = load.model_copy(update={"busy": False, "unsteady": False})  # recorded before the split: quiet False only
+    write_summary(read_summary(busy / "summary.json").model_copy(update={"machine_load": old}), busy)
+    assert len(fit_from_run(busy, PROFILE).busy_runs) == 1
+    write_summary(read_summary(busy / "summary.json").model_copy(update={"machine_load": load}), busy)
     assert fit_from_run([busy, quiet], PROFILE).busy_runs == (f"{busy} (other processes used 0.62 cores, steal 1 %)",)
     res = pqtwin("calibrate", "--from-run", str(busy), "--from-run", str(quiet), "--base", str(PROFILE), "--out",
                  str(tmp_path / "fitted.yaml"))  # fmt: skip

@@ -517,6 +517,24 @@ def test_the_control_cells_are_reported_beside_the_goals_not_counted(
     bench.print_tally(none)
     assert "control" not in capsys.readouterr().out
     assert bench.CONTROLS[0] in [bench.Cell("localhost", m, "PQC L3", params) for m in bench.MODES]
+    failed = [*held, control[0] | {"error": "failed: quorum lost"}, control[1]]
+    t = bench.tally(failed, bench.reductions(failed))
+    assert t["control_failed"] and t["control_error_p50_pct"] is None and (t["cells"], t["failed"]) == (2, 0)
+    bench.print_tally(t)
+    assert "control (the fit's configuration, measured again) FAILED" in capsys.readouterr().out
+    bench.print_table([failed[2]], [])
+    assert "CONTROL FAILED failed: quorum lost" in capsys.readouterr().out
+
+
+def test_rescore_reads_how_many_passes_its_matrix_made(bench: Any, tmp_path: Path) -> None:
+    """``measure`` keeps its passes (``PASSES_FILE``), so a rescore leaves the retry passes out as the live bench
+    did; a matrix kept before has none; a file that says no number of passes is one line."""
+    assert bench.kept_passes(tmp_path) is None
+    (tmp_path / bench.PASSES_FILE).write_text('{"repeat": 3, "retries": 2}')
+    assert bench.kept_passes(tmp_path) == 3
+    (tmp_path / bench.PASSES_FILE).write_text('{"repeat": true}')
+    with pytest.raises(SystemExit, match=r"passes\.json: repeat is not a number of passes"):
+        bench.kept_passes(tmp_path)
 
 
 def test_at_speed_slows_crypto_with_the_probe_and_leaves_training_at_its_price(bench: Any, tmp_path: Path) -> None:
@@ -627,8 +645,8 @@ def test_measure_adds_passes_over_the_cells_with_no_quiet_run(
     ran.clear()
     runs, _, numbers = bench.measure(cells, tmp_path, tmp_path / "p.yaml", 3, 2, "runs")
     assert len(ran) == 8 and all(n == [0, 1] for n in numbers.values())
-    assert bench._quiet(SimpleNamespace(state="failed", machine_load=SimpleNamespace(quiet=True))) is False
-    assert bench._quiet(SimpleNamespace(state="completed", machine_load=None)) is False
+    assert bench.quiet_run(SimpleNamespace(state="failed", machine_load=SimpleNamespace(quiet=True))) is False
+    assert bench.quiet_run(SimpleNamespace(state="completed", machine_load=None)) is False
 
 
 def test_a_training_run_that_was_not_quiet_is_run_again_and_kept_out_of_the_fit(
@@ -700,7 +718,7 @@ def test_score_scores_a_cell_on_its_quiet_runs_alone(
     assert (t["quiet_scored_reductions"], t["quiet_scored_reductions_within_goal"]) == (1, 1)
     capsys.readouterr()
     bench.print_table([got], [])
-    assert "1/2 quiet, runs " in (out := capsys.readouterr().out) and "(alone +0.0 / +0.0 %)" in out
+    assert "1/2 quiet, runs " in (out := capsys.readouterr().out) and "(alone +0.0% / +0.0%)" in out
     bench.print_tally(t)
     assert (
         "on their quiet runs alone: 2 of 2 cells with one meet both (mean |median error| 0.0 %), reductions 1 of 1"
