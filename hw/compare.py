@@ -242,7 +242,7 @@ def _load_warnings(hw_sum: Summary) -> list[str]:
     load = hw_sum.machine_load
     if load is None or load.quiet:
         return []
-    if load.unsteady and not load.busy:
+    if load.state == "UNSTEADY":
         speed = load.speed_vs_calibration
         at = "" if speed is None else (f"; to see the model's own error, simulate at the speed measured: "
                                        f"--set 'deployment.hosts.*.cpu_speed={speed:.2f}'")  # fmt: skip

@@ -445,8 +445,7 @@ def _run_rows(run_dir: Path, base: Path | None) -> _RunRows:
     probe = summary.machine_load.training_probe if summary.machine_load else None
     ml = summary.machine_load
     busy = (f"{run_dir} (other processes used {ml.foreign_cpu_cores:.2f} cores, steal {100 * ml.steal_fraction:.0f} %)"
-            if ml is not None and (ml.busy or not (ml.quiet or ml.unsteady)) else None)  # fmt: skip
-    # (runs recorded before the busy / unsteady split say only quiet: False, which compare reads as busy too)
+            if ml is not None and ml.state == "BUSY" else None)  # fmt: skip
     return _RunRows(s, profile, known, transfers, source, _handoffs(phases, summary.mode == "sequential"), probe,
                     busy)  # fmt: skip
 

@@ -703,8 +703,14 @@ class MachineLoad(_Model):
         vs = "" if ratio is None else f" at {ratio:.2f}x their calibrated speed,"
         return f"cores ran{vs} varying {self.cpu_speed.spread:.2f}x"
 
+    @property
+    def state(self) -> str:
+        """'quiet', 'UNSTEADY' (only the cores' speed moved) or 'BUSY' (neighbours or steal took CPU; also a run
+        recorded before the two were told apart, which says only quiet: False)."""
+        return "quiet" if self.quiet else "UNSTEADY" if self.unsteady and not self.busy else "BUSY"
+
     def describe(self) -> str:
-        state = "quiet" if self.quiet else "UNSTEADY" if self.unsteady and not self.busy else "BUSY"
+        state = self.state
         energy = (
             f", CPU packages used {self.package_energy_j:.1f} J (RAPL)" if self.package_energy_j is not None else ""
         )
