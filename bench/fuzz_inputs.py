@@ -576,6 +576,7 @@ def _child(case: Case, where: Path) -> None:
         if "full" in case.special:
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a full disk: writes fail with EFBIG
             resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+            sys.dont_write_bytecode = True  # a module first imported now would be cached cut short (pqtwin/bytecode.py)
         from pqtwin.cli import run
 
         code = run(case.argv)

@@ -1392,6 +1392,8 @@ def run(argv: list[str] | None = None) -> int:
         _error([_usage_line(exc)])
         return 2 if isinstance(exc, UsageError) else int(getattr(exc, "exit_code", 1))
     except (KeyboardInterrupt, typer.Abort) as exc:
+        if isinstance(exc, typer.Abort) and isinstance(exc.__cause__, EOFError):  # click's name for any EOFError
+            return _failed(exc.__cause__)  # (a file read past its end, a damaged module): not a Ctrl-C
         return _interrupted(next((e for e in _context_chain(exc) if hasattr(e, "signum")), None))
     except BrokenPipeError:  # stdout closed early (`pqtwin scenario schema | head`): nothing left to say
         sys.stdout = None  # no flush of the dead pipe at exit
@@ -1399,16 +1401,27 @@ def run(argv: list[str] | None = None) -> int:
     except OSError as exc:
         return _os_error(exc)
     except Exception as exc:
-        # Ctrl-C inside compiled code (numba) comes back as a SystemError raised while handling it
-        if any(isinstance(e, KeyboardInterrupt) for e in _context_chain(exc)):
-            STDERR.print("interrupted", highlight=False)
-            return 130
-        errors = sys.modules.get("sim.errors")  # a UserError comes from there, so whatever raised one loaded it
-        if errors is not None and isinstance(exc, errors.UserError):  # a mistake in the input
-            _error(exc.lines)
-            return 2
-        _internal_error(exc)  # a bug: one line and a saved traceback, never a raw traceback
+        return _failed(exc)
+
+
+def _failed(exc: Exception) -> int:
+    """The line and exit code of a command that raised ``exc``: a mistake in the input (2), damaged cached
+    bytecode of ours (1, the files removed: pqtwin/bytecode.py) or a bug (1, the traceback saved)."""
+    # Ctrl-C inside compiled code (numba) comes back as a SystemError raised while handling it
+    if any(isinstance(e, KeyboardInterrupt) for e in _context_chain(exc)):
+        STDERR.print("interrupted", highlight=False)
+        return 130
+    errors = sys.modules.get("sim.errors")  # a UserError comes from there, so whatever raised one loaded it
+    if errors is not None and isinstance(exc, errors.UserError):  # a mistake in the input
+        _error(exc.lines)
+        return 2
+    from pqtwin.bytecode import damaged_bytecode
+
+    if (line := damaged_bytecode(exc)) is not None:
+        _error([line])
         return 1
+    _internal_error(exc)  # a bug: one line and a saved traceback, never a raw traceback
+    return 1
 
 
 def _os_error(exc: OSError) -> int:

@@ -362,7 +362,8 @@ def test_full_disk_is_one_line_and_leaves_nothing_half_written(tmp_path, existin
         out.mkdir()
     cmd = [sys.executable, "-c", "from pqtwin.cli import main; main()", "sim", str(PAPER), "--out", str(out),
            "--replications", "2"]  # fmt: skip
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120, preexec_fn=_small_disk)
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}  # the checkout's cache is not this test's to cut short
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120, preexec_fn=_small_disk, env=env)
     one_error(res.returncode, res.stdout, res.stderr, "cannot write", "File too large")
     assert not list(tmp_path.rglob("*.tmp"))
     assert (list(out.iterdir()) == []) if existing else not out.exists()
@@ -513,6 +514,44 @@ def test_an_unexpected_exception_is_one_line_with_a_saved_traceback(capsys, monk
     saved = Path(lines[0].split("traceback saved to ")[1].split(" ")[0].rstrip(";"))
     assert "Traceback" in saved.read_text() and "Traceback" not in out + err
     saved.unlink()
+
+
+def test_an_eof_error_in_a_command_is_a_bug_not_an_interrupt(capsys, monkeypatch):
+    """click turns any EOFError into an abort: the CLI said "interrupted" (exit 130) for a file read past its end."""
+
+    def cut_short(*_a, **_k):
+        raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+
+    monkeypatch.setattr("sim.scenario.load_scenario", cut_short)
+    code, out, err = run_cli(capsys, "scenario", "check", str(PAPER))
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("internal error: EOFError: Compressed"), err
+    assert "interrupted" not in err and "Traceback" not in out + err
+    Path(lines[0].split("traceback saved to ")[1].split(" ")[0].rstrip(";")).unlink()
+
+
+def test_damaged_cached_bytecode_is_removed_and_said_in_one_line(tmp_path):
+    """A module first imported while the disk was full was cached cut short (CPython does not check the write), and
+    every later command that imported it said "interrupted": now one line, the file removed, the next run works.
+    The cache is this test's own (``PYTHONPYCACHEPREFIX``), not the checkout's."""
+    env = {**os.environ, "PYTHONPYCACHEPREFIX": str(tmp_path / "pyc")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    cmd = [sys.executable, "-c", "from pqtwin.cli import main; main()", "compare", "nope", "nope2"]
+
+    def compare() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+
+    first = compare()
+    assert first.returncode == 2 and "nope: no such directory" in first.stderr, first.stderr
+    cached = next((tmp_path / "pyc").rglob("hw/compare.*.pyc"))
+    cached.write_bytes(cached.read_bytes()[:4096])  # as a write capped by RLIMIT_FSIZE leaves it
+    damaged = compare()
+    lines = [line for line in damaged.stderr.splitlines() if line.strip()]
+    assert damaged.returncode == 1 and len(lines) == 1, damaged.stderr
+    assert lines[0].startswith("error: cached bytecode of pqtwin was damaged") and str(cached) in lines[0]
+    assert "interrupted" not in damaged.stderr and "Traceback" not in damaged.stderr and not cached.exists()
+    again = compare()
+    assert again.returncode == 2 and "nope: no such directory" in again.stderr, again.stderr
 
 
 def test_a_handful_end_to_end_through_the_console_script(pqtwin, tmp_path):
