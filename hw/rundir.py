@@ -20,7 +20,7 @@ import stat
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -75,17 +75,22 @@ class RunStatus(RunOutcome):
     unwritten: str | None = None
 
 
+Accuracy = Annotated[float, Field(ge=0.0, le=1.0)]  # a share of the test set classified right
+
+
 class NodeResult(BaseModel):
     """``nodes/<pod>.json``: what one node process reports at its end."""
 
-    model_config = ConfigDict(extra="forbid")
+    # no NaN or infinity anywhere: a damaged report is left out (``node_results``) rather than written into a summary
+    # its own reader refuses (``pqtwin hw recover`` on a report with a NaN accuracy was an internal error)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     state: Literal["completed", "failed"]
     reason: str = ""
     rounds: int | None = None  # client: rounds it trained
     devices: int | None = None  # device emulator: devices it ran
-    initial_accuracy: float | None = None  # aggregator
-    accuracy_per_round: list[float] = Field(default_factory=list)
+    initial_accuracy: Accuracy | None = None  # aggregator
+    accuracy_per_round: list[Accuracy] = Field(default_factory=list)
     dropouts: list[Dropout] = Field(default_factory=list)
     rounds_failed: int = 0
     security: dict[str, int] = Field(default_factory=dict)  # rejected records/handshakes by kind

@@ -307,6 +307,25 @@ def test_a_finished_run_with_one_bad_span_reports_its_rounds(tmp_path):
     assert len(read_spans(layout.spans)) == len(agg) - 1 + 10 + 10  # the merged file reads back: valid
 
 
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-0.5", "1e308"])
+def test_a_report_with_an_accuracy_no_run_can_have_is_left_out_and_the_summary_reads_back(tmp_path, value):
+    """A fuzz case: ``hw recover`` on a run whose aggregator's report held a NaN accuracy wrote it into a summary its
+    own reader refused (an internal error). A report is a fraction's list or it is not the aggregator's."""
+    s = load_scenario(SCENARIOS / "localhost.yaml")
+    layout = RunLayout(tmp_path)
+    layout.node_spans("aggregator").parent.mkdir(parents=True, exist_ok=True)
+    layout.node_spans("aggregator").write_bytes(spans_bytes(to_frame(_rows("aggregator", 3))))
+    NodeResult(state="completed", accuracy_per_round=[0.5] * 3).write(tmp_path, "aggregator")
+    report = layout.node_result("aggregator")
+    report.write_text(report.read_text().replace("0.5\n", f"{value}\n", 1))
+    ignored: list[str] = []
+    assert node_results(tmp_path, ignored) == {}
+    assert ignored == ["nodes/aggregator.json: not a node's report (left out)"]
+    summary = write_results(s, tmp_path, "aggregator", "completed", "", {}, 12.0, {"this-machine": 2},
+                            {"mode": "sequential", "seed": 1}, machine="this-machine")  # fmt: skip
+    assert contract.read_summary(layout.summary) == summary
+
+
 def _leftover_of_a_killed_sim(capsys: pytest.CaptureFixture[str], out: Path) -> None:
     """What `sim --mode both` killed between its modes leaves: ``sequential/`` alone, no top-level comparison."""
     _earlier_sim(capsys, out / "sequential")
