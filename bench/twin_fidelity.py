@@ -7,33 +7,32 @@
    counted in the goals, ``CONTROLS``), on the local twin;
    ``pqtwin calibrate --from-run`` fits the twin's code-path overheads from their spans (hw/fit.py).
 3. Matrix: 2 modes x suites (PQC L3, PQC L5 = ML-KEM-1024 + ML-DSA-87, classical X25519 + Ed25519, hybrid
-   X25519+ML-KEM-768 + ML-DSA-65 unless --quick) x model sizes (50 k, 1 M): simulate with the fitted profile,
-   run the twin ``--repeat`` times (passes over the whole matrix, every other one in reverse, so a cell's runs
-   are minutes apart and, over two passes, at the same mean place in the bench as every other cell's; by default
-   a suite and size's two modes in one ``--mode both`` run, their rounds in turn, ``--pairing rounds``: two runs
-   of one cell back to back read up to 40 % apart on this host, so the modes share its state round by round,
-   hw/modes.py), compare
+   X25519+ML-KEM-768 + ML-DSA-65 unless --quick) x model sizes (50 k, 1 M): simulate with the fitted profile, run the
+   twin ``--repeat`` times (passes over the whole matrix, every other one in reverse, so a cell's runs are minutes
+   apart and, over two passes, at the same mean place in the bench as every other cell's; by default a suite and
+   size's two modes in one ``--mode both`` run, their rounds in turn, ``--pairing rounds``: two runs of one cell back
+   to back read up to 40 % apart on this host, so the modes share its state round by round, hw/modes.py), compare
    with the runs pooled (round latency p50 and p95 error, bootstrap 95 % CIs that resample runs, then rounds:
    hw/compare.py). Each run records the machine's load and how fast its cores ran against the calibration
-   (hw/speed.py); ``--retries N`` adds up to N passes over the cells with no quiet run yet (the host's slow state
-   lasts minutes at a time), every run kept, and each cell is also scored on its quiet runs alone, the
-   machine the goal is set on ("alone" in the table; ``error_p50_quiet_pct``, and the reductions' ``measured_quiet_pct``
-   in the JSON); the table shows how many runs were quiet and how far apart the runs' medians were, and
-   "at speed": the median error of the same model simulated on cores as fast as the probe measured them
-   (``deployment.hosts.*.cpu_speed``): what is left when the host's state is taken out. The fit, too, brings
-   its training runs to the profile's speed (hw/fit.py). As root, each run also traces the kernel's scheduler
-   (hw/schedtrace.py): the table shows how long the twin's threads waited for a core while one sat idle, per
-   second of rounds -- waits processor-sharing cores never make (localhost.yaml's ``cpu_sharing: linux`` models
-   how threads are placed on cores, sim/hosts.py ``PlacedCores``). Before each pass, how much two trainings of
-   the 1 M model slow each other now (``hw.calibrate.training_now``, ~5 s): the speed probe (16 KiB, in a
-   core's L1) does not see the host's memory state, which moved the twin's 1 M steps by a fifth within an hour
-   (docs/twin-validation.md, stop 36); the 1 M cells are also simulated at those passes' median ("at pair"). The same
-   probe times a 1 M step alone, before the training runs and before each pass (``hw.calibrate.training_now``): the
-   1 M cells "at state" are the model at speed, at pair, its training as much dearer than fitted as the step alone
-   was during the matrix than before the fit (``at_state``; a measurement of the host, not of the runs scored).
-   Each twin run also times that step alone right after its rounds (``MachineLoad.training_probe``,
-   hw/trainprobe.py), the fit's training runs too: the 1 M cells "at probe" are the model at speed with training as
-   much dearer as their runs' probe read against the fit's, which is what ``pqtwin compare --at-speed`` shows.
+   (hw/speed.py); ``--retries N`` adds up to N passes over the cells with no quiet run yet (``--min-quiet M``: fewer
+   than M; the host's slow state lasts minutes at a time), every run kept, and each cell is also scored on its quiet
+   runs alone, the machine the goal is set on ("alone" in the table; ``error_p50_quiet_pct``, and the reductions'
+   ``measured_quiet_pct`` in the JSON); the table shows how many runs were quiet and how far apart the runs' medians
+   were, and "at speed": the median error of the same model simulated on cores as fast as the probe measured them
+   (``deployment.hosts.*.cpu_speed``): what is left when the host's state is taken out. The fit, too, brings its
+   training runs to the profile's speed (hw/fit.py). As root, each run also traces the kernel's scheduler
+   (hw/schedtrace.py): the table shows how long the twin's threads waited for a core while one sat idle, per second
+   of rounds -- waits processor-sharing cores never make (localhost.yaml's ``cpu_sharing: linux`` models how threads
+   are placed on cores, sim/hosts.py ``PlacedCores``). Before each pass, how much two trainings of the 1 M model slow
+   each other now (``hw.calibrate.training_now``, ~5 s): the speed probe (16 KiB, in a core's L1) does not see the
+   host's memory state, which moved the twin's 1 M steps by a fifth within an hour (docs/twin-validation.md, stop
+   36); the 1 M cells are also simulated at those passes' median ("at pair"). The same probe times a 1 M step alone,
+   before the training runs and before each pass (``hw.calibrate.training_now``): the 1 M cells "at state" are the
+   model at speed, at pair, its training as much dearer than fitted as the step alone was during the matrix than
+   before the fit (``at_state``; a measurement of the host, not of the runs scored). Each twin run also times that
+   step alone right after its rounds (``MachineLoad.training_probe``, hw/trainprobe.py), the fit's training runs too:
+   the 1 M cells "at probe" are the model at speed with training as much dearer as their runs' probe read against the
+   fit's, which is what ``pqtwin compare --at-speed`` shows.
 4. Per suite and size, the concurrent-vs-sequential reduction of the median round latency, simulated and
    measured; then per cell and phase of the round (the model's distribution, distribute, receive, train,
    upload, verify, aggregate), the median's error and the difference of the medians in ms (in the JSON:
@@ -49,7 +48,7 @@
    measured once before the matrix (hw/netns.py ``kernel_rate_bps``: ``Transport.host_rate_bps``).
 
 Run: python bench/twin_fidelity.py [--quick] [--netns] [--repeat N] [--rounds N] [--json FILE] [--profile PROFILE]
-     [--keep DIR] [--pairing rounds|runs] [--retries N]
+     [--keep DIR] [--pairing rounds|runs] [--retries N [--min-quiet M]]
 Goal: |median error| <= 5 % and |p95 error| <= 10 % in every cell on a quiet machine; measured reduction within
 5 points of the simulated one.
 """
@@ -183,7 +182,8 @@ def train(work: Path, base: Path, rounds: int, runs: int, retries: int = 0) -> l
 
 
 def measure(cells: list[Cell], work: Path, profile: Path, rounds: int, repeat: int, pairing: str = "rounds",
-            retries: int = 0) -> tuple[dict[Cell, list[Summary]], list[float], dict[Cell, list[int]]]:  # fmt: skip
+            retries: int = 0, min_quiet: int = 1,
+            ) -> tuple[dict[Cell, list[Summary]], list[float], dict[Cell, list[int]]]:  # fmt: skip
     """Every cell's twin runs, ``repeat`` passes over the whole matrix: a cell's repeats are spread over the
     bench's duration, so they sample the host's speed states as the calibration did, not one moment's. Every other
     pass runs the cells in reverse (``pass_order``). Before each pass, how much two trainings of the largest model
@@ -191,19 +191,21 @@ def measure(cells: list[Cell], work: Path, profile: Path, rounds: int, repeat: i
     second value returned, one per pass (none on a host of one core). ``pairing`` rounds: a suite and size's two
     modes in one ``--mode both`` run of twice the rounds, their rounds in turn (hw/modes.py), each mode's cell
     scored on its half (``work/hw-CELL-k``, linked to it); runs: a run per cell. ``retries``: up to that many more
-    passes, each over the cells none of whose runs so far was quiet (hw/machine.py: busy, or cores at another
-    speed than calibrated or changing speed), until every cell has one: later, not right away, because the host's
-    slow state lasts minutes at a time. Every run is kept and returned; the third value: each cell's pass numbers,
+    passes, each over the cells with fewer than ``min_quiet`` quiet runs so far (hw/machine.py: busy, or cores at
+    another speed than calibrated or changing speed), until every cell has them: later, not right away, because the
+    host's slow state lasts minutes at a time (and a cell's runs spread 20-30 %: one quiet run judges it by one
+    draw). Every run is kept and returned; the third value: each cell's pass numbers,
     in the order of its runs."""
     runs: dict[Cell, list[Summary]] = {c: [] for c in cells}
     numbers: dict[Cell, list[int]] = {c: [] for c in cells}
-    (work / PASSES_FILE).write_text(json.dumps({"repeat": repeat, "retries": retries}) + "\n")  # for --rescore
+    passes = {"repeat": repeat, "retries": retries, "min_quiet": min_quiet}
+    (work / PASSES_FILE).write_text(json.dumps(passes) + "\n")  # for --rescore
     states: list[float] = []
     alone: list[float] = []
     samples, _ = largest_step()
     for k in range(repeat + retries):
-        if k >= repeat:  # a retry pass: only the cells with no quiet run yet
-            todo = [c for c in cells if not any(quiet_run(r) for r in runs[c])]
+        if k >= repeat:  # a retry pass: only the cells with too few quiet runs yet
+            todo = [c for c in cells if sum(quiet_run(r) for r in runs[c]) < min_quiet]
             if not todo:
                 break
         else:
@@ -1152,6 +1154,8 @@ def main() -> None:
     ap.add_argument("--retries", type=in_range(0, 20), default=0, help="up to N more passes over the cells "
                     "with no quiet run yet, and a training run that was not quiet run again up to N times (default "
                     "0); every run is kept, and each cell is also scored on its quiet runs alone")  # fmt: skip
+    ap.add_argument("--min-quiet", type=in_range(1, 10), default=1, help="with --retries: retry passes go on "
+                    "over the cells with fewer than N quiet runs (default 1)")  # fmt: skip
     ap.add_argument("--rescore", type=Path, default=None, help="a --keep directory: fit its training runs again and "
                     "score its twin runs against the model as it is now, without running the twin")  # fmt: skip
     args = ap.parse_args()
@@ -1192,7 +1196,8 @@ def main() -> None:
             (work / KERNEL_FILE).write_text(json.dumps({"host_rate_bps": kernel_bps}) + "\n")
             print(f"the kernel moves {kernel_bps / 1e9:.2f} Gbit/s of one TCP stream between namespaces: the netns "
                   "cells' Transport.host_rate_bps", flush=True)  # fmt: skip
-        runs, states, numbers = measure(matrix, work, profile, rounds, repeat, args.pairing, args.retries)
+        runs, states, numbers = measure(matrix, work, profile, rounds, repeat, args.pairing, args.retries,
+                                        args.min_quiet)  # fmt: skip
         if args.keep:  # the measurements first: whatever scoring them does, they are kept
             shutil.copytree(work, args.keep, dirs_exist_ok=True)
         paired = at_pair(profile, states, work / "fitted-at-pair.yaml")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -645,6 +646,12 @@ def test_measure_adds_passes_over_the_cells_with_no_quiet_run(
     ran.clear()
     runs, _, numbers = bench.measure(cells, tmp_path, tmp_path / "p.yaml", 3, 2, "runs")
     assert len(ran) == 8 and all(n == [0, 1] for n in numbers.values())
+    ran.clear()  # --min-quiet 2: retry passes until each cell has two quiet runs (cell 0 at pass 4, cell 3 at 2)
+    quiet |= {f"hw-{cells[1].name}-3", f"hw-{cells[2].name}-3", f"hw-{cells[3].name}-2", f"hw-{cells[0].name}-4"}
+    runs, _, numbers = bench.measure(cells, tmp_path, tmp_path / "p.yaml", 3, 2, "runs", retries=4, min_quiet=2)
+    assert numbers == {cells[0]: [0, 1, 2, 3, 4], cells[1]: [0, 1, 2, 3], cells[2]: [0, 1, 2, 3],
+                       cells[3]: [0, 1, 2]}  # fmt: skip
+    assert json.loads((tmp_path / bench.PASSES_FILE).read_text()) == {"repeat": 2, "retries": 4, "min_quiet": 2}
     assert bench.quiet_run(SimpleNamespace(state="failed", machine_load=SimpleNamespace(quiet=True))) is False
     assert bench.quiet_run(SimpleNamespace(state="completed", machine_load=None)) is False
 
