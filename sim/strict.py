@@ -1,16 +1,18 @@
 """The base of the models users write (scenario, profile, study files): what every one of them refuses.
 
 Unknown keys, changes after loading, infinities and NaNs (they pass a ``gt=0`` check but no model can run them),
-and a boolean where a number goes: pydantic's lax mode reads ``true`` as 1, so ``count: true`` made one device
-and ``burst_bytes: yes`` a one-byte bucket, with no word said.
+subnormal numbers (below 2.2e-308 they pass ``gt=0`` too, and divide to 0 or infinity: ``run.horizon_s: 5e-324``
+made 120 series bins of 0 s each, an internal error), and a boolean where a number goes: pydantic's lax mode reads
+``true`` as 1, so ``count: true`` made one device and ``burst_bytes: yes`` a one-byte bucket, with no word said.
 """
 
 from __future__ import annotations
 
+import sys
 import typing
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 
 class StrictModel(BaseModel):
@@ -30,6 +32,15 @@ class StrictModel(BaseModel):
                 words[key] = str(data[key]).lower()
         return {**data, **words} if words else data
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_subnormal_number(cls, value: Any) -> Any:
+        """A number too close to 0 to be a normal float is refused, in its field's own error."""
+        if (bad := _subnormal(value)) is not None:
+            raise ValueError(f"{bad!r} is too close to 0 (below {sys.float_info.min:.3g}, the smallest normal float): "
+                             "give 0 where 0 is allowed, or a larger value")  # fmt: skip
+        return value
+
 
 def _wants_a_number(annotation: Any) -> bool:
     """Whether a field takes an int or a float and no boolean (through Optional, unions, Annotated, Literal)."""
@@ -46,3 +57,14 @@ def _leaves(annotation: Any) -> set[Any]:
     if typing.get_origin(annotation) is typing.Annotated:
         return _leaves(args[0])
     return set().union(*(_leaves(a) for a in args))
+
+
+def _subnormal(value: Any, depth: int = 0) -> float | None:
+    """A subnormal float in ``value`` (a number, or lists of them a few levels deep), or None."""
+    if isinstance(value, float) and value != 0.0 and abs(value) < sys.float_info.min:
+        return value
+    if isinstance(value, list | tuple) and depth < 3:
+        for v in value:
+            if (bad := _subnormal(v, depth + 1)) is not None:
+                return bad
+    return None

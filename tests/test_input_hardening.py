@@ -382,6 +382,8 @@ def test_full_disk_is_one_line_and_leaves_nothing_half_written(tmp_path, existin
         ("workload.devices.0.frame_period_s=1.0e-9", "workload.devices[0].frame_period_s"),
         ("workload.fl.round_timeout_s=.inf", "workload.fl.round_timeout_s"),
         ("run.horizon_s=.nan", "run.horizon_s"),
+        ("run.horizon_s=5.0e-324", "run.horizon_s"),  # subnormal: 120 series bins of 0 s (an internal error)
+        ("workload.fl.round_timeout_s=1.0e-310", "workload.fl.round_timeout_s"),
         ("deployment.network.links.0.loss=0.99", "deployment.network.links[0].loss"),
         ("run.seed=-1", "run.seed"),
     ],

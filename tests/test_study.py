@@ -286,7 +286,7 @@ def _plane_spec(spec: study.StudySpec, clients: list[float], model: list[float])
 @pytest.mark.parametrize(
     ("clients", "model", "even"),
     [([-1e308, 1e308], [5e4, 2.5e5, 1e6], False),  # their difference overflows
-     ([-1.7976931348623157e308, 1.7976931348623157e308], [5e-324, 1e-10, 1.7e308], False),
+     ([-1.7976931348623157e308, 1.7976931348623157e308], [2.2250738585072014e-308, 1e-10, 1.7e308], False),
      ([4.0, 2.0], [1e6, 5e4, 2.5e5], False),  # not in order
      ([-1e308, 1e308], [1.0, 1.0000001, 1e300], True)],  # two levels no pixel apart: spaced evenly, and said
     ids=["huge", "extremes", "unordered", "crowded"],
