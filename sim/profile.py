@@ -334,7 +334,7 @@ def unit_of(op: str) -> str:
 def unit_problem(op: str, unit: Any) -> str | None:
     """Why a linear op's ``unit`` is not the one the simulator prices ``op`` per (None: it is)."""
     want = unit_of(op)
-    if unit == want or unit not in UNIT_WORDS:  # not a unit at all: the field's own error says so
+    if not isinstance(unit, str) or unit == want or unit not in UNIT_WORDS:  # not a unit: the field's error says so
         return None
     return f"{op} is priced per {want} ({UNIT_WORDS[want]}), not per {unit}: write unit: {want}"
 

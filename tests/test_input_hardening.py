@@ -140,6 +140,17 @@ def test_profile_named_in_a_scenario_is_read_bounded_too(capsys, tmp_path):
     one_error(code, out, err, "pipe.yaml", "FIFO")
 
 
+@pytest.mark.parametrize("unit", ["[a, b]", "{a: 1}", "7", "null"])
+def test_a_linear_ops_unit_of_any_yaml_type_is_one_line(capsys, tmp_path, unit):
+    """A fuzz case: a list for ``fl.train``'s unit met a dictionary lookup before the model's check (unhashable
+    type: an internal error)."""
+    data = yaml.safe_load((SCENARIOS / "profiles" / "ci-x86.yaml").read_text())
+    data["ops"]["fl.train"]["unit"] = yaml.safe_load(unit)
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(data))
+    where = f"deployment.hosts.0.profile={tmp_path}/p.yaml"
+    one_error(*run_cli(capsys, "scenario", "check", str(PAPER), "--set", where), "p.yaml", "fl.train")
+
+
 # --- --set ---------------------------------------------------------------------------------------------
 
 
