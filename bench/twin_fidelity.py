@@ -49,6 +49,7 @@
 
 Run: python bench/twin_fidelity.py [--quick] [--netns] [--repeat N] [--rounds N] [--json FILE] [--profile PROFILE]
      [--keep DIR] [--pairing rounds|runs] [--retries N [--min-quiet M]]
+     python bench/twin_fidelity.py --rescore DIR [--json FILE] | --markdown FILE.json (the README's table of a matrix)
 Goal: |median error| <= 5 % and |p95 error| <= 10 % in every cell on a quiet machine; measured reduction within
 5 points of the simulated one.
 """
@@ -80,7 +81,7 @@ from hw.speed import run_slow_flags
 from hw.trainprobe import PRICED_MIN_PARAMETERS
 from sim.contract import FL_PHASES, RunLayout, Summary, read_spans, read_summary
 from sim.errors import UserError
-from sim.loading import in_range, out_json
+from sim.loading import in_range, out_json, read_json_object
 from sim.profile import load_profile, write_profile
 from sim.runner import simulate, write_run
 from sim.scenario import Scenario, Transport, load_scenario
@@ -892,6 +893,54 @@ def print_tally(t: dict[str, Any]) -> None:
     print(line + (f"; {t['failed']} FAILED" if t["failed"] else ""))
 
 
+def markdown(result: dict[str, Any]) -> str:
+    """A matrix written by ``--json`` as the README's table: per cell the model's and the twin's median, the error
+    of the median (95 % CI) and of the p95 with all runs pooled, then on the quiet runs alone (the machine the goal
+    is set on), each against the goals; the control cells marked; then the reductions and the goals line's counts."""
+    rows = ["| mode | suite | params | sim p50 | hw p50 | error p50 [95 % CI] | error p95 | quiet runs | "
+            "quiet runs alone: p50 / p95 | runs apart | cores vs calibration | goals: all / quiet |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for c in result["cells"]:
+        name = f"| {c['mode']} | {c['suite']}{' (control)' if c.get('control') else ''} | {_params(c)} |"
+        if "error" in c:
+            rows.append(f"{name} failed: {c['error']} |" + " |" * 9)
+            continue
+        lo, hi = c["error_p50_ci95"]
+        alone = f"{_pct(c.get('error_p50_quiet_pct'))} / {_pct(c.get('error_p95_quiet_pct'))}"
+        speed = "-" if c.get("speed_vs_calibration") is None else f"{c['speed_vs_calibration']:.2f}×"
+        goals = f"{_met(c, 'error_p50_pct', 'error_p95_pct')} / {_met(c, 'error_p50_quiet_pct', 'error_p95_quiet_pct')}"
+        rows.append(f"{name} {c['sim_p50_s'] * 1e3:.1f} ms | {c['hw_p50_s'] * 1e3:.1f} ms | "
+                    f"{c['error_p50_pct']:+.1f} % [{lo:+.1f}, {hi:+.1f}] | {c['error_p95_pct']:+.1f} % | "
+                    f"{c['quiet_runs']}/{c['hw_runs']} | {alone} | {c.get('hw_run_spread_pct') or 0:.0f} % | "
+                    f"{speed} | {goals} |")  # fmt: skip
+    reds = "; ".join(f"{r['suite']} {_params(r)} {r['simulated_pct']:+.1f} / {r['measured_pct']:+.1f} %"
+                     for r in result["reductions"])  # fmt: skip
+    t = result["goals"]
+    lines = [*rows, "", f"Reduction concurrent vs sequential (simulated / measured): {reds}.", "",
+             f"Goals (control cells not counted): all runs pooled {t['both_goals']} of {t['cells']} cells meet both, "
+             f"mean |median error| {_num(t['mean_abs_error_p50_pct'])} %; on the quiet runs alone "
+             f"{t.get('quiet_scored_both_goals', 0)} of {t.get('quiet_scored_cells', 0)}, "
+             f"{_num(t.get('quiet_scored_mean_abs_error_p50_pct'))} %; reductions {t['reductions_within_goal']} of "
+             f"{t['reductions']} within {REDUCTION_GOAL_POINTS:.0f} points."]  # fmt: skip
+    return "\n".join(lines)
+
+
+def _params(c: dict[str, Any]) -> str:
+    n = c["model_parameters"]
+    return f"{n / 1e6:g} M" if n >= 1_000_000 else f"{n / 1e3:g} k"
+
+
+def _met(c: dict[str, Any], p50: str, p95: str) -> str:
+    """'yes' where the cell's two errors meet the goals, 'no' where not, '-' where either is unknown."""
+    if c.get(p50) is None or c.get(p95) is None:
+        return "-"
+    return "yes" if abs(c[p50]) <= P50_GOAL_PCT and abs(c[p95]) <= P95_GOAL_PCT else "no"
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1f}"
+
+
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:+.1f}%"
 
@@ -1119,6 +1168,17 @@ def _passes(x: Any) -> int:
     return x
 
 
+def markdown_of(path: Path) -> str:
+    """``markdown`` of the matrix in ``path``; SystemExit with one line where it is not one ``--json`` wrote."""
+    what = "a matrix written by bench/twin_fidelity.py --json"
+    try:
+        return markdown(read_json_object(path, 64 << 20, what))
+    except UserError as exc:
+        raise SystemExit(f"--markdown: {exc.lines[0]}") from None
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise SystemExit(f"--markdown {path}: not {what} ({type(exc).__name__}: {exc})") from None
+
+
 def kept_pairs(kept: Path) -> list[float]:
     """The pair slowdowns a matrix measured before its passes (``PAIR_FILE``; none: kept before 2026-12-01 06:40,
     or a host of one core); SystemExit with one line where the file is there but holds no such list."""
@@ -1156,6 +1216,8 @@ def main() -> None:
                     "0); every run is kept, and each cell is also scored on its quiet runs alone")  # fmt: skip
     ap.add_argument("--min-quiet", type=in_range(1, 10), default=1, help="with --retries: retry passes go on "
                     "over the cells with fewer than N quiet runs (default 1)")  # fmt: skip
+    ap.add_argument("--markdown", type=Path, default=None, help="a --json matrix: print it as the README's table "
+                    "(measures nothing)")  # fmt: skip
     ap.add_argument("--rescore", type=Path, default=None, help="a --keep directory: fit its training runs again and "
                     "score its twin runs against the model as it is now, without running the twin")  # fmt: skip
     args = ap.parse_args()
@@ -1166,6 +1228,9 @@ def main() -> None:
             load_profile(args.profile)
         except UserError as exc:
             ap.error(f"--profile: {exc.lines[0]}")
+    if args.markdown is not None:
+        print(markdown_of(args.markdown))
+        return
     if args.rescore is not None:
         rescore(args.rescore, args.json, args.keep)
         return

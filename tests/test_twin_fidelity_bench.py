@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -762,3 +763,50 @@ def test_reductions_pool_the_both_runs_pairs_of_rounds_with_a_ci(bench: Any, tmp
     lo, hi = red["measured_pairs_ci95_pct"]
     assert lo < 23.75 < hi and hi - lo < 20
     assert "pairs" not in bench.reductions(cells)[0]  # a run per cell (--pairing runs): no pairs
+
+
+MATRIX = ROOT / "docs" / "twin_fidelity_2026-12-05_0211_full_min_quiet.json"  # a full matrix, as recorded
+
+
+def test_markdown_prints_a_recorded_matrix_as_the_readme_table(bench: Any) -> None:
+    result = json.loads(MATRIX.read_text())
+    text = bench.markdown(result)
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| mode")]
+    assert len(rows) == len(result["cells"])
+    # one cell whose two errors meet the goals, on all runs and on its quiet runs alone; one that misses on p95
+    assert "| concurrent | PQC L5 | 1 M | 129.7 ms | 133.6 ms | -2.9 % [-6.5, +0.7] | -4.9 % | 3/3 |" in text
+    assert next(r for r in rows if "| concurrent | PQC L5 | 1 M |" in r).endswith("| yes / yes |")
+    assert next(r for r in rows if "| sequential | hybrid | 50 k |" in r).endswith("| no / yes |")  # p95 -12.3 / -7.0
+    assert sum("(control)" in r for r in rows) == 2
+    t = result["goals"]
+    assert f"all runs pooled {t['both_goals']} of {t['cells']} cells meet both" in text
+    assert f"reductions {t['reductions_within_goal']} of {t['reductions']} within 5 points" in text
+    assert "classical 50 k -18.3 / -23.1 %" in text
+
+
+def test_markdown_says_a_failed_cell_and_an_unknown_error(bench: Any) -> None:
+    result = json.loads(MATRIX.read_text())
+    result["cells"][0] = {"mode": "sequential", "suite": "PQC L3", "model_parameters": 50_000, "error": "quorum lost"}
+    result["cells"][1]["error_p95_quiet_pct"] = None  # no quiet run: the quiet goal is unknown
+    text = bench.markdown(result)
+    assert "| sequential | PQC L3 | 50 k | failed: quorum lost |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| concurrent | PQC L3 | 50 k |"))
+    assert row.endswith("| no / - |")
+
+
+@pytest.mark.parametrize("content", ["", "[1, 2]", '{"cells": [{"mode": "sequential"}]}', '{"cells": 3}', "\xff"])
+def test_markdown_of_a_file_that_is_no_matrix_is_one_line(bench: Any, tmp_path: Path, content: str) -> None:
+    bad = tmp_path / "m.json"
+    bad.write_bytes(content.encode("latin-1"))
+    with pytest.raises(SystemExit) as exc:
+        bench.markdown_of(bad)
+    line = str(exc.value)
+    assert line.startswith("--markdown") and str(bad) in line and "\n" not in line
+
+
+def test_the_readme_table_is_what_markdown_prints_of_the_matrix_it_cites(bench: Any) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### How we validate the twin") :]
+    cited = re.search(r"--markdown\s+(docs/\S+\.json)", section)  # the command that printed it (lines wrap)
+    assert cited is not None
+    assert bench.markdown(json.loads((ROOT / cited.group(1)).read_text())) in section
