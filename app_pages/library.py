@@ -105,12 +105,19 @@ def upload(filename: str, data: bytes, anchor: Path) -> Path:
         raise UserError(f"{where}: expected a scenario (a YAML mapping) at the top level")
     if problems := _profile_paths(parsed, where):
         raise UserError(problems)
-    scenario = load_scenario_data(parsed, anchor.parent / Path(filename).name)
+    try:
+        scenario = load_scenario_data(parsed, anchor)
+    except UserError as exc:  # named as the user knows it: the file uploaded, not the path it is anchored at
+        raise UserError([_as_uploaded(line, str(anchor), where) for line in exc.lines]) from None
     if (root() / scenario.name).exists():  # as Save: an upload never replaces a saved what-if
         raise UserError(f"{where}: name: {scenario.name!r} is already saved in {root()} (delete it first or "
                         "rename the scenario)")  # fmt: skip
     run = scenario.run
     return save(scenario, scenario.name, scenario.workload.processing.mode, run.seed, run.replications)
+
+
+def _as_uploaded(line: str, anchor: str, where: str) -> str:
+    return f"{where}{line[len(anchor) :]}" if line.startswith(f"{anchor}: ") else f"{where}: {line}"
 
 
 def _profile_paths(data: dict[str, Any], where: str) -> list[str]:

@@ -131,6 +131,8 @@ def test_uploads_are_validated_with_one_line_errors_and_saved_when_valid():
         assert not at.exception
         errors = [e.value for e in at.error]
         assert len(errors) == 1 and name in errors[0] and words in errors[0], errors
+        # named as uploaded, every line: not as a file of scenarios/ that does not exist
+        assert all(line.startswith(f"{name} (uploaded): ") for line in errors[0].splitlines()), errors
         assert "Traceback" not in errors[0] and len(errors[0].splitlines()) == 1 and "hunter2" not in errors[0]
 
 
