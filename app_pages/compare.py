@@ -34,7 +34,7 @@ from sim.cost import estimate
 from sim.deltas import deltas, is_paired
 from sim.errors import UserError
 from sim.runner import RunResult
-from sim.units import fmt_bytes, fmt_days, fmt_delta, fmt_fraction, fmt_joules, fmt_seconds
+from sim.units import counted, fmt_bytes, fmt_days, fmt_delta, fmt_fraction, fmt_joules, fmt_seconds
 
 SUITES: dict[str, tuple[str, str, str]] = {  # short name: (KEM, signature, AEAD)
     "Classical": ("X25519", "Ed25519", "AES-256-GCM"),
@@ -111,8 +111,8 @@ def render() -> None:
     df = pd.DataFrame([suite_row(n, r, ref_result) for n, r in runs.items()])
     welch = not is_paired(ref_result.summary, next(iter(runs.values())).summary)
     st.caption(
-        f"{scenario_label(file)} · {mode} · {reps} replications · seed {seed} (same seed for every suite: common "
-        f"random numbers, so differences come from the suite) · Δ against **{reference}**, "
+        f"{scenario_label(file)} · {mode} · {counted(reps, 'replication')} · seed {seed} (same seed for every suite: "
+        f"common random numbers, so differences come from the suite) · Δ against **{reference}**, "
         + ("Welch CI (the baseline has another seed or replications)" if welch else "CI paired over replications")
     )
     st.table(display(df), hide_index=True)  # a static table wraps its cells: no value is cut off at any width

@@ -46,7 +46,7 @@ from sim.presets import DEVICE_CLASSES, LINK_PRESETS
 from sim.profile import load_profile
 from sim.runner import RunResult, write_run
 from sim.scenario import Scenario, profile_file
-from sim.units import fmt, fmt_bytes, fmt_days, fmt_delta, fmt_fraction, fmt_joules, fmt_seconds, fmt_watts
+from sim.units import counted, fmt, fmt_bytes, fmt_days, fmt_delta, fmt_fraction, fmt_joules, fmt_seconds, fmt_watts
 
 MAX_ROUNDS, MAX_REPLICATIONS, MAX_DEVICES_PER_CLASS = 1_000, 50, 10_000  # the cost estimate guards long runs
 MIN_HORIZON_S, MAX_APP_HORIZON_S = 1.0, 86_400.0
@@ -419,7 +419,8 @@ def render() -> None:
     label = f"{whatif_name(spec, scenario, mode, seed, reps)} · {mode} · {s.suite['kem']} + {s.suite['signature']}"
     st.markdown(
         f"**{scenario.name}** · {mode} · {s.suite['kem']} + {s.suite['signature']} + "
-        f"{s.suite['aead']} · {reps} replications × {scenario.workload.fl.rounds} rounds · seed {seed} · "
+        f"{s.suite['aead']} · {counted(reps, 'replication')} × {counted(scenario.workload.fl.rounds, 'round')} · "
+        f"seed {seed} · "
         f"simulated in {fmt_seconds(s.wall_s)}"
     )
     base = baseline_bar(spec, mode, seed, reps, label, result)

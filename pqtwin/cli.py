@@ -75,8 +75,11 @@ app = typer.Typer(
 )
 scenario_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Scenario files: JSON Schema and validation.")
 app.add_typer(scenario_app, name="scenario")
-STDOUT = Console()
-STDERR = Console(stderr=True)
+# a log or a pipe (make run | tee, CI) is not a terminal: rich would wrap the tables at 80 columns, splitting every
+# confidence interval over two lines; COLUMNS still rules where it is set
+_WIDTH = None if os.environ.get("COLUMNS") or (sys.stdout is not None and sys.stdout.isatty()) else 132
+STDOUT = Console(width=_WIDTH)
+STDERR = Console(stderr=True, width=_WIDTH)
 # typer's usage errors (it vendors click in recent versions): found through its public BadParameter
 _CLICK = {c.__name__: c for c in typer.BadParameter.__mro__}
 ClickException: type[Exception] = _CLICK["ClickException"]

@@ -54,6 +54,7 @@ from sim.scenario import LinkParams, Scenario, load_scenario, required_ops
 from sim.summary import ci95
 from sim.units import (
     MISSING,
+    counted,
     fmt,
     fmt_bps,
     fmt_bytes,
@@ -514,7 +515,7 @@ def run_diff(base: Summary, run: Summary) -> list[tuple[str, str, str]]:
 def _against(base: ReportRun, run: ReportRun) -> str:
     parts = ["<h2>What-if against the baseline</h2>",
              _p(f"Baseline: {base.name} ({base.summary.scenario}, {base.summary.mode} mode, "
-                f"{base.summary.replications} replications, seed {base.summary.seed}); what-if: {run.name}. "
+                f"{counted(base.summary.replications, 'replication')}, seed {base.summary.seed}); what-if: {run.name}. "
                 f"Δ = what-if − baseline.")]  # fmt: skip
     if (line := one_run_in_both_modes(base, run)) is not None:
         parts.append(_p(line))

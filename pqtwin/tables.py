@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from sim.units import fmt_days, fmt_mean_count
+from sim.units import counted, fmt_days, fmt_mean_count
 
 if TYPE_CHECKING:
     from sim.contract import Stats, Summary
@@ -79,7 +79,7 @@ def telemetry_rows(s: Summary) -> list[tuple[str, str]]:
 
 
 def summary_table(s: Summary) -> Table:
-    t = Table(title=f"{s.scenario} — {s.mode}, {s.replications} replications, seed {s.seed}")
+    t = Table(title=f"{s.scenario} — {s.mode}, {counted(s.replications, 'replication')}, seed {s.seed}")
     t.add_column("KPI")
     t.add_column("value", justify="right")
     for name, value in kpi_rows(s):
@@ -90,7 +90,7 @@ def summary_table(s: Summary) -> Table:
 
 
 def modes_table(seq: Summary, conc: Summary, cmp: dict[str, Any]) -> Table:
-    how = "one run, rounds in turn" if cmp.get("paired") == "rounds" else f"{seq.replications} replications"
+    how = "one run, rounds in turn" if cmp.get("paired") == "rounds" else counted(seq.replications, "replication")
     t = Table(title=f"{seq.scenario} — sequential vs concurrent ({how})")
     t.add_column("KPI")
     t.add_column("sequential", justify="right")
@@ -126,8 +126,8 @@ def render_table(result: dict[str, Any]) -> Table:
 
     sim, hw = result["runs"]["sim"], result["runs"]["hw"]
     t = Table(
-        title=f"{sim['scenario']} — simulated ({sim['mode']}, {sim['replications']} replications) vs "
-        f"measured ({hw['mode']}, {hw['replications']} replications)"
+        title=f"{sim['scenario']} — simulated ({sim['mode']}, {counted(sim['replications'], 'replication')}) vs "
+        f"measured ({hw['mode']}, {counted(hw['replications'], 'replication')})"
     )
     t.add_column("metric", no_wrap=True)
     for col in ("simulated mean", "measured mean", "error % [95 % CI]", "p95 error %", "n sim/hw"):
@@ -180,8 +180,9 @@ def reduction_line(r: dict[str, Any]) -> str:
         return f"{x['reduction'] * 100:+.1f} %{band}"
 
     m, reps = r["measured"], r["simulated"].get("replications")
+    reps_said = counted(reps, "replication") if reps else "its replications"
     line = (f"concurrent vs sequential, round latency reduction: simulated {said(r['simulated'])} "
-            f"({reps or 'its'} replications), measured {said(m)} ({m['pairs']} pairs of rounds "
+            f"({reps_said}), measured {said(m)} ({m['pairs']} pairs of rounds "
             f"in {m['runs']} run{'s' if m['runs'] > 1 else ''})")  # fmt: skip
     if r["difference_points"] is None:
         return line

@@ -103,6 +103,11 @@ def fmt_mean_count(n: float | None) -> str:
     return f"{int(n):,}" if float(n).is_integer() else f"{n:,.1f}"
 
 
+def counted(n: int, noun: str) -> str:
+    """'1 replication', '10 replications' (a noun whose plural takes an s)."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 FORMATTERS: dict[str, Callable[[float | None], str]] = {
     "s": fmt_seconds,
     "B": fmt_bytes,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -39,6 +40,25 @@ def test_sim_writes_spans_and_summary(pqtwin, tmp_path):
         lo, hi = summary[k]["ci95"]
         assert lo <= summary[k]["mean"] <= hi
     assert (out / "scenario.yaml").exists()
+
+
+def test_tables_in_a_log_keep_each_value_on_its_row(tmp_path):
+    """Piped (make run | tee, CI), not a terminal: no 80-column wrap splitting a label or a value and its CI over two
+    lines; COLUMNS, where set, still rules. And one replication is one, not "1 replications"."""
+    cmd = [sys.executable, "-c", "from pqtwin.cli import main; main()", "sim", "scenarios/paper-3node.yaml", "--mode",
+           "both", "--replications", "2", "--set", "workload.fl.rounds=2", "--out", str(tmp_path / "run")]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr
+    rows = [line for line in res.stdout.splitlines() if line.startswith("│")]
+    assert any("device handshake [95% CI]" in r and re.search(r"ms \[[\d.]+, [\d.]+\]", r) for r in rows), rows
+    assert all(r.count("[") == r.count("]") for r in rows), rows  # no CI split over two lines
+    narrow = subprocess.run([*cmd, "--force"], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                            env={**env, "COLUMNS": "60"})  # fmt: skip
+    assert narrow.returncode == 0 and max(len(line) for line in narrow.stdout.splitlines()[:20]) <= 60
+    one = [*cmd[:4], "scenarios/localhost.yaml", "--replications", "1", "--out", str(tmp_path / "one")]
+    assert "sequential, 1 replication, seed" in subprocess.run(one, capture_output=True, text=True, cwd=ROOT,
+                                                               timeout=300, env=env).stdout  # fmt: skip
 
 
 def test_both_modes_and_profile_run(pqtwin, tmp_path):
