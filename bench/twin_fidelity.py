@@ -902,8 +902,9 @@ def markdown(result: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for c in result["cells"]:
         name = f"| {c['mode']} | {c['suite']}{' (control)' if c.get('control') else ''} | {_params(c)} |"
-        if "error" in c:
-            rows.append(f"{name} failed: {c['error']} |" + " |" * 9)
+        if "error" in c:  # its message in the fourth column, one line, no column break of its own
+            said = " ".join(str(c["error"]).split()).replace("|", "\\|")
+            rows.append(f"{name} failed: {said} |" + " |" * 8)
             continue
         lo, hi = c["error_p50_ci95"]
         alone = f"{_pct(c.get('error_p50_quiet_pct'))} / {_pct(c.get('error_p95_quiet_pct'))}"
@@ -911,8 +912,8 @@ def markdown(result: dict[str, Any]) -> str:
         goals = f"{_met(c, 'error_p50_pct', 'error_p95_pct')} / {_met(c, 'error_p50_quiet_pct', 'error_p95_quiet_pct')}"
         rows.append(f"{name} {c['sim_p50_s'] * 1e3:.1f} ms | {c['hw_p50_s'] * 1e3:.1f} ms | "
                     f"{c['error_p50_pct']:+.1f} % [{lo:+.1f}, {hi:+.1f}] | {c['error_p95_pct']:+.1f} % | "
-                    f"{c['quiet_runs']}/{c['hw_runs']} | {alone} | {c.get('hw_run_spread_pct') or 0:.0f} % | "
-                    f"{speed} | {goals} |")  # fmt: skip
+                    f"{c.get('quiet_runs', '-')}/{c.get('hw_runs', '-')} | {alone} | "
+                    f"{c.get('hw_run_spread_pct') or 0:.0f} % | {speed} | {goals} |")  # fmt: skip
     reds = "; ".join(f"{r['suite']} {_params(r)} {r['simulated_pct']:+.1f} / {r['measured_pct']:+.1f} %"
                      for r in result["reductions"])  # fmt: skip
     t = result["goals"]

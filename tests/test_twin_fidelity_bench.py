@@ -786,10 +786,17 @@ def test_markdown_prints_a_recorded_matrix_as_the_readme_table(bench: Any) -> No
 
 def test_markdown_says_a_failed_cell_and_an_unknown_error(bench: Any) -> None:
     result = json.loads(MATRIX.read_text())
-    result["cells"][0] = {"mode": "sequential", "suite": "PQC L3", "model_parameters": 50_000, "error": "quorum lost"}
+    result["cells"][0] = {
+        "mode": "sequential",
+        "suite": "PQC L3",
+        "model_parameters": 50_000,
+        "error": "quorum lost | a\nsecond line",
+    }
     result["cells"][1]["error_p95_quiet_pct"] = None  # no quiet run: the quiet goal is unknown
     text = bench.markdown(result)
-    assert "| sequential | PQC L3 | 50 k | failed: quorum lost |" in text
+    failed = next(line for line in text.splitlines() if "failed:" in line)
+    assert failed.startswith("| sequential | PQC L3 | 50 k | failed: quorum lost \\| a second line |")
+    assert failed.replace("\\|", "").count("|") == text.splitlines()[0].count("|")  # the table's 12 columns
     row = next(line for line in text.splitlines() if line.startswith("| concurrent | PQC L3 | 50 k |"))
     assert row.endswith("| no / - |")
 
