@@ -66,6 +66,7 @@ from hw.runconfig import (
     runner_host,
 )
 from hw.rundir import RunOutcome, RunStatus
+from hw.runtime import NODE_ENV
 from hw.speed import KEPT_FILE as SPEED_SAMPLES
 from hw.trainprobe import training_probe
 from sim.contract import MAX_RUN_JSON_BYTES, FabricProbe, RunLayout, Summary, write_json
@@ -303,6 +304,7 @@ class Children:
         self.killed: list[str] = []  # processes that did not end within the grace time after SIGTERM
         env = dict(os.environ)
         env.update({v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
+        env.update(NODE_ENV)  # one malloc arena from the start (hw/runtime.py)
         env[PARENT_ENV] = str(os.getpid())  # a node exits when this process dies (hw/node: die_with_parent)
         self.env = env  # one core per training step, as the simulator's model assumes
 

@@ -19,6 +19,13 @@ LARGE_BUFFER_BYTES = 256 << 20
 
 
 SWITCH_INTERVAL_S = 0.0005
+# the environment every node process starts with (each backend sets it): glibc takes M_ARENA_MAX from its start, before
+# any thread exists. Set by ``tune_allocator`` once the node runs, it came after threads of the node's start-up had
+# made arenas of their own (3 in an aggregator), and glibc then handed the job threads of the first concurrent round
+# those arenas in turn, not the heap ``prefault_heap`` had faulted in: 9,000-11,000 pages faulted in that round
+# against ~500 later, and on our VM's lazily backed memory the round took +100-140 ms at 1 M parameters
+# (2026-12-05: 253-325 ms against ~160; with this, 160-162 ms and as many faults as later rounds)
+NODE_ENV = {"MALLOC_ARENA_MAX": "1"}
 
 
 def tune_threads() -> None:

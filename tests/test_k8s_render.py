@@ -244,6 +244,8 @@ def test_one_pod_per_scenario_pod_pinned_to_its_host_and_devices_at_their_gatewa
         expr = term["nodeSelectorTerms"][0]["matchExpressions"][0]
         assert expr == {"key": "kubernetes.io/hostname", "operator": "In", "values": [want[name]]}
         assert pod["spec"]["containers"][0]["command"][:3] == ["python", "-m", "hw.node"]
+        env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+        assert env["MALLOC_ARENA_MAX"] == "1"  # one arena from the node's start, as locally (tests/test_runtime.py)
     # ward-200: gateways are not hosts, so each population is emulated on its pod's host
     ward = {o["metadata"]["name"] for o in _rendered("ward-200.yaml") if o["kind"] == "Pod"}
     assert ward == {"aggregator", "client-1", "client-2", "client-3", "devices-pi-1", "devices-pi-2", "devices-pi-3"}

@@ -61,6 +61,7 @@ from hw.k8s.names import (
     label_value,
 )
 from hw.k8s.planning import BASE_FILES, ClusterAddressing, Keys, Plan, PodPlan, make_keys, plan, pod_file
+from hw.runtime import NODE_ENV
 from sim.errors import UserError
 from sim.scenario import Scenario
 
@@ -102,6 +103,7 @@ ENV = [
     {"name": "OMP_NUM_THREADS", "value": "1"},
     {"name": "OPENBLAS_NUM_THREADS", "value": "1"},
     {"name": "MKL_NUM_THREADS", "value": "1"},
+    *({"name": k, "value": v} for k, v in NODE_ENV.items()),  # one malloc arena from the start (hw/runtime.py)
     {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
     {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
     {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},

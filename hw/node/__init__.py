@@ -62,6 +62,8 @@ def play(node: Node, role: str) -> NodeResult:
 
 def main(run_dir: Path, name: str, role: str) -> int:
     """Run one node; 0 when its role completed, 3 when the run failed for it, 2 for an unusable run.json."""
+    tune_allocator()  # before any thread of its own (die_with_parent's watcher): as calibrate does, so measured costs
+    # and the run see the same allocator (each backend also starts it with hw.runtime.NODE_ENV)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
     end_quietly_on_stops(name)
     die_with_parent()
@@ -73,7 +75,6 @@ def main(run_dir: Path, name: str, role: str) -> int:
     if (wrong := not_in_run(cfg, name, role)) is not None:  # a typo must not wait for peers that never come
         log.error("error: %s", wrong)
         return 2
-    tune_allocator()  # as calibrate does, so measured costs and the run see the same allocator
     tune_threads()
     node = make_node(run_dir, name, cfg)
     if (missing := unavailable_provider(cfg.suite.provider)) is not None:  # never run another library silently
