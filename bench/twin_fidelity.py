@@ -906,12 +906,13 @@ def markdown(result: dict[str, Any]) -> str:
             said = " ".join(str(c["error"]).split()).replace("|", "\\|")
             rows.append(f"{name} failed: {said} |" + " |" * 8)
             continue
-        lo, hi = c["error_p50_ci95"]
+        lo, hi = c.get("error_p50_ci95") or (None, None)  # None where compare could not compute one
         alone = f"{_pct(c.get('error_p50_quiet_pct'))} / {_pct(c.get('error_p95_quiet_pct'))}"
         speed = "-" if c.get("speed_vs_calibration") is None else f"{c['speed_vs_calibration']:.2f}×"
         goals = f"{_met(c, 'error_p50_pct', 'error_p95_pct')} / {_met(c, 'error_p50_quiet_pct', 'error_p95_quiet_pct')}"
-        rows.append(f"{name} {c['sim_p50_s'] * 1e3:.1f} ms | {c['hw_p50_s'] * 1e3:.1f} ms | "
-                    f"{c['error_p50_pct']:+.1f} % [{lo:+.1f}, {hi:+.1f}] | {c['error_p95_pct']:+.1f} % | "
+        rows.append(f"{name} {_num(_scaled(c.get('sim_p50_s')))} ms | {_num(_scaled(c.get('hw_p50_s')))} ms | "
+                    f"{_signed(c.get('error_p50_pct'))} % [{_signed(lo)}, {_signed(hi)}] | "
+                    f"{_signed(c.get('error_p95_pct'))} % | "
                     f"{c.get('quiet_runs', '-')}/{c.get('hw_runs', '-')} | {alone} | "
                     f"{c.get('hw_run_spread_pct') or 0:.0f} % | {speed} | {goals} |")  # fmt: skip
     reds = "; ".join(f"{r['suite']} {_params(r)} {r['simulated_pct']:+.1f} / {r['measured_pct']:+.1f} %"
@@ -940,6 +941,14 @@ def _met(c: dict[str, Any], p50: str, p95: str) -> str:
 
 def _num(x: float | None) -> str:
     return "-" if x is None else f"{x:.1f}"
+
+
+def _signed(x: float | None) -> str:
+    return "-" if x is None else f"{x:+.1f}"
+
+
+def _scaled(x: float | None, by: float = 1e3) -> float | None:
+    return None if x is None else x * by
 
 
 def _pct(x: float | None) -> str:

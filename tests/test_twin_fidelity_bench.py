@@ -793,12 +793,15 @@ def test_markdown_says_a_failed_cell_and_an_unknown_error(bench: Any) -> None:
         "error": "quorum lost | a\nsecond line",
     }
     result["cells"][1]["error_p95_quiet_pct"] = None  # no quiet run: the quiet goal is unknown
+    result["cells"][2].update(error_p50_pct=None, error_p50_ci95=None)  # an error compare could not compute
     text = bench.markdown(result)
     failed = next(line for line in text.splitlines() if "failed:" in line)
     assert failed.startswith("| sequential | PQC L3 | 50 k | failed: quorum lost \\| a second line |")
     assert failed.replace("\\|", "").count("|") == text.splitlines()[0].count("|")  # the table's 12 columns
     row = next(line for line in text.splitlines() if line.startswith("| concurrent | PQC L3 | 50 k |"))
     assert row.endswith("| no / - |")
+    unknown = next(line for line in text.splitlines() if line.startswith("| sequential | PQC L3 | 1 M |"))
+    assert "| - % [-, -] |" in unknown and unknown.endswith("| - / no |")
 
 
 @pytest.mark.parametrize("content", ["", "[1, 2]", '{"cells": [{"mode": "sequential"}]}', '{"cells": 3}', "\xff"])
