@@ -79,7 +79,7 @@ from hw.netns import kernel_rate_bps, unavailable
 from hw.schedtrace import union_s
 from hw.speed import run_slow_flags
 from hw.trainprobe import PRICED_MIN_PARAMETERS
-from sim.contract import FL_PHASES, RunLayout, Summary, read_spans, read_summary
+from sim.contract import FL_PHASES, ROUND_SEGMENTS, RunLayout, Summary, read_spans, read_summary
 from sim.errors import UserError
 from sim.loading import in_range, out_json, read_json_object
 from sim.profile import load_profile, write_profile
@@ -405,7 +405,7 @@ def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[S
         if speeds and state:
             paired |= at_state(c, work, pair_profile, float(np.median(speeds)), state, rounds, reps, links, done)
     return head | adjusted | paired | {
-        "links": list(links), "phases": phase_errors(metrics),
+        "links": list(links), "phases": phase_errors(metrics), "segments": segment_means(metrics),
         "training": {"sim": training_steps([work / f"sim-{c.name}"]), "hw": training_steps(done)},
         "worker_parallelism": {"sim": worker_parallelism([work / f"sim-{c.name}"]), "hw": worker_parallelism(done)},
         "job_legs": {"sim": job_legs([work / f"sim-{c.name}"]), "hw": job_legs(done),
@@ -440,6 +440,34 @@ def phase_errors(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
             out[name] = {"sim_p50_s": m["sim_p50"], "hw_p50_s": m["hw_p50"], "error_p50_pct": m["error_p50_pct"],
                          "error_p50_ci95": m["error_p50_ci95"]}  # fmt: skip
     return out
+
+
+def segment_means(metrics: dict[str, Any]) -> dict[str, dict[str, float]] | None:
+    """Each segment of a round (``sim.contract.ROUND_SEGMENTS``, compare's ``segment_s.*``): both means (s). They
+    add up to the round's means, so their differences say where in the round the cell's error is; None where
+    compare has no segments (a side without completed rounds)."""
+    seg = {name: metrics.get(f"segment_s.{name}") for name in ROUND_SEGMENTS}
+    if any(m is None for m in seg.values()):
+        return None
+    return {name: {"sim_mean_s": m["sim_mean"], "hw_mean_s": m["hw_mean"]} for name, m in seg.items()}
+
+
+def print_segments(cells: list[dict[str, Any]]) -> None:
+    """Per cell: each round segment's difference of means (ms, simulated − measured) and their sum, the round's
+    (means, not the medians the goal is on). Nothing where no cell has segments."""
+    if not any(c.get("segments") for c in cells):
+        return
+    print("where in the round each cell's error is: difference of mean segments, simulated - measured (ms; they add "
+          "up to the round's)")  # fmt: skip
+    print(f"{'layout':17s} {'mode':11s} {'suite':10s} {'params':>9s} "
+          + " ".join(f"{n:>9s}" for n in ROUND_SEGMENTS) + f" {'round':>9s}")  # fmt: skip
+    for c in cells:
+        seg = c.get("segments")
+        if not seg:
+            continue
+        diffs = [(seg[n]["sim_mean_s"] - seg[n]["hw_mean_s"]) * 1e3 for n in ROUND_SEGMENTS]
+        row = " ".join(f"{d:+9.2f}" for d in diffs)
+        print(f"{c['layout']:17s} {c['mode']:11s} {c['suite']:10s} {c['model_parameters']:9d} {row} {sum(diffs):+9.2f}")
 
 
 def print_phases(cells: list[dict[str, Any]]) -> None:
@@ -1074,6 +1102,7 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
     reds = reductions(cells, kept)
     print_table(cells, reds)
     print_phases(cells)
+    print_segments(cells)
     print_training(cells, states, by_pass, alone, fit_alone)
     print_parallelism(cells)
     print_legs(cells)
@@ -1283,6 +1312,7 @@ def main() -> None:
         reds = reductions(cells, work)
         print_table(cells, reds)
         print_phases(cells)
+        print_segments(cells)
         by_pass = steps_by_pass(work, repeat)
         print_training(cells, states, by_pass, alone, fit_alone)
         print_parallelism(cells)

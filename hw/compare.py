@@ -11,6 +11,11 @@ Metrics, each a set of per-unit values taken from spans.parquet:
 - ``phase_s.<phase>`` for each of ``sim.contract.FL_PHASES``: the phase's extent in a round
   (``sim.contract.phase_extents``, the definition of summary.json's ``phase_s``); one value per round in
   which the phase occurs.
+- ``segment_s.<segment>`` for each of ``sim.contract.ROUND_SEGMENTS``: a completed round cut at its milestones
+  (every client holds the model, the last training step ended, the last update arrived, the round ended;
+  ``sim.contract.round_segments``); one value per round. A round's segments add up to its latency, so the
+  differences of their means (simulated - measured) add up to the round's: where in the round the model gains
+  or loses time, which the phases (overlapping across clients) do not say.
 - ``telemetry.latency_s``: end - start of every ``op == "frame"`` row (emission to decryption); one value
   per frame.
 - ``round_latency_at_speed_s`` (measured runs that kept their speed probe's samples, hw/speed.py): the measured
@@ -60,12 +65,14 @@ from hw.rundir import unwritten_hint
 from hw.speed import run_slow_flags
 from sim.contract import (
     FL_PHASES,
+    ROUND_SEGMENTS,
     RunLayout,
     Summary,
     atomic_write,
     phase_extents,
     read_spans,
     read_summary,
+    round_segments,
     without_duplicate_spans,
 )
 from sim.errors import UserError
@@ -78,10 +85,21 @@ BOOTSTRAP_SEED = 20260611
 MIN_N = 5  # fewer values on a side: the bootstrap CI is flagged as unreliable
 _MAX_CELLS = 4_000_000  # bootstrap batch size bound (resamples x values) to keep memory flat
 
+SEGMENTS = {  # ROUND_SEGMENTS: what each segment of a round holds
+    "received": "round start to every client holding the model (the distribution marker's end)",
+    "trained": "from there to the last training step's end",
+    "arrived": "from there to the last update's arrival (its upload transfer's end)",
+    "closed": "from there to the round's end (verifying and aggregating what is left)",
+}
+assert tuple(SEGMENTS) == ROUND_SEGMENTS
 METRICS: dict[str, tuple[str, str]] = {  # name: (label, definition)
     "round_latency_s": ("round latency", "end - start of each round marker (op 'round'), per round"),
     "model_distribution_s": ("model distribution", "end - start of each distribution marker, per round"),
     **{f"phase_s.{p}": (f"phase {p}", f"max end - min start of '{p}' spans per round (rounds > 0)") for p in FL_PHASES},
+    **{
+        f"segment_s.{name}": (f"segment {name}", f"{definition}, per completed round (the segments add up to it)")
+        for name, definition in SEGMENTS.items()
+    },
     "telemetry.latency_s": ("telemetry frames", "end - start of each telemetry frame (op 'frame')"),
     "round_latency_quiet_s": (
         "round latency, quiet runs",
@@ -146,6 +164,10 @@ def metric_values(df: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     for p in FL_PHASES:
         e = ext[ext.phase == p]
         out[f"phase_s.{p}"] = pair(e.extent_s, e.replication)
+    seg = round_segments(df)
+    for name in ROUND_SEGMENTS:
+        e = seg[seg.segment == name]
+        out[f"segment_s.{name}"] = pair(e.segment_s, e.replication)
     out["telemetry.latency_s"] = pair(frames.end_s - frames.start_s, frames.replication)
     return out
 

@@ -146,10 +146,25 @@ def render_table(result: dict[str, Any]) -> Table:
         f"error = (sim − hw) / hw; 95 % bootstrap CI over rounds ({RESAMPLES} resamples, seed "
         f"{BOOTSTRAP_SEED}); green: 0 inside the CI"
     )
+    if anatomy := segments_line(result):
+        caption += "\n" + anatomy
     if result["not_compared"]:
         caption += "\nnot compared: " + ", ".join(f"{k} ({v})" for k, v in result["not_compared"].items())
     t.caption = caption
     return t
+
+
+def segments_line(result: dict[str, Any]) -> str | None:
+    """Where in the round the model gains or loses time: each segment's difference of means (simulated −
+    measured, ms), which add up to the round's (``sim.contract.round_segments``); None without them."""
+    from sim.contract import ROUND_SEGMENTS
+
+    seg = [result["metrics"].get(f"segment_s.{name}") for name in ROUND_SEGMENTS]
+    if any(m is None for m in seg):
+        return None
+    diffs = [(m["sim_mean"] - m["hw_mean"]) * 1e3 for m in seg]
+    parts = ", ".join(f"{name} {d:+.2f}" for name, d in zip(ROUND_SEGMENTS, diffs, strict=True))
+    return f"where the round's mean differs (sim − hw, ms; segments add up): {parts} = {sum(diffs):+.2f}"
 
 
 def machine_state(load: dict[str, Any]) -> str:

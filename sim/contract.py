@@ -7,7 +7,8 @@ the reverse. Everything that reads or writes a run directory goes through the na
 - ``RunLayout`` — the file and folder names of a run directory.
 - ``Summary`` — ``summary.json``: written from and read into this model, by sim, the twin, compare and the app.
 - ``atomic_write`` — every result file appears whole or not at all.
-- ``phase_extents`` and ``core_utilisation`` — the two rules derived from spans that several readers need.
+- ``phase_extents``, ``round_segments`` and ``core_utilisation`` — the rules derived from spans that several readers
+  need.
 
 Span semantics:
 
@@ -291,6 +292,45 @@ def phase_extents(spans: pd.DataFrame) -> pd.DataFrame:
     fl = spans[(spans["round"] > 0) & spans.phase.isin(FL_PHASES)]
     ext = fl.groupby(["replication", "round", "phase"]).agg(start_s=("start_s", "min"), end_s=("end_s", "max"))
     return ext.assign(extent_s=ext.end_s - ext.start_s).reset_index()
+
+
+# A round's milestones, in order: every client holds the verified model (the distribution marker's end), the last
+# training step has ended, the last update has arrived at the aggregator, the round has ended (``round_segments``).
+ROUND_SEGMENTS = ("received", "trained", "arrived", "closed")
+
+
+def round_segments(spans: pd.DataFrame) -> pd.DataFrame:
+    """Each completed round (op ``round``, rounds > 0) cut at its milestones (``ROUND_SEGMENTS``): the segment
+    ``received`` runs from the round's start to every client holding its model, ``trained`` from there to the last
+    ``train`` span's end, ``arrived`` to the last ``upload`` transfer's end, ``closed`` to the round's end (what the
+    aggregator still verifies and aggregates). A milestone a round lacks (no training, a client dropped) is the one
+    before it, and each is kept within [the one before, the round's end], so a round's segments are never negative
+    and add up to its latency exactly: unlike the phases, which overlap across clients, the differences of their
+    means add up to the difference of the rounds' means. Columns: replication, round, segment, segment_s."""
+    import pandas as pd  # (lazily, as ``to_frame``: the model loads without it)
+
+    keys = ["replication", "round"]
+    rounds = spans[(spans.phase == "round") & (spans.op == "round") & (spans["round"] > 0)]
+    rounds = rounds.groupby(keys).agg(start_s=("start_s", "min"), end_s=("end_s", "max"))
+    if rounds.empty:
+        return pd.DataFrame({"replication": pd.Series(dtype="int64"), "round": pd.Series(dtype="int64"),
+                             "segment": pd.Series(dtype=str), "segment_s": pd.Series(dtype=float)})  # fmt: skip
+    last = {
+        "received": spans[spans.phase == "distribution"],
+        "trained": spans[spans.phase == "train"],
+        "arrived": spans[(spans.phase == "upload") & (spans.op == "transfer")],
+    }
+    at = rounds.start_s
+    out = []
+    for name in ROUND_SEGMENTS:
+        if name == "closed":
+            end = rounds.end_s
+        else:
+            ends = last[name].groupby(keys).end_s.max().reindex(rounds.index)
+            end = ends.fillna(at).clip(lower=at, upper=rounds.end_s)
+        out.append(pd.DataFrame({"segment": name, "segment_s": end - at}, index=rounds.index))
+        at = end
+    return pd.concat(out).reset_index()
 
 
 def cpu_rows(spans: pd.DataFrame) -> pd.DataFrame:

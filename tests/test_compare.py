@@ -30,14 +30,17 @@ from hw.compare import (
 from pqtwin.cli import app as cli_app
 from pqtwin.tables import render_table
 from sim import contract
+from sim.contract import ROUND_SEGMENTS
 from sim.errors import UserError
 from sim.runner import simulate, write_run
 from sim.scenario import load_scenario
 
 SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "paper-3node.yaml"
-COMPARED = {"round_latency_s", "model_distribution_s", "telemetry.latency_s"} | {
-    f"phase_s.{p}" for p in ("distribute", "receive", "train", "upload", "verify", "aggregate")
-}
+COMPARED = (
+    {"round_latency_s", "model_distribution_s", "telemetry.latency_s"}
+    | {f"phase_s.{p}" for p in ("distribute", "receive", "train", "upload", "verify", "aggregate")}
+    | {f"segment_s.{name}" for name in ("received", "trained", "arrived", "closed")}
+)
 METRIC_KEYS = {
     "label", "unit", "n_sim", "n_hw", "sim_mean", "sim_mean_ci95", "sim_p50", "sim_p95", "hw_mean",
     "hw_mean_ci95", "hw_p50", "hw_p95", "error_pct", "error_ci95", "within_ci", "error_p50_pct",
@@ -97,6 +100,20 @@ def test_slower_hardware_is_detected(runs):
     assert train["error_pct"] < -60 and train["within_ci"] is False
     # distribution does not involve training: still in agreement
     assert abs(res["metrics"]["model_distribution_s"]["error_pct"]) < 5
+
+
+def test_the_segments_say_where_in_the_round_slower_training_lost_its_time(runs):
+    """Slower training (4x the samples) shows in the segment up to the last training step, the segments' mean
+    differences add up to the round's, and the table says them."""
+    res = compare_dirs(runs["sim"], runs["slow"])
+    m = res["metrics"]
+    diffs = {n: m[f"segment_s.{n}"]["sim_mean"] - m[f"segment_s.{n}"]["hw_mean"] for n in ROUND_SEGMENTS}
+    total = m["round_latency_s"]["sim_mean"] - m["round_latency_s"]["hw_mean"]
+    assert sum(diffs.values()) == pytest.approx(total, rel=1e-9)
+    assert min(diffs, key=lambda n: diffs[n]) == "trained" and diffs["trained"] < 0.8 * total < 0
+    console = Console(record=True, width=240)
+    console.print(render_table(res))
+    assert f"trained {diffs['trained'] * 1e3:+.2f}" in console.export_text()
 
 
 def test_json_layout_all_metrics_and_determinism(same, runs, tmp_path):

@@ -82,6 +82,32 @@ def test_a_damaged_spans_file_is_one_value_error_naming_it(tmp_path, damage, pro
         contract.read_spans(path)
 
 
+def test_a_rounds_segments_cut_it_at_its_milestones_and_add_up_to_it():
+    """Milestones: the distribution marker's end, the last training step's end, the last upload's arrival, the
+    round's end. One a round lacks is the one before (a zero segment); one beyond the round's end is its end; a
+    failed round has none."""
+    r = [
+        SpanRow(0, 1, "agg", "h1", "round", "round", 1.0, 10.0, 0.0, 0),
+        SpanRow(0, 1, "agg", "h1", "distribution", "distribution", 1.0, 3.0, 0.0, 0),
+        SpanRow(0, 1, "c1", "h2", "train", "fl.train", 3.0, 5.0, 0.0, 0),
+        SpanRow(0, 1, "c2", "h3", "train", "fl.train", 3.5, 6.0, 0.0, 0),
+        SpanRow(0, 1, "c1", "h2", "upload", "transfer", 5.5, 7.0, 0.0, 10),
+        SpanRow(0, 1, "c2", "h3", "upload", "transfer", 6.5, 8.5, 0.0, 10),
+        SpanRow(0, 1, "c2", "h3", "upload", "ML-DSA-65.sign", 6.0, 9.5, 0.0, 0),  # not an arrival
+        SpanRow(0, 2, "agg", "h1", "round", "round", 10.0, 14.0, 0.0, 0),  # no training: dropped
+        SpanRow(0, 2, "agg", "h1", "distribution", "distribution", 10.0, 11.0, 0.0, 0),
+        SpanRow(0, 2, "c1", "h2", "upload", "transfer", 12.0, 15.0, 0.0, 10),  # past its end: quorum without it
+        SpanRow(1, 1, "agg", "h1", "round", "failed", 0.0, 4.0, 0.0, 0),
+        SpanRow(1, 1, "c1", "h2", "train", "fl.train", 0.5, 2.0, 0.0, 0),
+    ]
+    df = contract.round_segments(contract.to_frame(r))
+    seg = {k: list(zip(g.segment, g.segment_s, strict=True)) for k, g in df.groupby(["replication", "round"])}
+    assert seg[0, 1] == list(zip(contract.ROUND_SEGMENTS, [2.0, 3.0, 2.5, 1.5], strict=True))
+    assert seg[0, 2] == list(zip(contract.ROUND_SEGMENTS, [1.0, 0.0, 3.0, 0.0], strict=True))
+    assert set(seg) == {(0, 1), (0, 2)}  # the failed round has none
+    assert contract.round_segments(contract.to_frame(r[-2:])).empty
+
+
 def test_phase_extents_are_max_end_minus_min_start_per_round_and_replication():
     ext = contract.phase_extents(contract.to_frame(rows())).set_index(["replication", "round", "phase"])
     assert ext.loc[(0, 1, "distribute"), "extent_s"] == 3.0  # 0.0 .. 3.0 over the sign and the transfer
