@@ -4,7 +4,9 @@
 2. Training runs (``--train-runs`` at each size, 2 by default, pooled): localhost.yaml, sequential, ML-KEM-768 +
    ML-DSA-65, 250 k parameters and 12.5 k (a code path's per-call cost and its per-size cost, which one size cannot
    tell apart; neither size is held out: the 250 k one is measured again with the matrix as its control, not
-   counted in the goals, ``CONTROLS``), on the local twin;
+   counted in the goals, ``CONTROLS``), on the local twin; and as many at 2 M parameters (``TRAIN_LARGE_PARAMETERS``,
+   ``work/wide-N``) whose messages alone (8 MB) widen the sizes the message code paths are fitted over, past the
+   matrix's 4 MB (hw/fit.py ``messages_from``: not their training steps);
    ``pqtwin calibrate --from-run`` fits the twin's code-path overheads from their spans (hw/fit.py).
 3. Matrix: 2 modes x suites (PQC L3, PQC L5 = ML-KEM-1024 + ML-DSA-87, classical X25519 + Ed25519, hybrid
    X25519+ML-KEM-768 + ML-DSA-65 unless --quick) x model sizes (50 k, 1 M): simulate with the fitted profile, run the
@@ -93,6 +95,10 @@ TRAIN: dict[str, Any] = {"suite": "PQC L3", "model_parameters": 250_000, "mode":
 # the training runs' second model size, 20x smaller: with two sizes the fit tells a code path's per-call cost from
 # its per-size one (hw/fit.py), which one size cannot; neither size is held out (the matrix: SIZES; CONTROLS)
 TRAIN_SMALL_PARAMETERS = 12_500
+# a third size whose messages (8 MB, not its training) the fit sees: with 53 KB and 1 MB alone, a message overhead's
+# line carried the cache-warm 1 MB price's step on top of the memory-bound 4 MB price (docs/twin-validation.md,
+# stop 70); 2 M is no size of the matrix (SIZES)
+TRAIN_LARGE_PARAMETERS = 2_000_000
 SUITES = {
     "PQC L3": ("ML-KEM-768", "ML-DSA-65"),
     "PQC L5": ("ML-KEM-1024", "ML-DSA-87"),
@@ -157,8 +163,9 @@ def largest_step() -> tuple[int, float]:
     return fl.samples_per_client, float(fl.samples_per_client * max(SIZES) * fl.local_epochs)
 
 
-def train(work: Path, base: Path, rounds: int, runs: int, retries: int = 0) -> list[Path]:
-    """The training runs (``TRAIN`` at two sizes, ``runs`` each: ``work/train-N``), the fit's data; before them,
+def train(work: Path, base: Path, rounds: int, runs: int, retries: int = 0) -> tuple[list[Path], list[Path]]:
+    """The training runs (``TRAIN`` at two sizes, ``runs`` each: ``work/train-N``), the fit's data, and as many at
+    ``TRAIN_LARGE_PARAMETERS`` (``work/wide-N``), whose messages alone the fit takes; before them,
     the largest model's step alone and beside a copy (``FIT_STATE_FILE``): the memory state the fit meets.
     ``retries``: a run that was not quiet is run again, up to that many times (the one it replaces kept as
     ``work/noisy-train-N-A``, out of the fit: a busy run's overheads carry its neighbours' load)."""
@@ -168,18 +175,20 @@ def train(work: Path, base: Path, rounds: int, runs: int, retries: int = 0) -> l
                  "pair_slowdown": [now.pair_slowdown]}  # fmt: skip
         (work / FIT_STATE_FILE).write_text(json.dumps(state) + "\n")
     trained: list[Path] = []
-    for params in (TRAIN["model_parameters"], TRAIN_SMALL_PARAMETERS):
+    wider: list[Path] = []
+    for params in (TRAIN["model_parameters"], TRAIN_SMALL_PARAMETERS, TRAIN_LARGE_PARAMETERS):
         s = load_scenario(SCENARIO, overrides(TRAIN["suite"], params, rounds), base)
+        into = wider if params == TRAIN_LARGE_PARAMETERS else trained
         for i in range(runs):
-            out = work / f"train-{len(trained)}"
+            out = work / (f"wide-{len(wider)}" if into is wider else f"train-{len(trained)}")
             for attempt in range(retries + 1):
                 if attempt:
                     out.rename(work / f"noisy-{out.name}-{attempt}")
                 got = run_local(s, out, "sequential", rounds, s.run.seed + i + runs * attempt)
                 if quiet_run(got):
                     break
-            trained.append(out)
-    return trained
+            into.append(out)
+    return trained, wider
 
 
 def measure(cells: list[Cell], work: Path, profile: Path, rounds: int, repeat: int, pairing: str = "rounds",
@@ -1066,7 +1075,7 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
     """Model work on fixed measurements: the kept base profile, training runs and twin runs of an earlier
     ``--keep``, fitted and simulated again by the code as it is now (the fitted profile and the simulations go
     to a temporary directory, or to ``keep``)."""
-    base, trained = kept / "base.yaml", sorted(kept.glob("train-*"))
+    base, trained, wider = kept / "base.yaml", sorted(kept.glob("train-*")), sorted(kept.glob("wide-*"))
     if not base.is_file() or not trained:
         raise SystemExit(f"--rescore: {kept} has no base.yaml and train-* runs (a --keep directory of this bench)")
     runs: dict[Cell, list[Summary]] = {}
@@ -1079,7 +1088,7 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
     if not runs:
         raise SystemExit(f"--rescore: {kept} has no hw-* twin runs to score")
     try:
-        fit = fit_from_run(trained, base)
+        fit = fit_from_run(trained, base, messages_from=wider)  # (none in a --keep of before stop 70)
     except UserError as exc:
         raise SystemExit(f"--rescore: {exc.lines[0]}") from None
     for busy in fit.busy_runs:  # as the live bench and ``pqtwin calibrate --from-run`` warn
@@ -1285,13 +1294,15 @@ def main() -> None:
             write_profile(calibrate(), base)  # the full calibration (~70 s): quick medians are too noisy
         else:
             shutil.copyfile(args.profile, base)
-        fit = fit_from_run(train(work, base, rounds, train_runs, args.retries), base)
+        trained, wider = train(work, base, rounds, train_runs, args.retries)
+        fit = fit_from_run(trained, base, messages_from=wider)
         for busy in fit.busy_runs:  # as ``pqtwin calibrate --from-run`` warns
             print(f"warning: a training run on a busy machine, its overheads fitted with its neighbours' load: {busy}")
         profile = work / "fitted.yaml"
         write_profile(fit.profile, profile)
-        print(f"fitted on {TRAIN} and {TRAIN_SMALL_PARAMETERS:,} parameters ({train_runs} x {rounds} rounds at each "
-              f"size, pooled, {fit.rows} spans): {', '.join(fit.profile['overheads'])}")  # fmt: skip
+        print(f"fitted on {TRAIN} and {TRAIN_SMALL_PARAMETERS:,} parameters, and the messages of "
+              f"{TRAIN_LARGE_PARAMETERS:,} ({train_runs} x {rounds} rounds at each size, pooled, {fit.rows} spans): "
+              f"{', '.join(fit.profile['overheads'])}")  # fmt: skip
         matrix = [*(Cell("localhost", m, s, p) for s in suites for p in SIZES for m in MODES), *CONTROLS]
         kernel_bps = None
         if args.netns:
@@ -1318,7 +1329,8 @@ def main() -> None:
         print_parallelism(cells)
         print_legs(cells)
         _say_calibration(base)
-        result = {"trained_on": {**TRAIN, "model_parameters_also": TRAIN_SMALL_PARAMETERS},
+        result = {"trained_on": {**TRAIN, "model_parameters_also": TRAIN_SMALL_PARAMETERS,
+                                 "model_parameters_messages_only": TRAIN_LARGE_PARAMETERS},
                   "train_runs": train_runs, "repeat": repeat, "rounds": rounds, "pairing": args.pairing,
                   "quick": args.quick, "calibrated_speed_probe": _probe(base), "kernel_rate_bps": kernel_bps,
                   "pair_slowdown_during_matrix": states, "training_alone_s_during_matrix": alone,

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,7 @@ SPREAD = 4.0  # sizes must span this factor before a per-byte slope is fitted
 MIN_ROWS = 3
 SIZE_ROWS = 10  # spans a size needs for a spread of its own (``_jitter_by_size``)
 FACTOR_KINDS = ("train", "fedavg")
+SMALL_PHASES = ("handshake", "telemetry")  # the small records' (module docstring), not the rounds' messages
 # kinds whose speed follows the host's memory state, not the speed probe's (an L1-resident hash): kept as measured.
 # Two quick matrices 12 minutes apart (2026-12-04 00:02 and 00:14) had training runs of equal medians (250 k:
 # 15.6 / 15.8 ms and 15.1 / 16.0 ms) that the probe read at 1.00x and at 0.65-0.69x; brought to the profile's speed
@@ -174,17 +176,21 @@ def _with_glue(cpu: pd.DataFrame, wire: pd.DataFrame) -> pd.DataFrame:
 
 
 def _overhead(kind: str, measured: np.ndarray, predicted: np.ndarray, nbytes: np.ndarray, source: str,
-              glue: np.ndarray | None = None) -> Overhead:  # fmt: skip
+              glue: np.ndarray | None = None, rounds: np.ndarray | None = None) -> Overhead:  # fmt: skip
     """Per kind (module doc): a line in bytes where the run has sizes ``SPREAD`` apart (through its two message
     sizes where it has them beside the small records); for training and FedAvg at sizes ``SPREAD`` apart, a factor
     and a constant; else a factor for work that scales plus the glue before it as a constant (glue is Python
     between two steps: it does not grow with the message, so a factor fitted at one size must not carry it to
-    another); and a constant for fixed-size operations. Its spread: ``_jitter``, by size ``_jitter_by_size``."""
+    another); and a constant for fixed-size operations. Its spread: ``_jitter``, by size ``_jitter_by_size``.
+    ``rounds``: which calls are the rounds' (model messages), not the small records' (``_extra_by_size``)."""
     residual, n = measured - predicted, len(measured)
     fitted: dict[str, float] = {"per_call_s": _shown(residual)}  # fixed-size operations
+    extra: list[list[float]] | None = None
     if kind not in FACTOR_KINDS and len(np.unique(nbytes)) >= 2 and nbytes.max() >= SPREAD * max(1.0, nbytes.min()):
         intercept, slope = _message_line(nbytes, residual) or _resistant_line(nbytes, residual)
         fitted = {"per_call_s": intercept, "per_byte_s": slope}
+        if rounds is not None:
+            extra = _extra_by_size(nbytes[rounds], residual[rounds])
     elif kind in FACTOR_KINDS and predicted.min() > 0 and predicted.max() >= SPREAD * predicted.min():
         # work of several sizes (training runs of two model sizes): a factor and a constant, the line through
         # the medians of the small and the large (a factor alone fitted at a small model carries its per-call
@@ -197,12 +203,16 @@ def _overhead(kind: str, measured: np.ndarray, predicted: np.ndarray, nbytes: np
     charged = (
         predicted * fitted.get("factor", 1.0) + fitted.get("per_call_s", 0.0) + fitted.get("per_byte_s", 0.0) * nbytes
     )
+    if extra is not None:  # calls with bytes: the table's extra (sim/profile.py ``Overhead.extra_s``)
+        table = Overhead(extra_by_bytes=[(x, y) for x, y in extra], source="fit", tag="F")
+        charged = np.where(nbytes > 0, predicted + np.array([table.extra_s(float(b)) for b in nbytes]), charged)
     spread = _jitter(measured, charged, np.where(nbytes > 0, nbytes, predicted))
     carry = nbytes > 0  # by bytes where a call has them, else by its price (``Overhead.sigma_by_cost_s``)
     by_bytes = _jitter_by_size(measured[carry], charged[carry], nbytes[carry])
     by_cost = _jitter_by_size(measured[~carry], charged[~carry], predicted[~carry])
     return _valid(Overhead, {**fitted, "sigma": spread, "sigma_by_bytes": by_bytes, "sigma_by_cost_s": by_cost,
-                             "n": n, "source": source, "tag": "F"}, f"overheads.{kind}")  # fmt: skip
+                             "extra_by_bytes": extra, "n": n, "source": source, "tag": "F"},
+                  f"overheads.{kind}")  # fmt: skip
 
 
 def _valid(model: type[M], data: dict[str, Any], where: str) -> M:
@@ -255,6 +265,52 @@ def _size_classes(x: np.ndarray) -> np.ndarray:
     return np.round(np.log2(np.maximum(x, 1e-12)))
 
 
+EXTRA_MODEL_SIZES = 3  # the rounds' message sizes the runs need for an extra a size (``_extra_by_size``)
+
+
+def _rounds(rows: pd.DataFrame) -> np.ndarray:
+    """Which rows are the rounds' messages, not the small records' (session handshakes, telemetry frames)."""
+    return (rows["round"] > 0).to_numpy() & ~rows.phase.isin(SMALL_PHASES).to_numpy()
+
+
+def _widen(overheads: dict[str, Overhead], fitted: dict[str, pd.DataFrame], wide: pd.DataFrame) -> None:
+    """The message kinds' extra at larger sizes (``fit_from_run``'s ``messages_from``): each kind fitted with a line
+    in bytes gets the line's sizes as points (its two largest message sizes, where ``_message_line`` put it) and
+    then, per larger message size of ``wide`` (its spans at speed), the median residual there: within the fitted
+    sizes nothing changes, beyond them the price follows what larger messages cost, not the line."""
+    for kind, w in wide.groupby("kind"):
+        o, g = overheads.get(str(kind)), fitted.get(str(kind))
+        if o is None or g is None or kind in FACTOR_KINDS or not o.per_byte_s or o.extra_by_bytes:
+            continue
+        w = at_speed(w, w["bytes"].to_numpy(dtype=float))
+        own = _class_points(g["bytes"].to_numpy(dtype=float)[_rounds(g)], (g.measured_s - g.predicted_s)[_rounds(g)])
+        more = _class_points(w["bytes"].to_numpy(dtype=float)[_rounds(w)], (w.measured_s - w.predicted_s)[_rounds(w)])
+        pts = own[-2:] + [p for p in more if own and p[0] > SPREAD * own[-1][0]]
+        if len(own) >= 2 and own[-1][0] >= SPREAD * own[-2][0] and len(pts) >= EXTRA_MODEL_SIZES:
+            overheads[str(kind)] = o.model_copy(update={"extra_by_bytes": [(x, y) for x, y in pts]})
+
+
+def _class_points(x: np.ndarray, residual: Any) -> list[list[float]]:
+    """Per size (a factor of 2 wide, with MIN_ROWS rows or more), in increasing size: [median bytes, median
+    residual]."""
+    r = np.asarray(residual, dtype=float)
+    groups = _size_classes(x)
+    return [[float(np.median(x[groups == g])), float(np.median(r[groups == g]))]
+            for g in np.unique(groups) if (groups == g).sum() >= MIN_ROWS]  # fmt: skip
+
+
+def _extra_by_size(x: np.ndarray, residual: np.ndarray) -> list[list[float]] | None:
+    """The rounds' messages (``x`` bytes, ``residual`` s) per size (a factor of 2 wide, with MIN_ROWS spans or
+    more): [its median bytes, its median residual] (as ``_message_line`` takes them), where there are at least
+    EXTRA_MODEL_SIZES (training runs of three model sizes): the simulator interpolates between them and carries the
+    end segments' lines beyond (sim/profile.py ``Overhead.extra_by_bytes``; the small records below the smallest,
+    as the line through the two model sizes priced them), where a line through two sizes carried a cache-warm
+    price's step to a larger message whose price was already memory-bound. None otherwise: the line
+    (``_message_line``) is all two sizes can tell."""
+    pts = _class_points(x, residual)
+    return pts if len(pts) >= EXTRA_MODEL_SIZES else None
+
+
 def _message_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
     """The line through the medians of the two largest sizes (each a factor of 2 wide, with MIN_ROWS spans or more)
     when they are ``SPREAD`` apart and smaller ones exist too: training runs of two model sizes, whose messages take
@@ -300,25 +356,34 @@ def _shown(residual: np.ndarray) -> float:
     return med if abs(med) > 2 * se else 0.0
 
 
-def fit_from_run(run_dir: Path | list[Path], base: Path | None = None) -> Fit:
+def fit_from_run(run_dir: Path | list[Path], base: Path | None = None, messages_from: Sequence[Path] = ()) -> Fit:
     """A profile: ``base`` (default: the first run's host profile) plus overheads fitted from the spans of
-    ``run_dir`` — or of several runs pooled (more rounds, several sizes or suites: a steadier fit)."""
+    ``run_dir`` — or of several runs pooled (more rounds, several sizes or suites: a steadier fit).
+    ``messages_from``: runs that give the code paths of their messages only (every kind priced by bytes), not
+    training, FedAvg, hand-offs or loopback: a larger model's messages widen the sizes the message overheads are
+    fitted over (``_extra_by_size``) without its training steps entering the training fit."""
     runs = [run_dir] if isinstance(run_dir, Path) else list(run_dir)
     if not runs:
         raise UserError("--from-run: name at least one twin run directory")
-    refuse_repeated_dirs(runs, "--from-run", RunLayout.SPANS)
+    refuse_repeated_dirs([*runs, *messages_from], "--from-run", RunLayout.SPANS)
     parts = [_run_rows(r, base) for r in runs]
+    wider = [_run_rows(r, base) for r in messages_from]
     s, profile = parts[0].scenario, parts[0].profile
     known = pd.concat([p.known for p in parts], ignore_index=True)
     transfers = pd.concat([p.transfers for p in parts], ignore_index=True)
     source = "pqtwin calibrate --from-run " + "; ".join(p.source for p in parts)
+    if wider:
+        source += "; its messages only: " + "; ".join(p.source for p in wider)
     overheads: dict[str, Overhead] = {}
+    fitted_rows: dict[str, pd.DataFrame] = {}
     for kind, g in known.groupby("kind"):
-        g = at_speed(g, np.where(g["bytes"] > 0, g["bytes"], g.predicted_s))
+        g = fitted_rows[str(kind)] = at_speed(g, np.where(g["bytes"] > 0, g["bytes"], g.predicted_s))
         if len(g) >= MIN_ROWS:
             overheads[str(kind)] = _overhead(str(kind), g.measured_s.to_numpy(), g.predicted_s.to_numpy(),
                                              g["bytes"].to_numpy(dtype=float), source,
-                                             g.glue_s.fillna(0.0).to_numpy())  # fmt: skip
+                                             g.glue_s.fillna(0.0).to_numpy(), _rounds(g))  # fmt: skip
+    if wider:
+        _widen(overheads, fitted_rows, pd.concat([p.known for p in wider], ignore_index=True))
     loop = _loopback(at_speed(transfers, transfers["bytes"].to_numpy(dtype=float)), s, profile, source)
     if loop is not None:
         overheads["loopback"] = loop
@@ -336,7 +401,7 @@ def fit_from_run(run_dir: Path | list[Path], base: Path | None = None) -> Fit:
     if "train" in overheads:  # training now priced in the state the runs met: their probe's, or none known
         data["platform"] = with_training_probe(data["platform"], [p.probe for p in parts])
     _valid(Profile, data, "profile")  # what we write must load
-    return Fit(data, len(known), tuple(p.busy for p in parts if p.busy))
+    return Fit(data, len(known), tuple(p.busy for p in [*parts, *wider] if p.busy))
 
 
 def with_training_probe(platform: dict[str, Any], probes: list[TrainingProbe | None]) -> dict[str, Any]:

@@ -352,6 +352,10 @@ def provenance_rows(run: ReportRun, prof: Profile, hosts: list[str], device: boo
     for kind in sorted({op_kind(op) for op in seen} & set(prof.overheads)):
         o = prof.overheads[kind]
         cost = f"×{o.factor:.4g} + {fmt_seconds(o.per_call_s)} + {fmt_seconds(o.per_byte_s)} per byte, σ {o.sigma:.3g}"
+        if o.extra_by_bytes:  # in place of the line for calls with bytes (sim/profile.py ``Overhead``)
+            extra = ", ".join(f"{fmt_seconds(y) if y >= 0 else '−' + fmt_seconds(-y)} at {x:,.0f} B"
+                              for x, y in o.extra_by_bytes)  # fmt: skip
+            cost = f"×{o.factor:.4g} + {extra} (linear between), σ {o.sigma:.3g}"
         by_size = [*(f"{sd:.3g} at {x:,.0f} B" for x, sd in o.sigma_by_bytes or ()),
                    *(f"{sd:.3g} at {fmt_seconds(x)}" for x, sd in o.sigma_by_cost_s or ())]  # fmt: skip
         if by_size:

@@ -41,6 +41,7 @@ and 53-83 % of the aggregator's (2026-11-30, docs/twin-validation.md), the rest 
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from pathlib import Path
@@ -237,6 +238,12 @@ SpreadTable = Annotated[
     Field(min_length=2, max_length=64),
 ]
 
+# [bytes, seconds] a code path adds at each message size a fit saw (``Overhead.extra_by_bytes``): may be negative
+ExtraTable = Annotated[
+    list[tuple[Annotated[float, Field(gt=0, le=MAX_UNITS)], Annotated[float, Field(ge=-MAX_COST_S, le=MAX_COST_S)]]],
+    Field(min_length=3, max_length=64),
+]
+
 
 class Overhead(_Strict):
     """What a code path adds to an operation kind's library cost (module docstring).
@@ -250,7 +257,14 @@ class Overhead(_Strict):
     ``sigma`` made the simulated steps of a round end twice as far apart as the twin's, and a round waits for the
     last. (The fit sizes a training step by its price beside the other steps it ran with, ``pair_slowdown`` 1.04-
     1.17x; the simulator by the drawn library cost, before that slowdown: the same size class, a factor of 2
-    wide, for all but steps at a class's edge.)"""
+    wide, for all but steps at a class's edge.)
+
+    ``extra_by_bytes`` (optional, a fit of runs at three model sizes or more, hw/fit.py): [bytes, seconds] the code
+    path adds at each message size the fit saw, in place of ``per_call_s + per_byte_s * bytes`` for calls that
+    carry bytes: linear in bytes between two sizes, beyond the ends the line through the nearest two. The
+    profile's own price of a large message is memory-bound where a small one's is cache-warm (AES-256-GCM here:
+    x7.9 from 1 to 4 MB for x4 the bytes), while the twin's data is never warm (x3.0): a line fitted at
+    53 KB-1 MB counted that step twice at 4 MB (docs/twin-validation.md, stop 70)."""
 
     factor: float = Field(default=1.0, gt=0, le=1e3)
     per_call_s: float = Field(default=0.0, ge=-MAX_COST_S, le=MAX_COST_S)  # fitted: may be negative
@@ -258,13 +272,14 @@ class Overhead(_Strict):
     sigma: float = Field(default=0.0, ge=0, le=3)  # spread of ln(cost) around it: a lognormal of median 1
     sigma_by_bytes: SpreadTable | None = None
     sigma_by_cost_s: SpreadTable | None = None
+    extra_by_bytes: ExtraTable | None = None
     n: int | None = Field(default=None, ge=1, le=MAX_N)
     source: str = Field(min_length=1)
     tag: Tag
 
     @model_validator(mode="after")
     def _sizes_increase(self) -> Overhead:
-        if (name := _not_increasing(self, ("sigma_by_bytes", "sigma_by_cost_s"))) is not None:
+        if (name := _not_increasing(self, ("sigma_by_bytes", "sigma_by_cost_s", "extra_by_bytes"))) is not None:
             raise ValueError(f"{name}: sizes must increase (got {[size for size, _ in getattr(self, name)]})")
         return self
 
@@ -280,14 +295,23 @@ class Overhead(_Strict):
         pts = self.sigma_by_bytes if nbytes > 0 else self.sigma_by_cost_s
         return self.sigma if pts is None else _interp_log(pts, nbytes if nbytes > 0 else cost_s)
 
+    def extra_s(self, nbytes: float) -> float:
+        """What the code path adds to a call of ``nbytes`` (class docstring)."""
+        pts = self.extra_by_bytes
+        if pts is None or nbytes <= 0:
+            return self.per_call_s + self.per_byte_s * nbytes
+        i = min(max(bisect.bisect_left(pts, (nbytes,)), 1), len(pts) - 1)  # the segment holding it, or the end's
+        (x0, y0), (x1, y1) = pts[i - 1], pts[i]
+        return y0 + (y1 - y0) * (nbytes - x0) / (x1 - x0)
+
     def apply(self, base_s: float, nbytes: float, rng: np.random.Generator | None = None) -> float:
-        cost = max(0.0, base_s * self.factor + self.per_call_s + self.per_byte_s * nbytes)
+        cost = max(0.0, base_s * self.factor + self.extra_s(nbytes))
         if rng is None or not self.varies:
             return cost
         return cost * float(rng.lognormal(0.0, self.sigma_at(nbytes, base_s)))
 
     def apply_all(self, base_s: np.ndarray, nbytes: float, rng: np.random.Generator) -> np.ndarray:
-        cost: np.ndarray = np.maximum(0.0, base_s * self.factor + self.per_call_s + self.per_byte_s * nbytes)
+        cost: np.ndarray = np.maximum(0.0, base_s * self.factor + self.extra_s(nbytes))
         if not self.varies:
             return cost
         if nbytes > 0 or self.sigma_by_cost_s is None:  # one spread for all
