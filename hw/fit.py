@@ -12,6 +12,10 @@ session handshakes and telemetry frames of the same run giving the small sizes (
 - sizes at least ``SPREAD`` apart (signing: model messages and handshake transcripts): ``per_call_s`` +
   ``per_byte_s``, a resistant line through the medians of the small and the large sizes, so the fit
   carries over to other message sizes;
+- with runs of three message sizes or more (``_extra_by_size``; or a larger model's messages alone,
+  ``fit_from_run``'s ``messages_from``, ``_widen``): the median residual at each size, which the simulator
+  interpolates (``Overhead.extra_by_bytes``) where a line through two sizes carried the cache-warm 1 MB price's
+  step on top of the profile's memory-bound 4 MB one (docs/twin-validation.md, stop 70);
 - work that scales (``train``, ``fedavg``) in runs of model sizes at least ``SPREAD`` apart (training runs at two
   sizes, pooled): a factor and a constant, the resistant line of measured against predicted -- a code path costs
   a per-call amount (Python, fresh buffers) beside what grows with the work, and a factor fitted at one size

@@ -4,6 +4,7 @@ simulator prices them for other algorithms and sizes; bad inputs are one-line er
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,10 +25,12 @@ PROFILE = ROOT / "scenarios" / "profiles" / "ci-x86.yaml"
 PLANTED = {"encaps": 50e-6, "decaps": 30e-6, "sign_per_call": 100e-6, "sign_per_byte": 2e-9, "train": 1.25}
 
 
-def planted_run(tmp_path, rounds: int = 8, seed: int = 3):
+def planted_run(tmp_path, rounds: int = 8, seed: int = 3, params: int | None = None):
     """A twin-shaped run directory whose spans cost the profile's medians plus the planted overheads (jittered
-    from ``seed``: two runs of one seed are one measurement, which a fit refuses to pool)."""
-    s = load_scenario(SCENARIOS / "localhost.yaml", ["workload.fl.rounds=2"], PROFILE)
+    from ``seed``: two runs of one seed are one measurement, which a fit refuses to pool); ``params``: the model's
+    size (default: the scenario's)."""
+    sized = [f"workload.fl.model_parameters={params}"] if params else []
+    s = load_scenario(SCENARIOS / "localhost.yaml", ["workload.fl.rounds=2", *sized], PROFILE)
     write_run(simulate(s, "sequential", 1, 1), tmp_path, s)  # scenario.yaml, spans and summary to overwrite
     prof = load_profile(PROFILE)
     fl, sig, kem = s.workload.fl, s.workload.crypto.signature, s.workload.crypto.kem
@@ -280,6 +283,74 @@ def test_messages_of_two_model_sizes_set_their_line_apart_from_the_small_records
     one = _overhead("decrypt", measured[nbytes != 50_000.0], predicted[nbytes != 50_000.0],
                     nbytes[nbytes != 50_000.0], "test")  # fmt: skip
     assert one.apply(0.0, 4e6) > 2 * charged  # one model size: the line from the small records
+
+
+def test_an_extra_per_size_prices_each_size_as_measured_and_interpolates_between():
+    """Past 1 MB the profile's price turns memory-bound (x8 for x4 the bytes) where the twin's does not: a line
+    through 53 KB and 1 MB carried the cache-warm step on top at 4 MB. With a third, larger size the extra is
+    per size: each fitted size as measured, linear in bytes between, the end segments' lines beyond."""
+    from hw.fit import _overhead
+
+    rng = np.random.default_rng(12)
+    sizes = (53_000.0, 1_000_000.0, 8_000_000.0)
+    added = {53_000.0: 40e-6, 1_000_000.0: 220e-6, 8_000_000.0: 300e-6}  # what the code path adds at each
+    nbytes = np.r_[np.full(30, 400.0), *(np.full(30, x) for x in sizes)]
+    extra = np.r_[np.zeros(30), *(np.full(30, added[x]) for x in sizes)]
+    predicted = 1e-6 + nbytes * 1e-10
+    measured = (predicted + extra) * rng.lognormal(0, 0.01, nbytes.size)
+    rounds = nbytes > 1000
+    over = _overhead("decrypt", measured, predicted, nbytes, "test", rounds=rounds)
+    assert over.extra_by_bytes is not None and [x for x, _ in over.extra_by_bytes] == list(sizes)
+    for x in sizes:
+        assert over.extra_s(x) == pytest.approx(added[x], rel=0.05)
+    assert over.extra_s(4_000_000.0) == pytest.approx(220e-6 + 80e-6 * 3 / 7, rel=0.05)  # between 1 and 8 MB
+    assert over.extra_s(16_000_000.0) == pytest.approx(300e-6 + 80e-6 * 8 / 7, rel=0.05)  # beyond: the last line
+    assert over.extra_s(0.0) == over.per_call_s  # a call without bytes: the constant
+    assert over.apply(1e-3, 4_000_000.0) == pytest.approx(1e-3 + over.extra_s(4_000_000.0))
+    two = _overhead("decrypt", measured[nbytes < 5e6], predicted[nbytes < 5e6], nbytes[nbytes < 5e6], "test",
+                    rounds=rounds[nbytes < 5e6])  # fmt: skip
+    assert two.extra_by_bytes is None  # two model sizes: the line, as before
+    assert two.apply(0.0, 4_000_000.0) > 1.5 * over.extra_s(4_000_000.0)
+
+
+def test_a_larger_models_messages_widen_the_message_overheads_and_nothing_else(tmp_path):
+    """``messages_from``: runs whose messages alone enter the fit; within the sizes the other runs had, every
+    price is as without them, the training factor is untouched, and past them the sign overhead follows the
+    larger run's messages."""
+    runs = [tmp_path / "a", tmp_path / "b"]
+    planted_run(runs[0], seed=3)
+    s = planted_run(runs[1], seed=4)
+    small = tmp_path / "small"
+    assert _planted_at(small, 12_500, seed=5).workload.fl.model_parameters * 20 == s.workload.fl.model_parameters
+    large = tmp_path / "large"
+    _planted_at(large, 2_000_000, seed=6, train=3.0, per_byte=0.0)  # its messages add no per-byte cost
+    plain = Profile.model_validate(fit_from_run([*runs, small], PROFILE).profile)
+    wide = Profile.model_validate(fit_from_run([*runs, small], PROFILE, messages_from=[large]).profile)
+
+    def fitted(o: Any) -> dict[str, Any]:
+        return o.model_dump(exclude={"source"})  # (the source names every run, the larger one's too)
+
+    assert fitted(wide.overheads["train"]) == fitted(plain.overheads["train"])  # its steps (x3) did not enter
+    assert fitted(wide.overheads["encaps"]) == fitted(plain.overheads["encaps"])
+    assert "its messages only: " in wide.overheads["sign"].source and str(large) in wide.overheads["sign"].source
+    sign = wide.overheads["sign"]
+    assert sign.extra_by_bytes is not None and sign.extra_by_bytes[-1][0] == 8_000_000
+    for x, _ in sign.extra_by_bytes[:-1]:
+        assert sign.extra_s(x) == pytest.approx(plain.overheads["sign"].extra_s(x), rel=1e-9)
+    assert sign.extra_s(8e6) < 0.5 * plain.overheads["sign"].extra_s(8e6)  # not the line's +2 ns a byte
+
+
+def _planted_at(d, params: int, seed: int, train: float = PLANTED["train"], per_byte: float = PLANTED["sign_per_byte"]):
+    """``planted_run`` at another model size (its own scenario), with the training and per-byte signing
+    overheads given."""
+    saved = dict(PLANTED)
+    PLANTED.update(train=train, sign_per_byte=per_byte)
+    try:
+        s = planted_run(d, seed=seed, params=params)
+    finally:
+        PLANTED.clear()
+        PLANTED.update(saved)
+    return s
 
 
 def test_a_training_step_carries_the_contention_of_the_steps_beside_it():
@@ -609,6 +680,10 @@ def test_a_spread_by_size_draws_what_a_pooled_spread_draws_from_the_stream():
     assert a.random() == b.random()
     with pytest.raises(ValidationError, match="sigma_by_bytes: sizes must increase"):
         Overhead(sigma_by_bytes=[(1e4, 0.1), (1e3, 0.3)], source="t", tag="F")
+    with pytest.raises(ValidationError, match="extra_by_bytes: sizes must increase"):
+        Overhead(extra_by_bytes=[(1e4, 1e-5), (1e6, 1e-4), (1e5, 2e-4)], source="t", tag="F")
+    with pytest.raises(ValidationError, match="extra_by_bytes"):  # two sizes are a line: per_call_s, per_byte_s
+        Overhead(extra_by_bytes=[(1e4, 1e-5), (1e6, 1e-4)], source="t", tag="F")
     assert not Overhead(sigma_by_cost_s=[(1e-3, 0.0), (1e-2, 0.0)], source="t", tag="F").varies
     assert Overhead(sigma_by_cost_s=[(1e-3, 0.0), (1e-2, 0.1)], source="t", tag="F").varies
 

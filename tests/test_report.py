@@ -378,3 +378,23 @@ def test_a_measured_runs_duplicated_spans_are_counted_once_in_the_report_and_sai
     assert note.startswith(f"{hw / 'spans.parquet'}: {len(df):,} of {2 * len(df):,} spans left out")
     html = write_report(capsys, hw, tmp_path / "r.html")
     assert escape(note) in html or note in unescape(html)
+
+
+def test_a_fitted_extra_per_size_is_shown_per_size(tmp_path):
+    """A profile whose message overhead has an extra per size (``Overhead.extra_by_bytes``) is shown as that table
+    in the report's provenance, not as the line it replaces."""
+    from sim.profile import write_profile
+
+    data = load_profile(SCENARIOS / "profiles" / "ci-x86.yaml").model_dump(mode="json", exclude_none=True)
+    extra = [[53_000, 4e-5], [1_000_000, 2.2e-4], [8_000_000, -1e-4]]
+    data["overheads"] = {"decrypt": {"per_call_s": 4e-5, "per_byte_s": 2e-10, "source": "test", "tag": "F",
+                                     "extra_by_bytes": extra}}  # fmt: skip
+    write_profile(data, tmp_path / "p.yaml")
+    s = load_scenario(SCENARIOS / "localhost.yaml", ["workload.fl.rounds=1"], tmp_path / "p.yaml")
+    result = simulate(s, "sequential", 1, 1)
+    run = report.ReportRun(s, result.summary, result.spans, label="fitted")
+    prof = s.host_profile(s.deployment.hosts[0].name)
+    rows = {r[0]: r[1] for r in report.provenance_rows(run, prof, [h.name for h in s.deployment.hosts], False)}
+    shown = rows["overhead: every decrypt"]
+    assert "40.0 µs at 53,000 B" in shown and "220 µs at 1,000,000 B" in shown and "−100 µs at 8,000,000 B" in shown
+    assert "per byte" not in shown

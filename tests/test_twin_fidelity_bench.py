@@ -676,13 +676,17 @@ def test_a_training_run_that_was_not_quiet_is_run_again_and_kept_out_of_the_fit(
     monkeypatch.setattr(bench, "largest_step", lambda: (500, 5e8))
     monkeypatch.setattr(bench, "load_scenario", lambda *a: SimpleNamespace(run=SimpleNamespace(seed=7)))
     got = bench.train(tmp_path, tmp_path / "base.yaml", 3, 2, retries=1)
-    assert got == [tmp_path / f"train-{i}" for i in range(4)]
-    # size 1: run 0 noisy then quiet, run 1 quiet; size 2: run 0 noisy twice (retries used up), run 1 quiet
-    assert ran == [("train-0", 7), ("train-0", 9), ("train-1", 8), ("train-2", 7), ("train-2", 9), ("train-3", 8)]
+    assert got == ([tmp_path / f"train-{i}" for i in range(4)], [tmp_path / "wide-0", tmp_path / "wide-1"])
+    # size 1: run 0 noisy then quiet, run 1 quiet; size 2: run 0 noisy twice (retries used up), run 1 quiet; the
+    # large size's messages-only runs (``wide-N``: not ``train-*``, which --rescore pools as training runs) quiet
+    assert ran == [("train-0", 7), ("train-0", 9), ("train-1", 8), ("train-2", 7), ("train-2", 9), ("train-3", 8),
+                   ("wide-0", 7), ("wide-1", 8)]  # fmt: skip
     assert sorted(d.name for d in tmp_path.iterdir()) == [
         "noisy-train-0-1",
         "noisy-train-2-1",
         *(f"train-{i}" for i in range(4)),
+        "wide-0",
+        "wide-1",
     ]
 
 
