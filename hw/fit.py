@@ -307,8 +307,8 @@ def _extra_by_size(x: np.ndarray, residual: np.ndarray) -> list[list[float]] | N
     """The rounds' messages (``x`` bytes, ``residual`` s) per size (a factor of 2 wide, with MIN_ROWS spans or
     more): [its median bytes, its median residual] (as ``_message_line`` takes them), where there are at least
     EXTRA_MODEL_SIZES (training runs of three model sizes): the simulator interpolates between them and carries the
-    end segments' lines beyond (sim/profile.py ``Overhead.extra_by_bytes``; the small records below the smallest,
-    as the line through the two model sizes priced them), where a line through two sizes carried a cache-warm
+    end segments' lines beyond (sim/profile.py ``Overhead.extra_by_bytes``; the small records, below the smallest, by
+    the line through the two smallest), where a line through two sizes carried a cache-warm
     price's step to a larger message whose price was already memory-bound. None otherwise: the line
     (``_message_line``) is all two sizes can tell."""
     pts = _class_points(x, residual)

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from sim.contract import MAX_RUN_JSON_BYTES, RunLayout
 from sim.errors import UserError
@@ -107,6 +107,17 @@ def stop_signals() -> Iterator[None]:
     last_stop = None
     with _handling(STOPS, stop):
         yield
+
+
+def raise_held(name: str) -> NoReturn:
+    """Stop now for a signal ``held_stops`` noted (its name): Ctrl-C as KeyboardInterrupt, SIGTERM and SIGHUP as
+    ``Stopped``, recorded as ``last_stop`` as ``stop_signals`` records one, so the command's last line names it and
+    exits 128 + its number (a SIGTERM while a run wrote its results read as a Ctrl-C: 130, "interrupted")."""
+    global last_stop
+    if name == "SIGINT":
+        raise KeyboardInterrupt
+    last_stop = Stopped(getattr(signal, name))
+    raise last_stop
 
 
 @contextlib.contextmanager

@@ -28,7 +28,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ from hw.lifecycle import (
     node_alive,
     node_pids,
     process_start,
+    raise_held,
     stop_signals,
     stopped,
 )
@@ -66,7 +67,7 @@ from hw.runconfig import (
     runner_host,
 )
 from hw.rundir import RunOutcome, RunStatus
-from hw.runtime import NODE_ENV
+from hw.runtime import LISTEN_FDS_ENV, NODE_ENV
 from hw.speed import KEPT_FILE as SPEED_SAMPLES
 from hw.trainprobe import training_probe
 from sim.contract import MAX_RUN_JSON_BYTES, FabricProbe, RunLayout, Summary, write_json
@@ -112,12 +113,22 @@ def pin_cpus(s: Scenario) -> dict[str, list[int]]:
 SCHED_TRACE = RunLayout.SCHED_TRACE  # the run's scheduler events, kept for a later analysis (hw/schedtrace.py)
 LISTEN_PORT_MIN = 20000
 PORT_DRAWS = 1000
+LISTEN_BACKLOG = 256  # as a node's own listener (hw/node/common.py ``listen``)
 
 
 def free_port(taken: set[int] | None = None) -> int:
-    """A loopback port free now for a node to listen on, and not one already handed out in this run (``taken``,
-    which it joins). Ports were ``bind(0)`` picks, released at once: the kernel draws those at random from its
-    ephemeral range with no memory of what it gave out, so two picks of one run can coincide -- in a fidelity
+    """A loopback port free now, and not one already handed out in this run (``taken``, which it joins)."""
+    with listening_socket(taken) as s:
+        return int(s.getsockname()[1])
+
+
+def listening_socket(taken: set[int] | None = None) -> socket.socket:
+    """A loopback socket listening on a port drawn as below, held: the orchestrator binds a node's port and hands
+    the node the socket itself (``Children.start``), so no other process can take the port between the draw and
+    the node's start (a stranger reading run.json bound all three of a run's ports before its nodes did, and the
+    run failed with "Address already in use", 2026-12-05). The port is not one already handed out in this run
+    (``taken``, which it joins). Ports were ``bind(0)`` picks, released at once: the kernel draws those at random
+    from its ephemeral range with no memory of what it gave out, so two picks of one run can coincide -- in a fidelity
     matrix of ~50 runs the aggregator and a client's telemetry listener were once given one port, and the
     second node to start failed with "Address already in use" (2026-11-29). Drawn below that range where there
     is room, a port is also out of reach of what the kernel gives a shaping proxy's ``bind(0)`` or an outgoing
@@ -129,16 +140,40 @@ def free_port(taken: set[int] | None = None) -> int:
         port = draws.randrange(LISTEN_PORT_MIN, low) if low - LISTEN_PORT_MIN >= 1000 else 0
         if port in taken:
             continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:  # in use (the draw is random: the next one is likely free)
-                continue
-            got = int(s.getsockname()[1])
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            s.listen(LISTEN_BACKLOG)
+        except OSError:  # in use (the draw is random: the next one is likely free)
+            s.close()
+            continue
+        got = int(s.getsockname()[1])
         if got not in taken:
             taken.add(got)
-            return got
-    raise RuntimeError(f"no free loopback port after {PORT_DRAWS} draws")
+            return s
+        s.close()
+    if port:  # every draw below the ephemeral range taken (another process holding them): any port the kernel has
+        return listening_socket_any(taken)
+    raise UserError(f"no free loopback port to listen on after {PORT_DRAWS} draws: free some (other processes hold "
+                    "them) and run again")  # fmt: skip
+
+
+def listening_socket_any(taken: set[int]) -> socket.socket:
+    """``listening_socket`` on a port the kernel picks (its ephemeral range), not one of ``taken``."""
+    for _ in range(PORT_DRAWS):
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", 0))
+            s.listen(LISTEN_BACKLOG)
+        except OSError as exc:
+            s.close()
+            raise UserError(f"no free loopback port to listen on: {exc.strerror or exc}") from None
+        got = int(s.getsockname()[1])
+        if got not in taken:
+            taken.add(got)
+            return s
+        s.close()
+    raise UserError(f"no free loopback port to listen on after {PORT_DRAWS} draws")
 
 
 def _ephemeral_range() -> tuple[int, int]:
@@ -158,6 +193,7 @@ class LocalAddressing:
         self.seeds = iter(np.random.SeedSequence(seed).spawn(1000))
         self.running: list[ShapingProxy | AttackRelay] = []
         self.ports: set[int] = set()  # handed out to this run's listeners
+        self.held: dict[str, list[socket.socket]] = {}  # by pod: its listening sockets, until its node has them
 
     bind = "127.0.0.1"  # nodes listen on loopback
     probe: FabricProbe | None = None  # no fabric of its own to measure: its links are the proxies' model
@@ -169,7 +205,13 @@ class LocalAddressing:
         return []
 
     def listen_port(self, pod: str, service: Service) -> int:
-        return free_port(self.ports)
+        sock = listening_socket(self.ports)
+        self.held.setdefault(pod, []).append(sock)
+        return int(sock.getsockname()[1])
+
+    def listeners(self, process: str) -> list[socket.socket]:
+        """The listening sockets bound for ``process``'s pod, handed over once (``Children.start`` passes them on)."""
+        return self.held.pop(process, [])
 
     def dial(self, src: str, pod: str, host: str, service: Service, port: int) -> Address:
         if src == host:
@@ -205,6 +247,10 @@ class LocalAddressing:
     def stop(self) -> None:
         for p in self.running:
             p.close() if isinstance(p, AttackRelay) else p.stop()
+        for socks in self.held.values():  # a node that never started
+            for sock in socks:
+                sock.close()
+        self.held.clear()
 
 
 REORDERING_WARNING = (
@@ -308,12 +354,23 @@ class Children:
         env[PARENT_ENV] = str(os.getpid())  # a node exits when this process dies (hw/node: die_with_parent)
         self.env = env  # one core per training step, as the simulator's model assumes
 
-    def start(self, name: str, role: str) -> None:
+    def start(self, name: str, role: str, listeners: Sequence[socket.socket] = ()) -> None:
+        """Start node ``name``; ``listeners``: its listening sockets, already bound (``LocalAddressing``), which it
+        inherits (``LISTEN_FDS_ENV``) and this process closes."""
         fd = open_log(RunLayout(self.run_dir).log(name))
         self.logs.append(fd)
         cmd = [*self.prefix(name), sys.executable, "-m", "hw.node", str(self.run_dir), name, role]
+        env = self.env
+        if listeners:
+            held = ",".join(f"{s.getsockname()[1]}={s.fileno()}" for s in listeners)
+            env = {**self.env, LISTEN_FDS_ENV: held}
         # our own interpreter and module, a name and a role from the validated scenario: no shell, no user string
-        self.procs[name] = subprocess.Popen(cmd, stdout=fd, stderr=subprocess.STDOUT, env=self.env)  # noqa: S603
+        try:
+            self.procs[name] = subprocess.Popen(cmd, stdout=fd, stderr=subprocess.STDOUT, env=env,  # noqa: S603
+                                                pass_fds=[s.fileno() for s in listeners])  # fmt: skip
+        finally:
+            for sock in listeners:  # the node holds them now (or nobody: its port is free again)
+                sock.close()
         self.roles[name] = role
         write_json(RunLayout(self.run_dir).pids, {n: p.pid for n, p in self.procs.items()})
 
@@ -436,7 +493,7 @@ def run_local(
             with held_stops() as came:  # a second Ctrl-C here skipped writing what the run had finished
                 summary = run.finish()
             if came and run.pending is None:  # asked to stop while finishing: the results are written, now stop
-                raise KeyboardInterrupt if came[-1] == "SIGINT" else Stopped(getattr(signal, came[-1]))
+                raise_held(came[-1])
     assert summary is not None
     return summary
 
@@ -535,9 +592,10 @@ def _start_and_follow(run: _Run, rounds: int, crash: dict[str, int] | None,
     run.cfg = cfg
     cfg.write(out)
     write_scenario(s, out)
-    children.start(cfg.aggregator, "aggregator")
+    held = addressing.listeners if isinstance(addressing, LocalAddressing) else lambda name: []
+    children.start(cfg.aggregator, "aggregator", held(cfg.aggregator))
     for c in cfg.fl.clients:
-        children.start(c, "client")
+        children.start(c, "client", held(c))
     for w in cfg.worker_processes:
         children.start(w, "worker")
     for runner in sorted({d.runner or "devices" for d in cfg.devices}):

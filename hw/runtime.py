@@ -26,6 +26,9 @@ SWITCH_INTERVAL_S = 0.0005
 # against ~500 later, and on our VM's lazily backed memory the round took +100-140 ms at 1 M parameters
 # (2026-12-05: 253-325 ms against ~160; with this, 160-162 ms and as many faults as later rounds)
 NODE_ENV = {"MALLOC_ARENA_MAX": "1"}
+# "port=fd,...": listening sockets a node inherits from the orchestrator, bound before the node started so no other
+# process can take their ports meanwhile (hw/local.py ``listening_socket``; hw/node/common.py ``listen``)
+LISTEN_FDS_ENV = "PQTWIN_LISTEN_FDS"
 
 
 def tune_threads() -> None:

@@ -234,6 +234,31 @@ def test_stop_signals_raise_as_ctrl_c_and_are_held_while_results_are_written(hee
         signal.signal(signal.SIGHUP, previous)
 
 
+def test_a_stop_that_came_while_results_were_written_is_said_as_the_signal_it_was(monkeypatch, capsys, tmp_path):
+    """A SIGTERM held while a run wrote its results was raised afterwards as a ``Stopped`` the command's last line
+    did not know: it said "interrupted" and exited 130, as for Ctrl-C; now "interrupted by SIGTERM" and 143."""
+    from hw import lifecycle
+    from pqtwin import cli
+
+    with pytest.raises(KeyboardInterrupt) as ctrl_c:
+        lifecycle.raise_held("SIGINT")
+    assert not isinstance(ctrl_c.value, Stopped)
+    lifecycle.last_stop = None
+
+    def stopped_while_writing(*_args: object, **_kwargs: object) -> None:
+        with held_stops() as came:
+            came.append("SIGTERM")  # as the handler notes one
+        lifecycle.raise_held(came[-1])
+
+    import hw.local
+
+    monkeypatch.setattr(hw.local, "run_local", stopped_while_writing)  # as a run ends: within click's command
+    out = tmp_path / "run"
+    assert cli.run(["hw", "run", str(ROOT / "scenarios" / "localhost.yaml"), "--out", str(out)]) == 143
+    assert "interrupted by SIGTERM" in capsys.readouterr().err
+    lifecycle.last_stop = None
+
+
 def test_a_dropout_says_what_happened(tmp_path):
     s = scenario("workload.fl.quorum=0.5", *QUIET)
     summary = run_local(s, tmp_path, "sequential", rounds=3, seed=3, crash={"client-2": 2})
@@ -295,3 +320,72 @@ def test_kill_9_of_a_crypto_worker_moves_its_jobs_and_the_run_goes_on(tmp_path):
     summary = run_local(s, tmp_path, "concurrent", rounds=40, seed=5, progress=_kill_9(tmp_path, "worker-1.1", 1))
     assert summary.state == "completed" and summary.rounds_completed == 40, summary.reason
     assert summary.security.get("worker_lost") == 1 and not summary.dropouts
+
+
+def test_a_stranger_binding_the_ports_run_json_names_cannot_take_them(tmp_path):
+    """A stranger that reads run.json (world-readable) and binds its listening ports first: each node bound its
+    port seconds after the orchestrator had drawn it, so the stranger won all three and the run failed, the nodes
+    ending in "Address already in use". The orchestrator now binds them and hands the sockets to the nodes."""
+    import socket
+
+    out, taken, refused = tmp_path / "run", [], []
+
+    def squat() -> None:
+        _wait_for(out / "run.json")
+        cfg = RunConfig.read(out)
+        ports = [p for pod in cfg.pods.values() for p in (pod.port, pod.telemetry_port) if p is not None]
+        assert len(ports) == 3, ports  # the aggregator's, and each client's telemetry port
+        for port in ports:
+            sock = socket.socket()
+            try:
+                sock.bind(("127.0.0.1", port))
+                sock.listen(1)
+                taken.append(sock)
+            except OSError:
+                refused.append(port)
+                sock.close()
+
+    squatter = threading.Thread(target=squat)
+    squatter.start()
+    try:
+        # telemetry while the rounds run (as tests/test_twin.py's two rounds for real)
+        s = scenario("workload.devices.ecg-a.frame_period_s=0.01", "workload.fl.local_epochs=60",
+                     "workload.devices.ecg-a.access_link.preset=gigabit-ethernet")  # fmt: skip
+        summary = run_local(s, out, "sequential", rounds=2, seed=5)
+    finally:
+        squatter.join(60)
+        for sock in taken:
+            sock.close()
+    assert not taken and len(refused) == 3, (taken, refused)
+    assert summary.state == "completed" and summary.rounds_completed == 2, summary.reason
+    frames = contract.read_spans(out / "spans.parquet").op.eq("frame").sum()
+    assert frames > 0  # the devices reached the clients' telemetry ports through the handed-over sockets
+
+
+def test_a_node_port_comes_from_the_kernel_when_a_stranger_holds_every_drawn_one(monkeypatch):
+    """A stranger holding all 12,755 ports the twin draws from (20000 up to the ephemeral range) made every run
+    fail with "internal error: RuntimeError: no free loopback port"; now the kernel picks one."""
+    import socket
+
+    import hw.local
+
+    low = 21_000
+    monkeypatch.setattr(hw.local, "LISTEN_PORT_MIN", low)
+    monkeypatch.setattr(hw.local, "_ephemeral_range", lambda: (low + 1000, 60999))
+    held = []
+    try:
+        for port in range(low, low + 1000):
+            sock = socket.socket()
+            try:
+                sock.bind(("127.0.0.1", port))
+                held.append(sock)
+            except OSError:  # someone else's already: held all the same
+                sock.close()
+        taken: set[int] = set()
+        got = hw.local.listening_socket(taken)
+        port = got.getsockname()[1]
+        got.close()
+        assert not low <= port < low + 1000 and taken == {port}
+    finally:
+        for sock in held:
+            sock.close()

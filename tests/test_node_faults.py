@@ -160,8 +160,8 @@ def _before_it_authenticates(monkeypatch, victim: str, how: str, connect_timeout
     def build(*a, **k):
         return real_build(*a, **k).model_copy(update={"connect_timeout_s": connect_timeout_s})
 
-    def start(self, name: str, role: str) -> None:
-        real_start(self, name, role)
+    def start(self, name: str, role: str, listeners=()) -> None:
+        real_start(self, name, role, listeners)
         if name == victim:
             self.procs[name].send_signal(signal.SIGKILL if how == "kill" else signal.SIGSTOP)
 

@@ -37,7 +37,7 @@ from hw.node.keys import KeySource
 from hw.node.report import Reporter
 from hw.runconfig import Address, RunConfig
 from hw.rundir import NodeResult
-from hw.runtime import prefault_heap
+from hw.runtime import LISTEN_FDS_ENV, prefault_heap
 from sim import catalogue
 from sim.contract import SIGNATURE_LENGTH_BYTES, SpanRow, to_frame
 
@@ -243,12 +243,31 @@ def accept(srv: socket.socket, node: str) -> socket.socket | None:
 
 
 def listen(port: int, host: str = "127.0.0.1") -> socket.socket:
-    """A listening socket; in a pod (``bind: 0.0.0.0``) it accepts from the cluster network."""
+    """A listening socket; in a pod (``bind: 0.0.0.0``) it accepts from the cluster network. On the local backend
+    the orchestrator bound it before this process started and handed it over (``inherited``): it is taken as is."""
+    if (fd := inherited().pop(port, None)) is not None:
+        return socket.socket(fileno=fd)
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind((host, port))
     srv.listen(256)
     return srv
+
+
+_INHERITED: dict[int, int] | None = None
+
+
+def inherited() -> dict[int, int]:
+    """The listening sockets this process inherited (``hw.runtime.LISTEN_FDS_ENV``: port -> fd), read once; a
+    value that is not ours to read (a hand-edited environment) is none."""
+    global _INHERITED
+    if _INHERITED is None:
+        _INHERITED = {}
+        for item in os.environ.get(LISTEN_FDS_ENV, "").split(","):
+            port, _, fd = item.partition("=")
+            if port.isdigit() and fd.isdigit():
+                _INHERITED[int(port)] = int(fd)
+    return _INHERITED
 
 
 # --- messages: sign, (encapsulate,) encrypt ----------------------------------------------------------
