@@ -17,12 +17,14 @@ client (hw/node/common.py ``model_of``), rather than end FedAvg or average the N
 from __future__ import annotations
 
 import contextlib
+import hmac
 import socket
 import struct
 import threading
 import time
 
 from hw.channel import DATA, HEADER, HELLO, KEM
+from hw.proxy import PAIR_TIMEOUT_S
 
 RELAYED = ("tamper", "replay", "truncate", "downgrade")
 INSIDERS = ("poison", "malform")
@@ -31,12 +33,14 @@ CLASSICAL_SUITE = b"X25519/Ed25519/AES-128-GCM"
 
 
 class AttackRelay:
-    """Listens on 127.0.0.1; each connection is relayed to ``target`` with ``attack`` applied upstream."""
+    """Listens on 127.0.0.1; each connection is relayed to ``target`` with ``attack`` applied upstream. It takes the
+    place of a link of the run (hw/proxy.py): a connection must open with ``key``, and the relay opens its own to
+    the target with ``present`` (the link's key)."""
 
-    def __init__(self, target: tuple[str, int], attack: str):
+    def __init__(self, target: tuple[str, int], attack: str, key: bytes = b"", present: bytes = b""):
         if attack not in RELAYED:
             raise ValueError(f"attack must be one of {', '.join(RELAYED)} (got {attack!r})")
-        self.target, self.attack = target, attack
+        self.target, self.attack, self.key, self.present = target, attack, key, present
         self.srv = socket.create_server(("127.0.0.1", 0))
         self.port = self.srv.getsockname()[1]
         self.applied = 0
@@ -48,12 +52,27 @@ class AttackRelay:
                 client, _ = self.srv.accept()
             except OSError:
                 return
-            server = _connect(self.target)
-            if server is None:
-                _close(client)
-                continue
-            threading.Thread(target=self._pipe, args=(server, client), daemon=True).start()
-            threading.Thread(target=self._upstream, args=(client, server), daemon=True).start()
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _relay(self, client: socket.socket) -> None:
+        try:
+            client.settimeout(PAIR_TIMEOUT_S)
+            paired = hmac.compare_digest(_read(client, len(self.key)), self.key)
+            client.settimeout(None)
+        except (OSError, EOFError):
+            paired = False
+        server = _connect(self.target) if paired else None
+        if server is None:
+            _close(client)
+            return
+        try:
+            server.sendall(self.present)
+        except OSError:
+            _close(server)
+            _close(client)
+            return
+        threading.Thread(target=self._pipe, args=(server, client), daemon=True).start()
+        self._upstream(client, server)
 
     def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:

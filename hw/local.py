@@ -67,7 +67,7 @@ from hw.runconfig import (
     runner_host,
 )
 from hw.rundir import RunOutcome, RunStatus
-from hw.runtime import LISTEN_FDS_ENV, NODE_ENV
+from hw.runtime import LINK_KEY_ENV, LISTEN_FDS_ENV, NODE_ENV, new_link_key
 from hw.speed import KEPT_FILE as SPEED_SAMPLES
 from hw.trainprobe import training_probe
 from sim.contract import MAX_RUN_JSON_BYTES, FabricProbe, RunLayout, Summary, write_json
@@ -194,6 +194,8 @@ class LocalAddressing:
         self.running: list[ShapingProxy | AttackRelay] = []
         self.ports: set[int] = set()  # handed out to this run's listeners
         self.held: dict[str, list[socket.socket]] = {}  # by pod: its listening sockets, until its node has them
+        self.key = new_link_key()  # what a connection to one of the run's links opens with (hw/proxy.py)
+        self.paired: list[Address] = []  # those links
 
     bind = "127.0.0.1"  # nodes listen on loopback
     probe: FabricProbe | None = None  # no fabric of its own to measure: its links are the proxies' model
@@ -218,9 +220,15 @@ class LocalAddressing:
             return ("127.0.0.1", port)
         hops = [LinkShape.of(params) for _, _, params in self.scenario.route_links(src, host)]
         seed = int(next(self.seeds).generate_state(1)[0])
-        proxy = open_path("127.0.0.1", port, LinkShape.from_path(hops), seed)
+        proxy = open_path("127.0.0.1", port, LinkShape.from_path(hops), seed, key=self.key)
         self.running.append(proxy)
+        self.paired.append(("127.0.0.1", proxy.port))
         return ("127.0.0.1", proxy.port)
+
+    def pair(self, cfg: RunConfig, children: Children) -> RunConfig:
+        """The run's nodes given its key (in their environment) and told which addresses want it (run.json)."""
+        children.env[LINK_KEY_ENV] = self.key.hex()
+        return cfg.model_copy(update={"paired": list(self.paired)})
 
     def devices(self, pop: DevicePopulation, host: str) -> dict[str, Any]:
         return {}
@@ -231,8 +239,10 @@ class LocalAddressing:
             raise UserError(f"--attack: no client pod {victim!r} (clients: {', '.join(cfg.fl.clients)})")
         if kind in INSIDERS:  # the client itself attacks: no relay
             return cfg.model_copy(update={"attack": (kind, victim)})
-        relay = AttackRelay(cfg.routes[victim][cfg.aggregator], kind)
+        target = cfg.routes[victim][cfg.aggregator]
+        relay = AttackRelay(target, kind, key=self.key, present=self.key if target in self.paired else b"")
         self.running.append(relay)
+        self.paired.append(("127.0.0.1", relay.port))
         routes = {**cfg.routes, victim: {cfg.aggregator: ("127.0.0.1", relay.port)}}
         return cfg.model_copy(update={"routes": routes, "attack": (kind, victim)})
 
@@ -243,6 +253,10 @@ class LocalAddressing:
             if isinstance(p, ShapingProxy)
             for stats in p.stats().values()
         )
+
+    def unpaired(self) -> int:
+        """Connections the run's links closed for not opening with its key."""
+        return sum(p.unpaired for p in self.running if isinstance(p, ShapingProxy))
 
     def stop(self) -> None:
         for p in self.running:
@@ -260,8 +274,14 @@ REORDERING_WARNING = (
 
 
 def fabric_warnings(addressing: LocalAddressing | NetnsAddressing) -> list[str]:
-    """What a run's summary says about the fabric it ran on: a netns fabric whose lossy links could not be steered."""
-    return [REORDERING_WARNING] if isinstance(addressing, NetnsAddressing) and not addressing.fabric.in_order else []
+    """What a run's summary says about the fabric it ran on: a netns fabric whose lossy links could not be steered;
+    strangers that dialled the local backend's links (closed unread, hw/proxy.py: their bytes took no link time)."""
+    if isinstance(addressing, NetnsAddressing):
+        return [] if addressing.fabric.in_order else [REORDERING_WARNING]
+    if not (strangers := addressing.unpaired()):
+        return []
+    return [f"{strangers} connection(s) to the run's links did not open with the run's key and were closed unread "
+            "(another process on this machine dialled addresses in run.json); they took no link time"]  # fmt: skip
 
 
 class NetnsAddressing:
@@ -587,6 +607,8 @@ def _start_and_follow(run: _Run, rounds: int, crash: dict[str, int] | None,
         if not isinstance(addressing, LocalAddressing):
             raise UserError("--attack: only with --backend local")
         cfg = addressing.attack(cfg, *run.attack)
+    if isinstance(addressing, LocalAddressing):
+        cfg = addressing.pair(cfg, children)
     run.allowed = {name: set(cfg.cpus[pod.host]) for name, pod in cfg.pods.items() if cfg.cpus.get(pod.host)}
     cfg = provision(cfg, out)  # every key, before any node starts
     run.cfg = cfg

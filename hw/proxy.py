@@ -17,6 +17,14 @@ All connections through one proxy share its two link directions, as flows share 
 deterministic per direction: ``numpy.random.default_rng(SeedSequence(seed).spawn(2)[i])`` with i = 0
 upstream (client to target) and 1 downstream; a direction draws ``random()`` per serialisation when
 ``loss > 0`` and then ``exponential(jitter_s)`` per delivered segment when ``jitter_s > 0``.
+
+A link carries its run's traffic only. Given a ``key`` (the twin's run key, ``hw.runtime.LINK_KEY_ENV``), a
+connection must open with it before anything it sends touches the link or reaches the target: the link is paired,
+as a device's radio link or a host's switch port is. Anyone else on the machine can reach the proxy's port (it is
+in run.json), and what a stranger poured in was queued on the link ahead of the run's own bytes: one 64 KiB write
+every 1.5 s held a 262 kbit/s device link past its pod's handshake deadline, and every device of a run sent
+nothing while the run said "completed". The key is stripped (it takes no link time); ``present`` is what to open
+the target connection with (another paired link's key, when the target is one).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import asyncio
 import collections
 import contextlib
 import heapq
+import hmac
 import itertools
 import logging
 import math
@@ -50,6 +59,11 @@ MIN_BACKLOG_BYTES = 4 * 1024 * 1024  # per connection and direction; the limit i
 # who stays: a connection it cuts ends here too, and strangers sending a byte each could otherwise fill the proxy
 # and keep every pod from reaching the gate at all
 MAX_CONNECTIONS = 256
+# connections not yet paired (opened with the link's key) at once per proxy: a newcomer over it takes the place of the
+# oldest; a node sends the key as it connects, so it is paired within a loopback round trip, and a flood of strangers
+# cannot hold its place for longer than the flood takes to open this many
+MAX_UNPAIRED = 64
+PAIR_TIMEOUT_S = 2.0  # a connection that has not sent the link's key by then is closed
 # each proxy socket's kernel buffers, fixed: the proxy's queue is its backlog, and the host's sysctl must not add a
 # hidden one (autotuned up to tcp_rmem's 32 MB here, a stopped client absorbed 5 more 4 MB models on one run and 2
 # on the next); twice this (the kernel doubles it) is 4 ms at a gigabit, read or written at once on loopback
@@ -240,13 +254,18 @@ class _Side(asyncio.Protocol):
         self.conn.made(self)
 
     def data_received(self, data: bytes) -> None:
+        if not self.conn.paired:
+            self.conn.greet(data)
+            return
         assert self.outgoing is not None  # reading is paused until both pipes exist
         if self is self.conn.client:
             self.conn.spoke = True
         self.outgoing.feed(data)
 
     def eof_received(self) -> bool:
-        assert self.outgoing is not None
+        if self.outgoing is None:  # a client that ended before it was paired
+            self.conn.refuse()
+            return False
         self.outgoing.feed_eof()
         upstream = self.conn.client.outgoing
         if self is self.conn.target and upstream is not None:
@@ -353,31 +372,76 @@ class _Connection:
         self.pipes: list[_Pipe] = []
         self.connecting: asyncio.Task[None] | None = None
         self.closed = False
-        self.spoke = False  # its client has sent a byte
+        self.spoke = False  # its client has sent a byte (past the key)
+        self.paired = not proxy.key  # its client has opened with the link's key
+        self.greeting = b""  # the key's bytes received so far
+        self.early = b""  # what came with the key, fed once the target is there
+        self.deadline: asyncio.TimerHandle | None = None
 
     def made(self, side: _Side) -> None:
         assert side.transport is not None
+        if side is self.client and not self.paired:
+            unpaired = self.proxy._unpaired
+            if len(unpaired) >= MAX_UNPAIRED:
+                next(iter(unpaired)).refuse()  # the oldest makes way
+            unpaired[self] = None
+            self.deadline = asyncio.get_running_loop().call_later(PAIR_TIMEOUT_S, self.refuse)
+            return
         if side is self.client:
-            if len(self.proxy._connections) >= MAX_CONNECTIONS:  # a flood of strangers
-                silent = next((c for c in self.proxy._connections if not c.spoke), None)
-                self.proxy.refused += 1
-                if silent is None:  # refused, nothing buffered
-                    side.transport.abort()
-                    return
-                silent.close(abort=True)  # the oldest that said nothing makes way
-            side.transport.pause_reading()  # until the target is there to receive
-            self.proxy._connections[self] = None
-            self.connecting = asyncio.get_running_loop().create_task(self._connect())
+            self._enter()
             return
         if self.closed:  # evicted (or given up) while its target connection was being made
             side.transport.abort()
             return
+        if self.proxy.present:
+            side.transport.write(self.proxy.present)  # to the next paired link: not shaped, as this one's key
         up, down = self.proxy._links
         self.client.outgoing = _Pipe(self, up, self.client, self.target)
         self.target.outgoing = _Pipe(self, down, self.target, self.client)
         self.pipes = [self.client.outgoing, self.target.outgoing]
+        if self.early:
+            self.spoke = True
+            self.client.outgoing.feed(self.early)
+            self.early = b""
         assert self.client.transport is not None
         self.client.transport.resume_reading()
+
+    def greet(self, data: bytes) -> None:
+        """Take the link's key from the start of what an unpaired client sent; what follows it is kept for the
+        target. A byte that differs from the key refuses the connection at once."""
+        key = self.proxy.key
+        take = len(key) - len(self.greeting)
+        self.greeting += data[:take]
+        if not hmac.compare_digest(self.greeting, key[: len(self.greeting)]):
+            self.refuse()
+        elif len(self.greeting) == len(key):
+            self.paired = True
+            self.proxy._unpaired.pop(self, None)
+            if self.deadline is not None:
+                self.deadline.cancel()
+            self.early = data[take:]
+            self._enter()
+
+    def refuse(self) -> None:
+        """Close a connection that did not open with the link's key (or ended before it had)."""
+        if not self.closed and not self.paired:
+            self.proxy.unpaired += 1
+            self.close(abort=True)
+
+    def _enter(self) -> None:
+        """A client that may use the link: counted among the connections, the target dialled."""
+        side = self.client
+        assert side.transport is not None
+        if len(self.proxy._connections) >= MAX_CONNECTIONS:  # a flood of strangers
+            silent = next((c for c in self.proxy._connections if not c.spoke), None)
+            self.proxy.refused += 1
+            if silent is None:  # refused, nothing buffered
+                side.transport.abort()
+                return
+            silent.close(abort=True)  # the oldest that said nothing makes way
+        side.transport.pause_reading()  # until the target is there to receive
+        self.proxy._connections[self] = None
+        self.connecting = asyncio.get_running_loop().create_task(self._connect())
 
     async def _connect(self) -> None:
         host, port = self.proxy.target
@@ -399,6 +463,9 @@ class _Connection:
             return
         self.closed = True
         self.proxy._connections.pop(self, None)
+        self.proxy._unpaired.pop(self, None)
+        if self.deadline is not None:
+            self.deadline.cancel()
         for pipe in self.pipes:
             pipe.drop()
         current = asyncio.current_task()
@@ -420,7 +487,8 @@ class ShapingProxy:
 
     Runs its own asyncio loop in a background thread, so synchronous code can use it: ``start()`` returns
     the bound port, ``stop()`` closes the listener and every connection (undelivered data is discarded)
-    and joins the thread; ``with ShapingProxy(...) as proxy:`` does both.
+    and joins the thread; ``with ShapingProxy(...) as proxy:`` does both. ``key``: what a connection must open
+    with (none: any connection is carried); ``present``: what to open the target connection with.
     """
 
     def __init__(
@@ -433,8 +501,11 @@ class ShapingProxy:
         host: str = "127.0.0.1",
         port: int = 0,
         downstream_shape: LinkShape | None = None,
+        key: bytes = b"",
+        present: bytes = b"",
     ):
         self.target = (target_host, target_port)
+        self.key, self.present = bytes(key), bytes(present)
         self.shapes = (shape, downstream_shape or shape)
         self.seed, self.host = seed, host
         self._requested_port = port
@@ -445,6 +516,8 @@ class ShapingProxy:
         self._links: tuple[_Link, ...] = ()
         self._connections: dict[_Connection, None] = {}  # in the order they came
         self.refused = 0  # connections over ``MAX_CONNECTIONS``: refused, or a silent one closed for them
+        self._unpaired: dict[_Connection, None] = {}  # accepted, not yet opened with the key; in the order they came
+        self.unpaired = 0  # connections closed for not opening with the key in time
 
     @property
     def port(self) -> int:
@@ -503,7 +576,7 @@ class ShapingProxy:
     async def _shutdown(self) -> None:
         if self._server is not None:
             self._server.close()
-        for conn in list(self._connections):
+        for conn in [*self._connections, *self._unpaired]:
             conn.close(abort=True)
         if self._server is not None:
             await self._server.wait_closed()
@@ -527,11 +600,18 @@ class ShapingProxy:
 
 
 def open_path(
-    target_host: str, target_port: int, shape: LinkShape | Iterable[LinkShape], seed: int = 0
+    target_host: str,
+    target_port: int,
+    shape: LinkShape | Iterable[LinkShape],
+    seed: int = 0,
+    *,
+    key: bytes = b"",
+    present: bytes = b"",
 ) -> ShapingProxy:
-    """A started proxy to the target, shaped like one link or a multi-hop path (see LinkShape.from_path)."""
+    """A started proxy to the target, shaped like one link or a multi-hop path (see LinkShape.from_path);
+    ``key`` and ``present`` as ``ShapingProxy`` takes them."""
     if not isinstance(shape, LinkShape):
         shape = LinkShape.from_path(shape)
-    proxy = ShapingProxy(target_host, target_port, shape, seed=seed)
+    proxy = ShapingProxy(target_host, target_port, shape, seed=seed, key=key, present=present)
     proxy.start()
     return proxy

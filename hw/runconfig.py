@@ -114,6 +114,7 @@ class RunConfig(_Model):
     pods: dict[str, PodConfig]
     routes: dict[str, dict[str, Address]]  # client or worker process -> {aggregator: where to dial}
     devices: list[DeviceGroup] = Field(default_factory=list)
+    paired: list[Address] = Field(default_factory=list)  # addresses that take a connection opening with the run's key
     crash: dict[str, int] = Field(default_factory=dict)  # fault injection: client -> round it dies in
     attack: tuple[str, str] | None = None
     keys: ProvisionedKeys | None = None  # None: each node generates its keys and publishes them in keys/

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
+import secrets
 import sys
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
@@ -29,6 +31,24 @@ NODE_ENV = {"MALLOC_ARENA_MAX": "1"}
 # "port=fd,...": listening sockets a node inherits from the orchestrator, bound before the node started so no other
 # process can take their ports meanwhile (hw/local.py ``listening_socket``; hw/node/common.py ``listen``)
 LISTEN_FDS_ENV = "PQTWIN_LISTEN_FDS"
+# the run's link key, hex: a connection to one of the run's shaping proxies opens with it (hw/proxy.py), so that only
+# the run's own processes put bytes on its links. In the environment, not in run.json (which any local user may read)
+LINK_KEY_ENV = "PQTWIN_LINK_KEY"
+LINK_KEY_BYTES = 16
+
+
+def new_link_key() -> bytes:
+    return secrets.token_bytes(LINK_KEY_BYTES)
+
+
+def link_key() -> bytes:
+    """This process's run key (``LINK_KEY_ENV``); empty where none was given (a Kubernetes pod: no proxies) or it is
+    not one (a hand-edited environment: its connections are then refused by the links, and the node says so)."""
+    try:
+        key = bytes.fromhex(os.environ.get(LINK_KEY_ENV, ""))
+    except ValueError:
+        return b""
+    return key if len(key) == LINK_KEY_BYTES else b""
 
 
 def tune_threads() -> None:

@@ -1381,10 +1381,27 @@ def _enough_open_files() -> None:
                         f"{MIN_OPEN_FILES}: raise the limit (ulimit -n {MIN_OPEN_FILES})")  # fmt: skip
 
 
+def _utf8_arguments(args: list[str]) -> None:
+    """Refuse an argument that is not UTF-8 (a path with a Latin-1 byte: Python hands it on as surrogates), naming
+    it: pqtwin writes its arguments (paths, names, the command line) into UTF-8 JSON, HTML and Parquet, where such a
+    string cannot go, and every output written before the first failed with an internal error."""
+    for i, arg in enumerate(args, 1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            from sim.errors import UserError
+
+            shown = repr(os.fsencode(arg))[2:-1]
+            raise UserError(f"argument {i} ({shown}) is not UTF-8: pqtwin writes its arguments into UTF-8 files "
+                            "(JSON, HTML, Parquet); rename the file or directory, or use a link to it with a UTF-8 "
+                            "name") from None  # fmt: skip
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (2: a mistake in the input, 1: an internal error)."""
     try:
         _enough_open_files()
+        _utf8_arguments(sys.argv[1:] if argv is None else argv)
         rv = app(args=argv, prog_name="pqtwin", standalone_mode=False)
         if rv == 130:  # click turns a Ctrl-C into this exit code (and a blank line) when not standalone
             return _interrupted(getattr(sys.modules.get("hw.lifecycle"), "last_stop", None))

@@ -142,6 +142,47 @@ def test_a_siege_of_trickling_connections_and_spammed_hellos_keeps_no_pod_or_dev
     assert summary.security.get("unfinished", 0) > 0, summary.security
 
 
+def test_a_stranger_pouring_into_the_device_links_takes_no_link_time(tmp_path):
+    """A stranger writing 64 KiB into each device path's shaping proxy (its address is in run.json) every half
+    second: the bytes were queued on the link ahead of the devices' own, each write held a 262 kbit/s link for 2 s,
+    the devices' HELLOs missed their pods' deadline, and a 40-round run "completed" with no frame from any of its 8
+    devices and no warning. The links now carry only connections that open with the run's key (hw/proxy.py)."""
+    import socket
+
+    s = scenario("workload.devices.ecg-a.frame_period_s=0.05", "workload.devices.ecg-b.frame_period_s=0.05",
+                 "workload.fl.local_epochs=20")  # fmt: skip
+    out, stop, poured = tmp_path / "run", threading.Event(), [0]
+
+    def pour() -> None:
+        _wait_for(out / "run.json")
+        ports = [g.address[1] for g in RunConfig.read(out).devices]
+        blob = os.urandom(65536)
+        while not stop.wait(0.5):
+            for port in ports:
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                        sock.sendall(blob)
+                        poured[0] += 1
+                except OSError:
+                    pass
+
+    stranger = threading.Thread(target=pour)
+    stranger.start()
+    try:
+        summary = run_local(s, out, "sequential", rounds=20, seed=5)
+    finally:
+        stop.set()
+        stranger.join(30)
+    assert summary.state == "completed" and summary.rounds_completed == 20, summary.reason
+    assert poured[0] >= 4, poured
+    spans = contract.read_spans(out / "spans.parquet")
+    by_device = spans[spans.op == "frame"].groupby("host").size().to_dict()
+    assert all(by_device.get(f"ecg-{g}#{i}", 0) > 0 for g in "ab" for i in range(4)), by_device
+    latency_s = summary.telemetry.latency_s
+    assert latency_s is not None and latency_s.p95 < 0.5, latency_s  # 2.5 s on average under the pour, before
+    assert any("did not open with the run's key" in w for w in summary.warnings), summary.warnings
+
+
 def test_kill_9_of_the_aggregator_keeps_every_finished_round(tmp_path):
     s = scenario(*QUIET)
     summary = run_local(s, tmp_path, "sequential", rounds=8, seed=5, progress=_kill_9(tmp_path, "aggregator", 2))

@@ -202,3 +202,32 @@ def test_the_shipped_profiles_and_a_fitted_one_state_the_units_their_ops_are_pri
         load_profile(f)
     planted_run(tmp_path / "run", rounds=3)
     Profile.model_validate(fit_from_run(tmp_path / "run", PROFILE).profile)
+
+
+# --- arguments that are not UTF-8 -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["scenario", "out", "set"])
+def test_an_argument_that_is_not_utf8_is_refused_naming_it(tmp_path, capsys, where):
+    """A path with a Latin-1 byte reaches Python as surrogates, which no UTF-8 file can hold: ``pqtwin sim`` ended in
+    an internal error writing summary.json, ``report`` writing its HTML and ``sweep run`` reading its Parquet. Every
+    argument is checked once, before any command runs, and nothing is written."""
+    odd = os.fsdecode(b"d\xff")
+    folder = tmp_path / odd if where == "scenario" else tmp_path
+    folder.mkdir(exist_ok=True)
+    shutil.copytree(SCENARIOS / "profiles", folder / "profiles", dirs_exist_ok=True)
+    shutil.copy(SCENARIOS / "localhost.yaml", folder / "s.yaml")
+    out = tmp_path / (odd if where == "out" else "out")
+    extra = ["--set", f"name={odd}"] if where == "set" else []
+    line = one_error(capsys, "sim", str(folder / "s.yaml"), "--out", str(out), "--replications", "2", *extra)
+    assert "is not UTF-8" in line and "\\xff" in line, line
+    assert not out.exists()  # nothing written (an internal error is exit 1: ``one_error`` wants 2)
+
+
+def test_utf8_arguments_beyond_ascii_still_run(tmp_path, capsys):
+    """The check refuses what UTF-8 cannot hold, not what is beyond ASCII."""
+    folder = tmp_path / "Station Ü 病棟"
+    shutil.copytree(SCENARIOS / "profiles", folder / "profiles")
+    shutil.copy(SCENARIOS / "localhost.yaml", folder / "s.yaml")
+    assert cli.run(["sim", str(folder / "s.yaml"), "--out", str(folder / "out"), "--replications", "2"]) == 0
+    assert (folder / "out" / "summary.json").exists() or any((folder / "out").glob("*/summary.json"))

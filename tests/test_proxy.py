@@ -380,3 +380,86 @@ async def _tasks() -> int:
     import asyncio
 
     return len([t for t in asyncio.all_tasks() if t is not asyncio.current_task()])
+
+
+# --- a paired link: only connections opening with its key are carried ------------------------------------------
+
+KEY = bytes(range(16))
+
+
+def closed_unread(sock: socket.socket) -> bool:
+    """The proxy closed ``sock`` (reset or end of stream) without a byte back."""
+    sock.settimeout(5)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_a_paired_link_carries_only_connections_opening_with_its_key(serve):
+    """A stranger's pour (no key, or a wrong one) is closed at its first byte: it never reaches the target and takes
+    no link time, so the run's own connection, right behind it, is as fast as on an idle link. Before pairing, one
+    64 KiB write every 1.5 s into a 262 kbit/s device link held it past its pod's handshake deadline for good."""
+    reached: list[bytes] = []
+
+    def node(sock: socket.socket) -> None:
+        data = recv_all(sock)
+        reached.append(data)
+        sock.sendall(hashlib.sha256(data).digest())
+
+    shape = LinkShape(262_000, 0.0075, segment_bytes=65536)
+    with ShapingProxy("127.0.0.1", serve(node), shape, key=KEY) as proxy:
+        strangers = [connect(proxy.port) for _ in range(2)]
+        send_then_close(strangers[0], os.urandom(65536))
+        send_then_close(strangers[1], KEY[:8] + bytes(8) + os.urandom(65536))  # half the key
+        assert all(closed_unread(s) for s in strangers)
+        started = time.monotonic()
+        pod = connect(proxy.port)
+        send_then_close(pod, KEY + b"hello")  # the key and the first bytes in one write
+        assert recv_all(pod) == hashlib.sha256(b"hello").digest()
+        took_s = time.monotonic() - started
+        assert took_s < 0.5, took_s  # behind a 64 KiB pour: 2 s at this rate
+        assert reached == [b"hello"]  # the key stripped, the strangers never connected onward
+        assert proxy.unpaired == 2 and proxy.stats()["upstream"]["bytes"] == 5
+
+
+def test_a_paired_link_opens_its_target_with_what_it_presents(serve):
+    """The device emulator's access link dials the pod through the run's route link: it presents the run's key,
+    unshaped, before the device's bytes."""
+    got: list[bytes] = []
+
+    def node(sock: socket.socket) -> None:
+        got.append(recv_all(sock))
+
+    with ShapingProxy("127.0.0.1", serve(node), LinkShape(1e9, 0.0), key=KEY, present=b"onward-key") as proxy:
+        pod = connect(proxy.port)
+        pod.sendall(KEY)
+        time.sleep(0.05)  # the key alone first: the rest comes in a later read
+        send_then_close(pod, b"frame").join()
+        assert closed_unread(pod)
+        deadline = time.monotonic() + 5
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert got == [b"onward-key" + b"frame"]
+        assert proxy.stats()["upstream"]["bytes"] == 5
+
+
+def test_unpaired_connections_are_capped_and_time_out(serve, monkeypatch):
+    """Strangers that connect and say nothing hold no place for long: over ``MAX_UNPAIRED`` the oldest makes way,
+    and each is closed ``PAIR_TIMEOUT_S`` after it came; a node pairing meanwhile is carried."""
+    from hw import proxy as proxy_module
+
+    monkeypatch.setattr(proxy_module, "MAX_UNPAIRED", 4)
+    monkeypatch.setattr(proxy_module, "PAIR_TIMEOUT_S", 0.5)
+    with ShapingProxy("127.0.0.1", serve(echo), LinkShape(1e9, 0.0), key=KEY) as proxy:
+        silent = [connect(proxy.port) for _ in range(6)]
+        assert closed_unread(silent[0]) and closed_unread(silent[1])  # made way for the 5th and 6th
+        pod = connect(proxy.port)
+        pod.sendall(KEY + b"x")
+        assert pod.recv(1) == b"x"
+        assert all(closed_unread(s) for s in silent[2:])  # timed out
+        assert proxy.unpaired == 6 and not proxy._unpaired
+        send_then_close(pod, b"ok")
+        assert recv_all(pod) == b"ok"
+    for s in [*silent, pod]:
+        s.close()

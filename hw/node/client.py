@@ -24,6 +24,7 @@ from hw.node.common import (
     RunFailed,
     accept,
     connect,
+    key_for,
     listen,
     message,
     model_of,
@@ -111,7 +112,8 @@ def open_session(node: Node, ident: Identity, trust: dict[str, Peer], address: A
     gone: ConnectionClosed | None = None  # a session closed after it authenticated: the aggregator may have ended
     while True:
         try:
-            sock = connect(address, RECONNECT_S if gone else max(1.0, deadline - time.monotonic()))
+            timeout_s = RECONNECT_S if gone else max(1.0, deadline - time.monotonic())
+            sock = connect(address, timeout_s, key_for(node.cfg, address))
         except RunFailed:
             if gone is None:
                 raise

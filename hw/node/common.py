@@ -37,7 +37,7 @@ from hw.node.keys import KeySource
 from hw.node.report import Reporter
 from hw.runconfig import Address, RunConfig
 from hw.rundir import NodeResult
-from hw.runtime import LISTEN_FDS_ENV, prefault_heap
+from hw.runtime import LINK_KEY_ENV, LISTEN_FDS_ENV, link_key, prefault_heap
 from sim import catalogue
 from sim.contract import SIGNATURE_LENGTH_BYTES, SpanRow, to_frame
 
@@ -199,18 +199,36 @@ class Node:
         self.reporter.checkpoint(self.name, result, rows)
 
 
-def connect(address: Address, timeout_s: float = 30.0) -> socket.socket:
+def connect(address: Address, timeout_s: float = 30.0, key: bytes = b"") -> socket.socket:
+    """A connection to ``address``, retried until ``timeout_s``; opened with ``key`` (``key_for``) if any."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             sock = socket.create_connection((address[0], int(address[1])), timeout=10)
             sock.settimeout(None)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if key:
+                try:
+                    sock.sendall(key)
+                except OSError:
+                    sock.close()
+                    raise
             return sock
         except OSError as exc:
             if time.monotonic() > deadline:
                 raise RunFailed(f"cannot connect to {address[0]}:{address[1]}: {exc.strerror}") from None
             time.sleep(0.05)
+
+
+def key_for(cfg: RunConfig, address: Address) -> bytes:
+    """What a connection to ``address`` opens with: the run's link key where it is one of the run's shaping proxies
+    (``RunConfig.paired``, hw/proxy.py), else nothing."""
+    if (address[0], int(address[1])) not in {(host, int(port)) for host, port in cfg.paired}:
+        return b""
+    if not (key := link_key()):
+        raise RunFailed(f"{address[0]}:{address[1]} is one of the run's links, which take only connections opening "
+                        f"with the run's key, and this process was given none ({LINK_KEY_ENV})")  # fmt: skip
+    return key
 
 
 HANDSHAKE_TIMEOUT_S = 10.0  # a connection must authenticate within this, or is closed (and counted)

@@ -13,11 +13,12 @@ import time
 import numpy as np
 
 from hw.channel import Channel, ConnectionClosed, Identity, Peer, SecurityError
-from hw.node.common import Node, RunFailed, connect, no_timer
+from hw.node.common import Node, RunFailed, connect, key_for, no_timer
 from hw.node.metrics import heartbeat
 from hw.proxy import LinkShape, open_path
 from hw.runconfig import DeviceGroup
 from hw.rundir import NodeResult
+from hw.runtime import link_key, new_link_key
 
 
 def run_devices(node: Node) -> NodeResult:
@@ -33,8 +34,9 @@ def run_devices(node: Node) -> NodeResult:
     for g in groups:
         for i, name in enumerate(g.device_names()):
             offset = float(rng.uniform(0, g.period_s))
-            path = _shaped(g, cfg.seed, i)
-            t = threading.Thread(target=_device, args=(node, idents[name], trust, path, offset, stop), daemon=True)
+            path, key = _shaped(node, g, i)
+            t = threading.Thread(target=_device, args=(node, idents[name], trust, path, key, offset, stop),
+                                 daemon=True)  # fmt: skip
             t.start()
             threads.append(t)
     # The handler only flips a flag: Event.set takes the lock that the interrupted stop.wait may hold (deadlock).
@@ -46,18 +48,23 @@ def run_devices(node: Node) -> NodeResult:
     return NodeResult(state="completed", devices=len(threads))
 
 
-def _shaped(group: DeviceGroup, seed: int, device: int) -> DeviceGroup:
-    """A group that carries its access path's ``link``: each device connects through a shaping proxy of its
-    own in this process (every device has its own access link, as in the simulator)."""
+def _shaped(node: Node, group: DeviceGroup, device: int) -> tuple[DeviceGroup, bytes]:
+    """The group as one device dials it, and the key its connections open with. A group that carries its access
+    path's ``link``: each device connects through a shaping proxy of its own in this process (every device has its
+    own access link, as in the simulator), paired with the run's key (or one of this process's, where the run has
+    none: a Kubernetes pod), which opens the connection onward with the run's key where the pod's address is one of
+    its links."""
+    onward = key_for(node.cfg, group.address)
     if group.link is None:
-        return group
+        return group, onward
     shape = LinkShape(**group.link.model_dump())
-    base = seed if group.link_seed is None else group.link_seed
-    proxy = open_path(group.address[0], group.address[1], shape, base + device)
-    return group.model_copy(update={"address": ("127.0.0.1", proxy.port)})
+    base = node.cfg.seed if group.link_seed is None else group.link_seed
+    key = link_key() or new_link_key()
+    proxy = open_path(group.address[0], group.address[1], shape, base + device, key=key, present=onward)
+    return group.model_copy(update={"address": ("127.0.0.1", proxy.port)}), key
 
 
-def _device(node: Node, ident: Identity, trust: dict[str, Peer], group: DeviceGroup, offset_s: float,
+def _device(node: Node, ident: Identity, trust: dict[str, Peer], group: DeviceGroup, key: bytes, offset_s: float,
             stop: threading.Event) -> None:  # fmt: skip
     """One device: (re)connect and handshake with its pod, then send a frame every period until stopped.
     A device whose pod is not listening yet, or whose session breaks, retries after a back-off."""
@@ -66,7 +73,9 @@ def _device(node: Node, ident: Identity, trust: dict[str, Peer], group: DeviceGr
         return
     while not stop.is_set():
         try:
-            ch = Channel(connect(group.address), ident, node.suite, trust, clock=node.now, counters=node.counters)
+            ch = Channel(
+                connect(group.address, key=key), ident, node.suite, trust, clock=node.now, counters=node.counters
+            )
             ch.initiate(group.pod, no_timer)
             frame = os.urandom(group.frame_bytes)
             next_at = time.monotonic()
