@@ -57,6 +57,7 @@ from hw.netns import Fabric, probe_clean
 from hw.provision import provision
 from hw.proxy import LinkShape, ShapingProxy, open_path
 from hw.runconfig import (
+    DEVICE_EMULATOR,
     Address,
     RunConfig,
     Service,
@@ -368,6 +369,8 @@ class Children:
         self.roles: dict[str, str] = {}  # process -> its role
         self.ended: dict[str, int] = {}  # process -> its exit code, for those that had ended when ``stop`` came
         self.killed: list[str] = []  # processes that did not end within the grace time after SIGTERM
+        self.started: dict[str, float] = {}  # process -> when it was started (monotonic)
+        self.stopped_at: float | None = None  # when ``stop`` came
         env = dict(os.environ)
         env.update({v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
         env.update(NODE_ENV)  # one malloc arena from the start (hw/runtime.py)
@@ -392,12 +395,14 @@ class Children:
             for sock in listeners:  # the node holds them now (or nobody: its port is free again)
                 sock.close()
         self.roles[name] = role
+        self.started[name] = time.monotonic()
         write_json(RunLayout(self.run_dir).pids, {n: p.pid for n, p in self.procs.items()})
 
     def stop(self, grace_s: float = GRACE_S) -> dict[str, int | None]:
         """SIGTERM to every node still running, SIGKILL to any that has not ended ``grace_s`` later; their exit
         codes. Which had ended before (``ended``) and which had to be killed (``killed``) is kept for the summary's
         warnings (``node_warnings``): a node process that died mid-run showed only as an exit code in status.json."""
+        self.stopped_at = time.monotonic()
         self.ended = {n: p.returncode for n, p in self.procs.items() if p.poll() is not None}
         for p in self.procs.values():
             if p.poll() is None:
@@ -574,7 +579,8 @@ class _Run:
                      "fabric": addressing.probe, "warnings": warnings}  # fmt: skip
             return write_run_results(s, out, aggregator, self.state, self.reason, codes,
                                      elapsed_s, extra,
-                                     status_extra={"machine_load": machine_load.model_dump()})  # fmt: skip
+                                     status_extra={"machine_load": machine_load.model_dump()},
+                                     warn=partial(silent_devices, cfg=self.cfg, children=children))  # fmt: skip
         except Exception as exc:
             self._keep_outcome(codes, exc)
             if self.pending is None:
@@ -709,6 +715,33 @@ def node_warnings(out: Path, children: Children, state: str, aggregator: str, cf
     return lines
 
 
+SILENT_GRACE_S = 10.0  # beyond two frame periods, how long a device may take to connect before its silence is said
+
+
+def silent_devices(spans: pd.DataFrame, cfg: RunConfig | None, children: Children) -> list[str]:
+    """A line for each device population some of whose devices delivered no frame although their emulator ran long
+    enough for every one to (two frame periods and ``SILENT_GRACE_S``): whatever kept them out -- a stranger
+    flooding their links or their pod, an emulator that could not reach its pod -- a run that "completed" with a
+    population's telemetry missing said nothing of it. Short runs (the emulator starts last) are not judged."""
+    if cfg is None or children.stopped_at is None:
+        return []
+    frames = spans[(spans.phase == "telemetry") & (spans.op == "frame")]
+    heard = set(frames.host.unique())  # a frame's host: its device
+    lines = []
+    for g in cfg.devices:
+        runner = g.runner or DEVICE_EMULATOR
+        if runner not in children.started or runner in children.ended:  # an emulator's own end is said already
+            continue
+        ran_s = children.stopped_at - children.started[runner]
+        if ran_s < 2 * g.period_s + SILENT_GRACE_S:
+            continue
+        if silent := [d for d in g.device_names() if d not in heard]:
+            lines.append(f"population {g.population}: {len(silent)} of {g.count} devices delivered no telemetry frame "
+                         f"in the {ran_s:.1f} s their emulator ran (one was due every {g.period_s:g} s): see "
+                         f"logs/{runner}.log and the security counts")  # fmt: skip
+    return lines
+
+
 def _how_it_ended(code: int) -> str:
     if code < 0:
         try:
@@ -770,7 +803,8 @@ def recover_node_journals(out: Path) -> list[str]:
 
 
 def write_run_results(s: Scenario, out: Path, aggregator: str, state: str, reason: str, codes: dict[str, int | None],
-                      wall_s: float, extra: dict[str, Any], status_extra: dict[str, Any]) -> Summary:  # fmt: skip
+                      wall_s: float, extra: dict[str, Any], status_extra: dict[str, Any],
+                      warn: Callable[[pd.DataFrame], list[str]] | None = None) -> Summary:  # fmt: skip
     """``rundir.write_results`` for a run on this machine (every pod on its cores); a file it could not write is
     named in the error (it writes spans.parquet, summary.json and status.json in turn, each whole or not at all:
     the first not replaced is the one)."""
@@ -780,7 +814,7 @@ def write_run_results(s: Scenario, out: Path, aggregator: str, state: str, reaso
     try:
         return rundir.write_results(s, out, aggregator, state, reason, codes, wall_s,
                                     {"this-machine": os.cpu_count() or 1}, extra, machine="this-machine",
-                                    status_extra=status_extra)  # fmt: skip
+                                    status_extra=status_extra, warn=warn)  # fmt: skip
     except OSError as exc:
         _name(exc, next((p for p in files if _identity(p) is None or _identity(p) == before[p]), None))
         raise

@@ -18,7 +18,7 @@ import os
 import shutil
 import stat
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -491,14 +491,14 @@ def estimated_energy(s: Scenario, df: pd.DataFrame, duration_s: float) -> Energy
 def write_results(
     s: Scenario, out: Path, aggregator: str, state: str, reason: str, codes: dict[str, int | None], wall_s: float,
     cores: dict[str, int], extra: dict[str, Any], machine: str | None = None,
-    status_extra: dict[str, Any] | None = None,
+    status_extra: dict[str, Any] | None = None, warn: Callable[[pd.DataFrame], list[str]] | None = None,
 ) -> Summary:  # fmt: skip
     """A twin run's result files: merged spans.parquet, summary.json with the simulator's keys plus the
     nodes' reports (accuracy, dropouts, security events), and status.json.
 
     Utilisation is of ``cores`` ({host: cores}); with ``machine`` every pod counts against that one host
     (the local backend: all pods share this machine). ``extra`` adds to the summary, ``status_extra`` to
-    status.json.
+    status.json; ``warn`` gives warnings read from the merged spans.
     """
     import pandas as pd
 
@@ -519,7 +519,7 @@ def write_results(
         "host_utilization": core_utilisation(df, cores, duration, host_key),
         "state": state, "reason": reason, "initial_accuracy": agg.initial_accuracy,
         "accuracy_per_round": agg.accuracy_per_round, "dropouts": agg.dropouts, "security": dict(security),
-        "wall_s": wall_s, **extra, "warnings": [*extra.get("warnings", []), *ignored],
+        "wall_s": wall_s, **extra, "warnings": [*extra.get("warnings", []), *ignored, *(warn(df) if warn else [])],
     }  # fmt: skip
     summary = summarise(df, meta)
     summary.energy = estimated_energy(s, df, duration)

@@ -183,6 +183,38 @@ def test_a_stranger_pouring_into_the_device_links_takes_no_link_time(tmp_path):
     assert any("did not open with the run's key" in w for w in summary.warnings), summary.warnings
 
 
+def test_a_run_whose_devices_could_not_reach_their_pods_says_so(tmp_path, monkeypatch):
+    """Devices kept out of their pods all run (here: their emulator holds a key the run's links do not take) made a
+    run that "completed" with no frame and no word of it. The summary now names the population and how many of its
+    devices were silent, and that connections without the run's key were refused."""
+    from hw import local
+
+    monkeypatch.setattr(local, "SILENT_GRACE_S", 1.0)
+    pair = local.LocalAddressing.pair
+
+    def wrong_key(self, cfg, children):
+        paired = pair(self, cfg, children)
+        children.env[local.LINK_KEY_ENV] = bytes(16).hex()  # not the links' key
+        return paired
+
+    monkeypatch.setattr(local.LocalAddressing, "pair", wrong_key)
+    s = scenario("workload.devices.ecg-a.frame_period_s=0.05", "workload.devices.ecg-b.count=0",
+                 "workload.fl.local_epochs=20")  # fmt: skip
+    summary = run_local(s, tmp_path / "run", "sequential", rounds=12, seed=5)
+    assert summary.state == "completed" and summary.telemetry.frames == 0, summary.telemetry
+    silent = [w for w in summary.warnings if w.startswith("population ecg-a: 4 of 4 devices delivered no")]
+    assert len(silent) == 1, summary.warnings
+    assert any("did not open with the run's key" in w for w in summary.warnings), summary.warnings
+
+
+def test_a_short_run_does_not_call_its_late_devices_silent(tmp_path):
+    """The emulator starts last: in a run of a second or two its devices may not have connected yet, and that is
+    not news (``SILENT_GRACE_S``)."""
+    summary = run_local(scenario(), tmp_path / "run", "sequential", rounds=2, seed=5)
+    assert summary.state == "completed", summary.reason
+    assert not [w for w in summary.warnings if w.startswith("population ")], summary.warnings
+
+
 def test_kill_9_of_the_aggregator_keeps_every_finished_round(tmp_path):
     s = scenario(*QUIET)
     summary = run_local(s, tmp_path, "sequential", rounds=8, seed=5, progress=_kill_9(tmp_path, "aggregator", 2))
