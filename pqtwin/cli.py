@@ -1383,18 +1383,27 @@ def _enough_open_files() -> None:
 
 def _utf8_arguments(args: list[str]) -> None:
     """Refuse an argument that is not UTF-8 (a path with a Latin-1 byte: Python hands it on as surrogates), naming
-    it: pqtwin writes its arguments (paths, names, the command line) into UTF-8 JSON, HTML and Parquet, where such a
-    string cannot go, and every output written before the first failed with an internal error."""
-    for i, arg in enumerate(args, 1):
+    its option (or its place) and the byte: pqtwin writes its arguments (paths, names, the command line) into UTF-8
+    JSON, HTML and Parquet, where such a string cannot go, and the first output written failed with an internal
+    error."""
+    for i, arg in enumerate(args):
         try:
             arg.encode("utf-8")
-        except UnicodeEncodeError:
+        except UnicodeEncodeError as exc:
             from sim.errors import UserError
 
-            shown = repr(os.fsencode(arg))[2:-1]
-            raise UserError(f"argument {i} ({shown}) is not UTF-8: pqtwin writes its arguments into UTF-8 files "
-                            "(JSON, HTML, Parquet); rename the file or directory, or use a link to it with a UTF-8 "
-                            "name") from None  # fmt: skip
+            raw = os.fsencode(arg)
+            option, eq, _ = arg.partition("=")
+            if arg.startswith("-") and eq:
+                where = option
+            elif i and args[i - 1].startswith("-"):
+                where = args[i - 1]
+            else:
+                where = f"argument {i + 1}"
+            byte = os.fsencode(arg[exc.start])[0]
+            raise UserError(f"{where}: not UTF-8 text: byte 0x{byte:02x} in {repr(raw)[2:-1]}; pqtwin writes its "
+                            "arguments into UTF-8 files (JSON, HTML, Parquet): rename the file or directory, or use a "
+                            "link to it with a UTF-8 name") from None  # fmt: skip
 
 
 def run(argv: list[str] | None = None) -> int:
