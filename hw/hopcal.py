@@ -110,7 +110,7 @@ def _aggregator(sock: socket.socket, me: Identity, suite: Suite, trust: Any,
     node = _node("aggregator")
     ch = Channel(sock, me, suite, trust, counters=Counter())
     ch.accept(lambda *_: contextlib.nullcontext())
-    pool = WorkerPool(node, {"worker-1": ch}, lambda job: memoryview(b""))
+    pool = WorkerPool(node, {"worker-1": ch}, lambda job: bytearray())
     cpu: dict[int, np.ndarray] = {}
     plaintexts: dict[int, tuple[int, int]] = {}
     with ThreadPoolExecutor(1) as threads:  # the aggregator's job threads, as in a concurrent round
@@ -135,7 +135,7 @@ def _timed(fn: Callable[..., Any], *args: Any) -> float:
     return time.thread_time() - t0
 
 
-def _echo(job: Job) -> memoryview:
+def _echo(job: Job) -> bytearray:
     """The worker's answer to a verification, without the crypto between: the payload back."""
     return pack((DONE_OK, job.kind, job.round, 0, 0), [b"", job.payload])
 

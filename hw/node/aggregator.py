@@ -204,7 +204,7 @@ class Aggregator:
                             f"clients left, quorum needs {self.fl.quorum_clients} (see {logs})")  # fmt: skip
         return ended
 
-    def _job_here(self, job: Job) -> memoryview:
+    def _job_here(self, job: Job) -> bytearray:
         """A worker's job done in the aggregator, when no worker process is left."""
         from hw.node.worker import do_job
 

@@ -54,25 +54,15 @@ class Job:
     payload: memoryview
 
 
-def pack(head: tuple[int, ...], fields: list[Any]) -> memoryview:
-    """``_HEAD`` then length-prefixed fields, one copy of each; a field may be a tuple of parts (one field).
-
-    numpy copies them, and lets the process's other threads run meanwhile: a bytearray grown with ``+=`` copies
-    holding the GIL, so the aggregator's job threads, each packing the 4 MB model for its worker at a round's start,
-    went one after the other (two 4 MB packs in two threads took 2.3x the time of one, now 1.05-1.1x:
-    ``python bench/pack_threads.py``), and the second job reached its worker 2.9 ms later than simulated at 1 M
-    parameters, where the simulator runs them on two cores at once (2026-12-05)."""
-    parts: list[memoryview] = [memoryview(_HEAD.pack(*head))]
+def pack(head: tuple[int, ...], fields: list[Any]) -> bytearray:
+    """``_HEAD`` then length-prefixed fields, one copy of each; a field may be a tuple of parts (one field)."""
+    out = bytearray(_HEAD.pack(*head))
     for f in fields:
-        views = [memoryview(p).cast("B") for p in (f if isinstance(f, tuple) else (f,))]
-        parts.append(memoryview(struct.pack("!I", sum(v.nbytes for v in views))))
-        parts += views
-    out = np.empty(sum(v.nbytes for v in parts), np.uint8)
-    at = 0
-    for v in parts:
-        out[at : at + v.nbytes] = np.frombuffer(v, np.uint8)
-        at += v.nbytes
-    return out.data
+        parts = [memoryview(p) for p in (f if isinstance(f, tuple) else (f,))]
+        out += struct.pack("!I", sum(p.nbytes for p in parts))  # bytes, whatever a buffer's items (len counts items)
+        for p in parts:
+            out += p
+    return out
 
 
 def unpack(buf: memoryview, n: int) -> tuple[tuple[int, ...], list[memoryview]]:
@@ -90,7 +80,7 @@ def unpack(buf: memoryview, n: int) -> tuple[tuple[int, ...], list[memoryview]]:
     return head, out
 
 
-def encode_job(job: Job) -> memoryview:
+def encode_job(job: Job) -> bytearray:
     g = job.grant
     return pack((JOB, job.kind, job.round, g.seq, 0),
                 [job.client.encode(), g.key, g.prefix, g.session_key, job.header, job.payload])  # fmt: skip
@@ -106,7 +96,7 @@ def decode_job(buf: memoryview) -> Job:
                Delegation(bytes(key), bytes(prefix), bytes(session_key), seq), bytes(header), payload)  # fmt: skip
 
 
-def encode_grant(ident: Identity) -> memoryview:
+def encode_grant(ident: Identity) -> bytearray:
     return pack((GRANT, 0, 0, 0, 0), [json.dumps({"name": ident.name, **ident.export_private()}).encode()])
 
 
@@ -130,7 +120,7 @@ class WorkerPool:
     is cut (a watchdog thread shuts its socket down, which ends the job thread's write or read at once), so a
     resumed worker's late answer finds no one. Without it, a hung worker held its job thread for good."""
 
-    def __init__(self, node: Node, channels: dict[str, Channel], local: Callable[[Job], memoryview],
+    def __init__(self, node: Node, channels: dict[str, Channel], local: Callable[[Job], bytearray],
                  answer_timeout_s: float | None = None):  # fmt: skip
         self.node, self.local = node, local
         self.free: queue.Queue[Channel] = queue.Queue()

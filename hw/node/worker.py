@@ -38,7 +38,7 @@ def run_worker(node: Node) -> NodeResult:
     return NodeResult(state="completed", rounds=jobs)
 
 
-def serve(node: Node, ch: Channel, agg: str, aead: str, answer: Callable[[Job], memoryview],
+def serve(node: Node, ch: Channel, agg: str, aead: str, answer: Callable[[Job], bytearray],
           served: Callable[[Job], None] | None = None) -> int:  # fmt: skip
     """Serve jobs one at a time until the aggregator closes the channel: open each, ``answer`` it, seal and send
     the answer (``served`` is told after each; ``pqtwin calibrate`` times this loop). The jobs served. A worker the
@@ -65,12 +65,12 @@ def serve(node: Node, ch: Channel, agg: str, aead: str, answer: Callable[[Job], 
     return jobs
 
 
-def do_job(node: Node, owner: Identity, job: Job, trust: dict[str, Peer]) -> memoryview:
+def do_job(node: Node, owner: Identity, job: Job, trust: dict[str, Peer]) -> bytearray:
     """The answer to one job, packed (hw/node/delegation.py)."""
     return _distribute(node, owner, job, trust) if job.kind == DISTRIBUTE else _verify(node, owner, job, trust)
 
 
-def _verify(node: Node, owner: Identity, job: Job, trust: dict[str, Peer]) -> memoryview:
+def _verify(node: Node, owner: Identity, job: Job, trust: dict[str, Peer]) -> bytearray:
     """A client's update: (decapsulate,) decrypt, verify, deserialise; or why it is rejected."""
     session = Channel.delegated(
         owner, node.suite, job.grant, sending=False, peer=job.client, counters=node.counters, clock=node.now
@@ -89,7 +89,7 @@ def _verify(node: Node, owner: Identity, job: Job, trust: dict[str, Peer]) -> me
         return pack((DONE_OK, kind, job.round, 0, 0), [b"", update.data.cast("B")])
 
 
-def _distribute(node: Node, owner: Identity, job: Job, trust: dict[str, Peer]) -> memoryview:
+def _distribute(node: Node, owner: Identity, job: Job, trust: dict[str, Peer]) -> bytearray:
     """The global model, sealed for one client as the aggregator would have."""
     session = Channel.delegated(
         owner, node.suite, job.grant, sending=True, peer=job.client, counters=node.counters, clock=node.now
