@@ -1,0 +1,63 @@
+"""When, in a concurrent round, each delegated job of the model's distribution reaches a crypto worker, when its
+answer is back at the aggregator and when each client holds the model: ms from the round's start, median over the
+rounds, for twin runs and for a simulation of the same cell side by side. It says where a concurrent round's
+``received`` segment (sim.contract.round_segments) gains or loses time.
+
+usage: python bench/job_milestones.py --hw RUN_DIR [RUN_DIR ...] [--sim SIM_DIR]
+(a run directory of ``--mode both`` is read for its concurrent rounds; ``bench/twin_fidelity.py --keep DIR`` keeps
+both kinds: DIR/hw-CELL-k and DIR/sim-CELL)
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+MILESTONES = ("job1", "job2", "answer1", "answer2", "received1", "received2")
+
+
+def round_milestones(spans: pd.DataFrame) -> pd.DataFrame:
+    """One row per round that delegated two distribute jobs: the milestones' times from the round's start, in s."""
+    rows = []
+    for (rep, rnd), r in spans.groupby(["replication", "round"]):
+        if rnd < 1:
+            continue
+        start = r[r.phase == "round"].start_s.min() if (r.phase == "round").any() else r.start_s.min()
+        d = r[r.phase == "distribute"]
+        at_worker = d[d.pod.str.startswith("worker") & d.op.str.endswith(".decrypt")].start_s.sort_values()
+        back = d[(d.pod != "client") & ~d.pod.str.startswith("worker") & d.op.str.endswith(".decrypt")]
+        held = r[r.phase == "receive"].groupby("pod").end_s.max().sort_values()
+        if len(at_worker) < 2 or len(back) < 2 or len(held) < 2:
+            continue  # a sequential round, or one cut short
+        times = [*at_worker.values[:2], *back.start_s.sort_values().values[:2], *held.values[:2]]
+        rows.append(dict(zip(MILESTONES, (t - start for t in times), strict=True)) | {"run": rep, "round": rnd})
+    return pd.DataFrame(rows, columns=[*MILESTONES, "run", "round"])
+
+
+def read(run: Path) -> pd.DataFrame:
+    spans = pd.read_parquet(run / "spans.parquet")
+    if "replication" not in spans:
+        spans["replication"] = 0
+    return spans
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--hw", type=Path, nargs="+", required=True, help="twin run directories")
+    ap.add_argument("--sim", type=Path, help="a simulation of the same cell (pqtwin sim --out)")
+    args = ap.parse_args()
+    table = {"hw": pd.concat([round_milestones(read(d)) for d in args.hw])}
+    if args.sim is not None:
+        table["sim"] = round_milestones(read(args.sim))
+    out = pd.DataFrame({k: v[list(MILESTONES)].median() * 1e3 for k, v in table.items()})
+    if "sim" in out:
+        out["sim - hw"] = out["sim"] - out["hw"]
+    print(f"median ms from the round's start ({', '.join(f'{k}: {len(v)} rounds' for k, v in table.items())})")
+    print(out.round(2).to_string())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

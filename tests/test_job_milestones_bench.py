@@ -1,0 +1,36 @@
+"""bench/job_milestones.py: a concurrent round's milestones read from spans; sequential rounds left out."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pandas as pd
+
+from .conftest import ROOT
+
+spec = importlib.util.spec_from_file_location("job_milestones", ROOT / "bench" / "job_milestones.py")
+assert spec is not None and spec.loader is not None
+job_milestones = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(job_milestones)
+
+
+def span(rnd, pod, phase, op, start, end):
+    return {"replication": 0, "round": rnd, "pod": pod, "host": "local", "phase": phase, "op": op,
+            "start_s": start, "end_s": end, "queue_wait_s": 0.0, "bytes": 0}  # fmt: skip
+
+
+def test_a_concurrent_rounds_milestones_and_no_sequential_ones():
+    rows = [span(1, "aggregator", "round", "round", 10.0, 10.2),
+            span(1, "worker-1", "distribute", "AES-256-GCM.decrypt", 10.004, 10.005),
+            span(1, "worker-1", "distribute", "AES-256-GCM.decrypt", 10.007, 10.008),
+            span(1, "aggregator", "distribute", "AES-256-GCM.decrypt", 10.021, 10.022),
+            span(1, "aggregator", "distribute", "AES-256-GCM.decrypt", 10.025, 10.026),
+            span(1, "client-1", "receive", "deserialize", 10.035, 10.038),
+            span(1, "client-2", "receive", "deserialize", 10.039, 10.041),
+            span(2, "aggregator", "round", "round", 11.0, 11.2),  # sequential: no worker
+            span(2, "aggregator", "distribute", "AES-256-GCM.encrypt", 11.001, 11.002),
+            span(2, "client-1", "receive", "deserialize", 11.01, 11.02)]  # fmt: skip
+    got = job_milestones.round_milestones(pd.DataFrame(rows))
+    assert list(got["round"]) == [1]
+    expected = [0.004, 0.007, 0.021, 0.025, 0.038, 0.041]
+    assert [round(float(got[m].iloc[0]), 6) for m in job_milestones.MILESTONES] == expected
