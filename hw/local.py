@@ -725,8 +725,9 @@ def silent_devices(spans: pd.DataFrame, cfg: RunConfig | None, children: Childre
     population's telemetry missing said nothing of it. Short runs (the emulator starts last) are not judged."""
     if cfg is None or children.stopped_at is None:
         return []
-    frames = spans[(spans.phase == "telemetry") & (spans.op == "frame")]
-    heard = set(frames.host.unique())  # a frame's host: its device
+    heard: set[str] = set()  # the devices a frame came from (a frame's host: its device)
+    if len(spans) and {"phase", "op", "host"} <= set(spans.columns):  # a run that recorded nothing has no columns
+        heard = set(spans.host[(spans.phase == "telemetry") & (spans.op == "frame")].unique())
     lines = []
     for g in cfg.devices:
         runner = g.runner or DEVICE_EMULATOR

@@ -207,6 +207,32 @@ def test_a_run_whose_devices_could_not_reach_their_pods_says_so(tmp_path, monkey
     assert any("did not open with the run's key" in w for w in summary.warnings), summary.warnings
 
 
+def test_silent_devices_are_counted_per_population_even_in_a_run_that_recorded_nothing():
+    """Some devices heard and some not: the silent ones counted; no span at all (a run that failed at once, whose
+    merged spans have no columns): every device silent, and no error while the results are written."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from hw.local import silent_devices
+    from hw.runconfig import DeviceGroup
+
+    g = DeviceGroup(population="ecg-a", count=3, pod="client-1", frame_bytes=10, period_s=0.05,
+                    address=("127.0.0.1", 1))  # fmt: skip
+    ran = SimpleNamespace(started={"devices": 0.0}, ended={}, stopped_at=20.0)
+    cfg = SimpleNamespace(devices=[g])
+    heard = pd.DataFrame({"phase": ["telemetry", "telemetry"], "op": ["frame", "handshake"],
+                          "host": ["ecg-a#1", "ecg-a#2"]})  # fmt: skip
+    assert silent_devices(heard, cfg, ran) == [
+        "population ecg-a: 2 of 3 devices delivered no telemetry frame in the 20.0 s their emulator ran (one was due "
+        "every 0.05 s): see logs/devices.log and the security counts"]  # fmt: skip
+    assert silent_devices(pd.DataFrame(), cfg, ran)[0].startswith("population ecg-a: 3 of 3 devices")
+    short = SimpleNamespace(started={"devices": 0.0}, ended={}, stopped_at=5.0)
+    assert silent_devices(pd.DataFrame(), cfg, short) == []  # not judged: too short for them to have connected
+    ended = SimpleNamespace(started={"devices": 0.0}, ended={"devices": -9}, stopped_at=20.0)
+    assert silent_devices(pd.DataFrame(), cfg, ended) == []  # its end is said by node_warnings
+
+
 def test_a_short_run_does_not_call_its_late_devices_silent(tmp_path):
     """The emulator starts last: in a run of a second or two its devices may not have connected yet, and that is
     not news (``SILENT_GRACE_S``)."""
