@@ -371,6 +371,7 @@ class Children:
         self.killed: list[str] = []  # processes that did not end within the grace time after SIGTERM
         self.started: dict[str, float] = {}  # process -> when it was started (monotonic)
         self.stopped_at: float | None = None  # when ``stop`` came
+        self.frozen: list[str] = []  # processes killed for having stayed stopped (``Frozen``)
         env = dict(os.environ)
         env.update({v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
         env.update(NODE_ENV)  # one malloc arena from the start (hw/runtime.py)
@@ -407,6 +408,7 @@ class Children:
         for p in self.procs.values():
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
+                p.send_signal(signal.SIGCONT)  # a stopped one (SIGSTOP) handles its SIGTERM only once continued
         deadline = time.monotonic() + grace_s
         for n, p in self.procs.items():
             try:
@@ -641,13 +643,51 @@ def rounds_window(out: Path, s: Scenario, epoch: float) -> tuple[float, float] |
     return None if rounds.empty else (epoch + float(rounds.start_s.min()), epoch + float(rounds.end_s.max()))
 
 
+STOPPED_LIMIT_S = 10.0  # a node process stopped (SIGSTOP, a debugger) this long is taken for gone
+FROZEN_CHECK_S = 0.5  # how often the node processes' states are read
+
+
+class Frozen:
+    """The node processes that have stayed stopped (SIGSTOP, a debugger) for ``STOPPED_LIMIT_S``, as this process saw
+    them while awake: a gap in its own watch (it was stopped itself: Ctrl-Z stops the whole process group, and
+    ``fg`` continues it first) starts every count anew. A stopped aggregator held a run until its deadline
+    (rounds x round_timeout_s: 10 hours for 60 rounds by default); a stopped client, a round timeout."""
+
+    def __init__(self) -> None:
+        self.since: dict[str, float] = {}
+        self.seen = time.monotonic()
+
+    def over(self, children: Children) -> list[str]:
+        now = time.monotonic()
+        if now - self.seen < FROZEN_CHECK_S:
+            return []
+        if now - self.seen > 4 * FROZEN_CHECK_S:
+            self.since.clear()
+        self.seen = now
+        over = []
+        for name, p in children.procs.items():
+            if p.poll() is None and stopped(p.pid):
+                if now - self.since.setdefault(name, now) >= STOPPED_LIMIT_S:
+                    over.append(name)
+            else:
+                self.since.pop(name, None)
+        return over
+
+
 def _follow(out: Path, children: Children, cfg: RunConfig, progress: Callable[[int], None] | None) -> tuple[str, str]:
     deadline = time.monotonic() + cfg.fl.rounds * cfg.fl.round_timeout_s + 120
     agg = children.procs[cfg.aggregator]
     last = 0
+    frozen = Frozen()
     while agg.poll() is None:
         if time.monotonic() > deadline:
             return "failed", "timed out waiting for the aggregator"
+        for name in frozen.over(children):
+            if name == cfg.aggregator:
+                return "failed", (f"the aggregator was stopped (SIGSTOP or a debugger) for {STOPPED_LIMIT_S:g} s; the "
+                                  "run cannot go on without it (its finished rounds are kept)")  # fmt: skip
+            children.procs[name].kill()  # gone, as after a crash: a client drops out, a worker's jobs move on
+            children.frozen.append(name)
         try:
             r = int(json.loads(RunLayout(out).progress.read_text())["round"])
         except (OSError, ValueError, KeyError, TypeError, OverflowError, RecursionError):  # being replaced, or not
@@ -703,6 +743,8 @@ def node_warnings(out: Path, children: Children, state: str, aggregator: str, cf
         if role != "devices" and (code == 0 or (code == 3 and state != "completed")):
             continue
         how = _how_it_ended(code)
+        if name in children.frozen:
+            how = f"was stopped (SIGSTOP or a debugger) for {STOPPED_LIMIT_S:g} s, then killed"
         if role == "devices":
             lines.append(f"the device emulator {name} {how} before the run ended (see logs/{name}.log): its devices "
                          f"sent no telemetry after that{_cut_handshakes(name, cfg, unfinished)}")  # fmt: skip

@@ -241,6 +241,49 @@ def test_a_short_run_does_not_call_its_late_devices_silent(tmp_path):
     assert not [w for w in summary.warnings if w.startswith("population ")], summary.warnings
 
 
+def _sigstop(run_dir: Path, process: str, at_round: int) -> Callable[[int], None]:
+    """A progress callback that stops ``process`` (SIGSTOP) once, at ``at_round``."""
+    done = []
+
+    def progress(r: int) -> None:
+        if r >= at_round and not done:
+            os.kill(json.loads((run_dir / "pids.json").read_text())[process], signal.SIGSTOP)
+            done.append(r)
+
+    return progress
+
+
+def test_a_stopped_aggregator_ends_the_run_and_keeps_its_finished_rounds(tmp_path, monkeypatch):
+    """SIGSTOP of the aggregator (a debugger, a stranger with the same uid) held the run until its deadline, rounds x
+    round_timeout_s: 10 hours for 60 rounds by default. Stopped for ``STOPPED_LIMIT_S``, it ends the run as failed,
+    saying so; its finished rounds are kept and no node outlives the run."""
+    from hw import local
+
+    monkeypatch.setattr(local, "STOPPED_LIMIT_S", 1.0)
+    started = time.monotonic()
+    summary = run_local(scenario(*QUIET), tmp_path, "sequential", rounds=200, seed=5,
+                        progress=_sigstop(tmp_path, "aggregator", 2))  # fmt: skip
+    assert time.monotonic() - started < 120
+    assert summary.state == "failed" and "aggregator was stopped (SIGSTOP" in summary.reason, summary.reason
+    assert 2 <= summary.rounds_completed < 200
+    pids = json.loads((tmp_path / "pids.json").read_text())
+    assert not [n for n, p in pids.items() if _alive(p)], "a node outlived its run"
+
+
+def test_a_stopped_client_is_taken_for_gone_and_the_run_goes_on(tmp_path, monkeypatch):
+    """A stopped client held each round until its timeout (600 s by default); now it is killed after
+    ``STOPPED_LIMIT_S``, drops out as a crashed client does, and the summary says what happened to it."""
+    from hw import local
+
+    monkeypatch.setattr(local, "STOPPED_LIMIT_S", 1.0)
+    s = scenario("workload.fl.quorum=0.5", *QUIET)
+    summary = run_local(s, tmp_path, "sequential", rounds=40, seed=5, progress=_sigstop(tmp_path, "client-2", 2))
+    assert summary.state == "completed" and summary.rounds_completed == 40, summary.reason
+    assert [d.pod for d in summary.dropouts] == ["client-2"], summary.dropouts
+    said = [w for w in summary.warnings if w.startswith("client-2 (client) was stopped (SIGSTOP or a debugger)")]
+    assert len(said) == 1, summary.warnings
+
+
 def test_kill_9_of_the_aggregator_keeps_every_finished_round(tmp_path):
     s = scenario(*QUIET)
     summary = run_local(s, tmp_path, "sequential", rounds=8, seed=5, progress=_kill_9(tmp_path, "aggregator", 2))
