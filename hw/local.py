@@ -141,18 +141,12 @@ def listening_socket(taken: set[int] | None = None) -> socket.socket:
         port = draws.randrange(LISTEN_PORT_MIN, low) if low - LISTEN_PORT_MIN >= 1000 else 0
         if port in taken:
             continue
-        s = socket.socket()
         try:
-            s.bind(("127.0.0.1", port))
-            s.listen(LISTEN_BACKLOG)
+            s = _listen_on(port, taken)
         except OSError:  # in use (the draw is random: the next one is likely free)
-            s.close()
             continue
-        got = int(s.getsockname()[1])
-        if got not in taken:
-            taken.add(got)
+        if s is not None:
             return s
-        s.close()
     if port:  # every draw below the ephemeral range taken (another process holding them): any port the kernel has
         return listening_socket_any(taken)
     raise UserError(f"no free loopback port to listen on after {PORT_DRAWS} draws: free some (other processes hold "
@@ -162,19 +156,31 @@ def listening_socket(taken: set[int] | None = None) -> socket.socket:
 def listening_socket_any(taken: set[int]) -> socket.socket:
     """``listening_socket`` on a port the kernel picks (its ephemeral range), not one of ``taken``."""
     for _ in range(PORT_DRAWS):
-        s = socket.socket()
         try:
-            s.bind(("127.0.0.1", 0))
-            s.listen(LISTEN_BACKLOG)
+            s = _listen_on(0, taken)
         except OSError as exc:
-            s.close()
             raise UserError(f"no free loopback port to listen on: {exc.strerror or exc}") from None
-        got = int(s.getsockname()[1])
-        if got not in taken:
-            taken.add(got)
+        if s is not None:
             return s
-        s.close()
     raise UserError(f"no free loopback port to listen on after {PORT_DRAWS} draws")
+
+
+def _listen_on(port: int, taken: set[int]) -> socket.socket | None:
+    """A loopback socket listening on ``port`` (0: the kernel's pick), which joins ``taken``; None where the port
+    bound is one of ``taken`` already. OSError where it cannot be bound."""
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+        s.listen(LISTEN_BACKLOG)
+    except OSError:
+        s.close()
+        raise
+    got = int(s.getsockname()[1])
+    if got in taken:
+        s.close()
+        return None
+    taken.add(got)
+    return s
 
 
 def _ephemeral_range() -> tuple[int, int]:

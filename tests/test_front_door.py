@@ -46,14 +46,15 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _kill_9(run_dir: Path, process: str, at_round: int) -> Callable[[int], None]:
-    """A progress callback that kills ``process`` of the run (by its pid in pids.json) once, at ``at_round``."""
-    killed = []
+def _signal_at(run_dir: Path, process: str, at_round: int, sig: int = signal.SIGKILL) -> Callable[[int], None]:
+    """A progress callback that sends ``sig`` to ``process`` of the run (by its pid in pids.json) once, at
+    ``at_round``."""
+    sent = []
 
     def progress(r: int) -> None:
-        if r >= at_round and not killed:
-            os.kill(json.loads((run_dir / "pids.json").read_text())[process], signal.SIGKILL)
-            killed.append(r)
+        if r >= at_round and not sent:
+            os.kill(json.loads((run_dir / "pids.json").read_text())[process], sig)
+            sent.append(r)
 
     return progress
 
@@ -241,18 +242,6 @@ def test_a_short_run_does_not_call_its_late_devices_silent(tmp_path):
     assert not [w for w in summary.warnings if w.startswith("population ")], summary.warnings
 
 
-def _sigstop(run_dir: Path, process: str, at_round: int) -> Callable[[int], None]:
-    """A progress callback that stops ``process`` (SIGSTOP) once, at ``at_round``."""
-    done = []
-
-    def progress(r: int) -> None:
-        if r >= at_round and not done:
-            os.kill(json.loads((run_dir / "pids.json").read_text())[process], signal.SIGSTOP)
-            done.append(r)
-
-    return progress
-
-
 def test_a_stopped_aggregator_ends_the_run_and_keeps_its_finished_rounds(tmp_path, monkeypatch):
     """SIGSTOP of the aggregator (a debugger, a stranger with the same uid) held the run until its deadline, rounds x
     round_timeout_s: 10 hours for 60 rounds by default. Stopped for ``STOPPED_LIMIT_S``, it ends the run as failed,
@@ -262,7 +251,7 @@ def test_a_stopped_aggregator_ends_the_run_and_keeps_its_finished_rounds(tmp_pat
     monkeypatch.setattr(local, "STOPPED_LIMIT_S", 1.0)
     started = time.monotonic()
     summary = run_local(scenario(*QUIET), tmp_path, "sequential", rounds=200, seed=5,
-                        progress=_sigstop(tmp_path, "aggregator", 2))  # fmt: skip
+                        progress=_signal_at(tmp_path, "aggregator", 2, signal.SIGSTOP))  # fmt: skip
     assert time.monotonic() - started < 120
     assert summary.state == "failed" and "aggregator was stopped (SIGSTOP" in summary.reason, summary.reason
     assert 2 <= summary.rounds_completed < 200
@@ -277,7 +266,9 @@ def test_a_stopped_client_is_taken_for_gone_and_the_run_goes_on(tmp_path, monkey
 
     monkeypatch.setattr(local, "STOPPED_LIMIT_S", 1.0)
     s = scenario("workload.fl.quorum=0.5", *QUIET)
-    summary = run_local(s, tmp_path, "sequential", rounds=40, seed=5, progress=_sigstop(tmp_path, "client-2", 2))
+    summary = run_local(
+        s, tmp_path, "sequential", rounds=40, seed=5, progress=_signal_at(tmp_path, "client-2", 2, signal.SIGSTOP)
+    )
     assert summary.state == "completed" and summary.rounds_completed == 40, summary.reason
     assert [d.pod for d in summary.dropouts] == ["client-2"], summary.dropouts
     said = [w for w in summary.warnings if w.startswith("client-2 (client) was stopped (SIGSTOP or a debugger)")]
@@ -286,7 +277,7 @@ def test_a_stopped_client_is_taken_for_gone_and_the_run_goes_on(tmp_path, monkey
 
 def test_kill_9_of_the_aggregator_keeps_every_finished_round(tmp_path):
     s = scenario(*QUIET)
-    summary = run_local(s, tmp_path, "sequential", rounds=8, seed=5, progress=_kill_9(tmp_path, "aggregator", 2))
+    summary = run_local(s, tmp_path, "sequential", rounds=8, seed=5, progress=_signal_at(tmp_path, "aggregator", 2))
     assert summary.state == "failed" and "aggregator ended after round" in summary.reason, summary.reason
     assert summary.rounds_completed >= 2 and len(summary.accuracy_per_round) >= 2
     spans = contract.read_spans(tmp_path / "spans.parquet")
@@ -459,7 +450,7 @@ def test_the_orchestrator_provisions_every_key_and_nodes_trust_nothing_else(tmp_
 def test_kill_9_of_a_crypto_worker_moves_its_jobs_and_the_run_goes_on(tmp_path):
     s = scenario(*QUIET)
     # rounds enough that the kill (progress is polled every 50 ms) lands while jobs are still being handed out
-    summary = run_local(s, tmp_path, "concurrent", rounds=40, seed=5, progress=_kill_9(tmp_path, "worker-1.1", 1))
+    summary = run_local(s, tmp_path, "concurrent", rounds=40, seed=5, progress=_signal_at(tmp_path, "worker-1.1", 1))
     assert summary.state == "completed" and summary.rounds_completed == 40, summary.reason
     assert summary.security.get("worker_lost") == 1 and not summary.dropouts
 
