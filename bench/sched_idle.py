@@ -19,6 +19,7 @@ Run: python bench/sched_idle.py DIR [DIR ...]   (run directories with sched_trac
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from collections import defaultdict
@@ -33,6 +34,7 @@ from hw.runconfig import round_mode
 from hw.schedtrace import (
     PROMPT_S,
     IdlePull,
+    handed_on,
     idle_pulls,
     preemptions,
     read_kept,
@@ -71,6 +73,23 @@ def round_costs(run: Path, text: str, window: tuple[float, float], nodes: dict[s
         if w is not None:
             out[round_mode("both", int(r))].append(w)
     return out
+
+
+def concurrent_starts(run: Path, window: tuple[float, float]) -> list[float]:
+    """A run's concurrent rounds' starts on the trace's clock (the window starts at the first round's start): every
+    round of a concurrent run, every other of a ``--mode both`` run (its run.json's mode); none without spans."""
+    try:
+        mode = json.loads((run / "run.json").read_text())["mode"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    if mode not in ("concurrent", "both") or not (run / "spans.parquet").is_file():
+        return []
+    spans = read_spans(run / "spans.parquet")
+    rounds = spans[(spans.phase == "round") & (spans.op == "round") & (spans["round"] > 0)]
+    if rounds.empty:
+        return []
+    epoch = window[0] - float(rounds.start_s.min())
+    return [epoch + r.start_s for r in rounds.itertuples() if round_mode(mode, int(r.round)) == "concurrent"]
 
 
 def mode_rows(cell: str, rounds: dict[str, list[Any]]) -> list[str]:
@@ -115,6 +134,7 @@ def main() -> None:
           f"{'own':>6} {'own ms p50':>9} {'other':>6}")  # fmt: skip
     total: list[IdlePull] = []
     placed: dict[tuple[str, str], int] = defaultdict(int)
+    handed: dict[tuple[str, str], int] = defaultdict(int)  # the second job thread of a concurrent round
     busy = preempted = 0
     slices: list[float] = []
     workers: dict[str, list[float]] = {}  # cell -> seconds together, behind one (other core idle, busy), of rounds
@@ -130,6 +150,8 @@ def main() -> None:
                 pulls += idle_pulls(text, window)
                 for key, n in wake_placements(text, window).items():
                     placed[key] += n
+                for key, n in handed_on(text, nodes, concurrent_starts(path.parent, window)).items():
+                    handed[key] += n
                 turns = preemptions(text, window, nodes)
                 busy += turns.busy_wakeups
                 preempted += turns.preempted
@@ -149,6 +171,7 @@ def main() -> None:
         n = max(own + waker + other, 1)
         share = f"moved: {other / n:.1%}" if where == "waker's cpu" else f"waker's: {waker / n:.1%}"
         print(f"  {where:<46} {own:>6} / {waker:>6} / {other:>6}   ({share})")
+    print_handed(handed)
     print(
         f"\nthe twin's threads woken onto a busy core: {busy}; preempted the thread running there within "
         f"{PROMPT_S * 1e6:.0f} us: {preempted} ({preempted / max(busy, 1):.1%})"
@@ -162,6 +185,15 @@ def main() -> None:
 
     print_modes(by_mode)
     print_workers(workers)
+
+
+def print_handed(handed: dict[tuple[str, str], int]) -> None:
+    if handed:
+        print("a concurrent round's second job thread, woken by the first (the pool's queue handed on), last ran on"
+              " ...   queued on its waker's core / elsewhere")  # fmt: skip
+        for where in ("waker's cpu", "other cpu"):
+            waker, other = handed[where, "waker's"], handed[where, "elsewhere"]
+            print(f"  {where:<46} {waker:>6} / {other:>6}   (waker's: {waker / max(waker + other, 1):.1%})")
 
 
 def print_modes(by_mode: dict[str, dict[str, list[Any]]]) -> None:

@@ -24,6 +24,7 @@ missing the run records no scheduler figures.
 from __future__ import annotations
 
 import atexit
+import bisect
 import contextlib
 import gzip
 import json
@@ -247,6 +248,53 @@ def wake_placements(text: str, window: tuple[float, float]) -> dict[tuple[str, s
             waker_cpu, where = waking.pop(a)
             went = "its own" if b == last[a] else "waker's" if b == waker_cpu else "elsewhere"
             out[where, went] = out.get((where, went), 0) + 1
+    return out
+
+
+HANDED_S = 0.0015  # how soon after a concurrent round's start its jobs are handed on (``handed_on``)
+
+
+def handed_on(text: str, nodes: dict[str, int], starts_s: list[float], node: str = "aggregator",
+              within_s: float = HANDED_S) -> dict[tuple[str, str], int]:  # fmt: skip
+    """Where the kernel queued the second job thread of each concurrent round: ``node``'s main thread submits a
+    round's jobs at once (hw/node/aggregator.py ``_round``) and wakes one job thread, which, taking its job, wakes
+    the next (the pool's queue handed on). For each of ``starts_s`` (rounds' starts, monotonic s), the first
+    thread of ``node`` that the thread ``node``'s main thread woke first then wakes, within ``within_s``; counted
+    by (where it last ran: ``waker's cpu`` or ``other cpu``; where it was queued: ``waker's`` or ``elsewhere``),
+    a round once. ``PlacedCores`` (sim/hosts.py) draws a woken thread's core with ``AFFINE_BUSY`` / ``AFFINE_IDLE``,
+    which this wake-up need not follow."""
+    events, parent = _events(text)
+    owner = _owners(parent, nodes)
+    main = nodes.get(node)
+    starts = sorted(starts_s)
+    running: dict[int, int] = {}  # cpu -> thread
+    last: dict[int, int] = {}  # thread -> the cpu it last ran on
+    first: dict[int, int] = {}  # round -> the thread the main thread woke first
+    done: set[int] = set()
+    pending: tuple[int, int, str, int] | None = None  # (woken, waker's cpu, where it last ran, round)
+    out: dict[tuple[str, str], int] = {}
+    for t, kind, a, b, _state, c in events:
+        if kind == 1:
+            running[a] = c
+            for tid in (b, c):
+                if tid:
+                    last[tid] = a
+            continue
+        k = bisect.bisect_right(starts, t) - 1
+        if kind == 3 and k >= 0 and t - starts[k] <= within_s and k not in done and pending is None:
+            waker = running.get(c, 0)
+            if main is None or owner.get(a) != node or owner.get(waker) != node or a == main or a not in last:
+                continue
+            if k not in first:
+                if waker == main:
+                    first[k] = a
+            elif waker == first[k] and a != first[k]:
+                pending = (a, c, "waker's cpu" if last[a] == c else "other cpu", k)
+        elif kind == 0 and pending is not None and a == pending[0]:
+            key = (pending[2], "waker's" if b == pending[1] else "elsewhere")
+            out[key] = out.get(key, 0) + 1
+            done.add(pending[3])
+            pending = None
     return out
 
 

@@ -249,6 +249,38 @@ def test_wake_placements_count_where_a_woken_thread_was_queued():
                    ("other cpu, idle", "its own"): 1, ("waker's cpu", "its own"): 1}  # fmt: skip
 
 
+def fork(t: float, parent: int, child: int) -> str:
+    return f"  x-1 [000] d..2. {t:.6f}: sched_process_fork: comm=x pid={parent} child_comm=x child_pid={child}\n"
+
+
+def test_handed_on_counts_where_the_second_job_thread_of_a_round_was_queued():
+    """Node "aggregator" (main thread 100, job threads 101 and 102; 300 another process's). Round at 1.0: main on CPU 0
+    wakes 101 (last on CPU 1, idle), which runs and wakes 102 (last on CPU 0) onto CPU 1, its own: counted (other
+    cpu, waker's). Round at 2.0: main wakes 102 onto CPU 1; 102 wakes 101 (last on CPU 1) there: (waker's cpu,
+    waker's); a later wake by 102 in the same round is not counted. Round at 3.0: 101, woken by main, wakes 102,
+    which stays on CPU 0: (other cpu, elsewhere). Not counted: a wake after ``within_s``, one by another process's
+    thread, and a wake by the first job thread of a thread it was not handed (none in the round: no start)."""
+    text = "".join([
+        fork(0.1, 100, 101), fork(0.1, 100, 102),
+        sw(0, 0.5, 0, "R", 102), sw(0, 0.6, 102, "S", 0), sw(1, 0.5, 0, "R", 101), sw(1, 0.6, 101, "S", 0),
+        sw(0, 0.9, 0, "R", 100),
+        waking(0, 1.0001, 101), woke(1, 1.0001, 101, 1), sw(1, 1.0002, 0, "R", 101),
+        waking(1, 1.0003, 102), woke(1, 1.0003, 102, 1), sw(0, 1.0004, 100, "S", 0),
+        sw(1, 1.0005, 101, "S", 102), sw(1, 1.0009, 102, "S", 0),
+        sw(0, 1.9, 0, "R", 100), waking(0, 2.0001, 102), woke(0, 2.0001, 102, 1), sw(1, 2.0002, 0, "R", 102),
+        waking(1, 2.0003, 101), woke(1, 2.0003, 101, 1), sw(1, 2.0004, 102, "S", 101), sw(1, 2.0005, 101, "S", 102),
+        waking(1, 2.0006, 101), woke(1, 2.0006, 101, 1),  # a second wake in the round: not counted
+        sw(1, 2.0007, 102, "S", 0), sw(0, 2.0008, 100, "S", 0),
+        sw(0, 2.9, 0, "R", 100), sw(1, 2.9, 0, "R", 300), waking(0, 3.0001, 101), woke(0, 3.0001, 101, 0),
+        sw(0, 3.0002, 100, "S", 101), waking(0, 3.0003, 102), woke(0, 3.0003, 102, 1), sw(0, 3.0004, 101, "S", 0),
+        sw(1, 3.0005, 300, "S", 102), sw(1, 3.0006, 102, "S", 0),
+        sw(1, 3.9, 0, "R", 300), waking(1, 4.0001, 101), woke(1, 4.0001, 101, 1),  # by another process's thread
+        sw(1, 4.001, 300, "S", 0), sw(0, 4.9, 0, "R", 100), waking(0, 5.01, 101), woke(0, 5.01, 101, 0),  # too late
+    ])  # fmt: skip
+    got = schedtrace.handed_on(text, {"aggregator": 100, "other": 300}, [1.0, 2.0, 3.0, 4.0, 5.0])
+    assert got == {("other cpu", "waker's"): 1, ("waker's cpu", "waker's"): 1, ("other cpu", "elsewhere"): 1}
+
+
 def test_preemptions_count_woken_threads_that_ran_at_once_and_slices_run_beside_a_waiting_one():
     """CPU 0 runs 10; 20, woken onto it, runs 50 µs later in 10's place (10 stays runnable): preempted at once.
     21, woken onto it while 10 runs, gets it 3.4 ms later: not at once (a slice's end), and 10 had run before
