@@ -48,7 +48,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without install
 
-from net_fidelity import connect, simulate, star, transport_of
+from net_fidelity import ANSWER_S, connect, simulate, star, transport_of
 
 from hw.netns import Fabric, NetnsUnavailable, kernel_rate_bps, probe, unavailable
 from sim.loading import in_range, out_json
@@ -58,11 +58,6 @@ from sim.scenario import Transport
 COUNTERS = ("TcpRetransSegs", "TcpExtTCPTimeouts", "TcpExtTCPLossProbes", "TcpExtTCPSackRecovery")
 CLASSES = ("set-up", "rto", "probe", "sack", "clean")
 SLOW_S = 0.15  # a message over this waited a timer (TCP's minimum timeout is 0.2 s here)
-# how long the sender waits for the answer byte: on a new connection the receiver's side may have no round-trip
-# sample yet, so a lost answer waits TCP's initial timeout (1 s; 3 s after a lost SYN), doubled at each further loss
-# (two links at 5 % lose a packet 9.75 % of the time): 2.5 and 4.3 s in 300 trials here (2026-12-05), past the
-# dialled socket's 30 s once in a CI run (4-5 losses in a row); 120 s takes 6-7
-ANSWER_S = 120.0
 SIM_RUNS = 400  # the same message simulated (--sim-runs), each run its own seed (the model's losses are random)
 
 

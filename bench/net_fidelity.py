@@ -140,12 +140,20 @@ def listener(fabric: Fabric, host: str, port: int) -> socket.socket:
     return ls
 
 
+# how long a sender waits for its receiver's answer byte: on a new connection the receiver's side may have no
+# round-trip sample yet, so a lost answer waits TCP's initial timeout (1 s; 3 s after a lost SYN), doubled at each
+# further loss (two links at 5 % lose a packet 9.75 % of the time): 2.5 and 4.3 s in 300 trials here (2026-12-05,
+# bench/loss_tails.py), past the dialled socket's 30 s once in a CI run (4-5 losses in a row); 120 s takes 6-7
+ANSWER_S = 120.0
+DIAL_S = 30.0  # a dialled socket's timeout for its connect and sends
+
+
 CONGESTION: str | None = None  # --congestion-control: every dialled (sending) socket's; None: the machine's default
 
 
 def dial(fabric: Fabric, src: str, dst: str, port: int) -> socket.socket:
     with inside(fabric.namespace(src)):
-        s = socket.create_connection((fabric.address(dst), port), timeout=30)
+        s = socket.create_connection((fabric.address(dst), port), timeout=DIAL_S)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if CONGESTION is not None:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, CONGESTION.encode())
@@ -186,7 +194,9 @@ def measure(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int, size
         go.wait()
         started[i] = time.time()
         s.sendall(payload)
+        s.settimeout(ANSWER_S)
         s.recv(1)  # the receiver's ack: the connection stays open until the flow is done
+        s.settimeout(DIAL_S)
         (resent, timeouts), (resent0, timeouts0) = recovery(s), before[i]
         again[i] = (resent - resent0, None if timeouts is None or timeouts0 is None else timeouts - timeouts0)
 
