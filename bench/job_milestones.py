@@ -11,9 +11,14 @@ both kinds: DIR/hw-CELL-k and DIR/sim-CELL)
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without install
+
+from sim.contract import read_spans
 
 MILESTONES = ("job1", "job2", "answer1", "answer2", "received1", "received2")
 
@@ -37,10 +42,7 @@ def round_milestones(spans: pd.DataFrame) -> pd.DataFrame:
 
 
 def read(run: Path) -> pd.DataFrame:
-    spans = pd.read_parquet(run / "spans.parquet")
-    if "replication" not in spans:
-        spans["replication"] = 0
-    return spans
+    return read_spans(run / "spans.parquet")
 
 
 def main() -> int:
@@ -48,9 +50,12 @@ def main() -> int:
     ap.add_argument("--hw", type=Path, nargs="+", required=True, help="twin run directories")
     ap.add_argument("--sim", type=Path, help="a simulation of the same cell (pqtwin sim --out)")
     args = ap.parse_args()
-    table = {"hw": pd.concat([round_milestones(read(d)) for d in args.hw])}
-    if args.sim is not None:
-        table["sim"] = round_milestones(read(args.sim))
+    try:
+        table = {"hw": pd.concat([round_milestones(read(d)) for d in args.hw])}
+        if args.sim is not None:
+            table["sim"] = round_milestones(read(args.sim))
+    except (OSError, ValueError) as exc:  # not a run directory, or its spans damaged: read_spans names the file
+        ap.error(str(exc).splitlines()[0])
     out = pd.DataFrame({k: v[list(MILESTONES)].median() * 1e3 for k, v in table.items()})
     if "sim" in out:
         out["sim - hw"] = out["sim"] - out["hw"]

@@ -56,40 +56,42 @@ def traces(dirs: list[Path]) -> dict[str, list[Path]]:
     return dict(found)
 
 
-def round_costs(run: Path, text: str, window: tuple[float, float], nodes: dict[str, int]) -> dict[str, list[Any]]:
-    """A ``--mode both`` run's rounds, by mode: each round's CPU by node, and how long its threads waited for a
-    core in all and while another core idled (``waits`` over the round). The rounds' times from the run's spans
-    (the trace's window starts at the first round's start); nothing for a run of one mode."""
-    if not (run / "modes.json").is_file() or not (run / "spans.parquet").is_file():
-        return {}
+def trace_rounds(run: Path, window: tuple[float, float]) -> list[tuple[int, float, float]]:
+    """A run's rounds as (round, start, end) on the trace's clock, from its spans (the trace's window starts at the
+    first round's start); none without spans."""
+    if not (run / "spans.parquet").is_file():
+        return []
     spans = read_spans(run / "spans.parquet")
     rounds = spans[(spans.phase == "round") & (spans.op == "round") & (spans["round"] > 0)]
     if rounds.empty:
-        return {}
+        return []
     epoch = window[0] - float(rounds.start_s.min())
-    spans_of = [(epoch + r.start_s, epoch + r.end_s) for r in rounds.itertuples()]
+    return [(int(r.round), epoch + r.start_s, epoch + r.end_s) for r in rounds.itertuples()]
+
+
+def round_costs(run: Path, text: str, window: tuple[float, float], nodes: dict[str, int]) -> dict[str, list[Any]]:
+    """A ``--mode both`` run's rounds, by mode: each round's CPU by node, and how long its threads waited for a
+    core in all and while another core idled (``waits`` over the round); nothing for a run of one mode."""
+    rounds = trace_rounds(run, window) if (run / "modes.json").is_file() else []
     out: dict[str, list[Any]] = defaultdict(list)
-    for r, w in zip(rounds["round"], windows_waits(text, nodes, spans_of), strict=True):
+    if not rounds:  # (not the trace parsed for nothing)
+        return out
+    for (r, _, _), w in zip(rounds, windows_waits(text, nodes, [(a, b) for _, a, b in rounds]), strict=True):
         if w is not None:
-            out[round_mode("both", int(r))].append(w)
+            out[round_mode("both", r)].append(w)
     return out
 
 
 def concurrent_starts(run: Path, window: tuple[float, float]) -> list[float]:
-    """A run's concurrent rounds' starts on the trace's clock (the window starts at the first round's start): every
-    round of a concurrent run, every other of a ``--mode both`` run (its run.json's mode); none without spans."""
+    """A run's concurrent rounds' starts on the trace's clock: every round of a concurrent run, every other of a
+    ``--mode both`` run (its run.json's mode)."""
     try:
         mode = json.loads((run / "run.json").read_text())["mode"]
     except (OSError, ValueError, KeyError, TypeError):
         return []
-    if mode not in ("concurrent", "both") or not (run / "spans.parquet").is_file():
+    if mode not in ("concurrent", "both"):
         return []
-    spans = read_spans(run / "spans.parquet")
-    rounds = spans[(spans.phase == "round") & (spans.op == "round") & (spans["round"] > 0)]
-    if rounds.empty:
-        return []
-    epoch = window[0] - float(rounds.start_s.min())
-    return [epoch + r.start_s for r in rounds.itertuples() if round_mode(mode, int(r.round)) == "concurrent"]
+    return [start for r, start, _ in trace_rounds(run, window) if round_mode(mode, r) == "concurrent"]
 
 
 def mode_rows(cell: str, rounds: dict[str, list[Any]]) -> list[str]:
