@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a 
 
 from hw import fl
 from hw.crypto import registry
+from hw.node.delegation import DISTRIBUTE, JOB, pack
 
 
 def operations(nbytes: int) -> dict[str, Callable[[], object]]:
@@ -35,6 +36,7 @@ def operations(nbytes: int) -> dict[str, Callable[[], object]]:
     ops: dict[str, Callable[[], object]] = {
         f"serialize {nbytes:,} B": lambda: fl.serialize(theta),
         f"deserialize {nbytes:,} B": lambda: fl.deserialize(msg),
+        f"pack a job {nbytes:,} B": lambda: pack((JOB, DISTRIBUTE, 1, 1, 0), [b"client-1", bytes(32), msg]),
     }
     aead = registry.find("AES-256-GCM", "aead")
     key, nonce = aead.keygen(), os.urandom(12)
