@@ -126,7 +126,8 @@ class Aggregator:
             if missing := set(self.worker_names) - set(self.worker_channels):
                 raise RunFailed(f"crypto workers {', '.join(sorted(missing))} did not connect")
             # a worker that does not answer within the round's deadline is lost as a killed one is
-            self.workers = WorkerPool(node, self.worker_channels, self._job_here, self.fl.round_timeout_s)
+            self.workers = WorkerPool(node, self.worker_channels, self._job_here, self.fl.round_timeout_s,
+                                      self.shape.parameters * np.dtype(fl.DTYPE).itemsize)  # fmt: skip
         theta = fl.init(self.shape, self.rng)
         self.initial = fl.accuracy(self.shape, theta, *self.test)
         for r in range(1, self.fl.rounds + 1):
@@ -314,7 +315,7 @@ class Aggregator:
         else:
             assert self.pool is not None
             for c in targets:
-                self.pool.submit(self._send_model, c, r, theta, self.node.now())
+                self.pool.submit(self._model_job, c, r, theta, self.node.now())
         return self._collect(r)
 
     def _concurrent(self, r: int) -> bool:
@@ -334,6 +335,23 @@ class Aggregator:
             with contextlib.suppress(queue.Empty):
                 pending.discard(self.rekeyed.get(timeout=max(0.0, min(0.1, deadline - time.monotonic()))))
             pending &= self.alive
+
+    # a pool job's exception would stay in its future, unsaid, and its round wait for it to the deadline
+    def _model_job(self, c: str, r: int, theta: np.ndarray, queued_at: float) -> None:
+        try:
+            self._send_model(c, r, theta, queued_at)
+        except Exception:
+            log.exception("%s: round %d: the model for %s failed in a job thread; sealed here instead", self.node.name,
+                          r, c)  # fmt: skip
+            self._send_model(c, r, theta, None)
+
+    def _update_job(self, a: Arrival, r: int, queued_at: float) -> None:
+        try:
+            self._verify_job(a, r, queued_at)
+        except Exception:
+            log.exception("%s: round %d: the update of %s failed in a job thread; not counted", self.node.name, r,
+                          a.client)  # fmt: skip
+            self.inbox.put(Arrival(a.client, None, verdict=None, from_worker=True, round=r))
 
     def _send_model(self, c: str, r: int, theta: np.ndarray, queued_at: float | None) -> None:
         """One client's copy of the global model: serialise, sign, (encapsulate,) encrypt, send."""
@@ -402,7 +420,7 @@ class Aggregator:
                 if pool is None:
                     pending.append(arrival)
                 else:
-                    pool.submit(self._verify_job, arrival, r, self.node.now())
+                    pool.submit(self._update_job, arrival, r, self.node.now())
         if pool is None:
             with self.node.timer("aggregate", "fl.fedavg"):
                 return fl.fedavg(updates, [1.0] * len(updates))

@@ -112,8 +112,10 @@ def decode_grant(buf: memoryview) -> dict[str, str]:
 
 class WorkerPool:
     """The aggregator's side: its channels to the worker processes, each lent to one job at a time. A worker
-    whose channel fails (killed, or a record that does not open) leaves the pool and its job goes to another;
-    with none left, ``local`` does the job in the aggregator (the same code, no hop): rounds go on.
+    whose channel fails (killed, a record that does not open, or an answer that is not one: a distribution's without
+    a sealed model, a verification's of another type or, given ``update_bytes``, an update of another size) leaves
+    the pool and its job goes to another; with none left, ``local`` does the job in the aggregator (the same code,
+    no hop): rounds go on.
 
     ``answer_timeout_s`` (the round's deadline; None: none): how long a worker may take from the job's write to
     its answer. One that takes longer (stopped, swapped out, deadlocked) is lost as a killed one is: its channel
@@ -121,8 +123,8 @@ class WorkerPool:
     resumed worker's late answer finds no one. Without it, a hung worker held its job thread for good."""
 
     def __init__(self, node: Node, channels: dict[str, Channel], local: Callable[[Job], bytearray],
-                 answer_timeout_s: float | None = None):  # fmt: skip
-        self.node, self.local = node, local
+                 answer_timeout_s: float | None = None, update_bytes: int | None = None):  # fmt: skip
+        self.node, self.local, self.update_bytes = node, local, update_bytes
         self.free: queue.Queue[Channel] = queue.Queue()
         for ch in channels.values():
             self.free.put(ch)
@@ -179,9 +181,13 @@ class WorkerPool:
         ch.sock.close()
         self.node.counters["worker_lost"] += 1
 
-    def _ask(self, job: Job, queued_at: float) -> tuple[int, list[memoryview]]:
+    def _ask(self, job: Job, queued_at: float,
+             check: Callable[[int, list[memoryview]], str | None]) -> tuple[int, list[memoryview]]:  # fmt: skip
         """Send the job to a free worker (sealed here: the hop's first step, charged the job's wait) and
-        wait for its answer (opened here), up to ``answer_timeout_s``."""
+        wait for its answer (opened here), up to ``answer_timeout_s``. An answer that opens but is not one
+        (``check``: what is wrong with it, or None) is a tampered record: the worker is lost as one whose record
+        did not open, and the job goes to another (a raise here would end the job thread, and the round would wait
+        for its model to its deadline)."""
         phase = "verify" if job.kind == VERIFY else "distribute"
         while self.live > 0:
             try:
@@ -198,30 +204,46 @@ class WorkerPool:
                 rec = ch.read_record()
                 self.node.transfer(rec, ch.peer, phase, self.node.now(), job.round)
                 answer = memoryview(ch.open(rec, self.node.timer_for(job.round, phase), phase))
+                (mtype, *_), fields = unpack(answer, 2)
+                if (wrong := check(mtype, fields)) is not None:
+                    raise SecurityError("tampered", f"from {ch.peer}: {wrong}")
             except (ConnectionClosed, SecurityError, OSError) as exc:
+                if isinstance(exc, SecurityError) and exc.kind == "tampered" and self._answered(ch):
+                    self.node.counters["tampered"] += 1  # (the channel counts the records it rejects itself)
                 self._lose(ch, exc)
                 continue
             if self._answered(ch):
                 self.free.put(ch)
             else:  # the answer came as the watchdog cut the channel: it counts, the worker does not come back
                 self._lose(ch, None)
-            (mtype, *_), fields = unpack(answer, 2)
             return mtype, fields
         (mtype, *_), fields = unpack(memoryview(self.local(job)), 2)
         return mtype, fields
 
     def verify(self, job: Job, queued_at: float) -> np.ndarray | SecurityError:
         """The client's update, verified by a worker; or why it was rejected."""
-        mtype, (what, data) = self._ask(job, queued_at)
+
+        def check(mtype: int, fields: list[memoryview]) -> str | None:
+            if mtype == DONE_OK and self.update_bytes is not None and len(fields[1]) != self.update_bytes:
+                return f"an update of {len(fields[1])} bytes, not the model's {self.update_bytes}"
+            return None if mtype in (DONE_OK, DONE_REJECTED) else f"an answer of type {mtype} to a verification"
+
+        mtype, (what, data) = self._ask(job, queued_at, check)
         if mtype == DONE_REJECTED:  # the worker counted it
             return SecurityError(bytes(what).decode(), bytes(data).decode(errors="replace"))
         return np.frombuffer(data, fl.DTYPE)  # the worker deserialised it: no copy here
 
     def distribute(self, job: Job, queued_at: float) -> Sealed:
-        mtype, (header, body) = self._ask(job, queued_at)
-        if mtype != DONE_OK or len(header) != HEADER.size:
-            why = bytes(body).decode(errors="replace")
-            raise SecurityError("tampered", f"a worker could not seal the model: {why}")
+        """The model sealed for the job's client by a worker (or here, with none left)."""
+
+        def check(mtype: int, fields: list[memoryview]) -> str | None:
+            if mtype != DONE_OK or len(fields[0]) != HEADER.size:
+                return f"no sealed model ({bytes(fields[1][:200]).decode(errors='replace')})"
+            return None
+
+        mtype, (header, body) = self._ask(job, queued_at, check)
+        if mtype != DONE_OK or len(header) != HEADER.size:  # done here: this node's own code failed
+            raise SecurityError("tampered", f"the model could not be sealed: {bytes(body).decode(errors='replace')}")
         return Sealed(bytes(header), [body])
 
     def close(self) -> None:
