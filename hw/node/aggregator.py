@@ -291,7 +291,7 @@ class Aggregator:
             # than waking the main thread to wake a job thread (two hand-overs that cost a woken thread's
             # wait for a core each on a busy host); the main thread keeps the round's books
             self.inbox.put(replace(arrival, delegated=True))
-            self._verify_job(arrival, self.node.round, node.now())
+            self._update_job(arrival, self.node.round, node.now())
 
     def _rehandshake(self, ch: Channel, hello: Record) -> None:
         peer = ch.peer
