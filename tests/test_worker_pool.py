@@ -117,3 +117,15 @@ def test_a_job_threads_failure_is_said_and_its_round_does_not_wait_for_it(caplog
     said = [r.getMessage() for r in caplog.records]
     assert said == ["aggregator: round 3: the model for client-1 failed in a job thread; sealed here instead",
                     "aggregator: round 3: the update of client-2 failed in a job thread; not counted"]  # fmt: skip
+
+
+def test_a_workers_rejection_is_an_answer_whatever_bytes_it_names_its_kind_with():
+    """A rejection's kind and detail are the worker's bytes: not UTF-8, they still read (replaced), the worker stays."""
+    from hw.channel import SecurityError
+    from hw.node.delegation import DONE_REJECTED
+
+    with _pool(lambda job: pack((DONE_REJECTED, 0, job.round, 0, 0), [b"\xfftampered", b"\xfe bad signature"]),
+               lambda job: pytest.fail("the worker answered: nothing is done here")) as pool:  # fmt: skip
+        got = pool.verify(_job(VERIFY), pool.node.now())
+        assert isinstance(got, SecurityError) and got.kind == "\ufffdtampered" and "bad signature" in str(got)
+        assert pool.live == 1 and not pool.node.counters

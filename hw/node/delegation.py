@@ -230,7 +230,7 @@ class WorkerPool:
 
         mtype, (what, data) = self._ask(job, queued_at, check)
         if mtype == DONE_REJECTED:  # the worker counted it
-            return SecurityError(bytes(what).decode(), bytes(data).decode(errors="replace"))
+            return SecurityError(bytes(what).decode(errors="replace"), bytes(data).decode(errors="replace"))
         return np.frombuffer(data, fl.DTYPE)  # the worker deserialised it: no copy here
 
     def distribute(self, job: Job, queued_at: float) -> Sealed:
