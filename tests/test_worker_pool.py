@@ -39,9 +39,10 @@ def _pool(answer: Callable[[Job], memoryview | bytearray],
         thread = threading.Thread(target=run_worker, daemon=True)
         thread.start()
         sock, _ = srv.accept()
-        ch = Channel(sock, agg, suite, trust, counters=Counter())
+        node = hopcal._node("aggregator")
+        ch = Channel(sock, agg, suite, trust, counters=node.counters)  # as the aggregator's: one count of the run's
         ch.accept(lambda *_: contextlib.nullcontext())
-        pool = WorkerPool(hopcal._node("aggregator"), {"worker-1": ch}, local, 10.0, MODEL_BYTES)  # type: ignore[arg-type]
+        pool = WorkerPool(node, {"worker-1": ch}, local, 10.0, MODEL_BYTES)  # type: ignore[arg-type]
         try:
             yield pool
         finally:

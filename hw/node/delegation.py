@@ -204,21 +204,24 @@ class WorkerPool:
                 rec = ch.read_record()
                 self.node.transfer(rec, ch.peer, phase, self.node.now(), job.round)
                 answer = memoryview(ch.open(rec, self.node.timer_for(job.round, phase), phase))
-                (mtype, *_), fields = unpack(answer, 2)
-                if (wrong := check(mtype, fields)) is not None:
-                    raise SecurityError("tampered", f"from {ch.peer}: {wrong}")
-            except (ConnectionClosed, SecurityError, OSError) as exc:
-                if isinstance(exc, SecurityError) and exc.kind == "tampered" and self._answered(ch):
-                    self.node.counters["tampered"] += 1  # (the channel counts the records it rejects itself)
+            except (ConnectionClosed, SecurityError, OSError) as exc:  # a rejected record: the channel counted it
                 self._lose(ch, exc)
+                continue
+            try:
+                mtype, fields = _answer(answer, check)
+            except SecurityError as exc:  # it opened, so the worker sent it: counted here
+                self.node.counters["tampered"] += 1
+                self._lose(ch, SecurityError("tampered", f"from {ch.peer}: {exc}"))
                 continue
             if self._answered(ch):
                 self.free.put(ch)
             else:  # the answer came as the watchdog cut the channel: it counts, the worker does not come back
                 self._lose(ch, None)
             return mtype, fields
-        (mtype, *_), fields = unpack(memoryview(self.local(job)), 2)
-        return mtype, fields
+        try:
+            return _answer(memoryview(self.local(job)), check)
+        except SecurityError as exc:
+            raise SecurityError("tampered", f"the job done here: {exc}") from None  # this node's own code failed
 
     def verify(self, job: Job, queued_at: float) -> np.ndarray | SecurityError:
         """The client's update, verified by a worker; or why it was rejected."""
@@ -241,15 +244,22 @@ class WorkerPool:
                 return f"no sealed model ({bytes(fields[1][:200]).decode(errors='replace')})"
             return None
 
-        mtype, (header, body) = self._ask(job, queued_at, check)
-        if mtype != DONE_OK or len(header) != HEADER.size:  # done here: this node's own code failed
-            raise SecurityError("tampered", f"the model could not be sealed: {bytes(body).decode(errors='replace')}")
+        _, (header, body) = self._ask(job, queued_at, check)
         return Sealed(bytes(header), [body])
 
     def close(self) -> None:
         self._closed.set()
         for ch in self.channels.values():
             ch.sock.close()
+
+
+def _answer(buf: memoryview, check: Callable[[int, list[memoryview]], str | None]) -> tuple[int, list[memoryview]]:
+    """A job's answer, unpacked: its type and two fields; SecurityError when it is not one (``check``: what is
+    wrong with it, or None)."""
+    (mtype, *_), fields = unpack(buf, 2)
+    if (wrong := check(mtype, fields)) is not None:
+        raise SecurityError("tampered", wrong)
+    return mtype, fields
 
 
 def record_of(job: Job) -> Record:
