@@ -23,14 +23,20 @@ session handshakes and telemetry frames of the same run giving the small sizes (
   overcharged 1 M by 3-10 %);
 - one size only, of work that scales (``train``, ``fedavg``, anything priced per byte): a factor, the median
   of measured / predicted — its extra cost grows with the work, so a constant would not carry over;
-- fixed-size operations (``encaps``, ``decaps``, ``keygen`` ...): ``per_call_s``, the median residual;
+- fixed-size operations (``encaps``, ``decaps``, ``keygen`` ...): ``per_call_s``, the median residual; with runs of
+  two model sizes or more (the training runs, and a larger model's, ``messages_from``), also the median residual at
+  each size (``_by_model_size``), which the simulator interpolates at a scenario's model size
+  (``Overhead.per_call_by_parameters``): the twin's decapsulation costs 50-55 µs a call in rounds of a 12.5 k model
+  and 91-98 µs in rounds of a 250 k one, and the pooled median of the two fell anywhere between from one
+  calibration to the next (31-50 µs over five on 2026-12-05), taking a 50 k concurrent round's simulated median
+  12.6-14.4 ms where the twin measured 13.1-13.6 (docs/twin-validation.md, stop 74);
 - ``loopback``: the same for messages between pods of one host (transfer spans, from when the sender's
   encryption ended): the rounds' models and updates, and the session handshakes' records as the small size;
 - the two hand-offs (sim/profile.py ``RECEIVE_HANDOFF``, ``INBOX_HANDOFF``): the median wait from a model's last
   byte to the client's first step on it, and (sequential runs) from the round's last update's last byte to the
   aggregator's first step on it. No span holds them: the transfer ends when the receiving thread has the record,
   the next span begins at the first timed step. Measured here at 50 k-1 M parameters: 60-100 µs and 115-300 µs a
-  message, over a model the simulator otherwise starts on at once.
+  message, over a model the simulator otherwise starts on at once; per model size as the fixed-size operations.
 
 A constant (the small sizes' median residual, a fixed-size op's) that is within two standard errors of zero
 is not fitted: the profile measured that call many times, a run's few handshakes cannot overrule it.
@@ -365,7 +371,8 @@ def fit_from_run(run_dir: Path | list[Path], base: Path | None = None, messages_
     ``run_dir`` — or of several runs pooled (more rounds, several sizes or suites: a steadier fit).
     ``messages_from``: runs that give the code paths of their messages only (every kind priced by bytes), not
     training, FedAvg, hand-offs or loopback: a larger model's messages widen the sizes the message overheads are
-    fitted over (``_extra_by_size``) without its training steps entering the training fit."""
+    fitted over (``_extra_by_size``) without its training steps entering the training fit; and their model size's
+    point of the fixed-size constants' tables (``_by_model_size``)."""
     runs = [run_dir] if isinstance(run_dir, Path) else list(run_dir)
     if not runs:
         raise UserError("--from-run: name at least one twin run directory")
@@ -388,15 +395,13 @@ def fit_from_run(run_dir: Path | list[Path], base: Path | None = None, messages_
                                              g.glue_s.fillna(0.0).to_numpy(), _rounds(g))  # fmt: skip
     if wider:
         _widen(overheads, fitted_rows, pd.concat([p.known for p in wider], ignore_index=True))
+    for kind in (RECEIVE_HANDOFF, INBOX_HANDOFF):
+        if (wait := _handoff(kind, parts, source)) is not None:
+            overheads[kind] = wait
+    _by_model_size(overheads, [*parts, *wider], source)
     loop = _loopback(at_speed(transfers, transfers["bytes"].to_numpy(dtype=float)), s, profile, source)
     if loop is not None:
         overheads["loopback"] = loop
-    for kind in (RECEIVE_HANDOFF, INBOX_HANDOFF):
-        waits = np.concatenate([p.handoffs[kind] for p in parts])
-        fast = waits[:, 1] != 1  # at speed, or unknown (as ``at_speed``)
-        waits = waits[fast, 0] if fast.sum() >= MIN_ROWS else waits[:, 0]
-        if len(waits) >= MIN_ROWS:
-            overheads[kind] = _wait(waits, source)
     data = profile.model_dump(mode="json", exclude_none=True)
     data["profile"] = f"{profile.profile[:96]}+fit"  # within PROFILE_NAME's 100 characters
     named = ", ".join(str(r) for r in runs)
@@ -406,6 +411,48 @@ def fit_from_run(run_dir: Path | list[Path], base: Path | None = None, messages_
         data["platform"] = with_training_probe(data["platform"], [p.probe for p in parts])
     _valid(Profile, data, "profile")  # what we write must load
     return Fit(data, len(known), tuple(p.busy for p in [*parts, *wider] if p.busy))
+
+
+def _handoff(kind: str, parts: list[_RunRows], source: str) -> Overhead | None:
+    """A hand-off's wait (``_wait``) over the runs ``parts``, its waits at speed where ``MIN_ROWS`` are; None where
+    they hold fewer than ``MIN_ROWS``."""
+    waits = np.concatenate([p.handoffs[kind] for p in parts])
+    fast = waits[:, 1] != 1  # at speed, or unknown (as ``at_speed``)
+    waits = waits[fast, 0] if fast.sum() >= MIN_ROWS else waits[:, 0]
+    return _wait(waits, source) if len(waits) >= MIN_ROWS else None
+
+
+def _by_model_size(overheads: dict[str, Overhead], runs: list[_RunRows], source: str) -> None:
+    """Each constant of a fixed-size code path (a kind fitted as ``per_call_s`` alone, and the hand-offs) fitted
+    again per model size of ``runs`` -- the training runs and the larger model's (``messages_from``) -- as
+    ``per_call_by_parameters``, where two sizes or more have ``MIN_ROWS`` calls each (module doc)."""
+    by_size: dict[int, list[_RunRows]] = {}
+    for r in runs:
+        by_size.setdefault(r.scenario.workload.fl.model_parameters, []).append(r)
+    if len(by_size) < 2:
+        return
+    for kind, o in list(overheads.items()):
+        if o.factor != 1.0 or o.per_byte_s or o.extra_by_bytes or kind in (*FACTOR_KINDS, "loopback"):
+            continue
+        points = [(float(size), c) for size, group in sorted(by_size.items())
+                  if (c := _constant(kind, group, source)) is not None]  # fmt: skip
+        if len(points) >= 2:
+            overheads[kind] = o.model_copy(update={"per_call_by_parameters": points})
+
+
+def _constant(kind: str, runs: list[_RunRows], source: str) -> float | None:
+    """``kind``'s constant fitted on ``runs`` alone (as ``fit_from_run`` fits it on all), or None where they hold
+    fewer than ``MIN_ROWS`` calls of it or fit it another way than as a constant."""
+    if kind in (RECEIVE_HANDOFF, INBOX_HANDOFF):
+        wait = _handoff(kind, runs, source)
+        return None if wait is None else wait.per_call_s
+    g = pd.concat([r.known[r.known.kind == kind] for r in runs], ignore_index=True)
+    if len(g) < MIN_ROWS:
+        return None
+    g = at_speed(g, np.where(g["bytes"] > 0, g["bytes"], g.predicted_s))
+    o = _overhead(kind, g.measured_s.to_numpy(), g.predicted_s.to_numpy(), g["bytes"].to_numpy(dtype=float), source,
+                  g.glue_s.fillna(0.0).to_numpy(), _rounds(g))  # fmt: skip
+    return o.per_call_s if o.factor == 1.0 and not o.per_byte_s and not o.extra_by_bytes else None
 
 
 def with_training_probe(platform: dict[str, Any], probes: list[TrainingProbe | None]) -> dict[str, Any]:

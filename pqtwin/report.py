@@ -356,6 +356,10 @@ def provenance_rows(run: ReportRun, prof: Profile, hosts: list[str], device: boo
             extra = ", ".join(f"{fmt_seconds(y) if y >= 0 else '−' + fmt_seconds(-y)} at {x:,.0f} B"
                               for x, y in o.extra_by_bytes)  # fmt: skip
             cost = f"×{o.factor:.4g} + {extra} (linear between), σ {o.sigma:.3g}"
+        if o.per_call_by_parameters:  # the constant at this run's model size, of a table by size
+            sizes = ", ".join(f"{fmt_seconds(y) if y >= 0 else '−' + fmt_seconds(-y)} at {x:,.0f}"
+                              for x, y in o.per_call_by_parameters)  # fmt: skip
+            cost += f" (the constant at this model's size, of {sizes} parameters)"
         by_size = [*(f"{sd:.3g} at {x:,.0f} B" for x, sd in o.sigma_by_bytes or ()),
                    *(f"{sd:.3g} at {fmt_seconds(x)}" for x, sd in o.sigma_by_cost_s or ())]  # fmt: skip
         if by_size:

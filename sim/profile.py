@@ -238,6 +238,13 @@ SpreadTable = Annotated[
     Field(min_length=2, max_length=64),
 ]
 
+# [model parameters, seconds] a fixed-size code path costs a call at each model size a fit ran
+# (``Overhead.per_call_by_parameters``): may be negative
+ParameterTable = Annotated[
+    list[tuple[Annotated[float, Field(gt=0, le=MAX_UNITS)], Annotated[float, Field(ge=-MAX_COST_S, le=MAX_COST_S)]]],
+    Field(min_length=2, max_length=64),
+]
+
 # [bytes, seconds] a code path adds at each message size a fit saw (``Overhead.extra_by_bytes``): may be negative
 ExtraTable = Annotated[
     list[tuple[Annotated[float, Field(gt=0, le=MAX_UNITS)], Annotated[float, Field(ge=-MAX_COST_S, le=MAX_COST_S)]]],
@@ -264,7 +271,15 @@ class Overhead(_Strict):
     carry bytes: linear in bytes between two sizes, beyond the ends the line through the nearest two. The
     profile's own price of a large message is memory-bound where a small one's is cache-warm (AES-256-GCM here:
     x7.9 from 1 to 4 MB for x4 the bytes), while the twin's data is never warm (x3.0): a line fitted at
-    53 KB-1 MB counted that step twice at 4 MB (docs/twin-validation.md, stop 70)."""
+    53 KB-1 MB counted that step twice at 4 MB (docs/twin-validation.md, stop 70).
+
+    ``per_call_by_parameters`` (optional, a fit of runs at two model sizes or more, hw/fit.py): [model parameters,
+    seconds] the constant ``per_call_s`` at each model size the fit ran, for a code path of fixed size (a KEM
+    operation, a hand-off): interpolated in log size at the scenario's model size (``at_model``; clamped at the
+    ends). The same decapsulation costs the twin 50-55 µs a call in rounds of a 12.5 k-parameter model and 91-98 µs
+    in rounds of a 250 k one (the model's buffers pass through the caches between two calls); fitted per size the
+    constants are steady from one calibration to the next, pooled over the sizes their median fell anywhere between
+    (docs/twin-validation.md, stop 74)."""
 
     factor: float = Field(default=1.0, gt=0, le=1e3)
     per_call_s: float = Field(default=0.0, ge=-MAX_COST_S, le=MAX_COST_S)  # fitted: may be negative
@@ -273,15 +288,24 @@ class Overhead(_Strict):
     sigma_by_bytes: SpreadTable | None = None
     sigma_by_cost_s: SpreadTable | None = None
     extra_by_bytes: ExtraTable | None = None
+    per_call_by_parameters: ParameterTable | None = None
     n: int | None = Field(default=None, ge=1, le=MAX_N)
     source: str = Field(min_length=1)
     tag: Tag
 
     @model_validator(mode="after")
     def _sizes_increase(self) -> Overhead:
-        if (name := _not_increasing(self, ("sigma_by_bytes", "sigma_by_cost_s", "extra_by_bytes"))) is not None:
+        names = ("sigma_by_bytes", "sigma_by_cost_s", "extra_by_bytes", "per_call_by_parameters")
+        if (name := _not_increasing(self, names)) is not None:
             raise ValueError(f"{name}: sizes must increase (got {[size for size, _ in getattr(self, name)]})")
         return self
+
+    def at_model(self, parameters: int) -> Overhead:
+        """This overhead in rounds of a ``parameters``-sized model: ``per_call_s`` from ``per_call_by_parameters``
+        where it has one (class docstring; the table kept, for the reader)."""
+        if self.per_call_by_parameters is None:
+            return self
+        return self.model_copy(update={"per_call_s": _interp_log(self.per_call_by_parameters, float(parameters))})
 
     @property
     def varies(self) -> bool:
@@ -442,6 +466,13 @@ class Profile(_Strict):
         if not 0 < speed < math.inf:
             raise ValueError(f"speed must be positive and finite (got {speed})")
         return self.model_copy(update={"time_scale": self.time_scale / speed})
+
+    def at_model(self, parameters: int) -> Profile:
+        """This profile priced for rounds of a ``parameters``-sized model (``Overhead.at_model``; itself where no
+        overhead depends on the model's size)."""
+        if all(o.per_call_by_parameters is None for o in self.overheads.values()):
+            return self
+        return self.model_copy(update={"overheads": {k: o.at_model(parameters) for k, o in self.overheads.items()}})
 
     @model_validator(mode="after")
     def _providers_stated(self) -> Profile:

@@ -916,6 +916,8 @@ def _load_profiles(
         missing = [op for op in needed[device] if op not in prof.ops]
         if missing and priced:
             problems.append((loc, ref, f"profile {prof.profile!r} ({file}) has no cost for {', '.join(missing)}"))
+    for key, prof in s._profiles.items():  # code paths priced for this scenario's model (``Overhead.at_model``)
+        s._profiles[key] = prof.at_model(s.workload.fl.model_parameters)
     for h in s.deployment.hosts:
         if h.cpu_speed != 1.0 and h.name in s._profiles:
             s._profiles[h.name] = s._profiles[h.name].at_speed(h.cpu_speed)

@@ -331,7 +331,10 @@ def test_a_larger_models_messages_widen_the_message_overheads_and_nothing_else(t
         return o.model_dump(exclude={"source"})  # (the source names every run, the larger one's too)
 
     assert fitted(wide.overheads["train"]) == fitted(plain.overheads["train"])  # its steps (x3) did not enter
-    assert fitted(wide.overheads["encaps"]) == fitted(plain.overheads["encaps"])
+    # a fixed-size constant: as without them, its table by model size one point longer (``_by_model_size``)
+    encaps, by_size = fitted(wide.overheads["encaps"]), wide.overheads["encaps"].per_call_by_parameters
+    assert encaps | {"per_call_by_parameters": by_size[:-1]} == fitted(plain.overheads["encaps"])
+    assert by_size[-1][0] == 2_000_000
     assert "its messages only: " in wide.overheads["sign"].source and str(large) in wide.overheads["sign"].source
     sign = wide.overheads["sign"]
     assert sign.extra_by_bytes is not None and sign.extra_by_bytes[-1][0] == 8_000_000
@@ -351,6 +354,58 @@ def _planted_at(d, params: int, seed: int, train: float = PLANTED["train"], per_
         PLANTED.clear()
         PLANTED.update(saved)
     return s
+
+
+def test_a_fixed_size_code_path_is_fitted_per_model_size_and_priced_at_the_scenarios(tmp_path):
+    """A KEM operation that costs the twin more in rounds of a larger model (the model's buffers pass through the
+    caches between two calls): fitted per model size as well as pooled, and a scenario is priced at its own size,
+    interpolated in log size between two fitted sizes and clamped beyond them -- in the simulator's spans too. A fit
+    of one size has no table; a code path priced by bytes keeps its line."""
+    from pydantic import ValidationError
+
+    from sim.profile import Overhead
+
+    saved = dict(PLANTED)
+    runs = []
+    try:
+        for params, decaps, seed in ((12_500, 20e-6, 3), (200_000, 80e-6, 5)):
+            PLANTED.update(decaps=decaps)
+            planted_run(tmp_path / str(params), seed=seed, params=params)
+            runs.append(tmp_path / str(params))
+    finally:
+        PLANTED.clear()
+        PLANTED.update(saved)
+    fit = Profile.model_validate(fit_from_run(runs, PROFILE).profile)
+    decaps = fit.overheads["decaps"]
+    assert decaps.per_call_by_parameters is not None
+    (small, at_small), (large, at_large) = decaps.per_call_by_parameters
+    assert (small, large) == (12_500, 200_000)
+    assert at_small == pytest.approx(20e-6, abs=6e-6) and at_large == pytest.approx(80e-6, abs=6e-6)
+    assert fit.overheads["encaps"].per_call_by_parameters is not None  # the same at both sizes: a table all the same
+    assert fit.overheads["sign"].per_call_by_parameters is None  # a line in bytes
+    assert fit_from_run(runs[0], PROFILE).profile["overheads"]["decaps"].get("per_call_by_parameters") is None
+    fitted = tmp_path / "fitted.yaml"
+    fitted.write_text(yaml.safe_dump(fit_from_run(runs, PROFILE).profile))
+    middle = 50_000  # a quarter of the way from 12.5 k to 200 k in log size is 25 k; 50 k is half
+    expected = {12_500: at_small, middle: (at_small + at_large) / 2, 200_000: at_large, 1_000_000: at_large,
+                1_000: at_small}  # fmt: skip
+    for params, want in expected.items():
+        sets = ["workload.fl.rounds=2", f"workload.fl.model_parameters={params}"]
+        s = load_scenario(SCENARIOS / "localhost.yaml", sets, fitted)
+        assert s.host_profile("local").overheads["decaps"].per_call_s == pytest.approx(want, rel=1e-9)
+    base = load_profile(PROFILE)
+    for params in (12_500, 200_000):  # the simulator charges it: a decapsulation's span is the op and its constant
+        sets = ["workload.fl.rounds=3", f"workload.fl.model_parameters={params}", "deployment.hosts.0.cores=8"]
+        s = load_scenario(SCENARIOS / "localhost.yaml", sets, fitted)
+        spans = simulate(s, "sequential", 1, 1).spans
+        kem = s.workload.crypto.kem
+        took = spans[spans.op == f"{kem}.decaps"].eval("end_s - start_s - queue_wait_s")
+        added = float(took.median()) - base_s(base, f"{kem}.decaps", 0)
+        assert added == pytest.approx(expected[params], abs=0.35 * (at_large - at_small))
+    with pytest.raises(ValidationError, match="per_call_by_parameters: sizes must increase"):
+        Overhead(per_call_by_parameters=[(2e5, 1e-5), (1e4, 2e-5)], source="t", tag="F")
+    with pytest.raises(ValidationError, match="per_call_by_parameters"):  # one size is per_call_s
+        Overhead(per_call_by_parameters=[(2e5, 1e-5)], source="t", tag="F")
 
 
 def test_a_training_step_carries_the_contention_of_the_steps_beside_it():

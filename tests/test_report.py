@@ -398,3 +398,22 @@ def test_a_fitted_extra_per_size_is_shown_per_size(tmp_path):
     shown = rows["overhead: every decrypt"]
     assert "40.0 µs at 53,000 B" in shown and "220 µs at 1,000,000 B" in shown and "−100 µs at 8,000,000 B" in shown
     assert "per byte" not in shown
+
+
+def test_a_constant_fitted_per_model_size_is_shown_at_the_runs_size_with_its_table(tmp_path):
+    """A fixed-size code path's constant by model size (``Overhead.per_call_by_parameters``): the report shows the
+    constant the run was priced with, at its model's size, and the table it came from."""
+    from sim.profile import write_profile
+
+    data = load_profile(SCENARIOS / "profiles" / "ci-x86.yaml").model_dump(mode="json", exclude_none=True)
+    data["overheads"] = {"decaps": {"per_call_s": 5e-5, "source": "test", "tag": "F",
+                                    "per_call_by_parameters": [[12_500, 2e-5], [200_000, 8e-5]]}}  # fmt: skip
+    write_profile(data, tmp_path / "p.yaml")
+    s = load_scenario(SCENARIOS / "localhost.yaml", ["workload.fl.rounds=1", "workload.fl.model_parameters=200000"],
+                      tmp_path / "p.yaml")  # fmt: skip
+    result = simulate(s, "sequential", 1, 1)
+    run = report.ReportRun(s, result.summary, result.spans, label="fitted")
+    prof = s.host_profile(s.deployment.hosts[0].name)
+    rows = {r[0]: r[1] for r in report.provenance_rows(run, prof, [h.name for h in s.deployment.hosts], False)}
+    shown = rows["overhead: every decaps"]
+    assert "+ 80.0 µs +" in shown and "20.0 µs at 12,500" in shown and "80.0 µs at 200,000 parameters" in shown
