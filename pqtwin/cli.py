@@ -684,6 +684,12 @@ def _calibrate_from_run(run_dirs: list[Path], base: Path | None, out: Path, name
         write_profile(fit.profile, out)
     kinds = ", ".join(fit.profile["overheads"]) or "none"
     _say(f"profile: {out} (overheads fitted from {fit.rows} spans of {run_dir}: {kinds})")
+    sized = {
+        k: o["per_call_by_parameters"] for k, o in fit.profile["overheads"].items() if o.get("per_call_by_parameters")
+    }
+    if sized:  # a scenario is priced at its own model's size (sim/profile.py ``Overhead.per_call_by_parameters``)
+        sizes = sorted({int(x) for pts in sized.values() for x, _ in pts})
+        _say(f"  by model size ({', '.join(f'{x:,}' for x in sizes)} parameters): {', '.join(sized)}")
     if fit.busy_runs:
         _warn(f"fitted from {len(fit.busy_runs)} of {len(run_dirs)} run(s) measured on a busy machine: "
               f"{'; '.join(fit.busy_runs)}: their overheads carry the neighbours' load, so the profile prices "

@@ -356,7 +356,7 @@ def _planted_at(d, params: int, seed: int, train: float = PLANTED["train"], per_
     return s
 
 
-def test_a_fixed_size_code_path_is_fitted_per_model_size_and_priced_at_the_scenarios(tmp_path):
+def test_a_fixed_size_code_path_is_fitted_per_model_size_and_priced_at_the_scenarios(tmp_path, pqtwin):
     """A KEM operation that costs the twin more in rounds of a larger model (the model's buffers pass through the
     caches between two calls): fitted per model size as well as pooled, and a scenario is priced at its own size,
     interpolated in log size between two fitted sizes and clamped beyond them -- in the simulator's spans too. A fit
@@ -385,7 +385,11 @@ def test_a_fixed_size_code_path_is_fitted_per_model_size_and_priced_at_the_scena
     assert fit.overheads["sign"].per_call_by_parameters is None  # a line in bytes
     assert fit_from_run(runs[0], PROFILE).profile["overheads"]["decaps"].get("per_call_by_parameters") is None
     fitted = tmp_path / "fitted.yaml"
-    fitted.write_text(yaml.safe_dump(fit_from_run(runs, PROFILE).profile))
+    res = pqtwin("calibrate", *(x for r in runs for x in ("--from-run", str(r))), "--base", str(PROFILE), "--out",
+                 str(fitted))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "by model size (12,500, 200,000 parameters): decaps" in res.stdout
+    assert load_profile(fitted).overheads["decaps"].per_call_by_parameters == decaps.per_call_by_parameters
     middle = 50_000  # a quarter of the way from 12.5 k to 200 k in log size is 25 k; 50 k is half
     expected = {12_500: at_small, middle: (at_small + at_large) / 2, 200_000: at_large, 1_000_000: at_large,
                 1_000: at_small}  # fmt: skip
