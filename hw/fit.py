@@ -450,8 +450,11 @@ def _constant(kind: str, runs: list[_RunRows], source: str) -> float | None:
     if len(g) < MIN_ROWS:
         return None
     g = at_speed(g, np.where(g["bytes"] > 0, g["bytes"], g.predicted_s))
-    o = _overhead(kind, g.measured_s.to_numpy(), g.predicted_s.to_numpy(), g["bytes"].to_numpy(dtype=float), source,
-                  g.glue_s.fillna(0.0).to_numpy(), _rounds(g))  # fmt: skip
+    try:  # one size's few calls may spread past what a profile holds where all of them did not: no point then
+        o = _overhead(kind, g.measured_s.to_numpy(), g.predicted_s.to_numpy(), g["bytes"].to_numpy(dtype=float),
+                      source, g.glue_s.fillna(0.0).to_numpy(), _rounds(g))  # fmt: skip
+    except UserError:
+        return None
     return o.per_call_s if o.factor == 1.0 and not o.per_byte_s and not o.extra_by_bytes else None
 
 

@@ -412,6 +412,27 @@ def test_a_fixed_size_code_path_is_fitted_per_model_size_and_priced_at_the_scena
         Overhead(per_call_by_parameters=[(2e5, 1e-5)], source="t", tag="F")
 
 
+def test_a_size_whose_calls_cannot_be_fitted_alone_leaves_the_pooled_constant(tmp_path, monkeypatch):
+    """Where one size's calls alone fit out of a profile's bounds (a UserError from ``_overhead``), that kind gets no
+    table by size, and the fit goes on with its pooled constant."""
+    import hw.fit as fit
+
+    runs = [tmp_path / "a", tmp_path / "b"]
+    planted_run(runs[0], seed=3, params=12_500)
+    planted_run(runs[1], seed=5, params=200_000)
+    whole = fit._overhead
+
+    def strict(kind: str, measured: np.ndarray, *args: Any, **kwargs: Any) -> Any:
+        if kind == "decaps" and len(measured) < 16:  # one size's 8 calls, not the pooled 16
+            raise UserError("--from-run: the fitted overheads.decaps.sigma is 9: out of bounds")
+        return whole(kind, measured, *args, **kwargs)
+
+    monkeypatch.setattr(fit, "_overhead", strict)
+    over = Profile.model_validate(fit_from_run(runs, PROFILE).profile).overheads
+    assert over["decaps"].per_call_by_parameters is None and over["decaps"].per_call_s > 0
+    assert over["encaps"].per_call_by_parameters is not None
+
+
 def test_a_training_step_carries_the_contention_of_the_steps_beside_it():
     # two steps on one host overlapping for half of the first's duration, one alone on another host
     cpu = pd.DataFrame({"op": ["fl.train", "fl.train", "fl.train", "AES-256-GCM.encrypt"],
