@@ -380,21 +380,26 @@ def test_a_measured_runs_duplicated_spans_are_counted_once_in_the_report_and_sai
     assert escape(note) in html or note in unescape(html)
 
 
-def test_a_fitted_extra_per_size_is_shown_per_size(tmp_path):
-    """A profile whose message overhead has an extra per size (``Overhead.extra_by_bytes``) is shown as that table
-    in the report's provenance, not as the line it replaces."""
+def _fitted_provenance(tmp_path, overheads: dict, sets: tuple[str, ...] = ()) -> dict[str, str]:
+    """The report's provenance rows (op -> cost shown) of a one-round run priced by ci-x86 with ``overheads``."""
     from sim.profile import write_profile
 
     data = load_profile(SCENARIOS / "profiles" / "ci-x86.yaml").model_dump(mode="json", exclude_none=True)
-    extra = [[53_000, 4e-5], [1_000_000, 2.2e-4], [8_000_000, -1e-4]]
-    data["overheads"] = {"decrypt": {"per_call_s": 4e-5, "per_byte_s": 2e-10, "source": "test", "tag": "F",
-                                     "extra_by_bytes": extra}}  # fmt: skip
+    data["overheads"] = overheads
     write_profile(data, tmp_path / "p.yaml")
-    s = load_scenario(SCENARIOS / "localhost.yaml", ["workload.fl.rounds=1"], tmp_path / "p.yaml")
+    s = load_scenario(SCENARIOS / "localhost.yaml", ["workload.fl.rounds=1", *sets], tmp_path / "p.yaml")
     result = simulate(s, "sequential", 1, 1)
     run = report.ReportRun(s, result.summary, result.spans, label="fitted")
     prof = s.host_profile(s.deployment.hosts[0].name)
-    rows = {r[0]: r[1] for r in report.provenance_rows(run, prof, [h.name for h in s.deployment.hosts], False)}
+    return {r[0]: r[1] for r in report.provenance_rows(run, prof, [h.name for h in s.deployment.hosts], False)}
+
+
+def test_a_fitted_extra_per_size_is_shown_per_size(tmp_path):
+    """A profile whose message overhead has an extra per size (``Overhead.extra_by_bytes``) is shown as that table
+    in the report's provenance, not as the line it replaces."""
+    extra = [[53_000, 4e-5], [1_000_000, 2.2e-4], [8_000_000, -1e-4]]
+    rows = _fitted_provenance(tmp_path, {"decrypt": {"per_call_s": 4e-5, "per_byte_s": 2e-10, "source": "test",
+                                                     "tag": "F", "extra_by_bytes": extra}})  # fmt: skip
     shown = rows["overhead: every decrypt"]
     assert "40.0 µs at 53,000 B" in shown and "220 µs at 1,000,000 B" in shown and "−100 µs at 8,000,000 B" in shown
     assert "per byte" not in shown
@@ -403,17 +408,9 @@ def test_a_fitted_extra_per_size_is_shown_per_size(tmp_path):
 def test_a_constant_fitted_per_model_size_is_shown_at_the_runs_size_with_its_table(tmp_path):
     """A fixed-size code path's constant by model size (``Overhead.per_call_by_parameters``): the report shows the
     constant the run was priced with, at its model's size, and the table it came from."""
-    from sim.profile import write_profile
-
-    data = load_profile(SCENARIOS / "profiles" / "ci-x86.yaml").model_dump(mode="json", exclude_none=True)
-    data["overheads"] = {"decaps": {"per_call_s": 5e-5, "source": "test", "tag": "F",
-                                    "per_call_by_parameters": [[12_500, 2e-5], [200_000, 8e-5]]}}  # fmt: skip
-    write_profile(data, tmp_path / "p.yaml")
-    s = load_scenario(SCENARIOS / "localhost.yaml", ["workload.fl.rounds=1", "workload.fl.model_parameters=200000"],
-                      tmp_path / "p.yaml")  # fmt: skip
-    result = simulate(s, "sequential", 1, 1)
-    run = report.ReportRun(s, result.summary, result.spans, label="fitted")
-    prof = s.host_profile(s.deployment.hosts[0].name)
-    rows = {r[0]: r[1] for r in report.provenance_rows(run, prof, [h.name for h in s.deployment.hosts], False)}
+    by_size = [[12_500, 2e-5], [200_000, 8e-5]]
+    rows = _fitted_provenance(tmp_path, {"decaps": {"per_call_s": 5e-5, "source": "test", "tag": "F",
+                                                    "per_call_by_parameters": by_size}},
+                              ("workload.fl.model_parameters=200000",))  # fmt: skip
     shown = rows["overhead: every decaps"]
     assert "+ 80.0 µs +" in shown and "20.0 µs at 12,500" in shown and "80.0 µs at 200,000 parameters" in shown
