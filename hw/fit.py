@@ -396,7 +396,7 @@ def fit_from_run(run_dir: Path | list[Path], base: Path | None = None, messages_
     if wider:
         _widen(overheads, fitted_rows, pd.concat([p.known for p in wider], ignore_index=True))
     for kind in (RECEIVE_HANDOFF, INBOX_HANDOFF):
-        if (wait := _handoff(kind, parts, source)) is not None:
+        if (wait := _handoff_wait(kind, parts, source)) is not None:
             overheads[kind] = wait
     _by_model_size(overheads, [*parts, *wider], source)
     loop = _loopback(at_speed(transfers, transfers["bytes"].to_numpy(dtype=float)), s, profile, source)
@@ -413,7 +413,7 @@ def fit_from_run(run_dir: Path | list[Path], base: Path | None = None, messages_
     return Fit(data, len(known), tuple(p.busy for p in [*parts, *wider] if p.busy))
 
 
-def _handoff(kind: str, parts: list[_RunRows], source: str) -> Overhead | None:
+def _handoff_wait(kind: str, parts: list[_RunRows], source: str) -> Overhead | None:
     """A hand-off's wait (``_wait``) over the runs ``parts``, its waits at speed where ``MIN_ROWS`` are; None where
     they hold fewer than ``MIN_ROWS``."""
     waits = np.concatenate([p.handoffs[kind] for p in parts])
@@ -444,7 +444,7 @@ def _constant(kind: str, runs: list[_RunRows], source: str) -> float | None:
     """``kind``'s constant fitted on ``runs`` alone (as ``fit_from_run`` fits it on all), or None where they hold
     fewer than ``MIN_ROWS`` calls of it or fit it another way than as a constant."""
     if kind in (RECEIVE_HANDOFF, INBOX_HANDOFF):
-        wait = _handoff(kind, runs, source)
+        wait = _handoff_wait(kind, runs, source)
         return None if wait is None else wait.per_call_s
     g = pd.concat([r.known[r.known.kind == kind] for r in runs], ignore_index=True)
     if len(g) < MIN_ROWS:

@@ -339,6 +339,11 @@ def _priced_rows(spans: pd.DataFrame, hosts: list[str]) -> pd.DataFrame:
     return cpu[mask]
 
 
+def _signed_seconds(x: float) -> str:
+    """``fmt_seconds`` of a fitted value that may be negative."""
+    return fmt_seconds(x) if x >= 0 else "−" + fmt_seconds(-x)
+
+
 def provenance_rows(run: ReportRun, prof: Profile, hosts: list[str], device: bool) -> list[tuple[str, ...]]:
     """(operation, cost, this run's mean per call, tag, provider, source) of each op the run priced with
     ``prof`` (the ops in its spans; the scenario's required ones when it has none), then the overheads."""
@@ -353,11 +358,11 @@ def provenance_rows(run: ReportRun, prof: Profile, hosts: list[str], device: boo
         o = prof.overheads[kind]
         cost = f"×{o.factor:.4g} + {fmt_seconds(o.per_call_s)} + {fmt_seconds(o.per_byte_s)} per byte, σ {o.sigma:.3g}"
         if o.extra_by_bytes:  # in place of the line for calls with bytes (sim/profile.py ``Overhead``)
-            extra = ", ".join(f"{fmt_seconds(y) if y >= 0 else '−' + fmt_seconds(-y)} at {x:,.0f} B"
+            extra = ", ".join(f"{_signed_seconds(y)} at {x:,.0f} B"
                               for x, y in o.extra_by_bytes)  # fmt: skip
             cost = f"×{o.factor:.4g} + {extra} (linear between), σ {o.sigma:.3g}"
         if o.per_call_by_parameters:  # the constant at this run's model size, of a table by size
-            sizes = ", ".join(f"{fmt_seconds(y) if y >= 0 else '−' + fmt_seconds(-y)} at {x:,.0f}"
+            sizes = ", ".join(f"{_signed_seconds(y)} at {x:,.0f}"
                               for x, y in o.per_call_by_parameters)  # fmt: skip
             cost += f" (the constant at this model's size, of {sizes} parameters)"
         by_size = [*(f"{sd:.3g} at {x:,.0f} B" for x, sd in o.sigma_by_bytes or ()),
