@@ -399,6 +399,8 @@ def fit_from_run(run_dir: Path | list[Path], base: Path | None = None, messages_
         if (wait := _handoff_wait(kind, parts, source)) is not None:
             overheads[kind] = wait
     _by_model_size(overheads, [*parts, *wider], source)
+    if "train" in overheads and (between := _trained_between(parts)) is not None:
+        overheads["train"] = overheads["train"].model_copy(update={"linear_between_parameters": between})
     loop = _loopback(at_speed(transfers, transfers["bytes"].to_numpy(dtype=float)), s, profile, source)
     if loop is not None:
         overheads["loopback"] = loop
@@ -438,6 +440,18 @@ def _by_model_size(overheads: dict[str, Overhead], runs: list[_RunRows], source:
                   if (c := _constant(kind, group, source)) is not None]  # fmt: skip
         if len(points) >= 2:
             overheads[kind] = o.model_copy(update={"per_call_by_parameters": points})
+
+
+def _trained_between(runs: list[_RunRows]) -> tuple[float, float] | None:
+    """The smallest and largest model sizes ``runs`` trained ``MIN_ROWS`` steps or more at, where they are ``SPREAD``
+    apart (the training fit's line, ``_overhead``): between them the simulator prices a step on the line between the
+    profile's prices at the two (sim/profile.py ``Overhead.linear_between_parameters``); None otherwise."""
+    steps: dict[int, int] = {}
+    for r in runs:
+        size = r.scenario.workload.fl.model_parameters
+        steps[size] = steps.get(size, 0) + int((r.known.kind == "train").sum())
+    sizes = sorted(size for size, n in steps.items() if n >= MIN_ROWS)
+    return (float(sizes[0]), float(sizes[-1])) if len(sizes) >= 2 and sizes[-1] >= SPREAD * sizes[0] else None
 
 
 def _constant(kind: str, runs: list[_RunRows], source: str) -> float | None:

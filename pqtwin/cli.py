@@ -690,6 +690,8 @@ def _calibrate_from_run(run_dirs: list[Path], base: Path | None, out: Path, name
     if sized:  # a scenario is priced at its own model's size (sim/profile.py ``Overhead.per_call_by_parameters``)
         sizes = sorted({int(x) for pts in sized.values() for x, _ in pts})
         _say(f"  by model size ({', '.join(f'{x:,}' for x in sizes)} parameters): {', '.join(sized)}")
+    if between := fit.profile["overheads"].get("train", {}).get("linear_between_parameters"):
+        _say(f"  training steps between {between[0]:,.0f} and {between[1]:,.0f} parameters: on the line between them")
     if fit.busy_runs:
         _warn(f"fitted from {len(fit.busy_runs)} of {len(run_dirs)} run(s) measured on a busy machine: "
               f"{'; '.join(fit.busy_runs)}: their overheads carry the neighbours' load, so the profile prices "

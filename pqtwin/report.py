@@ -365,6 +365,8 @@ def provenance_rows(run: ReportRun, prof: Profile, hosts: list[str], device: boo
             sizes = ", ".join(f"{_signed_seconds(y)} at {x:,.0f}"
                               for x, y in o.per_call_by_parameters)  # fmt: skip
             cost += f" (the constant at this model's size, of {sizes} parameters)"
+        if (pair := o.linear_between_parameters) is not None:  # the factor as ``Profile.at_model`` resolved it
+            cost += f" (between {pair[0]:,.0f} and {pair[1]:,.0f} parameters on the line between their prices)"
         by_size = [*(f"{sd:.3g} at {x:,.0f} B" for x, sd in o.sigma_by_bytes or ()),
                    *(f"{sd:.3g} at {fmt_seconds(x)}" for x, sd in o.sigma_by_cost_s or ())]  # fmt: skip
         if by_size:

@@ -279,7 +279,15 @@ class Overhead(_Strict):
     ends). The same decapsulation costs the twin 50-55 µs a call in rounds of a 12.5 k-parameter model and 91-98 µs
     in rounds of a 250 k one (the model's buffers pass through the caches between two calls); fitted per size the
     constants are steady from one calibration to the next, pooled over the sizes their median fell anywhere between
-    (docs/twin-validation.md, stop 74)."""
+    (docs/twin-validation.md, stop 74).
+
+    ``linear_between_parameters`` (optional, training only: a fit of training runs at two model sizes, hw/fit.py):
+    [smallest, largest] model parameters the runs trained. Between them a step is priced on the line between the
+    profile's prices at the two sizes (``Profile.at_model``, through ``factor``), not through the calibration's
+    points inside: the twin's steps grow linearly there (64 ns a parameter from 12.5 k to 50 k and from 50 k to
+    250 k, five matrices alike), while one calibration's fastest-of-5 point at 50 k ran 53-59 ns a parameter to
+    its 250 k point, and the fit, a line of measured against that price, carried the bend to every 50 k step
+    (+6-12 %; docs/twin-validation.md, stop 75)."""
 
     factor: float = Field(default=1.0, gt=0, le=1e3)
     per_call_s: float = Field(default=0.0, ge=-MAX_COST_S, le=MAX_COST_S)  # fitted: may be negative
@@ -289,6 +297,9 @@ class Overhead(_Strict):
     sigma_by_cost_s: SpreadTable | None = None
     extra_by_bytes: ExtraTable | None = None
     per_call_by_parameters: ParameterTable | None = None
+    linear_between_parameters: (
+        tuple[Annotated[float, Field(gt=0, le=MAX_UNITS)], Annotated[float, Field(gt=0, le=MAX_UNITS)]] | None
+    ) = None
     n: int | None = Field(default=None, ge=1, le=MAX_N)
     source: str = Field(min_length=1)
     tag: Tag
@@ -298,6 +309,8 @@ class Overhead(_Strict):
         names = ("sigma_by_bytes", "sigma_by_cost_s", "extra_by_bytes", "per_call_by_parameters")
         if (name := _not_increasing(self, names)) is not None:
             raise ValueError(f"{name}: sizes must increase (got {[size for size, _ in getattr(self, name)]})")
+        if (pair := self.linear_between_parameters) is not None and pair[1] <= pair[0]:
+            raise ValueError(f"linear_between_parameters: the largest size must exceed the smallest (got {list(pair)})")
         return self
 
     def at_model(self, parameters: int) -> Overhead:
@@ -467,12 +480,37 @@ class Profile(_Strict):
             raise ValueError(f"speed must be positive and finite (got {speed})")
         return self.model_copy(update={"time_scale": self.time_scale / speed})
 
-    def at_model(self, parameters: int) -> Profile:
-        """This profile priced for rounds of a ``parameters``-sized model (``Overhead.at_model``; itself where no
-        overhead depends on the model's size)."""
-        if all(o.per_call_by_parameters is None for o in self.overheads.values()):
+    def at_model(self, parameters: int, train_units: float | None = None) -> Profile:
+        """This profile priced for rounds of a ``parameters``-sized model (``Overhead.at_model``), whose training
+        step counts ``train_units`` (samples x parameters x epochs; ``Overhead.linear_between_parameters``); itself
+        where no overhead depends on the model's size."""
+        if all(o.per_call_by_parameters is None and o.linear_between_parameters is None
+               for o in self.overheads.values()):  # fmt: skip
             return self
-        return self.model_copy(update={"overheads": {k: o.at_model(parameters) for k, o in self.overheads.items()}})
+        overheads = {k: o.at_model(parameters) for k, o in self.overheads.items()}
+        if (train := overheads.get("train")) is not None and train_units is not None:
+            overheads["train"] = self._train_on_line(train, parameters, train_units)
+        return self.model_copy(update={"overheads": overheads})
+
+    def _train_on_line(self, train: Overhead, parameters: int, units: float) -> Overhead:
+        """``train`` whose factor prices a step of ``units`` on the line between the op's prices at the ends of
+        ``linear_between_parameters``, where ``parameters`` lies strictly between them (``Overhead`` docstring)."""
+        pair, op = train.linear_between_parameters, self.ops.get("fl.train")
+        if pair is None or not isinstance(op, LinearOp) or not pair[0] < parameters < pair[1]:
+            return train
+        per_parameter = units / parameters
+        (u0, u1), at = (pair[0] * per_parameter, pair[1] * per_parameter), op.base_s(units)
+        t0, t1 = op.base_s(u0), op.base_s(u1)
+        on_line = t0 + (t1 - t0) * (units - u0) / (u1 - u0)
+        return train.model_copy(update={"factor": train.factor * on_line / at}) if at > 0 and on_line > 0 else train
+
+    @model_validator(mode="after")
+    def _training_line_on_training(self) -> Profile:
+        """``linear_between_parameters`` prices a training step (``at_model``): on another kind it would be ignored."""
+        for kind, o in self.overheads.items():
+            if o.linear_between_parameters is not None and kind != "train":
+                raise ValueError(f"overheads.{kind}.linear_between_parameters: only the train overhead has one")
+        return self
 
     @model_validator(mode="after")
     def _providers_stated(self) -> Profile:

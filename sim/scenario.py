@@ -917,7 +917,10 @@ def _load_profiles(
         if missing and priced:
             problems.append((loc, ref, f"profile {prof.profile!r} ({file}) has no cost for {', '.join(missing)}"))
     for key, prof in s._profiles.items():  # code paths priced for this scenario's model (``Overhead.at_model``)
-        s._profiles[key] = prof.at_model(s.workload.fl.model_parameters)
+        fl = s.workload.fl
+        s._profiles[key] = prof.at_model(
+            fl.model_parameters, fl.samples_per_client * fl.model_parameters * fl.local_epochs
+        )
     for h in s.deployment.hosts:
         if h.cpu_speed != 1.0 and h.name in s._profiles:
             s._profiles[h.name] = s._profiles[h.name].at_speed(h.cpu_speed)

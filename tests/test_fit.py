@@ -389,6 +389,7 @@ def test_a_fixed_size_code_path_is_fitted_per_model_size_and_priced_at_the_scena
                  str(fitted))  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert "by model size (12,500, 200,000 parameters): decaps" in res.stdout
+    assert "training steps between 12,500 and 200,000 parameters: on the line between them" in res.stdout
     assert load_profile(fitted).overheads["decaps"].per_call_by_parameters == decaps.per_call_by_parameters
     middle = 50_000  # a quarter of the way from 12.5 k to 200 k in log size is 25 k; 50 k is half
     expected = {12_500: at_small, middle: (at_small + at_large) / 2, 200_000: at_large, 1_000_000: at_large,
@@ -814,3 +815,61 @@ def test_a_fit_carries_the_training_probe_of_the_runs_its_training_price_came_fr
     other = [*probes, TrainingProbe(parameters=2_000_000, samples=500, alone_s=0.2, steps=3)]
     assert with_training_probe(base, other) == {"cpu": "x"}
     assert with_training_probe(base, [*probes, None]) == {"cpu": "x"}  # a run from before the probe pooled in
+
+
+def test_between_the_training_runs_sizes_a_step_is_priced_on_their_line_not_the_calibrations_bend(tmp_path):
+    """Training runs at 12.5 k and 250 k parameters fitted against a calibration whose 50 k point ran 15 % slow (a
+    fastest-of-5 caught in a slow moment): a 50 k step is priced on the line between the two sizes' prices, as the
+    twin's steps grow, not through the bent point -- in the simulator's spans too; the training sizes themselves and
+    sizes beyond them keep the fit's factor and constant; a fit of one size has no range."""
+    from pydantic import ValidationError
+
+    from sim.profile import Overhead
+
+    bent = yaml.safe_load(PROFILE.read_text())
+    points = bent["ops"]["fl.train"]["points"]
+    at_50k = next(i for i, (units, _) in enumerate(points) if abs(units - 500 * 50_000) < 1e4)
+    points[at_50k][1] *= 1.15
+    (base := tmp_path / "bent.yaml").write_text(yaml.safe_dump(bent))
+    runs = [tmp_path / "small", tmp_path / "large"]
+    smalls, larges = (_planted_at(runs[0], 12_500, 3), _planted_at(runs[1], 250_000, 5))
+    fitted = tmp_path / "fitted.yaml"
+    fitted.write_text(yaml.safe_dump(fit_from_run(runs, base).profile))
+    train = load_profile(fitted).overheads["train"]
+    assert train.linear_between_parameters == (12_500, 250_000)
+    assert fit_from_run(runs[1], base).profile["overheads"]["train"].get("linear_between_parameters") is None
+
+    def measured_s(d) -> float:
+        spans = read_spans(d / "spans.parquet")
+        return float(spans[spans.op == "fl.train"].eval("end_s - start_s").median())
+
+    def charged_s(params: int, rounds: int = 0) -> float:
+        sets = [f"workload.fl.model_parameters={params}", "deployment.hosts.0.cores=8"]
+        s = load_scenario(SCENARIOS / "localhost.yaml", [f"workload.fl.rounds={rounds or 2}", *sets], fitted)
+        if rounds:  # the simulator's steps
+            spans = simulate(s, "sequential", 1, 1).spans
+            return float(spans[spans.op == "fl.train"].eval("end_s - start_s - queue_wait_s").median())
+        fl, prof = s.workload.fl, s.host_profile("local")
+        return prof.overheads["train"].apply(
+            base_s(prof, "fl.train", fl.samples_per_client * params * fl.local_epochs), 0
+        )
+
+    small_s, large_s = measured_s(runs[0]), measured_s(runs[1])
+    on_line = small_s + (large_s - small_s) * (50_000 - 12_500) / (250_000 - 12_500)
+    assert charged_s(50_000) == pytest.approx(on_line, rel=0.03)
+    assert charged_s(50_000, rounds=6) == pytest.approx(on_line, rel=0.06)
+    through_bend = train.apply(base_s(load_profile(base), "fl.train", 500 * 50_000), 0)
+    assert through_bend > 1.08 * on_line  # what the fit's line alone charged
+    for params, d in ((12_500, runs[0]), (250_000, runs[1])):
+        assert charged_s(params) == pytest.approx(measured_s(d), rel=0.05)
+        assert load_scenario(SCENARIOS / "localhost.yaml", [f"workload.fl.model_parameters={params}"],
+                             fitted).host_profile("local").overheads["train"].factor == train.factor  # fmt: skip
+    wide = load_scenario(SCENARIOS / "localhost.yaml", ["workload.fl.model_parameters=1000000"], fitted)
+    assert wide.host_profile("local").overheads["train"].factor == train.factor
+    assert smalls.workload.fl.samples_per_client == larges.workload.fl.samples_per_client == 500
+    with pytest.raises(ValidationError, match="linear_between_parameters: the largest size must exceed"):
+        Overhead(linear_between_parameters=(2e5, 1e4), source="t", tag="F")
+    data = yaml.safe_load(fitted.read_text())
+    data["overheads"]["decaps"] = {"per_call_s": 1e-5, "source": "t", "tag": "F", "linear_between_parameters": [1, 5]}
+    with pytest.raises(ValidationError, match=r"overheads\.decaps\.linear_between_parameters: only the train overhead"):
+        Profile.model_validate(data)

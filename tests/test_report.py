@@ -414,3 +414,16 @@ def test_a_constant_fitted_per_model_size_is_shown_at_the_runs_size_with_its_tab
                               ("workload.fl.model_parameters=200000",))  # fmt: skip
     shown = rows["overhead: every decaps"]
     assert "+ 80.0 µs +" in shown and "20.0 µs at 12,500" in shown and "80.0 µs at 200,000 parameters" in shown
+
+
+def test_a_training_price_on_the_line_between_two_sizes_shows_the_factor_it_resolved_and_its_range(tmp_path):
+    """A training overhead fitted between two model sizes (``Overhead.linear_between_parameters``): the report
+    shows the factor the run was priced with at its model's size (the fitted one at either end), and the range."""
+    train = {"factor": 1.2, "per_call_s": 3e-4, "source": "test", "tag": "F",
+             "linear_between_parameters": [12_500, 250_000]}  # fmt: skip
+    inside = _fitted_provenance(tmp_path, {"train": train}, ("workload.fl.model_parameters=50000",))
+    at_end = _fitted_provenance(tmp_path, {"train": train}, ("workload.fl.model_parameters=250000",))
+    assert "×1.2 +" in at_end["overhead: every train"]
+    shown = inside["overhead: every train"]
+    assert "between 12,500 and 250,000 parameters on the line between their prices" in shown
+    assert "×1.2 +" not in shown  # ci-x86's points bend at 50 k: the line's factor differs
