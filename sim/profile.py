@@ -285,7 +285,7 @@ class Overhead(_Strict):
     [smallest, largest] model parameters the runs trained. Between them a step is priced on the line between the
     profile's prices at the two sizes (``Profile.at_model``, through ``factor``), not through the calibration's
     points inside: the twin's steps grow linearly there (64 ns a parameter from 12.5 k to 50 k and from 50 k to
-    250 k, five matrices alike), while one calibration's fastest-of-5 point at 50 k ran 53-59 ns a parameter to
+    250 k, eight matrices alike), while one calibration's fastest-of-5 point at 50 k ran 53-59 ns a parameter to
     its 250 k point, and the fit, a line of measured against that price, carried the bend to every 50 k step
     (+6-12 %; docs/twin-validation.md, stop 75)."""
 
