@@ -70,7 +70,6 @@ from hw.runconfig import (
 from hw.rundir import RunOutcome, RunStatus
 from hw.runtime import LINK_KEY_ENV, LISTEN_FDS_ENV, NODE_ENV, new_link_key
 from hw.speed import KEPT_FILE as SPEED_SAMPLES
-from hw.tcp import loopback_congestion
 from hw.trainprobe import training_probe
 from sim.contract import MAX_RUN_JSON_BYTES, FabricProbe, RunLayout, Summary, write_json
 from sim.errors import UserError, shorten
@@ -616,8 +615,7 @@ def _start_and_follow(run: _Run, rounds: int, crash: dict[str, int] | None,
     s, out, addressing, children = run.s, run.out, run.addressing, run.children
     addressing.start()  # inside the clean-up's reach
     cfg = build(s, run.mode, rounds, run.seed, addressing, separate_workers=True, epoch=run.epoch,
-                crash=crash or {}, cpus=pin_cpus(s), bind=addressing.bind,
-                tcp_congestion=loopback_congestion() if isinstance(addressing, LocalAddressing) else None)  # fmt: skip
+                crash=crash or {}, cpus=pin_cpus(s), bind=addressing.bind)  # fmt: skip
     children.prefix = partial(addressing.exec_prefix, cfg)
     if run.attack is not None:
         if not isinstance(addressing, LocalAddressing):

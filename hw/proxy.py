@@ -47,8 +47,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hw.tcp import loopback_congestion, tune
-
 if TYPE_CHECKING:
     from sim.scenario import LinkParams
 
@@ -61,7 +59,6 @@ MIN_BACKLOG_BYTES = 4 * 1024 * 1024  # per connection and direction; the limit i
 # who stays: a connection it cuts ends here too, and strangers sending a byte each could otherwise fill the proxy
 # and keep every pod from reaching the gate at all
 MAX_CONNECTIONS = 256
-_CONGESTION = loopback_congestion()  # the congestion control of the proxy's loopback sockets (hw/tcp.py)
 # connections not yet paired (opened with the link's key) at once per proxy: a newcomer over it takes the place of the
 # oldest; a node sends the key as it connects, so it is paired within a loopback round trip, and a flood of strangers
 # cannot hold its place for longer than the flood takes to open this many
@@ -254,7 +251,6 @@ class _Side(asyncio.Protocol):
         if sock is not None:
             for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
                 sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
-            tune(sock, _CONGESTION)  # its hops are loopback (hw/tcp.py)
         self.conn.made(self)
 
     def data_received(self, data: bytes) -> None:

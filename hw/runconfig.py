@@ -122,8 +122,6 @@ class RunConfig(_Model):
     metrics_port: int | None = None
     connect_timeout_s: float = Field(default=30.0, gt=0)
     cpus: dict[str, list[int]] = Field(default_factory=dict)  # scenario host -> CPUs its pods are pinned to
-    # the nodes' connections' congestion control (hw/tcp.py: the local backend's loopback); None: the host's default
-    tcp_congestion: str | None = Field(default=None, pattern=r"^[a-z0-9_]{1,16}$")
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:

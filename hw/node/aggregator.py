@@ -48,7 +48,6 @@ from hw.node.delegation import DISTRIBUTE, VERIFY, Job, WorkerPool, encode_grant
 from hw.node.gate import Gate, Pending, authenticate
 from hw.runconfig import round_mode
 from hw.rundir import NodeResult
-from hw.tcp import tune
 from sim.contract import Dropout
 
 JOIN_GRACE_S = 5.0  # once the quorum is in: how long the rest may still take to authenticate before round 1
@@ -232,7 +231,7 @@ class Aggregator:
         while (sock := accept(self.server, self.node.name)) is not None:  # None: closed at the end of the run
             pending = self.gate.enter(sock)
             with contextlib.suppress(OSError):  # a connection already gone: its handshake reads the end
-                tune(sock, self.node.cfg.tcp_congestion)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             threading.Thread(target=self._serve, args=(sock, pending), daemon=True).start()
 
     def _authenticate(self, sock: socket.socket, pending: Pending) -> tuple[str, Channel] | None:

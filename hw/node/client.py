@@ -37,7 +37,6 @@ from hw.node.common import (
 from hw.node.gate import Gate, Pending, authenticate
 from hw.runconfig import Address
 from hw.rundir import NodeResult
-from hw.tcp import tune
 
 
 def run_client(node: Node) -> NodeResult:
@@ -114,7 +113,7 @@ def open_session(node: Node, ident: Identity, trust: dict[str, Peer], address: A
     while True:
         try:
             timeout_s = RECONNECT_S if gone else max(1.0, deadline - time.monotonic())
-            sock = connect(address, timeout_s, key_for(node.cfg, address), node.cfg.tcp_congestion)
+            sock = connect(address, timeout_s, key_for(node.cfg, address))
         except RunFailed:
             if gone is None:
                 raise
@@ -179,8 +178,6 @@ def _serve_telemetry(node: Node, ident: Identity, trust: dict[str, Peer]) -> Non
     def accept_loop() -> None:
         while (sock := accept(srv, node.name)) is not None:
             pending = gate.enter(sock)
-            with contextlib.suppress(OSError):  # a connection already gone: its handshake reads the end
-                tune(sock, node.cfg.tcp_congestion)
             threading.Thread(target=session, args=(sock, pending), daemon=True).start()
 
     threading.Thread(target=accept_loop, daemon=True).start()

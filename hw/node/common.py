@@ -38,7 +38,6 @@ from hw.node.report import Reporter
 from hw.runconfig import Address, RunConfig
 from hw.rundir import NodeResult
 from hw.runtime import LINK_KEY_ENV, LISTEN_FDS_ENV, link_key, prefault_heap
-from hw.tcp import tune
 from sim import catalogue
 from sim.contract import SIGNATURE_LENGTH_BYTES, SpanRow, to_frame
 
@@ -200,17 +199,14 @@ class Node:
         self.reporter.checkpoint(self.name, result, rows)
 
 
-def connect(
-    address: Address, timeout_s: float = 30.0, key: bytes = b"", congestion: str | None = None
-) -> socket.socket:
-    """A connection to ``address``, retried until ``timeout_s``; opened with ``key`` (``key_for``) if any; its TCP
-    options as hw/tcp.py sets them (``congestion``: ``RunConfig.tcp_congestion``)."""
+def connect(address: Address, timeout_s: float = 30.0, key: bytes = b"") -> socket.socket:
+    """A connection to ``address``, retried until ``timeout_s``; opened with ``key`` (``key_for``) if any."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             sock = socket.create_connection((address[0], int(address[1])), timeout=10)
             sock.settimeout(None)
-            tune(sock, congestion)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if key:
                 try:
                     sock.sendall(key)
