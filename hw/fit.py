@@ -167,7 +167,7 @@ def predicted_s(profile: Profile, s: Scenario, row: Any, updates_per_fedavg: int
         hashed = row.bytes * (a.sign_hash_passes if kind == "sign" else 1)
         return base_s(profile, f"{a.message_hash}.hash", hashed) + base_s(profile, row.op, 0)
     if row.op == "fl.train":
-        units = fl.samples_per_client * fl.model_parameters * fl.local_epochs
+        units = fl.train_units
         model = profile.op(row.op)
         slow = model.slowdown(units, others) if isinstance(model, LinearOp) else 1.0
         return base_s(profile, row.op, units) * slow

@@ -59,7 +59,7 @@ def op_units(s: Scenario, op: str) -> float:
     """The units the run asks ``op`` for: a model message's bytes, a client's training, FedAvg of all updates."""
     fl = s.workload.fl
     if op == "fl.train":
-        return float(fl.samples_per_client * fl.local_epochs * fl.model_parameters)
+        return float(fl.train_units)
     if op == "fl.fedavg":
         return float(fl.model_parameters * fl.clients)
     return float(fl.model_bytes + fl.header_bytes)

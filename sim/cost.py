@@ -375,7 +375,7 @@ def _round_work(s: Scenario, msg_bytes: int, max_hops: int) -> _RoundWork:
     for pod in clients:
         p = _profile(s, pod.host)
         sharing = max(1.0, per_host[pod.host] / _cores(s, pod.host))
-        train = cost(p, "fl.train", fl.samples_per_client * fl.model_parameters * fl.local_epochs)
+        train = cost(p, "fl.train", fl.train_units)
         for job_s in (unprotect(p), train, protect(p)):
             long(pod.host, job_s)
         train *= sharing

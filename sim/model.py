@@ -449,7 +449,7 @@ class Replication:
         """A local training step; it slows down, and is slowed down by, the trainings on the host's other cores
         (memory bandwidth: ``LinearOp.pair_slowdown``, ``Cpu.work``)."""
         fl = self.fl
-        units = fl.samples_per_client * fl.model_parameters * fl.local_epochs
+        units = fl.train_units
         model = ep.cpu.profile.op("fl.train") if ep.cpu.profile is not None else None
         contention = (model, units) if isinstance(model, LinearOp) and model.pair_slowdown else None
         yield from ep.run(self.rec, "train", "fl.train", units, contention=contention)

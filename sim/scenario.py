@@ -246,6 +246,11 @@ class FL(_Strict):
         return self.model_parameters * self.bytes_per_parameter
 
     @property
+    def train_units(self) -> int:
+        """A client's local training in ``fl.train``'s units: samples x parameters x epochs."""
+        return self.samples_per_client * self.model_parameters * self.local_epochs
+
+    @property
     def quorum_clients(self) -> int:
         return max(1, math.ceil(self.quorum * self.clients - 1e-9))
 
@@ -917,10 +922,7 @@ def _load_profiles(
         if missing and priced:
             problems.append((loc, ref, f"profile {prof.profile!r} ({file}) has no cost for {', '.join(missing)}"))
     for key, prof in s._profiles.items():  # code paths priced for this scenario's model (``Overhead.at_model``)
-        fl = s.workload.fl
-        s._profiles[key] = prof.at_model(
-            fl.model_parameters, fl.samples_per_client * fl.model_parameters * fl.local_epochs
-        )
+        s._profiles[key] = prof.at_model(s.workload.fl.model_parameters, s.workload.fl.train_units)
     for h in s.deployment.hosts:
         if h.cpu_speed != 1.0 and h.name in s._profiles:
             s._profiles[h.name] = s._profiles[h.name].at_speed(h.cpu_speed)
