@@ -134,26 +134,6 @@ def _bin(series, bin_s, t, busy_s):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _bin_run(series, bin_s, t, busy_s, b, acc):  # type: ignore[no-untyped-def]
-    """``_bin`` for a loop whose times rarely leave a bin: the open bin ``b`` (-1: none) is summed in ``acc``
-    (written back when the bin changes, and by ``_bin_close`` at the loop's end), so the loop does not wait on
-    its own store to the bin at every item (~2 ns a frame on a link). The same additions in the same order."""
-    i = min(int(t / bin_s), series.size - 1)
-    if i != b:
-        if b >= 0:
-            series[b] = acc
-        b = i
-        acc = series[i]
-    return b, acc + busy_s
-
-
-@njit(cache=True)
-def _bin_close(series, b, acc):  # type: ignore[no-untyped-def]
-    if b >= 0:
-        series[b] = acc
-
-
-@njit(cache=True)
 def _new_period(kept, period_first, period_fg):  # type: ignore[no-untyped-def]
     """A busy period begins: the last one's rows of ``near`` go unless it served foreground. Returns the rows
     kept, where the new period's rows begin, and that it has served no foreground yet."""
@@ -212,7 +192,6 @@ def _shared_frames(fr_t, fr_work, o, cores, state, tags, refs, h, cut, end_s, do
     i = 0
     kept = period_first = 0
     period_fg = False
-    b, acc = -1, 0.0  # the open series bin (``_bin_run``)
     while True:
         if h > 0:
             if h <= cores:
@@ -244,7 +223,7 @@ def _shared_frames(fr_t, fr_work, o, cores, state, tags, refs, h, cut, end_s, do
         last = t
         w = fr_work[o[i]]
         offered += min(w, end_s - t)
-        b, acc = _bin_run(series, bin_s, t, w, b, acc)
+        _bin(series, bin_s, t, w)
         if h == 0:
             kept, period_first, period_fg = _new_period(kept, period_first, period_fg)
         if track:
@@ -265,7 +244,6 @@ def _shared_frames(fr_t, fr_work, o, cores, state, tags, refs, h, cut, end_s, do
         _push(tags, refs, h, v + w, o[i])
         h += 1
         i += 1
-    _bin_close(series, b, acc)
     counters[2] = offered
     state[0], state[1] = v, last
     return h, tags, refs, near, kept
@@ -636,7 +614,6 @@ def _clear_link(  # type: ignore[no-untyped-def]
     population's serialisation time computed once (the same quotient), sums in the same order."""
     svc = wire_by_pop * 8 / bandwidth_bps
     free_s, busy, demand, nbytes = free[0], busy_s[0], demand_s[0], sent[0]
-    b, acc = -1, 0.0  # the open series bin (``_bin_run``)
     for j in range(o.size):
         f = o[j]
         t = fr_t[f]
@@ -646,12 +623,11 @@ def _clear_link(  # type: ignore[no-untyped-def]
         start = t if t > free_s else free_s
         fr_wait[f] += start - t
         free_s = start + s
-        b, acc = _bin_run(series, bin_s, start, s, b, acc)
+        _bin(series, bin_s, start, s)
         if free_s <= horizon:
             busy += s
             nbytes += wire_by_pop[p]
         _leave(f, p, free_s, fr_t, fr_srv, after, latency_s, jitter_s, rng)
-    _bin_close(series, b, acc)
     free[0], busy_s[0], demand_s[0], sent[0] = free_s, busy, demand, nbytes
 
 
@@ -732,7 +708,6 @@ def _lossy_link(o, fr_t, fr_wait, fr_pop, fr_srv, after, wire_by_pop, bandwidth_
     heap_i = np.empty(16, dtype=np.int64)
     h = 0
     i = 0
-    b, acc = -1, 0.0  # the open series bin (``_bin_run``)
     free_s, busy, demand, nbytes, nlost = free[0], busy_s[0], demand_s[0], sent[0], lost[0]
     gap = counters[LOSS_GAP]
     while i < n or h > 0:
@@ -756,7 +731,7 @@ def _lossy_link(o, fr_t, fr_wait, fr_pop, fr_srv, after, wire_by_pop, bandwidth_
         fr_wait[f] += start - t
         end = start + s
         free_s = end
-        b, acc = _bin_run(series, bin_s, start, s, b, acc)
+        _bin(series, bin_s, start, s)
         if end <= horizon:
             busy += s
             nbytes += size
@@ -776,7 +751,6 @@ def _lossy_link(o, fr_t, fr_wait, fr_pop, fr_srv, after, wire_by_pop, bandwidth_
                     h += 1
                     continue
         _leave(f, p, end, fr_t, fr_srv, after, latency_s, jitter_s, rng)
-    _bin_close(series, b, acc)
     free[0], busy_s[0], demand_s[0], sent[0], lost[0] = free_s, busy, demand, nbytes, nlost
     counters[LOSS_GAP] = gap
 
