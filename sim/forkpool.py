@@ -3,14 +3,23 @@
 ``multiprocessing.Pool`` hands tasks out through a queue whose read lock an idle worker holds while it waits;
 ending the pool (``terminate``) takes that lock too, and on an interrupted run it could wait for it forever:
 Ctrl-C during ``pqtwin sim --workers 2`` left the parent asleep on a futex with its workers gone, about one
-interrupted run in ten on a loaded 2-core machine (2026-11-29). Here each worker has two pipes of its own: the
-parent writes the position of the next item to compute, the worker writes back the pickled result. Nothing is
-shared, so ending the pool is killing its workers and reaping them, whatever state they are in.
+interrupted run in ten on a loaded 2-core machine (2026-11-29). Here the tasks are the items' positions, 8 bytes
+each, in one pipe all workers read (the kernel hands each read of 8 bytes whole to one reader: no lock of ours),
+and each worker writes its pickled results into a pipe of its own. Ending the pool is killing its workers and
+reaping them, whatever state they are in.
+
+The workers take the next position as soon as they are done, not when the parent has read their last result:
+the parent has its own work between results (loading pandas while the first replications run, a mode's tables
+and files while the next mode's run; ~0.3 and ~0.15 s of the paper run), and a worker that waited for it to
+hand out each item idled through it (the paper run both modes x 30 on 2 workers: 1.63-1.81 s, its workers'
+part 1.07 s for 0.52 s of work each). A result waits in its pipe (enlarged to ``RESULT_PIPE_BYTES`` where the
+system allows) until the parent reads it; a worker whose pipe is full waits for that.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import pickle
 import selectors
@@ -23,15 +32,15 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
-_INDEX = struct.Struct("!q")  # parent -> worker: the position of the item to compute; -1: end
+_INDEX = struct.Struct("!q")  # parent -> workers: the position of an item to compute (the pipe's end: no more)
 _SIZE = struct.Struct("!Q")  # worker -> parent: the length of the pickled (ok, position, value) that follows
+RESULT_PIPE_BYTES = 1 << 20  # a worker's result pipe (Linux's default limit for a user, fs.pipe-max-size)
 
 
 @dataclass
 class _Worker:
     pid: int
-    tasks: int  # the parent's end of the task pipe (it writes)
-    results: int  # the parent's end of the result pipe (it reads)
+    results: int  # the parent's end of the worker's result pipe (it reads)
 
 
 class ForkPool(Generic[T, R]):
@@ -42,6 +51,8 @@ class ForkPool(Generic[T, R]):
     def __init__(self, fn: Callable[[T], R], items: Sequence[T], n: int):
         self.fn, self.items = fn, items
         self.workers: list[_Worker] = []
+        self._tasks_r, tasks_w = os.pipe()  # the shared task pipe
+        self._tasks: int | None = tasks_w  # the parent's end; None once closed
         old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # no Ctrl-C between fork and SIG_IGN
         try:
             for _ in range(n):
@@ -51,6 +62,8 @@ class ForkPool(Generic[T, R]):
             raise
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
+            os.close(self._tasks_r)  # the workers' end: theirs alone now
+        os.set_blocking(self._tasks, False)  # written as it takes them (``_hand_out``), never waited on
 
     def __enter__(self) -> ForkPool[T, R]:
         return self
@@ -59,27 +72,28 @@ class ForkPool(Generic[T, R]):
         self.close()
 
     def _fork(self) -> _Worker:
-        task_r, task_w = os.pipe()
         result_r, result_w = os.pipe()
+        with contextlib.suppress(OSError):  # a smaller pipe only makes the worker wait for the parent sooner
+            fcntl.fcntl(result_w, fcntl.F_SETPIPE_SZ, RESULT_PIPE_BYTES)
         pid = os.fork()
         if pid == 0:  # the worker: never returns into the parent's code
             try:
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-                for w in self.workers:  # the other workers' pipes, inherited: not this worker's to hold open
-                    os.close(w.tasks)
+                for w in self.workers:  # the other workers' result pipes, inherited: not this worker's to hold open
                     os.close(w.results)
-                os.close(task_w)
+                assert self._tasks is not None
+                os.close(self._tasks)  # else the task pipe would never end for the workers
                 os.close(result_r)
-                self._serve(task_r, result_w)
+                self._serve(self._tasks_r, result_w)
             finally:
                 os._exit(0)
-        os.close(task_r)
         os.close(result_w)
-        return _Worker(pid, task_w, result_r)
+        return _Worker(pid, result_r)
 
     def _serve(self, tasks: int, results: int) -> None:
-        while (at := _INDEX.unpack(_read(tasks, _INDEX.size))[0]) >= 0:
+        while (task := _read_task(tasks)) is not None:
+            at = _INDEX.unpack(task)[0]
             reply: tuple[bool, int, object]
             try:
                 reply = (True, at, self.fn(self.items[at]))
@@ -88,17 +102,31 @@ class ForkPool(Generic[T, R]):
             data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
             write_all(results, _SIZE.pack(len(data)) + data)
 
+    def _hand_out(self, sent: int) -> int:
+        """Put positions from ``sent`` on into the task pipe until it is full or all are in (then it is closed,
+        which ends the workers once they have read them); returns the next position to put."""
+        assert self._tasks is not None
+        while sent < len(self.items):
+            try:
+                os.write(self._tasks, _INDEX.pack(sent))  # 8 bytes into a pipe: whole or not at all
+            except BlockingIOError:
+                return sent
+            sent += 1
+        os.close(self._tasks)
+        self._tasks = None
+        return sent
+
     def imap(self, meanwhile: Callable[[], object] | None = None) -> Iterator[R]:
         """The results in the order of ``items``, each as soon as it and those before it are done; ``meanwhile``
-        runs here once the first items are out, while the workers compute them."""
+        runs here once the items are handed out, while the workers compute them."""
         done: dict[int, R] = {}
-        sent, given = 0, 0
+        given = ended = 0
+        sent = self._hand_out(0)
         with selectors.DefaultSelector() as sel:
             for w in self.workers:
-                if sent < len(self.items):
-                    write_all(w.tasks, _INDEX.pack(sent))
-                    sel.register(w.results, selectors.EVENT_READ, w)
-                    sent += 1
+                sel.register(w.results, selectors.EVENT_READ, w)
+            if self._tasks is not None:  # more items than the task pipe holds: the rest as it empties
+                sel.register(self._tasks, selectors.EVENT_WRITE, None)
             if meanwhile is not None:
                 meanwhile()
             while given < len(self.items):
@@ -107,26 +135,55 @@ class ForkPool(Generic[T, R]):
                     given += 1
                     continue
                 for key, _ in sel.select():
+                    if key.data is None:  # the task pipe has room
+                        sent = self._hand_out(sent)
+                        if self._tasks is None:
+                            sel.unregister(key.fileobj)
+                        continue
                     w = key.data
-                    size = _SIZE.unpack(_read(w.results, _SIZE.size))[0]
+                    size = _result_size(w.results)
+                    if size is None:  # the worker has ended: the task pipe was empty and closed
+                        sel.unregister(w.results)
+                        ended += 1
+                        if ended == len(self.workers) and given + len(done) < len(self.items):
+                            raise RuntimeError(LOST)  # an item a worker took never came back
+                        continue
                     ok, at, value = pickle.loads(_read(w.results, size))  # noqa: S301 - our own fork's output
                     if not ok:
                         raise value
                     done[at] = value
-                    if sent < len(self.items):
-                        write_all(w.tasks, _INDEX.pack(sent))
-                        sent += 1
-                    else:
-                        sel.unregister(w.results)
 
     def close(self) -> None:
+        if self._tasks is not None:
+            os.close(self._tasks)
+            self._tasks = None
         for w in self.workers:
-            for fd in (w.tasks, w.results):
-                os.close(fd)
+            os.close(w.results)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(w.pid, signal.SIGKILL)
             os.waitpid(w.pid, 0)
         self.workers = []
+
+
+def _read_task(fd: int) -> bytes | None:
+    """The next position from the shared task pipe (each write of one is 8 bytes, and a read of 8 bytes takes a
+    whole one), or None once the parent has put them all and the pipe is empty."""
+    data = os.read(fd, _INDEX.size)
+    if not data:
+        return None
+    assert len(data) == _INDEX.size  # a pipe read takes whole writes here: every write is one 8-byte position
+    return data
+
+
+LOST = "a replication worker process ended before its result (killed? out of memory?)"
+
+
+def _result_size(fd: int) -> int | None:
+    """The size of a worker's next result, or None if it has ended (its pipe closed with nothing more in it)."""
+    first = os.read(fd, _SIZE.size)
+    if not first:
+        return None
+    return int(_SIZE.unpack(first + _read(fd, _SIZE.size - len(first)))[0])
 
 
 def _read(fd: int, n: int) -> bytearray:
@@ -136,7 +193,7 @@ def _read(fd: int, n: int) -> bytearray:
     while got < n:
         k = os.readv(fd, [view[got:]])
         if k == 0:
-            raise RuntimeError("a replication worker process ended before its result (killed? out of memory?)")
+            raise RuntimeError(LOST)
         got += k
     return buf
 

@@ -50,3 +50,48 @@ def test_leaving_early_kills_busy_workers():
         pids = [w.pid for w in pool.workers]
         next(pool.imap())
     assert not any(_left(p) for p in pids)
+
+
+def _mark(path: str) -> str:
+    with open(path, "w"):
+        pass
+    return path
+
+
+def test_workers_go_on_while_the_parent_is_busy(tmp_path):
+    """A worker takes its next item when done, not when the parent has read its last result: the parent's own
+    work between results (loading pandas, writing a mode's tables) must not idle the workers."""
+    items = [str(tmp_path / f"{i}") for i in range(8)]
+    seen: list[int] = []
+
+    def busy_parent() -> None:  # the parent reads no result meanwhile: only workers that go on make progress
+        deadline = time.monotonic() + 30
+        while len(list(tmp_path.iterdir())) < len(items) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        seen.append(len(list(tmp_path.iterdir())))
+
+    with ForkPool(_mark, items, 2) as pool:
+        assert list(pool.imap(busy_parent)) == items
+    assert seen == [len(items)]  # every item done by the two workers before the parent read one
+
+
+def test_more_items_than_the_task_pipe_holds():
+    n = 20_000  # 160 kB of positions: more than a pipe holds, handed out as it empties
+    with ForkPool(abs, list(range(-n, 0)), 2) as pool:
+        assert list(pool.imap()) == list(range(n, 0, -1))
+
+
+def _die_on_three(x: int) -> int:
+    if x == 3:
+        os._exit(9)  # as a worker killed by the kernel (out of memory) would end
+    return x
+
+
+def test_a_worker_that_dies_with_an_item_is_an_error_not_a_hang():
+    with (
+        pytest.raises(RuntimeError, match="ended before its result"),
+        ForkPool(_die_on_three, list(range(8)), 2) as pool,
+    ):
+        pids = [w.pid for w in pool.workers]
+        list(pool.imap())
+    assert not any(_left(p) for p in pids)
