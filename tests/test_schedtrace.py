@@ -156,7 +156,8 @@ def test_the_kernel_trace_sees_three_spinners_share_one_cpu():
     assert not trace.root.exists() and text is not None
     w = schedtrace.waits(text, {f"spin{i}": p.pid for i, p in enumerate(procs)}, (t0 + 0.2, t1 - 0.1))
     assert w is not None and set(w.by_node_wait_s) == {"spin0", "spin1", "spin2"}
-    assert 0.8 < w.runnable_wait_s / w.window_s < 2.8  # ~2 of 3 waiting, whatever else runs here
+    # ~2 of 3 waiting; at most all 3 (another process on this cpu, e.g. the suite's other worker, makes all wait)
+    assert 0.8 < w.runnable_wait_s / w.window_s <= 3.0
     assert sum(w.by_node_cpu_s.values()) / w.window_s < 1.05  # they shared one cpu
 
 
