@@ -1,0 +1,74 @@
+"""Where a sequential round's ``closed`` segment goes: from the last update's arrival at the aggregator to the
+round's end, cut into the inbox hand-off (the arrival to the first verification step), each update's
+verification (its decapsulation's start to the next one's, or to FedAvg's; the glue between steps included) and
+FedAvg to the round's end; µs, median over the rounds, for twin runs and a simulation of the same cell side by side.
+
+Stop 76 found with it that the twin's aggregator verifies its second update 115-145 µs faster than its first at
+50 k parameters (450-460 µs at 1 M), where the simulator prices both alike (docs/twin-validation.md, "Stop 76").
+
+usage: python bench/verify_chain.py --hw RUN_DIR [RUN_DIR ...] [--sim SIM_DIR]
+(``bench/twin_fidelity.py --keep DIR`` keeps both kinds: DIR/hw-CELL-k and DIR/sim-CELL of a sequential cell)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without install
+
+from sim.contract import read_spans
+
+
+def round_chain(spans: pd.DataFrame) -> pd.DataFrame:
+    """One row per sequential round whose updates all arrived: its parts in s (``handoff``, ``update1`` ...,
+    ``fedavg``); rounds where the aggregator's verification did not start after the last arrival are left out."""
+    rows = []
+    for (rep, rnd), r in spans.groupby(["replication", "round"]):
+        arrivals = r[(r.phase == "upload") & (r.op == "transfer")].end_s
+        ends = r[r.phase == "round"].end_s
+        if rnd < 1 or arrivals.empty or ends.empty:
+            continue
+        last = arrivals.max()
+        steps = r[(r.pod == "aggregator") & r.phase.isin(["verify", "aggregate"]) & (r.start_s >= last)]
+        firsts = steps[steps.op.str.endswith(".decaps")].start_s.sort_values().to_list()
+        fedavg = steps[steps.op == "fl.fedavg"].start_s
+        if len(firsts) != len(arrivals) or fedavg.empty:
+            continue  # not a sequential round's chain (a concurrent one verifies on workers as updates come)
+        cuts = [last, *firsts, fedavg.min(), ends.max()]
+        names = ["handoff", *(f"update{k + 1}" for k in range(len(firsts))), "fedavg"]
+        parts = {name: b - a for name, a, b in zip(names, cuts, cuts[1:], strict=False)}
+        rows.append(parts | {"run": rep, "round": rnd})
+    return pd.DataFrame(rows)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--hw", type=Path, nargs="+", required=True, help="twin run directories (sequential)")
+    ap.add_argument("--sim", type=Path, help="a simulation of the same cell (pqtwin sim --out)")
+    args = ap.parse_args()
+    try:
+        table = {"hw": pd.concat([round_chain(read_spans(d / "spans.parquet")) for d in args.hw])}
+        if args.sim is not None:
+            table["sim"] = round_chain(read_spans(args.sim / "spans.parquet"))
+    except (OSError, ValueError) as exc:  # not a run directory, or its spans damaged: read_spans names the file
+        ap.error(str(exc).splitlines()[0])
+    if any(t.empty for t in table.values()):
+        ap.error(
+            "no sequential round with every update verified after the last arrival in "
+            + ", ".join(k for k, t in table.items() if t.empty)
+        )
+    parts = [c for c in table["hw"].columns if c not in ("run", "round")]
+    out = pd.DataFrame({k: v.reindex(columns=parts).median() * 1e6 for k, v in table.items()})
+    if "sim" in out:
+        out["sim - hw"] = out["sim"] - out["hw"]
+    print(f"median µs from the last update's arrival ({', '.join(f'{k}: {len(v)} rounds' for k, v in table.items())})")
+    print(out.round(0).to_string())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
