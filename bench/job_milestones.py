@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -41,26 +42,40 @@ def round_milestones(spans: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*MILESTONES, "run", "round"])
 
 
-def read(run: Path) -> pd.DataFrame:
-    return read_spans(run / "spans.parquet")
+def side_by_side(ap: argparse.ArgumentParser, cut: Callable[[pd.DataFrame], pd.DataFrame], hw: list[Path],
+                 sim: Path | None) -> dict[str, pd.DataFrame]:  # fmt: skip
+    """Per-round tables cut from the spans of the twin runs ``hw`` (pooled) and of the simulation ``sim`` (if given),
+    by side; a directory whose spans cannot be read is the parser's one-line error naming the file."""
+    try:
+        table = {"hw": pd.concat([cut(read_spans(d / "spans.parquet")) for d in hw])}
+        if sim is not None:
+            table["sim"] = cut(read_spans(sim / "spans.parquet"))
+    except (OSError, ValueError) as exc:  # not a run directory, or its spans damaged: read_spans names the file
+        ap.error(str(exc).splitlines()[0])
+    return table
+
+
+def print_medians(table: dict[str, pd.DataFrame], parts: list[str], scale: float, what: str, digits: int) -> None:
+    """The median of each part by side (times ``scale``), and simulated less measured where both are."""
+    out = pd.DataFrame({k: v.reindex(columns=parts).median() * scale for k, v in table.items()})
+    if "sim" in out:
+        out["sim - hw"] = out["sim"] - out["hw"]
+    print(f"median {what} ({', '.join(f'{k}: {len(v)} rounds' for k, v in table.items())})")
+    print(out.round(digits).to_string())
+
+
+def arguments(doc: str, runs: str) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The parser of a script that reads twin runs (``--hw``, described as ``runs``) beside a simulation (``--sim``)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--hw", type=Path, nargs="+", required=True, help=runs)
+    ap.add_argument("--sim", type=Path, help="a simulation of the same cell (pqtwin sim --out)")
+    return ap, ap.parse_args()
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--hw", type=Path, nargs="+", required=True, help="twin run directories")
-    ap.add_argument("--sim", type=Path, help="a simulation of the same cell (pqtwin sim --out)")
-    args = ap.parse_args()
-    try:
-        table = {"hw": pd.concat([round_milestones(read(d)) for d in args.hw])}
-        if args.sim is not None:
-            table["sim"] = round_milestones(read(args.sim))
-    except (OSError, ValueError) as exc:  # not a run directory, or its spans damaged: read_spans names the file
-        ap.error(str(exc).splitlines()[0])
-    out = pd.DataFrame({k: v[list(MILESTONES)].median() * 1e3 for k, v in table.items()})
-    if "sim" in out:
-        out["sim - hw"] = out["sim"] - out["hw"]
-    print(f"median ms from the round's start ({', '.join(f'{k}: {len(v)} rounds' for k, v in table.items())})")
-    print(out.round(2).to_string())
+    ap, args = arguments(__doc__, "twin run directories")
+    table = side_by_side(ap, round_milestones, args.hw, args.sim)
+    print_medians(table, list(MILESTONES), 1e3, "ms from the round's start", 2)
     return 0
 
 

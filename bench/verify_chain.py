@@ -12,15 +12,15 @@ usage: python bench/verify_chain.py --hw RUN_DIR [RUN_DIR ...] [--sim SIM_DIR]
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import pandas as pd
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without install
 
-from sim.contract import read_spans
+from job_milestones import arguments, print_medians, side_by_side
 
 
 def round_chain(spans: pd.DataFrame) -> pd.DataFrame:
@@ -46,27 +46,12 @@ def round_chain(spans: pd.DataFrame) -> pd.DataFrame:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--hw", type=Path, nargs="+", required=True, help="twin run directories (sequential)")
-    ap.add_argument("--sim", type=Path, help="a simulation of the same cell (pqtwin sim --out)")
-    args = ap.parse_args()
-    try:
-        table = {"hw": pd.concat([round_chain(read_spans(d / "spans.parquet")) for d in args.hw])}
-        if args.sim is not None:
-            table["sim"] = round_chain(read_spans(args.sim / "spans.parquet"))
-    except (OSError, ValueError) as exc:  # not a run directory, or its spans damaged: read_spans names the file
-        ap.error(str(exc).splitlines()[0])
-    if any(t.empty for t in table.values()):
-        ap.error(
-            "no sequential round with every update verified after the last arrival in "
-            + ", ".join(k for k, t in table.items() if t.empty)
-        )
+    ap, args = arguments(__doc__, "twin run directories (sequential)")
+    table = side_by_side(ap, round_chain, args.hw, args.sim)
+    if empty := [k for k, t in table.items() if t.empty]:
+        ap.error(f"no sequential round with every update verified after the last arrival in {', '.join(empty)}")
     parts = [c for c in table["hw"].columns if c not in ("run", "round")]
-    out = pd.DataFrame({k: v.reindex(columns=parts).median() * 1e6 for k, v in table.items()})
-    if "sim" in out:
-        out["sim - hw"] = out["sim"] - out["hw"]
-    print(f"median µs from the last update's arrival ({', '.join(f'{k}: {len(v)} rounds' for k, v in table.items())})")
-    print(out.round(0).to_string())
+    print_medians(table, parts, 1e6, "µs from the last update's arrival", 0)
     return 0
 
 

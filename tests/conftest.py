@@ -31,6 +31,12 @@ def bench_module(name: str) -> ModuleType:
     return module
 
 
+def span_row(rnd: int, pod: str, phase: str, op: str, start_s: float, end_s: float) -> dict[str, object]:
+    """One span of replication 0 as a spans table's row (``sim.contract.COLUMNS``), for tests that cut rounds."""
+    return {"replication": 0, "round": rnd, "pod": pod, "host": "local", "phase": phase, "op": op,
+            "start_s": start_s, "end_s": end_s, "queue_wait_s": 0.0, "bytes": 0}  # fmt: skip
+
+
 def session_processes(sid: int) -> list[int]:
     """Processes of a session still alive (not zombies): what a run started with start_new_session left."""
     alive = []

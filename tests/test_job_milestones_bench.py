@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pandas as pd
 
-from .conftest import ROOT
+from .conftest import bench_module
+from .conftest import span_row as span
 
-spec = importlib.util.spec_from_file_location("job_milestones", ROOT / "bench" / "job_milestones.py")
-assert spec is not None and spec.loader is not None
-job_milestones = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(job_milestones)
-
-
-def span(rnd, pod, phase, op, start, end):
-    return {"replication": 0, "round": rnd, "pod": pod, "host": "local", "phase": phase, "op": op,
-            "start_s": start, "end_s": end, "queue_wait_s": 0.0, "bytes": 0}  # fmt: skip
+job_milestones = bench_module("job_milestones")
 
 
 def test_a_concurrent_rounds_milestones_and_no_sequential_ones():

@@ -3,21 +3,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pandas as pd
 
-from .conftest import ROOT
+from .conftest import bench_module
+from .conftest import span_row as span
 
-spec = importlib.util.spec_from_file_location("verify_chain", ROOT / "bench" / "verify_chain.py")
-assert spec is not None and spec.loader is not None
-verify_chain = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(verify_chain)
-
-
-def span(rnd, pod, phase, op, start, end):
-    return {"replication": 0, "round": rnd, "pod": pod, "host": "local", "phase": phase, "op": op,
-            "start_s": start, "end_s": end, "queue_wait_s": 0.0, "bytes": 0}  # fmt: skip
+verify_chain = bench_module("verify_chain")
 
 
 def test_a_sequential_rounds_chain_and_no_concurrent_one():
