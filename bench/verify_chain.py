@@ -3,8 +3,8 @@ round's end, cut into the inbox hand-off (the arrival to the first verification 
 verification (its decapsulation's start to the next one's, or to FedAvg's; the glue between steps included) and
 FedAvg to the round's end; µs, median over the rounds, for twin runs and a simulation of the same cell side by side.
 
-Stop 76 found with it that the twin's aggregator verifies its second update 155-210 µs faster than its first at 50 k
-parameters (600-750 µs at 1 M), where the simulator prices both alike: the first runs in the slow first millisecond
+Stop 76 found with it that the twin's aggregator verifies its second update 154-208 µs faster than its first at 50 k
+parameters (575-742 µs at 1 M), where the simulator prices both alike: the first runs in the slow first millisecond
 of a core that idled through the clients' training (bench/wake_up.py; docs/twin-validation.md, "Stop 76").
 
 usage: python bench/verify_chain.py --hw RUN_DIR [RUN_DIR ...] [--sim SIM_DIR]
