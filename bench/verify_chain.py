@@ -13,6 +13,7 @@ usage: python bench/verify_chain.py --hw RUN_DIR [RUN_DIR ...] [--sim SIM_DIR]
 
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def round_chain(spans: pd.DataFrame) -> pd.DataFrame:
             continue  # not a sequential round's chain (a concurrent one verifies on workers as updates come)
         cuts = [last, *firsts, fedavg.min(), ends.max()]
         names = ["handoff", *(f"update{k + 1}" for k in range(len(firsts))), "fedavg"]
-        parts = {name: b - a for name, a, b in zip(names, cuts, cuts[1:], strict=False)}
+        parts = {name: b - a for name, (a, b) in zip(names, itertools.pairwise(cuts), strict=True)}
         rows.append(parts | {"run": rep, "round": rnd})
     return pd.DataFrame(rows)
 
