@@ -32,6 +32,14 @@ session handshakes and telemetry frames of the same run giving the small sizes (
   12.6-14.4 ms where the twin measured 13.1-13.6 (docs/twin-validation.md, stop 74);
 - ``loopback``: the same for messages between pods of one host (transfer spans, from when the sender's
   encryption ended): the rounds' models and updates, and the session handshakes' records as the small size;
+- a burst's first call (``_bursts``, ``_cold``; sim/profile.py ``Overhead.cold_s``): a pod's steps with less than
+  ``COLD_GAP_S`` between them are a burst (its transfers count as its work), and where a burst calls a kind twice at
+  one size (the sequential aggregator's two serialisations, decryptions ... of a round) the first's time less the
+  later ones' is the kind's cold extra: a line in bytes through each size's median where the sizes span ``SPREAD``,
+  else a constant. The twin decrypts its second update of a round 74 ps a byte faster than its first (8 MB: 0.66 ms)
+  and serialises its second model 54 ps a byte faster: the calibration's back-to-back calls are always warm. Each
+  burst's first call of such a kind is fitted net of it (the overhead proper is a later call's), and the simulator
+  adds it back to each burst's first call (sim/hosts.py ``Endpoint``);
 - the two hand-offs (sim/profile.py ``RECEIVE_HANDOFF``, ``INBOX_HANDOFF``): the median wait from a model's last
   byte to the client's first step on it, and (sequential runs) from the round's last update's last byte to the
   aggregator's first step on it. No span holds them: the transfer ends when the receiving thread has the record,
@@ -83,10 +91,28 @@ from hw.rundir import unwritten_hint
 from hw.speed import KEPT_FILE, read_kept, slow_spans, slow_state_us
 from hw.trainprobe import training_facts
 from sim import catalogue
-from sim.contract import FL_PHASES, RunLayout, TrainingProbe, read_spans, read_summary, without_duplicate_spans
+from sim.contract import (
+    FL_PHASES,
+    WIRE_OPS,
+    RunLayout,
+    TrainingProbe,
+    read_spans,
+    read_summary,
+    without_duplicate_spans,
+)
 from sim.errors import M, UserError, show
 from sim.loading import refuse_repeated_dirs
-from sim.profile import INBOX_HANDOFF, RECEIVE_HANDOFF, LinearOp, Overhead, PerCallOp, Profile, op_kind
+from sim.profile import (
+    COLD_GAP_S,
+    COLD_PHASES,
+    INBOX_HANDOFF,
+    RECEIVE_HANDOFF,
+    LinearOp,
+    Overhead,
+    PerCallOp,
+    Profile,
+    op_kind,
+)
 from sim.scenario import Scenario, load_scenario
 
 GLUE_MAX_S = 0.002
@@ -380,7 +406,8 @@ def fit_from_run(run_dir: Path | list[Path], base: Path | None = None, messages_
     parts = [_run_rows(r, base) for r in runs]
     wider = [_run_rows(r, base) for r in messages_from]
     s, profile = parts[0].scenario, parts[0].profile
-    known = pd.concat([p.known for p in parts], ignore_index=True)
+    colds = _cold(pd.concat([p.cold_pairs for p in [*parts, *wider]], ignore_index=True))
+    known = _net_of_cold(pd.concat([p.known for p in parts], ignore_index=True), colds)
     transfers = pd.concat([p.transfers for p in parts], ignore_index=True)
     source = "pqtwin calibrate --from-run " + "; ".join(p.source for p in parts)
     if wider:
@@ -394,7 +421,8 @@ def fit_from_run(run_dir: Path | list[Path], base: Path | None = None, messages_
                                              g["bytes"].to_numpy(dtype=float), source,
                                              g.glue_s.fillna(0.0).to_numpy(), _rounds(g))  # fmt: skip
     if wider:
-        _widen(overheads, fitted_rows, pd.concat([p.known for p in wider], ignore_index=True))
+        _widen(overheads, fitted_rows, _net_of_cold(pd.concat([p.known for p in wider], ignore_index=True), colds))
+    _with_cold(overheads, colds)
     for kind in (RECEIVE_HANDOFF, INBOX_HANDOFF):
         if (wait := _handoff_wait(kind, parts, source)) is not None:
             overheads[kind] = wait
@@ -494,6 +522,7 @@ class _RunRows:
     source: str
     handoffs: dict[str, np.ndarray]  # RECEIVE_HANDOFF, INBOX_HANDOFF: each message's (wait s, slow: 0 1 NaN)
     probe: TrainingProbe | None  # the run's training probe (``MachineLoad.training_probe``), if it recorded one
+    cold_pairs: pd.DataFrame  # kind, bytes, diff_s: a burst's first call against its later ones (``_cold_pairs``)
     busy: str | None = None  # how busy, where neighbours or steal took CPU while it ran (``Fit.busy_runs``)
 
 
@@ -567,6 +596,9 @@ def _run_rows(run_dir: Path, base: Path | None) -> _RunRows:
     scale = _scale(known.slow, speed, slow_speed)
     known = known.assign(predicted_s=predicted, kind=kind, measured_s=known.measured_s * scale,
                          glue_s=known.glue_s.fillna(0.0) * scale)  # fmt: skip
+    bursts = _bursts(phases)
+    known = known.assign(burst=bursts.burst.reindex(known.index).fillna(-1).astype(int),
+                         first=bursts["first"].reindex(known.index).fillna(False).astype(bool))  # fmt: skip
     load = "quiet" if summary.machine_load is None or summary.machine_load.quiet else "BUSY"
     crypto, fl = s.workload.crypto, s.workload.fl
     source = (f"{run_dir}: {s.name}, {summary.mode}, {crypto.kem} + {crypto.signature}, {fl.model_parameters} "
@@ -580,7 +612,7 @@ def _run_rows(run_dir: Path, base: Path | None) -> _RunRows:
     busy = (f"{run_dir} (other processes used {ml.foreign_cpu_cores:.2f} cores, steal {100 * ml.steal_fraction:.0f} %)"
             if ml is not None and ml.state == "BUSY" else None)  # fmt: skip
     return _RunRows(s, profile, known, transfers, source, _handoffs(phases, summary.mode == "sequential"), probe,
-                    busy)  # fmt: skip
+                    _cold_pairs(known), busy)  # fmt: skip
 
 
 def _slow(run_dir: Path, spans: pd.DataFrame, load: Any, profile: Profile) -> tuple[np.ndarray, float | None]:
@@ -607,6 +639,85 @@ def _at_speed_note(slow: pd.Series, slow_speed: float) -> str:
         return ""
     note = f", {int((slow == 0).sum())} of {int(known)} spans at it (speed probe)"
     return note + (f", the others at {slow_speed:.2f}x" if (slow == 1).any() else "")
+
+
+def _bursts(phases: pd.DataFrame) -> pd.DataFrame:
+    """Per span of the rounds (``phases``: CPU and transfer rows): ``burst``, a number for its pod's burst of work
+    (a step that starts more than ``COLD_GAP_S`` after every earlier step of the pod ended begins a new one, the
+    simulator's rule, sim/hosts.py ``Endpoint``), and ``first``: the burst's first call of its op kind, for calls
+    in ``COLD_PHASES``. A sending pod's transfer spans count as its work (its thread writes the record)."""
+    out, offset = [], 0
+    for _, g in phases.sort_values(["start_s", "end_s"]).groupby("pod", sort=False):
+        ended = np.maximum.accumulate(g.end_s.to_numpy())
+        new = np.r_[True, g.start_s.to_numpy()[1:] - ended[:-1] > COLD_GAP_S]
+        out.append(g[["op", "phase"]].assign(burst=offset + np.cumsum(new)))  # numbered apart across pods
+        offset += int(new.sum())
+    rows = pd.concat(out)
+    calls = rows.phase.isin(COLD_PHASES) & ~rows.op.isin(WIRE_OPS)
+    kinds = rows.op.map(op_kind)
+    first = calls & ~pd.DataFrame({"b": rows.burst, "k": kinds}).where(calls).duplicated(keep="first")
+    return rows.assign(first=first)
+
+
+def _cold_pairs(known: pd.DataFrame) -> pd.DataFrame:
+    """Per burst and kind with later calls of the first's size: the kind, the size, and the first call's measured
+    time less the later ones' median (``Overhead.cold_s``): the sequential aggregator's two serialisations, two
+    decryptions ... of a round."""
+    rows = []
+    for (_, kind), g in known[known.burst >= 0].groupby(["burst", "kind"]):
+        if len(g) < 2 or not g["first"].any():
+            continue
+        head = g[g["first"]].iloc[0]
+        later = g[~g["first"] & (g["bytes"] == head["bytes"])]
+        if len(later):
+            rows.append((kind, float(head["bytes"]), float(head.measured_s - later.measured_s.median())))
+    return pd.DataFrame(rows, columns=["kind", "bytes", "diff_s"])
+
+
+def _cold(pairs: pd.DataFrame) -> dict[str, tuple[float, float]]:
+    """Per kind with ``MIN_ROWS`` pairs (``_cold_pairs``) or more: (``cold_per_call_s``, ``cold_per_byte_s``).
+    Calls with bytes: least squares through each size's median (sizes a factor of 2 wide, ``MIN_ROWS`` pairs each),
+    where the sizes span ``SPREAD``; else the median (0 where it cannot be told from noise, ``_shown``). Neither
+    below 0: a burst's later call is not dearer than its first for a reason the simulator could carry."""
+    out = {}
+    for kind, g in pairs.groupby("kind"):
+        if len(g) < MIN_ROWS:
+            continue
+        x, y = g["bytes"].to_numpy(dtype=float), g.diff_s.to_numpy()
+        classes = _size_classes(x)
+        kept = [c for c in np.unique(classes) if (classes == c).sum() >= MIN_ROWS]
+        xs = np.array([np.median(x[classes == c]) for c in kept])
+        ys = np.array([np.median(y[classes == c]) for c in kept])
+        if len(kept) >= 2 and xs.min() > 0 and xs.max() >= SPREAD * xs.min():
+            slope, intercept = (float(v) for v in np.polyfit(xs, ys, 1))
+            if slope < 0:
+                slope, intercept = 0.0, float(np.median(ys))
+            elif intercept < 0:  # through the origin
+                slope, intercept = float(xs @ ys / (xs @ xs)), 0.0
+        else:
+            slope, intercept = 0.0, _shown(y)
+        if max(slope, 0.0) > 0 or intercept > 0:
+            out[str(kind)] = (max(intercept, 0.0), max(slope, 0.0))
+    return out
+
+
+def _with_cold(overheads: dict[str, Overhead], colds: dict[str, tuple[float, float]]) -> None:
+    """Each fitted kind's overhead with its ``_cold`` extra."""
+    for kind, (per_call_s, per_byte_s) in colds.items():
+        if kind in overheads:
+            update = {"cold_per_call_s": per_call_s, "cold_per_byte_s": per_byte_s}
+            overheads[kind] = overheads[kind].model_copy(update=update)
+
+
+def _net_of_cold(known: pd.DataFrame, colds: dict[str, tuple[float, float]]) -> pd.DataFrame:
+    """``known`` with each burst's first call of a kind in ``colds`` measured net of its ``cold_s``: the overhead
+    proper is the later calls' (the simulator adds ``cold_s`` back to first calls)."""
+    if not colds or known.empty:
+        return known
+    per_call = known.kind.map(lambda k: colds.get(k, (0.0, 0.0))[0])
+    per_byte = known.kind.map(lambda k: colds.get(k, (0.0, 0.0))[1])
+    extra = (per_call + per_byte * known["bytes"].astype(float)).where(known["first"], 0.0)
+    return known.assign(measured_s=known.measured_s - extra)
 
 
 def _handoffs(spans: pd.DataFrame, sequential: bool) -> dict[str, np.ndarray]:

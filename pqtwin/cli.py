@@ -690,6 +690,8 @@ def _calibrate_from_run(run_dirs: list[Path], base: Path | None, out: Path, name
     if sized:  # a scenario is priced at its own model's size (sim/profile.py ``Overhead.per_call_by_parameters``)
         sizes = sorted({int(x) for pts in sized.values() for x, _ in pts})
         _say(f"  by model size ({', '.join(f'{x:,}' for x in sizes)} parameters): {', '.join(sized)}")
+    if cold := [k for k, o in fit.profile["overheads"].items() if o.get("cold_per_call_s") or o.get("cold_per_byte_s")]:
+        _say(f"  a burst's first call dearer (sim/profile.py Overhead.cold_s): {', '.join(cold)}")
     if between := fit.profile["overheads"].get("train", {}).get("linear_between_parameters"):
         _say(f"  training steps between {between[0]:,.0f} and {between[1]:,.0f} parameters: on the line between them")
     if fit.busy_runs:

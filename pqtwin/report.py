@@ -367,6 +367,9 @@ def provenance_rows(run: ReportRun, prof: Profile, hosts: list[str], device: boo
             cost += f" (the constant at this model's size, of {sizes} parameters)"
         if (pair := o.linear_between_parameters) is not None:  # the factor as ``Profile.at_model`` resolved it
             cost += f" (between {pair[0]:,.0f} and {pair[1]:,.0f} parameters on the line between their prices)"
+        if o.cold_per_call_s or o.cold_per_byte_s:  # a burst's first call (sim/profile.py ``Overhead.cold_s``)
+            cost += (f"; a burst's first call {fmt_seconds(o.cold_per_call_s)} + {fmt_seconds(o.cold_per_byte_s)} "
+                     "per byte more")  # fmt: skip
         by_size = [*(f"{sd:.3g} at {x:,.0f} B" for x, sd in o.sigma_by_bytes or ()),
                    *(f"{sd:.3g} at {fmt_seconds(x)}" for x, sd in o.sigma_by_cost_s or ())]  # fmt: skip
         if by_size:

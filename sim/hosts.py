@@ -27,14 +27,14 @@ import math
 import types
 from collections import deque
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import simpy
 
 from sim.contract import SpanRow
-from sim.profile import LinearOp, Profile
+from sim.profile import COLD_GAP_S, COLD_PHASES, LinearOp, Profile, op_kind
 
 
 class CountingEnvironment(simpy.Environment):
@@ -608,13 +608,33 @@ class Thread:
 @dataclass(eq=False)
 class Endpoint:
     """A pod on a host, or a device: its network node, its CPU and an optional thread serialising its work.
-    ``woken_by``: the thread whose message to it arrived since its last operation (``PlacedCores``)."""
+    ``woken_by``: the thread whose message to it arrived since its last operation (``PlacedCores``).
+
+    Its bursts of work: a step asked for more than ``COLD_GAP_S`` after the thread's last step ended, the thread
+    free, begins a new burst; a round's first call of an op kind in a burst pays its overhead's ``cold_s``
+    (sim/profile.py ``Overhead``; hw/fit.py finds the bursts in the twin's spans by the same rule)."""
 
     pod: str
     node: str
     cpu: Cpu
     thread: Thread | None = None
     woken_by: int | None = None
+    active_s: float = -math.inf  # the last instant its thread was known to work (a step began or ended)
+    warm: set[str] = field(default_factory=set)  # the op kinds its current burst has called
+
+    def _mark(self, now: float) -> None:
+        """A step is asked for at ``now``: a new burst if the thread is free and has been for ``COLD_GAP_S``."""
+        if now - self.active_s > COLD_GAP_S and (self.thread is None or not self.thread.busy):
+            self.warm.clear()
+        self.active_s = now
+
+    def first_call(self, kind: str, now: float) -> bool:
+        """Whether a call of ``kind`` asked for at ``now`` is its burst's first of that kind (and note it)."""
+        self._mark(now)
+        if kind in self.warm:
+            return False
+        self.warm.add(kind)
+        return True
 
     @property
     def key(self) -> int:
@@ -628,6 +648,7 @@ class Endpoint:
         thread already awake. Returns how long it waited for its thread and a core."""
         cpu, asked = self.cpu, self.cpu.env.now
         own = self.thread
+        self._mark(asked)
         if own is not None and (turn := own.take()) is not None:
             yield turn
         waker = None
@@ -635,6 +656,7 @@ class Endpoint:
             waker, self.woken_by = self.woken_by, None
         wait = cpu.env.now - asked
         wait += yield from cpu.work(cost_s, contention, self.key, waker)
+        self.active_s = cpu.env.now
         if own is not None:
             own.give()
         return wait
@@ -650,7 +672,8 @@ class Endpoint:
         if cpu.profile is None:  # a device whose compute is not modelled
             return
         model = cpu.profile.op(op)
-        cost = cpu.profile.cost_s(op, cpu.rng if rng is None else rng, units)
+        cold = phase in COLD_PHASES and self.first_call(op_kind(op), env.now)  # a round's calls only: as fitted
+        cost = cpu.profile.cost_s(op, cpu.rng if rng is None else rng, units, cold)
         nbytes = int(units) if isinstance(model, LinearOp) and model.unit == "byte" else 0
         start = env.now if since is None else since
         wait = env.now - start

@@ -261,6 +261,7 @@ class Replication:
                 dst.woken_by = src.key
         else:
             wait += yield from self._transfer(src.node, dst.node, nbytes, phase)
+        src.active_s = self.env.now  # its thread sent it (``Endpoint``'s bursts)
         self.rec.add(src.pod, src.node, phase, "transfer", start, self.env.now, wait, nbytes=nbytes)
 
     def _transfer(self, src: str, dst: str, nbytes: int, phase: str) -> Gen:

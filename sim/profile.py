@@ -52,7 +52,7 @@ import yaml
 from pydantic import Field, model_validator
 
 from sim.catalogue import CATALOGUE
-from sim.contract import atomic_write
+from sim.contract import FL_PHASES, atomic_write
 from sim.errors import UserError, field_error, load_yaml, shorten, validate
 from sim.strict import StrictModel
 
@@ -61,6 +61,10 @@ Tag = Literal["M", "D", "E", "F"]
 # turn every run into a timeout, and no measurement produces them.
 MAX_COST_S = 1e6  # one operation: 11 days
 RECEIVE_HANDOFF, INBOX_HANDOFF = "receive_handoff", "inbox_handoff"  # steps between ops (module docstring)
+# A thread that did nothing this long starts a new burst of work (``Overhead.cold_s``): the twin's steps within a
+# round's chain of calls follow each other within 0.2 ms, its waits for messages last 1 ms or more (12.5 k-1 M)
+COLD_GAP_S = 0.0005
+COLD_PHASES = tuple(p for p in FL_PHASES if p != "handshake")  # a round's calls: the runs fitted (hw/fit.py) hold them
 MAX_PER_UNIT_S = 1.0  # per byte / sample-parameter / parameter: a second per unit is 10^7 times a Pi 4's
 MAX_UNITS = 1e15
 MAX_POINTS = 10_000  # quantiles or points of one operation
@@ -287,7 +291,15 @@ class Overhead(_Strict):
     points inside: the twin's steps grow linearly there (64 ns a parameter from 12.5 k to 50 k and from 50 k to
     250 k, eight matrices alike), while one calibration's fastest-of-5 point at 50 k ran 53-59 ns a parameter to
     its 250 k point, and the fit, a line of measured against that price, carried the bend to every 50 k step
-    (+6-12 %; docs/twin-validation.md, stop 75)."""
+    (+6-12 %; docs/twin-validation.md, stop 75).
+
+    ``cold_per_call_s``, ``cold_per_byte_s`` (optional, fitted from sequential twin runs, hw/fit.py ``_cold``): what a
+    round's *first* call of this kind in a burst of its thread's work costs beyond a later one of the same size in
+    the same burst (a burst: the thread's steps with less than ``COLD_GAP_S`` between them; sim/hosts.py
+    ``Endpoint``). The twin's aggregator decrypts its second update of a round 1 MB 78 µs and 8 MB 658 µs faster
+    than its first, serialises the second client's model 70 / 511 µs faster (fresh pages and cold caches after the
+    wait, whatever the cause: the calibration times its calls back to back, always warm); the overhead proper is
+    fitted net of it (docs/twin-validation.md, stop 77)."""
 
     factor: float = Field(default=1.0, gt=0, le=1e3)
     per_call_s: float = Field(default=0.0, ge=-MAX_COST_S, le=MAX_COST_S)  # fitted: may be negative
@@ -300,6 +312,8 @@ class Overhead(_Strict):
     linear_between_parameters: (
         tuple[Annotated[float, Field(gt=0, le=MAX_UNITS)], Annotated[float, Field(gt=0, le=MAX_UNITS)]] | None
     ) = None
+    cold_per_call_s: float = Field(default=0.0, ge=0, le=MAX_COST_S)
+    cold_per_byte_s: float = Field(default=0.0, ge=0, le=MAX_PER_UNIT_S)
     n: int | None = Field(default=None, ge=1, le=MAX_N)
     source: str = Field(min_length=1)
     tag: Tag
@@ -340,6 +354,10 @@ class Overhead(_Strict):
         i = min(max(bisect.bisect_left(pts, (nbytes,)), 1), len(pts) - 1)  # the segment holding it, or the end's
         (x0, y0), (x1, y1) = pts[i - 1], pts[i]
         return y0 + (y1 - y0) * (nbytes - x0) / (x1 - x0)
+
+    def cold_s(self, nbytes: float) -> float:
+        """What a burst's first call of ``nbytes`` (0: none) costs beyond a later one (class docstring)."""
+        return self.cold_per_call_s + self.cold_per_byte_s * max(nbytes, 0.0)
 
     def apply(self, base_s: float, nbytes: float, rng: np.random.Generator | None = None) -> float:
         cost = max(0.0, base_s * self.factor + self.extra_s(nbytes))
@@ -544,14 +562,17 @@ class Profile(_Strict):
         except KeyError:
             raise KeyError(f"profile {self.profile!r} has no cost for operation {name!r}") from None
 
-    def cost_s(self, name: str, rng: np.random.Generator, units: float = 0.0) -> float:
-        """One call's cost: the op's sampled cost, plus its kind's overhead when the profile has one."""
+    def cost_s(self, name: str, rng: np.random.Generator, units: float = 0.0, cold: bool = False) -> float:
+        """One call's cost: the op's sampled cost, plus its kind's overhead when the profile has one; ``cold``: the
+        first of its kind in a burst of its thread's work (``Overhead.cold_s``)."""
         model = self.op(name)
         base = model.cost_s(rng, units)
         extra = self.overheads.get(op_kind(name))
         if extra is None:
             return base * self.time_scale
-        return extra.apply(base, overhead_bytes(model, units), rng) * self.time_scale
+        nbytes = overhead_bytes(model, units)
+        cost = extra.apply(base, nbytes, rng) + (extra.cold_s(nbytes) if cold else 0.0)
+        return cost * self.time_scale
 
     def costs_s(self, name: str, rng: np.random.Generator, units: float, n: int) -> np.ndarray:
         """``n`` calls' costs at once, from the same distributions as ``cost_s`` (the vectorized engine)."""

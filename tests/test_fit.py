@@ -873,3 +873,101 @@ def test_between_the_training_runs_sizes_a_step_is_priced_on_their_line_not_the_
     data["overheads"]["decaps"] = {"per_call_s": 1e-5, "source": "t", "tag": "F", "linear_between_parameters": [1, 5]}
     with pytest.raises(ValidationError, match=r"overheads\.decaps\.linear_between_parameters: only the train overhead"):
         Profile.model_validate(data)
+
+
+# --- a burst's first call (sim/profile.py ``Overhead.cold_s``) ---------------------------------------------------
+
+
+def cold_profile(tmp_path, **decrypt: float):
+    """The CI profile with a fitted ``decrypt`` overhead of ``decrypt``'s fields."""
+    data = yaml.safe_load(PROFILE.read_text())
+    data["overheads"] = {"decrypt": {**decrypt, "source": "test", "tag": "F"}}
+    path = tmp_path / "cold.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_a_bursts_first_call_of_a_kind_pays_its_cold_extra_and_later_ones_do_not(tmp_path):
+    """The sequential aggregator decrypts its two updates of a round back to back: the first 2 ms dearer with a
+    cold extra of 2 ms, the second as without it; each client's decryption of its model (the first of its burst)
+    dearer too."""
+    sets = ["workload.fl.rounds=3", "deployment.hosts.0.cpu_sharing=processor-sharing"]
+    runs = {}
+    for name, path in (("cold", cold_profile(tmp_path, cold_per_call_s=0.002)), ("warm", PROFILE)):
+        spans = simulate(load_scenario(SCENARIOS / "localhost.yaml", sets, path), "sequential", 1, 1).spans
+        runs[name] = spans[spans.op.str.endswith(".decrypt")].assign(took=lambda d: d.end_s - d.start_s)
+    cold, warm = runs["cold"], runs["warm"]
+    for rnd in (1, 2, 3):
+        agg = [
+            r[(r["round"] == rnd) & (r.phase == "verify")].sort_values("start_s").took.to_numpy() for r in (cold, warm)
+        ]
+        assert agg[0][0] - agg[1][0] == pytest.approx(0.002, abs=2e-4)  # the burst's first
+        assert agg[0][1] - agg[1][1] == pytest.approx(0.0, abs=2e-4)  # its second: warm
+        got = [r[(r["round"] == rnd) & (r.phase == "receive")].took.sort_values().to_numpy() for r in (cold, warm)]
+        assert np.allclose(got[0] - got[1], 0.002, atol=2e-4)  # each client's first
+
+
+def cold_run(tmp_path, cold_s: float, overhead_s: float, rounds: int = 8) -> None:
+    """A twin-shaped sequential run: per round the aggregator decrypts two updates back to back (its burst),
+    the first ``cold_s`` dearer, each ``overhead_s`` above the profile's price, then waits 20 ms."""
+    s = load_scenario(SCENARIOS / "localhost.yaml", ["workload.fl.rounds=2"], PROFILE)
+    write_run(simulate(s, "sequential", 1, 1), tmp_path, s)
+    aead, msg = s.workload.crypto.aead, s.workload.fl.model_parameters * 4
+    price = base_s(load_profile(PROFILE), f"{aead}.decrypt", msg) + overhead_s
+    rng, rows, t = np.random.default_rng(5), [], 0.0
+    for r in range(1, rounds + 1):
+        for cost in (price + cold_s, price):
+            cost *= float(rng.lognormal(0, 0.02))
+            rows.append(SpanRow(0, r, "aggregator", "local", "verify", f"{aead}.decrypt", t, t + cost, 0.0, msg))
+            t += cost + 1e-7  # back to back: one burst, no glue to speak of
+        rows.append(SpanRow(0, r, "aggregator", "local", "round", "round", t - 0.01, t, 0.0, 0))
+        t += 0.02
+    write_spans(to_frame(rows), tmp_path / "spans.parquet")
+    summary = read_summary(tmp_path / "summary.json")
+    write_summary(summary.model_copy(update={"backend": "local", "state": "completed", "rounds_completed": rounds}),
+                  tmp_path)  # fmt: skip
+
+
+def test_the_fit_finds_a_bursts_first_call_extra_and_fits_the_overhead_net_of_it(tmp_path):
+    cold_run(tmp_path, cold_s=300e-6, overhead_s=100e-6)
+    over = Profile.model_validate(fit_from_run(tmp_path, PROFILE).profile).overheads["decrypt"]
+    assert over.cold_per_call_s == pytest.approx(300e-6, abs=30e-6) and over.cold_per_byte_s == 0
+    base = base_s(load_profile(PROFILE), "AES-256-GCM.decrypt", 1_000_000)
+    assert over.apply(base, 1_000_000) - base == pytest.approx(100e-6, abs=30e-6)  # net of the cold extra
+    # without a cold extra the fit says none
+    plain = tmp_path / "plain"
+    cold_run(plain, cold_s=0.0, overhead_s=100e-6)
+    assert Profile.model_validate(fit_from_run(plain, PROFILE).profile).overheads["decrypt"].cold_s(1e6) == 0
+
+
+def test_a_cold_extra_by_size_is_a_line_through_each_sizes_median():
+    from hw.fit import _cold
+
+    rng = np.random.default_rng(1)
+    sizes = np.repeat([50_000.0, 1_000_000.0, 8_000_000.0], 12)
+    diffs = 10e-6 + 80e-12 * sizes + rng.normal(0, 3e-6, sizes.size)
+    pairs = pd.DataFrame({"kind": "decrypt", "bytes": sizes, "diff_s": diffs})
+    per_call, per_byte = _cold(pairs)["decrypt"]
+    assert per_byte == pytest.approx(80e-12, rel=0.05) and per_call == pytest.approx(10e-6, abs=8e-6)
+    # a later call dearer than the first: nothing the simulator could carry, none fitted
+    assert _cold(pairs.assign(diff_s=-diffs)) == {}
+    assert _cold(pairs.head(2)) == {}  # too few pairs
+
+
+def test_bursts_split_at_a_gap_and_a_senders_transfer_is_its_work():
+    from hw.fit import _bursts
+
+    def row(pod, phase, op, a, b):
+        return SpanRow(0, 1, pod, "local", phase, op, a, b, 0.0, 10)
+
+    spans = to_frame([
+        row("aggregator", "distribute", "serialize", 0.0, 0.001),
+        row("aggregator", "distribute", "transfer", 0.001, 0.004),  # the thread sends: no gap
+        row("aggregator", "distribute", "serialize", 0.0041, 0.005),  # warm
+        row("aggregator", "verify", "AES-256-GCM.decrypt", 0.050, 0.051),  # after a wait: a new burst
+        row("aggregator", "verify", "AES-256-GCM.decrypt", 0.0512, 0.052),
+        row("client-1", "receive", "AES-256-GCM.decrypt", 0.0511, 0.0515),  # another pod: its own burst
+    ])  # fmt: skip
+    got = _bursts(spans).reindex(spans.index)
+    assert got["first"].tolist() == [True, False, False, True, False, True]
+    assert got.burst.nunique() == 3

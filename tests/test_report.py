@@ -405,6 +405,19 @@ def test_a_fitted_extra_per_size_is_shown_per_size(tmp_path):
     assert "per byte" not in shown
 
 
+def test_a_bursts_first_call_extra_is_shown_beside_the_overhead(tmp_path):
+    """A fitted cold extra (``Overhead.cold_s``) is in the provenance: what a burst's first call costs more."""
+    rows = _fitted_provenance(tmp_path, {"decrypt": {"per_call_s": 4e-5, "source": "test", "tag": "F",
+                                                     "cold_per_call_s": 2e-5, "cold_per_byte_s": 7e-11}})  # fmt: skip
+    assert "a burst's first call 20.0 µs + " in rows["overhead: every decrypt"]
+    assert (
+        "first call"
+        not in _fitted_provenance(tmp_path / "plain", {"decrypt": {"per_call_s": 4e-5, "source": "t", "tag": "F"}})[
+            "overhead: every decrypt"
+        ]
+    )
+
+
 def test_a_constant_fitted_per_model_size_is_shown_at_the_runs_size_with_its_table(tmp_path):
     """A fixed-size code path's constant by model size (``Overhead.per_call_by_parameters``): the report shows the
     constant the run was priced with, at its model's size, and the table it came from."""
