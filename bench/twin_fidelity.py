@@ -51,8 +51,9 @@
    measured once before the matrix (hw/netns.py ``kernel_rate_bps``: ``Transport.host_rate_bps``).
 
 Run: python bench/twin_fidelity.py [--quick] [--netns] [--repeat N] [--rounds N] [--json FILE] [--profile PROFILE]
-     [--keep DIR] [--pairing rounds|runs] [--retries N [--min-quiet M]]
-     python bench/twin_fidelity.py --rescore DIR [--json FILE] | --markdown FILE.json (the README's table of a matrix)
+     [--keep DIR] [--pairing rounds|runs] [--retries N [--min-quiet M]] [--sim-replications N]
+     python bench/twin_fidelity.py --rescore DIR [--json FILE] [--sim-replications N]
+     python bench/twin_fidelity.py --markdown FILE.json (the README's table of a matrix)
 Goal: |median error| <= 5 % and |p95 error| <= 10 % in every cell on a quiet machine; measured reduction within
 5 points of the simulated one.
 """
@@ -107,6 +108,9 @@ SUITES = {
     "hybrid": ("X25519+ML-KEM-768", "ML-DSA-65"),
 }
 SIZES = (50_000, 1_000_000)
+# simulated per cell: a 50 k concurrent cell's median moves ~1 % from seed to seed at 5 (its replications' own
+# medians 13.6-15.5 ms), ~0.6 % at 20 (docs/twin-validation.md, stop 77)
+SIM_REPLICATIONS = 5
 PAIR_STATE_S = 4.0  # each pass's measurement of two trainings at once (as ``pqtwin calibrate`` measures a size)
 PAIR_MAX = 10.0  # the most a profile's pair slowdown may say (sim/profile.py): a reading above it is kept at it
 PAIR_FILE = "pair_states.json"  # in the work (--keep) directory: the passes' pair slowdowns and steps alone
@@ -359,7 +363,7 @@ def scored(c: Cell, work: Path, profile: Path, label: str, rounds: int, reps: in
     its round latency compared with the runs ``done`` (compare's ``round_latency_s``)."""
     more = (*links, f"deployment.hosts.*.cpu_speed={speed:.4f}") if speed is not None else links
     s = c.scenario(profile, rounds, more)
-    write_run(simulate(s, c.mode, replications=reps), work / f"sim-{c.name}-{label}", s)
+    write_run(simulate(s, c.mode, replications=reps, workers=0), work / f"sim-{c.name}-{label}", s)
     metrics: dict[str, Any] = compare_dirs(work / f"sim-{c.name}-{label}", done[0], done[1:])["metrics"]
     return metrics["round_latency_s"]
 
@@ -385,7 +389,7 @@ def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[S
     rounds = max((h.rounds_completed for h in hw if h.state == "completed"), default=rounds)
     links = fabric(c, hw, kernel_bps)
     s = c.scenario(profile, rounds, links)
-    write_run(simulate(s, c.mode, replications=reps), work / f"sim-{c.name}", s)
+    write_run(simulate(s, c.mode, replications=reps, workers=0), work / f"sim-{c.name}", s)
     head = {"layout": c.layout, "mode": c.mode, "suite": c.suite, "model_parameters": c.params,
             "control": is_control(c)}  # fmt: skip
     numbers = passes if passes is not None else list(range(len(hw)))
@@ -1091,7 +1095,7 @@ def _say_calibration(profile: Path) -> None:
               "speed while it measured, so every cell below says as much about that as about the model")  # fmt: skip
 
 
-def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
+def rescore(kept: Path, out: Path | None, keep: Path | None, reps: int = SIM_REPLICATIONS) -> None:
     """Model work on fixed measurements: the kept base profile, training runs and twin runs of an earlier
     ``--keep``, fitted and simulated again by the code as it is now (the fitted profile and the simulations go
     to a temporary directory, or to ``keep``)."""
@@ -1123,7 +1127,7 @@ def rescore(kept: Path, out: Path | None, keep: Path | None) -> None:
         rounds = max(r.rounds_completed for rs in runs.values() for r in rs)
         kernel_bps, states, alone, fit_alone = kept_kernel(kept), kept_pairs(kept), kept_alone(kept), kept_fit(kept)
         paired, state = at_pair(profile, states, work / "fitted-at-pair.yaml"), train_state(alone, fit_alone)
-        cells = [score(c, work, profile, rounds, 5, runs[c], kernel_bps, paired, passes[c], state)
+        cells = [score(c, work, profile, rounds, reps, runs[c], kernel_bps, paired, passes[c], state)
                  for c in sorted(runs, key=_order)]  # fmt: skip
         by_pass = steps_by_pass(work, kept_passes(kept) or len(states) or None)  # retry passes left out
         if keep:
@@ -1287,6 +1291,9 @@ def main() -> None:
                     "over the cells with fewer than N quiet runs (default 1)")  # fmt: skip
     ap.add_argument("--markdown", type=Path, default=None, help="a --json matrix: print it as the README's table "
                     "(measures nothing)")  # fmt: skip
+    ap.add_argument("--sim-replications", type=in_range(1, 200), default=SIM_REPLICATIONS, help="replications "
+                    f"simulated per cell (default {SIM_REPLICATIONS}): more, a median less moved by the simulator's "
+                    "own random draws (50 k concurrent: ~1 %% at 5)")  # fmt: skip
     ap.add_argument("--rescore", type=Path, default=None, help="a --keep directory: fit its training runs again and "
                     "score its twin runs against the model as it is now, without running the twin")  # fmt: skip
     args = ap.parse_args()
@@ -1301,7 +1308,7 @@ def main() -> None:
         print(markdown_of(args.markdown))
         return
     if args.rescore is not None:
-        rescore(args.rescore, args.json, args.keep)
+        rescore(args.rescore, args.json, args.keep, args.sim_replications)
         return
     train_runs = args.train_runs or 2
     repeat = args.repeat or (2 if args.quick else 3)
@@ -1339,7 +1346,7 @@ def main() -> None:
         paired = at_pair(profile, states, work / "fitted-at-pair.yaml")
         alone, fit_alone = kept_alone(work), kept_fit(work)
         state = train_state(alone, fit_alone)
-        cells = [score(c, work, profile, rounds, 5, runs[c], kernel_bps, paired, numbers[c], state)
+        cells = [score(c, work, profile, rounds, args.sim_replications, runs[c], kernel_bps, paired, numbers[c], state)
                  for c in matrix]  # fmt: skip
         reds = reductions(cells, work)
         print_table(cells, reds)
