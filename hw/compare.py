@@ -41,11 +41,15 @@ metric's CI does not depend on which other metrics exist). The two sides are res
 The unit is the round (the frame for telemetry): values are resampled with replacement *within each
 replication* (stratified: every resample keeps each replication's count), rounds of all replications
 pooled.
-Replications are not resampled as units: a measured run usually has one and a simulated run few, too
-few for a two-stage bootstrap; the simulator's between-replication spread is in summary.json's Student-t
-CI. Each resample gives an error of means, of medians and of p95s; the CIs are their 2.5th and 97.5th
-percentiles. ``within_ci`` is true when 0 lies inside the CI of the error of means: the difference is
-within resampling noise. ``sim_mean_ci95`` / ``hw_mean_ci95`` are the bootstrap CIs of each side's mean.
+Replications are resampled as units (two-stage: replications with replacement, then rounds within each) on
+the measured side where repeated runs are pooled, and on the simulated side where it has ``SIM_CLUSTERS`` or
+more: a replication's rounds share its random draws' luck (a 50 k concurrent cell's replications' own medians
+spread 13.6-15.5 ms where the pooled median of five moved 14.4-14.9 ms from seed to seed, docs/twin-validation.md
+stop 77), which a CI with the replications fixed does not hold. Fewer simulated replications are stratified (the
+simulator's between-replication spread is in summary.json's Student-t CI). Each resample gives an error of means,
+of medians and of p95s; the CIs are their 2.5th and 97.5th percentiles. ``within_ci`` is true when 0 lies inside
+the CI of the error of means: the difference is within resampling noise. ``sim_mean_ci95`` / ``hw_mean_ci95``
+are the bootstrap CIs of each side's mean.
 """
 
 from __future__ import annotations
@@ -83,6 +87,7 @@ COMPARE_PNG = "compare.png"
 RESAMPLES = 2000
 BOOTSTRAP_SEED = 20260611
 MIN_N = 5  # fewer values on a side: the bootstrap CI is flagged as unreliable
+SIM_CLUSTERS = 5  # simulated replications from which the sim side is resampled two-stage (module docstring)
 _MAX_CELLS = 4_000_000  # bootstrap batch size bound (resamples x values) to keep memory flat
 
 SEGMENTS = {  # ROUND_SEGMENTS: what each segment of a round holds
@@ -219,14 +224,16 @@ def _ci(x: np.ndarray) -> list[float | None]:
 def compare_metric(name: str, sim: tuple[np.ndarray, np.ndarray], hw: tuple[np.ndarray, np.ndarray],
                    hw_runs: int = 1) -> dict[str, Any]:  # fmt: skip
     """Statistics, errors and bootstrap CIs of one metric (both sides non-empty). ``hw_runs`` > 1: the
-    measured side pools that many repeated runs (one replication each), resampled as clusters."""
+    measured side pools that many repeated runs (one replication each), resampled as clusters; the simulated side's
+    replications are too, where it has ``SIM_CLUSTERS`` or more."""
     stats: dict[str, tuple[float, float, float]] = {}
     boot: dict[str, np.ndarray] = {}
     for side, (v, g) in (("sim", sim), ("hw", hw)):
         rng = np.random.default_rng([BOOTSTRAP_SEED, zlib.crc32(f"{name}/{side}".encode())])
         p50, p95 = np.percentile(v, [50, 95])
         stats[side] = (float(v.mean()), float(p50), float(p95))
-        boot[side] = _resample(v, g, rng, clusters=side == "hw" and hw_runs > 1)
+        clusters = hw_runs > 1 if side == "hw" else len(np.unique(g)) >= SIM_CLUSTERS
+        boot[side] = _resample(v, g, rng, clusters=clusters)
     errs = _rel_err(np.array(stats["sim"]), np.array(stats["hw"]))
     err_boot = _rel_err(boot["sim"], boot["hw"])
     m: dict[str, Any] = {"label": METRICS[name][0], "unit": "s", "n_sim": int(sim[0].size)}
@@ -467,8 +474,8 @@ def compare_dirs(sim_dir: Path, hw_dir: Path, more_hw: Sequence[Path] = ()) -> d
             "seed": BOOTSTRAP_SEED,
             "rng": "numpy.random.default_rng([seed, zlib.crc32(f'{metric}/{side}')]) (PCG64)",
             "units": "rounds (telemetry: frames), resampled with replacement within each replication "
-            "(stratified); replications not resampled, except repeated measured runs (two-stage: runs, then "
-            "rounds within each); sides resampled independently",
+            f"(stratified); two-stage (replications, then rounds within each) for repeated measured runs and "
+            f"for {SIM_CLUSTERS} simulated replications or more; sides resampled independently",
             "within_ci": "0 inside error_ci95",
             "metrics": {k: v[1] for k, v in METRICS.items()},
         },

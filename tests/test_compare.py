@@ -267,6 +267,23 @@ def test_clustered_bootstrap_resamples_runs_as_well():
     assert 0.1 < np.mean(out[0] == 0.0) < 0.4  # drawn with replacement: 1/4 of the resamples in expectation
 
 
+def test_a_simulations_replications_are_resampled_whole_where_it_has_enough():
+    """Five simulated replications whose medians differ: the CI of the error of medians holds that spread (the
+    replications drawn whole), where with the replications fixed it would be as narrow as the rounds' noise."""
+    from hw.compare import SIM_CLUSTERS, compare_metric
+
+    rng = np.random.default_rng(3)
+    hw = (rng.normal(10.0, 0.1, 200), np.zeros(200, dtype=np.int64))
+    shift = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])  # each replication's own level
+    groups = np.repeat(np.arange(5), 40)
+    sim = (10.0 + shift[groups] + rng.normal(0, 0.1, 200), groups)
+    wide = compare_metric("round_latency_s", sim, hw)["error_p50_ci95"]
+    assert SIM_CLUSTERS <= 5 and wide[1] - wide[0] > 8  # ±~5 % from the replications' levels
+    few = (sim[0][groups < 4], groups[groups < 4])  # fewer replications than SIM_CLUSTERS: stratified, narrow
+    narrow = compare_metric("round_latency_s", few, hw)["error_p50_ci95"]
+    assert narrow[1] - narrow[0] < 0.5 * (wide[1] - wide[0])
+
+
 def test_a_measured_run_given_as_the_simulation_is_refused_in_one_line(runs, tmp_path, pqtwin):
     """pqtwin compare HW SIM (the two the other way round) would call the measurement "simulated" and every
     error's sign the wrong way: refused, naming the directory and what it is."""
