@@ -4,8 +4,9 @@ verification (its decapsulation's start to the next one's, or to FedAvg's; the g
 FedAvg to the round's end; µs, median over the rounds, for twin runs and a simulation of the same cell side by side.
 
 Stop 76 found with it that the twin's aggregator verifies its second update 154-208 µs faster than its first at 50 k
-parameters (575-742 µs at 1 M), where the simulator prices both alike: the first runs in the slow first millisecond
-of a core that idled through the clients' training (bench/wake_up.py; docs/twin-validation.md, "Stop 76").
+parameters (575-742 µs at 1 M), where the simulator priced both alike; stop 77 found it call by call in the fit's
+own training runs (a burst's first call of a kind dearer, growing with the buffer it writes) and modelled it
+(sim/profile.py ``Overhead.cold_s``; docs/twin-validation.md, "Stop 76" and "Stop 77").
 
 usage: python bench/verify_chain.py --hw RUN_DIR [RUN_DIR ...] [--sim SIM_DIR]
 (``bench/twin_fidelity.py --keep DIR`` keeps both kinds: DIR/hw-CELL-k and DIR/sim-CELL of a sequential cell)

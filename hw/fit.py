@@ -696,8 +696,9 @@ def _cold(pairs: pd.DataFrame) -> dict[str, tuple[float, float]]:
                 slope, intercept = float(xs @ ys / (xs @ xs)), 0.0
         else:
             slope, intercept = 0.0, _shown(y)
-        if max(slope, 0.0) > 0 or intercept > 0:
-            out[str(kind)] = (max(intercept, 0.0), max(slope, 0.0))
+        per_call_s, per_byte_s = max(intercept, 0.0), max(slope, 0.0)
+        if per_call_s or per_byte_s:
+            out[str(kind)] = (per_call_s, per_byte_s)
     return out
 
 

@@ -35,6 +35,7 @@ R = TypeVar("R")
 _INDEX = struct.Struct("!q")  # parent -> workers: the position of an item to compute (the pipe's end: no more)
 _SIZE = struct.Struct("!Q")  # worker -> parent: the length of the pickled (ok, position, value) that follows
 RESULT_PIPE_BYTES = 1 << 20  # a worker's result pipe (Linux's default limit for a user, fs.pipe-max-size)
+LOST = "a replication worker process ended before its result (killed? out of memory?)"
 
 
 @dataclass
@@ -173,9 +174,6 @@ def _read_task(fd: int) -> bytes | None:
         return None
     assert len(data) == _INDEX.size  # a pipe read takes whole writes here: every write is one 8-byte position
     return data
-
-
-LOST = "a replication worker process ended before its result (killed? out of memory?)"
 
 
 def _result_size(fd: int) -> int | None:
