@@ -360,6 +360,28 @@ def energy_row(result: RunResult, dd: dict[str, Delta]) -> None:
                "and radio) and sleep", f"{fmt_watts(dev.average_power_w)} on a {dev.battery}{how}")  # fmt: skip
 
 
+def storm_row(result: RunResult, base: Pinned | None) -> None:
+    """The start-up storm (every device's first session, as after a gateway reboot), where devices have one:
+    when the last was up, and the handshakes under way over time (a baseline's beside it)."""
+    storm = result.summary.telemetry.storm
+    if storm is None or storm.all_up_s.mean is None:
+        return
+    other = base.result.summary.telemetry.storm if base is not None else None
+    left, right = st.columns([1, 3])
+    short = (
+        ""
+        if storm.devices >= storm.of_devices
+        else f"; only {fmt(storm.devices, '')} of {storm.of_devices} up by the end"
+    )
+    metric(left, "All devices up after a start", fmt_seconds(storm.all_up_s.mean), None,
+           "Every device opens its first session within its first period, as after a gateway reboot; a session is "
+           "up once its pod has checked the device's last handshake message. The last device's, mean over "
+           "replications", ci_range(*storm.all_up_s.ci95, "s") + short)  # fmt: skip
+    left.caption(f"median device up at {fmt_seconds(storm.up_s.p50 or 0.0)}; at most "
+                 f"{storm.peak_under_way.mean or 0:,.0f} handshakes under way at once")  # fmt: skip
+    right.plotly_chart(charts.storm_backlog(storm, other), key="ex_storm")
+
+
 def deltas_table(dd: dict[str, Delta]) -> None:
     """Every KPI against the baseline: values, Δ, relative Δ, its 95 % CI and how it was computed."""
     rows = [{"KPI": d.label, "baseline": fmt(d.baseline, d.unit), "what-if": fmt(d.whatif, d.unit),
@@ -435,6 +457,7 @@ def render() -> None:
     for w in s.warnings:
         st.warning(w)
     charts_block(result, scenario, reps, base)
+    storm_row(result, base)
     st.caption(
         "Same run from the command line"
         + (" (node and device edits: use the YAML below)" if spec.nodes or spec.devices else "")

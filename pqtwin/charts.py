@@ -321,6 +321,23 @@ def topology(s: Scenario, title: str = "Topology (devices grouped per population
     return layout(fig, title, height=420, legend={"orientation": "h", "y": -0.05})
 
 
+def storm_backlog(storm: contract.Storm, baseline: contract.Storm | None = None) -> go.Figure:
+    """The start-up storm: device handshakes under way over time (each bin's mean, over the replications), and
+    when the last device was up (``Storm``; a baseline's beside it, grey)."""
+    fig = go.Figure()
+    for st_, name, color in ((baseline, "baseline", BASELINE_COLOR), (storm, "what-if", SIM_COLOR)):
+        if st_ is None or not st_.under_way:
+            continue
+        t, n = zip(*st_.under_way, strict=True)
+        fig.add_trace(go.Scatter(x=list(t), y=list(n), mode="lines", line={"shape": "hv", "color": color},
+                                 name=f"{name}: under way"))  # fmt: skip
+        if st_.all_up_s.mean is not None:
+            fig.add_vline(x=st_.all_up_s.mean, line={"dash": "dot", "color": color},
+                          annotation_text=f"all up {st_.all_up_s.mean:.2f} s")  # fmt: skip
+    return layout(fig, "Start-up storm: device handshakes under way", xaxis_title="time from the start (s)",
+                  yaxis_title="handshakes under way")  # fmt: skip
+
+
 def heatmap(
     z: np.ndarray,
     text: list[list[str]],

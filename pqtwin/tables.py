@@ -9,7 +9,7 @@ from rich.table import Table
 from sim.units import counted, fmt_days, fmt_mean_count
 
 if TYPE_CHECKING:
-    from sim.contract import Stats, Summary
+    from sim.contract import Stats, Storm, Summary
 
 
 def fmt_kpi(k: Stats | None, scale: float = 1e3, unit: str = "ms") -> str:
@@ -37,6 +37,24 @@ def kpi_rows(s: Summary) -> list[tuple[str, str]]:
         *energy_rows(s),
         ("events / wall time", f"{s.events:,} / {s.wall_s:.2f} s"),
     ]
+
+
+def storm_text(storm: Storm | None) -> str:
+    """When the last device's first session was up, the median device's, and the most device handshakes under way
+    at once, per pod where several: "8.8 s [8.7, 8.8]; median 4.41 s; peak 4,937 under way (client-1 2,470, ...)"
+    ("—" without device sessions; "9,998 of 10,000 devices; ..." where some were not up by the run's end)."""
+    if storm is None or storm.all_up_s.mean is None:
+        return "—"
+    short = (
+        ""
+        if storm.devices >= storm.of_devices
+        else f"{fmt_mean_count(storm.devices)} of {storm.of_devices:,} devices; "
+    )
+    pods = ", ".join(f"{pod} {k.mean:,.0f}" for pod, k in storm.peak_by_pod.items() if k.mean is not None)
+    peak = storm.peak_under_way.mean or 0.0
+    by_pod = f" ({pods})" if len(storm.peak_by_pod) > 1 else ""
+    median = storm.up_s.p50 or 0.0
+    return f"{short}{fmt_kpi(storm.all_up_s, 1.0, 's')}; median {median:.2f} s; peak {peak:,.0f} under way{by_pod}"
 
 
 def energy_rows(s: Summary) -> list[tuple[str, str]]:
@@ -73,6 +91,7 @@ def telemetry_rows(s: Summary) -> list[tuple[str, str]]:
     return [
         ("telemetry frames / replication", frames),
         ("device handshake [95% CI]", handshake),
+        ("start-up storm: all devices up [95% CI]", storm_text(tele.storm)),
         ("engine", how),
         ("peak memory", peak),
     ]

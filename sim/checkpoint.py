@@ -58,7 +58,7 @@ class Fork:
         # the storm's span rows and device handshakes, as both processes hold them at the fork: the child sends
         # only what it adds after them (the lists only grow; their items do not change)
         self._rows: list[SpanRow] = []
-        self._handshakes: list[tuple[str, float, float]] = []
+        self._handshakes: list[tuple[str, float, float, bool]] = []
         self._held = (0, 0)
 
     @staticmethod

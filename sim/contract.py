@@ -587,6 +587,22 @@ class LinkBytes(_Model):
     by_phase: dict[str, float]
 
 
+class Storm(_Model):
+    """The start-up storm (sim/storm.py): every device's first session, as after a gateway reboot every device
+    opens one within its first period. Times are from the run's start; a session is up when its responder has
+    checked the initiator's last message (``handshake_s``'s end). Stats over replications unless said."""
+
+    devices: int | float  # first sessions up by the run's end, per replication (mean; as ``Telemetry.frames``)
+    of_devices: int  # the scenario's devices: where more than ``devices``, some were not up by the end
+    up_s: Stats  # when each device's first session was up, pooled over the replications' devices
+    all_up_s: Stats  # when the last device's first session was up: the storm's end
+    peak_under_way: Stats  # most device handshakes (first or not) under way at once during the storm
+    peak_by_pod: dict[str, Stats] = Field(default_factory=dict)  # the same per responding pod (``report_to``)
+    # handshakes under way over the storm: (bin start s, mean count in the bin, mean over replications), bins of
+    # equal width from 0 to the latest replication's end
+    under_way: list[tuple[float, float]] = Field(default_factory=list)
+
+
 class Telemetry(_Model):
     frames: int | float  # mean per replication, exact (sim.summary.mean_count: an int when it is whole)
     latency_s: Stats | None
@@ -596,6 +612,7 @@ class Telemetry(_Model):
     handshake_s: Stats | None = None
     handshake_by_population: dict[str, Stats] = Field(default_factory=dict)
     sessions: int | float = 0  # mean per replication, as ``frames``
+    storm: Storm | None = None  # the devices' first sessions (the simulator's; None without devices, and the twin)
     # "exact" (from every frame's span) or "sketch" (streaming: p50/p95 within 0.1 %, sim/sketch.py)
     quantiles: Literal["exact", "sketch"] = "exact"
 

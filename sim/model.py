@@ -81,7 +81,8 @@ class ReplicationResult:
     host_offered_s: dict[str, tuple[int, float]]  # host -> (cores, core-seconds offered: Cpu.offered_s)
     link_stats: dict[str, LinkStats]
     frames: Outcome | None = None  # the vectorized engine's telemetry (None: frames are span rows)
-    device_handshakes: list[tuple[str, float, float]] = field(default_factory=list)  # (population, start, done)
+    # (population, start, done, whether it is the device's first session: the start-up storm's)
+    device_handshakes: list[tuple[str, float, float, bool]] = field(default_factory=list)
     # busy seconds per time bin: (kind "link" | "host", capacity in cores or 1, bin_s, values) per resource
     series: dict[str, tuple[str, int, float, np.ndarray]] = field(default_factory=dict)
     peak_rss_bytes: int = 0  # of the process that computed it, and of the processes it forked (sim/runner.py)
@@ -133,7 +134,7 @@ class Replication:
         self.receivers: dict[str, Thread] = {}  # pod -> its one receiver thread (telemetry_receiver: one-thread)
         self.populations = {pop.name: i for i, pop in enumerate(scenario.workload.devices)}
         self.sessions: dict[int, list[tuple[int, float, float]]] = {}  # population -> (device, start, end)
-        self.device_handshakes: list[tuple[str, float, float]] = []  # (population, started_s, done_s)
+        self.device_handshakes: list[tuple[str, float, float, bool]] = []  # (population, started_s, done_s, first)
         self.background, self.final = background or {}, final
         # vectorized: frames emitted in these [start, end] intervals are SimPy's (sim/telemetry.py, "hot")
         self.hot = np.empty((0, 2)) if hot is None else hot
@@ -553,11 +554,11 @@ class Replication:
             if pop.first_frame == "with_keys":  # frames go once the device (or its gateway) has its keys
                 keys = env.event()
                 done = env.process(self.handshake(gateway or dev, receiver, "telemetry", keys))
-                done.callbacks.append(partial(self._handshake_done, pop.name, asked))
+                done.callbacks.append(partial(self._handshake_done, pop.name, asked, first))
                 yield keys
             else:
                 yield from self.handshake(gateway or dev, receiver, "telemetry")  # device sessions: telemetry work
-                self._handshake_done(pop.name, asked)
+                self._handshake_done(pop.name, asked, first)
             start = env.now
             session_end = start + interval if interval else float("inf")
             if first and self.storm_left:
@@ -645,9 +646,9 @@ class Replication:
                 yield core
                 yield self.env.timeout(size_s)
 
-    def _handshake_done(self, population: str, asked: float, _event: Any = None) -> None:
+    def _handshake_done(self, population: str, asked: float, first: bool, _event: Any = None) -> None:
         self.handshakes_now -= 1
-        self.device_handshakes.append((population, asked, self.env.now))
+        self.device_handshakes.append((population, asked, self.env.now, first))
 
     def _device_endpoints(self, pop: DevicePopulation, i: int) -> tuple[Endpoint, Endpoint]:
         node = device_node(pop, i)

@@ -156,7 +156,9 @@ def _assemble(scenario: Scenario, mode: str, seed: int, results: list[Replicatio
     outcomes = [r.frames for r in results if r.frames is not None]
     summary = summarise(df[df.op != "frame"] if outcomes else df, meta)
     summary.engine = Engine(name="events") if not outcomes else with_frames(summary, outcomes)
-    with_handshakes(summary, [r.device_handshakes for r in results])
+    pods = {p.name: p.report_to for p in scenario.workload.devices}
+    devices = sum(p.count for p in scenario.workload.devices)
+    with_handshakes(summary, [r.device_handshakes for r in results], pods, devices)
     summary.energy = run_energy(scenario, df, results, summary, bool(outcomes))
     summary.wall_s = time.perf_counter() - started
     series = series_frame(results, summary.sim_time_s)  # before the peak is read: its rows may be most of it
@@ -174,7 +176,7 @@ def run_energy(s: Scenario, df: pd.DataFrame, results: list[ReplicationResult], 
         rows = df[df.op == "frame"]
         counts = rows.groupby([rows.replication, rows.host.str.split("#").str[0]]).size()
         frames = [{str(p): float(n) for (rep, p), n in counts.items() if rep == i} for i in range(len(results))]
-    sessions = [{p: float(n) for p, n in Counter(pop for pop, _, _ in r.device_handshakes).items()} for r in results]
+    sessions = [{p: float(n) for p, n in Counter(pop for pop, *_ in r.device_handshakes).items()} for r in results]
     return summarise_energy(s, df, [r.sim_time_s for r in results], frames, sessions, vectorized)
 
 

@@ -7,13 +7,16 @@ independent unit); with one replication they are computed over rounds and ``ci_m
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sim import catalogue
+from sim import catalogue, storm
 from sim.contract import FL_PHASES, WIRE_OPS, ApplicationBytes, Engine, Stats, Summary, Telemetry, phase_extents
+from sim.contract import Storm as StormStats
 from sim.sketch import LatencySketch
+from sim.storm import Handshake
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -168,11 +171,13 @@ def with_frames(summary: Summary, outcomes: list[Outcome]) -> Engine:
                   windows=sum(o.windows for o in outcomes))  # fmt: skip
 
 
-def with_handshakes(summary: Summary, per_replication: list[list[tuple[str, float, float]]]) -> None:
-    """Device handshake times (done - started) into ``summary.telemetry``: all and per population."""
+def with_handshakes(summary: Summary, per_replication: list[list[Handshake]], pod_of: Mapping[str, str],
+                    devices: int) -> None:  # fmt: skip
+    """Device handshake times (done - started) into ``summary.telemetry``, all and per population, and the
+    start-up storm of the scenario's ``devices``' first sessions (sim/storm.py; ``pod_of``: population -> its pod)."""
     import pandas as pd
 
-    rows = [(rep, pop, done - start) for rep, hs in enumerate(per_replication) for pop, start, done in hs]
+    rows = [(rep, pop, done - start) for rep, hs in enumerate(per_replication) for pop, start, done, _ in hs]
     if not rows:
         return
     df = pd.DataFrame(rows, columns=["replication", "population", "duration_s"])
@@ -180,6 +185,28 @@ def with_handshakes(summary: Summary, per_replication: list[list[tuple[str, floa
     tele.handshake_s = describe(df.duration_s, df.replication)
     tele.handshake_by_population = {str(p): describe(g.duration_s, g.replication) for p, g in df.groupby("population")}
     tele.sessions = mean_count(len(df), len(per_replication))
+    tele.storm = _storm(per_replication, pod_of, devices)
+
+
+def _storm(per_replication: list[list[Handshake]], pod_of: Mapping[str, str], devices: int) -> StormStats | None:
+    import pandas as pd
+
+    storms = [s for hs in per_replication if (s := storm.of_replication(hs, pod_of)) is not None]
+    if not storms:
+        return None
+    reps = pd.Series(np.arange(len(storms)))
+    up = pd.Series(np.concatenate([s.up_s for s in storms]))
+    up_reps = pd.Series(np.repeat(np.arange(len(storms)), [s.up_s.size for s in storms]))
+    pods = sorted({p for s in storms for p in s.peak_by_pod})
+    return StormStats(
+        devices=mean_count(int(up.size), len(per_replication)),
+        of_devices=devices,
+        up_s=describe(up, up_reps),
+        all_up_s=describe(pd.Series([s.end_s for s in storms]), reps),
+        peak_under_way=describe(pd.Series([float(s.peak) for s in storms]), reps),
+        peak_by_pod={p: describe(pd.Series([float(s.peak_by_pod.get(p, 0)) for s in storms]), reps) for p in pods},
+        under_way=storm.under_way(storms),
+    )
 
 
 def mode_comparison(seq: Summary, conc: Summary) -> dict[str, Any]:

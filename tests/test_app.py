@@ -78,7 +78,12 @@ def test_explore_renders_kpis_charts_and_downloads():
     # energy: the Pi 4 profile's power model per FL round, and the patches' battery life (radio + sleep here)
     assert m["Energy per FL round"].endswith(" J") and m["Battery life, ecg-a"].endswith("days")
     figs = figures(at)
-    assert len(figs) == 4  # phases, latency distribution, Gantt, topology
+    assert len(figs) == 5  # phases, latency distribution, Gantt, topology, the start-up storm
+    storm = figs[4]
+    assert storm["layout"]["title"]["text"].startswith("Start-up storm")
+    assert max(storm["data"][0]["y"]) >= 1  # the patches' first handshakes were under way
+    up = seconds(m["All devices up after a start"])
+    assert 0 < up < 3 and any(f"all up {up:.2f} s" in a["text"] for a in storm["layout"]["annotations"])
     hist = figs[1]
     # the paper's rounds (~0.5 s) stay below 0.6 × 1.5 s: the 1.5 s line is a note, it does not stretch the axis
     assert not hist["layout"].get("shapes")

@@ -135,6 +135,11 @@ def test_a_start_up_storm_is_exact_in_few_passes_with_its_frames_in_simpy(monkey
     assert vec.summary.application_bytes == ev.summary.application_bytes
     ha, hb = ev.summary.telemetry.handshake_s, vec.summary.telemetry.handshake_s
     assert ha is not None and hb is not None and ha.n == hb.n == 1200 and abs(ha.mean - hb.mean) <= 1e-9
+    sa, sb = ev.summary.telemetry.storm, vec.summary.telemetry.storm  # the same storm, as the report shows it
+    assert sa is not None and sb is not None and sa.devices == sb.devices == sa.of_devices == 1200
+    assert sa.peak_under_way.mean == sb.peak_under_way.mean > 1 and sa.peak_by_pod == sb.peak_by_pod
+    assert abs(sa.all_up_s.mean - sb.all_up_s.mean) <= 1e-9 and abs(sa.up_s.p50 - sb.up_s.p50) <= 1e-9
+    assert np.allclose(sa.under_way, sb.under_way, rtol=0, atol=1e-6)
 
 
 def test_first_frame_with_keys_is_exact_in_the_vectorized_engine(monkeypatch):
