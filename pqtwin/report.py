@@ -61,6 +61,7 @@ from sim.units import (
     fmt_days,
     fmt_delta,
     fmt_fraction,
+    fmt_mean_count,
     fmt_seconds,
     fmt_watts,
 )
@@ -441,6 +442,13 @@ def kpi_rows(run: ReportRun) -> list[tuple[str, ...]]:
         _stats_row("energy per FL round (priced hosts)", e.per_round_j if e else None, "J"),
         _stats_row("telemetry frame latency", s.telemetry.latency_s, "s"),
     ]
+    if (storm := s.telemetry.storm) is not None:  # every device's first session (sim/storm.py)
+        up = f"{fmt_mean_count(storm.devices)} of {storm.of_devices:,} devices up by the end"
+        rows += [
+            (*_stats_row("start-up storm: all devices up", storm.all_up_s, "s")[:5], up),
+            _stats_row("start-up storm: a device up", storm.up_s, "s"),
+            _stats_row("start-up storm: most handshakes under way at once", storm.peak_under_way, ""),
+        ]
     for pop, d in (e.devices if e else {}).items():
         how = "" if d.compute_modelled else ", radio + sleep only"
         note = f"at {fmt_watts(d.average_power_w)} ({d.battery}{how})"
@@ -571,7 +579,8 @@ def name_warning(base: ReportRun, run: ReportRun) -> str | None:
 
 
 def figures(run: ReportRun, base: ReportRun | None = None) -> list[go.Figure]:
-    """The phase breakdown and the latency distribution, the baseline beside the what-if when given."""
+    """The phase breakdown, the latency distribution and the start-up storm where devices had one, the baseline
+    beside the what-if when given."""
     names = (f"what-if: {run.name}", f"baseline: {base.name}") if base is not None else ("run", "baseline")
     out = []
     ext = charts.phase_extents(run.spans)
@@ -581,6 +590,8 @@ def figures(run: ReportRun, base: ReportRun | None = None) -> list[go.Figure]:
     rounds = charts.per_round(run.spans)
     if len(rounds):
         out.append(charts.latency_histogram(rounds, baseline=charts.per_round(base.spans) if base else None))
+    if (storm := run.summary.telemetry.storm) is not None and storm.under_way:
+        out.append(charts.storm_backlog(storm, base.summary.telemetry.storm if base is not None else None))
     for fig in out:
         fig.update_layout(width=CHART_WIDTH_PX, autosize=False)
     return out

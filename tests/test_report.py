@@ -112,8 +112,10 @@ def test_the_report_is_self_contained(runs, tmp_path, capsys):
     assert not re.search(r"<script[^>]*\bsrc=", html, re.I)  # every script inline: nothing fetched
     assert not re.search(r"<link[^>]*href=[\"']?(https?:)?//", html, re.I)
     js = get_plotlyjs()
-    assert html.count(js[len(js) // 2 : len(js) // 2 + 400]) == 1  # plotly.js once, for both figures
-    assert html.count('class="plotly-graph-div"') == 2
+    assert html.count(js[len(js) // 2 : len(js) // 2 + 400]) == 1  # plotly.js once, for every figure
+    assert html.count('class="plotly-graph-div"') == 3  # phases, round latency, the patches' start-up storm
+    assert "Start-up storm: device handshakes under way" in html
+    assert "<td>start-up storm: all devices up</td>" in html and "8 of 8 devices up by the end" in html
 
 
 def test_baseline_deltas_and_differences(runs, tmp_path, capsys):

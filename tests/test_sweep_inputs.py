@@ -228,6 +228,9 @@ def test_kpi_keys_are_those_of_every_points_scenario(capsys, tmp_path):
     assert check(capsys, write(tmp_path, doc(kpis=[pops], **vectorized)))[0] == 0
     engines = {"name": "engine", "path": "run.engine", "values": ["events", "vectorized"]}
     assert check(capsys, write(tmp_path, doc(kpis=[pops], axes=[engines], **base)))[0] == 0
+    storm = "telemetry.storm.peak_by_pod.{}.mean"  # the pods the devices report to
+    assert check(capsys, write(tmp_path, doc(kpis=[storm.format("client-2")], **base)))[0] == 0
+    one_error(capsys, write(tmp_path, doc(kpis=[storm.format("aggregator")], **base)), "matches no column")
 
 
 def test_kpis_keeping_no_column_of_the_points_are_one_line_and_a_wildcard_beside_others_is_not(capsys, tmp_path):

@@ -169,11 +169,14 @@ def kpi_keys(s: Scenario, wanted: Collection[str] | None = None) -> dict[str, tu
         out["telemetry.by_population"] = tuple(p.name for p in pops) if s.engine() == "vectorized" else ()
     if "telemetry.handshake_by_population" in want:
         out["telemetry.handshake_by_population"] = tuple(p.name for p in pops)
+    if "telemetry.storm.peak_by_pod" in want:  # the pods the devices report to (sim/storm.py)
+        out["telemetry.storm.peak_by_pod"] = tuple(sorted({p.report_to for p in pops}))
     return out
 
 
 _DEVICE_ENERGY = frozenset({"energy.devices", "energy.devices.*.by_part_j", "energy.devices.*.by_activity_j"})
-_BY_POPULATION = frozenset({"telemetry.by_population", "telemetry.handshake_by_population", "energy.devices"})
+_BY_POPULATION = frozenset({"telemetry.by_population", "telemetry.handshake_by_population", "energy.devices",
+                            "telemetry.storm.peak_by_pod"})  # fmt: skip
 KEYED = frozenset({"phase_s", "application_bytes.by_phase", "link_bytes.by_phase", "energy.hosts.*.by_phase_j",
                    "energy.devices.*.by_part_j", "energy.devices.*.by_activity_j", "host_utilization", "energy.hosts",
                    "link_utilization", "link_bytes.by_link", *_BY_POPULATION})  # fmt: skip
@@ -183,6 +186,7 @@ KEYED = frozenset({"phase_s", "application_bytes.by_phase", "link_bytes.by_phase
 EMPTY_WHY = {
     "telemetry.by_population": "only the vectorized engine (run.engine) keeps frames per population",
     "telemetry.handshake_by_population": "no population has devices",
+    "telemetry.storm.peak_by_pod": "no population has devices",
     "energy.hosts": "no host's profile has a power model",
     "energy.devices": "no population has devices whose class has a power model and whose access link a radio",
 }
