@@ -99,7 +99,7 @@ def run_child(devices: int, horizon_s: float, engine: str) -> dict[str, Any]:
     maxrss = peak_rss_bytes()  # its forks' too: a resumed pass runs in one (sim/checkpoint.py)
     eng = summary.engine
     where, (worst, count) = largest_perturbation(eng.perturbation if eng else {})
-    lat = summary.telemetry.latency_s
+    lat, storm = summary.telemetry.latency_s, summary.telemetry.storm
     return {
         "wall_s": wall,
         "cpu_s": cpu,
@@ -119,6 +119,10 @@ def run_child(devices: int, horizon_s: float, engine: str) -> dict[str, Any]:
         "latency_mean_s": lat.mean if lat else None,
         "latency_p95_s": lat.p95 if lat else None,
         "quantiles": summary.telemetry.quantiles,
+        # the start-up storm (sim/storm.py): the last device's first session up, the median's, most under way at once
+        "storm_all_up_s": storm.all_up_s.mean if storm else None,
+        "storm_median_up_s": storm.up_s.p50 if storm else None,
+        "storm_peak_under_way": storm.peak_under_way.mean if storm else None,
         "rounds_completed": summary.rounds_completed,
         "sim_time_s": summary.sim_time_s,
         "warnings": summary.warnings,
@@ -315,6 +319,11 @@ def print_report(report: dict[str, Any]) -> None:
     for c in cases:
         print(fmt_row(c, bases.get(c["devices"])))
     print()
+    for c in cases:  # what each case's start-up storm was (the engines agree where both ran)
+        if c.get("storm_all_up_s") is not None:
+            print(f"start-up storm, {c['engine']:<10} {c['devices']:>6,} devices: every device up by "
+                  f"{c['storm_all_up_s']:.2f} s, the median at {c['storm_median_up_s']:.2f} s, at most "
+                  f"{c['storm_peak_under_way']:,.0f} handshakes under way at once")  # fmt: skip
     for b in report["baselines"]:
         scaled = (f"; ran {b['frames_run']:,} frames in {b['wall_run_s']:.2f} s, scaled linearly"
                   if b["scaled"] else "")  # fmt: skip
