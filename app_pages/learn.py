@@ -1,4 +1,4 @@
-"""Learn: a guided story in seven steps, each a short plain explanation and one control to play with."""
+"""Learn: a guided story in eight steps, each a short plain explanation and one control to play with."""
 
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ STEPS = [
     "5 · Sequential vs concurrent",
     "6 · Reproducing the study",
     "7 · What PQC costs a battery",
+    "8 · A ward switched on",
 ]
 PAPER = str(SCENARIOS / "paper-3node.yaml")
 QUANTUM_YEARS = 15  # default of z, the user's assumption (not a forecast)
@@ -559,4 +560,50 @@ def battery() -> None:
     )
 
 
-STEP_PAGES = [threat, primitives, sizes, one_round, modes, reproduce, battery]
+WARD = str(SCENARIOS / "ward-200.yaml")
+WARD_PATCHES = (200, 1_000, 2_000)  # ECG patches switched on at once (an interactive run: ~1-3 s)
+
+
+def switched_on() -> None:
+    """The start-up storm (sim/storm.py): every patch opens its session within its first second; the pods'
+    four cores serve every waiting handshake a little at a time."""
+    st.markdown(
+        "A gateway reboots, or a ward is switched on: every ECG patch opens a session with its pod within its "
+        "first second of sending, all at once. Each session is a handshake (KEM + signatures) that the pod's Pi "
+        "must take its share of, and a post-quantum one costs that Pi far more than a classical one. Pick how many "
+        "patches and which suite, and watch how long it takes until **every patch is up** and how many handshakes "
+        "wait at once."
+    )
+    left, right = st.columns(2)
+    patches = left.select_slider("ECG patches", WARD_PATCHES, value=1_000, key="learn_patches", persist_state=KEEP)
+    suite = right.radio("Suite", list(SUITES), key="learn_storm_suite", persist_state=KEEP)
+    kem, sig = SUITES[suite]
+    others = tuple(f"workload.devices.{j}.count=0" for j in range(2, 8))  # ward-200: the two ECG patch populations
+    half = patches // 2
+    sets = (*others, f"workload.devices.0.count={half}", f"workload.devices.1.count={patches - half}",
+            f"workload.crypto.kem={kem}", f"workload.crypto.signature={sig}", "workload.fl.rounds=1",
+            "run.horizon_s=20")  # fmt: skip
+    try:
+        result = run(Spec(WARD, sets), "concurrent", 2026, 1, label=f"{patches:,} patches switched on")
+    except UserError as exc:
+        st.error("\n\n".join(exc.lines))
+        return
+    if result is None:  # a long run waits for the user's go or runs in the background: the page said so
+        return
+    storm = result.summary.telemetry.storm
+    if storm is None or storm.all_up_s.mean is None:
+        st.info("No patch had its session up within the simulated 20 s.")
+        return
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Every patch up after", fmt_seconds(storm.all_up_s.mean))
+    c2.metric("Half of them up after", fmt_seconds(storm.up_s.p50 or 0.0))
+    c3.metric("Most handshakes waiting at once", f"{storm.peak_under_way.mean or 0:,.0f}")
+    st.plotly_chart(charts.storm_backlog(storm), key="learn_storm")
+    st.caption(
+        "Simulated: ward-200's layout, the patches split between two pods on Raspberry Pi 4s (the Pi 4 profile's "
+        'costs), BLE to Wi-Fi gateways, one replication. The same what-if at hospital scale: README, "The '
+        'start-up storm".'
+    )
+
+
+STEP_PAGES = [threat, primitives, sizes, one_round, modes, reproduce, battery, switched_on]

@@ -340,9 +340,10 @@ def test_twin_without_runs_explains(tmp_path, monkeypatch):
 def test_learn_steps_each_with_a_control():
     at = start("Learn")
     steps = at.radio(key="learn_step").options
-    assert len(steps) == 7
-    controls = ["learn_years", "learn_size", "learn_kind", "learn_params", "learn_nodes", "learn_target", "learn_rekey"]
-    values = [40, 100, "signatures", 1_000_000, 5, 45, "frame (1 s)"]
+    assert len(steps) == 8
+    controls = ["learn_years", "learn_size", "learn_kind", "learn_params", "learn_nodes", "learn_target", "learn_rekey",
+                "learn_storm_suite"]  # fmt: skip
+    values = [40, 100, "signatures", 1_000_000, 5, 45, "frame (1 s)", "post-quantum (ML-KEM-768 + ML-DSA-65)"]
     texts: list[str] = []
     for i, (step, key, value) in enumerate(zip(steps, controls, values, strict=True)):
         if i:
@@ -357,6 +358,12 @@ def test_learn_steps_each_with_a_control():
         texts += [md.value for md in at.markdown]
     assert any("35 %" in t for t in texts)  # the paper's claim, stated where the modes are compared
     assert any("coin cell" in t for t in texts)  # the battery step
+    # the last step, a ward switched on: classical handshakes bring every patch up sooner than post-quantum ones
+    pqc = seconds(metrics(at)["Every patch up after"])
+    at.get_by_key("learn_storm_suite").set_value("classical (X25519 + Ed25519)").run()
+    assert_clean(at)
+    classical = seconds(metrics(at)["Every patch up after"])
+    assert 0 < classical < pqc, (classical, pqc)
 
 
 # ----------------------------------------------------------------------------------- scenario edits
