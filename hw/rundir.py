@@ -125,11 +125,12 @@ def prepare(out: Path) -> None:
 
 
 def claim(out: Path, force: bool = False, outputs: tuple[str, ...] = (), markers: tuple[str, ...] = (),
-          aside: bool = False) -> None:  # fmt: skip
+          aside: bool = False, keep_measured: bool = False) -> None:  # fmt: skip
     """Take ``out`` for one run of this process: a new or empty directory, or with ``force`` one holding an
     earlier run (a file of ``markers``, default a run directory's), whose outputs are removed first (the
     run directory's and ``outputs``; with ``aside``, moved into ``ASIDE`` until ``settle`` says whether the new
-    run replaced them). UserError if another run holds it, or it cannot be used."""
+    run replaced them). ``keep_measured``: not a twin run's (its measurements cannot be computed again, as a
+    simulation can: a simulation never replaces one). UserError if another run holds it, or it cannot be used."""
     check_out(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -137,14 +138,15 @@ def claim(out: Path, force: bool = False, outputs: tuple[str, ...] = (), markers
         raise UserError(f"--out: cannot create {out}: {exc.strerror}") from None
     _lock(out)
     try:
-        _take(out, force, outputs, markers or RUN_MARKERS, aside)
+        _take(out, force, outputs, markers or RUN_MARKERS, aside, keep_measured)
     except BaseException:
         release(out)
         raise
     _fresh.add(_key(out))
 
 
-def _take(out: Path, force: bool, outputs: tuple[str, ...], markers: tuple[str, ...], aside: bool = False) -> None:
+def _take(out: Path, force: bool, outputs: tuple[str, ...], markers: tuple[str, ...], aside: bool = False,
+          keep_measured: bool = False) -> None:  # fmt: skip
     present = sorted(p.name for p in out.iterdir() if p.name != LOCK)
     if not present:
         return
@@ -156,6 +158,9 @@ def _take(out: Path, force: bool, outputs: tuple[str, ...], markers: tuple[str, 
     run = markers == RUN_MARKERS
     if not any(_ours(out / m) for m in (*markers, *(_LEFT_BY_A_KILLED_RUN if run else ()))):
         raise UserError(f"--out: {out} is not empty and holds no earlier run: --force replaces only runs")
+    if keep_measured and holds_twin_run(out):
+        raise UserError(f"--out: {out} holds a hardware twin run, whose measurements --force would remove; a "
+                        "simulation replaces only a simulation: give another directory")  # fmt: skip
     if run and (rounds := unrecovered_rounds(out)):
         raise UserError(
             f"--out: {out} holds a twin run whose results were never written, with {rounds} finished round"
@@ -211,6 +216,14 @@ def settle(out: Path, replaced: bool) -> None:
         if not (target.is_symlink() or target.exists()):
             os.rename(path, target)
     keep.rmdir()  # OSError if something could not go back: then it stays there, under its name
+
+
+def holds_twin_run(out: Path) -> bool:
+    """Whether ``out`` holds a twin run: ``hw run``'s ``status.json`` or ``run.json`` (``--mode both``'s in a mode's
+    folder too)."""
+    twin = (RunLayout.STATUS, RunLayout.RUN_CONFIG)
+    folders = (out, *(out / m for m in ("sequential", "concurrent") if _plain_dir(out / m)))
+    return any(_ours(d / m) for d in folders for m in twin)
 
 
 def _ours(path: Path) -> bool:
@@ -394,14 +407,14 @@ def release(out: Path) -> None:
 
 @contextlib.contextmanager
 def claimed(out: Path, force: bool = False, outputs: tuple[str, ...] = (), markers: tuple[str, ...] = (),
-            discard: bool = False) -> Iterator[Path]:  # fmt: skip
+            discard: bool = False, keep_measured: bool = False) -> Iterator[Path]:  # fmt: skip
     """``claim`` for the life of a ``with`` block. On failure no temporary files are left, with ``discard``
     nor the outputs the block wrote (``claim`` left none: all of them are this run's, half-written), and a
     directory the block created and left empty is removed. With ``discard`` an earlier run that --force replaces
     is kept aside until the block ends, and put back if it fails (a refusal found once the run started, Ctrl-C):
     a failed replacement loses nothing."""
     created = not exists(out)
-    claim(out, force, outputs, markers, aside=discard)
+    claim(out, force, outputs, markers, aside=discard, keep_measured=keep_measured)
     try:
         yield out
     except BaseException:

@@ -375,7 +375,7 @@ def sim_cmd(
     told = _warn_provenance(s)
     if heartbeat is not None:
         watch_heartbeat(heartbeat, SIM_HEARTBEAT_STALE_S)
-    with rundir.claimed(out, force, discard=True), _writing(out):
+    with rundir.claimed(out, force, discard=True, keep_measured=True), _writing(out):
         runs, comparison = _simulate_into(s, modes, out, seed, replications, profile_run, procs, workers == 1)
     if comparison is not None:
         STDOUT.print(modes_table(runs["sequential"].summary, runs["concurrent"].summary, comparison))

@@ -241,3 +241,21 @@ def test_files_kept_at_a_runs_end_are_not_written_through_links(tmp_path):
     assert writable(tmp_path / "speed_probe.csv") is None
     (tmp_path / "trace.gz.tmp").symlink_to(target)
     assert writable(tmp_path / "trace.gz") is None
+
+
+def test_a_simulation_does_not_replace_a_twin_run(capsys, tmp_path):
+    """`sim --out DIR --force` over `hw run`'s DIR removed the twin's measurements (its nodes' spans, logs, keys,
+    speed probe) and wrote a simulation there: a twin run cannot be computed again, a simulation can."""
+    out = tmp_path / "measured"
+    code, lines = _cli(capsys, "hw", "run", str(LOCALHOST), "--rounds", "1", "--out", str(out),
+                       "--set", "workload.fl.model_parameters=12500")  # fmt: skip
+    assert code == 0, lines
+    before = _files(out)
+    assert "status.json" in before and any(name.startswith("nodes/") for name in before)
+    code, lines = _cli(capsys, "sim", str(LOCALHOST), "--out", str(out), "--force", "--workers", "1",
+                       "--replications", "1", "--set", "workload.fl.rounds=1")  # fmt: skip
+    assert code == 2 and len(lines) == 1 and "holds a hardware twin run" in lines[0], lines
+    assert _files(out) == before
+    code, lines = _cli(capsys, "hw", "run", str(LOCALHOST), "--rounds", "1", "--out", str(out), "--force",
+                       "--set", "workload.fl.model_parameters=12500")  # fmt: skip
+    assert code == 0, lines  # a new twin run replaces it, as before
