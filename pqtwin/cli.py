@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -1416,8 +1417,14 @@ def _utf8_arguments(args: list[str]) -> None:
                             "link to it with a UTF-8 name") from None  # fmt: skip
 
 
+# numpy's floating-point warnings ("overflow encountered in multiply"): a cost or size too large to compute says so in
+# one line where the run's results are written (sim/runner.py ``write_run``), not in numpy's words on stderr
+FLOAT_WARNINGS = r"(overflow|underflow|invalid value|divide by zero) encountered"
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (2: a mistake in the input, 1: an internal error)."""
+    warnings.filterwarnings("ignore", message=FLOAT_WARNINGS, category=RuntimeWarning)
     try:
         _enough_open_files()
         _utf8_arguments(sys.argv[1:] if argv is None else argv)

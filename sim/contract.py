@@ -888,6 +888,17 @@ class Summary(_Model):
         return self.model_dump_json(indent=2, exclude_none=False) + "\n"
 
 
+def summary_problem(summary: Summary) -> str | None:
+    """What ``read_summary`` would refuse in ``summary`` once written ("field.path: message"), or None: a run must not
+    write a summary its own readers refuse (a cost that overflowed came out as null)."""
+    try:
+        Summary.model_validate_json(summary.to_json(), strict=True, context={STRICT_READ: True})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        return f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
+    return None
+
+
 def write_summary(summary: Summary, out_dir: Path) -> Path:
     path = RunLayout(out_dir).summary
     atomic_write(path, summary.to_json())

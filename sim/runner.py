@@ -34,6 +34,7 @@ from sim.contract import (
     Summary,
     Utilisation,
     atomic_write,
+    summary_problem,
     to_frame,
     write_spans,
     write_summary,
@@ -462,6 +463,10 @@ def link_bytes(results: list[ReplicationResult]) -> LinkBytes:
 def write_run(result: RunResult, out_dir: Path, scenario: Scenario) -> Path:
     """spans.parquet, series.parquet, summary.json and the resolved scenario.yaml with copies of its profiles
     (``write_scenario``) in out_dir."""
+    if problem := summary_problem(result.summary):  # before any file: the directory keeps what it held
+        raise UserError(f"{scenario.path}: the run's results are not numbers its readers take ({problem}): a cost "
+                        "or size of the scenario or its profiles is too large to compute (a profile's points or "
+                        "distribution, a cpu_speed)")  # fmt: skip
     layout = RunLayout(out_dir)
     write_spans(result.spans, layout.spans)
     if result.series is not None and len(result.series):

@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hw.k8s import render
 from hw.k8s.planning import BASE_FILES
@@ -259,3 +260,31 @@ def test_a_simulation_does_not_replace_a_twin_run(capsys, tmp_path):
     code, lines = _cli(capsys, "hw", "run", str(LOCALHOST), "--rounds", "1", "--out", str(out), "--force",
                        "--set", "workload.fl.model_parameters=12500")  # fmt: skip
     assert code == 0, lines  # a new twin run replaces it, as before
+
+
+@pytest.mark.parametrize("how", ["steep-points", "lognormal-on-slow-cores"])
+def test_costs_too_large_to_compute_are_one_line_and_keep_the_earlier_run(capsys, tmp_path, how):
+    """A profile the schema takes whose costs overflow (a line of points 1e306 s a parameter steep; every lognormal at
+    its largest on cores 1e-300 as fast): `sim` exited 0 with numpy's warnings on stderr and a summary.json holding
+    null where report and compare want a number, and --force had already replaced the earlier run with it."""
+    profile = yaml.safe_load((LOCALHOST.parent / "profiles" / "ci-x86.yaml").read_text())
+    profile["profile"] = "too-large"
+    sets = ["--set", "workload.fl.rounds=2", "--set", f"deployment.hosts.0.profile={tmp_path / 'p.yaml'}"]
+    if how == "steep-points":
+        profile["ops"]["fl.fedavg"]["points"] = [[0, 1.0e-9], [1.0e-300, 1.0e6]]
+    else:
+        for op in profile["ops"].values():
+            if op["kind"] == "per_call":
+                op["distribution"] = {"kind": "lognormal", "mu": 13.8, "sigma": 5}
+        sets += ["--set", "deployment.hosts.0.cpu_speed=1e-300"]
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(profile))
+    out = tmp_path / "run"
+    before = _earlier_run(capsys, out)
+    capsys.readouterr()
+    code = cli.run(["sim", str(LOCALHOST), "--out", str(out), "--force", "--workers", "1", "--replications", "1",
+                    *sets])  # fmt: skip
+    stdout, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "too large to compute" in lines[0], err
+    assert "RuntimeWarning" not in err and "Traceback" not in stdout + err
+    assert _files(out) == before
