@@ -253,9 +253,29 @@ def _span_table(path: Path) -> Any:
     try:
         if missing := [c for c in COLUMNS if c not in pq.read_schema(path).names]:
             raise ValueError(f"{path}: missing column {missing[0]!r}")
+        if problem := _too_many_spans(pq.read_metadata(path).num_rows):
+            raise ValueError(f"{path}: {problem}")
         return pq.read_table(path, schema=span_schema())
     except (OSError, pa.ArrowException) as exc:  # ArrowNotImplementedError (a list column) is no ValueError
         raise ValueError(f"{path}: cannot read spans ({(str(exc).splitlines() or [type(exc).__name__])[0]})") from None
+
+
+# a span row read into a table: 210 B measured (read_spans of 2 M rows, peak RSS 116 -> 517 MB, 2026-12-06), and
+# what its readers make of it beside (report, compare: ~1.1x); a spans file of a few MB can hold tens of millions
+SPAN_READ_BYTES = 250
+
+
+def _too_many_spans(rows: int) -> str | None:
+    """Why a spans file of ``rows`` rows is not read here (reading it would need over half of this machine's
+    memory: a small compressed file of one row repeated needed gigabytes), or None."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+    if rows * SPAN_READ_BYTES <= memory / 2:
+        return None
+    return (f"{rows:,} spans: reading them needs ~{rows * SPAN_READ_BYTES / 2**30:.1f} GiB, over half of this "
+            f"machine's {memory / 2**30:.1f} GiB")
 
 
 MAX_SPAN_TIME_S = 1e9  # ~32 years: a simulated horizon is at most one (sim.scenario.MAX_HORIZON_S); a sum of such

@@ -1053,3 +1053,27 @@ def test_a_small_file_read_against_a_large_bound_takes_its_own_size_not_the_boun
     assert read_bytes(big, 4 * 1024 * 1024) == b"y" * (3 * 1024 * 1024 + 5)
     with pytest.raises(UserError, match="file too large"):
         read_bytes(big, 3 * 1024 * 1024)
+
+
+def test_a_spans_file_too_large_to_read_here_is_one_line(tmp_path, capsys, monkeypatch):
+    """A spans.parquet of one row repeated compresses to almost nothing: 60 M rows in 2.4 MB needed ~14 GB to read
+    (report, compare). The row count is in the file's footer: a file whose rows need over half of this machine's
+    memory is refused before it is read (here the per-row price is raised so that 200 k rows are too many)."""
+    import pyarrow.parquet as pq
+
+    from sim import contract
+
+    run_dir = tmp_path / "run"
+    assert cli.run(["sim", str(PAPER), "--out", str(run_dir), "--replications", "1", "--workers", "1",
+                    "--set", "workload.fl.rounds=1"]) == 0  # fmt: skip
+    spans = RunLayout(run_dir).spans
+    one = pq.read_table(spans).slice(0, 1)
+    pq.write_table(one.take([0] * 200_000), spans, compression="zstd")
+    assert spans.stat().st_size < 100_000
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    monkeypatch.setattr(contract, "SPAN_READ_BYTES", int(memory / 200_000))  # 200 k rows: all the machine's memory
+    capsys.readouterr()
+    for argv in (["report", str(run_dir), "--out", str(tmp_path / "r.html")], ["compare", str(run_dir), str(run_dir)]):
+        assert cli.run(argv) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and "200,000 spans: reading them needs" in lines[0] and str(spans) in lines[0], lines
