@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import socket
@@ -445,3 +446,21 @@ def test_a_report_of_kpis_that_never_vary_says_so_not_that_no_point_finished(axi
     html = (out / "report.html").read_text()
     assert "No point has finished yet" not in html
     assert re.search(r"No KPI the sweep kept varies across its \d+ points: nothing to rank or plot", html)
+
+
+def test_a_design_too_large_to_plan_here_is_one_line_before_anything_runs(capsys, tmp_path, monkeypatch):
+    """`pqtwin sweep` plans in one process and keeps every point's scenario (~22 KB each): the schema's
+    1,000,000-point design would have needed ~20 GB after half an hour. A design whose points need over half of
+    this machine's memory is refused from its size (here the per-point price is raised so that 10 are too many)."""
+    from sim.sweep import plan
+
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    monkeypatch.setattr(plan, "PLAN_POINT_BYTES", memory)
+    path = write(tmp_path, doc(design="lhs", size=10, axes=[{"name": "h", "path": "run.horizon_s",
+                                                             "range": {"low": 10, "high": 20}}]))  # fmt: skip
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert cli.run(["sweep", str(path), "--out", str(out)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: size: 10 points: planning them keeps"), lines
+    assert not out.exists()

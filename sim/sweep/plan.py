@@ -20,7 +20,9 @@ import gc
 import hashlib
 import itertools
 import json
+import math
 import multiprocessing as mp
+import os
 import pickle
 import re
 from collections.abc import Callable, Iterator
@@ -124,6 +126,35 @@ def design(spec: SweepSpec) -> list[dict[str, Any]]:
     return [{a.key: col[i] for a, col in zip(spec.axes, columns, strict=True)} for i in range(n)]
 
 
+def design_size(spec: SweepSpec) -> int:
+    """How many points ``design`` draws (before constraints)."""
+    if spec.design == "grid":
+        return math.prod(len(a.choices(True) or []) for a in spec.axes)
+    assert spec.size is not None
+    return spec.size
+
+
+# a planned point with its scenario kept (what ``pqtwin sweep`` runs): 21.6 KB measured (a 5,000-point lhs design of
+# paper-3node, peak RSS over the plan, 2026-12-06), 1.5 ms each to check
+PLAN_POINT_BYTES = 22_000
+
+
+def _too_many_to_plan(n: int) -> str | None:
+    """Why a design of ``n`` points is not planned in this process (its points' scenarios would need over half of this
+    machine's memory: the schema's 1,000,000 needed ~20 GB after half an hour), or None."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+    if n * PLAN_POINT_BYTES <= memory / 2:
+        return None
+    need, most = n * PLAN_POINT_BYTES / 2**30, int(memory / 2 / PLAN_POINT_BYTES)
+    return (
+        f"{n:,} points: planning them keeps each one's scenario, ~{need:.1f} GiB, over half of this machine's "
+        f"{memory / 2**30:.1f} GiB; at most {most:,} points here"
+    )
+
+
 def point_seeds(spec: SweepSpec, n: int) -> list[int]:
     if spec.seeds == "common":
         return [spec.seed] * n
@@ -147,11 +178,14 @@ def plan(spec: SweepSpec, scenario_path: Path, estimate: bool = True,
     is told how many points were checked every ``PROGRESS_EVERY`` or so (a design near its 1,000,000-point cap takes
     many minutes to check)."""
     builder = _Builder(spec, scenario_path, budget, source or Path("<sweep>"))
+    forked = processes > 1 and design_size(spec) >= PARALLEL_FROM and "fork" in mp.get_all_start_methods()
+    if not forked and (problem := _too_many_to_plan(design_size(spec))):  # each point's scenario kept: its memory
+        raise UserError(f"{builder.source}: {'size' if spec.size is not None else 'axes'}: {problem}")
     drawn = design(spec)
     seeds = point_seeds(spec, len(drawn))
     sample = _estimate_sample(spec, len(drawn)) if estimate else set()
     jobs = list(zip(range(len(drawn)), drawn, seeds, strict=True))
-    if processes > 1 and len(drawn) >= PARALLEL_FROM and "fork" in mp.get_all_start_methods():
+    if forked:
         out = _merged(builder, jobs, sample, processes, progress)
     else:
         builder.out.designed = len(drawn)
