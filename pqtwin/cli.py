@@ -599,7 +599,7 @@ def calibrate_cmd(
                     dry_run=dry_run)  # fmt: skip
     if from_run:  # fits the run's spans: measures nothing, here or on a cluster
         _only_with("a calibration that measures (not --from-run)", False, provider=provider, algorithms=algorithms,
-                   quick=quick, **k8s_only)  # fmt: skip
+                   quick=quick, backend=None if backend == "local" else backend, **k8s_only)  # fmt: skip
         _calibrate_from_run(from_run, base, out, name)
         return
     if backend == "k8s":
@@ -846,8 +846,8 @@ def _attack_on(s: Any, attack: str | None) -> tuple[str, str] | None:
 
     if attack is None:
         return None
-    kind, _, pod = attack.partition(":")
-    if kind not in ATTACKS:
+    kind, colon, pod = attack.partition(":")
+    if kind not in ATTACKS or (colon and not pod):  # "tamper:" named no pod: it ran against the first client
         raise UserError(f"--attack: must be one of {', '.join(ATTACKS)}[:POD] (got {shorten(repr(attack))})")
     clients = [p.name for p in s.pods("client")]
     if pod and pod not in clients:

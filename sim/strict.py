@@ -41,6 +41,23 @@ class StrictModel(BaseModel):
                              "give 0 where 0 is allowed, or a larger value")  # fmt: skip
         return value
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_character(cls, value: Any) -> Any:
+        """Text is printed to terminals and reports: a control character in it (an escape sequence in a study's name
+        recoloured the terminal) is refused, in its field's own error; line breaks and tabs are text."""
+        texts = [value] if isinstance(value, str) else [v for v in value if isinstance(v, str)] if isinstance(
+            value, list | tuple) else []  # fmt: skip
+        for text in texts:
+            if not text.isprintable() and (bad := next((c for c in text if _control(c)), None)) is not None:
+                raise ValueError(f"a control character ({bad!r}): give plain text")
+        return value
+
+
+def _control(c: str) -> bool:
+    """A C0 or C1 control character or DEL, not a line break or a tab."""
+    return c not in "\t\n\r" and (ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0)
+
 
 def _wants_a_number(annotation: Any) -> bool:
     """Whether a field takes an int or a float and no boolean (through Optional, unions, Annotated, Literal)."""

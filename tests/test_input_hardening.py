@@ -1077,3 +1077,24 @@ def test_a_spans_file_too_large_to_read_here_is_one_line(tmp_path, capsys, monke
         assert cli.run(argv) == 2
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and "200,000 spans: reading them needs" in lines[0] and str(spans) in lines[0], lines
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [(["calibrate", "--from-run", "{run}", "--backend", "k8s", "--out", "{tmp}/p.yaml"],
+      "--backend: only with a calibration that measures (not --from-run)"),
+     (["hw", "run", str(PAPER), "--rounds", "1", "--attack", "tamper:", "--out", "{tmp}/att"],
+      "--attack: must be one of"),
+     (["study", "{tmp}/study.yaml", "--out", "{tmp}/study"], "study: a control character ('\\x1b'): give plain text")],
+    ids=["calibrate-from-run-backend", "attack-no-pod", "study-name-escape"],
+)  # fmt: skip
+def test_options_that_did_nothing_or_text_that_recoloured_the_terminal_are_one_line(capsys, tmp_path, argv, expected):
+    """`calibrate --from-run --backend k8s` ignored the backend and fitted; `--attack tamper:` named no pod and ran
+    against the first client; a study named with an escape sequence printed it raw."""
+    (tmp_path / "study.yaml").write_text(f'study: "a\\e[31mred"\nscenario: {PAPER}\naxes: []\n')
+    argv = [a.replace("{tmp}", str(tmp_path)).replace("{run}", str(tmp_path / "no-run")) for a in argv]
+    capsys.readouterr()
+    assert cli.run(argv) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err and "\x1b[" not in err, err
+    assert not (tmp_path / "p.yaml").exists() and not (tmp_path / "att").exists()
