@@ -450,8 +450,8 @@ def test_a_report_of_kpis_that_never_vary_says_so_not_that_no_point_finished(axi
 
 def test_a_design_too_large_to_plan_here_is_one_line_before_anything_runs(capsys, tmp_path, monkeypatch):
     """`pqtwin sweep` plans in one process and keeps every point's scenario (~22 KB each): the schema's
-    1,000,000-point design would have needed ~20 GB after half an hour. A design whose points need over half of
-    this machine's memory is refused from its size (here the per-point price is raised so that 10 are too many)."""
+    1,000,000-point design would need ~20 GiB, after half an hour of planning. A design whose points need over half
+    of this machine's memory is refused from its size (here the per-point price is raised so that 10 are too many)."""
     from sim.sweep import plan
 
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

@@ -141,7 +141,7 @@ PLAN_POINT_BYTES = 22_000
 
 def _too_many_to_plan(n: int) -> str | None:
     """Why a design of ``n`` points is not planned in this process (its points' scenarios would need over half of this
-    machine's memory: the schema's 1,000,000 needed ~20 GB after half an hour), or None."""
+    machine's memory: the schema's 1,000,000 would need ~20 GiB, after half an hour of planning), or None."""
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
