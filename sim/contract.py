@@ -274,8 +274,10 @@ def _too_many_spans(rows: int) -> str | None:
         return None
     if rows * SPAN_READ_BYTES <= memory / 2:
         return None
-    return (f"{rows:,} spans: reading them needs ~{rows * SPAN_READ_BYTES / 2**30:.1f} GiB, over half of this "
-            f"machine's {memory / 2**30:.1f} GiB")
+    return (
+        f"{rows:,} spans: reading them needs ~{rows * SPAN_READ_BYTES / 2**30:.1f} GiB, over half of this "
+        f"machine's {memory / 2**30:.1f} GiB"
+    )
 
 
 MAX_SPAN_TIME_S = 1e9  # ~32 years: a simulated horizon is at most one (sim.scenario.MAX_HORIZON_S); a sum of such
