@@ -158,15 +158,15 @@ def _take(out: Path, force: bool, outputs: tuple[str, ...], markers: tuple[str, 
     run = markers == RUN_MARKERS
     if not any(_ours(out / m) for m in (*markers, *(_LEFT_BY_A_KILLED_RUN if run else ()))):
         raise UserError(f"--out: {out} is not empty and holds no earlier run: --force replaces only runs")
-    if keep_measured and holds_twin_run(out):
-        raise UserError(f"--out: {out} holds a hardware twin run, whose measurements --force would remove; a "
-                        "simulation replaces only a simulation: give another directory")  # fmt: skip
     if run and (rounds := unrecovered_rounds(out)):
         raise UserError(
             f"--out: {out} holds a twin run whose results were never written, with {rounds} finished round"
             f"{'s' * (rounds > 1)} kept by its nodes that --force would remove: `pqtwin hw recover {out}` "
             "writes them first (then --force replaces the run), or move the directory away"
         )
+    if keep_measured and holds_twin_run(out):
+        raise UserError(f"--out: {out} holds a hardware twin run, whose measurements --force would remove; a "
+                        "simulation replaces only a simulation: give another directory")  # fmt: skip
     if aside:
         _set_aside(out, outputs, run)
     else:  # an earlier run a killed one had set aside goes too: --force replaces it

@@ -131,10 +131,13 @@ def test_handshakes_and_the_vectorized_engines_counts_are_exact_means():
     """Sessions, and the vectorized engine's frames, frames in flight and frames in SimPy, over replications
     the count is no multiple of: the exact mean; a multiple: the int as before."""
     base = simulate(load_scenario(PAPER, ["workload.fl.rounds=1", "run.replications=1"])).summary
-    summary.with_handshakes(base, [[("p", 0.0, 1.0)] * 3, [("p", 0.0, 2.0)] * 2])
+    summary.with_handshakes(base, [[("p", 0.0, 1.0, True)] * 3, [("p", 0.0, 2.0, True)] * 2], {"p": "c"}, 3)
     assert base.telemetry.sessions == 2.5
-    summary.with_handshakes(base, [[("p", 0.0, 1.0)] * 3, [("p", 0.0, 2.0)] * 3])
+    storm = base.telemetry.storm  # so are the storm's devices up, of the scenario's 3
+    assert storm is not None and storm.devices == 2.5 and storm.of_devices == 3
+    summary.with_handshakes(base, [[("p", 0.0, 1.0, True)] * 3, [("p", 0.0, 2.0, True)] * 3], {"p": "c"}, 3)
     assert base.telemetry.sessions == 3 and isinstance(base.telemetry.sessions, int)
+    assert base.telemetry.storm is not None and base.telemetry.storm.devices == 3
     outcomes = []
     for frames, in_flight, hot in ((5, 1, 2), (6, 0, 0)):
         sketch = LatencySketch()

@@ -98,8 +98,10 @@ def test_an_orchestrator_killed_mid_run_leaves_rounds_hw_recover_writes(tmp_path
     assert not list(out.rglob("*.journal")) and not list(out.rglob("*.tmp")) and not (out / ".lock").exists()
     again = pqtwin("hw", "recover", str(out))  # a directory with its results has nothing to recover
     assert again.returncode == 2 and "nothing to recover" in again.stderr
-    replaced = pqtwin("sim", "scenarios/localhost.yaml", "--out", str(out), "--force", *small)  # recovered: a run
-    assert replaced.returncode == 0 and (out / "summary.json").exists(), replaced.stderr
+    # recovered, it is a twin run like any: a simulation does not replace its measurements (a twin run would)
+    kept = pqtwin("sim", "scenarios/localhost.yaml", "--out", str(out), "--force", *small)
+    assert kept.returncode == 2 and "holds a hardware twin run" in kept.stderr, kept.stderr
+    assert contract.read_summary(out / "summary.json").state == "interrupted"
 
 
 def test_results_the_disk_refuses_name_the_file_and_hw_recover_writes_them_later(tmp_path, monkeypatch):
