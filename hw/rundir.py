@@ -129,8 +129,8 @@ def claim(out: Path, force: bool = False, outputs: tuple[str, ...] = (), markers
     """Take ``out`` for one run of this process: a new or empty directory, or with ``force`` one holding an
     earlier run (a file of ``markers``, default a run directory's), whose outputs are removed first (the
     run directory's and ``outputs``; with ``aside``, moved into ``ASIDE`` until ``settle`` says whether the new
-    run replaced them). ``keep_measured``: not a twin run's (its measurements cannot be computed again, as a
-    simulation can: a simulation never replaces one). UserError if another run holds it, or it cannot be used."""
+    run replaced them). ``keep_measured`` (``sim``'s): refuse to replace a hardware twin run, whose measurements
+    cannot be computed again as a simulation's can. UserError if another run holds it, or it cannot be used."""
     check_out(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -158,15 +158,15 @@ def _take(out: Path, force: bool, outputs: tuple[str, ...], markers: tuple[str, 
     run = markers == RUN_MARKERS
     if not any(_ours(out / m) for m in (*markers, *(_LEFT_BY_A_KILLED_RUN if run else ()))):
         raise UserError(f"--out: {out} is not empty and holds no earlier run: --force replaces only runs")
+    if keep_measured and holds_twin_run(out):  # first: recovering it would not let a simulation replace it
+        raise UserError(f"--out: {out} holds a hardware twin run, whose measurements --force would remove; a "
+                        "simulation replaces only a simulation: give another directory")  # fmt: skip
     if run and (rounds := unrecovered_rounds(out)):
         raise UserError(
             f"--out: {out} holds a twin run whose results were never written, with {rounds} finished round"
             f"{'s' * (rounds > 1)} kept by its nodes that --force would remove: `pqtwin hw recover {out}` "
             "writes them first (then --force replaces the run), or move the directory away"
         )
-    if keep_measured and holds_twin_run(out):
-        raise UserError(f"--out: {out} holds a hardware twin run, whose measurements --force would remove; a "
-                        "simulation replaces only a simulation: give another directory")  # fmt: skip
     if aside:
         _set_aside(out, outputs, run)
     else:  # an earlier run a killed one had set aside goes too: --force replaces it

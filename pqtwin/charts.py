@@ -328,8 +328,9 @@ def storm_backlog(storm: contract.Storm, baseline: contract.Storm | None = None)
     for st_, name, color in ((baseline, "baseline", BASELINE_COLOR), (storm, "what-if", SIM_COLOR)):
         if st_ is None or not st_.under_way:
             continue
-        t, n = zip(*st_.under_way, strict=True)
-        fig.add_trace(go.Scatter(x=list(t), y=list(n), mode="lines", line={"shape": "hv", "color": color},
+        t, n = (list(x) for x in zip(*st_.under_way, strict=True))
+        t, n = [*t, 2 * t[-1] - t[-2] if len(t) > 1 else t[-1]], [*n, n[-1]]  # the last bin drawn to its end
+        fig.add_trace(go.Scatter(x=t, y=n, mode="lines", line={"shape": "hv", "color": color},
                                  name=f"{name}: under way"))  # fmt: skip
         if st_.all_up_s.mean is not None:
             fig.add_vline(x=st_.all_up_s.mean, line={"dash": "dot", "color": color},

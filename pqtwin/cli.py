@@ -847,8 +847,10 @@ def _attack_on(s: Any, attack: str | None) -> tuple[str, str] | None:
     if attack is None:
         return None
     kind, colon, pod = attack.partition(":")
-    if kind not in ATTACKS or (colon and not pod):  # "tamper:" named no pod: it ran against the first client
+    if kind not in ATTACKS:
         raise UserError(f"--attack: must be one of {', '.join(ATTACKS)}[:POD] (got {shorten(repr(attack))})")
+    if colon and not pod:  # "tamper:" ran against the first client
+        raise UserError(f"--attack: no pod after ':' (give {kind} or {kind}:POD)")
     clients = [p.name for p in s.pods("client")]
     if pod and pod not in clients:
         raise UserError(f"--attack: no client pod {shorten(repr(pod))} (clients: {', '.join(clients)})")
@@ -1424,7 +1426,12 @@ FLOAT_WARNINGS = r"(overflow|underflow|invalid value|divide by zero) encountered
 
 def run(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (2: a mistake in the input, 1: an internal error)."""
-    warnings.filterwarnings("ignore", message=FLOAT_WARNINGS, category=RuntimeWarning)
+    with warnings.catch_warnings():  # this command's: a library caller's filters are as they were after it
+        warnings.filterwarnings("ignore", message=FLOAT_WARNINGS, category=RuntimeWarning)
+        return _run(argv)
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         _enough_open_files()
         _utf8_arguments(sys.argv[1:] if argv is None else argv)

@@ -41,7 +41,7 @@ def kpi_rows(s: Summary) -> list[tuple[str, str]]:
 
 def storm_text(storm: Storm | None) -> str:
     """When the last device's first session was up, the median device's, and the most device handshakes under way
-    at once, per pod where several: "8.8 s [8.7, 8.8]; median 4.41 s; peak 4,937 under way (client-1 2,470, ...)"
+    at once, per pod where several: "8.99 s [8.71, 9.20]; median 4.41 s; peak 4,937 under way (client-1 2,470, ...)"
     ("—" without device sessions; "9,998 of 10,000 devices; ..." where some were not up by the run's end)."""
     if storm is None or storm.all_up_s.mean is None:
         return "—"
@@ -53,8 +53,9 @@ def storm_text(storm: Storm | None) -> str:
     pods = ", ".join(f"{pod} {k.mean:,.0f}" for pod, k in storm.peak_by_pod.items() if k.mean is not None)
     peak = storm.peak_under_way.mean or 0.0
     by_pod = f" ({pods})" if len(storm.peak_by_pod) > 1 else ""
-    median = storm.up_s.p50 or 0.0
-    return f"{short}{fmt_kpi(storm.all_up_s, 1.0, 's')}; median {median:.2f} s; peak {peak:,.0f} under way{by_pod}"
+    lo, hi = storm.all_up_s.ci95
+    up = f"{storm.all_up_s.mean:.2f} s [{lo or 0:.2f}, {hi or 0:.2f}]"
+    return f"{short}{up}; median {storm.up_s.p50 or 0:.2f} s; peak {peak:,.0f} under way{by_pod}"
 
 
 def energy_rows(s: Summary) -> list[tuple[str, str]]:

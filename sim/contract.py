@@ -268,11 +268,10 @@ SPAN_READ_BYTES = 250
 def _too_many_spans(rows: int) -> str | None:
     """Why a spans file of ``rows`` rows is not read here (reading it would need over half of this machine's
     memory: a small compressed file of one row repeated needed gigabytes), or None."""
-    try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
-    if rows * SPAN_READ_BYTES <= memory / 2:
+    from sim.loading import machine_memory_bytes
+
+    memory = machine_memory_bytes()
+    if memory is None or rows * SPAN_READ_BYTES <= memory / 2:
         return None
     return (
         f"{rows:,} spans: reading them needs ~{rows * SPAN_READ_BYTES / 2**30:.1f} GiB, over half of this "
@@ -612,7 +611,8 @@ class LinkBytes(_Model):
 class Storm(_Model):
     """The start-up storm (sim/storm.py): every device's first session, as after a gateway reboot every device
     opens one within its first period. Times are from the run's start; a session is up when its responder has
-    checked the initiator's last message (``handshake_s``'s end). Stats over replications unless said."""
+    checked the initiator's last message (``handshake_s``'s end). Stats over replications unless said: the times
+    over those where some device was up by the run's end, the backlog over all (none in the others)."""
 
     devices: int | float  # first sessions up by the run's end, per replication (mean; as ``Telemetry.frames``)
     of_devices: int  # the scenario's devices: where more than ``devices``, some were not up by the end

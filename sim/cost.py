@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ import numpy as np
 from sim import catalogue
 from sim.contract import RECORD_HEADER_BYTES
 from sim.errors import field_error
+from sim.loading import machine_memory_bytes
 from sim.profile import LinearOp, Profile, op_kind, overhead_bytes
 from sim.scenario import (
     MAX_SERIES_BINS,
@@ -937,10 +937,8 @@ MAX_TWIN_DEVICES = 5_000  # a thread and a real handshake each; past this the em
 
 def twin_memory_budget_gib() -> float:
     """The twin's default budget: half of this machine's memory (its processes are real, and share it)."""
-    try:
-        return max(1.0, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB / 2)
-    except (ValueError, OSError, AttributeError):
-        return 4.0
+    memory = machine_memory_bytes()
+    return 4.0 if memory is None else max(1.0, memory / GIB / 2)
 
 
 def twin_problem(s: Scenario, max_memory_gib: float) -> str | None:

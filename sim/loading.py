@@ -566,3 +566,12 @@ def require_utf8(text: str, where: str) -> None:
     except UnicodeEncodeError as exc:
         byte = ord(text[exc.start]) & 0xFF
         raise UserError(f"{where}: not UTF-8 text: byte 0x{byte:02x} at character {exc.start + 1}") from None
+
+
+def machine_memory_bytes() -> int | None:
+    """This machine's physical memory (None where the OS does not say): what an input's size is weighed against
+    (a spans file's rows, a sweep's planned points, the twin's default budget)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None

@@ -460,10 +460,16 @@ def link_bytes(results: list[ReplicationResult]) -> LinkBytes:
     return LinkBytes(total=float(total), by_link=by_link, by_phase=by_phase)
 
 
+# what the strict reader says of a number that overflowed: null (JSON's inf and NaN), infinite, beyond its bound
+OVERFLOWED = ("valid number", "finite", "beyond")
+
+
 def write_run(result: RunResult, out_dir: Path, scenario: Scenario) -> Path:
     """spans.parquet, series.parquet, summary.json and the resolved scenario.yaml with copies of its profiles
     (``write_scenario``) in out_dir."""
     if problem := summary_problem(result.summary):  # before any file: the directory keeps what it held
+        if not any(word in problem for word in OVERFLOWED):  # a number of the model's own making: a bug of ours
+            raise RuntimeError(f"the run's summary would not read back: {problem}")
         raise UserError(f"{scenario.path}: the run's results are not numbers its readers take ({problem}): a cost "
                         "or size of the scenario or its profiles is too large to compute (a profile's points or "
                         "distribution, a cpu_speed)")  # fmt: skip

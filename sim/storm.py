@@ -42,38 +42,44 @@ def integral(starts: np.ndarray, dones: np.ndarray, at_s: np.ndarray) -> np.ndar
 
 @dataclass(frozen=True)
 class ReplicationStorm:
-    """One replication's storm: its first sessions' up times, its end, its backlog's peak in all and per pod."""
+    """One replication's storm: its first sessions' up times, its end, its backlog's peak in all and per pod, and
+    every session it had (``under_way`` counts them over the latest replication's storm)."""
 
     up_s: np.ndarray
     end_s: float
     peak: int
     peak_by_pod: dict[str, int]
-    starts: np.ndarray  # every session started by the storm's end, for ``under_way``
+    starts: np.ndarray
     dones: np.ndarray
 
 
 def of_replication(handshakes: Sequence[Handshake], pod_of: Mapping[str, str]) -> ReplicationStorm | None:
     """The storm of one replication's handshakes (``pod_of``: population -> the pod its devices report to);
-    None where no device had a first session (no devices, or none before the run ended)."""
+    None where no device had a first session (no devices, or none before the run ended). Its peak counts the
+    sessions under way up to its end (n(t) only falls after it: no first session starts later)."""
     up = np.array([done for _, _, done, first in handshakes if first], dtype=float)
     if not up.size:
         return None
     end = float(up.max())
-    inside = [(pop, start, done) for pop, start, done, _ in handshakes if start <= end]
-    starts = np.array([start for _, start, _ in inside], dtype=float)
-    dones = np.array([done for _, _, done in inside], dtype=float)
-    pods = np.array([pod_of[pop] for pop, _, _ in inside])
-    by_pod = {str(p): peak(starts[pods == p], dones[pods == p]) for p in sorted(set(pods.tolist()))}
-    return ReplicationStorm(up, end, peak(starts, dones), by_pod, starts, dones)
+    starts = np.array([start for _, start, _, _ in handshakes], dtype=float)
+    dones = np.array([done for _, _, done, _ in handshakes], dtype=float)
+    pods = np.array([pod_of[pop] for pop, *_ in handshakes])
+    inside = starts <= end
+    by_pod = {
+        str(p): peak(starts[inside & (pods == p)], dones[inside & (pods == p)]) for p in sorted(set(pods.tolist()))
+    }
+    return ReplicationStorm(up, end, peak(starts[inside], dones[inside]), by_pod, starts, dones)
 
 
-def under_way(storms: Sequence[ReplicationStorm], bins: int = UNDER_WAY_BINS) -> list[tuple[float, float]]:
-    """(bin start s, handshakes under way: the bin's mean, averaged over the replications) over [0, the latest
-    replication's end] in ``bins`` equal bins; empty where that end is 0."""
+def under_way(
+    storms: Sequence[ReplicationStorm], replications: int, bins: int = UNDER_WAY_BINS
+) -> list[tuple[float, float]]:
+    """(bin start s, handshakes under way: the bin's mean, averaged over ``replications``, those without a storm
+    counting none) over [0, the latest replication's end] in ``bins`` equal bins; empty where that end is 0."""
     end = max(s.end_s for s in storms)
     if not end > 0:
         return []
     edges = np.linspace(0.0, end, bins + 1)
     width = edges[1] - edges[0]
-    means = np.mean([np.diff(integral(s.starts, s.dones, edges)) / width for s in storms], axis=0)
-    return [(float(a), float(m)) for a, m in zip(edges[:-1], means, strict=True)]
+    total = np.sum([np.diff(integral(s.starts, s.dones, edges)) / width for s in storms], axis=0)
+    return [(float(a), max(0.0, float(m) / replications)) for a, m in zip(edges[:-1], total, strict=True)]

@@ -46,12 +46,21 @@ class StrictModel(BaseModel):
     def _no_control_character(cls, value: Any) -> Any:
         """Text is printed to terminals and reports: a control character in it (an escape sequence in a study's name
         recoloured the terminal) is refused, in its field's own error; line breaks and tabs are text."""
-        texts = [value] if isinstance(value, str) else [v for v in value if isinstance(v, str)] if isinstance(
-            value, list | tuple) else []  # fmt: skip
-        for text in texts:
+        for text in _texts(value):
             if not text.isprintable() and (bad := next((c for c in text if _control(c)), None)) is not None:
                 raise ValueError(f"a control character ({bad!r}): give plain text")
         return value
+
+
+def _texts(value: Any) -> list[str]:
+    """The text in a field's value: itself, or the strings of a list (one level) or a mapping (keys and values)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list | tuple):
+        return [v for v in value if isinstance(v, str)]
+    if isinstance(value, dict):
+        return [t for kv in value.items() for t in kv if isinstance(t, str)]
+    return []
 
 
 def _control(c: str) -> bool:

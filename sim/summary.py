@@ -191,21 +191,27 @@ def with_handshakes(summary: Summary, per_replication: list[list[Handshake]], po
 def _storm(per_replication: list[list[Handshake]], pod_of: Mapping[str, str], devices: int) -> StormStats | None:
     import pandas as pd
 
-    storms = [s for hs in per_replication if (s := storm.of_replication(hs, pod_of)) is not None]
-    if not storms:
+    storms = [storm.of_replication(hs, pod_of) for hs in per_replication]
+    had = [s for s in storms if s is not None]
+    if not had:
         return None
-    reps = pd.Series(np.arange(len(storms)))
-    up = pd.Series(np.concatenate([s.up_s for s in storms]))
-    up_reps = pd.Series(np.repeat(np.arange(len(storms)), [s.up_s.size for s in storms]))
-    pods = sorted({p for s in storms for p in s.peak_by_pod})
+    reps = pd.Series(np.arange(len(storms)))  # a replication without a storm had no backlog: its peaks count 0
+    up = pd.Series(np.concatenate([s.up_s for s in had]))
+    up_reps = pd.Series(np.repeat(np.arange(len(had)), [s.up_s.size for s in had]))
+    pods = sorted({p for s in had for p in s.peak_by_pod})
+
+    def peaks(pod: str | None) -> Stats:  # in all, or at one pod
+        return describe(pd.Series([0.0 if s is None else float(s.peak if pod is None else s.peak_by_pod.get(pod, 0))
+                                   for s in storms]), reps)  # fmt: skip
+
     return StormStats(
         devices=mean_count(int(up.size), len(per_replication)),
         of_devices=devices,
         up_s=describe(up, up_reps),
-        all_up_s=describe(pd.Series([s.end_s for s in storms]), reps),
-        peak_under_way=describe(pd.Series([float(s.peak) for s in storms]), reps),
-        peak_by_pod={p: describe(pd.Series([float(s.peak_by_pod.get(p, 0)) for s in storms]), reps) for p in pods},
-        under_way=storm.under_way(storms),
+        all_up_s=describe(pd.Series([s.end_s for s in had]), pd.Series(np.arange(len(had)))),
+        peak_under_way=peaks(None),
+        peak_by_pod={p: peaks(p) for p in pods},
+        under_way=storm.under_way(had, len(per_replication)),
     )
 
 

@@ -1084,7 +1084,7 @@ def test_a_spans_file_too_large_to_read_here_is_one_line(tmp_path, capsys, monke
     [(["calibrate", "--from-run", "{run}", "--backend", "k8s", "--out", "{tmp}/p.yaml"],
       "--backend: only with a calibration that measures (not --from-run)"),
      (["hw", "run", str(PAPER), "--rounds", "1", "--attack", "tamper:", "--out", "{tmp}/att"],
-      "--attack: must be one of"),
+      "--attack: no pod after ':' (give tamper or tamper:POD)"),
      (["study", "{tmp}/study.yaml", "--out", "{tmp}/study"], "study: a control character ('\\x1b'): give plain text")],
     ids=["calibrate-from-run-backend", "attack-no-pod", "study-name-escape"],
 )  # fmt: skip

@@ -22,7 +22,6 @@ import itertools
 import json
 import math
 import multiprocessing as mp
-import os
 import pickle
 import re
 from collections.abc import Callable, Iterator
@@ -34,6 +33,7 @@ import numpy as np
 
 from sim import cost as costs
 from sim.errors import UserError, load_yaml, shorten
+from sim.loading import machine_memory_bytes
 from sim.profile import Profile
 from sim.scenario import MAX_SEED, ProfileCache, Scenario, apply_override, load_scenario_data, set_path
 from sim.sweep.point import kpi_keys
@@ -142,11 +142,8 @@ PLAN_POINT_BYTES = 22_000
 def _too_many_to_plan(n: int) -> str | None:
     """Why a design of ``n`` points is not planned in this process (its points' scenarios would need over half of this
     machine's memory: the schema's 1,000,000 would need ~20 GiB, after half an hour of planning), or None."""
-    try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
-    if n * PLAN_POINT_BYTES <= memory / 2:
+    memory = machine_memory_bytes()
+    if memory is None or n * PLAN_POINT_BYTES <= memory / 2:
         return None
     need, most = n * PLAN_POINT_BYTES / 2**30, int(memory / 2 / PLAN_POINT_BYTES)
     return (
