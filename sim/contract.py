@@ -251,9 +251,11 @@ def _span_table(path: Path) -> Any:
     except UserError as exc:
         raise ValueError(f"{path}: cannot read spans ({exc.lines[0].removeprefix(f'{path}: ')})") from None
     try:
-        if missing := [c for c in COLUMNS if c not in pq.read_schema(path).names]:
+        with pq.ParquetFile(path) as footer:  # the columns and the row count, from one read of the footer
+            names, rows = footer.schema_arrow.names, footer.metadata.num_rows
+        if missing := [c for c in COLUMNS if c not in names]:
             raise ValueError(f"{path}: missing column {missing[0]!r}")
-        if problem := _too_many_spans(pq.read_metadata(path).num_rows):
+        if problem := _too_many_spans(rows):
             raise ValueError(f"{path}: {problem}")
         return pq.read_table(path, schema=span_schema())
     except (OSError, pa.ArrowException) as exc:  # ArrowNotImplementedError (a list column) is no ValueError

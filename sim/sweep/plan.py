@@ -20,7 +20,6 @@ import gc
 import hashlib
 import itertools
 import json
-import math
 import multiprocessing as mp
 import pickle
 import re
@@ -126,14 +125,6 @@ def design(spec: SweepSpec) -> list[dict[str, Any]]:
     return [{a.key: col[i] for a, col in zip(spec.axes, columns, strict=True)} for i in range(n)]
 
 
-def design_size(spec: SweepSpec) -> int:
-    """How many points ``design`` draws (before constraints)."""
-    if spec.design == "grid":
-        return math.prod(len(a.choices(True) or []) for a in spec.axes)
-    assert spec.size is not None
-    return spec.size
-
-
 # a planned point with its scenario kept (what ``pqtwin sweep`` runs): 21.6 KB measured (a 5,000-point lhs design of
 # paper-3node, peak RSS over the plan, 2026-12-06), 1.5 ms each to check
 PLAN_POINT_BYTES = 22_000
@@ -175,8 +166,9 @@ def plan(spec: SweepSpec, scenario_path: Path, estimate: bool = True,
     is told how many points were checked every ``PROGRESS_EVERY`` or so (a design near its 1,000,000-point cap takes
     many minutes to check)."""
     builder = _Builder(spec, scenario_path, budget, source or Path("<sweep>"))
-    forked = processes > 1 and design_size(spec) >= PARALLEL_FROM and "fork" in mp.get_all_start_methods()
-    if not forked and (problem := _too_many_to_plan(design_size(spec))):  # each point's scenario kept: its memory
+    designed = spec.designed()
+    forked = processes > 1 and designed >= PARALLEL_FROM and "fork" in mp.get_all_start_methods()
+    if not forked and (problem := _too_many_to_plan(designed)):  # each point's scenario kept: its memory
         raise UserError(f"{builder.source}: {'size' if spec.size is not None else 'axes'}: {problem}")
     drawn = design(spec)
     seeds = point_seeds(spec, len(drawn))

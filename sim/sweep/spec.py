@@ -486,7 +486,7 @@ class SweepSpec(_Strict):
                 raise ValueError("size is for random and lhs designs; a grid has every combination")
             if open_ := [a.key for a in self.axes if a.range is not None and a.range.num is None]:
                 raise ValueError(f"a grid needs range.num (how many values) for axis {', '.join(open_)}")
-            if (n := math.prod(len(a.choices(True) or []) for a in self.axes)) > MAX_POINTS:
+            if (n := self.designed()) > MAX_POINTS:
                 raise ValueError(f"the grid has {n:,} points; at most {MAX_POINTS:,} per sweep")
         elif self.size is None:
             raise ValueError(f"a {self.design} design needs size (how many points)")
@@ -514,6 +514,13 @@ class SweepSpec(_Strict):
             if (problem := _kpi_problem(pattern)) is not None:
                 raise ValueError(f"item {i}, {show(pattern)}, {problem}")
         return patterns
+
+    def designed(self) -> int:
+        """How many points the design draws (before constraints): a grid's every combination, else ``size``."""
+        if self.design == "grid":
+            return math.prod(len(a.choices(True) or []) for a in self.axes)
+        assert self.size is not None
+        return self.size
 
     def axis(self, name: str) -> Axis:
         return next(a for a in self.axes if a.key == name)
