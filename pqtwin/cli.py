@@ -535,9 +535,14 @@ def _start_profiler() -> Any:
 
 
 def _progress(label: str | None) -> Progress:
-    """A progress bar on stderr that disappears when done; ``label``: a fixed description (None: the task's)."""
+    """A progress bar on stderr that disappears when done; ``label``: a fixed description (None: the task's). In a
+    log or a pipe, where a bar draws nothing, a plain line now and then instead (pqtwin/progress.py)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    if not STDERR.is_terminal:
+        from pqtwin.progress import LogProgress
+
+        return LogProgress(STDERR, label=label)  # type: ignore[return-value]  # the calls the commands make of one
     text = TextColumn("{task.description:<28}") if label is None else TextColumn(label)
     return Progress(text, BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=STDERR, transient=True)
 

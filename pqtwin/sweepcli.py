@@ -187,8 +187,6 @@ class _LazyBar:
             self.bar.stop()
 
     def update(self, done: int, total: int, failed: int) -> None:
-        if not STDERR.is_terminal:  # a log file or a pipe gets the sweep's lines, not a bar's (a stray newline)
-            return
         if self.bar is None:
             self.bar = _bar()
             self.bar.start()
@@ -197,7 +195,13 @@ class _LazyBar:
 
 
 def _bar() -> Any:
+    """rich's bar on a terminal; in a log or a pipe a plain line now and then (pqtwin/progress.py)."""
     from rich import progress as rp
+
+    if not STDERR.is_terminal:
+        from pqtwin.progress import LogProgress
+
+        return LogProgress(STDERR)
 
     return rp.Progress(rp.TextColumn("{task.description}"), rp.BarColumn(), rp.MofNCompleteColumn(),
                        rp.TimeElapsedColumn(), rp.TextColumn("ETA"), rp.TimeRemainingColumn(), console=STDERR,

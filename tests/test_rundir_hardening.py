@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 import threading
 from pathlib import Path
 
@@ -154,9 +155,13 @@ def test_a_forced_run_that_does_not_finish_puts_the_earlier_run_back(capsys, tmp
         raise stop()
 
     monkeypatch.setattr(runner, "simulate_modes", stopped)
+    saved = tmp_path / "tmp"  # a failure's traceback is saved here, not among the machine's /tmp files
+    saved.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(saved))
     code = cli.run(["sim", str(PAPER), "--out", str(out), "--force", "--replications", "1", "--workers", "1"])
-    capsys.readouterr()
+    err = capsys.readouterr().err
     assert code != 0
+    assert len(list(saved.glob("pqtwin-error-*.txt"))) == (stop is MemoryError), err
     after = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
     assert after == before
 
