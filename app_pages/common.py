@@ -159,8 +159,20 @@ def _run(
     return simulate(load(spec), mode, seed, replications, progress=_progress)
 
 
-def bounded_int(where: Any, label: str, lo: int, hi: int, value: int, key: str) -> int:
-    """An integer input whose label says its bounds (a value typed outside them is refused, not kept silently)."""
+JS_MAX_INT: Final = (1 << 53) - 1  # the largest integer a browser's number input holds exactly
+
+
+def bounded_int(where: Any, label: str, lo: int, hi: int, value: int, key: str, own: bool = False) -> int:
+    """An integer input whose label says its bounds (a value typed outside them is refused, not kept silently).
+
+    ``own``: ``value`` is the scenario's, and one outside the bounds widens them, so the run is the file's (a saved
+    what-if of 2,000 rounds ran 1,000 and seed 2**40 ran 2**31 - 1, unsaid); beyond what a browser holds, it says
+    so. Otherwise ``value`` is a default, kept within the bounds."""
+    if own:
+        lo, hi = min(lo, value), min(max(hi, value), JS_MAX_INT)
+        if value > hi:
+            where.warning(f"{label}: the scenario's {value:,} is more than this control holds; the run uses {hi:,}",
+                          icon=":material/warning:")  # fmt: skip
     value = min(max(value, lo), hi)
     return int(where.number_input(f"{label} ({lo:,}–{hi:,})", lo, hi, value, key=key, persist_state=KEEP,
                                   help=f"from {lo:,} to {hi:,}"))  # fmt: skip

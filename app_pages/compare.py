@@ -195,7 +195,7 @@ def controls() -> tuple[Path, str, str | None, int, int]:
     prof = sb.selectbox("Host profile (CPU costs)", list(profiles), key="cs_profile", persist_state=KEEP)
     reps = bounded_int(sb, "Replications", 1, 20, DEFAULT_REPLICATIONS, "cs_reps")
     seed0 = int(base_data(str(file)).get("run", {}).get("seed", 1))
-    seed = bounded_int(sb, "Seed", 0, 2**31 - 1, seed0, f"cs_seed_{scenario_key(file)}")
+    seed = bounded_int(sb, "Seed", 0, 2**31 - 1, seed0, f"cs_seed_{scenario_key(file)}", own=True)
     profile = str(profiles[prof]) if profiles[prof] else None
     return file, mode, profile, reps, seed
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shlex
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -50,6 +51,7 @@ from sim.units import counted, fmt, fmt_bytes, fmt_days, fmt_delta, fmt_fraction
 
 MAX_ROUNDS, MAX_REPLICATIONS, MAX_DEVICES_PER_CLASS = 1_000, 50, 10_000  # the cost estimate guards long runs
 MIN_HORIZON_S, MAX_APP_HORIZON_S = 1.0, 86_400.0
+MAX_NODES = 6
 MODEL_SIZES = [10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_000_000, 5_000_000]
 AS_IS = "as in the scenario"
 SUITE_PARTS: tuple[tuple[catalogue.Kind, str], ...] = (
@@ -95,7 +97,7 @@ def controls() -> tuple[Spec, str, int, int]:
     nodes = sb.slider(
         "Number of nodes (hosts)",
         1,
-        6,
+        max(MAX_NODES, n0),  # a scenario of more hosts keeps them until the user moves the slider
         n0,
         key=f"ex_nodes_{k}",
         persist_state=KEEP,
@@ -154,7 +156,8 @@ def device_controls(base: dict[str, Any], k: str) -> tuple[tuple[str, int], ...]
     totals = device_totals(base)
     with st.sidebar.expander("Devices per class", expanded=False):
         counts = {
-            c: bounded_int(st, c, 0, MAX_DEVICES_PER_CLASS, totals.get(c, 0), f"ex_dev_{c}_{k}") for c in DEVICE_CLASSES
+            c: bounded_int(st, c, 0, MAX_DEVICES_PER_CLASS, totals.get(c, 0), f"ex_dev_{c}_{k}", own=True)
+            for c in DEVICE_CLASSES
         }
     return tuple((c, n) for c, n in counts.items() if n != totals.get(c, 0))
 
@@ -232,9 +235,10 @@ def workload_controls(base: dict[str, Any], k: str) -> tuple[str, int, int, list
         format_func=model_label,
     )
     r0 = int(wl["fl"]["rounds"])
-    rounds = bounded_int(sb, "FL rounds per replication", 1, MAX_ROUNDS, r0, f"ex_rounds_{k}")
+    rounds = bounded_int(sb, "FL rounds per replication", 1, MAX_ROUNDS, r0, f"ex_rounds_{k}", own=True)
     reps = bounded_int(sb, "Replications", 1, MAX_REPLICATIONS, DEFAULT_REPLICATIONS, f"ex_reps_{k}")
-    seed = bounded_int(sb, "Seed", 0, 2**31 - 1, int(base.get("run", {}).get("seed", 1)), f"ex_seed_{k}")
+    seed0 = int(base.get("run", {}).get("seed", 1))
+    seed = bounded_int(sb, "Seed", 0, 2**31 - 1, seed0, f"ex_seed_{k}", own=True)
     h0 = float(base.get("run", {}).get("horizon_s", 3600.0))
     horizon = float(sb.number_input(
         f"Horizon, s ({MIN_HORIZON_S:g}–{MAX_APP_HORIZON_S:,.0f})", MIN_HORIZON_S, MAX_APP_HORIZON_S,
@@ -255,11 +259,9 @@ def network_overrides(edited: dict[str, Any], net: str, access: str) -> list[str
     overrides: list[str] = []
     if net != AS_IS:
         overrides += link_overrides(edited, net)
-    if access != AS_IS:
-        overrides += [
-            f"workload.devices.{p['name']}.access_link={{preset: {access}}}"
-            for p in edited["workload"].get("devices") or []
-        ]
+    if access != AS_IS and edited["workload"].get("devices"):
+        # every population at once: addressed by name, "ecg.a" (a valid name) was read as the path ecg → a
+        overrides.append(f"workload.devices.*.access_link={{preset: {access}}}")
     return overrides
 
 
@@ -529,13 +531,19 @@ def save_block(scenario: Scenario, mode: str, seed: int, reps: int) -> None:
 
 
 def cli_command(spec: Spec, mode: str, seed: int, reps: int) -> str:
-    """The ``pqtwin sim`` command of the same run (structural edits have no command-line form)."""
-    cli = f"pqtwin sim {show_path(spec.file)} --mode {mode} --seed {seed} --replications {reps}"
+    """The ``pqtwin sim`` command of the same run (structural edits have no command-line form). Every path and
+    override quoted for the shell: a what-if under a home with a space (or a ``$``) pasted as shown runs it."""
+    cli = f"pqtwin sim {shlex.quote(show_path(spec.file))} --mode {mode} --seed {seed} --replications {reps}"
     return (
         cli
-        + "".join(f" --set '{o}'" for o in spec.overrides)
-        + (f" --profile {show_path(spec.profile)}" if spec.profile else "")
+        + "".join(f" --set {quoted(o)}" for o in spec.overrides)
+        + (f" --profile {shlex.quote(show_path(spec.profile))}" if spec.profile else "")
     )
+
+
+def quoted(text: str) -> str:
+    """Single-quoted for the shell always (as the command has always shown overrides), quotes inside escaped."""
+    return "'" + text.replace("'", "'\"'\"'") + "'"
 
 
 def downloads(spec: Spec, scenario: Scenario, mode: str, seed: int, reps: int, result: RunResult,

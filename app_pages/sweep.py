@@ -11,12 +11,14 @@ every axis gets a main-effect plot, and the sensitivity ranking and Pareto front
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +31,7 @@ import pyarrow.parquet as pq
 import streamlit as st
 import yaml
 
-from app_pages import explore
+from app_pages import background, explore
 from app_pages.common import (
     KEEP,
     PAPER_LINE_S,
@@ -38,11 +40,13 @@ from app_pages.common import (
     FileProblem,
     base_data,
     bounded_int,
+    guarded,
     profile_choices,
     runs_dir,
     scenario_files,
     scenario_key,
     scenario_label,
+    session_id,
     show_path,
     show_problem,
 )
@@ -253,7 +257,7 @@ def controls() -> tuple[Path, Path | None, str, int, int, int, FileProblem | Non
         seed0 = int(base_data(str(file)).get("run", {}).get("seed", 1))
     except FileProblem as exc:
         problem, seed0 = exc, 1
-    seed = bounded_int(sb, "Seed", 0, 2**31 - 1, seed0, f"sw_seed_{scenario_key(file)}")
+    seed = bounded_int(sb, "Seed", 0, 2**31 - 1, seed0, f"sw_seed_{scenario_key(file)}", own=True)
     workers = bounded_int(sb, "Worker processes", 1, engine.max_local_workers(), os.cpu_count() or 1, "sw_workers")
     return file, profiles[prof], kpi, reps, seed, workers, problem
 
@@ -310,8 +314,21 @@ def start(path: Path, out: Path, workers: int, total: int) -> None:
            "--heartbeat", str(heartbeat)]  # fmt: skip
     # our own interpreter and arguments (paths this page made): no shell, no user text in the command
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # noqa: S603
+    log.close()  # the child has its own copy
     st.session_state["sw_job"] = {"proc": proc, "out": out, "heartbeat": heartbeat, "total": total,
                                   "started": time.time(), "log": out.parent / f"{out.name}.log"}  # fmt: skip
+    threading.Thread(target=keep_alive, args=(proc, heartbeat, session_id()), name=f"sweep-{out.name}",
+                     daemon=True).start()  # fmt: skip
+
+
+def keep_alive(proc: subprocess.Popen[bytes], heartbeat: Path, session: str | None) -> None:
+    """Keep the sweep's heartbeat fresh while it runs and the browser session that started it is connected, on
+    whichever page it shows: the Sweep page's progress alone kept it, so 15 s on another page stopped the sweep,
+    unsaid. A removed heartbeat (Stop, the run's end) is not made again."""
+    while proc.poll() is None and background._session_connected(session):
+        with contextlib.suppress(OSError):
+            os.utime(heartbeat)
+        time.sleep(POLL_S)
 
 
 def stop() -> None:
@@ -342,11 +359,16 @@ def finished(out: Path) -> set[str]:
 
 @st.fragment(run_every=POLL_S)
 def progress() -> None:
-    """While the sweep runs: its progress, and the heartbeat that keeps it alive (a closed tab lets it stop)."""
+    """While the sweep runs: its progress (``keep_alive`` keeps it running). Streamlit reruns a fragment alone,
+    outside app.py's guard: its errors are guarded here."""
+    with guarded("Sweep"):
+        show_progress()
+
+
+def show_progress() -> None:
     job = st.session_state.get("sw_job")
     if job is None:
         return
-    job["heartbeat"].touch()
     done, total = len(finished(job["out"])), job["total"]
     elapsed = time.time() - job["started"]
     eta = f", ~{duration(elapsed / done * (total - done))} left" if 0 < done < total else ""
@@ -356,8 +378,17 @@ def progress() -> None:
         job["heartbeat"].unlink(missing_ok=True)
         st.session_state["sw_job"] = None
         tail = job["log"].read_text(errors="replace").strip().splitlines()[-3:] if job["log"].exists() else []
-        st.session_state["sw_last"] = "" if code == 0 else f"The sweep ended with exit code {code}: " + " ".join(tail)
+        st.session_state["sw_last"] = ended(code, len(finished(job["out"])), total, tail)
         st.rerun()
+
+
+def ended(code: int, done: int, total: int, tail: list[str]) -> str:
+    """What the page says of a sweep that ended by itself: nothing when every run finished."""
+    if code != 0:
+        return f"The sweep ended with exit code {code}: " + " ".join(tail)
+    if done < total:  # it stopped itself (its heartbeat gone stale or removed): say so, Run resumes it
+        return f"The sweep stopped before its end: {done} of {total} runs had finished; Run resumes it."
+    return ""
 
 
 # --- the results ---------------------------------------------------------------------------------------

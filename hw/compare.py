@@ -419,6 +419,8 @@ def _compared(sim_v: dict[str, tuple[np.ndarray, np.ndarray]], hw_v: dict[str, t
             continue
         if ns or nh:
             not_compared[name] = f"no values in the {'measured' if ns else 'simulated'} run"
+            if name == AT_SPEED and ns:  # its samples kept, but the cores were never all at speed through a round
+                not_compared[name] = "no measured round ran with every core at the calibration's speed"
             warnings.append(f"{name}: {not_compared[name]}")
         else:
             not_compared[name] = "no values in either run"

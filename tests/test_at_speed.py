@@ -10,6 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -194,3 +195,19 @@ def test_no_training_state_where_a_run_or_the_profile_lacks_the_probe_or_they_pr
     next((garbled / RunLayout.PROFILES).glob("*.yaml")).write_text("platform: [1, 2\n")
     assert measured_training(garbled, [with_step]) is None
     assert "not_simulated" in at_measured_speed(garbled, [with_step])  # the simulation's one line says why
+
+
+def test_a_measured_run_never_at_speed_says_so_in_words() -> None:
+    """`make run` in the host's slow state warned "round_latency_at_speed_s: no values in the measured run": the
+    probe's samples were there, every round ran slow. Now the reason says that."""
+    from hw.compare import AT_SPEED, METRICS, _compared
+
+    values = (np.array([0.05, 0.06]), np.array([0, 0]))
+    none = (np.array([]), np.array([], dtype=np.int64))
+    sim_v = {name: values for name in METRICS}
+    hw_v = {name: values for name in METRICS} | {AT_SPEED: none}
+    warnings: list[str] = []
+    metrics, not_compared = _compared(sim_v, hw_v, 1, warnings)
+    assert AT_SPEED not in metrics and "round_latency_s" in metrics
+    why = "no measured round ran with every core at the calibration's speed"
+    assert not_compared[AT_SPEED] == why and warnings == [f"{AT_SPEED}: {why}"]
