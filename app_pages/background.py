@@ -123,6 +123,8 @@ def result(runs: Path, key: str, read: Callable[[Path, int], RunResult | None] |
     """The finished run of ``key``, from any session's attempt (None: not run, or not finished). ``read(run dir,
     its summary's mtime)`` reads it (the page passes a cached reader: it asks on every rerun)."""
     for summary in sorted((runs / APP_RUNS / key).glob(f"*/run/{RunLayout.SUMMARY}")):
+        if summary.parent.is_symlink() or summary.parent.parent.is_symlink():
+            continue  # not an attempt of ours: a damaged one is removed, and a link would remove what it points to
         try:
             mtime_ns = summary.stat().st_mtime_ns
         except OSError:
@@ -143,6 +145,15 @@ def read_run(folder: Path, mtime_ns: int = 0) -> RunResult | None:
         return None
 
 
+def remove(folder: Path) -> None:
+    """Remove an attempt's folder; a link there is removed itself, never written through (rmtree refuses a link,
+    and the run would then have been written, with --force, into the folder it points to)."""
+    if folder.is_symlink():
+        folder.unlink()
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def current(session: str | None) -> Job | None:
     with _lock:
         return _jobs.get(session)
@@ -155,7 +166,7 @@ def start(runs: Path, scenario: Scenario, mode: str, seed: int, replications: in
     key = run_key(scenario, mode, seed, replications)
     folder = folder_of(runs, key, session)
     try:
-        shutil.rmtree(folder, ignore_errors=True)  # this session's stopped or failed attempt
+        remove(folder)  # this session's stopped or failed attempt
         write_scenario(scenario, folder / "input")
         (folder / "heartbeat").touch()
     except OSError as exc:

@@ -48,8 +48,9 @@ SIMULATED_NOTE = (
 
 
 def runs_dir() -> Path:
-    """Where run directories live (``PQTWIN_RUNS_DIR``, default ``runs/`` of the repository)."""
-    return Path(os.environ.get("PQTWIN_RUNS_DIR") or ROOT / "runs")
+    """Where run directories live (``PQTWIN_RUNS_DIR``, default ``runs/`` of the repository). Absolute: the runs the
+    app starts work in the repository, and a relative one named other folders to them than to the app."""
+    return Path(os.environ.get("PQTWIN_RUNS_DIR") or ROOT / "runs").absolute()
 
 
 def show_path(p: Path | str) -> str:

@@ -240,16 +240,16 @@ def workload_controls(base: dict[str, Any], k: str) -> tuple[str, int, int, list
     seed0 = int(base.get("run", {}).get("seed", 1))
     seed = bounded_int(sb, "Seed", 0, 2**31 - 1, seed0, f"ex_seed_{k}", own=True)
     h0 = float(base.get("run", {}).get("horizon_s", 3600.0))
+    lo, hi = min(MIN_HORIZON_S, h0), max(MAX_APP_HORIZON_S, h0)  # the file's own shown as it is (as bounded_int)
     horizon = float(sb.number_input(
-        f"Horizon, s ({MIN_HORIZON_S:g}–{MAX_APP_HORIZON_S:,.0f})", MIN_HORIZON_S, MAX_APP_HORIZON_S,
-        min(max(h0, MIN_HORIZON_S), MAX_APP_HORIZON_S), step=60.0, key=f"ex_horizon_{k}", persist_state=KEEP,
+        f"Horizon, s ({lo:g}–{hi:,.0f})", lo, hi, h0, step=60.0, key=f"ex_horizon_{k}", persist_state=KEEP,
         help="run.horizon_s: devices send until then (FL may end earlier); a longer horizon costs more"))  # fmt: skip
     overrides: list[str] = []
     if params != p0:
         overrides.append(f"workload.fl.model_parameters={params}")
     if rounds != r0:
         overrides.append(f"workload.fl.rounds={rounds}")
-    if horizon != min(max(h0, MIN_HORIZON_S), MAX_APP_HORIZON_S):
+    if horizon != h0:
         overrides.append(f"run.horizon_s={horizon:g}")
     return mode, seed, reps, overrides
 

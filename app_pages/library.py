@@ -26,7 +26,9 @@ MAX_ENTRIES = 500  # listed per rerun: a library is read on every page
 
 
 def root() -> Path:
-    return Path(os.environ.get("PQTWIN_WHATIFS_DIR") or Path.home() / ".pqtwin" / "whatifs")
+    """The library's folder, absolute: a sweep file names its scenario relative to itself, and background runs
+    work in the repository, so a relative one named another folder to them."""
+    return Path(os.environ.get("PQTWIN_WHATIFS_DIR") or Path.home() / ".pqtwin" / "whatifs").absolute()
 
 
 def entries() -> list[Path]:
@@ -89,7 +91,10 @@ def delete(file: Path) -> None:
     """Remove a saved what-if (only folders of the library)."""
     if not is_saved(file):
         raise UserError(f"{file}: not a saved what-if of {root()}")
-    shutil.rmtree(file.parent, ignore_errors=True)
+    if file.parent.is_symlink():  # a what-if linked into the library: the link goes, the folder it names stays
+        file.parent.unlink()  # (rmtree refuses a link: Delete did nothing, unsaid)
+    else:
+        shutil.rmtree(file.parent, ignore_errors=True)
 
 
 def upload(filename: str, data: bytes, anchor: Path) -> Path:

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -307,18 +307,29 @@ def open_existing() -> Path | None:
 
 
 def start(path: Path, out: Path, workers: int, total: int) -> None:
-    heartbeat = out.parent / f"{out.name}.heartbeat"
-    heartbeat.touch()
-    log = (out.parent / f"{out.name}.log").open("w")
+    heartbeat, log_file = out.parent / f"{out.name}.heartbeat", out.parent / f"{out.name}.log"
+    new_file(heartbeat).close()
+    log = new_file(log_file)
     cmd = [sys.executable, "-m", "pqtwin", "sweep", "run", str(path), "--out", str(out), "--workers", str(workers),
            "--heartbeat", str(heartbeat)]  # fmt: skip
     # our own interpreter and arguments (paths this page made): no shell, no user text in the command
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # noqa: S603
     log.close()  # the child has its own copy
     st.session_state["sw_job"] = {"proc": proc, "out": out, "heartbeat": heartbeat, "total": total,
-                                  "started": time.time(), "log": out.parent / f"{out.name}.log"}  # fmt: skip
+                                  "started": time.time(), "log": log_file}  # fmt: skip
     threading.Thread(target=keep_alive, args=(proc, heartbeat, session_id()), name=f"sweep-{out.name}",
                      daemon=True).start()  # fmt: skip
+
+
+def new_file(path: Path) -> BinaryIO:
+    """A file of the sweep's own made anew at ``path``: what was there is removed first, never written through (a
+    link there had the log truncate the file it points to); UserError naming the path when it cannot be."""
+    try:
+        path.unlink(missing_ok=True)
+        return path.open("xb")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write the sweep's file there: {exc.strerror or exc} (move it away, or set "
+                        "PQTWIN_RUNS_DIR to a writable directory)") from None  # fmt: skip
 
 
 def keep_alive(proc: subprocess.Popen[bytes], heartbeat: Path, session: str | None) -> None:
@@ -386,8 +397,8 @@ def ended(code: int, done: int, total: int, tail: list[str]) -> str:
     """What the page says of a sweep that ended by itself: nothing when every run finished."""
     if code != 0:
         return f"The sweep ended with exit code {code}: " + " ".join(tail)
-    if done < total:  # it stopped itself (its heartbeat gone stale or removed): say so, Run resumes it
-        return f"The sweep stopped before its end: {done} of {total} runs had finished; Run resumes it."
+    if done < total:  # it stopped itself (its heartbeat gone stale or removed), or runs crashed: Run resumes it
+        return f"The sweep ended with {done} of {total} runs finished; Run runs the others."
     return ""
 
 
