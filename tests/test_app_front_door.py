@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 from app_pages import background, explore, library
 from app_pages.scenario_edit import build_data
 from sim.scenario import load_scenario
-from tests.test_app import PAPER, TIMEOUT, assert_clean, metrics, start
+from tests.test_app import PAPER, TIMEOUT, assert_clean, forget_background_runs, metrics, start
 
 
 @pytest.fixture(autouse=True)
@@ -27,6 +27,9 @@ def isolated(tmp_path, monkeypatch):
     """Each test its own runs/ and what-if library."""
     monkeypatch.setenv("PQTWIN_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("PQTWIN_WHATIFS_DIR", str(tmp_path / "whatifs"))
+    forget_background_runs()  # another module's test in this process may have left one
+    yield
+    forget_background_runs()
 
 
 def saved(name: str, edit=lambda d: None) -> Path:
