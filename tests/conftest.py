@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -60,3 +61,23 @@ def pqtwin():
         return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd or ROOT, timeout=300, env=environ)
 
     return run
+
+
+@pytest.fixture
+def app_isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """An app test's own runs/ and what-if library, and no background run of another test: AppTest's sessions have
+    no id (None), so a finished run one test left would be another's "this session's run" (shown, not asked for)."""
+    monkeypatch.setenv("PQTWIN_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("PQTWIN_WHATIFS_DIR", str(tmp_path / "whatifs"))
+    _forget_background_runs()  # another module's test in this process may have left one
+    yield
+    _forget_background_runs()
+
+
+def _forget_background_runs() -> None:
+    from app_pages import background
+
+    for session in list(background._jobs):
+        background.stop(session)
+    with background._lock:
+        background._jobs.clear()

@@ -47,17 +47,6 @@ def start(page: str | None = None) -> AppTest:
     return at
 
 
-def forget_background_runs() -> None:
-    """End and forget every background run the app's pages started: AppTest's sessions have no id (None), so a
-    finished run one test left would be another test's "this session's run" (shown, not asked for)."""
-    from app_pages import background
-
-    for session in list(background._jobs):
-        background.stop(session)
-    with background._lock:
-        background._jobs.clear()
-
-
 def assert_clean(at: AppTest, errors: int = 0) -> None:
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.error) == errors, [e.value for e in at.error]

@@ -19,17 +19,9 @@ from streamlit.testing.v1 import AppTest
 from app_pages import background, explore, library
 from app_pages.scenario_edit import build_data
 from sim.scenario import load_scenario
-from tests.test_app import PAPER, TIMEOUT, assert_clean, forget_background_runs, metrics, start
+from tests.test_app import PAPER, TIMEOUT, assert_clean, metrics, start
 
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    """Each test its own runs/ and what-if library."""
-    monkeypatch.setenv("PQTWIN_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("PQTWIN_WHATIFS_DIR", str(tmp_path / "whatifs"))
-    forget_background_runs()  # another module's test in this process may have left one
-    yield
-    forget_background_runs()
+pytestmark = pytest.mark.usefixtures("app_isolated")  # tests/conftest.py
 
 
 def saved(name: str, edit=lambda d: None) -> Path:

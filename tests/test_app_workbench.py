@@ -13,19 +13,12 @@ import yaml
 from app_pages import background, insights, library
 from pqtwin import report
 from sim.scenario import load_scenario
-from tests.test_app import ROOT, assert_clean, figures, forget_background_runs, metrics, seconds, start
+from tests.test_app import ROOT, assert_clean, figures, metrics, seconds, start
 
 PAPER = ROOT / "scenarios" / "paper-3node.yaml"
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    """Each test its own runs/ and what-if library."""
-    monkeypatch.setenv("PQTWIN_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("PQTWIN_WHATIFS_DIR", str(tmp_path / "whatifs"))
-    forget_background_runs()  # another module's test in this process may have left one
-    yield
-    forget_background_runs()
+pytestmark = pytest.mark.usefixtures("app_isolated")  # tests/conftest.py
 
 
 def test_pinned_baseline_gives_every_kpi_its_delta_and_the_charts_both_runs():
