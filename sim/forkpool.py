@@ -203,9 +203,12 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def read_all(fd: int) -> bytes:
-    """Everything until the writer closes its end."""
-    parts = []
-    while chunk := os.read(fd, 1 << 20):
-        parts.append(chunk)
-    return b"".join(parts)
+def write_message(fd: int, data: bytes) -> None:
+    """``data`` with its length before it, for ``read_message``."""
+    write_all(fd, _SIZE.pack(len(data)) + data)
+
+
+def read_message(fd: int) -> bytes | None:
+    """The next message ``write_message`` put in the pipe, or None once the writer has closed its end."""
+    size = _result_size(fd)
+    return None if size is None else bytes(_read(fd, size))

@@ -94,7 +94,8 @@ class Replication:
     def __init__(
         self, scenario: Scenario, mode: str, index: int, seed: np.random.SeedSequence, engine: str = "events",
         background: dict[str, np.ndarray] | None = None, final: bool = True, hot: np.ndarray | None = None,
-        at_storm_end: Callable[[Replication], None] | None = None,
+        at_storm_end: Callable[[Replication], None] | None = None, cut: bool = False,
+        at_cut: Callable[[Replication], None] | None = None,
     ):  # fmt: skip
         self.s, self.mode, self.vectorized = scenario, mode, engine == "vectorized"
         self.env = env = CountingEnvironment()
@@ -155,6 +156,12 @@ class Replication:
         # runner may keep the run's state there (sim/checkpoint.py) or go on as the next pass (``resume``)
         self.storm_end_s: float | None = None
         self.at_storm_end = at_storm_end
+        # the storm's first lull: the first frame that finds no handshake under way while some device has yet to
+        # start and the storm's frames' budget is not spent (every frame before it was SimPy's). A pass with ``cut``
+        # ends its storm there (``at_storm_end`` is called there); another calls ``at_cut`` there and goes on
+        self.cut, self.at_cut = cut, at_cut
+        self.cut_s: float | None = None
+        self.overran = False  # its frames' budget was spent while some device had yet to start
         self.hot_budget = 0
         if self.storm_left:
             from sim.telemetry import STORM_FRAMES_MAX
@@ -232,10 +239,32 @@ class Replication:
             self._series(),
         )
 
-    def resume(self, background: dict[str, np.ndarray], final: bool) -> None:
-        """Go on as the vectorized engine's next pass from here (the storm's end): serve ``background``, frames
-        the last pass found beside the foreground, all arriving from now on (sim/runner.py ``replicate``)."""
+    def _end_storm(self) -> None:
+        self.storm_end_s, self.storm_left = self.env.now, 0
+        if self.at_storm_end is not None:
+            self.at_storm_end(self)
+
+    def _lull(self) -> None:
+        """A frame of the storm found its frames' budget spent or no handshake under way: the first that found a
+        lull, the budget not spent, is the storm's first lull (``cut_s``)."""
+        if self.hot_started >= self.hot_budget:
+            self.overran = True
+        if self.cut_s is not None or self.overran:
+            return
+        self.cut_s = self.env.now
+        if self.cut:
+            self._end_storm()
+        elif self.at_cut is not None:
+            self.at_cut(self)
+
+    def resume(self, background: dict[str, np.ndarray], final: bool, cut: bool = False) -> None:
+        """Go on as the vectorized engine's next pass from here (the storm's end, or with ``cut`` its first lull,
+        where the storm then ends): serve ``background``, frames the last pass found beside the foreground, all
+        arriving from now on (sim/runner.py ``replicate``)."""
         self.final = final
+        if cut and not self.cut:
+            self.cut, self.at_storm_end = True, None  # a pass of its own now: no fork at the storm's end
+            self._end_storm()
         self._serve_background(background)
 
     def _serve_background(self, background: dict[str, np.ndarray]) -> None:
@@ -564,9 +593,7 @@ class Replication:
             if first and self.storm_left:
                 self.storm_left -= 1
                 if not self.storm_left:
-                    self.storm_end_s = env.now
-                    if self.at_storm_end is not None:
-                        self.at_storm_end(self)
+                    self._end_storm()
             first = False
             if self.vectorized:
                 # frames sent before the handshake ends share the device's link and receiver thread with it,
@@ -597,6 +624,9 @@ class Replication:
             t = env.now
             j = bisect.bisect_right(starts, t) - 1
             storm = self.storm_left > 0 and self.handshakes_now > 0 and self.hot_started < self.hot_budget
+            if self.storm_left and not storm:
+                self._lull()
+                storm = False  # (a pass resumed in a fork at the lull has ended the storm there)
             if storm or (j >= 0 and t <= self.hot_ends[j]):
                 if storm:
                     self.storm_emits.append(t)

@@ -183,6 +183,9 @@ class Outcome:
     # the next pass may be this one's run up to its storm's end that then serves ``background`` (all arriving after
     # it): nothing it found calls for more frames in SimPy than the storm's (sim/runner.py ``replicate``)
     resumable: bool = False
+    # else the next pass may be this one's run up to its storm's first lull, where it ends the storm and then
+    # serves ``background`` (everything this pass found, all arriving after the lull) (sim/runner.py ``replicate``)
+    cut: bool = False
 
 
 class _Server:
@@ -464,10 +467,18 @@ def _outcome(rep: Replication, pops: list[Population], servers: list[_Server], s
     background = {name: r[~_within(hot, r[:, 2]), :2] for name, r in near.items()}
     background = {name: b for name, b in background.items() if len(b)}
     in_flight = int(fr.t.size) + rep.hot_started - len(rep.hot_frames)
-    resumable = (rep.storm_end_s is not None and np.array_equal(hot, storm_hot)
-                 and all(float(b[:, 0].min()) >= rep.storm_end_s for b in background.values()))  # fmt: skip
+    resumable = _after(background, rep.storm_end_s) and np.array_equal(hot, storm_hot)
+    cut = not resumable and _after(near, rep.cut_s)
+    if cut:
+        hot, background = storm_hot, {name: r[:, :2] for name, r in near.items()}
     return Outcome(sketches, rows, done_frames, frame_bytes, in_flight, perturbation, windows, background,
-                   complete=complete, hot=hot, hot_frames=rep.hot_started, resumable=resumable)  # fmt: skip
+                   complete=complete, hot=hot, hot_frames=rep.hot_started, resumable=resumable,
+                   cut=cut)  # fmt: skip
+
+
+def _after(found: dict[str, np.ndarray], t_s: float | None) -> bool:
+    """Every item found arrives at or after t_s (None: no such time)."""
+    return t_s is not None and all(float(b[:, 0].min()) >= t_s for b in found.values() if len(b))
 
 
 def _spans(t_s: np.ndarray, gap_s: float) -> tuple[np.ndarray, np.ndarray]:

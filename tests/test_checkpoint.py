@@ -9,9 +9,10 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from sim import checkpoint, model, runner
+from sim import checkpoint, model, runner, telemetry
 from sim.errors import UserError
 from sim.runner import simulate
 from sim.scenario import load_scenario
@@ -25,6 +26,13 @@ STORM = [*ECG_ONLY, "run.horizon_s=6", "run.seed=24", "run.engine=vectorized", "
          "workload.fl.rounds=1",
          "workload.devices.0.count=500", "workload.devices.1.count=500"]  # fmt: skip
 
+
+# 600 ECG patches and 1,500 blood-pressure cuffs for 40 s: the cuffs' first handshakes (one at a random phase of
+# their 300 s period each) go on after the patches' storm, a few a second, past the horizon: the storm has lulls
+# (no handshake under way) but no end
+LATE_CUFFS = [*ECG_ONLY, "workload.devices.0.count=300", "workload.devices.1.count=300",
+              "workload.devices.4.count=1500", "run.horizon_s=40", "workload.fl.rounds=1", "run.engine=vectorized",
+              "run.frame_spans=1", "run.replications=1"]  # fmt: skip
 
 RESCAN = (
     "STORM's seed no longer gives a second pass resumed at the storm's end: a model change moved the draws; "
@@ -131,8 +139,8 @@ def test_an_error_in_the_resumed_pass_is_raised_in_the_parent(monkeypatch, tmp_p
     spy = Spy(monkeypatch, tmp_path / "spy")
     resume = model.Replication.resume
 
-    def failing(rep, background, final):  # type: ignore[no-untyped-def]
-        resume(rep, background=background, final=final)
+    def failing(rep, background, final, cut=False):  # type: ignore[no-untyped-def]
+        resume(rep, background=background, final=final, cut=cut)
 
         def refuse():  # type: ignore[no-untyped-def]
             yield rep.env.timeout(0.5)
@@ -242,3 +250,57 @@ def test_only_the_last_replication_of_this_process_loads_tables_while_its_fork_c
     with pytest.raises(RuntimeError):
         list(runner._here(["boom"]))  # type: ignore[list-item]
     assert runner._MEANWHILE is None
+
+
+def test_a_storm_without_an_end_is_cut_at_its_first_lull_and_every_pass_resumes_there(monkeypatch, tmp_path):
+    """A storm that does not end before the frames found beside its late handshakes (the kernels' after its first
+    lull) cannot be resumed at its end. The passes after the first are its run up to its first lull, where the storm
+    ends, then serving what the last pass found: every one resumed from one fork taken there (it forks again for
+    each), the same run as each computed again from 0, and exact."""
+    spy = Spy(monkeypatch, tmp_path / "spy")
+    s = load_scenario(WARD, LATE_CUFFS)
+    resumed = simulate(s, workers=1)
+    e = resumed.summary.engine
+    assert e is not None and e.exact and e.passes >= 3, e
+    # one fork (at the lull: the storm does not end within the horizon), resumed by every pass after the first
+    assert len(spy.forked()) == 1 and len(spy.lines("resumed")) == e.passes - 1 and not spy.lines("recomputed")
+    assert all(gone(pid) for pid in spy.forked())
+    monkeypatch.setattr(checkpoint.Fork, "available", staticmethod(lambda: False))
+    again = simulate(s, workers=1)
+    assert len(spy.lines("recomputed")) == e.passes - 1
+    assert resumed.spans.equals(again.spans) and (resumed.spans.op == "frame").sum() > 10_000
+    a, b = (r.summary.model_dump(exclude={"wall_s", "peak_rss_bytes"}) for r in (resumed, again))
+    assert a == b
+
+
+def test_a_storm_cut_at_its_lull_is_the_event_model_s_run(monkeypatch):
+    """Cut at its first lull and resumed there, the late cuffs' run is the event model's, frame by frame (no
+    jitter, loss or cost draws, so both engines draw alike). A storm whose frames' budget is spent before any lull
+    is not cut (frames the kernels computed before it may lie beside handshakes) and is exact too."""
+    from tests.test_engines import fixed_costs, frames, quiet_network
+
+    def run(engine: str) -> runner.RunResult:
+        s = load_scenario(WARD, [*LATE_CUFFS, f"run.engine={engine}", *quiet_network()])
+        return simulate(fixed_costs(s), workers=1)
+
+    cuts: list[bool] = []
+    outcome = telemetry._outcome
+
+    def seen(rep, *a, **k):  # type: ignore[no-untyped-def]
+        found = outcome(rep, *a, **k)
+        cuts.append(found.cut)
+        return found
+
+    monkeypatch.setattr(telemetry, "_outcome", seen)
+    ev, vec = run("events"), run("vectorized")
+    e = vec.summary.engine
+    assert e is not None and e.exact and e.passes >= 2 and cuts[0], (e, cuts)
+    a, b = frames(ev.spans), frames(vec.spans)
+    assert len(a) == len(b) > 20_000
+    for col in ("start_s", "end_s", "queue_wait_s"):
+        assert np.abs(a[col] - b[col]).max() <= 1e-9, col
+    assert vec.summary.telemetry.frames == ev.summary.telemetry.frames
+    cuts.clear()
+    monkeypatch.setattr(telemetry, "STORM_FRAMES_MAX", 0)
+    e = run("vectorized").summary.engine
+    assert e is not None and e.exact and not any(cuts), (e, cuts)
