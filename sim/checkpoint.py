@@ -1,22 +1,19 @@
-"""A first pass's SimPy run kept alive at its storm's end (or its first lull), so the vectorized engine's later
-passes resume there.
+"""A first pass's SimPy run kept alive at its storm's end, so the vectorized engine's later passes resume there.
 
 The vectorized engine (sim/runner.py ``replicate``) runs SimPy once per pass. After a start-up storm (every
-device's first handshake), the frames the kernels compute right after it can overtake some SimPy computed in
-it, so the first pass is found delayed there and a second pass must serve those frames beside the foreground.
-When everything the first pass found arrives after its storm's end (``Outcome.resumable``), the second pass is
-*defined* as the first pass's run up to the storm's end that then serves them (``Replication.resume``): the
-same events in the same order up to there, whether it is computed again from 0 or resumed here. A storm that
-does not end before what the first pass found (late devices: blood-pressure cuffs report every 300 s) is cut
-instead: the passes after the first are its run up to its first lull (no handshake under way), where the storm
-ends, then serving what the last pass found (``Outcome.cut``). Forking is only a way not to compute the storm
-again for each pass (10,000 devices x 1 h: ~7 s of SimPy).
+device's first handshake, or its first lull: sim/model.py), the frames the kernels compute right after it can
+overtake some SimPy computed in it, so the first pass is found delayed there and a next pass must serve those
+frames beside the foreground. When everything a pass found arrives after the storm's end (``Outcome.resumable``),
+the next pass is *defined* as the first pass's run up to the storm's end that then serves them
+(``Replication.resume``): the same events in the same order up to there, whether it is computed again from 0 or
+resumed here. Forking is only a way not to compute the storm again for each pass (10,000 devices x 1 h: ~7 s of
+SimPy).
 
-``Fork.take`` is the model's hook at the storm's end or its first lull (``Replication.at_storm_end``,
-``at_cut``): it forks; the parent runs on and finishes the first pass, the child waits for the parent's word.
-``Fork.resume(background, final, cut)`` gives the child the word: it forks again, and that process runs on as
-the next pass and sends back its result (or the exception it raised); the child stays for the pass after.
-``Fork.discard`` ends the child (it reads end-of-file and exits).
+``Fork.take`` is the model's hook at the storm's end (``Replication.at_storm_end``): it forks; the parent runs
+on and finishes the first pass, the child waits for the parent's word. ``Fork.resume(background, final)`` gives
+the child the word: it forks again, and that process runs on from the storm's end as the next pass and sends back
+its result (or the exception it raised); the child stays for the pass after. ``Fork.discard`` ends the child (it
+reads end-of-file and exits).
 
 Where forking is not safe (no ``os.fork``, or more than one thread: a forked child has only the forking one,
 and another's locks would stay held) or would not pay (a storm of few events), ``available`` says no and the
@@ -49,7 +46,7 @@ MIN_EVENTS = 10_000
 
 
 class Fork:
-    """A forked copy of a first pass at its storm's end or first lull (see the module doc); one ``take``."""
+    """A forked copy of a first pass at its storm's end (see the module doc); one ``take``."""
 
     # processes apart from the caller's: off where one process must do all the work (``pqtwin sim --profile-run``:
     # a profile sees one process); the run is the same either way
@@ -65,20 +62,19 @@ class Fork:
         self._rows: list[SpanRow] = []
         self._handshakes: list[tuple[str, float, float, bool]] = []
         self._held = (0, 0)
-        self._word = b""  # in a resumed pass's process: the parent's word for it
 
     @staticmethod
     def available() -> bool:
         return Fork.enabled and hasattr(os, "fork") and threading.active_count() == 1
 
     def take(self, rep: Replication) -> None:
-        """Fork here (in the SimPy run, at the storm's end). The parent returns at once; the child returns when
-        told to go on as the next pass, having applied it, or exits."""
+        """Fork here (in the SimPy run, at the storm's end). The parent returns at once; the child stays, and for
+        each pass asked of it a process forked from it returns here, having applied it (``_serve``)."""
         if rep.env.events < MIN_EVENTS or self.pid is not None or self.in_child:
             return
         from sim import kernels
 
-        kernels.load()  # once for both passes (each would load it: ~0.35 s)
+        kernels.load()  # once for every pass (each would load it: ~0.35 s)
         # the storm's objects live on in both processes: out of the collector's scans in both (each would scan
         # them once, ~0.5 s at 10,000 devices), and their pages stay shared (a scan writes to every object);
         # the replication's end makes them collectable again (sim/runner.py ``collecting_rarely``)
@@ -106,40 +102,38 @@ class Fork:
         os.close(result_r)
         self.in_child, self._reply = True, result_w
         try:
-            if self._serve(word_r):
-                args = pickle.loads(self._word)  # noqa: S301 - our own parent's word
-                self._word = b""
+            word = self._serve(word_r)
+            if word is not None:
+                background, final = pickle.loads(word)  # noqa: S301 - our own parent's word
                 _keep_freed_memory()
-                rep.resume(*args)
+                rep.resume(background, final)
                 return  # this process goes on as the pass; sim/runner.py ``_pass`` ships its end
         except BaseException:  # nothing of the parent's may run on in this process
             os._exit(1)
         os._exit(0)
 
-    def _serve(self, word_r: int) -> bool:
-        """In the kept child: for each word of the parent, fork a process that goes on as that pass (True, in
-        it); wait for it, and if it ended without its result, say so. False when the parent closes its end."""
+    def _serve(self, word_r: int) -> bytes | None:
+        """In the kept child: for each word of the parent, fork a process that goes on as that pass (in it: the
+        word); wait for it, and if it ended without its result, say so. None when the parent closes its end."""
         while (word := read_message(word_r)) is not None:
             child = os.getpid()
             pid = os.fork()
             if not pid:
                 os.close(word_r)
                 _die_with(child)
-                self._word = word
-                return True
+                return word
             _, status = os.waitpid(pid, 0)
             if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
                 write_message(self._reply, b"")  # killed (out of memory?) before or while it shipped
-        return False
+        return None
 
-    def resume(self, background: dict[str, np.ndarray], final: bool, cut: bool = False,
+    def resume(self, background: dict[str, np.ndarray], final: bool,
                meanwhile: Callable[[], None] | None = None) -> ReplicationResult:  # fmt: skip
-        """The next pass, from a fork of the kept child: it serves ``background`` from the storm's end (``cut``:
-        from its first lull, where it ends the storm) on; this process calls ``meanwhile`` while it waits. The
-        child stays for the pass after (``discard`` ends it)."""
+        """The next pass, from a fork of the kept child: it serves ``background`` from the storm's end on; this
+        process calls ``meanwhile`` while it waits. The child stays for the pass after (``discard`` ends it)."""
         assert self.pid is not None, "no first pass was kept"
         try:
-            write_message(self.word, pickle.dumps((background, final, cut), protocol=pickle.HIGHEST_PROTOCOL))
+            write_message(self.word, pickle.dumps((background, final), protocol=pickle.HIGHEST_PROTOCOL))
             if meanwhile is not None:
                 meanwhile()
             data = read_message(self.result)

@@ -94,8 +94,7 @@ class Replication:
     def __init__(
         self, scenario: Scenario, mode: str, index: int, seed: np.random.SeedSequence, engine: str = "events",
         background: dict[str, np.ndarray] | None = None, final: bool = True, hot: np.ndarray | None = None,
-        at_storm_end: Callable[[Replication], None] | None = None, cut: bool = False,
-        at_cut: Callable[[Replication], None] | None = None,
+        at_storm_end: Callable[[Replication], None] | None = None,
     ):  # fmt: skip
         self.s, self.mode, self.vectorized = scenario, mode, engine == "vectorized"
         self.env = env = CountingEnvironment()
@@ -148,20 +147,17 @@ class Replication:
         self.hot_rngs: dict[int, np.random.Generator] = {}
         # the first pass also gives SimPy the frames of the start-up storm, emitted while device handshakes are
         # under way and some device has yet to finish its first (up to the hot budget): where frames and
-        # handshakes meet, known early
+        # handshakes meet, known early. The storm ends there when every device has its first keys, or at its
+        # first lull: the first frame that finds no handshake under way, the budget not spent (every frame before
+        # it was SimPy's; devices that start later handshake beside the kernels' frames, as after the storm)
         self.storm_left = sum(p.count for p in w.devices) if self.vectorized and hot is None else 0
         self.handshakes_now = 0  # device handshakes under way
         self.storm_emits: list[float] = []  # emission times of the frames the storm gave SimPy
-        # when every device has had its first keys (the storm's end; first pass only), and what happens then: the
-        # runner may keep the run's state there (sim/checkpoint.py) or go on as the next pass (``resume``)
+        self.overran = False  # the storm's frames' budget was spent before it ended: it ends with its last device
+        # the storm's end (first pass only), and what happens then: the runner may keep the run's state there
+        # (sim/checkpoint.py) or go on as the next pass (``resume``)
         self.storm_end_s: float | None = None
         self.at_storm_end = at_storm_end
-        # the storm's first lull: the first frame that finds no handshake under way while some device has yet to
-        # start and the storm's frames' budget is not spent (every frame before it was SimPy's). A pass with ``cut``
-        # ends its storm there (``at_storm_end`` is called there); another calls ``at_cut`` there and goes on
-        self.cut, self.at_cut = cut, at_cut
-        self.cut_s: float | None = None
-        self.overran = False  # its frames' budget was spent while some device had yet to start
         self.hot_budget = 0
         if self.storm_left:
             from sim.telemetry import STORM_FRAMES_MAX
@@ -239,32 +235,22 @@ class Replication:
             self._series(),
         )
 
+    def _lull(self) -> None:
+        """A frame found no handshake under way, or the storm's frames' budget spent, while devices have yet to
+        start: the storm's end, unless the budget was spent (the kernels then had frames beside handshakes)."""
+        self.overran = self.overran or self.hot_started >= self.hot_budget
+        if not self.overran:
+            self._end_storm()
+
     def _end_storm(self) -> None:
         self.storm_end_s, self.storm_left = self.env.now, 0
         if self.at_storm_end is not None:
             self.at_storm_end(self)
 
-    def _lull(self) -> None:
-        """A frame of the storm found its frames' budget spent or no handshake under way: the first that found a
-        lull, the budget not spent, is the storm's first lull (``cut_s``)."""
-        if self.hot_started >= self.hot_budget:
-            self.overran = True
-        if self.cut_s is not None or self.overran:
-            return
-        self.cut_s = self.env.now
-        if self.cut:
-            self._end_storm()
-        elif self.at_cut is not None:
-            self.at_cut(self)
-
-    def resume(self, background: dict[str, np.ndarray], final: bool, cut: bool = False) -> None:
-        """Go on as the vectorized engine's next pass from here (the storm's end, or with ``cut`` its first lull,
-        where the storm then ends): serve ``background``, frames the last pass found beside the foreground, all
-        arriving from now on (sim/runner.py ``replicate``)."""
+    def resume(self, background: dict[str, np.ndarray], final: bool) -> None:
+        """Go on as the vectorized engine's next pass from here (the storm's end): serve ``background``, frames
+        the last pass found beside the foreground, all arriving from now on (sim/runner.py ``replicate``)."""
         self.final = final
-        if cut and not self.cut:
-            self.cut, self.at_storm_end = True, None  # a pass of its own now: no fork at the storm's end
-            self._end_storm()
         self._serve_background(background)
 
     def _serve_background(self, background: dict[str, np.ndarray]) -> None:
@@ -626,7 +612,6 @@ class Replication:
             storm = self.storm_left > 0 and self.handshakes_now > 0 and self.hot_started < self.hot_budget
             if self.storm_left and not storm:
                 self._lull()
-                storm = False  # (a pass resumed in a fork at the lull has ended the storm there)
             if storm or (j >= 0 and t <= self.hot_ends[j]):
                 if storm:
                     self.storm_emits.append(t)

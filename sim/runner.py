@@ -257,10 +257,9 @@ def replicate(
     foreground item they would serve later than SimPy did (then the run is the event model's, to rounding).
     Every link, host and device draws from its own stream, so a stochastic run converges too; passes end
     early when the largest delay is under CLOSE_ENOUGH_S, or no longer halves while the hot intervals stay
-    the same: the last pass completes the frames and reports what is left. A pass that only adds background
-    after the first pass's storm is that pass resumed at the storm's end; where the storm does not end before
-    what was found, every pass after the first is the first cut at its storm's first lull, serving all that the
-    last pass found from there (sim/checkpoint.py).
+    the same: the last pass completes the frames and reports what is left. When all that a pass found arrives
+    after the first pass's storm (which ends when every device has its first keys, or at its first lull), the
+    next pass is the first resumed at the storm's end, serving it all as background (sim/checkpoint.py).
     The cyclic garbage collector runs rarely meanwhile (``collecting_rarely``)."""
     with collecting_rarely():
         result = _replicate(scenario, mode, index, seed, engine)
@@ -274,75 +273,57 @@ def _replicate(
     if engine != "vectorized":
         return _built(Replication(scenario, mode, index, child(seed), engine)).run()  # a copy: ``seed`` is not spawned
     background, hot, worst, final = None, None, math.inf, False
-    # the first pass kept at its storm's end, and at its storm's first lull (sim/checkpoint.py)
-    fork, lull = (Fork(), Fork()) if Fork.available() else (None, None)
-    resume_from: Fork | None = None  # the next pass resumes this one (None: computed from 0)
-    resumable = cut = False  # the last pass says the next may resume it at its storm's end / first lull
+    fork = Fork() if Fork.available() else None
+    resumable = False  # the last pass says the next may resume it at its storm's end
     try:
         for passes in range(1, MAX_PASSES + 1):
             final = final or passes == MAX_PASSES
-            if resumable or cut:
+            if resumable:
                 assert background is not None
-                result = _resumed(scenario, mode, index, seed, resume_from, background, final, cut)
+                result = _resumed(scenario, mode, index, seed, fork, background, final)
             else:
-                first = passes == 1
                 rep = Replication(scenario, mode, index, child(seed), engine, background, final, hot,
-                                  at_storm_end=fork.take if fork and first else None,
-                                  at_cut=lull.take if lull and first else None)  # fmt: skip
-                result = _pass(_built(rep), fork, lull)
+                                  at_storm_end=fork.take if fork and passes == 1 else None)  # fmt: skip
+                result = _pass(_built(rep), fork)
             assert result.frames is not None
             result.frames.passes = passes
-            # once cut at its lull, the storm stays cut (every pass after resumes there); else resumed at its end
-            switched = result.frames.cut and not cut
-            cut = cut or result.frames.cut
-            resumable = not cut and result.frames.resumable
-            resume_from = lull if cut else fork if resumable else None
-            for kept in (fork, lull):
-                if kept is not None and kept is not resume_from:
-                    kept.discard()  # no pass will resume it: its memory back now
+            resumable = result.frames.resumable
+            if fork is not None and not resumable:
+                fork.discard()  # no pass will resume it: its memory back now
             if result.frames.complete and (not result.frames.perturbation or final):
                 break
             delay = max(d for d, _ in result.frames.perturbation.values())
             grew = hot is None or not np.array_equal(hot, result.frames.hot)
             final, worst = (delay > worst / 2 and not grew) or delay < CLOSE_ENOUGH_S, delay
-            if switched:  # the cut storm's passes are not the first pass's: its delays say nothing of theirs
-                final, worst = False, math.inf
             background, hot = result.frames.background, result.frames.hot
     finally:
-        for kept in (fork, lull):
-            if kept is not None:
-                kept.discard()
+        if fork is not None:
+            fork.discard()
     return result
 
 
-def _pass(rep: Replication, *forks: Fork | None) -> ReplicationResult:
-    """Run one pass; in a process forked from a kept first pass (sim/checkpoint.py), send its end back."""
+def _pass(rep: Replication, fork: Fork | None) -> ReplicationResult:
+    """Run one pass; in a process forked from a first pass kept at its storm's end (sim/checkpoint.py), that
+    resumes it as a later pass, send its end back."""
     try:
         result = rep.run()
     except BaseException as exc:
-        _ship(exc, forks)
+        if fork is not None and fork.in_child:
+            fork.ship(exc)
         raise
-    _ship(result, forks)
+    if fork is not None and fork.in_child:
+        fork.ship(result)
     return result
 
 
-def _ship(outcome: ReplicationResult | BaseException, forks: tuple[Fork | None, ...]) -> None:
-    """In a process forked from a kept pass (it forked during ``rep.run``), its end goes to the parent."""
-    for f in forks:
-        if f is not None and f.in_child:
-            f.ship(outcome)
-
-
 def _resumed(scenario: Scenario, mode: str, index: int, seed: np.random.SeedSequence, fork: Fork | None,
-             background: dict[str, np.ndarray], final: bool, cut: bool = False) -> ReplicationResult:  # fmt: skip
-    """A pass that resumes the first at its storm's end (``cut``: at its storm's first lull, where it ends the
-    storm): from the kept fork, else computed again (the same events: the first pass's run up to there, then
-    ``Replication.resume``)."""
+             background: dict[str, np.ndarray], final: bool) -> ReplicationResult:  # fmt: skip
+    """A pass that resumes the first at its storm's end: from the kept fork, else computed again (the same events:
+    the first pass's run up to the storm's end, then ``Replication.resume``)."""
     if fork is not None and fork.pid is not None:
-        return fork.resume(background, final, cut, _MEANWHILE)
+        return fork.resume(background, final, _MEANWHILE)
     go_on = partial(Replication.resume, background=background, final=final)
-    rep = Replication(scenario, mode, index, child(seed), "vectorized", None, False, None, at_storm_end=go_on,
-                      cut=cut)  # fmt: skip
+    rep = Replication(scenario, mode, index, child(seed), "vectorized", None, False, None, at_storm_end=go_on)
     return _built(rep).run()
 
 

@@ -183,9 +183,6 @@ class Outcome:
     # the next pass may be this one's run up to its storm's end that then serves ``background`` (all arriving after
     # it): nothing it found calls for more frames in SimPy than the storm's (sim/runner.py ``replicate``)
     resumable: bool = False
-    # else the next pass may be this one's run up to its storm's first lull, where it ends the storm and then
-    # serves ``background`` (everything this pass found, all arriving after the lull) (sim/runner.py ``replicate``)
-    cut: bool = False
 
 
 class _Server:
@@ -456,8 +453,10 @@ def _outcome(rep: Replication, pops: list[Population], servers: list[_Server], s
     hot = rep.hot
     if rep.storm_emits:  # the first pass's storm frames: SimPy's in the next pass too
         hot = hot_intervals(*_spans(np.array(rep.storm_emits), min(p.period_s for p in pops)), hot)
-    storm_hot = hot
-    if perturbation and near:
+    # all found after the storm's end: the next pass is this one resumed there, serving them all as background (hot
+    # intervals instead, around late devices' handshakes, would have every later pass run the storm again)
+    resumable = _after(near, rep.storm_end_s)
+    if perturbation and near and not resumable:
         rows_ = np.concatenate(list(near.values()))
         grown = hot_intervals(rows_[:, 2], rows_[:, 3], hot)
         rate = sum(p.count / p.period_s for p in pops)
@@ -467,13 +466,8 @@ def _outcome(rep: Replication, pops: list[Population], servers: list[_Server], s
     background = {name: r[~_within(hot, r[:, 2]), :2] for name, r in near.items()}
     background = {name: b for name, b in background.items() if len(b)}
     in_flight = int(fr.t.size) + rep.hot_started - len(rep.hot_frames)
-    resumable = _after(background, rep.storm_end_s) and np.array_equal(hot, storm_hot)
-    cut = not resumable and _after(near, rep.cut_s)
-    if cut:
-        hot, background = storm_hot, {name: r[:, :2] for name, r in near.items()}
     return Outcome(sketches, rows, done_frames, frame_bytes, in_flight, perturbation, windows, background,
-                   complete=complete, hot=hot, hot_frames=rep.hot_started, resumable=resumable,
-                   cut=cut)  # fmt: skip
+                   complete=complete, hot=hot, hot_frames=rep.hot_started, resumable=resumable)  # fmt: skip
 
 
 def _after(found: dict[str, np.ndarray], t_s: float | None) -> bool:

@@ -139,8 +139,8 @@ def test_an_error_in_the_resumed_pass_is_raised_in_the_parent(monkeypatch, tmp_p
     spy = Spy(monkeypatch, tmp_path / "spy")
     resume = model.Replication.resume
 
-    def failing(rep, background, final, cut=False):  # type: ignore[no-untyped-def]
-        resume(rep, background=background, final=final, cut=cut)
+    def failing(rep, background, final):  # type: ignore[no-untyped-def]
+        resume(rep, background=background, final=final)
 
         def refuse():  # type: ignore[no-untyped-def]
             yield rep.env.timeout(0.5)
@@ -252,17 +252,24 @@ def test_only_the_last_replication_of_this_process_loads_tables_while_its_fork_c
     assert runner._MEANWHILE is None
 
 
-def test_a_storm_without_an_end_is_cut_at_its_first_lull_and_every_pass_resumes_there(monkeypatch, tmp_path):
-    """A storm that does not end before the frames found beside its late handshakes (the kernels' after its first
-    lull) cannot be resumed at its end. The passes after the first are its run up to its first lull, where the storm
-    ends, then serving what the last pass found: every one resumed from one fork taken there (it forks again for
-    each), the same run as each computed again from 0, and exact."""
+def test_a_storm_with_late_devices_ends_at_its_first_lull_and_every_pass_resumes_there(monkeypatch, tmp_path):
+    """Late cuffs start past the horizon, but the storm (frames in SimPy) ends at its first lull, when no handshake is
+    under way: the frames found beside the late handshakes then all arrive after it, so every pass after the first is
+    the first resumed there, serving them (no more frames in SimPy, which would run the storm again each pass): all
+    from one fork (it forks again for each), the same run as each computed again from 0, and exact."""
     spy = Spy(monkeypatch, tmp_path / "spy")
+    end_storm, ends = model.Replication._end_storm, tmp_path / "ends"
+
+    def seen(rep):  # type: ignore[no-untyped-def]
+        with ends.open("a") as f:  # (a file: the replication may run in a worker process)
+            f.write(f"{rep.env.now!r} {rep.storm_left}\n")
+        end_storm(rep)
+
+    monkeypatch.setattr(model.Replication, "_end_storm", seen)
     s = load_scenario(WARD, LATE_CUFFS)
     resumed = simulate(s, workers=1)
     e = resumed.summary.engine
     assert e is not None and e.exact and e.passes >= 3, e
-    # one fork (at the lull: the storm does not end within the horizon), resumed by every pass after the first
     assert len(spy.forked()) == 1 and len(spy.lines("resumed")) == e.passes - 1 and not spy.lines("recomputed")
     assert all(gone(pid) for pid in spy.forked())
     monkeypatch.setattr(checkpoint.Fork, "available", staticmethod(lambda: False))
@@ -271,36 +278,34 @@ def test_a_storm_without_an_end_is_cut_at_its_first_lull_and_every_pass_resumes_
     assert resumed.spans.equals(again.spans) and (resumed.spans.op == "frame").sum() > 10_000
     a, b = (r.summary.model_dump(exclude={"wall_s", "peak_rss_bytes"}) for r in (resumed, again))
     assert a == b
+    # the first run's first pass, the second's and each pass computed again: the storm ended at the same lull, with
+    # cuffs to come
+    lines = ends.read_text().splitlines()
+    at_s, left = lines[0].split()
+    assert len(lines) == 1 + e.passes and len(set(lines)) == 1 and 0 < float(at_s) < 10 and int(left) > 1000, lines
 
 
-def test_a_storm_cut_at_its_lull_is_the_event_model_s_run(monkeypatch):
-    """Cut at its first lull and resumed there, the late cuffs' run is the event model's, frame by frame (no
+def test_a_storm_ended_at_its_lull_is_the_event_model_s_run(monkeypatch, tmp_path):
+    """Ended at its first lull and resumed there, the late cuffs' run is the event model's, frame by frame (no
     jitter, loss or cost draws, so both engines draw alike). A storm whose frames' budget is spent before any lull
-    is not cut (frames the kernels computed before it may lie beside handshakes) and is exact too."""
+    does not end there (the kernels' frames before it may lie beside handshakes): no pass resumes it, and it is
+    exact too."""
     from tests.test_engines import fixed_costs, frames, quiet_network
 
     def run(engine: str) -> runner.RunResult:
         s = load_scenario(WARD, [*LATE_CUFFS, f"run.engine={engine}", *quiet_network()])
         return simulate(fixed_costs(s), workers=1)
 
-    cuts: list[bool] = []
-    outcome = telemetry._outcome
-
-    def seen(rep, *a, **k):  # type: ignore[no-untyped-def]
-        found = outcome(rep, *a, **k)
-        cuts.append(found.cut)
-        return found
-
-    monkeypatch.setattr(telemetry, "_outcome", seen)
+    spy = Spy(monkeypatch, tmp_path / "spy")
     ev, vec = run("events"), run("vectorized")
     e = vec.summary.engine
-    assert e is not None and e.exact and e.passes >= 2 and cuts[0], (e, cuts)
+    assert e is not None and e.exact and e.passes >= 2 and spy.lines("resumed"), e
     a, b = frames(ev.spans), frames(vec.spans)
     assert len(a) == len(b) > 20_000
     for col in ("start_s", "end_s", "queue_wait_s"):
         assert np.abs(a[col] - b[col]).max() <= 1e-9, col
     assert vec.summary.telemetry.frames == ev.summary.telemetry.frames
-    cuts.clear()
     monkeypatch.setattr(telemetry, "STORM_FRAMES_MAX", 0)
+    spy.log.unlink()
     e = run("vectorized").summary.engine
-    assert e is not None and e.exact and not any(cuts), (e, cuts)
+    assert e is not None and e.exact and not spy.forked() and not spy.lines("resumed"), e

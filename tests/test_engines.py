@@ -116,17 +116,17 @@ ECG_ONLY = tuple(f"workload.devices.{j}.count=0" for j in range(2, POPULATIONS))
 @pytest.mark.parametrize("storm", [True, False], ids=["storm-in-pass-1", "found-by-pass-1"])
 def test_a_start_up_storm_is_exact_in_few_passes_with_its_frames_in_simpy(monkeypatch, storm):
     """1,200 patches handshake at start beside FL. The first pass gives SimPy the frames emitted until every
-    device has its first session (the storm); or, without that, finds frames next to the handshakes and the
-    next pass gives SimPy those emitted then (hot intervals). Either way the run is exact, frame by frame the
-    event model's, in at most 2 (or 3) passes. (Replaying such frames as background took 5 passes and was not
-    exact.)"""
+    device has its first session or no handshake is under way (the storm), and later passes resume it there; or,
+    without that, finds frames next to the handshakes and the next pass gives SimPy those emitted then (hot
+    intervals). Either way the run is exact, frame by frame the event model's, in at most 3 passes. (Replaying
+    the frames beside the storm's handshakes as background, from 0, took 5 passes and was not exact.)"""
     if not storm:
         monkeypatch.setattr(telemetry, "STORM_FRAMES_MAX", 0)
     sets = (*ECG_ONLY, "run.horizon_s=30", "workload.devices.0.count=600", "workload.devices.1.count=600")
     ev, vec = run("events", *sets), run("vectorized", *sets)
     engine = vec.summary.engine
     assert engine is not None and engine.exact and engine.hot_frames > 1000, engine
-    assert engine.passes <= (2 if storm else 3), engine
+    assert engine.passes <= 3, engine
     a, b = frames(ev.spans), frames(vec.spans)
     assert len(a) == len(b) > 30_000
     for col in ("start_s", "end_s", "queue_wait_s"):
