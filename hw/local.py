@@ -923,6 +923,8 @@ def recover_run(out: Path) -> Summary:
     try:
         status = status or RunStatus(state="running")  # none readable: nothing known of how it ran
         _check_ended(out, status)
+        # a write cut short by the kill (a node's progress.json, say) left its temporary file: nobody will finish it
+        rundir.remove_partial(out, created=False)
         s = load_scenario(layout.scenario, priced=False)
         return _recover(out, s, cfg, status)
     finally:

@@ -127,8 +127,12 @@ def test_results_the_disk_refuses_name_the_file_and_hw_recover_writes_them_later
 
     status["pid"] = _dead_pid()  # the orchestrator was this test's process: make it one that has ended
     (tmp_path / "status.json").write_text(json.dumps(status))
+    # a write the end cut short (a node's progress.json when its process was killed) left its temporary file
+    cut_short = tmp_path / "progress.json.7b7d8f29803b.tmp"
+    cut_short.write_text('{"round": ')
     summary = recover_run(tmp_path)
     assert summary.state == "completed" and summary.rounds_completed == 2 and len(summary.accuracy_per_round) == 2
+    assert not cut_short.exists() and not list(tmp_path.rglob("*.tmp"))
     assert contract.read_summary(tmp_path / "summary.json").state == "completed"
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["state"] == "completed" and status["exit_codes"]["aggregator"] == 0
