@@ -112,7 +112,7 @@ class Fork:
             os._exit(1)
         os._exit(0)
 
-    def _serve(self, word_r: int) -> bytes | None:
+    def _serve(self, word_r: int) -> bytearray | None:
         """In the kept child: for each word of the parent, fork a process that goes on as that pass (in it: the
         word); wait for it, and if it ended without its result, say so. None when the parent closes its end."""
         while (word := read_message(word_r)) is not None:
@@ -132,16 +132,11 @@ class Fork:
         """The next pass, from a fork of the kept child: it serves ``background`` from the storm's end on; this
         process calls ``meanwhile`` while it waits. The child stays for the pass after (``discard`` ends it)."""
         assert self.pid is not None, "no first pass was kept"
-        try:
-            write_message(self.word, pickle.dumps((background, final), protocol=pickle.HIGHEST_PROTOCOL))
-            if meanwhile is not None:
-                meanwhile()
-            data = read_message(self.result)
-        except BaseException:
-            self.discard()
-            raise
-        if not data:
-            self.discard()
+        write_message(self.word, pickle.dumps((background, final), protocol=pickle.HIGHEST_PROTOCOL))
+        if meanwhile is not None:
+            meanwhile()
+        data = read_message(self.result)
+        if not data:  # (the runner discards the child, as on any error here)
             raise RuntimeError("the resumed pass of a replication ended without its result (killed? out of memory?)")
         outcome = pickle.loads(data)  # noqa: S301 - our own fork's output
         if isinstance(outcome, BaseException):

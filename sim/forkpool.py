@@ -33,7 +33,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 _INDEX = struct.Struct("!q")  # parent -> workers: the position of an item to compute (the pipe's end: no more)
-_SIZE = struct.Struct("!Q")  # worker -> parent: the length of the pickled (ok, position, value) that follows
+_SIZE = struct.Struct("!Q")  # the length of the message that follows (``write_message``)
 RESULT_PIPE_BYTES = 1 << 20  # a worker's result pipe (Linux's default limit for a user, fs.pipe-max-size)
 LOST = "a replication worker process ended before its result (killed? out of memory?)"
 
@@ -100,8 +100,7 @@ class ForkPool(Generic[T, R]):
                 reply = (True, at, self.fn(self.items[at]))
             except Exception as exc:  # the parent raises it
                 reply = (False, at, exc)
-            data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
-            write_all(results, _SIZE.pack(len(data)) + data)
+            write_message(results, pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
 
     def _hand_out(self, sent: int) -> int:
         """Put positions from ``sent`` on into the task pipe until it is full or all are in (then it is closed,
@@ -142,14 +141,14 @@ class ForkPool(Generic[T, R]):
                             sel.unregister(key.fileobj)
                         continue
                     w = key.data
-                    size = _result_size(w.results)
-                    if size is None:  # the worker has ended: the task pipe was empty and closed
+                    data = read_message(w.results)
+                    if data is None:  # the worker has ended: the task pipe was empty and closed
                         sel.unregister(w.results)
                         ended += 1
                         if ended == len(self.workers) and given + len(done) < len(self.items):
                             raise RuntimeError(LOST)  # an item a worker took never came back
                         continue
-                    ok, at, value = pickle.loads(_read(w.results, size))  # noqa: S301 - our own fork's output
+                    ok, at, value = pickle.loads(data)  # noqa: S301 - our own fork's output
                     if not ok:
                         raise value
                     done[at] = value
@@ -208,7 +207,7 @@ def write_message(fd: int, data: bytes) -> None:
     write_all(fd, _SIZE.pack(len(data)) + data)
 
 
-def read_message(fd: int) -> bytes | None:
+def read_message(fd: int) -> bytearray | None:
     """The next message ``write_message`` put in the pipe, or None once the writer has closed its end."""
     size = _result_size(fd)
-    return None if size is None else bytes(_read(fd, size))
+    return None if size is None else _read(fd, size)

@@ -153,7 +153,6 @@ class Replication:
         self.storm_left = sum(p.count for p in w.devices) if self.vectorized and hot is None else 0
         self.handshakes_now = 0  # device handshakes under way
         self.storm_emits: list[float] = []  # emission times of the frames the storm gave SimPy
-        self.overran = False  # the storm's frames' budget was spent before it ended: it ends with its last device
         # the storm's end (first pass only), and what happens then: the runner may keep the run's state there
         # (sim/checkpoint.py) or go on as the next pass (``resume``)
         self.storm_end_s: float | None = None
@@ -237,9 +236,9 @@ class Replication:
 
     def _lull(self) -> None:
         """A frame found no handshake under way, or the storm's frames' budget spent, while devices have yet to
-        start: the storm's end, unless the budget was spent (the kernels then had frames beside handshakes)."""
-        self.overran = self.overran or self.hot_started >= self.hot_budget
-        if not self.overran:
+        start: the storm's end, unless the budget was spent (the kernels then had frames beside handshakes; once
+        spent it stays spent, and the storm ends with its last device)."""
+        if self.hot_started < self.hot_budget:
             self._end_storm()
 
     def _end_storm(self) -> None:
