@@ -31,6 +31,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # runnable from a checkout without install
+
+from sim.loading import in_range, out_json  # noqa: E402
+
 WARD = ROOT / "scenarios" / "ward-200.yaml"
 HOSPITAL = ROOT / "scenarios" / "hospital-10k.yaml"
 PATCHES, CUFFS = 1_000, 60
@@ -48,7 +52,6 @@ def child(path: str, sets: list[str], cpu: int | None) -> dict[str, Any]:
     """One run here (the child process): its engine's outcome and wall time."""
     if cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {cpu})
-    sys.path.insert(0, str(ROOT))
     from sim.runner import simulate
     from sim.scenario import load_scenario
 
@@ -74,11 +77,12 @@ def run_case(path: Path, sets: list[str], cpu: int | None) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=list(range(12)))
-    ap.add_argument("--horizon-s", type=float, default=320.0)
+    ap.add_argument("--seeds", type=in_range(0, 2**63 - 1), nargs="+", default=list(range(12)))
+    ap.add_argument("--horizon-s", type=in_range(1, 1e6, float), default=320.0)
     ap.add_argument("--hospital", action="store_true", help="also scenarios/hospital-10k.yaml as shipped")
-    ap.add_argument("--cpu", type=int, default=None, help="pin every case to this core")
-    ap.add_argument("--json", type=Path, help="write the results here")
+    ap.add_argument("--cpu", type=in_range(0, (os.cpu_count() or 1) - 1), default=None,
+                    help="pin every case to this core")  # fmt: skip
+    ap.add_argument("--json", type=out_json, help="write the results here")
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--cpu-child", type=int, default=-1, help=argparse.SUPPRESS)
     ap.add_argument("sets", nargs="*", help=argparse.SUPPRESS)
