@@ -645,10 +645,10 @@ class Replication:
         """Frames the last pass of the vectorized engine found sharing busy periods with this foreground:
         served here too (not logged, not counted: the kernels count frames), so the foreground waits for
         them as the event model would make it wait."""
-        for arrival_s, size_s in items:
+        for arrival_s, size_s in items.tolist():  # Python floats: numpy scalars would make the clock one
             if arrival_s > self.env.now:
                 yield self.env.timeout(arrival_s - self.env.now)
-            self.env.process(self._occupy(float(size_s), link, cpu))
+            self.env.process(self._occupy(size_s, link, cpu))
 
     def _occupy(self, size_s: float, link: LinkServer | None, cpu: Cpu | None) -> Gen:
         if link is not None:  # takes its turn on the link (sim/network.py: FIFO by the time asked)
