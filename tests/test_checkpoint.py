@@ -126,8 +126,8 @@ def test_a_second_pass_resumed_from_the_fork_is_the_pass_computed_again(monkeypa
 
 def test_the_background_a_pass_serves_keeps_the_clock_a_python_float(monkeypatch):
     """A later pass gets its background as numpy arrays. Served as numpy scalars, their times became the clock's,
-    and every event scheduled from such a time computed with numpy scalars too (16 % of ward-200's steps; the
-    hospital's resumed passes ran ~15 % slower). Every step of every pass has a Python number for its clock."""
+    and every event scheduled from such a time computed with numpy scalars too (16 % of ward-200's steps, 17 % of
+    hospital-10k's). Every step of every pass has a Python number for its clock."""
     seen: set[type] = set()
     step = hosts.CountingEnvironment.step
 
