@@ -1,0 +1,43 @@
+"""bench/send_hold.py: a blocking send over paper-3node's namespaces, timed against its message's arrival, with
+the sender's CPU time, its unsent bytes and send buffer; bad arguments are one line (issue 18)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from hw import netns
+
+from .conftest import ROOT
+
+BENCH = [sys.executable, "bench/send_hold.py"]
+ROW = re.compile(r"^  (.+?)\s+median\s+(\S+)\s+min\s+(\S+)\s+max\s+(\S+)$")
+
+
+@pytest.mark.skipif(netns.unavailable() is not None, reason=str(netns.unavailable()))
+def test_the_bench_times_each_send_against_its_arrival():
+    r = subprocess.run([*BENCH, "--messages", "6", "--gap-s", "0.01", "--bytes", "200000"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "4 messages of 200,000 bytes" in r.stdout and "load average after" in r.stdout, r.stdout
+    rows = {m[1]: [float(x) for x in m.groups()[1:]] for line in r.stdout.splitlines() if (m := ROW.match(line))}
+    assert list(rows) == ["sendall held, ms", "arrived after, ms", "sender's CPU, ms", "unsent at return, B",
+                          "SO_SNDBUF, B"], r.stdout  # fmt: skip
+    for median, lo, hi in rows.values():
+        assert 0 <= lo <= median <= hi, r.stdout
+    # milliseconds, not seconds: 200 kB over a gigabit link takes ~1.7 ms; and the sender is back by the time the
+    # reader has the last byte, give or take a scheduling delay
+    held_ms, arrived_ms = rows["sendall held, ms"][0], rows["arrived after, ms"][0]
+    assert 0.5 < arrived_ms < 1_000 and held_ms <= arrived_ms + 50
+    assert rows["unsent at return, B"][2] <= 200_000 and rows["SO_SNDBUF, B"][1] > 0
+
+
+@pytest.mark.parametrize(("args", "named"), [(["--messages", "1"], "--messages"), (["--gap-s", "x"], "--gap-s"),
+                                             (["--bytes", "0"], "--bytes")])  # fmt: skip
+def test_a_bad_argument_is_one_line(args, named):
+    r = subprocess.run([*BENCH, *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("send_hold.py: error: argument " + named), r.stderr
