@@ -35,6 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without install
 
 from hw.netns import Fabric, inside, unavailable
+from sim.errors import UserError
 from sim.loading import in_range
 from sim.scenario import load_scenario
 
@@ -93,7 +94,10 @@ def measure(messages: int, gap_s: float, nbytes: int) -> list[tuple[float, float
                 sender.sendall(body)
                 t1, cpu1 = time.perf_counter(), time.thread_time()
                 unsent, sndbuf = _unsent_bytes(sender), sender.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
-                (arrived,) = STAMP.unpack(os.read(stamps_r, STAMP.size))
+                stamp = os.read(stamps_r, STAMP.size)
+                if len(stamp) < STAMP.size:
+                    raise OSError("the reader process ended before the message arrived")
+                (arrived,) = STAMP.unpack(stamp)
                 rows.append((t1 - t0, arrived - t0, cpu1 - cpu0, unsent, sndbuf))
         finally:
             sender.close()
@@ -124,7 +128,10 @@ def main() -> None:
     if (why := unavailable()) is not None:
         ap.error(f"needs network namespaces: {why}")
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {os.cpu_count()} CPUs")
-    rows = measure(args.messages, args.gap_s, args.bytes)
+    try:
+        rows = measure(args.messages, args.gap_s, args.bytes)
+    except (OSError, UserError) as exc:  # a namespace that would not build, a reader gone, a send that timed out
+        raise SystemExit(f"send_hold.py: {exc}") from None
     sent = f"{len(rows) - WARM_UP} messages of {args.bytes:,} bytes"
     print(f"{sent}, pi-1 -> pi-2 of paper-3node, {args.gap_s:g} s apart:")
     for name, median, lo, hi in summary(rows):
