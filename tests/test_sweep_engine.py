@@ -273,6 +273,37 @@ def test_a_stopped_sweep_leaves_whole_files_and_resumes_to_the_same_result(tmp_p
     pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), long_sweep_results)
 
 
+def _session_cmdlines(sid: int) -> list[str]:
+    out = []
+    for pid in session_processes(sid):
+        with contextlib.suppress(OSError):
+            out.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+    return out
+
+
+def test_a_ctrl_c_while_the_workers_start_stops_the_sweep(tmp_path):
+    """The sweep ignores SIGINT while its local workers start (they inherit that): a Ctrl-C then was dropped, and
+    the sweep ran to its end (the app's Stop in its first seconds waited 30 s, then killed it: stop 81's CI)."""
+    sweep = sweep_file(tmp_path, points=12, rounds=400)  # ~a minute of points: ended by the Ctrl-C, not by its end
+    proc = _start(sweep, tmp_path / "out", "--workers", "2")
+    try:
+        deadline = time.monotonic() + 60
+        while not any("multiprocessing.spawn" in c for c in _session_cmdlines(proc.pid)):  # a worker is starting
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "interrupted", err
+    deadline = time.monotonic() + 30
+    while session_processes(proc.pid) and time.monotonic() < deadline:  # no worker, nor the witness, outlives it
+        time.sleep(0.1)
+    assert session_processes(proc.pid) == []
+
+
 WORKERLESS_S = 4.0  # the tests' --worker-wait-s (the default, engine.WORKER_WAIT_S, is 30 s)
 
 

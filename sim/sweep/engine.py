@@ -21,6 +21,8 @@ import logging
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -96,11 +98,13 @@ def client(scheduler: str | None, workers: int, worker_wait_s: float = WORKER_WA
 
     _mute_dask_logs()
     if scheduler is None:
-        with _workers_ignore_sigint(), dask.config.set({**QUIET_WORKERS, **_silent_workers(dask)}):
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                                   scheduler_kwargs=NO_DASHBOARD, silence_logs=logging.CRITICAL)  # fmt: skip
-        with cluster, Client(cluster) as c:
-            yield c
+        with contextlib.ExitStack() as stack:
+            # the cluster is entered (so closed however this ends) before a Ctrl-C held during its start is raised
+            with _workers_ignore_sigint(), dask.config.set({**QUIET_WORKERS, **_silent_workers(dask)}):
+                cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                           dashboard_address=None, scheduler_kwargs=NO_DASHBOARD,
+                                                           silence_logs=logging.CRITICAL))  # fmt: skip
+            yield stack.enter_context(Client(cluster))
         return
     yield from _remote(scheduler, worker_wait_s)
 
@@ -168,19 +172,32 @@ def _mute_dask_logs() -> None:
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
 
 
+# A Ctrl-C's witness while the workers start: dies of the process group's SIGINT, ends when its stdin closes
+_WITNESS = "import os, signal; signal.signal(signal.SIGINT, signal.SIG_DFL); os.read(0, 1)"
+
+
 @contextlib.contextmanager
 def _workers_ignore_sigint() -> Iterator[None]:
     """Start worker processes with SIGINT ignored (inherited through exec): a terminal's Ctrl-C reaches the whole
     process group, and it is this process that stops the sweep and shuts the workers down, without a traceback
-    from each of them."""
+    from each of them. This process ignores it meanwhile too, so a witness in the group (a small process that
+    dies of it) says whether one came, and it is raised here on the way out. Ignored alone it was lost, and the
+    sweep ran to its end: the app's Stop in the first seconds waited 30 s and killed it. (A blocked signal is not
+    lost, but numpy's threads and multiprocessing's resource tracker leave it unblocked in threads of their own.)"""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    witness = subprocess.Popen([sys.executable, "-I", "-S", "-c", _WITNESS], stdin=subprocess.PIPE,  # noqa: S603
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     old = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, old)
+        with contextlib.suppress(OSError):
+            witness.communicate()  # its stdin closed: it ends, unless a Ctrl-C ended it first
+    if witness.returncode == -signal.SIGINT:
+        raise KeyboardInterrupt
 
 
 def max_local_workers() -> int:
