@@ -10,13 +10,14 @@ records:
 
 - how long ``sendall`` held it, and when the reader had the whole message (``time.perf_counter``: one clock in
   both processes);
-- the CPU time the sending thread used meanwhile (``time.thread_time``): over veth the kernel's work for a
-  packet, the receiving end's included, runs in the context that sends it;
+- the CPU time the sending thread used meanwhile, and the reader's for the message (``time.thread_time``): over
+  veth the kernel's work for a packet, the receiving end's included, can run in the context that sends it;
 - the bytes not yet sent when ``sendall`` returned (``TIOCOUTQ``) and the socket's ``SO_SNDBUF``.
 
-It prints each one's median, min and max over the messages (the first two left out: the window opening), and
-the machine's load before and after. Needs root (namespaces); says so in one line without it.
-Run: python bench/send_hold.py [--messages 30] [--gap-s 0.08] [--bytes 1004382]
+``--bandwidth-bps`` gives every link another rate: where the sender is held depends on it (docs/twin-validation.md,
+"Stop 82"). It prints each one's median, min and max over the messages (the first two left out: the window
+opening), and the machine's load before and after. Needs root (namespaces); says so in one line without it.
+Run: python bench/send_hold.py [--messages 30] [--gap-s 0.08] [--bytes 1004382] [--bandwidth-bps 1e8]
 """
 
 from __future__ import annotations
@@ -42,30 +43,37 @@ from sim.scenario import load_scenario
 SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "paper-3node.yaml"
 MESSAGE_BYTES = 1_004_382  # a 250 k-parameter model's record as the twin sends it (the netns cells' size)
 WARM_UP = 2  # messages left out of the statistics
-STAMP = struct.Struct("d")
-COLUMNS = ("sendall held, ms", "arrived after, ms", "sender's CPU, ms", "unsent at return, B", "SO_SNDBUF, B")
+STAMP = struct.Struct("dd")  # when the reader had the message, and its CPU time for it
+COLUMNS = ("sendall held, ms", "arrived after, ms", "sender's CPU, ms", "reader's CPU, ms", "unsent at return, B",
+           "SO_SNDBUF, B")  # fmt: skip
+TIMES = 4  # the columns in seconds (printed in ms)
 
 
 def _reader(conn: socket.socket, messages: int, nbytes: int, stamps: int) -> None:
     """In the forked reader: read each message whole, stamp when it had it."""
     buf = bytearray(1 << 20)
     for _ in range(messages):
-        got = 0
+        got, cpu0 = 0, time.thread_time()
         while got < nbytes:
             n = conn.recv_into(buf, min(len(buf), nbytes - got))
             if not n:
                 return
             got += n
-        os.write(stamps, STAMP.pack(time.perf_counter()))
+        os.write(stamps, STAMP.pack(time.perf_counter(), time.thread_time() - cpu0))
 
 
 def _unsent_bytes(sock: socket.socket) -> int:
     return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0])
 
 
-def measure(messages: int, gap_s: float, nbytes: int) -> list[tuple[float, float, float, int, int]]:
-    """One row per message: (held s, arrived s, sender CPU s, unsent bytes, SO_SNDBUF bytes)."""
-    s = load_scenario(SCENARIO)
+Row = tuple[float, float, float, float, int, int]
+
+
+def measure(messages: int, gap_s: float, nbytes: int, bandwidth_bps: float | None = None) -> list[Row]:
+    """One row per message: (held s, arrived s, sender CPU s, reader CPU s, unsent bytes, SO_SNDBUF bytes), over
+    paper-3node's links or, with ``bandwidth_bps``, links of that rate."""
+    sets = [f"deployment.network.links.*.bandwidth_bps={bandwidth_bps:g}"] if bandwidth_bps else []
+    s = load_scenario(SCENARIO, sets)
     rows = []
     with Fabric(s.graph()) as fabric:
         with inside(fabric.namespace("pi-2")):
@@ -97,8 +105,8 @@ def measure(messages: int, gap_s: float, nbytes: int) -> list[tuple[float, float
                 stamp = os.read(stamps_r, STAMP.size)
                 if len(stamp) < STAMP.size:
                     raise OSError("the reader process ended before the message arrived")
-                (arrived,) = STAMP.unpack(stamp)
-                rows.append((t1 - t0, arrived - t0, cpu1 - cpu0, unsent, sndbuf))
+                arrived, reader_cpu = STAMP.unpack(stamp)
+                rows.append((t1 - t0, arrived - t0, cpu1 - cpu0, reader_cpu, unsent, sndbuf))
         finally:
             sender.close()
             os.waitpid(pid, 0)
@@ -106,12 +114,12 @@ def measure(messages: int, gap_s: float, nbytes: int) -> list[tuple[float, float
     return rows
 
 
-def summary(rows: list[tuple[float, float, float, int, int]]) -> list[tuple[str, float, float, float]]:
+def summary(rows: list[Row]) -> list[tuple[str, float, float, float]]:
     """(column, median, min, max) over the rows past the warm-up; times in ms."""
     kept = rows[WARM_UP:] or rows
     out = []
     for k, name in enumerate(COLUMNS):
-        scale = 1e3 if k < 3 else 1.0
+        scale = 1e3 if k < TIMES else 1.0
         values = [row[k] * scale for row in kept]
         out.append((name, statistics.median(values), min(values), max(values)))
     return out
@@ -124,16 +132,19 @@ def main() -> None:
                     help="idle seconds before each message (default 0.08, a round's)")  # fmt: skip
     ap.add_argument("--bytes", type=in_range(1, 1 << 28), default=MESSAGE_BYTES,
                     help=f"a message's bytes (default {MESSAGE_BYTES:,})")  # fmt: skip
+    ap.add_argument("--bandwidth-bps", type=in_range(1e6, 1e11, float), default=None,
+                    help="every link's rate (default: paper-3node's, a gigabit)")  # fmt: skip
     args = ap.parse_args()
     if (why := unavailable()) is not None:
         ap.error(f"needs network namespaces: {why}")
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {os.cpu_count()} CPUs")
     try:
-        rows = measure(args.messages, args.gap_s, args.bytes)
+        rows = measure(args.messages, args.gap_s, args.bytes, args.bandwidth_bps)
     except (OSError, UserError) as exc:  # a namespace that would not build, a reader gone, a send that timed out
         raise SystemExit(f"send_hold.py: {exc}") from None
     sent = f"{len(rows) - WARM_UP} messages of {args.bytes:,} bytes"
-    print(f"{sent}, pi-1 -> pi-2 of paper-3node, {args.gap_s:g} s apart:")
+    rate = f"{args.bandwidth_bps / 1e6:g} Mbit/s links" if args.bandwidth_bps else "its gigabit links"
+    print(f"{sent}, pi-1 -> pi-2 of paper-3node ({rate}), {args.gap_s:g} s apart:")
     for name, median, lo, hi in summary(rows):
         print(f"  {name:22s} median {median:12.2f}   min {lo:12.2f}   max {hi:12.2f}")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

@@ -18,25 +18,29 @@ ROW = re.compile(r"^  (.+?)\s+median\s+(\S+)\s+min\s+(\S+)\s+max\s+(\S+)$")
 
 
 @pytest.mark.skipif(netns.unavailable() is not None, reason=str(netns.unavailable()))
-def test_the_bench_times_each_send_against_its_arrival():
-    r = subprocess.run([*BENCH, "--messages", "6", "--gap-s", "0.01", "--bytes", "200000"], cwd=ROOT,
+@pytest.mark.parametrize(("rate", "slowest_ms"), [([], 0.5), (["--bandwidth-bps", "1e8"], 14.0)], ids=["paper", "100M"])
+def test_the_bench_times_each_send_against_its_arrival(rate, slowest_ms):
+    """200 kB take ~1.7 ms over paper-3node's gigabit links, ~16.6 ms over 100 Mbit/s ones (``--bandwidth-bps``)."""
+    r = subprocess.run([*BENCH, "--messages", "6", "--gap-s", "0.01", "--bytes", "200000", *rate], cwd=ROOT,
                        capture_output=True, text=True, timeout=120)  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "4 messages of 200,000 bytes" in r.stdout and "load average after" in r.stdout, r.stdout
+    assert ("100 Mbit/s links" if rate else "its gigabit links") in r.stdout, r.stdout
     rows = {m[1]: [float(x) for x in m.groups()[1:]] for line in r.stdout.splitlines() if (m := ROW.match(line))}
-    assert list(rows) == ["sendall held, ms", "arrived after, ms", "sender's CPU, ms", "unsent at return, B",
-                          "SO_SNDBUF, B"], r.stdout  # fmt: skip
+    assert list(rows) == ["sendall held, ms", "arrived after, ms", "sender's CPU, ms", "reader's CPU, ms",
+                          "unsent at return, B", "SO_SNDBUF, B"], r.stdout  # fmt: skip
     for median, lo, hi in rows.values():
         assert 0 <= lo <= median <= hi, r.stdout
     # milliseconds, not seconds: 200 kB over a gigabit link takes ~1.7 ms; and the sender is back by the time the
     # reader has the last byte, give or take a scheduling delay
     held_ms, arrived_ms = rows["sendall held, ms"][0], rows["arrived after, ms"][0]
-    assert 0.5 < arrived_ms < 1_000 and held_ms <= arrived_ms + 50
+    assert slowest_ms < rows["arrived after, ms"][1] and arrived_ms < 1_000 and held_ms <= arrived_ms + 50, r.stdout
     assert rows["unsent at return, B"][2] <= 200_000 and rows["SO_SNDBUF, B"][1] > 0
 
 
 @pytest.mark.parametrize(("args", "named"), [(["--messages", "1"], "--messages"), (["--gap-s", "x"], "--gap-s"),
-                                             (["--bytes", "0"], "--bytes")])  # fmt: skip
+                                             (["--bytes", "0"], "--bytes"),
+                                             (["--bandwidth-bps", "1e3"], "--bandwidth-bps")])  # fmt: skip
 def test_a_bad_argument_is_one_line(args, named):
     r = subprocess.run([*BENCH, *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
