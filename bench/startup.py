@@ -1,9 +1,9 @@
 """Start-up and whole-command time of ``pqtwin``, as a user meets them: each command a fresh process.
 
-Medians of N runs of ``pqtwin --help``, ``pqtwin sim --help`` and the paper scenario in both modes with 30
-replications, against ``python -c pass`` with the same interpreter, measured in the same run (the runs
-interleaved, so a busy moment hits every command alike): the ratios hold across machines of different speed,
-the seconds are checked against issue 11's goals (help 0.3 s, the paper run 1.5 s).
+Medians of N runs of ``pqtwin --help``, ``pqtwin sim --help``, the paper scenario in both modes with 30
+replications and a twin node's imports, against ``python -c pass`` with the same interpreter, measured in the
+same run (the runs interleaved, so a busy moment hits every command alike): the ratios hold across machines of
+different speed, the seconds are checked against issue 11's goals (help 0.3 s, the paper run 1.5 s).
 Run: python bench/startup.py [--runs N] [--check]
 """
 
@@ -24,6 +24,7 @@ from sim_scale import NO_BYTECODE, USER_ENV
 from sim.loading import in_range
 
 ROOT = Path(__file__).resolve().parents[1]
+NODE_IMPORTS = "import hw.node, hw.node.aggregator, hw.node.client, hw.node.devices, hw.node.worker"
 HELP_GOAL_S = 0.3
 PAPER_GOAL_S = 1.5
 
@@ -45,6 +46,8 @@ def commands(out: Path) -> dict[str, tuple[list[str], float | None]]:
         "pqtwin sim --help": ([*cli, "sim", "--help"], HELP_GOAL_S),
         "paper x 30, both modes": (paper, PAPER_GOAL_S),  # replications in one process per core (the default)
         "paper x 30, one process": ([*paper, "--workers", "1"], None),
+        # what every process of a twin run imports before it does anything (no pandas, NetworkX or model: stop 82)
+        "a twin node's imports": ([sys.executable, "-c", NODE_IMPORTS], None),
     }
 
 

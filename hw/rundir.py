@@ -40,7 +40,6 @@ from sim.contract import (
     write_summary,
 )
 from sim.dirlock import open_lock, take, write_pid
-from sim.energy import host_energy, round_energy
 from sim.errors import UserError
 from sim.loading import exists, read_bytes
 from sim.scenario import Scenario
@@ -497,6 +496,8 @@ def estimated_energy(s: Scenario, df: pd.DataFrame, duration_s: float) -> Energy
     """The hosts' energy and energy per FL round *estimated* from the measured spans with the scenario's power
     models (sim/energy.py, the simulator's code): this machine's own power is not measured here (no readable
     RAPL counter on our machines). Device energy is the simulator's only: the twin's devices are emulated."""
+    from sim.energy import host_energy, round_energy  # here: with it the model and NetworkX, which a node never needs
+
     return Energy(hosts=host_energy(s, df, [duration_s]), per_round_j=round_energy(s, df),
                   basis="estimated from measured spans")  # fmt: skip
 

@@ -41,7 +41,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import networkx as nx
 import numpy as np
 
 from sim import catalogue
@@ -828,6 +827,8 @@ class _Routes:
     needs hop counts and bottlenecks, and the tree path is never shorter)."""
 
     def __init__(self, s: Scenario):
+        import networkx as nx  # with the first estimate, not with sim.energy's import (a twin node's)
+
         self.g = nx.Graph()
         self.g.add_nodes_from(h.name for h in s.deployment.hosts)
         for link in s.deployment.network.links:
@@ -847,11 +848,15 @@ class _Routes:
         if a == b or a not in self.g or b not in self.g:
             return [a]
         if self.g.number_of_nodes() <= EXACT_ROUTES_MAX_NODES:
+            import networkx as nx
+
             try:
                 return lowest_latency_path(self.g, a, b)
             except nx.NetworkXNoPath:
                 return [a]
         if self.tree is None:
+            import networkx as nx
+
             self.tree = nx.single_source_dijkstra_path(self.g, self.root, weight=lambda u, v, d: route_weight(d))
         pa, pb = self.tree.get(a), self.tree.get(b)
         if pa is None or pb is None:

@@ -19,9 +19,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import networkx as nx
 import yaml
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
@@ -39,6 +38,9 @@ from sim.presets import (
 )
 from sim.profile import Profile, load_profile
 from sim.strict import StrictModel
+
+if TYPE_CHECKING:  # NetworkX loads with a scenario's first graph: a twin node reads run.json, never one (~0.14 s)
+    import networkx as nx
 
 # --- bounds: every number of a scenario is limited to what the model can run --------------------------
 # (scenario check then estimates what the run as a whole costs: sim/cost.py)
@@ -479,6 +481,8 @@ class Scenario(_Strict):
         """The network as a NetworkX graph (hosts, nodes and one node per device; links as edges carrying
         ``params`` and the routing weight ``latency_s``). Built once per scenario; treat it as read-only."""
         if self._graph is None:
+            import networkx as nx
+
             g = nx.Graph()
             for h in self.deployment.hosts:
                 g.add_node(h.name, kind="host")
@@ -564,6 +568,8 @@ def route_weight(edge: dict[str, Any]) -> float:
 def lowest_latency_path(graph: nx.Graph, src: str, dst: str) -> list[str]:
     """The routing rule of the simulator and of both twin backends: the lowest-latency path, fewest hops on
     ties, over a graph whose edges carry ``params: LinkParams``."""
+    import networkx as nx
+
     return list(nx.shortest_path(graph, src, dst, weight=lambda u, v, d: d.get("latency_s") or route_weight(d)))
 
 
@@ -816,6 +822,8 @@ def _check_devices(s: Scenario) -> list[Problem]:
 
 
 def _check_routes(s: Scenario) -> list[Problem]:
+    import networkx as nx
+
     g = nx.Graph()
     g.add_nodes_from(h.name for h in s.deployment.hosts)
     g.add_edges_from((link.a, link.b) for link in s.deployment.network.links)

@@ -41,7 +41,6 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 import numpy as np
 
 from sim import catalogue
@@ -220,6 +219,8 @@ def _constant(profile: Any, op: str, units: float) -> float | None:
 
 def plan(rep: Replication) -> tuple[list[Population], list[_Server]]:
     """Populations and servers in route order (topological: a server after every server before it)."""
+    import networkx as nx  # here, not with the module: sim.cost imports it, and a twin node imports sim.cost
+
     s, net, aead = rep.s, rep.net, rep.aead
     servers: dict[Any, _Server] = {}
     pops: list[Population] = []

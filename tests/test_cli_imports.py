@@ -98,3 +98,24 @@ def printed(code: str) -> str:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert res.returncode == 0, res.stderr
     return res.stdout
+
+
+NODE = """
+import json, sys
+import hw.node, hw.node.aggregator, hw.node.client, hw.node.devices, hw.node.worker
+from sim.contract import SpanRow, rows_bytes
+started = [n for n in NAMES if n in sys.modules]
+rows_bytes([SpanRow(0, 1, "client-1", "pi-2", "train", "fl.train", 1.0, 2.0, 0.0, 0)])  # what a node's end writes
+print(json.dumps([started, [n for n in NAMES if n in sys.modules]]))
+"""
+
+
+def test_a_twin_node_runs_without_pandas_networkx_or_the_model():
+    """Every process of a twin run imports the node program: pandas (with pyarrow's pandas check at a node's end,
+    writing its spans), NetworkX and the simulator's model came with it, ~0.4 s of a fast core a process."""
+    names = ["pandas", "networkx", "simpy", "sim.model", "sim.network", "scipy"]
+    code = f"NAMES = {names!r}\n{NODE}"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert res.returncode == 0, res.stderr
+    started, ended = json.loads(res.stdout.strip().splitlines()[-1])
+    assert started == [] and ended == [], (started, ended)

@@ -376,3 +376,18 @@ def test_a_measured_nodes_duplicated_spans_are_left_out_and_counted(tmp_path):
     other = df.assign(start_s=df.start_s + 1e-9, end_s=df.end_s + 1e-9)  # a nanosecond apart: another activity
     contract.write_spans(pd.concat([df, other]), path)
     assert contract.read_valid_spans(path)[2] == {}
+
+
+TWO_ROWS = [contract.SpanRow(0, 1, "client-é", "pi-2", "train", "fl.train", 1.0, 2.5, 0.0, 0),
+            contract.SpanRow(1, 2**31 - 1, "aggregator", "pi-1", "upload", "transfer", np.float64(3.25), 1e9, 1e-9,
+                             np.int64(2**40))]  # fmt: skip
+
+
+@pytest.mark.parametrize("rows", [[], TWO_ROWS], ids=["none", "two"])
+def test_a_nodes_spans_written_from_its_rows_are_the_tables_bytes_read_back(rows):
+    """``rows_bytes`` (a node's end, no pandas) reads back as ``spans_bytes`` of the same rows as a table."""
+    import io
+
+    ours, theirs = contract.rows_bytes(rows), contract.spans_bytes(contract.to_frame(rows))
+    assert pq.read_schema(io.BytesIO(ours)).remove_metadata() == pq.read_schema(io.BytesIO(theirs)).remove_metadata()
+    pd.testing.assert_frame_equal(pd.read_parquet(io.BytesIO(ours)), pd.read_parquet(io.BytesIO(theirs)))

@@ -8,7 +8,7 @@ import os
 from hw.journal import journal_result, recover_journals
 from hw.node.report import FileReporter
 from hw.rundir import NodeResult, node_results
-from sim.contract import RunLayout, SpanRow, read_spans, to_frame
+from sim.contract import RunLayout, SpanRow, read_spans
 
 
 def _row(rnd: int, op: str) -> SpanRow:
@@ -57,7 +57,7 @@ def test_a_checkpoint_is_one_write_to_a_file_opened_once(tmp_path, monkeypatch):
     for r in range(1, 6):
         rep.checkpoint("client-1", NodeResult(state="failed", rounds=r), [_row(r, "fl.train")] * 20)
     assert calls == {"open": 1, "write": 5}
-    rep.finish("client-1", NodeResult(state="completed", rounds=5), to_frame([_row(1, "fl.train")]))
+    rep.finish("client-1", NodeResult(state="completed", rounds=5), [_row(1, "fl.train")])
     assert not RunLayout(tmp_path).node_journal("client-1").exists()
 
 

@@ -39,7 +39,7 @@ from hw.runconfig import Address, RunConfig
 from hw.rundir import NodeResult
 from hw.runtime import LINK_KEY_ENV, LISTEN_FDS_ENV, link_key, prefault_heap
 from sim import catalogue
-from sim.contract import SIGNATURE_LENGTH_BYTES, SpanRow, to_frame
+from sim.contract import SIGNATURE_LENGTH_BYTES, SpanRow
 
 log = logging.getLogger("pqtwin.node")
 
@@ -189,7 +189,7 @@ class Node:
         result.security = dict(self.counters)
         with self.lock:
             rows = list(self.rows)
-        self.reporter.finish(self.name, result, to_frame(rows))
+        self.reporter.finish(self.name, result, rows)
 
     def checkpoint(self, result: NodeResult) -> None:
         """Keep what is finished so far; ``result`` says how far (a node that never finishes ends so)."""

@@ -20,12 +20,10 @@ import logging
 from pathlib import Path
 from typing import Protocol
 
-import pandas as pd
-
 from hw import podlog
 from hw.journal import Journal
 from hw.rundir import NodeResult
-from sim.contract import RunLayout, SpanRow, atomic_write, spans_bytes
+from sim.contract import RunLayout, SpanRow, atomic_write, rows_bytes
 
 log = logging.getLogger("pqtwin.node")
 
@@ -35,7 +33,7 @@ class Reporter(Protocol):
         """The aggregator finished round ``r``."""
         ...
 
-    def finish(self, name: str, result: NodeResult, spans: pd.DataFrame) -> None:
+    def finish(self, name: str, result: NodeResult, spans: list[SpanRow]) -> None:
         """The node's end: its result and every span it recorded."""
         ...
 
@@ -64,8 +62,8 @@ class FileReporter:
         except OSError as exc:
             self._unwritable(str(self.layout.progress), exc)
 
-    def finish(self, name: str, result: NodeResult, spans: pd.DataFrame) -> None:
-        atomic_write(self.layout.node_spans(name), spans_bytes(spans))
+    def finish(self, name: str, result: NodeResult, spans: list[SpanRow]) -> None:
+        atomic_write(self.layout.node_spans(name), rows_bytes(spans))  # no pandas in a node: rows_bytes
         result.write(self.layout.root, name)
         if (journal := self.journals.pop(name, None)) is not None:
             journal.close()
@@ -95,6 +93,6 @@ class LogReporter(FileReporter):
         super().progress(r, accuracy)
         podlog.emit_progress(r, accuracy)
 
-    def finish(self, name: str, result: NodeResult, spans: pd.DataFrame) -> None:
+    def finish(self, name: str, result: NodeResult, spans: list[SpanRow]) -> None:
         super().finish(name, result, spans)
         podlog.emit_result(name, result.model_dump(mode="json"), self.layout.node_spans(name).read_bytes())
