@@ -19,7 +19,7 @@ from hw.k8s.backend import _collect, render_run
 from hw.k8s.watch import LogFollower
 from hw.node.report import LogReporter
 from hw.rundir import NodeResult
-from sim.contract import SpanRow, to_frame
+from sim.contract import SpanRow
 
 from .test_k8s_backend import QUIET, scenario
 
@@ -31,7 +31,7 @@ def printed(capsys: pytest.CaptureFixture[str], tmp: Path, name: str, result: No
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "spans").mkdir(exist_ok=True)
     (tmp / "nodes").mkdir(exist_ok=True)
-    spans = to_frame([SpanRow(0, 1, pod or name, "pi-1", "train", "fl.train", 0.0, 1.0, 0.0, 0)])
+    spans = [SpanRow(0, 1, pod or name, "pi-1", "train", "fl.train", 0.0, 1.0, 0.0, 0)]
     capsys.readouterr()
     LogReporter(tmp).finish(name, result, spans)
     return capsys.readouterr().out
