@@ -273,12 +273,15 @@ def test_a_stopped_sweep_leaves_whole_files_and_resumes_to_the_same_result(tmp_p
     pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), long_sweep_results)
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def _session_cmdlines(sid: int) -> list[str]:
-    out = []
-    for pid in session_processes(sid):
-        with contextlib.suppress(OSError):
-            out.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
-    return out
+    return [_cmdline(pid) for pid in session_processes(sid)]
 
 
 def test_a_ctrl_c_while_the_workers_start_stops_the_sweep(tmp_path):
@@ -300,6 +303,30 @@ def test_a_ctrl_c_while_the_workers_start_stops_the_sweep(tmp_path):
     assert "Traceback" not in err and err.strip().splitlines()[-1] == "interrupted", err
     deadline = time.monotonic() + 30
     while session_processes(proc.pid) and time.monotonic() < deadline:  # no worker, nor the witness, outlives it
+        time.sleep(0.1)
+    assert session_processes(proc.pid) == []
+
+
+def test_a_worker_killed_as_the_local_cluster_starts_is_one_line(tmp_path):
+    """Dask's "Nanny failed to start" was an internal error with a traceback file: a worker process killed (or out
+    of memory) as the local cluster starts is the user's one line, and nothing outlives the sweep."""
+    proc = _start(sweep_file(tmp_path), tmp_path / "out", "--workers", "2")
+    try:
+        deadline = time.monotonic() + 60
+        while not (spawned := [pid for pid in session_processes(proc.pid)
+                                if "multiprocessing.spawn" in _cmdline(pid)]):  # fmt: skip
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.01)
+        os.kill(spawned[0], signal.SIGKILL)  # as it imports: long before it could join the cluster
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 2, err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("error: the local Dask cluster could not start its 2 worker processes") and "rerun" in line
+    deadline = time.monotonic() + 30
+    while session_processes(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert session_processes(proc.pid) == []
 

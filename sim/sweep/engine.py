@@ -6,7 +6,9 @@ times. The client (this process) does all the writing, so remote workers need th
 files: a task carries its validated scenario with the profiles that price it.
 
 Stopping: Ctrl-C (KeyboardInterrupt) or ``should_stop()`` returning true cancels every task still queued or
-running (a local cluster's worker processes are shut down with it); what finished is on disk, whole.
+running (a local cluster's worker processes are shut down with it), also while the local workers start
+(``_workers_ignore_sigint``); what finished is on disk, whole. A local worker that dies as the cluster starts is
+a UserError.
 A worker lost while running a task (killed, out of memory) makes Dask retry it elsewhere; the points of a task
 that keeps killing workers are recorded as crashed and run again when the sweep is resumed. Losing the engine
 itself (the scheduler gone, or no worker left on it for ``worker_wait_s``, WORKER_WAIT_S by default) ends the
@@ -101,9 +103,14 @@ def client(scheduler: str | None, workers: int, worker_wait_s: float = WORKER_WA
         with contextlib.ExitStack() as stack:
             # the cluster is entered (so closed however this ends) before a Ctrl-C held during its start is raised
             with _workers_ignore_sigint(), dask.config.set({**QUIET_WORKERS, **_silent_workers(dask)}):
-                cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                           dashboard_address=None, scheduler_kwargs=NO_DASHBOARD,
-                                                           silence_logs=logging.CRITICAL))  # fmt: skip
+                try:
+                    cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                               dashboard_address=None, scheduler_kwargs=NO_DASHBOARD,
+                                                               silence_logs=logging.CRITICAL))  # fmt: skip
+                except RuntimeError as exc:  # Dask's "Nanny failed to start": a worker ended as it started
+                    raise UserError(f"the local Dask cluster could not start its {workers} worker processes "
+                                    f"({shorten(str(exc).rstrip('.'), 120)}: one was killed or ran out of memory as it "
+                                    "started); no point ran: rerun the same command") from None  # fmt: skip
             yield stack.enter_context(Client(cluster))
         return
     yield from _remote(scheduler, worker_wait_s)
