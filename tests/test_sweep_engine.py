@@ -206,6 +206,24 @@ print("done")
 """
 
 
+KILLED_WORKER = """
+import os, signal
+from sim.sweep import engine
+with engine.client(None, 2) as c:
+    pids = c.run(os.getpid)
+    os.kill(min(pids.values()), signal.SIGKILL)  # as it joined: the warm-up reaches a closed connection
+    engine.warm(c)
+print("done")
+"""
+
+
+def test_a_worker_gone_before_its_warm_up_does_not_stop_the_sweep():
+    """A local worker killed just after it joined made the sweep's warm-up raise Dask's CommClosedError: an
+    internal error, though its nanny starts another and the sweep can go on."""
+    r = subprocess.run([sys.executable, "-c", KILLED_WORKER], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "done", r.stderr
+
+
 def test_local_workers_log_nothing_to_the_terminal():
     """A local worker's own error log (its heartbeat lost while it simulates, when Ctrl-C stops the sweep) is
     not printed: the sweep says what happened in its own line."""

@@ -232,7 +232,7 @@ def run(plan: Plan, out: Path, scheduler: str | None = None, workers: int = 0, p
     started = time.perf_counter()
     with client(scheduler, workers or os.cpu_count() or 1, worker_wait_s) as c:
         report.workers = len(c.scheduler_info(n_workers=-1)["workers"])
-        c.run(_warm)  # the simulator's imports, once per worker, before the clock of the points starts
+        warm(c)
         report.engine_s = time.perf_counter() - started
         if progress:
             progress(report.already, report.total, 0)
@@ -240,6 +240,12 @@ def run(plan: Plan, out: Path, scheduler: str | None = None, workers: int = 0, p
         _gather(c, todo, out, report, progress, should_stop, worker_wait_s)
         report.wall_s = time.perf_counter() - started
     return report
+
+
+def warm(c: Any) -> None:
+    """The simulator's imports, once per worker, before the clock of the points starts. A worker gone meanwhile
+    (killed as it joined: its nanny starts another) is no reason to stop: it was an internal error."""
+    c.run(_warm, on_error="ignore")
 
 
 def _warm() -> None:
