@@ -710,7 +710,7 @@ def _follow(out: Path, children: Children, cfg: RunConfig, progress: Callable[[i
         return "completed", ""
     result = rundir.node_results(out).get(cfg.aggregator) or journal_result(out, cfg.aggregator)
     why = result.reason if result else ""
-    return "failed", why or f"aggregator exited with code {agg.returncode} (see logs/{cfg.aggregator}.log)"
+    return "failed", why or f"aggregator {_how_it_ended(agg.returncode)} (see logs/{cfg.aggregator}.log)"
 
 
 NODES_END_S = 10.0  # how long clients and workers are given to end after the aggregator, together
