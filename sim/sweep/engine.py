@@ -194,16 +194,19 @@ def _workers_ignore_sigint() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    witness = subprocess.Popen([sys.executable, "-I", "-S", "-c", _WITNESS], stdin=subprocess.PIPE,  # noqa: S603
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    witness = None
+    with contextlib.suppress(OSError):  # none (no process to spare): a Ctrl-C meanwhile is lost, as it was before
+        witness = subprocess.Popen([sys.executable, "-I", "-S", "-c", _WITNESS], stdin=subprocess.PIPE,  # noqa: S603
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     old = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, old)
-        with contextlib.suppress(OSError):
-            witness.communicate()  # its stdin closed: it ends, unless a Ctrl-C ended it first
-    if witness.returncode == -signal.SIGINT:
+        if witness is not None:
+            with contextlib.suppress(OSError):
+                witness.communicate()  # its stdin closed: it ends, unless a Ctrl-C ended it first
+    if witness is not None and witness.returncode == -signal.SIGINT:
         raise KeyboardInterrupt
 
 
