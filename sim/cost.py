@@ -847,16 +847,14 @@ class _Routes:
     def _nodes(self, a: str, b: str) -> list[str]:
         if a == b or a not in self.g or b not in self.g:
             return [a]
-        if self.g.number_of_nodes() <= EXACT_ROUTES_MAX_NODES:
-            import networkx as nx
+        import networkx as nx
 
+        if self.g.number_of_nodes() <= EXACT_ROUTES_MAX_NODES:
             try:
                 return lowest_latency_path(self.g, a, b)
             except nx.NetworkXNoPath:
                 return [a]
         if self.tree is None:
-            import networkx as nx
-
             self.tree = nx.single_source_dijkstra_path(self.g, self.root, weight=lambda u, v, d: route_weight(d))
         pa, pb = self.tree.get(a), self.tree.get(b)
         if pa is None or pb is None:

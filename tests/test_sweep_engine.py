@@ -274,10 +274,7 @@ def test_a_stopped_sweep_leaves_whole_files_and_resumes_to_the_same_result(tmp_p
         assert proc.returncode == 130, err
         assert "rerun the same command to resume" in err and "Traceback" not in err
         assert (out / "results.parquet").exists()  # what finished, consolidated
-    deadline = time.monotonic() + 30
-    while session_processes(proc.pid) and time.monotonic() < deadline:  # no worker outlives the sweep
-        time.sleep(0.1)
-    assert session_processes(proc.pid) == []
+    _nothing_outlives(proc)
     done = store.finished(out)
     assert 2 <= len(done) < 12
     for f in (out / store.POINTS).glob("*.parquet"):  # every file there is whole, with every row of its points
@@ -298,8 +295,21 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def _session_cmdlines(sid: int) -> list[str]:
-    return [_cmdline(pid) for pid in session_processes(sid)]
+def _starting_worker(proc: subprocess.Popen[str]) -> int:
+    """The first local worker process of the sweep ``proc``, as soon as it is spawned (it then imports)."""
+    deadline = time.monotonic() + 60
+    while not (spawned := [pid for pid in session_processes(proc.pid) if "multiprocessing.spawn" in _cmdline(pid)]):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
+    return spawned[0]
+
+
+def _nothing_outlives(proc: subprocess.Popen[str]) -> None:
+    """No process of the ended sweep ``proc`` (a worker, the Ctrl-C witness) is left after a grace of 30 s."""
+    deadline = time.monotonic() + 30
+    while session_processes(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert session_processes(proc.pid) == []
 
 
 def test_a_ctrl_c_while_the_workers_start_stops_the_sweep(tmp_path):
@@ -308,10 +318,7 @@ def test_a_ctrl_c_while_the_workers_start_stops_the_sweep(tmp_path):
     sweep = sweep_file(tmp_path, points=12, rounds=400)  # ~a minute of points: ended by the Ctrl-C, not by its end
     proc = _start(sweep, tmp_path / "out", "--workers", "2")
     try:
-        deadline = time.monotonic() + 60
-        while not any("multiprocessing.spawn" in c for c in _session_cmdlines(proc.pid)):  # a worker is starting
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.01)
+        _starting_worker(proc)
         os.killpg(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     finally:
@@ -319,10 +326,7 @@ def test_a_ctrl_c_while_the_workers_start_stops_the_sweep(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and err.strip().splitlines()[-1] == "interrupted", err
-    deadline = time.monotonic() + 30
-    while session_processes(proc.pid) and time.monotonic() < deadline:  # no worker, nor the witness, outlives it
-        time.sleep(0.1)
-    assert session_processes(proc.pid) == []
+    _nothing_outlives(proc)
 
 
 def test_a_worker_killed_as_the_local_cluster_starts_is_one_line(tmp_path):
@@ -330,12 +334,7 @@ def test_a_worker_killed_as_the_local_cluster_starts_is_one_line(tmp_path):
     of memory) as the local cluster starts is the user's one line, and nothing outlives the sweep."""
     proc = _start(sweep_file(tmp_path), tmp_path / "out", "--workers", "2")
     try:
-        deadline = time.monotonic() + 60
-        while not (spawned := [pid for pid in session_processes(proc.pid)
-                                if "multiprocessing.spawn" in _cmdline(pid)]):  # fmt: skip
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.01)
-        os.kill(spawned[0], signal.SIGKILL)  # as it imports: long before it could join the cluster
+        os.kill(_starting_worker(proc), signal.SIGKILL)  # as it imports: long before it could join the cluster
         _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -343,10 +342,7 @@ def test_a_worker_killed_as_the_local_cluster_starts_is_one_line(tmp_path):
     assert proc.returncode == 2, err
     (line,) = err.strip().splitlines()
     assert line.startswith("error: the local Dask cluster could not start its 2 worker processes") and "rerun" in line
-    deadline = time.monotonic() + 30
-    while session_processes(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert session_processes(proc.pid) == []
+    _nothing_outlives(proc)
 
 
 WORKERLESS_S = 4.0  # the tests' --worker-wait-s (the default, engine.WORKER_WAIT_S, is 30 s)
