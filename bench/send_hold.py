@@ -11,7 +11,9 @@ records:
 - how long ``sendall`` held it, and when the reader had the whole message (``time.perf_counter``: one clock in
   both processes);
 - the CPU time the sending thread used meanwhile, and the reader's for the message (``time.thread_time``): over
-  veth the kernel's work for a packet, the receiving end's included, can run in the context that sends it;
+  veth the kernel's work for a packet, the receiving end's included, can run in the context that sends it; and
+  the whole machine's busy time (softirq work no thread's CPU time counts), whose rate per byte is the kernel's
+  stage in the netns cells (hw/sendcpu.py);
 - the bytes not yet sent when ``sendall`` returned (``TIOCOUTQ``) and the socket's ``SO_SNDBUF``.
 
 ``--bandwidth-bps`` gives every link another rate: where the sender is held depends on it (docs/twin-validation.md,
@@ -23,100 +25,36 @@ Run: python bench/send_hold.py [--messages 30] [--gap-s 0.08] [--bytes 1004382] 
 from __future__ import annotations
 
 import argparse
-import fcntl
 import os
-import socket
 import statistics
-import struct
 import sys
-import termios
-import time
+from dataclasses import astuple
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without install
 
-from hw.netns import Fabric, inside, unavailable
+from hw.netns import unavailable
+from hw.sendcpu import MESSAGE_BYTES, WARM_UP, Send, cpu_rate_bps, timed_sends
 from sim.errors import UserError
 from sim.loading import in_range
 from sim.scenario import load_scenario
 
 SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "paper-3node.yaml"
-MESSAGE_BYTES = 1_004_382  # a 250 k-parameter model's record as the twin sends it (the netns cells' size)
-WARM_UP = 2  # messages left out of the statistics
-STAMP = struct.Struct("dd")  # when the reader had the message, and its CPU time for it
 COLUMNS = ("sendall held, ms", "arrived after, ms", "sender's CPU, ms", "reader's CPU, ms", "unsent at return, B",
            "SO_SNDBUF, B")  # fmt: skip
 TIMES = 4  # the columns in seconds (printed in ms)
 
 
-def _reader(conn: socket.socket, messages: int, nbytes: int, stamps: int) -> None:
-    """In the forked reader: read each message whole, stamp when it had it."""
-    buf = bytearray(1 << 20)
-    for _ in range(messages):
-        got, cpu0 = 0, time.thread_time()
-        while got < nbytes:
-            n = conn.recv_into(buf, min(len(buf), nbytes - got))
-            if not n:
-                return
-            got += n
-        os.write(stamps, STAMP.pack(time.perf_counter(), time.thread_time() - cpu0))
-
-
-def _unsent_bytes(sock: socket.socket) -> int:
-    return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0])
-
-
-Row = tuple[float, float, float, float, int, int]
-
-
-def measure(messages: int, gap_s: float, nbytes: int, bandwidth_bps: float | None = None) -> list[Row]:
-    """One row per message: (held s, arrived s, sender CPU s, reader CPU s, unsent bytes, SO_SNDBUF bytes), over
-    paper-3node's links or, with ``bandwidth_bps``, links of that rate."""
+def measure(messages: int, gap_s: float, nbytes: int, bandwidth_bps: float | None = None) -> list[Send]:
+    """One ``Send`` per message over paper-3node's links from pi-1 to pi-2 or, with ``bandwidth_bps``, links of
+    that rate."""
     sets = [f"deployment.network.links.*.bandwidth_bps={bandwidth_bps:g}"] if bandwidth_bps else []
-    s = load_scenario(SCENARIO, sets)
-    rows = []
-    with Fabric(s.graph()) as fabric:
-        with inside(fabric.namespace("pi-2")):
-            listener = socket.create_server((fabric.address("pi-2"), 0))
-        with inside(fabric.namespace("pi-1")):
-            sender = socket.create_connection(listener.getsockname(), timeout=10)
-        receiver, _ = listener.accept()
-        listener.close()
-        for c in (sender, receiver):
-            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        stamps_r, stamps_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                sender.close()
-                _reader(receiver, messages, nbytes, stamps_w)
-            finally:
-                os._exit(0)
-        os.close(stamps_w)
-        receiver.close()
-        body = bytes(nbytes)
-        try:
-            for _ in range(messages):
-                time.sleep(gap_s)
-                cpu0, t0 = time.thread_time(), time.perf_counter()
-                sender.sendall(body)
-                t1, cpu1 = time.perf_counter(), time.thread_time()
-                unsent, sndbuf = _unsent_bytes(sender), sender.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
-                stamp = os.read(stamps_r, STAMP.size)
-                if len(stamp) < STAMP.size:
-                    raise OSError("the reader process ended before the message arrived")
-                arrived, reader_cpu = STAMP.unpack(stamp)
-                rows.append((t1 - t0, arrived - t0, cpu1 - cpu0, reader_cpu, unsent, sndbuf))
-        finally:
-            sender.close()
-            os.waitpid(pid, 0)
-            os.close(stamps_r)
-    return rows
+    return timed_sends(load_scenario(SCENARIO, sets).graph(), "pi-1", "pi-2", messages, gap_s, nbytes)
 
 
-def summary(rows: list[Row]) -> list[tuple[str, float, float, float]]:
+def summary(rows: list[Send]) -> list[tuple[str, float, float, float]]:
     """(column, median, min, max) over the rows past the warm-up; times in ms."""
-    kept = rows[WARM_UP:] or rows
+    kept = [astuple(row) for row in rows[WARM_UP:] or rows]
     out = []
     for k, name in enumerate(COLUMNS):
         scale = 1e3 if k < TIMES else 1.0
@@ -147,6 +85,12 @@ def main() -> None:
     print(f"{sent}, pi-1 -> pi-2 of paper-3node ({rate}), {args.gap_s:g} s apart:")
     for name, median, lo, hi in summary(rows):
         print(f"  {name:22s} median {median:12.2f}   min {lo:12.2f}   max {hi:12.2f}")
+    kept = rows[WARM_UP:] or rows
+    busy_ms = 1e3 * sum(r.machine_cpu_s for r in kept) / len(kept)
+    print(f"the machine's CPU per message: {busy_ms:.2f} ms (every core's busy time, send to arrival); the kernel as a "
+          f"stage: {cpu_rate_bps(kept, args.bytes) / 1e9:.3f} Gbit/s of wire bytes per second of it, the cores' speed "
+          f"probe {statistics.median(r.probe_us for r in kept):.1f} µs (hw/sendcpu.py; the netns cells' "
+          "Transport.host_rate_bps)")  # fmt: skip
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

@@ -48,7 +48,9 @@
    same fitted profile and the fabric's links as each run measured them before it started (hw/netns.py
    ``probe``: the latency of a hop, and one TCP stream's throughput, which the kernel's CPU work holds below a
    gigabit on this 2-vCPU machine; no netem here, so no added latency), behind the machine's sending kernel as
-   measured once before the matrix (hw/netns.py ``kernel_rate_bps``: ``Transport.host_rate_bps``).
+   measured once before the matrix: the cells' messages over the cells' links, per second of the machine's CPU,
+   at the calibration's speed (hw/sendcpu.py ``kernel_cpu_rate_bps``: ``Transport.host_rate_bps``; the model scales
+   it with each run's ``cpu_speed`` "at speed", as it does the profile's costs).
 
 Run: python bench/twin_fidelity.py [--quick] [--netns] [--repeat N] [--rounds N] [--json FILE] [--profile PROFILE]
      [--keep DIR] [--pairing rounds|runs] [--retries N [--min-quiet M]] [--sim-replications N]
@@ -79,8 +81,9 @@ from hw.compare import AT_SPEED, ON_QUIET, compare_dirs, quiet_run
 from hw.fit import fit_from_run, memory_at_price
 from hw.local import run_local
 from hw.modes import pair_reductions, split
-from hw.netns import kernel_rate_bps, unavailable
+from hw.netns import unavailable
 from hw.schedtrace import union_s
+from hw.sendcpu import kernel_cpu_rate_bps
 from hw.speed import run_slow_flags
 from hw.trainprobe import PRICED_MIN_PARAMETERS
 from sim.contract import FL_PHASES, ROUND_SEGMENTS, RunLayout, Summary, read_spans, read_summary
@@ -88,7 +91,7 @@ from sim.errors import UserError
 from sim.loading import in_range, out_json, read_json_object
 from sim.profile import load_profile, write_profile
 from sim.runner import simulate, write_run
-from sim.scenario import Scenario, Transport, load_scenario
+from sim.scenario import MAX_BANDWIDTH_BPS, MIN_BANDWIDTH_BPS, Scenario, Transport, load_scenario
 from sim.summary import ci95
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -1050,6 +1053,15 @@ def _fast(c: dict[str, Any]) -> str:
     return f"{c['error_p50_at_speed_pct']:+.1f}% ({c['rounds_at_speed']})"
 
 
+def kernel_rate(profile: Path) -> float:
+    """The machine's sending kernel over the netns cells' own links (hw/sendcpu.py ``kernel_cpu_rate_bps``: a 1 MB
+    message's wire bytes per second of the machine's CPU, pi-1 to pi-2 of paper-3node), at the speed ``profile``
+    was calibrated at; within the rates a transport takes."""
+    graph = load_scenario(PAPER).graph()
+    rate = kernel_cpu_rate_bps(graph, "pi-1", "pi-2", load_profile(profile).platform.speed_probe_us)
+    return min(max(rate, MIN_BANDWIDTH_BPS), MAX_BANDWIDTH_BPS)
+
+
 def _probe(profile: Path) -> dict[str, Any]:
     """The calibration's speed probe, and whether its cores held one speed meanwhile (``hw.machine.STEADY_SPREAD``,
     as for a twin run): a calibration that caught another speed state moves every cell
@@ -1335,10 +1347,11 @@ def main() -> None:
         kernel_bps = None
         if args.netns:
             matrix += [Cell("paper-3node netns", m, "PQC L3", 250_000) for m in MODES]
-            kernel_bps = kernel_rate_bps()  # the machine's sending kernel, once: as bench/net_fidelity.py does
+            kernel_bps = kernel_rate(base)  # the machine's sending kernel, once
             (work / KERNEL_FILE).write_text(json.dumps({"host_rate_bps": kernel_bps}) + "\n")
-            print(f"the kernel moves {kernel_bps / 1e9:.2f} Gbit/s of one TCP stream between namespaces: the netns "
-                  "cells' Transport.host_rate_bps", flush=True)  # fmt: skip
+            print(f"the kernel moves {kernel_bps / 1e9:.2f} Gbit/s of the cells' messages over paper-3node's links per "
+                  "second of the machine's CPU, at the calibration's speed: the netns cells' Transport.host_rate_bps",
+                  flush=True)  # fmt: skip
         runs, states, numbers = measure(matrix, work, profile, rounds, repeat, args.pairing, args.retries,
                                         args.min_quiet)  # fmt: skip
         if args.keep:  # the measurements first: whatever scoring them does, they are kept

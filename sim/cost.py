@@ -878,8 +878,10 @@ class _Routes:
 
 
 def _min_bandwidth_bps(s: Scenario) -> float:
-    """The slowest link's rate, or the sending kernel's where it is slower (``Transport.host_rate_bps``)."""
-    kernel = s.deployment.network.transport.host_rate_bps or math.inf
+    """The slowest link's rate, or the sending kernel's where it is slower (``Transport.host_rate_bps`` at the
+    slowest host's ``cpu_speed``, as sim/network.py scales it)."""
+    speed = min(h.cpu_speed for h in s.deployment.hosts)
+    kernel = s.deployment.network.transport.host_rate_bps * speed or math.inf
     return min(kernel, *(link.resolved()[0] for link in s.deployment.network.links))
 
 

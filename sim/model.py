@@ -110,7 +110,11 @@ class Replication:
         self.aead = catalogue.get(w.crypto.aead)
         d = scenario.deployment
         on_machine = frozenset(h.name for h in d.hosts) if d.machine is not None else frozenset()  # one kernel
-        self.net = Network(env, scenario.graph(), net_ss, scenario.run.segment_bytes, d.network.transport, on_machine)
+        speeds = {h.name: h.cpu_speed for h in d.hosts}  # the kernels' rates scale with their cores
+        self.net = Network(
+            env, scenario.graph(), net_ss, scenario.run.segment_bytes, d.network.transport, on_machine, speeds
+        )
+        self._held_routes: dict[tuple[str, str], bool] = {}  # ``_held``, by (src, dst) host
         # every host and device draws its costs from its own stream (the cpu seed's children: hosts in order,
         # then devices in order), so a change of timing elsewhere does not reshuffle its draws
         self.cpu_ss = cpu_ss
@@ -274,6 +278,8 @@ class Replication:
             wait += yield from self._loopback(src, nbytes)
             if dst.cpu.placed:
                 dst.woken_by = src.key
+        elif self._held(src.node, dst.node):
+            wait += yield from self._held_transfer(src, dst, nbytes, phase)
         else:
             wait += yield from self._transfer(src.node, dst.node, nbytes, phase)
         src.active_s = self.env.now  # its thread sent it (``Endpoint``'s bursts)
@@ -285,6 +291,30 @@ class Replication:
         if src in self.net.devices or dst in self.net.devices:
             return (yield from self.net.transfer(src, dst, nbytes, phase))
         return (yield from self.net.transfer_tcp(src, dst, nbytes, phase))
+
+    def _held(self, src: str, dst: str) -> bool:
+        """Whether a TCP send from host ``src`` to ``dst`` holds its sender, its core busy, until the message has
+        arrived: hosts emulated on one machine, over links at least ``Machine.send_held_from_bps`` fast."""
+        machine = self.s.deployment.machine
+        if machine is None or src not in self.net.machine_hosts or dst not in self.net.machine_hosts:
+            return False
+        held = self._held_routes.get((src, dst))
+        if held is None:
+            rate = min(link.bandwidth_bps for link in self.net.route(src, dst))
+            held = self._held_routes[src, dst] = rate >= machine.send_held_from_bps
+        return held
+
+    def _held_transfer(self, src: Endpoint, dst: Endpoint, nbytes: int, phase: str) -> Gen:
+        """A held send (``_held``): the message carried as any other; meanwhile the sender's thread keeps a core
+        busy ``Machine.send_busy_share`` of the time its message takes at the route's slowest stage, the machine's
+        kernel included (the kernel's work for it). Returns the message's queue wait."""
+        machine = self.s.deployment.machine
+        assert machine is not None
+        transfer = self.env.process(self._transfer(src.node, dst.node, nbytes, phase))
+        rate = min(link.bandwidth_bps for link in self.net.tcp_route(src.node, dst.node))
+        busy_s = machine.send_busy_share * self.net.transport.wire_bytes(nbytes) * 8 / rate
+        yield from src.cpu.work(busy_s, thread=src.key)
+        return (yield transfer)
 
     def _loopback(self, src: Endpoint, nbytes: int) -> Gen:
         """Pods on one host still copy messages through the kernel: the sender's thread on a core for the
@@ -414,7 +444,11 @@ class Replication:
         for c, client in enumerate(self.clients):
             yield from self.agg.run(self.rec, "distribute", "serialize", model)  # each client's own message
             yield from self.protect(self.agg, "distribute", model)
-            if client.node == self.agg.node or nbytes > self.net.transport.send_buffer_bytes:
+            if (
+                client.node == self.agg.node
+                or nbytes > self.net.transport.send_buffer_bytes
+                or self._held(self.agg.node, client.node)
+            ):
                 yield from self._deliver(c, client, nbytes, ctx)
             else:
                 self.env.process(self._deliver(c, client, nbytes, ctx))

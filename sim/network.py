@@ -184,7 +184,9 @@ class Network:
     ``lowest_latency_path``, the routing rule the twin's backends use too."""
 
     def __init__(self, env: simpy.Environment, graph: nx.Graph, seed: np.random.SeedSequence, segment_bytes: int,
-                 transport: Transport | None = None, machine_hosts: frozenset[str] = frozenset()):  # fmt: skip
+                 transport: Transport | None = None, machine_hosts: frozenset[str] = frozenset(),
+                 speeds: dict[str, float] | None = None):  # fmt: skip
+        """``speeds``: each host's ``cpu_speed``, by which its kernel's rate (``Transport.host_rate_bps``) scales."""
         self.env, self.seed, self.segment_bytes = env, seed, segment_bytes
         self.transport = transport or Transport(sharing="fifo", header_bytes=0, fan_in="segments")  # before validation
         self.graph = graph
@@ -200,6 +202,7 @@ class Network:
         # per sending kernel (``Transport.host_rate_bps``; not links): a host's, or None: the machine's
         self.stacks: dict[str | None, LinkServer] = {}
         self.machine_hosts = machine_hosts  # hosts emulated on one machine (``deployment.machine``): one kernel
+        self.speeds = speeds or {}
         self.shaped = any(link.burst_s for link in self.links.values())  # any token bucket (``LinkServer.leaves``)
         self._streams = Streams(seed, (), len(self.links))  # a bank on a big network (a device's links each)
         self._share_rngs: dict[tuple[str, str], np.random.Generator] = {}  # by route (``share_weight``)
@@ -229,7 +232,8 @@ class Network:
     def tcp_route(self, src: str, dst: str) -> list[LinkServer]:
         """``route``, behind the sending host's kernel where ``Transport.host_rate_bps`` limits it: a FIFO server at
         that rate, without latency, before the first link (cut-through at packet size, as links are); hosts
-        emulated on one machine (``machine_hosts``) share one kernel, so one such server."""
+        emulated on one machine (``machine_hosts``) share one kernel, so one such server. The kernel's work is CPU
+        work: its rate scales with its host's ``cpu_speed`` (a machine's: its slowest host's)."""
         rate = self.transport.host_rate_bps
         if not rate or src == dst or self.graph.nodes[src].get("kind") != "host":
             return self.route(src, dst)
@@ -237,6 +241,8 @@ class Network:
         if key not in self._stacked:
             kernel = None if src in self.machine_hosts else src
             if kernel not in self.stacks:  # no loss, no jitter: it never draws (``rng``)
+                hosts = self.machine_hosts if kernel is None else (kernel,)
+                rate *= min(self.speeds.get(h, 1.0) for h in hosts)
                 self.stacks[kernel] = LinkServer(f"{kernel or 'machine'} stack", rate, 0.0, 0.0, 0.0, index=-1)
             self._stacked[key] = [self.stacks[kernel], *self.route(src, dst)]
         return self._stacked[key]

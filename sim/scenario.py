@@ -362,10 +362,13 @@ class Transport(_Strict):
     fan_in: Literal["packets", "segments"] = "packets"
     # a host's kernel sends at most this many bits/s of TCP messages, whatever its links' rates: a FIFO stage before
     # a message's first link, shared by every message the host sends -- by every host emulated on one machine
-    # (``deployment.machine``: one kernel). A CPU-bound stack: on our 2-vCPU VM one TCP stream between network
-    # namespaces moves ~3 Gbit/s, so a 64 KiB message takes ~0.2 ms on any link of a gigabit or more
-    # (bench/net_fidelity.py measures it); 0: no limit (the model before it was measured). It counts as the route's
-    # slowest element where it is (``share_spread``, the window); time queued there counts as network queue wait.
+    # (``deployment.machine``: one kernel). A CPU-bound stack, so at a host's ``cpu_speed`` it moves that many times
+    # this rate. On our 2-vCPU VM one TCP stream between network namespaces whose links limit nothing moves ~2-3
+    # Gbit/s, so a 64 KiB message takes ~0.2 ms on any link of a gigabit or more (bench/net_fidelity.py measures it
+    # so); over gigabit tbf links the kernel spends about twice the CPU per byte (9-10 ms per 1 MB message against
+    # 4.75 over 10 Gbit/s ones: hw/sendcpu.py, which bench/twin_fidelity.py's netns cells use); 0: no limit (the
+    # model before it was measured). It counts as the route's slowest element where it is (``share_spread``, the
+    # window); time queued there counts as network queue wait.
     host_rate_bps: float = Field(default=0.0, ge=0, le=MAX_BANDWIDTH_BPS)
     # on a lossy link, a message whose last packet is lost has no later packet to reveal the loss: the sender
     # resends it when its loss probe fires, which with that one packet out waits the minimum retransmission
@@ -414,6 +417,16 @@ class Machine(_Strict):
     trainings slow each other down across hosts as on one (``pair_slowdown``: they share its memory bus)."""
 
     cores: int = Field(ge=1, le=MAX_CORES)
+    # A TCP send between two of its hosts over links of at least this rate holds the sending thread until the
+    # message has arrived, its core busy ``send_busy_share`` of that time: the link takes packets as fast as the
+    # kernel makes them, so the kernel moves the whole message in the sender's context. Over slower links packets
+    # queue at the link, and the send returns once the message is queued (``Transport.send_buffer_bytes``).
+    # Measured on our 2-vCPU VM (bench/send_hold.py, 1 MB messages, 2026-12-06): held 97 % of the transfer at 800
+    # Mbit/s and up, its core busy 79-97 % of it; at 700 Mbit/s and below held 8-40 % of it, back with 0.6-1 MB
+    # unsent (2026-12-07, cores slower: held 65-95 % of it at a gigabit). Its rescore on kept netns runs:
+    # docs/twin-validation.md "Stop 83". 0: every send held
+    send_held_from_bps: float = Field(default=8e8, ge=0, le=MAX_BANDWIDTH_BPS)
+    send_busy_share: float = Field(default=0.85, ge=0, le=1)
 
 
 class Deployment(_Strict):

@@ -404,7 +404,7 @@ def test_sim_fabric_of_a_netns_run_simulates_its_links_and_machine(pqtwin, tmp_p
 
     d = yaml.safe_load((tmp_path / "sim" / "scenario.yaml").read_text())["deployment"]
     links = d["network"]["links"]
-    assert {link["bandwidth_bps"] for link in links} == {7e8} and d["machine"] == {"cores": 2}
+    assert {link["bandwidth_bps"] for link in links} == {7e8} and d["machine"]["cores"] == 2
     assert links[0]["latency_s"] == 0.001 and links[1]["latency_s"] == 6e-6  # the user's --set wins
     contract.write_summary(plain, hw)
     res = pqtwin("sim", str(SCENARIO), "--fabric-of", str(hw), "--out", str(tmp_path / "sim2"))

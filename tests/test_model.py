@@ -339,3 +339,18 @@ def test_no_event_of_the_model_wakes_two_processes(monkeypatch, name, sets, mode
     monkeypatch.setattr(Fork, "enabled", False)  # every pass in this process, where it is watched
     simulate(load_scenario(SCENARIOS / name, [*sets, f"workload.processing.mode={mode}"]), mode, workers=1)
     assert most[0] == 1
+
+
+def test_on_one_machine_a_send_over_fast_links_holds_its_sender_until_it_arrives():
+    """Hosts emulated on one machine (the netns backend): over links of ``Machine.send_held_from_bps`` and up the
+    kernel moves the whole message in the sending thread (bench/send_hold.py), so the aggregator signs client 2's
+    model only once client 1's has arrived; over slower links it goes on as on separate hosts."""
+    held = paper("deployment.machine.cores=2")
+    transfers, signs = _distribution_round(held)
+    assert signs.start_s.iloc[1] >= transfers.end_s.iloc[0]
+    slower = paper("deployment.machine.cores=2", "deployment.network.links.*.bandwidth_bps=7e8")
+    transfers, signs = _distribution_round(slower)
+    assert signs.start_s.iloc[1] < transfers.end_s.iloc[0]
+    never = paper("deployment.machine.cores=2", "deployment.machine.send_held_from_bps=1e12")
+    transfers, signs = _distribution_round(never)
+    assert signs.start_s.iloc[1] < transfers.end_s.iloc[0]

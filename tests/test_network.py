@@ -408,3 +408,29 @@ def test_a_flows_lost_last_packet_does_not_hold_the_others_on_a_shared_link():
     eight, alone = slow_share(8, 200), slow_share(1, 1600)
     assert 0.01 < alone < 0.03, alone
     assert eight < 0.04 and abs(eight - alone) < 0.015, (eight, alone)
+
+
+@pytest.mark.parametrize("machine", [False, True], ids=["host", "machine"])
+def test_a_kernels_rate_scales_with_its_hosts_cpu_speed(machine):
+    """``Transport.host_rate_bps`` is CPU work: a host (or the one machine its hosts share) at ``cpu_speed`` 0.5
+    moves a message through its kernel at half the rate. 1 MB behind a 1 Gbit/s kernel on 10 Gbit/s links: ~8.4 ms
+    at full speed, twice that at half; the machine's kernel goes at its slowest host's speed."""
+    from sim.scenario import Transport
+
+    def carried(speeds: dict[str, float]) -> float:
+        g = nx.Graph()
+        g.add_node("sw", kind="switch")
+        for h in ("a", "b"):
+            g.add_node(h, kind="host")
+            g.add_edge(h, "sw", params=LinkParams(bandwidth_bps=1e10, latency_s=0.0, jitter_s=0.0, loss=0.0))
+        env = simpy.Environment()
+        hosts = frozenset({"a", "b"}) if machine else frozenset()
+        net = Network(env, g, np.random.SeedSequence(0), 65536, Transport(host_rate_bps=1e9), hosts, speeds)
+        env.process(net.transfer_tcp("a", "b", 1_000_000))
+        env.run()
+        return env.now
+
+    full, half = carried({}), carried({"a": 0.5, "b": 1.0} if not machine else {"a": 1.0, "b": 0.5})
+    assert 8e-3 < full < 9e-3
+    assert half == pytest.approx(2 * full, rel=0.02)
+    assert carried({"a": 1.0, "b": 0.5}) == (pytest.approx(2 * full, rel=0.02) if machine else full)

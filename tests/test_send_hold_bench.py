@@ -25,6 +25,7 @@ def test_the_bench_times_each_send_against_its_arrival(rate, slowest_ms):
                        capture_output=True, text=True, timeout=120)  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "4 messages of 200,000 bytes" in r.stdout and "load average after" in r.stdout, r.stdout
+    assert re.search(r"the machine's CPU per message: \d+\.\d\d ms .* stage: \d+\.\d{3} Gbit/s", r.stdout), r.stdout
     assert ("100 Mbit/s links" if rate else "its gigabit links") in r.stdout, r.stdout
     rows = {m[1]: [float(x) for x in m.groups()[1:]] for line in r.stdout.splitlines() if (m := ROW.match(line))}
     assert list(rows) == ["sendall held, ms", "arrived after, ms", "sender's CPU, ms", "reader's CPU, ms",
@@ -45,3 +46,15 @@ def test_a_bad_argument_is_one_line(args, named):
     r = subprocess.run([*BENCH, *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("send_hold.py: error: argument " + named), r.stderr
+
+
+def test_the_kernels_rate_is_wire_bytes_per_second_of_the_machines_cpu_summed_over_the_sends():
+    """hw/sendcpu.py ``cpu_rate_bps``: busy ticks of 10 ms do not add up to one message's time, their sum over the
+    sends does (two sends that read 0 and 20 ms took 10 ms each); a message's bytes count with their headers."""
+    from hw.sendcpu import Send, cpu_rate_bps
+    from sim.scenario import Transport
+
+    sends = [Send(0.008, 0.009, 0.004, 0.001, 0, 1 << 20, 40.0, busy) for busy in (0.0, 0.02)]
+    wire = Transport().wire_bytes(1_000_000)
+    assert wire > 1_000_000
+    assert cpu_rate_bps(sends, 1_000_000) == pytest.approx(8 * wire / 0.01)

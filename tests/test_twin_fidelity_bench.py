@@ -853,3 +853,24 @@ def test_an_unsteady_base_calibration_is_measured_again_and_the_steadiest_kept(
     calls.clear()
     bench.base_calibration(tmp_path, tmp_path / "base.yaml")  # no retries: the one measured, unsteady or not
     assert calls == [1.40] and bench.load_profile(tmp_path / "base.yaml").platform.speed_probe_spread == 1.40
+
+
+@pytest.mark.skipif(__import__("hw.netns").netns.unavailable() is not None, reason="needs network namespaces")
+def test_the_netns_cells_kernel_rate_is_measured_over_their_links_at_the_calibrations_speed(bench: Any, tmp_path,
+                                                                                            monkeypatch):  # fmt: skip
+    """``kernel_rate``: the machine's kernel as a stage of paper-3node's links (hw/sendcpu.py: real sends over its
+    namespaces), scaled to the speed the profile was calibrated at: the same sends read against a profile
+    calibrated on cores twice as slow give half the rate."""
+    from hw import sendcpu
+
+    sends = sendcpu.timed_sends(bench.load_scenario(bench.PAPER).graph(), "pi-1", "pi-2", 6, 0.02, 200_000)
+    assert len(sends) == 6 and all(s.machine_cpu_s >= 0 and s.probe_us > 0 for s in sends)
+    monkeypatch.setattr(sendcpu, "timed_sends", lambda *args: sends)
+    text = (ROOT / "scenarios" / "profiles" / "ci-x86.yaml").read_text()
+    rates = []
+    for probe_us in (40.0, 80.0):
+        path = tmp_path / f"p{probe_us:g}.yaml"
+        path.write_text(re.sub(r"(?m)^(\s*speed_probe_us:).*$", rf"\g<1> {probe_us}", text, count=1))
+        rates.append(bench.kernel_rate(path))
+    assert 1.0 <= rates[1] < rates[0] <= 1e12
+    assert rates[1] / rates[0] == pytest.approx(0.5)
