@@ -11,7 +11,7 @@ twin's gigabit transfers moved ~0.8 Gbit/s (docs/twin-validation.md "Stop 83").
 
 ``timed_sends`` sends messages over one kept connection of a fabric and times each: how long ``sendall`` held
 its thread, when the reader (a process of its own) had it, both threads' CPU time and the whole machine's. The
-threads' CPU times do not add up to the work (2026-12-07: 2.7-4.7 ms sender and 1.3-1.9 ms reader for 9-10 ms
+threads' CPU times do not add up to the work (2026-12-06 23:00: 2.7-4.7 ms sender and 1.3-1.9 ms reader for 9-10 ms
 of the machine's per gigabit message: softirq work is charged to whatever runs, or to no thread), so
 ``kernel_cpu_rate_bps`` turns the machine's busy time per message into the stage's rate on the fabric's own
 links, at the cores' speed of the moment, and to a profile's speed by the speed probe (hw/speed.py) taken in the

@@ -423,7 +423,7 @@ class Machine(_Strict):
     # queue at the link, and the send returns once the message is queued (``Transport.send_buffer_bytes``).
     # Measured on our 2-vCPU VM (bench/send_hold.py, 1 MB messages, 2026-12-06): held 97 % of the transfer at 800
     # Mbit/s and up, its core busy 79-97 % of it; at 700 Mbit/s and below held 8-40 % of it, back with 0.6-1 MB
-    # unsent (2026-12-07, cores slower: held 65-95 % of it at a gigabit). Its rescore on kept netns runs:
+    # unsent (2026-12-06 23:00, cores slower: held 65-95 % of it at a gigabit). Its rescore on kept netns runs:
     # docs/twin-validation.md "Stop 83". 0: every send held
     send_held_from_bps: float = Field(default=8e8, ge=0, le=MAX_BANDWIDTH_BPS)
     send_busy_share: float = Field(default=0.85, ge=0, le=1)
