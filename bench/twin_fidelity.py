@@ -290,10 +290,11 @@ def pass_order(cells: list[Cell], k: int) -> list[Cell]:
 def fabric(c: Cell, hw: list[Summary], kernel_bps: float | None = None) -> tuple[str, ...]:
     """A netns cell's links as its runs' fabrics measured them before each run (``Summary.fabric``: latency, and
     one stream's throughput where the CPU holds it below the rate; the median over the runs), on the machine
-    whose cores its hosts' namespaces share (``deployment.machine``), behind that machine's sending kernel where
-    it was measured (``kernel_bps``, ``hw.netns.kernel_rate_bps``: ``Transport.host_rate_bps``, as
-    bench/net_fidelity.py models it); runs recorded before the probe get the latency bench/net_fidelity.py
-    measured (``FABRIC_LATENCY_S``), nominal rates and a host's cores each."""
+    whose cores its hosts' namespaces share (``deployment.machine``), behind that machine's sending kernel as
+    the bench measured it once (``kernel_bps``, ``kernel_rate``: ``Transport.host_rate_bps``; over each run's own
+    measure of it, ``FabricProbe.kernel_rate_bps``, so that every cell of a matrix has the same); runs recorded
+    before the probe get the latency bench/net_fidelity.py measured (``FABRIC_LATENCY_S``), nominal rates and a
+    host's cores each."""
     if LAYOUTS[c.layout][2] != "netns":
         return ()
     kernel = (f"deployment.network.transport.host_rate_bps={kernel_bps:.6g}",) if kernel_bps else ()

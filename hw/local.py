@@ -69,6 +69,7 @@ from hw.runconfig import (
 )
 from hw.rundir import RunOutcome, RunStatus
 from hw.runtime import LINK_KEY_ENV, LISTEN_FDS_ENV, NODE_ENV, new_link_key
+from hw.sendcpu import kernel_rate_clean
 from hw.speed import KEPT_FILE as SPEED_SAMPLES
 from hw.trainprobe import training_probe
 from sim.contract import MAX_RUN_JSON_BYTES, FabricProbe, RunLayout, Summary, write_json
@@ -308,14 +309,18 @@ class NetnsAddressing:
     def start(self) -> None:
         """Build the namespaces and links (removed by ``stop``, or by the reaper if this process dies), and
         measure them between the aggregator's host and a client's on another host (``hw.netns.probe_clean``; again
-        after the run, ``measure_again``): the simulator is given what the fabric does on this machine
+        after the run, ``measure_again``), and the machine's kernel as a stage of them (hw/sendcpu.py
+        ``kernel_rate_clean``, ~1 s): the simulator is given what the fabric does on this machine
         (``Summary.fabric``)."""
         self.fabric.build()
         s = self.scenario
         agg = s.pods("aggregator")[0].host
         others = [p.host for p in s.pods("client") if p.host != agg]
         if others:
-            self.probe = probe_clean(self.fabric, agg, others[0])
+            probe = probe_clean(self.fabric, agg, others[0])
+            calibrated = s.host_profile(agg).platform.speed_probe_us
+            kernel_bps = kernel_rate_clean(self.fabric, agg, others[0], calibrated)
+            self.probe = probe.model_copy(update={"kernel_rate_bps": kernel_bps})
 
     def measure_again(self) -> None:
         """After a completed run (its nodes stopped), measure the fabric again: one stream's throughput moves with

@@ -33,7 +33,7 @@ import networkx as nx
 
 from hw.netns import Fabric, inside
 from hw.speed import probe_us
-from sim.scenario import Transport
+from sim.scenario import MAX_BANDWIDTH_BPS, MIN_BANDWIDTH_BPS, Transport
 
 WARM_UP = 2  # messages left out of the statistics: the window opening
 MESSAGE_BYTES = 1_004_382  # a 250 k-parameter model's record as the twin sends it (the netns cells' size)
@@ -97,38 +97,43 @@ def timed_sends(graph: nx.Graph, src: str, dst: str, messages: int, gap_s: float
     """``messages`` messages of ``nbytes`` from host ``src`` to ``dst`` of ``graph`` built as namespaces, one
     every ``gap_s`` idle seconds over one kept connection, each timed (``Send``). OSError: the reader ended early,
     a send timed out; UserError: the fabric would not build. Root."""
-    rows = []
     with Fabric(graph) as fabric:
-        sender, receiver = _connect(fabric, src, dst)
-        stamps_r, stamps_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                sender.close()
-                _reader(receiver, messages, nbytes, stamps_w)
-            finally:
-                os._exit(0)
-        os.close(stamps_w)
-        receiver.close()
-        body = bytes(nbytes)
+        return sends_on(fabric, src, dst, messages, gap_s, nbytes)
+
+
+def sends_on(fabric: Fabric, src: str, dst: str, messages: int, gap_s: float, nbytes: int) -> list[Send]:
+    """``timed_sends`` on a fabric already built (a lossy one loses packets of them: ``kernel_rate_clean``)."""
+    rows = []
+    sender, receiver = _connect(fabric, src, dst)
+    stamps_r, stamps_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
         try:
-            for _ in range(messages):
-                time.sleep(gap_s)
-                probe = probe_us()
-                busy0, cpu0, t0 = _busy_s(), time.thread_time(), time.perf_counter()
-                sender.sendall(body)
-                t1, cpu1 = time.perf_counter(), time.thread_time()
-                unsent, sndbuf = _unsent_bytes(sender), sender.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
-                stamp = os.read(stamps_r, _STAMP.size)
-                if len(stamp) < _STAMP.size:
-                    raise OSError("the reader process ended before the message arrived")
-                busy = _busy_s() - busy0
-                arrived, reader_cpu = _STAMP.unpack(stamp)
-                rows.append(Send(t1 - t0, arrived - t0, cpu1 - cpu0, reader_cpu, unsent, sndbuf, probe, busy))
-        finally:
             sender.close()
-            os.waitpid(pid, 0)
-            os.close(stamps_r)
+            _reader(receiver, messages, nbytes, stamps_w)
+        finally:
+            os._exit(0)
+    os.close(stamps_w)
+    receiver.close()
+    body = bytes(nbytes)
+    try:
+        for _ in range(messages):
+            time.sleep(gap_s)
+            probe = probe_us()
+            busy0, cpu0, t0 = _busy_s(), time.thread_time(), time.perf_counter()
+            sender.sendall(body)
+            t1, cpu1 = time.perf_counter(), time.thread_time()
+            unsent, sndbuf = _unsent_bytes(sender), sender.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+            stamp = os.read(stamps_r, _STAMP.size)
+            if len(stamp) < _STAMP.size:
+                raise OSError("the reader process ended before the message arrived")
+            busy = _busy_s() - busy0
+            arrived, reader_cpu = _STAMP.unpack(stamp)
+            rows.append(Send(t1 - t0, arrived - t0, cpu1 - cpu0, reader_cpu, unsent, sndbuf, probe, busy))
+    finally:
+        sender.close()
+        os.waitpid(pid, 0)
+        os.close(stamps_r)
     return rows
 
 
@@ -149,8 +154,26 @@ def kernel_cpu_rate_bps(graph: nx.Graph, src: str, dst: str, calibrated_probe_us
     messages of ``MESSAGE_BYTES``. With ``calibrated_probe_us`` (a profile's ``platform.speed_probe_us``), at that
     speed: times the sends' median probe over it (cores slower now than calibrated read a lower rate; the model
     scales the rate by each run's ``cpu_speed``, as it does the profile's costs). Root."""
-    sends = timed_sends(graph, src, dst, SENDS, GAP_S, MESSAGE_BYTES)[WARM_UP:]
+    return at_speed(timed_sends(graph, src, dst, SENDS, GAP_S, MESSAGE_BYTES)[WARM_UP:], calibrated_probe_us)
+
+
+def at_speed(sends: list[Send], calibrated_probe_us: float | None) -> float:
+    """``cpu_rate_bps`` of messages of ``MESSAGE_BYTES``, at the speed of ``calibrated_probe_us`` where given."""
     rate = cpu_rate_bps(sends, MESSAGE_BYTES)
     if calibrated_probe_us:
         rate *= statistics.median(s.probe_us for s in sends) / calibrated_probe_us
     return rate
+
+
+RUN_SENDS = 12  # before a twin run: ~1 s, 10 counted
+
+
+def kernel_rate_clean(fabric: Fabric, src: str, dst: str, calibrated_probe_us: float | None = None) -> float:
+    """``kernel_cpu_rate_bps`` on a fabric already built, with ``RUN_SENDS`` messages (a netns twin run measures
+    it before its nodes start: ``Summary.fabric``); on a lossless copy of a lossy one, where a loss's resending would
+    count as the kernel's work (as ``hw.netns.probe_clean`` probes). Within the rates a transport takes."""
+    if fabric.lossy:
+        with Fabric(fabric.graph, frames=fabric.frames, drop=False) as clean:
+            return kernel_rate_clean(clean, src, dst, calibrated_probe_us)
+    rate = at_speed(sends_on(fabric, src, dst, RUN_SENDS, GAP_S, MESSAGE_BYTES)[WARM_UP:], calibrated_probe_us)
+    return min(max(rate, MIN_BANDWIDTH_BPS), MAX_BANDWIDTH_BPS)

@@ -860,12 +860,19 @@ class FabricProbe(_Model):
     # the token bucket of the path's slowest link (tbf's burst; 0: not recorded, runs before it was): the simulator
     # models its head start (sim/network.py ``LinkServer.leaves``)
     burst_bytes: int = Field(default=0, ge=0, le=1 << 30)
+    # the machine's kernel as a stage of these links: a model's record's wire bits per second of the machine's
+    # CPU (hw/sendcpu.py ``kernel_rate_clean``), at the speed the run's profile was calibrated at (the simulator
+    # scales it by a host's ``cpu_speed``); 0: not measured (runs before it was)
+    kernel_rate_bps: float = Field(default=0.0, ge=0, le=1e12, allow_inf_nan=False)
 
     def overrides(self, machine_cores: int | None = None) -> list[str]:
         """``--set`` options that give the simulator this fabric's links: its latency, no jitter (nothing here
-        delays packets), and the throughput one stream reached where it is below the nominal rate; with
-        ``machine_cores``, the one machine whose cores the hosts' namespaces share (``deployment.machine``)."""
+        delays packets), and the throughput one stream reached where it is below the nominal rate, behind the
+        machine's kernel where measured (``Transport.host_rate_bps``); with ``machine_cores``, the one machine
+        whose cores the hosts' namespaces share (``deployment.machine``)."""
         sets = [f"deployment.network.links.*.latency_s={self.latency_s:.3g}", "deployment.network.links.*.jitter_s=0"]
+        if self.kernel_rate_bps:
+            sets.append(f"deployment.network.transport.host_rate_bps={self.kernel_rate_bps:.6g}")
         if self.throughput_bps < self.rate_bps:
             sets.append(f"deployment.network.links.*.bandwidth_bps={self.throughput_bps:.4g}")
         if self.burst_bytes:
@@ -877,9 +884,11 @@ class FabricProbe(_Model):
     def describe(self) -> str:
         bound = " (CPU-bound)" if self.throughput_bps < 0.97 * self.rate_bps else ""
         cc = f", TCP {self.congestion_control}" if self.congestion_control else ""
+        kernel = (f"; the kernel {self.kernel_rate_bps / 1e6:,.0f} Mbit/s per second of the machine's CPU"
+                  if self.kernel_rate_bps else "")  # fmt: skip
         a, b = self.hosts
         return (f"fabric: {self.latency_s * 1e6:.0f} us a hop, one TCP stream {self.throughput_bps / 1e6:,.0f} of "
-                f"{self.rate_bps / 1e6:,.0f} Mbit/s{bound} between {a} and {b}{cc}")  # fmt: skip
+                f"{self.rate_bps / 1e6:,.0f} Mbit/s{bound} between {a} and {b}{cc}{kernel}")  # fmt: skip
 
 
 class Summary(_Model):

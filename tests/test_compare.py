@@ -366,7 +366,8 @@ def test_a_netns_run_warns_when_the_simulation_lacks_its_measured_fabric(tmp_pat
     links and hosts is warned, with the options that fix it; one with them is not."""
     from hw.compare import _fabric_warnings
 
-    probe = contract.FabricProbe(hosts=("pi-1", "pi-2"), hops=2, latency_s=6e-6, throughput_bps=7e8, rate_bps=9.4e8)
+    probe = contract.FabricProbe(hosts=("pi-1", "pi-2"), hops=2, latency_s=6e-6, throughput_bps=7e8, rate_bps=9.4e8,
+                                 kernel_rate_bps=1.1e9)  # fmt: skip
     load = contract.MachineLoad(cores=2, loadavg_1m_start=None, loadavg_1m_end=None, twin_cpu_cores=1.0,
                                 foreign_cpu_cores=0.0, steal_fraction=0.0, quiet=True)  # fmt: skip
     paper = load_scenario(SCENARIO, ["workload.fl.rounds=1", "run.replications=1"])
@@ -405,6 +406,7 @@ def test_sim_fabric_of_a_netns_run_simulates_its_links_and_machine(pqtwin, tmp_p
     d = yaml.safe_load((tmp_path / "sim" / "scenario.yaml").read_text())["deployment"]
     links = d["network"]["links"]
     assert {link["bandwidth_bps"] for link in links} == {7e8} and d["machine"]["cores"] == 2
+    assert d["network"]["transport"]["host_rate_bps"] == 1.1e9  # the machine's kernel, as the run measured it
     assert links[0]["latency_s"] == 0.001 and links[1]["latency_s"] == 6e-6  # the user's --set wins
     contract.write_summary(plain, hw)
     res = pqtwin("sim", str(SCENARIO), "--fabric-of", str(hw), "--out", str(tmp_path / "sim2"))

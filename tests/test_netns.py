@@ -319,6 +319,9 @@ def test_paper_3node_runs_on_namespaces_each_host_its_own(tmp_path, monkeypatch)
     assert len(probes) == 2 and fabric.throughput_bps == pytest.approx(sum(p.throughput_bps for p in probes) / 2)
     assert fabric.describe() in what_numbers_are(summary)  # the report says what links the numbers came over
     assert 0 < fabric.latency_s < 5e-3 and 0 < fabric.throughput_bps <= 1.2 * fabric.rate_bps
+    # the machine's kernel as a stage of these links (hw/sendcpu.py), which ``sim --fabric-of`` puts before them
+    assert fabric.kernel_rate_bps > 0 and "per second of the machine's CPU" in fabric.describe()
+    assert f"deployment.network.transport.host_rate_bps={fabric.kernel_rate_bps:.6g}" in summary.fabric_overrides()
 
 
 def test_the_probe_measures_a_fabric_at_its_rate_where_the_cpu_keeps_up():
