@@ -305,7 +305,7 @@ def calibration_warnings(sim_dir: Path) -> list[str]:
 
 def _fabric_warnings(sim_dir: Path, hw_sums: list[Summary], hw_dir: Path | None = None) -> list[str]:
     """A netns run measured its fabric (``Summary.fabric``): warn when the simulation did not give its links
-    that fabric's rate or its hosts the machine's cores, and say how to."""
+    that fabric's rate, its hosts the machine's cores or its messages the machine's kernel, and say how to."""
     netns = next((s for s in hw_sums if s.fabric is not None), None)
     if netns is None or netns.fabric is None:
         return []
@@ -316,6 +316,7 @@ def _fabric_warnings(sim_dir: Path, hw_sums: list[Summary], hw_dir: Path | None 
         rates = [link.get("bandwidth_bps") for link in links]
         buckets = [link.get("burst_bytes") for link in links]
         machine_cores = (d.get("machine") or {}).get("cores")
+        kernel_bps = (d.get("network", {}).get("transport") or {}).get("host_rate_bps")
     except (UserError, AttributeError, TypeError):  # unreadable, or not a scenario's shape: no advice
         return []
     missing = []
@@ -327,6 +328,8 @@ def _fabric_warnings(sim_dir: Path, hw_sums: list[Summary], hw_dir: Path | None 
         missing.append(f"its links' {fabric.burst_bytes:,}-byte token buckets")
     if cores is not None and machine_cores != cores:
         missing.append(f"its hosts on this machine's {cores} cores")
+    if fabric.kernel_rate_bps and not (isinstance(kernel_bps, int | float) and kernel_bps > 0):
+        missing.append(f"the machine's kernel at {fabric.kernel_rate_bps / 1e6:,.0f} Mbit/s per second of its CPU")
     if not missing:
         return []
     sets = " ".join(f"--set '{o}'" for o in netns.fabric_overrides())

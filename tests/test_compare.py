@@ -366,8 +366,7 @@ def test_a_netns_run_warns_when_the_simulation_lacks_its_measured_fabric(tmp_pat
     links and hosts is warned, with the options that fix it; one with them is not."""
     from hw.compare import _fabric_warnings
 
-    probe = contract.FabricProbe(hosts=("pi-1", "pi-2"), hops=2, latency_s=6e-6, throughput_bps=7e8, rate_bps=9.4e8,
-                                 kernel_rate_bps=1.1e9)  # fmt: skip
+    probe = contract.FabricProbe(hosts=("pi-1", "pi-2"), hops=2, latency_s=6e-6, throughput_bps=7e8, rate_bps=9.4e8)
     load = contract.MachineLoad(cores=2, loadavg_1m_start=None, loadavg_1m_end=None, twin_cpu_cores=1.0,
                                 foreign_cpu_cores=0.0, steal_fraction=0.0, quiet=True)  # fmt: skip
     paper = load_scenario(SCENARIO, ["workload.fl.rounds=1", "run.replications=1"])
@@ -381,6 +380,14 @@ def test_a_netns_run_warns_when_the_simulation_lacks_its_measured_fabric(tmp_pat
                             ["workload.fl.rounds=1", "run.replications=1", *probe.overrides(2)])  # fmt: skip
     write_run(simulate(matched, "sequential"), fitted, matched)
     assert _fabric_warnings(fitted, [hw]) == []
+    # a run that measured the machine's kernel (hw/sendcpu.py): a simulation without it is warned too
+    measured = hw.model_copy(update={"fabric": probe.model_copy(update={"kernel_rate_bps": 1.1e9})})
+    (warning,) = _fabric_warnings(fitted, [measured])
+    assert "the machine's kernel at 1,100 Mbit/s" in warning and "host_rate_bps=1.1e+09" in warning
+    behind = tmp_path / "behind"
+    s = load_scenario(SCENARIO, ["workload.fl.rounds=1", "run.replications=1", *measured.fabric_overrides()])
+    write_run(simulate(s, "sequential"), behind, s)
+    assert _fabric_warnings(behind, [measured]) == []
     assert _fabric_warnings(plain, [hw.model_copy(update={"fabric": None})]) == []  # not a netns run
     (plain / "scenario.yaml").write_bytes(b"\xff\xfe not UTF-8")  # no advice, and no internal error either
     assert _fabric_warnings(plain, [hw]) == []
@@ -393,7 +400,8 @@ def test_sim_fabric_of_a_netns_run_simulates_its_links_and_machine(pqtwin, tmp_p
     hw = tmp_path / "hw"
     write_run(simulate(paper, "sequential"), hw, paper)
     plain = contract.read_summary(hw / "summary.json")
-    probe = contract.FabricProbe(hosts=("pi-1", "pi-2"), hops=2, latency_s=6e-6, throughput_bps=7e8, rate_bps=9.4e8)
+    probe = contract.FabricProbe(hosts=("pi-1", "pi-2"), hops=2, latency_s=6e-6, throughput_bps=7e8, rate_bps=9.4e8,
+                                 kernel_rate_bps=1.1e9)  # fmt: skip
     load = contract.MachineLoad(cores=2, loadavg_1m_start=None, loadavg_1m_end=None, twin_cpu_cores=1.0,
                                 foreign_cpu_cores=0.0, steal_fraction=0.0, quiet=True)  # fmt: skip
     contract.write_summary(plain.model_copy(update={"fabric": probe, "machine_load": load, "backend": "netns"}), hw)
