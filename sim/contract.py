@@ -869,7 +869,8 @@ class FabricProbe(_Model):
         """``--set`` options that give the simulator this fabric's links: its latency, no jitter (nothing here
         delays packets), and the throughput one stream reached where it is below the nominal rate, behind the
         machine's kernel where measured (``Transport.host_rate_bps``); with ``machine_cores``, the one machine
-        whose cores the hosts' namespaces share (``deployment.machine``)."""
+        whose cores the hosts' namespaces share (``deployment.machine``), its threads placed on cores as Linux
+        places them (``cpu_sharing: linux``)."""
         sets = [f"deployment.network.links.*.latency_s={self.latency_s:.3g}", "deployment.network.links.*.jitter_s=0"]
         if self.kernel_rate_bps:
             sets.append(f"deployment.network.transport.host_rate_bps={self.kernel_rate_bps:.6g}")
@@ -877,8 +878,8 @@ class FabricProbe(_Model):
             sets.append(f"deployment.network.links.*.bandwidth_bps={self.throughput_bps:.4g}")
         if self.burst_bytes:
             sets.append(f"deployment.network.links.*.burst_bytes={self.burst_bytes}")
-        if machine_cores is not None:
-            sets.append(f"deployment.machine.cores={machine_cores}")
+        if machine_cores is not None:  # scheduled by its Linux, as the local twin's one host is (localhost.yaml)
+            sets += [f"deployment.machine.cores={machine_cores}", "deployment.hosts.*.cpu_sharing=linux"]
         return sets
 
     def describe(self) -> str:

@@ -804,10 +804,12 @@ def _check_pods(s: Scenario) -> list[Problem]:
         for i, pod in enumerate(d.pods)
         if pod.host not in hosts
     ]
-    if d.machine is not None:
+    if d.machine is not None:  # one machine, one scheduler: as its first host's (fifo has no shared cores)
+        first = d.hosts[0].cpu_sharing
+        shared = first if first != "fifo" else "processor-sharing"
         problems += [(f"deployment.hosts[{i}].cpu_sharing", h.cpu_sharing,
-                      "deployment.machine shares its cores by processor sharing: every host needs processor-sharing")
-                     for i, h in enumerate(d.hosts) if h.cpu_sharing != "processor-sharing"]  # fmt: skip
+                      f"deployment.machine shares its cores one way for every host: {shared}, as its first host's")
+                     for i, h in enumerate(d.hosts) if h.cpu_sharing != shared]  # fmt: skip
     aggs = s.pods("aggregator")
     if len(aggs) != 1:
         problems.append(("deployment.pods", len(aggs), "need exactly one pod with role aggregator"))

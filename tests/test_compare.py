@@ -415,6 +415,7 @@ def test_sim_fabric_of_a_netns_run_simulates_its_links_and_machine(pqtwin, tmp_p
     links = d["network"]["links"]
     assert {link["bandwidth_bps"] for link in links} == {7e8} and d["machine"]["cores"] == 2
     assert d["network"]["transport"]["host_rate_bps"] == 1.1e9  # the machine's kernel, as the run measured it
+    assert {h["cpu_sharing"] for h in d["hosts"]} == {"linux"}  # its scheduler, as the local twin's host has it
     assert links[0]["latency_s"] == 0.001 and links[1]["latency_s"] == 6e-6  # the user's --set wins
     contract.write_summary(plain, hw)
     res = pqtwin("sim", str(SCENARIO), "--fabric-of", str(hw), "--out", str(tmp_path / "sim2"))

@@ -278,6 +278,14 @@ def test_a_machine_puts_every_host_on_its_cores_and_is_checked(tmp_path):
     with pytest.raises(UserError) as err:
         paper("deployment.machine.cores=2", "deployment.hosts.0.cpu_sharing=fifo")
     assert "deployment.hosts[0].cpu_sharing" in str(err.value)
+    # one scheduler for the machine: every host Linux's (threads placed on its cores, as netns runs are
+    # simulated), or every host processor sharing; a mix is refused by the field of the host that differs
+    placed = simulate(paper("deployment.machine.cores=2", "deployment.hosts.*.cpu_sharing=linux"), "concurrent",
+                      seed=2, replications=2).summary  # fmt: skip
+    assert placed.round_latency_s.mean > apart and placed.round_latency_s.mean != one.round_latency_s.mean
+    with pytest.raises(UserError) as err:
+        paper("deployment.machine.cores=2", "deployment.hosts.0.cpu_sharing=linux")
+    assert "deployment.hosts[1].cpu_sharing" in str(err.value) and "linux, as its first host's" in str(err.value)
     from sim.telemetry import engine_for
 
     ward = load_scenario(SCENARIOS / "ward-200.yaml", ["deployment.machine.cores=2", "run.engine=auto"])
