@@ -413,8 +413,9 @@ class Pod(_Strict):
 
 class Machine(_Strict):
     """The one machine the scenario's hosts are emulated on (the twin's netns backend puts each host in a
-    namespace of this machine): every host's work shares its ``cores``, whatever each host declares, and
-    trainings slow each other down across hosts as on one (``pair_slowdown``: they share its memory bus)."""
+    namespace of this machine): every host's work shares its ``cores``, whatever each host declares, scheduled
+    one way (every host's ``cpu_sharing`` as the first host's: processor sharing, or ``linux``), and trainings slow
+    each other down across hosts as on one (``pair_slowdown``: they share its memory bus)."""
 
     cores: int = Field(ge=1, le=MAX_CORES)
     # A TCP send between two of its hosts over links of at least this rate holds the sending thread until the
