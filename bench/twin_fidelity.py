@@ -91,7 +91,7 @@ from sim.errors import UserError
 from sim.loading import in_range, out_json, read_json_object
 from sim.profile import load_profile, write_profile
 from sim.runner import simulate, write_run
-from sim.scenario import MAX_BANDWIDTH_BPS, MIN_BANDWIDTH_BPS, Scenario, Transport, load_scenario
+from sim.scenario import Scenario, Transport, load_scenario
 from sim.summary import ci95
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -1057,10 +1057,9 @@ def _fast(c: dict[str, Any]) -> str:
 def kernel_rate(profile: Path) -> float:
     """The machine's sending kernel over the netns cells' own links (hw/sendcpu.py ``kernel_cpu_rate_bps``: a 1 MB
     message's wire bytes per second of the machine's CPU, pi-1 to pi-2 of paper-3node), at the speed ``profile``
-    was calibrated at; within the rates a transport takes."""
+    was calibrated at."""
     graph = load_scenario(PAPER).graph()
-    rate = kernel_cpu_rate_bps(graph, "pi-1", "pi-2", load_profile(profile).platform.speed_probe_us)
-    return min(max(rate, MIN_BANDWIDTH_BPS), MAX_BANDWIDTH_BPS)
+    return kernel_cpu_rate_bps(graph, "pi-1", "pi-2", load_profile(profile).platform.speed_probe_us)
 
 
 def _probe(profile: Path) -> dict[str, Any]:

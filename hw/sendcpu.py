@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from hw.netns import Fabric, inside
-from hw.speed import probe_us
+from hw.speed import jiffies, probe_us
 from sim.scenario import MAX_BANDWIDTH_BPS, MIN_BANDWIDTH_BPS, Transport
 
 WARM_UP = 2  # messages left out of the statistics: the window opening
@@ -57,11 +57,12 @@ class Send:
 
 
 def _busy_s() -> float:
-    """Busy seconds of all cores since boot (/proc/stat: all but idle and iowait; softirq work included, which no
-    thread's CPU time may count), in ticks of 1/``SC_CLK_TCK`` s."""
-    with open("/proc/stat", encoding="ascii") as f:
-        ticks = [int(x) for x in f.readline().split()[1:]]
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+    """Busy seconds of all cores since boot (``hw.speed.jiffies``: softirq work included, which no thread's CPU time
+    may count), in ticks of 1/``SC_CLK_TCK`` s. OSError where /proc/stat cannot be read."""
+    counted = jiffies("cpu")
+    if counted is None:
+        raise OSError("/proc/stat: no cpu line to count the machine's busy time from")
+    return counted[0] / os.sysconf("SC_CLK_TCK")
 
 
 def _reader(conn: socket.socket, messages: int, nbytes: int, stamps: int) -> None:
@@ -158,11 +159,12 @@ def kernel_cpu_rate_bps(graph: nx.Graph, src: str, dst: str, calibrated_probe_us
 
 
 def at_speed(sends: list[Send], calibrated_probe_us: float | None) -> float:
-    """``cpu_rate_bps`` of messages of ``MESSAGE_BYTES``, at the speed of ``calibrated_probe_us`` where given."""
+    """``cpu_rate_bps`` of messages of ``MESSAGE_BYTES``, at the speed of ``calibrated_probe_us`` where given; within
+    the rates a transport takes."""
     rate = cpu_rate_bps(sends, MESSAGE_BYTES)
     if calibrated_probe_us:
         rate *= statistics.median(s.probe_us for s in sends) / calibrated_probe_us
-    return rate
+    return min(max(rate, MIN_BANDWIDTH_BPS), MAX_BANDWIDTH_BPS)
 
 
 RUN_SENDS = 12  # before a twin run: ~1 s, 10 counted
@@ -171,9 +173,8 @@ RUN_SENDS = 12  # before a twin run: ~1 s, 10 counted
 def kernel_rate_clean(fabric: Fabric, src: str, dst: str, calibrated_probe_us: float | None = None) -> float:
     """``kernel_cpu_rate_bps`` on a fabric already built, with ``RUN_SENDS`` messages (a netns twin run measures
     it before its nodes start: ``Summary.fabric``); on a lossless copy of a lossy one, where a loss's resending would
-    count as the kernel's work (as ``hw.netns.probe_clean`` probes). Within the rates a transport takes."""
+    count as the kernel's work (as ``hw.netns.probe_clean`` probes)."""
     if fabric.lossy:
         with Fabric(fabric.graph, frames=fabric.frames, drop=False) as clean:
             return kernel_rate_clean(clean, src, dst, calibrated_probe_us)
-    rate = at_speed(sends_on(fabric, src, dst, RUN_SENDS, GAP_S, MESSAGE_BYTES)[WARM_UP:], calibrated_probe_us)
-    return min(max(rate, MIN_BANDWIDTH_BPS), MAX_BANDWIDTH_BPS)
+    return at_speed(sends_on(fabric, src, dst, RUN_SENDS, GAP_S, MESSAGE_BYTES)[WARM_UP:], calibrated_probe_us)

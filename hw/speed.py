@@ -243,7 +243,12 @@ def stat_fields(name: str) -> list[float] | None:
 
 def _core_jiffies(cpu: int) -> tuple[float, float] | None:
     """(busy, total) jiffies of one CPU since boot, None where unreadable."""
-    v = stat_fields(f"cpu{cpu}")
+    return jiffies(f"cpu{cpu}")
+
+
+def jiffies(name: str) -> tuple[float, float] | None:
+    """(busy, total) jiffies since boot of /proc/stat's line ``name`` ("cpu": all CPUs), None where unreadable."""
+    v = stat_fields(name)
     if v is None or len(v) < 8:
         return None
     idle = v[3] + v[4]  # idle + iowait
