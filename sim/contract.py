@@ -865,6 +865,14 @@ class FabricProbe(_Model):
     # scales it by a host's ``cpu_speed``); 0: not measured (runs before it was)
     kernel_rate_bps: float = Field(default=0.0, ge=0, le=1e12, allow_inf_nan=False)
 
+    @field_validator("kernel_rate_bps")
+    @classmethod
+    def _a_rate_or_none(cls, v: float) -> float:
+        """As ``Transport.host_rate_bps`` takes it: else ``--fabric-of`` blamed the scenario file for this value."""
+        if 0 < v < 1.0:
+            raise ValueError("must be 0 (not measured) or at least 1 bit/s")
+        return v
+
     def overrides(self, machine_cores: int | None = None) -> list[str]:
         """``--set`` options that give the simulator this fabric's links: its latency, no jitter (nothing here
         delays packets), and the throughput one stream reached where it is below the nominal rate, behind the

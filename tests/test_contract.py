@@ -362,6 +362,17 @@ def test_the_fabrics_bounds_are_the_links_bounds():
         for v in vs:
             ok = takes(scenario.LinkParams, link | {theirs: v})
             assert takes(contract.FabricProbe, probe | {ours: v}) == ok, (ours, v)
+    # the machine's kernel: what ``Transport.host_rate_bps`` takes (``--fabric-of`` sets it)
+    for v in (
+        0.0,
+        0.5,
+        scenario.MIN_BANDWIDTH_BPS,
+        -1.0,
+        scenario.MAX_BANDWIDTH_BPS,
+        scenario.MAX_BANDWIDTH_BPS * 1.001,
+    ):
+        ok = takes(scenario.Transport, {"host_rate_bps": v})
+        assert takes(contract.FabricProbe, probe | {"kernel_rate_bps": v}) == ok, v
 
 
 def test_a_measured_nodes_duplicated_spans_are_left_out_and_counted(tmp_path):
