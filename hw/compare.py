@@ -273,8 +273,12 @@ def _load_warnings(hw_sum: Summary) -> list[str]:
         return []
     if load.state == "UNSTEADY":
         speed = load.speed_vs_calibration
-        at = "" if speed is None else (f"; to see the model's own error, simulate at the speed measured: "
-                                       f"--set 'deployment.hosts.*.cpu_speed={speed:.2f}'")  # fmt: skip
+        # not a bare ``cpu_speed`` setting: it would divide training's and FedAvg's price too, which the speed
+        # probe does not see (hw/at_speed.py; at 0.54x it read +55 % where --at-speed read +14 %, stop 84)
+        at = "" if speed is None else (f"; to see the model's own error, simulate it again at the speed measured "
+                                       f"({speed:.2f}x): `pqtwin compare --at-speed` (the app's Twin page: \"Simulate "
+                                       "again at the measured speed\"), which keeps training at its own measured "
+                                       "price")  # fmt: skip
         return [f"the measured run's cores changed speed or ran at another speed than when calibrated "
                 f"({load.describe()}): a shared host's other guests do that, unseen by load and steal; its "
                 "error says as much about the host as about the model; repeat the run (several runs average "

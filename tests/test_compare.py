@@ -512,6 +512,23 @@ def test_rounds_measured_while_a_core_ran_slow_are_left_out_of_the_at_speed_late
     assert pooled["n_hw"] == fast["n_hw"]
 
 
+def test_an_unsteady_runs_warning_points_to_at_speed_not_a_bare_cpu_speed(runs, tmp_path):
+    """A run whose cores ran at 0.60x their calibration: the warning's way to the model's own error is the
+    simulation again at that speed with training at its own price (``--at-speed``, hw/at_speed.py). It gave a bare
+    ``deployment.hosts.*.cpu_speed``, which slows training by the probe's factor too: on make run's unsteady run of
+    2026-12-07 (0.54x) that read +55 %, where --at-speed read +14 %."""
+    hw = copy_run(runs["hw"], tmp_path / "hw")
+    load = contract.MachineLoad(cores=2, loadavg_1m_start=0.1, loadavg_1m_end=0.1, twin_cpu_cores=1.0,
+                                foreign_cpu_cores=0.0, steal_fraction=0.0, quiet=False, unsteady=True,
+                                calibrated_probe_us=39.0, cpu_speed=contract.CpuSpeed(
+                                    probe_us_p10=60.0, probe_us_p50=65.0, probe_us_p90=70.0, samples=40))  # fmt: skip
+    summary = contract.read_summary(hw / "summary.json")
+    contract.write_summary(summary.model_copy(update={"machine_load": load, "backend": "local"}), hw)
+    (line,) = [w for w in compare_dirs(runs["sim"], hw)["warnings"] if "cores changed speed" in w]
+    assert "simulate it again at the speed measured (0.60x): `pqtwin compare --at-speed`" in line, line
+    assert "cpu_speed=" not in line, line
+
+
 def test_a_compare_with_no_metric_in_both_runs_is_one_line_not_an_empty_report(runs, tmp_path):
     """A measured run whose spans hold no round (a twin stopped before its first) gave every metric "no values", an
     empty compare.json and exit 0: the command said it had compared the runs."""
