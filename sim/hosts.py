@@ -246,9 +246,11 @@ class SlicedCore:
     def __len__(self) -> int:
         return (self.running is not None) + len(self.waiting)
 
-    def run(self, work_s: float, done: simpy.Event | None = None, key: int | None = None) -> simpy.Event:
+    def run(self, work_s: float, done: simpy.Event | None = None, key: int | None = None,
+            waits: bool = False) -> simpy.Event:  # fmt: skip
         """An event that fires when ``work_s`` of thread ``key``'s work is done on this core (``done``: that event,
-        for a job moved here with the work it has left)."""
+        for a job moved here with the work it has left). ``waits``: woken, it does not preempt the running job (a
+        handed-on job thread, ``PlacedCores.HAND_ON``)."""
         done = self.env.event() if done is None else done
         job = _Job(work_s, self.arrivals, done, key)
         self.arrivals += 1
@@ -261,7 +263,7 @@ class SlicedCore:
         used = ended[2] if goes_on and ended is not None else 0.0
         if self.running is None:
             self._start(job, used)
-        elif goes_on or self.preempt():  # the thread goes on (it takes back what started this instant), or woken
+        elif goes_on or (not waits and self.preempt()):  # the thread goes on (takes back what started now), or woken
             self.waiting.appendleft(self.running)  # booked above (or started this instant)
             self._start(job, used)
         else:
@@ -345,7 +347,9 @@ class PlacedCores:
       Linux's wake-affine choice; a thread that never ran joins its waker's core, or the least busy. No
       idle core is searched for: where both the waker's and the thread's own core were busy and another idle,
       the kernel queued it on a busy one in 91-100 % of cases (with the last-level cache this busy, Linux 6.x
-      skips the search: SIS_UTIL);
+      skips the search: SIS_UTIL); a job thread handed its job by another (``handed``: a concurrent round's jobs
+      taken from one queue, each taker waking the next) joins its waker's core with ``HAND_ON``'s chance and does
+      not preempt the job running there;
     - an idle core takes over a job waiting on a busy one only at a scheduler tick (``TICK_S``, the periodic
       balance), and the job's thread runs there from then on: in between, jobs queue on a core while another
       sleeps. Not when it goes idle (no new-idle pull): in the kernel's traces of 188 twin runs (2026-11-30,
@@ -370,6 +374,11 @@ class PlacedCores:
     # within 100 µs in 19,372 of 32,839 wake-ups (59 %); one that ran while another waited on its core all along
     # ran a median 3.31 ms before it made way (4,763 slices)
     WAKE_PREEMPT, SLICE_S = 0.59, 0.0033
+    # a job thread handed a job by another (a concurrent round's jobs, submitted at once: the main thread wakes one
+    # job thread, which, taking its job from the pool's queue, wakes the next): queued on its waker's core in 417 of
+    # 632 rounds where it last ran on the other core (stop 72, ``hw.schedtrace.handed_on`` over the kernel's traces
+    # of three localhost matrices), and not preempting it (docs/twin-validation.md, stop 84)
+    HAND_ON = 0.66
 
     def __init__(self, env: simpy.Environment, cores: int, rng: np.random.Generator | None = None):
         """``rng``: the stream wake-affine choices are drawn from; None: a woken thread always goes back to its
@@ -385,10 +394,12 @@ class PlacedCores:
     def __len__(self) -> int:
         return sum(len(q) for q in self.queues)
 
-    def run(self, work_s: float, key: int | None = None, waker: int | None = None) -> simpy.Event:
-        """An event that fires when ``work_s`` of the thread ``key``'s work is done on the core it is placed on."""
-        core = self._place(key, waker)
-        done = self.queues[core].run(work_s, None, key)
+    def run(self, work_s: float, key: int | None = None, waker: int | None = None,
+            handed: bool = False) -> simpy.Event:  # fmt: skip
+        """An event that fires when ``work_s`` of the thread ``key``'s work is done on the core it is placed on
+        (``handed``: a job ``waker`` handed on, ``HAND_ON``)."""
+        core = self._place(key, waker, handed)
+        done = self.queues[core].run(work_s, None, key, waits=handed)
         if key is not None:
             self.last[key] = core
             self.owner[done] = key
@@ -409,11 +420,11 @@ class PlacedCores:
         """Whether a woken thread's job preempts the job running on its core (always, without a stream)."""
         return self.rng is None or bool(self.rng.random() < self.WAKE_PREEMPT)
 
-    def _place(self, key: int | None, waker: int | None) -> int:
+    def _place(self, key: int | None, waker: int | None, handed: bool = False) -> int:
         prev = None if key is None else self.last.get(key)
         target = None if waker is None else self.last.get(waker)
         if prev is not None and target is not None and target != prev and self.rng is not None:
-            chance = self.AFFINE_IDLE if self._idle(prev) else self.AFFINE_BUSY  # woken from another core
+            chance = self.HAND_ON if handed else self.AFFINE_IDLE if self._idle(prev) else self.AFFINE_BUSY
             if self.rng.random() < chance:
                 return target
         if prev is not None:
@@ -506,10 +517,17 @@ class Cpu:
         not done by then, the part due after ``end_s`` (an operation runs on at most one core)."""
         return self.demand_s - sum(min(work, max(0.0, asked + work - end_s)) for asked, work in self.unserved.values())
 
+    def _shared_job(self, cost_s: float, thread: int | None, waker: int | None, handed: bool) -> simpy.Event:
+        """A job on the shared cores (placed by its thread and waker with ``linux``)."""
+        shared = self.shared
+        assert shared is not None
+        return shared.run(cost_s, thread, waker, handed) if isinstance(shared, PlacedCores) else shared.run(cost_s)
+
     def work(self, cost_s: float, contention: tuple[LinearOp, float] | None = None, thread: int | None = None,
-             waker: int | None = None) -> Generator[Any, Any, float]:  # fmt: skip
+             waker: int | None = None, handed: bool = False) -> Generator[Any, Any, float]:  # fmt: skip
         """Do ``cost_s`` of work on these cores; returns the time spent waiting for a core (fifo only).
-        ``thread``, ``waker``: whose work it is, and which thread's message woke it (``PlacedCores`` places by them).
+        ``thread``, ``waker``: whose work it is, and which thread's message woke it (``PlacedCores`` places by them;
+        ``handed``: the waker handed it a job, ``PlacedCores.HAND_ON``).
 
         ``contention`` = (op, units): a job of an op with a measured ``pair_slowdown`` (training) runs slower
         while other such jobs run on the host's other cores. Under sharing, the work left of every such job is
@@ -539,8 +557,7 @@ class Cpu:
             self.shared.done()
             wait = 0.0
         elif self.shared is not None:
-            shared = self.shared
-            done = shared.run(cost_s, thread, waker) if isinstance(shared, PlacedCores) else shared.run(cost_s)
+            done = self._shared_job(cost_s, thread, waker, handed)
             if me is not None:
                 me.done = done
                 self.contended.append(me)
@@ -619,6 +636,7 @@ class Endpoint:
     cpu: Cpu
     thread: Thread | None = None
     woken_by: int | None = None
+    handed: bool = False  # ``woken_by`` handed it a job (``PlacedCores.HAND_ON``)
     active_s: float = -math.inf  # the last instant its thread was known to work (a step began or ended)
     warm: set[str] = field(default_factory=set)  # the op kinds its current burst has called
 
@@ -651,11 +669,11 @@ class Endpoint:
         self._mark(asked)
         if own is not None and (turn := own.take()) is not None:
             yield turn
-        waker = None
+        waker, handed = None, False
         if woken and cpu.placed:  # PlacedCores places by thread and waker
-            waker, self.woken_by = self.woken_by, None
+            waker, self.woken_by, handed, self.handed = self.woken_by, None, self.handed, False
         wait = cpu.env.now - asked
-        wait += yield from cpu.work(cost_s, contention, self.key, waker)
+        wait += yield from cpu.work(cost_s, contention, self.key, waker, handed)
         self.active_s = cpu.env.now
         if own is not None:
             own.give()

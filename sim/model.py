@@ -134,6 +134,7 @@ class Replication:
         # the aggregator's job threads, one per worker (hw/node/aggregator.py: "with worker processes: one job thread
         # each"): each seals its worker's jobs and opens its answers, side by side with the others
         self.agg_threads: dict[int, Endpoint] = {}
+        self.handing: int | None = None  # the job thread that took this round's last job (``_hand_on``)
         self.round_starts: list[float] = []
         self.receivers: dict[str, Thread] = {}  # pod -> its one receiver thread (telemetry_receiver: one-thread)
         self.populations = {pop.name: i for i, pop in enumerate(scenario.workload.devices)}
@@ -458,9 +459,22 @@ class Replication:
         self.env.process(self._client(c, ctx))
 
     def _distribute_concurrent(self, ctx: tuple[Any, ...]) -> Gen:
+        self.handing = None  # a new round: its first job's thread is woken by the main thread
         for c in range(len(self.clients)):
             self.env.process(self._distribute_job(c, ctx))
         yield self.env.timeout(0)
+
+    def _hand_on(self, worker: Endpoint) -> None:
+        """A round's jobs are submitted at once, to the pool's queue: the thread that takes one wakes the next
+        (hw/node/aggregator.py), which Linux queues on its waker's core, busy with its job (``PlacedCores.HAND_ON``).
+        Modelled where the aggregator's own job threads do the whole job (no worker pods): the first then keeps its
+        core through the job's long steps (a signature), and the second waits for the core or the scheduler's tick
+        (docs/twin-validation.md, stop 84). Where jobs go to worker processes, the job threads' steps are short and
+        take turns on the core under the interpreter lock, which the model's steps are too coarse to follow: there
+        the hand-on made the model's 50 k rounds dear (stop 72), and it is left out."""
+        if self.handing is not None and self.handing != worker.key:
+            worker.woken_by, worker.handed = self.handing, True
+        self.handing = worker.key
 
     def _agg_thread(self, worker: Endpoint) -> Endpoint:
         """The aggregator's job thread for ``worker``: a thread of its own, placed on the cores as one
@@ -479,6 +493,8 @@ class Replication:
         taken = yield self.pool.get()
         worker = taken.item
         apart = worker.pod != self.agg.pod
+        if not apart and self.agg.cpu.placed:
+            self._hand_on(worker)
         # the main thread only submits the job (hw/node/aggregator.py ``_round``: microseconds, for every client at
         # once); the job thread that takes it wakes, as a reader thread wakes the main one, side by side with the others
         yield from self._handoff(self._agg_thread(worker) if apart else worker, INBOX_HANDOFF)
@@ -568,6 +584,8 @@ class Replication:
         taken = yield self.pool.get()
         worker = taken.item
         apart = worker.pod != self.agg.pod
+        if not apart and self.agg.cpu.placed:
+            self._hand_on(worker)
         if not self.delegates:  # the main thread submits it (``_distribute_job``): the job thread wakes
             yield from self._handoff(self._agg_thread(worker) if apart else worker, INBOX_HANDOFF)
         if apart:

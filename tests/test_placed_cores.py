@@ -123,6 +123,32 @@ def test_a_thread_whose_own_core_is_busy_joins_its_wakers_with_the_busy_chance()
     assert same.drawn == 0
 
 
+def test_a_job_thread_handed_its_job_joins_its_wakers_core_with_the_hand_on_chance_and_waits_there():
+    """A job thread handed a job by another (``handed``: a concurrent round's jobs taken from one queue, each taker
+    waking the next) is queued on its waker's core with ``HAND_ON``'s chance, and does not preempt the job
+    running there: it waits until the tick moves it to the idle core (the kernel's traces: stop 72, stop 84)."""
+    env = simpy.Environment()
+    draws = Draws(PlacedCores.HAND_ON - 0.01)  # above AFFINE_IDLE: a message's wake-up would leave R on its own core
+    cpu = Cpu(env, "h", 2, None, np.random.default_rng(0), "linux", placement=draws)
+    done: dict[str, float] = {}
+
+    def job(name: str, at: float, work: float, thread: int, waker: int | None = None, handed: bool = False):
+        yield env.timeout(at)
+        yield from cpu.work(work, thread=thread, waker=waker, handed=handed)
+        done[name] = env.now
+
+    for args in (("X", 0.0, 0.0005, X), ("R0", 0.0, 0.0005, R), ("W", 0.001, 0.010, W)):
+        env.process(job(*args))
+    env.process(job("R", 0.002, 0.001, R, W, True))
+    env.run()
+    assert draws.drawn == 1  # the placement's draw; none for a preemption
+    assert done["R"] == pytest.approx(TICK + 0.001) and done["W"] == pytest.approx(0.011)
+    # the same draw for a thread a message woke: above AFFINE_IDLE, it runs on its own idle core at once
+    woken = run_jobs(2, [(0.0, 0.0005, X, None), (0.0, 0.0005, R, None), (0.001, 0.010, W, None),
+                         (0.002, 0.001, R, W)], placement=Draws(PlacedCores.HAND_ON - 0.01))  # fmt: skip
+    assert woken[3] == pytest.approx(0.003)
+
+
 def _one_core(second_s: float) -> dict[str, float]:
     """On one core: W's job of 1 ms, then at once its next of ``second_s``; X, woken at 0.2 ms, does not preempt
     (a draw above WAKE_PREEMPT) and waits for 5 ms of work. When each ends."""
@@ -254,3 +280,28 @@ def test_the_kernels_leave_a_placed_host_to_the_event_model():
     with pytest.raises(UserError, match=r"cpu_sharing: linux is computed by the event model only") as err:
         simulate(load_scenario(SCENARIOS / "localhost.yaml", [*sets, "run.engine=vectorized"]))
     assert "\n" not in str(err.value)
+
+
+def _second_job_packed_ms(s: Any) -> float:
+    """Mean over a concurrent run's rounds of when its distribution's last ``serialize`` ended, from the first's
+    start (ms): how late the second job thread got going."""
+    spans = simulate(s, "concurrent", replications=2).spans
+    packs = spans[(spans.phase == "distribute") & (spans.op == "serialize") & (spans["round"] > 0)]
+    rounds = packs.groupby(["replication", "round"])
+    return float((rounds.end_s.max() - rounds.start_s.min()).mean() * 1e3)
+
+
+def test_a_rounds_second_job_thread_is_handed_on_where_the_aggregator_does_its_jobs(monkeypatch):
+    """paper-3node's aggregator signs with job threads of its own (no worker pods): on one machine whose threads
+    Linux places (``deployment.machine``, ``cpu_sharing: linux``, as the netns twin runs it), the second job's
+    thread is handed on by the first and joins its core with ``HAND_ON``'s chance, so it packs its job later than
+    when it never joins (0); localhost.yaml's jobs go to worker processes, where the model leaves the hand-on out,
+    and its run is the same whatever the chance."""
+    sets = ["deployment.machine.cores=2", "deployment.hosts.*.cpu_sharing=linux", "workload.fl.rounds=10"]
+    paper = load_scenario(SCENARIOS / "paper-3node.yaml", sets)
+    local = load_scenario(SCENARIOS / "localhost.yaml", ["workload.fl.rounds=6"])
+    handed, local_handed = _second_job_packed_ms(paper), simulate(local, "concurrent", replications=2).summary
+    monkeypatch.setattr(PlacedCores, "HAND_ON", 0.0)
+    never, local_never = _second_job_packed_ms(paper), simulate(local, "concurrent", replications=2).summary
+    assert handed > never + 0.5, (handed, never)
+    assert local_handed.round_latency_s.mean == local_never.round_latency_s.mean
