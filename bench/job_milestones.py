@@ -1,7 +1,9 @@
 """When, in a concurrent round, each delegated job of the model's distribution reaches a crypto worker, when its
 answer is back at the aggregator and when each client holds the model: ms from the round's start, median over the
 rounds, for twin runs and for a simulation of the same cell side by side. It says where a concurrent round's
-``received`` segment (sim.contract.round_segments) gains or loses time.
+``received`` segment (sim.contract.round_segments) gains or loses time. Where the aggregator's own job threads do
+the jobs (no worker pods, as paper-3node), each job's pack (``serialize``) ends and its message leaves instead
+(``OWN_MILESTONES``).
 
 usage: python bench/job_milestones.py --hw RUN_DIR [RUN_DIR ...] [--sim SIM_DIR]
 (a run directory of ``--mode both`` is read for its concurrent rounds; ``bench/twin_fidelity.py --keep DIR`` keeps
@@ -42,6 +44,29 @@ def round_milestones(spans: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*MILESTONES, "run", "round"])
 
 
+OWN_MILESTONES = ("packed1", "packed2", "sent1", "sent2", "received1", "received2")
+
+
+def own_milestones(spans: pd.DataFrame) -> pd.DataFrame:
+    """One row per round whose aggregator prepared two distribute jobs side by side itself (both packs began
+    before the first message left: a concurrent round, no worker pods): when each pack ended, each message left
+    and each client held the model, from the round's start, in s."""
+    rows = []
+    for (rep, rnd), r in spans.groupby(["replication", "round"]):
+        rounds = r[r.phase == "round"]
+        if rnd < 1 or rounds.empty:
+            continue
+        start, agg = rounds.start_s.min(), rounds.pod.iloc[0]
+        d = r[(r.phase == "distribute") & (r.pod == agg)]
+        packs, sends = d[d.op == "serialize"], d[d.op == "transfer"].start_s.sort_values()
+        held = r[r.phase == "receive"].groupby("pod").end_s.max().sort_values()
+        if len(packs) < 2 or len(sends) < 2 or len(held) < 2 or packs.start_s.max() >= sends.iloc[0]:
+            continue  # a sequential round (each job packed after the last left), or one cut short
+        times = [*packs.end_s.sort_values().values[:2], *sends.values[:2], *held.values[:2]]
+        rows.append(dict(zip(OWN_MILESTONES, (t - start for t in times), strict=True)) | {"run": rep, "round": rnd})
+    return pd.DataFrame(rows, columns=[*OWN_MILESTONES, "run", "round"])
+
+
 def side_by_side(ap: argparse.ArgumentParser, cut: Callable[[pd.DataFrame], pd.DataFrame], hw: list[Path],
                  sim: Path | None) -> dict[str, pd.DataFrame]:  # fmt: skip
     """Per-round tables cut from the spans of the twin runs ``hw`` (pooled) and of the simulation ``sim`` (if given),
@@ -75,6 +100,10 @@ def arguments(doc: str, runs: str) -> tuple[argparse.ArgumentParser, argparse.Na
 def main() -> int:
     ap, args = arguments(__doc__, "twin run directories")
     table = side_by_side(ap, round_milestones, args.hw, args.sim)
+    if table["hw"].empty:  # no job went to a worker: the aggregator's own job threads (paper-3node)
+        table = side_by_side(ap, own_milestones, args.hw, args.sim)
+        print_medians(table, list(OWN_MILESTONES), 1e3, "ms from the round's start, jobs done by the aggregator", 2)
+        return 0
     print_medians(table, list(MILESTONES), 1e3, "ms from the round's start", 2)
     return 0
 
