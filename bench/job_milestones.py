@@ -26,45 +26,58 @@ from sim.contract import read_spans
 MILESTONES = ("job1", "job2", "answer1", "answer2", "received1", "received2")
 
 
-def round_milestones(spans: pd.DataFrame) -> pd.DataFrame:
-    """One row per round that delegated two distribute jobs: the milestones' times from the round's start, in s."""
+def _per_round(spans: pd.DataFrame, names: tuple[str, ...],
+               times_of: Callable[[pd.DataFrame], list[float] | None]) -> pd.DataFrame:  # fmt: skip
+    """One row per round past the handshakes for which ``times_of`` (the round's spans) gives the milestones'
+    times: each from the round's start, in s."""
     rows = []
     for (rep, rnd), r in spans.groupby(["replication", "round"]):
-        if rnd < 1:
+        if rnd < 1 or (times := times_of(r)) is None:
             continue
         start = r[r.phase == "round"].start_s.min() if (r.phase == "round").any() else r.start_s.min()
-        d = r[r.phase == "distribute"]
-        at_worker = d[d.pod.str.startswith("worker") & d.op.str.endswith(".decrypt")].start_s.sort_values()
-        back = d[(d.pod != "client") & ~d.pod.str.startswith("worker") & d.op.str.endswith(".decrypt")]
-        held = r[r.phase == "receive"].groupby("pod").end_s.max().sort_values()
-        if len(at_worker) < 2 or len(back) < 2 or len(held) < 2:
-            continue  # a sequential round, or one cut short
-        times = [*at_worker.values[:2], *back.start_s.sort_values().values[:2], *held.values[:2]]
-        rows.append(dict(zip(MILESTONES, (t - start for t in times), strict=True)) | {"run": rep, "round": rnd})
-    return pd.DataFrame(rows, columns=[*MILESTONES, "run", "round"])
+        rows.append(dict(zip(names, (t - start for t in times), strict=True)) | {"run": rep, "round": rnd})
+    return pd.DataFrame(rows, columns=[*names, "run", "round"])
+
+
+def _held(r: pd.DataFrame) -> pd.Series:
+    """When each client held the model, earliest first."""
+    return r[r.phase == "receive"].groupby("pod").end_s.max().sort_values()
+
+
+def _delegated(r: pd.DataFrame) -> list[float] | None:
+    d = r[r.phase == "distribute"]
+    at_worker = d[d.pod.str.startswith("worker") & d.op.str.endswith(".decrypt")].start_s.sort_values()
+    back = d[(d.pod != "client") & ~d.pod.str.startswith("worker") & d.op.str.endswith(".decrypt")]
+    held = _held(r)
+    if len(at_worker) < 2 or len(back) < 2 or len(held) < 2:
+        return None  # a sequential round, or one cut short
+    return [*at_worker.values[:2], *back.start_s.sort_values().values[:2], *held.values[:2]]
+
+
+def round_milestones(spans: pd.DataFrame) -> pd.DataFrame:
+    """One row per round that delegated two distribute jobs: the milestones' times from the round's start, in s."""
+    return _per_round(spans, MILESTONES, _delegated)
 
 
 OWN_MILESTONES = ("packed1", "packed2", "sent1", "sent2", "received1", "received2")
+
+
+def _own(r: pd.DataFrame) -> list[float] | None:
+    rounds = r[r.phase == "round"]
+    if rounds.empty:
+        return None
+    d = r[(r.phase == "distribute") & (r.pod == rounds.pod.iloc[0])]  # the aggregator's
+    packs, sends, held = d[d.op == "serialize"], d[d.op == "transfer"].start_s.sort_values(), _held(r)
+    if len(packs) < 2 or len(sends) < 2 or len(held) < 2 or packs.start_s.max() >= sends.iloc[0]:
+        return None  # a sequential round (each job packed after the last left), or one cut short
+    return [*packs.end_s.sort_values().values[:2], *sends.values[:2], *held.values[:2]]
 
 
 def own_milestones(spans: pd.DataFrame) -> pd.DataFrame:
     """One row per round whose aggregator prepared two distribute jobs side by side itself (both packs began
     before the first message left: a concurrent round, no worker pods): when each pack ended, each message left
     and each client held the model, from the round's start, in s."""
-    rows = []
-    for (rep, rnd), r in spans.groupby(["replication", "round"]):
-        rounds = r[r.phase == "round"]
-        if rnd < 1 or rounds.empty:
-            continue
-        start, agg = rounds.start_s.min(), rounds.pod.iloc[0]
-        d = r[(r.phase == "distribute") & (r.pod == agg)]
-        packs, sends = d[d.op == "serialize"], d[d.op == "transfer"].start_s.sort_values()
-        held = r[r.phase == "receive"].groupby("pod").end_s.max().sort_values()
-        if len(packs) < 2 or len(sends) < 2 or len(held) < 2 or packs.start_s.max() >= sends.iloc[0]:
-            continue  # a sequential round (each job packed after the last left), or one cut short
-        times = [*packs.end_s.sort_values().values[:2], *sends.values[:2], *held.values[:2]]
-        rows.append(dict(zip(OWN_MILESTONES, (t - start for t in times), strict=True)) | {"run": rep, "round": rnd})
-    return pd.DataFrame(rows, columns=[*OWN_MILESTONES, "run", "round"])
+    return _per_round(spans, OWN_MILESTONES, _own)
 
 
 def side_by_side(ap: argparse.ArgumentParser, cut: Callable[[pd.DataFrame], pd.DataFrame], hw: list[Path],

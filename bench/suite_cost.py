@@ -67,10 +67,10 @@ def report(rows: list[dict[str, Any]], wall_s: float, workers: int, top: int) ->
     share = kids / max(own + kids, 1e-9)
     print(f"{len(rows)} tests on {workers} workers in {wall_s:.0f} s: {own + kids:.0f} CPU-s ({share:.0%} in the "
           f"processes they started), the {cpus} cores {busy:.0%} busy")  # fmt: skip
-    files: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0])
+    files: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])  # own, children, wall, tests
     for r in rows:
-        f = files[r["test"].split("::")[0]]
-        f[0], f[1], f[2], f[3] = f[0] + r["own_cpu_s"], f[1] + r["children_cpu_s"], f[2] + r["wall_s"], f[3] + 1
+        name, this = r["test"].split("::")[0], (r["own_cpu_s"], r["children_cpu_s"], r["wall_s"], 1.0)
+        files[name] = [a + b for a, b in zip(files[name], this, strict=True)]
     print(f"\n{'CPU s':>8} {'children':>9} {'wall s':>8} {'tests':>6}  file")
     for name, (o, k, w, n) in sorted(files.items(), key=lambda kv: -(kv[1][0] + kv[1][1]))[:top]:
         print(f"{o + k:8.1f} {k:9.1f} {w:8.1f} {int(n):6d}  {name}")

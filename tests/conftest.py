@@ -51,16 +51,19 @@ def session_processes(sid: int) -> list[int]:
     return alive
 
 
+def run_pqtwin(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the real console entry point in a subprocess; returns CompletedProcess (text)."""
+    cmd = [sys.executable, "-c", "from pqtwin.cli import main; main()", *args]
+    environ = {**os.environ, **(env or {})}
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd or ROOT, timeout=300, env=environ)
+
+
 @pytest.fixture
 def pqtwin():
-    """Run the real console entry point in a subprocess; returns CompletedProcess (text)."""
-
-    def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        cmd = [sys.executable, "-c", "from pqtwin.cli import main; main()", *args]
-        environ = {**os.environ, **(env or {})}
-        return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd or ROOT, timeout=300, env=environ)
-
-    return run
+    """``run_pqtwin``, as a fixture."""
+    return run_pqtwin
 
 
 @pytest.fixture

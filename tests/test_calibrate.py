@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import timeit
 
 import numpy as np
@@ -15,7 +13,7 @@ from threadpoolctl import threadpool_limits
 from hw.calibrate import linear_entry, median_rel_ci, per_call_entry
 from sim.profile import load_profile
 
-from .conftest import ROOT
+from .conftest import run_pqtwin
 
 
 @pytest.fixture(scope="module")
@@ -24,9 +22,7 @@ def quick_profile(tmp_path_factory):
     ``t``: the post-quantum suite the tests below read, and a classical signature and AEAD besides."""
     out = tmp_path_factory.mktemp("cal") / "quick.yaml"
     algorithms = "ML-KEM-768,ML-DSA-65,AES-256-GCM,SHAKE-256,Ed25519,ChaCha20-Poly1305"
-    cmd = [sys.executable, "-c", "from pqtwin.cli import main; main()", "calibrate", "--quick", "--algorithms",
-           algorithms, "--out", str(out), "--name", "t"]  # fmt: skip
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    res = run_pqtwin("calibrate", "--quick", "--algorithms", algorithms, "--out", str(out), "--name", "t")
     assert res.returncode == 0, res.stderr
     return out
 
