@@ -53,7 +53,7 @@ from hw.lifecycle import (
     stopped,
 )
 from hw.machine import LoadMonitor
-from hw.netns import Fabric, probe_clean
+from hw.netns import Fabric, delays, probe_clean
 from hw.provision import provision
 from hw.proxy import LinkShape, ShapingProxy, open_path
 from hw.runconfig import (
@@ -303,6 +303,8 @@ class NetnsAddressing:
     def __init__(self, s: Scenario, seed: int, fabric: Fabric):
         self.scenario, self.fabric = s, fabric
         self.seeds = iter(np.random.SeedSequence(seed).spawn(1000))
+        # the delay hops' jitter: a stream of the run's seed none of the 1,000 above is (spawn keys are indices)
+        fabric.seed = int(np.random.SeedSequence(seed, spawn_key=(1000,)).generate_state(1)[0])
         self.ports = iter(range(31000, 32000))
         self.probe: FabricProbe | None = None
 
@@ -324,7 +326,7 @@ class NetnsAddressing:
             except (OSError, UserError) as exc:
                 log.warning("the machine's kernel could not be measured over the fabric: %s", exc)
                 kernel_bps = 0.0
-            self.probe = probe.model_copy(update={"kernel_rate_bps": kernel_bps})
+            self.probe = probe.model_copy(update={"kernel_rate_bps": kernel_bps, "delays": delays(s)})
 
     def measure_again(self) -> None:
         """After a completed run (its nodes stopped), measure the fabric again: one stream's throughput moves with

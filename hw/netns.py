@@ -10,8 +10,10 @@ and could route differently from the simulator): other graphs are refused with o
 What the kernel does here is real TCP/IP: segmentation into MSS-sized packets with their headers, slow
 start, congestion control, the shared FIFO queue of each shaped direction. A link's loss drops each frame
 but ARP's where it arrives, in each direction, with the link's probability (an nftables rule: hw/nftloss.py); a
-lossy link carries frames, one by one (``LOSSY_GSO_MAX_SEGS``) and in order (``_steer``), as a wire does. Latency
-and jitter are not applied (this kernel has no netem): ``not_applied`` names them.
+lossy link carries frames, one by one (``LOSSY_GSO_MAX_SEGS``) and in order (``_steer``), as a wire does. This
+kernel has no netem: a link's latency of ``DELAY_FROM_S`` or more (and its jitter with it) is a delay-only hop in user
+space, a namespace of its own between the link's two ends (hw/delayline.py); a smaller one is left to the fabric's
+own (tens of us a hop), and ``not_applied`` names those links.
 
 Clean-up is not left to luck: ``Fabric.close`` deletes every namespace (their veths and bridges go with them,
 and the processes in them are killed first); a reaper process started with the fabric does the same when
@@ -43,8 +45,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import networkx as nx
+import numpy as np
 
-from sim.contract import FabricProbe
+from sim.contract import FabricProbe, LinkDelay
 from sim.errors import UserError
 from sim.scenario import LinkParams, Scenario, Transport
 
@@ -85,16 +88,36 @@ def _fabric_graph(graph: nx.Graph) -> nx.Graph:
     return graph.subgraph(n for n, d in graph.nodes(data=True) if d.get("kind") != "device")
 
 
+# From this latency on a link runs through a delay hop (hw/delayline.py), its jitter with it; below it the fabric's
+# own latency (tens of us a hop: veth, bridge, the machine's scheduler) is as close as a user-space hop would get,
+# whose own wake-ups add ~0.1-0.4 ms on this machine (the probe measures them: ``Fabric.undelayed``).
+DELAY_FROM_S = 0.5e-3
+
+
+def delayed(params: LinkParams) -> tuple[float, float] | None:
+    """(latency_s, jitter_s) of a link the fabric delays (``DELAY_FROM_S``), else None."""
+    _, latency_s, jitter_s, _ = params.resolved()
+    return (latency_s, jitter_s) if latency_s >= DELAY_FROM_S else None
+
+
+def delays(s: Scenario) -> list[LinkDelay]:
+    """The scenario's host-to-host links the fabric delays (``delayed``), as a run's summary records them."""
+    return [LinkDelay(link=i, latency_s=d[0], jitter_s=d[1])
+            for i, link in enumerate(s.deployment.network.links) if (d := delayed(link)) is not None]  # fmt: skip
+
+
 def not_applied(s: Scenario) -> str | None:
     """What of the scenario's host-to-host links the kernel will not reproduce here (a warning), or None.
-    Loss is applied (hw/nftloss.py); devices' access links are shaped by their emulator in full (latency,
-    jitter and loss included)."""
-    odd = [f"{link.a}-{link.b}" for link in s.deployment.network.links if any(link.resolved()[1:3])]
+    Loss is applied (hw/nftloss.py), and latency from ``DELAY_FROM_S`` on with its jitter (hw/delayline.py);
+    devices' access links are shaped by their emulator in full (latency, jitter and loss included)."""
+    odd = [f"{link.a}-{link.b}" for link in s.deployment.network.links
+           if any(link.resolved()[1:3]) and delayed(link) is None]  # fmt: skip
     if not odd:
         return None
     more = " ..." if len(odd) > 3 else ""
-    return (f"links {', '.join(odd[:3])}{more}: latency and jitter are not applied (this kernel has no "
-            "netem); they run at their bandwidth with the fabric's own latency (tens of us)")  # fmt: skip
+    return (f"links {', '.join(odd[:3])}{more}: latency and jitter under {DELAY_FROM_S * 1e3:g} ms are not "
+            "applied (this kernel has no netem); they run at their bandwidth with the fabric's own latency (tens of "
+            "us)")  # fmt: skip
 
 
 def _run(*cmd: str, check: bool = True) -> str:
@@ -178,6 +201,8 @@ class Fabric:
     drop: bool = True  # lossy links drop frames (False: the same links, framed alike, lose nothing: ``probe_clean``)
     in_order: bool = field(default=True, init=False)  # its framed links steer a flow to one CPU (``_steer``); False
     # where the kernel cannot (set as it builds)
+    seed: int = 0  # the delay hops' jitter: link j's stream is SeedSequence(seed).spawn(j + 1)[j]
+    delay_lines: list[subprocess.Popen[bytes]] = field(default_factory=list, init=False)  # hw/delayline.py, running
 
     def __enter__(self) -> Fabric:
         self.build()
@@ -215,14 +240,23 @@ class Fabric:
             for j, (a, b, data) in enumerate(net.edges(data=True)):
                 rate_bps, _, _, loss = data["params"].resolved()
                 burst = bucket_bytes(data["params"])
-                self._link(self.names[a], self.names[b], f"l{j}", rate_bps, burst, loss)
+                delay = delayed(data["params"])
+                self._link(self.names[a], self.names[b], f"l{j}", rate_bps, burst, loss,
+                           None if delay is None else (j, *delay))  # fmt: skip
         except BaseException:
             self.close()
             raise
 
-    def _link(self, ns_a: str, ns_b: str, name: str, rate_bps: float, burst_bytes: int, loss: float = 0.0) -> None:
+    def _link(self, ns_a: str, ns_b: str, name: str, rate_bps: float, burst_bytes: int, loss: float = 0.0,
+              delay: tuple[int, float, float] | None = None) -> None:  # fmt: skip
+        """Link ends ``{name}a`` in ``ns_a`` and ``{name}b`` in ``ns_b``, each on its bridge, shaped as it sends and
+        losing frames as it receives: one veth pair, or with ``delay`` (the link's index, latency_s, jitter_s) a veth
+        pair from each end into a hop namespace of its own, where hw/delayline.py joins the two."""
         a, b = f"{name}a", f"{name}b"
-        _run("ip", "link", "add", a, "netns", ns_a, "type", "veth", "peer", "name", b, "netns", ns_b)
+        if delay is None:
+            _run("ip", "link", "add", a, "netns", ns_a, "type", "veth", "peer", "name", b, "netns", ns_b)
+        else:
+            self._delay_hop(name, delay[0], ns_a, ns_b)
         for ns, dev in ((ns_a, a), (ns_b, b)):
             _run("ip", "-n", ns, "link", "set", dev, "master", "br0")
             _run("ip", "-n", ns, "link", "set", dev, "up")
@@ -235,6 +269,53 @@ class Fabric:
                 from hw.nftloss import drop_at_random
 
                 drop_at_random(ns, dev, loss)
+        if delay is not None:
+            self._start_delay_line(name, *delay)
+
+    def _delay_hop(self, name: str, j: int, ns_a: str, ns_b: str) -> None:
+        """Link ``j``'s hop namespace (``{PREFIX}{tag}-d{j}``: removed with the fabric) with its devices ``{name}x``,
+        the peer of end ``{name}a``, and ``{name}y``, the peer of end ``{name}b``, up."""
+        ns = f"{PREFIX}{self.tag}-d{j}"
+        _run("ip", "netns", "add", ns)
+        _run("ip", "link", "add", f"{name}x", "netns", ns, "type", "veth", "peer", "name", f"{name}a", "netns", ns_a)
+        _run("ip", "link", "add", f"{name}y", "netns", ns, "type", "veth", "peer", "name", f"{name}b", "netns", ns_b)
+        for dev in (f"{name}x", f"{name}y"):
+            _run("ip", "-n", ns, "link", "set", dev, "up")
+
+    def _start_delay_line(self, name: str, j: int, latency_s: float, jitter_s: float) -> None:
+        """hw/delayline.py in link ``j``'s hop namespace, its jitter stream spawned from ``seed``; back once it holds
+        its devices (it answered its first order)."""
+        seed = int(np.random.SeedSequence(self.seed).spawn(j + 1)[j].generate_state(1)[0])
+        cmd = ["ip", "netns", "exec", f"{PREFIX}{self.tag}-d{j}", sys.executable, "-m", "hw.delayline", f"{name}x",
+               f"{name}y", repr(latency_s), repr(jitter_s), str(seed)]  # fmt: skip
+        line = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)  # noqa: S603
+        self.delay_lines.append(line)
+        self._order(line, b"1")
+
+    @staticmethod
+    def _order(line: subprocess.Popen[bytes], order: bytes) -> None:
+        """Give a delay line an order and wait for its answer (hw/delayline.py: ``0`` pass on, ``1`` delay)."""
+        assert line.stdin is not None and line.stdout is not None
+        try:
+            line.stdin.write(order)
+            line.stdin.flush()
+            answer = line.stdout.read(1)
+        except OSError:
+            answer = b""
+        if answer != order:
+            raise NetnsUnavailable(f"a link's delay hop (hw/delayline.py) did not answer (exit code {line.poll()})")
+
+    @contextlib.contextmanager
+    def undelayed(self) -> Iterator[None]:
+        """The block with every delay hop passing packets on at once: the fabric's own latency and rate (``probe``)."""
+        for line in self.delay_lines:
+            self._order(line, b"0")
+        try:
+            yield
+        finally:
+            for line in self.delay_lines:
+                if line.poll() is None:
+                    self._order(line, b"1")
 
     @property
     def lossy(self) -> bool:
@@ -253,7 +334,11 @@ class Fabric:
         return total
 
     def close(self) -> None:
-        remove(f"{PREFIX}{self.tag}-")
+        remove(f"{PREFIX}{self.tag}-")  # the delay lines too: they run in the fabric's hop namespaces
+        for line in self.delay_lines:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                line.wait(5)
+        self.delay_lines.clear()
         self.names.clear()
         if self.reaper is not None and self.reaper.stdin is not None:
             self.reaper.stdin.close()  # the reaper finds nothing left and exits
@@ -269,6 +354,12 @@ PROBE_BYTES = (256 * 1024, 16 * 1024 * 1024)  # its bounds
 
 
 def probe(fabric: Fabric, a: str, b: str) -> FabricProbe:
+    """``_probe`` with the fabric's delay hops passing packets on at once: its own latency and rate."""
+    with fabric.undelayed():
+        return _probe(fabric, a, b)
+
+
+def _probe(fabric: Fabric, a: str, b: str) -> FabricProbe:
     """Measure the fabric between hosts ``a`` and ``b`` (built, no traffic yet): a 1-byte TCP ping-pong's median
     round trip, and the median throughput of ``PROBE_STREAMS`` streams on one TCP connection, each after its
     first quarter (slow start left out), in wire bits/s as ``sim.scenario.Transport`` frames it. ~0.3 s. A stream

@@ -838,6 +838,15 @@ class MachineLoad(_Model):
                 f"{speed}{energy}{sched}")  # fmt: skip
 
 
+class LinkDelay(_Model):
+    """A link the netns fabric delays in user space (hw/delayline.py), as the scenario gives it: its index in
+    ``deployment.network.links``, its latency and its jitter (within a scenario link's bounds)."""
+
+    link: int = Field(ge=0, le=MAX_COUNT)
+    latency_s: float = Field(ge=0, le=60.0, allow_inf_nan=False)
+    jitter_s: float = Field(ge=0, le=60.0, allow_inf_nan=False)
+
+
 class FabricProbe(_Model):
     """What the netns backend's fabric does on this machine, measured between two hosts before the nodes start
     and after a completed run stopped them (hw/netns.py ``probe``; the mean of the two): the latency of one hop
@@ -864,6 +873,9 @@ class FabricProbe(_Model):
     # CPU (hw/sendcpu.py ``kernel_rate_clean``), at the speed the run's profile was calibrated at (the simulator
     # scales it by a host's ``cpu_speed``); 0: not measured (runs before it was)
     kernel_rate_bps: float = Field(default=0.0, ge=0, le=1e12, allow_inf_nan=False)
+    # links delayed by a hop in user space (hw/delayline.py; none in runs before it): the probe measured the fabric
+    # with them passing packets on at once, so ``latency_s`` is the fabric's own, theirs added on top
+    delays: list[LinkDelay] = Field(default=[], max_length=1 << 16)
 
     @field_validator("kernel_rate_bps")
     @classmethod
@@ -880,6 +892,9 @@ class FabricProbe(_Model):
         whose cores the hosts' namespaces share (``deployment.machine``), its threads placed on cores as Linux
         places them (``cpu_sharing: linux``)."""
         sets = [f"deployment.network.links.*.latency_s={self.latency_s:.3g}", "deployment.network.links.*.jitter_s=0"]
+        for d in self.delays:  # the hop's on top of the fabric's own (after the wildcard: the later --set wins)
+            sets += [f"deployment.network.links.{d.link}.latency_s={min(self.latency_s + d.latency_s, 60.0):.6g}",
+                     f"deployment.network.links.{d.link}.jitter_s={d.jitter_s:.6g}"]  # fmt: skip
         if self.kernel_rate_bps:
             sets.append(f"deployment.network.transport.host_rate_bps={self.kernel_rate_bps:.6g}")
         if self.throughput_bps < self.rate_bps:
@@ -895,9 +910,12 @@ class FabricProbe(_Model):
         cc = f", TCP {self.congestion_control}" if self.congestion_control else ""
         kernel = (f"; the kernel {self.kernel_rate_bps / 1e6:,.0f} Mbit/s per second of the machine's CPU"
                   if self.kernel_rate_bps else "")  # fmt: skip
+        delayed = (f"; {len(self.delays)} link{'s' * (len(self.delays) > 1)} delayed on top in user space "
+                   f"(latency {', '.join(f'{d.latency_s * 1e3:g}' for d in self.delays[:3])}"
+                   f"{' ...' * (len(self.delays) > 3)} ms)" if self.delays else "")  # fmt: skip
         a, b = self.hosts
         return (f"fabric: {self.latency_s * 1e6:.0f} us a hop, one TCP stream {self.throughput_bps / 1e6:,.0f} of "
-                f"{self.rate_bps / 1e6:,.0f} Mbit/s{bound} between {a} and {b}{cc}{kernel}")  # fmt: skip
+                f"{self.rate_bps / 1e6:,.0f} Mbit/s{bound} between {a} and {b}{cc}{kernel}{delayed}")  # fmt: skip
 
 
 class Summary(_Model):

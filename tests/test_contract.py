@@ -402,3 +402,28 @@ def test_a_nodes_spans_written_from_its_rows_are_the_tables_bytes_read_back(rows
     ours, theirs = contract.rows_bytes(rows), contract.spans_bytes(contract.to_frame(rows))
     assert pq.read_schema(io.BytesIO(ours)).remove_metadata() == pq.read_schema(io.BytesIO(theirs)).remove_metadata()
     pd.testing.assert_frame_equal(pd.read_parquet(io.BytesIO(ours)), pd.read_parquet(io.BytesIO(theirs)))
+
+
+def test_a_delayed_links_latency_and_jitter_go_on_top_of_the_fabrics_own_in_the_simulation():
+    """The netns fabric delays a link of 0.5 ms or more in user space (hw/delayline.py) and warns only the
+    smaller ones; a run's summary records the delayed links, and ``--fabric-of`` gives each its latency on top
+    of the fabric's own and its jitter, every other link the fabric's own and none."""
+    from hw.netns import DELAY_FROM_S, delays, not_applied
+
+    paper = SCENARIOS / "paper-3node.yaml"
+    s = load_scenario(paper, ["deployment.network.links.2.preset=wifi-5ghz"])
+    assert delays(s) == [contract.LinkDelay(link=2, latency_s=0.003, jitter_s=0.001)]
+    warned = not_applied(s)
+    assert warned is not None and "pi-1-switch, pi-2-switch:" in warned and "pi-3" not in warned
+    assert f"under {DELAY_FROM_S * 1e3:g} ms" in warned
+    assert not_applied(load_scenario(paper, ["deployment.network.links.*.preset=wifi-5ghz"])) is None
+    probe = contract.FabricProbe(hosts=("pi-1", "pi-3"), hops=2, latency_s=8e-5, throughput_bps=7.7e7,
+                                 rate_bps=7.7e7, delays=delays(s))  # fmt: skip
+    assert contract.FabricProbe.model_validate_json(probe.model_dump_json()) == probe
+    assert "1 link delayed on top in user space (latency 3 ms)" in probe.describe()
+    simulated = load_scenario(paper, ["deployment.network.links.2.preset=wifi-5ghz", *probe.overrides()])
+    links = [link.resolved() for link in simulated.deployment.network.links]
+    assert [(lat, jit) for _, lat, jit, _ in links] == [(8e-5, 0.0), (8e-5, 0.0), (pytest.approx(3.08e-3), 0.001)]
+    with pytest.raises(ValueError, match="latency_s"):
+        contract.FabricProbe.model_validate({**probe.model_dump(), "delays": [{"link": 0, "latency_s": -1,
+                                                                               "jitter_s": 0}]})  # fmt: skip

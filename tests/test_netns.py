@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import threading
@@ -26,6 +27,7 @@ import pytest
 from hw import netns
 from hw.local import run_local
 from pqtwin.report import what_numbers_are
+from sim import contract
 from sim.errors import UserError
 from sim.scenario import LinkParams, load_scenario
 
@@ -37,12 +39,13 @@ pytestmark = pytest.mark.skipif(netns.unavailable() is not None, reason=str(netn
 PAPER = ROOT / "scenarios" / "paper-3node.yaml"
 
 
-def pair(rate_bps: float, loss: float = 0.0) -> nx.Graph:
+def pair(rate_bps: float, loss: float = 0.0, latency_s: float = 0.0, jitter_s: float = 0.0) -> nx.Graph:
     g = nx.Graph()
     g.add_node("sw", kind="switch")
     for h in ("a", "b"):
         g.add_node(h, kind="host")
-        g.add_edge(h, "sw", params=LinkParams(bandwidth_bps=rate_bps, latency_s=0, jitter_s=0, loss=loss))
+        g.add_edge(h, "sw", params=LinkParams(bandwidth_bps=rate_bps, latency_s=latency_s, jitter_s=jitter_s,
+                                              loss=loss))  # fmt: skip
     return g
 
 
@@ -121,6 +124,65 @@ def test_a_shaped_link_carries_real_tcp_no_faster_than_its_rate_and_nothing_is_l
         with pytest.raises(OSError):  # the root namespace has no route into the fabric
             socket.create_connection((fabric.address("b"), port), timeout=1)
     assert not names & set(netns.ours())
+
+
+def one_way_delays(fabric: netns.Fabric, datagrams: int, gap_s: float) -> list[tuple[int, float]]:
+    """Datagrams from host a to host b, ``gap_s`` apart, each carrying its number and when it left (one clock: the
+    same machine); what arrived, as (number, seconds it took), in the order it arrived."""
+    with netns.inside(fabric.namespace("b")):
+        rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind((fabric.address("b"), 0))
+    with netns.inside(fabric.namespace("a")):
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.settimeout(0.05)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the neighbours resolve first
+        tx.sendto(struct.pack("!qd", -1, 0.0), rx.getsockname())
+        with contextlib.suppress(TimeoutError):
+            if struct.unpack("!qd", rx.recv(64))[0] == -1:
+                break
+    rx.settimeout(1.0)
+    got: list[tuple[int, float]] = []
+
+    def receive() -> None:
+        with contextlib.suppress(TimeoutError):
+            while len(got) < datagrams:
+                number, sent = struct.unpack("!qd", rx.recv(64))
+                if number >= 0:
+                    got.append((number, time.perf_counter() - sent))
+
+    reader = threading.Thread(target=receive)
+    reader.start()
+    for i in range(datagrams):
+        tx.sendto(struct.pack("!qd", i, time.perf_counter()), rx.getsockname())
+        time.sleep(gap_s)
+    reader.join()
+    tx.close()
+    rx.close()
+    return got
+
+
+def test_a_links_latency_and_jitter_delay_each_packet_in_order_and_the_probe_sees_the_fabric_without_them():
+    """This kernel has no netem: a link of 2 ms and 1 ms of jitter runs through a delay hop in user space
+    (hw/delayline.py). Each datagram from a to b crosses two such links: it takes their 4 ms plus two exponential
+    jitters (mean 2 ms) plus the fabric's own hop latency, never less than the 4 ms, and none overtakes another;
+    the probe measures the fabric with the hops passing packets on at once (its own latency); a TCP stream still
+    gets the link's rate; nothing is left after."""
+    with netns.Fabric(pair(20e6, latency_s=2e-3, jitter_s=1e-3), seed=7) as fabric:
+        assert len(fabric.delay_lines) == 2 and all(line.poll() is None for line in fabric.delay_lines)
+        built = set(netns.ours(f"{netns.PREFIX}{fabric.tag}-"))
+        assert len(built) == 5  # two hosts, the switch, a hop for each link
+        got = one_way_delays(fabric, 400, 2e-3)
+        took = [s for _, s in got]
+        assert [n for n, _ in got] == sorted(n for n, _ in got) and len(got) >= 396  # in order; the odd one lost
+        assert min(took) >= 4e-3 - 0.6e-3  # a hop may release ~its mean wake-up lateness early, no more
+        assert 5.4e-3 <= statistics.mean(took) <= 7.5e-3, statistics.mean(took)  # 4 + 2 + the fabric's own
+        assert statistics.stdev(took) >= 0.6e-3  # jitter (two exponentials of mean 1 ms, thinned by the order)
+        p = netns.probe(fabric, "a", "b")
+        assert p.latency_s < 0.5e-3 and 0.9 * 20e6 <= p.throughput_bps <= 1.1 * 20e6, p
+        assert all(line.poll() is None for line in fabric.delay_lines)  # delaying again after the probe
+        lines = list(fabric.delay_lines)
+    assert not built & set(netns.ours()) and all(line.poll() is not None for line in lines)
 
 
 def test_a_lossy_link_drops_each_frame_with_its_probability_in_each_direction():
@@ -281,7 +343,8 @@ def test_the_reaper_removes_the_fabric_of_a_killed_process(tmp_path):
 def test_paper_3node_runs_on_namespaces_each_host_its_own(tmp_path, monkeypatch):
     """The paper's layout on three namespaces and a switch: every pod in its host's namespace (not this
     process's), devices emulated on their gateway hosts, the run completes and leaves nothing behind; its
-    fabric is measured before and after the run (the summary has the mean)."""
+    fabric is measured before and after the run (the summary has the mean). pi-3 is on Wi-Fi here: its link's
+    3 ms and jitter are applied (hw/delayline.py), the summary says so and ``--fabric-of`` simulates it."""
     import hw.local
 
     probes: list[Any] = []
@@ -291,7 +354,8 @@ def test_paper_3node_runs_on_namespaces_each_host_its_own(tmp_path, monkeypatch)
         return probes[-1]
 
     monkeypatch.setattr(hw.local, "probe_clean", probe)
-    s = load_scenario(PAPER, [*SMALL, "workload.devices.ecg-a.count=2", "workload.devices.ecg-b.count=1"])
+    s = load_scenario(PAPER, [*SMALL, "workload.devices.ecg-a.count=2", "workload.devices.ecg-b.count=1",
+                              "deployment.network.links.2.preset=wifi-5ghz"])  # fmt: skip
     seen: dict[str, str] = {}
     built: set[str] = set()
 
@@ -322,6 +386,14 @@ def test_paper_3node_runs_on_namespaces_each_host_its_own(tmp_path, monkeypatch)
     # the machine's kernel as a stage of these links (hw/sendcpu.py), which ``sim --fabric-of`` puts before them
     assert fabric.kernel_rate_bps > 0 and "per second of the machine's CPU" in fabric.describe()
     assert f"deployment.network.transport.host_rate_bps={fabric.kernel_rate_bps:.6g}" in summary.fabric_overrides()
+    # the Wi-Fi link: delayed in user space, recorded, simulated on top of the fabric's own latency
+    assert [(d.link, d.latency_s, d.jitter_s) for d in fabric.delays] == [(2, 0.003, 0.001)]
+    assert f"deployment.network.links.2.latency_s={fabric.latency_s + 0.003:.6g}" in summary.fabric_overrides()
+    spans = contract.read_spans(tmp_path / "spans.parquet")
+    models = spans[(spans["round"] > 0) & (spans.phase == "distribute") & (spans.op == "transfer")]
+    over_wifi_s = models["bytes"].max() * 8 / 77e6 + 0.003  # its wire time at Wi-Fi's 77 Mbit/s and the latency
+    took = (models.end_s - models.start_s).groupby(models["round"])  # a round: one model to each client
+    assert (took.max() >= over_wifi_s).all() and (took.min() < over_wifi_s).all(), (took.min(), took.max())
 
 
 def test_the_probe_measures_a_fabric_at_its_rate_where_the_cpu_keeps_up():

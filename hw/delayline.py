@@ -1,0 +1,140 @@
+"""A link's latency and jitter on the netns backend: a delay-only hop in user space, since this kernel has no netem.
+
+A link given one (``hw.netns.DELAY_FROM_S``) runs through a namespace of its own between its two veth ends, where this
+program forwards every frame between the two devices there (``AF_PACKET``, with the kernel's virtio-net header, so a
+64 KiB segmentation-offload packet crosses whole and is cut into frames later, as on a plain veth) after holding it
+``latency_s`` plus an exponential jitter of mean ``jitter_s`` drawn per packet, as the simulator's links draw theirs
+per segment (sim/network.py). It never serialises (no rate: ``tbf`` on the link's sending ends shapes it before the
+hop, as a wire serialises before it propagates) and never reorders: a packet leaves no earlier than the one before
+it in its direction, so jitter delays a flow as a FIFO delay line would, without the reordering TCP would take for
+loss.
+
+    python -m hw.delayline DEV_A DEV_B LATENCY_S JITTER_S SEED
+
+Started by ``hw.netns.Fabric`` in the hop's namespace with pipes on stdin and stdout: a byte ``0`` on stdin passes
+packets on at once (``Fabric.undelayed``: the fabric's own latency and rate are probed so), ``1`` delays them again;
+each is answered with the same byte once in force. Ends when stdin closes (and is killed with its namespace).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import ctypes
+import os
+import select
+import socket
+import sys
+import time
+
+import numpy as np
+
+SOL_PACKET = 263
+PACKET_VNET_HDR = 15  # each packet read and written with its virtio_net_hdr (GSO and checksum offload state)
+PACKET_IGNORE_OUTGOING = 23  # not what this socket itself sends
+ETH_P_ALL = 3
+PACKET_BYTES = 1 << 17  # a 64 KiB GSO packet, its header and the virtio-net header fit
+DRAWS = 4096  # jitter drawn in batches
+PR_SET_TIMERSLACK = 29
+# A timed wake-up on this machine comes ~0.1-0.3 ms late (a Python loop beside the twin's nodes on two vCPUs): each
+# packet is released that much before its time, the lateness averaged over the last ~50 timed wake-ups, so a
+# packet's mean hold is the drawn delay, not the drawn delay plus the wake-up.
+LATE_WEIGHT = 0.02
+
+
+def open_device(dev: str) -> socket.socket:
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    s.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
+    s.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16 << 20)
+    s.bind((dev, 0))
+    s.setblocking(False)
+    return s
+
+
+class Direction:
+    """Packets read on one device, held, then written to the other, in the order read."""
+
+    def __init__(self, src: socket.socket, dst: socket.socket, latency_s: float, jitter_s: float,
+                 rng: np.random.Generator):  # fmt: skip
+        self.src, self.dst, self.latency_s, self.jitter_s, self.rng = src, dst, latency_s, jitter_s, rng
+        self.held: collections.deque[tuple[float, bytes]] = collections.deque()
+        self.last_s = 0.0  # when the packet before leaves: none leaves earlier (no reordering)
+        self.draws: list[float] = []
+
+    def delay_s(self) -> float:
+        if not self.jitter_s:
+            return self.latency_s
+        if not self.draws:
+            self.draws = self.rng.exponential(self.jitter_s, DRAWS).tolist()
+        return self.latency_s + self.draws.pop()
+
+    def read(self, delayed: bool) -> None:
+        while True:
+            try:
+                packet = self.src.recv(PACKET_BYTES)
+            except BlockingIOError:
+                return
+            now = time.monotonic()
+            self.last_s = max(now + self.delay_s() if delayed else now, self.last_s)
+            self.held.append((self.last_s, packet))
+
+    def write(self, now: float) -> None:
+        held = self.held
+        while held and held[0][0] <= now:
+            try:
+                self.dst.send(held[0][1])
+            except BlockingIOError:  # the device's queue is full: the rest waits for the next pass
+                return
+            except OSError:  # a packet the device refuses is lost, as a wire loses a corrupt frame
+                pass
+            held.popleft()
+
+
+def fine_timers() -> None:
+    """Wake-ups as close to their time as the kernel can (timer slack 1 ns, not the default 50 us)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0)
+
+
+def serve(dev_a: str, dev_b: str, latency_s: float, jitter_s: float, seed: int) -> None:
+    a, b = open_device(dev_a), open_device(dev_b)
+    fine_timers()
+    rng_ab, rng_ba = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    ways = (Direction(a, b, latency_s, jitter_s, rng_ab), Direction(b, a, latency_s, jitter_s, rng_ba))
+    by_fd = {a.fileno(): ways[0], b.fileno(): ways[1]}
+    control = sys.stdin.fileno()  # read with os.read: no buffer in between
+    delayed = True
+    late_s = 0.0  # how late a timed wake-up comes, on average (``LATE_WEIGHT``): packets are released that early
+    while True:
+        due = min((w.held[0][0] for w in ways if w.held), default=None)
+        timeout = None if due is None else max(0.0, due - late_s - time.monotonic())
+        ready, _, _ = select.select([*by_fd, control], [], [], timeout)
+        if not ready and timeout and due is not None:  # woken by its timer alone: how late
+            late_s += LATE_WEIGHT * (time.monotonic() - (due - late_s) - late_s)
+        for r in ready:
+            if r == control:
+                order = os.read(control, 1)
+                if not order:
+                    return  # the fabric is gone
+                delayed = order == b"1"
+                os.write(sys.stdout.fileno(), order)
+            else:
+                by_fd[r].read(delayed)
+        now = time.monotonic() + late_s
+        for w in ways:
+            w.write(now)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 5:
+        sys.stderr.write("usage: python -m hw.delayline DEV_A DEV_B LATENCY_S JITTER_S SEED\n")
+        return 2
+    dev_a, dev_b, latency, jitter, seed = argv
+    serve(dev_a, dev_b, float(latency), float(jitter), int(seed))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
