@@ -47,10 +47,13 @@
    both modes, run on the netns backend (real TCP over kernel-shaped links, hw/netns.py) and simulated with the
    same fitted profile and the fabric's links as each run measured them before it started (hw/netns.py
    ``probe``: the latency of a hop, and one TCP stream's throughput, which the kernel's CPU work holds below a
-   gigabit on this 2-vCPU machine; no netem here, so no added latency), behind the machine's sending kernel as
+   gigabit on this 2-vCPU machine; no netem here, so the gigabit links' 0.1 ms is not added), behind the machine's
+   sending kernel as
    measured once before the matrix: the cells' messages over the cells' links, per second of the machine's CPU,
    at the calibration's speed (hw/sendcpu.py ``kernel_cpu_rate_bps``: ``Transport.host_rate_bps``; the model scales
-   it with each run's ``cpu_speed`` "at speed", as it does the profile's costs).
+   it with each run's ``cpu_speed`` "at speed", as it does the profile's costs). And the same layout on Wi-Fi
+   (``paper-wifi netns``: 77 Mbit/s links of 3 ms, jitter and loss), whose latency and jitter the fabric applies by
+   delay hops in user space (hw/delayline.py) and the simulation adds on top of the fabric's own.
 
 Run: python bench/twin_fidelity.py [--quick] [--netns] [--repeat N] [--rounds N] [--json FILE] [--profile PROFILE]
      [--keep DIR] [--pairing rounds|runs] [--retries N [--min-quiet M]] [--sim-replications N]
@@ -126,7 +129,11 @@ FABRIC_LATENCY_S = 7e-6  # per hop, a 1-byte TCP ping-pong across the fabric's s
 LAYOUTS = {  # layout -> (scenario, extra overrides, backend)
     "localhost": (SCENARIO, [], "local"),
     "paper-3node netns": (PAPER, [], "netns"),  # its links: as the runs' fabrics measured them (``fabric``)
+    # the paper's three hosts on 802.11ac instead (77 Mbit/s, 3 ms and 1 ms of jitter, 0.1 % loss a link): the links'
+    # latency and jitter applied by delay hops (hw/delayline.py), slow start over a real round trip
+    "paper-wifi netns": (PAPER, ["deployment.network.links.*.preset=wifi-5ghz"], "netns"),
 }
+NETNS_LAYOUTS = tuple(name for name, (_, _, backend) in LAYOUTS.items() if backend == "netns")
 
 
 def overrides(suite: str, params: int, rounds: int) -> list[str]:
@@ -1161,6 +1168,14 @@ def rescore(kept: Path, out: Path | None, keep: Path | None, reps: int = SIM_REP
                                   indent=2) + "\n")  # fmt: skip
 
 
+def _layout_of(name: str, backend: str | None) -> str:
+    """The layout of a kept twin run (``hw-LAYOUT-...``), checked against the backend it ran on."""
+    layout = max((lay for lay in LAYOUTS if name.startswith(f"hw-{lay.replace(' ', '-')}-")), key=len, default=None)
+    if layout is None or LAYOUTS[layout][2] != (backend or "local"):
+        raise ValueError(f"a run on the {backend} backend, named as none of the layouts {', '.join(LAYOUTS)}")
+    return layout
+
+
 def _kept_twin_runs(kept: Path) -> dict[Cell, list[tuple[int, Summary, Path]]]:
     """A --keep directory's twin runs by cell: (pass, run, its kept directory); a ``--mode both`` run is kept as its
     halves, the two modes' cells' runs (``measure``), so it is not a cell of its own."""
@@ -1169,8 +1184,8 @@ def _kept_twin_runs(kept: Path) -> dict[Cell, list[tuple[int, Summary, Path]]]:
         try:
             r = read_summary(d / "summary.json")
             run = json.loads((d / "run.json").read_text())
-            c = Cell("localhost" if r.backend == "local" else "paper-3node netns", str(r.mode),
-                     _suite_of(run["suite"]), int(run["fl"]["model_parameters"]))  # fmt: skip
+            c = Cell(_layout_of(d.name, r.backend), str(r.mode), _suite_of(run["suite"]),
+                     int(run["fl"]["model_parameters"]))  # fmt: skip
         except (OSError, ValueError, KeyError, TypeError, StopIteration) as exc:
             raise SystemExit(f"--rescore: {d}: not a twin run of this bench ({str(exc).splitlines()[0]})") from None
         if c.mode == "both":
@@ -1346,7 +1361,7 @@ def main() -> None:
         matrix = [*(Cell("localhost", m, s, p) for s in suites for p in SIZES for m in MODES), *CONTROLS]
         kernel_bps = None
         if args.netns:
-            matrix += [Cell("paper-3node netns", m, "PQC L3", 250_000) for m in MODES]
+            matrix += [Cell(layout, m, "PQC L3", 250_000) for layout in NETNS_LAYOUTS for m in MODES]
             kernel_bps = kernel_rate(base)  # the machine's sending kernel, once
             (work / KERNEL_FILE).write_text(json.dumps({"host_rate_bps": kernel_bps}) + "\n")
             print(f"the kernel moves {kernel_bps / 1e9:.2f} Gbit/s of the cells' messages over paper-3node's links per "

@@ -202,6 +202,7 @@ class Fabric:
     in_order: bool = field(default=True, init=False)  # its framed links steer a flow to one CPU (``_steer``); False
     # where the kernel cannot (set as it builds)
     seed: int = 0  # the delay hops' jitter: link j's stream is SeedSequence(seed).spawn(j + 1)[j]
+    delay: bool = True  # links of ``DELAY_FROM_S`` or more run through delay hops (False: the same links without)
     delay_lines: list[subprocess.Popen[bytes]] = field(default_factory=list, init=False)  # hw/delayline.py, running
 
     def __enter__(self) -> Fabric:
@@ -240,7 +241,7 @@ class Fabric:
             for j, (a, b, data) in enumerate(net.edges(data=True)):
                 rate_bps, _, _, loss = data["params"].resolved()
                 burst = bucket_bytes(data["params"])
-                delay = delayed(data["params"])
+                delay = delayed(data["params"]) if self.delay else None
                 self._link(self.names[a], self.names[b], f"l{j}", rate_bps, burst, loss,
                            None if delay is None else (j, *delay))  # fmt: skip
         except BaseException:

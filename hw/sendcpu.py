@@ -173,8 +173,9 @@ RUN_SENDS = 12  # before a twin run: ~1 s, 10 counted
 def kernel_rate_clean(fabric: Fabric, src: str, dst: str, calibrated_probe_us: float | None = None) -> float:
     """``kernel_cpu_rate_bps`` on a fabric already built, with ``RUN_SENDS`` messages (a netns twin run measures
     it before its nodes start: ``Summary.fabric``); on a lossless copy of a lossy one, where a loss's resending would
-    count as the kernel's work (as ``hw.netns.probe_clean`` probes)."""
-    if fabric.lossy:
-        with Fabric(fabric.graph, frames=fabric.frames, drop=False) as clean:
+    count as the kernel's work (as ``hw.netns.probe_clean`` probes), and without delay hops, whose forwarding in
+    user space is no kernel's work (over Wi-Fi-like links it read 70 Mbit/s per CPU-second, below the links' rate)."""
+    if fabric.lossy or fabric.delay_lines:
+        with Fabric(fabric.graph, frames=fabric.frames, drop=False, delay=False) as clean:
             return kernel_rate_clean(clean, src, dst, calibrated_probe_us)
     return at_speed(sends_on(fabric, src, dst, RUN_SENDS, GAP_S, MESSAGE_BYTES)[WARM_UP:], calibrated_probe_us)
