@@ -555,12 +555,15 @@ def ours(prefix: str = PREFIX) -> list[str]:
 
 
 def remove(prefix: str) -> None:
-    """Kill every process in the namespaces named ``prefix*`` and delete them."""
-    for ns in ours(prefix):
+    """Kill every process in the namespaces named ``prefix*``, then delete them (first all the processes: a delay
+    hop's forwarder would see its link go down with a host's namespace)."""
+    names = ours(prefix)
+    for ns in names:
         pids = _run("ip", "netns", "pids", ns, check=False)
         for pid in pids.split():
             with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pid), signal.SIGKILL)
+    for ns in names:
         _run("ip", "netns", "del", ns, check=False)
 
 
