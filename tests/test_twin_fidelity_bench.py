@@ -58,6 +58,22 @@ def test_print_phases_names_the_phase_furthest_off(bench: Any, capsys: pytest.Ca
     assert row.count(" - ") >= 4  # receive, upload, aggregate, distribute: not measured
 
 
+def test_the_wifi_layout_is_the_papers_on_delayed_links_and_a_kept_run_says_its_layout(bench: Any) -> None:
+    """``--netns`` adds the paper's layout on Wi-Fi (hw/delayline.py applies its latency and jitter); a kept run's
+    directory name says its layout, checked against the backend it ran on."""
+    assert bench.NETNS_LAYOUTS == ("paper-3node netns", "paper-wifi netns")
+    profile = ROOT / "scenarios" / "profiles" / "ci-x86.yaml"
+    wifi = bench.Cell("paper-wifi netns", "concurrent", "PQC L3", 250_000).scenario(profile, 2)
+    assert {link.resolved()[1:] for link in wifi.deployment.network.links} == {(0.003, 0.001, 0.001)}
+    for name, backend, layout in (("hw-paper-wifi-netns-concurrent-PQCL3-250000-0", "netns", "paper-wifi netns"),
+                                  ("hw-paper-3node-netns-sequential-PQCL3-250000-1", "netns", "paper-3node netns"),
+                                  ("hw-localhost-sequential-PQCL3-50000-0", "local", "localhost")):  # fmt: skip
+        assert bench._layout_of(name, backend) == layout
+    for name, backend in (("hw-paper-wifi-netns-concurrent-PQCL3-250000-0", "local"), ("hw-elsewhere-x-0", "netns")):
+        with pytest.raises(ValueError, match="named as none of the layouts"):
+            bench._layout_of(name, backend)
+
+
 def test_a_netns_cell_is_simulated_behind_the_machines_sending_kernel(bench: Any) -> None:
     """``--netns``: the kernel rate measured once before the matrix reaches the netns cells' scenario as
     ``Transport.host_rate_bps`` (bench/net_fidelity.py's model of the machine's kernel), and only theirs."""
