@@ -63,6 +63,7 @@ import simpy
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hw.netns import (
+    DELAY_FROM_S,
     FRAME_BYTES,
     KERNEL_PROBE_BPS,
     Fabric,
@@ -619,20 +620,23 @@ def rescore(path: Path, transport: Transport, out: Path | None, kernel_given: bo
 
 def measure_matrix(losses: list[float], rates: tuple[float, ...], sizes: tuple[int, ...], reps: int,
                    transport: Transport, kept: bool = False, flows: tuple[int, ...] = FLOWS,
-                   patterns: tuple[str, ...] = PATTERNS, frames: bool = False) -> list[dict[str, Any]]:  # fmt: skip
+                   patterns: tuple[str, ...] = PATTERNS, frames: bool = False,
+                   latency_s: float = 0.0) -> list[dict[str, Any]]:  # fmt: skip
     """Every cell measured through the fabric (one per loss and rate) and simulated beside it, printed as it goes;
-    ``frames``: every link carries frames (``hw.netns.Fabric.frames``; a lossy link always does)."""
+    ``frames``: every link carries frames (``hw.netns.Fabric.frames``; a lossy link always does); ``latency_s``: every
+    link's latency, applied by delay hops (hw/delayline.py) and simulated on top of the fabric's own."""
     cells: list[dict[str, Any]] = []
     ports = itertools.count(20001)  # each connection's listening port
     print(HEADER)
     for loss, rate in itertools.product(losses, rates):
         load_start = os.getloadavg()[0]
         framed = frames or loss > 0  # a lossy link carries frames, steered in order (``hw.netns._steer``)
-        with Fabric(star(rate, loss=loss), frames=frames) as fabric:
+        with Fabric(star(rate, latency_s, loss=loss), frames=frames) as fabric:
             # probed without its loss (``probe_clean``: a lost ping backed TCP's timer off past the probe's timeout,
             # a traceback, the block lost; a lossy stream's throughput is not the fabric's), on links framed alike
             fab = probe_clean(fabric, "s", "r0")  # below the rate: this block measures the machine's kernel, not TCP
-            lat = fab.latency_s  # a hop's, from a 1-byte TCP ping-pong across the switch
+            lat = fab.latency_s + latency_s  # a hop's own (a 1-byte TCP ping-pong across the switch, the delay hops
+            # passing packets on at once: ``probe``), and the latency the delay hops add
             # which pattern shares unfairly depends on it (docs/network-validation.md)
             cc = CONGESTION or congestion_control(fabric, "s")
             print(f"| {fab.describe()} |", flush=True)
@@ -649,7 +653,8 @@ def measure_matrix(losses: list[float], rates: tuple[float, ...], sizes: tuple[i
                                      "woke_s": [t.woke_s for t in trials], "congestion_control": cc, "reps": reps,
                                      "fabric_throughput_bps": fab.throughput_bps, "cpu_bound": _cpu_bound(fab),
                                      "connections": "kept" if kept else "new",
-                                     "frames": framed, "steered": framed and fabric.in_order})  # fmt: skip
+                                     "frames": framed, "steered": framed and fabric.in_order,
+                                     "link_latency_s": latency_s})  # fmt: skip
                         cells.append(cell)
                         print(row(cell, cc), flush=True)
             for c in cells:
@@ -664,8 +669,11 @@ def _refuse_mixed(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None
         ap.error("argument --rates: the full matrix at some of its rates; not with --quick or --rescore")
     if args.rescore is not None and (picked := [a for a in ("sizes", "flows", "patterns") if getattr(args, a)]):
         ap.error(f"argument --{picked[0]}: picks cells to measure; --rescore measures nothing")
-    if args.rescore is not None and (how := [a for a in ("kept_connections", "frames") if getattr(args, a)]):
+    how = [a for a in ("kept_connections", "frames", "latency_ms") if getattr(args, a)]
+    if args.rescore is not None and how:
         ap.error(f"argument --{how[0].replace('_', '-')}: says how to measure; --rescore measures nothing")
+    if not (args.latency_ms == 0 or DELAY_FROM_S * 1e3 <= args.latency_ms <= 1000):
+        ap.error(f"argument --latency-ms: 0 or from {DELAY_FROM_S * 1e3:g} to 1000 ms (got {args.latency_ms:g})")
 
 
 def main() -> int:
@@ -693,6 +701,9 @@ def main() -> int:
     ap.add_argument("--frames", action="store_true",
                     help="every link carries frames, not GSO packets, as lossy links do (the fabric's per-frame "
                          "work apart from the loss)")  # fmt: skip
+    ap.add_argument("--latency-ms", type=float, default=0.0, metavar="MS",
+                    help=f"every link's latency, applied by delay hops in user space (hw/delayline.py): 0 (default) "
+                    f"or from {DELAY_FROM_S * 1e3:g} ms")  # fmt: skip
     ap.add_argument("--rescore", type=Path, metavar="JSON",
                     help="no measuring: the cells of a JSON this bench wrote, simulated again by the model as the "
                     "code has it now (with --transport), against their measured times")  # fmt: skip
@@ -734,7 +745,7 @@ def main() -> int:
               f"(a {KERNEL_PROBE_BPS / 1e9:g} Gbit/s fabric): Transport.host_rate_bps", flush=True)  # fmt: skip
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     cells = measure_matrix(args.loss, rates, sizes, reps, transport, args.kept_connections, flows, patterns,
-                           args.frames)  # fmt: skip
+                           args.frames, args.latency_ms / 1e3)  # fmt: skip
     ok = _report(cells, args.loss)
     if args.json:
         args.json.write_text(json.dumps({"cells": cells, "goal_met": all(ok), "cpus": os.cpu_count(),

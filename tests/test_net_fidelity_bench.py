@@ -206,3 +206,26 @@ def test_a_matrix_warms_each_patterns_paths_before_its_cells_and_keeps_each_flow
         transfer_s = c["sim_mean_s"] - float(np.mean(c["started_s"]))
         assert 5e-3 < transfer_s < 7e-3 and abs(c["error_mean_pct"]) < 50, c
         assert c["frames"] is False and c["steered"] is False  # a lossless link: GSO packets, not steered
+
+
+@pytest.mark.parametrize(
+    "args", [["--latency-ms", "0.2"], ["--latency-ms", "2000"], ["--rescore", "x.json", "--latency-ms", "5"]]
+)
+def test_a_latency_the_fabric_cannot_apply_or_a_rescore_with_one_is_one_line(args):
+    import subprocess
+
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "net_fidelity.py"), *args],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert run.returncode == 2 and "Traceback" not in run.stderr and "argument --latency-ms" in run.stderr, run.stderr
+
+
+@pytest.mark.skipif(net_fidelity.unavailable() is not None, reason=str(net_fidelity.unavailable()))
+def test_a_matrix_with_latency_runs_its_flows_through_delay_hops_and_simulates_it_on_top_of_the_fabrics_own():
+    """``--latency-ms 5``: every link delayed (hw/delayline.py); a fresh connection's 64 KiB at 100 Mbit/s then takes
+    TCP's slow start over a 20 ms round trip (10 + 20 + 15 packets: three round trips, ~60 ms) where the model, its
+    window already open, says one way and the bytes' time (~16 ms): the gap the cell records (README)."""
+    (cell,) = net_fidelity.measure_matrix([0.0], (100e6,), (65536,), 2, net_fidelity.Transport(), flows=(1,),
+                                          patterns=("fan-out",), latency_s=5e-3)  # fmt: skip
+    assert cell["link_latency_s"] == 5e-3 and 5e-3 < cell["base_latency_s"] < 6e-3, cell
+    assert all(t > 0.045 for t in cell["measured_s"]), cell  # three round trips at least, each over 20 ms of delay
+    assert 0.0145 < cell["sim_mean_s"] < 0.02, cell  # 10 ms one way and the bytes' 5.5 ms
