@@ -181,6 +181,8 @@ def read_spans(path: Path) -> pd.DataFrame:
     import pyarrow.compute as pc
 
     table = _span_table(path)
+    for c, rows_bad in _not_text(table).items():
+        raise ValueError(f"{path}: column {c!r} has values that are not text (UTF-8), {int(rows_bad.sum())} of them")
     for c in ("start_s", "end_s", "queue_wait_s"):
         times = table.column(c)
         if len(times) and (times.null_count or not pc.all(pc.is_finite(times)).as_py()):
@@ -213,6 +215,10 @@ def read_valid_spans(path: Path) -> tuple[pd.DataFrame, int, dict[str, int]]:
     total = table.num_rows
     left_out: dict[str, int] = {}
     bad = pa.array([False] * total, type=pa.bool_())
+    for c, rows_bad in _not_text(table).items():  # first: a damaged name cannot be read, nor compared
+        row_bad = pa.array(rows_bad)
+        _count(left_out, f"column {c!r} has values that are not text (UTF-8)", pc.and_(row_bad, pc.invert(bad)))
+        bad = pc.or_(bad, row_bad)
     for c in ("start_s", "end_s", "queue_wait_s"):  # in read_spans' order: the first problem a row has names it
         row_bad = pc.invert(pc.fill_null(pc.is_finite(table.column(c)), False))
         _count(left_out, _NOT_FINITE[c], pc.and_(row_bad, pc.invert(bad)))
@@ -256,6 +262,38 @@ def without_duplicate_spans(df: pd.DataFrame, path: Path | str) -> tuple[pd.Data
     return (df[~twice].reset_index(drop=True),
             f"{path}: {n:,} of {len(df):,} spans left out, each the same as an earlier one "
             f"({', '.join(SPAN_KEY)}): a measured run times each activity once")  # fmt: skip
+
+
+def _not_text(table: Any) -> dict[str, Any]:
+    """{string column: a boolean array of its rows that are not UTF-8} for the columns that have any: Parquet's
+    reader does not check, and a byte flipped in a node's spans file (a pod name, an op) raised an ArrowException
+    from deep in pandas when the run was summed up (``pqtwin hw recover``: an internal error)."""
+    import numpy as np
+    import pyarrow as pa
+
+    try:
+        table.validate(full=True)  # checks every string's UTF-8: the cheap answer for an intact file
+        return {}
+    except pa.ArrowInvalid:
+        pass
+    found = {}
+    for c in table.column_names:
+        column = table.column(c)
+        if not pa.types.is_string(column.type):
+            continue
+        values = column.cast(pa.binary()).to_pylist()
+        rows_bad = np.array([v is not None and not _is_utf8(v) for v in values], dtype=bool)
+        if rows_bad.any():
+            found[c] = rows_bad
+    return found
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _count(left_out: dict[str, int], problem: str, mask: Any) -> None:
