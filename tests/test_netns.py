@@ -358,6 +358,7 @@ def test_paper_3node_runs_on_namespaces_each_host_its_own(tmp_path, monkeypatch)
                               "deployment.network.links.2.preset=wifi-5ghz"])  # fmt: skip
     seen: dict[str, str] = {}
     built: set[str] = set()
+    hops: dict[str, str] = {}  # the fabric's delay hops in the run, and the processes in each
 
     def look(round_: int) -> None:
         if round_ >= 1 and not seen:
@@ -365,6 +366,10 @@ def test_paper_3node_runs_on_namespaces_each_host_its_own(tmp_path, monkeypatch)
             for name, pid in pids.items():
                 seen[name] = os.readlink(f"/proc/{pid}/ns/net")
             built.update(namespaces_of(pids))
+            fabric_prefix = next(iter(built)).rsplit("-", 1)[0] + "-"
+            for ns in netns.ours(fabric_prefix + "d"):
+                hops[ns.removeprefix(fabric_prefix)] = subprocess.run(["ip", "netns", "pids", ns], text=True,
+                                                                      capture_output=True).stdout.strip()  # fmt: skip
 
     summary = run_local(s, tmp_path, "sequential", rounds=2, seed=3, progress=look, backend="netns")
     assert summary.state == "completed" and summary.rounds_completed == 2, summary.reason
@@ -389,9 +394,10 @@ def test_paper_3node_runs_on_namespaces_each_host_its_own(tmp_path, monkeypatch)
     # the Wi-Fi link: delayed in user space, recorded, simulated on top of the fabric's own latency
     assert [(d.link, d.latency_s, d.jitter_s) for d in fabric.delays] == [(2, 0.003, 0.001)]
     assert f"deployment.network.links.2.latency_s={fabric.latency_s + 0.003:.6g}" in summary.fabric_overrides()
+    assert list(hops) == ["d2"] and hops["d2"], hops  # the Wi-Fi link's hop, its forwarder running through the run
     spans = contract.read_spans(tmp_path / "spans.parquet")
     models = spans[(spans["round"] > 0) & (spans.phase == "distribute") & (spans.op == "transfer")]
-    over_wifi_s = models["bytes"].max() * 8 / 77e6 + 0.003  # its wire time at Wi-Fi's 77 Mbit/s and the latency
+    over_wifi_s = models["bytes"].max() * 8 / 77e6  # the bytes' time at Wi-Fi's 77 Mbit/s (the delay: tested above)
     took = (models.end_s - models.start_s).groupby(models["round"])  # a round: one model to each client
     assert (took.max() >= over_wifi_s).all() and (took.min() < over_wifi_s).all(), (took.min(), took.max())
 
