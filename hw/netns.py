@@ -201,7 +201,7 @@ class Fabric:
     drop: bool = True  # lossy links drop frames (False: the same links, framed alike, lose nothing: ``probe_clean``)
     in_order: bool = field(default=True, init=False)  # its framed links steer a flow to one CPU (``_steer``); False
     # where the kernel cannot (set as it builds)
-    seed: int = 0  # the delay hops' jitter: link j's stream is SeedSequence(seed).spawn(j + 1)[j]
+    seed: int = 0  # the delay hops' jitter: link j's stream is the seed's j-th child (spawn key (j,))
     delay: bool = True  # links of ``DELAY_FROM_S`` or more run through delay hops (False: the same links without)
     delay_lines: list[subprocess.Popen[bytes]] = field(default_factory=list, init=False)  # hw/delayline.py, running
 
@@ -286,7 +286,7 @@ class Fabric:
     def _start_delay_line(self, name: str, j: int, latency_s: float, jitter_s: float) -> None:
         """hw/delayline.py in link ``j``'s hop namespace, its jitter stream spawned from ``seed``; back once it holds
         its devices (it answered its first order)."""
-        seed = int(np.random.SeedSequence(self.seed).spawn(j + 1)[j].generate_state(1)[0])
+        seed = int(np.random.SeedSequence(self.seed, spawn_key=(j,)).generate_state(1)[0])  # the seed's j-th child
         cmd = ["ip", "netns", "exec", f"{PREFIX}{self.tag}-d{j}", sys.executable, "-m", "hw.delayline", f"{name}x",
                f"{name}y", repr(latency_s), repr(jitter_s), str(seed)]  # fmt: skip
         line = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)  # noqa: S603

@@ -271,16 +271,16 @@ def _not_text(table: Any) -> dict[str, Any]:
     import numpy as np
     import pyarrow as pa
 
-    try:
-        table.validate(full=True)  # checks every string's UTF-8: the cheap answer for an intact file
-        return {}
-    except pa.ArrowInvalid:
-        pass
     found = {}
     for c in table.column_names:
         column = table.column(c)
         if not pa.types.is_string(column.type):
             continue
+        try:
+            column.validate(full=True)  # checks every string's UTF-8: the cheap answer for an intact column
+            continue
+        except pa.ArrowInvalid:
+            pass
         values = column.cast(pa.binary()).to_pylist()
         rows_bad = np.array([v is not None and not _is_utf8(v) for v in values], dtype=bool)
         if rows_bad.any():
