@@ -68,6 +68,7 @@ from hw.netns import (
     KERNEL_PROBE_BPS,
     Fabric,
     congestion_control,
+    hop_latency_s,
     inside,
     kernel_rate_bps,
     probe_clean,
@@ -280,9 +281,11 @@ def measure_cell(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int,
 
 
 def simulate(graph: nx.Graph, transport: Transport | None, pattern: str, flows: int, size: int,
-             seed: int = 0, started_s: list[float] | None = None) -> list[float]:  # fmt: skip
+             seed: int = 0, started_s: list[float] | None = None, kept: bool = False) -> list[float]:  # fmt: skip
     """The same flows in the simulator, each begun when its sender began in a measured trial (``started_s``; none:
-    all at 0), the times on that trial's clock; ``transport`` None is the model before the validation."""
+    all at 0), the times on that trial's clock; ``transport`` None is the model before the validation. ``kept``:
+    on connections that carried the cell's flows once before (``measure_cell``'s warm-up), back to back: the model's
+    connections keep their windows (sim/congestion.py)."""
     started_s = started_s or [0.0] * flows
     first = min(started_s)  # a sender may pass the trial's barrier before the clock is read: SimPy starts at 0
     env = simpy.Environment()
@@ -290,15 +293,21 @@ def simulate(graph: nx.Graph, transport: Transport | None, pattern: str, flows: 
     net = Network(env, graph, np.random.SeedSequence(seed), SEGMENT_BYTES, transport, hosts)
     pairs = [("s", f"r{i}") if pattern == "fan-out" else (f"r{i}", "s") for i in range(flows)]
     done = [0.0] * flows
+    carry = net.transfer if transport is None else net.transfer_tcp
 
-    def flow(i: int, src: str, dst: str) -> Any:
+    def flow(i: int, src: str, dst: str, t0: float) -> Any:
         if started_s[i] > first:
             yield env.timeout(started_s[i] - first)
-        yield from (net.transfer(src, dst, size) if transport is None else net.transfer_tcp(src, dst, size))
-        done[i] = env.now + first
+        yield from carry(src, dst, size)
+        done[i] = env.now - t0 + first
 
+    if kept:
+        for src, dst in pairs:
+            env.process(carry(src, dst, size))
+        env.run()
+    t0 = env.now
     for i, (src, dst) in enumerate(pairs):
-        env.process(flow(i, src, dst))
+        env.process(flow(i, src, dst, t0))
     env.run()
     return done
 
@@ -307,14 +316,15 @@ def simulate(graph: nx.Graph, transport: Transport | None, pattern: str, flows: 
 
 
 def model_runs(graph: nx.Graph, transport: Transport | None, pattern: str, flows: int, size: int,
-               trials: list[list[float] | None], random: bool) -> list[list[float]]:  # fmt: skip
+               trials: list[list[float] | None], random: bool, kept: bool = False) -> list[list[float]]:  # fmt: skip
     """``simulate`` once a seed, the seeds taking the trials' starts in turn: where the model draws at random (share
     weights, losses), ``SIM_SEEDS`` runs pooled (as many for each trial), then as many again until the mean of the
     runs' mean flow times has a standard error of at most ``SIM_SE_PCT`` % of it or ``SIM_SEEDS_MAX`` runs are
     pooled; else one run a trial."""
 
     def seeds(first: int, end: int) -> list[list[float]]:
-        return [simulate(graph, transport, pattern, flows, size, i, trials[i % len(trials)]) for i in range(first, end)]
+        return [simulate(graph, transport, pattern, flows, size, i, trials[i % len(trials)], kept)
+                for i in range(first, end)]  # fmt: skip
 
     batch = len(trials) * (math.ceil(SIM_SEEDS / len(trials)) if random else 1)
     runs = seeds(0, batch)  # the first batch whole: one run a trial at least
@@ -330,14 +340,15 @@ def _se_pct(runs: list[list[float]]) -> float:
 
 
 def cell_of(pattern: str, flows: int, size: int, rate: float, loss: float, lat: float, measured: list[float],
-            burst: int, transport: Transport, started: list[float] | None = None) -> dict[str, Any]:  # fmt: skip
+            burst: int, transport: Transport, started: list[float] | None = None,
+            kept: bool = False) -> dict[str, Any]:  # fmt: skip
     """A cell: the measured flows' times against the same flows simulated (the model, and the one before it) on
     links with the fabric's bucket ``burst``, each simulated run's flows begun as one measured trial's senders
     began (``started``, flow by flow as ``measured``; the trials in turn), or all at once (matrices from before
     the bench measured when each sender began)."""
     graph, before = star(rate, lat, loss, burst), star(rate, 0, loss, burst)  # the model, and the one before it
     trials = [started[k : k + flows] for k in range(0, len(started), flows)] if started else [None]
-    runs = model_runs(graph, transport, pattern, flows, size, trials, bool(loss or transport.share_sigma))
+    runs = model_runs(graph, transport, pattern, flows, size, trials, bool(loss or transport.share_sigma), kept)
     fair = [t for run in runs for t in run]
     fifo = [t for run in model_runs(before, None, pattern, flows, size, trials, bool(loss)) for t in run]
     (hm, hp), (sm, sp), (fm, fp) = stats(measured), stats(fair), stats(fifo)
@@ -608,7 +619,7 @@ def rescore(path: Path, transport: Transport, out: Path | None, kernel_given: bo
     cells = []
     for old, key in zip(cells_in, keys, strict=True):
         *fields, started = key
-        cell = {**old, **cell_of(*fields, transport, started)}
+        cell = {**old, **cell_of(*fields, transport, started, old.get("connections") == "kept")}
         cells.append(cell)
         print(row(cell, old.get("congestion_control", "?")), flush=True)
     ok = _report(cells, sorted({c["loss"] for c in cells}))
@@ -635,8 +646,9 @@ def measure_matrix(losses: list[float], rates: tuple[float, ...], sizes: tuple[i
             # probed without its loss (``probe_clean``: a lost ping backed TCP's timer off past the probe's timeout,
             # a traceback, the block lost; a lossy stream's throughput is not the fabric's), on links framed alike
             fab = probe_clean(fabric, "s", "r0")  # below the rate: this block measures the machine's kernel, not TCP
-            lat = fab.latency_s + latency_s  # a hop's own (a 1-byte TCP ping-pong across the switch, the delay hops
-            # passing packets on at once: ``probe``), and the latency the delay hops add
+            # a hop's latency (a 1-byte TCP ping-pong across the switch): the fabric's own, and with delay hops what
+            # they add (their latency, and their forwarding: 0.2-0.3 ms a round trip over two of them here)
+            lat = hop_latency_s(fabric, "s", "r0") if latency_s else fab.latency_s
             # which pattern shares unfairly depends on it (docs/network-validation.md)
             cc = CONGESTION or congestion_control(fabric, "s")
             print(f"| {fab.describe()} |", flush=True)
@@ -647,7 +659,7 @@ def measure_matrix(losses: list[float], rates: tuple[float, ...], sizes: tuple[i
                         trials = measure_cell(fabric, ports, pattern, k, size, reps, kept)
                         measured, started = [t.took_s for t in trials], [t.started_s for t in trials]
                         cell = cell_of(pattern, k, size, rate, loss, lat, measured, fab.burst_bytes, transport,
-                                       started)  # fmt: skip
+                                       started, kept)  # fmt: skip
                         cell.update({"resent_segments": [t.resent for t in trials],
                                      "rto_timeouts": [t.timeouts for t in trials],
                                      "woke_s": [t.woke_s for t in trials], "congestion_control": cc, "reps": reps,

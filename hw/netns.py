@@ -404,6 +404,23 @@ def _probe(fabric: Fabric, a: str, b: str) -> FabricProbe:
                        congestion_control=congestion_control(fabric, a))  # fmt: skip
 
 
+def hop_latency_s(fabric: Fabric, a: str, b: str) -> float:
+    """One hop's latency between hosts ``a`` and ``b`` as the fabric stands, its delay hops delaying: a 1-byte TCP
+    ping-pong's median round trip over the path, halved, per hop (``_probe``'s, without the streams). Beside the
+    links' latencies it holds what a delay hop adds to each packet it forwards (its wake-up and copy)."""
+    hops = nx.shortest_path_length(_fabric_graph(fabric.graph), a, b)
+    with inside(fabric.namespace(b)):
+        ls = socket.create_server((fabric.address(b), 0))
+    with ls:
+        with inside(fabric.namespace(a)):
+            ping = socket.create_connection(ls.getsockname(), timeout=10)
+        echo, _ = ls.accept()
+    with ping, echo:
+        for c in (ping, echo):
+            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return _ping(ping, echo) / 2 / hops
+
+
 def probe_clean(fabric: Fabric, a: str, b: str) -> FabricProbe:
     """``probe`` of the fabric's links without their loss: where a link is lossy, on a copy built for the probe
     whose links drop nothing (framed as the lossy ones are) and removed after it. On the lossy links themselves a

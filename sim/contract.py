@@ -885,6 +885,11 @@ class LinkDelay(_Model):
     jitter_s: float = Field(ge=0, le=60.0, allow_inf_nan=False)
 
 
+# congestion controls that set the window themselves (``cong_control``), which Linux's restart of an idle connection's
+# window from the initial one skips (``tcp_slow_start_after_idle_check``)
+WINDOW_OF_ITS_OWN = frozenset({"bbr", "bbr2", "bbr3"})
+
+
 class FabricProbe(_Model):
     """What the netns backend's fabric does on this machine, measured between two hosts before the nodes start
     and after a completed run stopped them (hw/netns.py ``probe``; the mean of the two): the latency of one hop
@@ -935,6 +940,8 @@ class FabricProbe(_Model):
                      f"deployment.network.links.{d.link}.jitter_s={d.jitter_s:.6g}"]  # fmt: skip
         if self.kernel_rate_bps:
             sets.append(f"deployment.network.transport.host_rate_bps={self.kernel_rate_bps:.6g}")
+        if self.congestion_control in WINDOW_OF_ITS_OWN:  # Linux's restart after idle is not theirs (sim/congestion.py)
+            sets.append("deployment.network.transport.restart_after_idle=false")
         if self.throughput_bps < self.rate_bps:
             sets.append(f"deployment.network.links.*.bandwidth_bps={self.throughput_bps:.4g}")
         if self.burst_bytes:

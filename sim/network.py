@@ -2,7 +2,9 @@
 
 A message is cut into segments of ``segment_bytes`` that pipeline across hops. Under ``fair`` sharing
 (``sim.scenario.Transport``, the default) a message keeps at most a window of segments in flight and sends
-the next when its oldest arrives, so messages crossing one link at once interleave as TCP flows do; under
+the next when the oldest one's acknowledgement is back, so messages crossing one link at once interleave as TCP
+flows do; a TCP message's window is its connection's, grown from TCP's initial window by round trips and restarted
+after an idle spell (sim/congestion.py); under
 ``fifo`` all its segments ask at once and messages cross a link whole, one after the other. Where TCP segments
 arriving over different links converge on one (``fan_in: packets``), a segment's last packet leaves that link
 once every byte that arrived there before it has left (``LinkServer.merged_end``: a switch queues packets as they
@@ -42,7 +44,7 @@ import heapq
 import itertools
 import math
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +52,7 @@ import networkx as nx
 import numpy as np
 import simpy
 
+from sim.congestion import Connection, Window
 from sim.hosts import count_events, wake_at
 from sim.scenario import Transport, lowest_latency_path
 from sim.streams import Streams, stream
@@ -141,6 +144,19 @@ class LinkServer:
         self._prune()
         return seg.start_s + seg.service_s + extra
 
+    def first_leaves(self, seg: Arriving) -> float:
+        """When a segment's first packet starts across, served packet by packet in arrival order (``merged_end``'s
+        fluid FIFO): its FIFO start less the work of the segments asked before it that had not yet arrived when its
+        first packet did (their later bytes go after it), not before that packet arrived. Called when it is asked."""
+        arrivals, first, lost = self.arrivals or [], seg.asked_s, 0.0
+        for j in range(self.head, seg.seq - self.first_seq):
+            other = arrivals[j]
+            if other.arrived_s > first and other.arrived_s > other.asked_s:
+                lost += (
+                    other.service_s * (other.arrived_s - max(first, other.asked_s)) / (other.arrived_s - other.asked_s)
+                )
+        return max(first, seg.start_s - lost)
+
     def _prune(self) -> None:
         """A segment counts for those asked before it only: once they all settled, it is dropped."""
         arrivals = self.arrivals
@@ -206,6 +222,7 @@ class Network:
         self.shaped = any(link.burst_s for link in self.links.values())  # any token bucket (``LinkServer.leaves``)
         self._streams = Streams(seed, (), len(self.links))  # a bank on a big network (a device's links each)
         self._share_rngs: dict[tuple[str, str], np.random.Generator] = {}  # by route (``share_weight``)
+        self.connections: dict[tuple[str, str], Connection] = {}  # TCP's, by sending and receiving host
         self.bin_s = 1.0
 
     def settle(self) -> None:
@@ -287,28 +304,109 @@ class Network:
             return (yield from self._carry_whole(links, nbytes, phase, rng))
         cap = self.segment_cap(self.share_weight(src, dst, links, nbytes) if packet_bytes else 1.0)
         sizes = self.segments(nbytes, packet_bytes, cap)
-        window = self.window(links, cap) if self.transport.sharing == "fair" else len(sizes)
-        if packet_bytes and not shaped and not any(link.loss for link in links):  # TCP, lossless: one process
-            return (yield from self._carry_flow(links, sizes, phase, window, packet_bytes, rng))
-        return (yield from self._carry_segments(links, sizes, phase, window, packet_bytes, rng))
+        conn = self._connection(src, dst, packet_bytes) if packet_bytes and self.transport.sharing == "fair" else None
+        win = self._window(src, dst, links, sizes, cap, conn)
+        back_s = self.ack_delay_s(src, dst) if conn is not None else 0.0
+        if conn is not None:
+            conn.open += 1
+        try:
+            if packet_bytes and not shaped and not any(link.loss for link in links):  # TCP, lossless: one process
+                return (yield from self._carry_flow(links, sizes, phase, win, back_s, packet_bytes, rng))
+            return (yield from self._carry_segments(links, sizes, phase, win, back_s, packet_bytes, rng))
+        finally:
+            if conn is not None:  # what the next message on this connection finds
+                conn.open -= 1
+                settled = win.settled_bytes()
+                conn.cwnd_bytes = max(conn.cwnd_bytes, settled) if conn.open else settled
+                conn.last_sent_s = max(conn.last_sent_s, win.last_sent_s)
+
+    def _window(self, src: str, dst: str, links: list[LinkServer], sizes: list[int], cap: int,
+                conn: Connection | None) -> Window:  # fmt: skip
+        """A message's window over its segments: under fifo sharing all of them at once; under fair sharing the path's
+        steady window (``window`` segments of ``cap``), from the window its TCP connection has now (``conn``;
+        none, not TCP: the steady one from the first segment)."""
+        if self.transport.sharing != "fair":
+            return Window(sizes, sum(sizes), sum(sizes))
+        limit = self.window(links, cap) * cap
+        if conn is None:
+            return Window(sizes, limit, limit)
+        tcp = self.transport
+        return Window(sizes, conn.window_at(self.env.now, self.rto_s(src, dst), tcp.restart_after_idle), limit)
+
+    def _connection(self, src: str, dst: str, packet_bytes: int) -> Connection:
+        """The TCP connection from host ``src`` to ``dst`` (``sim.congestion``): opened at the start of the run, as
+        the twin's nodes open theirs, its window the initial one: ``Transport.initial_window_packets`` full packets
+        (0: no slow start, the path's steady window from the first segment)."""
+        conn = self.connections.get((src, dst))
+        if conn is None:
+            initial = self.transport.initial_window_packets * packet_bytes or math.inf
+            conn = self.connections[src, dst] = Connection(initial, initial)
+        return conn
+
+    def ack_delay_s(self, src: str, dst: str) -> float:
+        """How long an acknowledgement takes back from ``dst`` to ``src``: the reverse route's latency and mean
+        jitter (an ACK is too small to queue behind much: no serialisation)."""
+        return sum(link.latency_s + link.jitter_s for link in self.route(dst, src))
+
+    def rto_s(self, src: str, dst: str) -> float:
+        """A connection's retransmission timeout on a steady path: Linux's ``srtt + rttvar``, rttvar floored at
+        the minimum (``Transport.rto_min_s``); the round trip at its links' mean delays."""
+        there = sum(link.latency_s + link.jitter_s for link in self.route(src, dst))
+        return self.transport.rto_min_s + there + self.ack_delay_s(src, dst)
 
     def _carry_segments(
-        self, links: list[LinkServer], sizes: list[int], phase: str, window: int, packet_bytes: int | None,
-        rng: np.random.Generator | None,
+        self, links: list[LinkServer], sizes: list[int], phase: str, win: Window, back_s: float,
+        packet_bytes: int | None, rng: np.random.Generator | None,
     ) -> Generator[Any, Any, float]:  # fmt: skip
-        """A message's segments through ``_carry``, each in a process of its own (one segment: in this one)."""
+        """A message's segments through ``_carry``, each in a process of its own (one segment: in this one), sent as
+        the window lets them (``win``; acknowledgements ``back_s`` after the bytes arrived). Returns at the instant
+        its last segment arrived."""
+        env = self.env
+        win.last_sent_s = env.now
         if len(sizes) == 1:  # no process, no condition
             return (yield from self._carry(links, sizes[0], phase, None, packet_bytes, rng, tail=True))
         # per hop: its segments' last service end there, and when it was due; then ``Arriving.own``
         flow = [0.0] * (2 * len(links)) + [-math.inf]
+        n, done, arrived, ahead = len(sizes), env.event(), [0], [-math.inf]
         procs: list[simpy.Process] = []
-        for k, size in enumerate(sizes):
-            if k >= window:
-                yield procs[k - window]  # the oldest in flight arrived: send the next (an ACK-clocked window)
-            tail = k == len(sizes) - 1
-            procs.append(self.env.process(self._carry(links, size, phase, flow, packet_bytes, rng, tail)))
-        yield self.env.all_of(procs)
+
+        def launch() -> None:
+            while len(procs) < win.sent:
+                k, slow = len(procs), win.slow and bool(procs)  # the first goes now
+                first = functools.partial(acked_at, win.first_acked, k) if win.slow else None
+                at = self._queued_at(links, flow, ahead, sizes[k], packet_bytes, env.now) if slow else env.now
+                carry = self._carry(links, sizes[k], phase, flow, packet_bytes, rng, k == n - 1, first)
+                proc = env.process(self._after(at, carry) if at > env.now else carry)
+                proc.callbacks.append(functools.partial(landed, k))
+                procs.append(proc)
+                win.last_sent_s = at
+
+        def acked_at(count: Any, k: int, arrived_s: float) -> None:
+            def ack(_: Any) -> None:
+                if not done.triggered:
+                    count(k)
+                    launch()
+
+            if arrived_s + back_s <= env.now:
+                ack(None)
+            else:
+                env.timeout(arrived_s + back_s - env.now).callbacks.append(ack)
+
+        def landed(k: int, _: Any) -> None:
+            arrived[0] += 1
+            if arrived[0] == n:
+                done.succeed()
+            else:
+                acked_at(win.landed_acked, k, env.now)
+
+        launch()
+        yield done
         return math.fsum(float(p.value or 0.0) for p in procs)
+
+    def _after(self, at_s: float, carry: Generator[Any, Any, float]) -> Generator[Any, Any, float]:
+        """``carry`` from ``at_s`` on."""
+        yield self.env.timeout(at_s - self.env.now)
+        return (yield from carry)
 
     def _lost_packets(self, link: LinkServer, nbytes: int, packet_bytes: int, rng: np.random.Generator | None,
                       tail: bool = False) -> tuple[int, float]:  # fmt: skip
@@ -381,6 +479,72 @@ class Network:
         rtt_s = 2 * sum(link.latency_s for link in links)
         bdp_bytes = rtt_s * min(link.bandwidth_bps for link in links) / 8
         return max(self.transport.window_segments, math.ceil(bdp_bytes / (cap or self.segment_bytes)) + 1)
+
+    def _landing(self, k: int, n: int, link: LinkServer, settling: dict[int, Arriving], waits: list[float],
+                 done: list[int], now_s: float, back_s: float) -> tuple[float, int] | None:  # fmt: skip
+        """Segment ``k`` of ``n`` at the end of its route (``_carry_flow``): its next step (when, code) -- itself again
+        while packets that came from other links before its last byte go first (``_later``), else its acknowledgement
+        back (2n + k) -- or None if it is the message's last one in (``done[0]`` counts them)."""
+        later, wait = self._later(link, settling.pop(k, None))
+        waits[k] += wait
+        if later > 0:
+            return now_s + later, k
+        done[0] += 1
+        return None if done[0] == n else (now_s + back_s, 2 * n + k)
+
+    @staticmethod
+    def _ack_first(steps: list[tuple[float, int, int]], order: int, win: Window, code: int, at_s: float) -> int:
+        """In slow start, a step for a segment's first packet's acknowledgement (``code``) back at ``at_s``; returns
+        the next step's order."""
+        if not win.slow:
+            return order
+        heapq.heappush(steps, (at_s, order, code))
+        return order + 1
+
+    def _let_go(self, steps: list[tuple[float, int, int]], order: int, win: Window, code: int,
+                links: list[LinkServer], flow: list[float], ahead: list[float], packet_bytes: int | None,
+                now_s: float) -> int:  # fmt: skip
+        """An acknowledgement back (``code``: n + k for segment k's first packet, 2n + k for its last byte, n segments):
+        a step for each segment the window lets go, in order (``_queued_at`` in slow start, else now); returns the
+        next step's order."""
+        n, before = len(win.sizes), win.sent
+        after = win.first_acked(code - n) if code < 2 * n else win.landed_acked(code - 2 * n)
+        for j in range(before, after):
+            win.last_sent_s = (
+                self._queued_at(links, flow, ahead, win.sizes[j], packet_bytes, now_s) if win.slow else now_s
+            )
+            heapq.heappush(steps, (win.last_sent_s, order, j))
+            order += 1
+        return order
+
+    def _queued_at(self, links: list[LinkServer], flow: list[float], ahead: list[float], size: int,
+                   packet_bytes: int | None, now_s: float) -> float:  # fmt: skip
+        """When a segment of ``size`` bytes the window lets go in slow start leaves for its sender's link: once the
+        message's segments before it have left that link (``flow``: those that reached it; ``ahead``: those sent
+        and not yet there, where they will have left at the earliest, updated), as Linux's TCP small queues hold a
+        flow's packets in the socket while its earlier ones wait in the link's queue -- a flight joins that queue as
+        the last one's acknowledgements come back, packet by packet among other flows' packets, not as one block
+        ahead of them. The kernel's stage before the link (``tcp_route``) is crossed in a packet's time; a token
+        bucket lets the bytes leave up to its depth sooner (``LinkServer.leaves``)."""
+        h = 1 if links[0].index < 0 else 0  # the sender's link, behind its kernel's stage
+        lead_s = (packet_bytes or 0) * 8 / links[0].bandwidth_bps if h else 0.0
+        at = max(now_s, max(flow[2 * h], ahead[0]) - lead_s - links[h].burst_s)
+        ahead[0] = max(at + lead_s, flow[2 * h], ahead[0]) + size * 8 / links[h].bandwidth_bps
+        return at
+
+    def _tell_first(self, first: Callable[[float], None] | None, link: LinkServer, seg: Arriving | None,
+                    asked_s: float, start_s: float, packet_s: float, delay_s: float) -> None:  # fmt: skip
+        """Tell ``first`` (if any) when a segment's first packet arrives, on its last link (``_lead``; a token bucket
+        lets it out up to its depth sooner, not before it came)."""
+        if first is not None:
+            first(max(asked_s, self._lead(link, seg, start_s) + packet_s - link.burst_s) + delay_s)
+
+    @staticmethod
+    def _lead(link: LinkServer, seg: Arriving | None, start_s: float) -> float:
+        """When a TCP segment's first packet starts across its last link (its FIFO ``start_s``): where flows from other
+        links converge packet by packet (``fan_in: packets``, ``seg``), once the bytes that arrived there before it
+        have left (``LinkServer.first_leaves``), not behind other segments' whole."""
+        return link.first_leaves(seg) if seg is not None else start_s
 
     def _fan_in(self, links: list[LinkServer], i: int, asked: float, arrived_s: float, start: float, service: float,
                 end_s: float, base_s: float, packet_bytes: int | None,
@@ -469,7 +633,7 @@ class Network:
         return wait
 
     def _carry_flow(
-        self, links: list[LinkServer], sizes: list[int], phase: str, window: int, packet_bytes: int,
+        self, links: list[LinkServer], sizes: list[int], phase: str, win: Window, back_s: float, packet_bytes: int,
         rng: np.random.Generator | None = None,
     ) -> Generator[Any, Any, float]:  # fmt: skip
         """``_carry_segments`` of a TCP message on a route without loss, every segment driven from this process:
@@ -494,13 +658,14 @@ class Network:
         hop = [0] * n  # each segment's next hop (past the last: arrived)
         arrived_s = [-math.inf] * n  # when its last packet reached the hop it is at (cut-through)
         waits = [0.0] * n
-        landed = [False] * n
         settling: dict[int, Arriving] = {}  # fan_in: packets -- a segment on its last link (``_fan_in``)
         own_end = [-math.inf]  # (``Arriving.own``)
         now, owed = env.now, 0  # steps taken without an event since the last wait (``_until``)
-        # (when, order set, segment): each segment's next step; first the first flight, asked in order now
-        steps: list[tuple[float, int, int]] = [(now, k, k) for k in range(min(window, n))]
-        order = sent = len(steps)
+        # (when, order set, code): each segment k's next step (code k), its first packet's acknowledgement back
+        # (n + k) or its last byte's (2n + k: ``sim.congestion.Window``); first the first flight, asked in order now
+        steps: list[tuple[float, int, int]] = [(now, k, k) for k in range(win.sent)]
+        order = len(steps)
+        win.last_sent_s, done, ahead = now, [0], [-math.inf]
         while steps:
             at, _, k = steps[0]
             if at > now and at >= env.peek():  # later, and something else may come first: wake then
@@ -509,20 +674,17 @@ class Network:
             owed += at > now  # taken at once if later: nothing else happens before it (see the docstring)
             now = max(now, at)
             heapq.heappop(steps)
-            i = hop[k]
-            if i > last:  # arrived: the oldest in flight releases the next ones (an ACK-clocked window)
-                # (unless packets that came from other links before its last byte went first: ``_merged``)
-                later, wait = self._later(links[last], settling.pop(k, None))
-                waits[k] += wait
-                if later > 0:
-                    heapq.heappush(steps, (now + later, order, k))
-                    order += 1
-                    continue
-                landed[k] = True
-                while sent < n and landed[sent - window]:
-                    heapq.heappush(steps, (now, order, sent))
-                    order, sent = order + 1, sent + 1
+            if k < n and hop[k] > last:  # at the end of its route
+                step = self._landing(k, n, links[last], settling, waits, done, now, back_s)
+                if step is None:  # the message is in: acknowledgements still on their way change nothing
+                    break
+                heapq.heappush(steps, (step[0], order, step[1]))
+                order += 1
                 continue
+            if k >= n:  # an acknowledgement back: the window may send the next ones (ACK-clocked)
+                order = self._let_go(steps, order, win, k, links, flow, ahead, packet_bytes, now)
+                continue
+            i = hop[k]
             link, size = links[i], sizes[k]
             service = size * 8 / link.bandwidth_bps
             packet_s = packet_bytes * 8 / link.bandwidth_bps
@@ -530,9 +692,7 @@ class Network:
             asked = now
             free = link.free_s
             start = free if free > asked else asked  # FIFO: after everything asked before
-            hold = service  # it holds the link until its last byte left, which cannot precede its arrival
-            if arrived_s[k] + packet_s > start + service:
-                hold = arrived_s[k] + packet_s - start
+            hold = max(service, arrived_s[k] + packet_s - start)  # until its last byte left: not before it came
             free = link.free_s = start + hold
             own = flow[2 * i]  # behind its own message's segments it is being serialised, not waiting
             base = own if own > asked else asked
@@ -560,6 +720,10 @@ class Network:
                 settling[k] = seg
             heapq.heappush(steps, (wake, order, k))
             order += 1
+            if i == last:  # its first packet's acknowledgement: slow start's clock
+                order = self._ack_first(
+                    steps, order, win, n + k, self._lead(link, seg, start) + packet_s + delay + back_s
+                )
         # the caller goes on at the last step's instant: that wait is the last step's event, if it was taken at once
         yield from self._until(now, max(0, owed - 1))
         return math.fsum(waits)
@@ -573,11 +737,12 @@ class Network:
 
     def _carry(
         self, links: list[LinkServer], size: int, phase: str, flow: list[float] | None, packet_bytes: int | None,
-        rng: np.random.Generator | None = None, tail: bool = False,
+        rng: np.random.Generator | None = None, tail: bool = False, first: Callable[[float], None] | None = None,
     ) -> Generator[Any, Any, float]:  # fmt: skip
         """One segment along its route; returns its waits behind other messages. ``flow`` (a message of several
         segments) holds, per hop, where its own earlier segments end: served then, and due on an idle link.
-        ``tail``: the message's last segment (its last packet lost waits a timeout: ``_lost_packets``)."""
+        ``tail``: the message's last segment (its last packet lost waits a timeout: ``_lost_packets``). ``first``:
+        told when its first packet arrives, once it is served on its last link (``sim.congestion``)."""
         env, wait, shaped = self.env, 0.0, self.shaped
         arrived_s = -math.inf  # cut-through: when its last packet reaches the hop it is at
         late_s = -math.inf  # when its lost last packet, resent after its timer, reaches the hop it is at (``_late``)
@@ -630,14 +795,15 @@ class Network:
             merge = self._fan_in(
                 links, i, asked, arrived_s, start, service + resent_s, link.free_s, base, packet_bytes, flow, resent_s
             )
+            self._tell_first(first if i == last else None, link, merge, asked, start, packet_s, delay)
             if shaped and link.burst_s:  # a token bucket lets its bytes out up to its depth earlier (``leaves``)
                 left = link.leaves(max(asked, arrived_s), link.free_s)
                 due, served, _, nbytes, _ = link.unserved[-1]
                 link.unserved[-1] = (due, served, left, nbytes, phase)  # counted once it has left
-                first = max(asked, link.free_s - hold + packet_s - link.burst_s)
+                out = max(asked, link.free_s - hold + packet_s - link.burst_s)  # its first packet has left
                 arrived_s = left + delay + noticed_s
                 late_s = self._late(late_s, left, delay, timed_out_s, packet_s)
-                wake = first + delay if cut else left + (delay + noticed_s)  # its first packet there, or all of it
+                wake = out + delay if cut else left + (delay + noticed_s)  # its first packet there, or all of it
                 yield env.timeout(wake - asked)
                 continue
             late_s = self._late(late_s, link.free_s, delay, timed_out_s, packet_s)

@@ -376,6 +376,11 @@ class Transport(_Strict):
     # resend is lost again. Measured (bench/loss_tails.py, 1 % loss per link): 1-3 % of messages wait ~200 ms and
     # make 40-70 % of the mean; 0: no such wait (the model before it was measured)
     rto_min_s: float = Field(default=0.2, ge=0, le=60)
+    # a connection that sent nothing for longer than its retransmission timeout (``rto_min_s`` plus the round trip)
+    # restarts its window from the initial one, halved once a timeout (Linux's net.ipv4.tcp_slow_start_after_idle,
+    # on by default, for the congestion controls that leave the window to TCP: CUBIC, Reno; BBR keeps its own, and
+    # ``--fabric-of`` turns this off for a fabric whose hosts ran it): sim/congestion.py
+    restart_after_idle: bool = True
 
     @field_validator("host_rate_bps")
     @classmethod

@@ -222,10 +222,12 @@ def test_a_latency_the_fabric_cannot_apply_or_a_rescore_with_one_is_one_line(arg
 @pytest.mark.skipif(net_fidelity.unavailable() is not None, reason=str(net_fidelity.unavailable()))
 def test_a_matrix_with_latency_runs_its_flows_through_delay_hops_and_simulates_it_on_top_of_the_fabrics_own():
     """``--latency-ms 5``: every link delayed (hw/delayline.py); a fresh connection's 64 KiB at 100 Mbit/s then takes
-    TCP's slow start over a 20 ms round trip (10 + 20 + 15 packets: three round trips, ~60 ms) where the model, its
-    window already open, says one way and the bytes' time (~16 ms): the gap the cell records (README)."""
+    TCP's slow start over a 20 ms round trip (10 + 20 + 16 packets: two round trips, then one way: ~55 ms), in the
+    machine's TCP and in the model (sim/congestion.py; before it, its window already open, the model said one way
+    and the bytes' time, ~16 ms). The hop's latency is measured through the delay hops (``hop_latency_s``)."""
     (cell,) = net_fidelity.measure_matrix([0.0], (100e6,), (65536,), 2, net_fidelity.Transport(), flows=(1,),
                                           patterns=("fan-out",), latency_s=5e-3)  # fmt: skip
     assert cell["link_latency_s"] == 5e-3 and 5e-3 < cell["base_latency_s"] < 6e-3, cell
     assert all(t > 0.045 for t in cell["measured_s"]), cell  # three round trips at least, each over 20 ms of delay
-    assert 0.0145 < cell["sim_mean_s"] < 0.02, cell  # 10 ms one way and the bytes' 5.5 ms
+    assert 0.045 < cell["sim_mean_s"] < 0.065, cell  # two round trips, one way and the last flight's 2 ms
+    assert abs(cell["error_mean_pct"]) < 25, cell  # BBR's paced first flights (this VM's default) cost ~12 %

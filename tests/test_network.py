@@ -201,11 +201,17 @@ def test_steps_of_messages_that_tie_keep_a_fifo_link_work_conserving():
 # --- a token bucket (``burst_bytes``: Linux tbf's burst, as the netns backend shapes its links) -------------------
 
 
-def shaped(burst_bytes: int, hops: int = 1, bandwidth_bps: float = 8e6, latency_s: float = 0.001):
+def shaped(
+    burst_bytes: int,
+    hops: int = 1,
+    bandwidth_bps: float = 8e6,
+    latency_s: float = 0.001,
+    transport: Transport | None = None,
+):
     env, g = simpy.Environment(), nx.Graph()
     p = LinkParams(bandwidth_bps=bandwidth_bps, latency_s=latency_s, jitter_s=0, loss=0, burst_bytes=burst_bytes)
     nx.add_path(g, [f"n{i}" for i in range(hops + 1)], params=p)
-    return env, Network(env, g, np.random.SeedSequence(0), 65536, Transport()), f"n{hops}"
+    return env, Network(env, g, np.random.SeedSequence(0), 65536, transport or Transport()), f"n{hops}"
 
 
 def sent_at(env, net, dst, messages):
@@ -241,8 +247,8 @@ def test_a_bucket_gives_an_idle_link_its_depth_as_a_head_start(hops, burst_bytes
 
 
 def test_a_message_within_the_bucket_takes_only_the_latency_and_empties_it():
-    env, net, dst = shaped(100_000)
-    # 40,000 bytes: two segments of slow start (10 and 20 packets), both in its first window
+    env, net, dst = shaped(100_000, transport=Transport(initial_window_packets=0))
+    # 40,000 bytes: one segment, in its first window (no slow start: a warm connection's)
     first, second = sent_at(env, net, dst, [(0.0, 40_000), (0.0, 200_000)])
     assert first == pytest.approx(0.001, abs=1e-12)
     # the second message has what is left: the plain FIFO's end (the link never idles) less the whole depth

@@ -1,0 +1,121 @@
+"""A TCP connection's congestion window, over a message's segments (``sim.network.Network``).
+
+TCP sends no more unacknowledged bytes than its congestion window. A new connection's window is its initial window
+(``Transport.initial_window_packets`` packets, RFC 6928); in slow start every byte acknowledged adds one, so the
+window doubles each round trip. A message is carried in segments (``Network.segments``); here a segment counts as
+acknowledged
+
+- in slow start, once its *first* packet's acknowledgement is back: the sender then sends two bytes for each one
+  acknowledged, so a flight twice the segment's size follows it one round trip after it started (RFC 5681's
+  doubling, ACK-clocked: flight j starts j round trips plus a packet's time after the first);
+- once the window has reached the path's steady window (``limit_bytes``: ``Network.window`` segments, enough to
+  cover the path's bandwidth-delay product), once its *last* byte's acknowledgement is back: a new segment goes
+  as an old one leaves the window, the sharing the model was validated with (docs/network-validation.md).
+
+An acknowledgement comes back over the reverse path's latency and mean jitter after the bytes arrived
+(``Network.ack_delay_s``). In slow start a segment the window lets go joins its sender's link queue no sooner than
+the message's segment before it has left that link (Linux's TCP small queues: ``Network._queued_at``), so flows
+sharing the link interleave flight by flight as the kernel interleaves their packets; where flows converge on a
+switch's egress (``fan_in: packets``) a segment's first packet leaves once the bytes that arrived before it have
+(``LinkServer.first_leaves``), which sets its acknowledgement's time.
+
+A connection (``Connection``, one per sending and receiving host) keeps its window from one message to the next, as
+the twin's nodes keep theirs; after it sent nothing for longer than its retransmission timeout (TCP's minimum,
+``Transport.rto_min_s``, plus the round trip), Linux halves the window once for each timeout that passed, down to the
+initial window (``tcp_cwnd_restart``, sysctl ``net.ipv4.tcp_slow_start_after_idle``, on by default; congestion
+controls with their own window control, BBR, skip it): ``Transport.restart_after_idle``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class Connection:
+    """What a connection carries from one message to the next: its window (bytes), when it last sent, and how
+    many of its messages are under way (a window restarts only on a connection with nothing in flight)."""
+
+    cwnd_bytes: float
+    initial_bytes: float  # TCP's initial window (its restart window)
+    last_sent_s: float = float("-inf")
+    open: int = 0
+
+    def window_at(self, now_s: float, rto_s: float, restart: bool) -> float:
+        """The window a message starting at ``now_s`` finds (``tcp_cwnd_restart``: halved for each whole timeout
+        idle, not below the initial window, nor raised to it)."""
+        cwnd, idle_s = self.cwnd_bytes, now_s - self.last_sent_s
+        if not restart or self.open or idle_s <= rto_s:
+            return cwnd
+        floor = min(self.initial_bytes, cwnd)
+        while idle_s > rto_s and cwnd > floor:
+            idle_s -= rto_s
+            cwnd /= 2
+        return max(cwnd, floor)
+
+
+@dataclass(slots=True)
+class Window:
+    """The congestion window over one message's segments (``sizes``, bytes, in order): which may be sent. Call
+    ``first_acked`` / ``landed_acked`` as each segment's acknowledgements come back; each returns how many segments
+    may have been sent by then (``sent``), never fewer than before."""
+
+    sizes: list[int]
+    cwnd_bytes: float
+    limit_bytes: float
+    sent: int = 0
+    outstanding_bytes: float = 0.0  # sent, not yet counted as acknowledged
+    counted: list[bool] = field(default_factory=list)
+    last_sent_s: float = float("-inf")  # when its driver last sent a segment (the connection's idle clock)
+
+    def __post_init__(self) -> None:
+        if self.limit_bytes <= 0 or self.cwnd_bytes <= 0:
+            raise ValueError(f"a window needs positive sizes (cwnd {self.cwnd_bytes}, limit {self.limit_bytes})")
+        self.cwnd_bytes = min(self.cwnd_bytes, self.limit_bytes)
+        self.counted = [False] * len(self.sizes)
+        self._release()
+
+    @property
+    def slow(self) -> bool:
+        """In slow start: the window still grows toward the path's steady window."""
+        return self.cwnd_bytes < self.limit_bytes
+
+    def first_acked(self, k: int) -> int:
+        """Segment ``k``'s first packet is acknowledged: in slow start the segment counts, and grows the window."""
+        if self.slow and not self.counted[k]:
+            self._count(k)
+            self.cwnd_bytes = min(self.limit_bytes, self.cwnd_bytes + self.sizes[k])
+        return self._release()
+
+    def landed_acked(self, k: int) -> int:
+        """Segment ``k``'s last byte is acknowledged: it leaves the window if it has not yet (and grows it, in slow
+        start: a segment the window let go after its first packet's acknowledgement came back)."""
+        if not self.counted[k]:
+            if self.slow:
+                self.cwnd_bytes = min(self.limit_bytes, self.cwnd_bytes + self.sizes[k])
+            self._count(k)
+        return self._release()
+
+    def settled_bytes(self) -> float:
+        """The window once every segment sent has been acknowledged (what the connection keeps for its next message:
+        the message is in before the last acknowledgements are back): in slow start each one not yet counted adds
+        its size, up to the steady window."""
+        if not self.slow:
+            return self.cwnd_bytes
+        owed = sum(size for size, counted in zip(self.sizes[: self.sent], self.counted, strict=False) if not counted)
+        return min(self.limit_bytes, self.cwnd_bytes + owed)
+
+    def _count(self, k: int) -> None:
+        self.counted[k] = True
+        self.outstanding_bytes -= self.sizes[k]
+
+    def _release(self) -> int:
+        """Send the next segments while they fit the window (at least one when nothing is out: a segment larger
+        than the window still goes)."""
+        sizes, n = self.sizes, len(self.sizes)
+        while self.sent < n and (
+            self.outstanding_bytes <= 0 or self.outstanding_bytes + sizes[self.sent] <= self.cwnd_bytes
+        ):
+            self.outstanding_bytes += sizes[self.sent]
+            self.sent += 1
+        return self.sent
