@@ -13,9 +13,9 @@ acknowledged
   as an old one leaves the window, the sharing the model was validated with (docs/network-validation.md).
 
 An acknowledgement comes back over the reverse path's latency and mean jitter after the bytes arrived
-(``Network.ack_delay_s``). In slow start a segment the window lets go joins its sender's link queue no sooner than
-the message's segment before it has left that link (Linux's TCP small queues: ``Network._queued_at``), so flows
-sharing the link interleave flight by flight as the kernel interleaves their packets; where flows converge on a
+(``Network.ack_delay_s``). A segment the window lets go joins its sender's link queue no sooner than the message's
+segment before it has left that link (Linux's TCP small queues: ``Network._queued_at``), so flows sharing the link
+interleave segment by segment as the kernel interleaves their packets, not a flight at a time; where flows converge on a
 switch's egress (``fan_in: packets``) a segment's first packet leaves once the bytes that arrived before it have
 (``LinkServer.first_leaves``), which sets its acknowledgement's time.
 
@@ -67,6 +67,7 @@ class Window:
     outstanding_bytes: float = 0.0  # sent, not yet counted as acknowledged
     counted: list[bool] = field(default_factory=list)
     last_sent_s: float = float("-inf")  # when its driver last sent a segment (the connection's idle clock)
+    queued: bool = False  # a TCP connection's: a segment waits in the socket while the one before is queued
 
     def __post_init__(self) -> None:
         if self.limit_bytes <= 0 or self.cwnd_bytes <= 0:

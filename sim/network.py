@@ -331,7 +331,8 @@ class Network:
         if conn is None:
             return Window(sizes, limit, limit)
         tcp = self.transport
-        return Window(sizes, conn.window_at(self.env.now, self.rto_s(src, dst), tcp.restart_after_idle), limit)
+        cwnd = conn.window_at(self.env.now, self.rto_s(src, dst), tcp.restart_after_idle)
+        return Window(sizes, cwnd, limit, queued=True)
 
     def _connection(self, src: str, dst: str, packet_bytes: int) -> Connection:
         """The TCP connection from host ``src`` to ``dst`` (``sim.congestion``): opened at the start of the run, as
@@ -372,9 +373,9 @@ class Network:
 
         def launch() -> None:
             while len(procs) < win.sent:
-                k, slow = len(procs), win.slow and bool(procs)  # the first goes now
+                k, queued = len(procs), win.queued and bool(procs)  # TCP's, behind its own (the first: now)
                 first = functools.partial(acked_at, win.first_acked, k) if win.slow else None
-                at = self._queued_at(links, flow, ahead, sizes[k], packet_bytes, env.now) if slow else env.now
+                at = self._queued_at(links, flow, ahead, sizes[k], packet_bytes, env.now) if queued else env.now
                 carry = self._carry(links, sizes[k], phase, flow, packet_bytes, rng, k == n - 1, first)
                 proc = env.process(self._after(at, carry) if at > env.now else carry)
                 proc.callbacks.append(functools.partial(landed, k))
@@ -505,13 +506,12 @@ class Network:
                 links: list[LinkServer], flow: list[float], ahead: list[float], packet_bytes: int | None,
                 now_s: float) -> int:  # fmt: skip
         """An acknowledgement back (``code``: n + k for segment k's first packet, 2n + k for its last byte, n segments):
-        a step for each segment the window lets go, in order (``_queued_at`` in slow start, else now); returns the
-        next step's order."""
+        a step for each segment the window lets go, in order (``_queued_at``); returns the next step's order."""
         n, before = len(win.sizes), win.sent
         after = win.first_acked(code - n) if code < 2 * n else win.landed_acked(code - 2 * n)
         for j in range(before, after):
             win.last_sent_s = (
-                self._queued_at(links, flow, ahead, win.sizes[j], packet_bytes, now_s) if win.slow else now_s
+                self._queued_at(links, flow, ahead, win.sizes[j], packet_bytes, now_s) if win.queued else now_s
             )
             heapq.heappush(steps, (win.last_sent_s, order, j))
             order += 1
@@ -519,13 +519,13 @@ class Network:
 
     def _queued_at(self, links: list[LinkServer], flow: list[float], ahead: list[float], size: int,
                    packet_bytes: int | None, now_s: float) -> float:  # fmt: skip
-        """When a segment of ``size`` bytes the window lets go in slow start leaves for its sender's link: once the
-        message's segments before it have left that link (``flow``: those that reached it; ``ahead``: those sent
-        and not yet there, where they will have left at the earliest, updated), as Linux's TCP small queues hold a
-        flow's packets in the socket while its earlier ones wait in the link's queue -- a flight joins that queue as
-        the last one's acknowledgements come back, packet by packet among other flows' packets, not as one block
-        ahead of them. The kernel's stage before the link (``tcp_route``) is crossed in a packet's time; a token
-        bucket lets the bytes leave up to its depth sooner (``LinkServer.leaves``)."""
+        """When a TCP segment of ``size`` bytes the window lets go leaves for its sender's link: once the message's
+        segments before it have left that link (``flow``: those that reached it; ``ahead``: those sent and not yet
+        there, where they will have left at the earliest, updated), as Linux's TCP small queues hold a flow's packets
+        in the socket while its earlier ones wait in the link's queue -- a flight joins that queue as the last one's
+        acknowledgements come back, packet by packet among other flows' packets, not as one block ahead of them. The
+        kernel's stage before the link (``tcp_route``) is crossed in a packet's time; a token bucket lets the bytes
+        leave up to its depth sooner (``LinkServer.leaves``)."""
         h = 1 if links[0].index < 0 else 0  # the sender's link, behind its kernel's stage
         lead_s = (packet_bytes or 0) * 8 / links[0].bandwidth_bps if h else 0.0
         at = max(now_s, max(flow[2 * h], ahead[0]) - lead_s - links[h].burst_s)
@@ -663,9 +663,13 @@ class Network:
         now, owed = env.now, 0  # steps taken without an event since the last wait (``_until``)
         # (when, order set, code): each segment k's next step (code k), its first packet's acknowledgement back
         # (n + k) or its last byte's (2n + k: ``sim.congestion.Window``); first the first flight, asked in order now
-        steps: list[tuple[float, int, int]] = [(now, k, k) for k in range(win.sent)]
+        ahead = [-math.inf]
+        steps: list[tuple[float, int, int]] = [
+            (self._queued_at(links, flow, ahead, sizes[k], packet_bytes, now) if win.queued else now, k, k)
+            for k in range(win.sent)
+        ]
         order = len(steps)
-        win.last_sent_s, done, ahead = now, [0], [-math.inf]
+        win.last_sent_s, done = now, [0]
         while steps:
             at, _, k = steps[0]
             if at > now and at >= env.peek():  # later, and something else may come first: wake then
