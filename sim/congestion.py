@@ -54,6 +54,9 @@ class Connection:
         return max(cwnd, floor)
 
 
+GROWN_LIMITS = 2  # a connection's window grows up to this many times the path's steady window (``Window.grown_bytes``)
+
+
 @dataclass(slots=True)
 class Window:
     """The congestion window over one message's segments (``sizes``, bytes, in order): which may be sent. Call
@@ -68,10 +71,14 @@ class Window:
     counted: list[bool] = field(default_factory=list)
     last_sent_s: float = float("-inf")  # when its driver last sent a segment (the connection's idle clock)
     queued: bool = False  # a TCP connection's: a segment waits in the socket while the one before is queued
+    # the connection's own window, which TCP grows by every byte acknowledged while the flow is window-limited (up to
+    # twice what it has out: ``tcp_is_cwnd_limited``; here twice the steady window) -- what an idle restart halves
+    grown_bytes: float = 0.0
 
     def __post_init__(self) -> None:
         if self.limit_bytes <= 0 or self.cwnd_bytes <= 0:
             raise ValueError(f"a window needs positive sizes (cwnd {self.cwnd_bytes}, limit {self.limit_bytes})")
+        self.grown_bytes = min(self.cwnd_bytes, GROWN_LIMITS * self.limit_bytes)
         self.cwnd_bytes = min(self.cwnd_bytes, self.limit_bytes)
         self.counted = [False] * len(self.sizes)
         self._release()
@@ -98,17 +105,15 @@ class Window:
         return self._release()
 
     def settled_bytes(self) -> float:
-        """The window once every segment sent has been acknowledged (what the connection keeps for its next message:
-        the message is in before the last acknowledgements are back): in slow start each one not yet counted adds
-        its size, up to the steady window."""
-        if not self.slow:
-            return self.cwnd_bytes
+        """The connection's window once every segment sent has been acknowledged (what it keeps for its next message:
+        the message is in before the last acknowledgements are back): ``grown_bytes`` and each one not yet counted."""
         owed = sum(size for size, counted in zip(self.sizes[: self.sent], self.counted, strict=False) if not counted)
-        return min(self.limit_bytes, self.cwnd_bytes + owed)
+        return min(self.grown_bytes + owed, GROWN_LIMITS * self.limit_bytes)
 
     def _count(self, k: int) -> None:
         self.counted[k] = True
         self.outstanding_bytes -= self.sizes[k]
+        self.grown_bytes = min(self.grown_bytes + self.sizes[k], GROWN_LIMITS * self.limit_bytes)
 
     def _release(self) -> int:
         """Send the next segments while they fit the window (at least one when nothing is out: a segment larger
