@@ -16,7 +16,6 @@ import json
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -60,22 +59,6 @@ def simulated(latency_s: float, size: int, idle_s: float, reps: int, restart: bo
     return took
 
 
-def measured(fabric: Fabric, ports: Any, size: int, idle_s: float, reps: int) -> list[float]:
-    """The same on the fabric: one new connection, warmed by a message, then ``reps`` messages after ``idle_s`` each."""
-    conns = nf.connections(fabric, ports, "fan-out", 1)
-    try:
-        nf.measure(fabric, ports, "fan-out", 1, size, conns)
-        out = []
-        for _ in range(reps):
-            time.sleep(idle_s)
-            out.append(nf.measure(fabric, ports, "fan-out", 1, size, conns)[0].took_s)
-        return out
-    finally:
-        for pair in conns:
-            for sock in pair:
-                sock.close()
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--congestion-control", default=None, help="the sending sockets' (default: the machine's)")
@@ -85,10 +68,9 @@ def main() -> int:
     args = ap.parse_args()
     if not (nf.DELAY_FROM_S * 1e3 <= args.latency_ms <= 1000) or not (1 <= args.reps <= 100):
         ap.error("--latency-ms from 0.5 to 1000, --reps from 1 to 100")
-    if why := unavailable():
+    if (why := unavailable() or nf.use_congestion_control(args.congestion_control)) is not None:
         print(f"idle_restart: {why}", file=sys.stderr)
         return 2
-    nf.CONGESTION = args.congestion_control
     ports = iter(range(26001, 28000))
     rows = []
     with Fabric(nf.star(RATE_BPS, args.latency_ms / 1e3)) as fabric:
@@ -98,7 +80,8 @@ def main() -> int:
         print("| size | idle | measured | model, restart | model, no restart |\n|---|---|---|---|---|")
         for size in SIZES_BYTES:
             for idle in IDLES_S:
-                hw = statistics.mean(measured(fabric, ports, size, idle, args.reps))
+                trials = nf.measure_cell(fabric, ports, "fan-out", 1, size, args.reps, kept=True, idle_s=idle)
+                hw = statistics.mean(t.took_s for t in trials)
                 sim = {r: statistics.mean(simulated(lat, size, idle, args.reps, r)) for r in (True, False)}
                 rows.append({"congestion_control": cc, "size_bytes": size, "idle_s": idle, "hw_mean_s": hw,
                              "sim_restart_s": sim[True], "sim_no_restart_s": sim[False],

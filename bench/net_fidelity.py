@@ -261,16 +261,22 @@ def warm_up(fabric: Fabric, ports: Iterator[int], pattern: str) -> None:
 
 
 def measure_cell(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int, size: int, reps: int,
-                 kept: bool) -> list[Trial]:  # fmt: skip
+                 kept: bool, idle_s: float = 0.0) -> list[Trial]:  # fmt: skip
     """``reps`` trials, each flow's ``Trial`` one after the other: each trial on
     new connections, or (``kept``) all on one set opened for the cell, after a trial not timed (as the twin's nodes
-    keep theirs, warm: the window and the loss timer are a kept connection's, not a new one's first flight)."""
+    keep theirs, warm: the window and the loss timer are a kept connection's, not a new one's first flight), each
+    trial after ``idle_s`` of silence (bench/idle_restart.py)."""
     if not kept:
         return [t for _ in range(reps) for t in measure(fabric, ports, pattern, flows, size)]
     conns = connections(fabric, ports, pattern, flows)
+
+    def trial() -> list[Trial]:
+        time.sleep(idle_s)
+        return measure(fabric, ports, pattern, flows, size, conns)
+
     try:
         measure(fabric, ports, pattern, flows, size, conns)  # the warm-up
-        return [t for _ in range(reps) for t in measure(fabric, ports, pattern, flows, size, conns)]
+        return [t for _ in range(reps) for t in trial()]
     finally:
         for pair in conns:
             for sock in pair:
@@ -430,7 +436,7 @@ def _cpu_bound(fab: FabricProbe) -> bool:
     return fab.throughput_bps < 0.97 * fab.rate_bps
 
 
-def _use_congestion_control(name: str | None) -> str | None:
+def use_congestion_control(name: str | None) -> str | None:
     """Make ``name`` every sending socket's congestion control; why not, if it is not available here."""
     global CONGESTION
     if name is None:
@@ -736,7 +742,7 @@ def main() -> int:
     if any(not 0 <= p < 0.5 for p in args.loss):
         print("net_fidelity: --loss: each probability must be in [0, 0.5)", file=sys.stderr)
         return 2
-    if (why := _use_congestion_control(args.congestion_control)) is not None:
+    if (why := use_congestion_control(args.congestion_control)) is not None:
         print(f"net_fidelity: --congestion-control: {why}", file=sys.stderr)
         return 2
     if (why := unavailable()) is not None:

@@ -371,17 +371,9 @@ def _probe(fabric: Fabric, a: str, b: str) -> FabricProbe:
     hops = [net.edges[u, v]["params"] for u, v in itertools.pairwise(path)]
     rate_bps = min(p.resolved()[0] for p in hops)
     burst = min(bucket_bytes(p) for p in hops if p.resolved()[0] == rate_bps)
-    with inside(fabric.namespace(b)):
-        ls = socket.create_server((fabric.address(b), 0))
-    with ls:
-        with inside(fabric.namespace(a)):
-            ping, stream = (socket.create_connection(ls.getsockname(), timeout=10) for _ in range(2))
-        echo, _ = ls.accept()
-        sink, _ = ls.accept()
+    (ping, echo), (stream, sink) = _dialled(fabric, a, b, 2)
     conns = (ping, stream, echo, sink)
     try:
-        for c in conns:
-            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         rtt_s = _ping(ping, echo)
         nbytes = int(min(max(rate_bps * PROBE_STREAM_S / 8, PROBE_BYTES[0]), PROBE_BYTES[1]))
         rates = []
@@ -409,16 +401,24 @@ def hop_latency_s(fabric: Fabric, a: str, b: str) -> float:
     ping-pong's median round trip over the path, halved, per hop (``_probe``'s, without the streams). Beside the
     links' latencies it holds what a delay hop adds to each packet it forwards (its wake-up and copy)."""
     hops = nx.shortest_path_length(_fabric_graph(fabric.graph), a, b)
+    ((ping, echo),) = _dialled(fabric, a, b, 1)
+    with ping, echo:
+        return _ping(ping, echo) / 2 / hops
+
+
+def _dialled(fabric: Fabric, a: str, b: str, count: int) -> list[tuple[socket.socket, socket.socket]]:
+    """``count`` TCP connections from host ``a`` to ``b`` (Nagle off: the probes time single bytes), each as
+    (``a``'s socket, ``b``'s); the caller closes them."""
     with inside(fabric.namespace(b)):
         ls = socket.create_server((fabric.address(b), 0))
     with ls:
         with inside(fabric.namespace(a)):
-            ping = socket.create_connection(ls.getsockname(), timeout=10)
-        echo, _ = ls.accept()
-    with ping, echo:
-        for c in (ping, echo):
+            out = [socket.create_connection(ls.getsockname(), timeout=10) for _ in range(count)]
+        pairs = [(c, ls.accept()[0]) for c in out]
+    for pair in pairs:
+        for c in pair:
             c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return _ping(ping, echo) / 2 / hops
+    return pairs
 
 
 def probe_clean(fabric: Fabric, a: str, b: str) -> FabricProbe:
