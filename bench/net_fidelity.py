@@ -62,6 +62,7 @@ import simpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hw import tcp
 from hw.netns import (
     DELAY_FROM_S,
     FRAME_BYTES,
@@ -75,7 +76,7 @@ from hw.netns import (
     tbf_burst_bytes,
     unavailable,
 )
-from sim.contract import FabricProbe
+from sim.contract import FabricProbe, modelled_congestion_control
 from sim.loading import in_range, out_json
 from sim.network import Network
 from sim.scenario import MAX_BURST_BYTES, LinkParams, Transport
@@ -157,8 +158,7 @@ def dial(fabric: Fabric, src: str, dst: str, port: int) -> socket.socket:
     with inside(fabric.namespace(src)):
         s = socket.create_connection((fabric.address(dst), port), timeout=DIAL_S)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    if CONGESTION is not None:
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, CONGESTION.encode())
+    tcp.use(s, CONGESTION or "")
     return s
 
 
@@ -441,10 +441,8 @@ def use_congestion_control(name: str | None) -> str | None:
     global CONGESTION
     if name is None:
         return None
-    available = Path("/proc/sys/net/ipv4/tcp_available_congestion_control")
-    names = available.read_text().split() if available.is_file() else []
-    if name not in names:
-        return f"{name!r} is not available here (available: {', '.join(names) or 'none'})"
+    if (why := tcp.problem(name)) is not None:
+        return why
     CONGESTION = name
     return None
 
@@ -711,7 +709,9 @@ def main() -> int:
     ap.add_argument(
         "--congestion-control",
         metavar="NAME",
-        help="the senders' TCP congestion control (default: the machine's; cubic is stock Linux's)",
+        default=Transport().congestion_control,
+        help="the senders' TCP congestion control (default: the model's and the twin's, Transport.congestion_control: "
+        f"{Transport().congestion_control}; bbr as ours runs it by default)",
     )
     ap.add_argument("--kept-connections", action="store_true",
                     help="a cell's repetitions on one set of connections, after a warm-up trial (as the twin's nodes "
@@ -745,6 +745,8 @@ def main() -> int:
     if (why := use_congestion_control(args.congestion_control)) is not None:
         print(f"net_fidelity: --congestion-control: {why}", file=sys.stderr)
         return 2
+    if (cc := modelled_congestion_control(args.congestion_control)) is not None:  # the model's TCP as the senders'
+        transport = transport.model_copy(update={"congestion_control": cc})
     if (why := unavailable()) is not None:
         print(f"net_fidelity: {why}", file=sys.stderr)
         return 2

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from hw import rundir
+from hw import rundir, tcp
 from hw.attack import INSIDERS, AttackRelay
 from hw.journal import journal_result, recover_journals
 from hw.lifecycle import (
@@ -86,7 +86,10 @@ def check_runnable(s: Scenario, backend: str = "local") -> None:
     the twin cannot run cost the user that run). On netns, a pod named as one of its device emulators
     (``devices-<host>``) too, which ``build`` found only once the run had started."""
     check_supported(s)
-    if backend == "netns" and (problems := name_problems(s, netns_runners(s))):
+    problems = name_problems(s, netns_runners(s)) if backend == "netns" else []
+    if (why := tcp.problem(s.deployment.network.transport.congestion_control)) is not None:  # this machine's kernel
+        problems.append(f"{s.path}: deployment.network.transport.congestion_control: {why}")
+    if problems:
         raise UserError(problems)
 
 
@@ -228,7 +231,14 @@ class LocalAddressing:
             return ("127.0.0.1", port)
         hops = [LinkShape.of(params) for _, _, params in self.scenario.route_links(src, host)]
         seed = int(next(self.seeds).generate_state(1)[0])
-        proxy = open_path("127.0.0.1", port, LinkShape.from_path(hops), seed, key=self.key)
+        proxy = open_path(
+            "127.0.0.1",
+            port,
+            LinkShape.from_path(hops),
+            seed,
+            key=self.key,
+            congestion_control=self.scenario.deployment.network.transport.congestion_control,
+        )
         self.running.append(proxy)
         self.paired.append(("127.0.0.1", proxy.port))
         return ("127.0.0.1", proxy.port)
@@ -520,7 +530,11 @@ def run_local(
     check_runnable(s, backend)  # the CLI checked before it claimed ``out``: a caller of its own gets it here
     rundir.prepare(out)
     addressing: LocalAddressing | NetnsAddressing = (
-        NetnsAddressing(s, seed, Fabric(s.graph())) if backend == "netns" else LocalAddressing(s, seed)
+        NetnsAddressing(
+            s, seed, Fabric(s.graph(), congestion_control=s.deployment.network.transport.congestion_control)
+        )
+        if backend == "netns"
+        else LocalAddressing(s, seed)
     )
     run = _Run(s, out, mode, seed, backend, attack, addressing, Children(out))
     run.running = running_status(out, backend, mode, seed)

@@ -47,6 +47,7 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
+from hw import tcp
 from sim.contract import FabricProbe, LinkDelay
 from sim.errors import UserError
 from sim.scenario import LinkParams, Scenario, Transport
@@ -203,6 +204,9 @@ class Fabric:
     # where the kernel cannot (set as it builds)
     seed: int = 0  # the delay hops' jitter: link j's stream is the seed's j-th child (spawn key (j,))
     delay: bool = True  # links of ``DELAY_FROM_S`` or more run through delay hops (False: the same links without)
+    # the TCP congestion control of every connection the twin opens across it (``hw.tcp``: the scenario's), its
+    # probes' too; "": the namespaces' default, the machine's
+    congestion_control: str = ""
     delay_lines: list[subprocess.Popen[bytes]] = field(default_factory=list, init=False)  # hw/delayline.py, running
 
     def __enter__(self) -> Fabric:
@@ -374,6 +378,7 @@ def _probe(fabric: Fabric, a: str, b: str) -> FabricProbe:
     (ping, echo), (stream, sink) = _dialled(fabric, a, b, 2)
     conns = (ping, stream, echo, sink)
     try:
+        cc = tcp.of(stream)
         rtt_s = _ping(ping, echo)
         nbytes = int(min(max(rate_bps * PROBE_STREAM_S / 8, PROBE_BYTES[0]), PROBE_BYTES[1]))
         rates = []
@@ -393,7 +398,7 @@ def _probe(fabric: Fabric, a: str, b: str) -> FabricProbe:
     throughput_bps = statistics.median(_possible(rates, rate_bps))
     return FabricProbe(hosts=(a, b), hops=len(path) - 1, latency_s=rtt_s / 2 / (len(path) - 1),
                        throughput_bps=throughput_bps, rate_bps=rate_bps, burst_bytes=burst,
-                       congestion_control=congestion_control(fabric, a))  # fmt: skip
+                       congestion_control=cc)  # fmt: skip
 
 
 def hop_latency_s(fabric: Fabric, a: str, b: str) -> float:
@@ -412,8 +417,9 @@ def _dialled(fabric: Fabric, a: str, b: str, count: int) -> list[tuple[socket.so
     with inside(fabric.namespace(b)):
         ls = socket.create_server((fabric.address(b), 0))
     with ls:
+        tcp.use(ls, fabric.congestion_control)  # its connections take it
         with inside(fabric.namespace(a)):
-            out = [socket.create_connection(ls.getsockname(), timeout=10) for _ in range(count)]
+            out = [dial(ls.getsockname(), fabric.congestion_control) for _ in range(count)]
         pairs = [(c, ls.accept()[0]) for c in out]
     for pair in pairs:
         for c in pair:
@@ -429,7 +435,7 @@ def probe_clean(fabric: Fabric, a: str, b: str) -> FabricProbe:
     TCP's timer off past the probe's timeout."""
     if not fabric.lossy:
         return probe(fabric, a, b)
-    with Fabric(fabric.graph, frames=fabric.frames, drop=False) as clean:
+    with Fabric(fabric.graph, frames=fabric.frames, drop=False, congestion_control=fabric.congestion_control) as clean:
         return probe(clean, a, b)
 
 
@@ -475,6 +481,20 @@ def _possible(rates_bps: list[float], rate_bps: float) -> list[float]:
     every stream), the most the link can give: the probe then says it kept up, not a figure no link reaches."""
     cap = POSSIBLE_OVER_RATE * rate_bps
     return [r for r in rates_bps if r <= cap] or [cap]
+
+
+def dial(address: tuple[str, int], congestion_control: str) -> socket.socket:
+    """A TCP connection to ``address`` from the calling thread's namespace, with ``congestion_control`` (``hw.tcp``)
+    from its first byte."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        tcp.use(s, congestion_control)
+        s.settimeout(10)
+        s.connect(address)
+    except OSError:
+        s.close()
+        raise
+    return s
 
 
 def congestion_control(fabric: Fabric, host: str) -> str:

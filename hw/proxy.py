@@ -47,6 +47,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hw import tcp
+
 if TYPE_CHECKING:
     from sim.scenario import LinkParams
 
@@ -251,6 +253,8 @@ class _Side(asyncio.Protocol):
         if sock is not None:
             for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
                 sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
+            with contextlib.suppress(OSError):  # refused before the run started (hw.local.check_runnable)
+                tcp.use(sock, self.conn.proxy.congestion_control)
         self.conn.made(self)
 
     def data_received(self, data: bytes) -> None:
@@ -488,7 +492,8 @@ class ShapingProxy:
     Runs its own asyncio loop in a background thread, so synchronous code can use it: ``start()`` returns
     the bound port, ``stop()`` closes the listener and every connection (undelivered data is discarded)
     and joins the thread; ``with ShapingProxy(...) as proxy:`` does both. ``key``: what a connection must open
-    with (none: any connection is carried); ``present``: what to open the target connection with.
+    with (none: any connection is carried); ``present``: what to open the target connection with;
+    ``congestion_control``: every connection's, both sides (``hw.tcp``; "": the machine's default).
     """
 
     def __init__(
@@ -503,9 +508,11 @@ class ShapingProxy:
         downstream_shape: LinkShape | None = None,
         key: bytes = b"",
         present: bytes = b"",
+        congestion_control: str = "",
     ):
         self.target = (target_host, target_port)
         self.key, self.present = bytes(key), bytes(present)
+        self.congestion_control = congestion_control
         self.shapes = (shape, downstream_shape or shape)
         self.seed, self.host = seed, host
         self._requested_port = port
@@ -607,11 +614,13 @@ def open_path(
     *,
     key: bytes = b"",
     present: bytes = b"",
+    congestion_control: str = "",
 ) -> ShapingProxy:
     """A started proxy to the target, shaped like one link or a multi-hop path (see LinkShape.from_path);
-    ``key`` and ``present`` as ``ShapingProxy`` takes them."""
+    ``key``, ``present`` and ``congestion_control`` as ``ShapingProxy`` takes them."""
     if not isinstance(shape, LinkShape):
         shape = LinkShape.from_path(shape)
-    proxy = ShapingProxy(target_host, target_port, shape, seed=seed, key=key, present=present)
+    proxy = ShapingProxy(target_host, target_port, shape, seed=seed, key=key, present=present,
+                         congestion_control=congestion_control)  # fmt: skip
     proxy.start()
     return proxy

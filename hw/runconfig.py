@@ -122,6 +122,9 @@ class RunConfig(_Model):
     metrics_port: int | None = None
     connect_timeout_s: float = Field(default=30.0, gt=0)
     cpus: dict[str, list[int]] = Field(default_factory=dict)  # scenario host -> CPUs its pods are pinned to
+    # every connection's TCP congestion control, the scenario's (``Transport.congestion_control``, ``hw.tcp``); "":
+    # the machine's default (run.json written before the twin set it)
+    congestion_control: str = Field(default="", max_length=15)
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
@@ -288,7 +291,8 @@ def build(s: Scenario, mode: str, rounds: int, seed: int, where: Addressing, sep
         scenario=s.name, mode=cast(Mode, mode), seed=seed,
         suite=SuiteConfig(kem=crypto.kem, signature=crypto.signature, aead=crypto.aead, provider=crypto.provider),
         rekey=crypto.rekey.fl, workers=s.crypto_workers(), aggregator=agg.name, fl=fl_cfg,
-        pods=pods, routes=routes, devices=devices, **fields,
+        pods=pods, routes=routes, devices=devices,
+        congestion_control=s.deployment.network.transport.congestion_control, **fields,
     )  # fmt: skip
 
 

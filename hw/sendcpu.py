@@ -31,7 +31,8 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from hw.netns import Fabric, inside
+from hw import tcp
+from hw.netns import Fabric, dial, inside
 from hw.speed import jiffies, probe_us
 from sim.scenario import MAX_BANDWIDTH_BPS, MIN_BANDWIDTH_BPS, Transport
 
@@ -85,8 +86,9 @@ def _unsent_bytes(sock: socket.socket) -> int:
 def _connect(fabric: Fabric, src: str, dst: str) -> tuple[socket.socket, socket.socket]:
     with inside(fabric.namespace(dst)):
         listener = socket.create_server((fabric.address(dst), 0))
+    tcp.use(listener, fabric.congestion_control)
     with inside(fabric.namespace(src)):
-        sender = socket.create_connection(listener.getsockname(), timeout=10)
+        sender = dial(listener.getsockname(), fabric.congestion_control)
     receiver, _ = listener.accept()
     listener.close()
     for c in (sender, receiver):
@@ -176,6 +178,7 @@ def kernel_rate_clean(fabric: Fabric, src: str, dst: str, calibrated_probe_us: f
     count as the kernel's work (as ``hw.netns.probe_clean`` probes), and without delay hops, whose forwarding in
     user space is no kernel's work (over Wi-Fi-like links it read 70 Mbit/s per CPU-second, below the links' rate)."""
     if fabric.lossy or fabric.delay_lines:
-        with Fabric(fabric.graph, frames=fabric.frames, drop=False, delay=False) as clean:
+        with Fabric(fabric.graph, frames=fabric.frames, drop=False, delay=False,
+                    congestion_control=fabric.congestion_control) as clean:  # fmt: skip
             return kernel_rate_clean(clean, src, dst, calibrated_probe_us)
     return at_speed(sends_on(fabric, src, dst, RUN_SENDS, GAP_S, MESSAGE_BYTES)[WARM_UP:], calibrated_probe_us)

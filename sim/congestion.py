@@ -23,7 +23,7 @@ A connection (``Connection``, one per sending and receiving host) keeps its wind
 the twin's nodes keep theirs; after it sent nothing for longer than its retransmission timeout (TCP's minimum,
 ``Transport.rto_min_s``, plus the round trip), Linux halves the window once for each timeout that passed, down to the
 initial window (``tcp_cwnd_restart``, sysctl ``net.ipv4.tcp_slow_start_after_idle``, on by default; congestion
-controls with their own window control, BBR, skip it): ``Transport.restart_after_idle``.
+controls with their own window control, BBR, skip it): ``Transport.restarts_after_idle``.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, get_args
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
@@ -885,9 +885,18 @@ class LinkDelay(_Model):
     jitter_s: float = Field(ge=0, le=60.0, allow_inf_nan=False)
 
 
-# congestion controls that set the window themselves (``cong_control``), which Linux's restart of an idle connection's
-# window from the initial one skips (``tcp_slow_start_after_idle_check``)
-WINDOW_OF_ITS_OWN = frozenset({"bbr", "bbr2", "bbr3"})
+CongestionControl = Literal["cubic", "reno", "bbr"]  # sim.scenario.Transport.congestion_control: Linux's names
+# congestion controls that set the window themselves (Linux's ``cong_control``): its restart of an idle connection's
+# window skips them (``tcp_slow_start_after_idle_check``)
+WINDOW_OF_ITS_OWN = frozenset({"bbr"})
+
+
+def modelled_congestion_control(name: str) -> str | None:
+    """The ``Transport.congestion_control`` the model gives a congestion control Linux named ``name`` (BBR's later
+    versions as BBR: each sets its own window); None where the model has none for it (or it was not recorded)."""
+    if name.startswith("bbr"):
+        return "bbr"
+    return name if name in get_args(CongestionControl) else None
 
 
 class FabricProbe(_Model):
@@ -906,8 +915,9 @@ class FabricProbe(_Model):
     latency_s: float = Field(ge=0, le=60.0, allow_inf_nan=False)
     throughput_bps: float = Field(ge=1.0, le=1e12, allow_inf_nan=False)
     rate_bps: float = Field(ge=1.0, le=1e12, allow_inf_nan=False)  # the slowest nominal rate on the path
-    # the hosts' TCP congestion control (the machine's default: bbr here, cubic on a stock Linux or a Pi); it
-    # decides which pattern of concurrent flows shares unfairly (docs/network-validation.md)
+    # the hosts' TCP congestion control, as the probe's own connection ran it (the scenario's, ``hw.tcp``; the
+    # namespaces' default, the machine's, in runs before the twin set it); it decides which pattern of concurrent
+    # flows shares unfairly (docs/network-validation.md)
     congestion_control: str = ""
     # the token bucket of the path's slowest link (tbf's burst; 0: not recorded, runs before it was): the simulator
     # models its head start (sim/network.py ``LinkServer.leaves``)
@@ -940,8 +950,8 @@ class FabricProbe(_Model):
                      f"deployment.network.links.{d.link}.jitter_s={d.jitter_s:.6g}"]  # fmt: skip
         if self.kernel_rate_bps:
             sets.append(f"deployment.network.transport.host_rate_bps={self.kernel_rate_bps:.6g}")
-        if self.congestion_control in WINDOW_OF_ITS_OWN:  # Linux's restart after idle is not theirs (sim/congestion.py)
-            sets.append("deployment.network.transport.restart_after_idle=false")
+        if (cc := modelled_congestion_control(self.congestion_control)) is not None:  # what the hosts' TCP ran
+            sets.append(f"deployment.network.transport.congestion_control={cc}")
         if self.throughput_bps < self.rate_bps:
             sets.append(f"deployment.network.links.*.bandwidth_bps={self.throughput_bps:.4g}")
         if self.burst_bytes:

@@ -331,7 +331,7 @@ class Network:
         if conn is None:
             return Window(sizes, limit, limit)
         tcp = self.transport
-        cwnd = conn.window_at(self.env.now, self.rto_s(src, dst), tcp.restart_after_idle)
+        cwnd = conn.window_at(self.env.now, self.rto_s(src, dst), tcp.restarts_after_idle)
         return Window(sizes, cwnd, limit, queued=True)
 
     def _connection(self, src: str, dst: str, packet_bytes: int) -> Connection:

@@ -25,7 +25,7 @@ import yaml
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from sim import catalogue
-from sim.contract import RunLayout, atomic_write
+from sim.contract import WINDOW_OF_ITS_OWN, CongestionControl, RunLayout, atomic_write
 from sim.errors import UserError, field_error, load_yaml, shorten, show, validate
 from sim.loading import exists, parse_value, read_text, require_utf8
 from sim.presets import (
@@ -376,10 +376,14 @@ class Transport(_Strict):
     # resend is lost again. Measured (bench/loss_tails.py, 1 % loss per link): 1-3 % of messages wait ~200 ms and
     # make 40-70 % of the mean; 0: no such wait (the model before it was measured)
     rto_min_s: float = Field(default=0.2, ge=0, le=60)
+    # the hosts' TCP congestion control, Linux's name: cubic (stock Linux's and Raspberry Pi OS's default), reno or
+    # bbr. The twin sets it on every connection its nodes and links open (``hw.tcp``), whatever the machine's
+    # default. The model is TCP's standard window (slow start, restart after idle: sim/congestion.py); bbr sets its
+    # own window, so the model does not restart it after idle
+    congestion_control: CongestionControl = "cubic"
     # a connection that sent nothing for longer than its retransmission timeout (``rto_min_s`` plus the round trip)
     # restarts its window from the initial one, halved once a timeout (Linux's net.ipv4.tcp_slow_start_after_idle,
-    # on by default, for the congestion controls that leave the window to TCP: CUBIC, Reno; BBR keeps its own, and
-    # ``--fabric-of`` turns this off for a fabric whose hosts ran it): sim/congestion.py
+    # on by default), where its congestion control leaves the window to TCP (``restarts_after_idle``)
     restart_after_idle: bool = True
 
     @field_validator("host_rate_bps")
@@ -397,6 +401,12 @@ class Transport(_Strict):
     def wire_bytes(self, payload_bytes: int) -> int:
         """Bytes on the wire for a message of ``payload_bytes`` (headers of every packet included)."""
         return payload_bytes + -(-payload_bytes // self.mss_bytes) * self.header_bytes
+
+    @property
+    def restarts_after_idle(self) -> bool:
+        """An idle connection's window restarts (``restart_after_idle``, skipped by a congestion control with a
+        window of its own, as Linux's ``tcp_slow_start_after_idle_check`` skips it)."""
+        return self.restart_after_idle and self.congestion_control not in WINDOW_OF_ITS_OWN
 
     @property
     def packet_bytes(self) -> int:

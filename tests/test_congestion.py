@@ -113,13 +113,25 @@ def test_the_window_counts_a_segment_at_its_first_acknowledgement_in_slow_start_
         Window([10], cwnd_bytes=0, limit_bytes=10)
 
 
-def test_a_bbr_fabric_gives_the_simulator_no_restart_after_idle():
+def test_a_fabric_gives_the_simulator_the_congestion_control_its_hosts_ran():
+    """``--fabric-of``: the probe's connection's congestion control becomes the scenario's (BBR's later versions as
+    BBR, which sets its own window); one the model has no name for, or none recorded, changes nothing."""
     probe = dict(hosts=("a", "b"), hops=2, latency_s=6e-5, throughput_bps=1e8, rate_bps=1e8)
-    assert (
-        "deployment.network.transport.restart_after_idle=false"
-        in FabricProbe(**probe, congestion_control="bbr").overrides()
-    )
-    assert not any("restart_after_idle" in s for s in FabricProbe(**probe, congestion_control="cubic").overrides())
+    for recorded, modelled in (("bbr", "bbr"), ("bbr3", "bbr"), ("cubic", "cubic"), ("reno", "reno")):
+        sets = FabricProbe(**probe, congestion_control=recorded).overrides()
+        assert f"deployment.network.transport.congestion_control={modelled}" in sets
+    for recorded in ("htcp", ""):
+        assert not any("congestion_control" in s for s in FabricProbe(**probe, congestion_control=recorded).overrides())
+
+
+@pytest.mark.parametrize(("cc", "restarts"), [("cubic", True), ("reno", True), ("bbr", False)])
+def test_only_a_congestion_control_that_leaves_the_window_to_tcp_restarts_it_after_idle(cc, restarts):
+    """Linux skips the restart for BBR (``cong_control``): its message after 10 s idle goes in one flight."""
+    t = Transport(congestion_control=cc)
+    assert t.restarts_after_idle is restarts
+    assert Transport(congestion_control=cc, restart_after_idle=False).restarts_after_idle is False
+    first, _, idle = carried(link(), t, [(0.0, 65536), (0.0, 65536), (10.0, 65536)])[0]
+    assert (idle == pytest.approx(first, rel=1e-9)) is restarts
 
 
 def star(hosts: int, rate_bps: float, latency_s: float) -> nx.Graph:

@@ -158,7 +158,7 @@ class Aggregator:
         cfg = self.node.cfg
         port = cfg.pods[self.node.name].port
         assert port is not None, "RunConfig gives the aggregator a port"
-        self.server = listen(port, cfg.bind)
+        self.server = listen(port, cfg.bind, cfg.congestion_control)
         threading.Thread(target=self._listen, daemon=True).start()
         start = time.monotonic()
         deadline, quorum_at = start + cfg.connect_timeout_s, None  # pods may start minutes apart

@@ -113,7 +113,7 @@ def open_session(node: Node, ident: Identity, trust: dict[str, Peer], address: A
     while True:
         try:
             timeout_s = RECONNECT_S if gone else max(1.0, deadline - time.monotonic())
-            sock = connect(address, timeout_s, key_for(node.cfg, address))
+            sock = connect(address, timeout_s, key_for(node.cfg, address), node.cfg.congestion_control)
         except RunFailed:
             if gone is None:
                 raise
@@ -147,7 +147,7 @@ def _serve_telemetry(node: Node, ident: Identity, trust: dict[str, Peer]) -> Non
     port = node.cfg.pods[node.name].telemetry_port
     if not port:
         return
-    srv = listen(port, node.cfg.bind)
+    srv = listen(port, node.cfg.bind, node.cfg.congestion_control)
     devices = {n for g in node.cfg.devices_for(node.name) for n in g.device_names()}
     gate = Gate(len(devices) + 16, node.counters)
     sessions: dict[str, socket.socket] = {}  # device -> its authenticated session's socket

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hw import data, fl
+from hw import data, fl, tcp
 from hw.channel import (
     MESSAGE_CONTEXT,
     Channel,
@@ -199,14 +199,16 @@ class Node:
         self.reporter.checkpoint(self.name, result, rows)
 
 
-def connect(address: Address, timeout_s: float = 30.0, key: bytes = b"") -> socket.socket:
-    """A connection to ``address``, retried until ``timeout_s``; opened with ``key`` (``key_for``) if any."""
+def connect(address: Address, timeout_s: float = 30.0, key: bytes = b"", congestion_control: str = "") -> socket.socket:
+    """A connection to ``address``, retried until ``timeout_s``; opened with ``key`` (``key_for``) if any; with
+    the run's TCP congestion control (``RunConfig.congestion_control``)."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             sock = socket.create_connection((address[0], int(address[1])), timeout=10)
             sock.settimeout(None)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            congested(sock, congestion_control)  # before a byte is sent: the connection's window is its own
             if key:
                 try:
                     sock.sendall(key)
@@ -260,16 +262,30 @@ def accept(srv: socket.socket, node: str) -> socket.socket | None:
             time.sleep(0.1)
 
 
-def listen(port: int, host: str = "127.0.0.1") -> socket.socket:
+def listen(port: int, host: str = "127.0.0.1", congestion_control: str = "") -> socket.socket:
     """A listening socket; in a pod (``bind: 0.0.0.0``) it accepts from the cluster network. On the local backend
-    the orchestrator bound it before this process started and handed it over (``inherited``): it is taken as is."""
+    the orchestrator bound it before this process started and handed it over (``inherited``). Its connections
+    take the run's TCP congestion control (``RunConfig.congestion_control``: Linux gives an accepted connection its
+    listener's)."""
     if (fd := inherited().pop(port, None)) is not None:
-        return socket.socket(fileno=fd)
-    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind((host, port))
-    srv.listen(256)
+        srv = socket.socket(fileno=fd)
+    else:
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind((host, port))
+        srv.listen(256)
+    congested(srv, congestion_control)
     return srv
+
+
+def congested(sock: socket.socket, name: str) -> None:
+    """``sock`` given the run's congestion control ``name`` (``hw.tcp``); RunFailed in one line where this host's
+    kernel refuses it (a cluster's node: the local backends refuse the scenario before they start)."""
+    try:
+        tcp.use(sock, name)
+    except OSError:
+        sock.close()
+        raise RunFailed(f"deployment.network.transport.congestion_control: {tcp.problem(name) or name}") from None
 
 
 _INHERITED: dict[int, int] | None = None

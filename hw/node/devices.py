@@ -74,7 +74,12 @@ def _device(node: Node, ident: Identity, trust: dict[str, Peer], group: DeviceGr
     while not stop.is_set():
         try:
             ch = Channel(
-                connect(group.address, key=key), ident, node.suite, trust, clock=node.now, counters=node.counters
+                connect(group.address, key=key, congestion_control=node.cfg.congestion_control),
+                ident,
+                node.suite,
+                trust,
+                clock=node.now,
+                counters=node.counters,
             )
             ch.initiate(group.pod, no_timer)
             frame = os.urandom(group.frame_bytes)
