@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import net_fidelity as nf
 
-from hw.netns import Fabric, hop_latency_s, unavailable
+from hw.netns import Fabric, congestion_control, hop_latency_s, unavailable
 from sim.network import Network
 from sim.scenario import Transport
 
@@ -75,7 +75,7 @@ def main() -> int:
     rows = []
     with Fabric(nf.star(RATE_BPS, args.latency_ms / 1e3)) as fabric:
         lat = hop_latency_s(fabric, "s", "r0")
-        cc = args.congestion_control or nf.congestion_control(fabric, "s")
+        cc = args.congestion_control or congestion_control(fabric, "s")
         print(f"| {cc} | a hop {lat * 1e3:.2f} ms | load {os.getloadavg()[0]:.2f} |")
         print("| size | idle | measured | model, restart | model, no restart |\n|---|---|---|---|---|")
         for size in SIZES_BYTES:

@@ -68,7 +68,6 @@ from hw.netns import (
     FRAME_BYTES,
     KERNEL_PROBE_BPS,
     Fabric,
-    congestion_control,
     hop_latency_s,
     inside,
     kernel_rate_bps,
@@ -117,7 +116,8 @@ class Trial(NamedTuple):
     woke_s: float
 
 
-def star(rate_bps: float, latency_s: float = 0.0, loss: float = 0.0, burst_bytes: int | None = None) -> nx.Graph:
+def star(rate_bps: float, latency_s: float = 0.0, loss: float = 0.0, burst_bytes: int | None = None,
+         jitter_s: float = 0.0) -> nx.Graph:  # fmt: skip
     """The bench's star; its links' bucket ``burst_bytes``, else the fabric's (``tbf_burst_bytes``)."""
     burst = tbf_burst_bytes(rate_bps) if burst_bytes is None else burst_bytes
     g = nx.Graph()
@@ -125,7 +125,7 @@ def star(rate_bps: float, latency_s: float = 0.0, loss: float = 0.0, burst_bytes
     for h in ("s", *(f"r{i}" for i in range(HOSTS))):
         g.add_node(h, kind="host")
         params = LinkParams(
-            bandwidth_bps=rate_bps, latency_s=latency_s, jitter_s=0.0, loss=loss, burst_bytes=burst
+            bandwidth_bps=rate_bps, latency_s=latency_s, jitter_s=jitter_s, loss=loss, burst_bytes=burst
         )  # the fabric's bucket, in both
         g.add_edge(h, "sw", params=params)
     return g
@@ -347,12 +347,12 @@ def _se_pct(runs: list[list[float]]) -> float:
 
 def cell_of(pattern: str, flows: int, size: int, rate: float, loss: float, lat: float, measured: list[float],
             burst: int, transport: Transport, started: list[float] | None = None,
-            kept: bool = False) -> dict[str, Any]:  # fmt: skip
+            kept: bool = False, jitter_s: float = 0.0) -> dict[str, Any]:  # fmt: skip
     """A cell: the measured flows' times against the same flows simulated (the model, and the one before it) on
     links with the fabric's bucket ``burst``, each simulated run's flows begun as one measured trial's senders
     began (``started``, flow by flow as ``measured``; the trials in turn), or all at once (matrices from before
-    the bench measured when each sender began)."""
-    graph, before = star(rate, lat, loss, burst), star(rate, 0, loss, burst)  # the model, and the one before it
+    the bench measured when each sender began); ``jitter_s``: every link's (its delay hops')."""
+    graph, before = star(rate, lat, loss, burst, jitter_s), star(rate, 0, loss, burst)  # the model, the one before
     trials = [started[k : k + flows] for k in range(0, len(started), flows)] if started else [None]
     runs = model_runs(graph, transport, pattern, flows, size, trials, bool(loss or transport.share_sigma), kept)
     fair = [t for run in runs for t in run]
@@ -548,6 +548,14 @@ def _cell_key(c: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(c[k] for k in rules)
 
 
+def _jitter_of(cell: dict[str, Any]) -> float:
+    """A recorded cell's links' jitter (none in matrices before the bench applied any); ValueError if out of range."""
+    jitter = cell.get("link_jitter_s", 0.0)
+    if not isinstance(jitter, (int, float)) or isinstance(jitter, bool) or not 0 <= jitter <= 1:
+        raise ValueError(f"a cell's link_jitter_s is not one this bench measures: {str(jitter)[:80]}")
+    return float(jitter)
+
+
 SLOW_FRAME_BEFORE_S = 1e-3  # until 2026-12-01 17:35 the bucket was one frame where a frame took this long or more
 
 
@@ -597,9 +605,11 @@ def _recorded_kernel(doc: dict[str, Any], transport: Transport) -> Transport:
     raise ValueError(f"its transport.host_rate_bps {str(rate)[:40]} is not a rate: {why}")
 
 
-def rescore(path: Path, transport: Transport, out: Path | None, kernel_given: bool = False) -> int:
+def rescore(path: Path, transport: Transport, out: Path | None, kernel_given: bool = False,
+            cc_given: bool = False) -> int:  # fmt: skip
     """``--rescore``: each measured cell of ``path`` against the model as the code has it now, with the kernel's rate
-    the matrix measured (``host_rate_bps`` in its transport; none in matrices before it) unless ``kernel_given``."""
+    the matrix measured (``host_rate_bps`` in its transport; none in matrices before it) unless ``kernel_given``, and
+    the congestion control each cell's senders ran (as recorded) unless ``cc_given``."""
     try:
         doc = json.loads(path.read_text())
         cells_in = doc["cells"]
@@ -611,6 +621,7 @@ def rescore(path: Path, transport: Transport, out: Path | None, kernel_given: bo
         cells_in = [{"loss": 0.0, "cpu_bound": False, "burst_bytes": _bucket_before(c), "started_s": None, **c}
                     for c in cells_in]  # fmt: skip
         keys = [_cell_key(c) for c in cells_in]
+        jitters = [_jitter_of(c) for c in cells_in]
         if not keys:
             raise ValueError("no cells")
     except KeyError as exc:
@@ -621,9 +632,11 @@ def rescore(path: Path, transport: Transport, out: Path | None, kernel_given: bo
         return 2
     print(HEADER)
     cells = []
-    for old, key in zip(cells_in, keys, strict=True):
+    for old, key, jitter in zip(cells_in, keys, jitters, strict=True):
         *fields, started = key
-        cell = {**old, **cell_of(*fields, transport, started, old.get("connections") == "kept")}
+        cc = None if cc_given else modelled_congestion_control(str(old.get("congestion_control", "")))
+        ran = transport.model_copy(update={"congestion_control": cc}) if cc else transport
+        cell = {**old, **cell_of(*fields, ran, started, old.get("connections") == "kept", jitter)}
         cells.append(cell)
         print(row(cell, old.get("congestion_control", "?")), flush=True)
     ok = _report(cells, sorted({c["loss"] for c in cells}))
@@ -636,17 +649,19 @@ def rescore(path: Path, transport: Transport, out: Path | None, kernel_given: bo
 def measure_matrix(losses: list[float], rates: tuple[float, ...], sizes: tuple[int, ...], reps: int,
                    transport: Transport, kept: bool = False, flows: tuple[int, ...] = FLOWS,
                    patterns: tuple[str, ...] = PATTERNS, frames: bool = False,
-                   latency_s: float = 0.0) -> list[dict[str, Any]]:  # fmt: skip
+                   latency_s: float = 0.0, jitter_s: float = 0.0) -> list[dict[str, Any]]:  # fmt: skip
     """Every cell measured through the fabric (one per loss and rate) and simulated beside it, printed as it goes;
     ``frames``: every link carries frames (``hw.netns.Fabric.frames``; a lossy link always does); ``latency_s``: every
-    link's latency, applied by delay hops (hw/delayline.py) and simulated on top of the fabric's own."""
+    link's latency, applied by delay hops (hw/delayline.py) and simulated on top of the fabric's own; ``jitter_s`` their
+    mean exponential jitter, in order (the hops do not reorder)."""
     cells: list[dict[str, Any]] = []
     ports = itertools.count(20001)  # each connection's listening port
     print(HEADER)
     for loss, rate in itertools.product(losses, rates):
         load_start = os.getloadavg()[0]
         framed = frames or loss > 0  # a lossy link carries frames, steered in order (``hw.netns._steer``)
-        with Fabric(star(rate, latency_s, loss=loss), frames=frames) as fabric:
+        graph = star(rate, latency_s, loss=loss, jitter_s=jitter_s)
+        with Fabric(graph, frames=frames, congestion_control=CONGESTION or "") as fabric:
             # probed without its loss (``probe_clean``: a lost ping backed TCP's timer off past the probe's timeout,
             # a traceback, the block lost; a lossy stream's throughput is not the fabric's), on links framed alike
             fab = probe_clean(fabric, "s", "r0")  # below the rate: this block measures the machine's kernel, not TCP
@@ -654,7 +669,7 @@ def measure_matrix(losses: list[float], rates: tuple[float, ...], sizes: tuple[i
             # they add (their latency, and their forwarding: 0.2-0.3 ms a round trip over two of them here)
             lat = hop_latency_s(fabric, "s", "r0") if latency_s else fab.latency_s
             # which pattern shares unfairly depends on it (docs/network-validation.md)
-            cc = CONGESTION or congestion_control(fabric, "s")
+            cc = fab.congestion_control  # as the probe's connection ran it: the senders' (``dial``)
             print(f"| {fab.describe()} |", flush=True)
             for pattern in patterns:
                 warm_up(fabric, ports, pattern)
@@ -663,14 +678,14 @@ def measure_matrix(losses: list[float], rates: tuple[float, ...], sizes: tuple[i
                         trials = measure_cell(fabric, ports, pattern, k, size, reps, kept)
                         measured, started = [t.took_s for t in trials], [t.started_s for t in trials]
                         cell = cell_of(pattern, k, size, rate, loss, lat, measured, fab.burst_bytes, transport,
-                                       started, kept)  # fmt: skip
+                                       started, kept, jitter_s)  # fmt: skip
                         cell.update({"resent_segments": [t.resent for t in trials],
                                      "rto_timeouts": [t.timeouts for t in trials],
                                      "woke_s": [t.woke_s for t in trials], "congestion_control": cc, "reps": reps,
                                      "fabric_throughput_bps": fab.throughput_bps, "cpu_bound": _cpu_bound(fab),
                                      "connections": "kept" if kept else "new",
                                      "frames": framed, "steered": framed and fabric.in_order,
-                                     "link_latency_s": latency_s})  # fmt: skip
+                                     "link_latency_s": latency_s, "link_jitter_s": jitter_s})  # fmt: skip
                         cells.append(cell)
                         print(row(cell, cc), flush=True)
             for c in cells:
@@ -690,6 +705,8 @@ def _refuse_mixed(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None
         ap.error(f"argument --{how[0].replace('_', '-')}: says how to measure; --rescore measures nothing")
     if not (args.latency_ms == 0 or DELAY_FROM_S * 1e3 <= args.latency_ms <= 1000):
         ap.error(f"argument --latency-ms: 0 or from {DELAY_FROM_S * 1e3:g} to 1000 ms (got {args.latency_ms:g})")
+    if args.jitter_ms and (args.rescore is not None or not args.latency_ms or not 0 < args.jitter_ms <= 1000):
+        ap.error("argument --jitter-ms: from 0 to 1000 ms, with --latency-ms (the delay hops apply it)")
 
 
 def main() -> int:
@@ -722,6 +739,13 @@ def main() -> int:
     ap.add_argument("--latency-ms", type=float, default=0.0, metavar="MS",
                     help=f"every link's latency, applied by delay hops in user space (hw/delayline.py): 0 (default) "
                     f"or from {DELAY_FROM_S * 1e3:g} ms")  # fmt: skip
+    ap.add_argument(
+        "--jitter-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="every link's mean jitter (exponential, in order), applied by its delay hop: with --latency-ms",
+    )
     ap.add_argument("--rescore", type=Path, metavar="JSON",
                     help="no measuring: the cells of a JSON this bench wrote, simulated again by the model as the "
                     "code has it now (with --transport), against their measured times")  # fmt: skip
@@ -738,7 +762,8 @@ def main() -> int:
         return 2
     kernel_given = any(kv.startswith("host_rate_bps=") for kv in args.transport)
     if args.rescore is not None:
-        return rescore(args.rescore, transport, args.json, kernel_given)
+        cc_given = any(kv.startswith("congestion_control=") for kv in args.transport)
+        return rescore(args.rescore, transport, args.json, kernel_given, cc_given)
     if any(not 0 <= p < 0.5 for p in args.loss):
         print("net_fidelity: --loss: each probability must be in [0, 0.5)", file=sys.stderr)
         return 2
@@ -765,7 +790,7 @@ def main() -> int:
               f"(a {KERNEL_PROBE_BPS / 1e9:g} Gbit/s fabric): Transport.host_rate_bps", flush=True)  # fmt: skip
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     cells = measure_matrix(args.loss, rates, sizes, reps, transport, args.kept_connections, flows, patterns,
-                           args.frames, args.latency_ms / 1e3)  # fmt: skip
+                           args.frames, args.latency_ms / 1e3, args.jitter_ms / 1e3)  # fmt: skip
     ok = _report(cells, args.loss)
     if args.json:
         args.json.write_text(json.dumps({"cells": cells, "goal_met": all(ok), "cpus": os.cpu_count(),

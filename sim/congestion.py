@@ -28,7 +28,15 @@ controls with their own window control, BBR, skip it): ``Transport.restarts_afte
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+
+# how a congestion control answers a loss (Transport.congestion_control): (the window's multiplier on a loss, packets it
+# then grows by per window acknowledged). CUBIC (RFC 9438) cuts to 0.7 and on paths of milliseconds grows as its
+# Reno-friendly estimate, 3 (1 - 0.7) / (1 + 0.7) packets a round trip (its cubic curve climbs back to the window it
+# lost over K = cbrt(W (1 - 0.7) / 0.4) seconds: 3 s at 40 packets); Reno (RFC 5681) halves and grows one packet a
+# round trip. BBR does not cut its window on a random loss: a loss only delays the bytes resent (``Network._carry``)
+LOSS_RESPONSE: dict[str, tuple[float, float]] = {"cubic": (0.7, 3 * 0.3 / 1.7), "reno": (0.5, 1.0)}
 
 
 @dataclass(slots=True)
@@ -40,6 +48,9 @@ class Connection:
     initial_bytes: float  # TCP's initial window (its restart window)
     last_sent_s: float = float("-inf")
     open: int = 0
+    ssthresh_bytes: float = (
+        math.inf
+    )  # where slow start ends: a loss sets it (``Window.lost``), kept from message to message
 
     def window_at(self, now_s: float, rto_s: float, restart: bool) -> float:
         """The window a message starting at ``now_s`` finds (``tcp_cwnd_restart``: halved for each whole timeout
@@ -54,6 +65,7 @@ class Connection:
         return max(cwnd, floor)
 
 
+PIECES = 2  # after a loss, the segments not sent yet are cut to at most this part of the window (``Window.lost``)
 GROWN_LIMITS = 2  # a connection's window grows up to this many times the path's steady window (``Window.grown_bytes``)
 
 
@@ -74,6 +86,13 @@ class Window:
     # the connection's own window, which TCP grows by every byte acknowledged while the flow is window-limited (up to
     # twice what it has out: ``tcp_is_cwnd_limited``; here twice the steady window) -- what an idle restart halves
     grown_bytes: float = 0.0
+    ssthresh_bytes: float = math.inf  # slow start ends here (a loss sets it), or at ``limit_bytes``
+    # a loss's answer (``LOSS_RESPONSE``): the window's multiplier (0: a loss does not cut the window) and the packets
+    # it then grows by each window acknowledged (congestion avoidance); ``packet_bytes`` a packet's
+    backoff: float = 0.0
+    growth_packets: float = 0.0
+    packet_bytes: int = 0
+    recover: int = 0  # a loss in a segment before this one is the episode already answered (one cut a window)
 
     def __post_init__(self) -> None:
         if self.limit_bytes <= 0 or self.cwnd_bytes <= 0:
@@ -85,8 +104,25 @@ class Window:
 
     @property
     def slow(self) -> bool:
-        """In slow start: the window still grows toward the path's steady window."""
-        return self.cwnd_bytes < self.limit_bytes
+        """In slow start: the window still doubles toward the path's steady window (or where a loss ended it)."""
+        return self.cwnd_bytes < min(self.limit_bytes, self.ssthresh_bytes)
+
+    def lost(self, k: int) -> None:
+        """Segment ``k`` lost a packet, which its sender has noticed: the window cut once for the episode (losses in
+        segments sent before the cut are the same window's), slow start over, and the segments not sent yet cut to
+        half the window at most, so that it keeps two in flight (TCP clocks out packets, not 64 KiB blocks: a whole
+        segment held back till the last one's acknowledgement came back moved 64 KiB a round trip whatever the
+        window)."""
+        if not self.backoff or k < self.recover:
+            return
+        self.recover = self.sent
+        self.cwnd_bytes = self.ssthresh_bytes = max(self.backoff * self.cwnd_bytes, 2.0 * self.packet_bytes)
+        self.grown_bytes = self.cwnd_bytes
+        piece = max(1, int(self.cwnd_bytes / PIECES / self.packet_bytes)) * self.packet_bytes  # whole packets
+        left = sum(self.sizes[self.sent :])
+        split = [min(piece, left - at) for at in range(0, left, piece)]
+        self.sizes[self.sent :] = split
+        self.counted[self.sent :] = [False] * len(split)
 
     def first_acked(self, k: int) -> int:
         """Segment ``k``'s first packet is acknowledged: in slow start the segment counts, and grows the window."""
@@ -101,12 +137,17 @@ class Window:
         if not self.counted[k]:
             if self.slow:
                 self.cwnd_bytes = min(self.limit_bytes, self.cwnd_bytes + self.sizes[k])
+            elif self.ssthresh_bytes < self.limit_bytes:  # after a loss: a few packets a window acknowledged
+                grow = self.growth_packets * self.packet_bytes * self.sizes[k] / self.cwnd_bytes
+                self.cwnd_bytes = min(self.limit_bytes, self.cwnd_bytes + grow)
             self._count(k)
         return self._release()
 
     def settled_bytes(self) -> float:
         """The connection's window once every segment sent has been acknowledged (what it keeps for its next message:
         the message is in before the last acknowledgements are back): ``grown_bytes`` and each one not yet counted."""
+        if self.ssthresh_bytes < math.inf:  # since a loss it grows as its window does
+            return self.cwnd_bytes
         owed = sum(size for size, counted in zip(self.sizes[: self.sent], self.counted, strict=False) if not counted)
         return min(self.grown_bytes + owed, GROWN_LIMITS * self.limit_bytes)
 

@@ -52,7 +52,7 @@ import networkx as nx
 import numpy as np
 import simpy
 
-from sim.congestion import Connection, Window
+from sim.congestion import LOSS_RESPONSE, Connection, Window
 from sim.hosts import count_events, wake_at
 from sim.scenario import Transport, lowest_latency_path
 from sim.streams import Streams, stream
@@ -319,6 +319,7 @@ class Network:
                 settled = win.settled_bytes()
                 conn.cwnd_bytes = max(conn.cwnd_bytes, settled) if conn.open else settled
                 conn.last_sent_s = max(conn.last_sent_s, win.last_sent_s)
+                conn.ssthresh_bytes = win.ssthresh_bytes
 
     def _window(self, src: str, dst: str, links: list[LinkServer], sizes: list[int], cap: int,
                 conn: Connection | None) -> Window:  # fmt: skip
@@ -332,7 +333,12 @@ class Network:
             return Window(sizes, limit, limit)
         tcp = self.transport
         cwnd = conn.window_at(self.env.now, self.rto_s(src, dst), tcp.restarts_after_idle)
-        return Window(sizes, cwnd, limit, queued=True)
+        ssthresh = conn.ssthresh_bytes
+        if cwnd < conn.cwnd_bytes:  # restarted: slow start up to 3/4 of the window it had (``tcp_current_ssthresh``)
+            ssthresh = max(ssthresh, 0.75 * conn.cwnd_bytes)
+        backoff, growth = LOSS_RESPONSE.get(tcp.congestion_control, (0.0, 0.0))
+        return Window(sizes, cwnd, limit, queued=True, ssthresh_bytes=ssthresh, backoff=backoff,
+                      growth_packets=growth, packet_bytes=tcp.packet_bytes)  # fmt: skip
 
     def _connection(self, src: str, dst: str, packet_bytes: int) -> Connection:
         """The TCP connection from host ``src`` to ``dst`` (``sim.congestion``): opened at the start of the run, as
@@ -368,15 +374,17 @@ class Network:
             return (yield from self._carry(links, sizes[0], phase, None, packet_bytes, rng, tail=True))
         # per hop: its segments' last service end there, and when it was due; then ``Arriving.own``
         flow = [0.0] * (2 * len(links)) + [-math.inf]
-        n, done, arrived, ahead = len(sizes), env.event(), [0], [-math.inf]
+        done, arrived, ahead = env.event(), [0], [-math.inf]
         procs: list[simpy.Process] = []
+        lossy: set[int] = set()  # segments that lost a packet: the window answers as its acknowledgement comes back
 
-        def launch() -> None:
+        def launch() -> None:  # ``sizes`` is the window's: a loss cuts the segments not sent yet (``Window.lost``)
             while len(procs) < win.sent:
                 k, queued = len(procs), win.queued and bool(procs)  # TCP's, behind its own (the first: now)
                 first = functools.partial(acked_at, win.first_acked, k) if win.slow else None
                 at = self._queued_at(links, flow, ahead, sizes[k], packet_bytes, env.now) if queued else env.now
-                carry = self._carry(links, sizes[k], phase, flow, packet_bytes, rng, k == n - 1, first)
+                carry = self._carry(links, sizes[k], phase, flow, packet_bytes, rng, k == len(sizes) - 1, first,
+                                    lossy.add if win.backoff else None, k)  # fmt: skip
                 proc = env.process(self._after(at, carry) if at > env.now else carry)
                 proc.callbacks.append(functools.partial(landed, k))
                 procs.append(proc)
@@ -395,10 +403,14 @@ class Network:
 
         def landed(k: int, _: Any) -> None:
             arrived[0] += 1
-            if arrived[0] == n:
+            if arrived[0] == len(sizes):
                 done.succeed()
             else:
-                acked_at(win.landed_acked, k, env.now)
+                acked_at(win.landed_acked if k not in lossy else functools.partial(answered, k), k, env.now)
+
+        def answered(k: int, _: int) -> int:
+            win.lost(k)
+            return win.landed_acked(k)
 
         launch()
         yield done
@@ -408,6 +420,16 @@ class Network:
         """``carry`` from ``at_s`` on."""
         yield self.env.timeout(at_s - self.env.now)
         return (yield from carry)
+
+    def _resent(self, link: LinkServer, nbytes: int, packet_bytes: int, rng: np.random.Generator | None, tail: bool,
+                on_loss: Callable[[int], None] | None, k: int) -> tuple[int, float]:  # fmt: skip
+        """``_lost_packets`` of segment ``k`` on ``link``, counted there: the bytes resent and a lost tail's wait;
+        ``on_loss`` told if it lost any."""
+        lost, timed_out_s = self._lost_packets(link, nbytes, packet_bytes, rng, tail)
+        link.retransmissions += lost
+        if lost and on_loss is not None:
+            on_loss(k)
+        return lost * packet_bytes, timed_out_s
 
     def _lost_packets(self, link: LinkServer, nbytes: int, packet_bytes: int, rng: np.random.Generator | None,
                       tail: bool = False) -> tuple[int, float]:  # fmt: skip
@@ -742,11 +764,13 @@ class Network:
     def _carry(
         self, links: list[LinkServer], size: int, phase: str, flow: list[float] | None, packet_bytes: int | None,
         rng: np.random.Generator | None = None, tail: bool = False, first: Callable[[float], None] | None = None,
+        on_loss: Callable[[int], None] | None = None, k: int = 0,
     ) -> Generator[Any, Any, float]:  # fmt: skip
         """One segment along its route; returns its waits behind other messages. ``flow`` (a message of several
         segments) holds, per hop, where its own earlier segments end: served then, and due on an idle link.
         ``tail``: the message's last segment (its last packet lost waits a timeout: ``_lost_packets``). ``first``:
-        told when its first packet arrives, once it is served on its last link (``sim.congestion``)."""
+        told when its first packet arrives, once it is served on its last link (``sim.congestion``). ``on_loss``:
+        given ``k`` (its index in its message) if it loses a packet."""
         env, wait, shaped = self.env, 0.0, self.shaped
         arrived_s = -math.inf  # cut-through: when its last packet reaches the hop it is at
         late_s = -math.inf  # when its lost last packet, resent after its timer, reaches the hop it is at (``_late``)
@@ -757,9 +781,7 @@ class Network:
             packet_s = packet_bytes * 8 / link.bandwidth_bps  # 0 when stored and forwarded whole
             resent, timed_out_s = 0, 0.0  # TCP on a lossy link: bytes of its lost packets, sent again right behind
             if packet_bytes and link.loss:  # it (SACK), and a lost last packet's wait for its timer
-                lost, timed_out_s = self._lost_packets(link, size, packet_bytes, rng, tail)
-                link.retransmissions += lost
-                resent = lost * packet_bytes
+                resent, timed_out_s = self._resent(link, size, packet_bytes, rng, tail, on_loss, k)
             resent_s = resent * 8 / link.bandwidth_bps
             while True:
                 link.demand_s += service + resent_s

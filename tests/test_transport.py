@@ -213,8 +213,9 @@ def test_messages_start_with_tcps_initial_window_and_interleave_from_the_first_f
 def test_tcp_resends_the_packets_it_lost_and_keeps_them_flowing():
     """loss 0.05 on a single hop: each packet (and each resend) is lost with that probability, so resends are
     0.05 / 0.95 of the packets (binomial: +- 4 sigma); the link carries every resent packet's bytes, and the
-    message takes its lossless time plus their serialisation and one round trip, not a segment per loss."""
-    t, payload = Transport(), 4_000_000
+    message takes its lossless time plus their serialisation and one round trip, not a segment per loss (BBR: a
+    loss does not cut its window, tests/test_congestion.py)."""
+    t, payload = Transport(congestion_control="bbr"), 4_000_000
     g = nx.Graph()
     g.add_edge("a", "b", params=LinkParams(bandwidth_bps=RATE_BPS, latency_s=1e-4, jitter_s=0, loss=0.05))
     (end,), net = finish(g, t, [("a", "b", payload)])
