@@ -3,6 +3,7 @@ reads, so a lossy cell's two repetitions are judged by what they can show."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -217,6 +218,36 @@ def test_a_latency_the_fabric_cannot_apply_or_a_rescore_with_one_is_one_line(arg
     run = subprocess.run([sys.executable, str(ROOT / "bench" / "net_fidelity.py"), *args],
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert run.returncode == 2 and "Traceback" not in run.stderr and "argument --latency-ms" in run.stderr, run.stderr
+
+
+@pytest.mark.parametrize("args", [["--jitter-ms", "1"], ["--latency-ms", "5", "--jitter-ms", "-1"],
+                                  ["--rescore", "x.json", "--jitter-ms", "1"]])  # fmt: skip
+def test_a_jitter_without_delay_hops_to_apply_it_or_with_a_rescore_is_one_line(args):
+    import subprocess
+
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "net_fidelity.py"), *args],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert run.returncode == 2 and "Traceback" not in run.stderr and "argument --jitter-ms" in run.stderr, run.stderr
+
+
+def test_a_rescore_models_each_cell_with_the_congestion_control_and_jitter_it_recorded(tmp_path, capsys):
+    """A lossy CUBIC cell rescored as recorded is slower in the model than the same cell as BBR (CUBIC cuts its
+    window on a loss); a recorded jitter out of range is one line naming it."""
+    cell = {"pattern": "fan-out", "flows": 1, "size_bytes": 1_000_000, "rate_bps": 100e6, "loss": 0.01,
+            "base_latency_s": 3e-3, "measured_s": [0.5, 0.6], "burst_bytes": 0, "started_s": None,
+            "connections": "kept", "congestion_control": "cubic", "link_jitter_s": 0.0}  # fmt: skip
+    means = {}
+    for cc in ("cubic", "bbr"):
+        src, out = tmp_path / f"{cc}.json", tmp_path / f"{cc}-out.json"
+        src.write_text(json.dumps({"cells": [{**cell, "congestion_control": cc}]}))
+        assert net_fidelity.rescore(src, net_fidelity.Transport(), out) == 0
+        means[cc] = json.loads(out.read_text())["cells"][0]["sim_mean_s"]
+    assert means["cubic"] > 2 * means["bbr"], means
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"cells": [{**cell, "link_jitter_s": 5.0}]}))
+    capsys.readouterr()
+    assert net_fidelity.rescore(bad, net_fidelity.Transport(), None) == 2
+    assert "link_jitter_s is not one this bench measures: 5.0" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(net_fidelity.unavailable() is not None, reason=str(net_fidelity.unavailable()))
