@@ -292,28 +292,46 @@ def simulate(graph: nx.Graph, transport: Transport | None, pattern: str, flows: 
     all at 0), the times on that trial's clock; ``transport`` None is the model before the validation. ``kept``:
     on connections that carried the cell's flows once before (``measure_cell``'s warm-up), back to back: the model's
     connections keep their windows (sim/congestion.py)."""
-    started_s = started_s or [0.0] * flows
-    first = min(started_s)  # a sender may pass the trial's barrier before the clock is read: SimPy starts at 0
+    return simulate_trials(graph, transport, pattern, flows, size, seed, [started_s], kept)[0]
+
+
+def simulate_trials(graph: nx.Graph, transport: Transport | None, pattern: str, flows: int, size: int, seed: int,
+                    trials: list[list[float] | None], kept: bool) -> list[list[float]]:  # fmt: skip
+    """``simulate``'s trials in turn in one network, each once the one before it is in: on one set of connections
+    (``kept``, after a warm-up), as ``measure_cell`` measures them, so each trial finds the windows the trials before
+    it left (a CUBIC window that a loss cut stays cut for the next message), else each trial's flows on new
+    connections."""
     env = simpy.Environment()
     hosts = frozenset(n for n, kind in graph.nodes(data="kind") if kind == "host")  # namespaces of one VM: one kernel
     net = Network(env, graph, np.random.SeedSequence(seed), SEGMENT_BYTES, transport, hosts)
     pairs = [("s", f"r{i}") if pattern == "fan-out" else (f"r{i}", "s") for i in range(flows)]
-    done = [0.0] * flows
     carry = net.transfer if transport is None else net.transfer_tcp
+    if kept:
+        for src, dst in pairs:
+            env.process(carry(src, dst, size))
+        env.run()
+    out = []
+    for started in trials:
+        if not kept:
+            net.connections.clear()  # new connections: each from TCP's initial window
+        out.append(_trial(env, carry, pairs, size, started or [0.0] * flows))
+    return out
 
-    def flow(i: int, src: str, dst: str, t0: float) -> Any:
+
+def _trial(env: simpy.Environment, carry: Any, pairs: list[tuple[str, str]], size: int,
+           started_s: list[float]) -> list[float]:  # fmt: skip
+    """One trial's flows, begun as its senders began (SimPy from now; a sender may pass the trial's barrier before
+    the clock is read), run to their end: each flow's time on the trial's clock."""
+    first, t0, done = min(started_s), env.now, [0.0] * len(pairs)
+
+    def flow(i: int, src: str, dst: str) -> Any:
         if started_s[i] > first:
             yield env.timeout(started_s[i] - first)
         yield from carry(src, dst, size)
         done[i] = env.now - t0 + first
 
-    if kept:
-        for src, dst in pairs:
-            env.process(carry(src, dst, size))
-        env.run()
-    t0 = env.now
     for i, (src, dst) in enumerate(pairs):
-        env.process(flow(i, src, dst, t0))
+        env.process(flow(i, src, dst))
     env.run()
     return done
 
@@ -329,6 +347,10 @@ def model_runs(graph: nx.Graph, transport: Transport | None, pattern: str, flows
     pooled; else one run a trial."""
 
     def seeds(first: int, end: int) -> list[list[float]]:
+        if kept:  # a seed's run carries every trial in turn on its connections, as they were measured
+            runs = [r for i in range(first, end, len(trials))
+                    for r in simulate_trials(graph, transport, pattern, flows, size, i, trials, kept)]  # fmt: skip
+            return runs[: end - first]
         return [simulate(graph, transport, pattern, flows, size, i, trials[i % len(trials)], kept)
                 for i in range(first, end)]  # fmt: skip
 
@@ -659,7 +681,7 @@ def measure_matrix(losses: list[float], rates: tuple[float, ...], sizes: tuple[i
     print(HEADER)
     for loss, rate in itertools.product(losses, rates):
         load_start = os.getloadavg()[0]
-        framed = frames or loss > 0  # a lossy link carries frames, steered in order (``hw.netns._steer``)
+        framed = frames or loss > 0 or jitter_s > 0  # a lossy or jittered link carries frames, steered in order
         graph = star(rate, latency_s, loss=loss, jitter_s=jitter_s)
         with Fabric(graph, frames=frames, congestion_control=CONGESTION or "") as fabric:
             # probed without its loss (``probe_clean``: a lost ping backed TCP's timer off past the probe's timeout,

@@ -267,9 +267,12 @@ class Fabric:
             _run("ip", "-n", ns, "link", "set", dev, "up")
             _run("tc", "-n", ns, "qdisc", "add", "dev", dev, "root", "tbf", "rate", f"{int(rate_bps)}bit",
                  "burst", str(burst_bytes), "limit", str(64 * 1024 * 1024))  # fmt: skip
-            if loss > 0 or self.frames:  # a GSO packet would be lost whole (``LOSSY_GSO_MAX_SEGS``), an overtaken
+            # frames, not GSO packets, where a GSO packet would be lost or jittered whole (``LOSSY_GSO_MAX_SEGS``; a
+            # wire's jitter is a frame's, in order, as the simulator draws it: sim/network.py ``_jitter_s``), each
+            # flow steered to one CPU (an overtaken frame is taken for a lost one: ``_steer``)
+            if loss > 0 or self.frames or (delay is not None and delay[2] > 0):
                 _run("ip", "-n", ns, "link", "set", "dev", dev, "gso_max_segs", str(LOSSY_GSO_MAX_SEGS))
-                self.in_order &= _steer(ns, dev)  # frame taken for a lost one (``_steer``)
+                self.in_order &= _steer(ns, dev)
             if loss > 0 and self.drop:  # each direction loses its frames where they arrive (hw/nftloss.py)
                 from hw.nftloss import drop_at_random
 

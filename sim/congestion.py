@@ -100,6 +100,8 @@ class Window:
         self.grown_bytes = min(self.cwnd_bytes, GROWN_LIMITS * self.limit_bytes)
         self.cwnd_bytes = min(self.cwnd_bytes, self.limit_bytes)
         self.counted = [False] * len(self.sizes)
+        if self.backoff and self.ssthresh_bytes <= self.cwnd_bytes < self.limit_bytes:  # a loss's window, still small
+            self._recut()
         self._release()
 
     @property
@@ -118,7 +120,18 @@ class Window:
         self.recover = self.sent
         self.cwnd_bytes = self.ssthresh_bytes = max(self.backoff * self.cwnd_bytes, 2.0 * self.packet_bytes)
         self.grown_bytes = self.cwnd_bytes
-        piece = max(1, int(self.cwnd_bytes / PIECES / self.packet_bytes)) * self.packet_bytes  # whole packets
+        self._recut()
+
+    def _slow_start(self, k: int) -> None:
+        """Slow start's growth by segment ``k``'s bytes; where it ends below the steady window (at a loss's threshold),
+        the segments not sent yet are cut to the window (``_recut``)."""
+        self.cwnd_bytes = min(self.limit_bytes, self.cwnd_bytes + self.sizes[k])
+        if self.backoff and not self.slow and self.cwnd_bytes < self.limit_bytes:
+            self._recut()
+
+    def _recut(self) -> None:
+        """The segments not sent yet cut to whole packets, ``1 / PIECES`` of the window at most (``lost``)."""
+        piece = max(1, int(self.cwnd_bytes / PIECES / self.packet_bytes)) * self.packet_bytes
         left = sum(self.sizes[self.sent :])
         split = [min(piece, left - at) for at in range(0, left, piece)]
         self.sizes[self.sent :] = split
@@ -128,7 +141,7 @@ class Window:
         """Segment ``k``'s first packet is acknowledged: in slow start the segment counts, and grows the window."""
         if self.slow and not self.counted[k]:
             self._count(k)
-            self.cwnd_bytes = min(self.limit_bytes, self.cwnd_bytes + self.sizes[k])
+            self._slow_start(k)
         return self._release()
 
     def landed_acked(self, k: int) -> int:
@@ -136,7 +149,7 @@ class Window:
         start: a segment the window let go after its first packet's acknowledgement came back)."""
         if not self.counted[k]:
             if self.slow:
-                self.cwnd_bytes = min(self.limit_bytes, self.cwnd_bytes + self.sizes[k])
+                self._slow_start(k)
             elif self.ssthresh_bytes < self.limit_bytes:  # after a loss: a few packets a window acknowledged
                 grow = self.growth_packets * self.packet_bytes * self.sizes[k] / self.cwnd_bytes
                 self.cwnd_bytes = min(self.limit_bytes, self.cwnd_bytes + grow)

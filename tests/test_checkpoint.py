@@ -21,8 +21,8 @@ from tests.test_engines import ECG_ONLY, WARD
 
 # 1,000 ECG patches, their start-up storm and 6 s of frames: with this seed a frame the kernels computed just
 # after the storm overtakes one SimPy computed in it, so the first pass is found delayed there, and only there
-# (found by a scan of seeds 0-99 with TCP's window by round trips, sim/congestion.py: 34 alone does it in replication 0)
-STORM = [*ECG_ONLY, "run.horizon_s=6", "run.seed=34", "run.engine=vectorized", "run.frame_spans=1",
+# (a scan of seeds 0-99 with in-order jitter, sim/network.py: 27, 39, 40, 51, 78, 79, 92, 96 do it in replication 0)
+STORM = [*ECG_ONLY, "run.horizon_s=6", "run.seed=27", "run.engine=vectorized", "run.frame_spans=1",
          "workload.fl.rounds=1",
          "workload.devices.0.count=500", "workload.devices.1.count=500"]  # fmt: skip
 
