@@ -3,8 +3,9 @@
 A link given one (``hw.netns.DELAY_FROM_S``) runs through a namespace of its own between its two veth ends, where this
 program forwards every frame between the two devices there (``AF_PACKET``, with the kernel's virtio-net header, so a
 64 KiB segmentation-offload packet crosses whole and is cut into frames later, as on a plain veth) after holding it
-``latency_s`` plus an exponential jitter of mean ``jitter_s`` drawn per packet, as the simulator's links draw theirs
-per segment (sim/network.py). It never serialises (no rate: ``tbf`` on the link's sending ends shapes it before the
+``latency_s`` plus an exponential jitter of mean ``jitter_s`` drawn per packet -- per frame: a jittered link carries
+frames, not GSO packets (``hw.netns``), as the simulator draws it per packet, in order (sim/network.py
+``_jitter_s``). It never serialises (no rate: ``tbf`` on the link's sending ends shapes it before the
 hop, as a wire serialises before it propagates) and never reorders: a packet leaves no earlier than the one before
 it in its direction, so jitter delays a flow as a FIFO delay line would, without the reordering TCP would take for
 loss.

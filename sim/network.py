@@ -12,7 +12,9 @@ come), settled on the route's last link when the segment would have arrived. Onl
 different links merge at a middle hop (a gateway's uplink on a tree), they are served segment by segment, as
 under ``fan_in: segments`` (the shipped layouts are stars, where flows merge on the last link). On each hop a
 segment waits for the link (queue wait), holds it for its serialisation delay ``bytes * 8 / bandwidth_bps``, then
-propagates for ``latency_s`` plus an exponential jitter of mean ``jitter_s`` (without holding the link).
+propagates for ``latency_s`` plus an exponential jitter of mean ``jitter_s`` (without holding the link), drawn per
+packet and in order, as a wire's queue and the twin's delay hops deliver: a TCP segment's last packet waits for the
+ones before it (``Network._jitter_s``), so a stream is delayed more than the jitter's mean (``in_order_mean_s``).
 Loss: a TCP message (``transfer_tcp``) loses each packet on each hop with probability ``loss``. The lost
 packets (and lost resends) are sent again right behind their segment, which holds the link for them; its last
 packet arrives a round trip on that link later. That is a selective (SACK) fast retransmit, where the packets
