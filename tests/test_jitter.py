@@ -53,31 +53,33 @@ def one_link(jitter_s: float) -> nx.Graph:
     return g
 
 
+def beyond_latency_s(tcp: bool, nbytes: int, seeds: int = 2000) -> list[float]:
+    """A message's time over the jittered link beyond its wire time and latency, one per seed: as TCP sends it (a warm
+    window) or as a device's frame, sent whole."""
+    t = Transport(initial_window_packets=0)
+    out = []
+    for seed in range(seeds):
+        env = simpy.Environment()
+        net = Network(env, one_link(JITTER_S), np.random.SeedSequence(seed), 65536, t)
+        env.process(net.transfer_tcp("a", "b", nbytes) if tcp else net.transfer("a", "b", nbytes))
+        env.run()
+        wire = t.wire_bytes(nbytes) if tcp else nbytes
+        out.append(env.now - wire * 8 / RATE_BPS - LATENCY_S)
+    return out
+
+
 def test_a_tcp_segment_arrives_with_its_last_packets_in_order_delay_and_a_frame_with_one_draw():
     """64 KiB in one flight (a warm window) over a jittered link: beyond its wire time and latency it waits, on
     average, the most of its 46 packets' draws less the time of the packets after each (measured over 2,000 seeds
     against the same computed directly); a device's frame sent whole waits one exponential draw."""
-    t = Transport(initial_window_packets=0)
+    t = Transport()
     n = -(-t.wire_bytes(65536) // t.packet_bytes)
-    extra = []
-    for seed in range(2000):
-        env = simpy.Environment()
-        net = Network(env, one_link(JITTER_S), np.random.SeedSequence(seed), 65536, t)
-        env.process(net.transfer_tcp("a", "b", 65536))
-        env.run()
-        extra.append(env.now - t.wire_bytes(65536) * 8 / RATE_BPS - LATENCY_S)
+    extra = beyond_latency_s(True, 65536)
     behind = PACKET_S * np.arange(n - 1, -1, -1)
     direct = np.random.default_rng(1).exponential(JITTER_S, (20000, n)) - behind
     assert np.mean(extra) == pytest.approx(direct.max(axis=1).mean(), rel=0.05)
     assert np.mean(extra) > 2 * JITTER_S
-    frames = []
-    for seed in range(2000):
-        env = simpy.Environment()
-        net = Network(env, one_link(JITTER_S), np.random.SeedSequence(seed), 65536, t)
-        env.process(net.transfer("a", "b", 100))
-        env.run()
-        frames.append(env.now - 100 * 8 / RATE_BPS - LATENCY_S)
-    assert np.mean(frames) == pytest.approx(JITTER_S, rel=0.08)
+    assert np.mean(beyond_latency_s(False, 100)) == pytest.approx(JITTER_S, rel=0.08)
 
 
 def test_acknowledgements_and_the_steady_window_count_the_round_trip_with_in_order_jitter():
