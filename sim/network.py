@@ -197,6 +197,21 @@ class LinkServer:
         return self.demand_s - late
 
 
+TSO_MIN_PACKETS = 2  # Linux's tcp_min_tso_segs
+PACING_SHIFT_S = 2.0**-10  # sk_pacing_shift 10: a TSO packet holds ~1 ms of the pacing rate
+
+
+def tso_bytes(flight_bytes: int, packet_bytes: int, rtt_s: float) -> int:
+    """The packets Linux puts in one TSO packet of a slow-start flight of ``flight_bytes`` over a round trip
+    ``rtt_s`` (``tcp_tso_autosize``: ~1 ms at the pacing rate, twice the window a round trip in slow start, at least
+    two packets; the whole flight on a path of microseconds); TCP small queues keep about one of them a flow in the
+    link's queue, so flows from one sender interleave by them (sim/network.py ``_queued_at``)."""
+    if rtt_s <= 0:
+        return flight_bytes
+    pacing_bytes = 2 * flight_bytes * PACING_SHIFT_S / rtt_s
+    return min(flight_bytes, max(TSO_MIN_PACKETS, int(pacing_bytes // packet_bytes)) * packet_bytes)
+
+
 @functools.cache
 def in_order_mean_s(jitter_s: float, gap_s: float) -> float:
     """The mean delay, beyond the latency, of a stream of packets ``gap_s`` apart over a link that delays each by an
@@ -324,7 +339,8 @@ class Network:
         if not packet_bytes and nbytes <= self.segment_bytes and not shaped:  # a device's message or frame
             return (yield from self._carry_whole(links, nbytes, phase, rng))
         cap = self.segment_cap(self.share_weight(src, dst, links, nbytes) if packet_bytes else 1.0)
-        sizes = self.segments(nbytes, packet_bytes, cap)
+        rtt_s = self._round_trip_s(links, min(link.bandwidth_bps for link in links)) if packet_bytes else 0.0
+        sizes = self.segments(nbytes, packet_bytes, cap, rtt_s)
         conn = self._connection(src, dst, packet_bytes) if packet_bytes and self.transport.sharing == "fair" else None
         win = self._window(src, dst, links, sizes, cap, conn)
         back_s = self.ack_delay_s(src, dst) if conn is not None else 0.0
@@ -387,7 +403,7 @@ class Network:
         packets, its last packet's -- the most of each packet's draw less the time of the packets after it (one
         draw for a frame sent whole). A stream at 100 Mbit/s with 1 ms of jitter is so delayed ~2.5 ms a link, where
         a draw per segment said 1 (measured: round trips of 18-24 ms over four 3 ms links, bench/net_fidelity.py
-        --jitter-ms 1)."""
+        --jitter-ms 1). Segments are drawn apart: one may still arrive before the one sent before it."""
         n = -(-size // packet_bytes) if packet_bytes else 1
         if n <= 1:
             return float(draw.exponential(link.jitter_s))
@@ -515,21 +531,29 @@ class Network:
         """The largest segment of a message of share ``weight``: ``segment_bytes`` times it (at least a byte)."""
         return max(1, round(self.segment_bytes * weight))
 
-    def segments(self, nbytes: int, packet_bytes: int | None, cap: int | None = None) -> list[int]:
+    def segments(self, nbytes: int, packet_bytes: int | None, cap: int | None = None,
+                 rtt_s: float = 0.0) -> list[int]:  # fmt: skip
         """A message's segments: ``cap`` bytes each (default ``segment_bytes``; a weighted message's
         ``segment_cap``); a TCP message under fair sharing starts with ``initial_window_packets`` packets and
         doubles from there (slow start), so messages that start together interleave finely at first, as the
         kernel interleaves their first flights. With a window of segments in flight, a flow's share of a busy
         FIFO link goes as its segments' size, its weight, once its segments have grown to it (a 64 KiB message,
-        10 + 20 + 15 packets, feels a weight only below ~0.46)."""
+        10 + 20 + 15 packets, feels a weight only below ~0.46). Over a round trip ``rtt_s``, slow start's flights go
+        in the pieces the kernel queues them in (``tso_bytes``), so flows from one sender interleave by them."""
         tcp = self.transport
         first = tcp.initial_window_packets * (packet_bytes or 0) if tcp.sharing == "fair" else 0
         cap = cap or self.segment_bytes
         sizes: list[int] = []
         left, grow = nbytes, first or cap
         while left > 0:
-            sizes.append(min(left, grow, cap))
-            left -= sizes[-1]
+            size = min(left, grow, cap)
+            piece = size
+            if first and grow < cap and packet_bytes:  # a flight in equal pieces: the window lets each go whole
+                most = tso_bytes(grow, packet_bytes, rtt_s) // packet_bytes
+                packets = -(-size // packet_bytes)
+                piece = -(-packets // -(-packets // most)) * packet_bytes
+            sizes += [min(piece, size - at) for at in range(0, size, piece)]
+            left -= size
             grow *= 2
         return sizes
 

@@ -312,7 +312,7 @@ def test_a_lone_message_never_waits(loss, jitter_s, seed):
     env.process(send("a"))
     env.process(send("c"))
     env.run()
-    assert max(waits) > 1e-4  # two messages share sw->b: one of them queues
+    assert max(waits) > 1e-5  # two messages share sw->b: one of them queues (~0.1 ms)
 
 
 def test_a_tcp_message_alone_takes_its_steps_without_an_event_each(monkeypatch):
