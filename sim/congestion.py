@@ -48,9 +48,8 @@ class Connection:
     initial_bytes: float  # TCP's initial window (its restart window)
     last_sent_s: float = float("-inf")
     open: int = 0
-    ssthresh_bytes: float = (
-        math.inf
-    )  # where slow start ends: a loss sets it (``Window.lost``), kept from message to message
+    # where slow start ends: a loss sets it (``Window.lost``), kept from message to message
+    ssthresh_bytes: float = math.inf
 
     def window_at(self, now_s: float, rto_s: float, restart: bool) -> float:
         """The window a message starting at ``now_s`` finds (``tcp_cwnd_restart``: halved for each whole timeout
@@ -97,6 +96,8 @@ class Window:
     def __post_init__(self) -> None:
         if self.limit_bytes <= 0 or self.cwnd_bytes <= 0:
             raise ValueError(f"a window needs positive sizes (cwnd {self.cwnd_bytes}, limit {self.limit_bytes})")
+        if self.backoff and self.packet_bytes <= 0:
+            raise ValueError("a window that answers a loss needs its packets' size (packet_bytes)")
         self.grown_bytes = min(self.cwnd_bytes, GROWN_LIMITS * self.limit_bytes)
         self.cwnd_bytes = min(self.cwnd_bytes, self.limit_bytes)
         self.counted = [False] * len(self.sizes)
