@@ -339,10 +339,10 @@ class Network:
         if not packet_bytes and nbytes <= self.segment_bytes and not shaped:  # a device's message or frame
             return (yield from self._carry_whole(links, nbytes, phase, rng))
         cap = self.segment_cap(self.share_weight(src, dst, links, nbytes) if packet_bytes else 1.0)
-        rtt_s = self._round_trip_s(links, min(link.bandwidth_bps for link in links)) if packet_bytes else 0.0
-        sizes = self.segments(nbytes, packet_bytes, cap, rtt_s)
+        rtt_s = self._round_trip_s(links, min(link.bandwidth_bps for link in links))
+        sizes = self.segments(nbytes, packet_bytes, cap, rtt_s if packet_bytes else 0.0)
         conn = self._connection(src, dst, packet_bytes) if packet_bytes and self.transport.sharing == "fair" else None
-        win = self._window(src, dst, links, sizes, cap, conn)
+        win = self._window(src, dst, links, sizes, cap, conn, rtt_s)
         back_s = self.ack_delay_s(src, dst) if conn is not None else 0.0
         if conn is not None:
             conn.open += 1
@@ -359,13 +359,13 @@ class Network:
                 conn.ssthresh_bytes = win.ssthresh_bytes
 
     def _window(self, src: str, dst: str, links: list[LinkServer], sizes: list[int], cap: int,
-                conn: Connection | None) -> Window:  # fmt: skip
+                conn: Connection | None, rtt_s: float) -> Window:  # fmt: skip
         """A message's window over its segments: under fifo sharing all of them at once; under fair sharing the path's
         steady window (``window`` segments of ``cap``), from the window its TCP connection has now (``conn``;
         none, not TCP: the steady one from the first segment)."""
         if self.transport.sharing != "fair":
             return Window(sizes, sum(sizes), sum(sizes))
-        limit = self.window(links, cap) * cap
+        limit = self.window(links, cap, rtt_s) * cap
         if conn is None:
             return Window(sizes, limit, limit)
         tcp = self.transport
@@ -549,21 +549,21 @@ class Network:
             size = min(left, grow, cap)
             piece = size
             if first and grow < cap and packet_bytes:  # a flight in equal pieces: the window lets each go whole
-                most = tso_bytes(grow, packet_bytes, rtt_s) // packet_bytes
                 packets = -(-size // packet_bytes)
-                piece = -(-packets // -(-packets // most)) * packet_bytes
+                pieces = -(-packets // (tso_bytes(grow, packet_bytes, rtt_s) // packet_bytes))
+                piece = -(-packets // pieces) * packet_bytes
             sizes += [min(piece, size - at) for at in range(0, size, piece)]
             left -= size
             grow *= 2
         return sizes
 
-    def window(self, links: list[LinkServer], cap: int | None = None) -> int:
+    def window(self, links: list[LinkServer], cap: int | None = None, rtt_s: float | None = None) -> int:
         """Segments a message keeps in flight on this route: the transport's window, or enough segments of
         ``cap`` bytes (default ``segment_bytes``) to fill the path's round trip at its slowest link, whichever is
         more (TCP's window grows to cover it: a message alone on its path goes at the path's rate whatever its
-        share weight)."""
+        share weight); ``rtt_s``: the path's round trip where the caller has it (``_round_trip_s``)."""
         rate_bps = min(link.bandwidth_bps for link in links)
-        bdp_bytes = self._round_trip_s(links, rate_bps) * rate_bps / 8
+        bdp_bytes = (self._round_trip_s(links, rate_bps) if rtt_s is None else rtt_s) * rate_bps / 8
         return max(self.transport.window_segments, math.ceil(bdp_bytes / (cap or self.segment_bytes)) + 1)
 
     def _round_trip_s(self, links: list[LinkServer], rate_bps: float) -> float:
