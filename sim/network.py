@@ -21,7 +21,9 @@ packet arrives a round trip on that link later. That is a selective (SACK) fast 
 keep flowing. A message's last packet lost has no later packet to reveal it: it is resent after
 ``Transport.rto_min_s`` (TCP's loss probe with one packet out waits the minimum retransmission timeout),
 doubled for each lost resend (bench/loss_tails.py: 1-3 % of messages at 1 % loss, 40-70 % of their mean); it
-crosses the later hops on its own, which meanwhile serve other flows (``Network._late``).
+crosses the later hops on its own, which meanwhile serve other flows (``Network._late``). The sender's congestion
+control answers the loss as the segment's acknowledgement comes back (``sim.congestion``: CUBIC's and Reno's cut and
+growth as Linux computes them; BBR's window does not change).
 A transmission in its own framing (a device's frame or handshake) is lost whole with probability ``loss``,
 and sent again after 2 * latency_s + its serialisation delay.
 So an N-byte message over one idle, lossless, jitter-free link takes exactly N*8/bandwidth + latency.
@@ -54,7 +56,7 @@ import networkx as nx
 import numpy as np
 import simpy
 
-from sim.congestion import LOSS_RESPONSE, Connection, Window
+from sim.congestion import Connection, Window, loss_response
 from sim.hosts import count_events, wake_at
 from sim.scenario import Transport, lowest_latency_path
 from sim.streams import Streams, stream
@@ -373,9 +375,10 @@ class Network:
         ssthresh = conn.ssthresh_bytes
         if cwnd < conn.cwnd_bytes:  # restarted: slow start up to 3/4 of the window it had (``tcp_current_ssthresh``)
             ssthresh = max(ssthresh, 0.75 * conn.cwnd_bytes)
-        backoff, growth = LOSS_RESPONSE.get(tcp.congestion_control, (0.0, 0.0))
-        return Window(sizes, cwnd, limit, queued=True, ssthresh_bytes=ssthresh, backoff=backoff,
-                      growth_packets=growth, packet_bytes=tcp.packet_bytes)  # fmt: skip
+        if conn.response is not None and not conn.open:  # sending again after an idle spell
+            conn.response.resumed(self.env.now - conn.last_sent_s)
+        return Window(sizes, cwnd, limit, queued=True, ssthresh_bytes=ssthresh, response=conn.response,
+                      packet_bytes=tcp.packet_bytes, rtt_s=rtt_s)  # fmt: skip
 
     def _connection(self, src: str, dst: str, packet_bytes: int) -> Connection:
         """The TCP connection from host ``src`` to ``dst`` (``sim.congestion``): opened at the start of the run, as
@@ -384,7 +387,8 @@ class Network:
         conn = self.connections.get((src, dst))
         if conn is None:
             initial = self.transport.initial_window_packets * packet_bytes or math.inf
-            conn = self.connections[src, dst] = Connection(initial, initial)
+            response = loss_response(self.transport.congestion_control)
+            conn = self.connections[src, dst] = Connection(initial, initial, response=response)
         return conn
 
     def ack_delay_s(self, src: str, dst: str) -> float:
@@ -425,13 +429,17 @@ class Network:
         its last segment arrived."""
         env = self.env
         win.last_sent_s = env.now
+        lossy: set[int] = set()  # segments that lost a packet: the window answers as its acknowledgement comes back
+        answers = lossy.add if win.response is not None else None
         if len(sizes) == 1:  # no process, no condition
-            return (yield from self._carry(links, sizes[0], phase, None, packet_bytes, rng, tail=True))
+            wait = yield from self._carry(links, sizes[0], phase, None, packet_bytes, rng, True, None, answers, 0)
+            self._acked_after(win, lossy, {0: env.now}, back_s)
+            return wait
         # per hop: its segments' last service end there, and when it was due; then ``Arriving.own``
         flow = [0.0] * (2 * len(links)) + [-math.inf]
         done, arrived, ahead = env.event(), [0], [-math.inf]
         procs: list[simpy.Process] = []
-        lossy: set[int] = set()  # segments that lost a packet: the window answers as its acknowledgement comes back
+        landed_s: dict[int, float] = {}
 
         def launch() -> None:  # ``sizes`` is the window's: a loss cuts the segments not sent yet (``Window.lost``)
             while len(procs) < win.sent:
@@ -439,7 +447,7 @@ class Network:
                 first = functools.partial(acked_at, win.first_acked, k) if win.slow else None
                 at = self._queued_at(links, flow, ahead, sizes[k], packet_bytes, env.now) if queued else env.now
                 carry = self._carry(links, sizes[k], phase, flow, packet_bytes, rng, k == len(sizes) - 1, first,
-                                    lossy.add if win.backoff else None, k)  # fmt: skip
+                                    answers, k)  # fmt: skip
                 proc = env.process(self._after(at, carry) if at > env.now else carry)
                 proc.callbacks.append(functools.partial(landed, k))
                 procs.append(proc)
@@ -448,7 +456,7 @@ class Network:
         def acked_at(count: Any, k: int, arrived_s: float) -> None:
             def ack(_: Any) -> None:
                 if not done.triggered:
-                    count(k)
+                    count(k, env.now)
                     launch()
 
             if arrived_s + back_s <= env.now:
@@ -457,19 +465,36 @@ class Network:
                 env.timeout(arrived_s + back_s - env.now).callbacks.append(ack)
 
         def landed(k: int, _: Any) -> None:
+            landed_s[k] = env.now
             arrived[0] += 1
             if arrived[0] == len(sizes):
                 done.succeed()
             else:
-                acked_at(win.landed_acked if k not in lossy else functools.partial(answered, k), k, env.now)
+                acked_at(win.landed_acked if k not in lossy else answered, k, env.now)
 
-        def answered(k: int, _: int) -> int:
+        def answered(k: int, now_s: float) -> int:
             win.lost(k)
-            return win.landed_acked(k)
+            return win.landed_acked(k, now_s)
 
         launch()
         yield done
+        self._acked_after(win, lossy, landed_s, back_s)
         return math.fsum(float(p.value or 0.0) for p in procs)
+
+    @staticmethod
+    def _acked_after(win: Window, lossy: set[int], landed_s: dict[int, float], back_s: float) -> None:
+        """The acknowledgements still out when a message is in (it is in at its last byte), as they come back, in
+        order, before the connection's next message: a loss among them cuts the window (a short message's loss
+        cut nothing, and a kept connection's window never fell), and after a loss each grows it."""
+        if win.response is None:
+            return
+        for k in sorted(landed_s, key=landed_s.__getitem__):
+            if win.counted[k]:
+                continue
+            if k in lossy:
+                win.lost(k)
+            if win.ssthresh_bytes < math.inf:
+                win.landed_acked(k, landed_s[k] + back_s)
 
     def _after(self, at_s: float, carry: Generator[Any, Any, float]) -> Generator[Any, Any, float]:
         """``carry`` from ``at_s`` on."""

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import simpy
 
-from sim.congestion import GROWN_LIMITS, Connection, Window
+from sim.congestion import GROWN_LIMITS, Connection, Cubic, Reno, Window
 from sim.contract import FabricProbe
 from sim.network import Network
 from sim.scenario import LinkParams, Transport
@@ -184,35 +184,102 @@ def test_flows_converging_on_a_switch_are_acknowledged_as_its_egress_serves_them
 
 
 def test_a_loss_cuts_the_window_once_an_episode_and_the_segments_not_sent_to_whole_packets():
-    """``Window.lost`` (CUBIC's 0.7): slow start over at the cut window, losses among segments already out the same
-    episode (no second cut), the bytes not sent yet re-cut into segments of at most half the window in whole packets;
-    after it the window grows a few packets a window acknowledged, not a segment; BBR's (no backoff) does not cut."""
+    """``Window.lost`` (CUBIC's 717/1024 of the window in whole packets): slow start over at the cut window, losses
+    among segments already out the same episode (no second cut), the bytes not sent yet re-cut into segments of at most
+    half the window in whole packets; no growth from segments out before the cut (recovery); BBR's (no answer) does
+    not cut."""
     sizes = [10 * PACKET, 20 * PACKET, 40 * PACKET, 45 * PACKET, 45 * PACKET]
-    win = Window(list(sizes), cwnd_bytes=10 * PACKET, limit_bytes=90 * PACKET, backoff=0.7, growth_packets=0.5,
-                 packet_bytes=PACKET)  # fmt: skip
+    win = Window(list(sizes), cwnd_bytes=10 * PACKET, limit_bytes=90 * PACKET, response=Cubic(), packet_bytes=PACKET)
     win.first_acked(0)
     win.first_acked(1)  # 40 packets: segments 0-2 out
     assert win.sent == 3 and win.slow
     win.lost(1)
-    assert win.cwnd_bytes == win.ssthresh_bytes == pytest.approx(0.7 * 40 * PACKET) and not win.slow
+    assert win.cwnd_bytes == win.ssthresh_bytes == 28 * PACKET and not win.slow  # 40 * 717 // 1024
     assert win.sizes[:3] == sizes[:3] and sum(win.sizes) == sum(sizes)
     assert all(s == 14 * PACKET for s in win.sizes[3:-1]) and 0 < win.sizes[-1] <= 14 * PACKET  # half of 28, whole
     assert len(win.counted) == len(win.sizes)
     win.lost(2)  # sent before the cut: the same window's loss
-    assert win.cwnd_bytes == pytest.approx(0.7 * 40 * PACKET)
-    before = win.cwnd_bytes
-    win.landed_acked(2)  # congestion avoidance: 0.5 packet for a window's worth acknowledged
-    assert win.cwnd_bytes == pytest.approx(before + 0.5 * PACKET * 40 * PACKET / before)
-    assert win.settled_bytes() == win.cwnd_bytes  # what the connection keeps: the window, not its bytes counted
+    win.landed_acked(2, now_s=1.0)  # and its acknowledgement, in recovery, does not grow the window
+    assert win.cwnd_bytes == 28 * PACKET
     bbr = Window(list(sizes), cwnd_bytes=10 * PACKET, limit_bytes=90 * PACKET, packet_bytes=PACKET)
     bbr.lost(0)
     assert bbr.cwnd_bytes == 10 * PACKET and bbr.sizes == sizes and bbr.slow
+
+
+def test_after_a_loss_the_window_fills_packet_by_packet_not_whole_segments():
+    """A window of 23 packets with segments of 8 (cut at 16) has 23 packets out, the part of a segment that fits sent
+    alone: whole segments only carried 16 a round trip. Before any loss, segments still go whole."""
+    win = Window([8 * PACKET] * 6, cwnd_bytes=16 * PACKET, limit_bytes=90 * PACKET, response=Cubic(),
+                 packet_bytes=PACKET, ssthresh_bytes=16 * PACKET)  # fmt: skip
+    assert win.sent == 2
+    win.cwnd_bytes = 23 * PACKET
+    win.landed_acked(0, now_s=0.0)  # 8 out of the window: 15 of room
+    assert win.outstanding_bytes == 23 * PACKET and sum(win.sizes) == 48 * PACKET
+    assert win.sizes[:5] == [8 * PACKET, 8 * PACKET, 8 * PACKET, 7 * PACKET, PACKET]
+    fresh = Window([8 * PACKET] * 6, cwnd_bytes=20 * PACKET, limit_bytes=90 * PACKET, response=Cubic(),
+                   packet_bytes=PACKET)  # fmt: skip
+    assert fresh.sent == 2 and fresh.sizes == [8 * PACKET] * 6
+
+
+def acked_every(cubic: Cubic, cwnd: int, rtts: int, rtt_s: float, start_s: float = 0.0) -> list[int]:
+    """``cubic``'s window at the end of each round trip, two packets acknowledged at a time, evenly over each."""
+    out, t = [], start_s
+    for _ in range(rtts):
+        acks = max(cwnd // 2, 1)
+        for _ in range(acks):
+            t += rtt_s / acks
+            cwnd = cubic.grow(cwnd, 2, t, rtt_s)
+        out.append(cwnd)
+    return out
+
+
+def test_cubic_after_a_cut_steps_once_stands_for_round_trips_then_grows_as_its_reno_estimate():
+    """Linux's CUBIC on a path of 13 ms (traced with the kernel's tcp_probe at 1 % loss: +1 within a round trip, the
+    window standing till the 4th-5th, then ~0.5 packet a round trip): the cut (11 -> 7, fast convergence remembering
+    less than the window), then the cubic curve's integer target a packet above, then nothing till the Reno-friendly
+    estimate passes the window and the 1/32 s recomputation sees it, then 3 (1 - 0.7) / (1 + 0.7) packets a round
+    trip."""
+    cubic = Cubic(last_max=14)
+    cwnd = cubic.cut(11)
+    assert cwnd == 7 and cubic.last_max == 11 * (1024 + 717) // 2048  # below the last maximum: remembers less
+    grown = acked_every(cubic, cwnd, 40, 0.013)
+    assert grown[0] == cwnd and grown[1:5] == [cwnd + 1] * 4  # the step within the second round trip, then standing
+    assert 0.40 <= (grown[39] - grown[9]) / 30 <= 0.60  # the Reno-friendly pace
+    assert Reno().cut(11) == 5 and Cubic().cut(2) == 2  # Reno halves; never below two packets
+
+
+def test_cubic_recomputes_its_pace_at_most_every_32nd_of_a_second_while_the_window_stands():
+    """While the window stands, acknowledgements only count (``ack_cnt``) till 1/32 s passed; the next one sets the
+    pace; Linux shifts the epoch by a connection's idle time (``resumed``)."""
+    cubic = Cubic()
+    cubic.cut(20)
+    cubic.grow(14, 2, 0.0, 0.01)  # the epoch begins
+    cnt, epoch = cubic.cnt, cubic.epoch_s
+    for i in range(1, 40):  # 40 acknowledgements of 2 within 1/32 s: counted, the pace unchanged
+        assert cubic.grow(14, 2, i * 0.0007, 0.01) in (14, 15)
+    assert cubic.cnt == cnt and cubic.ack_cnt == 80
+    cubic.grow(14, 2, 0.04, 0.01)
+    assert cubic.tcp_cwnd > 14 and cubic.cnt < cnt  # recomputed: the Reno estimate passed the window
+    cubic.resumed(0.5)
+    assert cubic.epoch_s == epoch + 0.5
 
 
 def lossy(loss: float) -> nx.Graph:
     g = nx.Graph()
     g.add_edge("n0", "n1", params=LinkParams(bandwidth_bps=RATE_BPS, latency_s=LATENCY_S, jitter_s=0, loss=loss))
     return g
+
+
+def test_a_short_messages_loss_cuts_the_window_its_connection_keeps():
+    """64 KiB messages (one flight, in before their acknowledgements are back) over a 1 % lossy link: each loss still
+    cuts the kept connection's window for its next message, which falls over the messages toward the few packets
+    Linux's fell to (measured: 72-85 ms a 64 KiB message at 100 Mbit/s over two 3 ms links and 1 % loss,
+    bench/net_fidelity.py; with a loss cutting only messages of more than a flight, the window stayed at 100
+    packets and the model read 37-42 ms)."""
+    took, net = carried(lossy(0.01), Transport(), [(0.0, 65536)] * 40)
+    conn = net.connections["n0", "n1"]
+    assert conn.ssthresh_bytes < 20 * PACKET and conn.cwnd_bytes < 30 * PACKET
+    assert np.mean(took[-10:]) > 1.5 * min(took)  # windows of a few packets: several round trips a message
 
 
 def test_cubic_answers_a_loss_with_a_smaller_window_which_the_connection_keeps_bbr_only_resends():
