@@ -489,11 +489,9 @@ class Network:
         if win.response is None:
             return
         for k in sorted(landed_s, key=landed_s.__getitem__):
-            if win.counted[k]:
-                continue
-            if k in lossy:
+            if k in lossy:  # counted or not (slow start counts a segment at its first packet's acknowledgement)
                 win.lost(k)
-            if win.ssthresh_bytes < math.inf:
+            if not win.counted[k] and win.ssthresh_bytes < math.inf:
                 win.landed_acked(k, landed_s[k] + back_s)
 
     def _after(self, at_s: float, carry: Generator[Any, Any, float]) -> Generator[Any, Any, float]:
