@@ -39,7 +39,7 @@ import math
 from dataclasses import dataclass, field
 
 CUBIC_BETA = 717  # Linux's CUBIC: a loss cuts the window to 717/1024 of it (``Cubic.cut``)
-CUBIC_UPDATE_S = 1 / 32  # Linux's CUBIC recomputes its growth at most 32 times a second while the window stands still
+CUBIC_UPDATE_S = 1 / 32  # CUBIC recomputes its growth at most every HZ / 32 jiffies while the window stands still
 # CUBIC's Reno-friendly estimate grows one packet each cwnd * RENO_ACKS_8 / 8 packets acknowledged: Linux's beta_scale,
 # 8 (1024 + 717) / 3 / (1024 - 717) in integers, 3 (1 - 0.7) / (1 + 0.7) packets a round trip
 RENO_ACKS_8 = 8 * (1024 + CUBIC_BETA) // 3 // (1024 - CUBIC_BETA)
@@ -54,13 +54,15 @@ class Reno:
     cwnd_cnt: int = 0  # packets acknowledged toward the next one (``snd_cwnd_cnt``)
 
     def cut(self, cwnd: int) -> int:
+        self.cwnd_cnt = 0  # a cut drops the credits toward the next packet (``tcp_init_cwnd_reduction``)
         return max(cwnd // 2, 2)
 
     def grow(self, cwnd: int, acked: int, now_s: float, min_rtt_s: float) -> int:
         return self._ai(cwnd, cwnd, acked)
 
-    def resumed(self, idle_s: float) -> None:
-        """The connection sends again after ``idle_s`` with nothing in flight (Reno keeps no clock)."""
+    def resumed(self, idle_s: float, now_s: float) -> None:
+        """The connection sends again at ``now_s`` with nothing in flight, ``idle_s`` after it last sent (Reno keeps
+        no clock)."""
 
     def _ai(self, cwnd: int, w: int, acked: int) -> int:
         """Linux's ``tcp_cong_avoid_ai``: one packet each ``w`` acknowledged, credits kept."""
@@ -96,7 +98,7 @@ class Cubic(Reno):
     last_s: float = -math.inf
 
     def cut(self, cwnd: int) -> int:
-        self.epoch_s = None
+        self.epoch_s, self.cwnd_cnt = None, 0
         self.last_max = cwnd * (1024 + CUBIC_BETA) // 2048 if cwnd < self.last_max else cwnd
         return max(cwnd * CUBIC_BETA // 1024, 2)
 
@@ -104,10 +106,10 @@ class Cubic(Reno):
         self._update(cwnd, acked, now_s, min_rtt_s)
         return self._ai(cwnd, self.cnt, acked)
 
-    def resumed(self, idle_s: float) -> None:
-        """Linux shifts the epoch by the time the connection sat idle (``CA_EVENT_TX_START``)."""
+    def resumed(self, idle_s: float, now_s: float) -> None:
+        """Linux shifts the epoch by the time the connection sat idle, not past now (``CA_EVENT_TX_START``)."""
         if self.epoch_s is not None and idle_s > 0:
-            self.epoch_s += idle_s
+            self.epoch_s = min(self.epoch_s + idle_s, now_s)
 
     def _update(self, cwnd: int, acked: int, now_s: float, min_rtt_s: float) -> None:
         """``bictcp_update``: how many packets acknowledged grow the window by one (``cnt``)."""
@@ -169,6 +171,7 @@ class Connection:
     # where slow start ends: a loss sets it (``Window.lost``), kept from message to message
     ssthresh_bytes: float = math.inf
     response: Reno | None = None  # how it answers a loss (``loss_response``), its state kept from message to message
+    acked_s: float = -math.inf  # when the last acknowledgement of what it sent is back (nothing in flight after)
 
     def window_at(self, now_s: float, rto_s: float, restart: bool) -> float:
         """The window a message starting at ``now_s`` finds (``tcp_cwnd_restart``: halved for each whole timeout
@@ -213,6 +216,11 @@ class Window:
     # segments before this one were out when the last loss was answered: its recovery, which neither cuts again (one
     # cut a window) nor grows the window (Linux's fast recovery: the window shrinks to the cut one, then grows)
     recover: int = 0
+    # segments before this one were out when the window last held one back: only their acknowledgements grow it after
+    # a loss (Linux grows a window only while it limits the sender, ``tcp_is_cwnd_limited``; a message's last flight
+    # and a message smaller than the window do not)
+    limited: int = 0
+    acked_s: float = -math.inf  # when its last acknowledgement is back (``Network._acked_after``)
 
     def __post_init__(self) -> None:
         if self.limit_bytes <= 0 or self.cwnd_bytes <= 0:
@@ -278,7 +286,11 @@ class Window:
         if not self.counted[k]:
             if self.slow:
                 self._slow_start(k)
-            elif self.response is not None and self.ssthresh_bytes < self.limit_bytes and k >= self.recover:
+            elif (
+                self.response is not None
+                and self.ssthresh_bytes < self.limit_bytes
+                and self.recover <= k < self.limited
+            ):
                 acked = -(-self.sizes[k] // self.packet_bytes)
                 grown = self.response.grow(self.packets(), acked, now_s, self.rtt_s) * self.packet_bytes
                 self.cwnd_bytes = min(self.limit_bytes, max(self.cwnd_bytes, grown))
@@ -309,6 +321,7 @@ class Window:
             if self.outstanding_bytes > 0 and self.outstanding_bytes + size > self.cwnd_bytes:
                 size = self._split()
                 if not size:
+                    self.limited = self.sent
                     break
             self.outstanding_bytes += size
             self.sent += 1

@@ -358,6 +358,7 @@ class Network:
                 settled = win.settled_bytes()
                 conn.cwnd_bytes = max(conn.cwnd_bytes, settled) if conn.open else settled
                 conn.last_sent_s = max(conn.last_sent_s, win.last_sent_s)
+                conn.acked_s = max(conn.acked_s, win.acked_s)
                 conn.ssthresh_bytes = win.ssthresh_bytes
 
     def _window(self, src: str, dst: str, links: list[LinkServer], sizes: list[int], cap: int,
@@ -375,8 +376,8 @@ class Network:
         ssthresh = conn.ssthresh_bytes
         if cwnd < conn.cwnd_bytes:  # restarted: slow start up to 3/4 of the window it had (``tcp_current_ssthresh``)
             ssthresh = max(ssthresh, 0.75 * conn.cwnd_bytes)
-        if conn.response is not None and not conn.open:  # sending again after an idle spell
-            conn.response.resumed(self.env.now - conn.last_sent_s)
+        if conn.response is not None and not conn.open and self.env.now >= conn.acked_s:  # nothing in flight
+            conn.response.resumed(self.env.now - conn.last_sent_s, self.env.now)
         return Window(sizes, cwnd, limit, queued=True, ssthresh_bytes=ssthresh, response=conn.response,
                       packet_bytes=tcp.packet_bytes, rtt_s=rtt_s)  # fmt: skip
 
@@ -488,6 +489,7 @@ class Network:
         cut nothing, and a kept connection's window never fell), and after a loss each grows it."""
         if win.response is None:
             return
+        win.acked_s = max(landed_s.values()) + back_s
         for k in sorted(landed_s, key=landed_s.__getitem__):
             if k in lossy:  # counted or not (slow start counts a segment at its first packet's acknowledgement)
                 win.lost(k)

@@ -260,8 +260,28 @@ def test_cubic_recomputes_its_pace_at_most_every_32nd_of_a_second_while_the_wind
     assert cubic.cnt == cnt and cubic.ack_cnt == 80
     cubic.grow(14, 2, 0.04, 0.01)
     assert cubic.tcp_cwnd > 14 and cubic.cnt < cnt  # recomputed: the Reno estimate passed the window
-    cubic.resumed(0.5)
+    cubic.resumed(0.5, now_s=1.0)
     assert cubic.epoch_s == epoch + 0.5
+    cubic.resumed(5.0, now_s=1.0)  # not past now
+    assert cubic.epoch_s == 1.0
+
+
+def test_a_cut_drops_the_credits_toward_the_next_packet_and_growth_needs_a_full_window():
+    """``tcp_init_cwnd_reduction`` zeroes ``snd_cwnd_cnt``: credits earned before a cut do not grow the cut window.
+    After a loss a window grows only from segments that were out while it held the sender back
+    (``tcp_is_cwnd_limited``): a message smaller than the window does not grow it."""
+    reno = Reno(cwnd_cnt=18)
+    assert reno.cut(20) == 10 and reno.grow(10, 1, 0.0, 0.01) == 10
+    small = Window([8 * PACKET], cwnd_bytes=20 * PACKET, limit_bytes=90 * PACKET, response=Reno(cwnd_cnt=19),
+                   packet_bytes=PACKET, ssthresh_bytes=20 * PACKET)  # fmt: skip
+    assert small.sent == 1 and small.limited == 0
+    small.landed_acked(0, now_s=0.1)
+    assert small.cwnd_bytes == 20 * PACKET
+    full = Window([10 * PACKET] * 6, cwnd_bytes=20 * PACKET, limit_bytes=90 * PACKET, response=Reno(cwnd_cnt=19),
+                  packet_bytes=PACKET, ssthresh_bytes=20 * PACKET)  # fmt: skip
+    assert full.sent == 2 and full.limited == 2
+    full.landed_acked(0, now_s=0.1)  # its 10 packets: Reno's 20th credit grows the window
+    assert full.cwnd_bytes == 21 * PACKET
 
 
 def lossy(loss: float) -> nx.Graph:
