@@ -272,3 +272,28 @@ def test_a_jittered_hops_measured_latency_leaves_its_jitter_to_the_model():
     draws = np.random.default_rng(7).exponential(1e-3, (200_000, 4)).sum(axis=1)
     assert net_fidelity.ping_jitter_s(1e-3) == pytest.approx(float(np.median(draws)) / 4, rel=0.01)
     assert net_fidelity.ping_jitter_s(0.0) == 0.0
+
+
+def test_the_kernels_trace_reads_as_the_senders_window_its_recoveries_and_its_growth_after_each():
+    """bench/cubic_trace.py: of two sockets' ``tcp_probe`` lines the sender's is the one with fewer (an
+    acknowledgement per two packets); a recovery counts once; from its end the window's growth a round trip, and its
+    profile round trip by round trip (here 5 packets, then +1 two round trips later, then a loss)."""
+    import cubic_trace
+
+    def probe(t: float, cookie: str, cwnd: int) -> str:
+        return (f" python-1 [001] ..s2. {t:.6f}: tcp_probe: family=AF_INET snd_cwnd={cwnd} ssthresh=5 snd_wnd=1 "
+                f"srtt=10000 rcv_wnd=1 sock_cookie={cookie} skbaddr=0 skaddr=0")  # fmt: skip
+
+    def state(t: float, s: int) -> str:
+        return f" python-1 [001] ..s2. {t:.6f}: tcp_cong_state_set: family=AF_INET cong_state={s}"
+
+    lines = [probe(0.000, "2", 8), state(0.001, 1), state(0.002, 3), probe(0.003, "2", 5), state(0.010, 0)]
+    lines += [probe(0.011 + 0.01 * i, "2", 5 if i < 2 else 6) for i in range(4)]  # 4 round trips of 10 ms
+    lines += [state(0.052, 1), state(0.053, 3), state(0.070, 0)]
+    lines += [probe(0.0005 * i, "1", 9) for i in range(40)]  # the receiver's socket
+    samples = cubic_trace.parse("\n".join(lines))
+    assert all(s.cwnd != 9 for s in samples)
+    got = cubic_trace.summary(samples, messages=1)
+    assert got.recoveries_per_message == 2 and got.srtt_s == pytest.approx(0.01)
+    assert got.profile == [0.0, 0.0, 1.0, 1.0]
+    assert got.growth_per_rtt == pytest.approx(1 / 4.2)  # +1 over 42 ms, from the recovery's end to the next loss
