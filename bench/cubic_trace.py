@@ -137,8 +137,9 @@ def main() -> int:
     ap.add_argument("--latency-ms", type=float, default=3.0, help="each link's delay (default 3 ms)")
     ap.add_argument("--congestion-control", default="cubic", choices=("cubic", "reno", "bbr"), help="the sender's")
     args = ap.parse_args()
-    if not 1 <= args.size <= 100_000_000 or not 0 <= args.loss < 0.5 or not 1 <= args.reps <= 1000:
-        ap.error("--size 1-100,000,000, --loss 0-0.5, --reps 1-1000")
+    if not (1 <= args.size <= 100_000_000 and 0 <= args.loss < 0.5 and 1 <= args.reps <= 1000
+            and 0.5 <= args.latency_ms <= 1000):  # fmt: skip
+        ap.error("--size 1-100,000,000, --loss 0-0.5, --reps 1-1000, --latency-ms 0.5-1000")
     if (why := unavailable()) is not None or not (TRACING / "events/tcp/tcp_probe").exists():
         print(f"cubic_trace: needs the netns backend and tracefs: {why or 'no tcp_probe trace event'}", file=sys.stderr)
         return 2
