@@ -19,7 +19,8 @@ records:
 ``--bandwidth-bps`` gives every link another rate: where the sender is held depends on it (docs/twin-validation.md,
 "Stop 82"). It prints each one's median, min and max over the messages (the first two left out: the window
 opening), and the machine's load before and after. Needs root (namespaces); says so in one line without it.
-Run: python bench/send_hold.py [--messages 30] [--gap-s 0.08] [--bytes 1004382] [--bandwidth-bps 1e8]
+``--preset`` gives every link a preset's rate, latency, jitter and loss (the twin's Wi-Fi cells: ``wifi-5ghz``).
+Run: python bench/send_hold.py [--messages 30] [--gap-s 0.08] [--bytes 1004382] [--bandwidth-bps 1e8] [--preset P]
 """
 
 from __future__ import annotations
@@ -45,10 +46,12 @@ COLUMNS = ("sendall held, ms", "arrived after, ms", "sender's CPU, ms", "reader'
 TIMES = 4  # the columns in seconds (printed in ms)
 
 
-def measure(messages: int, gap_s: float, nbytes: int, bandwidth_bps: float | None = None) -> list[Send]:
-    """One ``Send`` per message over paper-3node's links from pi-1 to pi-2 or, with ``bandwidth_bps``, links of
-    that rate."""
-    sets = [f"deployment.network.links.*.bandwidth_bps={bandwidth_bps:g}"] if bandwidth_bps else []
+def measure(messages: int, gap_s: float, nbytes: int, bandwidth_bps: float | None = None,
+            preset: str | None = None) -> list[Send]:  # fmt: skip
+    """One ``Send`` per message over paper-3node's links from pi-1 to pi-2 or, with ``preset``, links of that preset
+    (their latency, jitter and loss too), and with ``bandwidth_bps`` of that rate."""
+    sets = [f"deployment.network.links.*.preset={preset}"] if preset else []
+    sets += [f"deployment.network.links.*.bandwidth_bps={bandwidth_bps:g}"] if bandwidth_bps else []
     return timed_sends(load_scenario(SCENARIO, sets).graph(), "pi-1", "pi-2", messages, gap_s, nbytes)
 
 
@@ -72,16 +75,18 @@ def main() -> None:
                     help=f"a message's bytes (default {MESSAGE_BYTES:,})")  # fmt: skip
     ap.add_argument("--bandwidth-bps", type=in_range(1e6, 1e11, float), default=None,
                     help="every link's rate (default: paper-3node's, a gigabit)")  # fmt: skip
+    ap.add_argument("--preset", default=None, help="every link of this preset (sim/presets.py), e.g. wifi-5ghz")
     args = ap.parse_args()
     if (why := unavailable()) is not None:
         ap.error(f"needs network namespaces: {why}")
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {os.cpu_count()} CPUs")
     try:
-        rows = measure(args.messages, args.gap_s, args.bytes, args.bandwidth_bps)
+        rows = measure(args.messages, args.gap_s, args.bytes, args.bandwidth_bps, args.preset)
     except (OSError, UserError) as exc:  # a namespace that would not build, a reader gone, a send that timed out
         raise SystemExit(f"send_hold.py: {exc}") from None
     sent = f"{len(rows) - WARM_UP} messages of {args.bytes:,} bytes"
     rate = f"{args.bandwidth_bps / 1e6:g} Mbit/s links" if args.bandwidth_bps else "its gigabit links"
+    rate += f", preset {args.preset}" if args.preset else ""
     print(f"{sent}, pi-1 -> pi-2 of paper-3node ({rate}), {args.gap_s:g} s apart:")
     for name, median, lo, hi in summary(rows):
         print(f"  {name:22s} median {median:12.2f}   min {lo:12.2f}   max {hi:12.2f}")

@@ -72,7 +72,7 @@ from hw.runtime import LINK_KEY_ENV, LISTEN_FDS_ENV, NODE_ENV, new_link_key
 from hw.sendcpu import kernel_rate_clean
 from hw.speed import KEPT_FILE as SPEED_SAMPLES
 from hw.trainprobe import training_probe
-from sim.contract import MAX_RUN_JSON_BYTES, FabricProbe, RunLayout, Summary, write_json
+from sim.contract import MAX_RUN_JSON_BYTES, FabricProbe, LinkDelay, RunLayout, Summary, write_json
 from sim.errors import UserError, shorten
 from sim.loading import exists, read_bytes
 from sim.scenario import DevicePopulation, Scenario, load_scenario, write_scenario
@@ -344,6 +344,7 @@ class NetnsAddressing:
         the mean of the two. A probe that fails now keeps the first."""
         if self.probe is None:
             return
+        self.probe = self.probe.model_copy(update={"delays": self._late_delays(self.probe.delays)})
         try:
             again = probe_clean(self.fabric, *self.probe.hosts)
         except (OSError, UserError):
@@ -352,6 +353,16 @@ class NetnsAddressing:
         latency_s = (first.latency_s + again.latency_s) / 2
         throughput_bps = (first.throughput_bps + again.throughput_bps) / 2
         self.probe = first.model_copy(update={"latency_s": latency_s, "throughput_bps": throughput_bps})
+
+    def _late_delays(self, delays: list[LinkDelay]) -> list[LinkDelay]:
+        """The delayed links with how late their hops passed packets on over the run (``Fabric.lateness``)."""
+        links, late = self.scenario.deployment.network.links, self.fabric.lateness()
+        out = []
+        for d in delays:
+            a, b = links[d.link].a, links[d.link].b
+            ways = late.get((a, b)) or late.get((b, a), [])[::-1]
+            out.append(d.model_copy(update={"lateness": ways}))
+        return out
 
     def exec_prefix(self, cfg: RunConfig, process: str) -> list[str]:
         """The command a node process runs under: in its pod's host's namespace, or its runner host's."""

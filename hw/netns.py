@@ -28,6 +28,7 @@ import contextlib
 import ctypes
 import fcntl
 import itertools
+import json
 import os
 import secrets
 import shutil
@@ -43,12 +44,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import networkx as nx
 import numpy as np
 
 from hw import tcp
-from sim.contract import FabricProbe, LinkDelay
+from sim.contract import FabricProbe, HopLateness, LinkDelay
 from sim.errors import UserError
 from sim.scenario import LinkParams, Scenario, Transport
 
@@ -105,6 +107,14 @@ def delays(s: Scenario) -> list[LinkDelay]:
     """The scenario's host-to-host links the fabric delays (``delayed``), as a run's summary records them."""
     return [LinkDelay(link=i, latency_s=d[0], jitter_s=d[1])
             for i, link in enumerate(s.deployment.network.links) if (d := delayed(link)) is not None]  # fmt: skip
+
+
+def hop_lateness(report: dict[str, Any]) -> HopLateness:
+    """One direction of a delay hop's answer to ``?`` (hw/delayline.py ``Lateness.report``); zeros where it delayed
+    no packet."""
+    written = report["written_s"] or dict.fromkeys(("mean", "p50", "p95", "max"), 0.0)
+    return HopLateness(packets=report["packets"], read_p95_s=(report["read_s"] or {}).get("p95", 0.0),
+                       **{f"written_{k}_s": v for k, v in written.items()})  # fmt: skip
 
 
 def not_applied(s: Scenario) -> str | None:
@@ -208,6 +218,7 @@ class Fabric:
     # probes' too; "": the namespaces' default, the machine's
     congestion_control: str = ""
     delay_lines: list[subprocess.Popen[bytes]] = field(default_factory=list, init=False)  # hw/delayline.py, running
+    delay_ends: list[tuple[str, str]] = field(default_factory=list, init=False)  # each one's link (a, b), in order
 
     def __enter__(self) -> Fabric:
         self.build()
@@ -246,6 +257,8 @@ class Fabric:
                 rate_bps, _, _, loss = data["params"].resolved()
                 burst = bucket_bytes(data["params"])
                 delay = delayed(data["params"]) if self.delay else None
+                if delay is not None:
+                    self.delay_ends.append((a, b))
                 self._link(self.names[a], self.names[b], f"l{j}", rate_bps, burst, loss,
                            None if delay is None else (j, *delay))  # fmt: skip
         except BaseException:
@@ -325,6 +338,21 @@ class Fabric:
                 if line.poll() is None:
                     self._order(line, b"1")
 
+    def lateness(self) -> dict[tuple[str, str], list[HopLateness]]:
+        """How late each delay hop passed on its delayed packets so far, by its link's ends (a, b): a to b, then b to
+        a (hw/delayline.py's ``?``). A hop that does not answer is left out."""
+        out: dict[tuple[str, str], list[HopLateness]] = {}
+        for ends, line in zip(self.delay_ends, self.delay_lines, strict=False):
+            assert line.stdin is not None and line.stdout is not None
+            try:
+                line.stdin.write(b"?")
+                line.stdin.flush()
+                report = json.loads(line.stdout.readline()) if line.stdout.read(1) == b"?" else None
+                out[ends] = [hop_lateness(d) for d in report or ()]
+            except (OSError, ValueError, TypeError, KeyError):
+                continue
+        return out
+
     @property
     def lossy(self) -> bool:
         """Whether any of its links (between hosts and switches) loses frames."""
@@ -347,6 +375,7 @@ class Fabric:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 line.wait(5)
         self.delay_lines.clear()
+        self.delay_ends.clear()
         self.names.clear()
         if self.reaper is not None and self.reaper.stdin is not None:
             self.reaper.stdin.close()  # the reaper finds nothing left and exits

@@ -25,6 +25,14 @@ the twin's nodes keep theirs; after it sent nothing for longer than its retransm
 initial window (``tcp_cwnd_restart``, sysctl ``net.ipv4.tcp_slow_start_after_idle``, on by default; congestion
 controls with their own window control, BBR, skip it): ``Transport.restarts_after_idle``.
 
+CUBIC leaves slow start early where its HyStart sees the acknowledgements of one round trip come back as a train longer
+than half the path's minimum round trip (Linux's ``hystart_update``, ACK-train detection, on by default:
+``Transport.hystart``): at a window of about that round trip plus a millisecond at the path's slowest rate
+(``hystart_exit_packets``; traced: 88 and 96 packets on two 3 ms links at 77 Mbit/s, where this says 86). On a path
+whose round trip under load is longer than its minimum (jitter kept in order: ~20 ms against 12.5 there) the window
+so stops below the path's bandwidth-delay product and grows on at 5 % a round trip (no loss yet: ``Cubic``), where it
+would have grown to it; a connection detects it once (``Cubic.found``), later slow starts end at the threshold it set.
+
 A loss (``Window.lost``, told as the acknowledgement of a segment that lost a packet comes back) is answered by the
 connection's congestion control (``loss_response``: Linux's CUBIC, ``Cubic``, or Reno; BBR does not cut), in whole
 packets as the kernel counts them: the window cut once an episode, no growth from the segments that were out before the
@@ -39,6 +47,8 @@ import math
 from dataclasses import dataclass, field
 
 CUBIC_BETA = 717  # Linux's CUBIC: a loss cuts the window to 717/1024 of it (``Cubic.cut``)
+HYSTART_LOW_WINDOW = 16  # HyStart looks at slow start from this window on (packets; Linux's hystart_low_window)
+HYSTART_ACK_DELAY_S = 1e-3  # its train's allowance for delayed acknowledgements (``hystart_ack_delay``: 1 ms at most)
 CUBIC_UPDATE_S = 1 / 32  # CUBIC recomputes its growth at most every HZ / 32 jiffies while the window stands still
 # CUBIC's Reno-friendly estimate grows one packet each cwnd * RENO_ACKS_8 / 8 packets acknowledged: Linux's beta_scale,
 # 8 (1024 + 717) / 3 / (1024 - 717) in integers, 3 (1 - 0.7) / (1 + 0.7) packets a round trip
@@ -87,6 +97,7 @@ class Cubic(Reno):
     stands for 3-5 round trips of 13 ms (measured, bench/net_fidelity.py's 1 MB at 1 % loss, traced with the
     kernel's ``tcp_probe``), so it grows ~0.36 packets a round trip between losses, not 0.53."""
 
+    found: bool = False  # HyStart ended a slow start of this connection (Linux's ``found``; an RTO would clear it)
     last_max: int = 0  # the window before the last cut (``last_max_cwnd``)
     epoch_s: float | None = None  # when the current epoch of growth began (None: at the next acknowledgement)
     origin: int = 0
@@ -149,6 +160,14 @@ def _cube_root(a: int) -> int:
     while (x + 1) ** 3 <= a:
         x += 1
     return x
+
+
+def hystart_exit_packets(min_rtt_s: float, packet_s: float) -> int:
+    """The window (packets) at which CUBIC's HyStart ends slow start on a path of minimum round trip ``min_rtt_s`` whose
+    slowest link takes ``packet_s`` a packet: its acknowledgement train, a packet's time each, outlasts half the round
+    trip plus the delayed-acknowledgement allowance once half the window came back within one round trip -- the
+    window then is twice what came back (``hystart_update``); never below ``HYSTART_LOW_WINDOW``."""
+    return max(HYSTART_LOW_WINDOW, math.ceil((min_rtt_s + HYSTART_ACK_DELAY_S) / packet_s))
 
 
 def loss_response(congestion_control: str) -> Reno | None:
@@ -221,6 +240,16 @@ class Window:
     # and a message smaller than the window do not)
     limited: int = 0
     acked_s: float = -math.inf  # when its last acknowledgement is back (``Network._acked_after``)
+    # where CUBIC's HyStart ends this slow start (``hystart_exit_packets``, bytes; inf: it does not, or it did before)
+    hystart_bytes: float = math.inf
+    # a window that fills the path (its bandwidth-delay product at its round trip under load), where HyStart, not a
+    # loss, set the threshold: growing past it the window becomes the steady one (``limit_bytes``), which this model's
+    # segments need to fill the link where Linux's packets fill it with the product (inf: no such bound)
+    full_bytes: float = math.inf
+    filled_bytes: float = 0.0  # the window when it passed ``full_bytes`` (0: it has not): what the connection keeps
+    # its segments cut to whole packets (``_recut``, ``_split``) once a loss was answered (None: where its threshold
+    # is set, as before HyStart; a threshold HyStart set, no loss since, keeps them whole)
+    packetwise: bool | None = None
 
     def __post_init__(self) -> None:
         if self.limit_bytes <= 0 or self.cwnd_bytes <= 0:
@@ -229,8 +258,11 @@ class Window:
             raise ValueError("a window that answers a loss needs its packets' size (packet_bytes)")
         self.grown_bytes = min(self.cwnd_bytes, GROWN_LIMITS * self.limit_bytes)
         self.cwnd_bytes = min(self.cwnd_bytes, self.limit_bytes)
+        self._fill()
         self.counted = [False] * len(self.sizes)
-        loss_window = self.response is not None and self.ssthresh_bytes <= self.cwnd_bytes < self.limit_bytes
+        if self.packetwise is None:
+            self.packetwise = self.response is not None and self.ssthresh_bytes < math.inf
+        loss_window = self.packetwise and self.ssthresh_bytes <= self.cwnd_bytes < self.limit_bytes
         if loss_window:  # a loss's window, still small: its segments in packets
             self._recut()
         self._release()
@@ -248,7 +280,9 @@ class Window:
         window)."""
         if self.response is None or k < self.recover:
             return
-        self.recover = self.sent
+        self.recover, self.packetwise = self.sent, True
+        if self.filled_bytes:  # cut from the window Linux has, not the steady one standing for it
+            self.cwnd_bytes, self.filled_bytes, self.full_bytes = self.filled_bytes, 0.0, math.inf
         self.cwnd_bytes = self.ssthresh_bytes = self.response.cut(self.packets()) * self.packet_bytes
         self.grown_bytes = self.cwnd_bytes
         self._recut()
@@ -257,7 +291,12 @@ class Window:
         """Slow start's growth by segment ``k``'s bytes; where it ends below the steady window (at a loss's threshold),
         the segments not sent yet are cut to the window (``_recut``)."""
         self.cwnd_bytes = min(self.limit_bytes, self.cwnd_bytes + self.sizes[k])
-        if self.response is not None and not self.slow and self.cwnd_bytes < self.limit_bytes:
+        if self.cwnd_bytes >= self.hystart_bytes and self.slow:  # HyStart's train: slow start ends here, once
+            self.cwnd_bytes = self.ssthresh_bytes = self.hystart_bytes
+            self.hystart_bytes = math.inf
+            if isinstance(self.response, Cubic):
+                self.response.found = True
+        if self.packetwise and not self.slow and self.cwnd_bytes < self.limit_bytes:
             self._recut()
 
     def _recut(self) -> None:
@@ -294,12 +333,22 @@ class Window:
                 acked = -(-self.sizes[k] // self.packet_bytes)
                 grown = self.response.grow(self.packets(), acked, now_s, self.rtt_s) * self.packet_bytes
                 self.cwnd_bytes = min(self.limit_bytes, max(self.cwnd_bytes, grown))
+                self._fill()
             self._count(k)
         return self._release()
 
+    def _fill(self) -> None:
+        """Past the path's product after HyStart (``full_bytes``) the link is full: the steady window from here (its
+        segments need it), the window that filled it kept for the connection (``filled_bytes``)."""
+        if not self.filled_bytes and self.full_bytes <= self.cwnd_bytes < self.limit_bytes:
+            self.filled_bytes, self.cwnd_bytes = self.cwnd_bytes, self.limit_bytes
+
     def settled_bytes(self) -> float:
         """The connection's window once every segment sent has been acknowledged (what it keeps for its next message:
-        the message is in before the last acknowledgements are back): ``grown_bytes`` and each one not yet counted."""
+        the message is in before the last acknowledgements are back): ``grown_bytes`` and each one not yet counted;
+        the window that filled the path where one did (``filled_bytes``)."""
+        if self.filled_bytes:
+            return self.filled_bytes
         if self.ssthresh_bytes < math.inf:  # since a loss it grows as its window does
             return self.cwnd_bytes
         owed = sum(size for size, counted in zip(self.sizes[: self.sent], self.counted, strict=False) if not counted)
@@ -330,7 +379,7 @@ class Window:
     def _split(self) -> int:
         """The next segment cut to the whole packets the window has room for (its rest after it); that part's size,
         or 0 where it cannot be (no room for a packet, or no loss answered yet)."""
-        if self.response is None or self.ssthresh_bytes == math.inf:
+        if not self.packetwise:
             return 0
         room = int((self.cwnd_bytes - self.outstanding_bytes) // self.packet_bytes) * self.packet_bytes
         k = self.sent

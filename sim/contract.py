@@ -876,13 +876,29 @@ class MachineLoad(_Model):
                 f"{speed}{energy}{sched}")  # fmt: skip
 
 
+class HopLateness(_Model):
+    """How late a delay hop (hw/delayline.py) passed on one direction's packets over a run, beyond the latency and
+    jitter it drew for them: what the link added on this machine. ``read_p95_s``: how long after the kernel took a
+    packet in the hop read it (taken back where the kernel stamped it); ``written_*``: how long after its time it
+    left (negative: released early by the hop's usual wake-up lateness)."""
+
+    packets: int = Field(ge=0)
+    read_p95_s: float = Field(ge=-60.0, le=60.0, allow_inf_nan=False)
+    written_mean_s: float = Field(ge=-60.0, le=60.0, allow_inf_nan=False)
+    written_p50_s: float = Field(ge=-60.0, le=60.0, allow_inf_nan=False)
+    written_p95_s: float = Field(ge=-60.0, le=60.0, allow_inf_nan=False)
+    written_max_s: float = Field(ge=-60.0, le=60.0, allow_inf_nan=False)
+
+
 class LinkDelay(_Model):
     """A link the netns fabric delays in user space (hw/delayline.py), as the scenario gives it: its index in
-    ``deployment.network.links``, its latency and its jitter (within a scenario link's bounds)."""
+    ``deployment.network.links``, its latency and its jitter (within a scenario link's bounds); after a run, how late
+    its hop passed packets on, a to b then b to a (``lateness``; none before a run, or in runs before it was kept)."""
 
     link: int = Field(ge=0, le=MAX_COUNT)
     latency_s: float = Field(ge=0, le=60.0, allow_inf_nan=False)
     jitter_s: float = Field(ge=0, le=60.0, allow_inf_nan=False)
+    lateness: list[HopLateness] = Field(default=[], max_length=2)
 
 
 CongestionControl = Literal["cubic", "reno", "bbr"]  # sim.scenario.Transport.congestion_control: Linux's names

@@ -385,6 +385,10 @@ class Transport(_Strict):
     # restarts its window from the initial one, halved once a timeout (Linux's net.ipv4.tcp_slow_start_after_idle,
     # on by default), where its congestion control leaves the window to TCP (``restarts_after_idle``)
     restart_after_idle: bool = True
+    # CUBIC's HyStart (Linux's tcp_cubic hystart=1, on by default): slow start ends where a round trip's
+    # acknowledgements come back as a train longer than half the path's minimum round trip (sim/congestion.py
+    # ``hystart_exit_packets``); false: slow start runs to the path's window or a loss (the model before stop 89)
+    hystart: bool = True
 
     @field_validator("host_rate_bps")
     @classmethod

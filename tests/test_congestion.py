@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import simpy
 
-from sim.congestion import GROWN_LIMITS, Connection, Cubic, Reno, Window
+from sim.congestion import GROWN_LIMITS, HYSTART_LOW_WINDOW, Connection, Cubic, Reno, Window, hystart_exit_packets
 from sim.contract import FabricProbe
 from sim.network import Network
 from sim.scenario import LinkParams, Transport
@@ -319,3 +319,59 @@ def test_cubic_answers_a_loss_with_a_smaller_window_which_the_connection_keeps_b
     assert took["bbr"][1].connections["n0", "n1"].ssthresh_bytes == np.inf
     clean = {cc: carried(lossy(0.0), Transport(congestion_control=cc), [(0.0, 1_000_000)])[0] for cc in took}
     assert clean["cubic"] == clean["reno"] == clean["bbr"]
+
+
+def jittered(latency_s: float = 0.003, jitter_s: float = 0.001, rate_bps: float = 77e6, hops: int = 2) -> nx.Graph:
+    g = nx.Graph()
+    p = LinkParams(bandwidth_bps=rate_bps, latency_s=latency_s, jitter_s=jitter_s, loss=0)
+    nx.add_path(g, [f"n{i}" for i in range(hops + 1)], params=p)
+    return g
+
+
+def test_hystart_ends_slow_start_where_the_ack_train_outlasts_half_the_minimum_round_trip():
+    """Two 3 ms links at 77 Mbit/s: a round trip of 12.3 ms at least, a packet every 0.157 ms; the train of half the
+    window outlasts (12.3 + 1) / 2 ms at a window of 85 packets (traced: 88 and 96, bench/idle_restart.py); HyStart
+    looks from 16 packets on."""
+    packet_s = PACKET * 8 / 77e6
+    min_rtt_s = 4 * 0.003 + 2 * packet_s
+    assert hystart_exit_packets(min_rtt_s, packet_s) == 85
+    assert hystart_exit_packets(20e-6, PACKET * 8 / 100e6) == HYSTART_LOW_WINDOW  # a fabric of microseconds
+    win = Window([65536] * 20, 10 * PACKET, 400 * PACKET, response=Cubic(), packet_bytes=PACKET,
+                 hystart_bytes=85 * PACKET)  # fmt: skip
+    for k in range(20):
+        win.first_acked(k)
+    assert win.cwnd_bytes == win.ssthresh_bytes == 85 * PACKET and not win.slow
+    assert win.response is not None and win.response.found and win.hystart_bytes == float("inf")
+
+
+@pytest.mark.parametrize("hystart", [True, False])
+def test_hystart_holds_a_jittered_paths_window_below_its_product_and_only_there(hystart):
+    """In-order jitter makes a loaded round trip (~20 ms) longer than the minimum HyStart measures (12.3 ms): its
+    exit holds the window below the product, later slow starts after idle end at the threshold it set, and the
+    window grows on at 5 % a round trip (no loss yet) -- messages take longer than to the steady window. Off, or on
+    a path whose round trip under load is its minimum (no jitter), slow start runs to the steady window."""
+    t = Transport(hystart=hystart)
+    took, net = carried(jittered(), t, [(0.0, 1_000_000), (0.8, 1_000_000), (0.8, 1_000_000)], dst="n2")
+    conn = net.connections["n0", "n2"]
+    assert isinstance(conn.response, Cubic) and conn.response.found == hystart
+    if hystart:
+        assert 80 * PACKET <= conn.ssthresh_bytes <= 110 * PACKET  # 85 set, raised to 3/4 of the window at a restart
+    else:
+        assert conn.ssthresh_bytes == float("inf")
+    off, _ = carried(jittered(), Transport(hystart=False), [(0.0, 1_000_000), (0.8, 1_000_000), (0.8, 1_000_000)],
+                     dst="n2")  # fmt: skip
+    assert (sum(took) > 1.1 * sum(off)) == hystart
+    _, plain = carried(jittered(jitter_s=0.0), t, [(0.0, 1_000_000)], dst="n2")
+    assert plain.connections["n0", "n2"].ssthresh_bytes == float("inf")  # the exit is past the product: no stop
+
+
+def test_a_window_past_the_product_after_hystart_fills_the_link_and_keeps_its_own_size_for_the_connection():
+    """This model's segments need a segment more than the product to fill the link, Linux's packets the product:
+    past it (``full_bytes``) the window becomes the steady one, and what the connection keeps (for a restart's
+    threshold) is the window Linux has; a loss then cuts that one, not the steady one."""
+    cubic = Cubic(found=True)
+    win = Window([65536] * 10, 120 * PACKET, 200 * PACKET, response=cubic, packet_bytes=PACKET,
+                 ssthresh_bytes=96 * PACKET, full_bytes=110 * PACKET)  # fmt: skip
+    assert win.cwnd_bytes == 200 * PACKET and win.settled_bytes() == 120 * PACKET
+    win.lost(0)
+    assert win.cwnd_bytes == 120 * 717 // 1024 * PACKET and win.settled_bytes() == win.cwnd_bytes

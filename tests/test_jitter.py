@@ -102,3 +102,21 @@ def test_a_delay_hop_releases_packets_early_by_its_usual_lateness_at_most_a_fift
     assert delayline.early_s(usual) == pytest.approx(0.1e-3 + 6e-6)
     busy = collections.deque([3e-3] * 64, maxlen=64)
     assert delayline.early_s(busy) == delayline.LATE_MAX_S == 0.2e-3
+
+
+def test_a_delay_hops_lateness_report_reads_back_as_the_summarys_and_a_quiet_direction_as_zeros():
+    """hw/delayline.py counts how late it read and wrote the packets it delayed; the fabric turns its answer into a
+    summary's ``HopLateness`` (hw/netns.py ``hop_lateness``): the same quantiles, and zeros where it delayed none."""
+    from hw.netns import hop_lateness
+
+    late = delayline.Lateness()
+    for i in range(100):
+        delayline.keep(late.read, i * 1e-6)
+        delayline.keep(late.written, (i - 10) * 1e-5)
+    late.packets = 100
+    got = hop_lateness(late.report())
+    assert got.packets == 100 and got.read_p95_s == pytest.approx(94e-6)
+    assert got.written_p50_s == pytest.approx(40e-5) and got.written_max_s == pytest.approx(89e-5)
+    assert got.written_mean_s == pytest.approx(39.5e-5) and got.written_p95_s == pytest.approx(84e-5)
+    quiet = hop_lateness(delayline.Lateness().report())
+    assert quiet.packets == 0 and quiet.written_p95_s == quiet.read_p95_s == 0.0
