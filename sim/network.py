@@ -650,7 +650,7 @@ class Network:
         """An acknowledgement back (``code``: n + k for segment k's first packet, 2n + k for its last byte, n segments):
         a step for each segment the window lets go, in order (``_queued_at``); returns the next step's order."""
         n, before = len(win.sizes), win.sent
-        after = win.first_acked(code - n) if code < 2 * n else win.landed_acked(code - 2 * n)
+        after = win.first_acked(code - n, now_s) if code < 2 * n else win.landed_acked(code - 2 * n, now_s)
         for j in range(before, after):
             win.last_sent_s = (
                 self._queued_at(links, flow, ahead, win.sizes[j], packet_bytes, now_s) if win.queued else now_s

@@ -108,7 +108,7 @@ def test_a_siege_of_trickling_connections_and_spammed_hellos_keeps_no_pod_or_dev
     authenticated. The same at a client's telemetry port kept its devices out all run, and HELLOs under a device's
     public name made the client sign for strangers, recorded as its telemetry work (hw.node.gate)."""
     s = scenario("workload.devices.ecg-a.frame_period_s=0.05", "workload.devices.ecg-b.frame_period_s=0.05",
-                 "workload.fl.local_epochs=20")  # fmt: skip
+                 "workload.fl.local_epochs=80")  # fmt: skip
     out, stop = tmp_path / "run", threading.Event()
     attacks: list[threading.Thread] = []
 
@@ -151,7 +151,7 @@ def test_a_stranger_pouring_into_the_device_links_takes_no_link_time(tmp_path):
     import socket
 
     s = scenario("workload.devices.ecg-a.frame_period_s=0.05", "workload.devices.ecg-b.frame_period_s=0.05",
-                 "workload.fl.local_epochs=20")  # fmt: skip
+                 "workload.fl.local_epochs=80")  # fmt: skip
     out, stop, poured = tmp_path / "run", threading.Event(), [0]
 
     def pour() -> None:
@@ -200,7 +200,7 @@ def test_a_run_whose_devices_could_not_reach_their_pods_says_so(tmp_path, monkey
 
     monkeypatch.setattr(local.LocalAddressing, "pair", wrong_key)
     s = scenario("workload.devices.ecg-a.frame_period_s=0.05", "workload.devices.ecg-b.count=0",
-                 "workload.fl.local_epochs=20")  # fmt: skip
+                 "workload.fl.local_epochs=80")  # fmt: skip
     summary = run_local(s, tmp_path / "run", "sequential", rounds=12, seed=5)
     assert summary.state == "completed" and summary.telemetry.frames == 0, summary.telemetry
     silent = [w for w in summary.warnings if w.startswith("population ecg-a: 4 of 4 devices delivered no")]
