@@ -44,7 +44,9 @@ from one message to the next.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 CUBIC_BETA = 717  # Linux's CUBIC: a loss cuts the window to 717/1024 of it (``Cubic.cut``)
 HYSTART_LOW_WINDOW = 16  # HyStart looks at slow start from this window on (packets; Linux's hystart_low_window)
@@ -191,6 +193,14 @@ class Connection:
     ssthresh_bytes: float = math.inf
     response: Reno | None = None  # how it answers a loss (``loss_response``), its state kept from message to message
     acked_s: float = -math.inf  # when the last acknowledgement of what it sent is back (nothing in flight after)
+    peak_bytes: float = 0.0  # the largest window it has had (its send buffer's size: ``Network.send_buffer_bytes``)
+
+    @property
+    def cut(self) -> bool:
+        """Whether a loss has cut its window (a threshold HyStart set is not a cut)."""
+        if isinstance(self.response, Cubic):
+            return self.response.last_max > 0
+        return self.ssthresh_bytes < math.inf
 
     def window_at(self, now_s: float, rto_s: float, restart: bool) -> float:
         """The window a message starting at ``now_s`` finds (``tcp_cwnd_restart``: halved for each whole timeout
@@ -250,6 +260,11 @@ class Window:
     # its segments cut to whole packets (``_recut``, ``_split``) once a loss was answered (None: where its threshold
     # is set, as before HyStart; a threshold HyStart set, no loss since, keeps them whole)
     packetwise: bool | None = None
+    # (bytes, call): called with the time once that many bytes are acknowledged (``Network.transfer``'s ``taken``)
+    watch: tuple[float, Callable[[float], Any]] | None = None
+    acked_bytes: float = 0.0
+    now_s: float = 0.0  # the time of the acknowledgement being counted
+    peak_bytes: float = 0.0  # the largest window it had (Linux's, where the steady one stands for it: ``_fill``)
 
     def __post_init__(self) -> None:
         if self.limit_bytes <= 0 or self.cwnd_bytes <= 0:
@@ -313,6 +328,7 @@ class Window:
 
     def first_acked(self, k: int, now_s: float = 0.0) -> int:
         """Segment ``k``'s first packet is acknowledged: in slow start the segment counts, and grows the window."""
+        self.now_s = now_s
         if self.slow and not self.counted[k]:
             self._count(k)
             self._slow_start(k)
@@ -322,6 +338,7 @@ class Window:
         """Segment ``k``'s last byte is acknowledged (at ``now_s``): it leaves the window if it has not yet (and grows
         it, in slow start: a segment the window let go after its first packet's acknowledgement came back; after a
         loss, past its recovery, as the connection's congestion control grows it)."""
+        self.now_s = now_s
         if not self.counted[k]:
             if self.slow:
                 self._slow_start(k)
@@ -357,6 +374,11 @@ class Window:
     def _count(self, k: int) -> None:
         self.counted[k] = True
         self.outstanding_bytes -= self.sizes[k]
+        self.peak_bytes = max(self.peak_bytes, self.filled_bytes or self.cwnd_bytes)
+        self.acked_bytes += self.sizes[k]
+        if self.watch is not None and self.acked_bytes >= self.watch[0]:
+            call, self.watch = self.watch[1], None
+            call(self.now_s)
         self.grown_bytes = min(self.grown_bytes + self.sizes[k], GROWN_LIMITS * self.limit_bytes)
 
     def _release(self) -> int:

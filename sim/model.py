@@ -271,8 +271,10 @@ class Replication:
 
     # --- messages and crypto ------------------------------------------------------------------------
 
-    def send(self, src: Endpoint, dst: Endpoint, nbytes: int, phase: str, since: float | None = None) -> Gen:
-        """Carry a message; the span starts at ``since`` (when its job was queued) or now."""
+    def send(self, src: Endpoint, dst: Endpoint, nbytes: int, phase: str, since: float | None = None,
+             taken: tuple[float, simpy.Event] | None = None) -> Gen:  # fmt: skip
+        """Carry a message; the span starts at ``since`` (when its job was queued) or now. ``taken``: (payload bytes,
+        event) succeeded once those are acknowledged, or the message is in (``Network.transfer``)."""
         start = self.env.now if since is None else since
         wait = self.env.now - start
         if src.node == dst.node:
@@ -282,16 +284,20 @@ class Replication:
         elif self._held(src.node, dst.node):
             wait += yield from self._held_transfer(src, dst, nbytes, phase)
         else:
-            wait += yield from self._transfer(src.node, dst.node, nbytes, phase)
+            wait += yield from self._transfer(src.node, dst.node, nbytes, phase, taken)
+            taken = None
+        if taken is not None and not taken[1].triggered:
+            taken[1].succeed()
         src.active_s = self.env.now  # its thread sent it (``Endpoint``'s bursts)
         self.rec.add(src.pod, src.node, phase, "transfer", start, self.env.now, wait, nbytes=nbytes)
 
-    def _transfer(self, src: str, dst: str, nbytes: int, phase: str) -> Gen:
+    def _transfer(self, src: str, dst: str, nbytes: int, phase: str,
+                  taken: tuple[float, simpy.Event] | None = None) -> Gen:  # fmt: skip
         """Pods talk TCP: headers on every packet, packets forwarded as they come (``Transport``). A device's
         messages (its handshakes) keep their own framing, as its frames do: its radio link is not TCP/IP."""
         if src in self.net.devices or dst in self.net.devices:
-            return (yield from self.net.transfer(src, dst, nbytes, phase))
-        return (yield from self.net.transfer_tcp(src, dst, nbytes, phase))
+            return (yield from self.net.transfer(src, dst, nbytes, phase, taken=taken))
+        return (yield from self.net.transfer_tcp(src, dst, nbytes, phase, taken=taken))
 
     def _held(self, src: str, dst: str) -> bool:
         """Whether a TCP send from host ``src`` to ``dst`` holds its sender, its core busy, until the message has
@@ -451,11 +457,18 @@ class Replication:
                 or self._held(self.agg.node, client.node)
             ):
                 yield from self._deliver(c, client, nbytes, ctx)
-            else:
+                continue
+            buffer = self.net.send_buffer_bytes(self.agg.node, client.node)
+            if nbytes <= buffer:
                 self.env.process(self._deliver(c, client, nbytes, ctx))
+                continue
+            taken = self.env.event()  # its send returns once all but a buffer's worth are acknowledged
+            self.env.process(self._deliver(c, client, nbytes, ctx, (nbytes - buffer, taken)))
+            yield taken
 
-    def _deliver(self, c: int, client: Endpoint, nbytes: int, ctx: tuple[Any, ...]) -> Gen:
-        yield from self.send(self.agg, client, nbytes, "distribute")
+    def _deliver(self, c: int, client: Endpoint, nbytes: int, ctx: tuple[Any, ...],
+                 taken: tuple[float, simpy.Event] | None = None) -> Gen:  # fmt: skip
+        yield from self.send(self.agg, client, nbytes, "distribute", taken=taken)
         self.env.process(self._client(c, ctx))
 
     def _distribute_concurrent(self, ctx: tuple[Any, ...]) -> Gen:

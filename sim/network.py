@@ -61,6 +61,11 @@ from sim.hosts import count_events, wake_at
 from sim.scenario import Transport, lowest_latency_path
 from sim.streams import Streams, stream
 
+# a packet's memory in a socket's send buffer as Linux counts it for its size (``tcp_sndbuf_expand``'s per_mss: the
+# MSS and the largest headers rounded up to a power of two, 4,096, and the skb, 256); the queued payload, in skbs of
+# up to 64 KiB, takes about its own size (the twin's Wi-Fi socket: 225 KB queued for 236 KB of payload)
+SNDBUF_PACKET_BYTES = 4352
+
 
 @dataclass(eq=False, slots=True)
 class Arriving:
@@ -325,7 +330,7 @@ class Network:
 
     def transfer(
         self, src: str, dst: str, nbytes: int, phase: str = "", packet_bytes: int | None = None,
-        rng: np.random.Generator | None = None,
+        rng: np.random.Generator | None = None, taken: tuple[float, simpy.Event] | None = None,
     ) -> Generator[Any, Any, float]:  # fmt: skip
         """Carry nbytes from node src to node dst; returns its queue wait: the time its segments waited, on
         every hop, for the link to serve other messages (s). ``phase`` labels the link's bytes.
@@ -333,8 +338,12 @@ class Network:
         first packet has crossed (cut-through at packet size, as switches forward packets), and cannot leave
         a hop before its last packet has arrived there. Without it segments are stored and forwarded whole.
         ``rng``: the message's own stream for loss and jitter, instead of each link's (the vectorized engine's
-        frames: they must not shift the draws of the traffic they join)."""
+        frames: they must not shift the draws of the traffic they join). ``taken`` (bytes, event): the event
+        succeeds once that many of the message's bytes are acknowledged (a TCP window's), or when it is in: its
+        sender's blocking send returns then (``send_buffer_bytes``)."""
         if src == dst or nbytes <= 0:
+            if taken is not None:
+                taken[1].succeed()
             return 0.0
         links = self.tcp_route(src, dst) if packet_bytes else self.route(src, dst)
         shaped = self.shaped  # token buckets: only the general ``_carry`` models them (rare: the fast paths skip them)
@@ -345,6 +354,8 @@ class Network:
         sizes = self.segments(nbytes, packet_bytes, cap, rtt_s if packet_bytes else 0.0)
         conn = self._connection(src, dst, packet_bytes) if packet_bytes and self.transport.sharing == "fair" else None
         win = self._window(src, dst, links, sizes, cap, conn, rtt_s)
+        if taken is not None:  # succeeded at the acknowledgement's time (a lossless flow computes ahead of it)
+            win.watch = (taken[0], functools.partial(self._succeed_at, taken[1]))
         back_s = self.ack_delay_s(src, dst) if conn is not None else 0.0
         if conn is not None:
             conn.open += 1
@@ -353,7 +364,11 @@ class Network:
                 return (yield from self._carry_flow(links, sizes, phase, win, back_s, packet_bytes, rng))
             return (yield from self._carry_segments(links, sizes, phase, win, back_s, packet_bytes, rng))
         finally:
+            if taken is not None and win.watch is not None:  # never acknowledged that far: in
+                win.watch = None
+                taken[1].succeed()
             if conn is not None:  # what the next message on this connection finds
+                conn.peak_bytes = max(conn.peak_bytes, win.peak_bytes)
                 conn.open -= 1
                 settled = win.settled_bytes()
                 conn.cwnd_bytes = max(conn.cwnd_bytes, settled) if conn.open else settled
@@ -552,11 +567,37 @@ class Network:
             lost += left
         return lost, waited_s
 
-    def transfer_tcp(self, src: str, dst: str, payload_bytes: int, phase: str = "") -> Generator[Any, Any, float]:
+    def transfer_tcp(self, src: str, dst: str, payload_bytes: int, phase: str = "",
+                     taken: tuple[float, simpy.Event] | None = None) -> Generator[Any, Any, float]:  # fmt: skip
         """Carry a message as TCP sends it (``Transport``): headers on every packet, packets forwarded as they
-        come; returns its queue wait as ``transfer`` does."""
+        come; returns its queue wait as ``transfer`` does (``taken``: as ``transfer`` takes it, payload bytes)."""
         tcp = self.transport
-        return (yield from self.transfer(src, dst, tcp.wire_bytes(payload_bytes), phase, tcp.packet_bytes))
+        if taken is not None:
+            taken = (tcp.wire_bytes(int(taken[0])), taken[1])
+        return (yield from self.transfer(src, dst, tcp.wire_bytes(payload_bytes), phase, tcp.packet_bytes,
+                                         taken=taken))  # fmt: skip
+
+    def _succeed_at(self, event: simpy.Event, at_s: float) -> None:
+        def go(_: simpy.Event) -> None:
+            event.succeed()
+
+        self.env.timeout(max(0.0, at_s - self.env.now)).callbacks.append(go)
+
+    def send_buffer_bytes(self, src: str, dst: str) -> float:
+        """The payload a blocking send from host ``src`` to ``dst`` leaves with the kernel: Linux grows a socket's
+        send buffer with its window while the writer waits (``tcp_sndbuf_expand``: twice the window at
+        ``SNDBUF_PACKET_BYTES`` of memory a packet) and never shrinks it, so it is set by the largest window the
+        connection has had -- on a lossy one, that of its first messages -- within ``Transport.send_buffer_bytes``
+        (``tcp_wmem``'s maximum). Measured on the twin's Wi-Fi links (`ss -tmi` through a run): it grew from 46 KB
+        over the first message or two to 488 KB and 977 KB on the two connections (windows of 56 and 112), then
+        stood (docs/network-validation.md, "Stop 89"). A connection not opened yet, or one no loss has cut (its
+        window grows on, and the buffer with it: 2.3 MB over a lossless gigabit, bench/send_hold.py): the maximum."""
+        tcp = self.transport
+        conn = self.connections.get((src, dst))
+        if conn is None or not conn.peak_bytes or not conn.cut:
+            return float(tcp.send_buffer_bytes)
+        packets = max(tcp.initial_window_packets, conn.peak_bytes / tcp.packet_bytes)
+        return min(float(tcp.send_buffer_bytes), 2 * packets * SNDBUF_PACKET_BYTES)
 
     def share_weight(self, src: str, dst: str, links: list[LinkServer], nbytes: int) -> float:
         """A TCP message's share weight (``Transport.share_spread``): 1 where shares are equal, else a lognormal

@@ -375,3 +375,46 @@ def test_a_window_past_the_product_after_hystart_fills_the_link_and_keeps_its_ow
     assert win.cwnd_bytes == 200 * PACKET and win.settled_bytes() == 120 * PACKET
     win.lost(0)
     assert win.cwnd_bytes == 120 * 717 // 1024 * PACKET and win.settled_bytes() == win.cwnd_bytes
+
+
+def test_a_blocking_send_returns_once_all_but_the_send_buffer_is_acknowledged():
+    """``Network.transfer_tcp``'s ``taken``: the event succeeds when that many payload bytes are acknowledged --
+    half a 1 MB message at about half its time, before it is in -- and when it is in, for all of it."""
+    env = simpy.Environment()
+    net = Network(env, link(), np.random.SeedSequence(0), 65536, Transport())
+    when: dict[str, float] = {}
+    half, whole = env.event(), env.event()
+    half.callbacks.append(lambda _: when.setdefault("half", env.now))
+    whole.callbacks.append(lambda _: when.setdefault("whole", env.now))
+
+    def go():
+        yield from net.transfer_tcp("n0", "n1", 1_000_000, taken=(500_000, half))
+        when["in"] = env.now
+        yield from net.transfer_tcp("n0", "n1", 1_000_000, taken=(2_000_000, whole))
+        when["in2"] = env.now
+
+    env.process(go())
+    env.run()
+    assert 0.3 * when["in"] < when["half"] < 0.8 * when["in"], when
+    assert when["whole"] == when["in2"]
+
+
+def test_the_send_buffer_is_set_by_the_largest_window_a_connection_had_once_a_loss_cut_it():
+    """Linux grows a socket's send buffer with its window and never shrinks it (``tcp_sndbuf_expand``: twice the
+    window at 4,352 bytes a packet): a lossy connection keeps the buffer of its largest window (the twin's Wi-Fi
+    sockets: 488 KB and 977 KB, windows of 56 and 112). Before a connection, or while no loss has cut its window
+    (which then grows on, and the buffer with it): the transport's maximum."""
+    env = simpy.Environment()
+    net = Network(env, link(), np.random.SeedSequence(0), 65536, Transport())
+    assert net.send_buffer_bytes("n0", "n1") == Transport().send_buffer_bytes
+    env.process(net.transfer_tcp("n0", "n1", 1_000_000))
+    env.run()
+    conn = net.connections["n0", "n1"]
+    assert conn.peak_bytes > 10 * PACKET and not conn.cut
+    assert net.send_buffer_bytes("n0", "n1") == Transport().send_buffer_bytes
+    assert isinstance(conn.response, Cubic)
+    conn.response.cut(60)  # a loss: CUBIC remembers the window it cut
+    conn.peak_bytes = 56 * PACKET
+    assert conn.cut and net.send_buffer_bytes("n0", "n1") == 2 * 56 * 4352 == 487_424
+    conn.peak_bytes = 1000 * PACKET  # within tcp_wmem's maximum
+    assert net.send_buffer_bytes("n0", "n1") == Transport().send_buffer_bytes
