@@ -350,7 +350,9 @@ class Transport(_Strict):
     mss_bytes: int = Field(default=1448, ge=64, le=65536)
     header_bytes: int = Field(default=66, ge=0, le=1024)
     # a sender hands a message to its kernel and goes on while the kernel carries it, when the message fits the
-    # socket's send buffer (Linux grows it up to net.ipv4.tcp_wmem's maximum, 4 MiB by default); a larger one
+    # socket's send buffer; Linux grows it with the connection's window up to net.ipv4.tcp_wmem's maximum, this
+    # (4 MiB by default): a connection a loss has cut keeps the buffer of its largest window, and a send larger than
+    # that returns once the rest is acknowledged (sim/network.py ``send_buffer_bytes``); a message larger than this
     # holds the sender until it has arrived (an upper bound); 0: every sender waits for its message to arrive
     send_buffer_bytes: int = Field(default=4 * 1024 * 1024, ge=0, le=2**31)
     share_sigma: float = Field(default=0.35, ge=0, le=3)  # fair: the spread of a short flow's share weight
