@@ -63,6 +63,7 @@ import simpy
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hw import tcp
+from hw.delayline import ANCILLARY_BYTES, SO_TIMESTAMPNS, kernel_time_s
 from hw.netns import (
     DELAY_FROM_S,
     FRAME_BYTES,
@@ -87,9 +88,6 @@ FLOWS = (1, 2, 4, 8)
 PATTERNS = ("fan-out", "fan-in")
 TCP_INFO_TOTAL_RETRANS = struct.Struct("I")  # at byte 100 of struct tcp_info (include/uapi/linux/tcp.h)
 TCP_INFO_TOTAL_RTO = struct.Struct("H")  # tcpi_total_rto at byte 240: Linux 6.7 on (shorter structs have none)
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # unnamed in Python 3.11's socket; asm-generic/socket.h: 35
-TIMESPEC = struct.Struct("qq")  # the stamp's struct timespec (64-bit)
-STAMP_SPACE = socket.CMSG_SPACE(TIMESPEC.size)
 HOSTS = 8
 WARM_UP_BYTES = 64 * 1024  # each path's message before a pattern's cells (``warm_up``)
 SEGMENT_BYTES = 65536  # run.segment_bytes' default
@@ -208,11 +206,11 @@ def measure(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int, size
         go.wait()
         got, last = 0, None
         while got < size:
-            n, anc, _, _ = r.recvmsg_into([buf], STAMP_SPACE)
+            n, anc, _, _ = r.recvmsg_into([buf], ANCILLARY_BYTES)
             if not n:
                 break
             got += n
-            last = _stamp(anc)  # TCP stamps a read with its last segment's arrival; the last read's decides
+            last = kernel_time_s(anc)  # TCP stamps a read with its last segment's arrival; the last read's decides
         woke[i] = time.time()
         stamped[i] = last
         r.sendall(b"k")
@@ -232,15 +230,6 @@ def measure(fabric: Fabric, ports: Iterator[int], pattern: str, flows: int, size
     # a last read without a stamp, or with one outside the trial: the time the reading thread woke
     done = [a if a is not None and t0 - 1.0 <= a <= w else w for a, w in zip(stamped, woke, strict=True)]
     return [Trial(d - t0, k, n, b - t0, w - t0) for d, (k, n), b, w in zip(done, again, started, woke, strict=True)]
-
-
-def _stamp(anc: list[tuple[int, int, bytes]]) -> float | None:
-    """The receive time a read's ancillary data carries (``SO_TIMESTAMPNS``: a ``struct timespec``), if any."""
-    for level, kind, data in anc:
-        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= TIMESPEC.size:
-            sec, nsec = TIMESPEC.unpack_from(data)
-            return sec + nsec * 1e-9
-    return None
 
 
 def recovery(sock: socket.socket) -> tuple[int, int | None]:

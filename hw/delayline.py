@@ -46,8 +46,9 @@ ETH_P_ALL = 3
 PACKET_BYTES = 1 << 17  # a 64 KiB GSO packet, its header and the virtio-net header fit
 DRAWS = 4096  # jitter drawn in batches
 PR_SET_TIMERSLACK = 29
-SO_TIMESTAMPNS = 35  # = SCM_TIMESTAMPNS (asm-generic and x86): a received packet's kernel time, a struct timespec
-TIMESPEC = struct.Struct("@qq")
+# = SCM_TIMESTAMPNS, unnamed in Python 3.11's socket (asm-generic/socket.h: 35): a received packet's kernel time
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+TIMESPEC = struct.Struct("qq")  # the stamp's struct timespec (64-bit)
 ANCILLARY_BYTES = socket.CMSG_SPACE(TIMESPEC.size)
 LATENESS_SAMPLES = 1 << 20  # per direction and kind (4 MiB): a run's packets; later ones are counted, not kept
 # A timed wake-up on this machine comes ~0.1-0.3 ms late (a Python loop beside the twin's nodes on two vCPUs), and
@@ -95,7 +96,8 @@ def quantiles(samples: array.array[float]) -> dict[str, float] | None:
 
 
 def kernel_time_s(ancillary: list[tuple[int, int, bytes]]) -> float | None:
-    """A packet's receive time (CLOCK_REALTIME) from its ancillary data; None without one."""
+    """A read's receive time (CLOCK_REALTIME) from its ancillary data (``SO_TIMESTAMPNS``), if it carries one: a
+    packet's here, a TCP read's last segment's in bench/net_fidelity.py."""
     for level, kind, data in ancillary:
         if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= TIMESPEC.size:
             sec, nsec = TIMESPEC.unpack_from(data)

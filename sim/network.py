@@ -394,10 +394,9 @@ class Network:
         if conn.response is not None and not conn.open and self.env.now >= conn.acked_s:  # nothing in flight
             conn.response.resumed(self.env.now - conn.last_sent_s, self.env.now)
         hystart, full = self._hystart_bytes(links, conn, rtt_s)
-        packetwise = conn.response is not None and ssthresh < math.inf and full == math.inf  # a loss set it
         return Window(sizes, cwnd, limit, queued=True, ssthresh_bytes=ssthresh, response=conn.response,
                       packet_bytes=tcp.packet_bytes, rtt_s=rtt_s, hystart_bytes=hystart, full_bytes=full,
-                      packetwise=packetwise)  # fmt: skip
+                      packetwise=conn.cut)  # fmt: skip
 
     def _hystart_bytes(self, links: list[LinkServer], conn: Connection, rtt_s: float) -> tuple[float, float]:
         """Where CUBIC's HyStart ends a connection's slow start on ``links`` (sim/congestion.py
@@ -410,7 +409,7 @@ class Network:
         HyStart ended a slow start before and no loss came since. The minimum round trip: each link's latency both
         ways and a packet's time on it, no jitter."""
         cubic = conn.response
-        if not (self.transport.hystart and isinstance(cubic, Cubic) and cubic.last_max == 0):
+        if not (self.transport.hystart and isinstance(cubic, Cubic) and not conn.cut):
             return math.inf, math.inf
         packet_bits = self.transport.packet_bytes * 8
         rate_bps = min(link.bandwidth_bps for link in links)
