@@ -28,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without install
 
+from hw import tcp
 from hw.calibrate import Loopback
 from sim.loading import in_range
 
@@ -40,7 +41,7 @@ class NodePath:
     """A sender here and a reader in a forked process, reading each body as a node does."""
 
     def __init__(self) -> None:
-        srv = socket.create_server(("127.0.0.1", 0))
+        srv = tcp.listener(("127.0.0.1", 0), tcp.CALIBRATED)
         self.stamps, stamp_w = os.pipe()
         self.pid = os.fork()
         if self.pid == 0:  # the reader: one connection, until it closes
@@ -54,7 +55,7 @@ class NodePath:
                 os.write(stamp_w, STAMP.pack(time.perf_counter()))
             os._exit(0)
         os.close(stamp_w)
-        self.tx = socket.create_connection(srv.getsockname())
+        self.tx = tcp.dial(srv.getsockname(), tcp.CALIBRATED)
         self.tx.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         srv.close()
 

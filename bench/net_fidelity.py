@@ -134,11 +134,7 @@ def star(rate_bps: float, latency_s: float = 0.0, loss: float = 0.0, burst_bytes
 
 def listener(fabric: Fabric, host: str, port: int) -> socket.socket:
     with inside(fabric.namespace(host)):
-        ls = socket.socket()
-        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        ls.bind((fabric.address(host), port))
-        ls.listen()
-    return ls
+        return tcp.listener((fabric.address(host), port), CONGESTION or "")
 
 
 # how long a sender waits for its receiver's answer byte: on a new connection the receiver's side may have no
@@ -154,9 +150,9 @@ CONGESTION: str | None = None  # --congestion-control: every dialled (sending) s
 
 def dial(fabric: Fabric, src: str, dst: str, port: int) -> socket.socket:
     with inside(fabric.namespace(src)):
-        s = socket.create_connection((fabric.address(dst), port), timeout=DIAL_S)
+        s = tcp.dial((fabric.address(dst), port), CONGESTION or "", timeout_s=DIAL_S)  # from its handshake on
+    s.settimeout(DIAL_S)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    tcp.use(s, CONGESTION or "")
     return s
 
 

@@ -40,7 +40,6 @@ import functools
 import hashlib
 import json
 import os
-import socket
 import struct
 import sys
 import threading
@@ -56,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from threadpoolctl import threadpool_limits
 
+from hw import tcp
 from hw.calibrate import forever, time_beside, training_job
 from hw.crypto import registry
 from hw.runtime import tune_allocator
@@ -84,8 +84,8 @@ def _crypto(nbytes: int) -> None:
 
 
 def _loopback(nbytes: int) -> None:
-    with socket.create_server(("127.0.0.1", 0)) as srv:
-        tx = socket.create_connection(srv.getsockname())
+    with tcp.listener(("127.0.0.1", 0), tcp.CALIBRATED) as srv:
+        tx = tcp.dial(srv.getsockname(), tcp.CALIBRATED)
         rx, _ = srv.accept()
 
         def drain() -> None:

@@ -36,7 +36,7 @@ from typing import Any, NoReturn, cast
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from hw import fl
+from hw import fl, tcp
 from hw.crypto import registry
 from hw.hopcal import measure_glue
 from hw.runtime import tune_allocator
@@ -371,8 +371,8 @@ class Loopback:
     """A connected TCP pair on 127.0.0.1 with a reader thread: ``send`` returns once the bytes arrived."""
 
     def __init__(self) -> None:
-        srv = socket.create_server(("127.0.0.1", 0))
-        self.tx = socket.create_connection(srv.getsockname())
+        srv = tcp.listener(("127.0.0.1", 0), tcp.CALIBRATED)
+        self.tx = tcp.dial(srv.getsockname(), tcp.CALIBRATED)
         self.rx, _ = srv.accept()
         srv.close()
         for s in (self.tx, self.rx):

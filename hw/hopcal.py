@@ -33,6 +33,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from hw import tcp
 from hw.channel import HEADER, Channel, Delegation, Identity, Suite, load_trust
 from hw.crypto import registry
 from hw.node.common import Node
@@ -74,7 +75,7 @@ def _hops(suite: Suite, quick: bool) -> dict[int, tuple[np.ndarray, np.ndarray, 
     """{payload bytes: (aggregator CPU per job, worker CPU per job, job plaintext, answer plaintext)}."""
     agg, worker = Identity.generate("aggregator", suite), Identity.generate("worker-1", suite)
     trust = load_trust(suite, {"aggregator": agg.public(), "worker-1": worker.public()})
-    with socket.create_server(("127.0.0.1", 0)) as srv:
+    with tcp.listener(("127.0.0.1", 0), tcp.CALIBRATED) as srv:
         report_r, report_w = os.pipe()
         pid = os.fork()
         if pid == 0:  # the worker process: the twin's serve loop, then its CPU per job to the parent
@@ -141,7 +142,7 @@ def _echo(job: Job) -> bytearray:
 
 
 def _worker(address: tuple[str, int], me: Identity, suite: Suite, trust: Any, report: int) -> None:
-    sock = socket.create_connection(address)
+    sock = tcp.dial(address, tcp.CALIBRATED)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     ch = Channel(sock, me, suite, trust, counters=Counter())
     ch.initiate("aggregator", lambda *_: contextlib.nullcontext())

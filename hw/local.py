@@ -219,6 +219,9 @@ class LocalAddressing:
 
     def listen_port(self, pod: str, service: Service) -> int:
         sock = listening_socket(self.ports)
+        # its connections take its congestion control from their handshake on (``hw.tcp.dial``): a node that
+        # connected before the pod's process set it ran the machine's default's pacing (bbr here)
+        tcp.use(sock, self.scenario.deployment.network.transport.congestion_control)
         self.held.setdefault(pod, []).append(sock)
         return int(sock.getsockname()[1])
 

@@ -518,14 +518,8 @@ def _possible(rates_bps: list[float], rate_bps: float) -> list[float]:
 def dial(address: tuple[str, int], congestion_control: str) -> socket.socket:
     """A TCP connection to ``address`` from the calling thread's namespace, with ``congestion_control`` (``hw.tcp``)
     from its first byte."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        tcp.use(s, congestion_control)
-        s.settimeout(10)
-        s.connect(address)
-    except OSError:
-        s.close()
-        raise
+    s = tcp.dial(address, congestion_control, timeout_s=10)
+    s.settimeout(10)  # as its callers' probes expect
     return s
 
 

@@ -253,8 +253,7 @@ class _Side(asyncio.Protocol):
         if sock is not None:
             for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
                 sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
-            with contextlib.suppress(OSError):  # refused before the run started (hw.local.check_runnable)
-                tcp.use(sock, self.conn.proxy.congestion_control)
+            # its congestion control: set before its handshake (``tcp.listener``, ``tcp.dial_async``)
         self.conn.made(self)
 
     def data_received(self, data: bytes) -> None:
@@ -450,7 +449,8 @@ class _Connection:
     async def _connect(self) -> None:
         host, port = self.proxy.target
         try:
-            await asyncio.get_running_loop().create_connection(lambda: self.target, host, port)
+            sock = await tcp.dial_async((host, port), self.proxy.congestion_control)
+            await asyncio.get_running_loop().create_connection(lambda: self.target, sock=sock)
         except OSError as exc:  # passed on as a refused connection: the dialling node retries
             # a target not listening yet is the start-up race every run has (pods start in any order): not news
             level = logging.DEBUG if isinstance(exc, ConnectionRefusedError) else logging.WARNING
@@ -577,7 +577,9 @@ class ShapingProxy:
 
     async def _listen(self) -> int:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Connection(self).client, self.host, self._requested_port)
+        sock = tcp.listener((self.host, self._requested_port), self.congestion_control)
+        sock.setblocking(False)
+        self._server = await loop.create_server(lambda: _Connection(self).client, sock=sock)
         return int(self._server.sockets[0].getsockname()[1])
 
     async def _shutdown(self) -> None:

@@ -11,11 +11,95 @@ user (``net.ipv4.tcp_allowed_congestion_control``; root may set any the kernel h
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from pathlib import Path
 
 SYSCTL = Path("/proc/sys/net/ipv4")
 NAME_BYTES = 16  # TCP_CA_NAME_MAX
+
+
+# a calibration's loopback connections' (hw/calibrate.py ``Loopback``, hw/hopcal.py): the scenarios' default
+# (``sim.scenario.Transport.congestion_control``), so a profile prices the copies a run's connections make; they
+# took the machine's default before, bbr here, whose pacing holds part of a large message back
+CALIBRATED = "cubic"
+
+
+class Refused(OSError):
+    """The kernel refused a congestion control (``problem`` says why)."""
+
+
+def dial(address: tuple[str, int], name: str, timeout_s: float | None = None) -> socket.socket:
+    """A TCP connection to ``address`` (a name is resolved, each of its addresses tried in turn, as
+    ``socket.create_connection`` does) that runs congestion control ``name`` from its handshake on: ``use`` before
+    ``connect``. Given after the handshake it is too late: the machine's default has been initialised on the
+    connection by then and leaves its mark. BBR's (the default on ours) asks the kernel to pace the connection
+    (``sk_pacing_status``), which no later choice undoes: such a "cubic" connection was paced at 1.2-2 x its window
+    per smoothed round trip, so on the local twin a worker's 200 KB answer left in 64 KB bursts up to 1 ms apart
+    (``tcp_pace_kick`` in a kernel trace) where cubic, as a Raspberry Pi runs it, sends it at once; and CUBIC's
+    HyStart takes a paced connection's ACK trains for twice as long as an unpaced one's. ``Refused`` where the
+    kernel refuses ``name``; OSError where no address takes the connection within ``timeout_s``."""
+    host, port = address
+    error: OSError | None = None
+    for family, kind, proto, _, sockaddr in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, proto)
+        try:
+            use(sock, name)
+        except OSError as exc:
+            sock.close()
+            raise Refused(exc.errno, exc.strerror) from None
+        try:
+            sock.settimeout(timeout_s)
+            sock.connect(sockaddr)
+            sock.settimeout(None)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+    raise error or OSError(f"{host}: no address to connect to")
+
+
+async def dial_async(address: tuple[str, int], name: str) -> socket.socket:
+    """``dial`` on the running event loop: a connected non-blocking socket, for ``loop.create_connection(sock=)``."""
+    loop = asyncio.get_running_loop()
+    host, port = address
+    error: OSError | None = None
+    for family, kind, proto, _, sockaddr in await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, proto)
+        sock.setblocking(False)
+        try:
+            use(sock, name)
+        except OSError as exc:
+            sock.close()
+            raise Refused(exc.errno, exc.strerror) from None
+        try:
+            await loop.sock_connect(sock, sockaddr)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+    raise error or OSError(f"{host}: no address to connect to")
+
+
+def listener(address: tuple[str, int], name: str, backlog: int = 256) -> socket.socket:
+    """A socket listening on ``address`` whose connections run congestion control ``name`` from their handshake on
+    (an accepted connection takes its listener's: ``dial`` says why it must be set before). ``Refused`` where the
+    kernel refuses ``name``."""
+    host, port = address
+    family, kind, proto, _, sockaddr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        try:
+            use(sock, name)
+        except OSError as exc:
+            raise Refused(exc.errno, exc.strerror) from None
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(sockaddr)
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def use(sock: socket.socket, name: str) -> None:

@@ -24,8 +24,9 @@ from typing import Any
 import networkx as nx
 import pytest
 
-from hw import netns
+from hw import netns, tcp
 from hw.local import run_local
+from hw.node import common
 from pqtwin.report import what_numbers_are
 from sim import contract
 from sim.errors import UserError
@@ -675,3 +676,73 @@ def test_the_kernel_rate_is_one_stream_across_a_fabric_that_limits_nothing(monke
     assert 1e8 < rate < netns.KERNEL_PROBE_BPS
     assert len(probes) == netns.KERNEL_PROBES and rate == statistics.median(probes)  # one reading moves by half
     assert tags and not netns.ours(f"{netns.PREFIX}{tags[0]}-")
+
+
+TRACEFS = Path("/sys/kernel/tracing")
+
+
+@contextlib.contextmanager
+def hrtimer_expiries() -> Any:
+    """The names of the hrtimer functions the kernel ran meanwhile (a list filled at the end), from a tracefs
+    instance of this test's own; skipped where there is no tracefs to write."""
+    inst = TRACEFS / "instances" / f"pqtwin-pacing-{os.getpid()}"
+    try:
+        inst.mkdir()
+    except OSError as exc:
+        pytest.skip(f"no tracefs instance here ({exc.strerror})")
+    names: list[str] = []
+    try:
+        (inst / "events/timer/hrtimer_expire_entry/enable").write_text("1")
+        (inst / "tracing_on").write_text("1")
+        yield names
+        (inst / "tracing_on").write_text("0")
+        trace = (inst / "trace").read_text()
+        names += [line.rsplit("function=", 1)[1].split()[0] for line in trace.splitlines() if "function=" in line]
+    finally:
+        inst.rmdir()
+
+
+def paced_sends(fabric: netns.Fabric, dial: Any, nbytes: int = 2 << 20) -> int:
+    """Kernel pacing timers fired while ``nbytes`` went from host a to b over a connection ``dial(address)`` opened
+    in a's namespace (to a listener with the same congestion control, in b's)."""
+    with netns.inside(fabric.namespace("b")):
+        srv = common.listen(0, fabric.address("b"), congestion_control="cubic")
+    got = [0]
+
+    def drain() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            while chunk := conn.recv(1 << 20):
+                got[0] += len(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    with netns.inside(fabric.namespace("a")):
+        sock = dial(srv.getsockname())
+    with hrtimer_expiries() as fired, sock:
+        sock.sendall(b"\0" * nbytes)
+    reader.join(30)
+    srv.close()
+    assert got[0] == nbytes and fired, (got, len(fired))  # it all arrived; the trace saw the host's timers
+    return fired.count("tcp_pace_kick")
+
+
+def test_a_nodes_connection_runs_its_congestion_control_from_the_handshake_unpaced_as_the_model_is():
+    """A connection given its congestion control after the handshake keeps the mark of the machine's default: bbr
+    (ours) asks the kernel to pace it, and it stays paced as "cubic" (1.2-2 x its window per smoothed round trip: on
+    the local twin a worker's 200 KB answer left in 64 KB bursts up to 1 ms apart). A node dials with it set before
+    the handshake (``hw.tcp.dial``): a 2 MB send over a 10 ms round trip runs no pacing timer at all. The kernel's
+    pacing timers, counted in a trace: bbr's own are many, so the trace would see pacing if there were any."""
+    with netns.Fabric(pair(100e6, latency_s=2.5e-3), seed=3) as fabric:
+        assert paced_sends(fabric, lambda a: common.connect(a, timeout_s=10, congestion_control="cubic")) == 0
+        assert paced_sends(fabric, lambda a: common.connect(a, timeout_s=10, congestion_control="bbr")) > 10
+        with netns.inside(fabric.namespace("a")):
+            default = Path("/proc/sys/net/ipv4/tcp_congestion_control").read_text().strip()
+        if default == "bbr":  # as the nodes dialled before: the default's mark stays
+
+            def late(address: Any) -> socket.socket:
+                s = socket.create_connection(address, timeout=10)
+                tcp.use(s, "cubic")
+                return s
+
+            assert paced_sends(fabric, late) > 10

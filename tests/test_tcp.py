@@ -133,3 +133,14 @@ def test_a_scenario_names_only_a_congestion_control_the_model_has(tmp_path):
         load_scenario(SCENARIOS / "localhost.yaml", ["deployment.network.transport.congestion_control=vegas"])
     assert "deployment.network.transport.congestion_control" in str(info.value)
     assert "'cubic'" in str(info.value) and "'bbr'" in str(info.value)
+
+
+def test_a_calibrations_loopback_runs_the_scenarios_default_congestion_control_not_the_machines():
+    """A profile prices the copies a run's connections make, so the calibration's connection runs what a scenario
+    runs by default (the machine's was bbr here, whose pacing holds part of a large message back)."""
+    from hw.calibrate import Loopback
+    from sim.scenario import Transport
+
+    lb = Loopback()
+    assert tcp.CALIBRATED == Transport().congestion_control == tcp.of(lb.tx) == tcp.of(lb.rx)
+    lb.send(b"\0" * 300_000)  # and it carries

@@ -205,10 +205,9 @@ def connect(address: Address, timeout_s: float = 30.0, key: bytes = b"", congest
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            sock = socket.create_connection((address[0], int(address[1])), timeout=10)
-            sock.settimeout(None)
+            # the congestion control from the handshake on: after it, the machine's default has left its mark
+            sock = tcp.dial((address[0], int(address[1])), congestion_control, timeout_s=10)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            congested(sock, congestion_control)  # before a byte is sent: the connection's window is its own
             if key:
                 try:
                     sock.sendall(key)
@@ -216,6 +215,9 @@ def connect(address: Address, timeout_s: float = 30.0, key: bytes = b"", congest
                     sock.close()
                     raise
             return sock
+        except tcp.Refused:
+            raise RunFailed(f"deployment.network.transport.congestion_control: "
+                            f"{tcp.problem(congestion_control) or congestion_control}") from None  # fmt: skip
         except OSError as exc:
             if time.monotonic() > deadline:
                 raise RunFailed(f"cannot connect to {address[0]}:{address[1]}: {exc.strerror}") from None
@@ -268,13 +270,14 @@ def listen(port: int, host: str = "127.0.0.1", congestion_control: str = "") -> 
     take the run's TCP congestion control (``RunConfig.congestion_control``: Linux gives an accepted connection its
     listener's)."""
     if (fd := inherited().pop(port, None)) is not None:
-        srv = socket.socket(fileno=fd)
-    else:
-        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        srv.bind((host, port))
-        srv.listen(256)
-    congested(srv, congestion_control)
+        srv = socket.socket(fileno=fd)  # the orchestrator gave it the congestion control as it bound it
+        congested(srv, congestion_control)
+        return srv
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    congested(srv, congestion_control)  # before the first connection is accepted (``hw.tcp.dial``)
+    srv.bind((host, port))
+    srv.listen(256)
     return srv
 
 
