@@ -23,6 +23,7 @@ import struct
 import threading
 import time
 
+from hw import tcp
 from hw.channel import DATA, HEADER, HELLO, KEM
 from hw.proxy import PAIR_TIMEOUT_S
 
@@ -35,13 +36,16 @@ CLASSICAL_SUITE = b"X25519/Ed25519/AES-128-GCM"
 class AttackRelay:
     """Listens on 127.0.0.1; each connection is relayed to ``target`` with ``attack`` applied upstream. It takes the
     place of a link of the run (hw/proxy.py): a connection must open with ``key``, and the relay opens its own to
-    the target with ``present`` (the link's key)."""
+    the target with ``present`` (the link's key). Both its sides run ``congestion_control`` from their handshake on
+    (``hw.tcp.dial``), as the link it takes the place of does."""
 
-    def __init__(self, target: tuple[str, int], attack: str, key: bytes = b"", present: bytes = b""):
+    def __init__(self, target: tuple[str, int], attack: str, key: bytes = b"", present: bytes = b"",
+                 congestion_control: str = ""):  # fmt: skip
         if attack not in RELAYED:
             raise ValueError(f"attack must be one of {', '.join(RELAYED)} (got {attack!r})")
         self.target, self.attack, self.key, self.present = target, attack, key, present
-        self.srv = socket.create_server(("127.0.0.1", 0))
+        self.congestion_control = congestion_control
+        self.srv = tcp.listener(("127.0.0.1", 0), congestion_control)
         self.port = self.srv.getsockname()[1]
         self.applied = 0
         threading.Thread(target=self._accept, daemon=True).start()
@@ -61,7 +65,7 @@ class AttackRelay:
             client.settimeout(None)
         except (OSError, EOFError):
             paired = False
-        server = _connect(self.target) if paired else None
+        server = _connect(self.target, self.congestion_control) if paired else None
         if server is None:
             _close(client)
             return
@@ -117,12 +121,12 @@ class AttackRelay:
         _close(self.srv)
 
 
-def _connect(target: tuple[str, int], timeout_s: float = 30.0) -> socket.socket | None:
+def _connect(target: tuple[str, int], congestion_control: str, timeout_s: float = 30.0) -> socket.socket | None:
     """Connect to the target, waiting for it to listen (the relay may be up before the aggregator)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            return socket.create_connection(target)
+            return tcp.dial(target, congestion_control)
         except OSError:
             time.sleep(0.05)
     return None

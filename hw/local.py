@@ -261,7 +261,13 @@ class LocalAddressing:
         if kind in INSIDERS:  # the client itself attacks: no relay
             return cfg.model_copy(update={"attack": (kind, victim)})
         target = cfg.routes[victim][cfg.aggregator]
-        relay = AttackRelay(target, kind, key=self.key, present=self.key if target in self.paired else b"")
+        relay = AttackRelay(
+            target,
+            kind,
+            key=self.key,
+            present=self.key if target in self.paired else b"",
+            congestion_control=self.scenario.deployment.network.transport.congestion_control,
+        )
         self.running.append(relay)
         self.paired.append(("127.0.0.1", relay.port))
         routes = {**cfg.routes, victim: {cfg.aggregator: ("127.0.0.1", relay.port)}}
