@@ -30,7 +30,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without install
 
-from hw.runconfig import round_mode
 from hw.schedtrace import (
     PROMPT_S,
     IdlePull,
@@ -42,7 +41,7 @@ from hw.schedtrace import (
     wake_placements,
     windows_waits,
 )
-from sim.contract import read_spans
+from sim.contract import read_spans, round_mode
 
 TRACE = "sched_trace.txt.gz"
 

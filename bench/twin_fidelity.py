@@ -85,6 +85,7 @@ from hw.fit import fit_from_run, memory_at_price
 from hw.local import run_local
 from hw.modes import pair_reductions, split
 from hw.netns import unavailable
+from hw.runconfig import RunConfig
 from hw.schedtrace import union_s
 from hw.sendcpu import kernel_cpu_rate_bps
 from hw.speed import run_slow_flags
@@ -93,7 +94,7 @@ from sim.contract import FL_PHASES, ROUND_SEGMENTS, RunLayout, Summary, read_spa
 from sim.errors import UserError
 from sim.loading import in_range, out_json, read_json_object
 from sim.profile import load_profile, write_profile
-from sim.runner import simulate, write_run
+from sim.runner import ALTERNATING, simulate, write_run
 from sim.scenario import Scenario, Transport, load_scenario
 from sim.summary import ci95
 
@@ -373,10 +374,43 @@ def scored(c: Cell, work: Path, profile: Path, label: str, rounds: int, reps: in
     """The cell simulated with ``profile`` (on cores ``speed`` x as fast, where given) into ``work/sim-CELL-LABEL``,
     its round latency compared with the runs ``done`` (compare's ``round_latency_s``)."""
     more = (*links, f"deployment.hosts.*.cpu_speed={speed:.4f}") if speed is not None else links
-    s = c.scenario(profile, rounds, more)
-    write_run(simulate(s, c.mode, replications=reps, workers=0), work / f"sim-{c.name}-{label}", s)
+    simulate_cell(c, work, profile, rounds, more, reps, work / f"sim-{c.name}-{label}", alternated(done))
     metrics: dict[str, Any] = compare_dirs(work / f"sim-{c.name}-{label}", done[0], done[1:])["metrics"]
     return metrics["round_latency_s"]
+
+
+def alternated(done: list[Path]) -> bool:
+    """Whether a cell's runs ``done`` were halves of ``--mode both`` runs (``--pairing rounds``): a mode's directory
+    of a split run keeps the whole run's run.json (hw/modes.py ``split``), which says so."""
+    return bool(done) and all(RunConfig.read(d).mode == "both" for d in done)
+
+
+def simulate_cell(c: Cell, work: Path, profile: Path, rounds: int, more: tuple[str, ...], reps: int, out: Path,
+                  alternate: bool) -> None:  # fmt: skip
+    """The cell simulated into run directory ``out``, ``rounds`` rounds a replication. ``alternate`` (its runs were
+    ``--mode both`` runs: ``alternated``), as the twin ran them: one simulated run of twice the rounds, the two modes
+    in turn (``sim.runner.ALTERNATING``), split as the twin's run was (``hw.modes.split``)
+    -- its connections' windows and send buffers age across both modes' rounds as the twin's do, where a run of the
+    mode alone starts them fresh (a quick Wi-Fi cell, 10 rounds a mode: 1,535 ms measured against 1,354 in the full
+    matrix's runs of 20; docs/twin-validation.md, "Stop 89"). The two cells of a pair simulate it once."""
+    both = replace(c, mode="both")
+    if not alternate:
+        s = c.scenario(profile, rounds, more)
+        write_run(simulate(s, c.mode, replications=reps, workers=0), out, s)
+        return
+    key = (both.name, str(profile), 2 * rounds, more, reps)
+    whole = _ALTERNATED.get(key)
+    if whole is None:
+        whole = _ALTERNATED[key] = work / f"sim-{both.name}-alternating-{len(_ALTERNATED)}"
+        s = c.scenario(profile, 2 * rounds, more)
+        shutil.rmtree(whole, ignore_errors=True)
+        write_run(simulate(s, ALTERNATING, replications=reps, workers=0), whole, s)
+        split(whole)
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(whole / c.mode, out)
+
+
+_ALTERNATED: dict[tuple[Any, ...], Path] = {}  # ``simulate_cell``'s alternating runs in this process, by what they hold
 
 
 def memory_as_measured(profile: Path, speed: float, out: Path, train: float = 1.0) -> Path:
@@ -399,12 +433,11 @@ def score(c: Cell, work: Path, profile: Path, rounds: int, reps: int, hw: list[S
     and a --rescore simulates what the live bench did."""
     rounds = max((h.rounds_completed for h in hw if h.state == "completed"), default=rounds)
     links = fabric(c, hw, kernel_bps)
-    s = c.scenario(profile, rounds, links)
-    write_run(simulate(s, c.mode, replications=reps, workers=0), work / f"sim-{c.name}", s)
-    head = {"layout": c.layout, "mode": c.mode, "suite": c.suite, "model_parameters": c.params,
-            "control": is_control(c)}  # fmt: skip
     numbers = passes if passes is not None else list(range(len(hw)))
     done = [work / f"hw-{c.name}-{k}" for k, h in zip(numbers, hw, strict=True) if h.state == "completed"]
+    simulate_cell(c, work, profile, rounds, links, reps, work / f"sim-{c.name}", alternated(done))
+    head = {"layout": c.layout, "mode": c.mode, "suite": c.suite, "model_parameters": c.params,
+            "control": is_control(c)}  # fmt: skip
     if not done:
         return head | {"error": f"{hw[0].state}: {hw[0].reason}"}
     metrics = compare_dirs(work / f"sim-{c.name}", done[0], done[1:])["metrics"]

@@ -23,9 +23,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hw.runconfig import ROUND_MODES, round_mode
 from hw.rundir import estimated_energy
-from sim.contract import RunLayout, Summary, read_spans, read_summary, write_json, write_spans, write_summary
+from sim.contract import (
+    ROUND_MODES,
+    RunLayout,
+    Summary,
+    read_spans,
+    read_summary,
+    round_mode,
+    write_json,
+    write_spans,
+    write_summary,
+)
 from sim.errors import UserError, shorten
 from sim.scenario import load_scenario, write_scenario
 from sim.summary import ci95, summarise

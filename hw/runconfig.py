@@ -23,16 +23,6 @@ from sim.scenario import DevicePopulation, Scenario
 Address = tuple[str, int]
 Service = Literal["fl", "telemetry"]
 Mode = Literal["sequential", "concurrent", "both"]
-ROUND_MODES = ("sequential", "concurrent")
-
-
-def round_mode(mode: str, r: int) -> str:
-    """The mode round ``r`` (from 1) runs in: ``mode`` itself, or under ``both`` sequential and concurrent rounds
-    in ABBA order (S C C S S C ...), so the two modes share the host's state round by round and a drift through
-    the run weighs on both alike: the reduction is measured paired (``hw.modes``)."""
-    if mode != "both":
-        return mode
-    return "concurrent" if (r - 1) % 4 in (1, 2) else "sequential"  # each block of four: S C C S
 
 
 class _Model(BaseModel):

@@ -114,6 +114,22 @@ MARKERS = ("round", "distribution")
 FL_PHASES = tuple(p for p in PHASES if p not in (*MARKERS, "telemetry"))
 WIRE_OPS = ("transfer", "frame")  # rows that are messages (over links or a host's loopback), not CPU work
 
+# The two processing modes a round runs in; a run may alternate them: the twin's ``--mode both`` (hw/modes.py) and
+# the simulator's ``alternating`` (sim/runner.py), which simulates such a run as one, its connections aging across
+# both modes' rounds as the twin's do.
+ROUND_MODES = ("sequential", "concurrent")
+ALTERNATING_MODES = ("both", "alternating")
+
+
+def round_mode(mode: str, r: int) -> str:
+    """The mode round ``r`` (from 1) runs in: ``mode`` itself, or in a run that alternates them (``ALTERNATING_MODES``)
+    sequential and concurrent rounds in ABBA order (S C C S S C ...), so the two modes share the host's state round
+    by round and a drift through the run weighs on both alike: the reduction is measured paired (``hw.modes``)."""
+    if mode not in ALTERNATING_MODES:
+        return mode
+    return "concurrent" if (r - 1) % 4 in (1, 2) else "sequential"  # each block of four: S C C S
+
+
 # The twin's record on the wire (hw/channel.py asserts it): type (1) | sequence (8) | send time (8) | length (4),
 # then the body; AEAD nonces are the sequence numbers, so a sealed body adds only the tag to its plaintext.
 RECORD_HEADER_BYTES = 21

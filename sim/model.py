@@ -46,7 +46,14 @@ import numpy as np
 import simpy
 
 from sim import catalogue
-from sim.contract import ANSWER_HEAD_BYTES, JOB_HEAD_BYTES, RECORD_HEADER_BYTES, SIGNATURE_LENGTH_BYTES, SpanRow
+from sim.contract import (
+    ANSWER_HEAD_BYTES,
+    JOB_HEAD_BYTES,
+    RECORD_HEADER_BYTES,
+    SIGNATURE_LENGTH_BYTES,
+    SpanRow,
+    round_mode,
+)
 from sim.hosts import CountingEnvironment, Cpu, Endpoint, Recorder, Thread
 from sim.network import LinkServer, Network
 from sim.profile import INBOX_HANDOFF, RECEIVE_HANDOFF, LinearOp
@@ -127,7 +134,9 @@ class Replication:
         self.eps = {p.name: Endpoint(p.name, p.host, self.cpus[p.host], Thread(env)) for p in scenario.deployment.pods}
         self.agg = self.eps[scenario.pods("aggregator")[0].name]
         self.clients = [self.eps[p.name] for p in scenario.pods("client")]
-        self.pool = self._build_pool() if mode == "concurrent" else None
+        # ``alternating``: the rounds in both modes in turn (``round_mode``), as the twin's ``--mode both`` runs them,
+        # its worker processes there through the sequential rounds too
+        self.pool = self._build_pool() if mode != "sequential" else None
         # concurrent with worker pods: a client's reader thread hands its update to a worker process itself;
         # without, through the main thread, which submits it to a job thread (hw/node/aggregator.py ``_serve``)
         self.delegates = bool(scenario.pods("worker"))
@@ -428,7 +437,7 @@ class Replication:
             arrivals = simpy.Store(env)
             dropped = self.rng_fl.random(len(self.clients)) < fl.dropout_probability
             ctx = (r, received, arrivals, dropped)
-            if self.mode == "sequential":
+            if round_mode(self.mode, r) == "sequential":
                 env.process(self._distribute_sequential(ctx))
                 ok = yield from self._aggregate_sequential(arrivals, start + fl.round_timeout_s)
             else:
@@ -545,7 +554,8 @@ class Replication:
         yield from ep.run(rec, "upload", "serialize", fl.model_bytes)
         yield from self.protect(ep, "upload", fl.model_bytes)
         yield from self.send(ep, self.agg, self.message_bytes(fl.model_bytes), "upload")
-        if self.mode == "sequential" or not self.delegates:  # its reader thread passes it to the main thread
+        # its reader thread passes it to the main thread
+        if round_mode(self.mode, ctx[0]) == "sequential" or not self.delegates:
             yield from self._handoff(self.agg, INBOX_HANDOFF)
         arrivals.put(c)
 

@@ -52,6 +52,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
 MODES = ("sequential", "concurrent")
+# a run whose rounds alternate the two modes (``sim.contract.round_mode``), as the twin's ``--mode both`` run does:
+# its connections (windows, send buffers) age across both modes' rounds as the twin's do, where a run of each mode
+# starts them fresh; hw/modes.py ``split`` cuts it into a run of each mode, as it does the twin's
+ALTERNATING = "alternating"
 SEED_STREAMS = (
     "SeedSequence(seed).spawn(replications); per replication .spawn(4): network, cpu, devices, fl; "
     "the network's children by link, then (links, source, destination) for TCP messages' share weights; the "
@@ -100,8 +104,8 @@ def simulate_modes(
     the next is computed). Each mode has the same replications (seeds) it has alone; a mode's ``wall_s``
     counts from this call's start. ``progress(mode, done)``: replications done in that mode."""
     for mode in modes:
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES} (got {mode!r})")
+        if mode not in (*MODES, ALTERNATING):
+            raise ValueError(f"mode must be one of {(*MODES, ALTERNATING)} (got {mode!r})")
     seed = scenario.run.seed if seed is None else seed
     reps = replications or scenario.run.replications
     started = time.perf_counter()

@@ -12,8 +12,8 @@ import pytest
 from hw.compare import compare_dirs
 from hw.fit import fit_from_run
 from hw.modes import paired_reduction, pooled_reduction, rounds_of
-from hw.runconfig import round_mode
 from sim import contract
+from sim.contract import round_mode
 from sim.errors import UserError
 from sim.runner import simulate, write_run
 from sim.scenario import load_scenario
@@ -156,3 +156,25 @@ def test_a_kubernetes_run_has_one_mode_and_a_both_run_two_rounds_at_least(pqtwin
         "hw", "run", "scenarios/localhost.yaml", "--mode", "both", "--rounds", "1", "--out", str(tmp_path / "y")
     )
     assert res.returncode == 2 and "a round of each mode at least" in res.stderr and not (tmp_path / "y").exists()
+
+
+def test_a_simulated_alternating_run_runs_each_round_in_its_mode_and_splits_as_the_twins_run_does(tmp_path):
+    """``simulate(..., "alternating")``: one run whose rounds alternate the modes as a ``--mode both`` twin run's do,
+    so its connections age across both modes' rounds; ``hw.modes.split`` cuts it into a run of each mode, which
+    holds that mode's rounds (crypto workers in the concurrent ones only) and reads as a run of its mode."""
+    from hw.modes import split
+    from sim.runner import ALTERNATING
+
+    s = load_scenario(SCENARIOS / "localhost.yaml", ["workload.fl.rounds=8", "run.replications=2"])
+    run = simulate(s, ALTERNATING, workers=0)
+    write_run(run, tmp_path, s)
+    summaries = split(tmp_path)
+    for mode in ("sequential", "concurrent"):
+        spans = contract.read_spans(contract.RunLayout(tmp_path / mode).spans)
+        fl = spans[spans["round"] > 0]
+        assert set(fl["round"]) == set(rounds_of(mode, 8)) and set(fl["replication"]) == {0, 1}
+        assert fl["pod"].str.startswith("worker").any() == (mode == "concurrent")
+        assert summaries[mode].mode == mode and summaries[mode].rounds_completed == 2 * 4  # over both replications
+    whole = run.spans[run.spans["round"] > 0]
+    assert whole[whole["pod"].str.startswith("worker")]["round"].isin(rounds_of("concurrent", 8)).all()
+    assert simulate(s, ALTERNATING, workers=0).spans.equals(run.spans)  # one seed, the same run

@@ -46,9 +46,8 @@ from hw.node.common import (
 )
 from hw.node.delegation import DISTRIBUTE, VERIFY, Job, WorkerPool, encode_grant
 from hw.node.gate import Gate, Pending, authenticate
-from hw.runconfig import round_mode
 from hw.rundir import NodeResult
-from sim.contract import Dropout
+from sim.contract import Dropout, round_mode
 
 JOIN_GRACE_S = 5.0  # once the quorum is in: how long the rest may still take to authenticate before round 1
 GONE_POLL_S = 0.25  # how often the join looks for node processes that ended (``_ended``)
