@@ -42,12 +42,7 @@ def dial(address: tuple[str, int], name: str, timeout_s: float | None = None) ->
     host, port = address
     error: OSError | None = None
     for family, kind, proto, _, sockaddr in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
-        sock = socket.socket(family, kind, proto)
-        try:
-            use(sock, name)
-        except OSError as exc:
-            sock.close()
-            raise Refused(exc.errno, exc.strerror) from None
+        sock = _given(socket.socket(family, kind, proto), name)
         try:
             sock.settimeout(timeout_s)
             sock.connect(sockaddr)
@@ -65,13 +60,8 @@ async def dial_async(address: tuple[str, int], name: str) -> socket.socket:
     host, port = address
     error: OSError | None = None
     for family, kind, proto, _, sockaddr in await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM):
-        sock = socket.socket(family, kind, proto)
+        sock = _given(socket.socket(family, kind, proto), name)
         sock.setblocking(False)
-        try:
-            use(sock, name)
-        except OSError as exc:
-            sock.close()
-            raise Refused(exc.errno, exc.strerror) from None
         try:
             await loop.sock_connect(sock, sockaddr)
             return sock
@@ -87,18 +77,24 @@ def listener(address: tuple[str, int], name: str, backlog: int = 256) -> socket.
     kernel refuses ``name``."""
     host, port = address
     family, kind, proto, _, sockaddr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)[0]
-    sock = socket.socket(family, kind, proto)
+    sock = _given(socket.socket(family, kind, proto), name)
     try:
-        try:
-            use(sock, name)
-        except OSError as exc:
-            raise Refused(exc.errno, exc.strerror) from None
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(sockaddr)
         sock.listen(backlog)
     except OSError:
         sock.close()
         raise
+    return sock
+
+
+def _given(sock: socket.socket, name: str) -> socket.socket:
+    """``sock`` with congestion control ``name``; closed, and ``Refused``, where the kernel refuses it."""
+    try:
+        use(sock, name)
+    except OSError as exc:
+        sock.close()
+        raise Refused(exc.errno, exc.strerror) from None
     return sock
 
 
