@@ -382,7 +382,14 @@ def scored(c: Cell, work: Path, profile: Path, label: str, rounds: int, reps: in
 def alternated(done: list[Path]) -> bool:
     """Whether a cell's runs ``done`` were halves of ``--mode both`` runs (``--pairing rounds``): a mode's directory
     of a split run keeps the whole run's run.json (hw/modes.py ``split``), which says so."""
-    return bool(done) and all(RunConfig.read(d).mode == "both" for d in done)
+
+    def both(d: Path) -> bool:
+        try:
+            return RunConfig.read(d).mode == "both"
+        except ValueError:  # no run.json to read: not a twin run's half
+            return False
+
+    return bool(done) and all(both(d) for d in done)
 
 
 def simulate_cell(c: Cell, work: Path, profile: Path, rounds: int, more: tuple[str, ...], reps: int, out: Path,

@@ -22,6 +22,20 @@ SCENARIOS = ROOT / "scenarios"
 signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+class LoopbackAddressing:
+    """``hw.runconfig.Addressing`` for a run's configuration built in a test (``build``): every pod on loopback,
+    one port; nothing is bound."""
+
+    def listen_port(self, pod: str, service: str) -> int:
+        return 9000
+
+    def dial(self, src: str, pod: str, host: str, service: str, port: int) -> tuple[str, int]:
+        return ("127.0.0.1", port)
+
+    def devices(self, pop: object, host: str) -> dict[str, object]:
+        return {}
+
+
 def bench_module(name: str) -> ModuleType:
     """``bench/NAME.py`` imported as module ``NAME`` (registered: its dataclasses look their module up by name)."""
     spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")

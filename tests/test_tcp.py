@@ -20,7 +20,7 @@ from pqtwin import cli
 from sim.errors import UserError
 from sim.scenario import load_scenario
 
-from .conftest import SCENARIOS
+from .conftest import SCENARIOS, LoopbackAddressing
 
 AVAILABLE = Path("/proc/sys/net/ipv4/tcp_available_congestion_control").read_text().split()
 # two the kernel has that differ from the machine's default, so a socket that kept the default is caught
@@ -98,17 +98,7 @@ def test_a_shaping_proxy_gives_both_sides_of_a_connection_the_runs_congestion_co
 def test_the_runs_configuration_carries_the_scenarios_congestion_control(cc):
     s = load_scenario(SCENARIOS / "localhost.yaml", [f"deployment.network.transport.congestion_control={cc}"])
 
-    class Here:
-        def listen_port(self, pod: str, service: str) -> int:
-            return 9000
-
-        def dial(self, src: str, pod: str, host: str, service: str, port: int) -> tuple[str, int]:
-            return ("127.0.0.1", port)
-
-        def devices(self, pop: object, host: str) -> dict[str, object]:
-            return {}
-
-    assert build(s, "sequential", 1, 0, Here(), epoch=0.0).congestion_control == cc
+    assert build(s, "sequential", 1, 0, LoopbackAddressing(), epoch=0.0).congestion_control == cc
 
 
 def test_a_congestion_control_the_machine_cannot_give_is_refused_before_a_run_claims_its_directory(

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from .conftest import ROOT, bench_module
+from .conftest import ROOT, LoopbackAddressing, bench_module
 
 
 @pytest.fixture(scope="module")
@@ -892,3 +892,37 @@ def test_the_netns_cells_kernel_rate_is_measured_over_their_links_at_the_calibra
         rates.append(bench.kernel_rate(path))
     assert 1.0 <= rates[1] < rates[0] <= 1e12
     assert rates[1] / rates[0] == pytest.approx(0.5)
+
+
+def test_a_cell_measured_as_halves_of_mode_both_runs_is_simulated_as_one_alternating_run(
+    bench: Any, tmp_path: Path
+) -> None:
+    """A cell's runs that were halves of ``--mode both`` runs (their run.json says so) are simulated as the twin ran
+    them: one run of twice the rounds, the modes in turn, split as the twin's; the pair's other cell reuses it. Runs
+    of one mode (or a directory with no run.json) are simulated alone."""
+    from hw.runconfig import build
+    from sim.contract import atomic_write, round_mode
+    from sim.scenario import load_scenario
+
+    s = load_scenario(ROOT / "scenarios" / "localhost.yaml")
+    for mode in ("both", "sequential"):
+        (tmp_path / mode).mkdir()
+        atomic_write(
+            tmp_path / mode / "run.json", build(s, mode, 2, 0, LoopbackAddressing(), epoch=0.0).model_dump_json()
+        )
+    assert bench.alternated([tmp_path / "both"]) and not bench.alternated([tmp_path / "both", tmp_path / "sequential"])
+    assert not bench.alternated([tmp_path / "no-run-json"]) and not bench.alternated([])
+    profile = ROOT / "scenarios" / "profiles" / "ci-x86.yaml"
+    c = bench.Cell("localhost", "concurrent", "PQC L3", 50_000)
+    bench.simulate_cell(c, tmp_path, profile, 4, (), 2, tmp_path / "sim-alone", False)
+    bench.simulate_cell(c, tmp_path, profile, 4, (), 2, tmp_path / "sim-paired", True)
+    alone = pd.read_parquet(tmp_path / "sim-alone" / "spans.parquet")
+    paired = pd.read_parquet(tmp_path / "sim-paired" / "spans.parquet")
+    assert set(alone.loc[alone["round"] > 0, "round"]) == {1, 2, 3, 4}
+    assert set(paired.loc[paired["round"] > 0, "round"]) == {r for r in range(1, 9) if round_mode("both", r) == c.mode}
+    assert paired["pod"].str.startswith("worker").any()
+    seq = bench.replace(c, mode="sequential")
+    bench.simulate_cell(seq, tmp_path, profile, 4, (), 2, tmp_path / "sim-paired-seq", True)
+    assert len(list(tmp_path.glob("sim-*-alternating-*"))) == 1  # simulated once for the pair
+    seq_spans = pd.read_parquet(tmp_path / "sim-paired-seq" / "spans.parquet")
+    assert set(seq_spans.loc[seq_spans["round"] > 0, "round"]) == {1, 4, 5, 8}
