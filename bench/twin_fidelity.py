@@ -400,12 +400,12 @@ def simulate_cell(c: Cell, work: Path, profile: Path, rounds: int, more: tuple[s
     -- its connections' windows and send buffers age across both modes' rounds as the twin's do, where a run of the
     mode alone starts them fresh (a quick Wi-Fi cell, 10 rounds a mode: 1,535 ms measured against 1,354 in the full
     matrix's runs of 20; docs/twin-validation.md, "Stop 89"). The two cells of a pair simulate it once."""
-    both = replace(c, mode="both")
     if not alternate:
         s = c.scenario(profile, rounds, more)
         write_run(simulate(s, c.mode, replications=reps, workers=0), out, s)
         return
-    key = (both.name, str(profile), 2 * rounds, more, reps)
+    both = replace(c, mode="both")
+    key = (str(work), both.name, str(profile), 2 * rounds, more, reps)
     whole = _ALTERNATED.get(key)
     if whole is None:
         whole = _ALTERNATED[key] = work / f"sim-{both.name}-alternating-{len(_ALTERNATED)}"

@@ -118,7 +118,8 @@ WIRE_OPS = ("transfer", "frame")  # rows that are messages (over links or a host
 # the simulator's ``alternating`` (sim/runner.py), which simulates such a run as one, its connections aging across
 # both modes' rounds as the twin's do.
 ROUND_MODES = ("sequential", "concurrent")
-ALTERNATING_MODES = ("both", "alternating")
+ALTERNATING = "alternating"
+ALTERNATING_MODES = ("both", ALTERNATING)
 
 
 def round_mode(mode: str, r: int) -> str:

@@ -27,6 +27,8 @@ import numpy as np
 from sim import provenance
 from sim.checkpoint import Fork
 from sim.contract import (
+    ALTERNATING,
+    ROUND_MODES,
     Energy,
     Engine,
     LinkBytes,
@@ -51,11 +53,10 @@ from sim.telemetry import NotVectorizable, engine_for, engine_problem
 if TYPE_CHECKING:
     import pandas as pd
 
-MODES = ("sequential", "concurrent")
-# a run whose rounds alternate the two modes (``sim.contract.round_mode``), as the twin's ``--mode both`` run does:
-# its connections (windows, send buffers) age across both modes' rounds as the twin's do, where a run of each mode
-# starts them fresh; hw/modes.py ``split`` cuts it into a run of each mode, as it does the twin's
-ALTERNATING = "alternating"
+MODES = ROUND_MODES
+# ``ALTERNATING``: a run whose rounds alternate the two modes (``sim.contract.round_mode``), as the twin's ``--mode
+# both`` run does: its connections (windows, send buffers) age across both modes' rounds as the twin's do, where a
+# run of each mode starts them fresh; hw/modes.py ``split`` cuts it into a run of each mode, as it does the twin's
 SEED_STREAMS = (
     "SeedSequence(seed).spawn(replications); per replication .spawn(4): network, cpu, devices, fl; "
     "the network's children by link, then (links, source, destination) for TCP messages' share weights; the "
