@@ -41,7 +41,7 @@ run: $(STAMP)
 	  $(BIN)/pqtwin hw run scenarios/localhost.yaml --mode sequential \
 	  --out runs/localhost-train --force && $(BIN)/pqtwin calibrate --from-run runs/localhost-train \
 	  --base runs/local-profile.yaml --out runs/local-fitted.yaml --name local-fitted; }
-	$(BIN)/pqtwin sim scenarios/localhost.yaml --mode both --profile runs/local-fitted.yaml \
+	$(BIN)/pqtwin sim scenarios/localhost.yaml --mode both --rounds-in-turn --profile runs/local-fitted.yaml \
 	  --set workload.fl.rounds=$(TWIN_ROUNDS) --out runs/localhost-sim --force
 	$(BIN)/pqtwin hw run scenarios/localhost.yaml --mode both --rounds $(TWIN_ROUNDS) --out runs/localhost-hw --force
 	@echo "paper comparison: runs/paper-3node/modes.json; twin report: runs/localhost-hw/compare/"

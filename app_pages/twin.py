@@ -16,7 +16,7 @@ from app_pages.common import KEEP, runs_dir, show_path, show_problem
 from hw.at_speed import at_measured_speed, off_speed, speed_of, training_of
 from hw.compare import BOOTSTRAP_SEED, RESAMPLES, compare_dirs
 from pqtwin import charts
-from sim.contract import RunLayout, Summary, read_summary
+from sim.contract import ALTERNATING_MODES, RunLayout, Summary, read_summary
 from sim.errors import UserError
 from sim.modes_json import paired, read_modes, reduction_text
 from sim.units import MISSING, fmt
@@ -25,8 +25,8 @@ from sim.units import MISSING, fmt
 def run_dirs(root: Path, problems: list[str] | None = None) -> dict[str, Summary]:
     """Run directories under root (spans + a valid summary, up to three levels deep) → their summary. One whose
     summary.json does not read as this version's is not offered; ``problems`` gets its one line (the file, what is
-    wrong). A twin run of ``--mode both`` is offered as its two halves (``DIR/sequential``, ``DIR/concurrent``), not
-    as the whole (hw/modes.py)."""
+    wrong). A run of both modes' rounds in turn (a twin's ``--mode both``, a simulation's ``--rounds-in-turn``) is
+    offered as its two halves (``DIR/sequential``, ``DIR/concurrent``), not as the whole (sim/alternating.py)."""
     out: dict[str, Summary] = {}
     if not root.is_dir():
         return out
@@ -38,7 +38,7 @@ def run_dirs(root: Path, problems: list[str] | None = None) -> dict[str, Summary
             if problems is not None:
                 problems.append(str(exc))
             continue
-        if summary.mode != "both":
+        if summary.mode not in ALTERNATING_MODES:
             out[str(d)] = summary
     return out
 

@@ -40,7 +40,8 @@ from fuzz_inputs import ROOT, Case, conclude, m_keys, m_lines, m_scalar, m_struc
 
 SMALL = ["--set", "workload.fl.model_parameters=50000", "--set", "workload.fl.samples_per_client=300"]
 RESULTS = ("status.json", "summary.json", "spans.parquet", "modes.json", "sequential", "concurrent")
-# (argv, the trees a case damages): sim/ a `pqtwin sim --mode both` run, hw/ a twin's, hk/ a killed twin run
+# (argv, the trees a case damages): sim/ a `pqtwin sim --mode both` run, tu/ one with --rounds-in-turn, hw/ a twin's,
+# hk/ a killed twin run
 TARGETS: list[tuple[list[str], tuple[str, ...]]] = [
     (["compare", "sim/sequential", "hw/sequential"], ("hw/sequential", "sim/sequential")),
     (["compare", "sim/concurrent", "hw/concurrent", "hw/sequential"], ("hw/concurrent", "sim/concurrent")),
@@ -55,17 +56,21 @@ TARGETS: list[tuple[list[str], tuple[str, ...]]] = [
     (["calibrate", "--from-run", "hw/sequential", "--out", "p.yaml"], ("hw/sequential",)),
     (["calibrate", "--from-run", "hw/concurrent", "--out", "p.yaml"], ("hw/concurrent",)),
     (["hw", "recover", "hk"], ("hk/",)),
+    (["compare", "tu", "hw", "--out", "out"], ("tu/",)),
+    (["compare", "tu/sequential", "hw/sequential", "--at-speed"], ("tu/",)),  # the whole run resimulated, split
+    (["report", "tu", "--out", "r.html"], ("tu/",)),
 ]
 JSON_VALUES: list[Any] = ["x", None, [], {}, -1, 0, 1e308, float("nan"), float("inf"), 2**70, True, "../../etc/passwd"]
 
 
 def make_runs(root: Path, hw: Path | None = None) -> dict[str, Path]:
-    """The real runs the cases damage copies of: sim/, hw/ and hk/ (hw/ without its results, as a killed run);
+    """The real runs the cases damage copies of: sim/, tu/, hw/ and hk/ (hw/ without its results, as a killed run);
     ``hw``: a `pqtwin hw run --mode both` run of ``SMALL`` made before, used instead of a new one."""
     cli = [sys.executable, "-m", "pqtwin"]
-    runs = {"sim": root / "sim", "hw": hw or root / "hw", "hk": root / "hk"}
-    argvs = [[*cli, "sim", "scenarios/localhost.yaml", "--mode", "both", "--replications", "2", *SMALL,
-              "--set", "workload.fl.rounds=4", "--out", str(runs["sim"])]]  # fmt: skip
+    runs = {"sim": root / "sim", "tu": root / "tu", "hw": hw or root / "hw", "hk": root / "hk"}
+    argvs = [[*cli, "sim", "scenarios/localhost.yaml", "--mode", "both", *turn, "--replications", "2", *SMALL,
+              "--set", "workload.fl.rounds=4", "--out", str(runs[name])]
+             for name, turn in (("sim", []), ("tu", ["--rounds-in-turn"]))]  # fmt: skip
     if hw is None:
         argvs.append([*cli, "hw", "run", "scenarios/localhost.yaml", "--mode", "both", "--rounds", "4", *SMALL,
                       "--out", str(runs["hw"])])  # fmt: skip
@@ -198,7 +203,7 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="pqtwin-rundirs-") as tmp:
         root = args.runs or Path(tmp)
-        runs = {k: root / k for k in ("sim", "hw", "hk")}
+        runs = {k: root / k for k in ("sim", "tu", "hw", "hk")}
         if not all(d.is_dir() for d in runs.values()):
             root.mkdir(parents=True, exist_ok=True)
             runs = make_runs(root)

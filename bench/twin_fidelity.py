@@ -83,13 +83,13 @@ from hw.calibrate import calibrate, training_now
 from hw.compare import AT_SPEED, ON_QUIET, compare_dirs, quiet_run
 from hw.fit import fit_from_run, memory_at_price
 from hw.local import run_local
-from hw.modes import pair_reductions, split
 from hw.netns import unavailable
 from hw.runconfig import RunConfig
 from hw.schedtrace import union_s
 from hw.sendcpu import kernel_cpu_rate_bps
 from hw.speed import run_slow_flags
 from hw.trainprobe import PRICED_MIN_PARAMETERS
+from sim.alternating import pair_reductions, split
 from sim.contract import FL_PHASES, ROUND_SEGMENTS, RunLayout, Summary, read_spans, read_summary
 from sim.errors import UserError
 from sim.loading import in_range, out_json, read_json_object
@@ -396,7 +396,7 @@ def simulate_cell(c: Cell, work: Path, profile: Path, rounds: int, more: tuple[s
                   alternate: bool) -> None:  # fmt: skip
     """The cell simulated into run directory ``out``, ``rounds`` rounds a replication. ``alternate`` (its runs were
     ``--mode both`` runs: ``alternated``), as the twin ran them: one simulated run of twice the rounds, the two modes
-    in turn (``sim.runner.ALTERNATING``), split as the twin's run was (``hw.modes.split``)
+    in turn (``sim.runner.ALTERNATING``), split as the twin's run was (``sim.alternating.split``)
     -- its connections' windows and send buffers age across both modes' rounds as the twin's do, where a run of the
     mode alone starts them fresh (a quick Wi-Fi cell, 10 rounds a mode: 1,535 ms measured against 1,354 in the full
     matrix's runs of 20; docs/twin-validation.md, "Stop 89"). The two cells of a pair simulate it once."""

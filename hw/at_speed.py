@@ -29,7 +29,7 @@ import yaml
 
 from hw.fit import memory_at_price
 from hw.trainprobe import PRICED_MIN_PARAMETERS
-from sim.contract import RunLayout, Summary, TrainingProbe, read_summary
+from sim.contract import ALTERNATING, ROUND_MODES, RunLayout, Summary, TrainingProbe, read_summary
 from sim.errors import UserError
 from sim.profile import Platform, load_profile
 from sim.scenario import load_scenario
@@ -132,17 +132,20 @@ def at_measured_speed(sim_dir: Path, hw_dirs: list[Path]) -> dict[str, Any]:
 
 def _simulated_at(sim_dir: Path, hw_dirs: list[Path], speed: float, train: float) -> dict[str, Any] | None:
     from hw.compare import compare_dirs
+    from sim.alternating import split
     from sim.errors import load_yaml
     from sim.profile import write_profile
     from sim.runner import simulate, write_run
 
-    layout, summary = RunLayout(sim_dir), read_summary(RunLayout(sim_dir).summary)
+    whole = alternating_whole(sim_dir)  # a half of a run of rounds in turn: that run again, split as it was
+    layout = RunLayout(whole or sim_dir)
+    summary = read_summary(layout.summary)
     if fast := [h.name for h in load_scenario(layout.scenario).deployment.hosts if h.cpu_speed != 1.0]:
         raise UserError(f"{sim_dir}: host {fast[0]} was simulated at another speed already (cpu_speed)")
     with tempfile.TemporaryDirectory(prefix="pqtwin-at-speed-") as tmp:
         work = RunLayout(Path(tmp))
         work.scenario.write_bytes(layout.scenario.read_bytes())
-        for f in sorted((sim_dir / RunLayout.PROFILES).glob("*.yaml")):
+        for f in sorted((layout.root / RunLayout.PROFILES).glob("*.yaml")):
             work.profile(f.stem).parent.mkdir(parents=True, exist_ok=True)
             data = load_yaml(f)  # bounded: a FIFO or an endless file named *.yaml is one line, not a hang
             probed = data.get("platform", {}).get("training_probe_s") is not None  # (``measured_training``)
@@ -150,5 +153,20 @@ def _simulated_at(sim_dir: Path, hw_dirs: list[Path], speed: float, train: float
         s = load_scenario(work.scenario, [f"deployment.hosts.*.cpu_speed={speed:.6g}"])
         run = simulate(s, summary.mode, seed=summary.seed, replications=summary.replications)
         write_run(run, work.root / "run", s)
-        metrics: dict[str, Any] = compare_dirs(work.root / "run", hw_dirs[0], hw_dirs[1:])["metrics"]
+        if whole is not None:
+            split(work.root / "run")
+        again = work.root / "run" / (sim_dir.name if whole is not None else "")
+        metrics: dict[str, Any] = compare_dirs(again, hw_dirs[0], hw_dirs[1:])["metrics"]
         return metrics.get("round_latency_s")
+
+
+def alternating_whole(d: Path) -> Path | None:
+    """The simulated run of rounds in turn (``pqtwin sim --mode both --rounds-in-turn``) whose half ``d`` is, or
+    None."""
+    parent = d.parent
+    if d.name not in ROUND_MODES or not RunLayout(parent).summary.is_file():
+        return None
+    try:
+        return parent if read_summary(RunLayout(parent).summary).mode == ALTERNATING else None
+    except (OSError, ValueError):  # damaged: simulating the half again says what it can
+        return None

@@ -350,11 +350,21 @@ def sim_cmd(
             "--fabric-of", parser=path_arg, help="a netns twin run: simulate the links and the machine it measured"
         ),
     ] = None,
+    rounds_in_turn: Annotated[
+        bool,
+        typer.Option(
+            "--rounds-in-turn",
+            help="with --mode both: one run whose rounds alternate the modes (S C C S ...) as `pqtwin hw run --mode "
+            "both` runs them, split into DIR/sequential and DIR/concurrent, to compare with such a run; "
+            "workload.fl.rounds counts both modes' rounds",
+        ),
+    ] = False,
 ) -> None:
     """Simulate a scenario; write spans.parquet and summary.json and print a table."""
     from hw import rundir
     from pqtwin.tables import modes_table, summary_table
     from sim import scenario as scn
+    from sim.contract import ALTERNATING
     from sim.errors import UserError, shorten
     from sim.loading import exists
     from sim.runner import MODES
@@ -371,6 +381,8 @@ def sim_cmd(
     s = scn.load_scenario(scenario, set_, profile)
     out = given or Path("runs") / s.name
     modes = list(MODES) if mode == "both" else [mode or s.workload.processing.mode]
+    if rounds_in_turn:
+        modes = [_in_turn(s, mode)]
     cost = _check_cost(s, replications, len(modes), max_memory_gib, max_minutes)
     procs = 1 if profile_run else _workers(workers, replications or s.run.replications, cost, max_memory_gib)
     told = _warn_provenance(s)
@@ -382,11 +394,28 @@ def sim_cmd(
         STDOUT.print(modes_table(runs["sequential"].summary, runs["concurrent"].summary, comparison))
     else:
         STDOUT.print(summary_table(runs[modes[0]].summary))
-    for m, r in runs.items():
+    whole = {m: r for m, r in runs.items() if m == ALTERNATING}  # its halves repeat its warnings
+    for m, r in (whole or runs).items():
         for w in r.summary.warnings:
             if w not in told:
                 _warn(f"({m}) {w}")
+    if whole:
+        _say(f"each mode: {out / 'sequential'}/, {out / 'concurrent'}/ (rounds in turn, S C C S ...)")
     _say(f"results: {out}/")
+
+
+def _in_turn(s: scn.Scenario, mode: str | None) -> str:
+    """The simulator's mode of ``--rounds-in-turn`` (``sim.contract.ALTERNATING``); a UserError where the command
+    cannot run so."""
+    from sim.contract import ALTERNATING
+    from sim.errors import UserError
+
+    if mode != "both":
+        raise UserError("--rounds-in-turn: with --mode both (the rounds alternate the two modes)")
+    if s.workload.fl.rounds < 2:
+        raise UserError(f"{s.path}: --rounds-in-turn runs a round of each mode at least: set workload.fl.rounds to 2 "
+                        f"or more (got {s.workload.fl.rounds})")  # fmt: skip
+    return ALTERNATING
 
 
 def _fabric_overrides(run_dir: Path) -> list[str]:
@@ -458,8 +487,13 @@ def _workers(asked: int, reps: int, cost: costs.Cost, max_memory_gib: float) -> 
 def _simulate_into(s: scn.Scenario, modes: list[str], out: Path, seed: int | None, reps: int | None,
                    profile_run: bool, workers: int = 1, alone: bool = False,
                    ) -> tuple[dict[str, RunResult], dict[str, Any] | None]:  # fmt: skip
+    from dataclasses import replace
+
+    from sim.alternating import split
     from sim.checkpoint import Fork
-    from sim.contract import RunLayout, write_json
+    from sim.contract import ALTERNATING, RunLayout, write_json
+    from sim.loading import read_json_object
+    from sim.modes_json import MODES_LIMIT_BYTES
     from sim.runner import write_run
     from sim.summary import mode_comparison
 
@@ -477,6 +511,9 @@ def _simulate_into(s: scn.Scenario, modes: list[str], out: Path, seed: int | Non
     if profiler is not None:
         profiler.stop()
         (out / "profile.html").write_text(profiler.output_html())
+    if modes == [ALTERNATING]:  # each mode's rounds a run of its own, and their reduction paired round by round
+        runs |= {m: replace(runs[ALTERNATING], summary=summary) for m, summary in split(out).items()}
+        return runs, read_json_object(RunLayout(out).modes, MODES_LIMIT_BYTES, "a modes.json")
     if len(modes) == 1:
         return runs, None
     comparison = mode_comparison(runs["sequential"].summary, runs["concurrent"].summary)

@@ -35,6 +35,7 @@ from hw.rundir import unwritten_hint
 from pqtwin import charts
 from sim import deltas as dl
 from sim.contract import (
+    ALTERNATING_MODES,
     MARKERS,
     MAX_RUN_JSON_BYTES,
     WIRE_OPS,
@@ -121,7 +122,7 @@ def load_run(run_dir: Path, option: str = "RUN_DIR", label: str = "") -> ReportR
         summary = read_summary(layout.summary)
     except (OSError, ValueError) as exc:
         raise UserError(f"{option}: {shorten(str(exc).splitlines()[0], 300)}") from None
-    if summary.mode == "both":  # `pqtwin hw run --mode both`: its whole directory mixes the two modes' rounds
+    if summary.mode in ALTERNATING_MODES:  # `hw run --mode both`, `sim --rounds-in-turn`: both modes' rounds
         raise UserError(f"{option}: {run_dir}: {BOTH_HINT.format(d=run_dir)}")
     scenario, notes = _load_scenario(layout.scenario, option)
     spans, left_out = _load_spans(layout.spans, option), tuple[str, ...]()

@@ -214,8 +214,10 @@ def reduction_line(r: dict[str, Any]) -> str:
         band = f" [{ci[0] * 100:+.1f}, {ci[1] * 100:+.1f}]" if ci else ""
         return f"{x['reduction'] * 100:+.1f} %{band}"
 
-    m, reps = r["measured"], r["simulated"].get("replications")
+    m, reps, pairs = r["measured"], r["simulated"].get("replications"), r["simulated"].get("pairs")
     reps_said = counted(reps, "replication") if reps else "its replications"
+    if pairs:  # simulated as the twin runs, rounds in turn (``pqtwin sim --rounds-in-turn``)
+        reps_said = f"{pairs} pairs of rounds in {reps_said}"
     line = (f"concurrent vs sequential, round latency reduction: simulated {said(r['simulated'])} "
             f"({reps_said}), measured {said(m)} ({m['pairs']} pairs of rounds "
             f"in {m['runs']} run{'s' if m['runs'] > 1 else ''})")  # fmt: skip

@@ -125,7 +125,7 @@ ALTERNATING_MODES = ("both", ALTERNATING)
 def round_mode(mode: str, r: int) -> str:
     """The mode round ``r`` (from 1) runs in: ``mode`` itself, or in a run that alternates them (``ALTERNATING_MODES``)
     sequential and concurrent rounds in ABBA order (S C C S S C ...), so the two modes share the host's state round
-    by round and a drift through the run weighs on both alike: the reduction is measured paired (``hw.modes``)."""
+    by round and a drift through the run weighs on both alike: paired (``sim.alternating``)."""
     if mode not in ALTERNATING_MODES:
         return mode
     return "concurrent" if (r - 1) % 4 in (1, 2) else "sequential"  # each block of four: S C C S

@@ -60,6 +60,8 @@ def reduction_text(modes: dict[str, Any]) -> str:
     band = f" [{r['reduction_ci95'][0] * 100:+.1f}, {r['reduction_ci95'][1] * 100:+.1f}]" if r["reduction_ci95"] else ""
     if paired(modes):
         n = f", {r['pairs']} pairs of rounds" if "pairs" in r else ", pairs of rounds"
+        if isinstance(modes.get("replications"), int) and modes["replications"] > 1:  # a simulation's, in turn
+            n += f" in {modes['replications']} replications"
     else:
         n = f", {modes.get('replications', '?')} replications"
     return f"{r['reduction'] * 100:+.1f} %{band}{n}"

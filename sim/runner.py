@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 MODES = ROUND_MODES
 # ``ALTERNATING``: a run whose rounds alternate the two modes (``sim.contract.round_mode``), as the twin's ``--mode
 # both`` run does: its connections (windows, send buffers) age across both modes' rounds as the twin's do, where a
-# run of each mode starts them fresh; hw/modes.py ``split`` cuts it into a run of each mode, as it does the twin's
+# run of each mode starts them fresh; sim/alternating.py ``split`` cuts it into a run of each mode (the twin's too)
 SEED_STREAMS = (
     "SeedSequence(seed).spawn(replications); per replication .spawn(4): network, cpu, devices, fl; "
     "the network's children by link, then (links, source, destination) for TCP messages' share weights; the "

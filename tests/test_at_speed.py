@@ -211,3 +211,37 @@ def test_a_measured_run_never_at_speed_says_so_in_words() -> None:
     assert AT_SPEED not in metrics and "round_latency_s" in metrics
     why = "no measured round ran with every core at the calibration's speed"
     assert not_compared[AT_SPEED] == why and warnings == [f"{AT_SPEED}: {why}"]
+
+
+def test_a_half_of_a_simulation_of_rounds_in_turn_is_simulated_again_as_that_run(tmp_path: Path) -> None:
+    """``pqtwin sim --mode both --rounds-in-turn`` writes halves of one alternating run: at speed, the run simulated
+    again is that alternating run, split as it was, so the half's rounds at 0.5x are the alternating run's at 0.5x --
+    not a run of the half's mode alone, whose connections no other mode's rounds aged."""
+    from hw.compare import compare_dirs
+    from hw.fit import memory_at_price
+    from sim.alternating import split
+    from sim.profile import write_profile
+    from sim.runner import ALTERNATING
+
+    s = load_scenario(ROOT / "scenarios" / "localhost.yaml", ["workload.fl.rounds=8"], PROFILE)
+    whole = tmp_path / "turn"
+    write_run(simulate(s, ALTERNATING, 7, 2), whole, s)
+    split(whole)
+    half = whole / "concurrent"
+    hw = measured(half, tmp_path / "hw", 0.5)
+    got = at_measured_speed(half, [hw])
+    assert "not_simulated" not in got and got["speed"] == pytest.approx(0.5)
+
+    def again(mode: str, out: Path) -> float:  # as hw/at_speed.py prices it, by hand
+        shutil.copytree(whole, out)
+        for f in (out / RunLayout.PROFILES).glob("*.yaml"):
+            write_profile(memory_at_price(yaml.safe_load(f.read_text()), 0.5, 1.0), f)
+        slow = load_scenario(out / "scenario.yaml", ["deployment.hosts.*.cpu_speed=0.5"])
+        write_run(simulate(slow, mode, 7, 2), out / "run", slow)
+        if mode == ALTERNATING:
+            split(out / "run")
+        d = out / "run" / ("concurrent" if mode == ALTERNATING else "")
+        return float(compare_dirs(d, hw)["metrics"]["round_latency_s"]["sim_p50"])
+
+    assert got["sim_p50_s"] == pytest.approx(again(ALTERNATING, tmp_path / "turn-again"), rel=1e-12)
+    assert got["sim_p50_s"] != pytest.approx(again("concurrent", tmp_path / "alone"), rel=1e-6)

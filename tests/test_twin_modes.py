@@ -11,8 +11,9 @@ import pytest
 
 from hw.compare import compare_dirs
 from hw.fit import fit_from_run
-from hw.modes import paired_reduction, pooled_reduction, rounds_of
+from hw.modes import pooled_reduction
 from sim import contract
+from sim.alternating import paired_reduction, rounds_of
 from sim.contract import round_mode
 from sim.errors import UserError
 from sim.runner import simulate, write_run
@@ -49,6 +50,46 @@ def test_the_paired_reduction_takes_each_pair_of_rounds_apart():
     assert red["sequential_mean"] == pytest.approx(0.025) and red["concurrent_mean"] == pytest.approx(0.01875)
     odd = paired_reduction(df.iloc[[0, 1, 2]], 4)["round_latency_s"]  # round 4 failed: its pair is out
     assert odd["pairs"] == 1 and odd["reduction_ci95"] == pytest.approx([0.25, 0.25])
+
+
+def test_the_paired_reduction_pairs_rounds_within_each_replication():
+    """A simulated run of rounds in turn has replications, each with rounds 1..n: a pair is two rounds of one
+    replication (25 % in the first, 0 % in the second), never one replication's rounds summed with another's."""
+    rows = [_round(1, 0.0, 0.040), _round(2, 1.0, 0.030), _round(1, 0.0, 0.010), _round(2, 1.0, 0.010)]
+    df = pd.DataFrame(rows, columns=list(contract.COLUMNS)).assign(replication=[0, 0, 1, 1])
+    out = paired_reduction(df, 2)
+    red = out["round_latency_s"]
+    assert out["replications"] == 2 and red["pairs"] == 2
+    assert red["sequential_mean"] == pytest.approx(0.025) and red["concurrent_mean"] == pytest.approx(0.02)
+    assert red["reduction_ci95"][0] < 0 < 0.25 < red["reduction_ci95"][1]  # over 0.25 and 0.0: no one value
+
+
+def test_a_simulation_of_rounds_in_turn_splits_as_a_twins_both_run(pqtwin, tmp_path):
+    """``pqtwin sim --mode both --rounds-in-turn``: one run (mode ``alternating``) whose rounds alternate, its halves
+    each a run of its mode over every replication, and modes.json paired by rounds within each replication; the
+    whole run is no run of one mode to compare. Refused in one line, nothing written, without --mode both or with
+    fewer than two rounds."""
+    out = tmp_path / "turn"
+    res = pqtwin("sim", "scenarios/localhost.yaml", "--mode", "both", "--rounds-in-turn", *SMALL, "--set",
+                 "workload.fl.rounds=4", "--replications", "2", "--out", str(out))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "one run, rounds in turn" in res.stdout and f"each mode: {out / 'sequential'}/" in res.stdout
+    assert contract.read_summary(out / "summary.json").mode == "alternating"
+    for mode in ("sequential", "concurrent"):
+        s = contract.read_summary(out / mode / "summary.json")
+        df = contract.read_spans(out / mode / "spans.parquet")
+        assert s.mode == mode and s.replications == 2 and s.rounds_completed == 2 * 2
+        assert set(df["round"]) - {0} == set(rounds_of(mode, 4)) and set(df["replication"]) == {0, 1}
+    modes = json.loads((out / "modes.json").read_text())
+    assert modes["paired"] == "rounds" and modes["replications"] == 2 and modes["round_latency_s"]["pairs"] == 4
+    with pytest.raises(UserError, match=f"{out}: a --mode both run .*: pass {out / 'sequential'}"):  # the whole run
+        compare_dirs(out / "sequential", out)
+    refused = [(["--mode", "concurrent"], "--rounds-in-turn: with --mode both"),
+               (["--mode", "both", "--set", "workload.fl.rounds=1"], "a round of each mode at least")]  # fmt: skip
+    for extra, words in refused:
+        res = pqtwin("sim", "scenarios/localhost.yaml", "--rounds-in-turn", *extra, "--out", str(tmp_path / "no"))
+        assert res.returncode == 2 and res.stderr.count("\n") == 1 and words in res.stderr, res.stderr
+        assert not (tmp_path / "no").exists()
 
 
 def test_repeated_both_runs_pool_their_pairs_of_rounds(tmp_path):
@@ -141,6 +182,14 @@ def test_a_both_run_for_real_splits_into_a_run_of_each_mode(pqtwin, tmp_path):
     for mode in ("sequential", "concurrent"):
         half = json.loads((out / "compare" / mode / "compare.json").read_text())
         assert half["runs"]["hw"]["mode"] == half["runs"]["sim"]["mode"] == mode
+    turn = tmp_path / "turn"  # simulated as the twin ran it: its reduction paired by rounds too
+    res = pqtwin("sim", "scenarios/localhost.yaml", "--mode", "both", "--rounds-in-turn", *SMALL, "--set",
+                 "workload.fl.rounds=4", "--replications", "2", "--out", str(turn))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    res = pqtwin("compare", str(turn), str(out), "--out", str(tmp_path / "ct"))
+    assert res.returncode == 0, res.stderr
+    assert "simulated" in res.stdout and "(4 pairs of rounds in 2 replications), measured" in res.stdout
+    assert json.loads((tmp_path / "ct" / "reduction.json").read_text())["simulated"]["pairs"] == 4
     res = pqtwin("compare", str(runs["sim"]), str(out))  # an earlier report there: --force to replace it
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "--force" in res.stderr
     res = pqtwin("compare", str(runs["sim"]), str(out), str(out / "sequential"), "--out", str(tmp_path / "c"))
@@ -160,9 +209,9 @@ def test_a_kubernetes_run_has_one_mode_and_a_both_run_two_rounds_at_least(pqtwin
 
 def test_a_simulated_alternating_run_runs_each_round_in_its_mode_and_splits_as_the_twins_run_does(tmp_path):
     """``simulate(..., "alternating")``: one run whose rounds alternate the modes as a ``--mode both`` twin run's do,
-    so its connections age across both modes' rounds; ``hw.modes.split`` cuts it into a run of each mode, which
+    so its connections age across both modes' rounds; ``sim.alternating.split`` cuts it into a run of each mode, which
     holds that mode's rounds (crypto workers in the concurrent ones only) and reads as a run of its mode."""
-    from hw.modes import split
+    from sim.alternating import split
     from sim.runner import ALTERNATING
 
     s = load_scenario(SCENARIOS / "localhost.yaml", ["workload.fl.rounds=8", "run.replications=2"])
