@@ -472,3 +472,30 @@ def test_the_kernels_rate_is_none_or_a_link_rate(rate, ok):
     else:
         with pytest.raises(ValidationError, match="host_rate_bps"):
             Transport(host_rate_bps=rate)
+
+
+@pytest.mark.parametrize(("rate_bps", "cc", "one_weight"), [(10e6, "cubic", True), (10e6, "reno", True),
+                                                           (10e6, "bbr", False), (100e6, "cubic", False)])  # fmt: skip
+def test_a_senders_flows_share_one_weight_where_small_queues_serve_them_in_turn(rate_bps, cc, one_weight):
+    """Four messages from one host at once: at 10 Mbit/s an unpaced sender's flows are served in turn by its link
+    (TCP small queues, each flow's TSO packets at their two-packet floor), so the later ones take the first one's share
+    weight (traced: four 1 MB CUBIC flows ended within 40 ms, docs/network-validation.md "Stop 91"); BBR paces each
+    flow at its own rate, and at 100 Mbit/s a flow's TSO packets grow with its window: each draws its own."""
+    g = nx.Graph()
+    for i in range(5):
+        g.add_edge(f"h{i}", "sw", params=LinkParams(bandwidth_bps=rate_bps, latency_s=0.0015, jitter_s=0, loss=0))
+    env = simpy.Environment()
+    net = Network(env, g, np.random.SeedSequence(0), SEG, Transport(congestion_control=cc))
+    drawn = []
+    draw = net.share_weight
+
+    def recorded(*args):
+        drawn.append(draw(*args))
+        return drawn[-1]
+
+    net.share_weight = recorded
+    for i in range(1, 5):
+        env.process(net.transfer_tcp("h0", f"h{i}", SEG))
+    env.run()
+    assert len(drawn) == 4 and (len(set(drawn)) == 1) == one_weight, drawn
+    assert all(link.tcp_flows == 0 for link in net.links.values())  # every message counted out at its end
