@@ -225,6 +225,11 @@ def tso_bytes(flight_bytes: int, packet_bytes: int, rtt_s: float) -> int:
     return min(flight_bytes, max(TSO_MIN_PACKETS, int(pacing_bytes // packet_bytes)) * packet_bytes)
 
 
+def sender_hop(links: list[LinkServer]) -> int:
+    """The index in a route of its sender's link: behind its kernel's stage where it has one (``Network.tcp_route``)."""
+    return 1 if links[0].index < 0 else 0
+
+
 @functools.cache
 def in_order_mean_s(jitter_s: float, gap_s: float) -> float:
     """The mean delay, beyond the latency, of a stream of packets ``gap_s`` apart over a link that delays each by an
@@ -363,7 +368,7 @@ class Network:
         if taken is not None:  # succeeded at the acknowledgement's time (a lossless flow computes ahead of it)
             win.watch = (taken[0], functools.partial(self._succeed_at, taken[1]))
         back_s = self.ack_delay_s(src, dst) if conn is not None else 0.0
-        first = links[1 if links[0].index < 0 else 0]
+        first = links[sender_hop(links)]
         if conn is not None:
             conn.open += 1
             first.tcp_flows += 1
@@ -616,7 +621,7 @@ class Network:
         sigma = self.transport.share_spread(nbytes * 8 / min(link.bandwidth_bps for link in links))
         if not sigma:
             return 1.0
-        first = links[1 if links[0].index < 0 else 0]  # the sender's link (behind its kernel's stage)
+        first = links[sender_hop(links)]
         if self._in_turn(first):
             return first.weight  # beside the sender's flows under way, served in turn with them (``tcp_flows``)
         rng = self._share_rngs.get((src, dst))
@@ -734,7 +739,7 @@ class Network:
         acknowledgements come back, packet by packet among other flows' packets, not as one block ahead of them. The
         kernel's stage before the link (``tcp_route``) is crossed in a packet's time; a token bucket lets the bytes
         leave up to its depth sooner (``LinkServer.leaves``)."""
-        h = 1 if links[0].index < 0 else 0  # the sender's link, behind its kernel's stage
+        h = sender_hop(links)
         lead_s = (packet_bytes or 0) * 8 / links[0].bandwidth_bps if h else 0.0
         at = max(now_s, max(flow[2 * h], ahead[0]) - lead_s - links[h].burst_s)
         ahead[0] = max(at + lead_s, flow[2 * h], ahead[0]) + size * 8 / links[h].bandwidth_bps
