@@ -328,12 +328,14 @@ SURELY_BAD = {"utf8", "deep", "bomb", "recursive", "size"}  # never a valid scen
 
 def _command(rng: random.Random, target: str, kind: str, out: str = "out") -> list[str]:
     """A command that reads ``target`` as a scenario; real runs only where the input cannot be valid."""
-    choices = ["check", "sim", "dry"] + (["hw"] if kind in SURELY_BAD else [])
+    choices = ["check", "sim", "dry", "turn"] + (["hw"] if kind in SURELY_BAD else [])
     cmd = rng.choice(choices)
     if cmd == "check":
         return ["scenario", "check", target]
     if cmd == "sim":
         return ["sim", target, "--out", out, "--replications", "1", *SIM_BUDGET]
+    if cmd == "turn":  # both modes in one run, their rounds in turn, split in two
+        return ["sim", target, "--mode", "both", "--rounds-in-turn", "--out", out, "--replications", "1", *SIM_BUDGET]
     if cmd == "dry":
         return ["hw", "run", target, "--backend", "k8s", "--dry-run"]
     return ["hw", "run", target, "--out", out, "--rounds", "1"]
@@ -464,6 +466,10 @@ OPTION_CASES = [
     (["--bogus"], "--bogus"), (["--mode", "caf\udce9"], "--mode"), (["--set"], "--set"), (["--seed"], "--seed"),
     (["--max-memory-gib", "0.01"], "GiB"),
     (["--max-minutes", "0.01"], "--max-minutes"),
+    (["--rounds-in-turn"], "--rounds-in-turn"), (["--mode", "sequential", "--rounds-in-turn"], "--rounds-in-turn"),
+    (["--mode", "both", "--rounds-in-turn", "--set", "workload.fl.rounds=1"], "workload.fl.rounds"),
+    (["--fabric-of", "nope"], "--fabric-of"), (["--fabric-of", "file.txt"], "--fabric-of"),
+    (["--fabric-of", "nonempty"], "--fabric-of"), (["--workers", "-1"], "--workers"),
 ]  # fmt: skip
 HW_OPTION_CASES = [
     (["--rounds", "0"], "--rounds"), (["--rounds", "1000000000"], "--rounds"), (["--backend", "cloud"], "--backend"),
@@ -485,6 +491,11 @@ OTHER_COMMANDS = [
     (["node", "--role", "x", "--run-dir", "nope", "--name", "a"], "--run-dir"),
     (["scenario", "check"], "file"), (["scenario", "nope"], "nope"), (["nope"], "nope"), (["sim"], "scenario"),
     (["hw", "run"], "scenario"),
+    (["compare", "nonempty", "nonempty", "--at-speed"], "nonempty"), (["report", "nope", "--out", "r.html"], "nope"),
+    (["report", "file.txt", "--out", "r.html"], "file.txt"), (["report", "nonempty", "--out", "r.html"], "nonempty"),
+    (["hw", "recover", "nope"], "nope"), (["hw", "recover", "nonempty"], "nonempty"),
+    (["hw", "energy", "nonempty", "--power-log", "file.txt"], "file.txt"),
+    (["study", "nope.yaml"], "nope.yaml"), (["study", "file.txt"], "file.txt"),
     (["scenario", "check", "scenarios/paper-3node.yaml", "--max-minutes", "0.01"], "--max-minutes"),
 ]  # fmt: skip
 

@@ -310,8 +310,9 @@ def scenario_check(
 
 
 def _check_cost(s: scn.Scenario, reps: int | None, modes: int, max_memory_gib: float,
-                max_minutes: float) -> costs.Cost:  # fmt: skip
-    """Refuse a simulation over budget before it starts; warn about a long one."""
+                max_minutes: float, fallback: str = "") -> costs.Cost:  # fmt: skip
+    """Refuse a simulation over budget before it starts; warn about a long one. ``fallback``: why run.engine auto
+    runs the event model instead of the kernels found at run time (said with the refusal)."""
     from sim import cost as costs
     from sim.errors import UserError
     from sim.telemetry import engine_problem
@@ -319,6 +320,7 @@ def _check_cost(s: scn.Scenario, reps: int | None, modes: int, max_memory_gib: f
     if problem := engine_problem(s):
         raise UserError(problem)
     cost = costs.estimate(s, reps, modes)
+    cost.fallback = fallback or cost.fallback
     problem = costs.budget_problem(s, cost, max_memory_gib, max_minutes)
     if problem:
         raise UserError(problem)
@@ -398,7 +400,8 @@ def sim_cmd(
     if heartbeat is not None:
         watch_heartbeat(heartbeat, SIM_HEARTBEAT_STALE_S)
     with rundir.claimed(out, force, discard=True, keep_measured=True), _writing(out):
-        runs, comparison = _simulate_into(s, modes, out, seed, replications, profile_run, procs, workers == 1)
+        runs, comparison = _simulate_into(s, modes, out, seed, replications, profile_run, procs, workers == 1,
+                                          (max_memory_gib, max_minutes))  # fmt: skip
     if comparison is not None:
         STDOUT.print(modes_table(runs["sequential"].summary, runs["concurrent"].summary, comparison))
     else:
@@ -407,7 +410,7 @@ def sim_cmd(
     for m, r in (whole or runs).items():
         for w in r.summary.warnings:
             if w not in told:
-                _warn(f"({m}) {w}")
+                _warn(f"({'both modes, rounds in turn' if m == ALTERNATING else m}) {w}")
     if whole:
         _say(f"each mode: {out / 'sequential'}/, {out / 'concurrent'}/ (rounds in turn, S C C S ...)")
     _say(f"results: {out}/")
@@ -495,6 +498,7 @@ def _workers(asked: int, reps: int, cost: costs.Cost, max_memory_gib: float) -> 
 
 def _simulate_into(s: scn.Scenario, modes: list[str], out: Path, seed: int | None, reps: int | None,
                    profile_run: bool, workers: int = 1, alone: bool = False,
+                   budget: tuple[float, float] = (DEFAULT_MAX_MEMORY_GIB, DEFAULT_MAX_MINUTES),
                    ) -> tuple[dict[str, RunResult], dict[str, Any] | None]:  # fmt: skip
     from dataclasses import replace
 
@@ -512,7 +516,7 @@ def _simulate_into(s: scn.Scenario, modes: list[str], out: Path, seed: int | Non
     profiler = _start_profiler() if profile_run else None
     runs: dict[str, RunResult] = {}
     try:
-        for m, run in _run_with_progress(s, modes, seed, reps, workers):  # one mode written while the next runs
+        for m, run in _run_with_progress(s, modes, seed, reps, workers, budget):  # written while the next runs
             runs[m] = run
             write_run(run, out / m if len(modes) > 1 else out, s)
     finally:
@@ -594,14 +598,20 @@ def _progress(label: str | None) -> Progress:
 
 
 def _run_with_progress(s: scn.Scenario, modes: list[str], seed: int | None, reps: int | None, workers: int = 1,
+                       budget: tuple[float, float] = (DEFAULT_MAX_MEMORY_GIB, DEFAULT_MAX_MINUTES),
                        ) -> Iterator[tuple[str, RunResult]]:  # fmt: skip
+    """The modes' runs with a progress bar; where auto's kernels give up at run time, the event model's run of that
+    mode is held to the budget (memory GiB, minutes) as the estimate was before the start: refused in one line."""
     from sim.runner import simulate_modes
+
+    def within_budget(events: scn.Scenario, why: str) -> None:
+        _check_cost(events, reps, 1, *budget, fallback=why)
 
     total = reps or s.run.replications
     with _progress(None) as bar:
         tasks = {m: bar.add_task(f"{s.name} [{m}]", total=total) for m in modes}
         yield from simulate_modes(s, modes, seed, reps, lambda m, done: bar.update(tasks[m], completed=done),
-                                  workers=workers)  # fmt: skip
+                                  workers=workers, before_events=within_budget)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -79,15 +79,17 @@ def simulate(
     progress: Callable[[int], None] | None = None,
     only: int | None = None,
     workers: int = 1,
+    before_events: Callable[[Scenario, str], None] | None = None,
 ) -> RunResult:
     """Run all replications of a scenario in one processing mode (default: the scenario's).
 
     ``only``: run just that replication of the ``replications`` spawned from ``seed`` (its random streams,
     index and results are those it has in the whole run), so a sweep can spread one point's replications.
-    ``workers``: processes that run replications side by side (forked from this one; 1: all here)."""
+    ``workers``: processes that run replications side by side (forked from this one; 1: all here).
+    ``before_events``: as ``simulate_modes``'s."""
     mode = mode or scenario.workload.processing.mode
     told = None if progress is None else (lambda _mode, done: progress(done))
-    ((_, result),) = simulate_modes(scenario, [mode], seed, replications, told, only, workers)
+    ((_, result),) = simulate_modes(scenario, [mode], seed, replications, told, only, workers, before_events)
     return result
 
 
@@ -99,11 +101,15 @@ def simulate_modes(
     progress: Callable[[str, int], None] | None = None,
     only: int | None = None,
     workers: int = 1,
+    before_events: Callable[[Scenario, str], None] | None = None,
 ) -> Iterator[tuple[str, RunResult]]:
     """``simulate`` for several modes with one pool of workers: each mode's run, in the order given, as soon
     as its replications are in, while the workers go on with the next mode's (a caller writes one run while
     the next is computed). Each mode has the same replications (seeds) it has alone; a mode's ``wall_s``
-    counts from this call's start. ``progress(mode, done)``: replications done in that mode."""
+    counts from this call's start. ``progress(mode, done)``: replications done in that mode.
+    ``before_events(scenario, why)``: where ``run.engine: auto``'s kernels give up at run time (``why``), called
+    with the scenario as the event model will run that mode again (``run.engine: events``) before it starts; it
+    may raise to refuse what that costs (the command line's budget)."""
     for mode in modes:
         if mode not in (*MODES, ALTERNATING):
             raise ValueError(f"mode must be one of {(*MODES, ALTERNATING)} (got {mode!r})")
@@ -137,9 +143,23 @@ def simulate_modes(
                         run = _assemble(scenario, job.mode, seed, done[job.mode], started)
                     yield job.mode, run
         if refused is not None:
-            if scenario.run.engine == "vectorized":
-                raise UserError(f"{scenario.path}: run.engine: vectorized: {refused[1]}")
+            _falling_back(scenario, refused[1], before_events)
             engines[refused[0]] = "events"  # auto: the event model computes what the kernels do not
+
+
+def _falling_back(scenario: Scenario, why: NotVectorizable, before_events: Callable[[Scenario, str], None] | None,
+                  ) -> None:  # fmt: skip
+    """The kernels gave up at run time (``why``): refused where ``run.engine: vectorized`` asked for them, else the
+    event model's scenario shown to ``before_events`` (which may refuse it) before it runs the mode again."""
+    if scenario.run.engine == "vectorized":
+        raise UserError(f"{scenario.path}: run.engine: vectorized: {why}")
+    if before_events is not None:
+        before_events(on_events(scenario), str(why))
+
+
+def on_events(scenario: Scenario) -> Scenario:
+    """``scenario`` as the event model runs it (``run.engine: events``), its file's path kept for its messages."""
+    return scenario.model_copy(update={"run": scenario.run.model_copy(update={"engine": "events"})})
 
 
 def _assemble(scenario: Scenario, mode: str, seed: int, results: list[ReplicationResult], started: float) -> RunResult:

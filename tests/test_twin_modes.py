@@ -90,6 +90,13 @@ def test_a_simulation_of_rounds_in_turn_splits_as_a_twins_both_run(pqtwin, tmp_p
         res = pqtwin("sim", "scenarios/localhost.yaml", "--rounds-in-turn", *extra, "--out", str(tmp_path / "no"))
         assert res.returncode == 2 and res.stderr.count("\n") == 1 and words in res.stderr, res.stderr
         assert not (tmp_path / "no").exists()
+    # a warning of the whole run says which run it is in the user's words, once (not once per half)
+    res = pqtwin("sim", "scenarios/localhost.yaml", "--mode", "both", "--rounds-in-turn", *SMALL, "--set",
+                 "workload.fl.rounds=4", "--set", "run.horizon_s=0.001", "--out", str(tmp_path / "short"))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    said = [line for line in res.stderr.splitlines() if "completed no round" in line]
+    assert said == ["warning: (both modes, rounds in turn) a replication completed no round before the horizon (raise "
+                    "run.horizon_s)"], res.stderr  # fmt: skip
 
 
 def test_repeated_both_runs_pool_their_pairs_of_rounds(tmp_path):

@@ -88,7 +88,8 @@ def tasks(plan: Plan, skip: set[str]) -> list[Task]:
         assert p.scenario is not None
         values = {a.key: a.column(p.values[a.key]) for a in spec.axes}
         priority = round((p.est_wall_s or 0.0) * 1e3)
-        out.append(Task(p.index, p.hash, values, p.scenario, p.seed, spec.replications, tuple(spec.kpis), priority))
+        out.append(Task(p.index, p.hash, values, p.scenario, p.seed, spec.replications, tuple(spec.kpis), priority,
+                        plan.budget))  # fmt: skip
     return out
 
 

@@ -73,6 +73,9 @@ class Plan:
     # the keys the valid points' summaries can give each mapping (``sim.sweep.point.kpi_keys``): gathered only
     # where a KPI pattern's columns depend on them (``sim.sweep.spec.kpi_mappings``)
     kpi_keys: dict[str, set[str]] = field(default_factory=dict)
+    # each point's budget (GiB of memory, minutes), which a point's run is held to where run.engine auto's kernels
+    # give up at run time and the event model would run it instead (``sim.sweep.point.run_point``)
+    budget: tuple[float, float] = (costs.DEFAULT_MAX_MEMORY_GIB, costs.DEFAULT_MAX_MINUTES)
 
     @property
     def estimated(self) -> int:
@@ -277,7 +280,7 @@ class _Builder:
         self.profiles = ProfileCache()
         self.parsed: dict[str, Any] = {}  # override values already parsed
         self.seen: set[str] = set()
-        self.out = Plan(spec, path, [], 0, 0, 0)
+        self.out = Plan(spec, path, [], 0, 0, 0, budget=budget)
         self.keep_scenarios = True
         self.keyed = kpi_mappings(spec.kpis)  # the points' kpi_keys to gather (``Plan.kpi_keys``)
         self.shapes: set[tuple[tuple[str, tuple[str, ...]], ...]] = set()

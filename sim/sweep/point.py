@@ -9,6 +9,7 @@ fails for a reason the user can fix (``UserError``) becomes rows carrying that o
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import time
 import traceback
@@ -44,6 +45,7 @@ class Task:
     replications: int
     kpis: tuple[str, ...]
     priority: int = 0  # Dask runs higher first: the estimated milliseconds of simulation
+    budget: tuple[float, float] | None = None  # the plan's per point (GiB, minutes), for a fallback found at run time
 
 
 @dataclass(frozen=True)
@@ -60,9 +62,10 @@ def run_point(task: Task) -> Outcome:
 
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
+    held = None if task.budget is None else functools.partial(_within_budget, task.budget, task.replications)
     try:
         for r in range(task.replications):
-            summary = simulate(task.scenario, None, task.seed, task.replications, only=r).summary
+            summary = simulate(task.scenario, None, task.seed, task.replications, only=r, before_events=held).summary
             rows.append(_row(task, r) | kpis(summary, task.kpis))
     except UserError as exc:
         return failed(task, exc.lines[0], "input", time.perf_counter() - started)
@@ -71,6 +74,17 @@ def run_point(task: Task) -> Outcome:
         return failed(task, f"{type(exc).__name__}: {shorten(str(exc), 200)} ({where.filename}:{where.lineno})",
                       "crash", time.perf_counter() - started)  # fmt: skip
     return Outcome(rows, time.perf_counter() - started)
+
+
+def _within_budget(budget: tuple[float, float], replications: int, events: Scenario, why: str) -> None:
+    """A point whose kernels gave up at run time (``why``): the event model's run of it held to the point's budget,
+    as the plan held its estimate (a ``UserError``: the point's one-line error, kind input)."""
+    from sim import cost as costs
+
+    cost = costs.estimate(events, replications, 1)
+    cost.fallback = why
+    if problem := costs.budget_problem(events, cost, *budget):
+        raise UserError(problem)
 
 
 def _row(task: Task, replication: int) -> dict[str, Any]:
