@@ -185,9 +185,12 @@ def _pop(tags, refs, h):  # type: ignore[no-untyped-def]
 
 @njit(cache=True)
 def _shared_frames(fr_t, fr_work, o, cores, state, tags, refs, h, cut, end_s, done_t,  # type: ignore[no-untyped-def]
-                   counters, near, track, series, bin_s):  # fmt: skip
-    """``shared_cores`` with no foreground before ``cut``: the same arithmetic (a rate of 1 while the jobs fit
-    the cores: its products and quotients are exact, so left out) without the foreground's branches."""
+                   counters, near, track, series, bin_s, fg_done):  # fmt: skip
+    """``shared_cores`` with no foreground asked before ``cut``: the same arithmetic (a rate of 1 while the jobs fit
+    the cores: its products and quotients are exact, so left out) without the foreground's arrivals. Foreground
+    jobs asked before may still be running (a long training): their completions are compared with SimPy's, as
+    ``shared_cores`` does, and write no frame's done time (a job's reference is negative: as an index it would
+    write a frame's row counted from the table's end)."""
     v, last = state[0], state[1]
     offered = counters[2]  # summed here, written back at the end
     n = o.size
@@ -216,7 +219,10 @@ def _shared_frames(fr_t, fr_work, o, cores, state, tags, refs, h, cut, end_s, do
                 r = refs[0]
                 _pop(tags, refs, h)
                 h -= 1
-                done_t[r] = tc
+                if r >= 0:
+                    done_t[r] = tc
+                else:
+                    _delayed(counters, abs(tc - fg_done[-r - 1]), tc)  # done off either way
             continue
         t = ta
         if t >= cut:
@@ -283,7 +289,8 @@ def shared_cores(  # type: ignore[no-untyped-def]
     track = k0 < m  # with no foreground left to serve, no busy period will serve any: none is kept
     if k0 >= m or fg_asked[k0] >= cut:
         h, tags, refs, near, kept = _shared_frames(
-            fr_t, fr_work, o, cores, state, tags, refs, h, cut, end_s, done_t, counters, near, track, series, bin_s
+            fr_t, fr_work, o, cores, state, tags, refs, h, cut, end_s, done_t, counters, near, track, series, bin_s,
+            fg_done,
         )
         return h, k0, tags, refs, near, kept
     v, last = state[0], state[1]

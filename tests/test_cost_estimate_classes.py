@@ -262,28 +262,37 @@ def test_the_estimate_keeps_the_models_slices_and_hello():
     assert costs.HELLO_BYTES == model.HELLO_BYTES
 
 
-# The kernels' giving up found at run time only: a fuzz hunt's ward-200 (2026-12-07, bench/fuzz_inputs.py seed 4242)
-# whose clients train on 10 M samples with a round timeout of a day and dropouts of 0.99 was estimated as the
-# kernels compute it (~0.85 GiB, ~13 s, within --max-minutes 0.5 and 1 GiB); at run time a frame of vitals-2 took
-# 1.32 s, not less than its period, auto ran the event model instead, and it ran on past both budgets (1.6 GB and
-# 32 s a replication, 5 replications). The event model's run is now held to the budget before it starts.
-HUNT_4242 = ["workload.fl.samples_per_client=10000000", "workload.fl.round_timeout_s=86400",
-             "workload.fl.dropout_probability=0.99"]  # fmt: skip
+# The kernels' giving up found at run time only. A fuzz hunt (2026-12-07, bench/fuzz_inputs.py --seed 4242) ran a
+# ward-200 estimated as the kernels compute it (0.85 GiB, 13 s: within --max-minutes 0.5 and 1 GiB) whose kernels
+# gave up at run time; auto ran the event model instead, on past both budgets (1.6 GB and 32 s a replication). Its
+# giving up was a kernel bug, fixed (tests/test_engines.py), but an estimate can miss a fallback (it prices the
+# frames' slowest time from a model of their way: sim.cost._slow_frames), and whatever it misses must be held to the
+# budget before the event model runs it. Here the estimate is made to miss one it catches.
+SLOW_LINK = ["run.replications=1", "deployment.network.links.4.latency_s=1"]  # frames slower than their period
 
 
-def test_a_fallback_found_at_run_time_is_held_to_the_budget_before_it_runs(pqtwin, tmp_path):
+@pytest.fixture
+def estimate_misses_slow_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(costs, "_slow_frames", lambda *a, **k: None)
+
+
+def test_a_fallback_found_at_run_time_is_held_to_the_budget_before_it_runs(estimate_misses_slow_frames, tmp_path,
+                                                                          capsys):  # fmt: skip
+    from pqtwin import cli
+
+    s = load_scenario(WARD, SLOW_LINK)
+    assert costs.budget_problem(s, costs.estimate(s), 1.0, 0.2) is None  # estimated as the kernels compute it
     out = tmp_path / "w"
-    sets = [a for change in HUNT_4242 for a in ("--set", change)]
-    res = pqtwin("sim", str(WARD), *sets, "--out", str(out), "--max-minutes", "0.5")
-    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
-    assert res.stderr.startswith(f"error: {WARD}: ") and "over the 1 GiB budget (--max-memory-gib)" in res.stderr
-    assert "auto runs the event model: a frame of vitals-2 took" in res.stderr, res.stderr
+    argv = ["sim", str(WARD), *(a for change in SLOW_LINK for a in ("--set", change)), "--out", str(out)]
+    code = cli.run([*argv, "--max-minutes", "0.2"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith(f"error: {WARD}: "), err
+    assert "over the 1 GiB budget (--max-memory-gib)" in err and "auto runs the event model: a frame of" in err, err
     assert not out.exists()  # nothing written, no run left half done
 
 
 def test_the_event_models_scenario_is_shown_before_a_fallback_and_may_refuse_it():
-    s = load_scenario(WARD, ["run.replications=1", "run.horizon_s=120", "deployment.network.links.4.latency_s=1"])
-    assert costs.estimate(s).fallback  # priced as the event model, but the engine starts on the kernels
+    s = load_scenario(WARD, [*SLOW_LINK, "run.horizon_s=120"])
     seen: list[tuple[str, Path, str]] = []
 
     def shown(events: Any, why: str) -> None:
@@ -301,12 +310,11 @@ def test_the_event_models_scenario_is_shown_before_a_fallback_and_may_refuse_it(
         list(runner.simulate_modes(s, ["concurrent"], before_events=refuse))
 
 
-def test_a_sweep_point_whose_fallback_is_over_its_budget_is_an_input_error_not_a_long_run():
+def test_a_sweep_point_whose_fallback_is_over_its_budget_is_an_input_error_not_a_long_run(estimate_misses_slow_frames):
     from sim.sweep.point import Task, run_point
 
-    s = load_scenario(WARD, ["run.replications=1", *HUNT_4242])
-    assert costs.budget_problem(s, costs.estimate(s, 1, 1), 1.0, 0.5) is None  # the plan lets the point through
-    task = Task(0, "h", {}, s, 7, 1, (), budget=(1.0, 0.5))
-    out = run_point(task)
+    s = load_scenario(WARD, SLOW_LINK)
+    assert costs.budget_problem(s, costs.estimate(s, 1, 1), 1.0, 0.2) is None  # the plan lets the point through
+    out = run_point(Task(0, "h", {}, s, 7, 1, (), budget=(1.0, 0.2)))
     assert out.error_kind == "input" and out.rows[0]["error"] == out.error, out
-    assert "over the 1 GiB budget" in out.error and "auto runs the event model: a frame of vitals-2" in out.error
+    assert "over the 1 GiB budget" in out.error and "auto runs the event model: a frame of" in out.error, out.error
