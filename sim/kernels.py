@@ -288,10 +288,8 @@ def shared_cores(  # type: ignore[no-untyped-def]
     m = fg_asked.size
     track = k0 < m  # with no foreground left to serve, no busy period will serve any: none is kept
     if k0 >= m or fg_asked[k0] >= cut:
-        h, tags, refs, near, kept = _shared_frames(
-            fr_t, fr_work, o, cores, state, tags, refs, h, cut, end_s, done_t, counters, near, track, series, bin_s,
-            fg_done,
-        )
+        h, tags, refs, near, kept = _shared_frames(fr_t, fr_work, o, cores, state, tags, refs, h, cut, end_s, done_t,
+                                                   counters, near, track, series, bin_s, fg_done)  # fmt: skip
         return h, k0, tags, refs, near, kept
     v, last = state[0], state[1]
     n = o.size
