@@ -159,6 +159,8 @@ class Replication:
         self.hot_frames: list[tuple[int, int, float, float, float]] = []  # (population, device, emit, done, wait)
         self.hot_started = 0
         self.hot_rngs: dict[int, np.random.Generator] = {}
+        # (population, device) -> the emission of its frame under way in SimPy: one at a time, in its own process
+        self.hot_carrying: dict[tuple[int, int], float] = {}
         # the first pass also gives SimPy the frames of the start-up storm, emitted while device handshakes are
         # under way and some device has yet to finish its first (up to the hot budget): where frames and
         # handshakes meet, known early. The storm ends there when every device has its first keys, or at its
@@ -704,7 +706,8 @@ class Replication:
         model's ``_frame``, drawing from its population's own stream and keeping no span (the kernels count it
         with theirs). Carried by its device's own process, not one of its own (two events a frame fewer): the
         period's timer is set first, so the next frame goes when it would; a frame that outlasts its period,
-        which would hold it, makes the run the event model's anyway (``telemetry._within_period``)."""
+        which would hold it, makes the run the event model's anyway (``telemetry._within_period``; one still under
+        way at the end: ``hot_carrying``)."""
         if k not in self.hot_rngs:
             assert self.frame_ss is not None
             self.hot_rngs[k] = stream(self.frame_ss, 3, k)
@@ -712,7 +715,9 @@ class Replication:
         tick = env.timeout(period_s)
         start = env.now
         self.hot_started += 1
+        self.hot_carrying[k, i] = start
         wait = yield from self._carry_frame(dev, receiver, payload, gateway, None, self.hot_rngs[k])
+        del self.hot_carrying[k, i]
         self.hot_frames.append((k, i, start, env.now, wait))
         yield tick
 

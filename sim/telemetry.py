@@ -397,7 +397,13 @@ def simulate_frames(
 def _hot_frames(rep: Replication, pops: list[Population], sketches: dict[str, LatencySketch], rows: list[SpanRow],
                 rng: np.random.Generator, keep_fraction: float) -> tuple[int, int]:  # fmt: skip
     """The frames SimPy computed (hot intervals) into the statistics and the span sample, as ``_record`` puts
-    the kernels'; returns how many completed by the end, and their bytes."""
+    the kernels'; returns how many completed by the end, and their bytes. A frame still under way at the end has
+    taken at least that long: over its period, it held its device's next frames back, as the event model's
+    devices are not (``_within_period``)."""
+    for p in pops:
+        under_way = [start for (k, _), start in rep.hot_carrying.items() if k == p.index]
+        if under_way:
+            _within_period(p, rep.env.now - np.asarray(under_way))
     if not rep.hot_frames:
         return 0, 0
     hot = np.array(rep.hot_frames, dtype=float)
