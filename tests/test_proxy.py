@@ -74,11 +74,13 @@ def recv_all(sock: socket.socket) -> bytes:
 
 
 def send_then_close(sock: socket.socket, payload: bytes) -> threading.Thread:
-    """Send in a thread (so the caller can read at the same time), then half-close."""
+    """Send in a thread (so the caller can read at the same time), then half-close. A peer that closed first (a
+    stranger the proxy cut off) ends it early: what arrived is the caller's to check."""
 
     def run() -> None:
-        sock.sendall(payload)
-        sock.shutdown(socket.SHUT_WR)
+        with contextlib.suppress(OSError):  # EPIPE, ECONNRESET, or ENOTCONN at the half-close
+            sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
