@@ -58,16 +58,16 @@ def judge(sets: list[str]) -> tuple[str, float]:
         vec = run("vectorized", *sets)
     except UserError:
         return "refused", 0.0
+    unequal = "wrong" if vec.summary.engine is not None and vec.summary.engine.exact else "flagged"
     a, b = frames(ev.spans), frames(vec.spans)
     if len(a) != len(b) or (len(a) and not (a.host.to_numpy() == b.host.to_numpy()).all()):
-        return ("flagged" if not vec.summary.engine or not vec.summary.engine.exact else "wrong"), float("inf")
+        return unequal, float("inf")
     off = float(np.abs(a.end_s.to_numpy() - b.end_s.to_numpy()).max()) if len(a) else 0.0
     ra, rb = ev.summary.round_latency_s.mean, vec.summary.round_latency_s.mean
     off = max(off, 0.0 if ra is None or rb is None else abs(ra - rb))
-    exact = vec.summary.engine is not None and vec.summary.engine.exact
     if off <= 1e-9 and ev.summary.rounds_completed == vec.summary.rounds_completed:
         return "equal", off
-    return ("wrong" if exact else "flagged"), off
+    return unequal, off
 
 
 def main() -> int:

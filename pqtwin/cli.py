@@ -319,11 +319,7 @@ def _check_cost(s: scn.Scenario, reps: int | None, modes: int, max_memory_gib: f
 
     if problem := engine_problem(s):
         raise UserError(problem)
-    cost = costs.estimate(s, reps, modes)
-    cost.fallback = fallback or cost.fallback
-    problem = costs.budget_problem(s, cost, max_memory_gib, max_minutes)
-    if problem:
-        raise UserError(problem)
+    cost = costs.within_budget(s, reps, modes, max_memory_gib, max_minutes, fallback)
     if warning := costs.large_run_warning(s, cost):
         _warn(warning)
     return cost

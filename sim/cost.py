@@ -45,7 +45,7 @@ import numpy as np
 
 from sim import catalogue
 from sim.contract import RECORD_HEADER_BYTES
-from sim.errors import field_error
+from sim.errors import UserError, field_error
 from sim.loading import machine_memory_bytes
 from sim.profile import LinearOp, Profile, op_kind, overhead_bytes
 from sim.scenario import (
@@ -259,6 +259,17 @@ def budget_problem(s: Scenario, cost: Cost, max_memory_gib: float, max_minutes: 
     if cost.fallback:  # after the advice: a line cut to length keeps what to change
         msg += f"; auto runs the event model: {cost.fallback}"
     return field_error(s.path, name, value, msg)
+
+
+def within_budget(s: Scenario, replications: int | None, modes: int, max_memory_gib: float, max_minutes: float,
+                  fallback: str = "") -> Cost:  # fmt: skip
+    """``estimate``, refused over budget (``budget_problem``'s line as a ``UserError``). ``fallback``: why run.engine
+    auto runs the event model, where found at run time (the kernels gave up), said with the refusal."""
+    cost = estimate(s, replications, modes)
+    cost.fallback = fallback or cost.fallback
+    if problem := budget_problem(s, cost, max_memory_gib, max_minutes):
+        raise UserError(problem)
+    return cost
 
 
 def _gib(n: float) -> str:

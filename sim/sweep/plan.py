@@ -329,10 +329,7 @@ class _Builder:
             raise UserError(f"{self.path}: run.engine: vectorized: {why}")
         wall = None
         if estimate:
-            cost = costs.estimate(s, self.spec.replications, 1)
-            if problem := costs.budget_problem(s, cost, *self.budget):
-                raise UserError(problem)
-            wall = cost.wall_s
+            wall = costs.within_budget(s, self.spec.replications, 1, *self.budget).wall_s
         h = point_hash(self.spec, s, identity, point.seed)
         if self.keyed and (keys := kpi_keys(s, self.keyed)) and (shape := tuple(keys.items())) not in self.shapes:
             self.shapes.add(shape)  # (most points have the keys of another)

@@ -62,7 +62,7 @@ def run_point(task: Task) -> Outcome:
 
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
-    held = None if task.budget is None else functools.partial(_within_budget, task.budget, task.replications)
+    held = None if task.budget is None else functools.partial(_within_budget, task)
     try:
         for r in range(task.replications):
             summary = simulate(task.scenario, None, task.seed, task.replications, only=r, before_events=held).summary
@@ -76,15 +76,13 @@ def run_point(task: Task) -> Outcome:
     return Outcome(rows, time.perf_counter() - started)
 
 
-def _within_budget(budget: tuple[float, float], replications: int, events: Scenario, why: str) -> None:
+def _within_budget(task: Task, events: Scenario, why: str) -> None:
     """A point whose kernels gave up at run time (``why``): the event model's run of it held to the point's budget,
     as the plan held its estimate (a ``UserError``: the point's one-line error, kind input)."""
     from sim import cost as costs
 
-    cost = costs.estimate(events, replications, 1)
-    cost.fallback = why
-    if problem := costs.budget_problem(events, cost, *budget):
-        raise UserError(problem)
+    assert task.budget is not None
+    costs.within_budget(events, task.replications, 1, *task.budget, fallback=why)
 
 
 def _row(task: Task, replication: int) -> dict[str, Any]:
